@@ -1,0 +1,192 @@
+"""A synthetic counting dataset: 1 to 5 shapes of one kind and colour, drawn with Pillow.
+
+Every item is a pure function of (seed, index), so a dataset is reproducible from two
+integers, and the same layout renders at any resolution (32x32 for the demo models,
+larger for gold items shown to people). Captions follow the study's grammar:
+"a blue square", "three red circles".
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+# ---------------------------------------------------------------------------
+# Vocabulary and caption grammar
+# ---------------------------------------------------------------------------
+
+KINDS = ("circle", "square", "triangle")
+PLURALS = {"circle": "circles", "square": "squares", "triangle": "triangles"}
+# Saturated colours far apart in RGB and far from the white background, so that the
+# counter can tell them apart in blurry, noisy 32x32 samples.
+COLOURS = {
+    "red": (220, 30, 30),
+    "green": (20, 160, 40),
+    "blue": (30, 60, 220),
+    "yellow": (235, 190, 0),
+}
+BACKGROUND = (255, 255, 255)
+MIN_COUNT, MAX_COUNT = 1, 5
+NUMBER_WORDS = {1: "a", 2: "two", 3: "three", 4: "four", 5: "five"}
+_WORD_NUMBERS = {"a": 1, "an": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5}
+
+
+@dataclass(frozen=True)
+class Scene:
+    """What an image shows: `count` shapes of one `kind` and `colour`."""
+
+    kind: str
+    colour: str
+    count: int
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown kind {self.kind!r}; expected one of {KINDS}")
+        if self.colour not in COLOURS:
+            raise ValueError(f"unknown colour {self.colour!r}; expected one of {tuple(COLOURS)}")
+        if not MIN_COUNT <= self.count <= MAX_COUNT:
+            raise ValueError(f"count {self.count} outside {MIN_COUNT}..{MAX_COUNT}")
+
+    @property
+    def caption(self) -> str:
+        noun = self.kind if self.count == 1 else PLURALS[self.kind]
+        return f"{NUMBER_WORDS[self.count]} {self.colour} {noun}"
+
+
+def parse_caption(caption: str) -> Scene:
+    """Inverse of `Scene.caption`; raises ValueError on text outside the grammar."""
+    words = caption.strip().lower().split()
+    if len(words) != 3 or words[0] not in _WORD_NUMBERS:
+        raise ValueError(f"not a counting caption: {caption!r}")
+    count, colour, noun = _WORD_NUMBERS[words[0]], words[1], words[2]
+    kind = next((k for k in KINDS if noun in (k, PLURALS[k])), None)
+    if kind is None:
+        raise ValueError(f"unknown object {noun!r} in {caption!r}")
+    return Scene(kind, colour, count)
+
+
+def all_scenes() -> list[Scene]:
+    """Every (kind, colour, count) the grammar allows, in a fixed order."""
+    return [
+        Scene(k, c, n)
+        for k in KINDS
+        for c in COLOURS
+        for n in range(MIN_COUNT, MAX_COUNT + 1)
+    ]
+
+
+# ---------------------------------------------------------------------------
+# Layout: non-overlapping shapes in unit coordinates
+# ---------------------------------------------------------------------------
+
+# Shape side as a fraction of the image side. 0.2 gives ~6 px shapes at 32x32, big
+# enough to survive a diffusion model's blur, small enough that five fit anywhere.
+SHAPE_SIZE = (0.19, 0.23)
+# Clear space between bounding boxes (unit coordinates); ~2 px at 32x32, so that
+# slightly bloated generated shapes still come out as separate components.
+GAP = 0.07
+MARGIN = 0.04
+
+
+def sample_layout(count: int, rng: np.random.Generator, max_tries: int = 100) -> list[tuple[float, float, float]]:
+    """`count` boxes (cx, cy, side) in [0, 1] units whose squares are >= GAP apart.
+
+    Random sequential placement: each shape gets up to `max_tries` positions; if one
+    finds no room the whole layout starts over.
+    """
+    for _ in range(max_tries):
+        boxes: list[tuple[float, float, float]] = []
+        for _ in range(count):
+            side = rng.uniform(*SHAPE_SIZE)
+            lo, hi = MARGIN + side / 2, 1 - MARGIN - side / 2
+            for _ in range(max_tries):
+                cx, cy = rng.uniform(lo, hi, size=2)
+                if all(
+                    max(abs(cx - bx), abs(cy - by)) >= (side + bs) / 2 + GAP
+                    for bx, by, bs in boxes
+                ):
+                    boxes.append((float(cx), float(cy), float(side)))
+                    break
+            else:
+                break
+        if len(boxes) == count:
+            return boxes
+    raise RuntimeError(f"could not place {count} shapes in {max_tries} tries")
+
+
+# ---------------------------------------------------------------------------
+# Rendering
+# ---------------------------------------------------------------------------
+
+# Draw at 4x and downsample with a box filter: anti-aliased edges at every size.
+SUPERSAMPLE = 4
+
+
+def render(scene: Scene, layout: list[tuple[float, float, float]], size: int = 32) -> Image.Image:
+    """Draw `layout` (from `sample_layout`) as an RGB image of `size` x `size` pixels."""
+    big = size * SUPERSAMPLE
+    img = Image.new("RGB", (big, big), BACKGROUND)
+    draw = ImageDraw.Draw(img)
+    fill = COLOURS[scene.colour]
+    for cx, cy, side in layout:
+        x0, y0 = (cx - side / 2) * big, (cy - side / 2) * big
+        x1, y1 = (cx + side / 2) * big, (cy + side / 2) * big
+        if scene.kind == "circle":
+            draw.ellipse((x0, y0, x1, y1), fill=fill)
+        elif scene.kind == "square":
+            # Squares drawn a little smaller than their box, so that their area is
+            # close to the circle's and size does not give the kind away.
+            inset = side * big * (1 - math.sqrt(math.pi / 4)) / 2
+            draw.rectangle((x0 + inset, y0 + inset, x1 - inset, y1 - inset), fill=fill)
+        else:
+            draw.polygon(((cx * big, y0), (x1, y1), (x0, y1)), fill=fill)
+    return img.resize((size, size), Image.Resampling.BOX)
+
+
+def item_rng(seed: int, index: int) -> np.random.Generator:
+    """The generator for item `index` of the dataset seeded `seed`."""
+    return np.random.default_rng([seed, index])
+
+
+def sample_scene(rng: np.random.Generator) -> Scene:
+    """A uniformly random scene: kind, colour and count independent and uniform."""
+    return Scene(
+        KINDS[rng.integers(len(KINDS))],
+        tuple(COLOURS)[rng.integers(len(COLOURS))],
+        int(rng.integers(MIN_COUNT, MAX_COUNT + 1)),
+    )
+
+
+def make_item(seed: int, index: int, size: int = 32, scene: Scene | None = None) -> tuple[Image.Image, Scene]:
+    """Item `index` of the dataset seeded `seed`: (image, scene). Pass `scene` to fix
+    what is drawn and keep only the layout random (gold items with a chosen count)."""
+    rng = item_rng(seed, index)
+    drawn = sample_scene(rng)
+    scene = scene or drawn
+    return render(scene, sample_layout(scene.count, rng), size), scene
+
+
+class SyntheticCounting:
+    """`n` rendered items, held in memory as uint8 arrays.
+
+    images: (n, size, size, 3) uint8; scenes: list of Scene; captions: list of str.
+    """
+
+    def __init__(self, n: int, size: int = 32, seed: int = 0):
+        self.n, self.size, self.seed = n, size, seed
+        self.images = np.empty((n, size, size, 3), dtype=np.uint8)
+        self.scenes: list[Scene] = []
+        for i in range(n):
+            img, scene = make_item(seed, i, size)
+            self.images[i] = np.asarray(img)
+            self.scenes.append(scene)
+
+    def __len__(self) -> int:
+        return self.n
+
+    @property
+    def captions(self) -> list[str]:
+        return [s.caption for s in self.scenes]
