@@ -236,6 +236,16 @@ class Block(nn.Module):
 #################################################################################
 
 
+def block_roles(cfg: UViTConfig) -> list[tuple[str, str]]:
+    """(name, role) of the U-ViT blocks in forward order: names 'in.i', 'mid', 'out.i';
+    role 'image' (image stream only) or cfg.conditioning (text and image meet there)."""
+    half, joint = cfg.depth // 2, cfg.conditioning
+    roles = [(f"in.{i}", "image" if i < cfg.n_image else joint) for i in range(half)]
+    roles.append(("mid", joint))
+    roles += [(f"out.{i}", joint if i < cfg.n_joint else "image") for i in range(half)]
+    return roles
+
+
 class UViT(nn.Module):
     """forward(x (B, C, H, W), timesteps (B,) in [0, 1000), context (B, T, text_dim)) -> eps (B, C, H, W)."""
 
@@ -282,13 +292,9 @@ class UViT(nn.Module):
         return {"pos_embed"}
 
     def named_blocks(self) -> list[tuple[str, Block, str]]:
-        """(name, block, role) of the U-ViT blocks in forward order; role is
-        'image' (image stream only), 'concat' or 'cross' (text and image meet)."""
-        joint = self.cfg.conditioning
-        out = [(f"in.{i}", b, "image" if i < self.cfg.n_image else joint) for i, b in enumerate(self.in_blocks)]
-        out.append(("mid", self.mid_block, joint))
-        out += [(f"out.{i}", b, joint if i < self.cfg.n_joint else "image") for i, b in enumerate(self.out_blocks)]
-        return out
+        """(name, block, role) of the U-ViT blocks in forward order; see block_roles."""
+        blocks = [*self.in_blocks, self.mid_block, *self.out_blocks]
+        return [(name, blk, role) for (name, role), blk in zip(block_roles(self.cfg), blocks)]
 
     def _fuse(self, h: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Image stream -> joint stream, and the context the joint blocks attend to."""
