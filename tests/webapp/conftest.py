@@ -1,0 +1,35 @@
+import pytest
+from django.test import Client
+
+from tests.factories import build_open_study
+
+
+@pytest.fixture(autouse=True)
+def _media_root(settings, tmp_path):
+    """Every web app test writes images into its own folder."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+
+
+@pytest.fixture
+def study(db):
+    return build_open_study()
+
+
+def join(client: Client, study, **params):
+    """Join by invite link and consent; return the evaluator's client."""
+    r = client.get(f"/join/{study.invite_token}/", params)
+    assert r.status_code == 302, r.content
+    r = client.post(f"/e/{study.slug}/consent/", {"agree": "yes"})
+    assert r.status_code == 302
+    return client
+
+
+@pytest.fixture
+def evaluator_client(study):
+    return join(Client(), study)
+
+
+def current_task(client: Client, study) -> dict:
+    r = client.get(f"/e/{study.slug}/state/")
+    assert r.status_code == 200
+    return r.json()

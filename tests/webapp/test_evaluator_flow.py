@@ -1,0 +1,157 @@
+"""The evaluator's way through a study: join, consent, count, rank, undo, resume, finish."""
+import pytest
+from django.test import Client
+
+from webapp.studies.models import CountResponse, Entry, Evaluator, RankResponse, Slot, Study
+
+from .conftest import current_task, join
+
+pytestmark = pytest.mark.django_db
+
+
+def answer_current(client, study, *, count=2, ranks="1,2,3,4"):
+    task = current_task(client, study)["task"]
+    if task["kind"] == "count":
+        data = {"kind": "count", "token": task["token"], "answer": str(count)}
+    else:
+        data = {"kind": "rank", "token": task["token"], **{f"rank_{i}": r for i, r in enumerate(ranks.split(","))}}
+    return client.post(f"/e/{study.slug}/task/", data), task
+
+
+def test_join_stores_external_worker_id_and_resumes(study):
+    client = Client()
+    r = client.get(f"/join/{study.invite_token}/", {"PROLIFIC_PID": "PID-123"})
+    assert r.status_code == 302 and r["Location"].endswith("/consent/")
+    ev = Evaluator.objects.get(study=study)
+    assert ev.external_id == "PID-123"
+    # The same worker on another device gets the same evaluator and slot back.
+    other = Client()
+    other.get(f"/join/{study.invite_token}/", {"PROLIFIC_PID": "PID-123"})
+    assert Evaluator.objects.filter(study=study).count() == 1
+
+
+def test_consent_is_required_before_tasks(study):
+    client = Client()
+    client.get(f"/join/{study.invite_token}/")
+    r = client.get(f"/e/{study.slug}/task/")
+    assert r.status_code == 302 and r["Location"].endswith("/consent/")
+    r = client.post(f"/e/{study.slug}/consent/", {"agree": "no"})
+    assert r.status_code == 200 and b"did not agree" in r.content
+    assert Evaluator.objects.get(study=study).consented_at is None
+
+
+def test_entries_follow_the_slot_order_and_positions(study, evaluator_client):
+    ev = Evaluator.objects.get(study=study)
+    slot = Slot.objects.get(pk=ev.slot_id)
+    entries = list(Entry.objects.filter(evaluator=ev).order_by("index"))
+    assert [e.item_id for e in entries] == slot.items
+    for e in entries:
+        if e.item.task == "rank":
+            assert e.positions == slot.positions[str(e.item_id)]
+
+
+def test_each_evaluator_gets_a_different_slot_until_full(study):
+    for k in range(3):
+        join(Client(), study)
+    assert sorted(Evaluator.objects.values_list("slot__number", flat=True)) == [0, 1, 2]
+    r = Client().get(f"/join/{study.invite_token}/")
+    assert r.status_code == 403 and b"taken" in r.content
+
+
+def test_abandoned_slot_goes_to_a_newcomer(study, settings):
+    from datetime import timedelta
+    from django.utils import timezone
+
+    for _ in range(3):
+        join(Client(), study)
+    first = Evaluator.objects.order_by("pk").first()
+    Evaluator.objects.filter(pk=first.pk).update(last_seen_at=timezone.now() - timedelta(seconds=settings.FUSION_SLOT_TIMEOUT_SECONDS + 5))
+    join(Client(), study)
+    newcomer = Evaluator.objects.order_by("pk").last()
+    first.refresh_from_db()
+    assert first.abandoned_at is not None
+    assert newcomer.slot_id == first.slot_id
+
+
+def test_full_walk_stores_every_answer_and_shows_completion_code(study, evaluator_client):
+    n = Entry.objects.filter(evaluator__study=study).count()
+    for _ in range(n):
+        r, _task = answer_current(evaluator_client, study)
+        assert r.status_code == 302, r.content
+    assert CountResponse.objects.count() + RankResponse.objects.count() == n
+    r = evaluator_client.get(f"/e/{study.slug}/task/")
+    assert r.status_code == 302 and r["Location"].endswith("/done/")
+    r = evaluator_client.get(f"/e/{study.slug}/done/")
+    assert study.completion_code.encode() in r.content
+    assert Evaluator.objects.get(study=study).finished_at is not None
+
+
+def test_rank_response_stores_shown_order_and_ranks(study, evaluator_client):
+    while current_task(evaluator_client, study)["task"]["kind"] != "rank":
+        answer_current(evaluator_client, study)
+    r, task = answer_current(evaluator_client, study, ranks="3,1,4,2")
+    assert r.status_code == 302
+    resp = RankResponse.objects.get()
+    assert resp.ranks == [3, 1, 4, 2]
+    shown = [resp.image_0, resp.image_1, resp.image_2, resp.image_3]
+    assert [f"/i/{img.public_id}" for img in shown] == task["images"]
+    assert [img.variant.index for img in shown] == resp.entry.positions
+
+
+def test_skip_with_reason(study, evaluator_client):
+    while current_task(evaluator_client, study)["task"]["kind"] != "rank":
+        answer_current(evaluator_client, study)
+    token = current_task(evaluator_client, study)["task"]["token"]
+    r = evaluator_client.post(f"/e/{study.slug}/task/", {"kind": "rank", "token": token, "skip_reason": "all_bad"})
+    assert r.status_code == 302
+    resp = RankResponse.objects.get()
+    assert resp.skipped and resp.skip_reason == "all_bad" and resp.ranks == [None] * 4
+
+
+def test_cant_tell_is_stored_without_a_number(study, evaluator_client):
+    while current_task(evaluator_client, study)["task"]["kind"] != "count":
+        answer_current(evaluator_client, study)
+    token = current_task(evaluator_client, study)["task"]["token"]
+    r = evaluator_client.post(f"/e/{study.slug}/task/", {"kind": "count", "token": token, "cant_tell": "on"})
+    assert r.status_code == 302
+    resp = CountResponse.objects.get()
+    assert resp.cant_tell and resp.answer is None
+
+
+def test_undo_removes_the_last_answer_and_shows_that_task_again(study, evaluator_client):
+    answer_current(evaluator_client, study)
+    r, second = answer_current(evaluator_client, study)
+    before = CountResponse.objects.count() + RankResponse.objects.count()
+    r = evaluator_client.post(f"/e/{study.slug}/undo/")
+    assert r.status_code == 302
+    assert CountResponse.objects.count() + RankResponse.objects.count() == before - 1
+    again = current_task(evaluator_client, study)["task"]
+    assert again["number"] == second["number"] and again["images"] == second["images"]
+
+
+def test_progress_counts_answers(study, evaluator_client):
+    state = current_task(evaluator_client, study)
+    total = state["progress"]["total"]
+    answer_current(evaluator_client, study)
+    state = current_task(evaluator_client, study)
+    assert state["progress"] == {"answered": 1, "total": total}
+
+
+def test_json_submission_returns_the_next_task(study, evaluator_client):
+    task = current_task(evaluator_client, study)["task"]
+    data = {"kind": task["kind"], "token": task["token"]}
+    data.update({"answer": "1"} if task["kind"] == "count" else {f"rank_{i}": str(i + 1) for i in range(4)})
+    r = evaluator_client.post(f"/e/{study.slug}/task/", data, HTTP_ACCEPT="application/json")
+    assert r.status_code == 200 and r.json()["ok"] and r.json()["task"]["number"] == 2
+
+
+def test_item_order_is_randomized_per_evaluator(study):
+    a, b = join(Client(), study), join(Client(), study)
+    orders = [list(Entry.objects.filter(evaluator=ev).order_by("index").values_list("item_id", flat=True)) for ev in Evaluator.objects.all()]
+    assert orders[0] != orders[1] and sorted(orders[0]) == sorted(orders[1])
+
+
+def test_closed_study_rejects_new_evaluators(study):
+    Study.objects.filter(pk=study.pk).update(status="closed")
+    r = Client().get(f"/join/{study.invite_token}/")
+    assert r.status_code == 403

@@ -1,0 +1,172 @@
+"""Bad input gets a clear error and stores nothing; the database refuses impossible rows."""
+import threading
+
+import pytest
+from django.core import signing
+from django.db import IntegrityError, connection, transaction
+from django.test import Client
+
+from webapp.studies import services
+from webapp.studies.models import CountResponse, Entry, Evaluator, RankResponse, Study
+
+from .conftest import current_task, join
+
+pytestmark = pytest.mark.django_db
+
+
+def _advance_to(client, study, kind):
+    while (task := current_task(client, study)["task"])["kind"] != kind:
+        data = {"kind": task["kind"], "token": task["token"]}
+        data.update({"answer": "1"} if task["kind"] == "count" else {f"rank_{i}": str(i + 1) for i in range(4)})
+        client.post(f"/e/{study.slug}/task/", data)
+    return task
+
+
+def _nothing_new(before):
+    return CountResponse.objects.count() + RankResponse.objects.count() == before
+
+
+def _post_json(client, study, data):
+    return client.post(f"/e/{study.slug}/task/", data, HTTP_ACCEPT="application/json")
+
+
+@pytest.mark.parametrize(
+    "answer, code",
+    [("three", "not_integer"), ("2.5", "not_integer"), ("-1", "negative"), ("", "missing"), ("99999", "too_large")],
+)
+def test_bad_counts_are_refused(study, evaluator_client, answer, code):
+    task = _advance_to(evaluator_client, study, "count")
+    before = CountResponse.objects.count() + RankResponse.objects.count()
+    r = _post_json(evaluator_client, study, {"kind": "count", "token": task["token"], "answer": answer})
+    assert r.status_code == 400 and r.json()["error"]["code"] == code
+    assert r.json()["error"]["message"]
+    assert _nothing_new(before)
+
+
+def test_bad_count_shows_the_error_on_the_page(study, evaluator_client):
+    task = _advance_to(evaluator_client, study, "count")
+    r = evaluator_client.post(f"/e/{study.slug}/task/", {"kind": "count", "token": task["token"], "answer": "-3"})
+    assert r.status_code == 400 and b"cannot be negative" in r.content
+
+
+@pytest.mark.parametrize(
+    "ranks, code",
+    [(["1", "1", "2", "3"], "not_permutation"), (["1", "2", "3", ""], "incomplete"), (["0", "1", "2", "3"], "invalid_choice"), (["1", "2", "3", "5"], "invalid_choice")],
+)
+def test_rankings_that_are_not_a_permutation_are_refused(study, evaluator_client, ranks, code):
+    task = _advance_to(evaluator_client, study, "rank")
+    before = CountResponse.objects.count() + RankResponse.objects.count()
+    data = {"kind": "rank", "token": task["token"], **{f"rank_{i}": r for i, r in enumerate(ranks)}}
+    r = _post_json(evaluator_client, study, data)
+    assert r.status_code == 400 and r.json()["error"]["code"] == code
+    assert _nothing_new(before)
+
+
+def test_skip_needs_a_known_reason(study, evaluator_client):
+    task = _advance_to(evaluator_client, study, "rank")
+    r = _post_json(evaluator_client, study, {"kind": "rank", "token": task["token"], "skip_reason": "bored"})
+    assert r.status_code == 400 and RankResponse.objects.count() == 0
+
+
+def test_another_evaluators_item_is_refused(study):
+    alice, bob = join(Client(), study), join(Client(), study)
+    bobs_task = current_task(bob, study)["task"]
+    before = CountResponse.objects.count() + RankResponse.objects.count()
+    data = {"kind": bobs_task["kind"], "token": bobs_task["token"]}
+    data.update({"answer": "2"} if bobs_task["kind"] == "count" else {f"rank_{i}": str(i + 1) for i in range(4)})
+    r = _post_json(alice, study, data)
+    assert r.status_code == 403 and r.json()["error"]["code"] == "not_yours"
+    assert _nothing_new(before)
+
+
+def test_item_of_a_closed_study_is_refused(study, evaluator_client):
+    task = _advance_to(evaluator_client, study, "count")
+    Study.objects.filter(pk=study.pk).update(status=Study.Status.CLOSED)
+    r = _post_json(evaluator_client, study, {"kind": "count", "token": task["token"], "answer": "2"})
+    assert r.status_code == 409 and r.json()["error"]["code"] == "study_closed"
+    assert CountResponse.objects.count() == 0
+
+
+def test_replayed_form_is_refused(study, evaluator_client):
+    task = _advance_to(evaluator_client, study, "count")
+    data = {"kind": "count", "token": task["token"], "answer": "2"}
+    assert _post_json(evaluator_client, study, data).status_code == 200
+    r = _post_json(evaluator_client, study, {**data, "answer": "5"})
+    assert r.status_code == 409 and r.json()["error"]["code"] == "already_answered"
+    assert list(CountResponse.objects.values_list("answer", flat=True)) == [2]
+
+
+def test_forged_form_is_refused(study, evaluator_client):
+    task = _advance_to(evaluator_client, study, "count")
+    ev = Evaluator.objects.get()
+    other_entry = Entry.objects.filter(evaluator=ev).exclude(index=task["number"] - 1).first()
+    forged = signing.dumps({"e": ev.pk, "n": other_entry.pk, "t": 0}, salt="not-the-salt", compress=True)
+    tampered = task["token"][:-3] + ("AAA" if not task["token"].endswith("AAA") else "BBB")
+    for token in (forged, tampered, "garbage"):
+        r = _post_json(evaluator_client, study, {"kind": "count", "token": token, "answer": "2"})
+        assert r.status_code == 400 and r.json()["error"]["code"] == "forged"
+    assert CountResponse.objects.count() == 0
+
+
+def test_answer_of_the_wrong_kind_is_refused(study, evaluator_client):
+    task = _advance_to(evaluator_client, study, "rank")
+    before = CountResponse.objects.count() + RankResponse.objects.count()
+    r = _post_json(evaluator_client, study, {"kind": "count", "token": task["token"], "answer": "2"})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "wrong_task"
+    assert _nothing_new(before)
+
+
+def test_evaluator_without_session_gets_404(study):
+    assert Client().get(f"/e/{study.slug}/task/").status_code == 404
+    assert Client().post(f"/e/{study.slug}/task/", {"kind": "count"}).status_code == 404
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_concurrent_submissions_store_exactly_one(study):
+    client = join(Client(), study)
+    task = _advance_to(client, study, "count")
+    evaluator = Evaluator.objects.get()
+    barrier = threading.Barrier(2)
+    outcomes = []
+
+    def submit(answer):
+        try:
+            barrier.wait(timeout=5)
+            services.count_response_submit(evaluator=evaluator, token=task["token"], answer=answer, cant_tell=False)
+            outcomes.append("stored")
+        except services.SubmissionError as exc:
+            outcomes.append(exc.code)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=submit, args=(a,)) for a in (2, 3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["already_answered", "stored"]
+    assert CountResponse.objects.count() == 1
+
+
+def test_database_refuses_negative_count_and_duplicates(study, evaluator_client):
+    task = _advance_to(evaluator_client, study, "count")
+    _post_json(evaluator_client, study, {"kind": "count", "token": task["token"], "answer": "2"})
+    resp = CountResponse.objects.get()
+    with pytest.raises(IntegrityError), transaction.atomic():
+        CountResponse.objects.filter(pk=resp.pk).update(answer=-1)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        CountResponse.objects.filter(pk=resp.pk).update(cant_tell=True)
+    entry2 = Entry.objects.exclude(pk=resp.entry_id).filter(item__task="count").first()
+    with pytest.raises(IntegrityError), transaction.atomic():
+        CountResponse.objects.create(entry=entry2, evaluator=resp.evaluator, item=resp.item, answer=1, seconds=1)
+
+
+@pytest.mark.parametrize("ranks", [(1, 1, 2, 3), (1, 2, 3, 5), (0, 1, 2, 3), (2, 2, 3, 3), (1, 2, 3, None)])
+def test_database_refuses_ranks_that_are_not_a_permutation(study, evaluator_client, ranks):
+    task = _advance_to(evaluator_client, study, "rank")
+    _post_json(evaluator_client, study, {"kind": "rank", "token": task["token"], **{f"rank_{i}": str(i + 1) for i in range(4)}})
+    resp = RankResponse.objects.get()
+    with pytest.raises(IntegrityError), transaction.atomic():
+        RankResponse.objects.filter(pk=resp.pk).update(**{f"rank_{i}": r for i, r in enumerate(ranks)})
+    with pytest.raises(IntegrityError), transaction.atomic():
+        RankResponse.objects.filter(pk=resp.pk).update(skipped=True, skip_reason="")

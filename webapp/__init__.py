@@ -1,0 +1,7 @@
+"""The fusion-eval web app: the Django project, its apps and the Celery app.
+
+Importing the Celery app here makes ``@shared_task`` bind to it whenever Django starts.
+"""
+from .celery import app as celery_app
+
+__all__ = ("celery_app",)

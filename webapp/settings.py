@@ -1,0 +1,166 @@
+"""fusion-eval settings: one module, everything that varies comes from the environment.
+
+With nothing set, the site runs on SQLite under ``var/`` and Celery uses kombu's
+``filesystem://`` transport (also under ``var/``), so a fresh clone needs no server.
+
+Environment:
+    DEBUG               "1" for development (the default when SECRET_KEY is unset).
+    SECRET_KEY          required when DEBUG is off.
+    DATABASE_URL        e.g. postgres://user@127.0.0.1:5432/fusion ; SQLite when unset.
+    CELERY_BROKER_URL   e.g. redis://127.0.0.1:6379/0 ; the filesystem broker when unset.
+    FUSION_VAR_DIR      where SQLite, the filesystem broker and media live (default ./var).
+    FUSION_MEDIA_ROOT   where generated images are written (default $FUSION_VAR_DIR/media);
+                        a shared path when several GPU workers serve one batch.
+    ALLOWED_HOSTS       comma separated (default: localhost names).
+    FUSION_BASE_URL     the public origin used in invite links (default http://127.0.0.1:8000).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(os.environ.get("FUSION_VAR_DIR", BASE_DIR / "var"))
+
+
+def _env_flag(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+SECRET_KEY = os.environ.get("SECRET_KEY", "")
+DEBUG = _env_flag("DEBUG", default=not SECRET_KEY)
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off.")
+    # Development only: a key that is obviously not a secret.
+    SECRET_KEY = "fusion-eval-development-key-not-for-production"
+
+ALLOWED_HOSTS = [h.strip() for h in os.environ.get("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver").split(",") if h.strip()]
+FUSION_BASE_URL = os.environ.get("FUSION_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "webapp.studies",
+    "webapp.generation",
+    "webapp.research",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "webapp.urls"
+WSGI_APPLICATION = "webapp.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "webapp" / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --------------------------------------------------------------------------- database
+if os.environ.get("DATABASE_URL"):
+    DATABASES = {"default": dj_database_url.parse(os.environ["DATABASE_URL"], conn_max_age=60)}
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": VAR_DIR / "db.sqlite3",
+            # Celery workers and the web server write to the same file: wait for locks
+            # instead of failing, and use WAL so readers don't block the writer.
+            "OPTIONS": {"timeout": 30, "transaction_mode": "IMMEDIATE",
+                        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"},
+            # Tests use a file too: an in-memory shared-cache database answers concurrent
+            # writers with "table is locked" instead of waiting, unlike the real thing.
+            "TEST": {"NAME": str(VAR_DIR / "test.sqlite3")},
+        }
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+LOGIN_URL = "admin:login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+MEDIA_ROOT = Path(os.environ.get("FUSION_MEDIA_ROOT", VAR_DIR / "media"))
+# Images are never served from MEDIA_URL: evaluators fetch them through an access-checked
+# view under an opaque id. MEDIA_URL is only used by the Django admin's file widgets.
+MEDIA_URL = "/media-admin/"
+
+SESSION_COOKIE_AGE = 60 * 60 * 24 * 14  # evaluators resume within two weeks
+SESSION_COOKIE_HTTPONLY = True
+CSRF_COOKIE_HTTPONLY = False
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+if not DEBUG:
+    SESSION_COOKIE_SECURE = _env_flag("SESSION_COOKIE_SECURE", True)
+    CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+
+# --------------------------------------------------------------------------- celery
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://")
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    _broker_dir = VAR_DIR / "broker"
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_broker_dir / "queue"),
+        "data_folder_out": str(_broker_dir / "queue"),
+        "processed_folder": str(_broker_dir / "processed"),
+        "store_processed": False,
+    }
+CELERY_TASK_IGNORE_RESULT = True  # progress lives in the database, not a result backend
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_ROUTES = {"webapp.generation.tasks.generate_part": {"queue": "gpu"}}
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_BEAT_SCHEDULE = {
+    "requeue-stale-parts": {"task": "webapp.generation.tasks.requeue_stale_parts", "schedule": 60.0},
+}
+CELERY_TASK_ALWAYS_EAGER = _env_flag("CELERY_TASK_ALWAYS_EAGER", False)
+
+# --------------------------------------------------------------------------- fusion-eval
+# Where the pretrained weights are looked for (see generator/encoders.py).
+FUSION_HF_CACHE = os.environ.get("HF_HOME", "")
+# An evaluator who has not answered for this long may lose their slot to a newcomer.
+FUSION_SLOT_TIMEOUT_SECONDS = int(os.environ.get("FUSION_SLOT_TIMEOUT_SECONDS", 2 * 60 * 60))
+# Salt for hashing external worker ids in exports.
+FUSION_EXPORT_SALT = os.environ.get("FUSION_EXPORT_SALT", SECRET_KEY)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "WARNING")},
+}

@@ -1,0 +1,226 @@
+"""Writes for studies: joining, answering, undoing; opening and closing a study.
+
+Every function here is keyword-only and atomic: it either does all of its work or raises
+and leaves the database as it was.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.core import signing
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from .models import CountResponse, Entry, Evaluator, Item, RankResponse, Slot, Study
+
+TOKEN_SALT = "fusion-eval.entry"
+TOKEN_MAX_AGE = timedelta(days=14)
+
+
+class SubmissionError(Exception):
+    """A submission that must not be stored; ``code`` is stable, ``message`` is for people."""
+
+    def __init__(self, code: str, message: str, status: int = 400):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.status = status
+
+
+class StudyUnavailable(Exception):
+    """The study cannot take this evaluator (not open, or every slot is taken)."""
+
+
+@dataclass(frozen=True)
+class EntryTicket:
+    """What a signed task form carries: whose entry it is and when it was shown."""
+
+    evaluator_id: int
+    entry_id: int
+    shown_at: float  # seconds since the epoch
+
+
+# --------------------------------------------------------------------------- tokens
+
+
+def entry_token_make(*, entry: Entry, shown_at: float | None = None) -> str:
+    """A signed token for the task form of ``entry``; time on task is measured from it."""
+    shown = time.time() if shown_at is None else shown_at
+    return signing.dumps({"e": entry.evaluator_id, "n": entry.pk, "t": round(shown, 3)}, salt=TOKEN_SALT, compress=True)
+
+
+def entry_token_read(*, token: str) -> EntryTicket:
+    try:
+        data = signing.loads(token, salt=TOKEN_SALT, max_age=TOKEN_MAX_AGE)
+    except signing.SignatureExpired:
+        raise SubmissionError("expired", "This task form has expired; reload the page.", 400)
+    except signing.BadSignature:
+        raise SubmissionError("forged", "This form was not issued by this site.", 400)
+    try:
+        return EntryTicket(int(data["e"]), int(data["n"]), float(data["t"]))
+    except (KeyError, TypeError, ValueError):
+        raise SubmissionError("forged", "This form was not issued by this site.", 400)
+
+
+def _entry_for_submission(*, evaluator: Evaluator, token: str, task: str) -> tuple[Entry, float]:
+    ticket = entry_token_read(token=token)
+    if ticket.evaluator_id != evaluator.pk:
+        raise SubmissionError("not_yours", "This task belongs to another evaluator.", 403)
+    entry = Entry.objects.select_related("item", "evaluator__study").filter(pk=ticket.entry_id, evaluator=evaluator).first()
+    if entry is None:
+        raise SubmissionError("not_yours", "This task belongs to another evaluator.", 403)
+    study = entry.evaluator.study
+    if not study.is_open:
+        raise SubmissionError("study_closed", "This study is closed; no more answers are accepted.", 409)
+    if entry.item.task != task:
+        raise SubmissionError("wrong_task", "This answer does not fit this task.", 400)
+    seconds = max(0.0, time.time() - ticket.shown_at)
+    return entry, seconds
+
+
+def _touch(evaluator: Evaluator) -> None:
+    Evaluator.objects.filter(pk=evaluator.pk).update(last_seen_at=timezone.now())
+
+
+# --------------------------------------------------------------------------- joining
+
+
+def _free_slot(study: Study) -> Slot:
+    """The lowest-numbered slot nobody active holds; abandoned holders release theirs."""
+    cutoff = timezone.now() - timedelta(seconds=settings.FUSION_SLOT_TIMEOUT_SECONDS)
+    Evaluator.objects.filter(
+        study=study, finished_at__isnull=True, abandoned_at__isnull=True, last_seen_at__lt=cutoff
+    ).update(abandoned_at=timezone.now())
+    held = set(
+        Evaluator.objects.filter(study=study, abandoned_at__isnull=True, slot__isnull=False).values_list("slot_id", flat=True)
+    )
+    slot = Slot.objects.filter(study=study).exclude(pk__in=held).order_by("number").first()
+    if slot is None:
+        raise StudyUnavailable("Every place in this study is taken. Thank you for your interest.")
+    return slot
+
+
+@transaction.atomic
+def evaluator_join(*, study: Study, external_id: str = "", user=None, simulated: bool = False) -> Evaluator:
+    """A new evaluator on a free slot, with their tasks in the slot's order; or the one who
+    already joined with this external worker id (they resume where they stopped)."""
+    study = Study.objects.select_for_update().get(pk=study.pk)
+    if not study.is_open:
+        raise StudyUnavailable("This study is not open.")
+    external_id = external_id.strip()[:128]
+    if external_id:
+        existing = Evaluator.objects.filter(study=study, external_id=external_id).first()
+        if existing is not None:
+            return existing
+    slot = _free_slot(study)
+    evaluator = Evaluator.objects.create(
+        study=study, external_id=external_id, user=user, slot=slot, is_simulated=simulated, last_seen_at=timezone.now()
+    )
+    Entry.objects.bulk_create(
+        [
+            Entry(evaluator=evaluator, index=i, item_id=item_id, positions=slot.positions.get(str(item_id), []))
+            for i, item_id in enumerate(slot.items)
+        ]
+    )
+    return evaluator
+
+
+@transaction.atomic
+def evaluator_consent(*, evaluator: Evaluator) -> Evaluator:
+    if evaluator.consented_at is None:
+        evaluator.consented_at = timezone.now()
+        evaluator.save(update_fields=["consented_at"])
+    return evaluator
+
+
+def _finish_if_done(evaluator: Evaluator) -> None:
+    from .selectors import evaluator_next_entry  # selectors import models only; no cycle at import
+
+    if evaluator_next_entry(evaluator=evaluator) is None and evaluator.finished_at is None:
+        Evaluator.objects.filter(pk=evaluator.pk).update(finished_at=timezone.now())
+        evaluator.finished_at = timezone.now()
+
+
+# --------------------------------------------------------------------------- answers
+
+
+def count_response_submit(*, evaluator: Evaluator, token: str, answer: int | None, cant_tell: bool) -> CountResponse:
+    """Store one count answer. Raises SubmissionError (and stores nothing) for a forged,
+    foreign, replayed or closed-study submission."""
+    if (answer is None) == (not cant_tell):
+        raise SubmissionError("invalid", "Give a number or choose \u201ccan't tell\u201d.", 400)
+    if answer is not None and answer < 0:
+        raise SubmissionError("negative", "A count cannot be negative.", 400)
+    try:
+        with transaction.atomic():
+            entry, seconds = _entry_for_submission(evaluator=evaluator, token=token, task=Item.Task.COUNT)
+            response = CountResponse.objects.create(
+                entry=entry, evaluator=evaluator, item=entry.item, answer=answer, cant_tell=cant_tell, seconds=seconds
+            )
+    except IntegrityError:
+        raise SubmissionError("already_answered", "You have already answered this task.", 409)
+    _touch(evaluator)
+    _finish_if_done(evaluator)
+    return response
+
+
+def rank_response_submit(
+    *, evaluator: Evaluator, token: str, ranks: list[int] | None, skip_reason: str = ""
+) -> RankResponse:
+    """Store one ranking (ranks of the images in screen order) or a skip with its reason."""
+    if ranks is None:
+        if skip_reason not in RankResponse.SkipReason.values:
+            raise SubmissionError("invalid", "Choose a reason for skipping.", 400)
+    elif sorted(ranks) != [1, 2, 3, 4] or skip_reason:
+        raise SubmissionError("not_permutation", "Each rank 1, 2, 3 and 4 must be used exactly once.", 400)
+    from .selectors import entry_images
+
+    try:
+        with transaction.atomic():
+            entry, seconds = _entry_for_submission(evaluator=evaluator, token=token, task=Item.Task.RANK)
+            images = entry_images(entry=entry)
+            fields = {f"image_{i}": img for i, img in enumerate(images)}
+            fields.update({f"rank_{i}": (None if ranks is None else ranks[i]) for i in range(4)})
+            response = RankResponse.objects.create(
+                entry=entry, evaluator=evaluator, item=entry.item, skipped=ranks is None,
+                skip_reason=skip_reason if ranks is None else "", seconds=seconds, **fields,
+            )
+    except IntegrityError:
+        raise SubmissionError("already_answered", "You have already answered this task.", 409)
+    _touch(evaluator)
+    _finish_if_done(evaluator)
+    return response
+
+
+@transaction.atomic
+def response_undo_last(*, evaluator: Evaluator) -> Entry | None:
+    """Delete the evaluator's most recent answer; return its entry (to be shown again)."""
+    if not evaluator.study.is_open:
+        raise SubmissionError("study_closed", "This study is closed; answers can no longer change.", 409)
+    last_count = CountResponse.objects.filter(evaluator=evaluator).order_by("-created_at", "-pk").first()
+    last_rank = RankResponse.objects.filter(evaluator=evaluator).order_by("-created_at", "-pk").first()
+    candidates = [r for r in (last_count, last_rank) if r is not None]
+    if not candidates:
+        return None
+    last = max(candidates, key=lambda r: (r.created_at, r.entry.index))
+    entry = last.entry
+    last.delete()
+    if evaluator.finished_at is not None:
+        Evaluator.objects.filter(pk=evaluator.pk).update(finished_at=None)
+        evaluator.finished_at = None
+    return entry
+
+
+# --------------------------------------------------------------------------- study status
+
+
+@transaction.atomic
+def study_close(*, study: Study) -> Study:
+    study = Study.objects.select_for_update().get(pk=study.pk)
+    study.status = Study.Status.CLOSED
+    study.closed_at = timezone.now()
+    study.save(update_fields=["status", "closed_at"])
+    return study

@@ -1,0 +1,16 @@
+from django.urls import path
+
+from . import views
+
+app_name = "studies"
+
+urlpatterns = [
+    path("join/<str:invite_token>/", views.join, name="join"),
+    path("e/<slug:slug>/consent/", views.consent, name="consent"),
+    path("e/<slug:slug>/instructions/", views.instructions, name="instructions"),
+    path("e/<slug:slug>/task/", views.task, name="task"),
+    path("e/<slug:slug>/undo/", views.undo, name="undo"),
+    path("e/<slug:slug>/state/", views.state, name="state"),
+    path("e/<slug:slug>/done/", views.done, name="done"),
+    path("i/<str:public_id>", views.image, name="image"),
+]

@@ -1,0 +1,231 @@
+"""The evaluator's way through a study: invite link, consent, instructions, tasks, completion.
+
+Views are thin: forms check shape, services check ownership and state and write. Nothing an
+evaluator receives (URL, HTML, JSON, header, image) names a variant or checkpoint.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.conf import settings
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_http_methods, require_POST
+
+from . import selectors, services
+from .forms import CountAnswerForm, RankAnswerForm
+from .models import Entry, Evaluator, Image, Item, Study
+
+EXTERNAL_ID_PARAMS = ("PROLIFIC_PID", "worker_id", "workerId", "external_id")
+
+
+def _wants_json(request: HttpRequest) -> bool:
+    return "application/json" in request.headers.get("Accept", "")
+
+
+def _evaluator_or_redirect(request: HttpRequest, slug: str) -> tuple[Study, Evaluator | None]:
+    study = get_object_or_404(Study, slug=slug)
+    return study, selectors.evaluator_from_session(session=request.session, study=study)
+
+
+def _remember(request: HttpRequest, evaluator: Evaluator) -> None:
+    known = dict(request.session.get(selectors.SESSION_KEY, {}))
+    known[str(evaluator.study_id)] = evaluator.pk
+    request.session[selectors.SESSION_KEY] = known
+
+
+# --------------------------------------------------------------------------- joining
+
+
+@never_cache
+def join(request: HttpRequest, invite_token: str) -> HttpResponse:
+    """The per-study invite link. It may carry an external worker id (e.g. PROLIFIC_PID)."""
+    study = get_object_or_404(Study, invite_token=invite_token)
+    evaluator = selectors.evaluator_from_session(session=request.session, study=study)
+    if evaluator is None:
+        external_id = next((request.GET[p] for p in EXTERNAL_ID_PARAMS if request.GET.get(p)), "")
+        try:
+            evaluator = services.evaluator_join(
+                study=study, external_id=external_id, user=request.user if request.user.is_authenticated else None
+            )
+        except services.StudyUnavailable as exc:
+            return render(request, "studies/unavailable.html", {"study": study, "message": str(exc)}, status=403)
+        _remember(request, evaluator)
+    return redirect("studies:consent" if evaluator.consented_at is None else "studies:task", slug=study.slug)
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+def consent(request: HttpRequest, slug: str) -> HttpResponse:
+    study, evaluator = _evaluator_or_redirect(request, slug)
+    if evaluator is None:
+        raise Http404("You have not joined this study.")
+    if request.method == "POST":
+        if request.POST.get("agree") != "yes":
+            return render(request, "studies/consent.html", {"study": study, "declined": True})
+        services.evaluator_consent(evaluator=evaluator)
+        return redirect("studies:instructions", slug=slug)
+    return render(request, "studies/consent.html", {"study": study})
+
+
+@never_cache
+def instructions(request: HttpRequest, slug: str) -> HttpResponse:
+    study, evaluator = _evaluator_or_redirect(request, slug)
+    if evaluator is None or evaluator.consented_at is None:
+        raise Http404("You have not joined this study.")
+    tasks = set(Entry.objects.filter(evaluator=evaluator).values_list("item__task", flat=True).distinct())
+    return render(request, "studies/instructions.html", {"study": study, "has_count": "count" in tasks, "has_rank": "rank" in tasks})
+
+
+# --------------------------------------------------------------------------- tasks
+
+
+def _task_context(entry: Entry) -> dict:
+    images = selectors.entry_images(entry=entry)
+    item = entry.item
+    return {
+        "entry": entry,
+        "kind": item.task,
+        "token": services.entry_token_make(entry=entry),
+        "image_urls": [reverse("studies:image", args=[img.public_id]) for img in images],
+        "question": item.prompt.question if item.task == Item.Task.COUNT else "",
+        "caption": item.prompt.text if item.task == Item.Task.RANK else "",
+    }
+
+
+def _task_json(entry: Entry | None, progress: selectors.Progress, done_url: str) -> dict:
+    if entry is None:
+        return {"done": True, "progress": {"answered": progress.answered, "total": progress.total}, "next": done_url}
+    ctx = _task_context(entry)
+    return {
+        "done": False,
+        "progress": {"answered": progress.answered, "total": progress.total},
+        "task": {
+            "kind": ctx["kind"], "question": ctx["question"], "caption": ctx["caption"],
+            "images": ctx["image_urls"], "token": ctx["token"], "number": entry.index + 1,
+        },
+    }
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+def task(request: HttpRequest, slug: str) -> HttpResponse:
+    study, evaluator = _evaluator_or_redirect(request, slug)
+    if evaluator is None:
+        raise Http404("You have not joined this study.")
+    if evaluator.consented_at is None:
+        return redirect("studies:consent", slug=slug)
+    error = None
+    status = 200
+    if request.method == "POST":
+        error, status = _submit(request, evaluator)
+        if error is None:
+            if _wants_json(request):
+                progress = selectors.evaluator_progress(evaluator=evaluator)
+                nxt = selectors.evaluator_next_entry(evaluator=evaluator)
+                return JsonResponse({"ok": True, **_task_json(nxt, progress, reverse("studies:done", args=[slug]))})
+            return redirect("studies:task", slug=slug)
+        if _wants_json(request):
+            return JsonResponse({"ok": False, "error": error}, status=status)
+    entry = selectors.evaluator_next_entry(evaluator=evaluator)
+    if entry is None:
+        return redirect("studies:done", slug=slug)
+    progress = selectors.evaluator_progress(evaluator=evaluator)
+    context = {"study": study, "progress": progress, "error": error, "study_open": study.is_open, **_task_context(entry)}
+    if not study.is_open and error is None:
+        context["error"] = {"code": "study_closed", "message": "This study is closed; no more answers are accepted."}
+    template = "studies/count.html" if entry.item.task == Item.Task.COUNT else "studies/rank.html"
+    return render(request, template, context, status=status)
+
+
+def _submit(request: HttpRequest, evaluator: Evaluator) -> tuple[dict | None, int]:
+    """Validate and store a POSTed answer; return (error, http status)."""
+    kind = request.POST.get("kind")
+    form = CountAnswerForm(request.POST) if kind == "count" else RankAnswerForm(request.POST) if kind == "rank" else None
+    if form is None:
+        return {"code": "invalid", "message": "Unknown kind of answer."}, 400
+    if not form.is_valid():
+        errors = form.errors.as_data()
+        first = next(iter(errors.values()))[0]
+        return {"code": first.code or "invalid", "message": " ".join(first.messages)}, 400
+    data = form.cleaned_data
+    try:
+        if kind == "count":
+            services.count_response_submit(
+                evaluator=evaluator, token=data["token"], answer=data["answer"], cant_tell=bool(data["cant_tell"])
+            )
+        else:
+            services.rank_response_submit(
+                evaluator=evaluator, token=data["token"], ranks=data["ranks"], skip_reason=data.get("skip_reason") or ""
+            )
+    except services.SubmissionError as exc:
+        return {"code": exc.code, "message": exc.message}, exc.status
+    return None, 200
+
+
+@never_cache
+@require_POST
+def undo(request: HttpRequest, slug: str) -> HttpResponse:
+    study, evaluator = _evaluator_or_redirect(request, slug)
+    if evaluator is None:
+        raise Http404("You have not joined this study.")
+    try:
+        services.response_undo_last(evaluator=evaluator)
+    except services.SubmissionError as exc:
+        if _wants_json(request):
+            return JsonResponse({"ok": False, "error": {"code": exc.code, "message": exc.message}}, status=exc.status)
+    if _wants_json(request):
+        progress = selectors.evaluator_progress(evaluator=evaluator)
+        nxt = selectors.evaluator_next_entry(evaluator=evaluator)
+        return JsonResponse({"ok": True, **_task_json(nxt, progress, reverse("studies:done", args=[slug]))})
+    return redirect("studies:task", slug=slug)
+
+
+@never_cache
+def state(request: HttpRequest, slug: str) -> JsonResponse:
+    """The evaluator's progress and current task, as JSON."""
+    study, evaluator = _evaluator_or_redirect(request, slug)
+    if evaluator is None:
+        raise Http404("You have not joined this study.")
+    progress = selectors.evaluator_progress(evaluator=evaluator)
+    nxt = selectors.evaluator_next_entry(evaluator=evaluator) if evaluator.consented_at else None
+    return JsonResponse(_task_json(nxt, progress, reverse("studies:done", args=[slug])))
+
+
+@never_cache
+def done(request: HttpRequest, slug: str) -> HttpResponse:
+    study, evaluator = _evaluator_or_redirect(request, slug)
+    if evaluator is None:
+        raise Http404("You have not joined this study.")
+    if selectors.evaluator_next_entry(evaluator=evaluator) is not None:
+        return redirect("studies:task", slug=slug)
+    progress = selectors.evaluator_progress(evaluator=evaluator)
+    return render(request, "studies/done.html", {"study": study, "progress": progress, "evaluator": evaluator})
+
+
+# --------------------------------------------------------------------------- images
+
+
+def image(request: HttpRequest, public_id: str) -> HttpResponse:
+    """An image under its opaque id, to its evaluators, the study's researchers and admins.
+
+    The bytes are served as written (a PNG without text chunks); the headers name nothing.
+    """
+    img = Image.objects.select_related("study").filter(public_id=public_id).first()
+    if img is None:
+        raise Http404("No such image.")
+    allowed = selectors.user_may_see_study(user=request.user, study=img.study) or selectors.evaluator_may_see_image(
+        evaluator_ids=selectors.session_evaluator_ids(session=request.session), image=img
+    )
+    if not allowed:
+        raise Http404("No such image.")
+    path = Path(settings.MEDIA_ROOT) / img.file
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise Http404("No such image.")
+    response = HttpResponse(data, content_type="image/png")
+    response["Cache-Control"] = "private, max-age=3600"
+    return response
