@@ -82,16 +82,18 @@ def build_open_study(*, n_slots: int = 3, with_gold: bool = True, variants=VARIA
         for v in vs:
             img = make_image(study=study, prompt=prompt, variant=v, seed=100 + v.index,
                              provenance={"checkpoint_sha256": "ab" * 32, "config": {"name": v.name}})
-            items.append(Item.objects.create(study=study, task="count", prompt=prompt, seed=img.seed, image=img))
+            items.append(Item.objects.create(study=study, key=f"count:{v.name}:{obj}:{n}:{img.seed}", task="count",
+                                             prompt=prompt, seed=img.seed, variant=v, image=img, true_count=n))
     if with_gold:
         gp = PromptFactory(study=study, kind="count", text="four circles", object="circle", object_plural="circles", count=4)
         gimg = make_image(study=study, prompt=gp, seed=5, true_count=4)
-        items.append(Item.objects.create(study=study, task="count", prompt=gp, seed=5, image=gimg, is_gold=True))
+        items.append(Item.objects.create(study=study, key="gold:g1", task="count", prompt=gp, seed=5, image=gimg,
+                                         is_gold=True, true_count=4))
     for k, caption in enumerate(("a red circle and a blue square", "three green triangles")):
         prompt = PromptFactory(study=study, kind="rank", text=caption)
         for v in vs:
             make_image(study=study, prompt=prompt, variant=v, seed=200 + k)
-        items.append(Item.objects.create(study=study, task="rank", prompt=prompt, seed=200 + k))
+        items.append(Item.objects.create(study=study, key=f"rank:{k}:{200 + k}", task="rank", prompt=prompt, seed=200 + k))
     rng = random.Random(seed)
     for s in range(n_slots):
         order = [it.pk for it in items]

@@ -164,3 +164,6 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "WARNING")},
 }
+# Gold images (known counts) are rendered at the resolution of the demo models' images,
+# so that they do not stand out among the generated ones.
+FUSION_GOLD_SIZE = int(os.environ.get("FUSION_GOLD_SIZE", 32))

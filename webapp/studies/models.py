@@ -116,6 +116,7 @@ class Prompt(models.Model):
     object_plural = models.CharField(max_length=50, blank=True)
     count = models.PositiveSmallIntegerField(null=True, blank=True)
     colour = models.CharField(max_length=30, blank=True)
+    question_text = models.CharField(max_length=300, blank=True, help_text="Shown to evaluators of count items.")
 
     class Meta:
         ordering = ["study", "kind", "id"]
@@ -132,7 +133,7 @@ class Prompt(models.Model):
 
     @property
     def question(self) -> str:
-        return f"How many {self.object_plural or self.object} can you see?"
+        return self.question_text or f"How many {self.object_plural or self.object} can you see?"
 
 
 class Image(models.Model):
@@ -180,37 +181,42 @@ class Image(models.Model):
 
 
 class Item(models.Model):
-    """A unit of work: one image to count, or one prompt+seed whose variants' images are ranked."""
+    """A unit of work, planned from the protocol when the study is created.
+
+    Count items show one image (of one variant, or a gold image with a known count);
+    rank items show the images of every variant for one caption and seed. ``key`` is
+    evalstudy's stable item id, the one the exports and the analysis use. ``image`` is
+    filled in when the generation batch has made it.
+    """
 
     class Task(models.TextChoices):
         COUNT = "count", "Count"
         RANK = "rank", "Rank"
 
     study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="items")
+    key = models.CharField(max_length=200)
     task = models.CharField(max_length=5, choices=Task.choices)
     prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="items")
     seed = models.BigIntegerField()
-    image = models.ForeignKey(Image, null=True, blank=True, on_delete=models.CASCADE, related_name="items")
+    variant = models.ForeignKey(Variant, null=True, blank=True, on_delete=models.CASCADE, related_name="items")
+    image = models.ForeignKey(Image, null=True, blank=True, on_delete=models.SET_NULL, related_name="items")
     is_gold = models.BooleanField(default=False)
+    true_count = models.PositiveSmallIntegerField(null=True, blank=True)
     repeat_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.CASCADE, related_name="repeats")
 
     class Meta:
         ordering = ["id"]
         constraints = [
+            models.UniqueConstraint(fields=["study", "key"], name="item_unique_key"),
             models.CheckConstraint(
-                condition=(Q(task="count") & Q(image__isnull=False)) | (Q(task="rank") & Q(image__isnull=True)),
-                name="item_task_has_right_image",
-            ),
-            models.UniqueConstraint(
-                fields=["study", "image"], condition=Q(repeat_of__isnull=True) & Q(task="count"), name="item_unique_count_image"
-            ),
-            models.UniqueConstraint(
-                fields=["study", "prompt", "seed"], condition=Q(repeat_of__isnull=True) & Q(task="rank"), name="item_unique_rank_prompt_seed"
+                condition=(Q(task="count") & (Q(is_gold=True) | Q(variant__isnull=False)))
+                | (Q(task="rank") & Q(variant__isnull=True) & Q(image__isnull=True) & Q(is_gold=False)),
+                name="item_task_consistent",
             ),
         ]
 
     def __str__(self) -> str:
-        return f"{self.task} item {self.pk}"
+        return self.key
 
 
 class Slot(models.Model):

@@ -87,3 +87,13 @@ def user_may_see_study(*, user, study: Study) -> bool:
     if not user.is_authenticated:
         return False
     return user.is_superuser or user.is_staff or study.researchers.filter(pk=user.pk).exists()
+
+
+def study_missing_images(*, study: Study) -> int:
+    """How many of the study's planned images do not exist yet."""
+    n_variants = study.variants.count()
+    missing = Item.objects.filter(study=study, task=Item.Task.COUNT, image__isnull=True, repeat_of__isnull=True).count()
+    for item in Item.objects.filter(study=study, task=Item.Task.RANK, repeat_of__isnull=True):
+        have = Image.objects.filter(prompt_id=item.prompt_id, seed=item.seed, source=Image.Source.MODEL).count()
+        missing += max(0, n_variants - have)
+    return missing

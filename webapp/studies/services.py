@@ -14,7 +14,11 @@ from django.core import signing
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from .models import CountResponse, Entry, Evaluator, Item, RankResponse, Slot, Study
+from evalstudy.design import plan_assignments, repeat_item_id
+from evalstudy.protocol import Protocol, ProtocolError, StudyItem, stable_key, study_items
+
+from .imagefiles import write_png_atomic
+from .models import CountResponse, Entry, Evaluator, Image, Item, Prompt, RankResponse, Slot, Study, Variant
 
 TOKEN_SALT = "fusion-eval.entry"
 TOKEN_MAX_AGE = timedelta(days=14)
@@ -223,4 +227,149 @@ def study_close(*, study: Study) -> Study:
     study.status = Study.Status.CLOSED
     study.closed_at = timezone.now()
     study.save(update_fields=["status", "closed_at"])
+    return study
+
+
+# --------------------------------------------------------------------------- study set-up
+
+
+class StudySetupError(ValueError):
+    """A study that cannot be created or opened as asked; the message says why."""
+
+
+def _gold_seed(key: str) -> int:
+    return int(stable_key("gold", key)[:8], 16)
+
+
+def _render_gold(*, study: Study, prompt: Prompt, item: StudyItem, seed: int) -> Image:
+    """Render a gold image (known count) with the synthetic renderer and store it."""
+    from generator.synthetic import COLOURS, KINDS, Scene, make_item
+
+    if item.object not in KINDS or (item.colour or "red") not in COLOURS:
+        raise StudySetupError(
+            f"Gold item {item.item_id!r}: the renderer draws {', '.join(KINDS)} in {', '.join(COLOURS)}; "
+            f"it cannot draw {item.colour or ''} {item.object}."
+        )
+    scene = Scene(kind=item.object, colour=item.colour or "red", count=item.true_count)
+    pil, _ = make_item(seed, 0, size=settings.FUSION_GOLD_SIZE, scene=scene)
+    image = Image(study=study, prompt=prompt, source=Image.Source.GOLD, seed=seed, true_count=item.true_count,
+                  provenance={"renderer": "generator.synthetic", "scene": [scene.kind, scene.colour, scene.count]})
+    image.file = write_png_atomic(image=pil, public_id=image.public_id, media_root=settings.MEDIA_ROOT)
+    image.width, image.height = pil.size
+    image.save()
+    return image
+
+
+@transaction.atomic
+def study_create(
+    *, protocol: dict, slug: str, title: str = "", base_dir: str | None = None, researchers=()
+) -> Study:
+    """Create a draft study from a protocol: its variants, prompts, planned items and gold images.
+
+    The protocol is validated and frozen (its hash recorded) before anything is stored.
+    """
+    try:
+        proto = Protocol.from_dict(protocol)
+        planned = study_items(proto, base_dir)
+    except ProtocolError as exc:
+        raise StudySetupError(f"Invalid protocol: {exc}") from exc
+    if Study.objects.filter(slug=slug).exists():
+        raise StudySetupError(f"A study with the slug {slug!r} exists already.")
+    study = Study.objects.create(
+        slug=slug, title=title or proto.name, description=proto.description, protocol=proto.to_dict(),
+        protocol_hash=proto.content_hash(), completion_code=proto.evaluators.completion_code or "",
+        plan_seed=proto.analysis.seed,
+    )
+    study.researchers.set(researchers)
+    variants = {name: Variant.objects.create(study=study, name=name, index=i) for i, name in enumerate(proto.variants)}
+    objects = {o.name: o for o in proto.count_task.objects} if proto.count_task else {}
+    prompts: dict[tuple[str, str], Prompt] = {}
+    items = []
+    for it in planned:
+        kind = Prompt.Kind.COUNT if it.task == "count" else Prompt.Kind.RANK
+        prompt = prompts.get((kind, it.prompt))
+        if prompt is None:
+            obj = objects.get(it.object) if it.object else None
+            prompt = Prompt.objects.create(
+                study=study, kind=kind, text=it.prompt, object=it.object or "",
+                object_plural=obj.plural if obj else "", count=it.true_count if kind == Prompt.Kind.COUNT else None,
+                colour=it.colour or "", question_text=it.question or "",
+            )
+            prompts[(kind, it.prompt)] = prompt
+        seed = it.seed if it.seed is not None else _gold_seed(it.item_id)
+        image = _render_gold(study=study, prompt=prompt, item=it, seed=seed) if it.is_gold else None
+        items.append(Item(
+            study=study, key=it.item_id, task=it.task, prompt=prompt, seed=seed,
+            variant=variants[it.variant] if it.variant else None, image=image,
+            is_gold=it.is_gold, true_count=it.true_count,
+        ))
+    Item.objects.bulk_create(items)
+    return study
+
+
+@transaction.atomic
+def study_attach_images(*, study: Study) -> int:
+    """Link count items to their generated images; return how many are still missing."""
+    missing = 0
+    for item in Item.objects.filter(study=study, task=Item.Task.COUNT, is_gold=False, image__isnull=True):
+        image = Image.objects.filter(variant_id=item.variant_id, prompt_id=item.prompt_id, seed=item.seed).first()
+        if image is None:
+            missing += 1
+        else:
+            item.image = image
+            item.save(update_fields=["image"])
+    return missing
+
+
+@transaction.atomic
+def study_open(*, study: Study) -> Study:
+    """Open a draft study: every image must exist; the assignment plan becomes slots."""
+    from .selectors import study_missing_images
+
+    study = Study.objects.select_for_update().get(pk=study.pk)
+    if study.status != Study.Status.DRAFT:
+        raise StudySetupError(f"Only a draft study can be opened; this one is {study.status}.")
+    study_attach_images(study=study)
+    missing = study_missing_images(study=study)
+    if missing:
+        raise StudySetupError(f"{missing} images are still missing: run the study's generation batch to completion first.")
+    proto = Protocol.from_dict(study.protocol)
+    by_key = {it.key: it for it in Item.objects.filter(study=study, repeat_of__isnull=True)}
+    count_keys = [k for k, it in by_key.items() if it.task == Item.Task.COUNT and not it.is_gold]
+    rank_keys = [k for k, it in by_key.items() if it.task == Item.Task.RANK]
+    gold_keys = [k for k, it in by_key.items() if it.is_gold]
+    try:
+        plans = plan_assignments(
+            count_keys, rank_keys, n_slots=proto.evaluators.n, overlap=proto.evaluators.overlap, seed=study.plan_seed,
+            n_variants=study.variants.count(), gold_item_ids=gold_keys, n_repeats=proto.quality_control.repeats,
+        )
+    except ValueError as exc:
+        raise StudySetupError(f"Cannot plan the assignments: {exc}") from exc
+    repeats: dict[str, Item] = {}
+    slots = []
+    for plan in plans:
+        seen: set[str] = set()
+        order, positions = [], {}
+        for _task, key in plan.items:
+            item = by_key[key]
+            if key in seen:  # the second showing of a repeated item
+                if key not in repeats:
+                    original = item
+                    repeats[key] = Item.objects.create(
+                        study=study, key=repeat_item_id(key), task=original.task, prompt=original.prompt,
+                        seed=original.seed, variant=original.variant, image=original.image,
+                        is_gold=original.is_gold, true_count=original.true_count, repeat_of=original,
+                    )
+                item = repeats[key]
+                if key in plan.repeat_positions:
+                    positions[str(item.pk)] = plan.repeat_positions[key]
+            elif key in plan.positions:
+                positions[str(item.pk)] = plan.positions[key]
+            seen.add(key)
+            order.append(item.pk)
+        slots.append(Slot(study=study, number=plan.slot, seed=plan.seed, items=order, positions=positions))
+    Slot.objects.bulk_create(slots)
+    study.status = Study.Status.OPEN
+    study.opened_at = timezone.now()
+    study.save(update_fields=["status", "opened_at"])
     return study

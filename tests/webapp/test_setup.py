@@ -1,0 +1,99 @@
+"""A study from a protocol file: variants, prompts, items and gold images; opening it."""
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from PIL import Image as PILImage
+
+from evalstudy.protocol import load_protocol
+from generator.counter import count_objects
+from tests.factories import make_image
+from webapp.studies import services
+from webapp.studies.models import Image, Item, Slot, Study
+
+pytestmark = pytest.mark.django_db
+
+DEMO = Path(__file__).resolve().parents[2] / "fixtures" / "protocols" / "demo.json"
+
+
+def create_demo(slug="demo", **overrides):
+    protocol = json.loads(DEMO.read_text())
+    protocol.update(overrides)
+    return services.study_create(protocol=protocol, slug=slug, base_dir=str(DEMO.parent))
+
+
+def fill_images(study):
+    for item in Item.objects.filter(study=study, task="count", is_gold=False):
+        make_image(study=study, prompt=item.prompt, variant=item.variant, seed=item.seed)
+    for item in Item.objects.filter(study=study, task="rank"):
+        for v in study.variants.all():
+            make_image(study=study, prompt=item.prompt, variant=v, seed=item.seed)
+
+
+def test_study_create_plans_every_item_of_the_protocol():
+    study = create_demo()
+    proto = load_protocol(DEMO)
+    assert study.protocol_hash == proto.content_hash()
+    assert list(study.variants.values_list("name", flat=True)) == list(proto.variants)
+    ct = proto.count_task
+    n_count = len(ct.objects) * len(ct.counts) * max(1, len(ct.colours)) * ct.images_per_prompt * len(proto.variants)
+    assert Item.objects.filter(study=study, task="count", is_gold=False).count() == n_count
+    assert Item.objects.filter(study=study, task="rank").count() == proto.preference_task.captions.n * proto.preference_task.images_per_caption
+    assert study.prompts.filter(kind="count", text="two red squares").get().question == "How many squares can you see?"
+
+
+def test_gold_images_are_rendered_with_their_true_count(settings):
+    study = create_demo()
+    gold = Item.objects.filter(study=study, is_gold=True)
+    assert gold.count() == 2
+    for item in gold:
+        with PILImage.open(Path(settings.MEDIA_ROOT) / item.image.file) as img:
+            assert count_objects(img.convert("RGB")) == item.true_count
+
+
+def test_invalid_protocol_stores_nothing():
+    with pytest.raises(services.StudySetupError, match="Invalid protocol"):
+        create_demo(variants=[])
+    assert Study.objects.count() == 0 and Image.objects.count() == 0
+
+
+def test_duplicate_slug_is_refused():
+    create_demo()
+    with pytest.raises(services.StudySetupError, match="exists"):
+        create_demo()
+    assert Study.objects.count() == 1
+
+
+def test_open_needs_every_image():
+    study = create_demo()
+    with pytest.raises(services.StudySetupError, match="missing"):
+        services.study_open(study=study)
+    study.refresh_from_db()
+    assert study.status == "draft" and Slot.objects.count() == 0
+
+
+def test_open_plans_slots_with_overlap_gold_and_repeats():
+    study = create_demo()
+    fill_images(study)
+    services.study_open(study=study)
+    study.refresh_from_db()
+    proto = load_protocol(DEMO)
+    assert study.status == "open"
+    slots = list(Slot.objects.filter(study=study))
+    assert len(slots) == proto.evaluators.n
+    seen = Counter()
+    items = {it.pk: it for it in Item.objects.filter(study=study)}
+    for slot in slots:
+        assert len(set(slot.items)) == len(slot.items)  # a repeat is its own item
+        for pk in slot.items:
+            it = items[pk]
+            seen[it.repeat_of_id or pk] += 1
+            if it.task == "rank":
+                assert sorted(slot.positions[str(pk)]) == [0, 1, 2, 3]
+    for pk, it in items.items():
+        if it.repeat_of_id is None and not it.is_gold:
+            assert seen[pk] >= proto.evaluators.overlap
+        if it.is_gold:
+            assert seen[pk] >= len(slots)
+    assert Item.objects.filter(study=study, repeat_of__isnull=False).exists()
