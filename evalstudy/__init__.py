@@ -1,0 +1,1 @@
+"""evalstudy (API docstring to be completed)."""

@@ -1,0 +1,199 @@
+"""Who sees what, in which order and in which screen positions.
+
+`plan_assignments` splits the items among evaluator slots: every item goes to
+`overlap` distinct slots, and the loads of any two slots differ by at most one
+item per task. Each slot gets its own order (a seed stored in the plan), and
+the screen order of the variants of a ranking item comes from the rows of a
+Williams square, so that every variant appears in every position equally often
+and, for an even number of variants, precedes every other variant equally
+often. A slot abandoned by its evaluator is handed to someone else with
+`reassign_slot`.
+
+Orders are sorts on sha256 keys (`protocol.stable_key`), not draws from a
+library's random stream, so that a stored seed reproduces a plan on any machine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .protocol import stable_key
+
+REPEAT_SUFFIX = "#repeat"
+
+
+@dataclass(frozen=True)
+class SlotPlan:
+    """One evaluator's work.
+
+    `items` lists (task, item_id) in presentation order; an entry that occurs twice
+    is a repeat, and its second showing is recorded under `repeat_item_id(item_id)`
+    with `repeat_of` set. `positions[item_id]` lists the variant indices of a ranking
+    item in screen order (left to right); `repeat_positions` holds a different order
+    for the repeated showing.
+    """
+
+    slot: int
+    seed: int
+    items: tuple[tuple[str, str], ...]
+    positions: dict[str, list[int]]
+    repeats: tuple[tuple[str, str], ...] = ()
+    repeat_positions: dict[str, list[int]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"slot": self.slot, "seed": self.seed,
+                "items": [list(e) for e in self.items],
+                "positions": {k: list(v) for k, v in self.positions.items()},
+                "repeats": [list(e) for e in self.repeats],
+                "repeat_positions": {k: list(v) for k, v in self.repeat_positions.items()}}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> SlotPlan:
+        return cls(slot=int(d["slot"]), seed=int(d["seed"]),
+                   items=tuple((str(t), str(i)) for t, i in d["items"]),
+                   positions={k: [int(x) for x in v] for k, v in d["positions"].items()},
+                   repeats=tuple((str(t), str(i)) for t, i in d.get("repeats", [])),
+                   repeat_positions={k: [int(x) for x in v]
+                                     for k, v in d.get("repeat_positions", {}).items()})
+
+
+def repeat_item_id(item_id: str) -> str:
+    """The item id under which the second showing of `item_id` is recorded."""
+    return item_id + REPEAT_SUFFIX
+
+
+def williams_square(n: int) -> list[list[int]]:
+    """A Williams design for n treatments: n rows for even n, 2n rows for odd n.
+
+    Every treatment occurs once in every column of each n-row square, and every
+    ordered pair (a, b) of distinct treatments occurs with b right after a equally
+    often (once for even n, twice over the 2n rows for odd n).
+    """
+    if n < 1:
+        raise ValueError(f"williams_square needs n >= 1, got {n}")
+    first = [0]
+    lo, hi = 1, n - 1
+    while len(first) < n:
+        first.append(lo)
+        lo += 1
+        if len(first) < n:
+            first.append(hi)
+            hi -= 1
+    rows = [[(x + i) % n for x in first] for i in range(n)]
+    if n % 2 == 1:
+        rows += [row[::-1] for row in rows]
+    return rows
+
+
+def _int_seed(*parts: object) -> int:
+    return int(stable_key(*parts)[:8], 16)
+
+
+def _balanced_slots(ids: list[str], overlap: int, n_slots: int, start: int) -> list[list[int]]:
+    """Copy j of item i goes to slot (start + i*overlap + j) mod n_slots: consecutive
+    slots, hence distinct ones, and a cyclic fill, hence loads within one."""
+    return [[(start + i * overlap + j) % n_slots for j in range(overlap)] for i in range(len(ids))]
+
+
+def _order(entries: list[tuple[str, str]], seed: int, n_repeats: int,
+           repeatable: set[tuple[str, str]]) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """Shuffle by `seed`; repeat `n_repeats` entries of the first half somewhere in
+    the second half, so that a repeat always follows its original."""
+    ordered = sorted(entries, key=lambda e: stable_key(seed, *e))
+    half = len(ordered) // 2
+    candidates = [e for e in ordered[:half] if e in repeatable]
+    chosen = sorted(candidates, key=lambda e: stable_key(seed, "repeat", *e))[:n_repeats]
+    for e in chosen:
+        span = len(ordered) - half + 1
+        ordered.insert(half + int(stable_key(seed, "at", *e)[:8], 16) % span, e)
+    return ordered, chosen
+
+
+def plan_assignments(count_item_ids, rank_item_ids, n_slots: int, overlap: int, seed: int, *,
+                     n_variants: int = 4, gold_item_ids=(), n_repeats: int = 0) -> list[SlotPlan]:
+    """Plan the work of `n_slots` evaluators.
+
+    Every count and rank item is given to `overlap` distinct slots; per task the
+    loads of two slots differ by at most one item (gold items, which every slot
+    sees, and repeats come on top). `positions` are rows of `williams_square
+    (n_variants)`, chosen greedily so that each slot and each item use the rows
+    as evenly as possible.
+    """
+    count_ids, rank_ids, gold_ids = list(count_item_ids), list(rank_item_ids), list(gold_item_ids)
+    if n_slots < 1:
+        raise ValueError(f"n_slots must be >= 1, got {n_slots}")
+    if not 1 <= overlap <= n_slots:
+        raise ValueError(f"overlap must be between 1 and n_slots={n_slots}, got {overlap}")
+    for name, ids in (("count", count_ids), ("rank", rank_ids), ("gold", gold_ids)):
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"duplicate {name} item ids")
+    if set(gold_ids) & set(count_ids):
+        raise ValueError("gold item ids must differ from the count item ids")
+    if n_repeats < 0:
+        raise ValueError(f"n_repeats must be >= 0, got {n_repeats}")
+
+    rows = williams_square(n_variants) if rank_ids else []
+    per_slot: list[list[tuple[str, str]]] = [[] for _ in range(n_slots)]
+    positions: list[dict[str, list[int]]] = [{} for _ in range(n_slots)]
+    row_of: list[dict[str, int]] = [{} for _ in range(n_slots)]
+
+    count_sorted = sorted(count_ids, key=lambda i: stable_key(seed, "count", i))
+    for item, slots in zip(count_sorted, _balanced_slots(count_sorted, overlap, n_slots, 0)):
+        for s in slots:
+            per_slot[s].append(("count", item))
+
+    rank_sorted = sorted(rank_ids, key=lambda i: stable_key(seed, "rank", i))
+    start = (len(count_sorted) * overlap) % n_slots  # continue the cycle: totals stay within one
+    slot_rows = [[0] * len(rows) for _ in range(n_slots)]
+    for k, (item, slots) in enumerate(zip(rank_sorted,
+                                          _balanced_slots(rank_sorted, overlap, n_slots, start))):
+        item_rows = [0] * len(rows)
+        for s in slots:
+            r = min(range(len(rows)),
+                    key=lambda r: (item_rows[r], slot_rows[s][r], (r - k) % len(rows)))
+            item_rows[r] += 1
+            slot_rows[s][r] += 1
+            per_slot[s].append(("rank", item))
+            positions[s][item] = list(rows[r])
+            row_of[s][item] = r
+
+    plans = []
+    for s in range(n_slots):
+        slot_seed = _int_seed(seed, "slot", s)
+        entries = per_slot[s] + [("count", g) for g in gold_ids]
+        ordered, repeats = _order(entries, slot_seed, n_repeats, set(per_slot[s]))
+        repeat_pos = {i: list(rows[(row_of[s][i] + 1) % len(rows)])
+                      for t, i in repeats if t == "rank"}
+        plans.append(SlotPlan(slot=s, seed=slot_seed, items=tuple(ordered),
+                              positions=positions[s], repeats=tuple(repeats),
+                              repeat_positions=repeat_pos))
+    return plans
+
+
+def reassign_slot(plan: SlotPlan, attempt: int, completed=()) -> SlotPlan:
+    """The plan for the next evaluator of an abandoned slot.
+
+    `attempt` (1, 2, ...) counts hand-overs and seeds the new order. Entries in
+    `completed` (the (task, item_id) pairs whose responses are kept) are dropped;
+    a repeat whose original was completed is dropped too, since consistency is
+    measured within one evaluator. Screen positions stay as planned.
+    """
+    if attempt < 1:
+        raise ValueError(f"attempt counts hand-overs from 1, got {attempt}")
+    done = {(str(t), str(i)) for t, i in completed}
+    remaining = [e for e in dict.fromkeys(plan.items) if e not in done]
+    repeatable = {e for e in plan.repeats if e in remaining}
+    seed = _int_seed(plan.seed, "reassign", attempt)
+    ordered = sorted(remaining, key=lambda e: stable_key(seed, *e))
+    half = len(ordered) // 2
+    # Keep the planned repeats when the original now falls in the first half.
+    kept = [e for e in ordered[:half] if e in repeatable]
+    for e in kept:
+        span = len(ordered) - half + 1
+        ordered.insert(half + int(stable_key(seed, "at", *e)[:8], 16) % span, e)
+    return SlotPlan(slot=plan.slot, seed=seed, items=tuple(ordered),
+                    positions={i: p for i, p in plan.positions.items()
+                               if ("rank", i) in remaining},
+                    repeats=tuple(kept),
+                    repeat_positions={i: p for i, p in plan.repeat_positions.items()
+                                      if ("rank", i) in kept})

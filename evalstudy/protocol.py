@@ -1,0 +1,655 @@
+"""A study's protocol: everything that must be fixed before any data is collected.
+
+A protocol is a JSON (or YAML) document. `Protocol.from_dict` validates it and
+fills in defaults; `Protocol.to_dict` gives the canonical form back, and
+`Protocol.content_hash` is the sha256 of that form's canonical JSON, the
+fingerprint recorded when a study is frozen. Two protocols with the same hash
+describe the same study, whatever their key order or whitespace.
+
+The grid of count prompts and the preference captions are derived here, not
+stored, so that the grammar ("a bus", "an apple", "two sheep", "five people")
+lives in one place.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+# English number words. Count 1 uses the object's (or colour's) article instead.
+NUMBER_WORDS = (
+    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
+    "ten", "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen",
+    "seventeen", "eighteen", "nineteen", "twenty",
+)
+MAX_COUNT = len(NUMBER_WORDS) - 1
+MAX_RANKED_VARIANTS = 6  # 6! = 720 orderings; the analysis tabulates them
+
+DEFAULT_PROMPT_TEMPLATE = "{quantity} {colour} {noun}"
+DEFAULT_QUESTION_TEMPLATE = "How many {plural} can you see?"
+TEMPLATE_FIELDS = ("quantity", "colour", "noun", "singular", "plural", "count")
+POSTHOC_METHODS = ("holm", "nemenyi")
+
+
+class ProtocolError(ValueError):
+    """A protocol that cannot describe a study; the message names the offending field."""
+
+
+# ---------------------------------------------------------------------------
+# Dataclasses
+# ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ObjectSpec:
+    name: str
+    singular: str
+    plural: str
+    article: str  # "a" or "an", the article used before `singular`
+
+
+@dataclass(frozen=True)
+class ColourSpec:
+    name: str
+    article: str  # article used when the colour follows "a"/"an" directly
+
+
+@dataclass(frozen=True)
+class CountTask:
+    objects: tuple[ObjectSpec, ...]
+    counts: tuple[int, ...]
+    colours: tuple[ColourSpec, ...] = ()  # empty: no colour in the grid
+    images_per_prompt: int = 10
+    prompt_template: str = DEFAULT_PROMPT_TEMPLATE
+    question_template: str = DEFAULT_QUESTION_TEMPLATE
+
+
+@dataclass(frozen=True)
+class CaptionSource:
+    """Captions listed inline, or `n` drawn with `seed` from an MS-COCO captions file."""
+
+    path: str | None = None
+    n: int | None = None
+    seed: int = 0
+    inline: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PreferenceTask:
+    captions: CaptionSource
+    images_per_caption: int = 1
+
+
+@dataclass(frozen=True)
+class Sampling:
+    cfg_scale: float
+    steps: int
+    sampler: str
+    seed: int = 0  # image k of every prompt uses seed + k, for every variant
+
+
+@dataclass(frozen=True)
+class GoldItem:
+    id: str
+    object: str
+    count: int
+    colour: str | None = None
+
+
+@dataclass(frozen=True)
+class QualityControl:
+    gold: tuple[GoldItem, ...] = ()
+    repeats: int = 0  # items each evaluator sees a second time
+
+
+@dataclass(frozen=True)
+class Evaluators:
+    n: int
+    overlap: int
+    completion_code: str | None = None
+
+
+@dataclass(frozen=True)
+class Exclusions:
+    """Evaluator-level exclusion rules; None switches a rule off."""
+
+    min_gold_accuracy: float | None = None
+    max_cant_tell_rate: float | None = None
+    min_median_seconds: float | None = None
+    min_consistency: float | None = None
+    max_skip_rate: float | None = None
+
+
+@dataclass(frozen=True)
+class AnalysisPlan:
+    exclusions: Exclusions = field(default_factory=Exclusions)
+    comparisons: tuple[tuple[str, str], ...] = ()  # (a, b): is a different from b?
+    posthoc: str = "holm"
+    alpha: float = 0.05
+    ci_level: float = 0.95
+    n_boot: int = 2000
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Protocol:
+    name: str
+    variants: tuple[str, ...]
+    sampling: Sampling
+    evaluators: Evaluators
+    count_task: CountTask | None = None
+    preference_task: PreferenceTask | None = None
+    quality_control: QualityControl = field(default_factory=QualityControl)
+    analysis: AnalysisPlan = field(default_factory=AnalysisPlan)
+    description: str = ""
+    schema_version: int = SCHEMA_VERSION
+
+    @classmethod
+    def from_dict(cls, d: Any) -> Protocol:
+        """Validate a protocol document and fill in its defaults; raises ProtocolError."""
+        return _parse_protocol(d)
+
+    def to_dict(self) -> dict:
+        """The canonical document: every field present, defaults written out."""
+        return _to_plain(self)
+
+    def content_hash(self) -> str:
+        """sha256 (hex) of the canonical JSON of `to_dict()`."""
+        return hashlib.sha256(canonical_json(self.to_dict()).encode("utf-8")).hexdigest()
+
+    def comparisons(self) -> tuple[tuple[str, str], ...]:
+        """The planned paired comparisons, or intermediate-vs-early per conditioning."""
+        return self.analysis.comparisons or default_comparisons(self.variants)
+
+
+@dataclass(frozen=True)
+class CountPrompt:
+    object: str
+    count: int
+    colour: str | None
+    text: str       # the prompt given to the model, e.g. "three red circles"
+    question: str   # the question shown to evaluators, e.g. "How many circles can you see?"
+
+
+@dataclass(frozen=True)
+class StudyItem:
+    """One unit shown to evaluators: a count image, a gold image or a caption to rank."""
+
+    task: str              # "count" or "rank"
+    item_id: str
+    prompt: str
+    variant: str | None     # None for gold items and for rank items (all variants)
+    object: str | None
+    true_count: int | None
+    colour: str | None
+    seed: int | None
+    question: str | None
+    is_gold: bool = False
+
+
+# ---------------------------------------------------------------------------
+# Loading, canonical form
+# ---------------------------------------------------------------------------
+
+def load_protocol(path: str | Path) -> Protocol:
+    """Read a protocol from a .json, .yaml or .yml file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ProtocolError(f"cannot read protocol {path}: {exc.strerror}") from exc
+    if path.suffix.lower() in (".yaml", ".yml"):
+        try:
+            import yaml
+        except ImportError as exc:
+            raise ProtocolError("YAML protocols need PyYAML; install it or use JSON") from exc
+        try:
+            doc = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ProtocolError(f"{path}: not valid YAML: {exc}") from exc
+    else:
+        try:
+            doc = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ProtocolError(f"{path}: not valid JSON: {exc}") from exc
+    return Protocol.from_dict(doc)
+
+
+def canonical_json(doc: Any) -> str:
+    """Sorted keys, no whitespace, UTF-8 kept: the form that is hashed."""
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=False)
+
+
+def _to_plain(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj):
+        return {f.name: _to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, tuple | list):
+        return [_to_plain(x) for x in obj]
+    return obj
+
+
+# ---------------------------------------------------------------------------
+# Validation
+# ---------------------------------------------------------------------------
+
+def _fail(where: str, message: str) -> None:
+    raise ProtocolError(f"{where}: {message}")
+
+
+def _mapping(d: Any, where: str, allowed: tuple[str, ...], required: tuple[str, ...] = ()) -> dict:
+    if not isinstance(d, dict):
+        _fail(where, f"expected an object, got {type(d).__name__}")
+    unknown = sorted(set(d) - set(allowed))
+    if unknown:
+        _fail(where, f"unknown key(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(allowed)}")
+    missing = [k for k in required if k not in d]
+    if missing:
+        _fail(where, f"missing required key(s) {', '.join(map(repr, missing))}")
+    return d
+
+
+def _string(v: Any, where: str, *, allow_none: bool = False) -> str | None:
+    if v is None and allow_none:
+        return None
+    if not isinstance(v, str) or not v.strip():
+        _fail(where, f"expected a non-empty string, got {v!r}")
+    return v.strip()
+
+
+def _integer(v: Any, where: str, *, lo: int | None = None, hi: int | None = None) -> int:
+    if isinstance(v, bool) or not isinstance(v, int):
+        _fail(where, f"expected an integer, got {v!r}")
+    if lo is not None and v < lo:
+        _fail(where, f"must be >= {lo}, got {v}")
+    if hi is not None and v > hi:
+        _fail(where, f"must be <= {hi}, got {v}")
+    return v
+
+
+def _number(v: Any, where: str, *, lo: float | None = None, hi: float | None = None,
+            allow_none: bool = False) -> float | None:
+    if v is None and allow_none:
+        return None
+    if isinstance(v, bool) or not isinstance(v, int | float) or v != v:
+        _fail(where, f"expected a number, got {v!r}")
+    if lo is not None and v < lo:
+        _fail(where, f"must be >= {lo}, got {v}")
+    if hi is not None and v > hi:
+        _fail(where, f"must be <= {hi}, got {v}")
+    return float(v)
+
+
+def _list(v: Any, where: str, *, nonempty: bool = True) -> list:
+    if not isinstance(v, list | tuple):
+        _fail(where, f"expected a list, got {type(v).__name__}")
+    if nonempty and not v:
+        _fail(where, "must not be empty")
+    return list(v)
+
+
+def _article(v: Any, where: str) -> str:
+    if v not in ("a", "an"):
+        _fail(where, f"article must be 'a' or 'an', got {v!r}")
+    return v
+
+
+def guess_article(word: str) -> str:
+    """'an' before a written vowel, else 'a'; give the article explicitly for exceptions."""
+    return "an" if word[:1].lower() in "aeiou" else "a"
+
+
+def _parse_object(d: Any, where: str) -> ObjectSpec:
+    if isinstance(d, str):
+        _fail(where, "an object needs 'name', 'singular', 'plural' and 'article' "
+                     f"(e.g. {{\"name\": \"bus\", \"singular\": \"bus\", \"plural\": \"buses\", "
+                     f"\"article\": \"a\"}}), got the string {d!r}")
+    _mapping(d, where, ("name", "singular", "plural", "article"), ("name", "plural"))
+    name = _string(d["name"], f"{where}.name")
+    singular = _string(d.get("singular", name), f"{where}.singular")
+    plural = _string(d["plural"], f"{where}.plural")
+    article = _article(d.get("article", guess_article(singular)), f"{where}.article")
+    return ObjectSpec(name, singular, plural, article)
+
+
+def _parse_colour(d: Any, where: str) -> ColourSpec:
+    if isinstance(d, str):
+        name = _string(d, where)
+        return ColourSpec(name, guess_article(name))
+    _mapping(d, where, ("name", "article"), ("name",))
+    name = _string(d["name"], f"{where}.name")
+    return ColourSpec(name, _article(d.get("article", guess_article(name)), f"{where}.article"))
+
+
+def _check_template(template: str, where: str) -> str:
+    import string
+
+    for _, fname, _, _ in string.Formatter().parse(template):
+        if fname is not None and fname not in TEMPLATE_FIELDS:
+            _fail(where, f"unknown placeholder {{{fname}}}; allowed: "
+                         + ", ".join("{" + f + "}" for f in TEMPLATE_FIELDS))
+    return template
+
+
+def _parse_count_task(d: Any) -> CountTask:
+    w = "count_task"
+    _mapping(d, w, ("objects", "counts", "colours", "images_per_prompt", "prompt_template",
+                    "question_template"), ("objects", "counts"))
+    objects = tuple(_parse_object(o, f"{w}.objects[{i}]")
+                    for i, o in enumerate(_list(d["objects"], f"{w}.objects")))
+    names = [o.name for o in objects]
+    if len(set(names)) != len(names):
+        _fail(f"{w}.objects", f"object names must be unique, got {names}")
+    counts = tuple(_integer(c, f"{w}.counts[{i}]", lo=1, hi=MAX_COUNT)
+                   for i, c in enumerate(_list(d["counts"], f"{w}.counts")))
+    if len(set(counts)) != len(counts):
+        _fail(f"{w}.counts", f"counts must be unique, got {list(counts)}")
+    colours = tuple(_parse_colour(c, f"{w}.colours[{i}]")
+                    for i, c in enumerate(_list(d.get("colours") or [], f"{w}.colours",
+                                                nonempty=False)))
+    cnames = [c.name for c in colours]
+    if len(set(cnames)) != len(cnames):
+        _fail(f"{w}.colours", f"colour names must be unique, got {cnames}")
+    return CountTask(
+        objects=objects,
+        counts=counts,
+        colours=colours,
+        images_per_prompt=_integer(d.get("images_per_prompt", 10), f"{w}.images_per_prompt", lo=1),
+        prompt_template=_check_template(
+            _string(d.get("prompt_template", DEFAULT_PROMPT_TEMPLATE), f"{w}.prompt_template"),
+            f"{w}.prompt_template"),
+        question_template=_check_template(
+            _string(d.get("question_template", DEFAULT_QUESTION_TEMPLATE),
+                    f"{w}.question_template"),
+            f"{w}.question_template"),
+    )
+
+
+def _parse_preference_task(d: Any) -> PreferenceTask:
+    w = "preference_task"
+    _mapping(d, w, ("captions", "images_per_caption"), ("captions",))
+    c = d["captions"]
+    cw = f"{w}.captions"
+    if isinstance(c, list):
+        inline = tuple(_string(s, f"{cw}[{i}]") for i, s in enumerate(_list(c, cw)))
+        source = CaptionSource(inline=inline)
+    else:
+        _mapping(c, cw, ("path", "n", "seed", "inline"))
+        has_path, has_inline = c.get("path") is not None, bool(c.get("inline"))
+        if has_path == has_inline:
+            _fail(cw, "give either 'path' (an MS-COCO captions file) or 'inline' (a list)")
+        if has_path:
+            if c.get("n") is None:
+                _fail(cw, "'n' (how many captions to draw) is required with 'path'")
+            source = CaptionSource(path=_string(c["path"], f"{cw}.path"),
+                                   n=_integer(c["n"], f"{cw}.n", lo=1),
+                                   seed=_integer(c.get("seed", 0), f"{cw}.seed"))
+        else:
+            inline = tuple(_string(s, f"{cw}.inline[{i}]")
+                           for i, s in enumerate(_list(c["inline"], f"{cw}.inline")))
+            n = c.get("n")
+            if n is not None:
+                _integer(n, f"{cw}.n", lo=1, hi=len(inline))
+            source = CaptionSource(inline=inline, n=n, seed=_integer(c.get("seed", 0), f"{cw}.seed"))
+    return PreferenceTask(
+        captions=source,
+        images_per_caption=_integer(d.get("images_per_caption", 1), f"{w}.images_per_caption", lo=1),
+    )
+
+
+def _parse_protocol(d: Any) -> Protocol:
+    _mapping(d, "protocol", ("schema_version", "name", "description", "variants", "sampling",
+                             "count_task", "preference_task", "quality_control", "evaluators",
+                             "analysis"),
+             ("name", "variants", "sampling", "evaluators"))
+    version = _integer(d.get("schema_version", SCHEMA_VERSION), "schema_version")
+    if version != SCHEMA_VERSION:
+        _fail("schema_version", f"this evalstudy reads version {SCHEMA_VERSION}, got {version}")
+    name = _string(d["name"], "name")
+    description = d.get("description", "")
+    if not isinstance(description, str):
+        _fail("description", "expected a string")
+    variants = tuple(_string(v, f"variants[{i}]")
+                     for i, v in enumerate(_list(d["variants"], "variants")))
+    if len(set(variants)) != len(variants):
+        _fail("variants", f"variant names must be unique, got {list(variants)}")
+    if len(variants) < 2:
+        _fail("variants", "a study compares at least two variants")
+
+    s = _mapping(d["sampling"], "sampling", ("cfg_scale", "steps", "sampler", "seed"),
+                 ("cfg_scale", "steps", "sampler"))
+    sampling = Sampling(cfg_scale=_number(s["cfg_scale"], "sampling.cfg_scale", lo=0.0),
+                        steps=_integer(s["steps"], "sampling.steps", lo=1),
+                        sampler=_string(s["sampler"], "sampling.sampler"),
+                        seed=_integer(s.get("seed", 0), "sampling.seed", lo=0))
+
+    count_task = _parse_count_task(d["count_task"]) if d.get("count_task") is not None else None
+    pref = (_parse_preference_task(d["preference_task"])
+            if d.get("preference_task") is not None else None)
+    if count_task is None and pref is None:
+        _fail("protocol", "a study needs a 'count_task', a 'preference_task' or both")
+    if pref is not None and len(variants) > MAX_RANKED_VARIANTS:
+        _fail("variants", f"at most {MAX_RANKED_VARIANTS} variants can be ranked together, "
+                          f"got {len(variants)}")
+
+    q = _mapping(d.get("quality_control", {}), "quality_control", ("gold", "repeats"))
+    gold = []
+    for i, g in enumerate(_list(q.get("gold", []), "quality_control.gold", nonempty=False)):
+        gw = f"quality_control.gold[{i}]"
+        _mapping(g, gw, ("id", "object", "count", "colour"), ("id", "object", "count"))
+        gold.append(GoldItem(id=_string(g["id"], f"{gw}.id"),
+                             object=_string(g["object"], f"{gw}.object"),
+                             count=_integer(g["count"], f"{gw}.count", lo=0, hi=MAX_COUNT),
+                             colour=_string(g.get("colour"), f"{gw}.colour", allow_none=True)))
+        if count_task is not None and gold[-1].object not in {o.name for o in count_task.objects}:
+            _fail(f"{gw}.object", f"{gold[-1].object!r} is not one of count_task.objects")
+    gold_ids = [g.id for g in gold]
+    if len(set(gold_ids)) != len(gold_ids):
+        _fail("quality_control.gold", f"gold item ids must be unique, got {gold_ids}")
+    if gold and count_task is None:
+        _fail("quality_control.gold", "gold items are count items; the study has no count_task")
+    qc = QualityControl(gold=tuple(gold),
+                        repeats=_integer(q.get("repeats", 0), "quality_control.repeats", lo=0))
+
+    e = _mapping(d["evaluators"], "evaluators", ("n", "overlap", "completion_code"),
+                 ("n", "overlap"))
+    n_eval = _integer(e["n"], "evaluators.n", lo=1)
+    evaluators = Evaluators(
+        n=n_eval,
+        overlap=_integer(e["overlap"], "evaluators.overlap", lo=1, hi=n_eval),
+        completion_code=_string(e.get("completion_code"), "evaluators.completion_code",
+                                allow_none=True),
+    )
+
+    analysis = _parse_analysis(d.get("analysis", {}), variants)
+    return Protocol(name=name, description=description, variants=variants, sampling=sampling,
+                    evaluators=evaluators, count_task=count_task, preference_task=pref,
+                    quality_control=qc, analysis=analysis, schema_version=version)
+
+
+def _parse_analysis(d: Any, variants: tuple[str, ...]) -> AnalysisPlan:
+    w = "analysis"
+    _mapping(d, w, ("exclusions", "comparisons", "posthoc", "alpha", "ci_level", "n_boot", "seed"))
+    x = _mapping(d.get("exclusions", {}), f"{w}.exclusions",
+                 tuple(f.name for f in dataclasses.fields(Exclusions)))
+    xw = f"{w}.exclusions"
+    exclusions = Exclusions(
+        min_gold_accuracy=_number(x.get("min_gold_accuracy"), f"{xw}.min_gold_accuracy",
+                                  lo=0, hi=1, allow_none=True),
+        max_cant_tell_rate=_number(x.get("max_cant_tell_rate"), f"{xw}.max_cant_tell_rate",
+                                   lo=0, hi=1, allow_none=True),
+        min_median_seconds=_number(x.get("min_median_seconds"), f"{xw}.min_median_seconds",
+                                   lo=0, allow_none=True),
+        min_consistency=_number(x.get("min_consistency"), f"{xw}.min_consistency",
+                                lo=0, hi=1, allow_none=True),
+        max_skip_rate=_number(x.get("max_skip_rate"), f"{xw}.max_skip_rate",
+                              lo=0, hi=1, allow_none=True),
+    )
+    comparisons = []
+    for i, pair in enumerate(_list(d.get("comparisons", []), f"{w}.comparisons", nonempty=False)):
+        cw = f"{w}.comparisons[{i}]"
+        pair = _list(pair, cw)
+        if len(pair) != 2:
+            _fail(cw, f"a comparison is a pair [a, b], got {pair}")
+        a, b = (_string(pair[0], cw), _string(pair[1], cw))
+        for v in (a, b):
+            if v not in variants:
+                _fail(cw, f"{v!r} is not one of the variants {list(variants)}")
+        if a == b:
+            _fail(cw, "compares a variant with itself")
+        comparisons.append((a, b))
+    posthoc = d.get("posthoc", "holm")
+    if posthoc not in POSTHOC_METHODS:
+        _fail(f"{w}.posthoc", f"expected one of {POSTHOC_METHODS}, got {posthoc!r}")
+    return AnalysisPlan(
+        exclusions=exclusions,
+        comparisons=tuple(comparisons),
+        posthoc=posthoc,
+        alpha=_number(d.get("alpha", 0.05), f"{w}.alpha", lo=1e-6, hi=0.5),
+        ci_level=_number(d.get("ci_level", 0.95), f"{w}.ci_level", lo=0.5, hi=0.999),
+        n_boot=_integer(d.get("n_boot", 2000), f"{w}.n_boot", lo=100),
+        seed=_integer(d.get("seed", 0), f"{w}.seed", lo=0),
+    )
+
+
+def default_comparisons(variants: tuple[str, ...] | list[str]) -> tuple[tuple[str, str], ...]:
+    """("<c>-intermediate", "<c>-early") for every conditioning <c> that has both."""
+    out = []
+    for v in variants:
+        if v.endswith("-intermediate"):
+            early = v[: -len("-intermediate")] + "-early"
+            if early in variants:
+                out.append((v, early))
+    return tuple(out)
+
+
+# ---------------------------------------------------------------------------
+# Prompts, captions, items
+# ---------------------------------------------------------------------------
+
+def _render(template: str, obj: ObjectSpec, count: int, colour: ColourSpec | None) -> str:
+    if count == 1:
+        quantity = colour.article if colour is not None else obj.article
+    else:
+        quantity = NUMBER_WORDS[count]
+    text = template.format(quantity=quantity, colour=colour.name if colour else "",
+                           noun=obj.singular if count == 1 else obj.plural,
+                           singular=obj.singular, plural=obj.plural, count=count)
+    return " ".join(text.split())  # an absent colour leaves a double space
+
+
+def count_prompts(protocol: Protocol) -> list[CountPrompt]:
+    """The object-count grid: objects x counts (x colours), in protocol order."""
+    task = protocol.count_task
+    if task is None:
+        return []
+    colours: tuple[ColourSpec | None, ...] = task.colours or (None,)
+    out = []
+    for obj in task.objects:
+        for count in task.counts:
+            for colour in colours:
+                out.append(CountPrompt(
+                    object=obj.name, count=count, colour=colour.name if colour else None,
+                    text=_render(task.prompt_template, obj, count, colour),
+                    question=_render(task.question_template, obj, count, colour)))
+    return out
+
+
+def read_coco_captions(path: str | Path) -> list[tuple[int, str]]:
+    """(annotation id, caption) pairs from an MS-COCO captions file, sorted by id."""
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ProtocolError(f"cannot read captions file {path}: {exc.strerror}") from exc
+    except json.JSONDecodeError as exc:
+        raise ProtocolError(f"{path}: not valid JSON: {exc}") from exc
+    if not isinstance(doc, dict) or not isinstance(doc.get("annotations"), list):
+        raise ProtocolError(f"{path}: not an MS-COCO captions file (no 'annotations' list)")
+    out = []
+    for i, a in enumerate(doc["annotations"]):
+        if not isinstance(a, dict) or not isinstance(a.get("caption"), str) or "id" not in a:
+            raise ProtocolError(f"{path}: annotations[{i}] needs 'id' and 'caption'")
+        out.append((a["id"], " ".join(a["caption"].split())))
+    return sorted(out, key=lambda t: str(t[0]))
+
+
+def stable_key(*parts: object) -> str:
+    """A sort key that depends only on its parts: sha256, not any library's RNG stream."""
+    return hashlib.sha256(":".join(map(str, parts)).encode("utf-8")).hexdigest()
+
+
+def preference_captions(protocol: Protocol, base_dir: str | Path | None = None) -> list[str]:
+    """The captions to rank. A drawn sample is ordered by sha256(seed:annotation id),
+    so it is the same on every machine and for every numpy version."""
+    task = protocol.preference_task
+    if task is None:
+        return []
+    src = task.captions
+    if src.path is None:
+        if src.n is None:
+            return list(src.inline)
+        pool = list(enumerate(src.inline))
+    else:
+        path = Path(src.path)
+        if not path.is_absolute() and base_dir is not None:
+            path = Path(base_dir) / path
+        pool = read_coco_captions(path)
+    # One caption per distinct text: COCO has near-duplicates across annotations.
+    seen: set[str] = set()
+    unique = []
+    for ann_id, text in sorted(pool, key=lambda t: stable_key(src.seed, t[0])):
+        if text.lower() not in seen:
+            seen.add(text.lower())
+            unique.append(text)
+    if len(unique) < src.n:
+        raise ProtocolError(f"preference_task.captions: asked for {src.n} captions, "
+                            f"the source has {len(unique)} distinct ones")
+    return unique[: src.n]
+
+
+def image_seeds(protocol: Protocol, n_images: int) -> list[int]:
+    """Seeds of the images of one prompt; the same for every prompt and variant."""
+    return [protocol.sampling.seed + k for k in range(n_images)]
+
+
+def study_items(protocol: Protocol, base_dir: str | Path | None = None) -> list[StudyItem]:
+    """Every item of the study with a stable id: count images per variant, prompt and
+    seed; gold images; captions (x seeds) to rank. Ids are what the responses use."""
+    items: list[StudyItem] = []
+    if protocol.count_task is not None:
+        seeds = image_seeds(protocol, protocol.count_task.images_per_prompt)
+        for p in count_prompts(protocol):
+            colour = f":{p.colour}" if p.colour else ""
+            for variant in protocol.variants:
+                for seed in seeds:
+                    items.append(StudyItem(
+                        task="count", item_id=f"count:{variant}:{p.object}:{p.count}{colour}:{seed}",
+                        prompt=p.text, variant=variant, object=p.object, true_count=p.count,
+                        colour=p.colour, seed=seed, question=p.question))
+        objects = {o.name: o for o in protocol.count_task.objects}
+        for g in protocol.quality_control.gold:
+            obj = objects[g.object]
+            colour = next((c for c in protocol.count_task.colours if c.name == g.colour),
+                          ColourSpec(g.colour, guess_article(g.colour)) if g.colour else None)
+            text = (_render(protocol.count_task.prompt_template, obj, g.count, colour)
+                    if g.count > 0 else f"no {obj.plural}")
+            items.append(StudyItem(
+                task="count", item_id=f"gold:{g.id}", prompt=text, variant=None,
+                object=g.object, true_count=g.count, colour=g.colour, seed=None,
+                question=_render(protocol.count_task.question_template, obj, max(g.count, 1),
+                                 colour),
+                is_gold=True))
+    if protocol.preference_task is not None:
+        seeds = image_seeds(protocol, protocol.preference_task.images_per_caption)
+        for k, caption in enumerate(preference_captions(protocol, base_dir)):
+            for seed in seeds:
+                items.append(StudyItem(
+                    task="rank", item_id=f"rank:{k}:{seed}", prompt=caption, variant=None,
+                    object=None, true_count=None, colour=None, seed=seed, question=None))
+    return items

@@ -1,0 +1,347 @@
+"""The responses table: one long-format CSV that the web app writes and evalstudy reads.
+
+Rows
+----
+count task: one row per (evaluator, item); the item is one image of one variant.
+    `answer_count` is empty for "can't tell"; `skipped` = 1 means the evaluator
+    gave no answer at all (e.g. the image did not load); `rank` is empty.
+rank task: one row per (evaluator, item, variant); the item is one caption (and
+    seed) shown as one image per variant. `rank` is 1 (best) .. m for the m
+    variants, empty on every row of a skipped item; `position` is the screen
+    position 0 .. m-1, left to right. Ties are not allowed.
+gold items (is_gold = 1) are count items with a known count and no variant.
+repeats: a row whose `repeat_of` names another item of the same evaluator is a
+    second showing of that item, used only to measure consistency.
+
+Optional columns (`image_id`, `seed`, `auto_count`, `repeat_of`) may be absent
+from a file; they are then empty.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+RESPONSE_COLUMNS = (
+    "task", "item_id", "evaluator_id", "variant", "prompt", "object", "true_count",
+    "answer_count", "rank", "skipped", "skip_reason", "position", "seconds", "is_gold",
+    "image_id", "seed", "auto_count", "repeat_of",
+)
+REQUIRED_COLUMNS = RESPONSE_COLUMNS[:14]
+TASKS = ("count", "rank")
+STRING_COLUMNS = ("task", "item_id", "evaluator_id", "variant", "prompt", "object",
+                  "skip_reason", "image_id", "repeat_of")
+NUMBER_COLUMNS = ("true_count", "answer_count", "rank", "position", "seconds", "seed",
+                  "auto_count")  # float arrays, NaN for empty
+FLAG_COLUMNS = ("skipped", "is_gold")
+MAX_ERRORS_SHOWN = 20
+
+
+class ResponseError(ValueError):
+    """A responses table that cannot be analysed; `errors` lists every problem found."""
+
+    def __init__(self, errors: list[str]):
+        self.errors = list(errors)
+        shown = "\n  ".join(self.errors[:MAX_ERRORS_SHOWN])
+        more = len(self.errors) - MAX_ERRORS_SHOWN
+        tail = f"\n  ... and {more} more" if more > 0 else ""
+        super().__init__(f"{len(self.errors)} problem(s) in the responses:\n  {shown}{tail}")
+
+
+@dataclass(frozen=True, eq=False)
+class ResponseTable:
+    """Columns as numpy arrays of equal length: strings for the text columns, float
+    (NaN for empty) for the numbers, bool for `skipped` and `is_gold`."""
+
+    columns: dict[str, np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.columns["task"])
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.columns[name]
+
+    def subset(self, mask: np.ndarray) -> ResponseTable:
+        return ResponseTable({k: v[mask] for k, v in self.columns.items()})
+
+    @property
+    def has_auto_count(self) -> bool:
+        return bool(np.isfinite(self.columns["auto_count"]).any())
+
+    def to_rows(self) -> list[dict[str, str]]:
+        """The rows as CSV strings: integers without '.0', empty for NaN."""
+        out_cols = {}
+        for name in RESPONSE_COLUMNS:
+            col = self.columns[name]
+            if name in NUMBER_COLUMNS:
+                out_cols[name] = [_format_number(x) for x in col.tolist()]
+            elif name in FLAG_COLUMNS:
+                out_cols[name] = ["1" if x else "0" for x in col.tolist()]
+            else:
+                out_cols[name] = col.tolist()
+        return [dict(zip(RESPONSE_COLUMNS, values))
+                for values in zip(*(out_cols[c] for c in RESPONSE_COLUMNS))]
+
+    def write_csv(self, path_or_file) -> None:
+        if isinstance(path_or_file, str | Path):
+            with open(path_or_file, "w", newline="", encoding="utf-8") as f:
+                self._write(f)
+        else:
+            self._write(path_or_file)
+
+    def _write(self, f) -> None:
+        writer = csv.DictWriter(f, fieldnames=RESPONSE_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(self.to_rows())
+
+
+def _format_number(x: float) -> str:
+    if x != x:
+        return ""
+    return str(int(x)) if float(x).is_integer() else repr(float(x))
+
+
+def read_responses(path_or_file) -> ResponseTable:
+    """Read and validate a responses CSV (a path or an open text file)."""
+    if isinstance(path_or_file, str | Path):
+        with open(path_or_file, newline="", encoding="utf-8") as f:
+            return _read(f, str(path_or_file))
+    return _read(path_or_file, "responses")
+
+
+def _read(f, name: str) -> ResponseTable:
+    reader = csv.DictReader(f)
+    if reader.fieldnames is None:
+        raise ResponseError([f"{name}: empty file, expected a header row"])
+    header = [h.strip() for h in reader.fieldnames]
+    missing = [c for c in REQUIRED_COLUMNS if c not in header]
+    if missing:
+        raise ResponseError([f"{name}: missing column(s) {', '.join(missing)}"])
+    reader.fieldnames = header
+    # Data rows start on line 2 (after the header).
+    return responses_from_rows(reader, first_line=2)
+
+
+def responses_from_rows(rows: Iterable[Mapping], *, first_line: int | None = None) -> ResponseTable:
+    """Validate rows (dicts with the RESPONSE_COLUMNS; values as strings or numbers).
+
+    Errors name the row: "line N" when `first_line` is given (CSV input), else
+    "row N" counting from 0.
+    """
+    errors: list[str] = []
+    cols: dict[str, list] = {c: [] for c in RESPONSE_COLUMNS}
+
+    def where(k: int) -> str:
+        return f"line {first_line + k}" if first_line is not None else f"row {k}"
+
+    for k, row in enumerate(rows):
+        _parse_row(row, where(k), cols, errors)
+    if not cols["task"]:
+        errors.append("no responses")
+    if errors:
+        raise ResponseError(errors)
+    table = _to_table(cols)
+    errors = validate_table(table, [where(k) for k in range(len(table))])
+    if errors:
+        raise ResponseError(errors)
+    return table
+
+
+def _cell(row: Mapping, name: str) -> str:
+    v = row.get(name)
+    if v is None:
+        return ""
+    if isinstance(v, float) and math.isnan(v):
+        return ""
+    return str(v).strip()
+
+
+def _parse_int(text: str, name: str, at: str, errors: list[str], lo: int | None = None,
+               hi: int | None = None) -> float:
+    if text == "":
+        return math.nan
+    try:
+        x = float(text)
+    except ValueError:
+        errors.append(f"{at}: {name} must be an integer, got {text!r}")
+        return math.nan
+    if not x.is_integer():
+        errors.append(f"{at}: {name} must be an integer, got {text!r}")
+        return math.nan
+    if (lo is not None and x < lo) or (hi is not None and x > hi):
+        bounds = f">= {lo}" if hi is None else f"in {lo}..{hi}"
+        errors.append(f"{at}: {name} must be {bounds}, got {text!r}")
+        return math.nan
+    return x
+
+
+def _parse_flag(text: str, name: str, at: str, errors: list[str]) -> bool:
+    if text in ("0", "1", "False", "True", "false", "true", ""):
+        return text in ("1", "True", "true")
+    errors.append(f"{at}: {name} must be 0 or 1, got {text!r}")
+    return False
+
+
+def _parse_row(row: Mapping, at: str, cols: dict[str, list], errors: list[str]) -> None:
+    cell = {c: _cell(row, c) for c in RESPONSE_COLUMNS}
+    task = cell["task"]
+    if task not in TASKS:
+        errors.append(f"{at}: unknown task {task!r}; expected 'count' or 'rank'")
+    for c in ("item_id", "evaluator_id"):
+        if not cell[c]:
+            errors.append(f"{at}: {c} is empty")
+    for c in STRING_COLUMNS:
+        cols[c].append(cell[c])
+    cols["true_count"].append(_parse_int(cell["true_count"], "true_count", at, errors, lo=0))
+    cols["answer_count"].append(_parse_int(cell["answer_count"], "answer_count", at, errors, lo=0))
+    cols["rank"].append(_parse_int(cell["rank"], "rank", at, errors, lo=1))
+    cols["position"].append(_parse_int(cell["position"], "position", at, errors, lo=0))
+    cols["seed"].append(_parse_int(cell["seed"], "seed", at, errors))
+    cols["auto_count"].append(_parse_int(cell["auto_count"], "auto_count", at, errors, lo=0))
+    seconds = math.nan
+    if cell["seconds"]:
+        try:
+            seconds = float(cell["seconds"])
+        except ValueError:
+            errors.append(f"{at}: seconds must be a number, got {cell['seconds']!r}")
+        else:
+            if not seconds >= 0:
+                errors.append(f"{at}: seconds must be >= 0, got {cell['seconds']!r}")
+                seconds = math.nan
+    cols["seconds"].append(seconds)
+    for c in FLAG_COLUMNS:
+        cols[c].append(_parse_flag(cell[c], c, at, errors))
+
+
+def _to_table(cols: dict[str, list]) -> ResponseTable:
+    out = {}
+    for c in RESPONSE_COLUMNS:
+        if c in STRING_COLUMNS:
+            out[c] = np.array(cols[c], dtype=str)
+        elif c in FLAG_COLUMNS:
+            out[c] = np.array(cols[c], dtype=bool)
+        else:
+            out[c] = np.array(cols[c], dtype=float)
+    return ResponseTable(out)
+
+
+def table_from_columns(columns: Mapping[str, Iterable]) -> ResponseTable:
+    """Build and validate a table from column arrays (the simulator's fast path);
+    absent optional columns are filled with empties."""
+    n = len(np.asarray(columns["task"]))
+    out = {}
+    for c in RESPONSE_COLUMNS:
+        if c in columns:
+            col = np.asarray(columns[c])
+        elif c in REQUIRED_COLUMNS:
+            raise ResponseError([f"missing column {c}"])
+        else:
+            col = np.full(n, "" if c in STRING_COLUMNS else math.nan)
+        if c in STRING_COLUMNS:
+            col = col.astype(str)
+        elif c in FLAG_COLUMNS:
+            col = col.astype(bool)
+        else:
+            col = col.astype(float)
+        if len(col) != n:
+            raise ResponseError([f"column {c} has {len(col)} values, expected {n}"])
+        out[c] = col
+    table = ResponseTable(out)
+    errors = validate_table(table, [f"row {k}" for k in range(n)])
+    if errors:
+        raise ResponseError(errors)
+    return table
+
+
+def validate_table(t: ResponseTable, where: list[str]) -> list[str]:
+    """Checks across rows: the shape of each task, duplicates, rank permutations,
+    item metadata that must not change between rows of one item."""
+    errors: list[str] = []
+    task = t["task"]
+    is_count, is_rank = task == "count", task == "rank"
+    bad_task = ~(is_count | is_rank)
+    for k in np.flatnonzero(bad_task):
+        errors.append(f"{where[k]}: unknown task {task[k]!r}; expected 'count' or 'rank'")
+
+    def each(mask, message):
+        for k in np.flatnonzero(mask)[:MAX_ERRORS_SHOWN * 5]:
+            errors.append(f"{where[k]}: {message(k)}")
+
+    each(is_count & np.isfinite(t["rank"]), lambda k: "a count row has a rank")
+    each(is_count & np.isnan(t["true_count"]), lambda k: "a count row needs true_count")
+    each(is_count & (t["object"] == ""), lambda k: "a count row needs object")
+    each(is_count & (t["variant"] == "") & ~t["is_gold"],
+         lambda k: "a count row needs variant (only gold items have none)")
+    each(is_count & t["skipped"] & np.isfinite(t["answer_count"]),
+         lambda k: "a skipped count row has an answer")
+    each(is_rank & np.isfinite(t["answer_count"]), lambda k: "a rank row has answer_count")
+    each(is_rank & (t["variant"] == ""), lambda k: "a rank row needs variant")
+    each(is_rank & t["is_gold"], lambda k: "gold items are count items")
+    each(is_rank & np.isnan(t["position"]), lambda k: "a rank row needs position")
+    each(is_rank & t["skipped"] & np.isfinite(t["rank"]), lambda k: "a skipped rank row has a rank")
+    each(is_rank & ~t["skipped"] & np.isnan(t["rank"]),
+         lambda k: "rank is empty but skipped is 0 (skips are marked skipped=1)")
+
+    item, ev, var = t["item_id"].tolist(), t["evaluator_id"].tolist(), t["variant"].tolist()
+    task_l, obj, prompt = task.tolist(), t["object"].tolist(), t["prompt"].tolist()
+    true_count, gold, seed = t["true_count"].tolist(), t["is_gold"].tolist(), t["seed"].tolist()
+    rank_l, bad_l = is_rank.tolist(), bad_task.tolist()
+    seen: dict[tuple, int] = {}
+    groups: dict[tuple[str, str], list[int]] = defaultdict(list)
+    item_meta: dict[str, tuple] = {}
+    for k in range(len(t)):
+        if bad_l[k]:
+            continue
+        key = (ev[k], item[k], var[k]) if rank_l[k] else (ev[k], item[k])
+        if key in seen:
+            what = "(evaluator, item, variant)" if rank_l[k] else "(evaluator, item)"
+            errors.append(f"{where[k]}: duplicate {what} {key}, first at {where[seen[key]]}")
+        else:
+            seen[key] = k
+        if rank_l[k]:
+            groups[(ev[k], item[k])].append(k)
+        meta = ((task_l[k], prompt[k], seed[k]) if rank_l[k]
+                else (task_l[k], var[k], obj[k], true_count[k], prompt[k], gold[k], seed[k]))
+        first = item_meta.setdefault(item[k], (k, meta))
+        if first[1] != meta and not _same_meta(first[1], meta):
+            errors.append(f"{where[k]}: item {item[k]!r} is described differently than at "
+                          f"{where[first[0]]} (task, variant, object, true_count, prompt, "
+                          "is_gold and seed must not change within an item)")
+
+    variant_sets = set()
+    for (e, i), ks in groups.items():
+        m = len(ks)
+        at = where[ks[0]]
+        skipped = t["skipped"][ks]
+        if skipped.any() and not skipped.all():
+            errors.append(f"{at}: evaluator {e!r} item {i!r}: skipped on some variants only")
+            continue
+        pos = t["position"][ks]
+        if np.isfinite(pos).all() and sorted(pos.astype(int).tolist()) != list(range(m)):
+            errors.append(f"{at}: evaluator {e!r} item {i!r}: positions {sorted(pos.tolist())} "
+                          f"are not 0..{m - 1} once each")
+        if not skipped.any():
+            r = t["rank"][ks]
+            if np.isfinite(r).all() and sorted(r.astype(int).tolist()) != list(range(1, m + 1)):
+                errors.append(f"{at}: evaluator {e!r} item {i!r}: ranks {sorted(r.tolist())} "
+                              f"are not 1..{m} once each (no ties)")
+        variant_sets.add(frozenset(var[k] for k in ks))
+    if len(variant_sets) > 1:
+        sizes = sorted(sorted(s) for s in variant_sets)
+        errors.append(f"rank items show different sets of variants: {sizes[:3]}; every ranking "
+                      "must rank the same variants")
+    return errors
+
+
+def _same_meta(a: tuple, b: tuple) -> bool:
+    """Tuple equality where NaN equals NaN."""
+    return len(a) == len(b) and all(
+        x == y or (isinstance(x, float) and isinstance(y, float) and x != x and y != y)
+        for x, y in zip(a, b))

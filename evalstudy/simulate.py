@@ -1,0 +1,393 @@
+"""Simulated evaluators, for checking the statistics and for planning a study.
+
+The model
+---------
+Count task. The image that variant v makes for "n objects" shows n + d objects,
+d = 0 with probability q_v (the variant's quality), otherwise d = -2, -1, +1, +2
+with probabilities (1 - q_v) * OFFSET_PROBS; counts below 0 become 0. The image
+is shared by all its evaluators, so d is the item effect. Evaluator e miscounts
+by one (up or down alike) with probability p_e, drawn once per evaluator from a
+Beta distribution with mean `count_noise`: the evaluator effect. An answer is
+"can't tell" with probability `cant_tell_rate` and skipped with `count_skip_rate`.
+
+Rank task. Evaluator e's utility for variant v's image of caption i is
+q_v + a_iv + b_ev + eps + position_bias[screen position], with
+a ~ N(0, item_sd^2) per image, b ~ N(0, rater_sd^2) per evaluator and variant,
+eps ~ N(0, rank_noise^2) per judgment; the ranking sorts utilities. A ranking
+is skipped with probability `skip_rate`.
+
+Careless evaluators (a share `careless`) answer counts uniformly at random,
+rank at random and answer fast; the exclusion rules should find them.
+
+Everything the analysis estimates has a closed form under this model
+(`expected_count`, `expected_scores`), which is what bench/coverage.py checks
+the intervals against.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy import stats as sps
+
+from .design import plan_assignments, repeat_item_id
+from .protocol import Protocol, StudyItem, study_items
+from .responses import ResponseTable, table_from_columns
+
+OFFSET_PROBS = {-2: 0.15, -1: 0.35, 1: 0.35, 2: 0.15}  # where a wrong image's count lands
+SKIP_REASONS = ("none of the images fits the caption", "cannot decide", "image did not load")
+NOISE_CONCENTRATION = 10.0  # Beta(a, b) with a + b = 10 for the evaluators' miscount rates
+COUNT_SECONDS, RANK_SECONDS, CARELESS_SECONDS = 6.0, 15.0, 0.8  # medians of the timings
+
+
+@dataclass
+class RaterSimulator:
+    variant_quality: dict[str, float]
+    count_noise: float = 0.1
+    rank_noise: float = 0.3
+    skip_rate: float = 0.1
+    seed: int = 0
+    cant_tell_rate: float = 0.02
+    count_skip_rate: float = 0.0
+    item_sd: float = 0.15
+    rater_sd: float = 0.1
+    position_bias: tuple[float, ...] = ()
+    careless: float = 0.0
+
+    def __post_init__(self):
+        for v, q in self.variant_quality.items():
+            if not 0.0 <= q <= 1.0:
+                raise ValueError(f"quality of {v!r} must be in [0, 1], got {q}")
+        for name in ("count_noise", "skip_rate", "cant_tell_rate", "count_skip_rate", "careless"):
+            x = getattr(self, name)
+            if not 0.0 <= x < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {x}")
+        for name in ("rank_noise", "item_sd", "rater_sd"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0")
+
+    @property
+    def variants(self) -> list[str]:
+        return list(self.variant_quality)
+
+    # -- the pieces of the model, vectorised -------------------------------------------------
+
+    def draw_image_counts(self, true_count, variant, rng) -> np.ndarray:
+        """How many objects the images show (arrays of true counts and variant names)."""
+        true_count = np.asarray(true_count, dtype=int)
+        q = np.array([self.variant_quality[v] for v in np.atleast_1d(variant)])
+        offsets = np.array(list(OFFSET_PROBS), dtype=int)
+        probs = np.array(list(OFFSET_PROBS.values()))
+        wrong = rng.random(true_count.shape) >= q
+        d = offsets[rng.choice(len(offsets), size=true_count.shape, p=probs)]
+        return np.maximum(true_count + np.where(wrong, d, 0), 0)
+
+    def draw_raters(self, n: int, rng) -> dict[str, np.ndarray]:
+        """Per-evaluator traits: miscount rate, rank taste per variant, carelessness."""
+        mean = self.count_noise
+        if mean > 0:
+            noise = rng.beta(mean * NOISE_CONCENTRATION, (1 - mean) * NOISE_CONCENTRATION, n)
+        else:
+            noise = np.zeros(n)
+        return {"noise": noise,
+                "taste": rng.normal(0.0, self.rater_sd, (n, len(self.variants))),
+                "careless": rng.random(n) < self.careless}
+
+    def _answers(self, image_count, noise, careless, max_count, rng) -> np.ndarray:
+        """Answers (float, NaN = can't tell) of evaluators with miscount rates `noise`."""
+        image_count = np.asarray(image_count, dtype=int)
+        u = rng.random(image_count.shape)
+        step = np.where(u < noise / 2, -1, np.where(u < noise, 1, 0))
+        ans = np.maximum(image_count + step, 0).astype(float)
+        random_ans = rng.integers(0, max_count + 2, image_count.shape)
+        ans = np.where(careless, random_ans, ans)
+        cant = rng.random(image_count.shape) < self.cant_tell_rate
+        return np.where(cant & ~careless, np.nan, ans)
+
+    def _rankings(self, utilities, careless, rng) -> np.ndarray:
+        """Ranks (1 = best) from a (n, m) utility array; careless rows get random utilities."""
+        u = np.where(np.asarray(careless)[:, None], rng.random(utilities.shape), utilities)
+        order = np.argsort(-u, axis=1, kind="stable")
+        ranks = np.empty_like(order)
+        np.put_along_axis(ranks, order, np.arange(1, u.shape[1] + 1)[None, :], axis=1)
+        return ranks
+
+    # -- one answer at a time (the API the web app's demo uses) ------------------------------
+
+    def answer_count(self, true_count: int, variant: str, rng) -> int | None:
+        """A typical evaluator's answer for a fresh image; None for "can't tell"."""
+        image = self.draw_image_counts(np.array([true_count]), [variant], rng)
+        a = self._answers(image, np.array([self.count_noise]), np.array([False]),
+                          true_count, rng)[0]
+        return None if math.isnan(a) else int(a)
+
+    def answer_rank(self, variants, rng) -> list[int] | None:
+        """Ranks (1 = best) for the images of `variants` in screen order; None for a skip
+        (draw its reason with `skip_reason`)."""
+        if rng.random() < self.skip_rate:
+            return None
+        m = len(variants)
+        q = np.array([self.variant_quality[v] for v in variants])
+        sd = math.sqrt(self.item_sd ** 2 + self.rater_sd ** 2 + self.rank_noise ** 2)
+        u = q + rng.normal(0.0, sd, m) + self._bias(m)
+        return self._rankings(u[None, :], np.array([False]), rng)[0].tolist()
+
+    def skip_reason(self, rng) -> str:
+        return SKIP_REASONS[int(rng.integers(len(SKIP_REASONS)))]
+
+    def _bias(self, m: int) -> np.ndarray:
+        b = np.zeros(m)
+        b[: min(m, len(self.position_bias))] = self.position_bias[:m]
+        return b
+
+    # -- what the analysis should find --------------------------------------------------------
+
+    def expected_count(self, true_count: int, variant: str) -> dict[str, float]:
+        """Population values for honest evaluators: mean |answer - true| over answers,
+        match ratio ("can't tell" a miss), can't-tell rate. Exact by enumeration."""
+        q = self.variant_quality[variant]
+        p = self.count_noise  # the answer is linear in each evaluator's rate: use the mean
+        image = {true_count: q}
+        for d, pd in OFFSET_PROBS.items():
+            c = max(true_count + d, 0)
+            image[c] = image.get(c, 0.0) + (1 - q) * pd
+        mae = match = 0.0
+        for c, pc in image.items():
+            for step, ps in ((-1, p / 2), (0, 1 - p), (1, p / 2)):
+                a = max(c + step, 0)
+                mae += pc * ps * abs(a - true_count)
+                match += pc * ps * (a == true_count)
+        return {"mean_abs_error": mae, "match_ratio": match * (1 - self.cant_tell_rate),
+                "cant_tell_rate": self.cant_tell_rate}
+
+    def expected_scores(self, variants=None) -> dict[str, float]:
+        """Population preference scores (m + 1 - expected rank) without position bias."""
+        variants = list(variants or self.variants)
+        m = len(variants)
+        sd = math.sqrt(2 * (self.item_sd ** 2 + self.rater_sd ** 2 + self.rank_noise ** 2))
+        out = {}
+        for v in variants:
+            beaten_by = sum(sps.norm.cdf((self.variant_quality[w] - self.variant_quality[v]) / sd)
+                            if sd > 0 else float(self.variant_quality[w] > self.variant_quality[v])
+                            for w in variants if w != v)
+            out[v] = m - beaten_by
+        return out
+
+
+def synthetic_protocol(variants, *, objects=("circle", "square", "triangle"), counts=(1, 2, 3, 4, 5),
+                       images_per_prompt: int = 2, n_captions: int = 10, n_evaluators: int = 20,
+                       overlap: int = 3, gold: int = 0, repeats: int = 0,
+                       exclusions: dict | None = None) -> Protocol:
+    """A protocol for simulations: plural '<object>s', inline captions 'caption k'.
+    No objects: no count task; no captions: no preference task."""
+    doc = {
+        "name": "simulated study",
+        "variants": list(variants),
+        "sampling": {"cfg_scale": 3.0, "steps": 25, "sampler": "simulated", "seed": 0},
+        "quality_control": {"gold": [{"id": f"g{k}", "object": objects[k % len(objects)],
+                                      "count": counts[k % len(counts)]} for k in range(gold)],
+                            "repeats": repeats},
+        "evaluators": {"n": n_evaluators, "overlap": overlap},
+        "analysis": {"exclusions": exclusions or {}},
+    }
+    if objects:
+        doc["count_task"] = {"objects": [{"name": o, "plural": o + "s"} for o in objects],
+                             "counts": list(counts), "images_per_prompt": images_per_prompt}
+    if n_captions:
+        doc["preference_task"] = {"captions": [f"caption {k + 1}" for k in range(n_captions)]}
+    return Protocol.from_dict(doc)
+
+
+def simulate_study(simulator: RaterSimulator, protocol: Protocol, *, n_evaluators: int | None = None,
+                   overlap: int | None = None, base_dir: str | Path | None = None,
+                   seed: int | None = None) -> ResponseTable:
+    """Simulate every response of a study run as planned by `plan_assignments`.
+
+    The evaluators are 'e001', 'e002', ...; `n_evaluators` and `overlap` default to
+    the protocol's. The seed defaults to the simulator's.
+    """
+    rng = np.random.default_rng(simulator.seed if seed is None else seed)
+    missing = sorted(set(protocol.variants) - set(simulator.variants))
+    if missing:
+        raise ValueError(f"no quality given for variant(s) {missing}")
+    n_ev = n_evaluators or protocol.evaluators.n
+    k = overlap or protocol.evaluators.overlap
+    items = study_items(protocol, base_dir)
+    by_id: dict[str, StudyItem] = {it.item_id: it for it in items}
+    count_ids = [it.item_id for it in items if it.task == "count" and not it.is_gold]
+    gold_ids = [it.item_id for it in items if it.is_gold]
+    rank_ids = [it.item_id for it in items if it.task == "rank"]
+    variants = list(protocol.variants)
+    m = len(variants)
+    plans = plan_assignments(count_ids, rank_ids, n_ev, min(k, n_ev),
+                             int(rng.integers(2 ** 31)), n_variants=m, gold_item_ids=gold_ids,
+                             n_repeats=protocol.quality_control.repeats)
+    raters = simulator.draw_raters(n_ev, rng)
+    max_count = max((it.true_count or 0) for it in items if it.task == "count") if count_ids else 0
+
+    # Item effects, drawn once per item.
+    image_count = {}
+    if count_ids:
+        cnt_items = [by_id[i] for i in count_ids]
+        drawn = simulator.draw_image_counts(np.array([it.true_count for it in cnt_items]),
+                                            [it.variant for it in cnt_items], rng)
+        image_count = dict(zip(count_ids, drawn.tolist()))
+    image_count.update({g: by_id[g].true_count for g in gold_ids})  # gold images are exact
+    item_effect = {i: rng.normal(0.0, simulator.item_sd, m) for i in sorted(rank_ids)}
+
+    count_rows, rank_rows = [], []  # (evaluator index, item id, repeat_of)
+    for plan in plans:
+        seen: set[tuple[str, str]] = set()
+        for task, item in plan.items:
+            repeat = (task, item) in seen
+            seen.add((task, item))
+            if task == "count":
+                count_rows.append((plan.slot, item, repeat))
+            else:
+                pos = plan.repeat_positions[item] if repeat else plan.positions[item]
+                rank_rows.append((plan.slot, item, repeat, pos))
+
+    cols: dict[str, list] = {c: [] for c in ("task", "item_id", "evaluator_id", "variant",
+                                              "prompt", "object", "true_count", "answer_count",
+                                              "rank", "skipped", "skip_reason", "position",
+                                              "seconds", "is_gold", "image_id", "seed",
+                                              "repeat_of")}
+    names = [f"e{s + 1:03d}" for s in range(n_ev)]
+    careless = raters["careless"]
+
+    def seconds(ev_idx, median):
+        t = median * np.exp(rng.normal(0.0, 0.5, len(ev_idx)))
+        return np.where(careless[ev_idx], CARELESS_SECONDS * np.exp(rng.normal(0, 0.3, len(ev_idx))),
+                        t).round(2)
+
+    if count_rows:
+        ev_idx = np.array([r[0] for r in count_rows])
+        imgs = np.array([image_count[r[1]] for r in count_rows])
+        answers = simulator._answers(imgs, raters["noise"][ev_idx], careless[ev_idx], max_count, rng)
+        skipped = rng.random(len(count_rows)) < simulator.count_skip_rate
+        secs = seconds(ev_idx, COUNT_SECONDS)
+        for n, (e, item_id, repeat) in enumerate(count_rows):
+            it = by_id[item_id]
+            cols["task"].append("count")
+            cols["item_id"].append(repeat_item_id(item_id) if repeat else item_id)
+            cols["evaluator_id"].append(names[e])
+            cols["variant"].append(it.variant or "")
+            cols["prompt"].append(it.prompt)
+            cols["object"].append(it.object)
+            cols["true_count"].append(it.true_count)
+            cols["answer_count"].append(math.nan if skipped[n] else answers[n])
+            cols["rank"].append(math.nan)
+            cols["skipped"].append(bool(skipped[n]))
+            cols["skip_reason"].append(SKIP_REASONS[2] if skipped[n] else "")
+            cols["position"].append(math.nan)
+            cols["seconds"].append(secs[n])
+            cols["is_gold"].append(it.is_gold)
+            cols["image_id"].append(item_id)
+            cols["seed"].append(math.nan if it.seed is None else it.seed)
+            cols["repeat_of"].append(item_id if repeat else "")
+
+    if rank_rows:
+        ev_idx = np.array([r[0] for r in rank_rows])
+        n_r = len(rank_rows)
+        pos = np.array([r[3] for r in rank_rows])                 # (n, m) variant index per position
+        screen = np.argsort(pos, axis=1)                          # (n, m) position of each variant
+        q = np.array([simulator.variant_quality[v] for v in variants])
+        a = np.stack([item_effect[r[1]] for r in rank_rows])
+        b = raters["taste"][ev_idx][:, [simulator.variants.index(v) for v in variants]]
+        u = (q[None, :] + a + b + rng.normal(0.0, simulator.rank_noise, (n_r, m))
+             + simulator._bias(m)[screen])
+        ranks = simulator._rankings(u, careless[ev_idx], rng)
+        skipped = rng.random(n_r) < simulator.skip_rate
+        reasons = rng.integers(len(SKIP_REASONS), size=n_r)
+        secs = seconds(ev_idx, RANK_SECONDS)
+        for n, (e, item_id, repeat, _) in enumerate(rank_rows):
+            it = by_id[item_id]
+            for v in range(m):
+                cols["task"].append("rank")
+                cols["item_id"].append(repeat_item_id(item_id) if repeat else item_id)
+                cols["evaluator_id"].append(names[e])
+                cols["variant"].append(variants[v])
+                cols["prompt"].append(it.prompt)
+                cols["object"].append("")
+                cols["true_count"].append(math.nan)
+                cols["answer_count"].append(math.nan)
+                cols["rank"].append(math.nan if skipped[n] else ranks[n, v])
+                cols["skipped"].append(bool(skipped[n]))
+                cols["skip_reason"].append(SKIP_REASONS[reasons[n]] if skipped[n] else "")
+                cols["position"].append(screen[n, v])
+                cols["seconds"].append(secs[n])
+                cols["is_gold"].append(False)
+                cols["image_id"].append(f"{item_id}:{variants[v]}")
+                cols["seed"].append(math.nan if it.seed is None else it.seed)
+                cols["repeat_of"].append(item_id if repeat else "")
+    return table_from_columns(cols)
+
+
+def power_analysis(simulator: RaterSimulator, a: str, b: str, *, task: str = "rank",
+                   evaluators=(5, 10, 20, 40, 80), items_per_evaluator: int = 20,
+                   overlap: int = 3, n_sims: int = 200, alpha: float = 0.05,
+                   target: float = 0.8, seed: int = 0, objects=("circle", "square", "triangle"),
+                   counts=(1, 2, 3, 4, 5)) -> dict:
+    """How many evaluators find a difference between variants a and b?
+
+    For each number of evaluators E, a study with `items_per_evaluator` items per
+    evaluator (per task) and `overlap` evaluators per item is simulated `n_sims`
+    times and analysed with the paired Wilcoxon test of the analysis (the count
+    task compares mean absolute error, the rank task the preference score). The
+    number of items grows with E: E * items_per_evaluator / overlap captions, or
+    as many prompt-and-seed pairs (each shown for both variants). Power is the
+    share of studies with p < alpha; `required_evaluators` is the smallest E with
+    power >= target (None if none in the grid reaches it).
+    """
+    from .analysis import _CountData, _RankData, _evaluator_codes  # the analysis' own codes
+    from .stats import wilcoxon_signed_rank
+
+    if task not in ("count", "rank"):
+        raise ValueError(f"task must be 'count' or 'rank', got {task!r}")
+    rng = np.random.default_rng(seed)
+    rows = []
+    for n_ev in evaluators:
+        k = min(overlap, n_ev)
+        n_items = max(2, round(n_ev * items_per_evaluator / k))
+        if task == "rank":
+            protocol = synthetic_protocol([a, b], n_captions=n_items, n_evaluators=n_ev,
+                                          overlap=k, objects=())
+        else:
+            # items_per_evaluator count images per evaluator, two variants per pair
+            per_prompt = max(1, round(n_items / 2 / (len(objects) * len(counts))))
+            protocol = synthetic_protocol([a, b], objects=objects, counts=counts,
+                                          images_per_prompt=per_prompt, n_captions=0,
+                                          n_evaluators=n_ev, overlap=k)
+        sim = dataclasses.replace(simulator, variant_quality={
+            a: simulator.variant_quality[a], b: simulator.variant_quality[b]})
+        hits = 0
+        for _ in range(n_sims):
+            table = simulate_study(sim, protocol, seed=int(rng.integers(2 ** 31)))
+            ev_code, _ = _evaluator_codes(table)
+            if task == "rank":
+                r = _RankData.build(table, ev_code, [a, b])
+                done = ~r.skipped
+                unit, var = r.unit[done], r.variant[done]
+                num, den, n_units = r.m + 1 - r.rank[done], np.ones(int(done.sum())), r.n_units
+            else:
+                c = _CountData.build(table, ev_code, [a, b], list(objects))
+                unit, var, num, den, n_units = c.unit, c.variant, c.abs_error, c.answered, c.n_units
+            s_num = np.bincount(unit * 2 + var, weights=num, minlength=2 * n_units).reshape(-1, 2)
+            s_den = np.bincount(unit * 2 + var, weights=den, minlength=2 * n_units).reshape(-1, 2)
+            ok = (s_den > 0).all(axis=1)
+            d = s_num[ok, 0] / s_den[ok, 0] - s_num[ok, 1] / s_den[ok, 1]
+            p = wilcoxon_signed_rank(d)["p_value"]
+            hits += bool(p == p and p < alpha)
+        power = hits / n_sims
+        se = math.sqrt(power * (1 - power) / n_sims)
+        rows.append({"n_evaluators": n_ev, "n_items": n_items if task == "rank" else
+                     2 * per_prompt * len(objects) * len(counts),
+                     "overlap": k, "power": power, "power_se": se})
+    required = next((r["n_evaluators"] for r in rows if r["power"] >= target), None)
+    return {"task": task, "a": a, "b": b, "alpha": alpha, "target": target, "n_sims": n_sims,
+            "items_per_evaluator": items_per_evaluator, "rows": rows,
+            "required_evaluators": required}

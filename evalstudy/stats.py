@@ -1,0 +1,308 @@
+"""Statistical building blocks, each a pure function of arrays.
+
+Agreement: Krippendorff's alpha (Krippendorff 2011, "Computing Krippendorff's
+Alpha-Reliability"), Kendall's W, quadratic weighted kappa. Tests: Wilcoxon
+signed-rank (exact null by enumeration of sign flips, with mid-ranks), Friedman,
+Holm's step-down correction, Nemenyi's post-hoc test. Models: Plackett-Luce
+strengths by Hunter's (2004) MM algorithm, vectorised over bootstrap resamples.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+from scipy import stats as sps
+
+LEVELS = ("nominal", "ordinal", "interval", "ratio")
+
+
+# ---------------------------------------------------------------------------
+# Agreement
+# ---------------------------------------------------------------------------
+
+def krippendorff_alpha(reliability_data, level: str = "interval") -> float:
+    """Alpha for a coders x units matrix (Krippendorff's layout), NaN = missing."""
+    data = np.asarray(reliability_data, dtype=float)
+    if data.ndim != 2:
+        raise ValueError(f"expected a coders x units matrix, got shape {data.shape}")
+    coders, units = np.nonzero(np.isfinite(data))
+    return krippendorff_alpha_long(units, data[coders, units], level)
+
+
+def krippendorff_alpha_long(unit, value, level: str = "interval") -> float:
+    """Alpha from long data: one (unit, value) pair per coder's judgment.
+
+    Units with fewer than two values are not pairable and drop out. Returns NaN
+    when no disagreement is expected (fewer than two pairable values, or all equal).
+    """
+    if level not in LEVELS:
+        raise ValueError(f"level must be one of {LEVELS}, got {level!r}")
+    unit = np.asarray(unit)
+    value = np.asarray(value, dtype=float)
+    keep = np.isfinite(value)
+    unit, value = unit[keep], value[keep]
+    _, u = np.unique(unit, return_inverse=True)
+    cats, c = np.unique(value, return_inverse=True)
+    m = np.bincount(u)
+    pairable = m[u] >= 2
+    if pairable.sum() < 2 or len(cats) < 2:
+        return math.nan
+    n_units, n_cats = len(m), len(cats)
+    counts = np.zeros((n_units, n_cats))
+    np.add.at(counts, (u[pairable], c[pairable]), 1.0)
+    w = np.where(m >= 2, 1.0 / np.maximum(m - 1, 1), 0.0)
+    # Coincidences: o_ck = sum_u (n_uc n_uk - [c == k] n_uc) / (m_u - 1)
+    o = counts.T @ (counts * w[:, None])
+    o -= np.diag((counts * w[:, None]).sum(axis=0))
+    n_c = o.sum(axis=1)
+    n = n_c.sum()
+    delta2 = _delta2(cats, n_c, level)
+    d_o = (o * delta2).sum() / n
+    d_e = (np.outer(n_c, n_c) * delta2).sum() / (n * (n - 1))
+    if d_e == 0:
+        return math.nan
+    return float(1.0 - d_o / d_e)
+
+
+def _delta2(cats: np.ndarray, n_c: np.ndarray, level: str) -> np.ndarray:
+    ci, ki = np.meshgrid(cats, cats, indexing="ij")
+    if level == "nominal":
+        return (ci != ki).astype(float)
+    if level == "interval":
+        return (ci - ki) ** 2
+    if level == "ratio":
+        s = ci + ki
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(s == 0, 0.0, ((ci - ki) / np.where(s == 0, 1, s)) ** 2)
+    # ordinal: (sum_{g=c}^{k} n_g - (n_c + n_k) / 2)^2 over categories in value order
+    cum = np.concatenate([[0.0], np.cumsum(n_c)])
+    idx = np.arange(len(cats))
+    lo, hi = np.minimum.outer(idx, idx), np.maximum.outer(idx, idx)
+    between = cum[hi + 1] - cum[lo]
+    return (between - (n_c[lo] + n_c[hi]) / 2.0) ** 2
+
+
+def _rank_rows(x: np.ndarray) -> np.ndarray:
+    """Mid-ranks (1-based) within each row."""
+    return np.apply_along_axis(sps.rankdata, 1, x)
+
+
+def _tie_term(ranked_rows: np.ndarray) -> float:
+    """sum over rows and tie groups of (t^3 - t)."""
+    total = 0.0
+    for row in ranked_rows:
+        _, t = np.unique(row, return_counts=True)
+        total += float((t ** 3 - t).sum())
+    return total
+
+
+def kendall_w(scores) -> float:
+    """Kendall's coefficient of concordance for an m judges x k objects array.
+
+    Each judge's scores are turned into mid-ranks; the tie correction is applied.
+    W = 12 S / (m^2 (k^3 - k) - m T).
+    """
+    x = np.asarray(scores, dtype=float)
+    m, k = x.shape
+    if m < 2 or k < 2:
+        return math.nan
+    r = _rank_rows(x)
+    totals = r.sum(axis=0)
+    s = float(((totals - totals.mean()) ** 2).sum())
+    denom = m ** 2 * (k ** 3 - k) - m * _tie_term(r)
+    return math.nan if denom == 0 else 12.0 * s / denom
+
+
+def quadratic_weighted_kappa(a, b) -> float:
+    """Cohen's kappa with quadratic weights for two integer ratings of the same units;
+    the categories are every integer from the smallest to the largest value seen."""
+    a = np.asarray(a, dtype=float)
+    b = np.asarray(b, dtype=float)
+    keep = np.isfinite(a) & np.isfinite(b)
+    a, b = a[keep].astype(int), b[keep].astype(int)
+    if len(a) == 0:
+        return math.nan
+    lo = min(a.min(), b.min())
+    k = max(a.max(), b.max()) - lo + 1
+    if k < 2:
+        return math.nan
+    observed = np.zeros((k, k))
+    np.add.at(observed, (a - lo, b - lo), 1.0)
+    expected = np.outer(observed.sum(axis=1), observed.sum(axis=0)) / len(a)
+    i = np.arange(k)
+    weights = (i[:, None] - i[None, :]) ** 2
+    denom = (weights * expected).sum()
+    return math.nan if denom == 0 else float(1.0 - (weights * observed).sum() / denom)
+
+
+# ---------------------------------------------------------------------------
+# Tests
+# ---------------------------------------------------------------------------
+
+def holm(p_values) -> list[float]:
+    """Holm's step-down adjusted p-values (NaN stays NaN and does not count)."""
+    p = np.asarray(p_values, dtype=float)
+    out = np.full(p.shape, np.nan)
+    ok = np.flatnonzero(np.isfinite(p))
+    order = ok[np.argsort(p[ok], kind="stable")]
+    m = len(order)
+    running = 0.0
+    for j, idx in enumerate(order):
+        running = max(running, min(1.0, (m - j) * p[idx]))
+        out[idx] = running
+    return out.tolist()
+
+
+def _signed_rank_null(doubled_ranks: np.ndarray) -> np.ndarray:
+    """P(T2 = t) for t = 0..sum, T2 = sum of the doubled ranks that get a + sign,
+    every sign pattern equally likely (the exact permutation distribution)."""
+    total = int(doubled_ranks.sum())
+    dist = np.zeros(total + 1)
+    dist[0] = 1.0
+    for r in doubled_ranks.astype(int):
+        shifted = np.zeros_like(dist)
+        shifted[r:] = dist[: total + 1 - r]
+        dist = 0.5 * (dist + shifted)
+    return dist
+
+
+def wilcoxon_signed_rank(differences, exact_max_n: int = 50) -> dict:
+    """Two-sided Wilcoxon signed-rank test of symmetry about 0.
+
+    Zero differences are dropped (Wilcoxon's convention); ties get mid-ranks.
+    With at most `exact_max_n` non-zero differences the p-value is exact: the
+    share of the 2^n sign flips whose rank sum is at least as far from its mean
+    as observed (ties included, so it is an exact permutation test). Beyond that
+    a normal approximation with the tie-corrected variance, no continuity
+    correction. `statistic` is T+, the sum of the ranks of positive differences.
+    """
+    d = np.asarray(differences, dtype=float)
+    d = d[np.isfinite(d)]
+    n_pairs = len(d)
+    d = d[d != 0]
+    n = len(d)
+    out = {"n_pairs": n_pairs, "n_nonzero": n, "statistic": math.nan, "p_value": math.nan,
+           "method": None}
+    if n == 0:
+        return out
+    ranks = sps.rankdata(np.abs(d))
+    t_plus = float(ranks[d > 0].sum())
+    mean = float(ranks.sum()) / 2.0
+    out["statistic"] = t_plus
+    if n <= exact_max_n:
+        doubled = np.rint(2 * ranks).astype(int)
+        dist = _signed_rank_null(doubled)
+        t2 = np.arange(len(dist))
+        far = np.abs(t2 - 2 * mean) >= abs(2 * t_plus - 2 * mean) - 1e-9
+        out["p_value"] = float(min(1.0, dist[far].sum()))
+        out["method"] = "exact"
+    else:
+        _, t = np.unique(ranks, return_counts=True)
+        var = n * (n + 1) * (2 * n + 1) / 24.0 - float((t ** 3 - t).sum()) / 48.0
+        z = (t_plus - mean) / math.sqrt(var) if var > 0 else 0.0
+        out["p_value"] = float(2 * sps.norm.sf(abs(z)))
+        out["method"] = "normal"
+        out["z"] = z
+    return out
+
+
+def friedman(data) -> dict:
+    """Friedman's test for a blocks x treatments array (values ranked within blocks,
+    mid-ranks for ties, tie-corrected statistic, chi-square with k - 1 df).
+    `mean_ranks` are the treatments' mean within-block ranks (1 = smallest value)."""
+    x = np.asarray(data, dtype=float)
+    n, k = x.shape
+    out = {"n_blocks": n, "k": k, "statistic": math.nan, "p_value": math.nan,
+           "mean_ranks": [math.nan] * k}
+    if n < 1 or k < 2:
+        return out
+    r = _rank_rows(x)
+    totals = r.sum(axis=0)
+    out["mean_ranks"] = (totals / n).tolist()
+    chi2 = 12.0 / (n * k * (k + 1)) * float((totals ** 2).sum()) - 3.0 * n * (k + 1)
+    correction = 1.0 - _tie_term(r) / (n * k * (k * k - 1))
+    if correction <= 0:
+        return out
+    chi2 /= correction
+    out["statistic"] = chi2
+    out["p_value"] = float(sps.chi2.sf(chi2, k - 1))
+    return out
+
+
+def nemenyi(mean_ranks, n_blocks: int, alpha: float = 0.05) -> dict:
+    """Nemenyi's all-pairs test after Friedman: |R_i - R_j| / sqrt(k(k+1)/(6n)) is
+    compared with the studentized range (k groups, infinite df) divided by sqrt 2."""
+    r = np.asarray(mean_ranks, dtype=float)
+    k = len(r)
+    se = math.sqrt(k * (k + 1) / (6.0 * n_blocks))
+    q_crit = float(sps.studentized_range.ppf(1 - alpha, k, np.inf))
+    pairs = []
+    for i, j in itertools.combinations(range(k), 2):
+        z = abs(r[i] - r[j]) / se
+        pairs.append({"i": i, "j": j, "mean_rank_difference": float(r[i] - r[j]),
+                      "p_value": float(sps.studentized_range.sf(z * math.sqrt(2), k, np.inf))})
+    return {"critical_difference": q_crit / math.sqrt(2) * se, "pairs": pairs}
+
+
+# ---------------------------------------------------------------------------
+# Plackett-Luce
+# ---------------------------------------------------------------------------
+
+def all_orderings(m: int) -> np.ndarray:
+    """Every ordering of m variants (best first), in lexicographic order: (m!, m)."""
+    return np.array(list(itertools.permutations(range(m))), dtype=int)
+
+
+def plackett_luce_mm(counts, orderings, max_iter: int = 2000, tol: float = 1e-10) -> np.ndarray:
+    """Plackett-Luce strengths by Hunter's (2004) MM algorithm, for many data sets at once.
+
+    counts: (B, K) weights of the K orderings in each of B data sets (a bootstrap's
+    resamples, or B = 1). orderings: (K, m), best first. Returns (B, m) strengths
+    normalised to sum to 1, i.e. the probability that each variant is ranked first
+    among all m. A variant never placed above last gets strength 0; data where one
+    variant beats all others in every ranking have no finite maximum, and the
+    iteration stops at `max_iter` with that variant's strength near 1.
+    """
+    c = np.atleast_2d(np.asarray(counts, dtype=float))
+    orderings = np.asarray(orderings, dtype=int)
+    n_b, n_k = c.shape
+    m = orderings.shape[1]
+    # member[k, s, v] = 1 if variant v is still unranked at stage s of ordering k
+    member = np.zeros((n_k, m - 1, m))
+    for s in range(m - 1):
+        for k in range(n_k):
+            member[k, s, orderings[k, s:]] = 1.0
+    member = member.reshape(n_k * (m - 1), m)
+    # wins[b, v]: weighted number of stages in which v is chosen (it is not last)
+    chosen = np.zeros((n_k, m))
+    chosen[np.arange(n_k)[:, None], orderings[:, :-1]] = 1.0
+    wins = c @ chosen
+    c_stage = np.repeat(c, m - 1, axis=1)  # (B, K*(m-1))
+    gamma = np.full((n_b, m), 1.0 / m)
+    for _ in range(max_iter):
+        denom = gamma @ member.T  # (B, K*(m-1)): strength still in play at each stage
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.where(c_stage > 0, c_stage / denom, 0.0)
+            new = wins / (ratio @ member)
+        new = np.where(np.isfinite(new), new, 0.0)
+        total = new.sum(axis=1, keepdims=True)
+        new = np.divide(new, total, out=np.full_like(new, np.nan), where=total > 0)
+        delta = np.nanmax(np.abs(new - gamma)) if np.isfinite(new).any() else 0.0
+        gamma = new
+        if delta < tol:
+            break
+    return gamma
+
+
+def plackett_luce_loglik(gamma, counts, orderings) -> float:
+    """Log-likelihood of weighted orderings under strengths gamma (for checks)."""
+    g = np.asarray(gamma, dtype=float)
+    ll = 0.0
+    for w, order in zip(np.asarray(counts, dtype=float), np.asarray(orderings)):
+        if w == 0:
+            continue
+        for s in range(len(order) - 1):
+            ll += w * (math.log(g[order[s]]) - math.log(g[order[s:]].sum()))
+    return ll
