@@ -17,6 +17,7 @@ Environment:
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import dj_database_url
@@ -98,7 +99,8 @@ else:
                         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"},
             # Tests use a file too: an in-memory shared-cache database answers concurrent
             # writers with "table is locked" instead of waiting, unlike the real thing.
-            "TEST": {"NAME": str(VAR_DIR / "test.sqlite3")},
+            # One file per test process: parallel test runs must not share it.
+            "TEST": {"NAME": str(Path(tempfile.gettempdir()) / f"fusion-eval-test-{os.getpid()}.sqlite3")},
         }
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

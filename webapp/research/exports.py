@@ -1,0 +1,157 @@
+"""A study's responses as text, streamed: CSV in evalstudy's responses format, and JSON Lines.
+
+Rows follow ``evalstudy.responses``: one per count answer; one per (evaluator, item,
+variant) for rankings, ``position`` being the screen position (0 = leftmost) of that
+variant's image and ``rank`` its rank (1 = best), both empty-ranked on every row of a
+skipped ranking. ``item_id`` is ``Item.key``; ``evaluator_id`` the evaluator's pseudonym,
+never the external worker id.
+
+The generators yield strings of about ``BUFFER_CHARS`` characters, so a response of any
+size is written with flat memory: the database is read in chunks (see selectors), the
+items and images of the study are looked up in dicts built once.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import hmac
+import io
+import json
+from collections.abc import Iterator
+
+from evalstudy.responses import RESPONSE_COLUMNS
+
+from webapp.studies.models import Study
+
+from . import selectors
+
+BUFFER_CHARS = 256 * 1024
+SKIPPED_COUNT = 0  # a stored count answer always has a number or "can't tell"; never skipped
+
+
+def worker_id_hash(external_id: str, salt: str) -> str | None:
+    """HMAC-SHA256 of an external worker id under the export salt (hex); None when there is none.
+
+    The same worker gets the same hash in every export made with one salt, so exports
+    can be joined with a payment list by whoever holds the salt, and by no one else.
+    """
+    if not external_id:
+        return None
+    return hmac.new(salt.encode("utf-8"), external_id.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def _count_parts(item: selectors.ItemInfo, images: dict[int, selectors.ImageInfo]) -> tuple[tuple, tuple, tuple]:
+    image = images.get(item.image_id) if item.image_id is not None else None
+    head = ("count", item.key)
+    mid = (item.variant, item.prompt, item.object, item.true_count)
+    tail = (int(item.is_gold), image.public_id if image else "", item.seed,
+            image.auto_count if image else None, item.repeat_of)
+    return head, mid, tail
+
+
+def response_rows(*, study: Study, chunk_size: int = selectors.EXPORT_CHUNK_SIZE) -> Iterator[tuple]:
+    """The responses as tuples in RESPONSE_COLUMNS order (None for an empty cell)."""
+    items = selectors.export_items(study=study)
+    images = selectors.export_images(study=study)
+    parts = {pk: _count_parts(it, images) for pk, it in items.items() if it.task == "count"}
+    for item_id, pseudonym, answer, cant_tell, seconds in selectors.count_answer_values(study=study, chunk_size=chunk_size):
+        head, mid, tail = parts[item_id]
+        yield head + (pseudonym,) + mid + (answer, None, SKIPPED_COUNT, "", None, seconds) + tail
+    for row in selectors.rank_answer_values(study=study, chunk_size=chunk_size):
+        item_id, pseudonym, image_ids, ranks, skipped, skip_reason, seconds = (
+            row[0], row[1], row[2:6], row[6:10], row[10], row[11], row[12])
+        it = items[item_id]
+        flag = int(skipped)
+        for position, (image_id, rank) in enumerate(zip(image_ids, ranks)):
+            image = images[image_id]
+            yield ("rank", it.key, pseudonym, image.variant, it.prompt, "", None, None, rank, flag, skip_reason,
+                   position, seconds, 0, image.public_id, it.seed, image.auto_count, it.repeat_of)
+
+
+def csv_chunks(*, study: Study, chunk_size: int = selectors.EXPORT_CHUNK_SIZE) -> Iterator[str]:
+    """The responses CSV (header first), in pieces of about BUFFER_CHARS characters."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(RESPONSE_COLUMNS)
+    batch: list[tuple] = []
+    for row in response_rows(study=study, chunk_size=chunk_size):
+        batch.append(row)
+        if len(batch) == 1000:
+            writer.writerows(batch)
+            batch.clear()
+            if buffer.tell() >= BUFFER_CHARS:
+                yield buffer.getvalue()
+                buffer.seek(0)
+                buffer.truncate(0)
+    writer.writerows(batch)
+    yield buffer.getvalue()
+
+
+def _jsonl_records(*, study: Study, salt: str, chunk_size: int) -> Iterator[dict]:
+    items = selectors.export_items(study=study)
+    images = selectors.export_images(study=study, with_provenance=True)
+    hashes: dict[str, str | None] = {}
+
+    def hashed(external_id: str) -> str | None:
+        if external_id not in hashes:
+            hashes[external_id] = worker_id_hash(external_id, salt)
+        return hashes[external_id]
+
+    for item_id, pseudonym, answer, cant_tell, seconds, created_at, external_id, simulated in (
+        selectors.count_answer_values(study=study, extended=True, chunk_size=chunk_size)
+    ):
+        it = items[item_id]
+        image = images.get(it.image_id) if it.image_id is not None else None
+        yield {
+            "task": "count", "item_id": it.key, "evaluator_id": pseudonym, "variant": it.variant,
+            "prompt": it.prompt, "object": it.object, "true_count": it.true_count, "answer_count": answer,
+            "rank": None, "skipped": False, "skip_reason": "", "position": None, "seconds": seconds,
+            "is_gold": it.is_gold, "image_id": image.public_id if image else "", "seed": it.seed,
+            "auto_count": image.auto_count if image else None, "repeat_of": it.repeat_of,
+            "cant_tell": cant_tell, "answered_at": created_at.isoformat(), "evaluator_pseudonym": pseudonym,
+            "worker_id_hash": hashed(external_id), "simulated": simulated,
+            "image_provenance": image.provenance if image else None,
+        }
+    for row in selectors.rank_answer_values(study=study, extended=True, chunk_size=chunk_size):
+        item_id, pseudonym, image_ids, ranks, skipped, skip_reason, seconds = (
+            row[0], row[1], row[2:6], row[6:10], row[10], row[11], row[12])
+        created_at, external_id, simulated = row[13:16]
+        it = items[item_id]
+        for position, (image_id, rank) in enumerate(zip(image_ids, ranks)):
+            image = images[image_id]
+            yield {
+                "task": "rank", "item_id": it.key, "evaluator_id": pseudonym, "variant": image.variant,
+                "prompt": it.prompt, "object": "", "true_count": None, "answer_count": None, "rank": rank,
+                "skipped": skipped, "skip_reason": skip_reason, "position": position, "seconds": seconds,
+                "is_gold": False, "image_id": image.public_id, "seed": it.seed, "auto_count": image.auto_count,
+                "repeat_of": it.repeat_of, "cant_tell": False, "answered_at": created_at.isoformat(),
+                "evaluator_pseudonym": pseudonym, "worker_id_hash": hashed(external_id), "simulated": simulated,
+                "image_provenance": image.provenance,
+            }
+
+
+def jsonl_chunks(*, study: Study, salt: str, chunk_size: int = selectors.EXPORT_CHUNK_SIZE) -> Iterator[str]:
+    """The responses as JSON Lines: the CSV's columns (typed) and, per row, when it was answered,
+    the evaluator's pseudonym, the salted hash of their worker id, whether they were simulated,
+    and the image's provenance."""
+    parts: list[str] = []
+    size = 0
+    for record in _jsonl_records(study=study, salt=salt, chunk_size=chunk_size):
+        line = json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"
+        parts.append(line)
+        size += len(line)
+        if size >= BUFFER_CHARS:
+            yield "".join(parts)
+            parts.clear()
+            size = 0
+    if parts:
+        yield "".join(parts)
+
+
+def protocol_json(*, study: Study) -> str:
+    """The frozen protocol as stored when the study was created (its hash is ``study.protocol_hash``)."""
+    return json.dumps(study.protocol, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def aggregates_json(*, result: dict) -> str:
+    return json.dumps(result, indent=2, ensure_ascii=False, allow_nan=False) + "\n"

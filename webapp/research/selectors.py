@@ -1,0 +1,303 @@
+"""Reads for researchers: their studies, a study's live progress, the rows of an export.
+
+Nothing here loads a study's responses into memory at once. Progress is computed with
+aggregate queries; export rows come from ``.iterator(chunk_size=...)`` over flat
+``values_list`` queries (server-side cursors on PostgreSQL), joined in Python with the
+study's items and images, whose number is fixed by the design, not by the responses.
+"""
+from __future__ import annotations
+
+import hashlib
+import statistics
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from django.db.models import Count, F, Max, Q, QuerySet, Sum
+
+from webapp.studies.models import CountResponse, Entry, Evaluator, Image, Item, RankResponse, Slot, Study
+from webapp.studies.selectors import user_may_see_study
+
+from .models import ResultFigure, StudyResult
+
+EXPORT_CHUNK_SIZE = 5000
+
+# --------------------------------------------------------------------------- studies
+
+
+def researcher_studies(*, user) -> QuerySet[Study]:
+    """The studies a user may see as a researcher: their own; every study for admins."""
+    if not user.is_authenticated:
+        return Study.objects.none()
+    qs = Study.objects.all() if (user.is_superuser or user.is_staff) else Study.objects.filter(researchers=user)
+    return qs.annotate(
+        n_evaluators=Count("evaluators", distinct=True),
+        n_finished=Count("evaluators", filter=Q(evaluators__finished_at__isnull=False), distinct=True),
+    ).order_by("-created_at")
+
+
+def researcher_study(*, user, slug: str) -> Study | None:
+    """The study, if this user may see it as a researcher; None otherwise (also if it does not exist)."""
+    study = Study.objects.filter(slug=slug).first()
+    if study is None or not user_may_see_study(user=user, study=study):
+        return None
+    return study
+
+
+# --------------------------------------------------------------------------- progress
+
+
+def _planned_overlap(study: Study) -> tuple[dict[int, int], int]:
+    """Per planned item (not repeats), how many slots hold it; and the planned answers in all."""
+    per_item: Counter[int] = Counter()
+    total = 0
+    for items in Slot.objects.filter(study=study).values_list("items", flat=True):
+        per_item.update(items)
+        total += len(items)
+    return dict(per_item), total
+
+
+def _rate(num: int, den: int) -> float | None:
+    return None if den == 0 else num / den
+
+
+def study_progress(*, study: Study) -> dict:
+    """Live progress of a study as JSON-ready data: evaluators, coverage, time, skips, gold.
+
+    Per evaluator: answers given and planned, seconds on task (sum and mean per answer),
+    the rank skip rate, the count "can't tell" rate and the accuracy on gold items.
+    """
+    evaluators = list(
+        Evaluator.objects.filter(study=study)
+        .annotate(n_planned=Count("entries", distinct=True))
+        .order_by("joined_at", "pk")
+        .values("pk", "pseudonym", "is_simulated", "joined_at", "consented_at", "finished_at", "abandoned_at",
+                "last_seen_at", "n_planned")
+    )
+    counts = {
+        row["evaluator_id"]: row
+        for row in CountResponse.objects.filter(evaluator__study=study).values("evaluator_id").annotate(
+            n=Count("pk"), seconds=Sum("seconds"), cant_tell=Count("pk", filter=Q(cant_tell=True)),
+            gold=Count("pk", filter=Q(item__is_gold=True)),
+            gold_correct=Count("pk", filter=Q(item__is_gold=True, answer=F("item__true_count"))),
+        ).order_by()
+    }
+    ranks = {
+        row["evaluator_id"]: row
+        for row in RankResponse.objects.filter(evaluator__study=study).values("evaluator_id").annotate(
+            n=Count("pk"), seconds=Sum("seconds"), skipped=Count("pk", filter=Q(skipped=True)),
+        ).order_by()
+    }
+    empty_c = {"n": 0, "seconds": 0.0, "cant_tell": 0, "gold": 0, "gold_correct": 0}
+    empty_r = {"n": 0, "seconds": 0.0, "skipped": 0}
+    rows = []
+    for ev in evaluators:
+        c, r = counts.get(ev["pk"], empty_c), ranks.get(ev["pk"], empty_r)
+        answered = c["n"] + r["n"]
+        seconds = (c["seconds"] or 0.0) + (r["seconds"] or 0.0)
+        rows.append({
+            "pseudonym": ev["pseudonym"],
+            "simulated": ev["is_simulated"],
+            "joined_at": ev["joined_at"].isoformat(),
+            "finished_at": ev["finished_at"].isoformat() if ev["finished_at"] else None,
+            "status": ("finished" if ev["finished_at"] else "abandoned" if ev["abandoned_at"]
+                       else "active" if ev["consented_at"] else "consenting"),
+            "answered": answered,
+            "planned": ev["n_planned"],
+            "seconds": seconds,
+            "mean_seconds": _rate(seconds, answered),
+            "skip_rate": _rate(r["skipped"], r["n"]),
+            "cant_tell_rate": _rate(c["cant_tell"], c["n"]),
+            "gold_answered": c["gold"],
+            "gold_accuracy": _rate(c["gold_correct"], c["gold"]),
+        })
+
+    planned, planned_answers = _planned_overlap(study)
+    originals = dict(Item.objects.filter(study=study, repeat_of__isnull=True).values_list("pk", "task"))
+    answered_by_item: Counter[int] = Counter()
+    for model in (CountResponse, RankResponse):
+        answered_by_item.update(dict(
+            model.objects.filter(item__study=study, item__repeat_of__isnull=True).values("item_id")
+            .annotate(n=Count("evaluator_id", distinct=True)).order_by().values_list("item_id", "n")
+        ))
+    in_plan = [pk for pk in originals if planned.get(pk, 0) > 0]
+    covered = sum(1 for pk in in_plan if answered_by_item[pk] >= planned[pk])
+    started = sum(1 for pk in in_plan if answered_by_item[pk] > 0)
+    by_task = {}
+    for task in (Item.Task.COUNT, Item.Task.RANK):
+        pks = [pk for pk in in_plan if originals[pk] == task]
+        by_task[task.value] = {
+            "items": len(pks),
+            "covered": sum(1 for pk in pks if answered_by_item[pk] >= planned[pk]),
+            "answers": sum(min(answered_by_item[pk], planned[pk]) for pk in pks),
+            "planned_answers": sum(planned[pk] for pk in pks),
+        }
+
+    n_count = sum(c["n"] for c in counts.values())
+    n_rank = sum(r["n"] for r in ranks.values())
+    finished_seconds = [row["seconds"] for row in rows if row["status"] == "finished"]
+    gold_answered = sum(c["gold"] for c in counts.values())
+    overlap = (study.protocol.get("evaluators") or {}).get("overlap") if isinstance(study.protocol, dict) else None
+    return {
+        "study": study.slug,
+        "status": study.status,
+        "responses": n_count + n_rank,
+        "count_responses": n_count,
+        "rank_responses": n_rank,
+        "answers_planned": planned_answers,
+        "evaluators": {
+            "slots": Slot.objects.filter(study=study).count(),
+            "started": len(rows),
+            "consented": sum(1 for ev in evaluators if ev["consented_at"]),
+            "finished": sum(1 for row in rows if row["status"] == "finished"),
+            "abandoned": sum(1 for row in rows if row["status"] == "abandoned"),
+            "simulated": sum(1 for row in rows if row["simulated"]),
+        },
+        "items": {
+            "planned_overlap": overlap,
+            "planned": len(in_plan),
+            "started": started,
+            "covered": covered,
+            "by_task": by_task,
+        },
+        "time": {
+            "seconds_total": sum(row["seconds"] for row in rows),
+            "mean_seconds_per_answer": _rate(sum(row["seconds"] for row in rows), n_count + n_rank),
+            "median_seconds_per_finished_evaluator": (statistics.median(finished_seconds)
+                                                      if finished_seconds else None),
+        },
+        "skip_rate": _rate(sum(r["skipped"] for r in ranks.values()), n_rank),
+        "cant_tell_rate": _rate(sum(c["cant_tell"] for c in counts.values()), n_count),
+        "gold_accuracy": _rate(sum(c["gold_correct"] for c in counts.values()), gold_answered),
+        "per_evaluator": rows,
+    }
+
+
+# --------------------------------------------------------------------------- results
+
+
+def responses_fingerprint(*, study: Study) -> tuple[str, int]:
+    """(fingerprint, number of responses) of the study's answers as they stand now."""
+    c = CountResponse.objects.filter(item__study=study).aggregate(n=Count("pk"), last=Max("pk"))
+    r = RankResponse.objects.filter(item__study=study).aggregate(n=Count("pk"), last=Max("pk"))
+    state = f"{study.pk}:{study.protocol_hash}:{c['n']}:{c['last']}:{r['n']}:{r['last']}"
+    return hashlib.sha256(state.encode()).hexdigest(), c["n"] + r["n"]
+
+
+def study_result_cached(*, study: Study, fingerprint: str, n_boot: int, seed: int) -> StudyResult | None:
+    return StudyResult.objects.filter(study=study, fingerprint=fingerprint, n_boot=n_boot, seed=seed).first()
+
+
+def study_result_latest(*, study: Study) -> StudyResult | None:
+    return StudyResult.objects.filter(study=study).order_by("-computed_at", "-pk").first()
+
+
+def result_figure(*, result: StudyResult, name: str, fmt: str) -> ResultFigure | None:
+    return ResultFigure.objects.filter(result=result, name=name, format=fmt).first()
+
+
+def result_figure_names(*, result: StudyResult) -> list[str]:
+    return list(result.figures.filter(format=ResultFigure.Format.PNG).order_by("name").values_list("name", flat=True))
+
+
+# --------------------------------------------------------------------------- export rows
+
+
+@dataclass(frozen=True)
+class ItemInfo:
+    key: str
+    task: str
+    variant: str
+    prompt: str
+    object: str
+    true_count: int | None
+    is_gold: bool
+    image_id: int | None
+    seed: int
+    repeat_of: str
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    public_id: str
+    variant: str
+    auto_count: int | None
+    provenance: dict | None
+
+
+def export_items(*, study: Study) -> dict[int, ItemInfo]:
+    """The study's items by primary key (as many as the design plans, whatever the responses)."""
+    out = {}
+    for pk, key, task, variant, prompt, obj, true_count, prompt_count, is_gold, image_id, seed, repeat_of in (
+        Item.objects.filter(study=study).values_list(
+            "pk", "key", "task", "variant__name", "prompt__text", "prompt__object", "true_count", "prompt__count",
+            "is_gold", "image_id", "seed", "repeat_of__key",
+        ).order_by()
+    ):
+        out[pk] = ItemInfo(
+            key=key, task=task, variant=variant or "", prompt=prompt, object=obj or "",
+            true_count=true_count if true_count is not None else (prompt_count if task == Item.Task.COUNT else None),
+            is_gold=is_gold, image_id=image_id, seed=seed, repeat_of=repeat_of or "",
+        )
+    return out
+
+
+def export_images(*, study: Study, with_provenance: bool = False) -> dict[int, ImageInfo]:
+    """The study's images by primary key; provenance only when asked for (JSON Lines)."""
+    fields = ["pk", "public_id", "variant__name", "auto_count"] + (["provenance"] if with_provenance else [])
+    out = {}
+    for row in Image.objects.filter(study=study).values_list(*fields).order_by():
+        out[row[0]] = ImageInfo(public_id=row[1], variant=row[2] or "", auto_count=row[3],
+                                provenance=row[4] if with_provenance else None)
+    return out
+
+
+COUNT_FIELDS = ("item_id", "evaluator__pseudonym", "answer", "cant_tell", "seconds")
+RANK_FIELDS = ("item_id", "evaluator__pseudonym", "image_0_id", "image_1_id", "image_2_id", "image_3_id",
+               "rank_0", "rank_1", "rank_2", "rank_3", "skipped", "skip_reason", "seconds")
+EXTENDED_FIELDS = ("created_at", "evaluator__external_id", "evaluator__is_simulated")
+
+
+def count_answer_values(*, study: Study, extended: bool = False, chunk_size: int = EXPORT_CHUNK_SIZE) -> Iterator[tuple]:
+    """Tuples of COUNT_FIELDS (+ EXTENDED_FIELDS), one per count answer, in answer order, streamed."""
+    fields = COUNT_FIELDS + (EXTENDED_FIELDS if extended else ())
+    return (
+        CountResponse.objects.filter(item__study=study).order_by("pk").values_list(*fields).iterator(chunk_size=chunk_size)
+    )
+
+
+def rank_answer_values(*, study: Study, extended: bool = False, chunk_size: int = EXPORT_CHUNK_SIZE) -> Iterator[tuple]:
+    """Tuples of RANK_FIELDS (+ EXTENDED_FIELDS), one per ranking or skip, in answer order, streamed."""
+    fields = RANK_FIELDS + (EXTENDED_FIELDS if extended else ())
+    return (
+        RankResponse.objects.filter(item__study=study).order_by("pk").values_list(*fields).iterator(chunk_size=chunk_size)
+    )
+
+
+def study_evaluator_summary(*, study: Study) -> dict:
+    """Who took part, for the report: numbers of evaluators and their time on task."""
+    evaluators = Evaluator.objects.filter(study=study)
+    agg = evaluators.aggregate(
+        joined=Count("pk"), consented=Count("pk", filter=Q(consented_at__isnull=False)),
+        finished=Count("pk", filter=Q(finished_at__isnull=False)),
+        abandoned=Count("pk", filter=Q(abandoned_at__isnull=False, finished_at__isnull=True)),
+        simulated=Count("pk", filter=Q(is_simulated=True)),
+        with_external_id=Count("pk", filter=~Q(external_id="")),
+    )
+    per_evaluator: Counter[int] = Counter()
+    for model in (CountResponse, RankResponse):
+        per_evaluator.update(dict(
+            model.objects.filter(evaluator__study=study, evaluator__finished_at__isnull=False)
+            .values("evaluator_id").annotate(s=Sum("seconds")).order_by().values_list("evaluator_id", "s")
+        ))
+    minutes = sorted(s / 60 for s in per_evaluator.values())
+    planned = Entry.objects.filter(evaluator__study=study, evaluator__finished_at__isnull=False).values(
+        "evaluator_id").annotate(n=Count("pk")).order_by().values_list("n", flat=True)
+    tasks = sorted(planned)
+    agg.update({
+        "median_minutes_finished": statistics.median(minutes) if minutes else None,
+        "min_minutes_finished": minutes[0] if minutes else None,
+        "max_minutes_finished": minutes[-1] if minutes else None,
+        "median_tasks_per_evaluator": statistics.median(tasks) if tasks else None,
+    })
+    return agg

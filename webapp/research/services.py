@@ -1,0 +1,263 @@
+"""Writes for researchers: analyses stored once per state of the responses, report details,
+simulated evaluators for dry runs, and exports written to files.
+
+Keyword-only, typed; database writes are atomic.
+"""
+from __future__ import annotations
+
+import io
+import json
+import random
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+
+from evalstudy.protocol import Protocol, ProtocolError
+from evalstudy.responses import read_responses
+
+from webapp.studies import services as study_services
+from webapp.studies.models import Entry, Item, RankResponse, Study
+from webapp.studies.selectors import entry_images
+
+from . import exports, selectors
+from .models import ReportDetails, ResultFigure, StudyResult
+
+DEFAULT_N_BOOT = 2000
+KEEP_RESULTS = 3  # per study; older analyses are deleted when a new one is stored
+
+
+class ResearchError(Exception):
+    """A research operation that cannot be done as asked; the message says why."""
+
+
+# --------------------------------------------------------------------------- protocol
+
+
+def study_protocol(*, study: Study) -> Protocol | None:
+    """The study's frozen protocol, or None when it holds none that evalstudy can read."""
+    try:
+        return Protocol.from_dict(study.protocol)
+    except ProtocolError:
+        return None
+
+
+def analysis_settings(*, study: Study) -> tuple[int, int]:
+    """(n_boot, seed) of the analysis: the protocol's plan, else evalstudy's defaults."""
+    protocol = study_protocol(study=study)
+    if protocol is None:
+        return DEFAULT_N_BOOT, 0
+    return protocol.analysis.n_boot, protocol.analysis.seed
+
+
+# --------------------------------------------------------------------------- results
+
+
+def _analyse(*, study: Study, n_boot: int, seed: int) -> dict:
+    """evalstudy's analysis of the study's responses exactly as the CSV export writes them.
+
+    The table is read back from the export's own text, so the numbers shown equal those that
+    ``python -m evalstudy analyze`` prints for a downloaded export.
+    """
+    from evalstudy.analysis import analyze
+
+    text = "".join(exports.csv_chunks(study=study))
+    table = read_responses(io.StringIO(text, newline=""))
+    return analyze(table, protocol=study_protocol(study=study), n_boot=n_boot, seed=seed, exclusions=True)
+
+
+def _figures(result: dict) -> list[ResultFigure]:
+    from evalstudy.figures import write_figures
+
+    with tempfile.TemporaryDirectory(prefix="fusion-figures-") as tmp:
+        write_figures(result, tmp)
+        out = []
+        for path in sorted(Path(tmp).iterdir()):
+            fmt = path.suffix.lower().lstrip(".")
+            if fmt in ResultFigure.Format.values and path.is_file():
+                out.append(ResultFigure(name=path.stem, format=fmt, content=path.read_bytes()))
+    return out
+
+
+def study_result_get_or_compute(*, study: Study, n_boot: int | None = None, seed: int | None = None) -> StudyResult | None:
+    """The analysis of the study's current responses: the stored one when nothing has changed
+    since it was computed, else a new one (with its figures). None when there are no responses."""
+    plan_boot, plan_seed = analysis_settings(study=study)
+    n_boot = plan_boot if n_boot is None else n_boot
+    seed = plan_seed if seed is None else seed
+    fingerprint, n_responses = selectors.responses_fingerprint(study=study)
+    if n_responses == 0:
+        return None
+    cached = selectors.study_result_cached(study=study, fingerprint=fingerprint, n_boot=n_boot, seed=seed)
+    if cached is not None:
+        return cached
+    started = time.perf_counter()
+    result = _analyse(study=study, n_boot=n_boot, seed=seed)
+    figures = _figures(result)
+    seconds = time.perf_counter() - started
+    try:
+        with transaction.atomic():
+            stored = StudyResult.objects.create(
+                study=study, fingerprint=fingerprint, n_responses=n_responses, n_boot=n_boot, seed=seed,
+                result=result, seconds=seconds,
+            )
+            for fig in figures:
+                fig.result = stored
+            ResultFigure.objects.bulk_create(figures)
+    except IntegrityError:
+        # Another request computed the same state meanwhile; its result is the same numbers.
+        return selectors.study_result_cached(study=study, fingerprint=fingerprint, n_boot=n_boot, seed=seed)
+    stale = StudyResult.objects.filter(study=study).order_by("-computed_at", "-pk").values_list("pk", flat=True)[KEEP_RESULTS:]
+    StudyResult.objects.filter(pk__in=list(stale)).delete()
+    return stored
+
+
+# --------------------------------------------------------------------------- report details
+
+REPORT_DETAIL_FIELDS = ("recruitment", "expertise", "pay_per_evaluator", "pay_currency", "ethics", "training", "notes")
+
+
+@transaction.atomic
+def report_details_update(*, study: Study, **fields) -> ReportDetails:
+    unknown = set(fields) - set(REPORT_DETAIL_FIELDS)
+    if unknown:
+        raise ResearchError(f"Unknown report detail(s): {', '.join(sorted(unknown))}.")
+    details, _ = ReportDetails.objects.select_for_update().get_or_create(study=study)
+    for name, value in fields.items():
+        setattr(details, name, value)
+    details.full_clean()
+    details.save()
+    return details
+
+
+# --------------------------------------------------------------------------- simulated evaluators
+
+
+@dataclass(frozen=True)
+class SimulationSummary:
+    evaluators: int
+    count_answers: int
+    rank_answers: int
+    pseudonyms: tuple[str, ...]
+
+
+def _simulated_seconds(rng: random.Random, task: str) -> float:
+    """Plausible time on task, so that the protocol's minimum-time rule sees real-looking data."""
+    return rng.lognormvariate(1.6 if task == Item.Task.COUNT else 2.4, 0.4)
+
+
+def _answer_entry(*, evaluator, entry: Entry, simulator, rng: random.Random) -> str:
+    """Answer one task through the evaluators' own submit services; return the task kind."""
+    item = entry.item
+    seconds = _simulated_seconds(rng, item.task)
+    token = study_services.entry_token_make(entry=entry, shown_at=time.time() - seconds)
+    if item.task == Item.Task.COUNT:
+        answer = simulator.answer_count(
+            variant=item.variant.name if item.variant_id else None, true_count=item.true_count, item_id=item.key,
+        )
+        study_services.count_response_submit(
+            evaluator=evaluator, token=token, answer=answer, cant_tell=answer is None,
+        )
+    else:
+        shown = [img.variant.name for img in entry_images(entry=entry)]
+        ranks = simulator.answer_rank(variants=shown, item_id=item.key)
+        if ranks is None:
+            study_services.rank_response_submit(
+                evaluator=evaluator, token=token, ranks=None, skip_reason=RankResponse.SkipReason.TOO_HARD,
+            )
+        else:
+            study_services.rank_response_submit(evaluator=evaluator, token=token, ranks=list(ranks))
+    return item.task
+
+
+def study_simulate_responses(
+    *, study: Study, n_evaluators: int, seed: int = 0, variant_quality: dict[str, float] | None = None,
+    count_noise: float = 0.6, rank_noise: float = 1.0, skip_rate: float = 0.05,
+) -> SimulationSummary:
+    """Fill an open study with ``n_evaluators`` simulated evaluators who answer every task.
+
+    They join through ``evaluator_join(simulated=True)`` and answer through the same submit
+    services as people, so every check (slots, tokens, constraints, a closed study) applies.
+    Each evaluator is one transaction: a failure leaves no half-answered simulated evaluator.
+    """
+    from evalstudy.simulate import RaterSimulator
+
+    if n_evaluators < 1:
+        raise ResearchError("Simulate at least one evaluator.")
+    if not study.is_open:
+        raise ResearchError(f"The study {study.slug!r} is {study.status}; only an open study takes responses.")
+    variants = list(study.variants.order_by("index").values_list("name", flat=True))
+    quality = variant_quality or {name: 0.5 + 0.5 * i / max(1, len(variants) - 1) for i, name in enumerate(variants)}
+    pseudonyms, n_count, n_rank = [], 0, 0
+    for k in range(n_evaluators):
+        simulator = RaterSimulator(variant_quality=quality, count_noise=count_noise, rank_noise=rank_noise,
+                                   skip_rate=skip_rate, seed=seed * 100_003 + k)
+        rng = random.Random(seed * 100_003 + k)
+        try:
+            with transaction.atomic():
+                evaluator = study_services.evaluator_join(study=study, simulated=True)
+                study_services.evaluator_consent(evaluator=evaluator)
+                entries = Entry.objects.filter(evaluator=evaluator).select_related(
+                    "item__variant", "item__prompt", "item__image").order_by("index")
+                for entry in entries:
+                    task = _answer_entry(evaluator=evaluator, entry=entry, simulator=simulator, rng=rng)
+                    n_count += task == Item.Task.COUNT
+                    n_rank += task == Item.Task.RANK
+        except study_services.StudyUnavailable as exc:
+            raise ResearchError(f"Simulated {k} of {n_evaluators} evaluators; then: {exc}") from exc
+        except study_services.SubmissionError as exc:
+            raise ResearchError(f"Simulated {k} of {n_evaluators} evaluators; then a submission failed: {exc.message}") from exc
+        pseudonyms.append(evaluator.pseudonym)
+    return SimulationSummary(evaluators=len(pseudonyms), count_answers=n_count, rank_answers=n_rank,
+                             pseudonyms=tuple(pseudonyms))
+
+
+# --------------------------------------------------------------------------- exports to files
+
+EXPORT_FORMATS = ("csv", "jsonl", "aggregates", "report", "report-md", "figures", "protocol")
+
+
+def export_write(*, study: Study, fmt: str, out: Path) -> list[Path]:
+    """Write one export of the study to ``out`` (a file; a folder for ``figures``); return the
+    files written. The responses stream to disk; the other formats are small."""
+    from . import reports
+
+    if fmt not in EXPORT_FORMATS:
+        raise ResearchError(f"Unknown format {fmt!r}; choose one of {', '.join(EXPORT_FORMATS)}.")
+    out = Path(out)
+    if fmt == "figures":
+        result = study_result_get_or_compute(study=study)
+        if result is None:
+            raise ResearchError("The study has no responses yet: there is nothing to plot.")
+        out.mkdir(parents=True, exist_ok=True)
+        written = []
+        for fig in result.figures.all():
+            path = out / fig.filename
+            path.write_bytes(bytes(fig.content))
+            written.append(path)
+        return written
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if fmt in ("csv", "jsonl"):
+        chunks = (exports.csv_chunks(study=study) if fmt == "csv"
+                  else exports.jsonl_chunks(study=study, salt=settings.FUSION_EXPORT_SALT))
+        with open(out, "w", encoding="utf-8", newline="") as f:
+            for chunk in chunks:
+                f.write(chunk)
+        return [out]
+    if fmt == "protocol":
+        out.write_text(exports.protocol_json(study=study), encoding="utf-8")
+        return [out]
+    result = study_result_get_or_compute(study=study)
+    if fmt == "aggregates":
+        if result is None:
+            raise ResearchError("The study has no responses yet: there are no aggregates.")
+        out.write_text(exports.aggregates_json(result=result.result), encoding="utf-8")
+        return [out]
+    context = reports.report_context(study=study, result=result)
+    text = reports.report_markdown(context) if fmt == "report-md" else reports.report_html(context)
+    out.write_text(text, encoding="utf-8")
+    return [out]
+
