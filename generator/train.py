@@ -1,0 +1,230 @@
+"""Train an IF-U-ViT variant: epsilon prediction on the SD scaled-linear schedule.
+
+    python -m generator.train --preset demo-cross-early --data synthetic --out runs/cross-early
+    accelerate launch -m generator.train --preset uvit-s-concat-intermediate \\
+        --data coco-cache:var/coco-train --out runs/concat-intermediate --mixed-precision bf16
+
+The run folder holds model.safetensors (EMA, for sampling), train_state.pt (for
+resuming: rerun the same command), log.jsonl (loss per --log-every steps) and
+samples/step-*.png (grids from the EMA weights). Every random draw of step s comes from
+a generator seeded with (seed, s, process), so a resumed run takes the same steps as an
+uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from generator.checkpoint import load_ema, load_train_state, read_metadata, save_ema, save_train_state, weights_path
+from generator.data import CocoCacheSource, SyntheticSource
+from generator.diffusion import alphas_cumprod, diffusion_loss, sample_cfg
+from generator.encoders import encoder_specs_for, load_codec, load_text_encoder
+from generator.model import UViT
+from generator.recipes import ALL_PRESETS, recipe_for
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--preset", required=True, choices=sorted(ALL_PRESETS))
+    p.add_argument("--data", default="synthetic", help="'synthetic' or 'coco-cache:PATH'")
+    p.add_argument("--out", required=True, type=Path, help="run folder (resumed if it has a train state)")
+    p.add_argument("--steps", type=int, help="total optimizer steps (default: the preset's recipe)")
+    p.add_argument("--batch-size", type=int, help="global batch size, split over processes")
+    p.add_argument("--lr", type=float)
+    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--warmup", type=int, help="linear warm-up steps")
+    p.add_argument("--ema-decay", type=float)
+    p.add_argument("--p-uncond", type=float, help="probability of training on the empty caption")
+    p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--mixed-precision", default="no", choices=["no", "fp16", "bf16"])
+    p.add_argument("--threads", type=int, help="torch intra-op threads (CPU runs sharing a machine)")
+    p.add_argument("--log-every", type=int, default=50)
+    p.add_argument("--ckpt-every", type=int, default=1000)
+    p.add_argument("--keep-every", type=int, default=0, help="also keep EMA snapshots/step-*.safetensors (0: none)")
+    p.add_argument("--sample-every", type=int, default=1000, help="0: no sample grids")
+    p.add_argument("--sample-steps", type=int, default=25)
+    p.add_argument("--synthetic-n", type=int, default=30000, help="rendered training images")
+    p.add_argument("--synthetic-seed", type=int, default=0)
+    p.add_argument("--vae", help="SD VAE folder (else $FUSION_SD_VAE, else the HF cache)")
+    p.add_argument("--clip", help="CLIP ViT-L/14 folder (else $FUSION_CLIP, else the HF cache)")
+    p.add_argument("--allow-download", action="store_true", help="let missing encoder weights download")
+    p.add_argument("--no-progress", action="store_true")
+    args = p.parse_args(argv)
+    recipe = recipe_for(args.preset)
+    for field in ("steps", "batch_size", "lr", "weight_decay", "warmup", "ema_decay", "p_uncond"):
+        if getattr(args, field) is None:
+            setattr(args, field, getattr(recipe, field))
+    args.adam_betas = recipe.adam_betas
+    return args
+
+
+def step_generator(seed: int, step: int, process: int) -> torch.Generator:
+    """The CPU generator every random draw of one training step comes from."""
+    state = np.random.SeedSequence([seed, step, process]).generate_state(2, dtype=np.uint32)
+    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+
+
+def lr_at(step: int, base: float, warmup: int) -> float:
+    """Linear warm-up to `base`, then constant (U-ViT's schedule)."""
+    return base * min(1.0, (step + 1) / max(1, warmup))
+
+
+def ema_decay_at(step: int, decay: float) -> float:
+    """`decay`, ramped up over the first steps so the EMA forgets its random init.
+
+    (1 + s) / (10 + s) passes 0.999 near step 9,000 and 0.9999 near 90,000: it matters
+    only for short runs, which is what it is for.
+    """
+    return min(decay, (1 + step) / (10 + step))
+
+
+@torch.no_grad()
+def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    for e, m in zip(ema.parameters(), model.parameters()):
+        e.lerp_(m.detach().to(e.dtype), 1.0 - decay)
+
+
+def build_source(args, cfg, text_spec):
+    """(source, codec spec, text spec) for --data."""
+    if args.data == "synthetic":
+        if cfg.in_chans != 3:
+            raise SystemExit(f"--data synthetic is pixel space (3 channels); {args.preset} has {cfg.in_chans}")
+        text_encoder = load_text_encoder(text_spec, args.clip, args.allow_download)
+        source = SyntheticSource(text_encoder, args.synthetic_n, cfg.img_size, args.synthetic_seed)
+        return source, {"name": "pixel", "channels": 3}, text_spec
+    if args.data.startswith("coco-cache:"):
+        source = CocoCacheSource(args.data.split(":", 1)[1])
+        meta = source.meta
+        got = (meta["latent_shape"][0], meta["latent_shape"][1], meta["text_encoder"]["text_len"], meta["text_encoder"]["dim"])
+        want = (cfg.in_chans, cfg.img_size, cfg.text_len, cfg.text_dim)
+        if got != want:
+            raise SystemExit(f"cache has (channels, size, text_len, text_dim) = {got}, {args.preset} needs {want}")
+        return source, meta["codec"], meta["text_encoder"]
+    raise SystemExit(f"--data must be 'synthetic' or 'coco-cache:PATH', got {args.data!r}")
+
+
+def save_grid(pixels: torch.Tensor, path: Path, nrow: int = 8) -> None:
+    """pixels (B, 3, H, W) in [-1, 1] -> one PNG grid."""
+    imgs = ((pixels.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+    B, H, W, _ = imgs.shape
+    rows = math.ceil(B / nrow)
+    grid = np.full((rows * H, nrow * W, 3), 255, dtype=np.uint8)
+    for i, img in enumerate(imgs):
+        r, c = divmod(i, nrow)
+        grid[r * H : (r + 1) * H, c * W : (c + 1) * W] = img
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(grid).save(path)
+
+
+def write_sample_grid(ema, source, codec, cfg, args, step: int, device) -> None:
+    captions, ctx = source.preview(16)
+    g = torch.Generator().manual_seed(args.seed)
+    noise = torch.randn(len(captions), cfg.in_chans, cfg.img_size, cfg.img_size, generator=g).to(device)
+    uncond = source.empty.expand(len(captions), -1, -1)
+    z = sample_cfg(ema, noise, ctx.to(device), uncond.to(device), 3.0, args.sample_steps)
+    save_grid(codec.decode(z), args.out / "samples" / f"step-{step:07d}.png")
+    (args.out / "samples" / f"step-{step:07d}.txt").write_text("\n".join(captions) + "\n")
+
+
+def main(args: argparse.Namespace) -> Path:
+    from accelerate import Accelerator
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    accelerator = Accelerator(mixed_precision=args.mixed_precision)
+    device, rank = accelerator.device, accelerator.process_index
+    if args.batch_size % accelerator.num_processes:
+        raise SystemExit(f"--batch-size {args.batch_size} is not divisible by {accelerator.num_processes} processes")
+    local_batch = args.batch_size // accelerator.num_processes
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    cfg = ALL_PRESETS[args.preset]
+    source, codec_spec, text_spec = build_source(args, cfg, encoder_specs_for(cfg)[1])
+    codec = load_codec(codec_spec, args.vae, args.allow_download).to(device) if args.sample_every else None
+    ac = alphas_cumprod().to(device)
+    empty = source.empty.to(device)
+
+    torch.manual_seed(args.seed)
+    model = UViT(cfg)
+    ema = copy.deepcopy(model).requires_grad_(False)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=args.lr, weight_decay=args.weight_decay, betas=tuple(args.adam_betas)
+    )
+    start = 0
+    state = load_train_state(args.out)
+    if state is not None:
+        if read_metadata(args.out)["config"] != cfg:
+            raise SystemExit(f"{args.out} holds a different model config; use a new --out")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        ema.load_state_dict(load_ema(args.out)[0])
+        start = state["step"]
+    model, optimizer = accelerator.prepare(model, optimizer)
+    ema.to(device)
+
+    log = open(args.out / "log.jsonl", "a") if accelerator.is_main_process else None
+    run_args = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    bar = tqdm(
+        range(start, args.steps), initial=start, total=args.steps, desc=args.preset,
+        disable=args.no_progress or not accelerator.is_main_process,
+    )
+    window, t0 = [], time.time()
+    for step in bar:
+        g = step_generator(args.seed, step, rank)
+        x0, ctx = source.batch(local_batch, g)
+        drop = torch.rand(local_batch, generator=g) < args.p_uncond
+        ctx = torch.where(drop[:, None, None], source.empty, ctx)  # (B, T, D)
+        x0, ctx = x0.to(device), ctx.to(device)
+        lr = lr_at(step, args.lr, args.warmup)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+
+        model.train()
+        with accelerator.autocast():
+            loss = diffusion_loss(model, x0, ctx, ac, g)
+        optimizer.zero_grad(set_to_none=True)
+        accelerator.backward(loss)
+        optimizer.step()
+        ema_update(ema, accelerator.unwrap_model(model), ema_decay_at(step, args.ema_decay))
+
+        done = step + 1
+        window.append(loss.item())
+        if done % args.log_every == 0 or done == args.steps:
+            mean = float(np.mean(window))
+            bar.set_postfix(loss=f"{mean:.4f}")
+            if log is not None:
+                log.write(json.dumps({"step": done, "loss": mean, "lr": lr, "elapsed_s": round(time.time() - t0, 1)}) + "\n")
+                log.flush()
+            window = []
+        is_last = done == args.steps
+        if accelerator.is_main_process and (done % args.ckpt_every == 0 or is_last):
+            save_ema(args.out, ema.state_dict(), cfg, codec_spec, text_spec, done, args.preset)
+            unwrapped = accelerator.unwrap_model(model)
+            save_train_state(args.out, unwrapped.state_dict(), optimizer.state_dict(), done, run_args)
+        if accelerator.is_main_process and args.keep_every and done % args.keep_every == 0:
+            # The learning rate is constant after warm-up and the EMA decay depends only
+            # on the step, so a snapshot at step s equals the end of an s-step run.
+            snapshot = args.out / "snapshots" / f"step-{done:07d}.safetensors"
+            save_ema(snapshot, ema.state_dict(), cfg, codec_spec, text_spec, done, args.preset)
+        if accelerator.is_main_process and args.sample_every and (done % args.sample_every == 0 or is_last):
+            ema.eval()
+            write_sample_grid(ema, source, codec, cfg, args, done, device)
+    bar.close()
+    if log is not None:
+        log.close()
+    accelerator.wait_for_everyone()
+    return weights_path(args.out)
+
+
+if __name__ == "__main__":
+    main(parse_args())

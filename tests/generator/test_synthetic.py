@@ -1,0 +1,80 @@
+import numpy as np
+import pytest
+from PIL import Image, ImageFilter
+
+from generator.counter import count_by_colour, count_objects
+from generator.synthetic import (
+    GAP,
+    SyntheticCounting,
+    Scene,
+    all_scenes,
+    item_rng,
+    make_item,
+    parse_caption,
+    sample_layout,
+)
+
+
+def test_captions_follow_the_study_grammar():
+    assert Scene("circle", "red", 3).caption == "three red circles"
+    assert Scene("square", "blue", 1).caption == "a blue square"
+    for scene in all_scenes():
+        assert parse_caption(scene.caption) == scene
+
+
+@pytest.mark.parametrize("text", ["three red", "six red circles", "two red hexagons"])
+def test_text_outside_the_grammar_is_rejected(text):
+    with pytest.raises(ValueError):
+        parse_caption(text)
+
+
+def test_items_are_a_function_of_seed_and_index():
+    a, scene_a = make_item(3, 17)
+    b, scene_b = make_item(3, 17)
+    assert scene_a == scene_b and np.array_equal(np.asarray(a), np.asarray(b))
+    c, _ = make_item(4, 17)
+    assert not np.array_equal(np.asarray(a), np.asarray(c))
+
+
+def test_same_layout_renders_at_any_size():
+    small, scene = make_item(5, 2, size=32)
+    large, scene_large = make_item(5, 2, size=128)
+    assert scene == scene_large and small.size == (32, 32) and large.size == (128, 128)
+    assert count_objects(large) == count_objects(small) == scene.count
+
+
+def test_layouts_keep_a_gap_between_shapes():
+    for i in range(300):
+        boxes = sample_layout(5, item_rng(0, i))
+        for j, (x1, y1, s1) in enumerate(boxes):
+            assert 0 <= x1 - s1 / 2 and x1 + s1 / 2 <= 1
+            for x2, y2, s2 in boxes[j + 1 :]:
+                assert max(abs(x1 - x2), abs(y1 - y2)) >= (s1 + s2) / 2 + GAP - 1e-9
+
+
+def test_counter_agrees_with_the_renderer_on_1000_images():
+    data = SyntheticCounting(1000, size=32, seed=11)
+    wrong = []
+    for img, scene in zip(data.images, data.scenes):
+        counts = count_by_colour(img)
+        if counts != {c: (scene.count if c == scene.colour else 0) for c in counts}:
+            wrong.append((scene, counts))
+    assert wrong == []
+    assert {s.count for s in data.scenes} == {1, 2, 3, 4, 5}
+
+
+def test_counter_survives_noise_and_blur_at_32px():
+    # Generated 32x32 images are soft and grainy; the counter should not care.
+    rng = np.random.default_rng(0)
+    hits = 0
+    for i in range(200):
+        img, scene = make_item(21, i, size=32)
+        blurred = np.asarray(img.filter(ImageFilter.GaussianBlur(0.6)), dtype=np.float32)
+        noisy = np.clip(blurred + rng.normal(0, 12, blurred.shape), 0, 255).astype(np.uint8)
+        hits += count_objects(Image.fromarray(noisy), scene.colour) == scene.count
+    assert hits / 200 >= 0.95
+
+
+def test_counter_rejects_non_rgb_input():
+    with pytest.raises(ValueError):
+        count_objects(np.zeros((32, 32)))
