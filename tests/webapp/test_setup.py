@@ -97,3 +97,27 @@ def test_open_plans_slots_with_overlap_gold_and_repeats():
         if it.is_gold:
             assert seen[pk] >= len(slots)
     assert Item.objects.filter(study=study, repeat_of__isnull=False).exists()
+
+
+def test_create_study_command_refuses_a_bad_file(tmp_path):
+    from django.core.management import CommandError, call_command
+
+    bad = tmp_path / "p.json"
+    bad.write_text("{not json")
+    with pytest.raises(CommandError, match="not valid JSON"):
+        call_command("create_study", str(bad), slug="x")
+    with pytest.raises(CommandError, match="Cannot read"):
+        call_command("create_study", str(tmp_path / "missing.json"), slug="x")
+    assert Study.objects.count() == 0
+
+
+def test_create_and_open_commands(capsys):
+    from django.core.management import CommandError, call_command
+
+    call_command("create_study", str(DEMO), slug="cmd")
+    with pytest.raises(CommandError, match="missing"):
+        call_command("study_status", "cmd", "--open")
+    study = Study.objects.get(slug="cmd")
+    fill_images(study)
+    call_command("study_status", "cmd", "--open")
+    assert Study.objects.get(slug="cmd").status == "open"

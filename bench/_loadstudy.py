@@ -1,0 +1,49 @@
+"""An open study for load tests, its images drawn by the synthetic renderer (not a model).
+
+Load tests measure the web path; the pixels do not matter, but they are real PNGs of
+the same size and kind as the demo models' images.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+
+from generator.synthetic import COLOURS, KINDS, Scene, make_item
+from webapp.studies import services
+from webapp.studies.imagefiles import write_png_atomic
+from webapp.studies.models import Image, Item
+
+DEMO = Path(__file__).resolve().parent.parent / "fixtures" / "protocols" / "demo.json"
+
+
+def _scene_for(item: Item, k: int) -> Scene:
+    prompt = item.prompt
+    if prompt.object in KINDS and prompt.count:
+        return Scene(prompt.object, prompt.colour if prompt.colour in COLOURS else "red", prompt.count)
+    return Scene(KINDS[k % len(KINDS)], tuple(COLOURS)[k % len(COLOURS)], 1 + k % 5)
+
+
+def _add_image(study, item, variant, k) -> None:
+    image = Image(study=study, prompt=item.prompt, variant=variant, seed=item.seed, provenance={"renderer": "load-test"})
+    pil, _ = make_item(item.seed, k, size=32, scene=_scene_for(item, k))
+    image.file = write_png_atomic(image=pil, public_id=image.public_id, media_root=settings.MEDIA_ROOT)
+    image.width, image.height = pil.size
+    image.save()
+
+
+@transaction.atomic
+def build_load_study(n_slots: int, slug: str = "load-test") -> dict:
+    protocol = json.loads(DEMO.read_text())
+    protocol["evaluators"]["n"] = n_slots
+    study = services.study_create(protocol=protocol, slug=slug, title="Load test", base_dir=str(DEMO.parent))
+    variants = list(study.variants.all())
+    for k, item in enumerate(Item.objects.filter(study=study, task="count", is_gold=False)):
+        _add_image(study, item, item.variant, k)
+    for k, item in enumerate(Item.objects.filter(study=study, task="rank")):
+        for v in variants:
+            _add_image(study, item, v, k + v.index)
+    services.study_open(study=study)
+    return {"invite": study.invite_token, "slug": study.slug}

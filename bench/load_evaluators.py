@@ -1,0 +1,255 @@
+"""Load test: N simulated evaluators answer a study through gunicorn + PostgreSQL.
+
+Each simulated evaluator has its own HTTP session: it joins by the invite link, consents,
+then repeatedly reads its current task (the JSON state) and submits an answer, as the
+browser does. The script prints throughput and p50/p95/p99 latency per endpoint, then
+checks that every answer the server accepted is in the database, and nothing else.
+
+    python bench/load_evaluators.py --evaluators 50 --tasks 20
+
+It creates (and afterwards drops) its own PostgreSQL database, ``fusion_load``; the
+study's images are rendered by the synthetic renderer, since this measures the web path,
+not the models.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--evaluators", type=int, default=50, help="concurrent simulated evaluators")
+    p.add_argument("--tasks", type=int, default=20, help="answers per evaluator (at most their whole slot)")
+    p.add_argument("--gunicorn-workers", type=int, default=3)
+    p.add_argument("--gunicorn-threads", type=int, default=4)
+    p.add_argument("--pg", default="postgres://postgres@127.0.0.1:5432", help="server URL, without a database")
+    p.add_argument("--database", default="fusion_load")
+    p.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    return p.parse_args(argv)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    k = (len(ordered) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+def prepare(env: dict, n_evaluators: int) -> dict:
+    """Create the database and an open study with at least ``n_evaluators`` slots (in a child process)."""
+    code = f"""
+import json, django
+django.setup()
+from django.core.management import call_command
+call_command("migrate", verbosity=0)
+from bench._loadstudy import build_load_study
+print(json.dumps(build_load_study(n_slots={n_evaluators})))
+"""
+    return run_child(code, env)
+
+
+def run_child(code: str, env: dict) -> dict:
+    """Run Django code in a child process with ``env``; return the JSON it printed last."""
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"child process failed:\n{out.stderr[-4000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def db_counts(env: dict) -> dict:
+    code = """
+import json, django
+django.setup()
+from django.db.models import Count
+from webapp.studies.models import CountResponse, RankResponse, Evaluator
+per = {}
+for ev in Evaluator.objects.annotate(c=Count("count_responses", distinct=True), r=Count("rank_responses", distinct=True)):
+    per[ev.external_id] = ev.c + ev.r
+print(json.dumps({"count": CountResponse.objects.count(), "rank": RankResponse.objects.count(), "per": per}))
+"""
+    return run_child(code, env)
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.latency: dict[str, list[float]] = defaultdict(list)
+        self.errors: dict[str, int] = defaultdict(int)
+        self.accepted: dict[str, int] = defaultdict(int)
+
+    def timed(self, name: str, fn, ok=lambda r: r.status_code < 400):
+        t0 = time.perf_counter()
+        try:
+            r = fn()
+            good = ok(r)
+        except requests.RequestException:
+            r, good = None, False
+        dt = time.perf_counter() - t0
+        with self.lock:
+            self.latency[name].append(dt)
+            if not good:
+                self.errors[name] += 1
+        return r if good else None
+
+
+def evaluator(base: str, invite: str, worker_id: str, n_tasks: int, rec: Recorder, start: threading.Barrier) -> None:
+    s = requests.Session()
+    start.wait()
+    r = rec.timed("join", lambda: s.get(f"{base}/join/{invite}/", params={"PROLIFIC_PID": worker_id}))
+    if r is None:
+        return
+    slug = re.search(r"/e/([^/]+)/", r.url).group(1)
+    csrf = s.cookies.get("csrftoken", "")
+    if not csrf:
+        match = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', r.text)
+        csrf = match.group(1) if match else ""
+    headers = {"X-CSRFToken": s.cookies.get("csrftoken", csrf), "Referer": f"{base}/", "Accept": "application/json"}
+    if rec.timed("consent", lambda: s.post(f"{base}/e/{slug}/consent/", data={"agree": "yes", "csrfmiddlewaretoken": csrf}, headers={"Referer": f"{base}/"})) is None:
+        return
+    headers["X-CSRFToken"] = s.cookies.get("csrftoken", csrf)
+    for k in range(n_tasks):
+        r = rec.timed("state", lambda: s.get(f"{base}/e/{slug}/state/"))
+        if r is None:
+            return
+        state = r.json()
+        if state["done"]:
+            return
+        task = state["task"]
+        if task["kind"] == "count":
+            data = {"kind": "count", "token": task["token"], "answer": str(k % 5 + 1)}
+        else:
+            ranks = [(k + i) % 4 + 1 for i in range(4)]
+            data = {"kind": "rank", "token": task["token"], **{f"rank_{i}": str(r_) for i, r_ in enumerate(ranks)}}
+        name = f"submit-{task['kind']}"
+        r = rec.timed(name, lambda: s.post(f"{base}/e/{slug}/task/", data=data, headers=headers))
+        if r is not None:
+            with rec.lock:
+                rec.accepted[worker_id] += 1
+
+
+def main(args: argparse.Namespace) -> int:
+    db_url = f"{args.pg.rstrip('/')}/{args.database}"
+    admin_url = f"{args.pg.rstrip('/')}/postgres"
+    import psycopg
+
+    with psycopg.connect(admin_url.replace("postgres://", "postgresql://"), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{args.database}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{args.database}"')
+    media = ROOT / "var" / "load-media"
+    env = {**os.environ, "DATABASE_URL": db_url, "DJANGO_SETTINGS_MODULE": "webapp.settings", "DEBUG": "0",
+           "SECRET_KEY": "load-test-secret-key-" + "x" * 40, "SESSION_COOKIE_SECURE": "0",
+           "FUSION_MEDIA_ROOT": str(media), "PYTHONPATH": str(ROOT)}
+    info = prepare(env, args.evaluators)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "webapp.wsgi", "-b", f"127.0.0.1:{port}", "-w", str(args.gunicorn_workers),
+         "-k", "gthread", "--threads", str(args.gunicorn_threads), "--log-level", "warning"],
+        cwd=ROOT, env=env,
+    )
+    try:
+        for _ in range(100):
+            try:
+                requests.get(f"{base}/join/unknown/", timeout=1)
+                break
+            except requests.RequestException:
+                time.sleep(0.2)
+        rec = Recorder()
+        barrier = threading.Barrier(args.evaluators)
+        threads = [threading.Thread(target=evaluator, args=(base, info["invite"], f"load-{i}", args.tasks, rec, barrier))
+                   for i in range(args.evaluators)]
+        t0 = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        wall = time.perf_counter() - t0
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    counts = db_counts(env)
+    accepted_total = sum(rec.accepted.values())
+    stored_total = counts["count"] + counts["rank"]
+    mismatched = {w: (n, counts["per"].get(w, 0)) for w, n in rec.accepted.items() if counts["per"].get(w, 0) != n}
+    rows = []
+    for name in ("join", "consent", "state", "submit-count", "submit-rank"):
+        lat = rec.latency.get(name, [])
+        if not lat:
+            continue
+        rows.append({
+            "endpoint": name, "requests": len(lat), "errors": rec.errors.get(name, 0),
+            "per_s": len(lat) / wall, "p50_ms": 1000 * percentile(lat, 0.5),
+            "p95_ms": 1000 * percentile(lat, 0.95), "p99_ms": 1000 * percentile(lat, 0.99),
+            "max_ms": 1000 * max(lat),
+        })
+    result = {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": machine(), "evaluators": args.evaluators,
+        "gunicorn": f"{args.gunicorn_workers} workers x {args.gunicorn_threads} threads (gthread)",
+        "wall_s": wall, "requests": sum(len(v) for v in rec.latency.values()),
+        "errors": sum(rec.errors.values()), "accepted_answers": accepted_total, "stored_answers": stored_total,
+        "lost": accepted_total - stored_total, "mismatched_evaluators": len(mismatched), "endpoints": rows,
+    }
+    if not args.keep:
+        with psycopg.connect(admin_url.replace("postgres://", "postgresql://"), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{args.database}" WITH (FORCE)')
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print_table(result)
+    ok = result["errors"] == 0 and result["lost"] == 0 and not mismatched
+    return 0 if ok else 1
+
+
+def machine() -> str:
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def print_table(r: dict) -> None:
+    print(f"# load_evaluators: {r['date']} on {r['machine']}")
+    print(f"# {r['evaluators']} concurrent evaluators, gunicorn {r['gunicorn']}, PostgreSQL; wall {r['wall_s']:.1f} s")
+    print(f"{'endpoint':<14}{'requests':>9}{'errors':>8}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'max ms':>9}")
+    for row in r["endpoints"]:
+        print(f"{row['endpoint']:<14}{row['requests']:>9}{row['errors']:>8}{row['per_s']:>9.1f}"
+              f"{row['p50_ms']:>9.1f}{row['p95_ms']:>9.1f}{row['p99_ms']:>9.1f}{row['max_ms']:>9.1f}")
+    total = r["requests"] / r["wall_s"]
+    print(f"total: {r['requests']} requests, {total:.1f} req/s, {r['errors']} errors")
+    print(f"answers accepted {r['accepted_answers']}, stored {r['stored_answers']}, lost {r['lost']}, "
+          f"evaluators whose stored answers differ from their accepted ones: {r['mismatched_evaluators']}")
+
+
+if __name__ == "__main__":
+    sys.exit(main(parse_args()))

@@ -1,0 +1,25 @@
+"""python manage.py study_status SLUG --open | --close"""
+from django.core.management.base import BaseCommand, CommandError
+
+from webapp.studies import services
+from webapp.studies.models import Study
+
+
+class Command(BaseCommand):
+    help = "Open a draft study (all images must exist) or close an open one."
+
+    def add_arguments(self, parser):
+        parser.add_argument("slug")
+        action = parser.add_mutually_exclusive_group(required=True)
+        action.add_argument("--open", action="store_true")
+        action.add_argument("--close", action="store_true")
+
+    def handle(self, *args, slug: str, open: bool, close: bool, **options):
+        study = Study.objects.filter(slug=slug).first()
+        if study is None:
+            raise CommandError(f"No study {slug!r}.")
+        try:
+            study = services.study_open(study=study) if open else services.study_close(study=study)
+        except services.StudySetupError as exc:
+            raise CommandError(str(exc))
+        self.stdout.write(f"Study {study.slug} is {study.status}.")
