@@ -13,7 +13,10 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.db.models import Count, F, Max, Q, QuerySet, Sum
+
+from evalstudy.protocol import Protocol, ProtocolError
 
 from webapp.studies.models import CountResponse, Entry, Evaluator, Image, Item, RankResponse, Slot, Study
 from webapp.studies.selectors import user_may_see_study
@@ -21,6 +24,7 @@ from webapp.studies.selectors import user_may_see_study
 from .models import ResultFigure, StudyResult
 
 EXPORT_CHUNK_SIZE = 5000
+DEFAULT_N_BOOT = 2000  # evalstudy's default, for studies without a readable protocol
 
 # --------------------------------------------------------------------------- studies
 
@@ -42,6 +46,29 @@ def researcher_study(*, user, slug: str) -> Study | None:
     if study is None or not user_may_see_study(user=user, study=study):
         return None
     return study
+
+
+# --------------------------------------------------------------------------- protocol
+
+
+def study_protocol(*, study: Study) -> Protocol | None:
+    """The study's frozen protocol, or None when it holds none that evalstudy can read."""
+    try:
+        return Protocol.from_dict(study.protocol)
+    except ProtocolError:
+        return None
+
+
+def analysis_settings(*, study: Study) -> tuple[int, int]:
+    """(n_boot, seed) of the analysis: the protocol's plan, else evalstudy's defaults.
+
+    ``settings.FUSION_RESULTS_N_BOOT``, when set, overrides the number of resamples (tests
+    and quick looks; a report states the number it used).
+    """
+    protocol = study_protocol(study=study)
+    n_boot, seed = (DEFAULT_N_BOOT, 0) if protocol is None else (protocol.analysis.n_boot, protocol.analysis.seed)
+    override = getattr(settings, "FUSION_RESULTS_N_BOOT", None)
+    return (int(override) if override else n_boot), seed
 
 
 # --------------------------------------------------------------------------- progress
@@ -301,3 +328,21 @@ def study_evaluator_summary(*, study: Study) -> dict:
         "median_tasks_per_evaluator": statistics.median(tasks) if tasks else None,
     })
     return agg
+
+
+def auto_counter_by_variant(*, study: Study) -> dict[str, dict]:
+    """The automatic counter on the study's count images (not gold), per variant: how many
+    images it read, its mean absolute error and its match ratio against the requested count."""
+    rows = (Item.objects.filter(study=study, task=Item.Task.COUNT, is_gold=False, repeat_of__isnull=True,
+                                image__auto_count__isnull=False)
+            .values_list("variant__name", "image__auto_count", "true_count", "prompt__count").order_by())
+    acc: dict[str, list[int]] = {}
+    for variant, auto, true_count, prompt_count in rows:
+        truth = true_count if true_count is not None else prompt_count
+        if truth is None:
+            continue
+        a = acc.setdefault(variant, [0, 0, 0])
+        a[0] += 1
+        a[1] += abs(auto - truth)
+        a[2] += auto == truth
+    return {v: {"n_images": n, "mean_abs_error": err / n, "match_ratio": hit / n} for v, (n, err, hit) in acc.items()}

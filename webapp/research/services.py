@@ -6,51 +6,32 @@ Keyword-only, typed; database writes are atomic.
 from __future__ import annotations
 
 import io
-import json
-import random
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
-from evalstudy.protocol import Protocol, ProtocolError
+from evalstudy.analysis import analyze
+from evalstudy.figures import write_figures
 from evalstudy.responses import read_responses
+from evalstudy.simulate import COUNT_SECONDS, RANK_SECONDS, RaterSimulator
 
 from webapp.studies import services as study_services
 from webapp.studies.models import Entry, Item, RankResponse, Study
 from webapp.studies.selectors import entry_images
 
-from . import exports, selectors
+from . import exports, reports, selectors
 from .models import ReportDetails, ResultFigure, StudyResult
 
-DEFAULT_N_BOOT = 2000
 KEEP_RESULTS = 3  # per study; older analyses are deleted when a new one is stored
 
 
 class ResearchError(Exception):
     """A research operation that cannot be done as asked; the message says why."""
-
-
-# --------------------------------------------------------------------------- protocol
-
-
-def study_protocol(*, study: Study) -> Protocol | None:
-    """The study's frozen protocol, or None when it holds none that evalstudy can read."""
-    try:
-        return Protocol.from_dict(study.protocol)
-    except ProtocolError:
-        return None
-
-
-def analysis_settings(*, study: Study) -> tuple[int, int]:
-    """(n_boot, seed) of the analysis: the protocol's plan, else evalstudy's defaults."""
-    protocol = study_protocol(study=study)
-    if protocol is None:
-        return DEFAULT_N_BOOT, 0
-    return protocol.analysis.n_boot, protocol.analysis.seed
 
 
 # --------------------------------------------------------------------------- results
@@ -62,16 +43,12 @@ def _analyse(*, study: Study, n_boot: int, seed: int) -> dict:
     The table is read back from the export's own text, so the numbers shown equal those that
     ``python -m evalstudy analyze`` prints for a downloaded export.
     """
-    from evalstudy.analysis import analyze
-
     text = "".join(exports.csv_chunks(study=study))
     table = read_responses(io.StringIO(text, newline=""))
-    return analyze(table, protocol=study_protocol(study=study), n_boot=n_boot, seed=seed, exclusions=True)
+    return analyze(table, protocol=selectors.study_protocol(study=study), n_boot=n_boot, seed=seed, exclusions=True)
 
 
 def _figures(result: dict) -> list[ResultFigure]:
-    from evalstudy.figures import write_figures
-
     with tempfile.TemporaryDirectory(prefix="fusion-figures-") as tmp:
         write_figures(result, tmp)
         out = []
@@ -85,7 +62,7 @@ def _figures(result: dict) -> list[ResultFigure]:
 def study_result_get_or_compute(*, study: Study, n_boot: int | None = None, seed: int | None = None) -> StudyResult | None:
     """The analysis of the study's current responses: the stored one when nothing has changed
     since it was computed, else a new one (with its figures). None when there are no responses."""
-    plan_boot, plan_seed = analysis_settings(study=study)
+    plan_boot, plan_seed = selectors.analysis_settings(study=study)
     n_boot = plan_boot if n_boot is None else n_boot
     seed = plan_seed if seed is None else seed
     fingerprint, n_responses = selectors.responses_fingerprint(study=study)
@@ -144,58 +121,72 @@ class SimulationSummary:
     pseudonyms: tuple[str, ...]
 
 
-def _simulated_seconds(rng: random.Random, task: str) -> float:
-    """Plausible time on task, so that the protocol's minimum-time rule sees real-looking data."""
-    return rng.lognormvariate(1.6 if task == Item.Task.COUNT else 2.4, 0.4)
+GOLD_VARIANT = "(gold)"  # gold images show their true count: a simulated variant of quality 1
+# evalstudy's simulator words its skip reasons freely; the web app offers three.
+SKIP_REASONS = {
+    "none of the images fits the caption": RankResponse.SkipReason.ALL_BAD,
+    "cannot decide": RankResponse.SkipReason.TOO_HARD,
+}
 
 
-def _answer_entry(*, evaluator, entry: Entry, simulator, rng: random.Random) -> str:
+def _simulated_seconds(rng, task: str) -> float:
+    """Time on task around the simulator's medians, so that the protocol's minimum-time rule
+    sees plausible data."""
+    median = COUNT_SECONDS if task == Item.Task.COUNT else RANK_SECONDS
+    return float(median * rng.lognormal(0.0, 0.35))
+
+
+def _answer_entry(*, evaluator, entry: Entry, simulator, rng) -> str:
     """Answer one task through the evaluators' own submit services; return the task kind."""
     item = entry.item
-    seconds = _simulated_seconds(rng, item.task)
-    token = study_services.entry_token_make(entry=entry, shown_at=time.time() - seconds)
+    token = study_services.entry_token_make(entry=entry, shown_at=time.time() - _simulated_seconds(rng, item.task))
     if item.task == Item.Task.COUNT:
-        answer = simulator.answer_count(
-            variant=item.variant.name if item.variant_id else None, true_count=item.true_count, item_id=item.key,
-        )
-        study_services.count_response_submit(
-            evaluator=evaluator, token=token, answer=answer, cant_tell=answer is None,
-        )
+        variant = GOLD_VARIANT if item.is_gold else item.variant.name
+        answer = simulator.answer_count(item.true_count, variant, rng)
+        study_services.count_response_submit(evaluator=evaluator, token=token, answer=answer, cant_tell=answer is None)
+        return item.task
+    shown = [img.variant.name for img in entry_images(entry=entry)]
+    ranks = simulator.answer_rank(shown, rng)
+    if ranks is None:
+        reason = SKIP_REASONS.get(simulator.skip_reason(rng), RankResponse.SkipReason.OTHER)
+        study_services.rank_response_submit(evaluator=evaluator, token=token, ranks=None, skip_reason=reason)
     else:
-        shown = [img.variant.name for img in entry_images(entry=entry)]
-        ranks = simulator.answer_rank(variants=shown, item_id=item.key)
-        if ranks is None:
-            study_services.rank_response_submit(
-                evaluator=evaluator, token=token, ranks=None, skip_reason=RankResponse.SkipReason.TOO_HARD,
-            )
-        else:
-            study_services.rank_response_submit(evaluator=evaluator, token=token, ranks=list(ranks))
+        study_services.rank_response_submit(evaluator=evaluator, token=token, ranks=[int(r) for r in ranks])
     return item.task
 
 
 def study_simulate_responses(
     *, study: Study, n_evaluators: int, seed: int = 0, variant_quality: dict[str, float] | None = None,
-    count_noise: float = 0.6, rank_noise: float = 1.0, skip_rate: float = 0.05,
+    count_noise: float = 0.1, rank_noise: float = 0.3, skip_rate: float = 0.1,
 ) -> SimulationSummary:
     """Fill an open study with ``n_evaluators`` simulated evaluators who answer every task.
 
-    They join through ``evaluator_join(simulated=True)`` and answer through the same submit
-    services as people, so every check (slots, tokens, constraints, a closed study) applies.
-    Each evaluator is one transaction: a failure leaves no half-answered simulated evaluator.
+    Answers come from evalstudy's RaterSimulator (every variant of quality 0.7 unless
+    ``variant_quality`` says otherwise). The evaluators join through
+    ``evaluator_join(simulated=True)`` and answer through the same submit services as
+    people, so every check (free slots, signed tokens, database constraints, a closed
+    study) applies. Each evaluator is one transaction: a failure leaves no half-answered
+    simulated evaluator behind.
     """
-    from evalstudy.simulate import RaterSimulator
-
     if n_evaluators < 1:
         raise ResearchError("Simulate at least one evaluator.")
     if not study.is_open:
         raise ResearchError(f"The study {study.slug!r} is {study.status}; only an open study takes responses.")
     variants = list(study.variants.order_by("index").values_list("name", flat=True))
-    quality = variant_quality or {name: 0.5 + 0.5 * i / max(1, len(variants) - 1) for i, name in enumerate(variants)}
+    quality = {name: 0.7 for name in variants}
+    unknown = sorted(set(variant_quality or {}) - set(variants))
+    if unknown:
+        raise ResearchError(f"Unknown variant(s) {', '.join(unknown)}; the study has {', '.join(variants)}.")
+    quality.update(variant_quality or {})
+    quality[GOLD_VARIANT] = 1.0
+    try:
+        simulator = RaterSimulator(variant_quality=quality, count_noise=count_noise, rank_noise=rank_noise,
+                                   skip_rate=skip_rate, seed=seed)
+    except ValueError as exc:
+        raise ResearchError(f"Cannot simulate: {exc}") from exc
     pseudonyms, n_count, n_rank = [], 0, 0
     for k in range(n_evaluators):
-        simulator = RaterSimulator(variant_quality=quality, count_noise=count_noise, rank_noise=rank_noise,
-                                   skip_rate=skip_rate, seed=seed * 100_003 + k)
-        rng = random.Random(seed * 100_003 + k)
+        rng = np.random.default_rng([seed, k])
         try:
             with transaction.atomic():
                 evaluator = study_services.evaluator_join(study=study, simulated=True)
@@ -209,7 +200,8 @@ def study_simulate_responses(
         except study_services.StudyUnavailable as exc:
             raise ResearchError(f"Simulated {k} of {n_evaluators} evaluators; then: {exc}") from exc
         except study_services.SubmissionError as exc:
-            raise ResearchError(f"Simulated {k} of {n_evaluators} evaluators; then a submission failed: {exc.message}") from exc
+            raise ResearchError(
+                f"Simulated {k} of {n_evaluators} evaluators; then a submission failed: {exc.message}") from exc
         pseudonyms.append(evaluator.pseudonym)
     return SimulationSummary(evaluators=len(pseudonyms), count_answers=n_count, rank_answers=n_rank,
                              pseudonyms=tuple(pseudonyms))
@@ -223,8 +215,6 @@ EXPORT_FORMATS = ("csv", "jsonl", "aggregates", "report", "report-md", "figures"
 def export_write(*, study: Study, fmt: str, out: Path) -> list[Path]:
     """Write one export of the study to ``out`` (a file; a folder for ``figures``); return the
     files written. The responses stream to disk; the other formats are small."""
-    from . import reports
-
     if fmt not in EXPORT_FORMATS:
         raise ResearchError(f"Unknown format {fmt!r}; choose one of {', '.join(EXPORT_FORMATS)}.")
     out = Path(out)

@@ -1,1 +1,261 @@
-"""Views of the research app."""
+"""Researchers' pages: their studies, a study's dashboard (live progress, results), exports.
+
+Every view here is for the study's researchers and admins only. Anyone else who is logged in
+gets a 404, whether or not the study exists; anonymous visitors are sent to log in.
+Views are thin: selectors read, services compute and store, exports format.
+"""
+from __future__ import annotations
+
+import io
+import zipfile
+from collections.abc import Callable
+from functools import wraps
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse, reverse_lazy
+from django.utils import timezone
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_POST
+
+from webapp.studies.models import Study
+from webapp.studies.selectors import session_evaluator_ids
+
+from . import exports, reports, selectors, services
+from .forms import ReportDetailsForm
+from .models import ReportDetails
+
+LOGIN_URL = reverse_lazy("research:login")
+
+
+def researchers_only(view: Callable) -> Callable:
+    """An evaluator's browser gets a 404; anyone else who is not logged in is sent to log in."""
+
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        if not request.user.is_authenticated and session_evaluator_ids(session=request.session):
+            raise Http404("No such page.")
+        return login_required(login_url=LOGIN_URL)(view)(request, *args, **kwargs)
+
+    return wrapped
+
+
+def researcher_view(view: Callable) -> Callable:
+    """A view of one study (named by ``slug``) for its researchers and admins; 404 for anyone else."""
+
+    @wraps(view)
+    @researchers_only
+    @never_cache
+    def wrapped(request: HttpRequest, slug: str, *args, **kwargs) -> HttpResponse:
+        study = selectors.researcher_study(user=request.user, slug=slug)
+        if study is None:
+            raise Http404("No such study.")
+        return view(request, study, *args, **kwargs)
+
+    return wrapped
+
+
+def _attachment(response: HttpResponse, study: Study, suffix: str) -> HttpResponse:
+    stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
+    response["Content-Disposition"] = f'attachment; filename="{study.slug}-{suffix.format(stamp=stamp)}"'
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+# --------------------------------------------------------------------------- login and home
+
+
+class LoginView(auth_views.LoginView):
+    template_name = "research/login.html"
+    redirect_authenticated_user = True
+    next_page = reverse_lazy("research:home")
+
+
+class LogoutView(auth_views.LogoutView):
+    next_page = reverse_lazy("research:login")
+
+
+@researchers_only
+@never_cache
+def home(request: HttpRequest) -> HttpResponse:
+    studies = selectors.researcher_studies(user=request.user)
+    return render(request, "research/home.html", {"studies": studies})
+
+
+# --------------------------------------------------------------------------- dashboard
+
+
+@researcher_view
+@require_GET
+def dashboard(request: HttpRequest, study: Study) -> HttpResponse:
+    """Progress (refreshed by dashboard.js from progress.json) and the latest stored results.
+
+    Viewing never starts an analysis: the results shown are the newest stored ones, marked
+    out of date when answers have arrived since; "Update results" computes the current ones.
+    """
+    progress = selectors.study_progress(study=study)
+    result = selectors.study_result_latest(study=study)
+    fingerprint, n_responses = selectors.responses_fingerprint(study=study)
+    details = ReportDetails.objects.filter(study=study).first()
+    context = {
+        "study": study,
+        "progress": progress,
+        "result": result,
+        "result_current": result is not None and result.fingerprint == fingerprint,
+        "n_responses": n_responses,
+        "sections": (reports.result_sections(result=result.result, auto=selectors.auto_counter_by_variant(study=study))
+                     if result else []),
+        "exclusions": reports.exclusion_rows(result.result) if result else [],
+        "reliability": reports.evaluator_reliability_table(result.result) if result else None,
+        "figures": selectors.result_figure_names(result=result) if result else [],
+        "protocol_rows": reports.protocol_rows(selectors.study_protocol(study=study)),
+        "details_form": ReportDetailsForm(instance=details),
+        "export_formats": _export_links(study),
+    }
+    return render(request, "research/dashboard.html", context)
+
+
+def _export_links(study: Study) -> list[tuple[str, str, str]]:
+    slug = study.slug
+    return [
+        ("Responses (CSV, evalstudy format)", reverse("research:export_csv", args=[slug]), "csv"),
+        ("Responses (JSON Lines, with timestamps and provenance)", reverse("research:export_jsonl", args=[slug]), "jsonl"),
+        ("Aggregates (JSON)", reverse("research:export_aggregates", args=[slug]), "aggregates"),
+        ("Figures (PNG and SVG, zip)", reverse("research:export_figures", args=[slug]), "figures"),
+        ("Frozen protocol (JSON)", reverse("research:export_protocol", args=[slug]), "protocol"),
+        ("Report (HTML)", reverse("research:report_html", args=[slug]), "report"),
+        ("Report (Markdown)", reverse("research:report_md", args=[slug]), "report-md"),
+    ]
+
+
+@researcher_view
+@require_GET
+def progress_json(request: HttpRequest, study: Study) -> JsonResponse:
+    data = selectors.study_progress(study=study)
+    latest = selectors.study_result_latest(study=study)
+    fingerprint, _ = selectors.responses_fingerprint(study=study)
+    data["results"] = {
+        "n_responses": latest.n_responses if latest else None,
+        "current": latest is not None and latest.fingerprint == fingerprint,
+    }
+    return JsonResponse(data)
+
+
+@researcher_view
+@require_POST
+def results_update(request: HttpRequest, study: Study) -> HttpResponse:
+    result = services.study_result_get_or_compute(study=study)
+    if result is None:
+        messages.info(request, "There are no responses yet.")
+    else:
+        messages.success(request, f"Results of {result.n_responses} responses ({result.n_boot} bootstrap resamples).")
+    return redirect(reverse("research:dashboard", args=[study.slug]) + "#results")
+
+
+@researcher_view
+@require_GET
+def results_json(request: HttpRequest, study: Study) -> JsonResponse:
+    """The analysis of the current responses (computed once per state of the responses)."""
+    result = services.study_result_get_or_compute(study=study)
+    if result is None:
+        return JsonResponse({"error": "no responses yet"}, status=404)
+    return JsonResponse(result.result)
+
+
+@researcher_view
+@require_GET
+def figure(request: HttpRequest, study: Study, name: str, fmt: str) -> HttpResponse:
+    """A figure of the newest stored results (the dashboard shows these)."""
+    result = selectors.study_result_latest(study=study)
+    fig = selectors.result_figure(result=result, name=name, fmt=fmt) if result else None
+    if fig is None:
+        raise Http404("No such figure.")
+    response = HttpResponse(bytes(fig.content), content_type=fig.content_type)
+    if request.GET.get("download"):
+        _attachment(response, study, f"{fig.filename}")
+    return response
+
+
+@researcher_view
+@require_POST
+def report_details(request: HttpRequest, study: Study) -> HttpResponse:
+    form = ReportDetailsForm(request.POST, instance=ReportDetails.objects.filter(study=study).first())
+    if form.is_valid():
+        services.report_details_update(study=study, **form.cleaned_data)
+        messages.success(request, "Report details saved.")
+    else:
+        messages.error(request, "Report details not saved: " + "; ".join(
+            f"{field}: {' '.join(errs)}" for field, errs in form.errors.items()))
+    return redirect(reverse("research:dashboard", args=[study.slug]) + "#report")
+
+
+# --------------------------------------------------------------------------- exports
+
+
+@researcher_view
+@require_GET
+def export_csv(request: HttpRequest, study: Study) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(exports.csv_chunks(study=study), content_type="text/csv; charset=utf-8")
+    return _attachment(response, study, "responses-{stamp}.csv")
+
+
+@researcher_view
+@require_GET
+def export_jsonl(request: HttpRequest, study: Study) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(exports.jsonl_chunks(study=study, salt=settings.FUSION_EXPORT_SALT),
+                                     content_type="application/x-ndjson; charset=utf-8")
+    return _attachment(response, study, "responses-{stamp}.jsonl")
+
+
+@researcher_view
+@require_GET
+def export_aggregates(request: HttpRequest, study: Study) -> HttpResponse:
+    result = services.study_result_get_or_compute(study=study)
+    if result is None:
+        raise Http404("No responses yet.")
+    response = HttpResponse(exports.aggregates_json(result=result.result), content_type="application/json")
+    return _attachment(response, study, "aggregates-{stamp}.json")
+
+
+@researcher_view
+@require_GET
+def export_figures(request: HttpRequest, study: Study) -> HttpResponse:
+    result = services.study_result_get_or_compute(study=study)
+    if result is None:
+        raise Http404("No responses yet.")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+        for fig in result.figures.all():
+            zf.writestr(fig.filename, bytes(fig.content))
+    response = HttpResponse(buffer.getvalue(), content_type="application/zip")
+    return _attachment(response, study, "figures-{stamp}.zip")
+
+
+@researcher_view
+@require_GET
+def export_protocol(request: HttpRequest, study: Study) -> HttpResponse:
+    response = HttpResponse(exports.protocol_json(study=study), content_type="application/json")
+    return _attachment(response, study, f"protocol-{study.protocol_hash[:12]}.json")
+
+
+@researcher_view
+@require_GET
+def report_html(request: HttpRequest, study: Study) -> HttpResponse:
+    result = services.study_result_get_or_compute(study=study)
+    response = HttpResponse(reports.report_html(reports.report_context(study=study, result=result)))
+    if request.GET.get("download"):
+        _attachment(response, study, "report-{stamp}.html")
+    return response
+
+
+@researcher_view
+@require_GET
+def report_md(request: HttpRequest, study: Study) -> HttpResponse:
+    result = services.study_result_get_or_compute(study=study)
+    response = HttpResponse(reports.report_markdown(reports.report_context(study=study, result=result)),
+                            content_type="text/markdown; charset=utf-8")
+    return _attachment(response, study, "report-{stamp}.md")

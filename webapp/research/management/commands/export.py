@@ -1,0 +1,32 @@
+"""python manage.py export STUDY --format csv|jsonl|aggregates|report|report-md|figures|protocol --out PATH"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+
+from webapp.research import services
+from webapp.studies.models import Study
+
+
+class Command(BaseCommand):
+    help = ("Export a study: raw responses (csv in evalstudy's format, jsonl), the aggregates (JSON), "
+            "the report (HTML or Markdown), the figures (PNG and SVG into a folder) or the frozen protocol.")
+
+    def add_arguments(self, parser):
+        parser.add_argument("study", help="the study's slug")
+        parser.add_argument("--format", required=True, choices=services.EXPORT_FORMATS, dest="fmt")
+        parser.add_argument("--out", required=True, type=Path, help="a file; a folder for --format figures")
+
+    def handle(self, *args, study: str, fmt: str, out: Path, **options):
+        found = Study.objects.filter(slug=study).first()
+        if found is None:
+            raise CommandError(f"No study with the slug {study!r}.")
+        try:
+            written = services.export_write(study=found, fmt=fmt, out=out)
+        except services.ResearchError as exc:
+            raise CommandError(str(exc)) from exc
+        except OSError as exc:
+            raise CommandError(f"Cannot write {out}: {exc.strerror or exc}") from exc
+        for path in written:
+            self.stdout.write(str(path))

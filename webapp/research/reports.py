@@ -1,0 +1,313 @@
+"""Results as tables, and the study report (HTML and Markdown) built from them.
+
+One function turns evalstudy's analysis into rows of formatted cells; the dashboard, the
+HTML report and the Markdown report all show those rows, so the three never disagree.
+The report follows the spirit of the checklists for reporting human evaluations (what was
+evaluated and how, who the evaluators were, how they were paid, what was excluded and why,
+how much they agreed, and every result with its uncertainty).
+"""
+from __future__ import annotations
+
+import base64
+import math
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.template.loader import render_to_string
+from django.utils import timezone
+
+from evalstudy.protocol import Protocol
+
+from webapp.studies.models import Study
+
+from . import selectors
+from .models import ReportDetails, StudyResult
+
+MEASURE_LABELS = {"mean_abs_error": "average error", "match_ratio": "match ratio", "score": "preference score"}
+SECTION_LABELS = (("main", "With the protocol's exclusions"), ("unfiltered", "Without exclusions (every evaluator)"))
+
+
+# --------------------------------------------------------------------------- cells
+
+
+def num(x, digits: int = 2) -> str:
+    """A number for a table: fixed digits, an en dash for a missing value."""
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "\u2013"
+    if isinstance(x, int) and not isinstance(x, bool):
+        return str(x)
+    return f"{x:.{digits}f}"
+
+
+def ci(interval, digits: int = 2) -> str:
+    if not interval or interval[0] is None or interval[1] is None:
+        return "\u2013"
+    return f"[{interval[0]:.{digits}f}, {interval[1]:.{digits}f}]"
+
+
+def pvalue(p) -> str:
+    if p is None or (isinstance(p, float) and not math.isfinite(p)):
+        return "\u2013"
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def percent(x) -> str:
+    return "\u2013" if x is None else f"{100 * x:.0f}%"
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table of formatted cells; ``key`` names it for tests and the page's anchors."""
+
+    key: str
+    title: str
+    header: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+    note: str = ""
+
+
+# --------------------------------------------------------------------------- result tables
+
+
+def _count_table(section: dict, auto: dict[str, dict], ci_label: str) -> Table:
+    rows = []
+    for r in section["count"]["by_variant"]:
+        a = auto.get(r["variant"], {})
+        rows.append((
+            r["variant"], num(r["n_images"]), num(r["n"]),
+            num(r["mean_abs_error"]), ci(r["mean_abs_error_ci"]),
+            num(r["match_ratio"]), ci(r["match_ratio_ci"]),
+            percent(r["cant_tell_rate"]),
+            num(a.get("mean_abs_error")), num(a.get("match_ratio")),
+        ))
+    return Table(
+        key="figure5", title="Figure 5: object counts (average error and match ratio per variant)",
+        header=("variant", "images", "answers", "average error", ci_label, "match ratio", ci_label,
+                "can't tell", "auto counter: error", "auto counter: match"),
+        rows=tuple(rows),
+        note="Average error = mean |answer \u2212 requested count| over numeric answers; match ratio = share of "
+             "answers equal to the requested count (\u201ccan't tell\u201d counts as a miss). The automatic "
+             "counter read every image of the variant once.",
+    )
+
+
+def _count_object_table(section: dict, ci_label: str) -> Table:
+    rows = tuple(
+        (r["variant"], r["object"], num(r["n"]), num(r["mean_abs_error"]), ci(r["mean_abs_error_ci"]),
+         num(r["match_ratio"]), ci(r["match_ratio_ci"]))
+        for r in section["count"]["by_variant_object"]
+    )
+    return Table(key="figure5-objects", title="Figure 5 (b, c): per object",
+                 header=("variant", "object", "answers", "average error", ci_label, "match ratio", ci_label),
+                 rows=rows)
+
+
+def _preference_table(section: dict, ci_label: str) -> Table:
+    pref = section["preference"]
+    rows = tuple(
+        (r["variant"], num(r["n"]), num(r["score"]), ci(r["score_ci"]), num(r["mean_rank"]),
+         num(r["pl_strength"], 3), ci(r["pl_strength_ci"], 3), percent(r["skip_rate"]),
+         " / ".join(str(c) for c in r["rank_counts"]))
+        for r in pref["by_variant"]
+    )
+    m = pref.get("m") or 4
+    return Table(
+        key="figure6", title="Figure 6: preference (rank 1..m scores m..1)",
+        header=("variant", "rankings", "preference score", ci_label, "mean rank", "Plackett-Luce strength",
+                ci_label, "skip rate", "ranked 1st / \u2026 / last"),
+        rows=rows,
+        note=f"m = {m} images per ranking; skipped rankings: {percent(pref.get('skip_rate'))} "
+             f"({', '.join(f'{k}: {v}' for k, v in (pref.get('skip_reasons') or {}).items()) or 'none'}).",
+    )
+
+
+def _tests_table(section: dict, ci_label: str) -> Table:
+    rows = tuple(
+        (MEASURE_LABELS.get(t["measure"], t["measure"]), f"{t['a']} \u2212 {t['b']}", num(t["difference"], 3),
+         ci(t["difference_ci"], 3), num(t["n_pairs"]), num(t["statistic"]), pvalue(t["p_value"]),
+         pvalue(t.get("p_holm")), "yes" if t.get("significant") else "no")
+        for t in section["tests"]["paired"]
+    )
+    return Table(key="tests", title="Planned comparisons (paired by item, Wilcoxon signed-rank, Holm-adjusted)",
+                 header=("measure", "difference", "estimate", ci_label, "pairs", "statistic", "p", "p (Holm)",
+                         "significant"),
+                 rows=rows)
+
+
+def _ranking_tests_table(section: dict) -> Table | None:
+    tests = section["tests"]
+    fr, post = tests.get("friedman"), tests.get("posthoc")
+    if not fr:
+        return None
+    rows = [("Friedman (items as blocks)", f"\u03c7\u00b2 = {num(fr['statistic'])}, df = {fr['df']}",
+             pvalue(fr["p_value"]), f"Kendall's W = {num(fr['kendall_w'])}, {fr['n_blocks']} items")]
+    for p in (post or {}).get("holm_wilcoxon", []):
+        rows.append((f"{p['a']} vs {p['b']} (Wilcoxon)", f"W = {num(p['statistic'])}, n = {p['n_pairs']}",
+                     pvalue(p.get("p_holm")), "Holm-adjusted"))
+    nem = (post or {}).get("nemenyi") or {}
+    for p in nem.get("pairs", []):
+        rows.append((f"{p['a']} vs {p['b']} (Nemenyi)", f"\u0394 mean rank = {num(p['mean_rank_difference'])}",
+                     pvalue(p["p_value"]), f"critical difference {num(nem.get('critical_difference'))}"))
+    bias = tests.get("position_bias")
+    if bias:
+        rows.append(("Position bias (first choices vs design)", f"\u03c7\u00b2 = {num(bias['chi2'])}, df = {bias['df']}",
+                     pvalue(bias["p_value"]),
+                     "mean rank by position " + ", ".join(num(x) for x in bias["mean_rank_by_position"])))
+    return Table(key="ranking-tests", title="Ranking tests", header=("test", "statistic", "p", "note"),
+                 rows=tuple(rows))
+
+
+def _agreement_table(section: dict) -> Table:
+    ag = section["agreement"]
+    rows = []
+    if ag.get("count_alpha_interval"):
+        a = ag["count_alpha_interval"]
+        rows.append(("Krippendorff's \u03b1 (interval), counts", num(a["alpha"], 3),
+                     f"{a['n_pairable_units']} images answered twice or more"))
+    if ag.get("rank_alpha_ordinal"):
+        a = ag["rank_alpha_ordinal"]
+        rows.append(("Krippendorff's \u03b1 (ordinal), ranks", num(a["alpha"], 3),
+                     f"{a['n_pairable_units']} (caption, variant) pairs ranked twice or more"))
+    if ag.get("kendall_w"):
+        w = ag["kendall_w"]
+        rows.append(("Kendall's W per caption (mean)", num(w["per_item_mean"], 3), f"{w['n_items']} captions"))
+        rows.append(("Kendall's W, all rankings", num(w["all_rankings"], 3), "concordance about the variants' order"))
+    if ag.get("auto_counter"):
+        a = ag["auto_counter"]
+        rows.append(("Humans vs automatic counter: exact agreement", num(a["exact_agreement"], 3),
+                     f"{a['n']} answers; mean |difference| {num(a['mean_abs_difference'])}; "
+                     f"quadratic-weighted \u03ba {num(a['quadratic_weighted_kappa'], 3)}"))
+    return Table(key="agreement", title="Agreement", header=("measure", "value", "on"), rows=tuple(rows))
+
+
+def result_sections(*, result: dict, auto: dict[str, dict]) -> list[dict]:
+    """Both analyses, with and without exclusions: their tables, ready to show."""
+    ci_label = f"{round(100 * result['settings']['ci_level'])}% CI"
+    out = []
+    for key, label in SECTION_LABELS:
+        section = result if key == "main" else result["unfiltered"]
+        tables = [
+            _count_table(section, auto, ci_label), _count_object_table(section, ci_label),
+            _preference_table(section, ci_label), _tests_table(section, ci_label),
+            _ranking_tests_table(section), _agreement_table(section),
+        ]
+        out.append({"key": key, "label": label, "data": section["data"],
+                    "tables": [t for t in tables if t is not None and t.rows]})
+    return out
+
+
+def exclusion_rules_text(result: dict) -> str:
+    rules = [f"{k.replace('_', ' ')} {v:g}" for k, v in result["exclusions"]["rules"].items() if v is not None]
+    return "; ".join(rules) or "none"
+
+
+def exclusion_rows(result: dict) -> list[tuple[str, str]]:
+    return [(e["evaluator_id"], "; ".join(e["reasons"])) for e in result["exclusions"]["excluded"]]
+
+
+def evaluator_reliability_table(result: dict) -> Table:
+    rows = tuple(
+        (e["evaluator_id"], num(e["n_count"]), num(e["n_rank"]), num(e["gold_accuracy"]), percent(e["cant_tell_rate"]),
+         percent(e["skip_rate"]), num(e["median_seconds"], 1), num(e["consistency"]),
+         "; ".join(e["reasons"]) if e["excluded"] else "")
+        for e in result["evaluators"]
+    )
+    return Table(key="evaluators", title="Evaluators (quality control)",
+                 header=("evaluator", "count answers", "rankings", "gold accuracy", "can't tell", "skips",
+                         "median s/item", "consistency", "excluded because"),
+                 rows=rows)
+
+
+# --------------------------------------------------------------------------- the protocol
+
+
+def protocol_rows(protocol: Protocol | None) -> list[tuple[str, str]]:
+    """What the protocol fixed, as (label, value) pairs."""
+    if protocol is None:
+        return [("protocol", "none that evalstudy can read; results use evalstudy's defaults")]
+    rows = [("variants", ", ".join(protocol.variants)),
+            ("sampling", f"{protocol.sampling.sampler}, {protocol.sampling.steps} steps, "
+                         f"guidance scale {protocol.sampling.cfg_scale:g}, seeds from {protocol.sampling.seed}")]
+    ct = protocol.count_task
+    if ct is not None:
+        colours = ", ".join(c.name for c in ct.colours) or "none"
+        rows.append(("count task", f"objects {', '.join(o.name for o in ct.objects)}; counts "
+                                   f"{', '.join(map(str, ct.counts))}; colours {colours}; "
+                                   f"{ct.images_per_prompt} images per prompt and variant"))
+        rows.append(("count question", ct.question_template))
+    pt = protocol.preference_task
+    if pt is not None:
+        src = pt.captions
+        where = f"{src.n} drawn (seed {src.seed}) from {src.path}" if src.path else f"{len(src.inline)} listed"
+        rows.append(("preference task", f"captions: {where}; {pt.images_per_caption} image(s) per caption and "
+                                        f"variant; every ranking shows all {len(protocol.variants)} variants"))
+    qc = protocol.quality_control
+    rows.append(("quality control", f"{len(qc.gold)} gold image(s) with known counts; {qc.repeats} repeated item(s) "
+                                    "per evaluator"))
+    rows.append(("evaluators", f"{protocol.evaluators.n} planned; every item seen by {protocol.evaluators.overlap}"))
+    plan = protocol.analysis
+    rules = [f"{k.replace('_', ' ')} {v:g}" for k, v in vars(plan.exclusions).items() if v is not None]
+    rows.append(("exclusion rules", "; ".join(rules) or "none"))
+    rows.append(("planned comparisons", "; ".join(f"{a} vs {b}" for a, b in protocol.comparisons()) or "none"))
+    rows.append(("analysis", f"\u03b1 = {plan.alpha:g}, {round(100 * plan.ci_level)}% intervals, "
+                             f"{plan.n_boot} bootstrap resamples (seed {plan.seed}), post hoc: {plan.posthoc}"))
+    return rows
+
+
+# --------------------------------------------------------------------------- the report
+
+
+def _pay_rows(details: ReportDetails | None, evaluators: dict) -> list[tuple[str, str]]:
+    if details is None:
+        return [("recruitment, pay, ethics", "not given")]
+    rows = [("recruitment", details.recruitment or "not given"),
+            ("expertise", details.expertise or "not given"),
+            ("training", details.training or "not given")]
+    if details.pay_per_evaluator is not None:
+        pay = f"{details.pay_per_evaluator} {details.pay_currency} per evaluator"
+        minutes = evaluators.get("median_minutes_finished")
+        if minutes:
+            hourly = details.pay_per_evaluator / Decimal(str(minutes)) * 60
+            pay += f" (\u2248 {hourly:.2f} {details.pay_currency} per hour at the median time)"
+        rows.append(("pay", pay))
+    else:
+        rows.append(("pay", "not given"))
+    rows.append(("ethics", details.ethics or "not given"))
+    if details.notes:
+        rows.append(("notes", details.notes))
+    return rows
+
+
+def report_context(*, study: Study, result: StudyResult | None) -> dict:
+    """Everything the report states, for either template."""
+    protocol = selectors.study_protocol(study=study)
+    evaluators = selectors.study_evaluator_summary(study=study)
+    details = ReportDetails.objects.filter(study=study).first()
+    data = result.result if result is not None else None
+    figures = []
+    if result is not None:
+        for fig in result.figures.filter(format="png").order_by("name"):
+            figures.append({"name": fig.name, "png_data_uri": "data:image/png;base64," + base64.b64encode(bytes(fig.content)).decode()})
+    return {
+        "study": study,
+        "generated_at": timezone.now(),
+        "protocol": protocol,
+        "protocol_rows": protocol_rows(protocol),
+        "evaluators": evaluators,
+        "pay_rows": _pay_rows(details, evaluators),
+        "result": result,
+        "data": data,
+        "sections": result_sections(result=data, auto=selectors.auto_counter_by_variant(study=study)) if data else [],
+        "exclusions": exclusion_rows(data) if data else [],
+        "exclusion_rules": exclusion_rules_text(data) if data else "",
+        "reliability": evaluator_reliability_table(data) if data else None,
+        "figures": figures,
+    }
+
+
+def report_html(context: dict) -> str:
+    return render_to_string("research/report.html", context)
+
+
+def report_markdown(context: dict) -> str:
+    return render_to_string("research/report.md", context)

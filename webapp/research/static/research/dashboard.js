@@ -1,0 +1,82 @@
+// The study dashboard's live progress: render progress.json, then poll it.
+// Polling pauses while the tab is hidden and backs off when the server does not answer.
+(function () {
+  "use strict";
+  var section = document.getElementById("progress");
+  if (!section) return;
+  var url = section.dataset.progressUrl;
+  var interval = parseInt(section.dataset.intervalMs, 10) || 3000;
+  var failures = 0;
+  var timer = null;
+
+  function pct(x) { return x === null || x === undefined ? "\u2013" : Math.round(100 * x) + "%"; }
+  function fixed(x, d) { return x === null || x === undefined ? "\u2013" : x.toFixed(d); }
+  function set(id, text) { var el = document.getElementById(id); if (el) el.textContent = text; }
+
+  function cell(row, text) {
+    var td = document.createElement("td");
+    td.textContent = text;
+    row.appendChild(td);
+  }
+
+  function render(p) {
+    set("p-started", p.evaluators.started);
+    set("p-finished", p.evaluators.finished);
+    set("p-responses", p.responses);
+    set("p-planned-answers", p.answers_planned);
+    set("p-covered", p.items.covered);
+    set("p-items", p.items.planned);
+    set("p-mean-seconds", fixed(p.time.mean_seconds_per_answer, 1));
+    set("p-skip-rate", pct(p.skip_rate));
+    set("p-cant-tell", pct(p.cant_tell_rate));
+    set("p-gold", pct(p.gold_accuracy));
+    var bar = document.getElementById("p-bar");
+    if (bar) bar.style.width = (p.answers_planned ? Math.min(100, 100 * p.responses / p.answers_planned) : 0) + "%";
+    var t = p.items.by_task;
+    set("p-detail",
+      p.evaluators.slots + " places; " + p.evaluators.consented + " consented, " + p.evaluators.abandoned +
+      " abandoned, " + p.evaluators.simulated + " simulated. Count items covered " + t.count.covered + "/" +
+      t.count.items + ", ranking items " + t.rank.covered + "/" + t.rank.items + ". Median time of a finished evaluator: " +
+      (p.time.median_seconds_per_finished_evaluator === null ? "\u2013" : fixed(p.time.median_seconds_per_finished_evaluator / 60, 1) + " min") + ".");
+    var body = document.getElementById("evaluators-body");
+    if (body) {
+      var rows = document.createDocumentFragment();
+      p.per_evaluator.forEach(function (e) {
+        var tr = document.createElement("tr");
+        tr.dataset.evaluator = e.pseudonym;
+        cell(tr, e.pseudonym + (e.simulated ? " (simulated)" : ""));
+        cell(tr, e.status);
+        cell(tr, e.answered + " / " + e.planned);
+        cell(tr, fixed(e.seconds / 60, 1));
+        cell(tr, fixed(e.mean_seconds, 1));
+        cell(tr, pct(e.skip_rate));
+        cell(tr, pct(e.cant_tell_rate));
+        cell(tr, e.gold_answered ? pct(e.gold_accuracy) + " of " + e.gold_answered : "\u2013");
+        rows.appendChild(tr);
+      });
+      body.replaceChildren(rows);
+    }
+    var stale = document.getElementById("results-stale");
+    if (stale && p.results) stale.hidden = p.results.current;
+    set("p-updated", "updated " + new Date().toLocaleTimeString());
+    section.dataset.responses = p.responses;
+  }
+
+  function schedule(delay) {
+    clearTimeout(timer);
+    timer = setTimeout(poll, delay);
+  }
+
+  function poll() {
+    if (document.hidden) { schedule(interval); return; }
+    fetch(url, { headers: { "Accept": "application/json" }, credentials: "same-origin", cache: "no-store" })
+      .then(function (r) { if (!r.ok) throw new Error(r.status); return r.json(); })
+      .then(function (p) { failures = 0; render(p); schedule(interval); })
+      .catch(function () { failures += 1; schedule(Math.min(60000, interval * Math.pow(2, failures))); });
+  }
+
+  var initial = document.getElementById("progress-initial");
+  if (initial) render(JSON.parse(initial.textContent));
+  document.addEventListener("visibilitychange", function () { if (!document.hidden) schedule(0); });
+  schedule(interval);
+})();
