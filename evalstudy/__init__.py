@@ -1,1 +1,55 @@
-"""evalstudy (API docstring to be completed)."""
+"""evalstudy: the design and statistics of the human study (numpy, scipy, matplotlib only).
+
+Nothing here imports Django or torch, and importing a module has no side effects.
+
+API used by the web app
+-----------------------
+evalstudy.protocol
+    Protocol                      frozen dataclass: variants, sampling, count_task,
+                                  preference_task, quality_control, evaluators, analysis
+    Protocol.from_dict(d) -> Protocol            validates, fills defaults
+    Protocol.to_dict() -> dict                   canonical document
+    Protocol.content_hash() -> str               sha256 of the canonical JSON
+    load_protocol(path) -> Protocol              .json, or .yaml/.yml with PyYAML
+    count_prompts(protocol) -> list[CountPrompt] fields object, count, colour, text, question
+    preference_captions(protocol, base_dir=None) -> list[str]
+    study_items(protocol, base_dir=None) -> list[StudyItem]   every item with its id
+    ProtocolError(ValueError)
+
+evalstudy.design
+    williams_square(n) -> list[list[int]]
+    plan_assignments(count_item_ids, rank_item_ids, n_slots, overlap, seed, *,
+                     n_variants=4, gold_item_ids=(), n_repeats=0) -> list[SlotPlan]
+    SlotPlan: slot, seed, items [(task, item_id)], positions {rank item: [variant index]},
+              repeats, repeat_positions; to_dict(), from_dict()
+    reassign_slot(plan, attempt, completed=()) -> SlotPlan
+    repeat_item_id(item_id) -> str               id of a repeated showing
+
+evalstudy.responses
+    RESPONSE_COLUMNS                             the CSV columns, in order
+    read_responses(path_or_file) -> ResponseTable
+    responses_from_rows(rows) -> ResponseTable
+    ResponseTable: columns (numpy arrays), len(), subset(mask), to_rows(), write_csv(path)
+    ResponseError(ValueError)                    .errors lists every problem
+
+evalstudy.analysis
+    analyze(table, protocol=None, n_boot=2000, seed=0, exclusions=True) -> dict
+        keys: schema, protocol, settings, data, count, preference, tests, agreement,
+        evaluators, exclusions, unfiltered (data/count/preference/tests/agreement for
+        all evaluators). JSON-ready; NaN is None.
+
+evalstudy.figures
+    write_figures(result, outdir) -> list[Path]  figure5/6/7 .png and .svg
+
+evalstudy.simulate
+    RaterSimulator(variant_quality, count_noise, rank_noise, skip_rate, seed, ...)
+        .answer_count(true_count, variant, rng) -> int | None   (None: can't tell)
+        .answer_rank(variants, rng) -> list[int] | None         (None: skip; .skip_reason(rng))
+        .expected_count(true_count, variant), .expected_scores(variants)
+    simulate_study(simulator, protocol, *, n_evaluators=None, overlap=None,
+                   base_dir=None, seed=None) -> ResponseTable
+    synthetic_protocol(variants, ...) -> Protocol
+    power_analysis(simulator, a, b, *, task="rank", evaluators=..., ...) -> dict
+
+Command line: python -m evalstudy {analyze, simulate, power, protocol, plan} --help
+"""

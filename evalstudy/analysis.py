@@ -78,8 +78,16 @@ def analyze(table: ResponseTable, protocol: Protocol | None = None, n_boot: int 
         rec["excluded"] = rec["evaluator_id"] in excluded
         rec["reasons"] = excluded.get(rec["evaluator_id"], [])
 
+    ev_order = canonical_evaluator_order(table)
+    # A canonical row order too, so that sums are added in the same order whatever the
+    # file's order and the evaluators' labels (floating point addition is not associative).
+    ev_rank = {e: k for k, e in enumerate(ev_order)}
+    table = table.subset(np.lexsort((
+        table["variant"], table["repeat_of"],
+        np.array([ev_rank[e] for e in table["evaluator_id"].tolist()]),
+        table["item_id"], table["task"])))
     settings = dict(variants=variants, objects=objects, comparisons=comparisons, level=level,
-                    alpha=alpha, posthoc=posthoc, n_boot=n_boot, seed=seed)
+                    alpha=alpha, posthoc=posthoc, n_boot=n_boot, seed=seed, ev_order=ev_order)
     unfiltered = _sections(table, **settings)
     applied = bool(exclusions and excluded)
     if applied:
@@ -162,7 +170,16 @@ def _codes(values: np.ndarray, order: list | None = None) -> tuple[np.ndarray, l
     return np.array([lookup[v] for v in values.tolist()], dtype=np.int64), list(order)
 
 
-def _evaluator_codes(t: ResponseTable) -> tuple[np.ndarray, list[str]]:
+def _evaluator_codes(t: ResponseTable, order: list[str] | None = None
+                     ) -> tuple[np.ndarray, list[str]]:
+    """Codes of the evaluators in `order` (default: `canonical_evaluator_order`),
+    restricted to those present in t."""
+    order = canonical_evaluator_order(t) if order is None else order
+    present = set(t["evaluator_id"].tolist())
+    return _codes(t["evaluator_id"], [e for e in order if e in present])
+
+
+def canonical_evaluator_order(t: ResponseTable) -> list[str]:
     """Evaluators ordered by a hash of their responses (ties: identical responses,
     which are interchangeable), so that their labels do not matter."""
     ev = t["evaluator_id"].tolist()
@@ -173,8 +190,7 @@ def _evaluator_codes(t: ResponseTable) -> tuple[np.ndarray, list[str]]:
         keys[ev[k]].append(repr(row))
     digest = {e: hashlib.sha256("\n".join(sorted(rows)).encode()).hexdigest()
               for e, rows in keys.items()}
-    order = sorted(digest, key=lambda e: (digest[e], e))
-    return _codes(t["evaluator_id"], order)
+    return sorted(digest, key=lambda e: (digest[e], e))
 
 
 def _cluster_key(t: ResponseTable, mask: np.ndarray) -> np.ndarray:
@@ -192,8 +208,8 @@ def _cluster_key(t: ResponseTable, mask: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------------------
 
 def _sections(t: ResponseTable, *, variants, objects, comparisons, level, alpha, posthoc,
-              n_boot, seed) -> dict:
-    ev_code, ev_ids = _evaluator_codes(t)
+              n_boot, seed, ev_order) -> dict:
+    ev_code, ev_ids = _evaluator_codes(t, ev_order)
     rng = np.random.default_rng(seed)
     v_eval = bs.draw_weights(len(ev_ids), n_boot, rng)
     count = _CountData.build(t, ev_code, variants, objects)

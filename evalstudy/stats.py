@@ -86,16 +86,18 @@ def _delta2(cats: np.ndarray, n_c: np.ndarray, level: str) -> np.ndarray:
 
 def _rank_rows(x: np.ndarray) -> np.ndarray:
     """Mid-ranks (1-based) within each row."""
-    return np.apply_along_axis(sps.rankdata, 1, x)
+    return sps.rankdata(x, axis=1)
 
 
-def _tie_term(ranked_rows: np.ndarray) -> float:
-    """sum over rows and tie groups of (t^3 - t)."""
-    total = 0.0
-    for row in ranked_rows:
-        _, t = np.unique(row, return_counts=True)
-        total += float((t ** 3 - t).sum())
-    return total
+def _tie_term(values: np.ndarray) -> float:
+    """sum over rows and tie groups of (t^3 - t), t the size of a group of equal values."""
+    x = np.sort(np.asarray(values, dtype=float), axis=1)
+    if x.size == 0:
+        return 0.0
+    starts = np.ones(x.shape, dtype=bool)
+    starts[:, 1:] = x[:, 1:] != x[:, :-1]
+    t = np.bincount(np.cumsum(starts.ravel()) - 1).astype(float)
+    return float((t ** 3 - t).sum())
 
 
 def kendall_w(scores) -> float:
@@ -255,7 +257,7 @@ def all_orderings(m: int) -> np.ndarray:
     return np.array(list(itertools.permutations(range(m))), dtype=int)
 
 
-def plackett_luce_mm(counts, orderings, max_iter: int = 2000, tol: float = 1e-10) -> np.ndarray:
+def plackett_luce_mm(counts, orderings, max_iter: int = 2000, tol: float = 1e-9) -> np.ndarray:
     """Plackett-Luce strengths by Hunter's (2004) MM algorithm, for many data sets at once.
 
     counts: (B, K) weights of the K orderings in each of B data sets (a bootstrap's

@@ -1,0 +1,241 @@
+"""Command line: python -m evalstudy {analyze, simulate, power, protocol, plan} ...
+
+  analyze responses.csv [--protocol p.json] [--json] [--figures DIR] [--n-boot N] [--seed S]
+          [--no-exclusions]      every statistic (one JSON document with --json)
+  simulate --protocol p.json --out responses.csv [--quality v=q,...] [--seed S] ...
+  power --a V1 --b V2 --quality V1=q,V2=q [--task rank|count] [--evaluators 5,10,20] ...
+  protocol p.json               validate, print the canonical form's sha256 (the frozen hash)
+  plan p.json                   print the assignment plan as JSON
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .protocol import ProtocolError, load_protocol
+from .responses import ResponseError
+
+
+def _quality(text: str) -> dict[str, float]:
+    out = {}
+    for part in filter(None, text.split(",")):
+        name, sep, value = part.partition("=")
+        if not sep:
+            raise argparse.ArgumentTypeError(f"expected variant=quality, got {part!r}")
+        out[name.strip()] = float(value)
+    return out
+
+
+def _ints(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x.strip()]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m evalstudy", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    a = sub.add_parser("analyze", help="analyse a responses CSV")
+    a.add_argument("responses", type=Path)
+    a.add_argument("--protocol", type=Path)
+    a.add_argument("--json", action="store_true", help="print the full result as JSON")
+    a.add_argument("--figures", type=Path, metavar="DIR", help="write figures into DIR")
+    a.add_argument("--n-boot", type=int, help="bootstrap resamples (default: protocol's, 2000)")
+    a.add_argument("--seed", type=int, help="bootstrap seed (default: protocol's, 0)")
+    a.add_argument("--no-exclusions", action="store_true",
+                   help="keep every evaluator in the main results")
+
+    s = sub.add_parser("simulate", help="write a simulated responses CSV")
+    s.add_argument("--protocol", type=Path, required=True)
+    s.add_argument("--out", type=Path, required=True)
+    s.add_argument("--quality", type=_quality, default=None,
+                   help="variant=quality in [0, 1], comma-separated (default: all 0.7)")
+    s.add_argument("--count-noise", type=float, default=0.1)
+    s.add_argument("--rank-noise", type=float, default=0.3)
+    s.add_argument("--skip-rate", type=float, default=0.1)
+    s.add_argument("--careless", type=float, default=0.0)
+    s.add_argument("--evaluators", type=int, help="default: the protocol's")
+    s.add_argument("--seed", type=int, default=0)
+
+    p = sub.add_parser("power", help="evaluators needed to detect a difference")
+    p.add_argument("--a", required=True, help="variant expected to differ (e.g. intermediate)")
+    p.add_argument("--b", required=True, help="variant compared with (e.g. early)")
+    p.add_argument("--quality", type=_quality, required=True, help="a=q,b=q")
+    p.add_argument("--task", choices=("rank", "count"), default="rank")
+    p.add_argument("--evaluators", type=_ints, default=[5, 10, 20, 40, 80])
+    p.add_argument("--items-per-evaluator", type=int, default=20)
+    p.add_argument("--overlap", type=int, default=3)
+    p.add_argument("--sims", type=int, default=200)
+    p.add_argument("--alpha", type=float, default=0.05)
+    p.add_argument("--target", type=float, default=0.8)
+    p.add_argument("--count-noise", type=float, default=0.1)
+    p.add_argument("--rank-noise", type=float, default=0.3)
+    p.add_argument("--skip-rate", type=float, default=0.1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true")
+
+    h = sub.add_parser("protocol", help="validate a protocol and print its hash")
+    h.add_argument("protocol", type=Path)
+    h.add_argument("--canonical", action="store_true", help="also print the canonical JSON")
+
+    pl = sub.add_parser("plan", help="print the assignment plan of a protocol")
+    pl.add_argument("protocol", type=Path)
+    pl.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def _fmt(x, digits: int = 3) -> str:
+    return "-" if x is None else f"{x:.{digits}f}"
+
+
+def _ci(c) -> str:
+    return "[-, -]" if c is None or c[0] is None else f"[{c[0]:.3f}, {c[1]:.3f}]"
+
+
+def summary(result: dict) -> str:
+    """A short plain-text report of an analysis result."""
+    lines = []
+    d = result["data"]
+    ex = result["exclusions"]
+    lines.append(f"{d['n_rows']} responses, {d['n_evaluators']} evaluators kept "
+                 f"({ex['n_excluded']} of {ex['n_evaluators']} excluded)")
+    if result["count"]["by_variant"]:
+        lines.append("\ncount task         n   mean |error|  95% CI            match   95% CI"
+                     "            can't tell")
+        for r in result["count"]["by_variant"]:
+            lines.append(f"  {r['variant']:<18}{r['n']:>5}  {_fmt(r['mean_abs_error']):>8}  "
+                         f"{_ci(r['mean_abs_error_ci']):<18}{_fmt(r['match_ratio'])}   "
+                         f"{_ci(r['match_ratio_ci']):<18}{_fmt(r['cant_tell_rate'])}")
+    if result["preference"]["by_variant"]:
+        lines.append("\npreference         n   score  95% CI            skip    PL strength")
+        for r in result["preference"]["by_variant"]:
+            lines.append(f"  {r['variant']:<18}{r['n']:>5}  {_fmt(r['score'], 2):>5}  "
+                         f"{_ci(r['score_ci']):<18}{_fmt(r['skip_rate'], 2)}    "
+                         f"{_fmt(r['pl_strength'])} {_ci(r['pl_strength_ci'])}")
+    tests = result["tests"]
+    if tests["paired"]:
+        lines.append("\npaired tests (Holm-adjusted)")
+        for t in tests["paired"]:
+            lines.append(f"  {t['task']:<5} {t['measure']:<15} {t['a']} - {t['b']}: "
+                         f"{_fmt(t['difference'])} {_ci(t['difference_ci'])}, "
+                         f"p = {_fmt(t['p_value'], 4)}, p_holm = {_fmt(t['p_holm'], 4)}")
+    if tests.get("friedman"):
+        f = tests["friedman"]
+        lines.append(f"\nFriedman over {f['n_blocks']} items: chi2 = {_fmt(f['statistic'], 2)}, "
+                     f"p = {_fmt(f['p_value'], 4)}")
+    if tests.get("position_bias"):
+        pb = tests["position_bias"]
+        lines.append(f"position bias: chi2 = {_fmt(pb['chi2'], 2)} (df {pb['df']}), "
+                     f"p = {_fmt(pb['p_value'], 4)}")
+    ag = result["agreement"]
+    if ag.get("count_alpha_interval"):
+        lines.append(f"\nKrippendorff alpha, counts (interval): "
+                     f"{_fmt(ag['count_alpha_interval']['alpha'])}")
+    if ag.get("rank_alpha_ordinal"):
+        lines.append(f"Krippendorff alpha, ranks (ordinal): "
+                     f"{_fmt(ag['rank_alpha_ordinal']['alpha'])}")
+    if ag.get("kendall_w"):
+        lines.append(f"Kendall's W per item (mean): {_fmt(ag['kendall_w']['per_item_mean'])}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _run(args)
+    except (ProtocolError, ResponseError, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(args) -> int:
+    if args.command == "analyze":
+        from .analysis import analyze
+        from .responses import read_responses
+
+        protocol = load_protocol(args.protocol) if args.protocol else None
+        plan = protocol.analysis if protocol else None
+        table = read_responses(args.responses)
+        result = analyze(table, protocol,
+                         n_boot=args.n_boot or (plan.n_boot if plan else 2000),
+                         seed=args.seed if args.seed is not None else (plan.seed if plan else 0),
+                         exclusions=not args.no_exclusions)
+        if args.figures:
+            from .figures import write_figures
+
+            for path in write_figures(result, args.figures):
+                print(f"wrote {path}", file=sys.stderr)
+        if args.json:
+            print(json.dumps(result, indent=1, allow_nan=False))
+        else:
+            print(summary(result))
+        return 0
+
+    if args.command == "simulate":
+        from .simulate import RaterSimulator, simulate_study
+
+        protocol = load_protocol(args.protocol)
+        quality = args.quality or {v: 0.7 for v in protocol.variants}
+        sim = RaterSimulator(quality, count_noise=args.count_noise, rank_noise=args.rank_noise,
+                             skip_rate=args.skip_rate, seed=args.seed, careless=args.careless)
+        table = simulate_study(sim, protocol, n_evaluators=args.evaluators,
+                               base_dir=args.protocol.parent)
+        table.write_csv(args.out)
+        print(f"wrote {len(table)} responses to {args.out}", file=sys.stderr)
+        return 0
+
+    if args.command == "power":
+        from .simulate import RaterSimulator, power_analysis
+
+        sim = RaterSimulator(args.quality, count_noise=args.count_noise,
+                             rank_noise=args.rank_noise, skip_rate=args.skip_rate, seed=args.seed)
+        res = power_analysis(sim, args.a, args.b, task=args.task, evaluators=args.evaluators,
+                             items_per_evaluator=args.items_per_evaluator, overlap=args.overlap,
+                             n_sims=args.sims, alpha=args.alpha, target=args.target,
+                             seed=args.seed)
+        if args.json:
+            print(json.dumps(res, indent=1))
+            return 0
+        print(f"{args.task} task, {args.a} vs {args.b}, {args.sims} simulated studies each, "
+              f"alpha {args.alpha}")
+        print(" evaluators  items  overlap  power")
+        for r in res["rows"]:
+            print(f" {r['n_evaluators']:>10} {r['n_items']:>6} {r['overlap']:>8}  "
+                  f"{r['power']:.3f} +- {r['power_se']:.3f}")
+        need = res["required_evaluators"]
+        print(f"evaluators needed for power {args.target}: "
+              + (str(need) if need is not None else f"more than {max(args.evaluators)}"))
+        return 0
+
+    if args.command == "protocol":
+        from .protocol import canonical_json
+
+        protocol = load_protocol(args.protocol)
+        if args.canonical:
+            print(canonical_json(protocol.to_dict()))
+        print(protocol.content_hash())
+        return 0
+
+    if args.command == "plan":
+        from .design import plan_assignments
+        from .protocol import study_items
+
+        protocol = load_protocol(args.protocol)
+        items = study_items(protocol, args.protocol.parent)
+        plans = plan_assignments(
+            [i.item_id for i in items if i.task == "count" and not i.is_gold],
+            [i.item_id for i in items if i.task == "rank"],
+            protocol.evaluators.n, protocol.evaluators.overlap, args.seed,
+            n_variants=len(protocol.variants),
+            gold_item_ids=[i.item_id for i in items if i.is_gold],
+            n_repeats=protocol.quality_control.repeats)
+        print(json.dumps([p.to_dict() for p in plans], indent=1))
+        return 0
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

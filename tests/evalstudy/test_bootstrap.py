@@ -1,0 +1,62 @@
+"""The crossed bootstrap's machinery against brute force and hand-worked variances."""
+
+import numpy as np
+import pytest
+
+from evalstudy import bootstrap as bs
+
+
+def test_weights_are_multinomial_counts():
+    w = bs.draw_weights(7, 50, np.random.default_rng(0))
+    assert w.shape == (50, 7)
+    assert (w.sum(axis=1) == 7).all() and (w >= 0).all()
+
+
+def test_crossed_sums_equal_a_loop_over_resamples():
+    rng = np.random.default_rng(1)
+    n = 300
+    unit, ev, group = rng.integers(0, 12, n), rng.integers(0, 9, n), rng.integers(0, 4, n)
+    values = rng.normal(size=n)
+    w, v = bs.draw_weights(12, 30, rng), bs.draw_weights(9, 30, rng)
+    fast = bs.crossed_sums(unit, ev, group, values, 4, w, v)
+    slow = np.zeros((30, 4))
+    for b in range(30):
+        for r in range(n):
+            slow[b, group[r]] += w[b, unit[r]] * v[b, ev[r]] * values[r]
+    assert fast == pytest.approx(slow)
+
+
+def test_shrink_is_one_over_root_three_when_items_and_evaluators_are_one_to_one():
+    # One response per item and per evaluator: the three variance components are
+    # equal, the product weights triple the variance, and the target is one of them.
+    n = 50
+    rng = np.random.default_rng(2)
+    c = bs.ratio_shrink(np.arange(n), np.arange(n), np.zeros(n, dtype=int), rng.normal(size=n),
+                        np.ones(n), 1)
+    assert c[0] == pytest.approx(1 / np.sqrt(3))
+
+
+def test_shrink_is_one_without_evaluator_replication_effects():
+    # Every evaluator saw every item: the cells are single responses, so V_cells is
+    # small against V_items + V_evaluators and the factor is below but close to 1.
+    n_items, n_ev = 40, 30
+    rng = np.random.default_rng(3)
+    unit = np.repeat(np.arange(n_items), n_ev)
+    ev = np.tile(np.arange(n_ev), n_items)
+    y = rng.normal(size=n_items)[unit] + rng.normal(size=n_ev)[ev] + 0.1 * rng.normal(size=len(unit))
+    c = bs.ratio_shrink(unit, ev, np.zeros(len(unit), dtype=int), y, np.ones(len(unit)), 1)
+    assert 0.95 < c[0] <= 1.0
+
+
+def test_interval_without_shrink_is_the_percentile_interval():
+    reps = np.random.default_rng(4).normal(size=(1000, 1))
+    lo, hi = bs.intervals(np.array([0.0]), reps, 0.95)[0]
+    assert (lo, hi) == pytest.approx(tuple(np.percentile(reps[:, 0], [2.5, 97.5])))
+    lo2, hi2 = bs.interval(0.0, reps[:, 0], 0.95, shrink=0.5)
+    assert (lo2, hi2) == pytest.approx((lo / 2, hi / 2))
+
+
+def test_undefined_replicates_are_ignored_and_too_few_give_nan():
+    reps = np.full((100, 1), np.nan)
+    reps[:5, 0] = 1.0
+    assert np.isnan(bs.intervals(np.array([1.0]), reps, 0.95)).all()

@@ -1,0 +1,108 @@
+"""Assignments: coverage, balance, Williams squares, hand-over of abandoned slots."""
+
+from collections import Counter
+from itertools import pairwise
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from evalstudy.design import SlotPlan, plan_assignments, reassign_slot, williams_square
+
+
+@pytest.mark.parametrize("n", [2, 3, 4, 5, 6])
+def test_williams_square_is_latin_and_carryover_balanced(n):
+    rows = williams_square(n)
+    assert len(rows) == (n if n % 2 == 0 else 2 * n)
+    for row in rows:
+        assert sorted(row) == list(range(n))
+    for col in range(n):
+        assert Counter(r[col] for r in rows) == {v: len(rows) // n for v in range(n)}
+    follows = Counter(p for r in rows for p in pairwise(r))
+    assert len(follows) == n * (n - 1)
+    assert len(set(follows.values())) == 1
+
+
+def test_williams_square_for_four_variants():
+    assert williams_square(4) == [[0, 1, 3, 2], [1, 2, 0, 3], [2, 3, 1, 0], [3, 0, 2, 1]]
+
+
+def _check_plan(plans, count_ids, rank_ids, overlap):
+    for task, ids in (("count", count_ids), ("rank", rank_ids)):
+        seen = Counter(i for p in plans for t, i in set(p.items) if t == task)
+        assert all(seen[i] == overlap for i in ids)  # distinct slots, exactly overlap
+        loads = [len({i for t, i in p.items if t == task}) for p in plans]
+        assert max(loads) - min(loads) <= 1
+
+
+@settings(max_examples=40, deadline=None)
+@given(n_count=st.integers(0, 60), n_rank=st.integers(0, 20), n_slots=st.integers(1, 12),
+       data=st.data())
+def test_every_item_gets_overlap_slots_and_loads_are_even(n_count, n_rank, n_slots, data):
+    overlap = data.draw(st.integers(1, n_slots))
+    count_ids = [f"c{i}" for i in range(n_count)]
+    rank_ids = [f"r{i}" for i in range(n_rank)]
+    plans = plan_assignments(count_ids, rank_ids, n_slots, overlap, seed=7)
+    assert [p.slot for p in plans] == list(range(n_slots))
+    _check_plan(plans, count_ids, rank_ids, overlap)
+    for p in plans:
+        for item, pos in p.positions.items():
+            assert sorted(pos) == [0, 1, 2, 3]
+
+
+def test_positions_are_counterbalanced_across_slots_and_items():
+    rank_ids = [f"r{i}" for i in range(40)]
+    plans = plan_assignments([], rank_ids, 20, 4, seed=1)
+    rows = Counter(tuple(p.positions[i]) for p in plans for i in p.positions)
+    assert set(rows) == {tuple(r) for r in williams_square(4)}
+    assert max(rows.values()) - min(rows.values()) <= 1
+    for i in rank_ids:  # the 4 evaluators of an item see 4 different screen orders
+        assert len({tuple(p.positions[i]) for p in plans if i in p.positions}) == 4
+    for p in plans:  # each evaluator sees every variant in every position
+        per_pos = Counter((pos, v) for i in p.positions for pos, v in enumerate(p.positions[i]))
+        assert len(per_pos) == 16
+
+
+def test_order_is_seeded_per_slot_and_reproducible():
+    ids = [f"c{i}" for i in range(30)]
+    a = plan_assignments(ids, [], 5, 2, seed=3)
+    assert a == plan_assignments(ids, [], 5, 2, seed=3)
+    assert a != plan_assignments(ids, [], 5, 2, seed=4)
+    assert len({p.seed for p in a}) == 5
+
+
+def test_gold_items_go_to_everyone_and_repeats_follow_their_original():
+    plans = plan_assignments([f"c{i}" for i in range(40)], [f"r{i}" for i in range(8)], 6, 2,
+                             seed=0, gold_item_ids=["g1", "g2"], n_repeats=2)
+    for p in plans:
+        assert ("count", "g1") in p.items and ("count", "g2") in p.items
+        assert len(p.repeats) == 2
+        for e in p.repeats:
+            first, second = [k for k, x in enumerate(p.items) if x == e]
+            assert first < second
+            assert e[1] not in ("g1", "g2")
+        for t, i in p.repeats:
+            if t == "rank":
+                assert p.repeat_positions[i] != p.positions[i]
+
+
+def test_reassigned_slot_keeps_items_and_positions_and_drops_completed_work():
+    plan = plan_assignments([f"c{i}" for i in range(20)], [f"r{i}" for i in range(6)], 4, 2,
+                            seed=0, n_repeats=1)[0]
+    done = list(dict.fromkeys(plan.items))[:3]
+    new = reassign_slot(plan, 1, completed=done)
+    assert new.slot == plan.slot and new.seed != plan.seed
+    assert set(new.items) == set(plan.items) - set(done)
+    for i, pos in new.positions.items():
+        assert pos == plan.positions[i]
+    assert reassign_slot(plan, 1, completed=done) == new
+    assert SlotPlan.from_dict(new.to_dict()) == new
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"n_slots": 0, "overlap": 1}, "n_slots"),
+    ({"n_slots": 2, "overlap": 3}, "overlap"),
+])
+def test_impossible_plans_are_refused(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        plan_assignments(["a"], [], seed=0, **kwargs)

@@ -1,0 +1,148 @@
+"""Protocols: validation, canonical form and hash, grammar of the prompt grid."""
+
+import copy
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from evalstudy.protocol import (
+    Protocol,
+    ProtocolError,
+    canonical_json,
+    count_prompts,
+    default_comparisons,
+    load_protocol,
+    preference_captions,
+    study_items,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+PROTOCOLS = ROOT / "fixtures" / "protocols"
+
+
+@pytest.fixture
+def demo_doc():
+    return json.loads((PROTOCOLS / "demo.json").read_text())
+
+
+def test_fixture_protocols_load_and_round_trip():
+    for name in ("demo.json", "paper.json"):
+        p = load_protocol(PROTOCOLS / name)
+        assert Protocol.from_dict(p.to_dict()) == p
+        assert p.content_hash() == Protocol.from_dict(p.to_dict()).content_hash()
+
+
+def test_hash_is_sha256_of_canonical_json_and_ignores_key_order(demo_doc):
+    p = Protocol.from_dict(demo_doc)
+    expected = hashlib.sha256(canonical_json(p.to_dict()).encode()).hexdigest()
+    assert p.content_hash() == expected
+    reordered = dict(reversed(list(demo_doc.items())))
+    assert Protocol.from_dict(reordered).content_hash() == expected
+
+
+def test_hash_changes_with_content(demo_doc):
+    h = Protocol.from_dict(demo_doc).content_hash()
+    demo_doc["sampling"]["steps"] += 1
+    assert Protocol.from_dict(demo_doc).content_hash() != h
+
+
+def test_paper_grid_grammar():
+    p = load_protocol(PROTOCOLS / "paper.json")
+    texts = {(c.object, c.count): c for c in count_prompts(p)}
+    assert len(texts) == 4 * 5
+    assert texts[("bus", 1)].text == "a bus"
+    assert texts[("apple", 1)].text == "an apple"
+    assert texts[("sheep", 2)].text == "two sheep"
+    assert texts[("person", 5)].text == "five people"
+    assert texts[("bus", 3)].question == "How many buses can you see?"
+    assert texts[("person", 1)].question == "How many people can you see?"
+
+
+def test_colours_are_part_of_the_grid_and_take_their_own_article(demo_doc):
+    demo_doc["count_task"]["colours"] = ["orange", {"name": "blue", "article": "a"}]
+    p = Protocol.from_dict(demo_doc)
+    texts = {(c.object, c.count, c.colour): c.text for c in count_prompts(p)}
+    assert len(texts) == 3 * 5 * 2
+    assert texts[("circle", 1, "orange")] == "an orange circle"
+    assert texts[("square", 3, "blue")] == "three blue squares"
+
+
+def test_demo_captions_are_drawn_reproducibly_from_the_coco_file():
+    p = load_protocol(PROTOCOLS / "demo.json")
+    caps = preference_captions(p, PROTOCOLS)
+    assert len(caps) == 10 == len(set(caps))
+    assert caps == preference_captions(p, PROTOCOLS)
+    coco = json.loads((ROOT / "fixtures" / "captions" / "demo_captions.json").read_text())
+    assert set(caps) <= {a["caption"] for a in coco["annotations"]}
+    other_seed = copy.deepcopy(p.to_dict())
+    other_seed["preference_task"]["captions"]["seed"] = 1
+    assert preference_captions(Protocol.from_dict(other_seed), PROTOCOLS) != caps
+
+
+def test_study_items_have_unique_ids_and_pair_variants_on_prompt_and_seed():
+    p = load_protocol(PROTOCOLS / "demo.json")
+    items = study_items(p, PROTOCOLS)
+    ids = [i.item_id for i in items]
+    assert len(ids) == len(set(ids))
+    count = [i for i in items if i.task == "count" and not i.is_gold]
+    assert len(count) == 3 * 5 * 1 * 2 * 4
+    assert sum(i.is_gold for i in items) == 2
+    assert sum(i.task == "rank" for i in items) == 10
+    pairs = {(i.prompt, i.seed) for i in count}
+    assert len(pairs) == len(count) // 4
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda d: d.pop("variants"), "missing required key"),
+    (lambda d: d.update(variants=["a", "a"]), "unique"),
+    (lambda d: d.update(colour="red"), "unknown key"),
+    (lambda d: d["count_task"].update(counts=[0, 1]), "counts[0]: must be >= 1"),
+    (lambda d: d["count_task"]["objects"][0].update(article="the"), "article"),
+    (lambda d: d["count_task"].update(prompt_template="{number} {noun}"), "placeholder"),
+    (lambda d: d["evaluators"].update(overlap=50), "evaluators.overlap"),
+    (lambda d: d["analysis"].update(comparisons=[["concat-early", "nope"]]), "not one of"),
+    (lambda d: d["analysis"]["exclusions"].update(min_gold_accuracy=2), "must be <= 1"),
+    (lambda d: d["quality_control"]["gold"][0].update(object="bus"), "not one of count_task"),
+    (lambda d: d["preference_task"]["captions"].pop("n"), "'n'"),
+    (lambda d: (d.pop("count_task"), d.pop("preference_task")), "count_task"),
+])
+def test_bad_protocols_fail_with_a_message_naming_the_field(demo_doc, edit, message):
+    edit(demo_doc)
+    with pytest.raises(ProtocolError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        Protocol.from_dict(demo_doc)
+
+
+def test_missing_captions_file_is_a_protocol_error():
+    p = load_protocol(PROTOCOLS / "paper.json")
+    with pytest.raises(ProtocolError, match="cannot read captions file"):
+        preference_captions(p, PROTOCOLS / "nowhere")
+
+
+def test_yaml_protocol_loads_like_json(tmp_path, demo_doc):
+    yaml = pytest.importorskip("yaml")
+    path = tmp_path / "demo.yaml"
+    demo_doc["preference_task"]["captions"] = ["a red circle", "two blue squares"]
+    path.write_text(yaml.safe_dump(demo_doc))
+    assert load_protocol(path) == Protocol.from_dict(demo_doc)
+
+
+def test_default_comparisons_pair_intermediate_with_early():
+    assert default_comparisons(["concat-early", "concat-intermediate", "cross-early",
+                                "cross-intermediate"]) == (
+        ("concat-intermediate", "concat-early"), ("cross-intermediate", "cross-early"))
+
+
+@settings(max_examples=30, deadline=None)
+@given(steps=st.integers(1, 1000), cfg=st.floats(0, 20, allow_nan=False),
+       n=st.integers(1, 50), seed=st.integers(0, 2 ** 31))
+def test_round_trip_property(steps, cfg, n, seed):
+    doc = {"name": "x", "variants": ["a-early", "a-intermediate"],
+           "sampling": {"cfg_scale": cfg, "steps": steps, "sampler": "ddim", "seed": seed},
+           "count_task": {"objects": [{"name": "bus", "plural": "buses"}], "counts": [1, 2]},
+           "evaluators": {"n": n, "overlap": 1}}
+    p = Protocol.from_dict(doc)
+    assert Protocol.from_dict(json.loads(json.dumps(p.to_dict()))) == p
