@@ -1,0 +1,214 @@
+"""Training-step throughput of the four paper variants (forward + backward + AdamW).
+
+    python bench/train_step.py --device cpu --batch 8 [--json] [--save]
+    python bench/train_step.py --device cuda --batch 256 --bf16 --compile
+
+Inputs are random tensors of the paper shapes (4x32x32 latents, 77x768 text); the
+loss is the noise-prediction MSE. Models are timed in interleaved rounds (every
+variant once per round) so a burst of load from other processes hits all variants
+alike, and each variant's best round (least disturbed, as timeit advises) gives its
+seconds/step and speed-up; the median and every round are kept in the JSON, with the
+process CPU seconds/step beside them (less sensitive to an oversubscribed CPU).
+Achieved TFLOP/s counts 3 x the forward FLOPs with attention matmuls
+(generator.profile), i.e. the usual backward = 2 x forward rule.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+
+from generator.model import PAPER_VARIANTS, PRESETS, build_model  # noqa: E402
+from generator.profile import forward_flops_with_attention  # noqa: E402
+
+BASELINE = "uvit-s-concat-early"
+# Dense bf16 tensor-core peaks (TFLOP/s, SXM parts) by a substring of the device name.
+PEAK_BF16_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "L4": 121.0, "A10G": 70.0}
+
+
+def machine_description(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)}, CUDA {torch.version.cuda}"
+    model = platform.processor() or platform.machine()
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+        fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
+        model = fields.get("Model name", model).strip()
+    except (OSError, subprocess.CalledProcessError):
+        pass
+    return f"{model}, {torch.get_num_threads()} threads (os.cpu_count={__import__('os').cpu_count()})"
+
+
+def default_peak(device: torch.device) -> float | None:
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((v for k, v in PEAK_BF16_TFLOPS.items() if k in name), None)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class Runner:
+    """One variant: model, optimizer and a fixed random batch."""
+
+    def __init__(self, name: str, args: argparse.Namespace, device: torch.device):
+        cfg = PRESETS[name]
+        self.name, self.device, self.bf16 = name, device, args.bf16
+        torch.manual_seed(0)
+        self.model = build_model(cfg).to(device).train()
+        self.params = sum(p.numel() for p in self.model.parameters())
+        self.step_model = torch.compile(self.model) if args.compile else self.model
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=2e-4, weight_decay=0.03, betas=(0.99, 0.99))
+        B = args.batch
+        self.x = torch.randn(B, cfg.in_chans, cfg.img_size, cfg.img_size, device=device)
+        self.t = torch.randint(0, 1000, (B,), device=device)
+        self.context = torch.randn(B, cfg.text_len, cfg.text_dim, device=device)
+        self.target = torch.randn_like(self.x)
+        self.train_flops = 3.0 * forward_flops_with_attention(cfg) * B
+
+    def step(self) -> None:
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            eps = self.step_model(self.x, self.t, self.context)
+        loss = F.mse_loss(eps.float(), self.target)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+
+    def time_steps(self, n: int) -> tuple[float, float]:
+        """(wall, process CPU) seconds per step over n steps."""
+        sync(self.device)
+        start, cpu = time.perf_counter(), time.process_time()
+        for _ in range(n):
+            self.step()
+        sync(self.device)
+        return (time.perf_counter() - start) / n, (time.process_time() - cpu) / n
+
+
+def run(args: argparse.Namespace) -> dict:
+    device = torch.device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True  # fp32 runs use TF32 tensor cores
+        torch.backends.cudnn.allow_tf32 = True
+    runners = [Runner(n, args, device) for n in args.variants]
+    for r in runners:
+        for _ in range(args.warmup):
+            r.step()
+    times: dict[str, list[float]] = {r.name: [] for r in runners}
+    cpu_times: dict[str, list[float]] = {r.name: [] for r in runners}
+    for _ in range(args.rounds):
+        for r in runners:
+            wall, cpu = r.time_steps(args.steps)
+            times[r.name].append(wall)
+            cpu_times[r.name].append(cpu)
+
+    peak = args.peak_tflops if args.peak_tflops is not None else default_peak(device)
+    base = min(times[BASELINE]) if BASELINE in times else None
+    base_median = statistics.median(times[BASELINE]) if BASELINE in times else None
+    rows = []
+    for r in runners:
+        sec = min(times[r.name])
+        median = statistics.median(times[r.name])
+        tflops = r.train_flops / sec / 1e12
+        rows.append({
+            "name": r.name,
+            "params": r.params,
+            "sec_per_it": sec,
+            "it_per_s": 1.0 / sec,
+            "speedup": base / sec if base else None,
+            "tflops": tflops,
+            "mfu": tflops / peak if peak else None,
+            "sec_per_it_median": median,
+            "speedup_median": base_median / median if base_median else None,
+            "sec_per_it_rounds": times[r.name],
+            "cpu_sec_per_it_rounds": cpu_times[r.name],
+        })
+    return {
+        "date": dt.datetime.now().isoformat(timespec="seconds"),
+        "device": args.device,
+        "machine": machine_description(device),
+        "torch": torch.__version__,
+        "batch": args.batch,
+        "bf16": args.bf16,
+        "compile": args.compile,
+        "warmup": args.warmup,
+        "rounds": args.rounds,
+        "steps_per_round": args.steps,
+        "peak_tflops": peak,
+        "baseline": BASELINE,
+        "variants": rows,
+    }
+
+
+def format_table(res: dict) -> str:
+    gpu = res["device"] == "cuda"
+    lines = [
+        f"# train_step  {res['date']}  device={res['device']}  machine: {res['machine']}",
+        f"# torch {res['torch']}  batch={res['batch']}  bf16={res['bf16']}  compile={res['compile']}  "
+        f"warmup={res['warmup']}  rounds={res['rounds']} x {res['steps_per_round']} steps (best round per variant)",
+    ]
+    head = f"{'variant':28s} {'it/s':>8s} {'s/it':>8s} {'speed-up':>9s} {'median':>8s}"
+    if gpu:
+        head += f" {'TFLOP/s':>8s} {'MFU':>7s}"
+    lines += [head, "-" * len(head)]
+    for r in res["variants"]:
+        line = f"{r['name']:28s} {r['it_per_s']:>8.3f} {r['sec_per_it']:>8.3f} "
+        line += f"{r['speedup']:>8.2f}x" if r["speedup"] else f"{'-':>9s}"
+        line += f" {r['speedup_median']:>7.2f}x" if r["speedup_median"] else f" {'-':>8s}"
+        if gpu:
+            line += f" {r['tflops']:>8.1f} " + (f"{100 * r['mfu']:>6.1f}%" if r["mfu"] else f"{'-':>7s}")
+        lines.append(line)
+    lines.append(f"# speed-up over {res['baseline']} from the best round; 'median': from median rounds "
+                 "(paper, GPU: 1.28, 1.40, 1.51)")
+    if gpu:
+        lines.append(f"# TFLOP/s = 3 x forward FLOPs incl. attention / s; MFU vs peak {res['peak_tflops']} TFLOP/s")
+    return "\n".join(lines)
+
+
+def main(args: argparse.Namespace) -> None:
+    res = run(args)
+    text = json.dumps(res) if args.json else format_table(res)
+    print(text)
+    if args.save:
+        out = Path(__file__).resolve().parent / "results" / f"train_step-{args.device}-{dt.date.today()}.txt"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with out.open("a") as f:
+            f.write(format_table(res) + "\n" + json.dumps(res) + "\n\n")
+        print(f"appended to {out}", file=sys.stderr)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--variants", nargs="+", default=list(PAPER_VARIANTS), choices=sorted(PRESETS))
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps per variant")
+    p.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds")
+    p.add_argument("--steps", type=int, default=1, help="timed steps per variant per round")
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
+    p.add_argument("--peak-tflops", type=float, default=None, help="for MFU; default by GPU name (bf16 dense)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--save", action="store_true", help="append table + JSON to bench/results/train_step-<device>-<date>.txt")
+    return p.parse_args(argv)
+
+
+if __name__ == "__main__":
+    main(parse_args())
