@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import platform
+import random
 import re
 import socket
 import statistics
@@ -37,6 +38,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--evaluators", type=int, default=50, help="concurrent simulated evaluators")
     p.add_argument("--tasks", type=int, default=20, help="answers per evaluator (at most their whole slot)")
+    p.add_argument("--think", type=float, default=2.0,
+                   help="mean seconds an evaluator looks at a task before answering (uniform in 0.5x..1.5x); "
+                        "people take several seconds per count and longer per ranking; 0 = saturation test")
+    p.add_argument("--ramp", type=float, default=5.0, help="evaluators arrive spread over this many seconds")
     p.add_argument("--gunicorn-workers", type=int, default=3)
     p.add_argument("--gunicorn-threads", type=int, default=4)
     p.add_argument("--pg", default="postgres://postgres@127.0.0.1:5432", help="server URL, without a database")
@@ -102,25 +107,30 @@ class Recorder:
         self.latency: dict[str, list[float]] = defaultdict(list)
         self.errors: dict[str, int] = defaultdict(int)
         self.accepted: dict[str, int] = defaultdict(int)
+        self.error_kinds: dict[str, int] = defaultdict(int)
 
     def timed(self, name: str, fn, ok=lambda r: r.status_code < 400):
         t0 = time.perf_counter()
         try:
             r = fn()
-            good = ok(r)
-        except requests.RequestException:
-            r, good = None, False
+            good, why = ok(r), f"HTTP {r.status_code}: {r.text[:120]!r}"
+        except requests.RequestException as exc:
+            r, good, why = None, False, type(exc).__name__
         dt = time.perf_counter() - t0
         with self.lock:
             self.latency[name].append(dt)
             if not good:
                 self.errors[name] += 1
+                self.error_kinds[f"{name} {why}"] += 1
         return r if good else None
 
 
-def evaluator(base: str, invite: str, worker_id: str, n_tasks: int, rec: Recorder, start: threading.Barrier) -> None:
+def evaluator(base: str, invite: str, worker_id: str, n_tasks: int, think: float, ramp: float, rec: Recorder,
+              start: threading.Barrier) -> None:
     s = requests.Session()
+    rng = random.Random(worker_id)
     start.wait()
+    time.sleep(ramp * rng.random())
     r = rec.timed("join", lambda: s.get(f"{base}/join/{invite}/", params={"PROLIFIC_PID": worker_id}))
     if r is None:
         return
@@ -141,6 +151,8 @@ def evaluator(base: str, invite: str, worker_id: str, n_tasks: int, rec: Recorde
         if state["done"]:
             return
         task = state["task"]
+        if think > 0:
+            time.sleep(think * rng.uniform(0.5, 1.5))
         if task["kind"] == "count":
             data = {"kind": "count", "token": task["token"], "answer": str(k % 5 + 1)}
         else:
@@ -182,7 +194,8 @@ def main(args: argparse.Namespace) -> int:
                 time.sleep(0.2)
         rec = Recorder()
         barrier = threading.Barrier(args.evaluators)
-        threads = [threading.Thread(target=evaluator, args=(base, info["invite"], f"load-{i}", args.tasks, rec, barrier))
+        threads = [threading.Thread(target=evaluator, args=(base, info["invite"], f"load-{i}", args.tasks, args.think,
+                                                              args.ramp, rec, barrier))
                    for i in range(args.evaluators)]
         t0 = time.perf_counter()
         for t in threads:
@@ -209,11 +222,12 @@ def main(args: argparse.Namespace) -> int:
             "max_ms": 1000 * max(lat),
         })
     result = {
-        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": machine(), "evaluators": args.evaluators,
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": machine(), "evaluators": args.evaluators, "think_s": args.think, "ramp_s": args.ramp,
         "gunicorn": f"{args.gunicorn_workers} workers x {args.gunicorn_threads} threads (gthread)",
         "wall_s": wall, "requests": sum(len(v) for v in rec.latency.values()),
         "errors": sum(rec.errors.values()), "accepted_answers": accepted_total, "stored_answers": stored_total,
         "lost": accepted_total - stored_total, "mismatched_evaluators": len(mismatched), "endpoints": rows,
+        "error_kinds": dict(rec.error_kinds),
     }
     if not args.keep:
         with psycopg.connect(admin_url.replace("postgres://", "postgresql://"), autocommit=True) as conn:
@@ -240,13 +254,15 @@ def machine() -> str:
 
 def print_table(r: dict) -> None:
     print(f"# load_evaluators: {r['date']} on {r['machine']}")
-    print(f"# {r['evaluators']} concurrent evaluators, gunicorn {r['gunicorn']}, PostgreSQL; wall {r['wall_s']:.1f} s")
+    print(f"# {r['evaluators']} concurrent evaluators (arriving over {r['ramp_s']:.0f} s, think time {r['think_s']:.1f} s mean), gunicorn {r['gunicorn']}, PostgreSQL; wall {r['wall_s']:.1f} s")
     print(f"{'endpoint':<14}{'requests':>9}{'errors':>8}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'max ms':>9}")
     for row in r["endpoints"]:
         print(f"{row['endpoint']:<14}{row['requests']:>9}{row['errors']:>8}{row['per_s']:>9.1f}"
               f"{row['p50_ms']:>9.1f}{row['p95_ms']:>9.1f}{row['p99_ms']:>9.1f}{row['max_ms']:>9.1f}")
     total = r["requests"] / r["wall_s"]
     print(f"total: {r['requests']} requests, {total:.1f} req/s, {r['errors']} errors")
+    for kind, n in r["error_kinds"].items():
+        print(f"error x{n}: {kind}")
     print(f"answers accepted {r['accepted_answers']}, stored {r['stored_answers']}, lost {r['lost']}, "
           f"evaluators whose stored answers differ from their accepted ones: {r['mismatched_evaluators']}")
 

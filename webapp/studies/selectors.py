@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.db.models import Q
+from django.db.models import Count, Q
 
 from .models import Entry, Evaluator, Image, Item, Study
 
@@ -18,10 +18,6 @@ class Progress:
     @property
     def percent(self) -> int:
         return 100 if self.total == 0 else round(100 * self.answered / self.total)
-
-
-def _answered(qs):
-    return qs.filter(Q(count_response__isnull=False) | Q(rank_response__isnull=False))
 
 
 def _unanswered(qs):
@@ -39,8 +35,14 @@ def evaluator_next_entry(*, evaluator: Evaluator) -> Entry | None:
 
 
 def evaluator_progress(*, evaluator: Evaluator) -> Progress:
-    entries = Entry.objects.filter(evaluator=evaluator)
-    return Progress(answered=_answered(entries).count(), total=entries.count())
+    counts = Entry.objects.filter(evaluator=evaluator).aggregate(
+        total=Count("id"), answered=Count("id", filter=Q(count_response__isnull=False) | Q(rank_response__isnull=False))
+    )
+    return Progress(answered=counts["answered"], total=counts["total"])
+
+
+def evaluator_is_done(*, evaluator: Evaluator) -> bool:
+    return not _unanswered(Entry.objects.filter(evaluator=evaluator)).exists()
 
 
 def rank_item_images(*, item: Item) -> dict[int, Image]:

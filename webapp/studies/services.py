@@ -141,9 +141,9 @@ def evaluator_consent(*, evaluator: Evaluator) -> Evaluator:
 
 
 def _finish_if_done(evaluator: Evaluator) -> None:
-    from .selectors import evaluator_next_entry  # selectors import models only; no cycle at import
+    from .selectors import evaluator_is_done  # selectors import models only; no cycle at import
 
-    if evaluator_next_entry(evaluator=evaluator) is None and evaluator.finished_at is None:
+    if evaluator.finished_at is None and evaluator_is_done(evaluator=evaluator):
         Evaluator.objects.filter(pk=evaluator.pk).update(finished_at=timezone.now())
         evaluator.finished_at = timezone.now()
 
