@@ -1,0 +1,172 @@
+"""The dashboard: live progress, results cached per state of the responses, the report."""
+import random
+import re
+from html import unescape
+
+import pytest
+from django.test import Client
+
+from tests.webapp.research_support import answer_tasks, fill_study, researcher_of
+from webapp.research import reports, selectors, services
+from webapp.research.models import ReportDetails, ResultFigure, StudyResult
+from webapp.studies import services as study_services
+from webapp.studies.models import CountResponse, Evaluator, Item, RankResponse
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def researcher(study):
+    client = Client()
+    client.force_login(researcher_of(study))
+    return client
+
+
+@pytest.fixture(autouse=True)
+def _quick_bootstrap(settings):
+    settings.FUSION_RESULTS_N_BOOT = 100
+
+
+def progress(client, study) -> dict:
+    r = client.get(f"/research/{study.slug}/progress.json")
+    assert r.status_code == 200
+    return r.json()
+
+
+def test_progress_counts_evaluators_answers_and_coverage(study, researcher):
+    p = progress(researcher, study)
+    assert p["responses"] == 0 and p["evaluators"]["started"] == 0 and p["evaluators"]["slots"] == 3
+    n_tasks = len(study.slots.first().items)
+    assert p["answers_planned"] == 3 * n_tasks and p["items"]["planned"] == n_tasks
+
+    first = study_services.evaluator_join(study=study, external_id="w1")
+    answer_tasks(first, rng=random.Random(1), limit=4)
+    p = progress(researcher, study)
+    assert p["evaluators"]["started"] == 1 and p["evaluators"]["finished"] == 0
+    assert p["responses"] == 4 and p["per_evaluator"][0]["answered"] == 4
+    assert p["per_evaluator"][0]["status"] == "active" and p["items"]["started"] == 4
+
+    fill_study(study, 2, seed=5)
+    answer_tasks(first, rng=random.Random(1))
+    p = progress(researcher, study)
+    assert p["evaluators"]["finished"] == 3 and p["responses"] == 3 * n_tasks
+    # every slot holds every item here: three answers cover an item
+    assert p["items"]["covered"] == n_tasks
+    assert p["items"]["by_task"]["rank"] == {"items": 2, "covered": 2, "answers": 6, "planned_answers": 6}
+
+
+def test_progress_measures_time_skips_and_gold_per_evaluator(study, researcher):
+    ev = fill_study(study, 1)[0]
+    row = progress(researcher, study)["per_evaluator"][0]
+    counts = CountResponse.objects.filter(evaluator=ev)
+    ranks = RankResponse.objects.filter(evaluator=ev)
+    gold = counts.get(item__is_gold=True)
+    assert row["pseudonym"] == ev.pseudonym and row["status"] == "finished"
+    assert row["gold_answered"] == 1 and row["gold_accuracy"] == float(gold.answer == gold.item.true_count)
+    assert row["skip_rate"] == ranks.filter(skipped=True).count() / ranks.count()
+    assert row["cant_tell_rate"] == counts.filter(cant_tell=True).count() / counts.count()
+    total = sum(r.seconds for r in counts) + sum(r.seconds for r in ranks)
+    assert row["seconds"] == pytest.approx(total)
+    assert row["mean_seconds"] == pytest.approx(total / (counts.count() + ranks.count()))
+    assert "external_id" not in str(progress(researcher, study)) and "worker-" not in str(progress(researcher, study))
+
+
+def test_results_are_computed_once_per_state_of_the_responses(study, researcher, monkeypatch):
+    calls = []
+    analyze = services.analyze
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return analyze(*args, **kwargs)
+
+    monkeypatch.setattr(services, "analyze", counting)
+    fill_study(study, 2)
+    first = researcher.get(f"/research/{study.slug}/results.json").json()
+    again = researcher.get(f"/research/{study.slug}/results.json").json()
+    researcher.get(f"/research/{study.slug}/report/")
+    assert first == again and len(calls) == 1
+    assert progress(researcher, study)["results"]["current"] is True
+
+    fill_study(study, 1, seed=9)  # new answers: a new state
+    assert progress(researcher, study)["results"]["current"] is False
+    page = researcher.get(f"/research/{study.slug}/").content.decode()
+    assert len(calls) == 1, "viewing the dashboard never starts an analysis"
+    assert re.search(r'id="results-stale"[^>]*hidden', page) is None
+    third = researcher.get(f"/research/{study.slug}/results.json").json()
+    assert len(calls) == 2 and third["data"]["n_evaluators"] == 3
+    assert StudyResult.objects.filter(study=study).count() == 2
+
+
+def test_an_undo_then_a_new_answer_is_a_new_state(study):
+    ev = fill_study(study, 1)[0]
+    before, n = selectors.responses_fingerprint(study=study)
+    study_services.response_undo_last(evaluator=ev)
+    answer_tasks(Evaluator.objects.get(pk=ev.pk), rng=random.Random(3))
+    after, m = selectors.responses_fingerprint(study=study)
+    assert n == m and before != after
+
+
+def test_the_dashboard_shows_both_analyses_the_figures_and_the_automatic_counter(study, researcher):
+    item = Item.objects.filter(study=study, task="count", is_gold=False, variant__name="cross-early").first()
+    item.image.auto_count = item.true_count + 2
+    item.image.save()
+    fill_study(study, 3)
+    r = researcher.post(f"/research/{study.slug}/results/update/")
+    assert r.status_code == 302
+    page = researcher.get(f"/research/{study.slug}/").content.decode()
+    assert 'data-analysis="main"' in page and 'data-analysis="unfiltered"' in page
+    for name in ("figure5", "figure6", "figure7"):
+        assert f'data-figure="{name}"' in page
+        png = researcher.get(f"/research/{study.slug}/figures/{name}.png")
+        assert png.status_code == 200 and png.content.startswith(b"\x89PNG")
+        svg = researcher.get(f"/research/{study.slug}/figures/{name}.svg")
+        assert svg["Content-Type"] == "image/svg+xml" and b"<svg" in svg.content
+    result = StudyResult.objects.get(study=study)
+    sections = reports.result_sections(result=result.result, auto=selectors.auto_counter_by_variant(study=study))
+    fig5 = next(t for t in sections[0]["tables"] if t.key == "figure5")
+    cross_early = next(row for row in fig5.rows if row[0] == "cross-early")
+    assert cross_early[-2] == "2.00" and cross_early[-1] == "0.00"  # the counter's error and match ratio
+    assert ResultFigure.objects.filter(result=result).count() == 6
+
+
+def test_the_report_states_protocol_evaluators_pay_exclusions_and_results(study, researcher):
+    fill_study(study, 3)
+    r = researcher.post(f"/research/{study.slug}/report-details/", {
+        "recruitment": "Prolific, fluent English", "pay_per_evaluator": "2.50", "pay_currency": "gbp",
+        "ethics": "Ethics board ref. 42", "expertise": "", "training": "", "notes": "",
+    })
+    assert r.status_code == 302
+    details = ReportDetails.objects.get(study=study)
+    assert details.pay_currency == "GBP"
+    md = researcher.get(f"/research/{study.slug}/report.md").content.decode()
+    html = unescape(researcher.get(f"/research/{study.slug}/report/").content.decode())
+    for text in (md, html):
+        assert study.protocol_hash in text
+        assert "Prolific, fluent English" in text and "2.50 GBP per evaluator" in text and "per hour" in text
+        assert "Ethics board ref. 42" in text
+        assert "Figure 5" in text and "Figure 6" in text and "95% CI" in text
+        assert "With the protocol's exclusions" in text and "Without exclusions" in text
+        assert "Krippendorff" in text and "3 (3 consented, 3 finished" in text
+    assert "| variant | images | answers | average error | 95% CI |" in md
+    assert "data:image/png;base64," in html
+
+
+def test_report_details_are_checked(study, researcher):
+    r = researcher.post(f"/research/{study.slug}/report-details/", {"pay_per_evaluator": "3", "pay_currency": ""})
+    assert r.status_code == 302
+    assert not ReportDetails.objects.filter(study=study).exists()
+    r = researcher.post(f"/research/{study.slug}/report-details/", {"pay_per_evaluator": "3", "pay_currency": "pounds"})
+    assert not ReportDetails.objects.filter(study=study).exists()
+
+
+def test_no_responses_means_no_results(study, researcher):
+    assert researcher.get(f"/research/{study.slug}/results.json").status_code == 404
+    assert services.study_result_get_or_compute(study=study) is None
+    page = researcher.get(f"/research/{study.slug}/")
+    assert page.status_code == 200 and "No results yet" in page.content.decode()
+    assert "No responses have been collected yet" in researcher.get(f"/research/{study.slug}/report.md").content.decode()
+
+
+def test_the_home_page_lists_the_researchers_studies(study, researcher):
+    page = researcher.get("/research/").content.decode()
+    assert study.title in page and f"/research/{study.slug}/" in page
