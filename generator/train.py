@@ -29,13 +29,14 @@ from generator.checkpoint import load_ema, load_train_state, read_metadata, save
 from generator.data import CocoCacheSource, SyntheticSource
 from generator.diffusion import alphas_cumprod, diffusion_loss, sample_cfg
 from generator.encoders import encoder_specs_for, load_codec, load_text_encoder
-from generator.model import UViT
+from generator.model import UViT, UViTConfig
 from generator.recipes import ALL_PRESETS, recipe_for
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--preset", required=True, choices=sorted(ALL_PRESETS))
+    p.add_argument("--preset", required=True, choices=sorted(ALL_PRESETS), help="model config and default recipe")
+    p.add_argument("--config", type=Path, help="UViTConfig JSON (UViTConfig.to_dict()) replacing the preset's model")
     p.add_argument("--data", default="synthetic", help="'synthetic' or 'coco-cache:PATH'")
     p.add_argument("--out", required=True, type=Path, help="run folder (resumed if it has a train state)")
     p.add_argument("--steps", type=int, help="total optimizer steps (default: the preset's recipe)")
@@ -98,7 +99,7 @@ def build_source(args, cfg, text_spec):
     """(source, codec spec, text spec) for --data."""
     if args.data == "synthetic":
         if cfg.in_chans != 3:
-            raise SystemExit(f"--data synthetic is pixel space (3 channels); {args.preset} has {cfg.in_chans}")
+            raise SystemExit(f"--data synthetic is pixel space (3 channels); the model has {cfg.in_chans}")
         text_encoder = load_text_encoder(text_spec, args.clip, args.allow_download)
         source = SyntheticSource(text_encoder, args.synthetic_n, cfg.img_size, args.synthetic_seed)
         return source, {"name": "pixel", "channels": 3}, text_spec
@@ -108,7 +109,7 @@ def build_source(args, cfg, text_spec):
         got = (meta["latent_shape"][0], meta["latent_shape"][1], meta["text_encoder"]["text_len"], meta["text_encoder"]["dim"])
         want = (cfg.in_chans, cfg.img_size, cfg.text_len, cfg.text_dim)
         if got != want:
-            raise SystemExit(f"cache has (channels, size, text_len, text_dim) = {got}, {args.preset} needs {want}")
+            raise SystemExit(f"cache has (channels, size, text_len, text_dim) = {got}, the model needs {want}")
         return source, meta["codec"], meta["text_encoder"]
     raise SystemExit(f"--data must be 'synthetic' or 'coco-cache:PATH', got {args.data!r}")
 
@@ -148,7 +149,8 @@ def main(args: argparse.Namespace) -> Path:
     local_batch = args.batch_size // accelerator.num_processes
     args.out.mkdir(parents=True, exist_ok=True)
 
-    cfg = ALL_PRESETS[args.preset]
+    cfg = UViTConfig.from_dict(json.loads(args.config.read_text())) if args.config else ALL_PRESETS[args.preset]
+    name = args.config.stem if args.config else args.preset
     source, codec_spec, text_spec = build_source(args, cfg, encoder_specs_for(cfg)[1])
     codec = load_codec(codec_spec, args.vae, args.allow_download).to(device) if args.sample_every else None
     ac = alphas_cumprod().to(device)
@@ -175,7 +177,7 @@ def main(args: argparse.Namespace) -> Path:
     log = open(args.out / "log.jsonl", "a") if accelerator.is_main_process else None
     run_args = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     bar = tqdm(
-        range(start, args.steps), initial=start, total=args.steps, desc=args.preset,
+        range(start, args.steps), initial=start, total=args.steps, desc=name,
         disable=args.no_progress or not accelerator.is_main_process,
     )
     window, t0 = [], time.time()
@@ -208,14 +210,14 @@ def main(args: argparse.Namespace) -> Path:
             window = []
         is_last = done == args.steps
         if accelerator.is_main_process and (done % args.ckpt_every == 0 or is_last):
-            save_ema(args.out, ema.state_dict(), cfg, codec_spec, text_spec, done, args.preset)
+            save_ema(args.out, ema.state_dict(), cfg, codec_spec, text_spec, done, name)
             unwrapped = accelerator.unwrap_model(model)
             save_train_state(args.out, unwrapped.state_dict(), optimizer.state_dict(), done, run_args)
         if accelerator.is_main_process and args.keep_every and done % args.keep_every == 0:
             # The learning rate is constant after warm-up and the EMA decay depends only
             # on the step, so a snapshot at step s equals the end of an s-step run.
             snapshot = args.out / "snapshots" / f"step-{done:07d}.safetensors"
-            save_ema(snapshot, ema.state_dict(), cfg, codec_spec, text_spec, done, args.preset)
+            save_ema(snapshot, ema.state_dict(), cfg, codec_spec, text_spec, done, name)
         if accelerator.is_main_process and args.sample_every and (done % args.sample_every == 0 or is_last):
             ema.eval()
             write_sample_grid(ema, source, codec, cfg, args, done, device)

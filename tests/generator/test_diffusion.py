@@ -1,0 +1,39 @@
+import torch
+
+from generator.diffusion import add_noise, alphas_cumprod, make_scheduler, sample_cfg, sd_betas
+
+
+def test_betas_are_the_sd_scaled_linear_schedule():
+    betas = sd_betas()
+    expected = torch.linspace(0.00085**0.5, 0.012**0.5, 1000, dtype=torch.float64) ** 2
+    assert torch.equal(betas, expected)
+    scheduler = make_scheduler(50)
+    assert torch.allclose(scheduler.betas.double(), betas, atol=1e-9)
+    assert len(scheduler.timesteps) == 50 and scheduler.timesteps.max() < 1000
+
+
+def test_add_noise_interpolates_signal_and_noise():
+    ac = alphas_cumprod()
+    x0, noise = torch.ones(2, 1, 2, 2), torch.zeros(2, 1, 2, 2)
+    xt = add_noise(x0, noise, torch.tensor([0, 999]), ac)
+    assert torch.allclose(xt[0], torch.full_like(xt[0], ac[0].sqrt().item()))
+    assert xt[1].max() < 0.1  # almost no signal left at the last step
+
+
+def test_guidance_is_cond_plus_scale_times_difference():
+    # A "model" whose eps is the context's mean: cond = 1, uncond = 0 everywhere.
+    def model(x, t, ctx):
+        return ctx.mean(dim=(1, 2)).view(-1, 1, 1, 1).expand_as(x)
+
+    noise = torch.randn(1, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    cond, uncond = torch.ones(1, 2, 3), torch.zeros(1, 2, 3)
+    guided = sample_cfg(model, noise, cond, uncond, cfg_scale=2.0, steps=5)
+
+    def fixed(x, t, ctx):  # eps = 1 + 2 * (1 - 0) = 3
+        return torch.full_like(x, 3.0)
+
+    scheduler = make_scheduler(5)
+    x = noise
+    for t in scheduler.timesteps:
+        x = scheduler.step(fixed(x, t, None), t, x).prev_sample
+    assert torch.allclose(guided, x)

@@ -1,0 +1,74 @@
+import json
+
+import pytest
+import torch
+
+from generator.checkpoint import TRAIN_STATE_FILE, WEIGHTS_FILE, load_ema, load_train_state, read_metadata
+from generator.recipes import ALL_PRESETS, DEMO_PRESETS, PAPER, recipe_for
+from generator.train import lr_at, main, parse_args, step_generator
+
+FAST = ["--batch-size", "16", "--synthetic-n", "64", "--sample-steps", "2", "--threads", "1", "--no-progress"]
+
+
+@pytest.fixture
+def run(tmp_path, tiny_cfg):
+    config = tmp_path / "tiny.json"
+    config.write_text(json.dumps(tiny_cfg.to_dict()))
+
+    def train(out, steps, *extra):
+        argv = ["--preset", "demo-cross-intermediate", "--config", str(config), "--out", str(out), "--steps", str(steps)]
+        return main(parse_args([*argv, *FAST, *extra]))
+
+    return train
+
+
+def test_paper_presets_train_with_the_paper_recipe():
+    assert recipe_for("uvit-s-cross-intermediate") == PAPER
+    assert PAPER.lr == 2e-4 and PAPER.weight_decay == 0.03 and PAPER.adam_betas == (0.9, 0.9)
+    assert PAPER.batch_size == 256 and PAPER.warmup == 5000 and PAPER.p_uncond == 0.1
+    args = parse_args(["--preset", "uvit-s-concat-early", "--out", "x"])
+    assert (args.lr, args.batch_size, args.ema_decay, args.seed) == (2e-4, 256, 0.9999, 1234)
+    assert set(DEMO_PRESETS) <= set(ALL_PRESETS)
+
+
+def test_warmup_is_linear_then_constant():
+    assert lr_at(0, 1e-3, 100) == pytest.approx(1e-5)
+    assert lr_at(99, 1e-3, 100) == lr_at(5000, 1e-3, 100) == 1e-3
+
+
+def test_step_generators_depend_on_seed_step_and_process():
+    draw = lambda *a: torch.rand(3, generator=step_generator(*a))
+    assert torch.equal(draw(1, 5, 0), draw(1, 5, 0))
+    assert not torch.equal(draw(1, 5, 0), draw(1, 6, 0))
+    assert not torch.equal(draw(1, 5, 0), draw(1, 5, 1))
+
+
+def test_a_short_run_lowers_the_loss(tmp_path, run, tiny_cfg):
+    out = tmp_path / "run"
+    run(out, 60, "--log-every", "10", "--warmup", "10", "--lr", "3e-3", "--sample-every", "60")
+    losses = [json.loads(line)["loss"] for line in (out / "log.jsonl").read_text().splitlines()]
+    assert len(losses) == 6
+    assert losses[-1] < 0.8 * losses[0]
+    assert (out / "samples" / "step-0000060.png").is_file()
+    meta = read_metadata(out)
+    assert meta["step"] == 60 and meta["config"] == tiny_cfg and meta["name"] == "tiny"
+    assert meta["codec"]["name"] == "pixel" and meta["text_encoder"] == {"name": "minilm", "text_len": 8, "dim": 384}
+
+
+def test_resume_takes_the_same_next_step(tmp_path, run):
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    run(straight, 3, "--sample-every", "0")
+    run(resumed, 2, "--sample-every", "0")
+    assert load_train_state(resumed)["step"] == 2
+    run(resumed, 3, "--sample-every", "0")  # same folder: picks up at step 2
+
+    for name in (WEIGHTS_FILE,):
+        a, b = load_ema(straight / name)[0], load_ema(resumed / name)[0]
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    sa, sb = load_train_state(straight), load_train_state(resumed)
+    assert sa["step"] == sb["step"] == 3
+    assert all(torch.equal(sa["model"][k], sb["model"][k]) for k in sa["model"])
+    exp_a = [s["exp_avg"] for s in sa["optimizer"]["state"].values()]
+    exp_b = [s["exp_avg"] for s in sb["optimizer"]["state"].values()]
+    assert all(torch.equal(x, y) for x, y in zip(exp_a, exp_b))
+    assert (resumed / TRAIN_STATE_FILE).is_file()
