@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import math
+import warnings
 from collections import Counter, defaultdict
 
 import numpy as np
@@ -315,11 +316,11 @@ class _RankData:
         return self
 
 
-def _ratio_stat(num, den, reps_num, reps_den, shrink, level):
+def _ratio_stat(num, den, reps_num, reps_den, shrink, level, bounds):
     """Estimates, (G, 2) intervals and (B, G) replicates of the ratios num / den."""
     est = bs.ratio_replicates(num[None, :], den[None, :])[0]
     reps = bs.ratio_replicates(reps_num, reps_den)
-    ci = bs.intervals(est, reps, level, shrink)
+    ci = bs.intervals(est, reps, level, shrink, bounds)
     return est, ci, reps
 
 
@@ -355,14 +356,16 @@ def _count_section(c: _CountData, w_units, v_eval, level) -> tuple[dict, dict]:
         s = s.reshape(n_boot, n_groups, nq)
         p = p.reshape(n_groups, nq)
         stat = {}
-        for key, num_i, den_i, num_rows, den_rows in (
-                ("mean_abs_error", 2, 1, c.abs_error, c.answered),
-                ("match_ratio", 3, 0, c.match, c.nonskip),
-                ("cant_tell_rate", None, 0, c.cant_tell, c.nonskip)):
+        for key, num_i, den_i, num_rows, den_rows, bounds in (
+                ("mean_abs_error", 2, 1, c.abs_error, c.answered, (0.0, np.inf)),
+                ("match_ratio", 3, 0, c.match, c.nonskip, (0.0, 1.0)),
+                ("cant_tell_rate", None, 0, c.cant_tell, c.nonskip, (0.0, 1.0))):
             num = p[:, num_i] if num_i is not None else p[:, 0] - p[:, 1]
             rnum = s[:, :, num_i] if num_i is not None else s[:, :, 0] - s[:, :, 1]
-            shrink = bs.ratio_shrink(c.unit, c.evaluator, group, num_rows, den_rows, n_groups)
-            stat[key] = _ratio_stat(num, p[:, den_i], rnum, s[:, :, den_i], shrink, level)
+            shrink = bs.ratio_shrink(c.unit, c.evaluator, group, num_rows, den_rows, n_groups,
+                                     level)
+            stat[key] = _ratio_stat(num, p[:, den_i], rnum, s[:, :, den_i], shrink, level,
+                                    bounds)
         if name == "by_variant":
             reps_out = {"mean_abs_error": stat["mean_abs_error"][2],
                         "match_ratio": stat["match_ratio"][2]}
@@ -418,23 +421,31 @@ def _preference_section(r: _RankData, w_units, v_eval, level) -> tuple[dict, dic
     score_of = r.m - place
     with np.errstate(invalid="ignore", divide="ignore"):
         score_reps_p = (counts @ score_of) / counts.sum(axis=1, keepdims=True)
-    score_point_p = point_counts @ score_of / point_counts.sum()
+    with np.errstate(invalid="ignore", divide="ignore"):  # every ranking skipped: NaN
+        score_point_p = point_counts @ score_of / point_counts.sum()
     rows_done = ~r.skipped
     row_score = np.where(rows_done, r.m + 1 - np.nan_to_num(r.rank), 0.0)
     shrink_p = bs.ratio_shrink(r.unit[rows_done], r.evaluator[rows_done], r.variant[rows_done],
-                               row_score[rows_done], np.ones(int(rows_done.sum())), nv)
-    score_ci = bs.intervals(score_point_p, score_reps_p, level, shrink_p[present])
+                               row_score[rows_done], np.ones(int(rows_done.sum())), nv, level)
+    score_ci = bs.intervals(score_point_p, score_reps_p, level, shrink_p[present], (1, r.m))
 
     # Plackett-Luce strengths, with the same shrinkage estimated from one-way resamples.
     gamma_point = stats.plackett_luce_mm(point_counts[None, :], r.orderings)[0]
-    gamma_reps = stats.plackett_luce_mm(counts, r.orderings)
-    gamma_units = stats.plackett_luce_mm(order_counts(w_units, np.ones_like(v_eval)), r.orderings)
-    gamma_evals = stats.plackett_luce_mm(order_counts(np.ones_like(w_units), v_eval), r.orderings)
-    var_p, var_u, var_e = (np.nanvar(g, axis=0) for g in (gamma_reps, gamma_units, gamma_evals))
-    target = np.clip(2 * (var_u + var_e) - var_p, np.maximum(var_u, var_e), var_p)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        shrink_pl = np.where(var_p > 0, np.sqrt(target / np.where(var_p > 0, var_p, 1)), 1.0)
-    gamma_ci = bs.intervals(gamma_point, gamma_reps, level, shrink_pl)
+    gamma_reps = stats.plackett_luce_mm(counts, r.orderings, init=gamma_point)
+    gamma_units = stats.plackett_luce_mm(order_counts(w_units, np.ones_like(v_eval)),
+                                         r.orderings, init=gamma_point)
+    gamma_evals = stats.plackett_luce_mm(order_counts(np.ones_like(w_units), v_eval),
+                                         r.orderings, init=gamma_point)
+    # One-way resamples estimate V_units and V_evaluators; the product weights add V_cells.
+    with warnings.catch_warnings():  # all-NaN columns when every ranking was skipped
+        warnings.simplefilter("ignore", RuntimeWarning)
+        var_p, var_u, var_e = (np.nanvar(g, axis=0)
+                               for g in (gamma_reps, gamma_units, gamma_evals))
+    n_u = len(np.unique(r.ranking_unit[done_idx]))
+    n_e = len(np.unique(r.ranking_evaluator[done_idx]))
+    shrink_pl = bs.shrink_factors(var_u, var_e, np.maximum(var_p - var_u - var_e, 0.0),
+                                  np.full(len(present), n_u), np.full(len(present), n_e), level)
+    gamma_ci = bs.intervals(gamma_point, gamma_reps, level, shrink_pl, (0.0, 1.0))
 
     # Skip rates per variant (a skip covers the whole ranking, so they agree unless
     # rankings showed different variants) and overall.
@@ -447,9 +458,10 @@ def _preference_section(r: _RankData, w_units, v_eval, level) -> tuple[dict, dic
     shown_pt = np.bincount(r.variant, minlength=nv).astype(float)
     skip_pt = np.bincount(r.variant, weights=skip_rows, minlength=nv)
     skip_est = bs.ratio_replicates(skip_pt[None, :], shown_pt[None, :])[0]
-    skip_shrink = bs.ratio_shrink(r.unit, r.evaluator, r.variant, skip_rows, shown_rows, nv)
+    skip_shrink = bs.ratio_shrink(r.unit, r.evaluator, r.variant, skip_rows, shown_rows, nv,
+                                  level)
     skip_ci = bs.intervals(skip_est, bs.ratio_replicates(sk[:, :, 1], sk[:, :, 0]), level,
-                           skip_shrink)
+                           skip_shrink, (0.0, 1.0))
 
     score_full = np.full((n_boot, nv), np.nan)
     score_full[:, present] = score_reps_p
@@ -501,7 +513,7 @@ def _unit_means(unit, variant, num, den, n_units, nv):
         return np.where(s_den > 0, s_num / np.where(s_den > 0, s_den, 1), np.nan)
 
 
-def _difference_shrink(unit, evaluator, variant, num, den, a, b) -> float:
+def _difference_shrink(unit, evaluator, variant, num, den, a, b, level) -> float:
     """Shrink factor for ratio(a) - ratio(b), from linearised contributions."""
     z = np.zeros(len(num))
     for v, sign in ((a, 1.0), (b, -1.0)):
@@ -509,10 +521,10 @@ def _difference_shrink(unit, evaluator, variant, num, den, a, b) -> float:
         d = den[rows].sum()
         if d > 0:
             z[rows] = sign * (num[rows] - num[rows].sum() / d * den[rows]) / d
-    keep = (variant == a) | (variant == b)
-    vu, ve, vc = bs.linearised_variances(unit[keep], evaluator[keep],
-                                         np.zeros(int(keep.sum()), dtype=np.int64), z[keep], 1)
-    return float(bs.shrink_factors(vu, ve, vc)[0])
+    keep = ((variant == a) | (variant == b)) & (den > 0)
+    parts = bs.linearised_variances(unit[keep], evaluator[keep],
+                                    np.zeros(int(keep.sum()), dtype=np.int64), z[keep], 1)
+    return float(bs.shrink_factors(*parts, level)[0])
 
 
 def _tests_section(c: _CountData, r: _RankData, comparisons, count_reps, pref_reps, level,
@@ -524,17 +536,17 @@ def _tests_section(c: _CountData, r: _RankData, comparisons, count_reps, pref_re
     measures = []
     if c.n_rows:
         measures += [("count", "mean_abs_error", c.unit, c.evaluator, c.variant, c.abs_error,
-                      c.answered, c.n_units, count_reps.get("mean_abs_error")),
+                      c.answered, c.n_units, count_reps.get("mean_abs_error"), (-np.inf, np.inf)),
                      ("count", "match_ratio", c.unit, c.evaluator, c.variant, c.match,
-                      c.nonskip, c.n_units, count_reps.get("match_ratio"))]
+                      c.nonskip, c.n_units, count_reps.get("match_ratio"), (-1.0, 1.0))]
     if r.n_rankings and r.m >= 2:
         done = ~r.skipped
         measures.append(("rank", "score", r.unit[done], r.evaluator[done], r.variant[done],
                          r.m + 1 - r.rank[done], np.ones(int(done.sum())), r.n_units,
-                         pref_reps.get("score")))
+                         pref_reps.get("score"), (1.0 - r.m, r.m - 1.0)))
     for a, b in comparisons:
         ia, ib = index[a], index[b]
-        for task, measure, unit, ev, var, num, den, n_units, reps in measures:
+        for task, measure, unit, ev, var, num, den, n_units, reps, bounds in measures:
             means = _unit_means(unit, var, num, den, n_units, nv)
             both = np.isfinite(means[:, ia]) & np.isfinite(means[:, ib])
             if not both.any():
@@ -543,8 +555,8 @@ def _tests_section(c: _CountData, r: _RankData, comparisons, count_reps, pref_re
             test = stats.wilcoxon_signed_rank(d, EXACT_MAX_N)
             sa, sb = den[var == ia].sum(), den[var == ib].sum()
             diff = num[var == ia].sum() / sa - num[var == ib].sum() / sb
-            shrink = _difference_shrink(unit, ev, var, num, den, ia, ib)
-            ci = bs.interval(diff, reps[:, ia] - reps[:, ib], level, shrink)
+            shrink = _difference_shrink(unit, ev, var, num, den, ia, ib, level)
+            ci = bs.interval(diff, reps[:, ia] - reps[:, ib], level, shrink, bounds)
             paired.append({"task": task, "measure": measure, "a": a, "b": b,
                            "difference": diff, "difference_ci": ci,
                            "n_pairs": test["n_pairs"], "n_nonzero": test["n_nonzero"],

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from scipy import stats as sps
 
 from evalstudy import bootstrap as bs
 
@@ -26,26 +27,34 @@ def test_crossed_sums_equal_a_loop_over_resamples():
     assert fast == pytest.approx(slow)
 
 
-def test_shrink_is_one_over_root_three_when_items_and_evaluators_are_one_to_one():
-    # One response per item and per evaluator: the three variance components are
-    # equal, the product weights triple the variance, and the target is one of them.
+def test_shrink_for_one_to_one_items_and_evaluators_by_hand():
+    # One response per item and per evaluator: the three variance components are equal
+    # (V), the product weights give 3V, the target is 2 V n/(n-1) - V (the one-way parts
+    # unbiased), and the t quantile with n-1 df replaces the normal one.
     n = 50
     rng = np.random.default_rng(2)
     c = bs.ratio_shrink(np.arange(n), np.arange(n), np.zeros(n, dtype=int), rng.normal(size=n),
-                        np.ones(n), 1)
-    assert c[0] == pytest.approx(1 / np.sqrt(3))
+                        np.ones(n), 1, 0.95)
+    t_over_z = sps.t.ppf(0.975, n - 1) / sps.norm.ppf(0.975)
+    assert c[0] == pytest.approx(np.sqrt((2 * n / (n - 1) - 1) / 3) * t_over_z)
 
 
-def test_shrink_is_one_without_evaluator_replication_effects():
-    # Every evaluator saw every item: the cells are single responses, so V_cells is
-    # small against V_items + V_evaluators and the factor is below but close to 1.
+def test_shrink_is_near_one_for_a_fully_crossed_design():
+    # Every evaluator saw every item: the cells are single responses, V_cells is small
+    # against V_items + V_evaluators, and the factor stays close to 1.
     n_items, n_ev = 40, 30
     rng = np.random.default_rng(3)
     unit = np.repeat(np.arange(n_items), n_ev)
     ev = np.tile(np.arange(n_ev), n_items)
     y = rng.normal(size=n_items)[unit] + rng.normal(size=n_ev)[ev] + 0.1 * rng.normal(size=len(unit))
-    c = bs.ratio_shrink(unit, ev, np.zeros(len(unit), dtype=int), y, np.ones(len(unit)), 1)
-    assert 0.95 < c[0] <= 1.0
+    c = bs.ratio_shrink(unit, ev, np.zeros(len(unit), dtype=int), y, np.ones(len(unit)), 1, 0.95)
+    assert 0.95 < c[0] < 1.1
+
+
+def test_no_interval_from_a_single_item():
+    c = bs.ratio_shrink(np.zeros(5, dtype=int), np.arange(5), np.zeros(5, dtype=int),
+                        np.arange(5.0), np.ones(5), 1, 0.95)
+    assert np.isnan(c[0])
 
 
 def test_interval_without_shrink_is_the_percentile_interval():
@@ -54,6 +63,7 @@ def test_interval_without_shrink_is_the_percentile_interval():
     assert (lo, hi) == pytest.approx(tuple(np.percentile(reps[:, 0], [2.5, 97.5])))
     lo2, hi2 = bs.interval(0.0, reps[:, 0], 0.95, shrink=0.5)
     assert (lo2, hi2) == pytest.approx((lo / 2, hi / 2))
+    assert bs.interval(0.0, reps[:, 0], 0.95, shrink=3.0, bounds=(-1.0, 1.0)) == [-1.0, 1.0]
 
 
 def test_undefined_replicates_are_ignored_and_too_few_give_nan():
