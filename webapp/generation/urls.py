@@ -4,4 +4,13 @@ from . import views
 
 app_name = "generation"
 
-urlpatterns: list = []
+urlpatterns = [
+    path("", views.index, name="index"),
+    path("checkpoints/register/", views.register_checkpoint, name="register_checkpoint"),
+    path("study/<slug:slug>/", views.study, name="study"),
+    path("study/<slug:slug>/launch/", views.launch, name="launch"),
+    path("study/<slug:slug>/checkpoints/", views.assign_checkpoints, name="assign_checkpoints"),
+    path("batch/<int:pk>/progress.json", views.progress, name="progress"),
+    path("batch/<int:pk>/retry/", views.retry, name="retry"),
+    path("batch/<int:pk>/cancel/", views.cancel, name="cancel"),
+]

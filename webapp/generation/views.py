@@ -1,1 +1,165 @@
-"""Views of the generation app."""
+"""Admin pages for generation batches: plan, launch, watch, retry, cancel.
+
+Staff only: anonymous visitors are sent to the login page, signed-in non-staff get a 404
+for the pages (which do not even confirm that a study exists) and everyone else a 403
+from the JSON endpoint. Views are thin: forms check shape,
+services check state and write, selectors read.
+"""
+from __future__ import annotations
+
+from functools import wraps
+
+from django.contrib import messages
+from django.contrib.auth.views import redirect_to_login
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_POST
+
+from webapp.studies.models import Study
+
+from . import selectors, services
+from .forms import CheckpointRegisterForm, LaunchForm, VariantCheckpointsForm
+from .models import Batch
+
+
+def staff_required(view):
+    """Anonymous visitors are sent to log in; signed-in non-staff get a 404."""
+
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args, **kwargs):
+        if not request.user.is_authenticated:
+            return redirect_to_login(request.get_full_path())
+        if not (request.user.is_active and request.user.is_staff):
+            raise Http404("No such page.")
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
+@never_cache
+@staff_required
+@require_GET
+def index(request: HttpRequest) -> HttpResponse:
+    return render(request, "generation/index.html", {
+        "rows": selectors.studies_with_batches(), "checkpoints": selectors.checkpoints_all(),
+        "register_form": CheckpointRegisterForm(),
+    })
+
+
+def _study_page(request: HttpRequest, study: Study, *, launch_form=None, checkpoints_form=None, register_form=None,
+                status: int = 200) -> HttpResponse:
+    plan = selectors.study_plan(study=study)
+    variants = [row.variant for row in plan.variants]
+    batch = selectors.study_latest_batch(study=study)
+    return render(request, "generation/study.html", {
+        "study": study,
+        "plan": plan,
+        "batch": batch,
+        "progress": selectors.batch_progress(batch=batch) if batch else None,
+        "launch_form": launch_form or LaunchForm(initial={"cfg_scale": plan.cfg_scale, "steps": plan.steps}),
+        "checkpoints_form": checkpoints_form or VariantCheckpointsForm(variants=variants),
+        "register_form": register_form or CheckpointRegisterForm(),
+    }, status=status)
+
+
+@never_cache
+@staff_required
+@require_GET
+def study(request: HttpRequest, slug: str) -> HttpResponse:
+    return _study_page(request, get_object_or_404(Study, slug=slug))
+
+
+@staff_required
+@require_POST
+def launch(request: HttpRequest, slug: str) -> HttpResponse:
+    study = get_object_or_404(Study, slug=slug)
+    form = LaunchForm(request.POST)
+    if not form.is_valid():
+        return _study_page(request, study, launch_form=form, status=400)
+    data = form.cleaned_data
+    try:
+        batch = services.batch_launch(
+            study=study, cfg_scale=data["cfg_scale"], steps=data["steps"], part_size=data["part_size"],
+            open_when_complete=data["open_when_complete"], user=request.user,
+        )
+    except services.GenerationError as exc:
+        form.add_error(None, str(exc))
+        return _study_page(request, study, launch_form=form, status=409)
+    messages.success(request, f"Batch {batch.pk} launched: {batch.total_images} images in {batch.parts.count()} parts.")
+    return redirect("generation:study", slug=slug)
+
+
+@staff_required
+@require_POST
+def assign_checkpoints(request: HttpRequest, slug: str) -> HttpResponse:
+    study = get_object_or_404(Study, slug=slug)
+    form = VariantCheckpointsForm(request.POST, variants=study.variants.order_by("index"))
+    if not form.is_valid():
+        return _study_page(request, study, checkpoints_form=form, status=400)
+    try:
+        for variant, checkpoint in form.assignments():
+            services.variant_assign_checkpoint(variant=variant, checkpoint=checkpoint)
+    except services.GenerationError as exc:
+        form.add_error(None, str(exc))
+        return _study_page(request, study, checkpoints_form=form, status=409)
+    messages.success(request, "Checkpoints saved.")
+    return redirect("generation:study", slug=slug)
+
+
+@staff_required
+@require_POST
+def register_checkpoint(request: HttpRequest) -> HttpResponse:
+    form = CheckpointRegisterForm(request.POST)
+    next_slug = request.POST.get("study", "")
+    if form.is_valid():
+        try:
+            checkpoint = services.checkpoint_register(name=form.cleaned_data["name"], path=form.cleaned_data["path"])
+        except services.GenerationError as exc:
+            form.add_error(None, str(exc))
+        else:
+            messages.success(request, f"Registered {checkpoint.name} (sha256 {checkpoint.sha256[:12]}…).")
+            if next_slug:
+                return redirect("generation:study", slug=next_slug)
+            return redirect("generation:index")
+    study = Study.objects.filter(slug=next_slug).first()
+    if study is not None:
+        return _study_page(request, study, register_form=form, status=400)
+    return render(request, "generation/index.html", {
+        "rows": selectors.studies_with_batches(), "checkpoints": selectors.checkpoints_all(), "register_form": form,
+    }, status=400)
+
+
+@never_cache
+@require_GET
+def progress(request: HttpRequest, pk: int) -> JsonResponse:
+    if not (request.user.is_authenticated and request.user.is_active and request.user.is_staff):
+        return JsonResponse({"error": "Staff only."}, status=403)
+    batch = get_object_or_404(Batch, pk=pk)
+    return JsonResponse(selectors.batch_progress(batch=batch))
+
+
+@staff_required
+@require_POST
+def retry(request: HttpRequest, pk: int) -> HttpResponse:
+    batch = get_object_or_404(Batch.objects.select_related("study"), pk=pk)
+    try:
+        n = services.batch_retry_failed(batch=batch)
+    except services.GenerationError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"{n} failed parts queued again.")
+    return redirect("generation:study", slug=batch.study.slug)
+
+
+@staff_required
+@require_POST
+def cancel(request: HttpRequest, pk: int) -> HttpResponse:
+    batch = get_object_or_404(Batch.objects.select_related("study"), pk=pk)
+    try:
+        services.batch_cancel(batch=batch)
+    except services.GenerationError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Batch {batch.pk} cancelled.")
+    return redirect("generation:study", slug=batch.study.slug)

@@ -1,0 +1,45 @@
+"""Shared by the generation tests: untrained tiny checkpoints and a small demo-like protocol.
+
+The checkpoints are real ones, written by the generator's own ``save_ema`` from a freshly
+initialised tiny preset: the images they make are noise-like, but every step from the
+weights file to the PNG is the one real checkpoints go through.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+DEMO_PROTOCOL = ROOT / "fixtures" / "protocols" / "demo.json"
+VARIANTS = ("concat-early", "concat-intermediate", "cross-early", "cross-intermediate")
+
+
+def make_tiny_checkpoint(folder: Path, preset: str = "tiny-cross-early", seed: int = 0) -> Path:
+    """Write an untrained checkpoint of a tiny preset into ``folder``; return the folder."""
+    import torch
+
+    from generator.checkpoint import save_ema
+    from generator.encoders import encoder_specs_for
+    from generator.model import PRESETS, build_model
+
+    cfg = PRESETS[preset]
+    torch.manual_seed(seed)
+    model = build_model(cfg)
+    codec, text = encoder_specs_for(cfg)
+    save_ema(folder, model.state_dict(), cfg, codec, text, step=0, name=preset)
+    return folder
+
+
+def small_protocol(*, counts=(1, 2), objects=("circle", "square"), captions: int = 2, images_per_prompt: int = 1) -> dict:
+    """The demo protocol cut down: len(objects) x len(counts) x images_per_prompt count images
+    and ``captions`` captions per variant."""
+    protocol = json.loads(DEMO_PROTOCOL.read_text())
+    ct = protocol["count_task"]
+    ct["objects"] = [o for o in ct["objects"] if o["name"] in objects]
+    ct["counts"] = list(counts)
+    ct["images_per_prompt"] = images_per_prompt
+    protocol["preference_task"]["captions"]["n"] = captions
+    protocol["quality_control"]["gold"] = [g for g in protocol["quality_control"]["gold"] if g["object"] in objects]
+    protocol["evaluators"]["n"] = 4
+    protocol["evaluators"]["overlap"] = 1
+    return protocol

@@ -1,0 +1,371 @@
+"""Generation batches without a broker: planning, the worker's part run, failures, recovery.
+
+Parts run in this process through ``worker.part_run`` (or the task's own ``apply``) with
+an untrained tiny checkpoint and two sampling steps: real sampling, real PNG files.
+"""
+from __future__ import annotations
+
+import io
+import shutil
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+from django.db import OperationalError
+from django.utils import timezone
+from PIL import Image as PILImage
+
+from tests.services.helpers import DEMO_PROTOCOL, make_tiny_checkpoint, small_protocol
+from webapp.generation import selectors, services, tasks, worker
+from webapp.generation.models import Batch, Part
+from webapp.studies import services as study_services
+from webapp.studies.models import Image, Item, Study
+
+pytestmark = pytest.mark.django_db
+
+PNG_TEXT_CHUNKS = (b"tEXt", b"zTXt", b"iTXt", b"eXIf", b"tIME")
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    return make_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny-cross-early")
+
+
+@pytest.fixture(scope="session")
+def other_checkpoint(tmp_path_factory) -> Path:
+    return make_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny-concat-intermediate", "tiny-concat-intermediate", 1)
+
+
+@pytest.fixture(autouse=True)
+def _worker_settings(settings):
+    settings.FUSION_GENERATION_CHUNK = 4
+    settings.FUSION_TORCH_THREADS = 1  # tests share two cores with other processes
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _restore_torch_threads():
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def make_study(slug="gen", **protocol_kwargs) -> Study:
+    return study_services.study_create(protocol=small_protocol(**protocol_kwargs), slug=slug, base_dir=str(DEMO_PROTOCOL.parent))
+
+
+def assign_all(study: Study, path: Path, name: str = "tiny") -> Study:
+    checkpoint = services.checkpoint_register(name=name, path=path)
+    for variant in study.variants.all():
+        services.variant_assign_checkpoint(variant=variant, checkpoint=checkpoint)
+    return study
+
+
+@pytest.fixture
+def study(tiny_checkpoint) -> Study:
+    """24 images to make: 4 count prompts and 2 captions, for each of 4 variants."""
+    return assign_all(make_study(), tiny_checkpoint)
+
+
+@pytest.fixture
+def small_study(tiny_checkpoint) -> Study:
+    """8 images to make: 1 count prompt and 1 caption, for each of 4 variants."""
+    return assign_all(make_study(slug="small", counts=(1,), objects=("circle",), captions=1), tiny_checkpoint)
+
+
+def run_all(batch: Batch) -> list[str]:
+    return [worker.part_run(part_id=p.pk, claim=f"c{p.pk}", worker="test") for p in batch.parts.order_by("number")]
+
+
+def png_chunks(data: bytes) -> list[bytes]:
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    chunks, pos = [], 8
+    while pos < len(data):
+        length = int.from_bytes(data[pos:pos + 4], "big")
+        chunks.append(data[pos + 4:pos + 8])
+        pos += 12 + length
+    return chunks
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def test_register_records_sha256_and_config(tiny_checkpoint):
+    from generator.checkpoint import checkpoint_sha256
+
+    checkpoint = services.checkpoint_register(name="tiny", path=tiny_checkpoint)
+    assert checkpoint.sha256 == checkpoint_sha256(tiny_checkpoint)
+    assert checkpoint.config["model"]["conditioning"] == "cross" and checkpoint.config["text_encoder"]["name"] == "minilm"
+    assert services.checkpoint_register(name="tiny", path=tiny_checkpoint).pk == checkpoint.pk
+
+
+def test_register_refuses_other_weights_under_a_taken_name(tiny_checkpoint, other_checkpoint):
+    services.checkpoint_register(name="tiny", path=tiny_checkpoint)
+    with pytest.raises(services.GenerationError, match="other weights"):
+        services.checkpoint_register(name="tiny", path=other_checkpoint)
+
+
+def test_register_refuses_what_is_not_a_checkpoint(tmp_path):
+    with pytest.raises(services.GenerationError, match="No checkpoint weights"):
+        services.checkpoint_register(name="x", path=tmp_path / "nothing")
+    (tmp_path / "model.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(services.GenerationError, match="not a readable"):
+        services.checkpoint_register(name="x", path=tmp_path)
+
+
+# --------------------------------------------------------------------------- launching
+
+
+def test_launch_plans_every_missing_image_in_parts_of_one_variant(study, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks() as callbacks:
+        batch = services.batch_launch(study=study, part_size=4)
+    parts = list(batch.parts.all())
+    # 2 objects x 2 counts count prompts + 2 captions, per variant: 6 images, parts of 4 and 2.
+    assert batch.total_images == 24 and len(parts) == 8 and len(callbacks) == 8
+    assert all(1 <= p.size <= 4 and p.size == len(p.work) for p in parts)
+    assert (batch.cfg_scale, batch.steps, batch.sampler) == (3.0, 25, "dpm_solver")  # the protocol's
+    needed = selectors.study_needed_work(study=study)
+    for variant in study.variants.all():
+        planned = [tuple(pair) for p in parts if p.variant_id == variant.pk for pair in p.work]
+        assert sorted(planned) == sorted(needed[variant.pk]) and len(set(planned)) == len(planned)
+
+
+def test_demo_protocol_needs_forty_images_per_variant():
+    study = study_services.study_create(
+        protocol=__import__("json").loads(DEMO_PROTOCOL.read_text()), slug="demo", base_dir=str(DEMO_PROTOCOL.parent)
+    )
+    plan = selectors.study_plan(study=study)
+    assert [v.missing for v in plan.variants] == [40, 40, 40, 40] and plan.parts == 4
+
+
+def test_launch_refuses_a_variant_without_checkpoint():
+    study = make_study()
+    with pytest.raises(services.GenerationError, match="missing: concat-early"):
+        services.batch_launch(study=study)
+    assert not Batch.objects.exists()
+
+
+def test_launch_refuses_a_second_active_batch_and_oversized_parts(study):
+    services.batch_launch(study=study)
+    with pytest.raises(services.GenerationError, match="already"):
+        services.batch_launch(study=study)
+    Batch.objects.update(status=Batch.Status.CANCELLED)
+    with pytest.raises(services.GenerationError, match="1 to 50"):
+        services.batch_launch(study=study, part_size=51)
+
+
+def test_only_one_active_batch_per_study_in_the_database(study):
+    from django.db import IntegrityError, transaction
+
+    batch = services.batch_launch(study=study)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Batch.objects.create(study=study, cfg_scale=1, steps=1, sampler="x", total_images=1)
+    assert Batch.objects.filter(study=study).count() == 1 and batch.is_active
+
+
+# --------------------------------------------------------------------------- running parts
+
+
+def test_batch_makes_every_image_once_with_provenance_and_opens_the_study(study, settings, other_checkpoint, monkeypatch):
+    import generator.sample
+
+    loads = []
+    real = generator.sample.load_sampler
+    monkeypatch.setattr(generator.sample, "load_sampler", lambda path, **kw: loads.append(path) or real(path, **kw))
+    monkeypatch.setattr(worker, "_SAMPLERS", type(worker._SAMPLERS)())
+    other = services.checkpoint_register(name="other", path=other_checkpoint)
+    services.variant_assign_checkpoint(variant=study.variants.get(name="cross-intermediate"), checkpoint=other)
+    batch = services.batch_launch(study=study, steps=2, part_size=4, open_when_complete=True)
+    assert run_all(batch) == ["done"] * 8
+    # Each checkpoint was loaded once, for all the parts that use it.
+    assert sorted(Path(p).name for p in loads) == ["tiny-concat-intermediate", "tiny-cross-early"]
+    batch.refresh_from_db()
+    study.refresh_from_db()
+    assert batch.status == "complete" and study.status == "open"
+    images = Image.objects.filter(study=study, source="model")
+    assert images.count() == 24
+    assert selectors.study_image_counts(study=study) == dict.fromkeys(
+        ("concat-early", "concat-intermediate", "cross-early", "cross-intermediate"), 6)
+    for image in images.select_related("prompt", "variant__checkpoint"):
+        checkpoint = image.variant.checkpoint
+        path = Path(settings.MEDIA_ROOT) / image.file
+        assert path.name == f"{image.public_id}.png" and image.variant.name not in image.file
+        data = path.read_bytes()
+        assert not set(png_chunks(data)) & set(PNG_TEXT_CHUNKS)
+        with PILImage.open(io.BytesIO(data)) as pil:
+            assert pil.size == (32, 32) and not pil.info
+        p = image.provenance
+        assert p["checkpoint_sha256"] == checkpoint.sha256 and p["config"] == checkpoint.config
+        assert (p["prompt"], p["seed"], p["cfg_scale"], p["steps"]) == (image.prompt.text, image.seed, 3.0, 2)
+        assert p["sampler"].startswith("DPM-Solver++") and p["code_version"] and p["variant"] == image.variant.name
+        assert (image.cfg_scale, image.steps, image.sampler, image.checkpoint_id) == (3.0, 2, "dpm_solver", checkpoint.pk)
+        assert (image.auto_count is not None) == (image.prompt.kind == "count")
+    assert not Item.objects.filter(study=study, task="count", image__isnull=True).exists()
+    progress = selectors.batch_progress(batch=batch)
+    assert (progress["done"], progress["total"], progress["percent"], progress["eta_seconds"]) == (24, 24, 100, None)
+    assert progress["rate"] > 0 and [v["done"] for v in progress["variants"]] == [6, 6, 6, 6]
+
+
+def test_same_seed_gives_the_same_image_whatever_the_chunking(study, settings):
+    batch = services.batch_launch(study=study, steps=2, part_size=6)
+    part = batch.parts.first()
+    settings.FUSION_GENERATION_CHUNK = 6
+    worker.part_run(part_id=part.pk, claim="a", worker="test")
+    first = {(i.prompt_id, i.seed): (Path(settings.MEDIA_ROOT) / i.file).read_bytes() for i in Image.objects.filter(variant=part.variant)}
+    Image.objects.filter(variant=part.variant).delete()
+    Part.objects.filter(pk=part.pk).update(status="queued", images_done=0, claim="")
+    settings.FUSION_GENERATION_CHUNK = 1
+    worker.part_run(part_id=part.pk, claim="b", worker="test")
+    second = {(i.prompt_id, i.seed): (Path(settings.MEDIA_ROOT) / i.file).read_bytes() for i in Image.objects.filter(variant=part.variant)}
+    assert first.keys() == second.keys()
+    for key in first:
+        a = np.asarray(PILImage.open(io.BytesIO(first[key])).convert("RGB"), dtype=np.int16)
+        b = np.asarray(PILImage.open(io.BytesIO(second[key])).convert("RGB"), dtype=np.int16)
+        # Equal up to float rounding across batch sizes (generator.sample's promise).
+        assert np.abs(a - b).max() <= 2
+
+
+def test_a_done_part_run_again_writes_nothing(study, settings):
+    batch = services.batch_launch(study=study, steps=2, part_size=6)
+    part = batch.parts.first()
+    assert worker.part_run(part_id=part.pk, claim="a", worker="test") == "done"
+    before = sorted(Image.objects.values_list("public_id", "created_at"))
+    assert worker.part_run(part_id=part.pk, claim="b", worker="test") == "skipped"
+    assert sorted(Image.objects.values_list("public_id", "created_at")) == before
+
+
+def test_a_part_whose_worker_died_is_requeued_and_finishes_without_duplicates(study, settings, django_capture_on_commit_callbacks):
+    batch = services.batch_launch(study=study, steps=2, part_size=6)
+    part = batch.parts.first()
+    # A run that stored its first chunk, then its worker died (no finish, no heartbeat).
+    job = services.part_claim(part_id=part.pk, claim="dead", worker="gone", stale_after=timedelta(minutes=10))
+    sampler, _ = worker.sampler_for(path=job.checkpoint_path, sha256=job.checkpoint_sha256, name=job.checkpoint_name)
+    images = worker._generate(sampler=sampler, job=job, chunk=job.todo[:4])
+    assert services.part_store_images(job=job, images=images, provenance={"run": "dead"})
+    # The crash came after the fifth file was written but before its row was committed.
+    orphan = services.image_public_id(variant_id=part.variant_id, prompt_id=job.todo[4].prompt_id, seed=job.todo[4].seed)
+    from webapp.studies.imagefiles import write_png_atomic
+
+    write_png_atomic(image=images[0].image, public_id=orphan, media_root=settings.MEDIA_ROOT)
+    # While its heartbeat is fresh nobody else may take it; once stale, the sweep re-queues it.
+    assert worker.part_run(part_id=part.pk, claim="early", worker="test") == "skipped"
+    assert services.parts_requeue_stale(stale_after=timedelta(minutes=5)) == []
+    Part.objects.filter(pk=part.pk).update(heartbeat_at=timezone.now() - timedelta(minutes=11))
+    with django_capture_on_commit_callbacks() as callbacks:
+        assert services.parts_requeue_stale(stale_after=timedelta(minutes=10)) == [part.pk]
+    assert len(callbacks) == 1
+    part.refresh_from_db()
+    assert part.status == "queued" and part.requeues == 1 and "stopped responding" in part.error
+    assert worker.part_run(part_id=part.pk, claim="new", worker="test") == "done"
+    part.refresh_from_db()
+    assert (part.status, part.images_done, part.attempts) == ("done", 6, 2)
+    rows = Image.objects.filter(variant=part.variant)
+    assert rows.count() == 6 and rows.filter(provenance__run="dead").count() == 4
+    files = sorted(p.name for p in (Path(settings.MEDIA_ROOT) / "images").rglob("*.png"))
+    assert files == sorted(f"{pid}.png" for pid in Image.objects.values_list("public_id", flat=True))
+    # The dead run, had it come back, can no longer write.
+    assert not services.part_store_images(job=job, images=images, provenance={})
+
+
+# --------------------------------------------------------------------------- failures
+
+
+def test_a_missing_checkpoint_file_fails_the_part_and_retry_finishes_it(tiny_checkpoint, tmp_path, monkeypatch):
+    monkeypatch.setattr(worker, "_SAMPLERS", type(worker._SAMPLERS)())
+    folder = shutil.copytree(tiny_checkpoint, tmp_path / "movable")
+    study = make_study(counts=(1,), objects=("circle",), captions=1)
+    checkpoint = services.checkpoint_register(name="movable", path=folder)
+    for variant in study.variants.all():
+        services.variant_assign_checkpoint(variant=variant, checkpoint=checkpoint)
+    batch = services.batch_launch(study=study, steps=1)
+    hidden = shutil.move(folder, tmp_path / "hidden")
+    results = [tasks.generate_part.apply(args=[p.pk]).get() for p in batch.parts.all()]
+    assert results == ["failed"] * 4
+    batch.refresh_from_db()
+    assert batch.status == "failed"
+    progress = selectors.batch_progress(batch=batch)
+    assert progress["can_retry"] and len(progress["errors"]) == 4
+    assert "no weights at" in progress["errors"][0]["message"]
+    shutil.move(hidden, folder)
+    assert services.batch_retry_failed(batch=batch) == 4
+    batch.refresh_from_db()
+    assert batch.status == "running"
+    assert [tasks.generate_part.apply(args=[p.pk]).get() for p in batch.parts.all()] == ["done"] * 4
+    batch.refresh_from_db()
+    assert batch.status == "complete" and Image.objects.filter(study=study, source="model").count() == 8
+
+
+def test_weights_changed_since_registration_fail_the_part(tiny_checkpoint, other_checkpoint, tmp_path, monkeypatch):
+    monkeypatch.setattr(worker, "_SAMPLERS", type(worker._SAMPLERS)())
+    folder = shutil.copytree(tiny_checkpoint, tmp_path / "changing")
+    study = make_study(counts=(1,), objects=("circle",), captions=1)
+    checkpoint = services.checkpoint_register(name="changing", path=folder)
+    for variant in study.variants.all():
+        services.variant_assign_checkpoint(variant=variant, checkpoint=checkpoint)
+    batch = services.batch_launch(study=study, steps=1)
+    shutil.copy(other_checkpoint / "model.safetensors", folder / "model.safetensors")
+    part = batch.parts.first()
+    assert tasks.generate_part.apply(args=[part.pk]).get() == "failed"
+    part.refresh_from_db()
+    assert part.status == "failed" and "changed since they were registered" in part.error
+    assert not Image.objects.filter(study=study, source="model").exists()
+
+
+def test_a_transient_error_is_retried_with_backoff(study, monkeypatch):
+    batch = services.batch_launch(study=study, steps=1, part_size=6)
+    part = batch.parts.first()
+    real = worker.part_run
+    calls = []
+
+    def flaky(**kwargs):
+        calls.append(kwargs["claim"])
+        if len(calls) == 1:
+            raise OperationalError("database is locked")
+        return real(**kwargs)
+
+    monkeypatch.setattr(worker, "part_run", flaky)
+    result = tasks.generate_part.apply(args=[part.pk])
+    part.refresh_from_db()
+    assert part.status == "done" and len(calls) == 2
+    assert calls[0] == calls[1]  # the retry is the same run: it keeps the part's claim
+    assert result.state in ("SUCCESS", "RETRY")
+    assert 1.5 <= tasks.backoff_seconds(0) <= 2.5 and tasks.backoff_seconds(20) <= tasks.BACKOFF_MAX_SECONDS * 1.25
+
+
+def test_gives_up_after_too_many_transient_errors(study, monkeypatch):
+    batch = services.batch_launch(study=study, steps=1, part_size=6)
+    part = batch.parts.first()
+
+    def always(**kwargs):
+        raise OperationalError("server closed the connection")
+
+    monkeypatch.setattr(worker, "part_run", always)
+    tasks.generate_part.apply(args=[part.pk])
+    part.refresh_from_db()
+    assert part.status == "failed" and "Gave up after 5 retries" in part.error
+
+
+def test_cancel_stops_running_parts_and_drops_queued_ones(small_study):
+    study = small_study
+    batch = services.batch_launch(study=study, steps=1, part_size=1)
+    first, second = batch.parts.order_by("number")[:2]
+    job = services.part_claim(part_id=first.pk, claim="x", worker="w", stale_after=timedelta(minutes=1))
+    services.batch_cancel(batch=batch)
+    assert set(batch.parts.values_list("status", flat=True)) == {"cancelled"}
+    assert not services.part_heartbeat(job=job)
+    assert worker.part_run(part_id=second.pk, claim="y", worker="w") == "skipped"
+    with pytest.raises(services.GenerationError):
+        services.batch_cancel(batch=batch)
+    # A new batch makes only what is missing.
+    assert services.batch_launch(study=study, steps=1).total_images == 8
+
+
+def test_open_when_complete_reports_why_the_study_stayed_closed(study):
+    batch = services.batch_launch(study=study, steps=1, part_size=6, open_when_complete=True)
+    Item.objects.filter(study=study, is_gold=True).update(image=None)  # a gold image went missing
+    run_all(batch)
+    batch.refresh_from_db()
+    study.refresh_from_db()
+    assert batch.status == "complete" and study.status == "draft" and batch.note.startswith("The study was not opened")

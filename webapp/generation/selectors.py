@@ -1,0 +1,179 @@
+"""Reads for generation: what a study still needs, what a batch has done, how fast."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from django.db.models import Count, Sum
+from django.utils import timezone
+
+from webapp.studies.models import Checkpoint, Image, Item, Study, Variant
+
+from .models import MAX_PART_SIZE, Batch, Part
+
+
+def study_needed_work(*, study: Study) -> dict[int, list[tuple[int, int]]]:
+    """Every model image the study's items need: variant id -> [(prompt id, seed)], in item order.
+
+    Count items need their own variant's image; rank items need one image per variant.
+    Gold images are rendered when the study is created and are not generated.
+    """
+    variant_ids = list(study.variants.order_by("index").values_list("pk", flat=True))
+    needed: dict[int, dict[tuple[int, int], None]] = {vid: {} for vid in variant_ids}
+    items = Item.objects.filter(study=study, repeat_of__isnull=True, is_gold=False).order_by("id")
+    for task, variant_id, prompt_id, seed in items.values_list("task", "variant_id", "prompt_id", "seed"):
+        if task == Item.Task.COUNT:
+            needed[variant_id][(prompt_id, seed)] = None
+        else:
+            for vid in variant_ids:
+                needed[vid][(prompt_id, seed)] = None
+    return {vid: list(pairs) for vid, pairs in needed.items()}
+
+
+def study_missing_work(*, study: Study) -> dict[int, list[tuple[int, int]]]:
+    """The images still to make: variant id -> [(prompt id, seed)] without an image row."""
+    have = set(
+        Image.objects.filter(study=study, source=Image.Source.MODEL).values_list("variant_id", "prompt_id", "seed")
+    )
+    return {
+        vid: [pair for pair in pairs if (vid, *pair) not in have]
+        for vid, pairs in study_needed_work(study=study).items()
+    }
+
+
+def part_existing_pairs(*, part: Part) -> set[tuple[int, int]]:
+    """The (prompt id, seed) pairs of the part's work whose image exists."""
+    prompt_ids = {pid for pid, _ in part.work}
+    rows = Image.objects.filter(variant_id=part.variant_id, prompt_id__in=prompt_ids).values_list("prompt_id", "seed")
+    wanted = {tuple(pair) for pair in part.work}
+    return {pair for pair in rows if pair in wanted}
+
+
+@dataclass(frozen=True)
+class VariantPlan:
+    variant: Variant
+    checkpoint: Checkpoint | None
+    needed: int
+    missing: int
+    parts: int
+
+
+@dataclass(frozen=True)
+class StudyPlan:
+    """The amount of work a batch launched now would do."""
+
+    variants: list[VariantPlan]
+    cfg_scale: float
+    steps: int
+    sampler: str
+    part_size: int
+
+    @property
+    def needed(self) -> int:
+        return sum(v.needed for v in self.variants)
+
+    @property
+    def missing(self) -> int:
+        return sum(v.missing for v in self.variants)
+
+    @property
+    def parts(self) -> int:
+        return sum(v.parts for v in self.variants)
+
+    @property
+    def ready(self) -> bool:
+        return all(v.checkpoint is not None for v in self.variants)
+
+
+def study_plan(*, study: Study, part_size: int = MAX_PART_SIZE) -> StudyPlan:
+    needed = study_needed_work(study=study)
+    missing = study_missing_work(study=study)
+    sampling = study.protocol.get("sampling", {})
+    rows = [
+        VariantPlan(
+            variant=v, checkpoint=v.checkpoint, needed=len(needed[v.pk]), missing=len(missing[v.pk]),
+            parts=math.ceil(len(missing[v.pk]) / part_size),
+        )
+        for v in study.variants.select_related("checkpoint").order_by("index")
+    ]
+    return StudyPlan(
+        variants=rows, cfg_scale=float(sampling.get("cfg_scale", 3.0)), steps=int(sampling.get("steps", 50)),
+        sampler=str(sampling.get("sampler", "")), part_size=part_size,
+    )
+
+
+def study_latest_batch(*, study: Study) -> Batch | None:
+    return Batch.objects.filter(study=study).order_by("-created_at", "-id").first()
+
+
+def studies_with_batches() -> list[tuple[Study, Batch | None]]:
+    """Every study, newest first, with its latest batch."""
+    latest: dict[int, Batch] = {}
+    for batch in Batch.objects.order_by("study_id", "-created_at", "-id"):
+        latest.setdefault(batch.study_id, batch)
+    return [(study, latest.get(study.pk)) for study in Study.objects.order_by("-created_at")]
+
+
+def checkpoints_all() -> list[Checkpoint]:
+    return list(Checkpoint.objects.order_by("name"))
+
+
+def batch_progress(*, batch: Batch, now=None) -> dict:
+    """A JSON-able snapshot of a batch: images done per variant, rate, time left, errors.
+
+    ``rate`` is images per second since the first part started (until the batch
+    finished); ``eta_seconds`` is the remaining images at that rate, None before any
+    image exists.
+    """
+    now = now or timezone.now()
+    batch = Batch.objects.select_related("study").get(pk=batch.pk)
+    per_variant = (
+        Part.objects.filter(batch=batch)
+        .values("variant_id", "variant__name", "variant__index")
+        .annotate(done=Sum("images_done"), total=Sum("size"))
+        .order_by("variant__index")
+    )
+    by_status = dict(Part.objects.filter(batch=batch).values_list("status").annotate(n=Count("id")))
+    done = sum(row["done"] or 0 for row in per_variant)
+    total = sum(row["total"] or 0 for row in per_variant)
+    end = batch.finished_at or now
+    elapsed = (end - batch.started_at).total_seconds() if batch.started_at else 0.0
+    rate = done / elapsed if done and elapsed > 0 else None
+    eta = None
+    if batch.is_active and rate:
+        eta = round((total - done) / rate, 1)
+    errors = [
+        {"part": p.number, "variant": p.variant.name, "status": p.status, "message": p.error, "attempts": p.attempts}
+        for p in Part.objects.filter(batch=batch).exclude(error="").select_related("variant").order_by("number")
+    ]
+    return {
+        "batch": batch.pk,
+        "study": batch.study.slug,
+        "study_status": batch.study.status,
+        "status": batch.status,
+        "status_label": batch.get_status_display(),
+        "done": done,
+        "total": total,
+        "percent": 100 if total == 0 else math.floor(100 * done / total),
+        "variants": [{"name": r["variant__name"], "done": r["done"] or 0, "total": r["total"] or 0} for r in per_variant],
+        "parts": {s.value: by_status.get(s.value, 0) for s in Part.Status},
+        "rate": None if rate is None else round(rate, 3),
+        "elapsed_seconds": round(elapsed, 1),
+        "eta_seconds": eta,
+        "errors": errors,
+        "note": batch.note,
+        "cfg_scale": batch.cfg_scale,
+        "steps": batch.steps,
+        "can_cancel": batch.is_active,
+        "can_retry": batch.status in (Batch.Status.FAILED, Batch.Status.RUNNING, Batch.Status.QUEUED)
+        and by_status.get(Part.Status.FAILED, 0) > 0,
+    }
+
+
+def study_image_counts(*, study: Study) -> dict[str, int]:
+    """Model images per variant name."""
+    rows = (
+        Variant.objects.filter(study=study).order_by("index")
+        .annotate(n=Count("images", distinct=True)).values_list("name", "n")
+    )
+    return dict(rows)

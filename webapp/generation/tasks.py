@@ -1,0 +1,69 @@
+"""Celery tasks of the generation app: one part of a batch; the stale-part sweep.
+
+``generate_part`` is routed to the ``gpu`` queue (CELERY_TASK_ROUTES). It takes the
+part's id, re-reads everything, and returns early when the part is done or owned by a
+live run, so a message delivered twice (acks_late after a crash) does no harm.
+"""
+from __future__ import annotations
+
+import logging
+import random
+import uuid
+
+from celery import shared_task
+from django.db import DatabaseError, InterfaceError, OperationalError
+
+from . import services, worker
+
+logger = logging.getLogger(__name__)
+
+# Errors that may pass if the same run is tried again a little later: the database or
+# the shared file system hiccuped. Anything the run itself got wrong is a PartFailure.
+TRANSIENT_ERRORS = (OperationalError, InterfaceError, ConnectionError, TimeoutError)
+MAX_RETRIES = 5
+BACKOFF_BASE_SECONDS = 2.0
+BACKOFF_MAX_SECONDS = 120.0
+
+
+def backoff_seconds(retries: int) -> float:
+    """Exponential backoff with jitter: about 2, 4, 8, ... seconds, at most two minutes."""
+    return min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * 2**retries) * random.uniform(0.75, 1.25)
+
+
+@shared_task(bind=True, acks_late=True, max_retries=MAX_RETRIES)
+def generate_part(self, part_id: int, claim: str | None = None) -> str:
+    """Generate the missing images of part ``part_id``; ``claim`` is passed on retries only."""
+    claim = claim or uuid.uuid4().hex
+    host = self.request.hostname or "local"
+    try:
+        return worker.part_run(part_id=part_id, claim=claim, worker=host)
+    except services.PartFailure as exc:
+        services.part_fail(part_id=part_id, claim=claim, message=str(exc))
+        return "failed"
+    except TRANSIENT_ERRORS as exc:
+        message = f"{type(exc).__name__}: {exc}"
+        if self.request.retries >= self.max_retries:
+            services.part_fail(part_id=part_id, claim=claim, message=f"Gave up after {self.request.retries} retries: {message}")
+            return "failed"
+        countdown = backoff_seconds(self.request.retries)
+        try:
+            services.part_postpone(part_id=part_id, claim=claim, seconds=countdown + 60,
+                                   message=f"Retrying (attempt {self.request.retries + 2}) after: {message}")
+        except DatabaseError:
+            # The database itself is down: the retry will find out; if this worker dies
+            # meanwhile, the part's heartbeat goes stale and the sweep sends it again.
+            logger.warning("part %s: could not record the retry", part_id, exc_info=True)
+        raise self.retry(exc=exc, countdown=countdown, args=(part_id,), kwargs={"claim": claim})
+    except Exception as exc:
+        # A bug or an error nobody foresaw: report it on the part, then let Celery log it.
+        services.part_fail(part_id=part_id, claim=claim, message=f"Unexpected {type(exc).__name__}: {exc}")
+        raise
+
+
+@shared_task(acks_late=True)
+def requeue_stale_parts() -> list[int]:
+    """Send again the running parts whose worker vanished (run by Celery beat)."""
+    requeued = services.parts_requeue_stale(stale_after=worker.stale_after())
+    if requeued:
+        logger.warning("re-queued %d stale parts: %s", len(requeued), requeued)
+    return requeued

@@ -1,0 +1,138 @@
+"""What a GPU worker process does with a part: load the checkpoint once, sample, store.
+
+The samplers live in a per-process cache keyed by the checkpoint's sha256, so a worker
+that runs many parts of a variant loads its model, codec and text encoder once. torch
+and the generator are imported on first use, never when Django or Celery import this
+module.
+"""
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from datetime import timedelta
+from pathlib import Path
+
+from django.conf import settings
+
+from . import services
+from .services import GeneratedImage, PartFailure, PartJob
+
+_SAMPLERS: OrderedDict = OrderedDict()  # sha256 -> (Sampler, its provenance), least recently used first
+
+
+def _knob(name: str, default: str) -> str:
+    """A worker setting: the Django setting when there is one, else the environment."""
+    value = getattr(settings, name, None)
+    return str(value) if value not in (None, "") else os.environ.get(name, default)
+
+
+def stale_after() -> timedelta:
+    """How long a running part may go without a heartbeat before it is sent again (FUSION_PART_STALE_SECONDS)."""
+    return timedelta(seconds=float(_knob("FUSION_PART_STALE_SECONDS", "600")))
+
+
+def chunk_size(device: str) -> int:
+    """Images per sampling call, stored in one transaction: the unit of progress and of heartbeats.
+
+    FUSION_GENERATION_CHUNK; by default a whole part on a GPU (throughput first) and 10
+    on a CPU, where 50 images take long enough that progress should show in between.
+    """
+    return max(1, int(_knob("FUSION_GENERATION_CHUNK", "50" if device.startswith("cuda") else "10")))
+
+
+def device_name() -> str:
+    """FUSION_DEVICE when set, else the first GPU when there is one, else the CPU."""
+    chosen = _knob("FUSION_DEVICE", "")
+    if chosen:
+        return chosen
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _limit_threads() -> None:
+    """Apply FUSION_TORCH_THREADS (CPU workers): on a shared or small machine one thread per
+    worker process is several times faster than torch's default of one per core."""
+    threads = _knob("FUSION_TORCH_THREADS", "")
+    if threads:
+        import torch
+
+        torch.set_num_threads(int(threads))
+
+
+def sampler_for(*, path: str, sha256: str, name: str):
+    """(sampler, provenance) of a registered checkpoint; loaded on first use, then kept.
+
+    The provenance (weights hash, config, sampler, code version) is read once with the
+    model: it describes the code this process runs, which does not change under it.
+
+    Raises PartFailure when the weights are missing on this machine, are not the ones
+    registered, or describe a model or encoders that cannot be built.
+    """
+    cached = _SAMPLERS.get(sha256)
+    if cached is not None:
+        _SAMPLERS.move_to_end(sha256)
+        return cached
+    from generator.checkpoint import weights_path
+    from generator.sample import load_sampler
+    from generator.weights import MissingWeightsError
+
+    _limit_threads()
+    file = weights_path(Path(path))
+    if not file.is_file():
+        raise PartFailure(f"Checkpoint {name}: no weights at {file} on this worker (is the path shared?).")
+    try:
+        sampler = load_sampler(path, device=device_name())
+    except MissingWeightsError as exc:
+        raise PartFailure(f"Checkpoint {name}: {exc}") from exc
+    except (ValueError, KeyError, TypeError, RuntimeError) as exc:
+        raise PartFailure(f"Checkpoint {name} cannot be loaded: {type(exc).__name__}: {exc}") from exc
+    if sampler.sha256 != sha256:
+        raise PartFailure(
+            f"Checkpoint {name}: the weights at {file} changed since they were registered "
+            f"(sha256 {sampler.sha256[:12]}…, registered {sha256[:12]}…); register them again under a new name."
+        )
+    _SAMPLERS[sha256] = (sampler, sampler.provenance())
+    limit = max(1, int(getattr(settings, "FUSION_SAMPLER_CACHE_SIZE", 4)))
+    while len(_SAMPLERS) > limit:
+        _SAMPLERS.popitem(last=False)
+    return _SAMPLERS[sha256]
+
+
+def _generate(*, sampler, job: PartJob, chunk) -> list[GeneratedImage]:
+    from generator.counter import count_objects
+
+    pictures = sampler.generate(
+        [w.text for w in chunk], [w.seed for w in chunk], cfg_scale=job.cfg_scale, steps=job.steps,
+        batch_size=len(chunk),
+    )
+    return [
+        GeneratedImage(prompt_id=w.prompt_id, seed=w.seed, image=pic, auto_count=count_objects(pic) if w.is_count else None)
+        for w, pic in zip(chunk, pictures)
+    ]
+
+
+def part_run(*, part_id: int, claim: str, worker: str) -> str:
+    """Run one part to the end; return 'done', 'skipped' (nothing to do) or 'lost' (claim taken).
+
+    Raises PartFailure for permanent errors; database and connection errors propagate,
+    for the task to retry.
+    """
+    job = services.part_claim(part_id=part_id, claim=claim, worker=worker, stale_after=stale_after())
+    if job is None:
+        return "skipped"
+    if job.todo:
+        sampler, sampler_provenance = sampler_for(
+            path=job.checkpoint_path, sha256=job.checkpoint_sha256, name=job.checkpoint_name
+        )
+        provenance = services.provenance_for(
+            job=job, sampler_provenance=sampler_provenance, worker=worker, device=str(sampler.device)
+        )
+        if not services.part_heartbeat(job=job):
+            return "lost"
+        size = chunk_size(str(sampler.device))
+        for start in range(0, len(job.todo), size):
+            images = _generate(sampler=sampler, job=job, chunk=job.todo[start:start + size])
+            if not services.part_store_images(job=job, images=images, provenance=provenance):
+                return "lost"
+    return "done" if services.part_finish(job=job) is not None else "lost"
