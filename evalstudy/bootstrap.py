@@ -24,7 +24,6 @@ place of the linearisation.
 
 from __future__ import annotations
 
-import math
 import warnings
 
 import numpy as np

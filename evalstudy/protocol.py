@@ -331,7 +331,7 @@ def _check_template(template: str, where: str) -> str:
 
     for _, fname, _, _ in string.Formatter().parse(template):
         if fname is not None and fname not in TEMPLATE_FIELDS:
-            _fail(where, f"unknown placeholder {{{fname}}}; allowed: "
+            _fail(where, f"unknown template field {{{fname}}}; allowed: "
                          + ", ".join("{" + f + "}" for f in TEMPLATE_FIELDS))
     return template
 

@@ -12,6 +12,8 @@ rank task: one row per (evaluator, item, variant); the item is one caption (and
 gold items (is_gold = 1) are count items with a known count and no variant.
 repeats: a row whose `repeat_of` names another item of the same evaluator is a
     second showing of that item, used only to measure consistency.
+seconds: time on the item; on a ranking's rows, the time on the whole ranking
+    (the largest value among its rows is used).
 
 Optional columns (`image_id`, `seed`, `auto_count`, `repeat_of`) may be absent
 from a file; they are then empty.
@@ -20,7 +22,6 @@ from a file; they are then empty.
 from __future__ import annotations
 
 import csv
-import io
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping

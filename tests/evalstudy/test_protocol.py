@@ -102,7 +102,7 @@ def test_study_items_have_unique_ids_and_pair_variants_on_prompt_and_seed():
     (lambda d: d.update(colour="red"), "unknown key"),
     (lambda d: d["count_task"].update(counts=[0, 1]), "counts[0]: must be >= 1"),
     (lambda d: d["count_task"]["objects"][0].update(article="the"), "article"),
-    (lambda d: d["count_task"].update(prompt_template="{number} {noun}"), "placeholder"),
+    (lambda d: d["count_task"].update(prompt_template="{number} {noun}"), "template field"),
     (lambda d: d["evaluators"].update(overlap=50), "evaluators.overlap"),
     (lambda d: d["analysis"].update(comparisons=[["concat-early", "nope"]]), "not one of"),
     (lambda d: d["analysis"]["exclusions"].update(min_gold_accuracy=2), "must be <= 1"),
