@@ -59,7 +59,9 @@ def analyze(table: ResponseTable, protocol: Protocol | None = None, n_boot: int 
     is excluded. The top-level `count`, `preference`, `tests`, `agreement` and
     `data` describe the evaluators kept by the exclusion rules (all evaluators when
     `exclusions` is False); `unfiltered` holds the same sections for everyone.
-    NaN becomes None, so the result is strict JSON.
+    `result["exclusions"]["excluded"]` lists the evaluators that break a rule, and
+    `applied` says whether the top-level sections leave them out. NaN becomes
+    None, so the result is strict JSON.
     """
     if n_boot < 1:
         raise ValueError(f"n_boot must be >= 1, got {n_boot}")
@@ -113,9 +115,8 @@ def analyze(table: ResponseTable, protocol: Protocol | None = None, n_boot: int 
             "applied": applied,
             "rules": {k: getattr(rules, k) for k in Exclusions.__dataclass_fields__},
             "n_evaluators": len(reliability),
-            "n_excluded": len(excluded) if exclusions else 0,
-            "excluded": ([{"evaluator_id": e, "reasons": r} for e, r in sorted(excluded.items())]
-                         if exclusions else []),
+            "n_excluded": len(excluded),
+            "excluded": [{"evaluator_id": e, "reasons": r} for e, r in sorted(excluded.items())],
         },
         "unfiltered": unfiltered,
     }
@@ -332,15 +333,17 @@ def _count_section(c: _CountData, w_units, v_eval, level) -> tuple[dict, dict]:
         return out, reps_out
     fine = (c.variant * no + c.object) * nc + c.count
     n_fine = nv * no * nc
-    quantities = np.stack([c.nonskip, c.answered, c.abs_error, c.match, c.skipped])
+    # Resampled sums of: responses with an answer or "can't tell", answers, |errors|, matches.
+    quantities = np.stack([c.nonskip, c.answered, c.abs_error, c.match])
     nq = len(quantities)
     n_boot = w_units.shape[0]
     sums = bs.crossed_sums(np.tile(c.unit, nq), np.tile(c.evaluator, nq),
                            (fine[None, :] * nq + np.arange(nq)[:, None]).ravel(),
                            quantities.ravel(), n_fine * nq, w_units, v_eval)
     sums = sums.reshape(n_boot, nv, no, nc, nq)
-    point = np.stack([np.bincount(fine, weights=q, minlength=n_fine) for q in quantities], axis=-1)
-    point = point.reshape(nv, no, nc, nq)
+    point = np.stack([np.bincount(fine, weights=q, minlength=n_fine)
+                      for q in (*quantities, c.skipped)], axis=-1)
+    point = point.reshape(nv, no, nc, nq + 1)
     images = defaultdict(set)
     for g, i in zip(fine.tolist(), c.item.tolist()):
         images[g].add(i)
@@ -354,7 +357,7 @@ def _count_section(c: _CountData, w_units, v_eval, level) -> tuple[dict, dict]:
     for name, group, shape, s, p in levels:
         n_groups = int(np.prod(shape))
         s = s.reshape(n_boot, n_groups, nq)
-        p = p.reshape(n_groups, nq)
+        p = p.reshape(n_groups, nq + 1)  # the point sums also hold the skips
         stat = {}
         for key, num_i, den_i, num_rows, den_rows, bounds in (
                 ("mean_abs_error", 2, 1, c.abs_error, c.answered, (0.0, np.inf)),
