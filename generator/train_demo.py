@@ -1,0 +1,108 @@
+"""Retrain the four demo checkpoints shipped under fixtures/checkpoints/.
+
+    python -m generator.train_demo                      # ~1 hour on two CPU cores
+    python -m generator.train_demo --parallel 4 --threads 2
+
+Trains demo-{concat,cross}-{early,intermediate} on the synthetic counting data with the
+demo recipe (generator.recipes.DEMO), `--parallel` runs at a time, each a separate
+`python -m generator.train` process; then exports each run's EMA weights in float16
+(sampling only, no optimizer state) to FIXTURES/<variant>/model.safetensors with its
+loss log, and writes FIXTURES/training.json (command, steps, wall time per variant).
+Runs resume if interrupted: rerun the same command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from generator.checkpoint import WEIGHTS_FILE, load_ema, save_ema
+from generator.recipes import DEMO, DEMO_VARIANTS
+
+
+def train_command(variant: str, out: Path, args: argparse.Namespace) -> list[str]:
+    return [
+        sys.executable, "-m", "generator.train", "--preset", f"demo-{variant}", "--out", str(out / variant),
+        "--steps", str(args.steps), "--seed", str(args.seed), "--threads", str(args.threads),
+        "--ckpt-every", "250", "--keep-every", "500", "--sample-every", "500", "--no-progress",
+    ]
+
+
+def run_all(commands: dict[str, list[str]], parallel: int, logs: Path) -> dict[str, float]:
+    """Run the commands, `parallel` at a time; {variant: wall seconds}. Fails on any failure."""
+    pending, running, wall = list(commands.items()), {}, {}
+    while pending or running:
+        while pending and len(running) < parallel:
+            variant, cmd = pending.pop(0)
+            log = open(logs / f"{variant}.out", "w")
+            running[variant] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log, time.time())
+        time.sleep(2)
+        for variant, (proc, log, t0) in list(running.items()):
+            if proc.poll() is None:
+                continue
+            log.close()
+            del running[variant]
+            if proc.returncode != 0:
+                for other, _, _ in running.values():
+                    other.terminate()
+                raise SystemExit(f"training {variant} failed ({proc.returncode}); see {logs / (variant + '.out')}")
+            wall[variant] = round(time.time() - t0, 1)
+    return wall
+
+
+def export(run: Path, dest: Path) -> Path:
+    """Copy a run's EMA weights (float16) and loss log into a fixture folder."""
+    state, meta = load_ema(run)
+    dest.mkdir(parents=True, exist_ok=True)
+    file = save_ema(
+        dest / WEIGHTS_FILE, state, meta["config"], meta["codec"], meta["text_encoder"],
+        meta["step"], meta["name"], dtype=torch.float16,
+    )
+    shutil.copyfile(run / "log.jsonl", dest / "log.jsonl")
+    return file
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--out", type=Path, default=Path("runs/demo"), help="training run folders")
+    p.add_argument("--fixtures", type=Path, default=Path("fixtures/checkpoints"))
+    p.add_argument("--steps", type=int, default=DEMO.steps)
+    p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--parallel", type=int, default=2, help="trainings at a time")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per training")
+    p.add_argument("--variants", nargs="+", default=list(DEMO_VARIANTS), choices=DEMO_VARIANTS)
+    args = p.parse_args(argv)
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    commands = {v: train_command(v, args.out, args) for v in args.variants}
+    wall = run_all(commands, args.parallel, args.out)
+    record = {
+        "command": " ".join(["python -m generator.train_demo", *(argv if argv is not None else sys.argv[1:])]),
+        "recipe": {**DEMO.__dict__, "steps": args.steps},
+        "seed": args.seed,
+        "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, torch {torch.__version__}",
+        "parallel": args.parallel,
+        "threads": args.threads,
+        "variants": {},
+    }
+    for v in args.variants:
+        file = export(args.out / v, args.fixtures / v)
+        record["variants"][v] = {
+            "train_command": " ".join(commands[v][1:]),
+            "wall_s": wall[v],
+            "bytes": file.stat().st_size,
+        }
+        print(f"{v}: {file} ({file.stat().st_size / 1e6:.1f} MB, trained in {wall[v] / 60:.1f} min)")
+    (args.fixtures / "training.json").write_text(json.dumps(record, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
