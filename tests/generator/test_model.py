@@ -339,13 +339,14 @@ def test_attention_cli_draws_a_checkpoint(tiny_checkpoint, tmp_path):
 
 
 def test_tiny_model_overfits_one_batch():
+    """A fixed (x_t, t, text, eps) batch is memorised: the loss falls by 20x or more."""
     torch.manual_seed(0)
     model = build_model("tiny-cross-intermediate").train()
     x, t, ctx = inputs(model.cfg, batch=2, seed=1)
-    target = torch.randn_like(x, generator=None)
-    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.0)
+    target = torch.randn(x.shape, generator=torch.Generator().manual_seed(2))
+    opt = torch.optim.AdamW(model.parameters(), lr=4e-3, weight_decay=0.0)
     losses = []
-    for _ in range(150):
+    for _ in range(80):
         loss = F.mse_loss(model(x, t, ctx), target)
         opt.zero_grad(set_to_none=True)
         loss.backward()
