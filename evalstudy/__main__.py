@@ -100,8 +100,12 @@ def summary(result: dict) -> str:
     lines = []
     d = result["data"]
     ex = result["exclusions"]
-    lines.append(f"{d['n_rows']} responses, {d['n_evaluators']} evaluators kept "
-                 f"({ex['n_excluded']} of {ex['n_evaluators']} excluded)")
+    if ex["applied"]:
+        lines.append(f"{d['n_rows']} responses, {d['n_evaluators']} evaluators kept "
+                     f"({ex['n_excluded']} of {ex['n_evaluators']} excluded by the protocol's rules)")
+    else:
+        lines.append(f"{d['n_rows']} responses, {d['n_evaluators']} evaluators "
+                     f"({ex['n_excluded']} break an exclusion rule; not applied)")
     if result["count"]["by_variant"]:
         lines.append("\ncount task         n   mean |error|  95% CI            match   95% CI"
                      "            can't tell")

@@ -96,6 +96,7 @@ def figure5(result: dict, outdir: Path) -> list[Path]:
     for row, (fam, members) in enumerate(fams):
         ax_a, ax_b, ax_c = axes[row]
         width = 0.8 / len(members)
+        top = 0.0
         for k, v in enumerate(members):
             style = "--" if k < len(members) - 1 else "-"
             for j, obj in enumerate(objects):
@@ -103,6 +104,7 @@ def figure5(result: dict, outdir: Path) -> list[Path]:
                 vals = [r["mean_abs_error"] if r else None for r in recs]
                 cis = [r["mean_abs_error_ci"] if r else None for r in recs]
                 y, err = _yerr(vals, cis)
+                top = max(top, np.nanmax(y, initial=0.0))
                 colour = _shade(k, len(members), OBJECT_COLOURS[j % len(OBJECT_COLOURS)])
                 ax_a.errorbar(np.array(counts) + (k - (len(members) - 1) / 2) * 0.08, y,
                               yerr=err, color=colour, linestyle=style, marker="o",
@@ -114,6 +116,9 @@ def figure5(result: dict, outdir: Path) -> list[Path]:
                                [r[key + "_ci"] if r else None for r in recs])
                 ax.bar(x + (k - (len(members) - 1) / 2) * width, y, width, yerr=err,
                        color=_shade(k, len(members), "#1f4e79"), capsize=2, label=v)
+        # With few images per cell the intervals are long; cut them at the panel's edge
+        # rather than squash the estimates.
+        ax_a.set_ylim(0, max(1.0, 1.6 * top))
         ax_a.set_xlabel("true count")
         ax_a.set_ylabel("average count error")
         ax_a.set_xticks(counts)
@@ -123,7 +128,7 @@ def figure5(result: dict, outdir: Path) -> list[Path]:
             ax.set_xticks(x, objects)
             ax.set_ylabel(label)
             ax.set_title(f"{fam}: {label} per object")
-            ax.legend(fontsize=6, frameon=False)
+        ax_b.legend(fontsize=6, frameon=False)
         ax_c.set_ylim(0, 1)
     return _save(fig, outdir, "figure5")
 
@@ -156,6 +161,7 @@ def figure7(result: dict, outdir: Path) -> list[Path]:
     fig, axes = _figure(1, 2, 7.0, 2.6)
     mean_rank = [math.nan if v is None else v for v in pos["mean_rank_by_position"]]
     axes[0][0].bar(np.arange(len(mean_rank)), mean_rank, 0.6, color="#7f7f7f")
+    axes[0][0].set_xticks(np.arange(len(mean_rank)))
     axes[0][0].set_xlabel("screen position (0 = left)")
     axes[0][0].set_ylabel("mean rank")
     p = pos["p_value"]

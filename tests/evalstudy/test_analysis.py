@@ -156,6 +156,8 @@ def test_exclusions_remove_careless_evaluators_and_keep_unfiltered_beside(simula
     assert res["unfiltered"]["data"]["n_evaluators"] == 12
     off = analyze(table, proto, n_boot=200, exclusions=False)
     assert off["count"] == off["unfiltered"]["count"] == res["unfiltered"]["count"]
+    assert not off["exclusions"]["applied"]
+    assert off["exclusions"]["excluded"] == ex["excluded"]  # still listed, not applied
 
 
 def test_paired_test_is_wilcoxon_on_prompt_and_seed_means(simulated):
