@@ -74,7 +74,7 @@ def analyze(table: ResponseTable, protocol: Protocol | None = None, n_boot: int 
     comparisons = tuple((a, b) for a, b in comparisons if a in variants and b in variants)
     posthoc = plan.posthoc if plan else "holm"
 
-    reliability = evaluator_reliability(table, variants)
+    reliability = evaluator_reliability(table)
     rules = plan.exclusions if plan else Exclusions()
     excluded = apply_exclusions(reliability, rules)
     for rec in reliability:
@@ -713,7 +713,7 @@ def _pairable(unit, values) -> int:
 # Evaluators
 # ---------------------------------------------------------------------------
 
-def evaluator_reliability(t: ResponseTable, variants=None) -> list[dict]:
+def evaluator_reliability(t: ResponseTable) -> list[dict]:
     """Per evaluator: gold accuracy, can't-tell and skip rates, median seconds per
     item, and consistency on repeated items (share of the same count answered
     again; for rankings the share of variant pairs put in the same order)."""
