@@ -1,7 +1,9 @@
 """The dashboard: live progress, results cached per state of the responses, the report."""
+import json
 import random
 import re
 from html import unescape
+from pathlib import Path
 
 import pytest
 from django.test import Client
@@ -13,6 +15,8 @@ from webapp.studies import services as study_services
 from webapp.studies.models import CountResponse, Evaluator, Item, RankResponse
 
 pytestmark = pytest.mark.django_db
+
+DEMO = Path(__file__).resolve().parents[2] / "fixtures" / "protocols" / "demo.json"
 
 
 @pytest.fixture
@@ -170,3 +174,18 @@ def test_no_responses_means_no_results(study, researcher):
 def test_the_home_page_lists_the_researchers_studies(study, researcher):
     page = researcher.get("/research/").content.decode()
     assert study.title in page and f"/research/{study.slug}/" in page
+
+
+def test_rules_that_exclude_everyone_are_reported_not_crashed_on(study, researcher):
+    protocol = json.loads(DEMO.read_text())
+    protocol["analysis"]["exclusions"]["min_median_seconds"] = 1000.0
+    study.protocol = protocol
+    study.save(update_fields=["protocol"])
+    fill_study(study, 2)
+    r = researcher.get(f"/research/{study.slug}/results.json")
+    assert r.status_code == 409 and "exclude every evaluator" in r.json()["error"]
+    assert researcher.get(f"/research/{study.slug}/export/aggregates.json").status_code == 409
+    page = researcher.post(f"/research/{study.slug}/results/update/", follow=True).content.decode()
+    assert "exclude every evaluator" in page
+    assert "exclude every evaluator" in researcher.get(f"/research/{study.slug}/report.md").content.decode()
+    assert not StudyResult.objects.filter(study=study).exists()

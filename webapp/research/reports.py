@@ -278,8 +278,9 @@ def _pay_rows(details: ReportDetails | None, evaluators: dict) -> list[tuple[str
     return rows
 
 
-def report_context(*, study: Study, result: StudyResult | None) -> dict:
-    """Everything the report states, for either template."""
+def report_context(*, study: Study, result: StudyResult | None, analysis_error: str = "") -> dict:
+    """Everything the report states, for either template; ``analysis_error`` says why there
+    are no results when evalstudy could not analyse the responses."""
     protocol = selectors.study_protocol(study=study)
     evaluators = selectors.study_evaluator_summary(study=study)
     details = ReportDetails.objects.filter(study=study).first()
@@ -302,6 +303,7 @@ def report_context(*, study: Study, result: StudyResult | None) -> dict:
         "exclusion_rules": exclusion_rules_text(data) if data else "",
         "reliability": evaluator_reliability_table(data) if data else None,
         "figures": figures,
+        "analysis_error": analysis_error,
     }
 
 

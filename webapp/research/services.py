@@ -44,8 +44,12 @@ def _analyse(*, study: Study, n_boot: int, seed: int) -> dict:
     ``python -m evalstudy analyze`` prints for a downloaded export.
     """
     text = "".join(exports.csv_chunks(study=study))
-    table = read_responses(io.StringIO(text, newline=""))
-    return analyze(table, protocol=selectors.study_protocol(study=study), n_boot=n_boot, seed=seed, exclusions=True)
+    try:
+        table = read_responses(io.StringIO(text, newline=""))
+        return analyze(table, protocol=selectors.study_protocol(study=study), n_boot=n_boot, seed=seed, exclusions=True)
+    except ValueError as exc:
+        # e.g. the exclusion rules exclude every evaluator: there is no primary result to show.
+        raise ResearchError(f"The responses cannot be analysed yet: {exc}") from exc
 
 
 def _figures(result: dict) -> list[ResultFigure]:
@@ -61,7 +65,8 @@ def _figures(result: dict) -> list[ResultFigure]:
 
 def study_result_get_or_compute(*, study: Study, n_boot: int | None = None, seed: int | None = None) -> StudyResult | None:
     """The analysis of the study's current responses: the stored one when nothing has changed
-    since it was computed, else a new one (with its figures). None when there are no responses."""
+    since it was computed, else a new one (with its figures). None when there are no responses;
+    ResearchError when evalstudy cannot analyse them."""
     plan_boot, plan_seed = selectors.analysis_settings(study=study)
     n_boot = plan_boot if n_boot is None else n_boot
     seed = plan_seed if seed is None else seed
@@ -240,13 +245,16 @@ def export_write(*, study: Study, fmt: str, out: Path) -> list[Path]:
     if fmt == "protocol":
         out.write_text(exports.protocol_json(study=study), encoding="utf-8")
         return [out]
-    result = study_result_get_or_compute(study=study)
     if fmt == "aggregates":
+        result = study_result_get_or_compute(study=study)
         if result is None:
             raise ResearchError("The study has no responses yet: there are no aggregates.")
         out.write_text(exports.aggregates_json(result=result.result), encoding="utf-8")
         return [out]
-    context = reports.report_context(study=study, result=result)
+    try:
+        context = reports.report_context(study=study, result=study_result_get_or_compute(study=study))
+    except ResearchError as exc:
+        context = reports.report_context(study=study, result=None, analysis_error=str(exc))
     text = reports.report_markdown(context) if fmt == "report-md" else reports.report_html(context)
     out.write_text(text, encoding="utf-8")
     return [out]

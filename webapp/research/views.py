@@ -1,7 +1,8 @@
 """Researchers' pages: their studies, a study's dashboard (live progress, results), exports.
 
-Every view here is for the study's researchers and admins only. Anyone else who is logged in
-gets a 404, whether or not the study exists; anonymous visitors are sent to log in.
+Every view here is for the study's researchers and admins only. Anyone else who is logged in,
+and any browser that joined a study as an evaluator, gets a 404, whether or not the study
+exists; other visitors are sent to the researchers' login.
 Views are thin: selectors read, services compute and store, exports format.
 """
 from __future__ import annotations
@@ -148,7 +149,11 @@ def progress_json(request: HttpRequest, study: Study) -> JsonResponse:
 @researcher_view
 @require_POST
 def results_update(request: HttpRequest, study: Study) -> HttpResponse:
-    result = services.study_result_get_or_compute(study=study)
+    try:
+        result = services.study_result_get_or_compute(study=study)
+    except services.ResearchError as exc:
+        messages.error(request, str(exc))
+        return redirect(reverse("research:dashboard", args=[study.slug]) + "#results")
     if result is None:
         messages.info(request, "There are no responses yet.")
     else:
@@ -160,7 +165,10 @@ def results_update(request: HttpRequest, study: Study) -> HttpResponse:
 @require_GET
 def results_json(request: HttpRequest, study: Study) -> JsonResponse:
     """The analysis of the current responses (computed once per state of the responses)."""
-    result = services.study_result_get_or_compute(study=study)
+    try:
+        result = services.study_result_get_or_compute(study=study)
+    except services.ResearchError as exc:
+        return JsonResponse({"error": str(exc)}, status=409)
     if result is None:
         return JsonResponse({"error": "no responses yet"}, status=404)
     return JsonResponse(result.result)
@@ -196,6 +204,17 @@ def report_details(request: HttpRequest, study: Study) -> HttpResponse:
 # --------------------------------------------------------------------------- exports
 
 
+def _unanalysable(exc: services.ResearchError) -> HttpResponse:
+    return HttpResponse(str(exc), status=409, content_type="text/plain; charset=utf-8")
+
+
+def _report_context(study: Study) -> dict:
+    try:
+        return reports.report_context(study=study, result=services.study_result_get_or_compute(study=study))
+    except services.ResearchError as exc:
+        return reports.report_context(study=study, result=None, analysis_error=str(exc))
+
+
 @researcher_view
 @require_GET
 def export_csv(request: HttpRequest, study: Study) -> StreamingHttpResponse:
@@ -214,7 +233,10 @@ def export_jsonl(request: HttpRequest, study: Study) -> StreamingHttpResponse:
 @researcher_view
 @require_GET
 def export_aggregates(request: HttpRequest, study: Study) -> HttpResponse:
-    result = services.study_result_get_or_compute(study=study)
+    try:
+        result = services.study_result_get_or_compute(study=study)
+    except services.ResearchError as exc:
+        return _unanalysable(exc)
     if result is None:
         raise Http404("No responses yet.")
     response = HttpResponse(exports.aggregates_json(result=result.result), content_type="application/json")
@@ -224,7 +246,10 @@ def export_aggregates(request: HttpRequest, study: Study) -> HttpResponse:
 @researcher_view
 @require_GET
 def export_figures(request: HttpRequest, study: Study) -> HttpResponse:
-    result = services.study_result_get_or_compute(study=study)
+    try:
+        result = services.study_result_get_or_compute(study=study)
+    except services.ResearchError as exc:
+        return _unanalysable(exc)
     if result is None:
         raise Http404("No responses yet.")
     buffer = io.BytesIO()
@@ -245,8 +270,7 @@ def export_protocol(request: HttpRequest, study: Study) -> HttpResponse:
 @researcher_view
 @require_GET
 def report_html(request: HttpRequest, study: Study) -> HttpResponse:
-    result = services.study_result_get_or_compute(study=study)
-    response = HttpResponse(reports.report_html(reports.report_context(study=study, result=result)))
+    response = HttpResponse(reports.report_html(_report_context(study)))
     if request.GET.get("download"):
         _attachment(response, study, "report-{stamp}.html")
     return response
@@ -255,7 +279,6 @@ def report_html(request: HttpRequest, study: Study) -> HttpResponse:
 @researcher_view
 @require_GET
 def report_md(request: HttpRequest, study: Study) -> HttpResponse:
-    result = services.study_result_get_or_compute(study=study)
-    response = HttpResponse(reports.report_markdown(reports.report_context(study=study, result=result)),
+    response = HttpResponse(reports.report_markdown(_report_context(study)),
                             content_type="text/markdown; charset=utf-8")
     return _attachment(response, study, "report-{stamp}.md")
