@@ -308,7 +308,7 @@ def _locked(part_id: int) -> tuple[Batch | None, Part | None]:
     if batch_id is None:
         return None, None
     batch = Batch.objects.select_for_update().get(pk=batch_id)
-    part = Part.objects.select_for_update().select_related("variant__checkpoint").get(pk=part_id)
+    part = Part.objects.select_for_update(of=("self",)).select_related("variant__checkpoint").get(pk=part_id)
     return batch, part
 
 

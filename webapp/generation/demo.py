@@ -1,0 +1,110 @@
+"""The demo study: users, checkpoints and a study made from ``fixtures/protocols/demo.json``.
+
+Re-running the demo reuses what exists: the users (their demo passwords reset), the
+checkpoints (same weights, same rows), and the latest demo study made from the same
+protocol and checkpoints, whose missing images are then generated. A fresh study (slug
+``demo-2``, ``demo-3``, ...) is made when asked, or when the protocol or the shipped
+checkpoints changed, or the last demo study was closed.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.urls import reverse
+
+from evalstudy.protocol import Protocol
+from webapp.studies.models import Checkpoint, Study
+from webapp.studies.services import study_create
+
+from . import services
+from .models import Batch
+
+PROTOCOL = Path(settings.BASE_DIR) / "fixtures" / "protocols" / "demo.json"
+CHECKPOINTS = Path(settings.BASE_DIR) / "fixtures" / "checkpoints"
+SLUG = "demo"
+# Fixed and printed: the demo runs on 127.0.0.1 for whoever started it.
+LOGINS = {
+    "admin": {"username": "admin", "password": "demo-admin-2403", "staff": True},
+    "researcher": {"username": "researcher", "password": "demo-researcher-2403", "staff": False},
+}
+
+
+@dataclass(frozen=True)
+class DemoStudy:
+    study: Study
+    reused: bool
+
+
+def demo_checkpoints_register(*, protocol: dict, checkpoints_dir: Path) -> dict[str, Checkpoint]:
+    """Register the shipped checkpoint of every variant (``<dir>/<variant>/``); variant -> row."""
+    found = {}
+    for variant in protocol["variants"]:
+        folder = checkpoints_dir / variant
+        sha256, _ = services.checkpoint_read(path=folder)
+        found[variant] = services.checkpoint_register(name=f"demo {variant} {sha256[:12]}", path=folder)
+    return found
+
+
+@transaction.atomic
+def demo_users_ensure(*, study: Study) -> dict[str, dict]:
+    """The demo's admin (staff, superuser) and researcher (of ``study``), with their demo passwords."""
+    User = get_user_model()
+    for role, login in LOGINS.items():
+        user, _ = User.objects.get_or_create(username=login["username"])
+        user.is_staff = user.is_superuser = login["staff"]
+        user.is_active = True
+        user.set_password(login["password"])
+        user.save()
+        if role == "researcher":
+            study.researchers.add(user)
+    return LOGINS
+
+
+def _next_slug() -> str:
+    taken = set(Study.objects.filter(slug__startswith=SLUG).values_list("slug", flat=True))
+    if SLUG not in taken:
+        return SLUG
+    n = 2
+    while f"{SLUG}-{n}" in taken:
+        n += 1
+    return f"{SLUG}-{n}"
+
+
+def _reusable(study: Study, checkpoints: dict[str, Checkpoint]) -> bool:
+    if study.status == Study.Status.CLOSED:
+        return False
+    return all(v.checkpoint_id in (None, checkpoints[v.name].pk) for v in study.variants.all() if v.name in checkpoints)
+
+
+@transaction.atomic
+def demo_study_prepare(*, protocol_path: Path, checkpoints: dict[str, Checkpoint], fresh: bool = False) -> DemoStudy:
+    """The demo study to run: reused when possible (see the module's docstring), else created.
+
+    A draft study gets its checkpoints assigned and any batch a previous, interrupted
+    demo left active is cancelled (its worker is gone); the next batch makes only the
+    missing images.
+    """
+    protocol = json.loads(protocol_path.read_text())
+    content_hash = Protocol.from_dict(protocol).content_hash()
+    study = None
+    if not fresh:
+        candidates = Study.objects.filter(slug__startswith=SLUG, protocol_hash=content_hash).order_by("-created_at")
+        study = next((s for s in candidates if _reusable(s, checkpoints)), None)
+    reused = study is not None
+    if study is None:
+        study = study_create(protocol=protocol, slug=_next_slug(), base_dir=str(protocol_path.parent))
+    if study.status == Study.Status.DRAFT:
+        for batch in Batch.objects.filter(study=study, status__in=Batch.ACTIVE):
+            services.batch_cancel(batch=batch)
+        for variant in study.variants.all():
+            services.variant_assign_checkpoint(variant=variant, checkpoint=checkpoints[variant.name])
+    return DemoStudy(study=study, reused=reused)
+
+
+def invite_url(study: Study) -> str:
+    return f"{settings.FUSION_BASE_URL}{reverse('studies:join', args=[study.invite_token])}"

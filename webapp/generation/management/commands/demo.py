@@ -1,0 +1,135 @@
+"""Run the demo study end to end: database, users, checkpoints, a real Celery worker, the server.
+
+    python manage.py demo              # ... then serve on 127.0.0.1:8000 until Ctrl-C
+    python manage.py demo --no-serve   # ... then print a JSON summary and exit
+
+See webapp/generation/demo.py for what a second run reuses.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError
+
+from webapp.generation import demo, selectors, services, workerproc
+from webapp.studies.models import Study
+from webapp.studies.services import StudySetupError, study_open
+
+
+class Command(BaseCommand):
+    help = "Set up and run the demo study: generate its images on a Celery worker, open it, serve it."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--no-serve", action="store_true", help="Stop after opening the study; print a JSON summary.")
+        parser.add_argument("--fresh", action="store_true", help="Make a new demo study even if one can be reused.")
+        parser.add_argument("--protocol", type=Path, default=demo.PROTOCOL)
+        parser.add_argument("--checkpoints", type=Path, default=demo.CHECKPOINTS,
+                            help="Folder with one checkpoint folder per variant (default fixtures/checkpoints).")
+        parser.add_argument("--steps", type=int, default=None, help="Override the protocol's sampling steps.")
+        parser.add_argument("--concurrency", type=int, default=2, help="Worker processes (prefork pool).")
+        parser.add_argument("--addrport", default="127.0.0.1:8000")
+
+    def handle(self, *args, **opts):
+        started = time.monotonic()
+        Path(settings.VAR_DIR).mkdir(parents=True, exist_ok=True)
+        Path(settings.MEDIA_ROOT).mkdir(parents=True, exist_ok=True)
+        call_command("migrate", interactive=False, verbosity=0)
+        protocol = json.loads(opts["protocol"].read_text())
+        missing = [v for v in protocol["variants"] if not (opts["checkpoints"] / v).exists()]
+        if missing:
+            raise CommandError(
+                f"No demo checkpoint for {', '.join(missing)} under {opts['checkpoints']} "
+                "(one folder per variant, each with model.safetensors)."
+            )
+        try:
+            checkpoints = demo.demo_checkpoints_register(protocol=protocol, checkpoints_dir=opts["checkpoints"])
+            prepared = demo.demo_study_prepare(protocol_path=opts["protocol"], checkpoints=checkpoints, fresh=opts["fresh"])
+        except (services.GenerationError, StudySetupError) as exc:
+            raise CommandError(str(exc)) from exc
+        study = prepared.study
+        logins = demo.demo_users_ensure(study=study)
+        self.stderr.write(f"{'Reusing' if prepared.reused else 'Created'} study {study.slug} ({study.status}).")
+
+        worker = None
+        log_path = Path(settings.VAR_DIR) / "demo-worker.log"
+        if study.status == Study.Status.DRAFT or not opts["no_serve"]:
+            # One thread per worker process: on a small machine torch's default (one
+            # thread per core, in each process) oversubscribes the cores several times.
+            env = {"FUSION_TORCH_THREADS": os.environ.get("FUSION_TORCH_THREADS", "1")}
+            pool = "prefork" if opts["concurrency"] > 1 else "solo"
+            worker = workerproc.worker_spawn(log_path=log_path, env=env, pool=pool, concurrency=opts["concurrency"],
+                                             name=f"demo-{os.getpid()}")
+        try:
+            if study.status == Study.Status.DRAFT:
+                self._generate(study, opts["steps"], worker, log_path)
+            study.refresh_from_db()
+            images = selectors.study_image_counts(study=study)
+            summary = {
+                "study": study.slug,
+                "images": images,
+                "invite_url": demo.invite_url(study),
+                "logins": {role: {"username": v["username"], "password": v["password"]} for role, v in logins.items()},
+                "reused": prepared.reused,
+                "seconds": round(time.monotonic() - started, 1),
+            }
+            self._print_welcome(study, summary, opts["addrport"], opts["no_serve"])
+            if opts["no_serve"]:
+                self.stdout.write(json.dumps(summary))
+                return
+            call_command("runserver", opts["addrport"], use_reloader=False, insecure_serving=True)
+        finally:
+            if worker is not None:
+                workerproc.worker_stop(worker)
+
+    def _generate(self, study: Study, steps: int | None, worker, log_path: Path) -> None:
+        from tqdm import tqdm
+
+        try:
+            if not any(selectors.study_missing_work(study=study).values()):
+                # An earlier run made every image but stopped before opening the study.
+                study_open(study=study)
+                return
+            batch = services.batch_launch(study=study, steps=steps, open_when_complete=True)
+        except (services.GenerationError, StudySetupError) as exc:
+            raise CommandError(str(exc)) from exc
+        self.stderr.write(f"Generating {batch.total_images} images in {batch.parts.count()} parts "
+                          f"(CFG {batch.cfg_scale}, {batch.steps} steps) on a Celery worker; log: {log_path}")
+        with tqdm(total=batch.total_images, unit="img", file=sys.stderr, mininterval=1.0, dynamic_ncols=True) as bar:
+            while True:
+                progress = selectors.batch_progress(batch=batch)
+                if progress["done"] != bar.n:
+                    bar.set_postfix_str(" ".join(f"{v['name']} {v['done']}/{v['total']}" for v in progress["variants"]),
+                                        refresh=False)
+                    bar.update(progress["done"] - bar.n)
+                if progress["status"] not in ("queued", "running"):
+                    break
+                if worker.poll() is not None:
+                    raise CommandError(f"The Celery worker exited ({worker.returncode}):\n{workerproc.log_tail(log_path)}")
+                time.sleep(0.5)
+        if progress["status"] != "complete":
+            errors = "\n".join(f"  part {e['part']} ({e['variant']}): {e['message']}" for e in progress["errors"])
+            raise CommandError(f"The batch ended {progress['status']}:\n{errors}")
+        if progress["note"]:
+            raise CommandError(progress["note"])
+
+    def _print_welcome(self, study: Study, summary: dict, addrport: str, no_serve: bool) -> None:
+        out = self.stderr if no_serve else self.stdout
+        lines = [
+            "",
+            f"The demo study {study.slug!r} is {study.status}: "
+            + ", ".join(f"{n} images of {v}" for v, n in summary["images"].items()) + ".",
+            f"  Evaluators join at:  {summary['invite_url']}",
+            f"  Admin (staff) login: {summary['logins']['admin']['username']} / {summary['logins']['admin']['password']}"
+            f"   -> http://{addrport}/admin/ and http://{addrport}/generation/",
+            f"  Researcher login:    {summary['logins']['researcher']['username']} / {summary['logins']['researcher']['password']}",
+            f"  Set up in {summary['seconds']} s.",
+        ]
+        if not no_serve:
+            lines.append(f"Serving on http://{addrport}/ (Ctrl-C to stop).")
+        out.write("\n".join(lines))

@@ -1,0 +1,74 @@
+"""Launch (or retry, or cancel) a study's generation batch; optionally wait for it.
+
+    python manage.py launch_batch SLUG [--cfg-scale S] [--steps N] [--part-size N] [--open] [--wait]
+    python manage.py launch_batch SLUG --retry-failed [--wait]
+    python manage.py launch_batch SLUG --cancel
+
+The parts go to the broker named by CELERY_BROKER_URL, for workers of the ``gpu`` queue.
+"""
+from __future__ import annotations
+
+import time
+
+from django.core.management.base import BaseCommand, CommandError
+
+from webapp.generation import selectors, services, workerproc
+from webapp.generation.models import MAX_PART_SIZE
+from webapp.studies.models import Study
+
+
+class Command(BaseCommand):
+    help = "Queue the missing images of a study as parts on the gpu queue (or retry / cancel its batch)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("slug")
+        parser.add_argument("--cfg-scale", type=float, default=None, help="Default: the protocol's.")
+        parser.add_argument("--steps", type=int, default=None, help="Default: the protocol's.")
+        parser.add_argument("--part-size", type=int, default=MAX_PART_SIZE)
+        parser.add_argument("--open", action="store_true", help="Open the study when the batch completes.")
+        parser.add_argument("--retry-failed", action="store_true", help="Queue the failed parts of the latest batch again.")
+        parser.add_argument("--cancel", action="store_true", help="Cancel the latest batch.")
+        parser.add_argument("--wait", action="store_true", help="Print progress until the batch ends; fail if it fails.")
+
+    def handle(self, *args, **opts):
+        study = Study.objects.filter(slug=opts["slug"]).first()
+        if study is None:
+            raise CommandError(f"No study {opts['slug']!r}.")
+        workerproc.broker_prepare()
+        latest = selectors.study_latest_batch(study=study)
+        try:
+            if opts["retry_failed"] or opts["cancel"]:
+                if latest is None:
+                    raise CommandError("This study has no batch.")
+                if opts["cancel"]:
+                    services.batch_cancel(batch=latest)
+                    self.stdout.write(f"Batch {latest.pk} cancelled.")
+                    return
+                n = services.batch_retry_failed(batch=latest)
+                self.stdout.write(f"Batch {latest.pk}: {n} failed parts queued again.")
+                batch = latest
+            else:
+                batch = services.batch_launch(
+                    study=study, cfg_scale=opts["cfg_scale"], steps=opts["steps"], part_size=opts["part_size"],
+                    open_when_complete=opts["open"],
+                )
+                self.stdout.write(f"Batch {batch.pk}: {batch.total_images} images in {batch.parts.count()} parts queued.")
+        except services.GenerationError as exc:
+            raise CommandError(str(exc)) from exc
+        if opts["wait"]:
+            self._wait(batch)
+
+    def _wait(self, batch) -> None:
+        last = None
+        while True:
+            p = selectors.batch_progress(batch=batch)
+            line = f"{p['status']}: {p['done']}/{p['total']} images" + "".join(
+                f", {v['name']} {v['done']}/{v['total']}" for v in p["variants"])
+            if line != last:
+                self.stdout.write(line)
+                last = line
+            if p["status"] not in ("queued", "running"):
+                break
+            time.sleep(1.0)
+        if p["status"] != "complete":
+            raise CommandError("Batch ended " + p["status"] + "".join(f"\n  part {e['part']}: {e['message']}" for e in p["errors"]))
