@@ -6,6 +6,7 @@ an untrained tiny checkpoint and two sampling steps: real sampling, real PNG fil
 from __future__ import annotations
 
 import io
+import json
 import shutil
 from datetime import timedelta
 from pathlib import Path
@@ -134,7 +135,7 @@ def test_launch_plans_every_missing_image_in_parts_of_one_variant(study, django_
 
 def test_demo_protocol_needs_forty_images_per_variant():
     study = study_services.study_create(
-        protocol=__import__("json").loads(DEMO_PROTOCOL.read_text()), slug="demo", base_dir=str(DEMO_PROTOCOL.parent)
+        protocol=json.loads(DEMO_PROTOCOL.read_text()), slug="demo", base_dir=str(DEMO_PROTOCOL.parent)
     )
     plan = selectors.study_plan(study=study)
     assert [v.missing for v in plan.variants] == [40, 40, 40, 40] and plan.parts == 4

@@ -1,0 +1,145 @@
+"""The admins' generation pages: access, plan, launch, progress JSON, retry, cancel; the commands."""
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.test import Client
+
+from tests.factories import UserFactory
+from tests.services.helpers import DEMO_PROTOCOL, make_tiny_checkpoint, small_protocol
+from webapp.generation import services
+from webapp.generation.models import Batch, Part
+from webapp.studies import services as study_services
+from webapp.studies.models import Checkpoint
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    return make_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny")
+
+
+@pytest.fixture
+def study():
+    return study_services.study_create(protocol=small_protocol(), slug="gen", base_dir=str(DEMO_PROTOCOL.parent))
+
+
+@pytest.fixture
+def ready_study(study, tiny_checkpoint):
+    checkpoint = services.checkpoint_register(name="tiny", path=tiny_checkpoint)
+    for variant in study.variants.all():
+        services.variant_assign_checkpoint(variant=variant, checkpoint=checkpoint)
+    return study
+
+
+@pytest.fixture
+def staff_client():
+    client = Client()
+    client.force_login(UserFactory(is_staff=True))
+    return client
+
+
+def test_pages_are_for_staff_only(ready_study):
+    batch = services.batch_launch(study=ready_study)
+    urls = ["/generation/", f"/generation/study/{ready_study.slug}/"]
+    posts = [f"/generation/study/{ready_study.slug}/launch/", f"/generation/batch/{batch.pk}/cancel/",
+             f"/generation/batch/{batch.pk}/retry/", "/generation/checkpoints/register/",
+             f"/generation/study/{ready_study.slug}/checkpoints/"]
+    anonymous = Client()
+    for url in urls:
+        r = anonymous.get(url)
+        assert r.status_code == 302 and "/admin/login/" in r["Location"]
+    assert anonymous.get(f"/generation/batch/{batch.pk}/progress.json").status_code == 403
+    researcher = Client()
+    researcher.force_login(UserFactory())
+    for url in urls:
+        assert researcher.get(url).status_code == 404
+    for url in posts:
+        assert researcher.post(url, {"name": "x", "path": "/"}).status_code == 404
+    assert researcher.get(f"/generation/batch/{batch.pk}/progress.json").status_code == 403
+    assert Batch.objects.get(pk=batch.pk).status == "queued"
+    assert Batch.objects.count() == 1 and not Checkpoint.objects.filter(name="x").exists()
+
+
+def test_study_page_shows_the_work_before_launch(staff_client, ready_study):
+    r = staff_client.get(f"/generation/study/{ready_study.slug}/")
+    assert r.status_code == 200
+    html = r.content.decode()
+    plan = re.search(r'<table class="data" id="plan">(.*?)</table>', html, re.S).group(1)
+    for name in ("concat-early", "concat-intermediate", "cross-early", "cross-intermediate"):
+        assert re.search(rf"<td>{name}</td>\s*<td>tiny.*?</td>\s*<td>6</td><td>6</td><td>1</td>", plan, re.S)
+    assert '<th id="plan-missing">24</th>' in plan
+    assert "CFG scale 3.0, 25 steps" in html and 'name="cfg_scale"' in html
+
+
+def test_launch_from_the_page_with_overrides_then_progress_json(staff_client, ready_study, django_capture_on_commit_callbacks):
+    # The tasks are queued on commit; captured here, not sent.
+    with django_capture_on_commit_callbacks(execute=False) as queued:
+        r = staff_client.post(f"/generation/study/{ready_study.slug}/launch/",
+                              {"cfg_scale": "4.5", "steps": "3", "part_size": "5", "open_when_complete": "on"})
+    assert r.status_code == 302
+    batch = Batch.objects.get()
+    assert (batch.cfg_scale, batch.steps, batch.part_size, batch.open_when_complete) == (4.5, 3, 5, True)
+    assert len(queued) == batch.parts.count() == 8
+    assert batch.created_by.is_staff
+    page = staff_client.get(f"/generation/study/{ready_study.slug}/").content.decode()
+    assert f'data-progress-url="/generation/batch/{batch.pk}/progress.json"' in page and "batch.js" in page
+    p = staff_client.get(f"/generation/batch/{batch.pk}/progress.json").json()
+    assert (p["status"], p["done"], p["total"], p["rate"], p["eta_seconds"]) == ("queued", 0, 24, None, None)
+    assert [v["total"] for v in p["variants"]] == [6, 6, 6, 6] and p["parts"]["queued"] == 8
+    assert p["can_cancel"] and not p["can_retry"]
+
+
+def test_launch_errors_are_shown_on_the_page(staff_client, study):
+    r = staff_client.post(f"/generation/study/{study.slug}/launch/", {"part_size": "50"})
+    assert r.status_code == 409 and "Register a checkpoint for every variant first" in r.content.decode()
+    r = staff_client.post(f"/generation/study/{study.slug}/launch/", {"part_size": "51", "steps": "0"})
+    assert r.status_code == 400 and not Batch.objects.exists()
+
+
+def test_register_and_assign_checkpoints_from_the_page(staff_client, study, tiny_checkpoint):
+    r = staff_client.post("/generation/checkpoints/register/", {"name": "tiny", "path": str(tiny_checkpoint), "study": study.slug})
+    assert r.status_code == 302
+    checkpoint = Checkpoint.objects.get(name="tiny")
+    data = {f"variant_{v.pk}": checkpoint.pk for v in study.variants.all()}
+    assert staff_client.post(f"/generation/study/{study.slug}/checkpoints/", data).status_code == 302
+    assert set(study.variants.values_list("checkpoint_id", flat=True)) == {checkpoint.pk}
+    r = staff_client.post("/generation/checkpoints/register/", {"name": "bad", "path": "/nonexistent", "study": study.slug})
+    assert r.status_code == 400 and "No checkpoint weights" in r.content.decode()
+
+
+def test_cancel_and_retry_from_the_page(staff_client, ready_study):
+    batch = services.batch_launch(study=ready_study, part_size=6)
+    part = batch.parts.first()
+    services.part_claim(part_id=part.pk, claim="c", worker="w", stale_after=timedelta(minutes=1))
+    services.part_fail(part_id=part.pk, claim="c", message="CUDA error: out of memory")
+    p = staff_client.get(f"/generation/batch/{batch.pk}/progress.json").json()
+    assert p["can_retry"] and p["errors"] == [
+        {"part": 0, "variant": "concat-early", "status": "failed", "message": "CUDA error: out of memory", "attempts": 1}]
+    assert staff_client.post(f"/generation/batch/{batch.pk}/retry/").status_code == 302
+    part.refresh_from_db()
+    assert part.status == "queued" and part.error == ""
+    assert staff_client.post(f"/generation/batch/{batch.pk}/cancel/").status_code == 302
+    assert set(Part.objects.filter(batch=batch).values_list("status", flat=True)) == {"cancelled"}
+    r = staff_client.post(f"/generation/batch/{batch.pk}/cancel/", follow=True)
+    assert "Only a queued or running batch can be cancelled" in r.content.decode()
+
+
+def test_commands_register_launch_retry_and_cancel(study, tiny_checkpoint, capsys):
+    for variant in study.variants.all():
+        call_command("register_checkpoint", "tiny", str(tiny_checkpoint), "--study", study.slug, "--variant", variant.name)
+    assert "sha256" in capsys.readouterr().out
+    with pytest.raises(CommandError, match="no variant"):
+        call_command("register_checkpoint", "tiny", str(tiny_checkpoint), "--study", study.slug, "--variant", "nope")
+    call_command("launch_batch", study.slug, "--steps", "2", "--part-size", "3")
+    assert "24 images in 8 parts" in capsys.readouterr().out
+    with pytest.raises(CommandError, match="already"):
+        call_command("launch_batch", study.slug)
+    with pytest.raises(CommandError, match="no failed part"):
+        call_command("launch_batch", study.slug, "--retry-failed")
+    call_command("launch_batch", study.slug, "--cancel")
+    assert Batch.objects.get().status == "cancelled"
