@@ -289,17 +289,25 @@ def plackett_luce_mm(counts, orderings, max_iter: int = 2000, tol: float = 1e-9,
     if init is not None and np.isfinite(init).all() and (np.asarray(init) > 0).all():
         gamma = np.broadcast_to(np.asarray(init, dtype=float), (n_b, m)).copy()
         gamma /= gamma.sum(axis=1, keepdims=True)
+    # Iterate only the data sets that have not converged yet: in a bootstrap of a small
+    # study a few resamples have no finite maximum and crawl towards the boundary, and
+    # they must not hold the other resamples' arithmetic hostage.
+    active = np.arange(n_b)
     for _ in range(max_iter):
-        denom = gamma @ member.T  # (B, K*(m-1)): strength still in play at each stage
+        g = gamma[active]
+        denom = g @ member.T  # (A, K*(m-1)): strength still in play at each stage
+        cs = c_stage[active]
         with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = np.where(c_stage > 0, c_stage / denom, 0.0)
-            new = wins / (ratio @ member)
+            ratio = np.where(cs > 0, cs / denom, 0.0)
+            new = wins[active] / (ratio @ member)
         new = np.where(np.isfinite(new), new, 0.0)
         total = new.sum(axis=1, keepdims=True)
         new = np.divide(new, total, out=np.full_like(new, np.nan), where=total > 0)
-        delta = np.nanmax(np.abs(new - gamma)) if np.isfinite(new).any() else 0.0
-        gamma = new
-        if delta < tol:
+        with np.errstate(invalid="ignore"):
+            delta = np.nanmax(np.abs(new - g), axis=1, initial=0.0)
+        gamma[active] = new
+        active = active[~(delta < tol) & np.isfinite(new).any(axis=1)]
+        if active.size == 0:
             break
     return gamma
 

@@ -108,7 +108,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
 ]
-LOGIN_URL = "admin:login"
+LOGIN_URL = "research:login"
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -157,6 +157,8 @@ CELERY_TASK_ALWAYS_EAGER = _env_flag("CELERY_TASK_ALWAYS_EAGER", False)
 FUSION_HF_CACHE = os.environ.get("HF_HOME", "")
 # An evaluator who has not answered for this long may lose their slot to a newcomer.
 FUSION_SLOT_TIMEOUT_SECONDS = int(os.environ.get("FUSION_SLOT_TIMEOUT_SECONDS", 2 * 60 * 60))
+# Bootstrap resamples for the results pages; unset means the protocol's analysis plan.
+FUSION_RESULTS_N_BOOT = int(os.environ["FUSION_RESULTS_N_BOOT"]) if os.environ.get("FUSION_RESULTS_N_BOOT") else None
 # Salt for hashing external worker ids in exports.
 FUSION_EXPORT_SALT = os.environ.get("FUSION_EXPORT_SALT", SECRET_KEY)
 

@@ -237,6 +237,10 @@ class StudySetupError(ValueError):
     """A study that cannot be created or opened as asked; the message says why."""
 
 
+# Study slugs share /research/<slug>/ with these pages.
+RESERVED_SLUGS = frozenset({"login", "logout"})
+
+
 def _gold_seed(key: str) -> int:
     return int(stable_key("gold", key)[:8], 16)
 
@@ -273,6 +277,8 @@ def study_create(
         planned = study_items(proto, base_dir)
     except ProtocolError as exc:
         raise StudySetupError(f"Invalid protocol: {exc}") from exc
+    if slug in RESERVED_SLUGS:
+        raise StudySetupError(f"The slug {slug!r} is reserved for the site's own pages; choose another.")
     if Study.objects.filter(slug=slug).exists():
         raise StudySetupError(f"A study with the slug {slug!r} exists already.")
     study = Study.objects.create(
