@@ -270,6 +270,29 @@ def test_a_part_whose_worker_died_is_requeued_and_finishes_without_duplicates(st
     assert not services.part_store_images(job=job, images=images, provenance={})
 
 
+def test_a_queued_part_whose_message_was_lost_is_sent_again_with_a_doubling_wait(small_study, django_capture_on_commit_callbacks):
+    batch = services.batch_launch(study=small_study, steps=1, part_size=1)
+    first, second = batch.parts.order_by("number")[:2]
+    stale = timedelta(minutes=10)
+    old = timezone.now() - timedelta(minutes=11)
+    Part.objects.filter(batch=batch).update(queued_at=old)
+    # While a part of the batch is running with a fresh heartbeat, waiting is normal.
+    services.part_claim(part_id=first.pk, claim="alive", worker="w", stale_after=stale)
+    assert services.parts_requeue_stale(stale_after=stale) == []
+    # No sign of life for ten minutes: every queued part is sent again, once.
+    Part.objects.filter(pk=first.pk).update(heartbeat_at=old)
+    with django_capture_on_commit_callbacks() as sent:
+        requeued = services.parts_requeue_stale(stale_after=stale)
+    assert sorted(requeued) == sorted(batch.parts.values_list("pk", flat=True)) and len(sent) == 8
+    second.refresh_from_db()
+    assert second.requeues == 1 and "No worker took this part" in second.error
+    # The next copy waits twice as long.
+    Part.objects.filter(batch=batch).update(queued_at=timezone.now() - timedelta(minutes=15))
+    assert services.parts_requeue_stale(stale_after=stale) == []
+    Part.objects.filter(batch=batch).update(queued_at=timezone.now() - timedelta(minutes=21))
+    assert len(services.parts_requeue_stale(stale_after=stale)) == 8
+
+
 # --------------------------------------------------------------------------- failures
 
 

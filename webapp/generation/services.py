@@ -44,7 +44,9 @@ class PartFailure(Exception):
 
 def _enqueue(part_id: int) -> None:
     from .tasks import generate_part
+    from .workerproc import broker_prepare
 
+    broker_prepare()  # the filesystem broker's folders, on first use by a fresh checkout
     generate_part.delay_on_commit(part_id)
 
 
@@ -228,28 +230,47 @@ def batch_retry_failed(*, batch: Batch) -> int:
 
 @transaction.atomic
 def parts_requeue_stale(*, stale_after: timedelta, now=None) -> list[int]:
-    """Send again the running parts whose worker stopped beating for ``stale_after``.
+    """Send again the parts of active batches whose task seems lost; return their ids.
 
-    A worker killed in the middle of a part leaves it ``running``; its heartbeat stops.
-    The part goes back to ``queued`` and a new task is sent; the images it made stay.
-    Returns the ids of the parts re-queued.
+    - A running part whose heartbeat is older than ``stale_after``: its worker died (or
+      hangs). It goes back to ``queued``; the images it made stay.
+    - A queued part, queued longer than ``stale_after`` times 2 ** (re-sends so far, at
+      most 6), in a batch where no part showed life for ``stale_after``: its message may
+      be lost (the broker was down when it was sent, or a worker died between taking it
+      and claiming the part). The doubling wait keeps a batch that simply has no worker
+      yet from filling the queue with copies; a copy that does arrive finds the part
+      taken or done and returns.
     """
     now = now or timezone.now()
-    stale = Part.objects.filter(
-        status=Part.Status.RUNNING, heartbeat_at__lt=now - stale_after, batch__status__in=Batch.ACTIVE
-    )
+    recent = now - stale_after
+    active = Part.objects.filter(batch__status__in=Batch.ACTIVE)
+    stale_ids = list(active.filter(status=Part.Status.RUNNING, heartbeat_at__lt=recent).values_list("pk", flat=True))
+    alive = set(
+        Part.objects.filter(status=Part.Status.RUNNING, heartbeat_at__gte=recent).values_list("batch_id", flat=True)
+    ) | set(Part.objects.filter(finished_at__gte=recent).values_list("batch_id", flat=True))
+    waiting = [
+        part.pk for part in active.filter(status=Part.Status.QUEUED, queued_at__lt=recent).exclude(batch_id__in=alive)
+        if part.queued_at < now - stale_after * 2 ** min(part.requeues, 6)
+    ]
     requeued = []
-    for batch_id in sorted(set(stale.values_list("batch_id", flat=True))):
-        Batch.objects.select_for_update().filter(pk=batch_id).first()
-        for part in stale.select_for_update().filter(batch_id=batch_id):
-            part.error = f"Worker {part.worker or '?'} stopped responding (last heartbeat {part.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC); re-queued."
-            part.status = Part.Status.QUEUED
-            part.claim = ""
-            part.queued_at = now
-            part.requeues = F("requeues") + 1
-            part.save(update_fields=["error", "status", "claim", "queued_at", "requeues"])
-            _enqueue(part.pk)
-            requeued.append(part.pk)
+    for part_id in sorted(stale_ids + waiting):
+        batch, part = _locked(part_id)
+        if part is None or not batch.is_active:
+            continue
+        if part.status == Part.Status.RUNNING and part.heartbeat_at < recent:
+            part.error = (f"Worker {part.worker or '?'} stopped responding (last heartbeat "
+                          f"{part.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC); sent again.")
+        elif part.status == Part.Status.QUEUED and part_id in waiting:
+            part.error = f"No worker took this part for {(now - part.queued_at).total_seconds():.0f} s; sent again."
+        else:
+            continue  # it moved on since it was selected
+        part.status = Part.Status.QUEUED
+        part.claim = ""
+        part.queued_at = now
+        part.requeues += 1
+        part.save(update_fields=["error", "status", "claim", "queued_at", "requeues"])
+        _enqueue(part.pk)
+        requeued.append(part.pk)
     return requeued
 
 
