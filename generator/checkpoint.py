@@ -7,6 +7,7 @@
                               text_encoder  text encoder spec as JSON
                               step          optimizer steps taken
                               name          preset / variant name
+                              prediction_type  'epsilon' or 'v_prediction' (absent: epsilon)
     DIR/train_state.pt      online weights, AdamW state, step and the run's arguments,
                             for resuming (torch.save of tensors and plain types only, so
                             it loads with weights_only=True). Not shipped with fixtures.
@@ -64,6 +65,7 @@ def save_ema(
     step: int,
     name: str,
     dtype: torch.dtype | None = None,
+    prediction_type: str = "epsilon",
 ) -> Path:
     """Write the sampling weights (optionally cast to `dtype`) with their metadata."""
     file = Path(path) if Path(path).suffix == ".safetensors" else Path(path) / WEIGHTS_FILE
@@ -79,13 +81,15 @@ def save_ema(
         "text_encoder": json.dumps(text_spec, sort_keys=True),
         "step": str(step),
         "name": name,
+        "prediction_type": prediction_type,
     }
     _atomic(file, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
     return file
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
-    """Decoded metadata of a weights file: config (UViTConfig), codec, text_encoder, step, name."""
+    """Decoded metadata of a weights file: config (UViTConfig), codec, text_encoder, step,
+    name, prediction_type."""
     file = weights_path(path)
     with safe_open(str(file), framework="pt") as f:
         meta = f.metadata() or {}
@@ -97,6 +101,7 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
         "text_encoder": json.loads(meta["text_encoder"]),
         "step": int(meta["step"]),
         "name": meta["name"],
+        "prediction_type": meta.get("prediction_type", "epsilon"),
     }
 
 

@@ -2,7 +2,12 @@
 
 Schedule: Stable Diffusion's "scaled linear" betas over 1000 steps,
     betas = linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000) ** 2,
-the one U-ViT trains its text-to-image models on. The model predicts the noise eps.
+the one U-ViT trains its text-to-image models on.
+Target: the noise eps (the paper's recipe), or v = sqrt(a) eps - sqrt(1 - a) x0
+(Salimans & Ho 2022), which the small pixel-space demo models use: near t = 999,
+sqrt(a) ~ 0.07, so an eps model's error reaches its x0 estimate multiplied by ~14, and a
+small model's speckled errors at the first sampling step never leave the image; a v
+model predicts x0 there directly.
 Sampling: DPM-Solver++ (2M, multistep), diffusers' DPMSolverMultistepScheduler set up
 with the same betas; it adds no noise, so a sample depends only on its initial noise.
 """
@@ -15,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 NUM_TRAIN_TIMESTEPS = 1000
+PREDICTION_TYPES = ("epsilon", "v_prediction")  # diffusers' names
 BETA_START, BETA_END = 0.00085, 0.012
 
 
@@ -40,8 +46,9 @@ def diffusion_loss(
     context: torch.Tensor,
     ac: torch.Tensor,
     generator: torch.Generator | None = None,
+    prediction_type: str = "epsilon",
 ) -> torch.Tensor:
-    """Epsilon-prediction MSE at uniformly drawn timesteps; a scalar.
+    """MSE to the eps (or v) target at uniformly drawn timesteps; a scalar.
 
     x0 (B, C, H, W) model-space targets, context (B, T, D) text tokens. The timesteps
     and noise come from `generator`, so a training step is a function of its seed and
@@ -53,11 +60,18 @@ def diffusion_loss(
     gen_device = generator.device if generator is not None else x0.device
     t = torch.randint(0, len(ac), (B,), generator=generator, device=gen_device).to(x0.device)
     noise = torch.randn(x0.shape, generator=generator, device=gen_device).to(x0.device, x0.dtype)
-    eps = model(add_noise(x0, noise, t, ac), t, context)
-    return F.mse_loss(eps.float(), noise.float())
+    out = model(add_noise(x0, noise, t, ac), t, context)
+    if prediction_type == "epsilon":
+        target = noise
+    elif prediction_type == "v_prediction":
+        a = ac.to(x0.device)[t].float().view(-1, *([1] * (x0.dim() - 1)))
+        target = a.sqrt() * noise - (1 - a).sqrt() * x0
+    else:
+        raise ValueError(f"prediction_type must be one of {PREDICTION_TYPES}, got {prediction_type!r}")
+    return F.mse_loss(out.float(), target.float())
 
 
-def make_scheduler(steps: int):
+def make_scheduler(steps: int, prediction_type: str = "epsilon"):
     """A fresh DPM-Solver++ (2M) scheduler set to `steps` steps.
 
     Schedulers are stateful (they keep the last model outputs), so each sampling call
@@ -70,7 +84,7 @@ def make_scheduler(steps: int):
         beta_start=BETA_START,
         beta_end=BETA_END,
         beta_schedule="scaled_linear",
-        prediction_type="epsilon",
+        prediction_type=prediction_type,
         algorithm_type="dpmsolver++",
         solver_order=2,
         lower_order_final=True,
@@ -90,22 +104,24 @@ def sample_cfg(
     uncond: torch.Tensor,
     cfg_scale: float = 3.0,
     steps: int = 50,
+    prediction_type: str = "epsilon",
     on_step: Callable[[int], None] | None = None,
 ) -> torch.Tensor:
     """Denoise `noise` (B, C, H, W) into model-space samples with classifier-free guidance.
 
     context (B, T, D) and uncond (B, T, D) are the prompt's and the empty caption's
-    tokens; guidance is eps = cond + s * (cond - uncond), U-ViT's convention, so s = 0
-    is the conditional model alone. Deterministic given `noise`.
+    tokens; guidance is out = cond + s * (cond - uncond), U-ViT's convention, so s = 0
+    is the conditional model alone (for v models too: eps and v are affine in the
+    output with the same x_t, so guiding either is the same). Deterministic given `noise`.
     """
-    scheduler = make_scheduler(steps)
+    scheduler = make_scheduler(steps, prediction_type)
     x = noise
     B = x.shape[0]
     ctx = torch.cat([context, uncond])  # (2B, T, D)
     for i, t in enumerate(scheduler.timesteps):
         tt = t.to(x.device).expand(2 * B)
-        eps = model(torch.cat([x, x]), tt, ctx).float()  # (2B, C, H, W)
-        cond, unc = eps[:B], eps[B:]
+        out = model(torch.cat([x, x]), tt, ctx).float()  # (2B, C, H, W)
+        cond, unc = out[:B], out[B:]
         x = scheduler.step(cond + cfg_scale * (cond - unc), t, x).prev_sample
         if on_step is not None:
             on_step(i)

@@ -79,6 +79,7 @@ class Sampler:
             "config": self.config.to_dict(),
             "codec": self.meta["codec"],
             "text_encoder": self.meta["text_encoder"],
+            "prediction_type": self.meta["prediction_type"],
             "sampler": SAMPLER_NAME,
             "code_version": code_version(),
         }
@@ -109,7 +110,7 @@ class Sampler:
             ctx = self.text_encoder.encode(chunk).to(self.device)  # (b, T, D)
             noise = self.initial_noise(chunk_seeds).to(self.device)
             uncond = self._uncond.expand(len(chunk), -1, -1)
-            z = sample_cfg(self.model, noise, ctx, uncond, cfg_scale, steps)
+            z = sample_cfg(self.model, noise, ctx, uncond, cfg_scale, steps, self.meta["prediction_type"])
             images += to_pil(self.codec.decode(z))
         return images
 

@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from generator.checkpoint import load_ema, load_train_state, read_metadata, save_ema, save_train_state, weights_path
 from generator.data import CocoCacheSource, SyntheticSource
-from generator.diffusion import alphas_cumprod, diffusion_loss, sample_cfg
+from generator.diffusion import PREDICTION_TYPES, alphas_cumprod, diffusion_loss, sample_cfg
 from generator.encoders import encoder_specs_for, load_codec, load_text_encoder
 from generator.model import UViT, UViTConfig
 from generator.recipes import ALL_PRESETS, recipe_for
@@ -46,6 +46,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, help="linear warm-up steps")
     p.add_argument("--ema-decay", type=float)
     p.add_argument("--p-uncond", type=float, help="probability of training on the empty caption")
+    p.add_argument("--prediction-type", choices=PREDICTION_TYPES, help="the network's target (default: recipe's)")
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--mixed-precision", default="no", choices=["no", "fp16", "bf16"])
     p.add_argument("--threads", type=int, help="torch intra-op threads (CPU runs sharing a machine)")
@@ -62,7 +63,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     recipe = recipe_for(args.preset)
-    for field in ("steps", "batch_size", "lr", "weight_decay", "warmup", "ema_decay", "p_uncond"):
+    for field in ("steps", "batch_size", "lr", "weight_decay", "warmup", "ema_decay", "p_uncond", "prediction_type"):
         if getattr(args, field) is None:
             setattr(args, field, getattr(recipe, field))
     args.adam_betas = recipe.adam_betas
@@ -132,7 +133,7 @@ def write_sample_grid(ema, source, codec, cfg, args, step: int, device) -> None:
     g = torch.Generator().manual_seed(args.seed)
     noise = torch.randn(len(captions), cfg.in_chans, cfg.img_size, cfg.img_size, generator=g).to(device)
     uncond = source.empty.expand(len(captions), -1, -1)
-    z = sample_cfg(ema, noise, ctx.to(device), uncond.to(device), 3.0, args.sample_steps)
+    z = sample_cfg(ema, noise, ctx.to(device), uncond.to(device), 3.0, args.sample_steps, args.prediction_type)
     save_grid(codec.decode(z), args.out / "samples" / f"step-{step:07d}.png")
     (args.out / "samples" / f"step-{step:07d}.txt").write_text("\n".join(captions) + "\n")
 
@@ -165,8 +166,9 @@ def main(args: argparse.Namespace) -> Path:
     start = 0
     state = load_train_state(args.out)
     if state is not None:
-        if read_metadata(args.out)["config"] != cfg:
-            raise SystemExit(f"{args.out} holds a different model config; use a new --out")
+        saved = read_metadata(args.out)
+        if (saved["config"], saved["prediction_type"]) != (cfg, args.prediction_type):
+            raise SystemExit(f"{args.out} holds a different model config or target; use a new --out")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         ema.load_state_dict(load_ema(args.out)[0])
@@ -193,7 +195,7 @@ def main(args: argparse.Namespace) -> Path:
 
         model.train()
         with accelerator.autocast():
-            loss = diffusion_loss(model, x0, ctx, ac, g)
+            loss = diffusion_loss(model, x0, ctx, ac, g, args.prediction_type)
         optimizer.zero_grad(set_to_none=True)
         accelerator.backward(loss)
         optimizer.step()
@@ -210,14 +212,16 @@ def main(args: argparse.Namespace) -> Path:
             window = []
         is_last = done == args.steps
         if accelerator.is_main_process and (done % args.ckpt_every == 0 or is_last):
-            save_ema(args.out, ema.state_dict(), cfg, codec_spec, text_spec, done, name)
+            save_ema(args.out, ema.state_dict(), cfg, codec_spec, text_spec, done, name, prediction_type=args.prediction_type)
             unwrapped = accelerator.unwrap_model(model)
             save_train_state(args.out, unwrapped.state_dict(), optimizer.state_dict(), done, run_args)
         if accelerator.is_main_process and args.keep_every and done % args.keep_every == 0:
             # The learning rate is constant after warm-up and the EMA decay depends only
             # on the step, so a snapshot at step s equals the end of an s-step run.
             snapshot = args.out / "snapshots" / f"step-{done:07d}.safetensors"
-            save_ema(snapshot, ema.state_dict(), cfg, codec_spec, text_spec, done, name)
+            save_ema(
+                snapshot, ema.state_dict(), cfg, codec_spec, text_spec, done, name, prediction_type=args.prediction_type
+            )
         if accelerator.is_main_process and args.sample_every and (done % args.sample_every == 0 or is_last):
             ema.eval()
             write_sample_grid(ema, source, codec, cfg, args, done, device)
