@@ -106,5 +106,6 @@ def demo_study_prepare(*, protocol_path: Path, checkpoints: dict[str, Checkpoint
     return DemoStudy(study=study, reused=reused)
 
 
-def invite_url(study: Study) -> str:
-    return f"{settings.FUSION_BASE_URL}{reverse('studies:join', args=[study.invite_token])}"
+def invite_url(study: Study, base_url: str | None = None) -> str:
+    """The evaluators' link: FUSION_BASE_URL (or ``base_url``) + /join/<invite token>/."""
+    return f"{(base_url or settings.FUSION_BASE_URL).rstrip('/')}{reverse('studies:join', args=[study.invite_token])}"

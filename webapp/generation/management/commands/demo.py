@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -37,6 +38,9 @@ class Command(BaseCommand):
 
     def handle(self, *args, **opts):
         started = time.monotonic()
+        # SIGTERM ends the command like Ctrl-C does, through the `finally` that stops the
+        # worker (which runs in its own process group, out of reach of the terminal).
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
         Path(settings.VAR_DIR).mkdir(parents=True, exist_ok=True)
         Path(settings.MEDIA_ROOT).mkdir(parents=True, exist_ok=True)
         call_command("migrate", interactive=False, verbosity=0)
@@ -73,7 +77,7 @@ class Command(BaseCommand):
             summary = {
                 "study": study.slug,
                 "images": images,
-                "invite_url": demo.invite_url(study),
+                "invite_url": demo.invite_url(study, base_url=os.environ.get("FUSION_BASE_URL") or f"http://{opts['addrport']}"),
                 "logins": {role: {"username": v["username"], "password": v["password"]} for role, v in logins.items()},
                 "reused": prepared.reused,
                 "seconds": round(time.monotonic() - started, 1),
