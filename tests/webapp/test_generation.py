@@ -99,6 +99,7 @@ def test_register_records_sha256_and_config(tiny_checkpoint):
     checkpoint = services.checkpoint_register(name="tiny", path=tiny_checkpoint)
     assert checkpoint.sha256 == checkpoint_sha256(tiny_checkpoint)
     assert checkpoint.config["model"]["conditioning"] == "cross" and checkpoint.config["text_encoder"]["name"] == "minilm"
+    assert checkpoint.config["prediction_type"] == "epsilon" and checkpoint.config["step"] == 0
     assert services.checkpoint_register(name="tiny", path=tiny_checkpoint).pk == checkpoint.pk
 
 

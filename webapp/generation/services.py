@@ -55,8 +55,8 @@ def _enqueue(part_id: int) -> None:
 def checkpoint_read(*, path: str | Path) -> tuple[str, dict[str, Any]]:
     """(sha256 of the weights, config to record) of a checkpoint folder or weights file.
 
-    The config holds the model config, the codec and text encoder specs, the training
-    step and the name the checkpoint was saved under. Raises GenerationError for a path
+    The config holds the model config, the codec and text encoder specs, what the model
+    predicts (epsilon or v), the training step and the name the checkpoint was saved under. Raises GenerationError for a path
     that holds no readable fusion-eval checkpoint.
     """
     from safetensors import SafetensorError
@@ -74,6 +74,7 @@ def checkpoint_read(*, path: str | Path) -> tuple[str, dict[str, Any]]:
         "model": meta["config"].to_dict(),
         "codec": meta["codec"],
         "text_encoder": meta["text_encoder"],
+        "prediction_type": meta.get("prediction_type", "epsilon"),
         "step": meta["step"],
         "name": meta["name"],
     }
