@@ -55,6 +55,8 @@ def demo_checkpoints(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.mark.skipif(bool(os.environ.get("DATABASE_URL")),
+                    reason="the demo always runs on its own SQLite database; `make test` runs this in its SQLite pass")
 def test_demo_no_serve_generates_opens_and_is_rerunnable(tmp_path, demo_checkpoints):
     var_dir = tmp_path / "var"
     summary = run_demo(var_dir, demo_checkpoints)
