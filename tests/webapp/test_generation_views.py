@@ -75,6 +75,7 @@ def test_study_page_shows_the_work_before_launch(staff_client, ready_study):
         assert re.search(rf"<td>{name}</td>\s*<td>tiny.*?</td>\s*<td>6</td><td>6</td><td>1</td>", plan, re.S)
     assert '<th id="plan-missing">24</th>' in plan
     assert "CFG scale 3.0, 25 steps" in html and 'name="cfg_scale"' in html
+    assert "4 count prompts and 2 captions" in html
 
 
 def test_launch_from_the_page_with_overrides_then_progress_json(staff_client, ready_study, django_capture_on_commit_callbacks):

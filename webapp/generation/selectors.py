@@ -67,6 +67,9 @@ class StudyPlan:
     steps: int
     sampler: str
     part_size: int
+    count_prompts: int = 0
+    captions: int = 0
+    seeds: int = 0  # distinct seeds across the study's generated items
 
     @property
     def needed(self) -> int:
@@ -96,9 +99,13 @@ def study_plan(*, study: Study, part_size: int = MAX_PART_SIZE) -> StudyPlan:
         )
         for v in study.variants.select_related("checkpoint").order_by("index")
     ]
+    items = Item.objects.filter(study=study, repeat_of__isnull=True, is_gold=False)
     return StudyPlan(
         variants=rows, cfg_scale=float(sampling.get("cfg_scale", 3.0)), steps=int(sampling.get("steps", 50)),
         sampler=str(sampling.get("sampler", "")), part_size=part_size,
+        count_prompts=items.filter(task=Item.Task.COUNT).values("prompt_id").distinct().count(),
+        captions=items.filter(task=Item.Task.RANK).values("prompt_id").distinct().count(),
+        seeds=items.values("seed").distinct().count(),
     )
 
 
