@@ -155,7 +155,6 @@ def main(args: argparse.Namespace) -> Path:
     source, codec_spec, text_spec = build_source(args, cfg, encoder_specs_for(cfg)[1])
     codec = load_codec(codec_spec, args.vae, args.allow_download).to(device) if args.sample_every else None
     ac = alphas_cumprod().to(device)
-    empty = source.empty.to(device)
 
     torch.manual_seed(args.seed)
     model = UViT(cfg)

@@ -72,3 +72,18 @@ def test_resume_takes_the_same_next_step(tmp_path, run):
     exp_b = [s["exp_avg"] for s in sb["optimizer"]["state"].values()]
     assert all(torch.equal(x, y) for x, y in zip(exp_a, exp_b))
     assert (resumed / TRAIN_STATE_FILE).is_file()
+
+
+def test_demo_export_is_float16_sampling_weights_with_the_log(tmp_path, run):
+    from safetensors import safe_open
+
+    from generator.train_demo import export
+
+    run(tmp_path / "run", 2, "--sample-every", "0", "--prediction-type", "v_prediction")
+    file = export(tmp_path / "run", tmp_path / "fixture")
+    with safe_open(str(file), framework="pt") as f:
+        assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float16}
+    meta = read_metadata(file)
+    assert meta["step"] == 2 and meta["prediction_type"] == "v_prediction"
+    assert (tmp_path / "fixture" / "log.jsonl").read_text() == (tmp_path / "run" / "log.jsonl").read_text()
+    assert not (tmp_path / "fixture" / TRAIN_STATE_FILE).exists()
