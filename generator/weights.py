@@ -27,20 +27,22 @@ class WeightsSpec:
     """Where one set of pretrained weights may live.
 
     what: human-readable name; env: environment variable holding a local path;
-    repo_id / subfolder: the Hugging Face Hub location; marker: a file that must exist
-    in the folder for it to count (e.g. 'config.json').
+    repo_id / subfolder: the Hugging Face Hub location; files: the patterns fetched from
+    it (only safetensors weights, not every framework's copy); marker: a file that must
+    exist in the folder for it to count (e.g. 'config.json').
     """
 
     what: str
     env: str
     repo_id: str
     subfolder: str = ""
+    files: tuple[str, ...] = ("*.json", "*.txt", "*.safetensors")
     marker: str = "config.json"
 
     def how_to_get(self) -> str:
-        sub = f" --include '{self.subfolder}/*'" if self.subfolder else ""
+        include = " ".join(f"'{f}'" for f in self.files)
         return (
-            f"download them on a machine with internet (`hf download {self.repo_id}{sub} "
+            f"download them on a machine with internet (`hf download {self.repo_id} --include {include} "
             f"--local-dir DIR`), copy DIR here and set {self.env}=DIR"
             f"{'/' + self.subfolder if self.subfolder else ''} or pass its path; "
             "or rerun with --allow-download to fetch them into the Hugging Face cache."
@@ -52,6 +54,7 @@ SD_VAE = WeightsSpec(
     env="FUSION_SD_VAE",
     repo_id="CompVis/stable-diffusion-v1-4",
     subfolder="vae",
+    files=("vae/config.json", "vae/diffusion_pytorch_model.safetensors"),
 )
 CLIP_TEXT = WeightsSpec(
     what="CLIP ViT-L/14 (transformers CLIPTokenizer + CLIPTextModel)",
@@ -83,10 +86,9 @@ def _from_hf_cache(spec: WeightsSpec, allow_download: bool) -> tuple[Path | None
     from huggingface_hub.errors import LocalEntryNotFoundError
 
     place = f"Hugging Face cache {constants.HF_HUB_CACHE} ({spec.repo_id})"
-    patterns = [f"{spec.subfolder}/*"] if spec.subfolder else None
     try:
         root = Path(
-            snapshot_download(spec.repo_id, allow_patterns=patterns, local_files_only=not allow_download)
+            snapshot_download(spec.repo_id, allow_patterns=list(spec.files), local_files_only=not allow_download)
         )
     except LocalEntryNotFoundError:
         return None, place
