@@ -171,3 +171,15 @@ LOGGING = {
 # Gold images (known counts) are rendered at the resolution of the demo models' images,
 # so that they do not stand out among the generated ones.
 FUSION_GOLD_SIZE = int(os.environ.get("FUSION_GOLD_SIZE", 32))
+
+# Generation workers (webapp/generation/worker.py).
+# A running part whose heartbeat is older than this is re-sent (its worker vanished).
+FUSION_PART_STALE_SECONDS = int(os.environ.get("FUSION_PART_STALE_SECONDS", 600))
+# Images sampled per forward batch: empty means 50 on a GPU, 10 on a CPU.
+FUSION_GENERATION_CHUNK = os.environ.get("FUSION_GENERATION_CHUNK", "")
+# "cpu", "cuda", "cuda:1"...; empty means the first GPU when there is one.
+FUSION_DEVICE = os.environ.get("FUSION_DEVICE", "")
+# torch threads per CPU worker process; empty leaves torch's default.
+FUSION_TORCH_THREADS = os.environ.get("FUSION_TORCH_THREADS", "")
+# Loaded samplers kept per worker process (least recently used goes first).
+FUSION_SAMPLER_CACHE_SIZE = int(os.environ.get("FUSION_SAMPLER_CACHE_SIZE", 4))
