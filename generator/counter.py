@@ -48,20 +48,27 @@ def min_area(size: int) -> float:
 
 
 def count_by_colour(image: Image.Image | np.ndarray) -> dict[str, int]:
-    """Number of objects of each palette colour in an RGB image (H, W, 3)."""
+    """Number of objects of each palette colour in an RGB image (H, W, 3).
+
+    Objects are the connected components of the foreground (any colour) that are big
+    enough; each takes the colour most of its pixels have. Labelling the foreground as a
+    whole, rather than each colour's mask, keeps a generated shape whose rim bleeds
+    into a neighbouring hue from counting as two.
+    """
     arr = _as_array(image)
     absorb = _BG - arr  # (H, W, 3)
     foreground = np.linalg.norm(absorb, axis=-1) > FOREGROUND_DISTANCE  # (H, W)
     nearest = np.argmax(absorb @ _ABSORB.T, axis=-1)  # (H, W): best cosine, any length
-    threshold = min_area(min(arr.shape[:2]))
-    counts = {}
-    for k, name in enumerate(_NAMES):
-        labels, n = ndimage.label(foreground & (nearest == k), structure=_STRUCTURE)
-        if n == 0:
-            counts[name] = 0
-            continue
-        areas = ndimage.sum_labels(np.ones_like(labels), labels, index=np.arange(1, n + 1))
-        counts[name] = int((areas >= threshold).sum())
+    labels, n = ndimage.label(foreground, structure=_STRUCTURE)
+    counts = dict.fromkeys(_NAMES, 0)
+    if n == 0:
+        return counts
+    # votes[i, k]: pixels of component i + 1 whose colour is k.
+    votes = np.zeros((n, len(_NAMES)), dtype=np.int64)
+    np.add.at(votes, (labels[foreground] - 1, nearest[foreground]), 1)
+    keep = votes.sum(axis=1) >= min_area(min(arr.shape[:2]))
+    for k in np.argmax(votes[keep], axis=1):
+        counts[_NAMES[k]] += 1
     return counts
 
 
