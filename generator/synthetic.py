@@ -1,7 +1,7 @@
 """A synthetic counting dataset: 1 to 5 shapes of one kind and colour, drawn with Pillow.
 
 Every item is a pure function of (seed, index), so a dataset is reproducible from two
-integers, and the same layout renders at any resolution (32x32 for the demo models,
+integers, and the same layout renders at any resolution (24x24 for the demo models,
 larger for gold items shown to people). Captions follow the study's grammar:
 "a blue square", "three red circles".
 """
@@ -82,12 +82,12 @@ def all_scenes() -> list[Scene]:
 # Layout: non-overlapping shapes in unit coordinates
 # ---------------------------------------------------------------------------
 
-# Shape side as a fraction of the image side. 0.2 gives ~6 px shapes at 32x32, big
-# enough to survive a diffusion model's blur, small enough that five fit anywhere.
-SHAPE_SIZE = (0.19, 0.23)
-# Clear space between bounding boxes (unit coordinates); ~2 px at 32x32, so that
+# Shape side as a fraction of the image side: ~6 px at 24x24 (the demo models' size),
+# big enough to survive a small diffusion model's blur, small enough that five fit.
+SHAPE_SIZE = (0.22, 0.26)
+# Clear space between bounding boxes (unit coordinates); ~2 px at 24x24, so that
 # slightly bloated generated shapes still come out as separate components.
-GAP = 0.07
+GAP = 0.08
 MARGIN = 0.04
 
 
@@ -125,7 +125,7 @@ def sample_layout(count: int, rng: np.random.Generator, max_tries: int = 100) ->
 SUPERSAMPLE = 4
 
 
-def render(scene: Scene, layout: list[tuple[float, float, float]], size: int = 32) -> Image.Image:
+def render(scene: Scene, layout: list[tuple[float, float, float]], size: int = 24) -> Image.Image:
     """Draw `layout` (from `sample_layout`) as an RGB image of `size` x `size` pixels."""
     big = size * SUPERSAMPLE
     img = Image.new("RGB", (big, big), BACKGROUND)
@@ -160,7 +160,7 @@ def sample_scene(rng: np.random.Generator) -> Scene:
     )
 
 
-def make_item(seed: int, index: int, size: int = 32, scene: Scene | None = None) -> tuple[Image.Image, Scene]:
+def make_item(seed: int, index: int, size: int = 24, scene: Scene | None = None) -> tuple[Image.Image, Scene]:
     """Item `index` of the dataset seeded `seed`: (image, scene). Pass `scene` to fix
     what is drawn and keep only the layout random (gold items with a chosen count)."""
     rng = item_rng(seed, index)
@@ -175,7 +175,7 @@ class SyntheticCounting:
     images: (n, size, size, 3) uint8; scenes: list of Scene; captions: list of str.
     """
 
-    def __init__(self, n: int, size: int = 32, seed: int = 0):
+    def __init__(self, n: int, size: int = 24, seed: int = 0):
         self.n, self.size, self.seed = n, size, seed
         self.images = np.empty((n, size, size, 3), dtype=np.uint8)
         self.scenes: list[Scene] = []

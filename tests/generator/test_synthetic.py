@@ -37,9 +37,9 @@ def test_items_are_a_function_of_seed_and_index():
 
 
 def test_same_layout_renders_at_any_size():
-    small, scene = make_item(5, 2, size=32)
+    small, scene = make_item(5, 2, size=24)
     large, scene_large = make_item(5, 2, size=128)
-    assert scene == scene_large and small.size == (32, 32) and large.size == (128, 128)
+    assert scene == scene_large and small.size == (24, 24) and large.size == (128, 128)
     assert count_objects(large) == count_objects(small) == scene.count
 
 
@@ -52,8 +52,9 @@ def test_layouts_keep_a_gap_between_shapes():
                 assert max(abs(x1 - x2), abs(y1 - y2)) >= (s1 + s2) / 2 + GAP - 1e-9
 
 
-def test_counter_agrees_with_the_renderer_on_1000_images():
-    data = SyntheticCounting(1000, size=32, seed=11)
+@pytest.mark.parametrize("size", [24, 32])
+def test_counter_agrees_with_the_renderer_on_1000_images(size):
+    data = SyntheticCounting(1000, size=size, seed=11)
     wrong = []
     for img, scene in zip(data.images, data.scenes):
         counts = count_by_colour(img)
@@ -63,12 +64,13 @@ def test_counter_agrees_with_the_renderer_on_1000_images():
     assert {s.count for s in data.scenes} == {1, 2, 3, 4, 5}
 
 
-def test_counter_survives_noise_and_blur_at_32px():
-    # Generated 32x32 images are soft and grainy; the counter should not care.
+@pytest.mark.parametrize("size", [24, 32])
+def test_counter_survives_noise_and_blur(size):
+    # Generated 24x24 images are soft and grainy; the counter should not care.
     rng = np.random.default_rng(0)
     hits = 0
     for i in range(200):
-        img, scene = make_item(21, i, size=32)
+        img, scene = make_item(21, i, size=size)
         blurred = np.asarray(img.filter(ImageFilter.GaussianBlur(0.6)), dtype=np.float32)
         noisy = np.clip(blurred + rng.normal(0, 12, blurred.shape), 0, 255).astype(np.uint8)
         hits += count_objects(Image.fromarray(noisy), scene.colour) == scene.count
