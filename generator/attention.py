@@ -234,21 +234,29 @@ DEFAULT_PROMPTS = [
 
 
 def main(args: argparse.Namespace) -> None:
+    from generator.checkpoint import load_ema
     from generator.diffusion import sample_cfg
-    from generator.sample import load_sampler
+    from generator.encoders import load_text_encoder
 
-    sampler = load_sampler(args.checkpoint, args.device, clip_path=args.clip_path, vae_path=args.vae_path)
-    model = sampler.model
+    device = torch.device(args.device)
+    state, meta = load_ema(args.checkpoint)
+    model = UViT(meta["config"])
+    model.load_state_dict(state)
+    model.to(device).eval().requires_grad_(False)
+    cfg = model.cfg
+    # Only the text encoder is needed: the maps are taken in model space, nothing is decoded.
+    text_encoder = load_text_encoder(meta["text_encoder"], args.clip_path).to(device)
     prompts = args.prompt or DEFAULT_PROMPTS
-    context = sampler.text_encoder.encode(prompts).to(sampler.device)  # (B, T, D)
+    context = text_encoder.encode(prompts).to(device)  # (B, T, D)
+    uncond = text_encoder.encode([""]).to(device).expand(len(prompts), -1, -1)  # (B, T, D)
     # The maps are taken on noised versions of the model's own samples, so the image
     # content matches the prompts at every timestep.
-    uncond = sampler.text_encoder.encode([""]).to(sampler.device).expand(len(prompts), -1, -1)
-    noise = sampler.initial_noise(list(range(args.seed, args.seed + len(prompts)))).to(sampler.device)
+    gen = torch.Generator().manual_seed(args.seed)
+    noise = torch.randn(len(prompts), cfg.in_chans, cfg.img_size, cfg.img_size, generator=gen).to(device)
     x0 = sample_cfg(model, noise, context, uncond, args.cfg_scale, args.sample_steps)
     timesteps = torch.linspace(0, 999, args.timesteps).round().long().tolist()
     maps = collect_attention(model, context, x0, timesteps, args.seed)
-    fig = plot_attention(maps, not args.keep_border, title=sampler.meta["name"])
+    fig = plot_attention(maps, not args.keep_border, title=meta["name"])
     fig.savefig(args.out, dpi=args.dpi)
     print(f"wrote {args.out} ({len(maps.layers)} layers, {maps.calls} timesteps, {len(prompts)} prompts)")
 
@@ -264,8 +272,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--keep-border", action="store_true", help="keep the time token and text border tokens")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--clip-path", default=None, help="local CLIP text encoder folder (latent models)")
-    p.add_argument("--vae-path", default=None, help="local SD VAE folder (latent models)")
+    p.add_argument("--clip-path", default=None, help="local CLIP text encoder folder (CLIP-conditioned models)")
     p.add_argument("--dpi", type=int, default=150)
     return p.parse_args(argv)
 
