@@ -168,8 +168,8 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "WARNING")},
 }
-# Gold images (known counts) are rendered at the resolution of the demo models' images,
-# so that they do not stand out among the generated ones.
+# Gold images (known counts) are drawn at the size of the study's generated images; this
+# size is used only when a study has no generated image to measure.
 FUSION_GOLD_SIZE = int(os.environ.get("FUSION_GOLD_SIZE", 32))
 
 # Generation workers (webapp/generation/worker.py).

@@ -21,7 +21,7 @@ from tests.services.helpers import DEMO_PROTOCOL, make_tiny_checkpoint, small_pr
 from webapp.generation import selectors, services, tasks, worker
 from webapp.generation.models import Batch, Part
 from webapp.studies import services as study_services
-from webapp.studies.models import Image, Item, Study
+from webapp.studies.models import Image, Item, Prompt, Study
 
 pytestmark = pytest.mark.django_db
 
@@ -389,7 +389,9 @@ def test_cancel_stops_running_parts_and_drops_queued_ones(small_study):
 
 def test_open_when_complete_reports_why_the_study_stayed_closed(study):
     batch = services.batch_launch(study=study, steps=1, part_size=6, open_when_complete=True)
-    Item.objects.filter(study=study, is_gold=True).update(image=None)  # a gold image went missing
+    # A gold image went missing, and its prompt was edited into something the renderer cannot draw.
+    Item.objects.filter(study=study, is_gold=True).update(image=None)
+    Prompt.objects.filter(items__is_gold=True).update(object="bus")
     run_all(batch)
     batch.refresh_from_db()
     study.refresh_from_db()

@@ -43,13 +43,26 @@ def test_study_create_plans_every_item_of_the_protocol():
     assert study.prompts.filter(kind="count", text="two red squares").get().question == "How many squares can you see?"
 
 
-def test_gold_images_are_rendered_with_their_true_count(settings):
+def test_gold_images_are_rendered_at_open_with_their_true_count_and_the_models_size(settings):
     study = create_demo()
     gold = Item.objects.filter(study=study, is_gold=True)
-    assert gold.count() == 2
+    assert gold.count() == 2 and not gold.filter(image__isnull=False).exists()
+    fill_images(study)
+    services.study_open(study=study)
+    model_size = Image.objects.filter(study=study, source="model").first().width
     for item in gold:
         with PILImage.open(Path(settings.MEDIA_ROOT) / item.image.file) as img:
+            assert img.size == (model_size, model_size)
             assert count_objects(img.convert("RGB")) == item.true_count
+
+
+def test_gold_the_renderer_cannot_draw_is_refused():
+    protocol = json.loads(DEMO.read_text())
+    protocol["count_task"]["objects"].append({"name": "bus", "singular": "bus", "plural": "buses", "article": "a"})
+    protocol["quality_control"]["gold"].append({"id": "g9", "object": "bus", "count": 2, "colour": "red"})
+    with pytest.raises(services.StudySetupError, match="cannot draw"):
+        services.study_create(protocol=protocol, slug="bus", base_dir=str(DEMO.parent))
+    assert Study.objects.count() == 0
 
 
 def test_invalid_protocol_stores_nothing():

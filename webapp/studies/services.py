@@ -245,23 +245,42 @@ def _gold_seed(key: str) -> int:
     return int(stable_key("gold", key)[:8], 16)
 
 
-def _render_gold(*, study: Study, prompt: Prompt, item: StudyItem, seed: int) -> Image:
-    """Render a gold image (known count) with the synthetic renderer and store it."""
-    from generator.synthetic import COLOURS, KINDS, Scene, make_item
+def _check_gold_drawable(item: StudyItem) -> None:
+    from generator.synthetic import COLOURS, KINDS
 
     if item.object not in KINDS or (item.colour or "red") not in COLOURS:
         raise StudySetupError(
             f"Gold item {item.item_id!r}: the renderer draws {', '.join(KINDS)} in {', '.join(COLOURS)}; "
             f"it cannot draw {item.colour or ''} {item.object}."
         )
-    scene = Scene(kind=item.object, colour=item.colour or "red", count=item.true_count)
-    pil, _ = make_item(seed, 0, size=settings.FUSION_GOLD_SIZE, scene=scene)
-    image = Image(study=study, prompt=prompt, source=Image.Source.GOLD, seed=seed, true_count=item.true_count,
+
+
+def _render_gold(*, item: Item, size: int) -> Image:
+    """Render a gold image (known count) with the synthetic renderer and store it."""
+    from generator.synthetic import Scene, make_item
+
+    prompt = item.prompt
+    try:
+        scene = Scene(kind=prompt.object, colour=prompt.colour or "red", count=item.true_count)
+    except ValueError as exc:
+        raise StudySetupError(f"Gold item {item.key!r} cannot be drawn: {exc}") from exc
+    pil, _ = make_item(item.seed, 0, size=size, scene=scene)
+    image = Image(study=item.study, prompt=prompt, source=Image.Source.GOLD, seed=item.seed, true_count=item.true_count,
                   provenance={"renderer": "generator.synthetic", "scene": [scene.kind, scene.colour, scene.count]})
     image.file = write_png_atomic(image=pil, public_id=image.public_id, media_root=settings.MEDIA_ROOT)
     image.width, image.height = pil.size
     image.save()
     return image
+
+
+def _render_missing_gold(*, study: Study) -> None:
+    """Gold images are drawn at the size of the study's generated images, so that they
+    do not stand out; they are made when the study opens, after generation."""
+    sample = Image.objects.filter(study=study, source=Image.Source.MODEL).exclude(width=0).first()
+    size = sample.width if sample is not None else settings.FUSION_GOLD_SIZE
+    for item in Item.objects.filter(study=study, is_gold=True, image__isnull=True).select_related("prompt", "study"):
+        item.image = _render_gold(item=item, size=size)
+        item.save(update_fields=["image"])
 
 
 @transaction.atomic
@@ -303,10 +322,11 @@ def study_create(
             )
             prompts[(kind, it.prompt)] = prompt
         seed = it.seed if it.seed is not None else _gold_seed(it.item_id)
-        image = _render_gold(study=study, prompt=prompt, item=it, seed=seed) if it.is_gold else None
+        if it.is_gold:
+            _check_gold_drawable(it)
         items.append(Item(
             study=study, key=it.item_id, task=it.task, prompt=prompt, seed=seed,
-            variant=variants[it.variant] if it.variant else None, image=image,
+            variant=variants[it.variant] if it.variant else None,
             is_gold=it.is_gold, true_count=it.true_count,
         ))
     Item.objects.bulk_create(items)
@@ -336,6 +356,7 @@ def study_open(*, study: Study) -> Study:
     if study.status != Study.Status.DRAFT:
         raise StudySetupError(f"Only a draft study can be opened; this one is {study.status}.")
     study_attach_images(study=study)
+    _render_missing_gold(study=study)
     missing = study_missing_images(study=study)
     if missing:
         raise StudySetupError(f"{missing} images are still missing: run the study's generation batch to completion first.")
