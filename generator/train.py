@@ -47,6 +47,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--ema-decay", type=float)
     p.add_argument("--p-uncond", type=float, help="probability of training on the empty caption")
     p.add_argument("--prediction-type", choices=PREDICTION_TYPES, help="the network's target (default: recipe's)")
+    p.add_argument("--pos-embed-init", choices=["random", "sincos"], help="patch position embeddings at step 0")
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--mixed-precision", default="no", choices=["no", "fp16", "bf16"])
     p.add_argument("--threads", type=int, help="torch intra-op threads (CPU runs sharing a machine)")
@@ -63,7 +64,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     recipe = recipe_for(args.preset)
-    for field in ("steps", "batch_size", "lr", "weight_decay", "warmup", "ema_decay", "p_uncond", "prediction_type"):
+    for field in ("steps", "batch_size", "lr", "weight_decay", "warmup", "ema_decay", "p_uncond", "prediction_type",
+                  "pos_embed_init"):
         if getattr(args, field) is None:
             setattr(args, field, getattr(recipe, field))
     args.adam_betas = recipe.adam_betas
@@ -79,6 +81,37 @@ def step_generator(seed: int, step: int, process: int) -> torch.Generator:
 def lr_at(step: int, base: float, warmup: int) -> float:
     """Linear warm-up to `base`, then constant (U-ViT's schedule)."""
     return base * min(1.0, (step + 1) / max(1, warmup))
+
+
+def sincos_2d(grid: int, dim: int) -> torch.Tensor:
+    """(grid * grid, dim) 2D sin-cos position codes, rows in raster order (MAE / DiT).
+
+    Half the channels encode the row, half the column, each as [sin, cos] of the
+    position at dim / 4 frequencies from 1 to 1/10000.
+    """
+    if dim % 4:
+        raise ValueError(f"sin-cos position codes need dim divisible by 4, got {dim}")
+    omega = 1.0 / 10000 ** (torch.arange(dim // 4, dtype=torch.float64) / (dim // 4))  # (dim/4,)
+    pos = torch.arange(grid, dtype=torch.float64)
+    rows, cols = torch.meshgrid(pos, pos, indexing="ij")
+
+    def encode(p: torch.Tensor) -> torch.Tensor:
+        angles = p.reshape(-1, 1) * omega  # (grid*grid, dim/4)
+        return torch.cat([angles.sin(), angles.cos()], dim=1)
+
+    return torch.cat([encode(rows), encode(cols)], dim=1).float()  # (grid*grid, dim)
+
+
+@torch.no_grad()
+def init_pos_embed_sincos(model: UViT) -> None:
+    """Overwrite the patch rows of model.pos_embed (the last num_patches) with 2D sin-cos.
+
+    They stay trainable; only the starting point changes. Time and text rows keep
+    their random initialisation.
+    """
+    cfg = model.cfg
+    grid = cfg.img_size // cfg.patch_size
+    model.pos_embed[0, -cfg.num_patches :] = sincos_2d(grid, cfg.embed_dim)
 
 
 def ema_decay_at(step: int, decay: float) -> float:
@@ -158,6 +191,8 @@ def main(args: argparse.Namespace) -> Path:
 
     torch.manual_seed(args.seed)
     model = UViT(cfg)
+    if args.pos_embed_init == "sincos":
+        init_pos_embed_sincos(model)
     ema = copy.deepcopy(model).requires_grad_(False)
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=args.lr, weight_decay=args.weight_decay, betas=tuple(args.adam_betas)
