@@ -87,3 +87,19 @@ def test_demo_export_is_float16_sampling_weights_with_the_log(tmp_path, run):
     assert meta["step"] == 2 and meta["prediction_type"] == "v_prediction"
     assert (tmp_path / "fixture" / "log.jsonl").read_text() == (tmp_path / "run" / "log.jsonl").read_text()
     assert not (tmp_path / "fixture" / TRAIN_STATE_FILE).exists()
+
+
+def test_sincos_position_codes_make_neighbours_alike(tiny_cfg):
+    from generator.model import UViT
+    from generator.train import init_pos_embed_sincos, sincos_2d
+
+    codes = sincos_2d(8, 96)  # (64, 96), raster order
+    assert codes.shape == (64, 96)
+    dist = lambda i, j: (codes[i] - codes[j]).norm()
+    assert dist(0, 1) < dist(0, 3) < dist(0, 7) and dist(0, 8) < dist(0, 24)
+    model = UViT(tiny_cfg)
+    before = model.pos_embed.detach().clone()
+    init_pos_embed_sincos(model)
+    grid = tiny_cfg.img_size // tiny_cfg.patch_size
+    assert torch.equal(model.pos_embed[0, -tiny_cfg.num_patches :], sincos_2d(grid, tiny_cfg.embed_dim))
+    assert torch.equal(model.pos_embed[0, : 1 + tiny_cfg.text_len], before[0, : 1 + tiny_cfg.text_len])
