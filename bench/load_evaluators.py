@@ -165,6 +165,18 @@ def evaluator(base: str, invite: str, worker_id: str, n_tasks: int, think: float
                 rec.accepted[worker_id] += 1
 
 
+def warm_up(base: str, n: int) -> None:
+    """Send ``n`` concurrent requests before measuring, so that every gunicorn worker has
+    imported the app (Django loads the URLconf and views on a worker's first request): the
+    table then shows a running server, not its start-up."""
+    threads = [threading.Thread(target=requests.get, args=(f"{base}/join/unknown/",), kwargs={"timeout": 30})
+               for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
 def main(args: argparse.Namespace) -> int:
     db_url = f"{args.pg.rstrip('/')}/{args.database}"
     admin_url = f"{args.pg.rstrip('/')}/postgres"
@@ -192,6 +204,7 @@ def main(args: argparse.Namespace) -> int:
                 break
             except requests.RequestException:
                 time.sleep(0.2)
+        warm_up(base, args.gunicorn_workers * args.gunicorn_threads * 3)
         rec = Recorder()
         barrier = threading.Barrier(args.evaluators)
         threads = [threading.Thread(target=evaluator, args=(base, info["invite"], f"load-{i}", args.tasks, args.think,

@@ -85,8 +85,16 @@ def _entry_for_submission(*, evaluator: Evaluator, token: str, task: str) -> tup
     return entry, seconds
 
 
-def _touch(evaluator: Evaluator) -> None:
-    Evaluator.objects.filter(pk=evaluator.pk).update(last_seen_at=timezone.now())
+def _after_answer(evaluator: Evaluator) -> None:
+    """Record activity, and the finish time when this was the evaluator's last task, in one
+    UPDATE inside the answer's own transaction (one commit per answer)."""
+    from .selectors import evaluator_is_done  # selectors import models only; no cycle at import
+
+    now = timezone.now()
+    fields = {"last_seen_at": now}
+    if evaluator.finished_at is None and evaluator_is_done(evaluator=evaluator):
+        fields["finished_at"] = evaluator.finished_at = now
+    Evaluator.objects.filter(pk=evaluator.pk).update(**fields)
 
 
 # --------------------------------------------------------------------------- joining
@@ -140,14 +148,6 @@ def evaluator_consent(*, evaluator: Evaluator) -> Evaluator:
     return evaluator
 
 
-def _finish_if_done(evaluator: Evaluator) -> None:
-    from .selectors import evaluator_is_done  # selectors import models only; no cycle at import
-
-    if evaluator.finished_at is None and evaluator_is_done(evaluator=evaluator):
-        Evaluator.objects.filter(pk=evaluator.pk).update(finished_at=timezone.now())
-        evaluator.finished_at = timezone.now()
-
-
 # --------------------------------------------------------------------------- answers
 
 
@@ -164,10 +164,9 @@ def count_response_submit(*, evaluator: Evaluator, token: str, answer: int | Non
             response = CountResponse.objects.create(
                 entry=entry, evaluator=evaluator, item=entry.item, answer=answer, cant_tell=cant_tell, seconds=seconds
             )
+            _after_answer(evaluator)
     except IntegrityError:
         raise SubmissionError("already_answered", "You have already answered this task.", 409)
-    _touch(evaluator)
-    _finish_if_done(evaluator)
     return response
 
 
@@ -192,10 +191,9 @@ def rank_response_submit(
                 entry=entry, evaluator=evaluator, item=entry.item, skipped=ranks is None,
                 skip_reason=skip_reason if ranks is None else "", seconds=seconds, **fields,
             )
+            _after_answer(evaluator)
     except IntegrityError:
         raise SubmissionError("already_answered", "You have already answered this task.", 409)
-    _touch(evaluator)
-    _finish_if_done(evaluator)
     return response
 
 
