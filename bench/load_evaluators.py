@@ -1,8 +1,8 @@
 """Load test: N simulated evaluators answer a study through gunicorn + PostgreSQL.
 
 Each simulated evaluator has its own HTTP session: it joins by the invite link, consents,
-then repeatedly reads its current task (the JSON state) and submits an answer, as the
-browser does. The script prints throughput and p50/p95/p99 latency per endpoint, then
+reads its current task (the JSON state), then answers task after task, each answer's JSON
+response carrying the next task, with a think time between tasks. The script prints throughput and p50/p95/p99 latency per endpoint, then
 checks that every answer the server accepted is in the database, and nothing else.
 
     python bench/load_evaluators.py --evaluators 50 --tasks 20
@@ -143,11 +143,10 @@ def evaluator(base: str, invite: str, worker_id: str, n_tasks: int, think: float
     if rec.timed("consent", lambda: s.post(f"{base}/e/{slug}/consent/", data={"agree": "yes", "csrfmiddlewaretoken": csrf}, headers={"Referer": f"{base}/"})) is None:
         return
     headers["X-CSRFToken"] = s.cookies.get("csrftoken", csrf)
+    # A JSON client reads its state once; each answer's response carries the next task.
+    r = rec.timed("state", lambda: s.get(f"{base}/e/{slug}/state/"))
+    state = r.json() if r is not None else {"done": True}
     for k in range(n_tasks):
-        r = rec.timed("state", lambda: s.get(f"{base}/e/{slug}/state/"))
-        if r is None:
-            return
-        state = r.json()
         if state["done"]:
             return
         task = state["task"]
@@ -160,9 +159,11 @@ def evaluator(base: str, invite: str, worker_id: str, n_tasks: int, think: float
             data = {"kind": "rank", "token": task["token"], **{f"rank_{i}": str(r_) for i, r_ in enumerate(ranks)}}
         name = f"submit-{task['kind']}"
         r = rec.timed(name, lambda: s.post(f"{base}/e/{slug}/task/", data=data, headers=headers))
-        if r is not None:
-            with rec.lock:
-                rec.accepted[worker_id] += 1
+        if r is None:
+            return
+        with rec.lock:
+            rec.accepted[worker_id] += 1
+        state = r.json()
 
 
 def warm_up(base: str, n: int) -> None:
