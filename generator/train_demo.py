@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shutil
 import subprocess
@@ -26,6 +27,17 @@ import torch
 
 from generator.checkpoint import WEIGHTS_FILE, load_ema, save_ema
 from generator.recipes import DEMO, DEMO_VARIANTS
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo, else platform.processor()."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def train_command(variant: str, out: Path, args: argparse.Namespace) -> list[str]:
@@ -58,6 +70,18 @@ def run_all(commands: dict[str, list[str]], parallel: int, logs: Path) -> dict[s
     return wall
 
 
+def training_seconds(log: Path) -> float:
+    """Wall seconds of training in a run's log.jsonl, summed over resumed segments
+    (each segment's elapsed_s restarts from zero)."""
+    total, last = 0.0, 0.0
+    for line in log.read_text().splitlines():
+        elapsed = json.loads(line)["elapsed_s"]
+        if elapsed < last:
+            total += last
+        last = elapsed
+    return round(total + last, 1)
+
+
 def export(run: Path, dest: Path) -> Path:
     """Copy a run's EMA weights (float16) and loss log into a fixture folder."""
     state, meta = load_ema(run)
@@ -88,19 +112,21 @@ def main(argv: list[str] | None = None) -> None:
         "command": " ".join(["python -m generator.train_demo", *(argv if argv is not None else sys.argv[1:])]),
         "recipe": {**DEMO.__dict__, "steps": args.steps},
         "seed": args.seed,
-        "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, torch {torch.__version__}",
+        "machine": f"{cpu_model()}, {os.cpu_count()} cores (shared), torch {torch.__version__}",
         "parallel": args.parallel,
         "threads": args.threads,
         "variants": {},
     }
     for v in args.variants:
         file = export(args.out / v, args.fixtures / v)
+        train_s = training_seconds(args.out / v / "log.jsonl")
         record["variants"][v] = {
             "train_command": " ".join(commands[v][1:]),
-            "wall_s": wall[v],
+            "train_s": train_s,  # all segments, if the run was resumed
+            "wall_s_this_call": wall[v],
             "bytes": file.stat().st_size,
         }
-        print(f"{v}: {file} ({file.stat().st_size / 1e6:.1f} MB, trained in {wall[v] / 60:.1f} min)")
+        print(f"{v}: {file} ({file.stat().st_size / 1e6:.1f} MB, {train_s / 60:.1f} min of training)")
     (args.fixtures / "training.json").write_text(json.dumps(record, indent=2) + "\n")
 
 

@@ -103,3 +103,11 @@ def test_sincos_position_codes_make_neighbours_alike(tiny_cfg):
     grid = tiny_cfg.img_size // tiny_cfg.patch_size
     assert torch.equal(model.pos_embed[0, -tiny_cfg.num_patches :], sincos_2d(grid, tiny_cfg.embed_dim))
     assert torch.equal(model.pos_embed[0, : 1 + tiny_cfg.text_len], before[0, : 1 + tiny_cfg.text_len])
+
+
+def test_training_time_sums_resumed_segments(tmp_path):
+    from generator.train_demo import training_seconds
+
+    log = tmp_path / "log.jsonl"
+    log.write_text("\n".join(json.dumps({"step": s, "elapsed_s": e}) for s, e in [(50, 10.0), (100, 20.0), (150, 5.0), (200, 12.5)]))
+    assert training_seconds(log) == 32.5
