@@ -17,15 +17,15 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench._machine import cpu_model  # noqa: E402
 
 from evalstudy.analysis import analyze  # noqa: E402
 from evalstudy.simulate import RaterSimulator, simulate_study, synthetic_protocol  # noqa: E402
@@ -36,14 +36,8 @@ LIMIT_S = 10.0
 
 
 def machine() -> str:
-    """The CPU model (lscpu) and the cores this process may use."""
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        model = next(line.split(":", 1)[1].strip() for line in out.splitlines()
-                     if line.startswith("Model name"))
-    except (OSError, subprocess.CalledProcessError, StopIteration):
-        model = platform.processor() or "unknown CPU"
-    return f"{model}, {len(os.sched_getaffinity(0))} cores usable"
+    """The CPU model and the cores this process may use."""
+    return f"{cpu_model()}, {len(os.sched_getaffinity(0))} cores usable"
 
 
 def main(args) -> str:

@@ -28,9 +28,7 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,17 +37,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 
+from bench._machine import cpu_model, load_average  # noqa: E402
+
 
 def machine() -> str:
-    model = platform.processor() or platform.machine()
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
-        model = fields.get("Model name", model).strip()
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return f"{model}, os.cpu_count={os.cpu_count()}, load average at start {load:.1f}"
+    return f"{cpu_model()}, os.cpu_count={os.cpu_count()}, load average at start {load_average():.1f}"
 
 
 def setup_django(var_dir: Path, broker: str) -> None:

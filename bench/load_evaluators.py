@@ -20,7 +20,6 @@ import platform
 import random
 import re
 import socket
-import statistics
 import subprocess
 import sys
 import threading
@@ -32,6 +31,8 @@ import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench._machine import cpu_model  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -255,15 +256,7 @@ def main(args: argparse.Namespace) -> int:
 
 
 def machine() -> str:
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{model}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    return f"{cpu_model()}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
 def print_table(r: dict) -> None:
