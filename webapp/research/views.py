@@ -208,6 +208,17 @@ def _unanalysable(exc: services.ResearchError) -> HttpResponse:
     return HttpResponse(str(exc), status=409, content_type="text/plain; charset=utf-8")
 
 
+def _stored_result(study: Study):
+    """The study's current result for an export, or the 409 response that says why there is none."""
+    try:
+        result = services.study_result_get_or_compute(study=study)
+    except services.ResearchError as exc:
+        return _unanalysable(exc)
+    if result is None:
+        raise Http404("No responses yet.")
+    return result
+
+
 def _report_context(study: Study) -> dict:
     try:
         return reports.report_context(study=study, result=services.study_result_get_or_compute(study=study))
@@ -233,12 +244,9 @@ def export_jsonl(request: HttpRequest, study: Study) -> StreamingHttpResponse:
 @researcher_view
 @require_GET
 def export_aggregates(request: HttpRequest, study: Study) -> HttpResponse:
-    try:
-        result = services.study_result_get_or_compute(study=study)
-    except services.ResearchError as exc:
-        return _unanalysable(exc)
-    if result is None:
-        raise Http404("No responses yet.")
+    result = _stored_result(study)
+    if isinstance(result, HttpResponse):
+        return result
     response = HttpResponse(exports.aggregates_json(result=result.result), content_type="application/json")
     return _attachment(response, study, "aggregates-{stamp}.json")
 
@@ -246,12 +254,9 @@ def export_aggregates(request: HttpRequest, study: Study) -> HttpResponse:
 @researcher_view
 @require_GET
 def export_figures(request: HttpRequest, study: Study) -> HttpResponse:
-    try:
-        result = services.study_result_get_or_compute(study=study)
-    except services.ResearchError as exc:
-        return _unanalysable(exc)
-    if result is None:
-        raise Http404("No responses yet.")
+    result = _stored_result(study)
+    if isinstance(result, HttpResponse):
+        return result
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
         for fig in result.figures.all():
