@@ -15,9 +15,15 @@ def _start(page, live_server, study):
     page.wait_for_selector("text=Before you start")
 
 
+def _await_focus(page, selector):
+    """Wait until autofocus has put the focus on `selector`; key presses before that go nowhere."""
+    page.wait_for_function("s => document.activeElement && document.activeElement.matches(s)", arg=selector)
+
+
 def _kind(page):
     page.wait_for_selector("#answer-form, #rank-form, #completion-code")
     if page.query_selector("#answer-form"):
+        _await_focus(page, "#answer")
         return "count"
     if page.query_selector("#rank-form"):
         return "rank"
@@ -26,11 +32,13 @@ def _kind(page):
 
 def test_keyboard_only(page, live_server, study):
     _start(page, live_server, study)
+    _await_focus(page, "button[name=agree]")
     with page.expect_navigation():
-        page.keyboard.press("Enter")  # "I agree" has the focus
+        page.keyboard.press("Enter")
     page.wait_for_selector("text=How it works")
+    _await_focus(page, "a.primary")
     with page.expect_navigation():
-        page.keyboard.press("Enter")  # "Start" has the focus
+        page.keyboard.press("Enter")
     expected_counts, expected_ranks = [], []
     while (kind := _kind(page)) != "done":
         if kind == "count":
@@ -58,8 +66,10 @@ def test_keyboard_only(page, live_server, study):
 
 def test_keyboard_cant_tell_and_undo(page, live_server, study):
     _start(page, live_server, study)
+    _await_focus(page, "button[name=agree]")
     with page.expect_navigation():
         page.keyboard.press("Enter")
+    _await_focus(page, "a.primary")
     with page.expect_navigation():
         page.keyboard.press("Enter")
     ev = Evaluator.objects.get(study=study)
