@@ -45,6 +45,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--ramp", type=float, default=5.0, help="evaluators arrive spread over this many seconds")
     p.add_argument("--gunicorn-workers", type=int, default=3)
     p.add_argument("--gunicorn-threads", type=int, default=4)
+    p.add_argument("--keep-alive", type=int, default=30,
+                   help="gunicorn's keep-alive in seconds; it must exceed the think time, or the server closes idle "
+                        "connections just as a client reuses them (RemoteDisconnected), which browsers retry "
+                        "silently but this client counts as errors")
     p.add_argument("--pg", default="postgres://postgres@127.0.0.1:5432", help="server URL, without a database")
     p.add_argument("--database", default="fusion_load")
     p.add_argument("--keep", action="store_true", help="keep the database afterwards")
@@ -116,7 +120,7 @@ class Recorder:
             r = fn()
             good, why = ok(r), f"HTTP {r.status_code}: {r.text[:120]!r}"
         except requests.RequestException as exc:
-            r, good, why = None, False, type(exc).__name__
+            r, good, why = None, False, f"{type(exc).__name__}: {str(exc)[-100:]}"
         dt = time.perf_counter() - t0
         with self.lock:
             self.latency[name].append(dt)
@@ -196,7 +200,8 @@ def main(args: argparse.Namespace) -> int:
     base = f"http://127.0.0.1:{port}"
     server = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "webapp.wsgi", "-b", f"127.0.0.1:{port}", "-w", str(args.gunicorn_workers),
-         "-k", "gthread", "--threads", str(args.gunicorn_threads), "--log-level", "warning"],
+         "-k", "gthread", "--threads", str(args.gunicorn_threads), "--keep-alive", str(args.keep_alive),
+         "--log-level", "warning"],
         cwd=ROOT, env=env,
     )
     try:
@@ -238,7 +243,7 @@ def main(args: argparse.Namespace) -> int:
         })
     result = {
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": machine(), "evaluators": args.evaluators, "think_s": args.think, "ramp_s": args.ramp,
-        "gunicorn": f"{args.gunicorn_workers} workers x {args.gunicorn_threads} threads (gthread)",
+        "gunicorn": f"{args.gunicorn_workers} workers x {args.gunicorn_threads} threads (gthread, keep-alive {args.keep_alive} s)",
         "wall_s": wall, "requests": sum(len(v) for v in rec.latency.values()),
         "errors": sum(rec.errors.values()), "accepted_answers": accepted_total, "stored_answers": stored_total,
         "lost": accepted_total - stored_total, "mismatched_evaluators": len(mismatched), "endpoints": rows,
