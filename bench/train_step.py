@@ -7,8 +7,10 @@ Inputs are random tensors of the paper shapes (4x32x32 latents, 77x768 text); th
 loss is the noise-prediction MSE. Models are timed in interleaved rounds (every
 variant once per round) so a burst of load from other processes hits all variants
 alike, and each variant's best round (least disturbed, as timeit advises) gives its
-seconds/step and speed-up; the median and every round are kept in the JSON, with the
-process CPU seconds/step beside them (less sensitive to an oversubscribed CPU).
+seconds/step and speed-up. Beside it: the speed-up from the median rounds, from the
+mean over all timed steps (sustained training throughput), and from the process CPU
+seconds/step (less sensitive to an oversubscribed CPU); and the FLOP ratio, the
+speed-up that time proportional to FLOPs would give. Every round is kept in the JSON.
 Achieved TFLOP/s counts 3 x the forward FLOPs with attention matmuls
 (generator.profile), i.e. the usual backward = 2 x forward rule.
 """
@@ -134,7 +136,9 @@ def run(args: argparse.Namespace) -> dict:
     baseline = BASELINE if BASELINE in times else args.variants[0]
     base = min(times[baseline])
     base_median = statistics.median(times[baseline])
+    base_mean = statistics.fmean(times[baseline])
     base_cpu = min(cpu_times[baseline])
+    base_flops = next(r.train_flops for r in runners if r.name == baseline)
     rows = []
     for r in runners:
         sec = min(times[r.name])
@@ -150,6 +154,9 @@ def run(args: argparse.Namespace) -> dict:
             "mfu": tflops / peak if peak else None,
             "sec_per_it_median": median,
             "speedup_median": base_median / median,
+            "sec_per_it_mean": statistics.fmean(times[r.name]),
+            "speedup_mean": base_mean / statistics.fmean(times[r.name]),
+            "flop_ratio": base_flops / r.train_flops,
             "cpu_sec_per_it": min(cpu_times[r.name]),
             "speedup_cpu_time": base_cpu / min(cpu_times[r.name]),
             "sec_per_it_rounds": times[r.name],
@@ -184,19 +191,20 @@ def format_table(res: dict) -> str:
         f"warmup={res['warmup']}  rounds={res['rounds']} x {res['steps_per_round']} steps (best round per variant)  "
         f"load average {res['loadavg_start']} -> {res['loadavg_end']}",
     ]
-    head = f"{'variant':28s} {'it/s':>8s} {'s/it':>8s} {'speed-up':>9s} {'median':>8s} {'CPU s/it':>9s} {'CPU-time':>9s}"
+    head = f"{'variant':28s} {'it/s':>8s} {'s/it':>8s} {'speed-up':>9s} {'median':>8s} {'mean':>7s} {'CPU s/it':>9s} {'CPU-time':>9s} {'FLOPs':>7s}"
     if gpu:
         head += f" {'TFLOP/s':>8s} {'MFU':>7s}"
     lines += [head, "-" * len(head)]
     for r in res["variants"]:
         line = f"{r['name']:28s} {r['it_per_s']:>8.3f} {r['sec_per_it']:>8.3f} "
-        line += f"{r['speedup']:>8.2f}x {r['speedup_median']:>7.2f}x"
-        line += f" {r['cpu_sec_per_it']:>9.3f} {r['speedup_cpu_time']:>8.2f}x"
+        line += f"{r['speedup']:>8.2f}x {r['speedup_median']:>7.2f}x {r['speedup_mean']:>6.2f}x"
+        line += f" {r['cpu_sec_per_it']:>9.3f} {r['speedup_cpu_time']:>8.2f}x {r['flop_ratio']:>6.2f}x"
         if gpu:
             line += f" {r['tflops']:>8.1f} " + (f"{100 * r['mfu']:>6.1f}%" if r["mfu"] else f"{'-':>7s}")
         lines.append(line)
     lines.append(f"# speed-up over {res['baseline']} from the best round; 'median': from median rounds; "
-                 "'CPU-time': from the best round's process CPU seconds (paper, GPU: 1.28, 1.40, 1.51)")
+                 "'mean': from all timed steps; 'CPU-time': from the best round's process CPU seconds; "
+                 "'FLOPs': baseline/variant training FLOPs (paper, GPU: 1.28, 1.40, 1.51)")
     if gpu:
         lines.append(f"# TFLOP/s = 3 x forward FLOPs incl. attention / s; MFU vs peak {res['peak_tflops']} TFLOP/s")
     return "\n".join(lines)
@@ -219,8 +227,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--variants", nargs="+", default=list(PAPER_VARIANTS), choices=sorted(PRESETS))
-    p.add_argument("--warmup", type=int, default=2, help="untimed steps per variant")
-    p.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds")
+    p.add_argument("--warmup", type=int, default=3, help="untimed steps per variant")
+    p.add_argument("--rounds", type=int, default=8, help="interleaved timing rounds")
     p.add_argument("--steps", type=int, default=1, help="timed steps per variant per round")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
