@@ -38,6 +38,10 @@ from generator.profile import forward_flops_with_attention  # noqa: E402
 
 BASELINE = "uvit-s-concat-early"
 # Dense bf16 tensor-core peaks (TFLOP/s, SXM parts) by a substring of the device name.
+# The paper's training throughput on one RTX 4090 at batch 256 (it/s), for the "x paper" column.
+PAPER_4090_IT_PER_S = {"uvit-s-concat-early": 1.81, "uvit-s-concat-intermediate": 2.31,
+                       "uvit-s-cross-early": 2.54, "uvit-s-cross-intermediate": 2.74}
+PAPER_BATCH = 256
 PEAK_BF16_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "L4": 121.0, "A10G": 70.0}
 
 
@@ -152,6 +156,9 @@ def run(args: argparse.Namespace) -> dict:
             "speedup": base / sec,
             "tflops": tflops,
             "mfu": tflops / peak if peak else None,
+            # Comparable only at the paper's batch size.
+            "x_paper_4090": (1.0 / sec / PAPER_4090_IT_PER_S[r.name]
+                             if args.batch == PAPER_BATCH and r.name in PAPER_4090_IT_PER_S else None),
             "sec_per_it_median": median,
             "speedup_median": base_median / median,
             "sec_per_it_mean": statistics.fmean(times[r.name]),
@@ -193,7 +200,7 @@ def format_table(res: dict) -> str:
     ]
     head = f"{'variant':28s} {'it/s':>8s} {'s/it':>8s} {'speed-up':>9s} {'median':>8s} {'mean':>7s} {'CPU s/it':>9s} {'CPU-time':>9s} {'FLOPs':>7s}"
     if gpu:
-        head += f" {'TFLOP/s':>8s} {'MFU':>7s}"
+        head += f" {'TFLOP/s':>8s} {'MFU':>7s} {'x paper':>8s}"
     lines += [head, "-" * len(head)]
     for r in res["variants"]:
         line = f"{r['name']:28s} {r['it_per_s']:>8.3f} {r['sec_per_it']:>8.3f} "
@@ -201,12 +208,15 @@ def format_table(res: dict) -> str:
         line += f" {r['cpu_sec_per_it']:>9.3f} {r['speedup_cpu_time']:>8.2f}x {r['flop_ratio']:>6.2f}x"
         if gpu:
             line += f" {r['tflops']:>8.1f} " + (f"{100 * r['mfu']:>6.1f}%" if r["mfu"] else f"{'-':>7s}")
+            line += f" {r['x_paper_4090']:>7.2f}x" if r["x_paper_4090"] else f" {'-':>8s}"
         lines.append(line)
     lines.append(f"# speed-up over {res['baseline']} from the best round; 'median': from median rounds; "
                  "'mean': from all timed steps; 'CPU-time': from the best round's process CPU seconds; "
                  "'FLOPs': baseline/variant training FLOPs (paper, GPU: 1.28, 1.40, 1.51)")
     if gpu:
-        lines.append(f"# TFLOP/s = 3 x forward FLOPs incl. attention / s; MFU vs peak {res['peak_tflops']} TFLOP/s")
+        lines.append(f"# TFLOP/s = 3 x forward FLOPs incl. attention / s; MFU vs peak {res['peak_tflops']} TFLOP/s; "
+                     f"'x paper': it/s over the paper's RTX 4090 it/s at batch {PAPER_BATCH} "
+                     f"({', '.join(str(v) for v in PAPER_4090_IT_PER_S.values())})")
     return "\n".join(lines)
 
 
