@@ -37,11 +37,11 @@ from generator.model import PAPER_VARIANTS, PRESETS, build_model  # noqa: E402
 from generator.profile import forward_flops_with_attention  # noqa: E402
 
 BASELINE = "uvit-s-concat-early"
-# Dense bf16 tensor-core peaks (TFLOP/s, SXM parts) by a substring of the device name.
 # The paper's training throughput on one RTX 4090 at batch 256 (it/s), for the "x paper" column.
 PAPER_4090_IT_PER_S = {"uvit-s-concat-early": 1.81, "uvit-s-concat-intermediate": 2.31,
                        "uvit-s-cross-early": 2.54, "uvit-s-cross-intermediate": 2.74}
 PAPER_BATCH = 256
+# Dense bf16 tensor-core peaks (TFLOP/s, SXM parts) by a substring of the device name.
 PEAK_BF16_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "L4": 121.0, "A10G": 70.0}
 
 
