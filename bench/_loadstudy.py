@@ -35,9 +35,13 @@ def _add_image(study, item, variant, k) -> None:
 
 
 @transaction.atomic
-def build_load_study(n_slots: int, slug: str = "load-test") -> dict:
+def build_load_study(n_slots: int, slug: str = "load-test", overlap: int | None = None) -> dict:
+    """Open the demo protocol's study with ``n_slots`` places; ``overlap`` evaluators per
+    item (the protocol's 3 unless given; ``n_slots`` gives everyone every item)."""
     protocol = json.loads(DEMO.read_text())
     protocol["evaluators"]["n"] = n_slots
+    if overlap is not None:
+        protocol["evaluators"]["overlap"] = overlap
     study = services.study_create(protocol=protocol, slug=slug, title="Load test", base_dir=str(DEMO.parent))
     variants = list(study.variants.all())
     for k, item in enumerate(Item.objects.filter(study=study, task="count", is_gold=False)):
