@@ -20,6 +20,16 @@ def _await_focus(page, selector):
     page.wait_for_function("s => document.activeElement && document.activeElement.matches(s)", arg=selector)
 
 
+def _consent_by_keyboard(page, live_server, study):
+    """Join, agree with Enter on the autofocused button; end on the instructions, "Start" focused."""
+    _start(page, live_server, study)
+    _await_focus(page, "button[name=agree]")
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    page.wait_for_selector("text=How it works")
+    _await_focus(page, "#start")
+
+
 def _kind(page):
     page.wait_for_selector("#answer-form, #rank-form, #completion-code")
     if page.query_selector("#answer-form"):
@@ -31,12 +41,7 @@ def _kind(page):
 
 
 def test_keyboard_only(page, live_server, study):
-    _start(page, live_server, study)
-    _await_focus(page, "button[name=agree]")
-    with page.expect_navigation():
-        page.keyboard.press("Enter")
-    page.wait_for_selector("text=How it works")
-    _await_focus(page, "a.primary")
+    _consent_by_keyboard(page, live_server, study)
     with page.expect_navigation():
         page.keyboard.press("Enter")
     expected_counts, expected_ranks = [], []
@@ -65,11 +70,7 @@ def test_keyboard_only(page, live_server, study):
 
 
 def test_keyboard_cant_tell_and_undo(page, live_server, study):
-    _start(page, live_server, study)
-    _await_focus(page, "button[name=agree]")
-    with page.expect_navigation():
-        page.keyboard.press("Enter")
-    _await_focus(page, "a.primary")
+    _consent_by_keyboard(page, live_server, study)
     with page.expect_navigation():
         page.keyboard.press("Enter")
     ev = Evaluator.objects.get(study=study)
@@ -91,6 +92,16 @@ def test_keyboard_cant_tell_and_undo(page, live_server, study):
     page.wait_for_selector(".progress-label")
     assert page.locator(".progress-label").inner_text() == before
     assert CountResponse.objects.filter(evaluator=ev).count() == n_before - 1
+
+
+def test_enter_starts_the_tasks_after_a_click_moved_the_focus(page, live_server, study):
+    _consent_by_keyboard(page, live_server, study)
+    page.click("h1")  # the focus leaves "Start"
+    assert page.evaluate("document.activeElement.id") != "start"
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    assert _kind(page) in ("count", "rank")
+    assert Entry.objects.filter(evaluator__study=study).exists()
 
 
 def test_mouse_only(page, live_server, study):

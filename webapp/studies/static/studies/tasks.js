@@ -83,4 +83,17 @@
     });
     render();
   }
+
+  // ---- instructions: Enter starts the tasks wherever the focus is (autofocus puts it on
+  // "Start", but a click on the page moves it away)
+  var start = document.getElementById("start");
+  if (start) {
+    document.addEventListener("keydown", function (ev) {
+      if (ev.key !== "Enter" || ev.ctrlKey || ev.metaKey || ev.altKey || ev.shiftKey) { return; }
+      var el = document.activeElement;
+      if (el && el !== start && /^(A|BUTTON|INPUT|SELECT|TEXTAREA)$/.test(el.tagName)) { return; }  // theirs
+      ev.preventDefault();
+      start.click();
+    });
+  }
 })();
