@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import os
 import statistics
 import sys
 import time
@@ -25,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench._machine import cpu_model  # noqa: E402
+from bench._common import cpu_and_usable_cores, load_average, save_result  # noqa: E402
 
 from evalstudy.analysis import analyze  # noqa: E402
 from evalstudy.simulate import RaterSimulator, simulate_study, synthetic_protocol  # noqa: E402
@@ -33,11 +32,6 @@ from evalstudy.simulate import RaterSimulator, simulate_study, synthetic_protoco
 VARIANTS = ["concat-early", "concat-intermediate", "cross-early", "cross-intermediate"]
 N_BOOT = 2000
 LIMIT_S = 10.0
-
-
-def machine() -> str:
-    """The CPU model and the cores this process may use."""
-    return f"{cpu_model()}, {len(os.sched_getaffinity(0))} cores usable"
 
 
 def main(args) -> str:
@@ -51,14 +45,14 @@ def main(args) -> str:
     simulate_s = time.perf_counter() - t0
     times = []
     for _ in range(args.repeats):
-        load = os.getloadavg()[0]
+        load = load_average()
         t0 = time.perf_counter()
         result = analyze(table, proto, n_boot=N_BOOT, seed=0)
         times.append((time.perf_counter() - t0, load))
     best = min(t for t, _ in times)
     lines = [
         "Run time of evalstudy.analysis.analyze (bench/analyze.py)",
-        f"date: {datetime.date.today().isoformat()}   machine: {machine()}",
+        f"date: {datetime.date.today().isoformat()}   machine: {cpu_and_usable_cores()}",
         f"responses: {len(table)} ({result['unfiltered']['data']['n_count_responses']} count, "
         f"{result['unfiltered']['data']['n_rankings']} rankings x 4 rows, the rest gold and "
         f"repeats); evaluators: {result['exclusions']['n_evaluators']}, "
@@ -75,8 +69,7 @@ def main(args) -> str:
     text = "\n".join(lines)
     print(text)
     if args.write:
-        path = ROOT / "bench" / "results" / f"analyze-{datetime.date.today().isoformat()}.txt"
-        path.write_text(text + "\n")
+        path = save_result("analyze", text)
         print(f"wrote {path}", file=sys.stderr)
     return text
 

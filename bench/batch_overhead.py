@@ -37,7 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 
-from bench._machine import cpu_model, load_average  # noqa: E402
+from bench._common import cpu_model, load_average, save_result  # noqa: E402
 
 
 def machine() -> str:
@@ -178,9 +178,7 @@ def main(args: argparse.Namespace) -> None:
     text = "\n".join(lines)
     print(text)
     if args.save:
-        out = ROOT / "bench" / "results" / f"batch_overhead-{dt.date.today():%Y-%m-%d}.txt"
-        with out.open("a") as fh:
-            fh.write(text + "\n\n")
+        out = save_result("batch_overhead", text + "\n\n", append=True)
         print(f"appended to {out.relative_to(ROOT)}", file=sys.stderr)
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import os
 import sys
 import time
 from pathlib import Path
@@ -27,7 +26,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench._machine import cpu_model  # noqa: E402
+from bench._common import cpu_and_usable_cores, save_result  # noqa: E402
 
 from evalstudy import bootstrap, stats  # noqa: E402
 from evalstudy.analysis import analyze  # noqa: E402
@@ -40,11 +39,6 @@ QUALITY = dict(zip(VARIANTS, (0.5, 0.65, 0.55, 0.75)))
 DESIGN = dict(objects=("circle", "square", "triangle", "star"), counts=(1, 2, 3, 4, 5),
               images_per_prompt=10, n_captions=100, n_evaluators=30, overlap=3)
 PL_TRUTH_RANKINGS = 2_000_000
-
-
-def machine() -> str:
-    """The CPU model and the cores this process may use."""
-    return f"{cpu_model()}, {len(os.sched_getaffinity(0))} cores usable"
 
 
 def truths(sim: RaterSimulator, proto) -> dict[tuple, float]:
@@ -125,7 +119,7 @@ def main(args) -> str:
                     widths[mode].setdefault(stat, []).append(ci[1] - ci[0])
     lines = [
         "Coverage of evalstudy's 95% intervals (bench/coverage.py)",
-        f"date: {datetime.date.today().isoformat()}   machine: {machine()}",
+        f"date: {datetime.date.today().isoformat()}   machine: {cpu_and_usable_cores()}",
         f"studies: {args.studies}   bootstrap resamples per interval: {args.n_boot} "
         "(fewer than analyze's default 2000, to keep the run short)",
         f"design: {len(VARIANTS)} variants, {DESIGN['n_evaluators']} evaluators, overlap "
@@ -152,8 +146,7 @@ def main(args) -> str:
     text = "\n".join(lines)
     print(text)
     if args.write:
-        path = ROOT / "bench" / "results" / f"coverage-{datetime.date.today().isoformat()}.txt"
-        path.write_text(text + "\n")
+        path = save_result("coverage", text)
         print(f"wrote {path}", file=sys.stderr)
     return text
 

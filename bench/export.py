@@ -23,7 +23,6 @@ import datetime as dt
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import threading
@@ -32,6 +31,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere
+
+from bench._common import cpu_model, run_json_child, save_result, scratch_database  # noqa: E402
 
 COUNT_ITEMS, COUNT_PER_EVALUATOR, RANK_ITEMS = 600, 150, 50
 TARGET_ROWS_PER_S, TARGET_RSS_MB = 50_000, 200
@@ -60,14 +61,6 @@ def child_env(args) -> dict:
 
 
 # --------------------------------------------------------------------------- database
-
-
-def admin_execute(pg: str, *statements: str) -> None:
-    import psycopg
-
-    with psycopg.connect(f"{pg}/postgres", autocommit=True) as conn:
-        for sql in statements:
-            conn.execute(sql)
 
 
 FILL_SQL = """
@@ -160,10 +153,7 @@ with connection.cursor() as cur:
     n_count, n_rank = cur.fetchone()
 print(json.dumps({{"count": n_count, "rank": n_rank, "fill_seconds": time.perf_counter() - t0}}))
 """
-    run = subprocess.run([sys.executable, "-c", code], env=child_env(args), cwd=ROOT, capture_output=True, text=True)
-    if run.returncode != 0:
-        raise SystemExit(f"filling the database failed:\n{run.stderr}")
-    return json.loads(run.stdout.strip().splitlines()[-1])
+    return run_json_child(["-c", code], child_env(args))
 
 
 # --------------------------------------------------------------------------- one measured export (child)
@@ -238,17 +228,10 @@ def measure(mode: str, out: Path) -> dict:
 
 
 def machine() -> str:
-    cpu = platform.machine()
-    try:
-        fields = dict(line.split(":", 1) for line in subprocess.run(
-            ["lscpu"], capture_output=True, text=True, check=True).stdout.splitlines() if ":" in line)
-        cpu = fields.get("Model name", cpu).strip()
-    except (OSError, subprocess.CalledProcessError):
-        pass
     import psutil
 
     mem = psutil.virtual_memory().total / 2**30
-    return f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB RAM, {platform.system()} {platform.release()}"
+    return f"{cpu_model()}, {os.cpu_count()} cores, {mem:.0f} GiB RAM, {platform.system()} {platform.release()}"
 
 
 def versions(args) -> str:
@@ -285,8 +268,7 @@ def main(args) -> None:
     unknown = sorted(set(modes) - set(MODES))
     if unknown:
         raise SystemExit(f"unknown mode(s) {unknown}; choose from {MODES}")
-    admin_execute(args.pg, f'DROP DATABASE IF EXISTS "{args.database}"', f'CREATE DATABASE "{args.database}"')
-    try:
+    with scratch_database(args.pg, args.database, keep=args.keep):
         filled = prepare(args)
         print(f"filled {filled['count']:,} count answers and {filled['rank']:,} rankings "
               f"in {filled['fill_seconds']:.0f} s", flush=True)
@@ -294,18 +276,11 @@ def main(args) -> None:
         with tempfile.TemporaryDirectory(prefix="fusion-export-bench-") as tmp:
             for mode in modes:
                 out = Path(tmp) / f"{mode}.out"
-                run = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--measure", mode, "--out", str(out),
-                                      "--pg", args.pg, "--database", args.database],
-                                     env=child_env(args), cwd=ROOT, capture_output=True, text=True)
-                if run.returncode != 0:
-                    raise SystemExit(f"{mode} failed:\n{run.stderr}")
-                results.append(json.loads(run.stdout.strip().splitlines()[-1]))
+                results.append(run_json_child([str(Path(__file__).resolve()), "--measure", mode, "--out", str(out),
+                                               "--pg", args.pg, "--database", args.database], child_env(args)))
                 out.unlink()
                 print(f"{mode}: {results[-1]['rows']:,} rows in {results[-1]['seconds']:.1f} s", flush=True)
         versions_line = versions(args)
-    finally:
-        if not args.keep:
-            admin_execute(args.pg, f'DROP DATABASE IF EXISTS "{args.database}"')
     now = dt.datetime.now(dt.timezone.utc)
     text = "\n".join([
         f"bench/export.py, {now:%Y-%m-%d %H:%M} UTC",
@@ -320,8 +295,7 @@ def main(args) -> None:
     ])
     print(text)
     if args.save:
-        path = ROOT / "bench" / "results" / f"export-{now:%Y-%m-%d}.txt"
-        path.write_text(text)
+        path = save_result("export", text, day=now.date())
         print(f"saved {path.relative_to(ROOT)}")
 
 

@@ -32,7 +32,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench._machine import cpu_model  # noqa: E402
+from bench._common import cpu_model, run_json_child, scratch_database  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -81,15 +81,7 @@ call_command("migrate", verbosity=0)
 from bench._loadstudy import build_load_study
 print(json.dumps(build_load_study(n_slots={n_evaluators})))
 """
-    return run_child(code, env)
-
-
-def run_child(code: str, env: dict) -> dict:
-    """Run Django code in a child process with ``env``; return the JSON it printed last."""
-    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True)
-    if out.returncode != 0:
-        raise RuntimeError(f"child process failed:\n{out.stderr[-4000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return run_json_child(["-c", code], env)
 
 
 def db_counts(env: dict) -> dict:
@@ -103,7 +95,7 @@ for ev in Evaluator.objects.annotate(c=Count("count_responses", distinct=True), 
     per[ev.external_id] = ev.c + ev.r
 print(json.dumps({"count": CountResponse.objects.count(), "rank": RankResponse.objects.count(), "per": per}))
 """
-    return run_child(code, env)
+    return run_json_child(["-c", code], env)
 
 
 class Recorder:
@@ -184,13 +176,18 @@ def warm_up(base: str, n: int) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    db_url = f"{args.pg.rstrip('/')}/{args.database}"
-    admin_url = f"{args.pg.rstrip('/')}/postgres"
-    import psycopg
+    with scratch_database(args.pg, args.database, keep=args.keep) as db_url:
+        result = run(args, db_url)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print_table(result)
+    ok = result["errors"] == 0 and result["lost"] == 0 and result["mismatched_evaluators"] == 0
+    return 0 if ok else 1
 
-    with psycopg.connect(admin_url.replace("postgres://", "postgresql://"), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{args.database}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{args.database}"')
+
+def run(args: argparse.Namespace, db_url: str) -> dict:
+    """Serve the study in ``db_url`` with gunicorn, let the evaluators answer, count what was stored."""
     media = ROOT / "var" / "load-media"
     env = {**os.environ, "DATABASE_URL": db_url, "DJANGO_SETTINGS_MODULE": "webapp.settings", "DEBUG": "0",
            "SECRET_KEY": "load-test-secret-key-" + "x" * 40, "SESSION_COOKIE_SECURE": "0",
@@ -241,7 +238,7 @@ def main(args: argparse.Namespace) -> int:
             "p95_ms": 1000 * percentile(lat, 0.95), "p99_ms": 1000 * percentile(lat, 0.99),
             "max_ms": 1000 * max(lat),
         })
-    result = {
+    return {
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": machine(), "evaluators": args.evaluators, "think_s": args.think, "ramp_s": args.ramp,
         "gunicorn": f"{args.gunicorn_workers} workers x {args.gunicorn_threads} threads (gthread, keep-alive {args.keep_alive} s)",
         "wall_s": wall, "requests": sum(len(v) for v in rec.latency.values()),
@@ -249,15 +246,6 @@ def main(args: argparse.Namespace) -> int:
         "lost": accepted_total - stored_total, "mismatched_evaluators": len(mismatched), "endpoints": rows,
         "error_kinds": dict(rec.error_kinds),
     }
-    if not args.keep:
-        with psycopg.connect(admin_url.replace("postgres://", "postgresql://"), autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{args.database}" WITH (FORCE)')
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        print_table(result)
-    ok = result["errors"] == 0 and result["lost"] == 0 and not mismatched
-    return 0 if ok else 1
 
 
 def machine() -> str:

@@ -18,7 +18,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -26,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 
-from bench._machine import cpu_model, load_average  # noqa: E402
+from bench._common import cpu_model, load_average, run_json_child, save_result, scratch_database  # noqa: E402
 
 GUNICORN_TIMEOUT_S = 30  # gunicorn's default worker timeout
 
@@ -85,24 +84,11 @@ def measure(n_evaluators: int) -> dict:
 
 
 def run_child(args, n: int) -> dict:
-    import psycopg
-
-    admin = f"{args.pg.rstrip('/')}/postgres".replace("postgres://", "postgresql://")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{args.database}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{args.database}"')
-    env = {**os.environ, "DATABASE_URL": f"{args.pg.rstrip('/')}/{args.database}",
-           "DJANGO_SETTINGS_MODULE": "webapp.settings", "DEBUG": "0", "SECRET_KEY": "bench-results-" + "x" * 40,
-           "FUSION_MEDIA_ROOT": str(ROOT / "var" / "results-bench-media"), "PYTHONPATH": str(ROOT)}
-    try:
-        out = subprocess.run([sys.executable, __file__, "--measure", str(n)], env=env, cwd=ROOT,
-                             capture_output=True, text=True)
-        if out.returncode != 0:
-            raise RuntimeError(f"the run with {n} evaluators failed:\n{out.stderr[-4000:]}")
-        return json.loads(out.stdout.strip().splitlines()[-1])
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{args.database}" WITH (FORCE)')
+    with scratch_database(args.pg, args.database) as db_url:
+        env = {**os.environ, "DATABASE_URL": db_url, "DJANGO_SETTINGS_MODULE": "webapp.settings", "DEBUG": "0",
+               "SECRET_KEY": "bench-results-" + "x" * 40,
+               "FUSION_MEDIA_ROOT": str(ROOT / "var" / "results-bench-media"), "PYTHONPATH": str(ROOT)}
+        return run_json_child([__file__, "--measure", str(n)], env)
 
 
 def table(rows: list[dict], load_before: float, load_after: float) -> str:
@@ -131,8 +117,7 @@ def main() -> int:
     text = table(rows, load_before, load_average())
     print(text)
     if args.save:
-        out = ROOT / "bench" / "results" / f"results_update-{dt.date.today()}.txt"
-        out.write_text(text + "\n")
+        out = save_result("results_update", text)
         print(f"wrote {out}", file=sys.stderr)
     return 0
 

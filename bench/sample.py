@@ -20,8 +20,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -30,23 +28,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
+from bench._common import save_result, torch_device_description  # noqa: E402
 from generator.diffusion import sample_cfg  # noqa: E402
 from generator.encoders import PixelCodec, SDVAECodec, encoder_specs_for, load_text_encoder  # noqa: E402
 from generator.model import PRESETS, build_model  # noqa: E402
 from generator.sample import load_sampler  # noqa: E402
 
 
-def machine_description(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"{torch.cuda.get_device_name(device)}, CUDA {torch.version.cuda}"
-    model = platform.processor() or platform.machine()
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
-        model = fields.get("Model name", model).strip()
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    return f"{model}, {torch.get_num_threads()} torch threads"
 
 
 class _RandomClipText:
@@ -162,14 +150,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
     rows = [bench(t, args.batch, args.steps, args.repeats, device) for t in args.targets]
     header = (
         f"# bench/sample.py {' '.join(argv if argv is not None else sys.argv[1:])}\n"
-        f"# date {dt.date.today().isoformat()}, machine: {machine_description(device)}, torch {torch.__version__}\n"
+        f"# date {dt.date.today().isoformat()}, machine: {torch_device_description(device)}, torch {torch.__version__}\n"
     )
     text = header + format_table(rows) + "\n"
     print(json.dumps(rows, indent=1) if args.json else text, end="" if not args.json else "\n")
     if args.save:
-        out = Path(__file__).resolve().parent / "results" / f"sample-{device.type}-{dt.date.today().isoformat()}.txt"
-        with open(out, "a") as f:
-            f.write(text + "\n")
+        save_result(f"sample-{device.type}", text + "\n", append=True)
     return rows
 
 

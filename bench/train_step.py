@@ -20,10 +20,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
-import platform
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -33,6 +30,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
+from bench._common import load_average, save_result, torch_device_description  # noqa: E402
 from generator.model import PAPER_VARIANTS, PRESETS, build_model  # noqa: E402
 from generator.profile import forward_flops_with_attention  # noqa: E402
 
@@ -45,18 +43,6 @@ PAPER_BATCH = 256
 PEAK_BF16_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "L4": 121.0, "A10G": 70.0}
 
 
-def machine_description(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"{torch.cuda.get_device_name(device)}, CUDA {torch.version.cuda}"
-    model, cores = platform.processor() or platform.machine(), os.cpu_count()
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        fields = {k.strip(): v.strip() for k, v in (line.split(":", 1) for line in out.splitlines() if ":" in line)}
-        model = fields.get("Model name", model)
-        cores = fields.get("CPU(s)", cores)
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    return f"{model}, {cores} CPUs (lscpu), torch threads {torch.get_num_threads()}"
 
 
 def default_peak(device: torch.device) -> float | None:
@@ -64,10 +50,6 @@ def default_peak(device: torch.device) -> float | None:
         return None
     name = torch.cuda.get_device_name(device)
     return next((v for k, v in PEAK_BF16_TFLOPS.items() if k in name), None)
-
-
-def _loadavg() -> float | None:
-    return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
 
 
 def sync(device: torch.device) -> None:
@@ -122,7 +104,7 @@ def run(args: argparse.Namespace) -> dict:
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True  # fp32 runs use TF32 tensor cores
         torch.backends.cudnn.allow_tf32 = True
-    load_before = _loadavg()
+    load_before = round(load_average(), 2)
     runners = [Runner(n, args, device) for n in args.variants]
     for r in runners:
         for _ in range(args.warmup):
@@ -172,7 +154,7 @@ def run(args: argparse.Namespace) -> dict:
     return {
         "date": dt.datetime.now().isoformat(timespec="seconds"),
         "device": args.device,
-        "machine": machine_description(device),
+        "machine": torch_device_description(device),
         "torch": torch.__version__,
         "batch": args.batch,
         "bf16": args.bf16,
@@ -184,7 +166,7 @@ def run(args: argparse.Namespace) -> dict:
         # 1-minute load averages: on a shared CPU, a load above the core count means the
         # wall-clock numbers include waiting for other processes.
         "loadavg_start": load_before,
-        "loadavg_end": _loadavg(),
+        "loadavg_end": round(load_average(), 2),
         "baseline": baseline,
         "variants": rows,
     }
@@ -225,10 +207,7 @@ def main(args: argparse.Namespace) -> None:
     text = json.dumps(res) if args.json else format_table(res)
     print(text)
     if args.save:
-        out = Path(__file__).resolve().parent / "results" / f"train_step-{args.device}-{dt.date.today()}.txt"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with out.open("a") as f:
-            f.write(format_table(res) + "\n" + json.dumps(res) + "\n\n")
+        out = save_result(f"train_step-{args.device}", format_table(res) + "\n" + json.dumps(res) + "\n\n", append=True)
         print(f"appended to {out}", file=sys.stderr)
 
 

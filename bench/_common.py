@@ -1,0 +1,88 @@
+"""What the benchmark scripts share: the machine a table was measured on, where the tables
+are kept, the scratch PostgreSQL database, and child processes that answer in JSON."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+
+
+def cpu_model() -> str:
+    """The CPU's model name (lscpu), else what the platform module knows."""
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return platform.processor() or platform.machine()
+    for line in out.splitlines():
+        if line.startswith("Model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def cpu_and_usable_cores() -> str:
+    """The CPU model and the cores this process may use."""
+    return f"{cpu_model()}, {len(os.sched_getaffinity(0))} cores usable"
+
+
+def torch_device_description(device) -> str:
+    """The GPU and CUDA version, or the CPU, its cores and torch's thread count."""
+    import torch
+
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)}, CUDA {torch.version.cuda}"
+    return f"{cpu_model()}, {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}"
+
+
+def load_average() -> float:
+    """The 1-minute load average (NaN where the OS has none)."""
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+
+
+def save_result(stem: str, text: str, *, append: bool = False, day: dt.date | None = None) -> Path:
+    """Keep a printed table as bench/results/<stem>-<YYYY-MM-DD>.txt: replace that day's
+    file, or add to its end with ``append``. Returns the path."""
+    path = RESULTS / f"{stem}-{(day or dt.date.today()).isoformat()}.txt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a" if append else "w") as f:
+        f.write(text if text.endswith("\n") else text + "\n")
+    return path
+
+
+def _admin(pg: str, *statements: str) -> None:
+    import psycopg
+
+    with psycopg.connect(f"{pg.rstrip('/')}/postgres", autocommit=True) as conn:
+        for sql in statements:
+            conn.execute(sql)
+
+
+@contextmanager
+def scratch_database(pg: str, name: str, *, keep: bool = False) -> Iterator[str]:
+    """A new, empty PostgreSQL database ``name`` on the server ``pg`` (a URL without a
+    database) for the block; yields its URL. Dropped afterwards, errors included, unless
+    ``keep``."""
+    drop = f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'
+    _admin(pg, drop, f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{pg.rstrip('/')}/{name}"
+    finally:
+        if not keep:
+            _admin(pg, drop)
+
+
+def run_json_child(argv: list[str], env: dict) -> dict:
+    """Run ``python argv...`` in the repository with ``env``; return the JSON object that
+    its last line of output holds. A failure raises with the end of its stderr."""
+    out = subprocess.run([sys.executable, *argv], env=env, cwd=ROOT, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv[:3])} failed:\n{out.stderr[-4000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
