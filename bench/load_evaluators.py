@@ -2,8 +2,9 @@
 
 Each simulated evaluator has its own HTTP session: it joins by the invite link, consents,
 reads its current task (the JSON state), then answers task after task, each answer's JSON
-response carrying the next task, with a think time between tasks. The script prints throughput and p50/p95/p99 latency per endpoint, then
-checks that every answer the server accepted is in the database, and nothing else.
+response carrying the next task, with a think time between tasks. The script prints
+throughput and p50/p95/p99 latency per endpoint, then checks that every answer the server
+accepted is in the database, and nothing else.
 
     python bench/load_evaluators.py --evaluators 50 --tasks 20
 
@@ -91,7 +92,9 @@ django.setup()
 from django.db.models import Count
 from webapp.studies.models import CountResponse, RankResponse, Evaluator
 per = {}
-for ev in Evaluator.objects.annotate(c=Count("count_responses", distinct=True), r=Count("rank_responses", distinct=True)):
+counted = Evaluator.objects.annotate(c=Count("count_responses", distinct=True),
+                                     r=Count("rank_responses", distinct=True))
+for ev in counted:
     per[ev.external_id] = ev.c + ev.r
 print(json.dumps({"count": CountResponse.objects.count(), "rank": RankResponse.objects.count(), "per": per}))
 """
@@ -137,7 +140,9 @@ def evaluator(base: str, invite: str, worker_id: str, n_tasks: int, think: float
         match = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', r.text)
         csrf = match.group(1) if match else ""
     headers = {"X-CSRFToken": s.cookies.get("csrftoken", csrf), "Referer": f"{base}/", "Accept": "application/json"}
-    if rec.timed("consent", lambda: s.post(f"{base}/e/{slug}/consent/", data={"agree": "yes", "csrfmiddlewaretoken": csrf}, headers={"Referer": f"{base}/"})) is None:
+    consent = {"agree": "yes", "csrfmiddlewaretoken": csrf}
+    if rec.timed("consent", lambda: s.post(f"{base}/e/{slug}/consent/", data=consent,
+                                           headers={"Referer": f"{base}/"})) is None:
         return
     headers["X-CSRFToken"] = s.cookies.get("csrftoken", csrf)
     # A JSON client reads its state once; each answer's response carries the next task.
@@ -155,7 +160,8 @@ def evaluator(base: str, invite: str, worker_id: str, n_tasks: int, think: float
             ranks = [(k + i) % 4 + 1 for i in range(4)]
             data = {"kind": "rank", "token": task["token"], **{f"rank_{i}": str(r_) for i, r_ in enumerate(ranks)}}
         name = f"submit-{task['kind']}"
-        r = rec.timed(name, lambda: s.post(f"{base}/e/{slug}/task/", data=data, headers=headers))
+        # data=data binds this task's answer: the lambda must not see a later iteration's.
+        r = rec.timed(name, lambda data=data: s.post(f"{base}/e/{slug}/task/", data=data, headers=headers))
         if r is None:
             return
         with rec.lock:
@@ -239,8 +245,10 @@ def run(args: argparse.Namespace, db_url: str) -> dict:
             "max_ms": 1000 * max(lat),
         })
     return {
-        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": machine(), "evaluators": args.evaluators, "think_s": args.think, "ramp_s": args.ramp,
-        "gunicorn": f"{args.gunicorn_workers} workers x {args.gunicorn_threads} threads (gthread, keep-alive {args.keep_alive} s)",
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": machine(), "evaluators": args.evaluators,
+        "think_s": args.think, "ramp_s": args.ramp,
+        "gunicorn": f"{args.gunicorn_workers} workers x {args.gunicorn_threads} threads "
+                    f"(gthread, keep-alive {args.keep_alive} s)",
         "wall_s": wall, "requests": sum(len(v) for v in rec.latency.values()),
         "errors": sum(rec.errors.values()), "accepted_answers": accepted_total, "stored_answers": stored_total,
         "lost": accepted_total - stored_total, "mismatched_evaluators": len(mismatched), "endpoints": rows,
@@ -254,8 +262,10 @@ def machine() -> str:
 
 def print_table(r: dict) -> None:
     print(f"# load_evaluators: {r['date']} on {r['machine']}")
-    print(f"# {r['evaluators']} concurrent evaluators (arriving over {r['ramp_s']:.0f} s, think time {r['think_s']:.1f} s mean), gunicorn {r['gunicorn']}, PostgreSQL; wall {r['wall_s']:.1f} s")
-    print(f"{'endpoint':<14}{'requests':>9}{'errors':>8}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'max ms':>9}")
+    print(f"# {r['evaluators']} concurrent evaluators (arriving over {r['ramp_s']:.0f} s, think time "
+          f"{r['think_s']:.1f} s mean), gunicorn {r['gunicorn']}, PostgreSQL; wall {r['wall_s']:.1f} s")
+    print(f"{'endpoint':<14}{'requests':>9}{'errors':>8}{'req/s':>9}"
+          f"{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'max ms':>9}")
     for row in r["endpoints"]:
         print(f"{row['endpoint']:<14}{row['requests']:>9}{row['errors']:>8}{row['per_s']:>9.1f}"
               f"{row['p50_ms']:>9.1f}{row['p95_ms']:>9.1f}{row['p99_ms']:>9.1f}{row['max_ms']:>9.1f}")
