@@ -46,11 +46,9 @@ lint:
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-# The fix pass: every fix ruff calls safe (import order, pyupgrade, unused noqa), then what is left.
+# The fix pass: ruff's safe fixes, strict=True on every zip(), then the list of what is left.
 lint-fix:
-	$(BIN)/ruff check --fix .
-	$(BIN)/ruff check --statistics . || true
-	$(BIN)/mypy || true
+	$(BIN)/python -m tools.lint_fix
 
 browser:
 	@test -x /usr/bin/chromium || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
