@@ -10,10 +10,11 @@ REDIS_URL ?= redis://127.0.0.1:6379/15
 
 .PHONY: demo test test-sqlite test-postgres install browser services clean
 
-$(STAMP): requirements.txt
+$(STAMP): requirements.txt requirements-nodeps.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -r requirements.txt
+	$(BIN)/pip install -q --no-deps -r requirements-nodeps.txt
 	touch $(STAMP)
 
 install: $(STAMP)
