@@ -137,11 +137,6 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     }
 
 
-def ema_metadata_kwargs(meta: dict[str, Any]) -> dict[str, Any]:
-    """The save_ema keyword arguments that carry `meta` (read_metadata's) over unchanged."""
-    return {k: meta[k] for k in ("prediction_type", "timestep_convention", "source")}
-
-
 def load_ema(path: str | os.PathLike, dtype: torch.dtype = torch.float32) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """(state dict cast to `dtype`, metadata) of a checkpoint folder or weights file."""
     from safetensors.torch import load_file

@@ -55,7 +55,13 @@ from generator.recipes import ALL_PRESETS, recipe_for
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0],
+        epilog="Logging: the loss (mean over --log-every steps and over processes) and the learning rate go to "
+        "OUT/log.jsonl and, through accelerate's TensorBoard tracker, to OUT/tensorboard "
+        "(tensorboard --logdir OUT/tensorboard); --log-with none keeps log.jsonl only. "
+        "Resuming: rerun the same command; it continues from the last complete OUT/train_state/step-*.",
+    )
     p.add_argument("--preset", required=True, choices=sorted(ALL_PRESETS), help="model config and default recipe")
     p.add_argument("--config", type=Path, help="UViTConfig JSON (UViTConfig.to_dict()) replacing the preset's model")
     p.add_argument("--data", default="synthetic", help="'synthetic' or 'coco-cache:PATH'")
@@ -196,6 +202,25 @@ def write_sample_grid(ema, source, codec, cfg, args, step: int, device) -> None:
     (args.out / "samples" / f"step-{step:07d}.txt").write_text("\n".join(captions) + "\n")
 
 
+def initial_model(cfg: UViTConfig, args: argparse.Namespace) -> UViT:
+    """The step-0 network of a run: seeded by --seed, patch positions per --pos-embed-init."""
+    torch.manual_seed(args.seed)
+    model = UViT(cfg)
+    if args.pos_embed_init == "sincos":
+        init_pos_embed_sincos(model)
+    return model
+
+
+def step_batch(source, args: argparse.Namespace, step: int, process: int, local_batch: int):
+    """(x0, context, generator) of one process at one step; the generator then draws the
+    step's timesteps and noise (diffusion_loss), so the whole step is a function of
+    (seed, step, process). Captions are replaced by the empty one with --p-uncond."""
+    g = step_generator(args.seed, step, process)
+    x0, ctx = source.batch(local_batch, g)
+    drop = torch.rand(local_batch, generator=g) < args.p_uncond
+    return x0, torch.where(drop[:, None, None], source.empty, ctx), g  # ctx (B, T, D)
+
+
 class RunCounters:
     """What the loop carries between steps beyond the weights: the steps done and the
     losses since the last log line. Registered for checkpointing, so a resumed run
@@ -249,10 +274,7 @@ def main(args: argparse.Namespace) -> Path:
     def write_ema(path: Path, step: int) -> None:
         save_ema(path, ema.state_dict(), cfg, codec_spec, text_spec, step, name, prediction_type=args.prediction_type)
 
-    torch.manual_seed(args.seed)
-    model = UViT(cfg)
-    if args.pos_embed_init == "sincos":
-        init_pos_embed_sincos(model)
+    model = initial_model(cfg, args)
     ema = copy.deepcopy(model).requires_grad_(False)
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=args.lr, weight_decay=args.weight_decay, betas=tuple(args.adam_betas)
@@ -293,10 +315,7 @@ def main(args: argparse.Namespace) -> Path:
     )
     t0 = time.time()
     for step in bar:
-        g = step_generator(args.seed, step, rank)
-        x0, ctx = source.batch(local_batch, g)
-        drop = torch.rand(local_batch, generator=g) < args.p_uncond
-        ctx = torch.where(drop[:, None, None], source.empty, ctx)  # (B, T, D)
+        x0, ctx, g = step_batch(source, args, step, rank, local_batch)
         x0, ctx = x0.to(device), ctx.to(device)
         lr = lr_at(step, args.lr, args.warmup)
         for group in optimizer.param_groups:

@@ -187,6 +187,42 @@ def test_resuming_a_legacy_run_folder(tmp_path, quick_run, monkeypatch):
     _assert_same(a[:4], b[:4])
 
 
+def test_the_logged_loss_is_the_mean_over_processes(tmp_path, tiny_cfg):
+    """Two CPU processes (torchrun, gloo); the first log line is the mean of the two
+    processes' step-0 losses, each computed here from its half of the batch."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from generator.diffusion import alphas_cumprod, diffusion_loss
+    from generator.encoders import encoder_specs_for
+    from generator.train import build_source, initial_model, step_batch
+
+    config = tmp_path / "tiny.json"
+    config.write_text(json.dumps(tiny_cfg.to_dict()))
+    argv = [
+        "--preset", "demo-cross-intermediate", "--config", str(config), "--out", str(tmp_path / "run"),
+        "--steps", "1", "--log-every", "1", "--sample-every", "0", *FAST,
+    ]
+    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
+    subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "generator.train", *argv],
+        check=True, env=env, cwd=Path(__file__).resolve().parents[2], timeout=300, capture_output=True,
+    )
+    logged = json.loads((tmp_path / "run" / "log.jsonl").read_text().splitlines()[0])["loss"]
+
+    args = parse_args(argv)
+    source = build_source(args, tiny_cfg, encoder_specs_for(tiny_cfg)[1])[0]
+    model = initial_model(tiny_cfg, args).train()
+    losses = []
+    for process in (0, 1):
+        x0, ctx, g = step_batch(source, args, 0, process, args.batch_size // 2)
+        with torch.no_grad():
+            losses.append(diffusion_loss(model, x0, ctx, alphas_cumprod(), g, args.prediction_type).item())
+    assert logged == pytest.approx((losses[0] + losses[1]) / 2, rel=1e-5)
+    assert abs(losses[0] - losses[1]) > 1e-3  # so that the main process's loss alone would fail
+
+
 def test_a_run_writes_tensorboard_events(tmp_path, run):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
