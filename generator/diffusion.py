@@ -22,7 +22,7 @@ A checkpoint records its convention (generator/checkpoint.py) and the sampler ho
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F

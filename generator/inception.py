@@ -19,8 +19,8 @@ from __future__ import annotations
 import os
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 from generator.weights import INCEPTION, resolve_file
 

@@ -22,8 +22,8 @@ import argparse
 import json
 import os
 from collections import defaultdict
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 import torch
@@ -160,7 +160,7 @@ def count_accuracy(targets: list[int], predicted: list[int], groups: list[str] |
         return {
             "exact_match": float(np.mean(t[idx] == p[idx])),
             "mean_abs_error": float(np.mean(np.abs(t[idx] - p[idx]))),
-            "n": int(len(idx)),
+            "n": len(idx),
         }
 
     out = summary(np.arange(len(t)))

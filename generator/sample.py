@@ -35,7 +35,7 @@ from generator.diffusion import SAMPLER_NAME, sample_cfg
 from generator.encoders import load_codec, load_text_encoder
 from generator.model import UViT, UViTConfig
 
-__all__ = ["Sampler", "load_sampler", "checkpoint_sha256", "code_version"]
+__all__ = ["Sampler", "checkpoint_sha256", "code_version", "load_sampler"]
 
 
 def code_version() -> str:

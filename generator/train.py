@@ -48,7 +48,12 @@ from generator.checkpoint import (
 )
 from generator.data import CocoCacheSource, SyntheticSource
 from generator.defaults import CFG_SCALE
-from generator.diffusion import PREDICTION_TYPES, alphas_cumprod, diffusion_loss, sample_cfg
+from generator.diffusion import (
+    PREDICTION_TYPES,
+    alphas_cumprod,
+    diffusion_loss,
+    sample_cfg,
+)
 from generator.encoders import encoder_specs_for, load_codec, load_text_encoder
 from generator.model import UViT, UViTConfig
 from generator.recipes import ALL_PRESETS, recipe_for

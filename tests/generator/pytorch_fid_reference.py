@@ -22,10 +22,10 @@ import os
 import sys
 import types
 import zipfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import torch
 
@@ -62,8 +62,8 @@ def _real_torchvision(wheel: Path, into: Path) -> None:
     tv.__version__ = wheel.name.split("-")[1]
     models = _package("torchvision.models", root / "models")
     tv.models = models
-    import torchvision.models.inception as inception  # noqa: E402  (the stand-in package above)
-    import torchvision.transforms as transforms  # noqa: E402
+    from torchvision import transforms
+    from torchvision.models import inception
 
     models.inception, models.inception_v3, tv.transforms = inception, inception.inception_v3, transforms
 
@@ -95,8 +95,7 @@ def pytorch_fid(scratch: Path) -> Iterator[PytorchFid]:
             _real_torchvision(wheel, scratch)
         else:
             _stand_in_torchvision()
-        import pytorch_fid.fid_score as fid_score
-        import pytorch_fid.inception as inception
+        from pytorch_fid import fid_score, inception
 
         yield PytorchFid(fid_score, inception, real_network=wheel is not None and wheel.is_file())
     finally:

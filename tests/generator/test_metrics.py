@@ -3,7 +3,13 @@ import pytest
 import torch
 from PIL import Image
 
-from generator.metrics import ClipScorer, InceptionFeatures, count_accuracy, feature_statistics, frechet_distance
+from generator.metrics import (
+    ClipScorer,
+    InceptionFeatures,
+    count_accuracy,
+    feature_statistics,
+    frechet_distance,
+)
 from generator.weights import MissingWeightsError
 
 

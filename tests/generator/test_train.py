@@ -9,7 +9,12 @@ import torch
 
 import generator.checkpoint
 import generator.train
-from generator.checkpoint import TRAIN_STATE_DIR, WEIGHTS_FILE, latest_train_state, load_ema, read_metadata
+from generator.checkpoint import (
+    TRAIN_STATE_DIR,
+    latest_train_state,
+    load_ema,
+    read_metadata,
+)
 from generator.recipes import ALL_PRESETS, DEMO_PRESETS, PAPER, recipe_for
 from generator.train import lr_at, main, parse_args, step_generator
 

@@ -14,7 +14,14 @@ import numpy as np
 import pytest
 import torch
 
-from generator.checkpoint import CheckpointMismatch, file_sha256, import_uvit, load_ema, main, read_metadata
+from generator.checkpoint import (
+    CheckpointMismatch,
+    file_sha256,
+    import_uvit,
+    load_ema,
+    main,
+    read_metadata,
+)
 from generator.diffusion import make_scheduler
 from generator.model import PRESETS, UViT
 from generator.sample import load_sampler
