@@ -66,11 +66,13 @@ def features(inception_file):
     return inception(_random_images(1, 6), batch_size=4), inception(_random_images(2, 5), batch_size=4)
 
 
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory):
+@pytest.fixture
+def reference(tmp_path):
+    """pytorch-fid's modules, importable for one test only: its torchvision stand-in must
+    not be in sys.modules while other code (transformers) looks for torchvision."""
     from tests.generator.pytorch_fid_reference import pytorch_fid
 
-    with pytorch_fid(tmp_path_factory.mktemp("torchvision")) as ref:
+    with pytorch_fid(tmp_path / "torchvision") as ref:
         yield ref
 
 
