@@ -94,11 +94,12 @@ def test_an_imported_checkpoint_samples(sampler):
     assert not np.array_equal(np.asarray(images[0]), np.asarray(images[1]))
 
 
+@pytest.mark.django_db
 def test_the_web_app_registers_an_imported_checkpoint(imported):
-    from webapp.generation.services import checkpoint_read
+    from webapp.generation.services import checkpoint_register
 
-    sha256, config = checkpoint_read(path=imported.parent)
-    assert sha256 == file_sha256(imported) and config["model"] == PRESETS[PRESET].to_dict()
+    checkpoint = checkpoint_register(name="U-ViT-S (released)", path=imported.parent)
+    assert checkpoint.sha256 == file_sha256(imported) and checkpoint.config["model"] == PRESETS[PRESET].to_dict()
 
 
 def test_a_file_that_does_not_fit_is_refused_with_every_difference(tmp_path, uvit_state, capsys):
