@@ -17,9 +17,10 @@
                                             file they came from
     DIR/train_state/step-NNNNNNN/   what resuming needs (generator/train.py): accelerate's
                             save_state folder (online weights, AdamW, grad scaler, the EMA
-                            and the run's own counters as registered objects). Written
-                            under a temporary name and renamed when complete, so a run
-                            killed at any point finds the last complete one.
+                            and the run's own counters as registered objects) plus
+                            run.json (the config and target it is of). Written under a
+                            temporary name and renamed when complete, so a run killed
+                            at any point finds the last complete one.
 
 The weights file is written to a temporary name and renamed, so a run killed mid-save
 leaves the previous one intact.

@@ -311,7 +311,12 @@ def main(args: argparse.Namespace) -> Path:
     if accelerator.is_main_process:
         truncate_log(args.out / "log.jsonl", start)
     if log_with is not None:
-        accelerator.init_trackers("tensorboard", config=tracker_config(args))
+        # A resumed run logs again the steps after its last save: purge_step hides what
+        # the killed run had logged there, as truncate_log does for log.jsonl.
+        accelerator.init_trackers(
+            "tensorboard", config=tracker_config(args),
+            init_kwargs={"tensorboard": {"purge_step": start + 1}} if start else {},
+        )
 
     log = open(args.out / "log.jsonl", "a") if accelerator.is_main_process else None
     bar = tqdm(

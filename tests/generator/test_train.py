@@ -242,6 +242,32 @@ def test_a_run_writes_tensorboard_events(tmp_path, run):
     assert (tmp_path / "quiet" / "log.jsonl").is_file() and not (tmp_path / "quiet" / "tensorboard").exists()
 
 
+def test_tensorboard_shows_a_resumed_run_once(tmp_path, run, monkeypatch):
+    """Killed after logging steps 1-3 (saved at 2), resumed: steps 3 and 4 are logged again,
+    and TensorBoard, like log.jsonl, shows each step once, with the resumed values."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "run"
+    flags = ("--sample-every", "0", "--log-every", "1", "--ckpt-every", "2", "--log-with", "tensorboard")
+    original, steps = generator.train.ema_update, []
+
+    def die_in_step_4(*a):
+        steps.append(len(steps) + 1)
+        if steps[-1] == 4:
+            raise Killed
+        return original(*a)
+
+    with monkeypatch.context() as m:
+        m.setattr(generator.train, "ema_update", die_in_step_4)
+        with pytest.raises(Killed):
+            run(out, 4, *flags)
+    run(out, 4, *flags)
+    logged = [(e.step, e.value) for e in EventAccumulator(str(out / "tensorboard")).Reload().Scalars("train/loss")]
+    expected = [(r["step"], r["loss"]) for r in map(json.loads, (out / "log.jsonl").read_text().splitlines())]
+    assert [s for s, _ in logged] == [s for s, _ in expected] == [1, 2, 3, 4]
+    assert [v for _, v in logged] == pytest.approx([v for _, v in expected], rel=1e-6)
+
+
 def test_demo_export_is_float16_sampling_weights_with_the_log(tmp_path, run):
     from safetensors import safe_open
 
