@@ -289,16 +289,16 @@ def main(args: argparse.Namespace) -> Path:
     state_dir, legacy = latest_train_state(args.out), None
     if state_dir is not None and read_train_state_info(state_dir) != info:
         raise SystemExit(f"{state_dir} holds a different model config or target; use a new --out")
-    if state_dir is None:
-        legacy = load_legacy_train_state(args.out)
-        saved = read_metadata(args.out) if legacy is not None else None
-        if saved is not None and (saved["config"], saved["prediction_type"]) != (cfg, args.prediction_type):
+    if state_dir is None and (legacy := load_legacy_train_state(args.out)) is not None:
+        # A run folder from before train_state/: online weights, AdamW and step in
+        # train_state.pt, the EMA in model.safetensors.
+        saved = read_metadata(args.out)
+        if (saved["config"], saved["prediction_type"]) != (cfg, args.prediction_type):
             raise SystemExit(f"{args.out} holds a different model config or target; use a new --out")
-        if legacy is not None:  # a run folder from before train_state/: weights, AdamW, step
-            model.load_state_dict(legacy["model"])
-            optimizer.load_state_dict(legacy["optimizer"])
-            ema.load_state_dict(load_ema(args.out)[0])
-            counters.step = legacy["step"]
+        model.load_state_dict(legacy["model"])
+        optimizer.load_state_dict(legacy["optimizer"])
+        ema.load_state_dict(load_ema(args.out)[0])
+        counters.step = legacy["step"]
     model, optimizer = accelerator.prepare(model, optimizer)
     ema.to(device)
     accelerator.register_for_checkpointing(ema, counters)

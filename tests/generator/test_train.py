@@ -192,6 +192,13 @@ def test_resuming_a_legacy_run_folder(tmp_path, quick_run, monkeypatch):
     _assert_same(a[:4], b[:4])
 
 
+def test_a_run_folder_of_another_target_is_not_resumed(tmp_path, quick_run):
+    quick_run(tmp_path / "run", "--steps", "2")
+    with pytest.raises(SystemExit, match="different model config or target"):
+        quick_run(tmp_path / "run", "--prediction-type", "epsilon")  # the demo recipe trains v
+    assert latest_train_state(tmp_path / "run").name == "step-0000002"
+
+
 def test_the_logged_loss_is_the_mean_over_processes(tmp_path, tiny_cfg):
     """Two CPU processes (torchrun, gloo); the first log line is the mean of the two
     processes' step-0 losses, each computed here from its half of the batch."""
