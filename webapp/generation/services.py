@@ -25,6 +25,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from PIL import Image as PILImage
 
+from generator.defaults import CFG_SCALE, STEPS
 from webapp.studies.imagefiles import relative_path_for, write_png_atomic
 from webapp.studies.models import Checkpoint, Image, Prompt, Study, Variant
 from webapp.studies.services import StudySetupError, study_attach_images, study_open
@@ -157,8 +158,8 @@ def batch_launch(
     if Batch.objects.filter(study=study, status__in=Batch.ACTIVE).exists():
         raise GenerationError("A batch is already queued or running for this study.")
     sampling = study.protocol.get("sampling", {})
-    cfg_scale = float(sampling.get("cfg_scale", 3.0) if cfg_scale is None else cfg_scale)
-    steps = int(sampling.get("steps", 50) if steps is None else steps)
+    cfg_scale = float(sampling.get("cfg_scale", CFG_SCALE) if cfg_scale is None else cfg_scale)
+    steps = int(sampling.get("steps", STEPS) if steps is None else steps)
     if steps < 1 or cfg_scale < 0 or not math.isfinite(cfg_scale):
         raise GenerationError("Steps must be at least 1 and the CFG scale a number of at least 0.")
     work = selectors.study_missing_work(study=study)
