@@ -19,11 +19,11 @@ from django.db import OperationalError
 from django.utils import timezone
 from PIL import Image as PILImage
 
-from tests.services.helpers import DEMO_PROTOCOL, make_tiny_checkpoint, small_protocol
+from tests.services.helpers import DEMO_PROTOCOL, NEUTRAL_VARIANTS, VARIANTS, make_tiny_checkpoint, make_tiny_checkpoints, small_protocol
 from webapp.generation import parts, selectors, services, tasks, worker
 from webapp.generation.models import Batch, Part
 from webapp.studies import services as study_services
-from webapp.studies.models import Image, Item, Prompt, Study
+from webapp.studies.models import Checkpoint, Image, Item, Prompt, Study
 
 pytestmark = pytest.mark.django_db
 
@@ -33,6 +33,12 @@ PNG_TEXT_CHUNKS = (b"tEXt", b"zTXt", b"iTXt", b"eXIf", b"tIME")
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory) -> Path:
     return make_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny-cross-early")
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoints(tmp_path_factory) -> dict[str, Path]:
+    """One per paper variant, each fitting its variant's name."""
+    return make_tiny_checkpoints(tmp_path_factory.mktemp("ckpts"))
 
 
 @pytest.fixture(scope="session")
@@ -72,23 +78,30 @@ def make_study(slug="gen", **protocol_kwargs) -> Study:
     return study_services.study_create(protocol=small_protocol(**protocol_kwargs), slug=slug, base_dir=str(DEMO_PROTOCOL.parent))
 
 
-def assign_all(study: Study, path: Path, name: str = "tiny") -> Study:
-    checkpoint = services.checkpoint_register(name=name, path=path)
+def assign_all(study: Study, paths: dict[str, Path]) -> Study:
+    """Register each variant's checkpoint and assign it."""
     for variant in study.variants.all():
-        services.variant_assign_checkpoint(variant=variant, checkpoint=checkpoint)
+        services.checkpoint_register(name=f"tiny {variant.name}", path=paths[variant.name], variant=variant)
+    return study
+
+
+def assign_one(study: Study, path: Path, name: str) -> Study:
+    """One checkpoint for every variant (a study made with NEUTRAL_VARIANTS)."""
+    checkpoint = services.checkpoint_register(name=name, path=path)
+    services.variants_assign_checkpoints(assignments=[(v, checkpoint) for v in study.variants.all()])
     return study
 
 
 @pytest.fixture
-def study(tiny_checkpoint) -> Study:
+def study(tiny_checkpoints) -> Study:
     """24 images to make: 4 count prompts and 2 captions, for each of 4 variants."""
-    return assign_all(make_study(), tiny_checkpoint)
+    return assign_all(make_study(), tiny_checkpoints)
 
 
 @pytest.fixture
-def small_study(tiny_checkpoint) -> Study:
+def small_study(tiny_checkpoints) -> Study:
     """8 images to make: 1 count prompt and 1 caption, for each of 4 variants."""
-    return assign_all(make_study(slug="small", counts=(1,), objects=("circle",), captions=1), tiny_checkpoint)
+    return assign_all(make_study(slug="small", counts=(1,), objects=("circle",), captions=1), tiny_checkpoints)
 
 
 def run_all(batch: Batch) -> list[str]:
@@ -130,6 +143,38 @@ def test_register_refuses_what_is_not_a_checkpoint(tmp_path):
     (tmp_path / "model.safetensors").write_bytes(b"not a safetensors file")
     with pytest.raises(services.GenerationError, match="not a readable"):
         services.checkpoint_register(name="x", path=tmp_path)
+
+
+def test_a_checkpoint_that_contradicts_its_variant_is_refused_with_both_configs(tiny_checkpoints):
+    study = make_study()
+    variant = study.variants.get(name="cross-intermediate")
+    concat_early = services.checkpoint_register(name="ce", path=tiny_checkpoints["concat-early"])
+    with pytest.raises(services.GenerationError) as exc:
+        services.variant_assign_checkpoint(variant=variant, checkpoint=concat_early)
+    message = str(exc.value)
+    assert "conditioning='concat', fusion='early'" in message and "conditioning='cross', fusion='intermediate'" in message
+    variant.refresh_from_db()
+    assert variant.checkpoint_id is None
+    # Registering for the variant refuses too, and registers nothing.
+    with pytest.raises(services.GenerationError, match="does not fit variant cross-intermediate"):
+        services.checkpoint_register(name="ce again", path=tiny_checkpoints["concat-early"], variant=variant)
+    assert not Checkpoint.objects.filter(name="ce again").exists()
+    # Several at once: all or none.
+    fits = services.checkpoint_register(name="ci", path=tiny_checkpoints["cross-intermediate"])
+    early = study.variants.get(name="concat-early")
+    with pytest.raises(services.GenerationError):
+        services.variants_assign_checkpoints(assignments=[(early, concat_early), (variant, concat_early)])
+    assert not study.variants.filter(checkpoint__isnull=False).exists()
+    services.variants_assign_checkpoints(assignments=[(early, concat_early), (variant, fits)])
+    assert dict(study.variants.filter(checkpoint__isnull=False).values_list("name", "checkpoint__name")) == {
+        "concat-early": "ce", "cross-intermediate": "ci"}
+
+
+def test_a_variant_name_that_promises_no_model_takes_any_checkpoint(tiny_checkpoint):
+    study = make_study(variants=NEUTRAL_VARIANTS)
+    assert services.variant_expected_model("model-a") is None
+    assign_one(study, tiny_checkpoint, "tiny")
+    assert study.variants.filter(checkpoint__name="tiny").count() == 4
 
 
 # --------------------------------------------------------------------------- launching
@@ -185,19 +230,17 @@ def test_only_one_active_batch_per_study_in_the_database(study):
 # --------------------------------------------------------------------------- running parts
 
 
-def test_batch_makes_every_image_once_with_provenance_and_opens_the_study(study, settings, other_checkpoint, monkeypatch):
+def test_batch_makes_every_image_once_with_provenance_and_opens_the_study(study, settings, monkeypatch):
     import generator.sample
 
     loads = []
     real = generator.sample.load_sampler
     monkeypatch.setattr(generator.sample, "load_sampler", lambda path, **kw: loads.append(path) or real(path, **kw))
     monkeypatch.setattr(worker, "_SAMPLERS", type(worker._SAMPLERS)())
-    other = services.checkpoint_register(name="other", path=other_checkpoint)
-    services.variant_assign_checkpoint(variant=study.variants.get(name="cross-intermediate"), checkpoint=other)
     batch = services.batch_launch(study=study, steps=2, part_size=4, open_when_complete=True)
     assert run_all(batch) == ["done"] * 8
-    # Each checkpoint was loaded once, for all the parts that use it.
-    assert sorted(Path(p).name for p in loads) == ["tiny-concat-intermediate", "tiny-cross-early"]
+    # Each checkpoint was loaded once, for both parts that use it.
+    assert sorted(Path(p).name for p in loads) == sorted(VARIANTS)
     batch.refresh_from_db()
     study.refresh_from_db()
     assert batch.status == "complete" and study.status == "open"
@@ -340,10 +383,7 @@ def test_a_queued_part_whose_message_was_lost_is_sent_again_with_a_doubling_wait
 def test_a_missing_checkpoint_file_fails_the_part_and_retry_finishes_it(tiny_checkpoint, tmp_path, monkeypatch):
     monkeypatch.setattr(worker, "_SAMPLERS", type(worker._SAMPLERS)())
     folder = shutil.copytree(tiny_checkpoint, tmp_path / "movable")
-    study = make_study(counts=(1,), objects=("circle",), captions=1)
-    checkpoint = services.checkpoint_register(name="movable", path=folder)
-    for variant in study.variants.all():
-        services.variant_assign_checkpoint(variant=variant, checkpoint=checkpoint)
+    study = assign_one(make_study(counts=(1,), objects=("circle",), captions=1, variants=NEUTRAL_VARIANTS), folder, "movable")
     batch = services.batch_launch(study=study, steps=1)
     hidden = shutil.move(folder, tmp_path / "hidden")
     results = [tasks.generate_part.apply(args=[p.pk]).get() for p in batch.parts.all()]
@@ -365,10 +405,7 @@ def test_a_missing_checkpoint_file_fails_the_part_and_retry_finishes_it(tiny_che
 def test_weights_changed_since_registration_fail_the_part(tiny_checkpoint, other_checkpoint, tmp_path, monkeypatch):
     monkeypatch.setattr(worker, "_SAMPLERS", type(worker._SAMPLERS)())
     folder = shutil.copytree(tiny_checkpoint, tmp_path / "changing")
-    study = make_study(counts=(1,), objects=("circle",), captions=1)
-    checkpoint = services.checkpoint_register(name="changing", path=folder)
-    for variant in study.variants.all():
-        services.variant_assign_checkpoint(variant=variant, checkpoint=checkpoint)
+    study = assign_one(make_study(counts=(1,), objects=("circle",), captions=1, variants=NEUTRAL_VARIANTS), folder, "changing")
     batch = services.batch_launch(study=study, steps=1)
     shutil.copy(other_checkpoint / "model.safetensors", folder / "model.safetensors")
     part = batch.parts.first()
