@@ -322,7 +322,7 @@ def test_a_done_part_run_again_writes_nothing(study, settings):
     assert sorted(Image.objects.values_list("public_id", "created_at")) == before
 
 
-def test_a_part_whose_worker_died_is_requeued_and_finishes_without_duplicates(study, settings, sent_by_sweep):
+def test_a_part_whose_worker_died_is_requeued_and_finishes_without_duplicates(study, settings, sent_by_sweep, monkeypatch):
     batch = services.batch_launch(study=study, steps=2, part_size=6)
     part = batch.parts.first()
     # A run that stored its first chunk, then its worker died (no finish, no heartbeat).
@@ -343,7 +343,12 @@ def test_a_part_whose_worker_died_is_requeued_and_finishes_without_duplicates(st
     assert sent_by_sweep() == [part.pk]
     part.refresh_from_db()
     assert part.status == "queued" and part.requeues == 1 and "stopped responding" in part.error
+    # The re-run asks the sampler for the two images the dead run did not store, no more.
+    sampled = []
+    real_generate = sampler.generate
+    monkeypatch.setattr(sampler, "generate", lambda prompts, seeds, **kw: sampled.extend(seeds) or real_generate(prompts, seeds, **kw))
     assert worker.part_run(part_id=part.pk, claim="new", worker="test") == "done"
+    assert sorted(sampled) == sorted(w.seed for w in job.todo[4:])
     part.refresh_from_db()
     assert (part.status, part.images_done, part.attempts) == ("done", 6, 2)
     rows = Image.objects.filter(variant=part.variant)
