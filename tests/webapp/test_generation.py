@@ -478,3 +478,17 @@ def test_open_when_complete_reports_why_the_study_stayed_closed(study):
     batch.refresh_from_db()
     study.refresh_from_db()
     assert batch.status == "complete" and study.status == "draft" and batch.note.startswith("The study was not opened")
+
+
+def test_the_worker_side_imports_nothing_that_queues_work():
+    """services -> tasks -> worker -> parts, and no way back: none of the worker's modules
+    imports services (at the top or inside a function)."""
+    import ast
+
+    folder = Path(__file__).resolve().parents[2] / "webapp" / "generation"
+    for name in ("tasks.py", "worker.py", "parts.py"):
+        tree = ast.parse((folder / name).read_text())
+        imported = {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+        imported |= {f"{node.module}.{a.name}" if node.module else a.name
+                     for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) for a in node.names}
+        assert not {m for m in imported if m.split(".")[-1] == "services" and "studies" not in m}, name
