@@ -248,7 +248,7 @@ class Evaluator(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     slot = models.ForeignKey(Slot, null=True, blank=True, on_delete=models.SET_NULL, related_name="evaluators",
                              help_text="Taken on consent; none before.")
-    browser = models.CharField(max_length=32, blank=True,
+    browser = models.CharField(max_length=32, blank=True, default="", db_default="",
                                help_text="Token of the browser session that holds this evaluator; rotated on a take-over.")
     is_simulated = models.BooleanField(default=False)
     joined_at = models.DateTimeField(auto_now_add=True)
@@ -303,7 +303,8 @@ class CountResponse(models.Model):
     answer = models.IntegerField(null=True, blank=True)
     cant_tell = models.BooleanField(default=False)
     seconds = models.FloatField()
-    browser = models.CharField(max_length=32, blank=True, help_text="The evaluator's browser token when answered.")
+    browser = models.CharField(max_length=32, blank=True, default="", db_default="",
+                               help_text="The evaluator's browser token when answered.")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -344,7 +345,8 @@ class RankResponse(models.Model):
     skipped = models.BooleanField(default=False)
     skip_reason = models.CharField(max_length=10, choices=SkipReason.choices, blank=True)
     seconds = models.FloatField()
-    browser = models.CharField(max_length=32, blank=True, help_text="The evaluator's browser token when answered.")
+    browser = models.CharField(max_length=32, blank=True, default="", db_default="",
+                               help_text="The evaluator's browser token when answered.")
     created_at = models.DateTimeField(auto_now_add=True)
 
     RANK_FIELDS = ("rank_0", "rank_1", "rank_2", "rank_3")
