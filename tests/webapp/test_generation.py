@@ -19,7 +19,14 @@ from django.db import OperationalError
 from django.utils import timezone
 from PIL import Image as PILImage
 
-from tests.services.helpers import DEMO_PROTOCOL, NEUTRAL_VARIANTS, VARIANTS, make_tiny_checkpoint, make_tiny_checkpoints, small_protocol
+from tests.services.helpers import (
+    DEMO_PROTOCOL,
+    NEUTRAL_VARIANTS,
+    VARIANTS,
+    make_tiny_checkpoint,
+    make_tiny_checkpoints,
+    small_protocol,
+)
 from webapp.generation import parts, selectors, services, tasks, worker
 from webapp.generation.models import Batch, Part
 from webapp.studies import services as study_services

@@ -94,3 +94,15 @@ def test_wrong_passwords_lock_the_login_out_even_for_the_right_one(url):
     fresh.post(url, {"username": "other", "password": "wrong"})
     fresh.post(url, {"username": "other", "password": "pw-other"})
     assert fresh.session.get("_auth_user_id") == str(other.pk)
+
+
+def test_behind_a_proxy_the_address_it_appends_is_counted_not_what_the_client_claims(settings, rf):
+    from webapp.clientip import client_ip
+
+    settings.FUSION_CLIENT_IP_HEADER = "HTTP_X_FORWARDED_FOR"
+    # A client that sends its own X-Forwarded-For cannot pick the address it is counted under.
+    request = rf.get("/", HTTP_X_FORWARDED_FOR="1.2.3.4, 198.51.100.7", REMOTE_ADDR="127.0.0.1")
+    assert client_ip(request) == "198.51.100.7"
+    assert client_ip(rf.get("/", REMOTE_ADDR="127.0.0.1")) == "127.0.0.1"  # no header: the peer
+    settings.FUSION_CLIENT_IP_HEADER = "REMOTE_ADDR"
+    assert client_ip(request) == "127.0.0.1"

@@ -87,7 +87,8 @@ class StudyAdmin(admin.ModelAdmin):
     def close_studies(self, request: HttpRequest, queryset: QuerySet[Study]) -> None:
         for study in queryset:
             if study.status != Study.Status.OPEN:
-                self.message_user(request, f"{study.slug} is {study.status}, not open: left as it is.", messages.WARNING)
+                self.message_user(request, f"{study.slug} is {study.status}, not open: left as it is.",
+                                  messages.WARNING)
                 continue
             services.study_close(study=study)
             self.message_user(request, f"{study.slug} is closed.", messages.SUCCESS)

@@ -249,7 +249,7 @@ class Evaluator(models.Model):
     slot = models.ForeignKey(Slot, null=True, blank=True, on_delete=models.SET_NULL, related_name="evaluators",
                              help_text="Taken on consent; none before.")
     browser = models.CharField(max_length=32, blank=True, default="", db_default="",
-                               help_text="Token of the browser session that holds this evaluator; rotated on a take-over.")
+                               help_text="Token of the browser session holding this evaluator; new on a take-over.")
     is_simulated = models.BooleanField(default=False)
     joined_at = models.DateTimeField(auto_now_add=True)
     consented_at = models.DateTimeField(null=True, blank=True)

@@ -80,7 +80,8 @@ def evaluator_from_session(*, session, study: Study) -> Evaluator | None:
 
 def session_signed_out(*, session, study: Study) -> bool:
     """Whether this browser held an evaluator of ``study`` that another browser took over."""
-    return str(study.pk) in session.get(SESSION_KEY, {}) and evaluator_from_session(session=session, study=study) is None
+    known = str(study.pk) in session.get(SESSION_KEY, {})
+    return known and evaluator_from_session(session=session, study=study) is None
 
 
 def session_evaluator_ids(*, session) -> list[int]:

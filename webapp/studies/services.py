@@ -126,7 +126,9 @@ def external_id_clean(raw: str) -> str:
             "Check the link you were given."
         )
     if not value.isprintable():
-        raise InvalidExternalId("This participant id holds characters that are not allowed. Check the link you were given.")
+        raise InvalidExternalId(
+            "This participant id holds characters that are not allowed. Check the link you were given."
+        )
     return value
 
 

@@ -21,7 +21,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='evaluator',
             name='browser',
-            field=models.CharField(blank=True, db_default='', default='', help_text='Token of the browser session that holds this evaluator; rotated on a take-over.', max_length=32),
+            field=models.CharField(blank=True, db_default='', default='', help_text='Token of the browser session holding this evaluator; new on a take-over.', max_length=32),
         ),
         migrations.AddField(
             model_name='rankresponse',
