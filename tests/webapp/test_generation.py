@@ -270,6 +270,8 @@ def test_batch_makes_every_image_once_with_provenance_and_opens_the_study(study,
         assert (image.cfg_scale, image.steps, image.sampler, image.checkpoint_id) == (3.0, 2, "dpm_solver", checkpoint.pk)
         assert (image.auto_count is not None) == (image.prompt.kind == "count")
     assert not Item.objects.filter(study=study, task="count", image__isnull=True).exists()
+    # Every image, whichever model made it, has the same byte count (no size channel).
+    assert len({(Path(settings.MEDIA_ROOT) / image.file).stat().st_size for image in images}) == 1
     progress = selectors.batch_progress(batch=batch)
     assert (progress["done"], progress["total"], progress["percent"], progress["eta_seconds"]) == (24, 24, 100, None)
     assert progress["rate"] > 0 and [v["done"] for v in progress["variants"]] == [6, 6, 6, 6]
