@@ -5,14 +5,21 @@ evaluator receives (URL, HTML, JSON, header, image) names a variant or checkpoin
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import wraps
 from pathlib import Path
 
 from django.conf import settings
+from django.core import signing
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
+from django_ratelimit import ALL
+from django_ratelimit.core import is_ratelimited
+from django_ratelimit.decorators import ratelimit
+from django_ratelimit.exceptions import Ratelimited
 
 from . import selectors, services
 from .forms import CountAnswerForm, RankAnswerForm
@@ -21,25 +28,81 @@ from .models import Entry, Evaluator, Image, Item, Study
 EXTERNAL_ID_PARAMS = ("PROLIFIC_PID", "worker_id", "workerId", "external_id")
 
 
+READ_METHODS = ("GET", "HEAD")
+TAKEOVER_SALT = "fusion-eval.takeover"
+TAKEOVER_MAX_AGE = 15 * 60  # seconds the "continue here?" question stays valid
+SIGNED_OUT_MESSAGE = ("You chose to go on with this study in another browser, so this one is signed out. "
+                      "Your answers are saved. To go on here instead, use your invite link again.")
+
+
 def _wants_json(request: HttpRequest) -> bool:
     return "application/json" in request.headers.get("Accept", "")
 
 
-def _evaluator_or_redirect(request: HttpRequest, slug: str) -> tuple[Study, Evaluator | None]:
-    study = get_object_or_404(Study, slug=slug)
-    return study, selectors.evaluator_from_session(session=request.session, study=study)
+def _rate(setting: str) -> Callable[[str, HttpRequest], str]:
+    """A django-ratelimit rate read from the settings when the request comes (tests change it)."""
+    return lambda group, request: getattr(settings, setting)
+
+
+def _unavailable(request: HttpRequest, study: Study, message: str, status: int) -> HttpResponse:
+    return render(request, "studies/unavailable.html", {"study": study, "message": message}, status=status)
+
+
+def evaluator_view(*, methods: tuple[str, ...] = READ_METHODS, consent_required: bool = False,
+                   answers: bool = False):
+    """Decorate a view of ``/e/<slug>/...`` that belongs to the evaluator this browser holds.
+
+    The wrapped view is called as ``view(request, study, evaluator)``. A visitor who has not
+    joined the study in this browser gets a 404, one whose evaluator another browser took
+    over a 403 saying so; with ``consent_required``, an evaluator who has not agreed yet is
+    sent to the consent page. Methods outside ``methods`` get a 405, and no answer is ever
+    cached. With ``answers``, a POST counts against the evaluator's answer rate
+    (FUSION_RATE_ANSWER); over it, a 429.
+    """
+
+    def decorator(view: Callable[[HttpRequest, Study, Evaluator], HttpResponse]):
+        @wraps(view)
+        def wrapped(request: HttpRequest, slug: str) -> HttpResponse:
+            study = get_object_or_404(Study, slug=slug)
+            evaluator = selectors.evaluator_from_session(session=request.session, study=study)
+            if evaluator is None:
+                if selectors.session_signed_out(session=request.session, study=study):
+                    return _unavailable(request, study, SIGNED_OUT_MESSAGE, 403)
+                raise Http404("You have not joined this study.")
+            if consent_required and evaluator.consented_at is None:
+                return redirect("studies:consent", slug=slug)
+            if answers and request.method == "POST" and is_ratelimited(
+                request, group="studies.answer", key=lambda group, request: str(evaluator.pk),
+                rate=_rate("FUSION_RATE_ANSWER"), method=ALL, increment=True,
+            ):
+                raise Ratelimited()
+            return view(request, study, evaluator)
+
+        return never_cache(require_http_methods(list(methods))(wrapped))
+
+    return decorator
 
 
 def _remember(request: HttpRequest, evaluator: Evaluator) -> None:
+    """This browser holds ``evaluator`` from now on."""
     known = dict(request.session.get(selectors.SESSION_KEY, {}))
     known[str(evaluator.study_id)] = evaluator.pk
     request.session[selectors.SESSION_KEY] = known
+    browsers = dict(request.session.get(selectors.BROWSER_SESSION_KEY, {}))
+    browsers[str(evaluator.pk)] = evaluator.browser
+    request.session[selectors.BROWSER_SESSION_KEY] = browsers
+
+
+def _next_page(study: Study, evaluator: Evaluator) -> HttpResponse:
+    return redirect("studies:consent" if evaluator.consented_at is None else "studies:task", slug=study.slug)
 
 
 # --------------------------------------------------------------------------- joining
 
 
 @never_cache
+@require_http_methods(list(READ_METHODS))
+@ratelimit(group="studies.join", key="ip", rate=_rate("FUSION_RATE_JOIN"), method=ALL, block=True)
 def join(request: HttpRequest, invite_token: str) -> HttpResponse:
     """The per-study invite link. It may carry an external worker id (e.g. PROLIFIC_PID)."""
     study = get_object_or_404(Study, invite_token=invite_token)
@@ -50,31 +113,54 @@ def join(request: HttpRequest, invite_token: str) -> HttpResponse:
             evaluator = services.evaluator_join(
                 study=study, external_id=external_id, user=request.user if request.user.is_authenticated else None
             )
+        except services.InvalidExternalId as exc:
+            return _unavailable(request, study, str(exc), 400)
         except services.StudyUnavailable as exc:
-            return render(request, "studies/unavailable.html", {"study": study, "message": str(exc)}, status=403)
+            return _unavailable(request, study, str(exc), 403)
+        except services.ActiveElsewhere as exc:
+            ticket = signing.dumps({"e": exc.evaluator.pk, "b": exc.evaluator.browser}, salt=TAKEOVER_SALT)
+            return render(request, "studies/takeover.html", {"study": study, "ticket": ticket}, status=409)
         _remember(request, evaluator)
-    return redirect("studies:consent" if evaluator.consented_at is None else "studies:task", slug=study.slug)
+    return _next_page(study, evaluator)
 
 
 @never_cache
-@require_http_methods(["GET", "POST"])
-def consent(request: HttpRequest, slug: str) -> HttpResponse:
-    study, evaluator = _evaluator_or_redirect(request, slug)
-    if evaluator is None:
-        raise Http404("You have not joined this study.")
+@require_POST
+@ratelimit(group="studies.join", key="ip", rate=_rate("FUSION_RATE_JOIN"), method=ALL, block=True)
+def join_continue(request: HttpRequest, invite_token: str) -> HttpResponse:
+    """"Continue here": this browser takes the evaluator over, the other is signed out.
+
+    The ticket comes from the question page of ``join``; it names the evaluator and the
+    browser that held it then, so a ticket is good for one take-over, for a while.
+    """
+    study = get_object_or_404(Study, invite_token=invite_token)
+    try:
+        data = signing.loads(request.POST.get("ticket", ""), salt=TAKEOVER_SALT, max_age=TAKEOVER_MAX_AGE)
+        evaluator = Evaluator.objects.get(pk=int(data["e"]), study=study, browser=str(data["b"]))
+    except (signing.BadSignature, KeyError, TypeError, ValueError, Evaluator.DoesNotExist):
+        return _unavailable(request, study, "This question has expired. Use your invite link again.", 400)
+    evaluator = services.evaluator_take_over(evaluator=evaluator)
+    _remember(request, evaluator)
+    return _next_page(study, evaluator)
+
+
+@evaluator_view(methods=("GET", "HEAD", "POST"))
+@ratelimit(group="studies.consent", key="ip", rate=_rate("FUSION_RATE_CONSENT"), method="POST", block=True)
+def consent(request: HttpRequest, study: Study, evaluator: Evaluator) -> HttpResponse:
+    """The consent page; agreeing takes a slot (rate-limited per address, as joining is)."""
     if request.method == "POST":
         if request.POST.get("agree") != "yes":
             return render(request, "studies/consent.html", {"study": study, "declined": True})
-        services.evaluator_consent(evaluator=evaluator)
-        return redirect("studies:instructions", slug=slug)
+        try:
+            services.evaluator_consent(evaluator=evaluator)
+        except services.StudyUnavailable as exc:
+            return _unavailable(request, study, str(exc), 403)
+        return redirect("studies:instructions", slug=study.slug)
     return render(request, "studies/consent.html", {"study": study})
 
 
-@never_cache
-def instructions(request: HttpRequest, slug: str) -> HttpResponse:
-    study, evaluator = _evaluator_or_redirect(request, slug)
-    if evaluator is None or evaluator.consented_at is None:
-        raise Http404("You have not joined this study.")
+@evaluator_view(consent_required=True)
+def instructions(request: HttpRequest, study: Study, evaluator: Evaluator) -> HttpResponse:
     tasks = set(Entry.objects.filter(evaluator=evaluator).values_list("item__task", flat=True).distinct())
     return render(request, "studies/instructions.html", {"study": study, "has_count": "count" in tasks, "has_rank": "rank" in tasks})
 
@@ -109,14 +195,9 @@ def _task_json(entry: Entry | None, progress: selectors.Progress, done_url: str)
     }
 
 
-@never_cache
-@require_http_methods(["GET", "POST"])
-def task(request: HttpRequest, slug: str) -> HttpResponse:
-    study, evaluator = _evaluator_or_redirect(request, slug)
-    if evaluator is None:
-        raise Http404("You have not joined this study.")
-    if evaluator.consented_at is None:
-        return redirect("studies:consent", slug=slug)
+@evaluator_view(methods=("GET", "HEAD", "POST"), consent_required=True, answers=True)
+def task(request: HttpRequest, study: Study, evaluator: Evaluator) -> HttpResponse:
+    slug = study.slug
     error = None
     status = 200
     if request.method == "POST":
@@ -165,12 +246,9 @@ def _submit(request: HttpRequest, evaluator: Evaluator) -> tuple[dict | None, in
     return None, 200
 
 
-@never_cache
-@require_POST
-def undo(request: HttpRequest, slug: str) -> HttpResponse:
-    study, evaluator = _evaluator_or_redirect(request, slug)
-    if evaluator is None:
-        raise Http404("You have not joined this study.")
+@evaluator_view(methods=("POST",), answers=True)
+def undo(request: HttpRequest, study: Study, evaluator: Evaluator) -> HttpResponse:
+    slug = study.slug
     try:
         services.response_undo_last(evaluator=evaluator)
     except services.SubmissionError as exc:
@@ -183,24 +261,19 @@ def undo(request: HttpRequest, slug: str) -> HttpResponse:
     return redirect("studies:task", slug=slug)
 
 
-@never_cache
-def state(request: HttpRequest, slug: str) -> JsonResponse:
+@evaluator_view()
+def state(request: HttpRequest, study: Study, evaluator: Evaluator) -> JsonResponse:
     """The evaluator's progress and current task, as JSON."""
-    study, evaluator = _evaluator_or_redirect(request, slug)
-    if evaluator is None:
-        raise Http404("You have not joined this study.")
+    slug = study.slug
     progress = selectors.evaluator_progress(evaluator=evaluator)
     nxt = selectors.evaluator_next_entry(evaluator=evaluator) if evaluator.consented_at else None
     return JsonResponse(_task_json(nxt, progress, reverse("studies:done", args=[slug])))
 
 
-@never_cache
-def done(request: HttpRequest, slug: str) -> HttpResponse:
-    study, evaluator = _evaluator_or_redirect(request, slug)
-    if evaluator is None:
-        raise Http404("You have not joined this study.")
+@evaluator_view()
+def done(request: HttpRequest, study: Study, evaluator: Evaluator) -> HttpResponse:
     if selectors.evaluator_next_entry(evaluator=evaluator) is not None:
-        return redirect("studies:task", slug=slug)
+        return redirect("studies:task", slug=study.slug)
     progress = selectors.evaluator_progress(evaluator=evaluator)
     return render(request, "studies/done.html", {"study": study, "progress": progress, "evaluator": evaluator})
 
@@ -208,6 +281,7 @@ def done(request: HttpRequest, slug: str) -> HttpResponse:
 # --------------------------------------------------------------------------- images
 
 
+@require_http_methods(list(READ_METHODS))
 def image(request: HttpRequest, public_id: str) -> HttpResponse:
     """An image under its opaque id, to its evaluators, the study's researchers and admins.
 
