@@ -108,17 +108,20 @@ def summary(result: dict) -> str:
                      f"({ex['n_excluded']} break an exclusion rule; not applied)")
     if result["count"]["by_variant"]:
         lines.append("\ncount task         n   mean |error|  95% CI            match   95% CI"
-                     "            can't tell")
+                     "            can't tell  (eq. 9, 10 over the n counted images)")
         for r in result["count"]["by_variant"]:
-            lines.append(f"  {r['variant']:<18}{r['n']:>5}  {_fmt(r['mean_abs_error']):>8}  "
+            lines.append(f"  {r['variant']:<18}{r['n_answered']:>5}  {_fmt(r['mean_abs_error']):>8}  "
                          f"{_ci(r['mean_abs_error_ci']):<18}{_fmt(r['match_ratio'])}   "
                          f"{_ci(r['match_ratio_ci']):<18}{_fmt(r['cant_tell_rate'])}")
     if result["preference"]["by_variant"]:
-        lines.append("\npreference         n   score  95% CI            skip    PL strength")
+        lines.append("\npreference         n   score  95% CI            PL strength")
         for r in result["preference"]["by_variant"]:
             lines.append(f"  {r['variant']:<18}{r['n']:>5}  {_fmt(r['score'], 2):>5}  "
-                         f"{_ci(r['score_ci']):<18}{_fmt(r['skip_rate'], 2)}    "
+                         f"{_ci(r['score_ci']):<18}"
                          f"{_fmt(r['pl_strength'])} {_ci(r['pl_strength_ci'])}")
+        pref = result["preference"]
+        lines.append(f"  ranking skip rate {_fmt(pref['ranking_skip_rate'])} "
+                     f"{_ci(pref['ranking_skip_rate_ci'])}")
     tests = result["tests"]
     if tests["paired"]:
         lines.append("\npaired tests (Holm-adjusted)")
@@ -132,7 +135,7 @@ def summary(result: dict) -> str:
                      f"p = {_fmt(f['p_value'], 4)}")
     if tests.get("position_bias"):
         pb = tests["position_bias"]
-        lines.append(f"position bias: chi2 = {_fmt(pb['chi2'], 2)} (df {pb['df']}), "
+        lines.append(f"position bias (permutation within evaluators, {pb['n_permutations']}): "
                      f"p = {_fmt(pb['p_value'], 4)}")
     ag = result["agreement"]
     if ag.get("count_alpha_interval"):

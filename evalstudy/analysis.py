@@ -3,13 +3,18 @@
 How the answers enter
 ---------------------
 * Count task, per image: the error is |answer - true count| (the paper's eq. 9),
-  a match is answer == true count (eq. 10). "Can't tell" (an empty answer) is
-  left out of the average error, since it has no size, but counts as a miss in
-  the match ratio, since the evaluator could not see the right number; its
-  share is reported as `cant_tell_rate`. Skipped rows (no answer at all, e.g.
-  an image that did not load) enter neither and are reported as `skip_rate`.
+  a match is answer == true count (eq. 10). Both average over the same n, the
+  images given a count, as in the paper: "can't tell" (an empty answer) has no
+  size and enters neither. Its share of the images shown is `cant_tell_rate`,
+  beside them, and `match_ratio_cant_tell_as_miss` is the labelled sensitivity
+  row that counts it as a miss. Skipped rows (no answer at all, e.g. an image
+  that did not load) enter none of these and are reported as `task_skip_rate`.
 * Rank task: rank 1..m scores m..1 (m = 4: the paper's 4..1); a skipped ranking
-  is left out of the score and reported as `skip_rate`.
+  is left out of the score and reported as `ranking_skip_rate` (skipped
+  rankings over rankings shown; a skip names no variant, so there is one rate).
+* Two skip rates, one name each: `ranking_skip_rate` as above, and per evaluator
+  `task_skip_rate` (skipped tasks of both kinds over all tasks shown), which the
+  exclusion rule `max_task_skip_rate` reads.
 * Gold items and repeated showings measure the evaluators only; they are not
   part of any variant's statistics.
 
@@ -41,9 +46,15 @@ from .responses import ResponseTable
 
 SCHEMA = "evalstudy.analysis/1"
 EXACT_MAX_N = 50
-CANT_TELL_POLICY = ("'can't tell' is excluded from mean_abs_error, counted as a miss in "
-                    "match_ratio, and reported as cant_tell_rate")
-SKIP_POLICY = "skipped responses enter no score or error and are reported as skip_rate"
+POSITION_PERMUTATIONS = 2000
+POSITION_METHOD = ("permutation test: layouts permuted within each evaluator's rankings; "
+                   "statistic: sum over positions of the squared summed residual ranks "
+                   "(rank minus the variant's mean rank on that caption)")
+CANT_TELL_POLICY = ("'can't tell' enters neither mean_abs_error nor match_ratio (eq. 9 and "
+                    "eq. 10 over the same n, the images given a count); it is reported as "
+                    "cant_tell_rate, and counted as a miss only in match_ratio_cant_tell_as_miss")
+SKIP_POLICY = ("skipped responses enter no score or error; ranking_skip_rate: skipped rankings "
+               "over rankings shown; task_skip_rate: skipped tasks over tasks shown")
 BOOTSTRAP_METHOD = ("crossed bootstrap: items (count: prompt-and-seed pairs; rank: captions) and "
                     "evaluators resampled together with product weights; percentile intervals "
                     "pulled towards the estimate to remove the doubly counted "
@@ -221,7 +232,8 @@ def _sections(t: ResponseTable, *, variants, objects, comparisons, level, alpha,
 
     count_out, count_reps = _count_section(count, w_count, v_eval, level)
     pref_out, pref_reps = _preference_section(rank, w_rank, v_eval, level)
-    tests = _tests_section(count, rank, comparisons, count_reps, pref_reps, level, alpha, posthoc)
+    tests = _tests_section(count, rank, comparisons, count_reps, pref_reps, level, alpha, posthoc,
+                           seed)
     agreement = _agreement_section(t, count, rank)
     data = {
         "n_rows": len(t),
@@ -318,11 +330,25 @@ class _RankData:
 
 
 def _ratio_stat(num, den, reps_num, reps_den, shrink, level, bounds):
-    """Estimates, (G, 2) intervals and (B, G) replicates of the ratios num / den."""
+    """Estimates, (G, 2) intervals and (B, G) replicates of the ratios num / den;
+    bounds = (low, high) arrays, each group's possible range."""
     est = bs.ratio_replicates(num[None, :], den[None, :])[0]
     reps = bs.ratio_replicates(reps_num, reps_den)
-    ci = bs.intervals(est, reps, level, shrink, bounds)
+    ci = bs.intervals(est, reps, level, shrink, *bounds)
     return est, ci, reps
+
+
+def group_range(group, values, keep, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
+    """(low, high) per group: the smallest and largest of `values` on the rows `keep`
+    (the rows a ratio's denominator counts). A weighted mean of these values, and so
+    every resample of it, lies in this range; +-inf for an empty group."""
+    group = np.asarray(group, dtype=np.int64)[keep]
+    values = np.asarray(values, dtype=float)[keep]
+    low = np.full(n_groups, np.inf)
+    high = np.full(n_groups, -np.inf)
+    np.minimum.at(low, group, values)
+    np.maximum.at(high, group, values)
+    return low, high
 
 
 def _count_section(c: _CountData, w_units, v_eval, level) -> tuple[dict, dict]:
@@ -359,14 +385,18 @@ def _count_section(c: _CountData, w_units, v_eval, level) -> tuple[dict, dict]:
         s = s.reshape(n_boot, n_groups, nq)
         p = p.reshape(n_groups, nq + 1)  # the point sums also hold the skips
         stat = {}
-        for key, num_i, den_i, num_rows, den_rows, bounds in (
-                ("mean_abs_error", 2, 1, c.abs_error, c.answered, (0.0, np.inf)),
-                ("match_ratio", 3, 0, c.match, c.nonskip, (0.0, 1.0)),
-                ("cant_tell_rate", None, 0, c.cant_tell, c.nonskip, (0.0, 1.0))):
+        # eq. 9 and eq. 10 over one n, the images given a count; "can't tell" beside them,
+        # and counted as a miss only in the labelled sensitivity row.
+        for key, num_i, den_i, num_rows, den_rows in (
+                ("mean_abs_error", 2, 1, c.abs_error, c.answered),
+                ("match_ratio", 3, 1, c.match, c.answered),
+                ("cant_tell_rate", None, 0, c.cant_tell, c.nonskip),
+                ("match_ratio_cant_tell_as_miss", 3, 0, c.match, c.nonskip)):
             num = p[:, num_i] if num_i is not None else p[:, 0] - p[:, 1]
             rnum = s[:, :, num_i] if num_i is not None else s[:, :, 0] - s[:, :, 1]
             shrink = bs.ratio_shrink(c.unit, c.evaluator, group, num_rows, den_rows, n_groups,
                                      level)
+            bounds = group_range(group, num_rows, den_rows > 0, n_groups)
             stat[key] = _ratio_stat(num, p[:, den_i], rnum, s[:, :, den_i], shrink, level,
                                     bounds)
         if name == "by_variant":
@@ -389,7 +419,7 @@ def _count_section(c: _CountData, w_units, v_eval, level) -> tuple[dict, dict]:
             for key, (est, ci, _) in stat.items():
                 rec[key] = est[g]
                 rec[key + "_ci"] = ci[g].tolist()
-            rec["skip_rate"] = p[g, 4] / shown[g]
+            rec["task_skip_rate"] = p[g, 4] / shown[g]
             out[name].append(rec)
     return out, reps_out
 
@@ -402,7 +432,8 @@ def _fine_groups(idx, no, nc) -> list[int]:
 
 
 def _preference_section(r: _RankData, w_units, v_eval, level) -> tuple[dict, dict]:
-    out = {"by_variant": [], "skip_rate": math.nan, "skip_reasons": {}, "by_item": [],
+    out = {"by_variant": [], "ranking_skip_rate": math.nan, "ranking_skip_rate_ci": [math.nan] * 2,
+           "skip_reasons": {}, "by_item": [],
            "n_rankings": r.n_rankings, "n_ranked": int(r.done.sum()), "m": r.m}
     reps_out = {}
     if r.n_rankings == 0 or r.m < 2:
@@ -430,7 +461,9 @@ def _preference_section(r: _RankData, w_units, v_eval, level) -> tuple[dict, dic
     row_score = np.where(rows_done, r.m + 1 - np.nan_to_num(r.rank), 0.0)
     shrink_p = bs.ratio_shrink(r.unit[rows_done], r.evaluator[rows_done], r.variant[rows_done],
                                row_score[rows_done], np.ones(int(rows_done.sum())), nv, level)
-    score_ci = bs.intervals(score_point_p, score_reps_p, level, shrink_p[present], (1, r.m))
+    score_low, score_high = group_range(r.variant, row_score, rows_done, nv)
+    score_ci = bs.intervals(score_point_p, score_reps_p, level, shrink_p[present],
+                            score_low[present], score_high[present])
 
     # Plackett-Luce strengths, with the same shrinkage estimated from one-way resamples.
     gamma_point = stats.plackett_luce_mm(point_counts[None, :], r.orderings)[0]
@@ -448,23 +481,23 @@ def _preference_section(r: _RankData, w_units, v_eval, level) -> tuple[dict, dic
     n_e = len(np.unique(r.ranking_evaluator[done_idx]))
     shrink_pl = bs.shrink_factors(var_u, var_e, np.maximum(var_p - var_u - var_e, 0.0),
                                   np.full(len(present), n_u), np.full(len(present), n_e), level)
-    gamma_ci = bs.intervals(gamma_point, gamma_reps, level, shrink_pl, (0.0, 1.0))
+    gamma_ci = bs.intervals(gamma_point, gamma_reps, level, shrink_pl, 0.0, 1.0)
 
-    # Skip rates per variant (a skip covers the whole ranking, so they agree unless
-    # rankings showed different variants) and overall.
-    shown_rows = np.ones(len(r.variant))
-    skip_rows = r.skipped.astype(float)
-    sk = bs.crossed_sums(np.tile(r.unit, 2), np.tile(r.evaluator, 2),
-                         np.concatenate([r.variant * 2, r.variant * 2 + 1]),
-                         np.concatenate([shown_rows, skip_rows]), nv * 2, w_units, v_eval)
-    sk = sk.reshape(n_boot, nv, 2)
+    # The ranking skip rate: skipped rankings over rankings shown. A skip covers the
+    # whole ranking and names no variant, so there is one rate, not one per variant.
+    ones = np.ones(r.n_rankings)
+    skipped = r.ranking_skipped.astype(float)
+    no_group = np.zeros(r.n_rankings, dtype=np.int64)
+    sk = bs.crossed_sums(np.concatenate([r.ranking_unit, r.ranking_unit]),
+                         np.concatenate([r.ranking_evaluator, r.ranking_evaluator]),
+                         np.concatenate([no_group, no_group + 1]),
+                         np.concatenate([ones, skipped]), 2, w_units, v_eval)
+    skip_est = float(skipped.mean())
+    skip_shrink = bs.ratio_shrink(r.ranking_unit, r.ranking_evaluator, no_group, skipped, ones,
+                                  1, level)
+    skip_ci = bs.intervals(np.array([skip_est]), bs.ratio_replicates(sk[:, 1:], sk[:, :1]),
+                           level, skip_shrink, *group_range(no_group, skipped, ones > 0, 1))
     shown_pt = np.bincount(r.variant, minlength=nv).astype(float)
-    skip_pt = np.bincount(r.variant, weights=skip_rows, minlength=nv)
-    skip_est = bs.ratio_replicates(skip_pt[None, :], shown_pt[None, :])[0]
-    skip_shrink = bs.ratio_shrink(r.unit, r.evaluator, r.variant, skip_rows, shown_rows, nv,
-                                  level)
-    skip_ci = bs.intervals(skip_est, bs.ratio_replicates(sk[:, :, 1], sk[:, :, 0]), level,
-                           skip_shrink, (0.0, 1.0))
 
     score_full = np.full((n_boot, nv), np.nan)
     score_full[:, present] = score_reps_p
@@ -478,14 +511,13 @@ def _preference_section(r: _RankData, w_units, v_eval, level) -> tuple[dict, dic
             "mean_rank": r.m + 1 - score_point_p[j],
             "n": int(n_done[v]),
             "n_shown": int(shown_pt[v]),
-            "skip_rate": skip_est[v],
-            "skip_rate_ci": skip_ci[v].tolist(),
             "rank_counts": [int(x) for x in np.bincount(
                 r.rank[(r.variant == v) & rows_done].astype(int) - 1, minlength=r.m)],
             "pl_strength": gamma_point[j],
             "pl_strength_ci": gamma_ci[j].tolist(),
         })
-    out["skip_rate"] = float(r.ranking_skipped.mean())
+    out["ranking_skip_rate"] = skip_est
+    out["ranking_skip_rate_ci"] = skip_ci[0].tolist()
     reasons = Counter()
     first_row = np.unique(r.ranking, return_index=True)[1]
     for k in first_row[r.skipped[first_row]]:
@@ -500,7 +532,7 @@ def _preference_section(r: _RankData, w_units, v_eval, level) -> tuple[dict, dic
         out["by_item"].append({"item_id": r.unit_ids[u], "prompt": item_prompt.get(u, ""),
                                "n_shown": int(shown_by_item[u]),
                                "n_skipped": int(skipped_by_item[u]),
-                               "skip_rate": skipped_by_item[u] / shown_by_item[u]})
+                               "ranking_skip_rate": skipped_by_item[u] / shown_by_item[u]})
     return out, reps_out
 
 
@@ -531,7 +563,7 @@ def _difference_shrink(unit, evaluator, variant, num, den, a, b, level) -> float
 
 
 def _tests_section(c: _CountData, r: _RankData, comparisons, count_reps, pref_reps, level,
-                   alpha, posthoc) -> dict:
+                   alpha, posthoc, seed) -> dict:
     variants = c.variants
     nv = len(variants)
     index = {v: k for k, v in enumerate(variants)}
@@ -539,17 +571,17 @@ def _tests_section(c: _CountData, r: _RankData, comparisons, count_reps, pref_re
     measures = []
     if c.n_rows:
         measures += [("count", "mean_abs_error", c.unit, c.evaluator, c.variant, c.abs_error,
-                      c.answered, c.n_units, count_reps.get("mean_abs_error"), (-np.inf, np.inf)),
+                      c.answered, c.n_units, count_reps.get("mean_abs_error")),
                      ("count", "match_ratio", c.unit, c.evaluator, c.variant, c.match,
-                      c.nonskip, c.n_units, count_reps.get("match_ratio"), (-1.0, 1.0))]
+                      c.answered, c.n_units, count_reps.get("match_ratio"))]
     if r.n_rankings and r.m >= 2:
         done = ~r.skipped
         measures.append(("rank", "score", r.unit[done], r.evaluator[done], r.variant[done],
                          r.m + 1 - r.rank[done], np.ones(int(done.sum())), r.n_units,
-                         pref_reps.get("score"), (1.0 - r.m, r.m - 1.0)))
+                         pref_reps.get("score")))
     for a, b in comparisons:
         ia, ib = index[a], index[b]
-        for task, measure, unit, ev, var, num, den, n_units, reps, bounds in measures:
+        for task, measure, unit, ev, var, num, den, n_units, reps in measures:
             means = _unit_means(unit, var, num, den, n_units, nv)
             both = np.isfinite(means[:, ia]) & np.isfinite(means[:, ib])
             if not both.any():
@@ -559,7 +591,10 @@ def _tests_section(c: _CountData, r: _RankData, comparisons, count_reps, pref_re
             sa, sb = den[var == ia].sum(), den[var == ib].sum()
             diff = num[var == ia].sum() / sa - num[var == ib].sum() / sb
             shrink = _difference_shrink(unit, ev, var, num, den, ia, ib, level)
-            ci = bs.interval(diff, reps[:, ia] - reps[:, ib], level, shrink, bounds)
+            # ratio(a) - ratio(b) lies between low(a) - high(b) and high(a) - low(b).
+            low, high = group_range(var, num / np.where(den > 0, den, 1), den > 0, nv)
+            ci = bs.interval(diff, reps[:, ia] - reps[:, ib], level, shrink,
+                             (low[ia] - high[ib], high[ia] - low[ib]))
             paired.append({"task": task, "measure": measure, "a": a, "b": b,
                            "difference": diff, "difference_ci": ci,
                            "n_pairs": test["n_pairs"], "n_nonzero": test["n_nonzero"],
@@ -570,10 +605,10 @@ def _tests_section(c: _CountData, r: _RankData, comparisons, count_reps, pref_re
     for rec, p in zip(paired, stats.holm([x["p_value"] for x in paired])):
         rec["p_holm"] = p
         rec["significant"] = bool(p is not None and math.isfinite(p) and p < alpha)
-    return {"paired": paired, **_ranking_tests(r, alpha, posthoc)}
+    return {"paired": paired, **_ranking_tests(r, alpha, posthoc, seed)}
 
 
-def _ranking_tests(r: _RankData, alpha, posthoc) -> dict:
+def _ranking_tests(r: _RankData, alpha, posthoc, seed) -> dict:
     out = {"friedman": None, "posthoc": None, "position_bias": None}
     if r.n_rankings == 0 or r.m < 2 or not r.done.any():
         return out
@@ -592,8 +627,10 @@ def _ranking_tests(r: _RankData, alpha, posthoc) -> dict:
                        "n_blocks": fr["n_blocks"], "k": fr["k"], "statistic": fr["statistic"],
                        "p_value": fr["p_value"], "df": fr["k"] - 1,
                        "mean_ranks": dict(zip(names, fr["mean_ranks"])),
-                       "kendall_w": (fr["statistic"] / (fr["n_blocks"] * (fr["k"] - 1))
-                                     if math.isfinite(fr["statistic"]) else math.nan)}
+                       # Kendall's W over the caption blocks: how consistently the captions
+                       # order the variants (an effect size), not agreement between raters.
+                       "w_between_captions": (fr["statistic"] / (fr["n_blocks"] * (fr["k"] - 1))
+                                              if math.isfinite(fr["statistic"]) else math.nan)}
     nem = stats.nemenyi(fr["mean_ranks"], fr["n_blocks"], alpha)
     nemenyi = [{"a": names[p["i"]], "b": names[p["j"]],
                 "mean_rank_difference": p["mean_rank_difference"], "p_value": p["p_value"]}
@@ -611,19 +648,16 @@ def _ranking_tests(r: _RankData, alpha, posthoc) -> dict:
                       "nemenyi": {"critical_difference": nem["critical_difference"],
                                   "pairs": nemenyi},
                       "holm_wilcoxon": holm_rows}
-    out["position_bias"] = _position_bias(r)
+    out["position_bias"] = _position_bias(r, seed)
     return out
 
 
-def _position_bias(r: _RankData) -> dict:
-    """Does the screen position change the rank, given the variant?
+def _position_bias(r: _RankData, seed: int) -> dict:
+    """Does the screen position change the rank, given the variant and the caption?
 
-    Main test: among the rankings that put variant v first, v's screen positions
-    should be spread like v's positions in all rankings (the design's spread) if
-    position does not matter; chi-square summed over variants. Each ranking has
-    one first choice, so the counts are independent multinomials given the design.
-    Also: mean rank per position, and Friedman's test with rankings as blocks and
-    positions as treatments (valid when the design balances variants over positions).
+    `stats.position_permutation_test` (layouts permuted within each evaluator's
+    rankings, residuals centred within captions); also the mean rank and the number
+    of first choices at each position, for reading the direction.
     """
     m = r.m
     done = r.done
@@ -631,27 +665,15 @@ def _position_bias(r: _RankData) -> dict:
     pos = r.positions[done][:, r.present].astype(int)
     by_pos = np.full((len(ranks), m), np.nan)
     np.put_along_axis(by_pos, pos, ranks, axis=1)
-    chi2, df = 0.0, 0
-    top = ranks == 1
-    for j in range(len(r.present)):
-        design = np.bincount(pos[:, j], minlength=m).astype(float)
-        share = design / design.sum()
-        observed = np.bincount(pos[top[:, j], j], minlength=m).astype(float)
-        n_top = observed.sum()
-        ok = share > 0
-        if n_top == 0 or ok.sum() < 2:
-            continue
-        expected = n_top * share[ok]
-        chi2 += float(((observed[ok] - expected) ** 2 / expected).sum())
-        df += int(ok.sum()) - 1
-    fr = stats.friedman(by_pos)
+    test = stats.position_permutation_test(
+        ranks, pos, r.ranking_unit[done], r.ranking_evaluator[done], POSITION_PERMUTATIONS,
+        np.random.default_rng([seed, 1]))
     return {
         "mean_rank_by_position": np.nanmean(by_pos, axis=0).tolist(),
-        "first_choice_by_position": np.bincount(pos[top], minlength=m).tolist(),
-        "chi2": chi2 if df else math.nan, "df": df,
-        "p_value": float(sps.chi2.sf(chi2, df)) if df else math.nan,
-        "friedman_statistic": fr["statistic"], "friedman_p_value": fr["p_value"],
-        "n_rankings": int(len(ranks)),
+        "first_choice_by_position": np.bincount(pos[ranks == 1], minlength=m).tolist(),
+        "statistic": test["statistic"], "p_value": test["p_value"],
+        "n_permutations": test["n_permutations"], "n_rankings": test["n_rankings"],
+        "method": POSITION_METHOD,
     }
 
 
@@ -714,7 +736,9 @@ def _pairable(unit, values) -> int:
 # ---------------------------------------------------------------------------
 
 def evaluator_reliability(t: ResponseTable) -> list[dict]:
-    """Per evaluator: gold accuracy, can't-tell and skip rates, median seconds per
+    """Per evaluator: gold accuracy, can't-tell rate, task skip rate (skipped tasks of
+    either kind over all tasks shown, repeats and gold included: the rate the exclusion
+    rule reads), ranking skip rate (skipped rankings over rankings shown), median seconds per
     item, and consistency on repeated items (share of the same count answered
     again; for rankings the share of variant pairs put in the same order)."""
     task = t["task"].tolist()
@@ -730,7 +754,8 @@ def evaluator_reliability(t: ResponseTable) -> list[dict]:
     repeat_of = t["repeat_of"].tolist()
 
     acc = defaultdict(lambda: {"n_count": 0, "n_rank": 0, "gold": [], "cant_tell": 0,
-                               "answered_or_ct": 0, "shown": 0, "skipped": 0})
+                               "answered_or_ct": 0, "shown": 0, "skipped": 0,
+                               "rankings": 0, "rankings_skipped": 0})
     times = defaultdict(dict)            # evaluator -> item -> seconds
     answers = defaultdict(dict)          # evaluator -> item -> answer or ranking
     for k in range(len(task)):
@@ -752,6 +777,8 @@ def evaluator_reliability(t: ResponseTable) -> list[dict]:
                 answers[e][i] = None if skipped[k] else {}
                 a["shown"] += 1
                 a["skipped"] += skipped[k]
+                a["rankings"] += 1
+                a["rankings_skipped"] += skipped[k]
                 if not repeat_of[k]:
                     a["n_rank"] += 1
             if answers[e][i] is not None:
@@ -788,7 +815,9 @@ def evaluator_reliability(t: ResponseTable) -> list[dict]:
             "gold_accuracy": float(np.mean(a["gold"])) if a["gold"] else math.nan,
             "cant_tell_rate": (a["cant_tell"] / a["answered_or_ct"]
                                if a["answered_or_ct"] else math.nan),
-            "skip_rate": a["skipped"] / a["shown"] if a["shown"] else math.nan,
+            "task_skip_rate": a["skipped"] / a["shown"] if a["shown"] else math.nan,
+            "ranking_skip_rate": (a["rankings_skipped"] / a["rankings"] if a["rankings"]
+                                  else math.nan),
             "median_seconds": float(np.median(t_items)) if t_items else math.nan,
             "n_repeats": len(scores),
             "consistency": float(np.mean(scores)) if scores else math.nan,
@@ -804,7 +833,7 @@ def apply_exclusions(reliability: list[dict], rules: Exclusions) -> dict[str, li
         ("cant_tell_rate", rules.max_cant_tell_rate, ">", "can't-tell rate"),
         ("median_seconds", rules.min_median_seconds, "<", "median seconds per item"),
         ("consistency", rules.min_consistency, "<", "consistency on repeats"),
-        ("skip_rate", rules.max_skip_rate, ">", "skip rate"),
+        ("task_skip_rate", rules.max_task_skip_rate, ">", "task skip rate"),
     )
     out: dict[str, list[str]] = {}
     for rec in reliability:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-from scipy import sparse
+from scipy import sparse, special
 from scipy import stats as sps
 
 CHUNK = 250  # resamples per block: bounds memory at cells x CHUNK floats
@@ -111,13 +111,35 @@ def linearised_variances(unit, evaluator, group, z, n_groups: int):
     return vu, ve, vc, nu, ne
 
 
+def effective_df(v_units, v_evals, n_units, n_evals) -> np.ndarray:
+    """Welch-Satterthwaite degrees of freedom of Vu' + Ve' (each unbiased part with
+    n - 1 df): close to n_units - 1 when the items' part dominates, to n_evals - 1
+    when the evaluators' does, more than either when both count. Kept within
+    [min(n_u, n_e) - 1, n_u + n_e - 2], the range a sum of the two parts can have.
+
+    The t factor must follow the variance that dominates: with 5 evaluators who
+    answer every item, a paired difference between variants has almost no evaluator
+    part left (each evaluator's bias cancels in the difference), and a t with
+    min(items, evaluators) - 1 = 4 df made its 95% interval cover 100% of the time.
+    """
+    vu, ve = (np.asarray(a, dtype=float) for a in (v_units, v_evals))
+    nu, ne = (np.asarray(a, dtype=float) for a in (n_units, n_evals))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        du, de = nu - 1, ne - 1
+        vu2 = vu * nu / du
+        ve2 = ve * ne / de
+        denom = vu2 ** 2 / du + ve2 ** 2 / de
+        df = np.where(denom > 0, (vu2 + ve2) ** 2 / np.where(denom > 0, denom, 1.0), nu + ne - 2)
+        return np.clip(df, np.minimum(du, de), du + de)
+
+
 def shrink_factors(v_units, v_evals, v_cells, n_units, n_evals, level: float) -> np.ndarray:
     """Factor by which to scale the product-weight bootstrap's spread.
 
     target = max(Vu' + Ve' - Vc, Vu', Ve') with Vu' = Vu n_u/(n_u - 1) and
     Ve' = Ve n_e/(n_e - 1) (a bootstrap variance is (n-1)/n of the unbiased one),
     over the product weights' Vu + Ve + Vc; then times t_{df} / z for the level,
-    df = min(n_u, n_e) - 1, since with a handful of items per cell a normal
+    df from `effective_df`, since with a handful of items per cell a normal
     quantile is too short. The floor keeps the interval at least as wide as a
     one-way bootstrap over items or over evaluators would make it. NaN where a
     group has fewer than two units or evaluators: no interval can be had there.
@@ -130,7 +152,7 @@ def shrink_factors(v_units, v_evals, v_cells, n_units, n_evals, level: float) ->
         target = np.maximum(vu2 + ve2 - vc, np.maximum(vu2, ve2))
         product = vu + ve + vc
         c = np.sqrt(np.where(product > 0, target / np.where(product > 0, product, 1.0), 1.0))
-        df = np.minimum(nu, ne) - 1
+        df = effective_df(vu, ve, nu, ne)
         q = (1.0 + level) / 2.0
         t_over_z = sps.t.ppf(q, np.where(df >= 1, df, 1)) / sps.norm.ppf(q)
     return np.where((nu >= 2) & (ne >= 2), c * t_over_z, np.nan)
@@ -155,21 +177,45 @@ def ratio_shrink(unit, evaluator, group, num, den, n_groups: int, level: float) 
 
 def interval(estimate: float, replicates: np.ndarray, level: float, shrink: float = 1.0,
              bounds: tuple[float, float] = (-np.inf, np.inf)) -> list[float]:
-    """`intervals` for one statistic."""
+    """`intervals` for one statistic whose values lie in `bounds` = (low, high)."""
     return intervals(np.array([estimate]), np.asarray(replicates, dtype=float)[:, None], level,
-                     np.array([shrink]), bounds)[0].tolist()
+                     np.array([shrink]), np.array([bounds[0]]), np.array([bounds[1]]))[0].tolist()
 
 
 def intervals(estimates: np.ndarray, replicates: np.ndarray, level: float,
-              shrink: np.ndarray | None = None,
-              bounds: tuple[float, float] = (-np.inf, np.inf)) -> np.ndarray:
-    """(G, 2) percentile intervals of (B, G) replicates, each end moved from the
-    estimate by `shrink` times its distance, then clipped to the statistic's
-    `bounds`. NaN replicates (resamples that left the statistic undefined) are
-    ignored; with fewer than 10 defined ones, or a NaN shrink, the interval is NaN."""
+              shrink: np.ndarray | None = None, low=-np.inf, high=np.inf) -> np.ndarray:
+    """(G, 2) intervals from (B, G) replicates, each inside its statistic's range.
+
+    `low`, `high` (scalars or (G,) arrays) are the smallest and largest values the
+    statistic can take given the data: for a mean, the smallest and largest of the
+    values averaged (no resample can leave that range); for a rate, 0 and 1.
+
+    Method: the percentile interval, with each end's distance from the estimate
+    multiplied by `shrink`, on the logit scale of the range,
+    y = logit((x - low) / (high - low)), and mapped back. Why this one:
+    * The product-weight bootstrap's spread is wrong by a factor that is known
+      (`shrink_factors`), so its percentiles must be rescaled; BCa would keep the
+      wrong spread, and plain percentiles cannot be rescaled at all.
+    * Rescaled on the statistic's own scale, an end moves past the possible range
+      whenever the factor exceeds one (a cell's mean error of 0.5 from errors in
+      [0, 2] got [0, 9.42]); clipping then leaves an interval that is too short on
+      one side and says nothing true on the other. On the logit scale the distances
+      can be rescaled freely and every end stays strictly inside (low, high); near a
+      bound, where the bootstrap distribution is skewed, the logit scale is the one
+      on which it is closer to symmetric, as for a proportion.
+    * The factor is a ratio of standard deviations, which a smooth monotone
+      transformation keeps to first order (delta method), so the same factor
+      serves on either scale.
+    Without a finite range (or when the estimate sits on a bound, which for a mean
+    means every value equals it) the ends move on the original scale and are clipped.
+    NaN replicates (resamples that left the statistic undefined) are ignored; with
+    fewer than 10 defined ones, or a NaN shrink, the interval is NaN.
+    """
     est = np.asarray(estimates, dtype=float)
     reps = np.asarray(replicates, dtype=float)
     c = np.ones(len(est)) if shrink is None else np.asarray(shrink, dtype=float)
+    lo = np.broadcast_to(np.asarray(low, dtype=float), est.shape)
+    hi = np.broadcast_to(np.asarray(high, dtype=float), est.shape)
     out = np.full((len(est), 2), np.nan)
     if reps.size == 0:
         return out
@@ -179,6 +225,15 @@ def intervals(estimates: np.ndarray, replicates: np.ndarray, level: float,
         warnings.simplefilter("ignore", RuntimeWarning)
         q = np.nanpercentile(reps, [tail, 100.0 - tail], axis=0)  # (2, G)
     ok = (defined >= 10) & np.isfinite(est) & np.isfinite(c)
-    out[ok, 0] = est[ok] + c[ok] * (q[0, ok] - est[ok])
-    out[ok, 1] = est[ok] + c[ok] * (q[1, ok] - est[ok])
-    return np.clip(out, bounds[0], bounds[1])
+    span = hi - lo
+    logit_ok = ok & np.isfinite(span) & (span > 0) & (est > lo) & (est < hi)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        y_est = special.logit((est - lo) / span)
+        for end in (0, 1):
+            u = np.clip((q[end] - lo) / span, 0.0, 1.0)
+            # A percentile on a bound stays there (logit +-inf); c = 0 leaves the estimate.
+            moved = np.where(c > 0, special.expit(y_est + c * (special.logit(u) - y_est)),
+                             (est - lo) / span)
+            linear = est + c * (q[end] - est)
+            out[:, end] = np.where(logit_ok, lo + span * moved, np.where(ok, linear, np.nan))
+    return np.clip(out, lo[:, None], hi[:, None])

@@ -165,13 +165,22 @@ def figure7(result: dict, outdir: Path) -> list[Path]:
     axes[0][0].set_xlabel("screen position (0 = left)")
     axes[0][0].set_ylabel("mean rank")
     p = pos["p_value"]
-    axes[0][0].set_title("position bias" + (f" (p = {p:.3g})" if p is not None else ""))
-    y, err = _yerr([r["skip_rate"] for r in recs], [r["skip_rate_ci"] for r in recs])
-    axes[0][1].bar(np.arange(len(recs)), y, 0.6, yerr=err, capsize=3, color="#7f7f7f")
-    axes[0][1].set_xticks(np.arange(len(recs)), [r["variant"] for r in recs], rotation=20,
-                          ha="right")
-    axes[0][1].set_ylabel("skip rate")
-    axes[0][1].set_title("skipped rankings, 95% CI")
+    axes[0][0].set_title("mean rank by screen position"
+                         + (f" (position bias p = {p:.3g})" if p is not None else ""))
+    # A skip covers a whole ranking and names no variant: one rate, and why people skipped.
+    pref = result["preference"]
+    reasons = pref.get("skip_reasons") or {}
+    names = list(reasons) or ["(no skips)"]
+    axes[0][1].barh(np.arange(len(names)), [reasons.get(n, 0) for n in names], 0.6,
+                    color="#7f7f7f")
+    axes[0][1].set_yticks(np.arange(len(names)), names)
+    axes[0][1].set_xlabel("skipped rankings")
+    rate, rate_ci = pref.get("ranking_skip_rate"), pref.get("ranking_skip_rate_ci") or [None, None]
+    title = "skipped rankings by reason"
+    if rate is not None:
+        title += f" (rate {rate:.1%}" + (f", 95% CI {rate_ci[0]:.1%}-{rate_ci[1]:.1%})"
+                                         if rate_ci[0] is not None else ")")
+    axes[0][1].set_title(title)
     return _save(fig, outdir, "figure7")
 
 
