@@ -135,7 +135,7 @@ def summary(result: dict) -> str:
                      f"p = {_fmt(f['p_value'], 4)}")
     if tests.get("position_bias"):
         pb = tests["position_bias"]
-        lines.append(f"position bias (permutation within evaluators, {pb['n_permutations']}): "
+        lines.append(f"position bias (permutation within captions, {pb['n_permutations']}): "
                      f"p = {_fmt(pb['p_value'], 4)}")
     ag = result["agreement"]
     if ag.get("count_alpha_interval"):

@@ -47,9 +47,9 @@ from .responses import ResponseTable
 SCHEMA = "evalstudy.analysis/1"
 EXACT_MAX_N = 50
 POSITION_PERMUTATIONS = 2000
-POSITION_METHOD = ("permutation test: layouts permuted within each evaluator's rankings; "
+POSITION_METHOD = ("permutation test: layouts permuted within each caption's rankings; "
                    "statistic: sum over positions of the squared summed residual ranks "
-                   "(rank minus the variant's mean rank on that caption)")
+                   "(rank minus a two-way caption and evaluator fit per variant)")
 CANT_TELL_POLICY = ("'can't tell' enters neither mean_abs_error nor match_ratio (eq. 9 and "
                     "eq. 10 over the same n, the images given a count); it is reported as "
                     "cant_tell_rate, and counted as a miss only in match_ratio_cant_tell_as_miss")
@@ -655,8 +655,8 @@ def _ranking_tests(r: _RankData, alpha, posthoc, seed) -> dict:
 def _position_bias(r: _RankData, seed: int) -> dict:
     """Does the screen position change the rank, given the variant and the caption?
 
-    `stats.position_permutation_test` (layouts permuted within each evaluator's
-    rankings, residuals centred within captions); also the mean rank and the number
+    `stats.position_permutation_test` (layouts permuted within each caption's
+    rankings, residuals from a caption and evaluator fit per variant); also the mean rank and the number
     of first choices at each position, for reading the direction.
     """
     m = r.m
