@@ -71,7 +71,8 @@ def analyze(table: ResponseTable, protocol: Protocol | None = None, n_boot: int 
     `data` describe the evaluators kept by the exclusion rules (all evaluators when
     `exclusions` is False); `unfiltered` holds the same sections for everyone.
     `result["exclusions"]["excluded"]` lists the evaluators that break a rule, and
-    `applied` says whether the top-level sections leave them out. NaN becomes
+    `applied` says whether the top-level sections leave them out; when the rules
+    would leave no one, they are not applied and `not_applied_reason` says so. NaN becomes
     None, so the result is strict JSON.
     """
     if n_boot < 1:
@@ -104,12 +105,17 @@ def analyze(table: ResponseTable, protocol: Protocol | None = None, n_boot: int 
                     alpha=alpha, posthoc=posthoc, n_boot=n_boot, seed=seed, ev_order=ev_order)
     unfiltered = _sections(table, **settings)
     applied = bool(exclusions and excluded)
+    not_applied_reason = None
     if applied:
         keep = ~np.isin(table["evaluator_id"], list(excluded))
-        if not keep.any():
-            raise ValueError("the exclusion rules exclude every evaluator; "
-                             "run with exclusions=False to see the unfiltered results")
-        main = _sections(table.subset(keep), **settings)
+        if keep.any():
+            main = _sections(table.subset(keep), **settings)
+        else:
+            # Nothing would be left to analyse: show everyone, and say so.
+            applied = False
+            not_applied_reason = (f"the exclusion rules exclude every evaluator ({len(excluded)} "
+                                  "of them); the results shown are the unfiltered ones")
+            main = unfiltered
     else:
         main = unfiltered
     result = {
@@ -124,6 +130,7 @@ def analyze(table: ResponseTable, protocol: Protocol | None = None, n_boot: int 
         "evaluators": reliability,
         "exclusions": {
             "applied": applied,
+            "not_applied_reason": not_applied_reason,
             "rules": {k: getattr(rules, k) for k in Exclusions.__dataclass_fields__},
             "n_evaluators": len(reliability),
             "n_excluded": len(excluded),

@@ -74,31 +74,36 @@ def _count_table(section: dict, auto: dict[str, dict], ci_label: str) -> Table:
     for r in section["count"]["by_variant"]:
         a = auto.get(r["variant"], {})
         rows.append((
-            r["variant"], num(r["n_images"]), num(r["n"]),
+            r["variant"], num(r["n_images"]), num(r["n_answered"]),
             num(r["mean_abs_error"]), ci(r["mean_abs_error_ci"]),
             num(r["match_ratio"]), ci(r["match_ratio_ci"]),
-            percent(r["cant_tell_rate"]),
+            percent(r["cant_tell_rate"]), ci(r["cant_tell_rate_ci"]),
+            num(r["match_ratio_cant_tell_as_miss"]), ci(r["match_ratio_cant_tell_as_miss_ci"]),
             num(a.get("mean_abs_error")), num(a.get("match_ratio")),
         ))
     return Table(
         key="figure5", title="Figure 5: object counts (average error and match ratio per variant)",
-        header=("variant", "images", "answers", "average error", ci_label, "match ratio", ci_label,
-                "can't tell", "auto counter: error", "auto counter: match"),
+        header=("variant", "images", "counted answers (n)", "average error", ci_label, "match ratio", ci_label,
+                "can't tell", ci_label, "sensitivity: match ratio, can't tell as a miss", ci_label,
+                "auto counter: error", "auto counter: match"),
         rows=tuple(rows),
-        note="Average error = mean |answer \u2212 requested count| over numeric answers; match ratio = share of "
-             "answers equal to the requested count (\u201ccan't tell\u201d counts as a miss). The automatic "
-             "counter read every image of the variant once.",
+        note="As in the paper (eq. 9 and 10), average error = mean |answer \u2212 requested count| and match "
+             "ratio = share of answers equal to the requested count, both over the same n, the answers that gave "
+             "a count. \u201cCan't tell\u201d answers enter neither; their share of all answers is shown beside, "
+             "and the sensitivity column counts them as misses. The automatic counter read every image of the "
+             "variant once.",
     )
 
 
 def _count_object_table(section: dict, ci_label: str) -> Table:
     rows = tuple(
-        (r["variant"], r["object"], num(r["n"]), num(r["mean_abs_error"]), ci(r["mean_abs_error_ci"]),
-         num(r["match_ratio"]), ci(r["match_ratio_ci"]))
+        (r["variant"], r["object"], num(r["n_answered"]), num(r["mean_abs_error"]), ci(r["mean_abs_error_ci"]),
+         num(r["match_ratio"]), ci(r["match_ratio_ci"]), percent(r["cant_tell_rate"]))
         for r in section["count"]["by_variant_object"]
     )
     return Table(key="figure5-objects", title="Figure 5 (b, c): per object",
-                 header=("variant", "object", "answers", "average error", ci_label, "match ratio", ci_label),
+                 header=("variant", "object", "counted answers (n)", "average error", ci_label, "match ratio",
+                         ci_label, "can't tell"),
                  rows=rows)
 
 
@@ -106,7 +111,7 @@ def _preference_table(section: dict, ci_label: str) -> Table:
     pref = section["preference"]
     rows = tuple(
         (r["variant"], num(r["n"]), num(r["score"]), ci(r["score_ci"]), num(r["mean_rank"]),
-         num(r["pl_strength"], 3), ci(r["pl_strength_ci"], 3), percent(r["skip_rate"]),
+         num(r["pl_strength"], 3), ci(r["pl_strength_ci"], 3),
          " / ".join(str(c) for c in r["rank_counts"]))
         for r in pref["by_variant"]
     )
@@ -114,9 +119,10 @@ def _preference_table(section: dict, ci_label: str) -> Table:
     return Table(
         key="figure6", title="Figure 6: preference (rank 1..m scores m..1)",
         header=("variant", "rankings", "preference score", ci_label, "mean rank", "Plackett-Luce strength",
-                ci_label, "skip rate", "ranked 1st / \u2026 / last"),
+                ci_label, "ranked 1st / \u2026 / last"),
         rows=rows,
-        note=f"m = {m} images per ranking; skipped rankings: {percent(pref.get('skip_rate'))} "
+        note=f"m = {m} images per ranking; ranking skip rate (skipped rankings of all rankings shown; a skip "
+             f"names no variant): {percent(pref.get('ranking_skip_rate'))} {ci(pref.get('ranking_skip_rate_ci'))} "
              f"({', '.join(f'{k}: {v}' for k, v in (pref.get('skip_reasons') or {}).items()) or 'none'}).",
     )
 
@@ -139,8 +145,10 @@ def _ranking_tests_table(section: dict) -> Table | None:
     fr, post = tests.get("friedman"), tests.get("posthoc")
     if not fr:
         return None
-    rows = [("Friedman (items as blocks)", f"\u03c7\u00b2 = {num(fr['statistic'])}, df = {fr['df']}",
-             pvalue(fr["p_value"]), f"Kendall's W = {num(fr['kendall_w'])}, {fr['n_blocks']} items")]
+    rows = [("Friedman (captions as blocks)", f"\u03c7\u00b2 = {num(fr['statistic'])}, df = {fr['df']}",
+             pvalue(fr["p_value"]),
+             f"Kendall's W between captions (how consistently captions order the variants) = "
+             f"{num(fr['w_between_captions'])}, {fr['n_blocks']} captions")]
     for p in (post or {}).get("holm_wilcoxon", []):
         rows.append((f"{p['a']} vs {p['b']} (Wilcoxon)", f"W = {num(p['statistic'])}, n = {p['n_pairs']}",
                      pvalue(p.get("p_holm")), "Holm-adjusted"))
@@ -150,7 +158,8 @@ def _ranking_tests_table(section: dict) -> Table | None:
                      pvalue(p["p_value"]), f"critical difference {num(nem.get('critical_difference'))}"))
     bias = tests.get("position_bias")
     if bias:
-        rows.append(("Position bias (first choices vs design)", f"\u03c7\u00b2 = {num(bias['chi2'])}, df = {bias['df']}",
+        rows.append(("Position bias (permutation test within captions)",
+                     f"S = {num(bias['statistic'])}, {bias['n_permutations']} permutations",
                      pvalue(bias["p_value"]),
                      "mean rank by position " + ", ".join(num(x) for x in bias["mean_rank_by_position"])))
     return Table(key="ranking-tests", title="Ranking tests", header=("test", "statistic", "p", "note"),
@@ -170,8 +179,10 @@ def _agreement_table(section: dict) -> Table:
                      f"{a['n_pairable_units']} (caption, variant) pairs ranked twice or more"))
     if ag.get("kendall_w"):
         w = ag["kendall_w"]
-        rows.append(("Kendall's W per caption (mean)", num(w["per_item_mean"], 3), f"{w['n_items']} captions"))
-        rows.append(("Kendall's W, all rankings", num(w["all_rankings"], 3), "concordance about the variants' order"))
+        rows.append(("Kendall's W between raters, per caption (mean)", num(w["per_item_mean"], 3),
+                     f"{w['n_items']} captions ranked by two or more raters"))
+        rows.append(("Kendall's W over all rankings", num(w["all_rankings"], 3),
+                     "every ranking as a judge: raters and captions together"))
     if ag.get("auto_counter"):
         a = ag["auto_counter"]
         rows.append(("Humans vs automatic counter: exact agreement", num(a["exact_agreement"], 3),
@@ -181,10 +192,13 @@ def _agreement_table(section: dict) -> Table:
 
 
 def result_sections(*, result: dict, auto: dict[str, dict]) -> list[dict]:
-    """Both analyses, with and without exclusions: their tables, ready to show."""
+    """Both analyses, with and without exclusions: their tables, ready to show. When the rules
+    would exclude every evaluator, the one section shown is the unfiltered one, labelled so."""
     ci_label = f"{round(100 * result['settings']['ci_level'])}% CI"
     out = []
-    for key, label in SECTION_LABELS:
+    reason = result["exclusions"].get("not_applied_reason")
+    labels = (("unfiltered", f"Without exclusions: {reason}"),) if reason else SECTION_LABELS
+    for key, label in labels:
         section = result if key == "main" else result["unfiltered"]
         tables = [
             _count_table(section, auto, ci_label), _count_object_table(section, ci_label),
@@ -208,13 +222,14 @@ def exclusion_rows(result: dict) -> list[tuple[str, str]]:
 def evaluator_reliability_table(result: dict) -> Table:
     rows = tuple(
         (e["evaluator_id"], num(e["n_count"]), num(e["n_rank"]), num(e["gold_accuracy"]), percent(e["cant_tell_rate"]),
-         percent(e["skip_rate"]), num(e["median_seconds"], 1), num(e["consistency"]),
+         percent(e["task_skip_rate"]), percent(e["ranking_skip_rate"]), num(e["median_seconds"], 1),
+         num(e["consistency"]),
          "; ".join(e["reasons"]) if e["excluded"] else "")
         for e in result["evaluators"]
     )
     return Table(key="evaluators", title="Evaluators (quality control)",
-                 header=("evaluator", "count answers", "rankings", "gold accuracy", "can't tell", "skips",
-                         "median s/item", "consistency", "excluded because"),
+                 header=("evaluator", "count answers", "rankings", "gold accuracy", "can't tell", "task skip rate",
+                         "ranking skip rate", "median s/item", "consistency", "excluded because"),
                  rows=rows)
 
 

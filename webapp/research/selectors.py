@@ -92,7 +92,7 @@ def study_progress(*, study: Study) -> dict:
     """Live progress of a study as JSON-ready data: evaluators, coverage, time, skips, gold.
 
     Per evaluator: answers given and planned, seconds on task (sum and mean per answer),
-    the rank skip rate, the count "can't tell" rate and the accuracy on gold items.
+    the ranking and task skip rates, the count "can't tell" rate and the accuracy on gold items.
     """
     evaluators = list(
         Evaluator.objects.filter(study=study)
@@ -133,7 +133,10 @@ def study_progress(*, study: Study) -> dict:
             "planned": ev["n_planned"],
             "seconds": seconds,
             "mean_seconds": _rate(seconds, answered),
-            "skip_rate": _rate(r["skipped"], r["n"]),
+            # Two rates, two names: skipped rankings of the rankings given, and skipped tasks of
+            # all tasks given (a count is never skipped), which the exclusion rule reads.
+            "ranking_skip_rate": _rate(r["skipped"], r["n"]),
+            "task_skip_rate": _rate(r["skipped"], r["n"] + c["n"]),
             "cant_tell_rate": _rate(c["cant_tell"], c["n"]),
             "gold_answered": c["gold"],
             "gold_accuracy": _rate(c["gold_correct"], c["gold"]),
@@ -193,7 +196,8 @@ def study_progress(*, study: Study) -> dict:
             "median_seconds_per_finished_evaluator": (statistics.median(finished_seconds)
                                                       if finished_seconds else None),
         },
-        "skip_rate": _rate(sum(r["skipped"] for r in ranks.values()), n_rank),
+        "ranking_skip_rate": _rate(sum(r["skipped"] for r in ranks.values()), n_rank),
+        "task_skip_rate": _rate(sum(r["skipped"] for r in ranks.values()), n_rank + n_count),
         "cant_tell_rate": _rate(sum(c["cant_tell"] for c in counts.values()), n_count),
         "gold_accuracy": _rate(sum(c["gold_correct"] for c in counts.values()), gold_answered),
         "per_evaluator": rows,

@@ -27,7 +27,7 @@
     set("p-covered", p.items.covered);
     set("p-items", p.items.planned);
     set("p-mean-seconds", fixed(p.time.mean_seconds_per_answer, 1));
-    set("p-skip-rate", pct(p.skip_rate));
+    set("p-skip-rate", pct(p.ranking_skip_rate));
     set("p-cant-tell", pct(p.cant_tell_rate));
     set("p-gold", pct(p.gold_accuracy));
     var bar = document.getElementById("p-bar");
@@ -49,7 +49,8 @@
         cell(tr, e.answered + " / " + e.planned);
         cell(tr, fixed(e.seconds / 60, 1));
         cell(tr, fixed(e.mean_seconds, 1));
-        cell(tr, pct(e.skip_rate));
+        cell(tr, pct(e.ranking_skip_rate));
+        cell(tr, pct(e.task_skip_rate));
         cell(tr, pct(e.cant_tell_rate));
         cell(tr, e.gold_answered ? pct(e.gold_accuracy) + " of " + e.gold_answered : "\u2013");
         rows.appendChild(tr);
