@@ -13,10 +13,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from pathlib import Path
 
 from .protocol import ProtocolError, load_protocol
-from .responses import ResponseError
+from .responses import ResponseError, ResponseWarning
 
 
 def _quality(text: str) -> dict[str, float]:
@@ -27,6 +28,16 @@ def _quality(text: str) -> dict[str, float]:
             raise argparse.ArgumentTypeError(f"expected variant=quality, got {part!r}")
         out[name.strip()] = float(value)
     return out
+
+
+def _positive(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {n}")
+    return n
 
 
 def _ints(text: str) -> list[int]:
@@ -43,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--protocol", type=Path)
     a.add_argument("--json", action="store_true", help="print the full result as JSON")
     a.add_argument("--figures", type=Path, metavar="DIR", help="write figures into DIR")
-    a.add_argument("--n-boot", type=int, help="bootstrap resamples (default: protocol's, 2000)")
+    a.add_argument("--n-boot", type=_positive, help="bootstrap resamples (default: protocol's, 2000)")
     a.add_argument("--seed", type=int, help="bootstrap seed (default: protocol's, 0)")
     a.add_argument("--no-exclusions", action="store_true",
                    help="keep every evaluator in the main results")
@@ -158,6 +169,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def _variants_found(table) -> str:
+    """Without a protocol nothing says which variants exist: list the ones found, and the
+    names that differ only in case (likely one variant spelled two ways)."""
+    found = sorted(set(table["variant"].tolist()) - {""})
+    folded = sorted({v.lower() for v in found if sum(w.lower() == v.lower() for w in found) > 1})
+    return (f"no protocol given; {len(found)} variant(s) found: {', '.join(found)}"
+            + (f"; names that differ only in case: {', '.join(folded)}" if folded else ""))
+
+
 def _run(args) -> int:
     if args.command == "analyze":
         from .analysis import analyze
@@ -165,9 +185,16 @@ def _run(args) -> int:
 
         protocol = load_protocol(args.protocol) if args.protocol else None
         plan = protocol.analysis if protocol else None
-        table = read_responses(args.responses)
-        result = analyze(table, protocol,
-                         n_boot=args.n_boot or (plan.n_boot if plan else 2000),
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ResponseWarning)
+            table = read_responses(args.responses,
+                                   variants=protocol.variants if protocol else None)
+        for w in caught:
+            print(f"warning: {w.message}", file=sys.stderr)
+        if protocol is None:
+            print(f"warning: {_variants_found(table)}", file=sys.stderr)
+        n_boot = args.n_boot if args.n_boot is not None else (plan.n_boot if plan else 2000)
+        result = analyze(table, protocol, n_boot=n_boot,
                          seed=args.seed if args.seed is not None else (plan.seed if plan else 0),
                          exclusions=not args.no_exclusions)
         if args.figures:

@@ -45,8 +45,9 @@ def _analyse(*, study: Study, n_boot: int, seed: int) -> dict:
     """
     text = "".join(exports.csv_chunks(study=study))
     try:
-        table = read_responses(io.StringIO(text, newline=""))
-        return analyze(table, protocol=selectors.study_protocol(study=study), n_boot=n_boot, seed=seed, exclusions=True)
+        protocol = selectors.study_protocol(study=study)
+        table = read_responses(io.StringIO(text, newline=""), variants=protocol.variants if protocol else None)
+        return analyze(table, protocol=protocol, n_boot=n_boot, seed=seed, exclusions=True)
     except ValueError as exc:
         # e.g. the exclusion rules exclude every evaluator: there is no primary result to show.
         raise ResearchError(f"The responses cannot be analysed yet: {exc}") from exc
