@@ -30,8 +30,6 @@ any resampling, so relabelling evaluators or shuffling rows changes nothing.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from .. import bootstrap as bs
@@ -43,9 +41,12 @@ from .data import (_CountData, _evaluator_codes, _object_order, _RankData, _vari
                    canonical_evaluator_order)
 from .evaluators import apply_exclusions, evaluator_reliability
 from .preference import _preference_section
+from .result import SCHEMA, SCHEMA_VERSION, AnalysisResult, SchemaError, jsonable
 from .tests import EXACT_MAX_N, _tests_section
 
-SCHEMA = "evalstudy.analysis/1"
+__all__ = ["SCHEMA", "SCHEMA_VERSION", "AnalysisResult", "SchemaError", "analyze",
+           "apply_exclusions", "canonical_evaluator_order", "evaluator_reliability", "jsonable"]
+
 CANT_TELL_POLICY = ("'can't tell' enters neither mean_abs_error nor match_ratio (eq. 9 and "
                     "eq. 10 over the same n, the images given a count); it is reported as "
                     "cant_tell_rate, and counted as a miss only in match_ratio_cant_tell_as_miss")
@@ -58,7 +59,7 @@ BOOTSTRAP_METHOD = ("crossed bootstrap: items (count: prompt-and-seed pairs; ran
 
 
 def analyze(table: ResponseTable, protocol: Protocol | None = None, n_boot: int = 2000,
-            seed: int = 0, exclusions: bool = True) -> dict:
+            seed: int = 0, exclusions: bool = True) -> AnalysisResult:
     """Analyse a responses table; deterministic for a given seed.
 
     With a protocol, its variant order, objects, comparisons, confidence level and
@@ -68,8 +69,9 @@ def analyze(table: ResponseTable, protocol: Protocol | None = None, n_boot: int 
     `exclusions` is False); `unfiltered` holds the same sections for everyone.
     `result["exclusions"]["excluded"]` lists the evaluators that break a rule, and
     `applied` says whether the top-level sections leave them out; when the rules
-    would leave no one, they are not applied and `not_applied_reason` says so. NaN becomes
-    None, so the result is strict JSON.
+    would leave no one, they are not applied and `not_applied_reason` says so. The
+    result is an `AnalysisResult` (see `evalstudy.analysis.result`); its `to_dict()` is
+    the strict-JSON document (NaN becomes None).
     """
     if n_boot < 1:
         raise ValueError(f"n_boot must be >= 1, got {n_boot}")
@@ -116,6 +118,7 @@ def analyze(table: ResponseTable, protocol: Protocol | None = None, n_boot: int 
         main = unfiltered
     result = {
         "schema": SCHEMA,
+        "schema_version": SCHEMA_VERSION,
         "protocol": ({"name": protocol.name, "hash": protocol.content_hash()}
                      if protocol else None),
         "settings": {"n_boot": n_boot, "seed": seed, "ci_level": level, "alpha": alpha,
@@ -134,25 +137,7 @@ def analyze(table: ResponseTable, protocol: Protocol | None = None, n_boot: int 
         },
         "unfiltered": unfiltered,
     }
-    return jsonable(result)
-
-
-def jsonable(x):
-    """Plain Python containers and numbers; NaN and infinities become None."""
-    if isinstance(x, dict):
-        return {str(k): jsonable(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [jsonable(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return jsonable(x.tolist())
-    if isinstance(x, bool | np.bool_):
-        return bool(x)
-    if isinstance(x, int | np.integer):
-        return int(x)
-    if isinstance(x, float | np.floating):
-        x = float(x)
-        return x if math.isfinite(x) else None
-    return x
+    return AnalysisResult.from_dict(jsonable(result))
 
 
 def _sections(t: ResponseTable, *, variants, objects, comparisons, level, alpha, posthoc,

@@ -85,7 +85,7 @@ def test_preference_statistics_by_hand(small_table):
 
 def test_result_is_strict_json_and_deterministic(small_table):
     a = analyze(small_table, n_boot=100, seed=3)
-    json.dumps(a, allow_nan=False)
+    json.dumps(a.to_dict(), allow_nan=False)
     assert a == analyze(small_table, n_boot=100, seed=3)
     assert set(a) >= {"count", "preference", "tests", "agreement", "evaluators", "exclusions",
                       "unfiltered", "data", "settings"}
@@ -119,7 +119,7 @@ def _relabelled(table: ResponseTable, seed: int) -> ResponseTable:
 
 
 def _strip_ids(res):
-    res = dict(res)
+    res = res.to_dict()
     res.pop("evaluators")
     res["exclusions"] = {k: v for k, v in res["exclusions"].items() if k != "excluded"}
     return res
@@ -234,3 +234,22 @@ def test_unknown_variant_for_the_protocol_is_an_error(small_table):
     proto = synthetic_protocol(["x-early", "x-intermediate"], n_captions=2)
     with pytest.raises(ValueError, match="not in the protocol"):
         analyze(small_table, proto, n_boot=50)
+
+
+def test_the_result_is_typed_and_its_json_reads_back(small_table):
+    from evalstudy.analysis import SCHEMA_VERSION, AnalysisResult, SchemaError
+
+    res = analyze(small_table, n_boot=100)
+    assert isinstance(res, AnalysisResult) and res.schema_version == SCHEMA_VERSION
+    early = next(r for r in res.count.by_variant if r.variant == "a-early")
+    assert early.mean_abs_error == pytest.approx(0.75) and len(early.mean_abs_error_ci) == 2
+    doc = json.loads(json.dumps(res.to_dict(), allow_nan=False))
+    assert doc["count"]["by_variant"][0]["mean_abs_error_ci"] == list(
+        res.count.by_variant[0].mean_abs_error_ci)
+    assert AnalysisResult.from_dict(doc) == res
+    with pytest.raises(SchemaError, match="version"):
+        AnalysisResult.from_dict({**doc, "schema_version": 1})
+    renamed = json.loads(json.dumps(doc))
+    renamed["preference"]["skip_rate"] = renamed["preference"].pop("ranking_skip_rate")
+    with pytest.raises(SchemaError, match="skip_rate"):
+        AnalysisResult.from_dict(renamed)

@@ -81,7 +81,7 @@ def _errors(rows, **where):
 @settings(max_examples=40, deadline=None)
 @given(rows=small_studies())
 def test_every_interval_lies_inside_its_statistics_range(rows):
-    res = analyze(responses_from_rows(rows), n_boot=60, seed=1)
+    res = analyze(responses_from_rows(rows), n_boot=60, seed=1).to_dict()
     seen = 0
     for path, est, ci in _walk_intervals(res):
         if ci[0] is None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db.models import Count, F, Max, Q, QuerySet, Sum
 
+from evalstudy.analysis.result import SCHEMA_VERSION, AnalysisResult
 from evalstudy.protocol import Protocol, ProtocolError
 
 from webapp.studies.models import CountResponse, Entry, Evaluator, Image, Item, RankResponse, Slot, Study
@@ -211,16 +212,28 @@ def responses_fingerprint(*, study: Study) -> tuple[str, int]:
     """(fingerprint, number of responses) of the study's answers as they stand now."""
     c = CountResponse.objects.filter(item__study=study).aggregate(n=Count("pk"), last=Max("pk"))
     r = RankResponse.objects.filter(item__study=study).aggregate(n=Count("pk"), last=Max("pk"))
-    state = f"{study.pk}:{study.protocol_hash}:{c['n']}:{c['last']}:{r['n']}:{r['last']}"
+    # The schema version too: a result evalstudy would write differently is not the same state.
+    state = f"{study.pk}:{study.protocol_hash}:{c['n']}:{c['last']}:{r['n']}:{r['last']}:{SCHEMA_VERSION}"
     return hashlib.sha256(state.encode()).hexdigest(), c["n"] + r["n"]
 
 
+def _readable_results(study: Study) -> QuerySet[StudyResult]:
+    """Stored results this evalstudy can read: one written under another schema version is
+    ignored (the next "Update results" replaces it)."""
+    return StudyResult.objects.filter(study=study, result__schema_version=SCHEMA_VERSION)
+
+
 def study_result_cached(*, study: Study, fingerprint: str, n_boot: int, seed: int) -> StudyResult | None:
-    return StudyResult.objects.filter(study=study, fingerprint=fingerprint, n_boot=n_boot, seed=seed).first()
+    return _readable_results(study).filter(fingerprint=fingerprint, n_boot=n_boot, seed=seed).first()
 
 
 def study_result_latest(*, study: Study) -> StudyResult | None:
-    return StudyResult.objects.filter(study=study).order_by("-computed_at", "-pk").first()
+    return _readable_results(study).order_by("-computed_at", "-pk").first()
+
+
+def study_result_analysis(*, result: StudyResult) -> AnalysisResult:
+    """The stored document as evalstudy's typed result."""
+    return AnalysisResult.from_dict(result.result)
 
 
 def result_figure(*, result: StudyResult, name: str, fmt: str) -> ResultFigure | None:

@@ -15,7 +15,7 @@ import numpy as np
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
-from evalstudy.analysis import analyze
+from evalstudy.analysis import AnalysisResult, analyze
 from evalstudy.figures import write_figures
 from evalstudy.responses import read_responses
 from evalstudy.simulate import COUNT_SECONDS, RANK_SECONDS, RaterSimulator
@@ -37,7 +37,7 @@ class ResearchError(Exception):
 # --------------------------------------------------------------------------- results
 
 
-def _analyse(*, study: Study, n_boot: int, seed: int) -> dict:
+def _analyse(*, study: Study, n_boot: int, seed: int) -> AnalysisResult:
     """evalstudy's analysis of the study's responses exactly as the CSV export writes them.
 
     The table is read back from the export's own text, so the numbers shown equal those that
@@ -49,11 +49,11 @@ def _analyse(*, study: Study, n_boot: int, seed: int) -> dict:
         table = read_responses(io.StringIO(text, newline=""), variants=protocol.variants if protocol else None)
         return analyze(table, protocol=protocol, n_boot=n_boot, seed=seed, exclusions=True)
     except ValueError as exc:
-        # e.g. the exclusion rules exclude every evaluator: there is no primary result to show.
+        # e.g. a variant the protocol does not know: nothing can be shown.
         raise ResearchError(f"The responses cannot be analysed yet: {exc}") from exc
 
 
-def _figures(result: dict) -> list[ResultFigure]:
+def _figures(result: AnalysisResult) -> list[ResultFigure]:
     with tempfile.TemporaryDirectory(prefix="fusion-figures-") as tmp:
         write_figures(result, tmp)
         out = []
@@ -85,7 +85,7 @@ def study_result_get_or_compute(*, study: Study, n_boot: int | None = None, seed
         with transaction.atomic():
             stored = StudyResult.objects.create(
                 study=study, fingerprint=fingerprint, n_responses=n_responses, n_boot=n_boot, seed=seed,
-                result=result, seconds=seconds,
+                result=result.to_dict(), seconds=seconds,
             )
             for fig in figures:
                 fig.result = stored

@@ -102,16 +102,18 @@ def dashboard(request: HttpRequest, study: Study) -> HttpResponse:
     result = selectors.study_result_latest(study=study)
     fingerprint, n_responses = selectors.responses_fingerprint(study=study)
     details = ReportDetails.objects.filter(study=study).first()
+    analysis = selectors.study_result_analysis(result=result) if result else None
     context = {
         "study": study,
         "progress": progress,
         "result": result,
         "result_current": result is not None and result.fingerprint == fingerprint,
         "n_responses": n_responses,
-        "sections": (reports.result_sections(result=result.result, auto=selectors.auto_counter_by_variant(study=study))
-                     if result else []),
-        "exclusions": reports.exclusion_rows(result.result) if result else [],
-        "reliability": reports.evaluator_reliability_table(result.result) if result else None,
+        "analysis": analysis,
+        "sections": (reports.result_sections(result=analysis, auto=selectors.auto_counter_by_variant(study=study))
+                     if analysis else []),
+        "exclusions": reports.exclusion_rows(analysis) if analysis else [],
+        "reliability": reports.evaluator_reliability_table(analysis) if analysis else None,
         "figures": selectors.result_figure_names(result=result) if result else [],
         "protocol_rows": reports.protocol_rows(selectors.study_protocol(study=study)),
         "details_form": ReportDetailsForm(instance=details),
