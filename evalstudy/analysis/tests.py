@@ -37,7 +37,8 @@ def _difference_shrink(unit, evaluator, variant, num, den, a, b, level) -> float
     keep = ((variant == a) | (variant == b)) & (den > 0)
     parts = bs.linearised_variances(unit[keep], evaluator[keep],
                                     np.zeros(int(keep.sum()), dtype=np.int64), z[keep], 1)
-    return float(bs.shrink_factors(*parts, level)[0])
+    vu, ve, vc, nu, ne, ku, ke = parts
+    return float(bs.shrink_factors(vu, ve, vc, nu, ne, level, ku, ke)[0])
 
 
 def _tests_section(c: _CountData, r: _RankData, comparisons, count_reps, pref_reps, level,
