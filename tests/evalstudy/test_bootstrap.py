@@ -60,7 +60,7 @@ def test_one_dominant_item_lowers_the_degrees_of_freedom():
     vu, ve, vc, nu, ne, ku, ke = bs.linearised_variances(unit, unit, np.zeros(30, dtype=int),
                                                          x - x.mean(), 1)
     assert nu[0] == 30 and ku[0] < 3.5
-    assert bs.effective_df(vu, ve, nu, ne, ku, ke)[0] < 4
+    assert bs.effective_df(vu, ve, nu, ne, ku, ke)[0] < 8  # both parts rest on that one
     assert bs.effective_df(vu, ve, nu, ne)[0] > 50
 
 
