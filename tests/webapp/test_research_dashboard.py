@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from django.test import Client
 
-from tests.webapp.research_support import answer_tasks, fill_study, researcher_of
+from tests.webapp.research_support import answer_tasks, fill_study, researcher_of, update_results
 from webapp.research import reports, selectors, services
 from webapp.research.models import ReportDetails, ResultFigure, StudyResult
 from webapp.studies import services as study_services
@@ -117,7 +117,7 @@ def test_the_dashboard_shows_both_analyses_the_figures_and_the_automatic_counter
     item.image.auto_count = item.true_count + 2
     item.image.save()
     fill_study(study, 3)
-    r = researcher.post(f"/research/{study.slug}/results/update/")
+    r = update_results(researcher, study)
     assert r.status_code == 302
     page = researcher.get(f"/research/{study.slug}/").content.decode()
     assert 'data-analysis="main"' in page and 'data-analysis="unfiltered"' in page
@@ -195,7 +195,8 @@ def test_rules_that_exclude_everyone_leave_the_unfiltered_results_shown(study, r
     assert doc["count"]["by_variant"][0]["mean_abs_error"] is not None
     aggregates = researcher.get(f"/research/{study.slug}/export/aggregates.json")
     assert aggregates.status_code == 200
-    page = researcher.post(f"/research/{study.slug}/results/update/", follow=True).content.decode()
+    update_results(researcher, study)
+    page = researcher.get(f"/research/{study.slug}/").content.decode()
     assert "exclude every evaluator" in page and 'data-table="figure5"' in page
     report = researcher.get(f"/research/{study.slug}/report.md").content.decode()
     assert "exclude every evaluator" in report and "average error" in report

@@ -22,7 +22,7 @@ from evalstudy.protocol import Protocol, ProtocolError
 from webapp.studies.models import CountResponse, Entry, Evaluator, Image, Item, RankResponse, Slot, Study
 from webapp.studies.selectors import user_may_see_study
 
-from .models import ResultFigure, StudyResult
+from .models import ResultFigure, ResultsUpdate, StudyResult
 
 EXPORT_CHUNK_SIZE = 5000
 DEFAULT_N_BOOT = 2000  # evalstudy's default, for studies without a readable protocol
@@ -229,6 +229,20 @@ def study_result_cached(*, study: Study, fingerprint: str, n_boot: int, seed: in
 
 def study_result_latest(*, study: Study) -> StudyResult | None:
     return _readable_results(study).order_by("-computed_at", "-pk").first()
+
+
+def results_update_latest(*, study: Study) -> ResultsUpdate | None:
+    return ResultsUpdate.objects.filter(study=study).order_by("-requested_at", "-pk").first()
+
+
+def results_update_status(*, study: Study) -> dict | None:
+    """The newest "Update results" as JSON-ready data for the dashboard's progress line."""
+    update = results_update_latest(study=study)
+    if update is None:
+        return None
+    return {"id": update.pk, "state": update.state, "stage": update.stage, "message": update.message,
+            "requested_at": update.requested_at.isoformat(),
+            "finished_at": update.finished_at.isoformat() if update.finished_at else None}
 
 
 def study_result_analysis(*, result: StudyResult) -> AnalysisResult:

@@ -8,12 +8,14 @@ from __future__ import annotations
 import io
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from evalstudy.analysis import AnalysisResult, analyze
 from evalstudy.figures import write_figures
@@ -25,7 +27,7 @@ from webapp.studies.models import Entry, Item, RankResponse, Study
 from webapp.studies.selectors import entry_images
 
 from . import exports, reports, selectors
-from .models import ReportDetails, ResultFigure, StudyResult
+from .models import ReportDetails, ResultFigure, ResultsUpdate, StudyResult
 
 KEEP_RESULTS = 3  # per study; older analyses are deleted when a new one is stored
 
@@ -64,10 +66,15 @@ def _figures(result: AnalysisResult) -> list[ResultFigure]:
     return out
 
 
-def study_result_get_or_compute(*, study: Study, n_boot: int | None = None, seed: int | None = None) -> StudyResult | None:
+def _no_progress(stage: str) -> None:
+    """Where a caller does not follow the stages."""
+
+
+def study_result_get_or_compute(*, study: Study, n_boot: int | None = None, seed: int | None = None,
+                                progress: Callable[[str], None] = _no_progress) -> StudyResult | None:
     """The analysis of the study's current responses: the stored one when nothing has changed
     since it was computed, else a new one (with its figures). None when there are no responses;
-    ResearchError when evalstudy cannot analyse them."""
+    ResearchError when evalstudy cannot analyse them. ``progress`` hears each stage's name."""
     plan_boot, plan_seed = selectors.analysis_settings(study=study)
     n_boot = plan_boot if n_boot is None else n_boot
     seed = plan_seed if seed is None else seed
@@ -78,9 +85,12 @@ def study_result_get_or_compute(*, study: Study, n_boot: int | None = None, seed
     if cached is not None:
         return cached
     started = time.perf_counter()
+    progress(f"analysing {n_responses} responses with {n_boot} bootstrap resamples")
     result = _analyse(study=study, n_boot=n_boot, seed=seed)
+    progress("drawing the figures")
     figures = _figures(result)
     seconds = time.perf_counter() - started
+    progress("storing the results")
     try:
         with transaction.atomic():
             stored = StudyResult.objects.create(
@@ -96,6 +106,56 @@ def study_result_get_or_compute(*, study: Study, n_boot: int | None = None, seed
     stale = StudyResult.objects.filter(study=study).order_by("-computed_at", "-pk").values_list("pk", flat=True)[KEEP_RESULTS:]
     StudyResult.objects.filter(pk__in=list(stale)).delete()
     return stored
+
+
+# --------------------------------------------------------------------------- "Update results" as a task
+
+
+def results_update_request(*, study: Study) -> tuple[ResultsUpdate, bool]:
+    """Queue an update of the study's results, unless one is waiting or running already:
+    (the update, whether it is new). The task is sent once the row is committed."""
+    from .tasks import results_update  # the task module imports this one
+
+    with transaction.atomic():
+        active = ResultsUpdate.objects.select_for_update().filter(study=study, state__in=ResultsUpdate.ACTIVE).first()
+        if active is not None:
+            return active, False
+        try:
+            with transaction.atomic():
+                update = ResultsUpdate.objects.create(study=study)
+        except IntegrityError:  # another request queued one meanwhile
+            return ResultsUpdate.objects.get(study=study, state__in=ResultsUpdate.ACTIVE), False
+        results_update.delay_on_commit(update.pk)
+    return update, True
+
+
+def _update_set(update_id: int, **fields) -> None:
+    ResultsUpdate.objects.filter(pk=update_id).update(**fields)
+
+
+def results_update_run(*, update_id: int) -> str:
+    """The task's work: compute the study's current results, recording each stage on the
+    update; returns the final state. A finished update is left alone."""
+    update = ResultsUpdate.objects.select_related("study").filter(pk=update_id).first()
+    if update is None or update.state not in ResultsUpdate.ACTIVE:
+        return update.state if update else "missing"
+    _update_set(update_id, state=ResultsUpdate.State.RUNNING, started_at=timezone.now(), stage="reading the responses")
+    try:
+        result = study_result_get_or_compute(study=update.study,
+                                             progress=lambda stage: _update_set(update_id, stage=stage))
+    except ResearchError as exc:
+        _update_set(update_id, state=ResultsUpdate.State.FAILED, finished_at=timezone.now(), stage="", message=str(exc))
+        return ResultsUpdate.State.FAILED
+    except Exception as exc:
+        # A bug: say so on the dashboard, and let Celery log the traceback.
+        _update_set(update_id, state=ResultsUpdate.State.FAILED, finished_at=timezone.now(), stage="",
+                    message=f"Unexpected {type(exc).__name__}: {exc}")
+        raise
+    message = ("There are no responses yet." if result is None
+               else f"Results of {result.n_responses} responses ({result.n_boot} bootstrap resamples).")
+    _update_set(update_id, state=ResultsUpdate.State.DONE, finished_at=timezone.now(), stage="", message=message,
+                result=result)
+    return ResultsUpdate.State.DONE
 
 
 # --------------------------------------------------------------------------- report details
