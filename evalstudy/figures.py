@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 if TYPE_CHECKING:
     from .analysis.result import AnalysisResult
 
-RC = {
+RC: dict[str, Any] = {
     "svg.hashsalt": "evalstudy",
     "svg.fonttype": "path",
     "font.size": 8,
@@ -197,7 +197,7 @@ def write_figures(result: AnalysisResult, outdir: str | Path) -> list[Path]:
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     paths: list[Path] = []
-    with matplotlib.rc_context(RC):
+    with matplotlib.rc_context(RC):  # type: ignore[arg-type]  # keys checked by matplotlib at run time
         for draw in (figure5, figure6, figure7):
             paths += draw(result, outdir)
     return paths

@@ -351,7 +351,7 @@ def validate_table(t: ResponseTable, where: list[str]) -> list[str]:
     task = t["task"]
     is_count, is_rank = task == "count", task == "rank"
     bad_task = ~(is_count | is_rank)
-    for k in np.flatnonzero(bad_task):
+    for k in np.flatnonzero(bad_task).tolist():
         errors.append(f"{where[k]}: unknown task {task[k]!r}; expected 'count' or 'rank'")
 
     def each(mask, message):

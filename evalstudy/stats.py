@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from typing import Any
 
 import numpy as np
 from scipy import stats as sps
@@ -185,8 +186,8 @@ def wilcoxon_signed_rank(differences, exact_max_n: int = 50) -> dict:
     n_pairs = len(d)
     d = d[d != 0]
     n = len(d)
-    out = {"n_pairs": n_pairs, "n_nonzero": n, "statistic": math.nan, "p_value": math.nan,
-           "method": None}
+    out: dict[str, Any] = {"n_pairs": n_pairs, "n_nonzero": n, "statistic": math.nan,
+                           "p_value": math.nan, "method": None}
     if n == 0:
         return out
     ranks = sps.rankdata(np.abs(d))

@@ -5,16 +5,19 @@ per variant and object, and per cell, with the can't-tell rate beside them.
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import Any
 
 import numpy as np
 
 from .. import bootstrap as bs
 from .data import _CountData, _ratio_stat, group_range
 
-def _count_section(c: _CountData, w_units, v_eval, level) -> tuple[dict, dict]:
+def _count_section(c: _CountData, w_units: np.ndarray, v_eval: np.ndarray,
+                   level: float) -> tuple[dict[str, list[dict[str, Any]]], dict[str, np.ndarray]]:
     nv, no, nc = len(c.variants), len(c.objects), len(c.counts)
-    out = {"by_variant": [], "by_variant_object": [], "by_variant_object_count": []}
-    reps_out = {}
+    out: dict[str, list[dict[str, Any]]] = {"by_variant": [], "by_variant_object": [],
+                                            "by_variant_object_count": []}
+    reps_out: dict[str, np.ndarray] = {}
     if c.n_rows == 0:
         return out, reps_out
     fine = (c.variant * no + c.object) * nc + c.count
@@ -67,7 +70,7 @@ def _count_section(c: _CountData, w_units, v_eval, level) -> tuple[dict, dict]:
             if shown[g] == 0:
                 continue
             idx = np.unravel_index(g, shape)
-            rec = {"variant": c.variants[idx[0]]}
+            rec: dict[str, Any] = {"variant": c.variants[idx[0]]}
             if len(idx) > 1:
                 rec["object"] = c.objects[idx[1]]
             if len(idx) > 2:

@@ -84,11 +84,37 @@ def _cluster_key(t: ResponseTable, mask: np.ndarray) -> np.ndarray:
 # The two tasks as arrays
 # ---------------------------------------------------------------------------
 
+Array = np.ndarray  # 1-D per row unless its comment says otherwise
+
+
 class _CountData:
     """The count task's main rows (no gold, no repeats) as codes and arrays."""
 
+    variants: list[str]
+    objects: list[str]
+    counts: list[int]
+    n_rows: int
+    variant: Array        # variant code
+    object: Array         # object code
+    count: Array          # true count's code (index into counts)
+    unit: Array           # resampling unit: prompt-and-seed
+    unit_ids: list
+    n_units: int
+    evaluator: Array
+    item: Array
+    n_images: int
+    nonskip: Array        # 1.0 where an answer or "can't tell" was given
+    answered: Array       # 1.0 where a count was given (eq. 9 and 10's n)
+    abs_error: Array
+    match: Array
+    cant_tell: Array
+    skipped: Array
+    answer: Array
+    auto: Array
+
     @classmethod
-    def build(cls, t: ResponseTable, ev_code, variants, objects) -> _CountData:
+    def build(cls, t: ResponseTable, ev_code: np.ndarray, variants: list[str],
+              objects: list[str]) -> _CountData:
         self = cls()
         mask = (t["task"] == "count") & ~t["is_gold"] & (t["repeat_of"] == "")
         self.variants, self.objects = variants, objects
@@ -119,8 +145,32 @@ class _CountData:
 class _RankData:
     """The rank task's main rows, and one record per ranking (evaluator x item)."""
 
+    variants: list[str]
+    m: int
+    variant: Array
+    unit: Array
+    unit_ids: list
+    n_units: int
+    evaluator: Array
+    skipped: Array
+    rank: Array
+    position: Array
+    prompt: Array
+    skip_reason: Array
+    ranking: Array            # per row: its ranking's index
+    n_rankings: int
+    ranking_unit: Array       # per ranking
+    ranking_evaluator: Array
+    ranks: Array              # (n_rankings, n_variants) rank per variant
+    positions: Array          # (n_rankings, n_variants) screen position per variant
+    ranking_skipped: Array
+    present: list[int]
+    done: Array
+    orderings: Array          # (m!, m)
+    perm: Array               # per done ranking: index of its ordering
+
     @classmethod
-    def build(cls, t: ResponseTable, ev_code, variants) -> _RankData:
+    def build(cls, t: ResponseTable, ev_code: np.ndarray, variants: list[str]) -> _RankData:
         self = cls()
         mask = (t["task"] == "rank") & (t["repeat_of"] == "")
         self.variants = variants

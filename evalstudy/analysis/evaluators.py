@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections import defaultdict
+from typing import Any
 
 import numpy as np
 
@@ -30,11 +31,11 @@ def evaluator_reliability(t: ResponseTable) -> list[dict]:
     seconds = t["seconds"].tolist()
     repeat_of = t["repeat_of"].tolist()
 
-    acc = defaultdict(lambda: {"n_count": 0, "n_rank": 0, "gold": [], "cant_tell": 0,
-                               "answered_or_ct": 0, "shown": 0, "skipped": 0,
-                               "rankings": 0, "rankings_skipped": 0})
-    times = defaultdict(dict)            # evaluator -> item -> seconds
-    answers = defaultdict(dict)          # evaluator -> item -> answer or ranking
+    acc: defaultdict[str, dict[str, Any]] = defaultdict(lambda: {
+        "n_count": 0, "n_rank": 0, "gold": [], "cant_tell": 0, "answered_or_ct": 0, "shown": 0,
+        "skipped": 0, "rankings": 0, "rankings_skipped": 0})
+    times: defaultdict[str, dict[str, float]] = defaultdict(dict)  # evaluator -> item -> seconds
+    answers: defaultdict[str, dict[str, Any]] = defaultdict(dict)  # evaluator -> item -> answer
     for k in range(len(task)):
         e, i = ev[k], item[k]
         a = acc[e]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections import Counter
+from typing import Any
 
 import numpy as np
 
@@ -13,11 +14,12 @@ from .. import bootstrap as bs
 from .. import stats
 from .data import _RankData, group_range
 
-def _preference_section(r: _RankData, w_units, v_eval, level) -> tuple[dict, dict]:
-    out = {"by_variant": [], "ranking_skip_rate": math.nan, "ranking_skip_rate_ci": [math.nan] * 2,
+def _preference_section(r: _RankData, w_units: np.ndarray, v_eval: np.ndarray,
+                        level: float) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    out: dict[str, Any] = {"by_variant": [], "ranking_skip_rate": math.nan, "ranking_skip_rate_ci": [math.nan] * 2,
            "skip_reasons": {}, "by_item": [],
            "n_rankings": r.n_rankings, "n_ranked": int(r.done.sum()), "m": r.m}
-    reps_out = {}
+    reps_out: dict[str, np.ndarray] = {}
     if r.n_rankings == 0 or r.m < 2:
         return out, reps_out
     nv = len(r.variants)
@@ -100,12 +102,12 @@ def _preference_section(r: _RankData, w_units, v_eval, level) -> tuple[dict, dic
         })
     out["ranking_skip_rate"] = skip_est
     out["ranking_skip_rate_ci"] = skip_ci[0].tolist()
-    reasons = Counter()
+    reasons: Counter[str] = Counter()
     first_row = np.unique(r.ranking, return_index=True)[1]
     for k in first_row[r.skipped[first_row]]:
         reasons[r.skip_reason[k] or "(none given)"] += 1
     out["skip_reasons"] = dict(sorted(reasons.items()))
-    item_prompt = {}
+    item_prompt: dict[int, str] = {}
     for u, p in zip(r.unit[first_row].tolist(), r.prompt[first_row].tolist()):
         item_prompt.setdefault(u, p)
     shown_by_item = np.bincount(r.ranking_unit, minlength=r.n_units)

@@ -26,6 +26,7 @@ SCHEMA = f"evalstudy.analysis/{SCHEMA_VERSION}"
 
 Interval = list[float | None]  # [low, high]; [None, None] where no interval can be had
 R = TypeVar("R", bound="Record")
+D = TypeVar("D")  # any dataclass
 
 
 class SchemaError(ValueError):
@@ -64,7 +65,7 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
         if value is None:
             return None
         return _convert(args[0], value, where) if len(args) == 1 else value
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise SchemaError(f"{where}: expected an object, got {type(value).__name__}")
         return _build(tp, value, where)
@@ -79,13 +80,13 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
     return value
 
 
-def _build(cls: type[R], d: dict, where: str) -> R:
+def _build(cls: type[D], d: dict, where: str) -> D:
     hints = typing.get_type_hints(cls)
-    unknown = sorted(set(d) - {f.name for f in dataclasses.fields(cls)})
+    unknown = sorted(set(d) - {f.name for f in dataclasses.fields(cls)})  # type: ignore[arg-type]
     if unknown:
         raise SchemaError(f"{where}: unknown field(s) {', '.join(map(repr, unknown))}")
     kwargs = {}
-    for f in dataclasses.fields(cls):
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]  # D is a dataclass by use
         if f.name in d:
             kwargs[f.name] = _convert(hints[f.name], d[f.name], f"{where}.{f.name}")
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:

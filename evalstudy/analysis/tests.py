@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from typing import Any
 
 import numpy as np
 
@@ -88,7 +89,8 @@ def _tests_section(c: _CountData, r: _RankData, comparisons, count_reps, pref_re
 
 
 def _ranking_tests(r: _RankData, alpha, posthoc, seed) -> dict:
-    out = {"friedman": None, "posthoc": None, "position_bias": None}
+    out: dict[str, dict[str, Any] | None] = {"friedman": None, "posthoc": None,
+                                             "position_bias": None}
     if r.n_rankings == 0 or r.m < 2 or not r.done.any():
         return out
     present = r.present
