@@ -265,3 +265,29 @@ def test_position_bias_test_finds_a_modest_bias():
                                          rng=rng)["p_value"] for _ in range(20)]
     assert np.mean(np.array(p) <= 0.05) >= 0.8
     assert not math.isnan(p[0])
+
+
+def test_the_demo_study_has_no_mean_error_interval_past_its_largest_error():
+    from pathlib import Path
+
+    from evalstudy.protocol import load_protocol
+    from evalstudy.simulate import RaterSimulator, simulate_study
+
+    demo = Path(__file__).resolve().parents[2] / "fixtures" / "protocols" / "demo.json"
+    proto = load_protocol(demo)
+    sim = RaterSimulator(dict.fromkeys(proto.variants, 0.7), seed=3)
+    table = simulate_study(sim, proto, n_evaluators=20, base_dir=demo.parent)
+    res = analyze(table, proto, n_boot=300)
+    count = (table["task"] == "count") & ~table["is_gold"] & (table["repeat_of"] == "")
+    answered = count & np.isfinite(table["answer_count"])
+    err = np.abs(table["answer_count"] - table["true_count"])
+    checked = 0
+    for rec in res.count.by_variant_object_count:
+        rows = (answered & (table["variant"] == rec.variant) & (table["object"] == rec.object)
+                & (table["true_count"] == rec.count))
+        low, high = rec.mean_abs_error_ci
+        if low is None:
+            continue
+        assert err[rows].min() <= low <= high <= err[rows].max(), rec
+        checked += 1
+    assert checked > 20
