@@ -40,7 +40,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench._common import cpu_and_usable_cores, load_average, save_result  # noqa: E402
-
 from evalstudy import stats  # noqa: E402
 from evalstudy.analysis import analyze  # noqa: E402
 from evalstudy.design import williams_square  # noqa: E402
@@ -224,7 +223,7 @@ def truths(crowd: Crowd, rng) -> dict[tuple, float]:
     code = {tuple(x): k for k, x in enumerate(orderings.tolist())}
     counts = np.bincount([code[tuple(x)] for x in order.tolist()], minlength=len(orderings))
     gamma = stats.plackett_luce_mm(counts[None, :].astype(float), orderings)[0]
-    for name, g in zip(VARIANTS, gamma):
+    for name, g in zip(VARIANTS, gamma, strict=True):
         out[("pl_strength", name)] = float(g)
     return out
 

@@ -15,7 +15,6 @@ import json
 import sys
 import warnings
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 from .protocol import ProtocolError, load_protocol

@@ -138,7 +138,7 @@ def plan_assignments(count_item_ids, rank_item_ids, n_slots: int, overlap: int, 
     row_of: list[dict[str, int]] = [{} for _ in range(n_slots)]
 
     count_sorted = sorted(count_ids, key=lambda i: stable_key(seed, "count", i))
-    for item, slots in zip(count_sorted, _balanced_slots(count_sorted, overlap, n_slots, 0)):
+    for item, slots in zip(count_sorted, _balanced_slots(count_sorted, overlap, n_slots, 0), strict=True):
         for s in slots:
             per_slot[s].append(("count", item))
 
@@ -146,7 +146,7 @@ def plan_assignments(count_item_ids, rank_item_ids, n_slots: int, overlap: int, 
     start = (len(count_sorted) * overlap) % n_slots  # continue the cycle: totals stay within one
     slot_rows = [[0] * len(rows) for _ in range(n_slots)]
     for k, (item, slots) in enumerate(zip(rank_sorted,
-                                          _balanced_slots(rank_sorted, overlap, n_slots, start))):
+                                          _balanced_slots(rank_sorted, overlap, n_slots, start), strict=True)):
         item_rows = [0] * len(rows)
         for s in slots:
             r = min(range(len(rows)),

@@ -89,8 +89,8 @@ class ResponseTable:
                 out_cols[name] = ["1" if x else "0" for x in col.tolist()]
             else:
                 out_cols[name] = col.tolist()
-        return [dict(zip(RESPONSE_COLUMNS, values))
-                for values in zip(*(out_cols[c] for c in RESPONSE_COLUMNS))]
+        return [dict(zip(RESPONSE_COLUMNS, values, strict=True))
+                for values in zip(*(out_cols[c] for c in RESPONSE_COLUMNS), strict=True)]
 
     def write_csv(self, path_or_file) -> None:
         if isinstance(path_or_file, str | Path):
@@ -177,7 +177,7 @@ def _read(f, name: str, variants: Sequence[str] | None) -> ResponseTable:
             errors.append(f"{name}: line {reader.line_num}: {kind}: {len(cells)} cells, the "
                           f"header has {len(header)}")
             continue
-        row = dict(zip(header, cells))
+        row = dict(zip(header, cells, strict=True))
         for c in INTEGER_COLUMNS:
             text = row.get(c, "").strip()
             if text and not INTEGER.fullmatch(text):
@@ -428,4 +428,4 @@ def _same_meta(a: tuple, b: tuple) -> bool:
     """Tuple equality where NaN equals NaN."""
     return len(a) == len(b) and all(
         x == y or (isinstance(x, float) and isinstance(y, float) and x != x and y != y)
-        for x, y in zip(a, b))
+        for x, y in zip(a, b, strict=True))

@@ -235,7 +235,7 @@ def simulate_study(simulator: RaterSimulator, protocol: Protocol, *, n_evaluator
         cnt_items = [by_id[i] for i in count_ids]
         drawn = simulator.draw_image_counts(np.array([it.true_count for it in cnt_items]),
                                             [it.variant for it in cnt_items], rng)
-        image_count = dict(zip(count_ids, drawn.tolist()))
+        image_count = dict(zip(count_ids, drawn.tolist(), strict=True))
     image_count.update({g: by_id[g].true_count for g in gold_ids})  # gold images are exact
     item_effect = {i: rng.normal(0.0, simulator.item_sd, m) for i in sorted(rank_ids)}
 
@@ -293,8 +293,8 @@ def simulate_study(simulator: RaterSimulator, protocol: Protocol, *, n_evaluator
     if rank_rows:
         ev_idx = np.array([r[0] for r in rank_rows])
         n_r = len(rank_rows)
-        pos = np.array([r[3] for r in rank_rows])                 # (n, m) variant index per position
-        screen = np.argsort(pos, axis=1)                          # (n, m) position of each variant
+        shown = np.array([r[3] for r in rank_rows])               # (n, m) variant index per position
+        screen = np.argsort(shown, axis=1)                        # (n, m) position of each variant
         q = np.array([simulator.variant_quality[v] for v in variants])
         a = np.stack([item_effect[r[1]] for r in rank_rows])
         b = raters["taste"][ev_idx][:, [simulator.variants.index(v) for v in variants]]
@@ -343,7 +343,7 @@ def power_analysis(simulator: RaterSimulator, a: str, b: str, *, task: str = "ra
     share of studies with p < alpha; `required_evaluators` is the smallest E with
     power >= target (None if none in the grid reaches it).
     """
-    from .analysis import _CountData, _RankData, _evaluator_codes  # the analysis' own codes
+    from .analysis import _CountData, _evaluator_codes, _RankData  # the analysis' own codes
     from .stats import wilcoxon_signed_rank
 
     if task not in ("count", "rank"):

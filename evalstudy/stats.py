@@ -317,7 +317,7 @@ def plackett_luce_loglik(gamma, counts, orderings) -> float:
     """Log-likelihood of weighted orderings under strengths gamma (for checks)."""
     g = np.asarray(gamma, dtype=float)
     ll = 0.0
-    for w, order in zip(np.asarray(counts, dtype=float), np.asarray(orderings)):
+    for w, order in zip(np.asarray(counts, dtype=float), np.asarray(orderings), strict=True):
         if w == 0:
             continue
         for s in range(len(order) - 1):

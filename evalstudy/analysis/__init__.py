@@ -37,8 +37,7 @@ from ..protocol import Exclusions, Protocol, default_comparisons
 from ..responses import ResponseTable
 from .agreement import _agreement_section
 from .count import _count_section
-from .data import (_CountData, _evaluator_codes, _object_order, _RankData, _variant_order,
-                   canonical_evaluator_order)
+from .data import _CountData, _evaluator_codes, _object_order, _RankData, _variant_order, canonical_evaluator_order
 from .evaluators import apply_exclusions, evaluator_reliability
 from .preference import _preference_section
 from .result import SCHEMA, SCHEMA_VERSION, AnalysisResult, SchemaError, jsonable

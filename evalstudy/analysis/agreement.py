@@ -13,9 +13,10 @@ from .. import stats
 from ..responses import ResponseTable
 from .data import _CountData, _RankData
 
+
 def _agreement_section(t: ResponseTable, c: _CountData, r: _RankData) -> dict[str, Any]:
-    out: dict[str, dict[str, Any] | None] = {"count_alpha_interval": None, "rank_alpha_ordinal": None, "kendall_w": None,
-           "auto_counter": None}
+    out: dict[str, dict[str, Any] | None] = {"count_alpha_interval": None, "rank_alpha_ordinal": None,
+                                             "kendall_w": None, "auto_counter": None}
     if c.n_rows:
         values = np.where(c.answered > 0, c.answer, np.nan)
         out["count_alpha_interval"] = {

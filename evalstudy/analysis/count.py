@@ -12,6 +12,7 @@ import numpy as np
 from .. import bootstrap as bs
 from .data import _CountData, _ratio_stat, group_range
 
+
 def _count_section(c: _CountData, w_units: np.ndarray, v_eval: np.ndarray,
                    level: float) -> tuple[dict[str, list[dict[str, Any]]], dict[str, np.ndarray]]:
     nv, no, nc = len(c.variants), len(c.objects), len(c.counts)
@@ -34,7 +35,7 @@ def _count_section(c: _CountData, w_units: np.ndarray, v_eval: np.ndarray,
                       for q in (*quantities, c.skipped)], axis=-1)
     point = point.reshape(nv, no, nc, nq + 1)
     images = defaultdict(set)
-    for g, i in zip(fine.tolist(), c.item.tolist()):
+    for g, i in zip(fine.tolist(), c.item.tolist(), strict=True):
         images[g].add(i)
 
     levels = [

@@ -63,7 +63,7 @@ def canonical_evaluator_order(t: ResponseTable) -> list[str]:
     keys = defaultdict(list)
     cols = [t[c].tolist() for c in ("task", "item_id", "variant", "answer_count", "rank",
                                     "skipped", "position", "repeat_of")]
-    for k, row in enumerate(zip(*cols)):
+    for k, row in enumerate(zip(*cols, strict=True)):
         keys[ev[k]].append(repr(row))
     digest = {e: hashlib.sha256("\n".join(sorted(rows)).encode()).hexdigest()
               for e, rows in keys.items()}

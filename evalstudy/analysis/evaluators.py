@@ -13,6 +13,7 @@ import numpy as np
 from ..protocol import Exclusions
 from ..responses import ResponseTable
 
+
 def evaluator_reliability(t: ResponseTable) -> list[dict]:
     """Per evaluator: gold accuracy, can't-tell rate, task skip rate (skipped tasks of
     either kind over all tasks shown, repeats and gold included: the rate the exclusion

@@ -14,6 +14,7 @@ from .. import bootstrap as bs
 from .. import stats
 from .data import _RankData, group_range
 
+
 def _preference_section(r: _RankData, w_units: np.ndarray, v_eval: np.ndarray,
                         level: float) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     out: dict[str, Any] = {"by_variant": [], "ranking_skip_rate": math.nan, "ranking_skip_rate_ci": [math.nan] * 2,
@@ -108,7 +109,7 @@ def _preference_section(r: _RankData, w_units: np.ndarray, v_eval: np.ndarray,
         reasons[r.skip_reason[k] or "(none given)"] += 1
     out["skip_reasons"] = dict(sorted(reasons.items()))
     item_prompt: dict[int, str] = {}
-    for u, p in zip(r.unit[first_row].tolist(), r.prompt[first_row].tolist()):
+    for u, p in zip(r.unit[first_row].tolist(), r.prompt[first_row].tolist(), strict=True):
         item_prompt.setdefault(u, p)
     shown_by_item = np.bincount(r.ranking_unit, minlength=r.n_units)
     skipped_by_item = np.bincount(r.ranking_unit, weights=r.ranking_skipped, minlength=r.n_units)

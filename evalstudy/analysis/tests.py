@@ -82,7 +82,7 @@ def _tests_section(c: _CountData, r: _RankData, comparisons, count_reps, pref_re
                            "statistic": test["statistic"], "p_value": test["p_value"],
                            "method": f"Wilcoxon signed-rank ({test['method']})"
                            if test["method"] else "Wilcoxon signed-rank (no non-zero pairs)"})
-    for rec, p in zip(paired, stats.holm([x["p_value"] for x in paired])):
+    for rec, p in zip(paired, stats.holm([x["p_value"] for x in paired]), strict=True):
         rec["p_holm"] = p
         rec["significant"] = bool(p is not None and math.isfinite(p) and p < alpha)
     return {"paired": paired, **_ranking_tests(r, alpha, posthoc, seed)}
@@ -107,7 +107,7 @@ def _ranking_tests(r: _RankData, alpha, posthoc, seed) -> dict:
     out["friedman"] = {"blocks": "items (mean rank over their evaluators)",
                        "n_blocks": fr["n_blocks"], "k": fr["k"], "statistic": fr["statistic"],
                        "p_value": fr["p_value"], "df": fr["k"] - 1,
-                       "mean_ranks": dict(zip(names, fr["mean_ranks"])),
+                       "mean_ranks": dict(zip(names, fr["mean_ranks"], strict=True)),
                        # Kendall's W over the caption blocks: how consistently the captions
                        # order the variants (an effect size), not agreement between raters.
                        "w_between_captions": (fr["statistic"] / (fr["n_blocks"] * (fr["k"] - 1))
@@ -123,7 +123,7 @@ def _ranking_tests(r: _RankData, alpha, posthoc, seed) -> dict:
         holm_rows.append({"a": names[i], "b": names[j], "n_pairs": t["n_pairs"],
                           "statistic": t["statistic"], "p_value": t["p_value"],
                           "method": t["method"]})
-    for rec, p in zip(holm_rows, stats.holm([x["p_value"] for x in holm_rows])):
+    for rec, p in zip(holm_rows, stats.holm([x["p_value"] for x in holm_rows]), strict=True):
         rec["p_holm"] = p
     out["posthoc"] = {"primary": posthoc,
                       "nemenyi": {"critical_difference": nem["critical_difference"],

@@ -12,7 +12,6 @@ from webapp.research import services
 from webapp.studies import services as study_services
 from webapp.studies.models import CountResponse, RankResponse
 
-
 WORKER_PICKUP_SECONDS = 1.5  # long enough for the page to show the queued update
 
 

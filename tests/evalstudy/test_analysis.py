@@ -31,7 +31,7 @@ def rrows(ev, item, ranks, skipped=False, positions=(0, 1)):
              "prompt": f"caption {item}", "object": "", "true_count": "", "answer_count": "",
              "rank": "" if skipped else r, "skipped": int(skipped),
              "skip_reason": "cannot decide" if skipped else "", "position": p, "seconds": 8,
-             "is_gold": 0} for v, r, p in zip(V, ranks, positions)]
+             "is_gold": 0} for v, r, p in zip(V, ranks, positions, strict=True)]
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +111,7 @@ def _relabelled(table: ResponseTable, seed: int) -> ResponseTable:
     ids = sorted(set(table["evaluator_id"].tolist()))
     new = ids[:]
     random.Random(seed).shuffle(new)
-    mapping = {a: f"z{b}" for a, b in zip(ids, new)}
+    mapping = {a: f"z{b}" for a, b in zip(ids, new, strict=True)}
     cols = dict(table.columns)
     cols["evaluator_id"] = np.array([mapping[e] for e in table["evaluator_id"].tolist()])
     order = np.random.default_rng(seed).permutation(len(table))
@@ -172,7 +172,7 @@ def test_paired_test_is_wilcoxon_on_prompt_and_seed_means(simulated):
         rows = main & (table["variant"] == v) & np.isfinite(table["answer_count"])
         for prompt, seed, err in zip(table["prompt"][rows], table["seed"][rows],
                                      np.abs(table["answer_count"][rows]
-                                            - table["true_count"][rows])):
+                                            - table["true_count"][rows]), strict=True):
             means.setdefault((prompt, seed), {}).setdefault(v, []).append(err)
     d = np.array([np.mean(m["c-intermediate"]) - np.mean(m["c-early"])
                   for m in means.values() if len(m) == 2])

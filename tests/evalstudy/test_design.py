@@ -46,7 +46,7 @@ def test_every_item_gets_overlap_slots_and_loads_are_even(n_count, n_rank, n_slo
     assert [p.slot for p in plans] == list(range(n_slots))
     _check_plan(plans, count_ids, rank_ids, overlap)
     for p in plans:
-        for item, pos in p.positions.items():
+        for pos in p.positions.values():
             assert sorted(pos) == [0, 1, 2, 3]
 
 

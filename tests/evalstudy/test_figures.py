@@ -13,7 +13,7 @@ from evalstudy.simulate import RaterSimulator, simulate_study, synthetic_protoco
 def result():
     variants = ["c-early", "c-intermediate", "x-early", "x-intermediate"]
     proto = synthetic_protocol(variants, n_captions=8, n_evaluators=8, overlap=3)
-    sim = RaterSimulator(dict(zip(variants, (0.5, 0.7, 0.6, 0.8))), seed=1)
+    sim = RaterSimulator(dict(zip(variants, (0.5, 0.7, 0.6, 0.8), strict=True)), seed=1)
     return analyze(simulate_study(sim, proto), proto, n_boot=100)
 
 

@@ -36,7 +36,7 @@ def _rank_rows(ev, item, ranks, positions, skipped):
              "prompt": f"caption {item}", "object": "", "true_count": "", "answer_count": "",
              "rank": "" if skipped else r, "skipped": int(skipped),
              "skip_reason": "cannot decide" if skipped else "", "position": p, "seconds": 9,
-             "is_gold": 0} for v, r, p in zip(V, ranks, positions)]
+             "is_gold": 0} for v, r, p in zip(V, ranks, positions, strict=True)]
 
 
 @st.composite
@@ -83,7 +83,7 @@ def _errors(rows, **where):
 def test_every_interval_lies_inside_its_statistics_range(rows):
     res = analyze(responses_from_rows(rows), n_boot=60, seed=1).to_dict()
     seen = 0
-    for path, est, ci in _walk_intervals(res):
+    for path, _est, ci in _walk_intervals(res):
         if ci[0] is None:
             continue
         seen += 1

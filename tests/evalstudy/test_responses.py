@@ -30,7 +30,7 @@ def rank_rows(ranks=(1, 2, 3, 4), positions=(0, 1, 2, 3), skipped=0, item="r1", 
              "prompt": "a cat", "object": "", "true_count": "", "answer_count": "",
              "rank": "" if skipped else r, "skipped": skipped,
              "skip_reason": "cannot decide" if skipped else "", "position": p,
-             "seconds": 9, "is_gold": 0} for v, r, p in zip(names, ranks, positions)]
+             "seconds": 9, "is_gold": 0} for v, r, p in zip(names, ranks, positions, strict=True)]
 
 
 def test_round_trip_through_csv():

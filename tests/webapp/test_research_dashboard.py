@@ -128,7 +128,8 @@ def test_the_dashboard_shows_both_analyses_the_figures_and_the_automatic_counter
         svg = researcher.get(f"/research/{study.slug}/figures/{name}.svg")
         assert svg["Content-Type"] == "image/svg+xml" and b"<svg" in svg.content
     result = StudyResult.objects.get(study=study)
-    sections = reports.result_sections(result=selectors.study_result_analysis(result=result), auto=selectors.auto_counter_by_variant(study=study))
+    sections = reports.result_sections(result=selectors.study_result_analysis(result=result),
+                                       auto=selectors.auto_counter_by_variant(study=study))
     fig5 = next(t for t in sections[0]["tables"] if t.key == "figure5")
     cross_early = next(row for row in fig5.rows if row[0] == "cross-early")
     assert cross_early[-2] == "2.00" and cross_early[-1] == "0.00"  # the counter's error and match ratio
@@ -172,7 +173,8 @@ def test_no_responses_means_no_results(study, researcher):
     assert services.study_result_get_or_compute(study=study) is None
     page = researcher.get(f"/research/{study.slug}/")
     assert page.status_code == 200 and "No results yet" in page.content.decode()
-    assert "No responses have been collected yet" in researcher.get(f"/research/{study.slug}/report.md").content.decode()
+    report = researcher.get(f"/research/{study.slug}/report.md").content.decode()
+    assert "No responses have been collected yet" in report
 
 
 def test_the_home_page_lists_the_researchers_studies(study, researcher):

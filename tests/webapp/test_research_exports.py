@@ -91,7 +91,7 @@ def test_count_rows_carry_the_answer_or_cant_tell_and_the_automatic_count(study)
     fill_study(study, 2)
     rows = [r for r in read_csv("".join(exports.csv_chunks(study=study))) if r["item_id"] == item.key]
     assert len(rows) == 2
-    for r, resp in zip(rows, CountResponse.objects.filter(item=item).order_by("pk")):
+    for r, resp in zip(rows, CountResponse.objects.filter(item=item).order_by("pk"), strict=True):
         assert r["answer_count"] == ("" if resp.cant_tell else str(resp.answer))
         assert r["auto_count"] == "7" and r["skipped"] == "0"
         assert r["true_count"] == str(item.true_count) and r["variant"] == item.variant.name

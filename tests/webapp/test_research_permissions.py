@@ -104,5 +104,8 @@ def test_researchers_log_in_with_the_research_login(answered):
     assert r.status_code == 302 and r["Location"] == "/research/"
     home = client.get("/research/")
     assert home.status_code == 200 and answered.title in home.content.decode()
-    assert client.post("/research/logout/").status_code == 302
+    # The researcher is still logged in: the login page sends them on to their studies.
+    assert client.get("/research/login/")["Location"] == "/research/"
+    out = client.post("/research/logout/")
+    assert out.status_code == 302 and out["Location"] == "/research/login/"
     assert client.get(f"/research/{answered.slug}/").status_code == 302

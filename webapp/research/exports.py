@@ -20,7 +20,6 @@ import json
 from collections.abc import Iterator
 
 from evalstudy.responses import RESPONSE_COLUMNS
-
 from webapp.studies.models import Study
 
 from . import selectors
@@ -55,7 +54,10 @@ def response_rows(*, study: Study, chunk_size: int = selectors.EXPORT_CHUNK_SIZE
     items = selectors.export_items(study=study)
     images = selectors.export_images(study=study)
     parts = {pk: _count_parts(it, images) for pk, it in items.items() if it.task == "count"}
-    for item_id, pseudonym, answer, cant_tell, seconds in selectors.count_answer_values(study=study, chunk_size=chunk_size):
+    # A can't-tell answer is stored with answer NULL (a check constraint on CountResponse), and
+    # an empty answer_count is how the CSV says can't tell: the flag itself adds nothing here.
+    for item_id, pseudonym, answer, _cant_tell, seconds in selectors.count_answer_values(
+            study=study, chunk_size=chunk_size):
         head, mid, tail = parts[item_id]
         yield head + (pseudonym,) + mid + (answer, None, SKIPPED_COUNT, "", None, seconds) + tail
     for row in selectors.rank_answer_values(study=study, chunk_size=chunk_size):
@@ -63,7 +65,7 @@ def response_rows(*, study: Study, chunk_size: int = selectors.EXPORT_CHUNK_SIZE
             row[0], row[1], row[2:6], row[6:10], row[10], row[11], row[12])
         it = items[item_id]
         flag = int(skipped)
-        for position, (image_id, rank) in enumerate(zip(image_ids, ranks)):
+        for position, (image_id, rank) in enumerate(zip(image_ids, ranks, strict=True)):
             image = images[image_id]
             yield ("rank", it.key, pseudonym, image.variant, it.prompt, "", None, None, rank, flag, skip_reason,
                    position, seconds, 0, image.public_id, it.seed, image.auto_count, it.repeat_of)
@@ -118,7 +120,7 @@ def _jsonl_records(*, study: Study, salt: str, chunk_size: int) -> Iterator[dict
             row[0], row[1], row[2:6], row[6:10], row[10], row[11], row[12])
         created_at, external_id, simulated = row[13:16]
         it = items[item_id]
-        for position, (image_id, rank) in enumerate(zip(image_ids, ranks)):
+        for position, (image_id, rank) in enumerate(zip(image_ids, ranks, strict=True)):
             image = images[image_id]
             yield {
                 "task": "rank", "item_id": it.key, "evaluator_id": pseudonym, "variant": image.variant,

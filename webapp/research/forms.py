@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from django import forms
 from django.core.exceptions import ValidationError
@@ -23,8 +24,11 @@ class ReportDetailsForm(forms.ModelForm):
             raise ValidationError("Use a three-letter ISO 4217 code, like GBP or EUR.", code="bad_currency")
         return code
 
-    def clean(self) -> dict:
-        data = super().clean()
+    def clean(self) -> dict[str, Any]:
+        # ModelForm.clean() returns self.cleaned_data; the stubs type that return `dict | None`
+        # (an override may return None), so the dict is read from the attribute itself.
+        super().clean()
+        data = self.cleaned_data
         if data.get("pay_per_evaluator") is not None and not data.get("pay_currency"):
             raise ValidationError("Give the currency of the pay.", code="pay_without_currency")
         return data

@@ -31,7 +31,8 @@ class StudyResult(models.Model):
         ordering = ["study", "-computed_at"]
         get_latest_by = "computed_at"
         constraints = [
-            models.UniqueConstraint(fields=["study", "fingerprint", "n_boot", "seed"], name="study_result_unique_state"),
+            models.UniqueConstraint(fields=["study", "fingerprint", "n_boot", "seed"],
+                                    name="study_result_unique_state"),
         ]
 
     def __str__(self) -> str:
@@ -116,10 +117,12 @@ class ReportDetails(models.Model):
 
     study = models.OneToOneField(Study, on_delete=models.CASCADE, related_name="report_details")
     recruitment = models.CharField(max_length=300, blank=True, help_text="e.g. Prolific, UK residents, fluent English.")
-    expertise = models.CharField(max_length=300, blank=True, help_text="Who the evaluators were (crowd workers, experts).")
+    expertise = models.CharField(max_length=300, blank=True,
+                                 help_text="Who the evaluators were (crowd workers, experts).")
     pay_per_evaluator = models.DecimalField(max_digits=8, decimal_places=2, null=True, blank=True)
     pay_currency = models.CharField(max_length=3, blank=True, help_text="ISO 4217 code, e.g. GBP.")
-    ethics = models.CharField(max_length=300, blank=True, help_text="Approval body and reference, or why none was needed.")
+    ethics = models.CharField(max_length=300, blank=True,
+                              help_text="Approval body and reference, or why none was needed.")
     training = models.CharField(max_length=300, blank=True, help_text="Instructions and practice items given.")
     notes = models.TextField(blank=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -18,7 +18,6 @@ from django.utils import timezone
 
 from evalstudy.analysis.result import AnalysisResult, Sections
 from evalstudy.protocol import Protocol
-
 from webapp.studies.models import Study
 
 from . import selectors
@@ -305,7 +304,9 @@ def report_context(*, study: Study, result: StudyResult | None, analysis_error: 
     figures = []
     if result is not None:
         for fig in result.figures.filter(format="png").order_by("name"):
-            figures.append({"name": fig.name, "label": FIGURE_LABELS.get(fig.name, fig.name), "png_data_uri": "data:image/png;base64," + base64.b64encode(bytes(fig.content)).decode()})
+            png_data_uri = "data:image/png;base64," + base64.b64encode(bytes(fig.content)).decode()
+            figures.append({"name": fig.name, "label": FIGURE_LABELS.get(fig.name, fig.name),
+                            "png_data_uri": png_data_uri})
     return {
         "study": study,
         "generated_at": timezone.now(),

@@ -12,13 +12,13 @@ import statistics
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TypedDict
 
 from django.conf import settings
 from django.db.models import Count, F, Max, Q, QuerySet, Sum
 
 from evalstudy.analysis.result import SCHEMA_VERSION, AnalysisResult
 from evalstudy.protocol import Protocol, ProtocolError
-
 from webapp.studies.models import CountResponse, Entry, Evaluator, Image, Item, RankResponse, Slot, Study
 from webapp.studies.selectors import user_may_see_study
 
@@ -85,8 +85,27 @@ def _planned_overlap(study: Study) -> tuple[dict[int, int], int]:
     return dict(per_item), total
 
 
-def _rate(num: int, den: int) -> float | None:
+def _rate(num: float, den: float) -> float | None:
     return None if den == 0 else num / den
+
+
+class EvaluatorProgress(TypedDict):
+    """One evaluator's line of ``study_progress``: times in seconds, rates in [0, 1] (None
+    where nothing was answered to divide by), datetimes as ISO 8601 strings."""
+    pseudonym: str
+    simulated: bool
+    joined_at: str
+    finished_at: str | None
+    status: str  # "finished", "abandoned", "active" or "consenting"
+    answered: int
+    planned: int
+    seconds: float
+    mean_seconds: float | None
+    ranking_skip_rate: float | None
+    task_skip_rate: float | None
+    cant_tell_rate: float | None
+    gold_answered: int
+    gold_accuracy: float | None
 
 
 def study_progress(*, study: Study) -> dict:
@@ -116,9 +135,10 @@ def study_progress(*, study: Study) -> dict:
             n=Count("pk"), seconds=Sum("seconds"), skipped=Count("pk", filter=Q(skipped=True)),
         ).order_by()
     }
-    empty_c = {"n": 0, "seconds": 0.0, "cant_tell": 0, "gold": 0, "gold_correct": 0}
-    empty_r = {"n": 0, "seconds": 0.0, "skipped": 0}
-    rows = []
+    # An evaluator without answers of a kind: the counts are 0; seconds are summed as floats below.
+    empty_c: dict[str, int] = {"n": 0, "seconds": 0, "cant_tell": 0, "gold": 0, "gold_correct": 0}
+    empty_r: dict[str, int] = {"n": 0, "seconds": 0, "skipped": 0}
+    rows: list[EvaluatorProgress] = []
     for ev in evaluators:
         c, r = counts.get(ev["pk"], empty_c), ranks.get(ev["pk"], empty_r)
         answered = c["n"] + r["n"]
@@ -316,7 +336,8 @@ RANK_FIELDS = ("item_id", "evaluator__pseudonym", "image_0_id", "image_1_id", "i
 EXTENDED_FIELDS = ("created_at", "evaluator__external_id", "evaluator__is_simulated")
 
 
-def count_answer_values(*, study: Study, extended: bool = False, chunk_size: int = EXPORT_CHUNK_SIZE) -> Iterator[tuple]:
+def count_answer_values(*, study: Study, extended: bool = False,
+                        chunk_size: int = EXPORT_CHUNK_SIZE) -> Iterator[tuple]:
     """Tuples of COUNT_FIELDS (+ EXTENDED_FIELDS), one per count answer, in answer order, streamed."""
     fields = COUNT_FIELDS + (EXTENDED_FIELDS if extended else ())
     return (
@@ -324,7 +345,8 @@ def count_answer_values(*, study: Study, extended: bool = False, chunk_size: int
     )
 
 
-def rank_answer_values(*, study: Study, extended: bool = False, chunk_size: int = EXPORT_CHUNK_SIZE) -> Iterator[tuple]:
+def rank_answer_values(*, study: Study, extended: bool = False,
+                       chunk_size: int = EXPORT_CHUNK_SIZE) -> Iterator[tuple]:
     """Tuples of RANK_FIELDS (+ EXTENDED_FIELDS), one per ranking or skip, in answer order, streamed."""
     fields = RANK_FIELDS + (EXTENDED_FIELDS if extended else ())
     return (
@@ -370,7 +392,7 @@ def auto_counter_by_variant(*, study: Study) -> dict[str, dict]:
     acc: dict[str, list[int]] = {}
     for variant, auto, true_count, prompt_count in rows:
         truth = true_count if true_count is not None else prompt_count
-        if truth is None:
+        if truth is None or auto is None:  # (auto is never None: the query leaves those images out)
             continue
         a = acc.setdefault(variant, [0, 0, 0])
         a[0] += 1

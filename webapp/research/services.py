@@ -21,9 +21,8 @@ from evalstudy.analysis import AnalysisResult, analyze
 from evalstudy.figures import write_figures
 from evalstudy.responses import read_responses
 from evalstudy.simulate import COUNT_SECONDS, RANK_SECONDS, RaterSimulator
-
 from webapp.studies import services as study_services
-from webapp.studies.models import Entry, Item, RankResponse, Study
+from webapp.studies.models import Entry, Item, RankResponse, Study, Variant
 from webapp.studies.selectors import entry_images
 
 from . import exports, reports, selectors
@@ -103,7 +102,8 @@ def study_result_get_or_compute(*, study: Study, n_boot: int | None = None, seed
     except IntegrityError:
         # Another request computed the same state meanwhile; its result is the same numbers.
         return selectors.study_result_cached(study=study, fingerprint=fingerprint, n_boot=n_boot, seed=seed)
-    stale = StudyResult.objects.filter(study=study).order_by("-computed_at", "-pk").values_list("pk", flat=True)[KEEP_RESULTS:]
+    stale = (StudyResult.objects.filter(study=study).order_by("-computed_at", "-pk")
+             .values_list("pk", flat=True)[KEEP_RESULTS:])
     StudyResult.objects.filter(pk__in=list(stale)).delete()
     return stored
 
@@ -202,16 +202,23 @@ def _simulated_seconds(rng, task: str) -> float:
     return float(median * rng.lognormal(0.0, 0.35))
 
 
+def _variant_name(variant: Variant | None) -> str:
+    # Check constraints give every non-gold count item and every model image (the only kind a
+    # ranking shows) a variant; gold items, which have none, are handled before this is called.
+    assert variant is not None, "a non-gold item or a ranked image without a variant"
+    return variant.name
+
+
 def _answer_entry(*, evaluator, entry: Entry, simulator, rng) -> str:
     """Answer one task through the evaluators' own submit services; return the task kind."""
     item = entry.item
     token = study_services.entry_token_make(entry=entry, shown_at=time.time() - _simulated_seconds(rng, item.task))
     if item.task == Item.Task.COUNT:
-        variant = GOLD_VARIANT if item.is_gold else item.variant.name
+        variant = GOLD_VARIANT if item.is_gold else _variant_name(item.variant)
         answer = simulator.answer_count(item.true_count, variant, rng)
         study_services.count_response_submit(evaluator=evaluator, token=token, answer=answer, cant_tell=answer is None)
         return item.task
-    shown = [img.variant.name for img in entry_images(entry=entry)]
+    shown = [_variant_name(img.variant) for img in entry_images(entry=entry)]
     ranks = simulator.answer_rank(shown, rng)
     if ranks is None:
         reason = SKIP_REASONS.get(simulator.skip_reason(rng), RankResponse.SkipReason.OTHER)

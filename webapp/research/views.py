@@ -11,12 +11,13 @@ import io
 import zipfile
 from collections.abc import Callable
 from functools import wraps
+from typing import TypeVar
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase, JsonResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse, reverse_lazy
 from django.utils import timezone
@@ -28,16 +29,18 @@ from webapp.studies.selectors import session_evaluator_ids
 
 from . import exports, reports, selectors, services
 from .forms import ReportDetailsForm
-from .models import ReportDetails
+from .models import ReportDetails, StudyResult
 
 LOGIN_URL = reverse_lazy("research:login")
+# Either kind of response (HttpResponse, StreamingHttpResponse): _attachment returns what it is given.
+ResponseT = TypeVar("ResponseT", bound=HttpResponseBase)
 
 
 def researchers_only(view: Callable) -> Callable:
     """An evaluator's browser gets a 404; anyone else who is not logged in is sent to log in."""
 
     @wraps(view)
-    def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+    def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponseBase:
         if not request.user.is_authenticated and session_evaluator_ids(session=request.session):
             raise Http404("No such page.")
         return login_required(login_url=LOGIN_URL)(view)(request, *args, **kwargs)
@@ -51,7 +54,7 @@ def researcher_view(view: Callable) -> Callable:
     @wraps(view)
     @researchers_only
     @never_cache
-    def wrapped(request: HttpRequest, slug: str, *args, **kwargs) -> HttpResponse:
+    def wrapped(request: HttpRequest, slug: str, *args, **kwargs) -> HttpResponseBase:
         study = selectors.researcher_study(user=request.user, slug=slug)
         if study is None:
             raise Http404("No such study.")
@@ -60,7 +63,7 @@ def researcher_view(view: Callable) -> Callable:
     return wrapped
 
 
-def _attachment(response: HttpResponse, study: Study, suffix: str) -> HttpResponse:
+def _attachment(response: ResponseT, study: Study, suffix: str) -> ResponseT:
     stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
     response["Content-Disposition"] = f'attachment; filename="{study.slug}-{suffix.format(stamp=stamp)}"'
     response["X-Content-Type-Options"] = "nosniff"
@@ -73,11 +76,11 @@ def _attachment(response: HttpResponse, study: Study, suffix: str) -> HttpRespon
 class LoginView(auth_views.LoginView):
     template_name = "research/login.html"
     redirect_authenticated_user = True
-    next_page = reverse_lazy("research:home")
+    next_page = "research:home"  # a URL name: the view passes it through resolve_url()
 
 
 class LogoutView(auth_views.LogoutView):
-    next_page = reverse_lazy("research:login")
+    next_page = "research:login"  # a URL name, as above
 
 
 @researchers_only
@@ -127,7 +130,8 @@ def _export_links(study: Study) -> list[tuple[str, str, str]]:
     slug = study.slug
     return [
         ("Responses (CSV, evalstudy format)", reverse("research:export_csv", args=[slug]), "csv"),
-        ("Responses (JSON Lines, with timestamps and provenance)", reverse("research:export_jsonl", args=[slug]), "jsonl"),
+        ("Responses (JSON Lines, with timestamps and provenance)", reverse("research:export_jsonl", args=[slug]),
+         "jsonl"),
         ("Aggregates (JSON)", reverse("research:export_aggregates", args=[slug]), "aggregates"),
         ("Figures (PNG and SVG, zip)", reverse("research:export_figures", args=[slug]), "figures"),
         ("Frozen protocol (JSON)", reverse("research:export_protocol", args=[slug]), "protocol"),
@@ -197,7 +201,7 @@ def report_details(request: HttpRequest, study: Study) -> HttpResponse:
         messages.success(request, "Report details saved.")
     else:
         messages.error(request, "Report details not saved: " + "; ".join(
-            f"{field}: {' '.join(errs)}" for field, errs in form.errors.items()))
+            f"{field}: {' '.join(str(e) for e in errs)}" for field, errs in form.errors.items()))
     return redirect(reverse("research:dashboard", args=[study.slug]) + "#report")
 
 
@@ -208,7 +212,7 @@ def _unanalysable(exc: services.ResearchError) -> HttpResponse:
     return HttpResponse(str(exc), status=409, content_type="text/plain; charset=utf-8")
 
 
-def _stored_result(study: Study):
+def _stored_result(study: Study) -> StudyResult | HttpResponse:
     """The study's current result for an export, or the 409 response that says why there is none."""
     try:
         result = services.study_result_get_or_compute(study=study)

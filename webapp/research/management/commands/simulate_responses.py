@@ -28,7 +28,8 @@ class Command(BaseCommand):
         parser.add_argument("study", help="the study's slug")
         parser.add_argument("--evaluators", type=int, required=True, help="how many simulated evaluators")
         parser.add_argument("--seed", type=int, default=0)
-        parser.add_argument("--quality", default="", help="variant=quality in [0, 1], comma-separated (default 0.7 each)")
+        parser.add_argument("--quality", default="",
+                            help="variant=quality in [0, 1], comma-separated (default 0.7 each)")
         parser.add_argument("--count-noise", type=float, default=0.1, help="mean miscount rate of an evaluator")
         parser.add_argument("--rank-noise", type=float, default=0.3, help="sd of a judgment's noise")
         parser.add_argument("--skip-rate", type=float, default=0.1, help="share of rankings skipped")
