@@ -202,12 +202,11 @@ def response_undo_last(*, evaluator: Evaluator) -> Entry | None:
     """Delete the evaluator's most recent answer; return its entry (to be shown again)."""
     if not evaluator.study.is_open:
         raise SubmissionError("study_closed", "This study is closed; answers can no longer change.", 409)
-    last_count = CountResponse.objects.filter(evaluator=evaluator).order_by("-created_at", "-pk").first()
-    last_rank = RankResponse.objects.filter(evaluator=evaluator).order_by("-created_at", "-pk").first()
-    candidates = [r for r in (last_count, last_rank) if r is not None]
-    if not candidates:
+    from .selectors import evaluator_last_response
+
+    last = evaluator_last_response(evaluator=evaluator)
+    if last is None:
         return None
-    last = max(candidates, key=lambda r: (r.created_at, r.entry.index))
     entry = last.entry
     last.delete()
     if evaluator.finished_at is not None:

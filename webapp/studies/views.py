@@ -16,9 +16,13 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from . import selectors, services
 from .forms import CountAnswerForm, RankAnswerForm
-from .models import Entry, Evaluator, Image, Item, Study
+from .models import Entry, Evaluator, Image, Item, RankResponse, Study
 
 EXTERNAL_ID_PARAMS = ("PROLIFIC_PID", "worker_id", "workerId", "external_id")
+# The largest side, in CSS pixels, an image is given before the script fits it to the
+# viewport (the page is usable without the script).
+COUNT_BOX = 480
+TILE_BOX = 256
 
 
 def _wants_json(request: HttpRequest) -> bool:
@@ -82,14 +86,21 @@ def instructions(request: HttpRequest, slug: str) -> HttpResponse:
 # --------------------------------------------------------------------------- tasks
 
 
-def _task_context(entry: Entry) -> dict:
+def _task_context(entry: Entry, *, ranks: list[int | None] | None = None) -> dict:
+    """What a task page shows; ``ranks`` (screen order) pre-fills a ranking, e.g. the
+    partial one sent back with an error."""
     images = selectors.entry_images(entry=entry)
     item = entry.item
+    urls = [reverse("studies:image", args=[img.public_id]) for img in images]
+    ranks = ranks or [None] * len(urls)
     return {
+        "tiles": [{"url": url, "rank": rank} for url, rank in zip(urls, ranks)],
+        "rank_choices": list(range(1, len(urls) + 1)),
         "entry": entry,
         "kind": item.task,
         "token": services.entry_token_make(entry=entry),
-        "image_urls": [reverse("studies:image", args=[img.public_id]) for img in images],
+        "image_urls": urls,
+        "display": selectors.image_display(image=images[0], box=COUNT_BOX if item.task == Item.Task.COUNT else TILE_BOX),
         "question": item.prompt.question if item.task == Item.Task.COUNT else "",
         "caption": item.prompt.text if item.task == Item.Task.RANK else "",
     }
@@ -133,11 +144,33 @@ def task(request: HttpRequest, slug: str) -> HttpResponse:
     if entry is None:
         return redirect("studies:done", slug=slug)
     progress = selectors.evaluator_progress(evaluator=evaluator)
-    context = {"study": study, "progress": progress, "error": error, "study_open": study.is_open, **_task_context(entry)}
+    prefill = _prefill(request, entry, posted=error is not None)
+    context = {"study": study, "progress": progress, "error": error, "study_open": study.is_open,
+               **prefill, **_task_context(entry, ranks=prefill.get("ranks"))}
     if not study.is_open and error is None:
         context["error"] = {"code": "study_closed", "message": "This study is closed; no more answers are accepted."}
     template = "studies/count.html" if entry.item.task == Item.Task.COUNT else "studies/rank.html"
     return render(request, template, context, status=status)
+
+
+UNDONE_KEY = "fusion_undone"  # session: the answer an undo just removed, to show it again
+
+
+def _prefill(request: HttpRequest, entry: Entry, *, posted: bool) -> dict:
+    """What the task form starts with: the answer just sent back with an error (a partial
+    ranking is kept), or the answer an undo removed, with a note saying so."""
+    undone = request.session.pop(UNDONE_KEY, None)
+    if posted:
+        ranks = [_int_or_none(request.POST.get(f"rank_{i}")) for i in range(4)]
+        return {"ranks": ranks, "answer_value": request.POST.get("answer", "")[:4]}
+    if not undone or undone.get("entry") != entry.pk:
+        return {}
+    return {"ranks": undone.get("ranks"), "answer_value": undone.get("answer") or "",
+            "notice": f"Undone: your answer to task {entry.index + 1} ({undone['text']}). Answer it again."}
+
+
+def _int_or_none(raw: str | None) -> int | None:
+    return int(raw) if raw and raw.isdigit() and len(raw) < 3 else None
 
 
 def _submit(request: HttpRequest, evaluator: Evaluator) -> tuple[dict | None, int]:
@@ -171,8 +204,15 @@ def undo(request: HttpRequest, slug: str) -> HttpResponse:
     study, evaluator = _evaluator_or_redirect(request, slug)
     if evaluator is None:
         raise Http404("You have not joined this study.")
+    last = selectors.evaluator_last_response(evaluator=evaluator)
     try:
-        services.response_undo_last(evaluator=evaluator)
+        undone = services.response_undo_last(evaluator=evaluator)
+        if undone is not None and last is not None:
+            request.session[UNDONE_KEY] = {
+                "entry": undone.pk, "text": selectors.describe_answer(last),
+                "answer": "" if getattr(last, "cant_tell", True) else str(last.answer),
+                "ranks": last.ranks if isinstance(last, RankResponse) and not last.skipped else None,
+            }
     except services.SubmissionError as exc:
         if _wants_json(request):
             return JsonResponse({"ok": False, "error": {"code": exc.code, "message": exc.message}}, status=exc.status)
