@@ -35,7 +35,12 @@ class SubmissionError(Exception):
 
 
 class StudyUnavailable(Exception):
-    """The study cannot take this evaluator (not open, or every slot is taken)."""
+    """The study cannot take this evaluator: ``reason`` is "full" (every slot is taken) or
+    "closed" (not open: a draft, paused or closed study)."""
+
+    def __init__(self, message: str, reason: str = "closed"):
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -77,7 +82,7 @@ def _entry_for_submission(*, evaluator: Evaluator, token: str, task: str) -> tup
     if entry is None:
         raise SubmissionError("not_yours", "This task belongs to another evaluator.", 403)
     study = entry.evaluator.study
-    if not study.is_open:
+    if not study.accepts_answers:
         raise SubmissionError("study_closed", "This study is closed; no more answers are accepted.", 409)
     if entry.item.task != task:
         raise SubmissionError("wrong_task", "This answer does not fit this task.", 400)
@@ -111,15 +116,22 @@ def _free_slot(study: Study) -> Slot:
     )
     slot = Slot.objects.filter(study=study).exclude(pk__in=held).order_by("number").first()
     if slot is None:
-        raise StudyUnavailable("Every place in this study is taken. Thank you for your interest.")
+        raise StudyUnavailable("Every place in this study is taken. Thank you for your interest.", reason="full")
     return slot
 
 
 @transaction.atomic
-def evaluator_join(*, study: Study, external_id: str = "", user=None, simulated: bool = False) -> Evaluator:
+def evaluator_join(
+    *, study: Study, external_id: str = "", user=None, simulated: bool = False,
+    external_study_id: str = "", external_session_id: str = "",
+) -> Evaluator:
     """A new evaluator on a free slot, with their tasks in the slot's order; or the one who
-    already joined with this external worker id (they resume where they stopped)."""
+    already joined with this external worker id (they resume where they stopped).
+    ``external_study_id`` and ``external_session_id`` are the panel's (Prolific's STUDY_ID
+    and SESSION_ID), stored as given."""
     study = Study.objects.select_for_update().get(pk=study.pk)
+    if study.status == Study.Status.PAUSED:
+        raise StudyUnavailable("This study is paused and takes no new participants at the moment.")
     if not study.is_open:
         raise StudyUnavailable("This study is not open.")
     external_id = external_id.strip()[:128]
@@ -129,7 +141,8 @@ def evaluator_join(*, study: Study, external_id: str = "", user=None, simulated:
             return existing
     slot = _free_slot(study)
     evaluator = Evaluator.objects.create(
-        study=study, external_id=external_id, user=user, slot=slot, is_simulated=simulated, last_seen_at=timezone.now()
+        study=study, external_id=external_id, user=user, slot=slot, is_simulated=simulated, last_seen_at=timezone.now(),
+        external_study_id=external_study_id.strip()[:128], external_session_id=external_session_id.strip()[:128],
     )
     Entry.objects.bulk_create(
         [
@@ -145,6 +158,17 @@ def evaluator_consent(*, evaluator: Evaluator) -> Evaluator:
     if evaluator.consented_at is None:
         evaluator.consented_at = timezone.now()
         evaluator.save(update_fields=["consented_at"])
+    return evaluator
+
+
+@transaction.atomic
+def evaluator_decline(*, evaluator: Evaluator) -> Evaluator:
+    """The evaluator did not consent: record it and give their slot back (an evaluator who
+    has consented already cannot decline any more; they may simply stop)."""
+    if evaluator.consented_at is None and evaluator.declined_at is None:
+        now = timezone.now()
+        Evaluator.objects.filter(pk=evaluator.pk).update(declined_at=now, abandoned_at=now)
+        evaluator.declined_at = evaluator.abandoned_at = now
     return evaluator
 
 
@@ -200,7 +224,7 @@ def rank_response_submit(
 @transaction.atomic
 def response_undo_last(*, evaluator: Evaluator) -> Entry | None:
     """Delete the evaluator's most recent answer; return its entry (to be shown again)."""
-    if not evaluator.study.is_open:
+    if not evaluator.study.accepts_answers:
         raise SubmissionError("study_closed", "This study is closed; answers can no longer change.", 409)
     from .selectors import evaluator_last_response
 
@@ -216,6 +240,28 @@ def response_undo_last(*, evaluator: Evaluator) -> Entry | None:
 
 
 # --------------------------------------------------------------------------- study status
+
+
+def _study_move(*, study: Study, source: str, target: str, verb: str) -> Study:
+    study = Study.objects.select_for_update().get(pk=study.pk)
+    if study.status != source:
+        raise StudySetupError(
+            f"Only {'an' if source == 'open' else 'a'} {source} study can be {verb}; this one is {study.get_status_display().lower()}."
+        )
+    study.status = target
+    study.save(update_fields=["status"])
+    return study
+
+
+@transaction.atomic
+def study_pause(*, study: Study) -> Study:
+    """Stop newcomers; the evaluators already in may finish."""
+    return _study_move(study=study, source=Study.Status.OPEN, target=Study.Status.PAUSED, verb="paused")
+
+
+@transaction.atomic
+def study_resume(*, study: Study) -> Study:
+    return _study_move(study=study, source=Study.Status.PAUSED, target=Study.Status.OPEN, verb="resumed")
 
 
 @transaction.atomic
@@ -252,18 +298,19 @@ def _check_gold_drawable(item: StudyItem) -> None:
         )
 
 
-def _render_gold(*, item: Item, size: int) -> Image:
-    """Render a gold image (known count) with the synthetic renderer and store it."""
-    from generator.synthetic import Scene, make_item
+def _render_gold(*, item: Item, size: int, look) -> Image:
+    """Render a gold image (known count) with the study's look (``gold.py``) and store it."""
+    from .gold import gold_render
 
     prompt = item.prompt
     try:
-        scene = Scene(kind=prompt.object, colour=prompt.colour or "red", count=item.true_count)
+        pil, how = gold_render(kind=prompt.object, colour=prompt.colour or "red", count=item.true_count,
+                               seed=item.seed, look=look, size=size)
     except ValueError as exc:
         raise StudySetupError(f"Gold item {item.key!r} cannot be drawn: {exc}") from exc
-    pil, _ = make_item(item.seed, 0, size=size, scene=scene)
     image = Image(study=item.study, prompt=prompt, source=Image.Source.GOLD, seed=item.seed, true_count=item.true_count,
-                  provenance={"renderer": "generator.synthetic", "scene": [scene.kind, scene.colour, scene.count]})
+                  provenance={"renderer": "generator.synthetic", "scene": [prompt.object, prompt.colour or "red",
+                                                                          item.true_count], **how})
     image.file = write_png_atomic(image=pil, public_id=image.public_id, media_root=settings.MEDIA_ROOT)
     image.width, image.height = pil.size
     image.save()
@@ -271,12 +318,18 @@ def _render_gold(*, item: Item, size: int) -> Image:
 
 
 def _render_missing_gold(*, study: Study) -> None:
-    """Gold images are drawn at the size of the study's generated images, so that they
-    do not stand out; they are made when the study opens, after generation."""
-    sample = Image.objects.filter(study=study, source=Image.Source.MODEL).exclude(width=0).first()
-    size = sample.width if sample is not None else settings.FUSION_GOLD_SIZE
-    for item in Item.objects.filter(study=study, is_gold=True, image__isnull=True).select_related("prompt", "study"):
-        item.image = _render_gold(item=item, size=size)
+    """Gold images are drawn at the size and with the look of the study's generated images,
+    so that they do not stand out; they are made when the study opens, after generation."""
+    from .gold import study_look
+    from .practice import study_image_size
+
+    missing = list(Item.objects.filter(study=study, is_gold=True, image__isnull=True).select_related("prompt", "study"))
+    if not missing:
+        return
+    look = study_look(study=study)
+    size = study_image_size(study)
+    for item in missing:
+        item.image = _render_gold(item=item, size=size, look=look)
         item.save(update_fields=["image"])
 
 
