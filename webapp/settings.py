@@ -4,8 +4,20 @@ With nothing set, the site runs on SQLite under ``var/`` and Celery uses kombu's
 ``filesystem://`` transport (also under ``var/``), so a fresh clone needs no server.
 
 Environment:
-    DEBUG               "1" for development (the default when SECRET_KEY is unset).
-    SECRET_KEY          required when DEBUG is off.
+    DEBUG               "1" to develop with Django's debug pages; off unless asked for (the
+                        demo serves as production does).
+    SECRET_KEY          required when FUSION_HTTPS is on; otherwise, when unset, a random key
+                        made once and kept in $FUSION_VAR_DIR/secret_key (owner-only).
+    FUSION_HTTPS        "1" in production, served over HTTPS behind a proxy: redirects to
+                        HTTPS, sends HSTS, marks cookies Secure, requires SECRET_KEY.
+    SECURE_HSTS_SECONDS, SECURE_HSTS_INCLUDE_SUBDOMAINS, SECURE_HSTS_PRELOAD,
+    SECURE_SSL_REDIRECT, SECURE_PROXY_SSL_HEADER ("HTTP_X_FORWARDED_PROTO,https"; "" for
+                        none), SESSION_COOKIE_SECURE: each overrides what FUSION_HTTPS implies.
+    FUSION_CACHE_URL    redis://host:6379/1 for the rate limits' counters, shared by every web
+                        process; by default each process counts in its own memory.
+    FUSION_RATELIMITS   "0" turns the rate limits and the login lock-out off.
+    FUSION_CLIENT_IP_HEADER  the request META key with the client's address behind a proxy
+                        (HTTP_X_FORWARDED_FOR, HTTP_X_REAL_IP); REMOTE_ADDR by default.
     DATABASE_URL        e.g. postgres://user@127.0.0.1:5432/fusion ; SQLite when unset.
     CELERY_BROKER_URL   e.g. redis://127.0.0.1:6379/0 ; the filesystem broker when unset.
     FUSION_VAR_DIR      where SQLite, the filesystem broker and media live (default ./var).
@@ -17,6 +29,7 @@ Environment:
 from __future__ import annotations
 
 import os
+import secrets
 import tempfile
 from pathlib import Path
 
@@ -34,13 +47,43 @@ def _env_flag(name: str, default: bool) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    return int(value) if value else default
+
+
+def _secret_key_file(path: Path) -> str:
+    """The key kept in ``path``, readable by its owner only; made once when it is missing.
+
+    Created with O_EXCL, so that a web server and a worker starting together agree on one
+    key: the loser of the race reads the winner's file.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        if path.stat().st_mode & 0o077:
+            path.chmod(0o600)
+        key = path.read_text().strip()
+        if len(key) < 50:
+            raise ImproperlyConfigured(f"{path} holds no usable secret key; remove it to have a new one made.")
+        return key
+    key = secrets.token_urlsafe(48)  # 64 characters, 384 random bits
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key + "\n")
+    return key
+
+
+# HTTPS in production: the switch that makes a missing secret an error and turns on the
+# headers that `manage.py check --deploy` asks for. Each of them can be set on its own.
+HTTPS = _env_flag("FUSION_HTTPS", False)
+DEBUG = _env_flag("DEBUG", False)
 SECRET_KEY = os.environ.get("SECRET_KEY", "")
-DEBUG = _env_flag("DEBUG", default=not SECRET_KEY)
 if not SECRET_KEY:
-    if not DEBUG:
-        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off.")
-    # Development only: a key that is obviously not a secret.
-    SECRET_KEY = "fusion-eval-development-key-not-for-production"
+    if HTTPS:
+        raise ImproperlyConfigured("SECRET_KEY must be set in production (FUSION_HTTPS=1), the same on every process.")
+    # The demo and development: a key nobody else knows, kept with the database it signs for.
+    SECRET_KEY = _secret_key_file(VAR_DIR / "secret_key")
 
 ALLOWED_HOSTS = [h.strip() for h in os.environ.get("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver").split(",") if h.strip()]
 FUSION_BASE_URL = os.environ.get("FUSION_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
@@ -52,6 +95,8 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "csp",
+    "axes",
     "webapp.studies",
     "webapp.generation",
     "webapp.research",
@@ -65,6 +110,11 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    # Turns django-ratelimit's refusals into RATELIMIT_VIEW's 429 page.
+    "django_ratelimit.middleware.RatelimitMiddleware",
+    # Last, as django-axes asks: it answers locked-out logins itself.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "webapp.urls"
@@ -105,6 +155,37 @@ else:
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# --------------------------------------------------------------------------- rate limits
+# The counters live in this cache. Redis (FUSION_CACHE_URL) counts atomically for every
+# web process; without it each process counts on its own, which is exact for the demo's
+# single server and lets each of N gunicorn workers admit the limit once more.
+if os.environ.get("FUSION_CACHE_URL"):
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": os.environ["FUSION_CACHE_URL"]}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "fusion-eval"}}
+RATELIMIT_ENABLE = _env_flag("FUSION_RATELIMITS", True)
+# Behind a proxy every request comes from the proxy: count by the address it forwards
+# (e.g. FUSION_CLIENT_IP_HEADER=HTTP_X_FORWARDED_FOR; see webapp/clientip.py).
+FUSION_CLIENT_IP_HEADER = os.environ.get("FUSION_CLIENT_IP_HEADER", "REMOTE_ADDR")
+RATELIMIT_IP_META_KEY = "webapp.clientip.client_ip"
+RATELIMIT_VIEW = "webapp.views.too_many_requests"
+# Per client address: opening the invite link, and agreeing to take part (which takes
+# a slot); per evaluator: answers and undos. A person needs a few of each per minute.
+FUSION_RATE_JOIN = os.environ.get("FUSION_RATE_JOIN", "30/m")
+FUSION_RATE_CONSENT = os.environ.get("FUSION_RATE_CONSENT", "10/m")
+FUSION_RATE_ANSWER = os.environ.get("FUSION_RATE_ANSWER", "5/s")
+
+# Logins (research and admin) through django-axes: five failures from one address for
+# one user name lock that pair out for 15 minutes; a success resets the count.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_ENABLED = RATELIMIT_ENABLE
+AXES_FAILURE_LIMIT = _env_int("AXES_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = _env_int("AXES_COOLOFF_MINUTES", 15) / 60  # hours
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "429.html"
+AXES_CLIENT_IP_CALLABLE = "webapp.clientip.client_ip"
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
 ]
@@ -125,11 +206,34 @@ MEDIA_URL = "/media-admin/"
 SESSION_COOKIE_AGE = 60 * 60 * 24 * 14  # evaluators resume within two weeks
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False
+
+# --------------------------------------------------------------------------- security headers
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
-if not DEBUG:
-    SESSION_COOKIE_SECURE = _env_flag("SESSION_COOKIE_SECURE", True)
-    CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SECURE_SSL_REDIRECT = _env_flag("SECURE_SSL_REDIRECT", HTTPS)
+SECURE_HSTS_SECONDS = _env_int("SECURE_HSTS_SECONDS", 365 * 24 * 60 * 60 if HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = _env_flag("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = _env_flag("SECURE_HSTS_PRELOAD", False)
+# The proxy in front says which scheme the visitor used; trust it only when told to.
+_proxy_header = os.environ.get("SECURE_PROXY_SSL_HEADER", "HTTP_X_FORWARDED_PROTO,https" if HTTPS else "")
+SECURE_PROXY_SSL_HEADER = tuple(_proxy_header.split(",", 1)) if _proxy_header else None
+SESSION_COOKIE_SECURE = _env_flag("SESSION_COOKIE_SECURE", HTTPS)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+# No inline script anywhere (every script is a static file). Inline style attributes stay
+# allowed: the progress bars set their width in the template.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+        "base-uri": ["'none'"],
+        "object-src": ["'none'"],
+    },
+}
 
 # --------------------------------------------------------------------------- celery
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://")

@@ -33,3 +33,13 @@ def current_task(client: Client, study) -> dict:
     r = client.get(f"/e/{study.slug}/state/")
     assert r.status_code == 200
     return r.json()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rate_limits():
+    """Rate-limit counters live in the cache: each test starts with none spent."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()

@@ -5,6 +5,8 @@ an untrained tiny checkpoint and two sampling steps: real sampling, real PNG fil
 """
 from __future__ import annotations
 
+import hashlib
+import hmac
 import io
 import json
 import shutil
@@ -18,7 +20,7 @@ from django.utils import timezone
 from PIL import Image as PILImage
 
 from tests.services.helpers import DEMO_PROTOCOL, make_tiny_checkpoint, small_protocol
-from webapp.generation import selectors, services, tasks, worker
+from webapp.generation import parts, selectors, services, tasks, worker
 from webapp.generation.models import Batch, Part
 from webapp.studies import services as study_services
 from webapp.studies.models import Image, Item, Prompt, Study
@@ -51,6 +53,19 @@ def _restore_torch_threads():
     threads = torch.get_num_threads()
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def sent_by_sweep(monkeypatch):
+    """Run the beat's stale-part sweep; return the part ids it sent messages for."""
+
+    def sweep() -> list[int]:
+        sent: list[int] = []
+        monkeypatch.setattr(tasks.generate_part, "delay", sent.append)
+        assert tasks.requeue_stale_parts() == sent
+        return sent
+
+    return sweep
 
 
 def make_study(slug="gen", **protocol_kwargs) -> Study:
@@ -210,6 +225,32 @@ def test_batch_makes_every_image_once_with_provenance_and_opens_the_study(study,
     assert progress["rate"] > 0 and [v["done"] for v in progress["variants"]] == [6, 6, 6, 6]
 
 
+# The construction image ids had before they were random, and the key the code shipped.
+OLD_DEVELOPMENT_KEY = "fusion-eval-development-key-not-for-production"
+
+
+def old_image_id(key: str, variant_id: int, prompt_id: int, seed: int) -> str:
+    message = f"fusion-eval.image:{variant_id}:{prompt_id}:{seed}".encode()
+    return hmac.new(key.encode(), message, hashlib.sha256).hexdigest()[:32]
+
+
+def test_image_ids_cannot_be_recomputed_from_the_development_key_or_even_the_secret_key(study, settings):
+    """An attacker who knows the code, the shipped key and this site's own key still cannot
+    tell which variant made an image from its id: the ids are random, kept in the database."""
+    batch = services.batch_launch(study=study, steps=1, part_size=6, open_when_complete=True)
+    assert run_all(batch) == ["done"] * 4
+    images = list(Image.objects.filter(study=study))
+    assert len(images) == 24 + Item.objects.filter(study=study, is_gold=True, repeat_of__isnull=True).count()
+    variants = list(study.variants.values_list("pk", flat=True))
+    served = {img.public_id for img in images}
+    assert len(served) == len(images) and all(len(pid) == 32 for pid in served)
+    for key in (OLD_DEVELOPMENT_KEY, settings.SECRET_KEY):
+        guesses = {old_image_id(key, v, img.prompt_id, img.seed) for img in images for v in variants}
+        assert not served & guesses
+    # The files are named by the id and nothing else.
+    assert {Path(img.file).stem for img in images} == served
+
+
 def test_same_seed_gives_the_same_image_whatever_the_chunking(study, settings):
     batch = services.batch_launch(study=study, steps=2, part_size=6)
     part = batch.parts.first()
@@ -238,26 +279,25 @@ def test_a_done_part_run_again_writes_nothing(study, settings):
     assert sorted(Image.objects.values_list("public_id", "created_at")) == before
 
 
-def test_a_part_whose_worker_died_is_requeued_and_finishes_without_duplicates(study, settings, django_capture_on_commit_callbacks):
+def test_a_part_whose_worker_died_is_requeued_and_finishes_without_duplicates(study, settings, sent_by_sweep):
     batch = services.batch_launch(study=study, steps=2, part_size=6)
     part = batch.parts.first()
     # A run that stored its first chunk, then its worker died (no finish, no heartbeat).
-    job = services.part_claim(part_id=part.pk, claim="dead", worker="gone", stale_after=timedelta(minutes=10))
+    job = parts.part_claim(part_id=part.pk, claim="dead", worker="gone", stale_after=timedelta(minutes=10))
     sampler, _ = worker.sampler_for(path=job.checkpoint_path, sha256=job.checkpoint_sha256, name=job.checkpoint_name)
     images = worker._generate(sampler=sampler, job=job, chunk=job.todo[:4])
-    assert services.part_store_images(job=job, images=images, provenance={"run": "dead"})
+    assert parts.part_store_images(job=job, images=images, provenance={"run": "dead"})
     # The crash came after the fifth file was written but before its row was committed.
-    orphan = services.image_public_id(variant_id=part.variant_id, prompt_id=job.todo[4].prompt_id, seed=job.todo[4].seed)
+    orphan = job.todo[4].public_id
     from webapp.studies.imagefiles import write_png_atomic
 
     write_png_atomic(image=images[0].image, public_id=orphan, media_root=settings.MEDIA_ROOT)
     # While its heartbeat is fresh nobody else may take it; once stale, the sweep re-queues it.
     assert worker.part_run(part_id=part.pk, claim="early", worker="test") == "skipped"
-    assert services.parts_requeue_stale(stale_after=timedelta(minutes=5)) == []
+    assert parts.parts_requeue_stale(stale_after=timedelta(minutes=5)) == []
     Part.objects.filter(pk=part.pk).update(heartbeat_at=timezone.now() - timedelta(minutes=11))
-    with django_capture_on_commit_callbacks() as callbacks:
-        assert services.parts_requeue_stale(stale_after=timedelta(minutes=10)) == [part.pk]
-    assert len(callbacks) == 1
+    settings.FUSION_PART_STALE_SECONDS = 600
+    assert sent_by_sweep() == [part.pk]
     part.refresh_from_db()
     assert part.status == "queued" and part.requeues == 1 and "stopped responding" in part.error
     assert worker.part_run(part_id=part.pk, claim="new", worker="test") == "done"
@@ -267,31 +307,31 @@ def test_a_part_whose_worker_died_is_requeued_and_finishes_without_duplicates(st
     assert rows.count() == 6 and rows.filter(provenance__run="dead").count() == 4
     files = sorted(p.name for p in (Path(settings.MEDIA_ROOT) / "images").rglob("*.png"))
     assert files == sorted(f"{pid}.png" for pid in Image.objects.values_list("public_id", flat=True))
+    assert Image.objects.filter(public_id=orphan).exists()  # the re-run wrote the orphan's file again
     # The dead run, had it come back, can no longer write.
-    assert not services.part_store_images(job=job, images=images, provenance={})
+    assert not parts.part_store_images(job=job, images=images, provenance={})
 
 
-def test_a_queued_part_whose_message_was_lost_is_sent_again_with_a_doubling_wait(small_study, django_capture_on_commit_callbacks):
+def test_a_queued_part_whose_message_was_lost_is_sent_again_with_a_doubling_wait(small_study, settings, sent_by_sweep):
     batch = services.batch_launch(study=small_study, steps=1, part_size=1)
     first, second = batch.parts.order_by("number")[:2]
     stale = timedelta(minutes=10)
     old = timezone.now() - timedelta(minutes=11)
     Part.objects.filter(batch=batch).update(queued_at=old)
     # While a part of the batch is running with a fresh heartbeat, waiting is normal.
-    services.part_claim(part_id=first.pk, claim="alive", worker="w", stale_after=stale)
-    assert services.parts_requeue_stale(stale_after=stale) == []
+    settings.FUSION_PART_STALE_SECONDS = stale.total_seconds()
+    parts.part_claim(part_id=first.pk, claim="alive", worker="w", stale_after=stale)
+    assert sent_by_sweep() == []
     # No sign of life for ten minutes: every queued part is sent again, once.
     Part.objects.filter(pk=first.pk).update(heartbeat_at=old)
-    with django_capture_on_commit_callbacks() as sent:
-        requeued = services.parts_requeue_stale(stale_after=stale)
-    assert sorted(requeued) == sorted(batch.parts.values_list("pk", flat=True)) and len(sent) == 8
+    assert sorted(sent_by_sweep()) == sorted(batch.parts.values_list("pk", flat=True))
     second.refresh_from_db()
     assert second.requeues == 1 and "No worker took this part" in second.error
     # The next copy waits twice as long.
     Part.objects.filter(batch=batch).update(queued_at=timezone.now() - timedelta(minutes=15))
-    assert services.parts_requeue_stale(stale_after=stale) == []
+    assert sent_by_sweep() == []
     Part.objects.filter(batch=batch).update(queued_at=timezone.now() - timedelta(minutes=21))
-    assert len(services.parts_requeue_stale(stale_after=stale)) == 8
+    assert len(sent_by_sweep()) == 8
 
 
 # --------------------------------------------------------------------------- failures
@@ -376,10 +416,10 @@ def test_cancel_stops_running_parts_and_drops_queued_ones(small_study):
     study = small_study
     batch = services.batch_launch(study=study, steps=1, part_size=1)
     first, second = batch.parts.order_by("number")[:2]
-    job = services.part_claim(part_id=first.pk, claim="x", worker="w", stale_after=timedelta(minutes=1))
+    job = parts.part_claim(part_id=first.pk, claim="x", worker="w", stale_after=timedelta(minutes=1))
     services.batch_cancel(batch=batch)
     assert set(batch.parts.values_list("status", flat=True)) == {"cancelled"}
-    assert not services.part_heartbeat(job=job)
+    assert not parts.part_heartbeat(job=job)
     assert worker.part_run(part_id=second.pk, claim="y", worker="w") == "skipped"
     with pytest.raises(services.GenerationError):
         services.batch_cancel(batch=batch)

@@ -11,7 +11,7 @@ from django.test import Client
 
 from tests.factories import UserFactory
 from tests.services.helpers import DEMO_PROTOCOL, make_tiny_checkpoint, small_protocol
-from webapp.generation import services
+from webapp.generation import parts, services
 from webapp.generation.models import Batch, Part
 from webapp.studies import services as study_services
 from webapp.studies.models import Checkpoint
@@ -117,8 +117,8 @@ def test_register_and_assign_checkpoints_from_the_page(staff_client, study, tiny
 def test_cancel_and_retry_from_the_page(staff_client, ready_study):
     batch = services.batch_launch(study=ready_study, part_size=6)
     part = batch.parts.first()
-    services.part_claim(part_id=part.pk, claim="c", worker="w", stale_after=timedelta(minutes=1))
-    services.part_fail(part_id=part.pk, claim="c", message="CUDA error: out of memory")
+    parts.part_claim(part_id=part.pk, claim="c", worker="w", stale_after=timedelta(minutes=1))
+    parts.part_fail(part_id=part.pk, claim="c", message="CUDA error: out of memory")
     p = staff_client.get(f"/generation/batch/{batch.pk}/progress.json").json()
     assert p["can_retry"] and p["errors"] == [
         {"part": 0, "variant": "concat-early", "status": "failed", "message": "CUDA error: out of memory", "attempts": 1}]

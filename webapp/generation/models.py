@@ -68,7 +68,8 @@ class Batch(models.Model):
 class Part(models.Model):
     """Up to ``MAX_PART_SIZE`` images of one variant: one Celery task.
 
-    ``work`` lists ``[prompt_id, seed]`` pairs. ``claim`` is the token of the task run that
+    ``work`` lists ``[prompt_id, seed]`` pairs; ``image_ids`` the random public id that each
+    pair's image gets, chosen at launch, so a re-run writes the same file. ``claim`` is the token of the task run that
     owns the part while it is running; a run whose claim was taken over (the part was
     re-queued because its heartbeat went stale) stops at its next write.
     """
@@ -85,6 +86,7 @@ class Part(models.Model):
     number = models.PositiveIntegerField()
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
     work = models.JSONField(help_text="[prompt id, seed] pairs, in generation order.")
+    image_ids = models.JSONField(default=list, blank=True, help_text="The random public id of each pair's image.")
     size = models.PositiveSmallIntegerField()
     images_done = models.PositiveSmallIntegerField(default=0)
     attempts = models.PositiveIntegerField(default=0, help_text="Task runs that claimed this part.")

@@ -13,7 +13,7 @@ import uuid
 from celery import shared_task
 from django.db import DatabaseError, InterfaceError, OperationalError
 
-from . import services, worker
+from . import parts, worker
 
 logger = logging.getLogger(__name__)
 
@@ -37,17 +37,17 @@ def generate_part(self, part_id: int, claim: str | None = None) -> str:
     host = self.request.hostname or "local"
     try:
         return worker.part_run(part_id=part_id, claim=claim, worker=host)
-    except services.PartFailure as exc:
-        services.part_fail(part_id=part_id, claim=claim, message=str(exc))
+    except parts.PartFailure as exc:
+        parts.part_fail(part_id=part_id, claim=claim, message=str(exc))
         return "failed"
     except TRANSIENT_ERRORS as exc:
         message = f"{type(exc).__name__}: {exc}"
         if self.request.retries >= self.max_retries:
-            services.part_fail(part_id=part_id, claim=claim, message=f"Gave up after {self.request.retries} retries: {message}")
+            parts.part_fail(part_id=part_id, claim=claim, message=f"Gave up after {self.request.retries} retries: {message}")
             return "failed"
         countdown = backoff_seconds(self.request.retries)
         try:
-            services.part_postpone(part_id=part_id, claim=claim, seconds=countdown + 60,
+            parts.part_postpone(part_id=part_id, claim=claim, seconds=countdown + 60,
                                    message=f"Retrying (attempt {self.request.retries + 2}) after: {message}")
         except DatabaseError:
             # The database itself is down: the retry will find out; if this worker dies
@@ -56,14 +56,16 @@ def generate_part(self, part_id: int, claim: str | None = None) -> str:
         raise self.retry(exc=exc, countdown=countdown, args=(part_id,), kwargs={"claim": claim})
     except Exception as exc:
         # A bug or an error nobody foresaw: report it on the part, then let Celery log it.
-        services.part_fail(part_id=part_id, claim=claim, message=f"Unexpected {type(exc).__name__}: {exc}")
+        parts.part_fail(part_id=part_id, claim=claim, message=f"Unexpected {type(exc).__name__}: {exc}")
         raise
 
 
 @shared_task(acks_late=True)
 def requeue_stale_parts() -> list[int]:
     """Send again the running parts whose worker vanished (run by Celery beat)."""
-    requeued = services.parts_requeue_stale(stale_after=worker.stale_after())
+    requeued = parts.parts_requeue_stale(stale_after=worker.stale_after())
+    for part_id in requeued:  # committed by now: a worker finds the part queued
+        generate_part.delay(part_id)
     if requeued:
         logger.warning("re-queued %d stale parts: %s", len(requeued), requeued)
     return requeued

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from django.conf import settings
 
-from . import services
-from .services import GeneratedImage, PartFailure, PartJob
+from . import parts
+from .parts import GeneratedImage, PartFailure, PartJob
 
 _SAMPLERS: OrderedDict = OrderedDict()  # sha256 -> (Sampler, its provenance), least recently used first
 
@@ -118,21 +118,21 @@ def part_run(*, part_id: int, claim: str, worker: str) -> str:
     Raises PartFailure for permanent errors; database and connection errors propagate,
     for the task to retry.
     """
-    job = services.part_claim(part_id=part_id, claim=claim, worker=worker, stale_after=stale_after())
+    job = parts.part_claim(part_id=part_id, claim=claim, worker=worker, stale_after=stale_after())
     if job is None:
         return "skipped"
     if job.todo:
         sampler, sampler_provenance = sampler_for(
             path=job.checkpoint_path, sha256=job.checkpoint_sha256, name=job.checkpoint_name
         )
-        provenance = services.provenance_for(
+        provenance = parts.provenance_for(
             job=job, sampler_provenance=sampler_provenance, worker=worker, device=str(sampler.device)
         )
-        if not services.part_heartbeat(job=job):
+        if not parts.part_heartbeat(job=job):
             return "lost"
         size = chunk_size(str(sampler.device))
         for start in range(0, len(job.todo), size):
             images = _generate(sampler=sampler, job=job, chunk=job.todo[start:start + size])
-            if not services.part_store_images(job=job, images=images, provenance=provenance):
+            if not parts.part_store_images(job=job, images=images, provenance=provenance):
                 return "lost"
-    return "done" if services.part_finish(job=job) is not None else "lost"
+    return "done" if parts.part_finish(job=job) is not None else "lost"

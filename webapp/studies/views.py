@@ -5,6 +5,8 @@ evaluator receives (URL, HTML, JSON, header, image) names a variant or checkpoin
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import wraps
 from pathlib import Path
 
 from django.conf import settings
@@ -12,7 +14,7 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.http import require_http_methods
 
 from . import selectors, services
 from .forms import CountAnswerForm, RankAnswerForm
@@ -29,9 +31,32 @@ def _wants_json(request: HttpRequest) -> bool:
     return "application/json" in request.headers.get("Accept", "")
 
 
-def _evaluator_or_redirect(request: HttpRequest, slug: str) -> tuple[Study, Evaluator | None]:
-    study = get_object_or_404(Study, slug=slug)
-    return study, selectors.evaluator_from_session(session=request.session, study=study)
+READ_METHODS = ("GET", "HEAD")
+
+
+def evaluator_view(*, methods: tuple[str, ...] = READ_METHODS, consent_required: bool = False):
+    """Decorate a view of ``/e/<slug>/...`` that belongs to one joined evaluator.
+
+    The wrapped view is called as ``view(request, study, evaluator)``. A visitor who has not
+    joined the study in this browser gets a 404; with ``consent_required``, an evaluator who
+    has not agreed yet is sent to the consent page. Methods outside ``methods`` get a 405,
+    and no answer is ever cached.
+    """
+
+    def decorator(view: Callable[[HttpRequest, Study, Evaluator], HttpResponse]):
+        @wraps(view)
+        def wrapped(request: HttpRequest, slug: str) -> HttpResponse:
+            study = get_object_or_404(Study, slug=slug)
+            evaluator = selectors.evaluator_from_session(session=request.session, study=study)
+            if evaluator is None:
+                raise Http404("You have not joined this study.")
+            if consent_required and evaluator.consented_at is None:
+                return redirect("studies:consent", slug=slug)
+            return view(request, study, evaluator)
+
+        return never_cache(require_http_methods(list(methods))(wrapped))
+
+    return decorator
 
 
 def _remember(request: HttpRequest, evaluator: Evaluator) -> None:
@@ -44,6 +69,7 @@ def _remember(request: HttpRequest, evaluator: Evaluator) -> None:
 
 
 @never_cache
+@require_http_methods(list(READ_METHODS))
 def join(request: HttpRequest, invite_token: str) -> HttpResponse:
     """The per-study invite link. It may carry an external worker id (e.g. PROLIFIC_PID)."""
     study = get_object_or_404(Study, invite_token=invite_token)
@@ -60,25 +86,18 @@ def join(request: HttpRequest, invite_token: str) -> HttpResponse:
     return redirect("studies:consent" if evaluator.consented_at is None else "studies:task", slug=study.slug)
 
 
-@never_cache
-@require_http_methods(["GET", "POST"])
-def consent(request: HttpRequest, slug: str) -> HttpResponse:
-    study, evaluator = _evaluator_or_redirect(request, slug)
-    if evaluator is None:
-        raise Http404("You have not joined this study.")
+@evaluator_view(methods=("GET", "HEAD", "POST"))
+def consent(request: HttpRequest, study: Study, evaluator: Evaluator) -> HttpResponse:
     if request.method == "POST":
         if request.POST.get("agree") != "yes":
             return render(request, "studies/consent.html", {"study": study, "declined": True})
         services.evaluator_consent(evaluator=evaluator)
-        return redirect("studies:instructions", slug=slug)
+        return redirect("studies:instructions", slug=study.slug)
     return render(request, "studies/consent.html", {"study": study})
 
 
-@never_cache
-def instructions(request: HttpRequest, slug: str) -> HttpResponse:
-    study, evaluator = _evaluator_or_redirect(request, slug)
-    if evaluator is None or evaluator.consented_at is None:
-        raise Http404("You have not joined this study.")
+@evaluator_view(consent_required=True)
+def instructions(request: HttpRequest, study: Study, evaluator: Evaluator) -> HttpResponse:
     tasks = set(Entry.objects.filter(evaluator=evaluator).values_list("item__task", flat=True).distinct())
     return render(request, "studies/instructions.html", {"study": study, "has_count": "count" in tasks, "has_rank": "rank" in tasks})
 
@@ -120,14 +139,9 @@ def _task_json(entry: Entry | None, progress: selectors.Progress, done_url: str)
     }
 
 
-@never_cache
-@require_http_methods(["GET", "POST"])
-def task(request: HttpRequest, slug: str) -> HttpResponse:
-    study, evaluator = _evaluator_or_redirect(request, slug)
-    if evaluator is None:
-        raise Http404("You have not joined this study.")
-    if evaluator.consented_at is None:
-        return redirect("studies:consent", slug=slug)
+@evaluator_view(methods=("GET", "HEAD", "POST"), consent_required=True)
+def task(request: HttpRequest, study: Study, evaluator: Evaluator) -> HttpResponse:
+    slug = study.slug
     error = None
     status = 200
     if request.method == "POST":
@@ -198,12 +212,9 @@ def _submit(request: HttpRequest, evaluator: Evaluator) -> tuple[dict | None, in
     return None, 200
 
 
-@never_cache
-@require_POST
-def undo(request: HttpRequest, slug: str) -> HttpResponse:
-    study, evaluator = _evaluator_or_redirect(request, slug)
-    if evaluator is None:
-        raise Http404("You have not joined this study.")
+@evaluator_view(methods=("POST",))
+def undo(request: HttpRequest, study: Study, evaluator: Evaluator) -> HttpResponse:
+    slug = study.slug
     last = selectors.evaluator_last_response(evaluator=evaluator)
     try:
         undone = services.response_undo_last(evaluator=evaluator)
@@ -223,24 +234,19 @@ def undo(request: HttpRequest, slug: str) -> HttpResponse:
     return redirect("studies:task", slug=slug)
 
 
-@never_cache
-def state(request: HttpRequest, slug: str) -> JsonResponse:
+@evaluator_view()
+def state(request: HttpRequest, study: Study, evaluator: Evaluator) -> JsonResponse:
     """The evaluator's progress and current task, as JSON."""
-    study, evaluator = _evaluator_or_redirect(request, slug)
-    if evaluator is None:
-        raise Http404("You have not joined this study.")
+    slug = study.slug
     progress = selectors.evaluator_progress(evaluator=evaluator)
     nxt = selectors.evaluator_next_entry(evaluator=evaluator) if evaluator.consented_at else None
     return JsonResponse(_task_json(nxt, progress, reverse("studies:done", args=[slug])))
 
 
-@never_cache
-def done(request: HttpRequest, slug: str) -> HttpResponse:
-    study, evaluator = _evaluator_or_redirect(request, slug)
-    if evaluator is None:
-        raise Http404("You have not joined this study.")
+@evaluator_view()
+def done(request: HttpRequest, study: Study, evaluator: Evaluator) -> HttpResponse:
     if selectors.evaluator_next_entry(evaluator=evaluator) is not None:
-        return redirect("studies:task", slug=slug)
+        return redirect("studies:task", slug=study.slug)
     progress = selectors.evaluator_progress(evaluator=evaluator)
     return render(request, "studies/done.html", {"study": study, "progress": progress, "evaluator": evaluator})
 
@@ -248,6 +254,7 @@ def done(request: HttpRequest, slug: str) -> HttpResponse:
 # --------------------------------------------------------------------------- images
 
 
+@require_http_methods(list(READ_METHODS))
 def image(request: HttpRequest, public_id: str) -> HttpResponse:
     """An image under its opaque id, to its evaluators, the study's researchers and admins.
 

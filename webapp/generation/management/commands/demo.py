@@ -3,6 +3,10 @@
     python manage.py demo              # ... then serve on 127.0.0.1:8000 until Ctrl-C
     python manage.py demo --no-serve   # ... then print a JSON summary and exit
 
+It serves as production does: DEBUG off (unless DEBUG=1 is set on purpose, which it
+warns about), so evaluators see plain error pages, never a traceback or the URL map; the
+secret key is the one made for this install under var/ (see webapp/settings.py).
+
 See webapp/generation/demo.py for what a second run reuses.
 """
 from __future__ import annotations
@@ -86,6 +90,11 @@ class Command(BaseCommand):
             if opts["no_serve"]:
                 self.stdout.write(json.dumps(summary))
                 return
+            if settings.DEBUG:
+                self.stderr.write("DEBUG is on: error pages show tracebacks and settings. "
+                                  "Do not show this server to participants; unset DEBUG for the demo.")
+            # Django's server, with DEBUG off; --insecure only lets it serve the static files
+            # (the CSS and scripts) that a proxy would serve in production.
             call_command("runserver", opts["addrport"], use_reloader=False, insecure_serving=True)
         finally:
             if worker is not None:

@@ -1,0 +1,31 @@
+"""Views that only read refuse writes (405), and refusing stores nothing."""
+import pytest
+
+from webapp.studies.models import CountResponse, Evaluator, Image, RankResponse
+
+pytestmark = pytest.mark.django_db
+
+
+def _stored(study):
+    return (Evaluator.objects.filter(study=study).count(), CountResponse.objects.count(), RankResponse.objects.count())
+
+
+@pytest.mark.parametrize("method", ["post", "put", "delete", "patch"])
+def test_read_only_evaluator_views_refuse_other_methods(study, evaluator_client, method):
+    image = Image.objects.filter(study=study).first()
+    before = _stored(study)
+    for url in (f"/e/{study.slug}/state/", f"/e/{study.slug}/instructions/", f"/e/{study.slug}/done/",
+                f"/i/{image.public_id}", f"/join/{study.invite_token}/"):
+        r = getattr(evaluator_client, method)(url)
+        assert r.status_code == 405, (url, r.status_code)
+    assert _stored(study) == before
+
+
+def test_undo_refuses_get(study, evaluator_client):
+    assert evaluator_client.get(f"/e/{study.slug}/undo/").status_code == 405
+
+
+def test_a_visitor_who_has_not_joined_gets_404_on_every_evaluator_page(study, client):
+    for page in ("consent", "instructions", "task", "state", "done"):
+        assert client.get(f"/e/{study.slug}/{page}/").status_code == 404, page
+    assert client.post(f"/e/{study.slug}/undo/").status_code == 404

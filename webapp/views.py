@@ -1,0 +1,20 @@
+"""Site-wide error pages: the same plain words whatever went wrong, nothing of the server.
+
+An evaluator who lands on one of them has usually lost their session or followed an old
+link; the invite link brings them back to where they stopped.
+"""
+from __future__ import annotations
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+
+RATE_LIMITED_MESSAGE = "Too many requests from here in a short time. Wait a minute, then try again."
+
+
+def too_many_requests(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """429 for a request over a rate limit (django-ratelimit's RATELIMIT_VIEW)."""
+    if "application/json" in request.headers.get("Accept", ""):
+        return JsonResponse({"ok": False, "error": {"code": "rate_limited", "message": RATE_LIMITED_MESSAGE}}, status=429)
+    response = render(request, "429.html", {"message": RATE_LIMITED_MESSAGE}, status=429)
+    response["Retry-After"] = "60"
+    return response
