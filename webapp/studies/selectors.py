@@ -99,10 +99,10 @@ class ImageDisplay:
     pixelated: bool
 
 
-def image_display(*, image: Image, box: int) -> ImageDisplay:
-    """The largest integer-multiple magnification of a small image that fits ``box`` CSS
-    pixels (at least 1x); a large image is fitted to ``box`` as it is."""
-    w, h = image.width or box, image.height or box
+def image_display(*, width: int, height: int, box: int) -> ImageDisplay:
+    """The largest integer-multiple magnification of a small image (``width`` x ``height``
+    pixels) that fits ``box`` CSS pixels (at least 1x); a large image is fitted to ``box``."""
+    w, h = width or box, height or box
     pixelated = max(w, h) < PIXELATED_BELOW
     if pixelated:
         scale = max(1, box // max(w, h))

@@ -16,11 +16,14 @@ from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
-from . import selectors, services
+from . import recruitment, selectors, services
 from .forms import CountAnswerForm, RankAnswerForm
+from .participant_forms import ParticipantIdForm, PracticeAnswerForm
+from .practice import COUNT_NAME as PRACTICE_COUNT
+from .practice import EXAMPLE_PREFIX as PRACTICE_EXAMPLE
+from .practice import practice_png, practice_scenes, study_image_size
 from .models import Entry, Evaluator, Image, Item, RankResponse, Study
 
-EXTERNAL_ID_PARAMS = ("PROLIFIC_PID", "worker_id", "workerId", "external_id")
 # The largest side, in CSS pixels, an image is given before the script fits it to the
 # viewport (the page is usable without the script).
 COUNT_BOX = 480
@@ -37,7 +40,7 @@ READ_METHODS = ("GET", "HEAD")
 def evaluator_view(*, methods: tuple[str, ...] = READ_METHODS, consent_required: bool = False):
     """Decorate a view of ``/e/<slug>/...`` that belongs to one joined evaluator.
 
-    The wrapped view is called as ``view(request, study, evaluator)``. A visitor who has not
+    The wrapped view is called as ``view(request, study, evaluator, **url_arguments)``. A visitor who has not
     joined the study in this browser gets a 404; with ``consent_required``, an evaluator who
     has not agreed yet is sent to the consent page. Methods outside ``methods`` get a 405,
     and no answer is ever cached.
@@ -45,14 +48,14 @@ def evaluator_view(*, methods: tuple[str, ...] = READ_METHODS, consent_required:
 
     def decorator(view: Callable[[HttpRequest, Study, Evaluator], HttpResponse]):
         @wraps(view)
-        def wrapped(request: HttpRequest, slug: str) -> HttpResponse:
+        def wrapped(request: HttpRequest, slug: str, **kwargs) -> HttpResponse:
             study = get_object_or_404(Study, slug=slug)
             evaluator = selectors.evaluator_from_session(session=request.session, study=study)
             if evaluator is None:
                 raise Http404("You have not joined this study.")
             if consent_required and evaluator.consented_at is None:
                 return redirect("studies:consent", slug=slug)
-            return view(request, study, evaluator)
+            return view(request, study, evaluator, **kwargs)
 
         return never_cache(require_http_methods(list(methods))(wrapped))
 
@@ -71,35 +74,116 @@ def _remember(request: HttpRequest, evaluator: Evaluator) -> None:
 @never_cache
 @require_http_methods(list(READ_METHODS))
 def join(request: HttpRequest, invite_token: str) -> HttpResponse:
-    """The per-study invite link. It may carry an external worker id (e.g. PROLIFIC_PID)."""
+    """The per-study invite link. It may carry the panel's ids (e.g. Prolific's PROLIFIC_PID,
+    STUDY_ID and SESSION_ID); when the protocol asks for a participant id and the link has
+    none, the participant types it (sent back here as ``typed_id``)."""
     study = get_object_or_404(Study, invite_token=invite_token)
     evaluator = selectors.evaluator_from_session(session=request.session, study=study)
     if evaluator is None:
-        external_id = next((request.GET[p] for p in EXTERNAL_ID_PARAMS if request.GET.get(p)), "")
+        rec = recruitment.recruitment_of(study)
+        ids = recruitment.ids_from_query(rec, request.GET)
+        if not ids.participant and rec is not None and rec.ask_participant_id and study.is_open:
+            form = ParticipantIdForm(request.GET, recruitment=rec) if "typed_id" in request.GET else ParticipantIdForm(recruitment=rec)
+            if not form.is_valid():
+                return render(request, "studies/participant_id.html", {
+                    "study": study, "form": form, "panel": recruitment.panel_name(rec),
+                    "carried": [(k, v) for k, v in request.GET.items() if k != "typed_id"],
+                })
+            ids = recruitment.PanelIds(participant=form.cleaned_data["typed_id"], study=ids.study, session=ids.session)
         try:
             evaluator = services.evaluator_join(
-                study=study, external_id=external_id, user=request.user if request.user.is_authenticated else None
+                study=study, external_id=ids.participant, user=request.user if request.user.is_authenticated else None,
+                external_study_id=ids.study, external_session_id=ids.session,
             )
         except services.StudyUnavailable as exc:
-            return render(request, "studies/unavailable.html", {"study": study, "message": str(exc)}, status=403)
+            return render(request, "studies/unavailable.html", {
+                "study": study, "message": str(exc), "link": recruitment.return_link(study, exc.reason),
+                "panel": recruitment.panel_name(rec),
+            }, status=403)
         _remember(request, evaluator)
+    if evaluator.declined_at is not None:
+        return redirect("studies:consent", slug=study.slug)
     return redirect("studies:consent" if evaluator.consented_at is None else "studies:task", slug=study.slug)
+
+
+def _consent_context(study: Study, evaluator: Evaluator) -> dict:
+    n_tasks = Entry.objects.filter(evaluator=evaluator).count()
+    return {
+        "study": study, "consent": recruitment.consent_of(study), "n_tasks": n_tasks,
+        "estimate": recruitment.time_estimate(study=study, n_tasks=n_tasks),
+        "practice": recruitment.practice_of(study),
+    }
 
 
 @evaluator_view(methods=("GET", "HEAD", "POST"))
 def consent(request: HttpRequest, study: Study, evaluator: Evaluator) -> HttpResponse:
-    if request.method == "POST":
-        if request.POST.get("agree") != "yes":
-            return render(request, "studies/consent.html", {"study": study, "declined": True})
-        services.evaluator_consent(evaluator=evaluator)
+    """What the study is, what it takes and pays, what happens to the data; agree or not.
+    Not agreeing gives the slot back and sends the participant to the panel's "declined"
+    address with its code (or shows the code, when the protocol gives no address)."""
+    if request.method == "POST" and evaluator.declined_at is None and evaluator.consented_at is None:
+        if request.POST.get("agree") == "yes":
+            services.evaluator_consent(evaluator=evaluator)
+            return redirect("studies:instructions", slug=study.slug)
+        services.evaluator_decline(evaluator=evaluator)
+    if evaluator.declined_at is not None:
+        rec = recruitment.recruitment_of(study)
+        return render(request, "studies/declined.html", {
+            "study": study, "link": recruitment.return_link(study, "declined"), "panel": recruitment.panel_name(rec),
+        })
+    if evaluator.consented_at is not None:
         return redirect("studies:instructions", slug=study.slug)
-    return render(request, "studies/consent.html", {"study": study})
+    return render(request, "studies/consent.html", _consent_context(study, evaluator))
 
 
 @evaluator_view(consent_required=True)
 def instructions(request: HttpRequest, study: Study, evaluator: Evaluator) -> HttpResponse:
     tasks = set(Entry.objects.filter(evaluator=evaluator).values_list("item__task", flat=True).distinct())
-    return render(request, "studies/instructions.html", {"study": study, "has_count": "count" in tasks, "has_rank": "rank" in tasks})
+    context = _consent_context(study, evaluator)
+    practice = context["practice"]
+    example = practice.rank_example if practice else None
+    context.update({
+        "has_count": "count" in tasks, "has_rank": "rank" in tasks,
+        "start_url": reverse("studies:practice" if practice and practice.count else "studies:task", args=[study.slug]),
+        "example": example,
+        "example_images": [reverse("studies:practice_image", args=[study.slug, f"{PRACTICE_EXAMPLE}{k}"])
+                           for k in range(len(example.images))] if example else [],
+    })
+    return render(request, "studies/instructions.html", context)
+
+
+@evaluator_view(methods=("GET", "HEAD", "POST"), consent_required=True)
+def practice(request: HttpRequest, study: Study, evaluator: Evaluator) -> HttpResponse:
+    """One counting item with a known answer, and feedback on the answer given. Nothing is
+    stored: it is practice."""
+    spec = recruitment.practice_of(study)
+    if spec is None or spec.count is None:
+        return redirect("studies:task", slug=study.slug)
+    form = PracticeAnswerForm(request.POST if request.method == "POST" else None)
+    feedback = None
+    if form.is_bound and form.is_valid():
+        given = form.cleaned_data["answer"]
+        truth = spec.count.count
+        feedback = {"given": given, "right": given == truth, "cant_tell": given is None, "truth": truth}
+    obj = next((o for o in (recruitment.protocol_of(study).count_task.objects or ())
+                if o.name == spec.count.object), None)
+    size = study_image_size(study)
+    return render(request, "studies/practice.html", {
+        "study": study, "form": form, "feedback": feedback, "plural": obj.plural if obj else spec.count.object,
+        "image_url": reverse("studies:practice_image", args=[study.slug, PRACTICE_COUNT]),
+        "display": selectors.image_display(width=size, height=size, box=COUNT_BOX),
+    })
+
+
+@evaluator_view()
+def practice_image(request: HttpRequest, study: Study, evaluator: Evaluator, name: str) -> HttpResponse:
+    """A practice picture, drawn from the protocol (it shows no model's work)."""
+    scenes = practice_scenes(recruitment.practice_of(study))
+    if name not in scenes:
+        raise Http404("No such picture.")
+    scene, seed = scenes[name]
+    response = HttpResponse(practice_png(study=study, scene=scene, seed=seed), content_type="image/png")
+    response["Cache-Control"] = "private, max-age=3600"
+    return response
 
 
 # --------------------------------------------------------------------------- tasks
@@ -119,7 +203,8 @@ def _task_context(entry: Entry, *, ranks: list[int | None] | None = None) -> dic
         "kind": item.task,
         "token": services.entry_token_make(entry=entry),
         "image_urls": urls,
-        "display": selectors.image_display(image=images[0], box=COUNT_BOX if item.task == Item.Task.COUNT else TILE_BOX),
+        "display": selectors.image_display(width=images[0].width, height=images[0].height,
+                                          box=COUNT_BOX if item.task == Item.Task.COUNT else TILE_BOX),
         "question": item.prompt.question if item.task == Item.Task.COUNT else "",
         "caption": item.prompt.text if item.task == Item.Task.RANK else "",
     }
@@ -159,9 +244,9 @@ def task(request: HttpRequest, study: Study, evaluator: Evaluator) -> HttpRespon
         return redirect("studies:done", slug=slug)
     progress = selectors.evaluator_progress(evaluator=evaluator)
     prefill = _prefill(request, entry, posted=error is not None)
-    context = {"study": study, "progress": progress, "error": error, "study_open": study.is_open,
+    context = {"study": study, "progress": progress, "error": error, "study_open": study.accepts_answers,
                **prefill, **_task_context(entry, ranks=prefill.get("ranks"))}
-    if not study.is_open and error is None:
+    if not study.accepts_answers and error is None:
         context["error"] = {"code": "study_closed", "message": "This study is closed; no more answers are accepted."}
     template = "studies/count.html" if entry.item.task == Item.Task.COUNT else "studies/rank.html"
     return render(request, template, context, status=status)
@@ -248,7 +333,11 @@ def done(request: HttpRequest, study: Study, evaluator: Evaluator) -> HttpRespon
     if selectors.evaluator_next_entry(evaluator=evaluator) is not None:
         return redirect("studies:task", slug=study.slug)
     progress = selectors.evaluator_progress(evaluator=evaluator)
-    return render(request, "studies/done.html", {"study": study, "progress": progress, "evaluator": evaluator})
+    rec = recruitment.recruitment_of(study)
+    return render(request, "studies/done.html", {
+        "study": study, "progress": progress, "evaluator": evaluator,
+        "link": recruitment.return_link(study, "completion"), "panel": recruitment.panel_name(rec),
+    })
 
 
 # --------------------------------------------------------------------------- images
