@@ -68,6 +68,15 @@ def make_image(*, study, prompt, variant=None, seed=0, true_count=None, provenan
     return image
 
 
+def fill_study_images(study) -> None:
+    """Every image a draft study plans, as a finished generation batch leaves them."""
+    for item in Item.objects.filter(study=study, task="count", is_gold=False):
+        make_image(study=study, prompt=item.prompt, variant=item.variant, seed=item.seed)
+    for item in Item.objects.filter(study=study, task="rank"):
+        for v in study.variants.all():
+            make_image(study=study, prompt=item.prompt, variant=v, seed=item.seed)
+
+
 def build_open_study(*, n_slots: int = 3, with_gold: bool = True, variants=VARIANTS, seed: int = 7, **study_kwargs) -> Study:
     """An open study: 2 count prompts x 4 variants, 2 ranking captions, 1 gold image, n slots.
 

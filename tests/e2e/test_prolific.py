@@ -69,6 +69,7 @@ def test_a_prolific_participant_practises_finishes_and_lands_on_the_completion_u
     page.fill("#answer", "5")  # the practice picture shows 3 circles
     page.click("#submit")
     assert "Not quite" in page.inner_text("#feedback") and "3 circles" in page.inner_text("#feedback")
+    page.wait_for_function("document.activeElement && document.activeElement.id === 'start'")  # autofocus landed
     with page.expect_navigation():
         page.keyboard.press("Enter")
     _all_tasks_by_keyboard(page)
@@ -106,3 +107,34 @@ def test_without_a_pid_in_the_link_the_participant_types_it(prolific, live_serve
     page.wait_for_selector("text=Before you start")
     ev = Evaluator.objects.get(study=study)
     assert (ev.external_id, ev.external_study_id, ev.external_session_id) == (PID.upper(), "st-1", "se-1")
+
+
+def test_the_researcher_downloads_the_approval_csv_with_the_participant(prolific, live_server, study):
+    import csv
+    import io
+
+    from tests.factories import UserFactory
+
+    page = prolific
+    page.goto(f"{live_server.url}/join/{study.invite_token}/?PROLIFIC_PID={PID}&STUDY_ID=st-5&SESSION_ID=se-5")
+    page.click("text=I agree, continue")
+    page.click("#start")
+    page.click("#cant-tell")
+    page.click("#start")
+    _all_tasks_by_keyboard(page)
+
+    researcher = UserFactory(username="alice")
+    study.researchers.add(researcher)
+    page.context.clear_cookies()
+    page.goto(f"{live_server.url}/research/login/?next=/run/{study.slug}/")
+    page.fill("#id_username", "alice")
+    page.fill("#id_password", "pw-for-tests")
+    page.click("button[type=submit]")
+    page.click("#participants-link")
+    with page.expect_download() as download:
+        page.click("#participants-csv")
+    text = Path(download.value.path()).read_text()
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert [(r["participant_id"], r["status"], r["study_id"], r["session_id"]) for r in rows] == [
+        (PID, "finished", "st-5", "se-5")]
+    assert rows[0]["suggestion"] in ("approve", "reject")

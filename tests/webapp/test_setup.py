@@ -8,7 +8,7 @@ from PIL import Image as PILImage
 
 from evalstudy.protocol import load_protocol
 from generator.counter import count_objects
-from tests.factories import make_image
+from tests.factories import fill_study_images
 from webapp.studies import services
 from webapp.studies.models import Image, Item, Slot, Study
 
@@ -23,12 +23,7 @@ def create_demo(slug="demo", **overrides):
     return services.study_create(protocol=protocol, slug=slug, base_dir=str(DEMO.parent))
 
 
-def fill_images(study):
-    for item in Item.objects.filter(study=study, task="count", is_gold=False):
-        make_image(study=study, prompt=item.prompt, variant=item.variant, seed=item.seed)
-    for item in Item.objects.filter(study=study, task="rank"):
-        for v in study.variants.all():
-            make_image(study=study, prompt=item.prompt, variant=v, seed=item.seed)
+fill_images = fill_study_images
 
 
 def test_study_create_plans_every_item_of_the_protocol():

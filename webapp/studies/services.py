@@ -280,8 +280,8 @@ class StudySetupError(ValueError):
     """A study that cannot be created or opened as asked; the message says why."""
 
 
-# Study slugs share /research/<slug>/ with these pages.
-RESERVED_SLUGS = frozenset({"login", "logout"})
+# Study slugs share /research/<slug>/ and /run/<slug>/ with these pages.
+RESERVED_SLUGS = frozenset({"login", "logout", "new"})
 
 
 def _gold_seed(key: str) -> int:

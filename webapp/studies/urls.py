@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import researcher_views, views
 
 app_name = "studies"
 
@@ -15,4 +15,10 @@ urlpatterns = [
     path("e/<slug:slug>/state/", views.state, name="state"),
     path("e/<slug:slug>/done/", views.done, name="done"),
     path("i/<str:public_id>", views.image, name="image"),
+    # Researchers running a study (the research app's dashboard links here).
+    path("run/new/", researcher_views.study_new, name="run_new"),
+    path("run/<slug:slug>/", researcher_views.study_run, name="run"),
+    path("run/<slug:slug>/status/", researcher_views.study_status, name="run_status"),
+    path("run/<slug:slug>/participants/", researcher_views.study_participants, name="participants"),
+    path("run/<slug:slug>/participants.csv", researcher_views.study_participants_csv, name="participants_csv"),
 ]

@@ -3,7 +3,8 @@
   "use strict";
   Array.prototype.forEach.call(document.querySelectorAll("button.copy[data-copy]"), function (button) {
     button.addEventListener("click", function () {
-      var text = document.querySelector(button.dataset.copy).textContent.trim();
+      var source = document.querySelector(button.dataset.copy);
+      var text = (source.tagName === "TEXTAREA" ? source.value : source.textContent).trim();
       var note = button.parentElement.querySelector(".copied");
       var said = function (msg) { if (note) { note.textContent = msg; } };
       if (navigator.clipboard && navigator.clipboard.writeText) {
