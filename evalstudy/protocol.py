@@ -651,7 +651,8 @@ def _parse_practice(d: Any, count_task: CountTask | None) -> Practice:
         r = _mapping(d["rank_example"], f"{w}.rank_example", ("caption", "images", "explanation"),
                      ("caption", "images"))
         rw = f"{w}.rank_example"
-        images = tuple(_parse_scene(s, f"{rw}.images[{i}]", count_task)
+        # Example pictures need not be of the study's objects (only drawable).
+        images = tuple(_parse_scene(s, f"{rw}.images[{i}]", None)
                        for i, s in enumerate(_list(r["images"], f"{rw}.images")))
         if len(images) < 2:
             _fail(f"{rw}.images", "a ranking example needs at least two pictures")

@@ -129,3 +129,25 @@ def test_create_and_open_commands(capsys):
     fill_images(study)
     call_command("study_status", "cmd", "--open")
     assert Study.objects.get(slug="cmd").status == "open"
+
+
+def test_create_study_makes_a_missing_researcher_account_without_a_password(capsys):
+    from django.contrib.auth import get_user_model
+    from django.core.management import call_command
+
+    call_command("create_study", str(DEMO), "--slug", "cli", "--researcher", "alice")
+    alice = get_user_model().objects.get(username="alice")
+    assert not alice.has_usable_password()
+    assert list(Study.objects.get(slug="cli").researchers.all()) == [alice]
+    assert "changepassword alice" in capsys.readouterr().out
+
+
+def test_create_study_with_a_bad_protocol_creates_no_account(tmp_path):
+    from django.contrib.auth import get_user_model
+    from django.core.management import CommandError, call_command
+
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({**json.loads(DEMO.read_text()), "variants": ["only-one"]}))
+    with pytest.raises(CommandError, match="variants"):
+        call_command("create_study", str(bad), "--slug", "cli", "--researcher", "bob")
+    assert not get_user_model().objects.filter(username="bob").exists()

@@ -288,14 +288,26 @@ def _gold_seed(key: str) -> int:
     return int(stable_key("gold", key)[:8], 16)
 
 
-def _check_gold_drawable(item: StudyItem) -> None:
+def _check_drawable(what: str, kind: str, colour: str | None) -> None:
     from generator.synthetic import COLOURS, KINDS
 
-    if item.object not in KINDS or (item.colour or "red") not in COLOURS:
+    if kind not in KINDS or (colour or "red") not in COLOURS:
         raise StudySetupError(
-            f"Gold item {item.item_id!r}: the renderer draws {', '.join(KINDS)} in {', '.join(COLOURS)}; "
-            f"it cannot draw {item.colour or ''} {item.object}."
+            f"{what}: the renderer draws {', '.join(KINDS)} in {', '.join(COLOURS)}; "
+            f"it cannot draw {colour or ''} {kind}."
         )
+
+
+def _check_gold_drawable(item: StudyItem) -> None:
+    _check_drawable(f"Gold item {item.item_id!r}", item.object, item.colour)
+
+
+def _check_practice_drawable(proto: Protocol) -> None:
+    """Practice pictures are drawn when shown; a scene the renderer cannot draw is refused now."""
+    from .practice import practice_scenes
+
+    for name, (scene, _seed) in practice_scenes(proto.practice).items():
+        _check_drawable(f"Practice picture {name!r}", scene.object, scene.colour)
 
 
 def _render_gold(*, item: Item, size: int, look) -> Image:
@@ -334,6 +346,26 @@ def _render_missing_gold(*, study: Study) -> None:
 
 
 @transaction.atomic
+def researchers_ensure(*, usernames: list[str]) -> tuple[list, list[str]]:
+    """The accounts of these researchers, made (without a usable password, so nobody can
+    log in as them until one is set) where missing; returns (users, names created)."""
+    from django.contrib.auth import get_user_model
+
+    User = get_user_model()
+    users, created = [], []
+    for name in dict.fromkeys(u.strip() for u in usernames if u.strip()):
+        user = User.objects.filter(username=name).first()
+        if user is None:
+            user = User(username=name)
+            user.full_clean(exclude=["password"])
+            user.set_unusable_password()
+            user.save()
+            created.append(name)
+        users.append(user)
+    return users, created
+
+
+@transaction.atomic
 def study_create(
     *, protocol: dict, slug: str, title: str = "", base_dir: str | None = None, researchers=()
 ) -> Study:
@@ -346,6 +378,7 @@ def study_create(
         planned = study_items(proto, base_dir)
     except ProtocolError as exc:
         raise StudySetupError(f"Invalid protocol: {exc}") from exc
+    _check_practice_drawable(proto)
     if slug in RESERVED_SLUGS:
         raise StudySetupError(f"The slug {slug!r} is reserved for the site's own pages; choose another.")
     if Study.objects.filter(slug=slug).exists():
