@@ -18,18 +18,17 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from generator.counter import count_objects
-from generator.sample import load_sampler
 from generator.synthetic import KINDS
+from tests.factories import generate_study_images
 from webapp.studies import services
 from webapp.studies.gold import scene_render
-from webapp.studies.imagefiles import png_bytes, write_png_atomic
-from webapp.studies.models import Image, Item
+from webapp.studies.imagefiles import png_bytes
+from webapp.studies.models import Image
 
 pytestmark = pytest.mark.django_db
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "fixtures" / "protocols" / "demo.json"
-CHECKPOINTS = ROOT / "fixtures" / "checkpoints"
 MAX_AUC = 0.65
 
 
@@ -44,21 +43,6 @@ def _protocol() -> dict:
     ]
     doc["quality_control"]["repeats"] = 0
     return doc
-
-
-def _generate(study) -> None:
-    """The study's count images from the demo checkpoints, stored as the worker stores them."""
-    sampling = study.protocol["sampling"]
-    for variant in study.variants.all():
-        sampler = load_sampler(str(CHECKPOINTS / variant.name), device="cpu")
-        items = list(Item.objects.filter(study=study, variant=variant, is_gold=False).select_related("prompt"))
-        pils = sampler.generate([it.prompt.text for it in items], seeds=[it.seed for it in items],
-                                cfg_scale=sampling["cfg_scale"], steps=sampling["steps"], batch_size=len(items))
-        for it, pil in zip(items, pils):
-            img = Image(study=study, prompt=it.prompt, variant=variant, seed=it.seed, source=Image.Source.MODEL)
-            img.file = write_png_atomic(image=pil, public_id=img.public_id, media_root=settings.MEDIA_ROOT)
-            img.width, img.height = pil.size
-            img.save()
 
 
 def features(path: Path) -> list[float]:
@@ -79,7 +63,7 @@ def cross_validated_auc(x: np.ndarray, y: np.ndarray) -> float:
 @pytest.fixture
 def opened_study():
     study = services.study_create(protocol=_protocol(), slug="gold-look", base_dir=str(DEMO.parent))
-    _generate(study)
+    generate_study_images(study)
     return services.study_open(study=study)
 
 
