@@ -25,8 +25,10 @@ browser:
 services:
 	@bash .ci/services
 
+# The demo is what gets shown to people: DEBUG off whatever the shell exports (run
+# `DEBUG=1 .venv/bin/python manage.py demo` to develop against it).
 demo: install
-	$(BIN)/python manage.py demo
+	DEBUG=0 $(BIN)/python manage.py demo
 
 test: install browser services
 	DATABASE_URL=$(PG_URL) FUSION_TEST_REDIS_URL=$(REDIS_URL) $(BIN)/python -m pytest -q

@@ -63,6 +63,12 @@ def make_study(slug: str, checkpoint, protocol: dict, base_dir: Path):
     from webapp.generation import services
     from webapp.studies.services import study_create
 
+    # One checkpoint serves every variant here, so the variants get names that promise no
+    # model config (a paper name such as concat-early must get a checkpoint that fits it).
+    neutral = {name: f"model-{i}" for i, name in enumerate(protocol["variants"])}
+    protocol = {**protocol, "variants": list(neutral.values()),
+                "analysis": {**protocol["analysis"],
+                             "comparisons": [[neutral[a], neutral[b]] for a, b in protocol["analysis"]["comparisons"]]}}
     study = study_create(protocol=protocol, slug=slug, base_dir=str(base_dir))
     for variant in study.variants.all():
         services.variant_assign_checkpoint(variant=variant, checkpoint=checkpoint)

@@ -5,7 +5,13 @@ reads its current task (the JSON state), then answers task after task, each answ
 response carrying the next task, with a think time between tasks. The script prints throughput and p50/p95/p99 latency per endpoint, then
 checks that every answer the server accepted is in the database, and nothing else.
 
-    python bench/load_evaluators.py --evaluators 50 --tasks 20
+The rate limits are on, as in production behind a proxy: each evaluator comes from an
+address of its own (sent as X-Forwarded-For, FUSION_CLIENT_IP_HEADER), and with
+``--cache-url`` the counters live in Redis as the README's production set-up has them.
+The table, the command and the load average before and after go to
+bench/results/load_evaluators-<date>.txt.
+
+    nice -n 10 python bench/load_evaluators.py --evaluators 50 --tasks 20 --cache-url redis://127.0.0.1:6379/2
 
 It creates (and afterwards drops) its own PostgreSQL database, ``fusion_load``; the
 study's images are rendered by the synthetic renderer, since this measures the web path,
@@ -19,6 +25,7 @@ import os
 import platform
 import random
 import re
+import secrets
 import socket
 import subprocess
 import sys
@@ -32,7 +39,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench._common import cpu_model, run_json_child, scratch_database  # noqa: E402
+from bench._common import cpu_model, load_average, run_json_child, save_result, scratch_database  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -52,6 +59,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--pg", default="postgres://postgres@127.0.0.1:5432", help="server URL, without a database")
     p.add_argument("--database", default="fusion_load")
     p.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    p.add_argument("--cache-url", default="",
+                   help="FUSION_CACHE_URL for the rate limits' counters (e.g. redis://127.0.0.1:6379/2); "
+                        "empty: each gunicorn worker counts in its own memory")
+    p.add_argument("--rate-limits", choices=("on", "off"), default="on",
+                   help="off: the same run without them, to see what they cost at the machine's load")
+    p.add_argument("--no-save", action="store_true", help="do not write bench/results/")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     return p.parse_args(argv)
 
@@ -122,9 +135,16 @@ class Recorder:
         return r if good else None
 
 
-def evaluator(base: str, invite: str, worker_id: str, n_tasks: int, think: float, ramp: float, rec: Recorder,
+def client_address(i: int) -> str:
+    """The i-th evaluator's own address (10.0.0.0/8), as the proxy would forward it."""
+    return f"10.{i // 65536 % 256}.{i // 256 % 256}.{i % 256}"
+
+
+def evaluator(base: str, invite: str, i: int, n_tasks: int, think: float, ramp: float, rec: Recorder,
               start: threading.Barrier) -> None:
+    worker_id = f"load-{i}"
     s = requests.Session()
+    s.headers["X-Forwarded-For"] = client_address(i)
     rng = random.Random(worker_id)
     start.wait()
     time.sleep(ramp * rng.random())
@@ -167,8 +187,9 @@ def warm_up(base: str, n: int) -> None:
     """Send ``n`` concurrent requests before measuring, so that every gunicorn worker has
     imported the app (Django loads the URLconf and views on a worker's first request): the
     table then shows a running server, not its start-up."""
-    threads = [threading.Thread(target=requests.get, args=(f"{base}/join/unknown/",), kwargs={"timeout": 30})
-               for _ in range(n)]
+    threads = [threading.Thread(target=requests.get, args=(f"{base}/join/unknown/",),
+                                kwargs={"timeout": 30, "headers": {"X-Forwarded-For": client_address(100_000 + k)}})
+               for k in range(n)]
     for t in threads:
         t.start()
     for t in threads:
@@ -176,12 +197,18 @@ def warm_up(base: str, n: int) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    load_before = load_average()
     with scratch_database(args.pg, args.database, keep=args.keep) as db_url:
         result = run(args, db_url)
+    result["load_average"] = {"before": load_before, "after": load_average()}
+    result["command"] = " ".join(["python", *sys.argv])
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        print_table(result)
+        print(table(result))
+    if not args.no_save:
+        path = save_result("load_evaluators", table(result) + "\n", append=True)
+        print(f"appended to {path.relative_to(ROOT)}", file=sys.stderr)
     ok = result["errors"] == 0 and result["lost"] == 0 and result["mismatched_evaluators"] == 0
     return 0 if ok else 1
 
@@ -190,8 +217,13 @@ def run(args: argparse.Namespace, db_url: str) -> dict:
     """Serve the study in ``db_url`` with gunicorn, let the evaluators answer, count what was stored."""
     media = ROOT / "var" / "load-media"
     env = {**os.environ, "DATABASE_URL": db_url, "DJANGO_SETTINGS_MODULE": "webapp.settings", "DEBUG": "0",
-           "SECRET_KEY": "load-test-secret-key-" + "x" * 40, "SESSION_COOKIE_SECURE": "0",
-           "FUSION_MEDIA_ROOT": str(media), "PYTHONPATH": str(ROOT)}
+           "SECRET_KEY": secrets.token_urlsafe(48), "SESSION_COOKIE_SECURE": "0",
+           "FUSION_MEDIA_ROOT": str(media), "PYTHONPATH": str(ROOT),
+           "FUSION_RATELIMITS": "1" if args.rate_limits == "on" else "0", "FUSION_CLIENT_IP_HEADER": "HTTP_X_FORWARDED_FOR", "FUSION_CACHE_URL": args.cache_url}
+    if args.cache_url:
+        import redis
+
+        redis.Redis.from_url(args.cache_url).flushdb()  # counters of an earlier run would still be in their window
     info = prepare(env, args.evaluators)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -204,14 +236,14 @@ def run(args: argparse.Namespace, db_url: str) -> dict:
     try:
         for _ in range(100):
             try:
-                requests.get(f"{base}/join/unknown/", timeout=1)
+                requests.get(f"{base}/research/login/", timeout=1)
                 break
             except requests.RequestException:
                 time.sleep(0.2)
         warm_up(base, args.gunicorn_workers * args.gunicorn_threads * 3)
         rec = Recorder()
         barrier = threading.Barrier(args.evaluators)
-        threads = [threading.Thread(target=evaluator, args=(base, info["invite"], f"load-{i}", args.tasks, args.think,
+        threads = [threading.Thread(target=evaluator, args=(base, info["invite"], i, args.tasks, args.think,
                                                               args.ramp, rec, barrier))
                    for i in range(args.evaluators)]
         t0 = time.perf_counter()
@@ -241,6 +273,8 @@ def run(args: argparse.Namespace, db_url: str) -> dict:
     return {
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": machine(), "evaluators": args.evaluators, "think_s": args.think, "ramp_s": args.ramp,
         "gunicorn": f"{args.gunicorn_workers} workers x {args.gunicorn_threads} threads (gthread, keep-alive {args.keep_alive} s)",
+        "rate_limits": "off" if args.rate_limits == "off" else
+                       f"on, counted in {'Redis' if args.cache_url else 'each worker process'}",
         "wall_s": wall, "requests": sum(len(v) for v in rec.latency.values()),
         "errors": sum(rec.errors.values()), "accepted_answers": accepted_total, "stored_answers": stored_total,
         "lost": accepted_total - stored_total, "mismatched_evaluators": len(mismatched), "endpoints": rows,
@@ -252,19 +286,23 @@ def machine() -> str:
     return f"{cpu_model()}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
-def print_table(r: dict) -> None:
-    print(f"# load_evaluators: {r['date']} on {r['machine']}")
-    print(f"# {r['evaluators']} concurrent evaluators (arriving over {r['ramp_s']:.0f} s, think time {r['think_s']:.1f} s mean), gunicorn {r['gunicorn']}, PostgreSQL; wall {r['wall_s']:.1f} s")
-    print(f"{'endpoint':<14}{'requests':>9}{'errors':>8}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'max ms':>9}")
+def table(r: dict) -> str:
+    lines = [
+        f"# {r['command']}",
+        f"# load_evaluators: {r['date']} on {r['machine']}; load average {r['load_average']['before']:.2f} before, "
+        f"{r['load_average']['after']:.2f} after",
+        f"# {r['evaluators']} concurrent evaluators (arriving over {r['ramp_s']:.0f} s, think time {r['think_s']:.1f} s mean), "
+        f"gunicorn {r['gunicorn']}, PostgreSQL, rate limits {r['rate_limits']}; wall {r['wall_s']:.1f} s",
+        f"{'endpoint':<14}{'requests':>9}{'errors':>8}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'max ms':>9}",
+    ]
     for row in r["endpoints"]:
-        print(f"{row['endpoint']:<14}{row['requests']:>9}{row['errors']:>8}{row['per_s']:>9.1f}"
-              f"{row['p50_ms']:>9.1f}{row['p95_ms']:>9.1f}{row['p99_ms']:>9.1f}{row['max_ms']:>9.1f}")
-    total = r["requests"] / r["wall_s"]
-    print(f"total: {r['requests']} requests, {total:.1f} req/s, {r['errors']} errors")
-    for kind, n in r["error_kinds"].items():
-        print(f"error x{n}: {kind}")
-    print(f"answers accepted {r['accepted_answers']}, stored {r['stored_answers']}, lost {r['lost']}, "
-          f"evaluators whose stored answers differ from their accepted ones: {r['mismatched_evaluators']}")
+        lines.append(f"{row['endpoint']:<14}{row['requests']:>9}{row['errors']:>8}{row['per_s']:>9.1f}"
+                     f"{row['p50_ms']:>9.1f}{row['p95_ms']:>9.1f}{row['p99_ms']:>9.1f}{row['max_ms']:>9.1f}")
+    lines.append(f"total: {r['requests']} requests, {r['requests'] / r['wall_s']:.1f} req/s, {r['errors']} errors")
+    lines += [f"error x{n}: {kind}" for kind, n in r["error_kinds"].items()]
+    lines.append(f"answers accepted {r['accepted_answers']}, stored {r['stored_answers']}, lost {r['lost']}, "
+                 f"evaluators whose stored answers differ from their accepted ones: {r['mismatched_evaluators']}")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

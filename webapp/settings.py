@@ -160,7 +160,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # web process; without it each process counts on its own, which is exact for the demo's
 # single server and lets each of N gunicorn workers admit the limit once more.
 if os.environ.get("FUSION_CACHE_URL"):
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": os.environ["FUSION_CACHE_URL"]}}
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                          "LOCATION": os.environ["FUSION_CACHE_URL"]}}
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "fusion-eval"}}
 RATELIMIT_ENABLE = _env_flag("FUSION_RATELIMITS", True)

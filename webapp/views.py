@@ -14,7 +14,8 @@ RATE_LIMITED_MESSAGE = "Too many requests from here in a short time. Wait a minu
 def too_many_requests(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     """429 for a request over a rate limit (django-ratelimit's RATELIMIT_VIEW)."""
     if "application/json" in request.headers.get("Accept", ""):
-        return JsonResponse({"ok": False, "error": {"code": "rate_limited", "message": RATE_LIMITED_MESSAGE}}, status=429)
+        error = {"code": "rate_limited", "message": RATE_LIMITED_MESSAGE}
+        return JsonResponse({"ok": False, "error": error}, status=429)
     response = render(request, "429.html", {"message": RATE_LIMITED_MESSAGE}, status=429)
     response["Retry-After"] = "60"
     return response

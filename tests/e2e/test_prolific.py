@@ -57,10 +57,11 @@ def test_a_prolific_participant_practises_finishes_and_lands_on_the_completion_u
     for key in ("title", "purpose", "pay", "data_use", "retention", "contact", "ethics_ref"):
         assert consent[key] in body, key
     assert study.protocol["description"] not in body  # the researcher's own notes stay out
-    n_tasks = Evaluator.objects.get(study=study).entries.count()
-    assert page.inner_text("#n-tasks").startswith(f"{n_tasks} tasks")
+    shown = page.inner_text("#n-tasks")
     assert "minute" in page.inner_text("#duration")
     page.click("text=I agree, continue")
+    # The number announced before consenting is that of the tasks the slot then holds.
+    assert shown.startswith(f"{Evaluator.objects.get(study=study).entries.count()} tasks")
     # Instructions with the ranking example; then the practice item.
     page.wait_for_selector("#rank-example")
     assert page.locator("#rank-example img").count() == 4
@@ -83,14 +84,14 @@ def test_a_prolific_participant_practises_finishes_and_lands_on_the_completion_u
     assert ev.finished_at is not None
 
 
-def test_declining_lands_on_the_declined_url_and_frees_the_place(prolific, live_server, study):
+def test_declining_lands_on_the_declined_url_and_takes_no_place(prolific, live_server, study):
     page = prolific
     page.goto(f"{live_server.url}/join/{study.invite_token}/?PROLIFIC_PID={PID}&STUDY_ID=st&SESSION_ID=se")
     page.click("#decline")
     declined = study.protocol["recruitment"]["declined"]
     page.wait_for_url(declined["url"].replace("{code}", declined["code"]))
     ev = Evaluator.objects.get(study=study)
-    assert ev.declined_at is not None and ev.consented_at is None and ev.abandoned_at is not None
+    assert ev.declined_at is not None and ev.consented_at is None and ev.slot_id is None
 
 
 def test_without_a_pid_in_the_link_the_participant_types_it(prolific, live_server, study):

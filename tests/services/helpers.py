@@ -12,6 +12,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_PROTOCOL = ROOT / "fixtures" / "protocols" / "demo.json"
 VARIANTS = ("concat-early", "concat-intermediate", "cross-early", "cross-intermediate")
+# Names that promise no model config: for tests of workers and parts, where one
+# checkpoint serves every variant (a paper name must get a checkpoint that fits it).
+NEUTRAL_VARIANTS = ("model-a", "model-b", "model-c", "model-d")
 
 
 def make_tiny_checkpoint(folder: Path, preset: str = "tiny-cross-early", seed: int = 0) -> Path:
@@ -30,10 +33,21 @@ def make_tiny_checkpoint(folder: Path, preset: str = "tiny-cross-early", seed: i
     return folder
 
 
-def small_protocol(*, counts=(1, 2), objects=("circle", "square"), captions: int = 2, images_per_prompt: int = 1) -> dict:
+def make_tiny_checkpoints(root: Path) -> dict[str, Path]:
+    """One untrained tiny checkpoint per paper variant, its config fitting the variant's name."""
+    return {name: make_tiny_checkpoint(root / name, f"tiny-{name}", seed=i) for i, name in enumerate(VARIANTS)}
+
+
+def small_protocol(*, counts=(1, 2), objects=("circle", "square"), captions: int = 2, images_per_prompt: int = 1,
+                   variants: tuple[str, ...] = VARIANTS) -> dict:
     """The demo protocol cut down: len(objects) x len(counts) x images_per_prompt count images
     and ``captions`` captions per variant."""
     protocol = json.loads(DEMO_PROTOCOL.read_text())
+    renamed = dict(zip(protocol["variants"], variants))
+    protocol["variants"] = list(variants)
+    analysis = protocol.get("analysis", {})
+    if "comparisons" in analysis:
+        analysis["comparisons"] = [[renamed[a], renamed[b]] for a, b in analysis["comparisons"]]
     ct = protocol["count_task"]
     ct["objects"] = [o for o in ct["objects"] if o["name"] in objects]
     ct["counts"] = list(counts)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.services.conftest import manage, requires_redis, wait_for
-from tests.services.helpers import DEMO_PROTOCOL, make_tiny_checkpoint, small_protocol
+from tests.services.helpers import DEMO_PROTOCOL, NEUTRAL_VARIANTS, make_tiny_checkpoint, small_protocol
 from webapp.generation import services
 from webapp.generation.models import Batch, Part
 from webapp.studies import services as study_services
@@ -21,7 +21,7 @@ from webapp.studies.models import Image, Study
 
 pytestmark = [requires_redis, pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
-VARIANTS = ("concat-early", "concat-intermediate", "cross-early", "cross-intermediate")
+VARIANTS = NEUTRAL_VARIANTS  # one checkpoint serves every variant in these tests
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,8 @@ def checkpoints(tmp_path_factory) -> dict[str, Path]:
 
 def make_study(slug: str, checkpoint: Path, name: str) -> Study:
     """6 images per variant: 4 count prompts and 2 captions (see helpers.small_protocol)."""
-    study = study_services.study_create(protocol=small_protocol(), slug=slug, base_dir=str(DEMO_PROTOCOL.parent))
+    study = study_services.study_create(protocol=small_protocol(variants=VARIANTS), slug=slug,
+                                        base_dir=str(DEMO_PROTOCOL.parent))
     registered = services.checkpoint_register(name=name, path=checkpoint)
     for variant in study.variants.all():
         services.variant_assign_checkpoint(variant=variant, checkpoint=registered)

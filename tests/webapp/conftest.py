@@ -36,10 +36,20 @@ def current_task(client: Client, study) -> dict:
 
 
 @pytest.fixture(autouse=True)
-def _fresh_rate_limits():
-    """Rate-limit counters live in the cache: each test starts with none spent."""
+def _fresh_rate_limits(settings):
+    """Rate-limit counters live in the cache: each test starts with none spent. A test
+    client answers far faster than a person, so the answer rate is raised; the tests of
+    the limits themselves set the production values (tests/webapp/test_ratelimits.py)."""
     from django.core.cache import cache
 
+    settings.FUSION_RATE_ANSWER = "1000/s"
     cache.clear()
     yield
     cache.clear()
+
+
+def answer_data(task: dict, *, count: str = "2") -> dict:
+    """A valid POST for the task shown: a count, or the identity ranking."""
+    data = {"kind": task["kind"], "token": task["token"]}
+    data.update({"answer": count} if task["kind"] == "count" else {f"rank_{i}": str(i + 1) for i in range(4)})
+    return data

@@ -113,3 +113,21 @@ def test_image_ids_and_files_are_opaque(study):
     for img in Image.objects.filter(study=study):
         assert len(img.public_id) == 32 and img.public_id in img.file
         assert img.variant is None or img.variant.name not in img.file
+
+
+def test_images_of_one_size_have_one_byte_count():
+    """A compressed PNG is smaller for a smoother picture: a model whose images compress
+    better would stand out by Content-Length. Stored uncompressed, they cannot."""
+    import random
+
+    from PIL import Image as PILImage
+
+    from webapp.studies.imagefiles import png_bytes
+
+    rng = random.Random(0)
+    flat = PILImage.new("RGB", (32, 32), (200, 200, 200))
+    noisy = PILImage.frombytes("RGB", (32, 32), bytes(rng.randrange(256) for _ in range(32 * 32 * 3)))
+    gradient = PILImage.frombytes("RGB", (32, 32), bytes((x * 8) % 256 for x in range(32 * 32 * 3)))
+    sizes = {len(png_bytes(im)) for im in (flat, noisy, gradient)}
+    assert len(sizes) == 1
+    assert set(png_chunks(png_bytes(noisy))) <= ALLOWED_CHUNKS

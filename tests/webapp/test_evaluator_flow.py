@@ -24,10 +24,22 @@ def test_join_stores_external_worker_id_and_resumes(study):
     assert r.status_code == 302 and r["Location"].endswith("/consent/")
     ev = Evaluator.objects.get(study=study)
     assert ev.external_id == "PID-123"
-    # The same worker on another device gets the same evaluator and slot back.
-    other = Client()
-    other.get(f"/join/{study.invite_token}/", {"PROLIFIC_PID": "PID-123"})
+    # The same browser resumes; another device is asked first (tests/webapp/test_takeover.py).
+    assert client.get(f"/join/{study.invite_token}/", {"PROLIFIC_PID": "PID-123"})["Location"].endswith("/consent/")
+    assert Client().get(f"/join/{study.invite_token}/", {"PROLIFIC_PID": "PID-123"}).status_code == 409
     assert Evaluator.objects.filter(study=study).count() == 1
+
+
+def test_joining_takes_no_slot_until_consent(study):
+    client = Client()
+    client.get(f"/join/{study.invite_token}/")
+    ev = Evaluator.objects.get(study=study)
+    assert ev.slot_id is None and not Entry.objects.filter(evaluator=ev).exists()
+    client.post(f"/e/{study.slug}/consent/", {"agree": "no"})
+    assert Evaluator.objects.get(pk=ev.pk).slot_id is None
+    client.post(f"/e/{study.slug}/consent/", {"agree": "yes"})
+    ev.refresh_from_db()
+    assert ev.slot_id is not None and Entry.objects.filter(evaluator=ev).count() == len(ev.slot.items)
 
 
 def test_consent_is_required_before_tasks(study):
@@ -56,6 +68,19 @@ def test_each_evaluator_gets_a_different_slot_until_full(study):
     assert sorted(Evaluator.objects.values_list("slot__number", flat=True)) == [0, 1, 2]
     r = Client().get(f"/join/{study.invite_token}/")
     assert r.status_code == 403 and b"taken" in r.content
+
+
+def test_the_last_slot_goes_to_whoever_consents_first(study):
+    for _ in range(2):
+        join(Client(), study)
+    early, late = Client(), Client()
+    early.get(f"/join/{study.invite_token}/")
+    late.get(f"/join/{study.invite_token}/")  # both see the consent page while one slot is free
+    assert early.post(f"/e/{study.slug}/consent/", {"agree": "yes"}).status_code == 302
+    r = late.post(f"/e/{study.slug}/consent/", {"agree": "yes"})
+    assert r.status_code == 403 and b"taken" in r.content
+    assert Evaluator.objects.filter(slot__isnull=False).count() == 3
+    assert Evaluator.objects.filter(consented_at__isnull=True, slot__isnull=True).count() == 1
 
 
 def test_abandoned_slot_goes_to_a_newcomer(study, settings):

@@ -19,11 +19,18 @@ from django.db import OperationalError
 from django.utils import timezone
 from PIL import Image as PILImage
 
-from tests.services.helpers import DEMO_PROTOCOL, make_tiny_checkpoint, small_protocol
+from tests.services.helpers import (
+    DEMO_PROTOCOL,
+    NEUTRAL_VARIANTS,
+    VARIANTS,
+    make_tiny_checkpoint,
+    make_tiny_checkpoints,
+    small_protocol,
+)
 from webapp.generation import parts, selectors, services, tasks, worker
 from webapp.generation.models import Batch, Part
 from webapp.studies import services as study_services
-from webapp.studies.models import Image, Item, Prompt, Study
+from webapp.studies.models import Checkpoint, Image, Item, Prompt, Study
 
 pytestmark = pytest.mark.django_db
 
@@ -33,6 +40,12 @@ PNG_TEXT_CHUNKS = (b"tEXt", b"zTXt", b"iTXt", b"eXIf", b"tIME")
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory) -> Path:
     return make_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny-cross-early")
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoints(tmp_path_factory) -> dict[str, Path]:
+    """One per paper variant, each fitting its variant's name."""
+    return make_tiny_checkpoints(tmp_path_factory.mktemp("ckpts"))
 
 
 @pytest.fixture(scope="session")
@@ -72,23 +85,30 @@ def make_study(slug="gen", **protocol_kwargs) -> Study:
     return study_services.study_create(protocol=small_protocol(**protocol_kwargs), slug=slug, base_dir=str(DEMO_PROTOCOL.parent))
 
 
-def assign_all(study: Study, path: Path, name: str = "tiny") -> Study:
-    checkpoint = services.checkpoint_register(name=name, path=path)
+def assign_all(study: Study, paths: dict[str, Path]) -> Study:
+    """Register each variant's checkpoint and assign it."""
     for variant in study.variants.all():
-        services.variant_assign_checkpoint(variant=variant, checkpoint=checkpoint)
+        services.checkpoint_register(name=f"tiny {variant.name}", path=paths[variant.name], variant=variant)
+    return study
+
+
+def assign_one(study: Study, path: Path, name: str) -> Study:
+    """One checkpoint for every variant (a study made with NEUTRAL_VARIANTS)."""
+    checkpoint = services.checkpoint_register(name=name, path=path)
+    services.variants_assign_checkpoints(assignments=[(v, checkpoint) for v in study.variants.all()])
     return study
 
 
 @pytest.fixture
-def study(tiny_checkpoint) -> Study:
+def study(tiny_checkpoints) -> Study:
     """24 images to make: 4 count prompts and 2 captions, for each of 4 variants."""
-    return assign_all(make_study(), tiny_checkpoint)
+    return assign_all(make_study(), tiny_checkpoints)
 
 
 @pytest.fixture
-def small_study(tiny_checkpoint) -> Study:
+def small_study(tiny_checkpoints) -> Study:
     """8 images to make: 1 count prompt and 1 caption, for each of 4 variants."""
-    return assign_all(make_study(slug="small", counts=(1,), objects=("circle",), captions=1), tiny_checkpoint)
+    return assign_all(make_study(slug="small", counts=(1,), objects=("circle",), captions=1), tiny_checkpoints)
 
 
 def run_all(batch: Batch) -> list[str]:
@@ -130,6 +150,38 @@ def test_register_refuses_what_is_not_a_checkpoint(tmp_path):
     (tmp_path / "model.safetensors").write_bytes(b"not a safetensors file")
     with pytest.raises(services.GenerationError, match="not a readable"):
         services.checkpoint_register(name="x", path=tmp_path)
+
+
+def test_a_checkpoint_that_contradicts_its_variant_is_refused_with_both_configs(tiny_checkpoints):
+    study = make_study()
+    variant = study.variants.get(name="cross-intermediate")
+    concat_early = services.checkpoint_register(name="ce", path=tiny_checkpoints["concat-early"])
+    with pytest.raises(services.GenerationError) as exc:
+        services.variant_assign_checkpoint(variant=variant, checkpoint=concat_early)
+    message = str(exc.value)
+    assert "conditioning='concat', fusion='early'" in message and "conditioning='cross', fusion='intermediate'" in message
+    variant.refresh_from_db()
+    assert variant.checkpoint_id is None
+    # Registering for the variant refuses too, and registers nothing.
+    with pytest.raises(services.GenerationError, match="does not fit variant cross-intermediate"):
+        services.checkpoint_register(name="ce again", path=tiny_checkpoints["concat-early"], variant=variant)
+    assert not Checkpoint.objects.filter(name="ce again").exists()
+    # Several at once: all or none.
+    fits = services.checkpoint_register(name="ci", path=tiny_checkpoints["cross-intermediate"])
+    early = study.variants.get(name="concat-early")
+    with pytest.raises(services.GenerationError):
+        services.variants_assign_checkpoints(assignments=[(early, concat_early), (variant, concat_early)])
+    assert not study.variants.filter(checkpoint__isnull=False).exists()
+    services.variants_assign_checkpoints(assignments=[(early, concat_early), (variant, fits)])
+    assert dict(study.variants.filter(checkpoint__isnull=False).values_list("name", "checkpoint__name")) == {
+        "concat-early": "ce", "cross-intermediate": "ci"}
+
+
+def test_a_variant_name_that_promises_no_model_takes_any_checkpoint(tiny_checkpoint):
+    study = make_study(variants=NEUTRAL_VARIANTS)
+    assert services.variant_expected_model("model-a") is None
+    assign_one(study, tiny_checkpoint, "tiny")
+    assert study.variants.filter(checkpoint__name="tiny").count() == 4
 
 
 # --------------------------------------------------------------------------- launching
@@ -185,19 +237,17 @@ def test_only_one_active_batch_per_study_in_the_database(study):
 # --------------------------------------------------------------------------- running parts
 
 
-def test_batch_makes_every_image_once_with_provenance_and_opens_the_study(study, settings, other_checkpoint, monkeypatch):
+def test_batch_makes_every_image_once_with_provenance_and_opens_the_study(study, settings, monkeypatch):
     import generator.sample
 
     loads = []
     real = generator.sample.load_sampler
     monkeypatch.setattr(generator.sample, "load_sampler", lambda path, **kw: loads.append(path) or real(path, **kw))
     monkeypatch.setattr(worker, "_SAMPLERS", type(worker._SAMPLERS)())
-    other = services.checkpoint_register(name="other", path=other_checkpoint)
-    services.variant_assign_checkpoint(variant=study.variants.get(name="cross-intermediate"), checkpoint=other)
     batch = services.batch_launch(study=study, steps=2, part_size=4, open_when_complete=True)
     assert run_all(batch) == ["done"] * 8
-    # Each checkpoint was loaded once, for all the parts that use it.
-    assert sorted(Path(p).name for p in loads) == ["tiny-concat-intermediate", "tiny-cross-early"]
+    # Each checkpoint was loaded once, for both parts that use it.
+    assert sorted(Path(p).name for p in loads) == sorted(VARIANTS)
     batch.refresh_from_db()
     study.refresh_from_db()
     assert batch.status == "complete" and study.status == "open"
@@ -220,6 +270,8 @@ def test_batch_makes_every_image_once_with_provenance_and_opens_the_study(study,
         assert (image.cfg_scale, image.steps, image.sampler, image.checkpoint_id) == (3.0, 2, "dpm_solver", checkpoint.pk)
         assert (image.auto_count is not None) == (image.prompt.kind == "count")
     assert not Item.objects.filter(study=study, task="count", image__isnull=True).exists()
+    # Every image, whichever model made it, has the same byte count (no size channel).
+    assert len({(Path(settings.MEDIA_ROOT) / image.file).stat().st_size for image in images}) == 1
     progress = selectors.batch_progress(batch=batch)
     assert (progress["done"], progress["total"], progress["percent"], progress["eta_seconds"]) == (24, 24, 100, None)
     assert progress["rate"] > 0 and [v["done"] for v in progress["variants"]] == [6, 6, 6, 6]
@@ -279,7 +331,7 @@ def test_a_done_part_run_again_writes_nothing(study, settings):
     assert sorted(Image.objects.values_list("public_id", "created_at")) == before
 
 
-def test_a_part_whose_worker_died_is_requeued_and_finishes_without_duplicates(study, settings, sent_by_sweep):
+def test_a_part_whose_worker_died_is_requeued_and_finishes_without_duplicates(study, settings, sent_by_sweep, monkeypatch):
     batch = services.batch_launch(study=study, steps=2, part_size=6)
     part = batch.parts.first()
     # A run that stored its first chunk, then its worker died (no finish, no heartbeat).
@@ -300,7 +352,12 @@ def test_a_part_whose_worker_died_is_requeued_and_finishes_without_duplicates(st
     assert sent_by_sweep() == [part.pk]
     part.refresh_from_db()
     assert part.status == "queued" and part.requeues == 1 and "stopped responding" in part.error
+    # The re-run asks the sampler for the two images the dead run did not store, no more.
+    sampled = []
+    real_generate = sampler.generate
+    monkeypatch.setattr(sampler, "generate", lambda prompts, seeds, **kw: sampled.extend(seeds) or real_generate(prompts, seeds, **kw))
     assert worker.part_run(part_id=part.pk, claim="new", worker="test") == "done"
+    assert sorted(sampled) == sorted(w.seed for w in job.todo[4:])
     part.refresh_from_db()
     assert (part.status, part.images_done, part.attempts) == ("done", 6, 2)
     rows = Image.objects.filter(variant=part.variant)
@@ -340,10 +397,7 @@ def test_a_queued_part_whose_message_was_lost_is_sent_again_with_a_doubling_wait
 def test_a_missing_checkpoint_file_fails_the_part_and_retry_finishes_it(tiny_checkpoint, tmp_path, monkeypatch):
     monkeypatch.setattr(worker, "_SAMPLERS", type(worker._SAMPLERS)())
     folder = shutil.copytree(tiny_checkpoint, tmp_path / "movable")
-    study = make_study(counts=(1,), objects=("circle",), captions=1)
-    checkpoint = services.checkpoint_register(name="movable", path=folder)
-    for variant in study.variants.all():
-        services.variant_assign_checkpoint(variant=variant, checkpoint=checkpoint)
+    study = assign_one(make_study(counts=(1,), objects=("circle",), captions=1, variants=NEUTRAL_VARIANTS), folder, "movable")
     batch = services.batch_launch(study=study, steps=1)
     hidden = shutil.move(folder, tmp_path / "hidden")
     results = [tasks.generate_part.apply(args=[p.pk]).get() for p in batch.parts.all()]
@@ -365,10 +419,7 @@ def test_a_missing_checkpoint_file_fails_the_part_and_retry_finishes_it(tiny_che
 def test_weights_changed_since_registration_fail_the_part(tiny_checkpoint, other_checkpoint, tmp_path, monkeypatch):
     monkeypatch.setattr(worker, "_SAMPLERS", type(worker._SAMPLERS)())
     folder = shutil.copytree(tiny_checkpoint, tmp_path / "changing")
-    study = make_study(counts=(1,), objects=("circle",), captions=1)
-    checkpoint = services.checkpoint_register(name="changing", path=folder)
-    for variant in study.variants.all():
-        services.variant_assign_checkpoint(variant=variant, checkpoint=checkpoint)
+    study = assign_one(make_study(counts=(1,), objects=("circle",), captions=1, variants=NEUTRAL_VARIANTS), folder, "changing")
     batch = services.batch_launch(study=study, steps=1)
     shutil.copy(other_checkpoint / "model.safetensors", folder / "model.safetensors")
     part = batch.parts.first()
@@ -436,3 +487,17 @@ def test_open_when_complete_reports_why_the_study_stayed_closed(study):
     batch.refresh_from_db()
     study.refresh_from_db()
     assert batch.status == "complete" and study.status == "draft" and batch.note.startswith("The study was not opened")
+
+
+def test_the_worker_side_imports_nothing_that_queues_work():
+    """services -> tasks -> worker -> parts, and no way back: none of the worker's modules
+    imports services (at the top or inside a function)."""
+    import ast
+
+    folder = Path(__file__).resolve().parents[2] / "webapp" / "generation"
+    for name in ("tasks.py", "worker.py", "parts.py"):
+        tree = ast.parse((folder / name).read_text())
+        imported = {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+        imported |= {f"{node.module}.{a.name}" if node.module else a.name
+                     for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) for a in node.names}
+        assert not {m for m in imported if m.split(".")[-1] == "services" and "studies" not in m}, name

@@ -1,7 +1,7 @@
 """``manage.py demo --no-serve`` on a fresh SQLite database, through a real Celery worker.
 
-The shipped demo checkpoints are replaced by untrained tiny ones (one weights file
-copied for all four variants) and the sampling steps cut to 2, so that the test checks
+The shipped demo checkpoints are replaced by untrained tiny ones (one per variant, of
+the variant's own tiny preset) and the sampling steps cut to 2, so that the test checks
 the whole path (migrate, users, study, checkpoints, worker, batch, opening, summary) in
 well under a minute; `make demo` runs the real thing.
 """
@@ -12,7 +12,6 @@ import hmac
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import sqlite3
@@ -26,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.services.helpers import ROOT, VARIANTS, make_tiny_checkpoint
+from tests.services.helpers import ROOT, VARIANTS, make_tiny_checkpoints
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 ALLOWED_CHUNKS = {b"IHDR", b"PLTE", b"IDAT", b"IEND"}
@@ -87,9 +86,7 @@ def assert_ids_unpredictable(var_dir: Path) -> None:
 @pytest.fixture(scope="module")
 def demo_checkpoints(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("demo-checkpoints")
-    first = make_tiny_checkpoint(root / VARIANTS[0])
-    for variant in VARIANTS[1:]:
-        shutil.copytree(first, root / variant)
+    make_tiny_checkpoints(root)  # <root>/<variant>/, each of the variant's own tiny preset
     return root
 
 

@@ -10,7 +10,7 @@ from django.shortcuts import resolve_url
 from django.test import Client
 
 from tests.factories import UserFactory
-from tests.services.helpers import DEMO_PROTOCOL, make_tiny_checkpoint, small_protocol
+from tests.services.helpers import DEMO_PROTOCOL, NEUTRAL_VARIANTS, make_tiny_checkpoint, small_protocol
 from webapp.generation import parts, services
 from webapp.generation.models import Batch, Part
 from webapp.studies import services as study_services
@@ -26,7 +26,9 @@ def tiny_checkpoint(tmp_path_factory):
 
 @pytest.fixture
 def study():
-    return study_services.study_create(protocol=small_protocol(), slug="gen", base_dir=str(DEMO_PROTOCOL.parent))
+    """Variants named so that one tiny checkpoint fits them all (these tests are about the pages)."""
+    return study_services.study_create(protocol=small_protocol(variants=NEUTRAL_VARIANTS), slug="gen",
+                                       base_dir=str(DEMO_PROTOCOL.parent))
 
 
 @pytest.fixture
@@ -71,7 +73,7 @@ def test_study_page_shows_the_work_before_launch(staff_client, ready_study):
     assert r.status_code == 200
     html = r.content.decode()
     plan = re.search(r'<table class="data" id="plan">(.*?)</table>', html, re.S).group(1)
-    for name in ("concat-early", "concat-intermediate", "cross-early", "cross-intermediate"):
+    for name in NEUTRAL_VARIANTS:
         assert re.search(rf"<td>{name}</td>\s*<td>tiny.*?</td>\s*<td>6</td><td>6</td><td>1</td>", plan, re.S)
     assert '<th id="plan-missing">24</th>' in plan
     assert "CFG scale 3.0, 25 steps" in html and 'name="cfg_scale"' in html
@@ -122,6 +124,18 @@ def test_register_and_assign_checkpoints_from_the_page(staff_client, study, tiny
     assert r.status_code == 400 and "No checkpoint weights" in r.content.decode()
 
 
+def test_the_page_refuses_a_checkpoint_that_contradicts_the_variant(staff_client, tiny_checkpoint):
+    study = study_services.study_create(protocol=small_protocol(), slug="paper", base_dir=str(DEMO_PROTOCOL.parent))
+    checkpoint = services.checkpoint_register(name="tiny cross-early", path=tiny_checkpoint)
+    data = {f"variant_{v.pk}": checkpoint.pk for v in study.variants.all()}
+    r = staff_client.post(f"/generation/study/{study.slug}/checkpoints/", data)
+    html = r.content.decode()
+    assert r.status_code == 409 and "does not fit variant concat-early" in html
+    assert "conditioning=&#x27;cross&#x27;, fusion=&#x27;early&#x27;" in html
+    assert "conditioning=&#x27;concat&#x27;, fusion=&#x27;early&#x27;" in html
+    assert not study.variants.filter(checkpoint__isnull=False).exists()  # not even cross-early's
+
+
 def test_cancel_and_retry_from_the_page(staff_client, ready_study):
     batch = services.batch_launch(study=ready_study, part_size=6)
     part = batch.parts.first()
@@ -129,7 +143,7 @@ def test_cancel_and_retry_from_the_page(staff_client, ready_study):
     parts.part_fail(part_id=part.pk, claim="c", message="CUDA error: out of memory")
     p = staff_client.get(f"/generation/batch/{batch.pk}/progress.json").json()
     assert p["can_retry"] and p["errors"] == [
-        {"part": 0, "variant": "concat-early", "status": "failed", "message": "CUDA error: out of memory", "attempts": 1}]
+        {"part": 0, "variant": "model-a", "status": "failed", "message": "CUDA error: out of memory", "attempts": 1}]
     assert staff_client.post(f"/generation/batch/{batch.pk}/retry/").status_code == 302
     part.refresh_from_db()
     assert part.status == "queued" and part.error == ""

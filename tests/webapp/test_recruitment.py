@@ -38,7 +38,7 @@ def test_prolific_ids_are_stored_with_the_evaluator(panel_study):
 
 
 def test_a_full_study_gives_the_full_code_and_url(panel_study):
-    Client().get(f"/join/{panel_study.invite_token}/", {"PROLIFIC_PID": PID})
+    join(Client(), panel_study, PROLIFIC_PID=PID)  # the one place, taken on consent
     r = Client().get(f"/join/{panel_study.invite_token}/", {"PROLIFIC_PID": "f" * 24})
     page = r.content.decode()
     assert r.status_code == 403 and "taken" in page
@@ -68,16 +68,26 @@ def test_a_pause_stops_newcomers_but_not_those_at_work(panel_study):
         services.study_resume(study=panel_study)
 
 
-def test_declining_gives_the_slot_back_and_the_declined_code(panel_study):
+def test_declining_takes_no_place_and_gives_the_declined_code(panel_study):
     client = Client()
     client.get(f"/join/{panel_study.invite_token}/", {"PROLIFIC_PID": PID})
     r = client.post(f"/e/{panel_study.slug}/consent/", {"agree": "no"})
     assert _link("declined") in r.content.decode()
-    # Declining is final for this participant; the one slot is free for the next.
-    assert client.post(f"/e/{panel_study.slug}/consent/", {"agree": "yes"}).status_code == 200
-    assert Evaluator.objects.get(study=panel_study).consented_at is None
-    r = Client().get(f"/join/{panel_study.invite_token}/", {"PROLIFIC_PID": "e" * 24})
-    assert r.status_code == 302
+    assert _link("declined") in client.get(f"/e/{panel_study.slug}/consent/").content.decode()
+    ev = Evaluator.objects.get(study=panel_study)
+    assert ev.declined_at is not None and ev.slot_id is None
+    # The one place is still free: someone else takes it.
+    other = join(Client(), panel_study, PROLIFIC_PID="e" * 24)
+    assert other and Evaluator.objects.get(external_id="e" * 24).slot_id is not None
+
+
+def test_agreeing_after_declining_starts_the_study(panel_study):
+    client = Client()
+    client.get(f"/join/{panel_study.invite_token}/", {"PROLIFIC_PID": PID})
+    client.post(f"/e/{panel_study.slug}/consent/", {"agree": "no"})
+    assert client.post(f"/e/{panel_study.slug}/consent/", {"agree": "yes"}).status_code == 302
+    ev = Evaluator.objects.get(study=panel_study)
+    assert ev.consented_at is not None and ev.declined_at is None and ev.slot_id is not None
 
 
 def test_the_done_page_links_back_with_the_completion_code(panel_study):

@@ -1,5 +1,24 @@
-from django.contrib import admin
+"""The admin of generation: batches and parts as the workers left them; checkpoints and
+their variants, changed only through the services that check them.
 
+A checkpoint is registered from the generation page or ``manage.py register_checkpoint``
+(its sha256 and config are read from the weights, never typed in); a variant gets its
+checkpoint through the "assign a checkpoint" action, which calls
+``variants_assign_checkpoints`` and so refuses a checkpoint whose stored config
+contradicts the variant, or any change once the study has left draft.
+"""
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+
+from webapp.studies.admin import ViewOnlyAdmin
+from webapp.studies.models import Checkpoint, Variant
+
+from . import services
 from .models import Batch, Part
 
 
@@ -31,3 +50,50 @@ class PartAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:
         return False
+
+
+@admin.register(Checkpoint)
+class CheckpointAdmin(ViewOnlyAdmin):
+    list_display = ("name", "sha256", "registered_at")
+
+
+class AssignCheckpointForm(forms.Form):
+    checkpoint = forms.ModelChoiceField(queryset=Checkpoint.objects.order_by("name"), required=False,
+                                        empty_label="(none)")
+
+
+@admin.register(Variant)
+class VariantAdmin(admin.ModelAdmin):
+    """Every field read-only; the checkpoint changes through the action only."""
+
+    list_display = ("study", "index", "name", "checkpoint")
+    list_filter = ("study",)
+    actions = ["assign_checkpoint"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # variants come from the study's protocol
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def get_readonly_fields(self, request: HttpRequest, obj=None):
+        return [f.name for f in Variant._meta.fields]
+
+    @admin.action(description="Assign a checkpoint to the selected variants", permissions=["change"])
+    def assign_checkpoint(self, request: HttpRequest, queryset: QuerySet[Variant]) -> HttpResponse | None:
+        form = AssignCheckpointForm(request.POST if "apply" in request.POST else None)
+        if form.is_valid():
+            checkpoint = form.cleaned_data["checkpoint"]
+            try:
+                services.variants_assign_checkpoints(assignments=[(v, checkpoint) for v in queryset])
+            except services.GenerationError as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+            else:
+                self.message_user(request, f"{queryset.count()} variants now use {checkpoint or 'no checkpoint'}.",
+                                  messages.SUCCESS)
+            return None
+        return TemplateResponse(request, "admin/assign_checkpoint.html", {
+            **self.admin_site.each_context(request), "title": "Assign a checkpoint", "form": form,
+            "variants": queryset, "opts": self.model._meta,
+            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+        })

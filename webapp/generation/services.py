@@ -63,9 +63,39 @@ def checkpoint_read(*, path: str | Path) -> tuple[str, dict[str, Any]]:
     return checkpoint_sha256(file), config
 
 
+def variant_expected_model(name: str) -> dict[str, str] | None:
+    """The model a variant's name promises: ``concat-early`` is conditioning 'concat' with
+    fusion 'early' (the paper's four names, optionally followed by more, e.g. ``cross-early-v2``);
+    None for a name that promises nothing."""
+    from generator.model import CONDITIONINGS, FUSIONS
+
+    parts = name.split("-")
+    if len(parts) >= 2 and parts[0] in CONDITIONINGS and parts[1] in FUSIONS:
+        return {"conditioning": parts[0], "fusion": parts[1]}
+    return None
+
+
+def _check_fits(*, variant: Variant, checkpoint_name: str, config: dict[str, Any]) -> None:
+    """Refuse a checkpoint whose stored model config contradicts its variant's name."""
+    expected = variant_expected_model(variant.name)
+    if expected is None:
+        return
+    model = config.get("model", {})
+    stored = {key: model.get(key) for key in expected}
+    if stored != expected:
+        def show(d: dict) -> str:
+            return ", ".join(f"{k}={v!r}" for k, v in d.items())
+
+        raise GenerationError(
+            f"Checkpoint {checkpoint_name!r} does not fit variant {variant.name}: its stored config has "
+            f"{show(stored)}, the variant needs {show(expected)}."
+        )
+
+
 @transaction.atomic
-def checkpoint_register(*, name: str, path: str | Path) -> Checkpoint:
-    """Register a checkpoint under ``name``, recording its sha256 and config.
+def checkpoint_register(*, name: str, path: str | Path, variant: Variant | None = None) -> Checkpoint:
+    """Register a checkpoint under ``name``, recording its sha256 and config; with
+    ``variant``, assign it to that variant too, or neither when it does not fit.
 
     Registering the same weights under the same name again returns the existing row (its
     path updated if the file moved); other weights under a taken name are refused, since
@@ -86,18 +116,27 @@ def checkpoint_register(*, name: str, path: str | Path) -> Checkpoint:
         if existing.path != str(resolved):
             existing.path = str(resolved)
             existing.save(update_fields=["path"])
-        return existing
-    return Checkpoint.objects.create(name=name, path=str(resolved), sha256=sha256, config=config)
+        checkpoint = existing
+    else:
+        if variant is not None:
+            _check_fits(variant=variant, checkpoint_name=name, config=config)
+        checkpoint = Checkpoint.objects.create(name=name, path=str(resolved), sha256=sha256, config=config)
+    if variant is not None:
+        variant_assign_checkpoint(variant=variant, checkpoint=checkpoint)
+    return checkpoint
 
 
 @transaction.atomic
 def variant_assign_checkpoint(*, variant: Variant, checkpoint: Checkpoint | None) -> Variant:
-    """Choose the checkpoint that makes a variant's images; only while the study is a draft."""
+    """Choose the checkpoint that makes a variant's images; only while the study is a draft,
+    and only one whose stored model config fits the variant's name."""
     variant = Variant.objects.select_related("study").select_for_update().get(pk=variant.pk)
     if variant.study.status != Study.Status.DRAFT:
         raise GenerationError("Checkpoints can only change while the study is a draft.")
     if variant.checkpoint_id == (checkpoint.pk if checkpoint else None):
         return variant
+    if checkpoint is not None:
+        _check_fits(variant=variant, checkpoint_name=checkpoint.name, config=checkpoint.config)
     if Batch.objects.filter(study_id=variant.study_id, status__in=Batch.ACTIVE).exists():
         raise GenerationError("A batch is running for this study: cancel it before changing checkpoints.")
     if variant.images.filter(source=Image.Source.MODEL).exclude(checkpoint=checkpoint).exists():
@@ -107,6 +146,13 @@ def variant_assign_checkpoint(*, variant: Variant, checkpoint: Checkpoint | None
     variant.checkpoint = checkpoint
     variant.save(update_fields=["checkpoint"])
     return variant
+
+
+@transaction.atomic
+def variants_assign_checkpoints(*, assignments: list[tuple[Variant, Checkpoint | None]]) -> None:
+    """Assign several variants at once: all of them, or (one refused) none."""
+    for variant, checkpoint in assignments:
+        variant_assign_checkpoint(variant=variant, checkpoint=checkpoint)
 
 
 # --------------------------------------------------------------------------- launching

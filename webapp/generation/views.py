@@ -98,8 +98,7 @@ def assign_checkpoints(request: HttpRequest, slug: str) -> HttpResponse:
     if not form.is_valid():
         return _study_page(request, study, checkpoints_form=form, status=400)
     try:
-        for variant, checkpoint in form.assignments():
-            services.variant_assign_checkpoint(variant=variant, checkpoint=checkpoint)
+        services.variants_assign_checkpoints(assignments=form.assignments())
     except services.GenerationError as exc:
         form.add_error(None, str(exc))
         return _study_page(request, study, checkpoints_form=form, status=409)

@@ -1,11 +1,50 @@
-from django.contrib import admin
+"""The admin of studies: a client of the services, like every other page.
 
-from .models import Checkpoint, CountResponse, Entry, Evaluator, Image, Item, Prompt, RankResponse, Slot, Study, Variant
+What the services guard cannot be edited here: a study's protocol and plan are frozen from
+its creation (``study_create``), its status changes only through the actions below (which
+call ``study_open`` / ``study_close``), and the rows the study's plan and its evaluators
+made (items, slots, evaluators, entries, responses, images) are shown, never edited: an
+edited response would leave the stored results stale under an unchanged fingerprint.
+Checkpoints and their assignment to variants live in webapp/generation/admin.py.
+"""
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from . import services
+from .models import CountResponse, Entry, Evaluator, Image, Item, Prompt, RankResponse, Slot, Study, Variant
+
+# Fixed when the study is created from its protocol; part of what the results describe.
+FROZEN_FIELDS = ("slug", "protocol", "protocol_hash", "plan_seed", "invite_token", "status",
+                 "created_at", "opened_at", "closed_at")
+# Shown to evaluators (completion code) or describing the study: editable while a draft.
+DRAFT_FIELDS = ("title", "description", "completion_code")
+
+
+class ViewOnlyAdmin(admin.ModelAdmin):
+    """Rows written by services only: listed and shown, never added, changed or deleted here."""
+
+    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
 
 
 class VariantInline(admin.TabularInline):
     model = Variant
     extra = 0
+    fields = ("index", "name", "checkpoint")
+    readonly_fields = fields
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
 
 
 @admin.register(Study)
@@ -13,58 +52,91 @@ class StudyAdmin(admin.ModelAdmin):
     list_display = ("slug", "title", "status", "created_at", "opened_at")
     list_filter = ("status",)
     search_fields = ("slug", "title")
-    readonly_fields = ("protocol_hash", "invite_token", "created_at", "opened_at", "closed_at")
+    fields = FROZEN_FIELDS[:1] + DRAFT_FIELDS + ("researchers",) + FROZEN_FIELDS[1:]
     filter_horizontal = ("researchers",)
     inlines = [VariantInline]
+    actions = ["open_studies", "close_studies"]
 
+    def get_readonly_fields(self, request: HttpRequest, obj: Study | None = None) -> tuple[str, ...]:
+        if obj is not None and obj.status != Study.Status.DRAFT:
+            return FROZEN_FIELDS + DRAFT_FIELDS
+        return FROZEN_FIELDS
 
-@admin.register(Checkpoint)
-class CheckpointAdmin(admin.ModelAdmin):
-    list_display = ("name", "sha256", "registered_at")
-    readonly_fields = ("sha256", "config", "registered_at")
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # a study is made from a protocol: `manage.py create_study` (study_create)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Study | None = None) -> bool:
+        return obj is None or obj.status == Study.Status.DRAFT  # never a study with answers
+
+    def get_actions(self, request: HttpRequest):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)  # it would delete open studies with their answers
+        return actions
+
+    @admin.action(description="Open the selected draft studies (every image must exist)", permissions=["change"])
+    def open_studies(self, request: HttpRequest, queryset: QuerySet[Study]) -> None:
+        for study in queryset:
+            try:
+                services.study_open(study=study)
+            except services.StudySetupError as exc:
+                self.message_user(request, f"{study.slug}: {exc}", messages.ERROR)
+            else:
+                self.message_user(request, f"{study.slug} is open.", messages.SUCCESS)
+
+    @admin.action(description="Close the selected open studies (no more answers)", permissions=["change"])
+    def close_studies(self, request: HttpRequest, queryset: QuerySet[Study]) -> None:
+        for study in queryset:
+            if study.status != Study.Status.OPEN:
+                self.message_user(request, f"{study.slug} is {study.status}, not open: left as it is.",
+                                  messages.WARNING)
+                continue
+            services.study_close(study=study)
+            self.message_user(request, f"{study.slug} is closed.", messages.SUCCESS)
 
 
 @admin.register(Prompt)
-class PromptAdmin(admin.ModelAdmin):
+class PromptAdmin(ViewOnlyAdmin):
     list_display = ("text", "kind", "study", "object", "count")
     list_filter = ("kind", "study")
 
 
 @admin.register(Image)
-class ImageAdmin(admin.ModelAdmin):
+class ImageAdmin(ViewOnlyAdmin):
     list_display = ("public_id", "study", "variant", "prompt", "seed", "source")
     list_filter = ("study", "source", "variant__name")
-    readonly_fields = ("public_id", "provenance", "created_at")
 
 
 @admin.register(Item)
-class ItemAdmin(admin.ModelAdmin):
+class ItemAdmin(ViewOnlyAdmin):
     list_display = ("id", "study", "task", "prompt", "seed", "is_gold")
     list_filter = ("study", "task", "is_gold")
 
 
 @admin.register(Slot)
-class SlotAdmin(admin.ModelAdmin):
+class SlotAdmin(ViewOnlyAdmin):
     list_display = ("study", "number", "seed")
 
 
 @admin.register(Evaluator)
-class EvaluatorAdmin(admin.ModelAdmin):
-    list_display = ("pseudonym", "study", "joined_at", "finished_at", "is_simulated")
+class EvaluatorAdmin(ViewOnlyAdmin):
+    list_display = ("pseudonym", "study", "joined_at", "consented_at", "finished_at", "is_simulated")
     list_filter = ("study", "is_simulated")
     search_fields = ("pseudonym", "external_id")
+    exclude = ("browser",)  # a live session's credential
 
 
 @admin.register(Entry)
-class EntryAdmin(admin.ModelAdmin):
+class EntryAdmin(ViewOnlyAdmin):
     list_display = ("evaluator", "index", "item")
 
 
 @admin.register(CountResponse)
-class CountResponseAdmin(admin.ModelAdmin):
+class CountResponseAdmin(ViewOnlyAdmin):
     list_display = ("evaluator", "item", "answer", "cant_tell", "seconds", "created_at")
+    exclude = ("browser",)
 
 
 @admin.register(RankResponse)
-class RankResponseAdmin(admin.ModelAdmin):
+class RankResponseAdmin(ViewOnlyAdmin):
     list_display = ("evaluator", "item", "skipped", "skip_reason", "seconds", "created_at")
+    exclude = ("browser",)

@@ -1,12 +1,17 @@
 """Evaluator answer forms. They validate shape only; services check ownership and state."""
 from __future__ import annotations
 
+import re
+
 from django import forms
 from django.core.exceptions import ValidationError
 
 from .models import RankResponse
 
 MAX_COUNT = 1000
+# ASCII digits only: str.isdigit() also accepts "²", "①" or "٣", which int() then
+# either refuses (a crash) or reads as a number the evaluator never typed.
+ASCII_COUNT = re.compile(r"-?[0-9]+", re.ASCII)
 
 
 class CountAnswerForm(forms.Form):
@@ -18,11 +23,11 @@ class CountAnswerForm(forms.Form):
         raw = self.cleaned_data["answer"].strip()
         if raw == "":
             return None
-        if not raw.isdigit():
-            if raw.lstrip("-").isdigit():
-                raise ValidationError("A count cannot be negative.", code="negative")
-            raise ValidationError("Type a whole number, like 3.", code="not_integer")
+        if not ASCII_COUNT.fullmatch(raw):
+            raise ValidationError("Type a whole number with the digits 0 to 9, like 3.", code="not_integer")
         value = int(raw)
+        if value < 0:
+            raise ValidationError("A count cannot be negative.", code="negative")
         if value > MAX_COUNT:
             raise ValidationError(f"A count above {MAX_COUNT} is not plausible here.", code="too_large")
         return value

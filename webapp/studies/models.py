@@ -257,7 +257,10 @@ class Evaluator(models.Model):
     external_session_id = models.CharField(max_length=128, blank=True)
     declined_at = models.DateTimeField(null=True, blank=True, help_text="Did not consent.")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
-    slot = models.ForeignKey(Slot, null=True, blank=True, on_delete=models.SET_NULL, related_name="evaluators")
+    slot = models.ForeignKey(Slot, null=True, blank=True, on_delete=models.SET_NULL, related_name="evaluators",
+                             help_text="Taken on consent; none before.")
+    browser = models.CharField(max_length=32, blank=True, default="", db_default="",
+                               help_text="Token of the browser session holding this evaluator; new on a take-over.")
     is_simulated = models.BooleanField(default=False)
     joined_at = models.DateTimeField(auto_now_add=True)
     consented_at = models.DateTimeField(null=True, blank=True)
@@ -270,6 +273,11 @@ class Evaluator(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["study", "external_id"], condition=~Q(external_id=""), name="evaluator_unique_external_id"
+            ),
+            # Two people on one slot would answer the same plan twice.
+            models.UniqueConstraint(
+                fields=["slot"], condition=Q(slot__isnull=False, abandoned_at__isnull=True),
+                name="evaluator_one_holder_per_slot",
             ),
         ]
 
@@ -306,6 +314,8 @@ class CountResponse(models.Model):
     answer = models.IntegerField(null=True, blank=True)
     cant_tell = models.BooleanField(default=False)
     seconds = models.FloatField()
+    browser = models.CharField(max_length=32, blank=True, default="", db_default="",
+                               help_text="The evaluator's browser token when answered.")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -346,6 +356,8 @@ class RankResponse(models.Model):
     skipped = models.BooleanField(default=False)
     skip_reason = models.CharField(max_length=10, choices=SkipReason.choices, blank=True)
     seconds = models.FloatField()
+    browser = models.CharField(max_length=32, blank=True, default="", db_default="",
+                               help_text="The evaluator's browser token when answered.")
     created_at = models.DateTimeField(auto_now_add=True)
 
     RANK_FIELDS = ("rank_0", "rank_1", "rank_2", "rank_3")

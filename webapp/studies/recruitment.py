@@ -14,7 +14,7 @@ from django.db.models import Count, Sum
 
 from evalstudy.protocol import Consent, Practice, Protocol, ProtocolError, Recruitment, ReturnLink
 
-from .models import CountResponse, Evaluator, RankResponse, Study
+from .models import CountResponse, Entry, Evaluator, RankResponse, Slot, Study
 
 # Query parameters read for the participant's id when the protocol names none.
 DEFAULT_ID_PARAMS = ("PROLIFIC_PID", "worker_id", "workerId", "external_id")
@@ -94,6 +94,19 @@ def return_link(study: Study, outcome: str) -> ReturnLink | None:
     if link is None or (link.code is None and link.url is None):
         return None
     return link
+
+
+def planned_tasks(*, study: Study, evaluator: Evaluator) -> int:
+    """How many tasks the evaluator has, or (before consenting, when they hold no slot yet)
+    will have: the length of the slot the next consent takes, else the longest slot."""
+    n = Entry.objects.filter(evaluator=evaluator).count()
+    if n or evaluator.slot_id is not None:
+        return n
+    held = Evaluator.objects.filter(study=study, abandoned_at__isnull=True, slot__isnull=False).values_list("slot_id")
+    slot = Slot.objects.filter(study=study).exclude(pk__in=held).order_by("number").first()
+    if slot is None:
+        slot = max(Slot.objects.filter(study=study), key=lambda s: len(s.items), default=None)
+    return len(slot.items) if slot is not None else 0
 
 
 def time_estimate(*, study: Study, n_tasks: int) -> TimeEstimate | None:

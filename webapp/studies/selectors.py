@@ -8,6 +8,7 @@ from django.db.models import Count, Q
 from .models import CountResponse, Entry, Evaluator, Image, Item, RankResponse, Study
 
 SESSION_KEY = "fusion_evaluators"  # session: {study id (str): evaluator id}
+BROWSER_SESSION_KEY = "fusion_browsers"  # session: {evaluator id (str): the evaluator's browser token}
 
 
 @dataclass(frozen=True)
@@ -111,15 +112,34 @@ def image_display(*, width: int, height: int, box: int) -> ImageDisplay:
     return ImageDisplay(w, h, round(w * fit), round(h * fit), False)
 
 
+def _holds(session, evaluator: Evaluator) -> bool:
+    """Whether this browser session holds the evaluator (not taken over by another since).
+    An evaluator from before browser tokens (none stored) is held by whoever knows it."""
+    return evaluator.browser == "" or session.get(BROWSER_SESSION_KEY, {}).get(str(evaluator.pk)) == evaluator.browser
+
+
 def evaluator_from_session(*, session, study: Study) -> Evaluator | None:
+    """The evaluator this browser holds in ``study``; None if it joined none, or was signed
+    out by another browser taking the evaluator over."""
     evaluator_id = session.get(SESSION_KEY, {}).get(str(study.pk))
     if evaluator_id is None:
         return None
-    return Evaluator.objects.select_related("study").filter(pk=evaluator_id, study=study).first()
+    evaluator = Evaluator.objects.select_related("study").filter(pk=evaluator_id, study=study).first()
+    return evaluator if evaluator is not None and _holds(session, evaluator) else None
+
+
+def session_signed_out(*, session, study: Study) -> bool:
+    """Whether this browser held an evaluator of ``study`` that another browser took over."""
+    known = str(study.pk) in session.get(SESSION_KEY, {})
+    return known and evaluator_from_session(session=session, study=study) is None
 
 
 def session_evaluator_ids(*, session) -> list[int]:
-    return [int(v) for v in session.get(SESSION_KEY, {}).values()]
+    """The evaluators this browser session holds, in every study."""
+    known = [int(v) for v in session.get(SESSION_KEY, {}).values()]
+    if not known:
+        return []
+    return [ev.pk for ev in Evaluator.objects.filter(pk__in=known).only("pk", "browser") if _holds(session, ev)]
 
 
 def evaluator_may_see_image(*, evaluator_ids: list[int], image: Image) -> bool:

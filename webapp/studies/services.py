@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core import signing
@@ -18,7 +18,7 @@ from evalstudy.design import plan_assignments, repeat_item_id
 from evalstudy.protocol import Protocol, ProtocolError, StudyItem, stable_key, study_items
 
 from .imagefiles import write_png_atomic
-from .models import CountResponse, Entry, Evaluator, Image, Item, Prompt, RankResponse, Slot, Study, Variant
+from .models import CountResponse, Entry, Evaluator, Image, Item, Prompt, RankResponse, Slot, Study, Variant, new_token
 
 TOKEN_SALT = "fusion-eval.entry"
 TOKEN_MAX_AGE = timedelta(days=14)
@@ -105,19 +105,56 @@ def _after_answer(evaluator: Evaluator) -> None:
 # --------------------------------------------------------------------------- joining
 
 
-def _free_slot(study: Study) -> Slot:
-    """The lowest-numbered slot nobody active holds; abandoned holders release theirs."""
-    cutoff = timezone.now() - timedelta(seconds=settings.FUSION_SLOT_TIMEOUT_SECONDS)
+class InvalidExternalId(ValueError):
+    """An external worker id that cannot be stored as it is; the message says why."""
+
+
+class ActiveElsewhere(Exception):
+    """This external id is in use in another browser that was active within the slot
+    timeout. The visitor is asked whether to continue here (``evaluator_take_over``)."""
+
+    def __init__(self, evaluator: Evaluator):
+        super().__init__("This participant is taking part in another browser right now.")
+        self.evaluator = evaluator
+
+
+MAX_EXTERNAL_ID = Evaluator._meta.get_field("external_id").max_length
+
+
+def external_id_clean(raw: str) -> str:
+    """The id as stored: surrounding blanks dropped; too long or unprintable is refused,
+    never cut (two ids cut to one would make two people one evaluator)."""
+    value = raw.strip()
+    if len(value) > MAX_EXTERNAL_ID:
+        raise InvalidExternalId(
+            f"This participant id is {len(value)} characters long; at most {MAX_EXTERNAL_ID} are accepted. "
+            "Check the link you were given."
+        )
+    if not value.isprintable():
+        raise InvalidExternalId(
+            "This participant id holds characters that are not allowed. Check the link you were given."
+        )
+    return value
+
+
+def _active_since() -> datetime:
+    return timezone.now() - timedelta(seconds=settings.FUSION_SLOT_TIMEOUT_SECONDS)
+
+
+def _release_abandoned(study: Study) -> None:
+    """Evaluators silent for longer than the slot timeout give their slots back."""
     Evaluator.objects.filter(
-        study=study, finished_at__isnull=True, abandoned_at__isnull=True, last_seen_at__lt=cutoff
+        study=study, finished_at__isnull=True, abandoned_at__isnull=True, last_seen_at__lt=_active_since()
     ).update(abandoned_at=timezone.now())
-    held = set(
-        Evaluator.objects.filter(study=study, abandoned_at__isnull=True, slot__isnull=False).values_list("slot_id", flat=True)
-    )
-    slot = Slot.objects.filter(study=study).exclude(pk__in=held).order_by("number").first()
-    if slot is None:
-        raise StudyUnavailable("Every place in this study is taken. Thank you for your interest.", reason="full")
-    return slot
+
+
+def _free_slot(study: Study) -> Slot | None:
+    """The lowest-numbered slot nobody active holds (the caller holds the study's lock)."""
+    held = Evaluator.objects.filter(study=study, abandoned_at__isnull=True, slot__isnull=False).values_list("slot_id")
+    return Slot.objects.filter(study=study).exclude(pk__in=held).order_by("number").first()
+
+
+FULL_MESSAGE = "Every place in this study is taken. Thank you for your interest."
 
 
 @transaction.atomic
@@ -125,50 +162,87 @@ def evaluator_join(
     *, study: Study, external_id: str = "", user=None, simulated: bool = False,
     external_study_id: str = "", external_session_id: str = "",
 ) -> Evaluator:
-    """A new evaluator on a free slot, with their tasks in the slot's order; or the one who
-    already joined with this external worker id (they resume where they stopped).
-    ``external_study_id`` and ``external_session_id`` are the panel's (Prolific's STUDY_ID
-    and SESSION_ID), stored as given."""
+    """The visitor of the invite link as a new evaluator, who holds no slot until they consent.
+
+    With an external worker id that joined before (from a browser that does not hold it,
+    or the caller would not be here), their evaluator is returned, moved to this browser,
+    when the browser that holds it has been silent for the slot timeout; while it is
+    active, ActiveElsewhere. Raises StudyUnavailable when the study is closed, paused or
+    full and InvalidExternalId for an id that cannot be stored. ``external_study_id`` and
+    ``external_session_id`` are the panel's (Prolific's STUDY_ID and SESSION_ID), stored
+    as given (within the field's length).
+    """
     study = Study.objects.select_for_update().get(pk=study.pk)
     if study.status == Study.Status.PAUSED:
         raise StudyUnavailable("This study is paused and takes no new participants at the moment.")
     if not study.is_open:
         raise StudyUnavailable("This study is not open.")
-    external_id = external_id.strip()[:128]
+    external_id = external_id_clean(external_id)
     if external_id:
         existing = Evaluator.objects.filter(study=study, external_id=external_id).first()
         if existing is not None:
-            return existing
-    slot = _free_slot(study)
-    evaluator = Evaluator.objects.create(
-        study=study, external_id=external_id, user=user, slot=slot, is_simulated=simulated, last_seen_at=timezone.now(),
-        external_study_id=external_study_id.strip()[:128], external_session_id=external_session_id.strip()[:128],
+            if existing.last_seen_at is not None and existing.last_seen_at >= _active_since():
+                raise ActiveElsewhere(existing)
+            return evaluator_take_over(evaluator=existing)
+    _release_abandoned(study)
+    if _free_slot(study) is None:
+        raise StudyUnavailable(FULL_MESSAGE, reason="full")
+    return Evaluator.objects.create(
+        study=study, external_id=external_id, user=user, is_simulated=simulated, last_seen_at=timezone.now(),
+        browser=new_token(), external_study_id=external_study_id.strip()[:MAX_EXTERNAL_ID],
+        external_session_id=external_session_id.strip()[:MAX_EXTERNAL_ID],
     )
-    Entry.objects.bulk_create(
-        [
-            Entry(evaluator=evaluator, index=i, item_id=item_id, positions=slot.positions.get(str(item_id), []))
-            for i, item_id in enumerate(slot.items)
-        ]
-    )
+
+
+@transaction.atomic
+def evaluator_take_over(*, evaluator: Evaluator) -> Evaluator:
+    """Move the evaluator to a new browser: the browser that held it is signed out."""
+    evaluator = Evaluator.objects.select_for_update().get(pk=evaluator.pk)
+    evaluator.browser = new_token()
+    evaluator.last_seen_at = timezone.now()
+    evaluator.save(update_fields=["browser", "last_seen_at"])
     return evaluator
 
 
 @transaction.atomic
 def evaluator_consent(*, evaluator: Evaluator) -> Evaluator:
-    if evaluator.consented_at is None:
-        evaluator.consented_at = timezone.now()
-        evaluator.save(update_fields=["consented_at"])
+    """Record the evaluator's consent and give them a slot and its tasks, in the slot's order.
+
+    The slot is taken here, not on joining: a visitor who only opened the link holds none.
+    Raises StudyUnavailable (and stores nothing) when the study closed or filled meanwhile.
+    """
+    study = Study.objects.select_for_update().get(pk=evaluator.study_id)
+    evaluator = Evaluator.objects.select_for_update().get(pk=evaluator.pk)
+    if evaluator.consented_at is not None:
+        return evaluator
+    if not study.is_open:
+        raise StudyUnavailable("This study is not open.")
+    if evaluator.slot_id is None:
+        _release_abandoned(study)
+        slot = _free_slot(study)
+        if slot is None:
+            raise StudyUnavailable(FULL_MESSAGE, reason="full")
+        evaluator.slot = slot
+        Entry.objects.bulk_create(
+            [
+                Entry(evaluator=evaluator, index=i, item_id=item_id, positions=slot.positions.get(str(item_id), []))
+                for i, item_id in enumerate(slot.items)
+            ]
+        )
+    evaluator.consented_at = evaluator.last_seen_at = timezone.now()
+    evaluator.declined_at = None  # agreed after all
+    evaluator.save(update_fields=["slot", "consented_at", "last_seen_at", "declined_at"])
     return evaluator
 
 
 @transaction.atomic
 def evaluator_decline(*, evaluator: Evaluator) -> Evaluator:
-    """The evaluator did not consent: record it and give their slot back (an evaluator who
-    has consented already cannot decline any more; they may simply stop)."""
+    """The evaluator did not consent: record it (they hold no slot before consenting). One
+    who agrees after all is taken on by ``evaluator_consent``; an evaluator who has
+    consented already cannot decline any more, they may simply stop."""
     if evaluator.consented_at is None and evaluator.declined_at is None:
-        now = timezone.now()
-        Evaluator.objects.filter(pk=evaluator.pk).update(declined_at=now, abandoned_at=now)
-        evaluator.declined_at = evaluator.abandoned_at = now
+        evaluator.declined_at = timezone.now()
+        Evaluator.objects.filter(pk=evaluator.pk).update(declined_at=evaluator.declined_at)
     return evaluator
 
 
@@ -186,7 +260,8 @@ def count_response_submit(*, evaluator: Evaluator, token: str, answer: int | Non
         with transaction.atomic():
             entry, seconds = _entry_for_submission(evaluator=evaluator, token=token, task=Item.Task.COUNT)
             response = CountResponse.objects.create(
-                entry=entry, evaluator=evaluator, item=entry.item, answer=answer, cant_tell=cant_tell, seconds=seconds
+                entry=entry, evaluator=evaluator, item=entry.item, answer=answer, cant_tell=cant_tell, seconds=seconds,
+                browser=evaluator.browser,
             )
             _after_answer(evaluator)
     except IntegrityError:
@@ -213,7 +288,7 @@ def rank_response_submit(
             fields.update({f"rank_{i}": (None if ranks is None else ranks[i]) for i in range(4)})
             response = RankResponse.objects.create(
                 entry=entry, evaluator=evaluator, item=entry.item, skipped=ranks is None,
-                skip_reason=skip_reason if ranks is None else "", seconds=seconds, **fields,
+                skip_reason=skip_reason if ranks is None else "", seconds=seconds, browser=evaluator.browser, **fields,
             )
             _after_answer(evaluator)
     except IntegrityError:
@@ -223,7 +298,11 @@ def rank_response_submit(
 
 @transaction.atomic
 def response_undo_last(*, evaluator: Evaluator) -> Entry | None:
-    """Delete the evaluator's most recent answer; return its entry (to be shown again)."""
+    """Delete the evaluator's most recent answer; return its entry (to be shown again).
+
+    Only an answer given from the browser that holds the evaluator now can be undone: after
+    a take-over, the new browser cannot remove what the first one answered.
+    """
     if not evaluator.study.accepts_answers:
         raise SubmissionError("study_closed", "This study is closed; answers can no longer change.", 409)
     from .selectors import evaluator_last_response
@@ -231,6 +310,8 @@ def response_undo_last(*, evaluator: Evaluator) -> Entry | None:
     last = evaluator_last_response(evaluator=evaluator)
     if last is None:
         return None
+    if last.browser != evaluator.browser:
+        raise SubmissionError("other_browser", "Your last answer was given in another browser; it cannot be undone here.", 409)
     entry = last.entry
     last.delete()
     if evaluator.finished_at is not None:

@@ -6,6 +6,7 @@ app_name = "studies"
 
 urlpatterns = [
     path("join/<str:invite_token>/", views.join, name="join"),
+    path("join/<str:invite_token>/continue/", views.join_continue, name="join_continue"),
     path("e/<slug:slug>/consent/", views.consent, name="consent"),
     path("e/<slug:slug>/instructions/", views.instructions, name="instructions"),
     path("e/<slug:slug>/practice/", views.practice, name="practice"),

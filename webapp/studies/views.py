@@ -10,11 +10,16 @@ from functools import wraps
 from pathlib import Path
 
 from django.conf import settings
+from django.core import signing
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_http_methods
+from django.views.decorators.http import require_http_methods, require_POST
+from django_ratelimit import ALL
+from django_ratelimit.core import is_ratelimited
+from django_ratelimit.decorators import ratelimit
+from django_ratelimit.exceptions import Ratelimited
 
 from . import recruitment, selectors, services
 from .forms import CountAnswerForm, RankAnswerForm
@@ -30,20 +35,41 @@ COUNT_BOX = 480
 TILE_BOX = 256
 
 
+READ_METHODS = ("GET", "HEAD")
+TAKEOVER_SALT = "fusion-eval.takeover"
+TAKEOVER_MAX_AGE = 15 * 60  # seconds the "continue here?" question stays valid
+SIGNED_OUT_MESSAGE = ("You chose to go on with this study in another browser, so this one is signed out. "
+                      "Your answers are saved. To go on here instead, use your invite link again.")
+
+
 def _wants_json(request: HttpRequest) -> bool:
     return "application/json" in request.headers.get("Accept", "")
 
 
-READ_METHODS = ("GET", "HEAD")
+def _rate(setting: str) -> Callable[[str, HttpRequest], str]:
+    """A django-ratelimit rate read from the settings when the request comes (tests change it)."""
+    return lambda group, request: getattr(settings, setting)
 
 
-def evaluator_view(*, methods: tuple[str, ...] = READ_METHODS, consent_required: bool = False):
-    """Decorate a view of ``/e/<slug>/...`` that belongs to one joined evaluator.
+def _unavailable(request: HttpRequest, study: Study, message: str, status: int, *, outcome: str = "") -> HttpResponse:
+    """A page that says why the study cannot go on; for a closed or full study (``outcome``)
+    with the panel's code and link back, when the protocol gives them."""
+    return render(request, "studies/unavailable.html", {
+        "study": study, "message": message, "link": recruitment.return_link(study, outcome) if outcome else None,
+        "panel": recruitment.panel_name(recruitment.recruitment_of(study)),
+    }, status=status)
 
-    The wrapped view is called as ``view(request, study, evaluator, **url_arguments)``. A visitor who has not
-    joined the study in this browser gets a 404; with ``consent_required``, an evaluator who
+
+def evaluator_view(*, methods: tuple[str, ...] = READ_METHODS, consent_required: bool = False,
+                   answers: bool = False):
+    """Decorate a view of ``/e/<slug>/...`` that belongs to the evaluator this browser holds.
+
+    The wrapped view is called as ``view(request, study, evaluator, **url_arguments)``. A
+    visitor who has not joined the study in this browser gets a 404, one whose evaluator
+    another browser took over a 403 saying so; with ``consent_required``, an evaluator who
     has not agreed yet is sent to the consent page. Methods outside ``methods`` get a 405,
-    and no answer is ever cached.
+    and no answer is ever cached. With ``answers``, a POST counts against the evaluator's
+    answer rate (FUSION_RATE_ANSWER); over it, a 429.
     """
 
     def decorator(view: Callable[[HttpRequest, Study, Evaluator], HttpResponse]):
@@ -52,9 +78,16 @@ def evaluator_view(*, methods: tuple[str, ...] = READ_METHODS, consent_required:
             study = get_object_or_404(Study, slug=slug)
             evaluator = selectors.evaluator_from_session(session=request.session, study=study)
             if evaluator is None:
+                if selectors.session_signed_out(session=request.session, study=study):
+                    return _unavailable(request, study, SIGNED_OUT_MESSAGE, 403)
                 raise Http404("You have not joined this study.")
             if consent_required and evaluator.consented_at is None:
                 return redirect("studies:consent", slug=slug)
+            if answers and request.method == "POST" and is_ratelimited(
+                request, group="studies.answer", key=lambda group, request: str(evaluator.pk),
+                rate=_rate("FUSION_RATE_ANSWER"), method=ALL, increment=True,
+            ):
+                raise Ratelimited()
             return view(request, study, evaluator, **kwargs)
 
         return never_cache(require_http_methods(list(methods))(wrapped))
@@ -63,9 +96,17 @@ def evaluator_view(*, methods: tuple[str, ...] = READ_METHODS, consent_required:
 
 
 def _remember(request: HttpRequest, evaluator: Evaluator) -> None:
+    """This browser holds ``evaluator`` from now on."""
     known = dict(request.session.get(selectors.SESSION_KEY, {}))
     known[str(evaluator.study_id)] = evaluator.pk
     request.session[selectors.SESSION_KEY] = known
+    browsers = dict(request.session.get(selectors.BROWSER_SESSION_KEY, {}))
+    browsers[str(evaluator.pk)] = evaluator.browser
+    request.session[selectors.BROWSER_SESSION_KEY] = browsers
+
+
+def _next_page(study: Study, evaluator: Evaluator) -> HttpResponse:
+    return redirect("studies:consent" if evaluator.consented_at is None else "studies:task", slug=study.slug)
 
 
 # --------------------------------------------------------------------------- joining
@@ -73,6 +114,7 @@ def _remember(request: HttpRequest, evaluator: Evaluator) -> None:
 
 @never_cache
 @require_http_methods(list(READ_METHODS))
+@ratelimit(group="studies.join", key="ip", rate=_rate("FUSION_RATE_JOIN"), method=ALL, block=True)
 def join(request: HttpRequest, invite_token: str) -> HttpResponse:
     """The per-study invite link. It may carry the panel's ids (e.g. Prolific's PROLIFIC_PID,
     STUDY_ID and SESSION_ID); when the protocol asks for a participant id and the link has
@@ -95,19 +137,39 @@ def join(request: HttpRequest, invite_token: str) -> HttpResponse:
                 study=study, external_id=ids.participant, user=request.user if request.user.is_authenticated else None,
                 external_study_id=ids.study, external_session_id=ids.session,
             )
+        except services.InvalidExternalId as exc:
+            return _unavailable(request, study, str(exc), 400)
         except services.StudyUnavailable as exc:
-            return render(request, "studies/unavailable.html", {
-                "study": study, "message": str(exc), "link": recruitment.return_link(study, exc.reason),
-                "panel": recruitment.panel_name(rec),
-            }, status=403)
+            return _unavailable(request, study, str(exc), 403, outcome=exc.reason)
+        except services.ActiveElsewhere as exc:
+            ticket = signing.dumps({"e": exc.evaluator.pk, "b": exc.evaluator.browser}, salt=TAKEOVER_SALT)
+            return render(request, "studies/takeover.html", {"study": study, "ticket": ticket}, status=409)
         _remember(request, evaluator)
-    if evaluator.declined_at is not None:
-        return redirect("studies:consent", slug=study.slug)
-    return redirect("studies:consent" if evaluator.consented_at is None else "studies:task", slug=study.slug)
+    return _next_page(study, evaluator)
+
+
+@never_cache
+@require_POST
+@ratelimit(group="studies.join", key="ip", rate=_rate("FUSION_RATE_JOIN"), method=ALL, block=True)
+def join_continue(request: HttpRequest, invite_token: str) -> HttpResponse:
+    """"Continue here": this browser takes the evaluator over, the other is signed out.
+
+    The ticket comes from the question page of ``join``; it names the evaluator and the
+    browser that held it then, so a ticket is good for one take-over, for a while.
+    """
+    study = get_object_or_404(Study, invite_token=invite_token)
+    try:
+        data = signing.loads(request.POST.get("ticket", ""), salt=TAKEOVER_SALT, max_age=TAKEOVER_MAX_AGE)
+        evaluator = Evaluator.objects.get(pk=int(data["e"]), study=study, browser=str(data["b"]))
+    except (signing.BadSignature, KeyError, TypeError, ValueError, Evaluator.DoesNotExist):
+        return _unavailable(request, study, "This question has expired. Use your invite link again.", 400)
+    evaluator = services.evaluator_take_over(evaluator=evaluator)
+    _remember(request, evaluator)
+    return _next_page(study, evaluator)
 
 
 def _consent_context(study: Study, evaluator: Evaluator) -> dict:
-    n_tasks = Entry.objects.filter(evaluator=evaluator).count()
+    n_tasks = recruitment.planned_tasks(study=study, evaluator=evaluator)
     return {
         "study": study, "consent": recruitment.consent_of(study), "n_tasks": n_tasks,
         "estimate": recruitment.time_estimate(study=study, n_tasks=n_tasks),
@@ -116,13 +178,18 @@ def _consent_context(study: Study, evaluator: Evaluator) -> dict:
 
 
 @evaluator_view(methods=("GET", "HEAD", "POST"))
+@ratelimit(group="studies.consent", key="ip", rate=_rate("FUSION_RATE_CONSENT"), method="POST", block=True)
 def consent(request: HttpRequest, study: Study, evaluator: Evaluator) -> HttpResponse:
     """What the study is, what it takes and pays, what happens to the data; agree or not.
-    Not agreeing gives the slot back and sends the participant to the panel's "declined"
-    address with its code (or shows the code, when the protocol gives no address)."""
-    if request.method == "POST" and evaluator.declined_at is None and evaluator.consented_at is None:
+    Agreeing takes a slot (rate-limited per address, as joining is). Not agreeing sends the
+    participant to the panel's "declined" address with its code (or shows the code, when
+    the protocol gives no address); one who comes back and agrees after all may start."""
+    if request.method == "POST" and evaluator.consented_at is None:
         if request.POST.get("agree") == "yes":
-            services.evaluator_consent(evaluator=evaluator)
+            try:
+                services.evaluator_consent(evaluator=evaluator)
+            except services.StudyUnavailable as exc:
+                return _unavailable(request, study, str(exc), 403, outcome=exc.reason)
             return redirect("studies:instructions", slug=study.slug)
         services.evaluator_decline(evaluator=evaluator)
     if evaluator.declined_at is not None:
@@ -224,7 +291,7 @@ def _task_json(entry: Entry | None, progress: selectors.Progress, done_url: str)
     }
 
 
-@evaluator_view(methods=("GET", "HEAD", "POST"), consent_required=True)
+@evaluator_view(methods=("GET", "HEAD", "POST"), consent_required=True, answers=True)
 def task(request: HttpRequest, study: Study, evaluator: Evaluator) -> HttpResponse:
     slug = study.slug
     error = None
@@ -297,7 +364,7 @@ def _submit(request: HttpRequest, evaluator: Evaluator) -> tuple[dict | None, in
     return None, 200
 
 
-@evaluator_view(methods=("POST",))
+@evaluator_view(methods=("POST",), answers=True)
 def undo(request: HttpRequest, study: Study, evaluator: Evaluator) -> HttpResponse:
     slug = study.slug
     last = selectors.evaluator_last_response(evaluator=evaluator)

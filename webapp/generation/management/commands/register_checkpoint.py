@@ -28,9 +28,7 @@ class Command(BaseCommand):
             if variant is None:
                 raise CommandError(f"Study {opts['study']!r} has no variant {opts['variant']!r}.")
         try:
-            checkpoint = services.checkpoint_register(name=opts["name"], path=opts["path"])
-            if variant is not None:
-                services.variant_assign_checkpoint(variant=variant, checkpoint=checkpoint)
+            checkpoint = services.checkpoint_register(name=opts["name"], path=opts["path"], variant=variant)
         except services.GenerationError as exc:
             raise CommandError(str(exc)) from exc
         self.stdout.write(f"{checkpoint.name}: sha256 {checkpoint.sha256} ({checkpoint.path})"

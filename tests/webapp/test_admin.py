@@ -1,0 +1,114 @@
+"""The Django admin writes only through the services: frozen fields, actions, view-only rows."""
+import pytest
+from django.test import Client
+
+from tests.factories import UserFactory
+from tests.services.helpers import DEMO_PROTOCOL, small_protocol
+from webapp.studies import services as study_services
+from webapp.studies.models import Checkpoint, CountResponse, Study, Variant
+
+from .conftest import answer_data, current_task, join
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def admin_client():
+    client = Client()
+    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+    return client
+
+
+@pytest.fixture
+def draft():
+    return study_services.study_create(protocol=small_protocol(), slug="draft", base_dir=str(DEMO_PROTOCOL.parent))
+
+
+def change_form_data(response) -> dict:
+    """What the browser would send back from an admin change page, untouched."""
+    data = {}
+    form = response.context["adminform"].form
+    for name, field in form.fields.items():
+        value = form.initial.get(name, field.initial)
+        data[name] = [v.pk if hasattr(v, "pk") else v for v in value] if isinstance(value, list) else value or ""
+    for inline in response.context["inline_admin_formsets"]:
+        formset = inline.formset
+        management = formset.management_form
+        data.update({f"{formset.prefix}-{k}": v for k, v in management.initial.items()})
+        for i, f in enumerate(formset.forms):
+            data[f"{formset.prefix}-{i}-id"] = f.instance.pk
+            data[f"{formset.prefix}-{i}-study"] = f.instance.study_id
+    return data
+
+
+def test_the_frozen_fields_of_an_open_study_are_read_only(admin_client, study):
+    url = f"/admin/studies/study/{study.pk}/change/"
+    r = admin_client.get(url)
+    assert r.status_code == 200
+    editable = set(r.context["adminform"].form.fields)
+    assert editable == {"researchers"}
+    before = Study.objects.values().get(pk=study.pk)
+    data = change_form_data(r)
+    data.update(protocol='{"variants": ["x"]}', status="draft", plan_seed="99", completion_code="FREE", title="renamed",
+                slug="other", invite_token="guessable")
+    assert admin_client.post(url, data).status_code == 302
+    assert Study.objects.values().get(pk=study.pk) == before
+
+
+def test_a_draft_keeps_its_protocol_and_status_frozen_too(admin_client, draft):
+    r = admin_client.get(f"/admin/studies/study/{draft.pk}/change/")
+    assert set(r.context["adminform"].form.fields) == {"title", "description", "completion_code", "researchers"}
+    assert admin_client.get("/admin/studies/study/add/").status_code == 403
+
+
+def test_status_changes_go_through_the_actions(admin_client, study, draft):
+    r = admin_client.post("/admin/studies/study/", {"action": "close_studies", "_selected_action": [study.pk, draft.pk]},
+                          follow=True)
+    study.refresh_from_db()
+    draft.refresh_from_db()
+    assert study.status == "closed" and study.closed_at is not None
+    assert draft.status == "draft" and "not open: left as it is" in r.content.decode()
+    # Opening checks what study_open checks: this draft has no images yet.
+    r = admin_client.post("/admin/studies/study/", {"action": "open_studies", "_selected_action": [draft.pk]}, follow=True)
+    draft.refresh_from_db()
+    assert draft.status == "draft" and "images are still missing" in r.content.decode()
+    # An open study cannot be deleted with its answers.
+    admin_client.post("/admin/studies/study/", {"action": "delete_selected", "_selected_action": [study.pk], "post": "yes"})
+    assert admin_client.get(f"/admin/studies/study/{study.pk}/delete/").status_code == 403
+    assert Study.objects.filter(pk=study.pk).exists()
+
+
+def test_responses_are_read_only(admin_client, study):
+    client = join(Client(), study)
+    task = current_task(client, study)["task"]
+    while task["kind"] != "count":
+        client.post(f"/e/{study.slug}/task/", answer_data(task))
+        task = current_task(client, study)["task"]
+    client.post(f"/e/{study.slug}/task/", answer_data(task, count="3"))
+    response = CountResponse.objects.get()
+    base = "/admin/studies/countresponse/"
+    assert admin_client.get(f"{base}{response.pk}/change/").status_code == 200  # shown
+    assert admin_client.post(f"{base}{response.pk}/change/", {"answer": "7", "cant_tell": "", "seconds": "1"}).status_code == 403
+    assert admin_client.post(f"{base}{response.pk}/delete/", {"post": "yes"}).status_code == 403
+    assert admin_client.get(f"{base}add/").status_code == 403
+    assert CountResponse.objects.get().answer == 3
+
+
+def test_assigning_a_checkpoint_goes_through_the_service(admin_client, draft):
+    concat_early = Checkpoint.objects.create(name="ce", path="/ckpt/ce", sha256="a" * 64,
+                                             config={"model": {"conditioning": "concat", "fusion": "early"}})
+    target = draft.variants.get(name="cross-intermediate")
+    page = admin_client.post("/admin/studies/variant/", {"action": "assign_checkpoint", "_selected_action": [target.pk]})
+    assert page.status_code == 200 and b'name="checkpoint"' in page.content  # the question first
+    r = admin_client.post("/admin/studies/variant/", {"action": "assign_checkpoint", "_selected_action": [target.pk],
+                                                      "apply": "1", "checkpoint": concat_early.pk}, follow=True)
+    html = r.content.decode()
+    assert "conditioning=&#x27;concat&#x27;, fusion=&#x27;early&#x27;" in html
+    assert "conditioning=&#x27;cross&#x27;, fusion=&#x27;intermediate&#x27;" in html
+    assert Variant.objects.get(pk=target.pk).checkpoint_id is None
+    fits = draft.variants.get(name="concat-early")
+    admin_client.post("/admin/studies/variant/", {"action": "assign_checkpoint", "_selected_action": [fits.pk],
+                                                  "apply": "1", "checkpoint": concat_early.pk})
+    assert Variant.objects.get(pk=fits.pk).checkpoint_id == concat_early.pk
+    # The change form offers nothing to edit.
+    assert not admin_client.get(f"/admin/studies/variant/{fits.pk}/change/").context["adminform"].form.fields

@@ -1,0 +1,62 @@
+"""Input that is not what it looks like: Unicode digits, over-long or unprintable worker ids.
+
+Each is refused with the field's own message and leaves the database as it was.
+"""
+import pytest
+from django.test import Client
+
+from webapp.studies.forms import CountAnswerForm
+from webapp.studies.models import CountResponse, Evaluator, RankResponse
+from webapp.studies.services import MAX_EXTERNAL_ID
+
+from .conftest import current_task
+
+pytestmark = pytest.mark.django_db
+
+
+def _to_count_task(client, study) -> dict:
+    while (task := current_task(client, study)["task"])["kind"] != "count":
+        client.post(f"/e/{study.slug}/task/", {"kind": "rank", "token": task["token"],
+                                                **{f"rank_{i}": str(i + 1) for i in range(4)}})
+    return task
+
+
+# Each passes str.isdigit(); int() refuses the first two (a 500 before) and reads the
+# others as 3 (an answer the evaluator never typed with the digits 0-9).
+UNICODE_DIGITS = ["²", "①", "٣", "３", "1²", "७"]
+
+
+@pytest.mark.parametrize("answer", UNICODE_DIGITS)
+def test_counts_in_other_digits_are_refused_with_the_fields_message(study, evaluator_client, answer):
+    task = _to_count_task(evaluator_client, study)
+    before = CountResponse.objects.count() + RankResponse.objects.count()
+    r = evaluator_client.post(f"/e/{study.slug}/task/", {"kind": "count", "token": task["token"], "answer": answer},
+                              HTTP_ACCEPT="application/json")
+    assert r.status_code == 400
+    assert r.json()["error"] == {"code": "not_integer", "message": "Type a whole number with the digits 0 to 9, like 3."}
+    assert CountResponse.objects.count() + RankResponse.objects.count() == before
+    # The page form shows the same message.
+    r = evaluator_client.post(f"/e/{study.slug}/task/", {"kind": "count", "token": task["token"], "answer": answer})
+    assert r.status_code == 400 and b"digits 0 to 9" in r.content
+
+
+@pytest.mark.parametrize("answer, value", [("0", 0), ("7", 7), (" 12 ", 12), ("1000", 1000)])
+def test_ascii_counts_are_read(answer, value):
+    form = CountAnswerForm({"token": "t", "answer": answer})
+    assert form.is_valid() and form.cleaned_data["answer"] == value
+
+
+def test_an_over_long_worker_id_is_refused_not_cut(study):
+    base = "P" * MAX_EXTERNAL_ID
+    assert Client().get(f"/join/{study.invite_token}/", {"PROLIFIC_PID": base}).status_code == 302
+    # Two ids that agree on their first 128 characters must not become one evaluator.
+    r = Client().get(f"/join/{study.invite_token}/", {"PROLIFIC_PID": base + "-second"})
+    assert r.status_code == 400 and f"at most {MAX_EXTERNAL_ID}".encode() in r.content
+    assert list(Evaluator.objects.values_list("external_id", flat=True)) == [base]
+
+
+@pytest.mark.parametrize("bad", ["abc\x00def", "line\nbreak", "tab\there"])
+def test_an_unprintable_worker_id_is_refused(study, bad):
+    r = Client().get(f"/join/{study.invite_token}/", {"PROLIFIC_PID": bad})
+    assert r.status_code == 400 and b"not allowed" in r.content
+    assert not Evaluator.objects.exists()

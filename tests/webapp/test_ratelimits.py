@@ -1,0 +1,108 @@
+"""Rate limits (django-ratelimit) and the login lock-out (django-axes), with production values.
+
+The limits come from webapp/settings.py as they ship; the autouse fixture of conftest
+raises only the answer rate, which the answer test below sets back.
+"""
+import importlib
+
+import pytest
+from django.conf import settings as django_settings
+from django.test import Client
+
+from tests.factories import UserFactory, build_open_study
+from webapp.studies.models import CountResponse, Evaluator, RankResponse, Slot
+
+from .conftest import answer_data, current_task, join
+
+pytestmark = pytest.mark.django_db
+
+SHIPPED = importlib.import_module(django_settings.SETTINGS_MODULE)
+
+
+def _limit(rate: str) -> int:
+    return int(rate.split("/")[0])
+
+
+def _held_slots(study) -> int:
+    return Evaluator.objects.filter(study=study, slot__isnull=False, abandoned_at__isnull=True).count()
+
+
+def test_300_cookie_less_joins_from_one_client_get_429s_and_take_no_slot():
+    study = build_open_study(n_slots=20)
+    statuses = [Client().get(f"/join/{study.invite_token}/").status_code for _ in range(300)]
+    allowed = _limit(SHIPPED.FUSION_RATE_JOIN)
+    assert statuses.count(302) == allowed and statuses.count(429) == 300 - allowed
+    assert _held_slots(study) == 0  # joining holds no slot; only consent takes one
+    assert Evaluator.objects.filter(study=study).count() == allowed
+
+
+def test_300_joins_that_also_consent_leave_at_least_95_percent_of_the_slots_free():
+    study = build_open_study(n_slots=200)
+    for _ in range(300):
+        client = Client()
+        if client.get(f"/join/{study.invite_token}/").status_code == 302:
+            client.post(f"/e/{study.slug}/consent/", {"agree": "yes"})
+    assert _held_slots(study) <= _limit(SHIPPED.FUSION_RATE_CONSENT)
+    assert _held_slots(study) / Slot.objects.filter(study=study).count() <= 0.05
+    # A participant at another address still gets in.
+    client = Client(REMOTE_ADDR="198.51.100.20")
+    r = client.get(f"/join/{study.invite_token}/")
+    assert r.status_code == 302 and client.post(f"/e/{study.slug}/consent/", {"agree": "yes"}).status_code == 302
+    assert current_task(client, study)["task"]
+
+
+def test_a_refused_join_shows_the_plain_429_page(study):
+    for _ in range(_limit(SHIPPED.FUSION_RATE_JOIN)):
+        Client().get(f"/join/{study.invite_token}/")
+    r = Client().get(f"/join/{study.invite_token}/")
+    assert r.status_code == 429 and b"Wait a minute" in r.content and r["Retry-After"] == "60"
+
+
+def test_answers_over_the_rate_get_429_and_are_not_stored(study, settings):
+    settings.FUSION_RATE_ANSWER = "3/m"  # the shipped rate per second, over a window a test cannot straddle
+    client = join(Client(), study)
+    for _ in range(3):
+        task = current_task(client, study)["task"]
+        assert client.post(f"/e/{study.slug}/task/", answer_data(task), HTTP_ACCEPT="application/json").status_code == 200
+    task = current_task(client, study)["task"]
+    r = client.post(f"/e/{study.slug}/task/", answer_data(task), HTTP_ACCEPT="application/json")
+    assert r.status_code == 429 and r.json()["error"]["code"] == "rate_limited"
+    assert CountResponse.objects.count() + RankResponse.objects.count() == 3
+    # Another evaluator has a rate of their own.
+    other = join(Client(), study)
+    task = current_task(other, study)["task"]
+    assert other.post(f"/e/{study.slug}/task/", answer_data(task), HTTP_ACCEPT="application/json").status_code == 200
+
+
+@pytest.mark.parametrize("url", ["/research/login/", "/admin/login/"])
+def test_wrong_passwords_lock_the_login_out_even_for_the_right_one(url):
+    user = UserFactory(username="researcher", is_staff=True)
+    user.set_password("the-right-one")
+    user.save()
+    client = Client()
+    for _ in range(SHIPPED.AXES_FAILURE_LIMIT):
+        r = client.post(url, {"username": "researcher", "password": "wrong"})
+        assert r.status_code in (200, 429) and "_auth_user_id" not in client.session
+    r = client.post(url, {"username": "researcher", "password": "the-right-one"})
+    assert r.status_code == 429 and b"Too many failed logins" in r.content
+    assert "_auth_user_id" not in client.session
+    # Below the limit, the right password logs in (and the count starts again).
+    other = UserFactory(username="other", is_staff=True)
+    other.set_password("pw-other")
+    other.save()
+    fresh = Client()
+    fresh.post(url, {"username": "other", "password": "wrong"})
+    fresh.post(url, {"username": "other", "password": "pw-other"})
+    assert fresh.session.get("_auth_user_id") == str(other.pk)
+
+
+def test_behind_a_proxy_the_address_it_appends_is_counted_not_what_the_client_claims(settings, rf):
+    from webapp.clientip import client_ip
+
+    settings.FUSION_CLIENT_IP_HEADER = "HTTP_X_FORWARDED_FOR"
+    # A client that sends its own X-Forwarded-For cannot pick the address it is counted under.
+    request = rf.get("/", HTTP_X_FORWARDED_FOR="1.2.3.4, 198.51.100.7", REMOTE_ADDR="127.0.0.1")
+    assert client_ip(request) == "198.51.100.7"
+    assert client_ip(rf.get("/", REMOTE_ADDR="127.0.0.1")) == "127.0.0.1"  # no header: the peer
+    settings.FUSION_CLIENT_IP_HEADER = "REMOTE_ADDR"
+    assert client_ip(request) == "127.0.0.1"

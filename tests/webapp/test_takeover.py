@@ -1,0 +1,101 @@
+"""One external worker id, two browsers: never a silent take-over; undo stays in its browser."""
+import re
+from datetime import timedelta
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+
+from webapp.studies.models import CountResponse, Evaluator, RankResponse
+
+from .conftest import answer_data, current_task
+
+pytestmark = pytest.mark.django_db
+
+PID = {"PROLIFIC_PID": "PID-shared"}
+
+
+def _join_and_consent(client, study):
+    assert client.get(f"/join/{study.invite_token}/", PID).status_code == 302
+    assert client.post(f"/e/{study.slug}/consent/", {"agree": "yes"}).status_code == 302
+    return client
+
+
+def _answer(client, study):
+    assert client.post(f"/e/{study.slug}/task/", answer_data(current_task(client, study)["task"])).status_code == 302
+
+
+def _answers():
+    return sorted([("c", r.entry_id) for r in CountResponse.objects.all()] + [("r", r.entry_id) for r in RankResponse.objects.all()])
+
+
+def _ticket(response) -> str:
+    return re.search(rb'name="ticket" value="([^"]+)"', response.content).group(1).decode()
+
+
+def test_a_second_browser_with_an_active_id_is_asked_and_nothing_changes(study):
+    first = _join_and_consent(Client(), study)
+    _answer(first, study)
+    ev = Evaluator.objects.get()
+    before = (ev.browser, _answers())
+    r = Client().get(f"/join/{study.invite_token}/", PID)
+    assert r.status_code == 409 and b"Continue here" in r.content
+    ev.refresh_from_db()
+    assert (ev.browser, _answers()) == before and Evaluator.objects.count() == 1
+    # The first browser goes on as before.
+    _answer(first, study)
+    assert len(_answers()) == 2
+
+
+def test_continue_here_signs_the_first_browser_out(study):
+    first = _join_and_consent(Client(), study)
+    _answer(first, study)
+    second = Client()
+    ticket = _ticket(second.get(f"/join/{study.invite_token}/", PID))
+    r = second.post(f"/join/{study.invite_token}/continue/", {"ticket": ticket})
+    assert r.status_code == 302 and r["Location"].endswith("/task/")
+    assert current_task(second, study)["progress"]["answered"] == 1
+    r = first.get(f"/e/{study.slug}/state/")
+    assert r.status_code == 403 and b"signed out" in r.content
+    task = current_task(second, study)["task"]
+    r = first.post(f"/e/{study.slug}/task/", {"kind": task["kind"], "token": task["token"], "answer": "1"})
+    assert r.status_code == 403 and len(_answers()) == 1
+    # The ticket was good for one take-over: the browser it named holds the evaluator no more.
+    r = Client().post(f"/join/{study.invite_token}/continue/", {"ticket": ticket})
+    assert r.status_code == 400
+
+
+def test_undo_does_not_remove_an_answer_given_in_another_browser(study):
+    first = _join_and_consent(Client(), study)
+    _answer(first, study)
+    given_first = _answers()
+    second = Client()
+    second.post(f"/join/{study.invite_token}/continue/", {"ticket": _ticket(second.get(f"/join/{study.invite_token}/", PID))})
+    r = second.post(f"/e/{study.slug}/undo/", HTTP_ACCEPT="application/json")
+    assert r.status_code == 409 and r.json()["error"]["code"] == "other_browser"
+    assert _answers() == given_first
+    # Its own answers it can undo, and only those.
+    _answer(second, study)
+    assert len(_answers()) == 2
+    assert second.post(f"/e/{study.slug}/undo/", HTTP_ACCEPT="application/json").status_code == 200
+    assert _answers() == given_first
+
+
+def test_a_forged_ticket_takes_nothing_over(study):
+    _join_and_consent(Client(), study)
+    ev = Evaluator.objects.get()
+    r = Client().post(f"/join/{study.invite_token}/continue/", {"ticket": f"{ev.pk}:{ev.browser}"})
+    assert r.status_code == 400
+    assert Evaluator.objects.get().browser == ev.browser
+
+
+def test_an_id_silent_for_the_slot_timeout_moves_to_the_new_browser_without_asking(study, settings):
+    first = _join_and_consent(Client(), study)
+    _answer(first, study)
+    Evaluator.objects.update(last_seen_at=timezone.now() - timedelta(seconds=settings.FUSION_SLOT_TIMEOUT_SECONDS + 5))
+    second = Client()
+    r = second.get(f"/join/{study.invite_token}/", PID)
+    assert r.status_code == 302 and r["Location"].endswith("/task/")
+    assert current_task(second, study)["progress"]["answered"] == 1
+    assert first.get(f"/e/{study.slug}/state/").status_code == 403
+    assert Evaluator.objects.count() == 1
