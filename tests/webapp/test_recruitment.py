@@ -126,3 +126,11 @@ def test_the_time_estimate_uses_the_pilot_then_the_running_median(panel_study):
         Evaluator.objects.filter(pk=ev.pk).update(finished_at="2026-01-01T00:00:00Z")
     estimate = recruitment.time_estimate(study=panel_study, n_tasks=20)
     assert estimate.minutes == 10 and estimate.source == "running median of 3 participants"
+
+
+def test_a_place_gone_by_the_time_of_consent_gives_the_full_code(panel_study):
+    late, early = Client(), Client()
+    late.get(f"/join/{panel_study.invite_token}/", {"PROLIFIC_PID": PID})
+    join(early, panel_study, PROLIFIC_PID="d" * 24)  # consents first: the one place is theirs
+    r = late.post(f"/e/{panel_study.slug}/consent/", {"agree": "yes"})
+    assert r.status_code == 403 and _link("full") in r.content.decode()
