@@ -27,7 +27,9 @@ def test_check_deploy_prints_no_issue_with_the_readme_production_env(tmp_path):
     env = readme_production_env()
     assert env["SECRET_KEY"] == "..." and env["FUSION_HTTPS"] == "1"
     env["SECRET_KEY"] = secrets.token_urlsafe(50)  # "..." in the README: one of your own
-    clean = {k: v for k, v in os.environ.items() if k not in {"DEBUG", "DATABASE_URL", "CELERY_BROKER_URL"}}
+    # The test process's own switches stay out (tests/e2e sets DJANGO_ALLOW_ASYNC_UNSAFE).
+    clean = {k: v for k, v in os.environ.items()
+             if k not in {"DEBUG", "DATABASE_URL", "CELERY_BROKER_URL", "DJANGO_ALLOW_ASYNC_UNSAFE"}}
     result = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
         cwd=ROOT, env={**clean, **env, "FUSION_VAR_DIR": str(tmp_path), "DJANGO_SETTINGS_MODULE": "webapp.settings"},
