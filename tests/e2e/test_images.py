@@ -20,10 +20,12 @@ def study(transactional_db, settings):
     return study
 
 
-def _to_first(page, live_server, study, kind):
-    page.goto(f"{live_server.url}/join/{study.invite_token}/?PROLIFIC_PID=img-worker")
-    page.click("button[name=agree][value=yes]")
-    page.click("#start")
+def _to_first(page, live_server, study, kind, *, joined=False):
+    """Join (unless ``joined``) and answer tasks until one of ``kind`` is shown."""
+    if not joined:
+        page.goto(f"{live_server.url}/join/{study.invite_token}/?PROLIFIC_PID=img-worker")
+        page.click("button[name=agree][value=yes]")
+        page.click("#start")
     while True:
         page.wait_for_selector("#answer-form, #rank-form")
         if page.query_selector("#answer-form" if kind == "count" else "#rank-form"):
@@ -112,3 +114,29 @@ def test_ranking_keyboard_space_enter_one_number_and_partial_kept(page, live_ser
         page.locator("#submit").focus()
         page.keyboard.press("Enter")
     page.wait_for_selector("#answer-form, #rank-form, #completion-code")
+
+
+def _contrast(rgb_a: str, rgb_b: str) -> float:
+    """WCAG contrast ratio of two CSS rgb() colours."""
+    def luminance(css):
+        r, g, b = (int(v) / 255 for v in css[css.index("(") + 1:css.index(")")].split(",")[:3])
+        lin = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in (r, g, b)]
+        return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+    hi, lo = sorted((luminance(rgb_a), luminance(rgb_b)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+def test_controls_reach_3_to_1_contrast(page, live_server, study):
+    """WCAG 1.4.11: the answer box's border, the focus ring and the tiles' borders against the page."""
+    _to_first(page, live_server, study, "count")
+    page.wait_for_function("document.activeElement && document.activeElement.id === 'answer'")
+    style = page.evaluate("""() => { const i = document.querySelector('#answer'), s = getComputedStyle(i);
+        return {border: s.borderTopColor, outline: s.outlineColor, page: getComputedStyle(document.body).backgroundColor}; }""")
+    for colour in (style["border"], style["outline"]):
+        assert _contrast(colour, "rgb(255, 255, 255)") >= 3 and _contrast(colour, style["page"]) >= 3, colour
+    _to_first(page, live_server, study, "rank", joined=True)
+    page.locator(".tile").nth(0).focus()
+    tile = page.evaluate("""() => { const s = getComputedStyle(document.querySelector('.tile'));
+        return {border: s.borderTopColor, outline: s.outlineColor}; }""")
+    for colour in tile.values():
+        assert _contrast(colour, "rgb(255, 255, 255)") >= 3, colour
