@@ -1,23 +1,54 @@
 # fusion-eval: the two commands of the README, and their set-up steps.
-#   make demo   set up, then run the demo study (SQLite, embedded Celery broker) and serve it
-#   make test   set up, then run every test: on PostgreSQL (+ Redis) and again on SQLite
+#   make demo   set up from requirements.lock (runtime only), then run the demo study (SQLite, embedded broker) and serve it
+#   make test   set up from requirements-dev.lock, then run every test: on PostgreSQL (+ Redis) and again on SQLite
+#   make lint   ruff and mypy, with the settings in pyproject.toml
+#   make lock   recompile both lock files from requirements.txt / requirements-dev.txt
 PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+# pip itself is not in the lock files (no resolver pins the installer); this is the one it gets.
+PIP_VERSION := 26.3
 PG_URL ?= postgres://postgres@127.0.0.1:5432/test
 REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: demo test test-sqlite test-postgres install browser services clean
+.PHONY: demo test test-sqlite install install-dev lint lint-fix lock check-lock check-lock-current browser services clean
 
-$(STAMP): requirements.txt
+# One stamp per lock (the runtime lock's packages are a subset of the dev lock's, same versions).
+# --no-deps: the lock already names every package, and pip must not resolve anything else;
+# the hashes in the lock make pip refuse any other file.
+$(VENV)/.installed-%: %.lock
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -r requirements.txt
-	touch $(STAMP)
+	$(BIN)/python -m pip install -q pip==$(PIP_VERSION)
+	$(BIN)/python -m pip install -q --no-deps --require-hashes -r $<
+	touch $@
 
-install: $(STAMP)
+install: $(VENV)/.installed-requirements
 	mkdir -p var
+
+install-dev: $(VENV)/.installed-requirements-dev
+	mkdir -p var
+
+# Compile both locks with uv (tools/lock.py; uv's settings are in pyproject.toml, [tool.uv.pip]).
+# Today's pins are kept where they still fit: `make lock ARGS="--upgrade-package NAME"` moves one.
+ARGS ?=
+lock:
+	$(BIN)/python -m tools.lock $(ARGS)
+
+# CI: the lock files are what compiling the requirements files gives now.
+check-lock-current:
+	$(BIN)/python -m tools.lock --check
+
+# The installed packages are exactly the lock's (names normalized, pip's own line left out).
+check-lock:
+	$(BIN)/python -m tools.check_lock requirements-dev.lock
+
+lint:
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+# The fix pass: ruff's safe fixes, strict=True on every zip(), then the list of what is left.
+lint-fix:
+	$(BIN)/python -m tools.lint_fix
 
 browser:
 	@test -x /usr/bin/chromium || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
@@ -30,11 +61,11 @@ services:
 demo: install
 	DEBUG=0 $(BIN)/python manage.py demo
 
-test: install browser services
+test: install-dev browser services
 	DATABASE_URL=$(PG_URL) FUSION_TEST_REDIS_URL=$(REDIS_URL) $(BIN)/python -m pytest -q
 	$(BIN)/python -m pytest -q tests/webapp
 
-test-sqlite: install browser
+test-sqlite: install-dev browser
 	$(BIN)/python -m pytest -q
 
 clean:

@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from evalstudy import provenance
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 
@@ -49,11 +51,15 @@ def load_average() -> float:
 
 def save_result(stem: str, text: str, *, append: bool = False, day: dt.date | None = None) -> Path:
     """Keep a printed table as bench/results/<stem>-<YYYY-MM-DD>.txt: replace that day's
-    file, or add to its end with ``append``. Returns the path."""
+    file, or add to its end with ``append``. Each table written ends with a line naming the
+    commit and the versions of the packages that move the numbers (evalstudy.provenance), so
+    an appended file says which code made each of its tables. Returns the path."""
     path = RESULTS / f"{stem}-{(day or dt.date.today()).isoformat()}.txt"
     path.parent.mkdir(parents=True, exist_ok=True)
+    body = text.rstrip("\n")
+    trailing = text[len(body):] or "\n"  # the blank lines a caller puts between appended tables
     with path.open("a" if append else "w") as f:
-        f.write(text if text.endswith("\n") else text + "\n")
+        f.write(f"{body}\n{provenance.collect(ROOT).line()}{trailing}")
     return path
 
 

@@ -27,7 +27,8 @@ def _scene_for(item: Item, k: int) -> Scene:
 
 
 def _add_image(study, item, variant, k) -> None:
-    image = Image(study=study, prompt=item.prompt, variant=variant, seed=item.seed, provenance={"renderer": "load-test"})
+    image = Image(study=study, prompt=item.prompt, variant=variant, seed=item.seed,
+                  provenance={"renderer": "load-test"})
     pil, _ = make_item(item.seed, k, size=32, scene=_scene_for(item, k))
     image.file = write_png_atomic(image=pil, public_id=image.public_id, media_root=settings.MEDIA_ROOT)
     image.width, image.height = pil.size

@@ -163,9 +163,10 @@ def main(args: argparse.Namespace) -> None:
     overhead_median = 100 * (med["pipeline"] / med["direct"] - 1)
     overhead_cpu = 100 * (cpu["pipeline"] / cpu["direct"] - 1)
     lines = [
-        f"batch_overhead  {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC  {machine()}",
+        f"batch_overhead  {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC  {machine()}",
         f"preset {args.preset} (untrained), {n} images (demo protocol: 4 variants x 40), {args.steps} steps, "
-        f"CFG {protocol['sampling']['cfg_scale']}, {args.threads} torch thread(s), broker {args.broker.split('//')[0]}//, "
+        f"CFG {protocol['sampling']['cfg_scale']}, {args.threads} torch thread(s), "
+        f"broker {args.broker.split('//')[0]}//, "
         f"worker chunk {args.chunk}, {args.rounds} interleaved rounds",
         f"one-off costs, not in the table: worker start + first batch with model load {worker_warm:.1f} s; "
         f"load_sampler in-process {load_seconds:.1f} s",
@@ -196,5 +197,6 @@ if __name__ == "__main__":
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--chunk", type=int, default=10, help="FUSION_GENERATION_CHUNK of the worker (CPU default).")
-    parser.add_argument("--save", action="store_true", help="Append the table to bench/results/batch_overhead-DATE.txt.")
+    parser.add_argument("--save", action="store_true",
+                        help="Append the table to bench/results/batch_overhead-DATE.txt.")
     main(parser.parse_args())

@@ -190,11 +190,10 @@ def measure(mode: str, out: Path) -> dict:
     from django.contrib.auth import get_user_model
     from django.core.management import call_command
     from django.test import Client
-
-    from webapp.studies.models import Study
+    from django.urls import resolve
 
     from webapp.research.management.commands import export as export_command  # noqa: F401  imports are not the export
-    from django.urls import resolve
+    from webapp.studies.models import Study
 
     study = Study.objects.get(slug=STUDY_SLUG)
     resolve(f"/research/{study.slug}/export/responses.csv")
@@ -240,7 +239,8 @@ def versions(args) -> str:
 
     with psycopg.connect(f"{args.pg}/postgres") as conn:
         server = conn.execute("SHOW server_version").fetchone()[0]
-    return f"Python {platform.python_version()}, Django {django.get_version()}, psycopg {psycopg.__version__}, PostgreSQL {server}"
+    return (f"Python {platform.python_version()}, Django {django.get_version()}, psycopg {psycopg.__version__}, "
+            f"PostgreSQL {server}")
 
 
 def table(results: list[dict], filled: dict) -> str:
@@ -281,7 +281,7 @@ def main(args) -> None:
                 out.unlink()
                 print(f"{mode}: {results[-1]['rows']:,} rows in {results[-1]['seconds']:.1f} s", flush=True)
         versions_line = versions(args)
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     text = "\n".join([
         f"bench/export.py, {now:%Y-%m-%d %H:%M} UTC",
         f"machine: {machine()}",

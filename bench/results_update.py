@@ -5,9 +5,10 @@
 For each size it makes a fresh PostgreSQL database (``fusion_results``, dropped afterwards),
 opens the demo protocol's study with that many places and every evaluator given every item
 (as in the paper's study; images drawn by the synthetic renderer), lets that many simulated
-evaluators answer all their tasks through the same services as people, then POSTs "Update results" through Django's test client as a logged-in
-researcher and times it: the CSV the analysis reads, evalstudy's analysis with the
-protocol's 2,000 resamples, the figures, and storing them. The request runs synchronously
+evaluators answer all their tasks through the same services as people, then POSTs
+"Update results" through Django's test client as a logged-in researcher and times it: the
+CSV the analysis reads, evalstudy's analysis with the protocol's 2,000 resamples, the
+figures, and storing them. The request runs synchronously
 in a web worker, so it must stay well inside gunicorn's timeout (30 s by default).
 
 Each size runs in its own child process (a database per process, settings read at start).

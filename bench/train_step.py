@@ -30,9 +30,9 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
-from bench._common import load_average, save_result, torch_device_description  # noqa: E402
-from generator.model import PAPER_VARIANTS, PRESETS, build_model  # noqa: E402
-from generator.profile import forward_flops_with_attention  # noqa: E402
+from bench._common import load_average, save_result, torch_device_description
+from generator.model import PAPER_VARIANTS, PRESETS, build_model
+from generator.profile import forward_flops_with_attention
 
 BASELINE = "uvit-s-concat-early"
 # The paper's training throughput on one RTX 4090 at batch 256 (it/s), for the "x paper" column.
@@ -180,7 +180,8 @@ def format_table(res: dict) -> str:
         f"warmup={res['warmup']}  rounds={res['rounds']} x {res['steps_per_round']} steps (best round per variant)  "
         f"load average {res['loadavg_start']} -> {res['loadavg_end']}",
     ]
-    head = f"{'variant':28s} {'it/s':>8s} {'s/it':>8s} {'speed-up':>9s} {'median':>8s} {'mean':>7s} {'CPU s/it':>9s} {'CPU-time':>9s} {'FLOPs':>7s}"
+    head = (f"{'variant':28s} {'it/s':>8s} {'s/it':>8s} {'speed-up':>9s} {'median':>8s} {'mean':>7s} "
+            f"{'CPU s/it':>9s} {'CPU-time':>9s} {'FLOPs':>7s}")
     if gpu:
         head += f" {'TFLOP/s':>8s} {'MFU':>7s} {'x paper':>8s}"
     lines += [head, "-" * len(head)]
@@ -224,7 +225,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
     p.add_argument("--peak-tflops", type=float, default=None, help="for MFU; default by GPU name (bf16 dense)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--save", action="store_true", help="append table + JSON to bench/results/train_step-<device>-<date>.txt")
+    p.add_argument("--save", action="store_true",
+                   help="append table + JSON to bench/results/train_step-<device>-<date>.txt")
     return p.parse_args(argv)
 
 

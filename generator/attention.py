@@ -28,6 +28,7 @@ from typing import Iterator
 
 import torch
 
+from generator.defaults import CFG_SCALE
 from generator.model import UViT
 
 TEXT_BORDER = (1, 1)  # text tokens dropped at the (start, end) when drop_border=True
@@ -268,7 +269,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--prompt", action="append", help="prompt (repeatable); default: a few fixed prompts")
     p.add_argument("--timesteps", type=int, default=10, help="evenly spaced timesteps to average over")
     p.add_argument("--sample-steps", type=int, default=20, help="DPM-Solver++ steps for the clean samples")
-    p.add_argument("--cfg-scale", type=float, default=3.0)
+    p.add_argument("--cfg-scale", type=float, default=CFG_SCALE)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--keep-border", action="store_true", help="keep the time token and text border tokens")
     p.add_argument("--device", default="cpu")

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from generator.checkpoint import WEIGHTS_FILE
 from generator.counter import count_objects
+from generator.defaults import CFG_SCALE
 from generator.metrics import count_accuracy
 from generator.sample import load_sampler
 from generator.synthetic import COLOURS, KINDS, MAX_COUNT, MIN_COUNT, Scene
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     # 25 DPM-Solver++ steps: the counts do not change beyond ~20 steps on the demo
     # models, and the evaluation stays a few CPU-minutes per variant.
     p.add_argument("--steps", type=int, default=25)
-    p.add_argument("--cfg-scale", type=float, default=3.0)
+    p.add_argument("--cfg-scale", type=float, default=CFG_SCALE)
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int)

@@ -10,18 +10,37 @@ small model's speckled errors at the first sampling step never leave the image; 
 model predicts x0 there directly.
 Sampling: DPM-Solver++ (2M, multistep), diffusers' DPMSolverMultistepScheduler set up
 with the same betas; it adds no noise, so a sample depends only on its initial noise.
+
+Timestep conventions (what number the network is given for the noise level ac[i]):
+    'index'  i itself, 0..999: diffusers' timesteps and our training (diffusion_loss).
+    'uvit'   i + 1, 1..1000: U-ViT trains on n uniform in {1..N} with x_n at
+             alphas_cumprod[n - 1] (its Schedule prepends beta_0 = 0), and its sampler
+             gives the network N * t for DPM-Solver's continuous time t, where the
+             discrete schedule puts ac[i] at t = (i + 1) / N.
+A checkpoint records its convention (generator/checkpoint.py) and the sampler honours it.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 
+from generator.defaults import CFG_SCALE, STEPS
+
 NUM_TRAIN_TIMESTEPS = 1000
 PREDICTION_TYPES = ("epsilon", "v_prediction")  # diffusers' names
 BETA_START, BETA_END = 0.00085, 0.012
+TIMESTEP_OFFSETS = {"index": 0, "uvit": 1}  # see the module docstring
+TIMESTEP_CONVENTIONS = tuple(TIMESTEP_OFFSETS)
+
+
+def network_timesteps(index: torch.Tensor, convention: str = "index") -> torch.Tensor:
+    """The timestep input a network trained under `convention` expects at noise level ac[index]."""
+    if convention not in TIMESTEP_OFFSETS:
+        raise ValueError(f"timestep convention must be one of {TIMESTEP_CONVENTIONS}, got {convention!r}")
+    return index + TIMESTEP_OFFSETS[convention]
 
 
 def sd_betas(n: int = NUM_TRAIN_TIMESTEPS) -> torch.Tensor:
@@ -102,10 +121,11 @@ def sample_cfg(
     noise: torch.Tensor,
     context: torch.Tensor,
     uncond: torch.Tensor,
-    cfg_scale: float = 3.0,
-    steps: int = 50,
+    cfg_scale: float = CFG_SCALE,
+    steps: int = STEPS,
     prediction_type: str = "epsilon",
     on_step: Callable[[int], None] | None = None,
+    timestep_convention: str = "index",
 ) -> torch.Tensor:
     """Denoise `noise` (B, C, H, W) into model-space samples with classifier-free guidance.
 
@@ -113,13 +133,15 @@ def sample_cfg(
     tokens; guidance is out = cond + s * (cond - uncond), U-ViT's convention, so s = 0
     is the conditional model alone (for v models too: eps and v are affine in the
     output with the same x_t, so guiding either is the same). Deterministic given `noise`.
+    The network is given the solver's timestep under `timestep_convention` (see the
+    module docstring); the solver itself always works with diffusers' indices.
     """
     scheduler = make_scheduler(steps, prediction_type)
     x = noise
     B = x.shape[0]
     ctx = torch.cat([context, uncond])  # (2B, T, D)
     for i, t in enumerate(scheduler.timesteps):
-        tt = t.to(x.device).expand(2 * B)
+        tt = network_timesteps(t.to(x.device), timestep_convention).expand(2 * B)
         out = model(torch.cat([x, x]), tt, ctx).float()  # (2B, C, H, W)
         cond, unc = out[:B], out[B:]
         x = scheduler.step(cond + cfg_scale * (cond - unc), t, x).prev_sample

@@ -1,15 +1,19 @@
 """Image metrics: FID, CLIP score and counting accuracy.
 
-FID follows U-ViT's MS-COCO protocol: 30,000 images from randomly drawn val2014
-captions, Inception-v3 pool features (2048-d) against reference statistics of the
-val2014 images (center-cropped to 256). The Inception network is the TorchScript file
-NVIDIA publishes for StyleGAN (inception-2015-12-05.pt), a port of the TF FID graph:
-it takes uint8 (B, 3, H, W), resizes itself, and returns pool features when called
-with return_features=True. Any TorchScript module with that contract works.
+FID follows U-ViT's MS-COCO protocol, which is pytorch-fid's computation: 30,000 images
+from randomly drawn val2014 captions, the 2048-d pool features of pytorch-fid's FID
+Inception-v3 (generator/inception.py: the same network and weights file,
+pt_inception-2015-12-05-6726825d.pth, given by --inception or $FUSION_INCEPTION, never
+downloaded), and the Frechet distance to reference statistics: U-ViT's published MS-COCO
+256 file (fid_stats_mscoco256_val.npz, keys mu and sigma) or those `ref-stats` computes
+with the same network from the val2014 images center-cropped to 256.
 
-    python -m generator.metrics ref-stats --images DIR --inception PT --out ref.npz
+CLIP score: 100 * max(cos(image, text), 0) of CLIP ViT-L/14 embeddings, the images and
+prompts prepared by transformers' CLIPProcessor.
+
+    python -m generator.metrics ref-stats --images DIR --inception PTH --out ref.npz
     python -m generator.metrics fid --checkpoint CKPT --captions captions_val2014.json \\
-        --ref-stats ref.npz --inception PT [--n 30000] [--clip DIR]
+        --ref-stats ref.npz --inception PTH [--n 30000] [--clip DIR]
 """
 
 from __future__ import annotations
@@ -18,8 +22,8 @@ import argparse
 import json
 import os
 from collections import defaultdict
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 import torch
@@ -27,7 +31,9 @@ from PIL import Image
 from scipy import linalg
 
 from generator.coco import center_crop
-from generator.weights import CLIP_SCORE, INCEPTION, resolve_file, resolve_folder
+from generator.defaults import CFG_SCALE, STEPS
+from generator.inception import FEATURE_DIM, load_fid_inception
+from generator.weights import CLIP_SCORE, resolve_folder
 
 # ---------------------------------------------------------------------------
 # Frechet distance
@@ -70,21 +76,23 @@ def feature_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 class InceptionFeatures:
-    """2048-d Inception-v3 pool features from a TorchScript file (see the module docstring)."""
+    """pytorch-fid's 2048-d FID Inception pool features (see generator/inception.py)."""
 
     def __init__(self, path: str | os.PathLike | None = None, device: str | torch.device = "cpu"):
-        file = resolve_file(INCEPTION, path)
         self.device = torch.device(device)
-        self.net = torch.jit.load(str(file), map_location=self.device).eval()
+        self.net = load_fid_inception(path, self.device)
 
     @torch.no_grad()
-    def __call__(self, images: list[Image.Image], batch_size: int = 64) -> np.ndarray:
-        """RGB images (any size) -> (N, 2048) float64."""
-        out = []
+    def __call__(self, images: list[Image.Image], batch_size: int = 50) -> np.ndarray:
+        """RGB images (one size per batch) -> (N, 2048) float64.
+
+        Read as pytorch-fid reads image files (RGB, then ToTensor: uint8 / 255).
+        """
+        out = [np.zeros((0, FEATURE_DIM))]
         for i in range(0, len(images), batch_size):
-            batch = np.stack([np.asarray(im.convert("RGB")) for im in images[i : i + batch_size]])
-            x = torch.from_numpy(batch).permute(0, 3, 1, 2).to(self.device)  # (B, 3, H, W) uint8
-            out.append(self.net(x, return_features=True).double().cpu().numpy())
+            batch = np.stack([np.asarray(im.convert("RGB"), dtype=np.float32) for im in images[i : i + batch_size]])
+            x = torch.from_numpy(batch / 255.0).permute(0, 3, 1, 2).to(self.device)  # (B, 3, H, W) in [0, 1]
+            out.append(self.net(x).double().cpu().numpy())
         return np.concatenate(out)
 
 
@@ -98,27 +106,16 @@ def reference_statistics(image_paths: Iterable[Path], inception: InceptionFeatur
 # CLIP score
 # ---------------------------------------------------------------------------
 
-_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-
-
 class ClipScorer:
     """CLIP score, 100 * max(cos(image, text), 0), with CLIP ViT-L/14 from a local folder."""
 
     def __init__(self, path: str | os.PathLike | None = None, device: str | torch.device = "cpu", allow_download: bool = False):
-        from transformers import CLIPModel, CLIPTokenizer
+        from transformers import CLIPModel, CLIPProcessor
 
         folder = resolve_folder(CLIP_SCORE, path, allow_download)
         self.device = torch.device(device)
         self.model = CLIPModel.from_pretrained(folder, local_files_only=True).eval().to(self.device)
-        self.tokenizer = CLIPTokenizer.from_pretrained(folder, local_files_only=True)
-        self.size = self.model.config.vision_config.image_size
-
-    def _pixels(self, images: list[Image.Image]) -> torch.Tensor:
-        # CLIP's own preprocessing: bicubic resize of the short side, centre crop, normalise.
-        arr = np.stack([np.asarray(center_crop(im, self.size), dtype=np.float32) / 255.0 for im in images])
-        x = (arr - np.array(_CLIP_MEAN, dtype=np.float32)) / np.array(_CLIP_STD, dtype=np.float32)
-        return torch.from_numpy(x).permute(0, 3, 1, 2).to(self.device)  # (B, 3, S, S)
+        self.processor = CLIPProcessor.from_pretrained(folder, local_files_only=True)
 
     @torch.no_grad()
     def scores(self, images: list[Image.Image], prompts: list[str], batch_size: int = 64) -> np.ndarray:
@@ -127,12 +124,13 @@ class ClipScorer:
             raise ValueError(f"{len(images)} images but {len(prompts)} prompts")
         out = []
         for i in range(0, len(images), batch_size):
-            tokens = self.tokenizer(
-                prompts[i : i + batch_size], padding=True, truncation=True, return_tensors="pt"
+            inputs = self.processor(
+                text=prompts[i : i + batch_size], images=[im.convert("RGB") for im in images[i : i + batch_size]],
+                return_tensors="pt", padding=True, truncation=True,
             ).to(self.device)
-            img = self.model.get_image_features(pixel_values=self._pixels(images[i : i + batch_size]))
-            txt = self.model.get_text_features(**tokens)
-            img = getattr(img, "pooler_output", img)
+            img = self.model.get_image_features(pixel_values=inputs["pixel_values"])
+            txt = self.model.get_text_features(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
+            img = getattr(img, "pooler_output", img)  # a tensor, or an output object in some versions
             txt = getattr(txt, "pooler_output", txt)
             cos = torch.nn.functional.cosine_similarity(img, txt, dim=-1)
             out.append((100 * cos.clamp(min=0)).cpu().numpy())
@@ -162,7 +160,7 @@ def count_accuracy(targets: list[int], predicted: list[int], groups: list[str] |
         return {
             "exact_match": float(np.mean(t[idx] == p[idx])),
             "mean_abs_error": float(np.mean(np.abs(t[idx] - p[idx]))),
-            "n": int(len(idx)),
+            "n": len(idx),
         }
 
     out = summary(np.arange(len(t)))
@@ -190,18 +188,18 @@ def main(argv: list[str] | None = None) -> None:
     ref = sub.add_parser("ref-stats", help="Inception statistics of a folder of real images")
     ref.add_argument("--images", type=Path, required=True)
     ref.add_argument("--out", type=Path, required=True)
-    ref.add_argument("--inception")
+    ref.add_argument("--inception", help="pt_inception-2015-12-05-6726825d.pth (else $FUSION_INCEPTION)")
     ref.add_argument("--size", type=int, default=256)
     fid = sub.add_parser("fid", help="FID (and CLIP score) of a checkpoint on COCO val captions")
     fid.add_argument("--checkpoint", required=True)
     fid.add_argument("--captions", type=Path, required=True, help="captions_val2014.json")
-    fid.add_argument("--ref-stats", type=Path, required=True, help="npz with mu and sigma")
-    fid.add_argument("--inception")
+    fid.add_argument("--ref-stats", type=Path, required=True, help="npz with mu and sigma (U-ViT's or ref-stats')")
+    fid.add_argument("--inception", help="pt_inception-2015-12-05-6726825d.pth (else $FUSION_INCEPTION)")
     fid.add_argument("--clip", help="CLIP ViT-L/14 folder for CLIP score (omit to skip)")
     fid.add_argument("--vae")
     fid.add_argument("--n", type=int, default=30000)
-    fid.add_argument("--steps", type=int, default=50)
-    fid.add_argument("--cfg-scale", type=float, default=3.0)
+    fid.add_argument("--steps", type=int, default=STEPS)
+    fid.add_argument("--cfg-scale", type=float, default=CFG_SCALE)
     fid.add_argument("--batch-size", type=int, default=100)
     fid.add_argument("--seed", type=int, default=0)
     fid.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")

@@ -287,10 +287,6 @@ class UViT(nn.Module):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
 
-    @torch.jit.ignore
-    def no_weight_decay(self) -> set[str]:
-        return {"pos_embed"}
-
     def named_blocks(self) -> list[tuple[str, Block, str]]:
         """(name, block, role) of the U-ViT blocks in forward order; see block_roles."""
         blocks = [*self.in_blocks, self.mid_block, *self.out_blocks]

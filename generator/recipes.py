@@ -47,7 +47,6 @@ DEMO = Recipe(
     batch_size=32, lr=1e-3, weight_decay=0.03, adam_betas=(0.9, 0.9), warmup=200, ema_decay=0.999,
     steps=10000, p_uncond=0.1, prediction_type="v_prediction", pos_embed_init="sincos",
 )
-RECIPES = {"paper": PAPER, "demo": DEMO}
 
 
 def _demo(base: UViTConfig) -> UViTConfig:

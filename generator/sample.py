@@ -2,9 +2,7 @@
 
     sampler = load_sampler("fixtures/checkpoints/cross-early")      # once per worker
     images = sampler.generate(["three red circles"], seeds=[7])   # list of PIL images
-    sampler.provenance()  # {"sha256", "config", "sampler", "code_version", ...}
-
-or, for a one-off call, `generate(checkpoint, prompts, seeds, cfg_scale, steps)`.
+    sampler.provenance()  # {"sha256", "config", "sampler", "code_version", "source", ...}
 
 Guarantees:
 - A (prompt, seed, cfg_scale, steps) gives the same image whatever else is in the call
@@ -13,7 +11,10 @@ Guarantees:
   float rounding across batch sizes; bit-equal for the same batch layout.)
 - Weights are the checkpoint's EMA weights; nothing is downloaded unless
   allow_download=True; a missing encoder raises generator.weights.MissingWeightsError.
-- Guidance is eps = cond + s * (cond - uncond) (U-ViT's convention; s = 0 is no guidance).
+- Guidance is eps = cond + s * (cond - uncond) (U-ViT's convention; s = 0 is no guidance),
+  the unconditional half given the text encoder's tokens of the empty caption "", and
+  the network the timestep input of the convention its checkpoint records (an imported
+  U-ViT checkpoint: i + 1 for the noise level alphas_cumprod[i], generator/diffusion.py).
 """
 
 from __future__ import annotations
@@ -29,14 +30,12 @@ from PIL import Image
 
 from generator import __version__
 from generator.checkpoint import checkpoint_sha256, load_ema, weights_path
+from generator.defaults import CFG_SCALE, STEPS
 from generator.diffusion import SAMPLER_NAME, sample_cfg
 from generator.encoders import load_codec, load_text_encoder
 from generator.model import UViT, UViTConfig
 
-__all__ = ["Sampler", "load_sampler", "generate", "checkpoint_sha256", "code_version"]
-
-DEFAULT_CFG_SCALE = 3.0
-DEFAULT_STEPS = 50
+__all__ = ["Sampler", "checkpoint_sha256", "code_version", "load_sampler"]
 
 
 def code_version() -> str:
@@ -80,6 +79,8 @@ class Sampler:
             "codec": self.meta["codec"],
             "text_encoder": self.meta["text_encoder"],
             "prediction_type": self.meta["prediction_type"],
+            "timestep_convention": self.meta["timestep_convention"],
+            "source": self.meta["source"],
             "sampler": SAMPLER_NAME,
             "code_version": code_version(),
         }
@@ -91,29 +92,39 @@ class Sampler:
         return torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(int(s))) for s in seeds])
 
     @torch.no_grad()
+    def sample_latents(
+        self, prompts: list[str], seeds: list[int], cfg_scale: float = CFG_SCALE, steps: int = STEPS
+    ) -> torch.Tensor:
+        """(B, C, H, W) model-space samples for one batch of (prompt, seed) pairs."""
+        if len(prompts) != len(seeds):
+            raise ValueError(f"{len(prompts)} prompts but {len(seeds)} seeds")
+        if self._uncond is None:
+            self._uncond = self.text_encoder.encode([""]).to(self.device)  # (1, T, D)
+        ctx = self.text_encoder.encode(list(prompts)).to(self.device)  # (b, T, D)
+        noise = self.initial_noise(seeds).to(self.device)
+        uncond = self._uncond.expand(len(prompts), -1, -1)
+        return sample_cfg(
+            self.model, noise, ctx, uncond, cfg_scale, steps, self.meta["prediction_type"],
+            timestep_convention=self.meta["timestep_convention"],
+        )
+
+    @torch.no_grad()
     def generate(
         self,
         prompts: list[str],
         seeds: list[int],
-        cfg_scale: float = DEFAULT_CFG_SCALE,
-        steps: int = DEFAULT_STEPS,
+        cfg_scale: float = CFG_SCALE,
+        steps: int = STEPS,
         batch_size: int = 50,
     ) -> list[Image.Image]:
         """One image per (prompt, seed), in order; processed `batch_size` at a time."""
         if len(prompts) != len(seeds):
             raise ValueError(f"{len(prompts)} prompts but {len(seeds)} seeds")
-        if self._uncond is None:
-            self._uncond = self.text_encoder.encode([""]).to(self.device)  # (1, T, D)
         images: list[Image.Image] = []
         for i in range(0, len(prompts), batch_size):
-            chunk, chunk_seeds = list(prompts[i : i + batch_size]), seeds[i : i + batch_size]
-            ctx = self.text_encoder.encode(chunk).to(self.device)  # (b, T, D)
-            noise = self.initial_noise(chunk_seeds).to(self.device)
-            uncond = self._uncond.expand(len(chunk), -1, -1)
-            z = sample_cfg(self.model, noise, ctx, uncond, cfg_scale, steps, self.meta["prediction_type"])
+            z = self.sample_latents(prompts[i : i + batch_size], seeds[i : i + batch_size], cfg_scale, steps)
             images += to_pil(self.codec.decode(z))
         return images
-
 
 def load_sampler(
     checkpoint_path: str | os.PathLike,
@@ -132,14 +143,3 @@ def load_sampler(
     text_encoder = load_text_encoder(meta["text_encoder"], clip_path, allow_download).to(device)
     return Sampler(model, codec, text_encoder, meta, checkpoint_sha256(weights_path(checkpoint_path)), device)
 
-
-def generate(
-    checkpoint: str | os.PathLike,
-    prompts: list[str],
-    seeds: list[int],
-    cfg_scale: float = DEFAULT_CFG_SCALE,
-    steps: int = DEFAULT_STEPS,
-    device: str | torch.device = "cpu",
-) -> list[Image.Image]:
-    """Load `checkpoint` and generate; for one-off calls (workers keep a Sampler instead)."""
-    return load_sampler(checkpoint, device).generate(prompts, seeds, cfg_scale, steps)

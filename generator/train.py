@@ -4,11 +4,20 @@
     accelerate launch -m generator.train --preset uvit-s-concat-intermediate \\
         --data coco-cache:var/coco-train --out runs/concat-intermediate --mixed-precision bf16
 
-The run folder holds model.safetensors (EMA, for sampling), train_state.pt (for
-resuming: rerun the same command), log.jsonl (loss per --log-every steps) and
-samples/step-*.png (grids from the EMA weights). Every random draw of step s comes from
-a generator seeded with (seed, s, process), so a resumed run takes the same steps as an
-uninterrupted one.
+The run folder holds model.safetensors (EMA, for sampling), train_state/step-*/ (for
+resuming: rerun the same command), log.jsonl (loss per --log-every steps, averaged over
+the steps and over processes), tensorboard/ (the same loss and the learning rate as
+TensorBoard events, through accelerate's tracker; `--log-with none` turns it off;
+`tensorboard --logdir RUN/tensorboard` shows it) and samples/step-*.png (grids from the
+EMA weights).
+
+Exact resume: every random draw of step s comes from a generator seeded with (seed, s,
+process), and a save is one accelerate save_state folder (online weights, AdamW, the
+fp16 grad scaler, the EMA and the loss window as registered objects) renamed into place
+when complete, so a run killed at any point, mid-save included, resumes from the last
+complete save and takes the same steps, with the same losses, as an uninterrupted one.
+The sampling weights model.safetensors are written after the state and rewritten from
+it on resume.
 """
 
 from __future__ import annotations
@@ -25,16 +34,39 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from generator.checkpoint import load_ema, load_train_state, read_metadata, save_ema, save_train_state, weights_path
+from generator.checkpoint import (
+    LEGACY_TRAIN_STATE_FILE,
+    latest_train_state,
+    load_ema,
+    load_legacy_train_state,
+    prune_train_states,
+    read_metadata,
+    read_train_state_info,
+    save_ema,
+    save_train_state,
+    weights_path,
+)
 from generator.data import CocoCacheSource, SyntheticSource
-from generator.diffusion import PREDICTION_TYPES, alphas_cumprod, diffusion_loss, sample_cfg
+from generator.defaults import CFG_SCALE
+from generator.diffusion import (
+    PREDICTION_TYPES,
+    alphas_cumprod,
+    diffusion_loss,
+    sample_cfg,
+)
 from generator.encoders import encoder_specs_for, load_codec, load_text_encoder
 from generator.model import UViT, UViTConfig
 from generator.recipes import ALL_PRESETS, recipe_for
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0],
+        epilog="Logging: the loss (mean over --log-every steps and over processes) and the learning rate go to "
+        "OUT/log.jsonl and, through accelerate's TensorBoard tracker, to OUT/tensorboard "
+        "(tensorboard --logdir OUT/tensorboard); --log-with none keeps log.jsonl only. "
+        "Resuming: rerun the same command; it continues from the last complete OUT/train_state/step-*.",
+    )
     p.add_argument("--preset", required=True, choices=sorted(ALL_PRESETS), help="model config and default recipe")
     p.add_argument("--config", type=Path, help="UViTConfig JSON (UViTConfig.to_dict()) replacing the preset's model")
     p.add_argument("--data", default="synthetic", help="'synthetic' or 'coco-cache:PATH'")
@@ -52,6 +84,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--mixed-precision", default="no", choices=["no", "fp16", "bf16"])
     p.add_argument("--threads", type=int, help="torch intra-op threads (CPU runs sharing a machine)")
     p.add_argument("--log-every", type=int, default=50)
+    p.add_argument(
+        "--log-with", default="tensorboard", choices=["tensorboard", "none"],
+        help="accelerate tracker for loss and learning rate, written to OUT/tensorboard (none: log.jsonl only)",
+    )
     p.add_argument("--ckpt-every", type=int, default=1000)
     p.add_argument("--keep-every", type=int, default=0, help="also keep EMA snapshots/step-*.safetensors (0: none)")
     p.add_argument("--sample-every", type=int, default=1000, help="0: no sample grids")
@@ -166,9 +202,59 @@ def write_sample_grid(ema, source, codec, cfg, args, step: int, device) -> None:
     g = torch.Generator().manual_seed(args.seed)
     noise = torch.randn(len(captions), cfg.in_chans, cfg.img_size, cfg.img_size, generator=g).to(device)
     uncond = source.empty.expand(len(captions), -1, -1)
-    z = sample_cfg(ema, noise, ctx.to(device), uncond.to(device), 3.0, args.sample_steps, args.prediction_type)
+    z = sample_cfg(ema, noise, ctx.to(device), uncond.to(device), CFG_SCALE, args.sample_steps, args.prediction_type)
     save_grid(codec.decode(z), args.out / "samples" / f"step-{step:07d}.png")
     (args.out / "samples" / f"step-{step:07d}.txt").write_text("\n".join(captions) + "\n")
+
+
+def initial_model(cfg: UViTConfig, args: argparse.Namespace) -> UViT:
+    """The step-0 network of a run: seeded by --seed, patch positions per --pos-embed-init."""
+    torch.manual_seed(args.seed)
+    model = UViT(cfg)
+    if args.pos_embed_init == "sincos":
+        init_pos_embed_sincos(model)
+    return model
+
+
+def step_batch(source, args: argparse.Namespace, step: int, process: int, local_batch: int):
+    """(x0, context, generator) of one process at one step; the generator then draws the
+    step's timesteps and noise (diffusion_loss), so the whole step is a function of
+    (seed, step, process). Captions are replaced by the empty one with --p-uncond."""
+    g = step_generator(args.seed, step, process)
+    x0, ctx = source.batch(local_batch, g)
+    drop = torch.rand(local_batch, generator=g) < args.p_uncond
+    return x0, torch.where(drop[:, None, None], source.empty, ctx), g  # ctx (B, T, D)
+
+
+class RunCounters:
+    """What the loop carries between steps beyond the weights: the steps done and the
+    losses since the last log line. Registered for checkpointing, so a resumed run
+    logs the same means."""
+
+    def __init__(self) -> None:
+        self.step = 0
+        self.window: list[float] = []
+
+    def state_dict(self) -> dict:
+        return {"step": self.step, "window": list(self.window)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.step, self.window = int(state["step"]), [float(x) for x in state["window"]]
+
+
+def truncate_log(path: Path, step: int) -> None:
+    """Drop the log lines after `step` (written by a run killed before its next save)."""
+    if not path.is_file():
+        return
+    lines = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(ln + "\n" for ln in lines))
+    tmp.replace(path)
+
+
+def tracker_config(args: argparse.Namespace) -> dict:
+    """The run's arguments as the scalars and strings TensorBoard's hparams accept."""
+    return {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in vars(args).items()}
 
 
 def main(args: argparse.Namespace) -> Path:
@@ -176,7 +262,8 @@ def main(args: argparse.Namespace) -> Path:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    accelerator = Accelerator(mixed_precision=args.mixed_precision)
+    log_with = None if args.log_with == "none" else args.log_with
+    accelerator = Accelerator(mixed_precision=args.mixed_precision, log_with=log_with, project_dir=str(args.out))
     device, rank = accelerator.device, accelerator.process_index
     if args.batch_size % accelerator.num_processes:
         raise SystemExit(f"--batch-size {args.batch_size} is not divisible by {accelerator.num_processes} processes")
@@ -189,39 +276,56 @@ def main(args: argparse.Namespace) -> Path:
     codec = load_codec(codec_spec, args.vae, args.allow_download).to(device) if args.sample_every else None
     ac = alphas_cumprod().to(device)
 
-    torch.manual_seed(args.seed)
-    model = UViT(cfg)
-    if args.pos_embed_init == "sincos":
-        init_pos_embed_sincos(model)
+    def write_ema(path: Path, step: int) -> None:
+        save_ema(path, ema.state_dict(), cfg, codec_spec, text_spec, step, name, prediction_type=args.prediction_type)
+
+    model = initial_model(cfg, args)
     ema = copy.deepcopy(model).requires_grad_(False)
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=args.lr, weight_decay=args.weight_decay, betas=tuple(args.adam_betas)
     )
-    start = 0
-    state = load_train_state(args.out)
-    if state is not None:
+    counters = RunCounters()
+    info = {"config": cfg.to_dict(), "prediction_type": args.prediction_type}
+    state_dir, legacy = latest_train_state(args.out), None
+    if state_dir is not None and read_train_state_info(state_dir) != info:
+        raise SystemExit(f"{state_dir} holds a different model config or target; use a new --out")
+    if state_dir is None and (legacy := load_legacy_train_state(args.out)) is not None:
+        # A run folder from before train_state/: online weights, AdamW and step in
+        # train_state.pt, the EMA in model.safetensors.
         saved = read_metadata(args.out)
         if (saved["config"], saved["prediction_type"]) != (cfg, args.prediction_type):
             raise SystemExit(f"{args.out} holds a different model config or target; use a new --out")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        model.load_state_dict(legacy["model"])
+        optimizer.load_state_dict(legacy["optimizer"])
         ema.load_state_dict(load_ema(args.out)[0])
-        start = state["step"]
+        counters.step = legacy["step"]
     model, optimizer = accelerator.prepare(model, optimizer)
     ema.to(device)
+    accelerator.register_for_checkpointing(ema, counters)
+    if state_dir is not None:
+        accelerator.load_state(str(state_dir))
+        if accelerator.is_main_process:  # a kill mid-save can leave the sampling file behind the state
+            write_ema(args.out, counters.step)
+            prune_train_states(args.out, state_dir)
+    start = counters.step
+    if accelerator.is_main_process:
+        truncate_log(args.out / "log.jsonl", start)
+    if log_with is not None:
+        # A resumed run logs again the steps after its last save: purge_step hides what
+        # the killed run had logged there, as truncate_log does for log.jsonl.
+        accelerator.init_trackers(
+            "tensorboard", config=tracker_config(args),
+            init_kwargs={"tensorboard": {"purge_step": start + 1}} if start else {},
+        )
 
     log = open(args.out / "log.jsonl", "a") if accelerator.is_main_process else None
-    run_args = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     bar = tqdm(
         range(start, args.steps), initial=start, total=args.steps, desc=name,
         disable=args.no_progress or not accelerator.is_main_process,
     )
-    window, t0 = [], time.time()
+    t0 = time.time()
     for step in bar:
-        g = step_generator(args.seed, step, rank)
-        x0, ctx = source.batch(local_batch, g)
-        drop = torch.rand(local_batch, generator=g) < args.p_uncond
-        ctx = torch.where(drop[:, None, None], source.empty, ctx)  # (B, T, D)
+        x0, ctx, g = step_batch(source, args, step, rank, local_batch)
         x0, ctx = x0.to(device), ctx.to(device)
         lr = lr_at(step, args.lr, args.warmup)
         for group in optimizer.param_groups:
@@ -236,26 +340,30 @@ def main(args: argparse.Namespace) -> Path:
         ema_update(ema, accelerator.unwrap_model(model), ema_decay_at(step, args.ema_decay))
 
         done = step + 1
-        window.append(loss.item())
+        counters.step = done
+        # The mean over processes: each process's batch is an equal share of the global one.
+        counters.window.append(accelerator.reduce(loss.detach().float(), reduction="mean").item())
         if done % args.log_every == 0 or done == args.steps:
-            mean = float(np.mean(window))
+            mean = float(np.mean(counters.window))
             bar.set_postfix(loss=f"{mean:.4f}")
             if log is not None:
                 log.write(json.dumps({"step": done, "loss": mean, "lr": lr, "elapsed_s": round(time.time() - t0, 1)}) + "\n")
                 log.flush()
-            window = []
+            if log_with is not None:
+                accelerator.log({"train/loss": mean, "train/lr": lr}, step=done)
+            counters.window = []
         is_last = done == args.steps
-        if accelerator.is_main_process and (done % args.ckpt_every == 0 or is_last):
-            save_ema(args.out, ema.state_dict(), cfg, codec_spec, text_spec, done, name, prediction_type=args.prediction_type)
-            unwrapped = accelerator.unwrap_model(model)
-            save_train_state(args.out, unwrapped.state_dict(), optimizer.state_dict(), done, run_args)
+        if done % args.ckpt_every == 0 or is_last:
+            save_train_state(accelerator, args.out, done, info)
+            if accelerator.is_main_process:
+                write_ema(args.out, done)
+                if legacy is not None:  # superseded by train_state/
+                    (args.out / LEGACY_TRAIN_STATE_FILE).unlink(missing_ok=True)
+                    legacy = None
         if accelerator.is_main_process and args.keep_every and done % args.keep_every == 0:
             # The learning rate is constant after warm-up and the EMA decay depends only
             # on the step, so a snapshot at step s equals the end of an s-step run.
-            snapshot = args.out / "snapshots" / f"step-{done:07d}.safetensors"
-            save_ema(
-                snapshot, ema.state_dict(), cfg, codec_spec, text_spec, done, name, prediction_type=args.prediction_type
-            )
+            write_ema(args.out / "snapshots" / f"step-{done:07d}.safetensors", done)
         if accelerator.is_main_process and args.sample_every and (done % args.sample_every == 0 or is_last):
             ema.eval()
             write_sample_grid(ema, source, codec, cfg, args, done, device)
@@ -263,6 +371,7 @@ def main(args: argparse.Namespace) -> Path:
     if log is not None:
         log.close()
     accelerator.wait_for_everyone()
+    accelerator.end_training()
     return weights_path(args.out)
 
 

@@ -67,7 +67,7 @@ CLIP_SCORE = WeightsSpec(
     repo_id="openai/clip-vit-large-patch14",
 )
 INCEPTION = WeightsSpec(
-    what="FID Inception-v3 (TorchScript, e.g. NVIDIA's inception-2015-12-05.pt)",
+    what="FID Inception-v3 weights (pytorch-fid's pt_inception-2015-12-05-6726825d.pth)",
     env="FUSION_INCEPTION",
     repo_id="",
     marker="",
@@ -138,7 +138,7 @@ def resolve_file(spec: WeightsSpec, path: str | os.PathLike | None = None) -> Pa
 
 def _file_how_to_get(spec: WeightsSpec) -> str:
     return (
-        "download https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/"
-        f"inception-2015-12-05.pt on a machine with internet, copy it here and set {spec.env} "
-        "to its path or pass --inception PATH."
+        "download https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
+        f"pt_inception-2015-12-05-6726825d.pth (pytorch-fid's FID weights) on a machine with internet, "
+        f"copy it here and set {spec.env} to its path or pass --inception PATH."
     )

@@ -6,7 +6,8 @@ import random
 import factory
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from PIL import Image as PILImage, ImageDraw
+from PIL import Image as PILImage
+from PIL import ImageDraw
 
 from webapp.studies.imagefiles import write_png_atomic
 from webapp.studies.models import Image, Item, Prompt, Slot, Study, Variant
@@ -100,7 +101,8 @@ def generate_study_images(study) -> None:
             img.save()
 
 
-def build_open_study(*, n_slots: int = 3, with_gold: bool = True, variants=VARIANTS, seed: int = 7, **study_kwargs) -> Study:
+def build_open_study(*, n_slots: int = 3, with_gold: bool = True, variants=VARIANTS, seed: int = 7,
+                     **study_kwargs) -> Study:
     """An open study: 2 count prompts x 4 variants, 2 ranking captions, 1 gold image, n slots.
 
     Slots hold every item, in an order shuffled per slot, with ranking positions rotated
@@ -110,14 +112,16 @@ def build_open_study(*, n_slots: int = 3, with_gold: bool = True, variants=VARIA
     vs = [VariantFactory(study=study, name=name, index=i) for i, name in enumerate(variants)]
     items = []
     for n, obj in ((2, "circle"), (3, "square")):
-        prompt = PromptFactory(study=study, kind="count", text=f"{'two' if n == 2 else 'three'} {obj}s", object=obj, object_plural=obj + "s", count=n)
+        prompt = PromptFactory(study=study, kind="count", text=f"{'two' if n == 2 else 'three'} {obj}s", object=obj,
+                               object_plural=obj + "s", count=n)
         for v in vs:
             img = make_image(study=study, prompt=prompt, variant=v, seed=100 + v.index,
                              provenance={"checkpoint_sha256": "ab" * 32, "config": {"name": v.name}})
             items.append(Item.objects.create(study=study, key=f"count:{v.name}:{obj}:{n}:{img.seed}", task="count",
                                              prompt=prompt, seed=img.seed, variant=v, image=img, true_count=n))
     if with_gold:
-        gp = PromptFactory(study=study, kind="count", text="four circles", object="circle", object_plural="circles", count=4)
+        gp = PromptFactory(study=study, kind="count", text="four circles", object="circle", object_plural="circles",
+                           count=4)
         gimg = make_image(study=study, prompt=gp, seed=5, true_count=4)
         items.append(Item.objects.create(study=study, key="gold:g1", task="count", prompt=gp, seed=5, image=gimg,
                                          is_gold=True, true_count=4))
@@ -125,7 +129,8 @@ def build_open_study(*, n_slots: int = 3, with_gold: bool = True, variants=VARIA
         prompt = PromptFactory(study=study, kind="rank", text=caption)
         for v in vs:
             make_image(study=study, prompt=prompt, variant=v, seed=200 + k)
-        items.append(Item.objects.create(study=study, key=f"rank:{k}:{200 + k}", task="rank", prompt=prompt, seed=200 + k))
+        items.append(Item.objects.create(study=study, key=f"rank:{k}:{200 + k}", task="rank", prompt=prompt,
+                                         seed=200 + k))
     rng = random.Random(seed)
     for s in range(n_slots):
         order = [it.pk for it in items]

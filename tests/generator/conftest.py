@@ -64,8 +64,8 @@ def tiny_clip_text_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_clip_model_dir(tmp_path_factory):
-    """A folder with a CLIPTokenizer and a tiny CLIPModel (32x32 images)."""
-    from transformers import CLIPConfig, CLIPModel, CLIPVisionConfig
+    """A folder with a CLIPTokenizer, a CLIPImageProcessor and a tiny CLIPModel (32x32 images)."""
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPVisionConfig
 
     folder = tmp_path_factory.mktemp("clip-model")
     vocab = write_clip_tokenizer(folder)
@@ -76,6 +76,7 @@ def tiny_clip_model_dir(tmp_path_factory):
     config = CLIPConfig(text_config=_clip_text_config(vocab).to_dict(), vision_config=vision.to_dict(), projection_dim=16)
     torch.manual_seed(0)
     CLIPModel(config).save_pretrained(folder)
+    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(folder)
     return folder
 
 

@@ -12,7 +12,8 @@ def test_weights_and_metadata_round_trip(tmp_path, tiny_cfg):
     state, meta = load_ema(tmp_path / "run")
     assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
     assert meta == {
-        "config": tiny_cfg, "codec": codec, "text_encoder": text, "step": 7, "name": "x", "prediction_type": "epsilon"
+        "config": tiny_cfg, "codec": codec, "text_encoder": text, "step": 7, "name": "x", "prediction_type": "epsilon",
+        "timestep_convention": "index", "source": {"kind": "trained"},
     }
 
 

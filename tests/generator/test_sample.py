@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from generator.checkpoint import checkpoint_sha256, save_ema
-from generator.sample import code_version, generate, load_sampler
+from generator.sample import code_version, load_sampler
 from generator.weights import MissingWeightsError
 
 
@@ -31,11 +31,6 @@ def test_provenance_records_weights_config_and_code(sampler, tiny_checkpoint, ti
     assert prov["sha256"] == checkpoint_sha256(tiny_checkpoint)
     assert prov["config"] == tiny_cfg.to_dict() and sampler.config == tiny_cfg
     assert "DPM-Solver++" in prov["sampler"] and prov["code_version"] == code_version() != ""
-
-
-def test_module_level_generate(tiny_checkpoint):
-    images = generate(tiny_checkpoint, ["a red circle"], [0], cfg_scale=1.0, steps=2)
-    assert len(images) == 1 and images[0].mode == "RGB"
 
 
 def test_prompts_and_seeds_must_pair(sampler):

@@ -1,13 +1,27 @@
+import functools
 import json
+import os
+import random
+import shutil
 
 import pytest
 import torch
 
-from generator.checkpoint import TRAIN_STATE_FILE, WEIGHTS_FILE, load_ema, load_train_state, read_metadata
+import generator.checkpoint
+import generator.train
+from generator.checkpoint import (
+    TRAIN_STATE_DIR,
+    latest_train_state,
+    load_ema,
+    read_metadata,
+)
 from generator.recipes import ALL_PRESETS, DEMO_PRESETS, PAPER, recipe_for
 from generator.train import lr_at, main, parse_args, step_generator
 
-FAST = ["--batch-size", "16", "--synthetic-n", "64", "--sample-steps", "2", "--threads", "1", "--no-progress"]
+FAST = [
+    "--batch-size", "16", "--synthetic-n", "64", "--sample-steps", "2", "--threads", "1", "--no-progress",
+    "--log-with", "none",
+]
 
 
 @pytest.fixture
@@ -55,23 +69,210 @@ def test_a_short_run_lowers_the_loss(tmp_path, run, tiny_cfg):
     assert meta["codec"]["name"] == "pixel" and meta["text_encoder"] == {"name": "minilm", "text_len": 8, "dim": 384}
 
 
-def test_resume_takes_the_same_next_step(tmp_path, run):
-    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
-    run(straight, 3, "--sample-every", "0")
-    run(resumed, 2, "--sample-every", "0")
-    assert load_train_state(resumed)["step"] == 2
-    run(resumed, 3, "--sample-every", "0")  # same folder: picks up at step 2
+class Killed(BaseException):
+    """Stands for SIGKILL: raised instead of one write (or step), so nothing after it runs.
+    A BaseException, so that no `except Exception` on the way can swallow it."""
 
-    for name in (WEIGHTS_FILE,):
-        a, b = load_ema(straight / name)[0], load_ema(resumed / name)[0]
-        assert all(torch.equal(a[k], b[k]) for k in a)
-    sa, sb = load_train_state(straight), load_train_state(resumed)
-    assert sa["step"] == sb["step"] == 3
-    assert all(torch.equal(sa["model"][k], sb["model"][k]) for k in sa["model"])
-    exp_a = [s["exp_avg"] for s in sa["optimizer"]["state"].values()]
-    exp_b = [s["exp_avg"] for s in sb["optimizer"]["state"].values()]
-    assert all(torch.equal(x, y) for x, y in zip(exp_a, exp_b))
-    assert (resumed / TRAIN_STATE_FILE).is_file()
+
+# Every way the run writes a checkpoint file or folder: accelerate's save_state (all of it
+# torch.save, see save_train_state), renames into place, deletions of old states, and the
+# EMA sampling file. The training step counts as an event too, so kills land between
+# saves as well as inside them.
+_WRITES = [(torch, "save"), (os, "rename"), (os, "replace"), (shutil, "rmtree"), (generator.checkpoint, "save_file")]
+
+
+def _count_events(monkeypatch, kill_at: int | None = None) -> list[str]:
+    """Wrap every write and step; raise Killed instead of event number `kill_at` (1-based)."""
+    events: list[str] = []
+
+    def wrap(fn, label):
+        @functools.wraps(fn)
+        def inner(*a, **k):
+            events.append(label)
+            if len(events) == kill_at:
+                raise Killed(label)
+            return fn(*a, **k)
+
+        return inner
+
+    for owner, attr in _WRITES:
+        monkeypatch.setattr(owner, attr, wrap(getattr(owner, attr), attr))
+    monkeypatch.setattr(generator.train, "ema_update", wrap(generator.train.ema_update, "step"))
+    return events
+
+
+def _final_state(out):
+    """(EMA sampling weights, online weights, AdamW state, EMA in the train state, losses)."""
+    state = latest_train_state(out)
+    load = lambda name: torch.load(state / name, map_location="cpu", weights_only=True)
+    losses = [(r["step"], r["loss"], r["lr"]) for r in map(json.loads, (out / "log.jsonl").read_text().splitlines())]
+    return load_ema(out)[0], load("pytorch_model.bin"), load("optimizer.bin"), load("custom_checkpoint_0.pkl"), losses
+
+
+def _assert_same(a, b):
+    if isinstance(a, dict):
+        assert a.keys() == b.keys()
+        for k in a:
+            _assert_same(a[k], b[k])
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b)
+        for x, y in zip(a, b):
+            _assert_same(x, y)
+    elif isinstance(a, torch.Tensor):
+        assert torch.equal(a, b)
+    else:
+        assert a == b
+
+
+@pytest.fixture
+def quick_run(run, monkeypatch):
+    """`run` with the synthetic data built once (it is the same every time) and a save
+    every 2 steps and a log line every 3, so a save falls inside a log window; 5 steps, so
+    the last save is off the grid."""
+    original, built = generator.train.build_source, []
+
+    def build_once(args, cfg, spec):
+        if not built:
+            built.append(original(args, cfg, spec))
+        return built[0]
+
+    monkeypatch.setattr(generator.train, "build_source", build_once)
+    return lambda out, *extra: run(out, 5, "--sample-every", "0", "--ckpt-every", "2", "--log-every", "3", *extra)
+
+
+def test_a_run_killed_at_any_write_or_step_resumes_exactly(tmp_path, quick_run, monkeypatch):
+    with monkeypatch.context() as m:
+        events = _count_events(m)
+        quick_run(tmp_path / "straight")
+    reference = _final_state(tmp_path / "straight")
+    assert events.count("step") == 5 and events.count("rename") == 3  # saves at steps 2, 4 and 5
+    # Every point: before each write and each step of the whole run.
+    for kill_at in range(1, len(events) + 1):
+        out = tmp_path / f"killed-{kill_at}"
+        with monkeypatch.context() as m:
+            _count_events(m, kill_at)
+            with pytest.raises(Killed):
+                quick_run(out)
+        quick_run(out)  # the same command again resumes
+        _assert_same(_final_state(out), reference)
+        assert [d.name for d in (out / TRAIN_STATE_DIR).iterdir() if not d.name.startswith(".")] == ["step-0000005"]
+
+
+def test_a_run_killed_repeatedly_at_random_points_resumes_exactly(tmp_path, quick_run, monkeypatch):
+    quick_run(tmp_path / "straight")
+    reference = _final_state(tmp_path / "straight")
+    rng = random.Random(13)
+    out = tmp_path / "killed"
+    for _ in range(3):  # each kill early in what the resumed run has left to do
+        with monkeypatch.context() as m:
+            _count_events(m, rng.randint(1, 12))
+            try:
+                quick_run(out)
+            except Killed:
+                pass
+    quick_run(out)
+    _assert_same(_final_state(out), reference)
+
+
+def test_resuming_a_legacy_run_folder(tmp_path, quick_run, monkeypatch):
+    """A run saved as train_state.pt (before train_state/) resumes and is converted."""
+    straight, legacy = tmp_path / "straight", tmp_path / "legacy"
+    quick_run(straight)
+    quick_run(legacy, "--steps", "4")
+    state = latest_train_state(legacy)
+    load = lambda name: torch.load(state / name, map_location="cpu", weights_only=True)
+    torch.save(
+        {"model": load("pytorch_model.bin"), "optimizer": load("optimizer.bin"), "step": 4, "args": {}},
+        legacy / generator.checkpoint.LEGACY_TRAIN_STATE_FILE,
+    )
+    shutil.rmtree(legacy / TRAIN_STATE_DIR)
+    quick_run(legacy)
+    assert not (legacy / generator.checkpoint.LEGACY_TRAIN_STATE_FILE).exists()
+    a, b = _final_state(straight), _final_state(legacy)
+    _assert_same(a[:4], b[:4])
+
+
+def test_a_run_folder_of_another_target_is_not_resumed(tmp_path, quick_run):
+    quick_run(tmp_path / "run", "--steps", "2")
+    with pytest.raises(SystemExit, match="different model config or target"):
+        quick_run(tmp_path / "run", "--prediction-type", "epsilon")  # the demo recipe trains v
+    assert latest_train_state(tmp_path / "run").name == "step-0000002"
+
+
+def test_the_logged_loss_is_the_mean_over_processes(tmp_path, tiny_cfg):
+    """Two CPU processes (torchrun, gloo); the first log line is the mean of the two
+    processes' step-0 losses, each computed here from its half of the batch."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from generator.diffusion import alphas_cumprod, diffusion_loss
+    from generator.encoders import encoder_specs_for
+    from generator.train import build_source, initial_model, step_batch
+
+    config = tmp_path / "tiny.json"
+    config.write_text(json.dumps(tiny_cfg.to_dict()))
+    argv = [
+        "--preset", "demo-cross-intermediate", "--config", str(config), "--out", str(tmp_path / "run"),
+        "--steps", "1", "--log-every", "1", "--sample-every", "0", *FAST,
+    ]
+    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
+    subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "generator.train", *argv],
+        check=True, env=env, cwd=Path(__file__).resolve().parents[2], timeout=300, capture_output=True,
+    )
+    logged = json.loads((tmp_path / "run" / "log.jsonl").read_text().splitlines()[0])["loss"]
+
+    args = parse_args(argv)
+    source = build_source(args, tiny_cfg, encoder_specs_for(tiny_cfg)[1])[0]
+    model = initial_model(tiny_cfg, args).train()
+    losses = []
+    for process in (0, 1):
+        x0, ctx, g = step_batch(source, args, 0, process, args.batch_size // 2)
+        with torch.no_grad():
+            losses.append(diffusion_loss(model, x0, ctx, alphas_cumprod(), g, args.prediction_type).item())
+    assert logged == pytest.approx((losses[0] + losses[1]) / 2, rel=1e-5)
+    assert abs(losses[0] - losses[1]) > 1e-3  # so that the main process's loss alone would fail
+
+
+def test_a_run_writes_tensorboard_events(tmp_path, run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "run"
+    run(out, 4, "--sample-every", "0", "--log-every", "2", "--log-with", "tensorboard")
+    events = EventAccumulator(str(out / "tensorboard")).Reload()
+    logged = [(e.step, e.value) for e in events.Scalars("train/loss")]
+    expected = [(r["step"], r["loss"]) for r in map(json.loads, (out / "log.jsonl").read_text().splitlines())]
+    assert [s for s, _ in logged] == [2, 4]
+    assert [v for _, v in logged] == pytest.approx([v for _, v in expected], rel=1e-6)
+    run(tmp_path / "quiet", 2, "--sample-every", "0", "--log-with", "none")
+    assert (tmp_path / "quiet" / "log.jsonl").is_file() and not (tmp_path / "quiet" / "tensorboard").exists()
+
+
+def test_tensorboard_shows_a_resumed_run_once(tmp_path, run, monkeypatch):
+    """Killed after logging steps 1-3 (saved at 2), resumed: steps 3 and 4 are logged again,
+    and TensorBoard, like log.jsonl, shows each step once, with the resumed values."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "run"
+    flags = ("--sample-every", "0", "--log-every", "1", "--ckpt-every", "2", "--log-with", "tensorboard")
+    original, steps = generator.train.ema_update, []
+
+    def die_in_step_4(*a):
+        steps.append(len(steps) + 1)
+        if steps[-1] == 4:
+            raise Killed
+        return original(*a)
+
+    with monkeypatch.context() as m:
+        m.setattr(generator.train, "ema_update", die_in_step_4)
+        with pytest.raises(Killed):
+            run(out, 4, *flags)
+    run(out, 4, *flags)
+    logged = [(e.step, e.value) for e in EventAccumulator(str(out / "tensorboard")).Reload().Scalars("train/loss")]
+    expected = [(r["step"], r["loss"]) for r in map(json.loads, (out / "log.jsonl").read_text().splitlines())]
+    assert [s for s, _ in logged] == [s for s, _ in expected] == [1, 2, 3, 4]
+    assert [v for _, v in logged] == pytest.approx([v for _, v in expected], rel=1e-6)
 
 
 def test_demo_export_is_float16_sampling_weights_with_the_log(tmp_path, run):
@@ -86,7 +287,7 @@ def test_demo_export_is_float16_sampling_weights_with_the_log(tmp_path, run):
     meta = read_metadata(file)
     assert meta["step"] == 2 and meta["prediction_type"] == "v_prediction"
     assert (tmp_path / "fixture" / "log.jsonl").read_text() == (tmp_path / "run" / "log.jsonl").read_text()
-    assert not (tmp_path / "fixture" / TRAIN_STATE_FILE).exists()
+    assert not (tmp_path / "fixture" / TRAIN_STATE_DIR).exists()
 
 
 def test_sincos_position_codes_make_neighbours_alike(tiny_cfg):

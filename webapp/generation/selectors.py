@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from django.db.models import Count, Sum
 from django.utils import timezone
 
+from generator.defaults import CFG_SCALE, STEPS
 from webapp.studies.models import Checkpoint, Image, Item, Study, Variant
 
 from .models import MAX_PART_SIZE, Batch, Part
@@ -101,7 +102,7 @@ def study_plan(*, study: Study, part_size: int = MAX_PART_SIZE) -> StudyPlan:
     ]
     items = Item.objects.filter(study=study, repeat_of__isnull=True, is_gold=False)
     return StudyPlan(
-        variants=rows, cfg_scale=float(sampling.get("cfg_scale", 3.0)), steps=int(sampling.get("steps", 50)),
+        variants=rows, cfg_scale=float(sampling.get("cfg_scale", CFG_SCALE)), steps=int(sampling.get("steps", STEPS)),
         sampler=str(sampling.get("sampler", "")), part_size=part_size,
         count_prompts=items.filter(task=Item.Task.COUNT).values("prompt_id").distinct().count(),
         captions=items.filter(task=Item.Task.RANK).values("prompt_id").distinct().count(),

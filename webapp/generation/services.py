@@ -14,6 +14,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from generator.defaults import CFG_SCALE, STEPS
 from webapp.studies.models import Checkpoint, Image, Study, Variant, new_public_id
 
 from . import selectors
@@ -187,8 +188,8 @@ def batch_launch(
     if Batch.objects.filter(study=study, status__in=Batch.ACTIVE).exists():
         raise GenerationError("A batch is already queued or running for this study.")
     sampling = study.protocol.get("sampling", {})
-    cfg_scale = float(sampling.get("cfg_scale", 3.0) if cfg_scale is None else cfg_scale)
-    steps = int(sampling.get("steps", 50) if steps is None else steps)
+    cfg_scale = float(sampling.get("cfg_scale", CFG_SCALE) if cfg_scale is None else cfg_scale)
+    steps = int(sampling.get("steps", STEPS) if steps is None else steps)
     if steps < 1 or cfg_scale < 0 or not math.isfinite(cfg_scale):
         raise GenerationError("Steps must be at least 1 and the CFG scale a number of at least 0.")
     work = selectors.study_missing_work(study=study)

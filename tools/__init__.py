@@ -1,0 +1,1 @@
+"""Developer and CI scripts: compiling the lock files and checking a venv against them."""
