@@ -1,6 +1,7 @@
 """Images in the evaluator's pages: crisp at a whole-number scale, as large as the screen allows, zoomable."""
 import pytest
 from PIL import Image as PILImage
+from playwright.sync_api import expect
 
 from tests.factories import build_open_study
 from webapp.studies.models import Image
@@ -40,8 +41,9 @@ def _to_first(page, live_server, study, kind, *, joined=False):
 
 
 def _rendering(page, selector):
-    page.wait_for_function("s => { const i = document.querySelector(s); return i && i.complete && i.naturalWidth > 0; }",
-                           arg=selector)
+    image = page.locator(selector)
+    expect(image).to_have_js_property("complete", True)
+    expect(image).not_to_have_js_property("naturalWidth", 0)
     return page.evaluate("""s => { const i = document.querySelector(s); const r = i.getBoundingClientRect();
         return {rendering: getComputedStyle(i).imageRendering, width: r.width, height: r.height,
                 natural: i.naturalWidth, viewport: window.innerWidth}; }""", selector)
@@ -129,9 +131,10 @@ def _contrast(rgb_a: str, rgb_b: str) -> float:
 def test_controls_reach_3_to_1_contrast(page, live_server, study):
     """WCAG 1.4.11: the answer box's border, the focus ring and the tiles' borders against the page."""
     _to_first(page, live_server, study, "count")
-    page.wait_for_function("document.activeElement && document.activeElement.id === 'answer'")
+    expect(page.locator("#answer")).to_be_focused()
     style = page.evaluate("""() => { const i = document.querySelector('#answer'), s = getComputedStyle(i);
-        return {border: s.borderTopColor, outline: s.outlineColor, page: getComputedStyle(document.body).backgroundColor}; }""")
+        return {border: s.borderTopColor, outline: s.outlineColor,
+                page: getComputedStyle(document.body).backgroundColor}; }""")
     for colour in (style["border"], style["outline"]):
         assert _contrast(colour, "rgb(255, 255, 255)") >= 3 and _contrast(colour, style["page"]) >= 3, colour
     _to_first(page, live_server, study, "rank", joined=True)

@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.factories import build_open_study
 from webapp.studies.models import Evaluator
@@ -38,7 +39,7 @@ def _all_tasks_by_keyboard(page):
         if page.query_selector("#completion-code"):
             return
         if page.query_selector("#answer-form"):
-            page.wait_for_function("document.activeElement && document.activeElement.id === 'answer'")
+            expect(page.locator("#answer")).to_be_focused()
             page.keyboard.type("2")
         else:
             for key in "1234":
@@ -70,7 +71,7 @@ def test_a_prolific_participant_practises_finishes_and_lands_on_the_completion_u
     page.fill("#answer", "5")  # the practice picture shows 3 circles
     page.click("#submit")
     assert "Not quite" in page.inner_text("#feedback") and "3 circles" in page.inner_text("#feedback")
-    page.wait_for_function("document.activeElement && document.activeElement.id === 'start'")  # autofocus landed
+    expect(page.locator("#start")).to_be_focused()  # autofocus landed
     with page.expect_navigation():
         page.keyboard.press("Enter")
     _all_tasks_by_keyboard(page)

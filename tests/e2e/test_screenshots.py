@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.factories import generate_study_images
 from webapp.studies import services
@@ -80,7 +81,7 @@ def _walk(browser, live_server, study, out_dir, size):
             break
         if page.query_selector("#answer-form"):
             if not shot["count"]:
-                page.wait_for_function("() => document.querySelector('#count-image').complete")
+                expect(page.locator("#count-image")).to_have_js_property("complete", True)
                 _shot(page, out_dir, "5-count", size)
                 shot["count"] = True
             page.fill("#answer", "2")

@@ -134,7 +134,8 @@ def look_from_donors(donors: list[Donor], *, seed: int = 0) -> Look | None:
         if centre is None:
             wobbles.append(np.zeros((1, 3)))
             continue
-        core = a[shapes & (_distance_to_white(a) >= FOREGROUND_DISTANCE) & (np.linalg.norm(a - centre, axis=-1) < ON_SHAPE_RADIUS)]
+        near_centre = np.linalg.norm(a - centre, axis=-1) < ON_SHAPE_RADIUS
+        core = a[shapes & (_distance_to_white(a) >= FOREGROUND_DISTANCE) & near_centre]
         wobbles.append(core - centre if len(core) else np.zeros((1, 3)))
         offsets.append(centre - palette[int(np.argmin(np.linalg.norm(palette - centre, axis=-1)))])
     if not backgrounds:
@@ -156,7 +157,8 @@ def _shape_scale(donor_ink: float, *, size: int) -> float:
     from generator.synthetic import KINDS, MAX_COUNT, MIN_COUNT
 
     scenes = [(kind, n) for kind in KINDS for n in range(MIN_COUNT, MAX_COUNT + 1)]
-    drawn = np.mean([_ink(np.asarray(scene_render(kind=kind, colour="red", count=n, seed=k, size=size), dtype=np.float64))
+    drawn = np.mean([_ink(np.asarray(scene_render(kind=kind, colour="red", count=n, seed=k, size=size),
+                                     dtype=np.float64))
                      for k, (kind, n) in enumerate(scenes)])
     return float(np.clip(np.sqrt(donor_ink / drawn), 1.0, MAX_SHAPE_SCALE)) if drawn > 0 else 1.0
 
@@ -165,7 +167,8 @@ def study_look(*, study: Study) -> Look | None:
     """The look of the study's generated images; None before any exists."""
     donors = []
     per_variant: dict[int, int] = {}
-    rows = Image.objects.filter(study=study, source=Image.Source.MODEL).select_related("prompt").order_by("variant_id", "id")
+    rows = (Image.objects.filter(study=study, source=Image.Source.MODEL)
+            .select_related("prompt").order_by("variant_id", "id"))
     for img in rows.iterator():
         if per_variant.get(img.variant_id, 0) >= MAX_DONORS // 4:
             continue
@@ -182,7 +185,8 @@ def study_look(*, study: Study) -> Look | None:
     return look_from_donors(donors, seed=study.pk)
 
 
-def scene_render(*, kind: str, colour: str, count: int, seed: int, size: int, shape_scale: float = 1.0) -> PILImage.Image:
+def scene_render(*, kind: str, colour: str, count: int, seed: int, size: int,
+                 shape_scale: float = 1.0) -> PILImage.Image:
     """The synthetic renderer's picture of the scene (the layout of item (seed, 0), as
     ``make_item`` draws it), each shape's side times ``shape_scale``."""
     from generator.synthetic import Scene, item_rng, render, sample_layout, sample_scene
@@ -218,7 +222,8 @@ def match_look(render: PILImage.Image, *, look: Look, rng: np.random.Generator) 
     return PILImage.fromarray(np.clip(np.rint(out), 0, 255).astype(np.uint8), "RGB")
 
 
-def gold_render(*, kind: str, colour: str, count: int, seed: int, look: Look | None, size: int) -> tuple[PILImage.Image, dict]:
+def gold_render(*, kind: str, colour: str, count: int, seed: int, look: Look | None,
+                size: int) -> tuple[PILImage.Image, dict]:
     """A gold image of exactly ``count`` shapes with the study's look, and what to record
     of how it was made. Without a look (no generated image yet) it is the clean render."""
     from generator.counter import count_objects

@@ -23,7 +23,8 @@ class ParticipantIdForm(forms.Form):
         value = self.cleaned_data["typed_id"]
         if not participant_id_pattern(self.recruitment).match(value):
             if self.recruitment.panel == "prolific":
-                raise ValidationError("A Prolific ID is 24 letters and digits (0-9, a-f), as shown in your Prolific account.",
+                raise ValidationError("A Prolific ID is 24 letters and digits (0-9, a-f), as shown in your "
+                                      "Prolific account.",
                                       code="not_prolific_id")
             raise ValidationError("Use letters, digits and . _ : @ - only.", code="bad_characters")
         return value

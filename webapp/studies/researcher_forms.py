@@ -12,9 +12,11 @@ MAX_PROTOCOL_BYTES = 1_000_000
 
 
 class ProtocolUploadForm(forms.Form):
-    protocol = forms.FileField(label="Protocol file (JSON)", help_text="evalstudy's format, e.g. fixtures/protocols/demo.json")
+    protocol = forms.FileField(label="Protocol file (JSON)",
+                               help_text="evalstudy's format, e.g. fixtures/protocols/demo.json")
     slug = forms.SlugField(max_length=50, help_text="The study's name in addresses: letters, digits, hyphens.")
-    title = forms.CharField(max_length=200, required=False, help_text="Shown to researchers; the protocol's name if empty.")
+    title = forms.CharField(max_length=200, required=False,
+                            help_text="Shown to researchers; the protocol's name if empty.")
 
     def clean_protocol(self) -> dict:
         """The parsed and validated document. A protocol error names its field
@@ -25,14 +27,14 @@ class ProtocolUploadForm(forms.Form):
         try:
             doc = json.loads(upload.read().decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ValidationError(f"Not a JSON file: {exc}", code="not_json")
+            raise ValidationError(f"Not a JSON file: {exc}", code="not_json") from exc
         try:
             Protocol.from_dict(doc)
         except ProtocolError as exc:
             where, _, message = str(exc).partition(": ")
             self.protocol_field = where if message else ""
             self.protocol_message = message or str(exc)
-            raise ValidationError(str(exc), code="invalid_protocol")
+            raise ValidationError(str(exc), code="invalid_protocol") from exc
         return doc
 
 

@@ -44,7 +44,8 @@ def invite_links(study: Study) -> dict[str, str]:
     rec = recruitment.recruitment_of(study)
     if rec is not None and rec.panel == "prolific":
         # Prolific fills {{%NAME%}} placeholders in the study URL for each participant.
-        links["panel"] = base + "?" + "&".join(f"{p}={{{{%{p}%}}}}" for p in (rec.participant_param, rec.study_param, rec.session_param))
+        params = (rec.participant_param, rec.study_param, rec.session_param)
+        links["panel"] = base + "?" + "&".join(f"{p}={{{{%{p}%}}}}" for p in params)
     elif rec is not None:
         links["panel"] = f"{base}?{rec.participant_param}=..."
     return links
@@ -71,7 +72,8 @@ def study_new(request: HttpRequest) -> HttpResponse:
 
 
 @researcher_view
-def study_run(request: HttpRequest, study: Study, *, form: StudyStatusForm | None = None, error: str = "") -> HttpResponse:
+def study_run(request: HttpRequest, study: Study, *, form: StudyStatusForm | None = None,
+              error: str = "") -> HttpResponse:
     """The study's control page: status, invite link, places, and the actions it allows."""
     status = study.status
     allowed = [name for name, (_, _, needs) in ACTIONS.items()
@@ -97,7 +99,9 @@ def study_status(request: HttpRequest, study: Study) -> HttpResponse:
     change = {"open": services.study_open, "pause": services.study_pause,
               "resume": services.study_resume, "close": services.study_close}[action]
     if action == "close" and study.status not in (Study.Status.OPEN, Study.Status.PAUSED):
-        return study_run(request, study.slug, error=f"Only an open or paused study can be closed; this one is {study.get_status_display().lower()}.")
+        status = study.get_status_display().lower()
+        return study_run(request, study.slug,
+                         error=f"Only an open or paused study can be closed; this one is {status}.")
     try:
         change(study=study)
     except services.StudySetupError as exc:

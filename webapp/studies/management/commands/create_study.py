@@ -23,18 +23,20 @@ class Command(BaseCommand):
         try:
             data = json.loads(protocol.read_text(encoding="utf-8"))
         except OSError as exc:
-            raise CommandError(f"Cannot read {protocol}: {exc.strerror}")
+            raise CommandError(f"Cannot read {protocol}: {exc.strerror}") from exc
         except json.JSONDecodeError as exc:
-            raise CommandError(f"{protocol} is not valid JSON: {exc}")
+            raise CommandError(f"{protocol} is not valid JSON: {exc}") from exc
         try:
             with transaction.atomic():  # a bad protocol leaves no new account behind either
                 users, created = services.researchers_ensure(usernames=researcher)
                 study = services.study_create(protocol=data, slug=slug, title=title, base_dir=str(protocol.parent),
                                               researchers=users)
         except ValidationError as exc:
-            raise CommandError(f"Invalid researcher user name: {'; '.join(exc.messages)}")
+            raise CommandError(f"Invalid researcher user name: {'; '.join(exc.messages)}") from exc
         except services.StudySetupError as exc:
-            raise CommandError(str(exc))
-        self.stdout.write(f"Created study {study.slug} ({study.items.count()} items, protocol sha256 {study.protocol_hash}).")
+            raise CommandError(str(exc)) from exc
+        self.stdout.write(f"Created study {study.slug} ({study.items.count()} items, "
+                          f"protocol sha256 {study.protocol_hash}).")
         for name in created:
-            self.stdout.write(f"Created the researcher account {name}; give it a password with: python manage.py changepassword {name}")
+            self.stdout.write(f"Created the researcher account {name}; give it a password with: "
+                              f"python manage.py changepassword {name}")
