@@ -27,16 +27,19 @@ evalstudy.design
 
 evalstudy.responses
     RESPONSE_COLUMNS                             the CSV columns, in order
-    read_responses(path_or_file) -> ResponseTable
+    read_responses(path_or_file, *, variants=None) -> ResponseTable   (line/column errors)
     responses_from_rows(rows) -> ResponseTable
     ResponseTable: columns (numpy arrays), len(), subset(mask), to_rows(), write_csv(path)
     ResponseError(ValueError)                    .errors lists every problem
 
 evalstudy.analysis
-    analyze(table, protocol=None, n_boot=2000, seed=0, exclusions=True) -> dict
-        keys: schema, protocol, settings, data, count, preference, tests, agreement,
-        evaluators, exclusions, unfiltered (data/count/preference/tests/agreement for
-        all evaluators). JSON-ready; NaN is None.
+    analyze(table, protocol=None, n_boot=2000, seed=0, exclusions=True) -> AnalysisResult
+        a frozen dataclass tree (evalstudy.analysis.result) with schema_version:
+        schema, protocol, settings, data, count, preference, tests, agreement, evaluators,
+        exclusions, unfiltered (the sections for all evaluators). .to_dict() is the
+        strict-JSON document; AnalysisResult.from_dict(doc) reads it back (SchemaError
+        for another version). Intervals are <name>_ci = [low, high], inside the
+        statistic's range.
 
 evalstudy.figures
     write_figures(result, outdir) -> list[Path]  figure5/6/7 .png and .svg

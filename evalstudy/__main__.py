@@ -13,10 +13,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from .protocol import ProtocolError, load_protocol
-from .responses import ResponseError
+from .responses import ResponseError, ResponseWarning
+
+if TYPE_CHECKING:
+    from .analysis.result import AnalysisResult
 
 
 def _quality(text: str) -> dict[str, float]:
@@ -27,6 +33,16 @@ def _quality(text: str) -> dict[str, float]:
             raise argparse.ArgumentTypeError(f"expected variant=quality, got {part!r}")
         out[name.strip()] = float(value)
     return out
+
+
+def _positive(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {n}")
+    return n
 
 
 def _ints(text: str) -> list[int]:
@@ -43,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--protocol", type=Path)
     a.add_argument("--json", action="store_true", help="print the full result as JSON")
     a.add_argument("--figures", type=Path, metavar="DIR", help="write figures into DIR")
-    a.add_argument("--n-boot", type=int, help="bootstrap resamples (default: protocol's, 2000)")
+    a.add_argument("--n-boot", type=_positive, help="bootstrap resamples (default: protocol's, 2000)")
     a.add_argument("--seed", type=int, help="bootstrap seed (default: protocol's, 0)")
     a.add_argument("--no-exclusions", action="store_true",
                    help="keep every evaluator in the main results")
@@ -87,62 +103,67 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _fmt(x, digits: int = 3) -> str:
+def _fmt(x: float | None, digits: int = 3) -> str:
     return "-" if x is None else f"{x:.{digits}f}"
 
 
-def _ci(c) -> str:
+def _ci(c: list[float | None] | None) -> str:
     return "[-, -]" if c is None or c[0] is None else f"[{c[0]:.3f}, {c[1]:.3f}]"
 
 
-def summary(result: dict) -> str:
+def summary(result: AnalysisResult) -> str:
     """A short plain-text report of an analysis result."""
     lines = []
-    d = result["data"]
-    ex = result["exclusions"]
-    if ex["applied"]:
-        lines.append(f"{d['n_rows']} responses, {d['n_evaluators']} evaluators kept "
-                     f"({ex['n_excluded']} of {ex['n_evaluators']} excluded by the protocol's rules)")
+    d = result.data
+    ex = result.exclusions
+    if ex.applied:
+        lines.append(f"{d.n_rows} responses, {d.n_evaluators} evaluators kept "
+                     f"({ex.n_excluded} of {ex.n_evaluators} excluded by the protocol's rules)")
     else:
-        lines.append(f"{d['n_rows']} responses, {d['n_evaluators']} evaluators "
-                     f"({ex['n_excluded']} break an exclusion rule; not applied)")
-    if result["count"]["by_variant"]:
+        why = ex.not_applied_reason or "not applied"
+        lines.append(f"{d.n_rows} responses, {d.n_evaluators} evaluators "
+                     f"({ex.n_excluded} break an exclusion rule; {why})")
+    if result.count.by_variant:
         lines.append("\ncount task         n   mean |error|  95% CI            match   95% CI"
-                     "            can't tell")
-        for r in result["count"]["by_variant"]:
-            lines.append(f"  {r['variant']:<18}{r['n']:>5}  {_fmt(r['mean_abs_error']):>8}  "
-                         f"{_ci(r['mean_abs_error_ci']):<18}{_fmt(r['match_ratio'])}   "
-                         f"{_ci(r['match_ratio_ci']):<18}{_fmt(r['cant_tell_rate'])}")
-    if result["preference"]["by_variant"]:
-        lines.append("\npreference         n   score  95% CI            skip    PL strength")
-        for r in result["preference"]["by_variant"]:
-            lines.append(f"  {r['variant']:<18}{r['n']:>5}  {_fmt(r['score'], 2):>5}  "
-                         f"{_ci(r['score_ci']):<18}{_fmt(r['skip_rate'], 2)}    "
-                         f"{_fmt(r['pl_strength'])} {_ci(r['pl_strength_ci'])}")
-    tests = result["tests"]
-    if tests["paired"]:
+                     "            can't tell  (eq. 9, 10 over the n counted images)")
+        for r in result.count.by_variant:
+            lines.append(f"  {r.variant:<18}{r.n_answered:>5}  {_fmt(r.mean_abs_error):>8}  "
+                         f"{_ci(r.mean_abs_error_ci):<18}{_fmt(r.match_ratio)}   "
+                         f"{_ci(r.match_ratio_ci):<18}{_fmt(r.cant_tell_rate)}")
+        lines.append("  sensitivity, can't tell counted as a miss: match ratio "
+                     + ", ".join(f"{r.variant} {_fmt(r.match_ratio_cant_tell_as_miss)}"
+                                 for r in result.count.by_variant))
+    pref = result.preference
+    if pref.by_variant:
+        lines.append("\npreference         n   score  95% CI            PL strength")
+        for p in pref.by_variant:
+            lines.append(f"  {p.variant:<18}{p.n:>5}  {_fmt(p.score, 2):>5}  "
+                         f"{_ci(p.score_ci):<18}{_fmt(p.pl_strength)} {_ci(p.pl_strength_ci)}")
+        lines.append(f"  ranking skip rate {_fmt(pref.ranking_skip_rate)} "
+                     f"{_ci(pref.ranking_skip_rate_ci)}")
+    tests = result.tests
+    if tests.paired:
         lines.append("\npaired tests (Holm-adjusted)")
-        for t in tests["paired"]:
-            lines.append(f"  {t['task']:<5} {t['measure']:<15} {t['a']} - {t['b']}: "
-                         f"{_fmt(t['difference'])} {_ci(t['difference_ci'])}, "
-                         f"p = {_fmt(t['p_value'], 4)}, p_holm = {_fmt(t['p_holm'], 4)}")
-    if tests.get("friedman"):
-        f = tests["friedman"]
-        lines.append(f"\nFriedman over {f['n_blocks']} items: chi2 = {_fmt(f['statistic'], 2)}, "
-                     f"p = {_fmt(f['p_value'], 4)}")
-    if tests.get("position_bias"):
-        pb = tests["position_bias"]
-        lines.append(f"position bias: chi2 = {_fmt(pb['chi2'], 2)} (df {pb['df']}), "
-                     f"p = {_fmt(pb['p_value'], 4)}")
-    ag = result["agreement"]
-    if ag.get("count_alpha_interval"):
-        lines.append(f"\nKrippendorff alpha, counts (interval): "
-                     f"{_fmt(ag['count_alpha_interval']['alpha'])}")
-    if ag.get("rank_alpha_ordinal"):
-        lines.append(f"Krippendorff alpha, ranks (ordinal): "
-                     f"{_fmt(ag['rank_alpha_ordinal']['alpha'])}")
-    if ag.get("kendall_w"):
-        lines.append(f"Kendall's W per item (mean): {_fmt(ag['kendall_w']['per_item_mean'])}")
+        for t in tests.paired:
+            lines.append(f"  {t.task:<5} {t.measure:<15} {t.a} - {t.b}: "
+                         f"{_fmt(t.difference)} {_ci(t.difference_ci)}, "
+                         f"p = {_fmt(t.p_value, 4)}, p_holm = {_fmt(t.p_holm, 4)}")
+    if tests.friedman:
+        f = tests.friedman
+        lines.append(f"\nFriedman over {f.n_blocks} items: chi2 = {_fmt(f.statistic, 2)}, "
+                     f"p = {_fmt(f.p_value, 4)}, W between captions {_fmt(f.w_between_captions)}")
+    if tests.position_bias:
+        pb = tests.position_bias
+        lines.append(f"position bias (permutation within captions, {pb.n_permutations}): "
+                     f"p = {_fmt(pb.p_value, 4)}")
+    ag = result.agreement
+    if ag.count_alpha_interval:
+        lines.append(f"\nKrippendorff alpha, counts (interval): {_fmt(ag.count_alpha_interval.alpha)}")
+    if ag.rank_alpha_ordinal:
+        lines.append(f"Krippendorff alpha, ranks (ordinal): {_fmt(ag.rank_alpha_ordinal.alpha)}")
+    if ag.kendall_w:
+        lines.append(f"Kendall's W between raters, per caption (mean): "
+                     f"{_fmt(ag.kendall_w.per_item_mean)}")
     return "\n".join(lines)
 
 
@@ -155,6 +176,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def _variants_found(table) -> str:
+    """Without a protocol nothing says which variants exist: list the ones found, and the
+    names that differ only in case (likely one variant spelled two ways)."""
+    found = sorted(set(table["variant"].tolist()) - {""})
+    folded = sorted({v.lower() for v in found if sum(w.lower() == v.lower() for w in found) > 1})
+    return (f"no protocol given; {len(found)} variant(s) found: {', '.join(found)}"
+            + (f"; names that differ only in case: {', '.join(folded)}" if folded else ""))
+
+
 def _run(args) -> int:
     if args.command == "analyze":
         from .analysis import analyze
@@ -162,9 +192,16 @@ def _run(args) -> int:
 
         protocol = load_protocol(args.protocol) if args.protocol else None
         plan = protocol.analysis if protocol else None
-        table = read_responses(args.responses)
-        result = analyze(table, protocol,
-                         n_boot=args.n_boot or (plan.n_boot if plan else 2000),
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ResponseWarning)
+            table = read_responses(args.responses,
+                                   variants=protocol.variants if protocol else None)
+        for w in caught:
+            print(f"warning: {w.message}", file=sys.stderr)
+        if protocol is None:
+            print(f"warning: {_variants_found(table)}", file=sys.stderr)
+        n_boot = args.n_boot if args.n_boot is not None else (plan.n_boot if plan else 2000)
+        result = analyze(table, protocol, n_boot=n_boot,
                          seed=args.seed if args.seed is not None else (plan.seed if plan else 0),
                          exclusions=not args.no_exclusions)
         if args.figures:
@@ -173,7 +210,7 @@ def _run(args) -> int:
             for path in write_figures(result, args.figures):
                 print(f"wrote {path}", file=sys.stderr)
         if args.json:
-            print(json.dumps(result, indent=1, allow_nan=False))
+            print(json.dumps(result.to_dict(), indent=1, allow_nan=False))
         else:
             print(summary(result))
         return 0

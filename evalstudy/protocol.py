@@ -122,7 +122,11 @@ class Exclusions:
     max_cant_tell_rate: float | None = None
     min_median_seconds: float | None = None
     min_consistency: float | None = None
-    max_skip_rate: float | None = None
+    max_task_skip_rate: float | None = None  # skipped tasks over tasks shown
+
+
+# Older protocol files name a rule by a word that meant two things; they stay valid.
+EXCLUSION_ALIASES = {"max_skip_rate": "max_task_skip_rate"}
 
 
 @dataclass(frozen=True)
@@ -668,8 +672,13 @@ def _parse_analysis(d: Any, variants: tuple[str, ...]) -> AnalysisPlan:
     w = "analysis"
     _mapping(d, w, ("exclusions", "comparisons", "posthoc", "alpha", "ci_level", "n_boot", "seed"))
     x = _mapping(d.get("exclusions", {}), f"{w}.exclusions",
-                 tuple(f.name for f in dataclasses.fields(Exclusions)))
+                 tuple(f.name for f in dataclasses.fields(Exclusions)) + tuple(EXCLUSION_ALIASES))
     xw = f"{w}.exclusions"
+    for old, new in EXCLUSION_ALIASES.items():
+        if old in x:
+            if new in x:
+                _fail(f"{xw}.{old}", f"is the old name of {new}; give one of them")
+            x = {**{k: v for k, v in x.items() if k != old}, new: x[old]}
     exclusions = Exclusions(
         min_gold_accuracy=_number(x.get("min_gold_accuracy"), f"{xw}.min_gold_accuracy",
                                   lo=0, hi=1, allow_none=True),
@@ -679,8 +688,8 @@ def _parse_analysis(d: Any, variants: tuple[str, ...]) -> AnalysisPlan:
                                    lo=0, allow_none=True),
         min_consistency=_number(x.get("min_consistency"), f"{xw}.min_consistency",
                                 lo=0, hi=1, allow_none=True),
-        max_skip_rate=_number(x.get("max_skip_rate"), f"{xw}.max_skip_rate",
-                              lo=0, hi=1, allow_none=True),
+        max_task_skip_rate=_number(x.get("max_task_skip_rate"), f"{xw}.max_task_skip_rate",
+                                   lo=0, hi=1, allow_none=True),
     )
     comparisons = []
     for i, pair in enumerate(_list(d.get("comparisons", []), f"{w}.comparisons", nonempty=False)):

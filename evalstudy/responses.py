@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import csv
 import math
+import re
+import warnings
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,25 +111,102 @@ def _format_number(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else repr(float(x))
 
 
-def read_responses(path_or_file) -> ResponseTable:
-    """Read and validate a responses CSV (a path or an open text file)."""
+class ResponseWarning(UserWarning):
+    """A responses file that can be analysed, but with less than it could give."""
+
+
+INTEGER = re.compile(r"[+-]?[0-9]+")
+INTEGER_COLUMNS = ("true_count", "answer_count", "rank", "position", "seed", "auto_count")
+
+
+def read_responses(path_or_file, *, variants: Sequence[str] | None = None) -> ResponseTable:
+    """Read and validate a responses CSV (a path or an open text file).
+
+    Every problem is reported with its line (and column where there is one): a
+    duplicated or missing header, a row with fewer or more cells than the header, a
+    number that is not an integer where one is required (``1e3``, ``2.5``), a cell
+    over csv's field limit, any other csv error. A UTF-8 byte-order mark is accepted.
+    With `variants` (the protocol's), a variant not among them is an error, and one
+    that differs from them only in case says so. A file without the optional ``seed`` column gets a
+    `ResponseWarning` naming the tests it loses.
+    """
     if isinstance(path_or_file, str | Path):
-        with open(path_or_file, newline="", encoding="utf-8") as f:
-            return _read(f, str(path_or_file))
-    return _read(path_or_file, "responses")
+        with open(path_or_file, newline="", encoding="utf-8-sig") as f:
+            return _read(f, str(path_or_file), variants)
+    return _read(path_or_file, "responses", variants)
 
 
-def _read(f, name: str) -> ResponseTable:
-    reader = csv.DictReader(f)
-    if reader.fieldnames is None:
+def _read(f, name: str, variants: Sequence[str] | None) -> ResponseTable:
+    reader = csv.reader(f, strict=True)  # a stray quote is an error, not a merged cell
+    try:
+        header = next(reader, None)
+    except csv.Error as exc:
+        raise ResponseError([f"{name}: line 1: {exc}"]) from None
+    if header is None:
         raise ResponseError([f"{name}: empty file, expected a header row"])
-    header = [h.strip() for h in reader.fieldnames]
+    header = [h.strip().lstrip("\ufeff") for h in header]
+    errors: list[str] = []
+    first_at: dict[str, int] = {}
+    for k, h in enumerate(header, start=1):
+        if h in first_at:
+            errors.append(f"{name}: line 1, column {k}: duplicate column {h!r} "
+                          f"(also column {first_at[h]})")
+        first_at.setdefault(h, k)
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
     if missing:
-        raise ResponseError([f"{name}: missing column(s) {', '.join(missing)}"])
-    reader.fieldnames = header
-    # Data rows start on line 2 (after the header).
-    return responses_from_rows(reader, first_line=2)
+        errors.append(f"{name}: missing column(s) {', '.join(missing)}")
+    if errors:
+        raise ResponseError(errors)
+    rows: list[dict[str, str]] = []
+    lines: list[int] = []
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            limit = csv.field_size_limit()
+            why = (f"a cell is longer than {limit} characters" if "field larger" in str(exc)
+                   else str(exc))
+            errors.append(f"{name}: line {reader.line_num}: {why}")
+            break
+        if not cells:
+            continue  # a blank line
+        if len(cells) != len(header):
+            kind = "truncated row" if len(cells) < len(header) else "extra cells"
+            errors.append(f"{name}: line {reader.line_num}: {kind}: {len(cells)} cells, the "
+                          f"header has {len(header)}")
+            continue
+        row = dict(zip(header, cells))
+        for c in INTEGER_COLUMNS:
+            text = row.get(c, "").strip()
+            if text and not INTEGER.fullmatch(text):
+                errors.append(f"{name}: line {reader.line_num}, column {first_at[c]} ({c}): "
+                              f"expected an integer, got {text!r}")
+        if variants is not None:
+            _check_variant(row.get("variant", "").strip(), variants,
+                           f"{name}: line {reader.line_num}, column {first_at['variant']}", errors)
+        rows.append(row)
+        lines.append(reader.line_num)
+    if errors:
+        raise ResponseError(errors)
+    table = _rows_to_table(rows, [f"line {n}" for n in lines])
+    if "seed" not in first_at:
+        warnings.warn(ResponseWarning(
+            "no seed column: every count image is its own resampling unit, so the variants' "
+            "images of one prompt and seed are not paired and the count task's paired "
+            "comparisons (mean_abs_error and match_ratio differences, Wilcoxon tests) are "
+            "dropped"), stacklevel=2)
+    return table
+
+
+def _check_variant(v: str, variants: Sequence[str], at: str, errors: list[str]) -> None:
+    if not v or v in variants:
+        return
+    same = [w for w in variants if w.lower() == v.lower()]
+    hint = (f"differs only in case from the protocol's {same[0]!r}" if same
+            else f"not one of the protocol's variants {list(variants)}")
+    errors.append(f"{at}: variant {v!r} {hint}")
 
 
 def responses_from_rows(rows: Iterable[Mapping], *, first_line: int | None = None) -> ResponseTable:
@@ -136,20 +215,24 @@ def responses_from_rows(rows: Iterable[Mapping], *, first_line: int | None = Non
     Errors name the row: "line N" when `first_line` is given (CSV input), else
     "row N" counting from 0.
     """
+    rows = list(rows)
+    where = [f"line {first_line + k}" if first_line is not None else f"row {k}"
+             for k in range(len(rows))]
+    return _rows_to_table(rows, where)
+
+
+def _rows_to_table(rows: Sequence[Mapping], where: list[str]) -> ResponseTable:
+    """Parse and validate rows; `where[k]` names row k in messages."""
     errors: list[str] = []
     cols: dict[str, list] = {c: [] for c in RESPONSE_COLUMNS}
-
-    def where(k: int) -> str:
-        return f"line {first_line + k}" if first_line is not None else f"row {k}"
-
     for k, row in enumerate(rows):
-        _parse_row(row, where(k), cols, errors)
+        _parse_row(row, where[k], cols, errors)
     if not cols["task"]:
         errors.append("no responses")
     if errors:
         raise ResponseError(errors)
     table = _to_table(cols)
-    errors = validate_table(table, [where(k) for k in range(len(table))])
+    errors = validate_table(table, where)
     if errors:
         raise ResponseError(errors)
     return table
@@ -268,7 +351,7 @@ def validate_table(t: ResponseTable, where: list[str]) -> list[str]:
     task = t["task"]
     is_count, is_rank = task == "count", task == "rank"
     bad_task = ~(is_count | is_rank)
-    for k in np.flatnonzero(bad_task):
+    for k in np.flatnonzero(bad_task).tolist():
         errors.append(f"{where[k]}: unknown task {task[k]!r}; expected 'count' or 'rank'")
 
     def each(mask, message):

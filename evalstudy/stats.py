@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from typing import Any
 
 import numpy as np
 from scipy import stats as sps
@@ -185,8 +186,8 @@ def wilcoxon_signed_rank(differences, exact_max_n: int = 50) -> dict:
     n_pairs = len(d)
     d = d[d != 0]
     n = len(d)
-    out = {"n_pairs": n_pairs, "n_nonzero": n, "statistic": math.nan, "p_value": math.nan,
-           "method": None}
+    out: dict[str, Any] = {"n_pairs": n_pairs, "n_nonzero": n, "statistic": math.nan,
+                           "p_value": math.nan, "method": None}
     if n == 0:
         return out
     ranks = sps.rankdata(np.abs(d))
@@ -322,3 +323,78 @@ def plackett_luce_loglik(gamma, counts, orderings) -> float:
         for s in range(len(order) - 1):
             ll += w * (math.log(g[order[s]]) - math.log(g[order[s:]].sum()))
     return ll
+
+
+# ---------------------------------------------------------------------------
+# Position bias
+# ---------------------------------------------------------------------------
+
+PERMUTATION_CHUNK = 200  # permutations per block: bounds memory at rankings x chunk x m
+
+
+def _group_means(values: np.ndarray, code: np.ndarray) -> np.ndarray:
+    """Each row's group mean of `values` (N, m), groups given by integer codes."""
+    _, c = np.unique(code, return_inverse=True)
+    sums = np.zeros((c.max() + 1, values.shape[1]))
+    np.add.at(sums, c, values)
+    return sums[c] / np.bincount(c).astype(float)[c, None]
+
+
+def position_permutation_test(ranks, positions, item, evaluator, n_perm: int,
+                              rng: np.random.Generator) -> dict:
+    """Does the screen position change the rank? A permutation test that respects the design.
+
+    ranks, positions: (N, m) per ranking and variant (rank 1 = best; screen position
+    0..m-1); item, evaluator: (N,) codes of each ranking's caption and evaluator.
+
+    Residual of ranking k for variant v: its rank minus v's mean rank on the same
+    caption and minus v's mean rank by the same evaluator, plus v's overall mean
+    (a two-way fit per variant), so that differences between variants, captions
+    and evaluators' tastes are not mistaken for positions. Statistic: S = sum_p
+    (sum_k residual of the variant ranking k showed at p)^2. Null distribution: the
+    layouts (which variant went where) permuted among the rankings of each caption,
+    `n_perm` times; p = (1 + #{S_perm >= S}) / (1 + n_perm).
+
+    Why this null: under a Williams design each caption and each evaluator sees
+    every layout about equally often, so their effects cancel out of the position
+    sums by design. A test that treats the position counts as independent
+    multinomials ignores that balance and is far too conservative (about 0.3%
+    rejections at alpha 0.05). Permuting within captions keeps each caption's set
+    of layouts; the evaluators' tastes, whose balance a permutation within captions
+    would break, are taken out by the centring. Chosen by simulation over crowds
+    with strong tastes, heavy-tailed caption effects and noisy raters (rejection
+    rates 0.047-0.065 at alpha 0.05 for overlaps 2-5; permuting within evaluators
+    instead gave 0.09-0.10, centring by captions only 0.02).
+    """
+    ranks = np.asarray(ranks, dtype=float)
+    positions = np.asarray(positions, dtype=np.int64)
+    item = np.asarray(item, dtype=np.int64)
+    evaluator = np.asarray(evaluator, dtype=np.int64)
+    n, m = ranks.shape
+    out = {"statistic": math.nan, "p_value": math.nan, "n_permutations": int(n_perm),
+           "n_rankings": int(n)}
+    if n < 2 or m < 2:
+        return out
+    resid = ranks - _group_means(ranks, item) - _group_means(ranks, evaluator) + ranks.mean(axis=0)
+    layouts, layout_code = np.unique(positions, axis=0, return_inverse=True)
+    layout_code = layout_code.ravel()
+    # by_layout[k, l, p]: ranking k's residuals laid out as layout l would have shown them
+    onehot = np.zeros((len(layouts), m, m))
+    onehot[np.arange(len(layouts))[:, None], np.arange(m)[None, :], layouts] = 1.0
+    by_layout = np.einsum("kv,lvp->klp", resid, onehot)                   # (N, L, m)
+    rows = np.arange(n)
+    observed = float((by_layout[rows, layout_code].sum(axis=0) ** 2).sum())
+    _, group = np.unique(item, return_inverse=True)
+    order = np.argsort(group, kind="stable")  # slots of each caption's rankings
+    exceed = 0
+    for start in range(0, n_perm, PERMUTATION_CHUNK):
+        b = min(PERMUTATION_CHUNK, n_perm - start)
+        # Sorting by caption + U(0, 1) shuffles within each caption.
+        shuffled = np.argsort(group[None, :] + rng.random((b, n)), axis=1)
+        perm = np.empty((b, n), dtype=np.int64)
+        perm[:, order] = shuffled
+        totals = by_layout[rows[None, :], layout_code[perm]].sum(axis=1)  # (b, m)
+        exceed += int(((totals ** 2).sum(axis=1) >= observed * (1 - 1e-12) - 1e-12).sum())
+    out["statistic"] = observed
+    out["p_value"] = (1 + exceed) / (1 + n_perm)
+    return out

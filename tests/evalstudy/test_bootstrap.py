@@ -30,12 +30,13 @@ def test_crossed_sums_equal_a_loop_over_resamples():
 def test_shrink_for_one_to_one_items_and_evaluators_by_hand():
     # One response per item and per evaluator: the three variance components are equal
     # (V), the product weights give 3V, the target is 2 V n/(n-1) - V (the one-way parts
-    # unbiased), and the t quantile with n-1 df replaces the normal one.
+    # unbiased), and the t quantile replaces the normal one, with Welch-Satterthwaite's df
+    # for two equal parts of n - 1 df each: 2 (n - 1) (values +-1: every item and evaluator
+    # contributes alike, so the effective numbers are n).
     n = 50
-    rng = np.random.default_rng(2)
-    c = bs.ratio_shrink(np.arange(n), np.arange(n), np.zeros(n, dtype=int), rng.normal(size=n),
+    c = bs.ratio_shrink(np.arange(n), np.arange(n), np.zeros(n, dtype=int), np.tile([1.0, -1.0], n // 2),
                         np.ones(n), 1, 0.95)
-    t_over_z = sps.t.ppf(0.975, n - 1) / sps.norm.ppf(0.975)
+    t_over_z = sps.t.ppf(0.975, 2 * (n - 1)) / sps.norm.ppf(0.975)
     assert c[0] == pytest.approx(np.sqrt((2 * n / (n - 1) - 1) / 3) * t_over_z)
 
 
@@ -49,6 +50,18 @@ def test_shrink_is_near_one_for_a_fully_crossed_design():
     y = rng.normal(size=n_items)[unit] + rng.normal(size=n_ev)[ev] + 0.1 * rng.normal(size=len(unit))
     c = bs.ratio_shrink(unit, ev, np.zeros(len(unit), dtype=int), y, np.ones(len(unit)), 1, 0.95)
     assert 0.95 < c[0] < 1.1
+
+
+def test_one_dominant_item_lowers_the_degrees_of_freedom():
+    # A rare very hard image: one item's contribution dwarfs the others', so the item part
+    # of the variance rests on about one item and its t factor must be far above z.
+    unit = np.arange(30)
+    x = np.r_[np.zeros(29), 30.0]
+    vu, ve, vc, nu, ne, ku, ke = bs.linearised_variances(unit, unit, np.zeros(30, dtype=int),
+                                                         x - x.mean(), 1)
+    assert nu[0] == 30 and ku[0] < 3.5
+    assert bs.effective_df(vu, ve, nu, ne, ku, ke)[0] < 8  # both parts rest on that one
+    assert bs.effective_df(vu, ve, nu, ne)[0] > 50
 
 
 def test_no_interval_from_a_single_item():

@@ -86,7 +86,7 @@ def test_errors_name_csv_lines():
     header = ",".join(RESPONSE_COLUMNS[:14])
     ok = "count,i1,e1,v,two buses,bus,2,2,,0,,,3,0"
     bad = "count,i2,e1,v,two buses,bus,2,x,,0,,,3,0"
-    with pytest.raises(ResponseError, match="line 3: answer_count"):
+    with pytest.raises(ResponseError, match=r"line 3, column 8 \(answer_count\)"):
         read_responses(io.StringIO(f"{header}\n{ok}\n{bad}\n"))
 
 

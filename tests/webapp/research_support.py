@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import random
 import time
+from contextlib import contextmanager
 
 from django.contrib.auth import get_user_model
 
@@ -58,3 +59,25 @@ def researcher_of(study: Study, username: str = "alice"):
     user = get_user_model().objects.create_user(username=username, password="pw-for-tests")
     study.researchers.add(user)
     return user
+
+
+@contextmanager
+def celery_eager():
+    """Tasks run in the calling process for the block (as a worker would run them)."""
+    from webapp.celery import app
+
+    before = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    try:
+        yield
+    finally:
+        app.conf.task_always_eager = before
+
+
+def update_results(client, study: Study, **kwargs):
+    """POST "Update results" and run the queued task once the request's transaction commits,
+    as a worker would; returns the response."""
+    from django.test import TestCase
+
+    with celery_eager(), TestCase.captureOnCommitCallbacks(execute=True):
+        return client.post(f"/research/{study.slug}/results/update/", **kwargs)

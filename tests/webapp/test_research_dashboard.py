@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from django.test import Client
 
-from tests.webapp.research_support import answer_tasks, fill_study, researcher_of
+from tests.webapp.research_support import answer_tasks, fill_study, researcher_of, update_results
 from webapp.research import reports, selectors, services
 from webapp.research.models import ReportDetails, ResultFigure, StudyResult
 from webapp.studies import services as study_services
@@ -67,7 +67,9 @@ def test_progress_measures_time_skips_and_gold_per_evaluator(study, researcher):
     gold = counts.get(item__is_gold=True)
     assert row["pseudonym"] == ev.pseudonym and row["status"] == "finished"
     assert row["gold_answered"] == 1 and row["gold_accuracy"] == float(gold.answer == gold.item.true_count)
-    assert row["skip_rate"] == ranks.filter(skipped=True).count() / ranks.count()
+    skipped = ranks.filter(skipped=True).count()
+    assert row["ranking_skip_rate"] == skipped / ranks.count()
+    assert row["task_skip_rate"] == skipped / (ranks.count() + counts.count())
     assert row["cant_tell_rate"] == counts.filter(cant_tell=True).count() / counts.count()
     total = sum(r.seconds for r in counts) + sum(r.seconds for r in ranks)
     assert row["seconds"] == pytest.approx(total)
@@ -115,7 +117,7 @@ def test_the_dashboard_shows_both_analyses_the_figures_and_the_automatic_counter
     item.image.auto_count = item.true_count + 2
     item.image.save()
     fill_study(study, 3)
-    r = researcher.post(f"/research/{study.slug}/results/update/")
+    r = update_results(researcher, study)
     assert r.status_code == 302
     page = researcher.get(f"/research/{study.slug}/").content.decode()
     assert 'data-analysis="main"' in page and 'data-analysis="unfiltered"' in page
@@ -126,7 +128,7 @@ def test_the_dashboard_shows_both_analyses_the_figures_and_the_automatic_counter
         svg = researcher.get(f"/research/{study.slug}/figures/{name}.svg")
         assert svg["Content-Type"] == "image/svg+xml" and b"<svg" in svg.content
     result = StudyResult.objects.get(study=study)
-    sections = reports.result_sections(result=result.result, auto=selectors.auto_counter_by_variant(study=study))
+    sections = reports.result_sections(result=selectors.study_result_analysis(result=result), auto=selectors.auto_counter_by_variant(study=study))
     fig5 = next(t for t in sections[0]["tables"] if t.key == "figure5")
     cross_early = next(row for row in fig5.rows if row[0] == "cross-early")
     assert cross_early[-2] == "2.00" and cross_early[-1] == "0.00"  # the counter's error and match ratio
@@ -151,7 +153,9 @@ def test_the_report_states_protocol_evaluators_pay_exclusions_and_results(study,
         assert "Figure 5" in text and "Figure 6" in text and "95% CI" in text
         assert "With the protocol's exclusions" in text and "Without exclusions" in text
         assert "Krippendorff" in text and "3 (3 consented, 3 finished" in text
-    assert "| variant | images | answers | average error | 95% CI |" in md
+    assert "| variant | images | counted answers (n) | average error | 95% CI |" in md
+    assert "mean_abs_error" not in md and "skip_rate" not in md  # human labels only
+    assert "](figure5.png)" not in md and "](data:image/png;base64," in md  # links resolve in the file
     assert "data:image/png;base64," in html
 
 
@@ -176,16 +180,24 @@ def test_the_home_page_lists_the_researchers_studies(study, researcher):
     assert study.title in page and f"/research/{study.slug}/" in page
 
 
-def test_rules_that_exclude_everyone_are_reported_not_crashed_on(study, researcher):
+def test_rules_that_exclude_everyone_leave_the_unfiltered_results_shown(study, researcher):
     protocol = json.loads(DEMO.read_text())
     protocol["analysis"]["exclusions"]["min_median_seconds"] = 1000.0
     study.protocol = protocol
     study.save(update_fields=["protocol"])
     fill_study(study, 2)
     r = researcher.get(f"/research/{study.slug}/results.json")
-    assert r.status_code == 409 and "exclude every evaluator" in r.json()["error"]
-    assert researcher.get(f"/research/{study.slug}/export/aggregates.json").status_code == 409
-    page = researcher.post(f"/research/{study.slug}/results/update/", follow=True).content.decode()
-    assert "exclude every evaluator" in page
-    assert "exclude every evaluator" in researcher.get(f"/research/{study.slug}/report.md").content.decode()
-    assert not StudyResult.objects.filter(study=study).exists()
+    assert r.status_code == 200
+    doc = r.json()
+    assert doc["exclusions"]["applied"] is False and doc["exclusions"]["n_excluded"] == 2
+    assert "exclude every evaluator" in doc["exclusions"]["not_applied_reason"]
+    assert doc["count"]["by_variant"] == doc["unfiltered"]["count"]["by_variant"]
+    assert doc["count"]["by_variant"][0]["mean_abs_error"] is not None
+    aggregates = researcher.get(f"/research/{study.slug}/export/aggregates.json")
+    assert aggregates.status_code == 200
+    update_results(researcher, study)
+    page = researcher.get(f"/research/{study.slug}/").content.decode()
+    assert "exclude every evaluator" in page and 'data-table="figure5"' in page
+    report = researcher.get(f"/research/{study.slug}/report.md").content.decode()
+    assert "exclude every evaluator" in report and "average error" in report
+    assert StudyResult.objects.filter(study=study).exists()

@@ -143,7 +143,7 @@ def test_export_command_writes_every_format(study, tmp_path, settings):
     for fmt, name in (("csv", "r.csv"), ("jsonl", "r.jsonl"), ("aggregates", "a.json"), ("report", "report.html"),
                       ("report-md", "report.md"), ("protocol", "p.json"), ("figures", "figures")):
         call_command("export", study.slug, "--format", fmt, "--out", str(tmp_path / name), stdout=io.StringIO())
-    assert json.loads((tmp_path / "a.json").read_text())["schema"] == "evalstudy.analysis/1"
+    assert json.loads((tmp_path / "a.json").read_text())["schema"] == "evalstudy.analysis/2"
     assert json.loads((tmp_path / "p.json").read_text()) == study.protocol
     assert study.protocol_hash in (tmp_path / "report.html").read_text()
     assert study.protocol_hash in (tmp_path / "report.md").read_text()

@@ -5,7 +5,7 @@ from django.test import Client
 
 from tests.factories import build_open_study
 from tests.webapp.conftest import join
-from tests.webapp.research_support import fill_study, researcher_of
+from tests.webapp.research_support import fill_study, researcher_of, update_results
 from webapp.research.models import ReportDetails
 
 pytestmark = pytest.mark.django_db
@@ -44,7 +44,7 @@ def _requests(client, slug):
 def test_the_studys_researcher_sees_everything(answered):
     client = Client()
     client.force_login(researcher_of(answered))
-    client.post(f"/research/{answered.slug}/results/update/")  # figures exist after this
+    update_results(client, answered)  # figures exist after this
     for url, r in _requests(client, answered.slug):
         assert r.status_code in (200, 302), (url, r.status_code)
     assert ReportDetails.objects.get(study=answered).recruitment == "changed"

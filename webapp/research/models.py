@@ -38,6 +38,44 @@ class StudyResult(models.Model):
         return f"{self.study.slug}: {self.n_responses} responses ({self.fingerprint[:12]})"
 
 
+class ResultsUpdate(models.Model):
+    """One press of "Update results", run by a Celery task (``tasks.results_update``).
+
+    At most one update per study waits or runs at a time (a partial unique constraint); a
+    second press while one is active joins it. ``stage`` says what the task is doing, for
+    the dashboard's progress line.
+    """
+
+    class State(models.TextChoices):
+        QUEUED = "queued", "queued"
+        RUNNING = "running", "running"
+        DONE = "done", "done"
+        FAILED = "failed", "failed"
+
+    ACTIVE = (State.QUEUED, State.RUNNING)
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="result_updates")
+    state = models.CharField(max_length=8, choices=State.choices, default=State.QUEUED)
+    stage = models.CharField(max_length=120, blank=True, help_text="What the task is doing now.")
+    message = models.TextField(blank=True, help_text="Why it failed, or what it found.")
+    result = models.ForeignKey(StudyResult, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    requested_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["study", "-requested_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["study"], condition=Q(state__in=["queued", "running"]),
+                                    name="results_update_one_active_per_study"),
+            models.CheckConstraint(condition=Q(state__in=["queued", "running", "done", "failed"]),
+                                   name="results_update_known_state"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.study.slug}: update {self.state}"
+
+
 class ResultFigure(models.Model):
     """One figure file of a result, as evalstudy.figures wrote it."""
 

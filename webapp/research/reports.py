@@ -16,6 +16,7 @@ from decimal import Decimal
 from django.template.loader import render_to_string
 from django.utils import timezone
 
+from evalstudy.analysis.result import AnalysisResult, Sections
 from evalstudy.protocol import Protocol
 
 from webapp.studies.models import Study
@@ -24,6 +25,11 @@ from . import selectors
 from .models import ReportDetails, StudyResult
 
 MEASURE_LABELS = {"mean_abs_error": "average error", "match_ratio": "match ratio", "score": "preference score"}
+FIGURE_LABELS = {
+    "figure5": "Figure 5: average count error by true count, and average error and match ratio per object",
+    "figure6": "Figure 6: preference score and Plackett-Luce strength per variant",
+    "figure7": "Figure 7: mean rank by screen position, and skipped rankings by reason",
+}
 SECTION_LABELS = (("main", "With the protocol's exclusions"), ("unfiltered", "Without exclusions (every evaluator)"))
 
 
@@ -69,64 +75,69 @@ class Table:
 # --------------------------------------------------------------------------- result tables
 
 
-def _count_table(section: dict, auto: dict[str, dict], ci_label: str) -> Table:
+def _count_table(section: Sections | AnalysisResult, auto: dict[str, dict], ci_label: str) -> Table:
     rows = []
-    for r in section["count"]["by_variant"]:
-        a = auto.get(r["variant"], {})
+    for r in section.count.by_variant:
+        a = auto.get(r.variant, {})
         rows.append((
-            r["variant"], num(r["n_images"]), num(r["n"]),
-            num(r["mean_abs_error"]), ci(r["mean_abs_error_ci"]),
-            num(r["match_ratio"]), ci(r["match_ratio_ci"]),
-            percent(r["cant_tell_rate"]),
+            r.variant, num(r.n_images), num(r.n_answered),
+            num(r.mean_abs_error), ci(r.mean_abs_error_ci),
+            num(r.match_ratio), ci(r.match_ratio_ci),
+            percent(r.cant_tell_rate), ci(r.cant_tell_rate_ci),
+            num(r.match_ratio_cant_tell_as_miss), ci(r.match_ratio_cant_tell_as_miss_ci),
             num(a.get("mean_abs_error")), num(a.get("match_ratio")),
         ))
     return Table(
         key="figure5", title="Figure 5: object counts (average error and match ratio per variant)",
-        header=("variant", "images", "answers", "average error", ci_label, "match ratio", ci_label,
-                "can't tell", "auto counter: error", "auto counter: match"),
+        header=("variant", "images", "counted answers (n)", "average error", ci_label, "match ratio", ci_label,
+                "can't tell", ci_label, "sensitivity: match ratio, can't tell as a miss", ci_label,
+                "auto counter: error", "auto counter: match"),
         rows=tuple(rows),
-        note="Average error = mean |answer \u2212 requested count| over numeric answers; match ratio = share of "
-             "answers equal to the requested count (\u201ccan't tell\u201d counts as a miss). The automatic "
-             "counter read every image of the variant once.",
+        note="As in the paper (eq. 9 and 10), average error = mean |answer \u2212 requested count| and match "
+             "ratio = share of answers equal to the requested count, both over the same n, the answers that gave "
+             "a count. \u201cCan't tell\u201d answers enter neither; their share of all answers is shown beside, "
+             "and the sensitivity column counts them as misses. The automatic counter read every image of the "
+             "variant once.",
     )
 
 
-def _count_object_table(section: dict, ci_label: str) -> Table:
+def _count_object_table(section: Sections | AnalysisResult, ci_label: str) -> Table:
     rows = tuple(
-        (r["variant"], r["object"], num(r["n"]), num(r["mean_abs_error"]), ci(r["mean_abs_error_ci"]),
-         num(r["match_ratio"]), ci(r["match_ratio_ci"]))
-        for r in section["count"]["by_variant_object"]
+        (r.variant, r.object or "", num(r.n_answered), num(r.mean_abs_error), ci(r.mean_abs_error_ci),
+         num(r.match_ratio), ci(r.match_ratio_ci), percent(r.cant_tell_rate))
+        for r in section.count.by_variant_object
     )
     return Table(key="figure5-objects", title="Figure 5 (b, c): per object",
-                 header=("variant", "object", "answers", "average error", ci_label, "match ratio", ci_label),
+                 header=("variant", "object", "counted answers (n)", "average error", ci_label, "match ratio",
+                         ci_label, "can't tell"),
                  rows=rows)
 
 
-def _preference_table(section: dict, ci_label: str) -> Table:
-    pref = section["preference"]
+def _preference_table(section: Sections | AnalysisResult, ci_label: str) -> Table:
+    pref = section.preference
     rows = tuple(
-        (r["variant"], num(r["n"]), num(r["score"]), ci(r["score_ci"]), num(r["mean_rank"]),
-         num(r["pl_strength"], 3), ci(r["pl_strength_ci"], 3), percent(r["skip_rate"]),
-         " / ".join(str(c) for c in r["rank_counts"]))
-        for r in pref["by_variant"]
+        (r.variant, num(r.n), num(r.score), ci(r.score_ci), num(r.mean_rank),
+         num(r.pl_strength, 3), ci(r.pl_strength_ci, 3), " / ".join(str(c) for c in r.rank_counts))
+        for r in pref.by_variant
     )
-    m = pref.get("m") or 4
+    reasons = ", ".join(f"{k}: {v}" for k, v in pref.skip_reasons.items()) or "none"
     return Table(
         key="figure6", title="Figure 6: preference (rank 1..m scores m..1)",
         header=("variant", "rankings", "preference score", ci_label, "mean rank", "Plackett-Luce strength",
-                ci_label, "skip rate", "ranked 1st / \u2026 / last"),
+                ci_label, "ranked 1st / \u2026 / last"),
         rows=rows,
-        note=f"m = {m} images per ranking; skipped rankings: {percent(pref.get('skip_rate'))} "
-             f"({', '.join(f'{k}: {v}' for k, v in (pref.get('skip_reasons') or {}).items()) or 'none'}).",
+        note=f"m = {pref.m or 4} images per ranking; ranking skip rate (skipped rankings of all rankings shown; "
+             f"a skip names no variant): {percent(pref.ranking_skip_rate)} {ci(pref.ranking_skip_rate_ci)} "
+             f"({reasons}).",
     )
 
 
-def _tests_table(section: dict, ci_label: str) -> Table:
+def _tests_table(section: Sections | AnalysisResult, ci_label: str) -> Table:
     rows = tuple(
-        (MEASURE_LABELS.get(t["measure"], t["measure"]), f"{t['a']} \u2212 {t['b']}", num(t["difference"], 3),
-         ci(t["difference_ci"], 3), num(t["n_pairs"]), num(t["statistic"]), pvalue(t["p_value"]),
-         pvalue(t.get("p_holm")), "yes" if t.get("significant") else "no")
-        for t in section["tests"]["paired"]
+        (MEASURE_LABELS.get(t.measure, t.measure), f"{t.a} \u2212 {t.b}", num(t.difference, 3),
+         ci(t.difference_ci, 3), num(t.n_pairs), num(t.statistic), pvalue(t.p_value),
+         pvalue(t.p_holm), "yes" if t.significant else "no")
+        for t in section.tests.paired
     )
     return Table(key="tests", title="Planned comparisons (paired by item, Wilcoxon signed-rank, Holm-adjusted)",
                  header=("measure", "difference", "estimate", ci_label, "pairs", "statistic", "p", "p (Holm)",
@@ -134,87 +145,93 @@ def _tests_table(section: dict, ci_label: str) -> Table:
                  rows=rows)
 
 
-def _ranking_tests_table(section: dict) -> Table | None:
-    tests = section["tests"]
-    fr, post = tests.get("friedman"), tests.get("posthoc")
-    if not fr:
+def _ranking_tests_table(section: Sections | AnalysisResult) -> Table | None:
+    tests = section.tests
+    fr, post, bias = tests.friedman, tests.posthoc, tests.position_bias
+    if fr is None:
         return None
-    rows = [("Friedman (items as blocks)", f"\u03c7\u00b2 = {num(fr['statistic'])}, df = {fr['df']}",
-             pvalue(fr["p_value"]), f"Kendall's W = {num(fr['kendall_w'])}, {fr['n_blocks']} items")]
-    for p in (post or {}).get("holm_wilcoxon", []):
-        rows.append((f"{p['a']} vs {p['b']} (Wilcoxon)", f"W = {num(p['statistic'])}, n = {p['n_pairs']}",
-                     pvalue(p.get("p_holm")), "Holm-adjusted"))
-    nem = (post or {}).get("nemenyi") or {}
-    for p in nem.get("pairs", []):
-        rows.append((f"{p['a']} vs {p['b']} (Nemenyi)", f"\u0394 mean rank = {num(p['mean_rank_difference'])}",
-                     pvalue(p["p_value"]), f"critical difference {num(nem.get('critical_difference'))}"))
-    bias = tests.get("position_bias")
-    if bias:
-        rows.append(("Position bias (first choices vs design)", f"\u03c7\u00b2 = {num(bias['chi2'])}, df = {bias['df']}",
-                     pvalue(bias["p_value"]),
-                     "mean rank by position " + ", ".join(num(x) for x in bias["mean_rank_by_position"])))
+    rows = [("Friedman (captions as blocks)", f"\u03c7\u00b2 = {num(fr.statistic)}, df = {fr.df}",
+             pvalue(fr.p_value),
+             f"Kendall's W between captions (how consistently captions order the variants) = "
+             f"{num(fr.w_between_captions)}, {fr.n_blocks} captions")]
+    if post is not None:
+        for h in post.holm_wilcoxon:
+            rows.append((f"{h.a} vs {h.b} (Wilcoxon)", f"W = {num(h.statistic)}, n = {h.n_pairs}",
+                         pvalue(h.p_holm), "Holm-adjusted"))
+        for n in post.nemenyi.pairs:
+            rows.append((f"{n.a} vs {n.b} (Nemenyi)", f"\u0394 mean rank = {num(n.mean_rank_difference)}",
+                         pvalue(n.p_value), f"critical difference {num(post.nemenyi.critical_difference)}"))
+    if bias is not None:
+        rows.append(("Position bias (permutation test within captions)",
+                     f"S = {num(bias.statistic)}, {bias.n_permutations} permutations", pvalue(bias.p_value),
+                     "mean rank by position " + ", ".join(num(x) for x in bias.mean_rank_by_position)))
     return Table(key="ranking-tests", title="Ranking tests", header=("test", "statistic", "p", "note"),
                  rows=tuple(rows))
 
 
-def _agreement_table(section: dict) -> Table:
-    ag = section["agreement"]
+def _agreement_table(section: Sections | AnalysisResult) -> Table:
+    ag = section.agreement
     rows = []
-    if ag.get("count_alpha_interval"):
-        a = ag["count_alpha_interval"]
-        rows.append(("Krippendorff's \u03b1 (interval), counts", num(a["alpha"], 3),
-                     f"{a['n_pairable_units']} images answered twice or more"))
-    if ag.get("rank_alpha_ordinal"):
-        a = ag["rank_alpha_ordinal"]
-        rows.append(("Krippendorff's \u03b1 (ordinal), ranks", num(a["alpha"], 3),
-                     f"{a['n_pairable_units']} (caption, variant) pairs ranked twice or more"))
-    if ag.get("kendall_w"):
-        w = ag["kendall_w"]
-        rows.append(("Kendall's W per caption (mean)", num(w["per_item_mean"], 3), f"{w['n_items']} captions"))
-        rows.append(("Kendall's W, all rankings", num(w["all_rankings"], 3), "concordance about the variants' order"))
-    if ag.get("auto_counter"):
-        a = ag["auto_counter"]
-        rows.append(("Humans vs automatic counter: exact agreement", num(a["exact_agreement"], 3),
-                     f"{a['n']} answers; mean |difference| {num(a['mean_abs_difference'])}; "
-                     f"quadratic-weighted \u03ba {num(a['quadratic_weighted_kappa'], 3)}"))
+    if ag.count_alpha_interval is not None:
+        a = ag.count_alpha_interval
+        rows.append(("Krippendorff's \u03b1 (interval), counts", num(a.alpha, 3),
+                     f"{a.n_pairable_units} images answered twice or more"))
+    if ag.rank_alpha_ordinal is not None:
+        a = ag.rank_alpha_ordinal
+        rows.append(("Krippendorff's \u03b1 (ordinal), ranks", num(a.alpha, 3),
+                     f"{a.n_pairable_units} (caption, variant) pairs ranked twice or more"))
+    if ag.kendall_w is not None:
+        w = ag.kendall_w
+        rows.append(("Kendall's W between raters, per caption (mean)", num(w.per_item_mean, 3),
+                     f"{w.n_items} captions ranked by two or more raters"))
+        rows.append(("Kendall's W over all rankings", num(w.all_rankings, 3),
+                     "every ranking as a judge: raters and captions together"))
+    if ag.auto_counter is not None:
+        c = ag.auto_counter
+        rows.append(("Humans vs automatic counter: exact agreement", num(c.exact_agreement, 3),
+                     f"{c.n} answers; mean |difference| {num(c.mean_abs_difference)}; "
+                     f"quadratic-weighted \u03ba {num(c.quadratic_weighted_kappa, 3)}"))
     return Table(key="agreement", title="Agreement", header=("measure", "value", "on"), rows=tuple(rows))
 
 
-def result_sections(*, result: dict, auto: dict[str, dict]) -> list[dict]:
-    """Both analyses, with and without exclusions: their tables, ready to show."""
-    ci_label = f"{round(100 * result['settings']['ci_level'])}% CI"
+def result_sections(*, result: AnalysisResult, auto: dict[str, dict]) -> list[dict]:
+    """Both analyses, with and without exclusions: their tables, ready to show. When the rules
+    would exclude every evaluator, the one section shown is the unfiltered one, labelled so."""
+    ci_label = f"{round(100 * result.settings.ci_level)}% CI"
     out = []
-    for key, label in SECTION_LABELS:
-        section = result if key == "main" else result["unfiltered"]
+    reason = result.exclusions.not_applied_reason
+    labels = (("unfiltered", f"Without exclusions: {reason}"),) if reason else SECTION_LABELS
+    for key, label in labels:
+        section: Sections | AnalysisResult = result if key == "main" else result.unfiltered
         tables = [
             _count_table(section, auto, ci_label), _count_object_table(section, ci_label),
             _preference_table(section, ci_label), _tests_table(section, ci_label),
             _ranking_tests_table(section), _agreement_table(section),
         ]
-        out.append({"key": key, "label": label, "data": section["data"],
+        out.append({"key": key, "label": label, "data": section.data,
                     "tables": [t for t in tables if t is not None and t.rows]})
     return out
 
 
-def exclusion_rules_text(result: dict) -> str:
-    rules = [f"{k.replace('_', ' ')} {v:g}" for k, v in result["exclusions"]["rules"].items() if v is not None]
+def exclusion_rules_text(result: AnalysisResult) -> str:
+    rules = [f"{k.replace('_', ' ')} {v:g}" for k, v in result.exclusions.rules.items() if v is not None]
     return "; ".join(rules) or "none"
 
 
-def exclusion_rows(result: dict) -> list[tuple[str, str]]:
-    return [(e["evaluator_id"], "; ".join(e["reasons"])) for e in result["exclusions"]["excluded"]]
+def exclusion_rows(result: AnalysisResult) -> list[tuple[str, str]]:
+    return [(e.evaluator_id, "; ".join(e.reasons)) for e in result.exclusions.excluded]
 
 
-def evaluator_reliability_table(result: dict) -> Table:
+def evaluator_reliability_table(result: AnalysisResult) -> Table:
     rows = tuple(
-        (e["evaluator_id"], num(e["n_count"]), num(e["n_rank"]), num(e["gold_accuracy"]), percent(e["cant_tell_rate"]),
-         percent(e["skip_rate"]), num(e["median_seconds"], 1), num(e["consistency"]),
-         "; ".join(e["reasons"]) if e["excluded"] else "")
-        for e in result["evaluators"]
+        (e.evaluator_id, num(e.n_count), num(e.n_rank), num(e.gold_accuracy), percent(e.cant_tell_rate),
+         percent(e.task_skip_rate), percent(e.ranking_skip_rate), num(e.median_seconds, 1), num(e.consistency),
+         "; ".join(e.reasons) if e.excluded else "")
+        for e in result.evaluators
     )
     return Table(key="evaluators", title="Evaluators (quality control)",
-                 header=("evaluator", "count answers", "rankings", "gold accuracy", "can't tell", "skips",
-                         "median s/item", "consistency", "excluded because"),
+                 header=("evaluator", "count answers", "rankings", "gold accuracy", "can't tell", "task skip rate",
+                         "ranking skip rate", "median s/item", "consistency", "excluded because"),
                  rows=rows)
 
 
@@ -284,11 +301,11 @@ def report_context(*, study: Study, result: StudyResult | None, analysis_error: 
     protocol = selectors.study_protocol(study=study)
     evaluators = selectors.study_evaluator_summary(study=study)
     details = ReportDetails.objects.filter(study=study).first()
-    data = result.result if result is not None else None
+    data = selectors.study_result_analysis(result=result) if result is not None else None
     figures = []
     if result is not None:
         for fig in result.figures.filter(format="png").order_by("name"):
-            figures.append({"name": fig.name, "png_data_uri": "data:image/png;base64," + base64.b64encode(bytes(fig.content)).decode()})
+            figures.append({"name": fig.name, "label": FIGURE_LABELS.get(fig.name, fig.name), "png_data_uri": "data:image/png;base64," + base64.b64encode(bytes(fig.content)).decode()})
     return {
         "study": study,
         "generated_at": timezone.now(),

@@ -16,12 +16,13 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db.models import Count, F, Max, Q, QuerySet, Sum
 
+from evalstudy.analysis.result import SCHEMA_VERSION, AnalysisResult
 from evalstudy.protocol import Protocol, ProtocolError
 
 from webapp.studies.models import CountResponse, Entry, Evaluator, Image, Item, RankResponse, Slot, Study
 from webapp.studies.selectors import user_may_see_study
 
-from .models import ResultFigure, StudyResult
+from .models import ResultFigure, ResultsUpdate, StudyResult
 
 EXPORT_CHUNK_SIZE = 5000
 DEFAULT_N_BOOT = 2000  # evalstudy's default, for studies without a readable protocol
@@ -92,7 +93,7 @@ def study_progress(*, study: Study) -> dict:
     """Live progress of a study as JSON-ready data: evaluators, coverage, time, skips, gold.
 
     Per evaluator: answers given and planned, seconds on task (sum and mean per answer),
-    the rank skip rate, the count "can't tell" rate and the accuracy on gold items.
+    the ranking and task skip rates, the count "can't tell" rate and the accuracy on gold items.
     """
     evaluators = list(
         Evaluator.objects.filter(study=study)
@@ -133,7 +134,10 @@ def study_progress(*, study: Study) -> dict:
             "planned": ev["n_planned"],
             "seconds": seconds,
             "mean_seconds": _rate(seconds, answered),
-            "skip_rate": _rate(r["skipped"], r["n"]),
+            # Two rates, two names: skipped rankings of the rankings given, and skipped tasks of
+            # all tasks given (a count is never skipped), which the exclusion rule reads.
+            "ranking_skip_rate": _rate(r["skipped"], r["n"]),
+            "task_skip_rate": _rate(r["skipped"], r["n"] + c["n"]),
             "cant_tell_rate": _rate(c["cant_tell"], c["n"]),
             "gold_answered": c["gold"],
             "gold_accuracy": _rate(c["gold_correct"], c["gold"]),
@@ -193,7 +197,8 @@ def study_progress(*, study: Study) -> dict:
             "median_seconds_per_finished_evaluator": (statistics.median(finished_seconds)
                                                       if finished_seconds else None),
         },
-        "skip_rate": _rate(sum(r["skipped"] for r in ranks.values()), n_rank),
+        "ranking_skip_rate": _rate(sum(r["skipped"] for r in ranks.values()), n_rank),
+        "task_skip_rate": _rate(sum(r["skipped"] for r in ranks.values()), n_rank + n_count),
         "cant_tell_rate": _rate(sum(c["cant_tell"] for c in counts.values()), n_count),
         "gold_accuracy": _rate(sum(c["gold_correct"] for c in counts.values()), gold_answered),
         "per_evaluator": rows,
@@ -207,16 +212,42 @@ def responses_fingerprint(*, study: Study) -> tuple[str, int]:
     """(fingerprint, number of responses) of the study's answers as they stand now."""
     c = CountResponse.objects.filter(item__study=study).aggregate(n=Count("pk"), last=Max("pk"))
     r = RankResponse.objects.filter(item__study=study).aggregate(n=Count("pk"), last=Max("pk"))
-    state = f"{study.pk}:{study.protocol_hash}:{c['n']}:{c['last']}:{r['n']}:{r['last']}"
+    # The schema version too: a result evalstudy would write differently is not the same state.
+    state = f"{study.pk}:{study.protocol_hash}:{c['n']}:{c['last']}:{r['n']}:{r['last']}:{SCHEMA_VERSION}"
     return hashlib.sha256(state.encode()).hexdigest(), c["n"] + r["n"]
 
 
+def _readable_results(study: Study) -> QuerySet[StudyResult]:
+    """Stored results this evalstudy can read: one written under another schema version is
+    ignored (the next "Update results" replaces it)."""
+    return StudyResult.objects.filter(study=study, result__schema_version=SCHEMA_VERSION)
+
+
 def study_result_cached(*, study: Study, fingerprint: str, n_boot: int, seed: int) -> StudyResult | None:
-    return StudyResult.objects.filter(study=study, fingerprint=fingerprint, n_boot=n_boot, seed=seed).first()
+    return _readable_results(study).filter(fingerprint=fingerprint, n_boot=n_boot, seed=seed).first()
 
 
 def study_result_latest(*, study: Study) -> StudyResult | None:
-    return StudyResult.objects.filter(study=study).order_by("-computed_at", "-pk").first()
+    return _readable_results(study).order_by("-computed_at", "-pk").first()
+
+
+def results_update_latest(*, study: Study) -> ResultsUpdate | None:
+    return ResultsUpdate.objects.filter(study=study).order_by("-requested_at", "-pk").first()
+
+
+def results_update_status(*, study: Study) -> dict | None:
+    """The newest "Update results" as JSON-ready data for the dashboard's progress line."""
+    update = results_update_latest(study=study)
+    if update is None:
+        return None
+    return {"id": update.pk, "state": update.state, "stage": update.stage, "message": update.message,
+            "requested_at": update.requested_at.isoformat(),
+            "finished_at": update.finished_at.isoformat() if update.finished_at else None}
+
+
+def study_result_analysis(*, result: StudyResult) -> AnalysisResult:
+    """The stored document as evalstudy's typed result."""
+    return AnalysisResult.from_dict(result.result)
 
 
 def result_figure(*, result: StudyResult, name: str, fmt: str) -> ResultFigure | None:

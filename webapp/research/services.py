@@ -8,14 +8,16 @@ from __future__ import annotations
 import io
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
-from evalstudy.analysis import analyze
+from evalstudy.analysis import AnalysisResult, analyze
 from evalstudy.figures import write_figures
 from evalstudy.responses import read_responses
 from evalstudy.simulate import COUNT_SECONDS, RANK_SECONDS, RaterSimulator
@@ -25,7 +27,7 @@ from webapp.studies.models import Entry, Item, RankResponse, Study
 from webapp.studies.selectors import entry_images
 
 from . import exports, reports, selectors
-from .models import ReportDetails, ResultFigure, StudyResult
+from .models import ReportDetails, ResultFigure, ResultsUpdate, StudyResult
 
 KEEP_RESULTS = 3  # per study; older analyses are deleted when a new one is stored
 
@@ -37,7 +39,7 @@ class ResearchError(Exception):
 # --------------------------------------------------------------------------- results
 
 
-def _analyse(*, study: Study, n_boot: int, seed: int) -> dict:
+def _analyse(*, study: Study, n_boot: int, seed: int) -> AnalysisResult:
     """evalstudy's analysis of the study's responses exactly as the CSV export writes them.
 
     The table is read back from the export's own text, so the numbers shown equal those that
@@ -45,14 +47,15 @@ def _analyse(*, study: Study, n_boot: int, seed: int) -> dict:
     """
     text = "".join(exports.csv_chunks(study=study))
     try:
-        table = read_responses(io.StringIO(text, newline=""))
-        return analyze(table, protocol=selectors.study_protocol(study=study), n_boot=n_boot, seed=seed, exclusions=True)
+        protocol = selectors.study_protocol(study=study)
+        table = read_responses(io.StringIO(text, newline=""), variants=protocol.variants if protocol else None)
+        return analyze(table, protocol=protocol, n_boot=n_boot, seed=seed, exclusions=True)
     except ValueError as exc:
-        # e.g. the exclusion rules exclude every evaluator: there is no primary result to show.
+        # e.g. a variant the protocol does not know: nothing can be shown.
         raise ResearchError(f"The responses cannot be analysed yet: {exc}") from exc
 
 
-def _figures(result: dict) -> list[ResultFigure]:
+def _figures(result: AnalysisResult) -> list[ResultFigure]:
     with tempfile.TemporaryDirectory(prefix="fusion-figures-") as tmp:
         write_figures(result, tmp)
         out = []
@@ -63,10 +66,15 @@ def _figures(result: dict) -> list[ResultFigure]:
     return out
 
 
-def study_result_get_or_compute(*, study: Study, n_boot: int | None = None, seed: int | None = None) -> StudyResult | None:
+def _no_progress(stage: str) -> None:
+    """Where a caller does not follow the stages."""
+
+
+def study_result_get_or_compute(*, study: Study, n_boot: int | None = None, seed: int | None = None,
+                                progress: Callable[[str], None] = _no_progress) -> StudyResult | None:
     """The analysis of the study's current responses: the stored one when nothing has changed
     since it was computed, else a new one (with its figures). None when there are no responses;
-    ResearchError when evalstudy cannot analyse them."""
+    ResearchError when evalstudy cannot analyse them. ``progress`` hears each stage's name."""
     plan_boot, plan_seed = selectors.analysis_settings(study=study)
     n_boot = plan_boot if n_boot is None else n_boot
     seed = plan_seed if seed is None else seed
@@ -77,14 +85,17 @@ def study_result_get_or_compute(*, study: Study, n_boot: int | None = None, seed
     if cached is not None:
         return cached
     started = time.perf_counter()
+    progress(f"analysing {n_responses} responses with {n_boot} bootstrap resamples")
     result = _analyse(study=study, n_boot=n_boot, seed=seed)
+    progress("drawing the figures")
     figures = _figures(result)
     seconds = time.perf_counter() - started
+    progress("storing the results")
     try:
         with transaction.atomic():
             stored = StudyResult.objects.create(
                 study=study, fingerprint=fingerprint, n_responses=n_responses, n_boot=n_boot, seed=seed,
-                result=result, seconds=seconds,
+                result=result.to_dict(), seconds=seconds,
             )
             for fig in figures:
                 fig.result = stored
@@ -95,6 +106,56 @@ def study_result_get_or_compute(*, study: Study, n_boot: int | None = None, seed
     stale = StudyResult.objects.filter(study=study).order_by("-computed_at", "-pk").values_list("pk", flat=True)[KEEP_RESULTS:]
     StudyResult.objects.filter(pk__in=list(stale)).delete()
     return stored
+
+
+# --------------------------------------------------------------------------- "Update results" as a task
+
+
+def results_update_request(*, study: Study) -> tuple[ResultsUpdate, bool]:
+    """Queue an update of the study's results, unless one is waiting or running already:
+    (the update, whether it is new). The task is sent once the row is committed."""
+    from .tasks import results_update  # the task module imports this one
+
+    with transaction.atomic():
+        active = ResultsUpdate.objects.select_for_update().filter(study=study, state__in=ResultsUpdate.ACTIVE).first()
+        if active is not None:
+            return active, False
+        try:
+            with transaction.atomic():
+                update = ResultsUpdate.objects.create(study=study)
+        except IntegrityError:  # another request queued one meanwhile
+            return ResultsUpdate.objects.get(study=study, state__in=ResultsUpdate.ACTIVE), False
+        results_update.delay_on_commit(update.pk)
+    return update, True
+
+
+def _update_set(update_id: int, **fields) -> None:
+    ResultsUpdate.objects.filter(pk=update_id).update(**fields)
+
+
+def results_update_run(*, update_id: int) -> str:
+    """The task's work: compute the study's current results, recording each stage on the
+    update; returns the final state. A finished update is left alone."""
+    update = ResultsUpdate.objects.select_related("study").filter(pk=update_id).first()
+    if update is None or update.state not in ResultsUpdate.ACTIVE:
+        return update.state if update else "missing"
+    _update_set(update_id, state=ResultsUpdate.State.RUNNING, started_at=timezone.now(), stage="reading the responses")
+    try:
+        result = study_result_get_or_compute(study=update.study,
+                                             progress=lambda stage: _update_set(update_id, stage=stage))
+    except ResearchError as exc:
+        _update_set(update_id, state=ResultsUpdate.State.FAILED, finished_at=timezone.now(), stage="", message=str(exc))
+        return ResultsUpdate.State.FAILED
+    except Exception as exc:
+        # A bug: say so on the dashboard, and let Celery log the traceback.
+        _update_set(update_id, state=ResultsUpdate.State.FAILED, finished_at=timezone.now(), stage="",
+                    message=f"Unexpected {type(exc).__name__}: {exc}")
+        raise
+    message = ("There are no responses yet." if result is None
+               else f"Results of {result.n_responses} responses ({result.n_boot} bootstrap resamples).")
+    _update_set(update_id, state=ResultsUpdate.State.DONE, finished_at=timezone.now(), stage="", message=message,
+                result=result)
+    return ResultsUpdate.State.DONE
 
 
 # --------------------------------------------------------------------------- report details

@@ -102,16 +102,19 @@ def dashboard(request: HttpRequest, study: Study) -> HttpResponse:
     result = selectors.study_result_latest(study=study)
     fingerprint, n_responses = selectors.responses_fingerprint(study=study)
     details = ReportDetails.objects.filter(study=study).first()
+    analysis = selectors.study_result_analysis(result=result) if result else None
     context = {
+        "update": selectors.results_update_latest(study=study),
         "study": study,
         "progress": progress,
         "result": result,
         "result_current": result is not None and result.fingerprint == fingerprint,
         "n_responses": n_responses,
-        "sections": (reports.result_sections(result=result.result, auto=selectors.auto_counter_by_variant(study=study))
-                     if result else []),
-        "exclusions": reports.exclusion_rows(result.result) if result else [],
-        "reliability": reports.evaluator_reliability_table(result.result) if result else None,
+        "analysis": analysis,
+        "sections": (reports.result_sections(result=analysis, auto=selectors.auto_counter_by_variant(study=study))
+                     if analysis else []),
+        "exclusions": reports.exclusion_rows(analysis) if analysis else [],
+        "reliability": reports.evaluator_reliability_table(analysis) if analysis else None,
         "figures": selectors.result_figure_names(result=result) if result else [],
         "protocol_rows": reports.protocol_rows(selectors.study_protocol(study=study)),
         "details_form": ReportDetailsForm(instance=details),
@@ -140,8 +143,10 @@ def progress_json(request: HttpRequest, study: Study) -> JsonResponse:
     latest = selectors.study_result_latest(study=study)
     fingerprint, _ = selectors.responses_fingerprint(study=study)
     data["results"] = {
+        "id": latest.pk if latest else None,
         "n_responses": latest.n_responses if latest else None,
         "current": latest is not None and latest.fingerprint == fingerprint,
+        "update": selectors.results_update_status(study=study),
     }
     return JsonResponse(data)
 
@@ -149,15 +154,10 @@ def progress_json(request: HttpRequest, study: Study) -> JsonResponse:
 @researcher_view
 @require_POST
 def results_update(request: HttpRequest, study: Study) -> HttpResponse:
-    try:
-        result = services.study_result_get_or_compute(study=study)
-    except services.ResearchError as exc:
-        messages.error(request, str(exc))
-        return redirect(reverse("research:dashboard", args=[study.slug]) + "#results")
-    if result is None:
-        messages.info(request, "There are no responses yet.")
-    else:
-        messages.success(request, f"Results of {result.n_responses} responses ({result.n_boot} bootstrap resamples).")
+    """Queue "Update results" on a worker and return at once; the dashboard follows it."""
+    _, created = services.results_update_request(study=study)
+    messages.info(request, "Updating the results; this page shows them when they are ready." if created
+                  else "An update of the results is already under way.")
     return redirect(reverse("research:dashboard", args=[study.slug]) + "#results")
 
 

@@ -19,6 +19,26 @@
     row.appendChild(td);
   }
 
+  // "Update results" runs on a worker: show its stage, and load the page again once it
+  // has stored results newer than the ones shown.
+  function renderUpdate(results) {
+    var line = document.getElementById("results-update");
+    var section = document.getElementById("results");
+    var button = document.getElementById("update-results");
+    var u = results && results.update;
+    if (!line || !u) return;
+    var active = u.state === "queued" || u.state === "running";
+    line.hidden = false;
+    line.dataset.state = u.state;
+    line.textContent = u.state === "queued" ? "Update queued: waiting for a worker." :
+      u.state === "running" ? "Updating the results: " + u.stage + "\u2026" :
+      u.state === "failed" ? "The last update failed: " + u.message : u.message;
+    if (button) button.disabled = active;
+    if (u.state === "done" && section && results.id !== null && String(results.id) !== section.dataset.resultId) {
+      window.location.reload();
+    }
+  }
+
   function render(p) {
     set("p-started", p.evaluators.started);
     set("p-finished", p.evaluators.finished);
@@ -27,7 +47,7 @@
     set("p-covered", p.items.covered);
     set("p-items", p.items.planned);
     set("p-mean-seconds", fixed(p.time.mean_seconds_per_answer, 1));
-    set("p-skip-rate", pct(p.skip_rate));
+    set("p-skip-rate", pct(p.ranking_skip_rate));
     set("p-cant-tell", pct(p.cant_tell_rate));
     set("p-gold", pct(p.gold_accuracy));
     var bar = document.getElementById("p-bar");
@@ -49,7 +69,8 @@
         cell(tr, e.answered + " / " + e.planned);
         cell(tr, fixed(e.seconds / 60, 1));
         cell(tr, fixed(e.mean_seconds, 1));
-        cell(tr, pct(e.skip_rate));
+        cell(tr, pct(e.ranking_skip_rate));
+        cell(tr, pct(e.task_skip_rate));
         cell(tr, pct(e.cant_tell_rate));
         cell(tr, e.gold_answered ? pct(e.gold_accuracy) + " of " + e.gold_answered : "\u2013");
         rows.appendChild(tr);
@@ -58,6 +79,7 @@
     }
     var stale = document.getElementById("results-stale");
     if (stale && p.results) stale.hidden = p.results.current;
+    renderUpdate(p.results);
     set("p-updated", "updated " + new Date().toLocaleTimeString());
     section.dataset.responses = p.responses;
   }

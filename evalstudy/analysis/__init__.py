@@ -1,0 +1,171 @@
+"""Every statistic of a study, from the responses table, as one JSON-ready dict.
+
+How the answers enter
+---------------------
+* Count task, per image: the error is |answer - true count| (the paper's eq. 9),
+  a match is answer == true count (eq. 10). Both average over the same n, the
+  images given a count, as in the paper: "can't tell" (an empty answer) has no
+  size and enters neither. Its share of the images shown is `cant_tell_rate`,
+  beside them, and `match_ratio_cant_tell_as_miss` is the labelled sensitivity
+  row that counts it as a miss. Skipped rows (no answer at all, e.g. an image
+  that did not load) enter none of these and are reported as `task_skip_rate`.
+* Rank task: rank 1..m scores m..1 (m = 4: the paper's 4..1); a skipped ranking
+  is left out of the score and reported as `ranking_skip_rate` (skipped
+  rankings over rankings shown; a skip names no variant, so there is one rate).
+* Two skip rates, one name each: `ranking_skip_rate` as above, and per evaluator
+  `task_skip_rate` (skipped tasks of both kinds over all tasks shown), which the
+  exclusion rule `max_task_skip_rate` reads.
+* Gold items and repeated showings measure the evaluators only; they are not
+  part of any variant's statistics.
+
+Uncertainty: 95% intervals by the crossed bootstrap (`evalstudy.bootstrap`),
+which resamples the evaluators and the items together. For the count task the
+resampled item is the prompt-and-seed pair, so that the images of all variants
+made from one prompt and seed stay together and a difference between variants
+is resampled as a paired difference.
+
+Evaluators are put in a canonical order (by a hash of their responses) before
+any resampling, so relabelling evaluators or shuffling rows changes nothing.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import bootstrap as bs
+from ..protocol import Exclusions, Protocol, default_comparisons
+from ..responses import ResponseTable
+from .agreement import _agreement_section
+from .count import _count_section
+from .data import (_CountData, _evaluator_codes, _object_order, _RankData, _variant_order,
+                   canonical_evaluator_order)
+from .evaluators import apply_exclusions, evaluator_reliability
+from .preference import _preference_section
+from .result import SCHEMA, SCHEMA_VERSION, AnalysisResult, SchemaError, jsonable
+from .tests import EXACT_MAX_N, _tests_section
+
+__all__ = ["SCHEMA", "SCHEMA_VERSION", "AnalysisResult", "SchemaError", "analyze",
+           "apply_exclusions", "canonical_evaluator_order", "evaluator_reliability", "jsonable"]
+
+CANT_TELL_POLICY = ("'can't tell' enters neither mean_abs_error nor match_ratio (eq. 9 and "
+                    "eq. 10 over the same n, the images given a count); it is reported as "
+                    "cant_tell_rate, and counted as a miss only in match_ratio_cant_tell_as_miss")
+SKIP_POLICY = ("skipped responses enter no score or error; ranking_skip_rate: skipped rankings "
+               "over rankings shown; task_skip_rate: skipped tasks over tasks shown")
+BOOTSTRAP_METHOD = ("crossed bootstrap: items (count: prompt-and-seed pairs; rank: captions) and "
+                    "evaluators resampled together with product weights; percentile intervals "
+                    "pulled towards the estimate to remove the doubly counted "
+                    "item x evaluator term")
+
+
+def analyze(table: ResponseTable, protocol: Protocol | None = None, n_boot: int = 2000,
+            seed: int = 0, exclusions: bool = True) -> AnalysisResult:
+    """Analyse a responses table; deterministic for a given seed.
+
+    With a protocol, its variant order, objects, comparisons, confidence level and
+    exclusion rules are used; without one they come from the data and no evaluator
+    is excluded. The top-level `count`, `preference`, `tests`, `agreement` and
+    `data` describe the evaluators kept by the exclusion rules (all evaluators when
+    `exclusions` is False); `unfiltered` holds the same sections for everyone.
+    `result["exclusions"]["excluded"]` lists the evaluators that break a rule, and
+    `applied` says whether the top-level sections leave them out; when the rules
+    would leave no one, they are not applied and `not_applied_reason` says so. The
+    result is an `AnalysisResult` (see `evalstudy.analysis.result`); its `to_dict()` is
+    the strict-JSON document (NaN becomes None).
+    """
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be >= 1, got {n_boot}")
+    plan = protocol.analysis if protocol is not None else None
+    level = plan.ci_level if plan else 0.95
+    alpha = plan.alpha if plan else 0.05
+    variants = _variant_order(table, protocol)
+    objects = _object_order(table, protocol)
+    comparisons = protocol.comparisons() if protocol else default_comparisons(variants)
+    comparisons = tuple((a, b) for a, b in comparisons if a in variants and b in variants)
+    posthoc = plan.posthoc if plan else "holm"
+
+    reliability = evaluator_reliability(table)
+    rules = plan.exclusions if plan else Exclusions()
+    excluded = apply_exclusions(reliability, rules)
+    for rec in reliability:
+        rec["excluded"] = rec["evaluator_id"] in excluded
+        rec["reasons"] = excluded.get(rec["evaluator_id"], [])
+
+    ev_order = canonical_evaluator_order(table)
+    # A canonical row order too, so that sums are added in the same order whatever the
+    # file's order and the evaluators' labels (floating point addition is not associative).
+    ev_rank = {e: k for k, e in enumerate(ev_order)}
+    table = table.subset(np.lexsort((
+        table["variant"], table["repeat_of"],
+        np.array([ev_rank[e] for e in table["evaluator_id"].tolist()]),
+        table["item_id"], table["task"])))
+    settings = dict(variants=variants, objects=objects, comparisons=comparisons, level=level,
+                    alpha=alpha, posthoc=posthoc, n_boot=n_boot, seed=seed, ev_order=ev_order)
+    unfiltered = _sections(table, **settings)
+    applied = bool(exclusions and excluded)
+    not_applied_reason = None
+    if applied:
+        keep = ~np.isin(table["evaluator_id"], list(excluded))
+        if keep.any():
+            main = _sections(table.subset(keep), **settings)
+        else:
+            # Nothing would be left to analyse: show everyone, and say so.
+            applied = False
+            not_applied_reason = (f"the exclusion rules exclude every evaluator ({len(excluded)} "
+                                  "of them); the results shown are the unfiltered ones")
+            main = unfiltered
+    else:
+        main = unfiltered
+    result = {
+        "schema": SCHEMA,
+        "schema_version": SCHEMA_VERSION,
+        "protocol": ({"name": protocol.name, "hash": protocol.content_hash()}
+                     if protocol else None),
+        "settings": {"n_boot": n_boot, "seed": seed, "ci_level": level, "alpha": alpha,
+                     "bootstrap": BOOTSTRAP_METHOD, "cant_tell": CANT_TELL_POLICY,
+                     "skips": SKIP_POLICY, "exact_wilcoxon_max_n": EXACT_MAX_N,
+                     "posthoc": posthoc},
+        **main,
+        "evaluators": reliability,
+        "exclusions": {
+            "applied": applied,
+            "not_applied_reason": not_applied_reason,
+            "rules": {k: getattr(rules, k) for k in Exclusions.__dataclass_fields__},
+            "n_evaluators": len(reliability),
+            "n_excluded": len(excluded),
+            "excluded": [{"evaluator_id": e, "reasons": r} for e, r in sorted(excluded.items())],
+        },
+        "unfiltered": unfiltered,
+    }
+    return AnalysisResult.from_dict(jsonable(result))
+
+
+def _sections(t: ResponseTable, *, variants, objects, comparisons, level, alpha, posthoc,
+              n_boot, seed, ev_order) -> dict:
+    ev_code, ev_ids = _evaluator_codes(t, ev_order)
+    rng = np.random.default_rng(seed)
+    v_eval = bs.draw_weights(len(ev_ids), n_boot, rng)
+    count = _CountData.build(t, ev_code, variants, objects)
+    rank = _RankData.build(t, ev_code, variants)
+    w_count = bs.draw_weights(count.n_units, n_boot, rng)
+    w_rank = bs.draw_weights(rank.n_units, n_boot, rng)
+
+    count_out, count_reps = _count_section(count, w_count, v_eval, level)
+    pref_out, pref_reps = _preference_section(rank, w_rank, v_eval, level)
+    tests = _tests_section(count, rank, comparisons, count_reps, pref_reps, level, alpha, posthoc,
+                           seed)
+    agreement = _agreement_section(t, count, rank)
+    data = {
+        "n_rows": len(t),
+        "n_evaluators": len(ev_ids),
+        "n_count_responses": count.n_rows,
+        "n_count_images": count.n_images,
+        "n_count_units": count.n_units,
+        "n_rankings": rank.n_rankings,
+        "n_rank_items": rank.n_units,
+        "variants": variants,
+        "objects": objects,
+        "counts": count.counts,
+    }
+    return {"data": data, "count": count_out, "preference": pref_out, "tests": tests,
+            "agreement": agreement}

@@ -1,0 +1,94 @@
+"""The count task: the paper's eq. 9 (average error) and eq. 10 (match ratio) per variant,
+per variant and object, and per cell, with the can't-tell rate beside them.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+
+from .. import bootstrap as bs
+from .data import _CountData, _ratio_stat, group_range
+
+def _count_section(c: _CountData, w_units: np.ndarray, v_eval: np.ndarray,
+                   level: float) -> tuple[dict[str, list[dict[str, Any]]], dict[str, np.ndarray]]:
+    nv, no, nc = len(c.variants), len(c.objects), len(c.counts)
+    out: dict[str, list[dict[str, Any]]] = {"by_variant": [], "by_variant_object": [],
+                                            "by_variant_object_count": []}
+    reps_out: dict[str, np.ndarray] = {}
+    if c.n_rows == 0:
+        return out, reps_out
+    fine = (c.variant * no + c.object) * nc + c.count
+    n_fine = nv * no * nc
+    # Resampled sums of: responses with an answer or "can't tell", answers, |errors|, matches.
+    quantities = np.stack([c.nonskip, c.answered, c.abs_error, c.match])
+    nq = len(quantities)
+    n_boot = w_units.shape[0]
+    sums = bs.crossed_sums(np.tile(c.unit, nq), np.tile(c.evaluator, nq),
+                           (fine[None, :] * nq + np.arange(nq)[:, None]).ravel(),
+                           quantities.ravel(), n_fine * nq, w_units, v_eval)
+    sums = sums.reshape(n_boot, nv, no, nc, nq)
+    point = np.stack([np.bincount(fine, weights=q, minlength=n_fine)
+                      for q in (*quantities, c.skipped)], axis=-1)
+    point = point.reshape(nv, no, nc, nq + 1)
+    images = defaultdict(set)
+    for g, i in zip(fine.tolist(), c.item.tolist()):
+        images[g].add(i)
+
+    levels = [
+        ("by_variant", c.variant, (nv,), sums.sum(axis=(2, 3)), point.sum(axis=(1, 2))),
+        ("by_variant_object", c.variant * no + c.object, (nv, no), sums.sum(axis=3),
+         point.sum(axis=2)),
+        ("by_variant_object_count", fine, (nv, no, nc), sums, point),
+    ]
+    for name, group, shape, s, p in levels:
+        n_groups = int(np.prod(shape))
+        s = s.reshape(n_boot, n_groups, nq)
+        p = p.reshape(n_groups, nq + 1)  # the point sums also hold the skips
+        stat = {}
+        # eq. 9 and eq. 10 over one n, the images given a count; "can't tell" beside them,
+        # and counted as a miss only in the labelled sensitivity row.
+        for key, num_i, den_i, num_rows, den_rows in (
+                ("mean_abs_error", 2, 1, c.abs_error, c.answered),
+                ("match_ratio", 3, 1, c.match, c.answered),
+                ("cant_tell_rate", None, 0, c.cant_tell, c.nonskip),
+                ("match_ratio_cant_tell_as_miss", 3, 0, c.match, c.nonskip)):
+            num = p[:, num_i] if num_i is not None else p[:, 0] - p[:, 1]
+            rnum = s[:, :, num_i] if num_i is not None else s[:, :, 0] - s[:, :, 1]
+            shrink = bs.ratio_shrink(c.unit, c.evaluator, group, num_rows, den_rows, n_groups,
+                                     level)
+            bounds = group_range(group, num_rows, den_rows > 0, n_groups)
+            stat[key] = _ratio_stat(num, p[:, den_i], rnum, s[:, :, den_i], shrink, level,
+                                    bounds)
+        if name == "by_variant":
+            reps_out = {"mean_abs_error": stat["mean_abs_error"][2],
+                        "match_ratio": stat["match_ratio"][2]}
+        shown = p[:, 0] + p[:, 4]
+        for g in range(n_groups):
+            if shown[g] == 0:
+                continue
+            idx = np.unravel_index(g, shape)
+            rec: dict[str, Any] = {"variant": c.variants[idx[0]]}
+            if len(idx) > 1:
+                rec["object"] = c.objects[idx[1]]
+            if len(idx) > 2:
+                rec["count"] = c.counts[idx[2]]
+            fine_groups = _fine_groups(idx, no, nc)
+            rec["n"] = int(p[g, 0])
+            rec["n_answered"] = int(p[g, 1])
+            rec["n_images"] = len(set().union(*(images[f] for f in fine_groups)))
+            for key, (est, ci, _) in stat.items():
+                rec[key] = est[g]
+                rec[key + "_ci"] = ci[g].tolist()
+            rec["task_skip_rate"] = p[g, 4] / shown[g]
+            out[name].append(rec)
+    return out, reps_out
+
+
+def _fine_groups(idx, no, nc) -> list[int]:
+    v = idx[0]
+    objs = [idx[1]] if len(idx) > 1 else range(no)
+    cnts = [idx[2]] if len(idx) > 2 else range(nc)
+    return [(v * no + o) * nc + k for o in objs for k in cnts]

@@ -1,0 +1,234 @@
+"""The responses as integer codes and arrays, shared by every section of the analysis.
+
+Evaluators are put in a canonical order (by a hash of their responses) before any
+resampling, so relabelling evaluators or shuffling rows changes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+
+import numpy as np
+
+from .. import bootstrap as bs
+from .. import stats
+from ..protocol import Protocol
+from ..responses import ResponseTable
+
+# ---------------------------------------------------------------------------
+# Orders and codes
+# ---------------------------------------------------------------------------
+
+def _variant_order(t: ResponseTable, protocol: Protocol | None) -> list[str]:
+    seen = sorted(set(t["variant"].tolist()) - {""})
+    if protocol is None:
+        return seen
+    unknown = sorted(set(seen) - set(protocol.variants))
+    if unknown:
+        raise ValueError(f"variant(s) {unknown} in the responses are not in the protocol's "
+                         f"variants {list(protocol.variants)}")
+    return list(protocol.variants)
+
+
+def _object_order(t: ResponseTable, protocol: Protocol | None) -> list[str]:
+    seen = sorted(set(t["object"][t["task"] == "count"].tolist()) - {""})
+    if protocol is None or protocol.count_task is None:
+        return seen
+    planned = [o.name for o in protocol.count_task.objects]
+    return planned + [o for o in seen if o not in planned]
+
+
+def _codes(values: np.ndarray, order: list | None = None) -> tuple[np.ndarray, list]:
+    if order is None:
+        uniq, inv = np.unique(values, return_inverse=True)
+        return inv.astype(np.int64), uniq.tolist()
+    lookup = {v: k for k, v in enumerate(order)}
+    return np.array([lookup[v] for v in values.tolist()], dtype=np.int64), list(order)
+
+
+def _evaluator_codes(t: ResponseTable, order: list[str] | None = None
+                     ) -> tuple[np.ndarray, list[str]]:
+    """Codes of the evaluators in `order` (default: `canonical_evaluator_order`),
+    restricted to those present in t."""
+    order = canonical_evaluator_order(t) if order is None else order
+    present = set(t["evaluator_id"].tolist())
+    return _codes(t["evaluator_id"], [e for e in order if e in present])
+
+
+def canonical_evaluator_order(t: ResponseTable) -> list[str]:
+    """Evaluators ordered by a hash of their responses (ties: identical responses,
+    which are interchangeable), so that their labels do not matter."""
+    ev = t["evaluator_id"].tolist()
+    keys = defaultdict(list)
+    cols = [t[c].tolist() for c in ("task", "item_id", "variant", "answer_count", "rank",
+                                    "skipped", "position", "repeat_of")]
+    for k, row in enumerate(zip(*cols)):
+        keys[ev[k]].append(repr(row))
+    digest = {e: hashlib.sha256("\n".join(sorted(rows)).encode()).hexdigest()
+              for e, rows in keys.items()}
+    return sorted(digest, key=lambda e: (digest[e], e))
+
+
+def _cluster_key(t: ResponseTable, mask: np.ndarray) -> np.ndarray:
+    """The count task's resampling unit: prompt and seed (the variants' images of one
+    prompt and seed form a pair); the image's item id where the seed is unknown."""
+    seed = t["seed"][mask]
+    prompt = t["prompt"][mask].astype(object)
+    item = t["item_id"][mask].astype(object)
+    seed_txt = np.where(np.isfinite(seed), seed, -1).astype(np.int64).astype(str).astype(object)
+    return np.where(np.isfinite(seed), prompt + "\x1f" + seed_txt, "\x1eitem\x1f" + item)
+
+
+# ---------------------------------------------------------------------------
+# The two tasks as arrays
+# ---------------------------------------------------------------------------
+
+Array = np.ndarray  # 1-D per row unless its comment says otherwise
+
+
+class _CountData:
+    """The count task's main rows (no gold, no repeats) as codes and arrays."""
+
+    variants: list[str]
+    objects: list[str]
+    counts: list[int]
+    n_rows: int
+    variant: Array        # variant code
+    object: Array         # object code
+    count: Array          # true count's code (index into counts)
+    unit: Array           # resampling unit: prompt-and-seed
+    unit_ids: list
+    n_units: int
+    evaluator: Array
+    item: Array
+    n_images: int
+    nonskip: Array        # 1.0 where an answer or "can't tell" was given
+    answered: Array       # 1.0 where a count was given (eq. 9 and 10's n)
+    abs_error: Array
+    match: Array
+    cant_tell: Array
+    skipped: Array
+    answer: Array
+    auto: Array
+
+    @classmethod
+    def build(cls, t: ResponseTable, ev_code: np.ndarray, variants: list[str],
+              objects: list[str]) -> _CountData:
+        self = cls()
+        mask = (t["task"] == "count") & ~t["is_gold"] & (t["repeat_of"] == "")
+        self.variants, self.objects = variants, objects
+        self.counts = sorted({int(c) for c in t["true_count"][mask].tolist()})
+        self.n_rows = int(mask.sum())
+        self.variant, _ = _codes(t["variant"][mask], variants)
+        self.object, _ = _codes(t["object"][mask], objects)
+        self.count, _ = _codes(t["true_count"][mask].astype(int), self.counts)
+        self.unit, self.unit_ids = _codes(_cluster_key(t, mask).astype(str))
+        self.n_units = len(self.unit_ids)
+        self.evaluator = ev_code[mask]
+        self.item = t["item_id"][mask]
+        self.n_images = len(set(self.item.tolist()))
+        skipped = t["skipped"][mask]
+        answer = t["answer_count"][mask]
+        truth = t["true_count"][mask]
+        self.nonskip = (~skipped).astype(float)
+        self.answered = (~skipped & np.isfinite(answer)).astype(float)
+        self.abs_error = np.where(self.answered > 0, np.abs(np.nan_to_num(answer) - truth), 0.0)
+        self.match = ((self.answered > 0) & (answer == truth)).astype(float)
+        self.cant_tell = self.nonskip - self.answered
+        self.skipped = skipped.astype(float)
+        self.answer = answer
+        self.auto = t["auto_count"][mask]
+        return self
+
+
+class _RankData:
+    """The rank task's main rows, and one record per ranking (evaluator x item)."""
+
+    variants: list[str]
+    m: int
+    variant: Array
+    unit: Array
+    unit_ids: list
+    n_units: int
+    evaluator: Array
+    skipped: Array
+    rank: Array
+    position: Array
+    prompt: Array
+    skip_reason: Array
+    ranking: Array            # per row: its ranking's index
+    n_rankings: int
+    ranking_unit: Array       # per ranking
+    ranking_evaluator: Array
+    ranks: Array              # (n_rankings, n_variants) rank per variant
+    positions: Array          # (n_rankings, n_variants) screen position per variant
+    ranking_skipped: Array
+    present: list[int]
+    done: Array
+    orderings: Array          # (m!, m)
+    perm: Array               # per done ranking: index of its ordering
+
+    @classmethod
+    def build(cls, t: ResponseTable, ev_code: np.ndarray, variants: list[str]) -> _RankData:
+        self = cls()
+        mask = (t["task"] == "rank") & (t["repeat_of"] == "")
+        self.variants = variants
+        self.m = m = len({v for v in t["variant"][mask].tolist()}) if mask.any() else 0
+        self.variant, _ = _codes(t["variant"][mask], variants)
+        self.unit, self.unit_ids = _codes(t["item_id"][mask])
+        self.n_units = len(self.unit_ids)
+        self.evaluator = ev_code[mask]
+        self.skipped = t["skipped"][mask]
+        self.rank = t["rank"][mask]
+        self.position = t["position"][mask]
+        self.prompt = t["prompt"][mask]
+        self.skip_reason = t["skip_reason"][mask]
+        n_ev = int(ev_code.max()) + 1 if len(ev_code) else 1
+        key = self.unit * n_ev + self.evaluator
+        uniq, self.ranking = np.unique(key, return_inverse=True)
+        self.n_rankings = len(uniq)
+        self.ranking_unit = uniq // n_ev
+        self.ranking_evaluator = uniq % n_ev
+        nv = len(variants)
+        self.ranks = np.full((self.n_rankings, nv), np.nan)       # rank per variant
+        self.positions = np.full((self.n_rankings, nv), np.nan)   # screen position per variant
+        self.ranks[self.ranking, self.variant] = self.rank
+        self.positions[self.ranking, self.variant] = self.position
+        self.ranking_skipped = np.zeros(self.n_rankings, dtype=bool)
+        self.ranking_skipped[self.ranking] = self.skipped
+        # Rank columns of the variants that take part (a protocol may list more).
+        self.present = [v for v in range(nv) if np.isfinite(self.positions[:, v]).any()]
+        self.done = ~self.ranking_skipped
+        if m >= 2:
+            r = self.ranks[self.done][:, self.present]
+            order = np.argsort(r, axis=1, kind="stable")  # best first, indices into present
+            self.orderings = stats.all_orderings(m)
+            lookup = {tuple(o): k for k, o in enumerate(self.orderings.tolist())}
+            self.perm = np.array([lookup[tuple(o)] for o in order.tolist()], dtype=np.int64)
+        else:
+            self.orderings = np.zeros((0, 0), dtype=int)
+            self.perm = np.zeros(0, dtype=np.int64)
+        return self
+
+
+def _ratio_stat(num, den, reps_num, reps_den, shrink, level, bounds):
+    """Estimates, (G, 2) intervals and (B, G) replicates of the ratios num / den;
+    bounds = (low, high) arrays, each group's possible range."""
+    est = bs.ratio_replicates(num[None, :], den[None, :])[0]
+    reps = bs.ratio_replicates(reps_num, reps_den)
+    ci = bs.intervals(est, reps, level, shrink, *bounds)
+    return est, ci, reps
+
+
+def group_range(group, values, keep, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
+    """(low, high) per group: the smallest and largest of `values` on the rows `keep`
+    (the rows a ratio's denominator counts). A weighted mean of these values, and so
+    every resample of it, lies in this range; +-inf for an empty group."""
+    group = np.asarray(group, dtype=np.int64)[keep]
+    values = np.asarray(values, dtype=float)[keep]
+    low = np.full(n_groups, np.inf)
+    high = np.full(n_groups, -np.inf)
+    np.minimum.at(low, group, values)
+    np.maximum.at(high, group, values)
+    return low, high

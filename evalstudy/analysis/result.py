@@ -1,0 +1,426 @@
+"""What `analyze` returns: a versioned tree of frozen dataclasses.
+
+The JSON document (``to_dict``, the web app's results.json and aggregates, ``analyze
+--json``) is this tree's serialization, field for field; ``AnalysisResult.from_dict``
+reads it back and refuses another schema version, so a renamed field fails in one place,
+loudly. Numbers that are undefined (a rate of nothing) are None, never NaN; an interval is
+``<name>_ci = [low, high]`` beside its ``<name>``.
+
+Records also answer ``record["field"]`` (and iterate over their field names), for callers
+written against the plain-dict result; new code reads attributes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar, Union, get_args, get_origin
+
+import numpy as np
+
+SCHEMA_VERSION = 2
+SCHEMA = f"evalstudy.analysis/{SCHEMA_VERSION}"
+
+Interval = list[float | None]  # [low, high]; [None, None] where no interval can be had
+R = TypeVar("R", bound="Record")
+D = TypeVar("D")  # any dataclass
+
+
+class SchemaError(ValueError):
+    """A stored result that this evalstudy cannot read (another schema version, a missing field)."""
+
+
+# ---------------------------------------------------------------------------
+# Serialization
+# ---------------------------------------------------------------------------
+
+def jsonable(x: Any) -> Any:
+    """Plain Python containers and numbers; NaN and infinities become None."""
+    if dataclasses.is_dataclass(x) and not isinstance(x, type):
+        return {f.name: jsonable(getattr(x, f.name)) for f in dataclasses.fields(x)}
+    if isinstance(x, dict):
+        return {str(k): jsonable(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [jsonable(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return jsonable(x.tolist())
+    if isinstance(x, bool | np.bool_):
+        return bool(x)
+    if isinstance(x, int | np.integer):
+        return int(x)
+    if isinstance(x, float | np.floating):
+        x = float(x)
+        return x if math.isfinite(x) else None
+    return x
+
+
+def _convert(tp: Any, value: Any, where: str) -> Any:
+    """`value` (JSON) as type `tp`: dataclasses built, containers converted."""
+    origin = get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = [a for a in get_args(tp) if a is not type(None)]
+        if value is None:
+            return None
+        return _convert(args[0], value, where) if len(args) == 1 else value
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise SchemaError(f"{where}: expected an object, got {type(value).__name__}")
+        return _build(tp, value, where)
+    if origin is list:
+        (arg,) = get_args(tp)
+        return [_convert(arg, v, f"{where}[{k}]") for k, v in enumerate(value)]
+    if origin is dict:
+        _, arg = get_args(tp)
+        return {k: _convert(arg, v, f"{where}.{k}") for k, v in value.items()}
+    if tp is float and isinstance(value, int | float):
+        return float(value)
+    return value
+
+
+def _build(cls: type[D], d: dict, where: str) -> D:
+    hints = typing.get_type_hints(cls)
+    unknown = sorted(set(d) - {f.name for f in dataclasses.fields(cls)})  # type: ignore[arg-type]
+    if unknown:
+        raise SchemaError(f"{where}: unknown field(s) {', '.join(map(repr, unknown))}")
+    kwargs = {}
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]  # D is a dataclass by use
+        if f.name in d:
+            kwargs[f.name] = _convert(hints[f.name], d[f.name], f"{where}.{f.name}")
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise SchemaError(f"{where}: missing field {f.name!r}")
+    return cls(**kwargs)
+
+
+@dataclass(frozen=True)
+class Record:
+    """Base of every record: serialization, and read access by field name."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON document: plain containers, None for undefined numbers."""
+        out: dict[str, Any] = jsonable(self)
+        return out
+
+    @classmethod
+    def from_dict(cls: type[R], d: dict[str, Any]) -> R:
+        return _build(cls, d, cls.__name__)
+
+    def __getitem__(self, name: str) -> Any:
+        try:
+            return getattr(self, name)
+        except AttributeError:
+            raise KeyError(name) from None
+
+    def __iter__(self) -> typing.Iterator[str]:
+        return iter(f.name for f in dataclasses.fields(self))
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return getattr(self, name, default)
+
+
+# ---------------------------------------------------------------------------
+# The count task
+# ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class CountStat(Record):
+    """One group of count answers: a variant, a variant and object, or one cell. eq. 9
+    (`mean_abs_error`) and eq. 10 (`match_ratio`) over the `n_answered` answers that gave
+    a count; `n` also holds the can't-tells."""
+
+    variant: str
+    n: int
+    n_answered: int
+    n_images: int
+    mean_abs_error: float | None
+    mean_abs_error_ci: Interval
+    match_ratio: float | None
+    match_ratio_ci: Interval
+    cant_tell_rate: float | None
+    cant_tell_rate_ci: Interval
+    match_ratio_cant_tell_as_miss: float | None   # the sensitivity row
+    match_ratio_cant_tell_as_miss_ci: Interval
+    task_skip_rate: float | None
+    object: str | None = None
+    count: int | None = None
+
+
+@dataclass(frozen=True)
+class CountSection(Record):
+    by_variant: list[CountStat] = field(default_factory=list)
+    by_variant_object: list[CountStat] = field(default_factory=list)
+    by_variant_object_count: list[CountStat] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------
+# The rank task
+# ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PreferenceStat(Record):
+    variant: str
+    score: float | None             # rank 1..m scores m..1
+    score_ci: Interval
+    mean_rank: float | None
+    n: int                          # rankings that ranked it
+    n_shown: int                    # rankings that showed it, skips included
+    rank_counts: list[int]          # times ranked 1st, 2nd, ...
+    pl_strength: float | None
+    pl_strength_ci: Interval
+
+
+@dataclass(frozen=True)
+class ItemSkips(Record):
+    item_id: str
+    prompt: str
+    n_shown: int
+    n_skipped: int
+    ranking_skip_rate: float | None
+
+
+@dataclass(frozen=True)
+class PreferenceSection(Record):
+    by_variant: list[PreferenceStat]
+    ranking_skip_rate: float | None   # skipped rankings over rankings shown
+    ranking_skip_rate_ci: Interval
+    skip_reasons: dict[str, int]
+    by_item: list[ItemSkips]
+    n_rankings: int
+    n_ranked: int
+    m: int
+
+
+# ---------------------------------------------------------------------------
+# Tests
+# ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PairedTest(Record):
+    task: str
+    measure: str
+    a: str
+    b: str
+    difference: float | None
+    difference_ci: Interval
+    n_pairs: int
+    n_nonzero: int
+    mean_paired_difference: float | None
+    statistic: float | None
+    p_value: float | None
+    method: str
+    p_holm: float | None
+    significant: bool
+
+
+@dataclass(frozen=True)
+class Friedman(Record):
+    blocks: str
+    n_blocks: int
+    k: int
+    statistic: float | None
+    p_value: float | None
+    df: int
+    mean_ranks: dict[str, float | None]
+    w_between_captions: float | None  # how consistently captions order the variants
+
+
+@dataclass(frozen=True)
+class NemenyiPair(Record):
+    a: str
+    b: str
+    mean_rank_difference: float | None
+    p_value: float | None
+
+
+@dataclass(frozen=True)
+class Nemenyi(Record):
+    critical_difference: float | None
+    pairs: list[NemenyiPair]
+
+
+@dataclass(frozen=True)
+class HolmPair(Record):
+    a: str
+    b: str
+    n_pairs: int
+    statistic: float | None
+    p_value: float | None
+    method: str | None
+    p_holm: float | None
+
+
+@dataclass(frozen=True)
+class Posthoc(Record):
+    primary: str
+    nemenyi: Nemenyi
+    holm_wilcoxon: list[HolmPair]
+
+
+@dataclass(frozen=True)
+class PositionBias(Record):
+    mean_rank_by_position: list[float | None]
+    first_choice_by_position: list[int]
+    statistic: float | None
+    p_value: float | None
+    n_permutations: int
+    n_rankings: int
+    method: str
+
+
+@dataclass(frozen=True)
+class Tests(Record):
+    paired: list[PairedTest] = field(default_factory=list)
+    friedman: Friedman | None = None
+    posthoc: Posthoc | None = None
+    position_bias: PositionBias | None = None
+
+
+# ---------------------------------------------------------------------------
+# Agreement
+# ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Alpha(Record):
+    alpha: float | None
+    units: str
+    values: str
+    n_pairable_units: int
+
+
+@dataclass(frozen=True)
+class KendallW(Record):
+    per_item_mean: float | None     # between the raters of one caption
+    per_item_median: float | None
+    n_items: int
+    all_rankings: float | None      # every ranking as a judge: raters and captions together
+    note: str
+
+
+@dataclass(frozen=True)
+class AutoCounter(Record):
+    n: int
+    mean_abs_difference: float | None
+    quadratic_weighted_kappa: float | None
+    exact_agreement: float | None
+
+
+@dataclass(frozen=True)
+class Agreement(Record):
+    count_alpha_interval: Alpha | None = None
+    rank_alpha_ordinal: Alpha | None = None
+    kendall_w: KendallW | None = None
+    auto_counter: AutoCounter | None = None
+
+
+# ---------------------------------------------------------------------------
+# One set of evaluators, and the whole result
+# ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Data(Record):
+    n_rows: int
+    n_evaluators: int
+    n_count_responses: int
+    n_count_images: int
+    n_count_units: int
+    n_rankings: int
+    n_rank_items: int
+    variants: list[str]
+    objects: list[str]
+    counts: list[int]
+
+
+@dataclass(frozen=True)
+class Sections(Record):
+    """Every statistic for one set of evaluators."""
+
+    data: Data
+    count: CountSection
+    preference: PreferenceSection
+    tests: Tests
+    agreement: Agreement
+
+
+@dataclass(frozen=True)
+class EvaluatorRecord(Record):
+    evaluator_id: str
+    n_count: int
+    n_rank: int
+    n_gold: int
+    gold_accuracy: float | None
+    cant_tell_rate: float | None
+    task_skip_rate: float | None      # skipped tasks over all tasks shown
+    ranking_skip_rate: float | None   # skipped rankings over rankings shown
+    median_seconds: float | None
+    n_repeats: int
+    consistency: float | None
+    excluded: bool
+    reasons: list[str]
+
+
+@dataclass(frozen=True)
+class ExcludedEvaluator(Record):
+    evaluator_id: str
+    reasons: list[str]
+
+
+@dataclass(frozen=True)
+class ExclusionSummary(Record):
+    applied: bool
+    not_applied_reason: str | None
+    rules: dict[str, float | None]
+    n_evaluators: int
+    n_excluded: int
+    excluded: list[ExcludedEvaluator]
+
+
+@dataclass(frozen=True)
+class Settings(Record):
+    n_boot: int
+    seed: int
+    ci_level: float
+    alpha: float
+    bootstrap: str
+    cant_tell: str
+    skips: str
+    exact_wilcoxon_max_n: int
+    posthoc: str
+
+
+@dataclass(frozen=True)
+class ProtocolRef(Record):
+    name: str
+    hash: str
+
+
+@dataclass(frozen=True)
+class AnalysisResult(Record):
+    """Everything `analyze` found. The top-level `data`, `count`, `preference`, `tests` and
+    `agreement` describe the evaluators the exclusion rules keep (see `exclusions`);
+    `unfiltered` the same for every evaluator."""
+
+    SCHEMA_VERSION: ClassVar[int] = SCHEMA_VERSION
+
+    schema: str
+    schema_version: int
+    protocol: ProtocolRef | None
+    settings: Settings
+    data: Data
+    count: CountSection
+    preference: PreferenceSection
+    tests: Tests
+    agreement: Agreement
+    evaluators: list[EvaluatorRecord]
+    exclusions: ExclusionSummary
+    unfiltered: Sections
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> AnalysisResult:
+        """Read a result document back; SchemaError for another schema version."""
+        version = d.get("schema_version") if isinstance(d, dict) else None
+        if version != SCHEMA_VERSION:
+            raise SchemaError(f"this evalstudy reads analysis schema version {SCHEMA_VERSION}, "
+                              f"got {version!r}")
+        return _build(cls, d, cls.__name__)

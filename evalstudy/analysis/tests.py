@@ -1,0 +1,158 @@
+"""Tests: planned paired comparisons, Friedman and post hoc tests, position bias.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Any
+
+import numpy as np
+
+from .. import bootstrap as bs
+from .. import stats
+from .data import _CountData, _RankData, group_range
+
+EXACT_MAX_N = 50
+POSITION_PERMUTATIONS = 2000
+POSITION_METHOD = ("permutation test: layouts permuted within each caption's rankings; "
+                   "statistic: sum over positions of the squared summed residual ranks "
+                   "(rank minus a two-way caption and evaluator fit per variant)")
+
+def _unit_means(unit, variant, num, den, n_units, nv):
+    key = unit * nv + variant
+    s_num = np.bincount(key, weights=num, minlength=n_units * nv).reshape(n_units, nv)
+    s_den = np.bincount(key, weights=den, minlength=n_units * nv).reshape(n_units, nv)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(s_den > 0, s_num / np.where(s_den > 0, s_den, 1), np.nan)
+
+
+def _difference_shrink(unit, evaluator, variant, num, den, a, b, level) -> float:
+    """Shrink factor for ratio(a) - ratio(b), from linearised contributions."""
+    z = np.zeros(len(num))
+    for v, sign in ((a, 1.0), (b, -1.0)):
+        rows = variant == v
+        d = den[rows].sum()
+        if d > 0:
+            z[rows] = sign * (num[rows] - num[rows].sum() / d * den[rows]) / d
+    keep = ((variant == a) | (variant == b)) & (den > 0)
+    parts = bs.linearised_variances(unit[keep], evaluator[keep],
+                                    np.zeros(int(keep.sum()), dtype=np.int64), z[keep], 1)
+    vu, ve, vc, nu, ne, ku, ke = parts
+    return float(bs.shrink_factors(vu, ve, vc, nu, ne, level, ku, ke)[0])
+
+
+def _tests_section(c: _CountData, r: _RankData, comparisons, count_reps, pref_reps, level,
+                   alpha, posthoc, seed) -> dict:
+    variants = c.variants
+    nv = len(variants)
+    index = {v: k for k, v in enumerate(variants)}
+    paired = []
+    measures = []
+    if c.n_rows:
+        measures += [("count", "mean_abs_error", c.unit, c.evaluator, c.variant, c.abs_error,
+                      c.answered, c.n_units, count_reps.get("mean_abs_error")),
+                     ("count", "match_ratio", c.unit, c.evaluator, c.variant, c.match,
+                      c.answered, c.n_units, count_reps.get("match_ratio"))]
+    if r.n_rankings and r.m >= 2:
+        done = ~r.skipped
+        measures.append(("rank", "score", r.unit[done], r.evaluator[done], r.variant[done],
+                         r.m + 1 - r.rank[done], np.ones(int(done.sum())), r.n_units,
+                         pref_reps.get("score")))
+    for a, b in comparisons:
+        ia, ib = index[a], index[b]
+        for task, measure, unit, ev, var, num, den, n_units, reps in measures:
+            means = _unit_means(unit, var, num, den, n_units, nv)
+            both = np.isfinite(means[:, ia]) & np.isfinite(means[:, ib])
+            if not both.any():
+                continue
+            d = means[both, ia] - means[both, ib]
+            test = stats.wilcoxon_signed_rank(d, EXACT_MAX_N)
+            sa, sb = den[var == ia].sum(), den[var == ib].sum()
+            diff = num[var == ia].sum() / sa - num[var == ib].sum() / sb
+            shrink = _difference_shrink(unit, ev, var, num, den, ia, ib, level)
+            # ratio(a) - ratio(b) lies between low(a) - high(b) and high(a) - low(b).
+            low, high = group_range(var, num / np.where(den > 0, den, 1), den > 0, nv)
+            ci = bs.interval(diff, reps[:, ia] - reps[:, ib], level, shrink,
+                             (low[ia] - high[ib], high[ia] - low[ib]))
+            paired.append({"task": task, "measure": measure, "a": a, "b": b,
+                           "difference": diff, "difference_ci": ci,
+                           "n_pairs": test["n_pairs"], "n_nonzero": test["n_nonzero"],
+                           "mean_paired_difference": float(d.mean()),
+                           "statistic": test["statistic"], "p_value": test["p_value"],
+                           "method": f"Wilcoxon signed-rank ({test['method']})"
+                           if test["method"] else "Wilcoxon signed-rank (no non-zero pairs)"})
+    for rec, p in zip(paired, stats.holm([x["p_value"] for x in paired])):
+        rec["p_holm"] = p
+        rec["significant"] = bool(p is not None and math.isfinite(p) and p < alpha)
+    return {"paired": paired, **_ranking_tests(r, alpha, posthoc, seed)}
+
+
+def _ranking_tests(r: _RankData, alpha, posthoc, seed) -> dict:
+    out: dict[str, dict[str, Any] | None] = {"friedman": None, "posthoc": None,
+                                             "position_bias": None}
+    if r.n_rankings == 0 or r.m < 2 or not r.done.any():
+        return out
+    present = r.present
+    names = [r.variants[v] for v in present]
+    done = r.done
+    # Blocks are items: an item's rankings by several evaluators are not independent,
+    # so each item contributes the mean rank of each variant.
+    s = np.zeros((r.n_units, len(present)))
+    n = np.zeros(r.n_units)
+    np.add.at(s, r.ranking_unit[done], r.ranks[done][:, present])
+    np.add.at(n, r.ranking_unit[done], 1.0)
+    blocks = s[n > 0] / n[n > 0, None]
+    fr = stats.friedman(blocks)
+    out["friedman"] = {"blocks": "items (mean rank over their evaluators)",
+                       "n_blocks": fr["n_blocks"], "k": fr["k"], "statistic": fr["statistic"],
+                       "p_value": fr["p_value"], "df": fr["k"] - 1,
+                       "mean_ranks": dict(zip(names, fr["mean_ranks"])),
+                       # Kendall's W over the caption blocks: how consistently the captions
+                       # order the variants (an effect size), not agreement between raters.
+                       "w_between_captions": (fr["statistic"] / (fr["n_blocks"] * (fr["k"] - 1))
+                                              if math.isfinite(fr["statistic"]) else math.nan)}
+    nem = stats.nemenyi(fr["mean_ranks"], fr["n_blocks"], alpha)
+    nemenyi = [{"a": names[p["i"]], "b": names[p["j"]],
+                "mean_rank_difference": p["mean_rank_difference"], "p_value": p["p_value"]}
+               for p in nem["pairs"]]
+    holm_rows = []
+    scores = len(present) + 1 - blocks  # per item mean score
+    for i, j in itertools.combinations(range(len(present)), 2):
+        t = stats.wilcoxon_signed_rank(scores[:, i] - scores[:, j], EXACT_MAX_N)
+        holm_rows.append({"a": names[i], "b": names[j], "n_pairs": t["n_pairs"],
+                          "statistic": t["statistic"], "p_value": t["p_value"],
+                          "method": t["method"]})
+    for rec, p in zip(holm_rows, stats.holm([x["p_value"] for x in holm_rows])):
+        rec["p_holm"] = p
+    out["posthoc"] = {"primary": posthoc,
+                      "nemenyi": {"critical_difference": nem["critical_difference"],
+                                  "pairs": nemenyi},
+                      "holm_wilcoxon": holm_rows}
+    out["position_bias"] = _position_bias(r, seed)
+    return out
+
+
+def _position_bias(r: _RankData, seed: int) -> dict:
+    """Does the screen position change the rank, given the variant and the caption?
+
+    `stats.position_permutation_test` (layouts permuted within each caption's
+    rankings, residuals from a caption and evaluator fit per variant); also the mean rank and the number
+    of first choices at each position, for reading the direction.
+    """
+    m = r.m
+    done = r.done
+    ranks = r.ranks[done][:, r.present]
+    pos = r.positions[done][:, r.present].astype(int)
+    by_pos = np.full((len(ranks), m), np.nan)
+    np.put_along_axis(by_pos, pos, ranks, axis=1)
+    test = stats.position_permutation_test(
+        ranks, pos, r.ranking_unit[done], r.ranking_evaluator[done], POSITION_PERMUTATIONS,
+        np.random.default_rng([seed, 1]))
+    return {
+        "mean_rank_by_position": np.nanmean(by_pos, axis=0).tolist(),
+        "first_choice_by_position": np.bincount(pos[ranks == 1], minlength=m).tolist(),
+        "statistic": test["statistic"], "p_value": test["p_value"],
+        "n_permutations": test["n_permutations"], "n_rankings": test["n_rankings"],
+        "method": POSITION_METHOD,
+    }

@@ -1,0 +1,293 @@
+"""The intervals of analyze(): inside each statistic's range, the paper's definitions, and a
+crossed bootstrap whose two crossings both matter; the position-bias test's size.
+
+The crowds here are drawn by this file's own generators, not by evalstudy.simulate, so the
+checks do not lean on the model the package was built with.
+"""
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from evalstudy import stats
+from evalstudy.analysis import analyze
+from evalstudy.design import plan_assignments
+from evalstudy.responses import responses_from_rows, table_from_columns
+
+V = ["v-early", "v-intermediate"]
+
+
+# ---------------------------------------------------------------------------
+# Every interval inside its statistic's range (hypothesis over small studies)
+# ---------------------------------------------------------------------------
+
+def _count_row(ev, item, variant, true, answer, seed):
+    return {"task": "count", "item_id": item, "evaluator_id": ev, "variant": variant,
+            "prompt": f"{true} cats", "object": "cat", "true_count": true,
+            "answer_count": "" if answer is None else answer, "rank": "", "skipped": 0,
+            "skip_reason": "", "position": "", "seconds": 4, "is_gold": 0, "seed": seed}
+
+
+def _rank_rows(ev, item, ranks, positions, skipped):
+    return [{"task": "rank", "item_id": item, "evaluator_id": ev, "variant": v,
+             "prompt": f"caption {item}", "object": "", "true_count": "", "answer_count": "",
+             "rank": "" if skipped else r, "skipped": int(skipped),
+             "skip_reason": "cannot decide" if skipped else "", "position": p, "seconds": 9,
+             "is_gold": 0} for v, r, p in zip(V, ranks, positions)]
+
+
+@st.composite
+def small_studies(draw):
+    n_ev = draw(st.integers(2, 5))
+    n_seeds = draw(st.integers(2, 4))
+    rows = []
+    for s in range(n_seeds):
+        for true in (1, 3):
+            for v in V:
+                for e in range(n_ev):
+                    if draw(st.booleans()) or e < 2:
+                        answer = draw(st.one_of(st.none(), st.integers(0, 9)))
+                        rows.append(_count_row(f"e{e}", f"{v}-{true}-{s}", v, true, answer, s))
+    for c in range(draw(st.integers(0, 4))):
+        for e in range(n_ev):
+            first = draw(st.booleans())
+            rows += _rank_rows(f"e{e}", f"r{c}", (1, 2) if first else (2, 1),
+                               (e % 2, 1 - e % 2), draw(st.integers(0, 5)) == 0)
+    return rows
+
+
+def _walk_intervals(result, path=()):
+    """(path, estimate, [low, high]) for every `<name>_ci` beside a `<name>`."""
+    if isinstance(result, dict):
+        for key, value in result.items():
+            if key.endswith("_ci") and key[:-3] in result:
+                yield path + (key[:-3],), result[key[:-3]], value
+            else:
+                yield from _walk_intervals(value, path + (key,))
+    elif isinstance(result, list):
+        for k, value in enumerate(result):
+            yield from _walk_intervals(value, path + (k,))
+
+
+def _errors(rows, **where):
+    return [abs(r["answer_count"] - r["true_count"]) for r in rows
+            if r["task"] == "count" and r["answer_count"] != ""
+            and all(r[k] == v for k, v in where.items())]
+
+
+@settings(max_examples=40, deadline=None)
+@given(rows=small_studies())
+def test_every_interval_lies_inside_its_statistics_range(rows):
+    res = analyze(responses_from_rows(rows), n_boot=60, seed=1).to_dict()
+    seen = 0
+    for path, est, ci in _walk_intervals(res):
+        if ci[0] is None:
+            continue
+        seen += 1
+        name = path[-1]
+        assert ci[0] <= ci[1], path
+        if name in ("match_ratio", "cant_tell_rate", "match_ratio_cant_tell_as_miss",
+                    "ranking_skip_rate", "pl_strength"):
+            assert 0.0 <= ci[0] and ci[1] <= 1.0, (path, ci)
+        elif name == "score":
+            assert 1.0 <= ci[0] and ci[1] <= 2.0, (path, ci)
+        elif name == "difference":
+            bound = 9.0 if res_measure(res, path) == "mean_abs_error" else 1.0
+            assert -bound <= ci[0] and ci[1] <= bound, (path, ci)
+        elif name != "mean_abs_error":
+            raise AssertionError(f"an interval this test does not know: {path}")
+    for level, keys in (("by_variant", ("variant",)),
+                        ("by_variant_object_count", ("variant", "count"))):
+        for rec in res["count"][level]:
+            errs = _errors(rows, **{k if k != "count" else "true_count": rec[k] for k in keys})
+            ci = rec["mean_abs_error_ci"]
+            if ci[0] is not None:
+                # No resample of a mean can leave the range of the values averaged.
+                assert min(errs) <= ci[0] <= ci[1] <= max(errs), (rec, errs)
+    assert seen or not rows
+
+
+def res_measure(res, path):
+    rec = res
+    for key in path[:-1]:
+        rec = rec[key]
+    return rec["measure"]
+
+
+def test_a_small_cells_interval_stays_below_its_largest_error():
+    # The issue's cell: answers {3, 1, 1, 2, 1, 1} to a true count of 1, errors {2, 0, 0, 1,
+    # 0, 0}: mean 0.5, and no interval end past 2 (it was [0.0, 9.42]).
+    rows = [_count_row(f"e{k}", f"i{k}", V[0], 1, a, seed=k)
+            for k, a in enumerate((3, 1, 1, 2, 1, 1))]
+    rows += [_count_row(f"e{k}", f"j{k}", V[1], 1, 1, seed=k) for k in range(6)]
+    cell = analyze(responses_from_rows(rows), n_boot=500)["count"]["by_variant_object_count"][0]
+    assert cell["mean_abs_error"] == pytest.approx(0.5)
+    assert 0.0 <= cell["mean_abs_error_ci"][0] < 0.5 < cell["mean_abs_error_ci"][1] <= 2.0
+
+
+# ---------------------------------------------------------------------------
+# The paper's eq. 9 and eq. 10 over one n
+# ---------------------------------------------------------------------------
+
+def test_eq9_and_eq10_share_one_n_and_cant_tell_is_beside_them():
+    rng = np.random.default_rng(5)
+    rows = []
+    for k in range(120):
+        true = int(rng.integers(1, 6))
+        answer = None if rng.random() < 0.2 else int(max(0, true + rng.integers(-2, 3)))
+        rows.append(_count_row(f"e{k % 7}", f"i{k}", V[k % 2], true, answer, seed=k // 2))
+    res = analyze(responses_from_rows(rows), n_boot=50)
+    for v in V:
+        mine = [r for r in rows if r["variant"] == v]
+        counted = [r for r in mine if r["answer_count"] != ""]
+        n = len(counted)  # the paper's n: the images given a count
+        eq9 = sum(abs(r["answer_count"] - r["true_count"]) for r in counted) / n
+        eq10 = sum(r["answer_count"] == r["true_count"] for r in counted) / n
+        rec = next(r for r in res["count"]["by_variant"] if r["variant"] == v)
+        assert rec["n_answered"] == n
+        assert rec["mean_abs_error"] == pytest.approx(eq9)
+        assert rec["match_ratio"] == pytest.approx(eq10)
+        assert rec["cant_tell_rate"] == pytest.approx(1 - n / len(mine))
+        assert rec["match_ratio_cant_tell_as_miss"] == pytest.approx(eq10 * n / len(mine))
+
+
+# ---------------------------------------------------------------------------
+# Both crossings of the bootstrap matter
+# ---------------------------------------------------------------------------
+
+N_UNITS, N_RATERS, DIFFICULTY = 24, 8, {"v-early": 1.0, "v-intermediate": 1.6}
+
+
+def _p_error(difficulty, noise, variant):
+    return 1.0 - np.exp(-0.35 * DIFFICULTY[variant] * difficulty * noise)
+
+
+def _crossed_study(rng):
+    """Every rater counts every image; strong item effects (log-normal difficulty, shared
+    by a prompt-and-seed's two images) and strong rater effects (log-normal carelessness).
+    A miscount always adds one or two objects."""
+    difficulty = np.exp(rng.normal(0.0, 0.8, N_UNITS))
+    noise = np.exp(rng.normal(0.0, 0.8, N_RATERS))
+    cols = {c: [] for c in ("task", "item_id", "evaluator_id", "variant", "prompt", "object",
+                            "true_count", "answer_count", "rank", "skipped", "skip_reason",
+                            "position", "seconds", "is_gold", "seed")}
+    for u in range(N_UNITS):
+        true = 1 + u % 5
+        for v in V:
+            wrong = rng.random(N_RATERS) < _p_error(difficulty[u], noise, v)
+            size = rng.integers(1, 3, N_RATERS)
+            for e in range(N_RATERS):
+                for c, x in (("task", "count"), ("item_id", f"{v}/{u}"), ("evaluator_id", f"r{e}"),
+                             ("variant", v), ("prompt", f"{true} dogs"), ("object", "dog"),
+                             ("true_count", true), ("answer_count", true + wrong[e] * size[e]),
+                             ("rank", np.nan), ("skipped", False), ("skip_reason", ""),
+                             ("position", np.nan), ("seconds", 5.0), ("is_gold", False),
+                             ("seed", u)):
+                    cols[c].append(x)
+    return table_from_columns(cols)
+
+
+def _crossed_truth():
+    rng = np.random.default_rng(99)
+    d = np.exp(rng.normal(0.0, 0.8, 2_000_000))
+    s = np.exp(rng.normal(0.0, 0.8, 2_000_000))
+    return {v: float(1.5 * _p_error(d, s, v).mean()) for v in V}
+
+
+def test_both_crossings_of_the_bootstrap_are_needed_for_coverage_and_width():
+    truth = _crossed_truth()
+    rng = np.random.default_rng(2024)
+    hits, widths, estimates = [], [], {v: [] for v in V}
+    diff_hits = []
+    for s in range(200):
+        res = analyze(_crossed_study(rng), n_boot=300, seed=s)
+        for rec in res["count"]["by_variant"]:
+            lo, hi = rec["mean_abs_error_ci"]
+            hits.append(lo <= truth[rec["variant"]] <= hi)
+            widths.append(hi - lo)
+            estimates[rec["variant"]].append(rec["mean_abs_error"])
+        t = next(t for t in res["tests"]["paired"] if t["measure"] == "mean_abs_error")
+        d_truth = truth[t["a"]] - truth[t["b"]]
+        diff_hits.append(t["difference_ci"][0] <= d_truth <= t["difference_ci"][1])
+    # The width the study-to-study spread predicts: 2 * 1.96 * its standard deviation.
+    predicted = np.mean([2 * 1.96 * np.std(estimates[v], ddof=1) for v in V])
+    assert 0.85 < np.mean(widths) / predicted < 1.25
+    assert 0.90 <= np.mean(hits) <= 0.99
+    assert 0.90 <= np.mean(diff_hits) <= 0.99
+
+
+# ---------------------------------------------------------------------------
+# The position-bias test has its nominal size under the Williams design
+# ---------------------------------------------------------------------------
+
+def _ranking_study(rng, n_captions=30, n_raters=10, overlap=4, m=4, bias=0.0):
+    """Rankings laid out by the project's Williams plan; variants differ a lot, captions
+    have heavy-tailed effects per variant, raters have strong tastes and some are noisy.
+    `bias` is added to the utility of whatever is shown leftmost."""
+    plans = plan_assignments([], [f"c{k}" for k in range(n_captions)], n_raters, overlap,
+                             int(rng.integers(1 << 30)), n_variants=m)
+    quality = np.linspace(0.0, 1.2, m)
+    caption = 0.5 * rng.standard_t(3, (n_captions, m))
+    taste = rng.normal(0.0, 0.7, (n_raters, m))
+    noise = np.where(rng.random(n_raters) < 0.3, 2.0, 0.4)
+    ranks, positions, items, raters = [], [], [], []
+    for plan in plans:
+        for item, layout in plan.positions.items():
+            c = int(item[1:])
+            pos = np.empty(m, dtype=int)
+            pos[np.array(layout)] = np.arange(m)  # layout: variants left to right
+            u = (quality + caption[c] + taste[plan.slot] + rng.normal(0, noise[plan.slot], m)
+                 + bias * (pos == 0))
+            r = np.empty(m)
+            r[np.argsort(-u)] = np.arange(1, m + 1)
+            ranks.append(r)
+            positions.append(pos)
+            items.append(c)
+            raters.append(plan.slot)
+    return np.array(ranks), np.array(positions), np.array(items), np.array(raters)
+
+
+def test_position_bias_test_rejects_at_its_nominal_rate_when_there_is_no_bias():
+    rng = np.random.default_rng(7)
+    n_studies = 500  # standard error of a rate near 0.05: 0.0097
+    p = [stats.position_permutation_test(*_ranking_study(rng), n_perm=199, rng=rng)["p_value"]
+         for _ in range(n_studies)]
+    rate = np.mean(np.array(p) <= 0.05)
+    assert 0.03 <= rate <= 0.07, rate
+
+
+def test_position_bias_test_finds_a_modest_bias():
+    rng = np.random.default_rng(8)
+    p = [stats.position_permutation_test(*_ranking_study(rng, bias=0.6), n_perm=199,
+                                         rng=rng)["p_value"] for _ in range(20)]
+    assert np.mean(np.array(p) <= 0.05) >= 0.8
+    assert not math.isnan(p[0])
+
+
+def test_the_demo_study_has_no_mean_error_interval_past_its_largest_error():
+    from pathlib import Path
+
+    from evalstudy.protocol import load_protocol
+    from evalstudy.simulate import RaterSimulator, simulate_study
+
+    demo = Path(__file__).resolve().parents[2] / "fixtures" / "protocols" / "demo.json"
+    proto = load_protocol(demo)
+    sim = RaterSimulator(dict.fromkeys(proto.variants, 0.7), seed=3)
+    table = simulate_study(sim, proto, n_evaluators=20, base_dir=demo.parent)
+    res = analyze(table, proto, n_boot=300)
+    count = (table["task"] == "count") & ~table["is_gold"] & (table["repeat_of"] == "")
+    answered = count & np.isfinite(table["answer_count"])
+    err = np.abs(table["answer_count"] - table["true_count"])
+    checked = 0
+    for rec in res.count.by_variant_object_count:
+        rows = (answered & (table["variant"] == rec.variant) & (table["object"] == rec.object)
+                & (table["true_count"] == rec.count))
+        low, high = rec.mean_abs_error_ci
+        if low is None:
+            continue
+        assert err[rows].min() <= low <= high <= err[rows].max(), rec
+        checked += 1
+    assert checked > 20
