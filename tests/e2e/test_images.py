@@ -80,6 +80,9 @@ def test_ranking_tiles_are_pixelated_at_a_whole_multiple_and_fill_a_phone(browse
     context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]})
     page = context.new_page()
     _to_first(page, live_server, study, "rank")
+    for k in range(4):  # fitted on load
+        expect(page.locator(".tile img").nth(k)).to_have_js_property("complete", True)
+    page.wait_for_timeout(100)  # the load handlers have run
     sizes = page.evaluate("""() => Array.from(document.querySelectorAll('.tile img')).map(i => {
         const r = i.getBoundingClientRect(); return [getComputedStyle(i).imageRendering, r.width, r.height]; })""")
     assert len(sizes) == 4
