@@ -141,6 +141,93 @@ class AnalysisPlan:
 
 
 @dataclass(frozen=True)
+class ReturnLink:
+    """Where a participant is sent back to the panel, with the code that says why.
+
+    ``url`` may hold ``{code}``, replaced by the code (e.g. Prolific's ``?cc={code}``)."""
+
+    code: str | None = None
+    url: str | None = None
+
+    def href(self) -> str | None:
+        return self.url.replace("{code}", self.code or "") if self.url else None
+
+
+@dataclass(frozen=True)
+class Recruitment:
+    """How participants arrive from a panel and are sent back to it.
+
+    ``panel`` "prolific" reads PROLIFIC_PID, STUDY_ID and SESSION_ID from the invite link;
+    "generic" reads ``participant_param`` (and the study and session parameters if named).
+    The completion code is ``evaluators.completion_code``; the other outcomes have their own."""
+
+    panel: str = "generic"
+    participant_param: str = "worker_id"
+    study_param: str | None = None
+    session_param: str | None = None
+    ask_participant_id: bool = True  # a field to type it when the link carries none
+    completion_url: str | None = None
+    declined: ReturnLink = field(default_factory=ReturnLink)
+    full: ReturnLink = field(default_factory=ReturnLink)
+    closed: ReturnLink = field(default_factory=ReturnLink)
+
+
+@dataclass(frozen=True)
+class Consent:
+    """What a participant reads before agreeing; shown as written, in plain language."""
+
+    title: str | None = None
+    purpose: str | None = None
+    pay: str | None = None
+    contact: str | None = None
+    data_use: str | None = None
+    retention: str | None = None
+    ethics_ref: str | None = None
+    # Seconds per task measured in a pilot; the time estimate uses it until enough
+    # participants have finished for their own median.
+    pilot_seconds_per_task: float | None = None
+
+
+@dataclass(frozen=True)
+class SceneSpec:
+    """A rendered picture: `count` objects of one kind and colour."""
+
+    object: str
+    count: int
+    colour: str | None = None
+
+
+@dataclass(frozen=True)
+class PracticeCount:
+    object: str
+    count: int
+    colour: str | None = None
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class RankExample:
+    """A caption and pictures listed from the best match to the worst, with why."""
+
+    caption: str
+    images: tuple[SceneSpec, ...]
+    explanation: str = ""
+
+
+@dataclass(frozen=True)
+class Practice:
+    count: PracticeCount | None = None
+    rank_example: RankExample | None = None
+
+
+# Sections added after schema version 1 was fixed: left out of the canonical form when
+# absent, so that a protocol written before them keeps its hash.
+OPTIONAL_SECTIONS = ("recruitment", "consent", "practice")
+PANELS = ("prolific", "generic")
+PROLIFIC_PARAMS = ("PROLIFIC_PID", "STUDY_ID", "SESSION_ID")
+
+
+@dataclass(frozen=True)
 class Protocol:
     name: str
     variants: tuple[str, ...]
@@ -152,6 +239,9 @@ class Protocol:
     analysis: AnalysisPlan = field(default_factory=AnalysisPlan)
     description: str = ""
     schema_version: int = SCHEMA_VERSION
+    recruitment: Recruitment | None = None
+    consent: Consent | None = None
+    practice: Practice | None = None
 
     @classmethod
     def from_dict(cls, d: Any) -> Protocol:
@@ -159,8 +249,13 @@ class Protocol:
         return _parse_protocol(d)
 
     def to_dict(self) -> dict:
-        """The canonical document: every field present, defaults written out."""
-        return _to_plain(self)
+        """The canonical document: every field present, defaults written out (the optional
+        sections in OPTIONAL_SECTIONS only when the protocol has them)."""
+        doc = _to_plain(self)
+        for name in OPTIONAL_SECTIONS:
+            if doc[name] is None:
+                del doc[name]
+        return doc
 
     def content_hash(self) -> str:
         """sha256 (hex) of the canonical JSON of `to_dict()`."""
@@ -409,7 +504,7 @@ def _parse_preference_task(d: Any) -> PreferenceTask:
 def _parse_protocol(d: Any) -> Protocol:
     _mapping(d, "protocol", ("schema_version", "name", "description", "variants", "sampling",
                              "count_task", "preference_task", "quality_control", "evaluators",
-                             "analysis"),
+                             "analysis") + OPTIONAL_SECTIONS,
              ("name", "variants", "sampling", "evaluators"))
     version = _integer(d.get("schema_version", SCHEMA_VERSION), "schema_version")
     if version != SCHEMA_VERSION:
@@ -471,9 +566,106 @@ def _parse_protocol(d: Any) -> Protocol:
     )
 
     analysis = _parse_analysis(d.get("analysis", {}), variants)
+    recruitment = (_parse_recruitment(d["recruitment"], evaluators)
+                   if d.get("recruitment") is not None else None)
+    consent = _parse_consent(d["consent"]) if d.get("consent") is not None else None
+    practice = (_parse_practice(d["practice"], count_task)
+                if d.get("practice") is not None else None)
     return Protocol(name=name, description=description, variants=variants, sampling=sampling,
                     evaluators=evaluators, count_task=count_task, preference_task=pref,
-                    quality_control=qc, analysis=analysis, schema_version=version)
+                    quality_control=qc, analysis=analysis, schema_version=version,
+                    recruitment=recruitment, consent=consent, practice=practice)
+
+
+def _url(v: Any, where: str) -> str | None:
+    url = _string(v, where, allow_none=True)
+    if url is not None and not url.startswith(("https://", "http://")):
+        _fail(where, f"expected an http(s) URL, got {url!r}")
+    return url
+
+
+def _parse_return_link(d: Any, where: str) -> ReturnLink:
+    _mapping(d, where, ("code", "url"))
+    return ReturnLink(code=_string(d.get("code"), f"{where}.code", allow_none=True),
+                      url=_url(d.get("url"), f"{where}.url"))
+
+
+def _parse_recruitment(d: Any, evaluators: Evaluators) -> Recruitment:
+    w = "recruitment"
+    _mapping(d, w, ("panel", "participant_param", "study_param", "session_param",
+                    "ask_participant_id", "completion_url", "declined", "full", "closed"))
+    panel = d.get("panel", "generic")
+    if panel not in PANELS:
+        _fail(f"{w}.panel", f"expected one of {PANELS}, got {panel!r}")
+    if panel == "prolific":
+        for key, expected in zip(("participant_param", "study_param", "session_param"),
+                                 PROLIFIC_PARAMS):
+            if d.get(key) not in (None, expected):
+                _fail(f"{w}.{key}", f"Prolific sends {expected}; leave it out or write {expected!r}")
+        params = PROLIFIC_PARAMS
+    else:
+        params = (_string(d.get("participant_param", "worker_id"), f"{w}.participant_param"),
+                  _string(d.get("study_param"), f"{w}.study_param", allow_none=True),
+                  _string(d.get("session_param"), f"{w}.session_param", allow_none=True))
+    ask = d.get("ask_participant_id", True)
+    if not isinstance(ask, bool):
+        _fail(f"{w}.ask_participant_id", f"expected true or false, got {ask!r}")
+    completion_url = _url(d.get("completion_url"), f"{w}.completion_url")
+    if completion_url and "{code}" in completion_url and not evaluators.completion_code:
+        _fail(f"{w}.completion_url", "uses {code} but evaluators.completion_code is not set")
+    links = {k: _parse_return_link(d.get(k) or {}, f"{w}.{k}") for k in ("declined", "full", "closed")}
+    return Recruitment(panel=panel, participant_param=params[0], study_param=params[1],
+                       session_param=params[2], ask_participant_id=ask,
+                       completion_url=completion_url, **links)
+
+
+def _parse_consent(d: Any) -> Consent:
+    w = "consent"
+    texts = ("title", "purpose", "pay", "contact", "data_use", "retention", "ethics_ref")
+    _mapping(d, w, texts + ("pilot_seconds_per_task",))
+    return Consent(**{k: _string(d.get(k), f"{w}.{k}", allow_none=True) for k in texts},
+                   pilot_seconds_per_task=_number(d.get("pilot_seconds_per_task"),
+                                                  f"{w}.pilot_seconds_per_task", lo=0.1,
+                                                  allow_none=True))
+
+
+def _parse_scene(d: Any, where: str, count_task: CountTask | None, *, lo: int = 1) -> SceneSpec:
+    _mapping(d, where, ("object", "count", "colour"), ("object", "count"))
+    obj = _string(d["object"], f"{where}.object")
+    if count_task is not None and obj not in {o.name for o in count_task.objects}:
+        _fail(f"{where}.object", f"{obj!r} is not one of count_task.objects")
+    return SceneSpec(object=obj, count=_integer(d["count"], f"{where}.count", lo=lo, hi=MAX_COUNT),
+                     colour=_string(d.get("colour"), f"{where}.colour", allow_none=True))
+
+
+def _parse_practice(d: Any, count_task: CountTask | None) -> Practice:
+    w = "practice"
+    _mapping(d, w, ("count", "rank_example"))
+    count = None
+    if d.get("count") is not None:
+        c = _mapping(d["count"], f"{w}.count", ("object", "count", "colour", "seed"),
+                     ("object", "count"))
+        if count_task is None:
+            _fail(f"{w}.count", "a counting practice item needs a count_task")
+        scene = _parse_scene({k: v for k, v in c.items() if k != "seed"}, f"{w}.count", count_task)
+        count = PracticeCount(object=scene.object, count=scene.count, colour=scene.colour,
+                              seed=_integer(c.get("seed", 0), f"{w}.count.seed", lo=0))
+    example = None
+    if d.get("rank_example") is not None:
+        r = _mapping(d["rank_example"], f"{w}.rank_example", ("caption", "images", "explanation"),
+                     ("caption", "images"))
+        rw = f"{w}.rank_example"
+        # Example pictures need not be of the study's objects (only drawable).
+        images = tuple(_parse_scene(s, f"{rw}.images[{i}]", None)
+                       for i, s in enumerate(_list(r["images"], f"{rw}.images")))
+        if len(images) < 2:
+            _fail(f"{rw}.images", "a ranking example needs at least two pictures")
+        explanation = r.get("explanation", "")
+        if not isinstance(explanation, str):
+            _fail(f"{rw}.explanation", "expected a string")
+        example = RankExample(caption=_string(r["caption"], f"{rw}.caption"), images=images,
+                              explanation=explanation)
+    return Practice(count=count, rank_example=example)
 
 
 def _parse_analysis(d: Any, variants: tuple[str, ...]) -> AnalysisPlan:

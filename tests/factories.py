@@ -69,6 +69,38 @@ def make_image(*, study, prompt, variant=None, seed=0, true_count=None, provenan
     return image
 
 
+def fill_study_images(study) -> None:
+    """Every image a draft study plans, as a finished generation batch leaves them."""
+    for item in Item.objects.filter(study=study, task="count", is_gold=False):
+        make_image(study=study, prompt=item.prompt, variant=item.variant, seed=item.seed)
+    for item in Item.objects.filter(study=study, task="rank"):
+        for v in study.variants.all():
+            make_image(study=study, prompt=item.prompt, variant=v, seed=item.seed)
+
+
+def generate_study_images(study) -> None:
+    """The study's count and ranking images from the demo checkpoints (fixtures/checkpoints),
+    stored as the generation worker stores them: real 24x24 model images, on CPU."""
+    from pathlib import Path
+
+    from generator.sample import load_sampler
+
+    checkpoints = Path(__file__).resolve().parents[1] / "fixtures" / "checkpoints"
+    sampling = study.protocol["sampling"]
+    rank_items = list(Item.objects.filter(study=study, task="rank").select_related("prompt"))
+    for variant in study.variants.all():
+        sampler = load_sampler(str(checkpoints / variant.name), device="cpu")
+        items = list(Item.objects.filter(study=study, variant=variant, is_gold=False).select_related("prompt"))
+        jobs = [(it.prompt, it.seed) for it in items] + [(it.prompt, it.seed) for it in rank_items]
+        pils = sampler.generate([p.text for p, _ in jobs], seeds=[seed for _, seed in jobs],
+                                cfg_scale=sampling["cfg_scale"], steps=sampling["steps"], batch_size=len(jobs))
+        for (prompt, seed), pil in zip(jobs, pils):
+            img = Image(study=study, prompt=prompt, variant=variant, seed=seed, source=Image.Source.MODEL)
+            img.file = write_png_atomic(image=pil, public_id=img.public_id, media_root=settings.MEDIA_ROOT)
+            img.width, img.height = pil.size
+            img.save()
+
+
 def build_open_study(*, n_slots: int = 3, with_gold: bool = True, variants=VARIANTS, seed: int = 7,
                      **study_kwargs) -> Study:
     """An open study: 2 count prompts x 4 variants, 2 ranking captions, 1 gold image, n slots.

@@ -57,3 +57,15 @@ def phone_page(browser):
 @pytest.fixture(autouse=True)
 def _media_root(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rate_limits():
+    """Rate-limit counters live in the cache, and every browser here comes from 127.0.0.1:
+    each test starts with none spent, or the tests before it use up the address's joins
+    and consents (tests/e2e/test_ratelimits.py sets its own)."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()

@@ -146,3 +146,48 @@ def test_round_trip_property(steps, cfg, n, seed):
            "evaluators": {"n": n, "overlap": 1}}
     p = Protocol.from_dict(doc)
     assert Protocol.from_dict(json.loads(json.dumps(p.to_dict()))) == p
+
+
+# --------------------------------------------------------------------------- optional sections
+
+
+def test_a_protocol_without_the_optional_sections_keeps_its_canonical_form_and_hash(demo_doc):
+    for key in ("recruitment", "consent", "practice"):
+        demo_doc.pop(key)
+    p = Protocol.from_dict(demo_doc)
+    assert p.recruitment is None and p.consent is None and p.practice is None
+    canonical = p.to_dict()
+    # Nothing new in the hashed form: the document (and its hash) is the one written
+    # before these sections existed.
+    assert not {"recruitment", "consent", "practice"} & set(canonical)
+    assert Protocol.from_dict(canonical) == p
+
+
+def test_the_demo_fills_recruitment_consent_and_practice(demo_doc):
+    p = Protocol.from_dict(demo_doc)
+    assert p.recruitment.panel == "prolific"
+    assert (p.recruitment.participant_param, p.recruitment.study_param, p.recruitment.session_param) == (
+        "PROLIFIC_PID", "STUDY_ID", "SESSION_ID")
+    assert p.recruitment.declined.href().endswith("cc=" + p.recruitment.declined.code)
+    consent = p.consent
+    assert all(getattr(consent, k) for k in ("title", "purpose", "pay", "contact", "data_use", "retention",
+                                             "ethics_ref", "pilot_seconds_per_task"))
+    assert p.practice.count.count == 3 and len(p.practice.rank_example.images) == 4
+    assert Protocol.from_dict(p.to_dict()) == p
+
+
+@pytest.mark.parametrize("section, change, where", [
+    ("recruitment", {"panel": "mturk"}, "recruitment.panel"),
+    ("recruitment", {"completion_url": "app.prolific.com/x"}, "recruitment.completion_url"),
+    ("recruitment", {"participant_param": "PID"}, "recruitment.participant_param"),
+    ("recruitment", {"full": {"code": "X", "link": "https://x"}}, "recruitment.full"),
+    ("consent", {"pay": ""}, "consent.pay"),
+    ("consent", {"pilot_seconds_per_task": -1}, "consent.pilot_seconds_per_task"),
+    ("practice", {"count": {"object": "hexagon", "count": 2}}, "practice.count.object"),
+    ("practice", {"rank_example": {"caption": "x", "images": [{"object": "circle", "count": 1}]}},
+     "practice.rank_example.images"),
+])
+def test_optional_sections_name_the_offending_field(demo_doc, section, change, where):
+    demo_doc[section].update(change)
+    with pytest.raises(ProtocolError, match=rf"^{where.replace('.', '[.]')}"):
+        Protocol.from_dict(demo_doc)

@@ -180,3 +180,29 @@ def test_closed_study_rejects_new_evaluators(study):
     Study.objects.filter(pk=study.pk).update(status="closed")
     r = Client().get(f"/join/{study.invite_token}/")
     assert r.status_code == 403
+
+
+def test_undo_says_which_answer_it_removed_and_puts_it_back_in_the_form(study, evaluator_client):
+    client = evaluator_client
+    while current_task(client, study)["task"]["kind"] != "count":
+        answer_current(client, study)
+    answer_current(client, study, count=7)
+    client.post(f"/e/{study.slug}/undo/")
+    page = client.get(f"/e/{study.slug}/task/").content.decode()
+    assert "Undone: your answer to task" in page and "(7)" in page
+    assert 'value="7"' in page
+    # Shown once: a reload is a plain task page again.
+    assert "Undone" not in client.get(f"/e/{study.slug}/task/").content.decode()
+
+
+def test_an_incomplete_ranking_comes_back_with_the_ranks_given(study, evaluator_client):
+    client = evaluator_client
+    while current_task(client, study)["task"]["kind"] != "rank":
+        answer_current(client, study)
+    task = current_task(client, study)["task"]
+    r = client.post(f"/e/{study.slug}/task/", {"kind": "rank", "token": task["token"], "rank_0": "2", "rank_2": "1"})
+    page = r.content.decode()
+    assert r.status_code == 400 and 'data-code="incomplete"' in page
+    menus = page.split('name="rank_')[1:]
+    assert ["<option selected>2</option>" in m.split("</select>")[0] for m in menus] == [True, False, False, False]
+    assert ["<option selected>1</option>" in m.split("</select>")[0] for m in menus] == [False, False, True, False]

@@ -100,7 +100,15 @@ def test_launch_from_the_page_with_overrides_then_progress_json(staff_client, re
 
 def test_launch_errors_are_shown_on_the_page(staff_client, study):
     r = staff_client.post(f"/generation/study/{study.slug}/launch/", {"part_size": "50"})
-    assert r.status_code == 409 and "Register a checkpoint for every variant first" in r.content.decode()
+    page = r.content.decode()
+    # One message, saying what to do: nothing is registered yet, so register and assign.
+    assert r.status_code == 409 and page.count("Register and assign a checkpoint for every variant") == 1
+    # With checkpoints registered but not assigned, it says "assign".
+    Checkpoint.objects.create(name="c", path="/x", sha256="0" * 64, config={})
+    page = staff_client.post(f"/generation/study/{study.slug}/launch/", {"part_size": "50"}).content.decode()
+    assert page.count("Assign a checkpoint for every variant before launching") == 1
+    # The assignment form comes before the launch button.
+    assert page.index("Checkpoints of the variants") < page.index("Launch a batch")
     r = staff_client.post(f"/generation/study/{study.slug}/launch/", {"part_size": "51", "steps": "0"})
     assert r.status_code == 400 and not Batch.objects.exists()
 

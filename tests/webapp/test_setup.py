@@ -8,7 +8,7 @@ from PIL import Image as PILImage
 
 from evalstudy.protocol import load_protocol
 from generator.counter import count_objects
-from tests.factories import make_image
+from tests.factories import fill_study_images
 from webapp.studies import services
 from webapp.studies.models import Image, Item, Slot, Study
 
@@ -23,12 +23,7 @@ def create_demo(slug="demo", **overrides):
     return services.study_create(protocol=protocol, slug=slug, base_dir=str(DEMO.parent))
 
 
-def fill_images(study):
-    for item in Item.objects.filter(study=study, task="count", is_gold=False):
-        make_image(study=study, prompt=item.prompt, variant=item.variant, seed=item.seed)
-    for item in Item.objects.filter(study=study, task="rank"):
-        for v in study.variants.all():
-            make_image(study=study, prompt=item.prompt, variant=v, seed=item.seed)
+fill_images = fill_study_images
 
 
 def test_study_create_plans_every_item_of_the_protocol():
@@ -134,3 +129,25 @@ def test_create_and_open_commands(capsys):
     fill_images(study)
     call_command("study_status", "cmd", "--open")
     assert Study.objects.get(slug="cmd").status == "open"
+
+
+def test_create_study_makes_a_missing_researcher_account_without_a_password(capsys):
+    from django.contrib.auth import get_user_model
+    from django.core.management import call_command
+
+    call_command("create_study", str(DEMO), "--slug", "cli", "--researcher", "alice")
+    alice = get_user_model().objects.get(username="alice")
+    assert not alice.has_usable_password()
+    assert list(Study.objects.get(slug="cli").researchers.all()) == [alice]
+    assert "changepassword alice" in capsys.readouterr().out
+
+
+def test_create_study_with_a_bad_protocol_creates_no_account(tmp_path):
+    from django.contrib.auth import get_user_model
+    from django.core.management import CommandError, call_command
+
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({**json.loads(DEMO.read_text()), "variants": ["only-one"]}))
+    with pytest.raises(CommandError, match="variants"):
+        call_command("create_study", str(bad), "--slug", "cli", "--researcher", "bob")
+    assert not get_user_model().objects.filter(username="bob").exists()

@@ -182,7 +182,9 @@ def batch_launch(
     variants = list(study.variants.select_related("checkpoint").order_by("index"))
     unassigned = [v.name for v in variants if v.checkpoint is None]
     if unassigned:
-        raise GenerationError(f"Register a checkpoint for every variant first; missing: {', '.join(unassigned)}.")
+        first = "Assign" if Checkpoint.objects.exists() else "Register and assign"
+        raise GenerationError(f"{first} a checkpoint for every variant before launching; "
+                              f"without one: {', '.join(unassigned)}.")
     if Batch.objects.filter(study=study, status__in=Batch.ACTIVE).exists():
         raise GenerationError("A batch is already queued or running for this study.")
     sampling = study.protocol.get("sampling", {})

@@ -40,6 +40,7 @@ class Study(models.Model):
     class Status(models.TextChoices):
         DRAFT = "draft", "Draft"
         OPEN = "open", "Open"
+        PAUSED = "paused", "Paused"  # no one new joins; those already in may finish
         CLOSED = "closed", "Closed"
 
     slug = models.SlugField(unique=True)
@@ -66,6 +67,11 @@ class Study(models.Model):
     @property
     def is_open(self) -> bool:
         return self.status == self.Status.OPEN
+
+    @property
+    def accepts_answers(self) -> bool:
+        """Open, or paused: a pause stops newcomers, not the people already at work."""
+        return self.status in (self.Status.OPEN, self.Status.PAUSED)
 
 
 class Checkpoint(models.Model):
@@ -245,6 +251,11 @@ class Evaluator(models.Model):
     study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="evaluators")
     pseudonym = models.CharField(max_length=20, unique=True, default=new_pseudonym)
     external_id = models.CharField(max_length=128, blank=True, help_text="e.g. Prolific's PROLIFIC_PID.")
+    # The panel's own ids of the study and of this participant's session (Prolific's
+    # STUDY_ID and SESSION_ID), kept to match a submission on the panel's side.
+    external_study_id = models.CharField(max_length=128, blank=True)
+    external_session_id = models.CharField(max_length=128, blank=True)
+    declined_at = models.DateTimeField(null=True, blank=True, help_text="Did not consent.")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     slot = models.ForeignKey(Slot, null=True, blank=True, on_delete=models.SET_NULL, related_name="evaluators",
                              help_text="Taken on consent; none before.")

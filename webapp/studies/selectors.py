@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from django.db.models import Count, Q
 
-from .models import Entry, Evaluator, Image, Item, Study
+from .models import CountResponse, Entry, Evaluator, Image, Item, RankResponse, Study
 
 SESSION_KEY = "fusion_evaluators"  # session: {study id (str): evaluator id}
 BROWSER_SESSION_KEY = "fusion_browsers"  # session: {evaluator id (str): the evaluator's browser token}
@@ -42,6 +42,26 @@ def evaluator_progress(*, evaluator: Evaluator) -> Progress:
     return Progress(answered=counts["answered"], total=counts["total"])
 
 
+def evaluator_last_response(*, evaluator: Evaluator) -> CountResponse | RankResponse | None:
+    """The evaluator's most recent answer (the one an undo removes)."""
+    last_count = CountResponse.objects.filter(evaluator=evaluator).select_related("entry").order_by("-created_at", "-pk").first()
+    last_rank = RankResponse.objects.filter(evaluator=evaluator).select_related("entry").order_by("-created_at", "-pk").first()
+    candidates = [r for r in (last_count, last_rank) if r is not None]
+    if not candidates:
+        return None
+    return max(candidates, key=lambda r: (r.created_at, r.entry.index))
+
+
+def describe_answer(response: CountResponse | RankResponse) -> str:
+    """An answer in the evaluator's words, e.g. for the note after an undo."""
+    if isinstance(response, CountResponse):
+        return "can't tell" if response.cant_tell else str(response.answer)
+    if response.skipped:
+        return f"skipped ({response.get_skip_reason_display().lower()})"
+    order = sorted(range(4), key=lambda i: response.ranks[i])
+    return "best to worst: " + ", ".join(f"image {i + 1}" for i in order)
+
+
 def evaluator_is_done(*, evaluator: Evaluator) -> bool:
     return not _unanswered(Entry.objects.filter(evaluator=evaluator)).exists()
 
@@ -60,6 +80,36 @@ def entry_images(*, entry: Entry) -> list[Image]:
         return [entry.item.image]
     by_variant = rank_item_images(item=entry.item)
     return [by_variant[v] for v in entry.positions]
+
+
+# Below this size (pixels, the longer side) an image is magnified with nearest-neighbour
+# scaling at a whole multiple, so that each source pixel becomes an equal square block:
+# smooth interpolation of a 24x24 image smears touching shapes into one blob. Above it the
+# browser's smooth scaling reads better.
+PIXELATED_BELOW = 128
+
+
+@dataclass(frozen=True)
+class ImageDisplay:
+    """How an image is first laid out: its own size, the size shown, and the scaling."""
+
+    width: int
+    height: int
+    shown_width: int
+    shown_height: int
+    pixelated: bool
+
+
+def image_display(*, width: int, height: int, box: int) -> ImageDisplay:
+    """The largest integer-multiple magnification of a small image (``width`` x ``height``
+    pixels) that fits ``box`` CSS pixels (at least 1x); a large image is fitted to ``box``."""
+    w, h = width or box, height or box
+    pixelated = max(w, h) < PIXELATED_BELOW
+    if pixelated:
+        scale = max(1, box // max(w, h))
+        return ImageDisplay(w, h, w * scale, h * scale, True)
+    fit = min(1.0, box / max(w, h))
+    return ImageDisplay(w, h, round(w * fit), round(h * fit), False)
 
 
 def _holds(session, evaluator: Evaluator) -> bool:

@@ -35,7 +35,12 @@ class SubmissionError(Exception):
 
 
 class StudyUnavailable(Exception):
-    """The study cannot take this evaluator (not open, or every slot is taken)."""
+    """The study cannot take this evaluator: ``reason`` is "full" (every slot is taken) or
+    "closed" (not open: a draft, paused or closed study)."""
+
+    def __init__(self, message: str, reason: str = "closed"):
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -77,7 +82,7 @@ def _entry_for_submission(*, evaluator: Evaluator, token: str, task: str) -> tup
     if entry is None:
         raise SubmissionError("not_yours", "This task belongs to another evaluator.", 403)
     study = entry.evaluator.study
-    if not study.is_open:
+    if not study.accepts_answers:
         raise SubmissionError("study_closed", "This study is closed; no more answers are accepted.", 409)
     if entry.item.task != task:
         raise SubmissionError("wrong_task", "This answer does not fit this task.", 400)
@@ -153,16 +158,23 @@ FULL_MESSAGE = "Every place in this study is taken. Thank you for your interest.
 
 
 @transaction.atomic
-def evaluator_join(*, study: Study, external_id: str = "", user=None, simulated: bool = False) -> Evaluator:
+def evaluator_join(
+    *, study: Study, external_id: str = "", user=None, simulated: bool = False,
+    external_study_id: str = "", external_session_id: str = "",
+) -> Evaluator:
     """The visitor of the invite link as a new evaluator, who holds no slot until they consent.
 
     With an external worker id that joined before (from a browser that does not hold it,
     or the caller would not be here), their evaluator is returned, moved to this browser,
     when the browser that holds it has been silent for the slot timeout; while it is
-    active, ActiveElsewhere. Raises StudyUnavailable when the study is closed or full and
-    InvalidExternalId for an id that cannot be stored.
+    active, ActiveElsewhere. Raises StudyUnavailable when the study is closed, paused or
+    full and InvalidExternalId for an id that cannot be stored. ``external_study_id`` and
+    ``external_session_id`` are the panel's (Prolific's STUDY_ID and SESSION_ID), stored
+    as given (within the field's length).
     """
     study = Study.objects.select_for_update().get(pk=study.pk)
+    if study.status == Study.Status.PAUSED:
+        raise StudyUnavailable("This study is paused and takes no new participants at the moment.")
     if not study.is_open:
         raise StudyUnavailable("This study is not open.")
     external_id = external_id_clean(external_id)
@@ -174,10 +186,11 @@ def evaluator_join(*, study: Study, external_id: str = "", user=None, simulated:
             return evaluator_take_over(evaluator=existing)
     _release_abandoned(study)
     if _free_slot(study) is None:
-        raise StudyUnavailable(FULL_MESSAGE)
+        raise StudyUnavailable(FULL_MESSAGE, reason="full")
     return Evaluator.objects.create(
         study=study, external_id=external_id, user=user, is_simulated=simulated, last_seen_at=timezone.now(),
-        browser=new_token(),
+        browser=new_token(), external_study_id=external_study_id.strip()[:MAX_EXTERNAL_ID],
+        external_session_id=external_session_id.strip()[:MAX_EXTERNAL_ID],
     )
 
 
@@ -208,7 +221,7 @@ def evaluator_consent(*, evaluator: Evaluator) -> Evaluator:
         _release_abandoned(study)
         slot = _free_slot(study)
         if slot is None:
-            raise StudyUnavailable(FULL_MESSAGE)
+            raise StudyUnavailable(FULL_MESSAGE, reason="full")
         evaluator.slot = slot
         Entry.objects.bulk_create(
             [
@@ -217,7 +230,19 @@ def evaluator_consent(*, evaluator: Evaluator) -> Evaluator:
             ]
         )
     evaluator.consented_at = evaluator.last_seen_at = timezone.now()
-    evaluator.save(update_fields=["slot", "consented_at", "last_seen_at"])
+    evaluator.declined_at = None  # agreed after all
+    evaluator.save(update_fields=["slot", "consented_at", "last_seen_at", "declined_at"])
+    return evaluator
+
+
+@transaction.atomic
+def evaluator_decline(*, evaluator: Evaluator) -> Evaluator:
+    """The evaluator did not consent: record it (they hold no slot before consenting). One
+    who agrees after all is taken on by ``evaluator_consent``; an evaluator who has
+    consented already cannot decline any more, they may simply stop."""
+    if evaluator.consented_at is None and evaluator.declined_at is None:
+        evaluator.declined_at = timezone.now()
+        Evaluator.objects.filter(pk=evaluator.pk).update(declined_at=evaluator.declined_at)
     return evaluator
 
 
@@ -278,14 +303,13 @@ def response_undo_last(*, evaluator: Evaluator) -> Entry | None:
     Only an answer given from the browser that holds the evaluator now can be undone: after
     a take-over, the new browser cannot remove what the first one answered.
     """
-    if not evaluator.study.is_open:
+    if not evaluator.study.accepts_answers:
         raise SubmissionError("study_closed", "This study is closed; answers can no longer change.", 409)
-    last_count = CountResponse.objects.filter(evaluator=evaluator).order_by("-created_at", "-pk").first()
-    last_rank = RankResponse.objects.filter(evaluator=evaluator).order_by("-created_at", "-pk").first()
-    candidates = [r for r in (last_count, last_rank) if r is not None]
-    if not candidates:
+    from .selectors import evaluator_last_response
+
+    last = evaluator_last_response(evaluator=evaluator)
+    if last is None:
         return None
-    last = max(candidates, key=lambda r: (r.created_at, r.entry.index))
     if last.browser != evaluator.browser:
         raise SubmissionError("other_browser", "Your last answer was given in another browser; it cannot be undone here.", 409)
     entry = last.entry
@@ -297,6 +321,28 @@ def response_undo_last(*, evaluator: Evaluator) -> Entry | None:
 
 
 # --------------------------------------------------------------------------- study status
+
+
+def _study_move(*, study: Study, source: str, target: str, verb: str) -> Study:
+    study = Study.objects.select_for_update().get(pk=study.pk)
+    if study.status != source:
+        raise StudySetupError(
+            f"Only {'an' if source == 'open' else 'a'} {source} study can be {verb}; this one is {study.get_status_display().lower()}."
+        )
+    study.status = target
+    study.save(update_fields=["status"])
+    return study
+
+
+@transaction.atomic
+def study_pause(*, study: Study) -> Study:
+    """Stop newcomers; the evaluators already in may finish."""
+    return _study_move(study=study, source=Study.Status.OPEN, target=Study.Status.PAUSED, verb="paused")
+
+
+@transaction.atomic
+def study_resume(*, study: Study) -> Study:
+    return _study_move(study=study, source=Study.Status.PAUSED, target=Study.Status.OPEN, verb="resumed")
 
 
 @transaction.atomic
@@ -315,36 +361,49 @@ class StudySetupError(ValueError):
     """A study that cannot be created or opened as asked; the message says why."""
 
 
-# Study slugs share /research/<slug>/ with these pages.
-RESERVED_SLUGS = frozenset({"login", "logout"})
+# Study slugs share /research/<slug>/ and /run/<slug>/ with these pages.
+RESERVED_SLUGS = frozenset({"login", "logout", "new"})
 
 
 def _gold_seed(key: str) -> int:
     return int(stable_key("gold", key)[:8], 16)
 
 
-def _check_gold_drawable(item: StudyItem) -> None:
+def _check_drawable(what: str, kind: str, colour: str | None) -> None:
     from generator.synthetic import COLOURS, KINDS
 
-    if item.object not in KINDS or (item.colour or "red") not in COLOURS:
+    if kind not in KINDS or (colour or "red") not in COLOURS:
         raise StudySetupError(
-            f"Gold item {item.item_id!r}: the renderer draws {', '.join(KINDS)} in {', '.join(COLOURS)}; "
-            f"it cannot draw {item.colour or ''} {item.object}."
+            f"{what}: the renderer draws {', '.join(KINDS)} in {', '.join(COLOURS)}; "
+            f"it cannot draw {colour or ''} {kind}."
         )
 
 
-def _render_gold(*, item: Item, size: int) -> Image:
-    """Render a gold image (known count) with the synthetic renderer and store it."""
-    from generator.synthetic import Scene, make_item
+def _check_gold_drawable(item: StudyItem) -> None:
+    _check_drawable(f"Gold item {item.item_id!r}", item.object, item.colour)
+
+
+def _check_practice_drawable(proto: Protocol) -> None:
+    """Practice pictures are drawn when shown; a scene the renderer cannot draw is refused now."""
+    from .practice import practice_scenes
+
+    for name, (scene, _seed) in practice_scenes(proto.practice).items():
+        _check_drawable(f"Practice picture {name!r}", scene.object, scene.colour)
+
+
+def _render_gold(*, item: Item, size: int, look) -> Image:
+    """Render a gold image (known count) with the study's look (``gold.py``) and store it."""
+    from .gold import gold_render
 
     prompt = item.prompt
     try:
-        scene = Scene(kind=prompt.object, colour=prompt.colour or "red", count=item.true_count)
+        pil, how = gold_render(kind=prompt.object, colour=prompt.colour or "red", count=item.true_count,
+                               seed=item.seed, look=look, size=size)
     except ValueError as exc:
         raise StudySetupError(f"Gold item {item.key!r} cannot be drawn: {exc}") from exc
-    pil, _ = make_item(item.seed, 0, size=size, scene=scene)
     image = Image(study=item.study, prompt=prompt, source=Image.Source.GOLD, seed=item.seed, true_count=item.true_count,
-                  provenance={"renderer": "generator.synthetic", "scene": [scene.kind, scene.colour, scene.count]})
+                  provenance={"renderer": "generator.synthetic", "scene": [prompt.object, prompt.colour or "red",
+                                                                          item.true_count], **how})
     image.file = write_png_atomic(image=pil, public_id=image.public_id, media_root=settings.MEDIA_ROOT)
     image.width, image.height = pil.size
     image.save()
@@ -352,13 +411,39 @@ def _render_gold(*, item: Item, size: int) -> Image:
 
 
 def _render_missing_gold(*, study: Study) -> None:
-    """Gold images are drawn at the size of the study's generated images, so that they
-    do not stand out; they are made when the study opens, after generation."""
-    sample = Image.objects.filter(study=study, source=Image.Source.MODEL).exclude(width=0).first()
-    size = sample.width if sample is not None else settings.FUSION_GOLD_SIZE
-    for item in Item.objects.filter(study=study, is_gold=True, image__isnull=True).select_related("prompt", "study"):
-        item.image = _render_gold(item=item, size=size)
+    """Gold images are drawn at the size and with the look of the study's generated images,
+    so that they do not stand out; they are made when the study opens, after generation."""
+    from .gold import study_look
+    from .practice import study_image_size
+
+    missing = list(Item.objects.filter(study=study, is_gold=True, image__isnull=True).select_related("prompt", "study"))
+    if not missing:
+        return
+    look = study_look(study=study)
+    size = study_image_size(study)
+    for item in missing:
+        item.image = _render_gold(item=item, size=size, look=look)
         item.save(update_fields=["image"])
+
+
+@transaction.atomic
+def researchers_ensure(*, usernames: list[str]) -> tuple[list, list[str]]:
+    """The accounts of these researchers, made (without a usable password, so nobody can
+    log in as them until one is set) where missing; returns (users, names created)."""
+    from django.contrib.auth import get_user_model
+
+    User = get_user_model()
+    users, created = [], []
+    for name in dict.fromkeys(u.strip() for u in usernames if u.strip()):
+        user = User.objects.filter(username=name).first()
+        if user is None:
+            user = User(username=name)
+            user.full_clean(exclude=["password"])
+            user.set_unusable_password()
+            user.save()
+            created.append(name)
+        users.append(user)
+    return users, created
 
 
 @transaction.atomic
@@ -374,6 +459,7 @@ def study_create(
         planned = study_items(proto, base_dir)
     except ProtocolError as exc:
         raise StudySetupError(f"Invalid protocol: {exc}") from exc
+    _check_practice_drawable(proto)
     if slug in RESERVED_SLUGS:
         raise StudySetupError(f"The slug {slug!r} is reserved for the site's own pages; choose another.")
     if Study.objects.filter(slug=slug).exists():

@@ -21,11 +21,18 @@ from django_ratelimit.core import is_ratelimited
 from django_ratelimit.decorators import ratelimit
 from django_ratelimit.exceptions import Ratelimited
 
-from . import selectors, services
+from . import recruitment, selectors, services
 from .forms import CountAnswerForm, RankAnswerForm
-from .models import Entry, Evaluator, Image, Item, Study
+from .participant_forms import ParticipantIdForm, PracticeAnswerForm
+from .practice import COUNT_NAME as PRACTICE_COUNT
+from .practice import EXAMPLE_PREFIX as PRACTICE_EXAMPLE
+from .practice import practice_png, practice_scenes, study_image_size
+from .models import Entry, Evaluator, Image, Item, RankResponse, Study
 
-EXTERNAL_ID_PARAMS = ("PROLIFIC_PID", "worker_id", "workerId", "external_id")
+# The largest side, in CSS pixels, an image is given before the script fits it to the
+# viewport (the page is usable without the script).
+COUNT_BOX = 480
+TILE_BOX = 256
 
 
 READ_METHODS = ("GET", "HEAD")
@@ -44,25 +51,30 @@ def _rate(setting: str) -> Callable[[str, HttpRequest], str]:
     return lambda group, request: getattr(settings, setting)
 
 
-def _unavailable(request: HttpRequest, study: Study, message: str, status: int) -> HttpResponse:
-    return render(request, "studies/unavailable.html", {"study": study, "message": message}, status=status)
+def _unavailable(request: HttpRequest, study: Study, message: str, status: int, *, outcome: str = "") -> HttpResponse:
+    """A page that says why the study cannot go on; for a closed or full study (``outcome``)
+    with the panel's code and link back, when the protocol gives them."""
+    return render(request, "studies/unavailable.html", {
+        "study": study, "message": message, "link": recruitment.return_link(study, outcome) if outcome else None,
+        "panel": recruitment.panel_name(recruitment.recruitment_of(study)),
+    }, status=status)
 
 
 def evaluator_view(*, methods: tuple[str, ...] = READ_METHODS, consent_required: bool = False,
                    answers: bool = False):
     """Decorate a view of ``/e/<slug>/...`` that belongs to the evaluator this browser holds.
 
-    The wrapped view is called as ``view(request, study, evaluator)``. A visitor who has not
-    joined the study in this browser gets a 404, one whose evaluator another browser took
-    over a 403 saying so; with ``consent_required``, an evaluator who has not agreed yet is
-    sent to the consent page. Methods outside ``methods`` get a 405, and no answer is ever
-    cached. With ``answers``, a POST counts against the evaluator's answer rate
-    (FUSION_RATE_ANSWER); over it, a 429.
+    The wrapped view is called as ``view(request, study, evaluator, **url_arguments)``. A
+    visitor who has not joined the study in this browser gets a 404, one whose evaluator
+    another browser took over a 403 saying so; with ``consent_required``, an evaluator who
+    has not agreed yet is sent to the consent page. Methods outside ``methods`` get a 405,
+    and no answer is ever cached. With ``answers``, a POST counts against the evaluator's
+    answer rate (FUSION_RATE_ANSWER); over it, a 429.
     """
 
     def decorator(view: Callable[[HttpRequest, Study, Evaluator], HttpResponse]):
         @wraps(view)
-        def wrapped(request: HttpRequest, slug: str) -> HttpResponse:
+        def wrapped(request: HttpRequest, slug: str, **kwargs) -> HttpResponse:
             study = get_object_or_404(Study, slug=slug)
             evaluator = selectors.evaluator_from_session(session=request.session, study=study)
             if evaluator is None:
@@ -76,7 +88,7 @@ def evaluator_view(*, methods: tuple[str, ...] = READ_METHODS, consent_required:
                 rate=_rate("FUSION_RATE_ANSWER"), method=ALL, increment=True,
             ):
                 raise Ratelimited()
-            return view(request, study, evaluator)
+            return view(request, study, evaluator, **kwargs)
 
         return never_cache(require_http_methods(list(methods))(wrapped))
 
@@ -104,19 +116,31 @@ def _next_page(study: Study, evaluator: Evaluator) -> HttpResponse:
 @require_http_methods(list(READ_METHODS))
 @ratelimit(group="studies.join", key="ip", rate=_rate("FUSION_RATE_JOIN"), method=ALL, block=True)
 def join(request: HttpRequest, invite_token: str) -> HttpResponse:
-    """The per-study invite link. It may carry an external worker id (e.g. PROLIFIC_PID)."""
+    """The per-study invite link. It may carry the panel's ids (e.g. Prolific's PROLIFIC_PID,
+    STUDY_ID and SESSION_ID); when the protocol asks for a participant id and the link has
+    none, the participant types it (sent back here as ``typed_id``)."""
     study = get_object_or_404(Study, invite_token=invite_token)
     evaluator = selectors.evaluator_from_session(session=request.session, study=study)
     if evaluator is None:
-        external_id = next((request.GET[p] for p in EXTERNAL_ID_PARAMS if request.GET.get(p)), "")
+        rec = recruitment.recruitment_of(study)
+        ids = recruitment.ids_from_query(rec, request.GET)
+        if not ids.participant and rec is not None and rec.ask_participant_id and study.is_open:
+            form = ParticipantIdForm(request.GET, recruitment=rec) if "typed_id" in request.GET else ParticipantIdForm(recruitment=rec)
+            if not form.is_valid():
+                return render(request, "studies/participant_id.html", {
+                    "study": study, "form": form, "panel": recruitment.panel_name(rec),
+                    "carried": [(k, v) for k, v in request.GET.items() if k != "typed_id"],
+                })
+            ids = recruitment.PanelIds(participant=form.cleaned_data["typed_id"], study=ids.study, session=ids.session)
         try:
             evaluator = services.evaluator_join(
-                study=study, external_id=external_id, user=request.user if request.user.is_authenticated else None
+                study=study, external_id=ids.participant, user=request.user if request.user.is_authenticated else None,
+                external_study_id=ids.study, external_session_id=ids.session,
             )
         except services.InvalidExternalId as exc:
             return _unavailable(request, study, str(exc), 400)
         except services.StudyUnavailable as exc:
-            return _unavailable(request, study, str(exc), 403)
+            return _unavailable(request, study, str(exc), 403, outcome=exc.reason)
         except services.ActiveElsewhere as exc:
             ticket = signing.dumps({"e": exc.evaluator.pk, "b": exc.evaluator.browser}, salt=TAKEOVER_SALT)
             return render(request, "studies/takeover.html", {"study": study, "ticket": ticket}, status=409)
@@ -144,38 +168,110 @@ def join_continue(request: HttpRequest, invite_token: str) -> HttpResponse:
     return _next_page(study, evaluator)
 
 
+def _consent_context(study: Study, evaluator: Evaluator) -> dict:
+    n_tasks = recruitment.planned_tasks(study=study, evaluator=evaluator)
+    return {
+        "study": study, "consent": recruitment.consent_of(study), "n_tasks": n_tasks,
+        "estimate": recruitment.time_estimate(study=study, n_tasks=n_tasks),
+        "practice": recruitment.practice_of(study),
+    }
+
+
 @evaluator_view(methods=("GET", "HEAD", "POST"))
 @ratelimit(group="studies.consent", key="ip", rate=_rate("FUSION_RATE_CONSENT"), method="POST", block=True)
 def consent(request: HttpRequest, study: Study, evaluator: Evaluator) -> HttpResponse:
-    """The consent page; agreeing takes a slot (rate-limited per address, as joining is)."""
-    if request.method == "POST":
-        if request.POST.get("agree") != "yes":
-            return render(request, "studies/consent.html", {"study": study, "declined": True})
-        try:
-            services.evaluator_consent(evaluator=evaluator)
-        except services.StudyUnavailable as exc:
-            return _unavailable(request, study, str(exc), 403)
+    """What the study is, what it takes and pays, what happens to the data; agree or not.
+    Agreeing takes a slot (rate-limited per address, as joining is). Not agreeing sends the
+    participant to the panel's "declined" address with its code (or shows the code, when
+    the protocol gives no address); one who comes back and agrees after all may start."""
+    if request.method == "POST" and evaluator.consented_at is None:
+        if request.POST.get("agree") == "yes":
+            try:
+                services.evaluator_consent(evaluator=evaluator)
+            except services.StudyUnavailable as exc:
+                return _unavailable(request, study, str(exc), 403, outcome=exc.reason)
+            return redirect("studies:instructions", slug=study.slug)
+        services.evaluator_decline(evaluator=evaluator)
+    if evaluator.declined_at is not None:
+        rec = recruitment.recruitment_of(study)
+        return render(request, "studies/declined.html", {
+            "study": study, "link": recruitment.return_link(study, "declined"), "panel": recruitment.panel_name(rec),
+        })
+    if evaluator.consented_at is not None:
         return redirect("studies:instructions", slug=study.slug)
-    return render(request, "studies/consent.html", {"study": study})
+    return render(request, "studies/consent.html", _consent_context(study, evaluator))
 
 
 @evaluator_view(consent_required=True)
 def instructions(request: HttpRequest, study: Study, evaluator: Evaluator) -> HttpResponse:
     tasks = set(Entry.objects.filter(evaluator=evaluator).values_list("item__task", flat=True).distinct())
-    return render(request, "studies/instructions.html", {"study": study, "has_count": "count" in tasks, "has_rank": "rank" in tasks})
+    context = _consent_context(study, evaluator)
+    practice = context["practice"]
+    example = practice.rank_example if practice else None
+    context.update({
+        "has_count": "count" in tasks, "has_rank": "rank" in tasks,
+        "start_url": reverse("studies:practice" if practice and practice.count else "studies:task", args=[study.slug]),
+        "example": example,
+        "example_images": [reverse("studies:practice_image", args=[study.slug, f"{PRACTICE_EXAMPLE}{k}"])
+                           for k in range(len(example.images))] if example else [],
+    })
+    return render(request, "studies/instructions.html", context)
+
+
+@evaluator_view(methods=("GET", "HEAD", "POST"), consent_required=True)
+def practice(request: HttpRequest, study: Study, evaluator: Evaluator) -> HttpResponse:
+    """One counting item with a known answer, and feedback on the answer given. Nothing is
+    stored: it is practice."""
+    spec = recruitment.practice_of(study)
+    if spec is None or spec.count is None:
+        return redirect("studies:task", slug=study.slug)
+    form = PracticeAnswerForm(request.POST if request.method == "POST" else None)
+    feedback = None
+    if form.is_bound and form.is_valid():
+        given = form.cleaned_data["answer"]
+        truth = spec.count.count
+        feedback = {"given": given, "right": given == truth, "cant_tell": given is None, "truth": truth}
+    obj = next((o for o in (recruitment.protocol_of(study).count_task.objects or ())
+                if o.name == spec.count.object), None)
+    size = study_image_size(study)
+    return render(request, "studies/practice.html", {
+        "study": study, "form": form, "feedback": feedback, "plural": obj.plural if obj else spec.count.object,
+        "image_url": reverse("studies:practice_image", args=[study.slug, PRACTICE_COUNT]),
+        "display": selectors.image_display(width=size, height=size, box=COUNT_BOX),
+    })
+
+
+@evaluator_view()
+def practice_image(request: HttpRequest, study: Study, evaluator: Evaluator, name: str) -> HttpResponse:
+    """A practice picture, drawn from the protocol (it shows no model's work)."""
+    scenes = practice_scenes(recruitment.practice_of(study))
+    if name not in scenes:
+        raise Http404("No such picture.")
+    scene, seed = scenes[name]
+    response = HttpResponse(practice_png(study=study, scene=scene, seed=seed), content_type="image/png")
+    response["Cache-Control"] = "private, max-age=3600"
+    return response
 
 
 # --------------------------------------------------------------------------- tasks
 
 
-def _task_context(entry: Entry) -> dict:
+def _task_context(entry: Entry, *, ranks: list[int | None] | None = None) -> dict:
+    """What a task page shows; ``ranks`` (screen order) pre-fills a ranking, e.g. the
+    partial one sent back with an error."""
     images = selectors.entry_images(entry=entry)
     item = entry.item
+    urls = [reverse("studies:image", args=[img.public_id]) for img in images]
+    ranks = ranks or [None] * len(urls)
     return {
+        "tiles": [{"url": url, "rank": rank} for url, rank in zip(urls, ranks)],
+        "rank_choices": list(range(1, len(urls) + 1)),
         "entry": entry,
         "kind": item.task,
         "token": services.entry_token_make(entry=entry),
-        "image_urls": [reverse("studies:image", args=[img.public_id]) for img in images],
+        "image_urls": urls,
+        "display": selectors.image_display(width=images[0].width, height=images[0].height,
+                                          box=COUNT_BOX if item.task == Item.Task.COUNT else TILE_BOX),
         "question": item.prompt.question if item.task == Item.Task.COUNT else "",
         "caption": item.prompt.text if item.task == Item.Task.RANK else "",
     }
@@ -214,11 +310,33 @@ def task(request: HttpRequest, study: Study, evaluator: Evaluator) -> HttpRespon
     if entry is None:
         return redirect("studies:done", slug=slug)
     progress = selectors.evaluator_progress(evaluator=evaluator)
-    context = {"study": study, "progress": progress, "error": error, "study_open": study.is_open, **_task_context(entry)}
-    if not study.is_open and error is None:
+    prefill = _prefill(request, entry, posted=error is not None)
+    context = {"study": study, "progress": progress, "error": error, "study_open": study.accepts_answers,
+               **prefill, **_task_context(entry, ranks=prefill.get("ranks"))}
+    if not study.accepts_answers and error is None:
         context["error"] = {"code": "study_closed", "message": "This study is closed; no more answers are accepted."}
     template = "studies/count.html" if entry.item.task == Item.Task.COUNT else "studies/rank.html"
     return render(request, template, context, status=status)
+
+
+UNDONE_KEY = "fusion_undone"  # session: the answer an undo just removed, to show it again
+
+
+def _prefill(request: HttpRequest, entry: Entry, *, posted: bool) -> dict:
+    """What the task form starts with: the answer just sent back with an error (a partial
+    ranking is kept), or the answer an undo removed, with a note saying so."""
+    undone = request.session.pop(UNDONE_KEY, None)
+    if posted:
+        ranks = [_int_or_none(request.POST.get(f"rank_{i}")) for i in range(4)]
+        return {"ranks": ranks, "answer_value": request.POST.get("answer", "")[:4]}
+    if not undone or undone.get("entry") != entry.pk:
+        return {}
+    return {"ranks": undone.get("ranks"), "answer_value": undone.get("answer") or "",
+            "notice": f"Undone: your answer to task {entry.index + 1} ({undone['text']}). Answer it again."}
+
+
+def _int_or_none(raw: str | None) -> int | None:
+    return int(raw) if raw and raw.isdigit() and len(raw) < 3 else None
 
 
 def _submit(request: HttpRequest, evaluator: Evaluator) -> tuple[dict | None, int]:
@@ -249,8 +367,15 @@ def _submit(request: HttpRequest, evaluator: Evaluator) -> tuple[dict | None, in
 @evaluator_view(methods=("POST",), answers=True)
 def undo(request: HttpRequest, study: Study, evaluator: Evaluator) -> HttpResponse:
     slug = study.slug
+    last = selectors.evaluator_last_response(evaluator=evaluator)
     try:
-        services.response_undo_last(evaluator=evaluator)
+        undone = services.response_undo_last(evaluator=evaluator)
+        if undone is not None and last is not None:
+            request.session[UNDONE_KEY] = {
+                "entry": undone.pk, "text": selectors.describe_answer(last),
+                "answer": "" if getattr(last, "cant_tell", True) else str(last.answer),
+                "ranks": last.ranks if isinstance(last, RankResponse) and not last.skipped else None,
+            }
     except services.SubmissionError as exc:
         if _wants_json(request):
             return JsonResponse({"ok": False, "error": {"code": exc.code, "message": exc.message}}, status=exc.status)
@@ -275,7 +400,11 @@ def done(request: HttpRequest, study: Study, evaluator: Evaluator) -> HttpRespon
     if selectors.evaluator_next_entry(evaluator=evaluator) is not None:
         return redirect("studies:task", slug=study.slug)
     progress = selectors.evaluator_progress(evaluator=evaluator)
-    return render(request, "studies/done.html", {"study": study, "progress": progress, "evaluator": evaluator})
+    rec = recruitment.recruitment_of(study)
+    return render(request, "studies/done.html", {
+        "study": study, "progress": progress, "evaluator": evaluator,
+        "link": recruitment.return_link(study, "completion"), "panel": recruitment.panel_name(rec),
+    })
 
 
 # --------------------------------------------------------------------------- images

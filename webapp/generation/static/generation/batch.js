@@ -45,12 +45,18 @@
     panel.querySelector('[data-action="cancel"]').hidden = !p.can_cancel;
   }
 
+  // The rest of the page (the study's status, the images still missing, the launch and
+  // checkpoint forms) follows from the batch's end: once a batch seen running here ends,
+  // the page is loaded again, once.
+  var sawActive = false;
   function poll() {
     fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
       .then(function (r) { if (!r.ok) { throw new Error("HTTP " + r.status); } return r.json(); })
       .then(function (p) {
         render(p);
-        if (ACTIVE[p.status] || p.can_retry) { window.setTimeout(poll, 2000); }
+        if (ACTIVE[p.status]) { sawActive = true; window.setTimeout(poll, 2000); return; }
+        if (sawActive) { window.location.reload(); return; }
+        if (p.can_retry) { window.setTimeout(poll, 2000); }
       })
       .catch(function () { window.setTimeout(poll, 5000); });
   }

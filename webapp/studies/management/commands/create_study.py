@@ -2,8 +2,9 @@
 import json
 from pathlib import Path
 
-from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
 
 from webapp.studies import services
 
@@ -15,21 +16,27 @@ class Command(BaseCommand):
         parser.add_argument("protocol", type=Path)
         parser.add_argument("--slug", required=True)
         parser.add_argument("--title", default="")
-        parser.add_argument("--researcher", action="append", default=[], help="username (repeatable)")
+        parser.add_argument("--researcher", action="append", default=[],
+                            help="username (repeatable); a missing account is created without a password")
 
     def handle(self, *args, protocol: Path, slug: str, title: str, researcher: list[str], **options):
         try:
             data = json.loads(protocol.read_text(encoding="utf-8"))
         except OSError as exc:
-            raise CommandError(f"Cannot read {protocol}: {exc.strerror}")
+            raise CommandError(f"Cannot read {protocol}: {exc.strerror}") from exc
         except json.JSONDecodeError as exc:
-            raise CommandError(f"{protocol} is not valid JSON: {exc}")
-        users = list(get_user_model().objects.filter(username__in=researcher))
-        unknown = set(researcher) - {u.username for u in users}
-        if unknown:
-            raise CommandError(f"Unknown researcher user(s): {', '.join(sorted(unknown))}")
+            raise CommandError(f"{protocol} is not valid JSON: {exc}") from exc
         try:
-            study = services.study_create(protocol=data, slug=slug, title=title, base_dir=str(protocol.parent), researchers=users)
+            with transaction.atomic():  # a bad protocol leaves no new account behind either
+                users, created = services.researchers_ensure(usernames=researcher)
+                study = services.study_create(protocol=data, slug=slug, title=title, base_dir=str(protocol.parent),
+                                              researchers=users)
+        except ValidationError as exc:
+            raise CommandError(f"Invalid researcher user name: {'; '.join(exc.messages)}") from exc
         except services.StudySetupError as exc:
-            raise CommandError(str(exc))
-        self.stdout.write(f"Created study {study.slug} ({study.items.count()} items, protocol sha256 {study.protocol_hash}).")
+            raise CommandError(str(exc)) from exc
+        self.stdout.write(f"Created study {study.slug} ({study.items.count()} items, "
+                          f"protocol sha256 {study.protocol_hash}).")
+        for name in created:
+            self.stdout.write(f"Created the researcher account {name}; give it a password with: "
+                              f"python manage.py changepassword {name}")

@@ -1,0 +1,136 @@
+"""Panel round trip from the protocol's recruitment section: ids in, codes and URLs out."""
+import json
+from pathlib import Path
+
+import pytest
+from django.test import Client
+
+from tests.factories import build_open_study
+from webapp.studies import recruitment, services
+from webapp.studies.models import CountResponse, Evaluator, Study
+
+from .conftest import current_task, join
+
+pytestmark = pytest.mark.django_db
+
+DEMO = Path(__file__).resolve().parents[2] / "fixtures" / "protocols" / "demo.json"
+PID = "0123456789abcdef01234567"
+
+
+def demo_protocol() -> dict:
+    return json.loads(DEMO.read_text())
+
+
+@pytest.fixture
+def panel_study():
+    return build_open_study(n_slots=1, protocol=demo_protocol())
+
+
+def _link(outcome: str) -> str:
+    link = demo_protocol()["recruitment"][outcome]
+    return link["url"].replace("{code}", link["code"])
+
+
+def test_prolific_ids_are_stored_with_the_evaluator(panel_study):
+    Client().get(f"/join/{panel_study.invite_token}/", {"PROLIFIC_PID": PID, "STUDY_ID": "s-1", "SESSION_ID": "x-1"})
+    ev = Evaluator.objects.get(study=panel_study)
+    assert (ev.external_id, ev.external_study_id, ev.external_session_id) == (PID, "s-1", "x-1")
+
+
+def test_a_full_study_gives_the_full_code_and_url(panel_study):
+    join(Client(), panel_study, PROLIFIC_PID=PID)  # the one place, taken on consent
+    r = Client().get(f"/join/{panel_study.invite_token}/", {"PROLIFIC_PID": "f" * 24})
+    page = r.content.decode()
+    assert r.status_code == 403 and "taken" in page
+    assert demo_protocol()["recruitment"]["full"]["code"] in page and _link("full") in page
+
+
+@pytest.mark.parametrize("change", [services.study_close, services.study_pause])
+def test_a_closed_or_paused_study_gives_the_closed_code_and_url(panel_study, change):
+    change(study=panel_study)
+    r = Client().get(f"/join/{panel_study.invite_token}/", {"PROLIFIC_PID": PID})
+    page = r.content.decode()
+    assert r.status_code == 403
+    assert demo_protocol()["recruitment"]["closed"]["code"] in page and _link("closed") in page
+    assert not Evaluator.objects.filter(study=panel_study).exists()
+
+
+def test_a_pause_stops_newcomers_but_not_those_at_work(panel_study):
+    client = join(Client(), panel_study, PROLIFIC_PID=PID)
+    services.study_pause(study=panel_study)
+    task = current_task(client, panel_study)["task"]
+    data = {"kind": "count", "token": task["token"], "answer": "2"} if task["kind"] == "count" else {
+        "kind": "rank", "token": task["token"], **{f"rank_{i}": str(i + 1) for i in range(4)}}
+    assert client.post(f"/e/{panel_study.slug}/task/", data).status_code == 302
+    services.study_resume(study=panel_study)
+    assert Study.objects.get(pk=panel_study.pk).status == "open"
+    with pytest.raises(services.StudySetupError, match="Only a paused study"):
+        services.study_resume(study=panel_study)
+
+
+def test_declining_takes_no_place_and_gives_the_declined_code(panel_study):
+    client = Client()
+    client.get(f"/join/{panel_study.invite_token}/", {"PROLIFIC_PID": PID})
+    r = client.post(f"/e/{panel_study.slug}/consent/", {"agree": "no"})
+    assert _link("declined") in r.content.decode()
+    assert _link("declined") in client.get(f"/e/{panel_study.slug}/consent/").content.decode()
+    ev = Evaluator.objects.get(study=panel_study)
+    assert ev.declined_at is not None and ev.slot_id is None
+    # The one place is still free: someone else takes it.
+    other = join(Client(), panel_study, PROLIFIC_PID="e" * 24)
+    assert other and Evaluator.objects.get(external_id="e" * 24).slot_id is not None
+
+
+def test_agreeing_after_declining_starts_the_study(panel_study):
+    client = Client()
+    client.get(f"/join/{panel_study.invite_token}/", {"PROLIFIC_PID": PID})
+    client.post(f"/e/{panel_study.slug}/consent/", {"agree": "no"})
+    assert client.post(f"/e/{panel_study.slug}/consent/", {"agree": "yes"}).status_code == 302
+    ev = Evaluator.objects.get(study=panel_study)
+    assert ev.consented_at is not None and ev.declined_at is None and ev.slot_id is not None
+
+
+def test_the_done_page_links_back_with_the_completion_code(panel_study):
+    client = join(Client(), panel_study, PROLIFIC_PID=PID)
+    ev = Evaluator.objects.get(study=panel_study)
+    while (state := current_task(client, panel_study))["done"] is False:
+        task = state["task"]
+        data = {"kind": "count", "token": task["token"], "answer": "1"} if task["kind"] == "count" else {
+            "kind": "rank", "token": task["token"], **{f"rank_{i}": str(i + 1) for i in range(4)}}
+        client.post(f"/e/{panel_study.slug}/task/", data)
+    page = client.get(f"/e/{panel_study.slug}/done/").content.decode()
+    assert f"https://app.prolific.com/submissions/complete?cc={panel_study.completion_code}" in page
+    assert CountResponse.objects.filter(evaluator=ev).exists()
+
+
+def test_a_study_without_the_section_reads_the_usual_parameters_and_links_nowhere(study):
+    Client().get(f"/join/{study.invite_token}/", {"worker_id": "w-1"})
+    assert Evaluator.objects.get(study=study).external_id == "w-1"
+    assert recruitment.return_link(study, "declined") is None
+    assert recruitment.return_link(study, "completion").url is None
+
+
+def test_the_time_estimate_uses_the_pilot_then_the_running_median(panel_study):
+    pilot = demo_protocol()["consent"]["pilot_seconds_per_task"]
+    assert recruitment.time_estimate(study=panel_study, n_tasks=20).minutes == -(-pilot * 20 // 60)
+    assert recruitment.time_estimate(study=panel_study, n_tasks=20).source == "pilot"
+    # Three finished participants at 30 s a task: the estimate follows them.
+    panel_study.slots.create(number=1, seed=1, items=panel_study.slots.get(number=0).items)
+    panel_study.slots.create(number=2, seed=2, items=panel_study.slots.get(number=0).items)
+    for k in range(3):
+        ev = services.evaluator_join(study=panel_study, external_id=f"{k:024x}")
+        services.evaluator_consent(evaluator=ev)
+        for entry in ev.entries.all():
+            if entry.item.task == "count":
+                CountResponse.objects.create(entry=entry, evaluator=ev, item=entry.item, answer=1, seconds=30.0)
+        Evaluator.objects.filter(pk=ev.pk).update(finished_at="2026-01-01T00:00:00Z")
+    estimate = recruitment.time_estimate(study=panel_study, n_tasks=20)
+    assert estimate.minutes == 10 and estimate.source == "running median of 3 participants"
+
+
+def test_a_place_gone_by_the_time_of_consent_gives_the_full_code(panel_study):
+    late, early = Client(), Client()
+    late.get(f"/join/{panel_study.invite_token}/", {"PROLIFIC_PID": PID})
+    join(early, panel_study, PROLIFIC_PID="d" * 24)  # consents first: the one place is theirs
+    r = late.post(f"/e/{panel_study.slug}/consent/", {"agree": "yes"})
+    assert r.status_code == 403 and _link("full") in r.content.decode()

@@ -1,0 +1,134 @@
+"""Reads of a study's recruitment, consent and practice sections (the protocol's optional parts).
+
+A study made from a protocol without them behaves as before: ids from the usual query
+parameters, no return links, the site's generic consent text, no practice item.
+"""
+from __future__ import annotations
+
+import math
+import re
+import statistics
+from dataclasses import dataclass
+
+from django.db.models import Count, Sum
+
+from evalstudy.protocol import Consent, Practice, Protocol, ProtocolError, Recruitment, ReturnLink
+
+from .models import CountResponse, Entry, Evaluator, RankResponse, Slot, Study
+
+# Query parameters read for the participant's id when the protocol names none.
+DEFAULT_ID_PARAMS = ("PROLIFIC_PID", "worker_id", "workerId", "external_id")
+# Prolific's participant ids are 24 hexadecimal characters; other panels' ids are
+# checked for length and a safe alphabet only.
+PROLIFIC_ID = re.compile(r"^[0-9a-fA-F]{24}$")
+GENERIC_ID = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
+# The running median replaces the pilot's time once this many people have finished.
+RUNNING_MEDIAN_AFTER = 3
+PANEL_NAMES = {"prolific": "Prolific"}
+
+
+@dataclass(frozen=True)
+class PanelIds:
+    participant: str = ""
+    study: str = ""
+    session: str = ""
+
+
+@dataclass(frozen=True)
+class TimeEstimate:
+    minutes: int
+    source: str  # "pilot" or "running median of N participants"
+
+
+def protocol_of(study: Study) -> Protocol | None:
+    """The study's frozen protocol, or None for a study made without a valid one (tests)."""
+    try:
+        return Protocol.from_dict(study.protocol)
+    except ProtocolError:
+        return None
+
+
+def recruitment_of(study: Study) -> Recruitment | None:
+    proto = protocol_of(study)
+    return proto.recruitment if proto else None
+
+
+def consent_of(study: Study) -> Consent | None:
+    proto = protocol_of(study)
+    return proto.consent if proto else None
+
+
+def practice_of(study: Study) -> Practice | None:
+    proto = protocol_of(study)
+    return proto.practice if proto else None
+
+
+def panel_name(recruitment: Recruitment | None) -> str:
+    return PANEL_NAMES.get(recruitment.panel, "the study's website") if recruitment else "the study's website"
+
+
+def ids_from_query(recruitment: Recruitment | None, query) -> PanelIds:
+    """The participant's, study's and session's ids carried by the invite link."""
+    if recruitment is None:
+        return PanelIds(participant=next((query[p] for p in DEFAULT_ID_PARAMS if query.get(p)), ""))
+    return PanelIds(
+        participant=query.get(recruitment.participant_param, ""),
+        study=query.get(recruitment.study_param, "") if recruitment.study_param else "",
+        session=query.get(recruitment.session_param, "") if recruitment.session_param else "",
+    )
+
+
+def participant_id_pattern(recruitment: Recruitment) -> re.Pattern:
+    return PROLIFIC_ID if recruitment.panel == "prolific" else GENERIC_ID
+
+
+def return_link(study: Study, outcome: str) -> ReturnLink | None:
+    """Where a participant goes back to the panel: ``outcome`` is "completion", or one of
+    the protocol's "declined", "full", "closed"; None when the protocol gives neither a
+    code nor a URL for it."""
+    rec = recruitment_of(study)
+    if outcome == "completion":
+        link = ReturnLink(code=study.completion_code or None, url=rec.completion_url if rec else None)
+    else:
+        link = getattr(rec, outcome) if rec else None
+    if link is None or (link.code is None and link.url is None):
+        return None
+    return link
+
+
+def planned_tasks(*, study: Study, evaluator: Evaluator) -> int:
+    """How many tasks the evaluator has, or (before consenting, when they hold no slot yet)
+    will have: the length of the slot the next consent takes, else the longest slot."""
+    n = Entry.objects.filter(evaluator=evaluator).count()
+    if n or evaluator.slot_id is not None:
+        return n
+    held = Evaluator.objects.filter(study=study, abandoned_at__isnull=True, slot__isnull=False).values_list("slot_id")
+    slot = Slot.objects.filter(study=study).exclude(pk__in=held).order_by("number").first()
+    if slot is None:
+        slot = max(Slot.objects.filter(study=study), key=lambda s: len(s.items), default=None)
+    return len(slot.items) if slot is not None else 0
+
+
+def time_estimate(*, study: Study, n_tasks: int) -> TimeEstimate | None:
+    """Minutes for ``n_tasks`` tasks: the median seconds per task of the people who finished
+    (once RUNNING_MEDIAN_AFTER have), else the protocol's pilot figure; None without either."""
+    finished = Evaluator.objects.filter(study=study, finished_at__isnull=False, is_simulated=False)
+    per_task = []
+    for model in (CountResponse, RankResponse):
+        rows = model.objects.filter(evaluator__in=finished).values("evaluator_id").annotate(
+            s=Sum("seconds"), n=Count("pk")).order_by()
+        per_task.extend(rows)
+    totals: dict[int, list[float]] = {}
+    for row in per_task:
+        acc = totals.setdefault(row["evaluator_id"], [0.0, 0])
+        acc[0] += row["s"] or 0.0
+        acc[1] += row["n"]
+    rates = [s / n for s, n in totals.values() if n]
+    if len(rates) >= RUNNING_MEDIAN_AFTER:
+        seconds, source = statistics.median(rates), f"running median of {len(rates)} participants"
+    else:
+        consent = consent_of(study)
+        if consent is None or consent.pilot_seconds_per_task is None:
+            return None
+        seconds, source = consent.pilot_seconds_per_task, "pilot"
+    return TimeEstimate(minutes=max(1, math.ceil(seconds * n_tasks / 60)), source=source)

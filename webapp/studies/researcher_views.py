@@ -1,0 +1,136 @@
+"""Researchers run their study from the web: create it from a protocol file, hand out the
+invite link, open / pause / close it, and settle with the participants.
+
+The pages reuse the research app's access rules (``researcher_view``: the study's
+researchers and admins, 404 for anyone else). The participants' page is narrower: it
+shows panel ids, so only the study's own researchers see it.
+"""
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_http_methods, require_POST
+
+from webapp.research.views import researcher_view, researchers_only
+
+from . import participants, recruitment, services
+from .models import Study
+from .researcher_forms import ProtocolUploadForm, StudyStatusForm
+
+# Relative paths inside an uploaded protocol (e.g. its captions file) are read from the
+# folder of the shipped protocols: an upload has no folder of its own.
+PROTOCOL_BASE_DIR = settings.BASE_DIR / "fixtures" / "protocols"
+# How each action reads on its button and in its confirmation, and the status it needs.
+ACTIONS = {
+    "open": ("Open the study", "Participants can join with the invite link.", Study.Status.DRAFT),
+    "pause": ("Pause the study", "Nobody new can join; people already in may finish.", Study.Status.OPEN),
+    "resume": ("Resume the study", "Participants can join again.", Study.Status.PAUSED),
+    "close": ("Close the study", "Nobody can join or answer any more. This cannot be undone.", None),
+}
+
+
+def may_create_studies(user) -> bool:
+    return user.is_staff or user.has_perm("studies.add_study")
+
+
+def invite_links(study: Study) -> dict[str, str]:
+    """The plain invite link, and the one to paste into the panel's study settings."""
+    base = settings.FUSION_BASE_URL + reverse("studies:join", args=[study.invite_token])
+    links = {"plain": base}
+    rec = recruitment.recruitment_of(study)
+    if rec is not None and rec.panel == "prolific":
+        # Prolific fills {{%NAME%}} placeholders in the study URL for each participant.
+        params = (rec.participant_param, rec.study_param, rec.session_param)
+        links["panel"] = base + "?" + "&".join(f"{p}={{{{%{p}%}}}}" for p in params)
+    elif rec is not None:
+        links["panel"] = f"{base}?{rec.participant_param}=..."
+    return links
+
+
+@researchers_only
+@never_cache
+@require_http_methods(["GET", "HEAD", "POST"])
+def study_new(request: HttpRequest) -> HttpResponse:
+    """Create a draft study by uploading its protocol; the uploader becomes its researcher."""
+    if not may_create_studies(request.user):
+        raise PermissionDenied("Only admins and researchers allowed to add studies can create one.")
+    form = ProtocolUploadForm(request.POST or None, request.FILES or None)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            study = services.study_create(protocol=data["protocol"], slug=data["slug"], title=data["title"],
+                                          base_dir=str(PROTOCOL_BASE_DIR), researchers=[request.user])
+        except services.StudySetupError as exc:
+            form.add_error(None, str(exc))
+        else:
+            return redirect("studies:run", slug=study.slug)
+    return render(request, "studies/researcher/new.html", {"form": form}, status=400 if form.errors else 200)
+
+
+@researcher_view
+def study_run(request: HttpRequest, study: Study, *, form: StudyStatusForm | None = None,
+              error: str = "") -> HttpResponse:
+    """The study's control page: status, invite link, places, and the actions it allows."""
+    status = study.status
+    allowed = [name for name, (_, _, needs) in ACTIONS.items()
+               if (needs == status) or (name == "close" and status in (Study.Status.OPEN, Study.Status.PAUSED))]
+    return render(request, "studies/researcher/run.html", {
+        "study": study, "links": invite_links(study), "places": participants.study_places(study=study),
+        "actions": [(name, ACTIONS[name][0]) for name in allowed], "confirm": form, "error": error,
+        "confirm_text": ACTIONS[form.cleaned_data["action"]] if form is not None else None,
+        "is_researcher": study.researchers.filter(pk=request.user.pk).exists(),
+    }, status=409 if error else 200)
+
+
+@require_POST
+@researcher_view
+def study_status(request: HttpRequest, study: Study) -> HttpResponse:
+    """Change the study's status; the first POST asks for confirmation, the second acts."""
+    form = StudyStatusForm(request.POST)
+    if not form.is_valid():
+        return study_run(request, study.slug, error="Unknown action.")
+    action = form.cleaned_data["action"]
+    if not form.cleaned_data["confirm"]:
+        return study_run(request, study.slug, form=form)
+    change = {"open": services.study_open, "pause": services.study_pause,
+              "resume": services.study_resume, "close": services.study_close}[action]
+    if action == "close" and study.status not in (Study.Status.OPEN, Study.Status.PAUSED):
+        status = study.get_status_display().lower()
+        return study_run(request, study.slug,
+                         error=f"Only an open or paused study can be closed; this one is {status}.")
+    try:
+        change(study=study)
+    except services.StudySetupError as exc:
+        return study_run(request, study.slug, error=str(exc))
+    return redirect("studies:run", slug=study.slug)
+
+
+def _own_study(request: HttpRequest, study: Study) -> None:
+    if not study.researchers.filter(pk=request.user.pk).exists():
+        raise Http404("No such study.")
+
+
+@researcher_view
+def study_participants(request: HttpRequest, study: Study) -> HttpResponse:
+    """Each participant's panel id, status, time, gold accuracy and exclusion, with what to do."""
+    _own_study(request, study)
+    rows = participants.participant_rows(study=study)
+    return render(request, "studies/researcher/participants.html", {
+        "study": study, "rows": rows,
+        "id_lists": [(s, len(ids), "\n".join(ids)) for s, ids in participants.ids_by_suggestion(rows).items()
+                     if s != participants.Suggestion.WAIT],
+        "panel": recruitment.panel_name(recruitment.recruitment_of(study)),
+    })
+
+
+@researcher_view
+def study_participants_csv(request: HttpRequest, study: Study) -> HttpResponse:
+    _own_study(request, study)
+    response = HttpResponse(participants.participants_csv(participants.participant_rows(study=study)),
+                            content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="participants-{study.slug}.csv"'
+    return response

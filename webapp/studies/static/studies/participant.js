@@ -1,0 +1,17 @@
+// Copy buttons for codes, and the automatic way back to the panel (after declining).
+(function () {
+  "use strict";
+  Array.prototype.forEach.call(document.querySelectorAll("button.copy[data-copy]"), function (button) {
+    button.addEventListener("click", function () {
+      var source = document.querySelector(button.dataset.copy);
+      var text = (source.tagName === "TEXTAREA" ? source.value : source.textContent).trim();
+      var note = button.parentElement.querySelector(".copied");
+      var said = function (msg) { if (note) { note.textContent = msg; } };
+      if (navigator.clipboard && navigator.clipboard.writeText) {
+        navigator.clipboard.writeText(text).then(function () { said("Copied."); }, function () { said("Select the code and copy it."); });
+      } else { said("Select the code and copy it."); }
+    });
+  });
+  var back = document.querySelector("a[data-auto-return]");
+  if (back) { window.setTimeout(function () { window.location.assign(back.href); }, 1500); }
+})();
