@@ -59,6 +59,7 @@ def main(argv: list[str] | None = None) -> Path:
     p.add_argument("--cfg-scale", type=float, default=3.0)
     p.add_argument("--n-boot", type=int, default=count_eval.N_BOOT)
     p.add_argument("--threads", type=int)
+    p.add_argument("--append", action="store_true", help="add to today's results file instead of replacing it")
     args = p.parse_args(argv)
     if not (args.runs or args.load):
         p.error("give --runs or --load")
@@ -93,7 +94,7 @@ def main(argv: list[str] | None = None) -> Path:
     text = "\n".join(header) + "\n" + count_eval.format_table(rows, diffs) + "\n"
     text += "\n" + "\n".join(json.dumps(r) for r in rows + diffs) + "\n"
     print(text)
-    return save_result("replication", text)
+    return save_result("replication", text, append=args.append)
 
 
 if __name__ == "__main__":
