@@ -173,7 +173,7 @@ def summarise(runs: list[Judged], n_boot: int = N_BOOT) -> dict:
     for m in METRICS:
         out[m] = round(point[m], 4)
         out[f"{m}_ci"] = [round(v, 4) for v in ci[m]]
-    out["n"] = int(len(runs[0].target))
+    out["n"] = len(runs[0].target)
     out["seeds"] = len(runs)
     return out
 
@@ -249,7 +249,7 @@ def table(judged: dict[str, dict[str, Judged]], n_boot: int = N_BOOT) -> tuple[l
         runs = [judged[s][v] for s in judged if v in judged[s]]
         rows.append({"variant": v, **summarise(runs, n_boot)})
     diffs = []
-    for cond, (early, inter) in PAIRS.items():
+    for early, inter in PAIRS.values():
         seeds = [s for s in judged if early in judged[s] and inter in judged[s]]
         if seeds:
             d = paired_difference([judged[s][early] for s in seeds], [judged[s][inter] for s in seeds], n_boot)

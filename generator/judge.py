@@ -44,7 +44,7 @@ from PIL import Image
 from scipy import ndimage
 
 from generator.synthetic import (
-    BACKGROUND, COLOURS, GAP, KINDS, SHAPE_SIZE, Scene, contact_layout, item_rng, render, sample_layout, sample_scene,
+    BACKGROUND, COLOURS, GAP, SHAPE_SIZE, Scene, contact_layout, item_rng, render, sample_layout, sample_scene,
 )
 
 # ---------------------------------------------------------------------------
@@ -136,7 +136,7 @@ def _split(mask: np.ndarray, min_side: float) -> tuple[np.ndarray, np.ndarray]:
     if n == 0:
         return ndimage.label(mask, structure=np.ones((3, 3), dtype=bool))[0], dist
     # Plateaus that are close together are one shape: merge markers whose dilations meet.
-    markers, n = ndimage.label(ndimage.binary_dilation(markers > 0, footprint), structure=np.ones((3, 3), dtype=bool))
+    markers, _ = ndimage.label(ndimage.binary_dilation(markers > 0, footprint), structure=np.ones((3, 3), dtype=bool))
     markers = np.where(peaks, markers, 0)
     # Watershed by flooding: lower the level one pixel of depth at a time; at each
     # level the labelled regions grow into the unlabelled mask pixels at least that
@@ -231,9 +231,9 @@ def judge(image: Image.Image | np.ndarray) -> Judgement:
         # A part much larger than one circle or square, with no pinch to split it at, is
         # shapes merged along an edge (squares side by side): count it as its area over
         # one shape's. (Triangles, half their box, never reach this; they have pinches.)
-        in_a_row = max(1, round(area / nominal)) if area >= _MERGED_ABOVE * nominal else 1
-        obj = DetectedObject(kind, _NAMES[int(np.argmax(votes))], area / UPSAMPLE**2 / in_a_row)
-        objects.extend([obj] * in_a_row)
+        merged = max(1, round(area / nominal)) if area >= _MERGED_ABOVE * nominal else 1
+        obj = DetectedObject(kind, _NAMES[int(np.argmax(votes))], area / UPSAMPLE**2 / merged)
+        objects.extend([obj] * merged)
     return Judgement(tuple(objects))
 
 
