@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> Path:
             save_provenance(runs, args.save, args.step)
         step = args.step
     rows, diffs = count_eval.table(judged, args.n_boot)
-    seeds = sorted({s for s in judged})
+    seeds = list(judged)  # in the order of their seed numbers (find_runs, load_judged)
     header = [
         f"# replication  {started:%Y-%m-%dT%H:%M} UTC  {cpu_and_usable_cores()}",
         f"# command: python -m bench.replication {' '.join(argv if argv is not None else sys.argv[1:])}",

@@ -228,16 +228,23 @@ def load_judged(root: Path) -> dict[str, dict[str, Judged]]:
 def judge_all(sources: dict[str, dict[str, Path]], per_count: int, steps: int, cfg_scale: float, batch_size: int,
               seed: int = 0, save: Path | None = None) -> dict[str, dict[str, Judged]]:
     """sample_and_judge every checkpoint of {seed label: {variant: checkpoint}}; with
-    `save`, also write each one's judgements to save/<seed label>/<variant>.json."""
+    `save`, also write each one's judgements to save/<seed label>/<variant>.json, and
+    read those already there instead of sampling again (an interrupted evaluation
+    resumes; delete the folder to start over)."""
     judged: dict[str, dict[str, Judged]] = {}
     for seed_label, variants in sources.items():
         for v, ckpt in variants.items():
-            j = sample_and_judge(ckpt, per_count, steps, cfg_scale, batch_size, seed)
+            out = save / seed_label / f"{v}.json" if save else None
+            if out is not None and out.exists():
+                j = Judged.from_json(json.loads(out.read_text()))
+                if len(j.target) != len(KINDS) * (MAX_COUNT - MIN_COUNT + 1) * per_count:
+                    raise SystemExit(f"{out} holds {len(j.target)} images, not --per-count {per_count}'s")
+            else:
+                j = sample_and_judge(ckpt, per_count, steps, cfg_scale, batch_size, seed)
+                if out is not None:
+                    out.parent.mkdir(parents=True, exist_ok=True)
+                    out.write_text(json.dumps(j.to_json()) + "\n")
             judged.setdefault(seed_label, {})[v] = j
-            if save:
-                out = save / seed_label / f"{v}.json"
-                out.parent.mkdir(parents=True, exist_ok=True)
-                out.write_text(json.dumps(j.to_json()) + "\n")
     return judged
 
 

@@ -108,3 +108,16 @@ def test_runs_are_read_per_seed_and_at_a_given_step(tiny_checkpoint, tmp_path):
     assert at["seed-11"]["cross-early"].name == "step-0000500.safetensors"
     with pytest.raises(SystemExit, match="step 1000"):
         count_eval.find_runs(tmp_path, step=1000)
+
+
+def test_saved_judgements_are_reused_so_an_evaluation_resumes(tmp_path):
+    n = len(KINDS) * 5 * 2
+    saved = judged([2] * n, [2] * n, [2] * n, [1] * n)
+    (tmp_path / "seed-1").mkdir()
+    (tmp_path / "seed-1" / "cross-early.json").write_text(json.dumps(saved.to_json()))
+    # The checkpoint does not exist: the saved judgements must be read, not resampled.
+    sources = {"seed-1": {"cross-early": tmp_path / "no-such-checkpoint"}}
+    out = count_eval.judge_all(sources, per_count=2, steps=2, cfg_scale=3.0, batch_size=10, save=tmp_path)
+    assert metrics([out["seed-1"]["cross-early"]])["prompt_match"] == 1.0
+    with pytest.raises(SystemExit, match="per-count 3"):
+        count_eval.judge_all(sources, per_count=3, steps=2, cfg_scale=3.0, batch_size=10, save=tmp_path)
