@@ -31,8 +31,9 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
 from bench._common import load_average, save_result, torch_device_description
-from generator.model import PAPER_VARIANTS, PRESETS, build_model
+from generator.model import PAPER_VARIANTS, build_model
 from generator.profile import forward_flops_with_attention
+from generator.recipes import ALL_PRESETS
 
 BASELINE = "uvit-s-concat-early"
 # The paper's training throughput on one RTX 4090 at batch 256 (it/s), for the "x paper" column.
@@ -61,7 +62,7 @@ class Runner:
     """One variant: model, optimizer and a fixed random batch."""
 
     def __init__(self, name: str, args: argparse.Namespace, device: torch.device):
-        cfg = PRESETS[name]
+        cfg = ALL_PRESETS[name]
         self.name, self.device, self.bf16 = name, device, args.bf16
         torch.manual_seed(0)
         self.model = build_model(cfg).to(device).train()
@@ -216,7 +217,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--variants", nargs="+", default=list(PAPER_VARIANTS), choices=sorted(PRESETS))
+    p.add_argument("--variants", nargs="+", default=list(PAPER_VARIANTS), choices=sorted(ALL_PRESETS))
     p.add_argument("--warmup", type=int, default=3, help="untimed steps per variant")
     p.add_argument("--rounds", type=int, default=8, help="interleaved timing rounds")
     p.add_argument("--steps", type=int, default=1, help="timed steps per variant per round")

@@ -1,27 +1,64 @@
-"""Counting accuracy of trained checkpoints, read by the automatic counter.
+"""Counting accuracy of trained checkpoints, read by the shape-aware judge.
 
     python -m generator.count_eval --checkpoints fixtures/checkpoints --per-count 40 --json
+    python -m generator.count_eval --runs /work/runs/seeds --per-count 40 --json   # several training seeds
 
-For every checkpoint folder under --checkpoints (or each --checkpoint given), generates
-`per-count` images for every object kind and count 1..5 ("three red circles"; colours
-cycle through the palette), counts the objects of any colour in each image, and reports
-the exact-match ratio and mean absolute error. Every variant gets the same prompts and
-seeds. With --json, one line per variant: {"variant", "exact_match", "mean_abs_error", "n"};
---detail adds the per-kind, per-count cells.
+For every checkpoint, generates `per-count` images for every object kind and count 1..5
+("three red circles"; colours cycle through the palette) and reads each with
+generator.judge. Per variant:
+
+    exact_match     share of images with the prompted number of objects (any shape, any colour)
+    mean_abs_error  mean |objects - prompted count|
+    shape_accuracy  share of the objects found that have the prompted shape (pooled over images)
+    prompt_match    share of images that match the prompt: right count, every object the
+                    prompted shape and colour
+    n               images per training seed
+
+Every variant and every training seed gets the same prompts and noise seeds.
+
+Intervals (95%, percentile) resample both sources of variation, hierarchically: draw
+the training seeds with replacement, then, independently for each drawn seed, its images
+with replacement (Davison & Hinkley's two-stage bootstrap), and recompute the metric on
+the pooled draw. With one training seed this is the image bootstrap alone, which says
+nothing about seed-to-seed variation ("seeds": 1 in the output says so). The paired
+difference intermediate - early, per conditioning, resamples the same seed positions and
+the same image indices for both variants (the images share prompts and noise; seed
+position k is a run with the same training seed and data order in both), and reports the
+difference of the two metrics on each draw.
+
+--runs ROOT reads ROOT/seed-<s>/<variant>/model.safetensors; --checkpoints ROOT treats
+ROOT/<variant>/ as one training seed. --save DIR keeps each (seed, variant)'s per-image
+judgements as DIR/seed-<s>/<variant>.json and --load DIR reads them back instead of
+sampling, so the table can be recomputed without a model.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
+
 from generator.checkpoint import WEIGHTS_FILE
-from generator.counter import count_objects
 from generator.defaults import CFG_SCALE
-from generator.metrics import count_accuracy
-from generator.sample import load_sampler
+from generator.judge import judge
 from generator.synthetic import COLOURS, KINDS, MAX_COUNT, MIN_COUNT, Scene
+
+METRICS = ("exact_match", "mean_abs_error", "shape_accuracy", "prompt_match")
+N_BOOT = 2000
+# 25 DPM-Solver++ steps: the counts do not change beyond ~20 steps on the demo
+# models, and the evaluation stays a few CPU-minutes per variant.
+EVAL_STEPS = 25
+# The pairs compared: the paper's claim is that intermediate fusion counts better.
+PAIRS = {"concat": ("concat-early", "concat-intermediate"), "cross": ("cross-early", "cross-intermediate")}
+
+
+# ---------------------------------------------------------------------------
+# Prompts and per-image judgements
+# ---------------------------------------------------------------------------
 
 
 def eval_prompts(per_count: int, seed: int = 0) -> tuple[list[Scene], list[int]]:
@@ -36,16 +73,118 @@ def eval_prompts(per_count: int, seed: int = 0) -> tuple[list[Scene], list[int]]
     return scenes, seeds
 
 
-def evaluate(checkpoint: Path, per_count: int, steps: int, cfg_scale: float, batch_size: int, seed: int = 0) -> dict:
-    """count_accuracy(...) of one checkpoint, with "variant" set to its folder name."""
+@dataclass(frozen=True)
+class Judged:
+    """Per-image judgements of one checkpoint on the evaluation prompts (arrays of n)."""
+
+    target: np.ndarray  # prompted count
+    count: np.ndarray  # objects found
+    shape_ok: np.ndarray  # objects found with the prompted shape
+    match: np.ndarray  # 1 if the image matches the prompt
+
+    def to_json(self) -> dict:
+        return {k: v.tolist() for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_json(cls, d: dict) -> Judged:
+        return cls(**{k: np.asarray(d[k], dtype=np.int64) for k in ("target", "count", "shape_ok", "match")})
+
+
+def judge_images(scenes: list[Scene], images) -> Judged:
+    """The judge's reading of `images`, each against the scene it was prompted with."""
+    rows = []
+    for scene, image in zip(scenes, images, strict=True):
+        j = judge(image)
+        rows.append((scene.count, j.count, j.shape_correct(scene.kind), int(j.matches(scene))))
+    return Judged(*(np.asarray(col, dtype=np.int64) for col in zip(*rows)))
+
+
+def sample_and_judge(checkpoint: Path, per_count: int, steps: int, cfg_scale: float, batch_size: int, seed: int = 0) -> Judged:
+    """Generate the evaluation prompts with one checkpoint and judge every image."""
+    from generator.sample import load_sampler  # torch: only when sampling
+
     sampler = load_sampler(checkpoint)
     scenes, seeds = eval_prompts(per_count, seed)
     images = sampler.generate([s.caption for s in scenes], seeds, cfg_scale, steps, batch_size)
-    result = count_accuracy(
-        [s.count for s in scenes], [count_objects(im) for im in images], [s.kind for s in scenes]
-    )
-    name = checkpoint.name if checkpoint.is_dir() else checkpoint.stem
-    return {"variant": name, **result}
+    return judge_images(scenes, images)
+
+
+# ---------------------------------------------------------------------------
+# Metrics and the hierarchical bootstrap
+# ---------------------------------------------------------------------------
+
+
+def metrics(runs: list[Judged], idx: list[np.ndarray] | None = None) -> dict[str, float]:
+    """The four metrics pooled over runs (training seeds), on image indices idx[k] of run k."""
+    pick = [r if idx is None else Judged(r.target[i], r.count[i], r.shape_ok[i], r.match[i]) for r, i in
+            zip(runs, idx if idx is not None else [None] * len(runs))]
+    target = np.concatenate([r.target for r in pick])
+    count = np.concatenate([r.count for r in pick])
+    shape_ok = np.concatenate([r.shape_ok for r in pick])
+    match = np.concatenate([r.match for r in pick])
+    return {
+        "exact_match": float(np.mean(count == target)),
+        "mean_abs_error": float(np.mean(np.abs(count - target))),
+        # No objects at all: no shape to judge; 0 rather than undefined, so a model that
+        # draws nothing does not score well.
+        "shape_accuracy": float(shape_ok.sum() / count.sum()) if count.sum() else 0.0,
+        "prompt_match": float(np.mean(match)),
+    }
+
+
+def _draws(n_seeds: int, n_images: int, n_boot: int, rng: np.random.Generator):
+    """n_boot two-stage draws: (seed positions (S,), image indices (S, n))."""
+    for _ in range(n_boot):
+        yield rng.integers(n_seeds, size=n_seeds), rng.integers(n_images, size=(n_seeds, n_images))
+
+
+def bootstrap(runs: list[Judged], n_boot: int = N_BOOT, seed: int = 0) -> dict[str, tuple[float, float]]:
+    """95% percentile interval of each metric, resampling seeds then images."""
+    rng = np.random.default_rng(seed)
+    n = len(runs[0].target)
+    samples = {m: [] for m in METRICS}
+    for seeds, images in _draws(len(runs), n, n_boot, rng):
+        values = metrics([runs[s] for s in seeds], list(images))
+        for m in METRICS:
+            samples[m].append(values[m])
+    return {m: tuple(float(q) for q in np.percentile(samples[m], [2.5, 97.5])) for m in METRICS}
+
+
+def paired_difference(early: list[Judged], inter: list[Judged], n_boot: int = N_BOOT, seed: int = 0) -> dict:
+    """intermediate - early of each metric: estimate and 95% interval, with the same seed
+    positions and image indices drawn for both variants."""
+    if len(early) != len(inter):
+        raise ValueError(f"paired difference needs the same seeds: {len(early)} vs {len(inter)} runs")
+    rng = np.random.default_rng(seed)
+    n = len(early[0].target)
+    a, b = metrics(early), metrics(inter)
+    samples = {m: [] for m in METRICS}
+    for seeds, images in _draws(len(early), n, n_boot, rng):
+        ea = metrics([early[s] for s in seeds], list(images))
+        ib = metrics([inter[s] for s in seeds], list(images))
+        for m in METRICS:
+            samples[m].append(ib[m] - ea[m])
+    return {
+        m: {"estimate": b[m] - a[m], "ci": [float(q) for q in np.percentile(samples[m], [2.5, 97.5])]}
+        for m in METRICS
+    }
+
+
+def summarise(runs: list[Judged], n_boot: int = N_BOOT) -> dict:
+    """Metrics pooled over the runs, their intervals, n (images per seed) and seeds."""
+    point, ci = metrics(runs), bootstrap(runs, n_boot)
+    out: dict = {}
+    for m in METRICS:
+        out[m] = round(point[m], 4)
+        out[f"{m}_ci"] = [round(v, 4) for v in ci[m]]
+    out["n"] = len(runs[0].target)
+    out["seeds"] = len(runs)
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Finding checkpoints, saving judgements
+# ---------------------------------------------------------------------------
 
 
 def find_checkpoints(root: Path) -> list[Path]:
@@ -56,43 +195,133 @@ def find_checkpoints(root: Path) -> list[Path]:
     return found
 
 
-def main(argv: list[str] | None = None) -> list[dict]:
+def checkpoint_label(path: Path) -> str:
+    """A checkpoint's name in the table: its folder, or run-step for a run's snapshot file."""
+    if path.is_dir():
+        return path.name
+    return f"{path.parent.parent.name}-{path.stem}" if path.parent.name == "snapshots" else path.stem
+
+
+def find_runs(root: Path, step: int | None = None) -> dict[str, dict[str, Path]]:
+    """{seed label: {variant: checkpoint}} from root/seed-<s>/<variant>/: the run's latest
+    EMA weights, or with `step` its snapshots/step-<step>.safetensors (so that runs
+    stopped at different steps are compared at the same one)."""
+    seeds = sorted((p for p in root.iterdir() if re.fullmatch(r"seed-\d+", p.name)), key=lambda p: int(p.name[5:]))
+    if not seeds:
+        raise SystemExit(f"no seed-<s>/ folders under {root}")
+    out: dict[str, dict[str, Path]] = {}
+    for s in seeds:
+        for run in find_checkpoints(s):
+            ckpt = run if step is None else run / "snapshots" / f"step-{step:07d}.safetensors"
+            if not ckpt.exists():
+                raise SystemExit(f"{ckpt} is missing: is every run past step {step}?")
+            out.setdefault(s.name, {})[run.name] = ckpt
+    return out
+
+
+def load_judged(root: Path) -> dict[str, dict[str, Judged]]:
+    """{seed label: {variant: Judged}} saved by --save under root."""
+    out: dict[str, dict[str, Judged]] = {}
+    for f in sorted(root.glob("seed-*/*.json")):
+        out.setdefault(f.parent.name, {})[f.stem] = Judged.from_json(json.loads(f.read_text()))
+    if not out:
+        raise SystemExit(f"no seed-*/<variant>.json under {root}")
+    return dict(sorted(out.items(), key=lambda kv: int(kv[0][5:])))
+
+
+def judge_all(sources: dict[str, dict[str, Path]], per_count: int, steps: int, cfg_scale: float, batch_size: int,
+              seed: int = 0, save: Path | None = None) -> dict[str, dict[str, Judged]]:
+    """sample_and_judge every checkpoint of {seed label: {variant: checkpoint}}; with
+    `save`, also write each one's judgements to save/<seed label>/<variant>.json, and
+    read those already there instead of sampling again (an interrupted evaluation
+    resumes; delete the folder to start over)."""
+    judged: dict[str, dict[str, Judged]] = {}
+    for seed_label, variants in sources.items():
+        for v, ckpt in variants.items():
+            out = save / seed_label / f"{v}.json" if save else None
+            if out is not None and out.exists():
+                j = Judged.from_json(json.loads(out.read_text()))
+                if len(j.target) != len(KINDS) * (MAX_COUNT - MIN_COUNT + 1) * per_count:
+                    raise SystemExit(f"{out} holds {len(j.target)} images, not --per-count {per_count}'s")
+            else:
+                j = sample_and_judge(ckpt, per_count, steps, cfg_scale, batch_size, seed)
+                if out is not None:
+                    out.parent.mkdir(parents=True, exist_ok=True)
+                    out.write_text(json.dumps(j.to_json()) + "\n")
+            judged.setdefault(seed_label, {})[v] = j
+    return judged
+
+
+def table(judged: dict[str, dict[str, Judged]], n_boot: int = N_BOOT) -> tuple[list[dict], list[dict]]:
+    """(per-variant rows, paired differences) over all seeds that have every variant of a row."""
+    variants = sorted({v for runs in judged.values() for v in runs})
+    rows = []
+    for v in variants:
+        runs = [judged[s][v] for s in judged if v in judged[s]]
+        rows.append({"variant": v, **summarise(runs, n_boot)})
+    diffs = []
+    for early, inter in PAIRS.values():
+        seeds = [s for s in judged if early in judged[s] and inter in judged[s]]
+        if seeds:
+            d = paired_difference([judged[s][early] for s in seeds], [judged[s][inter] for s in seeds], n_boot)
+            diffs.append({"difference": f"{inter} - {early}", "seeds": len(seeds), **d})
+    return rows, diffs
+
+
+def format_table(rows: list[dict], diffs: list[dict]) -> str:
+    """The rows and differences as a fixed-width text table."""
+    lines = [f"{'variant':<22} {'seeds':>5} {'n':>5}  " + "  ".join(f"{m:>22}" for m in METRICS)]
+    for r in rows:
+        cells = "  ".join(f"{r[m]:6.3f} [{r[m + '_ci'][0]:5.3f}, {r[m + '_ci'][1]:5.3f}]" for m in METRICS)
+        lines.append(f"{r['variant']:<22} {r['seeds']:>5} {r['n']:>5}  {cells}")
+    lines.append("")
+    lines.append("paired difference, intermediate - early (95% interval over seeds and images)")
+    for d in diffs:
+        cells = "  ".join(f"{d[m]['estimate']:+6.3f} [{d[m]['ci'][0]:+.3f}, {d[m]['ci'][1]:+.3f}]" for m in METRICS)
+        lines.append(f"{d['difference']:<42} seeds {d['seeds']}  {cells}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> tuple[list[dict], list[dict]]:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--checkpoints", type=Path, help="folder of checkpoint folders")
+    p.add_argument("--checkpoints", type=Path, help="folder of checkpoint folders (one training seed)")
     p.add_argument("--checkpoint", type=Path, action="append", default=[], help="one checkpoint (repeatable)")
+    p.add_argument("--runs", type=Path, help="folder of seed-<s>/<variant>/ checkpoints")
+    p.add_argument("--step", type=int, help="with --runs: evaluate each run's snapshot at this step")
+    p.add_argument("--load", type=Path, help="read saved judgements (seed-<s>/<variant>.json) instead of sampling")
+    p.add_argument("--save", type=Path, help="write each (seed, variant)'s judgements under this folder")
     p.add_argument("--per-count", type=int, default=40, help="images per (kind, count)")
-    # 25 DPM-Solver++ steps: the counts do not change beyond ~20 steps on the demo
-    # models, and the evaluation stays a few CPU-minutes per variant.
-    p.add_argument("--steps", type=int, default=25)
+    p.add_argument("--steps", type=int, default=EVAL_STEPS)
     p.add_argument("--cfg-scale", type=float, default=CFG_SCALE)
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n-boot", type=int, default=N_BOOT, help="bootstrap draws")
     p.add_argument("--threads", type=int)
-    p.add_argument("--json", action="store_true", help="one JSON line per variant")
-    p.add_argument("--detail", action="store_true", help="include per-kind, per-count cells")
+    p.add_argument("--json", action="store_true", help="one JSON line per variant, then one per difference")
     args = p.parse_args(argv)
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
-    checkpoints = list(args.checkpoint) + (find_checkpoints(args.checkpoints) if args.checkpoints else [])
-    if not checkpoints:
-        p.error("give --checkpoints or --checkpoint")
 
-    results = []
-    for ckpt in checkpoints:
-        r = evaluate(ckpt, args.per_count, args.steps, args.cfg_scale, args.batch_size, args.seed)
-        results.append(r)
-        row = {k: r[k] for k in ("variant", "exact_match", "mean_abs_error", "n")}
-        if args.detail:
-            row["by_group"] = r["by_group"]
-        if args.json:
-            print(json.dumps(row), flush=True)
-    if not args.json:
-        print(f"{'variant':<24} {'exact_match':>11} {'mean_abs_error':>14} {'n':>5}")
-        for r in results:
-            print(f"{r['variant']:<24} {r['exact_match']:>11.3f} {r['mean_abs_error']:>14.3f} {r['n']:>5}")
-    return results
+    if args.load:
+        judged = load_judged(args.load)
+    else:
+        if args.runs:
+            sources = find_runs(args.runs, args.step)
+        else:
+            ckpts = list(args.checkpoint) + (find_checkpoints(args.checkpoints) if args.checkpoints else [])
+            if not ckpts:
+                p.error("give --checkpoints, --checkpoint, --runs or --load")
+            sources = {"seed-0": {checkpoint_label(c): c for c in ckpts}}
+        judged = judge_all(sources, args.per_count, args.steps, args.cfg_scale, args.batch_size, args.seed, args.save)
+    rows, diffs = table(judged, args.n_boot)
+    if args.json:
+        for r in rows + diffs:
+            print(json.dumps(r), flush=True)
+    else:
+        print(format_table(rows, diffs))
+    return rows, diffs
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ import torch
 import torch.nn as nn
 
 from generator.model import PAPER_VARIANTS, PRESETS, UViT, UViTConfig, block_roles, build_model
+from generator.recipes import ALL_PRESETS, DEMO_PRESETS
 
 # Published numbers from the paper's Table 1 (typed in for display; not computed here).
 PAPER_TABLE1: dict[str, dict[str, float]] = {
@@ -127,7 +128,7 @@ def _uninitialised(cfg: UViTConfig) -> UViT:
 
 def profile_variant(name: str) -> dict:
     """{'name', 'params', 'gflops_paper_method', 'gflops_with_attention', paper numbers}."""
-    cfg = PRESETS[name]
+    cfg = ALL_PRESETS[name]
     model = _uninitialised(cfg)
     macs = paper_method_macs(model)
     paper = PAPER_TABLE1.get(name, {})
@@ -156,7 +157,7 @@ def _fmt(v: float | None, spec: str) -> str:
 
 
 def main(args: argparse.Namespace) -> None:
-    names = list(PAPER_VARIANTS) + (list(ABLATIONS) if args.ablations else [])
+    names = list(PAPER_VARIANTS) + (list(ABLATIONS) if args.ablations else []) + (list(DEMO_PRESETS) if args.demo else [])
     rows = [profile_variant(n) for n in names]
     if args.json:
         print(json.dumps({"variants": rows}))
@@ -178,6 +179,7 @@ def main(args: argparse.Namespace) -> None:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--ablations", action="store_true", help="also profile the [0, 4] and [1, 0] ablations")
+    p.add_argument("--demo", action="store_true", help="also profile the CPU demo presets (generator.recipes)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     return p.parse_args(argv)
 

@@ -91,22 +91,19 @@ GAP = 0.08
 MARGIN = 0.04
 
 
-def sample_layout(count: int, rng: np.random.Generator, max_tries: int = 100) -> list[tuple[float, float, float]]:
-    """`count` boxes (cx, cy, side) in [0, 1] units whose squares are >= GAP apart.
-
-    Random sequential placement: each shape gets up to `max_tries` positions; if one
-    finds no room the whole layout starts over.
-    """
+def _place(count: int, rng: np.random.Generator, gap: float, propose, max_tries: int, tol: float = 0.0):
+    """`count` boxes (cx, cy, side), each drawn side first, then up to `max_tries`
+    centres from propose(boxes, side, lo, hi) until one is inside the margins and
+    >= gap - tol from every box so far; if none is, the whole layout starts over."""
     for _ in range(max_tries):
         boxes: list[tuple[float, float, float]] = []
         for _ in range(count):
             side = rng.uniform(*SHAPE_SIZE)
             lo, hi = MARGIN + side / 2, 1 - MARGIN - side / 2
             for _ in range(max_tries):
-                cx, cy = rng.uniform(lo, hi, size=2)
-                if all(
-                    max(abs(cx - bx), abs(cy - by)) >= (side + bs) / 2 + GAP
-                    for bx, by, bs in boxes
+                cx, cy = propose(boxes, side, lo, hi)
+                if lo <= cx <= hi and lo <= cy <= hi and all(
+                    max(abs(cx - bx), abs(cy - by)) >= (side + bs) / 2 + gap - tol for bx, by, bs in boxes
                 ):
                     boxes.append((float(cx), float(cy), float(side)))
                     break
@@ -114,7 +111,35 @@ def sample_layout(count: int, rng: np.random.Generator, max_tries: int = 100) ->
                 break
         if len(boxes) == count:
             return boxes
-    raise RuntimeError(f"could not place {count} shapes in {max_tries} tries")
+    raise RuntimeError(f"could not place {count} shapes {gap} apart in {max_tries} tries")
+
+
+def sample_layout(count: int, rng: np.random.Generator, max_tries: int = 100) -> list[tuple[float, float, float]]:
+    """`count` boxes (cx, cy, side) in [0, 1] units whose squares are >= GAP apart.
+
+    Random sequential placement: each shape gets up to `max_tries` positions; if one
+    finds no room the whole layout starts over.
+    """
+    return _place(count, rng, GAP, lambda boxes, side, lo, hi: rng.uniform(lo, hi, size=2), max_tries)
+
+
+def contact_layout(count: int, rng: np.random.Generator, gap: float, max_tries: int = 100) -> list[tuple[float, float, float]]:
+    """Like `sample_layout`, but every shape after the first is placed against a random
+    earlier one: its box exactly `gap` from that box's side (gap <= 0: touching or
+    overlapping boxes), and at least `gap` from all the others. For validating the
+    judge on shapes that touch; training data keeps `sample_layout`.
+    """
+
+    def against_another(boxes, side, lo, hi):
+        if not boxes:
+            return rng.uniform(lo, hi, size=2)
+        bx, by, bs = boxes[rng.integers(len(boxes))]
+        reach = (side + bs) / 2 + gap  # centre distance along the axis they touch on
+        slide = 0.8 * rng.uniform(-(side + bs) / 2, (side + bs) / 2)  # and along the other
+        sign = rng.choice((-1.0, 1.0))
+        return (bx + sign * reach, by + slide) if rng.integers(2) == 0 else (bx + slide, by + sign * reach)
+
+    return _place(count, rng, gap, against_another, max_tries, tol=1e-9)
 
 
 # ---------------------------------------------------------------------------

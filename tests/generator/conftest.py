@@ -9,8 +9,10 @@ from __future__ import annotations
 import dataclasses
 import json
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image, ImageFilter
 
 from generator.checkpoint import save_ema
 from generator.encoders import encoder_specs_for
@@ -113,3 +115,9 @@ def tiny_checkpoint(tmp_path_factory, tiny_cfg):
     codec, text = encoder_specs_for(tiny_cfg)
     save_ema(folder, model.state_dict(), tiny_cfg, codec, text, step=0, name="tiny-test")
     return folder
+
+
+def grainy(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """A rendered image made soft and grainy, as generated ones are (blur 0.6 px, noise 12)."""
+    blurred = np.asarray(img.filter(ImageFilter.GaussianBlur(0.6)), dtype=np.float32)
+    return Image.fromarray(np.clip(blurred + rng.normal(0, 12, blurred.shape), 0, 255).astype(np.uint8))

@@ -1,8 +1,18 @@
 import json
 import shutil
 
+import numpy as np
+import pytest
+
 from generator import count_eval
-from generator.synthetic import KINDS
+from generator.count_eval import Judged, bootstrap, judge_images, metrics, paired_difference, summarise
+from generator.synthetic import KINDS, Scene, make_item
+
+VARIANT_KEYS = {"variant", "exact_match", "mean_abs_error", "shape_accuracy", "prompt_match", "n"}
+
+
+def judged(target, count, shape_ok, match) -> Judged:
+    return Judged(*(np.asarray(v, dtype=np.int64) for v in (target, count, shape_ok, match)))
 
 
 def test_prompts_cover_every_kind_and_count_with_shared_seeds():
@@ -12,12 +22,102 @@ def test_prompts_cover_every_kind_and_count_with_shared_seeds():
     assert seeds[:4] == seeds[4:8] == [10, 11, 12, 13]
 
 
-def test_json_output_per_variant(tiny_checkpoint, tmp_path, capsys):
-    for name in ("a-variant", "b-variant"):
-        shutil.copytree(tiny_checkpoint, tmp_path / name)
-    count_eval.main(["--checkpoints", str(tmp_path), "--per-count", "1", "--steps", "2", "--json"])
+def test_metrics_read_the_judge_on_rendered_images():
+    # Rendered images are what the prompts ask for; a wrong prompt for one of them
+    # lowers each metric by what that image gets wrong.
+    scenes = [Scene("circle", "red", 2), Scene("square", "blue", 3), Scene("triangle", "green", 1)]
+    images = [make_item(0, i, 32, s)[0] for i, s in enumerate(scenes)]
+    right = metrics([judge_images(scenes, images)])
+    assert right == {"exact_match": 1.0, "mean_abs_error": 0.0, "shape_accuracy": 1.0, "prompt_match": 1.0}
+    wrong = metrics([judge_images([scenes[0], scenes[1], Scene("circle", "green", 3)], images)])
+    assert wrong["exact_match"] == pytest.approx(2 / 3) and wrong["mean_abs_error"] == pytest.approx(2 / 3)
+    assert wrong["shape_accuracy"] == pytest.approx(5 / 6) and wrong["prompt_match"] == pytest.approx(2 / 3)
+
+
+def test_shape_accuracy_is_pooled_over_objects_and_zero_without_any():
+    r = judged([2, 2], [4, 0], [1, 0], [0, 0])
+    assert metrics([r])["shape_accuracy"] == 0.25
+    assert metrics([judged([1], [0], [0], [0])])["shape_accuracy"] == 0.0
+
+
+def test_intervals_include_the_spread_between_training_seeds():
+    # Two seeds, one always right and one always wrong: resampling images alone would
+    # give 0.5 every time; resampling seeds first reaches both ends.
+    good, bad = judged([1] * 50, [1] * 50, [1] * 50, [1] * 50), judged([1] * 50, [2] * 50, [0] * 50, [0] * 50)
+    ci = bootstrap([good, bad], n_boot=400)
+    assert ci["exact_match"] == (0.0, 1.0)
+    assert ci["mean_abs_error"] == (0.0, 1.0)
+    one_seed = bootstrap([good], n_boot=100)
+    assert one_seed["exact_match"] == (1.0, 1.0)
+
+
+def test_image_resampling_gives_an_interval_around_the_estimate():
+    rng = np.random.default_rng(1)
+    count = rng.integers(1, 6, size=300)
+    r = judged(np.full(300, 3), count, count, (count == 3).astype(int))
+    s = summarise([r], n_boot=300)
+    lo, hi = s["exact_match_ci"]
+    assert lo < s["exact_match"] < hi and hi - lo < 0.2
+    assert s["n"] == 300 and s["seeds"] == 1
+
+
+def test_paired_difference_of_identical_runs_is_exactly_zero():
+    rng = np.random.default_rng(2)
+    runs = [judged(np.full(80, 2), rng.integers(0, 5, 80), rng.integers(0, 3, 80), rng.integers(0, 2, 80)) for _ in range(3)]
+    d = paired_difference(runs, runs, n_boot=200)
+    for m in count_eval.METRICS:
+        assert d[m] == {"estimate": 0.0, "ci": [0.0, 0.0]}
+
+
+def test_paired_difference_sees_a_consistent_improvement():
+    base = judged([2] * 100, [1] * 50 + [2] * 50, [1] * 100, [0] * 50 + [1] * 50)
+    better = judged([2] * 100, [1] * 30 + [2] * 70, [1] * 100, [0] * 30 + [1] * 70)
+    d = paired_difference([base, base], [better, better], n_boot=300)
+    assert d["exact_match"]["estimate"] == pytest.approx(0.2)
+    assert 0 < d["exact_match"]["ci"][0] <= 0.2 <= d["exact_match"]["ci"][1]
+    with pytest.raises(ValueError):
+        paired_difference([base], [better, better])
+
+
+def test_json_output_per_variant_and_difference(tiny_checkpoint, tmp_path, capsys):
+    for name in ("concat-early", "concat-intermediate"):
+        shutil.copytree(tiny_checkpoint, tmp_path / "ckpts" / name)
+    argv = ["--checkpoints", str(tmp_path / "ckpts"), "--per-count", "1", "--steps", "2", "--json", "--n-boot", "50"]
+    count_eval.main([*argv, "--save", str(tmp_path / "judged")])
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert [r["variant"] for r in lines] == ["a-variant", "b-variant"]
-    assert set(lines[0]) == {"variant", "exact_match", "mean_abs_error", "n"}
-    assert lines[0]["n"] == len(KINDS) * 5 and 0 <= lines[0]["exact_match"] <= 1
-    assert lines[0] == {**lines[1], "variant": "a-variant"}  # same weights, same prompts and seeds
+    rows, diffs = lines[:2], lines[2:]
+    assert [r["variant"] for r in rows] == ["concat-early", "concat-intermediate"]
+    assert VARIANT_KEYS <= set(rows[0]) and rows[0]["n"] == len(KINDS) * 5 and rows[0]["seeds"] == 1
+    assert rows[0] == {**rows[1], "variant": "concat-early"}  # same weights, same prompts and seeds
+    assert diffs[0]["difference"] == "concat-intermediate - concat-early"
+    assert diffs[0]["exact_match"] == {"estimate": 0.0, "ci": [0.0, 0.0]}
+    # The saved judgements give the same table without sampling.
+    count_eval.main(["--load", str(tmp_path / "judged"), "--json", "--n-boot", "50"])
+    assert [json.loads(line) for line in capsys.readouterr().out.splitlines()] == lines
+
+
+def test_runs_are_read_per_seed_and_at_a_given_step(tiny_checkpoint, tmp_path):
+    for seed in (3, 11):
+        run = tmp_path / f"seed-{seed}" / "cross-early"
+        shutil.copytree(tiny_checkpoint, run)
+        (run / "snapshots").mkdir()
+        shutil.copyfile(run / "model.safetensors", run / "snapshots" / "step-0000500.safetensors")
+    found = count_eval.find_runs(tmp_path)
+    assert list(found) == ["seed-3", "seed-11"] and found["seed-3"]["cross-early"] == tmp_path / "seed-3" / "cross-early"
+    at = count_eval.find_runs(tmp_path, step=500)
+    assert at["seed-11"]["cross-early"].name == "step-0000500.safetensors"
+    with pytest.raises(SystemExit, match="step 1000"):
+        count_eval.find_runs(tmp_path, step=1000)
+
+
+def test_saved_judgements_are_reused_so_an_evaluation_resumes(tmp_path):
+    n = len(KINDS) * 5 * 2
+    saved = judged([2] * n, [2] * n, [2] * n, [1] * n)
+    (tmp_path / "seed-1").mkdir()
+    (tmp_path / "seed-1" / "cross-early.json").write_text(json.dumps(saved.to_json()))
+    # The checkpoint does not exist: the saved judgements must be read, not resampled.
+    sources = {"seed-1": {"cross-early": tmp_path / "no-such-checkpoint"}}
+    out = count_eval.judge_all(sources, per_count=2, steps=2, cfg_scale=3.0, batch_size=10, save=tmp_path)
+    assert metrics([out["seed-1"]["cross-early"]])["prompt_match"] == 1.0
+    with pytest.raises(SystemExit, match="per-count 3"):
+        count_eval.judge_all(sources, per_count=3, steps=2, cfg_scale=3.0, batch_size=10, save=tmp_path)

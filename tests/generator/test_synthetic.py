@@ -1,18 +1,18 @@
 import numpy as np
 import pytest
-from PIL import Image, ImageFilter
 
 from generator.counter import count_by_colour, count_objects
 from generator.synthetic import (
     GAP,
-    SyntheticCounting,
     Scene,
+    SyntheticCounting,
     all_scenes,
     item_rng,
     make_item,
     parse_caption,
     sample_layout,
 )
+from tests.generator.conftest import grainy
 
 
 def test_captions_follow_the_study_grammar():
@@ -71,9 +71,7 @@ def test_counter_survives_noise_and_blur(size):
     hits = 0
     for i in range(200):
         img, scene = make_item(21, i, size=size)
-        blurred = np.asarray(img.filter(ImageFilter.GaussianBlur(0.6)), dtype=np.float32)
-        noisy = np.clip(blurred + rng.normal(0, 12, blurred.shape), 0, 255).astype(np.uint8)
-        hits += count_objects(Image.fromarray(noisy), scene.colour) == scene.count
+        hits += count_objects(grainy(img, rng), scene.colour) == scene.count
     assert hits / 200 >= 0.95
 
 
