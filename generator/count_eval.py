@@ -96,10 +96,12 @@ def judge_images(scenes: list[Scene], images) -> Judged:
     for scene, image in zip(scenes, images, strict=True):
         j = judge(image)
         rows.append((scene.count, j.count, j.shape_correct(scene.kind), int(j.matches(scene))))
-    return Judged(*(np.asarray(col, dtype=np.int64) for col in zip(*rows)))
+    return Judged(*(np.asarray(col, dtype=np.int64) for col in zip(*rows, strict=True)))
 
 
-def sample_and_judge(checkpoint: Path, per_count: int, steps: int, cfg_scale: float, batch_size: int, seed: int = 0) -> Judged:
+def sample_and_judge(
+    checkpoint: Path, per_count: int, steps: int, cfg_scale: float, batch_size: int, seed: int = 0
+) -> Judged:
     """Generate the evaluation prompts with one checkpoint and judge every image."""
     from generator.sample import load_sampler  # torch: only when sampling
 
@@ -117,7 +119,7 @@ def sample_and_judge(checkpoint: Path, per_count: int, steps: int, cfg_scale: fl
 def metrics(runs: list[Judged], idx: list[np.ndarray] | None = None) -> dict[str, float]:
     """The four metrics pooled over runs (training seeds), on image indices idx[k] of run k."""
     pick = [r if idx is None else Judged(r.target[i], r.count[i], r.shape_ok[i], r.match[i]) for r, i in
-            zip(runs, idx if idx is not None else [None] * len(runs))]
+            zip(runs, idx if idx is not None else [None] * len(runs), strict=True)]
     target = np.concatenate([r.target for r in pick])
     count = np.concatenate([r.count for r in pick])
     shape_ok = np.concatenate([r.shape_ok for r in pick])

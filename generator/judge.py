@@ -117,7 +117,9 @@ class Judgement:
 
     def matches(self, scene: Scene) -> bool:
         """Right count, and every object the prompted shape and colour."""
-        return self.count == scene.count and all(o.kind == scene.kind and o.colour == scene.colour for o in self.objects)
+        return self.count == scene.count and all(
+            o.kind == scene.kind and o.colour == scene.colour for o in self.objects
+        )
 
 
 # ---------------------------------------------------------------------------

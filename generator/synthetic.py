@@ -123,7 +123,9 @@ def sample_layout(count: int, rng: np.random.Generator, max_tries: int = 100) ->
     return _place(count, rng, GAP, lambda boxes, side, lo, hi: rng.uniform(lo, hi, size=2), max_tries)
 
 
-def contact_layout(count: int, rng: np.random.Generator, gap: float, max_tries: int = 100) -> list[tuple[float, float, float]]:
+def contact_layout(
+    count: int, rng: np.random.Generator, gap: float, max_tries: int = 100
+) -> list[tuple[float, float, float]]:
     """Like `sample_layout`, but every shape after the first is placed against a random
     earlier one: its box exactly `gap` from that box's side (gap <= 0: touching or
     overlapping boxes), and at least `gap` from all the others. For validating the

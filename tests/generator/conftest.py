@@ -75,7 +75,9 @@ def tiny_clip_model_dir(tmp_path_factory):
         image_size=32, patch_size=8, hidden_size=32, intermediate_size=64,
         num_hidden_layers=2, num_attention_heads=2, projection_dim=16,
     )
-    config = CLIPConfig(text_config=_clip_text_config(vocab).to_dict(), vision_config=vision.to_dict(), projection_dim=16)
+    config = CLIPConfig(
+        text_config=_clip_text_config(vocab).to_dict(), vision_config=vision.to_dict(), projection_dim=16
+    )
     torch.manual_seed(0)
     CLIPModel(config).save_pretrained(folder)
     CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(folder)

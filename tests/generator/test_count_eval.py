@@ -63,7 +63,10 @@ def test_image_resampling_gives_an_interval_around_the_estimate():
 
 def test_paired_difference_of_identical_runs_is_exactly_zero():
     rng = np.random.default_rng(2)
-    runs = [judged(np.full(80, 2), rng.integers(0, 5, 80), rng.integers(0, 3, 80), rng.integers(0, 2, 80)) for _ in range(3)]
+    runs = [
+        judged(np.full(80, 2), rng.integers(0, 5, 80), rng.integers(0, 3, 80), rng.integers(0, 2, 80))
+        for _ in range(3)
+    ]
     d = paired_difference(runs, runs, n_boot=200)
     for m in count_eval.METRICS:
         assert d[m] == {"estimate": 0.0, "ci": [0.0, 0.0]}
@@ -103,7 +106,8 @@ def test_runs_are_read_per_seed_and_at_a_given_step(tiny_checkpoint, tmp_path):
         (run / "snapshots").mkdir()
         shutil.copyfile(run / "model.safetensors", run / "snapshots" / "step-0000500.safetensors")
     found = count_eval.find_runs(tmp_path)
-    assert list(found) == ["seed-3", "seed-11"] and found["seed-3"]["cross-early"] == tmp_path / "seed-3" / "cross-early"
+    assert list(found) == ["seed-3", "seed-11"]
+    assert found["seed-3"]["cross-early"] == tmp_path / "seed-3" / "cross-early"
     at = count_eval.find_runs(tmp_path, step=500)
     assert at["seed-11"]["cross-early"].name == "step-0000500.safetensors"
     with pytest.raises(SystemExit, match="step 1000"):

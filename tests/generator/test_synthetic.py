@@ -56,7 +56,7 @@ def test_layouts_keep_a_gap_between_shapes():
 def test_counter_agrees_with_the_renderer_on_1000_images(size):
     data = SyntheticCounting(1000, size=size, seed=11)
     wrong = []
-    for img, scene in zip(data.images, data.scenes):
+    for img, scene in zip(data.images, data.scenes, strict=True):
         counts = count_by_colour(img)
         if counts != {c: (scene.count if c == scene.colour else 0) for c in counts}:
             wrong.append((scene, counts))
