@@ -25,7 +25,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench._common import cpu_and_usable_cores, load_average, save_result  # noqa: E402
-
 from evalstudy.analysis import analyze  # noqa: E402
 from evalstudy.simulate import RaterSimulator, simulate_study, synthetic_protocol  # noqa: E402
 
@@ -39,7 +38,7 @@ def main(args) -> str:
         VARIANTS, objects=("circle", "square", "triangle", "star"), images_per_prompt=25,
         n_captions=400, n_evaluators=300, overlap=28, gold=2, repeats=2,
         exclusions={"min_gold_accuracy": 0.5, "min_median_seconds": 1.0})
-    sim = RaterSimulator(dict(zip(VARIANTS, (0.5, 0.65, 0.55, 0.75))), careless=0.05, seed=3)
+    sim = RaterSimulator(dict(zip(VARIANTS, (0.5, 0.65, 0.55, 0.75), strict=True)), careless=0.05, seed=3)
     t0 = time.perf_counter()
     table = simulate_study(sim, proto)
     simulate_s = time.perf_counter() - t0
