@@ -2,8 +2,9 @@
 
 Each simulated evaluator has its own HTTP session: it joins by the invite link, consents,
 reads its current task (the JSON state), then answers task after task, each answer's JSON
-response carrying the next task, with a think time between tasks. The script prints throughput and p50/p95/p99 latency per endpoint, then
-checks that every answer the server accepted is in the database, and nothing else.
+response carrying the next task, with a think time between tasks. The script prints
+throughput and p50/p95/p99 latency per endpoint, then checks that every answer the server
+accepted is in the database, and nothing else.
 
 The rate limits are on, as in production behind a proxy: each evaluator comes from an
 address of its own (sent as X-Forwarded-For, FUSION_CLIENT_IP_HEADER), and with
@@ -104,7 +105,8 @@ django.setup()
 from django.db.models import Count
 from webapp.studies.models import CountResponse, RankResponse, Evaluator
 per = {}
-for ev in Evaluator.objects.annotate(c=Count("count_responses", distinct=True), r=Count("rank_responses", distinct=True)):
+for ev in Evaluator.objects.annotate(c=Count("count_responses", distinct=True),
+                                     r=Count("rank_responses", distinct=True)):
     per[ev.external_id] = ev.c + ev.r
 print(json.dumps({"count": CountResponse.objects.count(), "rank": RankResponse.objects.count(), "per": per}))
 """
@@ -157,7 +159,9 @@ def evaluator(base: str, invite: str, i: int, n_tasks: int, think: float, ramp: 
         match = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', r.text)
         csrf = match.group(1) if match else ""
     headers = {"X-CSRFToken": s.cookies.get("csrftoken", csrf), "Referer": f"{base}/", "Accept": "application/json"}
-    if rec.timed("consent", lambda: s.post(f"{base}/e/{slug}/consent/", data={"agree": "yes", "csrfmiddlewaretoken": csrf}, headers={"Referer": f"{base}/"})) is None:
+    consent = {"agree": "yes", "csrfmiddlewaretoken": csrf}
+    r = rec.timed("consent", lambda: s.post(f"{base}/e/{slug}/consent/", data=consent, headers={"Referer": f"{base}/"}))
+    if r is None:
         return
     headers["X-CSRFToken"] = s.cookies.get("csrftoken", csrf)
     # A JSON client reads its state once; each answer's response carries the next task.
@@ -175,7 +179,8 @@ def evaluator(base: str, invite: str, i: int, n_tasks: int, think: float, ramp: 
             ranks = [(k + i) % 4 + 1 for i in range(4)]
             data = {"kind": "rank", "token": task["token"], **{f"rank_{i}": str(r_) for i, r_ in enumerate(ranks)}}
         name = f"submit-{task['kind']}"
-        r = rec.timed(name, lambda: s.post(f"{base}/e/{slug}/task/", data=data, headers=headers))
+        # data=data keeps this task's answer in the lambda (timed() calls it at once; this only says so).
+        r = rec.timed(name, lambda data=data: s.post(f"{base}/e/{slug}/task/", data=data, headers=headers))
         if r is None:
             return
         with rec.lock:
@@ -219,7 +224,8 @@ def run(args: argparse.Namespace, db_url: str) -> dict:
     env = {**os.environ, "DATABASE_URL": db_url, "DJANGO_SETTINGS_MODULE": "webapp.settings", "DEBUG": "0",
            "SECRET_KEY": secrets.token_urlsafe(48), "SESSION_COOKIE_SECURE": "0",
            "FUSION_MEDIA_ROOT": str(media), "PYTHONPATH": str(ROOT),
-           "FUSION_RATELIMITS": "1" if args.rate_limits == "on" else "0", "FUSION_CLIENT_IP_HEADER": "HTTP_X_FORWARDED_FOR", "FUSION_CACHE_URL": args.cache_url}
+           "FUSION_RATELIMITS": "1" if args.rate_limits == "on" else "0",
+           "FUSION_CLIENT_IP_HEADER": "HTTP_X_FORWARDED_FOR", "FUSION_CACHE_URL": args.cache_url}
     if args.cache_url:
         import redis
 
@@ -271,8 +277,10 @@ def run(args: argparse.Namespace, db_url: str) -> dict:
             "max_ms": 1000 * max(lat),
         })
     return {
-        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": machine(), "evaluators": args.evaluators, "think_s": args.think, "ramp_s": args.ramp,
-        "gunicorn": f"{args.gunicorn_workers} workers x {args.gunicorn_threads} threads (gthread, keep-alive {args.keep_alive} s)",
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": machine(), "evaluators": args.evaluators,
+        "think_s": args.think, "ramp_s": args.ramp,
+        "gunicorn": f"{args.gunicorn_workers} workers x {args.gunicorn_threads} threads "
+                    f"(gthread, keep-alive {args.keep_alive} s)",
         "rate_limits": "off" if args.rate_limits == "off" else
                        f"on, counted in {'Redis' if args.cache_url else 'each worker process'}",
         "wall_s": wall, "requests": sum(len(v) for v in rec.latency.values()),
@@ -291,7 +299,8 @@ def table(r: dict) -> str:
         f"# {r['command']}",
         f"# load_evaluators: {r['date']} on {r['machine']}; load average {r['load_average']['before']:.2f} before, "
         f"{r['load_average']['after']:.2f} after",
-        f"# {r['evaluators']} concurrent evaluators (arriving over {r['ramp_s']:.0f} s, think time {r['think_s']:.1f} s mean), "
+        f"# {r['evaluators']} concurrent evaluators "
+        f"(arriving over {r['ramp_s']:.0f} s, think time {r['think_s']:.1f} s mean), "
         f"gunicorn {r['gunicorn']}, PostgreSQL, rate limits {r['rate_limits']}; wall {r['wall_s']:.1f} s",
         f"{'endpoint':<14}{'requests':>9}{'errors':>8}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'max ms':>9}",
     ]

@@ -28,13 +28,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
-from bench._common import save_result, torch_device_description  # noqa: E402
-from generator.diffusion import sample_cfg  # noqa: E402
-from generator.encoders import PixelCodec, SDVAECodec, encoder_specs_for, load_text_encoder  # noqa: E402
-from generator.model import PRESETS, build_model  # noqa: E402
-from generator.sample import load_sampler  # noqa: E402
-
-
+from bench._common import save_result, torch_device_description
+from generator.diffusion import sample_cfg
+from generator.encoders import PixelCodec, SDVAECodec, encoder_specs_for, load_text_encoder
+from generator.model import PRESETS, build_model
+from generator.sample import load_sampler
 
 
 class _RandomClipText:
@@ -70,7 +68,10 @@ def random_stack(preset: str, device: torch.device):
         codec = SDVAECodec(vae).to(device)
     else:
         codec = PixelCodec()
-    text = _RandomClipText(cfg.text_len, device) if text_spec["name"] == "clip" else load_text_encoder(text_spec).to(device)
+    if text_spec["name"] == "clip":
+        text = _RandomClipText(cfg.text_len, device)
+    else:
+        text = load_text_encoder(text_spec).to(device)
     return model, codec, text
 
 
@@ -122,7 +123,8 @@ def bench(target: str, batch: int, steps: int, repeats: int, device: torch.devic
 
 
 def format_table(rows: list[dict]) -> str:
-    head = f"{'target':<40} {'batch':>5} {'steps':>5} {'img/s':>9} {'s/img':>9} {'backbone':>9} {'codec':>7} {'text':>6}"
+    head = (f"{'target':<40} {'batch':>5} {'steps':>5} {'img/s':>9} {'s/img':>9} "
+            f"{'backbone':>9} {'codec':>7} {'text':>6}")
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(
@@ -150,7 +152,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     rows = [bench(t, args.batch, args.steps, args.repeats, device) for t in args.targets]
     header = (
         f"# bench/sample.py {' '.join(argv if argv is not None else sys.argv[1:])}\n"
-        f"# date {dt.date.today().isoformat()}, machine: {torch_device_description(device)}, torch {torch.__version__}\n"
+        f"# date {dt.date.today().isoformat()}, machine: {torch_device_description(device)}, "
+        f"torch {torch.__version__}\n"
     )
     text = header + format_table(rows) + "\n"
     print(json.dumps(rows, indent=1) if args.json else text, end="" if not args.json else "\n")

@@ -99,8 +99,9 @@ def save_ema(
         raise ValueError(f"timestep_convention must be one of {TIMESTEP_CONVENTIONS}, got {timestep_convention!r}")
     file = Path(path) if Path(path).suffix == ".safetensors" else Path(path) / WEIGHTS_FILE
     file.parent.mkdir(parents=True, exist_ok=True)
+    cast = dtype is not None  # floating-point tensors only; integer buffers keep their dtype
     tensors = {
-        k: (v.detach().to("cpu", dtype) if dtype is not None and v.is_floating_point() else v.detach().cpu()).contiguous()
+        k: (v.detach().to("cpu", dtype) if cast and v.is_floating_point() else v.detach().cpu()).contiguous()
         for k, v in state_dict.items()
     }
     metadata = {
@@ -138,7 +139,9 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     }
 
 
-def load_ema(path: str | os.PathLike, dtype: torch.dtype = torch.float32) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def load_ema(
+    path: str | os.PathLike, dtype: torch.dtype = torch.float32
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """(state dict cast to `dtype`, metadata) of a checkpoint folder or weights file."""
     from safetensors.torch import load_file
 

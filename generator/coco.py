@@ -81,7 +81,9 @@ def encode(
     n_captions = sum(len(c) for _, c in items)
     offsets = np.concatenate([[0], np.cumsum([len(c) for _, c in items])]).astype(np.int64)
     latent_shape = (codec.channels, size // codec.downsample, size // codec.downsample)
-    moments = np.lib.format.open_memmap(out / "moments.npy", mode="w+", dtype=np.float32, shape=(len(items), 2, *latent_shape))
+    moments = np.lib.format.open_memmap(
+        out / "moments.npy", mode="w+", dtype=np.float32, shape=(len(items), 2, *latent_shape)
+    )
     text = np.lib.format.open_memmap(
         out / "text.npy", mode="w+", dtype=np.float16, shape=(n_captions, text_encoder.text_len, text_encoder.dim)
     )

@@ -47,7 +47,7 @@ class PixelCodec:
     def spec(self) -> dict[str, Any]:
         return {"name": self.name, "channels": self.channels}
 
-    def to(self, device: torch.device | str) -> "PixelCodec":
+    def to(self, device: torch.device | str) -> PixelCodec:
         return self
 
     def encode_moments(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -80,7 +80,7 @@ class SDVAECodec:
         path: str | os.PathLike | None = None,
         scale_factor: float = SD_VAE_SCALE,
         allow_download: bool = False,
-    ) -> "SDVAECodec":
+    ) -> SDVAECodec:
         """From a diffusers folder (`path`, else $FUSION_SD_VAE, else the HF cache)."""
         from diffusers import AutoencoderKL  # heavy; only codecs that need it pay for it
 
@@ -90,7 +90,7 @@ class SDVAECodec:
     def spec(self) -> dict[str, Any]:
         return {"name": self.name, "scale_factor": self.scale_factor}
 
-    def to(self, device: torch.device | str) -> "SDVAECodec":
+    def to(self, device: torch.device | str) -> SDVAECodec:
         self.vae.to(device)
         return self
 
@@ -136,7 +136,7 @@ class TextEncoder:
     def spec(self) -> dict[str, Any]:
         return {"name": self.name, "text_len": self.text_len, "dim": self.dim}
 
-    def to(self, device: torch.device | str) -> "TextEncoder":
+    def to(self, device: torch.device | str) -> TextEncoder:
         self.model.to(device)
         return self
 

@@ -40,7 +40,9 @@ from generator.weights import CLIP_SCORE, resolve_folder
 # ---------------------------------------------------------------------------
 
 
-def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray, eps: float = 1e-6) -> float:
+def frechet_distance(
+    mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray, eps: float = 1e-6
+) -> float:
     """||mu1 - mu2||^2 + tr(S1 + S2 - 2 (S1 S2)^(1/2)) between two Gaussians.
 
     The matrix square root is scipy's sqrtm; when S1 S2 is near singular (fewer
@@ -96,7 +98,9 @@ class InceptionFeatures:
         return np.concatenate(out)
 
 
-def reference_statistics(image_paths: Iterable[Path], inception: InceptionFeatures, size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+def reference_statistics(
+    image_paths: Iterable[Path], inception: InceptionFeatures, size: int = 256
+) -> tuple[np.ndarray, np.ndarray]:
     """Inception statistics of real images, center-cropped to `size`."""
     feats = inception([center_crop(Image.open(p), size) for p in image_paths])
     return feature_statistics(feats)
@@ -109,7 +113,9 @@ def reference_statistics(image_paths: Iterable[Path], inception: InceptionFeatur
 class ClipScorer:
     """CLIP score, 100 * max(cos(image, text), 0), with CLIP ViT-L/14 from a local folder."""
 
-    def __init__(self, path: str | os.PathLike | None = None, device: str | torch.device = "cpu", allow_download: bool = False):
+    def __init__(
+        self, path: str | os.PathLike | None = None, device: str | torch.device = "cpu", allow_download: bool = False
+    ):
         from transformers import CLIPModel, CLIPProcessor
 
         folder = resolve_folder(CLIP_SCORE, path, allow_download)
@@ -152,8 +158,10 @@ def count_accuracy(targets: list[int], predicted: list[int], groups: list[str] |
     if t.shape != p.shape or t.size == 0:
         raise ValueError("targets and predictions must be non-empty and of equal length")
     groups = groups if groups is not None else ["all"] * len(t)
+    if len(groups) != len(t):
+        raise ValueError(f"groups must name one group per target: {len(groups)} groups for {len(t)} targets")
     cells: dict[str, list[int]] = defaultdict(list)
-    for i, (g, target) in enumerate(zip(groups, t)):
+    for i, (g, target) in enumerate(zip(groups, t, strict=True)):
         cells[f"{g}/{int(target)}"].append(i)
 
     def summary(idx) -> dict:
@@ -221,7 +229,8 @@ def main(argv: list[str] | None = None) -> None:
     feats, clip_scores = [], []
     for i in range(0, len(prompts), args.batch_size):
         chunk = prompts[i : i + args.batch_size]
-        images = sampler.generate(chunk, list(range(args.seed + i, args.seed + i + len(chunk))), args.cfg_scale, args.steps, args.batch_size)
+        seeds = list(range(args.seed + i, args.seed + i + len(chunk)))
+        images = sampler.generate(chunk, seeds, args.cfg_scale, args.steps, args.batch_size)
         feats.append(inception(images))
         if scorer is not None:
             clip_scores.append(scorer.scores(images, chunk))

@@ -36,8 +36,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -101,7 +102,7 @@ class UViTConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "UViTConfig":
+    def from_dict(cls, d: dict[str, Any]) -> UViTConfig:
         """Inverse of to_dict; unknown keys are an error rather than silently dropped."""
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - names
@@ -290,7 +291,7 @@ class UViT(nn.Module):
     def named_blocks(self) -> list[tuple[str, Block, str]]:
         """(name, block, role) of the U-ViT blocks in forward order; see block_roles."""
         blocks = [*self.in_blocks, self.mid_block, *self.out_blocks]
-        return [(name, blk, role) for (name, role), blk in zip(block_roles(self.cfg), blocks)]
+        return [(name, blk, role) for (name, role), blk in zip(block_roles(self.cfg), blocks, strict=True)]
 
     def _fuse(self, h: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Image stream -> joint stream, and the context the joint blocks attend to."""

@@ -90,8 +90,7 @@ class _SingleInput(nn.Module):
 
 def paper_method_macs(model: UViT) -> int:
     """Forward MACs of one sample as ptflops 0.7.5 (pytorch backend) counts them."""
-    from ptflops import get_model_complexity_info
-    from ptflops import pytorch_ops
+    from ptflops import get_model_complexity_info, pytorch_ops
 
     # The paper-method figure must exclude the attention matmuls; a ptflops that
     # learned to count SDPA would silently change it.
@@ -162,13 +161,16 @@ def main(args: argparse.Namespace) -> None:
     if args.json:
         print(json.dumps({"variants": rows}))
         return
-    header = f"{'variant':30s} {'params':>12s} {'paper params':>12s} {'GFLOPs':>8s} {'paper GFLOPs':>12s} {'+attention':>10s}"
+    header = (f"{'variant':30s} {'params':>12s} {'paper params':>12s} {'GFLOPs':>8s} {'paper GFLOPs':>12s} "
+              f"{'+attention':>10s}")
     print(header)
     print("-" * len(header))
     for r in rows:
+        paper_params = _fmt(r["paper_params_m"], ">11.2f") + "M" if r["paper_params_m"] else "-"
         print(
-            f"{r['name']:30s} {r['params']:>12,d} {_fmt(r['paper_params_m'], '>11.2f') + 'M' if r['paper_params_m'] else '-':>12s} "
-            f"{r['gflops_paper_method']:>8.2f} {_fmt(r['paper_gflops'], '>12.2f'):>12s} {r['gflops_with_attention']:>10.2f}"
+            f"{r['name']:30s} {r['params']:>12,d} {paper_params:>12s} "
+            f"{r['gflops_paper_method']:>8.2f} {_fmt(r['paper_gflops'], '>12.2f'):>12s} "
+            f"{r['gflops_with_attention']:>10.2f}"
         )
     print(
         "\nGFLOPs = 2 x ptflops 0.7.5 MACs (pytorch backend), one sample, one timestep; "

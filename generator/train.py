@@ -161,7 +161,7 @@ def ema_decay_at(step: int, decay: float) -> float:
 
 @torch.no_grad()
 def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
-    for e, m in zip(ema.parameters(), model.parameters()):
+    for e, m in zip(ema.parameters(), model.parameters(), strict=True):
         e.lerp_(m.detach().to(e.dtype), 1.0 - decay)
 
 
@@ -176,7 +176,8 @@ def build_source(args, cfg, text_spec):
     if args.data.startswith("coco-cache:"):
         source = CocoCacheSource(args.data.split(":", 1)[1])
         meta = source.meta
-        got = (meta["latent_shape"][0], meta["latent_shape"][1], meta["text_encoder"]["text_len"], meta["text_encoder"]["dim"])
+        got = (meta["latent_shape"][0], meta["latent_shape"][1],
+               meta["text_encoder"]["text_len"], meta["text_encoder"]["dim"])
         want = (cfg.in_chans, cfg.img_size, cfg.text_len, cfg.text_dim)
         if got != want:
             raise SystemExit(f"cache has (channels, size, text_len, text_dim) = {got}, the model needs {want}")
@@ -347,7 +348,8 @@ def main(args: argparse.Namespace) -> Path:
             mean = float(np.mean(counters.window))
             bar.set_postfix(loss=f"{mean:.4f}")
             if log is not None:
-                log.write(json.dumps({"step": done, "loss": mean, "lr": lr, "elapsed_s": round(time.time() - t0, 1)}) + "\n")
+                record = {"step": done, "loss": mean, "lr": lr, "elapsed_s": round(time.time() - t0, 1)}
+                log.write(json.dumps(record) + "\n")
                 log.flush()
             if log_with is not None:
                 accelerator.log({"train/loss": mean, "train/lr": lr}, step=done)

@@ -66,7 +66,9 @@ def _secret_key_file(path: Path) -> str:
             path.chmod(0o600)
         key = path.read_text().strip()
         if len(key) < 50:
-            raise ImproperlyConfigured(f"{path} holds no usable secret key; remove it to have a new one made.")
+            raise ImproperlyConfigured(
+                f"{path} holds no usable secret key; remove it to have a new one made."
+            ) from None
         return key
     key = secrets.token_urlsafe(48)  # 64 characters, 384 random bits
     with os.fdopen(fd, "w") as fh:
@@ -85,7 +87,9 @@ if not SECRET_KEY:
     # The demo and development: a key nobody else knows, kept with the database it signs for.
     SECRET_KEY = _secret_key_file(VAR_DIR / "secret_key")
 
-ALLOWED_HOSTS = [h.strip() for h in os.environ.get("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver").split(",") if h.strip()]
+ALLOWED_HOSTS = [
+    h.strip() for h in os.environ.get("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver").split(",") if h.strip()
+]
 FUSION_BASE_URL = os.environ.get("FUSION_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
 
 INSTALLED_APPS = [

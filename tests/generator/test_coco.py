@@ -48,7 +48,8 @@ def test_encode_command_caches_moments_and_text(fake_coco, tmp_path, tiny_vae_di
 
     offsets = np.load(out / "caption_offsets.npy")
     assert offsets.tolist() == [0, 2, 5, 9]
-    assert json.loads((out / "captions.json").read_text())[1] == ["picture 1 caption 0", "picture 1 caption 1", "picture 1 caption 2"]
+    captions = json.loads((out / "captions.json").read_text())
+    assert captions[1] == ["picture 1 caption 0", "picture 1 caption 1", "picture 1 caption 2"]
 
     codec = load_codec(meta["codec"], vae_path=tiny_vae_dir)
     text_encoder = load_text_encoder(meta["text_encoder"], clip_path=tiny_clip_text_dir)

@@ -61,11 +61,11 @@ def test_sampling_with_an_exact_model_recovers_its_image(prediction_type):
 
 def test_v_target_is_the_velocity():
     ac = alphas_cumprod()
-    x0, t = torch.randn(4, 3, 4, 4), torch.tensor([0, 10, 500, 999])
+    x0 = torch.randn(4, 3, 4, 4)
     seen = {}
 
     def model(x, tt, ctx):
-        seen["x"] = x
+        seen["x"], seen["t"] = x, tt
         return torch.zeros_like(x)
 
     g = torch.Generator().manual_seed(1)
@@ -76,3 +76,4 @@ def test_v_target_is_the_velocity():
     a = ac[tt].float().view(-1, 1, 1, 1)
     v = a.sqrt() * noise - (1 - a).sqrt() * x0
     assert torch.allclose(loss, (v**2).mean()) and torch.allclose(seen["x"], add_noise(x0, noise, tt, ac))
+    assert torch.equal(seen["t"], tt)  # the model is told the timesteps its input was noised at

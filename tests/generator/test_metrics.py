@@ -151,7 +151,7 @@ def test_clip_score_is_100_times_the_cosine_of_the_embeddings(tiny_clip_model_di
     processor = CLIPProcessor.from_pretrained(tiny_clip_model_dir)
     with torch.no_grad():
         expected = []
-        for image, prompt in zip(images, prompts):
+        for image, prompt in zip(images, prompts, strict=True):
             inputs = processor(text=[prompt], images=[image], return_tensors="pt")
             out = model(**inputs)
             img, txt = out.image_embeds[0].numpy(), out.text_embeds[0].numpy()
@@ -166,3 +166,9 @@ def test_count_accuracy_overall_and_per_cell():
     assert r["exact_match"] == 0.5 and r["mean_abs_error"] == 0.75 and r["n"] == 4
     assert r["by_group"]["circle/1"] == {"exact_match": 0.5, "mean_abs_error": 0.5, "n": 2}
     assert r["by_group"]["square/2"] == {"exact_match": 0.0, "mean_abs_error": 2.0, "n": 1}
+
+
+def test_count_accuracy_refuses_groups_of_another_length():
+    # One group short: zip() used to drop the last image from every per-group cell.
+    with pytest.raises(ValueError, match="3 groups for 4 targets"):
+        count_accuracy([1, 1, 2, 2], [1, 2, 2, 4], ["circle", "circle", "circle"])

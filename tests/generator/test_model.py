@@ -119,9 +119,9 @@ def test_forward_traces_as_one_graph_for_torch_compile():
 
 def test_presets_cover_the_paper_and_its_ablations():
     for cond in ("concat", "cross"):
-        assert (PRESETS[f"uvit-s-{cond}-intermediate"].n_text, PRESETS[f"uvit-s-{cond}-intermediate"].n_image) == (1, 4)
-        assert (PRESETS[f"uvit-s-{cond}-ablation-n0-i4"].n_text, PRESETS[f"uvit-s-{cond}-ablation-n0-i4"].n_image) == (0, 4)
-        assert (PRESETS[f"uvit-s-{cond}-ablation-n1-i0"].n_text, PRESETS[f"uvit-s-{cond}-ablation-n1-i0"].n_image) == (1, 0)
+        for name, n_text_image in (("intermediate", (1, 4)), ("ablation-n0-i4", (0, 4)), ("ablation-n1-i0", (1, 0))):
+            cfg = PRESETS[f"uvit-s-{cond}-{name}"]
+            assert (cfg.n_text, cfg.n_image) == n_text_image
         assert PRESETS[f"uvit-s-{cond}-early"].fusion == "early"
     for name in PAPER_VARIANTS:
         cond, fusion = name.split("-")[2:4]
@@ -140,7 +140,9 @@ def test_output_depends_on_every_block(name):
     blocks = [b for _, b, _ in model.named_blocks()] + list(model.text_blocks)
     for blk in blocks:
         # Random, not constant: a per-token constant shift would vanish in the final LayerNorm.
-        h = blk.register_forward_hook(lambda m, a, out: out + 0.5 * torch.randn(out.shape, generator=torch.Generator().manual_seed(0)))
+        h = blk.register_forward_hook(
+            lambda m, a, out: out + 0.5 * torch.randn(out.shape, generator=torch.Generator().manual_seed(0))
+        )
         with torch.no_grad():
             changed = (model(x, t, ctx) - ref).abs().max().item()
         h.remove()
@@ -256,7 +258,7 @@ def test_config_rejects_unknown_fields_and_inconsistent_fusion():
 
 def test_same_seed_same_weights_and_outputs():
     a, b = tiny("tiny-cross-intermediate", seed=3), tiny("tiny-cross-intermediate", seed=3)
-    for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items()):
+    for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
         assert ka == kb and torch.equal(va, vb)
     x, t, ctx = inputs(a.cfg)
     with torch.no_grad():

@@ -30,7 +30,9 @@ def run(tmp_path, tiny_cfg):
     config.write_text(json.dumps(tiny_cfg.to_dict()))
 
     def train(out, steps, *extra):
-        argv = ["--preset", "demo-cross-intermediate", "--config", str(config), "--out", str(out), "--steps", str(steps)]
+        argv = [
+            "--preset", "demo-cross-intermediate", "--config", str(config), "--out", str(out), "--steps", str(steps),
+        ]
         return main(parse_args([*argv, *FAST, *extra]))
 
     return train
@@ -51,7 +53,9 @@ def test_warmup_is_linear_then_constant():
 
 
 def test_step_generators_depend_on_seed_step_and_process():
-    draw = lambda *a: torch.rand(3, generator=step_generator(*a))
+    def draw(*a):
+        return torch.rand(3, generator=step_generator(*a))
+
     assert torch.equal(draw(1, 5, 0), draw(1, 5, 0))
     assert not torch.equal(draw(1, 5, 0), draw(1, 6, 0))
     assert not torch.equal(draw(1, 5, 0), draw(1, 5, 1))
@@ -101,12 +105,17 @@ def _count_events(monkeypatch, kill_at: int | None = None) -> list[str]:
     return events
 
 
+def _load(state, name):
+    """One file of a train-state folder, on the CPU."""
+    return torch.load(state / name, map_location="cpu", weights_only=True)
+
+
 def _final_state(out):
     """(EMA sampling weights, online weights, AdamW state, EMA in the train state, losses)."""
     state = latest_train_state(out)
-    load = lambda name: torch.load(state / name, map_location="cpu", weights_only=True)
     losses = [(r["step"], r["loss"], r["lr"]) for r in map(json.loads, (out / "log.jsonl").read_text().splitlines())]
-    return load_ema(out)[0], load("pytorch_model.bin"), load("optimizer.bin"), load("custom_checkpoint_0.pkl"), losses
+    return (load_ema(out)[0], _load(state, "pytorch_model.bin"), _load(state, "optimizer.bin"),
+            _load(state, "custom_checkpoint_0.pkl"), losses)
 
 
 def _assert_same(a, b):
@@ -116,7 +125,7 @@ def _assert_same(a, b):
             _assert_same(a[k], b[k])
     elif isinstance(a, (list, tuple)):
         assert len(a) == len(b)
-        for x, y in zip(a, b):
+        for x, y in zip(a, b, strict=True):
             _assert_same(x, y)
     elif isinstance(a, torch.Tensor):
         assert torch.equal(a, b)
@@ -180,9 +189,9 @@ def test_resuming_a_legacy_run_folder(tmp_path, quick_run, monkeypatch):
     quick_run(straight)
     quick_run(legacy, "--steps", "4")
     state = latest_train_state(legacy)
-    load = lambda name: torch.load(state / name, map_location="cpu", weights_only=True)
     torch.save(
-        {"model": load("pytorch_model.bin"), "optimizer": load("optimizer.bin"), "step": 4, "args": {}},
+        {"model": _load(state, "pytorch_model.bin"), "optimizer": _load(state, "optimizer.bin"), "step": 4,
+         "args": {}},
         legacy / generator.checkpoint.LEGACY_TRAIN_STATE_FILE,
     )
     shutil.rmtree(legacy / TRAIN_STATE_DIR)
@@ -218,7 +227,8 @@ def test_the_logged_loss_is_the_mean_over_processes(tmp_path, tiny_cfg):
     ]
     env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
     subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "generator.train", *argv],
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         "-m", "generator.train", *argv],
         check=True, env=env, cwd=Path(__file__).resolve().parents[2], timeout=300, capture_output=True,
     )
     logged = json.loads((tmp_path / "run" / "log.jsonl").read_text().splitlines()[0])["loss"]
@@ -296,7 +306,9 @@ def test_sincos_position_codes_make_neighbours_alike(tiny_cfg):
 
     codes = sincos_2d(8, 96)  # (64, 96), raster order
     assert codes.shape == (64, 96)
-    dist = lambda i, j: (codes[i] - codes[j]).norm()
+    def dist(i, j):
+        return (codes[i] - codes[j]).norm()
+
     assert dist(0, 1) < dist(0, 3) < dist(0, 7) and dist(0, 8) < dist(0, 24)
     model = UViT(tiny_cfg)
     before = model.pos_embed.detach().clone()
@@ -310,5 +322,6 @@ def test_training_time_sums_resumed_segments(tmp_path):
     from generator.train_demo import training_seconds
 
     log = tmp_path / "log.jsonl"
-    log.write_text("\n".join(json.dumps({"step": s, "elapsed_s": e}) for s, e in [(50, 10.0), (100, 20.0), (150, 5.0), (200, 12.5)]))
+    records = [(50, 10.0), (100, 20.0), (150, 5.0), (200, 12.5)]
+    log.write_text("\n".join(json.dumps({"step": s, "elapsed_s": e}) for s, e in records))
     assert training_seconds(log) == 32.5

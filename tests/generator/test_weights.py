@@ -1,7 +1,7 @@
 import pytest
 
 from generator.encoders import load_codec, load_text_encoder
-from generator.weights import SD_VAE, MissingWeightsError, resolve_file, resolve_folder, INCEPTION
+from generator.weights import INCEPTION, SD_VAE, MissingWeightsError, resolve_file, resolve_folder
 
 
 @pytest.fixture

@@ -43,7 +43,7 @@ def small_protocol(*, counts=(1, 2), objects=("circle", "square"), captions: int
     """The demo protocol cut down: len(objects) x len(counts) x images_per_prompt count images
     and ``captions`` captions per variant."""
     protocol = json.loads(DEMO_PROTOCOL.read_text())
-    renamed = dict(zip(protocol["variants"], variants))
+    renamed = dict(zip(protocol["variants"], variants, strict=True))
     protocol["variants"] = list(variants)
     analysis = protocol.get("analysis", {})
     if "comparisons" in analysis:

@@ -5,7 +5,7 @@ workers connect to that very database, so rows the test commits are what they se
 """
 import os
 
-from webapp.settings import *  # noqa: F401,F403
+from webapp.settings import *  # noqa: F403  every production setting, then the overrides below
 from webapp.settings import DATABASES
 
 DATABASES["default"]["NAME"] = os.environ["FUSION_TEST_DB_NAME"]

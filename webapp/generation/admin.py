@@ -26,7 +26,9 @@ class PartInline(admin.TabularInline):
     model = Part
     extra = 0
     can_delete = False
-    fields = ("number", "variant", "status", "size", "images_done", "attempts", "requeues", "worker", "heartbeat_at", "error")
+    fields = (
+        "number", "variant", "status", "size", "images_done", "attempts", "requeues", "worker", "heartbeat_at", "error",
+    )
     readonly_fields = fields
 
 
@@ -44,7 +46,9 @@ class BatchAdmin(admin.ModelAdmin):
 
 @admin.register(Part)
 class PartAdmin(admin.ModelAdmin):
-    list_display = ("id", "batch", "number", "variant", "status", "images_done", "size", "attempts", "worker", "heartbeat_at")
+    list_display = (
+        "id", "batch", "number", "variant", "status", "images_done", "size", "attempts", "worker", "heartbeat_at",
+    )
     list_filter = ("status",)
     readonly_fields = [f.name for f in Part._meta.fields]
 

@@ -29,7 +29,9 @@ class LaunchForm(forms.Form):
 
 class CheckpointRegisterForm(forms.Form):
     name = forms.CharField(max_length=200)
-    path = forms.CharField(max_length=1000, help_text="A checkpoint folder (or its model.safetensors) on the shared path.")
+    path = forms.CharField(
+        max_length=1000, help_text="A checkpoint folder (or its model.safetensors) on the shared path."
+    )
 
 
 class VariantCheckpointsForm(forms.Form):

@@ -35,7 +35,9 @@ class Batch(models.Model):
     open_when_complete = models.BooleanField(default=False, help_text="Open the study when every image exists.")
     total_images = models.PositiveIntegerField(help_text="Images this batch was launched to make.")
     note = models.TextField(blank=True, help_text="Why the study was not opened, when it was asked to be.")
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -49,7 +51,8 @@ class Batch(models.Model):
                 fields=["study"], condition=Q(status__in=["queued", "running"]), name="batch_one_active_per_study"
             ),
             models.CheckConstraint(
-                condition=Q(status__in=["queued", "running", "complete", "failed", "cancelled"]), name="batch_status_valid"
+                condition=Q(status__in=["queued", "running", "complete", "failed", "cancelled"]),
+                name="batch_status_valid",
             ),
             models.CheckConstraint(
                 condition=Q(part_size__gte=1) & Q(part_size__lte=MAX_PART_SIZE), name="batch_part_size_range"

@@ -136,7 +136,7 @@ def part_claim(*, part_id: int, claim: str, worker: str, stale_after: timedelta)
     todo = tuple(
         WorkItem(prompt_id=pid, text=prompts[pid].text, is_count=prompts[pid].kind == Prompt.Kind.COUNT, seed=seed,
                  public_id=public_id)
-        for (pid, seed), public_id in zip(part.work, _image_ids(part))
+        for (pid, seed), public_id in zip(part.work, _image_ids(part), strict=True)
         if (pid, seed) not in have
     )
     return PartJob(
@@ -205,7 +205,8 @@ def part_finish(*, job: PartJob) -> str | None:
     missing = [pair for pair in part.work if tuple(pair) not in have]
     now = timezone.now()
     if missing:
-        _fail(batch, part, f"{len(missing)} images are still missing after the run (first: prompt {missing[0][0]}, seed {missing[0][1]}).")
+        _fail(batch, part, f"{len(missing)} images are still missing after the run "
+                           f"(first: prompt {missing[0][0]}, seed {missing[0][1]}).")
         return batch.status
     part.status = Part.Status.DONE
     part.images_done = part.size

@@ -163,7 +163,9 @@ def batch_progress(*, batch: Batch, now=None) -> dict:
         "done": done,
         "total": total,
         "percent": 100 if total == 0 else math.floor(100 * done / total),
-        "variants": [{"name": r["variant__name"], "done": r["done"] or 0, "total": r["total"] or 0} for r in per_variant],
+        "variants": [
+            {"name": r["variant__name"], "done": r["done"] or 0, "total": r["total"] or 0} for r in per_variant
+        ],
         "parts": {s.value: by_status.get(s.value, 0) for s in Part.Status},
         "rate": None if rate is None else round(rate, 3),
         "elapsed_seconds": round(elapsed, 1),

@@ -39,8 +39,8 @@ def checkpoint_read(*, path: str | Path) -> tuple[str, dict[str, Any]]:
     """(sha256 of the weights, config to record) of a checkpoint folder or weights file.
 
     The config holds the model config, the codec and text encoder specs, what the model
-    predicts (epsilon or v), the training step and the name the checkpoint was saved under. Raises GenerationError for a path
-    that holds no readable fusion-eval checkpoint.
+    predicts (epsilon or v), the training step and the name the checkpoint was saved under.
+    Raises GenerationError for a path that holds no readable fusion-eval checkpoint.
     """
     from safetensors import SafetensorError
 

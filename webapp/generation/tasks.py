@@ -43,7 +43,9 @@ def generate_part(self, part_id: int, claim: str | None = None) -> str:
     except TRANSIENT_ERRORS as exc:
         message = f"{type(exc).__name__}: {exc}"
         if self.request.retries >= self.max_retries:
-            parts.part_fail(part_id=part_id, claim=claim, message=f"Gave up after {self.request.retries} retries: {message}")
+            parts.part_fail(
+                part_id=part_id, claim=claim, message=f"Gave up after {self.request.retries} retries: {message}"
+            )
             return "failed"
         countdown = backoff_seconds(self.request.retries)
         try:
@@ -53,7 +55,7 @@ def generate_part(self, part_id: int, claim: str | None = None) -> str:
             # The database itself is down: the retry will find out; if this worker dies
             # meanwhile, the part's heartbeat goes stale and the sweep sends it again.
             logger.warning("part %s: could not record the retry", part_id, exc_info=True)
-        raise self.retry(exc=exc, countdown=countdown, args=(part_id,), kwargs={"claim": claim})
+        raise self.retry(exc=exc, countdown=countdown, args=(part_id,), kwargs={"claim": claim}) from exc
     except Exception as exc:
         # A bug or an error nobody foresaw: report it on the part, then let Celery log it.
         parts.part_fail(part_id=part_id, claim=claim, message=f"Unexpected {type(exc).__name__}: {exc}")

@@ -107,8 +107,10 @@ def _generate(*, sampler, job: PartJob, chunk) -> list[GeneratedImage]:
         batch_size=len(chunk),
     )
     return [
-        GeneratedImage(prompt_id=w.prompt_id, seed=w.seed, image=pic, auto_count=count_objects(pic) if w.is_count else None)
-        for w, pic in zip(chunk, pictures)
+        GeneratedImage(
+            prompt_id=w.prompt_id, seed=w.seed, image=pic, auto_count=count_objects(pic) if w.is_count else None
+        )
+        for w, pic in zip(chunk, pictures, strict=True)
     ]
 
 

@@ -31,7 +31,9 @@ class Command(BaseCommand):
     help = "Set up and run the demo study: generate its images on a Celery worker, open it, serve it."
 
     def add_arguments(self, parser):
-        parser.add_argument("--no-serve", action="store_true", help="Stop after opening the study; print a JSON summary.")
+        parser.add_argument(
+            "--no-serve", action="store_true", help="Stop after opening the study; print a JSON summary."
+        )
         parser.add_argument("--fresh", action="store_true", help="Make a new demo study even if one can be reused.")
         parser.add_argument("--protocol", type=Path, default=demo.PROTOCOL)
         parser.add_argument("--checkpoints", type=Path, default=demo.CHECKPOINTS,
@@ -57,7 +59,9 @@ class Command(BaseCommand):
             )
         try:
             checkpoints = demo.demo_checkpoints_register(protocol=protocol, checkpoints_dir=opts["checkpoints"])
-            prepared = demo.demo_study_prepare(protocol_path=opts["protocol"], checkpoints=checkpoints, fresh=opts["fresh"])
+            prepared = demo.demo_study_prepare(
+                protocol_path=opts["protocol"], checkpoints=checkpoints, fresh=opts["fresh"]
+            )
         except (services.GenerationError, StudySetupError) as exc:
             raise CommandError(str(exc)) from exc
         study = prepared.study
@@ -123,7 +127,9 @@ class Command(BaseCommand):
                 if progress["status"] not in ("queued", "running"):
                     break
                 if worker.poll() is not None:
-                    raise CommandError(f"The Celery worker exited ({worker.returncode}):\n{workerproc.log_tail(log_path)}")
+                    raise CommandError(
+                        f"The Celery worker exited ({worker.returncode}):\n{workerproc.log_tail(log_path)}"
+                    )
                 time.sleep(0.5)
         if progress["status"] != "complete":
             errors = "\n".join(f"  part {e['part']} ({e['variant']}): {e['message']}" for e in progress["errors"])
@@ -133,14 +139,15 @@ class Command(BaseCommand):
 
     def _print_welcome(self, study: Study, summary: dict, addrport: str, no_serve: bool) -> None:
         out = self.stderr if no_serve else self.stdout
+        admin, researcher = summary["logins"]["admin"], summary["logins"]["researcher"]
         lines = [
             "",
             f"The demo study {study.slug!r} is {study.status}: "
             + ", ".join(f"{n} images of {v}" for v, n in summary["images"].items()) + ".",
             f"  Evaluators join at:  {summary['invite_url']}",
-            f"  Admin (staff) login: {summary['logins']['admin']['username']} / {summary['logins']['admin']['password']}"
+            f"  Admin (staff) login: {admin['username']} / {admin['password']}"
             f"   -> http://{addrport}/admin/ and http://{addrport}/generation/",
-            f"  Researcher login:    {summary['logins']['researcher']['username']} / {summary['logins']['researcher']['password']}",
+            f"  Researcher login:    {researcher['username']} / {researcher['password']}",
             f"  Set up in {summary['seconds']} s.",
         ]
         if not no_serve:

@@ -26,9 +26,13 @@ class Command(BaseCommand):
         parser.add_argument("--steps", type=int, default=None, help="Default: the protocol's.")
         parser.add_argument("--part-size", type=int, default=MAX_PART_SIZE)
         parser.add_argument("--open", action="store_true", help="Open the study when the batch completes.")
-        parser.add_argument("--retry-failed", action="store_true", help="Queue the failed parts of the latest batch again.")
+        parser.add_argument(
+            "--retry-failed", action="store_true", help="Queue the failed parts of the latest batch again."
+        )
         parser.add_argument("--cancel", action="store_true", help="Cancel the latest batch.")
-        parser.add_argument("--wait", action="store_true", help="Print progress until the batch ends; fail if it fails.")
+        parser.add_argument(
+            "--wait", action="store_true", help="Print progress until the batch ends; fail if it fails."
+        )
 
     def handle(self, *args, **opts):
         study = Study.objects.filter(slug=opts["slug"]).first()
@@ -52,7 +56,9 @@ class Command(BaseCommand):
                     study=study, cfg_scale=opts["cfg_scale"], steps=opts["steps"], part_size=opts["part_size"],
                     open_when_complete=opts["open"],
                 )
-                self.stdout.write(f"Batch {batch.pk}: {batch.total_images} images in {batch.parts.count()} parts queued.")
+                self.stdout.write(
+                    f"Batch {batch.pk}: {batch.total_images} images in {batch.parts.count()} parts queued."
+                )
         except services.GenerationError as exc:
             raise CommandError(str(exc)) from exc
         if opts["wait"]:
@@ -71,4 +77,5 @@ class Command(BaseCommand):
                 break
             time.sleep(1.0)
         if p["status"] != "complete":
-            raise CommandError("Batch ended " + p["status"] + "".join(f"\n  part {e['part']}: {e['message']}" for e in p["errors"]))
+            errors = "".join(f"\n  part {e['part']}: {e['message']}" for e in p["errors"])
+            raise CommandError("Batch ended " + p["status"] + errors)
