@@ -36,7 +36,7 @@ import json
 import torch
 import torch.nn as nn
 
-from generator.model import PAPER_VARIANTS, PRESETS, UViT, UViTConfig, block_roles, build_model
+from generator.model import PAPER_VARIANTS, UViT, UViTConfig, block_roles, build_model
 from generator.recipes import ALL_PRESETS, DEMO_PRESETS
 
 # Published numbers from the paper's Table 1 (typed in for display; not computed here).
@@ -156,7 +156,9 @@ def _fmt(v: float | None, spec: str) -> str:
 
 
 def main(args: argparse.Namespace) -> None:
-    names = list(PAPER_VARIANTS) + (list(ABLATIONS) if args.ablations else []) + (list(DEMO_PRESETS) if args.demo else [])
+    names = list(PAPER_VARIANTS)
+    names += list(ABLATIONS) if args.ablations else []
+    names += list(DEMO_PRESETS) if args.demo else []
     rows = [profile_variant(n) for n in names]
     if args.json:
         print(json.dumps({"variants": rows}))
