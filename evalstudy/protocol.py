@@ -18,7 +18,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 SCHEMA_VERSION = 1
 
@@ -353,6 +353,11 @@ def _mapping(d: Any, where: str, allowed: tuple[str, ...], required: tuple[str, 
     return d
 
 
+# Overloads: a required field parses to its type, an optional one (allow_none=True) may be None.
+@overload
+def _string(v: Any, where: str, *, allow_none: Literal[False] = False) -> str: ...
+@overload
+def _string(v: Any, where: str, *, allow_none: bool) -> str | None: ...
 def _string(v: Any, where: str, *, allow_none: bool = False) -> str | None:
     if v is None and allow_none:
         return None
@@ -371,6 +376,12 @@ def _integer(v: Any, where: str, *, lo: int | None = None, hi: int | None = None
     return v
 
 
+@overload
+def _number(v: Any, where: str, *, lo: float | None = None, hi: float | None = None,
+            allow_none: Literal[False] = False) -> float: ...
+@overload
+def _number(v: Any, where: str, *, lo: float | None = None, hi: float | None = None,
+            allow_none: bool) -> float | None: ...
 def _number(v: Any, where: str, *, lo: float | None = None, hi: float | None = None,
             allow_none: bool = False) -> float | None:
     if v is None and allow_none:
@@ -597,9 +608,10 @@ def _parse_recruitment(d: Any, evaluators: Evaluators) -> Recruitment:
     panel = d.get("panel", "generic")
     if panel not in PANELS:
         _fail(f"{w}.panel", f"expected one of {PANELS}, got {panel!r}")
+    params: tuple[str, str | None, str | None]
     if panel == "prolific":
         for key, expected in zip(("participant_param", "study_param", "session_param"),
-                                 PROLIFIC_PARAMS):
+                                 PROLIFIC_PARAMS, strict=True):
             if d.get(key) not in (None, expected):
                 _fail(f"{w}.{key}", f"Prolific sends {expected}; leave it out or write {expected!r}")
         params = PROLIFIC_PARAMS
@@ -804,11 +816,11 @@ def preference_captions(protocol: Protocol, base_dir: str | Path | None = None) 
     # One caption per distinct text: COCO has near-duplicates across annotations.
     seen: set[str] = set()
     unique = []
-    for ann_id, text in sorted(pool, key=lambda t: stable_key(src.seed, t[0])):
+    for _ann_id, text in sorted(pool, key=lambda t: stable_key(src.seed, t[0])):
         if text.lower() not in seen:
             seen.add(text.lower())
             unique.append(text)
-    if len(unique) < src.n:
+    if src.n is not None and len(unique) < src.n:  # a file source always names n
         raise ProtocolError(f"preference_task.captions: asked for {src.n} captions, "
                             f"the source has {len(unique)} distinct ones")
     return unique[: src.n]
@@ -836,15 +848,15 @@ def study_items(protocol: Protocol, base_dir: str | Path | None = None) -> list[
         objects = {o.name: o for o in protocol.count_task.objects}
         for g in protocol.quality_control.gold:
             obj = objects[g.object]
-            colour = next((c for c in protocol.count_task.colours if c.name == g.colour),
-                          ColourSpec(g.colour, guess_article(g.colour)) if g.colour else None)
-            text = (_render(protocol.count_task.prompt_template, obj, g.count, colour)
+            gold_colour = next((c for c in protocol.count_task.colours if c.name == g.colour),
+                               ColourSpec(g.colour, guess_article(g.colour)) if g.colour else None)
+            text = (_render(protocol.count_task.prompt_template, obj, g.count, gold_colour)
                     if g.count > 0 else f"no {obj.plural}")
             items.append(StudyItem(
                 task="count", item_id=f"gold:{g.id}", prompt=text, variant=None,
                 object=g.object, true_count=g.count, colour=g.colour, seed=None,
                 question=_render(protocol.count_task.question_template, obj, max(g.count, 1),
-                                 colour),
+                                 gold_colour),
                 is_gold=True))
     if protocol.preference_task is not None:
         seeds = image_seeds(protocol, protocol.preference_task.images_per_caption)

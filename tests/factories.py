@@ -94,7 +94,7 @@ def generate_study_images(study) -> None:
         jobs = [(it.prompt, it.seed) for it in items] + [(it.prompt, it.seed) for it in rank_items]
         pils = sampler.generate([p.text for p, _ in jobs], seeds=[seed for _, seed in jobs],
                                 cfg_scale=sampling["cfg_scale"], steps=sampling["steps"], batch_size=len(jobs))
-        for (prompt, seed), pil in zip(jobs, pils):
+        for (prompt, seed), pil in zip(jobs, pils, strict=True):
             img = Image(study=study, prompt=prompt, variant=variant, seed=seed, source=Image.Source.MODEL)
             img.file = write_png_atomic(image=pil, public_id=img.public_id, media_root=settings.MEDIA_ROOT)
             img.width, img.height = pil.size

@@ -1,4 +1,5 @@
 """An evaluator plays a small study in Chromium, once by keyboard only and once by mouse."""
+
 import pytest
 
 from tests.factories import build_open_study
@@ -136,7 +137,9 @@ def test_mouse_only(page, live_server, study):
     responses = list(RankResponse.objects.filter(evaluator=ev).order_by("entry__index"))
     assert responses[0].skipped and responses[0].skip_reason == "too_hard"
     assert [r.ranks for r in responses[1:]] == [[2, 1, 4, 3]] * len(clicked_orders)
-    assert Entry.objects.filter(evaluator=ev).count() == CountResponse.objects.filter(evaluator=ev).count() + len(responses)
+    assert Entry.objects.filter(evaluator=ev).count() == CountResponse.objects.filter(evaluator=ev).count() + len(
+        responses
+    )
 
 
 def test_phone_layout_fits_the_screen(phone_page, live_server, study):

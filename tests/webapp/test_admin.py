@@ -1,4 +1,5 @@
 """The Django admin writes only through the services: frozen fields, actions, view-only rows."""
+
 import pytest
 from django.test import Client
 
@@ -49,8 +50,15 @@ def test_the_frozen_fields_of_an_open_study_are_read_only(admin_client, study):
     assert editable == {"researchers"}
     before = Study.objects.values().get(pk=study.pk)
     data = change_form_data(r)
-    data.update(protocol='{"variants": ["x"]}', status="draft", plan_seed="99", completion_code="FREE", title="renamed",
-                slug="other", invite_token="guessable")
+    data.update(
+        protocol='{"variants": ["x"]}',
+        status="draft",
+        plan_seed="99",
+        completion_code="FREE",
+        title="renamed",
+        slug="other",
+        invite_token="guessable",
+    )
     assert admin_client.post(url, data).status_code == 302
     assert Study.objects.values().get(pk=study.pk) == before
 
@@ -62,18 +70,23 @@ def test_a_draft_keeps_its_protocol_and_status_frozen_too(admin_client, draft):
 
 
 def test_status_changes_go_through_the_actions(admin_client, study, draft):
-    r = admin_client.post("/admin/studies/study/", {"action": "close_studies", "_selected_action": [study.pk, draft.pk]},
-                          follow=True)
+    r = admin_client.post(
+        "/admin/studies/study/", {"action": "close_studies", "_selected_action": [study.pk, draft.pk]}, follow=True
+    )
     study.refresh_from_db()
     draft.refresh_from_db()
     assert study.status == "closed" and study.closed_at is not None
     assert draft.status == "draft" and "not open: left as it is" in r.content.decode()
     # Opening checks what study_open checks: this draft has no images yet.
-    r = admin_client.post("/admin/studies/study/", {"action": "open_studies", "_selected_action": [draft.pk]}, follow=True)
+    r = admin_client.post(
+        "/admin/studies/study/", {"action": "open_studies", "_selected_action": [draft.pk]}, follow=True
+    )
     draft.refresh_from_db()
     assert draft.status == "draft" and "images are still missing" in r.content.decode()
     # An open study cannot be deleted with its answers.
-    admin_client.post("/admin/studies/study/", {"action": "delete_selected", "_selected_action": [study.pk], "post": "yes"})
+    admin_client.post(
+        "/admin/studies/study/", {"action": "delete_selected", "_selected_action": [study.pk], "post": "yes"}
+    )
     assert admin_client.get(f"/admin/studies/study/{study.pk}/delete/").status_code == 403
     assert Study.objects.filter(pk=study.pk).exists()
 
@@ -88,27 +101,38 @@ def test_responses_are_read_only(admin_client, study):
     response = CountResponse.objects.get()
     base = "/admin/studies/countresponse/"
     assert admin_client.get(f"{base}{response.pk}/change/").status_code == 200  # shown
-    assert admin_client.post(f"{base}{response.pk}/change/", {"answer": "7", "cant_tell": "", "seconds": "1"}).status_code == 403
+    assert (
+        admin_client.post(f"{base}{response.pk}/change/", {"answer": "7", "cant_tell": "", "seconds": "1"}).status_code
+        == 403
+    )
     assert admin_client.post(f"{base}{response.pk}/delete/", {"post": "yes"}).status_code == 403
     assert admin_client.get(f"{base}add/").status_code == 403
     assert CountResponse.objects.get().answer == 3
 
 
 def test_assigning_a_checkpoint_goes_through_the_service(admin_client, draft):
-    concat_early = Checkpoint.objects.create(name="ce", path="/ckpt/ce", sha256="a" * 64,
-                                             config={"model": {"conditioning": "concat", "fusion": "early"}})
+    concat_early = Checkpoint.objects.create(
+        name="ce", path="/ckpt/ce", sha256="a" * 64, config={"model": {"conditioning": "concat", "fusion": "early"}}
+    )
     target = draft.variants.get(name="cross-intermediate")
-    page = admin_client.post("/admin/studies/variant/", {"action": "assign_checkpoint", "_selected_action": [target.pk]})
+    page = admin_client.post(
+        "/admin/studies/variant/", {"action": "assign_checkpoint", "_selected_action": [target.pk]}
+    )
     assert page.status_code == 200 and b'name="checkpoint"' in page.content  # the question first
-    r = admin_client.post("/admin/studies/variant/", {"action": "assign_checkpoint", "_selected_action": [target.pk],
-                                                      "apply": "1", "checkpoint": concat_early.pk}, follow=True)
+    r = admin_client.post(
+        "/admin/studies/variant/",
+        {"action": "assign_checkpoint", "_selected_action": [target.pk], "apply": "1", "checkpoint": concat_early.pk},
+        follow=True,
+    )
     html = r.content.decode()
     assert "conditioning=&#x27;concat&#x27;, fusion=&#x27;early&#x27;" in html
     assert "conditioning=&#x27;cross&#x27;, fusion=&#x27;intermediate&#x27;" in html
     assert Variant.objects.get(pk=target.pk).checkpoint_id is None
     fits = draft.variants.get(name="concat-early")
-    admin_client.post("/admin/studies/variant/", {"action": "assign_checkpoint", "_selected_action": [fits.pk],
-                                                  "apply": "1", "checkpoint": concat_early.pk})
+    admin_client.post(
+        "/admin/studies/variant/",
+        {"action": "assign_checkpoint", "_selected_action": [fits.pk], "apply": "1", "checkpoint": concat_early.pk},
+    )
     assert Variant.objects.get(pk=fits.pk).checkpoint_id == concat_early.pk
     # The change form offers nothing to edit.
     assert not admin_client.get(f"/admin/studies/variant/{fits.pk}/change/").context["adminform"].form.fields

@@ -4,6 +4,7 @@ The test walks the whole study as an evaluator (every page, every JSON answer, e
 image, every header) and searches all of it for variant names, checkpoint names,
 hashes, paths and config words; and it reads every PNG's chunk list.
 """
+
 import struct
 
 import pytest
@@ -23,8 +24,8 @@ def png_chunks(data: bytes) -> list[bytes]:
     assert data.startswith(PNG_SIGNATURE), "not a PNG"
     chunks, pos = [], len(PNG_SIGNATURE)
     while pos < len(data):
-        (length,) = struct.unpack(">I", data[pos:pos + 4])
-        chunks.append(data[pos + 4:pos + 8])
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        chunks.append(data[pos + 4 : pos + 8])
         pos += 12 + length
     return chunks
 
@@ -35,14 +36,27 @@ def identifiers(study):
     words = set()
     for v in Variant.objects.filter(study=study):
         ckpt = Checkpoint.objects.create(
-            name=f"demo-{v.name}-step4000", path=f"/srv/checkpoints/{v.name}/model.safetensors",
-            sha256=f"{v.index:02d}" * 32, config={"conditioning": v.name.split("-")[0], "fusion": v.name.split("-")[1]},
+            name=f"demo-{v.name}-step4000",
+            path=f"/srv/checkpoints/{v.name}/model.safetensors",
+            sha256=f"{v.index:02d}" * 32,
+            config={"conditioning": v.name.split("-")[0], "fusion": v.name.split("-")[1]},
         )
         v.checkpoint = ckpt
         v.save()
         Image.objects.filter(variant=v).update(checkpoint=ckpt)
         words |= {v.name, ckpt.name, ckpt.path, ckpt.sha256, ckpt.sha256[:12], f"variant {v.index}"}
-    words |= {"concat", "cross", "intermediate", "early", "checkpoint", "safetensors", "uvit", "u-vit", "fusion", "variant"}
+    words |= {
+        "concat",
+        "cross",
+        "intermediate",
+        "early",
+        "checkpoint",
+        "safetensors",
+        "uvit",
+        "u-vit",
+        "fusion",
+        "variant",
+    }
     return {w.lower() for w in words}
 
 
@@ -53,7 +67,11 @@ def _check(where: str, blob: bytes, identifiers: set[str]) -> None:
 
 
 def _check_response(where, response, identifiers):
-    _check(f"{where} body", response.content if not response.streaming else b"".join(response.streaming_content), identifiers)
+    _check(
+        f"{where} body",
+        response.content if not response.streaming else b"".join(response.streaming_content),
+        identifiers,
+    )
     # Standard headers such as Cross-Origin-Opener-Policy contain the word "cross".
     headers = "\n".join(f"{k}: {v}" for k, v in response.items() if not k.lower().startswith("cross-origin")).encode()
     _check(f"{where} headers", headers, identifiers)

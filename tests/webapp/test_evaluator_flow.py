@@ -1,4 +1,5 @@
 """The evaluator's way through a study: join, consent, count, rank, undo, resume, finish."""
+
 import pytest
 from django.test import Client
 
@@ -63,7 +64,7 @@ def test_entries_follow_the_slot_order_and_positions(study, evaluator_client):
 
 
 def test_each_evaluator_gets_a_different_slot_until_full(study):
-    for k in range(3):
+    for _ in range(3):
         join(Client(), study)
     assert sorted(Evaluator.objects.values_list("slot__number", flat=True)) == [0, 1, 2]
     r = Client().get(f"/join/{study.invite_token}/")
@@ -85,12 +86,15 @@ def test_the_last_slot_goes_to_whoever_consents_first(study):
 
 def test_abandoned_slot_goes_to_a_newcomer(study, settings):
     from datetime import timedelta
+
     from django.utils import timezone
 
     for _ in range(3):
         join(Client(), study)
     first = Evaluator.objects.order_by("pk").first()
-    Evaluator.objects.filter(pk=first.pk).update(last_seen_at=timezone.now() - timedelta(seconds=settings.FUSION_SLOT_TIMEOUT_SECONDS + 5))
+    Evaluator.objects.filter(pk=first.pk).update(
+        last_seen_at=timezone.now() - timedelta(seconds=settings.FUSION_SLOT_TIMEOUT_SECONDS + 5)
+    )
     join(Client(), study)
     newcomer = Evaluator.objects.order_by("pk").last()
     first.refresh_from_db()
@@ -171,8 +175,12 @@ def test_json_submission_returns_the_next_task(study, evaluator_client):
 
 
 def test_item_order_is_randomized_per_evaluator(study):
-    a, b = join(Client(), study), join(Client(), study)
-    orders = [list(Entry.objects.filter(evaluator=ev).order_by("index").values_list("item_id", flat=True)) for ev in Evaluator.objects.all()]
+    join(Client(), study)
+    join(Client(), study)
+    orders = [
+        list(Entry.objects.filter(evaluator=ev).order_by("index").values_list("item_id", flat=True))
+        for ev in Evaluator.objects.all()
+    ]
     assert orders[0] != orders[1] and sorted(orders[0]) == sorted(orders[1])
 
 

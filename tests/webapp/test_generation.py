@@ -3,6 +3,7 @@
 Parts run in this process through ``worker.part_run`` (or the task's own ``apply``) with
 an untrained tiny checkpoint and two sampling steps: real sampling, real PNG files.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -50,7 +51,9 @@ def tiny_checkpoints(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def other_checkpoint(tmp_path_factory) -> Path:
-    return make_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny-concat-intermediate", "tiny-concat-intermediate", 1)
+    return make_tiny_checkpoint(
+        tmp_path_factory.mktemp("ckpt") / "tiny-concat-intermediate", "tiny-concat-intermediate", 1
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -82,7 +85,9 @@ def sent_by_sweep(monkeypatch):
 
 
 def make_study(slug="gen", **protocol_kwargs) -> Study:
-    return study_services.study_create(protocol=small_protocol(**protocol_kwargs), slug=slug, base_dir=str(DEMO_PROTOCOL.parent))
+    return study_services.study_create(
+        protocol=small_protocol(**protocol_kwargs), slug=slug, base_dir=str(DEMO_PROTOCOL.parent)
+    )
 
 
 def assign_all(study: Study, paths: dict[str, Path]) -> Study:
@@ -119,8 +124,8 @@ def png_chunks(data: bytes) -> list[bytes]:
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     chunks, pos = [], 8
     while pos < len(data):
-        length = int.from_bytes(data[pos:pos + 4], "big")
-        chunks.append(data[pos + 4:pos + 8])
+        length = int.from_bytes(data[pos : pos + 4], "big")
+        chunks.append(data[pos + 4 : pos + 8])
         pos += 12 + length
     return chunks
 
@@ -133,7 +138,9 @@ def test_register_records_sha256_and_config(tiny_checkpoint):
 
     checkpoint = services.checkpoint_register(name="tiny", path=tiny_checkpoint)
     assert checkpoint.sha256 == checkpoint_sha256(tiny_checkpoint)
-    assert checkpoint.config["model"]["conditioning"] == "cross" and checkpoint.config["text_encoder"]["name"] == "minilm"
+    assert (
+        checkpoint.config["model"]["conditioning"] == "cross" and checkpoint.config["text_encoder"]["name"] == "minilm"
+    )
     assert checkpoint.config["prediction_type"] == "epsilon" and checkpoint.config["step"] == 0
     assert services.checkpoint_register(name="tiny", path=tiny_checkpoint).pk == checkpoint.pk
 
@@ -159,7 +166,9 @@ def test_a_checkpoint_that_contradicts_its_variant_is_refused_with_both_configs(
     with pytest.raises(services.GenerationError) as exc:
         services.variant_assign_checkpoint(variant=variant, checkpoint=concat_early)
     message = str(exc.value)
-    assert "conditioning='concat', fusion='early'" in message and "conditioning='cross', fusion='intermediate'" in message
+    assert (
+        "conditioning='concat', fusion='early'" in message and "conditioning='cross', fusion='intermediate'" in message
+    )
     variant.refresh_from_db()
     assert variant.checkpoint_id is None
     # Registering for the variant refuses too, and registers nothing.
@@ -174,7 +183,9 @@ def test_a_checkpoint_that_contradicts_its_variant_is_refused_with_both_configs(
     assert not study.variants.filter(checkpoint__isnull=False).exists()
     services.variants_assign_checkpoints(assignments=[(early, concat_early), (variant, fits)])
     assert dict(study.variants.filter(checkpoint__isnull=False).values_list("name", "checkpoint__name")) == {
-        "concat-early": "ce", "cross-intermediate": "ci"}
+        "concat-early": "ce",
+        "cross-intermediate": "ci",
+    }
 
 
 def test_a_variant_name_that_promises_no_model_takes_any_checkpoint(tiny_checkpoint):
@@ -254,7 +265,8 @@ def test_batch_makes_every_image_once_with_provenance_and_opens_the_study(study,
     images = Image.objects.filter(study=study, source="model")
     assert images.count() == 24
     assert selectors.study_image_counts(study=study) == dict.fromkeys(
-        ("concat-early", "concat-intermediate", "cross-early", "cross-intermediate"), 6)
+        ("concat-early", "concat-intermediate", "cross-early", "cross-intermediate"), 6
+    )
     for image in images.select_related("prompt", "variant__checkpoint"):
         checkpoint = image.variant.checkpoint
         path = Path(settings.MEDIA_ROOT) / image.file
@@ -267,7 +279,12 @@ def test_batch_makes_every_image_once_with_provenance_and_opens_the_study(study,
         assert p["checkpoint_sha256"] == checkpoint.sha256 and p["config"] == checkpoint.config
         assert (p["prompt"], p["seed"], p["cfg_scale"], p["steps"]) == (image.prompt.text, image.seed, 3.0, 2)
         assert p["sampler"].startswith("DPM-Solver++") and p["code_version"] and p["variant"] == image.variant.name
-        assert (image.cfg_scale, image.steps, image.sampler, image.checkpoint_id) == (3.0, 2, "dpm_solver", checkpoint.pk)
+        assert (image.cfg_scale, image.steps, image.sampler, image.checkpoint_id) == (
+            3.0,
+            2,
+            "dpm_solver",
+            checkpoint.pk,
+        )
         assert (image.auto_count is not None) == (image.prompt.kind == "count")
     assert not Item.objects.filter(study=study, task="count", image__isnull=True).exists()
     # Every image, whichever model made it, has the same byte count (no size channel).
@@ -308,12 +325,18 @@ def test_same_seed_gives_the_same_image_whatever_the_chunking(study, settings):
     part = batch.parts.first()
     settings.FUSION_GENERATION_CHUNK = 6
     worker.part_run(part_id=part.pk, claim="a", worker="test")
-    first = {(i.prompt_id, i.seed): (Path(settings.MEDIA_ROOT) / i.file).read_bytes() for i in Image.objects.filter(variant=part.variant)}
+    first = {
+        (i.prompt_id, i.seed): (Path(settings.MEDIA_ROOT) / i.file).read_bytes()
+        for i in Image.objects.filter(variant=part.variant)
+    }
     Image.objects.filter(variant=part.variant).delete()
     Part.objects.filter(pk=part.pk).update(status="queued", images_done=0, claim="")
     settings.FUSION_GENERATION_CHUNK = 1
     worker.part_run(part_id=part.pk, claim="b", worker="test")
-    second = {(i.prompt_id, i.seed): (Path(settings.MEDIA_ROOT) / i.file).read_bytes() for i in Image.objects.filter(variant=part.variant)}
+    second = {
+        (i.prompt_id, i.seed): (Path(settings.MEDIA_ROOT) / i.file).read_bytes()
+        for i in Image.objects.filter(variant=part.variant)
+    }
     assert first.keys() == second.keys()
     for key in first:
         a = np.asarray(PILImage.open(io.BytesIO(first[key])).convert("RGB"), dtype=np.int16)
@@ -331,7 +354,9 @@ def test_a_done_part_run_again_writes_nothing(study, settings):
     assert sorted(Image.objects.values_list("public_id", "created_at")) == before
 
 
-def test_a_part_whose_worker_died_is_requeued_and_finishes_without_duplicates(study, settings, sent_by_sweep, monkeypatch):
+def test_a_part_whose_worker_died_is_requeued_and_finishes_without_duplicates(
+    study, settings, sent_by_sweep, monkeypatch
+):
     batch = services.batch_launch(study=study, steps=2, part_size=6)
     part = batch.parts.first()
     # A run that stored its first chunk, then its worker died (no finish, no heartbeat).
@@ -355,7 +380,9 @@ def test_a_part_whose_worker_died_is_requeued_and_finishes_without_duplicates(st
     # The re-run asks the sampler for the two images the dead run did not store, no more.
     sampled = []
     real_generate = sampler.generate
-    monkeypatch.setattr(sampler, "generate", lambda prompts, seeds, **kw: sampled.extend(seeds) or real_generate(prompts, seeds, **kw))
+    monkeypatch.setattr(
+        sampler, "generate", lambda prompts, seeds, **kw: sampled.extend(seeds) or real_generate(prompts, seeds, **kw)
+    )
     assert worker.part_run(part_id=part.pk, claim="new", worker="test") == "done"
     assert sorted(sampled) == sorted(w.seed for w in job.todo[4:])
     part.refresh_from_db()
@@ -397,7 +424,9 @@ def test_a_queued_part_whose_message_was_lost_is_sent_again_with_a_doubling_wait
 def test_a_missing_checkpoint_file_fails_the_part_and_retry_finishes_it(tiny_checkpoint, tmp_path, monkeypatch):
     monkeypatch.setattr(worker, "_SAMPLERS", type(worker._SAMPLERS)())
     folder = shutil.copytree(tiny_checkpoint, tmp_path / "movable")
-    study = assign_one(make_study(counts=(1,), objects=("circle",), captions=1, variants=NEUTRAL_VARIANTS), folder, "movable")
+    study = assign_one(
+        make_study(counts=(1,), objects=("circle",), captions=1, variants=NEUTRAL_VARIANTS), folder, "movable"
+    )
     batch = services.batch_launch(study=study, steps=1)
     hidden = shutil.move(folder, tmp_path / "hidden")
     results = [tasks.generate_part.apply(args=[p.pk]).get() for p in batch.parts.all()]
@@ -419,7 +448,9 @@ def test_a_missing_checkpoint_file_fails_the_part_and_retry_finishes_it(tiny_che
 def test_weights_changed_since_registration_fail_the_part(tiny_checkpoint, other_checkpoint, tmp_path, monkeypatch):
     monkeypatch.setattr(worker, "_SAMPLERS", type(worker._SAMPLERS)())
     folder = shutil.copytree(tiny_checkpoint, tmp_path / "changing")
-    study = assign_one(make_study(counts=(1,), objects=("circle",), captions=1, variants=NEUTRAL_VARIANTS), folder, "changing")
+    study = assign_one(
+        make_study(counts=(1,), objects=("circle",), captions=1, variants=NEUTRAL_VARIANTS), folder, "changing"
+    )
     batch = services.batch_launch(study=study, steps=1)
     shutil.copy(other_checkpoint / "model.safetensors", folder / "model.safetensors")
     part = batch.parts.first()
@@ -498,6 +529,10 @@ def test_the_worker_side_imports_nothing_that_queues_work():
     for name in ("tasks.py", "worker.py", "parts.py"):
         tree = ast.parse((folder / name).read_text())
         imported = {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
-        imported |= {f"{node.module}.{a.name}" if node.module else a.name
-                     for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) for a in node.names}
+        imported |= {
+            f"{node.module}.{a.name}" if node.module else a.name
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom)
+            for a in node.names
+        }
         assert not {m for m in imported if m.split(".")[-1] == "services" and "studies" not in m}, name

@@ -5,6 +5,7 @@ the variant's own tiny preset) and the sampling steps cut to 2, so that the test
 the whole path (migrate, users, study, checkpoints, worker, batch, opening, summary) in
 well under a minute; `make demo` runs the real thing.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -35,16 +36,19 @@ def png_chunk_types(data: bytes) -> set[bytes]:
     assert data[:8] == PNG_SIGNATURE
     types, pos = set(), 8
     while pos < len(data):
-        length = int.from_bytes(data[pos:pos + 4], "big")
-        types.add(data[pos + 4:pos + 8])
+        length = int.from_bytes(data[pos : pos + 4], "big")
+        types.add(data[pos + 4 : pos + 8])
         pos += 12 + length
     return types
 
 
 def demo_env(var_dir: Path) -> dict[str, str]:
     """The environment of someone who typed `make demo`: nothing set but where var/ is."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("DATABASE_URL", "CELERY_BROKER_URL", "FUSION_MEDIA_ROOT", "SECRET_KEY", "DEBUG")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DATABASE_URL", "CELERY_BROKER_URL", "FUSION_MEDIA_ROOT", "SECRET_KEY", "DEBUG")
+    }
     env.update(FUSION_VAR_DIR=str(var_dir), DJANGO_SETTINGS_MODULE="webapp.settings")
     return env
 
@@ -52,11 +56,25 @@ def demo_env(var_dir: Path) -> dict[str, str]:
 def run_demo(var_dir: Path, checkpoints: Path) -> dict:
     env = demo_env(var_dir)
     result = subprocess.run(
-        [sys.executable, "manage.py", "demo", "--no-serve", "--checkpoints", str(checkpoints), "--steps", "2",
-         "--concurrency", "1"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "manage.py",
+            "demo",
+            "--no-serve",
+            "--checkpoints",
+            str(checkpoints),
+            "--steps",
+            "2",
+            "--concurrency",
+            "1",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
-    log = (var_dir / "demo-worker.log")
+    log = var_dir / "demo-worker.log"
     assert result.returncode == 0, f"{result.stdout}\n{result.stderr}\n{log.read_text() if log.exists() else ''}"
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -66,7 +84,9 @@ OLD_DEVELOPMENT_KEY = "fusion-eval-development-key-not-for-production"
 
 
 def old_image_id(key: str, variant_id: int, prompt_id: int, seed: int) -> str:
-    return hmac.new(key.encode(), f"fusion-eval.image:{variant_id}:{prompt_id}:{seed}".encode(), hashlib.sha256).hexdigest()[:32]
+    return hmac.new(
+        key.encode(), f"fusion-eval.image:{variant_id}:{prompt_id}:{seed}".encode(), hashlib.sha256
+    ).hexdigest()[:32]
 
 
 def assert_ids_unpredictable(var_dir: Path) -> None:
@@ -90,8 +110,10 @@ def demo_checkpoints(tmp_path_factory) -> Path:
     return root
 
 
-@pytest.mark.skipif(bool(os.environ.get("DATABASE_URL")),
-                    reason="the demo always runs on its own SQLite database; `make test` runs this in its SQLite pass")
+@pytest.mark.skipif(
+    bool(os.environ.get("DATABASE_URL")),
+    reason="the demo always runs on its own SQLite database; `make test` runs this in its SQLite pass",
+)
 def test_demo_no_serve_generates_opens_and_is_rerunnable(tmp_path, demo_checkpoints):
     var_dir = tmp_path / "var"
     summary = run_demo(var_dir, demo_checkpoints)
@@ -133,17 +155,31 @@ def assert_generic(body: str) -> None:
         assert leak not in body, leak
 
 
-@pytest.mark.skipif(bool(os.environ.get("DATABASE_URL")),
-                    reason="the demo always runs on its own SQLite database; `make test` runs this in its SQLite pass")
+@pytest.mark.skipif(
+    bool(os.environ.get("DATABASE_URL")),
+    reason="the demo always runs on its own SQLite database; `make test` runs this in its SQLite pass",
+)
 def test_the_demo_server_answers_errors_with_the_generic_pages(tmp_path, demo_checkpoints):
     var_dir = tmp_path / "var"
     summary = run_demo(var_dir, demo_checkpoints)
     port = free_port()
     log = open(tmp_path / "server.log", "w")
     server = subprocess.Popen(
-        [sys.executable, "manage.py", "demo", "--checkpoints", str(demo_checkpoints), "--concurrency", "1",
-         "--addrport", f"127.0.0.1:{port}"],
-        cwd=ROOT, env=demo_env(var_dir), stdout=log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "manage.py",
+            "demo",
+            "--checkpoints",
+            str(demo_checkpoints),
+            "--concurrency",
+            "1",
+            "--addrport",
+            f"127.0.0.1:{port}",
+        ],
+        cwd=ROOT,
+        env=demo_env(var_dir),
+        stdout=log,
+        stderr=subprocess.STDOUT,
         start_new_session=True,
     )
     base = f"http://127.0.0.1:{port}"

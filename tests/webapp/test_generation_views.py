@@ -1,4 +1,5 @@
 """The admins' generation pages: access, plan, launch, progress JSON, retry, cancel; the commands."""
+
 from __future__ import annotations
 
 import re
@@ -27,8 +28,9 @@ def tiny_checkpoint(tmp_path_factory):
 @pytest.fixture
 def study():
     """Variants named so that one tiny checkpoint fits them all (these tests are about the pages)."""
-    return study_services.study_create(protocol=small_protocol(variants=NEUTRAL_VARIANTS), slug="gen",
-                                       base_dir=str(DEMO_PROTOCOL.parent))
+    return study_services.study_create(
+        protocol=small_protocol(variants=NEUTRAL_VARIANTS), slug="gen", base_dir=str(DEMO_PROTOCOL.parent)
+    )
 
 
 @pytest.fixture
@@ -49,9 +51,13 @@ def staff_client():
 def test_pages_are_for_staff_only(ready_study, settings):
     batch = services.batch_launch(study=ready_study)
     urls = ["/generation/", f"/generation/study/{ready_study.slug}/"]
-    posts = [f"/generation/study/{ready_study.slug}/launch/", f"/generation/batch/{batch.pk}/cancel/",
-             f"/generation/batch/{batch.pk}/retry/", "/generation/checkpoints/register/",
-             f"/generation/study/{ready_study.slug}/checkpoints/"]
+    posts = [
+        f"/generation/study/{ready_study.slug}/launch/",
+        f"/generation/batch/{batch.pk}/cancel/",
+        f"/generation/batch/{batch.pk}/retry/",
+        "/generation/checkpoints/register/",
+        f"/generation/study/{ready_study.slug}/checkpoints/",
+    ]
     anonymous = Client()
     for url in urls:
         r = anonymous.get(url)
@@ -80,11 +86,15 @@ def test_study_page_shows_the_work_before_launch(staff_client, ready_study):
     assert "4 count prompts and 2 captions" in html
 
 
-def test_launch_from_the_page_with_overrides_then_progress_json(staff_client, ready_study, django_capture_on_commit_callbacks):
+def test_launch_from_the_page_with_overrides_then_progress_json(
+    staff_client, ready_study, django_capture_on_commit_callbacks
+):
     # The tasks are queued on commit; captured here, not sent.
     with django_capture_on_commit_callbacks(execute=False) as queued:
-        r = staff_client.post(f"/generation/study/{ready_study.slug}/launch/",
-                              {"cfg_scale": "4.5", "steps": "3", "part_size": "5", "open_when_complete": "on"})
+        r = staff_client.post(
+            f"/generation/study/{ready_study.slug}/launch/",
+            {"cfg_scale": "4.5", "steps": "3", "part_size": "5", "open_when_complete": "on"},
+        )
     assert r.status_code == 302
     batch = Batch.objects.get()
     assert (batch.cfg_scale, batch.steps, batch.part_size, batch.open_when_complete) == (4.5, 3, 5, True)
@@ -114,13 +124,17 @@ def test_launch_errors_are_shown_on_the_page(staff_client, study):
 
 
 def test_register_and_assign_checkpoints_from_the_page(staff_client, study, tiny_checkpoint):
-    r = staff_client.post("/generation/checkpoints/register/", {"name": "tiny", "path": str(tiny_checkpoint), "study": study.slug})
+    r = staff_client.post(
+        "/generation/checkpoints/register/", {"name": "tiny", "path": str(tiny_checkpoint), "study": study.slug}
+    )
     assert r.status_code == 302
     checkpoint = Checkpoint.objects.get(name="tiny")
     data = {f"variant_{v.pk}": checkpoint.pk for v in study.variants.all()}
     assert staff_client.post(f"/generation/study/{study.slug}/checkpoints/", data).status_code == 302
     assert set(study.variants.values_list("checkpoint_id", flat=True)) == {checkpoint.pk}
-    r = staff_client.post("/generation/checkpoints/register/", {"name": "bad", "path": "/nonexistent", "study": study.slug})
+    r = staff_client.post(
+        "/generation/checkpoints/register/", {"name": "bad", "path": "/nonexistent", "study": study.slug}
+    )
     assert r.status_code == 400 and "No checkpoint weights" in r.content.decode()
 
 
@@ -143,7 +157,8 @@ def test_cancel_and_retry_from_the_page(staff_client, ready_study):
     parts.part_fail(part_id=part.pk, claim="c", message="CUDA error: out of memory")
     p = staff_client.get(f"/generation/batch/{batch.pk}/progress.json").json()
     assert p["can_retry"] and p["errors"] == [
-        {"part": 0, "variant": "model-a", "status": "failed", "message": "CUDA error: out of memory", "attempts": 1}]
+        {"part": 0, "variant": "model-a", "status": "failed", "message": "CUDA error: out of memory", "attempts": 1}
+    ]
     assert staff_client.post(f"/generation/batch/{batch.pk}/retry/").status_code == 302
     part.refresh_from_db()
     assert part.status == "queued" and part.error == ""
@@ -155,7 +170,9 @@ def test_cancel_and_retry_from_the_page(staff_client, ready_study):
 
 def test_commands_register_launch_retry_and_cancel(study, tiny_checkpoint, capsys):
     for variant in study.variants.all():
-        call_command("register_checkpoint", "tiny", str(tiny_checkpoint), "--study", study.slug, "--variant", variant.name)
+        call_command(
+            "register_checkpoint", "tiny", str(tiny_checkpoint), "--study", study.slug, "--variant", variant.name
+        )
     assert "sha256" in capsys.readouterr().out
     with pytest.raises(CommandError, match="no variant"):
         call_command("register_checkpoint", "tiny", str(tiny_checkpoint), "--study", study.slug, "--variant", "nope")

@@ -5,6 +5,7 @@ Each was checked by breaking the code it guards on purpose (positions ignored, t
 check in ``evaluator_may_see_image`` dropped, the study lock in ``evaluator_consent``
 dropped) and watching it fail.
 """
+
 import threading
 
 import pytest
@@ -41,7 +42,9 @@ def test_every_evaluator_sees_the_ranking_images_in_their_entry_s_stored_order(s
                 checked += 1
             client.post(f"/e/{study.slug}/task/", answer_data(task))
     assert checked == 6  # two captions for each of three evaluators
-    assert {tuple(p) for p in Entry.objects.filter(item__task="rank").values_list("positions", flat=True)} != {(0, 1, 2, 3)}
+    assert {tuple(p) for p in Entry.objects.filter(item__task="rank").values_list("positions", flat=True)} != {
+        (0, 1, 2, 3)
+    }
 
 
 def test_an_image_outside_the_evaluator_s_own_slot_is_a_404(study):

@@ -2,6 +2,7 @@
 
 Each is refused with the field's own message and leaves the database as it was.
 """
+
 import pytest
 from django.test import Client
 
@@ -16,8 +17,10 @@ pytestmark = pytest.mark.django_db
 
 def _to_count_task(client, study) -> dict:
     while (task := current_task(client, study)["task"])["kind"] != "count":
-        client.post(f"/e/{study.slug}/task/", {"kind": "rank", "token": task["token"],
-                                                **{f"rank_{i}": str(i + 1) for i in range(4)}})
+        client.post(
+            f"/e/{study.slug}/task/",
+            {"kind": "rank", "token": task["token"], **{f"rank_{i}": str(i + 1) for i in range(4)}},
+        )
     return task
 
 
@@ -30,10 +33,16 @@ UNICODE_DIGITS = ["²", "①", "٣", "３", "1²", "७"]
 def test_counts_in_other_digits_are_refused_with_the_fields_message(study, evaluator_client, answer):
     task = _to_count_task(evaluator_client, study)
     before = CountResponse.objects.count() + RankResponse.objects.count()
-    r = evaluator_client.post(f"/e/{study.slug}/task/", {"kind": "count", "token": task["token"], "answer": answer},
-                              HTTP_ACCEPT="application/json")
+    r = evaluator_client.post(
+        f"/e/{study.slug}/task/",
+        {"kind": "count", "token": task["token"], "answer": answer},
+        HTTP_ACCEPT="application/json",
+    )
     assert r.status_code == 400
-    assert r.json()["error"] == {"code": "not_integer", "message": "Type a whole number with the digits 0 to 9, like 3."}
+    assert r.json()["error"] == {
+        "code": "not_integer",
+        "message": "Type a whole number with the digits 0 to 9, like 3.",
+    }
     assert CountResponse.objects.count() + RankResponse.objects.count() == before
     # The page form shows the same message.
     r = evaluator_client.post(f"/e/{study.slug}/task/", {"kind": "count", "token": task["token"], "answer": answer})

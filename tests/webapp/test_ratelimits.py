@@ -3,6 +3,7 @@
 The limits come from webapp/settings.py as they ship; the autouse fixture of conftest
 raises only the answer rate, which the answer test below sets back.
 """
+
 import importlib
 
 import pytest
@@ -63,7 +64,9 @@ def test_answers_over_the_rate_get_429_and_are_not_stored(study, settings):
     client = join(Client(), study)
     for _ in range(3):
         task = current_task(client, study)["task"]
-        assert client.post(f"/e/{study.slug}/task/", answer_data(task), HTTP_ACCEPT="application/json").status_code == 200
+        assert (
+            client.post(f"/e/{study.slug}/task/", answer_data(task), HTTP_ACCEPT="application/json").status_code == 200
+        )
     task = current_task(client, study)["task"]
     r = client.post(f"/e/{study.slug}/task/", answer_data(task), HTTP_ACCEPT="application/json")
     assert r.status_code == 429 and r.json()["error"]["code"] == "rate_limited"

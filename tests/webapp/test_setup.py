@@ -1,4 +1,5 @@
 """A study from a protocol file: variants, prompts, items and gold images; opening it."""
+
 import json
 from collections import Counter
 from pathlib import Path
@@ -34,7 +35,10 @@ def test_study_create_plans_every_item_of_the_protocol():
     ct = proto.count_task
     n_count = len(ct.objects) * len(ct.counts) * max(1, len(ct.colours)) * ct.images_per_prompt * len(proto.variants)
     assert Item.objects.filter(study=study, task="count", is_gold=False).count() == n_count
-    assert Item.objects.filter(study=study, task="rank").count() == proto.preference_task.captions.n * proto.preference_task.images_per_caption
+    assert (
+        Item.objects.filter(study=study, task="rank").count()
+        == proto.preference_task.captions.n * proto.preference_task.images_per_caption
+    )
     assert study.prompts.filter(kind="count", text="two red squares").get().question == "How many squares can you see?"
 
 

@@ -1,4 +1,5 @@
 """Bad input gets a clear error and stores nothing; the database refuses impossible rows."""
+
 import threading
 
 import pytest
@@ -51,7 +52,12 @@ def test_bad_count_shows_the_error_on_the_page(study, evaluator_client):
 
 @pytest.mark.parametrize(
     "ranks, code",
-    [(["1", "1", "2", "3"], "not_permutation"), (["1", "2", "3", ""], "incomplete"), (["0", "1", "2", "3"], "invalid_choice"), (["1", "2", "3", "5"], "invalid_choice")],
+    [
+        (["1", "1", "2", "3"], "not_permutation"),
+        (["1", "2", "3", ""], "incomplete"),
+        (["0", "1", "2", "3"], "invalid_choice"),
+        (["1", "2", "3", "5"], "invalid_choice"),
+    ],
 )
 def test_rankings_that_are_not_a_permutation_are_refused(study, evaluator_client, ranks, code):
     task = _advance_to(evaluator_client, study, "rank")
@@ -164,7 +170,9 @@ def test_database_refuses_negative_count_and_duplicates(study, evaluator_client)
 @pytest.mark.parametrize("ranks", [(1, 1, 2, 3), (1, 2, 3, 5), (0, 1, 2, 3), (2, 2, 3, 3), (1, 2, 3, None)])
 def test_database_refuses_ranks_that_are_not_a_permutation(study, evaluator_client, ranks):
     task = _advance_to(evaluator_client, study, "rank")
-    _post_json(evaluator_client, study, {"kind": "rank", "token": task["token"], **{f"rank_{i}": str(i + 1) for i in range(4)}})
+    _post_json(
+        evaluator_client, study, {"kind": "rank", "token": task["token"], **{f"rank_{i}": str(i + 1) for i in range(4)}}
+    )
     resp = RankResponse.objects.get()
     with pytest.raises(IntegrityError), transaction.atomic():
         RankResponse.objects.filter(pk=resp.pk).update(**{f"rank_{i}": r for i, r in enumerate(ranks)})

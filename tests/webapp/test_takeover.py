@@ -1,4 +1,5 @@
 """One external worker id, two browsers: never a silent take-over; undo stays in its browser."""
+
 import re
 from datetime import timedelta
 
@@ -26,7 +27,10 @@ def _answer(client, study):
 
 
 def _answers():
-    return sorted([("c", r.entry_id) for r in CountResponse.objects.all()] + [("r", r.entry_id) for r in RankResponse.objects.all()])
+    return sorted(
+        [("c", r.entry_id) for r in CountResponse.objects.all()]
+        + [("r", r.entry_id) for r in RankResponse.objects.all()]
+    )
 
 
 def _ticket(response) -> str:
@@ -70,7 +74,9 @@ def test_undo_does_not_remove_an_answer_given_in_another_browser(study):
     _answer(first, study)
     given_first = _answers()
     second = Client()
-    second.post(f"/join/{study.invite_token}/continue/", {"ticket": _ticket(second.get(f"/join/{study.invite_token}/", PID))})
+    second.post(
+        f"/join/{study.invite_token}/continue/", {"ticket": _ticket(second.get(f"/join/{study.invite_token}/", PID))}
+    )
     r = second.post(f"/e/{study.slug}/undo/", HTTP_ACCEPT="application/json")
     assert r.status_code == 409 and r.json()["error"]["code"] == "other_browser"
     assert _answers() == given_first

@@ -1,4 +1,5 @@
 """Evaluator answer forms. They validate shape only; services check ownership and state."""
+
 from __future__ import annotations
 
 import re
@@ -48,10 +49,18 @@ class RankAnswerForm(forms.Form):
     """Ranks of the four images in screen order (``rank_0`` is the top-left image), or a skip."""
 
     token = forms.CharField(max_length=500)
-    rank_0 = forms.TypedChoiceField(choices=[("", "-")] + [(str(i), str(i)) for i in range(1, 5)], coerce=int, required=False, empty_value=None)
-    rank_1 = forms.TypedChoiceField(choices=[("", "-")] + [(str(i), str(i)) for i in range(1, 5)], coerce=int, required=False, empty_value=None)
-    rank_2 = forms.TypedChoiceField(choices=[("", "-")] + [(str(i), str(i)) for i in range(1, 5)], coerce=int, required=False, empty_value=None)
-    rank_3 = forms.TypedChoiceField(choices=[("", "-")] + [(str(i), str(i)) for i in range(1, 5)], coerce=int, required=False, empty_value=None)
+    rank_0 = forms.TypedChoiceField(
+        choices=[("", "-")] + [(str(i), str(i)) for i in range(1, 5)], coerce=int, required=False, empty_value=None
+    )
+    rank_1 = forms.TypedChoiceField(
+        choices=[("", "-")] + [(str(i), str(i)) for i in range(1, 5)], coerce=int, required=False, empty_value=None
+    )
+    rank_2 = forms.TypedChoiceField(
+        choices=[("", "-")] + [(str(i), str(i)) for i in range(1, 5)], coerce=int, required=False, empty_value=None
+    )
+    rank_3 = forms.TypedChoiceField(
+        choices=[("", "-")] + [(str(i), str(i)) for i in range(1, 5)], coerce=int, required=False, empty_value=None
+    )
     skip_reason = forms.ChoiceField(choices=[("", "")] + list(RankResponse.SkipReason.choices), required=False)
 
     def clean(self) -> dict:
@@ -65,7 +74,9 @@ class RankAnswerForm(forms.Form):
             data["ranks"] = None
             return data
         if any(r is None for r in ranks):
-            raise ValidationError("Rank all four images (1 = best, 4 = worst), or skip with a reason.", code="incomplete")
+            raise ValidationError(
+                "Rank all four images (1 = best, 4 = worst), or skip with a reason.", code="incomplete"
+            )
         if sorted(ranks) != [1, 2, 3, 4]:
             raise ValidationError("Each rank 1, 2, 3 and 4 must be used exactly once.", code="not_permutation")
         data["ranks"] = ranks

@@ -1,4 +1,5 @@
 """Reads for studies: what an evaluator sees next, their progress, who may see an image."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -44,8 +45,12 @@ def evaluator_progress(*, evaluator: Evaluator) -> Progress:
 
 def evaluator_last_response(*, evaluator: Evaluator) -> CountResponse | RankResponse | None:
     """The evaluator's most recent answer (the one an undo removes)."""
-    last_count = CountResponse.objects.filter(evaluator=evaluator).select_related("entry").order_by("-created_at", "-pk").first()
-    last_rank = RankResponse.objects.filter(evaluator=evaluator).select_related("entry").order_by("-created_at", "-pk").first()
+    last_count = (
+        CountResponse.objects.filter(evaluator=evaluator).select_related("entry").order_by("-created_at", "-pk").first()
+    )
+    last_rank = (
+        RankResponse.objects.filter(evaluator=evaluator).select_related("entry").order_by("-created_at", "-pk").first()
+    )
     candidates = [r for r in (last_count, last_rank) if r is not None]
     if not candidates:
         return None

@@ -3,6 +3,7 @@
 Every function here is keyword-only and atomic: it either does all of its work or raises
 and leaves the database as it was.
 """
+
 from __future__ import annotations
 
 import time
@@ -65,20 +66,22 @@ def entry_token_read(*, token: str) -> EntryTicket:
     try:
         data = signing.loads(token, salt=TOKEN_SALT, max_age=TOKEN_MAX_AGE)
     except signing.SignatureExpired:
-        raise SubmissionError("expired", "This task form has expired; reload the page.", 400)
+        raise SubmissionError("expired", "This task form has expired; reload the page.", 400) from None
     except signing.BadSignature:
-        raise SubmissionError("forged", "This form was not issued by this site.", 400)
+        raise SubmissionError("forged", "This form was not issued by this site.", 400) from None
     try:
         return EntryTicket(int(data["e"]), int(data["n"]), float(data["t"]))
     except (KeyError, TypeError, ValueError):
-        raise SubmissionError("forged", "This form was not issued by this site.", 400)
+        raise SubmissionError("forged", "This form was not issued by this site.", 400) from None
 
 
 def _entry_for_submission(*, evaluator: Evaluator, token: str, task: str) -> tuple[Entry, float]:
     ticket = entry_token_read(token=token)
     if ticket.evaluator_id != evaluator.pk:
         raise SubmissionError("not_yours", "This task belongs to another evaluator.", 403)
-    entry = Entry.objects.select_related("item", "evaluator__study").filter(pk=ticket.entry_id, evaluator=evaluator).first()
+    entry = (
+        Entry.objects.select_related("item", "evaluator__study").filter(pk=ticket.entry_id, evaluator=evaluator).first()
+    )
     if entry is None:
         raise SubmissionError("not_yours", "This task belongs to another evaluator.", 403)
     study = entry.evaluator.study
@@ -159,8 +162,13 @@ FULL_MESSAGE = "Every place in this study is taken. Thank you for your interest.
 
 @transaction.atomic
 def evaluator_join(
-    *, study: Study, external_id: str = "", user=None, simulated: bool = False,
-    external_study_id: str = "", external_session_id: str = "",
+    *,
+    study: Study,
+    external_id: str = "",
+    user=None,
+    simulated: bool = False,
+    external_study_id: str = "",
+    external_session_id: str = "",
 ) -> Evaluator:
     """The visitor of the invite link as a new evaluator, who holds no slot until they consent.
 
@@ -188,8 +196,13 @@ def evaluator_join(
     if _free_slot(study) is None:
         raise StudyUnavailable(FULL_MESSAGE, reason="full")
     return Evaluator.objects.create(
-        study=study, external_id=external_id, user=user, is_simulated=simulated, last_seen_at=timezone.now(),
-        browser=new_token(), external_study_id=external_study_id.strip()[:MAX_EXTERNAL_ID],
+        study=study,
+        external_id=external_id,
+        user=user,
+        is_simulated=simulated,
+        last_seen_at=timezone.now(),
+        browser=new_token(),
+        external_study_id=external_study_id.strip()[:MAX_EXTERNAL_ID],
         external_session_id=external_session_id.strip()[:MAX_EXTERNAL_ID],
     )
 
@@ -260,12 +273,17 @@ def count_response_submit(*, evaluator: Evaluator, token: str, answer: int | Non
         with transaction.atomic():
             entry, seconds = _entry_for_submission(evaluator=evaluator, token=token, task=Item.Task.COUNT)
             response = CountResponse.objects.create(
-                entry=entry, evaluator=evaluator, item=entry.item, answer=answer, cant_tell=cant_tell, seconds=seconds,
+                entry=entry,
+                evaluator=evaluator,
+                item=entry.item,
+                answer=answer,
+                cant_tell=cant_tell,
+                seconds=seconds,
                 browser=evaluator.browser,
             )
             _after_answer(evaluator)
-    except IntegrityError:
-        raise SubmissionError("already_answered", "You have already answered this task.", 409)
+    except IntegrityError as exc:
+        raise SubmissionError("already_answered", "You have already answered this task.", 409) from exc
     return response
 
 
@@ -287,12 +305,18 @@ def rank_response_submit(
             fields = {f"image_{i}": img for i, img in enumerate(images)}
             fields.update({f"rank_{i}": (None if ranks is None else ranks[i]) for i in range(4)})
             response = RankResponse.objects.create(
-                entry=entry, evaluator=evaluator, item=entry.item, skipped=ranks is None,
-                skip_reason=skip_reason if ranks is None else "", seconds=seconds, browser=evaluator.browser, **fields,
+                entry=entry,
+                evaluator=evaluator,
+                item=entry.item,
+                skipped=ranks is None,
+                skip_reason=skip_reason if ranks is None else "",
+                seconds=seconds,
+                browser=evaluator.browser,
+                **fields,
             )
             _after_answer(evaluator)
-    except IntegrityError:
-        raise SubmissionError("already_answered", "You have already answered this task.", 409)
+    except IntegrityError as exc:
+        raise SubmissionError("already_answered", "You have already answered this task.", 409) from exc
     return response
 
 
@@ -311,7 +335,9 @@ def response_undo_last(*, evaluator: Evaluator) -> Entry | None:
     if last is None:
         return None
     if last.browser != evaluator.browser:
-        raise SubmissionError("other_browser", "Your last answer was given in another browser; it cannot be undone here.", 409)
+        raise SubmissionError(
+            "other_browser", "Your last answer was given in another browser; it cannot be undone here.", 409
+        )
     entry = last.entry
     last.delete()
     if evaluator.finished_at is not None:
@@ -327,7 +353,8 @@ def _study_move(*, study: Study, source: str, target: str, verb: str) -> Study:
     study = Study.objects.select_for_update().get(pk=study.pk)
     if study.status != source:
         raise StudySetupError(
-            f"Only {'an' if source == 'open' else 'a'} {source} study can be {verb}; this one is {study.get_status_display().lower()}."
+            f"Only {'an' if source == 'open' else 'a'} {source} study can be {verb}; "
+            f"this one is {study.get_status_display().lower()}."
         )
     study.status = target
     study.save(update_fields=["status"])
@@ -397,13 +424,28 @@ def _render_gold(*, item: Item, size: int, look) -> Image:
 
     prompt = item.prompt
     try:
-        pil, how = gold_render(kind=prompt.object, colour=prompt.colour or "red", count=item.true_count,
-                               seed=item.seed, look=look, size=size)
+        pil, how = gold_render(
+            kind=prompt.object,
+            colour=prompt.colour or "red",
+            count=item.true_count,
+            seed=item.seed,
+            look=look,
+            size=size,
+        )
     except ValueError as exc:
         raise StudySetupError(f"Gold item {item.key!r} cannot be drawn: {exc}") from exc
-    image = Image(study=item.study, prompt=prompt, source=Image.Source.GOLD, seed=item.seed, true_count=item.true_count,
-                  provenance={"renderer": "generator.synthetic", "scene": [prompt.object, prompt.colour or "red",
-                                                                          item.true_count], **how})
+    image = Image(
+        study=item.study,
+        prompt=prompt,
+        source=Image.Source.GOLD,
+        seed=item.seed,
+        true_count=item.true_count,
+        provenance={
+            "renderer": "generator.synthetic",
+            "scene": [prompt.object, prompt.colour or "red", item.true_count],
+            **how,
+        },
+    )
     image.file = write_png_atomic(image=pil, public_id=image.public_id, media_root=settings.MEDIA_ROOT)
     image.width, image.height = pil.size
     image.save()
@@ -447,9 +489,7 @@ def researchers_ensure(*, usernames: list[str]) -> tuple[list, list[str]]:
 
 
 @transaction.atomic
-def study_create(
-    *, protocol: dict, slug: str, title: str = "", base_dir: str | None = None, researchers=()
-) -> Study:
+def study_create(*, protocol: dict, slug: str, title: str = "", base_dir: str | None = None, researchers=()) -> Study:
     """Create a draft study from a protocol: its variants, prompts, planned items and gold images.
 
     The protocol is validated and frozen (its hash recorded) before anything is stored.
@@ -465,8 +505,12 @@ def study_create(
     if Study.objects.filter(slug=slug).exists():
         raise StudySetupError(f"A study with the slug {slug!r} exists already.")
     study = Study.objects.create(
-        slug=slug, title=title or proto.name, description=proto.description, protocol=proto.to_dict(),
-        protocol_hash=proto.content_hash(), completion_code=proto.evaluators.completion_code or "",
+        slug=slug,
+        title=title or proto.name,
+        description=proto.description,
+        protocol=proto.to_dict(),
+        protocol_hash=proto.content_hash(),
+        completion_code=proto.evaluators.completion_code or "",
         plan_seed=proto.analysis.seed,
     )
     study.researchers.set(researchers)
@@ -480,19 +524,31 @@ def study_create(
         if prompt is None:
             obj = objects.get(it.object) if it.object else None
             prompt = Prompt.objects.create(
-                study=study, kind=kind, text=it.prompt, object=it.object or "",
-                object_plural=obj.plural if obj else "", count=it.true_count if kind == Prompt.Kind.COUNT else None,
-                colour=it.colour or "", question_text=it.question or "",
+                study=study,
+                kind=kind,
+                text=it.prompt,
+                object=it.object or "",
+                object_plural=obj.plural if obj else "",
+                count=it.true_count if kind == Prompt.Kind.COUNT else None,
+                colour=it.colour or "",
+                question_text=it.question or "",
             )
             prompts[(kind, it.prompt)] = prompt
         seed = it.seed if it.seed is not None else _gold_seed(it.item_id)
         if it.is_gold:
             _check_gold_drawable(it)
-        items.append(Item(
-            study=study, key=it.item_id, task=it.task, prompt=prompt, seed=seed,
-            variant=variants[it.variant] if it.variant else None,
-            is_gold=it.is_gold, true_count=it.true_count,
-        ))
+        items.append(
+            Item(
+                study=study,
+                key=it.item_id,
+                task=it.task,
+                prompt=prompt,
+                seed=seed,
+                variant=variants[it.variant] if it.variant else None,
+                is_gold=it.is_gold,
+                true_count=it.true_count,
+            )
+        )
     Item.objects.bulk_create(items)
     return study
 
@@ -523,7 +579,9 @@ def study_open(*, study: Study) -> Study:
     _render_missing_gold(study=study)
     missing = study_missing_images(study=study)
     if missing:
-        raise StudySetupError(f"{missing} images are still missing: run the study's generation batch to completion first.")
+        raise StudySetupError(
+            f"{missing} images are still missing: run the study's generation batch to completion first."
+        )
     proto = Protocol.from_dict(study.protocol)
     by_key = {it.key: it for it in Item.objects.filter(study=study, repeat_of__isnull=True)}
     count_keys = [k for k, it in by_key.items() if it.task == Item.Task.COUNT and not it.is_gold]
@@ -531,8 +589,14 @@ def study_open(*, study: Study) -> Study:
     gold_keys = [k for k, it in by_key.items() if it.is_gold]
     try:
         plans = plan_assignments(
-            count_keys, rank_keys, n_slots=proto.evaluators.n, overlap=proto.evaluators.overlap, seed=study.plan_seed,
-            n_variants=study.variants.count(), gold_item_ids=gold_keys, n_repeats=proto.quality_control.repeats,
+            count_keys,
+            rank_keys,
+            n_slots=proto.evaluators.n,
+            overlap=proto.evaluators.overlap,
+            seed=study.plan_seed,
+            n_variants=study.variants.count(),
+            gold_item_ids=gold_keys,
+            n_repeats=proto.quality_control.repeats,
         )
     except ValueError as exc:
         raise StudySetupError(f"Cannot plan the assignments: {exc}") from exc
@@ -547,9 +611,16 @@ def study_open(*, study: Study) -> Study:
                 if key not in repeats:
                     original = item
                     repeats[key] = Item.objects.create(
-                        study=study, key=repeat_item_id(key), task=original.task, prompt=original.prompt,
-                        seed=original.seed, variant=original.variant, image=original.image,
-                        is_gold=original.is_gold, true_count=original.true_count, repeat_of=original,
+                        study=study,
+                        key=repeat_item_id(key),
+                        task=original.task,
+                        prompt=original.prompt,
+                        seed=original.seed,
+                        variant=original.variant,
+                        image=original.image,
+                        is_gold=original.is_gold,
+                        true_count=original.true_count,
+                        repeat_of=original,
                     )
                 item = repeats[key]
                 if key in plan.repeat_positions:

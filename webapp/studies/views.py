@@ -3,6 +3,7 @@
 Views are thin: forms check shape, services check ownership and state and write. Nothing an
 evaluator receives (URL, HTML, JSON, header, image) names a variant or checkpoint.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -23,11 +24,11 @@ from django_ratelimit.exceptions import Ratelimited
 
 from . import recruitment, selectors, services
 from .forms import CountAnswerForm, RankAnswerForm
+from .models import Entry, Evaluator, Image, Item, RankResponse, Study
 from .participant_forms import ParticipantIdForm, PracticeAnswerForm
 from .practice import COUNT_NAME as PRACTICE_COUNT
 from .practice import EXAMPLE_PREFIX as PRACTICE_EXAMPLE
 from .practice import practice_png, practice_scenes, study_image_size
-from .models import Entry, Evaluator, Image, Item, RankResponse, Study
 
 # The largest side, in CSS pixels, an image is given before the script fits it to the
 # viewport (the page is usable without the script).
@@ -38,8 +39,10 @@ TILE_BOX = 256
 READ_METHODS = ("GET", "HEAD")
 TAKEOVER_SALT = "fusion-eval.takeover"
 TAKEOVER_MAX_AGE = 15 * 60  # seconds the "continue here?" question stays valid
-SIGNED_OUT_MESSAGE = ("You chose to go on with this study in another browser, so this one is signed out. "
-                      "Your answers are saved. To go on here instead, use your invite link again.")
+SIGNED_OUT_MESSAGE = (
+    "You chose to go on with this study in another browser, so this one is signed out. "
+    "Your answers are saved. To go on here instead, use your invite link again."
+)
 
 
 def _wants_json(request: HttpRequest) -> bool:
@@ -54,14 +57,20 @@ def _rate(setting: str) -> Callable[[str, HttpRequest], str]:
 def _unavailable(request: HttpRequest, study: Study, message: str, status: int, *, outcome: str = "") -> HttpResponse:
     """A page that says why the study cannot go on; for a closed or full study (``outcome``)
     with the panel's code and link back, when the protocol gives them."""
-    return render(request, "studies/unavailable.html", {
-        "study": study, "message": message, "link": recruitment.return_link(study, outcome) if outcome else None,
-        "panel": recruitment.panel_name(recruitment.recruitment_of(study)),
-    }, status=status)
+    return render(
+        request,
+        "studies/unavailable.html",
+        {
+            "study": study,
+            "message": message,
+            "link": recruitment.return_link(study, outcome) if outcome else None,
+            "panel": recruitment.panel_name(recruitment.recruitment_of(study)),
+        },
+        status=status,
+    )
 
 
-def evaluator_view(*, methods: tuple[str, ...] = READ_METHODS, consent_required: bool = False,
-                   answers: bool = False):
+def evaluator_view(*, methods: tuple[str, ...] = READ_METHODS, consent_required: bool = False, answers: bool = False):
     """Decorate a view of ``/e/<slug>/...`` that belongs to the evaluator this browser holds.
 
     The wrapped view is called as ``view(request, study, evaluator, **url_arguments)``. A
@@ -83,9 +92,17 @@ def evaluator_view(*, methods: tuple[str, ...] = READ_METHODS, consent_required:
                 raise Http404("You have not joined this study.")
             if consent_required and evaluator.consented_at is None:
                 return redirect("studies:consent", slug=slug)
-            if answers and request.method == "POST" and is_ratelimited(
-                request, group="studies.answer", key=lambda group, request: str(evaluator.pk),
-                rate=_rate("FUSION_RATE_ANSWER"), method=ALL, increment=True,
+            if (
+                answers
+                and request.method == "POST"
+                and is_ratelimited(
+                    request,
+                    group="studies.answer",
+                    key=lambda group, request: str(evaluator.pk),
+                    rate=_rate("FUSION_RATE_ANSWER"),
+                    method=ALL,
+                    increment=True,
+                )
             ):
                 raise Ratelimited()
             return view(request, study, evaluator, **kwargs)
@@ -125,17 +142,30 @@ def join(request: HttpRequest, invite_token: str) -> HttpResponse:
         rec = recruitment.recruitment_of(study)
         ids = recruitment.ids_from_query(rec, request.GET)
         if not ids.participant and rec is not None and rec.ask_participant_id and study.is_open:
-            form = ParticipantIdForm(request.GET, recruitment=rec) if "typed_id" in request.GET else ParticipantIdForm(recruitment=rec)
+            form = (
+                ParticipantIdForm(request.GET, recruitment=rec)
+                if "typed_id" in request.GET
+                else ParticipantIdForm(recruitment=rec)
+            )
             if not form.is_valid():
-                return render(request, "studies/participant_id.html", {
-                    "study": study, "form": form, "panel": recruitment.panel_name(rec),
-                    "carried": [(k, v) for k, v in request.GET.items() if k != "typed_id"],
-                })
+                return render(
+                    request,
+                    "studies/participant_id.html",
+                    {
+                        "study": study,
+                        "form": form,
+                        "panel": recruitment.panel_name(rec),
+                        "carried": [(k, v) for k, v in request.GET.items() if k != "typed_id"],
+                    },
+                )
             ids = recruitment.PanelIds(participant=form.cleaned_data["typed_id"], study=ids.study, session=ids.session)
         try:
             evaluator = services.evaluator_join(
-                study=study, external_id=ids.participant, user=request.user if request.user.is_authenticated else None,
-                external_study_id=ids.study, external_session_id=ids.session,
+                study=study,
+                external_id=ids.participant,
+                user=request.user if request.user.is_authenticated else None,
+                external_study_id=ids.study,
+                external_session_id=ids.session,
             )
         except services.InvalidExternalId as exc:
             return _unavailable(request, study, str(exc), 400)
@@ -152,7 +182,7 @@ def join(request: HttpRequest, invite_token: str) -> HttpResponse:
 @require_POST
 @ratelimit(group="studies.join", key="ip", rate=_rate("FUSION_RATE_JOIN"), method=ALL, block=True)
 def join_continue(request: HttpRequest, invite_token: str) -> HttpResponse:
-    """"Continue here": this browser takes the evaluator over, the other is signed out.
+    """ "Continue here": this browser takes the evaluator over, the other is signed out.
 
     The ticket comes from the question page of ``join``; it names the evaluator and the
     browser that held it then, so a ticket is good for one take-over, for a while.
@@ -171,7 +201,9 @@ def join_continue(request: HttpRequest, invite_token: str) -> HttpResponse:
 def _consent_context(study: Study, evaluator: Evaluator) -> dict:
     n_tasks = recruitment.planned_tasks(study=study, evaluator=evaluator)
     return {
-        "study": study, "consent": recruitment.consent_of(study), "n_tasks": n_tasks,
+        "study": study,
+        "consent": recruitment.consent_of(study),
+        "n_tasks": n_tasks,
         "estimate": recruitment.time_estimate(study=study, n_tasks=n_tasks),
         "practice": recruitment.practice_of(study),
     }
@@ -194,9 +226,15 @@ def consent(request: HttpRequest, study: Study, evaluator: Evaluator) -> HttpRes
         services.evaluator_decline(evaluator=evaluator)
     if evaluator.declined_at is not None:
         rec = recruitment.recruitment_of(study)
-        return render(request, "studies/declined.html", {
-            "study": study, "link": recruitment.return_link(study, "declined"), "panel": recruitment.panel_name(rec),
-        })
+        return render(
+            request,
+            "studies/declined.html",
+            {
+                "study": study,
+                "link": recruitment.return_link(study, "declined"),
+                "panel": recruitment.panel_name(rec),
+            },
+        )
     if evaluator.consented_at is not None:
         return redirect("studies:instructions", slug=study.slug)
     return render(request, "studies/consent.html", _consent_context(study, evaluator))
@@ -208,13 +246,22 @@ def instructions(request: HttpRequest, study: Study, evaluator: Evaluator) -> Ht
     context = _consent_context(study, evaluator)
     practice = context["practice"]
     example = practice.rank_example if practice else None
-    context.update({
-        "has_count": "count" in tasks, "has_rank": "rank" in tasks,
-        "start_url": reverse("studies:practice" if practice and practice.count else "studies:task", args=[study.slug]),
-        "example": example,
-        "example_images": [reverse("studies:practice_image", args=[study.slug, f"{PRACTICE_EXAMPLE}{k}"])
-                           for k in range(len(example.images))] if example else [],
-    })
+    context.update(
+        {
+            "has_count": "count" in tasks,
+            "has_rank": "rank" in tasks,
+            "start_url": reverse(
+                "studies:practice" if practice and practice.count else "studies:task", args=[study.slug]
+            ),
+            "example": example,
+            "example_images": [
+                reverse("studies:practice_image", args=[study.slug, f"{PRACTICE_EXAMPLE}{k}"])
+                for k in range(len(example.images))
+            ]
+            if example
+            else [],
+        }
+    )
     return render(request, "studies/instructions.html", context)
 
 
@@ -231,14 +278,22 @@ def practice(request: HttpRequest, study: Study, evaluator: Evaluator) -> HttpRe
         given = form.cleaned_data["answer"]
         truth = spec.count.count
         feedback = {"given": given, "right": given == truth, "cant_tell": given is None, "truth": truth}
-    obj = next((o for o in (recruitment.protocol_of(study).count_task.objects or ())
-                if o.name == spec.count.object), None)
+    obj = next(
+        (o for o in (recruitment.protocol_of(study).count_task.objects or ()) if o.name == spec.count.object), None
+    )
     size = study_image_size(study)
-    return render(request, "studies/practice.html", {
-        "study": study, "form": form, "feedback": feedback, "plural": obj.plural if obj else spec.count.object,
-        "image_url": reverse("studies:practice_image", args=[study.slug, PRACTICE_COUNT]),
-        "display": selectors.image_display(width=size, height=size, box=COUNT_BOX),
-    })
+    return render(
+        request,
+        "studies/practice.html",
+        {
+            "study": study,
+            "form": form,
+            "feedback": feedback,
+            "plural": obj.plural if obj else spec.count.object,
+            "image_url": reverse("studies:practice_image", args=[study.slug, PRACTICE_COUNT]),
+            "display": selectors.image_display(width=size, height=size, box=COUNT_BOX),
+        },
+    )
 
 
 @evaluator_view()
@@ -264,14 +319,15 @@ def _task_context(entry: Entry, *, ranks: list[int | None] | None = None) -> dic
     urls = [reverse("studies:image", args=[img.public_id]) for img in images]
     ranks = ranks or [None] * len(urls)
     return {
-        "tiles": [{"url": url, "rank": rank} for url, rank in zip(urls, ranks)],
+        "tiles": [{"url": url, "rank": rank} for url, rank in zip(urls, ranks, strict=True)],
         "rank_choices": list(range(1, len(urls) + 1)),
         "entry": entry,
         "kind": item.task,
         "token": services.entry_token_make(entry=entry),
         "image_urls": urls,
-        "display": selectors.image_display(width=images[0].width, height=images[0].height,
-                                          box=COUNT_BOX if item.task == Item.Task.COUNT else TILE_BOX),
+        "display": selectors.image_display(
+            width=images[0].width, height=images[0].height, box=COUNT_BOX if item.task == Item.Task.COUNT else TILE_BOX
+        ),
         "question": item.prompt.question if item.task == Item.Task.COUNT else "",
         "caption": item.prompt.text if item.task == Item.Task.RANK else "",
     }
@@ -285,8 +341,12 @@ def _task_json(entry: Entry | None, progress: selectors.Progress, done_url: str)
         "done": False,
         "progress": {"answered": progress.answered, "total": progress.total},
         "task": {
-            "kind": ctx["kind"], "question": ctx["question"], "caption": ctx["caption"],
-            "images": ctx["image_urls"], "token": ctx["token"], "number": entry.index + 1,
+            "kind": ctx["kind"],
+            "question": ctx["question"],
+            "caption": ctx["caption"],
+            "images": ctx["image_urls"],
+            "token": ctx["token"],
+            "number": entry.index + 1,
         },
     }
 
@@ -311,8 +371,14 @@ def task(request: HttpRequest, study: Study, evaluator: Evaluator) -> HttpRespon
         return redirect("studies:done", slug=slug)
     progress = selectors.evaluator_progress(evaluator=evaluator)
     prefill = _prefill(request, entry, posted=error is not None)
-    context = {"study": study, "progress": progress, "error": error, "study_open": study.accepts_answers,
-               **prefill, **_task_context(entry, ranks=prefill.get("ranks"))}
+    context = {
+        "study": study,
+        "progress": progress,
+        "error": error,
+        "study_open": study.accepts_answers,
+        **prefill,
+        **_task_context(entry, ranks=prefill.get("ranks")),
+    }
     if not study.accepts_answers and error is None:
         context["error"] = {"code": "study_closed", "message": "This study is closed; no more answers are accepted."}
     template = "studies/count.html" if entry.item.task == Item.Task.COUNT else "studies/rank.html"
@@ -331,8 +397,11 @@ def _prefill(request: HttpRequest, entry: Entry, *, posted: bool) -> dict:
         return {"ranks": ranks, "answer_value": request.POST.get("answer", "")[:4]}
     if not undone or undone.get("entry") != entry.pk:
         return {}
-    return {"ranks": undone.get("ranks"), "answer_value": undone.get("answer") or "",
-            "notice": f"Undone: your answer to task {entry.index + 1} ({undone['text']}). Answer it again."}
+    return {
+        "ranks": undone.get("ranks"),
+        "answer_value": undone.get("answer") or "",
+        "notice": f"Undone: your answer to task {entry.index + 1} ({undone['text']}). Answer it again.",
+    }
 
 
 def _int_or_none(raw: str | None) -> int | None:
@@ -342,7 +411,9 @@ def _int_or_none(raw: str | None) -> int | None:
 def _submit(request: HttpRequest, evaluator: Evaluator) -> tuple[dict | None, int]:
     """Validate and store a POSTed answer; return (error, http status)."""
     kind = request.POST.get("kind")
-    form = CountAnswerForm(request.POST) if kind == "count" else RankAnswerForm(request.POST) if kind == "rank" else None
+    form = (
+        CountAnswerForm(request.POST) if kind == "count" else RankAnswerForm(request.POST) if kind == "rank" else None
+    )
     if form is None:
         return {"code": "invalid", "message": "Unknown kind of answer."}, 400
     if not form.is_valid():
@@ -372,7 +443,8 @@ def undo(request: HttpRequest, study: Study, evaluator: Evaluator) -> HttpRespon
         undone = services.response_undo_last(evaluator=evaluator)
         if undone is not None and last is not None:
             request.session[UNDONE_KEY] = {
-                "entry": undone.pk, "text": selectors.describe_answer(last),
+                "entry": undone.pk,
+                "text": selectors.describe_answer(last),
                 "answer": "" if getattr(last, "cant_tell", True) else str(last.answer),
                 "ranks": last.ranks if isinstance(last, RankResponse) and not last.skipped else None,
             }
@@ -401,10 +473,17 @@ def done(request: HttpRequest, study: Study, evaluator: Evaluator) -> HttpRespon
         return redirect("studies:task", slug=study.slug)
     progress = selectors.evaluator_progress(evaluator=evaluator)
     rec = recruitment.recruitment_of(study)
-    return render(request, "studies/done.html", {
-        "study": study, "progress": progress, "evaluator": evaluator,
-        "link": recruitment.return_link(study, "completion"), "panel": recruitment.panel_name(rec),
-    })
+    return render(
+        request,
+        "studies/done.html",
+        {
+            "study": study,
+            "progress": progress,
+            "evaluator": evaluator,
+            "link": recruitment.return_link(study, "completion"),
+            "panel": recruitment.panel_name(rec),
+        },
+    )
 
 
 # --------------------------------------------------------------------------- images
@@ -428,7 +507,7 @@ def image(request: HttpRequest, public_id: str) -> HttpResponse:
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        raise Http404("No such image.")
+        raise Http404("No such image.") from None
     response = HttpResponse(data, content_type="image/png")
     response["Cache-Control"] = "private, max-age=3600"
     return response

@@ -21,5 +21,5 @@ class Command(BaseCommand):
         try:
             study = services.study_open(study=study) if open else services.study_close(study=study)
         except services.StudySetupError as exc:
-            raise CommandError(str(exc))
+            raise CommandError(str(exc)) from exc
         self.stdout.write(f"Study {study.slug} is {study.status}.")
