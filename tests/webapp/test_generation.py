@@ -222,7 +222,7 @@ def test_demo_protocol_needs_forty_images_per_variant():
 
 def test_launch_refuses_a_variant_without_checkpoint():
     study = make_study()
-    with pytest.raises(services.GenerationError, match="missing: concat-early"):
+    with pytest.raises(services.GenerationError, match="without one: concat-early"):
         services.batch_launch(study=study)
     assert not Batch.objects.exists()
 

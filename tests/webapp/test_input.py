@@ -49,6 +49,18 @@ def test_counts_in_other_digits_are_refused_with_the_fields_message(study, evalu
     assert r.status_code == 400 and b"digits 0 to 9" in r.content
 
 
+@pytest.mark.parametrize("rank", ["²", "①"])
+def test_a_ranking_in_other_digits_is_refused_and_the_page_still_renders(study, evaluator_client, rank):
+    while (task := current_task(evaluator_client, study)["task"])["kind"] != "rank":
+        evaluator_client.post(f"/e/{study.slug}/task/", {"kind": "count", "token": task["token"], "answer": "1"})
+    before = CountResponse.objects.count() + RankResponse.objects.count()
+    ranks = {"rank_0": rank, "rank_1": "2", "rank_2": "3", "rank_3": "4"}
+    # The page form: the partial ranking is sent back with the error (a 500 before).
+    r = evaluator_client.post(f"/e/{study.slug}/task/", {"kind": "rank", "token": task["token"], **ranks})
+    assert r.status_code == 400
+    assert CountResponse.objects.count() + RankResponse.objects.count() == before
+
+
 @pytest.mark.parametrize("answer, value", [("0", 0), ("7", 7), (" 12 ", 12), ("1000", 1000)])
 def test_ascii_counts_are_read(answer, value):
     form = CountAnswerForm({"token": "t", "answer": answer})

@@ -393,7 +393,9 @@ def _prefill(request: HttpRequest, entry: Entry, *, posted: bool) -> dict:
     ranking is kept), or the answer an undo removed, with a note saying so."""
     undone = request.session.pop(UNDONE_KEY, None)
     if posted:
-        ranks = [_int_or_none(request.POST.get(f"rank_{i}")) for i in range(4)]
+        # A count task has one image and no ranks to keep.
+        is_rank = entry.item.task == Item.Task.RANK
+        ranks = [_int_or_none(request.POST.get(f"rank_{i}")) for i in range(4)] if is_rank else None
         return {"ranks": ranks, "answer_value": request.POST.get("answer", "")[:4]}
     if not undone or undone.get("entry") != entry.pk:
         return {}
@@ -405,7 +407,8 @@ def _prefill(request: HttpRequest, entry: Entry, *, posted: bool) -> dict:
 
 
 def _int_or_none(raw: str | None) -> int | None:
-    return int(raw) if raw and raw.isdigit() and len(raw) < 3 else None
+    # ASCII only: "²".isdigit() is true, but int("²") raises.
+    return int(raw) if raw and raw.isascii() and raw.isdigit() and len(raw) < 3 else None
 
 
 def _submit(request: HttpRequest, evaluator: Evaluator) -> tuple[dict | None, int]:
