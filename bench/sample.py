@@ -29,6 +29,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
 from bench._common import save_result, torch_device_description
+from generator.defaults import CFG_SCALE, STEPS
 from generator.diffusion import sample_cfg
 from generator.encoders import PixelCodec, SDVAECodec, encoder_specs_for, load_text_encoder
 from generator.model import PRESETS, build_model
@@ -94,7 +95,7 @@ def time_stages(model, codec, text, batch: int, steps: int, device: torch.device
     times["text"] = time.perf_counter() - t0
     noise = torch.randn(batch, cfg.in_chans, cfg.img_size, cfg.img_size, device=device)
     t0 = time.perf_counter()
-    z = sample_cfg(model, noise, ctx, uncond, 3.0, steps)
+    z = sample_cfg(model, noise, ctx, uncond, CFG_SCALE, steps)
     _sync(device)
     times["backbone"] = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -138,7 +139,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("targets", nargs="+", help="checkpoint folders or PRESETS names")
     p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--steps", type=int, default=50)
+    p.add_argument("--steps", type=int, default=STEPS)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--threads", type=int)

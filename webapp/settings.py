@@ -263,8 +263,6 @@ CELERY_BEAT_SCHEDULE = {
 CELERY_TASK_ALWAYS_EAGER = _env_flag("CELERY_TASK_ALWAYS_EAGER", False)
 
 # --------------------------------------------------------------------------- fusion-eval
-# Where the pretrained weights are looked for (see generator/encoders.py).
-FUSION_HF_CACHE = os.environ.get("HF_HOME", "")
 # An evaluator who has not answered for this long may lose their slot to a newcomer.
 FUSION_SLOT_TIMEOUT_SECONDS = int(os.environ.get("FUSION_SLOT_TIMEOUT_SECONDS", 2 * 60 * 60))
 # Bootstrap resamples for the results pages; unset means the protocol's analysis plan.

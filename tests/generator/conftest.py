@@ -123,3 +123,13 @@ def grainy(img: Image.Image, rng: np.random.Generator) -> Image.Image:
     """A rendered image made soft and grainy, as generated ones are (blur 0.6 px, noise 12)."""
     blurred = np.asarray(img.filter(ImageFilter.GaussianBlur(0.6)), dtype=np.float32)
     return Image.fromarray(np.clip(blurred + rng.normal(0, 12, blurred.shape), 0, 255).astype(np.uint8))
+
+
+def grainy_items(size: int, n: int = 200):
+    """(grainy image, scene) for n rendered training items of one size, the same every run."""
+    from generator.synthetic import make_item
+
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        img, scene = make_item(21, i, size=size)
+        yield grainy(img, rng), scene

@@ -110,10 +110,13 @@ def demo_checkpoints(tmp_path_factory) -> Path:
     return root
 
 
-@pytest.mark.skipif(
-    bool(os.environ.get("DATABASE_URL")),
-    reason="the demo always runs on its own SQLite database; `make test` runs this in its SQLite pass",
+# The demo always runs on its own SQLite database; `make test` runs these in its SQLite pass.
+sqlite_only = pytest.mark.skipif(
+    bool(os.environ.get("DATABASE_URL")), reason="the demo runs on its own SQLite database"
 )
+
+
+@sqlite_only
 def test_demo_no_serve_generates_opens_and_is_rerunnable(tmp_path, demo_checkpoints):
     var_dir = tmp_path / "var"
     summary = run_demo(var_dir, demo_checkpoints)
@@ -155,10 +158,7 @@ def assert_generic(body: str) -> None:
         assert leak not in body, leak
 
 
-@pytest.mark.skipif(
-    bool(os.environ.get("DATABASE_URL")),
-    reason="the demo always runs on its own SQLite database; `make test` runs this in its SQLite pass",
-)
+@sqlite_only
 def test_the_demo_server_answers_errors_with_the_generic_pages(tmp_path, demo_checkpoints):
     var_dir = tmp_path / "var"
     summary = run_demo(var_dir, demo_checkpoints)

@@ -43,7 +43,7 @@ def invite_links(study: Study) -> dict[str, str]:
     links = {"plain": base}
     rec = recruitment.recruitment_of(study)
     if rec is not None and rec.panel == "prolific":
-        # Prolific fills {{%NAME%}} placeholders in the study URL for each participant.
+        # Prolific substitutes {{%NAME%}} in a study URL with each participant's own value.
         params = (rec.participant_param, rec.study_param, rec.session_param)
         links["panel"] = base + "?" + "&".join(f"{p}={{{{%{p}%}}}}" for p in params)
     elif rec is not None:
