@@ -3,7 +3,8 @@ slots and studies, concurrent joins on PostgreSQL.
 
 Each was checked by breaking the code it guards on purpose (positions ignored, the slot
 check in ``evaluator_may_see_image`` dropped, the study lock in ``evaluator_consent``
-dropped) and watching it fail.
+dropped, the IntegrityError branch of ``evaluator_join`` turned into a raise) and watching
+it fail.
 """
 
 import threading
@@ -18,6 +19,14 @@ from webapp.studies.models import Entry, Evaluator, Image, Item
 from .conftest import answer_data, current_task, join
 
 pytestmark = pytest.mark.django_db
+
+
+def _run_at_once(target, n: int) -> None:
+    threads = [threading.Thread(target=target) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
 
 
 def _variant_order(urls: list[str]) -> list[int]:
@@ -91,13 +100,32 @@ def test_concurrent_joins_on_postgresql_never_share_a_slot(settings):
         finally:
             connection.close()
 
-    threads = [threading.Thread(target=one_person) for _ in range(12)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
+    _run_at_once(one_person, 12)
     slots = list(Evaluator.objects.filter(study=study, slot__isnull=False).values_list("slot_id", flat=True))
     assert len(slots) == len(set(slots)) == 5
     assert results.count(302) == 5 and set(results) <= {302, 403}
     for ev in Evaluator.objects.filter(study=study, slot__isnull=False):
         assert Entry.objects.filter(evaluator=ev).count() == len(ev.slot.items)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="concurrent transactions: PostgreSQL only")
+def test_concurrent_joins_with_one_panel_id_make_one_evaluator(settings):
+    """Joining takes no lock: the unique (study, external_id) constraint decides. Eight
+    browsers opening one participant's link at once make one evaluator; one browser holds it
+    and the others are asked to continue there (409), none gets an error."""
+    settings.FUSION_RATE_JOIN = "1000/m"
+    study = build_open_study(n_slots=5)
+    codes: list[int] = []
+    barrier = threading.Barrier(8)
+
+    def one_browser():
+        try:
+            barrier.wait()
+            codes.append(Client().get(f"/join/{study.invite_token}/", {"PROLIFIC_PID": "a" * 24}).status_code)
+        finally:
+            connection.close()
+
+    _run_at_once(one_browser, 8)
+    assert Evaluator.objects.filter(study=study).count() == 1
+    assert sorted(codes) == [302] + [409] * 7

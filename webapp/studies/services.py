@@ -157,6 +157,20 @@ def _free_slot(study: Study) -> Slot | None:
     return Slot.objects.filter(study=study).exclude(pk__in=held).order_by("number").first()
 
 
+def _every_slot_held(study: Study) -> bool:
+    """Whether every slot is held by an evaluator still active: a read under no lock, for the
+    join page only. Consent decides, under the study's lock; an evaluator silent for the slot
+    timeout counts as gone here before ``_release_abandoned`` marks them."""
+    held = (
+        Evaluator.objects.filter(study=study, abandoned_at__isnull=True, slot__isnull=False)
+        .exclude(finished_at__isnull=True, last_seen_at__lt=_active_since())
+        .values("slot_id")
+        .distinct()
+        .count()
+    )
+    return held >= Slot.objects.filter(study=study).count()
+
+
 FULL_MESSAGE = "Every place in this study is taken. Thank you for your interest."
 
 
@@ -180,7 +194,9 @@ def evaluator_join(
     ``external_session_id`` are the panel's (Prolific's STUDY_ID and SESSION_ID), stored
     as given (within the field's length).
     """
-    study = Study.objects.select_for_update().get(pk=study.pk)
+    # No lock on the study: joining takes no slot (consent does, under the lock), and the
+    # unique (study, external_id) constraint settles two joins of one id at once.
+    study = Study.objects.get(pk=study.pk)
     if study.status == Study.Status.PAUSED:
         raise StudyUnavailable("This study is paused and takes no new participants at the moment.")
     if not study.is_open:
@@ -189,22 +205,33 @@ def evaluator_join(
     if external_id:
         existing = Evaluator.objects.filter(study=study, external_id=external_id).first()
         if existing is not None:
-            if existing.last_seen_at is not None and existing.last_seen_at >= _active_since():
-                raise ActiveElsewhere(existing)
-            return evaluator_take_over(evaluator=existing)
-    _release_abandoned(study)
-    if _free_slot(study) is None:
+            return _rejoin(existing)
+    if _every_slot_held(study):
         raise StudyUnavailable(FULL_MESSAGE, reason="full")
-    return Evaluator.objects.create(
-        study=study,
-        external_id=external_id,
-        user=user,
-        is_simulated=simulated,
-        last_seen_at=timezone.now(),
-        browser=new_token(),
-        external_study_id=external_study_id.strip()[:MAX_EXTERNAL_ID],
-        external_session_id=external_session_id.strip()[:MAX_EXTERNAL_ID],
-    )
+    try:
+        with transaction.atomic():
+            return Evaluator.objects.create(
+                study=study,
+                external_id=external_id,
+                user=user,
+                is_simulated=simulated,
+                last_seen_at=timezone.now(),
+                browser=new_token(),
+                external_study_id=external_study_id.strip()[:MAX_EXTERNAL_ID],
+                external_session_id=external_session_id.strip()[:MAX_EXTERNAL_ID],
+            )
+    except IntegrityError:
+        if not external_id:
+            raise
+        # Another request joined with this id meanwhile: it is that evaluator's browser.
+        return _rejoin(Evaluator.objects.get(study=study, external_id=external_id))
+
+
+def _rejoin(existing: Evaluator) -> Evaluator:
+    """An external id that joined before, seen from a browser that does not hold it."""
+    if existing.last_seen_at is not None and existing.last_seen_at >= _active_since():
+        raise ActiveElsewhere(existing)
+    return evaluator_take_over(evaluator=existing)
 
 
 @transaction.atomic
@@ -231,8 +258,10 @@ def evaluator_consent(*, evaluator: Evaluator) -> Evaluator:
     if not study.is_open:
         raise StudyUnavailable("This study is not open.")
     if evaluator.slot_id is None:
-        _release_abandoned(study)
         slot = _free_slot(study)
+        if slot is None:  # only then are the silent evaluators' slots worth a write
+            _release_abandoned(study)
+            slot = _free_slot(study)
         if slot is None:
             raise StudyUnavailable(FULL_MESSAGE, reason="full")
         evaluator.slot = slot
