@@ -30,9 +30,12 @@ any resampling, so relabelling evaluators or shuffling rows changes nothing.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from .. import bootstrap as bs
+from .. import provenance
 from ..protocol import Exclusions, Protocol, default_comparisons
 from ..responses import ResponseTable
 from .agreement import _agreement_section
@@ -52,9 +55,16 @@ CANT_TELL_POLICY = ("'can't tell' enters neither mean_abs_error nor match_ratio 
 SKIP_POLICY = ("skipped responses enter no score or error; ranking_skip_rate: skipped rankings "
                "over rankings shown; task_skip_rate: skipped tasks over tasks shown")
 BOOTSTRAP_METHOD = ("crossed bootstrap: items (count: prompt-and-seed pairs; rank: captions) and "
-                    "evaluators resampled together with product weights; percentile intervals "
-                    "pulled towards the estimate to remove the doubly counted "
-                    "item x evaluator term")
+                    "evaluators resampled together with product weights; percentile intervals at "
+                    "BCa-accelerated levels, their spread corrected on the logit scale of the "
+                    "statistic's range for the doubly counted item x evaluator term and for small "
+                    "samples (t quantile, Welch-Satterthwaite degrees of freedom)")
+
+
+@functools.lru_cache(maxsize=1)
+def _provenance() -> dict[str, object]:
+    """The commit and package versions that computed a result (looked up once per process)."""
+    return provenance.collect(names=("numpy", "scipy")).as_dict()
 
 
 def analyze(table: ResponseTable, protocol: Protocol | None = None, n_boot: int = 2000,
@@ -123,7 +133,7 @@ def analyze(table: ResponseTable, protocol: Protocol | None = None, n_boot: int 
         "settings": {"n_boot": n_boot, "seed": seed, "ci_level": level, "alpha": alpha,
                      "bootstrap": BOOTSTRAP_METHOD, "cant_tell": CANT_TELL_POLICY,
                      "skips": SKIP_POLICY, "exact_wilcoxon_max_n": EXACT_MAX_N,
-                     "posthoc": posthoc},
+                     "posthoc": posthoc, "provenance": _provenance()},
         **main,
         "evaluators": reliability,
         "exclusions": {

@@ -60,9 +60,10 @@ def _count_section(c: _CountData, w_units: np.ndarray, v_eval: np.ndarray,
             rnum = s[:, :, num_i] if num_i is not None else s[:, :, 0] - s[:, :, 1]
             shrink = bs.ratio_shrink(c.unit, c.evaluator, group, num_rows, den_rows, n_groups,
                                      level)
+            accel = bs.ratio_acceleration(c.unit, c.evaluator, group, num_rows, den_rows, n_groups)
             bounds = group_range(group, num_rows, den_rows > 0, n_groups)
             stat[key] = _ratio_stat(num, p[:, den_i], rnum, s[:, :, den_i], shrink, level,
-                                    bounds)
+                                    bounds, accel)
         if name == "by_variant":
             reps_out = {"mean_abs_error": stat["mean_abs_error"][2],
                         "match_ratio": stat["match_ratio"][2]}

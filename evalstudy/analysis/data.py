@@ -212,12 +212,13 @@ class _RankData:
         return self
 
 
-def _ratio_stat(num, den, reps_num, reps_den, shrink, level, bounds):
+def _ratio_stat(num, den, reps_num, reps_den, shrink, level, bounds, accel=None):
     """Estimates, (G, 2) intervals and (B, G) replicates of the ratios num / den;
-    bounds = (low, high) arrays, each group's possible range."""
+    bounds = (low, high) arrays, each group's possible range; accel, BCa's accelerations."""
     est = bs.ratio_replicates(num[None, :], den[None, :])[0]
     reps = bs.ratio_replicates(reps_num, reps_den)
-    ci = bs.intervals(est, reps, level, shrink, *bounds)
+    low, high = bounds
+    ci = bs.intervals(est, reps, level, shrink, low, high, accel)
     return est, ci, reps
 
 

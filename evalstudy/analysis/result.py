@@ -387,6 +387,9 @@ class Settings(Record):
     skips: str
     exact_wilcoxon_max_n: int
     posthoc: str
+    # {"commit": sha, "dirty": bool, "packages": {"numpy": ..., "scipy": ...}}; absent from
+    # results stored before it was recorded.
+    provenance: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

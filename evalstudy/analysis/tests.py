@@ -27,8 +27,8 @@ def _unit_means(unit, variant, num, den, n_units, nv):
         return np.where(s_den > 0, s_num / np.where(s_den > 0, s_den, 1), np.nan)
 
 
-def _difference_shrink(unit, evaluator, variant, num, den, a, b, level) -> float:
-    """Shrink factor for ratio(a) - ratio(b), from linearised contributions."""
+def _difference_shrink(unit, evaluator, variant, num, den, a, b, level) -> tuple[float, float]:
+    """Shrink factor and BCa acceleration for ratio(a) - ratio(b), from linearised contributions."""
     z = np.zeros(len(num))
     for v, sign in ((a, 1.0), (b, -1.0)):
         rows = variant == v
@@ -39,7 +39,8 @@ def _difference_shrink(unit, evaluator, variant, num, den, a, b, level) -> float
     parts = bs.linearised_variances(unit[keep], evaluator[keep],
                                     np.zeros(int(keep.sum()), dtype=np.int64), z[keep], 1)
     vu, ve, vc, nu, ne, ku, ke = parts
-    return float(bs.shrink_factors(vu, ve, vc, nu, ne, level, ku, ke)[0])
+    accel = bs.acceleration(unit[keep], evaluator[keep], np.zeros(int(keep.sum()), dtype=np.int64), z[keep], 1)
+    return float(bs.shrink_factors(vu, ve, vc, nu, ne, level, ku, ke)[0]), float(accel[0])
 
 
 def _tests_section(c: _CountData, r: _RankData, comparisons, count_reps, pref_reps, level,
@@ -70,11 +71,11 @@ def _tests_section(c: _CountData, r: _RankData, comparisons, count_reps, pref_re
             test = stats.wilcoxon_signed_rank(d, EXACT_MAX_N)
             sa, sb = den[var == ia].sum(), den[var == ib].sum()
             diff = num[var == ia].sum() / sa - num[var == ib].sum() / sb
-            shrink = _difference_shrink(unit, ev, var, num, den, ia, ib, level)
+            shrink, accel = _difference_shrink(unit, ev, var, num, den, ia, ib, level)
             # ratio(a) - ratio(b) lies between low(a) - high(b) and high(a) - low(b).
             low, high = group_range(var, num / np.where(den > 0, den, 1), den > 0, nv)
             ci = bs.interval(diff, reps[:, ia] - reps[:, ib], level, shrink,
-                             (low[ia] - high[ib], high[ia] - low[ib]))
+                             (low[ia] - high[ib], high[ia] - low[ib]), accel)
             paired.append({"task": task, "measure": measure, "a": a, "b": b,
                            "difference": diff, "difference_ci": ci,
                            "n_pairs": test["n_pairs"], "n_nonzero": test["n_nonzero"],

@@ -83,3 +83,31 @@ def test_undefined_replicates_are_ignored_and_too_few_give_nan():
     reps = np.full((100, 1), np.nan)
     reps[:5, 0] = 1.0
     assert np.isnan(bs.intervals(np.array([1.0]), reps, 0.95)).all()
+
+
+def test_acceleration_of_a_mean_is_efron_s_jackknife_value():
+    """One evaluator answering every item: the evaluator part vanishes (its summed
+    contributions are zero), and a is Efron's sum U^3 / (6 (sum U^2)^1.5) from the
+    jackknife values of the mean."""
+    x = np.random.default_rng(5).exponential(size=40)
+    n = len(x)
+    jack = (x.sum() - x) / (n - 1)
+    u = jack.mean() - jack
+    want = (u ** 3).sum() / (6 * (u ** 2).sum() ** 1.5)
+    got = bs.ratio_acceleration(np.arange(n), np.zeros(n, dtype=int), np.zeros(n, dtype=int), x, np.ones(n), 1)
+    assert want > 0.01
+    assert got[0] == pytest.approx(want, rel=1e-9)
+    # A mirrored sample is skewed the other way.
+    assert bs.ratio_acceleration(np.arange(n), np.zeros(n, dtype=int), np.zeros(n, dtype=int), -x, np.ones(n),
+                                 1)[0] == pytest.approx(-want, rel=1e-9)
+
+
+def test_acceleration_moves_both_ends_towards_the_skewed_side():
+    reps = np.random.default_rng(6).normal(size=(4000, 1))
+    plain = bs.interval(0.0, reps[:, 0], 0.95)
+    skewed = bs.interval(0.0, reps[:, 0], 0.95, accel=0.1)
+    assert skewed[0] > plain[0] and skewed[1] > plain[1]
+    # the levels are Efron's: Phi(z / (1 - a z)) with z0 = 0
+    z = sps.norm.ppf([0.025, 0.975])
+    want = np.quantile(reps[:, 0], sps.norm.cdf(z / (1 - 0.1 * z)))
+    assert skewed == pytest.approx(want.tolist(), rel=1e-9)

@@ -20,6 +20,7 @@ from django.db import OperationalError
 from django.utils import timezone
 from PIL import Image as PILImage
 
+from generator.judge import judge
 from tests.services.helpers import (
     DEMO_PROTOCOL,
     NEUTRAL_VARIANTS,
@@ -275,6 +276,8 @@ def test_batch_makes_every_image_once_with_provenance_and_opens_the_study(study,
         assert not set(png_chunks(data)) & set(PNG_TEXT_CHUNKS)
         with PILImage.open(io.BytesIO(data)) as pil:
             assert pil.size == (32, 32) and not pil.info
+            if image.prompt.kind == "count":  # the shape-aware judge read the stored pixels
+                assert image.auto_count == judge(pil.convert("RGB")).count
         p = image.provenance
         assert p["checkpoint_sha256"] == checkpoint.sha256 and p["config"] == checkpoint.config
         assert (p["prompt"], p["seed"], p["cfg_scale"], p["steps"]) == (image.prompt.text, image.seed, 3.0, 2)

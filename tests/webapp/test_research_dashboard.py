@@ -5,9 +5,12 @@ import re
 from html import unescape
 from pathlib import Path
 
+import numpy as np
 import pytest
+import scipy
 from django.test import Client
 
+from evalstudy import provenance
 from tests.webapp.research_support import answer_tasks, fill_study, researcher_of, update_results
 from webapp.research import reports, selectors, services
 from webapp.research.models import ReportDetails, ResultFigure, StudyResult
@@ -154,6 +157,10 @@ def test_the_report_states_protocol_evaluators_pay_exclusions_and_results(study,
         assert "Figure 5" in text and "Figure 6" in text and "95% CI" in text
         assert "With the protocol's exclusions" in text and "Without exclusions" in text
         assert "Krippendorff" in text and "3 (3 consented, 3 finished" in text
+        # which code computed the numbers
+        commit = provenance.git_commit()
+        assert (f"Computed at commit {commit.sha}" if commit else "Computed at an unknown commit") in text
+        assert f"numpy {np.__version__}, scipy {scipy.__version__}." in text
     assert "| variant | images | counted answers (n) | average error | 95% CI |" in md
     assert "mean_abs_error" not in md and "skip_rate" not in md  # human labels only
     assert "](figure5.png)" not in md and "](data:image/png;base64," in md  # links resolve in the file

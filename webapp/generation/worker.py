@@ -100,7 +100,7 @@ def sampler_for(*, path: str, sha256: str, name: str):
 
 
 def _generate(*, sampler, job: PartJob, chunk) -> list[GeneratedImage]:
-    from generator.counter import count_objects
+    from generator.judge import judge  # the shape-aware judge: merged shapes count as several
 
     pictures = sampler.generate(
         [w.text for w in chunk], [w.seed for w in chunk], cfg_scale=job.cfg_scale, steps=job.steps,
@@ -108,7 +108,7 @@ def _generate(*, sampler, job: PartJob, chunk) -> list[GeneratedImage]:
     )
     return [
         GeneratedImage(
-            prompt_id=w.prompt_id, seed=w.seed, image=pic, auto_count=count_objects(pic) if w.is_count else None
+            prompt_id=w.prompt_id, seed=w.seed, image=pic, auto_count=judge(pic).count if w.is_count else None
         )
         for w, pic in zip(chunk, pictures, strict=True)
     ]

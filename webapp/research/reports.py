@@ -294,6 +294,19 @@ def _pay_rows(details: ReportDetails | None, evaluators: dict) -> list[tuple[str
     return rows
 
 
+def provenance_text(result: AnalysisResult) -> str:
+    """Which code computed the numbers: "Computed at commit <sha> with numpy 2.4.6, scipy
+    1.17.1." ("" for results stored before this was recorded)."""
+    prov = result.settings.provenance
+    if not prov:
+        return ""
+    commit = prov.get("commit")
+    where = f"commit {commit}" + (" with uncommitted changes" if prov.get("dirty") else "") if commit \
+        else "an unknown commit (no git checkout)"
+    packages = ", ".join(f"{name} {version or 'not installed'}" for name, version in prov.get("packages", {}).items())
+    return f"Computed at {where}, with {packages}." if packages else f"Computed at {where}."
+
+
 def report_context(*, study: Study, result: StudyResult | None, analysis_error: str = "") -> dict:
     """Everything the report states, for either template; ``analysis_error`` says why there
     are no results when evalstudy could not analyse the responses."""
@@ -320,6 +333,7 @@ def report_context(*, study: Study, result: StudyResult | None, analysis_error: 
         "exclusions": exclusion_rows(data) if data else [],
         "exclusion_rules": exclusion_rules_text(data) if data else "",
         "reliability": evaluator_reliability_table(data) if data else None,
+        "provenance": provenance_text(data) if data else "",
         "figures": figures,
         "analysis_error": analysis_error,
     }
