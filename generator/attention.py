@@ -132,14 +132,17 @@ def collect_attention(
     x0: torch.Tensor | None = None,
     timesteps: list[int] | None = None,
     seed: int = 0,
+    timestep_convention: str = "index",
 ) -> AttentionMaps:
     """Maps averaged over forward passes at `timesteps` on x_t = add_noise(x0, noise, t).
 
     context (B, T, text_dim); x0 (B, C, H, W) model-space images (e.g. samples of the
     model itself); None stands in standard-normal images drawn from `seed`.
-    timesteps default to 10 evenly spaced over [0, 1000).
+    timesteps (noise-level indices into alphas_cumprod) default to 10 evenly spaced over
+    [0, 1000); the network gets each under its checkpoint's `timestep_convention` (an
+    imported U-ViT checkpoint expects i + 1 at alphas_cumprod[i]).
     """
-    from generator.diffusion import NUM_TRAIN_TIMESTEPS, add_noise, alphas_cumprod
+    from generator.diffusion import NUM_TRAIN_TIMESTEPS, add_noise, alphas_cumprod, network_timesteps
 
     cfg = model.cfg
     device = next(model.parameters()).device
@@ -158,7 +161,7 @@ def collect_attention(
         for t in timesteps:
             tt = torch.full((B,), int(t), dtype=torch.long)
             xt = add_noise(x0.float().cpu(), torch.randn(shape, generator=gen), tt, ac)
-            model(xt.to(device), tt.to(device), context)
+            model(xt.to(device), network_timesteps(tt, timestep_convention).to(device), context)
     model.train(was_training)
     return maps
 
@@ -254,9 +257,11 @@ def main(args: argparse.Namespace) -> None:
     # content matches the prompts at every timestep.
     gen = torch.Generator().manual_seed(args.seed)
     noise = torch.randn(len(prompts), cfg.in_chans, cfg.img_size, cfg.img_size, generator=gen).to(device)
-    x0 = sample_cfg(model, noise, context, uncond, args.cfg_scale, args.sample_steps)
+    convention = meta["timestep_convention"]
+    x0 = sample_cfg(model, noise, context, uncond, args.cfg_scale, args.sample_steps,
+                    prediction_type=meta["prediction_type"], timestep_convention=convention)
     timesteps = torch.linspace(0, 999, args.timesteps).round().long().tolist()
-    maps = collect_attention(model, context, x0, timesteps, args.seed)
+    maps = collect_attention(model, context, x0, timesteps, args.seed, timestep_convention=convention)
     fig = plot_attention(maps, not args.keep_border, title=meta["name"])
     fig.savefig(args.out, dpi=args.dpi)
     print(f"wrote {args.out} ({len(maps.layers)} layers, {maps.calls} timesteps, {len(prompts)} prompts)")

@@ -336,6 +336,20 @@ def test_attention_figure_from_a_model(tmp_path):
     assert maps.calls == 2
 
 
+def test_attention_maps_give_the_network_its_checkpoint_s_timestep_convention():
+    model = tiny("tiny-cross-early")
+    _, _, ctx = inputs(model.cfg)
+    seen = []
+    hook = model.register_forward_pre_hook(lambda m, args: seen.append(args[1].tolist()))
+    try:
+        collect_attention(model, ctx, timesteps=[50, 500])
+        collect_attention(model, ctx, timesteps=[50, 500], timestep_convention="uvit")
+    finally:
+        hook.remove()
+    b = ctx.shape[0]
+    assert seen == [[50] * b, [500] * b, [51] * b, [501] * b]  # U-ViT's network gets i + 1
+
+
 def test_attention_cli_draws_a_checkpoint(tiny_checkpoint, tmp_path):
     from generator import attention
 
