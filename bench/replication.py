@@ -44,9 +44,33 @@ def save_provenance(runs: dict[str, dict[str, Path]], save: Path, step: int | No
         "evaluated_step": step,
         "seeds": sorted(int(s[5:]) for s in runs),
         "train_command": "nice -n 19 python -m generator.train_demo --seeds "
-                         + " ".join(s[5:] for s in runs) + " --out RUNS --parallel 12 --threads 1 --no-export",
+                         + " ".join(s[5:] for s in runs) + " --out RUNS --threads 1 --no-export",
+        "note": "--parallel (trainings at a time) does not change a run; each run is one process, 1 thread",
     }
     (save / "recipe.json").write_text(json.dumps(recipe, indent=2) + "\n")
+
+
+def _one(runs: dict, variant: str, metric: str) -> float:
+    return count_eval.metrics([runs[variant]])[metric]
+
+
+def per_seed_table(judged: dict[str, dict]) -> str:
+    """Each metric per variant and training seed, and each seed's paired difference
+    intermediate - early: the run-to-run spread that the pooled intervals summarise."""
+    seeds = list(judged)
+    variants = sorted({v for runs in judged.values() for v in runs})
+    head = f"{'per training seed':<44}" + "".join(f"{s:>12}" for s in seeds)
+    lines = [head]
+    for metric in count_eval.METRICS:
+        for v in variants:
+            cells = "".join(f"{_one(judged[s], v, metric):>12.3f}" if v in judged[s] else f"{'-':>12}"
+                            for s in seeds)
+            lines.append(f"{metric + '  ' + v:<44}{cells}")
+        for early, inter in count_eval.PAIRS.values():
+            cells = "".join(f"{_one(judged[s], inter, metric) - _one(judged[s], early, metric):>+12.3f}"
+                            if early in judged[s] and inter in judged[s] else f"{'-':>12}" for s in seeds)
+            lines.append(f"{metric + '  ' + inter + ' - early':<44}{cells}")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> Path:
@@ -92,7 +116,7 @@ def main(argv: list[str] | None = None) -> Path:
         "# judge: generator/judge.py; 95% intervals: seeds resampled, then images within each seed "
         f"({args.n_boot} draws; see generator/count_eval.py)",
     ]
-    text = "\n".join(header) + "\n" + count_eval.format_table(rows, diffs) + "\n"
+    text = "\n".join(header) + "\n" + count_eval.format_table(rows, diffs) + "\n\n" + per_seed_table(judged) + "\n"
     text += "\n" + "\n".join(json.dumps(r) for r in rows + diffs) + "\n"
     print(text)
     return save_result("replication", text, append=args.append)
