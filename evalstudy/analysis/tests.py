@@ -30,17 +30,20 @@ def _unit_means(unit, variant, num, den, n_units, nv):
 def _difference_shrink(unit, evaluator, variant, num, den, a, b, level) -> tuple[float, float]:
     """Shrink factor and BCa acceleration for ratio(a) - ratio(b), from linearised contributions."""
     z = np.zeros(len(num))
+    share = np.zeros(len(num))  # each row's share of its own variant's denominator, halved
     for v, sign in ((a, 1.0), (b, -1.0)):
         rows = variant == v
         d = den[rows].sum()
         if d > 0:
             z[rows] = sign * (num[rows] - num[rows].sum() / d * den[rows]) / d
+            share[rows] = den[rows] / d / 2.0
     keep = ((variant == a) | (variant == b)) & (den > 0)
-    parts = bs.linearised_variances(unit[keep], evaluator[keep],
-                                    np.zeros(int(keep.sum()), dtype=np.int64), z[keep], 1)
-    vu, ve, vc, nu, ne, ku, ke = parts
-    accel = bs.acceleration(unit[keep], evaluator[keep], np.zeros(int(keep.sum()), dtype=np.int64), z[keep], 1)
-    return float(bs.shrink_factors(vu, ve, vc, nu, ne, level, ku, ke)[0]), float(accel[0])
+    one = np.zeros(int(keep.sum()), dtype=np.int64)
+    vu, ve, vc, nu, ne, ku, ke = bs.linearised_variances(unit[keep], evaluator[keep], one, z[keep], 1)
+    cu = bs.centring_factors(unit[keep], one, share[keep], 1)
+    ce = bs.centring_factors(evaluator[keep], one, share[keep], 1)
+    accel = bs.acceleration(unit[keep], evaluator[keep], one, z[keep], 1)
+    return float(bs.shrink_factors(vu, ve, vc, nu, ne, level, ku, ke, cu, ce)[0]), float(accel[0])
 
 
 def _tests_section(c: _CountData, r: _RankData, comparisons, count_reps, pref_reps, level,

@@ -30,13 +30,16 @@ def test_crossed_sums_equal_a_loop_over_resamples():
 def test_shrink_for_one_to_one_items_and_evaluators_by_hand():
     # One response per item and per evaluator: the three variance components are equal
     # (V), the product weights give 3V, the target is 2 V n/(n-1) - V (the one-way parts
-    # unbiased), and the t quantile replaces the normal one, with Welch-Satterthwaite's df
-    # for two equal parts of n - 1 df each: 2 (n - 1) (values +-1: every item and evaluator
-    # contributes alike, so the effective numbers are n).
+    # unbiased), and the t quantile replaces the normal one, with Satterthwaite's df of
+    # V' + V' - V for two equal parts of n - 1 df each: (2 V' - V)^2 / (2 V'^2 / (n - 1)),
+    # V' = V n / (n - 1) (values +-1: every item and evaluator contributes alike, so the
+    # effective numbers are n).
     n = 50
     c = bs.ratio_shrink(np.arange(n), np.arange(n), np.zeros(n, dtype=int), np.tile([1.0, -1.0], n // 2),
                         np.ones(n), 1, 0.95)
-    t_over_z = sps.t.ppf(0.975, 2 * (n - 1)) / sps.norm.ppf(0.975)
+    v1 = n / (n - 1)  # V' with V = 1
+    df = (2 * v1 - 1) ** 2 / (2 * v1 ** 2 / (n - 1))
+    t_over_z = sps.t.ppf(0.975, df) / sps.norm.ppf(0.975)
     assert c[0] == pytest.approx(np.sqrt((2 * n / (n - 1) - 1) / 3) * t_over_z)
 
 
@@ -50,6 +53,39 @@ def test_shrink_is_near_one_for_a_fully_crossed_design():
     y = rng.normal(size=n_items)[unit] + rng.normal(size=n_ev)[ev] + 0.1 * rng.normal(size=len(unit))
     c = bs.ratio_shrink(unit, ev, np.zeros(len(unit), dtype=int), y, np.ones(len(unit)), 1, 0.95)
     assert 0.95 < c[0] < 1.1
+
+
+def test_uneven_loads_lower_the_centring_factor_below_n_minus_1_over_n():
+    # Equal shares: kappa = (n - 1) / n. One evaluator with half of the answers pulls the
+    # estimate half-way to themselves: kappa = 1 - 2 sum a^3 / sum a^2 + sum a^2.
+    g = np.zeros(10, dtype=int)
+    assert bs.centring_factors(np.arange(10), g, np.ones(10), 1)[0] == pytest.approx(0.9)
+    key = np.r_[np.zeros(9, dtype=int), np.arange(1, 10)]  # evaluator 0 answers 9 of 18
+    a = np.r_[0.5, np.full(9, 0.5 / 9)]
+    want = 1 - 2 * (a ** 3).sum() / (a ** 2).sum() + (a ** 2).sum()
+    got = bs.centring_factors(key, np.zeros(18, dtype=int), np.ones(18), 1)[0]
+    assert got == pytest.approx(want) and got < 0.6
+
+
+def test_centring_factor_makes_an_uneven_evaluator_part_unbiased():
+    """Evaluators with i.i.d. effects and very uneven loads: the linearised evaluator part
+    divided by kappa averages the true variance of the load-weighted mean; divided by
+    n / (n - 1) it falls well short."""
+    rng = np.random.default_rng(11)
+    loads = np.array([60, 25, 8, 3, 2, 1, 1])
+    ev = np.repeat(np.arange(len(loads)), loads)
+    a = loads / loads.sum()
+    true_var = (a ** 2).sum()  # effects of variance 1
+    ratios_kappa, ratios_plain = [], []
+    for _ in range(4000):
+        x = rng.normal(size=len(loads))[ev]
+        z = (x - x.mean()) / len(x)
+        _, ve, _, _, ne, _, _ = bs.linearised_variances(np.arange(len(x)), ev, np.zeros(len(x), dtype=int), z, 1)
+        kappa = bs.centring_factors(ev, np.zeros(len(x), dtype=int), np.ones(len(x)), 1)
+        ratios_kappa.append(ve[0] / kappa[0] / true_var)
+        ratios_plain.append(ve[0] * ne[0] / (ne[0] - 1) / true_var)
+    assert 0.95 < np.mean(ratios_kappa) < 1.05
+    assert np.mean(ratios_plain) < 0.7
 
 
 def test_one_dominant_item_lowers_the_degrees_of_freedom():
