@@ -30,16 +30,13 @@ def test_crossed_sums_equal_a_loop_over_resamples():
 def test_shrink_for_one_to_one_items_and_evaluators_by_hand():
     # One response per item and per evaluator: the three variance components are equal
     # (V), the product weights give 3V, the target is 2 V n/(n-1) - V (the one-way parts
-    # unbiased), and the t quantile replaces the normal one, with Satterthwaite's df of
-    # V' + V' - V for two equal parts of n - 1 df each: (2 V' - V)^2 / (2 V'^2 / (n - 1)),
-    # V' = V n / (n - 1) (values +-1: every item and evaluator contributes alike, so the
-    # effective numbers are n).
+    # unbiased), and the t quantile replaces the normal one, with Welch-Satterthwaite's df
+    # for two equal parts of n - 1 df each: 2 (n - 1) (values +-1: every item and evaluator
+    # contributes alike, so the effective numbers are n).
     n = 50
     c = bs.ratio_shrink(np.arange(n), np.arange(n), np.zeros(n, dtype=int), np.tile([1.0, -1.0], n // 2),
                         np.ones(n), 1, 0.95)
-    v1 = n / (n - 1)  # V' with V = 1
-    df = (2 * v1 - 1) ** 2 / (2 * v1 ** 2 / (n - 1))
-    t_over_z = sps.t.ppf(0.975, df) / sps.norm.ppf(0.975)
+    t_over_z = sps.t.ppf(0.975, 2 * (n - 1)) / sps.norm.ppf(0.975)
     assert c[0] == pytest.approx(np.sqrt((2 * n / (n - 1) - 1) / 3) * t_over_z)
 
 
