@@ -185,11 +185,6 @@ def effective_df(v_units, v_evals, n_units, n_evals, k_units=None, k_evals=None,
                  c_evals=None) -> np.ndarray:
     """Welch-Satterthwaite degrees of freedom of Vu' + Ve'.
 
-    (Satterthwaite's df of the whole target Vu' + Ve' - Vc, whose subtracted cell term
-    shrinks the numerator, was tried: it brought the preference score from 0.91-0.93 to
-    0.92-0.95 but made the intervals of cells with five images cover 0.98-0.995, as Vu'
-    and Vc share the residual and are not independent as the formula assumes.)
-
     Each part is an unbiased sum over its units (evaluators) with df = k (n - 1) / n,
     k the effective number of contributors (`linearised_variances`; n when not
     given): n - 1 when they contribute alike, fewer when a few dominate, as a rare
@@ -202,6 +197,11 @@ def effective_df(v_units, v_evals, n_units, n_evals, k_units=None, k_evals=None,
     part left (each evaluator's bias cancels in the difference), and a t with
     min(items, evaluators) - 1 = 4 df made its 95% interval cover 100% of the time;
     with uneven loads or heavy-tailed items a count-based df made intervals short.
+
+    Satterthwaite's df of the whole target Vu' + Ve' - Vc, whose subtracted cell term
+    shrinks the numerator, was tried: it brought the preference score from 0.91-0.93 to
+    0.92-0.95 but made the intervals of cells with five images cover 0.98-0.995, as Vu'
+    and Vc share the residual and are not independent as that formula assumes.
     """
     vu, ve = (np.asarray(a, dtype=float) for a in (v_units, v_evals))
     nu, ne = (np.asarray(a, dtype=float) for a in (n_units, n_evals))
