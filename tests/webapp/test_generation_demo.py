@@ -103,6 +103,27 @@ def assert_ids_unpredictable(var_dir: Path) -> None:
         assert not served & {old_image_id(key, v, p, seed) for _, p, seed in rows for v in variants}
 
 
+# The passwords the demo printed before they were random.
+OLD_DEMO_PASSWORDS = {"admin": "demo-admin-2403", "researcher": "demo-researcher-2403"}
+
+
+def assert_passwords_private(var_dir: Path, summary: dict) -> None:
+    """The demo's logins are random, kept owner-only under var/, and the old public ones fail."""
+    from django.contrib.auth.hashers import check_password
+
+    file = var_dir / "demo_passwords.json"
+    assert stat.S_IMODE(file.stat().st_mode) == 0o600
+    passwords = json.loads(file.read_text())
+    assert passwords == {role: login["password"] for role, login in summary["logins"].items()}
+    code = (ROOT / "webapp" / "generation" / "demo.py").read_text()
+    with sqlite3.connect(var_dir / "db.sqlite3") as db:
+        stored = dict(db.execute("SELECT username, password FROM auth_user"))
+    for role, password in passwords.items():
+        assert len(password) >= 16 and password not in code
+        assert check_password(password, stored[role])
+        assert not check_password(OLD_DEMO_PASSWORDS[role], stored[role])
+
+
 @pytest.fixture(scope="module")
 def demo_checkpoints(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("demo-checkpoints")
@@ -123,7 +144,8 @@ def test_demo_no_serve_generates_opens_and_is_rerunnable(tmp_path, demo_checkpoi
     assert summary["study"] == "demo" and not summary["reused"]
     assert summary["images"] == dict.fromkeys(VARIANTS, 40)
     assert re.fullmatch(r"http://127\.0\.0\.1:8000/join/[\w-]+/", summary["invite_url"])
-    assert summary["logins"]["admin"]["username"] == "admin" and summary["logins"]["admin"]["password"]
+    assert summary["logins"]["admin"]["username"] == "admin"
+    assert_passwords_private(var_dir, summary)
     files = sorted((var_dir / "media" / "images").rglob("*"))
     pngs = [f for f in files if f.is_file()]
     assert len(pngs) == 160 + 2  # the generated images and the protocol's two gold images
@@ -134,6 +156,7 @@ def test_demo_no_serve_generates_opens_and_is_rerunnable(tmp_path, demo_checkpoi
     # Again: the same study is reused as it is; nothing is generated twice.
     again = run_demo(var_dir, demo_checkpoints)
     assert again["reused"] and again["study"] == "demo" and again["invite_url"] == summary["invite_url"]
+    assert again["logins"] == summary["logins"]  # the printed passwords stay valid
     assert sorted(f for f in (var_dir / "media" / "images").rglob("*") if f.is_file()) == pngs
 
 
@@ -205,3 +228,16 @@ def test_the_demo_server_answers_errors_with_the_generic_pages(tmp_path, demo_ch
         os.kill(server.pid, signal.SIGTERM)  # the demo stops its Celery worker on SIGTERM
         server.wait(timeout=60)
         log.close()
+
+
+def test_demo_passwords_differ_per_install_persist_and_a_bad_file_is_refused(tmp_path):
+    from django.core.management.base import CommandError
+
+    from webapp.generation.demo import PASSWORDS_FILE, demo_passwords
+
+    first, second = demo_passwords(tmp_path / "a"), demo_passwords(tmp_path / "b")
+    assert set(first) == {"admin", "researcher"} and not set(first.values()) & set(second.values())
+    assert demo_passwords(tmp_path / "a") == first
+    (tmp_path / "b" / PASSWORDS_FILE).write_text('{"admin": "short"}')
+    with pytest.raises(CommandError, match="remove it to have new ones made"):
+        demo_passwords(tmp_path / "b")

@@ -9,11 +9,14 @@ checkpoints changed, or the last demo study was closed.
 from __future__ import annotations
 
 import json
+import os
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.management.base import CommandError
 from django.db import transaction
 from django.urls import reverse
 
@@ -27,11 +30,34 @@ from .models import Batch
 PROTOCOL = Path(settings.BASE_DIR) / "fixtures" / "protocols" / "demo.json"
 CHECKPOINTS = Path(settings.BASE_DIR) / "fixtures" / "checkpoints"
 SLUG = "demo"
-# Fixed and printed: the demo runs on 127.0.0.1 for whoever started it.
+# The demo's two accounts. Their passwords are random, made once per var folder and kept in
+# it (owner-only), then printed to whoever started the demo: a password written here would
+# be public, and the admin pages say which model made each image.
 LOGINS = {
-    "admin": {"username": "admin", "password": "demo-admin-2403", "staff": True},
-    "researcher": {"username": "researcher", "password": "demo-researcher-2403", "staff": False},
+    "admin": {"username": "admin", "staff": True},
+    "researcher": {"username": "researcher", "staff": False},
 }
+PASSWORDS_FILE = "demo_passwords.json"
+
+
+def demo_passwords(var_dir: Path) -> dict[str, str]:
+    """{role: password} kept in ``var_dir``/demo_passwords.json (mode 0600), made with
+    ``secrets`` the first time, so that a re-run keeps the printed passwords valid."""
+    path = Path(var_dir) / PASSWORDS_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        if path.stat().st_mode & 0o077:
+            path.chmod(0o600)
+        stored = json.loads(path.read_text())
+        if set(stored) >= set(LOGINS) and all(isinstance(stored[r], str) and len(stored[r]) >= 16 for r in LOGINS):
+            return {role: stored[role] for role in LOGINS}
+        raise CommandError(f"{path} holds no usable demo passwords; remove it to have new ones made.") from None
+    passwords = {role: secrets.token_urlsafe(16) for role in LOGINS}
+    with os.fdopen(fd, "w") as f:
+        json.dump(passwords, f)
+    return passwords
 
 
 @dataclass(frozen=True)
@@ -52,17 +78,21 @@ def demo_checkpoints_register(*, protocol: dict, checkpoints_dir: Path) -> dict[
 
 @transaction.atomic
 def demo_users_ensure(*, study: Study) -> dict[str, dict]:
-    """The demo's admin (staff, superuser) and researcher (of ``study``), with their demo passwords."""
+    """The demo's admin (staff, superuser) and researcher (of ``study``), with the passwords
+    kept under settings.VAR_DIR (`demo_passwords`); {role: {"username", "password"}}."""
     User = get_user_model()
+    passwords = demo_passwords(Path(settings.VAR_DIR))
+    out = {}
     for role, login in LOGINS.items():
         user, _ = User.objects.get_or_create(username=login["username"])
         user.is_staff = user.is_superuser = login["staff"]
         user.is_active = True
-        user.set_password(login["password"])
+        user.set_password(passwords[role])
         user.save()
         if role == "researcher":
             study.researchers.add(user)
-    return LOGINS
+        out[role] = {"username": login["username"], "password": passwords[role]}
+    return out
 
 
 def _next_slug() -> str:
