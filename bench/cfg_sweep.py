@@ -23,11 +23,6 @@ from bench._common import cpu_and_usable_cores, load_average, save_result
 from generator import count_eval
 
 
-def _cell(row: dict, metric: str) -> str:
-    low, high = row[metric + "_ci"]
-    return f"{row[metric]:6.3f} [{low:5.3f}, {high:5.3f}]"
-
-
 def main(argv: list[str] | None = None) -> Path:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--checkpoints", type=Path, default=Path("fixtures/checkpoints"))
@@ -46,13 +41,12 @@ def main(argv: list[str] | None = None) -> Path:
         torch.set_num_threads(args.threads)
     started, load_start = dt.datetime.now(dt.UTC), load_average()
     sources = {"seed-0": {count_eval.checkpoint_label(c): c for c in count_eval.find_checkpoints(args.checkpoints)}}
-    lines = [f"{'cfg scale':>9}  {'variant':<22} {'n':>5}  " + "  ".join(f"{m:>22}" for m in count_eval.METRICS)]
+    lines = [f"{'cfg scale':>9}  {'variant':<22} {'n':>5}  " + count_eval.metric_header()]
     for scale in args.scales:
         judged = count_eval.judge_all(sources, args.per_count, args.steps, scale, 100, args.seed)
         rows, _ = count_eval.table(judged, args.n_boot)
         for r in rows:
-            cells = "  ".join(_cell(r, m) for m in count_eval.METRICS)
-            lines.append(f"{scale:>9g}  {r['variant']:<22} {r['n']:>5}  {cells}")
+            lines.append(f"{scale:>9g}  {r['variant']:<22} {r['n']:>5}  {count_eval.metric_cells(r)}")
     header = [
         f"# cfg_sweep  {started:%Y-%m-%dT%H:%M} UTC  {cpu_and_usable_cores()}",
         f"# command: python -m bench.cfg_sweep {' '.join(argv if argv is not None else sys.argv[1:])}",

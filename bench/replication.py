@@ -50,25 +50,20 @@ def save_provenance(runs: dict[str, dict[str, Path]], save: Path, step: int | No
     (save / "recipe.json").write_text(json.dumps(recipe, indent=2) + "\n")
 
 
-def _one(runs: dict, variant: str, metric: str) -> float:
-    return count_eval.metrics([runs[variant]])[metric]
-
-
 def per_seed_table(judged: dict[str, dict]) -> str:
     """Each metric per variant and training seed, and each seed's paired difference
     intermediate - early: the run-to-run spread that the pooled intervals summarise."""
     seeds = list(judged)
     variants = sorted({v for runs in judged.values() for v in runs})
-    head = f"{'per training seed':<44}" + "".join(f"{s:>12}" for s in seeds)
-    lines = [head]
+    values = {s: {v: count_eval.metrics([j]) for v, j in runs.items()} for s, runs in judged.items()}
+    lines = [f"{'per training seed':<44}" + "".join(f"{s:>12}" for s in seeds)]
     for metric in count_eval.METRICS:
         for v in variants:
-            cells = "".join(f"{_one(judged[s], v, metric):>12.3f}" if v in judged[s] else f"{'-':>12}"
-                            for s in seeds)
+            cells = "".join(f"{values[s][v][metric]:>12.3f}" if v in values[s] else f"{'-':>12}" for s in seeds)
             lines.append(f"{metric + '  ' + v:<44}{cells}")
         for early, inter in count_eval.PAIRS.values():
-            cells = "".join(f"{_one(judged[s], inter, metric) - _one(judged[s], early, metric):>+12.3f}"
-                            if early in judged[s] and inter in judged[s] else f"{'-':>12}" for s in seeds)
+            cells = "".join(f"{values[s][inter][metric] - values[s][early][metric]:>+12.3f}"
+                            if early in values[s] and inter in values[s] else f"{'-':>12}" for s in seeds)
             lines.append(f"{metric + '  ' + inter + ' - early':<44}{cells}")
     return "\n".join(lines)
 

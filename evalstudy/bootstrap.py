@@ -24,6 +24,8 @@ place of the linearisation.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 from scipy import sparse, special
 from scipy import stats as sps
@@ -98,6 +100,43 @@ def _power_sums(group, key, z, n_groups: int):
             np.bincount(owner, weights=sums ** 4, minlength=n_groups))
 
 
+class _Parts(NamedTuple):
+    """The linearised contributions z summed by unit, by evaluator and by cell, per group."""
+
+    vu: np.ndarray  # sum over units of s_u^2
+    ve: np.ndarray
+    vc: np.ndarray
+    nu: np.ndarray  # distinct units (evaluators) with rows in the group
+    ne: np.ndarray
+    ku: np.ndarray  # effective numbers, see linearised_variances
+    ke: np.ndarray
+    tu: np.ndarray  # sum over units of s_u^3
+    te: np.ndarray
+
+
+def _parts(unit, evaluator, group, z, n_groups: int) -> _Parts:
+    unit = np.asarray(unit, dtype=np.int64)
+    evaluator = np.asarray(evaluator, dtype=np.int64)
+    group = np.asarray(group, dtype=np.int64)
+    z = np.asarray(z, dtype=float)
+    n_e = int(evaluator.max()) + 1 if len(evaluator) else 1
+    vu, nu, tu, qu = _power_sums(group, unit, z, n_groups)
+    ve, ne, te, qe = _power_sums(group, evaluator, z, n_groups)
+    vc, _, _, _ = _power_sums(group, unit * n_e + evaluator, z, n_groups)
+    # Satterthwaite's (sum sigma^2)^2 / sum sigma^4 with the observed s^2 in place of
+    # sigma^2: a normal s has E s^4 = 3 sigma^4, hence the 3; capped at n.
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ku = np.minimum(nu, np.where(qu > 0, 3 * vu ** 2 / np.where(qu > 0, qu, 1.0), nu))
+        ke = np.minimum(ne, np.where(qe > 0, 3 * ve ** 2 / np.where(qe > 0, qe, 1.0), ne))
+    return _Parts(vu, ve, vc, nu, ne, ku, ke, tu, te)
+
+
+def _acceleration(p: _Parts) -> np.ndarray:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        v = p.vu + p.ve
+        return np.where(v > 0, (p.tu + p.te) / (6.0 * np.where(v > 0, v, 1.0) ** 1.5), 0.0)
+
+
 def acceleration(unit, evaluator, group, z, n_groups: int) -> np.ndarray:
     """BCa's acceleration per group from the linearised contributions z:
     a = (sum_u s_u^3 + sum_e s_e^3) / (6 (sum_u s_u^2 + sum_e s_e^2)^(3/2)), s_u (s_e) a
@@ -106,13 +145,7 @@ def acceleration(unit, evaluator, group, z, n_groups: int) -> np.ndarray:
     It is how fast the estimate's standard error grows with the estimate: a rater who
     always counts one too many makes the mean error's distribution skewed to the right,
     and a sample without one looks precise and low (see `intervals`)."""
-    group = np.asarray(group, dtype=np.int64)
-    z = np.asarray(z, dtype=float)
-    su, _, tu, _ = _power_sums(group, unit, z, n_groups)
-    se, _, te, _ = _power_sums(group, evaluator, z, n_groups)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        v = su + se
-        return np.where(v > 0, (tu + te) / (6.0 * np.where(v > 0, v, 1.0) ** 1.5), 0.0)
+    return _acceleration(_parts(unit, evaluator, group, z, n_groups))
 
 
 def linearised_variances(unit, evaluator, group, z, n_groups: int):
@@ -122,25 +155,7 @@ def linearised_variances(unit, evaluator, group, z, n_groups: int):
     units' (evaluators') summed contributions s: n when all contribute alike (normal
     contributions give 3 (sum s^2)^2 / sum s^4 near n), about 3 when one dominates (a
     rare very hard image, a rater who answered hundreds of items)."""
-    unit = np.asarray(unit, dtype=np.int64)
-    evaluator = np.asarray(evaluator, dtype=np.int64)
-    group = np.asarray(group, dtype=np.int64)
-    z = np.asarray(z, dtype=float)
-
-    def by(key):
-        sq, present, _, quad = _power_sums(group, key, z, n_groups)
-        return sq, present, quad
-
-    n_e = int(evaluator.max()) + 1 if len(evaluator) else 1
-    vu, nu, qu = by(unit)
-    ve, ne, qe = by(evaluator)
-    vc, _, _ = by(unit * n_e + evaluator)
-    # Satterthwaite's (sum sigma^2)^2 / sum sigma^4 with the observed s^2 in place of
-    # sigma^2: a normal s has E s^4 = 3 sigma^4, hence the 3; capped at n.
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ku = np.minimum(nu, np.where(qu > 0, 3 * vu ** 2 / np.where(qu > 0, qu, 1.0), nu))
-        ke = np.minimum(ne, np.where(qe > 0, 3 * ve ** 2 / np.where(qe > 0, qe, 1.0), ne))
-    return vu, ve, vc, nu, ne, ku, ke
+    return tuple(_parts(unit, evaluator, group, z, n_groups))[:7]
 
 
 def centring_factors(key, group, weight, n_groups: int) -> np.ndarray:
@@ -158,21 +173,15 @@ def centring_factors(key, group, weight, n_groups: int) -> np.ndarray:
     cluster-robust variances (Bell and McCaffrey's CR2) in its first-order form. Without
     it the preference score's variance came out 0.78 of the study-to-study variance
     with raters' loads from 2 to hundreds (bench/coverage.py's model)."""
-    key = np.asarray(key, dtype=np.int64)
     group = np.asarray(group, dtype=np.int64)
     weight = np.asarray(weight, dtype=float)
-    width = int(key.max()) + 1 if len(key) else 1
-    combined = group * width + key
-    uniq, inv = np.unique(combined, return_inverse=True)
-    d = np.bincount(inv, weights=weight)
-    owner = uniq // width
-    total = np.bincount(owner, weights=d, minlength=n_groups)
+    d2, _, d3, _ = _power_sums(group, key, weight, n_groups)  # sums of d^2, d^3 over the keys
+    total = np.bincount(group, weights=weight, minlength=n_groups)
     with np.errstate(invalid="ignore", divide="ignore"):
-        a = d / np.where(total[owner] > 0, total[owner], 1.0)
-        s2 = np.bincount(owner, weights=a ** 2, minlength=n_groups)
-        s3 = np.bincount(owner, weights=a ** 3, minlength=n_groups)
+        s2 = d2 / total ** 2  # sum a^2
+        s3 = d3 / total ** 3  # sum a^3
         kappa = 1.0 - 2.0 * s3 / np.where(s2 > 0, s2, 1.0) + s2
-    return np.where(s2 > 0, kappa, np.nan)
+    return np.where((total > 0) & (s2 > 0), kappa, np.nan)
 
 
 def _unbiased(v, n, kappa):
@@ -259,23 +268,30 @@ def ratio_contributions(group, num, den, n_groups: int) -> tuple[np.ndarray, np.
     return z, den > 0
 
 
+def spread_corrections(unit, evaluator, group, z, weight, n_groups: int,
+                       level: float) -> tuple[np.ndarray, np.ndarray]:
+    """(shrink factors, BCa accelerations) per group from one pass over the linearised
+    contributions z; `weight` gives each row's share of its group's statistic for the
+    centring factors (a ratio's denominator)."""
+    p = _parts(unit, evaluator, group, z, n_groups)
+    cu = centring_factors(unit, group, weight, n_groups)
+    ce = centring_factors(evaluator, group, weight, n_groups)
+    shrink = shrink_factors(p.vu, p.ve, p.vc, p.nu, p.ne, level, p.ku, p.ke, cu, ce)
+    return shrink, _acceleration(p)
+
+
+def ratio_corrections(unit, evaluator, group, num, den, n_groups: int,
+                      level: float) -> tuple[np.ndarray, np.ndarray]:
+    """`spread_corrections` of the per-group ratios sum(num) / sum(den)."""
+    unit, evaluator, group = (np.asarray(a, dtype=np.int64) for a in (unit, evaluator, group))
+    z, keep = ratio_contributions(group, num, den, n_groups)
+    den = np.asarray(den, dtype=float)
+    return spread_corrections(unit[keep], evaluator[keep], group[keep], z[keep], den[keep], n_groups, level)
+
+
 def ratio_shrink(unit, evaluator, group, num, den, n_groups: int, level: float) -> np.ndarray:
     """Shrink factors for the per-group ratios sum(num) / sum(den)."""
-    unit, evaluator, group = (np.asarray(a, dtype=np.int64) for a in (unit, evaluator, group))
-    z, keep = ratio_contributions(group, num, den, n_groups)
-    vu, ve, vc, nu, ne, ku, ke = linearised_variances(unit[keep], evaluator[keep], group[keep],
-                                                      z[keep], n_groups)
-    den = np.asarray(den, dtype=float)[keep]
-    cu = centring_factors(unit[keep], group[keep], den, n_groups)
-    ce = centring_factors(evaluator[keep], group[keep], den, n_groups)
-    return shrink_factors(vu, ve, vc, nu, ne, level, ku, ke, cu, ce)
-
-
-def ratio_acceleration(unit, evaluator, group, num, den, n_groups: int) -> np.ndarray:
-    """BCa accelerations (`acceleration`) of the per-group ratios sum(num) / sum(den)."""
-    unit, evaluator, group = (np.asarray(a, dtype=np.int64) for a in (unit, evaluator, group))
-    z, keep = ratio_contributions(group, num, den, n_groups)
-    return acceleration(unit[keep], evaluator[keep], group[keep], z[keep], n_groups)
+    return ratio_corrections(unit, evaluator, group, num, den, n_groups, level)[0]
 
 
 def interval(estimate: float, replicates: np.ndarray, level: float, shrink: float = 1.0,

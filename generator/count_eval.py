@@ -270,12 +270,21 @@ def table(judged: dict[str, dict[str, Judged]], n_boot: int = N_BOOT) -> tuple[l
     return rows, diffs
 
 
+def metric_header() -> str:
+    """The metrics' column titles, as `metric_cells` lays them out."""
+    return "  ".join(f"{m:>22}" for m in METRICS)
+
+
+def metric_cells(row: dict) -> str:
+    """A row's metrics with their intervals, fixed-width, in METRICS order."""
+    return "  ".join(f"{row[m]:6.3f} [{row[m + '_ci'][0]:5.3f}, {row[m + '_ci'][1]:5.3f}]" for m in METRICS)
+
+
 def format_table(rows: list[dict], diffs: list[dict]) -> str:
     """The rows and differences as a fixed-width text table."""
-    lines = [f"{'variant':<22} {'seeds':>5} {'n':>5}  " + "  ".join(f"{m:>22}" for m in METRICS)]
+    lines = [f"{'variant':<22} {'seeds':>5} {'n':>5}  " + metric_header()]
     for r in rows:
-        cells = "  ".join(f"{r[m]:6.3f} [{r[m + '_ci'][0]:5.3f}, {r[m + '_ci'][1]:5.3f}]" for m in METRICS)
-        lines.append(f"{r['variant']:<22} {r['seeds']:>5} {r['n']:>5}  {cells}")
+        lines.append(f"{r['variant']:<22} {r['seeds']:>5} {r['n']:>5}  {metric_cells(r)}")
     lines.append("")
     lines.append("paired difference, intermediate - early (95% interval over seeds and images)")
     for d in diffs:

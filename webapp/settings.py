@@ -36,6 +36,8 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from webapp.ownerfiles import owner_only_text
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("FUSION_VAR_DIR", BASE_DIR / "var"))
 
@@ -53,26 +55,12 @@ def _env_int(name: str, default: int) -> int:
 
 
 def _secret_key_file(path: Path) -> str:
-    """The key kept in ``path``, readable by its owner only; made once when it is missing.
-
-    Created with O_EXCL, so that a web server and a worker starting together agree on one
-    key: the loser of the race reads the winner's file.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        if path.stat().st_mode & 0o077:
-            path.chmod(0o600)
-        key = path.read_text().strip()
-        if len(key) < 50:
-            raise ImproperlyConfigured(
-                f"{path} holds no usable secret key; remove it to have a new one made."
-            ) from None
-        return key
-    key = secrets.token_urlsafe(48)  # 64 characters, 384 random bits
-    with os.fdopen(fd, "w") as fh:
-        fh.write(key + "\n")
+    """The key kept in ``path``, readable by its owner only; made once when it is missing
+    (``ownerfiles.owner_only_text``: a web server and a worker starting together agree on
+    one key)."""
+    key = owner_only_text(path, lambda: secrets.token_urlsafe(48))  # 64 characters, 384 random bits
+    if len(key) < 50:
+        raise ImproperlyConfigured(f"{path} holds no usable secret key; remove it to have a new one made.")
     return key
 
 

@@ -44,10 +44,8 @@ def _preference_section(r: _RankData, w_units: np.ndarray, v_eval: np.ndarray,
         score_point_p = point_counts @ score_of / point_counts.sum()
     rows_done = ~r.skipped
     row_score = np.where(rows_done, r.m + 1 - np.nan_to_num(r.rank), 0.0)
-    shrink_p = bs.ratio_shrink(r.unit[rows_done], r.evaluator[rows_done], r.variant[rows_done],
-                               row_score[rows_done], np.ones(int(rows_done.sum())), nv, level)
-    accel_p = bs.ratio_acceleration(r.unit[rows_done], r.evaluator[rows_done], r.variant[rows_done],
-                                    row_score[rows_done], np.ones(int(rows_done.sum())), nv)
+    shrink_p, accel_p = bs.ratio_corrections(r.unit[rows_done], r.evaluator[rows_done], r.variant[rows_done],
+                                             row_score[rows_done], np.ones(int(rows_done.sum())), nv, level)
     score_low, score_high = group_range(r.variant, row_score, rows_done, nv)
     score_ci = bs.intervals(score_point_p, score_reps_p, level, shrink_p[present],
                             score_low[present], score_high[present], accel_p[present])

@@ -39,11 +39,8 @@ def _difference_shrink(unit, evaluator, variant, num, den, a, b, level) -> tuple
             share[rows] = den[rows] / d / 2.0
     keep = ((variant == a) | (variant == b)) & (den > 0)
     one = np.zeros(int(keep.sum()), dtype=np.int64)
-    vu, ve, vc, nu, ne, ku, ke = bs.linearised_variances(unit[keep], evaluator[keep], one, z[keep], 1)
-    cu = bs.centring_factors(unit[keep], one, share[keep], 1)
-    ce = bs.centring_factors(evaluator[keep], one, share[keep], 1)
-    accel = bs.acceleration(unit[keep], evaluator[keep], one, z[keep], 1)
-    return float(bs.shrink_factors(vu, ve, vc, nu, ne, level, ku, ke, cu, ce)[0]), float(accel[0])
+    shrink, accel = bs.spread_corrections(unit[keep], evaluator[keep], one, z[keep], share[keep], 1, level)
+    return float(shrink[0]), float(accel[0])
 
 
 def _tests_section(c: _CountData, r: _RankData, comparisons, count_reps, pref_reps, level,

@@ -7,7 +7,7 @@ import pytest
 
 from evalstudy.responses import RESPONSE_COLUMNS
 from tests.factories import build_open_study
-from tests.webapp.research_support import answer_tasks, fill_study, researcher_of
+from tests.webapp.research_support import answer_tasks, answers_stored, fill_study, researcher_of
 from webapp.research import services
 from webapp.studies import services as study_services
 from webapp.studies.models import CountResponse, RankResponse
@@ -60,14 +60,9 @@ def _log_in(page, live_server, study):
     page.wait_for_url(f"**/research/{study.slug}/")
 
 
-def _answers(study) -> int:
-    return (CountResponse.objects.filter(evaluator__study=study).count()
-            + RankResponse.objects.filter(evaluator__study=study).count())
-
-
 def test_progress_moves_figures_render_and_an_export_downloads(page, live_server, study):
     _log_in(page, live_server, study)
-    before = _answers(study)
+    before = answers_stored(study)
     page.wait_for_function("n => document.getElementById('p-responses').textContent === String(n)", arg=before)
     assert page.locator("#evaluators-body tr").count() == 1
     assert page.locator("#results-stale").is_hidden()
@@ -105,7 +100,7 @@ def test_progress_moves_figures_render_and_an_export_downloads(page, live_server
 
 def test_update_results_returns_at_once_shows_progress_then_the_new_numbers(page, live_server, study):
     _log_in(page, live_server, study)
-    before = _answers(study)
+    before = answers_stored(study)
     evaluator = study_services.evaluator_join(study=study, simulated=True)
     answer_tasks(evaluator, rng=random.Random(5), limit=4)
     page.wait_for_function("() => !document.getElementById('results-stale').hidden")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import random
-import socket
 import subprocess
 import sys
 import time
@@ -22,27 +21,21 @@ import pytest
 
 from tests.factories import build_open_study
 from tests.services.conftest import ROOT, media_root, redis_flushed, requires_redis, service_env, wait_for, workers
-from tests.webapp.research_support import answer_tasks, fill_study, researcher_of
+from tests.services.helpers import free_port
+from tests.webapp.research_support import answer_tasks, answers_stored, fill_study, researcher_of
 from webapp.research import services
 from webapp.research.models import ResultsUpdate
 from webapp.studies import services as study_services
-from webapp.studies.models import CountResponse, RankResponse
 
 pytestmark = [requires_redis, pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
 __all__ = ["media_root", "redis_flushed", "service_env", "workers"]  # fixtures used by name
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def web_server(service_env, tmp_path):
     """``manage.py runserver`` in its own process, on the test database, DEBUG off."""
-    port = _free_port()
+    port = free_port()
     env = {**service_env, "DEBUG": "0", "FUSION_RESULTS_N_BOOT": "100", "FUSION_RATELIMITS": "0"}
     log = open(tmp_path / "web.log", "wb")
     proc = subprocess.Popen(
@@ -72,19 +65,12 @@ def web_server(service_env, tmp_path):
     log.close()
 
 
-def _answers(study) -> int:
-    return (
-        CountResponse.objects.filter(evaluator__study=study).count()
-        + RankResponse.objects.filter(evaluator__study=study).count()
-    )
-
-
 def test_update_results_runs_on_a_celery_worker_process_and_the_dashboard_shows_it(page, web_server, workers):
     study = build_open_study(n_slots=3)
     fill_study(study, 1)
     services.study_result_get_or_compute(study=study)
     researcher_of(study)
-    before = _answers(study)
+    before = answers_stored(study)
     evaluator = study_services.evaluator_join(study=study, simulated=True)
     answer_tasks(evaluator, rng=random.Random(5), limit=4)
 

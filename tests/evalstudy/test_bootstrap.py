@@ -85,6 +85,24 @@ def test_centring_factor_makes_an_uneven_evaluator_part_unbiased():
     assert np.mean(ratios_plain) < 0.7
 
 
+def test_ratio_shrink_applies_the_centring_factors_of_uneven_loads():
+    # One evaluator with most of the answers: ratio_shrink must unbias with kappa, which
+    # here is far below (n - 1) / n, so its factor is larger than the equal-load one.
+    rng = np.random.default_rng(13)
+    loads = np.array([40, 5, 3, 2])
+    ev = np.repeat(np.arange(len(loads)), loads)
+    unit = np.arange(len(ev))
+    x = rng.normal(size=len(loads))[ev] + rng.normal(size=len(ev))
+    g, ones = np.zeros(len(ev), dtype=int), np.ones(len(ev))
+    z = (x - x.mean()) / len(x)
+    vu, ve, vc, nu, ne, ku, ke = bs.linearised_variances(unit, ev, g, z, 1)
+    kappa = [bs.centring_factors(k, g, ones, 1) for k in (unit, ev)]
+    want = bs.shrink_factors(vu, ve, vc, nu, ne, 0.95, ku, ke, *kappa)[0]
+    got = bs.ratio_shrink(unit, ev, g, x, ones, 1, 0.95)[0]
+    assert got == pytest.approx(want, rel=1e-12)
+    assert got > bs.shrink_factors(vu, ve, vc, nu, ne, 0.95, ku, ke)[0] * 1.05
+
+
 def test_one_dominant_item_lowers_the_degrees_of_freedom():
     # A rare very hard image: one item's contribution dwarfs the others', so the item part
     # of the variance rests on about one item and its t factor must be far above z.
@@ -127,12 +145,13 @@ def test_acceleration_of_a_mean_is_efron_s_jackknife_value():
     jack = (x.sum() - x) / (n - 1)
     u = jack.mean() - jack
     want = (u ** 3).sum() / (6 * (u ** 2).sum() ** 1.5)
-    got = bs.ratio_acceleration(np.arange(n), np.zeros(n, dtype=int), np.zeros(n, dtype=int), x, np.ones(n), 1)
+    got = bs.ratio_corrections(np.arange(n), np.zeros(n, dtype=int), np.zeros(n, dtype=int), x, np.ones(n), 1,
+                               0.95)[1]
     assert want > 0.01
     assert got[0] == pytest.approx(want, rel=1e-9)
     # A mirrored sample is skewed the other way.
-    assert bs.ratio_acceleration(np.arange(n), np.zeros(n, dtype=int), np.zeros(n, dtype=int), -x, np.ones(n),
-                                 1)[0] == pytest.approx(-want, rel=1e-9)
+    assert bs.ratio_corrections(np.arange(n), np.zeros(n, dtype=int), np.zeros(n, dtype=int), -x, np.ones(n),
+                                1, 0.95)[1][0] == pytest.approx(-want, rel=1e-9)
 
 
 def test_acceleration_moves_both_ends_towards_the_skewed_side():

@@ -190,6 +190,22 @@ def _crossed_study(rng):
     return table_from_columns(cols)
 
 
+def test_the_count_intervals_use_the_acceleration_of_their_skewed_errors(monkeypatch):
+    """Miscounts only ever add objects, so a mean error is skewed to the right: with the
+    BCa acceleration both ends of its interval sit higher than with the acceleration off
+    (the analysis must pass it through, not only compute it)."""
+    from evalstudy import bootstrap as bs
+
+    table = _crossed_study(np.random.default_rng(12))
+    with_accel = analyze(table, n_boot=400, seed=1)["count"]["by_variant"]
+    monkeypatch.setattr(bs, "_acceleration", lambda parts: np.zeros_like(parts.vu))
+    without = analyze(table, n_boot=400, seed=1)["count"]["by_variant"]
+    for a, b in zip(with_accel, without, strict=True):
+        assert a["mean_abs_error"] == b["mean_abs_error"]
+        assert a["mean_abs_error_ci"][0] > b["mean_abs_error_ci"][0]
+        assert a["mean_abs_error_ci"][1] > b["mean_abs_error_ci"][1]
+
+
 def _crossed_truth():
     rng = np.random.default_rng(99)
     d = np.exp(rng.normal(0.0, 0.8, 2_000_000))

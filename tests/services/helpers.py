@@ -7,6 +7,7 @@ weights file to the PNG is the one real checkpoints go through.
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,3 +58,10 @@ def small_protocol(*, counts=(1, 2), objects=("circle", "square"), captions: int
     protocol["evaluators"]["n"] = 4
     protocol["evaluators"]["overlap"] = 1
     return protocol
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now (for a server a test starts)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

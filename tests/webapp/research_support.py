@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from django.contrib.auth import get_user_model
 
 from webapp.studies import services
-from webapp.studies.models import Entry, Evaluator, Study
+from webapp.studies.models import CountResponse, Entry, Evaluator, RankResponse, Study
 from webapp.studies.selectors import entry_images
 
 
@@ -81,3 +81,9 @@ def update_results(client, study: Study, **kwargs):
 
     with celery_eager(), TestCase.captureOnCommitCallbacks(execute=True):
         return client.post(f"/research/{study.slug}/results/update/", **kwargs)
+
+
+def answers_stored(study: Study) -> int:
+    """Count and rank answers stored for the study (what its results are computed from)."""
+    return (CountResponse.objects.filter(evaluator__study=study).count()
+            + RankResponse.objects.filter(evaluator__study=study).count())

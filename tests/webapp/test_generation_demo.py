@@ -14,7 +14,6 @@ import json
 import os
 import re
 import signal
-import socket
 import sqlite3
 import stat
 import subprocess
@@ -26,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.services.helpers import ROOT, VARIANTS, make_tiny_checkpoints
+from tests.services.helpers import ROOT, VARIANTS, free_port, make_tiny_checkpoints
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 ALLOWED_CHUNKS = {b"IHDR", b"PLTE", b"IDAT", b"IEND"}
@@ -168,12 +167,6 @@ def fetch(url: str) -> tuple[int, str]:
         return exc.code, exc.read().decode()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def assert_generic(body: str) -> None:
     """An evaluator's error page: the invite-link advice, nothing of the server inside."""
     assert "use your invite link again" in body
@@ -239,5 +232,8 @@ def test_demo_passwords_differ_per_install_persist_and_a_bad_file_is_refused(tmp
     assert set(first) == {"admin", "researcher"} and not set(first.values()) & set(second.values())
     assert demo_passwords(tmp_path / "a") == first
     (tmp_path / "b" / PASSWORDS_FILE).write_text('{"admin": "short"}')
+    with pytest.raises(CommandError, match="remove it to have new ones made"):
+        demo_passwords(tmp_path / "b")
+    (tmp_path / "b" / PASSWORDS_FILE).write_text("not json")
     with pytest.raises(CommandError, match="remove it to have new ones made"):
         demo_passwords(tmp_path / "b")

@@ -9,7 +9,6 @@ checkpoints changed, or the last demo study was closed.
 from __future__ import annotations
 
 import json
-import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from django.db import transaction
 from django.urls import reverse
 
 from evalstudy.protocol import Protocol
+from webapp.ownerfiles import owner_only_text
 from webapp.studies.models import Checkpoint, Study
 from webapp.studies.services import study_create
 
@@ -44,20 +44,14 @@ def demo_passwords(var_dir: Path) -> dict[str, str]:
     """{role: password} kept in ``var_dir``/demo_passwords.json (mode 0600), made with
     ``secrets`` the first time, so that a re-run keeps the printed passwords valid."""
     path = Path(var_dir) / PASSWORDS_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
+    text = owner_only_text(path, lambda: json.dumps({role: secrets.token_urlsafe(16) for role in LOGINS}))
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        if path.stat().st_mode & 0o077:
-            path.chmod(0o600)
-        stored = json.loads(path.read_text())
-        if set(stored) >= set(LOGINS) and all(isinstance(stored[r], str) and len(stored[r]) >= 16 for r in LOGINS):
-            return {role: stored[role] for role in LOGINS}
-        raise CommandError(f"{path} holds no usable demo passwords; remove it to have new ones made.") from None
-    passwords = {role: secrets.token_urlsafe(16) for role in LOGINS}
-    with os.fdopen(fd, "w") as f:
-        json.dump(passwords, f)
-    return passwords
+        stored = json.loads(text)
+    except json.JSONDecodeError:
+        stored = None
+    if not (isinstance(stored, dict) and all(isinstance(stored.get(r), str) and len(stored[r]) >= 16 for r in LOGINS)):
+        raise CommandError(f"{path} holds no usable demo passwords; remove it to have new ones made.")
+    return {role: stored[role] for role in LOGINS}
 
 
 @dataclass(frozen=True)
