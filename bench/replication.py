@@ -26,12 +26,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 
 from bench._common import cpu_and_usable_cores, load_average, save_result
 from generator import count_eval
-from generator.defaults import CFG_SCALE
 from generator.recipes import DEMO, DEMO_PRESETS
 
 
-def save_provenance(runs: dict[str, dict[str, Path]], save: Path, step: int | None) -> None:
-    """Copy each run's training log and write the recipe the runs share."""
+def save_provenance(runs: dict[str, dict[str, Path]], save: Path, step: int | None,
+                    sampling: dict | None = None) -> None:
+    """Copy each run's training log and write the recipe the runs share, and the sampling
+    (guidance scale, solver steps) the judgements were made with."""
     for seed_label, variants in runs.items():
         for variant, ckpt in variants.items():
             run = ckpt.parent.parent if ckpt.is_file() else ckpt
@@ -42,6 +43,7 @@ def save_provenance(runs: dict[str, dict[str, Path]], save: Path, step: int | No
         "recipe": dataclasses.asdict(DEMO),
         "models": {k: v.to_dict() for k, v in DEMO_PRESETS.items()},
         "evaluated_step": step,
+        "sampling": sampling,
         "seeds": sorted(int(s[5:]) for s in runs),
         "train_command": "nice -n 19 python -m generator.train_demo --seeds "
                          + " ".join(s[5:] for s in runs) + " --out RUNS --threads 1 --no-export",
@@ -76,7 +78,7 @@ def main(argv: list[str] | None = None) -> Path:
     p.add_argument("--save", type=Path, help="keep judgements, training logs and the recipe here")
     p.add_argument("--per-count", type=int, default=40)
     p.add_argument("--steps", type=int, default=count_eval.EVAL_STEPS, help="sampler steps (as generator.count_eval)")
-    p.add_argument("--cfg-scale", type=float, default=CFG_SCALE)
+    p.add_argument("--cfg-scale", type=float, default=count_eval.EVAL_CFG_SCALE, help="default: the demo protocol's")
     p.add_argument("--n-boot", type=int, default=count_eval.N_BOOT)
     p.add_argument("--threads", type=int)
     p.add_argument("--append", action="store_true", help="add to today's results file instead of replacing it")
@@ -98,7 +100,7 @@ def main(argv: list[str] | None = None) -> Path:
         judged = count_eval.judge_all(runs, args.per_count, args.steps, args.cfg_scale, 100,
                                       save=args.save / "judged" if args.save else None)
         if args.save:
-            save_provenance(runs, args.save, args.step)
+            save_provenance(runs, args.save, args.step, {"cfg_scale": args.cfg_scale, "steps": args.steps})
         step = args.step
     rows, diffs = count_eval.table(judged, args.n_boot)
     seeds = list(judged)  # in the order of their seed numbers (find_runs, load_judged)
@@ -106,7 +108,9 @@ def main(argv: list[str] | None = None) -> Path:
         f"# replication  {started:%Y-%m-%dT%H:%M} UTC  {cpu_and_usable_cores()}",
         f"# command: python -m bench.replication {' '.join(argv if argv is not None else sys.argv[1:])}",
         f"# load average {load_start:.2f} -> {load_average():.2f}",
-        f"# demo recipe (generator/recipes.py DEMO), training seeds {', '.join(s[5:] for s in seeds)}; "
+        (f"# recipe and sampling as recorded in {args.load / 'recipe.json'}" if args.load else
+         f"# demo recipe (generator/recipes.py DEMO); sampled with {args.steps} solver steps at CFG scale "
+         f"{args.cfg_scale}") + f"; training seeds {', '.join(s[5:] for s in seeds)}; "
         f"evaluated at training step {step if step is not None else 'latest'}",
         "# judge: generator/judge.py; 95% intervals: seeds resampled, then images within each seed "
         f"({args.n_boot} draws; see generator/count_eval.py)",

@@ -43,15 +43,24 @@ from pathlib import Path
 import numpy as np
 
 from generator.checkpoint import WEIGHTS_FILE
-from generator.defaults import CFG_SCALE
 from generator.judge import judge
 from generator.synthetic import COLOURS, KINDS, MAX_COUNT, MIN_COUNT, Scene
 
 METRICS = ("exact_match", "mean_abs_error", "shape_accuracy", "prompt_match")
 N_BOOT = 2000
-# 25 DPM-Solver++ steps: the counts do not change beyond ~20 steps on the demo
-# models, and the evaluation stays a few CPU-minutes per variant.
-EVAL_STEPS = 25
+# The demo study's sampling (fixtures/protocols/demo.json), so that the automatic judge
+# reads the images as the study generates them: 25 DPM-Solver++ steps (the counts do not
+# change beyond ~20 steps on the demo models, and the evaluation stays a few CPU-minutes
+# per variant) and its guidance scale.
+DEMO_PROTOCOL = Path(__file__).resolve().parents[1] / "fixtures" / "protocols" / "demo.json"
+
+
+def _demo_sampling() -> tuple[float, int]:
+    sampling = json.loads(DEMO_PROTOCOL.read_text())["sampling"]
+    return float(sampling["cfg_scale"]), int(sampling["steps"])
+
+
+EVAL_CFG_SCALE, EVAL_STEPS = _demo_sampling()
 # The pairs compared: the paper's claim is that intermediate fusion counts better.
 PAIRS = {"concat": ("concat-early", "concat-intermediate"), "cross": ("cross-early", "cross-intermediate")}
 
@@ -303,7 +312,7 @@ def main(argv: list[str] | None = None) -> tuple[list[dict], list[dict]]:
     p.add_argument("--save", type=Path, help="write each (seed, variant)'s judgements under this folder")
     p.add_argument("--per-count", type=int, default=40, help="images per (kind, count)")
     p.add_argument("--steps", type=int, default=EVAL_STEPS)
-    p.add_argument("--cfg-scale", type=float, default=CFG_SCALE)
+    p.add_argument("--cfg-scale", type=float, default=EVAL_CFG_SCALE, help="default: the demo protocol's")
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--n-boot", type=int, default=N_BOOT, help="bootstrap draws")

@@ -76,6 +76,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lr", type=float)
     p.add_argument("--weight-decay", type=float)
     p.add_argument("--warmup", type=int, help="linear warm-up steps")
+    p.add_argument("--cooldown", type=int, help="linear decay to zero over the last N steps (0: none)")
     p.add_argument("--ema-decay", type=float)
     p.add_argument("--p-uncond", type=float, help="probability of training on the empty caption")
     p.add_argument("--prediction-type", choices=PREDICTION_TYPES, help="the network's target (default: recipe's)")
@@ -100,11 +101,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     recipe = recipe_for(args.preset)
-    for field in ("steps", "batch_size", "lr", "weight_decay", "warmup", "ema_decay", "p_uncond", "prediction_type",
-                  "pos_embed_init"):
+    for field in ("steps", "batch_size", "lr", "weight_decay", "warmup", "cooldown", "ema_decay", "p_uncond",
+                  "prediction_type", "pos_embed_init"):
         if getattr(args, field) is None:
             setattr(args, field, getattr(recipe, field))
     args.adam_betas = recipe.adam_betas
+    if not 0 <= args.cooldown <= args.steps:
+        p.error(f"--cooldown must be between 0 and --steps ({args.steps}), got {args.cooldown}")
     return args
 
 
@@ -114,9 +117,13 @@ def step_generator(seed: int, step: int, process: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
 
 
-def lr_at(step: int, base: float, warmup: int) -> float:
-    """Linear warm-up to `base`, then constant (U-ViT's schedule)."""
-    return base * min(1.0, (step + 1) / max(1, warmup))
+def lr_at(step: int, base: float, warmup: int, steps: int = 0, cooldown: int = 0) -> float:
+    """Linear warm-up to `base`, then constant (U-ViT's schedule); with `cooldown` > 0, a
+    linear decay to zero over the last `cooldown` of `steps` (warm-up, stable, decay)."""
+    lr = base * min(1.0, (step + 1) / max(1, warmup))
+    if cooldown > 0:
+        lr *= min(1.0, (steps - step) / cooldown)
+    return lr
 
 
 def sincos_2d(grid: int, dim: int) -> torch.Tensor:
@@ -328,7 +335,7 @@ def main(args: argparse.Namespace) -> Path:
     for step in bar:
         x0, ctx, g = step_batch(source, args, step, rank, local_batch)
         x0, ctx = x0.to(device), ctx.to(device)
-        lr = lr_at(step, args.lr, args.warmup)
+        lr = lr_at(step, args.lr, args.warmup, args.steps, args.cooldown)
         for group in optimizer.param_groups:
             group["lr"] = lr
 

@@ -52,6 +52,18 @@ def test_warmup_is_linear_then_constant():
     assert lr_at(99, 1e-3, 100) == lr_at(5000, 1e-3, 100) == 1e-3
 
 
+def test_cooldown_decays_linearly_to_zero_over_the_last_steps():
+    # 20 steps, the last 10 decaying: constant until step 10, then (20 - step) / 10 of it.
+    assert [lr_at(s, 1.0, 1, 20, 10) for s in (0, 9, 10, 15, 19)] == pytest.approx([1.0, 1.0, 1.0, 0.5, 0.1])
+    assert lr_at(15, 1.0, 1, 20, 0) == 1.0  # no cooldown: constant, as before
+
+
+def test_cooldown_longer_than_the_run_is_refused(capsys):
+    with pytest.raises(SystemExit):
+        parse_args(["--preset", "demo-concat-early", "--out", "x", "--steps", "100", "--cooldown", "101"])
+    assert "--cooldown must be between 0 and --steps (100)" in capsys.readouterr().err
+
+
 def test_step_generators_depend_on_seed_step_and_process():
     def draw(*a):
         return torch.rand(3, generator=step_generator(*a))

@@ -206,7 +206,7 @@ def test_launch_plans_every_missing_image_in_parts_of_one_variant(study, django_
     # 2 objects x 2 counts count prompts + 2 captions, per variant: 6 images, parts of 4 and 2.
     assert batch.total_images == 24 and len(parts) == 8 and len(callbacks) == 8
     assert all(1 <= p.size <= 4 and p.size == len(p.work) for p in parts)
-    assert (batch.cfg_scale, batch.steps, batch.sampler) == (3.0, 25, "dpm_solver")  # the protocol's
+    assert (batch.cfg_scale, batch.steps, batch.sampler) == (1.0, 25, "dpm_solver")  # the protocol's
     needed = selectors.study_needed_work(study=study)
     for variant in study.variants.all():
         planned = [tuple(pair) for p in parts if p.variant_id == variant.pk for pair in p.work]
@@ -280,10 +280,10 @@ def test_batch_makes_every_image_once_with_provenance_and_opens_the_study(study,
                 assert image.auto_count == judge(pil.convert("RGB")).count
         p = image.provenance
         assert p["checkpoint_sha256"] == checkpoint.sha256 and p["config"] == checkpoint.config
-        assert (p["prompt"], p["seed"], p["cfg_scale"], p["steps"]) == (image.prompt.text, image.seed, 3.0, 2)
+        assert (p["prompt"], p["seed"], p["cfg_scale"], p["steps"]) == (image.prompt.text, image.seed, 1.0, 2)
         assert p["sampler"].startswith("DPM-Solver++") and p["code_version"] and p["variant"] == image.variant.name
         assert (image.cfg_scale, image.steps, image.sampler, image.checkpoint_id) == (
-            3.0,
+            1.0,
             2,
             "dpm_solver",
             checkpoint.pk,

@@ -82,7 +82,7 @@ def test_study_page_shows_the_work_before_launch(staff_client, ready_study):
     for name in NEUTRAL_VARIANTS:
         assert re.search(rf"<td>{name}</td>\s*<td>tiny.*?</td>\s*<td>6</td><td>6</td><td>1</td>", plan, re.S)
     assert '<th id="plan-missing">24</th>' in plan
-    assert "CFG scale 3.0, 25 steps" in html and 'name="cfg_scale"' in html
+    assert "CFG scale 1.0, 25 steps" in html and 'name="cfg_scale"' in html
     assert "4 count prompts and 2 captions" in html
 
 
