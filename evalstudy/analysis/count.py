@@ -58,11 +58,9 @@ def _count_section(c: _CountData, w_units: np.ndarray, v_eval: np.ndarray,
                 ("match_ratio_cant_tell_as_miss", 3, 0, c.match, c.nonskip)):
             num = p[:, num_i] if num_i is not None else p[:, 0] - p[:, 1]
             rnum = s[:, :, num_i] if num_i is not None else s[:, :, 0] - s[:, :, 1]
-            shrink, accel = bs.ratio_corrections(c.unit, c.evaluator, group, num_rows, den_rows, n_groups,
-                                                 level)
+            spread = bs.ratio_corrections(c.unit, c.evaluator, group, num_rows, den_rows, n_groups, level)
             bounds = group_range(group, num_rows, den_rows > 0, n_groups)
-            stat[key] = _ratio_stat(num, p[:, den_i], rnum, s[:, :, den_i], shrink, level,
-                                    bounds, accel)
+            stat[key] = _ratio_stat(num, p[:, den_i], rnum, s[:, :, den_i], spread, level, bounds)
         if name == "by_variant":
             reps_out = {"mean_abs_error": stat["mean_abs_error"][2],
                         "match_ratio": stat["match_ratio"][2]}

@@ -212,13 +212,14 @@ class _RankData:
         return self
 
 
-def _ratio_stat(num, den, reps_num, reps_den, shrink, level, bounds, accel=None):
+def _ratio_stat(num, den, reps_num, reps_den, spread: bs.Spread, level, bounds):
     """Estimates, (G, 2) intervals and (B, G) replicates of the ratios num / den;
-    bounds = (low, high) arrays, each group's possible range; accel, BCa's accelerations."""
+    bounds = (low, high) arrays, each group's possible range; spread, the groups'
+    `bootstrap.Spread` (shrink factors and accelerations)."""
     est = bs.ratio_replicates(num[None, :], den[None, :])[0]
     reps = bs.ratio_replicates(reps_num, reps_den)
     low, high = bounds
-    ci = bs.intervals(est, reps, level, shrink, low, high, accel)
+    ci = bs.intervals(est, reps, level, spread.shrink, low, high, spread.accel)
     return est, ci, reps
 
 

@@ -27,8 +27,8 @@ def _unit_means(unit, variant, num, den, n_units, nv):
         return np.where(s_den > 0, s_num / np.where(s_den > 0, s_den, 1), np.nan)
 
 
-def _difference_shrink(unit, evaluator, variant, num, den, a, b, level) -> tuple[float, float]:
-    """Shrink factor and BCa acceleration for ratio(a) - ratio(b), from linearised contributions."""
+def _difference_spread(unit, evaluator, variant, num, den, a, b, level) -> bs.Spread:
+    """`bootstrap.Spread` of ratio(a) - ratio(b), from linearised contributions."""
     z = np.zeros(len(num))
     share = np.zeros(len(num))  # each row's share of its own variant's denominator, halved
     for v, sign in ((a, 1.0), (b, -1.0)):
@@ -39,8 +39,7 @@ def _difference_shrink(unit, evaluator, variant, num, den, a, b, level) -> tuple
             share[rows] = den[rows] / d / 2.0
     keep = ((variant == a) | (variant == b)) & (den > 0)
     one = np.zeros(int(keep.sum()), dtype=np.int64)
-    shrink, accel = bs.spread_corrections(unit[keep], evaluator[keep], one, z[keep], share[keep], 1, level)
-    return float(shrink[0]), float(accel[0])
+    return bs.spread_corrections(unit[keep], evaluator[keep], one, z[keep], share[keep], 1, level)
 
 
 def _tests_section(c: _CountData, r: _RankData, comparisons, count_reps, pref_reps, level,
@@ -71,11 +70,11 @@ def _tests_section(c: _CountData, r: _RankData, comparisons, count_reps, pref_re
             test = stats.wilcoxon_signed_rank(d, EXACT_MAX_N)
             sa, sb = den[var == ia].sum(), den[var == ib].sum()
             diff = num[var == ia].sum() / sa - num[var == ib].sum() / sb
-            shrink, accel = _difference_shrink(unit, ev, var, num, den, ia, ib, level)
+            spread = _difference_spread(unit, ev, var, num, den, ia, ib, level)
             # ratio(a) - ratio(b) lies between low(a) - high(b) and high(a) - low(b).
             low, high = group_range(var, num / np.where(den > 0, den, 1), den > 0, nv)
-            ci = bs.interval(diff, reps[:, ia] - reps[:, ib], level, shrink,
-                             (low[ia] - high[ib], high[ia] - low[ib]), accel)
+            ci = bs.interval(diff, reps[:, ia] - reps[:, ib], level, float(spread.shrink[0]),
+                             (low[ia] - high[ib], high[ia] - low[ib]), float(spread.accel[0]))
             paired.append({"task": task, "measure": measure, "a": a, "b": b,
                            "difference": diff, "difference_ci": ci,
                            "n_pairs": test["n_pairs"], "n_nonzero": test["n_nonzero"],

@@ -30,13 +30,15 @@ def test_crossed_sums_equal_a_loop_over_resamples():
 def test_shrink_for_one_to_one_items_and_evaluators_by_hand():
     # One response per item and per evaluator: the three variance components are equal
     # (V), the product weights give 3V, the target is 2 V n/(n-1) - V (the one-way parts
-    # unbiased), and the t quantile replaces the normal one, with Welch-Satterthwaite's df
-    # for two equal parts of n - 1 df each: 2 (n - 1) (values +-1: every item and evaluator
-    # contributes alike, so the effective numbers are n).
+    # unbiased), and the t quantile replaces the normal one. Its df is Satterthwaite's for
+    # T = Vu' + Ve' - Vc with Var(T) = Var(Vu') + Var(Ve') - Var(Vc), each part on n - 1 df
+    # (values +-1: every item and evaluator contributes alike, so the effective numbers
+    # are n): T^2 (n - 1) / (2 Vu'^2 - V^2) = (n + 1)^2 (n - 1) / (n^2 + 2n - 1), about
+    # n - 1, as items and evaluators are one and the same here.
     n = 50
     c = bs.ratio_shrink(np.arange(n), np.arange(n), np.zeros(n, dtype=int), np.tile([1.0, -1.0], n // 2),
                         np.ones(n), 1, 0.95)
-    t_over_z = sps.t.ppf(0.975, 2 * (n - 1)) / sps.norm.ppf(0.975)
+    t_over_z = sps.t.ppf(0.975, (n + 1) ** 2 * (n - 1) / (n ** 2 + 2 * n - 1)) / sps.norm.ppf(0.975)
     assert c[0] == pytest.approx(np.sqrt((2 * n / (n - 1) - 1) / 3) * t_over_z)
 
 
@@ -77,7 +79,7 @@ def test_centring_factor_makes_an_uneven_evaluator_part_unbiased():
     for _ in range(4000):
         x = rng.normal(size=len(loads))[ev]
         z = (x - x.mean()) / len(x)
-        _, ve, _, _, ne, _, _ = bs.linearised_variances(np.arange(len(x)), ev, np.zeros(len(x), dtype=int), z, 1)
+        _, ve, _, _, ne, _, _, _, _ = bs.linearised_variances(np.arange(len(x)), ev, np.zeros(len(x), dtype=int), z, 1)
         kappa = bs.centring_factors(ev, np.zeros(len(x), dtype=int), np.ones(len(x)), 1)
         ratios_kappa.append(ve[0] / kappa[0] / true_var)
         ratios_plain.append(ve[0] * ne[0] / (ne[0] - 1) / true_var)
@@ -95,9 +97,9 @@ def test_ratio_shrink_applies_the_centring_factors_of_uneven_loads():
     x = rng.normal(size=len(loads))[ev] + rng.normal(size=len(ev))
     g, ones = np.zeros(len(ev), dtype=int), np.ones(len(ev))
     z = (x - x.mean()) / len(x)
-    vu, ve, vc, nu, ne, ku, ke = bs.linearised_variances(unit, ev, g, z, 1)
+    vu, ve, vc, nu, ne, ku, ke, nc, kc = bs.linearised_variances(unit, ev, g, z, 1)
     kappa = [bs.centring_factors(k, g, ones, 1) for k in (unit, ev)]
-    want = bs.shrink_factors(vu, ve, vc, nu, ne, 0.95, ku, ke, *kappa)[0]
+    want = bs.shrink_factors(vu, ve, vc, nu, ne, 0.95, ku, ke, *kappa, nc, kc)[0]
     got = bs.ratio_shrink(unit, ev, g, x, ones, 1, 0.95)[0]
     assert got == pytest.approx(want, rel=1e-12)
     assert got > bs.shrink_factors(vu, ve, vc, nu, ne, 0.95, ku, ke)[0] * 1.05
@@ -108,11 +110,47 @@ def test_one_dominant_item_lowers_the_degrees_of_freedom():
     # of the variance rests on about one item and its t factor must be far above z.
     unit = np.arange(30)
     x = np.r_[np.zeros(29), 30.0]
-    vu, ve, vc, nu, ne, ku, ke = bs.linearised_variances(unit, unit, np.zeros(30, dtype=int),
+    vu, ve, vc, nu, ne, ku, ke, _, _ = bs.linearised_variances(unit, unit, np.zeros(30, dtype=int),
                                                          x - x.mean(), 1)
     assert nu[0] == 30 and ku[0] < 3.5
     assert bs.effective_df(vu, ve, nu, ne, ku, ke)[0] < 8  # both parts rest on that one
     assert bs.effective_df(vu, ve, nu, ne)[0] > 50
+
+
+def _implied_over_actual(unit, ev, sd_unit, sd_eval, sd_cell, cells: bool, reps=2000, seed=0):
+    """Mean of 2 T^2 / df (the variance of the variance estimate T that the df implies) over
+    its Monte Carlo variance, in a two-way normal random-effects model."""
+    rng = np.random.default_rng(seed)
+    g, one = np.zeros(len(unit), dtype=int), np.ones(len(unit))
+    cu, ce = bs.centring_factors(unit, g, one, 1), bs.centring_factors(ev, g, one, 1)
+    t_all, implied = [], []
+    for _ in range(reps):
+        y = (sd_unit * rng.normal(size=unit.max() + 1)[unit] + sd_eval * rng.normal(size=ev.max() + 1)[ev]
+             + sd_cell * rng.normal(size=len(unit)))
+        vu, ve, vc, nu, ne, ku, ke, nc, kc = bs.linearised_variances(unit, ev, g, (y - y.mean()) / len(y), 1)
+        t = max(vu[0] / cu[0] + ve[0] / ce[0] - vc[0], vu[0] / cu[0], ve[0] / ce[0])
+        extra = (vc, nc, kc) if cells else ()
+        df = bs.effective_df(vu, ve, nu, ne, ku, ke, cu, ce, *extra)[0]
+        t_all.append(t)
+        implied.append(2 * t * t / df)
+    return np.mean(implied) / np.var(t_all)
+
+
+def test_degrees_of_freedom_follow_the_variance_of_the_variance_estimate():
+    """The df must say how noisy T = Vu' + Ve' - Vc is, whether each evaluator has one cell in
+    the group (a cell of five images, three raters each, all different: Ve' is Vc again and
+    their noise cancels) or many (a variant's 300 answers by 6 raters). Plug-in estimates
+    overstate Var(T) by about 1 + 2 / df in both; what matters is that the factor is the
+    same. Welch's df of Vu' + Ve' (no cell term) gives 0.6 of the big design's factor in
+    the small one, i.e. too many degrees of freedom for the cells."""
+    small = (np.repeat(np.arange(5), 3), np.arange(15), 1.0, 0.5, 0.5)
+    rng = np.random.default_rng(1)
+    raters = np.concatenate([rng.choice(6, 3, replace=False) for _ in range(100)])
+    big = (np.repeat(np.arange(100), 3), raters, 0.5, 0.7, 1.0)
+    with_cells = [_implied_over_actual(*d, cells=True) for d in (small, big)]
+    welch = [_implied_over_actual(*d, cells=False) for d in (small, big)]
+    assert 0.85 < with_cells[0] / with_cells[1] < 1.15
+    assert welch[0] / welch[1] < 0.75
 
 
 def test_no_interval_from_a_single_item():
