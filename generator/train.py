@@ -76,7 +76,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lr", type=float)
     p.add_argument("--weight-decay", type=float)
     p.add_argument("--warmup", type=int, help="linear warm-up steps")
-    p.add_argument("--cooldown", type=int, help="linear decay to zero over the last N steps (0: none)")
+    p.add_argument("--cooldown", type=int, help="linear decay to zero over the last N steps (0: none; default: "
+                   "the recipe's share of its steps, applied to --steps)")
     p.add_argument("--ema-decay", type=float)
     p.add_argument("--p-uncond", type=float, help="probability of training on the empty caption")
     p.add_argument("--prediction-type", choices=PREDICTION_TYPES, help="the network's target (default: recipe's)")
@@ -101,11 +102,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     recipe = recipe_for(args.preset)
-    for field in ("steps", "batch_size", "lr", "weight_decay", "warmup", "cooldown", "ema_decay", "p_uncond",
+    for field in ("steps", "batch_size", "lr", "weight_decay", "warmup", "ema_decay", "p_uncond",
                   "prediction_type", "pos_embed_init"):
         if getattr(args, field) is None:
             setattr(args, field, getattr(recipe, field))
     args.adam_betas = recipe.adam_betas
+    if args.cooldown is None:  # the recipe's last quarter (say) stays the last quarter of a shorter run
+        args.cooldown = round(recipe.cooldown * args.steps / recipe.steps)
     if not 0 <= args.cooldown <= args.steps:
         p.error(f"--cooldown must be between 0 and --steps ({args.steps}), got {args.cooldown}")
     return args

@@ -15,7 +15,7 @@ from generator.checkpoint import (
     load_ema,
     read_metadata,
 )
-from generator.recipes import ALL_PRESETS, DEMO_PRESETS, PAPER, recipe_for
+from generator.recipes import ALL_PRESETS, DEMO, DEMO_PRESETS, PAPER, recipe_for
 from generator.train import lr_at, main, parse_args, step_generator
 
 FAST = [
@@ -56,6 +56,13 @@ def test_cooldown_decays_linearly_to_zero_over_the_last_steps():
     # 20 steps, the last 10 decaying: constant until step 10, then (20 - step) / 10 of it.
     assert [lr_at(s, 1.0, 1, 20, 10) for s in (0, 9, 10, 15, 19)] == pytest.approx([1.0, 1.0, 1.0, 0.5, 0.1])
     assert lr_at(15, 1.0, 1, 20, 0) == 1.0  # no cooldown: constant, as before
+
+
+def test_the_recipe_cooldown_keeps_its_share_of_a_shorter_run():
+    full = parse_args(["--preset", "demo-concat-early", "--out", "x"])
+    short = parse_args(["--preset", "demo-concat-early", "--out", "x", "--steps", "100"])
+    assert full.cooldown == DEMO.cooldown > 0 and full.steps == DEMO.steps
+    assert short.cooldown == round(100 * DEMO.cooldown / DEMO.steps)
 
 
 def test_cooldown_longer_than_the_run_is_refused(capsys):
