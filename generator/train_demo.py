@@ -55,7 +55,13 @@ def train_command(variant: str, run: Path, seed: int, args: argparse.Namespace) 
         sys.executable, "-m", "generator.train", "--preset", f"demo-{variant}", "--out", str(run),
         "--steps", str(args.steps), "--seed", str(seed), "--threads", str(args.threads),
         "--ckpt-every", "250", "--keep-every", "500", "--sample-every", "500", "--no-progress",
-    ]
+    ] + ([] if getattr(args, "cooldown", None) is None else ["--cooldown", str(args.cooldown)])
+
+
+def cooldown_for(args: argparse.Namespace) -> int:
+    """The cooldown each training gets: --cooldown, else the recipe's share of --steps
+    (as generator.train computes it)."""
+    return args.cooldown if args.cooldown is not None else round(DEMO.cooldown * args.steps / DEMO.steps)
 
 
 def run_all(commands: dict[str, list[str]], parallel: int, logs: Path) -> dict[str, float]:
@@ -110,6 +116,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, default=Path("runs/demo"), help="training run folders")
     p.add_argument("--fixtures", type=Path, default=Path("fixtures/checkpoints"))
     p.add_argument("--steps", type=int, default=DEMO.steps)
+    p.add_argument("--cooldown", type=int, help="learning-rate decay steps (default: the recipe's share of --steps; "
+                   "0 for the constant rate of the 10,000-step replication)")
     p.add_argument("--seed", type=int, default=1234, help="the training seed (ignored with --seeds)")
     p.add_argument("--seeds", type=int, nargs="+", help="several training seeds: OUT/seed-<s>/<variant>")
     p.add_argument("--no-export", action="store_true", help="train only; leave FIXTURES alone")
@@ -129,7 +137,7 @@ def main(argv: list[str] | None = None) -> None:
     seed = seeds[0]
     record = {
         "command": " ".join(["python -m generator.train_demo", *(argv if argv is not None else sys.argv[1:])]),
-        "recipe": {**DEMO.__dict__, "steps": args.steps},
+        "recipe": {**DEMO.__dict__, "steps": args.steps, "cooldown": cooldown_for(args)},
         "seed": seed,
         "machine": f"{cpu_model()}, {os.cpu_count()} cores (shared), torch {torch.__version__}",
         "parallel": args.parallel,

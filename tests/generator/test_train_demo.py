@@ -14,3 +14,11 @@ def test_several_seeds_train_in_their_own_folders_with_their_own_seed():
     assert cmd[cmd.index("--preset") + 1] == "demo-cross-early" and cmd[cmd.index("--steps") + 1] == "300"
     # count_eval --runs --step N reads the snapshots kept every 500 steps
     assert cmd[cmd.index("--keep-every") + 1] == "500"
+
+
+def test_cooldown_is_passed_on_only_when_given():
+    out = Path("/runs/seed-1/cross-early")
+    plain = train_command("cross-early", out, 1, argparse.Namespace(steps=300, threads=1, cooldown=None))
+    constant = train_command("cross-early", out, 1, argparse.Namespace(steps=300, threads=1, cooldown=0))
+    assert "--cooldown" not in plain  # generator.train applies the recipe's share of --steps
+    assert constant[constant.index("--cooldown") + 1] == "0"
