@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> Path:
     p.add_argument("--checkpoints", type=Path, default=Path("fixtures/checkpoints"))
     p.add_argument("--scales", type=float, nargs="+", required=True)
     p.add_argument("--per-count", type=int, default=16)
-    p.add_argument("--steps", type=int, default=count_eval.EVAL_STEPS)
+    p.add_argument("--steps", type=int, default=count_eval.demo_sampling().steps)
     p.add_argument("--seed", type=int, default=777, help="sampling seed (the evaluation uses 0)")
     p.add_argument("--n-boot", type=int, default=1000)
     p.add_argument("--threads", type=int)

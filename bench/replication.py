@@ -77,8 +77,10 @@ def main(argv: list[str] | None = None) -> Path:
     p.add_argument("--load", type=Path, help="a folder written by --save: recompute the table from it")
     p.add_argument("--save", type=Path, help="keep judgements, training logs and the recipe here")
     p.add_argument("--per-count", type=int, default=40)
-    p.add_argument("--steps", type=int, default=count_eval.EVAL_STEPS, help="sampler steps (as generator.count_eval)")
-    p.add_argument("--cfg-scale", type=float, default=count_eval.EVAL_CFG_SCALE, help="default: the demo protocol's")
+    p.add_argument("--steps", type=int, default=count_eval.demo_sampling().steps,
+                   help="sampler steps (default: the demo protocol's)")
+    p.add_argument("--cfg-scale", type=float, default=count_eval.demo_sampling().cfg_scale,
+                   help="default: the demo protocol's")
     p.add_argument("--n-boot", type=int, default=count_eval.N_BOOT)
     p.add_argument("--threads", type=int)
     p.add_argument("--append", action="store_true", help="add to today's results file instead of replacing it")

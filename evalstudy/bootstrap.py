@@ -224,7 +224,7 @@ def effective_df(v_units, v_evals, n_units, n_evals, k_units=None, k_evals=None,
     five images 0.93-0.94 and 0.94-0.96. Treating the three parts as independent (tried
     earlier) made those cells cover 0.98-1.00. The bootstrap's own shape (`intervals`)
     makes the intervals of such small cells wider than the t interval, so with this df
-    they cover 0.97-0.99: conservative, and left so. Without the cells (`v_cells` None)
+    they cover 0.97-0.99: conservative, and left so. Without the cells (`n_cells` None)
     the rule is Welch's for Vu' + Ve'.
 
     With 5 evaluators who answer every item, a paired difference between variants has
@@ -242,7 +242,7 @@ def effective_df(v_units, v_evals, n_units, n_evals, k_units=None, k_evals=None,
         vu2 = _unbiased(vu, nu, c_units)
         ve2 = _unbiased(ve, ne, c_evals)
         denom = vu2 ** 2 / du + ve2 ** 2 / de
-        if v_cells is None or n_cells is None:
+        if n_cells is None:
             total = vu2 + ve2
         else:
             vc = np.asarray(v_cells, dtype=float)
@@ -278,8 +278,7 @@ def shrink_factors(v_units, v_evals, v_cells, n_units, n_evals, level: float, k_
         target = np.maximum(vu2 + ve2 - vc, np.maximum(vu2, ve2))
         product = vu + ve + vc
         c = np.sqrt(np.where(product > 0, target / np.where(product > 0, product, 1.0), 1.0))
-        df = effective_df(vu, ve, nu, ne, k_units, k_evals, c_units, c_evals,
-                          None if n_cells is None else vc, n_cells, k_cells)
+        df = effective_df(vu, ve, nu, ne, k_units, k_evals, c_units, c_evals, vc, n_cells, k_cells)
         q = (1.0 + level) / 2.0
         t_over_z = sps.t.ppf(q, np.where(df >= 1, df, 1)) / sps.norm.ppf(q)
     return np.where((nu >= 2) & (ne >= 2), c * t_over_z, np.nan)

@@ -35,6 +35,7 @@ sampling, so the table can be recomputed without a model.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import re
 from dataclasses import asdict, dataclass
@@ -42,6 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
+from evalstudy.protocol import Sampling, load_protocol
 from generator.checkpoint import WEIGHTS_FILE
 from generator.judge import judge
 from generator.synthetic import COLOURS, KINDS, MAX_COUNT, MIN_COUNT, Scene
@@ -55,12 +57,10 @@ N_BOOT = 2000
 DEMO_PROTOCOL = Path(__file__).resolve().parents[1] / "fixtures" / "protocols" / "demo.json"
 
 
-def _demo_sampling() -> tuple[float, int]:
-    sampling = json.loads(DEMO_PROTOCOL.read_text())["sampling"]
-    return float(sampling["cfg_scale"]), int(sampling["steps"])
-
-
-EVAL_CFG_SCALE, EVAL_STEPS = _demo_sampling()
+@functools.cache
+def demo_sampling() -> Sampling:
+    """The demo protocol's sampling settings (read, and validated, when first asked for)."""
+    return load_protocol(DEMO_PROTOCOL).sampling
 # The pairs compared: the paper's claim is that intermediate fusion counts better.
 PAIRS = {"concat": ("concat-early", "concat-intermediate"), "cross": ("cross-early", "cross-intermediate")}
 
@@ -311,8 +311,8 @@ def main(argv: list[str] | None = None) -> tuple[list[dict], list[dict]]:
     p.add_argument("--load", type=Path, help="read saved judgements (seed-<s>/<variant>.json) instead of sampling")
     p.add_argument("--save", type=Path, help="write each (seed, variant)'s judgements under this folder")
     p.add_argument("--per-count", type=int, default=40, help="images per (kind, count)")
-    p.add_argument("--steps", type=int, default=EVAL_STEPS)
-    p.add_argument("--cfg-scale", type=float, default=EVAL_CFG_SCALE, help="default: the demo protocol's")
+    p.add_argument("--steps", type=int, default=demo_sampling().steps, help="default: the demo protocol's")
+    p.add_argument("--cfg-scale", type=float, default=demo_sampling().cfg_scale, help="default: the demo protocol's")
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--n-boot", type=int, default=N_BOOT, help="bootstrap draws")

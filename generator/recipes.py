@@ -27,6 +27,11 @@ class Recipe:
     pos_embed_init: str = "random"  # U-ViT's N(0, 0.02^2), or "sincos" (2D sin-cos patch rows)
     cooldown: int = 0  # learning rate decays linearly to zero over the last `cooldown` steps
 
+    def cooldown_for(self, steps: int) -> int:
+        """The cooldown of a run of `steps` steps: the recipe's share of its own steps, so
+        that the last quarter (say) stays the last quarter of a shorter or longer run."""
+        return round(self.cooldown * steps / self.steps)
+
 
 # The paper's recipe, which is U-ViT's MS-COCO recipe (Bao et al. 2023, configs/mscoco_uvit_small.py):
 # AdamW lr 2e-4, wd 0.03, betas (0.9, 0.9), 5k warm-up, batch 256, EMA 0.9999, 1M steps.

@@ -107,8 +107,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if getattr(args, field) is None:
             setattr(args, field, getattr(recipe, field))
     args.adam_betas = recipe.adam_betas
-    if args.cooldown is None:  # the recipe's last quarter (say) stays the last quarter of a shorter run
-        args.cooldown = round(recipe.cooldown * args.steps / recipe.steps)
+    if args.cooldown is None:
+        args.cooldown = recipe.cooldown_for(args.steps)
     if not 0 <= args.cooldown <= args.steps:
         p.error(f"--cooldown must be between 0 and --steps ({args.steps}), got {args.cooldown}")
     return args

@@ -55,13 +55,7 @@ def train_command(variant: str, run: Path, seed: int, args: argparse.Namespace) 
         sys.executable, "-m", "generator.train", "--preset", f"demo-{variant}", "--out", str(run),
         "--steps", str(args.steps), "--seed", str(seed), "--threads", str(args.threads),
         "--ckpt-every", "250", "--keep-every", "500", "--sample-every", "500", "--no-progress",
-    ] + ([] if getattr(args, "cooldown", None) is None else ["--cooldown", str(args.cooldown)])
-
-
-def cooldown_for(args: argparse.Namespace) -> int:
-    """The cooldown each training gets: --cooldown, else the recipe's share of --steps
-    (as generator.train computes it)."""
-    return args.cooldown if args.cooldown is not None else round(DEMO.cooldown * args.steps / DEMO.steps)
+    ] + ([] if args.cooldown is None else ["--cooldown", str(args.cooldown)])
 
 
 def run_all(commands: dict[str, list[str]], parallel: int, logs: Path) -> dict[str, float]:
@@ -137,7 +131,8 @@ def main(argv: list[str] | None = None) -> None:
     seed = seeds[0]
     record = {
         "command": " ".join(["python -m generator.train_demo", *(argv if argv is not None else sys.argv[1:])]),
-        "recipe": {**DEMO.__dict__, "steps": args.steps, "cooldown": cooldown_for(args)},
+        "recipe": {**DEMO.__dict__, "steps": args.steps,
+                   "cooldown": DEMO.cooldown_for(args.steps) if args.cooldown is None else args.cooldown},
         "seed": seed,
         "machine": f"{cpu_model()}, {os.cpu_count()} cores (shared), torch {torch.__version__}",
         "parallel": args.parallel,

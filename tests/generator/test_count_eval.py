@@ -125,3 +125,21 @@ def test_saved_judgements_are_reused_so_an_evaluation_resumes(tmp_path):
     assert metrics([out["seed-1"]["cross-early"]])["prompt_match"] == 1.0
     with pytest.raises(SystemExit, match="per-count 3"):
         count_eval.judge_all(sources, per_count=3, steps=2, cfg_scale=3.0, batch_size=10, save=tmp_path)
+
+
+def test_the_cli_samples_as_the_demo_study_does(monkeypatch, tmp_path):
+    """Without --cfg-scale and --steps the judge reads images sampled with the demo
+    protocol's settings, the ones the study's images are made with."""
+    from evalstudy.protocol import load_protocol
+
+    seen = {}
+
+    def capture(sources, per_count, steps, cfg_scale, *rest, **kw):
+        seen.update(steps=steps, cfg_scale=cfg_scale)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(count_eval, "judge_all", capture)
+    with pytest.raises(SystemExit):
+        count_eval.main(["--checkpoint", str(tmp_path / "model.safetensors")])
+    sampling = load_protocol(count_eval.DEMO_PROTOCOL).sampling
+    assert seen == {"steps": sampling.steps, "cfg_scale": sampling.cfg_scale}

@@ -5,7 +5,7 @@ from generator.train_demo import run_folder, train_command
 
 
 def test_several_seeds_train_in_their_own_folders_with_their_own_seed():
-    args = argparse.Namespace(steps=300, threads=1)
+    args = argparse.Namespace(steps=300, threads=1, cooldown=None)
     out = Path("/runs")
     assert run_folder(out, 7, "cross-early", several_seeds=True) == out / "seed-7" / "cross-early"
     assert run_folder(out, 7, "cross-early", several_seeds=False) == out / "cross-early"
