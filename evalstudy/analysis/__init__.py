@@ -58,7 +58,9 @@ BOOTSTRAP_METHOD = ("crossed bootstrap: items (count: prompt-and-seed pairs; ran
                     "evaluators resampled together with product weights; percentile intervals at "
                     "BCa-accelerated levels, their spread corrected on the logit scale of the "
                     "statistic's range for the doubly counted item x evaluator term and for small "
-                    "samples (t quantile, Welch-Satterthwaite degrees of freedom)")
+                    "samples (t quantile, Satterthwaite degrees of freedom); groups of fewer than 10 "
+                    "resampling units (Figure 5's cells) get t intervals with the same variance and "
+                    "degrees of freedom, an end past the range taken from the logit scale")
 
 
 @functools.lru_cache(maxsize=1)

@@ -219,7 +219,7 @@ def _ratio_stat(num, den, reps_num, reps_den, spread: bs.Spread, level, bounds):
     est = bs.ratio_replicates(num[None, :], den[None, :])[0]
     reps = bs.ratio_replicates(reps_num, reps_den)
     low, high = bounds
-    ci = bs.intervals(est, reps, level, spread.shrink, low, high, spread.accel)
+    ci = bs.spread_intervals(est, reps, level, spread, low, high)
     return est, ci, reps
 
 

@@ -44,11 +44,12 @@ def _preference_section(r: _RankData, w_units: np.ndarray, v_eval: np.ndarray,
         score_point_p = point_counts @ score_of / point_counts.sum()
     rows_done = ~r.skipped
     row_score = np.where(rows_done, r.m + 1 - np.nan_to_num(r.rank), 0.0)
-    shrink_p, accel_p = bs.ratio_corrections(r.unit[rows_done], r.evaluator[rows_done], r.variant[rows_done],
-                                             row_score[rows_done], np.ones(int(rows_done.sum())), nv, level)
+    spread_p = bs.ratio_corrections(r.unit[rows_done], r.evaluator[rows_done], r.variant[rows_done],
+                                    row_score[rows_done], np.ones(int(rows_done.sum())), nv, level)
     score_low, score_high = group_range(r.variant, row_score, rows_done, nv)
-    score_ci = bs.intervals(score_point_p, score_reps_p, level, shrink_p[present],
-                            score_low[present], score_high[present], accel_p[present])
+    score_ci = bs.spread_intervals(score_point_p, score_reps_p, level,
+                                   bs.Spread(*(part[present] for part in spread_p)),
+                                   score_low[present], score_high[present])
 
     # Plackett-Luce strengths, with the same shrinkage estimated from one-way resamples.
     gamma_point = stats.plackett_luce_mm(point_counts[None, :], r.orderings)[0]
@@ -64,8 +65,16 @@ def _preference_section(r: _RankData, w_units: np.ndarray, v_eval: np.ndarray,
                                for g in (gamma_reps, gamma_units, gamma_evals))
     n_u = len(np.unique(r.ranking_unit[done_idx]))
     n_e = len(np.unique(r.ranking_evaluator[done_idx]))
+    # A one-way bootstrap's variance is kappa times the unbiased one, kappa the centring
+    # factor of the units' (evaluators') shares of the rankings: with raters' loads from
+    # 2 to hundreds it is far below (n - 1) / n (see bootstrap.centring_factors).
+    one_group = np.zeros(len(done_idx), dtype=np.int64)
+    ones_done = np.ones(len(done_idx))
+    kappa_u, kappa_e = (np.full(len(present), bs.centring_factors(key[done_idx], one_group, ones_done, 1)[0])
+                        for key in (r.ranking_unit, r.ranking_evaluator))
     shrink_pl = bs.shrink_factors(var_u, var_e, np.maximum(var_p - var_u - var_e, 0.0),
-                                  np.full(len(present), n_u), np.full(len(present), n_e), level)
+                                  np.full(len(present), n_u), np.full(len(present), n_e), level,
+                                  c_units=kappa_u, c_evals=kappa_e)
     gamma_ci = bs.intervals(gamma_point, gamma_reps, level, shrink_pl, 0.0, 1.0)
 
     # The ranking skip rate: skipped rankings over rankings shown. A skip covers the

@@ -73,8 +73,8 @@ def _tests_section(c: _CountData, r: _RankData, comparisons, count_reps, pref_re
             spread = _difference_spread(unit, ev, var, num, den, ia, ib, level)
             # ratio(a) - ratio(b) lies between low(a) - high(b) and high(a) - low(b).
             low, high = group_range(var, num / np.where(den > 0, den, 1), den > 0, nv)
-            ci = bs.interval(diff, reps[:, ia] - reps[:, ib], level, float(spread.shrink[0]),
-                             (low[ia] - high[ib], high[ia] - low[ib]), float(spread.accel[0]))
+            ci = bs.spread_intervals(np.array([diff]), (reps[:, ia] - reps[:, ib])[:, None], level, spread,
+                                     low[ia] - high[ib], high[ia] - low[ib])[0].tolist()
             paired.append({"task": task, "measure": measure, "a": a, "b": b,
                            "difference": diff, "difference_ci": ci,
                            "n_pairs": test["n_pairs"], "n_nonzero": test["n_nonzero"],

@@ -201,3 +201,52 @@ def test_acceleration_moves_both_ends_towards_the_skewed_side():
     z = sps.norm.ppf([0.025, 0.975])
     want = np.quantile(reps[:, 0], sps.norm.cdf(z / (1 - 0.1 * z)))
     assert skewed == pytest.approx(want.tolist(), rel=1e-9)
+
+
+def test_groups_of_few_units_get_the_t_interval_and_the_others_the_bootstrap():
+    """A cell of five images (fewer than SMALL_GROUP units) gets est -+ t_df sqrt(var) and
+    ignores the replicates; a group of 40 units keeps the rescaled percentiles."""
+    rng = np.random.default_rng(21)
+    unit = np.r_[np.repeat(np.arange(5), 3), 5 + np.repeat(np.arange(40), 3)]
+    group = np.r_[np.zeros(15, dtype=int), np.ones(120, dtype=int)]
+    ev = np.concatenate([rng.choice(8, 3, replace=False) for _ in range(45)])
+    x = rng.integers(0, 3, len(unit)).astype(float)
+    spread = bs.ratio_corrections(unit, ev, group, x, np.ones(len(x)), 2, 0.95)
+    assert spread.small.tolist() == [True, False]
+    est = np.array([x[group == g].mean() for g in (0, 1)])
+    low = np.array([x[group == g].min() for g in (0, 1)])
+    high = np.array([x[group == g].max() for g in (0, 1)])
+    reps = rng.normal(est, 0.3, (500, 2)) ** 2  # anything: the small group must not use them
+    ci = bs.spread_intervals(est, reps, 0.95, spread, low, high)
+    half = sps.t.ppf(0.975, spread.df[0]) * np.sqrt(spread.var[0])
+    assert low[0] < est[0] - half and est[0] + half < high[0]  # inside: plain linear t
+    assert ci[0] == pytest.approx([est[0] - half, est[0] + half])
+    boot = bs.intervals(est[1:], reps[:, 1:], 0.95, spread.shrink[1:], low[1:], high[1:], spread.accel[1:])
+    assert ci[1] == pytest.approx(boot[0])
+
+
+def test_a_t_interval_end_past_the_range_moves_to_the_logit_scale():
+    # Mean error 0.5 from errors in [0, 2]: the linear lower end (-0.74) leaves the range,
+    # so it comes from the logit scale; the upper end (1.74) is inside and stays linear.
+    est, var, df = np.array([0.5]), np.array([0.2]), np.array([4.0])
+    lo, hi = bs.t_intervals(est, var, df, 0.95, 0.0, 2.0)[0]
+    half = sps.t.ppf(0.975, 4.0) * np.sqrt(0.2)
+    p = 0.25
+    assert hi == pytest.approx(0.5 + half)
+    assert lo == pytest.approx(2.0 * special_expit(np.log(p / (1 - p)) - half / (2.0 * p * (1 - p))))
+    assert 0.0 < lo < 0.5
+    # every value equal (the estimate on a bound): a point, not NaN
+    assert bs.t_intervals(np.array([0.0]), np.array([0.0]), np.array([3.0]), 0.95, 0.0, 0.0)[0].tolist() == [0.0, 0.0]
+    assert np.isnan(bs.t_intervals(est, np.array([np.nan]), df, 0.95, 0.0, 2.0)).all()
+
+
+def special_expit(y):
+    return 1.0 / (1.0 + np.exp(-y))
+
+
+def test_the_variance_target_floor_depends_on_the_group_size():
+    """Vu' + Ve' - Vc, floored at max(Vu', Ve') for groups of SMALL_GROUP units or more and at
+    Vc for smaller ones, where the one-way floor is biased upwards (see variance_target)."""
+    vu2, ve2, vc = np.array([1.0, 1.0, 3.0]), np.array([0.5, 0.5, 2.0]), np.array([2.0, 2.0, 1.0])
+    got = bs.variance_target(vu2, ve2, vc, [False, True, True])
+    assert got.tolist() == [1.0, 2.0, 4.0]

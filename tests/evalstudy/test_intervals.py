@@ -307,3 +307,37 @@ def test_the_demo_study_has_no_mean_error_interval_past_its_largest_error():
         assert err[rows].min() <= low <= high <= err[rows].max(), rec
         checked += 1
     assert checked > 20
+
+
+def test_plackett_luce_intervals_unbias_uneven_rater_loads(monkeypatch):
+    """One rater with most of the rankings pulls the strengths towards their taste and
+    hides half of their own deviation from a one-way bootstrap over raters: the PL interval
+    must divide by the centring factor of the raters' shares (far below (n - 1) / n here),
+    so it is wider than with (n - 1) / n in its place."""
+    from evalstudy import bootstrap as bs
+
+    rng = np.random.default_rng(8)
+    rows = []
+    loads = {"heavy": 40, **{f"e{k}": 3 for k in range(6)}}
+    caption = 0
+    for ev, n in loads.items():
+        taste = rng.normal(0.0, 1.0)
+        for _ in range(n):
+            first = rng.random() < 1.0 / (1.0 + np.exp(-taste))
+            rows += _rank_rows(ev, f"r{caption}", (1, 2) if first else (2, 1), (caption % 2, 1 - caption % 2), False)
+            caption += 1
+    table = responses_from_rows(rows)
+    fitted = analyze(table, n_boot=400, seed=2)["preference"]["by_variant"]
+    real = bs.centring_factors
+
+    def equal_shares(key, group, weight, n_groups):
+        k = np.asarray(key)
+        n = len(np.unique(k))
+        return np.full(n_groups, (n - 1) / n) if n > 1 else real(key, group, weight, n_groups)
+
+    monkeypatch.setattr(bs, "centring_factors", equal_shares)
+    plain = analyze(table, n_boot=400, seed=2)["preference"]["by_variant"]
+    for a, b in zip(fitted, plain, strict=True):
+        assert a["pl_strength"] == b["pl_strength"]
+        width = a["pl_strength_ci"][1] - a["pl_strength_ci"][0]
+        assert width > 1.2 * (b["pl_strength_ci"][1] - b["pl_strength_ci"][0])
