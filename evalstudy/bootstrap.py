@@ -252,7 +252,7 @@ def effective_df(v_units, v_evals, n_units, n_evals, k_units=None, k_evals=None,
             nc = np.asarray(n_cells, dtype=float)
             kc = nc if k_cells is None else np.asarray(k_cells, dtype=float)
             dc = np.maximum(kc * (nc - 1) / nc, 1.0)
-            total = (np.maximum(vu2 + ve2 - vc, np.maximum(vu2, ve2)) if target is None
+            total = (variance_target(vu2, ve2, vc, False) if target is None
                      else np.asarray(target, dtype=float))
             # The floor keeps the df at most du + de (the cancellation is approximate).
             denom = np.maximum(denom - vc ** 2 / dc, total ** 2 / (du + de))
@@ -261,8 +261,7 @@ def effective_df(v_units, v_evals, n_units, n_evals, k_units=None, k_evals=None,
 
 
 def shrink_factors(v_units, v_evals, v_cells, n_units, n_evals, level: float, k_units=None,
-                   k_evals=None, c_units=None, c_evals=None, n_cells=None, k_cells=None,
-                   small=None) -> np.ndarray:
+                   k_evals=None, c_units=None, c_evals=None, n_cells=None, k_cells=None) -> np.ndarray:
     """Factor by which to scale the product-weight bootstrap's spread.
 
     target = Vu' + Ve' - Vc with Vu' = Vu / kappa_u and Ve' = Ve / kappa_e, kappa the
@@ -270,12 +269,13 @@ def shrink_factors(v_units, v_evals, v_cells, n_units, n_evals, level: float, k_
     variance is (n-1)/n of the unbiased one; less with uneven loads), over the product
     weights' Vu + Ve + Vc; then times t_{df} / z for the level, df from `effective_df`
     (with the cells when `n_cells` is given), since with a handful of items per cell, or
-    of raters, a normal quantile is too short. The target has a floor (see
-    `variance_target`; `small` marks the groups with fewer than SMALL_GROUP units). NaN
-    where a group has fewer than two units or evaluators: no interval can be had there.
+    of raters, a normal quantile is too short. The target has the large groups' floor
+    max(Vu', Ve') (see `variance_target`; `spread_corrections` gives groups of fewer than
+    SMALL_GROUP units theirs). NaN where a group has fewer than two units or evaluators:
+    no interval can be had there.
     """
     return _spread_terms(v_units, v_evals, v_cells, n_units, n_evals, level, k_units, k_evals,
-                         c_units, c_evals, n_cells, k_cells, small)[0]
+                         c_units, c_evals, n_cells, k_cells)[0]
 
 
 def variance_target(vu2, ve2, vc, small) -> np.ndarray:
@@ -372,14 +372,6 @@ def ratio_corrections(unit, evaluator, group, num, den, n_groups: int, level: fl
 def ratio_shrink(unit, evaluator, group, num, den, n_groups: int, level: float) -> np.ndarray:
     """Shrink factors for the per-group ratios sum(num) / sum(den)."""
     return ratio_corrections(unit, evaluator, group, num, den, n_groups, level).shrink
-
-
-def interval(estimate: float, replicates: np.ndarray, level: float, shrink: float = 1.0,
-             bounds: tuple[float, float] = (-np.inf, np.inf), accel: float = 0.0) -> list[float]:
-    """`intervals` for one statistic whose values lie in `bounds` = (low, high)."""
-    return intervals(np.array([estimate]), np.asarray(replicates, dtype=float)[:, None], level,
-                     np.array([shrink]), np.array([bounds[0]]), np.array([bounds[1]]),
-                     np.array([accel]))[0].tolist()
 
 
 def _column_quantiles(reps: np.ndarray, probs: np.ndarray) -> np.ndarray:
@@ -515,8 +507,12 @@ def spread_intervals(estimates, replicates, level: float, spread: Spread, low=-n
     variant's mean error over a few skewed raters it is what keeps the misses from
     falling all on one side."""
     est = np.asarray(estimates, dtype=float)
-    boot = intervals(est, replicates, level, spread.shrink, low, high, spread.accel)
+    reps = np.asarray(replicates, dtype=float)
+    lo = np.broadcast_to(np.asarray(low, dtype=float), est.shape)
+    hi = np.broadcast_to(np.asarray(high, dtype=float), est.shape)
     small = np.asarray(spread.small, dtype=bool)
-    if not small.any():
-        return boot
-    return np.where(small[:, None], t_intervals(est, spread.var, spread.df, level, low, high), boot)
+    big = ~small
+    out = np.empty((len(est), 2))
+    out[big] = intervals(est[big], reps[:, big], level, spread.shrink[big], lo[big], hi[big], spread.accel[big])
+    out[small] = t_intervals(est[small], spread.var[small], spread.df[small], level, lo[small], hi[small])
+    return out

@@ -61,6 +61,8 @@ DEMO_PROTOCOL = Path(__file__).resolve().parents[1] / "fixtures" / "protocols" /
 def demo_sampling() -> Sampling:
     """The demo protocol's sampling settings (read, and validated, when first asked for)."""
     return load_protocol(DEMO_PROTOCOL).sampling
+
+
 # The pairs compared: the paper's claim is that intermediate fusion counts better.
 PAIRS = {"concat": ("concat-early", "concat-intermediate"), "cross": ("cross-early", "cross-intermediate")}
 

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from scipy import special
 from scipy import stats as sps
 
 from evalstudy import bootstrap as bs
@@ -159,13 +160,19 @@ def test_no_interval_from_a_single_item():
     assert np.isnan(c[0])
 
 
+def _one(estimate, replicates, level, shrink=1.0, bounds=(-np.inf, np.inf), accel=0.0):
+    """bs.intervals for a single statistic, as a [low, high] list."""
+    return bs.intervals(np.array([estimate]), np.asarray(replicates, dtype=float)[:, None], level,
+                        np.array([shrink]), bounds[0], bounds[1], np.array([accel]))[0].tolist()
+
+
 def test_interval_without_shrink_is_the_percentile_interval():
     reps = np.random.default_rng(4).normal(size=(1000, 1))
     lo, hi = bs.intervals(np.array([0.0]), reps, 0.95)[0]
     assert (lo, hi) == pytest.approx(tuple(np.percentile(reps[:, 0], [2.5, 97.5])))
-    lo2, hi2 = bs.interval(0.0, reps[:, 0], 0.95, shrink=0.5)
+    lo2, hi2 = _one(0.0, reps[:, 0], 0.95, shrink=0.5)
     assert (lo2, hi2) == pytest.approx((lo / 2, hi / 2))
-    assert bs.interval(0.0, reps[:, 0], 0.95, shrink=3.0, bounds=(-1.0, 1.0)) == [-1.0, 1.0]
+    assert _one(0.0, reps[:, 0], 0.95, shrink=3.0, bounds=(-1.0, 1.0)) == [-1.0, 1.0]
 
 
 def test_undefined_replicates_are_ignored_and_too_few_give_nan():
@@ -194,8 +201,8 @@ def test_acceleration_of_a_mean_is_efron_s_jackknife_value():
 
 def test_acceleration_moves_both_ends_towards_the_skewed_side():
     reps = np.random.default_rng(6).normal(size=(4000, 1))
-    plain = bs.interval(0.0, reps[:, 0], 0.95)
-    skewed = bs.interval(0.0, reps[:, 0], 0.95, accel=0.1)
+    plain = _one(0.0, reps[:, 0], 0.95)
+    skewed = _one(0.0, reps[:, 0], 0.95, accel=0.1)
     assert skewed[0] > plain[0] and skewed[1] > plain[1]
     # the levels are Efron's: Phi(z / (1 - a z)) with z0 = 0
     z = sps.norm.ppf([0.025, 0.975])
@@ -213,6 +220,12 @@ def test_groups_of_few_units_get_the_t_interval_and_the_others_the_bootstrap():
     x = rng.integers(0, 3, len(unit)).astype(float)
     spread = bs.ratio_corrections(unit, ev, group, x, np.ones(len(x)), 2, 0.95)
     assert spread.small.tolist() == [True, False]
+    # The small group's variance has the floor Vc (here it binds, and max(Vu', Ve') is lower).
+    z, _ = bs.ratio_contributions(group, x, np.ones(len(x)), 2)
+    vu, ve, vc, *_ = bs.linearised_variances(unit, ev, group, z, 2)
+    cu, ce = (bs.centring_factors(k, group, np.ones(len(x)), 2) for k in (unit, ev))
+    assert spread.var == pytest.approx(bs.variance_target(vu / cu, ve / ce, vc, [True, False]))
+    assert spread.var[0] > bs.variance_target(vu / cu, ve / ce, vc, [False, False])[0]
     est = np.array([x[group == g].mean() for g in (0, 1)])
     low = np.array([x[group == g].min() for g in (0, 1)])
     high = np.array([x[group == g].max() for g in (0, 1)])
@@ -233,15 +246,11 @@ def test_a_t_interval_end_past_the_range_moves_to_the_logit_scale():
     half = sps.t.ppf(0.975, 4.0) * np.sqrt(0.2)
     p = 0.25
     assert hi == pytest.approx(0.5 + half)
-    assert lo == pytest.approx(2.0 * special_expit(np.log(p / (1 - p)) - half / (2.0 * p * (1 - p))))
+    assert lo == pytest.approx(2.0 * special.expit(np.log(p / (1 - p)) - half / (2.0 * p * (1 - p))))
     assert 0.0 < lo < 0.5
     # every value equal (the estimate on a bound): a point, not NaN
     assert bs.t_intervals(np.array([0.0]), np.array([0.0]), np.array([3.0]), 0.95, 0.0, 0.0)[0].tolist() == [0.0, 0.0]
     assert np.isnan(bs.t_intervals(est, np.array([np.nan]), df, 0.95, 0.0, 2.0)).all()
-
-
-def special_expit(y):
-    return 1.0 / (1.0 + np.exp(-y))
 
 
 def test_the_variance_target_floor_depends_on_the_group_size():
