@@ -28,7 +28,8 @@ def _unit_means(unit, variant, num, den, n_units, nv):
 
 
 def _difference_spread(unit, evaluator, variant, num, den, a, b, level) -> bs.Spread:
-    """`bootstrap.Spread` of ratio(a) - ratio(b), from linearised contributions."""
+    """`bootstrap.Spread` of ratio(a) - ratio(b), from linearised contributions, its
+    variance floored at `bootstrap.difference_floor` of the two ratios' own variances."""
     z = np.zeros(len(num))
     share = np.zeros(len(num))  # each row's share of its own variant's denominator, halved
     for v, sign in ((a, 1.0), (b, -1.0)):
@@ -38,8 +39,11 @@ def _difference_spread(unit, evaluator, variant, num, den, a, b, level) -> bs.Sp
             z[rows] = sign * (num[rows] - num[rows].sum() / d * den[rows]) / d
             share[rows] = den[rows] / d / 2.0
     keep = ((variant == a) | (variant == b)) & (den > 0)
+    own = bs.spread_corrections(unit[keep], evaluator[keep], (variant[keep] == b).astype(np.int64),
+                                z[keep], den[keep], 2, level).var
     one = np.zeros(int(keep.sum()), dtype=np.int64)
-    return bs.spread_corrections(unit[keep], evaluator[keep], one, z[keep], share[keep], 1, level)
+    return bs.spread_corrections(unit[keep], evaluator[keep], one, z[keep], share[keep], 1, level,
+                                 bs.difference_floor(own[:1], own[1:]))
 
 
 def _tests_section(c: _CountData, r: _RankData, comparisons, count_reps, pref_reps, level,

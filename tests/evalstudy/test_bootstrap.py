@@ -259,3 +259,22 @@ def test_the_variance_target_floor_depends_on_the_group_size():
     vu2, ve2, vc = np.array([1.0, 1.0, 3.0]), np.array([0.5, 0.5, 2.0]), np.array([2.0, 2.0, 1.0])
     got = bs.variance_target(vu2, ve2, vc, [False, True, True])
     assert got.tolist() == [1.0, 2.0, 4.0]
+
+
+def test_a_given_floor_replaces_the_default_floors():
+    """A paired difference passes its own floor (`difference_floor`): the target is then
+    Vu' + Ve' - Vc wherever that is above it, even where max(Vu', Ve') is higher."""
+    vu2, ve2, vc = np.array([1.0, 1.0]), np.array([0.5, 0.5]), np.array([0.8, 0.8])
+    assert bs.variance_target(vu2, ve2, vc, [False, False]).tolist() == [1.0, 1.0]
+    got = bs.variance_target(vu2, ve2, vc, [False, True], floor=np.array([0.1, 0.9]))
+    assert got.tolist() == pytest.approx([0.7, 0.9])
+
+
+def test_difference_floor_is_the_cauchy_schwarz_bound():
+    rng = np.random.default_rng(3)
+    a = rng.normal(0.0, 2.0, 100_000)
+    b = a + rng.normal(0.0, 0.1, 100_000)  # nearly the same: Var(a - b) near its least value
+    floor = bs.difference_floor(np.var(a), np.var(b))
+    assert floor <= np.var(a - b)
+    assert bs.difference_floor(4.0, 1.0) == pytest.approx(1.0)
+    assert bs.difference_floor(np.array([np.nan, 1.0]), np.array([1.0, 1.0])).tolist() == [0.0, 0.0]
