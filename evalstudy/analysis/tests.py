@@ -27,9 +27,10 @@ def _unit_means(unit, variant, num, den, n_units, nv):
         return np.where(s_den > 0, s_num / np.where(s_den > 0, s_den, 1), np.nan)
 
 
-def _difference_spread(unit, evaluator, variant, num, den, a, b, level) -> bs.Spread:
+def _difference_spread(unit, evaluator, variant, num, den, a, b, level, own_var) -> bs.Spread:
     """`bootstrap.Spread` of ratio(a) - ratio(b), from linearised contributions, its
-    variance floored at `bootstrap.difference_floor` of the two ratios' own variances."""
+    variance floored at `bootstrap.difference_floor` of the two ratios' own variances
+    (`own_var`, per variant: `bootstrap.ratio_corrections(...).var`)."""
     z = np.zeros(len(num))
     share = np.zeros(len(num))  # each row's share of its own variant's denominator, halved
     for v, sign in ((a, 1.0), (b, -1.0)):
@@ -39,11 +40,9 @@ def _difference_spread(unit, evaluator, variant, num, den, a, b, level) -> bs.Sp
             z[rows] = sign * (num[rows] - num[rows].sum() / d * den[rows]) / d
             share[rows] = den[rows] / d / 2.0
     keep = ((variant == a) | (variant == b)) & (den > 0)
-    own = bs.spread_corrections(unit[keep], evaluator[keep], (variant[keep] == b).astype(np.int64),
-                                z[keep], den[keep], 2, level).var
     one = np.zeros(int(keep.sum()), dtype=np.int64)
     return bs.spread_corrections(unit[keep], evaluator[keep], one, z[keep], share[keep], 1, level,
-                                 bs.difference_floor(own[:1], own[1:]))
+                                 bs.difference_floor(own_var[a:a + 1], own_var[b:b + 1]))
 
 
 def _tests_section(c: _CountData, r: _RankData, comparisons, count_reps, pref_reps, level,
@@ -63,9 +62,12 @@ def _tests_section(c: _CountData, r: _RankData, comparisons, count_reps, pref_re
         measures.append(("rank", "score", r.unit[done], r.evaluator[done], r.variant[done],
                          r.m + 1 - r.rank[done], np.ones(int(done.sum())), r.n_units,
                          pref_reps.get("score")))
+    # Each variant's own variance, once per measure: the floor of every paired difference.
+    own_vars = [bs.ratio_corrections(unit, ev, var, num, den, nv, level).var
+                for _, _, unit, ev, var, num, den, _, _ in measures]
     for a, b in comparisons:
         ia, ib = index[a], index[b]
-        for task, measure, unit, ev, var, num, den, n_units, reps in measures:
+        for (task, measure, unit, ev, var, num, den, n_units, reps), own_var in zip(measures, own_vars, strict=True):
             means = _unit_means(unit, var, num, den, n_units, nv)
             both = np.isfinite(means[:, ia]) & np.isfinite(means[:, ib])
             if not both.any():
@@ -74,7 +76,7 @@ def _tests_section(c: _CountData, r: _RankData, comparisons, count_reps, pref_re
             test = stats.wilcoxon_signed_rank(d, EXACT_MAX_N)
             sa, sb = den[var == ia].sum(), den[var == ib].sum()
             diff = num[var == ia].sum() / sa - num[var == ib].sum() / sb
-            spread = _difference_spread(unit, ev, var, num, den, ia, ib, level)
+            spread = _difference_spread(unit, ev, var, num, den, ia, ib, level, own_var)
             # ratio(a) - ratio(b) lies between low(a) - high(b) and high(a) - low(b).
             low, high = group_range(var, num / np.where(den > 0, den, 1), den > 0, nv)
             ci = bs.spread_intervals(np.array([diff]), (reps[:, ia] - reps[:, ib])[:, None], level, spread,

@@ -365,12 +365,15 @@ def test_a_paired_differences_variance_is_unbiased_not_floored_at_its_one_way_pa
     difference's near-zero evaluator part and made the variance about 1.27 times the
     study-to-study variance here; the unfloored target (with its Cauchy-Schwarz floor)
     is near 1."""
+    from evalstudy import bootstrap as bs
     from evalstudy.analysis.tests import _difference_spread
 
     rng = np.random.default_rng(5)
     targets, estimates = [], []
     for _ in range(1000):
         unit, ev, var, err = _paired_count_study(rng)
-        targets.append(_difference_spread(unit, ev, var, err, np.ones(len(err)), 0, 1, 0.95).var[0])
+        one = np.ones(len(err))
+        own = bs.ratio_corrections(unit, ev, var, err, one, 2, 0.95).var
+        targets.append(_difference_spread(unit, ev, var, err, one, 0, 1, 0.95, own).var[0])
         estimates.append(err[var == 0].mean() - err[var == 1].mean())
     assert 0.9 < np.mean(targets) / np.var(estimates) < 1.12
