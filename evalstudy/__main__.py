@@ -106,12 +106,18 @@ def _fmt(x: float | None, digits: int = 3) -> str:
     return "-" if x is None else f"{x:.{digits}f}"
 
 
+def _fmt_int(x: int | None) -> str:
+    return "-" if x is None else str(x)
+
+
 def _ci(c: list[float | None] | None) -> str:
     return "[-, -]" if c is None or c[0] is None else f"[{c[0]:.3f}, {c[1]:.3f}]"
 
 
 def summary(result: AnalysisResult) -> str:
     """A short plain-text report of an analysis result."""
+    from .analysis.result import few_raters_warning
+
     lines = []
     d = result.data
     ex = result.exclusions
@@ -123,20 +129,23 @@ def summary(result: AnalysisResult) -> str:
         lines.append(f"{d.n_rows} responses, {d.n_evaluators} evaluators "
                      f"({ex.n_excluded} break an exclusion rule; {why})")
     if result.count.by_variant:
-        lines.append("\ncount task         n   mean |error|  95% CI            match   95% CI"
+        lines.append("\ncount task     raters     n   mean |error|  95% CI            match   95% CI"
                      "            can't tell  (eq. 9, 10 over the n counted images)")
         for r in result.count.by_variant:
-            lines.append(f"  {r.variant:<18}{r.n_answered:>5}  {_fmt(r.mean_abs_error):>8}  "
+            lines.append(f"  {r.variant:<18}{_fmt_int(r.n_raters):>6}{r.n_answered:>6}  {_fmt(r.mean_abs_error):>8}  "
                          f"{_ci(r.mean_abs_error_ci):<18}{_fmt(r.match_ratio)}   "
                          f"{_ci(r.match_ratio_ci):<18}{_fmt(r.cant_tell_rate)}")
+        warning = few_raters_warning(r.n_raters for r in result.count.by_variant)
+        if warning:
+            lines.append(" " + warning)
         lines.append("  sensitivity, can't tell counted as a miss: match ratio "
                      + ", ".join(f"{r.variant} {_fmt(r.match_ratio_cant_tell_as_miss)}"
                                  for r in result.count.by_variant))
     pref = result.preference
     if pref.by_variant:
-        lines.append("\npreference         n   score  95% CI            PL strength")
+        lines.append("\npreference     raters     n   score  95% CI            PL strength")
         for p in pref.by_variant:
-            lines.append(f"  {p.variant:<18}{p.n:>5}  {_fmt(p.score, 2):>5}  "
+            lines.append(f"  {p.variant:<18}{_fmt_int(p.n_raters):>6}{p.n:>6}  {_fmt(p.score, 2):>5}  "
                          f"{_ci(p.score_ci):<18}{_fmt(p.pl_strength)} {_ci(p.pl_strength_ci)}")
         lines.append(f"  ranking skip rate {_fmt(pref.ranking_skip_rate)} "
                      f"{_ci(pref.ranking_skip_rate_ci)}")

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from .. import bootstrap as bs
-from .data import _CountData, _ratio_stat, group_range
+from .data import _CountData, _ratio_stat, distinct_per_group, group_range
 
 
 def _count_section(c: _CountData, w_units: np.ndarray, v_eval: np.ndarray,
@@ -65,6 +65,7 @@ def _count_section(c: _CountData, w_units: np.ndarray, v_eval: np.ndarray,
             reps_out = {"mean_abs_error": stat["mean_abs_error"][2],
                         "match_ratio": stat["match_ratio"][2]}
         shown = p[:, 0] + p[:, 4]
+        raters = distinct_per_group(group, c.evaluator, c.answered > 0, n_groups)
         for g in range(n_groups):
             if shown[g] == 0:
                 continue
@@ -78,6 +79,7 @@ def _count_section(c: _CountData, w_units: np.ndarray, v_eval: np.ndarray,
             rec["n"] = int(p[g, 0])
             rec["n_answered"] = int(p[g, 1])
             rec["n_images"] = len(set().union(*(images[f] for f in fine_groups)))
+            rec["n_raters"] = int(raters[g])
             for key, (est, ci, _) in stat.items():
                 rec[key] = est[g]
                 rec[key + "_ci"] = ci[g].tolist()

@@ -83,6 +83,27 @@ def test_preference_statistics_by_hand(small_table):
     assert pref["a-intermediate"]["pl_strength"] == pytest.approx(2 / 3, abs=1e-6)
 
 
+def test_raters_per_variant_count_those_with_a_counted_answer_or_a_ranking():
+    rows = [crow("e1", "i1", "a-early", 2, 2), crow("e2", "i1", "a-early", 2, 3),
+            crow("e3", "i1", "a-early", 2, None),  # can't tell only: no counted answer
+            crow("e1", "i2", "a-intermediate", 2, 2), crow("e2", "i2", "a-intermediate", 2, None),
+            *rrows("e1", "r1", (2, 1)), *rrows("e2", "r1", (0, 0), skipped=True),
+            *rrows("e3", "r2", (1, 2))]
+    res = analyze(responses_from_rows(rows), n_boot=50)
+    count = {r.variant: r.n_raters for r in res.count.by_variant}
+    assert count == {"a-early": 2, "a-intermediate": 1}
+    cell = by(res.count.by_variant_object_count, variant="a-early", object="bus", count=2)
+    assert cell.n_raters == 2
+    assert {r.variant: r.n_raters for r in res.preference.by_variant} == {v: 2 for v in V}
+
+
+def test_the_few_raters_warning_names_its_threshold_and_stays_quiet_above_it():
+    from evalstudy.analysis.result import FEW_RATERS, few_raters_warning
+    assert f"Fewer than {FEW_RATERS} raters" in few_raters_warning([FEW_RATERS - 1, 50])
+    assert few_raters_warning([FEW_RATERS, 50]) == ""
+    assert few_raters_warning([None, None]) == "" and few_raters_warning([]) == ""
+
+
 def test_result_is_strict_json_and_deterministic(small_table):
     a = analyze(small_table, n_boot=100, seed=3)
     json.dumps(a.to_dict(), allow_nan=False)

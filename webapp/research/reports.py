@@ -16,7 +16,7 @@ from decimal import Decimal
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from evalstudy.analysis.result import AnalysisResult, Sections
+from evalstudy.analysis.result import AnalysisResult, Sections, few_raters_warning
 from evalstudy.protocol import Protocol
 from webapp.studies.models import Study
 
@@ -79,7 +79,7 @@ def _count_table(section: Sections | AnalysisResult, auto: dict[str, dict], ci_l
     for r in section.count.by_variant:
         a = auto.get(r.variant, {})
         rows.append((
-            r.variant, num(r.n_images), num(r.n_answered),
+            r.variant, num(r.n_images), num(r.n_raters), num(r.n_answered),
             num(r.mean_abs_error), ci(r.mean_abs_error_ci),
             num(r.match_ratio), ci(r.match_ratio_ci),
             percent(r.cant_tell_rate), ci(r.cant_tell_rate_ci),
@@ -88,15 +88,15 @@ def _count_table(section: Sections | AnalysisResult, auto: dict[str, dict], ci_l
         ))
     return Table(
         key="figure5", title="Figure 5: object counts (average error and match ratio per variant)",
-        header=("variant", "images", "counted answers (n)", "average error", ci_label, "match ratio", ci_label,
-                "can't tell", ci_label, "sensitivity: match ratio, can't tell as a miss", ci_label,
+        header=("variant", "images", "raters", "counted answers (n)", "average error", ci_label, "match ratio",
+                ci_label, "can't tell", ci_label, "sensitivity: match ratio, can't tell as a miss", ci_label,
                 "auto counter: error", "auto counter: match"),
         rows=tuple(rows),
         note="As in the paper (eq. 9 and 10), average error = mean |answer \u2212 requested count| and match "
              "ratio = share of answers equal to the requested count, both over the same n, the answers that gave "
              "a count. \u201cCan't tell\u201d answers enter neither; their share of all answers is shown beside, "
              "and the sensitivity column counts them as misses. The automatic counter read every image of the "
-             "variant once.",
+             "variant once." + few_raters_warning(r.n_raters for r in section.count.by_variant),
     )
 
 
@@ -115,19 +115,19 @@ def _count_object_table(section: Sections | AnalysisResult, ci_label: str) -> Ta
 def _preference_table(section: Sections | AnalysisResult, ci_label: str) -> Table:
     pref = section.preference
     rows = tuple(
-        (r.variant, num(r.n), num(r.score), ci(r.score_ci), num(r.mean_rank),
+        (r.variant, num(r.n), num(r.n_raters), num(r.score), ci(r.score_ci), num(r.mean_rank),
          num(r.pl_strength, 3), ci(r.pl_strength_ci, 3), " / ".join(str(c) for c in r.rank_counts))
         for r in pref.by_variant
     )
     reasons = ", ".join(f"{k}: {v}" for k, v in pref.skip_reasons.items()) or "none"
     return Table(
         key="figure6", title="Figure 6: preference (rank 1..m scores m..1)",
-        header=("variant", "rankings", "preference score", ci_label, "mean rank", "Plackett-Luce strength",
+        header=("variant", "rankings", "raters", "preference score", ci_label, "mean rank", "Plackett-Luce strength",
                 ci_label, "ranked 1st / \u2026 / last"),
         rows=rows,
         note=f"m = {pref.m or 4} images per ranking; ranking skip rate (skipped rankings of all rankings shown; "
              f"a skip names no variant): {percent(pref.ranking_skip_rate)} {ci(pref.ranking_skip_rate_ci)} "
-             f"({reasons}).",
+             f"({reasons})." + few_raters_warning(r.n_raters for r in pref.by_variant),
     )
 
 
