@@ -128,11 +128,14 @@ def summary(result: AnalysisResult) -> str:
         why = ex.not_applied_reason or "not applied"
         lines.append(f"{d.n_rows} responses, {d.n_evaluators} evaluators "
                      f"({ex.n_excluded} break an exclusion rule; {why})")
+    width = max([len(r.variant) for r in result.count.by_variant]
+                + [len(p.variant) for p in result.preference.by_variant] + [16])
     if result.count.by_variant:
-        lines.append("\ncount task     raters     n   mean |error|  95% CI            match   95% CI"
-                     "            can't tell  (eq. 9, 10 over the n counted images)")
+        lines.append(f"\n{'count task':<{width + 2}}{'raters':>6}{'n':>6}  mean |error|  95% CI            "
+                     "match   95% CI            can't tell  (eq. 9, 10 over the n counted images)")
         for r in result.count.by_variant:
-            lines.append(f"  {r.variant:<18}{_fmt_int(r.n_raters):>6}{r.n_answered:>6}  {_fmt(r.mean_abs_error):>8}  "
+            lines.append(f"  {r.variant:<{width}}{_fmt_int(r.n_raters):>6}{r.n_answered:>6}  "
+                         f"{_fmt(r.mean_abs_error):>8}      "
                          f"{_ci(r.mean_abs_error_ci):<18}{_fmt(r.match_ratio)}   "
                          f"{_ci(r.match_ratio_ci):<18}{_fmt(r.cant_tell_rate)}")
         warning = few_raters_warning(r.n_raters for r in result.count.by_variant)
@@ -143,9 +146,9 @@ def summary(result: AnalysisResult) -> str:
                                  for r in result.count.by_variant))
     pref = result.preference
     if pref.by_variant:
-        lines.append("\npreference     raters     n   score  95% CI            PL strength")
+        lines.append(f"\n{'preference':<{width + 2}}{'raters':>6}{'n':>6}  score  95% CI            PL strength")
         for p in pref.by_variant:
-            lines.append(f"  {p.variant:<18}{_fmt_int(p.n_raters):>6}{p.n:>6}  {_fmt(p.score, 2):>5}  "
+            lines.append(f"  {p.variant:<{width}}{_fmt_int(p.n_raters):>6}{p.n:>6}  {_fmt(p.score, 2):>5}  "
                          f"{_ci(p.score_ci):<18}{_fmt(p.pl_strength)} {_ci(p.pl_strength_ci)}")
         lines.append(f"  ranking skip rate {_fmt(pref.ranking_skip_rate)} "
                      f"{_ci(pref.ranking_skip_rate_ci)}")

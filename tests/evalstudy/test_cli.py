@@ -29,7 +29,14 @@ def test_simulate_then_analyze_json_and_figures(tmp_path, capsys):
         load_protocol(DEMO).variants)
     assert (tmp_path / "fig" / "figure5.svg").exists()
     assert main(["analyze", str(csv), "--n-boot", "100"]) == 0
-    assert "Friedman" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "Friedman" in out
+    # the summary says how many raters stand behind each row, and warns below FEW_RATERS
+    # (without a protocol no exclusions apply: the unfiltered numbers)
+    n_raters = {r["variant"]: r["n_raters"] for r in doc["unfiltered"]["count"]["by_variant"]}
+    row = next(line for line in out.splitlines() if line.strip().startswith("concat-early "))
+    assert row.split()[1] == str(n_raters["concat-early"])
+    assert ("Fewer than 10 raters behind a row" in out) == (min(n_raters.values()) < 10)
 
 
 def test_power_prints_the_evaluators_needed(capsys):
