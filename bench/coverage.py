@@ -234,10 +234,12 @@ def truths(crowd: Crowd, rng) -> dict[tuple, float]:
     return out
 
 
+TARGET_MANY, TARGET_FEW = (0.93, 0.97), (0.90, 0.99)  # issue 10: with 8 or more raters; with 5
+
+
 def target(crowd: Crowd) -> tuple[float, float]:
-    """The coverage a 95% interval family must reach (issue 10): 0.93-0.97 with 8 or more
-    raters, 0.90-0.99 with 5."""
-    return (0.93, 0.97) if crowd.n_raters >= 8 else (0.90, 0.99)
+    """The coverage a 95% interval family must reach."""
+    return TARGET_MANY if crowd.n_raters >= 8 else TARGET_FEW
 
 
 def intervals(res: dict) -> dict[tuple, list]:
@@ -301,8 +303,9 @@ def main(args) -> str:
                          f"{np.sqrt(cov * (1 - cov) / len(h)):>7.3f}"
                          f"{np.mean(widths.get(fam, [np.nan])):>8.3f}")
         print("\n".join(lines[-len(hits):]), flush=True)
-    lines += ["", f"rows inside the targets (0.93-0.97 with 8 or more raters, 0.90-0.99 with 5): "
-              f"{n_rows - len(outside)} of {n_rows}" + ("; outside:" if outside else "")] + outside
+    lines += ["", f"rows inside the targets ({TARGET_MANY[0]:.2f}-{TARGET_MANY[1]:.2f} with 8 or more "
+              f"raters, {TARGET_FEW[0]:.2f}-{TARGET_FEW[1]:.2f} with 5): {n_rows - len(outside)} of {n_rows}"
+              + ("; outside:" if outside else "")] + outside
     lines += ["", "s.e.: binomial standard error of the coverage over the intervals pooled in the row; "
               "intervals of one study are correlated, so the true error is somewhat larger.",
               f"run time: {time.time() - started:.0f} s; load average after: {load_average():.2f}"]

@@ -365,14 +365,16 @@ def ratio_contributions(group, num, den, n_groups: int) -> tuple[np.ndarray, np.
 class Spread(NamedTuple):
     """Per group: the shrink factor for the product-weight bootstrap's spread
     (`shrink_factors`), BCa's acceleration (`acceleration`), the estimate's variance
-    (`variance_target`) with its degrees of freedom (`effective_df`), and whether the
-    group has fewer than SMALL_GROUP units (`spread_intervals`)."""
+    (`variance_target`) with its degrees of freedom (`effective_df`), whether the
+    group has fewer than SMALL_GROUP units (`spread_intervals`), and how many distinct
+    evaluators have rows in it."""
 
     shrink: np.ndarray
     accel: np.ndarray
     var: np.ndarray
     df: np.ndarray
     small: np.ndarray
+    n_evals: np.ndarray
 
 
 def spread_corrections(unit, evaluator, group, z, weight, n_groups: int, level: float,
@@ -387,7 +389,7 @@ def spread_corrections(unit, evaluator, group, z, weight, n_groups: int, level: 
     small = p.nu < SMALL_GROUP
     shrink, var, df = _spread_terms(p.vu, p.ve, p.vc, p.nu, p.ne, level, p.ku, p.ke, cu, ce,
                                     p.nc, p.kc, small, floor)
-    return Spread(shrink, _acceleration(p), var, df, small)
+    return Spread(shrink, _acceleration(p), var, df, small, p.ne)
 
 
 def ratio_corrections(unit, evaluator, group, num, den, n_groups: int, level: float) -> Spread:

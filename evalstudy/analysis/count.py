@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from .. import bootstrap as bs
-from .data import _CountData, _ratio_stat, distinct_per_group, group_range
+from .data import _CountData, _ratio_stat, group_range
 
 
 def _count_section(c: _CountData, w_units: np.ndarray, v_eval: np.ndarray,
@@ -61,11 +61,12 @@ def _count_section(c: _CountData, w_units: np.ndarray, v_eval: np.ndarray,
             spread = bs.ratio_corrections(c.unit, c.evaluator, group, num_rows, den_rows, n_groups, level)
             bounds = group_range(group, num_rows, den_rows > 0, n_groups)
             stat[key] = _ratio_stat(num, p[:, den_i], rnum, s[:, :, den_i], spread, level, bounds)
+            if key == "mean_abs_error":  # its rows are the counted answers
+                raters = spread.n_evals
         if name == "by_variant":
             reps_out = {"mean_abs_error": stat["mean_abs_error"][2],
                         "match_ratio": stat["match_ratio"][2]}
         shown = p[:, 0] + p[:, 4]
-        raters = distinct_per_group(group, c.evaluator, c.answered > 0, n_groups)
         for g in range(n_groups):
             if shown[g] == 0:
                 continue

@@ -235,11 +235,3 @@ def group_range(group, values, keep, n_groups: int) -> tuple[np.ndarray, np.ndar
     np.maximum.at(high, group, values)
     return low, high
 
-
-def distinct_per_group(group, key, keep, n_groups: int) -> np.ndarray:
-    """How many distinct keys (evaluators) have a row `keep` in each group."""
-    group = np.asarray(group, dtype=np.int64)[keep]
-    key = np.asarray(key, dtype=np.int64)[keep]
-    width = int(key.max()) + 1 if len(key) else 1
-    owner = np.unique(group * width + key) // width
-    return np.bincount(owner, minlength=n_groups)

@@ -12,7 +12,7 @@ import numpy as np
 
 from .. import bootstrap as bs
 from .. import stats
-from .data import _RankData, distinct_per_group, group_range
+from .data import _RankData, group_range
 
 
 def _preference_section(r: _RankData, w_units: np.ndarray, v_eval: np.ndarray,
@@ -97,7 +97,6 @@ def _preference_section(r: _RankData, w_units: np.ndarray, v_eval: np.ndarray,
     score_full[:, present] = score_reps_p
     reps_out = {"score": score_full}
     n_done = np.bincount(r.variant[rows_done], minlength=nv)
-    raters = distinct_per_group(r.variant, r.evaluator, rows_done, nv)
     for j, v in enumerate(present):
         out["by_variant"].append({
             "variant": r.variants[v],
@@ -106,7 +105,7 @@ def _preference_section(r: _RankData, w_units: np.ndarray, v_eval: np.ndarray,
             "mean_rank": r.m + 1 - score_point_p[j],
             "n": int(n_done[v]),
             "n_shown": int(shown_pt[v]),
-            "n_raters": int(raters[v]),
+            "n_raters": int(spread_p.n_evals[v]),
             "rank_counts": [int(x) for x in np.bincount(
                 r.rank[(r.variant == v) & rows_done].astype(int) - 1, minlength=r.m)],
             "pl_strength": gamma_point[j],

@@ -26,6 +26,10 @@ SCHEMA = f"evalstudy.analysis/{SCHEMA_VERSION}"
 
 Interval = list[float | None]  # [low, high]; [None, None] where no interval can be had
 
+R = TypeVar("R", bound="Record")
+D = TypeVar("D")  # any dataclass
+
+
 # Below this many raters in a group, its interval can only be as good as the raters'
 # resemblance to the crowd. In bench/coverage.py's crowd where a fifth of the raters always
 # count one too many (and a fifth are noisy), a variant's average error from 5 or 8 raters
@@ -47,8 +51,6 @@ def few_raters_warning(raters: typing.Iterable[int | None]) -> str:
             "the crowd and cannot show a kind of rater absent from them (one who always counts one "
             "too many, say), so it may be too narrow; recruit more raters, and use the gold items "
             "to find raters who are always off.")
-R = TypeVar("R", bound="Record")
-D = TypeVar("D")  # any dataclass
 
 
 class SchemaError(ValueError):
