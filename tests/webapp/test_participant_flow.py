@@ -232,3 +232,16 @@ def test_the_same_browser_start_helper_is_what_the_page_posts(study):
     assert '<form method="post" class="actions">' in page and 'id="start"' in page
     start(client, study)
     assert Evaluator.objects.get().started_at is not None
+
+
+def test_the_join_takeover_and_paused_pages_use_the_public_title(panel_study):
+    public, internal = demo_protocol()["consent"]["title"], "pilot-7 internal name"
+    Study.objects.filter(pk=panel_study.pk).update(title=internal)
+    Client().get(f"/join/{panel_study.invite_token}/", {"PROLIFIC_PID": PID})
+    takeover = Client().get(f"/join/{panel_study.invite_token}/", {"PROLIFIC_PID": PID})
+    Study.objects.filter(pk=panel_study.pk).update(status=Study.Status.PAUSED)
+    paused = Client().get(f"/join/{panel_study.invite_token}/", {"PROLIFIC_PID": "f" * 24})
+    for r in (takeover, paused):
+        assert r.status_code in (403, 409)
+        body = r.content.decode()
+        assert f"<h1>{public}</h1>" in body and internal not in body
