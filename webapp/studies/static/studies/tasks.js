@@ -4,6 +4,11 @@
 (function () {
   "use strict";
   document.documentElement.classList.add("js");
+  // A touch screen without a keyboard: the CSS hides key hints (as its media query does;
+  // the class also holds while a full-page screenshot resizes the emulated screen).
+  if (window.matchMedia && window.matchMedia("(hover: none) and (pointer: coarse)").matches) {
+    document.documentElement.classList.add("touch");
+  }
   var undoForm = document.getElementById("undo-form");
 
   // ---- images: as large as the viewport allows. A small image (class "pixelated") is
