@@ -89,8 +89,25 @@ def _entry_for_submission(*, evaluator: Evaluator, token: str, task: str) -> tup
         raise SubmissionError("study_closed", "This study is closed; no more answers are accepted.", 409)
     if entry.item.task != task:
         raise SubmissionError("wrong_task", "This answer does not fit this task.", 400)
-    seconds = max(0.0, time.time() - ticket.shown_at)
+    # Time on task runs from when the server first showed the task (kept across reloads);
+    # the form's own time only for a task shown before that was stored.
+    shown = entry.shown_at.timestamp() if entry.shown_at is not None else ticket.shown_at
+    seconds = max(0.0, time.time() - shown)
     return entry, seconds
+
+
+def entry_mark_shown(*, entry: Entry) -> Entry:
+    """Record when ``entry`` is first shown to its evaluator. Called on every showing; it
+    writes only the first time (one UPDATE by primary key), so a reload, a second tab or
+    the state poll never restarts the time on task. Not atomic on purpose: the write is
+    one statement, and a lost race leaves the earlier time, which is the right one."""
+    if entry.shown_at is None:
+        now = timezone.now()
+        if Entry.objects.filter(pk=entry.pk, shown_at__isnull=True).update(shown_at=now):
+            entry.shown_at = now
+        else:
+            entry.refresh_from_db(fields=["shown_at"])
+    return entry
 
 
 def _after_answer(evaluator: Evaluator) -> None:
@@ -110,6 +127,15 @@ def _after_answer(evaluator: Evaluator) -> None:
 
 class InvalidExternalId(ValueError):
     """An external worker id that cannot be stored as it is; the message says why."""
+
+
+class AlreadyCompleted(Exception):
+    """This external id belongs to an evaluator who has finished: nothing is left to do
+    but show them their completion code again."""
+
+    def __init__(self, evaluator: Evaluator):
+        super().__init__("This participant has already completed the study.")
+        self.evaluator = evaluator
 
 
 class ActiveElsewhere(Exception):
@@ -197,15 +223,17 @@ def evaluator_join(
     # No lock on the study: joining takes no slot (consent does, under the lock), and the
     # unique (study, external_id) constraint settles two joins of one id at once.
     study = Study.objects.get(pk=study.pk)
+    external_id = external_id_clean(external_id)
+    existing = Evaluator.objects.filter(study=study, external_id=external_id).first() if external_id else None
+    # A participant who finished gets their code again, even once the study is closed.
+    if existing is not None and existing.finished_at is not None:
+        raise AlreadyCompleted(existing)
     if study.status == Study.Status.PAUSED:
         raise StudyUnavailable("This study is paused and takes no new participants at the moment.")
     if not study.is_open:
         raise StudyUnavailable("This study is not open.")
-    external_id = external_id_clean(external_id)
-    if external_id:
-        existing = Evaluator.objects.filter(study=study, external_id=external_id).first()
-        if existing is not None:
-            return _rejoin(existing)
+    if existing is not None:
+        return _rejoin(existing)
     if _every_slot_held(study):
         raise StudyUnavailable(FULL_MESSAGE, reason="full")
     try:
@@ -274,6 +302,18 @@ def evaluator_consent(*, evaluator: Evaluator) -> Evaluator:
     evaluator.consented_at = evaluator.last_seen_at = timezone.now()
     evaluator.declined_at = None  # agreed after all
     evaluator.save(update_fields=["slot", "consented_at", "last_seen_at", "declined_at"])
+    return evaluator
+
+
+@transaction.atomic
+def evaluator_start(*, evaluator: Evaluator) -> Evaluator:
+    """The evaluator has read the instructions (and answered the practice item, when the
+    protocol has one): from now on the tasks are shown. Only after consent; idempotent."""
+    if evaluator.consented_at is None:
+        raise StudyUnavailable("Agree to take part first.")
+    if evaluator.started_at is None:
+        evaluator.started_at = timezone.now()
+        Evaluator.objects.filter(pk=evaluator.pk, started_at__isnull=True).update(started_at=evaluator.started_at)
     return evaluator
 
 
@@ -358,6 +398,9 @@ def response_undo_last(*, evaluator: Evaluator) -> Entry | None:
     """
     if not evaluator.study.accepts_answers:
         raise SubmissionError("study_closed", "This study is closed; answers can no longer change.", 409)
+    # The completion code has been shown: what it vouches for cannot change any more.
+    if evaluator.finished_at is not None:
+        raise SubmissionError("completed", "You have completed this study; your answers can no longer change.", 409)
     from .selectors import evaluator_last_response
 
     last = evaluator_last_response(evaluator=evaluator)
@@ -369,9 +412,6 @@ def response_undo_last(*, evaluator: Evaluator) -> Entry | None:
         )
     entry = last.entry
     last.delete()
-    if evaluator.finished_at is not None:
-        Evaluator.objects.filter(pk=evaluator.pk).update(finished_at=None)
-        evaluator.finished_at = None
     return entry
 
 
