@@ -28,12 +28,15 @@ BUDGET = {
     # number of tasks); UPDATE evaluator.
     "consent": 7,
     # session; evaluator with study; progress (one aggregate); the next task with its item,
-    # prompt and image; a ranking's images (one query, any number of images).
-    "state": 5,
+    # prompt and image; a ranking's images (one query, any number of images); the time the
+    # task was first shown (one UPDATE, the first time only: time on task is measured by the
+    # server from then).
+    "state": 6,
     # session; evaluator with study; the entry with its item; a ranking's images (rank only);
     # INSERT the answer; "was that the last?" (EXISTS); UPDATE evaluator (last seen, finished);
-    # progress; the next task; the next ranking's images (next task a ranking only).
-    "answer": 10,
+    # progress; the next task; the next ranking's images (next task a ranking only); the next
+    # task's first-shown time (one UPDATE).
+    "answer": 11,
 }
 
 
@@ -76,6 +79,11 @@ def _walk(study, label: str) -> dict[str, list[int]]:
     seen.setdefault("join", []).append(n)
     _, n = measured("consent", lambda: client.post(f"/e/{study.slug}/consent/", {"agree": "yes"}))
     seen.setdefault("consent", []).append(n)
+    state = client.get(f"/e/{study.slug}/state/").json()
+    if not state["done"] and "task" not in state:  # the instructions (and practice) come first
+        r = client.post(state["next"])
+        if r.status_code == 302 and r["Location"].endswith("/practice/"):
+            client.post(r["Location"], {"answer": "1"})
     response, n = measured("state", lambda: client.get(f"/e/{study.slug}/state/"))
     state = response.json()
     seen.setdefault(f"state ->{next_kind(state)}", []).append(n)
@@ -90,9 +98,9 @@ def _walk(study, label: str) -> dict[str, list[int]]:
         state = response.json()
         assert state["ok"], state
         seen.setdefault(f"answer {task['kind']}->{next_kind(state)}", []).append(n)
-        # the state of every position too: a GET the page's script makes after a reload
+        # the state of every position too (a reload): the task was shown already by the answer
         response, n = measured("state", lambda: client.get(f"/e/{study.slug}/state/"))
-        seen.setdefault(f"state ->{next_kind(response.json())}", []).append(n)
+        seen.setdefault(f"state ->{next_kind(response.json())} again", []).append(n)
     return seen
 
 
