@@ -137,6 +137,16 @@ def evaluator_from_session(*, session, study: Study) -> Evaluator | None:
     return evaluator if evaluator is not None and _holds(session, evaluator) else None
 
 
+def evaluator_from_session_by_slug(*, session, slug: str) -> Evaluator | None:
+    """The evaluator this browser holds in the study named ``slug``, with its study, in one
+    query (the evaluator pages' first read); None as ``evaluator_from_session``."""
+    known = list(session.get(SESSION_KEY, {}).values())
+    if not known:
+        return None
+    evaluator = Evaluator.objects.select_related("study").filter(pk__in=known, study__slug=slug).first()
+    return evaluator if evaluator is not None and _holds(session, evaluator) else None
+
+
 def session_signed_out(*, session, study: Study) -> bool:
     """Whether this browser held an evaluator of ``study`` that another browser took over."""
     known = str(study.pk) in session.get(SESSION_KEY, {})

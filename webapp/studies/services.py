@@ -79,11 +79,10 @@ def _entry_for_submission(*, evaluator: Evaluator, token: str, task: str) -> tup
     ticket = entry_token_read(token=token)
     if ticket.evaluator_id != evaluator.pk:
         raise SubmissionError("not_yours", "This task belongs to another evaluator.", 403)
-    entry = (
-        Entry.objects.select_related("item", "evaluator__study").filter(pk=ticket.entry_id, evaluator=evaluator).first()
-    )
+    entry = Entry.objects.select_related("item").filter(pk=ticket.entry_id, evaluator=evaluator).first()
     if entry is None:
         raise SubmissionError("not_yours", "This task belongs to another evaluator.", 403)
+    entry.evaluator = evaluator  # read with its study by the caller: not joined in again
     study = entry.evaluator.study
     if not study.accepts_answers:
         raise SubmissionError("study_closed", "This study is closed; no more answers are accepted.", 409)
