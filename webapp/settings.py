@@ -191,6 +191,8 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
+# Django's two finders, with a path outside the static roots answered 404 rather than 500.
+STATICFILES_FINDERS = ["webapp.staticfinders.FileSystemFinder", "webapp.staticfinders.AppDirectoriesFinder"]
 MEDIA_ROOT = Path(os.environ.get("FUSION_MEDIA_ROOT", VAR_DIR / "media"))
 # Images are never served from MEDIA_URL: evaluators fetch them through an access-checked
 # view under an opaque id. MEDIA_URL is only used by the Django admin's file widgets.
