@@ -21,9 +21,13 @@ from . import participants, recruitment, services
 from .models import Study
 from .researcher_forms import ProtocolUploadForm, StudyStatusForm
 
-# Relative paths inside an uploaded protocol (e.g. its captions file) are read from the
-# folder of the shipped protocols: an upload has no folder of its own.
-PROTOCOL_BASE_DIR = settings.BASE_DIR / "fixtures" / "protocols"
+
+def protocol_upload_dir():
+    """Where relative paths inside an uploaded protocol (its captions file) are read from:
+    an upload has no folder of its own, so it reads as if it were one of the shipped
+    protocols (fixtures/protocols/, or protocols/ under FUSION_PROTOCOL_FILES_DIR)."""
+    return settings.FUSION_PROTOCOL_FILES_DIR / "protocols"
+
 # How each action reads on its button and in its confirmation, and the status it needs.
 ACTIONS = {
     "open": ("Open the study", "Participants can join with the invite link.", Study.Status.DRAFT),
@@ -63,7 +67,7 @@ def study_new(request: HttpRequest) -> HttpResponse:
         data = form.cleaned_data
         try:
             study = services.study_create(protocol=data["protocol"], slug=data["slug"], title=data["title"],
-                                          base_dir=str(PROTOCOL_BASE_DIR), researchers=[request.user])
+                                          base_dir=str(protocol_upload_dir()), researchers=[request.user])
         except services.StudySetupError as exc:
             form.add_error(None, str(exc))
         else:
