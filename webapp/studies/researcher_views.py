@@ -17,7 +17,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from webapp.research.views import researcher_view, researchers_only
 
-from . import participants, recruitment, services
+from . import participants, recruitment, selectors, services
 from .models import Study
 from .researcher_forms import ProtocolUploadForm, StudyStatusForm
 
@@ -35,10 +35,6 @@ ACTIONS = {
     "resume": ("Resume the study", "Participants can join again.", Study.Status.PAUSED),
     "close": ("Close the study", "Nobody can join or answer any more. This cannot be undone.", None),
 }
-
-
-def may_create_studies(user) -> bool:
-    return user.is_staff or user.has_perm("studies.add_study")
 
 
 def invite_links(study: Study) -> dict[str, str]:
@@ -60,8 +56,9 @@ def invite_links(study: Study) -> dict[str, str]:
 @require_http_methods(["GET", "HEAD", "POST"])
 def study_new(request: HttpRequest) -> HttpResponse:
     """Create a draft study by uploading its protocol; the uploader becomes its researcher."""
-    if not may_create_studies(request.user):
-        raise PermissionDenied("Only admins and researchers allowed to add studies can create one.")
+    if not selectors.user_may_create_studies(user=request.user):
+        raise PermissionDenied("Creating a study needs the permission “Can add study” "
+                               f"({selectors.CREATE_STUDY_PERMISSION}), which an admin gives to your account.")
     form = ProtocolUploadForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
