@@ -17,13 +17,18 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from webapp.research.views import researcher_view, researchers_only
 
-from . import participants, recruitment, services
+from . import participants, recruitment, selectors, services
 from .models import Study
 from .researcher_forms import ProtocolUploadForm, StudyStatusForm
 
-# Relative paths inside an uploaded protocol (e.g. its captions file) are read from the
-# folder of the shipped protocols: an upload has no folder of its own.
-PROTOCOL_BASE_DIR = settings.BASE_DIR / "fixtures" / "protocols"
+
+def protocol_upload_dir():
+    """Where relative paths inside an uploaded protocol (its captions file) are read from:
+    an upload has no folder of its own, so it reads as if it were one of the shipped
+    protocols (fixtures/protocols/, or protocols/ under FUSION_PROTOCOL_FILES_DIR)."""
+    return settings.FUSION_PROTOCOL_FILES_DIR / "protocols"
+
+
 # How each action reads on its button and in its confirmation (which status it needs is
 # services.STUDY_TRANSITIONS').
 ACTIONS = {
@@ -32,10 +37,6 @@ ACTIONS = {
     "resume": ("Resume the study", "Participants can join again."),
     "close": ("Close the study", "Nobody can join or answer any more. This cannot be undone."),
 }
-
-
-def may_create_studies(user) -> bool:
-    return user.is_staff or user.has_perm("studies.add_study")
 
 
 def invite_links(study: Study) -> dict[str, str]:
@@ -57,14 +58,15 @@ def invite_links(study: Study) -> dict[str, str]:
 @require_http_methods(["GET", "HEAD", "POST"])
 def study_new(request: HttpRequest) -> HttpResponse:
     """Create a draft study by uploading its protocol; the uploader becomes its researcher."""
-    if not may_create_studies(request.user):
-        raise PermissionDenied("Only admins and researchers allowed to add studies can create one.")
+    if not selectors.user_may_create_studies(user=request.user):
+        raise PermissionDenied("Creating a study needs the permission “Can add study” "
+                               f"({selectors.CREATE_STUDY_PERMISSION}), which an admin gives to your account.")
     form = ProtocolUploadForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
             study = services.study_create(protocol=data["protocol"], slug=data["slug"], title=data["title"],
-                                          base_dir=str(PROTOCOL_BASE_DIR), researchers=[request.user])
+                                          base_dir=str(protocol_upload_dir()), researchers=[request.user])
         except services.StudySetupError as exc:
             form.add_error(None, str(exc))
         else:

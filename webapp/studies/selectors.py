@@ -173,6 +173,15 @@ def evaluator_may_see_image(*, evaluator_ids: list[int], image: Image) -> bool:
     return entries.filter(item__task=Item.Task.RANK, item__prompt_id=image.prompt_id, item__seed=image.seed).exists()
 
 
+# The permission an admin gives a researcher so that they may create studies from the web.
+CREATE_STUDY_PERMISSION = "studies.add_study"
+
+
+def user_may_create_studies(*, user) -> bool:
+    """Admins, and users given ``studies.add_study`` (directly or through a group)."""
+    return bool(user.is_authenticated and (user.is_staff or user.has_perm(CREATE_STUDY_PERMISSION)))
+
+
 def user_may_see_study(*, user, study: Study) -> bool:
     """Researchers of the study and admins."""
     if not user.is_authenticated:

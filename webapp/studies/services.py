@@ -585,10 +585,12 @@ def study_create(*, protocol: dict, slug: str, title: str = "", base_dir: str | 
     """Create a draft study from a protocol: its variants, prompts, planned items and gold images.
 
     The protocol is validated and frozen (its hash recorded) before anything is stored.
+    Relative file paths in it are read from ``base_dir``; every file it names must lie
+    inside ``settings.FUSION_PROTOCOL_FILES_DIR``.
     """
     try:
         proto = Protocol.from_dict(protocol)
-        planned = study_items(proto, base_dir)
+        planned = study_items(proto, base_dir, root=settings.FUSION_PROTOCOL_FILES_DIR)
     except ProtocolError as exc:
         raise StudySetupError(f"Invalid protocol: {exc}") from exc
     _check_practice_drawable(proto)
