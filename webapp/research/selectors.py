@@ -255,6 +255,34 @@ def study_result_latest(*, study: Study) -> StudyResult | None:
     return _readable_results(study).order_by("-computed_at", "-pk").first()
 
 
+@dataclass(frozen=True)
+class StoredResult:
+    """What a page shows of a study's results without computing: the newest stored result
+    (None when there is none), whether responses arrived since it was computed, and the
+    newest "Update results" (running, or failed with the reason)."""
+    result: StudyResult | None
+    current: bool
+    n_responses: int  # responses stored now
+    update: ResultsUpdate | None
+
+    @property
+    def stale(self) -> bool:
+        return self.result is not None and not self.current
+
+
+def study_result_stored(*, study: Study) -> StoredResult:
+    """The newest stored result and how it stands against the responses now; never computes.
+
+    A few indexed queries whatever the number of responses: a COUNT and a MAX per answer table,
+    the newest result row (its document and figures are read only by the caller that needs them)
+    and the newest update.
+    """
+    fingerprint, n_responses = responses_fingerprint(study=study)
+    result = study_result_latest(study=study)
+    return StoredResult(result=result, current=result is not None and result.fingerprint == fingerprint,
+                        n_responses=n_responses, update=results_update_latest(study=study))
+
+
 def results_update_latest(*, study: Study) -> ResultsUpdate | None:
     return ResultsUpdate.objects.filter(study=study).order_by("-requested_at", "-pk").first()
 

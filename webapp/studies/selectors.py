@@ -137,6 +137,16 @@ def evaluator_from_session(*, session, study: Study) -> Evaluator | None:
     return evaluator if evaluator is not None and _holds(session, evaluator) else None
 
 
+def evaluator_from_session_by_slug(*, session, slug: str) -> Evaluator | None:
+    """The evaluator this browser holds in the study named ``slug``, with its study, in one
+    query (the evaluator pages' first read); None as ``evaluator_from_session``."""
+    known = list(session.get(SESSION_KEY, {}).values())
+    if not known:
+        return None
+    evaluator = Evaluator.objects.select_related("study").filter(pk__in=known, study__slug=slug).first()
+    return evaluator if evaluator is not None and _holds(session, evaluator) else None
+
+
 def session_signed_out(*, session, study: Study) -> bool:
     """Whether this browser held an evaluator of ``study`` that another browser took over."""
     known = str(study.pk) in session.get(SESSION_KEY, {})
@@ -161,6 +171,15 @@ def evaluator_may_see_image(*, evaluator_ids: list[int], image: Image) -> bool:
     if image.source == Image.Source.GOLD:
         return False
     return entries.filter(item__task=Item.Task.RANK, item__prompt_id=image.prompt_id, item__seed=image.seed).exists()
+
+
+# The permission an admin gives a researcher so that they may create studies from the web.
+CREATE_STUDY_PERMISSION = "studies.add_study"
+
+
+def user_may_create_studies(*, user) -> bool:
+    """Admins, and users given ``studies.add_study`` (directly or through a group)."""
+    return bool(user.is_authenticated and (user.is_staff or user.has_perm(CREATE_STUDY_PERMISSION)))
 
 
 def user_may_see_study(*, user, study: Study) -> bool:

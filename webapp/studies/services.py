@@ -79,11 +79,10 @@ def _entry_for_submission(*, evaluator: Evaluator, token: str, task: str) -> tup
     ticket = entry_token_read(token=token)
     if ticket.evaluator_id != evaluator.pk:
         raise SubmissionError("not_yours", "This task belongs to another evaluator.", 403)
-    entry = (
-        Entry.objects.select_related("item", "evaluator__study").filter(pk=ticket.entry_id, evaluator=evaluator).first()
-    )
+    entry = Entry.objects.select_related("item").filter(pk=ticket.entry_id, evaluator=evaluator).first()
     if entry is None:
         raise SubmissionError("not_yours", "This task belongs to another evaluator.", 403)
+    entry.evaluator = evaluator  # read with its study by the caller: not joined in again
     study = entry.evaluator.study
     if not study.accepts_answers:
         raise SubmissionError("study_closed", "This study is closed; no more answers are accepted.", 409)
@@ -418,14 +417,38 @@ def response_undo_last(*, evaluator: Evaluator) -> Entry | None:
 # --------------------------------------------------------------------------- study status
 
 
-def _study_move(*, study: Study, source: str, target: str, verb: str) -> Study:
+# Who may move a study from which status to which: action -> (from, to, past participle).
+# Every page, admin action and command changes a study's status through these services,
+# which check this table under the row lock; the pages offer the actions it allows.
+STUDY_TRANSITIONS: dict[str, tuple[tuple[str, ...], str, str]] = {
+    "open": ((Study.Status.DRAFT,), Study.Status.OPEN, "opened"),
+    "pause": ((Study.Status.OPEN,), Study.Status.PAUSED, "paused"),
+    "resume": ((Study.Status.PAUSED,), Study.Status.OPEN, "resumed"),
+    "close": ((Study.Status.OPEN, Study.Status.PAUSED), Study.Status.CLOSED, "closed"),
+}
+
+
+def study_actions_allowed(*, status: str) -> list[str]:
+    """The status actions a study in `status` allows, in the table's order."""
+    return [action for action, (sources, _, _) in STUDY_TRANSITIONS.items() if status in sources]
+
+
+def _study_transition(*, study: Study, action: str) -> Study:
+    """The study locked and re-read, after checking that `action` is allowed from its status."""
+    sources, _, verb = STUDY_TRANSITIONS[action]
     study = Study.objects.select_for_update().get(pk=study.pk)
-    if study.status != source:
+    if study.status not in sources:
+        names = " or ".join(Study.Status(s).label.lower() for s in sources)
+        article = "an" if names[0] in "aeiou" else "a"
         raise StudySetupError(
-            f"Only {'an' if source == 'open' else 'a'} {source} study can be {verb}; "
-            f"this one is {study.get_status_display().lower()}."
+            f"Only {article} {names} study can be {verb}; this one is {study.get_status_display().lower()}."
         )
-    study.status = target
+    return study
+
+
+def _study_move(*, study: Study, action: str) -> Study:
+    study = _study_transition(study=study, action=action)
+    study.status = STUDY_TRANSITIONS[action][1]
     study.save(update_fields=["status"])
     return study
 
@@ -433,20 +456,20 @@ def _study_move(*, study: Study, source: str, target: str, verb: str) -> Study:
 @transaction.atomic
 def study_pause(*, study: Study) -> Study:
     """Stop newcomers; the evaluators already in may finish."""
-    return _study_move(study=study, source=Study.Status.OPEN, target=Study.Status.PAUSED, verb="paused")
+    return _study_move(study=study, action="pause")
 
 
 @transaction.atomic
 def study_resume(*, study: Study) -> Study:
-    return _study_move(study=study, source=Study.Status.PAUSED, target=Study.Status.OPEN, verb="resumed")
+    return _study_move(study=study, action="resume")
 
 
 @transaction.atomic
 def study_close(*, study: Study) -> Study:
-    study = Study.objects.select_for_update().get(pk=study.pk)
-    study.status = Study.Status.CLOSED
+    """Close an open or paused study: nobody can join or answer any more."""
+    study = _study_move(study=study, action="close")
     study.closed_at = timezone.now()
-    study.save(update_fields=["status", "closed_at"])
+    study.save(update_fields=["closed_at"])
     return study
 
 
@@ -562,10 +585,12 @@ def study_create(*, protocol: dict, slug: str, title: str = "", base_dir: str | 
     """Create a draft study from a protocol: its variants, prompts, planned items and gold images.
 
     The protocol is validated and frozen (its hash recorded) before anything is stored.
+    Relative file paths in it are read from ``base_dir``; every file it names must lie
+    inside ``settings.FUSION_PROTOCOL_FILES_DIR``.
     """
     try:
         proto = Protocol.from_dict(protocol)
-        planned = study_items(proto, base_dir)
+        planned = study_items(proto, base_dir, root=settings.FUSION_PROTOCOL_FILES_DIR)
     except ProtocolError as exc:
         raise StudySetupError(f"Invalid protocol: {exc}") from exc
     _check_practice_drawable(proto)
@@ -641,9 +666,7 @@ def study_open(*, study: Study) -> Study:
     """Open a draft study: every image must exist; the assignment plan becomes slots."""
     from .selectors import study_missing_images
 
-    study = Study.objects.select_for_update().get(pk=study.pk)
-    if study.status != Study.Status.DRAFT:
-        raise StudySetupError(f"Only a draft study can be opened; this one is {study.status}.")
+    study = _study_transition(study=study, action="open")
     study_attach_images(study=study)
     _render_missing_gold(study=study)
     missing = study_missing_images(study=study)

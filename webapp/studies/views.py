@@ -84,8 +84,10 @@ def evaluator_view(*, methods: tuple[str, ...] = READ_METHODS, consent_required:
     def decorator(view: Callable[[HttpRequest, Study, Evaluator], HttpResponse]):
         @wraps(view)
         def wrapped(request: HttpRequest, slug: str, **kwargs) -> HttpResponse:
-            study = get_object_or_404(Study, slug=slug)
-            evaluator = selectors.evaluator_from_session(session=request.session, study=study)
+            # One query for the evaluator and its study; the study alone only for a visitor
+            # this browser does not hold.
+            evaluator = selectors.evaluator_from_session_by_slug(session=request.session, slug=slug)
+            study = evaluator.study if evaluator is not None else get_object_or_404(Study, slug=slug)
             if evaluator is None:
                 if selectors.session_signed_out(session=request.session, study=study):
                     return _unavailable(request, study, SIGNED_OUT_MESSAGE, 403)
