@@ -155,9 +155,9 @@ def test_a_finished_participant_in_another_browser_sees_already_completed_and_th
     assert again.status_code == 200
     assert b"already completed" in again.content and code.encode() in again.content
     assert b"Continue here" not in again.content
-    # The same browser, by its link, ends on the same page; and so after the study closes.
-    r = client.get(f"/join/{panel_study.invite_token}/", {"PROLIFIC_PID": PID}, follow=True)
-    assert code.encode() in r.content
+    # The same browser, by its link, sees the same page; and so after the study closes.
+    r = client.get(f"/join/{panel_study.invite_token}/", {"PROLIFIC_PID": PID})
+    assert r.status_code == 200 and b"already completed" in r.content and code.encode() in r.content
     Study.objects.filter(pk=panel_study.pk).update(status=Study.Status.CLOSED)
     late = Client().get(f"/join/{panel_study.invite_token}/", {"PROLIFIC_PID": PID})
     assert late.status_code == 200 and code.encode() in late.content
