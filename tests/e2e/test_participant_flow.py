@@ -159,3 +159,23 @@ def test_the_researcher_pages_do_not_scroll_sideways_on_a_phone(phone_page, live
         page.wait_for_load_state("load")
         width = page.evaluate("document.documentElement.scrollWidth")
         assert width <= PHONE_WIDTH, (path, width)
+
+
+def test_rank_tiles_label_key_and_rank_above_the_picture(page, live_server, study):
+    _to_first_task(page, live_server, study, f"?PROLIFIC_PID={PID}")
+    ev = Evaluator.objects.get(study=study)
+    while not page.query_selector("#rank-form"):  # on to a ranking
+        item = _current_entry(ev).item
+        page.fill("#answer", str(item.true_count if item.is_gold else 2))
+        with page.expect_navigation():
+            page.click("#submit")
+        page.wait_for_selector("#answer-form, #rank-form")
+    page.locator(".tile").nth(1).click()  # ranked first: its badge shows; the others keep their key
+    for k, label in ((0, ".key"), (1, ".badge")):
+        tile = page.locator(".tile").nth(k)
+        mark, picture = tile.locator(label).bounding_box(), tile.locator("img").bounding_box()
+        assert mark["y"] + mark["height"] <= picture["y"] + 0.5, (label, mark, picture)  # above, not over
+    before = page.evaluate("""() => ['.key', '.badge'].map(s => getComputedStyle(
+        document.querySelector('.tile ' + s), '::before').content)""")
+    assert before == ['"key "', '"rank\u00a0"']  # a key and a rank never read alike
+    assert page.locator(".tile").nth(1).locator(".badge").inner_text() == "1"
