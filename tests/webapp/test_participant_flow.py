@@ -223,6 +223,11 @@ def test_the_dashboard_and_the_participants_page_agree_on_a_declined_participant
     # "Started" counts who began the tasks, not who opened the link.
     assert progress["evaluators"]["joined"] == 3 and progress["evaluators"]["consented"] == 1
     assert progress["evaluators"]["started"] == 1 and progress["evaluators"]["declined"] == 1
+    # The report counts by the same status.
+    from webapp.research.selectors import study_evaluator_summary
+
+    summary = study_evaluator_summary(study=panel_study)
+    assert (summary["joined"], summary["declined"], summary["abandoned"], summary["finished"]) == (3, 1, 0, 0)
 
 
 def test_the_same_browser_start_helper_is_what_the_page_posts(study):
