@@ -142,7 +142,7 @@ def main(args: argparse.Namespace) -> None:
         sampler = load_sampler(ckpt_dir)
         load_seconds = time.perf_counter() - t0
         sampler.generate(["warm-up"], [0], steps=1)
-        rows = {"direct": [], "pipeline": []}
+        rows: dict[str, list[tuple[float, float, int]]] = {"direct": [], "pipeline": []}
         for r in range(args.rounds):
             study = make_study(f"bench-{r}", checkpoint, protocol, protocol_path.parent)
             pairs = [pair for work in selectors.study_needed_work(study=study).values() for pair in work]

@@ -27,7 +27,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere
@@ -189,6 +191,7 @@ def measure(mode: str, out: Path) -> dict:
     import psutil
     from django.contrib.auth import get_user_model
     from django.core.management import call_command
+    from django.http import StreamingHttpResponse
     from django.test import Client
     from django.urls import resolve
 
@@ -197,10 +200,9 @@ def measure(mode: str, out: Path) -> dict:
 
     study = Study.objects.get(slug=STUDY_SLUG)
     resolve(f"/research/{study.slug}/export/responses.csv")
-    client = None
+    client = Client()
     if mode == "csv-http":
         admin, _ = get_user_model().objects.get_or_create(username="bench", defaults={"is_staff": True})
-        client = Client()
         client.force_login(admin)
     rss_before = psutil.Process().memory_info().rss
     sampler = RssSampler()
@@ -208,8 +210,11 @@ def measure(mode: str, out: Path) -> dict:
     cpu0, t0 = time.process_time(), time.perf_counter()
     if mode == "csv-http":
         response = client.get(f"/research/{study.slug}/export/responses.csv")
+        assert isinstance(response, StreamingHttpResponse), "the CSV export is a streamed download"
+        # Under WSGI (the test client) the stream is a plain iterator, never the async one.
+        chunks = cast("Iterator[bytes]", response.streaming_content)
         with open(out, "wb") as f:
-            for chunk in response.streaming_content:
+            for chunk in chunks:
                 f.write(chunk)
     else:
         call_command("export", study.slug, "--format", "csv" if mode == "csv-command" else "jsonl", "--out", str(out),
@@ -238,7 +243,10 @@ def versions(args) -> str:
     import psycopg
 
     with psycopg.connect(f"{args.pg}/postgres") as conn:
-        server = conn.execute("SHOW server_version").fetchone()[0]
+        row = conn.execute("SHOW server_version").fetchone()
+    if row is None:
+        raise RuntimeError("SHOW server_version returned no row")
+    server = row[0]
     return (f"Python {platform.python_version()}, Django {django.get_version()}, psycopg {psycopg.__version__}, "
             f"PostgreSQL {server}")
 

@@ -78,7 +78,7 @@ def measure(n_responses: int) -> dict:
     pressed = time.perf_counter()
     response = client.post(url)
     request_s = time.perf_counter() - pressed
-    if response.status_code != 302 or not response.url.endswith("#results"):
+    if response.status_code != 302 or not response["Location"].endswith("#results"):
         raise RuntimeError(f"Update results answered {response.status_code} {response.get('Location')}")
     update = ResultsUpdate.objects.get(study=study, state=ResultsUpdate.State.QUEUED)
     if tasks.results_update(update.pk) != "done":  # what the worker does with the message
@@ -109,10 +109,10 @@ def research_gets(client, study) -> dict[str, float]:
 
     from webapp.research import urls
 
-    out = {}
+    out: dict[str, float] = {}
     for pattern in urls.urlpatterns:
         params = set(pattern.pattern.converters)
-        if "slug" not in params or pattern.name in ("results_update", "report_details"):
+        if pattern.name is None or "slug" not in params or pattern.name in ("results_update", "report_details"):
             continue
         kwargs = {"slug": study.slug, **({"name": "figure5", "fmt": "png"} if "name" in params else {})}
         url = reverse(f"research:{pattern.name}", kwargs=kwargs)

@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 from bench._common import save_result, torch_device_description
 from generator.defaults import CFG_SCALE, STEPS
 from generator.diffusion import sample_cfg
-from generator.encoders import PixelCodec, SDVAECodec, encoder_specs_for, load_text_encoder
+from generator.encoders import PixelCodec, SDVAECodec, TextEncoder, encoder_specs_for, load_text_encoder
 from generator.model import PRESETS, build_model
 from generator.sample import load_sampler
 
@@ -58,6 +58,8 @@ def random_stack(preset: str, device: torch.device):
     cfg = PRESETS[preset]
     model = build_model(cfg).eval().to(device)
     codec_spec, text_spec = encoder_specs_for(cfg)
+    codec: SDVAECodec | PixelCodec
+    text: _RandomClipText | TextEncoder
     if codec_spec["name"] == "sd-vae":
         from diffusers import AutoencoderKL
 

@@ -70,8 +70,9 @@ class AttentionMaps:
         """(Lq, Lk) mean weights of one layer, in the block's own token order."""
         return self._sum[layer] / self._count[layer]
 
-    def _index(self, role: str, drop_border: bool) -> tuple[slice, slice, slice | None]:
-        """(image query rows, image key cols, text key cols) of a role's weight matrix."""
+    def _index(self, role: str, drop_border: bool) -> tuple[slice | torch.Tensor, slice | torch.Tensor, slice | None]:
+        """(image query rows, image key cols, text key cols) of a role's weight matrix: slices, or
+        index tensors for the concat role (its image rows skip the text tokens in between)."""
         T, N = self.text_len, self.num_patches
         head, tail = TEXT_BORDER if drop_border else (0, 0)
         img0 = 1 if drop_border else 0  # the time token is index 0 of the image stream

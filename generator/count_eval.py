@@ -155,12 +155,13 @@ def bootstrap(runs: list[Judged], n_boot: int = N_BOOT, seed: int = 0) -> dict[s
     """95% percentile interval of each metric, resampling seeds then images."""
     rng = np.random.default_rng(seed)
     n = len(runs[0].target)
-    samples = {m: [] for m in METRICS}
+    samples: dict[str, list[float]] = {m: [] for m in METRICS}
     for seeds, images in _draws(len(runs), n, n_boot, rng):
         values = metrics([runs[s] for s in seeds], list(images))
         for m in METRICS:
             samples[m].append(values[m])
-    return {m: tuple(float(q) for q in np.percentile(samples[m], [2.5, 97.5])) for m in METRICS}
+    bounds = {m: np.percentile(samples[m], [2.5, 97.5]) for m in METRICS}
+    return {m: (float(lo), float(hi)) for m, (lo, hi) in bounds.items()}
 
 
 def paired_difference(early: list[Judged], inter: list[Judged], n_boot: int = N_BOOT, seed: int = 0) -> dict:
@@ -171,7 +172,7 @@ def paired_difference(early: list[Judged], inter: list[Judged], n_boot: int = N_
     rng = np.random.default_rng(seed)
     n = len(early[0].target)
     a, b = metrics(early), metrics(inter)
-    samples = {m: [] for m in METRICS}
+    samples: dict[str, list[float]] = {m: [] for m in METRICS}
     for seeds, images in _draws(len(early), n, n_boot, rng):
         ea = metrics([early[s] for s in seeds], list(images))
         ib = metrics([inter[s] for s in seeds], list(images))

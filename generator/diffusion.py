@@ -96,7 +96,8 @@ def make_scheduler(steps: int, prediction_type: str = "epsilon"):
     Schedulers are stateful (they keep the last model outputs), so each sampling call
     gets its own.
     """
-    from diffusers import DPMSolverMultistepScheduler
+    # From its module: the package root reads as the dummy placeholder class to a type checker.
+    from diffusers.schedulers.scheduling_dpmsolver_multistep import DPMSolverMultistepScheduler
 
     scheduler = DPMSolverMultistepScheduler(
         num_train_timesteps=NUM_TRAIN_TIMESTEPS,

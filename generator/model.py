@@ -224,6 +224,8 @@ class Block(nn.Module):
         self, x: torch.Tensor, skip: torch.Tensor | None = None, context: torch.Tensor | None = None
     ) -> torch.Tensor:
         if self.skip_linear is not None:
+            if skip is None:
+                raise ValueError("an out-block with a skip projection needs its in-block's output")
             x = self.skip_linear(torch.cat([x, skip], dim=-1))  # (B, L, D)
         # The text goes through this block's first LayerNorm but is not updated.
         ctx = self.norm1(context) if self.attn.cross else None  # (B, T, D)

@@ -77,6 +77,9 @@ def attention_macs(cfg: UViTConfig) -> int:
 class _SingleInput(nn.Module):
     """Wraps the model so ptflops sees one positional tensor (its batch counter wants one)."""
 
+    timesteps: torch.Tensor  # buffers, declared for the type checker (nn.Module's __getattr__ is untyped)
+    context: torch.Tensor
+
     def __init__(self, model: UViT):
         super().__init__()
         self.model = model

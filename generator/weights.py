@@ -115,9 +115,9 @@ def resolve_folder(spec: WeightsSpec, path: str | os.PathLike | None = None, all
         raise MissingWeightsError(spec.what, looked, spec.how_to_get())
     looked.append(f"${spec.env} (not set)")
     if spec.repo_id:
-        folder, place = _from_hf_cache(spec, allow_download)
-        if folder is not None:
-            return folder
+        cached, place = _from_hf_cache(spec, allow_download)
+        if cached is not None:
+            return cached
         looked.append(place)
     raise MissingWeightsError(spec.what, looked, spec.how_to_get())
 

@@ -2,20 +2,37 @@
 from __future__ import annotations
 
 import random
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import factory
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import User
 from PIL import Image as PILImage
 from PIL import ImageDraw
 
 from webapp.studies.imagefiles import write_png_atomic
 from webapp.studies.models import Image, Item, Prompt, Slot, Study, Variant
 
+T = TypeVar("T")
+
+
+class ModelFactory(factory.django.DjangoModelFactory[T]):
+    """DjangoModelFactory whose call is typed as the model it creates (factory_boy types the
+    class as generic but leaves `__new__` untyped, so `UserFactory()` reads as a UserFactory)."""
+
+    class Meta:
+        abstract = True
+
+    if TYPE_CHECKING:
+        # mypy wants __new__ to return the class's own type; a factory returns its model.
+        def __new__(cls, *args: Any, **kwargs: Any) -> T: ...  # type: ignore[misc]
+
+
 VARIANTS = ("concat-early", "concat-intermediate", "cross-early", "cross-intermediate")
 
 
-class UserFactory(factory.django.DjangoModelFactory):
+class UserFactory(ModelFactory[User]):
     class Meta:
         model = get_user_model()
 
@@ -23,7 +40,7 @@ class UserFactory(factory.django.DjangoModelFactory):
     password = factory.django.Password("pw-for-tests")
 
 
-class StudyFactory(factory.django.DjangoModelFactory):
+class StudyFactory(ModelFactory[Study]):
     class Meta:
         model = Study
 
@@ -34,12 +51,12 @@ class StudyFactory(factory.django.DjangoModelFactory):
     completion_code = "C0MPLETE"
 
 
-class VariantFactory(factory.django.DjangoModelFactory):
+class VariantFactory(ModelFactory[Variant]):
     class Meta:
         model = Variant
 
 
-class PromptFactory(factory.django.DjangoModelFactory):
+class PromptFactory(ModelFactory[Prompt]):
     class Meta:
         model = Prompt
 

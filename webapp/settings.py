@@ -139,7 +139,7 @@ else:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": VAR_DIR / "db.sqlite3",
+            "NAME": str(VAR_DIR / "db.sqlite3"),
             # Celery workers and the web server write to the same file: wait for locks
             # instead of failing, and use WAL so readers don't block the writer.
             "OPTIONS": {"timeout": 30, "transaction_mode": "IMMEDIATE",

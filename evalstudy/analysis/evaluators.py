@@ -14,7 +14,7 @@ from ..protocol import Exclusions
 from ..responses import ResponseTable
 
 
-def evaluator_reliability(t: ResponseTable) -> list[dict]:
+def evaluator_reliability(t: ResponseTable) -> list[dict]:  # noqa: C901 (one pass per evaluator; split pending)
     """Per evaluator: gold accuracy, can't-tell rate, task skip rate (skipped tasks of
     either kind over all tasks shown, repeats and gold included: the rate the exclusion
     rule reads), ranking skip rate (skipped rankings over rankings shown), median seconds per

@@ -45,7 +45,8 @@ def test_keyboard_only(page, live_server, study):
     _consent_by_keyboard(page, live_server, study)
     with page.expect_navigation():
         page.keyboard.press("Enter")
-    expected_counts, expected_ranks = [], []
+    expected_counts: list = []
+    expected_ranks: list = []
     while (kind := _kind(page)) != "done":
         if kind == "count":
             n = len(expected_counts) % 5 + 1

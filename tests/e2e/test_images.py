@@ -15,7 +15,7 @@ def study(transactional_db, settings):
     study = build_open_study(n_slots=2)
     for img in Image.objects.filter(study=study):
         path = settings.MEDIA_ROOT / img.file
-        PILImage.open(path).convert("RGB").resize((SMALL, SMALL), PILImage.NEAREST).save(path)
+        PILImage.open(path).convert("RGB").resize((SMALL, SMALL), PILImage.Resampling.NEAREST).save(path)
         img.width = img.height = SMALL
         img.save(update_fields=["width", "height"])
     return study

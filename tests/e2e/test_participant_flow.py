@@ -51,8 +51,10 @@ def _to_first_task(page, live_server, study, query: str = ""):
 
 
 def _current_entry(evaluator: Evaluator) -> Entry:
-    return (Entry.objects.filter(evaluator=evaluator, count_response__isnull=True, rank_response__isnull=True)
-            .select_related("item").order_by("index").first())
+    entry = (Entry.objects.filter(evaluator=evaluator, count_response__isnull=True, rank_response__isnull=True)
+             .select_related("item").order_by("index").first())
+    assert entry is not None, "the evaluator has no task left"
+    return entry
 
 
 def _answer_all(page, evaluator: Evaluator):
@@ -98,7 +100,8 @@ def test_a_reload_keeps_the_time_on_task_and_a_fast_accurate_participant_is_appr
     response = CountResponse.objects.filter(entry=first).first() or RankResponse.objects.get(entry=first)
     # Measured from the first showing: the reload did not restart the clock.
     assert response.seconds >= WAIT_BEFORE_RELOAD
-    assert Entry.objects.get(pk=first.pk).shown_at < response.created_at
+    shown_at = Entry.objects.get(pk=first.pk).shown_at
+    assert shown_at is not None and shown_at < response.created_at
 
     _logged_in_researcher(page, live_server, study)
     text = page.context.request.get(f"{live_server.url}/run/{study.slug}/participants.csv").text()

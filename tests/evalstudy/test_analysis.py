@@ -188,7 +188,7 @@ def test_paired_test_is_wilcoxon_on_prompt_and_seed_means(simulated):
     res = analyze(table, proto, n_boot=200, exclusions=False)
     rec = by(res["tests"]["paired"], task="count", measure="mean_abs_error", a="c-intermediate")
     main = (table["task"] == "count") & ~table["is_gold"] & (table["repeat_of"] == "")
-    means = {}
+    means: dict[tuple, dict[str, list[float]]] = {}
     for v in ("c-intermediate", "c-early"):
         rows = main & (table["variant"] == v) & np.isfinite(table["answer_count"])
         for prompt, seed, err in zip(table["prompt"][rows], table["seed"][rows],

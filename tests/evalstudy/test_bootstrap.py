@@ -99,8 +99,8 @@ def test_ratio_shrink_applies_the_centring_factors_of_uneven_loads():
     g, ones = np.zeros(len(ev), dtype=int), np.ones(len(ev))
     z = (x - x.mean()) / len(x)
     vu, ve, vc, nu, ne, ku, ke, nc, kc = bs.linearised_variances(unit, ev, g, z, 1)
-    kappa = [bs.centring_factors(k, g, ones, 1) for k in (unit, ev)]
-    want = bs.shrink_factors(vu, ve, vc, nu, ne, 0.95, ku, ke, *kappa, nc, kc)[0]
+    c_unit, c_eval = (bs.centring_factors(k, g, ones, 1) for k in (unit, ev))
+    want = bs.shrink_factors(vu, ve, vc, nu, ne, 0.95, ku, ke, c_unit, c_eval, nc, kc)[0]
     got = bs.ratio_shrink(unit, ev, g, x, ones, 1, 0.95)[0]
     assert got == pytest.approx(want, rel=1e-12)
     assert got > bs.shrink_factors(vu, ve, vc, nu, ne, 0.95, ku, ke)[0] * 1.05
@@ -144,10 +144,11 @@ def test_degrees_of_freedom_follow_the_variance_of_the_variance_estimate():
     overstate Var(T) by about 1 + 2 / df in both; what matters is that the factor is the
     same. Welch's df of Vu' + Ve' (no cell term) gives 0.6 of the big design's factor in
     the small one, i.e. too many degrees of freedom for the cells."""
-    small = (np.repeat(np.arange(5), 3), np.arange(15), 1.0, 0.5, 0.5)
+    Design = tuple[np.ndarray, np.ndarray, float, float, float]  # (unit, ev, sd_unit, sd_eval, sd_cell)
+    small: Design = (np.repeat(np.arange(5), 3), np.arange(15), 1.0, 0.5, 0.5)
     rng = np.random.default_rng(1)
     raters = np.concatenate([rng.choice(6, 3, replace=False) for _ in range(100)])
-    big = (np.repeat(np.arange(100), 3), raters, 0.5, 0.7, 1.0)
+    big: Design = (np.repeat(np.arange(100), 3), raters, 0.5, 0.7, 1.0)
     with_cells = [_implied_over_actual(*d, cells=True) for d in (small, big)]
     welch = [_implied_over_actual(*d, cells=False) for d in (small, big)]
     assert 0.85 < with_cells[0] / with_cells[1] < 1.15

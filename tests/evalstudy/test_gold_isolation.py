@@ -29,4 +29,5 @@ def test_wildly_wrong_gold_answers_leave_every_headline_count_number_unchanged()
     # ... while the gold accuracy, which is what gold items are for, saw the change.
     acc_a = {e.evaluator_id: e.gold_accuracy for e in a.evaluators}
     acc_b = {e.evaluator_id: e.gold_accuracy for e in b.evaluators}
-    assert any(acc_a[e] > 0 for e in acc_a) and all(acc_b[e] == 0 for e in acc_b if acc_b[e] == acc_b[e])
+    assert any((acc := acc_a[e]) is not None and acc > 0 for e in acc_a)
+    assert all(acc_b[e] == 0 for e in acc_b if acc_b[e] == acc_b[e])

@@ -168,7 +168,7 @@ def test_the_demo_fills_recruitment_consent_and_practice(demo_doc):
     assert p.recruitment.panel == "prolific"
     assert (p.recruitment.participant_param, p.recruitment.study_param, p.recruitment.session_param) == (
         "PROLIFIC_PID", "STUDY_ID", "SESSION_ID")
-    assert p.recruitment.declined.href().endswith("cc=" + p.recruitment.declined.code)
+    assert p.recruitment.declined.href().endswith(f"cc={p.recruitment.declined.code}")
     consent = p.consent
     assert all(getattr(consent, k) for k in ("title", "purpose", "pay", "contact", "data_use", "retention",
                                              "ethics_ref", "pilot_seconds_per_task"))

@@ -87,7 +87,7 @@ def tiny_clip_model_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_vae_dir(tmp_path_factory):
     """A folder with a 2-level diffusers AutoencoderKL: 3x32x32 pixels <-> 4x16x16 latents."""
-    from diffusers import AutoencoderKL
+    from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL
 
     folder = tmp_path_factory.mktemp("sd-vae")
     torch.manual_seed(0)

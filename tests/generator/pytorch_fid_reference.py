@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -47,7 +48,8 @@ def torchvision_wheel() -> Path | None:
     return Path(found[0]) if found else None
 
 
-def _package(name: str, path: Path | None) -> types.ModuleType:
+def _package(name: str, path: Path | None) -> Any:
+    """An empty package registered in sys.modules (Any: its attributes are set one by one below)."""
     module = types.ModuleType(name)
     module.__path__ = [str(path)] if path is not None else []
     sys.modules[name] = module

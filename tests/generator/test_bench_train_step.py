@@ -10,6 +10,7 @@ from generator.profile import forward_flops_with_attention
 
 _path = Path(__file__).resolve().parents[2] / "bench" / "train_step.py"
 _spec = importlib.util.spec_from_file_location("bench_train_step", _path)
+assert _spec is not None and _spec.loader is not None
 train_step = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(train_step)
 

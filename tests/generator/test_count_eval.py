@@ -132,7 +132,7 @@ def test_the_cli_samples_as_the_demo_study_does(monkeypatch, tmp_path):
     protocol's settings, the ones the study's images are made with."""
     from evalstudy.protocol import load_protocol
 
-    seen = {}
+    seen: dict = {}
 
     def capture(sources, per_count, steps, cfg_scale, *rest, **kw):
         seen.update(steps=steps, cfg_scale=cfg_scale)

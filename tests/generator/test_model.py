@@ -33,7 +33,8 @@ def tiny(name: str, seed: int = 0) -> UViT:
 
 def block_outputs(model: UViT, x, t, ctx) -> dict[str, torch.Tensor]:
     """Output of every U-ViT block and text block in one forward call."""
-    seen, handles = {}, []
+    seen: dict[str, torch.Tensor] = {}
+    handles = []
     named = [(n, b) for n, b, _ in model.named_blocks()] + [(f"text.{i}", b) for i, b in enumerate(model.text_blocks)]
     for name, blk in named:
         handles.append(blk.register_forward_hook(lambda m, a, out, name=name: seen.__setitem__(name, out.detach())))
@@ -156,7 +157,8 @@ def test_long_skips_join_mirrored_blocks(name):
     cfg = model.cfg
     x, t, ctx = inputs(model.cfg)
     outs = block_outputs(model, x, t, ctx)
-    skips, handles = {}, []
+    skips: dict[int, torch.Tensor] = {}
+    handles = []
     for j, blk in enumerate(model.out_blocks):
         handles.append(blk.register_forward_pre_hook(
             lambda m, args, j=j: skips.__setitem__(j, args[1].detach())))
@@ -253,7 +255,7 @@ def test_config_rejects_unknown_fields_and_inconsistent_fusion():
     with pytest.raises(ValueError):
         UViTConfig(depth=12)
     with pytest.raises(dataclasses.FrozenInstanceError):
-        PRESETS["tiny-concat-early"].depth = 3
+        PRESETS["tiny-concat-early"].depth = 3  # type: ignore[misc]  # the refused write is the test
 
 
 def test_same_seed_same_weights_and_outputs():

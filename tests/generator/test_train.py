@@ -157,7 +157,8 @@ def quick_run(run, monkeypatch):
     """`run` with the synthetic data built once (it is the same every time) and a save
     every 2 steps and a log line every 3, so a save falls inside a log window; 5 steps, so
     the last save is off the grid."""
-    original, built = generator.train.build_source, []
+    original = generator.train.build_source
+    built: list = []
 
     def build_once(args, cfg, spec):
         if not built:
@@ -285,7 +286,8 @@ def test_tensorboard_shows_a_resumed_run_once(tmp_path, run, monkeypatch):
 
     out = tmp_path / "run"
     flags = ("--sample-every", "0", "--log-every", "1", "--ckpt-every", "2", "--log-with", "tensorboard")
-    original, steps = generator.train.ema_update, []
+    original = generator.train.ema_update
+    steps: list = []
 
     def die_in_step_4(*a):
         steps.append(len(steps) + 1)

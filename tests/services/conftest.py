@@ -68,7 +68,8 @@ class Workers:
     """Worker processes started by a test; all stopped (or killed) at its end."""
 
     def __init__(self, env: dict[str, str], logs: Path):
-        self.env, self.logs, self.procs = env, logs, []
+        self.env, self.logs = env, logs
+        self.procs: list[subprocess.Popen] = []
 
     def start(self, name: str, **options) -> subprocess.Popen:
         proc = workerproc.worker_spawn(log_path=self.logs / f"{name}.log", env=self.env, cwd=ROOT, name=name,

@@ -30,6 +30,7 @@ def answer_tasks(evaluator: Evaluator, *, rng: random.Random, limit: int | None 
                 services.count_response_submit(evaluator=evaluator, token=token, answer=None, cant_tell=True)
             else:
                 truth = entry.item.true_count
+                assert truth is not None  # a count item knows its true count
                 services.count_response_submit(evaluator=evaluator, token=token,
                                                answer=max(0, truth + rng.choice((-1, 0, 0, 0, 1))), cant_tell=False)
         else:

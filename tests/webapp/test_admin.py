@@ -166,8 +166,12 @@ def test_report_details_are_saved_through_the_service(admin_client, draft, monke
     details = research_services.report_details_update(study=draft, recruitment="Prolific")
     calls = []
     update = research_services.report_details_update
-    monkeypatch.setattr(research_services, "report_details_update",
-                        lambda **kw: calls.append(kw) or update(**kw))
+
+    def spy(**kw):
+        calls.append(kw)
+        return update(**kw)
+
+    monkeypatch.setattr(research_services, "report_details_update", spy)
     url = f"/admin/research/reportdetails/{details.pk}/change/"
     r = admin_client.get(url)
     assert "study" not in r.context["adminform"].form.fields  # read-only once made

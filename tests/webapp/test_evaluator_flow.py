@@ -55,6 +55,7 @@ def test_consent_is_required_before_tasks(study):
 
 def test_entries_follow_the_slot_order_and_positions(study, evaluator_client):
     ev = Evaluator.objects.get(study=study)
+    assert ev.slot_id is not None
     slot = Slot.objects.get(pk=ev.slot_id)
     entries = list(Entry.objects.filter(evaluator=ev).order_by("index"))
     assert [e.item_id for e in entries] == slot.items

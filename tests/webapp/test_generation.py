@@ -254,7 +254,12 @@ def test_batch_makes_every_image_once_with_provenance_and_opens_the_study(study,
 
     loads = []
     real = generator.sample.load_sampler
-    monkeypatch.setattr(generator.sample, "load_sampler", lambda path, **kw: loads.append(path) or real(path, **kw))
+
+    def load_spy(path, **kw):
+        loads.append(path)
+        return real(path, **kw)
+
+    monkeypatch.setattr(generator.sample, "load_sampler", load_spy)
     monkeypatch.setattr(worker, "_SAMPLERS", type(worker._SAMPLERS)())
     batch = services.batch_launch(study=study, steps=2, part_size=4, open_when_complete=True)
     assert run_all(batch) == ["done"] * 8
@@ -364,6 +369,7 @@ def test_a_part_whose_worker_died_is_requeued_and_finishes_without_duplicates(
     part = batch.parts.first()
     # A run that stored its first chunk, then its worker died (no finish, no heartbeat).
     job = parts.part_claim(part_id=part.pk, claim="dead", worker="gone", stale_after=timedelta(minutes=10))
+    assert job is not None
     sampler, _ = worker.sampler_for(path=job.checkpoint_path, sha256=job.checkpoint_sha256, name=job.checkpoint_name)
     images = worker._generate(sampler=sampler, job=job, chunk=job.todo[:4])
     assert parts.part_store_images(job=job, images=images, provenance={"run": "dead"})
@@ -383,9 +389,12 @@ def test_a_part_whose_worker_died_is_requeued_and_finishes_without_duplicates(
     # The re-run asks the sampler for the two images the dead run did not store, no more.
     sampled = []
     real_generate = sampler.generate
-    monkeypatch.setattr(
-        sampler, "generate", lambda prompts, seeds, **kw: sampled.extend(seeds) or real_generate(prompts, seeds, **kw)
-    )
+
+    def generate_spy(prompts, seeds, **kw):
+        sampled.extend(seeds)
+        return real_generate(prompts, seeds, **kw)
+
+    monkeypatch.setattr(sampler, "generate", generate_spy)
     assert worker.part_run(part_id=part.pk, claim="new", worker="test") == "done"
     assert sorted(sampled) == sorted(w.seed for w in job.todo[4:])
     part.refresh_from_db()
@@ -502,6 +511,7 @@ def test_cancel_stops_running_parts_and_drops_queued_ones(small_study):
     batch = services.batch_launch(study=study, steps=1, part_size=1)
     first, second = batch.parts.order_by("number")[:2]
     job = parts.part_claim(part_id=first.pk, claim="x", worker="w", stale_after=timedelta(minutes=1))
+    assert job is not None
     services.batch_cancel(batch=batch)
     assert set(batch.parts.values_list("status", flat=True)) == {"cancelled"}
     assert not parts.part_heartbeat(job=job)

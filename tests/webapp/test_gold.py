@@ -95,6 +95,7 @@ def test_gold_images_cannot_be_told_from_generated_ones_and_keep_their_counts(op
     clean_dir.mkdir()
     clean = []
     for img in gold:
+        assert img.true_count is not None  # gold images are drawn with a known count
         path = clean_dir / f"{img.pk}.png"
         path.write_bytes(png_bytes(scene_render(kind=img.prompt.object, colour="red", count=img.true_count,
                                                 seed=img.seed, size=24)))

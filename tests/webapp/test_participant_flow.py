@@ -109,6 +109,7 @@ def test_study_minutes_run_from_consent_to_the_last_answer(study):
     client = join(Client(), study, PROLIFIC_PID="p-minutes")
     _finish(client, study)
     ev = Evaluator.objects.get()
+    assert ev.consented_at is not None
     Evaluator.objects.filter(pk=ev.pk).update(consented_at=ev.consented_at - timedelta(minutes=5))
     from webapp.studies.participants import participant_rows
 

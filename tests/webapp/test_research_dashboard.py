@@ -167,6 +167,7 @@ def test_an_undo_then_a_new_answer_is_a_new_state(study):
 
 def test_the_dashboard_shows_both_analyses_the_figures_and_the_automatic_counter(study, researcher):
     item = Item.objects.filter(study=study, task="count", is_gold=False, variant__name="cross-early").first()
+    assert item.true_count is not None
     item.image.auto_count = item.true_count + 2
     item.image.save()
     fill_study(study, 3)

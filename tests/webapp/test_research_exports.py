@@ -27,6 +27,7 @@ def open_demo_study(slug="demo"):
     for item in Item.objects.filter(study=study, task="count", is_gold=False):
         img = make_image(study=study, prompt=item.prompt, variant=item.variant, seed=item.seed,
                          provenance={"checkpoint_sha256": "cd" * 32})
+        assert item.true_count is not None
         Image.objects.filter(pk=img.pk).update(auto_count=item.true_count + (item.seed % 2))
     for item in Item.objects.filter(study=study, task="rank"):
         for v in study.variants.all():
@@ -87,6 +88,7 @@ def test_rank_rows_give_each_screen_position_its_variant_and_rank(study):
 
 def test_count_rows_carry_the_answer_or_cant_tell_and_the_automatic_count(study):
     item = Item.objects.filter(study=study, task="count", is_gold=False).first()
+    assert item is not None
     Image.objects.filter(pk=item.image_id).update(auto_count=7)
     fill_study(study, 2)
     rows = [r for r in read_csv("".join(exports.csv_chunks(study=study))) if r["item_id"] == item.key]
@@ -125,7 +127,7 @@ def test_csv_and_jsonl_downloads_stream(study, client):
         assert r.status_code == 200 and isinstance(r, StreamingHttpResponse)
         assert r["Content-Type"].startswith(kind)
         assert r["Content-Disposition"].startswith(f'attachment; filename="{study.slug}-responses-')
-        assert b"".join(r.streaming_content)
+        assert r.getvalue()
 
 
 def test_csv_is_written_in_pieces(study, monkeypatch):

@@ -35,10 +35,10 @@ def test_study_create_plans_every_item_of_the_protocol():
     ct = proto.count_task
     n_count = len(ct.objects) * len(ct.counts) * max(1, len(ct.colours)) * ct.images_per_prompt * len(proto.variants)
     assert Item.objects.filter(study=study, task="count", is_gold=False).count() == n_count
-    assert (
-        Item.objects.filter(study=study, task="rank").count()
-        == proto.preference_task.captions.n * proto.preference_task.images_per_caption
-    )
+    n_captions = proto.preference_task.captions.n
+    assert n_captions is not None  # the demo protocol says how many captions it draws
+    n_rank = n_captions * proto.preference_task.images_per_caption
+    assert Item.objects.filter(study=study, task="rank").count() == n_rank
     assert study.prompts.filter(kind="count", text="two red squares").get().question == "How many squares can you see?"
 
 
@@ -94,7 +94,7 @@ def test_open_plans_slots_with_overlap_gold_and_repeats():
     assert study.status == "open"
     slots = list(Slot.objects.filter(study=study))
     assert len(slots) == proto.evaluators.n
-    seen = Counter()
+    seen: Counter = Counter()
     items = {it.pk: it for it in Item.objects.filter(study=study)}
     for slot in slots:
         assert len(set(slot.items)) == len(slot.items)  # a repeat is its own item

@@ -165,6 +165,7 @@ def test_database_refuses_negative_count_and_duplicates(study, evaluator_client)
     with pytest.raises(IntegrityError), transaction.atomic():
         CountResponse.objects.filter(pk=resp.pk).update(cant_tell=True)
     entry2 = Entry.objects.exclude(pk=resp.entry_id).filter(item__task="count").first()
+    assert entry2 is not None
     with pytest.raises(IntegrityError), transaction.atomic():
         CountResponse.objects.create(entry=entry2, evaluator=resp.evaluator, item=resp.item, answer=1, seconds=1)
 

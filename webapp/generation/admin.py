@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
@@ -120,5 +121,5 @@ class VariantAdmin(admin.ModelAdmin):
         return TemplateResponse(request, "admin/assign_checkpoint.html", {
             **self.admin_site.each_context(request), "title": "Assign a checkpoint", "form": form,
             "variants": queryset, "opts": self.model._meta,
-            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+            "action_checkbox_name": ACTION_CHECKBOX_NAME,
         })

@@ -12,6 +12,7 @@ import json
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypedDict
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -34,7 +35,12 @@ SLUG = "demo"
 # The demo's two accounts. Their passwords are random, made once per var folder and kept in
 # it (owner-only), then printed to whoever started the demo: a password written here would
 # be public, and the admin pages say which model made each image.
-LOGINS = {
+class Login(TypedDict):
+    username: str
+    staff: bool
+
+
+LOGINS: dict[str, Login] = {
     "admin": {"username": "admin", "staff": True},
     "researcher": {"username": "researcher", "staff": False},
 }

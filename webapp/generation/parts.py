@@ -77,10 +77,11 @@ class GeneratedImage:
 # --------------------------------------------------------------------------- a run
 
 
-def part_lock(part_id: int) -> tuple[Batch | None, Part | None]:
+def part_lock(part_id: int) -> tuple[Batch, Part] | None:
+    """The part and its batch, both locked for update (the batch first); None when the part is gone."""
     batch_id = Part.objects.filter(pk=part_id).values_list("batch_id", flat=True).first()
     if batch_id is None:
-        return None, None
+        return None
     batch = Batch.objects.select_for_update().get(pk=batch_id)
     part = Part.objects.select_for_update(of=("self",)).select_related("variant__checkpoint").get(pk=part_id)
     return batch, part
@@ -107,11 +108,14 @@ def part_claim(*, part_id: int, claim: str, worker: str, stale_after: timedelta)
     it and its heartbeat is fresh. A run that carries the part's current claim (a retry
     of the same run) takes it back. The job lists only the images still missing.
     """
-    batch, part = part_lock(part_id)
-    if part is None or not batch.is_active:
+    locked = part_lock(part_id)
+    if locked is None or not locked[0].is_active:
         return None
+    batch, part = locked
     now = timezone.now()
-    if part.status == Part.Status.RUNNING and part.claim != claim and part.heartbeat_at >= now - stale_after:
+    # A running part always has a heartbeat (a check constraint); the test is for the type checker.
+    fresh = part.heartbeat_at is not None and part.heartbeat_at >= now - stale_after
+    if part.status == Part.Status.RUNNING and part.claim != claim and fresh:
         return None
     if part.status not in (Part.Status.QUEUED, Part.Status.RUNNING):
         return None
@@ -163,9 +167,10 @@ def part_store_images(*, job: PartJob, images: list[GeneratedImage], provenance:
     An image whose (variant, prompt, seed) row exists is skipped. Returns False, writing
     nothing, when the run no longer owns the part (cancelled, or re-queued and taken).
     """
-    batch, part = part_lock(job.part_id)
-    if part is None or not batch.is_active or not _owns(part, job.claim):
+    locked = part_lock(job.part_id)
+    if locked is None or not locked[0].is_active or not _owns(locked[1], job.claim):
         return False
+    batch, part = locked
     texts = {w.prompt_id: w.text for w in job.todo}
     public_ids = {(w.prompt_id, w.seed): w.public_id for w in job.todo}
     stored = 0
@@ -198,9 +203,10 @@ def part_store_images(*, job: PartJob, images: list[GeneratedImage], provenance:
 @transaction.atomic
 def part_finish(*, job: PartJob) -> str | None:
     """Mark the part done once every image of it exists; return the batch's status (None if not owned)."""
-    batch, part = part_lock(job.part_id)
-    if part is None or not _owns(part, job.claim):
+    locked = part_lock(job.part_id)
+    if locked is None or not _owns(locked[1], job.claim):
         return None
+    batch, part = locked
     have = selectors.part_existing_pairs(part=part)
     missing = [pair for pair in part.work if tuple(pair) not in have]
     now = timezone.now()
@@ -221,9 +227,10 @@ def part_finish(*, job: PartJob) -> str | None:
 @transaction.atomic
 def part_fail(*, part_id: int, claim: str, message: str) -> bool:
     """Mark the part failed with ``message`` (for admins), unless another run owns it now."""
-    batch, part = part_lock(part_id)
-    if part is None or part.status in (Part.Status.DONE, Part.Status.CANCELLED, Part.Status.FAILED):
+    locked = part_lock(part_id)
+    if locked is None or locked[1].status in (Part.Status.DONE, Part.Status.CANCELLED, Part.Status.FAILED):
         return False
+    batch, part = locked
     if part.status == Part.Status.RUNNING and part.claim != claim:
         return False
     _fail(batch, part, message)
@@ -327,10 +334,11 @@ def parts_requeue_stale(*, stale_after: timedelta, now=None) -> list[int]:
     ]
     requeued = []
     for part_id in sorted(stale_ids + waiting):
-        batch, part = part_lock(part_id)
-        if part is None or not batch.is_active:
+        locked = part_lock(part_id)
+        if locked is None or not locked[0].is_active:
             continue
-        if part.status == Part.Status.RUNNING and part.heartbeat_at < recent:
+        batch, part = locked
+        if part.status == Part.Status.RUNNING and part.heartbeat_at is not None and part.heartbeat_at < recent:
             part.error = (f"Worker {part.worker or '?'} stopped responding (last heartbeat "
                           f"{part.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC); sent again.")
         elif part.status == Part.Status.QUEUED and part_id in waiting:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from django import forms
 from django.core.exceptions import ValidationError
@@ -32,8 +33,9 @@ class CountAnswerForm(forms.Form):
             raise ValidationError(f"A count above {MAX_COUNT} is not plausible here.", code="too_large")
         return value
 
-    def clean(self) -> dict:
-        data = super().clean()
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        data = self.cleaned_data
         answer, cant_tell = data.get("answer"), data.get("cant_tell")
         if self.errors:
             return data
@@ -62,17 +64,19 @@ class RankAnswerForm(forms.Form):
     )
     skip_reason = forms.ChoiceField(choices=[("", "")] + list(RankResponse.SkipReason.choices), required=False)
 
-    def clean(self) -> dict:
-        data = super().clean()
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        data = self.cleaned_data
         if self.errors:
             return data
-        ranks = [data.get(f"rank_{i}") for i in range(4)]
+        given = [data.get(f"rank_{i}") for i in range(4)]
         if data.get("skip_reason"):
-            if any(r is not None for r in ranks):
+            if any(r is not None for r in given):
                 raise ValidationError("Either rank the images or skip, not both.", code="both")
             data["ranks"] = None
             return data
-        if any(r is None for r in ranks):
+        ranks = [r for r in given if r is not None]
+        if len(ranks) < len(given):
             raise ValidationError(
                 "Rank all four images (1 = best, 4 = worst), or skip with a reason.", code="incomplete"
             )

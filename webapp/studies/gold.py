@@ -166,15 +166,15 @@ def _shape_scale(donor_ink: float, *, size: int) -> float:
 def study_look(*, study: Study) -> Look | None:
     """The look of the study's generated images; None before any exists."""
     donors = []
-    per_variant: dict[int, int] = {}
+    per_variant: dict[int | None, int] = {}
     rows = (Image.objects.filter(study=study, source=Image.Source.MODEL)
             .select_related("prompt").order_by("variant_id", "id"))
     for img in rows.iterator():
         if per_variant.get(img.variant_id, 0) >= MAX_DONORS // 4:
             continue
         try:
-            with PILImage.open(Path(settings.MEDIA_ROOT) / img.file) as pil:
-                pil = pil.convert("RGB")
+            with PILImage.open(Path(settings.MEDIA_ROOT) / img.file) as stored:
+                pil = stored.convert("RGB")
         except FileNotFoundError:
             continue
         p = img.prompt

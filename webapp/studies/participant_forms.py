@@ -31,4 +31,4 @@ class ParticipantIdForm(forms.Form):
 class PracticeAnswerForm(CountAnswerForm):
     """A count answer without a task token: the practice item is not a task."""
 
-    token = None
+    token = None  # type: ignore[assignment]  # Django's way to drop an inherited form field

@@ -9,6 +9,7 @@ import math
 import re
 import statistics
 from dataclasses import dataclass
+from typing import Any
 
 from django.db.models import Count, Sum
 
@@ -107,6 +108,7 @@ def return_link(study: Study, outcome: str) -> ReturnLink | None:
     the protocol's "declined", "full", "closed"; None when the protocol gives neither a
     code nor a URL for it."""
     rec = recruitment_of(study)
+    link: ReturnLink | None
     if outcome == "completion":
         link = ReturnLink(code=study.completion_code or None, url=rec.completion_url if rec else None)
     else:
@@ -133,7 +135,7 @@ def time_estimate(*, study: Study, n_tasks: int) -> TimeEstimate | None:
     """Minutes for ``n_tasks`` tasks: the median seconds per task of the people who finished
     (once RUNNING_MEDIAN_AFTER have), else the protocol's pilot figure; None without either."""
     finished = Evaluator.objects.filter(study=study, finished_at__isnull=False, is_simulated=False)
-    per_task = []
+    per_task: list[dict[str, Any]] = []
     for model in (CountResponse, RankResponse):
         rows = model.objects.filter(evaluator__in=finished).values("evaluator_id").annotate(
             s=Sum("seconds"), n=Count("pk")).order_by()

@@ -83,7 +83,7 @@ def study_run(request: HttpRequest, study: Study, *, form: StudyStatusForm | Non
         "study": study, "links": invite_links(study), "places": participants.study_places(study=study),
         "actions": [(name, ACTIONS[name][0]) for name in allowed], "confirm": form, "error": error,
         "confirm_text": ACTIONS[form.cleaned_data["action"]] if form is not None else None,
-        "is_researcher": study.researchers.filter(pk=request.user.pk).exists(),
+        "is_researcher": _is_researcher(request, study),
     }, status=409 if error else 200)
 
 
@@ -106,8 +106,12 @@ def study_status(request: HttpRequest, study: Study) -> HttpResponse:
     return redirect("studies:run", slug=study.slug)
 
 
+def _is_researcher(request: HttpRequest, study: Study) -> bool:
+    return request.user.is_authenticated and study.researchers.filter(pk=request.user.pk).exists()
+
+
 def _own_study(request: HttpRequest, study: Study) -> None:
-    if not study.researchers.filter(pk=request.user.pk).exists():
+    if not _is_researcher(request, study):
         raise Http404("No such study.")
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import cast
 
 from django.conf import settings
 from django.core import signing
@@ -146,7 +147,8 @@ class ActiveElsewhere(Exception):
         self.evaluator = evaluator
 
 
-MAX_EXTERNAL_ID = Evaluator._meta.get_field("external_id").max_length
+# A CharField always has a max_length; the field API types it as optional.
+MAX_EXTERNAL_ID = cast(int, Evaluator._meta.get_field("external_id").max_length)
 
 
 def external_id_clean(raw: str) -> str:
@@ -488,7 +490,7 @@ def _gold_seed(key: str) -> int:
     return int(stable_key("gold", key)[:8], 16)
 
 
-def _check_drawable(what: str, kind: str, colour: str | None) -> None:
+def _check_drawable(what: str, kind: str | None, colour: str | None) -> None:
     from generator.synthetic import COLOURS, KINDS
 
     if kind not in KINDS or (colour or "red") not in COLOURS:
@@ -515,6 +517,8 @@ def _render_gold(*, item: Item, size: int, look) -> Image:
     from .gold import gold_render
 
     prompt = item.prompt
+    if item.true_count is None:
+        raise StudySetupError(f"Gold item {item.key!r} has no true count.")
     try:
         pil, how = gold_render(
             kind=prompt.object,
@@ -652,7 +656,9 @@ def study_attach_images(*, study: Study) -> int:
     """Link count items to their generated images; return how many are still missing."""
     missing = 0
     for item in Item.objects.filter(study=study, task=Item.Task.COUNT, is_gold=False, image__isnull=True):
-        image = Image.objects.filter(variant_id=item.variant_id, prompt_id=item.prompt_id, seed=item.seed).first()
+        # A count item names its variant (a check constraint); None would match the gold images.
+        image = (Image.objects.filter(variant_id=item.variant_id, prompt_id=item.prompt_id, seed=item.seed).first()
+                 if item.variant_id is not None else None)
         if image is None:
             missing += 1
         else:

@@ -24,7 +24,7 @@ from django_ratelimit.exceptions import Ratelimited
 
 from . import recruitment, selectors, services
 from .forms import CountAnswerForm, RankAnswerForm
-from .models import Entry, Evaluator, Image, Item, RankResponse, Study
+from .models import CountResponse, Entry, Evaluator, Image, Item, RankResponse, Study
 from .participant_forms import ParticipantIdForm, PracticeAnswerForm
 from .practice import COUNT_NAME as PRACTICE_COUNT
 from .practice import EXAMPLE_PREFIX as PRACTICE_EXAMPLE
@@ -305,9 +305,9 @@ def practice(request: HttpRequest, study: Study, evaluator: Evaluator) -> HttpRe
         given = form.cleaned_data["answer"]
         truth = spec.count.count
         feedback = {"given": given, "right": given == truth, "cant_tell": given is None, "truth": truth}
-    obj = next(
-        (o for o in (recruitment.protocol_of(study).count_task.objects or ()) if o.name == spec.count.object), None
-    )
+    proto = recruitment.protocol_of(study)  # not None: the practice spec came from it
+    objects = proto.count_task.objects if proto is not None and proto.count_task is not None else ()
+    obj = next((o for o in objects or () if o.name == spec.count.object), None)
     size = study_image_size(study)
     return render(
         request,
@@ -480,7 +480,7 @@ def undo(request: HttpRequest, study: Study, evaluator: Evaluator) -> HttpRespon
             request.session[UNDONE_KEY] = {
                 "entry": undone.pk,
                 "text": selectors.describe_answer(last),
-                "answer": "" if getattr(last, "cant_tell", True) else str(last.answer),
+                "answer": str(last.answer) if isinstance(last, CountResponse) and not last.cant_tell else "",
                 "ranks": last.ranks if isinstance(last, RankResponse) and not last.skipped else None,
             }
     except services.SubmissionError as exc:
