@@ -31,7 +31,7 @@ evalstudy.ranks                                  (pure Python: the web app's che
 evalstudy.design
     williams_square(n) -> list[list[int]]
     plan_assignments(count_item_ids, rank_item_ids, n_slots, overlap, seed, *,
-                     n_variants=4, gold_item_ids=(), n_repeats=0) -> list[SlotPlan]
+                     n_variants (required with rank items), gold_item_ids=(), n_repeats=0)
     SlotPlan: slot, seed, items [(task, item_id)], positions {rank item: [variant index]},
               repeats, repeat_positions; to_dict(), from_dict()
     reassign_slot(plan, attempt, completed=()) -> SlotPlan
