@@ -220,16 +220,18 @@ def _split_evenly(row_of: list[dict[str, int]], a: int, b: int) -> None:
     is then bipartite with even degrees, so each component has a closed Euler trail
     of even length, and alternating a, b along it balances every vertex exactly;
     dropping the dummy edges unbalances a vertex by at most one."""
-    edges: list[tuple[object, object, tuple[int, str] | None]] = []
+    Vertex = tuple[str, object]  # ("slot", index) or ("item", id); None: the dummy
+    edges: list[tuple[Vertex, Vertex, tuple[int, str] | None]] = []
     for s, rows in enumerate(row_of):
         for item, r in sorted(rows.items()):
             if r in (a, b):
                 edges.append((("slot", s), ("item", item), (s, item)))
-    degree: dict[object, int] = {}
+    degree: dict[Vertex, int] = {}
     for u, v, _ in edges:
         degree[u] = degree.get(u, 0) + 1
         degree[v] = degree.get(v, 0) + 1
-    dummy_item, dummy_slot = ("item", None), ("slot", None)
+    dummy_item: Vertex = ("item", None)
+    dummy_slot: Vertex = ("slot", None)
     for vertex in sorted(degree, key=str):
         if degree[vertex] % 2:
             if vertex[0] == "slot":
@@ -238,14 +240,14 @@ def _split_evenly(row_of: list[dict[str, int]], a: int, b: int) -> None:
                 edges.append((dummy_slot, vertex, None))
     if sum(1 for e in edges if e[1] == dummy_item) % 2:
         edges.append((dummy_slot, dummy_item, None))
-    incident: dict[object, list[int]] = {}
+    incident: dict[Vertex, list[int]] = {}
     for k, (u, v, _) in enumerate(edges):
         incident.setdefault(u, []).append(k)
         incident.setdefault(v, []).append(k)
     used = [False] * len(edges)
     for start in sorted(incident, key=str):
         # Hierholzer: the closed trail through `start`'s component, as a list of edges.
-        stack: list[tuple[object, int | None]] = [(start, None)]
+        stack: list[tuple[Vertex, int | None]] = [(start, None)]
         trail: list[int] = []
         while stack:
             vertex, via = stack[-1]
