@@ -205,8 +205,10 @@ def _run(args) -> int:
         plan = protocol.analysis if protocol else None
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ResponseWarning)
+            # Without a protocol nothing says ties were refused: well-formed ties are read.
             table = read_responses(args.responses,
-                                   variants=protocol.variants if protocol else None)
+                                   variants=protocol.variants if protocol else None,
+                                   allow_ties=protocol.allow_ties if protocol else True)
         for w in caught:
             print(f"warning: {w.message}", file=sys.stderr)
         if protocol is None:
