@@ -54,7 +54,8 @@ evalstudy.analysis
         statistic's range.
 
 evalstudy.figures
-    write_figures(result, outdir) -> list[Path]  figure5/6/7 .png and .svg
+    write_figures(result, outdir) -> list[Path]  FIGURES (.png and .svg), named by what they
+                                                 show; FIGURE_TITLES: name -> caption
 
 evalstudy.simulate
     RaterSimulator(variant_quality, count_noise, rank_noise, skip_rate, seed, ...)

@@ -59,6 +59,10 @@ def pairwise_section(r: _RankData, counts: np.ndarray, level: float) -> list[dic
         "win_rate": (wa, wa + wb, win_a, win_a + win_b),
         "tie_rate": (tt, ones, tied, np.ones_like(tied)),
         "win_rate_ties_half": (wa + tt / 2, ones, win_a + tied / 2, np.ones_like(tied)),
+        # Shares of all rankings: a better, b better (with the tie rate, the three parts
+        # of the win / tie / loss bar).
+        "a_rate": (wa, ones, win_a, np.ones_like(tied)),
+        "b_rate": (wb, ones, win_b, np.ones_like(tied)),
     }
     est: dict[str, np.ndarray] = {}
     ci: dict[str, np.ndarray] = {}

@@ -220,6 +220,10 @@ class PairStat(Record):
     win_rate_ci: Interval
     tie_rate_ci: Interval
     win_rate_ties_half_ci: Interval
+    a_rate: float | None = None       # a above b, over all rankings (ties included)
+    b_rate: float | None = None       # b above a, over all rankings
+    a_rate_ci: Interval = field(default_factory=lambda: [None, None])
+    b_rate_ci: Interval = field(default_factory=lambda: [None, None])
 
 
 @dataclass(frozen=True)

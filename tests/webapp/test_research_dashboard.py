@@ -124,7 +124,8 @@ def test_the_dashboard_shows_both_analyses_the_figures_and_the_automatic_counter
     assert r.status_code == 302
     page = researcher.get(f"/research/{study.slug}/").content.decode()
     assert 'data-analysis="main"' in page and 'data-analysis="unfiltered"' in page
-    for name in ("figure5", "figure6", "figure7"):
+    for name in ("count-error-by-true-count", "count-by-object", "preference", "pairwise-wins",
+                 "position-and-skips"):
         assert f'data-figure="{name}"' in page
         png = researcher.get(f"/research/{study.slug}/figures/{name}.png")
         assert png.status_code == 200 and png.content.startswith(b"\x89PNG")
@@ -136,7 +137,7 @@ def test_the_dashboard_shows_both_analyses_the_figures_and_the_automatic_counter
     fig5 = next(t for t in sections[0]["tables"] if t.key == "figure5")
     cross_early = next(row for row in fig5.rows if row[0] == "cross-early")
     assert cross_early[-2] == "2.00" and cross_early[-1] == "0.00"  # the counter's error and match ratio
-    assert ResultFigure.objects.filter(result=result).count() == 6
+    assert ResultFigure.objects.filter(result=result).count() == 10
 
 
 def test_the_report_states_protocol_evaluators_pay_exclusions_and_results(study, researcher):
@@ -154,7 +155,8 @@ def test_the_report_states_protocol_evaluators_pay_exclusions_and_results(study,
         assert study.protocol_hash in text
         assert "Prolific, fluent English" in text and "2.50 GBP per evaluator" in text and "per hour" in text
         assert "Ethics board ref. 42" in text
-        assert "Figure 5" in text and "Figure 6" in text and "95% CI" in text
+        assert "Object counts" in text and "Preference (rank r of m" in text and "95% CI" in text
+        assert "Average count error by true count, one panel per object" in text
         assert "With the protocol's exclusions" in text and "Without exclusions" in text
         assert "Krippendorff" in text and "3 (3 consented, 3 finished" in text
         # which code computed the numbers

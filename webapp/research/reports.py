@@ -17,6 +17,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from evalstudy.analysis.result import AnalysisResult, Sections, few_raters_warning
+from evalstudy.figures import FIGURE_TITLES
 from evalstudy.protocol import Protocol
 from webapp.studies.models import Study
 
@@ -24,11 +25,7 @@ from . import selectors
 from .models import ReportDetails, StudyResult
 
 MEASURE_LABELS = {"mean_abs_error": "average error", "match_ratio": "match ratio", "score": "preference score"}
-FIGURE_LABELS = {
-    "figure5": "Figure 5: average count error by true count, and average error and match ratio per object",
-    "figure6": "Figure 6: preference score and Plackett-Luce strength per variant",
-    "figure7": "Figure 7: mean rank by screen position, and skipped rankings by reason",
-}
+FIGURE_LABELS = FIGURE_TITLES  # figure file name -> what it shows
 SECTION_LABELS = (("main", "With the protocol's exclusions"), ("unfiltered", "Without exclusions (every evaluator)"))
 
 
@@ -87,7 +84,7 @@ def _count_table(section: Sections | AnalysisResult, auto: dict[str, dict], ci_l
             num(a.get("mean_abs_error")), num(a.get("match_ratio")),
         ))
     return Table(
-        key="figure5", title="Figure 5: object counts (average error and match ratio per variant)",
+        key="figure5", title="Object counts: average error and match ratio per variant",
         header=("variant", "images", "raters", "counted answers (n)", "average error", ci_label, "match ratio",
                 ci_label, "can't tell", ci_label, "sensitivity: match ratio, can't tell as a miss", ci_label,
                 "auto counter: error", "auto counter: match"),
@@ -106,7 +103,7 @@ def _count_object_table(section: Sections | AnalysisResult, ci_label: str) -> Ta
          num(r.match_ratio), ci(r.match_ratio_ci), percent(r.cant_tell_rate))
         for r in section.count.by_variant_object
     )
-    return Table(key="figure5-objects", title="Figure 5 (b, c): per object",
+    return Table(key="figure5-objects", title="Object counts per object",
                  header=("variant", "object", "counted answers (n)", "average error", ci_label, "match ratio",
                          ci_label, "can't tell"),
                  rows=rows)
@@ -121,7 +118,7 @@ def _preference_table(section: Sections | AnalysisResult, ci_label: str) -> Tabl
     )
     reasons = ", ".join(f"{k}: {v}" for k, v in pref.skip_reasons.items()) or "none"
     return Table(
-        key="figure6", title="Figure 6: preference (rank 1..m scores m..1)",
+        key="figure6", title="Preference (rank r of m scores m + 1 \u2212 r)",
         header=("variant", "rankings", "raters", "preference score", ci_label, "mean rank", "Plackett-Luce strength",
                 ci_label, "ranked 1st / \u2026 / last"),
         rows=rows,
