@@ -394,7 +394,7 @@ def power_analysis(simulator: RaterSimulator, a: str, b: str, *, task: str = "ra
                    evaluators=(5, 10, 20, 40, 80), items_per_evaluator: int = 20,
                    overlap: int = 3, n_sims: int = 200, alpha: float = 0.05,
                    target: float = 0.8, seed: int = 0, objects=("circle", "square", "triangle"),
-                   counts=(1, 2, 3, 4, 5)) -> dict:
+                   counts=(1, 2, 3, 4, 5), ranked=None) -> dict:
     """How many evaluators find a difference between variants a and b?
 
     For each number of evaluators E, a study with `items_per_evaluator` items per
@@ -405,36 +405,45 @@ def power_analysis(simulator: RaterSimulator, a: str, b: str, *, task: str = "ra
     as many prompt-and-seed pairs (each shown for both variants). Power is the
     share of studies with p < alpha; `required_evaluators` is the smallest E with
     power >= target (None if none in the grid reaches it).
+
+    The rank task ranks the variants `ranked` together (2 to 6 of the simulator's; default
+    a and b alone, a pairwise study), with ties when the simulator's tie_margin is above 0;
+    the preference scores are on mid-ranks, as in the analysis.
     """
     from .analysis import _CountData, _evaluator_codes, _RankData  # the analysis' own codes
     from .stats import wilcoxon_signed_rank
 
     if task not in ("count", "rank"):
         raise ValueError(f"task must be 'count' or 'rank', got {task!r}")
+    together = list(ranked) if ranked is not None else [a, b]
+    if task == "rank" and (a not in together or b not in together or len(set(together)) != len(together)):
+        raise ValueError(f"ranked must name a and b once each, got {together}")
     rng = np.random.default_rng(seed)
     rows = []
     for n_ev in evaluators:
         k = min(overlap, n_ev)
         n_items = max(2, round(n_ev * items_per_evaluator / k))
         if task == "rank":
-            protocol = synthetic_protocol([a, b], n_captions=n_items, n_evaluators=n_ev,
-                                          overlap=k, objects=())
+            protocol = synthetic_protocol(together, n_captions=n_items, n_evaluators=n_ev,
+                                          overlap=k, objects=(), allow_ties=simulator.tie_margin > 0)
         else:
             # items_per_evaluator count images per evaluator, two variants per pair
             per_prompt = max(1, round(n_items / 2 / (len(objects) * len(counts))))
             protocol = synthetic_protocol([a, b], objects=objects, counts=counts,
                                           images_per_prompt=per_prompt, n_captions=0,
                                           n_evaluators=n_ev, overlap=k)
+        shown = together if task == "rank" else [a, b]
         sim = dataclasses.replace(simulator, variant_quality={
-            a: simulator.variant_quality[a], b: simulator.variant_quality[b]})
+            v: simulator.variant_quality[v] for v in shown})
         hits = 0
         for _ in range(n_sims):
             table = simulate_study(sim, protocol, seed=int(rng.integers(2 ** 31)))
             ev_code, _ = _evaluator_codes(table)
             if task == "rank":
-                r = _RankData.build(table, ev_code, [a, b])
-                done = ~r.skipped
-                unit, var = r.unit[done], r.variant[done]
+                r = _RankData.build(table, ev_code, together)
+                done = ~r.skipped & np.isin(r.variant, [together.index(a), together.index(b)])
+                unit = r.unit[done]
+                var = (r.variant[done] == together.index(b)).astype(np.int64)  # a: 0, b: 1
                 num, den, n_units = r.m + 1 - r.rank[done], np.ones(int(done.sum())), r.n_units
             else:
                 c = _CountData.build(table, ev_code, [a, b], list(objects))
