@@ -127,7 +127,7 @@ def _research_get_urls(study) -> list[str]:
         params = set(pattern.pattern.converters)
         if "slug" not in params or pattern.name in ("results_update", "report_details"):  # the POSTs
             continue
-        kwargs = {"slug": study.slug, **({"name": "figure5", "fmt": "png"} if "name" in params else {})}
+        kwargs = {"slug": study.slug, **({"name": "preference", "fmt": "png"} if "name" in params else {})}
         out.append(reverse(f"research:{pattern.name}", kwargs=kwargs))
     return out
 
@@ -220,7 +220,7 @@ def test_the_report_states_protocol_evaluators_pay_exclusions_and_results(study,
     row = next(line for line in md.splitlines() if line.startswith("| concat-early | "))
     assert [cell.strip() for cell in row.split("|")][3] == "3"  # variant, images, raters
     assert "mean_abs_error" not in md and "skip_rate" not in md  # human labels only
-    assert "](figure5.png)" not in md and "](data:image/png;base64," in md  # links resolve in the file
+    assert "](preference.png)" not in md and "](data:image/png;base64," in md  # links resolve in the file
     assert "data:image/png;base64," in html
 
 
