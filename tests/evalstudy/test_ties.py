@@ -239,6 +239,8 @@ def test_pairwise_ab_study_with_ties():
     assert new["rank_counts"] == [14, 4]  # ranked 1st (ties share it) and 2nd
     assert new["bt_strength"] / (1 - new["bt_strength"]) == pytest.approx(9 / 4, rel=1e-6)
     assert pref["bt_tie_parameter"] == pytest.approx(5 / math.sqrt(9 * 4), rel=1e-6)
+    # "About the same" puts both images first: each counts as a first choice of its position.
+    assert sum(res["tests"]["position_bias"]["first_choice_by_position"]) == 9 + 4 + 2 * 5
 
 
 def test_expected_scores_and_pair_rates_with_ties_match_a_monte_carlo():
