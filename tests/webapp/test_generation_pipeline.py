@@ -127,3 +127,31 @@ def test_an_evaluator_of_a_mixed_study_meets_nothing_that_names_a_model(pipeline
     for checkpoint in Checkpoint.objects.all():
         words |= {checkpoint.sha256, checkpoint.sha256[:12], checkpoint.path.lower(), checkpoint.name}
     test_blinding.test_an_evaluator_can_reach_nothing_that_names_a_model(study, {w.lower() for w in words})
+
+
+def test_a_study_takes_each_variant_from_any_of_the_three_sources(pipeline_dir, checkpoint_dir, tmp_path, settings):
+    """model-a: our checkpoint; model-b: the diffusers pipeline; model-c and model-d: an image set."""
+    from tests.webapp.test_imagesets import make_rows, write_folder
+    from webapp.generation.imagesets import imageset_import
+
+    protocol = small_protocol(variants=NEUTRAL_VARIANTS)
+    protocol["sampling"]["size"] = 32
+    study = study_services.study_create(protocol=protocol, slug="three", base_dir=str(DEMO_PROTOCOL.parent))
+    imageset_import(study=study, path=write_folder(tmp_path / "set", make_rows(study)))
+    variants = list(study.variants.order_by("index"))
+    services.checkpoint_register(name="ours", path=checkpoint_dir, variant=variants[0])
+    services.checkpoint_register(name="sd-finetune", path=pipeline_dir, variant=variants[1])
+    batch = services.batch_launch(study=study, steps=2, open_when_complete=True)
+    assert set(batch.parts.values_list("variant__name", flat=True)) == {"model-a", "model-b"}
+    assert set(run_all(batch)) == {"done"}
+    study.refresh_from_db()
+    assert study.status == "open"
+    sources = {
+        name: {(i.provenance.get("source") or "checkpoint") if i.checkpoint is None or i.checkpoint.config.get(
+            "source") != "diffusers" else "diffusers" for i in Image.objects.filter(variant__name=name)}
+        for name in NEUTRAL_VARIANTS
+    }
+    assert sources == {"model-a": {"checkpoint"}, "model-b": {"diffusers"}, "model-c": {"image-set"},
+                       "model-d": {"image-set"}}
+    sizes = {(Path(settings.MEDIA_ROOT) / i.file).stat().st_size for i in Image.objects.filter(source="model")}
+    assert len(sizes) == 1
