@@ -43,6 +43,8 @@ def mixed_study(pipeline_dir: Path, checkpoint_dir: Path, *, slug: str = "mixed"
     """model-a and model-b from our checkpoint, model-c and model-d from the pipeline, 32 px images."""
     protocol = small_protocol(variants=NEUTRAL_VARIANTS)
     protocol["evaluators"]["n"] = evaluators
+    for section in ("recruitment", "practice"):  # the blinding walk: a made-up id, straight to the tasks
+        protocol.pop(section, None)
     protocol["sampling"].update({"size": 32, **sampling})
     study = study_services.study_create(protocol=protocol, slug=slug, base_dir=str(DEMO_PROTOCOL.parent))
     ours = services.checkpoint_register(name="ours", path=checkpoint_dir)
