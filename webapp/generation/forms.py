@@ -30,7 +30,8 @@ class LaunchForm(forms.Form):
 class CheckpointRegisterForm(forms.Form):
     name = forms.CharField(max_length=200)
     path = forms.CharField(
-        max_length=1000, help_text="A checkpoint folder (or its model.safetensors) on the shared path."
+        max_length=1000, help_text="A checkpoint folder (or its model.safetensors), or a diffusers pipeline folder "
+                                   "(saved by save_pretrained), on the shared path."
     )
 
 
