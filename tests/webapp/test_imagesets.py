@@ -302,3 +302,30 @@ def test_the_command_imports_or_says_every_problem(study, tmp_path):
     out = io.StringIO()
     call_command("import_images", study.slug, str(good), stdout=out)
     assert "Imported 12 images for model-c, model-d of outside" in out.getvalue()
+
+
+# --------------------------------------------------------------------------- the admin's page
+
+
+def test_an_admin_imports_a_zip_from_the_generation_page(study, tmp_path):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+    from django.test import Client
+
+    from tests.factories import UserFactory
+
+    admin = Client()
+    admin.force_login(UserFactory(username="boss", is_staff=True))
+    rows = make_rows(study)
+    bad = zip_folder(write_folder(tmp_path / "bad", rows[:-1]), tmp_path / "bad.zip")
+    r = admin.post(f"/generation/study/{study.slug}/images/",
+                   {"upload": SimpleUploadedFile("bad.zip", bad.read_bytes(), content_type="application/zip")})
+    assert r.status_code == 400 and b"no row for" in r.content and not Image.objects.filter(source="model").exists()
+    good = zip_folder(write_folder(tmp_path / "good", rows), tmp_path / "good.zip")
+    r = admin.post(f"/generation/study/{study.slug}/images/",
+                   {"upload": SimpleUploadedFile("good.zip", good.read_bytes(), content_type="application/zip")})
+    assert r.status_code == 302 and Image.objects.filter(study=study, source="model").count() == 12
+    page = admin.get(f"/generation/study/{study.slug}/").content.decode()
+    assert page.count("image set</td>") == 2
+    stranger = Client()
+    stranger.force_login(UserFactory(username="someone"))
+    assert stranger.post(f"/generation/study/{study.slug}/images/", {}).status_code == 404

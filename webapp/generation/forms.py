@@ -54,3 +54,11 @@ class VariantCheckpointsForm(forms.Form):
     def assignments(self):
         """(variant, checkpoint or None) pairs, once valid."""
         return [(v, self.cleaned_data.get(self.field_name(v))) for v in self.variants]
+
+
+class ImageSetForm(forms.Form):
+    """An image set's zip (images and manifest.csv or manifest.json at its top)."""
+
+    upload = forms.FileField(label="Image set (.zip)",
+                             help_text="Images and a manifest (variant, prompt or caption, seed or index, file).")
+    resize = forms.BooleanField(required=False, label="Resize to the protocol's sampling.size")
