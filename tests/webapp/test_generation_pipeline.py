@@ -101,7 +101,8 @@ def test_a_mixed_study_generates_every_image_with_complete_provenance(pipeline_d
             g = p["generator"]
             assert g["pipeline_class"] == "StableDiffusionPipeline" and g["scheduler"] == "DPMSolverMultistepScheduler"
             assert g["files"] == checkpoint.config["files"] and g["diffusers_version"]
-            assert p["sampler"] == "DPMSolverMultistepScheduler" and (p["cfg_scale"], p["steps"]) == (1.0, 2)
+            assert p["sampler"] == "DPMSolverMultistepScheduler"
+            assert (p["cfg_scale"], p["steps"], p["size"]) == (1.0, 2, 32)
         data = (Path(settings.MEDIA_ROOT) / image.file).read_bytes()
         with PILImage.open(io.BytesIO(data)) as pil:
             assert pil.size == (32, 32) and not pil.info

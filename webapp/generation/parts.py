@@ -289,6 +289,7 @@ def provenance_for(*, job: PartJob, sampler_provenance: dict[str, Any], worker: 
         "steps": job.steps,
         "sampler": sampler_provenance.get("sampler", job.sampler),
         "protocol_sampler": job.sampler,
+        "size": job.size,  # the protocol's sampling.size (diffusers pipelines draw at it); None: the model's own
         "code_version": sampler_provenance.get("code_version", ""),
         "generator": json.loads(json.dumps(sampler_provenance, default=str)),
         "batch": job.batch_id,
