@@ -158,3 +158,18 @@ def test_a_study_takes_each_variant_from_any_of_the_three_sources(pipeline_dir, 
                        "model-d": {"image-set"}}
     sizes = {(Path(settings.MEDIA_ROOT) / i.file).stat().st_size for i in Image.objects.filter(source="model")}
     assert len(sizes) == 1
+
+
+def test_the_generation_page_registers_a_pipeline_folder_or_says_why_not(pipeline_dir, tmp_path):
+    from django.test import Client
+
+    from tests.factories import UserFactory
+
+    admin = Client()
+    admin.force_login(UserFactory(username="boss", is_staff=True))
+    (tmp_path / "empty").mkdir()
+    r = admin.post("/generation/checkpoints/register/", {"name": "nothing", "path": str(tmp_path / "empty")})
+    assert r.status_code == 400 and not Checkpoint.objects.exists()
+    r = admin.post("/generation/checkpoints/register/", {"name": "sd-finetune", "path": str(pipeline_dir)})
+    assert r.status_code == 302
+    assert Checkpoint.objects.get(name="sd-finetune").config["pipeline_class"] == "StableDiffusionPipeline"
