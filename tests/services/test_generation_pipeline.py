@@ -7,7 +7,6 @@ compared with the same (prompt, seed) drawn alone in this process.
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 import numpy as np
 import pytest
