@@ -103,7 +103,7 @@ def test_a_preview_of_a_draft_study_draws_one_of_the_plans_opening_would_make(tm
     assert r.status_code == 302, re.findall(r"run-error\">([^<]*)", r.content.decode())
     state = client.session[preview.SESSION_KEY]
     by_key = {it.key: it for it in Item.objects.filter(study=draft)}
-    plans = [[by_key[k].pk for _, k in p.items] for p in preview.study_assignment_plans(study=draft, by_key=by_key)]
+    plans = [[by_key[k].pk for _, k in p.items] for p in services.study_assignment_plans(study=draft, by_key=by_key)]
     assert state["items"] in plans
     for _ in range(len(state["items"])):
         page = client.get("/run/draft/preview/task/").content.decode()

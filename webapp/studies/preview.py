@@ -14,9 +14,6 @@ from dataclasses import dataclass
 
 from django.core import signing
 
-from evalstudy.design import plan_assignments
-from evalstudy.protocol import Protocol
-
 from .models import Image, Item, Slot, Study
 
 SESSION_KEY = "fusion_preview"
@@ -25,18 +22,6 @@ TOKEN_SALT = "fusion-eval.preview"
 
 class PreviewError(ValueError):
     """A study that cannot be previewed yet; the message says why."""
-
-
-def study_assignment_plans(*, study: Study, by_key: dict[str, Item]):
-    """The assignment plans ``study_open`` makes of the study's items (evalstudy.design)."""
-    proto = Protocol.from_dict(study.protocol)
-    count_keys = [k for k, it in by_key.items() if it.task == Item.Task.COUNT and not it.is_gold]
-    rank_keys = [k for k, it in by_key.items() if it.task == Item.Task.RANK]
-    gold_keys = [k for k, it in by_key.items() if it.is_gold]
-    return plan_assignments(
-        count_keys, rank_keys, n_slots=proto.evaluators.n, overlap=proto.evaluators.overlap, seed=study.plan_seed,
-        n_variants=study.variants.count(), gold_item_ids=gold_keys, n_repeats=proto.quality_control.repeats,
-    )
 
 
 @dataclass(frozen=True)
@@ -54,7 +39,7 @@ def preview_draw(*, study: Study) -> dict:
         return {"study": study.pk, "slot": slot["number"], "items": list(slot["items"]),
                 "positions": dict(slot["positions"]), "at": 0}
     from .selectors import study_missing_images
-    from .services import study_render_gold
+    from .services import study_assignment_plans, study_render_gold
 
     gold_to_draw = Item.objects.filter(study=study, is_gold=True, image__isnull=True, repeat_of__isnull=True).count()
     missing = study_missing_images(study=study) - gold_to_draw

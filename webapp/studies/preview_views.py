@@ -45,13 +45,16 @@ def preview_end(request: HttpRequest, study: Study) -> HttpResponse:
 
 
 def _check(request: HttpRequest, state: dict, kind: str) -> dict | None:
-    """The error of a POSTed answer (as the evaluator's page would show it), or None."""
+    """The error of a POSTed answer (as the evaluator's page would show it), or None.
+
+    The token first: an answer sent for an earlier task (a replay, a second tab) is
+    refused as such, whatever its shape."""
+    if not preview.preview_token_ok(state=state, token=request.POST.get("token", "")):
+        return {"code": "stale", "message": "That answer was for another task; answer the one shown."}
     form = CountAnswerForm(request.POST) if kind == "count" else RankAnswerForm(request.POST)
     if not form.is_valid():
         first = next(iter(form.errors.as_data().values()))[0]
         return {"code": first.code or "invalid", "message": " ".join(first.messages)}
-    if not preview.preview_token_ok(state=state, token=form.cleaned_data["token"]):
-        return {"code": "stale", "message": "That answer was for another task; answer the one shown."}
     return None
 
 

@@ -661,6 +661,22 @@ def study_attach_images(*, study: Study) -> int:
     return missing
 
 
+def study_assignment_plans(*, study: Study, by_key: dict[str, Item]):
+    """The slots' plans (evalstudy.design) of the study's items, ``by_key`` its original
+    items by key: what opening the study stores, and what a preview of a draft draws from."""
+    proto = Protocol.from_dict(study.protocol)
+    return plan_assignments(
+        [k for k, it in by_key.items() if it.task == Item.Task.COUNT and not it.is_gold],
+        [k for k, it in by_key.items() if it.task == Item.Task.RANK],
+        n_slots=proto.evaluators.n,
+        overlap=proto.evaluators.overlap,
+        seed=study.plan_seed,
+        n_variants=study.variants.count(),
+        gold_item_ids=[k for k, it in by_key.items() if it.is_gold],
+        n_repeats=proto.quality_control.repeats,
+    )
+
+
 @transaction.atomic
 def study_open(*, study: Study) -> Study:
     """Open a draft study: every image must exist; the assignment plan becomes slots."""
@@ -674,22 +690,9 @@ def study_open(*, study: Study) -> Study:
         raise StudySetupError(
             f"{missing} images are still missing: run the study's generation batch to completion first."
         )
-    proto = Protocol.from_dict(study.protocol)
     by_key = {it.key: it for it in Item.objects.filter(study=study, repeat_of__isnull=True)}
-    count_keys = [k for k, it in by_key.items() if it.task == Item.Task.COUNT and not it.is_gold]
-    rank_keys = [k for k, it in by_key.items() if it.task == Item.Task.RANK]
-    gold_keys = [k for k, it in by_key.items() if it.is_gold]
     try:
-        plans = plan_assignments(
-            count_keys,
-            rank_keys,
-            n_slots=proto.evaluators.n,
-            overlap=proto.evaluators.overlap,
-            seed=study.plan_seed,
-            n_variants=study.variants.count(),
-            gold_item_ids=gold_keys,
-            n_repeats=proto.quality_control.repeats,
-        )
+        plans = study_assignment_plans(study=study, by_key=by_key)
     except ValueError as exc:
         raise StudySetupError(f"Cannot plan the assignments: {exc}") from exc
     repeats: dict[str, Item] = {}
