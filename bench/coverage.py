@@ -47,9 +47,9 @@ sys.path.insert(0, str(ROOT))
 
 from bench._common import cpu_and_usable_cores, load_average, save_result  # noqa: E402
 from evalstudy import stats  # noqa: E402
-from evalstudy.analysis import analyze  # noqa: E402
+from evalstudy.analysis import AnalysisResult, analyze  # noqa: E402
 from evalstudy.design import williams_square  # noqa: E402
-from evalstudy.responses import table_from_columns  # noqa: E402
+from evalstudy.responses import ResponseTable, table_from_columns  # noqa: E402
 
 VARIANTS = ("concat-early", "concat-intermediate", "cross-early", "cross-intermediate")
 ACCURACY = np.array([1.0, 0.8, 0.9, 0.7])   # difficulty multiplier per variant (lower: better)
@@ -174,7 +174,7 @@ def _pick_raters(crowd: Crowd, load, n_items, rng) -> np.ndarray:
     return np.argsort(-keys, axis=1)[:, :crowd.overlap]
 
 
-def draw_study(crowd: Crowd, rng) -> object:
+def draw_study(crowd: Crowd, rng) -> ResponseTable:
     raters = _raters(crowd, rng, crowd.n_raters)
     rows: dict[str, list] = {c: [] for c in ("task", "item_id", "evaluator_id", "variant",
                                              "prompt", "object", "true_count", "answer_count",
@@ -217,8 +217,8 @@ def draw_study(crowd: Crowd, rng) -> object:
                 rank=np.where(skipped[k], np.nan, ranks[k]), skipped=bool(skipped[k]),
                 skip_reason="cannot decide" if skipped[k] else "", position=pos, seconds=12.0,
                 is_gold=False, seed=0)
-    for c in ("skipped", "is_gold"):
-        rows[c] = [bool(x) for x in rows[c]]
+    for col in ("skipped", "is_gold"):
+        rows[col] = [bool(x) for x in rows[col]]
     return table_from_columns({k: np.array(v) for k, v in rows.items()},
                               allow_ties=crowd.tie_margin > 0)
 
@@ -308,7 +308,7 @@ def target(crowd: Crowd) -> tuple[float, float]:
     return TARGET_MANY if crowd.n_raters >= 8 else TARGET_FEW
 
 
-def intervals(res: dict) -> dict[tuple, list]:
+def intervals(res: AnalysisResult) -> dict[tuple, list]:
     out = {}
     for r in res["count"]["by_variant"]:
         for key in ("mean_abs_error", "match_ratio"):
@@ -364,8 +364,7 @@ def main(args) -> str:
                 if ci[0] is not None:
                     widths.setdefault(key[0], []).append(ci[1] - ci[0])
         for fam, h in hits.items():
-            h = np.array(h, dtype=float)
-            cov = h.mean()
+            cov = np.array(h, dtype=float).mean()
             low, high = target(crowd)
             n_rows += 1
             if not low <= cov <= high:

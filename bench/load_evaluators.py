@@ -44,6 +44,7 @@ import threading
 import time
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -197,20 +198,23 @@ def evaluator(base: str, invite: str, i: int, n_tasks: int, think: float, ramp: 
     r = rec.timed("join", lambda: s.get(f"{base}/join/{invite}/", params={"PROLIFIC_PID": worker_id}))
     if r is None:
         return
-    slug = re.search(r"/e/([^/]+)/", r.url).group(1)
+    landed = re.search(r"/e/([^/]+)/", r.url)
+    if landed is None:
+        raise RuntimeError(f"joining landed on {r.url}, not an evaluator page")
+    slug = landed.group(1)
     csrf = s.cookies.get("csrftoken", "")
     if not csrf:
         match = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', r.text)
         csrf = match.group(1) if match else ""
-    headers = {"X-CSRFToken": s.cookies.get("csrftoken", csrf), "Referer": f"{base}/", "Accept": "application/json"}
+    headers = {"X-CSRFToken": s.cookies.get("csrftoken") or csrf, "Referer": f"{base}/", "Accept": "application/json"}
     consent = {"agree": "yes", "csrfmiddlewaretoken": csrf}
     r = rec.timed("consent", lambda: s.post(f"{base}/e/{slug}/consent/", data=consent, headers={"Referer": f"{base}/"}))
     if r is None:
         return
-    headers["X-CSRFToken"] = s.cookies.get("csrftoken", csrf)
+    headers["X-CSRFToken"] = s.cookies.get("csrftoken") or csrf
     # A JSON client reads its state once; each answer's response carries the next task.
     r = rec.timed("state", lambda: s.get(f"{base}/e/{slug}/state/"))
-    state = r.json() if r is not None else {"done": True}
+    state: dict[str, Any] = r.json() if r is not None else {"done": True}
     if not state["done"] and "task" not in state:
         # The instructions (and a practice item) come before the tasks: read them, go on.
         form = {"X-CSRFToken": headers["X-CSRFToken"], "Referer": f"{base}/"}

@@ -121,7 +121,7 @@ def _ci(c: list[float | None] | None) -> str:
     return "[-, -]" if c is None or c[0] is None else f"[{c[0]:.3f}, {c[1]:.3f}]"
 
 
-def summary(result: AnalysisResult) -> str:
+def summary(result: AnalysisResult) -> str:  # noqa: C901 (one `if` per optional report section, read in order)
     """A short plain-text report of an analysis result."""
     from .analysis.result import few_raters_warning
 

@@ -213,7 +213,7 @@ def _unbalanced_pair(row_of: list[dict[str, int]], n_rows: int) -> tuple[int, in
     return None
 
 
-def _split_evenly(row_of: list[dict[str, int]], a: int, b: int) -> None:
+def _split_evenly(row_of: list[dict[str, int]], a: int, b: int) -> None:  # noqa: C901 (one Euler-trail algorithm)
     """Recolour the showings of rows a and b so that every slot and item has as many
     of one as of the other, give or take one. Odd-degree vertices are joined to a
     dummy on the other side (and the two dummies to each other if needed); the graph

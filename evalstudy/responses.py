@@ -348,7 +348,7 @@ def table_from_columns(columns: Mapping[str, Iterable], *, allow_ties: bool = Fa
     return table
 
 
-def validate_table(t: ResponseTable, where: list[str], *, allow_ties: bool = False) -> list[str]:
+def validate_table(t: ResponseTable, where: list[str], *, allow_ties: bool = False) -> list[str]:  # noqa: C901, PLR0915 (one check per table rule, read top to bottom)
     """Checks across rows: the shape of each task, duplicates, rankings of 2 to 6
     images (permutations, or competition ranks with ties when `allow_ties`), item
     metadata that must not change between rows of one item."""

@@ -14,7 +14,7 @@ from ..protocol import Exclusions
 from ..responses import ResponseTable
 
 
-def evaluator_reliability(t: ResponseTable) -> list[dict]:  # noqa: C901 (one pass per evaluator; split pending)
+def evaluator_reliability(t: ResponseTable) -> list[dict]:
     """Per evaluator: gold accuracy, can't-tell rate, task skip rate (skipped tasks of
     either kind over all tasks shown, repeats and gold included: the rate the exclusion
     rule reads), ranking skip rate (skipped rankings over rankings shown), median seconds per
@@ -72,19 +72,7 @@ def evaluator_reliability(t: ResponseTable) -> list[dict]:  # noqa: C901 (one pa
     out = []
     for e in sorted(acc):
         a = acc[e]
-        scores = []
-        for rep, orig in dict.fromkeys(repeats[e]):
-            x, y = answers[e].get(rep), answers[e].get(orig)
-            if x is None or y is None:
-                continue
-            if isinstance(x, dict) and isinstance(y, dict):
-                common = sorted(set(x) & set(y))
-                pairs = list(itertools.combinations(common, 2))
-                if pairs:
-                    same = sum((x[p] < x[q]) == (y[p] < y[q]) for p, q in pairs)
-                    scores.append(same / len(pairs))
-            elif not isinstance(x, dict) and not isinstance(y, dict):
-                scores.append(float(x == y))
+        scores = _repeat_agreement(answers[e], repeats[e])
         t_items = list(times[e].values())
         out.append({
             "evaluator_id": e,
@@ -102,6 +90,27 @@ def evaluator_reliability(t: ResponseTable) -> list[dict]:  # noqa: C901 (one pa
             "consistency": float(np.mean(scores)) if scores else math.nan,
         })
     return out
+
+
+def _repeat_agreement(answers: dict[str, Any], repeats: list[tuple[str, str]]) -> list[float]:
+    """One score per (repeat, original) pair that the evaluator answered both times: 1.0 or
+    0.0 for a count (the same answer, "can't tell" included), and for a ranking the share of
+    variant pairs put in the same order. Skipped showings (None) and a count paired with a
+    ranking give no score."""
+    scores = []
+    for rep, orig in dict.fromkeys(repeats):
+        x, y = answers.get(rep), answers.get(orig)
+        if x is None or y is None:
+            continue
+        if isinstance(x, dict) and isinstance(y, dict):
+            common = sorted(set(x) & set(y))
+            pairs = list(itertools.combinations(common, 2))
+            if pairs:
+                same = sum((x[p] < x[q]) == (y[p] < y[q]) for p, q in pairs)
+                scores.append(same / len(pairs))
+        elif not isinstance(x, dict) and not isinstance(y, dict):
+            scores.append(float(x == y))
+    return scores
 
 
 def apply_exclusions(reliability: list[dict], rules: Exclusions) -> dict[str, list[str]]:

@@ -17,8 +17,9 @@ from .data import _RankData, group_range
 from .pairs import TIES_NOTE, davidson_strengths, pairwise_section, strength_shrink
 
 
-def _preference_section(r: _RankData, w_units: np.ndarray, v_eval: np.ndarray,
-                        level: float) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+def _preference_section(  # noqa: PLR0915 (issue 32 splits the analysis sections; not this pass)
+        r: _RankData, w_units: np.ndarray, v_eval: np.ndarray,
+        level: float) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     out: dict[str, Any] = {"by_variant": [], "ranking_skip_rate": math.nan, "ranking_skip_rate_ci": [math.nan] * 2,
            "skip_reasons": {}, "by_item": [],
            "n_rankings": r.n_rankings, "n_ranked": int(r.done.sum()), "m": r.m}

@@ -23,7 +23,7 @@ def test_a_researcher_previews_a_count_and_a_ranking_and_nothing_is_stored(page,
     free = page.inner_text("#free-places")
     page.click("#preview-start")
     page.wait_for_url(f"{live_server.url}/run/{study.slug}/preview/task/")
-    answered = set()
+    answered: set[str] = set()
     while answered != {"count", "rank"}:
         assert page.is_visible("#preview-banner") and "Preview" in page.inner_text("#preview-banner")
         assert page.locator("#undo").count() == 0

@@ -68,7 +68,7 @@ def _study(variants, *, n_evaluators=20, ties=False, skip_rate=0.1, objects=("ci
 def _drawn(result):
     """Every figure of `result`, drawn (so that text has its extent)."""
     out = {}
-    with matplotlib.rc_context(RC):
+    with matplotlib.rc_context(RC):  # type: ignore[arg-type]  # as in figures.py: keys checked at run time
         for name, (_title, draw) in FIGURES.items():
             fig = draw(result)
             if fig is not None:

@@ -50,6 +50,7 @@ def test_a_worker_makes_a_pipelines_images_as_it_would_alone(service_env, worker
     sizes = {(media_root / i.file).stat().st_size for i in Image.objects.filter(study=study, source="model")}
     assert len(sizes) == 1  # one byte count for both sources
     for image in theirs_images:
+        assert image.cfg_scale is not None  # a generated image records its guidance
         p = image.provenance
         assert p["worker"].split("@")[0] == "w1" and p["checkpoint_sha256"] == theirs.sha256
         assert p["generator"]["files"] == theirs.config["files"]

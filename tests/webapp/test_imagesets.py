@@ -11,6 +11,7 @@ import json
 import os
 import stat
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -85,7 +86,7 @@ def write_folder(folder: Path, rows: list[dict], *, size=(32, 32), manifest="csv
     return folder
 
 
-def zip_folder(folder: Path, target: Path, extra: list[tuple[zipfile.ZipInfo, bytes]] = ()) -> Path:
+def zip_folder(folder: Path, target: Path, extra: Sequence[tuple[zipfile.ZipInfo, bytes]] = ()) -> Path:
     with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as zf:
         for file in sorted(folder.rglob("*")):
             if file.is_file():

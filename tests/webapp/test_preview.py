@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from django.test import Client
@@ -11,6 +12,9 @@ from tests.factories import UserFactory
 from tests.services.helpers import DEMO_PROTOCOL, NEUTRAL_VARIANTS, small_protocol
 from webapp.studies import participants, preview, services
 from webapp.studies.models import CountResponse, Entry, Evaluator, Image, Item, RankResponse, Slot, Study
+
+if TYPE_CHECKING:
+    from django.test.client import _MonkeyPatchedWSGIResponse  # the test client's response, in the stubs only
 
 pytestmark = pytest.mark.django_db
 
@@ -33,7 +37,7 @@ def token_of(page: str) -> str:
     return re.search(r'name="token" value="([^"]+)"', page).group(1)
 
 
-def answer(client: Client, study: Study, page: str, *, count: str = "2") -> object:
+def answer(client: Client, study: Study, page: str, *, count: str = "2") -> _MonkeyPatchedWSGIResponse:
     data = {"token": token_of(page)}
     if 'name="kind" value="count"' in page:
         data.update(kind="count", answer=count)

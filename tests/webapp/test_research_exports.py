@@ -88,7 +88,7 @@ def test_rank_rows_give_each_screen_position_its_variant_and_rank(study):
 
 def test_count_rows_carry_the_answer_or_cant_tell_and_the_automatic_count(study):
     item = Item.objects.filter(study=study, task="count", is_gold=False).first()
-    assert item is not None
+    assert item is not None and item.image_id is not None
     Image.objects.filter(pk=item.image_id).update(auto_count=7)
     fill_study(study, 2)
     rows = [r for r in read_csv("".join(exports.csv_chunks(study=study))) if r["item_id"] == item.key]

@@ -205,6 +205,7 @@ def _checked_rows(study: Study, rows: list[dict], problems: list[str]) -> list[R
         if bad:
             problems.append(f"{where}: " + "; ".join(bad) + ".")
             continue
+        assert variant is not None and seed is not None  # each missing one added to `bad` above
         checked.append(Row(number, variant, tuple(prompts[text]), seed, file, raw))
     return checked
 
@@ -237,7 +238,7 @@ def _check_grid(study: Study, rows: list[Row], problems: list[str]) -> None:
         variant = variants[vid]
         if variant.images.exists():
             problems.append(f"{name} has images already; an image set is imported for a variant without any.")
-        if variant.checkpoint_id is not None:
+        if variant.checkpoint_id is not None and variant.checkpoint is not None:
             problems.append(f"{name} is assigned checkpoint {variant.checkpoint.name!r}; unassign it first.")
 
 

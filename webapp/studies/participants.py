@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -106,8 +107,8 @@ def participant_rows(*, study: Study) -> list[ParticipantRow]:
     verdicts = _verdicts(study)
     rows = []
     for ev in evaluators:
-        c: dict[str, Any] = counts.get(ev.pk, {"n": 0, "s": 0.0, "last": None, "gold": 0, "gold_right": 0})
-        r: dict[str, Any] = ranks.get(ev.pk, {"n": 0, "s": 0.0, "last": None})
+        c: Mapping[str, Any] = counts.get(ev.pk, {"n": 0, "s": 0.0, "last": None, "gold": 0, "gold_right": 0})
+        r: Mapping[str, Any] = ranks.get(ev.pk, {"n": 0, "s": 0.0, "last": None})
         last = max((t for t in (c["last"], r["last"]) if t is not None), default=None)
         in_study = (last - ev.consented_at).total_seconds() if last and ev.consented_at else 0.0
         reasons = verdicts.excluded.get(ev.pseudonym, [])

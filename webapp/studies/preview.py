@@ -51,7 +51,9 @@ def preview_draw(*, study: Study) -> dict:
         plan = secrets.choice(study_assignment_plans(study=study, by_key=by_key))
     except ValueError as exc:
         raise PreviewError(f"Cannot plan the assignments: {exc}") from exc
-    items, positions, seen = [], {}, set()
+    items: list[int] = []
+    positions: dict[str, list[int]] = {}
+    seen: set[str] = set()
     for _task, key in plan.items:
         item = by_key[key]
         # A repeated item is shown again as itself: a draft has no repeat rows yet.
@@ -70,10 +72,13 @@ def preview_task(*, study: Study, state: dict) -> PreviewTask | None:
         return None
     item = Item.objects.select_related("prompt", "image").get(study=study, pk=state["items"][at])
     if item.task == Item.Task.COUNT:
+        if item.image is None:
+            raise PreviewError(f"Count item {item.key!r} has no image yet.")
         return PreviewTask(index=at, item=item, images=[item.image])
     order = state["positions"].get(str(item.pk)) or state["positions"].get(f"{item.pk}:{at}")
     by_variant = {img.variant.index: img for img in Image.objects.filter(
-        study=study, prompt_id=item.prompt_id, seed=item.seed, source=Image.Source.MODEL).select_related("variant")}
+        study=study, prompt_id=item.prompt_id, seed=item.seed, source=Image.Source.MODEL).select_related("variant")
+        if img.variant is not None}  # a model image always has its variant
     return PreviewTask(index=at, item=item, images=[by_variant[v] for v in order])
 
 

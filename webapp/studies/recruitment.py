@@ -135,7 +135,7 @@ def time_estimate(*, study: Study, n_tasks: int) -> TimeEstimate | None:
     """Minutes for ``n_tasks`` tasks: the median seconds per task of the people who finished
     (once RUNNING_MEDIAN_AFTER have), else the protocol's pilot figure; None without either."""
     finished = Evaluator.objects.filter(study=study, finished_at__isnull=False, is_simulated=False)
-    per_task: list[dict[str, Any]] = []
+    per_task: list[Any] = []  # .values() rows of two models: {"evaluator_id", "s", "n"}
     for model in (CountResponse, RankResponse):
         rows = model.objects.filter(evaluator__in=finished).values("evaluator_id").annotate(
             s=Sum("seconds"), n=Count("pk")).order_by()

@@ -141,7 +141,7 @@ def study_participants_csv(request: HttpRequest, study: Study) -> HttpResponse:
 @researcher_view
 def study_rehearsal_copy(request: HttpRequest, study: Study) -> HttpResponse:
     """Copy the study as a new draft for a dry run; its researchers (or an admin) only."""
-    if not (request.user.is_staff or study.researchers.filter(pk=request.user.pk).exists()):
+    if not (request.user.is_staff or _is_researcher(request, study)):
         raise Http404("No such study.")
     slug = request.POST.get("slug", "").strip() or f"{study.slug}-rehearsal"
     try:

@@ -67,7 +67,8 @@ def describe_answer(response: CountResponse | RankResponse) -> str:
         return "can't tell" if response.cant_tell else str(response.answer)
     if response.skipped:
         return f"skipped ({response.get_skip_reason_display().lower()})"
-    order = sorted(range(4), key=lambda i: response.ranks[i])
+    ranks = [r for r in response.ranks if r is not None]  # a ranking that is not skipped has them all
+    order = sorted(range(len(ranks)), key=lambda i: ranks[i])
     return "best to worst: " + ", ".join(f"image {i + 1}" for i in order)
 
 
@@ -80,12 +81,15 @@ def rank_item_images(*, item: Item) -> dict[int, Image]:
     images = Image.objects.filter(
         study_id=item.study_id, prompt_id=item.prompt_id, seed=item.seed, source=Image.Source.MODEL
     ).select_related("variant")
-    return {img.variant.index: img for img in images}
+    # A model image always has its variant (only gold images have none).
+    return {img.variant.index: img for img in images if img.variant is not None}
 
 
 def entry_images(*, entry: Entry) -> list[Image]:
     """The images of an entry in screen order (one for a count task, four for ranking)."""
     if entry.item.task == Item.Task.COUNT:
+        if entry.item.image is None:
+            raise ValueError(f"count item {entry.item.key!r} has no image (the study was opened without it)")
         return [entry.item.image]
     by_variant = rank_item_images(item=entry.item)
     return [by_variant[v] for v in entry.positions]

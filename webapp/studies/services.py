@@ -372,7 +372,7 @@ def rank_response_submit(
         with transaction.atomic():
             entry, seconds = _entry_for_submission(evaluator=evaluator, token=token, task=Item.Task.RANK)
             images = entry_images(entry=entry)
-            fields = {f"image_{i}": img for i, img in enumerate(images)}
+            fields: dict[str, Image | int | None] = {f"image_{i}": img for i, img in enumerate(images)}
             fields.update({f"rank_{i}": (None if ranks is None else ranks[i]) for i in range(4)})
             response = RankResponse.objects.create(
                 entry=entry,
@@ -773,15 +773,17 @@ def study_copy_for_rehearsal(*, study: Study, slug: str, title: str = "") -> Stu
         plan_seed=study.plan_seed,
     )
     copy.researchers.set(study.researchers.all())
-    variants = {v.pk: Variant.objects.create(study=copy, name=v.name, index=v.index, checkpoint_id=v.checkpoint_id)
-                for v in study.variants.all()}
+    variants: dict[int | None, Variant] = {
+        v.pk: Variant.objects.create(study=copy, name=v.name, index=v.index, checkpoint_id=v.checkpoint_id)
+        for v in study.variants.all()}
     prompts = {}
     for p in Prompt.objects.filter(study=study):
         old = p.pk
         p.pk, p.id, p.study = None, None, copy
         p.save(force_insert=True)
         prompts[old] = p
-    images, written = {}, []
+    images: dict[int | None, Image] = {}
+    written: list[Path] = []
     media = settings.MEDIA_ROOT
     try:
         for img in Image.objects.filter(study=study).order_by("id"):
