@@ -89,7 +89,8 @@ def test_a_short_run_lowers_the_loss(tmp_path, run, tiny_cfg):
     assert (out / "samples" / "step-0000060.png").is_file()
     meta = read_metadata(out)
     assert meta["step"] == 60 and meta["config"] == tiny_cfg and meta["name"] == "tiny"
-    assert meta["codec"]["name"] == "pixel" and meta["text_encoder"] == {"name": "minilm", "text_len": 8, "dim": 384}
+    assert meta["codec"]["name"] == "pixel" and meta["text_encoder"] == {
+        "name": "minilm", "text_len": 8, "dim": 384, "attention_mask": True}
 
 
 class Killed(BaseException):
