@@ -31,7 +31,10 @@ WHEELS=("ptflops==0.7.5" "diffusers==0.42.1" "importlib_metadata==10.2.0" "lazy-
 PYTHON=${PYTHON:-python3}
 
 prepare() {
-    grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo '/.whl/' >> .git/info/exclude
+    local exclude
+    exclude=$(git rev-parse --git-path info/exclude) || exit 1  # a worktree's .git is a file
+    mkdir -p "$(dirname "$exclude")"
+    grep -qx '/.whl/' "$exclude" 2>/dev/null || echo '/.whl/' >> "$exclude"
     mkdir -p .whl
     "$PYTHON" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
         --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 --platform any \
