@@ -139,6 +139,9 @@ def format_table(rows: list[dict]) -> str:
             f"{r['target']:<40} {r['batch']:>5} {r['steps']:>5} {r['images_per_s']:>9.3f} {r['s_per_image']:>9.3f} "
             f"{r['backbone_share']:>9.1%} {r['codec_share']:>7.1%} {r['text_share']:>6.1%}"
         )
+    lines.append(f"# img/s: images per second of one generate call (prompts and the empty caption encoded, `steps` "
+                 f"DPM-Solver++ steps each running the backbone on 2 x batch inputs for CFG at scale {CFG_SCALE}, "
+                 "then decoded), from the fastest repeat; backbone / codec / text: each stage's share of that call")
     return "\n".join(lines)
 
 
