@@ -384,13 +384,18 @@ def main(args: argparse.Namespace) -> Path:
     )
     counters = RunCounters()
     info = {"config": cfg.to_dict(), "prediction_type": args.prediction_type, "schedule": schedule_of(args)}
-    state_dir, legacy = latest_train_state(args.out), None
+    state_dir = latest_train_state(args.out)
+    legacy = load_legacy_train_state(args.out) if state_dir is None else None
+    # First of all (a process that stops alone leaves the others waiting): every process
+    # must have found the same step to resume from.
+    found = train_state_step(state_dir) if state_dir is not None else legacy["step"] if legacy else 0
+    check_resume_agreement(accelerator.gather(torch.tensor([found], device=device)).tolist(), args.out)
     if state_dir is not None:
         saved = read_train_state_info(state_dir)
         if (saved["config"], saved["prediction_type"]) != (info["config"], info["prediction_type"]):
             raise SystemExit(f"{state_dir} holds a different model config or target; use a new --out")
         check_schedule(saved, args, state_dir)
-    if state_dir is None and (legacy := load_legacy_train_state(args.out)) is not None:
+    if legacy is not None:
         # A run folder from before train_state/: online weights, AdamW and step in
         # train_state.pt, the EMA in model.safetensors.
         saved = read_metadata(args.out)
@@ -400,9 +405,6 @@ def main(args: argparse.Namespace) -> Path:
         optimizer.load_state_dict(legacy["optimizer"])
         ema.load_state_dict(load_ema(args.out)[0])
         counters.step = legacy["step"]
-    # Before any process loads: all of them must have found the same step.
-    found = train_state_step(state_dir) if state_dir is not None else counters.step
-    check_resume_agreement(accelerator.gather(torch.tensor([found], device=device)).tolist(), args.out)
     model, optimizer = accelerator.prepare(model, optimizer)
     train_model = torch.compile(model) if args.compile else model
     ema.to(device)
