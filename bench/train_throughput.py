@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--threads", type=int, help="torch intra-op threads of the training process")
     p.add_argument("--out", type=Path, help="also rewrite this file with the table after every run")
-    p.add_argument("--save", action="store_true", help="write bench/results/train_throughput-<device>-<date>.txt")
+    p.add_argument("--save", action="store_true", help="append to bench/results/train_throughput-<device>-<date>.txt")
     args = p.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     args.batch = args.batch or recipe_for(args.preset).batch_size
@@ -179,7 +179,8 @@ def main(argv: list[str] | None = None) -> dict:
     write(res)
     print(format_table(res))
     if args.save:
-        path = save_result(f"train_throughput-{args.device}", format_table(res) + "\n" + json.dumps(res) + "\n")
+        path = save_result(f"train_throughput-{args.device}", format_table(res) + "\n" + json.dumps(res) + "\n\n",
+                           append=True)
         print(f"wrote {path}", file=sys.stderr)
     return res
 
