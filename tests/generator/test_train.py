@@ -1,4 +1,5 @@
 import functools
+import itertools
 import json
 import os
 import random
@@ -406,6 +407,6 @@ def test_the_loss_is_read_back_once_per_log_line(tmp_path, run, monkeypatch):
     monkeypatch.setattr(Accelerator, "reduce", counting_reduce)
     monkeypatch.setattr(generator.train, "ema_update", marking_ema)
     run(tmp_path / "run", 12, "--sample-every", "0", "--log-every", "4", "--ckpt-every", "6")
-    reads = [step for step, (a, b) in enumerate(zip(marks, marks[1:]), start=1) if b > a]
+    reads = [step for step, (a, b) in enumerate(itertools.pairwise(marks), start=1) if b > a]
     assert reads == [4, 6, 8]  # log lines at 4 and 8, a save at 6 (its counters hold the window so far)
     assert len(calls) == 4  # and the last step's
