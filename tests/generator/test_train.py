@@ -410,3 +410,18 @@ def test_the_loss_is_read_back_once_per_log_line(tmp_path, run, monkeypatch):
     reads = [step for step, (a, b) in enumerate(itertools.pairwise(marks), start=1) if b > a]
     assert reads == [4, 6, 8]  # log lines at 4 and 8, a save at 6 (its counters hold the window so far)
     assert len(calls) == 4  # and the last step's
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("FUSION_SLOW_TESTS"), reason="torch.compile on the CPU takes minutes; "
+                    "FUSION_SLOW_TESTS=1 runs it")
+def test_compiled_steps_train_the_same_model(tmp_path, run):
+    """--compile changes how the steps run, not what they compute (up to float rounding)."""
+    flags = ("--sample-every", "0", "--log-every", "2")
+    run(tmp_path / "eager", 4, *flags)
+    run(tmp_path / "compiled", 4, *flags, "--compile")
+    eager, compiled = (_final_state(tmp_path / name) for name in ("eager", "compiled"))
+    assert [s for s, _, _ in compiled[4]] == [2, 4]
+    assert [loss for _, loss, _ in compiled[4]] == pytest.approx([loss for _, loss, _ in eager[4]], rel=1e-3)
+    for key, value in eager[1].items():
+        assert torch.allclose(compiled[1][key], value, atol=1e-4), key
