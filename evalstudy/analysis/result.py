@@ -343,6 +343,114 @@ class Agreement(Record):
 
 
 # ---------------------------------------------------------------------------
+# Primary comparisons: the stopping rule and robustness (analysis/primary.py)
+# ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Look(Record):
+    """One planned look taken: the first `n_evaluators` in arrival order."""
+
+    look: int
+    n_evaluators: int
+    fraction: float                  # information fraction n / last look's n
+    estimate: float | None
+    se: float | None                 # crossed-bootstrap standard error
+    z: float | None                  # on the normal scale (through t with Satterthwaite df)
+    boundary: float | None
+    conditional_power: float | None  # under the planned effect
+    decision: str
+
+
+@dataclass(frozen=True)
+class Fragility(Record):
+    """The fewest evaluators (items) whose removal changes a conclusion: the sign of the
+    difference, or whether its interval excludes zero (`criterion` "significance")."""
+
+    by: str                      # "evaluators" or "items"
+    criterion: str               # "sign" or "significance"
+    n_total: int
+    approximate: int | None      # by the influence approximation; None: more than half
+    confirmed: int | None        # by refitting without them
+    removed: list[str]
+
+
+@dataclass(frozen=True)
+class PrimaryComparisonResult(Record):
+    a: str
+    b: str
+    measure: str
+    effect: float
+    alpha: float                 # this comparison's share of the error rate
+    looks: list[Look]
+    current_look: int            # looks taken (0: before the first)
+    next_look: int | None        # evaluators at the next look, while continuing
+    decision: str
+    estimate: float | None       # on every evaluator analysed
+    se: float | None
+    evaluators_needed: int | None  # in all, for the planned power at the variance seen
+    evaluators_more: int | None
+    robustness: list[Fragility]
+
+
+@dataclass(frozen=True)
+class PrimarySection(Record):
+    rule: str
+    robustness_method: str
+    looks_planned: list[int]
+    n_evaluators: int
+    looks_taken: int
+    alpha: float
+    power: float
+    decision: str                # "continue" while any comparison continues, else "stop"
+    comparisons: list[PrimaryComparisonResult]
+
+
+# ---------------------------------------------------------------------------
+# Prediction-powered intervals (analysis/ppi.py)
+# ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PPIStat(Record):
+    variant: str
+    measure: str
+    n_answers: int
+    n_judge_only: int
+    weight: float                # lambda: 0 is the human-only mean
+    estimate: float | None
+    ci: Interval
+    human_estimate: float | None
+    human_ci: Interval
+
+
+@dataclass(frozen=True)
+class PPIDifference(Record):
+    a: str
+    b: str
+    measure: str
+    n_judge_only: int
+    estimate: float | None
+    ci: Interval
+    human_estimate: float | None
+    human_ci: Interval
+
+
+@dataclass(frozen=True)
+class JudgeAgreement(Record):
+    variant: str
+    n: int
+    exact_agreement: float | None
+    mean_difference: float | None   # judge minus people
+
+
+@dataclass(frozen=True)
+class PredictionPowered(Record):
+    method: str
+    by_variant: list[PPIStat]
+    differences: list[PPIDifference]
+    judge_agreement: list[JudgeAgreement]
+
+
+# ---------------------------------------------------------------------------
 # One set of evaluators, and the whole result
 # ---------------------------------------------------------------------------
 
@@ -446,6 +554,19 @@ class AnalysisResult(Record):
     evaluators: list[EvaluatorRecord]
     exclusions: ExclusionSummary
     unfiltered: Sections
+    # Present when the protocol names primary comparisons / when the judge read the counted
+    # images; absent from results stored before they existed.
+    primary: PrimarySection | None = None
+    prediction_powered: PredictionPowered | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON document; the optional sections only when present, so that a study
+        without them has the document it had before they existed."""
+        out = super().to_dict()
+        for name in ("primary", "prediction_powered"):
+            if out[name] is None:
+                del out[name]
+        return out
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> AnalysisResult:
