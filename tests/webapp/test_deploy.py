@@ -1,4 +1,4 @@
-"""`manage.py check --deploy` is clean with the production environment the README documents."""
+"""`manage.py check --deploy` is clean with the production environment docs/operations.md documents."""
 import os
 import re
 import secrets
@@ -11,9 +11,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def readme_production_env() -> dict[str, str]:
-    """The variables exported in the README's "Set-up, once" block."""
-    readme = (ROOT / "README.md").read_text()
-    block = re.search(r"### Set-up, once\s+```sh\n(.*?)```", readme, re.S).group(1)
+    """The variables exported in docs/operations.md's "Set-up, once" block."""
+    readme = (ROOT / "docs" / "operations.md").read_text()
+    block = re.search(r"## Set-up, once\s+```sh\n(.*?)```", readme, re.S).group(1)
     env = {}
     for line in block.splitlines():
         if line.startswith("export "):
