@@ -11,8 +11,8 @@ read (generated for it: the protocol's `analysis.judge_images_per_cell`),
 
 whose expectation is the people's metric whatever the judge's bias (the rectifier
 mean(Y - lambda F) takes it back out), for any fixed lambda. lambda = Cov(Y, F) /
-((1 + n / N) Var(F)), clipped to [0, 1], is the variance-minimising weight (n answers, N
-judge-only images): near 1 for a judge that agrees with people, near 0 for a judge that is
+((1 + n / N) Var(F)), clipped to [0, 1], is the variance-minimising weight (n images people
+counted, N judge-only images): near 1 for a judge that agrees with people, near 0 for a judge that is
 noise, where theta falls back to the human-only mean.
 
 Variance: the rectifier's is the crossed (items and evaluators) variance of the
@@ -97,7 +97,9 @@ def ppi_section(c: _CountData, judge: _JudgeOnly, comparisons, level: float) -> 
         return out
     unit, ev, var = c.unit[has], c.evaluator[has], c.variant[has]
     answer, auto, truth = c.answer[has], c.auto[has], _truth(c)[has]
-    n_lab = np.bincount(var, minlength=nv).astype(float)
+    # The judge reads an image once whoever counted it: its labelled sample is the images.
+    items = c.item[has]
+    n_lab = np.array([len(set(items[var == v].tolist())) for v in range(nv)], dtype=float)
     n_unl = np.bincount(judge.variant, minlength=nv).astype(float)
     for v in range(nv):
         rows = var == v
