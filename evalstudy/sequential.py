@@ -16,8 +16,9 @@ covariance of sums of independent increments (Cov(Z_j, Z_k) = sqrt(t_j / t_k)). 
 nothing is spent early (four equally spaced looks at alpha = 0.05: c = 3.92, 2.77, 2.30,
 2.04), so the last boundary stays near the fixed design's 1.96 and so does the power
 (checked against two million simulated Brownian paths: first crossings 0.0001, 0.0054,
-0.0181, 0.0264, total 0.0500, the spending function's own increments). The boundaries come from the recursive numerical integration of Armitage,
-McPherson and Rowe (1969) on a grid (`boundaries`).
+0.0181, 0.0264, total 0.0500, the spending function's own increments). The boundaries
+come from the recursive numerical integration of Armitage, McPherson and Rowe (1969) on a
+grid (`boundaries`).
 
 SE_k is the crossed-bootstrap standard error of the analysis (the variance the bootstrap
 spread is scaled to: items and evaluators, `evalstudy.bootstrap.variance_target`), and
@@ -101,7 +102,7 @@ def boundaries(fractions, alpha: float) -> np.ndarray:
         if target <= 0:
             c[k] = np.inf
         else:
-            c[k] = optimize.brentq(lambda z: crossing(z) - target, 0.0, 40.0, xtol=1e-10)
+            c[k] = optimize.brentq(lambda z, goal=target: crossing(z) - goal, 0.0, 40.0, xtol=1e-10)
         bk = c[k] * math.sqrt(t[k]) if np.isfinite(c[k]) else 40.0 * math.sqrt(t[k])
         y = np.linspace(-bk, bk, GRID)
         dens = sps.norm.pdf((y[:, None] - x[None, :]) / sd) / sd @ f  # (GRID,)

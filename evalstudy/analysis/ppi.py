@@ -32,7 +32,6 @@ import math
 from typing import Any
 
 import numpy as np
-from scipy import stats as sps
 
 from .. import bootstrap as bs
 from .data import _cluster_key, _codes, _CountData

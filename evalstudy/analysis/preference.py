@@ -12,7 +12,7 @@ import numpy as np
 
 from .. import bootstrap as bs
 from .. import stats
-from .data import _RankData, group_range
+from .data import _RankData, group_range, kish_raters
 
 
 def _preference_section(r: _RankData, w_units: np.ndarray, v_eval: np.ndarray,
@@ -97,6 +97,8 @@ def _preference_section(r: _RankData, w_units: np.ndarray, v_eval: np.ndarray,
     score_full[:, present] = score_reps_p
     reps_out = {"score": score_full}
     n_done = np.bincount(r.variant[rows_done], minlength=nv)
+    raters_effective = kish_raters(r.variant[rows_done], r.evaluator[rows_done],
+                                   np.ones(int(rows_done.sum())), nv)
     for j, v in enumerate(present):
         out["by_variant"].append({
             "variant": r.variants[v],
@@ -106,6 +108,7 @@ def _preference_section(r: _RankData, w_units: np.ndarray, v_eval: np.ndarray,
             "n": int(n_done[v]),
             "n_shown": int(shown_pt[v]),
             "n_raters": int(spread_p.n_evals[v]),
+            "n_raters_effective": float(raters_effective[v]),
             "rank_counts": [int(x) for x in np.bincount(
                 r.rank[(r.variant == v) & rows_done].astype(int) - 1, minlength=r.m)],
             "pl_strength": gamma_point[j],

@@ -186,9 +186,10 @@ def _build(t: ResponseTable, variants, objects, ev_order):
 
 
 def primary_section(t: ResponseTable, plan: PrimaryPlan, *, variants, objects, arrival: list[str],
-                    ev_order: list[str], level: float) -> dict[str, Any]:
+                    ev_order: list[str], level: float, robust: bool = True) -> dict[str, Any]:
     """Each primary comparison at the looks reached, replayed on the first n_k evaluators in
-    arrival order, with its robustness on all the evaluators analysed."""
+    arrival order, with its robustness on all the evaluators analysed (unless `robust` is
+    False, as in the simulations that need only the looks)."""
     present = set(t["evaluator_id"].tolist())
     arrived = [e for e in arrival if e in present]
     arrived += sorted(present - set(arrived))
@@ -228,7 +229,7 @@ def primary_section(t: ResponseTable, plan: PrimaryPlan, *, variants, objects, a
             "evaluators_needed": math.ceil(needed) if needed is not None and math.isfinite(needed) else None,
             "evaluators_more": (max(0, math.ceil(needed) - n_now)
                                 if needed is not None and math.isfinite(needed) else None),
-            "robustness": robustness(rows, ev_ids, ia, ib, level),
+            "robustness": robustness(rows, ev_ids, ia, ib, level) if robust else [],
         })
     decisions = [c["decision"] for c in comparisons]
     return {"rule": sequential.RULE, "robustness_method": ROBUSTNESS_METHOD,

@@ -35,22 +35,36 @@ D = TypeVar("D")  # any dataclass
 # count one too many (and a fifth are noisy), a variant's average error from 5 or 8 raters
 # covered 0.88-0.91 (24 raters: 0.94; 60 with every other kind of trouble too: 0.94): a study
 # that holds none of them looks precise and low, and no resampling of the raters present can
-# show the absent ones. No interval of finite length covers a mean at its level for every
-# population (Bahadur and Savage 1956); what helps is more raters, and gold items to find
-# those who are always off. Reports flag tables with such rows (few_raters_warning).
+# show the absent ones. The shortfall is a trade-off, not a law: intervals wide enough to
+# reach 0.90 with 5 raters would widen every few-rater interval and over-cover clean crowds
+# (to about 0.99). What helps is more raters, and gold items to find those who are always
+# off. The raters are counted by Kish's effective number (`data.kish_raters`): 24 raters with
+# loads from 1 to 150 count as about 9 (coverage 0.92 there). Reports flag tables with such
+# rows (few_raters_warning).
 FEW_RATERS = 10
 
 
-def few_raters_warning(raters: typing.Iterable[int | None]) -> str:
+def few_raters_warning(rows: typing.Iterable[Any]) -> str:
     """A sentence (with a leading space) for a table some of whose rows rest on fewer than
-    FEW_RATERS raters; empty when none do, or where the numbers were not recorded."""
-    known = [n for n in raters if n is not None]
+    FEW_RATERS effective raters; empty when none do, or where the numbers were not recorded.
+    `rows`: records with `n_raters_effective` (or `n_raters`, for results stored before it),
+    or the numbers themselves."""
+    known = [n for n in (_raters_of(r) for r in rows) if n is not None]
     if not known or min(known) >= FEW_RATERS:
         return ""
-    return (f" Fewer than {FEW_RATERS} raters behind a row: its interval treats them as a sample of "
+    return (f" Fewer than {FEW_RATERS} raters behind a row (counted by Kish's effective number, "
+            "(sum of loads)^2 / sum of squared loads, so that a few raters with most of the "
+            "answers count as few): its interval treats them as a sample of "
             "the crowd and cannot show a kind of rater absent from them (one who always counts one "
             "too many, say), so it may be too narrow; recruit more raters, and use the gold items "
             "to find raters who are always off.")
+
+
+def _raters_of(row: Any) -> float | None:
+    if row is None or isinstance(row, int | float):
+        return row
+    effective = getattr(row, "n_raters_effective", None)
+    return effective if effective is not None else getattr(row, "n_raters", None)
 
 
 class SchemaError(ValueError):
@@ -172,6 +186,8 @@ class CountStat(Record):
     # raters with a counted answer in the group; absent from results stored before it was
     # recorded. The intervals treat them as a sample of the crowd: see FEW_RATERS.
     n_raters: int | None = None
+    # Kish's effective number of them, by their loads (answers); see FEW_RATERS.
+    n_raters_effective: float | None = None
 
 
 @dataclass(frozen=True)
@@ -197,6 +213,7 @@ class PreferenceStat(Record):
     pl_strength: float | None
     pl_strength_ci: Interval
     n_raters: int | None = None     # raters whose rankings ranked it (see CountStat.n_raters)
+    n_raters_effective: float | None = None  # Kish's, by their rankings (see FEW_RATERS)
 
 
 @dataclass(frozen=True)

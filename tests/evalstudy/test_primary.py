@@ -269,3 +269,21 @@ def test_an_empty_seed_column_is_named_with_the_tests_it_drops(tmp_path):
     path.write_text(header + "\ncount,i1,e1,a,p,circle,2,2,,0,,,3,0,\n")
     with pytest.warns(UserWarning, match="seed column is empty.*paired comparisons"):
         read_responses(path)
+
+
+# --------------------------------------------------------------------------- few raters
+
+def test_uneven_loads_count_as_few_raters_and_warn():
+    from evalstudy.analysis.data import kish_raters
+    from evalstudy.analysis.result import few_raters_warning
+    loads = np.round(np.exp(np.linspace(0.0, np.log(150.0), 24))).astype(int)  # 1 .. 150
+    evaluator = np.repeat(np.arange(24), loads)
+    effective = kish_raters(np.zeros(len(evaluator), dtype=int), evaluator, np.ones(len(evaluator)), 1)[0]
+    assert 7 < effective < 10
+    assert kish_raters(np.zeros(48, dtype=int), np.arange(48) % 24, np.ones(48), 1)[0] == pytest.approx(24)
+
+    class Row:  # a stored row: 24 raters, about 9 effective
+        n_raters, n_raters_effective = 24, effective
+
+    assert "Fewer than" in few_raters_warning([Row()])
+    assert few_raters_warning([24]) == ""

@@ -96,7 +96,7 @@ def _count_table(section: Sections | AnalysisResult, auto: dict[str, dict], ci_l
              "ratio = share of answers equal to the requested count, both over the same n, the answers that gave "
              "a count. \u201cCan't tell\u201d answers enter neither; their share of all answers is shown beside, "
              "and the sensitivity column counts them as misses. The automatic counter read every image of the "
-             "variant once." + few_raters_warning(r.n_raters for r in section.count.by_variant),
+             "variant once." + few_raters_warning(section.count.by_variant),
     )
 
 
@@ -127,7 +127,7 @@ def _preference_table(section: Sections | AnalysisResult, ci_label: str) -> Tabl
         rows=rows,
         note=f"m = {pref.m or 4} images per ranking; ranking skip rate (skipped rankings of all rankings shown; "
              f"a skip names no variant): {percent(pref.ranking_skip_rate)} {ci(pref.ranking_skip_rate_ci)} "
-             f"({reasons})." + few_raters_warning(r.n_raters for r in pref.by_variant),
+             f"({reasons})." + few_raters_warning(pref.by_variant),
     )
 
 
