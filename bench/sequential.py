@@ -140,25 +140,32 @@ def main(args) -> str:
     null_acc[cv.VARIANTS.index(A)] = null_acc[cv.VARIANTS.index(B)]
     null_q = cv.QUALITY.copy()
     null_q[cv.VARIANTS.index(A)] = null_q[cv.VARIANTS.index(B)]
-    for ci, crowd in enumerate(CROWDS):
-        for label, acc, q in (("none", null_acc, null_q), ("planned", cv.ACCURACY, cv.QUALITY)):
-            if args.null_only and label != "none":
-                continue
-            rng = np.random.default_rng([args.seed, ci, label == "none"])
-            n = args.studies if label == "none" else args.planned_studies
-            out = [run_study(draw_study(crowd, rng, acc, q)) for _ in range(n)]
-            shown = np.mean([o["shown"] for o in out])
-            lines.append(f"{crowd.name:<48}{label:<9}{len(out):>8}{shown:>12.3f}"
-                         f"{np.sqrt(shown * (1 - shown) / len(out)):>7.3f}"
-                         f"{np.mean([o['fixed'] for o in out]):>8.3f}"
-                         f"{np.mean([o['evaluators'] for o in out]):>17.1f}")
-            print(lines[-1], flush=True)
-    lines += ["", "stop: shown: share of studies in which a primary comparison stopped with a "
+    footer = ["", "stop: shown: share of studies in which a primary comparison stopped with a "
               "difference shown at some look (with no effect: the false-positive rate over all "
-              "looks; s.e. its binomial standard error); fixed: the same for one look at "
-              f"{LOOKS[-1]} evaluators; mean evaluators: paid for under the sequential rule "
-              f"(the fixed design pays for {LOOKS[-1]}).",
-              f"run time: {time.time() - started:.0f} s; load average after: {load_average():.2f}"]
+              "looks; s.e. its binomial standard error, one study per row entry); fixed: the same "
+              f"for one look at {LOOKS[-1]} evaluators; mean evaluators: paid for under the "
+              f"sequential rule (the fixed design pays for {LOOKS[-1]})."]
+    # Every row with no effect first (the false-positive rates), then the power rows; the
+    # file is rewritten after each row, so a run cut short keeps what it measured.
+    runs = [(ci, crowd, label, acc, q)
+            for label, acc, q in (("none", null_acc, null_q), ("planned", cv.ACCURACY, cv.QUALITY))
+            for ci, crowd in enumerate(CROWDS)]
+    for done, (ci, crowd, label, acc, q) in enumerate(runs, start=1):
+        if args.null_only and label != "none":
+            continue
+        rng = np.random.default_rng([args.seed, ci, label == "none"])
+        n = args.studies if label == "none" else args.planned_studies
+        out = [run_study(draw_study(crowd, rng, acc, q)) for _ in range(n)]
+        shown = np.mean([o["shown"] for o in out])
+        lines.append(f"{crowd.name:<48}{label:<9}{len(out):>8}{shown:>12.3f}"
+                     f"{np.sqrt(shown * (1 - shown) / len(out)):>7.3f}"
+                     f"{np.mean([o['fixed'] for o in out]):>8.3f}"
+                     f"{np.mean([o['evaluators'] for o in out]):>17.1f}")
+        print(lines[-1], flush=True)
+        if args.write and done < len(runs):
+            save_result("sequential", "\n".join(lines + footer + [
+                f"partial: {done} of {len(runs)} rows after {time.time() - started:.0f} s"]))
+    lines += footer + [f"run time: {time.time() - started:.0f} s; load average after: {load_average():.2f}"]
     text = "\n".join(lines)
     if args.write:
         print(f"wrote {save_result('sequential', text)}", file=sys.stderr)
