@@ -40,6 +40,7 @@ alpha / (number of comparisons).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -81,6 +82,11 @@ def boundaries(fractions, alpha: float) -> np.ndarray:
     """Two-sided z boundaries c_1..c_K at information fractions 0 < t_1 < ... < t_K (t_K is
     normally 1) such that, for a Brownian motion observed at the t_k, the chance of a first
     crossing |Z_k| >= c_k at look k is alpha(t_k) - alpha(t_(k-1)) (`obf_spending`)."""
+    return np.array(_boundaries(tuple(float(x) for x in np.asarray(fractions, dtype=float)), float(alpha)))
+
+
+@functools.lru_cache(maxsize=64)  # a study's plan asks for the same boundaries at every look
+def _boundaries(fractions: tuple[float, ...], alpha: float) -> tuple[float, ...]:
     t = np.asarray(fractions, dtype=float)
     if len(t) == 0 or np.any(t <= 0) or np.any(np.diff(t) <= 0) or t[-1] > 1 + 1e-12:
         raise ValueError(f"information fractions must increase within (0, 1], got {t.tolist()}")
@@ -107,7 +113,7 @@ def boundaries(fractions, alpha: float) -> np.ndarray:
         y = np.linspace(-bk, bk, GRID)
         dens = sps.norm.pdf((y[:, None] - x[None, :]) / sd) / sd @ f  # (GRID,)
         x, f = y, dens * _simpson_weights(GRID, y[1] - y[0])
-    return c
+    return tuple(c.tolist())
 
 
 def z_from_t(estimate: float, se: float, df: float) -> float:

@@ -287,3 +287,34 @@ def test_uneven_loads_count_as_few_raters_and_warn():
 
     assert "Fewer than" in few_raters_warning([Row()])
     assert few_raters_warning([24]) == ""
+
+
+# --------------------------------------------------------------------------- the rule, simulated
+
+def _sequential_studies(rng, n_studies, effect, looks=(10, 20, 30, 40)):
+    """Studies whose evaluators each bring one paired difference (t-distributed, 5 df: heavy
+    tails); every look's estimate is the mean of the first n_k, its SE the sample one."""
+    out = []
+    for _ in range(n_studies):
+        d = effect + rng.standard_t(5, looks[-1])
+        data = [sequential.LookInput(n, float(d[:n].mean()), float(d[:n].std(ddof=1) / np.sqrt(n)), n - 1)
+                for n in looks]
+        outcomes, _ = sequential.monitor(data, looks, 0.05, effect=0.5)
+        out.append((outcomes[-1].decision, outcomes[-1].n_evaluators,
+                    abs(data[-1].estimate / data[-1].se) >= 2.0227))  # fixed design: t(39) at 0.05
+    return out
+
+
+def test_no_effect_stops_with_a_difference_at_most_alpha_of_the_time_over_all_looks():
+    out = _sequential_studies(np.random.default_rng(7), 4000, 0.0)
+    rate = np.mean([d == sequential.STOP_DIFFERENCE for d, _, _ in out])
+    assert rate <= 0.05 + 2 * np.sqrt(0.05 * 0.95 / 4000)  # s.e. 0.0034
+    assert rate >= 0.03  # the boundaries spend alpha, not much less
+
+
+def test_with_the_planned_effect_power_is_near_the_fixed_design_and_fewer_evaluators_are_paid():
+    out = _sequential_studies(np.random.default_rng(8), 1500, 0.5)
+    power = np.mean([d == sequential.STOP_DIFFERENCE for d, _, _ in out])
+    fixed = np.mean([f for _, _, f in out])
+    assert power >= fixed - 0.05
+    assert np.mean([n for _, n, _ in out]) < 36
