@@ -58,47 +58,57 @@ CROWDS = [cv.Crowd("biased + noisy raters", LOOKS[-1], 0, biased=0.2, noisy=0.2)
 def draw_study(crowd: cv.Crowd, rng, accuracy: np.ndarray, quality: np.ndarray):
     """A study of LOOKS[-1] evaluators in arrival order e00, e01, ...; uneven loads make a
     rater's session longer (load / median load, at least one unit)."""
-    n = LOOKS[-1]
+    n, m = LOOKS[-1], len(cv.VARIANTS)
     raters = cv._raters(crowd, rng, n)
     sessions = np.maximum(1, np.round(SESSION_UNITS * raters["load"] / np.median(raters["load"])))
-    units = [(o, c, s) for o in range(len(cv.OBJECTS)) for c in cv.COUNTS for s in range(200)]
-    difficulty = {}
-    effects = cv._caption_effects(crowd, rng, 200)
-    rows: dict[str, list] = {c: [] for c in ("task", "item_id", "evaluator_id", "variant", "prompt",
-                                             "object", "true_count", "answer_count", "rank", "skipped",
-                                             "skip_reason", "position", "seconds", "is_gold", "seed")}
-
-    def add(**cols):
-        for c in rows:
-            rows[c].append(cols.get(c, "" if c == "skip_reason" else np.nan))
-
+    seeds = 200
+    n_units = len(cv.OBJECTS) * len(cv.COUNTS) * seeds
+    unit_difficulty = cv._difficulty(crowd, rng, n_units)  # shared by the variants' images: paired
+    effects = cv._caption_effects(crowd, rng, seeds)
+    parts: list[dict[str, np.ndarray]] = []
     saved = cv.ACCURACY, cv.QUALITY
     cv.ACCURACY, cv.QUALITY = accuracy, quality  # the crowd model reads them per call
     try:
         for e in range(n):
-            r = np.array([e])
-            for k in rng.choice(len(units), int(min(sessions[e], 60)), replace=False):
-                o, c, s = units[k]
-                difficulty.setdefault(k, cv._difficulty(crowd, rng, 1)[0])
-                for v, name in enumerate(cv.VARIANTS):
-                    ans = cv._answers(np.array([c]), v, o, np.array([difficulty[k] * np.exp(rng.normal(0, 0.3))]),
-                                      raters, r, rng)[0]
-                    add(task="count", item_id=f"{name}/{k}", evaluator_id=f"e{e:02d}", variant=name,
-                        prompt=f"{c} {cv.OBJECTS[o]}s", object=cv.OBJECTS[o], true_count=c,
-                        answer_count=ans, skipped=False, seconds=5.0, is_gold=False, seed=s)
-            for j in rng.choice(200, SESSION_CAPTIONS, replace=False):
-                u = cv._utilities(effects[j][None, :], raters, r, crowd.interaction, rng)[0]
-                ranks = np.empty(len(cv.VARIANTS))
-                ranks[np.argsort(-u)] = np.arange(1, len(cv.VARIANTS) + 1)
-                for v, name in enumerate(cv.VARIANTS):
-                    add(task="rank", item_id=f"caption-{j}", evaluator_id=f"e{e:02d}", variant=name,
-                        prompt=f"caption {j}", object="", rank=ranks[v], skipped=False,
-                        position=(v + e + j) % len(cv.VARIANTS), seconds=12.0, is_gold=False, seed=0)
+            k = rng.choice(n_units, int(min(sessions[e], 60)), replace=False)
+            o, rest = np.divmod(k, len(cv.COUNTS) * seeds)
+            c = np.array(cv.COUNTS)[rest // seeds]
+            s = rest % seeds
+            v = np.tile(np.arange(m), len(k))            # every variant's image of each unit
+            k4, o4, c4, s4 = (np.repeat(x, m) for x in (k, o, c, s))
+            d = unit_difficulty[k4] * np.exp(rng.normal(0, 0.3, len(k4)))
+            ans = cv._answers(c4, v, o4, d, raters, np.full(len(k4), e), rng)
+            names = np.array(cv.VARIANTS)[v]
+            objs = np.array(cv.OBJECTS)[o4]
+            parts.append({"task": np.full(len(k4), "count"),
+                          "item_id": np.char.add(np.char.add(names, "/"), k4.astype(str)),
+                          "variant": names, "prompt": np.char.add(np.char.add(c4.astype(str), " "),
+                                                                  np.char.add(objs, "s")),
+                          "object": objs, "true_count": c4.astype(float), "answer_count": ans,
+                          "rank": np.full(len(k4), np.nan), "position": np.full(len(k4), np.nan),
+                          "seconds": np.full(len(k4), 5.0), "seed": s4.astype(float)})
+            j = rng.choice(seeds, SESSION_CAPTIONS, replace=False)
+            u = cv._utilities(effects[j], raters, np.full(len(j), e), crowd.interaction, rng)  # (captions, m)
+            ranks = np.empty_like(u)
+            np.put_along_axis(ranks, np.argsort(-u, axis=1), np.arange(1, m + 1)[None, :].repeat(len(j), 0), 1)
+            jj = np.repeat(j, m)
+            vv = np.tile(np.arange(m), len(j))
+            parts.append({"task": np.full(len(jj), "rank"),
+                          "item_id": np.char.add("caption-", jj.astype(str)),
+                          "variant": np.array(cv.VARIANTS)[vv],
+                          "prompt": np.char.add("caption ", jj.astype(str)), "object": np.full(len(jj), ""),
+                          "true_count": np.full(len(jj), np.nan), "answer_count": np.full(len(jj), np.nan),
+                          "rank": ranks.ravel(), "position": ((vv + e + jj) % m).astype(float),
+                          "seconds": np.full(len(jj), 12.0), "seed": np.zeros(len(jj))})
+            for p in parts[-2:]:
+                p["evaluator_id"] = np.full(len(p["task"]), f"e{e:02d}")
     finally:
         cv.ACCURACY, cv.QUALITY = saved
-    for c in ("skipped", "is_gold"):
-        rows[c] = [bool(x) for x in rows[c]]
-    return table_from_columns({k: np.array(v) for k, v in rows.items()})
+    cols = {c: np.concatenate([p[c] for p in parts]) for c in parts[0]}
+    total = len(cols["task"])
+    cols.update(skipped=np.zeros(total, dtype=bool), is_gold=np.zeros(total, dtype=bool),
+                skip_reason=np.full(total, ""))
+    return table_from_columns(cols)
 
 
 def run_study(table) -> dict:
