@@ -169,7 +169,7 @@ def analyze(table: ResponseTable, protocol: Protocol | None = None, n_boot: int 
         result["primary"] = primary_section(main_table, plan.primary, variants=variants,
                                             objects=objects, arrival=arrival, ev_order=ev_order,
                                             level=level)
-    if judge_table.has_auto_count and main_table.has_auto_count:
+    if np.isfinite(judge_table["auto_count"]).any() and np.isfinite(main_table["auto_count"]).any():
         ev_code, _ = _evaluator_codes(main_table, ev_order)
         ppi = ppi_section(_CountData.build(main_table, ev_code, variants, objects),
                           judge_only_rows(judge_table, variants), comparisons, level)

@@ -63,6 +63,9 @@ def test_the_sequential_panel_moves_from_continue_to_stop_as_evaluators_arrive(s
     comparison = stored["comparisons"][0]
     assert comparison["decision"] == "stop: difference shown", comparison
     assert "stop: difference shown" in panel(client, study)
+    # The report states the rule and the looks taken.
+    report = client.get(f"/research/{study.slug}/report.md").content.decode()
+    assert "O'Brien-Fleming" in report and "looks taken: 4, 8" in report
     # The page shows what the task stored; a GET computes nothing.
     n_results = StudyResult.objects.filter(study=study).count()
     panel(client, study)
