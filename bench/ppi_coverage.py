@@ -37,7 +37,7 @@ from evalstudy.analysis.data import _CountData, _evaluator_codes  # noqa: E402
 from evalstudy.analysis.ppi import _JudgeOnly, ppi_section  # noqa: E402
 from evalstudy.responses import table_from_columns  # noqa: E402
 
-JUDGE_IMAGES_PER_CELL = 10
+JUDGE_IMAGES_PER_CELL = 25
 JUDGES = ("good", "biased", "noise")
 # (coverage.py's crowd, whether the images themselves may show a wrong count)
 SCENARIOS = (("heavy-tailed items, 24 raters", False), ("biased + noisy raters, 24 raters", False),
