@@ -318,3 +318,22 @@ def test_with_the_planned_effect_power_is_near_the_fixed_design_and_fewer_evalua
     fixed = np.mean([f for _, _, f in out])
     assert power >= fixed - 0.05
     assert np.mean([n for _, n, _ in out]) < 36
+
+
+def test_a_stored_result_with_primary_and_judge_sections_reads_back_unchanged():
+    from evalstudy.analysis import AnalysisResult
+    rng = np.random.default_rng(6)
+    t, _ = _ppi_study(rng, "good", n_units=20, extra=2)
+    doc = Protocol.from_dict({
+        "name": "ppi", "variants": ["x-early", "x-intermediate"],
+        "sampling": {"cfg_scale": 3.0, "steps": 25, "sampler": "s", "seed": 0},
+        "evaluators": {"n": 8, "overlap": 3},
+        "count_task": {"objects": [{"name": "circle", "plural": "circles"}], "counts": [1, 2, 3, 4, 5],
+                       "images_per_prompt": 2},
+        "analysis": {"primary": {"comparisons": [{"a": "x-intermediate", "b": "x-early",
+                                                  "measure": "match_ratio", "effect": 0.1}],
+                                 "looks": [4, 8]}}})
+    res = analyze(t, doc, n_boot=100)
+    assert res.primary is not None and res.prediction_powered is not None
+    stored = json.loads(json.dumps(res.to_dict()))
+    assert AnalysisResult.from_dict(stored).to_dict() == stored
