@@ -337,3 +337,25 @@ def test_a_stored_result_with_primary_and_judge_sections_reads_back_unchanged():
     assert res.primary is not None and res.prediction_powered is not None
     stored = json.loads(json.dumps(res.to_dict()))
     assert AnalysisResult.from_dict(stored).to_dict() == stored
+
+
+def test_removing_the_named_items_flips_the_sign_and_one_fewer_does_not():
+    rng = np.random.default_rng(9)
+    base = np.where(rng.random((20, 12)) < 0.6, 2.0, 3.0)
+    a, b = base.copy(), base.copy()
+    a[:, 9:] = 2.0  # three prompt-and-seed pairs carry the whole difference
+    b[:, 9:] = 3.0
+    t = _count_table(a, b)
+    comp = analyze(t, _robust_protocol(), n_boot=100).primary.comparisons[0]
+    sign = next(f for f in comp.robustness if f.by == "items" and f.criterion == "sign")
+    assert sign.confirmed == 3
+    seeds = [int(name.rsplit("seed ", 1)[1]) for name in sign.removed]
+    assert sorted(seeds) == [9, 10, 11]
+
+    def refit_difference(removed_seeds):
+        keep = ~np.isin(t["seed"], removed_seeds)
+        paired = analyze(t.subset(keep), n_boot=100).tests.paired
+        return next(p.difference for p in paired if p.measure == "match_ratio")
+
+    assert refit_difference(seeds) <= 0
+    assert refit_difference(seeds[:-1]) > 0
