@@ -190,6 +190,8 @@ def join(request: HttpRequest, invite_token: str) -> HttpResponse:
             ticket = signing.dumps({"e": exc.evaluator.pk, "b": exc.evaluator.browser}, salt=TAKEOVER_SALT)
             return render(request, "studies/takeover.html", {"study": study, "ticket": ticket}, status=409)
         _remember(request, evaluator)
+    elif evaluator.finished_at is not None:  # back by the link after finishing, in this browser
+        return _done_page(request, study, evaluator, again=True)
     return _next_page(study, evaluator)
 
 
