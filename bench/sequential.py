@@ -14,8 +14,9 @@ own code, alpha shared by the two comparisons).
   stay at or below alpha = 0.05, within Monte Carlo error.
 * planned effect: bench/coverage.py's own accuracies and qualities; power is the share of
   studies that stop with a difference shown, against the fixed design (one look at the last
-  LOOKS, |Z| >= z_(1 - alpha/4)), and the mean number of evaluators paid for (a study stops
-  at its stopping look; one that continues to the end pays for all).
+  LOOKS, |Z| >= z_(1 - alpha/4), Z read through t as the rule reads it), and the mean
+  number of evaluators paid for (a study stops at its stopping look; one that continues to
+  the end pays for all).
 
     nice -n 10 .venv/bin/python bench/sequential.py [--studies 500] [--planned-studies 200] [--write]
 """
@@ -35,8 +36,9 @@ sys.path.insert(0, str(ROOT))
 
 from bench import coverage as cv  # noqa: E402
 from bench._common import cpu_and_usable_cores, load_average, save_result  # noqa: E402
-from evalstudy.analysis.data import canonical_evaluator_order  # noqa: E402
-from evalstudy.analysis.primary import primary_section  # noqa: E402
+from evalstudy import sequential  # noqa: E402
+from evalstudy.analysis.data import _CountData, _evaluator_codes, _RankData, canonical_evaluator_order  # noqa: E402
+from evalstudy.analysis.primary import _Rows, primary_section  # noqa: E402
 from evalstudy.protocol import PrimaryComparison, PrimaryPlan  # noqa: E402
 from evalstudy.responses import table_from_columns  # noqa: E402
 
@@ -112,24 +114,28 @@ def draw_study(crowd: cv.Crowd, rng, accuracy: np.ndarray, quality: np.ndarray):
 
 
 def run_study(table) -> dict:
+    order = canonical_evaluator_order(table)
     section = primary_section(table, PLAN, variants=list(cv.VARIANTS), objects=list(cv.OBJECTS),
                               arrival=[f"e{e:02d}" for e in range(LOOKS[-1])],
-                              ev_order=canonical_evaluator_order(table), level=0.95, robust=False)
+                              ev_order=order, level=0.95, robust=False)
+    # The fixed design: one look at every evaluator, Z read as the rule reads it (through t
+    # with Satterthwaite's df), against the one-look boundary at the same share of alpha.
     fixed_c = sps.norm.isf(ALPHA / len(PLAN.comparisons) / 2)
-    shown, stop_at, fixed = False, LOOKS[-1], False
+    ev_code, _ = _evaluator_codes(table, order)
+    count = _CountData.build(table, ev_code, list(cv.VARIANTS), list(cv.OBJECTS))
+    rank = _RankData.build(table, ev_code, list(cv.VARIANTS))
+    ia, ib = cv.VARIANTS.index(A), cv.VARIANTS.index(B)
+    shown, fixed = False, False
     stops = []
-    for comp in section["comparisons"]:
+    for pc, comp in zip(PLAN.comparisons, section["comparisons"], strict=True):
         last = comp["looks"][-1]
         stops.append(last["n_evaluators"] if comp["decision"] != "continue" else LOOKS[-1])
         shown |= comp["decision"] == "stop: difference shown"
-        full = next((lk for lk in comp["looks"] if lk["n_evaluators"] == LOOKS[-1]), None)
-        z_final = full["z"] if full is not None else None
-        if z_final is None:  # the sequential rule stopped early: the fixed design's last look
-            est, se = comp["estimate"], comp["se"]
-            z_final = est / se if se else 0.0
-        fixed |= abs(z_final) >= fixed_c
-    stop_at = max(stops)  # the study pays until its last comparison stops
-    return {"shown": shown, "evaluators": stop_at, "fixed": fixed}
+        est, var, df = _Rows(count, rank, pc.measure).estimate(None, ia, ib, 0.95)
+        z_fixed = sequential.z_from_t(est, np.sqrt(var) if var >= 0 else np.nan, df)
+        fixed |= bool(np.isfinite(z_fixed) and abs(z_fixed) >= fixed_c)
+    return {"shown": shown, "evaluators": max(stops),  # paid until the last comparison stops
+            "fixed": fixed}
 
 
 def main(args) -> str:
