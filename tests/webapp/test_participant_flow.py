@@ -68,6 +68,10 @@ def test_the_tasks_cannot_be_opened_before_the_instructions(study):
 
 def test_the_practice_item_cannot_be_skipped_either(panel_study):
     client = _consented(Client(), panel_study, PROLIFIC_PID=PID)
+    # The practice item opens from the instructions' "Start" only, not by its URL.
+    assert client.get(f"/e/{panel_study.slug}/practice/")["Location"].endswith("/instructions/")
+    assert client.post(f"/e/{panel_study.slug}/practice/", {"answer": "2"})["Location"].endswith("/instructions/")
+    assert Evaluator.objects.get().started_at is None
     # "Start" leads to the practice item; neither it nor a typed URL opens the tasks.
     assert client.post(f"/e/{panel_study.slug}/instructions/")["Location"].endswith("/practice/")
     assert client.get(f"/e/{panel_study.slug}/task/")["Location"].endswith("/instructions/")
