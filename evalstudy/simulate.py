@@ -262,7 +262,7 @@ def synthetic_protocol(variants, *, objects=("circle", "square", "triangle"), co
     return Protocol.from_dict(doc)
 
 
-def simulate_study(simulator: RaterSimulator, protocol: Protocol, *, n_evaluators: int | None = None,  # noqa: PLR0915 (stats27 is reworking it now; split after that lands)
+def simulate_study(simulator: RaterSimulator, protocol: Protocol, *, n_evaluators: int | None = None,  # noqa: PLR0915 (count and rank columns; split pending)
                    overlap: int | None = None, base_dir: str | Path | None = None,
                    seed: int | None = None) -> ResponseTable:
     """Simulate every response of a study run as planned by `plan_assignments`.
