@@ -262,7 +262,7 @@ def synthetic_protocol(variants, *, objects=("circle", "square", "triangle"), co
     return Protocol.from_dict(doc)
 
 
-def simulate_study(simulator: RaterSimulator, protocol: Protocol, *, n_evaluators: int | None = None,  # noqa: PLR0915 (count and rank columns; split pending)
+def simulate_study(simulator: RaterSimulator, protocol: Protocol, *, n_evaluators: int | None = None,
                    overlap: int | None = None, base_dir: str | Path | None = None,
                    seed: int | None = None) -> ResponseTable:
     """Simulate every response of a study run as planned by `plan_assignments`.
@@ -302,7 +302,26 @@ def simulate_study(simulator: RaterSimulator, protocol: Protocol, *, n_evaluator
     image_count.update({g: by_id[g].true_count for g in gold_ids})  # gold images are exact
     item_effect = {i: rng.normal(0.0, simulator.item_sd, m) for i in sorted(rank_ids)}
 
-    count_rows, rank_rows = [], []  # (evaluator index, item id, repeat_of)
+    count_rows, rank_rows = _showings(plans)
+    cols: dict[str, list] = {c: [] for c in ("task", "item_id", "evaluator_id", "variant",
+                                              "prompt", "object", "true_count", "answer_count",
+                                              "rank", "skipped", "skip_reason", "position",
+                                              "seconds", "is_gold", "image_id", "seed",
+                                              "repeat_of")}
+    names = [f"e{s + 1:03d}" for s in range(n_ev)]
+    # The count answers draw from `rng` before the rankings, in this order.
+    if count_rows:
+        _count_columns(cols, count_rows, simulator, raters, by_id, image_count, names, max_count, rng)
+    if rank_rows:
+        _rank_columns(cols, rank_rows, simulator, raters, by_id, item_effect, names, variants, rng)
+    return table_from_columns(cols, allow_ties=protocol.allow_ties)
+
+
+def _showings(plans) -> tuple[list[tuple], list[tuple]]:
+    """Each plan's showings in order: count (slot, item id, is repeat) and rank (slot, item
+    id, is repeat, positions shown); a second showing of an item is its repeat."""
+    count_rows: list[tuple] = []
+    rank_rows: list[tuple] = []
     for plan in plans:
         seen: set[tuple[str, str]] = set()
         for task, item in plan.items:
@@ -313,81 +332,86 @@ def simulate_study(simulator: RaterSimulator, protocol: Protocol, *, n_evaluator
             else:
                 pos = plan.repeat_positions[item] if repeat else plan.positions[item]
                 rank_rows.append((plan.slot, item, repeat, pos))
+    return count_rows, rank_rows
 
-    cols: dict[str, list] = {c: [] for c in ("task", "item_id", "evaluator_id", "variant",
-                                              "prompt", "object", "true_count", "answer_count",
-                                              "rank", "skipped", "skip_reason", "position",
-                                              "seconds", "is_gold", "image_id", "seed",
-                                              "repeat_of")}
-    names = [f"e{s + 1:03d}" for s in range(n_ev)]
+
+def _seconds(rng: np.random.Generator, careless: np.ndarray, ev_idx: np.ndarray, median: float) -> np.ndarray:
+    """Seconds per showing: log-normal around `median`, near CARELESS_SECONDS for a careless rater."""
+    t = median * np.exp(rng.normal(0.0, 0.5, len(ev_idx)))
+    return np.where(careless[ev_idx], CARELESS_SECONDS * np.exp(rng.normal(0, 0.3, len(ev_idx))),
+                    t).round(2)
+
+
+def _count_columns(cols: dict[str, list], count_rows: list[tuple], simulator: RaterSimulator, raters: dict,
+                   by_id: dict[str, StudyItem], image_count: dict, names: list[str], max_count: int,
+                   rng: np.random.Generator) -> None:
+    """Append one row per count showing to `cols`."""
     careless = raters["careless"]
+    ev_idx = np.array([r[0] for r in count_rows])
+    imgs = np.array([image_count[r[1]] for r in count_rows])
+    answers = simulator._answers(imgs, raters["noise"][ev_idx], careless[ev_idx], max_count, rng)
+    skipped = rng.random(len(count_rows)) < simulator.count_skip_rate
+    secs = _seconds(rng, careless, ev_idx, COUNT_SECONDS)
+    for n, (e, item_id, repeat) in enumerate(count_rows):
+        it = by_id[item_id]
+        cols["task"].append("count")
+        cols["item_id"].append(repeat_item_id(item_id) if repeat else item_id)
+        cols["evaluator_id"].append(names[e])
+        cols["variant"].append(it.variant or "")
+        cols["prompt"].append(it.prompt)
+        cols["object"].append(it.object)
+        cols["true_count"].append(it.true_count)
+        cols["answer_count"].append(math.nan if skipped[n] else answers[n])
+        cols["rank"].append(math.nan)
+        cols["skipped"].append(bool(skipped[n]))
+        cols["skip_reason"].append(SKIP_REASONS[2] if skipped[n] else "")
+        cols["position"].append(math.nan)
+        cols["seconds"].append(secs[n])
+        cols["is_gold"].append(it.is_gold)
+        cols["image_id"].append(item_id)
+        cols["seed"].append(math.nan if it.seed is None else it.seed)
+        cols["repeat_of"].append(item_id if repeat else "")
 
-    def seconds(ev_idx, median):
-        t = median * np.exp(rng.normal(0.0, 0.5, len(ev_idx)))
-        return np.where(careless[ev_idx], CARELESS_SECONDS * np.exp(rng.normal(0, 0.3, len(ev_idx))),
-                        t).round(2)
 
-    if count_rows:
-        ev_idx = np.array([r[0] for r in count_rows])
-        imgs = np.array([image_count[r[1]] for r in count_rows])
-        answers = simulator._answers(imgs, raters["noise"][ev_idx], careless[ev_idx], max_count, rng)
-        skipped = rng.random(len(count_rows)) < simulator.count_skip_rate
-        secs = seconds(ev_idx, COUNT_SECONDS)
-        for n, (e, item_id, repeat) in enumerate(count_rows):
-            it = by_id[item_id]
-            cols["task"].append("count")
+def _rank_columns(cols: dict[str, list], rank_rows: list[tuple], simulator: RaterSimulator, raters: dict,
+                  by_id: dict[str, StudyItem], item_effect: dict, names: list[str], variants: list[str],
+                  rng: np.random.Generator) -> None:
+    """Append one row per variant of each ranking shown to `cols`."""
+    careless = raters["careless"]
+    m = len(variants)
+    ev_idx = np.array([r[0] for r in rank_rows])
+    n_r = len(rank_rows)
+    shown = np.array([r[3] for r in rank_rows])               # (n, m) variant index per position
+    screen = np.argsort(shown, axis=1)                        # (n, m) position of each variant
+    q = np.array([simulator.variant_quality[v] for v in variants])
+    a = np.stack([item_effect[r[1]] for r in rank_rows])
+    b = raters["taste"][ev_idx][:, [simulator.variants.index(v) for v in variants]]
+    u = (q[None, :] + a + b + rng.normal(0.0, simulator.rank_noise, (n_r, m))
+         + simulator._bias(m)[screen])
+    ranks = simulator._rankings(u, careless[ev_idx], rng)
+    skipped = rng.random(n_r) < simulator.skip_rate
+    reasons = rng.integers(len(SKIP_REASONS), size=n_r)
+    secs = _seconds(rng, careless, ev_idx, RANK_SECONDS)
+    for n, (e, item_id, repeat, _) in enumerate(rank_rows):
+        it = by_id[item_id]
+        for v in range(m):
+            cols["task"].append("rank")
             cols["item_id"].append(repeat_item_id(item_id) if repeat else item_id)
             cols["evaluator_id"].append(names[e])
-            cols["variant"].append(it.variant or "")
+            cols["variant"].append(variants[v])
             cols["prompt"].append(it.prompt)
-            cols["object"].append(it.object)
-            cols["true_count"].append(it.true_count)
-            cols["answer_count"].append(math.nan if skipped[n] else answers[n])
-            cols["rank"].append(math.nan)
+            cols["object"].append("")
+            cols["true_count"].append(math.nan)
+            cols["answer_count"].append(math.nan)
+            cols["rank"].append(math.nan if skipped[n] else ranks[n, v])
             cols["skipped"].append(bool(skipped[n]))
-            cols["skip_reason"].append(SKIP_REASONS[2] if skipped[n] else "")
-            cols["position"].append(math.nan)
+            cols["skip_reason"].append(SKIP_REASONS[reasons[n]] if skipped[n] else "")
+            cols["position"].append(screen[n, v])
             cols["seconds"].append(secs[n])
-            cols["is_gold"].append(it.is_gold)
-            cols["image_id"].append(item_id)
+            cols["is_gold"].append(False)
+            cols["image_id"].append(f"{item_id}:{variants[v]}")
             cols["seed"].append(math.nan if it.seed is None else it.seed)
             cols["repeat_of"].append(item_id if repeat else "")
-
-    if rank_rows:
-        ev_idx = np.array([r[0] for r in rank_rows])
-        n_r = len(rank_rows)
-        shown = np.array([r[3] for r in rank_rows])               # (n, m) variant index per position
-        screen = np.argsort(shown, axis=1)                        # (n, m) position of each variant
-        q = np.array([simulator.variant_quality[v] for v in variants])
-        a = np.stack([item_effect[r[1]] for r in rank_rows])
-        b = raters["taste"][ev_idx][:, [simulator.variants.index(v) for v in variants]]
-        u = (q[None, :] + a + b + rng.normal(0.0, simulator.rank_noise, (n_r, m))
-             + simulator._bias(m)[screen])
-        ranks = simulator._rankings(u, careless[ev_idx], rng)
-        skipped = rng.random(n_r) < simulator.skip_rate
-        reasons = rng.integers(len(SKIP_REASONS), size=n_r)
-        secs = seconds(ev_idx, RANK_SECONDS)
-        for n, (e, item_id, repeat, _) in enumerate(rank_rows):
-            it = by_id[item_id]
-            for v in range(m):
-                cols["task"].append("rank")
-                cols["item_id"].append(repeat_item_id(item_id) if repeat else item_id)
-                cols["evaluator_id"].append(names[e])
-                cols["variant"].append(variants[v])
-                cols["prompt"].append(it.prompt)
-                cols["object"].append("")
-                cols["true_count"].append(math.nan)
-                cols["answer_count"].append(math.nan)
-                cols["rank"].append(math.nan if skipped[n] else ranks[n, v])
-                cols["skipped"].append(bool(skipped[n]))
-                cols["skip_reason"].append(SKIP_REASONS[reasons[n]] if skipped[n] else "")
-                cols["position"].append(screen[n, v])
-                cols["seconds"].append(secs[n])
-                cols["is_gold"].append(False)
-                cols["image_id"].append(f"{item_id}:{variants[v]}")
-                cols["seed"].append(math.nan if it.seed is None else it.seed)
-                cols["repeat_of"].append(item_id if repeat else "")
-    return table_from_columns(cols, allow_ties=protocol.allow_ties)
 
 
 def power_analysis(simulator: RaterSimulator, a: str, b: str, *, task: str = "rank",
