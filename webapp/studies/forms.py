@@ -7,6 +7,9 @@ import re
 from django import forms
 from django.core.exceptions import ValidationError
 
+from evalstudy.protocol import MAX_RANKED_VARIANTS
+from evalstudy.ranks import WRONG_WIDTH
+
 from .models import RankResponse
 
 MAX_COUNT = 1000
@@ -45,39 +48,59 @@ class CountAnswerForm(forms.Form):
         return data
 
 
+# The pairwise page's three buttons, as ranks of (left, right): 1 = better.
+PAIRWISE_CHOICES = {"left": (1, 2), "right": (2, 1), "same": (1, 1)}
+
+
 class RankAnswerForm(forms.Form):
-    """Ranks of the four images in screen order (``rank_0`` is the top-left image), or a skip."""
+    """Ranks of the ``width`` images in screen order (``rank_0`` is the first image), a
+    pairwise choice (``choice``: left, right or same), "all equally good" (``all_equal``,
+    every image rank 1), or a skip. Shape only: whether the ranks form a ranking the study
+    accepts (permutation, ties) is the service's check, with the protocol at hand."""
 
     token = forms.CharField(max_length=500)
-    rank_0 = forms.TypedChoiceField(
-        choices=[("", "-")] + [(str(i), str(i)) for i in range(1, 5)], coerce=int, required=False, empty_value=None
-    )
-    rank_1 = forms.TypedChoiceField(
-        choices=[("", "-")] + [(str(i), str(i)) for i in range(1, 5)], coerce=int, required=False, empty_value=None
-    )
-    rank_2 = forms.TypedChoiceField(
-        choices=[("", "-")] + [(str(i), str(i)) for i in range(1, 5)], coerce=int, required=False, empty_value=None
-    )
-    rank_3 = forms.TypedChoiceField(
-        choices=[("", "-")] + [(str(i), str(i)) for i in range(1, 5)], coerce=int, required=False, empty_value=None
-    )
+    choice = forms.ChoiceField(choices=[("", "")] + [(c, c) for c in PAIRWISE_CHOICES], required=False)
+    all_equal = forms.BooleanField(required=False)
     skip_reason = forms.ChoiceField(choices=[("", "")] + list(RankResponse.SkipReason.choices), required=False)
+
+    def __init__(self, *args, width: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.width = width
+        message = f"Each rank is a whole number from 1 (best) to {width}."
+        for i in range(MAX_RANKED_VARIANTS):
+            self.fields[f"rank_{i}"] = forms.TypedChoiceField(
+                choices=[("", "-")] + [(str(r), str(r)) for r in range(1, MAX_RANKED_VARIANTS + 1)],
+                coerce=int, required=False, empty_value=None, error_messages={"invalid_choice": message},
+            )
 
     def clean(self) -> dict:
         data = super().clean()
         if self.errors:
             return data
-        ranks = [data.get(f"rank_{i}") for i in range(4)]
+        n = self.width
+        given = [data.get(f"rank_{i}") for i in range(MAX_RANKED_VARIANTS)]
+        ranks, beyond = given[:n], given[n:]
+        choice, all_equal = data.get("choice"), data.get("all_equal")
         if data.get("skip_reason"):
-            if any(r is not None for r in ranks):
+            if any(r is not None for r in given) or choice or all_equal:
                 raise ValidationError("Either rank the images or skip, not both.", code="both")
             data["ranks"] = None
             return data
+        if any(r is not None for r in beyond) or (choice and n != 2):
+            raise ValidationError(f"This task shows {n} images: rank those {n}.", code=WRONG_WIDTH)
+        if choice and (all_equal or any(r is not None for r in ranks)):
+            raise ValidationError("Choose one answer.", code="both")
+        if choice:
+            data["ranks"] = list(PAIRWISE_CHOICES[choice])
+            return data
+        if all_equal:
+            if any(r is not None for r in ranks):
+                raise ValidationError("Either rank the images or choose \u201call equally good\u201d.", code="both")
+            data["ranks"] = [1] * n
+            return data
         if any(r is None for r in ranks):
             raise ValidationError(
-                "Rank all four images (1 = best, 4 = worst), or skip with a reason.", code="incomplete"
+                f"Rank all {n} images (1 = best, {n} = worst), or skip with a reason.", code="incomplete"
             )
-        if sorted(ranks) != [1, 2, 3, 4]:
-            raise ValidationError("Each rank 1, 2, 3 and 4 must be used exactly once.", code="not_permutation")
         data["ranks"] = ranks
         return data

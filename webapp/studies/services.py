@@ -12,11 +12,12 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core import signing
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
 from evalstudy.design import plan_assignments, repeat_item_id
 from evalstudy.protocol import Protocol, ProtocolError, StudyItem, stable_key, study_items
+from evalstudy.ranks import RankError, check_ranks
 
 from .imagefiles import write_png_atomic
 from .models import CountResponse, Entry, Evaluator, Image, Item, Prompt, RankResponse, Slot, Study, Variant, new_token
@@ -291,6 +292,23 @@ def evaluator_decline(*, evaluator: Evaluator) -> Evaluator:
 # --------------------------------------------------------------------------- answers
 
 
+def _is_duplicate(exc: IntegrityError, model: type[models.Model]) -> bool:
+    """Whether ``exc`` is a unique constraint of ``model``'s table (the answer is there
+    already), as opposed to a check constraint (the answer itself is malformed)."""
+    cause = exc.__cause__
+    diag = getattr(cause, "diag", None)
+    if diag is not None:  # PostgreSQL: SQLSTATE 23505 is unique_violation
+        return getattr(cause, "sqlstate", None) == "23505" and diag.table_name == model._meta.db_table
+    # SQLite words it "UNIQUE constraint failed: <table>.<column>, ..."
+    return str(exc).startswith(f"UNIQUE constraint failed: {model._meta.db_table}.")
+
+
+def _refused(exc: IntegrityError, model: type[models.Model]) -> SubmissionError:
+    if _is_duplicate(exc, model):
+        return SubmissionError("already_answered", "You have already answered this task.", 409)
+    return SubmissionError("invalid", "This answer cannot be stored as it is; reload the page and answer again.", 400)
+
+
 def count_response_submit(*, evaluator: Evaluator, token: str, answer: int | None, cant_tell: bool) -> CountResponse:
     """Store one count answer. Raises SubmissionError (and stores nothing) for a forged,
     foreign, replayed or closed-study submission."""
@@ -312,31 +330,41 @@ def count_response_submit(*, evaluator: Evaluator, token: str, answer: int | Non
             )
             _after_answer(evaluator)
     except IntegrityError as exc:
-        raise SubmissionError("already_answered", "You have already answered this task.", 409) from exc
+        raise _refused(exc, CountResponse) from exc
     return response
 
 
 def rank_response_submit(
     *, evaluator: Evaluator, token: str, ranks: list[int] | None, skip_reason: str = ""
 ) -> RankResponse:
-    """Store one ranking (ranks of the images in screen order) or a skip with its reason."""
+    """Store one ranking (competition ranks of the images in screen order, 1 = best) or a
+    skip with its reason. The width and whether ties are allowed come from the study's
+    protocol; a ranking that breaks either is refused here (the database refuses a
+    malformed one of any width, but cannot see the protocol's ``allow_ties``)."""
     if ranks is None:
         if skip_reason not in RankResponse.SkipReason.values:
             raise SubmissionError("invalid", "Choose a reason for skipping.", 400)
-    elif sorted(ranks) != [1, 2, 3, 4] or skip_reason:
-        raise SubmissionError("not_permutation", "Each rank 1, 2, 3 and 4 must be used exactly once.", 400)
-    from .selectors import entry_images
+    elif skip_reason:
+        raise SubmissionError("both", "Either rank the images or skip, not both.", 400)
+    from .selectors import entry_images, study_ranking
 
     try:
         with transaction.atomic():
             entry, seconds = _entry_for_submission(evaluator=evaluator, token=token, task=Item.Task.RANK)
+            ranking = study_ranking(study=entry.evaluator.study)
+            if ranks is not None:
+                try:
+                    check_ranks(ranks, ranking.width, allow_ties=ranking.allow_ties)
+                except RankError as exc:
+                    raise SubmissionError(exc.code, str(exc), 400) from None
             images = entry_images(entry=entry)
             fields = {f"image_{i}": img for i, img in enumerate(images)}
-            fields.update({f"rank_{i}": (None if ranks is None else ranks[i]) for i in range(4)})
+            fields.update({f"rank_{i}": (None if ranks is None else ranks[i]) for i in range(len(images))})
             response = RankResponse.objects.create(
                 entry=entry,
                 evaluator=evaluator,
                 item=entry.item,
+                width=len(images),
                 skipped=ranks is None,
                 skip_reason=skip_reason if ranks is None else "",
                 seconds=seconds,
@@ -345,7 +373,7 @@ def rank_response_submit(
             )
             _after_answer(evaluator)
     except IntegrityError as exc:
-        raise SubmissionError("already_answered", "You have already answered this task.", 409) from exc
+        raise _refused(exc, RankResponse) from exc
     return response
 
 
@@ -623,7 +651,7 @@ def study_open(*, study: Study) -> Study:
             n_slots=proto.evaluators.n,
             overlap=proto.evaluators.overlap,
             seed=study.plan_seed,
-            n_variants=study.variants.count(),
+            n_variants=proto.n_ranked,
             gold_item_ids=gold_keys,
             n_repeats=proto.quality_control.repeats,
         )
