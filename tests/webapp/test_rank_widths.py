@@ -164,6 +164,23 @@ def test_the_ranking_page_shows_the_protocols_width_and_the_tie_controls_only_wi
         assert ('id="all-good"' in page) == allow_ties and ('id="tie"' in page) == allow_ties
 
 
+@pytest.mark.parametrize("n, allow_ties, says", [
+    (2, True, ("two images side by side", "about the same")),
+    (3, False, ("three images", "best (1)", "worst (3)")),
+    (5, True, ("five images", "worst (5)", "all equally good")),
+])
+def test_consent_and_instructions_describe_the_protocols_ranking(n, allow_ties, says):
+    study = open_study(n, allow_ties=allow_ties)
+    client = Client()
+    client.get(f"/join/{study.invite_token}/")
+    consent = client.get(f"/e/{study.slug}/consent/").content.decode()
+    assert ("choose the better of two images" if n == 2 else f"order {says[0]}") in consent
+    join(client, study)
+    page = client.get(f"/e/{study.slug}/instructions/").content.decode()
+    assert all(s in page for s in says) and "four images" not in page
+    assert ("all equally good" in page) == (allow_ties and n > 2)
+
+
 def test_a_check_constraint_failure_is_a_400_not_already_answered(monkeypatch):
     """Only the unique constraint means "already answered"; a malformed row the database
     refuses (here with the service's own check switched off) is a plain 400."""

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from django.db.models import Count, Q
 
+from evalstudy.protocol import NUMBER_WORDS
+
 from .models import CountResponse, Entry, Evaluator, Image, Item, RankResponse, Study
 from .recruitment import protocol_of
 
@@ -69,6 +71,11 @@ class Ranking:
     @property
     def is_pairwise(self) -> bool:
         return self.width == 2
+
+    @property
+    def width_word(self) -> str:
+        """The width in words, for the participants' pages ("four")."""
+        return NUMBER_WORDS[self.width]
 
 
 def study_ranking(*, study: Study) -> Ranking:

@@ -206,6 +206,7 @@ def _consent_context(study: Study, evaluator: Evaluator) -> dict:
         "n_tasks": n_tasks,
         "estimate": recruitment.time_estimate(study=study, n_tasks=n_tasks),
         "practice": recruitment.practice_of(study),
+        "ranking": selectors.study_ranking(study=study),
     }
 
 
