@@ -12,8 +12,8 @@ evalstudy.protocol
     Protocol.content_hash() -> str               sha256 of the canonical JSON
     load_protocol(path) -> Protocol              .json, or .yaml/.yml with PyYAML
     count_prompts(protocol) -> list[CountPrompt] fields object, count, colour, text, question
-    preference_captions(protocol, base_dir=None) -> list[str]
-    study_items(protocol, base_dir=None) -> list[StudyItem]   every item with its id
+    preference_captions(protocol, base_dir=None, root=None) -> list[str]
+    study_items(protocol, base_dir=None, root=None) -> list[StudyItem] every item with its id
     ProtocolError(ValueError)
     Protocol.n_ranked -> int                     ranking width = len(variants), 2..6
     Protocol.allow_ties -> bool                  preference_task.allow_ties (default False,

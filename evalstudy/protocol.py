@@ -802,23 +802,53 @@ def count_prompts(protocol: Protocol) -> list[CountPrompt]:
     return out
 
 
-def read_coco_captions(path: str | Path) -> list[tuple[int, str]]:
-    """(annotation id, caption) pairs from an MS-COCO captions file, sorted by id."""
+def read_coco_captions(path: str | Path, *, label: str | None = None) -> list[tuple[int, str]]:
+    """(annotation id, caption) pairs from an MS-COCO captions file, sorted by id.
+
+    Errors name the file as ``label`` (e.g. the protocol field that gave the path, so that
+    a server's paths stay out of the message), or as its path when no label is given.
+    """
     path = Path(path)
+    name = str(path) if label is None else label
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
-        raise ProtocolError(f"cannot read captions file {path}: {exc.strerror}") from exc
-    except json.JSONDecodeError as exc:
-        raise ProtocolError(f"{path}: not valid JSON: {exc}") from exc
+        raise ProtocolError(f"{name}: cannot read captions file ({exc.strerror})") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ProtocolError(f"{name}: not valid JSON: {exc}") from exc
     if not isinstance(doc, dict) or not isinstance(doc.get("annotations"), list):
-        raise ProtocolError(f"{path}: not an MS-COCO captions file (no 'annotations' list)")
+        raise ProtocolError(f"{name}: not an MS-COCO captions file (no 'annotations' list)")
     out = []
     for i, a in enumerate(doc["annotations"]):
         if not isinstance(a, dict) or not isinstance(a.get("caption"), str) or "id" not in a:
-            raise ProtocolError(f"{path}: annotations[{i}] needs 'id' and 'caption'")
+            raise ProtocolError(f"{name}: annotations[{i}] needs 'id' and 'caption'")
         out.append((a["id"], " ".join(a["caption"].split())))
     return sorted(out, key=lambda t: str(t[0]))
+
+
+def protocol_file(value: str, *, field: str, base_dir: str | Path | None = None,
+                  root: str | Path | None = None) -> Path:
+    """The file a path in a protocol names: relative paths are read from ``base_dir``.
+
+    With ``root`` (a server reading protocols that others upload), the file must lie inside
+    that folder once every symbolic link is followed: an absolute path, ``..`` past the
+    folder or a link out of it is a ProtocolError naming ``field``, and no message shows a
+    path, so the server neither reads nor describes a file outside the folder.
+    """
+    path = Path(value)
+    if root is None:
+        return path if path.is_absolute() or base_dir is None else Path(base_dir) / path
+    if path.is_absolute():
+        raise ProtocolError(f"{field}: give a path relative to the protocol files folder, not an absolute one")
+    try:
+        inside = Path(root).resolve()
+        full = ((Path(base_dir) if base_dir is not None else inside) / path).resolve()
+    except (OSError, ValueError, RuntimeError) as exc:  # a NUL byte, a loop of links
+        raise ProtocolError(f"{field}: not a usable file path") from exc
+    if not full.is_relative_to(inside):
+        raise ProtocolError(f"{field}: the file must be inside the protocol files folder "
+                            "(no '..' past it, no link out of it)")
+    return full
 
 
 def stable_key(*parts: object) -> str:
@@ -826,9 +856,11 @@ def stable_key(*parts: object) -> str:
     return hashlib.sha256(":".join(map(str, parts)).encode("utf-8")).hexdigest()
 
 
-def preference_captions(protocol: Protocol, base_dir: str | Path | None = None) -> list[str]:
+def preference_captions(protocol: Protocol, base_dir: str | Path | None = None,
+                        root: str | Path | None = None) -> list[str]:
     """The captions to rank. A drawn sample is ordered by sha256(seed:annotation id),
-    so it is the same on every machine and for every numpy version."""
+    so it is the same on every machine and for every numpy version. A captions file is
+    found with ``protocol_file`` (confined to ``root`` when one is given)."""
     task = protocol.preference_task
     if task is None:
         return []
@@ -838,10 +870,9 @@ def preference_captions(protocol: Protocol, base_dir: str | Path | None = None) 
             return list(src.inline)
         pool = list(enumerate(src.inline))
     else:
-        path = Path(src.path)
-        if not path.is_absolute() and base_dir is not None:
-            path = Path(base_dir) / path
-        pool = read_coco_captions(path)
+        field = "preference_task.captions.path"
+        path = protocol_file(src.path, field=field, base_dir=base_dir, root=root)
+        pool = read_coco_captions(path, label=None if root is None else field)
     # One caption per distinct text: COCO has near-duplicates across annotations.
     seen: set[str] = set()
     unique = []
@@ -860,9 +891,11 @@ def image_seeds(protocol: Protocol, n_images: int) -> list[int]:
     return [protocol.sampling.seed + k for k in range(n_images)]
 
 
-def study_items(protocol: Protocol, base_dir: str | Path | None = None) -> list[StudyItem]:
+def study_items(protocol: Protocol, base_dir: str | Path | None = None,
+                root: str | Path | None = None) -> list[StudyItem]:
     """Every item of the study with a stable id: count images per variant, prompt and
-    seed; gold images; captions (x seeds) to rank. Ids are what the responses use."""
+    seed; gold images; captions (x seeds) to rank. Ids are what the responses use.
+    ``base_dir`` and ``root``: as in ``preference_captions``."""
     items: list[StudyItem] = []
     if protocol.count_task is not None:
         seeds = image_seeds(protocol, protocol.count_task.images_per_prompt)
@@ -889,7 +922,7 @@ def study_items(protocol: Protocol, base_dir: str | Path | None = None) -> list[
                 is_gold=True))
     if protocol.preference_task is not None:
         seeds = image_seeds(protocol, protocol.preference_task.images_per_caption)
-        for k, caption in enumerate(preference_captions(protocol, base_dir)):
+        for k, caption in enumerate(preference_captions(protocol, base_dir, root)):
             for seed in seeds:
                 items.append(StudyItem(
                     task="rank", item_id=f"rank:{k}:{seed}", prompt=caption, variant=None,

@@ -293,7 +293,7 @@ def test_the_csv_has_one_row_per_variant_with_the_tied_ranks_as_stored():
 # --------------------------------------------------------------------------- the migration
 
 
-BEFORE, AFTER = ("studies", "0003_merge_recruitment_browser"), ("studies", "0004_rank_width_and_ties")
+BEFORE, AFTER = ("studies", "0004_entry_shown_at_evaluator_started_at"), ("studies", "0005_rank_width_and_ties")
 
 
 @pytest.mark.django_db(transaction=True)
