@@ -9,7 +9,7 @@ class Migration(migrations.Migration):
     # Every ranking stored before this migration ranked four images: width 4 keeps it valid.
 
     dependencies = [
-        ('studies', '0003_merge_recruitment_browser'),
+        ('studies', '0004_entry_shown_at_evaluator_started_at'),
     ]
 
     operations = [
