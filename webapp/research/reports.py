@@ -125,8 +125,7 @@ def _preference_table(section: Sections | AnalysisResult, ci_label: str) -> Tabl
         header=("variant", "rankings", "raters", "preference score", ci_label, "mean rank", "Plackett-Luce strength",
                 ci_label, "ranked 1st / \u2026 / last"),
         rows=rows,
-        note=(f"m = {pref.m} images per ranking" if pref.m else "no rankings yet")
-             + "; ranking skip rate (skipped rankings of all rankings shown; "
+        note=f"m = {pref.m or 4} images per ranking; ranking skip rate (skipped rankings of all rankings shown; "
              f"a skip names no variant): {percent(pref.ranking_skip_rate)} {ci(pref.ranking_skip_rate_ci)} "
              f"({reasons})." + few_raters_warning(r.n_raters for r in pref.by_variant),
     )
