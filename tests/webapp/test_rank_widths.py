@@ -332,3 +332,17 @@ def test_the_migration_keeps_every_four_wide_ranking_and_skip_valid():
     assert skipped.width == 4 and skipped.skipped and skipped.ranks == [None] * 4
     executor = MigrationExecutor(connection)
     executor.migrate(executor.loader.graph.leaf_nodes())
+
+
+def test_an_undone_answer_is_described_in_the_evaluators_words_for_any_width():
+    from webapp.studies.selectors import describe_answer
+
+    def rank(*ranks):
+        return RankResponse(width=len(ranks), **dict(zip(RankResponse.RANK_FIELDS, ranks, strict=False)))
+
+    assert describe_answer(rank(1, 2)) == "left is better"
+    assert describe_answer(rank(2, 1)) == "right is better"
+    assert describe_answer(rank(1, 1)) == "about the same"
+    assert describe_answer(rank(1, 1, 1)) == "all equally good"
+    assert describe_answer(rank(2, 1, 2, 4, 5)) == "best to worst: image 2, image 1 = image 3, image 4, image 5"
+    assert describe_answer(rank(3, 1, 2)) == "best to worst: image 2, image 3, image 1"
