@@ -75,9 +75,9 @@ CREATE TEMP TABLE ri AS
   JOIN studies_image im ON im.prompt_id = i.prompt_id AND im.seed = i.seed
   JOIN studies_variant v ON v.id = im.variant_id
   WHERE i.study_id = %(study)s AND i.task = 'rank' GROUP BY i.id;
-INSERT INTO studies_evaluator (study_id, pseudonym, external_id, is_simulated, joined_at, consented_at,
-                               last_seen_at, finished_at)
-  SELECT %(study)s, 'ev-b' || lpad(g::text, 8, '0'), 'worker-' || g, true, now(), now(), now(), now()
+INSERT INTO studies_evaluator (study_id, pseudonym, external_id, external_study_id, external_session_id,
+                               is_simulated, joined_at, consented_at, last_seen_at, finished_at)
+  SELECT %(study)s, 'ev-b' || lpad(g::text, 8, '0'), 'worker-' || g, '', '', true, now(), now(), now(), now()
   FROM generate_series(1, %(evaluators)s) g;
 CREATE TEMP TABLE ev AS
   SELECT id, row_number() OVER (ORDER BY id) - 1 AS n FROM studies_evaluator WHERE study_id = %(study)s;
