@@ -1,5 +1,5 @@
 // Keyboard and click handling for the evaluator's tasks. Without this script the
-// forms still work (a number field and four rank menus); with it, the keyboard alone
+// forms still work (a number field and one rank menu per image); with it, the keyboard alone
 // or clicks alone are enough.
 (function () {
   "use strict";
