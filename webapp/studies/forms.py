@@ -8,7 +8,6 @@ from django import forms
 from django.core.exceptions import ValidationError
 
 from evalstudy.protocol import MAX_RANKED_VARIANTS
-from evalstudy.ranks import WRONG_WIDTH
 
 from .models import RankResponse
 
@@ -52,20 +51,21 @@ PAIRWISE_CHOICES = {"left": (1, 2), "right": (2, 1), "same": (1, 1)}
 
 
 class RankAnswerForm(forms.Form):
-    """Ranks of the ``width`` images in screen order (``rank_0`` is the first image), a
-    pairwise choice (``choice``: left, right or same), "all equally good" (``all_equal``,
-    every image rank 1), or a skip. Shape only: whether the ranks form a ranking the study
-    accepts (permutation, ties) is the service's check, with the protocol at hand."""
+    """Ranks of the images in screen order (``rank_0`` is the first image), a pairwise
+    choice (``choice``: left, right or same), "all equally good" (``all_equal``), or a
+    skip. Shape only: the form does not know the study, so the width (how many ranks),
+    whether ties are allowed and whether the ranks form a ranking are the service's
+    checks, with the protocol at hand. ``ranks`` has one entry per rank field, None where
+    none was given (``ranks`` is None for a skip and for "all equally good")."""
 
     token = forms.CharField(max_length=500)
     choice = forms.ChoiceField(choices=[("", "")] + [(c, c) for c in PAIRWISE_CHOICES], required=False)
     all_equal = forms.BooleanField(required=False)
     skip_reason = forms.ChoiceField(choices=[("", "")] + list(RankResponse.SkipReason.choices), required=False)
 
-    def __init__(self, *args, width: int, **kwargs):
+    def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.width = width
-        message = f"Each rank is a whole number from 1 (best) to {width}."
+        message = f"Each rank is a whole number from 1 (best) to the number of images (at most {MAX_RANKED_VARIANTS})."
         for i in range(MAX_RANKED_VARIANTS):
             self.fields[f"rank_{i}"] = forms.TypedChoiceField(
                 choices=[("", "-")] + [(str(r), str(r)) for r in range(1, MAX_RANKED_VARIANTS + 1)],
@@ -76,30 +76,18 @@ class RankAnswerForm(forms.Form):
         data = super().clean()
         if self.errors:
             return data
-        n = self.width
         given = [data.get(f"rank_{i}") for i in range(MAX_RANKED_VARIANTS)]
-        ranks, beyond = given[:n], given[n:]
         choice, all_equal = data.get("choice"), data.get("all_equal")
-        if data.get("skip_reason"):
-            if any(r is not None for r in given) or choice or all_equal:
-                raise ValidationError("Either rank the images or skip, not both.", code="both")
-            data["ranks"] = None
-            return data
-        if any(r is not None for r in beyond) or (choice and n != 2):
-            raise ValidationError(f"This task shows {n} images: rank those {n}.", code=WRONG_WIDTH)
-        if choice and (all_equal or any(r is not None for r in ranks)):
-            raise ValidationError("Choose one answer.", code="both")
+        any_rank = any(r is not None for r in given)
+        answers = sum((any_rank, bool(choice), bool(all_equal), bool(data.get("skip_reason"))))
+        if answers > 1:
+            raise ValidationError("Choose one answer: rank the images, or choose one button.", code="both")
         if choice:
             data["ranks"] = list(PAIRWISE_CHOICES[choice])
-            return data
-        if all_equal:
-            if any(r is not None for r in ranks):
-                raise ValidationError("Either rank the images or choose \u201call equally good\u201d.", code="both")
-            data["ranks"] = [1] * n
-            return data
-        if any(r is None for r in ranks):
-            raise ValidationError(
-                f"Rank all {n} images (1 = best, {n} = worst), or skip with a reason.", code="incomplete"
-            )
-        data["ranks"] = ranks
+        elif all_equal or data.get("skip_reason"):
+            data["ranks"] = None
+        elif not any_rank:
+            raise ValidationError("Rank the images (1 = best), or skip with a reason.", code="incomplete")
+        else:
+            data["ranks"] = given
         return data

@@ -82,11 +82,15 @@ class Ranking:
         return NUMBER_WORDS[self.width]
 
 
-def study_ranking(*, study: Study) -> Ranking:
-    """The study's ranking, read from its protocol (the one place the width is decided)."""
+def study_ranking(*, study: Study, entry: Entry | None = None) -> Ranking:
+    """The study's ranking, read from its protocol (the one place the width is decided).
+
+    A study made without a valid protocol (tests) ranks one image per variant: as many as
+    ``entry`` lays out when one is at hand (no query), else its variants counted."""
     proto = protocol_of(study)
-    if proto is None:  # a study made without a valid protocol (tests): one image per variant
-        return Ranking(width=study.variants.count(), allow_ties=False)
+    if proto is None:
+        width = len(entry.positions) if entry is not None else study.variants.count()
+        return Ranking(width=width, allow_ties=False)
     return Ranking(width=proto.n_ranked, allow_ties=proto.allow_ties)
 
 

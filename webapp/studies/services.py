@@ -7,8 +7,10 @@ and leaves the database as it was.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import cast
 
 from django.conf import settings
 from django.core import signing
@@ -374,26 +376,37 @@ def count_response_submit(*, evaluator: Evaluator, token: str, answer: int | Non
 
 
 def rank_response_submit(
-    *, evaluator: Evaluator, token: str, ranks: list[int] | None, skip_reason: str = ""
+    *, evaluator: Evaluator, token: str, ranks: Sequence[int | None] | None, skip_reason: str = "",
+    all_equal: bool = False,
 ) -> RankResponse:
-    """Store one ranking (competition ranks of the images in screen order, 1 = best) or a
-    skip with its reason. The width and whether ties are allowed come from the study's
-    protocol; a ranking that breaks either is refused here (the database refuses a
-    malformed one of any width, but cannot see the protocol's ``allow_ties``)."""
-    if ranks is None:
-        if skip_reason not in RankResponse.SkipReason.values:
-            raise SubmissionError("invalid", "Choose a reason for skipping.", 400)
-    elif skip_reason:
-        raise SubmissionError("both", "Either rank the images or skip, not both.", 400)
+    """Store one ranking (competition ranks of the images in screen order, 1 = best), "all
+    equally good" (``all_equal``: every image rank 1, a ranking, not a skip) or a skip with
+    its reason. The width and whether ties are allowed come from the study's protocol; a
+    ranking that breaks either is refused here (the database refuses a malformed one of
+    any width, but cannot see the protocol's ``allow_ties``)."""
+    if (ranks is not None) + bool(skip_reason) + all_equal != 1:
+        raise SubmissionError("both", "Choose one answer: rank the images, or skip with a reason.", 400)
+    if skip_reason and skip_reason not in RankResponse.SkipReason.values:
+        raise SubmissionError("invalid", "Choose a reason for skipping.", 400)
     from .selectors import entry_images, study_ranking
 
     try:
         with transaction.atomic():
             entry, seconds = _entry_for_submission(evaluator=evaluator, token=token, task=Item.Task.RANK)
-            ranking = study_ranking(study=entry.evaluator.study)
+            ranking = study_ranking(study=entry.evaluator.study, entry=entry)
+            n = ranking.width
+            if all_equal:
+                ranks = [1] * n
             if ranks is not None:
+                ranks = list(ranks)
+                while len(ranks) > n and ranks[-1] is None:  # the form's empty fields beyond the width
+                    ranks.pop()
+                if len(ranks) == n and None in ranks:
+                    raise SubmissionError(
+                        "incomplete", f"Rank all {n} images (1 = best, {n} = worst), or skip with a reason.", 400)
                 try:
-                    check_ranks(ranks, ranking.width, allow_ties=ranking.allow_ties)
+                    # Any other None is in a ranking of the wrong width, which check_ranks refuses first.
+                    check_ranks(cast("list[int]", ranks), n, allow_ties=ranking.allow_ties)
                 except RankError as exc:
                     raise SubmissionError(exc.code, str(exc), 400) from None
             images = entry_images(entry=entry)

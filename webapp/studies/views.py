@@ -354,7 +354,7 @@ def _task_context(entry: Entry, *, study: Study, ranks: list[int | None] | None 
     item = entry.item
     urls = [reverse("studies:image", args=[img.public_id]) for img in images]
     ranks = ranks or [None] * len(urls)
-    ranking = selectors.study_ranking(study=study) if item.task == Item.Task.RANK else None
+    ranking = selectors.study_ranking(study=study, entry=entry) if item.task == Item.Task.RANK else None
     return {
         "tiles": [{"url": url, "rank": rank} for url, rank in zip(urls, ranks, strict=True)],
         "rank_choices": list(range(1, len(urls) + 1)),
@@ -466,7 +466,7 @@ def _submit(request: HttpRequest, study: Study, evaluator: Evaluator) -> tuple[d
     if kind == "count":
         form = CountAnswerForm(request.POST)
     elif kind == "rank":
-        form = RankAnswerForm(request.POST, width=selectors.study_ranking(study=study).width)
+        form = RankAnswerForm(request.POST)
     else:
         return {"code": "invalid", "message": "Unknown kind of answer."}, 400
     if not form.is_valid():
@@ -481,7 +481,8 @@ def _submit(request: HttpRequest, study: Study, evaluator: Evaluator) -> tuple[d
             )
         else:
             services.rank_response_submit(
-                evaluator=evaluator, token=data["token"], ranks=data["ranks"], skip_reason=data.get("skip_reason") or ""
+                evaluator=evaluator, token=data["token"], ranks=data["ranks"],
+                skip_reason=data.get("skip_reason") or "", all_equal=bool(data.get("all_equal")),
             )
     except services.SubmissionError as exc:
         return {"code": exc.code, "message": exc.message}, exc.status
