@@ -10,6 +10,7 @@ import csv
 import io
 import itertools
 import random
+import re
 from collections import Counter
 
 import pytest
@@ -179,6 +180,22 @@ def test_consent_and_instructions_describe_the_protocols_ranking(n, allow_ties, 
     page = client.get(f"/e/{study.slug}/instructions/").content.decode()
     assert all(s in page for s in says) and "four images" not in page
     assert ("all equally good" in page) == (allow_ties and n > 2)
+
+
+def test_a_researchers_preview_of_a_pairwise_study_shows_the_ab_page_and_stores_nothing():
+    from tests.factories import UserFactory
+
+    study = open_study(2, allow_ties=True, slug="preview-ab")
+    user = UserFactory(username="res")
+    study.researchers.add(user)
+    client = Client()
+    client.force_login(user)
+    assert client.post(f"/run/{study.slug}/preview/").status_code == 302
+    page = client.get(f"/run/{study.slug}/preview/task/").content.decode()
+    assert 'id="pair-form"' in page and 'value="same"' in page and 'id="undo"' not in page
+    token = re.search(r'name="token" value="([^"]+)"', page).group(1)
+    r = client.post(f"/run/{study.slug}/preview/task/", {"kind": "rank", "token": token, "choice": "same"})
+    assert r.status_code == 302 and stored() == 0
 
 
 def test_a_check_constraint_failure_is_a_400_not_already_answered(monkeypatch):
