@@ -4,7 +4,6 @@ A researcher uploads a ranking protocol and opens the study; evaluators answer w
 keyboard alone (the pairwise A/B page, or the ranking page with ties); more evaluators
 answer through the services; the dashboard and the report show every variant.
 """
-import importlib.util
 import json
 import random
 import time
@@ -20,11 +19,6 @@ from webapp.studies.models import Entry, Evaluator, RankResponse, Study
 NAMES = ("alpha", "beta", "gamma", "delta", "epsilon")
 CAPTIONS = ("a red circle", "two blue squares", "a green triangle", "three yellow circles")
 N_EVALUATORS = 6  # each answers every caption (overlap = n)
-
-# The analysis of tied rankings comes with evalstudy's pairs module (issue 27, stats27's
-# side); until it is merged the two studies with ties stop at their results.
-needs_tie_analysis = pytest.mark.skipif(importlib.util.find_spec("evalstudy.analysis.pairs") is None,
-                                        reason="evalstudy does not analyse tied rankings yet")
 
 
 @pytest.fixture
@@ -127,7 +121,6 @@ def _results_show_every_variant(page, live_server, study: Study, n: int) -> None
         assert table.locator("tbody tr").count() == n
 
 
-@needs_tie_analysis
 def test_pairwise_study_with_ties_by_keyboard_from_upload_to_results(page, browser, live_server, admin, tmp_path):
     study = _upload_and_open(page, live_server, tmp_path, 2, allow_ties=True, slug="ab")
     ev_page = _join_by_keyboard(browser, live_server, study, phone=True)
@@ -169,7 +162,6 @@ def test_three_variant_ranking_study_by_keyboard_from_upload_to_results(page, br
     _results_show_every_variant(page, live_server, study, 3)
 
 
-@needs_tie_analysis
 def test_five_variant_ranking_study_with_ties_by_keyboard_from_upload_to_results(page, browser, live_server, admin,
                                                                                    tmp_path):
     study = _upload_and_open(page, live_server, tmp_path, 5, allow_ties=True, slug="five")
