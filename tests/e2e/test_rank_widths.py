@@ -119,6 +119,10 @@ def _results_show_every_variant(page, live_server, study: Study, n: int) -> None
         for name in NAMES[:n]:
             assert name in text, (url, name, text)
         assert table.locator("tbody tr").count() == n
+        # every pair of variants: better / about the same / worse
+        pairs = page.locator("table[data-table=pairs]").first
+        assert pairs.locator("tbody tr").count() == n * (n - 1) // 2
+        assert f"{NAMES[0]} vs {NAMES[1]}" in pairs.inner_text()
 
 
 def test_pairwise_study_with_ties_by_keyboard_from_upload_to_results(page, browser, live_server, admin, tmp_path):
