@@ -363,3 +363,23 @@ def test_an_undone_answer_is_described_in_the_evaluators_words_for_any_width():
     assert describe_answer(rank(1, 1, 1)) == "all equally good"
     assert describe_answer(rank(2, 1, 2, 4, 5)) == "best to worst: image 2, image 1 = image 3, image 4, image 5"
     assert describe_answer(rank(3, 1, 2)) == "best to worst: image 2, image 3, image 1"
+
+
+def test_simulated_evaluators_tie_images_only_where_the_protocol_allows_ties():
+    from django.core.management import CommandError, call_command
+
+    from webapp.research import services as research_services
+
+    ties = open_study(5, allow_ties=True, evaluators=4, slug="sim-ties")
+    call_command("simulate_responses", ties.slug, "--evaluators", "4", "--tie-margin", "0.3", "--skip-rate", "0")
+    rankings = list(RankResponse.objects.filter(item__study=ties))
+    assert len(rankings) == 4 * len(CAPTIONS)
+    tied = [r for r in rankings if len(set(r.ranks)) < r.width]
+    assert tied and all(check_ranks(r.ranks, 5, allow_ties=True) is None for r in rankings)
+
+    plain = open_study(3, allow_ties=False, evaluators=1, slug="sim-plain")
+    with pytest.raises(CommandError, match="does not allow ties"):
+        call_command("simulate_responses", plain.slug, "--evaluators", "1", "--tie-margin", "0.3")
+    assert not RankResponse.objects.filter(item__study=plain).exists()
+    research_services.study_simulate_responses(study=plain, n_evaluators=1, skip_rate=0)
+    assert all(sorted(r.ranks) == [1, 2, 3] for r in RankResponse.objects.filter(item__study=plain))
