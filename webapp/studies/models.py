@@ -15,6 +15,7 @@ import secrets
 from django.conf import settings
 from django.db import models
 from django.db.models import Case, F, Q, Value, When
+from django.db.models.expressions import CombinedExpression
 
 from evalstudy.protocol import MAX_RANKED_VARIANTS
 
@@ -355,9 +356,9 @@ class CountResponse(models.Model):
 MIN_RANK_WIDTH = 2
 
 
-def _ranks_less_than(i: int) -> Case | Value:
+def _ranks_less_than(i: int) -> CombinedExpression | Value:
     """SQL for #{j : rank_j < rank_i} (a NULL rank counts as nothing)."""
-    total: Case | Value = Value(0)
+    total: CombinedExpression | Value = Value(0)
     for j in range(MAX_RANKED_VARIANTS):
         if j != i:
             total = total + Case(When(**{f"rank_{j}__lt": F(f"rank_{i}")}, then=Value(1)), default=Value(0),

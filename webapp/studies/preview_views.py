@@ -78,6 +78,7 @@ def preview_task(request: HttpRequest, study: Study) -> HttpResponse:
         return render(request, "studies/preview_done.html", {"study": study, "progress": progress, "preview": True})
     urls = [reverse("studies:image", args=[img.public_id]) for img in task.images]
     is_count = task.item.task == Item.Task.COUNT
+    ranking = None if is_count else selectors.study_ranking(study=study)
     context = {
         "study": study, "preview": True, "progress": progress, "error": error, "study_open": True,
         "entry": task, "kind": task.item.task, "token": preview.preview_token(state=state), "image_urls": urls,
@@ -86,10 +87,10 @@ def preview_task(request: HttpRequest, study: Study) -> HttpResponse:
                                            box=COUNT_BOX if is_count else TILE_BOX),
         "question": task.item.prompt.question if is_count else "",
         "caption": "" if is_count else task.item.prompt.text,
-        "ranking": None if is_count else selectors.study_ranking(study=study),
+        "ranking": ranking,
     }
-    if is_count:
+    if ranking is None:
         template = "studies/count.html"
     else:
-        template = "studies/pairwise.html" if context["ranking"].is_pairwise else "studies/rank.html"
+        template = "studies/pairwise.html" if ranking.is_pairwise else "studies/rank.html"
     return render(request, template, context, status=status)
