@@ -146,8 +146,9 @@ def read_responses(path_or_file, *, variants: Sequence[str] | None = None,
     return _read(path_or_file, "responses", variants, allow_ties)
 
 
-def _read(f, name: str, variants: Sequence[str] | None, allow_ties: bool) -> ResponseTable:  # noqa: C901 (one check per CSV rule; split pending)
-    reader = csv.reader(f, strict=True)  # a stray quote is an error, not a merged cell
+def _read_header(reader, name: str) -> tuple[list[str], dict[str, int]]:
+    """The header's column names (stripped, a BOM dropped) and each one's 1-based column;
+    ResponseError on an unreadable, empty or duplicated header, or a required column missing."""
     try:
         header = next(reader, None)
     except csv.Error as exc:
@@ -167,6 +168,13 @@ def _read(f, name: str, variants: Sequence[str] | None, allow_ties: bool) -> Res
         errors.append(f"{name}: missing column(s) {', '.join(missing)}")
     if errors:
         raise ResponseError(errors)
+    return header, first_at
+
+
+def _read(f, name: str, variants: Sequence[str] | None, allow_ties: bool) -> ResponseTable:
+    reader = csv.reader(f, strict=True)  # a stray quote is an error, not a merged cell
+    header, first_at = _read_header(reader, name)
+    errors: list[str] = []
     rows: list[dict[str, str]] = []
     lines: list[int] = []
     while True:
