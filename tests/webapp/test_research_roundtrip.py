@@ -26,12 +26,13 @@ def test_export_then_evalstudy_analyze_gives_the_dashboards_numbers(client, tmp_
                  stdout=io.StringIO())
     client.force_login(researcher_of(study))
 
-    dashboard = client.get(f"/research/{study.slug}/results.json")
+    # a dry run: the simulated evaluators are asked for (?simulated=1), else left out
+    dashboard = client.get(f"/research/{study.slug}/results.json?simulated=1")
     assert dashboard.status_code == 200
     shown = dashboard.json()
 
     csv_path, protocol_path = tmp_path / "responses.csv", tmp_path / "protocol.json"
-    csv_path.write_bytes(b"".join(client.get(f"/research/{study.slug}/export/responses.csv").streaming_content))
+    csv_path.write_bytes(b"".join(client.get(f"/research/{study.slug}/export/responses.csv?simulated=1").streaming_content))
     protocol_path.write_bytes(client.get(f"/research/{study.slug}/export/protocol.json").content)
     run = subprocess.run(
         [sys.executable, "-m", "evalstudy", "analyze", str(csv_path), "--protocol", str(protocol_path), "--json",
@@ -44,6 +45,6 @@ def test_export_then_evalstudy_analyze_gives_the_dashboards_numbers(client, tmp_
     assert shown["data"]["n_evaluators"] + shown["exclusions"]["n_excluded"] == 12
     assert shown["unfiltered"]["data"]["n_evaluators"] == 12
     # the page computed it once; the export of the aggregates is the same stored result
-    aggregates = client.get(f"/research/{study.slug}/export/aggregates.json")
+    aggregates = client.get(f"/research/{study.slug}/export/aggregates.json?simulated=1")
     assert json.loads(aggregates.content) == shown
     assert StudyResult.objects.filter(study=study).count() == 1

@@ -105,7 +105,8 @@ def dashboard(request: HttpRequest, study: Study) -> HttpResponse:
     """
     progress = selectors.study_progress(study=study)
     result = selectors.study_result_latest(study=study)
-    fingerprint, n_responses = selectors.responses_fingerprint(study=study)
+    fingerprint, n_responses = selectors.responses_fingerprint(
+        study=study, include_simulated=result is not None and result.includes_simulated)
     details = ReportDetails.objects.filter(study=study).first()
     analysis = selectors.study_result_analysis(result=result) if result else None
     context = {
@@ -124,6 +125,7 @@ def dashboard(request: HttpRequest, study: Study) -> HttpResponse:
         "protocol_rows": reports.protocol_rows(selectors.study_protocol(study=study)),
         "details_form": ReportDetailsForm(instance=details),
         "export_formats": _export_links(study),
+        "n_simulated": progress["evaluators"]["simulated"],
     }
     return render(request, "research/dashboard.html", context)
 
@@ -147,7 +149,8 @@ def _export_links(study: Study) -> list[tuple[str, str, str]]:
 def progress_json(request: HttpRequest, study: Study) -> JsonResponse:
     data = selectors.study_progress(study=study)
     latest = selectors.study_result_latest(study=study)
-    fingerprint, _ = selectors.responses_fingerprint(study=study)
+    fingerprint, _ = selectors.responses_fingerprint(
+        study=study, include_simulated=latest is not None and latest.includes_simulated)
     data["results"] = {
         "id": latest.pk if latest else None,
         "n_responses": latest.n_responses if latest else None,
@@ -161,7 +164,8 @@ def progress_json(request: HttpRequest, study: Study) -> JsonResponse:
 @require_POST
 def results_update(request: HttpRequest, study: Study) -> HttpResponse:
     """Queue "Update results" on a worker and return at once; the dashboard follows it."""
-    _, created = services.results_update_request(study=study)
+    _, created = services.results_update_request(study=study,
+                                                 include_simulated=bool(request.POST.get("include_simulated")))
     messages.info(request, "Updating the results; this page shows them when they are ready." if created
                   else "An update of the results is already under way.")
     return redirect(reverse("research:dashboard", args=[study.slug]) + "#results")
@@ -172,7 +176,7 @@ def results_update(request: HttpRequest, study: Study) -> HttpResponse:
 def results_json(request: HttpRequest, study: Study) -> JsonResponse:
     """The analysis of the current responses (computed once per state of the responses)."""
     try:
-        result = services.study_result_get_or_compute(study=study)
+        result = services.study_result_get_or_compute(study=study, include_simulated=_asks_simulated(request))
     except services.ResearchError as exc:
         return JsonResponse({"error": str(exc)}, status=409)
     if result is None:
@@ -210,14 +214,19 @@ def report_details(request: HttpRequest, study: Study) -> HttpResponse:
 # --------------------------------------------------------------------------- exports
 
 
+def _asks_simulated(request: HttpRequest) -> bool:
+    """``?simulated=1``: a dry run's export or result, simulated evaluators included (and labelled)."""
+    return request.GET.get("simulated") == "1"
+
+
 def _unanalysable(exc: services.ResearchError) -> HttpResponse:
     return HttpResponse(str(exc), status=409, content_type="text/plain; charset=utf-8")
 
 
-def _stored_result(study: Study) -> StudyResult | HttpResponse:
+def _stored_result(study: Study, include_simulated: bool = False) -> StudyResult | HttpResponse:
     """The study's current result for an export, or the 409 response that says why there is none."""
     try:
-        result = services.study_result_get_or_compute(study=study)
+        result = services.study_result_get_or_compute(study=study, include_simulated=include_simulated)
     except services.ResearchError as exc:
         return _unanalysable(exc)
     if result is None:
@@ -235,14 +244,16 @@ def _report_context(study: Study) -> dict:
 @researcher_view
 @require_GET
 def export_csv(request: HttpRequest, study: Study) -> StreamingHttpResponse:
-    response = StreamingHttpResponse(exports.csv_chunks(study=study), content_type="text/csv; charset=utf-8")
+    response = StreamingHttpResponse(exports.csv_chunks(study=study, include_simulated=_asks_simulated(request)),
+                                     content_type="text/csv; charset=utf-8")
     return _attachment(response, study, "responses-{stamp}.csv")
 
 
 @researcher_view
 @require_GET
 def export_jsonl(request: HttpRequest, study: Study) -> StreamingHttpResponse:
-    response = StreamingHttpResponse(exports.jsonl_chunks(study=study, salt=settings.FUSION_EXPORT_SALT),
+    response = StreamingHttpResponse(exports.jsonl_chunks(study=study, salt=settings.FUSION_EXPORT_SALT,
+                                                          include_simulated=_asks_simulated(request)),
                                      content_type="application/x-ndjson; charset=utf-8")
     return _attachment(response, study, "responses-{stamp}.jsonl")
 
@@ -250,7 +261,7 @@ def export_jsonl(request: HttpRequest, study: Study) -> StreamingHttpResponse:
 @researcher_view
 @require_GET
 def export_aggregates(request: HttpRequest, study: Study) -> HttpResponse:
-    result = _stored_result(study)
+    result = _stored_result(study, _asks_simulated(request))
     if isinstance(result, HttpResponse):
         return result
     response = HttpResponse(exports.aggregates_json(result=result.result), content_type="application/json")
@@ -260,7 +271,7 @@ def export_aggregates(request: HttpRequest, study: Study) -> HttpResponse:
 @researcher_view
 @require_GET
 def export_figures(request: HttpRequest, study: Study) -> HttpResponse:
-    result = _stored_result(study)
+    result = _stored_result(study, _asks_simulated(request))
     if isinstance(result, HttpResponse):
         return result
     buffer = io.BytesIO()
