@@ -3,16 +3,26 @@
 Each simulated evaluator has its own HTTP session: it joins by the invite link, consents,
 reads its current task (the JSON state), then answers task after task, each answer's JSON
 response carrying the next task, with a think time between tasks. The script prints
-throughput and p50/p95/p99 latency per endpoint, then checks that every answer the server
-accepted is in the database, and nothing else.
+throughput and p50/p95/p99 latency per endpoint and, beside them, the server's own time and
+query count per request (the Server-Timing header, webapp/servertiming.py), then checks
+that every answer the server accepted is in the database, and nothing else.
+
+The floor: after every ``--floor-every``-th answer an evaluator also POSTs to a view that
+only the bench's server has (bench/_floor_urls.py: validate one small form, insert one row),
+so that what an answer costs the server is compared with the least a Django view that stores
+something can cost, measured in the same run under the same load.
 
 The rate limits are on, as in production behind a proxy: each evaluator comes from an
 address of its own (sent as X-Forwarded-For, FUSION_CLIENT_IP_HEADER), and with
 ``--cache-url`` the counters live in Redis as the README's production set-up has them.
-The table, the command and the load average before and after go to
+The server (gunicorn) and this load generator are pinned to different cores with taskset
+(``--server-cpus``, ``--client-cpus``); PostgreSQL and Redis are not pinned. The table, the
+command, the cores and the load average before and after go to
 bench/results/load_evaluators-<date>.txt.
 
     nice -n 10 python bench/load_evaluators.py --evaluators 50 --tasks 20 --cache-url redis://127.0.0.1:6379/2
+    python bench/load_evaluators.py --shape 200:5:200 --shape 200:60:30 --shape 1000:60:200 \
+        --cache-url redis://127.0.0.1:6379/2      # the launch-day shapes (evaluators:ramp s:p95 target ms)
 
 It creates (and afterwards drops) its own PostgreSQL database, ``fusion_load``; the
 study's images are rendered by the synthetic renderer, since this measures the web path,
@@ -65,6 +75,16 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "empty: each gunicorn worker counts in its own memory")
     p.add_argument("--rate-limits", choices=("on", "off"), default="on",
                    help="off: the same run without them, to see what they cost at the machine's load")
+    p.add_argument("--shape", action="append", default=[], metavar="N:RAMP[:P95]",
+                   help="run this load shape (N evaluators arriving over RAMP seconds; the p95 target in ms, "
+                        "checked for every endpoint) instead of --evaluators/--ramp; repeat for several runs")
+    p.add_argument("--floor-every", type=int, default=4,
+                   help="each evaluator POSTs to the floor endpoint after every k-th answer (0: never)")
+    cpus = sorted(os.sched_getaffinity(0))
+    p.add_argument("--server-cpus", default=",".join(map(str, cpus[:-1])) if len(cpus) > 1 else "",
+                   help="taskset -c list for gunicorn (default: every core but the last; empty: not pinned)")
+    p.add_argument("--client-cpus", default=str(cpus[-1]) if len(cpus) > 1 else "",
+                   help="cores this load generator runs on (default: the last; empty: not pinned)")
     p.add_argument("--no-save", action="store_true", help="do not write bench/results/")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     return p.parse_args(argv)
@@ -92,6 +112,10 @@ import json, django
 django.setup()
 from django.core.management import call_command
 call_command("migrate", verbosity=0)
+from django.db import connection
+from bench._floor_urls import CREATE_TABLE
+with connection.cursor() as cursor:
+    cursor.execute(CREATE_TABLE)
 from bench._loadstudy import build_load_study
 print(json.dumps(build_load_study(n_slots={n_evaluators})))
 """
@@ -120,6 +144,8 @@ class Recorder:
         self.errors: dict[str, int] = defaultdict(int)
         self.accepted: dict[str, int] = defaultdict(int)
         self.error_kinds: dict[str, int] = defaultdict(int)
+        self.server_ms: dict[str, list[float]] = defaultdict(list)
+        self.queries: dict[str, list[int]] = defaultdict(list)
 
     def timed(self, name: str, fn, ok=lambda r: r.status_code < 400):
         t0 = time.perf_counter()
@@ -129,12 +155,30 @@ class Recorder:
         except requests.RequestException as exc:
             r, good, why = None, False, f"{type(exc).__name__}: {str(exc)[-100:]}"
         dt = time.perf_counter() - t0
+        timing = server_timing(r) if r is not None else None
         with self.lock:
             self.latency[name].append(dt)
+            if timing is not None:
+                self.server_ms[name].append(timing[0])
+                self.queries[name].append(timing[1])
             if not good:
                 self.errors[name] += 1
                 self.error_kinds[f"{name} {why}"] += 1
         return r if good else None
+
+
+TIMING = re.compile(r'app;dur=([0-9.]+), db;dur=[0-9.]+;desc="(\d+) queries"')
+
+
+def server_timing(r: requests.Response) -> tuple[float, int] | None:
+    """(server ms, queries) of a response and the redirects that led to it (as a browser
+    follows them: join and consent end on the page they send to); None without the header."""
+    total_ms, total_q, seen = 0.0, 0, False
+    for resp in (*r.history, r):
+        match = TIMING.match(resp.headers.get("Server-Timing", ""))
+        if match:
+            total_ms, total_q, seen = total_ms + float(match[1]), total_q + int(match[2]), True
+    return (total_ms, total_q) if seen else None
 
 
 def client_address(i: int) -> str:
@@ -143,7 +187,7 @@ def client_address(i: int) -> str:
 
 
 def evaluator(base: str, invite: str, i: int, n_tasks: int, think: float, ramp: float, rec: Recorder,
-              start: threading.Barrier) -> None:
+              start: threading.Barrier, floor_every: int = 0) -> None:
     worker_id = f"load-{i}"
     s = requests.Session()
     s.headers["X-Forwarded-For"] = client_address(i)
@@ -167,6 +211,14 @@ def evaluator(base: str, invite: str, i: int, n_tasks: int, think: float, ramp: 
     # A JSON client reads its state once; each answer's response carries the next task.
     r = rec.timed("state", lambda: s.get(f"{base}/e/{slug}/state/"))
     state = r.json() if r is not None else {"done": True}
+    if not state["done"] and "task" not in state:
+        # The instructions (and a practice item) come before the tasks: read them, go on.
+        form = {"X-CSRFToken": headers["X-CSRFToken"], "Referer": f"{base}/"}
+        r = rec.timed("instructions", lambda: s.post(f"{base}{state['next']}", headers=form))
+        if r is not None and r.url.endswith("/practice/"):
+            r = rec.timed("instructions", lambda: s.post(r.url, data={"answer": "1"}, headers=form))
+        r = rec.timed("state", lambda: s.get(f"{base}/e/{slug}/state/"))
+        state = r.json() if r is not None else {"done": True}
     for k in range(n_tasks):
         if state["done"]:
             return
@@ -186,6 +238,9 @@ def evaluator(base: str, invite: str, i: int, n_tasks: int, think: float, ramp: 
         with rec.lock:
             rec.accepted[worker_id] += 1
         state = r.json()
+        if floor_every and (k + 1) % floor_every == 0:
+            floor = {"token": task["token"], "answer": str(k % 5 + 1)}
+            rec.timed("floor", lambda floor=floor: s.post(f"{base}/bench/floor/", data=floor))
 
 
 def warm_up(base: str, n: int) -> None:
@@ -201,27 +256,43 @@ def warm_up(base: str, n: int) -> None:
         t.join()
 
 
+def shapes(args: argparse.Namespace) -> list[tuple[int, float, float | None]]:
+    """(evaluators, ramp seconds, p95 target ms or None) of each run asked for."""
+    if not args.shape:
+        return [(args.evaluators, args.ramp, None)]
+    out = []
+    for spec in args.shape:
+        parts = spec.split(":")
+        if len(parts) not in (2, 3):
+            raise SystemExit(f"--shape {spec!r}: expected N:RAMP or N:RAMP:P95")
+        out.append((int(parts[0]), float(parts[1]), float(parts[2]) if len(parts) == 3 else None))
+    return out
+
+
 def main(args: argparse.Namespace) -> int:
-    load_before = load_average()
-    with scratch_database(args.pg, args.database, keep=args.keep) as db_url:
-        result = run(args, db_url)
-    result["load_average"] = {"before": load_before, "after": load_average()}
-    result["command"] = " ".join(["python", *sys.argv])
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        print(table(result))
-    if not args.no_save:
-        path = save_result("load_evaluators", table(result) + "\n", append=True)
-        print(f"appended to {path.relative_to(ROOT)}", file=sys.stderr)
-    ok = result["errors"] == 0 and result["lost"] == 0 and result["mismatched_evaluators"] == 0
+    ok = True
+    for n, ramp, target in shapes(args):
+        shape = argparse.Namespace(**{**vars(args), "evaluators": n, "ramp": ramp, "target_p95_ms": target})
+        load_before = load_average()
+        with scratch_database(args.pg, args.database, keep=args.keep) as db_url:
+            result = run(shape, db_url)
+        result["load_average"] = {"before": load_before, "after": load_average()}
+        result["command"] = " ".join(["python", *sys.argv])
+        if args.json:
+            print(json.dumps(result, indent=2))
+        else:
+            print(table(result))
+        if not args.no_save:
+            path = save_result("load_evaluators", table(result) + "\n", append=True)
+            print(f"appended to {path.relative_to(ROOT)}", file=sys.stderr)
+        ok = ok and result["errors"] == 0 and result["lost"] == 0 and result["mismatched_evaluators"] == 0
     return 0 if ok else 1
 
 
 def run(args: argparse.Namespace, db_url: str) -> dict:
     """Serve the study in ``db_url`` with gunicorn, let the evaluators answer, count what was stored."""
     media = ROOT / "var" / "load-media"
-    env = {**os.environ, "DATABASE_URL": db_url, "DJANGO_SETTINGS_MODULE": "webapp.settings", "DEBUG": "0",
+    env = {**os.environ, "DATABASE_URL": db_url, "DJANGO_SETTINGS_MODULE": "bench._floor_settings", "DEBUG": "0",
            "SECRET_KEY": secrets.token_urlsafe(48), "SESSION_COOKIE_SECURE": "0",
            "FUSION_MEDIA_ROOT": str(media), "PYTHONPATH": str(ROOT),
            "FUSION_RATELIMITS": "1" if args.rate_limits == "on" else "0",
@@ -233,12 +304,16 @@ def run(args: argparse.Namespace, db_url: str) -> dict:
     info = prepare(env, args.evaluators)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
+    pin = ["taskset", "-c", args.server_cpus] if args.server_cpus else []
     server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "webapp.wsgi", "-b", f"127.0.0.1:{port}", "-w", str(args.gunicorn_workers),
-         "-k", "gthread", "--threads", str(args.gunicorn_threads), "--keep-alive", str(args.keep_alive),
-         "--log-level", "warning"],
+        [*pin, sys.executable, "-m", "gunicorn", "webapp.wsgi", "-b", f"127.0.0.1:{port}",
+         "-w", str(args.gunicorn_workers), "-k", "gthread", "--threads", str(args.gunicorn_threads),
+         "--keep-alive", str(args.keep_alive), "--log-level", "warning"],
         cwd=ROOT, env=env,
     )
+    client_before = os.sched_getaffinity(0)
+    if args.client_cpus:  # after the server started, so that it does not inherit this
+        os.sched_setaffinity(0, {int(c) for c in args.client_cpus.split(",")})
     try:
         for _ in range(100):
             try:
@@ -250,7 +325,7 @@ def run(args: argparse.Namespace, db_url: str) -> dict:
         rec = Recorder()
         barrier = threading.Barrier(args.evaluators)
         threads = [threading.Thread(target=evaluator, args=(base, info["invite"], i, args.tasks, args.think,
-                                                              args.ramp, rec, barrier))
+                                                              args.ramp, rec, barrier, args.floor_every))
                    for i in range(args.evaluators)]
         t0 = time.perf_counter()
         for t in threads:
@@ -261,20 +336,24 @@ def run(args: argparse.Namespace, db_url: str) -> dict:
     finally:
         server.terminate()
         server.wait(timeout=30)
+        os.sched_setaffinity(0, client_before)
     counts = db_counts(env)
     accepted_total = sum(rec.accepted.values())
     stored_total = counts["count"] + counts["rank"]
     mismatched = {w: (n, counts["per"].get(w, 0)) for w, n in rec.accepted.items() if counts["per"].get(w, 0) != n}
     rows = []
-    for name in ("join", "consent", "state", "submit-count", "submit-rank"):
+    for name in ("join", "consent", "instructions", "state", "submit-count", "submit-rank", "floor"):
         lat = rec.latency.get(name, [])
         if not lat:
             continue
+        server_ms, queries = rec.server_ms.get(name, []), rec.queries.get(name, [])
         rows.append({
             "endpoint": name, "requests": len(lat), "errors": rec.errors.get(name, 0),
             "per_s": len(lat) / wall, "p50_ms": 1000 * percentile(lat, 0.5),
             "p95_ms": 1000 * percentile(lat, 0.95), "p99_ms": 1000 * percentile(lat, 0.99),
             "max_ms": 1000 * max(lat),
+            "server_p50_ms": percentile(server_ms, 0.5), "server_p95_ms": percentile(server_ms, 0.95),
+            "queries": max(queries) if queries else None,
         })
     return {
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": machine(), "evaluators": args.evaluators,
@@ -286,7 +365,9 @@ def run(args: argparse.Namespace, db_url: str) -> dict:
         "wall_s": wall, "requests": sum(len(v) for v in rec.latency.values()),
         "errors": sum(rec.errors.values()), "accepted_answers": accepted_total, "stored_answers": stored_total,
         "lost": accepted_total - stored_total, "mismatched_evaluators": len(mismatched), "endpoints": rows,
-        "error_kinds": dict(rec.error_kinds),
+        "error_kinds": dict(rec.error_kinds), "target_p95_ms": args.target_p95_ms,
+        "cores": {"server": args.server_cpus or "not pinned", "client": args.client_cpus or "not pinned",
+                  "machine": os.cpu_count()},
     }
 
 
@@ -294,7 +375,11 @@ def machine() -> str:
     return f"{cpu_model()}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
+FLOOR_FACTOR = 2.0  # target: an answer's median server time at most this many floors
+
+
 def table(r: dict) -> str:
+    cores = r["cores"]
     lines = [
         f"# {r['command']}",
         f"# load_evaluators: {r['date']} on {r['machine']}; load average {r['load_average']['before']:.2f} before, "
@@ -302,16 +387,46 @@ def table(r: dict) -> str:
         f"# {r['evaluators']} concurrent evaluators "
         f"(arriving over {r['ramp_s']:.0f} s, think time {r['think_s']:.1f} s mean), "
         f"gunicorn {r['gunicorn']}, PostgreSQL, rate limits {r['rate_limits']}; wall {r['wall_s']:.1f} s",
-        f"{'endpoint':<14}{'requests':>9}{'errors':>8}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'max ms':>9}",
+        f"# cores (taskset): gunicorn on {cores['server']}, this load generator on {cores['client']}, "
+        f"PostgreSQL and Redis not pinned ({cores['machine']} cores in all)",
+        f"{'endpoint':<14}{'requests':>9}{'errors':>8}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'max ms':>9}"
+        f"{'srv p50':>9}{'srv p95':>9}{'queries':>8}",
     ]
     for row in r["endpoints"]:
+        queries = "-" if row["queries"] is None else str(row["queries"])
         lines.append(f"{row['endpoint']:<14}{row['requests']:>9}{row['errors']:>8}{row['per_s']:>9.1f}"
-                     f"{row['p50_ms']:>9.1f}{row['p95_ms']:>9.1f}{row['p99_ms']:>9.1f}{row['max_ms']:>9.1f}")
+                     f"{row['p50_ms']:>9.1f}{row['p95_ms']:>9.1f}{row['p99_ms']:>9.1f}{row['max_ms']:>9.1f}"
+                     f"{row['server_p50_ms']:>9.1f}{row['server_p95_ms']:>9.1f}{queries:>8}")
     lines.append(f"total: {r['requests']} requests, {r['requests'] / r['wall_s']:.1f} req/s, {r['errors']} errors")
     lines += [f"error x{n}: {kind}" for kind, n in r["error_kinds"].items()]
     lines.append(f"answers accepted {r['accepted_answers']}, stored {r['stored_answers']}, lost {r['lost']}, "
                  f"evaluators whose stored answers differ from their accepted ones: {r['mismatched_evaluators']}")
+    lines.append("# srv: the server's own time per request (Server-Timing: from the first middleware to the "
+                 "response; join and consent include the page their redirect leads to); queries: the most one "
+                 "request made; floor: validate one form, insert one row (bench/_floor_urls.py)")
+    lines += targets(r)
     return "\n".join(lines)
+
+
+def targets(r: dict) -> list[str]:
+    """The issue's targets, checked against this run."""
+    rows = {row["endpoint"]: row for row in r["endpoints"]}
+    out = []
+    floor = rows.get("floor")
+    if floor is not None:
+        for name in ("submit-count", "submit-rank"):
+            if name in rows:
+                ratio = rows[name]["server_p50_ms"] / floor["server_p50_ms"]
+                out.append(f"target: {name} server time (median) {rows[name]['server_p50_ms']:.1f} ms = "
+                           f"{ratio:.2f}x the floor's {floor['server_p50_ms']:.1f} ms (at most {FLOOR_FACTOR:.0f}x): "
+                           f"{'met' if ratio <= FLOOR_FACTOR else 'MISSED'}")
+    if r["target_p95_ms"] is not None:
+        worst = max((row for row in r["endpoints"] if row["endpoint"] != "floor"), key=lambda row: row["p95_ms"])
+        met = worst["p95_ms"] < r["target_p95_ms"] and r["errors"] == 0 and r["lost"] == 0
+        out.append(f"target: p95 under {r['target_p95_ms']:.0f} ms on every endpoint, 0 errors, 0 lost: "
+                   f"{'met' if met else 'MISSED'} (worst p95 {worst['p95_ms']:.1f} ms, {worst['endpoint']}; "
+                   f"{r['errors']} errors, {r['lost']} lost)")
+    return out
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ people, then POSTs "Update results" through Django's test client as a logged-in 
 The request only queues the Celery task (the broker here is kombu's in-memory transport);
 the task is then run in this process, as a worker would run it: the CSV the analysis reads,
 evalstudy's analysis with the protocol's 2,000 resamples, the figures, and storing them.
-"fresh s" is from the press of the button to the stored results.
+"fresh s" is from the press of the button to the stored results. Then every GET of the
+research pages is timed with the results stored (none of them computes: they read them).
 
 Each size runs in its own child process (a database per process, settings read at start).
 """
@@ -90,12 +91,43 @@ def measure(n_responses: int) -> dict:
     again = ResultsUpdate.objects.get(study=study, state=ResultsUpdate.State.QUEUED)
     tasks.results_update(again.pk)  # nothing changed: the stored result is reused
     again_s = time.perf_counter() - pressed
+    gets = research_gets(client, study)
     return {
+        "gets": gets,
         "evaluators": n_evaluators, "count_answers": sim.count_answers, "rank_answers": sim.rank_answers,
         "responses": result.n_responses, "n_boot": result.n_boot, "simulate_s": simulate_s,
         "request_ms": 1000 * request_s, "warm_request_ms": 1000 * warm_request_s, "fresh_s": fresh_s,
         "analysis_s": result.seconds, "again_s": again_s,
     }
+
+
+def research_gets(client, study) -> dict[str, float]:
+    """Milliseconds of each GET of the research pages (every study URL pattern but the POSTs),
+    the best of three after a warm-up, with the results stored; for a streamed export, the
+    time to its first chunk (the rest streams at the speed of the download)."""
+    from django.urls import reverse
+
+    from webapp.research import urls
+
+    out = {}
+    for pattern in urls.urlpatterns:
+        params = set(pattern.pattern.converters)
+        if "slug" not in params or pattern.name in ("results_update", "report_details"):
+            continue
+        kwargs = {"slug": study.slug, **({"name": "figure5", "fmt": "png"} if "name" in params else {})}
+        url = reverse(f"research:{pattern.name}", kwargs=kwargs)
+        times = []
+        for _ in range(4):
+            t0 = time.perf_counter()
+            response = client.get(url)
+            if response.status_code != 200:
+                raise RuntimeError(f"GET {url} answered {response.status_code}")
+            if response.streaming:
+                next(iter(response.streaming_content))
+            times.append(time.perf_counter() - t0)
+            response.close()
+        out[pattern.name] = 1000 * min(times[1:])
+    return out
 
 
 def run_child(args, n: int) -> dict:
@@ -119,6 +151,12 @@ def table(rows: list[dict], load_before: float, load_after: float) -> str:
         lines.append(f"{r['evaluators']:>10d} {r['responses']:>10d} {r['n_boot']:>9d} {r['request_ms']:>10.1f} "
                      f"{r['warm_request_ms']:>8.1f} {r['fresh_s']:>8.2f} {r['analysis_s']:>10.2f} "
                      f"{r['again_s']:>8.3f} {r['simulate_s']:>10.1f}")
+    for r in rows:
+        slow = [name for name, ms in r["gets"].items() if ms >= TARGET_REQUEST_MS]
+        lines.append(f"# research GETs at {r['responses']} responses, ms (best of 3; streamed exports: first chunk): "
+                     + ", ".join(f"{name} {ms:.1f}" for name, ms in r["gets"].items())
+                     + f"; target under {TARGET_REQUEST_MS} ms: "
+                     + ("met" if not slow else f"MISSED ({', '.join(slow)})"))
     lines.append("# 'request ms': the first POST, which only queues (it also opens the broker connection); "
                  "'again ms': the second POST; 'fresh s': from the POST to the stored results; "
                  "'analysis s': CSV + evalstudy + figures; 'again s': press and task once nothing has changed")

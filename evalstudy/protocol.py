@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, overload
 
+from evalstudy.ranks import MAX_WIDTH, MIN_WIDTH
+
 SCHEMA_VERSION = 1
 
 # English number words. Count 1 uses the object's (or colour's) article instead.
@@ -29,7 +31,10 @@ NUMBER_WORDS = (
     "seventeen", "eighteen", "nineteen", "twenty",
 )
 MAX_COUNT = len(NUMBER_WORDS) - 1
-MAX_RANKED_VARIANTS = 6  # 6! = 720 orderings; the analysis tabulates them
+# One ranking orders 2 (pairwise A/B) to 6 images: 6! = 720 orderings, which the
+# analysis tabulates. The limits live in evalstudy.ranks, beside the check of a ranking.
+MIN_RANKED_VARIANTS = MIN_WIDTH
+MAX_RANKED_VARIANTS = MAX_WIDTH
 
 DEFAULT_PROMPT_TEMPLATE = "{quantity} {colour} {noun}"
 DEFAULT_QUESTION_TEMPLATE = "How many {plural} can you see?"
@@ -81,8 +86,14 @@ class CaptionSource:
 
 @dataclass(frozen=True)
 class PreferenceTask:
+    """Rank the images of every variant for one caption (pairwise A/B when there are two).
+
+    ``allow_ties``: an evaluator may mark images as equally good, stored as tied
+    competition ranks (evalstudy.ranks); left out of the canonical form when False."""
+
     captions: CaptionSource
     images_per_caption: int = 1
+    allow_ties: bool = False
 
 
 @dataclass(frozen=True)
@@ -255,11 +266,25 @@ class Protocol:
         for name in OPTIONAL_SECTIONS:
             if doc[name] is None:
                 del doc[name]
+        # Added after version 1 was fixed: written only when on, so that every protocol
+        # written before it keeps its hash.
+        if doc["preference_task"] is not None and not doc["preference_task"]["allow_ties"]:
+            del doc["preference_task"]["allow_ties"]
         return doc
 
     def content_hash(self) -> str:
         """sha256 (hex) of the canonical JSON of `to_dict()`."""
         return hashlib.sha256(canonical_json(self.to_dict()).encode("utf-8")).hexdigest()
+
+    @property
+    def n_ranked(self) -> int:
+        """How many images one ranking orders: one per variant (2 is pairwise A/B)."""
+        return len(self.variants)
+
+    @property
+    def allow_ties(self) -> bool:
+        """Whether a ranking may tie images (False without a preference task)."""
+        return self.preference_task is not None and self.preference_task.allow_ties
 
     def comparisons(self) -> tuple[tuple[str, str], ...]:
         """The planned paired comparisons, or intermediate-vs-early per conditioning."""
@@ -482,7 +507,10 @@ def _parse_count_task(d: Any) -> CountTask:
 
 def _parse_preference_task(d: Any) -> PreferenceTask:
     w = "preference_task"
-    _mapping(d, w, ("captions", "images_per_caption"), ("captions",))
+    _mapping(d, w, ("captions", "images_per_caption", "allow_ties"), ("captions",))
+    allow_ties = d.get("allow_ties", False)
+    if not isinstance(allow_ties, bool):
+        _fail(f"{w}.allow_ties", f"expected true or false, got {allow_ties!r}")
     c = d["captions"]
     cw = f"{w}.captions"
     if isinstance(c, list):
@@ -509,6 +537,7 @@ def _parse_preference_task(d: Any) -> PreferenceTask:
     return PreferenceTask(
         captions=source,
         images_per_caption=_integer(d.get("images_per_caption", 1), f"{w}.images_per_caption", lo=1),
+        allow_ties=allow_ties,
     )
 
 

@@ -16,6 +16,7 @@ Environment:
     FUSION_CACHE_URL    redis://host:6379/1 for the rate limits' counters, shared by every web
                         process; by default each process counts in its own memory.
     FUSION_RATELIMITS   "0" turns the rate limits and the login lock-out off.
+    FUSION_SERVER_TIMING  "0" leaves out the Server-Timing header (server time, query count).
     FUSION_CLIENT_IP_HEADER  the request META key with the client's address behind a proxy
                         (HTTP_X_FORWARDED_FOR, HTTP_X_REAL_IP); REMOTE_ADDR by default.
     DATABASE_URL        e.g. postgres://user@127.0.0.1:5432/fusion ; SQLite when unset.
@@ -97,6 +98,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First, so that its time covers every other middleware (webapp/servertiming.py).
+    "webapp.servertiming.ServerTimingMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -159,6 +162,7 @@ if os.environ.get("FUSION_CACHE_URL"):
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "fusion-eval"}}
 RATELIMIT_ENABLE = _env_flag("FUSION_RATELIMITS", True)
+FUSION_SERVER_TIMING = _env_flag("FUSION_SERVER_TIMING", True)
 # Behind a proxy every request comes from the proxy: count by the address it forwards
 # (e.g. FUSION_CLIENT_IP_HEADER=HTTP_X_FORWARDED_FOR; see webapp/clientip.py).
 FUSION_CLIENT_IP_HEADER = os.environ.get("FUSION_CLIENT_IP_HEADER", "REMOTE_ADDR")

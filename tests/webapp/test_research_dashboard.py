@@ -90,27 +90,77 @@ def test_results_are_computed_once_per_state_of_the_responses(study, researcher,
 
     monkeypatch.setattr(services, "analyze", counting)
     fill_study(study, 2)
-    first = researcher.get(f"/research/{study.slug}/results.json").json()
+    missing = researcher.get(f"/research/{study.slug}/results.json")
+    assert missing.status_code == 404 and "Update results" in missing.json()["error"] and not calls
+    update_results(researcher, study)
+    first = researcher.get(f"/research/{study.slug}/results.json")
     again = researcher.get(f"/research/{study.slug}/results.json").json()
+    update_results(researcher, study)  # nothing changed: the stored result is reused
     researcher.get(f"/research/{study.slug}/report/")
-    assert first == again and len(calls) == 1
+    assert first.json() == again and len(calls) == 1 and first["X-Results-Stale"] == "no"
     assert progress(researcher, study)["results"]["current"] is True
 
     fill_study(study, 1, seed=9)  # new answers: a new state
     assert progress(researcher, study)["results"]["current"] is False
     page = researcher.get(f"/research/{study.slug}/").content.decode()
-    assert len(calls) == 1, "viewing the dashboard never starts an analysis"
     assert re.search(r'id="results-stale"[^>]*hidden', page) is None
+    old = researcher.get(f"/research/{study.slug}/results.json")
+    report = researcher.get(f"/research/{study.slug}/report.md").content.decode()
+    assert len(calls) == 1, "viewing never starts an analysis"
+    assert old.json() == again and old["X-Results-Stale"].startswith("stale:")
+    assert "Results stale: computed from" in report and "update the results" in report
+    update_results(researcher, study)
     third = researcher.get(f"/research/{study.slug}/results.json").json()
     assert len(calls) == 2 and third["data"]["n_evaluators"] == 3
     assert StudyResult.objects.filter(study=study).count() == 2
 
 
+def _research_get_urls(study) -> list[str]:
+    """Every GET of the research app that names a study, from its URL patterns (a new view is
+    covered without editing this list)."""
+    from django.urls import reverse
+
+    from webapp.research import urls
+
+    out = []
+    for pattern in urls.urlpatterns:
+        params = set(pattern.pattern.converters)
+        if "slug" not in params or pattern.name in ("results_update", "report_details"):  # the POSTs
+            continue
+        kwargs = {"slug": study.slug, **({"name": "figure5", "fmt": "png"} if "name" in params else {})}
+        out.append(reverse(f"research:{pattern.name}", kwargs=kwargs))
+    return out
+
+
+def test_no_research_get_computes_an_analysis(study, researcher, monkeypatch):
+    def forbidden(*args, **kwargs):
+        raise AssertionError("a GET computed an analysis")
+
+    urls = _research_get_urls(study)
+    assert len(urls) >= 11 and f"/research/{study.slug}/report.md" in urls
+    fill_study(study, 2)
+    for state in ("nothing stored", "current", "stale"):
+        if state == "current":
+            update_results(researcher, study)
+        if state == "stale":
+            fill_study(study, 1, seed=4)
+        with monkeypatch.context() as m:
+            m.setattr(services, "_analyse", forbidden)
+            m.setattr(services, "analyze", forbidden)
+            m.setattr(services, "study_result_get_or_compute", forbidden)
+            for url in urls:
+                r = researcher.get(url)
+                assert r.status_code in (200, 404), (state, url, r.status_code)
+                assert r.status_code == 200 or state == "nothing stored" or url.endswith(".png"), (state, url)
+    assert StudyResult.objects.filter(study=study).count() == 1
+
+
 def test_an_undo_then_a_new_answer_is_a_new_state(study):
-    ev = fill_study(study, 1)[0]
+    ev = study_services.evaluator_join(study=study, external_id="w-undo")
+    answer_tasks(ev, rng=random.Random(2), limit=3)  # not finished: a finished evaluator cannot undo
     before, n = selectors.responses_fingerprint(study=study)
-    study_services.response_undo_last(evaluator=ev)
-    answer_tasks(Evaluator.objects.get(pk=ev.pk), rng=random.Random(3))
+    study_services.response_undo_last(evaluator=Evaluator.objects.get(pk=ev.pk))
+    answer_tasks(Evaluator.objects.get(pk=ev.pk), rng=random.Random(3), limit=1)
     after, m = selectors.responses_fingerprint(study=study)
     assert n == m and before != after
 
@@ -141,6 +191,7 @@ def test_the_dashboard_shows_both_analyses_the_figures_and_the_automatic_counter
 
 def test_the_report_states_protocol_evaluators_pay_exclusions_and_results(study, researcher):
     fill_study(study, 3)
+    update_results(researcher, study)
     r = researcher.post(f"/research/{study.slug}/report-details/", {
         "recruitment": "Prolific, fluent English", "pay_per_evaluator": "2.50", "pay_currency": "gbp",
         "ethics": "Ethics board ref. 42", "expertise": "", "training": "", "notes": "",
@@ -182,6 +233,7 @@ def test_report_details_are_checked(study, researcher):
 def test_no_responses_means_no_results(study, researcher):
     assert researcher.get(f"/research/{study.slug}/results.json").status_code == 404
     assert services.study_result_get_or_compute(study=study) is None
+    assert researcher.get(f"/research/{study.slug}/export/aggregates.json").status_code == 404
     page = researcher.get(f"/research/{study.slug}/")
     assert page.status_code == 200 and "No results yet" in page.content.decode()
     report = researcher.get(f"/research/{study.slug}/report.md").content.decode()
@@ -199,6 +251,7 @@ def test_rules_that_exclude_everyone_leave_the_unfiltered_results_shown(study, r
     study.protocol = protocol
     study.save(update_fields=["protocol"])
     fill_study(study, 2)
+    update_results(researcher, study)
     r = researcher.get(f"/research/{study.slug}/results.json")
     assert r.status_code == 200
     doc = r.json()
@@ -208,7 +261,6 @@ def test_rules_that_exclude_everyone_leave_the_unfiltered_results_shown(study, r
     assert doc["count"]["by_variant"][0]["mean_abs_error"] is not None
     aggregates = researcher.get(f"/research/{study.slug}/export/aggregates.json")
     assert aggregates.status_code == 200
-    update_results(researcher, study)
     page = researcher.get(f"/research/{study.slug}/").content.decode()
     assert "exclude every evaluator" in page and 'data-table="figure5"' in page
     report = researcher.get(f"/research/{study.slug}/report.md").content.decode()

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 
-from tests.webapp.research_support import researcher_of
+from tests.webapp.research_support import researcher_of, update_results
 from tests.webapp.test_research_exports import open_demo_study
 from webapp.research.models import StudyResult
 
@@ -25,9 +25,10 @@ def test_export_then_evalstudy_analyze_gives_the_dashboards_numbers(client, tmp_
                  "concat-early=0.5,concat-intermediate=0.8,cross-early=0.6,cross-intermediate=0.9",
                  stdout=io.StringIO())
     client.force_login(researcher_of(study))
+    # a dry run: the simulated evaluators are asked for, else left out (and then labelled)
+    update_results(client, study, data={"include_simulated": "1"})
 
-    # a dry run: the simulated evaluators are asked for (?simulated=1), else left out
-    dashboard = client.get(f"/research/{study.slug}/results.json?simulated=1")
+    dashboard = client.get(f"/research/{study.slug}/results.json")
     assert dashboard.status_code == 200
     shown = dashboard.json()
 
@@ -44,7 +45,7 @@ def test_export_then_evalstudy_analyze_gives_the_dashboards_numbers(client, tmp_
     assert shown["protocol"]["hash"] == study.protocol_hash
     assert shown["data"]["n_evaluators"] + shown["exclusions"]["n_excluded"] == 12
     assert shown["unfiltered"]["data"]["n_evaluators"] == 12
-    # the page computed it once; the export of the aggregates is the same stored result
-    aggregates = client.get(f"/research/{study.slug}/export/aggregates.json?simulated=1")
+    # the update computed it once; the export of the aggregates is the same stored result
+    aggregates = client.get(f"/research/{study.slug}/export/aggregates.json")
     assert json.loads(aggregates.content) == shown
     assert StudyResult.objects.filter(study=study).count() == 1

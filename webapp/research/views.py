@@ -3,7 +3,9 @@
 Every view here is for the study's researchers and admins only. Anyone else who is logged in,
 and any browser that joined a study as an evaluator, gets a 404, whether or not the study
 exists; other visitors are sent to the researchers' login.
-Views are thin: selectors read, services compute and store, exports format.
+Views are thin: selectors read, services compute and store, exports format. No GET computes
+an analysis: pages read the newest stored result (and say how old it is); only the
+"Update results" task computes.
 """
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ from webapp.studies.selectors import session_evaluator_ids
 
 from . import exports, reports, selectors, services
 from .forms import ReportDetailsForm
-from .models import ReportDetails, StudyResult
+from .models import ReportDetails, ResultsUpdate, StudyResult
 
 LOGIN_URL = reverse_lazy("research:login")
 # Either kind of response (HttpResponse, StreamingHttpResponse): _attachment returns what it is given.
@@ -173,15 +175,14 @@ def results_update(request: HttpRequest, study: Study) -> HttpResponse:
 
 @researcher_view
 @require_GET
-def results_json(request: HttpRequest, study: Study) -> JsonResponse:
-    """The analysis of the current responses (computed once per state of the responses)."""
-    try:
-        result = services.study_result_get_or_compute(study=study, include_simulated=_asks_simulated(request))
-    except services.ResearchError as exc:
-        return JsonResponse({"error": str(exc)}, status=409)
-    if result is None:
-        return JsonResponse({"error": "no responses yet"}, status=404)
-    return JsonResponse(result.result)
+def results_json(request: HttpRequest, study: Study) -> HttpResponse:
+    """The newest stored analysis (computed by "Update results", never here); its age and
+    whether answers arrived since are in X-Results-* headers."""
+    stored = selectors.study_result_stored(study=study)
+    if stored.result is None:
+        return JsonResponse({"error": _no_result_message(study, stored),
+                             "update": reverse("research:results_update", args=[study.slug])}, status=404)
+    return _result_headers(JsonResponse(stored.result.result), study, stored)
 
 
 @researcher_view
@@ -214,31 +215,58 @@ def report_details(request: HttpRequest, study: Study) -> HttpResponse:
 # --------------------------------------------------------------------------- exports
 
 
-def _asks_simulated(request: HttpRequest) -> bool:
-    """``?simulated=1``: a dry run's export or result, simulated evaluators included (and labelled)."""
-    return request.GET.get("simulated") == "1"
+def _no_result_message(study: Study, stored: selectors.StoredResult) -> str:
+    """Why a page has no results to show, and what to do about it."""
+    if stored.n_responses == 0:
+        return "No responses have been collected yet."
+    update = stored.update
+    if update is not None and update.state in ResultsUpdate.ACTIVE:
+        return "The results are being updated; this page shows them when the update is done."
+    if update is not None and update.state == ResultsUpdate.State.FAILED:
+        return f"The last update of the results failed: {update.message}"
+    return ('No results are stored yet: use "Update results" on the study\'s dashboard '
+            f"({reverse('research:dashboard', args=[study.slug])}) to compute them.")
 
 
-def _unanalysable(exc: services.ResearchError) -> HttpResponse:
-    return HttpResponse(str(exc), status=409, content_type="text/plain; charset=utf-8")
+def _stale_note(stored: selectors.StoredResult) -> str:
+    """'' when the stored result is of the responses as they stand; else how far behind it is."""
+    if not stored.stale or stored.result is None:
+        return ""
+    return (f"stale: computed from {stored.result.n_responses} responses, {stored.n_responses} are stored now; "
+            'update the results ("Update results" on the dashboard)')
 
 
-def _stored_result(study: Study, include_simulated: bool = False) -> StudyResult | HttpResponse:
-    """The study's current result for an export, or the 409 response that says why there is none."""
-    try:
-        result = services.study_result_get_or_compute(study=study, include_simulated=include_simulated)
-    except services.ResearchError as exc:
-        return _unanalysable(exc)
-    if result is None:
-        raise Http404("No responses yet.")
-    return result
+def _result_headers(response: ResponseT, study: Study, stored: selectors.StoredResult) -> ResponseT:
+    """The stored result's age and freshness, for clients of the JSON and file exports."""
+    assert stored.result is not None
+    computed_at = stored.result.computed_at
+    response["X-Results-Computed-At"] = computed_at.isoformat()
+    response["X-Results-Age-Seconds"] = str(int((timezone.now() - computed_at).total_seconds()))
+    response["X-Results-Responses"] = str(stored.result.n_responses)
+    response["X-Results-Stale"] = _stale_note(stored) or "no"
+    return response
+
+
+def _stored_result(study: Study) -> tuple[StudyResult, selectors.StoredResult] | HttpResponse:
+    """The study's newest stored result for an export, or the 404 that says why there is none."""
+    stored = selectors.study_result_stored(study=study)
+    if stored.result is None:
+        return HttpResponse(_no_result_message(study, stored), status=404, content_type="text/plain; charset=utf-8")
+    return stored.result, stored
 
 
 def _report_context(study: Study) -> dict:
-    try:
-        return reports.report_context(study=study, result=services.study_result_get_or_compute(study=study))
-    except services.ResearchError as exc:
-        return reports.report_context(study=study, result=None, analysis_error=str(exc))
+    """The report of the newest stored result, with its age and a note when it is stale."""
+    stored = selectors.study_result_stored(study=study)
+    error = "" if stored.result is not None else _no_result_message(study, stored)
+    context = reports.report_context(study=study, result=stored.result, analysis_error=error)
+    context["stale_note"] = _stale_note(stored)
+    return context
+
+
+def _asks_simulated(request: HttpRequest) -> bool:
+    """``?simulated=1``: a dry run's export, simulated evaluators included (and labelled)."""
+    return request.GET.get("simulated") == "1"
 
 
 @researcher_view
@@ -261,25 +289,27 @@ def export_jsonl(request: HttpRequest, study: Study) -> StreamingHttpResponse:
 @researcher_view
 @require_GET
 def export_aggregates(request: HttpRequest, study: Study) -> HttpResponse:
-    result = _stored_result(study, _asks_simulated(request))
-    if isinstance(result, HttpResponse):
-        return result
+    found = _stored_result(study)
+    if isinstance(found, HttpResponse):
+        return found
+    result, stored = found
     response = HttpResponse(exports.aggregates_json(result=result.result), content_type="application/json")
-    return _attachment(response, study, "aggregates-{stamp}.json")
+    return _result_headers(_attachment(response, study, "aggregates-{stamp}.json"), study, stored)
 
 
 @researcher_view
 @require_GET
 def export_figures(request: HttpRequest, study: Study) -> HttpResponse:
-    result = _stored_result(study, _asks_simulated(request))
-    if isinstance(result, HttpResponse):
-        return result
+    found = _stored_result(study)
+    if isinstance(found, HttpResponse):
+        return found
+    result, stored = found
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
         for fig in result.figures.all():
             zf.writestr(fig.filename, bytes(fig.content))
     response = HttpResponse(buffer.getvalue(), content_type="application/zip")
-    return _attachment(response, study, "figures-{stamp}.zip")
+    return _result_headers(_attachment(response, study, "figures-{stamp}.zip"), study, stored)
 
 
 @researcher_view

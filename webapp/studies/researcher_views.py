@@ -28,12 +28,14 @@ def protocol_upload_dir():
     protocols (fixtures/protocols/, or protocols/ under FUSION_PROTOCOL_FILES_DIR)."""
     return settings.FUSION_PROTOCOL_FILES_DIR / "protocols"
 
-# How each action reads on its button and in its confirmation, and the status it needs.
+
+# How each action reads on its button and in its confirmation (which status it needs is
+# services.STUDY_TRANSITIONS').
 ACTIONS = {
-    "open": ("Open the study", "Participants can join with the invite link.", Study.Status.DRAFT),
-    "pause": ("Pause the study", "Nobody new can join; people already in may finish.", Study.Status.OPEN),
-    "resume": ("Resume the study", "Participants can join again.", Study.Status.PAUSED),
-    "close": ("Close the study", "Nobody can join or answer any more. This cannot be undone.", None),
+    "open": ("Open the study", "Participants can join with the invite link."),
+    "pause": ("Pause the study", "Nobody new can join; people already in may finish."),
+    "resume": ("Resume the study", "Participants can join again."),
+    "close": ("Close the study", "Nobody can join or answer any more. This cannot be undone."),
 }
 
 
@@ -76,9 +78,7 @@ def study_new(request: HttpRequest) -> HttpResponse:
 def study_run(request: HttpRequest, study: Study, *, form: StudyStatusForm | None = None,
               error: str = "") -> HttpResponse:
     """The study's control page: status, invite link, places, and the actions it allows."""
-    status = study.status
-    allowed = [name for name, (_, _, needs) in ACTIONS.items()
-               if (needs == status) or (name == "close" and status in (Study.Status.OPEN, Study.Status.PAUSED))]
+    allowed = services.study_actions_allowed(status=study.status)
     return render(request, "studies/researcher/run.html", {
         "study": study, "links": invite_links(study), "places": participants.study_places(study=study),
         "actions": [(name, ACTIONS[name][0]) for name in allowed], "confirm": form, "error": error,
@@ -99,10 +99,6 @@ def study_status(request: HttpRequest, study: Study) -> HttpResponse:
         return study_run(request, study.slug, form=form)
     change = {"open": services.study_open, "pause": services.study_pause,
               "resume": services.study_resume, "close": services.study_close}[action]
-    if action == "close" and study.status not in (Study.Status.OPEN, Study.Status.PAUSED):
-        status = study.get_status_display().lower()
-        return study_run(request, study.slug,
-                         error=f"Only an open or paused study can be closed; this one is {status}.")
     try:
         change(study=study)
     except services.StudySetupError as exc:

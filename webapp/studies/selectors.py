@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from django.db.models import Count, Q
+from django.conf import settings
+from django.db import models
+from django.db.models import Case, Count, Q, QuerySet, Value, When
+from django.utils import timezone
 
 from .models import CountResponse, Entry, Evaluator, Image, Item, RankResponse, Study
 
@@ -133,6 +137,16 @@ def evaluator_from_session(*, session, study: Study) -> Evaluator | None:
     return evaluator if evaluator is not None and _holds(session, evaluator) else None
 
 
+def evaluator_from_session_by_slug(*, session, slug: str) -> Evaluator | None:
+    """The evaluator this browser holds in the study named ``slug``, with its study, in one
+    query (the evaluator pages' first read); None as ``evaluator_from_session``."""
+    known = list(session.get(SESSION_KEY, {}).values())
+    if not known:
+        return None
+    evaluator = Evaluator.objects.select_related("study").filter(pk__in=known, study__slug=slug).first()
+    return evaluator if evaluator is not None and _holds(session, evaluator) else None
+
+
 def session_signed_out(*, session, study: Study) -> bool:
     """Whether this browser held an evaluator of ``study`` that another browser took over."""
     known = str(study.pk) in session.get(SESSION_KEY, {})
@@ -183,3 +197,41 @@ def study_missing_images(*, study: Study) -> int:
         have = Image.objects.filter(prompt_id=item.prompt_id, seed=item.seed, source=Image.Source.MODEL).count()
         missing += max(0, n_variants - have)
     return missing
+
+
+# --------------------------------------------------------------------------- evaluator status
+
+
+class EvaluatorStatus(models.TextChoices):
+    """Where an evaluator stands, derived from their timestamps: the one vocabulary of the
+    dashboard, the participants page and the participants CSV (so they cannot disagree).
+    Checked in this order: the first that holds is the status."""
+
+    FINISHED = "finished", "Completed"  # answered every task; the code was shown
+    DECLINED = "declined", "Declined"  # did not consent
+    ABANDONED = "abandoned", "Timed out"  # gave up their place, or silent past the slot timeout
+    ACTIVE = "active", "In progress"  # consented, at work
+    CONSENTING = "consenting", "Opened the link"  # joined, has not decided yet
+
+
+def status_silent_before() -> datetime:
+    """Evaluators not seen since this moment count as timed out (FUSION_SLOT_TIMEOUT_SECONDS)."""
+    return timezone.now() - timedelta(seconds=settings.FUSION_SLOT_TIMEOUT_SECONDS)
+
+
+def evaluators_with_status(queryset: QuerySet[Evaluator] | None = None, *, silent_before: datetime | None = None):
+    """``queryset`` (default: every evaluator) annotated with ``status``, an EvaluatorStatus
+    value computed by the database in the same query."""
+    cutoff = status_silent_before() if silent_before is None else silent_before
+    qs = Evaluator.objects.all() if queryset is None else queryset
+    return qs.annotate(
+        status=Case(
+            When(finished_at__isnull=False, then=Value(EvaluatorStatus.FINISHED.value)),
+            When(declined_at__isnull=False, then=Value(EvaluatorStatus.DECLINED.value)),
+            When(Q(abandoned_at__isnull=False) | Q(last_seen_at__lt=cutoff),
+                 then=Value(EvaluatorStatus.ABANDONED.value)),
+            When(consented_at__isnull=False, then=Value(EvaluatorStatus.ACTIVE.value)),
+            default=Value(EvaluatorStatus.CONSENTING.value),
+            output_field=models.CharField(max_length=12),
+        )
+    )

@@ -1,0 +1,123 @@
+"""The evaluator path in a fixed number of queries, whatever the size of the study.
+
+Each endpoint has a budget (BUDGET) of SQL statements, counted as production runs them:
+the SAVEPOINTs that nest each atomic block inside the test's own transaction are left out.
+The same walk through a small study and a larger one (more slots, more tasks) must cost
+exactly the same per request, and no answer may cost more than the first: a query added
+per image, per task, per slot or per answer given fails here.
+"""
+import pytest
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+
+from tests.factories import PromptFactory, build_open_study, make_image
+from webapp.studies.models import CountResponse, Item, RankResponse, Slot
+
+pytestmark = pytest.mark.django_db
+
+# What each request needs, in statements (SQLite and PostgreSQL alike). The evaluator pages
+# read the evaluator with its study in one query (selectors.evaluator_from_session_by_slug).
+BUDGET = {
+    # study by invite token; session (none yet: one EXISTS); study re-read by the service;
+    # the external id seen before?; "every slot held" (COUNT of held slots, COUNT of slots);
+    # INSERT evaluator; INSERT session.
+    "join": 8,
+    # session; evaluator with study; study and evaluator again under their row locks (slots
+    # are taken under them); the first free slot; INSERT the entries (one statement, any
+    # number of tasks); UPDATE evaluator.
+    "consent": 7,
+    # session; evaluator with study; progress (one aggregate); the next task with its item,
+    # prompt and image; a ranking's images (one query, any number of images); the time the
+    # task was first shown (one UPDATE, the first time only: time on task is measured by the
+    # server from then).
+    "state": 6,
+    # session; evaluator with study; the entry with its item; a ranking's images (rank only);
+    # INSERT the answer; "was that the last?" (EXISTS); UPDATE evaluator (last seen, finished);
+    # progress; the next task; the next ranking's images (next task a ranking only); the next
+    # task's first-shown time (one UPDATE).
+    "answer": 11,
+}
+
+
+def _statements(ctx: CaptureQueriesContext) -> int:
+    return sum(1 for q in ctx.captured_queries if not q["sql"].startswith(("SAVEPOINT", "RELEASE SAVEPOINT")))
+
+
+def _grow(study, n_prompts: int) -> None:
+    """``n_prompts`` more counting prompts, one image per variant each, added to every slot."""
+    new = []
+    for k in range(n_prompts):
+        prompt = PromptFactory(study=study, kind="count", text=f"{k + 2} extra triangles", object="triangle",
+                               object_plural="triangles", count=k % 5 + 1)
+        for v in study.variants.all():
+            img = make_image(study=study, prompt=prompt, variant=v, seed=300 + k)
+            new.append(Item.objects.create(study=study, key=f"count:{v.name}:extra:{k}", task="count", prompt=prompt,
+                                           seed=img.seed, variant=v, image=img, true_count=k % 5 + 1).pk)
+    for slot in Slot.objects.filter(study=study):
+        slot.items = slot.items + new
+        slot.save(update_fields=["items"])
+
+
+def _walk(study, label: str) -> dict[str, list[int]]:
+    """One evaluator's way through the study by its JSON API: statements per request, by
+    request and by the kinds of task it handles ("answer rank->count": a ranking is stored
+    and the next task is a count)."""
+    client = Client()
+    seen: dict[str, list[int]] = {}
+
+    def measured(name, call):
+        with CaptureQueriesContext(connection) as ctx:
+            response = call()
+        assert response.status_code in (200, 302), (label, name, response.status_code, response.content[:200])
+        return response, _statements(ctx)
+
+    def next_kind(state: dict) -> str:
+        return "done" if state["done"] else state["task"]["kind"]
+
+    _, n = measured("join", lambda: client.get(f"/join/{study.invite_token}/", {"PROLIFIC_PID": f"budget-{label}"}))
+    seen.setdefault("join", []).append(n)
+    _, n = measured("consent", lambda: client.post(f"/e/{study.slug}/consent/", {"agree": "yes"}))
+    seen.setdefault("consent", []).append(n)
+    state = client.get(f"/e/{study.slug}/state/").json()
+    if not state["done"] and "task" not in state:  # the instructions (and practice) come first
+        r = client.post(state["next"])
+        if r.status_code == 302 and r["Location"].endswith("/practice/"):
+            client.post(r["Location"], {"answer": "1"})
+    response, n = measured("state", lambda: client.get(f"/e/{study.slug}/state/"))
+    state = response.json()
+    seen.setdefault(f"state ->{next_kind(state)}", []).append(n)
+    while not state["done"]:
+        task = state["task"]
+        if task["kind"] == "count":
+            data = {"kind": "count", "token": task["token"], "answer": "2"}
+        else:
+            data = {"kind": "rank", "token": task["token"], **{f"rank_{i}": str(i + 1) for i in range(4)}}
+        response, n = measured("answer", lambda data=data: client.post(f"/e/{study.slug}/task/", data,
+                                                                       HTTP_ACCEPT="application/json"))
+        state = response.json()
+        assert state["ok"], state
+        seen.setdefault(f"answer {task['kind']}->{next_kind(state)}", []).append(n)
+        # the state of every position too (a reload): the task was shown already by the answer
+        response, n = measured("state", lambda: client.get(f"/e/{study.slug}/state/"))
+        seen.setdefault(f"state ->{next_kind(response.json())} again", []).append(n)
+    return seen
+
+
+def test_each_evaluator_endpoint_keeps_its_query_budget_at_every_size():
+    small = build_open_study(n_slots=3)
+    large = build_open_study(n_slots=40)
+    _grow(large, 6)  # 24 more tasks per evaluator
+    walks = {"small": _walk(small, "small"), "large": _walk(large, "large")}
+    answered = [CountResponse.objects.filter(item__study=s).count() + RankResponse.objects.filter(item__study=s).count()
+                for s in (small, large)]
+    assert answered == [11, 35]
+    for label, walk in walks.items():
+        assert {"join", "consent", "state ->count", "answer count->count", "answer count->rank"} <= set(walk), walk
+        for key, counts in walk.items():
+            # the same request costs the same at every position: nothing per answer given
+            assert len(set(counts)) == 1, (label, key, counts)
+            assert counts[0] <= BUDGET[key.split()[0]], (label, key, counts, BUDGET)
+    for key in set(walks["small"]) & set(walks["large"]):
+        # ... and in every size of study: nothing per slot, task or image
+        assert walks["small"][key][0] == walks["large"][key][0], (key, walks)

@@ -1,0 +1,43 @@
+"""Every response but an image says how long the server worked on it and how many queries it made."""
+import re
+
+import pytest
+from django.test import Client
+
+from webapp.studies.models import Image
+
+from .conftest import current_task
+
+pytestmark = pytest.mark.django_db
+
+TIMING = re.compile(r'^app;dur=(\d+\.\d\d), db;dur=(\d+\.\d\d);desc="(\d+) queries"$')
+
+
+def _timing(response) -> tuple[float, float, int]:
+    match = TIMING.match(response["Server-Timing"])
+    assert match, response["Server-Timing"]
+    return float(match[1]), float(match[2]), int(match[3])
+
+
+def test_evaluator_pages_report_server_time_and_their_queries(study, evaluator_client, django_assert_num_queries):
+    r = evaluator_client.get(f"/e/{study.slug}/state/")
+    app_ms, db_ms, queries = _timing(r)
+    assert 0 < db_ms <= app_ms and queries > 0
+    with django_assert_num_queries(queries):  # the header counts the queries Django ran, no more, no fewer
+        again = evaluator_client.get(f"/e/{study.slug}/state/")
+    assert _timing(again)[2] == queries
+
+
+def test_images_carry_no_timing(study, evaluator_client):
+    """A time could vary with a file's size, and so with the model that drew it."""
+    url = current_task(evaluator_client, study)["task"]["images"][0]
+    r = evaluator_client.get(url)
+    assert r.status_code == 200 and r["Content-Type"] == "image/png"
+    assert "Server-Timing" not in r
+    assert Image.objects.filter(study=study).exists()
+
+
+def test_it_can_be_turned_off(study, settings):
+    settings.FUSION_SERVER_TIMING = False
+    settings.MIDDLEWARE = list(settings.MIDDLEWARE)  # rebuilds the middleware chain, which reads the setting
+    assert "Server-Timing" not in Client().get(f"/join/{study.invite_token}/")

@@ -1,0 +1,67 @@
+"""Each response says how long the server worked on it and how many SQL queries it made.
+
+A ``Server-Timing`` header (the W3C metric syntax browsers' developer tools show):
+
+    Server-Timing: app;dur=4.21, db;dur=1.37;desc="5 queries"
+
+``app`` is the wall time from this middleware (first in MIDDLEWARE) to the response, in
+milliseconds; ``db`` the part of it spent in queries on the default database, and their number.
+bench/load_evaluators.py reads it to tell server time from time in the network and the client.
+
+It costs a ``perf_counter`` pair per query (Django's ``execute_wrapper``), no SQL is kept.
+It reveals nothing an evaluator should not know: images get no header (a time could vary
+with the size of the file, and so with the model that drew it), and the other pages do the
+same queries whatever model made the images they show. ``FUSION_SERVER_TIMING=0`` turns it off.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from django.conf import settings
+from django.db import connection
+from django.http import HttpRequest, HttpResponse
+
+HEADER = "Server-Timing"
+
+
+class _QueryClock:
+    """Counts the queries run through it and sums their time (seconds)."""
+
+    __slots__ = ("n", "seconds")
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.seconds = 0.0
+
+    def __call__(self, execute, sql, params, many, context):
+        t0 = time.perf_counter()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            self.seconds += time.perf_counter() - t0
+            self.n += 1
+
+
+def format_header(*, app_seconds: float, db_seconds: float, queries: int) -> str:
+    return f'app;dur={1000 * app_seconds:.2f}, db;dur={1000 * db_seconds:.2f};desc="{queries} queries"'
+
+
+class ServerTimingMiddleware:
+    """Adds ``Server-Timing`` (server time and query count) to every response but images."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+        self.enabled = getattr(settings, "FUSION_SERVER_TIMING", True)
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if not self.enabled:
+            return self.get_response(request)
+        clock = _QueryClock()
+        t0 = time.perf_counter()
+        with connection.execute_wrapper(clock):
+            response = self.get_response(request)
+        elapsed = time.perf_counter() - t0
+        if not response.get("Content-Type", "").startswith("image/"):
+            response[HEADER] = format_header(app_seconds=elapsed, db_seconds=clock.seconds, queries=clock.n)
+        return response
