@@ -125,7 +125,8 @@ def dashboard(request: HttpRequest, study: Study) -> HttpResponse:
         "reliability": reports.evaluator_reliability_table(analysis) if analysis else None,
         "figures": selectors.result_figure_names(result=result) if result else [],
         "protocol_rows": reports.protocol_rows(selectors.study_protocol(study=study)),
-        "details_form": ReportDetailsForm(instance=details),
+        "details_form": ReportDetailsForm(instance=details, initial=reports.details_from_consent(
+            selectors.study_protocol(study=study)) if details is None else None),
         "export_formats": _export_links(study),
         "n_simulated": progress["evaluators"]["simulated"],
     }
