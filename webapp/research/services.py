@@ -264,7 +264,8 @@ def study_simulate_responses(
                                    skip_rate=skip_rate, seed=seed)
     except ValueError as exc:
         raise ResearchError(f"Cannot simulate: {exc}") from exc
-    pseudonyms, n_count, n_rank = [], 0, 0
+    pseudonyms: list[str] = []
+    n_count = n_rank = 0
     for k in range(n_evaluators):
         rng = np.random.default_rng([seed, k])
         try:
