@@ -16,6 +16,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -46,6 +47,19 @@ def fresh_checkout(dest: Path) -> Path:
     return dest
 
 
+def _wait_unless_a_traceback(proc: subprocess.Popen, log: Path, *, timeout: float) -> int | None:
+    """bash's exit status; None as soon as the log shows a traceback (the background worker
+    dying leaves `launch_batch --wait` waiting for ever, as the block is written)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return proc.returncode
+        if "Traceback (most recent call last)" in log.read_text(errors="replace"):
+            return None
+        time.sleep(2.0)
+    return None
+
+
 def test_the_running_a_study_block_works_as_written_on_a_fresh_checkout(tmp_path):
     block = running_a_study_block((ROOT / "README.md").read_text())
     assert "launch_batch" in block and "celery -A webapp worker" in block
@@ -64,7 +78,7 @@ def test_the_running_a_study_block_works_as_written_on_a_fresh_checkout(tmp_path
         try:
             proc.stdin.write(f"{PASSWORD}\n{PASSWORD}\n")
             proc.stdin.close()
-            returncode = proc.wait(timeout=20 * 60)
+            returncode = _wait_unless_a_traceback(proc, log, timeout=20 * 60)
         finally:
             try:  # the block's background worker is in bash's process group
                 os.killpg(proc.pid, signal.SIGTERM)
