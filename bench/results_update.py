@@ -114,7 +114,7 @@ def research_gets(client, study) -> dict[str, float]:
         params = set(pattern.pattern.converters)
         if "slug" not in params or pattern.name in ("results_update", "report_details"):
             continue
-        kwargs = {"slug": study.slug, **({"name": "figure5", "fmt": "png"} if "name" in params else {})}
+        kwargs = {"slug": study.slug, **({"name": "preference", "fmt": "png"} if "name" in params else {})}
         url = reverse(f"research:{pattern.name}", kwargs=kwargs)
         times = []
         for _ in range(4):

@@ -102,6 +102,12 @@ class Sampling:
     steps: int
     sampler: str
     seed: int = 0  # image k of every prompt uses seed + k, for every variant
+    # Optional, for outside models: the images' side in pixels (a diffusers pipeline draws
+    # them at this size, an imported image set is resized to it) and a diffusers scheduler
+    # class that replaces the one a pipeline folder names. Left out of the canonical
+    # document when unset, so the hash of a protocol without them does not change.
+    size: int | None = None
+    scheduler: str | None = None
 
 
 @dataclass(frozen=True)
@@ -140,6 +146,34 @@ class Exclusions:
 EXCLUSION_ALIASES = {"max_skip_rate": "max_task_skip_rate"}
 
 
+# The measures a primary comparison may name: a difference of two variants' eq. 9 mean
+# error or eq. 10 match ratio (count task), or of their preference scores (rank task).
+PRIMARY_MEASURES = ("match_ratio", "mean_abs_error", "score")
+
+
+@dataclass(frozen=True)
+class PrimaryComparison:
+    """A pre-registered comparison: is `measure` of variant a different from b's, and the
+    smallest difference worth finding (`effect`, in the measure's units, > 0)?"""
+
+    a: str
+    b: str
+    measure: str
+    effect: float
+
+
+@dataclass(frozen=True)
+class PrimaryPlan:
+    """The primary comparisons, monitored at the planned looks (numbers of evaluators,
+    increasing; the last is the most the study will pay for) by a group-sequential rule
+    with overall two-sided error rate `alpha` (see evalstudy.sequential)."""
+
+    comparisons: tuple[PrimaryComparison, ...]
+    looks: tuple[int, ...]
+    alpha: float = 0.05
+    power: float = 0.8  # the power the "evaluators still needed" estimate plans for
+
+
 @dataclass(frozen=True)
 class AnalysisPlan:
     exclusions: Exclusions = field(default_factory=Exclusions)
@@ -149,6 +183,10 @@ class AnalysisPlan:
     ci_level: float = 0.95
     n_boot: int = 2000
     seed: int = 0
+    # Added after schema version 1: left out of the canonical form when unset
+    # (OPTIONAL_ANALYSIS_KEYS), so that older protocols keep their hash.
+    primary: PrimaryPlan | None = None
+    judge_images_per_cell: int = 0  # extra images per grid cell read by the judge only
 
 
 @dataclass(frozen=True)
@@ -233,7 +271,9 @@ class Practice:
 
 # Sections added after schema version 1 was fixed: left out of the canonical form when
 # absent, so that a protocol written before them keeps its hash.
+MAX_IMAGE_SIDE = 2048  # pixels; sampling.size at most this
 OPTIONAL_SECTIONS = ("recruitment", "consent", "practice")
+OPTIONAL_ANALYSIS_KEYS = {"primary": None, "judge_images_per_cell": 0}  # key: its unset value
 PANELS = ("prolific", "generic")
 PROLIFIC_PARAMS = ("PROLIFIC_PID", "STUDY_ID", "SESSION_ID")
 
@@ -263,9 +303,15 @@ class Protocol:
         """The canonical document: every field present, defaults written out (the optional
         sections in OPTIONAL_SECTIONS only when the protocol has them)."""
         doc = _to_plain(self)
+        for name in ("size", "scheduler"):
+            if doc["sampling"][name] is None:
+                del doc["sampling"][name]
         for name in OPTIONAL_SECTIONS:
             if doc[name] is None:
                 del doc[name]
+        for name, unset in OPTIONAL_ANALYSIS_KEYS.items():
+            if doc["analysis"][name] == unset:
+                del doc["analysis"][name]
         # Added after version 1 was fixed: written only when on, so that every protocol
         # written before it keeps its hash.
         if doc["preference_task"] is not None and not doc["preference_task"]["allow_ties"]:
@@ -560,12 +606,16 @@ def _parse_protocol(d: Any) -> Protocol:
     if len(variants) < 2:
         _fail("variants", "a study compares at least two variants")
 
-    s = _mapping(d["sampling"], "sampling", ("cfg_scale", "steps", "sampler", "seed"),
+    s = _mapping(d["sampling"], "sampling", ("cfg_scale", "steps", "sampler", "seed", "size", "scheduler"),
                  ("cfg_scale", "steps", "sampler"))
     sampling = Sampling(cfg_scale=_number(s["cfg_scale"], "sampling.cfg_scale", lo=0.0),
                         steps=_integer(s["steps"], "sampling.steps", lo=1),
                         sampler=_string(s["sampler"], "sampling.sampler"),
-                        seed=_integer(s.get("seed", 0), "sampling.seed", lo=0))
+                        seed=_integer(s.get("seed", 0), "sampling.seed", lo=0),
+                        size=(_integer(s["size"], "sampling.size", lo=8, hi=MAX_IMAGE_SIDE)
+                              if s.get("size") is not None else None),
+                        scheduler=(_string(s["scheduler"], "sampling.scheduler")
+                                   if s.get("scheduler") is not None else None))
 
     count_task = _parse_count_task(d["count_task"]) if d.get("count_task") is not None else None
     pref = (_parse_preference_task(d["preference_task"])
@@ -711,7 +761,8 @@ def _parse_practice(d: Any, count_task: CountTask | None) -> Practice:
 
 def _parse_analysis(d: Any, variants: tuple[str, ...]) -> AnalysisPlan:
     w = "analysis"
-    _mapping(d, w, ("exclusions", "comparisons", "posthoc", "alpha", "ci_level", "n_boot", "seed"))
+    _mapping(d, w, ("exclusions", "comparisons", "posthoc", "alpha", "ci_level", "n_boot", "seed",
+                    *OPTIONAL_ANALYSIS_KEYS))
     x = _mapping(d.get("exclusions", {}), f"{w}.exclusions",
                  tuple(f.name for f in dataclasses.fields(Exclusions)) + tuple(EXCLUSION_ALIASES))
     xw = f"{w}.exclusions"
@@ -748,15 +799,47 @@ def _parse_analysis(d: Any, variants: tuple[str, ...]) -> AnalysisPlan:
     posthoc = d.get("posthoc", "holm")
     if posthoc not in POSTHOC_METHODS:
         _fail(f"{w}.posthoc", f"expected one of {POSTHOC_METHODS}, got {posthoc!r}")
+    alpha = _number(d.get("alpha", 0.05), f"{w}.alpha", lo=1e-6, hi=0.5)
     return AnalysisPlan(
         exclusions=exclusions,
         comparisons=tuple(comparisons),
         posthoc=posthoc,
-        alpha=_number(d.get("alpha", 0.05), f"{w}.alpha", lo=1e-6, hi=0.5),
+        alpha=alpha,
         ci_level=_number(d.get("ci_level", 0.95), f"{w}.ci_level", lo=0.5, hi=0.999),
         n_boot=_integer(d.get("n_boot", 2000), f"{w}.n_boot", lo=100),
         seed=_integer(d.get("seed", 0), f"{w}.seed", lo=0),
+        primary=(_parse_primary(d["primary"], variants, alpha)
+                 if d.get("primary") is not None else None),
+        judge_images_per_cell=_integer(d.get("judge_images_per_cell", 0),
+                                       f"{w}.judge_images_per_cell", lo=0, hi=100),
     )
+
+
+def _parse_primary(d: Any, variants: tuple[str, ...], alpha: float) -> PrimaryPlan:
+    w = "analysis.primary"
+    _mapping(d, w, ("comparisons", "looks", "alpha", "power"), ("comparisons", "looks"))
+    comparisons = []
+    for i, c in enumerate(_list(d["comparisons"], f"{w}.comparisons")):
+        cw = f"{w}.comparisons[{i}]"
+        c = _mapping(c, cw, ("a", "b", "measure", "effect"), ("a", "b", "measure", "effect"))
+        a, b = _string(c["a"], f"{cw}.a"), _string(c["b"], f"{cw}.b")
+        for v in (a, b):
+            if v not in variants:
+                _fail(cw, f"{v!r} is not one of the variants {list(variants)}")
+        if a == b:
+            _fail(cw, "compares a variant with itself")
+        if c["measure"] not in PRIMARY_MEASURES:
+            _fail(f"{cw}.measure", f"expected one of {PRIMARY_MEASURES}, got {c['measure']!r}")
+        effect = _number(c["effect"], f"{cw}.effect", lo=0)
+        if effect <= 0:
+            _fail(f"{cw}.effect", "the planned effect must be > 0 (a size, in the measure's units)")
+        comparisons.append(PrimaryComparison(a=a, b=b, measure=c["measure"], effect=effect))
+    looks = [_integer(n, f"{w}.looks[{i}]", lo=2) for i, n in enumerate(_list(d["looks"], f"{w}.looks"))]
+    if any(b <= a for a, b in zip(looks, looks[1:], strict=False)):
+        _fail(f"{w}.looks", f"numbers of evaluators must increase, got {looks}")
+    return PrimaryPlan(comparisons=tuple(comparisons), looks=tuple(looks),
+                       alpha=_number(d.get("alpha", alpha), f"{w}.alpha", lo=1e-6, hi=0.5),
+                       power=_number(d.get("power", 0.8), f"{w}.power", lo=0.5, hi=0.99))
 
 
 def default_comparisons(variants: tuple[str, ...] | list[str]) -> tuple[tuple[str, str], ...]:
