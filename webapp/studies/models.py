@@ -80,13 +80,6 @@ class Study(models.Model):
         """Open, or paused: a pause stops newcomers, not the people already at work."""
         return self.status in (self.Status.OPEN, self.Status.PAUSED)
 
-    @property
-    def public_title(self) -> str:
-        """The title participants see: the protocol's consent title when it gives one; ``title``
-        (the researchers' name for the study, by default the protocol's internal name) else."""
-        consent = (self.protocol or {}).get("consent") or {}
-        return consent.get("title") or self.title
-
 
 class Checkpoint(models.Model):
     """A registered model checkpoint: the weights' sha256 and the model config, recorded once."""
