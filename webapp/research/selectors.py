@@ -232,12 +232,21 @@ def study_progress(*, study: Study) -> dict:
 # --------------------------------------------------------------------------- results
 
 
-def responses_fingerprint(*, study: Study) -> tuple[str, int]:
-    """(fingerprint, number of responses) of the study's answers as they stand now."""
-    c = CountResponse.objects.filter(item__study=study).aggregate(n=Count("pk"), last=Max("pk"))
-    r = RankResponse.objects.filter(item__study=study).aggregate(n=Count("pk"), last=Max("pk"))
+def _answers(model, study: Study, include_simulated: bool):
+    """A study's answers of one kind; simulated evaluators' only when asked for (dry runs)."""
+    qs = model.objects.filter(item__study=study)
+    return qs if include_simulated else qs.filter(evaluator__is_simulated=False)
+
+
+def responses_fingerprint(*, study: Study, include_simulated: bool = False) -> tuple[str, int]:
+    """(fingerprint, number of responses) of the study's answers as they stand now (people's
+    only, unless ``include_simulated``)."""
+    c = _answers(CountResponse, study, include_simulated).aggregate(n=Count("pk"), last=Max("pk"))
+    r = _answers(RankResponse, study, include_simulated).aggregate(n=Count("pk"), last=Max("pk"))
     # The schema version too: a result evalstudy would write differently is not the same state.
     state = f"{study.pk}:{study.protocol_hash}:{c['n']}:{c['last']}:{r['n']}:{r['last']}:{SCHEMA_VERSION}"
+    if include_simulated:
+        state += ":simulated"
     return hashlib.sha256(state.encode()).hexdigest(), c["n"] + r["n"]
 
 
@@ -277,8 +286,10 @@ def study_result_stored(*, study: Study) -> StoredResult:
     the newest result row (its document and figures are read only by the caller that needs them)
     and the newest update.
     """
-    fingerprint, n_responses = responses_fingerprint(study=study)
     result = study_result_latest(study=study)
+    # A dry run's result (simulated evaluators included) is compared with the same answers.
+    fingerprint, n_responses = responses_fingerprint(
+        study=study, include_simulated=result is not None and result.includes_simulated)
     return StoredResult(result=result, current=result is not None and result.fingerprint == fingerprint,
                         n_responses=n_responses, update=results_update_latest(study=study))
 
@@ -369,21 +380,25 @@ RANK_FIELDS = ("item_id", "evaluator__pseudonym", "width", "skipped", "skip_reas
 EXTENDED_FIELDS = ("created_at", "evaluator__external_id", "evaluator__is_simulated")
 
 
-def count_answer_values(*, study: Study, extended: bool = False,
+def count_answer_values(*, study: Study, extended: bool = False, include_simulated: bool = False,
                         chunk_size: int = EXPORT_CHUNK_SIZE) -> Iterator[tuple]:
-    """Tuples of COUNT_FIELDS (+ EXTENDED_FIELDS), one per count answer, in answer order, streamed."""
+    """Tuples of COUNT_FIELDS (+ EXTENDED_FIELDS), one per count answer, in answer order, streamed;
+    simulated evaluators' answers only with ``include_simulated``."""
     fields = COUNT_FIELDS + (EXTENDED_FIELDS if extended else ())
     return (
-        CountResponse.objects.filter(item__study=study).order_by("pk").values_list(*fields).iterator(chunk_size=chunk_size)
+        _answers(CountResponse, study, include_simulated).order_by("pk").values_list(*fields)
+        .iterator(chunk_size=chunk_size)
     )
 
 
-def rank_answer_values(*, study: Study, extended: bool = False,
+def rank_answer_values(*, study: Study, extended: bool = False, include_simulated: bool = False,
                        chunk_size: int = EXPORT_CHUNK_SIZE) -> Iterator[tuple]:
-    """Tuples of RANK_FIELDS (+ EXTENDED_FIELDS), one per ranking or skip, in answer order, streamed."""
+    """Tuples of RANK_FIELDS (+ EXTENDED_FIELDS), one per ranking or skip, in answer order, streamed;
+    simulated evaluators' answers only with ``include_simulated``."""
     fields = RANK_FIELDS + (EXTENDED_FIELDS if extended else ())
     return (
-        RankResponse.objects.filter(item__study=study).order_by("pk").values_list(*fields).iterator(chunk_size=chunk_size)
+        _answers(RankResponse, study, include_simulated).order_by("pk").values_list(*fields)
+        .iterator(chunk_size=chunk_size)
     )
 
 
