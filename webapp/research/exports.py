@@ -75,15 +75,16 @@ def response_rows(*, study: Study, include_simulated: bool = False,
         pseudonym = who(pseudonym, extended and row[-1])  # EXTENDED_FIELDS ends with is_simulated
         head, mid, tail = parts[item_id]
         yield head + (pseudonym,) + mid + (answer, None, SKIPPED_COUNT, "", None, seconds) + tail
-    for row in map(selectors.split_rank_row, selectors.rank_answer_values(
+    for ranking in map(selectors.split_rank_row, selectors.rank_answer_values(
             study=study, extended=extended, include_simulated=include_simulated, chunk_size=chunk_size)):
-        it = items[row.item_id]
-        pseudonym = who(row.pseudonym, extended and row.extended[-1])  # EXTENDED_FIELDS ends with is_simulated
-        flag = int(row.skipped)
-        for position, (image_id, rank) in enumerate(zip(row.image_ids, row.ranks, strict=True)):
+        it = items[ranking.item_id]
+        pseudonym = who(ranking.pseudonym, extended and ranking.extended[-1])  # EXTENDED_FIELDS ends with is_simulated
+        flag = int(ranking.skipped)
+        for position, (image_id, rank) in enumerate(zip(ranking.image_ids, ranking.ranks, strict=True)):
             image = images[image_id]
-            yield ("rank", it.key, pseudonym, image.variant, it.prompt, "", None, None, rank, flag, row.skip_reason,
-                   position, row.seconds, 0, image.public_id, it.seed, image.auto_count, it.repeat_of)
+            yield ("rank", it.key, pseudonym, image.variant, it.prompt, "", None, None, rank, flag,
+                   ranking.skip_reason, position, ranking.seconds, 0, image.public_id, it.seed, image.auto_count,
+                   it.repeat_of)
 
 
 def csv_chunks(*, study: Study, include_simulated: bool = False,
