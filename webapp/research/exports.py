@@ -6,7 +6,10 @@ variant's image and ``rank`` its rank (1 = best; tied images share the best rank
 their group, "1, 2, 2, 4"), both empty-ranked on every row of a skipped ranking. A
 ranking has one row per variant of the protocol (2 for pairwise A/B, up to 6).
 ``item_id`` is ``Item.key``; ``evaluator_id`` the evaluator's pseudonym, never the
-external worker id.
+external worker id. After the answers come the judge-only rows, one per image that only the
+automatic judge read (the protocol's ``analysis.judge_images_per_cell``): count rows with an
+empty ``evaluator_id``, no answer, and the judge's ``auto_count``, which the prediction-
+powered intervals use and nothing else does.
 
 The generators yield strings of about ``BUFFER_CHARS`` characters, so a response of any
 size is written with flat memory: the database is read in chunks (see selectors), the
@@ -69,6 +72,9 @@ def response_rows(*, study: Study, chunk_size: int = selectors.EXPORT_CHUNK_SIZE
             image = images[image_id]
             yield ("rank", it.key, row.pseudonym, image.variant, it.prompt, "", None, None, rank, flag, row.skip_reason,
                    position, row.seconds, 0, image.public_id, it.seed, image.auto_count, it.repeat_of)
+    for j in selectors.judge_only_images(study=study):
+        yield ("count", j.key, "", j.variant, j.prompt, j.object, j.true_count, None, None, SKIPPED_COUNT, "", None,
+               None, 0, j.public_id, j.seed, j.auto_count, "")
 
 
 def csv_chunks(*, study: Study, chunk_size: int = selectors.EXPORT_CHUNK_SIZE) -> Iterator[str]:
@@ -132,6 +138,15 @@ def _jsonl_records(*, study: Study, salt: str, chunk_size: int) -> Iterator[dict
                 "evaluator_pseudonym": pseudonym, "worker_id_hash": hashed(external_id), "simulated": simulated,
                 "image_provenance": image.provenance,
             }
+    for j in selectors.judge_only_images(study=study):
+        yield {
+            "task": "count", "item_id": j.key, "evaluator_id": "", "variant": j.variant, "prompt": j.prompt,
+            "object": j.object, "true_count": j.true_count, "answer_count": None, "rank": None, "skipped": False,
+            "skip_reason": "", "position": None, "seconds": None, "is_gold": False, "image_id": j.public_id,
+            "seed": j.seed, "auto_count": j.auto_count, "repeat_of": "", "cant_tell": False, "answered_at": None,
+            "evaluator_pseudonym": "", "worker_id_hash": None, "simulated": False,
+            "image_provenance": images[j.pk].provenance,
+        }
 
 
 def jsonl_chunks(*, study: Study, salt: str, chunk_size: int = selectors.EXPORT_CHUNK_SIZE) -> Iterator[str]:

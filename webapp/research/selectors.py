@@ -362,6 +362,39 @@ def export_images(*, study: Study, with_provenance: bool = False) -> dict[int, I
     return out
 
 
+@dataclass(frozen=True)
+class JudgeOnlyImage:
+    """An image read by the automatic judge only (the protocol's ``analysis.judge_images_per_cell``)."""
+
+    pk: int
+    key: str  # its item id in the responses: ``judge:<variant>:<object>:<count>[:<colour>]:<seed>``
+    variant: str
+    prompt: str
+    object: str
+    true_count: int
+    seed: int
+    public_id: str
+    auto_count: int
+
+
+def judge_only_images(*, study: Study) -> list[JudgeOnlyImage]:
+    """The study's judge-only images that the judge has read, by variant, prompt and seed.
+
+    Their number is fixed by the protocol (cells x variants x k), not by the responses."""
+    rows = (Image.objects.filter(study=study, judge_only=True, auto_count__isnull=False)
+            .order_by("variant__index", "prompt_id", "seed")
+            .values_list("pk", "variant__name", "prompt__text", "prompt__object", "prompt__count", "prompt__colour",
+                         "seed", "public_id", "auto_count"))
+    out = []
+    for pk, variant, prompt, obj, count, colour, seed, public_id, auto_count in rows:
+        colour_part = f":{colour}" if colour else ""
+        out.append(JudgeOnlyImage(
+            pk=pk, key=f"judge:{variant}:{obj}:{count}{colour_part}:{seed}", variant=variant, prompt=prompt, object=obj,
+            true_count=count, seed=seed, public_id=public_id, auto_count=auto_count,
+        ))
+    return out
+
+
 COUNT_FIELDS = ("item_id", "evaluator__pseudonym", "answer", "cant_tell", "seconds")
 # A ranking's columns are laid out for the widest; split_rank_row keeps the ``width`` shown.
 RANK_FIELDS = ("item_id", "evaluator__pseudonym", "width", "skipped", "skip_reason", "seconds",
@@ -447,7 +480,7 @@ def auto_counter_by_variant(*, study: Study) -> dict[str, dict]:
     images it read, its mean absolute error and its match ratio against the requested count."""
     rows = (Item.objects.filter(study=study, task=Item.Task.COUNT, is_gold=False, repeat_of__isnull=True,
                                 image__auto_count__isnull=False)
-            .values_list("variant__name", "image__auto_count", "true_count", "prompt__count").order_by())
+            .values_list("pk", "variant__name", "image__auto_count", "true_count", "prompt__count").order_by())
     acc: dict[str, list[int]] = {}
     for variant, auto, true_count, prompt_count in rows:
         truth = true_count if true_count is not None else prompt_count

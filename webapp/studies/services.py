@@ -693,7 +693,8 @@ def study_attach_images(*, study: Study) -> int:
     """Link count items to their generated images; return how many are still missing."""
     missing = 0
     for item in Item.objects.filter(study=study, task=Item.Task.COUNT, is_gold=False, image__isnull=True):
-        image = Image.objects.filter(variant_id=item.variant_id, prompt_id=item.prompt_id, seed=item.seed).first()
+        image = Image.objects.filter(variant_id=item.variant_id, prompt_id=item.prompt_id, seed=item.seed,
+                                     judge_only=False).first()
         if image is None:
             missing += 1
         else:
