@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from pathlib import Path
 
 import pytest
@@ -123,6 +124,8 @@ def test_the_export_has_one_judge_only_row_per_image_and_the_analysis_uses_them(
         assert r["answer_count"] == "" and r["item_id"].startswith("judge:")
     assert len({r["item_id"] for r in judge_rows}) == len(judge_rows)
     read_responses(io.StringIO(text, newline=""))  # evalstudy accepts them
+    records = [json.loads(line) for line in "".join(exports.jsonl_chunks(study=study, salt="s")).splitlines()]
+    assert sorted(r["image_id"] for r in records if r["evaluator_id"] == "") == sorted(images)
 
     stored = research_services.study_result_get_or_compute(study=study, n_boot=50)
     ppi = research_selectors.study_result_analysis(result=stored).prediction_powered
