@@ -387,6 +387,8 @@ def judge_only_images(*, study: Study) -> list[JudgeOnlyImage]:
                          "seed", "public_id", "auto_count"))
     out = []
     for pk, variant, prompt, obj, count, colour, seed, public_id, auto_count in rows:
+        if count is None or auto_count is None:  # (never: a count prompt has a count; the query needs auto_count)
+            continue
         colour_part = f":{colour}" if colour else ""
         out.append(JudgeOnlyImage(
             pk=pk, key=f"judge:{variant}:{obj}:{count}{colour_part}:{seed}", variant=variant, prompt=prompt, object=obj,
@@ -480,7 +482,7 @@ def auto_counter_by_variant(*, study: Study) -> dict[str, dict]:
     images it read, its mean absolute error and its match ratio against the requested count."""
     rows = (Item.objects.filter(study=study, task=Item.Task.COUNT, is_gold=False, repeat_of__isnull=True,
                                 image__auto_count__isnull=False)
-            .values_list("pk", "variant__name", "image__auto_count", "true_count", "prompt__count").order_by())
+            .values_list("variant__name", "image__auto_count", "true_count", "prompt__count").order_by())
     acc: dict[str, list[int]] = {}
     for variant, auto, true_count, prompt_count in rows:
         truth = true_count if true_count is not None else prompt_count
