@@ -16,7 +16,7 @@ from evalstudy.responses import read_responses
 from tests.services.helpers import DEMO_PROTOCOL, make_tiny_checkpoints, small_protocol
 from webapp.generation import selectors, services, worker
 from webapp.generation.models import Batch
-from webapp.research import exports
+from webapp.research import exports, reports
 from webapp.research import selectors as research_selectors
 from webapp.research import services as research_services
 from webapp.studies import selectors as study_selectors
@@ -132,6 +132,11 @@ def test_the_export_has_one_judge_only_row_per_image_and_the_analysis_uses_them(
     assert ppi is not None and ppi.by_variant and ppi.differences
     assert {rec.n_judge_only for rec in ppi.by_variant} == {2 * K}
     assert {rec.n_judge_only for rec in ppi.differences} == {2 * 2 * K}
+    # The dashboard's and the report's prediction-powered table fills in.
+    analysis = research_selectors.study_result_analysis(result=stored)
+    sections = reports.result_sections(result=analysis, auto=research_selectors.auto_counter_by_variant(study=study))
+    tables = {t.key: t for section in sections for t in section["tables"]}
+    assert "prediction-powered" in tables and {row[5] for row in tables["prediction-powered"].rows} >= {str(2 * K)}
 
 
 def test_a_study_without_the_option_gets_no_judge_only_image_or_row(tiny_checkpoints):
