@@ -1,7 +1,7 @@
 # fusion-eval: the two commands of the README, and their set-up steps.
 #   make demo   set up from requirements.lock (runtime only), then run the demo study (SQLite, embedded broker) and serve it
 #   make test   set up from requirements-dev.lock, then run every test: on PostgreSQL (+ Redis) and again on SQLite
-#   make lint   ruff and mypy, with the settings in pyproject.toml
+#   make lint   ruff and mypy, with the settings in pyproject.toml, and models that match their migrations
 #   make lock   recompile both lock files from requirements.txt / requirements-dev.txt
 PY ?= python3.11
 VENV := .venv
@@ -45,6 +45,7 @@ check-lock:
 lint:
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/python manage.py makemigrations --check --dry-run
 
 # The fix pass: ruff's safe fixes, strict=True on every zip(), then the list of what is left.
 lint-fix:

@@ -12,9 +12,21 @@ evalstudy.protocol
     Protocol.content_hash() -> str               sha256 of the canonical JSON
     load_protocol(path) -> Protocol              .json, or .yaml/.yml with PyYAML
     count_prompts(protocol) -> list[CountPrompt] fields object, count, colour, text, question
-    preference_captions(protocol, base_dir=None) -> list[str]
-    study_items(protocol, base_dir=None) -> list[StudyItem]   every item with its id
+    preference_captions(protocol, base_dir=None, root=None) -> list[str]
+    study_items(protocol, base_dir=None, root=None) -> list[StudyItem] every item with its id
     ProtocolError(ValueError)
+    Protocol.n_ranked -> int                     ranking width = len(variants), 2..6
+    Protocol.allow_ties -> bool                  preference_task.allow_ties (default False,
+                                                 omitted from to_dict() when False)
+
+evalstudy.ranks                                  (pure Python: the web app's check too)
+    check_ranks(ranks, n, *, allow_ties) -> None raises RankError(ValueError) with a
+                                                 participant-readable message and .code
+                                                 (WRONG_WIDTH, OUT_OF_RANGE, TIE_NOT_ALLOWED,
+                                                 MALFORMED_TIE); competition ranks "1,2,2,4"
+    mid_ranks(ranks) -> list[float]              tied images take the mean of their places
+    competition_ranks(keys) -> list[int]         smaller key = better, equal keys tied
+    is_tied(ranks) -> bool
 
 evalstudy.design
     williams_square(n) -> list[list[int]]

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, overload
 
+from evalstudy.ranks import MAX_WIDTH, MIN_WIDTH
+
 SCHEMA_VERSION = 1
 
 # English number words. Count 1 uses the object's (or colour's) article instead.
@@ -29,7 +31,10 @@ NUMBER_WORDS = (
     "seventeen", "eighteen", "nineteen", "twenty",
 )
 MAX_COUNT = len(NUMBER_WORDS) - 1
-MAX_RANKED_VARIANTS = 6  # 6! = 720 orderings; the analysis tabulates them
+# One ranking orders 2 (pairwise A/B) to 6 images: 6! = 720 orderings, which the
+# analysis tabulates. The limits live in evalstudy.ranks, beside the check of a ranking.
+MIN_RANKED_VARIANTS = MIN_WIDTH
+MAX_RANKED_VARIANTS = MAX_WIDTH
 
 DEFAULT_PROMPT_TEMPLATE = "{quantity} {colour} {noun}"
 DEFAULT_QUESTION_TEMPLATE = "How many {plural} can you see?"
@@ -81,8 +86,14 @@ class CaptionSource:
 
 @dataclass(frozen=True)
 class PreferenceTask:
+    """Rank the images of every variant for one caption (pairwise A/B when there are two).
+
+    ``allow_ties``: an evaluator may mark images as equally good, stored as tied
+    competition ranks (evalstudy.ranks); left out of the canonical form when False."""
+
     captions: CaptionSource
     images_per_caption: int = 1
+    allow_ties: bool = False
 
 
 @dataclass(frozen=True)
@@ -255,11 +266,25 @@ class Protocol:
         for name in OPTIONAL_SECTIONS:
             if doc[name] is None:
                 del doc[name]
+        # Added after version 1 was fixed: written only when on, so that every protocol
+        # written before it keeps its hash.
+        if doc["preference_task"] is not None and not doc["preference_task"]["allow_ties"]:
+            del doc["preference_task"]["allow_ties"]
         return doc
 
     def content_hash(self) -> str:
         """sha256 (hex) of the canonical JSON of `to_dict()`."""
         return hashlib.sha256(canonical_json(self.to_dict()).encode("utf-8")).hexdigest()
+
+    @property
+    def n_ranked(self) -> int:
+        """How many images one ranking orders: one per variant (2 is pairwise A/B)."""
+        return len(self.variants)
+
+    @property
+    def allow_ties(self) -> bool:
+        """Whether a ranking may tie images (False without a preference task)."""
+        return self.preference_task is not None and self.preference_task.allow_ties
 
     def comparisons(self) -> tuple[tuple[str, str], ...]:
         """The planned paired comparisons, or intermediate-vs-early per conditioning."""
@@ -482,7 +507,10 @@ def _parse_count_task(d: Any) -> CountTask:
 
 def _parse_preference_task(d: Any) -> PreferenceTask:
     w = "preference_task"
-    _mapping(d, w, ("captions", "images_per_caption"), ("captions",))
+    _mapping(d, w, ("captions", "images_per_caption", "allow_ties"), ("captions",))
+    allow_ties = d.get("allow_ties", False)
+    if not isinstance(allow_ties, bool):
+        _fail(f"{w}.allow_ties", f"expected true or false, got {allow_ties!r}")
     c = d["captions"]
     cw = f"{w}.captions"
     if isinstance(c, list):
@@ -509,6 +537,7 @@ def _parse_preference_task(d: Any) -> PreferenceTask:
     return PreferenceTask(
         captions=source,
         images_per_caption=_integer(d.get("images_per_caption", 1), f"{w}.images_per_caption", lo=1),
+        allow_ties=allow_ties,
     )
 
 
@@ -773,23 +802,53 @@ def count_prompts(protocol: Protocol) -> list[CountPrompt]:
     return out
 
 
-def read_coco_captions(path: str | Path) -> list[tuple[int, str]]:
-    """(annotation id, caption) pairs from an MS-COCO captions file, sorted by id."""
+def read_coco_captions(path: str | Path, *, label: str | None = None) -> list[tuple[int, str]]:
+    """(annotation id, caption) pairs from an MS-COCO captions file, sorted by id.
+
+    Errors name the file as ``label`` (e.g. the protocol field that gave the path, so that
+    a server's paths stay out of the message), or as its path when no label is given.
+    """
     path = Path(path)
+    name = str(path) if label is None else label
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
-        raise ProtocolError(f"cannot read captions file {path}: {exc.strerror}") from exc
-    except json.JSONDecodeError as exc:
-        raise ProtocolError(f"{path}: not valid JSON: {exc}") from exc
+        raise ProtocolError(f"{name}: cannot read captions file ({exc.strerror})") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ProtocolError(f"{name}: not valid JSON: {exc}") from exc
     if not isinstance(doc, dict) or not isinstance(doc.get("annotations"), list):
-        raise ProtocolError(f"{path}: not an MS-COCO captions file (no 'annotations' list)")
+        raise ProtocolError(f"{name}: not an MS-COCO captions file (no 'annotations' list)")
     out = []
     for i, a in enumerate(doc["annotations"]):
         if not isinstance(a, dict) or not isinstance(a.get("caption"), str) or "id" not in a:
-            raise ProtocolError(f"{path}: annotations[{i}] needs 'id' and 'caption'")
+            raise ProtocolError(f"{name}: annotations[{i}] needs 'id' and 'caption'")
         out.append((a["id"], " ".join(a["caption"].split())))
     return sorted(out, key=lambda t: str(t[0]))
+
+
+def protocol_file(value: str, *, field: str, base_dir: str | Path | None = None,
+                  root: str | Path | None = None) -> Path:
+    """The file a path in a protocol names: relative paths are read from ``base_dir``.
+
+    With ``root`` (a server reading protocols that others upload), the file must lie inside
+    that folder once every symbolic link is followed: an absolute path, ``..`` past the
+    folder or a link out of it is a ProtocolError naming ``field``, and no message shows a
+    path, so the server neither reads nor describes a file outside the folder.
+    """
+    path = Path(value)
+    if root is None:
+        return path if path.is_absolute() or base_dir is None else Path(base_dir) / path
+    if path.is_absolute():
+        raise ProtocolError(f"{field}: give a path relative to the protocol files folder, not an absolute one")
+    try:
+        inside = Path(root).resolve()
+        full = ((Path(base_dir) if base_dir is not None else inside) / path).resolve()
+    except (OSError, ValueError, RuntimeError) as exc:  # a NUL byte, a loop of links
+        raise ProtocolError(f"{field}: not a usable file path") from exc
+    if not full.is_relative_to(inside):
+        raise ProtocolError(f"{field}: the file must be inside the protocol files folder "
+                            "(no '..' past it, no link out of it)")
+    return full
 
 
 def stable_key(*parts: object) -> str:
@@ -797,9 +856,11 @@ def stable_key(*parts: object) -> str:
     return hashlib.sha256(":".join(map(str, parts)).encode("utf-8")).hexdigest()
 
 
-def preference_captions(protocol: Protocol, base_dir: str | Path | None = None) -> list[str]:
+def preference_captions(protocol: Protocol, base_dir: str | Path | None = None,
+                        root: str | Path | None = None) -> list[str]:
     """The captions to rank. A drawn sample is ordered by sha256(seed:annotation id),
-    so it is the same on every machine and for every numpy version."""
+    so it is the same on every machine and for every numpy version. A captions file is
+    found with ``protocol_file`` (confined to ``root`` when one is given)."""
     task = protocol.preference_task
     if task is None:
         return []
@@ -809,10 +870,9 @@ def preference_captions(protocol: Protocol, base_dir: str | Path | None = None) 
             return list(src.inline)
         pool = list(enumerate(src.inline))
     else:
-        path = Path(src.path)
-        if not path.is_absolute() and base_dir is not None:
-            path = Path(base_dir) / path
-        pool = read_coco_captions(path)
+        field = "preference_task.captions.path"
+        path = protocol_file(src.path, field=field, base_dir=base_dir, root=root)
+        pool = read_coco_captions(path, label=None if root is None else field)
     # One caption per distinct text: COCO has near-duplicates across annotations.
     seen: set[str] = set()
     unique = []
@@ -831,9 +891,11 @@ def image_seeds(protocol: Protocol, n_images: int) -> list[int]:
     return [protocol.sampling.seed + k for k in range(n_images)]
 
 
-def study_items(protocol: Protocol, base_dir: str | Path | None = None) -> list[StudyItem]:
+def study_items(protocol: Protocol, base_dir: str | Path | None = None,
+                root: str | Path | None = None) -> list[StudyItem]:
     """Every item of the study with a stable id: count images per variant, prompt and
-    seed; gold images; captions (x seeds) to rank. Ids are what the responses use."""
+    seed; gold images; captions (x seeds) to rank. Ids are what the responses use.
+    ``base_dir`` and ``root``: as in ``preference_captions``."""
     items: list[StudyItem] = []
     if protocol.count_task is not None:
         seeds = image_seeds(protocol, protocol.count_task.images_per_prompt)
@@ -860,7 +922,7 @@ def study_items(protocol: Protocol, base_dir: str | Path | None = None) -> list[
                 is_gold=True))
     if protocol.preference_task is not None:
         seeds = image_seeds(protocol, protocol.preference_task.images_per_caption)
-        for k, caption in enumerate(preference_captions(protocol, base_dir)):
+        for k, caption in enumerate(preference_captions(protocol, base_dir, root)):
             for seed in seeds:
                 items.append(StudyItem(
                     task="rank", item_id=f"rank:{k}:{seed}", prompt=caption, variant=None,

@@ -74,10 +74,6 @@ class ResponseTable:
     def subset(self, mask: np.ndarray) -> ResponseTable:
         return ResponseTable({k: v[mask] for k, v in self.columns.items()})
 
-    @property
-    def has_auto_count(self) -> bool:
-        return bool(np.isfinite(self.columns["auto_count"]).any())
-
     def to_rows(self) -> list[dict[str, str]]:
         """The rows as CSV strings: integers without '.0', empty for NaN."""
         out_cols = {}

@@ -211,20 +211,6 @@ def plot_attention(maps: AttentionMaps, drop_border: bool = True, title: str = "
     return fig
 
 
-def attention_figure(
-    model: UViT,
-    context: torch.Tensor,
-    x0: torch.Tensor | None = None,
-    timesteps: list[int] | None = None,
-    seed: int = 0,
-    drop_border: bool = True,
-    title: str = "",
-):
-    """collect_attention + plot_attention: the Figure-8 figure straight from a model."""
-    maps = collect_attention(model, context, x0, timesteps, seed)
-    return plot_attention(maps, drop_border, title)
-
-
 #################################################################################
 #                                      CLI                                      #
 #################################################################################

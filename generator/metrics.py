@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -146,34 +145,6 @@ class ClipScorer:
 # ---------------------------------------------------------------------------
 # Counting accuracy
 # ---------------------------------------------------------------------------
-
-
-def count_accuracy(targets: list[int], predicted: list[int], groups: list[str] | None = None) -> dict:
-    """Exact-match ratio and mean absolute count error, overall and per (group, target).
-
-    Returns {"exact_match", "mean_abs_error", "n", "by_group": {"<group>/<count>": {...}}},
-    the paper's per-object, per-count table when groups are the object kinds.
-    """
-    t, p = np.asarray(targets), np.asarray(predicted)
-    if t.shape != p.shape or t.size == 0:
-        raise ValueError("targets and predictions must be non-empty and of equal length")
-    groups = groups if groups is not None else ["all"] * len(t)
-    if len(groups) != len(t):
-        raise ValueError(f"groups must name one group per target: {len(groups)} groups for {len(t)} targets")
-    cells: dict[str, list[int]] = defaultdict(list)
-    for i, (g, target) in enumerate(zip(groups, t, strict=True)):
-        cells[f"{g}/{int(target)}"].append(i)
-
-    def summary(idx) -> dict:
-        return {
-            "exact_match": float(np.mean(t[idx] == p[idx])),
-            "mean_abs_error": float(np.mean(np.abs(t[idx] - p[idx]))),
-            "n": len(idx),
-        }
-
-    out = summary(np.arange(len(t)))
-    out["by_group"] = {k: summary(np.array(v)) for k, v in sorted(cells.items())}
-    return out
 
 
 # ---------------------------------------------------------------------------

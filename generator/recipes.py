@@ -39,21 +39,16 @@ PAPER = Recipe(
     batch_size=256, lr=2e-4, weight_decay=0.03, adam_betas=(0.9, 0.9),
     warmup=5000, ema_decay=0.9999, steps=1_000_000, p_uncond=0.1,
 )
-# The demo recipe: the same optimizer family scaled to about 35 CPU-minutes per model.
-# A higher learning rate, a short warm-up and EMA horizon and a smaller batch, because
-# the run is a few thousand steps rather than 1M. Two departures from the paper:
-# - v-prediction: in a pilot (same data and budget) eps-prediction models sampled
-#   speckled noise, though their one-step denoising was good (generator/diffusion.py);
-# - patch position embeddings start as 2D sin-cos (MAE, DiT) instead of random, so a
-#   short run need not learn the image's geometry from scratch. (A pilot with it, and
-#   64 image tokens, still drew fragments at 1k steps; its effect is not separated from
-#   that of the token count, see _demo.)
-# - 20,000 steps, the last 5,000 with the learning rate decaying linearly to zero
-#   (warm-up, stable, decay). At a constant rate, exact match of seed 1234's concat-early
-#   rose 0.47 -> 0.62 from 10,000 to 15,000 steps and stayed there at 20,000 (0.61); the
-#   5,000-step decay after 15,000 took it to 0.67-0.70 and its shape accuracy from 0.96
-#   to 0.99 (bench/results/cfg_sweep-2026-12-02.txt, sampling seed 777).
-# Then used unchanged for all four variants, so the comparison between them is not tuned.
+# The demo recipe: the same optimizer family scaled to about 35 CPU-minutes per model: a
+# higher learning rate, a short warm-up and EMA horizon and a smaller batch, because the run
+# is 20,000 steps rather than 1M. It departs from the paper's where the paper's choice failed
+# at this scale (the pilots' numbers: docs/reproducing-the-paper.md, section 5):
+# - v-prediction: eps-prediction models sampled speckled noise (generator/diffusion.py);
+# - patch position embeddings start as 2D sin-cos (MAE, DiT), so a short run need not learn
+#   the image's geometry from scratch (its effect alone was not measured);
+# - warm-up, stable, then the last 5,000 steps decaying the rate linearly to zero: the
+#   learning curve levels off at a constant rate and the decay lifts it.
+# Used unchanged for all four variants, so the comparison between them is not tuned.
 DEMO = Recipe(
     batch_size=32, lr=1e-3, weight_decay=0.03, adam_betas=(0.9, 0.9), warmup=200, ema_decay=0.999,
     steps=20000, p_uncond=0.1, prediction_type="v_prediction", pos_embed_init="sincos", cooldown=5000,
@@ -61,14 +56,12 @@ DEMO = Recipe(
 
 
 def _demo(base: UViTConfig) -> UViTConfig:
-    # 24x24 pixels in 6x6 patches: 16 image tokens, so a shape covers about one token and
-    # a count is a choice of tokens, which a few thousand steps can learn. 128 wide (a
-    # token's 108 pixel values fit in it), 2 + 1 + 2 blocks, about 0.6x the cost per step
-    # of the pilots below, so four models train in well under an hour on two shared cores.
-    # Pilots with 64 image tokens (32x32 in 4x4 patches, 24x24 in 3x3), at the same cost,
-    # learned colour but drew each shape as scattered patch-sized fragments, whatever the
-    # count asked (exact-match 0.08-0.18 at 1-2k steps). Captions in the counting grammar
-    # are at most 5 MiniLM tokens with [CLS] and [SEP], so 8 text tokens lose nothing.
+    # 24x24 pixels in 6x6 patches: 16 image tokens, so a shape covers about one token and a
+    # count is a choice of tokens, which a short run can learn (with 64 tokens the models drew
+    # patch-sized fragments whatever the count). 128 wide (a token's 108 pixel values fit in
+    # it), 2 + 1 + 2 blocks, so four models train in well under an hour on two cores.
+    # Captions in the counting grammar are at most 5 MiniLM tokens with [CLS] and [SEP], so 8
+    # text tokens lose nothing.
     n_image = 1 if base.fusion == "intermediate" else 0
     return dataclasses.replace(
         base, img_size=24, patch_size=6, embed_dim=128, depth=5, num_heads=4, text_len=8, n_image=n_image

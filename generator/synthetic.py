@@ -31,7 +31,6 @@ COLOURS = {
 BACKGROUND = (255, 255, 255)
 MIN_COUNT, MAX_COUNT = 1, 5
 NUMBER_WORDS = {1: "a", 2: "two", 3: "three", 4: "four", 5: "five"}
-_WORD_NUMBERS = {"a": 1, "an": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5}
 
 
 @dataclass(frozen=True)
@@ -54,18 +53,6 @@ class Scene:
     def caption(self) -> str:
         noun = self.kind if self.count == 1 else PLURALS[self.kind]
         return f"{NUMBER_WORDS[self.count]} {self.colour} {noun}"
-
-
-def parse_caption(caption: str) -> Scene:
-    """Inverse of `Scene.caption`; raises ValueError on text outside the grammar."""
-    words = caption.strip().lower().split()
-    if len(words) != 3 or words[0] not in _WORD_NUMBERS:
-        raise ValueError(f"not a counting caption: {caption!r}")
-    count, colour, noun = _WORD_NUMBERS[words[0]], words[1], words[2]
-    kind = next((k for k in KINDS if noun in (k, PLURALS[k])), None)
-    if kind is None:
-        raise ValueError(f"unknown object {noun!r} in {caption!r}")
-    return Scene(kind, colour, count)
 
 
 def all_scenes() -> list[Scene]:

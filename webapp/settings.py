@@ -26,6 +26,8 @@ Environment:
                         a shared path when several GPU workers serve one batch.
     ALLOWED_HOSTS       comma separated (default: localhost names).
     FUSION_BASE_URL     the public origin used in invite links (default http://127.0.0.1:8000).
+    FUSION_PROTOCOL_FILES_DIR  the folder every file a protocol names must lie in (default
+                        ./fixtures); uploaded protocols read relative paths from its protocols/.
 """
 from __future__ import annotations
 
@@ -199,6 +201,8 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
+# Django's two finders, with a path outside the static roots answered 404 rather than 500.
+STATICFILES_FINDERS = ["webapp.staticfinders.FileSystemFinder", "webapp.staticfinders.AppDirectoriesFinder"]
 MEDIA_ROOT = Path(os.environ.get("FUSION_MEDIA_ROOT", VAR_DIR / "media"))
 # Images are never served from MEDIA_URL: evaluators fetch them through an access-checked
 # view under an opaque id. MEDIA_URL is only used by the Django admin's file widgets.
@@ -263,6 +267,10 @@ CELERY_TASK_ALWAYS_EAGER = _env_flag("CELERY_TASK_ALWAYS_EAGER", False)
 FUSION_SLOT_TIMEOUT_SECONDS = int(os.environ.get("FUSION_SLOT_TIMEOUT_SECONDS", 2 * 60 * 60))
 # Bootstrap resamples for the results pages; unset means the protocol's analysis plan.
 FUSION_RESULTS_N_BOOT = int(os.environ["FUSION_RESULTS_N_BOOT"]) if os.environ.get("FUSION_RESULTS_N_BOOT") else None
+# Every file a protocol names (its captions file) must lie inside this folder; relative
+# paths in a protocol uploaded from the web are read from its protocols/ subfolder, as for
+# the shipped fixtures/protocols/*.json (whose captions are ../captions/...).
+FUSION_PROTOCOL_FILES_DIR = Path(os.environ.get("FUSION_PROTOCOL_FILES_DIR", BASE_DIR / "fixtures"))
 # Salt for hashing external worker ids in exports.
 FUSION_EXPORT_SALT = os.environ.get("FUSION_EXPORT_SALT", SECRET_KEY)
 

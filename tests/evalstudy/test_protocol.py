@@ -191,3 +191,54 @@ def test_optional_sections_name_the_offending_field(demo_doc, section, change, w
     demo_doc[section].update(change)
     with pytest.raises(ProtocolError, match=rf"^{where.replace('.', '[.]')}"):
         Protocol.from_dict(demo_doc)
+
+
+# --------------------------------------------------------------------------- ranking width, ties
+
+# The hashes the shipped protocols had before preference_task.allow_ties existed: a
+# study frozen with one of them must still match its protocol.
+SHIPPED_HASHES = {
+    "demo.json": "350025f473a48fe3bbe5acccae0b8b46f89a0bcc8593f80e67b9f6364ee266d7",
+    "paper.json": "eae39bdd45d4f7e8a7ff0dda6cf77a30f181d8456167b23ee2c8478b45f12869",
+}
+
+
+def test_the_shipped_protocols_keep_their_hashes():
+    for name, expected in SHIPPED_HASHES.items():
+        p = load_protocol(PROTOCOLS / name)
+        assert p.content_hash() == expected, name
+        assert p.allow_ties is False and "allow_ties" not in p.to_dict()["preference_task"]
+
+
+def test_allow_ties_is_read_written_and_hashed_only_when_on(demo_doc):
+    off = Protocol.from_dict(demo_doc)
+    demo_doc["preference_task"]["allow_ties"] = False
+    assert Protocol.from_dict(demo_doc).content_hash() == off.content_hash()
+    demo_doc["preference_task"]["allow_ties"] = True
+    on = Protocol.from_dict(demo_doc)
+    assert on.allow_ties and on.preference_task.allow_ties
+    assert on.to_dict()["preference_task"]["allow_ties"] is True
+    assert on.content_hash() != off.content_hash()
+    assert Protocol.from_dict(on.to_dict()) == on
+
+
+@pytest.mark.parametrize("value", ["yes", 1, None])
+def test_allow_ties_must_be_true_or_false(demo_doc, value):
+    demo_doc["preference_task"]["allow_ties"] = value
+    with pytest.raises(ProtocolError, match=r"preference_task\.allow_ties: expected true or false"):
+        Protocol.from_dict(demo_doc)
+
+
+@pytest.mark.parametrize("n", [2, 3, 5, 6])
+def test_the_ranking_width_is_the_number_of_variants(demo_doc, n):
+    demo_doc["variants"] = [f"v{i}" for i in range(n)]
+    demo_doc["analysis"].pop("comparisons", None)
+    p = Protocol.from_dict(demo_doc)
+    assert p.n_ranked == n
+
+
+def test_seven_ranked_variants_are_refused(demo_doc):
+    demo_doc["variants"] = [f"v{i}" for i in range(7)]
+    demo_doc["analysis"].pop("comparisons", None)
+    with pytest.raises(ProtocolError, match="at most 6 variants"):
+        Protocol.from_dict(demo_doc)

@@ -6,7 +6,6 @@ from PIL import Image
 from generator.metrics import (
     ClipScorer,
     InceptionFeatures,
-    count_accuracy,
     feature_statistics,
     frechet_distance,
 )
@@ -159,16 +158,3 @@ def test_clip_score_is_100_times_the_cosine_of_the_embeddings(tiny_clip_model_di
             expected.append(100 * max(cos, 0.0))
     assert max(expected) > 1 and min(expected) == 0  # the factor 100 and the clip at 0 are both seen
     assert scores == pytest.approx(expected, rel=1e-4, abs=1e-4)
-
-
-def test_count_accuracy_overall_and_per_cell():
-    r = count_accuracy([1, 1, 2, 2], [1, 2, 2, 4], ["circle", "circle", "circle", "square"])
-    assert r["exact_match"] == 0.5 and r["mean_abs_error"] == 0.75 and r["n"] == 4
-    assert r["by_group"]["circle/1"] == {"exact_match": 0.5, "mean_abs_error": 0.5, "n": 2}
-    assert r["by_group"]["square/2"] == {"exact_match": 0.0, "mean_abs_error": 2.0, "n": 1}
-
-
-def test_count_accuracy_refuses_groups_of_another_length():
-    # One group short: zip() used to drop the last image from every per-group cell.
-    with pytest.raises(ValueError, match="3 groups for 4 targets"):
-        count_accuracy([1, 1, 2, 2], [1, 2, 2, 4], ["circle", "circle", "circle"])

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from generator import profile
-from generator.attention import TEXT_BORDER, attention_figure, capture_attention, collect_attention
+from generator.attention import TEXT_BORDER, capture_attention, collect_attention, plot_attention
 from generator.model import PAPER_VARIANTS, PRESETS, UViT, UViTConfig, build_model
 
 TINY = [n for n in PRESETS if n.startswith("tiny-")]
@@ -326,13 +326,13 @@ def test_capture_averages_over_forward_calls():
 def test_attention_figure_from_a_model(tmp_path):
     model = tiny("tiny-cross-intermediate")
     _, _, ctx = inputs(model.cfg)
-    fig = attention_figure(model, ctx, timesteps=[50, 500], title="tiny")
+    maps = collect_attention(model, ctx, timesteps=[50, 500])
+    fig = plot_attention(maps, title="tiny")
     out = tmp_path / "fig.png"
     fig.savefig(out, dpi=40)
     assert out.stat().st_size > 1000
     # 7 layers x 2 map rows + the spectrum panel.
     assert len(fig.axes) == 2 * 7 + 1
-    maps = collect_attention(model, ctx, timesteps=[50, 500])
     assert maps.calls == 2
 
 

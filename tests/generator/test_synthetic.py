@@ -9,7 +9,6 @@ from generator.synthetic import (
     all_scenes,
     item_rng,
     make_item,
-    parse_caption,
     sample_layout,
 )
 from tests.generator.conftest import grainy_items
@@ -18,14 +17,8 @@ from tests.generator.conftest import grainy_items
 def test_captions_follow_the_study_grammar():
     assert Scene("circle", "red", 3).caption == "three red circles"
     assert Scene("square", "blue", 1).caption == "a blue square"
-    for scene in all_scenes():
-        assert parse_caption(scene.caption) == scene
-
-
-@pytest.mark.parametrize("text", ["three red", "six red circles", "two red hexagons"])
-def test_text_outside_the_grammar_is_rejected(text):
-    with pytest.raises(ValueError):
-        parse_caption(text)
+    captions = [scene.caption for scene in all_scenes()]
+    assert len(set(captions)) == len(captions)  # one caption names one scene
 
 
 def test_items_are_a_function_of_seed_and_index():

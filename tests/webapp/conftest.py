@@ -16,12 +16,24 @@ def study(db):
 
 
 def join(client: Client, study, **params):
-    """Join by invite link and consent; return the evaluator's client."""
+    """Join by invite link, consent, and start from the instructions (answering the
+    practice item when there is one); return the evaluator's client."""
     r = client.get(f"/join/{study.invite_token}/", params)
     assert r.status_code == 302, r.content
     r = client.post(f"/e/{study.slug}/consent/", {"agree": "yes"})
     assert r.status_code == 302
+    start(client, study)
     return client
+
+
+def start(client: Client, study) -> None:
+    """Past the instructions (and the practice item) of a consented evaluator."""
+    r = client.post(f"/e/{study.slug}/instructions/")
+    if r.status_code == 302 and r["Location"].endswith("/practice/"):
+        r = client.post(f"/e/{study.slug}/practice/", {"answer": "1"})
+        assert r.status_code == 200
+        return
+    assert r.status_code == 302 and r["Location"].endswith("/task/"), r
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ def answer_tasks(evaluator: Evaluator, *, rng: random.Random, limit: int | None 
     """Answer the evaluator's unanswered tasks in order (at most ``limit``) as a person would,
     through the submit services; counts near the truth, a "can't tell" and a skipped ranking
     now and then. Returns how many were answered."""
-    services.evaluator_consent(evaluator=evaluator)
+    services.evaluator_start(evaluator=services.evaluator_consent(evaluator=evaluator))
     done = 0
     entries = (Entry.objects.filter(evaluator=evaluator, count_response__isnull=True, rank_response__isnull=True)
                .select_related("item__prompt", "item__image", "item__variant").order_by("index"))

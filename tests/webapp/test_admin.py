@@ -76,7 +76,8 @@ def test_status_changes_go_through_the_actions(admin_client, study, draft):
     study.refresh_from_db()
     draft.refresh_from_db()
     assert study.status == "closed" and study.closed_at is not None
-    assert draft.status == "draft" and "not open: left as it is" in r.content.decode()
+    assert draft.status == "draft"
+    assert "Only an open or paused study can be closed; this one is draft. Left as it is" in r.content.decode()
     # Opening checks what study_open checks: this draft has no images yet.
     r = admin_client.post(
         "/admin/studies/study/", {"action": "open_studies", "_selected_action": [draft.pk]}, follow=True
@@ -136,3 +137,43 @@ def test_assigning_a_checkpoint_goes_through_the_service(admin_client, draft):
     assert Variant.objects.get(pk=fits.pk).checkpoint_id == concat_early.pk
     # The change form offers nothing to edit.
     assert not admin_client.get(f"/admin/studies/variant/{fits.pk}/change/").context["adminform"].form.fields
+
+
+def test_batches_and_parts_are_cancelled_through_the_service_never_deleted(admin_client, draft):
+    from webapp.generation.models import Batch, Part
+
+    batch = Batch.objects.create(study=draft, cfg_scale=1.0, steps=2, sampler="dpm", total_images=2)
+    part = Part.objects.create(batch=batch, variant=draft.variants.first(), number=0, work=[[1, 0], [1, 1]], size=2)
+    for url in (f"/admin/generation/batch/{batch.pk}/delete/", f"/admin/generation/part/{part.pk}/delete/"):
+        assert admin_client.post(url, {"post": "yes"}).status_code == 403
+    r = admin_client.get("/admin/generation/batch/")
+    assert "delete_selected" not in [name for name, _ in r.context["action_form"].fields["action"].choices]
+    r = admin_client.post("/admin/generation/batch/", {"action": "cancel", "_selected_action": [batch.pk]})
+    assert r.status_code == 302
+    batch.refresh_from_db()
+    part.refresh_from_db()
+    assert (batch.status, part.status) == ("cancelled", "cancelled") and batch.finished_at is not None
+    # Cancelling again is refused by the service, with its message, and changes nothing.
+    r = admin_client.post("/admin/generation/batch/", {"action": "cancel", "_selected_action": [batch.pk]}, follow=True)
+    assert "Only a queued or running batch can be cancelled" in r.content.decode()
+    assert Batch.objects.filter(pk=batch.pk).exists()
+
+
+def test_report_details_are_saved_through_the_service(admin_client, draft, monkeypatch):
+    from webapp.research import services as research_services
+    from webapp.research.models import ReportDetails
+
+    details = research_services.report_details_update(study=draft, recruitment="Prolific")
+    calls = []
+    update = research_services.report_details_update
+    monkeypatch.setattr(research_services, "report_details_update",
+                        lambda **kw: calls.append(kw) or update(**kw))
+    url = f"/admin/research/reportdetails/{details.pk}/change/"
+    r = admin_client.get(url)
+    assert "study" not in r.context["adminform"].form.fields  # read-only once made
+    data = change_form_data(r)
+    data.update(ethics="IRB 2026-17", pay_per_evaluator="3.50", pay_currency="GBP")
+    assert admin_client.post(url, data).status_code == 302
+    assert len(calls) == 1 and calls[0]["study"] == draft
+    details = ReportDetails.objects.get(study=draft)
+    assert (details.recruitment, details.ethics, str(details.pay_per_evaluator)) == ("Prolific", "IRB 2026-17", "3.50")

@@ -87,6 +87,7 @@ def test_an_evaluator_can_reach_nothing_that_names_a_model(study, identifiers):
     r = client.post(f"/e/{study.slug}/consent/", {"agree": "yes"})
     _check_response("consent POST", r, identifiers)
     _check_response("instructions", client.get(f"/e/{study.slug}/instructions/"), identifiers)
+    _check_response("start", client.post(f"/e/{study.slug}/instructions/"), identifiers)
     seen_images = set()
     steps = 0
     while True:

@@ -539,3 +539,31 @@ def test_the_worker_side_imports_nothing_that_queues_work():
             for a in node.names
         }
         assert not {m for m in imported if m.split(".")[-1] == "services" and "studies" not in m}, name
+
+
+def test_image_ids_come_from_the_random_source_and_differ_between_batches_of_the_same_images(
+        small_study, monkeypatch):
+    """An id is drawn from `secrets` (not from the clock, nor computed from the variant, the
+    prompt and the seed): the same images generated again get new ids."""
+    import secrets
+
+    draw = secrets.token_hex
+    drawn: list[str] = []
+
+    def token_hex(nbytes: int) -> str:
+        drawn.append(draw(nbytes))
+        return drawn[-1]
+
+    monkeypatch.setattr("webapp.studies.models.secrets.token_hex", token_hex)
+    batch = services.batch_launch(study=small_study, steps=1, part_size=6)
+    assert run_all(batch) == ["done"] * 4
+    first = {(i.variant_id, i.prompt_id, i.seed): i.public_id
+             for i in Image.objects.filter(study=small_study, source=Image.Source.MODEL)}
+    assert len(first) == 8 and set(first.values()) <= set(drawn)
+    Image.objects.filter(study=small_study, source=Image.Source.MODEL).delete()
+    batch = services.batch_launch(study=small_study, steps=1, part_size=6)
+    assert run_all(batch) == ["done"] * 4
+    second = {(i.variant_id, i.prompt_id, i.seed): i.public_id
+              for i in Image.objects.filter(study=small_study, source=Image.Source.MODEL)}
+    assert second.keys() == first.keys() and set(second.values()) <= set(drawn)
+    assert not set(first.values()) & set(second.values())

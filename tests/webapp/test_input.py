@@ -41,7 +41,7 @@ def test_counts_in_other_digits_are_refused_with_the_fields_message(study, evalu
     assert r.status_code == 400
     assert r.json()["error"] == {
         "code": "not_integer",
-        "message": "Type a whole number with the digits 0 to 9, like 3.",
+        "message": "Type a whole number with the digits 0 to 9 only, like 3.",
     }
     assert CountResponse.objects.count() + RankResponse.objects.count() == before
     # The page form shows the same message.

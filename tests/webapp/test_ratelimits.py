@@ -13,7 +13,7 @@ from django.test import Client
 from tests.factories import UserFactory, build_open_study
 from webapp.studies.models import CountResponse, Evaluator, RankResponse, Slot
 
-from .conftest import answer_data, current_task, join
+from .conftest import answer_data, current_task, join, start
 
 pytestmark = pytest.mark.django_db
 
@@ -49,6 +49,7 @@ def test_300_joins_that_also_consent_leave_at_least_95_percent_of_the_slots_free
     client = Client(REMOTE_ADDR="198.51.100.20")
     r = client.get(f"/join/{study.invite_token}/")
     assert r.status_code == 302 and client.post(f"/e/{study.slug}/consent/", {"agree": "yes"}).status_code == 302
+    start(client, study)
     assert current_task(client, study)["task"]
 
 

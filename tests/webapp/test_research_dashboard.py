@@ -157,10 +157,11 @@ def test_no_research_get_computes_an_analysis(study, researcher, monkeypatch):
 
 
 def test_an_undo_then_a_new_answer_is_a_new_state(study):
-    ev = fill_study(study, 1)[0]
+    ev = study_services.evaluator_join(study=study, external_id="w-undo")
+    answer_tasks(ev, rng=random.Random(2), limit=3)  # not finished: a finished evaluator cannot undo
     before, n = selectors.responses_fingerprint(study=study)
-    study_services.response_undo_last(evaluator=ev)
-    answer_tasks(Evaluator.objects.get(pk=ev.pk), rng=random.Random(3))
+    study_services.response_undo_last(evaluator=Evaluator.objects.get(pk=ev.pk))
+    answer_tasks(Evaluator.objects.get(pk=ev.pk), rng=random.Random(3), limit=1)
     after, m = selectors.responses_fingerprint(study=study)
     assert n == m and before != after
 

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from webapp.studies.models import CountResponse, Evaluator, RankResponse
 
-from .conftest import answer_data, current_task
+from .conftest import answer_data, current_task, start
 
 pytestmark = pytest.mark.django_db
 
@@ -19,6 +19,7 @@ PID = {"PROLIFIC_PID": "PID-shared"}
 def _join_and_consent(client, study):
     assert client.get(f"/join/{study.invite_token}/", PID).status_code == 302
     assert client.post(f"/e/{study.slug}/consent/", {"agree": "yes"}).status_code == 302
+    start(client, study)
     return client
 
 

@@ -34,14 +34,32 @@ class PartInline(admin.TabularInline):
 
 @admin.register(Batch)
 class BatchAdmin(admin.ModelAdmin):
+    """Read-only; a batch is stopped by the "cancel" action (``batch_cancel``), never deleted:
+    its rows are the provenance of the images it made, and deleting a running one would leave
+    its workers writing for a batch that no longer exists."""
+
     list_display = ("id", "study", "status", "total_images", "cfg_scale", "steps", "created_at", "finished_at")
     list_filter = ("status",)
     readonly_fields = ("study", "status", "cfg_scale", "steps", "sampler", "part_size", "total_images", "note",
                        "created_by", "created_at", "started_at", "finished_at")
     inlines = [PartInline]
+    actions = ["cancel"]
 
     def has_add_permission(self, request) -> bool:
         return False  # batches are launched from the generation page, which checks the study
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    @admin.action(description="Cancel the selected batches", permissions=["change"])
+    def cancel(self, request: HttpRequest, queryset: QuerySet[Batch]) -> None:
+        for batch in queryset:
+            try:
+                services.batch_cancel(batch=batch)
+            except services.GenerationError as exc:
+                self.message_user(request, f"Batch {batch.pk}: {exc}", messages.ERROR)
+            else:
+                self.message_user(request, f"Batch {batch.pk} cancelled.", messages.SUCCESS)
 
 
 @admin.register(Part)
@@ -54,6 +72,9 @@ class PartAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:
         return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False  # a part goes with its batch, which is cancelled, not deleted
 
 
 @admin.register(Checkpoint)

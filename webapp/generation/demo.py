@@ -15,6 +15,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
 from django.core.management.base import CommandError
 from django.db import transaction
 from django.urls import reverse
@@ -85,6 +86,8 @@ def demo_users_ensure(*, study: Study) -> dict[str, dict]:
         user.save()
         if role == "researcher":
             study.researchers.add(user)
+            # ... and may create studies from the web (/run/new/), as a real researcher would be allowed to.
+            user.user_permissions.add(Permission.objects.get(content_type__app_label="studies", codename="add_study"))
         out[role] = {"username": login["username"], "password": passwords[role]}
     return out
 

@@ -27,6 +27,15 @@ class GenerationError(ValueError):
     """A request that cannot be carried out as asked; the message says why, for admins."""
 
 
+class BatchActiveError(GenerationError):
+    """A launch while the study's ``batch`` is still queued or running."""
+
+    def __init__(self, batch: Batch):
+        self.batch = batch
+        super().__init__(f"Batch {batch.pk} is already {batch.status} for this study: "
+                         "follow it, or cancel it before launching another.")
+
+
 def _enqueue(part_id: int) -> None:
     broker_prepare()  # the filesystem broker's folders, on first use by a fresh checkout
     generate_part.delay_on_commit(part_id)
@@ -185,8 +194,9 @@ def batch_launch(
         first = "Assign" if Checkpoint.objects.exists() else "Register and assign"
         raise GenerationError(f"{first} a checkpoint for every variant before launching; "
                               f"without one: {', '.join(unassigned)}.")
-    if Batch.objects.filter(study=study, status__in=Batch.ACTIVE).exists():
-        raise GenerationError("A batch is already queued or running for this study.")
+    active = Batch.objects.filter(study=study, status__in=Batch.ACTIVE).first()
+    if active is not None:
+        raise BatchActiveError(active)
     sampling = study.protocol.get("sampling", {})
     cfg_scale = float(sampling.get("cfg_scale", CFG_SCALE) if cfg_scale is None else cfg_scale)
     steps = int(sampling.get("steps", STEPS) if steps is None else steps)

@@ -16,12 +16,9 @@ from django.conf import settings
 
 def broker_prepare() -> None:
     """Create the filesystem broker's folders when that broker is in use (kombu does not)."""
-    options = getattr(settings, "CELERY_BROKER_TRANSPORT_OPTIONS", {}) or {}
-    if not str(settings.CELERY_BROKER_URL).startswith("filesystem://"):
-        return
-    for key in ("data_folder_in", "data_folder_out", "processed_folder", "control_folder"):
-        if options.get(key):
-            Path(options[key]).mkdir(parents=True, exist_ok=True)
+    from webapp.celery import broker_folders_create
+
+    broker_folders_create()
 
 
 def worker_command(*, queues: str = "gpu,default", pool: str = "solo", concurrency: int = 1, name: str = "worker",

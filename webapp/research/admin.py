@@ -1,5 +1,7 @@
 from django.contrib import admin
+from django.http import HttpRequest
 
+from . import services
 from .models import ReportDetails, StudyResult
 
 
@@ -16,3 +18,13 @@ class StudyResultAdmin(admin.ModelAdmin):
 @admin.register(ReportDetails)
 class ReportDetailsAdmin(admin.ModelAdmin):
     list_display = ("study", "recruitment", "pay_per_evaluator", "pay_currency", "updated_at")
+
+    def get_readonly_fields(self, request: HttpRequest, obj=None):
+        return ("study", "updated_at") if obj is not None else ("updated_at",)
+
+    def save_model(self, request: HttpRequest, obj: ReportDetails, form, change: bool) -> None:
+        """Through ``report_details_update``, as the researcher's page saves them."""
+        fields = {name: form.cleaned_data[name] for name in services.REPORT_DETAIL_FIELDS
+                  if name in form.cleaned_data}
+        saved = services.report_details_update(study=obj.study, **fields)
+        obj.pk, obj.updated_at = saved.pk, saved.updated_at

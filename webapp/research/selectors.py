@@ -21,7 +21,7 @@ from django.db.models import Count, F, Max, Q, QuerySet, Sum
 from evalstudy.analysis.result import SCHEMA_VERSION, AnalysisResult
 from evalstudy.protocol import Protocol, ProtocolError
 from webapp.studies.models import CountResponse, Entry, Evaluator, Image, Item, RankResponse, Slot, Study
-from webapp.studies.selectors import user_may_see_study
+from webapp.studies.selectors import evaluators_with_status, user_may_see_study
 
 from .models import ResultFigure, ResultsUpdate, StudyResult
 
@@ -97,7 +97,7 @@ class EvaluatorProgress(TypedDict):
     simulated: bool
     joined_at: str
     finished_at: str | None
-    status: str  # "finished", "abandoned", "active" or "consenting"
+    status: str  # an EvaluatorStatus value: "finished", "declined", "abandoned", "active" or "consenting"
     answered: int
     planned: int
     seconds: float
@@ -116,11 +116,11 @@ def study_progress(*, study: Study) -> dict:
     the ranking and task skip rates, the count "can't tell" rate and the accuracy on gold items.
     """
     evaluators = list(
-        Evaluator.objects.filter(study=study)
+        evaluators_with_status(Evaluator.objects.filter(study=study))
         .annotate(n_planned=Count("entries", distinct=True))
         .order_by("joined_at", "pk")
-        .values("pk", "pseudonym", "is_simulated", "joined_at", "consented_at", "finished_at", "abandoned_at",
-                "last_seen_at", "n_planned")
+        .values("pk", "pseudonym", "is_simulated", "joined_at", "consented_at", "started_at", "finished_at",
+                "status", "n_planned")
     )
     counts = {
         row["evaluator_id"]: row
@@ -149,8 +149,7 @@ def study_progress(*, study: Study) -> dict:
             "simulated": ev["is_simulated"],
             "joined_at": ev["joined_at"].isoformat(),
             "finished_at": ev["finished_at"].isoformat() if ev["finished_at"] else None,
-            "status": ("finished" if ev["finished_at"] else "abandoned" if ev["abandoned_at"]
-                       else "active" if ev["consented_at"] else "consenting"),
+            "status": ev["status"],
             "answered": answered,
             "planned": ev["n_planned"],
             "seconds": seconds,
@@ -199,8 +198,13 @@ def study_progress(*, study: Study) -> dict:
         "answers_planned": planned_answers,
         "evaluators": {
             "slots": Slot.objects.filter(study=study).count(),
-            "started": len(rows),
+            # Opened the invite link; agreed to take part; began the tasks (past the
+            # instructions, or with an answer given: simulated raters skip the pages).
+            "joined": len(rows),
             "consented": sum(1 for ev in evaluators if ev["consented_at"]),
+            "started": sum(1 for ev, row in zip(evaluators, rows, strict=True)
+                           if ev["started_at"] or row["answered"]),
+            "declined": sum(1 for row in rows if row["status"] == "declined"),
             "finished": sum(1 for row in rows if row["status"] == "finished"),
             "abandoned": sum(1 for row in rows if row["status"] == "abandoned"),
             "simulated": sum(1 for row in rows if row["simulated"]),

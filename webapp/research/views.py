@@ -26,6 +26,7 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
+from webapp.studies import selectors as study_selectors
 from webapp.studies.models import Study
 from webapp.studies.selectors import session_evaluator_ids
 
@@ -89,7 +90,8 @@ class LogoutView(auth_views.LogoutView):
 @never_cache
 def home(request: HttpRequest) -> HttpResponse:
     studies = selectors.researcher_studies(user=request.user)
-    return render(request, "research/home.html", {"studies": studies})
+    may_create = study_selectors.user_may_create_studies(user=request.user)
+    return render(request, "research/home.html", {"studies": studies, "may_create_studies": may_create})
 
 
 # --------------------------------------------------------------------------- dashboard

@@ -83,15 +83,15 @@ class StudyAdmin(admin.ModelAdmin):
             else:
                 self.message_user(request, f"{study.slug} is open.", messages.SUCCESS)
 
-    @admin.action(description="Close the selected open studies (no more answers)", permissions=["change"])
+    @admin.action(description="Close the selected open or paused studies (no more answers)", permissions=["change"])
     def close_studies(self, request: HttpRequest, queryset: QuerySet[Study]) -> None:
         for study in queryset:
-            if study.status != Study.Status.OPEN:
-                self.message_user(request, f"{study.slug} is {study.status}, not open: left as it is.",
-                                  messages.WARNING)
-                continue
-            services.study_close(study=study)
-            self.message_user(request, f"{study.slug} is closed.", messages.SUCCESS)
+            try:
+                services.study_close(study=study)
+            except services.StudySetupError as exc:
+                self.message_user(request, f"{study.slug}: {exc} Left as it is.", messages.WARNING)
+            else:
+                self.message_user(request, f"{study.slug} is closed.", messages.SUCCESS)
 
 
 @admin.register(Prompt)

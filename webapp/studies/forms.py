@@ -11,8 +11,9 @@ from .models import RankResponse
 
 MAX_COUNT = 1000
 # ASCII digits only: str.isdigit() also accepts "²", "①" or "٣", which int() then
-# either refuses (a crash) or reads as a number the evaluator never typed.
-ASCII_COUNT = re.compile(r"-?[0-9]+", re.ASCII)
+# either refuses (a crash) or reads as a number the evaluator never typed. No sign either:
+# "-0" and "+3" are not how anyone writes a count, and int() would read "-0" as 0.
+ASCII_COUNT = re.compile(r"[0-9]+", re.ASCII)
 
 
 class CountAnswerForm(forms.Form):
@@ -25,10 +26,8 @@ class CountAnswerForm(forms.Form):
         if raw == "":
             return None
         if not ASCII_COUNT.fullmatch(raw):
-            raise ValidationError("Type a whole number with the digits 0 to 9, like 3.", code="not_integer")
+            raise ValidationError("Type a whole number with the digits 0 to 9 only, like 3.", code="not_integer")
         value = int(raw)
-        if value < 0:
-            raise ValidationError("A count cannot be negative.", code="negative")
         if value > MAX_COUNT:
             raise ValidationError(f"A count above {MAX_COUNT} is not plausible here.", code="too_large")
         return value

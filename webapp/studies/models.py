@@ -264,6 +264,8 @@ class Evaluator(models.Model):
     is_simulated = models.BooleanField(default=False)
     joined_at = models.DateTimeField(auto_now_add=True)
     consented_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True,
+                                      help_text="Past the instructions and practice: the tasks may begin.")
     last_seen_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     abandoned_at = models.DateTimeField(null=True, blank=True)
@@ -292,6 +294,9 @@ class Entry(models.Model):
     index = models.PositiveIntegerField()
     item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="entries")
     positions = models.JSONField(default=list, blank=True, help_text="Variant indices in screen order (rank items).")
+    # Time on task runs from here to the answer: set once, when the server first shows
+    # the task, so a reload does not restart it (what pays people is measured here).
+    shown_at = models.DateTimeField(null=True, blank=True, help_text="When the task was first shown.")
 
     class Meta:
         ordering = ["evaluator", "index"]

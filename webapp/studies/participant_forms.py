@@ -7,7 +7,7 @@ from django.core.exceptions import ValidationError
 from evalstudy.protocol import Recruitment
 
 from .forms import CountAnswerForm
-from .recruitment import participant_id_pattern
+from .recruitment import participant_id_problem
 
 
 class ParticipantIdForm(forms.Form):
@@ -21,12 +21,10 @@ class ParticipantIdForm(forms.Form):
 
     def clean_typed_id(self) -> str:
         value = self.cleaned_data["typed_id"]
-        if not participant_id_pattern(self.recruitment).match(value):
-            if self.recruitment.panel == "prolific":
-                raise ValidationError("A Prolific ID is 24 letters and digits (0-9, a-f), as shown in your "
-                                      "Prolific account.",
-                                      code="not_prolific_id")
-            raise ValidationError("Use letters, digits and . _ : @ - only.", code="bad_characters")
+        problem = participant_id_problem(self.recruitment, value)
+        if problem is not None:
+            code = "not_prolific_id" if self.recruitment.panel == "prolific" else "bad_characters"
+            raise ValidationError(problem, code=code)
         return value
 
 

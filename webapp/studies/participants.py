@@ -9,11 +9,9 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from django.conf import settings
-from django.db.models import Count, F, Q, Sum
-from django.utils import timezone
+from django.db.models import Count, F, Max, Q, Sum
 
 from evalstudy.analysis import apply_exclusions, evaluator_reliability
 from evalstudy.protocol import Exclusions
@@ -21,21 +19,22 @@ from evalstudy.responses import read_responses
 
 from .models import CountResponse, Evaluator, RankResponse, Slot, Study
 from .recruitment import protocol_of
+from .selectors import EvaluatorStatus, evaluators_with_status, status_silent_before
 
 
 class Suggestion:
     """What to do with a participant's submission on the panel (Prolific's words)."""
 
-    APPROVE = "approve"  # finished, no exclusion rule broken
-    REJECT = "reject"  # finished, but broke an exclusion rule: check before rejecting
+    APPROVE = "approve"  # finished; their data may still be excluded from the analysis
+    REJECT = "reject"  # finished, but failed the gold items (attention checks): check before rejecting
     RETURN = "return"  # did not consent, or stopped: ask them to return the submission
     WAIT = "wait"  # still at work
 
 
 SUGGESTIONS = (Suggestion.APPROVE, Suggestion.REJECT, Suggestion.RETURN, Suggestion.WAIT)
 CSV_COLUMNS = (
-    "participant_id", "suggestion", "status", "exclusion", "gold_accuracy", "minutes", "answered", "planned",
-    "started_at", "finished_at", "study_id", "session_id", "pseudonym",
+    "participant_id", "suggestion", "status", "exclusion", "gold_accuracy", "minutes", "task_minutes", "answered",
+    "planned", "started_at", "finished_at", "study_id", "session_id", "pseudonym",
 )
 
 
@@ -45,10 +44,11 @@ class ParticipantRow:
     study_id: str
     session_id: str
     pseudonym: str
-    status: str  # finished, declined, abandoned, active, consenting
+    status: str  # an EvaluatorStatus value
     started_at: datetime
     finished_at: datetime | None
-    minutes: float
+    minutes: float  # in the study: from consent to the last answer, as the server saw it
+    task_minutes: float  # on tasks: the sum of each task's time from first shown to answered
     answered: int
     planned: int
     gold_accuracy: float | None
@@ -56,59 +56,66 @@ class ParticipantRow:
     suggestion: str
 
 
-def _exclusions(study: Study) -> dict[str, list[str]]:
-    """{pseudonym: rules broken}, by evalstudy's reliability measures and the protocol's rules."""
+@dataclass(frozen=True)
+class _Verdicts:
+    excluded: dict[str, list[str]]  # pseudonym -> every rule broken (their data leaves the analysis)
+    failed_gold: frozenset[str]  # pseudonyms below the protocol's gold accuracy rule
+
+
+def _verdicts(study: Study) -> _Verdicts:
+    """The protocol's exclusion rules applied by evalstudy, and, apart, its gold rule alone."""
     from webapp.research.exports import csv_chunks
 
     proto = protocol_of(study)
     rules = proto.analysis.exclusions if proto else Exclusions()
-    text = "".join(csv_chunks(study=study))
-    table = read_responses(io.StringIO(text, newline=""))
-    if len(table) == 0:
-        return {}
-    return apply_exclusions(evaluator_reliability(table), rules)
+    if not (CountResponse.objects.filter(evaluator__study=study).exists()
+            or RankResponse.objects.filter(evaluator__study=study).exists()):
+        return _Verdicts({}, frozenset())  # evalstudy reads no empty table
+    table = read_responses(io.StringIO("".join(csv_chunks(study=study)), newline=""))
+    reliability = evaluator_reliability(table)
+    gold_only = Exclusions(min_gold_accuracy=rules.min_gold_accuracy)
+    return _Verdicts(apply_exclusions(reliability, rules), frozenset(apply_exclusions(reliability, gold_only)))
 
 
-def _status(ev: Evaluator, cutoff: datetime) -> str:
-    if ev.finished_at:
-        return "finished"
-    if ev.declined_at:
-        return "declined"
-    if ev.abandoned_at or (ev.last_seen_at and ev.last_seen_at < cutoff):
-        return "abandoned"
-    return "active" if ev.consented_at else "consenting"
-
-
-def _suggest(status: str, excluded: bool) -> str:
-    if status == "finished":
-        return Suggestion.REJECT if excluded else Suggestion.APPROVE
-    return Suggestion.RETURN if status in ("declined", "abandoned") else Suggestion.WAIT
+def _suggest(status: str, failed_gold: bool) -> str:
+    """Approve whoever finished, unless they failed the gold items: images with a known count,
+    the attention checks whose rule the protocol states before anyone takes part. Any other
+    broken rule (too fast, too many "can't tell", skips, inconsistent repeats) excludes the
+    data from the analysis but is no reason to refuse pay: time alone never rejects anyone.
+    See docs/running-a-study.md, "Approving and rejecting"."""
+    if status == EvaluatorStatus.FINISHED:
+        return Suggestion.REJECT if failed_gold else Suggestion.APPROVE
+    if status in (EvaluatorStatus.DECLINED, EvaluatorStatus.ABANDONED):
+        return Suggestion.RETURN
+    return Suggestion.WAIT
 
 
 def participant_rows(*, study: Study) -> list[ParticipantRow]:
     """Every real (not simulated) participant of the study, in the order they joined."""
-    cutoff = timezone.now() - timedelta(seconds=settings.FUSION_SLOT_TIMEOUT_SECONDS)
-    evaluators = list(Evaluator.objects.filter(study=study, is_simulated=False)
+    evaluators = list(evaluators_with_status(Evaluator.objects.filter(study=study, is_simulated=False))
                       .annotate(n_planned=Count("entries", distinct=True)).order_by("joined_at", "pk"))
     counts = {r["evaluator_id"]: r for r in CountResponse.objects.filter(evaluator__study=study).values("evaluator_id")
-              .annotate(n=Count("pk"), s=Sum("seconds"), gold=Count("pk", filter=Q(item__is_gold=True)),
+              .annotate(n=Count("pk"), s=Sum("seconds"), last=Max("created_at"),
+                        gold=Count("pk", filter=Q(item__is_gold=True)),
                         gold_right=Count("pk", filter=Q(item__is_gold=True, answer=F("item__true_count"))))
               .order_by()}
     ranks = {r["evaluator_id"]: r for r in RankResponse.objects.filter(evaluator__study=study).values("evaluator_id")
-             .annotate(n=Count("pk"), s=Sum("seconds")).order_by()}
-    excluded = _exclusions(study)
+             .annotate(n=Count("pk"), s=Sum("seconds"), last=Max("created_at")).order_by()}
+    verdicts = _verdicts(study)
     rows = []
     for ev in evaluators:
-        c = counts.get(ev.pk, {"n": 0, "s": 0.0, "gold": 0, "gold_right": 0})
-        r = ranks.get(ev.pk, {"n": 0, "s": 0.0})
-        status = _status(ev, cutoff)
-        reasons = excluded.get(ev.pseudonym, [])
+        c = counts.get(ev.pk, {"n": 0, "s": 0.0, "last": None, "gold": 0, "gold_right": 0})
+        r = ranks.get(ev.pk, {"n": 0, "s": 0.0, "last": None})
+        last = max((t for t in (c["last"], r["last"]) if t is not None), default=None)
+        in_study = (last - ev.consented_at).total_seconds() if last and ev.consented_at else 0.0
+        reasons = verdicts.excluded.get(ev.pseudonym, [])
         rows.append(ParticipantRow(
             participant_id=ev.external_id, study_id=ev.external_study_id, session_id=ev.external_session_id,
-            pseudonym=ev.pseudonym, status=status, started_at=ev.joined_at, finished_at=ev.finished_at,
-            minutes=((c["s"] or 0.0) + (r["s"] or 0.0)) / 60, answered=c["n"] + r["n"], planned=ev.n_planned,
+            pseudonym=ev.pseudonym, status=ev.status, started_at=ev.joined_at, finished_at=ev.finished_at,
+            minutes=max(0.0, in_study) / 60, task_minutes=((c["s"] or 0.0) + (r["s"] or 0.0)) / 60,
+            answered=c["n"] + r["n"], planned=ev.n_planned,
             gold_accuracy=c["gold_right"] / c["gold"] if c["gold"] else None,
-            exclusion="; ".join(reasons), suggestion=_suggest(status, bool(reasons)),
+            exclusion="; ".join(reasons), suggestion=_suggest(ev.status, ev.pseudonym in verdicts.failed_gold),
         ))
     return rows
 
@@ -122,6 +129,7 @@ def participants_csv(rows: list[ParticipantRow]) -> str:
         writer.writerow([
             row.participant_id, row.suggestion, row.status, row.exclusion,
             "" if row.gold_accuracy is None else f"{row.gold_accuracy:.3f}", f"{row.minutes:.1f}",
+            f"{row.task_minutes:.1f}",
             row.answered, row.planned, row.started_at.isoformat(),
             row.finished_at.isoformat() if row.finished_at else "", row.study_id, row.session_id, row.pseudonym,
         ])
@@ -144,7 +152,7 @@ class Places:
 def study_places(*, study: Study) -> Places:
     """The study's places: done, taken by someone still at work, free (a place held by
     someone silent for FUSION_SLOT_TIMEOUT_SECONDS counts as free: the next newcomer gets it)."""
-    cutoff = timezone.now() - timedelta(seconds=settings.FUSION_SLOT_TIMEOUT_SECONDS)
+    cutoff = status_silent_before()
     slots = Slot.objects.filter(study=study).count()
     holders = Evaluator.objects.filter(study=study, abandoned_at__isnull=True, slot__isnull=False)
     finished = holders.filter(finished_at__isnull=False).values("slot_id").distinct().count()

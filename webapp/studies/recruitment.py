@@ -80,8 +80,28 @@ def ids_from_query(recruitment: Recruitment | None, query) -> PanelIds:
     )
 
 
-def participant_id_pattern(recruitment: Recruitment) -> re.Pattern:
-    return PROLIFIC_ID if recruitment.panel == "prolific" else GENERIC_ID
+def participant_id_pattern(recruitment: Recruitment | None) -> re.Pattern:
+    return PROLIFIC_ID if recruitment is not None and recruitment.panel == "prolific" else GENERIC_ID
+
+
+# A panel's placeholder left as it is, e.g. Prolific's {{%PROLIFIC_PID%}}: the link was
+# opened from a study page preview or copied by hand, not from the panel's study list.
+PLACEHOLDER = re.compile(r"\{\{?\s*%|%\s*\}\}?")
+
+
+def participant_id_problem(recruitment: Recruitment | None, value: str) -> str | None:
+    """Why ``value`` is not a participant id of the study's panel, in words for the
+    participant (the value itself is not repeated); None when it is one. The same check
+    for an id that came with the link and one typed by hand."""
+    panel = panel_name(recruitment)
+    if PLACEHOLDER.search(value):
+        return (f"This link was not filled in by {panel}: it holds a placeholder where your participant ID "
+                f"should be. Open the study again from {panel} itself.")
+    if participant_id_pattern(recruitment).match(value):
+        return None
+    if recruitment is not None and recruitment.panel == "prolific":
+        return "A Prolific ID is 24 letters and digits (0-9, a-f), as shown in your Prolific account."
+    return "A participant ID uses letters, digits and . _ : @ - only (at most 128)."
 
 
 def return_link(study: Study, outcome: str) -> ReturnLink | None:

@@ -17,24 +17,26 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from webapp.research.views import researcher_view, researchers_only
 
-from . import participants, recruitment, services
+from . import participants, recruitment, selectors, services
 from .models import Study
 from .researcher_forms import ProtocolUploadForm, StudyStatusForm
 
-# Relative paths inside an uploaded protocol (e.g. its captions file) are read from the
-# folder of the shipped protocols: an upload has no folder of its own.
-PROTOCOL_BASE_DIR = settings.BASE_DIR / "fixtures" / "protocols"
-# How each action reads on its button and in its confirmation, and the status it needs.
+
+def protocol_upload_dir():
+    """Where relative paths inside an uploaded protocol (its captions file) are read from:
+    an upload has no folder of its own, so it reads as if it were one of the shipped
+    protocols (fixtures/protocols/, or protocols/ under FUSION_PROTOCOL_FILES_DIR)."""
+    return settings.FUSION_PROTOCOL_FILES_DIR / "protocols"
+
+
+# How each action reads on its button and in its confirmation (which status it needs is
+# services.STUDY_TRANSITIONS').
 ACTIONS = {
-    "open": ("Open the study", "Participants can join with the invite link.", Study.Status.DRAFT),
-    "pause": ("Pause the study", "Nobody new can join; people already in may finish.", Study.Status.OPEN),
-    "resume": ("Resume the study", "Participants can join again.", Study.Status.PAUSED),
-    "close": ("Close the study", "Nobody can join or answer any more. This cannot be undone.", None),
+    "open": ("Open the study", "Participants can join with the invite link."),
+    "pause": ("Pause the study", "Nobody new can join; people already in may finish."),
+    "resume": ("Resume the study", "Participants can join again."),
+    "close": ("Close the study", "Nobody can join or answer any more. This cannot be undone."),
 }
-
-
-def may_create_studies(user) -> bool:
-    return user.is_staff or user.has_perm("studies.add_study")
 
 
 def invite_links(study: Study) -> dict[str, str]:
@@ -56,14 +58,15 @@ def invite_links(study: Study) -> dict[str, str]:
 @require_http_methods(["GET", "HEAD", "POST"])
 def study_new(request: HttpRequest) -> HttpResponse:
     """Create a draft study by uploading its protocol; the uploader becomes its researcher."""
-    if not may_create_studies(request.user):
-        raise PermissionDenied("Only admins and researchers allowed to add studies can create one.")
+    if not selectors.user_may_create_studies(user=request.user):
+        raise PermissionDenied("Creating a study needs the permission “Can add study” "
+                               f"({selectors.CREATE_STUDY_PERMISSION}), which an admin gives to your account.")
     form = ProtocolUploadForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
             study = services.study_create(protocol=data["protocol"], slug=data["slug"], title=data["title"],
-                                          base_dir=str(PROTOCOL_BASE_DIR), researchers=[request.user])
+                                          base_dir=str(protocol_upload_dir()), researchers=[request.user])
         except services.StudySetupError as exc:
             form.add_error(None, str(exc))
         else:
@@ -75,9 +78,7 @@ def study_new(request: HttpRequest) -> HttpResponse:
 def study_run(request: HttpRequest, study: Study, *, form: StudyStatusForm | None = None,
               error: str = "") -> HttpResponse:
     """The study's control page: status, invite link, places, and the actions it allows."""
-    status = study.status
-    allowed = [name for name, (_, _, needs) in ACTIONS.items()
-               if (needs == status) or (name == "close" and status in (Study.Status.OPEN, Study.Status.PAUSED))]
+    allowed = services.study_actions_allowed(status=study.status)
     return render(request, "studies/researcher/run.html", {
         "study": study, "links": invite_links(study), "places": participants.study_places(study=study),
         "actions": [(name, ACTIONS[name][0]) for name in allowed], "confirm": form, "error": error,
@@ -98,10 +99,6 @@ def study_status(request: HttpRequest, study: Study) -> HttpResponse:
         return study_run(request, study.slug, form=form)
     change = {"open": services.study_open, "pause": services.study_pause,
               "resume": services.study_resume, "close": services.study_close}[action]
-    if action == "close" and study.status not in (Study.Status.OPEN, Study.Status.PAUSED):
-        status = study.get_status_display().lower()
-        return study_run(request, study.slug,
-                         error=f"Only an open or paused study can be closed; this one is {status}.")
     try:
         change(study=study)
     except services.StudySetupError as exc:

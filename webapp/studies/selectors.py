@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from django.db.models import Count, Q
+from django.conf import settings
+from django.db import models
+from django.db.models import Case, Count, Q, QuerySet, Value, When
+from django.utils import timezone
 
 from .models import CountResponse, Entry, Evaluator, Image, Item, RankResponse, Study
 
@@ -169,6 +173,15 @@ def evaluator_may_see_image(*, evaluator_ids: list[int], image: Image) -> bool:
     return entries.filter(item__task=Item.Task.RANK, item__prompt_id=image.prompt_id, item__seed=image.seed).exists()
 
 
+# The permission an admin gives a researcher so that they may create studies from the web.
+CREATE_STUDY_PERMISSION = "studies.add_study"
+
+
+def user_may_create_studies(*, user) -> bool:
+    """Admins, and users given ``studies.add_study`` (directly or through a group)."""
+    return bool(user.is_authenticated and (user.is_staff or user.has_perm(CREATE_STUDY_PERMISSION)))
+
+
 def user_may_see_study(*, user, study: Study) -> bool:
     """Researchers of the study and admins."""
     if not user.is_authenticated:
@@ -184,3 +197,41 @@ def study_missing_images(*, study: Study) -> int:
         have = Image.objects.filter(prompt_id=item.prompt_id, seed=item.seed, source=Image.Source.MODEL).count()
         missing += max(0, n_variants - have)
     return missing
+
+
+# --------------------------------------------------------------------------- evaluator status
+
+
+class EvaluatorStatus(models.TextChoices):
+    """Where an evaluator stands, derived from their timestamps: the one vocabulary of the
+    dashboard, the participants page and the participants CSV (so they cannot disagree).
+    Checked in this order: the first that holds is the status."""
+
+    FINISHED = "finished", "Completed"  # answered every task; the code was shown
+    DECLINED = "declined", "Declined"  # did not consent
+    ABANDONED = "abandoned", "Timed out"  # gave up their place, or silent past the slot timeout
+    ACTIVE = "active", "In progress"  # consented, at work
+    CONSENTING = "consenting", "Opened the link"  # joined, has not decided yet
+
+
+def status_silent_before() -> datetime:
+    """Evaluators not seen since this moment count as timed out (FUSION_SLOT_TIMEOUT_SECONDS)."""
+    return timezone.now() - timedelta(seconds=settings.FUSION_SLOT_TIMEOUT_SECONDS)
+
+
+def evaluators_with_status(queryset: QuerySet[Evaluator] | None = None, *, silent_before: datetime | None = None):
+    """``queryset`` (default: every evaluator) annotated with ``status``, an EvaluatorStatus
+    value computed by the database in the same query."""
+    cutoff = status_silent_before() if silent_before is None else silent_before
+    qs = Evaluator.objects.all() if queryset is None else queryset
+    return qs.annotate(
+        status=Case(
+            When(finished_at__isnull=False, then=Value(EvaluatorStatus.FINISHED.value)),
+            When(declined_at__isnull=False, then=Value(EvaluatorStatus.DECLINED.value)),
+            When(Q(abandoned_at__isnull=False) | Q(last_seen_at__lt=cutoff),
+                 then=Value(EvaluatorStatus.ABANDONED.value)),
+            When(consented_at__isnull=False, then=Value(EvaluatorStatus.ACTIVE.value)),
+            default=Value(EvaluatorStatus.CONSENTING.value),
+            output_field=models.CharField(max_length=12),
+        )
+    )

@@ -88,8 +88,25 @@ def _entry_for_submission(*, evaluator: Evaluator, token: str, task: str) -> tup
         raise SubmissionError("study_closed", "This study is closed; no more answers are accepted.", 409)
     if entry.item.task != task:
         raise SubmissionError("wrong_task", "This answer does not fit this task.", 400)
-    seconds = max(0.0, time.time() - ticket.shown_at)
+    # Time on task runs from when the server first showed the task (kept across reloads);
+    # the form's own time only for a task shown before that was stored.
+    shown = entry.shown_at.timestamp() if entry.shown_at is not None else ticket.shown_at
+    seconds = max(0.0, time.time() - shown)
     return entry, seconds
+
+
+def entry_mark_shown(*, entry: Entry) -> Entry:
+    """Record when ``entry`` is first shown to its evaluator. Called on every showing; it
+    writes only the first time (one UPDATE by primary key), so a reload, a second tab or
+    the state poll never restarts the time on task. Not atomic on purpose: the write is
+    one statement, and a lost race leaves the earlier time, which is the right one."""
+    if entry.shown_at is None:
+        now = timezone.now()
+        if Entry.objects.filter(pk=entry.pk, shown_at__isnull=True).update(shown_at=now):
+            entry.shown_at = now
+        else:
+            entry.refresh_from_db(fields=["shown_at"])
+    return entry
 
 
 def _after_answer(evaluator: Evaluator) -> None:
@@ -109,6 +126,15 @@ def _after_answer(evaluator: Evaluator) -> None:
 
 class InvalidExternalId(ValueError):
     """An external worker id that cannot be stored as it is; the message says why."""
+
+
+class AlreadyCompleted(Exception):
+    """This external id belongs to an evaluator who has finished: nothing is left to do
+    but show them their completion code again."""
+
+    def __init__(self, evaluator: Evaluator):
+        super().__init__("This participant has already completed the study.")
+        self.evaluator = evaluator
 
 
 class ActiveElsewhere(Exception):
@@ -196,15 +222,17 @@ def evaluator_join(
     # No lock on the study: joining takes no slot (consent does, under the lock), and the
     # unique (study, external_id) constraint settles two joins of one id at once.
     study = Study.objects.get(pk=study.pk)
+    external_id = external_id_clean(external_id)
+    existing = Evaluator.objects.filter(study=study, external_id=external_id).first() if external_id else None
+    # A participant who finished gets their code again, even once the study is closed.
+    if existing is not None and existing.finished_at is not None:
+        raise AlreadyCompleted(existing)
     if study.status == Study.Status.PAUSED:
         raise StudyUnavailable("This study is paused and takes no new participants at the moment.")
     if not study.is_open:
         raise StudyUnavailable("This study is not open.")
-    external_id = external_id_clean(external_id)
-    if external_id:
-        existing = Evaluator.objects.filter(study=study, external_id=external_id).first()
-        if existing is not None:
-            return _rejoin(existing)
+    if existing is not None:
+        return _rejoin(existing)
     if _every_slot_held(study):
         raise StudyUnavailable(FULL_MESSAGE, reason="full")
     try:
@@ -273,6 +301,18 @@ def evaluator_consent(*, evaluator: Evaluator) -> Evaluator:
     evaluator.consented_at = evaluator.last_seen_at = timezone.now()
     evaluator.declined_at = None  # agreed after all
     evaluator.save(update_fields=["slot", "consented_at", "last_seen_at", "declined_at"])
+    return evaluator
+
+
+@transaction.atomic
+def evaluator_start(*, evaluator: Evaluator) -> Evaluator:
+    """The evaluator has read the instructions (and answered the practice item, when the
+    protocol has one): from now on the tasks are shown. Only after consent; idempotent."""
+    if evaluator.consented_at is None:
+        raise StudyUnavailable("Agree to take part first.")
+    if evaluator.started_at is None:
+        evaluator.started_at = timezone.now()
+        Evaluator.objects.filter(pk=evaluator.pk, started_at__isnull=True).update(started_at=evaluator.started_at)
     return evaluator
 
 
@@ -357,6 +397,9 @@ def response_undo_last(*, evaluator: Evaluator) -> Entry | None:
     """
     if not evaluator.study.accepts_answers:
         raise SubmissionError("study_closed", "This study is closed; answers can no longer change.", 409)
+    # The completion code has been shown: what it vouches for cannot change any more.
+    if evaluator.finished_at is not None:
+        raise SubmissionError("completed", "You have completed this study; your answers can no longer change.", 409)
     from .selectors import evaluator_last_response
 
     last = evaluator_last_response(evaluator=evaluator)
@@ -368,23 +411,44 @@ def response_undo_last(*, evaluator: Evaluator) -> Entry | None:
         )
     entry = last.entry
     last.delete()
-    if evaluator.finished_at is not None:
-        Evaluator.objects.filter(pk=evaluator.pk).update(finished_at=None)
-        evaluator.finished_at = None
     return entry
 
 
 # --------------------------------------------------------------------------- study status
 
 
-def _study_move(*, study: Study, source: str, target: str, verb: str) -> Study:
+# Who may move a study from which status to which: action -> (from, to, past participle).
+# Every page, admin action and command changes a study's status through these services,
+# which check this table under the row lock; the pages offer the actions it allows.
+STUDY_TRANSITIONS: dict[str, tuple[tuple[str, ...], str, str]] = {
+    "open": ((Study.Status.DRAFT,), Study.Status.OPEN, "opened"),
+    "pause": ((Study.Status.OPEN,), Study.Status.PAUSED, "paused"),
+    "resume": ((Study.Status.PAUSED,), Study.Status.OPEN, "resumed"),
+    "close": ((Study.Status.OPEN, Study.Status.PAUSED), Study.Status.CLOSED, "closed"),
+}
+
+
+def study_actions_allowed(*, status: str) -> list[str]:
+    """The status actions a study in `status` allows, in the table's order."""
+    return [action for action, (sources, _, _) in STUDY_TRANSITIONS.items() if status in sources]
+
+
+def _study_transition(*, study: Study, action: str) -> Study:
+    """The study locked and re-read, after checking that `action` is allowed from its status."""
+    sources, _, verb = STUDY_TRANSITIONS[action]
     study = Study.objects.select_for_update().get(pk=study.pk)
-    if study.status != source:
+    if study.status not in sources:
+        names = " or ".join(Study.Status(s).label.lower() for s in sources)
+        article = "an" if names[0] in "aeiou" else "a"
         raise StudySetupError(
-            f"Only {'an' if source == 'open' else 'a'} {source} study can be {verb}; "
-            f"this one is {study.get_status_display().lower()}."
+            f"Only {article} {names} study can be {verb}; this one is {study.get_status_display().lower()}."
         )
-    study.status = target
+    return study
+
+
+def _study_move(*, study: Study, action: str) -> Study:
+    study = _study_transition(study=study, action=action)
+    study.status = STUDY_TRANSITIONS[action][1]
     study.save(update_fields=["status"])
     return study
 
@@ -392,20 +456,20 @@ def _study_move(*, study: Study, source: str, target: str, verb: str) -> Study:
 @transaction.atomic
 def study_pause(*, study: Study) -> Study:
     """Stop newcomers; the evaluators already in may finish."""
-    return _study_move(study=study, source=Study.Status.OPEN, target=Study.Status.PAUSED, verb="paused")
+    return _study_move(study=study, action="pause")
 
 
 @transaction.atomic
 def study_resume(*, study: Study) -> Study:
-    return _study_move(study=study, source=Study.Status.PAUSED, target=Study.Status.OPEN, verb="resumed")
+    return _study_move(study=study, action="resume")
 
 
 @transaction.atomic
 def study_close(*, study: Study) -> Study:
-    study = Study.objects.select_for_update().get(pk=study.pk)
-    study.status = Study.Status.CLOSED
+    """Close an open or paused study: nobody can join or answer any more."""
+    study = _study_move(study=study, action="close")
     study.closed_at = timezone.now()
-    study.save(update_fields=["status", "closed_at"])
+    study.save(update_fields=["closed_at"])
     return study
 
 
@@ -521,10 +585,12 @@ def study_create(*, protocol: dict, slug: str, title: str = "", base_dir: str | 
     """Create a draft study from a protocol: its variants, prompts, planned items and gold images.
 
     The protocol is validated and frozen (its hash recorded) before anything is stored.
+    Relative file paths in it are read from ``base_dir``; every file it names must lie
+    inside ``settings.FUSION_PROTOCOL_FILES_DIR``.
     """
     try:
         proto = Protocol.from_dict(protocol)
-        planned = study_items(proto, base_dir)
+        planned = study_items(proto, base_dir, root=settings.FUSION_PROTOCOL_FILES_DIR)
     except ProtocolError as exc:
         raise StudySetupError(f"Invalid protocol: {exc}") from exc
     _check_practice_drawable(proto)
@@ -600,9 +666,7 @@ def study_open(*, study: Study) -> Study:
     """Open a draft study: every image must exist; the assignment plan becomes slots."""
     from .selectors import study_missing_images
 
-    study = Study.objects.select_for_update().get(pk=study.pk)
-    if study.status != Study.Status.DRAFT:
-        raise StudySetupError(f"Only a draft study can be opened; this one is {study.status}.")
+    study = _study_transition(study=study, action="open")
     study_attach_images(study=study)
     _render_missing_gold(study=study)
     missing = study_missing_images(study=study)

@@ -125,7 +125,9 @@ def _remember(request: HttpRequest, evaluator: Evaluator) -> None:
 
 
 def _next_page(study: Study, evaluator: Evaluator) -> HttpResponse:
-    return redirect("studies:consent" if evaluator.consented_at is None else "studies:task", slug=study.slug)
+    if evaluator.consented_at is None:
+        return redirect("studies:consent", slug=study.slug)
+    return redirect("studies:task" if evaluator.started_at else "studies:instructions", slug=study.slug)
 
 
 # --------------------------------------------------------------------------- joining
@@ -143,6 +145,15 @@ def join(request: HttpRequest, invite_token: str) -> HttpResponse:
     if evaluator is None:
         rec = recruitment.recruitment_of(study)
         ids = recruitment.ids_from_query(rec, request.GET)
+        if ids.participant:
+            # An id from the link is checked as a typed one is: a panel's placeholder left
+            # unfilled, or what is not an id of this panel, is never stored.
+            try:
+                problem = recruitment.participant_id_problem(rec, services.external_id_clean(ids.participant))
+            except services.InvalidExternalId as exc:
+                problem = str(exc)
+            if problem is not None:
+                return _unavailable(request, study, problem, 400)
         if not ids.participant and rec is not None and rec.ask_participant_id and study.is_open:
             form = (
                 ParticipantIdForm(request.GET, recruitment=rec)
@@ -171,6 +182,8 @@ def join(request: HttpRequest, invite_token: str) -> HttpResponse:
             )
         except services.InvalidExternalId as exc:
             return _unavailable(request, study, str(exc), 400)
+        except services.AlreadyCompleted as exc:
+            return _done_page(request, study, exc.evaluator, again=True)
         except services.StudyUnavailable as exc:
             return _unavailable(request, study, str(exc), 403, outcome=exc.reason)
         except services.ActiveElsewhere as exc:
@@ -208,6 +221,8 @@ def _consent_context(study: Study, evaluator: Evaluator) -> dict:
         "n_tasks": n_tasks,
         "estimate": recruitment.time_estimate(study=study, n_tasks=n_tasks),
         "practice": recruitment.practice_of(study),
+        "from_panel": bool(evaluator.external_id),
+        "panel": recruitment.panel_name(recruitment.recruitment_of(study)),
     }
 
 
@@ -242,8 +257,16 @@ def consent(request: HttpRequest, study: Study, evaluator: Evaluator) -> HttpRes
     return render(request, "studies/consent.html", _consent_context(study, evaluator))
 
 
-@evaluator_view(consent_required=True)
+@evaluator_view(methods=("GET", "HEAD", "POST"), consent_required=True)
 def instructions(request: HttpRequest, study: Study, evaluator: Evaluator) -> HttpResponse:
+    """How the tasks work. "Start" (a POST) lets the evaluator into the tasks, or into the
+    practice item first when the protocol has one: the tasks cannot be reached before."""
+    spec = recruitment.practice_of(study)
+    if request.method == "POST":
+        if spec is not None and spec.count is not None and evaluator.started_at is None:
+            return redirect("studies:practice", slug=study.slug)
+        services.evaluator_start(evaluator=evaluator)
+        return redirect("studies:task", slug=study.slug)
     tasks = set(Entry.objects.filter(evaluator=evaluator).values_list("item__task", flat=True).distinct())
     context = _consent_context(study, evaluator)
     practice = context["practice"]
@@ -252,9 +275,7 @@ def instructions(request: HttpRequest, study: Study, evaluator: Evaluator) -> Ht
         {
             "has_count": "count" in tasks,
             "has_rank": "rank" in tasks,
-            "start_url": reverse(
-                "studies:practice" if practice and practice.count else "studies:task", args=[study.slug]
-            ),
+            "start_practice": bool(practice and practice.count),
             "example": example,
             "example_images": [
                 reverse("studies:practice_image", args=[study.slug, f"{PRACTICE_EXAMPLE}{k}"])
@@ -273,10 +294,12 @@ def practice(request: HttpRequest, study: Study, evaluator: Evaluator) -> HttpRe
     stored: it is practice."""
     spec = recruitment.practice_of(study)
     if spec is None or spec.count is None:
-        return redirect("studies:task", slug=study.slug)
+        return redirect("studies:instructions", slug=study.slug)
     form = PracticeAnswerForm(request.POST if request.method == "POST" else None)
     feedback = None
     if form.is_bound and form.is_valid():
+        # An answer, right or wrong, is the practice done: the tasks open.
+        services.evaluator_start(evaluator=evaluator)
         given = form.cleaned_data["answer"]
         truth = spec.count.count
         feedback = {"given": given, "right": given == truth, "cant_tell": given is None, "truth": truth}
@@ -338,6 +361,7 @@ def _task_context(entry: Entry, *, ranks: list[int | None] | None = None) -> dic
 def _task_json(entry: Entry | None, progress: selectors.Progress, done_url: str) -> dict:
     if entry is None:
         return {"done": True, "progress": {"answered": progress.answered, "total": progress.total}, "next": done_url}
+    services.entry_mark_shown(entry=entry)
     ctx = _task_context(entry)
     return {
         "done": False,
@@ -356,6 +380,8 @@ def _task_json(entry: Entry | None, progress: selectors.Progress, done_url: str)
 @evaluator_view(methods=("GET", "HEAD", "POST"), consent_required=True, answers=True)
 def task(request: HttpRequest, study: Study, evaluator: Evaluator) -> HttpResponse:
     slug = study.slug
+    if evaluator.started_at is None:  # the instructions (and practice) come first
+        return redirect("studies:instructions", slug=slug)
     error = None
     status = 200
     if request.method == "POST":
@@ -371,6 +397,8 @@ def task(request: HttpRequest, study: Study, evaluator: Evaluator) -> HttpRespon
     entry = selectors.evaluator_next_entry(evaluator=evaluator)
     if entry is None:
         return redirect("studies:done", slug=slug)
+    if study.accepts_answers:
+        services.entry_mark_shown(entry=entry)
     progress = selectors.evaluator_progress(evaluator=evaluator)
     prefill = _prefill(request, entry, posted=error is not None)
     context = {
@@ -468,27 +496,47 @@ def state(request: HttpRequest, study: Study, evaluator: Evaluator) -> JsonRespo
     """The evaluator's progress and current task, as JSON."""
     slug = study.slug
     progress = selectors.evaluator_progress(evaluator=evaluator)
-    nxt = selectors.evaluator_next_entry(evaluator=evaluator) if evaluator.consented_at else None
+    if evaluator.started_at is None:
+        return JsonResponse(
+            {"done": False, "progress": {"answered": progress.answered, "total": progress.total},
+             "next": reverse("studies:instructions", args=[slug])}
+        )
+    nxt = selectors.evaluator_next_entry(evaluator=evaluator)
     return JsonResponse(_task_json(nxt, progress, reverse("studies:done", args=[slug])))
 
 
-@evaluator_view()
-def done(request: HttpRequest, study: Study, evaluator: Evaluator) -> HttpResponse:
-    if selectors.evaluator_next_entry(evaluator=evaluator) is not None:
-        return redirect("studies:task", slug=study.slug)
-    progress = selectors.evaluator_progress(evaluator=evaluator)
+# Seconds the completion page waits before it takes a panel participant back to the panel.
+RETURN_AFTER_SECONDS = 5
+
+
+def _done_page(request: HttpRequest, study: Study, evaluator: Evaluator, *, again: bool = False) -> HttpResponse:
+    """The completion page: the code, and for a participant who came from a panel (an
+    external id) the way back to it, taken automatically after RETURN_AFTER_SECONDS.
+    Someone who came without a panel id has no panel account to go back to: the code
+    only. ``again``: they finished before and came back (another browser, say)."""
     rec = recruitment.recruitment_of(study)
+    link = recruitment.return_link(study, "completion")
+    from_panel = bool(evaluator.external_id)
     return render(
         request,
         "studies/done.html",
         {
             "study": study,
-            "progress": progress,
-            "evaluator": evaluator,
-            "link": recruitment.return_link(study, "completion"),
+            "progress": selectors.evaluator_progress(evaluator=evaluator),
+            "again": again,
+            "code": link.code if link else None,
+            "return_url": link.href() if link and link.url and from_panel else None,
+            "return_after": RETURN_AFTER_SECONDS,
             "panel": recruitment.panel_name(rec),
         },
     )
+
+
+@evaluator_view()
+def done(request: HttpRequest, study: Study, evaluator: Evaluator) -> HttpResponse:
+    if evaluator.finished_at is None and selectors.evaluator_next_entry(evaluator=evaluator) is not None:
+        return redirect("studies:task", slug=study.slug)
+    return _done_page(request, study, evaluator)
 
 
 # --------------------------------------------------------------------------- images

@@ -11,6 +11,7 @@ See webapp/generation/demo.py for what a second run reuses.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import signal
@@ -22,9 +23,20 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
-from webapp.generation import demo, selectors, services, workerproc
+from webapp.generation import demo, follow, selectors, services, workerproc
 from webapp.studies.models import Study
 from webapp.studies.services import StudySetupError, study_open
+
+
+def _addrport(value: str) -> str:
+    """``8600`` -> ``127.0.0.1:8600``; ``HOST:PORT`` as given (the printed links need a host)."""
+    value = value.strip()
+    if value.isascii() and value.isdigit():
+        return f"127.0.0.1:{value}"
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not (port.isascii() and port.isdigit()):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a port or HOST:PORT (e.g. 8600 or 127.0.0.1:8600)")
+    return value
 
 
 class Command(BaseCommand):
@@ -40,7 +52,10 @@ class Command(BaseCommand):
                             help="Folder with one checkpoint folder per variant (default fixtures/checkpoints).")
         parser.add_argument("--steps", type=int, default=None, help="Override the protocol's sampling steps.")
         parser.add_argument("--concurrency", type=int, default=2, help="Worker processes (prefork pool).")
-        parser.add_argument("--addrport", default="127.0.0.1:8000")
+        parser.add_argument(
+            "--addrport", default="127.0.0.1:8000", type=_addrport, metavar="[HOST:]PORT",
+            help="Where the server listens (default 127.0.0.1:8000; a port alone means 127.0.0.1:PORT). "
+                 "Invite links use it unless FUSION_BASE_URL is set.")
 
     def handle(self, *args, **opts):
         started = time.monotonic()
@@ -117,23 +132,22 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
         self.stderr.write(f"Generating {batch.total_images} images in {batch.parts.count()} parts "
                           f"(CFG {batch.cfg_scale}, {batch.steps} steps) on a Celery worker; log: {log_path}")
+
+        def on_progress(progress: dict) -> None:
+            if progress["done"] != bar.n:
+                bar.set_postfix_str(" ".join(f"{v['name']} {v['done']}/{v['total']}" for v in progress["variants"]),
+                                    refresh=False)
+                bar.update(progress["done"] - bar.n)
+
+        def worker_alive() -> None:
+            if worker.poll() is not None:
+                raise CommandError(f"The Celery worker exited ({worker.returncode}):\n{workerproc.log_tail(log_path)}")
+
+        # The demo starts its own worker: a batch it does not take shows in worker_alive().
         with tqdm(total=batch.total_images, unit="img", file=sys.stderr, mininterval=1.0, dynamic_ncols=True) as bar:
-            while True:
-                progress = selectors.batch_progress(batch=batch)
-                if progress["done"] != bar.n:
-                    bar.set_postfix_str(" ".join(f"{v['name']} {v['done']}/{v['total']}" for v in progress["variants"]),
-                                        refresh=False)
-                    bar.update(progress["done"] - bar.n)
-                if progress["status"] not in ("queued", "running"):
-                    break
-                if worker.poll() is not None:
-                    raise CommandError(
-                        f"The Celery worker exited ({worker.returncode}):\n{workerproc.log_tail(log_path)}"
-                    )
-                time.sleep(0.5)
+            progress = follow.batch_follow(batch=batch, on_progress=on_progress, check=worker_alive, interval=0.5)
         if progress["status"] != "complete":
-            errors = "\n".join(f"  part {e['part']} ({e['variant']}): {e['message']}" for e in progress["errors"])
-            raise CommandError(f"The batch ended {progress['status']}:\n{errors}")
+            raise CommandError(follow.batch_end_message(progress))
         if progress["note"]:
             raise CommandError(progress["note"])
 

@@ -5,14 +5,15 @@
     python manage.py launch_batch SLUG --cancel
 
 The parts go to the broker named by CELERY_BROKER_URL, for workers of the ``gpu`` queue.
+``--wait`` follows the batch like ``batch_status SLUG --follow`` (and says so when no
+worker has taken it after a few seconds).
 """
 from __future__ import annotations
-
-import time
 
 from django.core.management.base import BaseCommand, CommandError
 
 from webapp.generation import selectors, services, workerproc
+from webapp.generation.management.commands.batch_status import follow_and_report
 from webapp.generation.models import MAX_PART_SIZE
 from webapp.studies.models import Study
 
@@ -59,23 +60,13 @@ class Command(BaseCommand):
                 self.stdout.write(
                     f"Batch {batch.pk}: {batch.total_images} images in {batch.parts.count()} parts queued."
                 )
+        except services.BatchActiveError as exc:
+            raise CommandError(
+                f"Batch {exc.batch.pk} of {study.slug} is already {exc.batch.status}. Follow it with\n"
+                f"    python manage.py batch_status {study.slug} --follow\n"
+                f"or stop it with: python manage.py launch_batch {study.slug} --cancel"
+            ) from exc
         except services.GenerationError as exc:
             raise CommandError(str(exc)) from exc
         if opts["wait"]:
-            self._wait(batch)
-
-    def _wait(self, batch) -> None:
-        last = None
-        while True:
-            p = selectors.batch_progress(batch=batch)
-            line = f"{p['status']}: {p['done']}/{p['total']} images" + "".join(
-                f", {v['name']} {v['done']}/{v['total']}" for v in p["variants"])
-            if line != last:
-                self.stdout.write(line)
-                last = line
-            if p["status"] not in ("queued", "running"):
-                break
-            time.sleep(1.0)
-        if p["status"] != "complete":
-            errors = "".join(f"\n  part {e['part']}: {e['message']}" for e in p["errors"])
-            raise CommandError("Batch ended " + p["status"] + errors)
+            follow_and_report(self, batch)

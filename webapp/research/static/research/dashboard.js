@@ -54,8 +54,8 @@
     if (bar) bar.style.width = (p.answers_planned ? Math.min(100, 100 * p.responses / p.answers_planned) : 0) + "%";
     var t = p.items.by_task;
     set("p-detail",
-      p.evaluators.slots + " places; " + p.evaluators.consented + " consented, " + p.evaluators.abandoned +
-      " abandoned, " + p.evaluators.simulated + " simulated. Count items covered " + t.count.covered + "/" +
+      p.evaluators.slots + " places; " + p.evaluators.joined + " opened the link, " + p.evaluators.consented +
+      " consented, " + p.evaluators.declined + " declined, " + p.evaluators.abandoned + " timed out, " + p.evaluators.simulated + " simulated. Count items covered " + t.count.covered + "/" +
       t.count.items + ", ranking items " + t.rank.covered + "/" + t.rank.items + ". Median time of a finished evaluator: " +
       (p.time.median_seconds_per_finished_evaluator === null ? "\u2013" : fixed(p.time.median_seconds_per_finished_evaluator / 60, 1) + " min") + ".");
     var body = document.getElementById("evaluators-body");

@@ -6,7 +6,7 @@ from webapp.studies.models import Study
 
 
 class Command(BaseCommand):
-    help = "Open a draft study (all images must exist) or close an open one."
+    help = "Open a draft study (all images must exist) or close an open or paused one."
 
     def add_arguments(self, parser):
         parser.add_argument("slug")

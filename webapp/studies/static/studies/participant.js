@@ -1,4 +1,4 @@
-// Copy buttons for codes, and the automatic way back to the panel (after declining).
+// Copy buttons for codes, and the automatic way back to the panel (after declining, and after the last task).
 (function () {
   "use strict";
   Array.prototype.forEach.call(document.querySelectorAll("button.copy[data-copy]"), function (button) {
@@ -13,5 +13,17 @@
     });
   });
   var back = document.querySelector("a[data-auto-return]");
-  if (back) { window.setTimeout(function () { window.location.assign(back.href); }, 1500); }
+  if (back) {
+    // data-after: whole seconds to wait, counted down on the page (the completion page);
+    // without it, a short pause (the "declined" page).
+    var left = parseInt(back.dataset.after || "", 10), shown = document.getElementById("return-countdown");
+    if (isNaN(left)) { window.setTimeout(function () { window.location.assign(back.href); }, 1500); }
+    else {
+      var tick = window.setInterval(function () {
+        left -= 1;
+        if (shown) { shown.textContent = String(Math.max(left, 0)); }
+        if (left <= 0) { window.clearInterval(tick); window.location.assign(back.href); }
+      }, 1000);
+    }
+  }
 })();

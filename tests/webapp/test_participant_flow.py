@@ -1,0 +1,234 @@
+"""The participant's way through a study as they expect it: the instructions before the tasks,
+time on task measured by the server, nothing undone after the code, a finished participant
+welcomed back with their code, panel ids checked, and one status everywhere."""
+import csv
+import io
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+
+from tests.factories import UserFactory, build_open_study
+from webapp.studies.models import CountResponse, Entry, Evaluator, RankResponse, Study
+
+from .conftest import answer_data, current_task, join, start
+
+pytestmark = pytest.mark.django_db
+
+DEMO = Path(__file__).resolve().parents[2] / "fixtures" / "protocols" / "demo.json"
+PID = "0123456789abcdef01234567"
+
+
+def demo_protocol() -> dict:
+    return json.loads(DEMO.read_text())
+
+
+@pytest.fixture
+def panel_study():
+    return build_open_study(n_slots=2, protocol=demo_protocol())
+
+
+def _consented(client: Client, study, **params) -> Client:
+    assert client.get(f"/join/{study.invite_token}/", params).status_code == 302
+    assert client.post(f"/e/{study.slug}/consent/", {"agree": "yes"}).status_code == 302
+    return client
+
+
+def _finish(client: Client, study, *, count: str = "2") -> None:
+    while (state := current_task(client, study))["done"] is False:
+        assert client.post(f"/e/{study.slug}/task/", answer_data(state["task"], count=count)).status_code == 302
+
+
+def _n_answers() -> int:
+    return CountResponse.objects.count() + RankResponse.objects.count()
+
+
+def _researcher_client(study) -> Client:
+    user = UserFactory(username="alice")
+    study.researchers.add(user)
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+# --------------------------------------------------------------------------- instructions first
+
+
+def test_the_tasks_cannot_be_opened_before_the_instructions(study):
+    client = _consented(Client(), study)
+    r = client.get(f"/e/{study.slug}/task/")
+    assert r.status_code == 302 and r["Location"].endswith("/instructions/")
+    assert "task" not in current_task(client, study)  # the JSON shows no task either
+    assert client.post(f"/e/{study.slug}/instructions/")["Location"].endswith("/task/")
+    assert client.get(f"/e/{study.slug}/task/").status_code == 200
+
+
+def test_the_practice_item_cannot_be_skipped_either(panel_study):
+    client = _consented(Client(), panel_study, PROLIFIC_PID=PID)
+    # "Start" leads to the practice item; neither it nor a typed URL opens the tasks.
+    assert client.post(f"/e/{panel_study.slug}/instructions/")["Location"].endswith("/practice/")
+    assert client.get(f"/e/{panel_study.slug}/task/")["Location"].endswith("/instructions/")
+    assert Evaluator.objects.get().started_at is None
+    r = client.post(f"/e/{panel_study.slug}/practice/", {"answer": "7"})  # wrong is still practice done
+    assert r.status_code == 200 and b'id="feedback"' in r.content
+    assert client.get(f"/e/{panel_study.slug}/task/").status_code == 200
+
+
+# --------------------------------------------------------------------------- time on task
+
+
+def test_time_on_task_runs_from_the_first_showing_across_reloads(study):
+    client = join(Client(), study)
+    assert client.get(f"/e/{study.slug}/task/").status_code == 200
+    entry = Entry.objects.get(shown_at__isnull=False)
+    # As if the task had been shown 90 s ago; the participant then reloads the page.
+    first_shown = timezone.now() - timedelta(seconds=90)
+    Entry.objects.filter(pk=entry.pk).update(shown_at=first_shown)
+    assert client.get(f"/e/{study.slug}/task/").status_code == 200
+    state = current_task(client, study)  # the JSON view is a showing too
+    assert Entry.objects.get(pk=entry.pk).shown_at == first_shown
+    assert client.post(f"/e/{study.slug}/task/", answer_data(state["task"])).status_code == 302
+    answer = (CountResponse.objects.filter(entry=entry).first() or RankResponse.objects.get(entry=entry))
+    assert 90 <= answer.seconds < 120
+
+
+def test_each_task_is_stamped_once_when_first_shown(study):
+    client = join(Client(), study)
+    current_task(client, study)
+    assert Entry.objects.filter(shown_at__isnull=False).count() == 1
+    state = current_task(client, study)
+    r = client.post(f"/e/{study.slug}/task/", answer_data(state["task"]), HTTP_ACCEPT="application/json")
+    assert r.json()["task"]  # the reply shows the next task
+    assert Entry.objects.filter(shown_at__isnull=False).count() == 2
+
+
+def test_study_minutes_run_from_consent_to_the_last_answer(study):
+    client = join(Client(), study, PROLIFIC_PID="p-minutes")
+    _finish(client, study)
+    ev = Evaluator.objects.get()
+    Evaluator.objects.filter(pk=ev.pk).update(consented_at=ev.consented_at - timedelta(minutes=5))
+    from webapp.studies.participants import participant_rows
+
+    row = participant_rows(study=study)[0]
+    assert 5.0 <= row.minutes < 5.5
+    assert row.task_minutes < 1.0  # a test client answers in milliseconds
+
+
+def test_fast_participants_with_good_gold_answers_are_approved_not_rejected(panel_study):
+    # The demo's speed rule (median under 1 s excludes) is broken by every test client,
+    # which answers in milliseconds: the data is excluded, the person is still paid.
+    researcher = _researcher_client(panel_study)
+    good = join(Client(), panel_study, PROLIFIC_PID="a" * 24)
+    bad = join(Client(), panel_study, PROLIFIC_PID="b" * 24)
+    _finish(good, panel_study, count="4")  # the gold image shows four circles
+    _finish(bad, panel_study, count="1")
+    r = researcher.get(f"/run/{panel_study.slug}/participants.csv")
+    rows = {row["participant_id"]: row for row in csv.DictReader(io.StringIO(r.content.decode()))}
+    assert "median seconds" in rows["a" * 24]["exclusion"] and rows["a" * 24]["gold_accuracy"] == "1.000"
+    assert rows["a" * 24]["suggestion"] == "approve"
+    assert rows["b" * 24]["suggestion"] == "reject" and "gold accuracy" in rows["b" * 24]["exclusion"]
+
+
+# --------------------------------------------------------------------------- after the code
+
+
+def test_nothing_can_be_undone_once_the_code_is_shown(panel_study):
+    client = join(Client(), panel_study, PROLIFIC_PID=PID)
+    _finish(client, panel_study)
+    page = client.get(f"/e/{panel_study.slug}/done/")
+    code = panel_study.completion_code.encode()
+    assert page.status_code == 200 and code in page.content and b"/undo/" not in page.content
+    before = _n_answers()
+    r = client.post(f"/e/{panel_study.slug}/undo/", HTTP_ACCEPT="application/json")
+    assert r.status_code == 409 and r.json()["error"]["code"] == "completed"
+    assert _n_answers() == before and Evaluator.objects.get().finished_at is not None
+
+
+def test_a_finished_participant_in_another_browser_sees_already_completed_and_the_code(panel_study):
+    client = join(Client(), panel_study, PROLIFIC_PID=PID)
+    _finish(client, panel_study)
+    code = panel_study.completion_code
+    again = Client().get(f"/join/{panel_study.invite_token}/", {"PROLIFIC_PID": PID})
+    assert again.status_code == 200
+    assert b"already completed" in again.content and code.encode() in again.content
+    assert b"Continue here" not in again.content
+    # The same browser, by its link, ends on the same page; and so after the study closes.
+    r = client.get(f"/join/{panel_study.invite_token}/", {"PROLIFIC_PID": PID}, follow=True)
+    assert code.encode() in r.content
+    Study.objects.filter(pk=panel_study.pk).update(status=Study.Status.CLOSED)
+    late = Client().get(f"/join/{panel_study.invite_token}/", {"PROLIFIC_PID": PID})
+    assert late.status_code == 200 and code.encode() in late.content
+
+
+def test_the_done_page_sends_panel_participants_back_and_shows_others_the_code_only(panel_study):
+    panel = join(Client(), panel_study, PROLIFIC_PID=PID)
+    _finish(panel, panel_study)
+    page = panel.get(f"/e/{panel_study.slug}/done/").content.decode()
+    assert 'id="return-link"' in page and "data-auto-return" in page and 'data-after="5"' in page
+    plain = join(Client(), panel_study)  # the link opened without Prolific's ids
+    _finish(plain, panel_study)
+    page = plain.get(f"/e/{panel_study.slug}/done/").content.decode()
+    assert panel_study.completion_code in page
+    assert 'id="return-link"' not in page and "data-auto-return" not in page and "prolific.com" not in page
+
+
+def test_the_consent_page_says_what_coming_back_with_the_link_means(panel_study):
+    plain = Client()
+    plain.get(f"/join/{panel_study.invite_token}/")
+    assert "in this same browser" in plain.get(f"/e/{panel_study.slug}/consent/").content.decode()
+    panel = Client()
+    panel.get(f"/join/{panel_study.invite_token}/", {"PROLIFIC_PID": PID})
+    assert "in this browser or another" in panel.get(f"/e/{panel_study.slug}/consent/").content.decode()
+
+
+# --------------------------------------------------------------------------- panel ids
+
+
+@pytest.mark.parametrize("bad", ["abc", "0123456789abcdef0123456g", "0123456789abcdef01234567-x"])
+def test_a_url_panel_id_is_checked_like_a_typed_one(panel_study, bad):
+    r = Client().get(f"/join/{panel_study.invite_token}/", {"PROLIFIC_PID": bad})
+    assert r.status_code == 400 and b"24 letters and digits" in r.content
+    assert not Evaluator.objects.exists()
+
+
+def test_an_unfilled_placeholder_says_the_panel_did_not_fill_the_link(panel_study):
+    r = Client().get(f"/join/{panel_study.invite_token}/", {"PROLIFIC_PID": "{{%PROLIFIC_PID%}}"})
+    body = r.content.decode()
+    assert r.status_code == 400 and "not filled in by Prolific" in body and "PROLIFIC_PID%" not in body
+    assert not Evaluator.objects.exists()
+
+
+# --------------------------------------------------------------------------- one status
+
+
+def test_the_dashboard_and_the_participants_page_agree_on_a_declined_participant(panel_study):
+    researcher = _researcher_client(panel_study)
+    declined = Client()
+    declined.get(f"/join/{panel_study.invite_token}/", {"PROLIFIC_PID": "c" * 24})
+    declined.post(f"/e/{panel_study.slug}/consent/", {"agree": "no"})
+    Client().get(f"/join/{panel_study.invite_token}/", {"PROLIFIC_PID": "d" * 24})  # opened, undecided
+    working = join(Client(), panel_study, PROLIFIC_PID="e" * 24)
+    assert working
+    progress = researcher.get(f"/research/{panel_study.slug}/progress.json").json()
+    by_pseudonym = {row["pseudonym"]: row["status"] for row in progress["per_evaluator"]}
+    r = researcher.get(f"/run/{panel_study.slug}/participants.csv")
+    rows = {row["participant_id"]: row for row in csv.DictReader(io.StringIO(r.content.decode()))}
+    for pid, status in (("c" * 24, "declined"), ("d" * 24, "consenting"), ("e" * 24, "active")):
+        assert rows[pid]["status"] == status and by_pseudonym[rows[pid]["pseudonym"]] == status
+    page = researcher.get(f"/run/{panel_study.slug}/participants/").content.decode()
+    assert '<td class="status-declined">declined</td>' in page
+    # "Started" counts who began the tasks, not who opened the link.
+    assert progress["evaluators"]["joined"] == 3 and progress["evaluators"]["consented"] == 1
+    assert progress["evaluators"]["started"] == 1 and progress["evaluators"]["declined"] == 1
+
+
+def test_the_same_browser_start_helper_is_what_the_page_posts(study):
+    # The instructions page carries the form the tests post (a button, not a link).
+    client = _consented(Client(), study)
+    page = client.get(f"/e/{study.slug}/instructions/").content.decode()
+    assert '<form method="post" class="actions">' in page and 'id="start"' in page
+    start(client, study)
+    assert Evaluator.objects.get().started_at is not None

@@ -1,0 +1,69 @@
+"""Show a study's generation batch: images done per variant, speed, errors; optionally follow it.
+
+    python manage.py batch_status SLUG [--batch N] [--follow]
+
+Without --follow it prints one snapshot and exits 0 whatever the batch's state. With
+--follow it prints a line whenever the progress changes until the batch ends, and fails
+(exit 1, each failed part's message) when it ends other than complete.
+"""
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand, CommandError
+
+from webapp.generation import follow, selectors
+from webapp.generation.models import Batch
+from webapp.studies.models import Study
+
+
+class Command(BaseCommand):
+    help = "Show the progress of a study's latest generation batch (or of --batch N); --follow until it ends."
+
+    def add_arguments(self, parser):
+        parser.add_argument("slug")
+        parser.add_argument("--batch", type=int, default=None, help="A batch number (default: the study's latest).")
+        parser.add_argument("--follow", action="store_true", help="Print progress until the batch ends.")
+
+    def handle(self, *args, **opts):
+        study = Study.objects.filter(slug=opts["slug"]).first()
+        if study is None:
+            raise CommandError(f"No study {opts['slug']!r}.")
+        if opts["batch"] is None:
+            batch = selectors.study_latest_batch(study=study)
+            if batch is None:
+                raise CommandError(f"Study {study.slug} has no batch yet: python manage.py launch_batch {study.slug}")
+        else:
+            batch = Batch.objects.filter(study=study, pk=opts["batch"]).first()
+            if batch is None:
+                raise CommandError(f"Study {study.slug} has no batch {opts['batch']}.")
+        if opts["follow"]:
+            follow_and_report(self, batch)
+            return
+        p = selectors.batch_progress(batch=batch)
+        self.stdout.write(follow.progress_line(p))
+        for e in p["errors"]:
+            self.stdout.write(f"  part {e['part']} ({e['variant']}, {e['status']}): {e['message']}")
+        if p["note"]:
+            self.stdout.write(f"  {p['note']}")
+        if p["status"] == Batch.Status.QUEUED:
+            self.stdout.write(f"  No worker has taken it yet; one is started with: {follow.WORKER_COMMAND}")
+
+
+def follow_and_report(command: BaseCommand, batch: Batch) -> None:
+    """Print each change of the batch's progress until it ends (``follow.batch_follow``);
+    say when no worker has taken it; CommandError unless it completes."""
+    last: list[str] = []
+
+    def on_progress(p: dict) -> None:
+        line = follow.progress_line(p)
+        if not last or line != last[-1]:
+            command.stdout.write(line)
+            last.append(line)
+
+    def on_no_worker(p: dict, waited: float) -> None:
+        command.stderr.write(follow.no_worker_message(p, waited))
+
+    p = follow.batch_follow(batch=batch, on_progress=on_progress, on_no_worker=on_no_worker)
+    if p["status"] != Batch.Status.COMPLETE:
+        raise CommandError(follow.batch_end_message(p))
+    if p["note"]:
+        command.stderr.write(p["note"])

@@ -1,0 +1,28 @@
+"""Static file finders that answer "not found" for a path outside the static roots.
+
+Django's own finders raise SuspiciousFileOperation for ``/static/../webapp/settings.py``
+(``safe_join`` refuses to leave the root), and the static handler that ``runserver``
+uses in the demo (``--insecure``) and in development turns only Http404 into a
+response: the exception became a 500. Nothing leaked, but a path that names no static
+file is a 404 like any other. In production the proxy serves ``STATIC_ROOT`` itself.
+"""
+from __future__ import annotations
+
+from django.contrib.staticfiles import finders
+from django.core.exceptions import SuspiciousFileOperation
+
+
+class _StayInside:
+    def find(self, path, *args, **kwargs):
+        try:
+            return super().find(path, *args, **kwargs)  # type: ignore[misc]
+        except SuspiciousFileOperation:
+            return []  # falsy in both of find()'s modes: "first match" and "all matches"
+
+
+class FileSystemFinder(_StayInside, finders.FileSystemFinder):
+    """STATICFILES_DIRS, with paths outside them not found."""
+
+
+class AppDirectoriesFinder(_StayInside, finders.AppDirectoriesFinder):
+    """Each app's static/ folder, with paths outside it not found."""
