@@ -188,7 +188,7 @@ def client_address(i: int) -> str:
 
 def evaluator(base: str, invite: str, i: int, n_tasks: int, think: float, ramp: float, rec: Recorder,
               start: threading.Barrier, floor_every: int = 0) -> None:
-    worker_id = f"load-{i}"
+    worker_id = f"{i:024x}"  # shaped like a Prolific id (24 hex digits), as the join page checks
     s = requests.Session()
     s.headers["X-Forwarded-For"] = client_address(i)
     rng = random.Random(worker_id)
