@@ -12,21 +12,21 @@ from .conftest import current_task
 
 pytestmark = pytest.mark.django_db
 
-TIMING = re.compile(r'^app;dur=(\d+\.\d\d), db;dur=(\d+\.\d\d);desc="(\d+) queries"$')
+TIMING = re.compile(r'^app;dur=(\d+\.\d\d), cpu;dur=(\d+\.\d\d), db;dur=(\d+\.\d\d);desc="(\d+) queries"$')
 
 
-def _timing(response) -> tuple[float, float, int]:
+def _timing(response) -> tuple[float, float, float, int]:
     match = TIMING.match(response["Server-Timing"])
     assert match, response["Server-Timing"]
-    return float(match[1]), float(match[2]), int(match[3])
+    return float(match[1]), float(match[2]), float(match[3]), int(match[4])
 
 
 def test_evaluator_pages_report_server_time_and_their_queries(study, evaluator_client):
     for _ in range(2):  # the first showing of a task may write; the second only reads
         with CaptureQueriesContext(connection) as ctx:
             r = evaluator_client.get(f"/e/{study.slug}/state/")
-        app_ms, db_ms, queries = _timing(r)
-        assert 0 < db_ms <= app_ms
+        app_ms, cpu_ms, db_ms, queries = _timing(r)
+        assert 0 < db_ms <= app_ms and 0 < cpu_ms
         assert queries == len(ctx.captured_queries) > 0  # the queries Django ran, no more, no fewer
 
 
