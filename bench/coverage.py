@@ -13,12 +13,17 @@ model the statistics were built with), under scenarios a real crowd may bring:
 * item x rater interaction: a rater's accuracy varies by object, and their taste by
   caption;
 with 5 raters (who answer every item), 8 and 24 raters; and all of them at once with 60
-raters, the size of a study run on a crowd platform.
+raters, the size of a study run on a crowd platform. Rankings of 2 (pairwise A/B), 3 and
+6 images with ties allowed: raters see utilities only to within a margin (a grid at a
+random offset per judgment; images in one cell are tied, competition ranks), rank task
+only, every kind of trouble at once.
 
 Truths are population values of the same model, by Monte Carlo over fresh items and
 raters (a million draws each): eq. 9's mean error and eq. 10's match ratio as ratios of
-expectations over the images given a count, the preference score, the Plackett-Luce fit
-to the population's orderings, and their paired differences.
+expectations over the images given a count, the preference score (mid-ranks with ties),
+the Plackett-Luce fit to the population's orderings (or, with ties, Davidson's fit to the
+population's pairs), every pair's win rate (ties left out) and tie rate, and the paired
+differences.
 
     nice -n 10 .venv/bin/python bench/coverage.py [--studies 300] [--n-boot 500] [--write]
 
@@ -67,6 +72,9 @@ class Crowd:
     noisy: float = 0.0           # share of raters three times as noisy
     uneven_loads: bool = False
     interaction: bool = False
+    n_variants: int = len(VARIANTS)  # images per ranking: 2 is pairwise A/B
+    tie_margin: float = 0.0          # raters tie images whose utilities share a grid cell
+    count_task: bool = True
 
 
 SCENARIOS = [
@@ -83,7 +91,31 @@ SCENARIOS = [
     # every kind of trouble at once. Appended, so the scenarios above keep their seeds.
     Crowd("all of these, 60 raters", 60, 3, heavy_items=True, biased=0.2, noisy=0.2,
           uneven_loads=True, interaction=True),
+] + [
+    # Rankings of other widths, ties allowed (rank task only). Appended, as above.
+    Crowd(f"{m} variants with ties, {n} raters", n, 3, heavy_items=True, biased=0.2, noisy=0.2,
+          uneven_loads=True, interaction=True, n_variants=m, tie_margin=0.5, count_task=False)
+    for m in (2, 3, 6) for n in (8, 24)
 ]
+
+
+def _design(crowd: Crowd) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
+    """Variant names, count difficulty multipliers and rank utilities for the crowd's width."""
+    m = crowd.n_variants
+    if m == len(VARIANTS):
+        return VARIANTS, ACCURACY, QUALITY
+    return tuple(f"model-{k + 1}" for k in range(m)), np.linspace(1.0, 0.7, m), np.linspace(0.0, 0.5, m)
+
+
+def _ranks(u: np.ndarray, tie_margin: float, rng) -> np.ndarray:
+    """(n, m) ranks, 1 = best, of utilities u; with a margin, competition ranks of the
+    cells of a grid at a random offset per row (images in one cell tied)."""
+    if tie_margin > 0:
+        cell = np.floor((u + rng.random((u.shape[0], 1)) * tie_margin) / tie_margin)
+        return (1 + (cell[:, None, :] > cell[:, :, None]).sum(axis=2)).astype(float)
+    ranks = np.empty_like(u)
+    np.put_along_axis(ranks, np.argsort(-u, axis=1), np.arange(1, u.shape[1] + 1)[None, :], 1)
+    return ranks
 
 
 # ---------------------------------------------------------------------------
@@ -103,7 +135,7 @@ def _raters(crowd: Crowd, rng, n) -> dict[str, np.ndarray]:
     return {"skill": np.exp(rng.normal(0.0, 0.4, n)) * np.where(noisy, 3.0, 1.0),
             "biased": biased,
             "rank_noise": np.where(noisy, 1.5, 0.5),
-            "taste": rng.normal(0.0, 0.3, (n, len(VARIANTS))),
+            "taste": rng.normal(0.0, 0.3, (n, crowd.n_variants)),
             "object_affinity": (np.exp(rng.normal(0.0, 0.6, (n, len(OBJECTS))))
                                 if crowd.interaction else np.ones((n, len(OBJECTS)))),
             "load": (np.exp(rng.uniform(0.0, np.log(150.0), n)) if crowd.uneven_loads
@@ -121,16 +153,16 @@ def _answers(true, variant, obj, difficulty, raters, r, rng):
     return np.where(cant, np.nan, ans)
 
 
-def _utilities(caption_effect, raters, r, interaction, rng):
+def _utilities(caption_effect, raters, r, interaction, rng, quality=QUALITY):
     """(n, m) rank utilities of raters r for captions with effects caption_effect (n, m)."""
-    u = QUALITY + caption_effect + raters["taste"][r]
+    u = quality + caption_effect + raters["taste"][r]
     if interaction:
         u = u + rng.normal(0.0, 0.3, u.shape)  # this rater's taste for this caption
     return u + rng.normal(0.0, 1.0, u.shape) * raters["rank_noise"][r][:, None]
 
 
 def _caption_effects(crowd: Crowd, rng, n) -> np.ndarray:
-    shape = (n, len(VARIANTS))
+    shape = (n, crowd.n_variants)
     return 0.3 * (rng.standard_t(3, shape) if crowd.heavy_items else rng.normal(size=shape))
 
 
@@ -155,8 +187,10 @@ def draw_study(crowd: Crowd, rng) -> object:
             v = cols.get(c, "" if c in ("skip_reason",) else np.nan)
             rows[c].extend(np.broadcast_to(np.asarray(v, dtype=object), (n,)).tolist())
 
+    variants, _accuracy, quality = _design(crowd)
+    m = len(variants)
     units = [(o, c, s) for o in range(len(OBJECTS)) for c in COUNTS for s in range(SEEDS_PER_PROMPT)]
-    for o, c, s in units:
+    for o, c, s in units if crowd.count_task else []:
         difficulty = _difficulty(crowd, rng, 1)[0]  # shared by the variants' images: paired
         for v in range(len(VARIANTS)):
             r = _pick_raters(crowd, raters["load"], 1, rng)[0]
@@ -166,27 +200,27 @@ def draw_study(crowd: Crowd, rng) -> object:
                 evaluator_id=[f"r{k}" for k in r], variant=VARIANTS[v],
                 prompt=f"{c} {OBJECTS[o]}s", object=OBJECTS[o], true_count=c, answer_count=ans,
                 skipped=False, seconds=5.0, is_gold=False, seed=s)
-    rows_w = williams_square(len(VARIANTS))
+    rows_w = williams_square(m)
     effects = _caption_effects(crowd, rng, CAPTIONS)
     picks = _pick_raters(crowd, raters["load"], CAPTIONS, rng)
     for j in range(CAPTIONS):
         r = picks[j]
-        u = _utilities(np.tile(effects[j], (len(r), 1)), raters, r, crowd.interaction, rng)
-        ranks = np.empty_like(u)
-        np.put_along_axis(ranks, np.argsort(-u, axis=1), np.arange(1, len(VARIANTS) + 1)[None, :], 1)
+        u = _utilities(np.tile(effects[j], (len(r), 1)), raters, r, crowd.interaction, rng, quality)
+        ranks = _ranks(u, crowd.tie_margin, rng)
         skipped = rng.random(len(r)) < 0.05
         for k, e in enumerate(r):
             layout = rows_w[(j + k) % len(rows_w)]
-            pos = np.empty(len(VARIANTS), dtype=int)
-            pos[np.array(layout)] = np.arange(len(VARIANTS))
-            add(task="rank", item_id=f"caption-{j}", evaluator_id=[f"r{e}"] * len(VARIANTS),
-                variant=list(VARIANTS), prompt=f"caption {j}", object="",
+            pos = np.empty(m, dtype=int)
+            pos[np.array(layout)] = np.arange(m)
+            add(task="rank", item_id=f"caption-{j}", evaluator_id=[f"r{e}"] * m,
+                variant=list(variants), prompt=f"caption {j}", object="",
                 rank=np.where(skipped[k], np.nan, ranks[k]), skipped=bool(skipped[k]),
                 skip_reason="cannot decide" if skipped[k] else "", position=pos, seconds=12.0,
                 is_gold=False, seed=0)
     for c in ("skipped", "is_gold"):
         rows[c] = [bool(x) for x in rows[c]]
-    return table_from_columns({k: np.array(v) for k, v in rows.items()})
+    return table_from_columns({k: np.array(v) for k, v in rows.items()},
+                              allow_ties=crowd.tie_margin > 0)
 
 
 def truths(crowd: Crowd, rng) -> dict[tuple, float]:
@@ -201,6 +235,8 @@ def truths(crowd: Crowd, rng) -> dict[tuple, float]:
     c = np.array(COUNTS)[rng.integers(0, len(COUNTS), n)]
     d = _difficulty(crowd, rng, n) * np.exp(rng.normal(0, 0.3, n))
     per_variant = {}
+    if not crowd.count_task:
+        return _rank_truths(crowd, rng, raters, r, n)
     for v, name in enumerate(VARIANTS):
         ans = _answers(c, v, o, d, raters, r, rng)
         ok = np.isfinite(ans)
@@ -234,6 +270,36 @@ def truths(crowd: Crowd, rng) -> dict[tuple, float]:
     return out
 
 
+def _rank_truths(crowd: Crowd, rng, raters, r, n) -> dict[tuple, float]:
+    """The rank task's population values for a crowd of any width, with ties."""
+    variants, _accuracy, quality = _design(crowd)
+    m = len(variants)
+    u = _utilities(_caption_effects(crowd, rng, n), raters, r, crowd.interaction, rng, quality)
+    ranks = _ranks(u, crowd.tie_margin, rng)
+    mids = np.empty_like(ranks)
+    for k in range(m):  # mid-rank: 1 + #{better} + (#{tied others}) / 2
+        mids[:, k] = 1 + (ranks < ranks[:, [k]]).sum(axis=1) + ((ranks == ranks[:, [k]]).sum(axis=1) - 1) / 2
+    out: dict[tuple, float] = {}
+    for k, name in enumerate(variants):
+        out[("score", name)] = float((m + 1 - mids[:, k]).mean())
+    win = np.zeros((m, m))
+    tie = np.zeros((m, m))
+    for a in range(m):
+        for b in range(m):
+            if a != b:
+                win[a, b] = float((ranks[:, a] < ranks[:, b]).sum())
+                tie[a, b] = float((ranks[:, a] == ranks[:, b]).sum())
+    for a in range(m):
+        for b in range(a + 1, m):
+            key = (variants[a], variants[b])
+            out[("win_rate", key)] = win[a, b] / (win[a, b] + win[b, a])
+            out[("tie_rate", key)] = tie[a, b] / n
+    strengths, _nu = stats.davidson_fit(win, tie)
+    for name, g in zip(variants, strengths[0], strict=True):
+        out[("bt_strength", name)] = float(g)
+    return out
+
+
 TARGET_MANY, TARGET_FEW = (0.93, 0.97), (0.90, 0.99)  # issue 10: with 8 or more raters; with 5
 
 
@@ -255,6 +321,10 @@ def intervals(res: dict) -> dict[tuple, list]:
     for r in res["preference"]["by_variant"]:
         out[("score", r["variant"])] = r["score_ci"]
         out[("pl_strength", r["variant"])] = r["pl_strength_ci"]
+        out[("bt_strength", r["variant"])] = r.get("bt_strength_ci", [None, None])
+    for p in res["preference"].get("pairs", []):
+        for key in ("win_rate", "tie_rate"):
+            out[(key, (p["a"], p["b"]))] = p[key + "_ci"]
     for t in res["tests"]["paired"]:
         if (t["a"], t["b"]) in PAIRS:
             out[(f"difference: {t['measure']}", (t["a"], t["b"]))] = t["difference_ci"]
@@ -272,6 +342,7 @@ def main(args) -> str:
         f"design: {len(OBJECTS)} objects x {len(COUNTS)} counts x {SEEDS_PER_PROMPT} seeds x "
         f"{len(VARIANTS)} variants (count), {CAPTIONS} captions (rank); 3 raters per item "
         "(every rater with 5)",
+        "command: python bench/coverage.py " + " ".join(sys.argv[1:]),
         "",
         f"{'scenario':<38}{'family':<30}{'n':>6}{'coverage':>10}{'s.e.':>7}{'width':>8}",
     ]

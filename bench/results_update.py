@@ -110,14 +110,15 @@ def research_gets(client, study) -> dict[str, float]:
     time to its first chunk (the rest streams at the speed of the download)."""
     from django.urls import reverse
 
-    from webapp.research import urls
+    from webapp.research import selectors, urls
 
+    figure = selectors.result_figure_names(result=selectors.study_result_latest(study=study))[0]
     out = {}
     for pattern in urls.urlpatterns:
         params = set(pattern.pattern.converters)
         if "slug" not in params or pattern.name in ("results_update", "report_details"):
             continue
-        kwargs = {"slug": study.slug, **({"name": "figure5", "fmt": "png"} if "name" in params else {})}
+        kwargs = {"slug": study.slug, **({"name": figure, "fmt": "png"} if "name" in params else {})}
         url = reverse(f"research:{pattern.name}", kwargs=kwargs)
         times = []
         for _ in range(4):

@@ -31,7 +31,7 @@ evalstudy.ranks                                  (pure Python: the web app's che
 evalstudy.design
     williams_square(n) -> list[list[int]]
     plan_assignments(count_item_ids, rank_item_ids, n_slots, overlap, seed, *,
-                     n_variants=4, gold_item_ids=(), n_repeats=0) -> list[SlotPlan]
+                     n_variants (required with rank items), gold_item_ids=(), n_repeats=0)
     SlotPlan: slot, seed, items [(task, item_id)], positions {rank item: [variant index]},
               repeats, repeat_positions; to_dict(), from_dict()
     reassign_slot(plan, attempt, completed=()) -> SlotPlan
@@ -39,8 +39,10 @@ evalstudy.design
 
 evalstudy.responses
     RESPONSE_COLUMNS                             the CSV columns, in order
-    read_responses(path_or_file, *, variants=None) -> ResponseTable   (line/column errors)
-    responses_from_rows(rows) -> ResponseTable
+    read_responses(path_or_file, *, variants=None, allow_ties=False) -> ResponseTable
+                                                 (line/column errors; tied competition
+                                                 ranks only with allow_ties)
+    responses_from_rows(rows, *, allow_ties=False) -> ResponseTable
     ResponseTable: columns (numpy arrays), len(), subset(mask), to_rows(), write_csv(path)
     ResponseError(ValueError)                    .errors lists every problem
 
@@ -51,20 +53,26 @@ evalstudy.analysis
         exclusions, unfiltered (the sections for all evaluators). .to_dict() is the
         strict-JSON document; AnalysisResult.from_dict(doc) reads it back (SchemaError
         for another version). Intervals are <name>_ci = [low, high], inside the
-        statistic's range.
+        statistic's range. Rankings of 2-6 images, ties scored by mid-rank;
+        preference.pairs (win rate, tie rate, ties-as-half row per pair),
+        preference.strength_model: Plackett-Luce, or with ties Bradley-Terry-Davidson
+        (by_variant[].bt_strength, preference.bt_tie_parameter).
 
 evalstudy.figures
-    write_figures(result, outdir) -> list[Path]  figure5/6/7 .png and .svg
+    write_figures(result, outdir) -> list[Path]  FIGURES (.png and .svg), named by what they
+                                                 show; FIGURE_TITLES: name -> caption
 
 evalstudy.simulate
-    RaterSimulator(variant_quality, count_noise, rank_noise, skip_rate, seed, ...)
+    RaterSimulator(variant_quality, count_noise, rank_noise, skip_rate, seed, ...,
+                   tie_margin=0.0)               tie_margin > 0: ties (competition ranks)
         .answer_count(true_count, variant, rng) -> int | None   (None: can't tell)
         .answer_rank(variants, rng) -> list[int] | None         (None: skip; .skip_reason(rng))
-        .expected_count(true_count, variant), .expected_scores(variants)
+        .expected_count(true_count, variant), .expected_scores(variants),
+        .expected_pairs(variants)
     simulate_study(simulator, protocol, *, n_evaluators=None, overlap=None,
                    base_dir=None, seed=None) -> ResponseTable
     synthetic_protocol(variants, ...) -> Protocol
-    power_analysis(simulator, a, b, *, task="rank", evaluators=..., ...) -> dict
+    power_analysis(simulator, a, b, *, task="rank", evaluators=..., ranked=None, ...) -> dict
 
 Command line: python -m evalstudy {analyze, simulate, power, protocol, plan} --help
 """

@@ -72,13 +72,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--rank-noise", type=float, default=0.3)
     s.add_argument("--skip-rate", type=float, default=0.1)
     s.add_argument("--careless", type=float, default=0.0)
+    s.add_argument("--tie-margin", type=float, default=0.0,
+                   help="raters tie images whose utilities are this close (protocols with allow_ties)")
     s.add_argument("--evaluators", type=int, help="default: the protocol's")
     s.add_argument("--seed", type=int, default=0)
 
     p = sub.add_parser("power", help="evaluators needed to detect a difference")
     p.add_argument("--a", required=True, help="variant expected to differ (e.g. intermediate)")
     p.add_argument("--b", required=True, help="variant compared with (e.g. early)")
-    p.add_argument("--quality", type=_quality, required=True, help="a=q,b=q")
+    p.add_argument("--quality", type=_quality, required=True,
+                   help="a=q,b=q (and every variant of --ranked)")
+    p.add_argument("--ranked", type=lambda t: [v.strip() for v in t.split(",") if v.strip()],
+                   default=None, help="the variants ranked together, 2 to 6 (default: a,b)")
+    p.add_argument("--tie-margin", type=float, default=0.0,
+                   help="raters tie images whose utilities are this close")
     p.add_argument("--task", choices=("rank", "count"), default="rank")
     p.add_argument("--evaluators", type=_ints, default=[5, 10, 20, 40, 80])
     p.add_argument("--items-per-evaluator", type=int, default=20)
@@ -146,12 +153,22 @@ def summary(result: AnalysisResult) -> str:
                                  for r in result.count.by_variant))
     pref = result.preference
     if pref.by_variant:
-        lines.append(f"\n{'preference':<{width + 2}}{'raters':>6}{'n':>6}  score  95% CI            PL strength")
+        model = "BT-Davidson strength" if pref.has_ties else "PL strength"
+        lines.append(f"\n{'preference':<{width + 2}}{'raters':>6}{'n':>6}  score  95% CI            {model}")
         for p in pref.by_variant:
+            strength, strength_ci = ((p.bt_strength, p.bt_strength_ci) if pref.has_ties
+                                     else (p.pl_strength, p.pl_strength_ci))
             lines.append(f"  {p.variant:<{width}}{_fmt_int(p.n_raters):>6}{p.n:>6}  {_fmt(p.score, 2):>5}  "
-                         f"{_ci(p.score_ci):<18}{_fmt(p.pl_strength)} {_ci(p.pl_strength_ci)}")
+                         f"{_ci(p.score_ci):<18}{_fmt(strength)} {_ci(strength_ci)}"
+                         + (f"  tied {_fmt(p.tie_rate)}" if pref.has_ties else ""))
         lines.append(f"  ranking skip rate {_fmt(pref.ranking_skip_rate)} "
                      f"{_ci(pref.ranking_skip_rate_ci)}")
+        if pref.has_ties or pref.m == 2:  # pairwise studies, and rankings with ties
+            lines.append("  every pair: a over b when told apart (ties left out), and the tie rate")
+            for q in pref.pairs:
+                lines.append(f"    {q.a} over {q.b}: {_fmt(q.win_rate)} {_ci(q.win_rate_ci)}  "
+                             f"tied {_fmt(q.tie_rate)} {_ci(q.tie_rate_ci)}  "
+                             f"(a {q.a_wins}, b {q.b_wins}, tied {q.ties} of {q.n})")
     tests = result.tests
     if tests.paired:
         lines.append("\npaired tests (Holm-adjusted)")
@@ -205,8 +222,10 @@ def _run(args) -> int:
         plan = protocol.analysis if protocol else None
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ResponseWarning)
+            # Without a protocol nothing says ties were refused: well-formed ties are read.
             table = read_responses(args.responses,
-                                   variants=protocol.variants if protocol else None)
+                                   variants=protocol.variants if protocol else None,
+                                   allow_ties=protocol.allow_ties if protocol else True)
         for w in caught:
             print(f"warning: {w.message}", file=sys.stderr)
         if protocol is None:
@@ -232,7 +251,8 @@ def _run(args) -> int:
         protocol = load_protocol(args.protocol)
         quality = args.quality or {v: 0.7 for v in protocol.variants}
         sim = RaterSimulator(quality, count_noise=args.count_noise, rank_noise=args.rank_noise,
-                             skip_rate=args.skip_rate, seed=args.seed, careless=args.careless)
+                             skip_rate=args.skip_rate, seed=args.seed, careless=args.careless,
+                             tie_margin=args.tie_margin)
         table = simulate_study(sim, protocol, n_evaluators=args.evaluators,
                                base_dir=args.protocol.parent)
         table.write_csv(args.out)
@@ -243,11 +263,12 @@ def _run(args) -> int:
         from .simulate import RaterSimulator, power_analysis
 
         sim = RaterSimulator(args.quality, count_noise=args.count_noise,
-                             rank_noise=args.rank_noise, skip_rate=args.skip_rate, seed=args.seed)
+                             rank_noise=args.rank_noise, skip_rate=args.skip_rate, seed=args.seed,
+                             tie_margin=args.tie_margin)
         res = power_analysis(sim, args.a, args.b, task=args.task, evaluators=args.evaluators,
                              items_per_evaluator=args.items_per_evaluator, overlap=args.overlap,
                              n_sims=args.sims, alpha=args.alpha, target=args.target,
-                             seed=args.seed)
+                             seed=args.seed, ranked=args.ranked)
         if args.json:
             print(json.dumps(res, indent=1))
             return 0

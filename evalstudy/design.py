@@ -110,14 +110,17 @@ def _order(entries: list[tuple[str, str]], seed: int, n_repeats: int,
 
 
 def plan_assignments(count_item_ids, rank_item_ids, n_slots: int, overlap: int, seed: int, *,
-                     n_variants: int = 4, gold_item_ids=(), n_repeats: int = 0) -> list[SlotPlan]:
+                     n_variants: int | None = None, gold_item_ids=(),
+                     n_repeats: int = 0) -> list[SlotPlan]:
     """Plan the work of `n_slots` evaluators.
 
     Every count and rank item is given to `overlap` distinct slots; per task the
     loads of two slots differ by at most one item (gold items, which every slot
     sees, and repeats come on top). `positions` are rows of `williams_square
-    (n_variants)`, chosen greedily so that each slot and each item use the rows
-    as evenly as possible.
+    (n_variants)` (`n_variants`, the ranking width, is required with rank items),
+    spread so that each slot and each item use every row equally often, give or take
+    one: a slot whose rank load is a multiple of the square's rows (n for even n,
+    2n for odd n) sees every variant in every screen position equally often.
     """
     count_ids, rank_ids, gold_ids = list(count_item_ids), list(rank_item_ids), list(gold_item_ids)
     if n_slots < 1:
@@ -131,8 +134,10 @@ def plan_assignments(count_item_ids, rank_item_ids, n_slots: int, overlap: int, 
         raise ValueError("gold item ids must differ from the count item ids")
     if n_repeats < 0:
         raise ValueError(f"n_repeats must be >= 0, got {n_repeats}")
+    if rank_ids and n_variants is None:
+        raise ValueError("rank items need n_variants, the number of images ranked together")
 
-    rows = williams_square(n_variants) if rank_ids else []
+    rows = williams_square(n_variants) if rank_ids and n_variants else []
     per_slot: list[list[tuple[str, str]]] = [[] for _ in range(n_slots)]
     positions: list[dict[str, list[int]]] = [{} for _ in range(n_slots)]
     row_of: list[dict[str, int]] = [{} for _ in range(n_slots)]
@@ -157,6 +162,10 @@ def plan_assignments(count_item_ids, rank_item_ids, n_slots: int, overlap: int, 
             positions[s][item] = list(rows[r])
             row_of[s][item] = r
 
+    _balance_rows(row_of, len(rows))
+    for s in range(n_slots):
+        positions[s] = {i: list(rows[r]) for i, r in row_of[s].items()}
+
     plans = []
     for s in range(n_slots):
         slot_seed = _int_seed(seed, "slot", s)
@@ -168,6 +177,96 @@ def plan_assignments(count_item_ids, rank_item_ids, n_slots: int, overlap: int, 
                               positions=positions[s], repeats=tuple(repeats),
                               repeat_positions=repeat_pos))
     return plans
+
+
+def _balance_rows(row_of: list[dict[str, int]], n_rows: int) -> None:
+    """Make every slot and every item use the rows as evenly as possible (in place).
+
+    The showings form a bipartite multigraph, slots on one side, items on the other,
+    each showing an edge coloured by its row. While a vertex uses row a at least twice
+    more often than row b, the edges of rows a and b are recoloured so that every
+    vertex splits them within one (an Euler-tour alternation, below). That never raises
+    any vertex's sum of squared row counts and lowers the offending vertex's, so the
+    loop ends, with an equitable colouring (which bipartite graphs always have: de
+    Werra 1971). A plan whose rows are already within one everywhere is unchanged.
+    """
+    if n_rows < 2:
+        return
+    while True:
+        pair = _unbalanced_pair(row_of, n_rows)
+        if pair is None:
+            return
+        _split_evenly(row_of, *pair)
+
+
+def _unbalanced_pair(row_of: list[dict[str, int]], n_rows: int) -> tuple[int, int] | None:
+    counts: dict[tuple[str, object], list[int]] = {}
+    for s, rows in enumerate(row_of):
+        for item, r in rows.items():
+            counts.setdefault(("slot", s), [0] * n_rows)[r] += 1
+            counts.setdefault(("item", item), [0] * n_rows)[r] += 1
+    for vertex in sorted(counts, key=str):
+        c = counts[vertex]
+        hi, lo = max(range(n_rows), key=c.__getitem__), min(range(n_rows), key=c.__getitem__)
+        if c[hi] - c[lo] >= 2:
+            return hi, lo
+    return None
+
+
+def _split_evenly(row_of: list[dict[str, int]], a: int, b: int) -> None:
+    """Recolour the showings of rows a and b so that every slot and item has as many
+    of one as of the other, give or take one. Odd-degree vertices are joined to a
+    dummy on the other side (and the two dummies to each other if needed); the graph
+    is then bipartite with even degrees, so each component has a closed Euler trail
+    of even length, and alternating a, b along it balances every vertex exactly;
+    dropping the dummy edges unbalances a vertex by at most one."""
+    Vertex = tuple[str, object]  # ("slot", index) or ("item", id); None: the dummy
+    edges: list[tuple[Vertex, Vertex, tuple[int, str] | None]] = []
+    for s, rows in enumerate(row_of):
+        for item, r in sorted(rows.items()):
+            if r in (a, b):
+                edges.append((("slot", s), ("item", item), (s, item)))
+    degree: dict[Vertex, int] = {}
+    for u, v, _ in edges:
+        degree[u] = degree.get(u, 0) + 1
+        degree[v] = degree.get(v, 0) + 1
+    dummy_item: Vertex = ("item", None)
+    dummy_slot: Vertex = ("slot", None)
+    for vertex in sorted(degree, key=str):
+        if degree[vertex] % 2:
+            if vertex[0] == "slot":
+                edges.append((vertex, dummy_item, None))
+            else:
+                edges.append((dummy_slot, vertex, None))
+    if sum(1 for e in edges if e[1] == dummy_item) % 2:
+        edges.append((dummy_slot, dummy_item, None))
+    incident: dict[Vertex, list[int]] = {}
+    for k, (u, v, _) in enumerate(edges):
+        incident.setdefault(u, []).append(k)
+        incident.setdefault(v, []).append(k)
+    used = [False] * len(edges)
+    for start in sorted(incident, key=str):
+        # Hierholzer: the closed trail through `start`'s component, as a list of edges.
+        stack: list[tuple[Vertex, int | None]] = [(start, None)]
+        trail: list[int] = []
+        while stack:
+            vertex, via = stack[-1]
+            while incident[vertex] and used[incident[vertex][-1]]:
+                incident[vertex].pop()
+            if incident[vertex]:
+                k = incident[vertex].pop()
+                used[k] = True
+                u, v, _ = edges[k]
+                stack.append((v if u == vertex else u, k))
+            else:
+                stack.pop()
+                if via is not None:
+                    trail.append(via)
+        for position, k in enumerate(trail):
+            showing = edges[k][2]
+            if showing is not None:
+                s, item = showing
+                row_of[s][item] = a if position % 2 == 0 else b
 
 
 def reassign_slot(plan: SlotPlan, attempt: int, completed=()) -> SlotPlan:

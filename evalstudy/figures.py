@@ -1,12 +1,19 @@
-"""The paper's Figures 5 and 6, with intervals, drawn from an `analyze` result.
+"""Figures with intervals, drawn from an `analyze` result, each named by what it shows.
 
-figure5: per conditioning (a row), (a) average count error by true count, one
-line per object, early fusion light and dashed, intermediate fusion dark and
-solid; (b) average error per object; (c) match ratio per object.
-figure6: preference score and Plackett-Luce strength per variant.
-figure7: mean rank by screen position (with the position-bias test's p), and the
-skipped rankings by reason with the ranking skip rate (a skip names no variant, so
-there is no per-variant panel).
+count-error-by-true-count: one small panel per object, average count error by true
+    count, the variants as series (a conditioning's early fusion light and dashed, its
+    intermediate fusion dark and solid). The paper's Figure 5 (a).
+count-by-object: average count error and match ratio per object, one bar per variant
+    (Figure 5 (b, c)).
+preference: preference score per variant (rank r of m scores m + 1 - r, ties their
+    mid-rank) and its strength: Plackett-Luce for full rankings, Bradley-Terry-Davidson
+    when rankings tie images (Figure 6).
+pairwise-wins: for every pair of variants, one bar split into "a better", "about the
+    same" and "b better", with the intervals of the two borders; the figure of a pairwise
+    (two-variant) study.
+position-and-skips: mean rank by screen position (with the position-bias test's p),
+    and the skipped rankings by reason when there are any (a skip names no variant, so
+    there is no per-variant panel).
 
 Files are byte-for-byte reproducible: matplotlib's object API (no pyplot state),
 a fixed svg.hashsalt, text as paths, no dates or software tags in the metadata.
@@ -21,6 +28,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
     from .analysis.result import AnalysisResult
 
 RC: dict[str, Any] = {
@@ -86,111 +95,219 @@ def _figure(rows: int, cols: int, width: float, height: float):
     return fig, axes
 
 
-def figure5(result: AnalysisResult, outdir: Path) -> list[Path]:
+def _variant_styles(variants: list[str]) -> dict[str, tuple[tuple[float, float, float], str]]:
+    """A colour and a line style per variant: one hue per conditioning, early fusion
+    light and dashed, intermediate dark and solid; other variants a hue each."""
+    styles = {}
+    fams = _families(variants)
+    hue = 0
+    for fam, members in fams:
+        if fam == "variants":  # no early/intermediate pairing: a hue per variant
+            for v in members:
+                styles[v] = (_lighten(OBJECT_COLOURS[hue % len(OBJECT_COLOURS)], 0.0), "-")
+                hue += 1
+        else:
+            for k, v in enumerate(members):
+                styles[v] = (_shade(k, len(members), OBJECT_COLOURS[hue % len(OBJECT_COLOURS)]),
+                             "--" if k < len(members) - 1 else "-")
+            hue += 1
+    return styles
+
+
+def _legend_below(fig, handles, labels) -> None:
+    fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 4),
+               frameon=False, fontsize=7)
+
+
+def count_error_by_true_count(result: AnalysisResult) -> Figure | None:
     count = result.count
-    variants = result.data.variants
-    objects = result.data.objects
-    counts = result.data.counts
-    fams = _families([v for v in variants if any(r.variant == v for r in count.by_variant)])
-    if not fams or not objects:
-        return []
-    fig, axes = _figure(len(fams), 3, 9.0, 2.8 * len(fams))
+    variants = [v for v in result.data.variants if any(r.variant == v for r in count.by_variant)]
+    objects, counts = result.data.objects, result.data.counts
+    if not variants or not objects or not count.by_variant_object_count:
+        return None
+    n_cols = min(len(objects), 4)
+    n_rows = math.ceil(len(objects) / n_cols)
+    fig, axes = _figure(n_rows, n_cols, 2.4 * n_cols + 0.6, 2.1 * n_rows + 0.6)
     cell = {(r.variant, r.object, r.count): r for r in count.by_variant_object_count}
+    styles = _variant_styles(variants)
+    top = 0.0
+    lines = {}
+    for j, obj in enumerate(objects):
+        ax = axes[j // n_cols][j % n_cols]
+        for k, v in enumerate(variants):
+            recs = [cell.get((v, obj, c)) for c in counts]
+            y, err = _yerr([r.mean_abs_error if r else None for r in recs],
+                           [r.mean_abs_error_ci if r else None for r in recs])
+            top = max(top, np.nanmax(y, initial=0.0))
+            colour, style = styles[v]
+            lines[v] = ax.errorbar(np.array(counts) + (k - (len(variants) - 1) / 2) * 0.07, y,
+                                   yerr=err, color=colour, linestyle=style, marker="o",
+                                   markersize=2.5, capsize=1.5, linewidth=1, elinewidth=0.7)
+        ax.set_title(obj, fontsize=8)
+        ax.set_xticks(counts)
+        if j % n_cols == 0:
+            ax.set_ylabel("average count error")
+        if j // n_cols == n_rows - 1:
+            ax.set_xlabel("true count")
+    # With few images per cell the intervals are long; cut them at the panels' edge
+    # rather than squash the estimates (every panel on one scale, to compare objects).
+    for j in range(n_rows * n_cols):
+        ax = axes[j // n_cols][j % n_cols]
+        if j < len(objects):
+            ax.set_ylim(0, max(1.0, 1.6 * top))
+        else:
+            ax.set_axis_off()  # the grid's last row may be short: no empty axes
+    _legend_below(fig, [lines[v] for v in variants], variants)
+    fig.suptitle("Average count error by true count, 95% CI", fontsize=9)
+    return fig
+
+
+def count_by_object(result: AnalysisResult) -> Figure | None:
+    count = result.count
+    variants = [v for v in result.data.variants if any(r.variant == v for r in count.by_variant)]
+    objects = result.data.objects
+    if not variants or not objects:
+        return None
+    fig, axes = _figure(1, 2, 7.0, 2.9)
     per_obj = {(r.variant, r.object): r for r in count.by_variant_object}
+    styles = _variant_styles(variants)
     x = np.arange(len(objects))
-    for row, (fam, members) in enumerate(fams):
-        ax_a, ax_b, ax_c = axes[row]
-        width = 0.8 / len(members)
-        top = 0.0
-        for k, v in enumerate(members):
-            style = "--" if k < len(members) - 1 else "-"
-            for j, obj in enumerate(objects):
-                recs = [cell.get((v, obj, c)) for c in counts]
-                vals = [r.mean_abs_error if r else None for r in recs]
-                cis = [r.mean_abs_error_ci if r else None for r in recs]
-                y, err = _yerr(vals, cis)
-                top = max(top, np.nanmax(y, initial=0.0))
-                colour = _shade(k, len(members), OBJECT_COLOURS[j % len(OBJECT_COLOURS)])
-                ax_a.errorbar(np.array(counts) + (k - (len(members) - 1) / 2) * 0.08, y,
-                              yerr=err, color=colour, linestyle=style, marker="o",
-                              markersize=3, capsize=2, linewidth=1,
-                              label=f"{obj}, {v}")
-            for ax, key in ((ax_b, "mean_abs_error"), (ax_c, "match_ratio")):
-                recs = [per_obj.get((v, o)) for o in objects]
-                y, err = _yerr([getattr(r, key) if r else None for r in recs],
-                               [getattr(r, key + "_ci") if r else None for r in recs])
-                ax.bar(x + (k - (len(members) - 1) / 2) * width, y, width, yerr=err,
-                       color=_shade(k, len(members), "#1f4e79"), capsize=2, label=v)
-        # With few images per cell the intervals are long; cut them at the panel's edge
-        # rather than squash the estimates.
-        ax_a.set_ylim(0, max(1.0, 1.6 * top))
-        ax_a.set_xlabel("true count")
-        ax_a.set_ylabel("average count error")
-        ax_a.set_xticks(counts)
-        ax_a.set_title(f"{fam}: error by true count")
-        ax_a.legend(fontsize=5, ncol=2, frameon=False)
-        for ax, label in ((ax_b, "average count error"), (ax_c, "match ratio")):
-            ax.set_xticks(x, objects)
-            ax.set_ylabel(label)
-            ax.set_title(f"{fam}: {label} per object")
-        ax_b.legend(fontsize=6, frameon=False)
-        ax_c.set_ylim(0, 1)
-    return _save(fig, outdir, "figure5")
-
-
-def figure6(result: AnalysisResult, outdir: Path) -> list[Path]:
-    recs = result.preference.by_variant
-    if not recs:
-        return []
-    fig, axes = _figure(1, 2, 7.0, 2.8)
-    names = [r.variant for r in recs]
-    x = np.arange(len(names))
-    for ax, key, label in ((axes[0][0], "score", "preference score"),
-                           (axes[0][1], "pl_strength", "Plackett-Luce strength")):
-        y, err = _yerr([getattr(r, key) for r in recs], [getattr(r, key + "_ci") for r in recs])
-        ax.bar(x, y, 0.6, yerr=err, capsize=3, color=[
-            _shade(0 if n.endswith("-early") else 1, 2, "#1f4e79") for n in names])
-        ax.set_xticks(x, names, rotation=20, ha="right")
+    width = 0.8 / len(variants)
+    bars: list[Any] = []
+    for ax, key, label in ((axes[0][0], "mean_abs_error", "average count error"),
+                           (axes[0][1], "match_ratio", "match ratio")):
+        bars = []  # the legend's handles: one bar series per variant
+        for k, v in enumerate(variants):
+            recs = [per_obj.get((v, o)) for o in objects]
+            y, err = _yerr([getattr(r, key) if r else None for r in recs],
+                           [getattr(r, key + "_ci") if r else None for r in recs])
+            bars.append(ax.bar(x + (k - (len(variants) - 1) / 2) * width, y, width, yerr=err,
+                               color=styles[v][0], capsize=1.5, error_kw={"elinewidth": 0.7}))
+        ax.set_xticks(x, objects)
         ax.set_ylabel(label)
-    axes[0][0].set_ylim(1, result.preference.m or 4)
-    axes[0][0].set_title("preference score (rank 1..m scores m..1), 95% CI")
-    axes[0][1].set_title("Plackett-Luce strength, 95% CI")
-    return _save(fig, outdir, "figure6")
+        ax.set_title(f"{label} per object, 95% CI", fontsize=8)
+    axes[0][1].set_ylim(0, 1)
+    _legend_below(fig, bars, variants)
+    return fig
 
 
-def figure7(result: AnalysisResult, outdir: Path) -> list[Path]:
-    pos = result.tests.position_bias
-    recs = result.preference.by_variant
-    if not pos or not recs:
-        return []
-    fig, axes = _figure(1, 2, 7.0, 2.6)
-    mean_rank = [math.nan if v is None else v for v in pos.mean_rank_by_position]
-    axes[0][0].bar(np.arange(len(mean_rank)), mean_rank, 0.6, color="#7f7f7f")
-    axes[0][0].set_xticks(np.arange(len(mean_rank)))
-    axes[0][0].set_xlabel("screen position (0 = left)")
-    axes[0][0].set_ylabel("mean rank")
-    p = pos.p_value
-    axes[0][0].set_title("mean rank by screen position"
-                         + (f" (position bias p = {p:.3g})" if p is not None else ""))
-    # A skip covers a whole ranking and names no variant: one rate, and why people skipped.
+def preference(result: AnalysisResult) -> Figure | None:
     pref = result.preference
+    recs = pref.by_variant
+    if not recs:
+        return None
+    fig, axes = _figure(1, 2, 7.0, 2.9)
+    names = [r.variant for r in recs]
+    styles = _variant_styles(names)
+    x = np.arange(len(names))
+    davidson = pref.has_ties
+    strength, strength_label = (("bt_strength", "Bradley-Terry-Davidson strength") if davidson
+                                else ("pl_strength", "Plackett-Luce strength"))
+    for ax, key, label in ((axes[0][0], "score", "preference score"),
+                           (axes[0][1], strength, strength_label)):
+        y, err = _yerr([getattr(r, key) for r in recs], [getattr(r, key + "_ci") for r in recs])
+        ax.bar(x, y, 0.6, yerr=err, capsize=3, color=[styles[n][0] for n in names])
+        ax.set_xticks(x, names, rotation=20 if len(names) > 2 else 0,
+                      ha="right" if len(names) > 2 else "center")
+        ax.set_ylabel(label)
+    m = pref.m or len(names)
+    axes[0][0].set_ylim(1, m)
+    axes[0][0].set_title(f"preference score, 95% CI\n(rank r of {m} scores {m + 1} - r"
+                         + (", ties: mid-rank)" if davidson else ")"), fontsize=8)
+    axes[0][1].set_title(f"{strength_label}, 95% CI", fontsize=8)
+    return fig
+
+
+WIN_COLOURS = ("#1f4e79", "#bfbfbf", "#c55a11")  # a better, about the same, b better
+
+
+def pairwise_wins(result: AnalysisResult) -> Figure | None:
+    pairs = result.preference.pairs
+    if not pairs:
+        return None
+    fig, axes = _figure(1, 1, 6.5, 0.9 + 0.38 * len(pairs))
+    ax = axes[0][0]
+    y = np.arange(len(pairs))[::-1]
+    for k, p in zip(y, pairs, strict=True):
+        if not p.n:
+            continue
+        a, tie = p.a_wins / p.n, p.ties / p.n
+        ax.barh(k, a, 0.6, color=WIN_COLOURS[0])
+        ax.barh(k, tie, 0.6, left=a, color=WIN_COLOURS[1])
+        ax.barh(k, 1 - a - tie, 0.6, left=a + tie, color=WIN_COLOURS[2])
+        # The borders' intervals: a's share, and 1 - b's share.
+        # (drawn a little above and below the bar's middle, so that they never merge).
+        borders = ((p.a_rate, p.a_rate_ci, 0.12),
+                   (None if p.b_rate is None else 1 - p.b_rate,
+                    [None if c is None else 1 - c for c in p.b_rate_ci[::-1]], -0.12))
+        for at, ci, dy in borders:
+            if at is not None and ci[0] is not None and ci[1] is not None:
+                ax.errorbar(at, k + dy, xerr=[[max(at - ci[0], 0)], [max(ci[1] - at, 0)]],
+                            color="black", capsize=2, linewidth=0.8)
+        ax.text(-0.01, k, p.a, ha="right", va="center", fontsize=7)
+        ax.text(1.01, k, p.b, ha="left", va="center", fontsize=7)
+    ax.set_yticks([])
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("share of rankings")
+    ax.spines["left"].set_visible(False)
+    handles = [ax.bar(0, 0, color=c) for c in WIN_COLOURS]
+    _legend_below(fig, handles, ["the variant named left better", "about the same",
+                                 "the variant named right better"])
+    ax.set_title("Every pair: who was ranked higher, with 95% CIs of the borders", fontsize=8)
+    return fig
+
+
+def position_and_skips(result: AnalysisResult) -> Figure | None:
+    pos = result.tests.position_bias
+    pref = result.preference
+    if not pos or not pref.by_variant:
+        return None
     reasons = pref.skip_reasons
-    names = list(reasons) or ["(no skips)"]
-    axes[0][1].barh(np.arange(len(names)), [reasons.get(n, 0) for n in names], 0.6,
-                    color="#7f7f7f")
-    axes[0][1].set_yticks(np.arange(len(names)), names)
-    axes[0][1].set_xlabel("skipped rankings")
+    # No skips: one panel, and the title says so (an empty axis would only puzzle).
+    fig, axes = _figure(1, 2 if reasons else 1, 7.0 if reasons else 3.8, 2.8)
+    mean_rank = [math.nan if v is None else v for v in pos.mean_rank_by_position]
+    ax = axes[0][0]
+    ax.bar(np.arange(len(mean_rank)), mean_rank, 0.6, color="#7f7f7f")
+    ax.set_xticks(np.arange(len(mean_rank)))
+    ax.set_xlabel("screen position (0 = left)")
+    ax.set_ylabel("mean rank")
+    p = pos.p_value
+    ax.set_title("mean rank by screen position"
+                 + (f"\nposition bias p = {p:.3g}" if p is not None else ""), fontsize=8)
     rate, rate_ci = pref.ranking_skip_rate, pref.ranking_skip_rate_ci
+    if not reasons:
+        fig.suptitle("no ranking was skipped", fontsize=8)
+        return fig
+    names = list(reasons)
+    ax = axes[0][1]
+    ax.barh(np.arange(len(names)), [reasons[n] for n in names], 0.6, color="#7f7f7f")
+    ax.set_yticks(np.arange(len(names)), names)
+    ax.set_xlabel("skipped rankings")
     title = "skipped rankings by reason"
     if rate is not None:
-        title += f" (rate {rate:.1%}" + (f", 95% CI {rate_ci[0]:.1%}-{rate_ci[1]:.1%})"
-                                         if rate_ci[0] is not None else ")")
-    axes[0][1].set_title(title)
-    return _save(fig, outdir, "figure7")
+        title += f"\nrate {rate:.1%}" + (f", 95% CI {rate_ci[0]:.1%}-{rate_ci[1]:.1%}"
+                                          if rate_ci[0] is not None else "")
+    ax.set_title(title, fontsize=8)
+    return fig
+
+
+# The figures in the order a reader meets them, by file name (a URL slug: letters and
+# hyphens), with what each shows; the web app's captions read these.
+FIGURES = {
+    "count-error-by-true-count": ("Average count error by true count, one panel per object",
+                                  count_error_by_true_count),
+    "count-by-object": ("Average count error and match ratio per object", count_by_object),
+    "preference": ("Preference score and strength (Plackett-Luce, or Bradley-Terry-Davidson "
+                   "with ties) per variant", preference),
+    "pairwise-wins": ("Every pair of variants: better, about the same, worse", pairwise_wins),
+    "position-and-skips": ("Mean rank by screen position, and skipped rankings by reason",
+                           position_and_skips),
+}
+FIGURE_TITLES = {name: title for name, (title, _) in FIGURES.items()}
 
 
 def write_figures(result: AnalysisResult, outdir: str | Path) -> list[Path]:
-    """Write figure5/6/7 as PNG and SVG into outdir (created if needed); returns the paths
+    """Write the FIGURES as PNG and SVG into outdir (created if needed); returns the paths
     written. A figure whose data is absent (no count task, say) is not written."""
     import matplotlib
 
@@ -198,6 +315,8 @@ def write_figures(result: AnalysisResult, outdir: str | Path) -> list[Path]:
     outdir.mkdir(parents=True, exist_ok=True)
     paths: list[Path] = []
     with matplotlib.rc_context(RC):  # type: ignore[arg-type]  # keys checked by matplotlib at run time
-        for draw in (figure5, figure6, figure7):
-            paths += draw(result, outdir)
+        for name, (_title, draw) in FIGURES.items():
+            fig = draw(result)
+            if fig is not None:
+                paths += _save(fig, outdir, name)
     return paths

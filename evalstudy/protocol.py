@@ -102,6 +102,12 @@ class Sampling:
     steps: int
     sampler: str
     seed: int = 0  # image k of every prompt uses seed + k, for every variant
+    # Optional, for outside models: the images' side in pixels (a diffusers pipeline draws
+    # them at this size, an imported image set is resized to it) and a diffusers scheduler
+    # class that replaces the one a pipeline folder names. Left out of the canonical
+    # document when unset, so the hash of a protocol without them does not change.
+    size: int | None = None
+    scheduler: str | None = None
 
 
 @dataclass(frozen=True)
@@ -233,6 +239,7 @@ class Practice:
 
 # Sections added after schema version 1 was fixed: left out of the canonical form when
 # absent, so that a protocol written before them keeps its hash.
+MAX_IMAGE_SIDE = 2048  # pixels; sampling.size at most this
 OPTIONAL_SECTIONS = ("recruitment", "consent", "practice")
 PANELS = ("prolific", "generic")
 PROLIFIC_PARAMS = ("PROLIFIC_PID", "STUDY_ID", "SESSION_ID")
@@ -263,6 +270,9 @@ class Protocol:
         """The canonical document: every field present, defaults written out (the optional
         sections in OPTIONAL_SECTIONS only when the protocol has them)."""
         doc = _to_plain(self)
+        for name in ("size", "scheduler"):
+            if doc["sampling"][name] is None:
+                del doc["sampling"][name]
         for name in OPTIONAL_SECTIONS:
             if doc[name] is None:
                 del doc[name]
@@ -560,12 +570,16 @@ def _parse_protocol(d: Any) -> Protocol:
     if len(variants) < 2:
         _fail("variants", "a study compares at least two variants")
 
-    s = _mapping(d["sampling"], "sampling", ("cfg_scale", "steps", "sampler", "seed"),
+    s = _mapping(d["sampling"], "sampling", ("cfg_scale", "steps", "sampler", "seed", "size", "scheduler"),
                  ("cfg_scale", "steps", "sampler"))
     sampling = Sampling(cfg_scale=_number(s["cfg_scale"], "sampling.cfg_scale", lo=0.0),
                         steps=_integer(s["steps"], "sampling.steps", lo=1),
                         sampler=_string(s["sampler"], "sampling.sampler"),
-                        seed=_integer(s.get("seed", 0), "sampling.seed", lo=0))
+                        seed=_integer(s.get("seed", 0), "sampling.seed", lo=0),
+                        size=(_integer(s["size"], "sampling.size", lo=8, hi=MAX_IMAGE_SIDE)
+                              if s.get("size") is not None else None),
+                        scheduler=(_string(s["scheduler"], "sampling.scheduler")
+                                   if s.get("scheduler") is not None else None))
 
     count_task = _parse_count_task(d["count_task"]) if d.get("count_task") is not None else None
     pref = (_parse_preference_task(d["preference_task"])

@@ -6,9 +6,12 @@ count task: one row per (evaluator, item); the item is one image of one variant.
     `answer_count` is empty for "can't tell"; `skipped` = 1 means the evaluator
     gave no answer at all (e.g. the image did not load); `rank` is empty.
 rank task: one row per (evaluator, item, variant); the item is one caption (and
-    seed) shown as one image per variant. `rank` is 1 (best) .. m for the m
-    variants, empty on every row of a skipped item; `position` is the screen
-    position 0 .. m-1, left to right. Ties are not allowed.
+    seed) shown as one image per variant, m = 2 (pairwise) to 6. `rank` is 1 (best)
+    .. m, empty on every row of a skipped item; `position` is the screen position
+    0 .. m-1, left to right. Without ties the ranks are a permutation of 1..m; with
+    `allow_ties` (the protocol's preference_task.allow_ties) tied images share the
+    smallest rank of their group and the next rank skips ("1,2,2,4"; pairwise "about
+    the same" is 1,1), checked by evalstudy.ranks.check_ranks.
 gold items (is_gold = 1) are count items with a known count and no variant.
 repeats: a row whose `repeat_of` names another item of the same evaluator is a
     second showing of that item, used only to measure consistency.
@@ -31,6 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from .ranks import MALFORMED_TIE, MAX_WIDTH, MIN_WIDTH, TIE_NOT_ALLOWED, RankError, check_ranks
 
 RESPONSE_COLUMNS = (
     "task", "item_id", "evaluator_id", "variant", "prompt", "object", "true_count",
@@ -115,7 +120,8 @@ INTEGER = re.compile(r"[+-]?[0-9]+")
 INTEGER_COLUMNS = ("true_count", "answer_count", "rank", "position", "seed", "auto_count")
 
 
-def read_responses(path_or_file, *, variants: Sequence[str] | None = None) -> ResponseTable:
+def read_responses(path_or_file, *, variants: Sequence[str] | None = None,
+                   allow_ties: bool = False) -> ResponseTable:
     """Read and validate a responses CSV (a path or an open text file).
 
     Every problem is reported with its line (and column where there is one): a
@@ -123,16 +129,17 @@ def read_responses(path_or_file, *, variants: Sequence[str] | None = None) -> Re
     number that is not an integer where one is required (``1e3``, ``2.5``), a cell
     over csv's field limit, any other csv error. A UTF-8 byte-order mark is accepted.
     With `variants` (the protocol's), a variant not among them is an error, and one
-    that differs from them only in case says so. A file without the optional ``seed`` column gets a
+    that differs from them only in case says so. Tied ranks are read only with
+    `allow_ties` (pass the protocol's). A file without the optional ``seed`` column gets a
     `ResponseWarning` naming the tests it loses.
     """
     if isinstance(path_or_file, str | Path):
         with open(path_or_file, newline="", encoding="utf-8-sig") as f:
-            return _read(f, str(path_or_file), variants)
-    return _read(path_or_file, "responses", variants)
+            return _read(f, str(path_or_file), variants, allow_ties)
+    return _read(path_or_file, "responses", variants, allow_ties)
 
 
-def _read(f, name: str, variants: Sequence[str] | None) -> ResponseTable:
+def _read(f, name: str, variants: Sequence[str] | None, allow_ties: bool) -> ResponseTable:
     reader = csv.reader(f, strict=True)  # a stray quote is an error, not a merged cell
     try:
         header = next(reader, None)
@@ -186,7 +193,7 @@ def _read(f, name: str, variants: Sequence[str] | None) -> ResponseTable:
         lines.append(reader.line_num)
     if errors:
         raise ResponseError(errors)
-    table = _rows_to_table(rows, [f"line {n}" for n in lines])
+    table = _rows_to_table(rows, [f"line {n}" for n in lines], allow_ties)
     if "seed" not in first_at:
         warnings.warn(ResponseWarning(
             "no seed column: every count image is its own resampling unit, so the variants' "
@@ -205,19 +212,20 @@ def _check_variant(v: str, variants: Sequence[str], at: str, errors: list[str]) 
     errors.append(f"{at}: variant {v!r} {hint}")
 
 
-def responses_from_rows(rows: Iterable[Mapping], *, first_line: int | None = None) -> ResponseTable:
+def responses_from_rows(rows: Iterable[Mapping], *, first_line: int | None = None,
+                        allow_ties: bool = False) -> ResponseTable:
     """Validate rows (dicts with the RESPONSE_COLUMNS; values as strings or numbers).
 
     Errors name the row: "line N" when `first_line` is given (CSV input), else
-    "row N" counting from 0.
+    "row N" counting from 0. Tied ranks are accepted only with `allow_ties`.
     """
     rows = list(rows)
     where = [f"line {first_line + k}" if first_line is not None else f"row {k}"
              for k in range(len(rows))]
-    return _rows_to_table(rows, where)
+    return _rows_to_table(rows, where, allow_ties)
 
 
-def _rows_to_table(rows: Sequence[Mapping], where: list[str]) -> ResponseTable:
+def _rows_to_table(rows: Sequence[Mapping], where: list[str], allow_ties: bool) -> ResponseTable:
     """Parse and validate rows; `where[k]` names row k in messages."""
     errors: list[str] = []
     cols: dict[str, list] = {c: [] for c in RESPONSE_COLUMNS}
@@ -228,7 +236,7 @@ def _rows_to_table(rows: Sequence[Mapping], where: list[str]) -> ResponseTable:
     if errors:
         raise ResponseError(errors)
     table = _to_table(cols)
-    errors = validate_table(table, where)
+    errors = validate_table(table, where, allow_ties=allow_ties)
     if errors:
         raise ResponseError(errors)
     return table
@@ -312,7 +320,7 @@ def _to_table(cols: dict[str, list]) -> ResponseTable:
     return ResponseTable(out)
 
 
-def table_from_columns(columns: Mapping[str, Iterable]) -> ResponseTable:
+def table_from_columns(columns: Mapping[str, Iterable], *, allow_ties: bool = False) -> ResponseTable:
     """Build and validate a table from column arrays (the simulator's fast path);
     absent optional columns are filled with empties."""
     n = len(np.asarray(columns["task"]))
@@ -334,15 +342,16 @@ def table_from_columns(columns: Mapping[str, Iterable]) -> ResponseTable:
             raise ResponseError([f"column {c} has {len(col)} values, expected {n}"])
         out[c] = col
     table = ResponseTable(out)
-    errors = validate_table(table, [f"row {k}" for k in range(n)])
+    errors = validate_table(table, [f"row {k}" for k in range(n)], allow_ties=allow_ties)
     if errors:
         raise ResponseError(errors)
     return table
 
 
-def validate_table(t: ResponseTable, where: list[str]) -> list[str]:
-    """Checks across rows: the shape of each task, duplicates, rank permutations,
-    item metadata that must not change between rows of one item."""
+def validate_table(t: ResponseTable, where: list[str], *, allow_ties: bool = False) -> list[str]:
+    """Checks across rows: the shape of each task, duplicates, rankings of 2 to 6
+    images (permutations, or competition ranks with ties when `allow_ties`), item
+    metadata that must not change between rows of one item."""
     errors: list[str] = []
     task = t["task"]
     is_count, is_rank = task == "count", task == "rank"
@@ -407,11 +416,27 @@ def validate_table(t: ResponseTable, where: list[str]) -> list[str]:
         if np.isfinite(pos).all() and sorted(pos.astype(int).tolist()) != list(range(m)):
             errors.append(f"{at}: evaluator {e!r} item {i!r}: positions {sorted(pos.tolist())} "
                           f"are not 0..{m - 1} once each")
-        if not skipped.any():
+        if not MIN_WIDTH <= m <= MAX_WIDTH:
+            errors.append(f"{at}: evaluator {e!r} item {i!r}: {m} images ranked together; a "
+                          f"ranking orders {MIN_WIDTH} to {MAX_WIDTH}")
+        elif not skipped.any():
             r = t["rank"][ks]
-            if np.isfinite(r).all() and sorted(r.astype(int).tolist()) != list(range(1, m + 1)):
-                errors.append(f"{at}: evaluator {e!r} item {i!r}: ranks {sorted(r.tolist())} "
-                              f"are not 1..{m} once each (no ties)")
+            if np.isfinite(r).all():
+                ranks = r.astype(int).tolist()
+                try:
+                    check_ranks(ranks, m, allow_ties=allow_ties)
+                except RankError as exc:
+                    shown = ", ".join(map(str, sorted(ranks)))
+                    if exc.code == TIE_NOT_ALLOWED:
+                        why = (f"are not 1..{m} once each (ties need the protocol's "
+                               "preference_task.allow_ties)")
+                    elif exc.code == MALFORMED_TIE:
+                        why = ("are not competition ranks: tied images share the smallest "
+                               "rank of their group and the next rank skips (1, 2, 2, 4)")
+                    else:
+                        why = (f"are not 1..{m} once each" if not allow_ties
+                               else f"are not ranks 1..{m}")
+                    errors.append(f"{at}: evaluator {e!r} item {i!r}: ranks {shown} {why}")
         variant_sets.add(frozenset(var[k] for k in ks))
     if len(variant_sets) > 1:
         sizes = sorted(sorted(s) for s in variant_sets)

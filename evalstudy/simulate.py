@@ -14,7 +14,12 @@ Rank task. Evaluator e's utility for variant v's image of caption i is
 q_v + a_iv + b_ev + eps + position_bias[screen position], with
 a ~ N(0, item_sd^2) per image, b ~ N(0, rater_sd^2) per evaluator and variant,
 eps ~ N(0, rank_noise^2) per judgment; the ranking sorts utilities. A ranking
-is skipped with probability `skip_rate`.
+is skipped with probability `skip_rate`. With `tie_margin` d > 0 (a protocol that
+allows ties) the rater sees utilities only to within d: each judgment lays a grid of
+step d at a uniformly random offset over the utilities, and images in the same cell
+are tied (competition ranks, "1,2,2,4"). Two images whose utilities differ by D then
+tie with probability max(0, 1 - |D| / d), which keeps the expected scores in closed
+form; d = 0 draws nothing more than before.
 
 Careless evaluators (a share `careless`) answer counts uniformly at random,
 rank at random and answer fast; the exclusion rules should find them.
@@ -30,6 +35,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy import stats as sps
@@ -57,6 +63,7 @@ class RaterSimulator:
     rater_sd: float = 0.1
     position_bias: tuple[float, ...] = ()
     careless: float = 0.0
+    tie_margin: float = 0.0  # utility grid step within which images are tied; 0: no ties
 
     def __post_init__(self):
         for v, q in self.variant_quality.items():
@@ -66,7 +73,7 @@ class RaterSimulator:
             x = getattr(self, name)
             if not 0.0 <= x < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {x}")
-        for name in ("rank_noise", "item_sd", "rater_sd"):
+        for name in ("rank_noise", "item_sd", "rater_sd", "tie_margin"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")
 
@@ -109,8 +116,14 @@ class RaterSimulator:
         return np.where(cant & ~careless, np.nan, ans)
 
     def _rankings(self, utilities, careless, rng) -> np.ndarray:
-        """Ranks (1 = best) from a (n, m) utility array; careless rows get random utilities."""
+        """Ranks (1 = best) from a (n, m) utility array; careless rows get random utilities.
+        With a tie margin, images in one cell of the judgment's grid share the smallest
+        rank of their group (competition ranks)."""
         u = np.where(np.asarray(careless)[:, None], rng.random(utilities.shape), utilities)
+        if self.tie_margin > 0:
+            offset = rng.random((u.shape[0], 1)) * self.tie_margin
+            cell = np.floor((u + offset) / self.tie_margin)
+            return 1 + (cell[:, None, :] > cell[:, :, None]).sum(axis=2)
         order = np.argsort(-u, axis=1, kind="stable")
         ranks = np.empty_like(order)
         np.put_along_axis(ranks, order, np.arange(1, u.shape[1] + 1)[None, :], axis=1)
@@ -126,8 +139,8 @@ class RaterSimulator:
         return None if math.isnan(a) else int(a)
 
     def answer_rank(self, variants, rng) -> list[int] | None:
-        """Ranks (1 = best) for the images of `variants` in screen order; None for a skip
-        (draw its reason with `skip_reason`)."""
+        """Ranks (1 = best) for the images of `variants` in screen order, tied where the
+        tie margin says; None for a skip (draw its reason with `skip_reason`)."""
         if rng.random() < self.skip_rate:
             return None
         m = len(variants)
@@ -165,23 +178,67 @@ class RaterSimulator:
                 "cant_tell_rate": self.cant_tell_rate}
 
     def expected_scores(self, variants=None) -> dict[str, float]:
-        """Population preference scores (m + 1 - expected rank) without position bias."""
+        """Population preference scores (m + 1 - expected mid-rank) without position bias:
+        m minus, over the other images w, P(w above v) + P(w tied with v) / 2."""
         variants = list(variants or self.variants)
         m = len(variants)
-        sd = math.sqrt(2 * (self.item_sd ** 2 + self.rater_sd ** 2 + self.rank_noise ** 2))
+        sd = self._difference_sd()
         out = {}
         for v in variants:
-            beaten_by = sum(sps.norm.cdf((self.variant_quality[w] - self.variant_quality[v]) / sd)
-                            if sd > 0 else float(self.variant_quality[w] > self.variant_quality[v])
-                            for w in variants if w != v)
+            if self.tie_margin > 0:
+                beaten_by = sum(self._pair_probabilities(w, v)[0] + self._pair_probabilities(w, v)[2] / 2
+                                for w in variants if w != v)
+            else:
+                beaten_by = sum(sps.norm.cdf((self.variant_quality[w] - self.variant_quality[v]) / sd)
+                                if sd > 0 else float(self.variant_quality[w] > self.variant_quality[v])
+                                for w in variants if w != v)
             out[v] = m - beaten_by
         return out
+
+    def expected_pairs(self, variants=None) -> dict[tuple[str, str], dict[str, float]]:
+        """Population win and tie rates of every pair (a, b), a before b in `variants`,
+        without position bias, as the analysis reports them (see analysis.pairs)."""
+        variants = list(variants or self.variants)
+        out = {}
+        for k, a in enumerate(variants):
+            for b in variants[k + 1:]:
+                above, below, tie = self._pair_probabilities(a, b)
+                out[(a, b)] = {"win_rate": above / (above + below) if above + below > 0 else math.nan,
+                               "tie_rate": tie, "win_rate_ties_half": above + tie / 2}
+        return out
+
+    def _difference_sd(self) -> float:
+        return math.sqrt(2 * (self.item_sd ** 2 + self.rater_sd ** 2 + self.rank_noise ** 2))
+
+    def _pair_probabilities(self, a: str, b: str) -> tuple[float, float, float]:
+        """P(a above b), P(b above a), P(tied) for one judgment: D = u_a - u_b is normal
+        with mean q_a - q_b; a grid cell of width d at a uniform offset holds both with
+        probability max(0, 1 - |D| / d)."""
+        mu = self.variant_quality[a] - self.variant_quality[b]
+        sd, d = self._difference_sd(), self.tie_margin
+        if sd == 0:
+            tie = max(0.0, 1 - abs(mu) / d) if d > 0 else float(mu == 0)
+            return (1 - tie) * (mu > 0), (1 - tie) * (mu < 0), tie
+        if d == 0:
+            above = float(sps.norm.sf(-mu / sd))
+            return above, 1 - above, 0.0
+
+        def partial(lo, hi):  # E[D; lo <= D <= hi] and P(lo <= D <= hi)
+            al, be = (lo - mu) / sd, (hi - mu) / sd
+            p = float(sps.norm.cdf(be) - sps.norm.cdf(al))
+            return mu * p - sd * float(sps.norm.pdf(be) - sps.norm.pdf(al)), p
+
+        e_pos, p_pos = partial(0.0, d)
+        e_neg, p_neg = partial(-d, 0.0)
+        tie = p_pos + p_neg - (e_pos - e_neg) / d
+        above = float(sps.norm.sf((d - mu) / sd)) + e_pos / d
+        return above, 1 - above - tie, tie
 
 
 def synthetic_protocol(variants, *, objects=("circle", "square", "triangle"), counts=(1, 2, 3, 4, 5),
                        images_per_prompt: int = 2, n_captions: int = 10, n_evaluators: int = 20,
                        overlap: int = 3, gold: int = 0, repeats: int = 0,
-                       exclusions: dict | None = None) -> Protocol:
+                       exclusions: dict | None = None, allow_ties: bool = False) -> Protocol:
     """A protocol for simulations: plural '<object>s', inline captions 'caption k'.
     No objects: no count task; no captions: no preference task."""
     doc = {
@@ -198,7 +255,10 @@ def synthetic_protocol(variants, *, objects=("circle", "square", "triangle"), co
         doc["count_task"] = {"objects": [{"name": o, "plural": o + "s"} for o in objects],
                              "counts": list(counts), "images_per_prompt": images_per_prompt}
     if n_captions:
-        doc["preference_task"] = {"captions": [f"caption {k + 1}" for k in range(n_captions)]}
+        pref: dict[str, Any] = {"captions": [f"caption {k + 1}" for k in range(n_captions)]}
+        if allow_ties:
+            pref["allow_ties"] = True
+        doc["preference_task"] = pref
     return Protocol.from_dict(doc)
 
 
@@ -214,6 +274,9 @@ def simulate_study(simulator: RaterSimulator, protocol: Protocol, *, n_evaluator
     missing = sorted(set(protocol.variants) - set(simulator.variants))
     if missing:
         raise ValueError(f"no quality given for variant(s) {missing}")
+    if simulator.tie_margin > 0 and protocol.preference_task is not None and not protocol.allow_ties:
+        raise ValueError("the simulator ties images (tie_margin > 0) but the protocol does not "
+                         "allow ties (preference_task.allow_ties)")
     n_ev = n_evaluators or protocol.evaluators.n
     k = overlap or protocol.evaluators.overlap
     items = study_items(protocol, base_dir)
@@ -324,14 +387,14 @@ def simulate_study(simulator: RaterSimulator, protocol: Protocol, *, n_evaluator
                 cols["image_id"].append(f"{item_id}:{variants[v]}")
                 cols["seed"].append(math.nan if it.seed is None else it.seed)
                 cols["repeat_of"].append(item_id if repeat else "")
-    return table_from_columns(cols)
+    return table_from_columns(cols, allow_ties=protocol.allow_ties)
 
 
 def power_analysis(simulator: RaterSimulator, a: str, b: str, *, task: str = "rank",
                    evaluators=(5, 10, 20, 40, 80), items_per_evaluator: int = 20,
                    overlap: int = 3, n_sims: int = 200, alpha: float = 0.05,
                    target: float = 0.8, seed: int = 0, objects=("circle", "square", "triangle"),
-                   counts=(1, 2, 3, 4, 5)) -> dict:
+                   counts=(1, 2, 3, 4, 5), ranked=None) -> dict:
     """How many evaluators find a difference between variants a and b?
 
     For each number of evaluators E, a study with `items_per_evaluator` items per
@@ -342,36 +405,45 @@ def power_analysis(simulator: RaterSimulator, a: str, b: str, *, task: str = "ra
     as many prompt-and-seed pairs (each shown for both variants). Power is the
     share of studies with p < alpha; `required_evaluators` is the smallest E with
     power >= target (None if none in the grid reaches it).
+
+    The rank task ranks the variants `ranked` together (2 to 6 of the simulator's; default
+    a and b alone, a pairwise study), with ties when the simulator's tie_margin is above 0;
+    the preference scores are on mid-ranks, as in the analysis.
     """
     from .analysis import _CountData, _evaluator_codes, _RankData  # the analysis' own codes
     from .stats import wilcoxon_signed_rank
 
     if task not in ("count", "rank"):
         raise ValueError(f"task must be 'count' or 'rank', got {task!r}")
+    together = list(ranked) if ranked is not None else [a, b]
+    if task == "rank" and (a not in together or b not in together or len(set(together)) != len(together)):
+        raise ValueError(f"ranked must name a and b once each, got {together}")
     rng = np.random.default_rng(seed)
     rows = []
     for n_ev in evaluators:
         k = min(overlap, n_ev)
         n_items = max(2, round(n_ev * items_per_evaluator / k))
         if task == "rank":
-            protocol = synthetic_protocol([a, b], n_captions=n_items, n_evaluators=n_ev,
-                                          overlap=k, objects=())
+            protocol = synthetic_protocol(together, n_captions=n_items, n_evaluators=n_ev,
+                                          overlap=k, objects=(), allow_ties=simulator.tie_margin > 0)
         else:
             # items_per_evaluator count images per evaluator, two variants per pair
             per_prompt = max(1, round(n_items / 2 / (len(objects) * len(counts))))
             protocol = synthetic_protocol([a, b], objects=objects, counts=counts,
                                           images_per_prompt=per_prompt, n_captions=0,
                                           n_evaluators=n_ev, overlap=k)
+        shown = together if task == "rank" else [a, b]
         sim = dataclasses.replace(simulator, variant_quality={
-            a: simulator.variant_quality[a], b: simulator.variant_quality[b]})
+            v: simulator.variant_quality[v] for v in shown})
         hits = 0
         for _ in range(n_sims):
             table = simulate_study(sim, protocol, seed=int(rng.integers(2 ** 31)))
             ev_code, _ = _evaluator_codes(table)
             if task == "rank":
-                r = _RankData.build(table, ev_code, [a, b])
-                done = ~r.skipped
-                unit, var = r.unit[done], r.variant[done]
+                r = _RankData.build(table, ev_code, together)
+                done = ~r.skipped & np.isin(r.variant, [together.index(a), together.index(b)])
+                unit = r.unit[done]
+                var = (r.variant[done] == together.index(b)).astype(np.int64)  # a: 0, b: 1
                 num, den, n_units = r.m + 1 - r.rank[done], np.ones(int(done.sum())), r.n_units
             else:
                 c = _CountData.build(table, ev_code, [a, b], list(objects))

@@ -326,6 +326,127 @@ def plackett_luce_loglik(gamma, counts, orderings) -> float:
 
 
 # ---------------------------------------------------------------------------
+# Bradley-Terry with ties (Davidson 1970)
+# ---------------------------------------------------------------------------
+
+DAVIDSON_LOG_BOUND = 30.0  # |log strength|, |log nu| at most this: a boundary fit stops there
+
+
+def pair_outcomes(patterns) -> tuple[np.ndarray, np.ndarray]:
+    """For K rankings given as rank vectors (K, m) (1 = best, equal ranks tied): win[k, i, j]
+    = 1 when ranking k puts i above j, tie[k, i, j] = 1 when it ties them (symmetric).
+    Each ranking is read as its m (m - 1) / 2 pairs: Davidson's model of a ranking with
+    ties, and the pairwise win and tie rates, count every pair of its images once."""
+    r = np.asarray(patterns, dtype=float)
+    win = (r[:, :, None] < r[:, None, :]).astype(float)
+    tie = (r[:, :, None] == r[:, None, :]).astype(float)
+    idx = np.arange(r.shape[1])
+    tie[:, idx, idx] = 0.0
+    return win, tie
+
+
+def _davidson_terms(theta, lam, w, t, pairs):
+    """Per data set and pair: log-likelihood terms and outcome probabilities."""
+    i, j = pairs[:, 0], pairs[:, 1]
+    a = np.stack([theta[:, i], theta[:, j], lam[:, None] + (theta[:, i] + theta[:, j]) / 2],
+                 axis=2)                                    # (B, P, 3): i wins, j wins, tie
+    log_d = np.logaddexp(np.logaddexp(a[..., 0], a[..., 1]), a[..., 2])
+    obs = np.stack([w[:, i, j], w[:, j, i], t[:, i, j]], axis=2)   # (B, P, 3)
+    ll = (obs * a).sum(axis=(1, 2)) - (obs.sum(axis=2) * log_d).sum(axis=1)
+    return ll, np.exp(a - log_d[..., None]), obs
+
+
+def davidson_fit(wins, ties, max_iter: int = 200, tol: float = 1e-10,
+                 init: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Davidson's (1970) Bradley-Terry model with ties, by Newton's method with step
+    halving, for many data sets at once.
+
+    P(i beats j) = pi_i / D, P(j beats i) = pi_j / D, P(tie) = nu sqrt(pi_i pi_j) / D,
+    D = pi_i + pi_j + nu sqrt(pi_i pi_j). wins: (B, m, m), wins[b, i, j] the weighted
+    number of times i beat j; ties: (B, m, m) symmetric, the times i and j were tied.
+    Returns strengths (B, m), normalised to sum to 1, and nu (B,). The model is an
+    exponential family in (log pi, log nu), so the log-likelihood is concave and Newton's
+    steps, halved until it rises, reach its maximum. Where none is finite (a variant that
+    never loses, a data set without ties) the log-parameters stop at
+    +-DAVIDSON_LOG_BOUND: a strength near 0 or 1, nu near 0."""
+    w = np.asarray(wins, dtype=float)
+    t = np.asarray(ties, dtype=float)
+    if w.ndim == 2:
+        w, t = w[None], t[None]
+    n_b, m, _ = w.shape
+    pairs = np.array(list(itertools.combinations(range(m), 2)), dtype=int)
+    # Sufficient statistic of each outcome in (theta_0..theta_{m-1}, log nu).
+    stat = np.zeros((len(pairs), 3, m + 1))
+    for p, (i, j) in enumerate(pairs):
+        stat[p, 0, i] = stat[p, 1, j] = 1.0
+        stat[p, 2, i] = stat[p, 2, j] = 0.5
+        stat[p, 2, m] = 1.0
+    stat = np.delete(stat, m - 1, axis=2)  # theta_{m-1} = 0 fixes the scale
+    theta = np.zeros((n_b, m))
+    lam = np.zeros(n_b)
+    if init is not None:
+        g0, nu0 = (np.asarray(x, dtype=float) for x in init)
+        if np.isfinite(g0).all() and (g0 > 0).all() and np.isfinite(nu0).all() and (nu0 > 0).all():
+            theta = np.broadcast_to(np.log(g0) - np.log(g0[..., -1:]), (n_b, m)).copy()
+            lam = np.broadcast_to(np.log(nu0), (n_b,)).copy()
+    ll, prob, obs = _davidson_terms(theta, lam, w, t, pairs)
+    n_pair = obs.sum(axis=2)
+    active = np.arange(n_b)
+    for _ in range(max_iter):
+        pr, ob, npair = prob[active], obs[active], n_pair[active]
+        mean = np.einsum("bpo,pod->bpd", pr, stat)
+        grad = np.einsum("bpo,pod->bd", ob, stat) - np.einsum("bp,bpd->bd", npair, mean)
+        second = np.einsum("bpo,pod,poe->bpde", pr, stat, stat) - np.einsum(
+            "bpd,bpe->bpde", mean, mean)
+        info = np.einsum("bp,bpde->bde", npair, second) + 1e-9 * np.eye(m)
+        try:
+            step = np.linalg.solve(info, grad[..., None])[..., 0]
+        except np.linalg.LinAlgError:
+            step = np.array([np.linalg.lstsq(a, g, rcond=None)[0]
+                             for a, g in zip(info, grad, strict=True)])
+        start = np.concatenate([theta[active, :-1], lam[active, None]], axis=1)
+        ll_start = ll[active]
+        accepted = np.zeros(len(active), dtype=bool)
+        moved = np.zeros(len(active))
+        size = 1.0
+        for _halving in range(40):
+            trial = np.clip(start + size * step, -DAVIDSON_LOG_BOUND, DAVIDSON_LOG_BOUND)
+            th_t = np.concatenate([trial[:, :-1], np.zeros((len(active), 1))], axis=1)
+            ll_t, prob_t, _ = _davidson_terms(th_t, trial[:, -1], w[active], t[active], pairs)
+            ok = ~accepted & (ll_t >= ll_start - 1e-12 * np.abs(ll_start))
+            idx = active[ok]
+            theta[idx], lam[idx], prob[idx], ll[idx] = th_t[ok], trial[ok, -1], prob_t[ok], ll_t[ok]
+            moved[ok] = np.abs(trial[ok] - start[ok]).max(axis=1)
+            accepted |= ok
+            if accepted.all():
+                break
+            size /= 2
+        # Converged: the step is tiny, or no step along Newton's direction raises the
+        # likelihood (the maximum, up to rounding).
+        active = active[accepted & (moved >= tol)]
+        if active.size == 0:
+            break
+    strengths = np.exp(theta - theta.max(axis=1, keepdims=True))
+    strengths /= strengths.sum(axis=1, keepdims=True)
+    return strengths, np.exp(lam)
+
+
+def davidson_loglik(strengths, nu: float, wins, ties) -> float:
+    """Log-likelihood of one data set under Davidson's model (for checks): a plain loop
+    over the pairs."""
+    g = np.asarray(strengths, dtype=float)
+    w, t = np.asarray(wins, dtype=float), np.asarray(ties, dtype=float)
+    ll = 0.0
+    for i, j in itertools.combinations(range(len(g)), 2):
+        tie = nu * math.sqrt(g[i] * g[j])
+        d = g[i] + g[j] + tie
+        ll += w[i, j] * math.log(g[i] / d) + w[j, i] * math.log(g[j] / d)
+        if t[i, j]:
+            ll += t[i, j] * math.log(tie / d)
+    return ll
+
+
+# ---------------------------------------------------------------------------
 # Position bias
 # ---------------------------------------------------------------------------
 

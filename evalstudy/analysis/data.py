@@ -10,6 +10,7 @@ import hashlib
 from collections import defaultdict
 
 import numpy as np
+from scipy import stats as sps
 
 from .. import bootstrap as bs
 from .. import stats
@@ -153,7 +154,8 @@ class _RankData:
     n_units: int
     evaluator: Array
     skipped: Array
-    rank: Array
+    rank: Array               # per row: its mid-rank (the stored rank where nothing is tied)
+    rank_stored: Array        # per row: the competition rank answered ("1,2,2,4")
     position: Array
     prompt: Array
     skip_reason: Array
@@ -161,13 +163,16 @@ class _RankData:
     n_rankings: int
     ranking_unit: Array       # per ranking
     ranking_evaluator: Array
-    ranks: Array              # (n_rankings, n_variants) rank per variant
+    ranks: Array              # (n_rankings, n_variants) mid-rank per variant
     positions: Array          # (n_rankings, n_variants) screen position per variant
     ranking_skipped: Array
     present: list[int]
     done: Array
-    orderings: Array          # (m!, m)
-    perm: Array               # per done ranking: index of its ordering
+    has_ties: bool            # some ranking ties two images
+    orderings: Array          # (m!, m) best first; empty when there are ties
+    patterns: Array           # (K, m) competition ranks of each answer pattern: the m!
+                              # orderings, or with ties the distinct answers seen
+    perm: Array               # per done ranking: index of its ordering (pattern)
 
     @classmethod
     def build(cls, t: ResponseTable, ev_code: np.ndarray, variants: list[str]) -> _RankData:
@@ -200,15 +205,33 @@ class _RankData:
         # Rank columns of the variants that take part (a protocol may list more).
         self.present = [v for v in range(nv) if np.isfinite(self.positions[:, v]).any()]
         self.done = ~self.ranking_skipped
+        self.rank_stored = self.rank.copy()  # competition ranks, as answered
+        self.has_ties = False
         if m >= 2:
             r = self.ranks[self.done][:, self.present]
-            order = np.argsort(r, axis=1, kind="stable")  # best first, indices into present
-            self.orderings = stats.all_orderings(m)
-            lookup = {tuple(o): k for k, o in enumerate(self.orderings.tolist())}
-            self.perm = np.array([lookup[tuple(o)] for o in order.tolist()], dtype=np.int64)
+            self.has_ties = bool((np.diff(np.sort(r, axis=1), axis=1) == 0).any())
+            if not self.has_ties:
+                order = np.argsort(r, axis=1, kind="stable")  # best first, indices into present
+                self.orderings = stats.all_orderings(m)
+                lookup = {tuple(o): k for k, o in enumerate(self.orderings.tolist())}
+                self.perm = np.array([lookup[tuple(o)] for o in order.tolist()], dtype=np.int64)
+                self.patterns = np.argsort(self.orderings, axis=1) + 1
+            else:
+                # Weak orders: the distinct answers seen (at most 4683 for 6 images), and
+                # every score, test and agreement below on mid-ranks: a tied group takes
+                # the mean of the places it occupies (rank r of m scores m + 1 - r).
+                self.orderings = np.zeros((0, m), dtype=int)
+                patterns, perm = np.unique(r.astype(np.int64), axis=0, return_inverse=True)
+                self.patterns, self.perm = patterns, perm.reshape(-1).astype(np.int64)
+                mids = self.ranks.copy()
+                done_rows = np.flatnonzero(self.done)
+                mids[np.ix_(done_rows, np.asarray(self.present))] = sps.rankdata(r, axis=1)
+                self.ranks = mids
+                self.rank = np.where(self.skipped, np.nan, mids[self.ranking, self.variant])
         else:
             self.orderings = np.zeros((0, 0), dtype=int)
             self.perm = np.zeros(0, dtype=np.int64)
+            self.patterns = np.zeros((0, 0), dtype=int)
         return self
 
 

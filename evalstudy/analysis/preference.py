@@ -1,18 +1,20 @@
-"""The rank task: preference scores, Plackett-Luce strengths, the ranking skip rate.
+"""The rank task: preference scores, Plackett-Luce (or, with ties, Bradley-Terry-Davidson)
+strengths, every pair's win and tie rates, the ranking skip rate.
 """
 
 from __future__ import annotations
 
 import math
-import warnings
 from collections import Counter
 from typing import Any
 
 import numpy as np
+from scipy import stats as sps
 
 from .. import bootstrap as bs
 from .. import stats
 from .data import _RankData, group_range
+from .pairs import TIES_NOTE, davidson_strengths, pairwise_section, strength_shrink
 
 
 def _preference_section(r: _RankData, w_units: np.ndarray, v_eval: np.ndarray,
@@ -26,7 +28,7 @@ def _preference_section(r: _RankData, w_units: np.ndarray, v_eval: np.ndarray,
     nv = len(r.variants)
     present = r.present
     n_boot = w_units.shape[0]
-    k_orders = len(r.orderings)
+    k_orders = len(r.patterns)
     done_idx = np.flatnonzero(r.done)
     # Weighted counts of each ordering, per resample: everything else follows from them.
     def order_counts(w, v):
@@ -35,9 +37,12 @@ def _preference_section(r: _RankData, w_units: np.ndarray, v_eval: np.ndarray,
 
     counts = order_counts(w_units, v_eval)
     point_counts = np.bincount(r.perm, minlength=k_orders).astype(float)
-    # score of variant present[j] in ordering k: m - (its place in the ordering)
-    place = np.argsort(r.orderings, axis=1)  # (K, m): place of each present variant
-    score_of = r.m - place
+    if not r.has_ties:
+        # score of variant present[j] in ordering k: m - (its place in the ordering)
+        place = np.argsort(r.orderings, axis=1)  # (K, m): place of each present variant
+        score_of = r.m - place
+    else:  # rank r of m scores m + 1 - r, a tied group its mid-rank
+        score_of = r.m + 1 - sps.rankdata(r.patterns, axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         score_reps_p = (counts @ score_of) / counts.sum(axis=1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):  # every ranking skipped: NaN
@@ -51,31 +56,22 @@ def _preference_section(r: _RankData, w_units: np.ndarray, v_eval: np.ndarray,
                                    bs.Spread(*(part[present] for part in spread_p)),
                                    score_low[present], score_high[present])
 
-    # Plackett-Luce strengths, with the same shrinkage estimated from one-way resamples.
-    gamma_point = stats.plackett_luce_mm(point_counts[None, :], r.orderings)[0]
-    gamma_reps = stats.plackett_luce_mm(counts, r.orderings, init=gamma_point)
-    gamma_units = stats.plackett_luce_mm(order_counts(w_units, np.ones_like(v_eval)),
-                                         r.orderings, init=gamma_point)
-    gamma_evals = stats.plackett_luce_mm(order_counts(np.ones_like(w_units), v_eval),
-                                         r.orderings, init=gamma_point)
-    # One-way resamples estimate V_units and V_evaluators; the product weights add V_cells.
-    with warnings.catch_warnings():  # all-NaN columns when every ranking was skipped
-        warnings.simplefilter("ignore", RuntimeWarning)
-        var_p, var_u, var_e = (np.nanvar(g, axis=0)
-                               for g in (gamma_reps, gamma_units, gamma_evals))
-    n_u = len(np.unique(r.ranking_unit[done_idx]))
-    n_e = len(np.unique(r.ranking_evaluator[done_idx]))
-    # A one-way bootstrap's variance is kappa times the unbiased one, kappa the centring
-    # factor of the units' (evaluators') shares of the rankings: with raters' loads from
-    # 2 to hundreds it is far below (n - 1) / n (see bootstrap.centring_factors).
-    one_group = np.zeros(len(done_idx), dtype=np.int64)
-    ones_done = np.ones(len(done_idx))
-    kappa_u, kappa_e = (np.full(len(present), bs.centring_factors(key[done_idx], one_group, ones_done, 1)[0])
-                        for key in (r.ranking_unit, r.ranking_evaluator))
-    shrink_pl = bs.shrink_factors(var_u, var_e, np.maximum(var_p - var_u - var_e, 0.0),
-                                  np.full(len(present), n_u), np.full(len(present), n_e), level,
-                                  c_units=kappa_u, c_evals=kappa_e)
-    gamma_ci = bs.intervals(gamma_point, gamma_reps, level, shrink_pl, 0.0, 1.0)
+    # Strengths: Plackett-Luce for full rankings; with ties, Bradley-Terry-Davidson on
+    # the rankings' pairs. Intervals with the same shrinkage, from one-way resamples.
+    pl_point = pl_ci = None
+    davidson: dict[str, Any] | None = None
+    if not r.has_ties:
+        gamma_point = stats.plackett_luce_mm(point_counts[None, :], r.orderings)[0]
+        gamma_reps = stats.plackett_luce_mm(counts, r.orderings, init=gamma_point)
+        gamma_units = stats.plackett_luce_mm(order_counts(w_units, np.ones_like(v_eval)),
+                                             r.orderings, init=gamma_point)
+        gamma_evals = stats.plackett_luce_mm(order_counts(np.ones_like(w_units), v_eval),
+                                             r.orderings, init=gamma_point)
+        shrink_pl = strength_shrink(r, gamma_reps, gamma_units, gamma_evals, level)
+        pl_point = gamma_point
+        pl_ci = bs.intervals(gamma_point, gamma_reps, level, shrink_pl, 0.0, 1.0)
+    else:
+        davidson = davidson_strengths(r, order_counts, w_units, v_eval, level)
 
     # The ranking skip rate: skipped rankings over rankings shown. A skip covers the
     # whole ranking and names no variant, so there is one rate, not one per variant.
@@ -97,6 +93,10 @@ def _preference_section(r: _RankData, w_units: np.ndarray, v_eval: np.ndarray,
     score_full[:, present] = score_reps_p
     reps_out = {"score": score_full}
     n_done = np.bincount(r.variant[rows_done], minlength=nv)
+    # Rankings in which the variant shares its rank with another image.
+    pattern_ties = (np.sum(r.patterns[:, :, None] == r.patterns[:, None, :], axis=2) > 1)
+    tied_with_other = point_counts @ pattern_ties if len(r.patterns) else np.zeros(len(present))
+    n_rankings_done = float(point_counts.sum())
     for j, v in enumerate(present):
         out["by_variant"].append({
             "variant": r.variants[v],
@@ -107,10 +107,21 @@ def _preference_section(r: _RankData, w_units: np.ndarray, v_eval: np.ndarray,
             "n_shown": int(shown_pt[v]),
             "n_raters": int(spread_p.n_evals[v]),
             "rank_counts": [int(x) for x in np.bincount(
-                r.rank[(r.variant == v) & rows_done].astype(int) - 1, minlength=r.m)],
-            "pl_strength": gamma_point[j],
-            "pl_strength_ci": gamma_ci[j].tolist(),
+                r.rank_stored[(r.variant == v) & rows_done].astype(int) - 1, minlength=r.m)],
+            "pl_strength": pl_point[j] if pl_point is not None else None,
+            "pl_strength_ci": pl_ci[j].tolist() if pl_ci is not None else [None, None],
+            "tie_rate": float(tied_with_other[j] / n_rankings_done) if n_rankings_done else None,
+            "bt_strength": davidson["strength"][j] if davidson else None,
+            "bt_strength_ci": davidson["strength_ci"][j].tolist() if davidson else [None, None],
         })
+    out["pairs"] = pairwise_section(r, counts, level)
+    out["pairs_note"] = TIES_NOTE
+    out["has_ties"] = r.has_ties
+    out["strength_model"] = ("plackett-luce" if not r.has_ties
+                             else "davidson (Bradley-Terry with ties, on each ranking's pairs)")
+    if davidson:
+        out["bt_tie_parameter"] = davidson["tie_parameter"]
+        out["bt_tie_parameter_ci"] = davidson["tie_parameter_ci"]
     out["ranking_skip_rate"] = skip_est
     out["ranking_skip_rate_ci"] = skip_ci[0].tolist()
     reasons: Counter[str] = Counter()

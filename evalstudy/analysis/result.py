@@ -194,9 +194,36 @@ class PreferenceStat(Record):
     n: int                          # rankings that ranked it
     n_shown: int                    # rankings that showed it, skips included
     rank_counts: list[int]          # times ranked 1st, 2nd, ...
-    pl_strength: float | None
+    pl_strength: float | None       # None when some ranking ties images (see bt_strength)
     pl_strength_ci: Interval
     n_raters: int | None = None     # raters whose rankings ranked it (see CountStat.n_raters)
+    # Added with rankings of any width and ties; absent from results stored before.
+    tie_rate: float | None = None   # rankings that tie it with another image, over rankings
+    bt_strength: float | None = None  # Bradley-Terry-Davidson strength, when there are ties
+    bt_strength_ci: Interval = field(default_factory=lambda: [None, None])
+
+
+@dataclass(frozen=True)
+class PairStat(Record):
+    """Two variants, a before b in the protocol's order, over the rankings that showed both
+    (see PreferenceSection.pairs_note for which way ties count)."""
+
+    a: str
+    b: str
+    n: int
+    a_wins: int
+    b_wins: int
+    ties: int
+    win_rate: float | None            # a above b, over the rankings that did not tie them
+    tie_rate: float | None            # rankings that tied them, over all rankings
+    win_rate_ties_half: float | None  # sensitivity: a tie counts half a win for each
+    win_rate_ci: Interval
+    tie_rate_ci: Interval
+    win_rate_ties_half_ci: Interval
+    a_rate: float | None = None       # a above b, over all rankings (ties included)
+    b_rate: float | None = None       # b above a, over all rankings
+    a_rate_ci: Interval = field(default_factory=lambda: [None, None])
+    b_rate_ci: Interval = field(default_factory=lambda: [None, None])
 
 
 @dataclass(frozen=True)
@@ -218,6 +245,13 @@ class PreferenceSection(Record):
     n_rankings: int
     n_ranked: int
     m: int
+    # Added with rankings of any width and ties; absent from results stored before.
+    pairs: list[PairStat] = field(default_factory=list)
+    pairs_note: str = ""
+    has_ties: bool = False
+    strength_model: str = "plackett-luce"
+    bt_tie_parameter: float | None = None   # Davidson's nu: the more ties, the larger
+    bt_tie_parameter_ci: Interval = field(default_factory=lambda: [None, None])
 
 
 # ---------------------------------------------------------------------------

@@ -157,7 +157,9 @@ def _position_bias(r: _RankData, seed: int) -> dict:
         np.random.default_rng([seed, 1]))
     return {
         "mean_rank_by_position": np.nanmean(by_pos, axis=0).tolist(),
-        "first_choice_by_position": np.bincount(pos[ranks == 1], minlength=m).tolist(),
+        # best-ranked images (a tie for first counts each of them)
+        "first_choice_by_position": np.bincount(pos[ranks == ranks.min(axis=1, keepdims=True)],
+                                                minlength=m).tolist(),
         "statistic": test["statistic"], "p_value": test["p_value"],
         "n_permutations": test["n_permutations"], "n_rankings": test["n_rankings"],
         "method": POSITION_METHOD,

@@ -110,7 +110,7 @@ def test_mouse_only(page, live_server, study):
     with page.expect_navigation():
         page.click("text=I agree, continue")
     with page.expect_navigation():
-        page.get_by_role("link", name="Start").click()
+        page.get_by_role("button", name="Start").click()
     skipped = False
     clicked_orders = []
     while (kind := _kind(page)) != "done":
@@ -146,7 +146,7 @@ def test_phone_layout_fits_the_screen(phone_page, live_server, study):
     page = phone_page
     _start(page, live_server, study)
     page.tap("text=I agree, continue")
-    page.get_by_role("link", name="Start").tap()
+    page.get_by_role("button", name="Start").tap()
     page.wait_for_selector("#answer-form, #rank-form")
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 390, f"page is {width}px wide on a 390px phone"

@@ -60,7 +60,8 @@ def _walk(browser, live_server, study, out_dir, size):
                                   is_mobile=size == "phone", has_touch=size == "phone")
     page = context.new_page()
     page.set_default_timeout(15000)
-    page.goto(f"{live_server.url}/join/{study.invite_token}/?PROLIFIC_PID=screens-{size}")
+    pid = f"{list(SIZES).index(size) + 1:024x}"  # a Prolific id (24 hex digits) per size
+    page.goto(f"{live_server.url}/join/{study.invite_token}/?PROLIFIC_PID={pid}")
     page.wait_for_selector("#n-tasks")
     _shot(page, out_dir, "1-consent", size)
     page.click("text=I agree, continue")

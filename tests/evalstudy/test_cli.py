@@ -27,7 +27,7 @@ def test_simulate_then_analyze_json_and_figures(tmp_path, capsys):
     assert doc["protocol"]["hash"] == load_protocol(DEMO).content_hash()
     assert {r["variant"] for r in doc["preference"]["by_variant"]} == set(
         load_protocol(DEMO).variants)
-    assert (tmp_path / "fig" / "figure5.svg").exists()
+    assert (tmp_path / "fig" / "count-error-by-true-count.svg").exists()
     assert main(["analyze", str(csv), "--n-boot", "100"]) == 0
     out = capsys.readouterr().out
     assert "Friedman" in out

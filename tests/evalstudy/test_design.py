@@ -42,7 +42,7 @@ def test_every_item_gets_overlap_slots_and_loads_are_even(n_count, n_rank, n_slo
     overlap = data.draw(st.integers(1, n_slots))
     count_ids = [f"c{i}" for i in range(n_count)]
     rank_ids = [f"r{i}" for i in range(n_rank)]
-    plans = plan_assignments(count_ids, rank_ids, n_slots, overlap, seed=7)
+    plans = plan_assignments(count_ids, rank_ids, n_slots, overlap, seed=7, n_variants=4)
     assert [p.slot for p in plans] == list(range(n_slots))
     _check_plan(plans, count_ids, rank_ids, overlap)
     for p in plans:
@@ -52,7 +52,7 @@ def test_every_item_gets_overlap_slots_and_loads_are_even(n_count, n_rank, n_slo
 
 def test_positions_are_counterbalanced_across_slots_and_items():
     rank_ids = [f"r{i}" for i in range(40)]
-    plans = plan_assignments([], rank_ids, 20, 4, seed=1)
+    plans = plan_assignments([], rank_ids, 20, 4, seed=1, n_variants=4)
     rows = Counter(tuple(p.positions[i]) for p in plans for i in p.positions)
     assert set(rows) == {tuple(r) for r in williams_square(4)}
     assert max(rows.values()) - min(rows.values()) <= 1
@@ -73,7 +73,7 @@ def test_order_is_seeded_per_slot_and_reproducible():
 
 def test_gold_items_go_to_everyone_and_repeats_follow_their_original():
     plans = plan_assignments([f"c{i}" for i in range(40)], [f"r{i}" for i in range(8)], 6, 2,
-                             seed=0, gold_item_ids=["g1", "g2"], n_repeats=2)
+                             seed=0, n_variants=4, gold_item_ids=["g1", "g2"], n_repeats=2)
     for p in plans:
         assert ("count", "g1") in p.items and ("count", "g2") in p.items
         assert len(p.repeats) == 2
@@ -88,7 +88,7 @@ def test_gold_items_go_to_everyone_and_repeats_follow_their_original():
 
 def test_reassigned_slot_keeps_items_and_positions_and_drops_completed_work():
     plan = plan_assignments([f"c{i}" for i in range(20)], [f"r{i}" for i in range(6)], 4, 2,
-                            seed=0, n_repeats=1)[0]
+                            seed=0, n_variants=4, n_repeats=1)[0]
     done = list(dict.fromkeys(plan.items))[:3]
     new = reassign_slot(plan, 1, completed=done)
     assert new.slot == plan.slot and new.seed != plan.seed
@@ -102,7 +102,49 @@ def test_reassigned_slot_keeps_items_and_positions_and_drops_completed_work():
 @pytest.mark.parametrize("kwargs, message", [
     ({"n_slots": 0, "overlap": 1}, "n_slots"),
     ({"n_slots": 2, "overlap": 3}, "overlap"),
+    ({"n_slots": 2, "overlap": 1, "rank_item_ids": ["r"]}, "n_variants"),
 ])
 def test_impossible_plans_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
-        plan_assignments(["a"], [], seed=0, **kwargs)
+        plan_assignments(["a"], kwargs.pop("rank_item_ids", []), seed=0, **kwargs)
+
+
+@pytest.mark.parametrize("n", [2, 3, 4, 5, 6])
+@pytest.mark.parametrize("n_slots, overlap", [(4, 1), (5, 3), (10, 3), (12, 4), (17, 3), (7, 7)])
+def test_every_variant_takes_every_position_equally_often_in_each_evaluators_load(
+        n, n_slots, overlap):
+    # A load that is a multiple of the square's rows (n, or 2n for odd n) sees every
+    # variant in every screen position equally often; an item's evaluators see
+    # different orders. (10 slots x 3 for n = 4 and 17 x 3 for n = 6 were uneven
+    # before the rows were balanced as an edge colouring.)
+    n_rows = len(williams_square(n))
+    for multiple in (1, 2):
+        n_items = n_rows * multiple * n_slots // overlap
+        if n_items * overlap != n_rows * multiple * n_slots:
+            continue
+        rank_ids = [f"r{i}" for i in range(n_items)]
+        plans = plan_assignments([], rank_ids, n_slots, overlap, seed=11, n_variants=n)
+        for p in plans:
+            assert len(p.positions) == n_rows * multiple
+            per_place = Counter((pos, v) for order in p.positions.values()
+                                for pos, v in enumerate(order))
+            assert per_place == {(pos, v): n_rows * multiple // n
+                                 for pos in range(n) for v in range(n)}
+        for i in rank_ids:
+            orders = [tuple(p.positions[i]) for p in plans if i in p.positions]
+            assert len(set(orders)) == min(overlap, n_rows)
+
+
+@settings(max_examples=30, deadline=None)
+@given(n=st.integers(2, 6), n_rank=st.integers(1, 40), n_slots=st.integers(1, 15), data=st.data())
+def test_rows_are_within_one_for_every_slot_and_item(n, n_rank, n_slots, data):
+    overlap = data.draw(st.integers(1, n_slots))
+    rows = [tuple(r) for r in williams_square(n)]
+    plans = plan_assignments([], [f"r{i}" for i in range(n_rank)], n_slots, overlap, seed=2,
+                             n_variants=n)
+    for p in plans:
+        used = Counter(tuple(o) for o in p.positions.values())
+        assert max(used[r] for r in rows) - min(used[r] for r in rows) <= 1
+    for i in range(n_rank):
+        used = Counter(tuple(p.positions[f"r{i}"]) for p in plans if f"r{i}" in p.positions)
+        assert max(used[r] for r in rows) - min(used[r] for r in rows) <= 1

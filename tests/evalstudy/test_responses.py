@@ -104,3 +104,52 @@ def test_only_permutations_of_1_to_m_are_valid_rankings(ranks):
 def test_skipped_rankings_are_valid_without_ranks():
     t = responses_from_rows(rank_rows(skipped=1))
     assert t["skipped"].all() and np.isnan(t["rank"]).all()
+
+
+# --------------------------------------------------------------------------- any width, ties
+
+def wide_rows(ranks, item="r1", ev="e1", skipped=0):
+    m = len(ranks)
+    return [{"task": "rank", "item_id": item, "evaluator_id": ev, "variant": f"v{k}",
+             "prompt": "a cat", "object": "", "true_count": "", "answer_count": "",
+             "rank": "" if skipped else r, "skipped": skipped,
+             "skip_reason": "cannot decide" if skipped else "", "position": (k + 1) % m,
+             "seconds": 9, "is_gold": 0} for k, r in enumerate(ranks)]
+
+
+@pytest.mark.parametrize("ranks", [(2, 1), (1, 3, 2), (5, 4, 3, 2, 1), (6, 1, 5, 2, 4, 3)])
+def test_rankings_of_2_to_6_images_are_read(ranks):
+    t = responses_from_rows(wide_rows(ranks) + wide_rows(ranks, item="r2", skipped=1))
+    assert t["rank"][: len(ranks)].tolist() == list(ranks)
+    assert t["skipped"][len(ranks):].all()
+
+
+@pytest.mark.parametrize("ranks", [(1, 1), (1, 2, 2), (1, 1, 1), (1, 2, 2, 4, 5), (3, 1, 3, 1, 5, 5)])
+def test_tied_competition_ranks_are_read_only_when_the_protocol_allows_ties(ranks):
+    t = responses_from_rows(wide_rows(ranks), allow_ties=True)
+    assert t["rank"].tolist() == list(ranks)
+    with pytest.raises(ResponseError, match="ties need the protocol's preference_task.allow_ties"):
+        responses_from_rows(wide_rows(ranks))
+    buf = io.StringIO()
+    t.write_csv(buf)
+    assert read_responses(io.StringIO(buf.getvalue()), allow_ties=True).to_rows() == t.to_rows()
+    with pytest.raises(ResponseError, match="allow_ties"):
+        read_responses(io.StringIO(buf.getvalue()))
+
+
+@pytest.mark.parametrize("ranks", [(1, 1, 2), (1, 2, 2, 3), (2, 2), (1, 3, 3, 3)])
+def test_malformed_ties_are_refused(ranks):
+    with pytest.raises(ResponseError, match="not competition ranks"):
+        responses_from_rows(wide_rows(ranks), allow_ties=True)
+
+
+@pytest.mark.parametrize("ranks", [(1,), (1, 2, 3, 4, 5, 6, 7)])
+def test_a_ranking_of_one_or_seven_images_is_refused(ranks):
+    with pytest.raises(ResponseError, match="ranking orders 2 to 6"):
+        responses_from_rows(wide_rows(ranks), allow_ties=True)
+
+
+@pytest.mark.parametrize("ranks", [(1, 2, 4), (0, 1, 2)])
+def test_ranks_outside_1_to_m_are_refused_with_ties_allowed(ranks):
+    with pytest.raises(ResponseError):
+        responses_from_rows(wide_rows(ranks), allow_ties=True)

@@ -79,3 +79,26 @@ def test_power_grows_with_evaluators_and_finds_a_large_effect():
                           "c-intermediate", "c-early", task="count", evaluators=(6,),
                           items_per_evaluator=30, n_sims=20, seed=2)
     assert null["rows"][0]["power"] <= 0.25
+
+
+@pytest.mark.parametrize("m", [2, 3, 6])
+def test_simulated_studies_of_any_width_with_ties_are_valid_and_balanced(m):
+    variants = [f"v{k}" for k in range(m)]
+    proto = synthetic_protocol(variants, objects=(), n_captions=12, n_evaluators=8, overlap=3,
+                               allow_ties=True)
+    sim = RaterSimulator({v: 0.4 + 0.1 * k for k, v in enumerate(variants)}, tie_margin=0.4, seed=2)
+    t = simulate_study(sim, proto)
+    ranks = t["rank"][np.isfinite(t["rank"])].reshape(-1, m)
+    assert any(len(set(r)) < m for r in ranks.tolist())  # ties drawn, as competition ranks
+    with pytest.raises(ValueError, match="does not allow ties"):
+        simulate_study(sim, synthetic_protocol(variants, objects=(), n_captions=4, n_evaluators=4,
+                                               overlap=2))
+
+
+def test_power_analysis_ranks_several_variants_with_ties():
+    sim = RaterSimulator({"a": 0.9, "b": 0.3, "c": 0.6}, tie_margin=0.3, seed=5)
+    res = power_analysis(sim, "a", "b", task="rank", evaluators=(12,), items_per_evaluator=10,
+                         n_sims=10, seed=1, ranked=["a", "b", "c"])
+    assert res["rows"][0]["power"] >= 0.8
+    with pytest.raises(ValueError, match="ranked must name a and b"):
+        power_analysis(sim, "a", "b", ranked=["a", "c"], n_sims=1)

@@ -68,6 +68,10 @@ def test_the_tasks_cannot_be_opened_before_the_instructions(study):
 
 def test_the_practice_item_cannot_be_skipped_either(panel_study):
     client = _consented(Client(), panel_study, PROLIFIC_PID=PID)
+    # The practice item opens from the instructions' "Start" only, not by its URL.
+    assert client.get(f"/e/{panel_study.slug}/practice/")["Location"].endswith("/instructions/")
+    assert client.post(f"/e/{panel_study.slug}/practice/", {"answer": "2"})["Location"].endswith("/instructions/")
+    assert Evaluator.objects.get().started_at is None
     # "Start" leads to the practice item; neither it nor a typed URL opens the tasks.
     assert client.post(f"/e/{panel_study.slug}/instructions/")["Location"].endswith("/practice/")
     assert client.get(f"/e/{panel_study.slug}/task/")["Location"].endswith("/instructions/")
@@ -155,9 +159,9 @@ def test_a_finished_participant_in_another_browser_sees_already_completed_and_th
     assert again.status_code == 200
     assert b"already completed" in again.content and code.encode() in again.content
     assert b"Continue here" not in again.content
-    # The same browser, by its link, ends on the same page; and so after the study closes.
-    r = client.get(f"/join/{panel_study.invite_token}/", {"PROLIFIC_PID": PID}, follow=True)
-    assert code.encode() in r.content
+    # The same browser, by its link, sees the same page; and so after the study closes.
+    r = client.get(f"/join/{panel_study.invite_token}/", {"PROLIFIC_PID": PID})
+    assert r.status_code == 200 and b"already completed" in r.content and code.encode() in r.content
     Study.objects.filter(pk=panel_study.pk).update(status=Study.Status.CLOSED)
     late = Client().get(f"/join/{panel_study.invite_token}/", {"PROLIFIC_PID": PID})
     assert late.status_code == 200 and code.encode() in late.content
@@ -223,6 +227,11 @@ def test_the_dashboard_and_the_participants_page_agree_on_a_declined_participant
     # "Started" counts who began the tasks, not who opened the link.
     assert progress["evaluators"]["joined"] == 3 and progress["evaluators"]["consented"] == 1
     assert progress["evaluators"]["started"] == 1 and progress["evaluators"]["declined"] == 1
+    # The report counts by the same status.
+    from webapp.research.selectors import study_evaluator_summary
+
+    summary = study_evaluator_summary(study=panel_study)
+    assert (summary["joined"], summary["declined"], summary["abandoned"], summary["finished"]) == (3, 1, 0, 0)
 
 
 def test_the_same_browser_start_helper_is_what_the_page_posts(study):
@@ -232,3 +241,16 @@ def test_the_same_browser_start_helper_is_what_the_page_posts(study):
     assert '<form method="post" class="actions">' in page and 'id="start"' in page
     start(client, study)
     assert Evaluator.objects.get().started_at is not None
+
+
+def test_the_join_takeover_and_paused_pages_use_the_public_title(panel_study):
+    public, internal = demo_protocol()["consent"]["title"], "pilot-7 internal name"
+    Study.objects.filter(pk=panel_study.pk).update(title=internal)
+    Client().get(f"/join/{panel_study.invite_token}/", {"PROLIFIC_PID": PID})
+    takeover = Client().get(f"/join/{panel_study.invite_token}/", {"PROLIFIC_PID": PID})
+    Study.objects.filter(pk=panel_study.pk).update(status=Study.Status.PAUSED)
+    paused = Client().get(f"/join/{panel_study.invite_token}/", {"PROLIFIC_PID": "f" * 24})
+    for r in (takeover, paused):
+        assert r.status_code in (403, 409)
+        body = r.content.decode()
+        assert f"<h1>{public}</h1>" in body and internal not in body

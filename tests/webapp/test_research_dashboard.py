@@ -128,7 +128,7 @@ def _research_get_urls(study) -> list[str]:
         params = set(pattern.pattern.converters)
         if "slug" not in params or pattern.name in ("results_update", "report_details"):  # the POSTs
             continue
-        kwargs = {"slug": study.slug, **({"name": "figure5", "fmt": "png"} if "name" in params else {})}
+        kwargs = {"slug": study.slug, **({"name": "preference", "fmt": "png"} if "name" in params else {})}
         out.append(reverse(f"research:{pattern.name}", kwargs=kwargs))
     return out
 
@@ -175,7 +175,8 @@ def test_the_dashboard_shows_both_analyses_the_figures_and_the_automatic_counter
     assert r.status_code == 302
     page = researcher.get(f"/research/{study.slug}/").content.decode()
     assert 'data-analysis="main"' in page and 'data-analysis="unfiltered"' in page
-    for name in ("figure5", "figure6", "figure7"):
+    for name in ("count-error-by-true-count", "count-by-object", "preference", "pairwise-wins",
+                 "position-and-skips"):
         assert f'data-figure="{name}"' in page
         png = researcher.get(f"/research/{study.slug}/figures/{name}.png")
         assert png.status_code == 200 and png.content.startswith(b"\x89PNG")
@@ -187,7 +188,7 @@ def test_the_dashboard_shows_both_analyses_the_figures_and_the_automatic_counter
     fig5 = next(t for t in sections[0]["tables"] if t.key == "figure5")
     cross_early = next(row for row in fig5.rows if row[0] == "cross-early")
     assert cross_early[-2] == "2.00" and cross_early[-1] == "0.00"  # the counter's error and match ratio
-    assert ResultFigure.objects.filter(result=result).count() == 6
+    assert ResultFigure.objects.filter(result=result).count() == 10
 
 
 def test_the_report_states_protocol_evaluators_pay_exclusions_and_results(study, researcher):
@@ -206,7 +207,8 @@ def test_the_report_states_protocol_evaluators_pay_exclusions_and_results(study,
         assert study.protocol_hash in text
         assert "Prolific, fluent English" in text and "2.50 GBP per evaluator" in text and "per hour" in text
         assert "Ethics board ref. 42" in text
-        assert "Figure 5" in text and "Figure 6" in text and "95% CI" in text
+        assert "Object counts" in text and "Preference (rank r of m" in text and "95% CI" in text
+        assert "Average count error by true count, one panel per object" in text
         assert "With the protocol's exclusions" in text and "Without exclusions" in text
         assert "Krippendorff" in text and "3 (3 consented, 3 finished" in text
         # which code computed the numbers
@@ -219,7 +221,7 @@ def test_the_report_states_protocol_evaluators_pay_exclusions_and_results(study,
     row = next(line for line in md.splitlines() if line.startswith("| concat-early | "))
     assert [cell.strip() for cell in row.split("|")][3] == "3"  # variant, images, raters
     assert "mean_abs_error" not in md and "skip_rate" not in md  # human labels only
-    assert "](figure5.png)" not in md and "](data:image/png;base64," in md  # links resolve in the file
+    assert "](preference.png)" not in md and "](data:image/png;base64," in md  # links resolve in the file
     assert "data:image/png;base64," in html
 
 

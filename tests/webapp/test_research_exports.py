@@ -148,7 +148,7 @@ def test_export_command_writes_every_format(study, tmp_path, settings):
     assert study.protocol_hash in (tmp_path / "report.html").read_text()
     assert study.protocol_hash in (tmp_path / "report.md").read_text()
     names = sorted(p.name for p in (tmp_path / "figures").iterdir())
-    assert "figure5.png" in names and "figure5.svg" in names and "figure6.svg" in names
+    assert "count-by-object.png" in names and "count-by-object.svg" in names and "preference.svg" in names
 
 
 def test_export_command_fails_loudly(study, tmp_path):

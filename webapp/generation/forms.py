@@ -30,7 +30,8 @@ class LaunchForm(forms.Form):
 class CheckpointRegisterForm(forms.Form):
     name = forms.CharField(max_length=200)
     path = forms.CharField(
-        max_length=1000, help_text="A checkpoint folder (or its model.safetensors) on the shared path."
+        max_length=1000, help_text="A checkpoint folder (or its model.safetensors), or a diffusers pipeline folder "
+                                   "(saved by save_pretrained), on the shared path."
     )
 
 
@@ -53,3 +54,11 @@ class VariantCheckpointsForm(forms.Form):
     def assignments(self):
         """(variant, checkpoint or None) pairs, once valid."""
         return [(v, self.cleaned_data.get(self.field_name(v))) for v in self.variants]
+
+
+class ImageSetForm(forms.Form):
+    """An image set's zip (images and manifest.csv or manifest.json at its top)."""
+
+    upload = forms.FileField(label="Image set (.zip)",
+                             help_text="Images and a manifest (variant, prompt or caption, seed or index, file).")
+    resize = forms.BooleanField(required=False, label="Resize to the protocol's sampling.size")

@@ -64,6 +64,8 @@ class PartJob:
     steps: int
     sampler: str
     todo: tuple[WorkItem, ...] = field(default=())
+    size: int | None = None  # the protocol's image side (diffusers pipelines), None: the model's own
+    scheduler: str | None = None  # the protocol's diffusers scheduler, None: the pipeline folder's
 
 
 @dataclass(frozen=True)
@@ -131,6 +133,7 @@ def part_claim(*, part_id: int, claim: str, worker: str, stale_after: timedelta)
         batch.status = Batch.Status.RUNNING
         batch.started_at = now
         batch.save(update_fields=["status", "started_at"])
+    sampling = batch.study.protocol.get("sampling", {})
     have = selectors.part_existing_pairs(part=part)
     prompts = {p.pk: p for p in Prompt.objects.filter(pk__in={pid for pid, _ in part.work})}
     todo = tuple(
@@ -144,6 +147,7 @@ def part_claim(*, part_id: int, claim: str, worker: str, stale_after: timedelta)
         variant_name=part.variant.name, claim=claim, checkpoint_id=checkpoint.pk, checkpoint_name=checkpoint.name,
         checkpoint_path=checkpoint.path, checkpoint_sha256=checkpoint.sha256, checkpoint_config=checkpoint.config,
         cfg_scale=batch.cfg_scale, steps=batch.steps, sampler=batch.sampler, todo=todo,
+        size=sampling.get("size"), scheduler=sampling.get("scheduler"),
     )
 
 
@@ -285,6 +289,7 @@ def provenance_for(*, job: PartJob, sampler_provenance: dict[str, Any], worker: 
         "steps": job.steps,
         "sampler": sampler_provenance.get("sampler", job.sampler),
         "protocol_sampler": job.sampler,
+        "size": job.size,  # the protocol's sampling.size (diffusers pipelines draw at it); None: the model's own
         "code_version": sampler_provenance.get("code_version", ""),
         "generator": json.loads(json.dumps(sampler_provenance, default=str)),
         "batch": job.batch_id,

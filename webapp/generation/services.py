@@ -49,12 +49,24 @@ def checkpoint_read(*, path: str | Path) -> tuple[str, dict[str, Any]]:
 
     The config holds the model config, the codec and text encoder specs, what the model
     predicts (epsilon or v), the training step and the name the checkpoint was saved under.
-    Raises GenerationError for a path that holds no readable fusion-eval checkpoint.
+    A folder written by diffusers' ``save_pretrained`` (it holds a ``model_index.json``) is
+    a diffusers pipeline instead: it is loaded once to prove it can be, and its sha256 is
+    that of its files' hashes (the config lists each file's hash, the pipeline class and
+    its scheduler).
+
+    Raises GenerationError for a path that holds neither, with the reason.
     """
     from safetensors import SafetensorError
 
     from generator.checkpoint import checkpoint_sha256, read_metadata, weights_path
+    from generator.pipeline import PipelineError, is_pipeline_folder, read_pipeline
 
+    if is_pipeline_folder(path):
+        try:
+            info = read_pipeline(path)
+        except PipelineError as exc:
+            raise GenerationError(str(exc)) from exc
+        return info.sha256, info.to_dict()
     file = weights_path(Path(path))
     if not file.is_file():
         raise GenerationError(f"No checkpoint weights at {file}.")
@@ -189,7 +201,9 @@ def batch_launch(
     if not 1 <= part_size <= MAX_PART_SIZE:
         raise GenerationError(f"A part holds 1 to {MAX_PART_SIZE} images, not {part_size}.")
     variants = list(study.variants.select_related("checkpoint").order_by("index"))
-    unassigned = [v.name for v in variants if v.checkpoint is None]
+    work = selectors.study_missing_work(study=study)
+    # A variant whose images were all imported (an image set) needs no checkpoint.
+    unassigned = [v.name for v in variants if v.checkpoint is None and work[v.pk]]
     if unassigned:
         first = "Assign" if Checkpoint.objects.exists() else "Register and assign"
         raise GenerationError(f"{first} a checkpoint for every variant before launching; "
@@ -202,7 +216,6 @@ def batch_launch(
     steps = int(sampling.get("steps", STEPS) if steps is None else steps)
     if steps < 1 or cfg_scale < 0 or not math.isfinite(cfg_scale):
         raise GenerationError("Steps must be at least 1 and the CFG scale a number of at least 0.")
-    work = selectors.study_missing_work(study=study)
     total = sum(len(pairs) for pairs in work.values())
     if total == 0:
         raise GenerationError("Every image of this study exists already: there is nothing to generate.")

@@ -9,6 +9,7 @@ urlpatterns = [
     path("checkpoints/register/", views.register_checkpoint, name="register_checkpoint"),
     path("study/<slug:slug>/", views.study, name="study"),
     path("study/<slug:slug>/launch/", views.launch, name="launch"),
+    path("study/<slug:slug>/images/", views.import_images, name="import_images"),
     path("study/<slug:slug>/checkpoints/", views.assign_checkpoints, name="assign_checkpoints"),
     path("batch/<int:pk>/progress.json", views.progress, name="progress"),
     path("batch/<int:pk>/retry/", views.retry, name="retry"),

@@ -8,7 +8,9 @@ services check state and write, selectors read.
 from __future__ import annotations
 
 from functools import wraps
+from pathlib import Path
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.views import redirect_to_login
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
@@ -19,7 +21,7 @@ from django.views.decorators.http import require_GET, require_POST
 from webapp.studies.models import Study
 
 from . import selectors, services
-from .forms import CheckpointRegisterForm, LaunchForm, VariantCheckpointsForm
+from .forms import CheckpointRegisterForm, ImageSetForm, LaunchForm, VariantCheckpointsForm
 from .models import Batch
 
 
@@ -48,7 +50,7 @@ def index(request: HttpRequest) -> HttpResponse:
 
 
 def _study_page(request: HttpRequest, study: Study, *, launch_form=None, checkpoints_form=None, register_form=None,
-                status: int = 200) -> HttpResponse:
+                imageset_form=None, status: int = 200) -> HttpResponse:
     plan = selectors.study_plan(study=study)
     variants = [row.variant for row in plan.variants]
     batch = selectors.study_latest_batch(study=study)
@@ -60,6 +62,7 @@ def _study_page(request: HttpRequest, study: Study, *, launch_form=None, checkpo
         "launch_form": launch_form or LaunchForm(initial={"cfg_scale": plan.cfg_scale, "steps": plan.steps}),
         "checkpoints_form": checkpoints_form or VariantCheckpointsForm(variants=variants),
         "register_form": register_form or CheckpointRegisterForm(),
+        "imageset_form": imageset_form or ImageSetForm(),
     }, status=status)
 
 
@@ -87,6 +90,38 @@ def launch(request: HttpRequest, slug: str) -> HttpResponse:
         form.add_error(None, str(exc))
         return _study_page(request, study, launch_form=form, status=409)
     messages.success(request, f"Batch {batch.pk} launched: {batch.total_images} images in {batch.parts.count()} parts.")
+    return redirect("generation:study", slug=slug)
+
+
+@staff_required
+@require_POST
+def import_images(request: HttpRequest, slug: str) -> HttpResponse:
+    """Import an uploaded image set's zip for the variants its manifest names (imagesets.py)."""
+    import tempfile
+
+    from .imagesets import MAX_UPLOAD_BYTES, ImageSetError, imageset_import
+
+    study = get_object_or_404(Study, slug=slug)
+    form = ImageSetForm(request.POST, request.FILES)
+    if not form.is_valid():
+        return _study_page(request, study, imageset_form=form, status=400)
+    upload = form.cleaned_data["upload"]
+    limit = int(getattr(settings, "FUSION_IMPORT_MAX_BYTES", MAX_UPLOAD_BYTES))
+    if upload.size > limit:
+        form.add_error("upload", f"The upload is {upload.size:,} bytes, more than the {limit:,} allowed.")
+        return _study_page(request, study, imageset_form=form, status=400)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "upload.zip"  # a name of our own: the uploaded name is never a path
+        with open(path, "wb") as fh:
+            for chunk in upload.chunks():
+                fh.write(chunk)
+        try:
+            result = imageset_import(study=study, path=path, resize=form.cleaned_data["resize"], user=request.user)
+        except ImageSetError as exc:
+            for problem in exc.problems:
+                form.add_error(None, problem)
+            return _study_page(request, study, imageset_form=form, status=400)
+    messages.success(request, f"Imported {result.images} images for {', '.join(result.variants)}.")
     return redirect("generation:study", slug=slug)
 
 

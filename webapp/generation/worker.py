@@ -60,8 +60,23 @@ def _limit_threads() -> None:
         torch.set_num_threads(int(threads))
 
 
-def sampler_for(*, path: str, sha256: str, name: str):
+def _load_pipeline(*, path: str, sha256: str, name: str, scheduler: str | None):
+    """A registered diffusers pipeline folder's sampler, or PartFailure saying why not."""
+    from generator.pipeline import PipelineError, load_pipeline_sampler
+
+    if not Path(path).is_dir():
+        raise PartFailure(f"Pipeline {name}: no folder at {path} on this worker (is the path shared?).")
+    try:
+        return load_pipeline_sampler(path, device=device_name(), scheduler=scheduler, sha256=sha256)
+    except PipelineError as exc:
+        raise PartFailure(f"Pipeline {name}: {exc}") from exc
+
+
+def sampler_for(*, path: str, sha256: str, name: str, config: dict | None = None, scheduler: str | None = None):
     """(sampler, provenance) of a registered checkpoint; loaded on first use, then kept.
+
+    A checkpoint whose config says ``source: diffusers`` is a diffusers pipeline folder,
+    loaded with the protocol's ``scheduler`` when one is named (the cache keys on both).
 
     The provenance (weights hash, config, sampler, code version) is read once with the
     model: it describes the code this process runs, which does not change under it.
@@ -69,15 +84,19 @@ def sampler_for(*, path: str, sha256: str, name: str):
     Raises PartFailure when the weights are missing on this machine, are not the ones
     registered, or describe a model or encoders that cannot be built.
     """
-    cached = _SAMPLERS.get(sha256)
+    key = f"{sha256}:{scheduler or ''}"
+    cached = _SAMPLERS.get(key)
     if cached is not None:
-        _SAMPLERS.move_to_end(sha256)
+        _SAMPLERS.move_to_end(key)
         return cached
+    _limit_threads()
+    if (config or {}).get("source") == "diffusers":
+        sampler = _load_pipeline(path=path, sha256=sha256, name=name, scheduler=scheduler)
+        return _cache(key, sampler)
     from generator.checkpoint import weights_path
     from generator.sample import load_sampler
     from generator.weights import MissingWeightsError
 
-    _limit_threads()
     file = weights_path(Path(path))
     if not file.is_file():
         raise PartFailure(f"Checkpoint {name}: no weights at {file} on this worker (is the path shared?).")
@@ -92,19 +111,25 @@ def sampler_for(*, path: str, sha256: str, name: str):
             f"Checkpoint {name}: the weights at {file} changed since they were registered "
             f"(sha256 {sampler.sha256[:12]}…, registered {sha256[:12]}…); register them again under a new name."
         )
-    _SAMPLERS[sha256] = (sampler, sampler.provenance())
+    return _cache(key, sampler)
+
+
+def _cache(key: str, sampler):
+    _SAMPLERS[key] = (sampler, sampler.provenance())
     limit = max(1, int(getattr(settings, "FUSION_SAMPLER_CACHE_SIZE", 4)))
     while len(_SAMPLERS) > limit:
         _SAMPLERS.popitem(last=False)
-    return _SAMPLERS[sha256]
+    return _SAMPLERS[key]
 
 
 def _generate(*, sampler, job: PartJob, chunk) -> list[GeneratedImage]:
     from generator.judge import judge  # the shape-aware judge: merged shapes count as several
 
+    # A diffusers pipeline draws at the protocol's size; our checkpoints at their own.
+    extra = {"size": job.size} if job.checkpoint_config.get("source") == "diffusers" else {}
     pictures = sampler.generate(
         [w.text for w in chunk], [w.seed for w in chunk], cfg_scale=job.cfg_scale, steps=job.steps,
-        batch_size=len(chunk),
+        batch_size=len(chunk), **extra,
     )
     return [
         GeneratedImage(
@@ -125,7 +150,8 @@ def part_run(*, part_id: int, claim: str, worker: str) -> str:
         return "skipped"
     if job.todo:
         sampler, sampler_provenance = sampler_for(
-            path=job.checkpoint_path, sha256=job.checkpoint_sha256, name=job.checkpoint_name
+            path=job.checkpoint_path, sha256=job.checkpoint_sha256, name=job.checkpoint_name,
+            config=job.checkpoint_config, scheduler=job.scheduler,
         )
         provenance = parts.provenance_for(
             job=job, sampler_provenance=sampler_provenance, worker=worker, device=str(sampler.device)

@@ -17,6 +17,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from evalstudy.analysis.result import AnalysisResult, Sections, few_raters_warning
+from evalstudy.figures import FIGURE_TITLES
 from evalstudy.protocol import Protocol
 from webapp.studies.models import Study
 
@@ -24,11 +25,7 @@ from . import selectors
 from .models import ReportDetails, StudyResult
 
 MEASURE_LABELS = {"mean_abs_error": "average error", "match_ratio": "match ratio", "score": "preference score"}
-FIGURE_LABELS = {
-    "figure5": "Figure 5: average count error by true count, and average error and match ratio per object",
-    "figure6": "Figure 6: preference score and Plackett-Luce strength per variant",
-    "figure7": "Figure 7: mean rank by screen position, and skipped rankings by reason",
-}
+FIGURE_LABELS = FIGURE_TITLES  # figure file name -> what it shows
 SECTION_LABELS = (("main", "With the protocol's exclusions"), ("unfiltered", "Without exclusions (every evaluator)"))
 
 
@@ -87,7 +84,7 @@ def _count_table(section: Sections | AnalysisResult, auto: dict[str, dict], ci_l
             num(a.get("mean_abs_error")), num(a.get("match_ratio")),
         ))
     return Table(
-        key="figure5", title="Figure 5: object counts (average error and match ratio per variant)",
+        key="figure5", title="Object counts: average error and match ratio per variant",
         header=("variant", "images", "raters", "counted answers (n)", "average error", ci_label, "match ratio",
                 ci_label, "can't tell", ci_label, "sensitivity: match ratio, can't tell as a miss", ci_label,
                 "auto counter: error", "auto counter: match"),
@@ -106,7 +103,7 @@ def _count_object_table(section: Sections | AnalysisResult, ci_label: str) -> Ta
          num(r.match_ratio), ci(r.match_ratio_ci), percent(r.cant_tell_rate))
         for r in section.count.by_variant_object
     )
-    return Table(key="figure5-objects", title="Figure 5 (b, c): per object",
+    return Table(key="figure5-objects", title="Object counts per object",
                  header=("variant", "object", "counted answers (n)", "average error", ci_label, "match ratio",
                          ci_label, "can't tell"),
                  rows=rows)
@@ -114,15 +111,19 @@ def _count_object_table(section: Sections | AnalysisResult, ci_label: str) -> Ta
 
 def _preference_table(section: Sections | AnalysisResult, ci_label: str) -> Table:
     pref = section.preference
+    # Plackett-Luce for full rankings; with ties, Bradley-Terry-Davidson (evalstudy.analysis.pairs).
+    strength, strength_label = (("bt_strength", "Bradley-Terry-Davidson strength") if pref.has_ties
+                                else ("pl_strength", "Plackett-Luce strength"))
     rows = tuple(
         (r.variant, num(r.n), num(r.n_raters), num(r.score), ci(r.score_ci), num(r.mean_rank),
-         num(r.pl_strength, 3), ci(r.pl_strength_ci, 3), " / ".join(str(c) for c in r.rank_counts))
+         num(getattr(r, strength), 3), ci(getattr(r, strength + "_ci"), 3),
+         " / ".join(str(c) for c in r.rank_counts))
         for r in pref.by_variant
     )
     reasons = ", ".join(f"{k}: {v}" for k, v in pref.skip_reasons.items()) or "none"
     return Table(
-        key="figure6", title="Figure 6: preference (rank 1..m scores m..1)",
-        header=("variant", "rankings", "raters", "preference score", ci_label, "mean rank", "Plackett-Luce strength",
+        key="figure6", title="Preference (rank r of m scores m + 1 \u2212 r)",
+        header=("variant", "rankings", "raters", "preference score", ci_label, "mean rank", strength_label,
                 ci_label, "ranked 1st / \u2026 / last"),
         rows=rows,
         note=f"m = {pref.m or 4} images per ranking; ranking skip rate (skipped rankings of all rankings shown; "
@@ -193,6 +194,23 @@ def _agreement_table(section: Sections | AnalysisResult) -> Table:
     return Table(key="agreement", title="Agreement", header=("measure", "value", "on"), rows=tuple(rows))
 
 
+def _pairs_table(section: Sections | AnalysisResult, ci_label: str) -> Table:
+    pref = section.preference
+    rows = tuple(
+        (f"{p.a} vs {p.b}", num(p.n), f"{p.a_wins} / {p.ties} / {p.b_wins}", percent(p.win_rate),
+         ci(p.win_rate_ci), percent(p.tie_rate), ci(p.tie_rate_ci), percent(p.win_rate_ties_half),
+         ci(p.win_rate_ties_half_ci))
+        for p in pref.pairs
+    )
+    return Table(
+        key="pairs", title="Every pair of variants: better, about the same, worse",
+        header=("a vs b", "rankings", "a better / tied / b better", "a over b (ties left out)", ci_label,
+                "tied", ci_label, "sensitivity: a tie as half a win", ci_label),
+        rows=rows,
+        note=pref.pairs_note,
+    )
+
+
 def result_sections(*, result: AnalysisResult, auto: dict[str, dict]) -> list[dict]:
     """Both analyses, with and without exclusions: their tables, ready to show. When the rules
     would exclude every evaluator, the one section shown is the unfiltered one, labelled so."""
@@ -204,7 +222,7 @@ def result_sections(*, result: AnalysisResult, auto: dict[str, dict]) -> list[di
         section: Sections | AnalysisResult = result if key == "main" else result.unfiltered
         tables = [
             _count_table(section, auto, ci_label), _count_object_table(section, ci_label),
-            _preference_table(section, ci_label), _tests_table(section, ci_label),
+            _preference_table(section, ci_label), _pairs_table(section, ci_label), _tests_table(section, ci_label),
             _ranking_tests_table(section), _agreement_table(section),
         ]
         out.append({"key": key, "label": label, "data": section.data,

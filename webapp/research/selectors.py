@@ -21,7 +21,7 @@ from django.db.models import Count, F, Max, Q, QuerySet, Sum
 from evalstudy.analysis.result import SCHEMA_VERSION, AnalysisResult
 from evalstudy.protocol import Protocol, ProtocolError
 from webapp.studies.models import CountResponse, Entry, Evaluator, Image, Item, RankResponse, Slot, Study
-from webapp.studies.selectors import evaluators_with_status, user_may_see_study
+from webapp.studies.selectors import EvaluatorStatus, evaluators_with_status, user_may_see_study
 
 from .models import ResultFigure, ResultsUpdate, StudyResult
 
@@ -411,11 +411,13 @@ def rank_answer_values(*, study: Study, extended: bool = False,
 
 def study_evaluator_summary(*, study: Study) -> dict:
     """Who took part, for the report: numbers of evaluators and their time on task."""
-    evaluators = Evaluator.objects.filter(study=study)
+    # Statuses as the dashboard and the participants page count them (one derivation).
+    evaluators = evaluators_with_status(Evaluator.objects.filter(study=study))
     agg = evaluators.aggregate(
         joined=Count("pk"), consented=Count("pk", filter=Q(consented_at__isnull=False)),
-        finished=Count("pk", filter=Q(finished_at__isnull=False)),
-        abandoned=Count("pk", filter=Q(abandoned_at__isnull=False, finished_at__isnull=True)),
+        finished=Count("pk", filter=Q(status=EvaluatorStatus.FINISHED)),
+        declined=Count("pk", filter=Q(status=EvaluatorStatus.DECLINED)),
+        abandoned=Count("pk", filter=Q(status=EvaluatorStatus.ABANDONED)),
         simulated=Count("pk", filter=Q(is_simulated=True)),
         with_external_id=Count("pk", filter=~Q(external_id="")),
     )

@@ -47,7 +47,8 @@ def _analyse(*, study: Study, n_boot: int, seed: int) -> AnalysisResult:
     text = "".join(exports.csv_chunks(study=study))
     try:
         protocol = selectors.study_protocol(study=study)
-        table = read_responses(io.StringIO(text, newline=""), variants=protocol.variants if protocol else None)
+        table = read_responses(io.StringIO(text, newline=""), variants=protocol.variants if protocol else None,
+                               allow_ties=bool(protocol and protocol.allow_ties))
         return analyze(table, protocol=protocol, n_boot=n_boot, seed=seed, exclusions=True)
     except ValueError as exc:
         # e.g. a variant the protocol does not know: nothing can be shown.

@@ -69,6 +69,13 @@ class Study(models.Model):
         return self.status == self.Status.OPEN
 
     @property
+    def public_title(self) -> str:
+        """The study's name for its participants: the consent section's title when the
+        protocol gives one; ``title`` (by default the protocol's internal name) otherwise."""
+        consent = self.protocol.get("consent") if isinstance(self.protocol, dict) else None
+        return (consent or {}).get("title") or self.title
+
+    @property
     def accepts_answers(self) -> bool:
         """Open, or paused: a pause stops newcomers, not the people already at work."""
         return self.status in (self.Status.OPEN, self.Status.PAUSED)

@@ -71,7 +71,8 @@ def _verdicts(study: Study) -> _Verdicts:
     if not (CountResponse.objects.filter(evaluator__study=study).exists()
             or RankResponse.objects.filter(evaluator__study=study).exists()):
         return _Verdicts({}, frozenset())  # evalstudy reads no empty table
-    table = read_responses(io.StringIO("".join(csv_chunks(study=study)), newline=""))
+    table = read_responses(io.StringIO("".join(csv_chunks(study=study)), newline=""),
+                           allow_ties=bool(proto and proto.allow_ties))
     reliability = evaluator_reliability(table)
     gold_only = Exclusions(min_gold_accuracy=rules.min_gold_accuracy)
     return _Verdicts(apply_exclusions(reliability, rules), frozenset(apply_exclusions(reliability, gold_only)))

@@ -131,3 +131,17 @@ def study_participants_csv(request: HttpRequest, study: Study) -> HttpResponse:
                             content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="participants-{study.slug}.csv"'
     return response
+
+
+@require_POST
+@researcher_view
+def study_rehearsal_copy(request: HttpRequest, study: Study) -> HttpResponse:
+    """Copy the study as a new draft for a dry run; its researchers (or an admin) only."""
+    if not (request.user.is_staff or study.researchers.filter(pk=request.user.pk).exists()):
+        raise Http404("No such study.")
+    slug = request.POST.get("slug", "").strip() or f"{study.slug}-rehearsal"
+    try:
+        copy = services.study_copy_for_rehearsal(study=study, slug=slug[:50])
+    except services.StudySetupError as exc:
+        return study_run(request, study.slug, error=str(exc))
+    return redirect("studies:run", slug=copy.slug)

@@ -661,6 +661,22 @@ def study_attach_images(*, study: Study) -> int:
     return missing
 
 
+def study_assignment_plans(*, study: Study, by_key: dict[str, Item]):
+    """The slots' plans (evalstudy.design) of the study's items, ``by_key`` its original
+    items by key: what opening the study stores, and what a preview of a draft draws from."""
+    proto = Protocol.from_dict(study.protocol)
+    return plan_assignments(
+        [k for k, it in by_key.items() if it.task == Item.Task.COUNT and not it.is_gold],
+        [k for k, it in by_key.items() if it.task == Item.Task.RANK],
+        n_slots=proto.evaluators.n,
+        overlap=proto.evaluators.overlap,
+        seed=study.plan_seed,
+        n_variants=study.variants.count(),
+        gold_item_ids=[k for k, it in by_key.items() if it.is_gold],
+        n_repeats=proto.quality_control.repeats,
+    )
+
+
 @transaction.atomic
 def study_open(*, study: Study) -> Study:
     """Open a draft study: every image must exist; the assignment plan becomes slots."""
@@ -674,22 +690,9 @@ def study_open(*, study: Study) -> Study:
         raise StudySetupError(
             f"{missing} images are still missing: run the study's generation batch to completion first."
         )
-    proto = Protocol.from_dict(study.protocol)
     by_key = {it.key: it for it in Item.objects.filter(study=study, repeat_of__isnull=True)}
-    count_keys = [k for k, it in by_key.items() if it.task == Item.Task.COUNT and not it.is_gold]
-    rank_keys = [k for k, it in by_key.items() if it.task == Item.Task.RANK]
-    gold_keys = [k for k, it in by_key.items() if it.is_gold]
     try:
-        plans = plan_assignments(
-            count_keys,
-            rank_keys,
-            n_slots=proto.evaluators.n,
-            overlap=proto.evaluators.overlap,
-            seed=study.plan_seed,
-            n_variants=study.variants.count(),
-            gold_item_ids=gold_keys,
-            n_repeats=proto.quality_control.repeats,
-        )
+        plans = study_assignment_plans(study=study, by_key=by_key)
     except ValueError as exc:
         raise StudySetupError(f"Cannot plan the assignments: {exc}") from exc
     repeats: dict[str, Item] = {}
@@ -727,3 +730,82 @@ def study_open(*, study: Study) -> Study:
     study.opened_at = timezone.now()
     study.save(update_fields=["status", "opened_at"])
     return study
+
+
+# --------------------------------------------------------------------------- rehearsal copies
+
+
+@transaction.atomic
+def study_copy_for_rehearsal(*, study: Study, slug: str, title: str = "") -> Study:
+    """A new draft study with ``study``'s protocol, variants, prompts, items and images, under ``slug``.
+
+    For a dry run with simulated or invited testers: the copy has rows of its own (every
+    image a new file under a new random id), so nothing done to it touches the original.
+    Its slots are planned when it is opened, like any draft's.
+    """
+    from pathlib import Path
+
+    from django.core.exceptions import ValidationError
+    from django.core.validators import validate_slug
+    from PIL import Image as PILImage
+
+    from .imagefiles import relative_path_for
+    from .models import new_public_id
+
+    slug = slug.strip()
+    try:
+        validate_slug(slug)
+    except ValidationError as exc:
+        raise StudySetupError("A slug holds letters, digits, hyphens and underscores only.") from exc
+    if slug in RESERVED_SLUGS:
+        raise StudySetupError(f"The slug {slug!r} is reserved for the site's own pages; choose another.")
+    if Study.objects.filter(slug=slug).exists():
+        raise StudySetupError(f"A study with the slug {slug!r} exists already.")
+    copy = Study.objects.create(
+        slug=slug, title=(title or f"{study.title} (rehearsal)")[:200], description=study.description,
+        protocol=study.protocol, protocol_hash=study.protocol_hash, completion_code=study.completion_code,
+        plan_seed=study.plan_seed,
+    )
+    copy.researchers.set(study.researchers.all())
+    variants = {v.pk: Variant.objects.create(study=copy, name=v.name, index=v.index, checkpoint_id=v.checkpoint_id)
+                for v in study.variants.all()}
+    prompts = {}
+    for p in Prompt.objects.filter(study=study):
+        old = p.pk
+        p.pk, p.id, p.study = None, None, copy
+        p.save(force_insert=True)
+        prompts[old] = p
+    images, written = {}, []
+    media = settings.MEDIA_ROOT
+    try:
+        for img in Image.objects.filter(study=study).order_by("id"):
+            old_pk, old_id, old_file = img.pk, img.public_id, img.file
+            img.pk, img.id, img.study = None, None, copy
+            img.public_id = new_public_id()
+            img.file = relative_path_for(img.public_id)
+            img.prompt = prompts[img.prompt_id]
+            img.variant = variants.get(img.variant_id)
+            img.provenance = {**img.provenance, "copied_from": {"study": study.slug, "image": old_id}}
+            img.save(force_insert=True)
+            with PILImage.open(Path(media) / old_file) as pixels:
+                write_png_atomic(image=pixels, public_id=img.public_id, media_root=media)
+            written.append(Path(media) / img.file)
+            images[old_pk] = img
+        Item.objects.bulk_create([
+            Item(study=copy, key=it.key, task=it.task, prompt=prompts[it.prompt_id], seed=it.seed,
+                 variant=variants.get(it.variant_id), image=images.get(it.image_id), is_gold=it.is_gold,
+                 true_count=it.true_count)
+            for it in Item.objects.filter(study=study, repeat_of__isnull=True).order_by("id")
+        ])
+    except BaseException:
+        for file in written:  # the rows roll back; their files go too
+            file.unlink(missing_ok=True)
+        raise
+    return copy
+
+
+@transaction.atomic
+def study_render_gold(*, study: Study) -> None:
+    """Draw the gold images a draft does not have yet, as opening it would (a preview needs them)."""
+    study_attach_images(study=study)
+    _render_missing_gold(study=study)

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import researcher_views, views
+from . import preview_views, researcher_views, views
 
 app_name = "studies"
 
@@ -21,5 +21,9 @@ urlpatterns = [
     path("run/<slug:slug>/", researcher_views.study_run, name="run"),
     path("run/<slug:slug>/status/", researcher_views.study_status, name="run_status"),
     path("run/<slug:slug>/participants/", researcher_views.study_participants, name="participants"),
+    path("run/<slug:slug>/rehearsal/", researcher_views.study_rehearsal_copy, name="rehearsal_copy"),
+    path("run/<slug:slug>/preview/", preview_views.preview_start, name="preview_start"),
+    path("run/<slug:slug>/preview/task/", preview_views.preview_task, name="preview_task"),
+    path("run/<slug:slug>/preview/end/", preview_views.preview_end, name="preview_end"),
     path("run/<slug:slug>/participants.csv", researcher_views.study_participants_csv, name="participants_csv"),
 ]

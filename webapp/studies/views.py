@@ -190,6 +190,8 @@ def join(request: HttpRequest, invite_token: str) -> HttpResponse:
             ticket = signing.dumps({"e": exc.evaluator.pk, "b": exc.evaluator.browser}, salt=TAKEOVER_SALT)
             return render(request, "studies/takeover.html", {"study": study, "ticket": ticket}, status=409)
         _remember(request, evaluator)
+    elif evaluator.finished_at is not None:  # back by the link after finishing, in this browser
+        return _done_page(request, study, evaluator, again=True)
     return _next_page(study, evaluator)
 
 
@@ -257,6 +259,11 @@ def consent(request: HttpRequest, study: Study, evaluator: Evaluator) -> HttpRes
     return render(request, "studies/consent.html", _consent_context(study, evaluator))
 
 
+def _read_key(study: Study) -> str:
+    """The session key that says this browser pressed "Start" on the study's instructions."""
+    return f"instructions-read-{study.pk}"
+
+
 @evaluator_view(methods=("GET", "HEAD", "POST"), consent_required=True)
 def instructions(request: HttpRequest, study: Study, evaluator: Evaluator) -> HttpResponse:
     """How the tasks work. "Start" (a POST) lets the evaluator into the tasks, or into the
@@ -264,6 +271,7 @@ def instructions(request: HttpRequest, study: Study, evaluator: Evaluator) -> Ht
     spec = recruitment.practice_of(study)
     if request.method == "POST":
         if spec is not None and spec.count is not None and evaluator.started_at is None:
+            request.session[_read_key(study)] = True  # the practice item opens only after this page
             return redirect("studies:practice", slug=study.slug)
         services.evaluator_start(evaluator=evaluator)
         return redirect("studies:task", slug=study.slug)
@@ -295,6 +303,8 @@ def practice(request: HttpRequest, study: Study, evaluator: Evaluator) -> HttpRe
     spec = recruitment.practice_of(study)
     if spec is None or spec.count is None:
         return redirect("studies:instructions", slug=study.slug)
+    if evaluator.started_at is None and not request.session.get(_read_key(study)):
+        return redirect("studies:instructions", slug=study.slug)  # the instructions come first
     form = PracticeAnswerForm(request.POST if request.method == "POST" else None)
     feedback = None
     if form.is_bound and form.is_valid():

@@ -1,5 +1,8 @@
 """Register a checkpoint (its sha256 and config), optionally for a variant of a study.
 
+PATH is one of our checkpoint folders (or its model.safetensors), or a folder written by
+diffusers' ``DiffusionPipeline.save_pretrained`` (docs/models-from-elsewhere.md).
+
     python manage.py register_checkpoint NAME PATH [--study SLUG --variant VARIANT]
 """
 from __future__ import annotations
@@ -11,7 +14,8 @@ from webapp.studies.models import Variant
 
 
 class Command(BaseCommand):
-    help = "Register a checkpoint folder (or model.safetensors) under a name; optionally assign it to a variant."
+    help = ("Register a checkpoint folder (or model.safetensors), or a diffusers pipeline folder, under a name; "
+            "optionally assign it to a variant.")
 
     def add_arguments(self, parser):
         parser.add_argument("name")

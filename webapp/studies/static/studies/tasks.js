@@ -4,6 +4,11 @@
 (function () {
   "use strict";
   document.documentElement.classList.add("js");
+  // A touch screen without a keyboard: the CSS hides key hints (as its media query does;
+  // the class also holds while a full-page screenshot resizes the emulated screen).
+  if (window.matchMedia && window.matchMedia("(hover: none) and (pointer: coarse)").matches) {
+    document.documentElement.classList.add("touch");
+  }
   var undoForm = document.getElementById("undo-form");
 
   // ---- images: as large as the viewport allows. A small image (class "pixelated") is
@@ -25,10 +30,13 @@
   function fit(img) {
     var size = natural(img), w = size[0], h = size[1];
     if (!w || !h) { return; }
-    var avail = room(img), zoom = img.closest(".zoomed") ? 2 : 1;
+    // Zoomed, the image has the whole viewport (the stage covers it): as large as fits, never
+    // larger, so nothing of it is cropped.
+    var zoomed = img.closest(".zoomed");
+    var avail = zoomed ? Math.max(48, Math.min(window.innerWidth, window.innerHeight) - 24) : room(img);
     var longest = Math.max(w, h), scale;
-    if (longest < SMALL) { scale = Math.max(1, Math.floor(avail / longest)) * zoom; }
-    else { scale = (avail / longest) * zoom; }
+    if (longest < SMALL) { scale = Math.max(1, Math.floor(avail / longest)); }
+    else { scale = avail / longest; }
     img.width = Math.round(w * scale);
     img.height = Math.round(h * scale);
   }
@@ -58,7 +66,7 @@
       if (ev.ctrlKey || ev.metaKey || ev.altKey) { return; }
       if (ev.key === "?") { ev.preventDefault(); document.getElementById("cant-tell").click(); }
       else if (ev.key === "z" || ev.key === "Z") { ev.preventDefault(); toggleZoom(); }
-      else if (ev.key === "Escape") { ev.preventDefault(); undo(); }
+      else if (ev.key === "Escape") { ev.preventDefault(); if (stage && stage.classList.contains("zoomed")) { toggleZoom(); } else { undo(); } }
       else if (/^[0-9]$/.test(ev.key) && document.activeElement !== input) {
         ev.preventDefault(); input.focus(); input.value += ev.key;
       }

@@ -1,0 +1,181 @@
+"""The participant's flow in Chromium: time on task kept across a reload (and what the
+researcher is then told to do), the automatic way back to Prolific, a phone's view of the
+tasks and the code, and researcher pages that fit a phone."""
+import csv
+import io
+import json
+import time
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.factories import UserFactory, build_open_study
+from webapp.studies.models import CountResponse, Entry, Evaluator, RankResponse
+
+DEMO = Path(__file__).resolve().parents[2] / "fixtures" / "protocols" / "demo.json"
+PROLIFIC = "https://app.prolific.com/"
+PID = "5f3e2d1c0b9a887766554433"
+PHONE_WIDTH = 390
+CODE = "FUSION-DEMO-COMPLETION-2403"  # long enough to have been split on a 390 px phone
+WAIT_BEFORE_RELOAD = 2.5  # seconds on the first task before the page is reloaded
+
+
+def panel_protocol() -> dict:
+    doc = json.loads(DEMO.read_text())
+    # A speed rule every test browser breaks (a median under a minute a task): their data
+    # is excluded, but with the gold image counted right the suggestion must stay "approve".
+    doc["analysis"]["exclusions"]["min_median_seconds"] = 60.0
+    return doc
+
+
+@pytest.fixture
+def study(transactional_db):
+    return build_open_study(n_slots=3, protocol=panel_protocol(), completion_code=CODE)
+
+
+def _route_prolific(page):
+    """Prolific's pages, answered in the browser (the test machine has no internet)."""
+    page.context.route(f"{PROLIFIC}**", lambda route: route.fulfill(
+        status=200, content_type="text/html", body="<title>Prolific</title><h1>Back on Prolific</h1>"))
+
+
+def _to_first_task(page, live_server, study, query: str = ""):
+    page.goto(f"{live_server.url}/join/{study.invite_token}/{query}")
+    page.click("text=I agree, continue")
+    page.click("#start")
+    page.fill("#answer", "3")  # the practice item
+    page.click("#submit")
+    page.click("#start")
+    page.wait_for_selector("#answer-form, #rank-form")
+
+
+def _current_entry(evaluator: Evaluator) -> Entry:
+    return (Entry.objects.filter(evaluator=evaluator, count_response__isnull=True, rank_response__isnull=True)
+            .select_related("item").order_by("index").first())
+
+
+def _answer_all(page, evaluator: Evaluator):
+    """Every task by clicks and typing; gold images counted right, others "2"."""
+    while True:
+        page.wait_for_selector("#answer-form, #rank-form, #completion-code")
+        if page.query_selector("#completion-code"):
+            return
+        if page.query_selector("#answer-form"):
+            item = _current_entry(evaluator).item
+            page.fill("#answer", str(item.true_count if item.is_gold else 2))
+            with page.expect_navigation():
+                page.click("#submit")
+        else:
+            for k in range(4):
+                page.locator(".tile").nth(k).click()
+            with page.expect_navigation():
+                page.click("#submit")
+
+
+def _logged_in_researcher(page, live_server, study):
+    UserFactory(username="alice")
+    from django.contrib.auth import get_user_model
+
+    study.researchers.add(get_user_model().objects.get(username="alice"))
+    page.context.clear_cookies()
+    page.goto(f"{live_server.url}/research/login/?next=/run/{study.slug}/")
+    page.fill("#id_username", "alice")
+    page.fill("#id_password", "pw-for-tests")
+    page.click("button[type=submit]")
+    page.wait_for_selector("#invite-link")
+
+
+def test_a_reload_keeps_the_time_on_task_and_a_fast_accurate_participant_is_approved(page, live_server, study):
+    _route_prolific(page)
+    _to_first_task(page, live_server, study, f"?PROLIFIC_PID={PID}")
+    ev = Evaluator.objects.get(study=study)
+    first = _current_entry(ev)
+    time.sleep(WAIT_BEFORE_RELOAD)
+    page.reload()
+    page.wait_for_selector("#answer-form, #rank-form")
+    _answer_all(page, ev)
+    response = CountResponse.objects.filter(entry=first).first() or RankResponse.objects.get(entry=first)
+    # Measured from the first showing: the reload did not restart the clock.
+    assert response.seconds >= WAIT_BEFORE_RELOAD
+    assert Entry.objects.get(pk=first.pk).shown_at < response.created_at
+
+    _logged_in_researcher(page, live_server, study)
+    text = page.context.request.get(f"{live_server.url}/run/{study.slug}/participants.csv").text()
+    row = next(csv.DictReader(io.StringIO(text)))
+    assert row["participant_id"] == PID and row["status"] == "finished" and row["gold_accuracy"] == "1.000"
+    assert "median seconds" in row["exclusion"] and row["suggestion"] == "approve"
+    assert float(row["minutes"]) >= WAIT_BEFORE_RELOAD / 60
+
+
+def test_a_prolific_participant_is_taken_back_to_prolific_after_seeing_the_code(page, live_server, study):
+    _route_prolific(page)
+    _to_first_task(page, live_server, study, f"?PROLIFIC_PID={PID}")
+    _answer_all(page, Evaluator.objects.get(study=study))
+    # The code and the button first, then, with no click, Prolific's completion URL.
+    assert page.inner_text("#completion-code") == CODE
+    expect(page.locator("#return-link")).to_be_visible()
+    assert "Taking you back to Prolific" in page.inner_text("#return-note")
+    page.wait_for_url(f"{PROLIFIC}submissions/complete?cc={CODE}", timeout=10000)
+    assert page.inner_text("h1") == "Back on Prolific"
+
+
+def test_on_a_phone_no_key_hints_the_code_on_one_line_and_zoom_fits(phone_page, live_server, study):
+    page = phone_page
+    _to_first_task(page, live_server, study)  # the plain link: no panel id
+    ev = Evaluator.objects.get(study=study)
+    while not page.query_selector("#answer-form"):  # on to a counting task
+        for k in range(4):
+            page.locator(".tile").nth(k).click()
+        with page.expect_navigation():
+            page.click("#submit")
+        page.wait_for_selector("#answer-form, #rank-form")
+    expect(page.locator("#keys")).to_be_hidden()  # no Esc, Enter or "?" on a phone
+    expect(page.locator("#touch-hint")).to_be_visible()
+    page.click("#count-image")
+    expect(page.locator("#stage.zoomed")).to_have_count(1)
+    box = page.locator("#count-image").bounding_box()
+    view = page.viewport_size
+    assert box["x"] >= 0 and box["y"] >= 0
+    assert box["x"] + box["width"] <= view["width"] and box["y"] + box["height"] <= view["height"]
+    page.click("#count-image")
+    expect(page.locator("#stage.zoomed")).to_have_count(0)
+    _answer_all(page, ev)
+    # No panel id: the code only, no way "back" to a panel they did not come from.
+    assert page.query_selector("#return-link") is None and page.query_selector("[data-auto-return]") is None
+    code = page.locator("#completion-code")
+    assert code.inner_text() == CODE
+    assert code.evaluate("el => el.getClientRects().length") == 1  # one box: not split over two lines
+    assert code.evaluate("el => el.scrollWidth <= el.clientWidth")
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE_WIDTH
+
+
+def test_the_researcher_pages_do_not_scroll_sideways_on_a_phone(phone_page, live_server, study):
+    page = phone_page
+    Evaluator.objects.create(study=study, external_id=PID, external_study_id="s" * 24, external_session_id="x" * 24)
+    _logged_in_researcher(page, live_server, study)
+    for path in (f"/run/{study.slug}/", f"/run/{study.slug}/participants/", f"/research/{study.slug}/"):
+        page.goto(f"{live_server.url}{path}")
+        page.wait_for_load_state("load")
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= PHONE_WIDTH, (path, width)
+
+
+def test_rank_tiles_label_key_and_rank_above_the_picture(page, live_server, study):
+    _to_first_task(page, live_server, study, f"?PROLIFIC_PID={PID}")
+    ev = Evaluator.objects.get(study=study)
+    while not page.query_selector("#rank-form"):  # on to a ranking
+        item = _current_entry(ev).item
+        page.fill("#answer", str(item.true_count if item.is_gold else 2))
+        with page.expect_navigation():
+            page.click("#submit")
+        page.wait_for_selector("#answer-form, #rank-form")
+    page.locator(".tile").nth(1).click()  # ranked first: its badge shows; the others keep their key
+    for k, label in ((0, ".key"), (1, ".badge")):
+        tile = page.locator(".tile").nth(k)
+        mark, picture = tile.locator(label).bounding_box(), tile.locator("img").bounding_box()
+        assert mark["y"] + mark["height"] <= picture["y"] + 0.5, (label, mark, picture)  # above, not over
+    before = page.evaluate("""() => ['.key', '.badge'].map(s => getComputedStyle(
+        document.querySelector('.tile ' + s), '::before').content)""")
+    assert before == ['"key "', '"rank\u00a0"']  # a key and a rank never read alike
+    assert page.locator(".tile").nth(1).locator(".badge").inner_text() == "1"

@@ -1,0 +1,70 @@
+"""The 4-variant demo study reads and analyses exactly as it did before rankings of any
+width and ties: its protocol hash and every number of its analysis are unchanged.
+
+data/demo20_responses.csv and data/demo20_analysis.json were written at commit a20ffa8
+(before this work) by
+
+    python -m evalstudy simulate --protocol fixtures/protocols/demo.json \\
+        --out demo20_responses.csv --skip-rate 0.1 --careless 0.1 --seed 5 \\
+        --quality concat-early=0.6,concat-intermediate=0.75,cross-early=0.65,cross-intermediate=0.8
+    python -m evalstudy analyze demo20_responses.csv --protocol fixtures/protocols/demo.json \\
+        --json --n-boot 200 > demo20_analysis.json
+
+The analysis may gain new entries (e.g. win rates, Bradley-Terry-Davidson strengths);
+every entry it had must keep its value, to the byte of its JSON form.
+"""
+
+import json
+from pathlib import Path
+
+from evalstudy.analysis import analyze
+from evalstudy.protocol import load_protocol
+from evalstudy.responses import read_responses
+from evalstudy.simulate import RaterSimulator, simulate_study
+
+ROOT = Path(__file__).resolve().parents[2]
+DATA = Path(__file__).resolve().parent / "data"
+DEMO = ROOT / "fixtures" / "protocols" / "demo.json"
+QUALITY = {"concat-early": 0.6, "concat-intermediate": 0.75, "cross-early": 0.65,
+           "cross-intermediate": 0.8}
+
+
+def _missing_or_changed(before, after, where="$"):
+    """Paths of `before` that `after` lacks or holds with another value."""
+    if isinstance(before, dict):
+        if not isinstance(after, dict):
+            return [where]
+        out = []
+        for k, v in before.items():
+            if k not in after:
+                out.append(f"{where}.{k}")
+            else:
+                out += _missing_or_changed(v, after[k], f"{where}.{k}")
+        return out
+    if isinstance(before, list):
+        if not isinstance(after, list) or len(after) != len(before):
+            return [where]
+        return [p for k, (b, a) in enumerate(zip(before, after, strict=True))
+                for p in _missing_or_changed(b, a, f"{where}[{k}]")]
+    return [] if json.dumps(before) == json.dumps(after) else [where]
+
+
+def test_the_demo_analysis_keeps_every_number():
+    protocol = load_protocol(DEMO)
+    table = read_responses(DATA / "demo20_responses.csv", variants=protocol.variants)
+    result = analyze(table, protocol, n_boot=200, seed=0).to_dict()
+    before = json.loads((DATA / "demo20_analysis.json").read_text())
+    for doc in (before, result):
+        doc["settings"].pop("provenance")  # the commit and the working tree's state
+    after = json.loads(json.dumps(result))
+    assert _missing_or_changed(before, after) == []
+    assert after["protocol"]["hash"] == protocol.content_hash() == before["protocol"]["hash"]
+
+
+def test_the_demo_simulation_is_the_same_study():
+    # The simulator and the Williams plan still draw the same 4-variant study.
+    protocol = load_protocol(DEMO)
+    sim = RaterSimulator(QUALITY, skip_rate=0.1, careless=0.1, seed=5)
+    table = simulate_study(sim, protocol, base_dir=DEMO.parent)
+    expected = read_responses(DATA / "demo20_responses.csv", variants=protocol.variants)
+    assert table.to_rows() == expected.to_rows()

@@ -1,0 +1,384 @@
+"""An image set as a model source: images made elsewhere, imported for a study's variants.
+
+An upload is a folder or a zip holding the images and a manifest (``manifest.csv`` or
+``manifest.json``, or one given beside it), one row per image::
+
+    variant,prompt,seed,file
+    sd-base,two red circles,0,imgs/0001.png
+
+``prompt`` may be called ``caption``; ``seed`` may be replaced by ``index`` (image k of a
+prompt, seed = the protocol's sampling seed + k). Every row is checked before anything is
+stored: the file is inside the upload, decodes as an image within the size limits, its
+prompt and seed are a cell of the study's grid, and each imported variant's cells are
+covered exactly once. Any problem refuses the whole upload, every problem listed; else
+every image is stored, in one transaction, re-encoded by the platform's PNG writer
+(so its name, metadata and byte size say nothing of the upload) under a random id.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import stat
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from PIL import Image as PILImage
+from PIL import UnidentifiedImageError
+
+from webapp.studies.imagefiles import relative_path_for, write_png_atomic
+from webapp.studies.models import Image, Prompt, Study, Variant, new_public_id
+from webapp.studies.services import study_attach_images
+
+from . import selectors
+
+MANIFEST_NAMES = ("manifest.csv", "manifest.json")
+MAX_UPLOAD_BYTES = 2 * 1024**3  # the upload's images and manifest, uncompressed
+MAX_FILE_BYTES = 64 * 1024**2  # one image file
+MAX_IMAGE_SIDE = 4096  # pixels, either side
+MAX_PROBLEMS_SHOWN = 50
+
+
+class ImageSetError(ValueError):
+    """An upload refused as a whole; ``problems`` lists every reason found."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        shown = problems[:MAX_PROBLEMS_SHOWN]
+        more = f"\n  … and {len(problems) - len(shown)} more" if len(problems) > len(shown) else ""
+        super().__init__(f"The image set was refused ({len(problems)} problem{'s' * (len(problems) != 1)}):\n"
+                         + "\n".join(f"  - {p}" for p in shown) + more)
+
+
+def _limit(name: str, default: int) -> int:
+    return int(getattr(settings, name, default))
+
+
+# --------------------------------------------------------------------------- reading an upload
+
+
+class Upload:
+    """The files of a folder or a zip, read by relative POSIX name, never outside it."""
+
+    def __init__(self, path: Path, problems: list[str]):
+        self.path, self.problems = path, problems
+        self.zip: zipfile.ZipFile | None = None
+        self.names: dict[str, Any] = {}
+        max_total, max_file = _limit("FUSION_IMPORT_MAX_BYTES", MAX_UPLOAD_BYTES), _limit(
+            "FUSION_IMPORT_MAX_FILE_BYTES", MAX_FILE_BYTES)
+        total = 0
+        if path.is_dir():
+            root = path.resolve()
+            for file in sorted(path.rglob("*")):
+                rel = file.relative_to(path).as_posix()
+                if file.is_symlink():
+                    problems.append(f"{rel}: a link; an upload holds plain files only.")
+                elif file.is_file():
+                    if not file.resolve().is_relative_to(root):
+                        problems.append(f"{rel}: outside the upload.")
+                        continue
+                    self.names[rel] = file
+                    total += file.stat().st_size
+        elif zipfile.is_zipfile(path):
+            self.zip = zipfile.ZipFile(path)
+            for info in self.zip.infolist():
+                name = info.filename
+                if info.is_dir():
+                    continue
+                pure = PurePosixPath(name)
+                if pure.is_absolute() or ".." in pure.parts or "\\" in name or ":" in name:
+                    problems.append(f"{name}: a path that leaves the upload; zip entries must be relative.")
+                    continue
+                if stat.S_ISLNK(info.external_attr >> 16):
+                    problems.append(f"{name}: a link; an upload holds plain files only.")
+                    continue
+                if info.file_size > max_file:
+                    problems.append(f"{name}: {info.file_size:,} bytes uncompressed, more than the "
+                                    f"{max_file:,} allowed for one file.")
+                    continue
+                self.names[pure.as_posix()] = info
+                total += info.file_size
+        else:
+            problems.append(f"{path.name} is neither a folder nor a zip file.")
+        if total > max_total:
+            problems.append(f"The upload holds {total:,} bytes uncompressed, more than the {max_total:,} allowed.")
+            self.names = {}
+        self.max_file = max_file
+
+    def read(self, name: str) -> bytes:
+        """The bytes of ``name``, at most the per-file limit (a zip's stated size is not trusted)."""
+        entry = self.names[name]
+        if self.zip is not None:
+            with self.zip.open(entry) as fh:
+                data = fh.read(self.max_file + 1)
+        else:
+            with open(entry, "rb") as fh:
+                data = fh.read(self.max_file + 1)
+        if len(data) > self.max_file:
+            raise ValueError(f"more than the {self.max_file:,} bytes allowed for one file")
+        return data
+
+    def close(self) -> None:
+        if self.zip is not None:
+            self.zip.close()
+
+
+def _manifest_rows(upload: Upload, manifest: Path | None, problems: list[str]) -> tuple[list[dict], str]:
+    """The manifest's rows (str -> str) and its sha256."""
+    if manifest is not None:
+        name, data = manifest.name, manifest.read_bytes()
+    else:
+        found = [n for n in MANIFEST_NAMES if n in upload.names]
+        if not found:
+            problems.append("No manifest: put manifest.csv or manifest.json at the top of the upload, or give one.")
+            return [], ""
+        name, data = found[0], upload.read(found[0])
+    digest = hashlib.sha256(data).hexdigest()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        problems.append(f"The manifest {name} is not UTF-8 text.")
+        return [], digest
+    if name.endswith(".json"):
+        try:
+            doc = json.loads(text)
+        except json.JSONDecodeError as exc:
+            problems.append(f"The manifest {name} is not valid JSON: {exc}.")
+            return [], digest
+        rows = doc.get("images") if isinstance(doc, dict) else doc
+        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+            problems.append(f"The manifest {name} must be a list of objects (or {{\"images\": [...]}}).")
+            return [], digest
+        return [{str(k).strip().lower(): "" if v is None else str(v).strip() for k, v in r.items()}
+                for r in rows], digest
+    reader = csv.DictReader(io.StringIO(text))
+    return [{(k or "").strip().lower(): (v or "").strip() for k, v in r.items()} for r in reader], digest
+
+
+# --------------------------------------------------------------------------- checking
+
+
+@dataclass(frozen=True)
+class Row:
+    number: int  # 1-based, as a person counts the manifest's rows
+    variant: Variant
+    prompt_ids: tuple[int, ...]
+    seed: int
+    file: str
+    raw: dict
+
+
+def _checked_rows(study: Study, rows: list[dict], problems: list[str]) -> list[Row]:
+    variants = {v.name: v for v in study.variants.all()}
+    prompts: dict[str, list[int]] = {}
+    for pk, text in Prompt.objects.filter(study=study).values_list("pk", "text"):
+        prompts.setdefault(text, []).append(pk)
+    base_seed = int(study.protocol.get("sampling", {}).get("seed", 0))
+    checked = []
+    for number, raw in enumerate(rows, start=1):
+        where = f"row {number}"
+        name, text, file = raw.get("variant", ""), raw.get("prompt") or raw.get("caption", ""), raw.get("file", "")
+        bad = []
+        variant = variants.get(name)
+        if variant is None:
+            bad.append(f"variant {name!r} is not one of the study's ({', '.join(variants)})")
+        if text not in prompts:
+            bad.append(f"prompt {text!r} is not in the study's grid")
+        seed = None
+        try:
+            if raw.get("seed", "") != "":
+                seed = int(raw["seed"])
+            elif raw.get("index", "") != "":
+                seed = base_seed + int(raw["index"])
+            else:
+                bad.append("neither a seed nor an index")
+        except ValueError:
+            bad.append(f"seed or index {raw.get('seed') or raw.get('index')!r} is not a whole number")
+        if not file:
+            bad.append("no file")
+        if bad:
+            problems.append(f"{where}: " + "; ".join(bad) + ".")
+            continue
+        checked.append(Row(number, variant, tuple(prompts[text]), seed, file, raw))
+    return checked
+
+
+def _check_grid(study: Study, rows: list[Row], problems: list[str]) -> None:
+    """Each imported variant covers each of its grid cells exactly once, and nothing else."""
+    needed = selectors.study_needed_work(study=study)
+    texts = dict(Prompt.objects.filter(study=study).values_list("pk", "text"))
+    by_variant: dict[int, dict[tuple[int, int], list[int]]] = {}
+    for row in rows:
+        cells = by_variant.setdefault(row.variant.pk, {})
+        wanted = {(pid, row.seed) for pid in row.prompt_ids} & set(needed[row.variant.pk])
+        if not wanted:
+            problems.append(f"row {row.number}: ({row.raw.get('prompt') or row.raw.get('caption')!r}, seed "
+                            f"{row.seed}) is not a cell of the study's grid.")
+        for cell in wanted:
+            cells.setdefault(cell, []).append(row.number)
+    variants = {v.pk: v for v in study.variants.all()}
+    for vid, cells in by_variant.items():
+        name = variants[vid].name
+        for (pid, seed), numbers in cells.items():
+            if len(numbers) > 1:
+                problems.append(f"{name}: ({texts[pid]!r}, seed {seed}) is covered by rows "
+                                f"{', '.join(map(str, numbers))}; once is needed.")
+        missing = [cell for cell in needed[vid] if cell not in cells]
+        for pid, seed in missing[:20]:
+            problems.append(f"{name}: no row for ({texts[pid]!r}, seed {seed}).")
+        if len(missing) > 20:
+            problems.append(f"{name}: {len(missing) - 20} more grid cells have no row.")
+        variant = variants[vid]
+        if variant.images.exists():
+            problems.append(f"{name} has images already; an image set is imported for a variant without any.")
+        if variant.checkpoint_id is not None:
+            problems.append(f"{name} is assigned checkpoint {variant.checkpoint.name!r}; unassign it first.")
+
+
+def _decode(data: bytes, where: str, problems: list[str]) -> PILImage.Image | None:
+    side = _limit("FUSION_IMPORT_MAX_SIDE", MAX_IMAGE_SIDE)
+    try:
+        with PILImage.open(io.BytesIO(data)) as probe:
+            width, height = probe.size  # read from the header, before any pixel is decoded
+            if width > side or height > side:
+                problems.append(f"{where}: {width}x{height} pixels, more than {side} on a side.")
+                return None
+            probe.verify()
+        image = PILImage.open(io.BytesIO(data))
+        image.load()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, PILImage.DecompressionBombError) as exc:
+        problems.append(f"{where}: not an image that can be read ({type(exc).__name__}).")
+        return None
+    return image
+
+
+def _display(image: PILImage.Image, size: int | None) -> PILImage.Image:
+    """``image`` centre-cropped to a square and resized to ``size`` pixels (RGB)."""
+    image = image.convert("RGB")
+    if size is None or image.size == (size, size):
+        return image
+    side = min(image.size)
+    left, top = (image.width - side) // 2, (image.height - side) // 2
+    return image.crop((left, top, left + side, top + side)).resize((size, size), PILImage.Resampling.LANCZOS)
+
+
+# --------------------------------------------------------------------------- importing
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    variants: tuple[str, ...]
+    images: int
+    upload_sha256: str
+
+
+def imageset_import(*, study: Study, path: str | Path, manifest: str | Path | None = None,
+                    resize: bool = False, user=None) -> ImportResult:
+    """Import an image set for the variants its manifest names; all of it or (any problem) none.
+
+    ``resize``: bring every image to the protocol's ``sampling.size`` (centre-cropped to a
+    square); without it every image must already be that size, or (no size in the
+    protocol) all of one size with the study's other images, since a size that differs by
+    variant would tell evaluators which model made an image.
+    """
+    path = Path(path)
+    problems: list[str] = []
+    if study.status != Study.Status.DRAFT:
+        raise ImageSetError([f"Images are imported into draft studies only; this one is {study.status}."])
+    if not path.exists():
+        raise ImageSetError([f"Nothing to import at {path.name}."])
+    upload = Upload(path, problems)
+    try:
+        rows, manifest_sha = _manifest_rows(upload, Path(manifest) if manifest else None, problems)
+        if not rows and not problems:
+            problems.append("The manifest lists no image.")
+        checked = _checked_rows(study, rows, problems)
+        _check_grid(study, checked, problems)
+        size = study.protocol.get("sampling", {}).get("size")
+        if resize and size is None:
+            problems.append("Resizing needs the protocol's sampling.size (the display size in pixels).")
+        sizes = set(Image.objects.filter(study=study, source=Image.Source.MODEL).values_list("width", "height"))
+        decoded: dict[str, tuple[str, tuple[int, int]]] = {}
+        for row in checked:
+            if row.file in decoded:
+                continue
+            name = PurePosixPath(row.file)
+            if name.is_absolute() or ".." in name.parts or row.file not in upload.names:
+                problems.append(f"row {row.number}: file {row.file!r} is not in the upload.")
+                continue
+            try:
+                data = upload.read(row.file)
+            except ValueError as exc:
+                problems.append(f"row {row.number}: file {row.file!r}: {exc}.")
+                continue
+            image = _decode(data, f"row {row.number}: file {row.file!r}", problems)
+            if image is None:
+                continue
+            shown = _display(image, size if resize else None).size
+            decoded[row.file] = (hashlib.sha256(data).hexdigest(), shown)
+            sizes.add(shown)
+        if not resize and size is not None:
+            off = sorted({f for f, (_, s) in decoded.items() if s != (size, size)})
+            if off:
+                problems.append(f"{len(off)} images are not {size}x{size} pixels (first: {off[0]!r}); "
+                                "import with resizing.")
+        elif len(sizes) > 1:
+            problems.append(f"The images come in {len(sizes)} sizes ({', '.join(f'{w}x{h}' for w, h in sorted(sizes))}"
+                            "): one size for every image of a study, or a size in the protocol and resizing.")
+        if problems:
+            raise ImageSetError(problems)
+        upload_sha = (hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else manifest_sha)
+        return _store(study=study, upload=upload, rows=checked, hashes={f: h for f, (h, _) in decoded.items()},
+                      size=size if resize else None, upload_sha=upload_sha, manifest_sha=manifest_sha,
+                      upload_name=path.name, user=user)
+    finally:
+        upload.close()
+
+
+@transaction.atomic
+def _store(*, study: Study, upload: Upload, rows: list[Row], hashes: dict[str, str], size: int | None,
+           upload_sha: str, manifest_sha: str, upload_name: str, user) -> ImportResult:
+    from generator.judge import judge  # the count items' automatic reading, as for generated images
+
+    study = Study.objects.select_for_update().get(pk=study.pk)
+    if study.status != Study.Status.DRAFT:
+        raise ImageSetError([f"The study became {study.status} meanwhile."])
+    needed = selectors.study_needed_work(study=study)
+    kinds = dict(Prompt.objects.filter(study=study).values_list("pk", "kind"))
+    written: list[Path] = []
+    now = timezone.now().isoformat()
+    try:
+        for row in rows:
+            image = _display(PILImage.open(io.BytesIO(upload.read(row.file))), size)
+            for prompt_id in row.prompt_ids:
+                if (prompt_id, row.seed) not in set(needed[row.variant.pk]):
+                    continue
+                public_id = new_public_id()
+                Image.objects.create(
+                    public_id=public_id, study=study, prompt_id=prompt_id, source=Image.Source.MODEL,
+                    variant=row.variant, checkpoint=None, seed=row.seed, file=relative_path_for(public_id),
+                    width=image.width, height=image.height,
+                    auto_count=judge(image).count if kinds[prompt_id] == Prompt.Kind.COUNT else None,
+                    provenance={
+                        "source": "image-set", "variant": row.variant.name, "upload": upload_name,
+                        "upload_sha256": upload_sha, "manifest_sha256": manifest_sha,
+                        "file_sha256": hashes[row.file], "manifest_row": {"number": row.number, **row.raw},
+                        "resized_to": size, "imported_at": now,
+                        "imported_by": getattr(user, "username", "") or "",
+                    },
+                )
+                write_png_atomic(image=image, public_id=public_id, media_root=settings.MEDIA_ROOT)
+                written.append(Path(settings.MEDIA_ROOT) / relative_path_for(public_id))
+        study_attach_images(study=study)
+    except BaseException:
+        for file in written:  # the rows roll back; their files go too
+            file.unlink(missing_ok=True)
+        raise
+    return ImportResult(variants=tuple(dict.fromkeys(r.variant.name for r in rows)), images=len(written),
+                        upload_sha256=upload_sha)

@@ -1,0 +1,33 @@
+"""Import an image set (a folder or zip with a manifest) as the images of some of a draft study's variants.
+
+    python manage.py import_images SLUG PATH [--manifest FILE] [--resize]
+"""
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand, CommandError
+
+from webapp.generation.imagesets import ImageSetError, imageset_import
+from webapp.studies.models import Study
+
+
+class Command(BaseCommand):
+    help = ("Import images made elsewhere for a draft study: a folder or zip and a manifest (CSV or JSON: "
+            "variant, prompt or caption, seed or index, file). All rows are checked; any problem refuses it all.")
+
+    def add_arguments(self, parser):
+        parser.add_argument("slug", help="The draft study.")
+        parser.add_argument("path", help="A folder or a .zip holding the images (and manifest.csv/.json).")
+        parser.add_argument("--manifest", help="The manifest, when it is not at the top of the upload.")
+        parser.add_argument("--resize", action="store_true",
+                            help="Centre-crop and resize every image to the protocol's sampling.size.")
+
+    def handle(self, *args, **opts):
+        study = Study.objects.filter(slug=opts["slug"]).first()
+        if study is None:
+            raise CommandError(f"No study with the slug {opts['slug']!r}.")
+        try:
+            result = imageset_import(study=study, path=opts["path"], manifest=opts["manifest"], resize=opts["resize"])
+        except ImageSetError as exc:
+            raise CommandError(str(exc)) from exc
+        self.stdout.write(f"Imported {result.images} images for {', '.join(result.variants)} of {study.slug} "
+                          f"(upload sha256 {result.upload_sha256}).")
