@@ -75,9 +75,9 @@ CREATE TEMP TABLE ri AS
   JOIN studies_image im ON im.prompt_id = i.prompt_id AND im.seed = i.seed
   JOIN studies_variant v ON v.id = im.variant_id
   WHERE i.study_id = %(study)s AND i.task = 'rank' GROUP BY i.id;
-INSERT INTO studies_evaluator (study_id, pseudonym, external_id, is_simulated, joined_at, consented_at,
-                               last_seen_at, finished_at)
-  SELECT %(study)s, 'ev-b' || lpad(g::text, 8, '0'), 'worker-' || g, true, now(), now(), now(), now()
+INSERT INTO studies_evaluator (study_id, pseudonym, external_id, external_study_id, external_session_id,
+                               is_simulated, joined_at, consented_at, last_seen_at, finished_at)
+  SELECT %(study)s, 'ev-b' || lpad(g::text, 8, '0'), 'worker-' || g, '', '', true, now(), now(), now(), now()
   FROM generate_series(1, %(evaluators)s) g;
 CREATE TEMP TABLE ev AS
   SELECT id, row_number() OVER (ORDER BY id) - 1 AS n FROM studies_evaluator WHERE study_id = %(study)s;
@@ -92,9 +92,9 @@ INSERT INTO studies_countresponse (entry_id, evaluator_id, item_id, answer, cant
          CASE WHEN en.id %% 20 = 0 THEN NULL ELSE greatest(0, ci.true_count + (en.id %% 3) - 1) END,
          en.id %% 20 = 0, 1 + (en.id %% 97) / 10.0, now()
   FROM studies_entry en JOIN ci ON ci.item_id = en.item_id;
-INSERT INTO studies_rankresponse (entry_id, evaluator_id, item_id, image_0_id, image_1_id, image_2_id, image_3_id,
-                                  rank_0, rank_1, rank_2, rank_3, skipped, skip_reason, seconds, created_at)
-  SELECT en.id, en.evaluator_id, en.item_id, ri.img0, ri.img1, ri.img2, ri.img3,
+INSERT INTO studies_rankresponse (entry_id, evaluator_id, item_id, width, image_0_id, image_1_id, image_2_id,
+                                  image_3_id, rank_0, rank_1, rank_2, rank_3, skipped, skip_reason, seconds, created_at)
+  SELECT en.id, en.evaluator_id, en.item_id, 4, ri.img0, ri.img1, ri.img2, ri.img3,
          CASE WHEN s THEN NULL ELSE (en.id %% 4) + 1 END, CASE WHEN s THEN NULL ELSE ((en.id + 1) %% 4) + 1 END,
          CASE WHEN s THEN NULL ELSE ((en.id + 2) %% 4) + 1 END, CASE WHEN s THEN NULL ELSE ((en.id + 3) %% 4) + 1 END,
          s, CASE WHEN s THEN 'too_hard' ELSE '' END, 5 + (en.id %% 50) / 5.0, now()

@@ -6,8 +6,8 @@
 
 A target is a checkpoint folder (its real encoders) or a PRESETS name (random weights;
 for the paper presets the codec is an AutoencoderKL with the Stable Diffusion VAE's
-architecture and the text encoder a CLIPTextModel with ViT-L/14's, both randomly
-initialised: timing needs the shapes, not the weights). One generate call is split into
+architecture, and the text encoder has CLIP ViT-L/14's or MiniLM-L6's architecture, all
+randomly initialised: timing needs the shapes, not the weights). One generate call is split into
 its stages, timed separately and repeated; the fastest repeat is reported (the machine
 may be shared), as images/s and each stage's share of the time:
     text      prompts -> tokens (the prompts and the empty caption)
@@ -31,25 +31,36 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 from bench._common import save_result, torch_device_description
 from generator.defaults import CFG_SCALE, STEPS
 from generator.diffusion import sample_cfg
-from generator.encoders import PixelCodec, SDVAECodec, encoder_specs_for, load_text_encoder
+from generator.encoders import PixelCodec, SDVAECodec, encoder_specs_for
 from generator.model import PRESETS, build_model
 from generator.sample import load_sampler
 
 
-class _RandomClipText:
-    """CLIP ViT-L/14's text tower with random weights, fed random token ids (timing only)."""
+class _RandomTextTower:
+    """The text tower of a spec (CLIP ViT-L/14's or all-MiniLM-L6-v2's architecture) with
+    random weights, fed random token ids: timing needs the shapes, not the weights, and a
+    preset run then needs no weights and no weight package (the GPU image has neither)."""
 
-    def __init__(self, text_len: int, device: torch.device):
-        from transformers import CLIPTextConfig, CLIPTextModel
+    def __init__(self, name: str, text_len: int, device: torch.device):
+        if name == "clip":
+            from transformers import CLIPTextConfig, CLIPTextModel
 
-        config = CLIPTextConfig(hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
-                                num_attention_heads=12, max_position_embeddings=text_len, projection_dim=768)
-        self.model = CLIPTextModel(config).eval().to(device)
+            config = CLIPTextConfig(hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
+                                    num_attention_heads=12, max_position_embeddings=text_len, projection_dim=768)
+            self.model = CLIPTextModel(config)
+        else:  # MiniLM-L6: a 6-layer, 384-wide BERT
+            from transformers import BertConfig, BertModel
+
+            config = BertConfig(hidden_size=384, intermediate_size=1536, num_hidden_layers=6,
+                                num_attention_heads=12, max_position_embeddings=512)
+            self.model = BertModel(config, add_pooling_layer=False)
+        self.model = self.model.eval().to(device)
+        self.vocab = config.vocab_size
         self.text_len, self.device = text_len, device
 
     @torch.no_grad()
     def encode(self, prompts: list[str]) -> torch.Tensor:
-        ids = torch.randint(0, 49408, (len(prompts), self.text_len), device=self.device)
+        ids = torch.randint(0, self.vocab, (len(prompts), self.text_len), device=self.device)
         return self.model(input_ids=ids).last_hidden_state
 
 
@@ -69,11 +80,7 @@ def random_stack(preset: str, device: torch.device):
         codec = SDVAECodec(vae).to(device)
     else:
         codec = PixelCodec()
-    if text_spec["name"] == "clip":
-        text = _RandomClipText(cfg.text_len, device)
-    else:
-        text = load_text_encoder(text_spec).to(device)
-    return model, codec, text
+    return model, codec, _RandomTextTower(text_spec["name"], cfg.text_len, device)
 
 
 def _sync(device: torch.device) -> None:
@@ -132,6 +139,9 @@ def format_table(rows: list[dict]) -> str:
             f"{r['target']:<40} {r['batch']:>5} {r['steps']:>5} {r['images_per_s']:>9.3f} {r['s_per_image']:>9.3f} "
             f"{r['backbone_share']:>9.1%} {r['codec_share']:>7.1%} {r['text_share']:>6.1%}"
         )
+    lines.append(f"# img/s: images per second of one generate call (prompts and the empty caption encoded, `steps` "
+                 f"DPM-Solver++ steps each running the backbone on 2 x batch inputs for CFG at scale {CFG_SCALE}, "
+                 "then decoded), from the fastest repeat; backbone / codec / text: each stage's share of that call")
     return "\n".join(lines)
 
 

@@ -40,17 +40,42 @@ BASELINE = "uvit-s-concat-early"
 PAPER_4090_IT_PER_S = {"uvit-s-concat-early": 1.81, "uvit-s-concat-intermediate": 2.31,
                        "uvit-s-cross-early": 2.54, "uvit-s-cross-intermediate": 2.74}
 PAPER_BATCH = 256
-# Dense bf16 tensor-core peaks (TFLOP/s, SXM parts) by a substring of the device name.
-PEAK_BF16_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "L4": 121.0, "A10G": 70.0}
+# Dense bf16 tensor-core peaks (TFLOP/s, the spec sheets' "with sparsity" figures halved) by
+# the exact name torch.cuda.get_device_name reports. A substring match would give an H100
+# PCIe or NVL the SXM peak and an L40 the L40S's; an unlisted name gets no MFU unless
+# --peak-tflops says its peak.
+PEAK_BF16_TFLOPS = {
+    "NVIDIA H100 80GB HBM3": 989.4,  # H100 SXM5
+    "NVIDIA H100 SXM5 80GB": 989.4,
+    "NVIDIA H100 PCIe": 756.5,
+    "NVIDIA H100 NVL": 835.5,
+    "NVIDIA H200": 989.4,  # H200 SXM
+    "NVIDIA H200 NVL": 835.5,
+    "NVIDIA A100-SXM4-80GB": 312.0,
+    "NVIDIA A100-SXM4-40GB": 312.0,
+    "NVIDIA A100 80GB PCIe": 312.0,
+    "NVIDIA A100-PCIE-40GB": 312.0,
+    "NVIDIA L40S": 362.1,
+    "NVIDIA L40": 181.0,
+    "NVIDIA L4": 121.0,
+}
 
 
+def peak_for(name: str) -> float | None:
+    """The dense bf16 peak of a GPU by its exact device name, or None when unlisted."""
+    return PEAK_BF16_TFLOPS.get(name.strip())
 
 
 def default_peak(device: torch.device) -> float | None:
     if device.type != "cuda":
         return None
-    name = torch.cuda.get_device_name(device)
-    return next((v for k, v in PEAK_BF16_TFLOPS.items() if k in name), None)
+    return peak_for(torch.cuda.get_device_name(device))
+
+
+def paper_speedups() -> dict[str, float]:
+    """The paper's measured RTX 4090 speed-ups over concat-early (it/s ratios at batch 256)."""
+    base = PAPER_4090_IT_PER_S[BASELINE]
+    return {name: it / base for name, it in PAPER_4090_IT_PER_S.items() if name != BASELINE}
 
 
 def sync(device: torch.device) -> None:
@@ -98,7 +123,14 @@ class Runner:
         return (time.perf_counter() - start) / n, (time.process_time() - cpu) / n
 
 
-def run(args: argparse.Namespace) -> dict:
+def _peak_memory(device: torch.device) -> float | None:
+    """GiB allocated at most since the last reset (CUDA only)."""
+    return torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+
+
+def run(args: argparse.Namespace, on_variant=None) -> dict:
+    """Time every variant; `on_variant(result so far)` is called after each variant in
+    --sequential mode, so a caller can write the table before a time limit stops it."""
     device = torch.device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -106,60 +138,115 @@ def run(args: argparse.Namespace) -> dict:
         torch.backends.cuda.matmul.allow_tf32 = True  # fp32 runs use TF32 tensor cores
         torch.backends.cudnn.allow_tf32 = True
     load_before = round(load_average(), 2)
-    runners = [Runner(n, args, device) for n in args.variants]
-    for r in runners:
-        for _ in range(args.warmup):
-            r.step()
-    times: dict[str, list[float]] = {r.name: [] for r in runners}
-    cpu_times: dict[str, list[float]] = {r.name: [] for r in runners}
-    for _ in range(args.rounds):
-        for r in runners:
-            wall, cpu = r.time_steps(args.steps)
-            times[r.name].append(wall)
-            cpu_times[r.name].append(cpu)
+    began = time.perf_counter()
+    times: dict[str, list[float]] = {}
+    cpu_times: dict[str, list[float]] = {}
+    info: dict[str, dict] = {}
+    skipped: list[str] = []
 
+    def describe(r: Runner, first_steps_s: float, peak_gib: float | None) -> dict:
+        return {"params": r.params, "train_flops": r.train_flops, "warmup_s": first_steps_s, "peak_mem_gib": peak_gib}
+
+    if args.sequential:
+        # One variant at a time, alone on the device: its peak memory is its own, and a
+        # slow compile of a later variant cannot take away the ones already measured.
+        for name in args.variants:
+            if times and args.budget_s is not None and time.perf_counter() - began > args.budget_s:
+                skipped.append(name)
+                continue
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
+            r = Runner(name, args, device)
+            sync(device)
+            t0 = time.perf_counter()
+            for _ in range(args.warmup):
+                r.step()
+            sync(device)
+            first = time.perf_counter() - t0
+            times[name], cpu_times[name] = [], []
+            for _ in range(args.rounds):
+                wall, cpu = r.time_steps(args.steps)
+                times[name].append(wall)
+                cpu_times[name].append(cpu)
+            info[name] = describe(r, first, _peak_memory(device))
+            del r
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            if on_variant is not None:
+                on_variant(summarize(args, times, cpu_times, info, skipped, load_before))
+    else:
+        runners = [Runner(n, args, device) for n in args.variants]
+        firsts = {}
+        for r in runners:
+            t0 = time.perf_counter()
+            for _ in range(args.warmup):
+                r.step()
+            sync(device)
+            firsts[r.name] = time.perf_counter() - t0
+        for r in runners:
+            times[r.name], cpu_times[r.name] = [], []
+        for _ in range(args.rounds):
+            for r in runners:
+                wall, cpu = r.time_steps(args.steps)
+                times[r.name].append(wall)
+                cpu_times[r.name].append(cpu)
+        # Every model is resident at once here: no per-variant peak memory.
+        info = {r.name: describe(r, firsts[r.name], None) for r in runners}
+    return summarize(args, times, cpu_times, info, skipped, load_before)
+
+
+def summarize(args: argparse.Namespace, times: dict[str, list[float]], cpu_times: dict[str, list[float]],
+              info: dict[str, dict], skipped: list[str], load_before: float) -> dict:
+    """The result document of the variants timed so far."""
+    device = torch.device(args.device)
     peak = args.peak_tflops if args.peak_tflops is not None else default_peak(device)
-    # The paper's baseline when it is benchmarked, else the first variant listed.
-    baseline = BASELINE if BASELINE in times else args.variants[0]
-    base = min(times[baseline])
-    base_median = statistics.median(times[baseline])
-    base_mean = statistics.fmean(times[baseline])
-    base_cpu = min(cpu_times[baseline])
-    base_flops = next(r.train_flops for r in runners if r.name == baseline)
+    done = [n for n in args.variants if n in times]
+    # The paper's baseline when it is benchmarked, else the first variant timed.
+    baseline = BASELINE if BASELINE in times else (done[0] if done else None)
     rows = []
-    for r in runners:
-        sec = min(times[r.name])
-        median = statistics.median(times[r.name])
-        tflops = r.train_flops / sec / 1e12
+    if baseline is not None:
+        base = min(times[baseline])
+        base_median = statistics.median(times[baseline])
+        base_mean = statistics.fmean(times[baseline])
+        base_cpu = min(cpu_times[baseline])
+        base_flops = info[baseline]["train_flops"]
+    for name in done:
+        sec = min(times[name])
+        median = statistics.median(times[name])
+        tflops = info[name]["train_flops"] / sec / 1e12
         rows.append({
-            "name": r.name,
-            "params": r.params,
+            "name": name,
+            "params": info[name]["params"],
             "sec_per_it": sec,
             "it_per_s": 1.0 / sec,
             "speedup": base / sec,
             "tflops": tflops,
             "mfu": tflops / peak if peak else None,
             # Comparable only at the paper's batch size.
-            "x_paper_4090": (1.0 / sec / PAPER_4090_IT_PER_S[r.name]
-                             if args.batch == PAPER_BATCH and r.name in PAPER_4090_IT_PER_S else None),
+            "x_paper_4090": (1.0 / sec / PAPER_4090_IT_PER_S[name]
+                             if args.batch == PAPER_BATCH and name in PAPER_4090_IT_PER_S else None),
             "sec_per_it_median": median,
             "speedup_median": base_median / median,
-            "sec_per_it_mean": statistics.fmean(times[r.name]),
-            "speedup_mean": base_mean / statistics.fmean(times[r.name]),
-            "flop_ratio": base_flops / r.train_flops,
-            "cpu_sec_per_it": min(cpu_times[r.name]),
-            "speedup_cpu_time": base_cpu / min(cpu_times[r.name]),
-            "sec_per_it_rounds": times[r.name],
-            "cpu_sec_per_it_rounds": cpu_times[r.name],
+            "sec_per_it_mean": statistics.fmean(times[name]),
+            "speedup_mean": base_mean / statistics.fmean(times[name]),
+            "flop_ratio": base_flops / info[name]["train_flops"],
+            "cpu_sec_per_it": min(cpu_times[name]),
+            "speedup_cpu_time": base_cpu / min(cpu_times[name]),
+            "warmup_s": info[name]["warmup_s"],
+            "peak_mem_gib": info[name]["peak_mem_gib"],
+            "sec_per_it_rounds": times[name],
+            "cpu_sec_per_it_rounds": cpu_times[name],
         })
     return {
         "date": dt.datetime.now().isoformat(timespec="seconds"),
+        "command": "python bench/train_step.py " + " ".join(args.argv),
         "device": args.device,
         "machine": torch_device_description(device),
         "torch": torch.__version__,
         "batch": args.batch,
         "bf16": args.bf16,
         "compile": args.compile,
+        "sequential": args.sequential,
         "warmup": args.warmup,
         "rounds": args.rounds,
         "steps_per_round": args.steps,
@@ -170,42 +257,68 @@ def run(args: argparse.Namespace) -> dict:
         "loadavg_end": round(load_average(), 2),
         "baseline": baseline,
         "variants": rows,
+        "skipped_over_budget": skipped,
+        "not_yet_timed": [n for n in args.variants if n not in times and n not in skipped],
     }
 
 
 def format_table(res: dict) -> str:
     gpu = res["device"] == "cuda"
+    order = "one variant at a time" if res["sequential"] else "interleaved rounds"
     lines = [
         f"# train_step  {res['date']}  device={res['device']}  machine: {res['machine']}",
+        f"# {res['command']}",
         f"# torch {res['torch']}  batch={res['batch']}  bf16={res['bf16']}  compile={res['compile']}  "
-        f"warmup={res['warmup']}  rounds={res['rounds']} x {res['steps_per_round']} steps (best round per variant)  "
-        f"load average {res['loadavg_start']} -> {res['loadavg_end']}",
+        f"warmup={res['warmup']}  rounds={res['rounds']} x {res['steps_per_round']} steps ({order}, best round "
+        f"per variant)  load average {res['loadavg_start']} -> {res['loadavg_end']}",
     ]
     head = (f"{'variant':28s} {'it/s':>8s} {'s/it':>8s} {'speed-up':>9s} {'median':>8s} {'mean':>7s} "
-            f"{'CPU s/it':>9s} {'CPU-time':>9s} {'FLOPs':>7s}")
+            f"{'CPU s/it':>9s} {'CPU-time':>9s} {'FLOPs':>7s} {'warm-up s':>9s}")
     if gpu:
-        head += f" {'TFLOP/s':>8s} {'MFU':>7s} {'x paper':>8s}"
+        head += f" {'TFLOP/s':>8s} {'MFU':>7s} {'x paper':>8s} {'peak GiB':>8s}"
     lines += [head, "-" * len(head)]
     for r in res["variants"]:
         line = f"{r['name']:28s} {r['it_per_s']:>8.3f} {r['sec_per_it']:>8.3f} "
         line += f"{r['speedup']:>8.2f}x {r['speedup_median']:>7.2f}x {r['speedup_mean']:>6.2f}x"
         line += f" {r['cpu_sec_per_it']:>9.3f} {r['speedup_cpu_time']:>8.2f}x {r['flop_ratio']:>6.2f}x"
+        line += f" {r['warmup_s']:>9.1f}"
         if gpu:
             line += f" {r['tflops']:>8.1f} " + (f"{100 * r['mfu']:>6.1f}%" if r["mfu"] else f"{'-':>7s}")
             line += f" {r['x_paper_4090']:>7.2f}x" if r["x_paper_4090"] else f" {'-':>8s}"
+            line += f" {r['peak_mem_gib']:>8.2f}" if r["peak_mem_gib"] is not None else f" {'-':>8s}"
         lines.append(line)
-    lines.append(f"# speed-up over {res['baseline']} from the best round; 'median': from median rounds; "
-                 "'mean': from all timed steps; 'CPU-time': from the best round's process CPU seconds; "
-                 "'FLOPs': baseline/variant training FLOPs (paper, GPU: 1.28, 1.40, 1.51)")
+    for name in res["skipped_over_budget"]:
+        lines.append(f"{name:28s} not timed: the run's time budget was spent before it started")
+    for name in res["not_yet_timed"]:
+        lines.append(f"{name:28s} not timed yet (this table is written after each variant)")
+    paper = ", ".join(f"{v:.2f}x" for v in paper_speedups().values())
+    lines.append(f"# it/s: optimizer steps (forward + backward + AdamW) per second at batch {res['batch']}. "
+                 f"speed-up: over {res['baseline']}'s it/s from the best round; 'median': from median rounds; "
+                 "'mean': from all timed steps; 'CPU-time': from the best round's process CPU seconds.")
+    lines.append("# FLOPs: baseline / variant training FLOPs, the speed-up that time proportional to FLOPs would "
+                 f"give (not a measurement). The paper's MEASURED RTX 4090 speed-ups at batch {PAPER_BATCH}, "
+                 f"from its it/s, are {paper} (concat-intermediate, cross-early, cross-intermediate).")
+    lines.append("# warm-up s: the untimed first steps (with --compile, mostly the compilation).")
     if gpu:
-        lines.append(f"# TFLOP/s = 3 x forward FLOPs incl. attention / s; MFU vs peak {res['peak_tflops']} TFLOP/s; "
-                     f"'x paper': it/s over the paper's RTX 4090 it/s at batch {PAPER_BATCH} "
-                     f"({', '.join(str(v) for v in PAPER_4090_IT_PER_S.values())})")
+        lines.append(
+            "# TFLOP/s: 3 x forward FLOPs incl. attention matmuls (generator.profile) x batch / s; MFU: that over "
+            + (f"the device's dense bf16 peak, {res['peak_tflops']} TFLOP/s" if res["peak_tflops"]
+               else "no peak (unlisted device name; pass --peak-tflops)")
+            + f"; 'x paper': it/s over the paper's RTX 4090 it/s at batch {PAPER_BATCH} "
+            + f"({', '.join(str(v) for v in PAPER_4090_IT_PER_S.values())}); peak GiB: "
+            + "torch.cuda.max_memory_allocated while that variant ran alone (--sequential only).")
     return "\n".join(lines)
 
 
 def main(args: argparse.Namespace) -> None:
-    res = run(args)
+    def write_table(res: dict) -> None:
+        if args.table is not None:
+            tmp = args.table.with_name(args.table.name + ".tmp")
+            tmp.write_text(format_table(res) + "\n" + json.dumps(res) + "\n")
+            tmp.replace(args.table)
+
+    res = run(args, on_variant=write_table)
+    write_table(res)
     text = json.dumps(res) if args.json else format_table(res)
     print(text)
     if args.save:
@@ -219,16 +332,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--variants", nargs="+", default=list(PAPER_VARIANTS), choices=sorted(ALL_PRESETS))
     p.add_argument("--warmup", type=int, default=3, help="untimed steps per variant")
-    p.add_argument("--rounds", type=int, default=8, help="interleaved timing rounds")
+    p.add_argument("--rounds", type=int, default=8, help="timing rounds")
     p.add_argument("--steps", type=int, default=1, help="timed steps per variant per round")
+    p.add_argument("--sequential", action="store_true",
+                   help="time one variant at a time (all its rounds), freeing it before the next; the GPU mode")
+    p.add_argument("--budget-s", type=float, default=None,
+                   help="--sequential: after the first variant, start no further one past this many seconds "
+                   "(a bounded compile check)")
+    p.add_argument("--table", type=Path, default=None,
+                   help="rewrite this file with the table (and JSON) after each variant and at the end")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
-    p.add_argument("--peak-tflops", type=float, default=None, help="for MFU; default by GPU name (bf16 dense)")
+    p.add_argument("--peak-tflops", type=float, default=None,
+                   help="for MFU; default: the dense bf16 peak of the exact GPU name in PEAK_BF16_TFLOPS")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--save", action="store_true",
                    help="append table + JSON to bench/results/train_step-<device>-<date>.txt")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    if args.budget_s is not None and not args.sequential:
+        p.error("--budget-s needs --sequential")
+    return args
 
 
 if __name__ == "__main__":

@@ -145,7 +145,7 @@ def summary(result: AnalysisResult) -> str:
                          f"{_fmt(r.mean_abs_error):>8}      "
                          f"{_ci(r.mean_abs_error_ci):<18}{_fmt(r.match_ratio)}   "
                          f"{_ci(r.match_ratio_ci):<18}{_fmt(r.cant_tell_rate)}")
-        warning = few_raters_warning(r.n_raters for r in result.count.by_variant)
+        warning = few_raters_warning(result.count.by_variant)
         if warning:
             lines.append(" " + warning)
         lines.append("  sensitivity, can't tell counted as a miss: match ratio "

@@ -146,6 +146,34 @@ class Exclusions:
 EXCLUSION_ALIASES = {"max_skip_rate": "max_task_skip_rate"}
 
 
+# The measures a primary comparison may name: a difference of two variants' eq. 9 mean
+# error or eq. 10 match ratio (count task), or of their preference scores (rank task).
+PRIMARY_MEASURES = ("match_ratio", "mean_abs_error", "score")
+
+
+@dataclass(frozen=True)
+class PrimaryComparison:
+    """A pre-registered comparison: is `measure` of variant a different from b's, and the
+    smallest difference worth finding (`effect`, in the measure's units, > 0)?"""
+
+    a: str
+    b: str
+    measure: str
+    effect: float
+
+
+@dataclass(frozen=True)
+class PrimaryPlan:
+    """The primary comparisons, monitored at the planned looks (numbers of evaluators,
+    increasing; the last is the most the study will pay for) by a group-sequential rule
+    with overall two-sided error rate `alpha` (see evalstudy.sequential)."""
+
+    comparisons: tuple[PrimaryComparison, ...]
+    looks: tuple[int, ...]
+    alpha: float = 0.05
+    power: float = 0.8  # the power the "evaluators still needed" estimate plans for
+
+
 @dataclass(frozen=True)
 class AnalysisPlan:
     exclusions: Exclusions = field(default_factory=Exclusions)
@@ -155,6 +183,10 @@ class AnalysisPlan:
     ci_level: float = 0.95
     n_boot: int = 2000
     seed: int = 0
+    # Added after schema version 1: left out of the canonical form when unset
+    # (OPTIONAL_ANALYSIS_KEYS), so that older protocols keep their hash.
+    primary: PrimaryPlan | None = None
+    judge_images_per_cell: int = 0  # extra images per grid cell read by the judge only
 
 
 @dataclass(frozen=True)
@@ -241,6 +273,7 @@ class Practice:
 # absent, so that a protocol written before them keeps its hash.
 MAX_IMAGE_SIDE = 2048  # pixels; sampling.size at most this
 OPTIONAL_SECTIONS = ("recruitment", "consent", "practice")
+OPTIONAL_ANALYSIS_KEYS = {"primary": None, "judge_images_per_cell": 0}  # key: its unset value
 PANELS = ("prolific", "generic")
 PROLIFIC_PARAMS = ("PROLIFIC_PID", "STUDY_ID", "SESSION_ID")
 
@@ -276,6 +309,9 @@ class Protocol:
         for name in OPTIONAL_SECTIONS:
             if doc[name] is None:
                 del doc[name]
+        for name, unset in OPTIONAL_ANALYSIS_KEYS.items():
+            if doc["analysis"][name] == unset:
+                del doc["analysis"][name]
         # Added after version 1 was fixed: written only when on, so that every protocol
         # written before it keeps its hash.
         if doc["preference_task"] is not None and not doc["preference_task"]["allow_ties"]:
@@ -725,7 +761,8 @@ def _parse_practice(d: Any, count_task: CountTask | None) -> Practice:
 
 def _parse_analysis(d: Any, variants: tuple[str, ...]) -> AnalysisPlan:
     w = "analysis"
-    _mapping(d, w, ("exclusions", "comparisons", "posthoc", "alpha", "ci_level", "n_boot", "seed"))
+    _mapping(d, w, ("exclusions", "comparisons", "posthoc", "alpha", "ci_level", "n_boot", "seed",
+                    *OPTIONAL_ANALYSIS_KEYS))
     x = _mapping(d.get("exclusions", {}), f"{w}.exclusions",
                  tuple(f.name for f in dataclasses.fields(Exclusions)) + tuple(EXCLUSION_ALIASES))
     xw = f"{w}.exclusions"
@@ -762,15 +799,47 @@ def _parse_analysis(d: Any, variants: tuple[str, ...]) -> AnalysisPlan:
     posthoc = d.get("posthoc", "holm")
     if posthoc not in POSTHOC_METHODS:
         _fail(f"{w}.posthoc", f"expected one of {POSTHOC_METHODS}, got {posthoc!r}")
+    alpha = _number(d.get("alpha", 0.05), f"{w}.alpha", lo=1e-6, hi=0.5)
     return AnalysisPlan(
         exclusions=exclusions,
         comparisons=tuple(comparisons),
         posthoc=posthoc,
-        alpha=_number(d.get("alpha", 0.05), f"{w}.alpha", lo=1e-6, hi=0.5),
+        alpha=alpha,
         ci_level=_number(d.get("ci_level", 0.95), f"{w}.ci_level", lo=0.5, hi=0.999),
         n_boot=_integer(d.get("n_boot", 2000), f"{w}.n_boot", lo=100),
         seed=_integer(d.get("seed", 0), f"{w}.seed", lo=0),
+        primary=(_parse_primary(d["primary"], variants, alpha)
+                 if d.get("primary") is not None else None),
+        judge_images_per_cell=_integer(d.get("judge_images_per_cell", 0),
+                                       f"{w}.judge_images_per_cell", lo=0, hi=100),
     )
+
+
+def _parse_primary(d: Any, variants: tuple[str, ...], alpha: float) -> PrimaryPlan:
+    w = "analysis.primary"
+    _mapping(d, w, ("comparisons", "looks", "alpha", "power"), ("comparisons", "looks"))
+    comparisons = []
+    for i, c in enumerate(_list(d["comparisons"], f"{w}.comparisons")):
+        cw = f"{w}.comparisons[{i}]"
+        c = _mapping(c, cw, ("a", "b", "measure", "effect"), ("a", "b", "measure", "effect"))
+        a, b = _string(c["a"], f"{cw}.a"), _string(c["b"], f"{cw}.b")
+        for v in (a, b):
+            if v not in variants:
+                _fail(cw, f"{v!r} is not one of the variants {list(variants)}")
+        if a == b:
+            _fail(cw, "compares a variant with itself")
+        if c["measure"] not in PRIMARY_MEASURES:
+            _fail(f"{cw}.measure", f"expected one of {PRIMARY_MEASURES}, got {c['measure']!r}")
+        effect = _number(c["effect"], f"{cw}.effect", lo=0)
+        if effect <= 0:
+            _fail(f"{cw}.effect", "the planned effect must be > 0 (a size, in the measure's units)")
+        comparisons.append(PrimaryComparison(a=a, b=b, measure=c["measure"], effect=effect))
+    looks = [_integer(n, f"{w}.looks[{i}]", lo=2) for i, n in enumerate(_list(d["looks"], f"{w}.looks"))]
+    if any(b <= a for a, b in zip(looks, looks[1:], strict=False)):
+        _fail(f"{w}.looks", f"numbers of evaluators must increase, got {looks}")
+    return PrimaryPlan(comparisons=tuple(comparisons), looks=tuple(looks),
+                       alpha=_number(d.get("alpha", alpha), f"{w}.alpha", lo=1e-6, hi=0.5),
+                       power=_number(d.get("power", 0.8), f"{w}.power", lo=0.5, hi=0.99))
 
 
 def default_comparisons(variants: tuple[str, ...] | list[str]) -> tuple[tuple[str, str], ...]:

@@ -112,6 +112,11 @@ def _format_number(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else repr(float(x))
 
 
+SEEDLESS_LOSS = ("every count image is its own resampling unit, so the variants' images of one "
+                 "prompt and seed are not paired and the count task's paired comparisons "
+                 "(mean_abs_error and match_ratio differences, Wilcoxon tests) are dropped")
+
+
 class ResponseWarning(UserWarning):
     """A responses file that can be analysed, but with less than it could give."""
 
@@ -131,7 +136,9 @@ def read_responses(path_or_file, *, variants: Sequence[str] | None = None,
     With `variants` (the protocol's), a variant not among them is an error, and one
     that differs from them only in case says so. Tied ranks are read only with
     `allow_ties` (pass the protocol's). A file without the optional ``seed`` column gets a
-    `ResponseWarning` naming the tests it loses.
+    `ResponseWarning` naming the tests it loses, and so does one whose seed column is empty on
+    every count row. Judge-only rows (count rows with no evaluator_id, an auto_count and no
+    answer: images read by the automatic judge only) are accepted.
     """
     if isinstance(path_or_file, str | Path):
         with open(path_or_file, newline="", encoding="utf-8-sig") as f:
@@ -194,12 +201,12 @@ def _read(f, name: str, variants: Sequence[str] | None, allow_ties: bool) -> Res
     if errors:
         raise ResponseError(errors)
     table = _rows_to_table(rows, [f"line {n}" for n in lines], allow_ties)
+    counted = (table["task"] == "count") & ~table["is_gold"]
     if "seed" not in first_at:
-        warnings.warn(ResponseWarning(
-            "no seed column: every count image is its own resampling unit, so the variants' "
-            "images of one prompt and seed are not paired and the count task's paired "
-            "comparisons (mean_abs_error and match_ratio differences, Wilcoxon tests) are "
-            "dropped"), stacklevel=2)
+        warnings.warn(ResponseWarning("no seed column: " + SEEDLESS_LOSS), stacklevel=2)
+    elif counted.any() and not np.isfinite(table["seed"][counted]).any():
+        warnings.warn(ResponseWarning("the seed column is empty on every count row: "
+                                      + SEEDLESS_LOSS), stacklevel=2)
     return table
 
 
@@ -282,9 +289,11 @@ def _parse_row(row: Mapping, at: str, cols: dict[str, list], errors: list[str]) 
     task = cell["task"]
     if task not in TASKS:
         errors.append(f"{at}: unknown task {task!r}; expected 'count' or 'rank'")
-    for c in ("item_id", "evaluator_id"):
-        if not cell[c]:
-            errors.append(f"{at}: {c} is empty")
+    if not cell["item_id"]:
+        errors.append(f"{at}: item_id is empty")
+    if not cell["evaluator_id"] and not _judge_only(cell):
+        errors.append(f"{at}: evaluator_id is empty (only a judge-only count row, with an "
+                      "auto_count and no answer, has none)")
     for c in STRING_COLUMNS:
         cols[c].append(cell[c])
     cols["true_count"].append(_parse_int(cell["true_count"], "true_count", at, errors, lo=0))
@@ -306,6 +315,14 @@ def _parse_row(row: Mapping, at: str, cols: dict[str, list], errors: list[str]) 
     cols["seconds"].append(seconds)
     for c in FLAG_COLUMNS:
         cols[c].append(_parse_flag(cell[c], c, at, errors))
+
+
+def _judge_only(cell: Mapping[str, str]) -> bool:
+    """A count image read by the automatic judge only (for the prediction-powered intervals):
+    no evaluator, an auto_count, no answer, not gold, not skipped."""
+    return (cell["task"] == "count" and bool(cell["auto_count"]) and not cell["answer_count"]
+            and cell["is_gold"] in ("", "0", "False", "false")
+            and cell["skipped"] in ("", "0", "False", "false"))
 
 
 def _to_table(cols: dict[str, list]) -> ResponseTable:

@@ -166,6 +166,11 @@ def train_state_dirs(run: str | os.PathLike) -> list[Path]:
     return sorted(d for d in root.iterdir() if d.is_dir() and d.name.startswith(_STATE_PREFIX))
 
 
+def train_state_step(state_dir: str | os.PathLike) -> int:
+    """The step a train-state folder was saved at, from its name (step-NNNNNNN)."""
+    return int(Path(state_dir).name[len(_STATE_PREFIX):])
+
+
 def latest_train_state(run: str | os.PathLike) -> Path | None:
     """The newest complete train-state folder of a run, or None."""
     dirs = train_state_dirs(run)

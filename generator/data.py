@@ -50,6 +50,33 @@ class SyntheticSource:
         return chosen, self.table[[self.captions.index(c) for c in chosen]]
 
 
+ENCODE_COMMAND = ("python -m generator.coco encode --images COCO/train2014 "
+                  "--captions COCO/annotations/captions_train2014.json --out {out}")
+
+
+def check_cache(folder: Path) -> None:
+    """SystemExit, saying what to run, unless `folder` holds a complete cache (meta.json,
+    which `generator.coco encode` writes last, in this cache format)."""
+    from generator.coco import CACHE_FORMAT, PROGRESS_FILE
+
+    run = f"run `{ENCODE_COMMAND.format(out=folder)}`"
+    if not folder.is_dir():
+        raise SystemExit(f"no COCO cache at {folder}: {run} first")
+    if not (folder / "meta.json").is_file():
+        if (folder / PROGRESS_FILE).is_file():
+            done = json.loads((folder / PROGRESS_FILE).read_text())
+            n = -(-done["plan"]["n_images"] // done["plan"]["batch_size"])
+            raise SystemExit(f"the COCO cache at {folder} is partial ({done['done_batches']} of {n} batches "
+                             f"encoded): rerun the same `python -m generator.coco encode ... --out {folder}` to "
+                             "finish it")
+        looks_raw = any(folder.glob("*.jpg")) or (folder / "annotations").is_dir() or (folder / "train2014").is_dir()
+        what = "holds COCO's images, not the encoded cache" if looks_raw else "is not a finished cache (no meta.json)"
+        raise SystemExit(f"{folder} {what}: {run}")
+    meta = json.loads((folder / "meta.json").read_text())
+    if meta.get("format") != CACHE_FORMAT:
+        raise SystemExit(f"{folder} is a cache of format {meta.get('format')!r}, not {CACHE_FORMAT!r}: {run} again")
+
+
 class CocoCacheSource:
     """Latent moments and caption tokens cached by `generator.coco encode`.
 
@@ -60,8 +87,9 @@ class CocoCacheSource:
 
     def __init__(self, folder: str | Path):
         folder = Path(folder)
+        check_cache(folder)
         self.meta = json.loads((folder / "meta.json").read_text())
-        self.moments = np.load(folder / "moments.npy", mmap_mode="r")  # (N, 2, C, h, w) float16
+        self.moments = np.load(folder / "moments.npy", mmap_mode="r")  # (N, 2, C, h, w) float32
         self.text = np.load(folder / "text.npy", mmap_mode="r")  # (M, T, D) float16
         self.offsets = torch.from_numpy(np.load(folder / "caption_offsets.npy"))  # (N+1,) int64
         self.empty = torch.from_numpy(np.load(folder / "empty_text.npy")).float()  # (T, D)

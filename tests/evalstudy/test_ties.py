@@ -1,8 +1,8 @@
 """Rankings of 2 to 6 images and ties, checked against independent computations.
 
-`choix` is not in the development environment, so Plackett-Luce is checked against a
-direct maximum-likelihood fit with scipy (the same check choix's own tests make of its
-estimators); Davidson's model likewise, on the log-likelihood and the strengths.
+Plackett-Luce and Davidson's model are checked against direct maximum-likelihood fits with
+scipy, on the log-likelihood and the strengths (and against `choix` in
+test_choix_reference.py).
 """
 
 import itertools

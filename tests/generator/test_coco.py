@@ -7,7 +7,7 @@ from PIL import Image
 
 from generator import coco
 from generator.data import CocoCacheSource
-from generator.encoders import load_codec, load_text_encoder
+from generator.encoders import SDVAECodec, load_codec, load_text_encoder
 
 
 @pytest.fixture
@@ -34,6 +34,123 @@ def test_center_crop_keeps_the_middle_square():
     out = coco.center_crop(img, 16)
     assert out.size == (16, 16)
     assert np.asarray(out)[4:12, 4:12, 0].min() > 200
+
+
+@pytest.mark.parametrize("w, h", [(61, 40), (40, 67), (50, 50)])
+def test_center_crop_is_uvits_crop_then_lanczos(w, h):
+    """U-ViT's datasets.center_crop: the square [(h-s)//2, (h+s)//2) x [(w-s)//2, (w+s)//2),
+    s the shorter side, then a Lanczos resize; not a bicubic resize of the short side first."""
+    rng = np.random.default_rng(w * h)
+    img = Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8))
+    s = min(w, h)
+    box = ((w - s) // 2, (h - s) // 2, (w + s) // 2, (h + s) // 2)
+    want = img.crop(box).resize((32, 32), Image.Resampling.LANCZOS)
+    assert np.array_equal(np.asarray(coco.center_crop(img, 32)), np.asarray(want))
+    if w != h:
+        bicubic = img.resize((round(w * 32 / s), round(h * 32 / s)), Image.Resampling.BICUBIC)
+        assert not np.array_equal(np.asarray(coco.center_crop(img, 32))[:, :8], np.asarray(bicubic)[:32, :8])
+
+
+def test_captions_keep_the_file_order_of_each_image(tmp_path):
+    """pycocotools (and so U-ViT) lists an image's captions in the order of the file."""
+    f = tmp_path / "captions.json"
+    f.write_text(json.dumps({"images": [{"id": 2, "file_name": "b.jpg"}, {"id": 1, "file_name": "a.jpg"}],
+                             "annotations": [{"id": 9, "image_id": 1, "caption": "later id first"},
+                                             {"id": 3, "image_id": 1, "caption": "earlier id second"},
+                                             {"id": 5, "image_id": 2, "caption": "b"}]}))
+    assert coco.read_captions(f) == [("a.jpg", ["later id first", "earlier id second"]), ("b.jpg", ["b"])]
+
+
+def _encode(images, captions, out, vae, clip, *extra):
+    return coco.main([
+        "encode", "--images", str(images), "--captions", str(captions), "--out", str(out),
+        "--vae", str(vae), "--clip", str(clip), "--text-len", "16", "--size", "32", "--batch-size", "1",
+        "--device", "cpu", *extra,
+    ])
+
+
+@pytest.mark.parametrize("layout, says", [
+    ("images one folder too high", "They are one folder down: pass --images"),
+    ("a missing image", "1 of the 3 captioned images are not in"),
+    ("a flat list of captions", "holds a list, not COCO's captions object"),
+    ("an instances file", "is an instances (object detection) file"),
+    ("no annotations key", "has no list 'annotations'"),
+    ("not JSON", "is not JSON"),
+])
+def test_each_bad_layout_is_named_before_anything_is_written(fake_coco, tmp_path, tiny_vae_dir,
+                                                             tiny_clip_text_dir, layout, says):
+    images, captions = fake_coco
+    data = json.loads(captions.read_text())
+    if layout == "images one folder too high":
+        images = images.parent
+    elif layout == "a missing image":
+        (images / "COCO_train2014_000000000001.jpg").unlink()
+    elif layout == "a flat list of captions":
+        captions.write_text(json.dumps([a["caption"] for a in data["annotations"]]))
+    elif layout == "an instances file":
+        captions.write_text(json.dumps({"images": data["images"], "annotations": [
+            {"id": 1, "image_id": 10, "bbox": [0, 0, 4, 4], "category_id": 1}]}))
+    elif layout == "no annotations key":
+        captions.write_text(json.dumps({"images": data["images"]}))
+    else:
+        captions.write_text("images,captions\n")
+    out = tmp_path / "cache"
+    with pytest.raises(coco.LayoutError) as err:
+        _encode(images, captions, out, tiny_vae_dir, tiny_clip_text_dir)
+    assert says in str(err.value) and "expected COCO 2014's layout" in str(err.value)
+    assert not out.exists()
+
+
+class Killed(BaseException):
+    """Stands for SIGKILL inside the encode loop."""
+
+
+def test_an_encode_killed_midway_resumes_to_the_same_cache(fake_coco, tmp_path, tiny_vae_dir, tiny_clip_text_dir,
+                                                           monkeypatch):
+    images, captions = fake_coco
+    _encode(images, captions, tmp_path / "straight", tiny_vae_dir, tiny_clip_text_dir)
+
+    killed = tmp_path / "killed"
+    original, calls = SDVAECodec.encode_moments, []
+
+    def die_on_the_second_batch(self, pixels):
+        calls.append(1)
+        if len(calls) == 2:
+            raise Killed
+        return original(self, pixels)
+
+    with monkeypatch.context() as m:
+        m.setattr(SDVAECodec, "encode_moments", die_on_the_second_batch)
+        with pytest.raises(Killed):
+            _encode(images, captions, killed, tiny_vae_dir, tiny_clip_text_dir)
+    assert not (killed / "meta.json").exists()
+    assert json.loads((killed / coco.PROGRESS_FILE).read_text())["done_batches"] == 1
+    with pytest.raises(SystemExit, match="partial .1 of 3 batches encoded.: rerun the same"):
+        CocoCacheSource(killed)
+
+    resumed = []
+    with monkeypatch.context() as m:
+        m.setattr(SDVAECodec, "encode_moments", lambda self, p: resumed.append(1) or original(self, p))
+        _encode(images, captions, killed, tiny_vae_dir, tiny_clip_text_dir)
+    assert len(resumed) == 2  # batches 2 and 3 only
+    for name in ("moments.npy", "text.npy", "caption_offsets.npy", "captions.json", "empty_text.npy", "meta.json"):
+        assert (killed / name).read_bytes() == (tmp_path / "straight" / name).read_bytes(), name
+    with pytest.raises(SystemExit, match="partial cache of another encode"):
+        (killed / "meta.json").unlink()
+        _encode(images, captions, killed, tiny_vae_dir, tiny_clip_text_dir, "--size", "16")
+
+
+@pytest.mark.parametrize("what, says", [
+    ("missing", "no COCO cache at"),
+    ("raw", "holds COCO's images, not the encoded cache"),
+    ("empty", "is not a finished cache"),
+])
+def test_training_refuses_what_is_not_a_finished_cache(fake_coco, tmp_path, what, says):
+    (tmp_path / "empty").mkdir()
+    folder = {"missing": tmp_path / "nowhere", "raw": fake_coco[0], "empty": tmp_path / "empty"}[what]
+    with pytest.raises(SystemExit) as err:
+        CocoCacheSource(folder)
+    assert says in str(err.value) and "run `python -m generator.coco encode" in str(err.value)
 
 
 def test_encode_command_caches_moments_and_text(fake_coco, tmp_path, tiny_vae_dir, tiny_clip_text_dir):

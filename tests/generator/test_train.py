@@ -1,4 +1,5 @@
 import functools
+import itertools
 import json
 import os
 import random
@@ -89,7 +90,8 @@ def test_a_short_run_lowers_the_loss(tmp_path, run, tiny_cfg):
     assert (out / "samples" / "step-0000060.png").is_file()
     meta = read_metadata(out)
     assert meta["step"] == 60 and meta["config"] == tiny_cfg and meta["name"] == "tiny"
-    assert meta["codec"]["name"] == "pixel" and meta["text_encoder"] == {"name": "minilm", "text_len": 8, "dim": 384}
+    assert meta["codec"]["name"] == "pixel" and meta["text_encoder"] == {
+        "name": "minilm", "text_len": 8, "dim": 384, "attention_mask": True}
 
 
 class Killed(BaseException):
@@ -344,3 +346,82 @@ def test_training_time_sums_resumed_segments(tmp_path):
     records = [(50, 10.0), (100, 20.0), (150, 5.0), (200, 12.5)]
     log.write_text("\n".join(json.dumps({"step": s, "elapsed_s": e}) for s, e in records))
     assert training_seconds(log) == 32.5
+
+
+def test_resuming_with_another_schedule_is_refused_unless_asked(tmp_path, quick_run):
+    """Stop at 4 of 5 steps and rerun with --steps 8: the cooldown (the recipe's share of
+    --steps) would move under the steps already taken. Refused; allowed with the flag."""
+    out = tmp_path / "run"
+    quick_run(out, "--steps", "4")
+    for change in (["--steps", "8"], ["--batch-size", "8"], ["--cooldown", "0"]):
+        with pytest.raises(SystemExit, match="another schedule"):
+            quick_run(out, *change)
+    assert latest_train_state(out).name == "step-0000004"
+    quick_run(out, "--steps", "8", "--allow-schedule-change")
+    assert latest_train_state(out).name == "step-0000008"
+    assert generator.checkpoint.read_train_state_info(latest_train_state(out))["schedule"]["steps"] == 8
+
+
+def test_processes_that_found_different_train_states_refuse_to_start(tmp_path):
+    from generator.train import check_resume_agreement
+
+    check_resume_agreement([40, 40], tmp_path)
+    with pytest.raises(SystemExit, match="shared filesystem"):
+        check_resume_agreement([40, 0], tmp_path)  # a node that does not see train_state/
+
+
+def test_the_step_loader_gives_each_step_its_own_batch_and_generator(run, tiny_cfg):
+    """Batches prepared by DataLoader workers equal the loop's own draws: the same x0 and
+    context, and a generator in the same state (it then draws the step's t and noise)."""
+    from generator.encoders import encoder_specs_for
+    from generator.train import build_source, step_batch, step_loader
+
+    args = parse_args(["--preset", "demo-cross-intermediate", "--out", "x", "--steps", "6", "--workers", "2",
+                       "--prefetch", "2", "--synthetic-n", "64"])
+    source = build_source(args, tiny_cfg, encoder_specs_for(tiny_cfg)[1])[0]
+    loaded = list(step_loader(source, args, 2, 1, 4, pin_memory=False))
+    assert len(loaded) == 4
+    for step, (x0, ctx, state) in enumerate(loaded, start=2):
+        want_x0, want_ctx, g = step_batch(source, args, step, 1, 4)
+        assert torch.equal(x0, want_x0) and torch.equal(ctx, want_ctx)
+        assert torch.equal(torch.rand(3, generator=torch.Generator().set_state(state)), torch.rand(3, generator=g))
+
+
+def test_the_loss_is_read_back_once_per_log_line(tmp_path, run, monkeypatch):
+    """No all-reduce and host sync of the loss per step: between two steps' EMA updates
+    the loss is reduced across processes only after a step that writes a log line (4, 8;
+    the run ends at 12). AdamW's own CPU step counter is not a device sync."""
+    from accelerate import Accelerator
+
+    calls, marks = [], []
+    original_reduce, original_ema = Accelerator.reduce, generator.train.ema_update
+
+    def counting_reduce(self, *a, **k):
+        calls.append(1)
+        return original_reduce(self, *a, **k)
+
+    def marking_ema(*a):
+        marks.append(len(calls))
+        return original_ema(*a)
+
+    monkeypatch.setattr(Accelerator, "reduce", counting_reduce)
+    monkeypatch.setattr(generator.train, "ema_update", marking_ema)
+    run(tmp_path / "run", 12, "--sample-every", "0", "--log-every", "4", "--ckpt-every", "6")
+    reads = [step for step, (a, b) in enumerate(itertools.pairwise(marks), start=1) if b > a]
+    assert reads == [4, 6, 8]  # log lines at 4 and 8, a save at 6 (its counters hold the window so far)
+    assert len(calls) == 4  # and the last step's
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("FUSION_SLOW_TESTS"), reason="torch.compile on the CPU takes minutes; "
+                    "FUSION_SLOW_TESTS=1 runs it")
+def test_compiled_steps_train_the_same_model(tmp_path, run):
+    """--compile changes how the steps run, not what they compute (up to float rounding)."""
+    flags = ("--sample-every", "0", "--log-every", "2")
+    run(tmp_path / "eager", 4, *flags)
+    run(tmp_path / "compiled", 4, *flags, "--compile")
+    eager, compiled = (_final_state(tmp_path / name) for name in ("eager", "compiled"))
+    assert [s for s, _, _ in compiled[4]] == [2, 4]
+    assert [loss for _, loss, _ in compiled[4]] == pytest.approx([loss for _, loss, _ in eager[4]], rel=1e-3)
+    for key, value in eager[1].items():
+        assert torch.allclose(compiled[1][key], value, atol=1e-4), key

@@ -78,7 +78,8 @@ def test_imported_weights_are_the_file_and_record_uvit_conventions(imported, uvi
     assert meta["timestep_convention"] == "uvit" and meta["prediction_type"] == "epsilon"
     # U-ViT's MS-COCO config: the SD autoencoder at scale_factor 0.23010, CLIP ViT-L/14 tokens.
     assert meta["codec"] == {"name": "sd-vae", "scale_factor": 0.2301}
-    assert meta["text_encoder"] == {"name": "clip", "text_len": 77, "dim": 768}
+    # U-ViT called CLIP without the attention mask; the import records it for the sampler.
+    assert meta["text_encoder"] == {"name": "clip", "text_len": 77, "dim": 768, "attention_mask": False}
 
 
 def test_provenance_names_the_source_file(imported, uvit_file, sampler):

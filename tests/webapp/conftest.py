@@ -61,7 +61,10 @@ def _fresh_rate_limits(settings):
 
 
 def answer_data(task: dict, *, count: str = "2") -> dict:
-    """A valid POST for the task shown: a count, or the identity ranking."""
+    """A valid POST for the task shown: a count, or the identity ranking of its width."""
     data = {"kind": task["kind"], "token": task["token"]}
-    data.update({"answer": count} if task["kind"] == "count" else {f"rank_{i}": str(i + 1) for i in range(4)})
+    if task["kind"] == "count":
+        data["answer"] = count
+    else:
+        data.update({f"rank_{i}": str(i + 1) for i in range(len(task["images"]))})
     return data

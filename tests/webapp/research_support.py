@@ -37,7 +37,7 @@ def answer_tasks(evaluator: Evaluator, *, rng: random.Random, limit: int | None 
             if rng.randrange(skip_every) == 0:
                 services.rank_response_submit(evaluator=evaluator, token=token, ranks=None, skip_reason="too_hard")
             else:
-                ranks = [1, 2, 3, 4]
+                ranks = list(range(1, len(entry.positions) + 1))
                 rng.shuffle(ranks)
                 services.rank_response_submit(evaluator=evaluator, token=token, ranks=ranks)
         done += 1

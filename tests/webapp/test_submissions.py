@@ -55,10 +55,11 @@ def test_bad_count_shows_the_error_on_the_page(study, evaluator_client):
 @pytest.mark.parametrize(
     "ranks, code",
     [
-        (["1", "1", "2", "3"], "not_permutation"),
+        (["1", "1", "2", "3"], "tie_not_allowed"),
         (["1", "2", "3", ""], "incomplete"),
         (["0", "1", "2", "3"], "invalid_choice"),
-        (["1", "2", "3", "5"], "invalid_choice"),
+        (["1", "2", "3", "5"], "out_of_range"),
+        (["1", "2", "3", "4", "5"], "wrong_width"),
     ],
 )
 def test_rankings_that_are_not_a_permutation_are_refused(study, evaluator_client, ranks, code):

@@ -2,9 +2,11 @@
 
 Rows follow ``evalstudy.responses``: one per count answer; one per (evaluator, item,
 variant) for rankings, ``position`` being the screen position (0 = leftmost) of that
-variant's image and ``rank`` its rank (1 = best), both empty-ranked on every row of a
-skipped ranking. ``item_id`` is ``Item.key``; ``evaluator_id`` the evaluator's pseudonym,
-never the external worker id.
+variant's image and ``rank`` its rank (1 = best; tied images share the best rank of
+their group, "1, 2, 2, 4"), both empty-ranked on every row of a skipped ranking. A
+ranking has one row per variant of the protocol (2 for pairwise A/B, up to 6).
+``item_id`` is ``Item.key``; ``evaluator_id`` the evaluator's pseudonym, never the
+external worker id.
 
 The generators yield strings of about ``BUFFER_CHARS`` characters, so a response of any
 size is written with flat memory: the database is read in chunks (see selectors), the
@@ -60,15 +62,13 @@ def response_rows(*, study: Study, chunk_size: int = selectors.EXPORT_CHUNK_SIZE
             study=study, chunk_size=chunk_size):
         head, mid, tail = parts[item_id]
         yield head + (pseudonym,) + mid + (answer, None, SKIPPED_COUNT, "", None, seconds) + tail
-    for row in selectors.rank_answer_values(study=study, chunk_size=chunk_size):
-        item_id, pseudonym, image_ids, ranks, skipped, skip_reason, seconds = (
-            row[0], row[1], row[2:6], row[6:10], row[10], row[11], row[12])
-        it = items[item_id]
-        flag = int(skipped)
-        for position, (image_id, rank) in enumerate(zip(image_ids, ranks, strict=True)):
+    for row in map(selectors.split_rank_row, selectors.rank_answer_values(study=study, chunk_size=chunk_size)):
+        it = items[row.item_id]
+        flag = int(row.skipped)
+        for position, (image_id, rank) in enumerate(zip(row.image_ids, row.ranks, strict=True)):
             image = images[image_id]
-            yield ("rank", it.key, pseudonym, image.variant, it.prompt, "", None, None, rank, flag, skip_reason,
-                   position, seconds, 0, image.public_id, it.seed, image.auto_count, it.repeat_of)
+            yield ("rank", it.key, row.pseudonym, image.variant, it.prompt, "", None, None, rank, flag, row.skip_reason,
+                   position, row.seconds, 0, image.public_id, it.seed, image.auto_count, it.repeat_of)
 
 
 def csv_chunks(*, study: Study, chunk_size: int = selectors.EXPORT_CHUNK_SIZE) -> Iterator[str]:
@@ -115,12 +115,13 @@ def _jsonl_records(*, study: Study, salt: str, chunk_size: int) -> Iterator[dict
             "worker_id_hash": hashed(external_id), "simulated": simulated,
             "image_provenance": image.provenance if image else None,
         }
-    for row in selectors.rank_answer_values(study=study, extended=True, chunk_size=chunk_size):
-        item_id, pseudonym, image_ids, ranks, skipped, skip_reason, seconds = (
-            row[0], row[1], row[2:6], row[6:10], row[10], row[11], row[12])
-        created_at, external_id, simulated = row[13:16]
+    for row in map(selectors.split_rank_row,
+                   selectors.rank_answer_values(study=study, extended=True, chunk_size=chunk_size)):
+        item_id, pseudonym, skipped, skip_reason, seconds = (
+            row.item_id, row.pseudonym, row.skipped, row.skip_reason, row.seconds)
+        created_at, external_id, simulated = row.extended
         it = items[item_id]
-        for position, (image_id, rank) in enumerate(zip(image_ids, ranks, strict=True)):
+        for position, (image_id, rank) in enumerate(zip(row.image_ids, row.ranks, strict=True)):
             image = images[image_id]
             yield {
                 "task": "rank", "item_id": it.key, "evaluator_id": pseudonym, "variant": image.variant,

@@ -93,7 +93,7 @@ def _count_table(section: Sections | AnalysisResult, auto: dict[str, dict], ci_l
              "ratio = share of answers equal to the requested count, both over the same n, the answers that gave "
              "a count. \u201cCan't tell\u201d answers enter neither; their share of all answers is shown beside, "
              "and the sensitivity column counts them as misses. The automatic counter read every image of the "
-             "variant once." + few_raters_warning(r.n_raters for r in section.count.by_variant),
+             "variant once." + few_raters_warning(section.count.by_variant),
     )
 
 
@@ -128,7 +128,7 @@ def _preference_table(section: Sections | AnalysisResult, ci_label: str) -> Tabl
         rows=rows,
         note=f"m = {pref.m or 4} images per ranking; ranking skip rate (skipped rankings of all rankings shown; "
              f"a skip names no variant): {percent(pref.ranking_skip_rate)} {ci(pref.ranking_skip_rate_ci)} "
-             f"({reasons})." + few_raters_warning(r.n_raters for r in pref.by_variant),
+             f"({reasons})." + few_raters_warning(pref.by_variant),
     )
 
 
@@ -194,6 +194,83 @@ def _agreement_table(section: Sections | AnalysisResult) -> Table:
     return Table(key="agreement", title="Agreement", header=("measure", "value", "on"), rows=tuple(rows))
 
 
+def _sequential_table(result: AnalysisResult) -> Table | None:
+    """The pre-registered primary comparisons under the stopping rule, as the results task
+    stored them: the current look, its boundary, where the data stand, what the planned
+    effect still needs."""
+    primary = result.primary
+    if primary is None:
+        return None
+    rows = []
+    for c in primary.comparisons:
+        last = c.looks[-1] if c.looks else None
+        look = (f"{c.current_look} of {len(primary.looks_planned)} ({last.n_evaluators} evaluators)" if last
+                else f"before the first ({primary.n_evaluators} of {primary.looks_planned[0]} evaluators)")
+        rows.append((f"{c.a} − {c.b}", MEASURE_LABELS.get(c.measure, c.measure), num(c.effect, 3), look,
+                     num(last.estimate if last else c.estimate, 3), num(last.z if last else None),
+                     f"±{num(last.boundary)}" if last else "–", c.decision,
+                     num(c.evaluators_more) if c.decision == "continue" else "–"))
+    taken = ", ".join(str(n) for n in primary.looks_planned[:primary.looks_taken]) or "none yet"
+    return Table(
+        key="sequential", title="Primary comparisons: when to stop",
+        header=("comparison", "measure", "planned effect", "look", "estimate", "Z", "boundary", "decision",
+                "evaluators still needed"),
+        rows=tuple(rows),
+        note=f"Rule: {primary.rule}. Looks planned at {', '.join(map(str, primary.looks_planned))} evaluators "
+             f"(in order of arrival); looks taken: {taken}; {primary.n_evaluators} evaluators so far; overall "
+             f"error rate {num(primary.alpha)}. “Evaluators still needed”: how many more the planned effect "
+             f"would need for power {num(primary.power)} at the variance seen so far.",
+    )
+
+
+def _robustness_table(result: AnalysisResult) -> Table | None:
+    primary = result.primary
+    if primary is None or not any(c.robustness for c in primary.comparisons):
+        return None
+
+    def cell(f) -> str:
+        if f.confirmed is None:
+            return f"more than half of {f.n_total}"
+        approx = "" if f.approximate == f.confirmed else f" (approximation: {num(f.approximate)})"
+        return f"{f.confirmed} of {f.n_total}{approx}"
+
+    rows = []
+    for c in primary.comparisons:
+        by = {(f.by, f.criterion): f for f in c.robustness}
+        rows.append((f"{c.a} − {c.b}", MEASURE_LABELS.get(c.measure, c.measure), num(c.estimate, 3),
+                     *(cell(by[(who, crit)]) for who in ("evaluators", "items") for crit in ("sign", "significance"))))
+    return Table(
+        key="robustness", title="Robustness: how many would have to go to change a conclusion",
+        header=("comparison", "measure", "estimate", "evaluators: sign", "evaluators: interval and zero",
+                "items: sign", "items: interval and zero"),
+        rows=tuple(rows),
+        note=f"Method: {primary.robustness_method}. A count is the fewest evaluators (items) whose removal flips "
+             "the sign of the difference, or changes whether its interval excludes zero; confirmed by refitting.",
+    )
+
+
+def _ppi_table(result: AnalysisResult, ci_label: str) -> Table | None:
+    ppi = result.prediction_powered
+    if ppi is None:
+        return None
+    rows = [(r.variant, MEASURE_LABELS.get(r.measure, r.measure), num(r.n_answers), num(r.human_estimate, 3),
+             ci(r.human_ci, 3), num(r.n_judge_only), num(r.weight), num(r.estimate, 3), ci(r.ci, 3))
+            for r in ppi.by_variant]
+    rows += [(f"{d.a} − {d.b}", MEASURE_LABELS.get(d.measure, d.measure), "", num(d.human_estimate, 3),
+              ci(d.human_ci, 3), num(d.n_judge_only), "", num(d.estimate, 3), ci(d.ci, 3)) for d in ppi.differences]
+    agreement = "; ".join(f"{a.variant}: exact agreement {num(a.exact_agreement)}, mean difference (judge − "
+                          f"people) {num(a.mean_difference)} over {a.n} answers" for a in ppi.judge_agreement)
+    return Table(
+        key="prediction-powered", title="With the automatic judge: prediction-powered intervals (beside the "
+                                        "human-only ones, not replacing them)",
+        header=("variant", "measure", "counted answers", "people only", ci_label, "judge-only images",
+                "judge weight", "people + judge", ci_label),
+        rows=tuple(rows),
+        note=f"Method: {ppi.method}. The people-only column is the figure to report; the judge's readings narrow "
+             f"it without moving its target whatever the judge's bias. The judge against people: {agreement}.",
+    )
+
+
 def _pairs_table(section: Sections | AnalysisResult, ci_label: str) -> Table:
     pref = section.preference
     rows = tuple(
@@ -225,6 +302,8 @@ def result_sections(*, result: AnalysisResult, auto: dict[str, dict]) -> list[di
             _preference_table(section, ci_label), _pairs_table(section, ci_label), _tests_table(section, ci_label),
             _ranking_tests_table(section), _agreement_table(section),
         ]
+        if key == "main" or reason:  # the stopping rule and the judge read the analysed evaluators
+            tables = [_sequential_table(result), _robustness_table(result), *tables, _ppi_table(result, ci_label)]
         out.append({"key": key, "label": label, "data": section.data,
                     "tables": [t for t in tables if t is not None and t.rows]})
     return out

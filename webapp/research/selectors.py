@@ -386,8 +386,9 @@ def export_images(*, study: Study, with_provenance: bool = False) -> dict[int, I
 
 
 COUNT_FIELDS = ("item_id", "evaluator__pseudonym", "answer", "cant_tell", "seconds")
-RANK_FIELDS = ("item_id", "evaluator__pseudonym", "image_0_id", "image_1_id", "image_2_id", "image_3_id",
-               "rank_0", "rank_1", "rank_2", "rank_3", "skipped", "skip_reason", "seconds")
+# A ranking's columns are laid out for the widest; split_rank_row keeps the ``width`` shown.
+RANK_FIELDS = ("item_id", "evaluator__pseudonym", "width", "skipped", "skip_reason", "seconds",
+               *(f"{f}_id" for f in RankResponse.IMAGE_FIELDS), *RankResponse.RANK_FIELDS)
 EXTENDED_FIELDS = ("created_at", "evaluator__external_id", "evaluator__is_simulated")
 
 
@@ -407,6 +408,30 @@ def rank_answer_values(*, study: Study, extended: bool = False,
     return (
         RankResponse.objects.filter(item__study=study).order_by("pk").values_list(*fields).iterator(chunk_size=chunk_size)
     )
+
+
+@dataclass(frozen=True)
+class RankRow:
+    """One ranking or skip, as rank_answer_values streams it: the image ids and ranks in
+    screen order (one per image shown; every rank None for a skip)."""
+
+    item_id: int
+    pseudonym: str
+    image_ids: tuple[int, ...]
+    ranks: tuple[int | None, ...]
+    skipped: bool
+    skip_reason: str
+    seconds: float
+    extended: tuple  # EXTENDED_FIELDS' values when asked for, else ()
+
+
+def split_rank_row(row: tuple) -> RankRow:
+    """A tuple of RANK_FIELDS (+ EXTENDED_FIELDS) as a RankRow, cut to its width."""
+    item_id, pseudonym, width, skipped, skip_reason, seconds = row[:6]
+    n = len(RankResponse.IMAGE_FIELDS)
+    images, ranks = row[6:6 + n], row[6 + n:6 + 2 * n]
+    return RankRow(item_id=item_id, pseudonym=pseudonym, image_ids=tuple(images[:width]), ranks=tuple(ranks[:width]),
+                   skipped=skipped, skip_reason=skip_reason, seconds=seconds, extended=tuple(row[6 + 2 * n:]))
 
 
 def study_evaluator_summary(*, study: Study) -> dict:

@@ -23,7 +23,7 @@ from evalstudy.responses import read_responses
 from evalstudy.simulate import COUNT_SECONDS, RANK_SECONDS, RaterSimulator
 from webapp.studies import services as study_services
 from webapp.studies.models import Entry, Item, RankResponse, Study, Variant
-from webapp.studies.selectors import entry_images
+from webapp.studies.selectors import entry_images, study_ranking
 
 from . import exports, reports, selectors
 from .models import ReportDetails, ResultFigure, ResultsUpdate, StudyResult
@@ -231,7 +231,7 @@ def _answer_entry(*, evaluator, entry: Entry, simulator, rng) -> str:
 
 def study_simulate_responses(
     *, study: Study, n_evaluators: int, seed: int = 0, variant_quality: dict[str, float] | None = None,
-    count_noise: float = 0.1, rank_noise: float = 0.3, skip_rate: float = 0.1,
+    count_noise: float = 0.1, rank_noise: float = 0.3, skip_rate: float = 0.1, tie_margin: float = 0.0,
 ) -> SimulationSummary:
     """Fill an open study with ``n_evaluators`` simulated evaluators who answer every task.
 
@@ -240,12 +240,16 @@ def study_simulate_responses(
     ``evaluator_join(simulated=True)`` and answer through the same submit services as
     people, so every check (free slots, signed tokens, database constraints, a closed
     study) applies. Each evaluator is one transaction: a failure leaves no half-answered
-    simulated evaluator behind.
+    simulated evaluator behind. ``tie_margin`` > 0 ties images whose judged quality is that
+    close (RaterSimulator's), for a study whose protocol allows ties.
     """
     if n_evaluators < 1:
         raise ResearchError("Simulate at least one evaluator.")
     if not study.is_open:
         raise ResearchError(f"The study {study.slug!r} is {study.status}; only an open study takes responses.")
+    if tie_margin > 0 and not study_ranking(study=study).allow_ties:
+        raise ResearchError("This study's protocol does not allow ties (preference_task.allow_ties): "
+                            "simulate without a tie margin.")
     variants = list(study.variants.order_by("index").values_list("name", flat=True))
     quality = {name: 0.7 for name in variants}
     unknown = sorted(set(variant_quality or {}) - set(variants))
@@ -255,7 +259,7 @@ def study_simulate_responses(
     quality[GOLD_VARIANT] = 1.0
     try:
         simulator = RaterSimulator(variant_quality=quality, count_noise=count_noise, rank_noise=rank_noise,
-                                   skip_rate=skip_rate, seed=seed)
+                                   skip_rate=skip_rate, seed=seed, tie_margin=tie_margin)
     except ValueError as exc:
         raise ResearchError(f"Cannot simulate: {exc}") from exc
     pseudonyms, n_count, n_rank = [], 0, 0

@@ -138,5 +138,5 @@ class CountResponseAdmin(ViewOnlyAdmin):
 
 @admin.register(RankResponse)
 class RankResponseAdmin(ViewOnlyAdmin):
-    list_display = ("evaluator", "item", "skipped", "skip_reason", "seconds", "created_at")
+    list_display = ("evaluator", "item", "width", "skipped", "skip_reason", "seconds", "created_at")
     exclude = ("browser",)

@@ -7,6 +7,8 @@ import re
 from django import forms
 from django.core.exceptions import ValidationError
 
+from evalstudy.protocol import MAX_RANKED_VARIANTS
+
 from .models import RankResponse
 
 MAX_COUNT = 1000
@@ -44,39 +46,48 @@ class CountAnswerForm(forms.Form):
         return data
 
 
+# The pairwise page's three buttons, as ranks of (left, right): 1 = better.
+PAIRWISE_CHOICES = {"left": (1, 2), "right": (2, 1), "same": (1, 1)}
+
+
 class RankAnswerForm(forms.Form):
-    """Ranks of the four images in screen order (``rank_0`` is the top-left image), or a skip."""
+    """Ranks of the images in screen order (``rank_0`` is the first image), a pairwise
+    choice (``choice``: left, right or same), "all equally good" (``all_equal``), or a
+    skip. Shape only: the form does not know the study, so the width (how many ranks),
+    whether ties are allowed and whether the ranks form a ranking are the service's
+    checks, with the protocol at hand. ``ranks`` has one entry per rank field, None where
+    none was given (``ranks`` is None for a skip and for "all equally good")."""
 
     token = forms.CharField(max_length=500)
-    rank_0 = forms.TypedChoiceField(
-        choices=[("", "-")] + [(str(i), str(i)) for i in range(1, 5)], coerce=int, required=False, empty_value=None
-    )
-    rank_1 = forms.TypedChoiceField(
-        choices=[("", "-")] + [(str(i), str(i)) for i in range(1, 5)], coerce=int, required=False, empty_value=None
-    )
-    rank_2 = forms.TypedChoiceField(
-        choices=[("", "-")] + [(str(i), str(i)) for i in range(1, 5)], coerce=int, required=False, empty_value=None
-    )
-    rank_3 = forms.TypedChoiceField(
-        choices=[("", "-")] + [(str(i), str(i)) for i in range(1, 5)], coerce=int, required=False, empty_value=None
-    )
+    choice = forms.ChoiceField(choices=[("", "")] + [(c, c) for c in PAIRWISE_CHOICES], required=False)
+    all_equal = forms.BooleanField(required=False)
     skip_reason = forms.ChoiceField(choices=[("", "")] + list(RankResponse.SkipReason.choices), required=False)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        message = f"Each rank is a whole number from 1 (best) to the number of images (at most {MAX_RANKED_VARIANTS})."
+        for i in range(MAX_RANKED_VARIANTS):
+            self.fields[f"rank_{i}"] = forms.TypedChoiceField(
+                choices=[("", "-")] + [(str(r), str(r)) for r in range(1, MAX_RANKED_VARIANTS + 1)],
+                coerce=int, required=False, empty_value=None, error_messages={"invalid_choice": message},
+            )
 
     def clean(self) -> dict:
         data = super().clean()
         if self.errors:
             return data
-        ranks = [data.get(f"rank_{i}") for i in range(4)]
-        if data.get("skip_reason"):
-            if any(r is not None for r in ranks):
-                raise ValidationError("Either rank the images or skip, not both.", code="both")
+        given = [data.get(f"rank_{i}") for i in range(MAX_RANKED_VARIANTS)]
+        choice, all_equal = data.get("choice"), data.get("all_equal")
+        any_rank = any(r is not None for r in given)
+        answers = sum((any_rank, bool(choice), bool(all_equal), bool(data.get("skip_reason"))))
+        if answers > 1:
+            raise ValidationError("Choose one answer: rank the images, or choose one button.", code="both")
+        if choice:
+            data["ranks"] = list(PAIRWISE_CHOICES[choice])
+        elif all_equal or data.get("skip_reason"):
             data["ranks"] = None
-            return data
-        if any(r is None for r in ranks):
-            raise ValidationError(
-                "Rank all four images (1 = best, 4 = worst), or skip with a reason.", code="incomplete"
-            )
-        if sorted(ranks) != [1, 2, 3, 4]:
-            raise ValidationError("Each rank 1, 2, 3 and 4 must be used exactly once.", code="not_permutation")
-        data["ranks"] = ranks
+        elif not any_rank:
+            raise ValidationError("Rank the images (1 = best), or skip with a reason.", code="incomplete")
+        else:
+            data["ranks"] = given
         return data

@@ -5,7 +5,8 @@ nothing of the variant; an evaluator's items are addressed by their position in 
 evaluator's own sequence, never by a primary key that could be correlated with a model.
 
 Integrity lives in the database: a duplicate response, a negative count, or ranks that
-are not a permutation of 1..4 cannot be stored, whatever the Python code does.
+are not well-formed competition ranks of the images shown (a permutation of 1..n without
+ties) cannot be stored, whatever the Python code does.
 """
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ import secrets
 
 from django.conf import settings
 from django.db import models
-from django.db.models import F, Q
+from django.db.models import Case, F, Q, Value, When
+
+from evalstudy.protocol import MAX_RANKED_VARIANTS
 
 
 def new_token(nbytes: int = 16) -> str:
@@ -346,8 +349,54 @@ class CountResponse(models.Model):
         return f"{self.evaluator}: {'?' if self.cant_tell else self.answer}"
 
 
+# A ranking orders 2 (pairwise A/B) to MAX_RANKED_VARIANTS images: one per variant of
+# the protocol. The columns are laid out for the widest; a narrower ranking leaves the
+# last ones empty.
+MIN_RANK_WIDTH = 2
+
+
+def _ranks_less_than(i: int) -> Case | Value:
+    """SQL for #{j : rank_j < rank_i} (a NULL rank counts as nothing)."""
+    total: Case | Value = Value(0)
+    for j in range(MAX_RANKED_VARIANTS):
+        if j != i:
+            total = total + Case(When(**{f"rank_{j}__lt": F(f"rank_{i}")}, then=Value(1)), default=Value(0),
+                                 output_field=models.IntegerField())
+    return total
+
+
+def _ranking_constraints() -> list[models.CheckConstraint]:
+    """The database's own check of a stored ranking, for any width (see RankResponse)."""
+    layout = Q(width__gte=MIN_RANK_WIDTH, width__lte=MAX_RANKED_VARIANTS)
+    ranked = Q(skipped=False) & Q(skip_reason="")
+    for i in range(MAX_RANKED_VARIANTS):
+        image, rank = f"image_{i}", f"rank_{i}"
+        # Positions below the width hold an image; those beyond it hold neither image nor rank.
+        layout &= Q(**{"width__gt": i, f"{image}__isnull": False}) | Q(
+            **{"width__lte": i, f"{image}__isnull": True, f"{rank}__isnull": True})
+        # Competition ranks: rank_i in 1..width and rank_i == 1 + #{j : rank_j < rank_i}.
+        # NULL passes a SQL comparison, so a rank within the width is required non-null first.
+        well_formed = (Q(**{f"{rank}__isnull": False, f"{rank}__gte": 1, f"{rank}__lte": F("width")})
+                       & Q(**{rank: Value(1) + _ranks_less_than(i)}))
+        ranked &= well_formed | Q(width__lte=i) if i >= MIN_RANK_WIDTH else well_formed
+    skipped = Q(skipped=True) & ~Q(skip_reason="") & Q(
+        **{f"rank_{i}__isnull": True for i in range(MAX_RANKED_VARIANTS)})
+    return [
+        models.CheckConstraint(condition=layout, name="rank_response_width_layout"),
+        models.CheckConstraint(condition=skipped | ranked, name="rank_response_ranking_or_skip"),
+    ]
+
+
 class RankResponse(models.Model):
-    """Ranks of the four images as shown: ``rank_i`` is the rank of the image at screen position i."""
+    """Ranks of the ``width`` images as shown: ``rank_i`` is the rank of the image at screen
+    position i (``image_i``), 1 = best. Tied images share the best rank of their group and
+    the next rank skips ("1, 2, 2, 4"); without ties the ranks are a permutation of
+    1..width. Pairwise (width 2): (1, 2) left is better, (2, 1) right is better, (1, 1)
+    about the same.
+
+    The database refuses a malformed ranking of any width. Whether the study allows ties
+    is the protocol's (another table's) business, so that one is checked by the service.
+    """
 
     class SkipReason(models.TextChoices):
         TOO_HARD = "too_hard", "Too hard to call"
@@ -357,14 +406,19 @@ class RankResponse(models.Model):
     entry = models.OneToOneField(Entry, on_delete=models.CASCADE, related_name="rank_response")
     evaluator = models.ForeignKey(Evaluator, on_delete=models.CASCADE, related_name="rank_responses")
     item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="rank_responses")
+    width = models.PositiveSmallIntegerField(help_text="How many images were ranked: the protocol's variants.")
     image_0 = models.ForeignKey(Image, on_delete=models.PROTECT, related_name="+")
     image_1 = models.ForeignKey(Image, on_delete=models.PROTECT, related_name="+")
-    image_2 = models.ForeignKey(Image, on_delete=models.PROTECT, related_name="+")
-    image_3 = models.ForeignKey(Image, on_delete=models.PROTECT, related_name="+")
+    image_2 = models.ForeignKey(Image, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    image_3 = models.ForeignKey(Image, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    image_4 = models.ForeignKey(Image, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    image_5 = models.ForeignKey(Image, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     rank_0 = models.PositiveSmallIntegerField(null=True, blank=True)
     rank_1 = models.PositiveSmallIntegerField(null=True, blank=True)
     rank_2 = models.PositiveSmallIntegerField(null=True, blank=True)
     rank_3 = models.PositiveSmallIntegerField(null=True, blank=True)
+    rank_4 = models.PositiveSmallIntegerField(null=True, blank=True)
+    rank_5 = models.PositiveSmallIntegerField(null=True, blank=True)
     skipped = models.BooleanField(default=False)
     skip_reason = models.CharField(max_length=10, choices=SkipReason.choices, blank=True)
     seconds = models.FloatField()
@@ -372,32 +426,14 @@ class RankResponse(models.Model):
                                help_text="The evaluator's browser token when answered.")
     created_at = models.DateTimeField(auto_now_add=True)
 
-    RANK_FIELDS = ("rank_0", "rank_1", "rank_2", "rank_3")
-    IMAGE_FIELDS = ("image_0", "image_1", "image_2", "image_3")
+    RANK_FIELDS = tuple(f"rank_{i}" for i in range(MAX_RANKED_VARIANTS))
+    IMAGE_FIELDS = tuple(f"image_{i}" for i in range(MAX_RANKED_VARIANTS))
 
     class Meta:
         ordering = ["created_at"]
         constraints = [
             models.UniqueConstraint(fields=["evaluator", "item"], name="rank_response_unique"),
-            models.CheckConstraint(
-                condition=(
-                    Q(skipped=True)
-                    & ~Q(skip_reason="")
-                    & Q(rank_0__isnull=True, rank_1__isnull=True, rank_2__isnull=True, rank_3__isnull=True)
-                )
-                | (
-                    Q(skipped=False)
-                    & Q(skip_reason="")
-                    # Four values in 1..4, pairwise different: a permutation of 1..4. NULL
-                    # passes a SQL comparison, so the ranks are required non-null first.
-                    & Q(rank_0__isnull=False, rank_1__isnull=False, rank_2__isnull=False, rank_3__isnull=False)
-                    & Q(rank_0__gte=1, rank_0__lte=4, rank_1__gte=1, rank_1__lte=4)
-                    & Q(rank_2__gte=1, rank_2__lte=4, rank_3__gte=1, rank_3__lte=4)
-                    & ~Q(rank_0=F("rank_1")) & ~Q(rank_0=F("rank_2")) & ~Q(rank_0=F("rank_3"))
-                    & ~Q(rank_1=F("rank_2")) & ~Q(rank_1=F("rank_3")) & ~Q(rank_2=F("rank_3"))
-                ),
-                name="rank_response_permutation_or_skip",
-            ),
+            *_ranking_constraints(),
             models.CheckConstraint(condition=Q(seconds__gte=0), name="rank_response_seconds_nonnegative"),
         ]
 
@@ -406,4 +442,5 @@ class RankResponse(models.Model):
 
     @property
     def ranks(self) -> list[int | None]:
-        return [getattr(self, f) for f in self.RANK_FIELDS]
+        """The ranks in screen order, one per image shown (None for each of a skip)."""
+        return [getattr(self, f) for f in self.RANK_FIELDS[: self.width]]

@@ -86,5 +86,10 @@ def preview_task(request: HttpRequest, study: Study) -> HttpResponse:
                                            box=COUNT_BOX if is_count else TILE_BOX),
         "question": task.item.prompt.question if is_count else "",
         "caption": "" if is_count else task.item.prompt.text,
+        "ranking": None if is_count else selectors.study_ranking(study=study),
     }
-    return render(request, "studies/count.html" if is_count else "studies/rank.html", context, status=status)
+    if is_count:
+        template = "studies/count.html"
+    else:
+        template = "studies/pairwise.html" if context["ranking"].is_pairwise else "studies/rank.html"
+    return render(request, template, context, status=status)

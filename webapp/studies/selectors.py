@@ -10,7 +10,10 @@ from django.db import models
 from django.db.models import Case, Count, Q, QuerySet, Value, When
 from django.utils import timezone
 
+from evalstudy.protocol import NUMBER_WORDS
+
 from .models import CountResponse, Entry, Evaluator, Image, Item, RankResponse, Study
+from .recruitment import protocol_of
 
 SESSION_KEY = "fusion_evaluators"  # session: {study id (str): evaluator id}
 BROWSER_SESSION_KEY = "fusion_browsers"  # session: {evaluator id (str): the evaluator's browser token}
@@ -61,14 +64,53 @@ def evaluator_last_response(*, evaluator: Evaluator) -> CountResponse | RankResp
     return max(candidates, key=lambda r: (r.created_at, r.entry.index))
 
 
+@dataclass(frozen=True)
+class Ranking:
+    """How a study's rankings are given: ``width`` images (one per variant of the protocol;
+    2 is pairwise A/B), and whether images may be tied."""
+
+    width: int
+    allow_ties: bool
+
+    @property
+    def is_pairwise(self) -> bool:
+        return self.width == 2
+
+    @property
+    def width_word(self) -> str:
+        """The width in words, for the participants' pages ("four")."""
+        return NUMBER_WORDS[self.width]
+
+
+def study_ranking(*, study: Study, entry: Entry | None = None) -> Ranking:
+    """The study's ranking, read from its protocol (the one place the width is decided).
+
+    A study made without a valid protocol (tests) ranks one image per variant: as many as
+    ``entry`` lays out when one is at hand (no query), else its variants counted."""
+    proto = protocol_of(study)
+    if proto is None:
+        width = len(entry.positions) if entry is not None else study.variants.count()
+        return Ranking(width=width, allow_ties=False)
+    return Ranking(width=proto.n_ranked, allow_ties=proto.allow_ties)
+
+
+PAIRWISE_WORDS = {(1, 2): "left is better", (2, 1): "right is better", (1, 1): "about the same"}
+
+
 def describe_answer(response: CountResponse | RankResponse) -> str:
     """An answer in the evaluator's words, e.g. for the note after an undo."""
     if isinstance(response, CountResponse):
         return "can't tell" if response.cant_tell else str(response.answer)
     if response.skipped:
         return f"skipped ({response.get_skip_reason_display().lower()})"
-    order = sorted(range(4), key=lambda i: response.ranks[i])
-    return "best to worst: " + ", ".join(f"image {i + 1}" for i in order)
+    ranks = [int(r) for r in response.ranks if r is not None]
+    if len(ranks) == 2:
+        return PAIRWISE_WORDS.get((ranks[0], ranks[1]), "")
+    if len(set(ranks)) == 1:
+        return "all equally good"
+    # Best first; images sharing a rank are joined by "=".
+    groups = [[i for i, r in enumerate(ranks) if r == rank] for rank in sorted(set(ranks))]
+    return "best to worst: " + ", ".join(" = ".join(f"image {i + 1}" for i in g) for g in groups)
 
 
 def evaluator_is_done(*, evaluator: Evaluator) -> bool:
@@ -84,7 +126,7 @@ def rank_item_images(*, item: Item) -> dict[int, Image]:
 
 
 def entry_images(*, entry: Entry) -> list[Image]:
-    """The images of an entry in screen order (one for a count task, four for ranking)."""
+    """The images of an entry in screen order (one for a count task, one per variant for ranking)."""
     if entry.item.task == Item.Task.COUNT:
         return [entry.item.image]
     by_variant = rank_item_images(item=entry.item)

@@ -7,16 +7,19 @@ and leaves the database as it was.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import cast
 
 from django.conf import settings
 from django.core import signing
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
 from evalstudy.design import plan_assignments, repeat_item_id
 from evalstudy.protocol import Protocol, ProtocolError, StudyItem, stable_key, study_items
+from evalstudy.ranks import RankError, check_ranks
 
 from .imagefiles import write_png_atomic
 from .models import CountResponse, Entry, Evaluator, Image, Item, Prompt, RankResponse, Slot, Study, Variant, new_token
@@ -330,6 +333,23 @@ def evaluator_decline(*, evaluator: Evaluator) -> Evaluator:
 # --------------------------------------------------------------------------- answers
 
 
+def _is_duplicate(exc: IntegrityError, model: type[models.Model]) -> bool:
+    """Whether ``exc`` is a unique constraint of ``model``'s table (the answer is there
+    already), as opposed to a check constraint (the answer itself is malformed)."""
+    cause = exc.__cause__
+    diag = getattr(cause, "diag", None)
+    if diag is not None:  # PostgreSQL: SQLSTATE 23505 is unique_violation
+        return getattr(cause, "sqlstate", None) == "23505" and diag.table_name == model._meta.db_table
+    # SQLite words it "UNIQUE constraint failed: <table>.<column>, ..."
+    return str(exc).startswith(f"UNIQUE constraint failed: {model._meta.db_table}.")
+
+
+def _refused(exc: IntegrityError, model: type[models.Model]) -> SubmissionError:
+    if _is_duplicate(exc, model):
+        return SubmissionError("already_answered", "You have already answered this task.", 409)
+    return SubmissionError("invalid", "This answer cannot be stored as it is; reload the page and answer again.", 400)
+
+
 def count_response_submit(*, evaluator: Evaluator, token: str, answer: int | None, cant_tell: bool) -> CountResponse:
     """Store one count answer. Raises SubmissionError (and stores nothing) for a forged,
     foreign, replayed or closed-study submission."""
@@ -351,31 +371,52 @@ def count_response_submit(*, evaluator: Evaluator, token: str, answer: int | Non
             )
             _after_answer(evaluator)
     except IntegrityError as exc:
-        raise SubmissionError("already_answered", "You have already answered this task.", 409) from exc
+        raise _refused(exc, CountResponse) from exc
     return response
 
 
 def rank_response_submit(
-    *, evaluator: Evaluator, token: str, ranks: list[int] | None, skip_reason: str = ""
+    *, evaluator: Evaluator, token: str, ranks: Sequence[int | None] | None, skip_reason: str = "",
+    all_equal: bool = False,
 ) -> RankResponse:
-    """Store one ranking (ranks of the images in screen order) or a skip with its reason."""
-    if ranks is None:
-        if skip_reason not in RankResponse.SkipReason.values:
-            raise SubmissionError("invalid", "Choose a reason for skipping.", 400)
-    elif sorted(ranks) != [1, 2, 3, 4] or skip_reason:
-        raise SubmissionError("not_permutation", "Each rank 1, 2, 3 and 4 must be used exactly once.", 400)
-    from .selectors import entry_images
+    """Store one ranking (competition ranks of the images in screen order, 1 = best), "all
+    equally good" (``all_equal``: every image rank 1, a ranking, not a skip) or a skip with
+    its reason. The width and whether ties are allowed come from the study's protocol; a
+    ranking that breaks either is refused here (the database refuses a malformed one of
+    any width, but cannot see the protocol's ``allow_ties``)."""
+    if (ranks is not None) + bool(skip_reason) + all_equal != 1:
+        raise SubmissionError("both", "Choose one answer: rank the images, or skip with a reason.", 400)
+    if skip_reason and skip_reason not in RankResponse.SkipReason.values:
+        raise SubmissionError("invalid", "Choose a reason for skipping.", 400)
+    from .selectors import entry_images, study_ranking
 
     try:
         with transaction.atomic():
             entry, seconds = _entry_for_submission(evaluator=evaluator, token=token, task=Item.Task.RANK)
+            ranking = study_ranking(study=entry.evaluator.study, entry=entry)
+            n = ranking.width
+            if all_equal:
+                ranks = [1] * n
+            if ranks is not None:
+                ranks = list(ranks)
+                while len(ranks) > n and ranks[-1] is None:  # the form's empty fields beyond the width
+                    ranks.pop()
+                if len(ranks) == n and None in ranks:
+                    raise SubmissionError(
+                        "incomplete", f"Rank all {n} images (1 = best, {n} = worst), or skip with a reason.", 400)
+                try:
+                    # Any other None is in a ranking of the wrong width, which check_ranks refuses first.
+                    check_ranks(cast("list[int]", ranks), n, allow_ties=ranking.allow_ties)
+                except RankError as exc:
+                    raise SubmissionError(exc.code, str(exc), 400) from None
             images = entry_images(entry=entry)
             fields = {f"image_{i}": img for i, img in enumerate(images)}
-            fields.update({f"rank_{i}": (None if ranks is None else ranks[i]) for i in range(4)})
+            fields.update({f"rank_{i}": (None if ranks is None else ranks[i]) for i in range(len(images))})
             response = RankResponse.objects.create(
                 entry=entry,
                 evaluator=evaluator,
                 item=entry.item,
+                width=len(images),
                 skipped=ranks is None,
                 skip_reason=skip_reason if ranks is None else "",
                 seconds=seconds,
@@ -384,7 +425,7 @@ def rank_response_submit(
             )
             _after_answer(evaluator)
     except IntegrityError as exc:
-        raise SubmissionError("already_answered", "You have already answered this task.", 409) from exc
+        raise _refused(exc, RankResponse) from exc
     return response
 
 
@@ -671,7 +712,7 @@ def study_assignment_plans(*, study: Study, by_key: dict[str, Item]):
         n_slots=proto.evaluators.n,
         overlap=proto.evaluators.overlap,
         seed=study.plan_seed,
-        n_variants=study.variants.count(),
+        n_variants=proto.n_ranked,
         gold_item_ids=[k for k, it in by_key.items() if it.is_gold],
         n_repeats=proto.quality_control.repeats,
     )

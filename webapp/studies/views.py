@@ -225,6 +225,7 @@ def _consent_context(study: Study, evaluator: Evaluator) -> dict:
         "practice": recruitment.practice_of(study),
         "from_panel": bool(evaluator.external_id),
         "panel": recruitment.panel_name(recruitment.recruitment_of(study)),
+        "ranking": selectors.study_ranking(study=study),
     }
 
 
@@ -346,16 +347,18 @@ def practice_image(request: HttpRequest, study: Study, evaluator: Evaluator, nam
 # --------------------------------------------------------------------------- tasks
 
 
-def _task_context(entry: Entry, *, ranks: list[int | None] | None = None) -> dict:
+def _task_context(entry: Entry, *, study: Study, ranks: list[int | None] | None = None) -> dict:
     """What a task page shows; ``ranks`` (screen order) pre-fills a ranking, e.g. the
     partial one sent back with an error."""
     images = selectors.entry_images(entry=entry)
     item = entry.item
     urls = [reverse("studies:image", args=[img.public_id]) for img in images]
     ranks = ranks or [None] * len(urls)
+    ranking = selectors.study_ranking(study=study, entry=entry) if item.task == Item.Task.RANK else None
     return {
         "tiles": [{"url": url, "rank": rank} for url, rank in zip(urls, ranks, strict=True)],
         "rank_choices": list(range(1, len(urls) + 1)),
+        "ranking": ranking,
         "entry": entry,
         "kind": item.task,
         "token": services.entry_token_make(entry=entry),
@@ -368,11 +371,11 @@ def _task_context(entry: Entry, *, ranks: list[int | None] | None = None) -> dic
     }
 
 
-def _task_json(entry: Entry | None, progress: selectors.Progress, done_url: str) -> dict:
+def _task_json(entry: Entry | None, progress: selectors.Progress, done_url: str, study: Study) -> dict:
     if entry is None:
         return {"done": True, "progress": {"answered": progress.answered, "total": progress.total}, "next": done_url}
     services.entry_mark_shown(entry=entry)
-    ctx = _task_context(entry)
+    ctx = _task_context(entry, study=study)
     return {
         "done": False,
         "progress": {"answered": progress.answered, "total": progress.total},
@@ -381,6 +384,7 @@ def _task_json(entry: Entry | None, progress: selectors.Progress, done_url: str)
             "question": ctx["question"],
             "caption": ctx["caption"],
             "images": ctx["image_urls"],
+            "allow_ties": bool(ctx["ranking"] and ctx["ranking"].allow_ties),
             "token": ctx["token"],
             "number": entry.index + 1,
         },
@@ -395,12 +399,13 @@ def task(request: HttpRequest, study: Study, evaluator: Evaluator) -> HttpRespon
     error = None
     status = 200
     if request.method == "POST":
-        error, status = _submit(request, evaluator)
+        error, status = _submit(request, study, evaluator)
         if error is None:
             if _wants_json(request):
                 progress = selectors.evaluator_progress(evaluator=evaluator)
                 nxt = selectors.evaluator_next_entry(evaluator=evaluator)
-                return JsonResponse({"ok": True, **_task_json(nxt, progress, reverse("studies:done", args=[slug]))})
+                done_url = reverse("studies:done", args=[slug])
+                return JsonResponse({"ok": True, **_task_json(nxt, progress, done_url, study)})
             return redirect("studies:task", slug=slug)
         if _wants_json(request):
             return JsonResponse({"ok": False, "error": error}, status=status)
@@ -417,11 +422,14 @@ def task(request: HttpRequest, study: Study, evaluator: Evaluator) -> HttpRespon
         "error": error,
         "study_open": study.accepts_answers,
         **prefill,
-        **_task_context(entry, ranks=prefill.get("ranks")),
+        **_task_context(entry, study=study, ranks=prefill.get("ranks")),
     }
     if not study.accepts_answers and error is None:
         context["error"] = {"code": "study_closed", "message": "This study is closed; no more answers are accepted."}
-    template = "studies/count.html" if entry.item.task == Item.Task.COUNT else "studies/rank.html"
+    if entry.item.task == Item.Task.COUNT:
+        template = "studies/count.html"
+    else:
+        template = "studies/pairwise.html" if context["ranking"].is_pairwise else "studies/rank.html"
     return render(request, template, context, status=status)
 
 
@@ -435,7 +443,7 @@ def _prefill(request: HttpRequest, entry: Entry, *, posted: bool) -> dict:
     if posted:
         # A count task has one image and no ranks to keep.
         is_rank = entry.item.task == Item.Task.RANK
-        ranks = [_int_or_none(request.POST.get(f"rank_{i}")) for i in range(4)] if is_rank else None
+        ranks = [_int_or_none(request.POST.get(f"rank_{i}")) for i in range(len(entry.positions))] if is_rank else None
         return {"ranks": ranks, "answer_value": request.POST.get("answer", "")[:4]}
     if not undone or undone.get("entry") != entry.pk:
         return {}
@@ -451,13 +459,15 @@ def _int_or_none(raw: str | None) -> int | None:
     return int(raw) if raw and raw.isascii() and raw.isdigit() and len(raw) < 3 else None
 
 
-def _submit(request: HttpRequest, evaluator: Evaluator) -> tuple[dict | None, int]:
+def _submit(request: HttpRequest, study: Study, evaluator: Evaluator) -> tuple[dict | None, int]:
     """Validate and store a POSTed answer; return (error, http status)."""
     kind = request.POST.get("kind")
-    form = (
-        CountAnswerForm(request.POST) if kind == "count" else RankAnswerForm(request.POST) if kind == "rank" else None
-    )
-    if form is None:
+    form: CountAnswerForm | RankAnswerForm
+    if kind == "count":
+        form = CountAnswerForm(request.POST)
+    elif kind == "rank":
+        form = RankAnswerForm(request.POST)
+    else:
         return {"code": "invalid", "message": "Unknown kind of answer."}, 400
     if not form.is_valid():
         errors = form.errors.as_data()
@@ -471,7 +481,8 @@ def _submit(request: HttpRequest, evaluator: Evaluator) -> tuple[dict | None, in
             )
         else:
             services.rank_response_submit(
-                evaluator=evaluator, token=data["token"], ranks=data["ranks"], skip_reason=data.get("skip_reason") or ""
+                evaluator=evaluator, token=data["token"], ranks=data["ranks"],
+                skip_reason=data.get("skip_reason") or "", all_equal=bool(data.get("all_equal")),
             )
     except services.SubmissionError as exc:
         return {"code": exc.code, "message": exc.message}, exc.status
@@ -497,7 +508,7 @@ def undo(request: HttpRequest, study: Study, evaluator: Evaluator) -> HttpRespon
     if _wants_json(request):
         progress = selectors.evaluator_progress(evaluator=evaluator)
         nxt = selectors.evaluator_next_entry(evaluator=evaluator)
-        return JsonResponse({"ok": True, **_task_json(nxt, progress, reverse("studies:done", args=[slug]))})
+        return JsonResponse({"ok": True, **_task_json(nxt, progress, reverse("studies:done", args=[slug]), study)})
     return redirect("studies:task", slug=slug)
 
 
@@ -512,7 +523,7 @@ def state(request: HttpRequest, study: Study, evaluator: Evaluator) -> JsonRespo
              "next": reverse("studies:instructions", args=[slug])}
         )
     nxt = selectors.evaluator_next_entry(evaluator=evaluator)
-    return JsonResponse(_task_json(nxt, progress, reverse("studies:done", args=[slug])))
+    return JsonResponse(_task_json(nxt, progress, reverse("studies:done", args=[slug]), study))
 
 
 # Seconds the completion page waits before it takes a panel participant back to the panel.

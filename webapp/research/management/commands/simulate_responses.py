@@ -33,16 +33,18 @@ class Command(BaseCommand):
         parser.add_argument("--count-noise", type=float, default=0.1, help="mean miscount rate of an evaluator")
         parser.add_argument("--rank-noise", type=float, default=0.3, help="sd of a judgment's noise")
         parser.add_argument("--skip-rate", type=float, default=0.1, help="share of rankings skipped")
+        parser.add_argument("--tie-margin", type=float, default=0.0,
+                            help="images judged this close are tied (a study that allows ties; default 0: none)")
 
     def handle(self, *args, study: str, evaluators: int, seed: int, quality: str, count_noise: float,
-               rank_noise: float, skip_rate: float, **options):
+               rank_noise: float, skip_rate: float, tie_margin: float, **options):
         found = Study.objects.filter(slug=study).first()
         if found is None:
             raise CommandError(f"No study with the slug {study!r}.")
         try:
             summary = services.study_simulate_responses(
                 study=found, n_evaluators=evaluators, seed=seed, variant_quality=parse_quality(quality) or None,
-                count_noise=count_noise, rank_noise=rank_noise, skip_rate=skip_rate,
+                count_noise=count_noise, rank_noise=rank_noise, skip_rate=skip_rate, tie_margin=tie_margin,
             )
         except services.ResearchError as exc:
             raise CommandError(str(exc)) from exc

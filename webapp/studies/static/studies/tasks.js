@@ -1,5 +1,5 @@
 // Keyboard and click handling for the evaluator's tasks. Without this script the
-// forms still work (a number field and four rank menus); with it, the keyboard alone
+// forms still work (a number field and one rank menu per image); with it, the keyboard alone
 // or clicks alone are enough.
 (function () {
   "use strict";
@@ -87,6 +87,11 @@
   if (rankForm) {
     var tiles = Array.prototype.slice.call(rankForm.querySelectorAll(".tile"));
     var selects = tiles.map(function (t) { return t.querySelector("select"); });
+    var width = tiles.length;  // the protocol's number of variants, as the server laid them out
+    var allowTies = rankForm.dataset.ties === "1";
+    var tieButton = document.getElementById("tie");
+    var tieNext = false;  // the next image picked shares the rank of the one picked before
+    var lastRank = null;
 
     var rankError = document.getElementById("rank-error");
     function render() {
@@ -100,17 +105,27 @@
     function complete() { return selects.every(function (s) { return s.value !== ""; }); }
     function nextRank() {
       var used = selects.map(function (s) { return s.value; }).filter(Boolean).map(Number);
-      for (var r = 1; r <= 4; r++) { if (used.indexOf(r) < 0) { return r; } }
+      // With ties, competition ranks: after a tie the next rank skips the places the tied
+      // images took ("1, 1, 3"), i.e. one more than the images ranked so far.
+      if (allowTies) { return used.length < width ? used.length + 1 : null; }
+      for (var r = 1; r <= width; r++) { if (used.indexOf(r) < 0) { return r; } }
       return null;
+    }
+    function setTie(on) {
+      tieNext = on && lastRank !== null;
+      if (tieButton) { tieButton.setAttribute("aria-pressed", tieNext ? "true" : "false"); }
     }
     function pick(i) {
       if (selects[i].value !== "") { return; }
-      var r = nextRank();
+      var r = tieNext ? lastRank : nextRank();
+      setTie(false);
       if (r === null) { return; }
       selects[i].value = String(r);
+      lastRank = r;
       render();
     }
-    function reset() { selects.forEach(function (s) { s.value = ""; }); render(); }
+    function reset() { selects.forEach(function (s) { s.value = ""; }); lastRank = null; setTie(false); render(); }
+    if (tieButton) { tieButton.addEventListener("click", function () { setTie(!tieNext); }); }
 
     tiles.forEach(function (t, i) {
       t.addEventListener("click", function (ev) {
@@ -124,7 +139,9 @@
       if (ev.ctrlKey || ev.metaKey || ev.altKey) { return; }
       if (document.activeElement && document.activeElement.tagName === "SELECT") { return; }
       var focused = tiles.indexOf(document.activeElement);
-      if (/^[1-4]$/.test(ev.key)) { ev.preventDefault(); pick(Number(ev.key) - 1); }
+      if (/^[1-9]$/.test(ev.key) && Number(ev.key) <= width) { ev.preventDefault(); pick(Number(ev.key) - 1); }
+      else if (allowTies && ev.key === "=") { ev.preventDefault(); setTie(!tieNext); }
+      else if (allowTies && ev.key === "g") { ev.preventDefault(); reset(); document.getElementById("all-good").click(); }
       else if (focused >= 0 && (ev.key === " " || ev.key === "Enter")) { ev.preventDefault(); pick(focused); }
       else if (ev.key === "Backspace") { ev.preventDefault(); reset(); }
       else if (ev.key === "Enter") {
@@ -137,19 +154,41 @@
     });
     var sentRank = false;
     rankForm.addEventListener("submit", function (ev) {
-      var skipping = ev.submitter && ev.submitter.name === "skip_reason";
+      // A skip or "all equally good" carries no ranks of its own.
+      var skipping = ev.submitter && (ev.submitter.name === "skip_reason" || ev.submitter.name === "all_equal");
       if (skipping) { reset(); }
       if (sentRank) { ev.preventDefault(); return; }
       if (!skipping && !complete()) {
         // Said here, without a round trip, so the images chosen so far stay chosen.
         ev.preventDefault();
-        rankError.textContent = "Rank all four images (1 = best, 4 = worst), or skip with a reason.";
+        rankError.textContent = "Rank all " + width + " images (1 = best, " + width + " = worst), or skip with a reason.";
         rankError.hidden = false;
         return;
       }
       sentRank = true;
     });
     render();
+  }
+
+  // ---- pairwise A/B: each button is a whole answer; the keys press them
+  var pairForm = document.getElementById("pair-form");
+  if (pairForm) {
+    var keyTo = { ArrowLeft: "choose-left", "1": "choose-left", ArrowRight: "choose-right", "2": "choose-right",
+                  ArrowDown: "choose-same", "0": "choose-same", h: "skip-hard", b: "skip-bad" };
+    document.addEventListener("keydown", function (ev) {
+      if (ev.ctrlKey || ev.metaKey || ev.altKey || ev.shiftKey) { return; }
+      if (ev.key === "Escape") { ev.preventDefault(); undo(); return; }
+      var button = keyTo[ev.key] && document.getElementById(keyTo[ev.key]);
+      if (button) { ev.preventDefault(); button.click(); }
+    });
+    Array.prototype.forEach.call(pairForm.querySelectorAll("[data-side]"), function (fig) {
+      fig.addEventListener("click", function () { document.getElementById("choose-" + fig.dataset.side).click(); });
+    });
+    var sentPair = false;
+    pairForm.addEventListener("submit", function (ev) {
+      if (sentPair) { ev.preventDefault(); return; }  // one answer per task, even on a double key press
+      sentPair = true;
+    });
   }
 
   // ---- instructions: Enter starts the tasks wherever the focus is (autofocus puts it on

@@ -1,0 +1,72 @@
+"""The dashboard's sequential panel: computed by the results task, read from the stored result."""
+import pytest
+from django.test import Client
+
+from tests.factories import VARIANTS, build_open_study
+from tests.webapp.research_support import researcher_of, update_results
+from webapp.research import services
+from webapp.research.models import StudyResult
+
+pytestmark = pytest.mark.django_db
+
+LOOKS = [4, 8, 12]
+
+
+def primary_protocol() -> dict:
+    return {
+        "name": "sequential", "variants": list(VARIANTS),
+        "sampling": {"cfg_scale": 3.0, "steps": 25, "sampler": "ddim", "seed": 0},
+        "evaluators": {"n": 40, "overlap": 3},
+        "count_task": {"objects": [{"name": "circle", "plural": "circles"},
+                                   {"name": "square", "plural": "squares"}],
+                       "counts": [2, 3], "images_per_prompt": 1},
+        "preference_task": {"captions": ["a red circle and a blue square", "three green triangles"]},
+        "analysis": {"primary": {"comparisons": [{"a": "concat-intermediate", "b": "concat-early",
+                                                  "measure": "score", "effect": 1.0}],
+                                 "looks": LOOKS}},
+    }
+
+
+@pytest.fixture
+def study(settings):
+    settings.FUSION_RESULTS_N_BOOT = 100
+    study = build_open_study(n_slots=40)
+    study.protocol = primary_protocol()
+    study.save(update_fields=["protocol"])
+    return study
+
+
+def panel(client, study) -> str:
+    r = client.get(f"/research/{study.slug}/")
+    assert r.status_code == 200
+    html = r.content.decode()
+    start = html.index('data-table="sequential"')
+    return html[start:html.index("</table>", start)]
+
+
+def simulate(study, n, seed):
+    # A real effect: concat-intermediate is almost always ranked above concat-early.
+    services.study_simulate_responses(study=study, n_evaluators=n, seed=seed, rank_noise=0.05,
+                                      variant_quality={"concat-intermediate": 0.95, "concat-early": 0.05})
+
+
+def test_the_sequential_panel_moves_from_continue_to_stop_as_evaluators_arrive(study):
+    client = Client()
+    client.force_login(researcher_of(study))
+    simulate(study, 2, seed=1)
+    update_results(client, study)
+    first = panel(client, study)
+    assert "continue" in first and "before the first" in first
+    simulate(study, 10, seed=2)
+    update_results(client, study)
+    stored = StudyResult.objects.filter(study=study).latest("computed_at").result["primary"]
+    comparison = stored["comparisons"][0]
+    assert comparison["decision"] == "stop: difference shown", comparison
+    assert "stop: difference shown" in panel(client, study)
+    # The report states the rule and the looks taken.
+    report = client.get(f"/research/{study.slug}/report.md").content.decode()
+    assert "O'Brien-Fleming" in report and "looks taken: 4, 8" in report
+    # The page shows what the task stored; a GET computes nothing.
+    n_results = StudyResult.objects.filter(study=study).count()
+    panel(client, study)
+    assert StudyResult.objects.filter(study=study).count() == n_results
