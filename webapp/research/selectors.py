@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import statistics
-from collections import Counter
+import threading
+from collections import Counter, OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TypedDict
@@ -261,7 +262,9 @@ def study_result_cached(*, study: Study, fingerprint: str, n_boot: int, seed: in
 
 
 def study_result_latest(*, study: Study) -> StudyResult | None:
-    return _readable_results(study).order_by("-computed_at", "-pk").first()
+    """The newest readable result; its document (``result``, large) is read only when used:
+    the pages build the typed result once per process (study_result_analysis)."""
+    return _readable_results(study).defer("result").order_by("-computed_at", "-pk").first()
 
 
 @dataclass(frozen=True)
@@ -308,9 +311,29 @@ def results_update_status(*, study: Study) -> dict | None:
             "finished_at": update.finished_at.isoformat() if update.finished_at else None}
 
 
+# Stored results never change (a new state of the responses is a new row), so each process
+# builds a result's typed form once: from_dict costs tens of ms at any size, on every page
+# that shows the result otherwise. Keyed by what identifies the row's content, not the pk
+# alone (a database that reuses ids, such as SQLite after a rollback, would mix them up).
+_ANALYSES: OrderedDict[tuple, AnalysisResult] = OrderedDict()
+_ANALYSES_LOCK = threading.Lock()
+ANALYSES_KEPT = 8  # per process: a few studies' newest results
+
+
 def study_result_analysis(*, result: StudyResult) -> AnalysisResult:
-    """The stored document as evalstudy's typed result."""
-    return AnalysisResult.from_dict(result.result)
+    """The stored document as evalstudy's typed result (built once per result and process)."""
+    key = (result.pk, result.fingerprint, result.n_boot, result.seed, result.computed_at)
+    with _ANALYSES_LOCK:
+        analysis = _ANALYSES.get(key)
+        if analysis is not None:
+            _ANALYSES.move_to_end(key)
+            return analysis
+    analysis = AnalysisResult.from_dict(result.result)
+    with _ANALYSES_LOCK:
+        _ANALYSES[key] = analysis
+        while len(_ANALYSES) > ANALYSES_KEPT:
+            _ANALYSES.popitem(last=False)
+    return analysis
 
 
 def result_figure(*, result: StudyResult, name: str, fmt: str) -> ResultFigure | None:
