@@ -72,12 +72,11 @@ def test_progress_moves_figures_render_and_an_export_downloads(page, live_server
         "() => { const imgs = [...document.querySelectorAll('img.figure')];"
         " return imgs.length === 3 && imgs.every(i => i.complete && i.naturalWidth > 100); }")
 
-    # a simulated evaluator answers three tasks: the page follows without a reload
-    evaluator = study_services.evaluator_join(study=study, simulated=True)
+    # a second participant answers three tasks: the page follows without a reload
+    evaluator = study_services.evaluator_join(study=study)
     answer_tasks(evaluator, rng=random.Random(2), limit=3)
     page.wait_for_function("n => document.getElementById('p-responses').textContent === String(n)", arg=before + 3)
     page.wait_for_function("() => document.querySelectorAll('#evaluators-body tr').length === 2")
-    assert "(simulated)" in page.inner_text("#evaluators-body")
     assert page.locator("#results-stale").is_visible()
 
     # updating the results takes in the new answers (the page loads them when the task is done)
@@ -101,7 +100,7 @@ def test_progress_moves_figures_render_and_an_export_downloads(page, live_server
 def test_update_results_returns_at_once_shows_progress_then_the_new_numbers(page, live_server, study):
     _log_in(page, live_server, study)
     before = answers_stored(study)
-    evaluator = study_services.evaluator_join(study=study, simulated=True)
+    evaluator = study_services.evaluator_join(study=study)
     answer_tasks(evaluator, rng=random.Random(5), limit=4)
     page.wait_for_function("() => !document.getElementById('results-stale').hidden")
 

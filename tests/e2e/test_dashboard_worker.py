@@ -71,7 +71,7 @@ def test_update_results_runs_on_a_celery_worker_process_and_the_dashboard_shows_
     services.study_result_get_or_compute(study=study)
     researcher_of(study)
     before = answers_stored(study)
-    evaluator = study_services.evaluator_join(study=study, simulated=True)
+    evaluator = study_services.evaluator_join(study=study)
     answer_tasks(evaluator, rng=random.Random(5), limit=4)
 
     page.goto(f"{web_server}/research/{study.slug}/")

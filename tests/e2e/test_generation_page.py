@@ -33,3 +33,33 @@ def test_the_page_shows_the_end_of_its_batch_without_a_reload(page, live_server,
     assert "Open" in page.inner_text("h1")
     assert page.inner_text('[data-field="status_label"]') == Batch.Status.COMPLETE.label
     assert Study.objects.get(pk=study.pk).status == "open"
+
+
+def test_the_checkpoint_selects_keep_the_saved_assignment_after_saving_and_reloading(page, live_server, staff,
+                                                                                     tmp_path):
+    from tests.services.helpers import NEUTRAL_VARIANTS, make_tiny_checkpoint
+    from webapp.generation import services
+
+    study = study_services.study_create(protocol=small_protocol(variants=NEUTRAL_VARIANTS), slug="gen-assign",
+                                        base_dir=str(DEMO_PROTOCOL.parent))
+    first = services.checkpoint_register(name="first", path=make_tiny_checkpoint(tmp_path / "first"))
+    page.goto(f"{live_server.url}/research/login/?next=/generation/study/{study.slug}/")
+    page.fill("#id_username", "boss")
+    page.fill("#id_password", "pw-for-tests")
+    page.click("button[type=submit]")
+    selects = page.locator('form[action$="/checkpoints/"] select')
+    expect(selects).to_have_count(study.variants.count())
+    for i in range(selects.count()):
+        selects.nth(i).select_option(str(first.pk))
+    page.click('form[action$="/checkpoints/"] button[type=submit]')
+    page.wait_for_selector("text=Checkpoints saved.")
+    for i in range(selects.count()):
+        assert selects.nth(i).input_value() == str(first.pk)
+    # Assigned elsewhere (the command line) meanwhile: a reload shows the database's choice,
+    # not the values the browser kept from before.
+    second = services.checkpoint_register(name="second", path=make_tiny_checkpoint(tmp_path / "second"))
+    for variant in study.variants.all():
+        services.variant_assign_checkpoint(variant=variant, checkpoint=second)
+    page.reload()
+    for i in range(selects.count()):
+        assert selects.nth(i).input_value() == str(second.pk)

@@ -25,14 +25,15 @@ def test_export_then_evalstudy_analyze_gives_the_dashboards_numbers(client, tmp_
                  "concat-early=0.5,concat-intermediate=0.8,cross-early=0.6,cross-intermediate=0.9",
                  stdout=io.StringIO())
     client.force_login(researcher_of(study))
-    update_results(client, study)
+    # a dry run: the simulated evaluators are asked for, else left out (and then labelled)
+    update_results(client, study, data={"include_simulated": "1"})
 
     dashboard = client.get(f"/research/{study.slug}/results.json")
     assert dashboard.status_code == 200
     shown = dashboard.json()
 
     csv_path, protocol_path = tmp_path / "responses.csv", tmp_path / "protocol.json"
-    csv_path.write_bytes(b"".join(client.get(f"/research/{study.slug}/export/responses.csv").streaming_content))
+    csv_path.write_bytes(b"".join(client.get(f"/research/{study.slug}/export/responses.csv?simulated=1").streaming_content))
     protocol_path.write_bytes(client.get(f"/research/{study.slug}/export/protocol.json").content)
     run = subprocess.run(
         [sys.executable, "-m", "evalstudy", "analyze", str(csv_path), "--protocol", str(protocol_path), "--json",

@@ -8,6 +8,9 @@ from django.contrib.staticfiles.handlers import StaticFilesHandler
 from django.core.handlers.wsgi import WSGIHandler
 from django.test import RequestFactory, override_settings
 
+# The WSGI handler's request signals close old database connections: allowed, not needed.
+pytestmark = pytest.mark.django_db
+
 TRAVERSALS = [
     "/static/../webapp/settings.py",
     "/static/../../manage.py",

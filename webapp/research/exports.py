@@ -54,36 +54,53 @@ def _count_parts(item: selectors.ItemInfo, images: dict[int, selectors.ImageInfo
     return head, mid, tail
 
 
-def response_rows(*, study: Study, chunk_size: int = selectors.EXPORT_CHUNK_SIZE) -> Iterator[tuple]:
-    """The responses as tuples in RESPONSE_COLUMNS order (None for an empty cell)."""
+# A simulated evaluator's id in the CSV, when a dry run's export includes them: the label
+# stays with every row through evalstudy's analysis and its per-evaluator tables.
+SIMULATED_PREFIX = "simulated-"
+
+
+def response_rows(*, study: Study, include_simulated: bool = False,
+                  chunk_size: int = selectors.EXPORT_CHUNK_SIZE) -> Iterator[tuple]:
+    """The responses as tuples in RESPONSE_COLUMNS order (None for an empty cell): people's,
+    and simulated evaluators' too with ``include_simulated`` (their ids prefixed SIMULATED_PREFIX)."""
     items = selectors.export_items(study=study)
     images = selectors.export_images(study=study)
     parts = {pk: _count_parts(it, images) for pk, it in items.items() if it.task == "count"}
     # A can't-tell answer is stored with answer NULL (a check constraint on CountResponse), and
     # an empty answer_count is how the CSV says can't tell: the flag itself adds nothing here.
-    for item_id, pseudonym, answer, _cant_tell, seconds in selectors.count_answer_values(
-            study=study, chunk_size=chunk_size):
+    def who(pseudonym: str, simulated: bool) -> str:
+        return SIMULATED_PREFIX + pseudonym if simulated else pseudonym
+
+    extended = include_simulated  # only then is the simulated flag needed
+    for row in selectors.count_answer_values(study=study, extended=extended, include_simulated=include_simulated,
+                                             chunk_size=chunk_size):
+        item_id, pseudonym, answer, _cant_tell, seconds = row[:5]
+        pseudonym = who(pseudonym, extended and row[-1])  # EXTENDED_FIELDS ends with is_simulated
         head, mid, tail = parts[item_id]
         yield head + (pseudonym,) + mid + (answer, None, SKIPPED_COUNT, "", None, seconds) + tail
-    for row in map(selectors.split_rank_row, selectors.rank_answer_values(study=study, chunk_size=chunk_size)):
+    for row in map(selectors.split_rank_row, selectors.rank_answer_values(
+            study=study, extended=extended, include_simulated=include_simulated, chunk_size=chunk_size)):
         it = items[row.item_id]
+        pseudonym = who(row.pseudonym, extended and row.extended[-1])  # EXTENDED_FIELDS ends with is_simulated
         flag = int(row.skipped)
         for position, (image_id, rank) in enumerate(zip(row.image_ids, row.ranks, strict=True)):
             image = images[image_id]
-            yield ("rank", it.key, row.pseudonym, image.variant, it.prompt, "", None, None, rank, flag, row.skip_reason,
+            yield ("rank", it.key, pseudonym, image.variant, it.prompt, "", None, None, rank, flag, row.skip_reason,
                    position, row.seconds, 0, image.public_id, it.seed, image.auto_count, it.repeat_of)
     for j in selectors.judge_only_images(study=study):
         yield ("count", j.key, "", j.variant, j.prompt, j.object, j.true_count, None, None, SKIPPED_COUNT, "", None,
                None, 0, j.public_id, j.seed, j.auto_count, "")
 
 
-def csv_chunks(*, study: Study, chunk_size: int = selectors.EXPORT_CHUNK_SIZE) -> Iterator[str]:
-    """The responses CSV (header first), in pieces of about BUFFER_CHARS characters."""
+def csv_chunks(*, study: Study, include_simulated: bool = False,
+               chunk_size: int = selectors.EXPORT_CHUNK_SIZE) -> Iterator[str]:
+    """The responses CSV (header first), in pieces of about BUFFER_CHARS characters; simulated
+    evaluators only with ``include_simulated`` (see ``response_rows``)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(RESPONSE_COLUMNS)
     batch: list[tuple] = []
-    for row in response_rows(study=study, chunk_size=chunk_size):
+    for row in response_rows(study=study, include_simulated=include_simulated, chunk_size=chunk_size):
         batch.append(row)
         if len(batch) >= ROWS_PER_WRITE:
             writer.writerows(batch)
@@ -96,7 +113,7 @@ def csv_chunks(*, study: Study, chunk_size: int = selectors.EXPORT_CHUNK_SIZE) -
     yield buffer.getvalue()
 
 
-def _jsonl_records(*, study: Study, salt: str, chunk_size: int) -> Iterator[dict]:
+def _jsonl_records(*, study: Study, salt: str, chunk_size: int, include_simulated: bool) -> Iterator[dict]:
     items = selectors.export_items(study=study)
     images = selectors.export_images(study=study, with_provenance=True)
     hashes: dict[str, str | None] = {}
@@ -107,7 +124,8 @@ def _jsonl_records(*, study: Study, salt: str, chunk_size: int) -> Iterator[dict
         return hashes[external_id]
 
     for item_id, pseudonym, answer, cant_tell, seconds, created_at, external_id, simulated in (
-        selectors.count_answer_values(study=study, extended=True, chunk_size=chunk_size)
+        selectors.count_answer_values(study=study, extended=True, include_simulated=include_simulated,
+                                      chunk_size=chunk_size)
     ):
         it = items[item_id]
         image = images.get(it.image_id) if it.image_id is not None else None
@@ -121,8 +139,8 @@ def _jsonl_records(*, study: Study, salt: str, chunk_size: int) -> Iterator[dict
             "worker_id_hash": hashed(external_id), "simulated": simulated,
             "image_provenance": image.provenance if image else None,
         }
-    for row in map(selectors.split_rank_row,
-                   selectors.rank_answer_values(study=study, extended=True, chunk_size=chunk_size)):
+    for row in map(selectors.split_rank_row, selectors.rank_answer_values(
+            study=study, extended=True, include_simulated=include_simulated, chunk_size=chunk_size)):
         item_id, pseudonym, skipped, skip_reason, seconds = (
             row.item_id, row.pseudonym, row.skipped, row.skip_reason, row.seconds)
         created_at, external_id, simulated = row.extended
@@ -149,13 +167,14 @@ def _jsonl_records(*, study: Study, salt: str, chunk_size: int) -> Iterator[dict
         }
 
 
-def jsonl_chunks(*, study: Study, salt: str, chunk_size: int = selectors.EXPORT_CHUNK_SIZE) -> Iterator[str]:
+def jsonl_chunks(*, study: Study, salt: str, include_simulated: bool = False,
+                 chunk_size: int = selectors.EXPORT_CHUNK_SIZE) -> Iterator[str]:
     """The responses as JSON Lines: the CSV's columns (typed) and, per row, when it was answered,
-    the evaluator's pseudonym, the salted hash of their worker id, whether they were simulated,
-    and the image's provenance."""
+    the evaluator's pseudonym, the salted hash of their worker id, whether they were simulated
+    (only with ``include_simulated`` are they there at all), and the image's provenance."""
     parts: list[str] = []
     size = 0
-    for record in _jsonl_records(study=study, salt=salt, chunk_size=chunk_size):
+    for record in _jsonl_records(study=study, salt=salt, chunk_size=chunk_size, include_simulated=include_simulated):
         line = json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"
         parts.append(line)
         size += len(line)

@@ -25,6 +25,8 @@ class StudyResult(models.Model):
     seed = models.BigIntegerField()
     result = models.JSONField(help_text='{"with_exclusions": analysis, "without_exclusions": analysis}')
     seconds = models.FloatField(help_text="Wall time of the analysis.")
+    includes_simulated = models.BooleanField(
+        default=False, help_text="A dry run's analysis: simulated evaluators' answers were included.")
     computed_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -60,6 +62,7 @@ class ResultsUpdate(models.Model):
     stage = models.CharField(max_length=120, blank=True, help_text="What the task is doing now.")
     message = models.TextField(blank=True, help_text="Why it failed, or what it found.")
     result = models.ForeignKey(StudyResult, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    include_simulated = models.BooleanField(default=False, help_text="A dry run: count simulated evaluators too.")
     requested_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

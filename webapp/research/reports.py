@@ -370,13 +370,24 @@ def protocol_rows(protocol: Protocol | None) -> list[tuple[str, str]]:
 # --------------------------------------------------------------------------- the report
 
 
-def _pay_rows(details: ReportDetails | None, evaluators: dict) -> list[tuple[str, str]]:
-    if details is None:
-        return [("recruitment, pay, ethics", "not given")]
-    rows = [("recruitment", details.recruitment or "not given"),
-            ("expertise", details.expertise or "not given"),
-            ("training", details.training or "not given")]
-    if details.pay_per_evaluator is not None:
+def details_from_consent(protocol: Protocol | None) -> dict[str, str]:
+    """The report details a protocol's consent section already states, to start the form with."""
+    consent = protocol.consent if protocol is not None else None
+    if consent is None or not consent.ethics_ref:
+        return {}
+    return {"ethics": consent.ethics_ref[:ReportDetails._meta.get_field("ethics").max_length]}
+
+
+def _pay_rows(details: ReportDetails | None, evaluators: dict, protocol: Protocol | None) -> list[tuple[str, str]]:
+    """Recruitment, pay and ethics as the researcher gave them on the dashboard; where they
+    gave none, what the protocol's consent section told the participants (pay, ethics)."""
+    consent = protocol.consent if protocol is not None else None
+    told_pay = consent.pay if consent is not None and consent.pay else ""
+    told_ethics = consent.ethics_ref if consent is not None and consent.ethics_ref else ""
+    rows = [("recruitment", details.recruitment if details and details.recruitment else "not given"),
+            ("expertise", details.expertise if details and details.expertise else "not given"),
+            ("training", details.training if details and details.training else "not given")]
+    if details is not None and details.pay_per_evaluator is not None:
         pay = f"{details.pay_per_evaluator} {details.pay_currency} per evaluator"
         minutes = evaluators.get("median_minutes_finished")
         if minutes:
@@ -384,9 +395,12 @@ def _pay_rows(details: ReportDetails | None, evaluators: dict) -> list[tuple[str
             pay += f" (\u2248 {hourly:.2f} {details.pay_currency} per hour at the median time)"
         rows.append(("pay", pay))
     else:
-        rows.append(("pay", "not given"))
-    rows.append(("ethics", details.ethics or "not given"))
-    if details.notes:
+        rows.append(("pay", f"{told_pay} (as the consent page stated it)" if told_pay else "not given"))
+    if details is not None and details.ethics:
+        rows.append(("ethics", details.ethics))
+    else:
+        rows.append(("ethics", f"{told_ethics} (as the consent page stated it)" if told_ethics else "not given"))
+    if details is not None and details.notes:
         rows.append(("notes", details.notes))
     return rows
 
@@ -423,7 +437,7 @@ def report_context(*, study: Study, result: StudyResult | None, analysis_error: 
         "protocol": protocol,
         "protocol_rows": protocol_rows(protocol),
         "evaluators": evaluators,
-        "pay_rows": _pay_rows(details, evaluators),
+        "pay_rows": _pay_rows(details, evaluators, protocol),
         "result": result,
         "data": data,
         "sections": result_sections(result=data, auto=selectors.auto_counter_by_variant(study=study)) if data else [],

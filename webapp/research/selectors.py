@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import statistics
-from collections import Counter
+import threading
+from collections import Counter, OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TypedDict
@@ -232,12 +233,21 @@ def study_progress(*, study: Study) -> dict:
 # --------------------------------------------------------------------------- results
 
 
-def responses_fingerprint(*, study: Study) -> tuple[str, int]:
-    """(fingerprint, number of responses) of the study's answers as they stand now."""
-    c = CountResponse.objects.filter(item__study=study).aggregate(n=Count("pk"), last=Max("pk"))
-    r = RankResponse.objects.filter(item__study=study).aggregate(n=Count("pk"), last=Max("pk"))
+def _answers(model, study: Study, include_simulated: bool):
+    """A study's answers of one kind; simulated evaluators' only when asked for (dry runs)."""
+    qs = model.objects.filter(item__study=study)
+    return qs if include_simulated else qs.filter(evaluator__is_simulated=False)
+
+
+def responses_fingerprint(*, study: Study, include_simulated: bool = False) -> tuple[str, int]:
+    """(fingerprint, number of responses) of the study's answers as they stand now (people's
+    only, unless ``include_simulated``)."""
+    c = _answers(CountResponse, study, include_simulated).aggregate(n=Count("pk"), last=Max("pk"))
+    r = _answers(RankResponse, study, include_simulated).aggregate(n=Count("pk"), last=Max("pk"))
     # The schema version too: a result evalstudy would write differently is not the same state.
     state = f"{study.pk}:{study.protocol_hash}:{c['n']}:{c['last']}:{r['n']}:{r['last']}:{SCHEMA_VERSION}"
+    if include_simulated:
+        state += ":simulated"
     return hashlib.sha256(state.encode()).hexdigest(), c["n"] + r["n"]
 
 
@@ -252,7 +262,9 @@ def study_result_cached(*, study: Study, fingerprint: str, n_boot: int, seed: in
 
 
 def study_result_latest(*, study: Study) -> StudyResult | None:
-    return _readable_results(study).order_by("-computed_at", "-pk").first()
+    """The newest readable result; its document (``result``, large) is read only when used:
+    the pages build the typed result once per process (study_result_analysis)."""
+    return _readable_results(study).defer("result").order_by("-computed_at", "-pk").first()
 
 
 @dataclass(frozen=True)
@@ -277,8 +289,10 @@ def study_result_stored(*, study: Study) -> StoredResult:
     the newest result row (its document and figures are read only by the caller that needs them)
     and the newest update.
     """
-    fingerprint, n_responses = responses_fingerprint(study=study)
     result = study_result_latest(study=study)
+    # A dry run's result (simulated evaluators included) is compared with the same answers.
+    fingerprint, n_responses = responses_fingerprint(
+        study=study, include_simulated=result is not None and result.includes_simulated)
     return StoredResult(result=result, current=result is not None and result.fingerprint == fingerprint,
                         n_responses=n_responses, update=results_update_latest(study=study))
 
@@ -297,9 +311,29 @@ def results_update_status(*, study: Study) -> dict | None:
             "finished_at": update.finished_at.isoformat() if update.finished_at else None}
 
 
+# Stored results never change (a new state of the responses is a new row), so each process
+# builds a result's typed form once: from_dict costs tens of ms at any size, on every page
+# that shows the result otherwise. Keyed by what identifies the row's content, not the pk
+# alone (a database that reuses ids, such as SQLite after a rollback, would mix them up).
+_ANALYSES: OrderedDict[tuple, AnalysisResult] = OrderedDict()
+_ANALYSES_LOCK = threading.Lock()
+ANALYSES_KEPT = 8  # per process: a few studies' newest results
+
+
 def study_result_analysis(*, result: StudyResult) -> AnalysisResult:
-    """The stored document as evalstudy's typed result."""
-    return AnalysisResult.from_dict(result.result)
+    """The stored document as evalstudy's typed result (built once per result and process)."""
+    key = (result.pk, result.fingerprint, result.n_boot, result.seed, result.computed_at)
+    with _ANALYSES_LOCK:
+        analysis = _ANALYSES.get(key)
+        if analysis is not None:
+            _ANALYSES.move_to_end(key)
+            return analysis
+    analysis = AnalysisResult.from_dict(result.result)
+    with _ANALYSES_LOCK:
+        _ANALYSES[key] = analysis
+        while len(_ANALYSES) > ANALYSES_KEPT:
+            _ANALYSES.popitem(last=False)
+    return analysis
 
 
 def result_figure(*, result: StudyResult, name: str, fmt: str) -> ResultFigure | None:
@@ -404,21 +438,25 @@ RANK_FIELDS = ("item_id", "evaluator__pseudonym", "width", "skipped", "skip_reas
 EXTENDED_FIELDS = ("created_at", "evaluator__external_id", "evaluator__is_simulated")
 
 
-def count_answer_values(*, study: Study, extended: bool = False,
+def count_answer_values(*, study: Study, extended: bool = False, include_simulated: bool = False,
                         chunk_size: int = EXPORT_CHUNK_SIZE) -> Iterator[tuple]:
-    """Tuples of COUNT_FIELDS (+ EXTENDED_FIELDS), one per count answer, in answer order, streamed."""
+    """Tuples of COUNT_FIELDS (+ EXTENDED_FIELDS), one per count answer, in answer order, streamed;
+    simulated evaluators' answers only with ``include_simulated``."""
     fields = COUNT_FIELDS + (EXTENDED_FIELDS if extended else ())
     return (
-        CountResponse.objects.filter(item__study=study).order_by("pk").values_list(*fields).iterator(chunk_size=chunk_size)
+        _answers(CountResponse, study, include_simulated).order_by("pk").values_list(*fields)
+        .iterator(chunk_size=chunk_size)
     )
 
 
-def rank_answer_values(*, study: Study, extended: bool = False,
+def rank_answer_values(*, study: Study, extended: bool = False, include_simulated: bool = False,
                        chunk_size: int = EXPORT_CHUNK_SIZE) -> Iterator[tuple]:
-    """Tuples of RANK_FIELDS (+ EXTENDED_FIELDS), one per ranking or skip, in answer order, streamed."""
+    """Tuples of RANK_FIELDS (+ EXTENDED_FIELDS), one per ranking or skip, in answer order, streamed;
+    simulated evaluators' answers only with ``include_simulated``."""
     fields = RANK_FIELDS + (EXTENDED_FIELDS if extended else ())
     return (
-        RankResponse.objects.filter(item__study=study).order_by("pk").values_list(*fields).iterator(chunk_size=chunk_size)
+        _answers(RankResponse, study, include_simulated).order_by("pk").values_list(*fields)
+        .iterator(chunk_size=chunk_size)
     )
 
 

@@ -22,7 +22,7 @@ from evalstudy.figures import write_figures
 from evalstudy.responses import read_responses
 from evalstudy.simulate import COUNT_SECONDS, RANK_SECONDS, RaterSimulator
 from webapp.studies import services as study_services
-from webapp.studies.models import Entry, Item, RankResponse, Study, Variant
+from webapp.studies.models import Entry, Evaluator, Item, RankResponse, Study, Variant
 from webapp.studies.selectors import entry_images, study_ranking
 
 from . import exports, reports, selectors
@@ -38,13 +38,13 @@ class ResearchError(Exception):
 # --------------------------------------------------------------------------- results
 
 
-def _analyse(*, study: Study, n_boot: int, seed: int) -> AnalysisResult:
+def _analyse(*, study: Study, n_boot: int, seed: int, include_simulated: bool = False) -> AnalysisResult:
     """evalstudy's analysis of the study's responses exactly as the CSV export writes them.
 
     The table is read back from the export's own text, so the numbers shown equal those that
     ``python -m evalstudy analyze`` prints for a downloaded export.
     """
-    text = "".join(exports.csv_chunks(study=study))
+    text = "".join(exports.csv_chunks(study=study, include_simulated=include_simulated))
     try:
         protocol = selectors.study_protocol(study=study)
         table = read_responses(io.StringIO(text, newline=""), variants=protocol.variants if protocol else None,
@@ -71,14 +71,19 @@ def _no_progress(stage: str) -> None:
 
 
 def study_result_get_or_compute(*, study: Study, n_boot: int | None = None, seed: int | None = None,
-                                progress: Callable[[str], None] = _no_progress) -> StudyResult | None:
+                                progress: Callable[[str], None] = _no_progress,
+                                include_simulated: bool = False) -> StudyResult | None:
     """The analysis of the study's current responses: the stored one when nothing has changed
     since it was computed, else a new one (with its figures). None when there are no responses;
-    ResearchError when evalstudy cannot analyse them. ``progress`` hears each stage's name."""
+    ResearchError when evalstudy cannot analyse them. ``progress`` hears each stage's name.
+
+    People's answers only, unless ``include_simulated`` (a dry run): then simulated
+    evaluators' answers count too, their ids are prefixed ``simulated-`` in the analysis,
+    and the stored result says so (``includes_simulated``), for the pages to label it."""
     plan_boot, plan_seed = selectors.analysis_settings(study=study)
     n_boot = plan_boot if n_boot is None else n_boot
     seed = plan_seed if seed is None else seed
-    fingerprint, n_responses = selectors.responses_fingerprint(study=study)
+    fingerprint, n_responses = selectors.responses_fingerprint(study=study, include_simulated=include_simulated)
     if n_responses == 0:
         return None
     cached = selectors.study_result_cached(study=study, fingerprint=fingerprint, n_boot=n_boot, seed=seed)
@@ -86,7 +91,7 @@ def study_result_get_or_compute(*, study: Study, n_boot: int | None = None, seed
         return cached
     started = time.perf_counter()
     progress(f"analysing {n_responses} responses with {n_boot} bootstrap resamples")
-    result = _analyse(study=study, n_boot=n_boot, seed=seed)
+    result = _analyse(study=study, n_boot=n_boot, seed=seed, include_simulated=include_simulated)
     progress("drawing the figures")
     figures = _figures(result)
     seconds = time.perf_counter() - started
@@ -95,7 +100,7 @@ def study_result_get_or_compute(*, study: Study, n_boot: int | None = None, seed
         with transaction.atomic():
             stored = StudyResult.objects.create(
                 study=study, fingerprint=fingerprint, n_responses=n_responses, n_boot=n_boot, seed=seed,
-                result=result.to_dict(), seconds=seconds,
+                result=result.to_dict(), seconds=seconds, includes_simulated=include_simulated,
             )
             for fig in figures:
                 fig.result = stored
@@ -112,9 +117,10 @@ def study_result_get_or_compute(*, study: Study, n_boot: int | None = None, seed
 # --------------------------------------------------------------------------- "Update results" as a task
 
 
-def results_update_request(*, study: Study) -> tuple[ResultsUpdate, bool]:
+def results_update_request(*, study: Study, include_simulated: bool = False) -> tuple[ResultsUpdate, bool]:
     """Queue an update of the study's results, unless one is waiting or running already:
-    (the update, whether it is new). The task is sent once the row is committed."""
+    (the update, whether it is new). The task is sent once the row is committed.
+    ``include_simulated``: as in ``study_result_get_or_compute``."""
     from .tasks import results_update  # the task module imports this one
 
     with transaction.atomic():
@@ -123,7 +129,7 @@ def results_update_request(*, study: Study) -> tuple[ResultsUpdate, bool]:
             return active, False
         try:
             with transaction.atomic():
-                update = ResultsUpdate.objects.create(study=study)
+                update = ResultsUpdate.objects.create(study=study, include_simulated=include_simulated)
         except IntegrityError:  # another request queued one meanwhile
             return ResultsUpdate.objects.get(study=study, state__in=ResultsUpdate.ACTIVE), False
         results_update.delay_on_commit(update.pk)
@@ -142,7 +148,7 @@ def results_update_run(*, update_id: int) -> str:
         return update.state if update else "missing"
     _update_set(update_id, state=ResultsUpdate.State.RUNNING, started_at=timezone.now(), stage="reading the responses")
     try:
-        result = study_result_get_or_compute(study=update.study,
+        result = study_result_get_or_compute(study=update.study, include_simulated=update.include_simulated,
                                              progress=lambda stage: _update_set(update_id, stage=stage))
     except ResearchError as exc:
         _update_set(update_id, state=ResultsUpdate.State.FAILED, finished_at=timezone.now(), stage="", message=str(exc))
@@ -186,6 +192,7 @@ class SimulationSummary:
     count_answers: int
     rank_answers: int
     pseudonyms: tuple[str, ...]
+    stopped: str = ""  # why fewer than asked were simulated (the study closed or paused meanwhile)
 
 
 GOLD_VARIANT = "(gold)"  # gold images show their true count: a simulated variant of quality 1
@@ -262,7 +269,8 @@ def study_simulate_responses(
                                    skip_rate=skip_rate, seed=seed, tie_margin=tie_margin)
     except ValueError as exc:
         raise ResearchError(f"Cannot simulate: {exc}") from exc
-    pseudonyms, n_count, n_rank = [], 0, 0
+    pseudonyms: list[str] = []
+    n_count = n_rank = 0
     for k in range(n_evaluators):
         rng = np.random.default_rng([seed, k])
         try:
@@ -276,7 +284,9 @@ def study_simulate_responses(
                     n_count += task == Item.Task.COUNT
                     n_rank += task == Item.Task.RANK
         except study_services.StudyUnavailable as exc:
-            raise ResearchError(f"Simulated {k} of {n_evaluators} evaluators; then: {exc}") from exc
+            # Not an error of the operator's: the study changed under the run. Say so and stop.
+            return SimulationSummary(evaluators=len(pseudonyms), count_answers=n_count, rank_answers=n_rank,
+                                     pseudonyms=tuple(pseudonyms), stopped=str(exc))
         except study_services.SubmissionError as exc:
             raise ResearchError(
                 f"Simulated {k} of {n_evaluators} evaluators; then a submission failed: {exc.message}") from exc
@@ -285,19 +295,31 @@ def study_simulate_responses(
                              pseudonyms=tuple(pseudonyms))
 
 
+@transaction.atomic
+def study_simulated_remove(*, study: Study) -> int:
+    """Delete the study's simulated evaluators (with their tasks and answers) and the stored
+    results that included them; return how many evaluators went. People's data is untouched."""
+    StudyResult.objects.filter(study=study, includes_simulated=True).delete()
+    evaluators = Evaluator.objects.filter(study=study, is_simulated=True)
+    n = evaluators.count()
+    evaluators.delete()
+    return n
+
+
 # --------------------------------------------------------------------------- exports to files
 
 EXPORT_FORMATS = ("csv", "jsonl", "aggregates", "report", "report-md", "figures", "protocol")
 
 
-def export_write(*, study: Study, fmt: str, out: Path) -> list[Path]:
+def export_write(*, study: Study, fmt: str, out: Path, include_simulated: bool = False) -> list[Path]:
     """Write one export of the study to ``out`` (a file; a folder for ``figures``); return the
-    files written. The responses stream to disk; the other formats are small."""
+    files written. The responses stream to disk; the other formats are small. Simulated
+    evaluators are left out unless ``include_simulated`` (then labelled, see ``exports``)."""
     if fmt not in EXPORT_FORMATS:
         raise ResearchError(f"Unknown format {fmt!r}; choose one of {', '.join(EXPORT_FORMATS)}.")
     out = Path(out)
     if fmt == "figures":
-        result = study_result_get_or_compute(study=study)
+        result = study_result_get_or_compute(study=study, include_simulated=include_simulated)
         if result is None:
             raise ResearchError("The study has no responses yet: there is nothing to plot.")
         out.mkdir(parents=True, exist_ok=True)
@@ -309,8 +331,9 @@ def export_write(*, study: Study, fmt: str, out: Path) -> list[Path]:
         return written
     out.parent.mkdir(parents=True, exist_ok=True)
     if fmt in ("csv", "jsonl"):
-        chunks = (exports.csv_chunks(study=study) if fmt == "csv"
-                  else exports.jsonl_chunks(study=study, salt=settings.FUSION_EXPORT_SALT))
+        chunks = (exports.csv_chunks(study=study, include_simulated=include_simulated) if fmt == "csv"
+                  else exports.jsonl_chunks(study=study, salt=settings.FUSION_EXPORT_SALT,
+                                            include_simulated=include_simulated))
         with open(out, "w", encoding="utf-8", newline="") as f:
             for chunk in chunks:
                 f.write(chunk)
@@ -319,13 +342,14 @@ def export_write(*, study: Study, fmt: str, out: Path) -> list[Path]:
         out.write_text(exports.protocol_json(study=study), encoding="utf-8")
         return [out]
     if fmt == "aggregates":
-        result = study_result_get_or_compute(study=study)
+        result = study_result_get_or_compute(study=study, include_simulated=include_simulated)
         if result is None:
             raise ResearchError("The study has no responses yet: there are no aggregates.")
         out.write_text(exports.aggregates_json(result=result.result), encoding="utf-8")
         return [out]
     try:
-        context = reports.report_context(study=study, result=study_result_get_or_compute(study=study))
+        result = study_result_get_or_compute(study=study, include_simulated=include_simulated)
+        context = reports.report_context(study=study, result=result)
     except ResearchError as exc:
         context = reports.report_context(study=study, result=None, analysis_error=str(exc))
     text = reports.report_markdown(context) if fmt == "report-md" else reports.report_html(context)

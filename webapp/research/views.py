@@ -107,7 +107,8 @@ def dashboard(request: HttpRequest, study: Study) -> HttpResponse:
     """
     progress = selectors.study_progress(study=study)
     result = selectors.study_result_latest(study=study)
-    fingerprint, n_responses = selectors.responses_fingerprint(study=study)
+    fingerprint, n_responses = selectors.responses_fingerprint(
+        study=study, include_simulated=result is not None and result.includes_simulated)
     details = ReportDetails.objects.filter(study=study).first()
     analysis = selectors.study_result_analysis(result=result) if result else None
     context = {
@@ -124,8 +125,10 @@ def dashboard(request: HttpRequest, study: Study) -> HttpResponse:
         "reliability": reports.evaluator_reliability_table(analysis) if analysis else None,
         "figures": selectors.result_figure_names(result=result) if result else [],
         "protocol_rows": reports.protocol_rows(selectors.study_protocol(study=study)),
-        "details_form": ReportDetailsForm(instance=details),
+        "details_form": ReportDetailsForm(instance=details, initial=reports.details_from_consent(
+            selectors.study_protocol(study=study)) if details is None else None),
         "export_formats": _export_links(study),
+        "n_simulated": progress["evaluators"]["simulated"],
     }
     return render(request, "research/dashboard.html", context)
 
@@ -149,7 +152,8 @@ def _export_links(study: Study) -> list[tuple[str, str, str]]:
 def progress_json(request: HttpRequest, study: Study) -> JsonResponse:
     data = selectors.study_progress(study=study)
     latest = selectors.study_result_latest(study=study)
-    fingerprint, _ = selectors.responses_fingerprint(study=study)
+    fingerprint, _ = selectors.responses_fingerprint(
+        study=study, include_simulated=latest is not None and latest.includes_simulated)
     data["results"] = {
         "id": latest.pk if latest else None,
         "n_responses": latest.n_responses if latest else None,
@@ -163,7 +167,8 @@ def progress_json(request: HttpRequest, study: Study) -> JsonResponse:
 @require_POST
 def results_update(request: HttpRequest, study: Study) -> HttpResponse:
     """Queue "Update results" on a worker and return at once; the dashboard follows it."""
-    _, created = services.results_update_request(study=study)
+    _, created = services.results_update_request(study=study,
+                                                 include_simulated=bool(request.POST.get("include_simulated")))
     messages.info(request, "Updating the results; this page shows them when they are ready." if created
                   else "An update of the results is already under way.")
     return redirect(reverse("research:dashboard", args=[study.slug]) + "#results")
@@ -260,17 +265,24 @@ def _report_context(study: Study) -> dict:
     return context
 
 
+def _asks_simulated(request: HttpRequest) -> bool:
+    """``?simulated=1``: a dry run's export, simulated evaluators included (and labelled)."""
+    return request.GET.get("simulated") == "1"
+
+
 @researcher_view
 @require_GET
 def export_csv(request: HttpRequest, study: Study) -> StreamingHttpResponse:
-    response = StreamingHttpResponse(exports.csv_chunks(study=study), content_type="text/csv; charset=utf-8")
+    response = StreamingHttpResponse(exports.csv_chunks(study=study, include_simulated=_asks_simulated(request)),
+                                     content_type="text/csv; charset=utf-8")
     return _attachment(response, study, "responses-{stamp}.csv")
 
 
 @researcher_view
 @require_GET
 def export_jsonl(request: HttpRequest, study: Study) -> StreamingHttpResponse:
-    response = StreamingHttpResponse(exports.jsonl_chunks(study=study, salt=settings.FUSION_EXPORT_SALT),
+    response = StreamingHttpResponse(exports.jsonl_chunks(study=study, salt=settings.FUSION_EXPORT_SALT,
+                                                          include_simulated=_asks_simulated(request)),
                                      content_type="application/x-ndjson; charset=utf-8")
     return _attachment(response, study, "responses-{stamp}.jsonl")
 

@@ -84,7 +84,14 @@ def study_run(request: HttpRequest, study: Study, *, form: StudyStatusForm | Non
         "actions": [(name, ACTIONS[name][0]) for name in allowed], "confirm": form, "error": error,
         "confirm_text": ACTIONS[form.cleaned_data["action"]] if form is not None else None,
         "is_researcher": study.researchers.filter(pk=request.user.pk).exists(),
+        "served_origin": _served_origin(request),
+        "base_url": settings.FUSION_BASE_URL,
     }, status=409 if error else 200)
+
+
+def _served_origin(request: HttpRequest) -> str:
+    """The origin this page was reached at (scheme, host, port), to compare with FUSION_BASE_URL."""
+    return request.build_absolute_uri("/").rstrip("/")
 
 
 @require_POST

@@ -185,6 +185,16 @@ def _free_slot(study: Study) -> Slot | None:
     return Slot.objects.filter(study=study).exclude(pk__in=held).order_by("number").first()
 
 
+def _simulated_plan(study: Study) -> Slot | None:
+    """The slot whose plan the next simulated evaluator follows: the slots in turn, so that
+    N simulated evaluators over N slots cover the design once (the caller holds the study's lock)."""
+    slots = list(Slot.objects.filter(study=study).order_by("number"))
+    if not slots:
+        return None
+    given = Evaluator.objects.filter(study=study, is_simulated=True, consented_at__isnull=False).count()
+    return slots[given % len(slots)]
+
+
 def _every_slot_held(study: Study) -> bool:
     """Whether every slot is held by an evaluator still active: a read under no lock, for the
     join page only. Consent decides, under the study's lock; an evaluator silent for the slot
@@ -236,7 +246,7 @@ def evaluator_join(
         raise StudyUnavailable("This study is not open.")
     if existing is not None:
         return _rejoin(existing)
-    if _every_slot_held(study):
+    if not simulated and _every_slot_held(study):  # simulated evaluators take no place
         raise StudyUnavailable(FULL_MESSAGE, reason="full")
     try:
         with transaction.atomic():
@@ -288,13 +298,20 @@ def evaluator_consent(*, evaluator: Evaluator) -> Evaluator:
     if not study.is_open:
         raise StudyUnavailable("This study is not open.")
     if evaluator.slot_id is None:
-        slot = _free_slot(study)
-        if slot is None:  # only then are the silent evaluators' slots worth a write
-            _release_abandoned(study)
+        if evaluator.is_simulated:
+            # A dry run must not take the places of people: a simulated evaluator follows a
+            # slot's plan (each slot in turn) without holding the slot.
+            slot = _simulated_plan(study)
+            if slot is None:
+                raise StudyUnavailable("This study has no planned places to simulate.")
+        else:
             slot = _free_slot(study)
-        if slot is None:
-            raise StudyUnavailable(FULL_MESSAGE, reason="full")
-        evaluator.slot = slot
+            if slot is None:  # only then are the silent evaluators' slots worth a write
+                _release_abandoned(study)
+                slot = _free_slot(study)
+            if slot is None:
+                raise StudyUnavailable(FULL_MESSAGE, reason="full")
+            evaluator.slot = slot
         Entry.objects.bulk_create(
             [
                 Entry(evaluator=evaluator, index=i, item_id=item_id, positions=slot.positions.get(str(item_id), []))

@@ -51,13 +51,14 @@ class Command(BaseCommand):
 def follow_and_report(command: BaseCommand, batch: Batch) -> None:
     """Print each change of the batch's progress until it ends (``follow.batch_follow``);
     say when no worker has taken it; CommandError unless it completes."""
-    last: list[str] = []
+    last: list[tuple] = []
 
     def on_progress(p: dict) -> None:
-        line = follow.progress_line(p)
-        if not last or line != last[-1]:
-            command.stdout.write(line)
-            last.append(line)
+        # A line when an image is done or the status changes, not when only the estimate moves.
+        state = (p["status"], p["done"], len(p["errors"]))
+        if not last or state != last[-1]:
+            command.stdout.write(follow.progress_line(p))
+            last.append(state)
 
     def on_no_worker(p: dict, waited: float) -> None:
         command.stderr.write(follow.no_worker_message(p, waited))

@@ -112,6 +112,9 @@ class Command(BaseCommand):
             if settings.DEBUG:
                 self.stderr.write("DEBUG is on: error pages show tracebacks and settings. "
                                   "Do not show this server to participants; unset DEBUG for the demo.")
+            if not os.environ.get("FUSION_BASE_URL"):
+                # Invite links on the /run/ pages point where this server listens (--addrport).
+                settings.FUSION_BASE_URL = f"http://{opts['addrport']}"
             # Django's server, with DEBUG off; --insecure only lets it serve the static files
             # (the CSS and scripts) that a proxy would serve in production.
             call_command("runserver", opts["addrport"], use_reloader=False, insecure_serving=True)

@@ -1,4 +1,5 @@
-"""python manage.py export STUDY --format csv|jsonl|aggregates|report|report-md|figures|protocol --out PATH"""
+"""python manage.py export STUDY --format csv|jsonl|aggregates|report|report-md|figures|protocol --out PATH
+[--include-simulated]"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -17,13 +18,16 @@ class Command(BaseCommand):
         parser.add_argument("study", help="the study's slug")
         parser.add_argument("--format", required=True, choices=services.EXPORT_FORMATS, dest="fmt")
         parser.add_argument("--out", required=True, type=Path, help="a file; a folder for --format figures")
+        parser.add_argument("--include-simulated", action="store_true",
+                            help="a dry run: include simulated evaluators (ids prefixed 'simulated-'); "
+                                 "left out by default")
 
-    def handle(self, *args, study: str, fmt: str, out: Path, **options):
+    def handle(self, *args, study: str, fmt: str, out: Path, include_simulated: bool, **options):
         found = Study.objects.filter(slug=study).first()
         if found is None:
             raise CommandError(f"No study with the slug {study!r}.")
         try:
-            written = services.export_write(study=found, fmt=fmt, out=out)
+            written = services.export_write(study=found, fmt=fmt, out=out, include_simulated=include_simulated)
         except services.ResearchError as exc:
             raise CommandError(str(exc)) from exc
         except OSError as exc:

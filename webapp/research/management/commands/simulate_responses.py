@@ -52,3 +52,11 @@ class Command(BaseCommand):
             f"{summary.evaluators} simulated evaluators answered {summary.count_answers} count tasks and "
             f"{summary.rank_answers} rankings in {found.slug}."
         )
+        if summary.stopped:
+            # The study changed under the run (closed, paused): an operator's note, not a failure.
+            self.stdout.write(f"Stopped after {summary.evaluators} of {evaluators}: {summary.stopped} "
+                              f"(python manage.py study_status {found.slug} ... to change its status).")
+        self.stdout.write(
+            "They take no participant's place and are left out of results, figures and exports unless asked for "
+            f"(export {found.slug} --include-simulated ...). Remove them before real data collection with:\n"
+            f"    python manage.py remove_simulated {found.slug}")
