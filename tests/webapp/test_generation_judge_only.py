@@ -108,8 +108,9 @@ def test_no_evaluator_is_ever_shown_a_judge_only_image(generated):
 
 def test_the_export_has_one_judge_only_row_per_image_and_the_analysis_uses_them(generated):
     study = generated
+    # People's answers, as far as the analysis can tell: a dry run's simulated evaluators.
     research_services.study_simulate_responses(study=study, n_evaluators=4, seed=1)
-    text = "".join(exports.csv_chunks(study=study))
+    text = "".join(exports.csv_chunks(study=study, include_simulated=True))
     rows = list(csv.DictReader(io.StringIO(text)))
     judge_rows = [r for r in rows if r["evaluator_id"] == ""]
     images = {img.public_id: img for img in Image.objects.filter(study=study, judge_only=True)
@@ -124,10 +125,11 @@ def test_the_export_has_one_judge_only_row_per_image_and_the_analysis_uses_them(
         assert r["answer_count"] == "" and r["item_id"].startswith("judge:")
     assert len({r["item_id"] for r in judge_rows}) == len(judge_rows)
     read_responses(io.StringIO(text, newline=""))  # evalstudy accepts them
-    records = [json.loads(line) for line in "".join(exports.jsonl_chunks(study=study, salt="s")).splitlines()]
+    jsonl = "".join(exports.jsonl_chunks(study=study, salt="s", include_simulated=True))
+    records = [json.loads(line) for line in jsonl.splitlines()]
     assert sorted(r["image_id"] for r in records if r["evaluator_id"] == "") == sorted(images)
 
-    stored = research_services.study_result_get_or_compute(study=study, n_boot=50)
+    stored = research_services.study_result_get_or_compute(study=study, n_boot=50, include_simulated=True)
     ppi = research_selectors.study_result_analysis(result=stored).prediction_powered
     assert ppi is not None and ppi.by_variant and ppi.differences
     assert {rec.n_judge_only for rec in ppi.by_variant} == {2 * K}
