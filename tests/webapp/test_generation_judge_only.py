@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django.test import Client
 
 from evalstudy.responses import read_responses
+from tests.factories import UserFactory
 from tests.services.helpers import DEMO_PROTOCOL, make_tiny_checkpoints, small_protocol
 from webapp.generation import selectors, services, worker
 from webapp.generation.models import Batch
@@ -146,3 +148,13 @@ def test_a_study_without_the_option_gets_no_judge_only_image_or_row(tiny_checkpo
     assert not any(selectors.study_judge_work(study=study).values())
     batch = services.batch_launch(study=study, steps=2, part_size=4)
     assert batch.total_images == 4 * 3
+
+
+def test_the_generation_page_counts_the_judge_only_images_before_launch(tiny_checkpoints):
+    study = make_study(tiny_checkpoints)
+    client = Client()
+    client.force_login(UserFactory(is_staff=True))
+    html = client.get(f"/generation/study/{study.slug}/").content.decode()
+    # 3 evaluators' images + 2 cells x K judge-only ones, per variant
+    assert '<th id="plan-missing">28</th>' in html
+    assert f"{4 * 2 * K} are for the automatic judge only" in html
