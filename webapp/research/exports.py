@@ -72,21 +72,22 @@ def response_rows(*, study: Study, include_simulated: bool = False,
         return SIMULATED_PREFIX + pseudonym if simulated else pseudonym
 
     extended = include_simulated  # only then is the simulated flag needed
-    for row in selectors.count_answer_values(study=study, extended=extended, include_simulated=include_simulated,
-                                             chunk_size=chunk_size):
-        item_id, pseudonym, answer, _cant_tell, seconds = row[:5]
-        pseudonym = who(pseudonym, extended and row[-1])  # EXTENDED_FIELDS ends with is_simulated
+    for count_row in selectors.count_answer_values(study=study, extended=extended,
+                                                   include_simulated=include_simulated, chunk_size=chunk_size):
+        item_id, pseudonym, answer, _cant_tell, seconds = count_row[:5]
+        pseudonym = who(pseudonym, extended and count_row[-1])  # EXTENDED_FIELDS ends with is_simulated
         head, mid, tail = parts[item_id]
         yield head + (pseudonym,) + mid + (answer, None, SKIPPED_COUNT, "", None, seconds) + tail
-    for row in map(selectors.split_rank_row, selectors.rank_answer_values(
+    for rank_row in map(selectors.split_rank_row, selectors.rank_answer_values(
             study=study, extended=extended, include_simulated=include_simulated, chunk_size=chunk_size)):
-        it = items[row.item_id]
-        pseudonym = who(row.pseudonym, extended and row.extended[-1])  # EXTENDED_FIELDS ends with is_simulated
-        flag = int(row.skipped)
-        for position, (image_id, rank) in enumerate(zip(row.image_ids, row.ranks, strict=True)):
+        it = items[rank_row.item_id]
+        pseudonym = who(rank_row.pseudonym, extended and rank_row.extended[-1])
+        flag = int(rank_row.skipped)
+        for position, (image_id, rank) in enumerate(zip(rank_row.image_ids, rank_row.ranks, strict=True)):
             image = images[image_id]
-            yield ("rank", it.key, pseudonym, image.variant, it.prompt, "", None, None, rank, flag, row.skip_reason,
-                   position, row.seconds, 0, image.public_id, it.seed, image.auto_count, it.repeat_of)
+            yield ("rank", it.key, pseudonym, image.variant, it.prompt, "", None, None, rank, flag,
+                   rank_row.skip_reason, position, rank_row.seconds, 0, image.public_id, it.seed,
+                   image.auto_count, it.repeat_of)
     for j in selectors.judge_only_images(study=study):
         yield ("count", j.key, "", j.variant, j.prompt, j.object, j.true_count, None, None, SKIPPED_COUNT, "", None,
                None, 0, j.public_id, j.seed, j.auto_count, "")
