@@ -41,6 +41,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--database", default="fusion_results")
     p.add_argument("--save", action="store_true", help="write bench/results/results_update-<date>.txt")
     p.add_argument("--append", action="store_true", help="with --save: add to that file instead of replacing it")
+    p.add_argument("--keep", action="store_true", help="keep the (last size's) database afterwards")
+    p.add_argument("--gets-only", action="store_true",
+                   help="only time the research GETs again, on the database a --keep run left")
     p.add_argument("--measure", type=int, help=argparse.SUPPRESS)  # the child's job: one size
     return p.parse_args(argv)
 
@@ -107,14 +110,15 @@ def research_gets(client, study) -> dict[str, float]:
     time to its first chunk (the rest streams at the speed of the download)."""
     from django.urls import reverse
 
-    from webapp.research import urls
+    from webapp.research import selectors, urls
 
+    figure = selectors.result_figure_names(result=selectors.study_result_latest(study=study))[0]
     out: dict[str, float] = {}
     for pattern in urls.urlpatterns:
         params = set(pattern.pattern.converters)
         if pattern.name is None or "slug" not in params or pattern.name in ("results_update", "report_details"):
             continue
-        kwargs = {"slug": study.slug, **({"name": "preference", "fmt": "png"} if "name" in params else {})}
+        kwargs = {"slug": study.slug, **({"name": figure, "fmt": "png"} if "name" in params else {})}
         url = reverse(f"research:{pattern.name}", kwargs=kwargs)
         times = []
         for _ in range(4):
@@ -130,12 +134,40 @@ def research_gets(client, study) -> dict[str, float]:
     return out
 
 
+def measure_gets() -> dict:
+    """In the child: the research GETs of the study a --keep run left."""
+    import django
+
+    django.setup()
+    from django.contrib.auth.models import User
+    from django.test import Client
+
+    from webapp.research.models import StudyResult
+    from webapp.studies.models import Study
+
+    study = Study.objects.get(slug="results-bench")
+    client = Client()
+    client.force_login(User.objects.get(username="bench-researcher"))
+    result = StudyResult.objects.filter(study=study).latest()
+    return {"gets": research_gets(client, study), "responses": result.n_responses}
+
+
+def _child_env(db_url: str) -> dict:
+    return {**os.environ, "DATABASE_URL": db_url, "DJANGO_SETTINGS_MODULE": "webapp.settings", "DEBUG": "0",
+            "SECRET_KEY": "bench-results-" + "x" * 40, "CELERY_BROKER_URL": "memory://",
+            "FUSION_MEDIA_ROOT": str(ROOT / "var" / "results-bench-media"), "PYTHONPATH": str(ROOT)}
+
+
 def run_child(args, n: int) -> dict:
-    with scratch_database(args.pg, args.database) as db_url:
-        env = {**os.environ, "DATABASE_URL": db_url, "DJANGO_SETTINGS_MODULE": "webapp.settings", "DEBUG": "0",
-               "SECRET_KEY": "bench-results-" + "x" * 40, "CELERY_BROKER_URL": "memory://",
-               "FUSION_MEDIA_ROOT": str(ROOT / "var" / "results-bench-media"), "PYTHONPATH": str(ROOT)}
-        return run_json_child([__file__, "--measure", str(n)], env)
+    with scratch_database(args.pg, args.database, keep=args.keep) as db_url:
+        return run_json_child([__file__, "--measure", str(n)], _child_env(db_url))
+
+
+def gets_line(r: dict) -> str:
+    slow = [name for name, ms in r["gets"].items() if ms >= TARGET_REQUEST_MS]
+    return (f"# research GETs at {r['responses']} responses, ms (best of 3; streamed exports: first chunk): "
+            + ", ".join(f"{name} {ms:.1f}" for name, ms in r["gets"].items())
+            + f"; target under {TARGET_REQUEST_MS} ms: " + ("met" if not slow else f"MISSED ({', '.join(slow)})"))
 
 
 def table(rows: list[dict], load_before: float, load_after: float) -> str:
@@ -151,12 +183,7 @@ def table(rows: list[dict], load_before: float, load_after: float) -> str:
         lines.append(f"{r['evaluators']:>10d} {r['responses']:>10d} {r['n_boot']:>9d} {r['request_ms']:>10.1f} "
                      f"{r['warm_request_ms']:>8.1f} {r['fresh_s']:>8.2f} {r['analysis_s']:>10.2f} "
                      f"{r['again_s']:>8.3f} {r['simulate_s']:>10.1f}")
-    for r in rows:
-        slow = [name for name, ms in r["gets"].items() if ms >= TARGET_REQUEST_MS]
-        lines.append(f"# research GETs at {r['responses']} responses, ms (best of 3; streamed exports: first chunk): "
-                     + ", ".join(f"{name} {ms:.1f}" for name, ms in r["gets"].items())
-                     + f"; target under {TARGET_REQUEST_MS} ms: "
-                     + ("met" if not slow else f"MISSED ({', '.join(slow)})"))
+    lines += [gets_line(r) for r in rows]
     lines.append("# 'request ms': the first POST, which only queues (it also opens the broker connection); "
                  "'again ms': the second POST; 'fresh s': from the POST to the stored results; "
                  "'analysis s': CSV + evalstudy + figures; 'again s': press and task once nothing has changed")
@@ -166,11 +193,18 @@ def table(rows: list[dict], load_before: float, load_after: float) -> str:
 def main() -> int:
     args = parse_args()
     if args.measure is not None:
-        print(json.dumps(measure(args.measure)))
+        print(json.dumps(measure_gets() if args.gets_only else measure(args.measure)))
         return 0
     load_before = load_average()
-    rows = [run_child(args, n) for n in args.responses]
-    text = table(rows, load_before, load_average())
+    if args.gets_only:
+        db_url = f"{args.pg.rstrip('/')}/{args.database}"
+        row = run_json_child([__file__, "--measure", "0", "--gets-only"], _child_env(db_url))
+        text = (f"# results_update --gets-only: {dt.datetime.now():%Y-%m-%d %H:%M} on {cpu_model()}, "
+                f"{os.cpu_count()} CPUs, PostgreSQL; load average {load_before:.2f} -> {load_average():.2f}\n"
+                + gets_line(row))
+    else:
+        rows = [run_child(args, n) for n in args.responses]
+        text = table(rows, load_before, load_average())
     print(text)
     if args.save:
         out = save_result("results_update", text, append=args.append)

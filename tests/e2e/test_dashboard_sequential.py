@@ -16,7 +16,7 @@ def study(transactional_db, settings):
     study.protocol = primary_protocol()
     study.save(update_fields=["protocol"])
     simulate(study, 2, seed=1)
-    services.study_result_get_or_compute(study=study)
+    services.study_result_get_or_compute(study=study, include_simulated=True)  # a dry run
     researcher_of(study)
     return study
 
@@ -27,6 +27,7 @@ def test_the_sequential_panel_moves_from_continue_to_stop(page, live_server, stu
     assert "continue" in panel.inner_text()
     simulate(study, 10, seed=2)  # ten more evaluators arrive
     page.wait_for_function("() => !document.getElementById('results-stale').hidden")
+    page.check("#include-simulated")
     page.click("#update-results")
     # the worker stores the new result; the dashboard reloads itself and shows the stop
     page.wait_for_function(

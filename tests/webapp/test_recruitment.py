@@ -3,7 +3,9 @@ import json
 from pathlib import Path
 
 import pytest
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 
 from tests.factories import build_open_study
 from webapp.studies import recruitment, services
@@ -126,6 +128,19 @@ def test_the_time_estimate_uses_the_pilot_then_the_running_median(panel_study):
         Evaluator.objects.filter(pk=ev.pk).update(finished_at="2026-01-01T00:00:00Z")
     estimate = recruitment.time_estimate(study=panel_study, n_tasks=20)
     assert estimate.minutes == 10 and estimate.source == "running median of 3 participants"
+    # Every consent page shows it: the median is computed once per number of finished
+    # participants, then a page costs one COUNT, whatever the number of answers.
+    with CaptureQueriesContext(connection) as ctx:
+        assert recruitment.time_estimate(study=panel_study, n_tasks=20) == estimate
+    assert len(ctx.captured_queries) == 1
+    panel_study.slots.create(number=3, seed=3, items=panel_study.slots.get(number=0).items)
+    ev = services.evaluator_join(study=panel_study, external_id=f"{9:024x}")
+    services.evaluator_consent(evaluator=ev)
+    for entry in ev.entries.filter(item__task="count"):
+        CountResponse.objects.create(entry=entry, evaluator=ev, item=entry.item, answer=1, seconds=90.0)
+    Evaluator.objects.filter(pk=ev.pk).update(finished_at="2026-01-01T00:00:00Z")
+    fourth = recruitment.time_estimate(study=panel_study, n_tasks=20)  # median of 30, 30, 30, 90 s
+    assert fourth.minutes == 10 and fourth.source == "running median of 4 participants"
 
 
 def test_a_place_gone_by_the_time_of_consent_gives_the_full_code(panel_study):

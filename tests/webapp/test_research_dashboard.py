@@ -11,6 +11,7 @@ import scipy
 from django.test import Client
 
 from evalstudy import provenance
+from evalstudy.analysis.result import AnalysisResult
 from tests.webapp.research_support import answer_tasks, fill_study, researcher_of, update_results
 from webapp.research import reports, selectors, services
 from webapp.research.models import ReportDetails, ResultFigure, StudyResult
@@ -269,3 +270,29 @@ def test_rules_that_exclude_everyone_leave_the_unfiltered_results_shown(study, r
     report = researcher.get(f"/research/{study.slug}/report.md").content.decode()
     assert "exclude every evaluator" in report and "average error" in report
     assert StudyResult.objects.filter(study=study).exists()
+
+
+def test_a_stored_result_is_built_once_per_process_and_a_new_one_is_shown(study, researcher, monkeypatch):
+    fill_study(study, 2)
+    update_results(researcher, study)
+    first = StudyResult.objects.get(study=study)
+    built = []
+
+    class Counting:
+        @staticmethod
+        def from_dict(doc):
+            built.append(doc["data"]["n_evaluators"])
+            return AnalysisResult.from_dict(doc)
+
+    monkeypatch.setattr(selectors, "AnalysisResult", Counting)
+    for _ in range(2):
+        assert researcher.get(f"/research/{study.slug}/").status_code == 200
+        assert researcher.get(f"/research/{study.slug}/report.md").status_code == 200
+    assert selectors.study_result_analysis(result=first) is selectors.study_result_analysis(result=first)
+    assert built in ([], [2])  # once, or never when an earlier request of this process built it
+    fill_study(study, 1, seed=3)
+    update_results(researcher, study)
+    researcher.get(f"/research/{study.slug}/")
+    newest = selectors.study_result_latest(study=study)
+    assert newest.pk != first.pk and built[-1] == 3
+    assert selectors.study_result_analysis(result=newest).data.n_evaluators == 3

@@ -54,11 +54,11 @@ def test_the_sequential_panel_moves_from_continue_to_stop_as_evaluators_arrive(s
     client = Client()
     client.force_login(researcher_of(study))
     simulate(study, 2, seed=1)
-    update_results(client, study)
+    update_results(client, study, data={"include_simulated": "1"})  # a dry run: simulated raters
     first = panel(client, study)
     assert "continue" in first and "before the first" in first
     simulate(study, 10, seed=2)
-    update_results(client, study)
+    update_results(client, study, data={"include_simulated": "1"})  # a dry run: simulated raters
     stored = StudyResult.objects.filter(study=study).latest("computed_at").result["primary"]
     comparison = stored["comparisons"][0]
     assert comparison["decision"] == "stop: difference shown", comparison

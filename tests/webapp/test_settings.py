@@ -12,10 +12,11 @@ PROBE = (
     "print(json.dumps({'engine': settings.DATABASES['default']['ENGINE'], 'broker': settings.CELERY_BROKER_URL, "
     "'debug': settings.DEBUG, 'key': settings.SECRET_KEY, 'ssl_redirect': settings.SECURE_SSL_REDIRECT, "
     "'hsts': settings.SECURE_HSTS_SECONDS, 'proxy': settings.SECURE_PROXY_SSL_HEADER, "
-    "'cookie_secure': settings.SESSION_COOKIE_SECURE}))"
+    "'cookie_secure': settings.SESSION_COOKIE_SECURE, 'sessions': settings.SESSION_ENGINE}))"
 )
-CLEARED = {"DATABASE_URL", "CELERY_BROKER_URL", "SECRET_KEY", "DEBUG", "FUSION_VAR_DIR", "FUSION_HTTPS",
-           "SECURE_SSL_REDIRECT", "SECURE_HSTS_SECONDS", "SECURE_PROXY_SSL_HEADER", "SESSION_COOKIE_SECURE"}
+CLEARED = {"DATABASE_URL", "CELERY_BROKER_URL", "FUSION_CACHE_URL", "SECRET_KEY", "DEBUG", "FUSION_VAR_DIR",
+           "FUSION_HTTPS", "SECURE_SSL_REDIRECT", "SECURE_HSTS_SECONDS", "SECURE_PROXY_SSL_HEADER",
+           "SESSION_COOKIE_SECURE"}
 
 
 def settings_with(var_dir: Path, **env):
@@ -39,6 +40,12 @@ def test_nothing_set_means_sqlite_the_filesystem_broker_and_debug_off(tmp_path):
 def test_urls_select_postgresql_and_redis(tmp_path):
     got = probe(tmp_path, DATABASE_URL="postgres://u@127.0.0.1:5432/x", CELERY_BROKER_URL="redis://127.0.0.1:6379/0")
     assert got["engine"] == "django.db.backends.postgresql" and got["broker"] == "redis://127.0.0.1:6379/0"
+
+
+def test_sessions_are_read_from_the_cache_only_when_every_web_process_shares_it(tmp_path):
+    assert probe(tmp_path)["sessions"] == "django.contrib.sessions.backends.db"  # a per-process cache
+    shared = probe(tmp_path, FUSION_CACHE_URL="redis://127.0.0.1:6379/0")
+    assert shared["sessions"] == "django.contrib.sessions.backends.cached_db"
 
 
 def test_without_secret_key_a_random_key_is_made_once_and_kept_owner_only(tmp_path):

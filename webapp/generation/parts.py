@@ -43,6 +43,7 @@ class WorkItem:
     is_count: bool
     seed: int
     public_id: str  # the image's random id, fixed in the part's row
+    judge_only: bool = False  # an extra image for the judge (selectors.study_judge_work), shown to no one
 
 
 @dataclass(frozen=True)
@@ -140,9 +141,10 @@ def part_claim(*, part_id: int, claim: str, worker: str, stale_after: timedelta)
     sampling = batch.study.protocol.get("sampling", {})
     have = selectors.part_existing_pairs(part=part)
     prompts = {p.pk: p for p in Prompt.objects.filter(pk__in={pid for pid, _ in part.work})}
+    judge = set(selectors.study_judge_work(study=batch.study).get(part.variant_id, []))
     todo = tuple(
         WorkItem(prompt_id=pid, text=prompts[pid].text, is_count=prompts[pid].kind == Prompt.Kind.COUNT, seed=seed,
-                 public_id=public_id)
+                 public_id=public_id, judge_only=(pid, seed) in judge)
         for (pid, seed), public_id in zip(part.work, _image_ids(part), strict=True)
         if (pid, seed) not in have
     )
@@ -177,6 +179,7 @@ def part_store_images(*, job: PartJob, images: list[GeneratedImage], provenance:
     batch, part = locked
     texts = {w.prompt_id: w.text for w in job.todo}
     public_ids = {(w.prompt_id, w.seed): w.public_id for w in job.todo}
+    judge_only = {(w.prompt_id, w.seed) for w in job.todo if w.judge_only}
     stored = 0
     for generated in images:
         public_id = public_ids[(generated.prompt_id, generated.seed)]
@@ -184,6 +187,7 @@ def part_store_images(*, job: PartJob, images: list[GeneratedImage], provenance:
             public_id=public_id, study_id=job.study_id, prompt_id=generated.prompt_id, source=Image.Source.MODEL,
             variant_id=job.variant_id, checkpoint_id=job.checkpoint_id, seed=generated.seed,
             cfg_scale=job.cfg_scale, steps=job.steps, sampler=job.sampler, auto_count=generated.auto_count,
+            judge_only=(generated.prompt_id, generated.seed) in judge_only,
             width=generated.image.width, height=generated.image.height,
             provenance={**provenance, "prompt": texts.get(generated.prompt_id, ""), "seed": generated.seed},
         )

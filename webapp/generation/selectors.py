@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from django.db.models import Count, Sum
 from django.utils import timezone
 
+from evalstudy.protocol import Protocol, ProtocolError, image_seeds
 from generator.defaults import CFG_SCALE, STEPS
 from webapp.studies.models import Checkpoint, Image, Item, Study, Variant
 
@@ -31,15 +32,45 @@ def study_needed_work(*, study: Study) -> dict[int, list[tuple[int, int]]]:
     return {vid: list(pairs) for vid, pairs in needed.items()}
 
 
-def study_missing_work(*, study: Study) -> dict[int, list[tuple[int, int]]]:
-    """The images still to make: variant id -> [(prompt id, seed)] without an image row."""
+def study_judge_work(*, study: Study) -> dict[int, list[tuple[int, int]]]:
+    """The judge-only images of the study: variant id -> [(prompt id, seed)].
+
+    With the protocol's ``analysis.judge_images_per_cell`` = k, every count grid cell (a
+    count prompt, gold left out) gets k extra images per variant, read by the automatic
+    judge only (the prediction-powered intervals' judge-only rows). Their seeds continue the
+    protocol's image seeds after the evaluators' ones: image j of the k is drawn with
+    ``sampling.seed + images_per_prompt + j`` (``evalstudy.protocol.image_seeds``), the
+    same seeds for every variant (so the variants' images of one seed are paired, as the
+    evaluators' are), and never a seed an evaluator's count image uses. Empty for k = 0.
+    """
+    variant_ids = list(study.variants.order_by("index").values_list("pk", flat=True))
+    try:
+        proto = Protocol.from_dict(study.protocol)
+    except ProtocolError:
+        return {vid: [] for vid in variant_ids}
+    k = proto.analysis.judge_images_per_cell
+    if k == 0 or proto.count_task is None:
+        return {vid: [] for vid in variant_ids}
+    n = proto.count_task.images_per_prompt
+    seeds = image_seeds(proto, n + k)[n:]
+    cells: dict[int, dict[int, None]] = {vid: {} for vid in variant_ids}
+    items = Item.objects.filter(study=study, task=Item.Task.COUNT, repeat_of__isnull=True, is_gold=False)
+    for variant_id, prompt_id in items.order_by("id").values_list("variant_id", "prompt_id"):
+        cells[variant_id][prompt_id] = None
+    return {vid: [(pid, seed) for pid in prompts for seed in seeds] for vid, prompts in cells.items()}
+
+
+def study_missing_work(*, study: Study, judge_only: bool = True) -> dict[int, list[tuple[int, int]]]:
+    """The images still to make: variant id -> [(prompt id, seed)] without an image row;
+    the evaluators' images first, then (with ``judge_only``) the judge-only ones."""
     have = set(
         Image.objects.filter(study=study, source=Image.Source.MODEL).values_list("variant_id", "prompt_id", "seed")
     )
-    return {
-        vid: [pair for pair in pairs if (vid, *pair) not in have]
-        for vid, pairs in study_needed_work(study=study).items()
-    }
+    needed = study_needed_work(study=study)
+    if judge_only:
+        for vid, pairs in study_judge_work(study=study).items():
+            needed[vid] = list(dict.fromkeys(needed[vid] + pairs))
+    return {vid: [pair for pair in pairs if (vid, *pair) not in have] for vid, pairs in needed.items()}
 
 
 def part_existing_pairs(*, part: Part) -> set[tuple[int, int]]:
@@ -71,6 +102,7 @@ class StudyPlan:
     count_prompts: int = 0
     captions: int = 0
     seeds: int = 0  # distinct seeds across the study's generated items
+    judge_only: int = 0  # of ``needed``: images the judge reads and no evaluator sees
 
     @property
     def needed(self) -> int:
@@ -91,6 +123,8 @@ class StudyPlan:
 
 def study_plan(*, study: Study, part_size: int = MAX_PART_SIZE) -> StudyPlan:
     needed = study_needed_work(study=study)
+    judge = study_judge_work(study=study)
+    needed = {vid: list(dict.fromkeys(pairs + judge[vid])) for vid, pairs in needed.items()}
     missing = study_missing_work(study=study)
     sampling = study.protocol.get("sampling", {})
     rows = [
@@ -107,6 +141,7 @@ def study_plan(*, study: Study, part_size: int = MAX_PART_SIZE) -> StudyPlan:
         count_prompts=items.filter(task=Item.Task.COUNT).values("prompt_id").distinct().count(),
         captions=items.filter(task=Item.Task.RANK).values("prompt_id").distinct().count(),
         seeds=items.values("seed").distinct().count(),
+        judge_only=sum(len(pairs) for pairs in judge.values()),
     )
 
 

@@ -193,7 +193,10 @@ def batch_launch(
     """Plan the study's missing images as parts and queue them on the ``gpu`` queue.
 
     CFG scale and steps default to the protocol's sampling section. Parts hold at most
-    ``part_size`` (prompt, seed) pairs of one variant.
+    ``part_size`` (prompt, seed) pairs of one variant. The missing images include the
+    judge-only ones of the protocol's ``analysis.judge_images_per_cell``
+    (``selectors.study_judge_work``: their seeds follow the evaluators'), after the
+    evaluators' images of each variant; the worker marks them ``judge_only``.
     """
     study = Study.objects.select_for_update().get(pk=study.pk)
     if study.status != Study.Status.DRAFT:
@@ -202,8 +205,11 @@ def batch_launch(
         raise GenerationError(f"A part holds 1 to {MAX_PART_SIZE} images, not {part_size}.")
     variants = list(study.variants.select_related("checkpoint").order_by("index"))
     work = selectors.study_missing_work(study=study)
-    # A variant whose images were all imported (an image set) needs no checkpoint.
-    unassigned = [v.name for v in variants if v.checkpoint is None and work[v.pk]]
+    shown = selectors.study_missing_work(study=study, judge_only=False)
+    # A variant whose images were all imported (an image set) needs no checkpoint; it has
+    # none to draw judge-only images with either, so it goes without them.
+    unassigned = [v.name for v in variants if v.checkpoint is None and shown[v.pk]]
+    work = {v.pk: work[v.pk] if v.checkpoint is not None else [] for v in variants}
     if unassigned:
         first = "Assign" if Checkpoint.objects.exists() else "Register and assign"
         raise GenerationError(f"{first} a checkpoint for every variant before launching; "

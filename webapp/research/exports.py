@@ -6,7 +6,10 @@ variant's image and ``rank`` its rank (1 = best; tied images share the best rank
 their group, "1, 2, 2, 4"), both empty-ranked on every row of a skipped ranking. A
 ranking has one row per variant of the protocol (2 for pairwise A/B, up to 6).
 ``item_id`` is ``Item.key``; ``evaluator_id`` the evaluator's pseudonym, never the
-external worker id.
+external worker id. After the answers come the judge-only rows, one per image that only the
+automatic judge read (the protocol's ``analysis.judge_images_per_cell``): count rows with an
+empty ``evaluator_id``, no answer, and the judge's ``auto_count``, which the prediction-
+powered intervals use and nothing else does.
 
 The generators yield strings of about ``BUFFER_CHARS`` characters, so a response of any
 size is written with flat memory: the database is read in chunks (see selectors), the
@@ -69,22 +72,25 @@ def response_rows(*, study: Study, include_simulated: bool = False,
         return SIMULATED_PREFIX + pseudonym if simulated else pseudonym
 
     extended = include_simulated  # only then is the simulated flag needed
-    for row in selectors.count_answer_values(study=study, extended=extended, include_simulated=include_simulated,
-                                             chunk_size=chunk_size):
-        item_id, pseudonym, answer, _cant_tell, seconds = row[:5]
-        pseudonym = who(pseudonym, extended and row[-1])  # EXTENDED_FIELDS ends with is_simulated
+    for count_row in selectors.count_answer_values(study=study, extended=extended,
+                                                   include_simulated=include_simulated, chunk_size=chunk_size):
+        item_id, pseudonym, answer, _cant_tell, seconds = count_row[:5]
+        pseudonym = who(pseudonym, extended and count_row[-1])  # EXTENDED_FIELDS ends with is_simulated
         head, mid, tail = parts[item_id]
         yield head + (pseudonym,) + mid + (answer, None, SKIPPED_COUNT, "", None, seconds) + tail
-    for ranking in map(selectors.split_rank_row, selectors.rank_answer_values(
+    for rank_row in map(selectors.split_rank_row, selectors.rank_answer_values(
             study=study, extended=extended, include_simulated=include_simulated, chunk_size=chunk_size)):
-        it = items[ranking.item_id]
-        pseudonym = who(ranking.pseudonym, extended and ranking.extended[-1])  # EXTENDED_FIELDS ends with is_simulated
-        flag = int(ranking.skipped)
-        for position, (image_id, rank) in enumerate(zip(ranking.image_ids, ranking.ranks, strict=True)):
+        it = items[rank_row.item_id]
+        pseudonym = who(rank_row.pseudonym, extended and rank_row.extended[-1])
+        flag = int(rank_row.skipped)
+        for position, (image_id, rank) in enumerate(zip(rank_row.image_ids, rank_row.ranks, strict=True)):
             image = images[image_id]
             yield ("rank", it.key, pseudonym, image.variant, it.prompt, "", None, None, rank, flag,
-                   ranking.skip_reason, position, ranking.seconds, 0, image.public_id, it.seed, image.auto_count,
-                   it.repeat_of)
+                   rank_row.skip_reason, position, rank_row.seconds, 0, image.public_id, it.seed,
+                   image.auto_count, it.repeat_of)
+    for j in selectors.judge_only_images(study=study):
+        yield ("count", j.key, "", j.variant, j.prompt, j.object, j.true_count, None, None, SKIPPED_COUNT, "", None,
+               None, 0, j.public_id, j.seed, j.auto_count, "")
 
 
 def csv_chunks(*, study: Study, include_simulated: bool = False,
@@ -151,6 +157,15 @@ def _jsonl_records(*, study: Study, salt: str, chunk_size: int, include_simulate
                 "evaluator_pseudonym": pseudonym, "worker_id_hash": hashed(external_id), "simulated": simulated,
                 "image_provenance": image.provenance,
             }
+    for j in selectors.judge_only_images(study=study):
+        yield {
+            "task": "count", "item_id": j.key, "evaluator_id": "", "variant": j.variant, "prompt": j.prompt,
+            "object": j.object, "true_count": j.true_count, "answer_count": None, "rank": None, "skipped": False,
+            "skip_reason": "", "position": None, "seconds": None, "is_gold": False, "image_id": j.public_id,
+            "seed": j.seed, "auto_count": j.auto_count, "repeat_of": "", "cant_tell": False, "answered_at": None,
+            "evaluator_pseudonym": "", "worker_id_hash": None, "simulated": False,
+            "image_provenance": images[j.pk].provenance,
+        }
 
 
 def jsonl_chunks(*, study: Study, salt: str, include_simulated: bool = False,

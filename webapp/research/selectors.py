@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import statistics
-from collections import Counter
+import threading
+from collections import Counter, OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TypedDict
@@ -261,7 +262,9 @@ def study_result_cached(*, study: Study, fingerprint: str, n_boot: int, seed: in
 
 
 def study_result_latest(*, study: Study) -> StudyResult | None:
-    return _readable_results(study).order_by("-computed_at", "-pk").first()
+    """The newest readable result; its document (``result``, large) is read only when used:
+    the pages build the typed result once per process (study_result_analysis)."""
+    return _readable_results(study).defer("result").order_by("-computed_at", "-pk").first()
 
 
 @dataclass(frozen=True)
@@ -308,9 +311,29 @@ def results_update_status(*, study: Study) -> dict | None:
             "finished_at": update.finished_at.isoformat() if update.finished_at else None}
 
 
+# Stored results never change (a new state of the responses is a new row), so each process
+# builds a result's typed form once: from_dict costs tens of ms at any size, on every page
+# that shows the result otherwise. Keyed by what identifies the row's content, not the pk
+# alone (a database that reuses ids, such as SQLite after a rollback, would mix them up).
+_ANALYSES: OrderedDict[tuple, AnalysisResult] = OrderedDict()
+_ANALYSES_LOCK = threading.Lock()
+ANALYSES_KEPT = 8  # per process: a few studies' newest results
+
+
 def study_result_analysis(*, result: StudyResult) -> AnalysisResult:
-    """The stored document as evalstudy's typed result."""
-    return AnalysisResult.from_dict(result.result)
+    """The stored document as evalstudy's typed result (built once per result and process)."""
+    key = (result.pk, result.fingerprint, result.n_boot, result.seed, result.computed_at)
+    with _ANALYSES_LOCK:
+        analysis = _ANALYSES.get(key)
+        if analysis is not None:
+            _ANALYSES.move_to_end(key)
+            return analysis
+    analysis = AnalysisResult.from_dict(result.result)
+    with _ANALYSES_LOCK:
+        _ANALYSES[key] = analysis
+        while len(_ANALYSES) > ANALYSES_KEPT:
+            _ANALYSES.popitem(last=False)
+    return analysis
 
 
 def result_figure(*, result: StudyResult, name: str, fmt: str) -> ResultFigure | None:
@@ -370,6 +393,41 @@ def export_images(*, study: Study, with_provenance: bool = False) -> dict[int, I
     for row in Image.objects.filter(study=study).values_list(*fields).order_by():
         out[row[0]] = ImageInfo(public_id=row[1], variant=row[2] or "", auto_count=row[3],
                                 provenance=row[4] if with_provenance else None)
+    return out
+
+
+@dataclass(frozen=True)
+class JudgeOnlyImage:
+    """An image read by the automatic judge only (the protocol's ``analysis.judge_images_per_cell``)."""
+
+    pk: int
+    key: str  # its item id in the responses: ``judge:<variant>:<object>:<count>[:<colour>]:<seed>``
+    variant: str
+    prompt: str
+    object: str
+    true_count: int
+    seed: int
+    public_id: str
+    auto_count: int
+
+
+def judge_only_images(*, study: Study) -> list[JudgeOnlyImage]:
+    """The study's judge-only images that the judge has read, by variant, prompt and seed.
+
+    Their number is fixed by the protocol (cells x variants x k), not by the responses."""
+    rows = (Image.objects.filter(study=study, judge_only=True, auto_count__isnull=False)
+            .order_by("variant__index", "prompt_id", "seed")
+            .values_list("pk", "variant__name", "prompt__text", "prompt__object", "prompt__count", "prompt__colour",
+                         "seed", "public_id", "auto_count"))
+    out = []
+    for pk, variant, prompt, obj, count, colour, seed, public_id, auto_count in rows:
+        if count is None or auto_count is None:  # (never: a count prompt has a count; the query needs auto_count)
+            continue
+        colour_part = f":{colour}" if colour else ""
+        out.append(JudgeOnlyImage(
+            pk=pk, key=f"judge:{variant}:{obj}:{count}{colour_part}:{seed}", variant=variant, prompt=prompt, object=obj,
+            true_count=count, seed=seed, public_id=public_id, auto_count=auto_count,
+        ))
     return out
 
 

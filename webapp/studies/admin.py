@@ -102,8 +102,8 @@ class PromptAdmin(ViewOnlyAdmin):
 
 @admin.register(Image)
 class ImageAdmin(ViewOnlyAdmin):
-    list_display = ("public_id", "study", "variant", "prompt", "seed", "source")
-    list_filter = ("study", "source", "variant__name")
+    list_display = ("public_id", "study", "variant", "prompt", "seed", "source", "judge_only")
+    list_filter = ("study", "source", "judge_only", "variant__name")
 
 
 @admin.register(Item)

@@ -172,6 +172,9 @@ class Image(models.Model):
     sampler = models.CharField(max_length=50, blank=True)
     true_count = models.PositiveSmallIntegerField(null=True, blank=True, help_text="Known count (gold images).")
     auto_count = models.IntegerField(null=True, blank=True, help_text="The automatic counter's reading.")
+    # An extra count image for the prediction-powered intervals (the protocol's
+    # analysis.judge_images_per_cell): the judge reads it, no evaluator ever sees it.
+    judge_only = models.BooleanField(default=False, help_text="Read by the automatic judge only, never shown.")
     file = models.CharField(max_length=300, help_text="Path under MEDIA_ROOT; an opaque name.")
     width = models.PositiveIntegerField(default=0)
     height = models.PositiveIntegerField(default=0)
@@ -190,6 +193,10 @@ class Image(models.Model):
                 condition=(Q(source="model") & Q(variant__isnull=False))
                 | (Q(source="gold") & Q(variant__isnull=True) & Q(true_count__isnull=False)),
                 name="image_source_consistent",
+            ),
+            models.CheckConstraint(
+                condition=Q(judge_only=False) | Q(source="model"),
+                name="image_judge_only_is_model",
             ),
         ]
 

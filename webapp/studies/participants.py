@@ -75,6 +75,7 @@ def _verdicts(study: Study) -> _Verdicts:
         return _Verdicts({}, frozenset())  # evalstudy reads no empty table
     table = read_responses(io.StringIO("".join(csv_chunks(study=study)), newline=""),
                            allow_ties=bool(proto and proto.allow_ties))
+    table = table.subset(table["evaluator_id"] != "")  # the judge-only rows are no one's answers
     reliability = evaluator_reliability(table)
     gold_only = Exclusions(min_gold_accuracy=rules.min_gold_accuracy)
     return _Verdicts(apply_exclusions(reliability, rules), frozenset(apply_exclusions(reliability, gold_only)))

@@ -77,8 +77,8 @@ def preview_task(*, study: Study, state: dict) -> PreviewTask | None:
         return PreviewTask(index=at, item=item, images=[item.image])
     order = state["positions"].get(str(item.pk)) or state["positions"].get(f"{item.pk}:{at}")
     by_variant = {img.variant.index: img for img in Image.objects.filter(
-        study=study, prompt_id=item.prompt_id, seed=item.seed, source=Image.Source.MODEL).select_related("variant")
-        if img.variant is not None}  # a model image always has its variant
+        study=study, prompt_id=item.prompt_id, seed=item.seed, source=Image.Source.MODEL, judge_only=False,
+    ).select_related("variant") if img.variant is not None}  # a model image always has its variant
     return PreviewTask(index=at, item=item, images=[by_variant[v] for v in order])
 
 

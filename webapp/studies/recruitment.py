@@ -11,6 +11,7 @@ import statistics
 from dataclasses import dataclass
 from typing import Any
 
+from django.core.cache import cache
 from django.db.models import Count, Sum
 
 from evalstudy.protocol import Consent, Practice, Protocol, ProtocolError, Recruitment, ReturnLink
@@ -25,6 +26,7 @@ PROLIFIC_ID = re.compile(r"^[0-9a-fA-F]{24}$")
 GENERIC_ID = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
 # The running median replaces the pilot's time once this many people have finished.
 RUNNING_MEDIAN_AFTER = 3
+TIME_ESTIMATE_CACHE_SECONDS = 60 * 60  # the key changes with every participant who finishes
 PANEL_NAMES = {"prolific": "Prolific"}
 
 
@@ -131,10 +133,8 @@ def planned_tasks(*, study: Study, evaluator: Evaluator) -> int:
     return len(slot.items) if slot is not None else 0
 
 
-def time_estimate(*, study: Study, n_tasks: int) -> TimeEstimate | None:
-    """Minutes for ``n_tasks`` tasks: the median seconds per task of the people who finished
-    (once RUNNING_MEDIAN_AFTER have), else the protocol's pilot figure; None without either."""
-    finished = Evaluator.objects.filter(study=study, finished_at__isnull=False, is_simulated=False)
+def _finished_rates(finished) -> list[float]:
+    """Seconds per task of each of these evaluators (who answered something)."""
     per_task: list[Any] = []  # .values() rows of two models: {"evaluator_id", "s", "n"}
     for model in (CountResponse, RankResponse):
         rows = model.objects.filter(evaluator__in=finished).values("evaluator_id").annotate(
@@ -145,9 +145,29 @@ def time_estimate(*, study: Study, n_tasks: int) -> TimeEstimate | None:
         acc = totals.setdefault(row["evaluator_id"], [0.0, 0])
         acc[0] += row["s"] or 0.0
         acc[1] += row["n"]
-    rates = [s / n for s, n in totals.values() if n]
-    if len(rates) >= RUNNING_MEDIAN_AFTER:
-        seconds, source = statistics.median(rates), f"running median of {len(rates)} participants"
+    return [s / n for s, n in totals.values() if n]
+
+
+def time_estimate(*, study: Study, n_tasks: int) -> TimeEstimate | None:
+    """Minutes for ``n_tasks`` tasks: the median seconds per task of the people who finished
+    (once RUNNING_MEDIAN_AFTER have), else the protocol's pilot figure; None without either.
+
+    Every consent page shows it, so the median is computed once per number of finished
+    participants (kept in the cache; a finished participant's answers no longer change),
+    not over the study's answers on every page."""
+    finished = Evaluator.objects.filter(study=study, finished_at__isnull=False, is_simulated=False)
+    n_finished = finished.count()
+    median = None
+    if n_finished >= RUNNING_MEDIAN_AFTER:
+        key = f"fusion:seconds-per-task:{study.pk}:{study.protocol_hash}:{n_finished}"
+        cached = cache.get(key)
+        if cached is None:
+            rates = _finished_rates(finished)
+            cached = (statistics.median(rates) if rates else None, len(rates))
+            cache.set(key, cached, TIME_ESTIMATE_CACHE_SECONDS)
+        median, n_rates = cached
+    if median is not None and n_rates >= RUNNING_MEDIAN_AFTER:
+        seconds, source = median, f"running median of {n_rates} participants"
     else:
         consent = consent_of(study)
         if consent is None or consent.pilot_seconds_per_task is None:

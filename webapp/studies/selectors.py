@@ -120,7 +120,7 @@ def evaluator_is_done(*, evaluator: Evaluator) -> bool:
 def rank_item_images(*, item: Item) -> dict[int, Image]:
     """The item's images by variant index."""
     images = Image.objects.filter(
-        study_id=item.study_id, prompt_id=item.prompt_id, seed=item.seed, source=Image.Source.MODEL
+        study_id=item.study_id, prompt_id=item.prompt_id, seed=item.seed, source=Image.Source.MODEL, judge_only=False
     ).select_related("variant")
     # A model image always has its variant (only gold images have none).
     return {img.variant.index: img for img in images if img.variant is not None}
@@ -208,7 +208,7 @@ def session_evaluator_ids(*, session) -> list[int]:
 
 def evaluator_may_see_image(*, evaluator_ids: list[int], image: Image) -> bool:
     """Whether one of these evaluators has the image in their own tasks."""
-    if not evaluator_ids:
+    if not evaluator_ids or image.judge_only:  # the judge's extra images are shown to no evaluator
         return False
     entries = Entry.objects.filter(evaluator_id__in=evaluator_ids)
     if entries.filter(item__image=image).exists():

@@ -714,7 +714,8 @@ def study_attach_images(*, study: Study) -> int:
     missing = 0
     for item in Item.objects.filter(study=study, task=Item.Task.COUNT, is_gold=False, image__isnull=True):
         # A count item names its variant (a check constraint); None would match the gold images.
-        image = (Image.objects.filter(variant_id=item.variant_id, prompt_id=item.prompt_id, seed=item.seed).first()
+        image = (Image.objects.filter(variant_id=item.variant_id, prompt_id=item.prompt_id, seed=item.seed,
+                                      judge_only=False).first()
                  if item.variant_id is not None else None)
         if image is None:
             missing += 1
