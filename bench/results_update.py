@@ -112,7 +112,10 @@ def research_gets(client, study) -> dict[str, float]:
 
     from webapp.research import selectors, urls
 
-    figure = selectors.result_figure_names(result=selectors.study_result_latest(study=study))[0]
+    latest = selectors.study_result_latest(study=study)
+    if latest is None:
+        raise RuntimeError("the study has no stored result to read its figures from")
+    figure = selectors.result_figure_names(result=latest)[0]
     out: dict[str, float] = {}
     for pattern in urls.urlpatterns:
         params = set(pattern.pattern.converters)

@@ -132,6 +132,7 @@ def test_the_export_has_one_judge_only_row_per_image_and_the_analysis_uses_them(
     assert sorted(r["image_id"] for r in records if r["evaluator_id"] == "") == sorted(images)
 
     stored = research_services.study_result_get_or_compute(study=study, n_boot=50, include_simulated=True)
+    assert stored is not None
     ppi = research_selectors.study_result_analysis(result=stored).prediction_powered
     assert ppi is not None and ppi.by_variant and ppi.differences
     assert {rec.n_judge_only for rec in ppi.by_variant} == {2 * K}

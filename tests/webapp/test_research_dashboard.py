@@ -294,5 +294,5 @@ def test_a_stored_result_is_built_once_per_process_and_a_new_one_is_shown(study,
     update_results(researcher, study)
     researcher.get(f"/research/{study.slug}/")
     newest = selectors.study_result_latest(study=study)
-    assert newest.pk != first.pk and built[-1] == 3
+    assert newest is not None and newest.pk != first.pk and built[-1] == 3
     assert selectors.study_result_analysis(result=newest).data.n_evaluators == 3
