@@ -9,6 +9,7 @@ from evalstudy.responses import RESPONSE_COLUMNS
 from tests.factories import build_open_study
 from tests.webapp.research_support import answer_tasks, answers_stored, fill_study, researcher_of
 from webapp.research import services
+from webapp.research.models import ResultFigure
 from webapp.studies import services as study_services
 from webapp.studies.models import CountResponse, RankResponse
 
@@ -68,9 +69,11 @@ def test_progress_moves_figures_render_and_an_export_downloads(page, live_server
     assert page.locator("#results-stale").is_hidden()
 
     # every figure of the stored results has loaded as an image
+    n_figures = ResultFigure.objects.filter(result__study=study, format="png").count()
+    assert n_figures >= 3
     page.wait_for_function(
-        "() => { const imgs = [...document.querySelectorAll('img.figure')];"
-        " return imgs.length === 3 && imgs.every(i => i.complete && i.naturalWidth > 100); }")
+        "n => { const imgs = [...document.querySelectorAll('img.figure')];"
+        " return imgs.length === n && imgs.every(i => i.complete && i.naturalWidth > 100); }", arg=n_figures)
 
     # a second participant answers three tasks: the page follows without a reload
     evaluator = study_services.evaluator_join(study=study)
