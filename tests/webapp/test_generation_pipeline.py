@@ -47,7 +47,7 @@ def mixed_study(pipeline_dir: Path, checkpoint_dir: Path, *, slug: str = "mixed"
         protocol.pop(section, None)
     protocol["sampling"].update({"size": 32, **sampling})
     study = study_services.study_create(protocol=protocol, slug=slug, base_dir=str(DEMO_PROTOCOL.parent))
-    ours = services.checkpoint_register(name="ours", path=checkpoint_dir)
+    ours = services.checkpoint_register(name="in-house-uvit", path=checkpoint_dir)
     theirs = services.checkpoint_register(name="sd-finetune", path=pipeline_dir)
     variants = list(study.variants.order_by("index"))
     services.variants_assign_checkpoints(
