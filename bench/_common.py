@@ -8,6 +8,7 @@ import os
 import platform
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -61,6 +62,24 @@ def save_result(stem: str, text: str, *, append: bool = False, day: dt.date | No
     with path.open("a" if append else "w") as f:
         f.write(f"{body}\n{provenance.collect(ROOT).line()}{trailing}")
     return path
+
+
+def result_header(title: str) -> list[str]:
+    """A results table's first lines: its title; the date, the machine and the load average
+    before the run; the command that made it."""
+    return [title,
+            f"date: {time.strftime('%Y-%m-%d %H:%M')}   machine: {cpu_and_usable_cores()}   "
+            f"load average before: {load_average():.2f}",
+            f"command: {' '.join(sys.argv)}"]
+
+
+def emit_result(stem: str, text: str, *, write: bool) -> str:
+    """Keep the table with save_result (saying where, on stderr) when ``write``, else print it."""
+    if write:
+        print(f"wrote {save_result(stem, text)}", file=sys.stderr)
+    else:
+        print(text)
+    return text
 
 
 def _admin(pg: str, *statements: str) -> None:

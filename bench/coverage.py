@@ -45,7 +45,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench._common import cpu_and_usable_cores, load_average, save_result  # noqa: E402
+from bench._common import cpu_and_usable_cores, emit_result, load_average  # noqa: E402
 from evalstudy import stats  # noqa: E402
 from evalstudy.analysis import AnalysisResult, analyze  # noqa: E402
 from evalstudy.design import williams_square  # noqa: E402
@@ -401,12 +401,7 @@ def main(args) -> str:
               "lies wholly outside the target band.",
               f"run time: {time.time() - started:.0f} s; load average after: {load_average():.2f}"]
     text = "\n".join(lines)
-    if args.write:
-        path = save_result("coverage", text)
-        print(f"wrote {path}", file=sys.stderr)
-    else:
-        print(text)
-    return text
+    return emit_result("coverage", text, write=args.write)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench import coverage as cv  # noqa: E402
-from bench._common import cpu_and_usable_cores, load_average, save_result  # noqa: E402
+from bench._common import emit_result, load_average, result_header  # noqa: E402
 from evalstudy.analysis.data import _CountData, _evaluator_codes  # noqa: E402
 from evalstudy.analysis.ppi import _JudgeOnly, ppi_section  # noqa: E402
 from evalstudy.responses import table_from_columns  # noqa: E402
@@ -131,10 +131,7 @@ def draw_study(crowd, judge: str, rng, generated: bool = False):
 def main(args) -> str:
     started = time.time()
     lines = [
-        "Prediction-powered intervals in bench/coverage.py's crowds (bench/ppi_coverage.py)",
-        f"date: {time.strftime('%Y-%m-%d %H:%M')}   machine: {cpu_and_usable_cores()}   "
-        f"load average before: {load_average():.2f}",
-        f"command: {' '.join(sys.argv)}",
+        *result_header("Prediction-powered intervals in bench/coverage.py's crowds (bench/ppi_coverage.py)"),
         f"studies per scenario and judge: {args.studies}; judge-only images: {JUDGE_IMAGES_PER_CELL} per object x "
         "count x variant; 95% intervals",
         "",
@@ -170,11 +167,7 @@ def main(args) -> str:
               "(the same construction with the judge's weight at 0); widths are means; width ratio = ppi / human.",
               f"run time: {time.time() - started:.0f} s; load average after: {load_average():.2f}"]
     text = "\n".join(lines)
-    if args.write:
-        print(f"wrote {save_result('ppi_coverage', text)}", file=sys.stderr)
-    else:
-        print(text)
-    return text
+    return emit_result("ppi_coverage", text, write=args.write)
 
 
 def _tally(rec, family, target, r):

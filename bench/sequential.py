@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench import coverage as cv  # noqa: E402
-from bench._common import cpu_and_usable_cores, load_average, save_result  # noqa: E402
+from bench._common import emit_result, load_average, result_header, save_result  # noqa: E402
 from evalstudy import sequential  # noqa: E402
 from evalstudy.analysis.data import _CountData, _evaluator_codes, _RankData, canonical_evaluator_order  # noqa: E402
 from evalstudy.analysis.primary import _Rows, primary_section  # noqa: E402
@@ -141,10 +141,7 @@ def run_study(table) -> dict:
 def main(args) -> str:
     started = time.time()
     lines = [
-        "The group-sequential stopping rule in bench/coverage.py's crowds (bench/sequential.py)",
-        f"date: {time.strftime('%Y-%m-%d %H:%M')}   machine: {cpu_and_usable_cores()}   "
-        f"load average before: {load_average():.2f}",
-        f"command: {' '.join(sys.argv)}",
+        *result_header("The group-sequential stopping rule in bench/coverage.py's crowds (bench/sequential.py)"),
         f"looks at {list(LOOKS)} evaluators; sessions of {SESSION_UNITS} prompt-and-seed pairs x "
         f"{len(cv.VARIANTS)} variants and {SESSION_CAPTIONS} rankings; primary: {A} - {B} on "
         f"match_ratio (planned 0.1) and score (planned 0.3), alpha {ALPHA} shared",
@@ -183,11 +180,7 @@ def main(args) -> str:
                 f"partial: {done} of {len(runs)} rows after {time.time() - started:.0f} s"]))
     lines += footer + [f"run time: {time.time() - started:.0f} s; load average after: {load_average():.2f}"]
     text = "\n".join(lines)
-    if args.write:
-        print(f"wrote {save_result('sequential', text)}", file=sys.stderr)
-    else:
-        print(text)
-    return text
+    return emit_result("sequential", text, write=args.write)
 
 
 if __name__ == "__main__":

@@ -77,7 +77,7 @@ def test_status_changes_go_through_the_actions(admin_client, study, draft):
     draft.refresh_from_db()
     assert study.status == "closed" and study.closed_at is not None
     assert draft.status == "draft"
-    assert "Only an open or paused study can be closed; this one is draft. Left as it is" in r.content.decode()
+    assert "Only an open or paused study can be closed; this one is draft." in r.content.decode()
     # Opening checks what study_open checks: this draft has no images yet.
     r = admin_client.post(
         "/admin/studies/study/", {"action": "open_studies", "_selected_action": [draft.pk]}, follow=True

@@ -16,7 +16,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
-from webapp.studies.admin import ViewOnlyAdmin
+from webapp.studies.admin import ViewOnlyAdmin, act_on_each
 from webapp.studies.models import Checkpoint, Variant
 
 from . import services
@@ -54,13 +54,8 @@ class BatchAdmin(admin.ModelAdmin):
 
     @admin.action(description="Cancel the selected batches", permissions=["change"])
     def cancel(self, request: HttpRequest, queryset: QuerySet[Batch]) -> None:
-        for batch in queryset:
-            try:
-                services.batch_cancel(batch=batch)
-            except services.GenerationError as exc:
-                self.message_user(request, f"Batch {batch.pk}: {exc}", messages.ERROR)
-            else:
-                self.message_user(request, f"Batch {batch.pk} cancelled.", messages.SUCCESS)
+        act_on_each(self, request, queryset, act=lambda batch: services.batch_cancel(batch=batch),
+                    refused=services.GenerationError, label=lambda batch: f"Batch {batch.pk}", done="cancelled.")
 
 
 @admin.register(Part)

@@ -9,6 +9,9 @@ Checkpoints and their assignment to variants live in webapp/generation/admin.py.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -21,6 +24,20 @@ FROZEN_FIELDS = ("slug", "protocol", "protocol_hash", "plan_seed", "invite_token
                  "created_at", "opened_at", "closed_at")
 # Shown to evaluators (completion code) or describing the study: editable while a draft.
 DRAFT_FIELDS = ("title", "description", "completion_code")
+
+
+def act_on_each(model_admin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet, *,
+                act: Callable[[Any], object], refused: type[Exception], label: Callable[[Any], str],
+                done: str, refusal_level: int = messages.ERROR) -> None:
+    """An admin action through a service: `act` on each selected row, one message per row,
+    the service's refusal (`refused`) as its message; a refused row is left as it is."""
+    for obj in queryset:
+        try:
+            act(obj)
+        except refused as exc:
+            model_admin.message_user(request, f"{label(obj)}: {exc}", refusal_level)
+        else:
+            model_admin.message_user(request, f"{label(obj)} {done}", messages.SUCCESS)
 
 
 class ViewOnlyAdmin(admin.ModelAdmin):
@@ -75,23 +92,14 @@ class StudyAdmin(admin.ModelAdmin):
 
     @admin.action(description="Open the selected draft studies (every image must exist)", permissions=["change"])
     def open_studies(self, request: HttpRequest, queryset: QuerySet[Study]) -> None:
-        for study in queryset:
-            try:
-                services.study_open(study=study)
-            except services.StudySetupError as exc:
-                self.message_user(request, f"{study.slug}: {exc}", messages.ERROR)
-            else:
-                self.message_user(request, f"{study.slug} is open.", messages.SUCCESS)
+        act_on_each(self, request, queryset, act=lambda study: services.study_open(study=study),
+                    refused=services.StudySetupError, label=lambda study: study.slug, done="is open.")
 
     @admin.action(description="Close the selected open or paused studies (no more answers)", permissions=["change"])
     def close_studies(self, request: HttpRequest, queryset: QuerySet[Study]) -> None:
-        for study in queryset:
-            try:
-                services.study_close(study=study)
-            except services.StudySetupError as exc:
-                self.message_user(request, f"{study.slug}: {exc} Left as it is.", messages.WARNING)
-            else:
-                self.message_user(request, f"{study.slug} is closed.", messages.SUCCESS)
+        act_on_each(self, request, queryset, act=lambda study: services.study_close(study=study),
+                    refused=services.StudySetupError, label=lambda study: study.slug, done="is closed.",
+                    refusal_level=messages.WARNING)
 
 
 @admin.register(Prompt)
