@@ -1,7 +1,17 @@
+import json
+from pathlib import Path
+
 import pytest
 from django.test import Client
 
 from tests.factories import build_open_study
+
+DEMO = Path(__file__).resolve().parents[2] / "fixtures" / "protocols" / "demo.json"
+PID = "0123456789abcdef01234567"  # shaped like a Prolific participant id (24 hex digits)
+
+
+def demo_protocol() -> dict:
+    return json.loads(DEMO.read_text())
 
 
 @pytest.fixture(autouse=True)

@@ -3,9 +3,7 @@ time on task measured by the server, nothing undone after the code, a finished p
 welcomed back with their code, panel ids checked, and one status everywhere."""
 import csv
 import io
-import json
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from django.test import Client
@@ -14,17 +12,9 @@ from django.utils import timezone
 from tests.factories import UserFactory, build_open_study
 from webapp.studies.models import CountResponse, Entry, Evaluator, RankResponse, Study
 
-from .conftest import answer_data, current_task, join, start
+from .conftest import PID, answer_data, current_task, demo_protocol, join, start
 
 pytestmark = pytest.mark.django_db
-
-DEMO = Path(__file__).resolve().parents[2] / "fixtures" / "protocols" / "demo.json"
-PID = "0123456789abcdef01234567"
-
-
-def demo_protocol() -> dict:
-    return json.loads(DEMO.read_text())
-
 
 @pytest.fixture
 def panel_study():

@@ -1,6 +1,4 @@
 """Panel round trip from the protocol's recruitment section: ids in, codes and URLs out."""
-import json
-from pathlib import Path
 
 import pytest
 from django.db import connection
@@ -11,17 +9,9 @@ from tests.factories import build_open_study
 from webapp.studies import recruitment, services
 from webapp.studies.models import CountResponse, Evaluator, Study
 
-from .conftest import current_task, join
+from .conftest import PID, current_task, demo_protocol, join
 
 pytestmark = pytest.mark.django_db
-
-DEMO = Path(__file__).resolve().parents[2] / "fixtures" / "protocols" / "demo.json"
-PID = "0123456789abcdef01234567"
-
-
-def demo_protocol() -> dict:
-    return json.loads(DEMO.read_text())
-
 
 @pytest.fixture
 def panel_study():
