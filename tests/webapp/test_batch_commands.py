@@ -60,10 +60,9 @@ def test_wait_says_soon_when_no_worker_takes_the_batch_and_what_to_start(study, 
     assert "queued: 0/24 images" in out
 
 
-def test_the_no_worker_notice_comes_after_a_few_seconds_of_a_queued_batch(study):
-    batch = services.batch_launch(study=study, steps=2)
-    now = [0.0]
-    notices = []
+def _no_worker_notices(batch) -> list[float]:
+    """Follow the batch on a simulated clock for 30 s (then cancel it): the no-worker notices given."""
+    now, notices = [0.0], []
 
     def sleep(seconds):
         now[0] += seconds
@@ -72,6 +71,12 @@ def test_the_no_worker_notice_comes_after_a_few_seconds_of_a_queued_batch(study)
 
     follow.batch_follow(batch=batch, on_progress=lambda p: None, clock=lambda: now[0], sleep=sleep,
                         on_no_worker=lambda p, waited: notices.append(waited))
+    return notices
+
+
+def test_the_no_worker_notice_comes_after_a_few_seconds_of_a_queued_batch(study):
+    batch = services.batch_launch(study=study, steps=2)
+    notices = _no_worker_notices(batch)
     assert notices == [follow.NO_WORKER_SECONDS] and 2 <= follow.NO_WORKER_SECONDS <= 10
 
 
@@ -79,16 +84,7 @@ def test_no_notice_once_a_worker_has_claimed_a_part(study):
     batch = services.batch_launch(study=study, steps=2)
     parts.part_claim(part_id=Part.objects.filter(batch=batch).first().pk, claim="c1", worker="w1",
                      stale_after=timedelta(minutes=10))
-    notices, now = [], [0.0]
-
-    def sleep(seconds):
-        now[0] += seconds
-        if now[0] > 30:
-            services.batch_cancel(batch=batch)
-
-    follow.batch_follow(batch=batch, on_progress=lambda p: None, clock=lambda: now[0], sleep=sleep,
-                        on_no_worker=lambda p, waited: notices.append(waited))
-    assert notices == []
+    assert _no_worker_notices(batch) == []
 
 
 def test_batch_status_shows_progress_per_variant_and_errors(study, capsys):

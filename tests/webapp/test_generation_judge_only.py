@@ -159,3 +159,17 @@ def test_the_generation_page_counts_the_judge_only_images_before_launch(tiny_che
     # 3 evaluators' images + 2 cells x K judge-only ones, per variant
     assert '<th id="plan-missing">28</th>' in html
     assert f"{4 * 2 * K} are for the automatic judge only" in html
+
+
+def test_a_judge_only_image_is_refused_even_where_its_prompt_and_seed_match_an_evaluators_ranking(generated):
+    """The guard in evaluator_may_see_image itself: an image marked judge-only is never served,
+    even if it were made at the prompt and seed of a ranking an evaluator holds."""
+    study = generated
+    research_services.study_simulate_responses(study=study, n_evaluators=1, seed=2)
+    entry = Entry.objects.filter(evaluator__study=study, item__task=Item.Task.RANK).select_related("item").first()
+    shown = study_selectors.entry_images(entry=entry)[0]
+    evaluator_ids = [entry.evaluator_id]
+    assert study_selectors.evaluator_may_see_image(evaluator_ids=evaluator_ids, image=shown)
+    Image.objects.filter(pk=shown.pk).update(judge_only=True)
+    shown.refresh_from_db()
+    assert not study_selectors.evaluator_may_see_image(evaluator_ids=evaluator_ids, image=shown)
