@@ -167,6 +167,7 @@ def test_a_judge_only_image_is_refused_even_where_its_prompt_and_seed_match_an_e
     study = generated
     research_services.study_simulate_responses(study=study, n_evaluators=1, seed=2)
     entry = Entry.objects.filter(evaluator__study=study, item__task=Item.Task.RANK).select_related("item").first()
+    assert entry is not None
     shown = study_selectors.entry_images(entry=entry)[0]
     evaluator_ids = [entry.evaluator_id]
     assert study_selectors.evaluator_may_see_image(evaluator_ids=evaluator_ids, image=shown)
