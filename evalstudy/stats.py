@@ -450,15 +450,20 @@ def davidson_loglik(strengths, nu: float, wins, ties) -> float:
 # Position bias
 # ---------------------------------------------------------------------------
 
-PERMUTATION_CHUNK = 200  # permutations per block: bounds memory at rankings x chunk x m
+PERMUTATION_CHUNK = 200  # permutations per block: bounds memory at chunk x rankings x layouts
 
 
-def _group_means(values: np.ndarray, code: np.ndarray) -> np.ndarray:
-    """Each row's group mean of `values` (N, m), groups given by integer codes."""
-    _, c = np.unique(code, return_inverse=True)
-    sums = np.zeros((c.max() + 1, values.shape[1]))
-    np.add.at(sums, c, values)
-    return sums[c] / np.bincount(c).astype(float)[c, None]
+def _nuisance_basis(item: np.ndarray, evaluator: np.ndarray) -> np.ndarray:
+    """Orthonormal basis (N, d) of the span of the caption and evaluator indicators of N
+    rankings: what a two-way (caption + evaluator) fit can explain."""
+    _, ic = np.unique(item, return_inverse=True)
+    _, ie = np.unique(evaluator, return_inverse=True)
+    n = len(item)
+    design = np.zeros((n, ic.max() + 1 + ie.max() + 1))
+    design[np.arange(n), ic.ravel()] = 1.0
+    design[np.arange(n), ic.max() + 1 + ie.ravel()] = 1.0
+    u, s, _ = np.linalg.svd(design, full_matrices=False)
+    return u[:, s > s[0] * 1e-10]  # rank: captions + evaluators - connected components
 
 
 def position_permutation_test(ranks, positions, item, evaluator, n_perm: int,
@@ -468,24 +473,23 @@ def position_permutation_test(ranks, positions, item, evaluator, n_perm: int,
     ranks, positions: (N, m) per ranking and variant (rank 1 = best; screen position
     0..m-1); item, evaluator: (N,) codes of each ranking's caption and evaluator.
 
-    Residual of ranking k for variant v: its rank minus v's mean rank on the same
-    caption and minus v's mean rank by the same evaluator, plus v's overall mean
-    (a two-way fit per variant), so that differences between variants, captions
-    and evaluators' tastes are not mistaken for positions. Statistic: S = sum_p
-    (sum_k residual of the variant ranking k showed at p)^2. Null distribution: the
-    layouts (which variant went where) permuted among the rankings of each caption,
-    `n_perm` times; p = (1 + #{S_perm >= S}) / (1 + n_perm).
+    Model: rank of variant v in ranking k = caption effect (per variant) + evaluator effect
+    (per variant) + position effect + noise. Statistic: the F-type quadratic form for the
+    m - 1 position contrasts in that least-squares fit, T = b' G^+ b, with b_p the sum of
+    the residual ranks (after the exact two-way fit per variant) of the images shown at p,
+    and G their covariance up to the noise variance: the position indicators' Gram matrix
+    after the same fit. Null distribution: the layouts (which variant went where) permuted
+    among the rankings of each caption, `n_perm` times, T recomputed with the permuted
+    layouts' own G; p = (1 + #{T_perm >= T}) / (1 + n_perm).
 
-    Why this null: under a Williams design each caption and each evaluator sees
-    every layout about equally often, so their effects cancel out of the position
-    sums by design. A test that treats the position counts as independent
-    multinomials ignores that balance and is far too conservative (about 0.3%
-    rejections at alpha 0.05). Permuting within captions keeps each caption's set
-    of layouts; the evaluators' tastes, whose balance a permutation within captions
-    would break, are taken out by the centring. Chosen by simulation over crowds
-    with strong tastes, heavy-tailed caption effects and noisy raters (rejection
-    rates 0.047-0.065 at alpha 0.05 for overlaps 2-5; permuting within evaluators
-    instead gave 0.09-0.10, centring by captions only 0.02).
+    Why G is recomputed: the Williams plan balances layouts within every evaluator and
+    every caption, so the observed position indicators are nearly orthogonal to both
+    fits and b keeps the noise's full variance; a permutation within captions breaks the
+    balance within evaluators, and the evaluator fit then absorbs part of the permuted
+    b's variance. Sums of residuals alone (G ignored) therefore make the permuted
+    statistics too small and the test liberal (rejection rate 0.066 at alpha 0.05 under
+    no bias); normalising each by its own G puts observed and permuted statistics on one
+    scale. Measured sizes across crowds: bench/position_test.py.
     """
     ranks = np.asarray(ranks, dtype=float)
     positions = np.asarray(positions, dtype=np.int64)
@@ -496,15 +500,35 @@ def position_permutation_test(ranks, positions, item, evaluator, n_perm: int,
            "n_rankings": int(n)}
     if n < 2 or m < 2:
         return out
-    resid = ranks - _group_means(ranks, item) - _group_means(ranks, evaluator) + ranks.mean(axis=0)
+    basis = _nuisance_basis(item, evaluator)                            # (N, d)
+    resid = ranks - basis @ (basis.T @ ranks)                           # exact two-way fit
     layouts, layout_code = np.unique(positions, axis=0, return_inverse=True)
     layout_code = layout_code.ravel()
-    # by_layout[k, l, p]: ranking k's residuals laid out as layout l would have shown them
-    onehot = np.zeros((len(layouts), m, m))
-    onehot[np.arange(len(layouts))[:, None], np.arange(m)[None, :], layouts] = 1.0
-    by_layout = np.einsum("kv,lvp->klp", resid, onehot)                   # (N, L, m)
-    rows = np.arange(n)
-    observed = float((by_layout[rows, layout_code].sum(axis=0) ** 2).sum())
+    n_layouts = len(layouts)
+    # onehot[l, v, p] = 1 where layout l shows variant v at position p
+    onehot = np.zeros((n_layouts, m, m))
+    onehot[np.arange(n_layouts)[:, None], np.arange(m)[None, :], layouts] = 1.0
+    by_layout = np.einsum("kv,lvp->klp", resid, onehot)                # (N, L, m)
+    # Position contrasts: an orthonormal basis of the vectors over positions summing to 0
+    # (a layout puts every variant somewhere, so the constant is in the fit).
+    contrast = np.linalg.svd(np.eye(m) - 1.0 / m)[0][:, : m - 1]       # (m, m - 1)
+    # Gram of the raw indicators: variant v at p in n_vp rankings; the same for every
+    # permutation, which keeps the multiset of layouts.
+    gram_raw = np.diag(onehot[layout_code].sum(axis=(0, 1)))
+
+    def statistics(codes: np.ndarray) -> np.ndarray:                   # codes (B, N)
+        b = by_layout[np.arange(n)[None, :], codes].sum(axis=1) @ contrast       # (B, m-1)
+        # proj[B, l, :] = sum of basis rows of the rankings given layout l
+        given = (codes[..., None] == np.arange(n_layouts)).astype(float)     # (B, N, L)
+        proj = np.einsum("bnl,nd->bld", given, basis)
+        # fitted[B, v, p, :]: the fit's coefficients of the indicator "v shown at p"
+        fitted = np.einsum("bld,lvp->bvpd", proj, onehot)
+        gram = gram_raw[None] - np.einsum("bvpd,bvqd->bpq", fitted, fitted)
+        g = contrast.T @ gram @ contrast                                 # (B, m-1, m-1)
+        # pinv: a layout the fit explains entirely (e.g. one ranking per caption) adds 0
+        return np.einsum("bi,bij,bj->b", b, np.linalg.pinv(g, rcond=1e-10, hermitian=True), b)
+
+    observed = float(statistics(layout_code[None, :])[0])
     _, group = np.unique(item, return_inverse=True)
     order = np.argsort(group, kind="stable")  # slots of each caption's rankings
     exceed = 0
@@ -514,8 +538,7 @@ def position_permutation_test(ranks, positions, item, evaluator, n_perm: int,
         shuffled = np.argsort(group[None, :] + rng.random((b, n)), axis=1)
         perm = np.empty((b, n), dtype=np.int64)
         perm[:, order] = shuffled
-        totals = by_layout[rows[None, :], layout_code[perm]].sum(axis=1)  # (b, m)
-        exceed += int(((totals ** 2).sum(axis=1) >= observed * (1 - 1e-12) - 1e-12).sum())
+        exceed += int((statistics(layout_code[perm]) >= observed * (1 - 1e-12) - 1e-12).sum())
     out["statistic"] = observed
     out["p_value"] = (1 + exceed) / (1 + n_perm)
     return out
