@@ -7,7 +7,6 @@ resampling, so relabelling evaluators or shuffling rows changes nothing.
 from __future__ import annotations
 
 import hashlib
-from collections import defaultdict
 
 import numpy as np
 from scipy import stats as sps
@@ -58,14 +57,21 @@ def _evaluator_codes(t: ResponseTable, order: list[str] | None = None
 
 
 def canonical_evaluator_order(t: ResponseTable) -> list[str]:
-    """Evaluators ordered by a hash of their responses (ties: identical responses,
-    which are interchangeable), so that their labels do not matter."""
-    ev = t["evaluator_id"].tolist()
-    keys = defaultdict(list)
-    cols = [t[c].tolist() for c in ("task", "item_id", "variant", "answer_count", "rank",
-                                    "skipped", "position", "repeat_of")]
-    for k, row in enumerate(zip(*cols, strict=True)):
-        keys[ev[k]].append(repr(row))
+    """Evaluators ordered by a hash of the responses the headline numbers use (ties:
+    identical responses, which are interchangeable), so that their labels do not matter.
+
+    Only the rows `_CountData` and `_RankData` read are hashed: count answers to non-gold
+    images and rankings, repeats left out of both. Gold and repeated answers check the
+    evaluators (`evaluator_reliability`) and enter no interval, so they must not reseed
+    the bootstrap either: with them in the hash, a changed gold answer moved every
+    interval's ends (a fresh Monte Carlo draw) though no estimate. An evaluator with no
+    such rows hashes as an empty list: present in the order, with nothing to resample."""
+    keys: dict[str, list[str]] = {e: [] for e in t["evaluator_id"].tolist()}
+    used = (((t["task"] == "count") & ~t["is_gold"]) | (t["task"] == "rank")) & (t["repeat_of"] == "")
+    cols = [t[c][used].tolist() for c in ("evaluator_id", "task", "item_id", "variant",
+                                          "answer_count", "rank", "skipped", "position")]
+    for e, *row in zip(*cols, strict=True):
+        keys[e].append(repr(tuple(row)))
     digest = {e: hashlib.sha256("\n".join(sorted(rows)).encode()).hexdigest()
               for e, rows in keys.items()}
     return sorted(digest, key=lambda e: (digest[e], e))
