@@ -519,8 +519,8 @@ def position_permutation_test(ranks, positions, item, evaluator, n_perm: int,
     def statistics(codes: np.ndarray) -> np.ndarray:                   # codes (B, N)
         b = by_layout[np.arange(n)[None, :], codes].sum(axis=1) @ contrast       # (B, m-1)
         # proj[B, l, :] = sum of basis rows of the rankings given layout l
-        given = (codes[..., None] == np.arange(n_layouts)).astype(float)     # (B, N, L)
-        proj = np.einsum("bnl,nd->bld", given, basis)
+        given = (codes[:, None, :] == np.arange(n_layouts)[None, :, None]).astype(float)  # (B, L, N)
+        proj = given @ basis                                              # (B, L, d)
         # fitted[B, v, p, :]: the fit's coefficients of the indicator "v shown at p"
         fitted = np.einsum("bld,lvp->bvpd", proj, onehot)
         gram = gram_raw[None] - np.einsum("bvpd,bvqd->bpq", fitted, fitted)
