@@ -453,17 +453,18 @@ def davidson_loglik(strengths, nu: float, wins, ties) -> float:
 PERMUTATION_CHUNK = 200  # permutations per block: bounds memory at chunk x rankings x layouts
 
 
-def _nuisance_basis(item: np.ndarray, evaluator: np.ndarray) -> np.ndarray:
-    """Orthonormal basis (N, d) of the span of the caption and evaluator indicators of N
-    rankings: what a two-way (caption + evaluator) fit can explain."""
-    _, ic = np.unique(item, return_inverse=True)
-    _, ie = np.unique(evaluator, return_inverse=True)
-    n = len(item)
-    design = np.zeros((n, ic.max() + 1 + ie.max() + 1))
-    design[np.arange(n), ic.ravel()] = 1.0
-    design[np.arange(n), ic.max() + 1 + ie.ravel()] = 1.0
-    u, s, _ = np.linalg.svd(design, full_matrices=False)
-    return u[:, s > s[0] * 1e-10]  # rank: captions + evaluators - connected components
+def _caption_means(values: np.ndarray, caption: np.ndarray, n_captions: int) -> np.ndarray:
+    """Each row's caption mean of `values` (N, ...), captions given as codes 0..C-1."""
+    sums = np.zeros((n_captions, *values.shape[1:]))
+    np.add.at(sums, caption, values)
+    return (sums / np.bincount(caption, minlength=n_captions).reshape(-1, *[1] * (values.ndim - 1)))[caption]
+
+
+def _by_codes(values: np.ndarray, code: np.ndarray, n_codes: int) -> np.ndarray:
+    """Sums of the rows of `values` (N, ...) per code 0..n_codes-1."""
+    sums = np.zeros((n_codes, *values.shape[1:]))
+    np.add.at(sums, code, values)
+    return sums
 
 
 def position_permutation_test(ranks, positions, item, evaluator, n_perm: int,
@@ -500,8 +501,23 @@ def position_permutation_test(ranks, positions, item, evaluator, n_perm: int,
            "n_rankings": int(n)}
     if n < 2 or m < 2:
         return out
-    basis = _nuisance_basis(item, evaluator)                            # (N, d)
-    resid = ranks - basis @ (basis.T @ ranks)                           # exact two-way fit
+    # The fit splits into caption means (H_C) and the evaluator indicators with their
+    # caption means removed (E~ = (I - H_C) E), orthogonal to them; E~'E~ (evaluators x
+    # evaluators) is all a permutation within captions needs to see, since it keeps every
+    # caption's layouts and so everything H_C gives.
+    _, cap = np.unique(item, return_inverse=True)
+    _, ev = np.unique(evaluator, return_inverse=True)
+    cap, ev = cap.ravel(), ev.ravel()
+    n_cap, n_ev = int(cap.max()) + 1, int(ev.max()) + 1
+    per_cap = np.bincount(cap, minlength=n_cap).astype(float)
+    ev_onehot_by_cap = _by_codes(np.eye(n_ev)[ev], cap, n_cap)         # (C, E) rankings
+    etilde_gram = np.diag(np.bincount(ev, minlength=n_ev).astype(float)) - (
+        ev_onehot_by_cap.T @ (ev_onehot_by_cap / per_cap[:, None]))   # E~'E~
+    inv_gram = np.linalg.pinv(etilde_gram, rcond=1e-10, hermitian=True)  # singular: 1 is in H_C
+    centred = ranks - _caption_means(ranks, cap, n_cap)                # (I - H_C) y
+    beta = inv_gram @ _by_codes(centred, ev, n_ev)                     # (E, m)
+    resid = centred - beta[ev] + _caption_means(beta[ev], cap, n_cap)  # exact two-way fit
+
     layouts, layout_code = np.unique(positions, axis=0, return_inverse=True)
     layout_code = layout_code.ravel()
     n_layouts = len(layouts)
@@ -512,18 +528,22 @@ def position_permutation_test(ranks, positions, item, evaluator, n_perm: int,
     # Position contrasts: an orthonormal basis of the vectors over positions summing to 0
     # (a layout puts every variant somewhere, so the constant is in the fit).
     contrast = np.linalg.svd(np.eye(m) - 1.0 / m)[0][:, : m - 1]       # (m, m - 1)
-    # Gram of the raw indicators: variant v at p in n_vp rankings; the same for every
-    # permutation, which keeps the multiset of layouts.
-    gram_raw = np.diag(onehot[layout_code].sum(axis=(0, 1)))
+    # What a permutation within captions keeps: every caption's count of each layout, so
+    # the layout indicators' H_C products (k_cap) and their caption-mean part of E~'x.
+    layouts_by_cap = _by_codes(np.eye(n_layouts)[layout_code], cap, n_cap)  # (C, L)
+    k_cap = layouts_by_cap.T @ (layouts_by_cap / per_cap[:, None])     # (L, L)
+    ev_from_cap = ev_onehot_by_cap.T @ (layouts_by_cap / per_cap[:, None])  # (E, L)
 
     def statistics(codes: np.ndarray) -> np.ndarray:                   # codes (B, N)
+        n_b = len(codes)
         b = by_layout[np.arange(n)[None, :], codes].sum(axis=1) @ contrast       # (B, m-1)
-        # proj[B, l, :] = sum of basis rows of the rankings given layout l
-        given = (codes[:, None, :] == np.arange(n_layouts)[None, :, None]).astype(float)  # (B, L, N)
-        proj = given @ basis                                              # (B, L, d)
-        # fitted[B, v, p, :]: the fit's coefficients of the indicator "v shown at p"
-        fitted = np.einsum("bld,lvp->bvpd", proj, onehot)
-        gram = gram_raw[None] - np.einsum("bvpd,bvqd->bpq", fitted, fitted)
+        # E~' x_l for the indicator x_l of the rankings given layout l: (B, E, L)
+        flat = (np.arange(n_b)[:, None] * n_ev + ev[None, :]) * n_layouts + codes
+        counts = np.bincount(flat.ravel(), minlength=n_b * n_ev * n_layouts)
+        u = counts.reshape(n_b, n_ev, n_layouts) - ev_from_cap[None]
+        # x_l' H x_l' over layouts, then the Gram of "variant v at position p" after the fit
+        fit = k_cap[None] + u.transpose(0, 2, 1) @ (inv_gram @ u)          # (B, L, L)
+        gram = n * np.eye(m)[None] - np.einsum("lvp,blk,kvq->bpq", onehot, fit, onehot)
         g = contrast.T @ gram @ contrast                                 # (B, m-1, m-1)
         # pinv: a layout the fit explains entirely (e.g. one ranking per caption) adds 0
         return np.einsum("bi,bij,bj->b", b, np.linalg.pinv(g, rcond=1e-10, hermitian=True), b)
