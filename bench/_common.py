@@ -59,8 +59,11 @@ def save_result(stem: str, text: str, *, append: bool = False, day: dt.date | No
     path.parent.mkdir(parents=True, exist_ok=True)
     body = text.rstrip("\n")
     trailing = text[len(body):] or "\n"  # the blank lines a caller puts between appended tables
+    # Read the tree's state before opening: replacing a committed results file truncates it,
+    # and the tree would then count as changed.
+    line = provenance.collect(ROOT).line()
     with path.open("a" if append else "w") as f:
-        f.write(f"{body}\n{provenance.collect(ROOT).line()}{trailing}")
+        f.write(f"{body}\n{line}{trailing}")
     return path
 
 
