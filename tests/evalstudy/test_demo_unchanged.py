@@ -13,7 +13,7 @@ data/demo20_responses.csv and data/demo20_analysis.json were written at commit a
 The analysis may gain new entries (e.g. win rates, Bradley-Terry-Davidson strengths);
 every entry it had must keep its value, to the byte of its JSON form.
 
-demo20_analysis.json was rewritten (the same command) at commit 1dec8b5, whose changes
+demo20_analysis.json was rewritten (the same command) at commit 4aabfa7, whose changes
 moved numbers on purpose and nothing else: the bootstrap's evaluator order hashed from the
 rows the headline numbers read only (every interval's ends: a new Monte Carlo draw), and
 the position-bias test's normalised statistic (its statistic and p-value); one
