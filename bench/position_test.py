@@ -15,6 +15,7 @@ as it is now and, with --baseline COMMIT, as it was at that commit (its evalstud
 read from git), on the same studies.
 
     nice -n 10 .venv/bin/python bench/position_test.py [--studies 1000] [--baseline 3cd81c7] [--write]
+    nice -n 10 .venv/bin/python bench/position_test.py --only dropouts --studies 2000 --append
 """
 
 from __future__ import annotations
@@ -67,6 +68,11 @@ CROWDS = [
     Crowd("5 images with ties, 6 raters, overlap 2", 30, 6, 2, 5, tie_margin=0.4),
     Crowd("6 images, 12 raters, overlap 5", 30, 12, 5, 6, caption_df=np.inf),
     Crowd("dropouts: 40% of 10 raters stop early, ov 3", 40, 10, 3, 4, dropouts=0.4),
+]
+# Appended after the power rows, so that every earlier row keeps its seed: the dropout
+# crowd without noisy raters (is the dropout crowd's excess the raters' unequal noise?).
+MORE_CROWDS = [
+    Crowd("dropouts as above, no noisy raters", 40, 10, 3, 4, noisy=0.0, dropouts=0.4),
 ]
 POWER_CROWDS = [
     Crowd("30 captions, 10 raters, overlap 4, 4 images", 30, 10, 4, 4, bias=0.3),
@@ -147,15 +153,21 @@ def main(args) -> str:
               "times as noisy."]
     runs = [(i, c, args.studies) for i, c in enumerate(CROWDS)]
     runs += [(len(CROWDS) + i, c, args.power_studies) for i, c in enumerate(POWER_CROWDS)]
+    runs += [(len(CROWDS) + len(POWER_CROWDS) + i, c, args.studies) for i, c in enumerate(MORE_CROWDS)]
+    runs = [r for r in runs if args.only in r[1].name]
     for done, (index, crowd, n) in enumerate(runs, start=1):
         rates = rejection_rates(crowd, tests, n, args.seed, index)
         lines.append(f"{crowd.name:<50}{crowd.bias:>5.1f}{n:>8}"
                      + "".join(f"{r:>16.4f}{np.sqrt(r * (1 - r) / n):>7.4f}" for r in rates.values()))
         print(lines[-1], flush=True)
-        if args.write and done < len(runs):
+        if args.write and done < len(runs) and not args.append:
             save_result("position_test", "\n".join(lines + footer + [
                 f"partial: {done} of {len(runs)} rows after {time.time() - started:.0f} s"]))
     lines += footer + [f"run time: {time.time() - started:.0f} s; load average after: {load_average():.2f}"]
+    if args.append:  # another table under the day's file (e.g. more studies of some crowds)
+        print(f"wrote {save_result('position_test', chr(10).join(lines) + chr(10) * 2, append=True)}",
+              file=sys.stderr)
+        return "\n".join(lines)
     return emit_result("position_test", "\n".join(lines), write=args.write)
 
 
@@ -166,5 +178,7 @@ if __name__ == "__main__":
     parser.add_argument("--power-studies", type=int, default=300, help="studies per biased crowd")
     parser.add_argument("--baseline", default="", help="a commit whose test to run on the same studies")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--only", default="", help="run the crowds whose name contains this")
     parser.add_argument("--write", action="store_true")
+    parser.add_argument("--append", action="store_true", help="add the table to the day's file")
     main(parser.parse_args())
