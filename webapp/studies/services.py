@@ -17,8 +17,8 @@ from django.core import signing
 from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
-from evalstudy.design import plan_assignments, repeat_item_id
-from evalstudy.protocol import Protocol, ProtocolError, StudyItem, stable_key, study_items
+from evalstudy.design import StudyItem, plan_assignments, repeat_item_id, stable_key, study_items
+from evalstudy.protocol import Protocol, ProtocolError
 from evalstudy.ranks import RankError, check_ranks
 
 from .imagefiles import write_png_atomic
