@@ -46,7 +46,7 @@ def _analyse(*, study: Study, n_boot: int, seed: int, include_simulated: bool = 
     """
     text = "".join(exports.csv_chunks(study=study, include_simulated=include_simulated))
     try:
-        protocol = selectors.study_protocol(study=study)
+        protocol = study.parsed_protocol
         table = read_responses(io.StringIO(text, newline=""), variants=protocol.variants if protocol else None,
                                allow_ties=bool(protocol and protocol.allow_ties))
         return analyze(table, protocol=protocol, n_boot=n_boot, seed=seed, exclusions=True)

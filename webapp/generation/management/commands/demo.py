@@ -23,6 +23,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
+from evalstudy.protocol import ProtocolError, load_protocol
 from webapp.generation import celery_workers, demo, follow, selectors, services
 from webapp.studies.models import Study
 from webapp.studies.services import StudySetupError, study_open
@@ -65,8 +66,11 @@ class Command(BaseCommand):
         Path(settings.VAR_DIR).mkdir(parents=True, exist_ok=True)
         Path(settings.MEDIA_ROOT).mkdir(parents=True, exist_ok=True)
         call_command("migrate", interactive=False, verbosity=0)
-        protocol = json.loads(opts["protocol"].read_text())
-        missing = [v for v in protocol["variants"] if not (opts["checkpoints"] / v).exists()]
+        try:
+            protocol = load_protocol(opts["protocol"])
+        except ProtocolError as exc:
+            raise CommandError(str(exc)) from exc
+        missing = [v for v in protocol.variants if not (opts["checkpoints"] / v).exists()]
         if missing:
             raise CommandError(
                 f"No demo checkpoint for {', '.join(missing)} under {opts['checkpoints']} "
@@ -75,7 +79,7 @@ class Command(BaseCommand):
         try:
             checkpoints = demo.demo_checkpoints_register(protocol=protocol, checkpoints_dir=opts["checkpoints"])
             prepared = demo.demo_study_prepare(
-                protocol_path=opts["protocol"], checkpoints=checkpoints, fresh=opts["fresh"]
+                protocol=protocol, base_dir=opts["protocol"].parent, checkpoints=checkpoints, fresh=opts["fresh"]
             )
         except (services.GenerationError, StudySetupError) as exc:
             raise CommandError(str(exc)) from exc
