@@ -19,13 +19,13 @@ from django.conf import settings
 from django.db.models import Count, F, Max, Q, QuerySet, Sum
 
 from evalstudy.analysis.result import SCHEMA_VERSION, AnalysisResult
+from evalstudy.protocol import AnalysisPlan
 from webapp.studies.models import CountResponse, Entry, Evaluator, Image, Item, RankResponse, Slot, Study
 from webapp.studies.selectors import EvaluatorStatus, evaluators_with_status, user_may_see_study
 
 from .models import ResultFigure, ResultsUpdate, StudyResult
 
 EXPORT_CHUNK_SIZE = 5000
-DEFAULT_N_BOOT = 2000  # evalstudy's default, for studies without a readable protocol
 
 # --------------------------------------------------------------------------- studies
 
@@ -59,7 +59,8 @@ def analysis_settings(*, study: Study) -> tuple[int, int]:
     and quick looks; a report states the number it used).
     """
     protocol = study.parsed_protocol
-    n_boot, seed = (DEFAULT_N_BOOT, 0) if protocol is None else (protocol.analysis.n_boot, protocol.analysis.seed)
+    plan = protocol.analysis if protocol is not None else AnalysisPlan()  # evalstudy's defaults
+    n_boot, seed = plan.n_boot, plan.seed
     override = getattr(settings, "FUSION_RESULTS_N_BOOT", None)
     return (int(override) if override else n_boot), seed
 
