@@ -21,7 +21,7 @@ from evalstudy.analysis import AnalysisResult, analyze
 from evalstudy.figures import write_figures
 from evalstudy.responses import read_responses
 from evalstudy.simulate import COUNT_SECONDS, RANK_SECONDS, RaterSimulator
-from webapp.studies import services as study_services
+from webapp.studies import flow as study_flow
 from webapp.studies.models import Entry, Evaluator, Item, RankResponse, Study, Variant
 from webapp.studies.selectors import entry_images, study_ranking
 
@@ -220,19 +220,19 @@ def _variant_name(variant: Variant | None) -> str:
 def _answer_entry(*, evaluator, entry: Entry, simulator, rng) -> str:
     """Answer one task through the evaluators' own submit services; return the task kind."""
     item = entry.item
-    token = study_services.entry_token_make(entry=entry, shown_at=time.time() - _simulated_seconds(rng, item.task))
+    token = study_flow.entry_token_make(entry=entry, shown_at=time.time() - _simulated_seconds(rng, item.task))
     if item.task == Item.Task.COUNT:
         variant = GOLD_VARIANT if item.is_gold else _variant_name(item.variant)
         answer = simulator.answer_count(item.true_count, variant, rng)
-        study_services.count_response_submit(evaluator=evaluator, token=token, answer=answer, cant_tell=answer is None)
+        study_flow.count_response_submit(evaluator=evaluator, token=token, answer=answer, cant_tell=answer is None)
         return item.task
     shown = [_variant_name(img.variant) for img in entry_images(entry=entry)]
     ranks = simulator.answer_rank(shown, rng)
     if ranks is None:
         reason = SKIP_REASONS.get(simulator.skip_reason(rng), RankResponse.SkipReason.OTHER)
-        study_services.rank_response_submit(evaluator=evaluator, token=token, ranks=None, skip_reason=reason)
+        study_flow.rank_response_submit(evaluator=evaluator, token=token, ranks=None, skip_reason=reason)
     else:
-        study_services.rank_response_submit(evaluator=evaluator, token=token, ranks=[int(r) for r in ranks])
+        study_flow.rank_response_submit(evaluator=evaluator, token=token, ranks=[int(r) for r in ranks])
     return item.task
 
 
@@ -275,19 +275,19 @@ def study_simulate_responses(
         rng = np.random.default_rng([seed, k])
         try:
             with transaction.atomic():
-                evaluator = study_services.evaluator_join(study=study, simulated=True)
-                study_services.evaluator_consent(evaluator=evaluator)
+                evaluator = study_flow.evaluator_join(study=study, simulated=True)
+                study_flow.evaluator_consent(evaluator=evaluator)
                 entries = Entry.objects.filter(evaluator=evaluator).select_related(
                     "item__variant", "item__prompt", "item__image").order_by("index")
                 for entry in entries:
                     task = _answer_entry(evaluator=evaluator, entry=entry, simulator=simulator, rng=rng)
                     n_count += task == Item.Task.COUNT
                     n_rank += task == Item.Task.RANK
-        except study_services.StudyUnavailable as exc:
+        except study_flow.StudyUnavailable as exc:
             # Not an error of the operator's: the study changed under the run. Say so and stop.
             return SimulationSummary(evaluators=len(pseudonyms), count_answers=n_count, rank_answers=n_rank,
                                      pseudonyms=tuple(pseudonyms), stopped=str(exc))
-        except study_services.SubmissionError as exc:
+        except study_flow.SubmissionError as exc:
             raise ResearchError(
                 f"Simulated {k} of {n_evaluators} evaluators; then a submission failed: {exc.message}") from exc
         pseudonyms.append(evaluator.pseudonym)

@@ -24,8 +24,8 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from webapp.generation import demo, follow, selectors, services, workerproc
+from webapp.studies.lifecycle import StudySetupError, study_open
 from webapp.studies.models import Study
-from webapp.studies.services import StudySetupError, study_open
 
 
 def _addrport(value: str) -> str:
