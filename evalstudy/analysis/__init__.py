@@ -47,7 +47,7 @@ from .ppi import judge_only_rows, ppi_section
 from .preference import _preference_section
 from .primary import arrival_order, primary_section
 from .result import SCHEMA, SCHEMA_VERSION, AnalysisResult, SchemaError, jsonable
-from .tests import EXACT_MAX_N, _tests_section
+from .significance import EXACT_MAX_N, _tests_section
 
 __all__ = ["SCHEMA", "SCHEMA_VERSION", "AnalysisResult", "SchemaError", "analyze",
            "apply_exclusions", "canonical_evaluator_order", "evaluator_reliability", "jsonable"]

@@ -35,7 +35,7 @@ import numpy as np
 
 from .. import bootstrap as bs
 from .data import _cluster_key, _codes, _CountData
-from .tests import _difference_spread
+from .significance import _difference_spread
 
 METHOD = ("prediction-powered (Angelopoulos et al. 2023, power-tuned): lambda x judge mean on "
           "judge-only images + mean(people - lambda x judge) on the images people counted; "

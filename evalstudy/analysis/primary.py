@@ -32,7 +32,7 @@ from .. import sequential
 from ..protocol import PrimaryPlan
 from ..responses import ResponseTable
 from .data import _CountData, _evaluator_codes, _RankData
-from .tests import _difference_spread
+from .significance import _difference_spread
 
 ROBUSTNESS_MAX_SHARE = 0.5  # search no further than half the evaluators (items)
 ROBUSTNESS_METHOD = ("approximate maximum influence perturbation (Broderick, Giordano and "

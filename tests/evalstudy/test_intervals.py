@@ -374,7 +374,7 @@ def test_a_paired_differences_variance_is_unbiased_not_floored_at_its_one_way_pa
     study-to-study variance here; the unfloored target (with its Cauchy-Schwarz floor)
     is near 1."""
     from evalstudy import bootstrap as bs
-    from evalstudy.analysis.tests import _difference_spread
+    from evalstudy.analysis.significance import _difference_spread
 
     rng = np.random.default_rng(5)
     targets, estimates = [], []
