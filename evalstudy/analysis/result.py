@@ -4,10 +4,13 @@ The JSON document (``to_dict``, the web app's results.json and aggregates, ``ana
 --json``) is this tree's serialization, field for field; ``AnalysisResult.from_dict``
 reads it back and refuses another schema version, so a renamed field fails in one place,
 loudly. Numbers that are undefined (a rate of nothing) are None, never NaN; an interval is
-``<name>_ci = [low, high]`` beside its ``<name>``.
+``<name>_ci = [low, high]`` beside its ``<name>``. Read a result by attribute:
+``result.count.by_variant[0].match_ratio``.
 
-Records also answer ``record["field"]`` (and iterate over their field names), for callers
-written against the plain-dict result; new code reads attributes.
+The analysis builds these records directly. A record holds plain Python values whatever it
+was given: when it is made, numpy numbers become Python ones, NaN and infinities None, tuples
+lists, and a whole number in a float field a float, so that a result in memory equals the one
+read back from its JSON document.
 """
 
 from __future__ import annotations
@@ -77,14 +80,21 @@ class SchemaError(ValueError):
 
 def jsonable(x: Any) -> Any:
     """Plain Python containers and numbers; NaN and infinities become None."""
+    return _plain(x, records=False)
+
+
+def _plain(x: Any, records: bool) -> Any:
+    """`jsonable`, except that with `records` a dataclass instance is kept as it is."""
     if dataclasses.is_dataclass(x) and not isinstance(x, type):
-        return {f.name: jsonable(getattr(x, f.name)) for f in dataclasses.fields(x)}
+        if records:
+            return x
+        return {f.name: _plain(getattr(x, f.name), records) for f in dataclasses.fields(x)}
     if isinstance(x, dict):
-        return {str(k): jsonable(v) for k, v in x.items()}
+        return {str(k): _plain(v, records) for k, v in x.items()}
     if isinstance(x, list | tuple):
-        return [jsonable(v) for v in x]
+        return [_plain(v, records) for v in x]
     if isinstance(x, np.ndarray):
-        return jsonable(x.tolist())
+        return _plain(x.tolist(), records)
     if isinstance(x, bool | np.bool_):
         return bool(x)
     if isinstance(x, int | np.integer):
@@ -96,7 +106,10 @@ def jsonable(x: Any) -> Any:
 
 
 def _convert(tp: Any, value: Any, where: str) -> Any:
-    """`value` (JSON) as type `tp`: dataclasses built, containers converted."""
+    """`value` (JSON) as type `tp`: dataclasses built, containers converted; a record
+    already built is kept."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return value
     origin = get_origin(tp)
     if origin in (Union, types.UnionType):
         args = [a for a in get_args(tp) if a is not type(None)]
@@ -118,8 +131,18 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
     return value
 
 
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    """The class's resolved field types, looked up once per class."""
+    if cls not in _HINTS:
+        _HINTS[cls] = typing.get_type_hints(cls)
+    return _HINTS[cls]
+
+
 def _build(cls: type[D], d: dict, where: str) -> D:
-    hints = typing.get_type_hints(cls)
+    hints = _hints(cls)
     unknown = sorted(set(d) - {f.name for f in dataclasses.fields(cls)})  # type: ignore[arg-type]
     if unknown:
         raise SchemaError(f"{where}: unknown field(s) {', '.join(map(repr, unknown))}")
@@ -134,7 +157,15 @@ def _build(cls: type[D], d: dict, where: str) -> D:
 
 @dataclass(frozen=True)
 class Record:
-    """Base of every record: serialization, and read access by field name."""
+    """Base of every record: plain values (see the module's docstring), and serialization."""
+
+    def __post_init__(self) -> None:
+        hints = _hints(type(self))
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            plain = _convert(hints[f.name], _plain(value, records=True), f"{type(self).__name__}.{f.name}")
+            if plain is not value:
+                object.__setattr__(self, f.name, plain)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON document: plain containers, None for undefined numbers."""
@@ -144,18 +175,6 @@ class Record:
     @classmethod
     def from_dict(cls: type[R], d: dict[str, Any]) -> R:
         return _build(cls, d, cls.__name__)
-
-    def __getitem__(self, name: str) -> Any:
-        try:
-            return getattr(self, name)
-        except AttributeError:
-            raise KeyError(name) from None
-
-    def __iter__(self) -> typing.Iterator[str]:
-        return iter(f.name for f in dataclasses.fields(self))
-
-    def get(self, name: str, default: Any = None) -> Any:
-        return getattr(self, name, default)
 
 
 # ---------------------------------------------------------------------------
@@ -543,8 +562,9 @@ class EvaluatorRecord(Record):
     median_seconds: float | None
     n_repeats: int
     consistency: float | None
-    excluded: bool
-    reasons: list[str]
+    # Set by `analyze` once the protocol's exclusion rules have been applied.
+    excluded: bool = False
+    reasons: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -564,6 +584,15 @@ class ExclusionSummary(Record):
 
 
 @dataclass(frozen=True)
+class ResultProvenance(Record):
+    """The code that computed a result: `evalstudy.provenance.Provenance`'s JSON form."""
+
+    commit: str | None           # full SHA; None without a git checkout
+    dirty: bool | None           # tracked files differed from that commit
+    packages: dict[str, str | None]
+
+
+@dataclass(frozen=True)
 class Settings(Record):
     n_boot: int
     seed: int
@@ -574,9 +603,8 @@ class Settings(Record):
     skips: str
     exact_wilcoxon_max_n: int
     posthoc: str
-    # {"commit": sha, "dirty": bool, "packages": {"numpy": ..., "scipy": ...}}; absent from
-    # results stored before it was recorded.
-    provenance: dict[str, Any] | None = None
+    # Absent from results stored before it was recorded.
+    provenance: ResultProvenance | None = None
 
 
 @dataclass(frozen=True)
