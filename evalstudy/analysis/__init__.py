@@ -47,6 +47,7 @@ from .evaluators import apply_exclusions, evaluator_reliability
 from .ppi import judge_only_rows, ppi_section
 from .preference import _preference_section
 from .primary import arrival_order, primary_section
+from .record import jsonable
 from .result import (
     SCHEMA,
     SCHEMA_VERSION,
@@ -59,7 +60,6 @@ from .result import (
     SchemaError,
     Sections,
     Settings,
-    jsonable,
 )
 from .significance import EXACT_MAX_N, _tests_section
 
