@@ -61,7 +61,7 @@ def setup_django(var_dir: Path, broker: str) -> None:
 
 def make_study(slug: str, checkpoint, protocol: dict, base_dir: Path):
     from webapp.generation import services
-    from webapp.studies.services import study_create
+    from webapp.studies.lifecycle import study_create
 
     # One checkpoint serves every variant here, so the variants get names that promise no
     # model config (a paper name such as concat-early must get a checkpoint that fits it).

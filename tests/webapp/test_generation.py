@@ -31,7 +31,7 @@ from tests.services.helpers import (
 )
 from webapp.generation import part_runner, parts, selectors, services, tasks
 from webapp.generation.models import Batch, Part
-from webapp.studies import services as study_services
+from webapp.studies import lifecycle as study_lifecycle
 from webapp.studies.models import Checkpoint, Image, Item, Prompt, Study
 
 pytestmark = pytest.mark.django_db
@@ -86,7 +86,7 @@ def sent_by_sweep(monkeypatch):
 
 
 def make_study(slug="gen", **protocol_kwargs) -> Study:
-    return study_services.study_create(
+    return study_lifecycle.study_create(
         protocol=small_protocol(**protocol_kwargs), slug=slug, base_dir=str(DEMO_PROTOCOL.parent)
     )
 
@@ -214,7 +214,7 @@ def test_launch_plans_every_missing_image_in_parts_of_one_variant(study, django_
 
 
 def test_demo_protocol_needs_forty_images_per_variant():
-    study = study_services.study_create(
+    study = study_lifecycle.study_create(
         protocol=json.loads(DEMO_PROTOCOL.read_text()), slug="demo", base_dir=str(DEMO_PROTOCOL.parent)
     )
     plan = selectors.study_plan(study=study)

@@ -15,7 +15,7 @@ from tests.services.helpers import DEMO_PROTOCOL, NEUTRAL_VARIANTS, make_tiny_ch
 from tests.tiny_pipeline import save_tiny_pipeline
 from tests.webapp import test_blinding
 from webapp.generation import part_runner, services
-from webapp.studies import services as study_services
+from webapp.studies import lifecycle as study_lifecycle
 from webapp.studies.models import Checkpoint, Image, Study
 
 pytestmark = pytest.mark.django_db
@@ -46,7 +46,7 @@ def mixed_study(pipeline_dir: Path, checkpoint_dir: Path, *, slug: str = "mixed"
     for section in ("recruitment", "practice"):  # the blinding walk: a made-up id, straight to the tasks
         protocol.pop(section, None)
     protocol["sampling"].update({"size": 32, **sampling})
-    study = study_services.study_create(protocol=protocol, slug=slug, base_dir=str(DEMO_PROTOCOL.parent))
+    study = study_lifecycle.study_create(protocol=protocol, slug=slug, base_dir=str(DEMO_PROTOCOL.parent))
     ours = services.checkpoint_register(name="in-house-uvit", path=checkpoint_dir)
     theirs = services.checkpoint_register(name="sd-finetune", path=pipeline_dir)
     variants = list(study.variants.order_by("index"))
@@ -139,7 +139,7 @@ def test_a_study_takes_each_variant_from_any_of_the_three_sources(pipeline_dir, 
 
     protocol = small_protocol(variants=NEUTRAL_VARIANTS)
     protocol["sampling"]["size"] = 32
-    study = study_services.study_create(protocol=protocol, slug="three", base_dir=str(DEMO_PROTOCOL.parent))
+    study = study_lifecycle.study_create(protocol=protocol, slug="three", base_dir=str(DEMO_PROTOCOL.parent))
     imageset_import(study=study, path=write_folder(tmp_path / "set", make_rows(study)))
     variants = list(study.variants.order_by("index"))
     services.checkpoint_register(name="ours", path=checkpoint_dir, variant=variants[0])

@@ -25,8 +25,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from evalstudy.protocol import ProtocolError, load_protocol
 from webapp.generation import celery_workers, demo, follow, selectors, services
+from webapp.studies.lifecycle import StudySetupError, study_open
 from webapp.studies.models import Study
-from webapp.studies.services import StudySetupError, study_open
 
 
 def _addrport(value: str) -> str:
