@@ -60,16 +60,16 @@ class Command(BaseCommand):
 
     def handle(self, *args, **opts):
         started = time.monotonic()
+        try:  # first: a protocol that does not parse changes nothing
+            protocol = load_protocol(opts["protocol"])
+        except ProtocolError as exc:
+            raise CommandError(str(exc)) from exc
         # SIGTERM ends the command like Ctrl-C does, through the `finally` that stops the
         # worker (which runs in its own process group, out of reach of the terminal).
         signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
         Path(settings.VAR_DIR).mkdir(parents=True, exist_ok=True)
         Path(settings.MEDIA_ROOT).mkdir(parents=True, exist_ok=True)
         call_command("migrate", interactive=False, verbosity=0)
-        try:
-            protocol = load_protocol(opts["protocol"])
-        except ProtocolError as exc:
-            raise CommandError(str(exc)) from exc
         missing = [v for v in protocol.variants if not (opts["checkpoints"] / v).exists()]
         if missing:
             raise CommandError(
