@@ -4,7 +4,7 @@ They are the paper protocol's (fixtures/protocols/paper.json; a test keeps the t
 equal). The sampler and the FID CLI take both from here; the attention maps and
 training's sample grids take the guidance scale (their quick-look samples use fewer steps,
 set by their own --sample-steps). A study samples at its own protocol's settings (the demo
-protocol's are 1.0 and 25), and the web app uses these only for a study whose protocol
+protocol's are lighter than these), and the web app uses these only for a study whose protocol
 does not parse; the tools that mimic the demo study (generator.count_eval and the
 benchmarks) read fixtures/protocols/demo.json instead (count_eval.demo_sampling).
 """
