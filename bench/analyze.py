@@ -26,10 +26,11 @@ sys.path.insert(0, str(ROOT))
 
 from bench._common import cpu_and_usable_cores, load_average, save_result  # noqa: E402
 from evalstudy.analysis import analyze  # noqa: E402
+from evalstudy.protocol import DEFAULT_N_BOOT  # noqa: E402
 from evalstudy.simulate import RaterSimulator, simulate_study, synthetic_protocol  # noqa: E402
 
 VARIANTS = ["concat-early", "concat-intermediate", "cross-early", "cross-intermediate"]
-N_BOOT = 2000
+N_BOOT = DEFAULT_N_BOOT  # what a study's analysis runs unless its protocol says otherwise
 LIMIT_S = 10.0
 
 
@@ -52,10 +53,10 @@ def main(args) -> str:
     lines = [
         "Run time of evalstudy.analysis.analyze (bench/analyze.py)",
         f"date: {datetime.date.today().isoformat()}   machine: {cpu_and_usable_cores()}",
-        f"responses: {len(table)} ({result['unfiltered']['data']['n_count_responses']} count, "
-        f"{result['unfiltered']['data']['n_rankings']} rankings x 4 rows, the rest gold and "
-        f"repeats); evaluators: {result['exclusions']['n_evaluators']}, "
-        f"{result['exclusions']['n_excluded']} excluded (so analysed twice)",
+        f"responses: {len(table)} ({result.unfiltered.data.n_count_responses} count, "
+        f"{result.unfiltered.data.n_rankings} rankings x 4 rows, the rest gold and "
+        f"repeats); evaluators: {result.exclusions.n_evaluators}, "
+        f"{result.exclusions.n_excluded} excluded (so analysed twice)",
         f"bootstrap resamples: {N_BOOT}; simulating the study took {simulate_s:.1f} s",
         "",
         f"{'run':>4}{'seconds':>10}{'load avg (1 min) at start':>28}",

@@ -1,7 +1,7 @@
 """Images per second through the whole Celery path vs the sampler called directly.
 
     python bench/batch_overhead.py [--broker filesystem://|redis://127.0.0.1:6379/14]
-                                   [--preset tiny-cross-early] [--steps 25] [--rounds 3] [--save]
+                                   [--preset tiny-cross-early] [--steps N] [--rounds 3] [--save]
 
 Both sides make the same images: the demo protocol's 160 (prompt, seed) pairs (40 for
 each of its 4 variants), all with one untrained checkpoint of `--preset`, at the
@@ -61,7 +61,7 @@ def setup_django(var_dir: Path, broker: str) -> None:
 
 def make_study(slug: str, checkpoint, protocol: dict, base_dir: Path):
     from webapp.generation import services
-    from webapp.studies.services import study_create
+    from webapp.studies.lifecycle import study_create
 
     # One checkpoint serves every variant here, so the variants get names that promise no
     # model config (a paper name such as concat-early must get a checkpoint that fits it).
@@ -114,7 +114,7 @@ def main(args: argparse.Namespace) -> None:
     from generator.encoders import encoder_specs_for
     from generator.model import PRESETS, build_model
     from generator.sample import load_sampler
-    from webapp.generation import selectors, services, workerproc
+    from webapp.generation import celery_workers, selectors, services
     from webapp.studies.models import Prompt
 
     torch.set_num_threads(args.threads)
@@ -125,13 +125,15 @@ def main(args: argparse.Namespace) -> None:
     checkpoint = services.checkpoint_register(name=args.preset, path=ckpt_dir)
     protocol_path = ROOT / "fixtures" / "protocols" / "demo.json"
     protocol = json.loads(protocol_path.read_text())
+    if args.steps is None:
+        args.steps = protocol["sampling"]["steps"]
     warm_protocol = json.loads(protocol_path.read_text())
     warm_protocol["count_task"]["counts"] = [1]
     warm_protocol["count_task"]["images_per_prompt"] = 1
     warm_protocol["preference_task"]["captions"]["n"] = 1
 
     log = tmp / "worker.log"
-    worker = workerproc.worker_spawn(log_path=log, env={"FUSION_TORCH_THREADS": str(args.threads),
+    worker = celery_workers.worker_spawn(log_path=log, env={"FUSION_TORCH_THREADS": str(args.threads),
                                                         "FUSION_GENERATION_CHUNK": str(args.chunk)},
                                      pool="solo", name="bench")
     try:
@@ -153,7 +155,7 @@ def main(args: argparse.Namespace) -> None:
             print(f"round {r + 1}: direct {rows['direct'][-1][0]:.1f} s, pipeline {rows['pipeline'][-1][0]:.1f} s",
                   file=sys.stderr, flush=True)
     finally:
-        workerproc.worker_stop(worker)
+        celery_workers.worker_stop(worker)
 
     n = rows["direct"][0][2]
     best = {k: min(v, key=lambda row: row[0]) for k, v in rows.items()}
@@ -193,7 +195,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--broker", default="filesystem://")
     parser.add_argument("--preset", default="tiny-cross-early")
-    parser.add_argument("--steps", type=int, default=25, help="The demo protocol's.")
+    parser.add_argument("--steps", type=int, help="default: the demo protocol's")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--chunk", type=int, default=10, help="FUSION_GENERATION_CHUNK of the worker (CPU default).")

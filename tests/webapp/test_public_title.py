@@ -2,14 +2,16 @@
 internal name, on the paused/full, take-over and panel-id pages."""
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 
 import pytest
 from django.template.loader import render_to_string
 from django.test import Client
 
 from tests.factories import build_open_study
-from webapp.studies import services
+from webapp.studies import lifecycle
 
 pytestmark = pytest.mark.django_db
 
@@ -19,7 +21,10 @@ PUBLIC = "Counting shapes and matching captions"
 
 @pytest.fixture
 def study():
-    return build_open_study(title=INTERNAL, protocol={"consent": {"title": PUBLIC}})
+    # The demo's protocol with a consent title and no panel section (generic participant ids).
+    doc = json.loads((Path(__file__).resolve().parents[2] / "fixtures" / "protocols" / "demo.json").read_text())
+    doc = {k: v for k, v in doc.items() if k not in ("recruitment", "practice")}
+    return build_open_study(title=INTERNAL, protocol={**doc, "consent": {"title": PUBLIC}})
 
 
 def _h1(html: str) -> str:
@@ -27,7 +32,7 @@ def _h1(html: str) -> str:
 
 
 def test_the_paused_page_uses_the_public_title(study):
-    services.study_pause(study=study)
+    lifecycle.study_pause(study=study)
     page = Client().get(f"/join/{study.invite_token}/").content.decode()
     assert _h1(page) == PUBLIC and INTERNAL not in page
 

@@ -409,19 +409,19 @@ def provenance_text(result: AnalysisResult) -> str:
     """Which code computed the numbers: "Computed at commit <sha> with numpy 2.4.6, scipy
     1.17.1." ("" for results stored before this was recorded)."""
     prov = result.settings.provenance
-    if not prov:
+    if prov is None:
         return ""
-    commit = prov.get("commit")
-    where = f"commit {commit}" + (" with uncommitted changes" if prov.get("dirty") else "") if commit \
+    commit = prov.commit
+    where = f"commit {commit}" + (" with uncommitted changes" if prov.dirty else "") if commit \
         else "an unknown commit (no git checkout)"
-    packages = ", ".join(f"{name} {version or 'not installed'}" for name, version in prov.get("packages", {}).items())
+    packages = ", ".join(f"{name} {version or 'not installed'}" for name, version in prov.packages.items())
     return f"Computed at {where}, with {packages}." if packages else f"Computed at {where}."
 
 
 def report_context(*, study: Study, result: StudyResult | None, analysis_error: str = "") -> dict:
     """Everything the report states, for either template; ``analysis_error`` says why there
     are no results when evalstudy could not analyse the responses."""
-    protocol = selectors.study_protocol(study=study)
+    protocol = study.parsed_protocol
     evaluators = selectors.study_evaluator_summary(study=study)
     details = ReportDetails.objects.filter(study=study).first()
     data = selectors.study_result_analysis(result=result) if result is not None else None

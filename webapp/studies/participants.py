@@ -20,7 +20,6 @@ from evalstudy.protocol import Exclusions
 from evalstudy.responses import read_responses
 
 from .models import CountResponse, Evaluator, RankResponse, Slot, Study
-from .recruitment import protocol_of
 from .selectors import EvaluatorStatus, evaluators_with_status, status_silent_before
 
 
@@ -68,7 +67,7 @@ def _verdicts(study: Study) -> _Verdicts:
     """The protocol's exclusion rules applied by evalstudy, and, apart, its gold rule alone."""
     from webapp.research.exports import csv_chunks
 
-    proto = protocol_of(study)
+    proto = study.parsed_protocol
     rules = proto.analysis.exclusions if proto else Exclusions()
     if not (CountResponse.objects.filter(evaluator__study=study).exists()
             or RankResponse.objects.filter(evaluator__study=study).exists()):

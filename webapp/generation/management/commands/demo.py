@@ -23,9 +23,10 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
-from webapp.generation import demo, follow, selectors, services, workerproc
+from evalstudy.protocol import ProtocolError, load_protocol
+from webapp.generation import celery_workers, demo, follow, selectors, services
+from webapp.studies.lifecycle import StudySetupError, study_open
 from webapp.studies.models import Study
-from webapp.studies.services import StudySetupError, study_open
 
 
 def _addrport(value: str) -> str:
@@ -59,14 +60,17 @@ class Command(BaseCommand):
 
     def handle(self, *args, **opts):
         started = time.monotonic()
+        try:  # first: a protocol that does not parse changes nothing
+            protocol = load_protocol(opts["protocol"])
+        except ProtocolError as exc:
+            raise CommandError(str(exc)) from exc
         # SIGTERM ends the command like Ctrl-C does, through the `finally` that stops the
         # worker (which runs in its own process group, out of reach of the terminal).
         signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
         Path(settings.VAR_DIR).mkdir(parents=True, exist_ok=True)
         Path(settings.MEDIA_ROOT).mkdir(parents=True, exist_ok=True)
         call_command("migrate", interactive=False, verbosity=0)
-        protocol = json.loads(opts["protocol"].read_text())
-        missing = [v for v in protocol["variants"] if not (opts["checkpoints"] / v).exists()]
+        missing = [v for v in protocol.variants if not (opts["checkpoints"] / v).exists()]
         if missing:
             raise CommandError(
                 f"No demo checkpoint for {', '.join(missing)} under {opts['checkpoints']} "
@@ -75,7 +79,7 @@ class Command(BaseCommand):
         try:
             checkpoints = demo.demo_checkpoints_register(protocol=protocol, checkpoints_dir=opts["checkpoints"])
             prepared = demo.demo_study_prepare(
-                protocol_path=opts["protocol"], checkpoints=checkpoints, fresh=opts["fresh"]
+                protocol=protocol, base_dir=opts["protocol"].parent, checkpoints=checkpoints, fresh=opts["fresh"]
             )
         except (services.GenerationError, StudySetupError) as exc:
             raise CommandError(str(exc)) from exc
@@ -90,7 +94,7 @@ class Command(BaseCommand):
             # thread per core, in each process) oversubscribes the cores several times.
             env = {"FUSION_TORCH_THREADS": os.environ.get("FUSION_TORCH_THREADS", "1")}
             pool = "prefork" if opts["concurrency"] > 1 else "solo"
-            worker = workerproc.worker_spawn(log_path=log_path, env=env, pool=pool, concurrency=opts["concurrency"],
+            worker = celery_workers.worker_spawn(log_path=log_path, env=env, pool=pool, concurrency=opts["concurrency"],
                                              name=f"demo-{os.getpid()}")
         try:
             if study.status == Study.Status.DRAFT:
@@ -120,7 +124,7 @@ class Command(BaseCommand):
             call_command("runserver", opts["addrport"], use_reloader=False, insecure_serving=True)
         finally:
             if worker is not None:
-                workerproc.worker_stop(worker)
+                celery_workers.worker_stop(worker)
 
     def _generate(self, study: Study, steps: int | None, worker, log_path: Path) -> None:
         from tqdm import tqdm
@@ -144,7 +148,8 @@ class Command(BaseCommand):
 
         def worker_alive() -> None:
             if worker.poll() is not None:
-                raise CommandError(f"The Celery worker exited ({worker.returncode}):\n{workerproc.log_tail(log_path)}")
+                raise CommandError(f"The Celery worker exited ({worker.returncode}):\n"
+                                   f"{celery_workers.log_tail(log_path)}")
 
         # The demo starts its own worker: a batch it does not take shows in worker_alive().
         with tqdm(total=batch.total_images, unit="img", file=sys.stderr, mininterval=1.0, dynamic_ncols=True) as bar:

@@ -1,7 +1,7 @@
 """python manage.py study_status SLUG --open | --close"""
 from django.core.management.base import BaseCommand, CommandError
 
-from webapp.studies import services
+from webapp.studies import lifecycle
 from webapp.studies.models import Study
 
 
@@ -19,7 +19,7 @@ class Command(BaseCommand):
         if study is None:
             raise CommandError(f"No study {slug!r}.")
         try:
-            study = services.study_open(study=study) if open else services.study_close(study=study)
-        except services.StudySetupError as exc:
+            study = lifecycle.study_open(study=study) if open else lifecycle.study_close(study=study)
+        except lifecycle.StudySetupError as exc:
             raise CommandError(str(exc)) from exc
         self.stdout.write(f"Study {study.slug} is {study.status}.")
