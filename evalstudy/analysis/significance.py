@@ -17,8 +17,9 @@ from .result import Friedman, HolmPair, Nemenyi, NemenyiPair, PairedTest, Positi
 EXACT_MAX_N = 50
 POSITION_PERMUTATIONS = 2000
 POSITION_METHOD = ("permutation test: layouts permuted within each caption's rankings; "
-                   "statistic: sum over positions of the squared summed residual ranks "
-                   "(rank minus a two-way caption and evaluator fit per variant)")
+                   "statistic: F-type quadratic form of the position sums of residual ranks "
+                   "after a two-way caption and evaluator fit per variant, each permutation "
+                   "normalised by its own layouts' Gram matrix")
 
 def _unit_means(unit, variant, num, den, n_units, nv):
     key = unit * nv + variant
