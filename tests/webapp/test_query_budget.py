@@ -27,16 +27,17 @@ BUDGET = {
     # are taken under them); the first free slot; INSERT the entries (one statement, any
     # number of tasks); UPDATE evaluator.
     "consent": 7,
-    # session; evaluator with study; progress (one aggregate); the next task with its item,
-    # prompt and image; a ranking's images (one query, any number of images); the time the
-    # task was first shown (one UPDATE, the first time only: time on task is measured by the
-    # server from then).
-    "state": 6,
+    # session; evaluator with study; the next task with its item, prompt and image and the
+    # progress (one statement: sqlreads); a ranking's images (one query, any number of
+    # images); the time the task was first shown (one UPDATE, the first time only: time on
+    # task is measured by the server from then).
+    "state": 4,
     # session; evaluator with study; the entry with its item; a ranking's images (rank only);
-    # INSERT the answer; "was that the last?" (EXISTS); UPDATE evaluator (last seen, finished);
-    # progress; the next task; the next ranking's images (next task a ranking only); the next
-    # task's first-shown time (one UPDATE).
-    "answer": 11,
+    # INSERT the answer; the next task with the progress (one statement; "was that the
+    # last?" is its answer); UPDATE evaluator (last seen, finished); the next ranking's
+    # images (next task a ranking only); the next task's first-shown time (one UPDATE).
+    # After the last task, the progress is counted on its own (once per evaluator).
+    "answer": 8,
 }
 
 

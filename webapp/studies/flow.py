@@ -20,6 +20,7 @@ from django.utils import timezone
 from evalstudy.ranks import RankError, check_ranks
 
 from .models import CountResponse, Entry, Evaluator, Image, Item, RankResponse, Slot, Study, new_token
+from .selectors import Progress, evaluator_next_and_progress
 
 TOKEN_SALT = "fusion-eval.entry"
 TOKEN_MAX_AGE = timedelta(days=14)
@@ -109,16 +110,27 @@ def entry_mark_shown(*, entry: Entry) -> Entry:
     return entry
 
 
-def _after_answer(evaluator: Evaluator) -> None:
-    """Record activity, and the finish time when this was the evaluator's last task, in one
-    UPDATE inside the answer's own transaction (one commit per answer)."""
-    from .selectors import evaluator_is_done  # selectors import models only; no cycle at import
+@dataclass(frozen=True)
+class Answered:
+    """A stored answer, and what the evaluator is shown next: their next task (None when
+    that was the last) and their progress, read in the answer's own transaction."""
 
+    response: CountResponse | RankResponse
+    next_entry: Entry | None
+    progress: Progress
+
+
+def _after_answer(evaluator: Evaluator) -> tuple[Entry | None, Progress]:
+    """Read the next task and the progress (one query while a task is left), and record
+    activity, with the finish time when this was the evaluator's last task, in one UPDATE
+    inside the answer's own transaction (one commit per answer)."""
+    nxt, progress = evaluator_next_and_progress(evaluator=evaluator)
     now = timezone.now()
     fields = {"last_seen_at": now}
-    if evaluator.finished_at is None and evaluator_is_done(evaluator=evaluator):
+    if evaluator.finished_at is None and nxt is None:
         fields["finished_at"] = evaluator.finished_at = now
     Evaluator.objects.filter(pk=evaluator.pk).update(**fields)
+    return nxt, progress
 
 
 # --------------------------------------------------------------------------- joining
@@ -365,8 +377,8 @@ def _refused(exc: IntegrityError, model: type[models.Model]) -> SubmissionError:
     return SubmissionError("invalid", "This answer cannot be stored as it is; reload the page and answer again.", 400)
 
 
-def count_response_submit(*, evaluator: Evaluator, token: str, answer: int | None, cant_tell: bool) -> CountResponse:
-    """Store one count answer. Raises SubmissionError (and stores nothing) for a forged,
+def count_response_submit(*, evaluator: Evaluator, token: str, answer: int | None, cant_tell: bool) -> Answered:
+    """Store one count answer; return it with the next task. Raises SubmissionError (and stores nothing) for a forged,
     foreign, replayed or closed-study submission."""
     if (answer is None) == (not cant_tell):
         raise SubmissionError("invalid", "Give a number or choose \u201ccan't tell\u201d.", 400)
@@ -384,21 +396,21 @@ def count_response_submit(*, evaluator: Evaluator, token: str, answer: int | Non
                 seconds=seconds,
                 browser=evaluator.browser,
             )
-            _after_answer(evaluator)
+            nxt, progress = _after_answer(evaluator)
     except IntegrityError as exc:
         raise _refused(exc, CountResponse) from exc
-    return response
+    return Answered(response, nxt, progress)
 
 
 def rank_response_submit(
     *, evaluator: Evaluator, token: str, ranks: Sequence[int | None] | None, skip_reason: str = "",
     all_equal: bool = False,
-) -> RankResponse:
+) -> Answered:
     """Store one ranking (competition ranks of the images in screen order, 1 = best), "all
     equally good" (``all_equal``: every image rank 1, a ranking, not a skip) or a skip with
     its reason. The width and whether ties are allowed come from the study's protocol; a
     ranking that breaks either is refused here (the database refuses a malformed one of
-    any width, but cannot see the protocol's ``allow_ties``)."""
+    any width, but cannot see the protocol's ``allow_ties``). Returns it with the next task."""
     if (ranks is not None) + bool(skip_reason) + all_equal != 1:
         raise SubmissionError("both", "Choose one answer: rank the images, or skip with a reason.", 400)
     if skip_reason and skip_reason not in RankResponse.SkipReason.values:
@@ -438,10 +450,10 @@ def rank_response_submit(
                 browser=evaluator.browser,
                 **fields,
             )
-            _after_answer(evaluator)
+            nxt, progress = _after_answer(evaluator)
     except IntegrityError as exc:
         raise _refused(exc, RankResponse) from exc
-    return response
+    return Answered(response, nxt, progress)
 
 
 @transaction.atomic

@@ -1,0 +1,91 @@
+"""webapp/studies/sqlreads.py reads what the ORM read: the same rows, the same values.
+
+The hand-written statements replace ORM querysets on the evaluator path; each test reads
+the same thing both ways, at every step of an evaluator's way, and compares every field of
+every instance (JSON, datetimes and booleans pass through the backend's converters).
+"""
+import pytest
+from django.db.models import Count, Q
+from django.test import Client
+
+from webapp.studies import selectors, sqlreads
+from webapp.studies.models import Entry, Evaluator, Study
+
+from .conftest import answer_data, current_task, join
+
+pytestmark = pytest.mark.django_db
+
+
+def _values(obj) -> dict:
+    return {f.attname: getattr(obj, f.attname) for f in obj._meta.concrete_fields}
+
+
+def _orm_next(evaluator: Evaluator) -> Entry | None:
+    return (Entry.objects.filter(evaluator=evaluator, count_response__isnull=True, rank_response__isnull=True)
+            .select_related("item__prompt", "item__image").order_by("index").first())
+
+
+def _orm_progress(evaluator: Evaluator) -> tuple[int, int]:
+    counts = Entry.objects.filter(evaluator=evaluator).aggregate(
+        total=Count("id"),
+        answered=Count("id", filter=Q(count_response__isnull=False) | Q(rank_response__isnull=False)),
+    )
+    return counts["answered"], counts["total"]
+
+
+def _same(raw: Entry | None, orm: Entry | None) -> None:
+    assert (raw is None) == (orm is None)
+    if raw is None or orm is None:
+        return
+    assert _values(raw) == _values(orm)
+    assert _values(raw.item) == _values(orm.item)
+    assert _values(raw.item.prompt) == _values(orm.item.prompt)
+    assert (raw.item.image is None) == (orm.item.image is None)
+    if orm.item.image is not None:
+        assert _values(raw.item.image) == _values(orm.item.image)
+
+
+def test_the_next_entry_and_progress_match_the_orm_at_every_step(study, django_assert_num_queries):
+    client = join(Client(), study)
+    evaluator = Evaluator.objects.get(study=study)
+    steps = 0
+    while True:
+        found = sqlreads.next_entry(evaluator_id=evaluator.pk)
+        orm = _orm_next(evaluator)
+        _same(found.entry if found else None, orm)
+        if found is None:
+            break
+        assert (found.answered, found.total) == _orm_progress(evaluator)
+        # one statement, the item, prompt and image already there (no lazy query after it)
+        with django_assert_num_queries(1):
+            entry = selectors.evaluator_next_entry(evaluator=evaluator)
+            assert entry is not None
+            _ = (entry.item.prompt.text, entry.item.image, entry.positions, entry.shown_at)
+        task = current_task(client, study)["task"]  # marks it shown: shown_at is a datetime now
+        assert client.post(f"/e/{study.slug}/task/", answer_data(task)).status_code == 302
+        steps += 1
+    assert steps == Entry.objects.filter(evaluator=evaluator).count() > 4
+    # done: the progress comes from the aggregate, all answered
+    assert selectors.evaluator_next_and_progress(evaluator=evaluator)[1] == selectors.Progress(steps, steps)
+
+
+def test_an_item_without_an_image_reads_as_none(study):
+    join(Client(), study)
+    evaluator = Evaluator.objects.get(study=study)
+    entry = Entry.objects.filter(evaluator=evaluator, item__task="rank").order_by("index").first()
+    Entry.objects.filter(evaluator=evaluator, index__lt=entry.index).delete()  # the ranking comes first
+    found = sqlreads.next_entry(evaluator_id=evaluator.pk)
+    assert found is not None and found.entry.pk == entry.pk and found.entry.item.image is None
+    _same(found.entry, _orm_next(evaluator))
+
+
+def test_the_evaluator_with_its_study_matches_the_orm(study):
+    join(Client(), study)
+    other = Study.objects.create(slug="other", title="Other", status=Study.Status.OPEN, protocol={})
+    evaluator = Evaluator.objects.get(study=study)
+    ids = [evaluator.pk, evaluator.pk + 1000]
+    raw = sqlreads.evaluator_with_study(evaluator_ids=ids, slug=study.slug)
+    orm = Evaluator.objects.select_related("study").get(pk=evaluator.pk)
+    assert raw is not None and _values(raw) == _values(orm) and _values(raw.study) == _values(orm.study)
+    assert sqlreads.evaluator_with_study(evaluator_ids=ids, slug=other.slug) is None  # not in that study
+    assert sqlreads.evaluator_with_study(evaluator_ids=[], slug=study.slug) is None
