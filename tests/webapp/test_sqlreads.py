@@ -89,3 +89,14 @@ def test_the_evaluator_with_its_study_matches_the_orm(study):
     assert raw is not None and _values(raw) == _values(orm) and _values(raw.study) == _values(orm.study)
     assert sqlreads.evaluator_with_study(evaluator_ids=ids, slug=other.slug) is None  # not in that study
     assert sqlreads.evaluator_with_study(evaluator_ids=[], slug=study.slug) is None
+
+
+def test_an_entry_with_its_item_matches_the_orm_and_only_for_its_evaluator(study):
+    join(Client(), study)
+    join(Client(), study)
+    first, second = Evaluator.objects.filter(study=study).order_by("pk")
+    for entry in Entry.objects.filter(evaluator=first):
+        raw = sqlreads.entry_with_item(entry_id=entry.pk, evaluator_id=first.pk)
+        orm = Entry.objects.select_related("item").get(pk=entry.pk)
+        assert raw is not None and _values(raw) == _values(orm) and _values(raw.item) == _values(orm.item)
+        assert sqlreads.entry_with_item(entry_id=entry.pk, evaluator_id=second.pk) is None  # not theirs

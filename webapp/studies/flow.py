@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from evalstudy.ranks import RankError, check_ranks
 
+from . import sqlreads
 from .models import CountResponse, Entry, Evaluator, Image, Item, RankResponse, Slot, Study, new_token
 from .selectors import Progress, evaluator_next_and_progress
 
@@ -80,7 +81,7 @@ def _entry_for_submission(*, evaluator: Evaluator, token: str, task: str) -> tup
     ticket = entry_token_read(token=token)
     if ticket.evaluator_id != evaluator.pk:
         raise SubmissionError("not_yours", "This task belongs to another evaluator.", 403)
-    entry = Entry.objects.select_related("item").filter(pk=ticket.entry_id, evaluator=evaluator).first()
+    entry = sqlreads.entry_with_item(entry_id=ticket.entry_id, evaluator_id=evaluator.pk)
     if entry is None:
         raise SubmissionError("not_yours", "This task belongs to another evaluator.", 403)
     entry.evaluator = evaluator  # read with its study by the caller: not joined in again

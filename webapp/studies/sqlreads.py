@@ -137,6 +137,34 @@ def next_entry(*, evaluator_id: int) -> NextEntry | None:
 
 
 @cache
+def _entry_statement(vendor: str) -> _Statement:
+    """An entry with its item, by the entry's id and its evaluator's id (the parameters)."""
+    e_cols, e = _columns(Entry, "e")
+    i_cols, i = _columns(Item, "i")
+    sql = (
+        f"SELECT {e_cols}, {i_cols} FROM {_table(Entry)} e "
+        f"INNER JOIN {_table(Item)} i ON i.{_column(Item, 'id')} = e.{_column(Entry, 'item')} "
+        f"WHERE e.{_column(Entry, 'id')} = %s AND e.{_column(Entry, 'evaluator')} = %s"
+    )
+    return _Statement(sql, (e, i))
+
+
+def entry_with_item(*, entry_id: int, evaluator_id: int) -> Entry | None:
+    """The entry ``entry_id`` if it is the evaluator's, its item loaded (as
+    ``Entry.objects.select_related("item").filter(pk=..., evaluator=...).first()``)."""
+    statement = _entry_statement(connection.vendor)
+    with connection.cursor() as cursor:
+        cursor.execute(statement.sql, [entry_id, evaluator_id])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    entry, item = statement.instances(row)
+    assert isinstance(entry, Entry) and isinstance(item, Item)
+    entry.item = item
+    return entry
+
+
+@cache
 def _evaluator_statement(vendor: str, n_ids: int) -> _Statement:
     """The evaluator among ``n_ids`` ids whose study has a given slug, with the study;
     parameters: the ids, then the slug."""
