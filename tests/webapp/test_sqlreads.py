@@ -100,3 +100,23 @@ def test_an_entry_with_its_item_matches_the_orm_and_only_for_its_evaluator(study
         orm = Entry.objects.select_related("item").get(pk=entry.pk)
         assert raw is not None and _values(raw) == _values(orm) and _values(raw.item) == _values(orm.item)
         assert sqlreads.entry_with_item(entry_id=entry.pk, evaluator_id=second.pk) is None  # not theirs
+
+
+def test_set_times_writes_a_timestamp_once_and_it_reads_back_as_the_orm_wrote_it(study):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    join(Client(), study)
+    evaluator = Evaluator.objects.get(study=study)
+    entry = Entry.objects.filter(evaluator=evaluator, shown_at__isnull=True).first()
+    first = timezone.now().replace(microsecond=123456)
+    assert sqlreads.set_times(Entry, entry.pk, {"shown_at": first}, unless_set="shown_at") == 1
+    assert sqlreads.set_times(Entry, entry.pk, {"shown_at": first + timedelta(minutes=5)}, unless_set="shown_at") == 0
+    entry.refresh_from_db()
+    assert entry.shown_at == first  # the first showing stays: time on task is not restarted
+    assert Entry.objects.filter(pk=entry.pk, shown_at=first).exists()  # the ORM compares it as equal
+    later = first + timedelta(hours=1)
+    assert sqlreads.set_times(Evaluator, evaluator.pk, {"last_seen_at": later, "finished_at": later}) == 1
+    evaluator.refresh_from_db()
+    assert evaluator.last_seen_at == later and evaluator.finished_at == later

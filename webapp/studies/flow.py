@@ -104,7 +104,7 @@ def entry_mark_shown(*, entry: Entry) -> Entry:
     one statement, and a lost race leaves the earlier time, which is the right one."""
     if entry.shown_at is None:
         now = timezone.now()
-        if Entry.objects.filter(pk=entry.pk, shown_at__isnull=True).update(shown_at=now):
+        if sqlreads.set_times(Entry, entry.pk, {"shown_at": now}, unless_set="shown_at"):
             entry.shown_at = now
         else:
             entry.refresh_from_db(fields=["shown_at"])
@@ -130,7 +130,7 @@ def _after_answer(evaluator: Evaluator) -> tuple[Entry | None, Progress]:
     fields = {"last_seen_at": now}
     if evaluator.finished_at is None and nxt is None:
         fields["finished_at"] = evaluator.finished_at = now
-    Evaluator.objects.filter(pk=evaluator.pk).update(**fields)
+    sqlreads.set_times(Evaluator, evaluator.pk, fields)
     return nxt, progress
 
 

@@ -1,4 +1,4 @@
-"""The evaluator pages' hottest reads in hand-written SQL, built once per process.
+"""The evaluator pages' hottest reads (and two timestamp writes) in hand-written SQL, built once per process.
 
 Every evaluator request reads its evaluator with the study, and every answer reads the next
 task with its item, prompt and image and the evaluator's progress. Through the ORM, compiling
@@ -6,6 +6,9 @@ those querysets cost more CPU than the database spent running them (bench/profil
 here each statement's text is made once, from the models' own table and column names (a
 renamed field changes the SQL with it), and the rows become model instances through the
 same converters the ORM applies (JSON, datetimes, booleans on SQLite).
+
+The answer path's two UPDATEs (the evaluator's last-seen time, a task's first-shown time)
+go the same way: ``set_times`` writes timestamps by primary key, adapted as the ORM adapts them.
 
 The statements are plain SQL that PostgreSQL and SQLite both run. What they return is what
 the ORM versions returned (selectors.evaluator_next_entry, selectors.evaluator_progress);
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from functools import cache
 from typing import Any, cast
 
@@ -196,3 +200,21 @@ def evaluator_with_study(*, evaluator_ids: Sequence[int], slug: str) -> Evaluato
     assert isinstance(evaluator, Evaluator) and isinstance(study, Study)
     evaluator.study = study
     return evaluator
+
+
+@cache
+def _set_times_statement(vendor: str, model: type[models.Model], columns: tuple[str, ...], unless_set: str) -> str:
+    sets = ", ".join(f"{_column(model, c)} = %s" for c in columns)
+    sql = f"UPDATE {_table(model)} SET {sets} WHERE {_column(model, 'id')} = %s"
+    return sql + (f" AND {_column(model, unless_set)} IS NULL" if unless_set else "")
+
+
+def set_times(model: type[models.Model], pk: int, values: dict[str, datetime], *, unless_set: str = "") -> int:
+    """``UPDATE`` the datetime fields ``values`` of the row ``pk`` of ``model`` (only while
+    the field ``unless_set`` is NULL, when given); returns the number of rows written (0 or 1)."""
+    columns = tuple(values)
+    sql = _set_times_statement(connection.vendor, model, columns, unless_set)
+    params = [connection.ops.adapt_datetimefield_value(values[c]) for c in columns]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, pk])
+        return cursor.rowcount
