@@ -77,6 +77,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--cache-url", default="", help="FUSION_CACHE_URL (Redis) for the limits and the sessions")
     p.add_argument("--top", type=int, default=0, help="also print this many hottest functions per endpoint")
     p.add_argument("--endpoint", action="append", default=[], help="with --top: only these endpoints")
+    p.add_argument("--sort", default="tottime", choices=("tottime", "cumulative"), help="with --top: the order")
     p.add_argument("--save", action="store_true", help="append the table to bench/results/profile_evaluator-<date>.txt")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     return p.parse_args(argv)
@@ -280,8 +281,8 @@ def report(args: argparse.Namespace, rec: _Recorder) -> None:
     print("# the split is approximate: a function's own time goes to its own part, or to the part of the caller "
           "that spent the most in it (six levels up at most), or to 'view and other'")
     for name in (args.endpoint or list(results)) if args.top else ():
-        print(f"\n## {name}: the {args.top} functions with the most own CPU ({len(rec.profiles[name])} requests)")
-        pstats.Stats(*rec.profiles[name]).sort_stats("tottime").print_stats(args.top)
+        print(f"\n## {name}: the {args.top} functions first by {args.sort} CPU ({len(rec.profiles[name])} requests)")
+        pstats.Stats(*rec.profiles[name]).sort_stats(args.sort).print_stats(args.top)
     print(json.dumps(results), file=sys.stderr)
 
 
