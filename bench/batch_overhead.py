@@ -114,7 +114,7 @@ def main(args: argparse.Namespace) -> None:
     from generator.encoders import encoder_specs_for
     from generator.model import PRESETS, build_model
     from generator.sample import load_sampler
-    from webapp.generation import selectors, services, workerproc
+    from webapp.generation import celery_workers, selectors, services
     from webapp.studies.models import Prompt
 
     torch.set_num_threads(args.threads)
@@ -131,7 +131,7 @@ def main(args: argparse.Namespace) -> None:
     warm_protocol["preference_task"]["captions"]["n"] = 1
 
     log = tmp / "worker.log"
-    worker = workerproc.worker_spawn(log_path=log, env={"FUSION_TORCH_THREADS": str(args.threads),
+    worker = celery_workers.worker_spawn(log_path=log, env={"FUSION_TORCH_THREADS": str(args.threads),
                                                         "FUSION_GENERATION_CHUNK": str(args.chunk)},
                                      pool="solo", name="bench")
     try:
@@ -153,7 +153,7 @@ def main(args: argparse.Namespace) -> None:
             print(f"round {r + 1}: direct {rows['direct'][-1][0]:.1f} s, pipeline {rows['pipeline'][-1][0]:.1f} s",
                   file=sys.stderr, flush=True)
     finally:
-        workerproc.worker_stop(worker)
+        celery_workers.worker_stop(worker)
 
     n = rows["direct"][0][2]
     best = {k: min(v, key=lambda row: row[0]) for k, v in rows.items()}

@@ -1,6 +1,6 @@
 """A diffusers pipeline folder as a variant's model, beside our own checkpoints.
 
-Parts run in this process (``worker.part_run``) with the tiny pipeline of
+Parts run in this process (``part_runner.part_run``) with the tiny pipeline of
 tests/tiny_pipeline.py and a tiny U-ViT checkpoint: real sampling, real PNG files.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ from PIL import Image as PILImage
 from tests.services.helpers import DEMO_PROTOCOL, NEUTRAL_VARIANTS, make_tiny_checkpoint, small_protocol
 from tests.tiny_pipeline import save_tiny_pipeline
 from tests.webapp import test_blinding
-from webapp.generation import services, worker
+from webapp.generation import part_runner, services
 from webapp.studies import lifecycle as study_lifecycle
 from webapp.studies.models import Checkpoint, Image, Study
 
@@ -35,7 +35,7 @@ def checkpoint_dir(tmp_path_factory) -> Path:
 def _worker_settings(settings, monkeypatch):
     settings.FUSION_GENERATION_CHUNK = 3
     settings.FUSION_TORCH_THREADS = 1
-    monkeypatch.setattr(worker, "_SAMPLERS", type(worker._SAMPLERS)())
+    monkeypatch.setattr(part_runner, "_SAMPLERS", type(part_runner._SAMPLERS)())
 
 
 def mixed_study(pipeline_dir: Path, checkpoint_dir: Path, *, slug: str = "mixed", evaluators: int = 4,
@@ -57,7 +57,7 @@ def mixed_study(pipeline_dir: Path, checkpoint_dir: Path, *, slug: str = "mixed"
 
 
 def run_all(batch) -> list[str]:
-    return [worker.part_run(part_id=p.pk, claim=f"c{p.pk}", worker="test") for p in batch.parts.order_by("number")]
+    return [part_runner.part_run(part_id=p.pk, claim=f"c{p.pk}", worker="test") for p in batch.parts.order_by("number")]
 
 
 def test_a_pipeline_folder_registers_with_its_file_hashes_and_class(pipeline_dir):

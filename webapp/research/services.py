@@ -5,8 +5,6 @@ Keyword-only, typed; database writes are atomic.
 """
 from __future__ import annotations
 
-import io
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,8 +16,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from evalstudy.analysis import AnalysisResult, analyze
-from evalstudy.figures import write_figures
-from evalstudy.responses import read_responses
+from evalstudy.figures import render_figures
 from evalstudy.simulate import COUNT_SECONDS, RANK_SECONDS, RaterSimulator
 from webapp.studies import flow as study_flow
 from webapp.studies.models import Entry, Evaluator, Item, RankResponse, Study, Variant
@@ -39,16 +36,17 @@ class ResearchError(Exception):
 
 
 def _analyse(*, study: Study, n_boot: int, seed: int, include_simulated: bool = False) -> AnalysisResult:
-    """evalstudy's analysis of the study's responses exactly as the CSV export writes them.
+    """evalstudy's analysis of the study's responses as the CSV export writes them.
 
-    The table is read back from the export's own text, so the numbers shown equal those that
-    ``python -m evalstudy analyze`` prints for a downloaded export.
+    The table is built from the export's rows (``exports.response_table``) holding what
+    ``read_responses`` reads back from the export's text, so the numbers shown equal those
+    that ``python -m evalstudy analyze`` prints for a downloaded export.
     """
-    text = "".join(exports.csv_chunks(study=study, include_simulated=include_simulated))
     try:
         protocol = selectors.study_protocol(study=study)
-        table = read_responses(io.StringIO(text, newline=""), variants=protocol.variants if protocol else None,
-                               allow_ties=bool(protocol and protocol.allow_ties))
+        table = exports.response_table(study=study, include_simulated=include_simulated,
+                                       variants=protocol.variants if protocol else None,
+                                       allow_ties=bool(protocol and protocol.allow_ties))
         return analyze(table, protocol=protocol, n_boot=n_boot, seed=seed, exclusions=True)
     except ValueError as exc:
         # e.g. a variant the protocol does not know: nothing can be shown.
@@ -56,14 +54,10 @@ def _analyse(*, study: Study, n_boot: int, seed: int, include_simulated: bool = 
 
 
 def _figures(result: AnalysisResult) -> list[ResultFigure]:
-    with tempfile.TemporaryDirectory(prefix="fusion-figures-") as tmp:
-        write_figures(result, tmp)
-        out = []
-        for path in sorted(Path(tmp).iterdir()):
-            fmt = path.suffix.lower().lstrip(".")
-            if fmt in ResultFigure.Format.values and path.is_file():
-                out.append(ResultFigure(name=path.stem, format=fmt, content=path.read_bytes()))
-    return out
+    """The result's figures, drawn in memory, in file-name order."""
+    return [ResultFigure(name=fig.name, format=fig.format, content=fig.content)
+            for fig in sorted(render_figures(result), key=lambda fig: fig.filename)
+            if fig.format in ResultFigure.Format.values]
 
 
 def _no_progress(stage: str) -> None:

@@ -11,8 +11,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from evalstudy.design import plan_assignments, repeat_item_id
-from evalstudy.protocol import Protocol, ProtocolError, StudyItem, stable_key, study_items
+from evalstudy.design import StudyItem, plan_assignments, repeat_item_id, stable_key, study_items
+from evalstudy.protocol import Protocol, ProtocolError
 
 from .imagefiles import write_png_atomic
 from .models import Image, Item, Prompt, Slot, Study, Variant

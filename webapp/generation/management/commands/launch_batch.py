@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from webapp.generation import selectors, services, workerproc
+from webapp.generation import celery_workers, selectors, services
 from webapp.generation.management.commands.batch_status import follow_and_report
 from webapp.generation.models import MAX_PART_SIZE
 from webapp.studies.models import Study
@@ -39,7 +39,7 @@ class Command(BaseCommand):
         study = Study.objects.filter(slug=opts["slug"]).first()
         if study is None:
             raise CommandError(f"No study {opts['slug']!r}.")
-        workerproc.broker_prepare()
+        celery_workers.broker_prepare()
         latest = selectors.study_latest_batch(study=study)
         try:
             if opts["retry_failed"] or opts["cancel"]:
