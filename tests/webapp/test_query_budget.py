@@ -20,9 +20,9 @@ pytestmark = pytest.mark.django_db
 # read the evaluator with its study in one query (selectors.evaluator_from_session_by_slug).
 BUDGET = {
     # study by invite token; session (none yet: one EXISTS); study re-read by the service;
-    # the external id seen before?; "every slot held" (COUNT of held slots, COUNT of slots);
-    # INSERT evaluator; INSERT session.
-    "join": 8,
+    # the external id seen before?; "every slot held" (held slots and all slots counted in
+    # one statement: sqlreads); INSERT evaluator; INSERT session.
+    "join": 7,
     # session; evaluator with study; study and evaluator again under their row locks (slots
     # are taken under them); the first free slot; INSERT the entries (one statement, any
     # number of tasks); UPDATE evaluator.

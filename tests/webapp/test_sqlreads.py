@@ -120,3 +120,38 @@ def test_set_times_writes_a_timestamp_once_and_it_reads_back_as_the_orm_wrote_it
     assert sqlreads.set_times(Evaluator, evaluator.pk, {"last_seen_at": later, "finished_at": later}) == 1
     evaluator.refresh_from_db()
     assert evaluator.last_seen_at == later and evaluator.finished_at == later
+
+
+def _orm_slots_held(study: Study, active_since) -> tuple[int, int]:
+    from webapp.studies.models import Slot
+
+    held = (Evaluator.objects.filter(study=study, abandoned_at__isnull=True, slot__isnull=False)
+            .exclude(finished_at__isnull=True, last_seen_at__lt=active_since)
+            .values("slot_id").distinct().count())
+    return held, Slot.objects.filter(study=study).count()
+
+
+def test_slots_held_counts_as_the_orm_did_in_every_state_of_an_evaluator(study):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from webapp.studies.models import Slot
+
+    now = timezone.now()
+    since = now - timedelta(minutes=30)
+    slots = list(Slot.objects.filter(study=study).order_by("number"))
+    assert sqlreads.slots_held_and_total(study_id=study.pk, active_since=since) == (0, len(slots)) == (0, 3)
+    # active; silent but finished; never seen (NULL: not silent); then one silent and unfinished
+    states = [{"last_seen_at": now}, {"last_seen_at": now - timedelta(hours=2), "finished_at": now},
+              {"last_seen_at": None}]
+    for k, (slot, fields) in enumerate(zip(slots, states, strict=True)):
+        Evaluator.objects.create(study=study, slot=slot, external_id=f"w{k}", browser=f"b{k}", **fields)
+        got = sqlreads.slots_held_and_total(study_id=study.pk, active_since=since)
+        assert got == _orm_slots_held(study, since) == (k + 1, 3), (k, got)
+    Evaluator.objects.filter(external_id="w0").update(last_seen_at=now - timedelta(hours=1))  # silent: gone
+    held = sqlreads.slots_held_and_total(study_id=study.pk, active_since=since)
+    assert held == _orm_slots_held(study, since) == (2, 3)
+    Evaluator.objects.filter(external_id="w1").update(abandoned_at=now)  # abandoned: the slot is free
+    held = sqlreads.slots_held_and_total(study_id=study.pk, active_since=since)
+    assert held == _orm_slots_held(study, since) == (1, 3)

@@ -208,16 +208,11 @@ def _simulated_plan(study: Study) -> Slot | None:
 
 def _every_slot_held(study: Study) -> bool:
     """Whether every slot is held by an evaluator still active: a read under no lock, for the
-    join page only. Consent decides, under the study's lock; an evaluator silent for the slot
-    timeout counts as gone here before ``_release_abandoned`` marks them."""
-    held = (
-        Evaluator.objects.filter(study=study, abandoned_at__isnull=True, slot__isnull=False)
-        .exclude(finished_at__isnull=True, last_seen_at__lt=_active_since())
-        .values("slot_id")
-        .distinct()
-        .count()
-    )
-    return held >= Slot.objects.filter(study=study).count()
+    join page only (one statement: sqlreads). Consent decides, under the study's lock; an
+    evaluator silent for the slot timeout counts as gone here before ``_release_abandoned``
+    marks them."""
+    held, total = sqlreads.slots_held_and_total(study_id=study.pk, active_since=_active_since())
+    return held >= total
 
 
 FULL_MESSAGE = "Every place in this study is taken. Thank you for your interest."

@@ -24,7 +24,7 @@ from typing import Any, cast
 
 from django.db import connection, models
 
-from .models import CountResponse, Entry, Evaluator, Image, Item, Prompt, RankResponse, Study
+from .models import CountResponse, Entry, Evaluator, Image, Item, Prompt, RankResponse, Slot, Study
 
 
 @dataclass(frozen=True)
@@ -200,6 +200,30 @@ def evaluator_with_study(*, evaluator_ids: Sequence[int], slug: str) -> Evaluato
     assert isinstance(evaluator, Evaluator) and isinstance(study, Study)
     evaluator.study = study
     return evaluator
+
+
+@cache
+def _slots_held_statement(vendor: str) -> str:
+    v = _table(Evaluator)
+    col = {f: _column(Evaluator, f) for f in ("study", "slot", "abandoned_at", "finished_at", "last_seen_at")}
+    return (
+        f"SELECT (SELECT COUNT(DISTINCT e.{col['slot']}) FROM {v} e WHERE e.{col['study']} = %s "
+        f"AND e.{col['abandoned_at']} IS NULL AND e.{col['slot']} IS NOT NULL "
+        # silent for the slot timeout and not finished: gone (a NULL last-seen time is not silent)
+        f"AND NOT (e.{col['finished_at']} IS NULL AND e.{col['last_seen_at']} IS NOT NULL "
+        f"AND e.{col['last_seen_at']} < %s)), "
+        f"(SELECT COUNT(*) FROM {_table(Slot)} s WHERE s.{_column(Slot, 'study')} = %s)"
+    )
+
+
+def slots_held_and_total(*, study_id: int, active_since: datetime) -> tuple[int, int]:
+    """(slots held by an evaluator still active, slots of the study), in one statement: an
+    evaluator holds theirs unless abandoned, or unfinished and silent since before ``active_since``."""
+    with connection.cursor() as cursor:
+        cursor.execute(_slots_held_statement(connection.vendor),
+                       [study_id, connection.ops.adapt_datetimefield_value(active_since), study_id])
+        held, total = cursor.fetchone()
+    return int(held), int(total)
 
 
 @cache
