@@ -79,3 +79,24 @@ def test_every_field_dashboard_js_reads_from_the_document_is_in_the_type():
             at = step
             if not typed[at]:
                 break  # a plain value (or a list): what follows is JavaScript's, not the document's
+
+
+def test_planned_tasks_per_evaluator_and_answers_per_item_are_counted_per_evaluator(study):
+    from webapp.studies.models import Entry
+
+    client = Client()
+    client.force_login(researcher_of(study))
+    first = study_flow.evaluator_join(study=study, external_id="w1")
+    answer_tasks(first, rng=random.Random(1), limit=5)
+    second = study_flow.evaluator_join(study=study, external_id="w2")
+    answer_tasks(second, rng=random.Random(2), limit=2)
+    doc = client.get(f"/research/{study.slug}/progress.json").json()
+    planned = {row["pseudonym"]: row["planned"] for row in doc["per_evaluator"]}
+    for ev in (first, second):
+        ev.refresh_from_db()
+        assert planned[ev.pseudonym] == Entry.objects.filter(evaluator=ev).count() > 0
+    by_task = doc["items"]["by_task"]
+    assert by_task["count"]["answers"] + by_task["rank"]["answers"] == 7  # each answer of a planned item, once
+    assert doc["items"]["started"] == len({e.item_id for e in Entry.objects.filter(
+        evaluator__in=(first, second), item__repeat_of__isnull=True)
+        if hasattr(e, "count_response") or hasattr(e, "rank_response")})

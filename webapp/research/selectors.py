@@ -184,11 +184,15 @@ def study_progress(*, study: Study) -> StudyProgress:
     """
     evaluators = list(
         evaluators_with_status(Evaluator.objects.filter(study=study))
-        .annotate(n_planned=Count("entries", distinct=True))
         .order_by("joined_at", "pk")
         .values("pk", "pseudonym", "is_simulated", "joined_at", "consented_at", "started_at", "finished_at",
-                "status", "n_planned")
+                "status")
     )
+    # Tasks planned per evaluator, counted apart: one GROUP BY over the entries, where the
+    # evaluators' query annotated with it grouped every evaluator column (several times slower
+    # at 100,000 entries).
+    planned_of = dict(Entry.objects.filter(evaluator__study=study).values("evaluator_id")
+                      .annotate(n=Count("pk")).order_by().values_list("evaluator_id", "n"))
     counts = {
         row["evaluator_id"]: row
         for row in CountResponse.objects.filter(evaluator__study=study).values("evaluator_id").annotate(
@@ -218,7 +222,7 @@ def study_progress(*, study: Study) -> StudyProgress:
             "finished_at": ev["finished_at"].isoformat() if ev["finished_at"] else None,
             "status": ev["status"],
             "answered": answered,
-            "planned": ev["n_planned"],
+            "planned": planned_of.get(ev["pk"], 0),
             "seconds": seconds,
             "mean_seconds": _rate(seconds, answered),
             # Two rates, two names: skipped rankings of the rankings given, and skipped tasks of
@@ -235,8 +239,10 @@ def study_progress(*, study: Study) -> StudyProgress:
     answered_by_item: Counter[int] = Counter()
     for model in (CountResponse, RankResponse):
         answered_by_item.update(dict(
+            # Evaluators per item: an evaluator has one entry per item (entry_unique_item) and one
+            # answer per entry, so the answers are counted without DISTINCT (no sort of 100,000 rows).
             model.objects.filter(item__study=study, item__repeat_of__isnull=True).values("item_id")
-            .annotate(n=Count("evaluator_id", distinct=True)).order_by().values_list("item_id", "n")
+            .annotate(n=Count("pk")).order_by().values_list("item_id", "n")
         ))
     in_plan = [pk for pk in originals if planned.get(pk, 0) > 0]
     covered = sum(1 for pk in in_plan if answered_by_item[pk] >= planned[pk])
