@@ -143,8 +143,8 @@ def test_slots_held_counts_as_the_orm_did_in_every_state_of_an_evaluator(study):
     slots = list(Slot.objects.filter(study=study).order_by("number"))
     assert sqlreads.slots_held_and_total(study_id=study.pk, active_since=since) == (0, len(slots)) == (0, 3)
     # active; silent but finished; never seen (NULL: not silent); then one silent and unfinished
-    states = [{"last_seen_at": now}, {"last_seen_at": now - timedelta(hours=2), "finished_at": now},
-              {"last_seen_at": None}]
+    states: list[dict[str, object]] = [
+        {"last_seen_at": now}, {"last_seen_at": now - timedelta(hours=2), "finished_at": now}, {"last_seen_at": None}]
     for k, (slot, fields) in enumerate(zip(slots, states, strict=True)):
         Evaluator.objects.create(study=study, slot=slot, external_id=f"w{k}", browser=f"b{k}", **fields)
         got = sqlreads.slots_held_and_total(study_id=study.pk, active_since=since)
