@@ -62,7 +62,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="mean seconds an evaluator looks at a task before answering (uniform in 0.5x..1.5x); "
                         "people take several seconds per count and longer per ranking; 0 = saturation test")
     p.add_argument("--ramp", type=float, default=5.0, help="evaluators arrive spread over this many seconds")
-    p.add_argument("--gunicorn-workers", type=int, default=3)
+    p.add_argument("--gunicorn-workers", type=int, default=2,
+                   help="gunicorn processes; on the one core the server is pinned to, 2 (docs/operations.md)")
     p.add_argument("--gunicorn-threads", type=int, default=4)
     p.add_argument("--keep-alive", type=int, default=30,
                    help="gunicorn's keep-alive in seconds; it must exceed the think time, or the server closes idle "

@@ -157,7 +157,9 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # web process; without it each process counts on its own, which is exact for the demo's
 # single server and lets each of N gunicorn workers admit the limit once more.
 if os.environ.get("FUSION_CACHE_URL"):
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+    # Django's Redis cache, reusing one client per process and incrementing in one round
+    # trip (webapp/cache.py).
+    CACHES = {"default": {"BACKEND": "webapp.cache.RedisCache",
                           "LOCATION": os.environ["FUSION_CACHE_URL"]}}
     # Sessions are read from that shared cache (the database stays their record, written
     # through): one query less on every page. Only with a cache every web process shares:

@@ -101,7 +101,74 @@ class EvaluatorProgress(TypedDict):
     gold_accuracy: float | None
 
 
-def study_progress(*, study: Study) -> dict:
+class EvaluatorCounts(TypedDict):
+    """How many evaluators have reached each step (``study_progress["evaluators"]``)."""
+    slots: int
+    joined: int  # opened the invite link
+    consented: int
+    started: int  # past the instructions, or with an answer given (simulated raters skip the pages)
+    declined: int
+    finished: int
+    abandoned: int
+    simulated: int
+
+
+class TaskCoverage(TypedDict):
+    """One kind of task's planned items and how far their planned answers are given."""
+    items: int
+    covered: int  # items with every planned answer
+    answers: int  # answers given, at most the planned number per item
+    planned_answers: int
+
+
+class ItemsProgress(TypedDict):
+    planned_overlap: int | None  # the protocol's evaluators per item (None without one)
+    planned: int
+    started: int  # items with at least one answer
+    covered: int
+    by_task: dict[str, TaskCoverage]  # "count", "rank"
+
+
+class TimeProgress(TypedDict):
+    seconds_total: float
+    mean_seconds_per_answer: float | None
+    median_seconds_per_finished_evaluator: float | None
+
+
+class StudyProgress(TypedDict):
+    """``study_progress``: what the dashboard shows and dashboard.js reads from progress.json
+    (webapp/research/static/research/dashboard.js). Rates are in [0, 1], None where there
+    is nothing to divide by; times in seconds."""
+    study: str
+    status: str
+    responses: int
+    count_responses: int
+    rank_responses: int
+    answers_planned: int
+    evaluators: EvaluatorCounts
+    items: ItemsProgress
+    time: TimeProgress
+    ranking_skip_rate: float | None
+    task_skip_rate: float | None
+    cant_tell_rate: float | None
+    gold_accuracy: float | None
+    per_evaluator: list[EvaluatorProgress]
+
+
+class ResultsStatus(TypedDict):
+    """progress.json's ``results``: the newest stored result and whether it is current."""
+    id: int | None
+    n_responses: int | None
+    current: bool
+    update: dict | None  # results_update_status
+
+
+class ProgressJSON(StudyProgress):
+    """The document progress.json sends: ``study_progress`` and the results' status."""
+    results: ResultsStatus
+
+
+def study_progress(*, study: Study) -> StudyProgress:
     """Live progress of a study as JSON-ready data: evaluators, coverage, time, skips, gold.
 
     Per evaluator: answers given and planned, seconds on task (sum and mean per answer),
@@ -109,11 +176,15 @@ def study_progress(*, study: Study) -> dict:
     """
     evaluators = list(
         evaluators_with_status(Evaluator.objects.filter(study=study))
-        .annotate(n_planned=Count("entries", distinct=True))
         .order_by("joined_at", "pk")
         .values("pk", "pseudonym", "is_simulated", "joined_at", "consented_at", "started_at", "finished_at",
-                "status", "n_planned")
+                "status")
     )
+    # Tasks planned per evaluator, counted apart: one GROUP BY over the entries, where the
+    # evaluators' query annotated with it grouped every evaluator column (several times slower
+    # at 100,000 entries).
+    planned_of = dict(Entry.objects.filter(evaluator__study=study).values("evaluator_id")
+                      .annotate(n=Count("pk")).order_by().values_list("evaluator_id", "n"))
     counts = {
         row["evaluator_id"]: row
         for row in CountResponse.objects.filter(evaluator__study=study).values("evaluator_id").annotate(
@@ -143,7 +214,7 @@ def study_progress(*, study: Study) -> dict:
             "finished_at": ev["finished_at"].isoformat() if ev["finished_at"] else None,
             "status": ev["status"],
             "answered": answered,
-            "planned": ev["n_planned"],
+            "planned": planned_of.get(ev["pk"], 0),
             "seconds": seconds,
             "mean_seconds": _rate(seconds, answered),
             # Two rates, two names: skipped rankings of the rankings given, and skipped tasks of
@@ -160,13 +231,15 @@ def study_progress(*, study: Study) -> dict:
     answered_by_item: Counter[int] = Counter()
     for model in (CountResponse, RankResponse):
         answered_by_item.update(dict(
+            # Evaluators per item: an evaluator has one entry per item (entry_unique_item) and one
+            # answer per entry, so the answers are counted without DISTINCT (no sort of 100,000 rows).
             model.objects.filter(item__study=study, item__repeat_of__isnull=True).values("item_id")
-            .annotate(n=Count("evaluator_id", distinct=True)).order_by().values_list("item_id", "n")
+            .annotate(n=Count("pk")).order_by().values_list("item_id", "n")
         ))
     in_plan = [pk for pk in originals if planned.get(pk, 0) > 0]
     covered = sum(1 for pk in in_plan if answered_by_item[pk] >= planned[pk])
     started = sum(1 for pk in in_plan if answered_by_item[pk] > 0)
-    by_task = {}
+    by_task: dict[str, TaskCoverage] = {}
     for task in (Item.Task.COUNT, Item.Task.RANK):
         pks = [pk for pk in in_plan if originals[pk] == task]
         by_task[task.value] = {

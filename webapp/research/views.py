@@ -150,15 +150,17 @@ def _export_links(study: Study) -> list[tuple[str, str, str]]:
 @researcher_view
 @require_GET
 def progress_json(request: HttpRequest, study: Study) -> JsonResponse:
-    data = selectors.study_progress(study=study)
     latest = selectors.study_result_latest(study=study)
     fingerprint, _ = selectors.responses_fingerprint(
         study=study, include_simulated=latest is not None and latest.includes_simulated)
-    data["results"] = {
-        "id": latest.pk if latest else None,
-        "n_responses": latest.n_responses if latest else None,
-        "current": latest is not None and latest.fingerprint == fingerprint,
-        "update": selectors.results_update_status(study=study),
+    data: selectors.ProgressJSON = {
+        **selectors.study_progress(study=study),
+        "results": {
+            "id": latest.pk if latest else None,
+            "n_responses": latest.n_responses if latest else None,
+            "current": latest is not None and latest.fingerprint == fingerprint,
+            "update": selectors.results_update_status(study=study),
+        },
     }
     return JsonResponse(data)
 

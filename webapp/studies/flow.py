@@ -19,7 +19,9 @@ from django.utils import timezone
 
 from evalstudy.ranks import RankError, check_ranks
 
+from . import sqlreads
 from .models import CountResponse, Entry, Evaluator, Image, Item, RankResponse, Slot, Study, new_token
+from .selectors import Progress, evaluator_next_and_progress
 
 TOKEN_SALT = "fusion-eval.entry"
 TOKEN_MAX_AGE = timedelta(days=14)
@@ -79,7 +81,7 @@ def _entry_for_submission(*, evaluator: Evaluator, token: str, task: str) -> tup
     ticket = entry_token_read(token=token)
     if ticket.evaluator_id != evaluator.pk:
         raise SubmissionError("not_yours", "This task belongs to another evaluator.", 403)
-    entry = Entry.objects.select_related("item").filter(pk=ticket.entry_id, evaluator=evaluator).first()
+    entry = sqlreads.entry_with_item(entry_id=ticket.entry_id, evaluator_id=evaluator.pk)
     if entry is None:
         raise SubmissionError("not_yours", "This task belongs to another evaluator.", 403)
     entry.evaluator = evaluator  # read with its study by the caller: not joined in again
@@ -102,23 +104,34 @@ def entry_mark_shown(*, entry: Entry) -> Entry:
     one statement, and a lost race leaves the earlier time, which is the right one."""
     if entry.shown_at is None:
         now = timezone.now()
-        if Entry.objects.filter(pk=entry.pk, shown_at__isnull=True).update(shown_at=now):
+        if sqlreads.set_times(Entry, entry.pk, {"shown_at": now}, unless_set="shown_at"):
             entry.shown_at = now
         else:
             entry.refresh_from_db(fields=["shown_at"])
     return entry
 
 
-def _after_answer(evaluator: Evaluator) -> None:
-    """Record activity, and the finish time when this was the evaluator's last task, in one
-    UPDATE inside the answer's own transaction (one commit per answer)."""
-    from .selectors import evaluator_is_done  # selectors import models only; no cycle at import
+@dataclass(frozen=True)
+class Answered:
+    """A stored answer, and what the evaluator is shown next: their next task (None when
+    that was the last) and their progress, read in the answer's own transaction."""
 
+    response: CountResponse | RankResponse
+    next_entry: Entry | None
+    progress: Progress
+
+
+def _after_answer(evaluator: Evaluator) -> tuple[Entry | None, Progress]:
+    """Read the next task and the progress (one query while a task is left), and record
+    activity, with the finish time when this was the evaluator's last task, in one UPDATE
+    inside the answer's own transaction (one commit per answer)."""
+    nxt, progress = evaluator_next_and_progress(evaluator=evaluator)
     now = timezone.now()
     fields = {"last_seen_at": now}
-    if evaluator.finished_at is None and evaluator_is_done(evaluator=evaluator):
+    if evaluator.finished_at is None and nxt is None:
         fields["finished_at"] = evaluator.finished_at = now
-    Evaluator.objects.filter(pk=evaluator.pk).update(**fields)
+    sqlreads.set_times(Evaluator, evaluator.pk, fields)
+    return nxt, progress
 
 
 # --------------------------------------------------------------------------- joining
@@ -195,16 +208,11 @@ def _simulated_plan(study: Study) -> Slot | None:
 
 def _every_slot_held(study: Study) -> bool:
     """Whether every slot is held by an evaluator still active: a read under no lock, for the
-    join page only. Consent decides, under the study's lock; an evaluator silent for the slot
-    timeout counts as gone here before ``_release_abandoned`` marks them."""
-    held = (
-        Evaluator.objects.filter(study=study, abandoned_at__isnull=True, slot__isnull=False)
-        .exclude(finished_at__isnull=True, last_seen_at__lt=_active_since())
-        .values("slot_id")
-        .distinct()
-        .count()
-    )
-    return held >= Slot.objects.filter(study=study).count()
+    join page only (one statement: sqlreads). Consent decides, under the study's lock; an
+    evaluator silent for the slot timeout counts as gone here before ``_release_abandoned``
+    marks them."""
+    held, total = sqlreads.slots_held_and_total(study_id=study.pk, active_since=_active_since())
+    return held >= total
 
 
 FULL_MESSAGE = "Every place in this study is taken. Thank you for your interest."
@@ -365,8 +373,8 @@ def _refused(exc: IntegrityError, model: type[models.Model]) -> SubmissionError:
     return SubmissionError("invalid", "This answer cannot be stored as it is; reload the page and answer again.", 400)
 
 
-def count_response_submit(*, evaluator: Evaluator, token: str, answer: int | None, cant_tell: bool) -> CountResponse:
-    """Store one count answer. Raises SubmissionError (and stores nothing) for a forged,
+def count_response_submit(*, evaluator: Evaluator, token: str, answer: int | None, cant_tell: bool) -> Answered:
+    """Store one count answer; return it with the next task. Raises SubmissionError (and stores nothing) for a forged,
     foreign, replayed or closed-study submission."""
     if (answer is None) == (not cant_tell):
         raise SubmissionError("invalid", "Give a number or choose \u201ccan't tell\u201d.", 400)
@@ -384,21 +392,21 @@ def count_response_submit(*, evaluator: Evaluator, token: str, answer: int | Non
                 seconds=seconds,
                 browser=evaluator.browser,
             )
-            _after_answer(evaluator)
+            nxt, progress = _after_answer(evaluator)
     except IntegrityError as exc:
         raise _refused(exc, CountResponse) from exc
-    return response
+    return Answered(response, nxt, progress)
 
 
 def rank_response_submit(
     *, evaluator: Evaluator, token: str, ranks: Sequence[int | None] | None, skip_reason: str = "",
     all_equal: bool = False,
-) -> RankResponse:
+) -> Answered:
     """Store one ranking (competition ranks of the images in screen order, 1 = best), "all
     equally good" (``all_equal``: every image rank 1, a ranking, not a skip) or a skip with
     its reason. The width and whether ties are allowed come from the study's protocol; a
     ranking that breaks either is refused here (the database refuses a malformed one of
-    any width, but cannot see the protocol's ``allow_ties``)."""
+    any width, but cannot see the protocol's ``allow_ties``). Returns it with the next task."""
     if (ranks is not None) + bool(skip_reason) + all_equal != 1:
         raise SubmissionError("both", "Choose one answer: rank the images, or skip with a reason.", 400)
     if skip_reason and skip_reason not in RankResponse.SkipReason.values:
@@ -438,10 +446,10 @@ def rank_response_submit(
                 browser=evaluator.browser,
                 **fields,
             )
-            _after_answer(evaluator)
+            nxt, progress = _after_answer(evaluator)
     except IntegrityError as exc:
         raise _refused(exc, RankResponse) from exc
-    return response
+    return Answered(response, nxt, progress)
 
 
 @transaction.atomic

@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from evalstudy.protocol import NUMBER_WORDS
 
+from . import sqlreads
 from .models import CountResponse, Entry, Evaluator, Image, Item, RankResponse, Study
 
 SESSION_KEY = "fusion_evaluators"  # session: {study id (str): evaluator id}
@@ -33,13 +34,19 @@ def _unanswered(qs):
 
 
 def evaluator_next_entry(*, evaluator: Evaluator) -> Entry | None:
-    """The first entry in the evaluator's sequence without an answer."""
-    return (
-        _unanswered(Entry.objects.filter(evaluator=evaluator))
-        .select_related("item__prompt", "item__image")
-        .order_by("index")
-        .first()
-    )
+    """The first entry in the evaluator's sequence without an answer, its item, prompt and
+    image loaded (one query, in SQL made once per process: sqlreads)."""
+    found = sqlreads.next_entry(evaluator_id=evaluator.pk)
+    return found.entry if found is not None else None
+
+
+def evaluator_next_and_progress(*, evaluator: Evaluator) -> tuple[Entry | None, Progress]:
+    """``evaluator_next_entry`` and ``evaluator_progress`` together: one query while a
+    task is left, two when the evaluator is done."""
+    found = sqlreads.next_entry(evaluator_id=evaluator.pk)
+    if found is None:
+        return None, evaluator_progress(evaluator=evaluator)
+    return found.entry, Progress(answered=found.answered, total=found.total)
 
 
 def evaluator_progress(*, evaluator: Evaluator) -> Progress:
@@ -187,7 +194,7 @@ def evaluator_from_session_by_slug(*, session, slug: str) -> Evaluator | None:
     known = list(session.get(SESSION_KEY, {}).values())
     if not known:
         return None
-    evaluator = Evaluator.objects.select_related("study").filter(pk__in=known, study__slug=slug).first()
+    evaluator = sqlreads.evaluator_with_study(evaluator_ids=known, slug=slug)
     return evaluator if evaluator is not None and _holds(session, evaluator) else None
 
 

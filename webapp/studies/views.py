@@ -399,22 +399,20 @@ def task(request: HttpRequest, study: Study, evaluator: Evaluator) -> HttpRespon
     error = None
     status = 200
     if request.method == "POST":
-        error, status = _submit(request, study, evaluator)
-        if error is None:
+        error, status, answered = _submit(request, study, evaluator)
+        if answered is not None:
             if _wants_json(request):
-                progress = selectors.evaluator_progress(evaluator=evaluator)
-                nxt = selectors.evaluator_next_entry(evaluator=evaluator)
                 done_url = reverse("studies:done", args=[slug])
-                return JsonResponse({"ok": True, **_task_json(nxt, progress, done_url, study)})
+                return JsonResponse(
+                    {"ok": True, **_task_json(answered.next_entry, answered.progress, done_url, study)})
             return redirect("studies:task", slug=slug)
         if _wants_json(request):
             return JsonResponse({"ok": False, "error": error}, status=status)
-    entry = selectors.evaluator_next_entry(evaluator=evaluator)
+    entry, progress = selectors.evaluator_next_and_progress(evaluator=evaluator)
     if entry is None:
         return redirect("studies:done", slug=slug)
     if study.accepts_answers:
         flow.entry_mark_shown(entry=entry)
-    progress = selectors.evaluator_progress(evaluator=evaluator)
     prefill = _prefill(request, entry, posted=error is not None)
     context = {
         "study": study,
@@ -459,8 +457,8 @@ def _int_or_none(raw: str | None) -> int | None:
     return int(raw) if raw and raw.isascii() and raw.isdigit() and len(raw) < 3 else None
 
 
-def _submit(request: HttpRequest, study: Study, evaluator: Evaluator) -> tuple[dict | None, int]:
-    """Validate and store a POSTed answer; return (error, http status)."""
+def _submit(request: HttpRequest, study: Study, evaluator: Evaluator) -> tuple[dict | None, int, flow.Answered | None]:
+    """Validate and store a POSTed answer; return (error, http status, the stored answer with the next task)."""
     kind = request.POST.get("kind")
     form: CountAnswerForm | RankAnswerForm
     if kind == "count":
@@ -468,25 +466,25 @@ def _submit(request: HttpRequest, study: Study, evaluator: Evaluator) -> tuple[d
     elif kind == "rank":
         form = RankAnswerForm(request.POST)
     else:
-        return {"code": "invalid", "message": "Unknown kind of answer."}, 400
+        return {"code": "invalid", "message": "Unknown kind of answer."}, 400, None
     if not form.is_valid():
         errors = form.errors.as_data()
         first = next(iter(errors.values()))[0]
-        return {"code": first.code or "invalid", "message": " ".join(first.messages)}, 400
+        return {"code": first.code or "invalid", "message": " ".join(first.messages)}, 400, None
     data = form.cleaned_data
     try:
         if kind == "count":
-            flow.count_response_submit(
+            answered = flow.count_response_submit(
                 evaluator=evaluator, token=data["token"], answer=data["answer"], cant_tell=bool(data["cant_tell"])
             )
         else:
-            flow.rank_response_submit(
+            answered = flow.rank_response_submit(
                 evaluator=evaluator, token=data["token"], ranks=data["ranks"],
                 skip_reason=data.get("skip_reason") or "", all_equal=bool(data.get("all_equal")),
             )
     except flow.SubmissionError as exc:
-        return {"code": exc.code, "message": exc.message}, exc.status
-    return None, 200
+        return {"code": exc.code, "message": exc.message}, exc.status, None
+    return None, 200, answered
 
 
 @evaluator_view(methods=("POST",), answers=True)
@@ -506,8 +504,7 @@ def undo(request: HttpRequest, study: Study, evaluator: Evaluator) -> HttpRespon
         if _wants_json(request):
             return JsonResponse({"ok": False, "error": {"code": exc.code, "message": exc.message}}, status=exc.status)
     if _wants_json(request):
-        progress = selectors.evaluator_progress(evaluator=evaluator)
-        nxt = selectors.evaluator_next_entry(evaluator=evaluator)
+        nxt, progress = selectors.evaluator_next_and_progress(evaluator=evaluator)
         return JsonResponse({"ok": True, **_task_json(nxt, progress, reverse("studies:done", args=[slug]), study)})
     return redirect("studies:task", slug=slug)
 
@@ -516,13 +513,13 @@ def undo(request: HttpRequest, study: Study, evaluator: Evaluator) -> HttpRespon
 def state(request: HttpRequest, study: Study, evaluator: Evaluator) -> JsonResponse:
     """The evaluator's progress and current task, as JSON."""
     slug = study.slug
-    progress = selectors.evaluator_progress(evaluator=evaluator)
     if evaluator.started_at is None:
+        progress = selectors.evaluator_progress(evaluator=evaluator)
         return JsonResponse(
             {"done": False, "progress": {"answered": progress.answered, "total": progress.total},
              "next": reverse("studies:instructions", args=[slug])}
         )
-    nxt = selectors.evaluator_next_entry(evaluator=evaluator)
+    nxt, progress = selectors.evaluator_next_and_progress(evaluator=evaluator)
     return JsonResponse(_task_json(nxt, progress, reverse("studies:done", args=[slug]), study))
 
 

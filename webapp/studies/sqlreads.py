@@ -1,0 +1,244 @@
+"""The evaluator pages' hottest reads (and two timestamp writes) in hand-written SQL, built once per process.
+
+Every evaluator request reads its evaluator with the study, and every answer reads the next
+task with its item, prompt and image and the evaluator's progress. Through the ORM, compiling
+those querysets cost more CPU than the database spent running them (bench/profile_evaluator.py);
+here each statement's text is made once, from the models' own table and column names (a
+renamed field changes the SQL with it), and the rows become model instances through the
+same converters the ORM applies (JSON, datetimes, booleans on SQLite).
+
+The answer path's two UPDATEs (the evaluator's last-seen time, a task's first-shown time)
+go the same way: ``set_times`` writes timestamps by primary key, adapted as the ORM adapts them.
+
+The statements are plain SQL that PostgreSQL and SQLite both run. What they return is what
+the ORM versions returned (selectors.evaluator_next_entry, selectors.evaluator_progress);
+tests/webapp/test_sqlreads.py holds them to it.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cache
+from typing import Any, cast
+
+from django.db import connection, models
+
+from .models import CountResponse, Entry, Evaluator, Image, Item, Prompt, RankResponse, Slot, Study
+
+
+@dataclass(frozen=True)
+class _Reader:
+    """Turns a row's slice of columns (every concrete field of ``model``, in the model's
+    order) into an instance, or None when its primary key is NULL (a LEFT JOIN that found nothing)."""
+
+    model: type[models.Model]
+    attnames: tuple[str, ...]
+    pk_index: int
+    converters: tuple[tuple[Any, ...], ...]  # per column: (converter, expression) pairs
+
+    def build(self, row: Sequence[Any], start: int) -> models.Model | None:
+        values = list(row[start:start + len(self.attnames)])
+        if values[self.pk_index] is None:
+            return None
+        for i, convs in enumerate(self.converters):
+            for convert, expression in convs:
+                values[i] = convert(values[i], expression, connection)
+        return self.model.from_db(connection.alias, list(self.attnames), values)
+
+
+def _columns(model: type[models.Model], alias: str) -> tuple[str, _Reader]:
+    """``alias."col", ...`` of every concrete field of ``model``, and the reader of those columns."""
+    fields = list(model._meta.concrete_fields)
+    qn = connection.ops.quote_name
+    sql = ", ".join(f"{alias}.{qn(cast(str, f.column))}" for f in fields)
+    converters = []
+    for f in fields:
+        col = f.get_col(alias)
+        convs = connection.ops.get_db_converters(col) + col.get_db_converters(connection)
+        converters.append(tuple((c, col) for c in convs))
+    pk_index = next(k for k, f in enumerate(fields) if f.primary_key)
+    return sql, _Reader(model, tuple(f.attname for f in fields), pk_index, tuple(converters))
+
+
+def _table(model: type[models.Model]) -> str:
+    return connection.ops.quote_name(model._meta.db_table)
+
+
+def _column(model: type[models.Model], field: str) -> str:
+    return connection.ops.quote_name(cast(str, cast(models.Field, model._meta.get_field(field)).column))
+
+
+@dataclass(frozen=True)
+class _Statement:
+    sql: str
+    readers: tuple[_Reader, ...]
+
+    def instances(self, row: Sequence[Any]) -> list[models.Model | None]:
+        out, at = [], 0
+        for reader in self.readers:
+            out.append(reader.build(row, at))
+            at += len(reader.attnames)
+        return out
+
+
+def _unanswered(entry_alias: str) -> str:
+    e_id = f"{entry_alias}.{_column(Entry, 'id')}"
+    count, rank = _column(CountResponse, "entry"), _column(RankResponse, "entry")
+    return (f"NOT EXISTS (SELECT 1 FROM {_table(CountResponse)} c WHERE c.{count} = {e_id}) "
+            f"AND NOT EXISTS (SELECT 1 FROM {_table(RankResponse)} r WHERE r.{rank} = {e_id})")
+
+
+@cache
+def _next_entry_statement(vendor: str) -> _Statement:
+    """The first unanswered entry of an evaluator (its item, prompt and image joined), the
+    evaluator's number of entries and of answered ones; parameters: the evaluator's id,
+    three times. ``vendor`` keys the cache: quoting and converters are the backend's."""
+    e_cols, e = _columns(Entry, "e")
+    i_cols, i = _columns(Item, "i")
+    p_cols, p = _columns(Prompt, "p")
+    g_cols, g = _columns(Image, "g")
+    ev = _column(Entry, "evaluator")
+    sql = (
+        f"SELECT {e_cols}, {i_cols}, {p_cols}, {g_cols}, "
+        f"(SELECT COUNT(*) FROM {_table(Entry)} t WHERE t.{ev} = %s), "
+        f"(SELECT COUNT(*) FROM {_table(Entry)} a WHERE a.{ev} = %s AND NOT ({_unanswered('a')})) "
+        f"FROM {_table(Entry)} e "
+        f"INNER JOIN {_table(Item)} i ON i.{_column(Item, 'id')} = e.{_column(Entry, 'item')} "
+        f"INNER JOIN {_table(Prompt)} p ON p.{_column(Prompt, 'id')} = i.{_column(Item, 'prompt')} "
+        f"LEFT OUTER JOIN {_table(Image)} g ON g.{_column(Image, 'id')} = i.{_column(Item, 'image')} "
+        f"WHERE e.{ev} = %s AND {_unanswered('e')} "
+        f"ORDER BY e.{_column(Entry, 'index')} LIMIT 1"
+    )
+    return _Statement(sql, (e, i, p, g))
+
+
+@dataclass(frozen=True)
+class NextEntry:
+    """The first unanswered entry (its item, prompt and image loaded) and the progress then."""
+
+    entry: Entry
+    answered: int
+    total: int
+
+
+def next_entry(*, evaluator_id: int) -> NextEntry | None:
+    """The evaluator's first unanswered entry, as ``selectors.evaluator_next_entry`` reads
+    it, with how many entries the evaluator has and has answered, in one query; None when
+    every entry is answered (the counts are then not read)."""
+    statement = _next_entry_statement(connection.vendor)
+    with connection.cursor() as cursor:
+        cursor.execute(statement.sql, [evaluator_id, evaluator_id, evaluator_id])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    entry, item, prompt, image = statement.instances(row)
+    assert isinstance(entry, Entry) and isinstance(item, Item) and isinstance(prompt, Prompt)
+    item.prompt = prompt
+    item.image = image  # type: ignore[assignment]  # None when the item has none
+    entry.item = item
+    return NextEntry(entry=entry, total=int(row[-2]), answered=int(row[-1]))
+
+
+@cache
+def _entry_statement(vendor: str) -> _Statement:
+    """An entry with its item, by the entry's id and its evaluator's id (the parameters)."""
+    e_cols, e = _columns(Entry, "e")
+    i_cols, i = _columns(Item, "i")
+    sql = (
+        f"SELECT {e_cols}, {i_cols} FROM {_table(Entry)} e "
+        f"INNER JOIN {_table(Item)} i ON i.{_column(Item, 'id')} = e.{_column(Entry, 'item')} "
+        f"WHERE e.{_column(Entry, 'id')} = %s AND e.{_column(Entry, 'evaluator')} = %s"
+    )
+    return _Statement(sql, (e, i))
+
+
+def entry_with_item(*, entry_id: int, evaluator_id: int) -> Entry | None:
+    """The entry ``entry_id`` if it is the evaluator's, its item loaded (as
+    ``Entry.objects.select_related("item").filter(pk=..., evaluator=...).first()``)."""
+    statement = _entry_statement(connection.vendor)
+    with connection.cursor() as cursor:
+        cursor.execute(statement.sql, [entry_id, evaluator_id])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    entry, item = statement.instances(row)
+    assert isinstance(entry, Entry) and isinstance(item, Item)
+    entry.item = item
+    return entry
+
+
+@cache
+def _evaluator_statement(vendor: str, n_ids: int) -> _Statement:
+    """The evaluator among ``n_ids`` ids whose study has a given slug, with the study;
+    parameters: the ids, then the slug."""
+    v_cols, v = _columns(Evaluator, "v")
+    s_cols, s = _columns(Study, "s")
+    placeholders = ", ".join(["%s"] * n_ids)
+    sql = (
+        f"SELECT {v_cols}, {s_cols} FROM {_table(Evaluator)} v "
+        f"INNER JOIN {_table(Study)} s ON s.{_column(Study, 'id')} = v.{_column(Evaluator, 'study')} "
+        f"WHERE v.{_column(Evaluator, 'id')} IN ({placeholders}) AND s.{_column(Study, 'slug')} = %s "
+        f"ORDER BY v.{_column(Evaluator, 'id')} LIMIT 1"
+    )
+    return _Statement(sql, (v, s))
+
+
+def evaluator_with_study(*, evaluator_ids: Sequence[int], slug: str) -> Evaluator | None:
+    """The evaluator among ``evaluator_ids`` in the study named ``slug``, its study loaded
+    (one query, as ``Evaluator.objects.select_related("study")`` would read it)."""
+    ids = [int(x) for x in evaluator_ids]
+    if not ids:
+        return None
+    statement = _evaluator_statement(connection.vendor, len(ids))
+    with connection.cursor() as cursor:
+        cursor.execute(statement.sql, [*ids, slug])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    evaluator, study = statement.instances(row)
+    assert isinstance(evaluator, Evaluator) and isinstance(study, Study)
+    evaluator.study = study
+    return evaluator
+
+
+@cache
+def _slots_held_statement(vendor: str) -> str:
+    v = _table(Evaluator)
+    col = {f: _column(Evaluator, f) for f in ("study", "slot", "abandoned_at", "finished_at", "last_seen_at")}
+    return (
+        f"SELECT (SELECT COUNT(DISTINCT e.{col['slot']}) FROM {v} e WHERE e.{col['study']} = %s "
+        f"AND e.{col['abandoned_at']} IS NULL AND e.{col['slot']} IS NOT NULL "
+        # silent for the slot timeout and not finished: gone (a NULL last-seen time is not silent)
+        f"AND NOT (e.{col['finished_at']} IS NULL AND e.{col['last_seen_at']} IS NOT NULL "
+        f"AND e.{col['last_seen_at']} < %s)), "
+        f"(SELECT COUNT(*) FROM {_table(Slot)} s WHERE s.{_column(Slot, 'study')} = %s)"
+    )
+
+
+def slots_held_and_total(*, study_id: int, active_since: datetime) -> tuple[int, int]:
+    """(slots held by an evaluator still active, slots of the study), in one statement: an
+    evaluator holds theirs unless abandoned, or unfinished and silent since before ``active_since``."""
+    with connection.cursor() as cursor:
+        cursor.execute(_slots_held_statement(connection.vendor),
+                       [study_id, connection.ops.adapt_datetimefield_value(active_since), study_id])
+        held, total = cursor.fetchone()
+    return int(held), int(total)
+
+
+@cache
+def _set_times_statement(vendor: str, model: type[models.Model], columns: tuple[str, ...], unless_set: str) -> str:
+    sets = ", ".join(f"{_column(model, c)} = %s" for c in columns)
+    sql = f"UPDATE {_table(model)} SET {sets} WHERE {_column(model, 'id')} = %s"
+    return sql + (f" AND {_column(model, unless_set)} IS NULL" if unless_set else "")
+
+
+def set_times(model: type[models.Model], pk: int, values: dict[str, datetime], *, unless_set: str = "") -> int:
+    """``UPDATE`` the datetime fields ``values`` of the row ``pk`` of ``model`` (only while
+    the field ``unless_set`` is NULL, when given); returns the number of rows written (0 or 1)."""
+    columns = tuple(values)
+    sql = _set_times_statement(connection.vendor, model, columns, unless_set)
+    params = [connection.ops.adapt_datetimefield_value(values[c]) for c in columns]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, pk])
+        return cursor.rowcount
