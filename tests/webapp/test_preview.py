@@ -10,7 +10,8 @@ from django.test import Client
 
 from tests.factories import UserFactory
 from tests.services.helpers import DEMO_PROTOCOL, NEUTRAL_VARIANTS, small_protocol
-from webapp.studies import participants, preview, services
+from webapp.research import participants
+from webapp.studies import preview, services
 from webapp.studies.models import CountResponse, Entry, Evaluator, Image, Item, RankResponse, Slot, Study
 
 if TYPE_CHECKING:

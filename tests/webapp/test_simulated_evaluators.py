@@ -12,9 +12,8 @@ from django.core.management import call_command
 
 from tests.factories import build_open_study
 from tests.webapp.research_support import fill_study, researcher_of
-from webapp.research import exports, services
+from webapp.research import exports, participants, services
 from webapp.research.models import StudyResult
-from webapp.studies import participants
 from webapp.studies import services as study_services
 from webapp.studies.models import CountResponse, Entry, Evaluator, RankResponse, Slot
 
