@@ -85,6 +85,7 @@ def study_run(request: HttpRequest, study: Study, *, form: StudyStatusForm | Non
         "actions": [(name, ACTIONS[name][0]) for name in allowed], "confirm": form, "error": error,
         "confirm_text": ACTIONS[form.cleaned_data["action"]] if form is not None else None,
         "is_researcher": _is_researcher(request, study),
+        "is_admin": selectors.user_is_admin(user=request.user),
         "served_origin": _served_origin(request),
         "base_url": settings.FUSION_BASE_URL,
     }, status=409 if error else 200)
@@ -148,9 +149,8 @@ def study_participants_csv(request: HttpRequest, study: Study) -> HttpResponse:
 @require_POST
 @researcher_view
 def study_rehearsal_copy(request: HttpRequest, study: Study) -> HttpResponse:
-    """Copy the study as a new draft for a dry run; its researchers (or an admin) only."""
-    if not (request.user.is_staff or _is_researcher(request, study)):
-        raise Http404("No such study.")
+    """Copy the study as a new draft for a dry run; its researchers (or an admin) only
+    (``researcher_view``)."""
     slug = request.POST.get("slug", "").strip() or f"{study.slug}-rehearsal"
     try:
         copy = services.study_copy_for_rehearsal(study=study, slug=slug[:50])
