@@ -12,7 +12,7 @@ from django.conf import settings
 from django.db import transaction
 
 from generator.synthetic import COLOURS, KINDS, Scene, make_item
-from webapp.studies import services
+from webapp.studies import lifecycle
 from webapp.studies.imagefiles import write_png_atomic
 from webapp.studies.models import Image, Item
 
@@ -43,12 +43,12 @@ def build_load_study(n_slots: int, slug: str = "load-test", overlap: int | None 
     protocol["evaluators"]["n"] = n_slots
     if overlap is not None:
         protocol["evaluators"]["overlap"] = overlap
-    study = services.study_create(protocol=protocol, slug=slug, title="Load test", base_dir=str(DEMO.parent))
+    study = lifecycle.study_create(protocol=protocol, slug=slug, title="Load test", base_dir=str(DEMO.parent))
     variants = list(study.variants.all())
     for k, item in enumerate(Item.objects.filter(study=study, task="count", is_gold=False)):
         _add_image(study, item, item.variant, k)
     for k, item in enumerate(Item.objects.filter(study=study, task="rank")):
         for v in variants:
             _add_image(study, item, v, k + v.index)
-    services.study_open(study=study)
+    lifecycle.study_open(study=study)
     return {"invite": study.invite_token, "slug": study.slug}

@@ -52,10 +52,10 @@ def main(args) -> str:
     lines = [
         "Run time of evalstudy.analysis.analyze (bench/analyze.py)",
         f"date: {datetime.date.today().isoformat()}   machine: {cpu_and_usable_cores()}",
-        f"responses: {len(table)} ({result['unfiltered']['data']['n_count_responses']} count, "
-        f"{result['unfiltered']['data']['n_rankings']} rankings x 4 rows, the rest gold and "
-        f"repeats); evaluators: {result['exclusions']['n_evaluators']}, "
-        f"{result['exclusions']['n_excluded']} excluded (so analysed twice)",
+        f"responses: {len(table)} ({result.unfiltered.data.n_count_responses} count, "
+        f"{result.unfiltered.data.n_rankings} rankings x 4 rows, the rest gold and "
+        f"repeats); evaluators: {result.exclusions.n_evaluators}, "
+        f"{result.exclusions.n_excluded} excluded (so analysed twice)",
         f"bootstrap resamples: {N_BOOT}; simulating the study took {simulate_s:.1f} s",
         "",
         f"{'run':>4}{'seconds':>10}{'load avg (1 min) at start':>28}",

@@ -61,7 +61,7 @@ def setup_django(var_dir: Path, broker: str) -> None:
 
 def make_study(slug: str, checkpoint, protocol: dict, base_dir: Path):
     from webapp.generation import services
-    from webapp.studies.services import study_create
+    from webapp.studies.lifecycle import study_create
 
     # One checkpoint serves every variant here, so the variants get names that promise no
     # model config (a paper name such as concat-early must get a checkpoint that fits it).
@@ -113,7 +113,7 @@ def main(args: argparse.Namespace) -> None:
     from generator.encoders import encoder_specs_for
     from generator.model import PRESETS, build_model
     from generator.sample import load_sampler
-    from webapp.generation import selectors, services, workerproc
+    from webapp.generation import celery_workers, selectors, services
     from webapp.studies.models import Prompt
 
     torch.set_num_threads(args.threads)
@@ -130,7 +130,7 @@ def main(args: argparse.Namespace) -> None:
     warm_protocol["preference_task"]["captions"]["n"] = 1
 
     log = tmp / "worker.log"
-    worker = workerproc.worker_spawn(log_path=log, env={"FUSION_TORCH_THREADS": str(args.threads),
+    worker = celery_workers.worker_spawn(log_path=log, env={"FUSION_TORCH_THREADS": str(args.threads),
                                                         "FUSION_GENERATION_CHUNK": str(args.chunk)},
                                      pool="solo", name="bench")
     try:
@@ -152,7 +152,7 @@ def main(args: argparse.Namespace) -> None:
             print(f"round {r + 1}: direct {rows['direct'][-1][0]:.1f} s, pipeline {rows['pipeline'][-1][0]:.1f} s",
                   file=sys.stderr, flush=True)
     finally:
-        workerproc.worker_stop(worker)
+        celery_workers.worker_stop(worker)
 
     n = rows["direct"][0][2]
     best = {k: min(v, key=lambda row: row[0]) for k, v in rows.items()}

@@ -309,25 +309,25 @@ def target(crowd: Crowd) -> tuple[float, float]:
 
 
 def intervals(res: AnalysisResult) -> dict[tuple, list]:
-    out = {}
-    for r in res["count"]["by_variant"]:
+    out: dict[tuple, list] = {}
+    for r in res.count.by_variant:
         for key in ("mean_abs_error", "match_ratio"):
-            out[(key, r["variant"])] = r[key + "_ci"]
-    for r in res["count"]["by_variant_object"]:
-        out[("mean_abs_error per object", (r["variant"], r["object"]))] = r["mean_abs_error_ci"]
-    for r in res["count"]["by_variant_object_count"]:
+            out[(key, r.variant)] = getattr(r, key + "_ci")
+    for r in res.count.by_variant_object:
+        out[("mean_abs_error per object", (r.variant, r.object))] = r.mean_abs_error_ci
+    for r in res.count.by_variant_object_count:
         for key in ("mean_abs_error", "match_ratio"):
-            out[(f"{key} per cell", (r["variant"], r["object"], r["count"]))] = r[key + "_ci"]
-    for r in res["preference"]["by_variant"]:
-        out[("score", r["variant"])] = r["score_ci"]
-        out[("pl_strength", r["variant"])] = r["pl_strength_ci"]
-        out[("bt_strength", r["variant"])] = r.get("bt_strength_ci", [None, None])
-    for p in res["preference"].get("pairs", []):
+            out[(f"{key} per cell", (r.variant, r.object, r.count))] = getattr(r, key + "_ci")
+    for s in res.preference.by_variant:
+        out[("score", s.variant)] = s.score_ci
+        out[("pl_strength", s.variant)] = s.pl_strength_ci
+        out[("bt_strength", s.variant)] = s.bt_strength_ci
+    for p in res.preference.pairs:
         for key in ("win_rate", "tie_rate"):
-            out[(key, (p["a"], p["b"]))] = p[key + "_ci"]
-    for t in res["tests"]["paired"]:
-        if (t["a"], t["b"]) in PAIRS:
-            out[(f"difference: {t['measure']}", (t["a"], t["b"]))] = t["difference_ci"]
+            out[(key, (p.a, p.b))] = getattr(p, key + "_ci")
+    for t in res.tests.paired:
+        if (t.a, t.b) in PAIRS:
+            out[(f"difference: {t.measure}", (t.a, t.b))] = t.difference_ci
     return out
 
 

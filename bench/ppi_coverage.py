@@ -152,11 +152,11 @@ def main(args) -> str:
                 ev_code, _ = _evaluator_codes(table)
                 data = _CountData.build(table, ev_code, list(cv.VARIANTS), list(cv.OBJECTS))
                 out = ppi_section(data, judge_only, pairs, 0.95)
-                for r in out["by_variant"]:
-                    _tally(rec, r["measure"], truth[(r["measure"], r["variant"])], r)
-                for r in out["differences"]:
-                    fam = f"difference: {r['measure']}"
-                    _tally(rec, fam, truth[(fam, (r["a"], r["b"]))], r)
+                for r in out.by_variant:
+                    _tally(rec, r.measure, truth[(r.measure, r.variant)], r)
+                for d in out.differences:
+                    fam = f"difference: {d.measure}"
+                    _tally(rec, fam, truth[(fam, (d.a, d.b))], d)
             for fam, x in rec.items():
                 cov, hcov = np.mean(x["hit"]), np.mean(x["human_hit"])
                 w, hw = np.mean(x["width"]), np.mean(x["human_width"])
@@ -172,7 +172,7 @@ def main(args) -> str:
 
 def _tally(rec, family, target, r):
     x = rec.setdefault(family, {"hit": [], "human_hit": [], "width": [], "human_width": []})
-    for key, ci in (("", r["ci"]), ("human_", r["human_ci"])):
+    for key, ci in (("", r.ci), ("human_", r.human_ci)):
         ok = ci[0] is not None and np.isfinite(ci[0]) and ci[0] <= target <= ci[1]
         x[f"{key}hit"].append(ok)
         if ci[0] is not None and np.isfinite(ci[0]):

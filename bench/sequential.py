@@ -127,10 +127,10 @@ def run_study(table) -> dict:
     ia, ib = cv.VARIANTS.index(A), cv.VARIANTS.index(B)
     shown, fixed = False, False
     stops = []
-    for pc, comp in zip(PLAN.comparisons, section["comparisons"], strict=True):
-        last = comp["looks"][-1]
-        stops.append(last["n_evaluators"] if comp["decision"] != "continue" else LOOKS[-1])
-        shown |= comp["decision"] == "stop: difference shown"
+    for pc, comp in zip(PLAN.comparisons, section.comparisons, strict=True):
+        last = comp.looks[-1]
+        stops.append(last.n_evaluators if comp.decision != "continue" else LOOKS[-1])
+        shown |= comp.decision == "stop: difference shown"
         est, var, df = _Rows(count, rank, pc.measure).estimate(None, ia, ib, 0.95)
         z_fixed = sequential.z_from_t(est, np.sqrt(var) if var >= 0 else np.nan, df)
         fixed |= bool(np.isfinite(z_fixed) and abs(z_fixed) >= fixed_c)

@@ -4,16 +4,13 @@ Nothing here imports Django or torch, and importing a module has no side effects
 
 API used by the web app
 -----------------------
-evalstudy.protocol
+evalstudy.protocol                               (schema.py: the dataclasses; parse.py: validation)
     Protocol                      frozen dataclass: variants, sampling, count_task,
                                   preference_task, quality_control, evaluators, analysis
     Protocol.from_dict(d) -> Protocol            validates, fills defaults
     Protocol.to_dict() -> dict                   canonical document
     Protocol.content_hash() -> str               sha256 of the canonical JSON
     load_protocol(path) -> Protocol              .json, or .yaml/.yml with PyYAML
-    count_prompts(protocol) -> list[CountPrompt] fields object, count, colour, text, question
-    preference_captions(protocol, base_dir=None, root=None) -> list[str]
-    study_items(protocol, base_dir=None, root=None) -> list[StudyItem] every item with its id
     ProtocolError(ValueError)
     Protocol.n_ranked -> int                     ranking width = len(variants), 2..6
     Protocol.allow_ties -> bool                  preference_task.allow_ties (default False,
@@ -28,7 +25,10 @@ evalstudy.ranks                                  (pure Python: the web app's che
     competition_ranks(keys) -> list[int]         smaller key = better, equal keys tied
     is_tied(ranks) -> bool
 
-evalstudy.design
+evalstudy.design                                 (the grid derived from a protocol; assignments)
+    count_prompts(protocol) -> list[CountPrompt] fields object, count, colour, text, question
+    preference_captions(protocol, base_dir=None, root=None) -> list[str]
+    study_items(protocol, base_dir=None, root=None) -> list[StudyItem] every item with its id
     williams_square(n) -> list[list[int]]
     plan_assignments(count_item_ids, rank_item_ids, n_slots, overlap, seed, *,
                      n_variants (required with rank items), gold_item_ids=(), n_repeats=0)

@@ -315,8 +315,7 @@ def _run(args) -> int:
         return 0
 
     if args.command == "plan":
-        from .design import plan_assignments
-        from .protocol import study_items
+        from .design import plan_assignments, study_items
 
         protocol = load_protocol(args.protocol)
         items = study_items(protocol, args.protocol.parent)

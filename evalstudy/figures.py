@@ -15,13 +15,16 @@ position-and-skips: mean rank by screen position (with the position-bias test's 
     and the skipped rankings by reason when there are any (a skip names no variant, so
     there is no per-variant panel).
 
-Files are byte-for-byte reproducible: matplotlib's object API (no pyplot state),
-a fixed svg.hashsalt, text as paths, no dates or software tags in the metadata.
+Files (and `render_figures`'s bytes, the same) are byte-for-byte reproducible: matplotlib's
+object API (no pyplot state), a fixed svg.hashsalt, text as paths, no dates or software tags
+in the metadata.
 """
 
 from __future__ import annotations
 
+import io
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -75,14 +78,22 @@ def _yerr(values, cis):
     return v, np.nan_to_num(err)
 
 
-def _save(fig, outdir: Path, stem: str) -> list[Path]:
-    paths = []
-    for ext, meta in (("png", {"Software": None}),
-                      ("svg", {"Date": None, "Creator": None})):
-        path = outdir / f"{stem}.{ext}"
-        fig.savefig(path, format=ext, metadata=meta, dpi=150)
-        paths.append(path)
-    return paths
+# The file formats written, each with the metadata that would otherwise make the bytes
+# depend on the day or the matplotlib version.
+FORMATS = (("png", {"Software": None}), ("svg", {"Date": None, "Creator": None}))
+
+
+@dataclass(frozen=True)
+class RenderedFigure:
+    """One figure in one format, in memory."""
+
+    name: str      # a key of FIGURES
+    format: str    # "png" or "svg"
+    content: bytes
+
+    @property
+    def filename(self) -> str:
+        return f"{self.name}.{self.format}"
 
 
 def _figure(rows: int, cols: int, width: float, height: float):
@@ -306,17 +317,32 @@ FIGURES = {
 FIGURE_TITLES = {name: title for name, (title, _) in FIGURES.items()}
 
 
-def write_figures(result: AnalysisResult, outdir: str | Path) -> list[Path]:
-    """Write the FIGURES as PNG and SVG into outdir (created if needed); returns the paths
-    written. A figure whose data is absent (no count task, say) is not written."""
+def render_figures(result: AnalysisResult) -> list[RenderedFigure]:
+    """The FIGURES as PNG and SVG bytes, in FIGURES order (each figure's formats in FORMATS
+    order). A figure whose data is absent (no count task, say) is left out."""
     import matplotlib
 
-    outdir = Path(outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
-    paths: list[Path] = []
+    out: list[RenderedFigure] = []
     with matplotlib.rc_context(RC):  # type: ignore[arg-type]  # keys checked by matplotlib at run time
         for name, (_title, draw) in FIGURES.items():
             fig = draw(result)
-            if fig is not None:
-                paths += _save(fig, outdir, name)
+            if fig is None:
+                continue
+            for fmt, meta in FORMATS:
+                buffer = io.BytesIO()
+                fig.savefig(buffer, format=fmt, metadata=meta, dpi=150)
+                out.append(RenderedFigure(name=name, format=fmt, content=buffer.getvalue()))
+    return out
+
+
+def write_figures(result: AnalysisResult, outdir: str | Path) -> list[Path]:
+    """Write the FIGURES as PNG and SVG into outdir (created if needed); returns the paths
+    written. A figure whose data is absent (no count task, say) is not written."""
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    paths: list[Path] = []
+    for figure in render_figures(result):
+        path = outdir / figure.filename
+        path.write_bytes(figure.content)
+        paths.append(path)
     return paths

@@ -40,8 +40,8 @@ from typing import Any
 import numpy as np
 from scipy import stats as sps
 
-from .design import plan_assignments, repeat_item_id
-from .protocol import Protocol, StudyItem, study_items
+from .design import StudyItem, plan_assignments, repeat_item_id, study_items
+from .protocol import Protocol
 from .responses import ResponseTable, table_from_columns
 
 OFFSET_PROBS = {-2: 0.15, -1: 0.35, 1: 0.35, 2: 0.15}  # where a wrong image's count lands

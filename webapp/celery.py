@@ -19,7 +19,7 @@ def broker_folders_create(conf=None) -> None:
 
     Every process that talks to the broker calls this before its first message: a worker
     and beat as they start (the signals below), the web server and the commands when they
-    queue a task (``webapp.generation.workerproc.broker_prepare``).
+    queue a task (``webapp.generation.celery_workers.broker_prepare``).
     """
     conf = conf if conf is not None else app.conf
     if not str(conf.broker_url or "").startswith("filesystem://"):

@@ -284,7 +284,7 @@ LOGGING = {
 # size is used only when a study has no generated image to measure.
 FUSION_GOLD_SIZE = int(os.environ.get("FUSION_GOLD_SIZE", 32))
 
-# Generation workers (webapp/generation/worker.py).
+# Generation workers (webapp/generation/part_runner.py).
 # A running part whose heartbeat is older than this is re-sent (its worker vanished).
 FUSION_PART_STALE_SECONDS = int(os.environ.get("FUSION_PART_STALE_SECONDS", 600))
 # Images sampled per forward batch: empty means 50 on a GPU, 10 on a CPU.

@@ -1,4 +1,4 @@
-"""Every statistic of a study, from the responses table, as one JSON-ready dict.
+"""Every statistic of a study, from the responses table, as one typed `AnalysisResult`.
 
 How the answers enter
 ---------------------
@@ -30,6 +30,7 @@ any resampling, so relabelling evaluators or shuffling rows changes nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Sequence
 
@@ -46,8 +47,21 @@ from .evaluators import apply_exclusions, evaluator_reliability
 from .ppi import judge_only_rows, ppi_section
 from .preference import _preference_section
 from .primary import arrival_order, primary_section
-from .result import SCHEMA, SCHEMA_VERSION, AnalysisResult, SchemaError, jsonable
-from .tests import EXACT_MAX_N, _tests_section
+from .record import jsonable
+from .result import (
+    SCHEMA,
+    SCHEMA_VERSION,
+    AnalysisResult,
+    Data,
+    ExcludedEvaluator,
+    ExclusionSummary,
+    ProtocolRef,
+    ResultProvenance,
+    SchemaError,
+    Sections,
+    Settings,
+)
+from .significance import EXACT_MAX_N, _tests_section
 
 __all__ = ["SCHEMA", "SCHEMA_VERSION", "AnalysisResult", "SchemaError", "analyze",
            "apply_exclusions", "canonical_evaluator_order", "evaluator_reliability", "jsonable"]
@@ -67,9 +81,12 @@ BOOTSTRAP_METHOD = ("crossed bootstrap: items (count: prompt-and-seed pairs; ran
 
 
 @functools.lru_cache(maxsize=1)
-def _provenance() -> dict[str, object]:
+def _provenance() -> ResultProvenance:
     """The commit and package versions that computed a result (looked up once per process)."""
-    return provenance.collect(names=("numpy", "scipy")).as_dict()
+    prov = provenance.collect(names=("numpy", "scipy"))
+    return ResultProvenance(commit=prov.commit.sha if prov.commit else None,
+                            dirty=prov.commit.dirty if prov.commit else None,
+                            packages=dict(prov.packages))
 
 
 def analyze(table: ResponseTable, protocol: Protocol | None = None, n_boot: int = 2000,
@@ -82,7 +99,7 @@ def analyze(table: ResponseTable, protocol: Protocol | None = None, n_boot: int 
     is excluded. The top-level `count`, `preference`, `tests`, `agreement` and
     `data` describe the evaluators kept by the exclusion rules (all evaluators when
     `exclusions` is False); `unfiltered` holds the same sections for everyone.
-    `result["exclusions"]["excluded"]` lists the evaluators that break a rule, and
+    `result.exclusions.excluded` lists the evaluators that break a rule, and
     `applied` says whether the top-level sections leave them out; when the rules
     would leave no one, they are not applied and `not_applied_reason` says so. The
     result is an `AnalysisResult` (see `evalstudy.analysis.result`); its `to_dict()` is
@@ -110,12 +127,12 @@ def analyze(table: ResponseTable, protocol: Protocol | None = None, n_boot: int 
     comparisons = tuple((a, b) for a, b in comparisons if a in variants and b in variants)
     posthoc = plan.posthoc if plan else "holm"
 
-    reliability = evaluator_reliability(table)
     rules = plan.exclusions if plan else Exclusions()
+    reliability = evaluator_reliability(table)
     excluded = apply_exclusions(reliability, rules)
-    for rec in reliability:
-        rec["excluded"] = rec["evaluator_id"] in excluded
-        rec["reasons"] = excluded.get(rec["evaluator_id"], [])
+    reliability = [dataclasses.replace(rec, excluded=rec.evaluator_id in excluded,
+                                       reasons=excluded.get(rec.evaluator_id, []))
+                   for rec in reliability]
 
     ev_order = canonical_evaluator_order(table)
     # A canonical row order too, so that sums are added in the same order whatever the
@@ -144,42 +161,43 @@ def analyze(table: ResponseTable, protocol: Protocol | None = None, n_boot: int 
             main = unfiltered
     else:
         main = unfiltered
-    result = {
-        "schema": SCHEMA,
-        "schema_version": SCHEMA_VERSION,
-        "protocol": ({"name": protocol.name, "hash": protocol.content_hash()}
-                     if protocol else None),
-        "settings": {"n_boot": n_boot, "seed": seed, "ci_level": level, "alpha": alpha,
-                     "bootstrap": BOOTSTRAP_METHOD, "cant_tell": CANT_TELL_POLICY,
-                     "skips": SKIP_POLICY, "exact_wilcoxon_max_n": EXACT_MAX_N,
-                     "posthoc": posthoc, "provenance": _provenance()},
-        **main,
-        "evaluators": reliability,
-        "exclusions": {
-            "applied": applied,
-            "not_applied_reason": not_applied_reason,
-            "rules": {k: getattr(rules, k) for k in Exclusions.__dataclass_fields__},
-            "n_evaluators": len(reliability),
-            "n_excluded": len(excluded),
-            "excluded": [{"evaluator_id": e, "reasons": r} for e, r in sorted(excluded.items())],
-        },
-        "unfiltered": unfiltered,
-    }
+    primary = None
     if plan is not None and plan.primary is not None:
-        result["primary"] = primary_section(main_table, plan.primary, variants=variants,
-                                            objects=objects, arrival=arrival, ev_order=ev_order,
-                                            level=level)
+        primary = primary_section(main_table, plan.primary, variants=variants, objects=objects,
+                                  arrival=arrival, ev_order=ev_order, level=level)
+    prediction_powered = None
     if np.isfinite(judge_table["auto_count"]).any() and np.isfinite(main_table["auto_count"]).any():
         ev_code, _ = _evaluator_codes(main_table, ev_order)
         ppi = ppi_section(_CountData.build(main_table, ev_code, variants, objects),
                           judge_only_rows(judge_table, variants), comparisons, level)
-        if ppi["by_variant"]:
-            result["prediction_powered"] = ppi
-    return AnalysisResult.from_dict(jsonable(result))
+        if ppi.by_variant:
+            prediction_powered = ppi
+    return AnalysisResult(
+        schema=SCHEMA,
+        schema_version=SCHEMA_VERSION,
+        protocol=ProtocolRef(name=protocol.name, hash=protocol.content_hash()) if protocol else None,
+        settings=Settings(n_boot=n_boot, seed=seed, ci_level=level, alpha=alpha,
+                          bootstrap=BOOTSTRAP_METHOD, cant_tell=CANT_TELL_POLICY, skips=SKIP_POLICY,
+                          exact_wilcoxon_max_n=EXACT_MAX_N, posthoc=posthoc,
+                          provenance=_provenance()),
+        data=main.data, count=main.count, preference=main.preference, tests=main.tests,
+        agreement=main.agreement,
+        evaluators=reliability,
+        exclusions=ExclusionSummary(
+            applied=applied,
+            not_applied_reason=not_applied_reason,
+            rules={k: getattr(rules, k) for k in Exclusions.__dataclass_fields__},
+            n_evaluators=len(reliability),
+            n_excluded=len(excluded),
+            excluded=[ExcludedEvaluator(evaluator_id=e, reasons=r) for e, r in sorted(excluded.items())]),
+        unfiltered=unfiltered,
+        primary=primary,
+        prediction_powered=prediction_powered,
+    )
 
 
 def _sections(t: ResponseTable, *, variants, objects, comparisons, level, alpha, posthoc,
-              n_boot, seed, ev_order) -> dict:
+              n_boot, seed, ev_order) -> Sections:
     ev_code, ev_ids = _evaluator_codes(t, ev_order)
     rng = np.random.default_rng(seed)
     v_eval = bs.draw_weights(len(ev_ids), n_boot, rng)
@@ -193,17 +211,9 @@ def _sections(t: ResponseTable, *, variants, objects, comparisons, level, alpha,
     tests = _tests_section(count, rank, comparisons, count_reps, pref_reps, level, alpha, posthoc,
                            seed)
     agreement = _agreement_section(t, count, rank)
-    data = {
-        "n_rows": len(t),
-        "n_evaluators": len(ev_ids),
-        "n_count_responses": count.n_rows,
-        "n_count_images": count.n_images,
-        "n_count_units": count.n_units,
-        "n_rankings": rank.n_rankings,
-        "n_rank_items": rank.n_units,
-        "variants": variants,
-        "objects": objects,
-        "counts": count.counts,
-    }
-    return {"data": data, "count": count_out, "preference": pref_out, "tests": tests,
-            "agreement": agreement}
+    data = Data(n_rows=len(t), n_evaluators=len(ev_ids), n_count_responses=count.n_rows,
+                n_count_images=count.n_images, n_count_units=count.n_units,
+                n_rankings=rank.n_rankings, n_rank_items=rank.n_units, variants=variants,
+                objects=objects, counts=count.counts)
+    return Sections(data=data, count=count_out, preference=pref_out, tests=tests,
+                    agreement=agreement)

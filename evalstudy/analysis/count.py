@@ -5,22 +5,24 @@ per variant and object, and per cell, with the can't-tell rate beside them.
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any
 
 import numpy as np
 
 from .. import bootstrap as bs
 from .data import _CountData, _ratio_stat, group_range, kish_raters
+from .result import CountSection, CountStat
 
 
 def _count_section(c: _CountData, w_units: np.ndarray, v_eval: np.ndarray,
-                   level: float) -> tuple[dict[str, list[dict[str, Any]]], dict[str, np.ndarray]]:
+                   level: float) -> tuple[CountSection, dict[str, np.ndarray]]:
+    """The section, and the by-variant resampled mean errors and match ratios (n_boot, nv),
+    which the paired tests difference."""
     nv, no, nc = len(c.variants), len(c.objects), len(c.counts)
-    out: dict[str, list[dict[str, Any]]] = {"by_variant": [], "by_variant_object": [],
-                                            "by_variant_object_count": []}
+    out: dict[str, list[CountStat]] = {"by_variant": [], "by_variant_object": [],
+                                       "by_variant_object_count": []}
     reps_out: dict[str, np.ndarray] = {}
     if c.n_rows == 0:
-        return out, reps_out
+        return CountSection(), reps_out
     fine = (c.variant * no + c.object) * nc + c.count
     n_fine = nv * no * nc
     # Resampled sums of: responses with an answer or "can't tell", answers, |errors|, matches.
@@ -72,23 +74,25 @@ def _count_section(c: _CountData, w_units: np.ndarray, v_eval: np.ndarray,
             if shown[g] == 0:
                 continue
             idx = np.unravel_index(g, shape)
-            rec: dict[str, Any] = {"variant": c.variants[idx[0]]}
-            if len(idx) > 1:
-                rec["object"] = c.objects[idx[1]]
-            if len(idx) > 2:
-                rec["count"] = c.counts[idx[2]]
             fine_groups = _fine_groups(idx, no, nc)
-            rec["n"] = int(p[g, 0])
-            rec["n_answered"] = int(p[g, 1])
-            rec["n_images"] = len(set().union(*(images[f] for f in fine_groups)))
-            rec["n_raters"] = int(raters[g])
-            rec["n_raters_effective"] = float(effective[g])
-            for key, (est, ci, _) in stat.items():
-                rec[key] = est[g]
-                rec[key + "_ci"] = ci[g].tolist()
-            rec["task_skip_rate"] = p[g, 4] / shown[g]
-            out[name].append(rec)
-    return out, reps_out
+            est = {key: (values[g], ci[g].tolist()) for key, (values, ci, _) in stat.items()}
+            out[name].append(CountStat(
+                variant=c.variants[idx[0]],
+                object=c.objects[idx[1]] if len(idx) > 1 else None,
+                count=c.counts[idx[2]] if len(idx) > 2 else None,
+                n=int(p[g, 0]),
+                n_answered=int(p[g, 1]),
+                n_images=len(set().union(*(images[f] for f in fine_groups))),
+                n_raters=int(raters[g]),
+                n_raters_effective=float(effective[g]),
+                mean_abs_error=est["mean_abs_error"][0], mean_abs_error_ci=est["mean_abs_error"][1],
+                match_ratio=est["match_ratio"][0], match_ratio_ci=est["match_ratio"][1],
+                cant_tell_rate=est["cant_tell_rate"][0], cant_tell_rate_ci=est["cant_tell_rate"][1],
+                match_ratio_cant_tell_as_miss=est["match_ratio_cant_tell_as_miss"][0],
+                match_ratio_cant_tell_as_miss_ci=est["match_ratio_cant_tell_as_miss"][1],
+                task_skip_rate=p[g, 4] / shown[g],
+            ))
+    return CountSection(**out), reps_out
 
 
 def _fine_groups(idx, no, nc) -> list[int]:

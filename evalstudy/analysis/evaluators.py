@@ -6,15 +6,17 @@ from __future__ import annotations
 import itertools
 import math
 from collections import defaultdict
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from ..protocol import Exclusions
 from ..responses import ResponseTable
+from .result import EvaluatorRecord
 
 
-def evaluator_reliability(t: ResponseTable) -> list[dict]:
+def evaluator_reliability(t: ResponseTable) -> list[EvaluatorRecord]:
     """Per evaluator: gold accuracy, can't-tell rate, task skip rate (skipped tasks of
     either kind over all tasks shown, repeats and gold included: the rate the exclusion
     rule reads), ranking skip rate (skipped rankings over rankings shown), median seconds per
@@ -74,21 +76,19 @@ def evaluator_reliability(t: ResponseTable) -> list[dict]:
         a = acc[e]
         scores = _repeat_agreement(answers[e], repeats[e])
         t_items = list(times[e].values())
-        out.append({
-            "evaluator_id": e,
-            "n_count": a["n_count"],
-            "n_rank": a["n_rank"],
-            "n_gold": len(a["gold"]),
-            "gold_accuracy": float(np.mean(a["gold"])) if a["gold"] else math.nan,
-            "cant_tell_rate": (a["cant_tell"] / a["answered_or_ct"]
-                               if a["answered_or_ct"] else math.nan),
-            "task_skip_rate": a["skipped"] / a["shown"] if a["shown"] else math.nan,
-            "ranking_skip_rate": (a["rankings_skipped"] / a["rankings"] if a["rankings"]
-                                  else math.nan),
-            "median_seconds": float(np.median(t_items)) if t_items else math.nan,
-            "n_repeats": len(scores),
-            "consistency": float(np.mean(scores)) if scores else math.nan,
-        })
+        out.append(EvaluatorRecord(
+            evaluator_id=e,
+            n_count=a["n_count"],
+            n_rank=a["n_rank"],
+            n_gold=len(a["gold"]),
+            gold_accuracy=float(np.mean(a["gold"])) if a["gold"] else None,
+            cant_tell_rate=a["cant_tell"] / a["answered_or_ct"] if a["answered_or_ct"] else None,
+            task_skip_rate=a["skipped"] / a["shown"] if a["shown"] else None,
+            ranking_skip_rate=a["rankings_skipped"] / a["rankings"] if a["rankings"] else None,
+            median_seconds=float(np.median(t_items)) if t_items else None,
+            n_repeats=len(scores),
+            consistency=float(np.mean(scores)) if scores else None,
+        ))
     return out
 
 
@@ -113,7 +113,7 @@ def _repeat_agreement(answers: dict[str, Any], repeats: list[tuple[str, str]]) -
     return scores
 
 
-def apply_exclusions(reliability: list[dict], rules: Exclusions) -> dict[str, list[str]]:
+def apply_exclusions(reliability: Sequence[EvaluatorRecord], rules: Exclusions) -> dict[str, list[str]]:
     """{evaluator_id: reasons} for the evaluators that break a rule. A rule whose
     measure is undefined for an evaluator (no gold item seen, say) does not apply."""
     checks = (
@@ -127,11 +127,11 @@ def apply_exclusions(reliability: list[dict], rules: Exclusions) -> dict[str, li
     for rec in reliability:
         reasons = []
         for key, limit, op, label in checks:
-            value = rec[key]
+            value = getattr(rec, key)
             if limit is None or value is None or not math.isfinite(value):
                 continue
             if (op == "<" and value < limit) or (op == ">" and value > limit):
                 reasons.append(f"{label} {value:.3g} {op} {limit:g}")
         if reasons:
-            out[rec["evaluator_id"]] = reasons
+            out[rec.evaluator_id] = reasons
     return out

@@ -21,6 +21,7 @@ import numpy as np
 from .. import bootstrap as bs
 from .. import stats
 from .data import _RankData
+from .result import PairStat
 
 TIES_NOTE = ("win_rate: a ranked above b over the rankings that did not tie them (ties left "
              "out); tie_rate: rankings that tied them over all rankings; "
@@ -33,7 +34,7 @@ def _pair_codes(r: _RankData) -> list[tuple[int, int]]:
     return list(itertools.combinations(range(len(r.present)), 2))
 
 
-def pairwise_section(r: _RankData, counts: np.ndarray, level: float) -> list[dict[str, Any]]:
+def pairwise_section(r: _RankData, counts: np.ndarray, level: float) -> list[PairStat]:
     """One record per pair of variants (a before b in the protocol's order).
 
     counts: (B, K) bootstrap weights of the answer patterns r.patterns."""
@@ -54,7 +55,7 @@ def pairwise_section(r: _RankData, counts: np.ndarray, level: float) -> list[dic
     group = np.tile(np.arange(n_pairs), len(done_idx))
     wa, wb, tt = (x[pat].ravel() for x in (win_a, win_b, tied))
     ones = np.ones_like(wa)
-    out = []
+    out: list[PairStat] = []
     rates = {
         "win_rate": (wa, wa + wb, win_a, win_a + win_b),
         "tie_rate": (tt, ones, tied, np.ones_like(tied)),
@@ -78,14 +79,18 @@ def pairwise_section(r: _RankData, counts: np.ndarray, level: float) -> list[dic
             ci[name] = bs.spread_intervals(est[name], reps, level, spread, low, high)
     n = float(point.sum())
     for p, (j, k) in enumerate(pairs):
-        out.append({
-            "a": r.variants[r.present[j]], "b": r.variants[r.present[k]],
-            "n": int(n),
-            "a_wins": int(point @ win_a[:, p]), "b_wins": int(point @ win_b[:, p]),
-            "ties": int(point @ tied[:, p]),
-            **{name: est[name][p] for name in rates},
-            **{f"{name}_ci": ci[name][p].tolist() for name in rates},
-        })
+        out.append(PairStat(
+            a=r.variants[r.present[j]], b=r.variants[r.present[k]],
+            n=int(n),
+            a_wins=int(point @ win_a[:, p]), b_wins=int(point @ win_b[:, p]),
+            ties=int(point @ tied[:, p]),
+            win_rate=est["win_rate"][p], win_rate_ci=ci["win_rate"][p].tolist(),
+            tie_rate=est["tie_rate"][p], tie_rate_ci=ci["tie_rate"][p].tolist(),
+            win_rate_ties_half=est["win_rate_ties_half"][p],
+            win_rate_ties_half_ci=ci["win_rate_ties_half"][p].tolist(),
+            a_rate=est["a_rate"][p], a_rate_ci=ci["a_rate"][p].tolist(),
+            b_rate=est["b_rate"][p], b_rate_ci=ci["b_rate"][p].tolist(),
+        ))
     return out
 
 

@@ -29,13 +29,13 @@ they enter nothing else in the analysis.
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 
 from .. import bootstrap as bs
 from .data import _cluster_key, _codes, _CountData
-from .tests import _difference_spread
+from .result import Interval, JudgeAgreement, PPIDifference, PPIStat, PredictionPowered
+from .significance import _difference_spread
 
 METHOD = ("prediction-powered (Angelopoulos et al. 2023, power-tuned): lambda x judge mean on "
           "judge-only images + mean(people - lambda x judge) on the images people counted; "
@@ -75,7 +75,7 @@ def _unit_variance(unit: np.ndarray, z: np.ndarray) -> tuple[float, int]:
     return float((s[present] ** 2).sum() * n_u / (n_u - 1)), n_u
 
 
-def _interval(est, var, df, low, high, level) -> list[float]:
+def _interval(est, var, df, low, high, level) -> Interval:
     return bs.t_intervals(np.array([est]), np.array([var]), np.array([df]), level, low, high)[0].tolist()
 
 
@@ -86,15 +86,18 @@ def _combine_df(v_r, df_r, v_j, df_j) -> float:
 
 
 def ppi_section(c: _CountData, judge: _JudgeOnly, comparisons,  # noqa: C901, PLR0915 (seq30's, just merged; split pending)
-                level: float) -> dict[str, Any]:
+                level: float) -> PredictionPowered:
     """Per variant and per planned comparison, for both count metrics: the prediction-
     powered estimate and interval beside the human-only one; and the judge's agreement with
     people per variant. Empty when the judge read none of the counted images."""
     nv = len(c.variants)
     has = (c.answered > 0) & np.isfinite(c.auto)
-    out: dict[str, Any] = {"method": METHOD, "by_variant": [], "differences": [], "judge_agreement": []}
+    by_variant: list[PPIStat] = []
+    differences: list[PPIDifference] = []
+    agreement: list[JudgeAgreement] = []
     if not has.any():
-        return out
+        return PredictionPowered(method=METHOD, by_variant=by_variant, differences=differences,
+                                 judge_agreement=agreement)
     unit, ev, var = c.unit[has], c.evaluator[has], c.variant[has]
     answer, auto, truth = c.answer[has], c.auto[has], _truth(c)[has]
     # The judge reads an image once whoever counted it: its labelled sample is the images.
@@ -104,10 +107,10 @@ def ppi_section(c: _CountData, judge: _JudgeOnly, comparisons,  # noqa: C901, PL
     for v in range(nv):
         rows = var == v
         if rows.any():
-            out["judge_agreement"].append({
-                "variant": c.variants[v], "n": int(rows.sum()),
-                "exact_agreement": float((auto[rows] == answer[rows]).mean()),
-                "mean_difference": float((auto[rows] - answer[rows]).mean())})
+            agreement.append(JudgeAgreement(
+                variant=c.variants[v], n=int(rows.sum()),
+                exact_agreement=float((auto[rows] == answer[rows]).mean()),
+                mean_difference=float((auto[rows] - answer[rows]).mean())))
     for measure, (low, high) in MEASURES.items():
         y = _metric(measure, answer, truth)
         f = _metric(measure, auto, truth)
@@ -129,9 +132,7 @@ def ppi_section(c: _CountData, judge: _JudgeOnly, comparisons,  # noqa: C901, PL
             rows = var == v
             if not rows.any():
                 continue
-            rec: dict[str, Any] = {"variant": c.variants[v], "measure": measure,
-                                   "n_answers": int(rows.sum()), "n_judge_only": int(n_unl[v]),
-                                   "weight": float(lam[v])}
+            found: dict[str, tuple[float, Interval]] = {}  # "ppi" / "human": (estimate, ci)
             for label, (rect, spread) in fits.items():
                 w = lam[v] if label == "ppi" else 0.0
                 est = float(rect[rows].mean() + w * mean_unl[v])
@@ -143,16 +144,18 @@ def ppi_section(c: _CountData, judge: _JudgeOnly, comparisons,  # noqa: C901, PL
                     v_j, n_u = _unit_variance(judge.unit[sel], zj)
                     v_j, df_j = w ** 2 * v_j, n_u - 1
                 total, df = v_r + v_j, _combine_df(v_r, df_r, v_j, df_j)
-                key = "" if label == "ppi" else "human_"
-                rec[f"{key}estimate"] = est
-                rec[f"{key}ci"] = _interval(est, total, df, low, high, level)
-            out["by_variant"].append(rec)
+                found[label] = est, _interval(est, total, df, low, high, level)
+            by_variant.append(PPIStat(
+                variant=c.variants[v], measure=measure, n_answers=int(rows.sum()),
+                n_judge_only=int(n_unl[v]), weight=float(lam[v]),
+                estimate=found["ppi"][0], ci=found["ppi"][1],
+                human_estimate=found["human"][0], human_ci=found["human"][1]))
         index = {name: k for k, name in enumerate(c.variants)}
         for a, b in comparisons:
             ia, ib = index[a], index[b]
             if not ((var == ia).any() and (var == ib).any()):
                 continue
-            rec = {"a": a, "b": b, "measure": measure, "n_judge_only": int(n_unl[ia] + n_unl[ib])}
+            found = {}
             for label, (rect, spread) in fits.items():
                 w = lam if label == "ppi" else np.zeros(nv)
                 est = float(rect[var == ia].mean() + w[ia] * mean_unl[ia]
@@ -170,11 +173,13 @@ def ppi_section(c: _CountData, judge: _JudgeOnly, comparisons,  # noqa: C901, PL
                     v_j, n_u = _unit_variance(judge.unit[both], zj[both])
                     df_j = n_u - 1
                 total, df = v_r + v_j, _combine_df(v_r, df_r, v_j, df_j)
-                key = "" if label == "ppi" else "human_"
-                rec[f"{key}estimate"] = est
-                rec[f"{key}ci"] = _interval(est, total, df, -high, high, level)
-            out["differences"].append(rec)
-    return out
+                found[label] = est, _interval(est, total, df, -high, high, level)
+            differences.append(PPIDifference(
+                a=a, b=b, measure=measure, n_judge_only=int(n_unl[ia] + n_unl[ib]),
+                estimate=found["ppi"][0], ci=found["ppi"][1],
+                human_estimate=found["human"][0], human_ci=found["human"][1]))
+    return PredictionPowered(method=METHOD, by_variant=by_variant, differences=differences,
+                             judge_agreement=agreement)
 
 
 def _truth(c: _CountData) -> np.ndarray:

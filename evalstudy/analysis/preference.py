@@ -4,7 +4,6 @@ strengths, every pair's win and tie rates, the ranking skip rate.
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from typing import Any
 
@@ -15,17 +14,19 @@ from .. import bootstrap as bs
 from .. import stats
 from .data import _RankData, group_range, kish_raters
 from .pairs import TIES_NOTE, davidson_strengths, pairwise_section, strength_shrink
+from .result import ItemSkips, PreferenceSection, PreferenceStat
 
 
 def _preference_section(  # noqa: PLR0915 (issue 32 splits the analysis sections; not this pass)
         r: _RankData, w_units: np.ndarray, v_eval: np.ndarray,
-        level: float) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    out: dict[str, Any] = {"by_variant": [], "ranking_skip_rate": math.nan, "ranking_skip_rate_ci": [math.nan] * 2,
-           "skip_reasons": {}, "by_item": [],
-           "n_rankings": r.n_rankings, "n_ranked": int(r.done.sum()), "m": r.m}
+        level: float) -> tuple[PreferenceSection, dict[str, np.ndarray]]:
+    """The section, and the resampled scores (n_boot, nv) under "score", which the paired
+    tests difference."""
     reps_out: dict[str, np.ndarray] = {}
     if r.n_rankings == 0 or r.m < 2:
-        return out, reps_out
+        return PreferenceSection(by_variant=[], ranking_skip_rate=None, ranking_skip_rate_ci=[None, None],
+                                 skip_reasons={}, by_item=[], n_rankings=r.n_rankings,
+                                 n_ranked=int(r.done.sum()), m=r.m), reps_out
     nv = len(r.variants)
     present = r.present
     n_boot = w_units.shape[0]
@@ -100,47 +101,51 @@ def _preference_section(  # noqa: PLR0915 (issue 32 splits the analysis sections
     pattern_ties = (np.sum(r.patterns[:, :, None] == r.patterns[:, None, :], axis=2) > 1)
     tied_with_other = point_counts @ pattern_ties if len(r.patterns) else np.zeros(len(present))
     n_rankings_done = float(point_counts.sum())
-    for j, v in enumerate(present):
-        out["by_variant"].append({
-            "variant": r.variants[v],
-            "score": score_point_p[j],
-            "score_ci": score_ci[j].tolist(),
-            "mean_rank": r.m + 1 - score_point_p[j],
-            "n": int(n_done[v]),
-            "n_shown": int(shown_pt[v]),
-            "n_raters": int(spread_p.n_evals[v]),
-            "n_raters_effective": float(raters_effective[v]),
-            "rank_counts": [int(x) for x in np.bincount(
-                r.rank_stored[(r.variant == v) & rows_done].astype(int) - 1, minlength=r.m)],
-            "pl_strength": pl_point[j] if pl_point is not None else None,
-            "pl_strength_ci": pl_ci[j].tolist() if pl_ci is not None else [None, None],
-            "tie_rate": float(tied_with_other[j] / n_rankings_done) if n_rankings_done else None,
-            "bt_strength": davidson["strength"][j] if davidson else None,
-            "bt_strength_ci": davidson["strength_ci"][j].tolist() if davidson else [None, None],
-        })
-    out["pairs"] = pairwise_section(r, counts, level)
-    out["pairs_note"] = TIES_NOTE
-    out["has_ties"] = r.has_ties
-    out["strength_model"] = ("plackett-luce" if not r.has_ties
-                             else "davidson (Bradley-Terry with ties, on each ranking's pairs)")
-    if davidson:
-        out["bt_tie_parameter"] = davidson["tie_parameter"]
-        out["bt_tie_parameter_ci"] = davidson["tie_parameter_ci"]
-    out["ranking_skip_rate"] = skip_est
-    out["ranking_skip_rate_ci"] = skip_ci[0].tolist()
+    by_variant = [PreferenceStat(
+        variant=r.variants[v],
+        score=score_point_p[j],
+        score_ci=score_ci[j].tolist(),
+        mean_rank=r.m + 1 - score_point_p[j],
+        n=int(n_done[v]),
+        n_shown=int(shown_pt[v]),
+        n_raters=int(spread_p.n_evals[v]),
+        n_raters_effective=float(raters_effective[v]),
+        rank_counts=[int(x) for x in np.bincount(
+            r.rank_stored[(r.variant == v) & rows_done].astype(int) - 1, minlength=r.m)],
+        pl_strength=pl_point[j] if pl_point is not None else None,
+        pl_strength_ci=pl_ci[j].tolist() if pl_ci is not None else [None, None],
+        tie_rate=float(tied_with_other[j] / n_rankings_done) if n_rankings_done else None,
+        bt_strength=davidson["strength"][j] if davidson else None,
+        bt_strength_ci=davidson["strength_ci"][j].tolist() if davidson else [None, None],
+    ) for j, v in enumerate(present)]
     reasons: Counter[str] = Counter()
     first_row = np.unique(r.ranking, return_index=True)[1]
     for k in first_row[r.skipped[first_row]]:
         reasons[r.skip_reason[k] or "(none given)"] += 1
-    out["skip_reasons"] = dict(sorted(reasons.items()))
     item_prompt: dict[int, str] = {}
     for u, p in zip(r.unit[first_row].tolist(), r.prompt[first_row].tolist(), strict=True):
         item_prompt.setdefault(u, p)
     shown_by_item = np.bincount(r.ranking_unit, minlength=r.n_units)
     skipped_by_item = np.bincount(r.ranking_unit, weights=r.ranking_skipped, minlength=r.n_units)
-    for u in range(r.n_units):
-        out["by_item"].append({"item_id": r.unit_ids[u], "prompt": item_prompt.get(u, ""),
-                               "n_shown": int(shown_by_item[u]),
-                               "n_skipped": int(skipped_by_item[u]),
-                               "ranking_skip_rate": skipped_by_item[u] / shown_by_item[u]})
-    return out, reps_out
+    by_item = [ItemSkips(item_id=r.unit_ids[u], prompt=item_prompt.get(u, ""),
+                         n_shown=int(shown_by_item[u]), n_skipped=int(skipped_by_item[u]),
+                         ranking_skip_rate=skipped_by_item[u] / shown_by_item[u])
+               for u in range(r.n_units)]
+    section = PreferenceSection(
+        by_variant=by_variant,
+        ranking_skip_rate=skip_est,
+        ranking_skip_rate_ci=skip_ci[0].tolist(),
+        skip_reasons=dict(sorted(reasons.items())),
+        by_item=by_item,
+        n_rankings=r.n_rankings,
+        n_ranked=int(r.done.sum()),
+        m=r.m,
+        pairs=pairwise_section(r, counts, level),
+        pairs_note=TIES_NOTE,
+        has_ties=r.has_ties,
+        strength_model=("plackett-luce" if not r.has_ties
+                        else "davidson (Bradley-Terry with ties, on each ranking's pairs)"),
+        bt_tie_parameter=davidson["tie_parameter"] if davidson else None,
+        bt_tie_parameter_ci=davidson["tie_parameter_ci"] if davidson else [None, None],
+    )
+    return section, reps_out

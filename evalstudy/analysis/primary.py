@@ -21,8 +21,8 @@ and-seed pairs; rank: captions).
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from typing import Any
 
 import numpy as np
 from scipy import stats as sps
@@ -32,7 +32,8 @@ from .. import sequential
 from ..protocol import PrimaryPlan
 from ..responses import ResponseTable
 from .data import _CountData, _evaluator_codes, _RankData
-from .tests import _difference_spread
+from .result import Fragility, Look, PrimaryComparisonResult, PrimarySection
+from .significance import _difference_spread
 
 ROBUSTNESS_MAX_SHARE = 0.5  # search no further than half the evaluators (items)
 ROBUSTNESS_METHOD = ("approximate maximum influence perturbation (Broderick, Giordano and "
@@ -108,14 +109,15 @@ def _conclusion(diff: float, var: float, df: float, level: float, criterion: str
 
 
 def _fragility(rows: _Rows, key: np.ndarray, ids: list[str], ia: int, ib: int, level: float,
-               criterion: str) -> dict[str, Any]:
-    """The fewest keys (evaluators or units) whose removal changes the conclusion."""
+               criterion: str, by: str) -> Fragility:
+    """The fewest keys (evaluators or units, named by `by`) whose removal changes the
+    conclusion."""
     present = np.unique(key[(rows.variant == ia) | (rows.variant == ib)])
     diff, var, df = rows.estimate(None, ia, ib, level)
-    out: dict[str, Any] = {"criterion": criterion, "n_total": int(len(present)),
-                           "approximate": None, "confirmed": None, "removed": []}
+    unchanged = Fragility(by=by, criterion=criterion, n_total=int(len(present)), approximate=None,
+                          confirmed=None, removed=[])
     if not math.isfinite(diff):
-        return out
+        return unchanged
     psi = np.bincount(key, weights=rows.influence(ia, ib), minlength=len(ids))[present]
     sign = 1.0 if diff > 0 else -1.0
     h = _half_width(var, df, level)
@@ -133,7 +135,7 @@ def _fragility(rows: _Rows, key: np.ndarray, ids: list[str], ia: int, ib: int, l
         hit = np.flatnonzero(moved <= 0)
     limit = max(1, int(len(present) * ROBUSTNESS_MAX_SHARE))
     approx = int(hit[0]) + 1 if len(hit) and hit[0] < limit else None
-    out["approximate"] = approx
+    unchanged = dataclasses.replace(unchanged, approximate=approx)
     ranked = present[order]
 
     def changed(k: int) -> bool:
@@ -151,18 +153,16 @@ def _fragility(rows: _Rows, key: np.ndarray, ids: list[str], ia: int, ib: int, l
         while k < limit and not changed(k):
             k += 1
         if not changed(k):
-            return out
-    out["confirmed"] = k
-    out["removed"] = [ids[j] for j in ranked[:k].tolist()]
-    return out
+            return unchanged
+    return dataclasses.replace(unchanged, confirmed=k, removed=[ids[j] for j in ranked[:k].tolist()])
 
 
-def robustness(rows: _Rows, ev_ids: list[str], ia: int, ib: int, level: float) -> list[dict]:
+def robustness(rows: _Rows, ev_ids: list[str], ia: int, ib: int, level: float) -> list[Fragility]:
     """Per criterion (sign, significance) and per kind (evaluators, items) of removal."""
     out = []
     for by, key, ids in (("evaluators", rows.evaluator, ev_ids), ("items", rows.unit, rows.unit_ids)):
         for criterion in ("sign", "significance"):
-            out.append({"by": by, **_fragility(rows, key, ids, ia, ib, level, criterion)})
+            out.append(_fragility(rows, key, ids, ia, ib, level, criterion, by))
     return out
 
 
@@ -186,7 +186,7 @@ def _build(t: ResponseTable, variants, objects, ev_order):
 
 
 def primary_section(t: ResponseTable, plan: PrimaryPlan, *, variants, objects, arrival: list[str],
-                    ev_order: list[str], level: float, robust: bool = True) -> dict[str, Any]:
+                    ev_order: list[str], level: float, robust: bool = True) -> PrimarySection:
     """Each primary comparison at the looks reached, replayed on the first n_k evaluators in
     arrival order, with its robustness on all the evaluators analysed (unless `robust` is
     False, as in the simulations that need only the looks)."""
@@ -217,23 +217,23 @@ def primary_section(t: ResponseTable, plan: PrimaryPlan, *, variants, objects, a
             # Before the first look: the estimate of what the planned effect needs, from now.
             c_last = sequential.boundaries(np.asarray(plan.looks, float) / plan.looks[-1], alpha)[-1]
             needed = n_now * (math.sqrt(var) * (c_last + sps.norm.ppf(plan.power)) / pc.effect) ** 2
-        comparisons.append({
-            "a": pc.a, "b": pc.b, "measure": pc.measure, "effect": pc.effect, "alpha": alpha,
-            "looks": [vars(o) for o in outcomes],
-            "current_look": len(outcomes),
-            "next_look": (plan.looks[len(outcomes)]
-                          if decision == sequential.CONTINUE and len(outcomes) < len(plan.looks)
-                          else None),
-            "decision": decision,
-            "estimate": diff, "se": math.sqrt(var) if var >= 0 else math.nan,
-            "evaluators_needed": math.ceil(needed) if needed is not None and math.isfinite(needed) else None,
-            "evaluators_more": (max(0, math.ceil(needed) - n_now)
-                                if needed is not None and math.isfinite(needed) else None),
-            "robustness": robustness(rows, ev_ids, ia, ib, level) if robust else [],
-        })
-    decisions = [c["decision"] for c in comparisons]
-    return {"rule": sequential.RULE, "robustness_method": ROBUSTNESS_METHOD,
-            "looks_planned": list(plan.looks), "n_evaluators": n_now,
-            "looks_taken": len(reached), "alpha": plan.alpha, "power": plan.power,
-            "decision": (sequential.CONTINUE if sequential.CONTINUE in decisions else "stop"),
-            "comparisons": comparisons}
+        comparisons.append(PrimaryComparisonResult(
+            a=pc.a, b=pc.b, measure=pc.measure, effect=pc.effect, alpha=alpha,
+            looks=[Look(**vars(o)) for o in outcomes],
+            current_look=len(outcomes),
+            next_look=(plan.looks[len(outcomes)]
+                       if decision == sequential.CONTINUE and len(outcomes) < len(plan.looks)
+                       else None),
+            decision=decision,
+            estimate=diff, se=math.sqrt(var) if var >= 0 else None,
+            evaluators_needed=math.ceil(needed) if needed is not None and math.isfinite(needed) else None,
+            evaluators_more=(max(0, math.ceil(needed) - n_now)
+                             if needed is not None and math.isfinite(needed) else None),
+            robustness=robustness(rows, ev_ids, ia, ib, level) if robust else [],
+        ))
+    decisions = [c.decision for c in comparisons]
+    return PrimarySection(rule=sequential.RULE, robustness_method=ROBUSTNESS_METHOD,
+                          looks_planned=list(plan.looks), n_evaluators=n_now,
+                          looks_taken=len(reached), alpha=plan.alpha, power=plan.power,
+                          decision=(sequential.CONTINUE if sequential.CONTINUE in decisions else "stop"),
+                          comparisons=comparisons)

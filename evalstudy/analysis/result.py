@@ -4,30 +4,28 @@ The JSON document (``to_dict``, the web app's results.json and aggregates, ``ana
 --json``) is this tree's serialization, field for field; ``AnalysisResult.from_dict``
 reads it back and refuses another schema version, so a renamed field fails in one place,
 loudly. Numbers that are undefined (a rate of nothing) are None, never NaN; an interval is
-``<name>_ci = [low, high]`` beside its ``<name>``.
+``<name>_ci = [low, high]`` beside its ``<name>``. Read a result by attribute:
+``result.count.by_variant[0].match_ratio``.
 
-Records also answer ``record["field"]`` (and iterate over their field names), for callers
-written against the plain-dict result; new code reads attributes.
+The analysis builds these records directly. A record holds plain Python values whatever it
+was given: when it is made, numpy numbers become Python ones, NaN and infinities None, tuples
+lists, and a whole number in a float field a float, so that a result in memory equals the one
+read back from its JSON document.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import math
-import types
 import typing
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, TypeVar, Union, get_args, get_origin
+from typing import Any, ClassVar
 
-import numpy as np
+from .record import Record, SchemaError, _build
 
 SCHEMA_VERSION = 2
 SCHEMA = f"evalstudy.analysis/{SCHEMA_VERSION}"
 
 Interval = list[float | None]  # [low, high]; [None, None] where no interval can be had
 
-R = TypeVar("R", bound="Record")
-D = TypeVar("D")  # any dataclass
 
 
 # Below this many raters in a group, its interval can only be as good as the raters'
@@ -65,97 +63,6 @@ def _raters_of(row: Any) -> float | None:
         return row
     effective = getattr(row, "n_raters_effective", None)
     return effective if effective is not None else getattr(row, "n_raters", None)
-
-
-class SchemaError(ValueError):
-    """A stored result that this evalstudy cannot read (another schema version, a missing field)."""
-
-
-# ---------------------------------------------------------------------------
-# Serialization
-# ---------------------------------------------------------------------------
-
-def jsonable(x: Any) -> Any:
-    """Plain Python containers and numbers; NaN and infinities become None."""
-    if dataclasses.is_dataclass(x) and not isinstance(x, type):
-        return {f.name: jsonable(getattr(x, f.name)) for f in dataclasses.fields(x)}
-    if isinstance(x, dict):
-        return {str(k): jsonable(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [jsonable(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return jsonable(x.tolist())
-    if isinstance(x, bool | np.bool_):
-        return bool(x)
-    if isinstance(x, int | np.integer):
-        return int(x)
-    if isinstance(x, float | np.floating):
-        x = float(x)
-        return x if math.isfinite(x) else None
-    return x
-
-
-def _convert(tp: Any, value: Any, where: str) -> Any:
-    """`value` (JSON) as type `tp`: dataclasses built, containers converted."""
-    origin = get_origin(tp)
-    if origin in (Union, types.UnionType):
-        args = [a for a in get_args(tp) if a is not type(None)]
-        if value is None:
-            return None
-        return _convert(args[0], value, where) if len(args) == 1 else value
-    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise SchemaError(f"{where}: expected an object, got {type(value).__name__}")
-        return _build(tp, value, where)
-    if origin is list:
-        (arg,) = get_args(tp)
-        return [_convert(arg, v, f"{where}[{k}]") for k, v in enumerate(value)]
-    if origin is dict:
-        _, arg = get_args(tp)
-        return {k: _convert(arg, v, f"{where}.{k}") for k, v in value.items()}
-    if tp is float and isinstance(value, int | float):
-        return float(value)
-    return value
-
-
-def _build(cls: type[D], d: dict, where: str) -> D:
-    hints = typing.get_type_hints(cls)
-    unknown = sorted(set(d) - {f.name for f in dataclasses.fields(cls)})  # type: ignore[arg-type]
-    if unknown:
-        raise SchemaError(f"{where}: unknown field(s) {', '.join(map(repr, unknown))}")
-    kwargs = {}
-    for f in dataclasses.fields(cls):  # type: ignore[arg-type]  # D is a dataclass by use
-        if f.name in d:
-            kwargs[f.name] = _convert(hints[f.name], d[f.name], f"{where}.{f.name}")
-        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise SchemaError(f"{where}: missing field {f.name!r}")
-    return cls(**kwargs)
-
-
-@dataclass(frozen=True)
-class Record:
-    """Base of every record: serialization, and read access by field name."""
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON document: plain containers, None for undefined numbers."""
-        out: dict[str, Any] = jsonable(self)
-        return out
-
-    @classmethod
-    def from_dict(cls: type[R], d: dict[str, Any]) -> R:
-        return _build(cls, d, cls.__name__)
-
-    def __getitem__(self, name: str) -> Any:
-        try:
-            return getattr(self, name)
-        except AttributeError:
-            raise KeyError(name) from None
-
-    def __iter__(self) -> typing.Iterator[str]:
-        return iter(f.name for f in dataclasses.fields(self))
-
-    def get(self, name: str, default: Any = None) -> Any:
-        return getattr(self, name, default)
 
 
 # ---------------------------------------------------------------------------
@@ -543,8 +450,9 @@ class EvaluatorRecord(Record):
     median_seconds: float | None
     n_repeats: int
     consistency: float | None
-    excluded: bool
-    reasons: list[str]
+    # Set by `analyze` once the protocol's exclusion rules have been applied.
+    excluded: bool = False
+    reasons: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -564,6 +472,15 @@ class ExclusionSummary(Record):
 
 
 @dataclass(frozen=True)
+class ResultProvenance(Record):
+    """The code that computed a result: `evalstudy.provenance.Provenance`'s JSON form."""
+
+    commit: str | None           # full SHA; None without a git checkout
+    dirty: bool | None           # tracked files differed from that commit
+    packages: dict[str, str | None]
+
+
+@dataclass(frozen=True)
 class Settings(Record):
     n_boot: int
     seed: int
@@ -574,9 +491,8 @@ class Settings(Record):
     skips: str
     exact_wilcoxon_max_n: int
     posthoc: str
-    # {"commit": sha, "dirty": bool, "packages": {"numpy": ..., "scipy": ...}}; absent from
-    # results stored before it was recorded.
-    provenance: dict[str, Any] | None = None
+    # Absent from results stored before it was recorded.
+    provenance: ResultProvenance | None = None
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from playwright.sync_api import expect
 from tests.factories import UserFactory, fill_study_images
 from tests.services.helpers import DEMO_PROTOCOL, small_protocol
 from webapp.generation.models import Batch
-from webapp.studies import services as study_services
+from webapp.studies import lifecycle as study_lifecycle
 from webapp.studies.models import Study
 
 
@@ -16,7 +16,7 @@ def staff(transactional_db):
 
 
 def test_the_page_shows_the_end_of_its_batch_without_a_reload(page, live_server, staff):
-    study = study_services.study_create(protocol=small_protocol(), slug="gen-live", base_dir=str(DEMO_PROTOCOL.parent))
+    study = study_lifecycle.study_create(protocol=small_protocol(), slug="gen-live", base_dir=str(DEMO_PROTOCOL.parent))
     batch = Batch.objects.create(study=study, status=Batch.Status.RUNNING, cfg_scale=3.0, steps=5, sampler="dpm_solver",
                                  total_images=10, started_at=timezone.now())
     page.goto(f"{live_server.url}/research/login/?next=/generation/study/{study.slug}/")
@@ -27,7 +27,7 @@ def test_the_page_shows_the_end_of_its_batch_without_a_reload(page, live_server,
     assert "Draft" in page.inner_text("h1") and page.inner_text("#plan-missing") != "0"
     # The batch's worker finishes: every image exists, the batch is done, the study opens.
     fill_study_images(study)
-    study_services.study_open(study=study)
+    study_lifecycle.study_open(study=study)
     Batch.objects.filter(pk=batch.pk).update(status=Batch.Status.COMPLETE, finished_at=timezone.now())
     expect(page.locator("#plan-missing")).to_have_text("0", timeout=10000)
     assert "Open" in page.inner_text("h1")
@@ -40,7 +40,7 @@ def test_the_checkpoint_selects_keep_the_saved_assignment_after_saving_and_reloa
     from tests.services.helpers import NEUTRAL_VARIANTS, make_tiny_checkpoint
     from webapp.generation import services
 
-    study = study_services.study_create(protocol=small_protocol(variants=NEUTRAL_VARIANTS), slug="gen-assign",
+    study = study_lifecycle.study_create(protocol=small_protocol(variants=NEUTRAL_VARIANTS), slug="gen-assign",
                                         base_dir=str(DEMO_PROTOCOL.parent))
     first = services.checkpoint_register(name="first", path=make_tiny_checkpoint(tmp_path / "first"))
     page.goto(f"{live_server.url}/research/login/?next=/generation/study/{study.slug}/")

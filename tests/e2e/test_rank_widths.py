@@ -13,7 +13,7 @@ import pytest
 from tests.factories import UserFactory, fill_study_images
 from tests.webapp.research_support import researcher_of
 from webapp.research import services as research_services
-from webapp.studies import services
+from webapp.studies import flow
 from webapp.studies.models import Entry, Evaluator, RankResponse, Study
 
 NAMES = ("alpha", "beta", "gamma", "delta", "epsilon")
@@ -90,8 +90,8 @@ def _answer_the_rest(study: Study, *, allow_ties: bool, seed: int) -> None:
     """The study's other evaluators, through the services: random rankings, ties now and then."""
     rng = random.Random(seed)
     for k in range(N_EVALUATORS - Evaluator.objects.filter(study=study).count()):
-        ev = services.evaluator_join(study=study, external_id=f"w{k}")
-        services.evaluator_consent(evaluator=ev)
+        ev = flow.evaluator_join(study=study, external_id=f"w{k}")
+        flow.evaluator_consent(evaluator=ev)
         for entry in Entry.objects.filter(evaluator=ev).order_by("index"):
             n = len(entry.positions)
             scores = [rng.randint(0, n - 1 if allow_ties else 10 ** 6) for _ in range(n)]
@@ -99,8 +99,8 @@ def _answer_the_rest(study: Study, *, allow_ties: bool, seed: int) -> None:
             if not allow_ties and len(set(ranks)) < n:
                 ranks = list(range(1, n + 1))
                 rng.shuffle(ranks)
-            token = services.entry_token_make(entry=entry, shown_at=time.time() - rng.uniform(2.0, 9.0))
-            services.rank_response_submit(evaluator=ev, token=token, ranks=ranks)
+            token = flow.entry_token_make(entry=entry, shown_at=time.time() - rng.uniform(2.0, 9.0))
+            flow.rank_response_submit(evaluator=ev, token=token, ranks=ranks)
 
 
 def _results_show_every_variant(page, live_server, study: Study, n: int) -> None:

@@ -13,7 +13,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.factories import generate_study_images
-from webapp.studies import services
+from webapp.studies import lifecycle
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "fixtures" / "protocols" / "demo.json"
@@ -28,9 +28,9 @@ def study(transactional_db):
     doc["count_task"]["images_per_prompt"] = 1
     doc["preference_task"]["captions"]["n"] = 2
     doc["evaluators"].update(n=2, overlap=1)
-    study = services.study_create(protocol=doc, slug="screens", base_dir=str(DEMO.parent))
+    study = lifecycle.study_create(protocol=doc, slug="screens", base_dir=str(DEMO.parent))
     generate_study_images(study)
-    return services.study_open(study=study)
+    return lifecycle.study_open(study=study)
 
 
 @pytest.fixture

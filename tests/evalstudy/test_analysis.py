@@ -1,5 +1,6 @@
 """analyze(): hand-computed cases, invariances, exclusions, tests against scipy."""
 
+import dataclasses
 import functools
 import json
 import random
@@ -49,38 +50,38 @@ def small_table():
 
 
 def by(records, **keys):
-    return next(r for r in records if all(r[k] == v for k, v in keys.items()))
+    return next(r for r in records if all(getattr(r, k) == v for k, v in keys.items()))
 
 
 def test_count_statistics_by_hand(small_table):
     res = analyze(small_table, n_boot=200)
-    early = by(res["count"]["by_variant"], variant="a-early")
+    early = by(res.count.by_variant, variant="a-early")
     # errors 0, 1, 2, 0 -> 0.75; matches 2 of 4
-    assert early["mean_abs_error"] == pytest.approx(0.75)
-    assert early["match_ratio"] == pytest.approx(0.5)
-    inter = by(res["count"]["by_variant"], variant="a-intermediate")
+    assert early.mean_abs_error == pytest.approx(0.75)
+    assert early.match_ratio == pytest.approx(0.5)
+    inter = by(res.count.by_variant, variant="a-intermediate")
     # "can't tell" is out of both (eq. 9 and 10 over the 3 counted images), beside them as
     # a rate, and a miss only in the sensitivity row (3/4)
-    assert inter["mean_abs_error"] == 0.0
-    assert inter["match_ratio"] == 1.0
-    assert inter["cant_tell_rate"] == pytest.approx(0.25)
-    assert inter["match_ratio_cant_tell_as_miss"] == pytest.approx(0.75)
-    assert inter["n"] == 4 and inter["n_answered"] == 3
-    cell = by(res["count"]["by_variant_object_count"], variant="a-early", object="bus", count=3)
-    assert cell["mean_abs_error"] == pytest.approx(1.0) and cell["match_ratio"] == 0.5
+    assert inter.mean_abs_error == 0.0
+    assert inter.match_ratio == 1.0
+    assert inter.cant_tell_rate == pytest.approx(0.25)
+    assert inter.match_ratio_cant_tell_as_miss == pytest.approx(0.75)
+    assert inter.n == 4 and inter.n_answered == 3
+    cell = by(res.count.by_variant_object_count, variant="a-early", object="bus", count=3)
+    assert cell.mean_abs_error == pytest.approx(1.0) and cell.match_ratio == 0.5
 
 
 def test_preference_statistics_by_hand(small_table):
     res = analyze(small_table, n_boot=200)
-    pref = {r["variant"]: r for r in res["preference"]["by_variant"]}
+    pref = {r.variant: r for r in res.preference.by_variant}
     # rank 1 scores 2, rank 2 scores 1; rankings: (2,1), (1,2), (2,1); one skip
-    assert pref["a-early"]["score"] == pytest.approx(4 / 3)
-    assert pref["a-intermediate"]["score"] == pytest.approx(5 / 3)
-    assert pref["a-early"]["n"] == 3 and pref["a-early"]["n_shown"] == 4
-    assert res["preference"]["ranking_skip_rate"] == pytest.approx(0.25)
-    assert res["preference"]["skip_reasons"] == {"cannot decide": 1}
+    assert pref["a-early"].score == pytest.approx(4 / 3)
+    assert pref["a-intermediate"].score == pytest.approx(5 / 3)
+    assert pref["a-early"].n == 3 and pref["a-early"].n_shown == 4
+    assert res.preference.ranking_skip_rate == pytest.approx(0.25)
+    assert res.preference.skip_reasons == {"cannot decide": 1}
     # two variants: Plackett-Luce is the share of first places
-    assert pref["a-intermediate"]["pl_strength"] == pytest.approx(2 / 3, abs=1e-6)
+    assert pref["a-intermediate"].pl_strength == pytest.approx(2 / 3, abs=1e-6)
 
 
 def test_raters_per_variant_count_those_with_a_counted_answer_or_a_ranking():
@@ -108,8 +109,8 @@ def test_result_is_strict_json_and_deterministic(small_table):
     a = analyze(small_table, n_boot=100, seed=3)
     json.dumps(a.to_dict(), allow_nan=False)
     assert a == analyze(small_table, n_boot=100, seed=3)
-    assert set(a) >= {"count", "preference", "tests", "agreement", "evaluators", "exclusions",
-                      "unfiltered", "data", "settings"}
+    assert {f.name for f in dataclasses.fields(a)} >= {
+        "count", "preference", "tests", "agreement", "evaluators", "exclusions", "unfiltered", "data", "settings"}
 
 
 @functools.cache
@@ -153,7 +154,7 @@ def test_relabelling_evaluators_and_shuffling_rows_changes_nothing(seed):
     a = analyze(table, proto, n_boot=150)
     b = analyze(_relabelled(table, seed), proto, n_boot=150)
     assert _strip_ids(a) == _strip_ids(b)
-    assert a["exclusions"]["n_excluded"] == b["exclusions"]["n_excluded"]
+    assert a.exclusions.n_excluded == b.exclusions.n_excluded
 
 
 @settings(max_examples=15, deadline=None)
@@ -163,30 +164,30 @@ def test_a_perfect_rater_has_error_zero_and_match_one(truths, n_ev):
     rows = [crow(f"e{e}", f"i{k}", V[k % 2], t, t, seed=k)
             for k, t in enumerate(truths) for e in range(n_ev)]
     res = analyze(responses_from_rows(rows), n_boot=50)
-    for rec in res["count"]["by_variant"] + res["count"]["by_variant_object_count"]:
-        assert rec["mean_abs_error"] == 0 and rec["match_ratio"] == 1
-        assert rec["mean_abs_error_ci"] in ([0.0, 0.0], [None, None])
+    for rec in res.count.by_variant + res.count.by_variant_object_count:
+        assert rec.mean_abs_error == 0 and rec.match_ratio == 1
+        assert rec.mean_abs_error_ci in ([0.0, 0.0], [None, None])
 
 
 def test_exclusions_remove_careless_evaluators_and_keep_unfiltered_beside(simulated):
     proto, table = simulated
     res = analyze(table, proto, n_boot=200)
-    ex = res["exclusions"]
-    assert ex["applied"] and ex["n_excluded"] >= 1
-    flagged = {r["evaluator_id"] for r in res["evaluators"] if r["excluded"]}
-    assert flagged == {e["evaluator_id"] for e in ex["excluded"]}
-    assert res["data"]["n_evaluators"] == 12 - ex["n_excluded"]
-    assert res["unfiltered"]["data"]["n_evaluators"] == 12
+    ex = res.exclusions
+    assert ex.applied and ex.n_excluded >= 1
+    flagged = {r.evaluator_id for r in res.evaluators if r.excluded}
+    assert flagged == {e.evaluator_id for e in ex.excluded}
+    assert res.data.n_evaluators == 12 - ex.n_excluded
+    assert res.unfiltered.data.n_evaluators == 12
     off = analyze(table, proto, n_boot=200, exclusions=False)
-    assert off["count"] == off["unfiltered"]["count"] == res["unfiltered"]["count"]
-    assert not off["exclusions"]["applied"]
-    assert off["exclusions"]["excluded"] == ex["excluded"]  # still listed, not applied
+    assert off.count == off.unfiltered.count == res.unfiltered.count
+    assert not off.exclusions.applied
+    assert off.exclusions.excluded == ex.excluded  # still listed, not applied
 
 
 def test_paired_test_is_wilcoxon_on_prompt_and_seed_means(simulated):
     proto, table = simulated
     res = analyze(table, proto, n_boot=200, exclusions=False)
-    rec = by(res["tests"]["paired"], task="count", measure="mean_abs_error", a="c-intermediate")
+    rec = by(res.tests.paired, task="count", measure="mean_abs_error", a="c-intermediate")
     main = (table["task"] == "count") & ~table["is_gold"] & (table["repeat_of"] == "")
     means: dict[tuple, dict[str, list[float]]] = {}
     for v in ("c-intermediate", "c-early"):
@@ -197,14 +198,14 @@ def test_paired_test_is_wilcoxon_on_prompt_and_seed_means(simulated):
             means.setdefault((prompt, seed), {}).setdefault(v, []).append(err)
     d = np.array([np.mean(m["c-intermediate"]) - np.mean(m["c-early"])
                   for m in means.values() if len(m) == 2])
-    assert rec["n_pairs"] == len(d)
-    assert rec["mean_paired_difference"] == pytest.approx(d.mean())
+    assert rec.n_pairs == len(d)
+    assert rec.mean_paired_difference == pytest.approx(d.mean())
     nz = d[d != 0]
     if len(np.unique(np.abs(nz))) == len(nz):
-        assert rec["p_value"] == pytest.approx(sps.wilcoxon(nz, method="exact").pvalue)
-    assert rec["p_holm"] >= rec["p_value"]
-    lo, hi = rec["difference_ci"]
-    assert lo <= rec["difference"] <= hi
+        assert rec.p_value == pytest.approx(sps.wilcoxon(nz, method="exact").pvalue)
+    assert rec.p_holm >= rec.p_value
+    lo, hi = rec.difference_ci
+    assert lo <= rec.difference <= hi
 
 
 def test_friedman_is_scipys_on_item_mean_ranks(simulated):
@@ -216,10 +217,10 @@ def test_friedman_is_scipys_on_item_mean_ranks(simulated):
                                       & (table["variant"] == v)].mean()
                         for v in proto.variants] for i in items])
     ref = sps.friedmanchisquare(*blocks.T)
-    fr = res["tests"]["friedman"]
-    assert fr["statistic"] == pytest.approx(ref.statistic)
-    assert fr["p_value"] == pytest.approx(ref.pvalue)
-    assert fr["w_between_captions"] == pytest.approx(ref.statistic / (len(items) * 3))
+    fr = res.tests.friedman
+    assert fr.statistic == pytest.approx(ref.statistic)
+    assert fr.p_value == pytest.approx(ref.pvalue)
+    assert fr.w_between_captions == pytest.approx(ref.statistic / (len(items) * 3))
 
 
 def test_position_bias_is_found_when_present_and_not_otherwise():
@@ -228,27 +229,27 @@ def test_position_bias_is_found_when_present_and_not_otherwise():
     quality = {"a": 0.5, "b": 0.6, "c": 0.7, "d": 0.8}
     biased = simulate_study(RaterSimulator(quality, position_bias=(0.6, 0, 0, 0), seed=1), proto)
     fair = simulate_study(RaterSimulator(quality, seed=1), proto)
-    p_biased = analyze(biased, proto, n_boot=50)["tests"]["position_bias"]
-    p_fair = analyze(fair, proto, n_boot=50)["tests"]["position_bias"]
-    assert p_biased["p_value"] == pytest.approx(1 / (1 + p_biased["n_permutations"]))
-    assert p_fair["p_value"] > 0.01
-    assert p_biased["mean_rank_by_position"][0] < min(p_biased["mean_rank_by_position"][1:])
+    p_biased = analyze(biased, proto, n_boot=50).tests.position_bias
+    p_fair = analyze(fair, proto, n_boot=50).tests.position_bias
+    assert p_biased.p_value == pytest.approx(1 / (1 + p_biased.n_permutations))
+    assert p_fair.p_value is not None and p_fair.p_value > 0.01
+    assert p_biased.mean_rank_by_position[0] < min(p_biased.mean_rank_by_position[1:])
 
 
 def test_auto_counter_agreement_when_the_column_is_present():
     rows = [crow("e1", f"i{k}", V[k % 2], 1 + k % 5, 1 + k % 5, seed=k,
                  auto_count=1 + k % 5 + (k % 3 == 0)) for k in range(30)]
-    ag = analyze(responses_from_rows(rows), n_boot=50)["agreement"]["auto_counter"]
-    assert ag["n"] == 30
-    assert ag["mean_abs_difference"] == pytest.approx(10 / 30)
-    assert 0 < ag["quadratic_weighted_kappa"] < 1
+    ag = analyze(responses_from_rows(rows), n_boot=50).agreement.auto_counter
+    assert ag.n == 30
+    assert ag.mean_abs_difference == pytest.approx(10 / 30)
+    assert ag.quadratic_weighted_kappa is not None and 0 < ag.quadratic_weighted_kappa < 1
 
 
 def test_agreement_alpha_is_one_when_evaluators_agree():
     rows = [crow(f"e{e}", f"i{k}", V[k % 2], 1 + k % 5, 1 + (k * 7) % 5, seed=k)
             for k in range(20) for e in range(3)]
-    ag = analyze(responses_from_rows(rows), n_boot=50)["agreement"]
-    assert ag["count_alpha_interval"]["alpha"] == pytest.approx(1.0)
+    ag = analyze(responses_from_rows(rows), n_boot=50).agreement
+    assert ag.count_alpha_interval.alpha == pytest.approx(1.0)
 
 
 def test_unknown_variant_for_the_protocol_is_an_error(small_table):

@@ -2,6 +2,7 @@
 import pytest
 
 from evalstudy.analysis.evaluators import apply_exclusions, evaluator_reliability
+from evalstudy.analysis.result import EvaluatorRecord
 from evalstudy.protocol import Exclusions
 from evalstudy.responses import responses_from_rows
 
@@ -20,9 +21,10 @@ def _rank_rows(ev: str, item: str) -> list[dict]:
             for p, (v, r) in enumerate([("a", 1), ("b", 2)])]
 
 
-def _record(rate: float) -> dict:
-    return {"evaluator_id": "e", "gold_accuracy": float("nan"), "cant_tell_rate": 0.0,
-            "median_seconds": 5.0, "consistency": float("nan"), "task_skip_rate": rate}
+def _record(rate: float) -> EvaluatorRecord:
+    return EvaluatorRecord(evaluator_id="e", n_count=4, n_rank=0, n_gold=0, gold_accuracy=None,
+                           cant_tell_rate=0.0, task_skip_rate=rate, ranking_skip_rate=None,
+                           median_seconds=5.0, n_repeats=0, consistency=None)
 
 
 @pytest.mark.parametrize(("rate", "excluded"), [(0.25, False), (0.2499, False), (0.2501, True)])
@@ -40,8 +42,8 @@ def test_an_evaluator_who_skips_counts_but_no_rankings_breaks_the_task_skip_rule
     rows += _rank_rows("skipper", "r0") + _rank_rows("skipper", "r1")
     rows += [_count_row("steady", f"c{k}", skipped=False) for k in range(4)]
     rows += _rank_rows("steady", "r0") + _rank_rows("steady", "r1")
-    rel = {r["evaluator_id"]: r for r in evaluator_reliability(responses_from_rows(rows))}
-    assert rel["skipper"]["task_skip_rate"] == pytest.approx(0.5)
-    assert rel["skipper"]["ranking_skip_rate"] == 0.0
+    rel = {r.evaluator_id: r for r in evaluator_reliability(responses_from_rows(rows))}
+    assert rel["skipper"].task_skip_rate == pytest.approx(0.5)
+    assert rel["skipper"].ranking_skip_rate == 0.0
     out = apply_exclusions(list(rel.values()), Exclusions(max_task_skip_rate=0.4))
     assert set(out) == {"skipper"}

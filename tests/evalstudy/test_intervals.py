@@ -20,6 +20,13 @@ from evalstudy.responses import responses_from_rows, table_from_columns
 V = ["v-early", "v-intermediate"]
 
 
+def _bounds(ci) -> tuple[float, float]:
+    """An interval's two ends, which must both be known."""
+    lo, hi = ci
+    assert lo is not None and hi is not None, ci
+    return lo, hi
+
+
 # ---------------------------------------------------------------------------
 # Every interval inside its statistic's range (hypothesis over small studies)
 # ---------------------------------------------------------------------------
@@ -126,9 +133,10 @@ def test_a_small_cells_interval_stays_below_its_largest_error():
     rows = [_count_row(f"e{k}", f"i{k}", V[0], 1, a, seed=k)
             for k, a in enumerate((3, 1, 1, 2, 1, 1))]
     rows += [_count_row(f"e{k}", f"j{k}", V[1], 1, 1, seed=k) for k in range(6)]
-    cell = analyze(responses_from_rows(rows), n_boot=500)["count"]["by_variant_object_count"][0]
-    assert cell["mean_abs_error"] == pytest.approx(0.5)
-    assert 0.0 <= cell["mean_abs_error_ci"][0] < 0.5 < cell["mean_abs_error_ci"][1] <= 2.0
+    cell = analyze(responses_from_rows(rows), n_boot=500).count.by_variant_object_count[0]
+    assert cell.mean_abs_error == pytest.approx(0.5)
+    lo, hi = _bounds(cell.mean_abs_error_ci)
+    assert 0.0 <= lo < 0.5 < hi <= 2.0
 
 
 # ---------------------------------------------------------------------------
@@ -149,12 +157,12 @@ def test_eq9_and_eq10_share_one_n_and_cant_tell_is_beside_them():
         n = len(counted)  # the paper's n: the images given a count
         eq9 = sum(abs(r["answer_count"] - r["true_count"]) for r in counted) / n
         eq10 = sum(r["answer_count"] == r["true_count"] for r in counted) / n
-        rec = next(r for r in res["count"]["by_variant"] if r["variant"] == v)
-        assert rec["n_answered"] == n
-        assert rec["mean_abs_error"] == pytest.approx(eq9)
-        assert rec["match_ratio"] == pytest.approx(eq10)
-        assert rec["cant_tell_rate"] == pytest.approx(1 - n / len(mine))
-        assert rec["match_ratio_cant_tell_as_miss"] == pytest.approx(eq10 * n / len(mine))
+        rec = next(r for r in res.count.by_variant if r.variant == v)
+        assert rec.n_answered == n
+        assert rec.mean_abs_error == pytest.approx(eq9)
+        assert rec.match_ratio == pytest.approx(eq10)
+        assert rec.cant_tell_rate == pytest.approx(1 - n / len(mine))
+        assert rec.match_ratio_cant_tell_as_miss == pytest.approx(eq10 * n / len(mine))
 
 
 # ---------------------------------------------------------------------------
@@ -200,13 +208,13 @@ def test_the_count_intervals_use_the_acceleration_of_their_skewed_errors(monkeyp
     from evalstudy import bootstrap as bs
 
     table = _crossed_study(np.random.default_rng(12))
-    with_accel = analyze(table, n_boot=400, seed=1)["count"]["by_variant"]
+    with_accel = analyze(table, n_boot=400, seed=1).count.by_variant
     monkeypatch.setattr(bs, "_acceleration", lambda parts: np.zeros_like(parts.vu))
-    without = analyze(table, n_boot=400, seed=1)["count"]["by_variant"]
+    without = analyze(table, n_boot=400, seed=1).count.by_variant
     for a, b in zip(with_accel, without, strict=True):
-        assert a["mean_abs_error"] == b["mean_abs_error"]
-        assert a["mean_abs_error_ci"][0] > b["mean_abs_error_ci"][0]
-        assert a["mean_abs_error_ci"][1] > b["mean_abs_error_ci"][1]
+        assert a.mean_abs_error == b.mean_abs_error
+        (a_lo, a_hi), (b_lo, b_hi) = _bounds(a.mean_abs_error_ci), _bounds(b.mean_abs_error_ci)
+        assert a_lo > b_lo and a_hi > b_hi
 
 
 def _crossed_truth():
@@ -224,14 +232,15 @@ def test_both_crossings_of_the_bootstrap_are_needed_for_coverage_and_width():
     diff_hits = []
     for s in range(200):
         res = analyze(_crossed_study(rng), n_boot=300, seed=s)
-        for rec in res["count"]["by_variant"]:
-            lo, hi = rec["mean_abs_error_ci"]
-            hits.append(lo <= truth[rec["variant"]] <= hi)
+        for rec in res.count.by_variant:
+            lo, hi = _bounds(rec.mean_abs_error_ci)
+            hits.append(lo <= truth[rec.variant] <= hi)
             widths.append(hi - lo)
-            estimates[rec["variant"]].append(rec["mean_abs_error"])
-        t = next(t for t in res["tests"]["paired"] if t["measure"] == "mean_abs_error")
-        d_truth = truth[t["a"]] - truth[t["b"]]
-        diff_hits.append(t["difference_ci"][0] <= d_truth <= t["difference_ci"][1])
+            assert rec.mean_abs_error is not None
+            estimates[rec.variant].append(rec.mean_abs_error)
+        t = next(t for t in res.tests.paired if t.measure == "mean_abs_error")
+        d_truth = truth[t.a] - truth[t.b]
+        diff_hits.append(t.difference_ci[0] <= d_truth <= t.difference_ci[1])
     # The width the study-to-study spread predicts: 2 * 1.96 * its standard deviation.
     predicted = np.mean([2 * 1.96 * np.std(estimates[v], ddof=1) for v in V])
     assert 0.85 < np.mean(widths) / predicted < 1.25
@@ -335,7 +344,7 @@ def test_plackett_luce_intervals_unbias_uneven_rater_loads(monkeypatch):
             rows += _rank_rows(ev, f"r{caption}", (1, 2) if first else (2, 1), (caption % 2, 1 - caption % 2), False)
             caption += 1
     table = responses_from_rows(rows)
-    fitted = analyze(table, n_boot=400, seed=2)["preference"]["by_variant"]
+    fitted = analyze(table, n_boot=400, seed=2).preference.by_variant
     real = bs.centring_factors
 
     def equal_shares(key, group, weight, n_groups):
@@ -344,11 +353,11 @@ def test_plackett_luce_intervals_unbias_uneven_rater_loads(monkeypatch):
         return np.full(n_groups, (n - 1) / n) if n > 1 else real(key, group, weight, n_groups)
 
     monkeypatch.setattr(bs, "centring_factors", equal_shares)
-    plain = analyze(table, n_boot=400, seed=2)["preference"]["by_variant"]
+    plain = analyze(table, n_boot=400, seed=2).preference.by_variant
     for a, b in zip(fitted, plain, strict=True):
-        assert a["pl_strength"] == b["pl_strength"]
-        width = a["pl_strength_ci"][1] - a["pl_strength_ci"][0]
-        assert width > 1.2 * (b["pl_strength_ci"][1] - b["pl_strength_ci"][0])
+        assert a.pl_strength == b.pl_strength
+        (a_lo, a_hi), (b_lo, b_hi) = _bounds(a.pl_strength_ci), _bounds(b.pl_strength_ci)
+        assert a_hi - a_lo > 1.2 * (b_hi - b_lo)
 
 
 def _paired_count_study(rng, n_units=100, n_raters=8, per_image=3):
@@ -374,7 +383,7 @@ def test_a_paired_differences_variance_is_unbiased_not_floored_at_its_one_way_pa
     study-to-study variance here; the unfloored target (with its Cauchy-Schwarz floor)
     is near 1."""
     from evalstudy import bootstrap as bs
-    from evalstudy.analysis.tests import _difference_spread
+    from evalstudy.analysis.significance import _difference_spread
 
     rng = np.random.default_rng(5)
     targets, estimates = [], []

@@ -232,13 +232,13 @@ def test_prediction_powered_intervals_cover_and_the_good_judge_narrows_them(judg
     for _ in range(60):
         t, truth = _ppi_study(rng, judge)
         out = _ppi(t)
-        for rec in out["by_variant"]:
-            if rec["measure"] != "match_ratio":
+        for rec in out.by_variant:
+            if rec.measure != "match_ratio":
                 continue
-            lo, hi = rec["ci"]
-            hits += lo <= truth[rec["variant"]] <= hi
+            lo, hi = rec.ci
+            hits += lo <= truth[rec.variant] <= hi
             n += 1
-            ratio.append((rec["ci"][1] - rec["ci"][0]) / (rec["human_ci"][1] - rec["human_ci"][0]))
+            ratio.append((rec.ci[1] - rec.ci[0]) / (rec.human_ci[1] - rec.human_ci[0]))
     assert hits / n >= 0.88  # 120 intervals: the bench measures coverage to 0.01
     if judge == "good":
         assert np.mean(ratio) < 0.9

@@ -9,15 +9,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from evalstudy.design import count_prompts, preference_captions, study_items
 from evalstudy.protocol import (
     Protocol,
     ProtocolError,
     canonical_json,
-    count_prompts,
     default_comparisons,
     load_protocol,
-    preference_captions,
-    study_items,
 )
 
 ROOT = Path(__file__).resolve().parents[2]

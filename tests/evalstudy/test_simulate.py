@@ -30,8 +30,8 @@ def test_expected_scores_match_a_large_simulated_study():
                                overlap=10)
     res = analyze(simulate_study(sim, proto), proto, n_boot=20)
     expected = sim.expected_scores()
-    for rec in res["preference"]["by_variant"]:
-        assert rec["score"] == pytest.approx(expected[rec["variant"]], abs=0.06)
+    for rec in res.preference.by_variant:
+        assert rec.score == pytest.approx(expected[rec.variant], abs=0.06)
     assert sum(expected.values()) == pytest.approx(1 + 2 + 3 + 4)
 
 

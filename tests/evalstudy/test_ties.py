@@ -147,12 +147,12 @@ def test_scores_are_mean_mid_rank_scores_computed_with_scipy(tied_study):
     ranks = np.array(list(rankings.values()))
     assert any(len(set(r)) < len(r) for r in ranks.tolist())  # the study has ties
     expected = (len(variants) + 1 - sps.rankdata(ranks, axis=1)).mean(axis=0)
-    got = {s["variant"]: s["score"] for s in result["preference"]["by_variant"]}
+    got = {s.variant: s.score for s in result.preference.by_variant}
     np.testing.assert_allclose([got[v] for v in variants], expected, rtol=1e-12)
-    assert result["preference"]["has_ties"]
-    assert all(s["pl_strength"] is None and 0 < s["bt_strength"] < 1
-               for s in result["preference"]["by_variant"])
-    lo, hi = result["preference"]["by_variant"][0]["score_ci"]
+    assert result.preference.has_ties
+    assert all(s.pl_strength is None and 0 < s.bt_strength < 1
+               for s in result.preference.by_variant)
+    lo, hi = result.preference.by_variant[0].score_ci
     assert lo <= got[variants[0]] <= hi
 
 
@@ -164,14 +164,14 @@ def test_friedman_and_kendalls_w_with_ties_match_scipy(tied_study):
         by_item.setdefault(item, []).append(sps.rankdata(ranks))
     blocks = np.array([np.mean(v, axis=0) for _, v in sorted(by_item.items())])
     fr = sps.friedmanchisquare(*blocks.T)
-    got = result["tests"]["friedman"]
-    assert got["statistic"] == pytest.approx(fr.statistic, rel=1e-10)
-    assert got["p_value"] == pytest.approx(fr.pvalue, rel=1e-8)
+    got = result.tests.friedman
+    assert got.statistic == pytest.approx(fr.statistic, rel=1e-10)
+    assert got.p_value == pytest.approx(fr.pvalue, rel=1e-8)
     # Kendall's W of all rankings = Friedman's tie-corrected chi-square / (n (k - 1)).
     all_ranks = np.array(list(rankings.values()))
     fr_all = sps.friedmanchisquare(*all_ranks.T)
     w = fr_all.statistic / (len(all_ranks) * (len(variants) - 1))
-    assert result["agreement"]["kendall_w"]["all_rankings"] == pytest.approx(w, rel=1e-10)
+    assert result.agreement.kendall_w.all_rankings == pytest.approx(w, rel=1e-10)
 
 
 def _ordinal_alpha_direct(units):
@@ -202,26 +202,26 @@ def test_krippendorffs_ordinal_alpha_with_ties_matches_its_definition(tied_study
         for j, mid in enumerate(sps.rankdata(ranks).tolist()):
             units.setdefault((item, j), []).append(mid)
     expected = _ordinal_alpha_direct(list(units.values()))
-    assert result["agreement"]["rank_alpha_ordinal"]["alpha"] == pytest.approx(expected, rel=1e-10)
+    assert result.agreement.rank_alpha_ordinal.alpha == pytest.approx(expected, rel=1e-10)
 
 
 def test_pair_rates_count_wins_and_ties_of_every_pair(tied_study):
     table, result, variants = tied_study
     ranks = np.array(list(_rankings_matrix(table, variants).values()))
-    pairs = result["preference"]["pairs"]
-    assert [(p["a"], p["b"]) for p in pairs] == list(itertools.combinations(variants, 2))
+    pairs = result.preference.pairs
+    assert [(p.a, p.b) for p in pairs] == list(itertools.combinations(variants, 2))
     for p in pairs:
-        a, b = variants.index(p["a"]), variants.index(p["b"])
+        a, b = variants.index(p.a), variants.index(p.b)
         wins_a, wins_b = int((ranks[:, a] < ranks[:, b]).sum()), int((ranks[:, b] < ranks[:, a]).sum())
         ties = int((ranks[:, a] == ranks[:, b]).sum())
-        assert (p["a_wins"], p["b_wins"], p["ties"], p["n"]) == (wins_a, wins_b, ties, len(ranks))
-        assert p["win_rate"] == pytest.approx(wins_a / (wins_a + wins_b))
-        assert p["tie_rate"] == pytest.approx(ties / len(ranks))
-        assert p["win_rate_ties_half"] == pytest.approx((wins_a + ties / 2) / len(ranks))
+        assert (p.a_wins, p.b_wins, p.ties, p.n) == (wins_a, wins_b, ties, len(ranks))
+        assert p.win_rate == pytest.approx(wins_a / (wins_a + wins_b))
+        assert p.tie_rate == pytest.approx(ties / len(ranks))
+        assert p.win_rate_ties_half == pytest.approx((wins_a + ties / 2) / len(ranks))
         for name in ("win_rate", "tie_rate", "win_rate_ties_half"):
-            lo, hi = p[f"{name}_ci"]
-            assert 0 <= lo <= p[name] <= hi <= 1
-    assert "ties left out" in result["preference"]["pairs_note"]
+            lo, hi = getattr(p, f"{name}_ci")
+            assert 0 <= lo <= getattr(p, name) <= hi <= 1
+    assert "ties left out" in result.preference.pairs_note
 
 
 def test_pairwise_ab_study_with_ties():
@@ -230,17 +230,18 @@ def test_pairwise_ab_study_with_ties():
     rankings = [(f"c{k % 6}", f"e{k // 6}", r) for k, r in enumerate(answers)]
     table = responses_from_rows(_rows(rankings, ["new", "old"]), allow_ties=True)
     res = analyze(table, n_boot=200)
-    pref = res["preference"]
-    (pair,) = pref["pairs"]
-    assert (pair["a_wins"], pair["b_wins"], pair["ties"]) == (9, 4, 5)
-    new = next(s for s in pref["by_variant"] if s["variant"] == "new")
-    assert new["score"] == pytest.approx((9 * 2 + 4 * 1 + 5 * 1.5) / 18)
-    assert new["tie_rate"] == pytest.approx(5 / 18)
-    assert new["rank_counts"] == [14, 4]  # ranked 1st (ties share it) and 2nd
-    assert new["bt_strength"] / (1 - new["bt_strength"]) == pytest.approx(9 / 4, rel=1e-6)
-    assert pref["bt_tie_parameter"] == pytest.approx(5 / math.sqrt(9 * 4), rel=1e-6)
+    pref = res.preference
+    (pair,) = pref.pairs
+    assert (pair.a_wins, pair.b_wins, pair.ties) == (9, 4, 5)
+    new = next(s for s in pref.by_variant if s.variant == "new")
+    assert new.score == pytest.approx((9 * 2 + 4 * 1 + 5 * 1.5) / 18)
+    assert new.tie_rate == pytest.approx(5 / 18)
+    assert new.rank_counts == [14, 4]  # ranked 1st (ties share it) and 2nd
+    assert new.bt_strength is not None
+    assert new.bt_strength / (1 - new.bt_strength) == pytest.approx(9 / 4, rel=1e-6)
+    assert pref.bt_tie_parameter == pytest.approx(5 / math.sqrt(9 * 4), rel=1e-6)
     # "About the same" puts both images first: each counts as a first choice of its position.
-    assert sum(res["tests"]["position_bias"]["first_choice_by_position"]) == 9 + 4 + 2 * 5
+    assert sum(res.tests.position_bias.first_choice_by_position) == 9 + 4 + 2 * 5
 
 
 def test_expected_scores_and_pair_rates_with_ties_match_a_monte_carlo():

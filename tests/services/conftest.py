@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
-from webapp.generation import workerproc
+from webapp.generation import celery_workers
 
 ROOT = Path(__file__).resolve().parents[2]
 REDIS_URL = os.environ.get("FUSION_TEST_REDIS_URL", "")
@@ -72,20 +72,20 @@ class Workers:
         self.procs: list[subprocess.Popen] = []
 
     def start(self, name: str, **options) -> subprocess.Popen:
-        proc = workerproc.worker_spawn(log_path=self.logs / f"{name}.log", env=self.env, cwd=ROOT, name=name,
+        proc = celery_workers.worker_spawn(log_path=self.logs / f"{name}.log", env=self.env, cwd=ROOT, name=name,
                                        loglevel="INFO", **options)
         self.procs.append(proc)
         return proc
 
     def kill(self, proc: subprocess.Popen) -> None:
-        workerproc.worker_kill(proc)
+        celery_workers.worker_kill(proc)
 
     def logs_tail(self) -> str:
-        return "\n".join(f"--- {p.name}\n{workerproc.log_tail(p, 25)}" for p in sorted(self.logs.glob("*.log")))
+        return "\n".join(f"--- {p.name}\n{celery_workers.log_tail(p, 25)}" for p in sorted(self.logs.glob("*.log")))
 
     def stop_all(self) -> None:
         for proc in self.procs:
-            workerproc.worker_stop(proc, timeout=20)
+            celery_workers.worker_stop(proc, timeout=20)
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from tests.services.helpers import DEMO_PROTOCOL, NEUTRAL_VARIANTS, make_tiny_ch
 from tests.tiny_pipeline import save_tiny_pipeline
 from webapp.generation import services
 from webapp.generation.models import Batch
-from webapp.studies import services as study_services
+from webapp.studies import lifecycle as study_lifecycle
 from webapp.studies.models import Image
 
 pytestmark = [requires_redis, pytest.mark.services, pytest.mark.django_db(transaction=True)]
@@ -27,7 +27,7 @@ def test_a_worker_makes_a_pipelines_images_as_it_would_alone(service_env, worker
     pipeline_dir = save_tiny_pipeline(tmp_path / "outside-model")
     protocol = small_protocol(variants=NEUTRAL_VARIANTS)
     protocol["sampling"]["size"] = 32
-    study = study_services.study_create(protocol=protocol, slug="svc-pipeline", base_dir=str(DEMO_PROTOCOL.parent))
+    study = study_lifecycle.study_create(protocol=protocol, slug="svc-pipeline", base_dir=str(DEMO_PROTOCOL.parent))
     ours = services.checkpoint_register(name="ours", path=make_tiny_checkpoint(tmp_path / "ours"))
     theirs = services.checkpoint_register(name="theirs", path=pipeline_dir)
     variants = list(study.variants.order_by("index"))

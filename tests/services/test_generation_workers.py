@@ -16,7 +16,7 @@ from tests.services.conftest import manage, requires_redis, wait_for
 from tests.services.helpers import DEMO_PROTOCOL, NEUTRAL_VARIANTS, make_tiny_checkpoint, small_protocol
 from webapp.generation import services
 from webapp.generation.models import Batch, Part
-from webapp.studies import services as study_services
+from webapp.studies import lifecycle as study_lifecycle
 from webapp.studies.models import Image, Study
 
 pytestmark = [requires_redis, pytest.mark.services, pytest.mark.django_db(transaction=True)]
@@ -35,7 +35,7 @@ def checkpoints(tmp_path_factory) -> dict[str, Path]:
 
 def make_study(slug: str, checkpoint: Path, name: str) -> Study:
     """6 images per variant: 4 count prompts and 2 captions (see helpers.small_protocol)."""
-    study = study_services.study_create(protocol=small_protocol(variants=VARIANTS), slug=slug,
+    study = study_lifecycle.study_create(protocol=small_protocol(variants=VARIANTS), slug=slug,
                                         base_dir=str(DEMO_PROTOCOL.parent))
     registered = services.checkpoint_register(name=name, path=checkpoint)
     for variant in study.variants.all():

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 
 from django.contrib.auth import get_user_model
 
-from webapp.studies import services
+from webapp.studies import flow
 from webapp.studies.models import CountResponse, Entry, Evaluator, RankResponse, Study
 from webapp.studies.selectors import entry_images
 
@@ -17,30 +17,30 @@ def answer_tasks(evaluator: Evaluator, *, rng: random.Random, limit: int | None 
     """Answer the evaluator's unanswered tasks in order (at most ``limit``) as a person would,
     through the submit services; counts near the truth, a "can't tell" and a skipped ranking
     now and then. Returns how many were answered."""
-    services.evaluator_start(evaluator=services.evaluator_consent(evaluator=evaluator))
+    flow.evaluator_start(evaluator=flow.evaluator_consent(evaluator=evaluator))
     done = 0
     entries = (Entry.objects.filter(evaluator=evaluator, count_response__isnull=True, rank_response__isnull=True)
                .select_related("item__prompt", "item__image", "item__variant").order_by("index"))
     for entry in entries:
         if limit is not None and done >= limit:
             break
-        token = services.entry_token_make(entry=entry, shown_at=time.time() - rng.uniform(1.5, 9.0))
+        token = flow.entry_token_make(entry=entry, shown_at=time.time() - rng.uniform(1.5, 9.0))
         if entry.item.task == "count":
             if rng.randrange(cant_tell_every) == 0:
-                services.count_response_submit(evaluator=evaluator, token=token, answer=None, cant_tell=True)
+                flow.count_response_submit(evaluator=evaluator, token=token, answer=None, cant_tell=True)
             else:
                 truth = entry.item.true_count
                 assert truth is not None  # a count item knows its true count
-                services.count_response_submit(evaluator=evaluator, token=token,
+                flow.count_response_submit(evaluator=evaluator, token=token,
                                                answer=max(0, truth + rng.choice((-1, 0, 0, 0, 1))), cant_tell=False)
         else:
             entry_images(entry=entry)
             if rng.randrange(skip_every) == 0:
-                services.rank_response_submit(evaluator=evaluator, token=token, ranks=None, skip_reason="too_hard")
+                flow.rank_response_submit(evaluator=evaluator, token=token, ranks=None, skip_reason="too_hard")
             else:
                 ranks = list(range(1, len(entry.positions) + 1))
                 rng.shuffle(ranks)
-                services.rank_response_submit(evaluator=evaluator, token=token, ranks=ranks)
+                flow.rank_response_submit(evaluator=evaluator, token=token, ranks=ranks)
         done += 1
     return done
 
@@ -50,7 +50,7 @@ def fill_study(study: Study, n_evaluators: int, *, seed: int = 0, external_ids: 
     rng = random.Random(seed)
     out = []
     for k in range(n_evaluators):
-        ev = services.evaluator_join(study=study, external_id=f"worker-{seed}-{k}" if external_ids else "")
+        ev = flow.evaluator_join(study=study, external_id=f"worker-{seed}-{k}" if external_ids else "")
         answer_tasks(ev, rng=rng)
         out.append(ev)
     return out

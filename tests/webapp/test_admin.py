@@ -5,7 +5,7 @@ from django.test import Client
 
 from tests.factories import UserFactory
 from tests.services.helpers import DEMO_PROTOCOL, small_protocol
-from webapp.studies import services as study_services
+from webapp.studies import lifecycle as study_lifecycle
 from webapp.studies.models import Checkpoint, CountResponse, Study, Variant
 
 from .conftest import answer_data, current_task, join
@@ -22,7 +22,7 @@ def admin_client():
 
 @pytest.fixture
 def draft():
-    return study_services.study_create(protocol=small_protocol(), slug="draft", base_dir=str(DEMO_PROTOCOL.parent))
+    return study_lifecycle.study_create(protocol=small_protocol(), slug="draft", base_dir=str(DEMO_PROTOCOL.parent))
 
 
 def change_form_data(response) -> dict:

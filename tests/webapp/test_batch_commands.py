@@ -9,7 +9,7 @@ from django.core.management import CommandError, call_command
 from tests.services.helpers import DEMO_PROTOCOL, NEUTRAL_VARIANTS, make_tiny_checkpoint, small_protocol
 from webapp.generation import follow, parts, services
 from webapp.generation.models import Batch, Part
-from webapp.studies import services as study_services
+from webapp.studies import lifecycle as study_lifecycle
 
 pytestmark = pytest.mark.django_db
 
@@ -21,7 +21,7 @@ def tiny_checkpoint(tmp_path_factory):
 
 @pytest.fixture
 def study(tiny_checkpoint):
-    study = study_services.study_create(
+    study = study_lifecycle.study_create(
         protocol=small_protocol(variants=NEUTRAL_VARIANTS), slug="gen", base_dir=str(DEMO_PROTOCOL.parent))
     checkpoint = services.checkpoint_register(name="tiny", path=tiny_checkpoint)
     for variant in study.variants.all():

@@ -1,6 +1,6 @@
 """Generation batches without a broker: planning, the worker's part run, failures, recovery.
 
-Parts run in this process through ``worker.part_run`` (or the task's own ``apply``) with
+Parts run in this process through ``part_runner.part_run`` (or the task's own ``apply``) with
 an untrained tiny checkpoint and two sampling steps: real sampling, real PNG files.
 """
 
@@ -29,9 +29,9 @@ from tests.services.helpers import (
     make_tiny_checkpoints,
     small_protocol,
 )
-from webapp.generation import parts, selectors, services, tasks, worker
+from webapp.generation import part_runner, parts, selectors, services, tasks
 from webapp.generation.models import Batch, Part
-from webapp.studies import services as study_services
+from webapp.studies import lifecycle as study_lifecycle
 from webapp.studies.models import Checkpoint, Image, Item, Prompt, Study
 
 pytestmark = pytest.mark.django_db
@@ -86,7 +86,7 @@ def sent_by_sweep(monkeypatch):
 
 
 def make_study(slug="gen", **protocol_kwargs) -> Study:
-    return study_services.study_create(
+    return study_lifecycle.study_create(
         protocol=small_protocol(**protocol_kwargs), slug=slug, base_dir=str(DEMO_PROTOCOL.parent)
     )
 
@@ -118,7 +118,7 @@ def small_study(tiny_checkpoints) -> Study:
 
 
 def run_all(batch: Batch) -> list[str]:
-    return [worker.part_run(part_id=p.pk, claim=f"c{p.pk}", worker="test") for p in batch.parts.order_by("number")]
+    return [part_runner.part_run(part_id=p.pk, claim=f"c{p.pk}", worker="test") for p in batch.parts.order_by("number")]
 
 
 def png_chunks(data: bytes) -> list[bytes]:
@@ -214,7 +214,7 @@ def test_launch_plans_every_missing_image_in_parts_of_one_variant(study, django_
 
 
 def test_demo_protocol_needs_forty_images_per_variant():
-    study = study_services.study_create(
+    study = study_lifecycle.study_create(
         protocol=json.loads(DEMO_PROTOCOL.read_text()), slug="demo", base_dir=str(DEMO_PROTOCOL.parent)
     )
     plan = selectors.study_plan(study=study)
@@ -260,7 +260,7 @@ def test_batch_makes_every_image_once_with_provenance_and_opens_the_study(study,
         return real(path, **kw)
 
     monkeypatch.setattr(generator.sample, "load_sampler", load_spy)
-    monkeypatch.setattr(worker, "_SAMPLERS", type(worker._SAMPLERS)())
+    monkeypatch.setattr(part_runner, "_SAMPLERS", type(part_runner._SAMPLERS)())
     batch = services.batch_launch(study=study, steps=2, part_size=4, open_when_complete=True)
     assert run_all(batch) == ["done"] * 8
     # Each checkpoint was loaded once, for both parts that use it.
@@ -332,7 +332,7 @@ def test_same_seed_gives_the_same_image_whatever_the_chunking(study, settings):
     batch = services.batch_launch(study=study, steps=2, part_size=6)
     part = batch.parts.first()
     settings.FUSION_GENERATION_CHUNK = 6
-    worker.part_run(part_id=part.pk, claim="a", worker="test")
+    part_runner.part_run(part_id=part.pk, claim="a", worker="test")
     first = {
         (i.prompt_id, i.seed): (Path(settings.MEDIA_ROOT) / i.file).read_bytes()
         for i in Image.objects.filter(variant=part.variant)
@@ -340,7 +340,7 @@ def test_same_seed_gives_the_same_image_whatever_the_chunking(study, settings):
     Image.objects.filter(variant=part.variant).delete()
     Part.objects.filter(pk=part.pk).update(status="queued", images_done=0, claim="")
     settings.FUSION_GENERATION_CHUNK = 1
-    worker.part_run(part_id=part.pk, claim="b", worker="test")
+    part_runner.part_run(part_id=part.pk, claim="b", worker="test")
     second = {
         (i.prompt_id, i.seed): (Path(settings.MEDIA_ROOT) / i.file).read_bytes()
         for i in Image.objects.filter(variant=part.variant)
@@ -356,9 +356,9 @@ def test_same_seed_gives_the_same_image_whatever_the_chunking(study, settings):
 def test_a_done_part_run_again_writes_nothing(study, settings):
     batch = services.batch_launch(study=study, steps=2, part_size=6)
     part = batch.parts.first()
-    assert worker.part_run(part_id=part.pk, claim="a", worker="test") == "done"
+    assert part_runner.part_run(part_id=part.pk, claim="a", worker="test") == "done"
     before = sorted(Image.objects.values_list("public_id", "created_at"))
-    assert worker.part_run(part_id=part.pk, claim="b", worker="test") == "skipped"
+    assert part_runner.part_run(part_id=part.pk, claim="b", worker="test") == "skipped"
     assert sorted(Image.objects.values_list("public_id", "created_at")) == before
 
 
@@ -370,8 +370,9 @@ def test_a_part_whose_worker_died_is_requeued_and_finishes_without_duplicates(
     # A run that stored its first chunk, then its worker died (no finish, no heartbeat).
     job = parts.part_claim(part_id=part.pk, claim="dead", worker="gone", stale_after=timedelta(minutes=10))
     assert job is not None
-    sampler, _ = worker.sampler_for(path=job.checkpoint_path, sha256=job.checkpoint_sha256, name=job.checkpoint_name)
-    images = worker._generate(sampler=sampler, job=job, chunk=job.todo[:4])
+    sampler, _ = part_runner.sampler_for(path=job.checkpoint_path, sha256=job.checkpoint_sha256,
+                                         name=job.checkpoint_name)
+    images = part_runner._generate(sampler=sampler, job=job, chunk=job.todo[:4])
     assert parts.part_store_images(job=job, images=images, provenance={"run": "dead"})
     # The crash came after the fifth file was written but before its row was committed.
     orphan = job.todo[4].public_id
@@ -379,7 +380,7 @@ def test_a_part_whose_worker_died_is_requeued_and_finishes_without_duplicates(
 
     write_png_atomic(image=images[0].image, public_id=orphan, media_root=settings.MEDIA_ROOT)
     # While its heartbeat is fresh nobody else may take it; once stale, the sweep re-queues it.
-    assert worker.part_run(part_id=part.pk, claim="early", worker="test") == "skipped"
+    assert part_runner.part_run(part_id=part.pk, claim="early", worker="test") == "skipped"
     assert parts.parts_requeue_stale(stale_after=timedelta(minutes=5)) == []
     Part.objects.filter(pk=part.pk).update(heartbeat_at=timezone.now() - timedelta(minutes=11))
     settings.FUSION_PART_STALE_SECONDS = 600
@@ -395,7 +396,7 @@ def test_a_part_whose_worker_died_is_requeued_and_finishes_without_duplicates(
         return real_generate(prompts, seeds, **kw)
 
     monkeypatch.setattr(sampler, "generate", generate_spy)
-    assert worker.part_run(part_id=part.pk, claim="new", worker="test") == "done"
+    assert part_runner.part_run(part_id=part.pk, claim="new", worker="test") == "done"
     assert sorted(sampled) == sorted(w.seed for w in job.todo[4:])
     part.refresh_from_db()
     assert (part.status, part.images_done, part.attempts) == ("done", 6, 2)
@@ -434,7 +435,7 @@ def test_a_queued_part_whose_message_was_lost_is_sent_again_with_a_doubling_wait
 
 
 def test_a_missing_checkpoint_file_fails_the_part_and_retry_finishes_it(tiny_checkpoint, tmp_path, monkeypatch):
-    monkeypatch.setattr(worker, "_SAMPLERS", type(worker._SAMPLERS)())
+    monkeypatch.setattr(part_runner, "_SAMPLERS", type(part_runner._SAMPLERS)())
     folder = shutil.copytree(tiny_checkpoint, tmp_path / "movable")
     study = assign_one(
         make_study(counts=(1,), objects=("circle",), captions=1, variants=NEUTRAL_VARIANTS), folder, "movable"
@@ -458,7 +459,7 @@ def test_a_missing_checkpoint_file_fails_the_part_and_retry_finishes_it(tiny_che
 
 
 def test_weights_changed_since_registration_fail_the_part(tiny_checkpoint, other_checkpoint, tmp_path, monkeypatch):
-    monkeypatch.setattr(worker, "_SAMPLERS", type(worker._SAMPLERS)())
+    monkeypatch.setattr(part_runner, "_SAMPLERS", type(part_runner._SAMPLERS)())
     folder = shutil.copytree(tiny_checkpoint, tmp_path / "changing")
     study = assign_one(
         make_study(counts=(1,), objects=("circle",), captions=1, variants=NEUTRAL_VARIANTS), folder, "changing"
@@ -475,7 +476,7 @@ def test_weights_changed_since_registration_fail_the_part(tiny_checkpoint, other
 def test_a_transient_error_is_retried_with_backoff(study, monkeypatch):
     batch = services.batch_launch(study=study, steps=1, part_size=6)
     part = batch.parts.first()
-    real = worker.part_run
+    real = part_runner.part_run
     calls = []
 
     def flaky(**kwargs):
@@ -484,7 +485,7 @@ def test_a_transient_error_is_retried_with_backoff(study, monkeypatch):
             raise OperationalError("database is locked")
         return real(**kwargs)
 
-    monkeypatch.setattr(worker, "part_run", flaky)
+    monkeypatch.setattr(part_runner, "part_run", flaky)
     result = tasks.generate_part.apply(args=[part.pk])
     part.refresh_from_db()
     assert part.status == "done" and len(calls) == 2
@@ -500,7 +501,7 @@ def test_gives_up_after_too_many_transient_errors(study, monkeypatch):
     def always(**kwargs):
         raise OperationalError("server closed the connection")
 
-    monkeypatch.setattr(worker, "part_run", always)
+    monkeypatch.setattr(part_runner, "part_run", always)
     tasks.generate_part.apply(args=[part.pk])
     part.refresh_from_db()
     assert part.status == "failed" and "Gave up after 5 retries" in part.error
@@ -515,7 +516,7 @@ def test_cancel_stops_running_parts_and_drops_queued_ones(small_study):
     services.batch_cancel(batch=batch)
     assert set(batch.parts.values_list("status", flat=True)) == {"cancelled"}
     assert not parts.part_heartbeat(job=job)
-    assert worker.part_run(part_id=second.pk, claim="y", worker="w") == "skipped"
+    assert part_runner.part_run(part_id=second.pk, claim="y", worker="w") == "skipped"
     with pytest.raises(services.GenerationError):
         services.batch_cancel(batch=batch)
     # A new batch makes only what is missing.
@@ -534,12 +535,12 @@ def test_open_when_complete_reports_why_the_study_stayed_closed(study):
 
 
 def test_the_worker_side_imports_nothing_that_queues_work():
-    """services -> tasks -> worker -> parts, and no way back: none of the worker's modules
+    """services -> tasks -> part_runner -> parts, and no way back: none of the worker's modules
     imports services (at the top or inside a function)."""
     import ast
 
     folder = Path(__file__).resolve().parents[2] / "webapp" / "generation"
-    for name in ("tasks.py", "worker.py", "parts.py"):
+    for name in ("tasks.py", "part_runner.py", "parts.py"):
         tree = ast.parse((folder / name).read_text())
         imported = {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
         imported |= {

@@ -16,13 +16,13 @@ from django.test import Client
 from evalstudy.responses import read_responses
 from tests.factories import UserFactory
 from tests.services.helpers import DEMO_PROTOCOL, make_tiny_checkpoints, small_protocol
-from webapp.generation import selectors, services, worker
+from webapp.generation import part_runner, selectors, services
 from webapp.generation.models import Batch
 from webapp.research import exports, reports
 from webapp.research import selectors as research_selectors
 from webapp.research import services as research_services
+from webapp.studies import lifecycle as study_lifecycle
 from webapp.studies import selectors as study_selectors
-from webapp.studies import services as study_services
 from webapp.studies.models import Entry, Image, Item, Study
 
 pytestmark = pytest.mark.django_db
@@ -48,7 +48,7 @@ def make_study(checkpoints: dict[str, Path], *, judge: int = K, slug: str = "jud
     protocol["sampling"]["seed"] = SEED
     if judge:
         protocol["analysis"]["judge_images_per_cell"] = judge
-    study = study_services.study_create(protocol=protocol, slug=slug, base_dir=str(DEMO_PROTOCOL.parent))
+    study = study_lifecycle.study_create(protocol=protocol, slug=slug, base_dir=str(DEMO_PROTOCOL.parent))
     for variant in study.variants.all():
         services.checkpoint_register(name=f"tiny {variant.name}", path=checkpoints[variant.name], variant=variant)
     return study
@@ -56,7 +56,8 @@ def make_study(checkpoints: dict[str, Path], *, judge: int = K, slug: str = "jud
 
 def generate(study: Study) -> Batch:
     batch = services.batch_launch(study=study, steps=2, part_size=4, open_when_complete=True)
-    results = [worker.part_run(part_id=p.pk, claim=f"c{p.pk}", worker="test") for p in batch.parts.order_by("number")]
+    results = [part_runner.part_run(part_id=p.pk, claim=f"c{p.pk}", worker="test")
+               for p in batch.parts.order_by("number")]
     assert set(results) == {"done"}
     batch.refresh_from_db()
     study.refresh_from_db()

@@ -10,14 +10,14 @@ from django.test import Client
 from tests.factories import UserFactory
 from tests.services.helpers import DEMO_PROTOCOL, NEUTRAL_VARIANTS, make_tiny_checkpoint, small_protocol
 from webapp.generation import services
-from webapp.studies import services as study_services
+from webapp.studies import lifecycle as study_lifecycle
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def study():
-    return study_services.study_create(protocol=small_protocol(variants=NEUTRAL_VARIANTS), slug="gen",
+    return study_lifecycle.study_create(protocol=small_protocol(variants=NEUTRAL_VARIANTS), slug="gen",
                                        base_dir=str(DEMO_PROTOCOL.parent))
 
 

@@ -1,6 +1,6 @@
 """A diffusers pipeline folder as a variant's model, beside our own checkpoints.
 
-Parts run in this process (``worker.part_run``) with the tiny pipeline of
+Parts run in this process (``part_runner.part_run``) with the tiny pipeline of
 tests/tiny_pipeline.py and a tiny U-ViT checkpoint: real sampling, real PNG files.
 """
 from __future__ import annotations
@@ -14,8 +14,8 @@ from PIL import Image as PILImage
 from tests.services.helpers import DEMO_PROTOCOL, NEUTRAL_VARIANTS, make_tiny_checkpoint, small_protocol
 from tests.tiny_pipeline import save_tiny_pipeline
 from tests.webapp import test_blinding
-from webapp.generation import services, worker
-from webapp.studies import services as study_services
+from webapp.generation import part_runner, services
+from webapp.studies import lifecycle as study_lifecycle
 from webapp.studies.models import Checkpoint, Image, Study
 
 pytestmark = pytest.mark.django_db
@@ -35,7 +35,7 @@ def checkpoint_dir(tmp_path_factory) -> Path:
 def _worker_settings(settings, monkeypatch):
     settings.FUSION_GENERATION_CHUNK = 3
     settings.FUSION_TORCH_THREADS = 1
-    monkeypatch.setattr(worker, "_SAMPLERS", type(worker._SAMPLERS)())
+    monkeypatch.setattr(part_runner, "_SAMPLERS", type(part_runner._SAMPLERS)())
 
 
 def mixed_study(pipeline_dir: Path, checkpoint_dir: Path, *, slug: str = "mixed", evaluators: int = 4,
@@ -46,7 +46,7 @@ def mixed_study(pipeline_dir: Path, checkpoint_dir: Path, *, slug: str = "mixed"
     for section in ("recruitment", "practice"):  # the blinding walk: a made-up id, straight to the tasks
         protocol.pop(section, None)
     protocol["sampling"].update({"size": 32, **sampling})
-    study = study_services.study_create(protocol=protocol, slug=slug, base_dir=str(DEMO_PROTOCOL.parent))
+    study = study_lifecycle.study_create(protocol=protocol, slug=slug, base_dir=str(DEMO_PROTOCOL.parent))
     ours = services.checkpoint_register(name="in-house-uvit", path=checkpoint_dir)
     theirs = services.checkpoint_register(name="sd-finetune", path=pipeline_dir)
     variants = list(study.variants.order_by("index"))
@@ -57,7 +57,7 @@ def mixed_study(pipeline_dir: Path, checkpoint_dir: Path, *, slug: str = "mixed"
 
 
 def run_all(batch) -> list[str]:
-    return [worker.part_run(part_id=p.pk, claim=f"c{p.pk}", worker="test") for p in batch.parts.order_by("number")]
+    return [part_runner.part_run(part_id=p.pk, claim=f"c{p.pk}", worker="test") for p in batch.parts.order_by("number")]
 
 
 def test_a_pipeline_folder_registers_with_its_file_hashes_and_class(pipeline_dir):
@@ -139,7 +139,7 @@ def test_a_study_takes_each_variant_from_any_of_the_three_sources(pipeline_dir, 
 
     protocol = small_protocol(variants=NEUTRAL_VARIANTS)
     protocol["sampling"]["size"] = 32
-    study = study_services.study_create(protocol=protocol, slug="three", base_dir=str(DEMO_PROTOCOL.parent))
+    study = study_lifecycle.study_create(protocol=protocol, slug="three", base_dir=str(DEMO_PROTOCOL.parent))
     imageset_import(study=study, path=write_folder(tmp_path / "set", make_rows(study)))
     variants = list(study.variants.order_by("index"))
     services.checkpoint_register(name="ours", path=checkpoint_dir, variant=variants[0])

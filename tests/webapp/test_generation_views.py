@@ -14,7 +14,7 @@ from tests.factories import UserFactory
 from tests.services.helpers import DEMO_PROTOCOL, NEUTRAL_VARIANTS, make_tiny_checkpoint, small_protocol
 from webapp.generation import parts, services
 from webapp.generation.models import Batch, Part
-from webapp.studies import services as study_services
+from webapp.studies import lifecycle as study_lifecycle
 from webapp.studies.models import Checkpoint
 
 pytestmark = pytest.mark.django_db
@@ -28,7 +28,7 @@ def tiny_checkpoint(tmp_path_factory):
 @pytest.fixture
 def study():
     """Variants named so that one tiny checkpoint fits them all (these tests are about the pages)."""
-    return study_services.study_create(
+    return study_lifecycle.study_create(
         protocol=small_protocol(variants=NEUTRAL_VARIANTS), slug="gen", base_dir=str(DEMO_PROTOCOL.parent)
     )
 
@@ -139,7 +139,7 @@ def test_register_and_assign_checkpoints_from_the_page(staff_client, study, tiny
 
 
 def test_the_page_refuses_a_checkpoint_that_contradicts_the_variant(staff_client, tiny_checkpoint):
-    study = study_services.study_create(protocol=small_protocol(), slug="paper", base_dir=str(DEMO_PROTOCOL.parent))
+    study = study_lifecycle.study_create(protocol=small_protocol(), slug="paper", base_dir=str(DEMO_PROTOCOL.parent))
     checkpoint = services.checkpoint_register(name="tiny cross-early", path=tiny_checkpoint)
     data = {f"variant_{v.pk}": checkpoint.pk for v in study.variants.all()}
     r = staff_client.post(f"/generation/study/{study.slug}/checkpoints/", data)

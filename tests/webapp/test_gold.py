@@ -20,7 +20,7 @@ from sklearn.preprocessing import StandardScaler
 from generator.counter import count_objects
 from generator.synthetic import KINDS
 from tests.factories import generate_study_images
-from webapp.studies import services
+from webapp.studies import lifecycle
 from webapp.studies.gold import scene_render
 from webapp.studies.imagefiles import png_bytes
 from webapp.studies.models import Image
@@ -65,9 +65,9 @@ def cross_validated_auc(x: np.ndarray, y: np.ndarray) -> float:
 
 @pytest.fixture
 def opened_study():
-    study = services.study_create(protocol=_protocol(), slug="gold-look", base_dir=str(DEMO.parent))
+    study = lifecycle.study_create(protocol=_protocol(), slug="gold-look", base_dir=str(DEMO.parent))
     generate_study_images(study)
-    return services.study_open(study=study)
+    return lifecycle.study_open(study=study)
 
 
 def test_gold_images_cannot_be_told_from_generated_ones_and_keep_their_counts(opened_study):

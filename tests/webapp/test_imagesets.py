@@ -23,7 +23,7 @@ from PIL import PngImagePlugin
 from tests.services.helpers import DEMO_PROTOCOL, NEUTRAL_VARIANTS, small_protocol
 from webapp.generation import imagesets, selectors, services
 from webapp.generation.imagesets import ImageSetError, imageset_import
-from webapp.studies import services as study_services
+from webapp.studies import lifecycle as study_lifecycle
 from webapp.studies.imagefiles import png_bytes
 from webapp.studies.models import Image, Item, Prompt, Study
 
@@ -37,7 +37,7 @@ IMPORTED = ("model-c", "model-d")
 def study() -> Study:
     protocol = small_protocol(variants=NEUTRAL_VARIANTS)
     protocol["sampling"]["size"] = 32
-    return study_services.study_create(protocol=protocol, slug="outside", base_dir=str(DEMO_PROTOCOL.parent))
+    return study_lifecycle.study_create(protocol=protocol, slug="outside", base_dir=str(DEMO_PROTOCOL.parent))
 
 
 def cells(study: Study, variant: str) -> list[tuple[str, int]]:

@@ -6,9 +6,9 @@ Each is refused with the field's own message and leaves the database as it was.
 import pytest
 from django.test import Client
 
+from webapp.studies.flow import MAX_EXTERNAL_ID
 from webapp.studies.forms import CountAnswerForm
 from webapp.studies.models import CountResponse, Evaluator, RankResponse
-from webapp.studies.services import MAX_EXTERNAL_ID
 
 from .conftest import current_task
 

@@ -11,7 +11,7 @@ from django.test import Client
 from tests.factories import UserFactory
 from tests.services.helpers import DEMO_PROTOCOL, NEUTRAL_VARIANTS, small_protocol
 from webapp.research import participants
-from webapp.studies import preview, services
+from webapp.studies import lifecycle, preview
 from webapp.studies.models import CountResponse, Entry, Evaluator, Image, Item, RankResponse, Slot, Study
 
 if TYPE_CHECKING:
@@ -96,7 +96,7 @@ def test_a_preview_of_a_draft_study_draws_one_of_the_plans_opening_would_make(tm
 
     protocol = small_protocol(variants=NEUTRAL_VARIANTS)
     protocol["sampling"]["size"] = 32
-    draft = services.study_create(protocol=protocol, slug="draft", base_dir=str(DEMO_PROTOCOL.parent))
+    draft = lifecycle.study_create(protocol=protocol, slug="draft", base_dir=str(DEMO_PROTOCOL.parent))
     user = UserFactory(username="res")
     draft.researchers.add(user)
     client = Client()
@@ -108,7 +108,7 @@ def test_a_preview_of_a_draft_study_draws_one_of_the_plans_opening_would_make(tm
     assert r.status_code == 302, re.findall(r"run-error\">([^<]*)", r.content.decode())
     state = client.session[preview.SESSION_KEY]
     by_key = {it.key: it for it in Item.objects.filter(study=draft)}
-    plans = [[by_key[k].pk for _, k in p.items] for p in services.study_assignment_plans(study=draft, by_key=by_key)]
+    plans = [[by_key[k].pk for _, k in p.items] for p in lifecycle.study_assignment_plans(study=draft, by_key=by_key)]
     assert state["items"] in plans
     for _ in range(len(state["items"])):
         page = client.get("/run/draft/preview/task/").content.decode()

@@ -12,7 +12,7 @@ from django.test import Client
 
 from evalstudy.protocol import Protocol
 from tests.factories import UserFactory
-from webapp.studies import services
+from webapp.studies import lifecycle
 from webapp.studies.models import Study
 
 pytestmark = pytest.mark.django_db
@@ -93,7 +93,7 @@ def test_a_missing_file_inside_is_named_by_its_field_only(files_dir):
 @pytest.mark.parametrize("name", ["demo.json"])
 def test_the_shipped_protocols_still_work_and_keep_their_hashes(name):
     doc = json.loads((FIXTURES / "protocols" / name).read_text())
-    study = services.study_create(protocol=doc, slug="shipped", base_dir=str(FIXTURES / "protocols"))
+    study = lifecycle.study_create(protocol=doc, slug="shipped", base_dir=str(FIXTURES / "protocols"))
     assert study.protocol_hash == Protocol.from_dict(doc).content_hash()
     assert study.items.filter(task="rank").count() == 10
     r = _upload(doc)

@@ -9,7 +9,7 @@ from django.template.loader import render_to_string
 from django.test import Client
 
 from tests.factories import build_open_study
-from webapp.studies import services
+from webapp.studies import lifecycle
 
 pytestmark = pytest.mark.django_db
 
@@ -27,7 +27,7 @@ def _h1(html: str) -> str:
 
 
 def test_the_paused_page_uses_the_public_title(study):
-    services.study_pause(study=study)
+    lifecycle.study_pause(study=study)
     page = Client().get(f"/join/{study.invite_token}/").content.decode()
     assert _h1(page) == PUBLIC and INTERNAL not in page
 

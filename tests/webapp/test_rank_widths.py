@@ -20,7 +20,7 @@ from django.test import Client
 from evalstudy.ranks import RankError, check_ranks
 from tests.factories import fill_study_images
 from webapp.research import exports
-from webapp.studies import services
+from webapp.studies import flow, lifecycle
 from webapp.studies.models import Entry, Image, RankResponse, Slot
 
 from .conftest import current_task, join
@@ -44,10 +44,10 @@ def ranking_protocol(n: int, *, allow_ties: bool, evaluators: int = 2) -> dict:
 
 
 def open_study(n: int, *, allow_ties: bool, evaluators: int = 2, slug: str = ""):
-    study = services.study_create(protocol=ranking_protocol(n, allow_ties=allow_ties, evaluators=evaluators),
+    study = lifecycle.study_create(protocol=ranking_protocol(n, allow_ties=allow_ties, evaluators=evaluators),
                                   slug=slug or f"w{n}{'t' if allow_ties else ''}")
     fill_study_images(study)
-    return services.study_open(study=study)
+    return lifecycle.study_open(study=study)
 
 
 def stored() -> int:
@@ -118,8 +118,8 @@ def test_the_service_refuses_a_wrong_width_a_forbidden_tie_and_a_malformed_tie_i
     token = current_task(client, study)["task"]["token"]
     for ranks, code in (([1, 2, 3], "wrong_width"), ([1, 1, 3, 4], "tie_not_allowed"),
                         ([1, 2, 3, 3], "tie_not_allowed"), ([1, 2, 3, 4, 5], "wrong_width")):
-        with pytest.raises(services.SubmissionError) as err:
-            services.rank_response_submit(evaluator=evaluator, token=token, ranks=ranks)
+        with pytest.raises(flow.SubmissionError) as err:
+            flow.rank_response_submit(evaluator=evaluator, token=token, ranks=ranks)
         assert err.value.code == code and err.value.status == 400
     assert stored() == 0
 
@@ -203,16 +203,16 @@ def test_a_check_constraint_failure_is_a_400_not_already_answered(monkeypatch):
     refuses (here with the service's own check switched off) is a plain 400."""
     study = open_study(3, allow_ties=True)
     client = join(Client(), study)
-    monkeypatch.setattr(services, "check_ranks", lambda *a, **k: None)
+    monkeypatch.setattr(flow, "check_ranks", lambda *a, **k: None)
     r = post(client, study, ranks_data([1, 1, 2]))
     assert r.status_code == 400 and r.json()["error"]["code"] == "invalid"
     assert stored() == 0
     monkeypatch.undo()
     token = current_task(client, study)["task"]["token"]
     evaluator = study.evaluators.get()
-    services.rank_response_submit(evaluator=evaluator, token=token, ranks=[1, 2, 3])
-    with pytest.raises(services.SubmissionError) as err:
-        services.rank_response_submit(evaluator=evaluator, token=token, ranks=[1, 2, 3])
+    flow.rank_response_submit(evaluator=evaluator, token=token, ranks=[1, 2, 3])
+    with pytest.raises(flow.SubmissionError) as err:
+        flow.rank_response_submit(evaluator=evaluator, token=token, ranks=[1, 2, 3])
     assert err.value.code == "already_answered" and err.value.status == 409
 
 

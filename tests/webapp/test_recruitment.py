@@ -6,7 +6,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from tests.factories import build_open_study
-from webapp.studies import recruitment, services
+from webapp.studies import flow, lifecycle, recruitment
 from webapp.studies.models import CountResponse, Evaluator, Study
 
 from .conftest import PID, current_task, demo_protocol, join
@@ -37,7 +37,7 @@ def test_a_full_study_gives_the_full_code_and_url(panel_study):
     assert demo_protocol()["recruitment"]["full"]["code"] in page and _link("full") in page
 
 
-@pytest.mark.parametrize("change", [services.study_close, services.study_pause])
+@pytest.mark.parametrize("change", [lifecycle.study_close, lifecycle.study_pause])
 def test_a_closed_or_paused_study_gives_the_closed_code_and_url(panel_study, change):
     change(study=panel_study)
     r = Client().get(f"/join/{panel_study.invite_token}/", {"PROLIFIC_PID": PID})
@@ -49,15 +49,15 @@ def test_a_closed_or_paused_study_gives_the_closed_code_and_url(panel_study, cha
 
 def test_a_pause_stops_newcomers_but_not_those_at_work(panel_study):
     client = join(Client(), panel_study, PROLIFIC_PID=PID)
-    services.study_pause(study=panel_study)
+    lifecycle.study_pause(study=panel_study)
     task = current_task(client, panel_study)["task"]
     data = {"kind": "count", "token": task["token"], "answer": "2"} if task["kind"] == "count" else {
         "kind": "rank", "token": task["token"], **{f"rank_{i}": str(i + 1) for i in range(4)}}
     assert client.post(f"/e/{panel_study.slug}/task/", data).status_code == 302
-    services.study_resume(study=panel_study)
+    lifecycle.study_resume(study=panel_study)
     assert Study.objects.get(pk=panel_study.pk).status == "open"
-    with pytest.raises(services.StudySetupError, match="Only a paused study"):
-        services.study_resume(study=panel_study)
+    with pytest.raises(lifecycle.StudySetupError, match="Only a paused study"):
+        lifecycle.study_resume(study=panel_study)
 
 
 def test_declining_takes_no_place_and_gives_the_declined_code(panel_study):
@@ -110,8 +110,8 @@ def test_the_time_estimate_uses_the_pilot_then_the_running_median(panel_study):
     panel_study.slots.create(number=1, seed=1, items=panel_study.slots.get(number=0).items)
     panel_study.slots.create(number=2, seed=2, items=panel_study.slots.get(number=0).items)
     for k in range(3):
-        ev = services.evaluator_join(study=panel_study, external_id=f"{k:024x}")
-        services.evaluator_consent(evaluator=ev)
+        ev = flow.evaluator_join(study=panel_study, external_id=f"{k:024x}")
+        flow.evaluator_consent(evaluator=ev)
         for entry in ev.entries.all():
             if entry.item.task == "count":
                 CountResponse.objects.create(entry=entry, evaluator=ev, item=entry.item, answer=1, seconds=30.0)
@@ -124,8 +124,8 @@ def test_the_time_estimate_uses_the_pilot_then_the_running_median(panel_study):
         assert recruitment.time_estimate(study=panel_study, n_tasks=20) == estimate
     assert len(ctx.captured_queries) == 1
     panel_study.slots.create(number=3, seed=3, items=panel_study.slots.get(number=0).items)
-    ev = services.evaluator_join(study=panel_study, external_id=f"{9:024x}")
-    services.evaluator_consent(evaluator=ev)
+    ev = flow.evaluator_join(study=panel_study, external_id=f"{9:024x}")
+    flow.evaluator_consent(evaluator=ev)
     for entry in ev.entries.filter(item__task="count"):
         CountResponse.objects.create(entry=entry, evaluator=ev, item=entry.item, answer=1, seconds=90.0)
     Evaluator.objects.filter(pk=ev.pk).update(finished_at="2026-01-01T00:00:00Z")

@@ -9,7 +9,7 @@ import pytest
 
 from tests.webapp.research_support import researcher_of
 from webapp.research import reports, services
-from webapp.studies import services as study_services
+from webapp.studies import lifecycle as study_lifecycle
 
 pytestmark = pytest.mark.django_db
 
@@ -18,7 +18,7 @@ DEMO = Path(__file__).resolve().parents[2] / "fixtures" / "protocols" / "demo.js
 
 @pytest.fixture
 def study():
-    return study_services.study_create(protocol=json.loads(DEMO.read_text()), slug="demo", base_dir=str(DEMO.parent))
+    return study_lifecycle.study_create(protocol=json.loads(DEMO.read_text()), slug="demo", base_dir=str(DEMO.parent))
 
 
 def _rows(study) -> dict[str, str]:
@@ -49,6 +49,6 @@ def test_the_dashboard_form_starts_with_the_consent_sections_ethics(client, stud
 def test_a_protocol_without_consent_says_not_given():
     doc = json.loads(DEMO.read_text())
     doc.pop("consent")
-    study = study_services.study_create(protocol=doc, slug="plain", base_dir=str(DEMO.parent))
+    study = study_lifecycle.study_create(protocol=doc, slug="plain", base_dir=str(DEMO.parent))
     rows = _rows(study)
     assert rows["pay"] == "not given" and rows["ethics"] == "not given"

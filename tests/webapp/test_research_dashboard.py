@@ -15,7 +15,7 @@ from evalstudy.analysis.result import AnalysisResult
 from tests.webapp.research_support import answer_tasks, fill_study, researcher_of, update_results
 from webapp.research import reports, selectors, services
 from webapp.research.models import ReportDetails, ResultFigure, StudyResult
-from webapp.studies import services as study_services
+from webapp.studies import flow as study_flow
 from webapp.studies.models import CountResponse, Evaluator, Item, RankResponse
 
 pytestmark = pytest.mark.django_db
@@ -47,7 +47,7 @@ def test_progress_counts_evaluators_answers_and_coverage(study, researcher):
     n_tasks = len(study.slots.first().items)
     assert p["answers_planned"] == 3 * n_tasks and p["items"]["planned"] == n_tasks
 
-    first = study_services.evaluator_join(study=study, external_id="w1")
+    first = study_flow.evaluator_join(study=study, external_id="w1")
     answer_tasks(first, rng=random.Random(1), limit=4)
     p = progress(researcher, study)
     assert p["evaluators"]["started"] == 1 and p["evaluators"]["finished"] == 0
@@ -157,10 +157,10 @@ def test_no_research_get_computes_an_analysis(study, researcher, monkeypatch):
 
 
 def test_an_undo_then_a_new_answer_is_a_new_state(study):
-    ev = study_services.evaluator_join(study=study, external_id="w-undo")
+    ev = study_flow.evaluator_join(study=study, external_id="w-undo")
     answer_tasks(ev, rng=random.Random(2), limit=3)  # not finished: a finished evaluator cannot undo
     before, n = selectors.responses_fingerprint(study=study)
-    study_services.response_undo_last(evaluator=Evaluator.objects.get(pk=ev.pk))
+    study_flow.response_undo_last(evaluator=Evaluator.objects.get(pk=ev.pk))
     answer_tasks(Evaluator.objects.get(pk=ev.pk), rng=random.Random(3), limit=1)
     after, m = selectors.responses_fingerprint(study=study)
     assert n == m and before != after

@@ -13,7 +13,7 @@ from tests.factories import build_open_study, make_image
 from tests.webapp.research_support import fill_study, researcher_of
 from webapp.research import exports, services
 from webapp.research.exports import worker_id_hash
-from webapp.studies import services as study_services
+from webapp.studies import lifecycle as study_lifecycle
 from webapp.studies.models import CountResponse, Evaluator, Image, Item, RankResponse
 
 pytestmark = pytest.mark.django_db
@@ -23,7 +23,7 @@ DEMO = Path(__file__).resolve().parents[2] / "fixtures" / "protocols" / "demo.js
 
 def open_demo_study(slug="demo"):
     """The demo protocol's study with stand-in images, opened: 20 places, overlap 3, gold, repeats."""
-    study = study_services.study_create(protocol=json.loads(DEMO.read_text()), slug=slug, base_dir=str(DEMO.parent))
+    study = study_lifecycle.study_create(protocol=json.loads(DEMO.read_text()), slug=slug, base_dir=str(DEMO.parent))
     for item in Item.objects.filter(study=study, task="count", is_gold=False):
         img = make_image(study=study, prompt=item.prompt, variant=item.variant, seed=item.seed,
                          provenance={"checkpoint_sha256": "cd" * 32})
@@ -32,7 +32,7 @@ def open_demo_study(slug="demo"):
     for item in Item.objects.filter(study=study, task="rank"):
         for v in study.variants.all():
             make_image(study=study, prompt=item.prompt, variant=v, seed=item.seed)
-    return study_services.study_open(study=study)
+    return study_lifecycle.study_open(study=study)
 
 
 def read_csv(path_or_text):
@@ -173,7 +173,7 @@ def test_simulate_responses_uses_the_evaluators_services(study):
 
 def test_simulate_responses_respects_the_study(study):
     closed = build_open_study(n_slots=1)
-    study_services.study_close(study=closed)
+    study_lifecycle.study_close(study=closed)
     with pytest.raises(CommandError, match="closed"):
         call_command("simulate_responses", closed.slug, "--evaluators", "1")
     with pytest.raises(CommandError, match="Unknown variant"):

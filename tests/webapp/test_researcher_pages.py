@@ -11,7 +11,7 @@ from django.http import StreamingHttpResponse
 from django.test import Client
 
 from tests.factories import UserFactory, build_open_study
-from webapp.studies import services
+from webapp.studies import lifecycle
 from webapp.studies.models import Evaluator, Study
 
 from .conftest import current_task, join
@@ -108,7 +108,7 @@ def test_pause_and_close_need_a_confirmation(researcher, study):
 
 
 def test_opening_a_draft_without_its_images_says_why(admin):
-    study = services.study_create(protocol=json.loads(DEMO.read_text()), slug="d", base_dir=str(DEMO.parent))
+    study = lifecycle.study_create(protocol=json.loads(DEMO.read_text()), slug="d", base_dir=str(DEMO.parent))
     r = logged_in(admin).post("/run/d/status/", {"action": "open", "confirm": "on"})
     assert r.status_code == 409 and "images are still missing" in r.content.decode()
     assert Study.objects.get(pk=study.pk).status == "draft"

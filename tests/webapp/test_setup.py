@@ -10,7 +10,7 @@ from PIL import Image as PILImage
 from evalstudy.protocol import load_protocol
 from generator.counter import count_objects
 from tests.factories import fill_study_images
-from webapp.studies import services
+from webapp.studies import lifecycle
 from webapp.studies.models import Image, Item, Slot, Study
 
 pytestmark = pytest.mark.django_db
@@ -21,7 +21,7 @@ DEMO = Path(__file__).resolve().parents[2] / "fixtures" / "protocols" / "demo.js
 def create_demo(slug="demo", **overrides):
     protocol = json.loads(DEMO.read_text())
     protocol.update(overrides)
-    return services.study_create(protocol=protocol, slug=slug, base_dir=str(DEMO.parent))
+    return lifecycle.study_create(protocol=protocol, slug=slug, base_dir=str(DEMO.parent))
 
 
 fill_images = fill_study_images
@@ -47,7 +47,7 @@ def test_gold_images_are_rendered_at_open_with_their_true_count_and_the_models_s
     gold = Item.objects.filter(study=study, is_gold=True)
     assert gold.count() == 2 and not gold.filter(image__isnull=False).exists()
     fill_images(study)
-    services.study_open(study=study)
+    lifecycle.study_open(study=study)
     model_size = Image.objects.filter(study=study, source="model").first().width
     for item in gold:
         with PILImage.open(Path(settings.MEDIA_ROOT) / item.image.file) as img:
@@ -59,28 +59,28 @@ def test_gold_the_renderer_cannot_draw_is_refused():
     protocol = json.loads(DEMO.read_text())
     protocol["count_task"]["objects"].append({"name": "bus", "singular": "bus", "plural": "buses", "article": "a"})
     protocol["quality_control"]["gold"].append({"id": "g9", "object": "bus", "count": 2, "colour": "red"})
-    with pytest.raises(services.StudySetupError, match="cannot draw"):
-        services.study_create(protocol=protocol, slug="bus", base_dir=str(DEMO.parent))
+    with pytest.raises(lifecycle.StudySetupError, match="cannot draw"):
+        lifecycle.study_create(protocol=protocol, slug="bus", base_dir=str(DEMO.parent))
     assert Study.objects.count() == 0
 
 
 def test_invalid_protocol_stores_nothing():
-    with pytest.raises(services.StudySetupError, match="Invalid protocol"):
+    with pytest.raises(lifecycle.StudySetupError, match="Invalid protocol"):
         create_demo(variants=[])
     assert Study.objects.count() == 0 and Image.objects.count() == 0
 
 
 def test_duplicate_slug_is_refused():
     create_demo()
-    with pytest.raises(services.StudySetupError, match="exists"):
+    with pytest.raises(lifecycle.StudySetupError, match="exists"):
         create_demo()
     assert Study.objects.count() == 1
 
 
 def test_open_needs_every_image():
     study = create_demo()
-    with pytest.raises(services.StudySetupError, match="missing"):
-        services.study_open(study=study)
+    with pytest.raises(lifecycle.StudySetupError, match="missing"):
+        lifecycle.study_open(study=study)
     study.refresh_from_db()
     assert study.status == "draft" and Slot.objects.count() == 0
 
@@ -88,7 +88,7 @@ def test_open_needs_every_image():
 def test_open_plans_slots_with_overlap_gold_and_repeats():
     study = create_demo()
     fill_images(study)
-    services.study_open(study=study)
+    lifecycle.study_open(study=study)
     study.refresh_from_db()
     proto = load_protocol(DEMO)
     assert study.status == "open"

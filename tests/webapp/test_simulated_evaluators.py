@@ -14,7 +14,7 @@ from tests.factories import build_open_study
 from tests.webapp.research_support import fill_study, researcher_of
 from webapp.research import exports, participants, services
 from webapp.research.models import StudyResult
-from webapp.studies import services as study_services
+from webapp.studies import flow as study_flow
 from webapp.studies.models import CountResponse, Entry, Evaluator, RankResponse, Slot
 
 pytestmark = pytest.mark.django_db
@@ -44,7 +44,7 @@ def test_simulated_evaluators_take_no_place_and_follow_the_slots_plans():
     assert plans == [slots[0], slots[1], slots[2], slots[0], slots[1]]
     # every place is still free for people, who join and consent as before
     assert participants.study_places(study=study).free == 3
-    people = [study_services.evaluator_consent(evaluator=study_services.evaluator_join(study=study))
+    people = [study_flow.evaluator_consent(evaluator=study_flow.evaluator_join(study=study))
               for _ in range(3)]
     assert all(p.slot_id for p in people)
     assert "take no participant's place" in message and f"remove_simulated {study.slug}" in message
@@ -118,16 +118,16 @@ def test_remove_simulated_deletes_them_and_their_results_and_keeps_people(settin
 def test_simulate_responses_ends_with_an_operators_note_when_the_study_changes(monkeypatch):
     """The study closing or pausing under a run is no failure of the command: exit 0, say so."""
     study = build_open_study(n_slots=3)
-    real_join = study_services.evaluator_join
+    real_join = study_flow.evaluator_join
     calls = []
 
     def join_then_pause(**kwargs):
         calls.append(1)
         if len(calls) == 3:
-            raise study_services.StudyUnavailable("This study is paused and takes no new participants at the moment.")
+            raise study_flow.StudyUnavailable("This study is paused and takes no new participants at the moment.")
         return real_join(**kwargs)
 
-    monkeypatch.setattr(study_services, "evaluator_join", join_then_pause)
+    monkeypatch.setattr(study_flow, "evaluator_join", join_then_pause)
     message = _simulate(study, 5)  # no CommandError: exit status 0
     assert "2 simulated evaluators answered" in message
     assert "Stopped after 2 of 5: This study is paused" in message

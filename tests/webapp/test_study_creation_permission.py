@@ -67,7 +67,7 @@ def test_a_researcher_without_it_sees_no_link_and_a_403_that_speaks_to_researche
 
 def test_the_demo_researcher_may_create_studies(tmp_path, settings):
     from webapp.generation.demo import demo_users_ensure
-    from webapp.studies.services import study_create
+    from webapp.studies.lifecycle import study_create
 
     settings.VAR_DIR = tmp_path
     study = study_create(protocol=json.loads(DEMO.read_text()), slug="demo", base_dir=str(DEMO.parent))

@@ -1,4 +1,4 @@
-"""A study's status moves only as services.STUDY_TRANSITIONS says, whoever asks: the
+"""A study's status moves only as lifecycle.STUDY_TRANSITIONS says, whoever asks: the
 researcher's page, the admin, or `manage.py study_status`."""
 import io
 
@@ -6,7 +6,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from tests.services.helpers import DEMO_PROTOCOL, small_protocol
-from webapp.studies import services
+from webapp.studies import lifecycle
 from webapp.studies.models import Study
 
 pytestmark = pytest.mark.django_db
@@ -18,7 +18,7 @@ EXPECTED = {  # status -> the actions it allows
 
 
 def a_study(status: str) -> Study:
-    study = services.study_create(protocol=small_protocol(), slug=f"s-{status}", base_dir=str(DEMO_PROTOCOL.parent))
+    study = lifecycle.study_create(protocol=small_protocol(), slug=f"s-{status}", base_dir=str(DEMO_PROTOCOL.parent))
     Study.objects.filter(pk=study.pk).update(status=status)
     study.refresh_from_db()
     return study
@@ -26,21 +26,21 @@ def a_study(status: str) -> Study:
 
 @pytest.mark.parametrize("status", STATUSES)
 def test_each_status_allows_exactly_its_actions(status):
-    assert services.study_actions_allowed(status=status) == EXPECTED[status]
+    assert lifecycle.study_actions_allowed(status=status) == EXPECTED[status]
 
 
 @pytest.mark.parametrize("status", ["draft", "closed"])
 def test_only_an_open_or_paused_study_can_be_closed_and_a_refusal_changes_nothing(status):
     study = a_study(status)
-    with pytest.raises(services.StudySetupError, match="Only an open or paused study can be closed"):
-        services.study_close(study=study)
+    with pytest.raises(lifecycle.StudySetupError, match="Only an open or paused study can be closed"):
+        lifecycle.study_close(study=study)
     study.refresh_from_db()
     assert study.status == status and study.closed_at is None
 
 
 @pytest.mark.parametrize("status", ["open", "paused"])
 def test_an_open_or_paused_study_closes(status):
-    study = services.study_close(study=a_study(status))
+    study = lifecycle.study_close(study=a_study(status))
     assert study.status == "closed" and study.closed_at is not None
 
 
@@ -48,8 +48,8 @@ def test_an_open_or_paused_study_closes(status):
                                                 ("resume", "closed")])
 def test_pause_and_resume_refuse_the_wrong_status(action, status):
     study = a_study(status)
-    with pytest.raises(services.StudySetupError, match="Only an? .* study can be"):
-        getattr(services, f"study_{action}")(study=study)
+    with pytest.raises(lifecycle.StudySetupError, match="Only an? .* study can be"):
+        getattr(lifecycle, f"study_{action}")(study=study)
     study.refresh_from_db()
     assert study.status == status
 

@@ -7,7 +7,7 @@ from django.core import signing
 from django.db import IntegrityError, connection, transaction
 from django.test import Client
 
-from webapp.studies import services
+from webapp.studies import flow
 from webapp.studies.models import CountResponse, Entry, Evaluator, RankResponse, Study
 
 from .conftest import current_task, join
@@ -141,9 +141,9 @@ def test_two_concurrent_submissions_store_exactly_one(study):
     def submit(answer):
         try:
             barrier.wait(timeout=5)
-            services.count_response_submit(evaluator=evaluator, token=task["token"], answer=answer, cant_tell=False)
+            flow.count_response_submit(evaluator=evaluator, token=task["token"], answer=answer, cant_tell=False)
             outcomes.append("stored")
-        except services.SubmissionError as exc:
+        except flow.SubmissionError as exc:
             outcomes.append(exc.code)
         finally:
             connection.close()

@@ -23,8 +23,8 @@ from django.urls import reverse
 
 from evalstudy.protocol import Protocol
 from webapp.ownerfiles import owner_only_text
+from webapp.studies.lifecycle import study_create
 from webapp.studies.models import Checkpoint, Study
-from webapp.studies.services import study_create
 
 from . import services
 from .models import Batch

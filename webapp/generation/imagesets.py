@@ -33,8 +33,8 @@ from PIL import Image as PILImage
 from PIL import UnidentifiedImageError
 
 from webapp.studies.imagefiles import relative_path_for, write_png_atomic
+from webapp.studies.lifecycle import study_attach_images
 from webapp.studies.models import Image, Prompt, Study, Variant, new_public_id
-from webapp.studies.services import study_attach_images
 
 from . import selectors
 

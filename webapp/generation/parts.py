@@ -23,8 +23,8 @@ from django.utils import timezone
 from PIL import Image as PILImage
 
 from webapp.studies.imagefiles import relative_path_for, write_png_atomic
+from webapp.studies.lifecycle import StudySetupError, study_attach_images, study_open
 from webapp.studies.models import Image, Prompt, Study, new_public_id
-from webapp.studies.services import StudySetupError, study_attach_images, study_open
 
 from . import selectors
 from .models import Batch, Part

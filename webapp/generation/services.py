@@ -18,9 +18,9 @@ from generator.defaults import CFG_SCALE, STEPS
 from webapp.studies.models import Checkpoint, Image, Study, Variant, new_public_id
 
 from . import selectors
+from .celery_workers import broker_prepare
 from .models import MAX_PART_SIZE, Batch, Part
 from .tasks import generate_part
-from .workerproc import broker_prepare
 
 
 class GenerationError(ValueError):

@@ -13,7 +13,7 @@ import uuid
 from celery import shared_task
 from django.db import DatabaseError, InterfaceError, OperationalError
 
-from . import parts, worker
+from . import part_runner, parts
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ def generate_part(self, part_id: int, claim: str | None = None) -> str:
     claim = claim or uuid.uuid4().hex
     host = self.request.hostname or "local"
     try:
-        return worker.part_run(part_id=part_id, claim=claim, worker=host)
+        return part_runner.part_run(part_id=part_id, claim=claim, worker=host)
     except parts.PartFailure as exc:
         parts.part_fail(part_id=part_id, claim=claim, message=str(exc))
         return "failed"
@@ -65,7 +65,7 @@ def generate_part(self, part_id: int, claim: str | None = None) -> str:
 @shared_task(acks_late=True)
 def requeue_stale_parts() -> list[int]:
     """Send again the running parts whose worker vanished (run by Celery beat)."""
-    requeued = parts.parts_requeue_stale(stale_after=worker.stale_after())
+    requeued = parts.parts_requeue_stale(stale_after=part_runner.stale_after())
     for part_id in requeued:  # committed by now: a worker finds the part queued
         generate_part.delay(part_id)
     if requeued:

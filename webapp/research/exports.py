@@ -22,9 +22,17 @@ import hashlib
 import hmac
 import io
 import json
-from collections.abc import Iterator
+import math
+from collections.abc import Iterator, Sequence
 
-from evalstudy.responses import RESPONSE_COLUMNS
+from evalstudy.responses import (
+    FLAG_COLUMNS,
+    RESPONSE_COLUMNS,
+    STRING_COLUMNS,
+    ResponseError,
+    ResponseTable,
+    table_from_columns,
+)
 from webapp.studies.models import Study
 
 from . import selectors
@@ -91,6 +99,35 @@ def response_rows(*, study: Study, include_simulated: bool = False,
     for j in selectors.judge_only_images(study=study):
         yield ("count", j.key, "", j.variant, j.prompt, j.object, j.true_count, None, None, SKIPPED_COUNT, "", None,
                None, 0, j.public_id, j.seed, j.auto_count, "")
+
+
+def response_table(*, study: Study, include_simulated: bool = False, variants: Sequence[str] | None = None,
+                   allow_ties: bool = False) -> ResponseTable:
+    """The rows of the CSV export as evalstudy's table, without the text in between: each
+    column holds what ``evalstudy.responses.read_responses`` reads back from the export
+    (text stripped as it strips a cell, an empty number NaN), checked by the same table rules
+    (``table_from_columns``). With ``variants`` (the protocol's), a variant not among them is
+    an error, as when reading the file. ResponseError when there are no rows or a rule fails."""
+    columns: list[list] = [[] for _ in RESPONSE_COLUMNS]
+    for row in response_rows(study=study, include_simulated=include_simulated):
+        for column, value in zip(columns, row, strict=True):
+            column.append(value)
+    if not columns[0]:
+        raise ResponseError(["no responses"])
+    table: dict[str, list] = {}
+    for name, values in zip(RESPONSE_COLUMNS, columns, strict=True):
+        if name in STRING_COLUMNS:
+            table[name] = ["" if v is None else str(v).strip() for v in values]
+        elif name in FLAG_COLUMNS:
+            table[name] = [bool(v) for v in values]
+        else:
+            table[name] = [math.nan if v is None else float(v) for v in values]
+    if variants is not None:
+        unknown = sorted(set(table["variant"]) - set(variants) - {""})
+        if unknown:
+            raise ResponseError([f"variant {v!r} is not one of the protocol's variants {list(variants)}"
+                                 for v in unknown])
+    return table_from_columns(table, allow_ties=allow_ties)
 
 
 def csv_chunks(*, study: Study, include_simulated: bool = False,

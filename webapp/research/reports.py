@@ -409,12 +409,12 @@ def provenance_text(result: AnalysisResult) -> str:
     """Which code computed the numbers: "Computed at commit <sha> with numpy 2.4.6, scipy
     1.17.1." ("" for results stored before this was recorded)."""
     prov = result.settings.provenance
-    if not prov:
+    if prov is None:
         return ""
-    commit = prov.get("commit")
-    where = f"commit {commit}" + (" with uncommitted changes" if prov.get("dirty") else "") if commit \
+    commit = prov.commit
+    where = f"commit {commit}" + (" with uncommitted changes" if prov.dirty else "") if commit \
         else "an unknown commit (no git checkout)"
-    packages = ", ".join(f"{name} {version or 'not installed'}" for name, version in prov.get("packages", {}).items())
+    packages = ", ".join(f"{name} {version or 'not installed'}" for name, version in prov.packages.items())
     return f"Computed at {where}, with {packages}." if packages else f"Computed at {where}."
 
 

@@ -15,7 +15,7 @@ from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
-from webapp.studies import recruitment, selectors, services
+from webapp.studies import lifecycle, recruitment, selectors
 from webapp.studies.models import Study
 
 from . import participants
@@ -31,7 +31,7 @@ def protocol_upload_dir():
 
 
 # How each action reads on its button and in its confirmation (which status it needs is
-# services.STUDY_TRANSITIONS').
+# lifecycle.STUDY_TRANSITIONS').
 ACTIONS = {
     "open": ("Open the study", "Participants can join with the invite link."),
     "pause": ("Pause the study", "Nobody new can join; people already in may finish."),
@@ -66,9 +66,9 @@ def study_new(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
-            study = services.study_create(protocol=data["protocol"], slug=data["slug"], title=data["title"],
+            study = lifecycle.study_create(protocol=data["protocol"], slug=data["slug"], title=data["title"],
                                           base_dir=str(protocol_upload_dir()), researchers=[request.user])
-        except services.StudySetupError as exc:
+        except lifecycle.StudySetupError as exc:
             form.add_error(None, str(exc))
         else:
             return redirect("studies:run", slug=study.slug)
@@ -79,7 +79,7 @@ def study_new(request: HttpRequest) -> HttpResponse:
 def study_run(request: HttpRequest, study: Study, *, form: StudyStatusForm | None = None,
               error: str = "") -> HttpResponse:
     """The study's control page: status, invite link, places, and the actions it allows."""
-    allowed = services.study_actions_allowed(status=study.status)
+    allowed = lifecycle.study_actions_allowed(status=study.status)
     return render(request, "research/run/run.html", {
         "study": study, "links": invite_links(study), "places": participants.study_places(study=study),
         "actions": [(name, ACTIONS[name][0]) for name in allowed], "confirm": form, "error": error,
@@ -106,11 +106,11 @@ def study_status(request: HttpRequest, study: Study) -> HttpResponse:
     action = form.cleaned_data["action"]
     if not form.cleaned_data["confirm"]:
         return study_run(request, study.slug, form=form)
-    change = {"open": services.study_open, "pause": services.study_pause,
-              "resume": services.study_resume, "close": services.study_close}[action]
+    change = {"open": lifecycle.study_open, "pause": lifecycle.study_pause,
+              "resume": lifecycle.study_resume, "close": lifecycle.study_close}[action]
     try:
         change(study=study)
-    except services.StudySetupError as exc:
+    except lifecycle.StudySetupError as exc:
         return study_run(request, study.slug, error=str(exc))
     return redirect("studies:run", slug=study.slug)
 
@@ -153,7 +153,7 @@ def study_rehearsal_copy(request: HttpRequest, study: Study) -> HttpResponse:
     (``researcher_view``)."""
     slug = request.POST.get("slug", "").strip() or f"{study.slug}-rehearsal"
     try:
-        copy = services.study_copy_for_rehearsal(study=study, slug=slug[:50])
-    except services.StudySetupError as exc:
+        copy = lifecycle.study_copy_for_rehearsal(study=study, slug=slug[:50])
+    except lifecycle.StudySetupError as exc:
         return study_run(request, study.slug, error=str(exc))
     return redirect("studies:run", slug=copy.slug)

@@ -5,8 +5,6 @@ Keyword-only, typed; database writes are atomic.
 """
 from __future__ import annotations
 
-import io
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,10 +16,9 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from evalstudy.analysis import AnalysisResult, analyze
-from evalstudy.figures import write_figures
-from evalstudy.responses import read_responses
+from evalstudy.figures import render_figures
 from evalstudy.simulate import COUNT_SECONDS, RANK_SECONDS, RaterSimulator
-from webapp.studies import services as study_services
+from webapp.studies import flow as study_flow
 from webapp.studies.models import Entry, Evaluator, Item, RankResponse, Study, Variant
 from webapp.studies.selectors import entry_images, study_ranking
 
@@ -39,16 +36,17 @@ class ResearchError(Exception):
 
 
 def _analyse(*, study: Study, n_boot: int, seed: int, include_simulated: bool = False) -> AnalysisResult:
-    """evalstudy's analysis of the study's responses exactly as the CSV export writes them.
+    """evalstudy's analysis of the study's responses as the CSV export writes them.
 
-    The table is read back from the export's own text, so the numbers shown equal those that
-    ``python -m evalstudy analyze`` prints for a downloaded export.
+    The table is built from the export's rows (``exports.response_table``) holding what
+    ``read_responses`` reads back from the export's text, so the numbers shown equal those
+    that ``python -m evalstudy analyze`` prints for a downloaded export.
     """
-    text = "".join(exports.csv_chunks(study=study, include_simulated=include_simulated))
     try:
         protocol = selectors.study_protocol(study=study)
-        table = read_responses(io.StringIO(text, newline=""), variants=protocol.variants if protocol else None,
-                               allow_ties=bool(protocol and protocol.allow_ties))
+        table = exports.response_table(study=study, include_simulated=include_simulated,
+                                       variants=protocol.variants if protocol else None,
+                                       allow_ties=bool(protocol and protocol.allow_ties))
         return analyze(table, protocol=protocol, n_boot=n_boot, seed=seed, exclusions=True)
     except ValueError as exc:
         # e.g. a variant the protocol does not know: nothing can be shown.
@@ -56,14 +54,10 @@ def _analyse(*, study: Study, n_boot: int, seed: int, include_simulated: bool = 
 
 
 def _figures(result: AnalysisResult) -> list[ResultFigure]:
-    with tempfile.TemporaryDirectory(prefix="fusion-figures-") as tmp:
-        write_figures(result, tmp)
-        out = []
-        for path in sorted(Path(tmp).iterdir()):
-            fmt = path.suffix.lower().lstrip(".")
-            if fmt in ResultFigure.Format.values and path.is_file():
-                out.append(ResultFigure(name=path.stem, format=fmt, content=path.read_bytes()))
-    return out
+    """The result's figures, drawn in memory, in file-name order."""
+    return [ResultFigure(name=fig.name, format=fig.format, content=fig.content)
+            for fig in sorted(render_figures(result), key=lambda fig: fig.filename)
+            if fig.format in ResultFigure.Format.values]
 
 
 def _no_progress(stage: str) -> None:
@@ -220,19 +214,19 @@ def _variant_name(variant: Variant | None) -> str:
 def _answer_entry(*, evaluator, entry: Entry, simulator, rng) -> str:
     """Answer one task through the evaluators' own submit services; return the task kind."""
     item = entry.item
-    token = study_services.entry_token_make(entry=entry, shown_at=time.time() - _simulated_seconds(rng, item.task))
+    token = study_flow.entry_token_make(entry=entry, shown_at=time.time() - _simulated_seconds(rng, item.task))
     if item.task == Item.Task.COUNT:
         variant = GOLD_VARIANT if item.is_gold else _variant_name(item.variant)
         answer = simulator.answer_count(item.true_count, variant, rng)
-        study_services.count_response_submit(evaluator=evaluator, token=token, answer=answer, cant_tell=answer is None)
+        study_flow.count_response_submit(evaluator=evaluator, token=token, answer=answer, cant_tell=answer is None)
         return item.task
     shown = [_variant_name(img.variant) for img in entry_images(entry=entry)]
     ranks = simulator.answer_rank(shown, rng)
     if ranks is None:
         reason = SKIP_REASONS.get(simulator.skip_reason(rng), RankResponse.SkipReason.OTHER)
-        study_services.rank_response_submit(evaluator=evaluator, token=token, ranks=None, skip_reason=reason)
+        study_flow.rank_response_submit(evaluator=evaluator, token=token, ranks=None, skip_reason=reason)
     else:
-        study_services.rank_response_submit(evaluator=evaluator, token=token, ranks=[int(r) for r in ranks])
+        study_flow.rank_response_submit(evaluator=evaluator, token=token, ranks=[int(r) for r in ranks])
     return item.task
 
 
@@ -275,19 +269,19 @@ def study_simulate_responses(
         rng = np.random.default_rng([seed, k])
         try:
             with transaction.atomic():
-                evaluator = study_services.evaluator_join(study=study, simulated=True)
-                study_services.evaluator_consent(evaluator=evaluator)
+                evaluator = study_flow.evaluator_join(study=study, simulated=True)
+                study_flow.evaluator_consent(evaluator=evaluator)
                 entries = Entry.objects.filter(evaluator=evaluator).select_related(
                     "item__variant", "item__prompt", "item__image").order_by("index")
                 for entry in entries:
                     task = _answer_entry(evaluator=evaluator, entry=entry, simulator=simulator, rng=rng)
                     n_count += task == Item.Task.COUNT
                     n_rank += task == Item.Task.RANK
-        except study_services.StudyUnavailable as exc:
+        except study_flow.StudyUnavailable as exc:
             # Not an error of the operator's: the study changed under the run. Say so and stop.
             return SimulationSummary(evaluators=len(pseudonyms), count_answers=n_count, rank_answers=n_rank,
                                      pseudonyms=tuple(pseudonyms), stopped=str(exc))
-        except study_services.SubmissionError as exc:
+        except study_flow.SubmissionError as exc:
             raise ResearchError(
                 f"Simulated {k} of {n_evaluators} evaluators; then a submission failed: {exc.message}") from exc
         pseudonyms.append(evaluator.pseudonym)

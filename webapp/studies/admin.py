@@ -16,7 +16,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from . import services
+from . import lifecycle
 from .models import CountResponse, Entry, Evaluator, Image, Item, Prompt, RankResponse, Slot, Study, Variant
 
 # Fixed when the study is created from its protocol; part of what the results describe.
@@ -92,13 +92,13 @@ class StudyAdmin(admin.ModelAdmin):
 
     @admin.action(description="Open the selected draft studies (every image must exist)", permissions=["change"])
     def open_studies(self, request: HttpRequest, queryset: QuerySet[Study]) -> None:
-        act_on_each(self, request, queryset, act=lambda study: services.study_open(study=study),
-                    refused=services.StudySetupError, label=lambda study: study.slug, done="is open.")
+        act_on_each(self, request, queryset, act=lambda study: lifecycle.study_open(study=study),
+                    refused=lifecycle.StudySetupError, label=lambda study: study.slug, done="is open.")
 
     @admin.action(description="Close the selected open or paused studies (no more answers)", permissions=["change"])
     def close_studies(self, request: HttpRequest, queryset: QuerySet[Study]) -> None:
-        act_on_each(self, request, queryset, act=lambda study: services.study_close(study=study),
-                    refused=services.StudySetupError, label=lambda study: study.slug, done="is closed.",
+        act_on_each(self, request, queryset, act=lambda study: lifecycle.study_close(study=study),
+                    refused=lifecycle.StudySetupError, label=lambda study: study.slug, done="is closed.",
                     refusal_level=messages.WARNING)
 
 

@@ -38,8 +38,8 @@ def preview_draw(*, study: Study) -> dict:
         slot = secrets.choice(slots)
         return {"study": study.pk, "slot": slot["number"], "items": list(slot["items"]),
                 "positions": dict(slot["positions"]), "at": 0}
+    from .lifecycle import study_assignment_plans, study_render_gold
     from .selectors import study_missing_images
-    from .services import study_assignment_plans, study_render_gold
 
     gold_to_draw = Item.objects.filter(study=study, is_gold=True, image__isnull=True, repeat_of__isnull=True).count()
     missing = study_missing_images(study=study) - gold_to_draw

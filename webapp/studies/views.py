@@ -22,7 +22,7 @@ from django_ratelimit.core import is_ratelimited
 from django_ratelimit.decorators import ratelimit
 from django_ratelimit.exceptions import Ratelimited
 
-from . import recruitment, selectors, services
+from . import flow, recruitment, selectors
 from .forms import CountAnswerForm, RankAnswerForm
 from .models import CountResponse, Entry, Evaluator, Image, Item, RankResponse, Study
 from .participant_forms import ParticipantIdForm, PracticeAnswerForm
@@ -149,8 +149,8 @@ def join(request: HttpRequest, invite_token: str) -> HttpResponse:
             # An id from the link is checked as a typed one is: a panel's placeholder left
             # unfilled, or what is not an id of this panel, is never stored.
             try:
-                problem = recruitment.participant_id_problem(rec, services.external_id_clean(ids.participant))
-            except services.InvalidExternalId as exc:
+                problem = recruitment.participant_id_problem(rec, flow.external_id_clean(ids.participant))
+            except flow.InvalidExternalId as exc:
                 problem = str(exc)
             if problem is not None:
                 return _unavailable(request, study, problem, 400)
@@ -173,20 +173,20 @@ def join(request: HttpRequest, invite_token: str) -> HttpResponse:
                 )
             ids = recruitment.PanelIds(participant=form.cleaned_data["typed_id"], study=ids.study, session=ids.session)
         try:
-            evaluator = services.evaluator_join(
+            evaluator = flow.evaluator_join(
                 study=study,
                 external_id=ids.participant,
                 user=request.user if request.user.is_authenticated else None,
                 external_study_id=ids.study,
                 external_session_id=ids.session,
             )
-        except services.InvalidExternalId as exc:
+        except flow.InvalidExternalId as exc:
             return _unavailable(request, study, str(exc), 400)
-        except services.AlreadyCompleted as exc:
+        except flow.AlreadyCompleted as exc:
             return _done_page(request, study, exc.evaluator, again=True)
-        except services.StudyUnavailable as exc:
+        except flow.StudyUnavailable as exc:
             return _unavailable(request, study, str(exc), 403, outcome=exc.reason)
-        except services.ActiveElsewhere as exc:
+        except flow.ActiveElsewhere as exc:
             ticket = signing.dumps({"e": exc.evaluator.pk, "b": exc.evaluator.browser}, salt=TAKEOVER_SALT)
             return render(request, "studies/takeover.html", {"study": study, "ticket": ticket}, status=409)
         _remember(request, evaluator)
@@ -210,7 +210,7 @@ def join_continue(request: HttpRequest, invite_token: str) -> HttpResponse:
         evaluator = Evaluator.objects.get(pk=int(data["e"]), study=study, browser=str(data["b"]))
     except (signing.BadSignature, KeyError, TypeError, ValueError, Evaluator.DoesNotExist):
         return _unavailable(request, study, "This question has expired. Use your invite link again.", 400)
-    evaluator = services.evaluator_take_over(evaluator=evaluator)
+    evaluator = flow.evaluator_take_over(evaluator=evaluator)
     _remember(request, evaluator)
     return _next_page(study, evaluator)
 
@@ -239,11 +239,11 @@ def consent(request: HttpRequest, study: Study, evaluator: Evaluator) -> HttpRes
     if request.method == "POST" and evaluator.consented_at is None:
         if request.POST.get("agree") == "yes":
             try:
-                services.evaluator_consent(evaluator=evaluator)
-            except services.StudyUnavailable as exc:
+                flow.evaluator_consent(evaluator=evaluator)
+            except flow.StudyUnavailable as exc:
                 return _unavailable(request, study, str(exc), 403, outcome=exc.reason)
             return redirect("studies:instructions", slug=study.slug)
-        services.evaluator_decline(evaluator=evaluator)
+        flow.evaluator_decline(evaluator=evaluator)
     if evaluator.declined_at is not None:
         rec = recruitment.recruitment_of(study)
         return render(
@@ -274,7 +274,7 @@ def instructions(request: HttpRequest, study: Study, evaluator: Evaluator) -> Ht
         if spec is not None and spec.count is not None and evaluator.started_at is None:
             request.session[_read_key(study)] = True  # the practice item opens only after this page
             return redirect("studies:practice", slug=study.slug)
-        services.evaluator_start(evaluator=evaluator)
+        flow.evaluator_start(evaluator=evaluator)
         return redirect("studies:task", slug=study.slug)
     tasks = set(Entry.objects.filter(evaluator=evaluator).values_list("item__task", flat=True).distinct())
     context = _consent_context(study, evaluator)
@@ -310,7 +310,7 @@ def practice(request: HttpRequest, study: Study, evaluator: Evaluator) -> HttpRe
     feedback = None
     if form.is_bound and form.is_valid():
         # An answer, right or wrong, is the practice done: the tasks open.
-        services.evaluator_start(evaluator=evaluator)
+        flow.evaluator_start(evaluator=evaluator)
         given = form.cleaned_data["answer"]
         truth = spec.count.count
         feedback = {"given": given, "right": given == truth, "cant_tell": given is None, "truth": truth}
@@ -361,7 +361,7 @@ def _task_context(entry: Entry, *, study: Study, ranks: list[int | None] | None 
         "ranking": ranking,
         "entry": entry,
         "kind": item.task,
-        "token": services.entry_token_make(entry=entry),
+        "token": flow.entry_token_make(entry=entry),
         "image_urls": urls,
         "display": selectors.image_display(
             width=images[0].width, height=images[0].height, box=COUNT_BOX if item.task == Item.Task.COUNT else TILE_BOX
@@ -374,7 +374,7 @@ def _task_context(entry: Entry, *, study: Study, ranks: list[int | None] | None 
 def _task_json(entry: Entry | None, progress: selectors.Progress, done_url: str, study: Study) -> dict:
     if entry is None:
         return {"done": True, "progress": {"answered": progress.answered, "total": progress.total}, "next": done_url}
-    services.entry_mark_shown(entry=entry)
+    flow.entry_mark_shown(entry=entry)
     ctx = _task_context(entry, study=study)
     return {
         "done": False,
@@ -413,7 +413,7 @@ def task(request: HttpRequest, study: Study, evaluator: Evaluator) -> HttpRespon
     if entry is None:
         return redirect("studies:done", slug=slug)
     if study.accepts_answers:
-        services.entry_mark_shown(entry=entry)
+        flow.entry_mark_shown(entry=entry)
     progress = selectors.evaluator_progress(evaluator=evaluator)
     prefill = _prefill(request, entry, posted=error is not None)
     context = {
@@ -476,15 +476,15 @@ def _submit(request: HttpRequest, study: Study, evaluator: Evaluator) -> tuple[d
     data = form.cleaned_data
     try:
         if kind == "count":
-            services.count_response_submit(
+            flow.count_response_submit(
                 evaluator=evaluator, token=data["token"], answer=data["answer"], cant_tell=bool(data["cant_tell"])
             )
         else:
-            services.rank_response_submit(
+            flow.rank_response_submit(
                 evaluator=evaluator, token=data["token"], ranks=data["ranks"],
                 skip_reason=data.get("skip_reason") or "", all_equal=bool(data.get("all_equal")),
             )
-    except services.SubmissionError as exc:
+    except flow.SubmissionError as exc:
         return {"code": exc.code, "message": exc.message}, exc.status
     return None, 200
 
@@ -494,7 +494,7 @@ def undo(request: HttpRequest, study: Study, evaluator: Evaluator) -> HttpRespon
     slug = study.slug
     last = selectors.evaluator_last_response(evaluator=evaluator)
     try:
-        undone = services.response_undo_last(evaluator=evaluator)
+        undone = flow.response_undo_last(evaluator=evaluator)
         if undone is not None and last is not None:
             request.session[UNDONE_KEY] = {
                 "entry": undone.pk,
@@ -502,7 +502,7 @@ def undo(request: HttpRequest, study: Study, evaluator: Evaluator) -> HttpRespon
                 "answer": str(last.answer) if isinstance(last, CountResponse) and not last.cant_tell else "",
                 "ranks": last.ranks if isinstance(last, RankResponse) and not last.skipped else None,
             }
-    except services.SubmissionError as exc:
+    except flow.SubmissionError as exc:
         if _wants_json(request):
             return JsonResponse({"ok": False, "error": {"code": exc.code, "message": exc.message}}, status=exc.status)
     if _wants_json(request):

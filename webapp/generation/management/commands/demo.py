@@ -23,9 +23,9 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
-from webapp.generation import demo, follow, selectors, services, workerproc
+from webapp.generation import celery_workers, demo, follow, selectors, services
+from webapp.studies.lifecycle import StudySetupError, study_open
 from webapp.studies.models import Study
-from webapp.studies.services import StudySetupError, study_open
 
 
 def _addrport(value: str) -> str:
@@ -90,7 +90,7 @@ class Command(BaseCommand):
             # thread per core, in each process) oversubscribes the cores several times.
             env = {"FUSION_TORCH_THREADS": os.environ.get("FUSION_TORCH_THREADS", "1")}
             pool = "prefork" if opts["concurrency"] > 1 else "solo"
-            worker = workerproc.worker_spawn(log_path=log_path, env=env, pool=pool, concurrency=opts["concurrency"],
+            worker = celery_workers.worker_spawn(log_path=log_path, env=env, pool=pool, concurrency=opts["concurrency"],
                                              name=f"demo-{os.getpid()}")
         try:
             if study.status == Study.Status.DRAFT:
@@ -120,7 +120,7 @@ class Command(BaseCommand):
             call_command("runserver", opts["addrport"], use_reloader=False, insecure_serving=True)
         finally:
             if worker is not None:
-                workerproc.worker_stop(worker)
+                celery_workers.worker_stop(worker)
 
     def _generate(self, study: Study, steps: int | None, worker, log_path: Path) -> None:
         from tqdm import tqdm
@@ -144,7 +144,8 @@ class Command(BaseCommand):
 
         def worker_alive() -> None:
             if worker.poll() is not None:
-                raise CommandError(f"The Celery worker exited ({worker.returncode}):\n{workerproc.log_tail(log_path)}")
+                raise CommandError(f"The Celery worker exited ({worker.returncode}):\n"
+                                   f"{celery_workers.log_tail(log_path)}")
 
         # The demo starts its own worker: a batch it does not take shows in worker_alive().
         with tqdm(total=batch.total_images, unit="img", file=sys.stderr, mininterval=1.0, dynamic_ncols=True) as bar:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 
 from webapp.commands import study_by_slug
-from webapp.generation import selectors, services, workerproc
+from webapp.generation import celery_workers, selectors, services
 from webapp.generation.management.commands.batch_status import follow_and_report
 from webapp.generation.models import MAX_PART_SIZE
 
@@ -37,7 +37,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **opts):
         study = study_by_slug(opts["slug"])
-        workerproc.broker_prepare()
+        celery_workers.broker_prepare()
         latest = selectors.study_latest_batch(study=study)
         try:
             if opts["retry_failed"] or opts["cancel"]:

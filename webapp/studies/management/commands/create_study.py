@@ -6,7 +6,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from webapp.studies import services
+from webapp.studies import lifecycle
 
 
 class Command(BaseCommand):
@@ -28,12 +28,12 @@ class Command(BaseCommand):
             raise CommandError(f"{protocol} is not valid JSON: {exc}") from exc
         try:
             with transaction.atomic():  # a bad protocol leaves no new account behind either
-                users, created = services.researchers_ensure(usernames=researcher)
-                study = services.study_create(protocol=data, slug=slug, title=title, base_dir=str(protocol.parent),
+                users, created = lifecycle.researchers_ensure(usernames=researcher)
+                study = lifecycle.study_create(protocol=data, slug=slug, title=title, base_dir=str(protocol.parent),
                                               researchers=users)
         except ValidationError as exc:
             raise CommandError(f"Invalid researcher user name: {'; '.join(exc.messages)}") from exc
-        except services.StudySetupError as exc:
+        except lifecycle.StudySetupError as exc:
             raise CommandError(str(exc)) from exc
         self.stdout.write(f"Created study {study.slug} ({study.items.count()} items, "
                           f"protocol sha256 {study.protocol_hash}).")

@@ -2,7 +2,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from webapp.commands import study_by_slug
-from webapp.studies import services
+from webapp.studies import lifecycle
 
 
 class Command(BaseCommand):
@@ -17,7 +17,7 @@ class Command(BaseCommand):
     def handle(self, *args, slug: str, open: bool, close: bool, **options):
         study = study_by_slug(slug)
         try:
-            study = services.study_open(study=study) if open else services.study_close(study=study)
-        except services.StudySetupError as exc:
+            study = lifecycle.study_open(study=study) if open else lifecycle.study_close(study=study)
+        except lifecycle.StudySetupError as exc:
             raise CommandError(str(exc)) from exc
         self.stdout.write(f"Study {study.slug} is {study.status}.")

@@ -1,370 +1,52 @@
-"""A study's protocol: everything that must be fixed before any data is collected.
-
-A protocol is a JSON (or YAML) document. `Protocol.from_dict` validates it and
-fills in defaults; `Protocol.to_dict` gives the canonical form back, and
-`Protocol.content_hash` is the sha256 of that form's canonical JSON, the
-fingerprint recorded when a study is frozen. Two protocols with the same hash
-describe the same study, whatever their key order or whitespace.
-
-The grid of count prompts and the preference captions are derived here, not
-stored, so that the grammar ("a bus", "an apple", "two sheep", "five people")
-lives in one place.
-"""
+"""Reading a protocol document: validation, defaults, and the errors that name the field."""
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, overload
 
-from evalstudy.ranks import MAX_WIDTH, MIN_WIDTH
-
-SCHEMA_VERSION = 1
-
-# English number words. Count 1 uses the object's (or colour's) article instead.
-NUMBER_WORDS = (
-    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
-    "ten", "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen",
-    "seventeen", "eighteen", "nineteen", "twenty",
+from .schema import (
+    DEFAULT_PROMPT_TEMPLATE,
+    DEFAULT_QUESTION_TEMPLATE,
+    EXCLUSION_ALIASES,
+    MAX_COUNT,
+    MAX_IMAGE_SIDE,
+    MAX_RANKED_VARIANTS,
+    OPTIONAL_ANALYSIS_KEYS,
+    OPTIONAL_SECTIONS,
+    PANELS,
+    POSTHOC_METHODS,
+    PRIMARY_MEASURES,
+    PROLIFIC_PARAMS,
+    SCHEMA_VERSION,
+    TEMPLATE_FIELDS,
+    AnalysisPlan,
+    CaptionSource,
+    ColourSpec,
+    Consent,
+    CountTask,
+    Evaluators,
+    Exclusions,
+    GoldItem,
+    ObjectSpec,
+    Practice,
+    PracticeCount,
+    PreferenceTask,
+    PrimaryComparison,
+    PrimaryPlan,
+    Protocol,
+    ProtocolError,
+    QualityControl,
+    RankExample,
+    Recruitment,
+    ReturnLink,
+    Sampling,
+    SceneSpec,
+    guess_article,
 )
-MAX_COUNT = len(NUMBER_WORDS) - 1
-# One ranking orders 2 (pairwise A/B) to 6 images: 6! = 720 orderings, which the
-# analysis tabulates. The limits live in evalstudy.ranks, beside the check of a ranking.
-MIN_RANKED_VARIANTS = MIN_WIDTH
-MAX_RANKED_VARIANTS = MAX_WIDTH
 
-DEFAULT_PROMPT_TEMPLATE = "{quantity} {colour} {noun}"
-DEFAULT_QUESTION_TEMPLATE = "How many {plural} can you see?"
-TEMPLATE_FIELDS = ("quantity", "colour", "noun", "singular", "plural", "count")
-POSTHOC_METHODS = ("holm", "nemenyi")
-
-
-class ProtocolError(ValueError):
-    """A protocol that cannot describe a study; the message names the offending field."""
-
-
-# ---------------------------------------------------------------------------
-# Dataclasses
-# ---------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class ObjectSpec:
-    name: str
-    singular: str
-    plural: str
-    article: str  # "a" or "an", the article used before `singular`
-
-
-@dataclass(frozen=True)
-class ColourSpec:
-    name: str
-    article: str  # article used when the colour follows "a"/"an" directly
-
-
-@dataclass(frozen=True)
-class CountTask:
-    objects: tuple[ObjectSpec, ...]
-    counts: tuple[int, ...]
-    colours: tuple[ColourSpec, ...] = ()  # empty: no colour in the grid
-    images_per_prompt: int = 10
-    prompt_template: str = DEFAULT_PROMPT_TEMPLATE
-    question_template: str = DEFAULT_QUESTION_TEMPLATE
-
-
-@dataclass(frozen=True)
-class CaptionSource:
-    """Captions listed inline, or `n` drawn with `seed` from an MS-COCO captions file."""
-
-    path: str | None = None
-    n: int | None = None
-    seed: int = 0
-    inline: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class PreferenceTask:
-    """Rank the images of every variant for one caption (pairwise A/B when there are two).
-
-    ``allow_ties``: an evaluator may mark images as equally good, stored as tied
-    competition ranks (evalstudy.ranks); left out of the canonical form when False."""
-
-    captions: CaptionSource
-    images_per_caption: int = 1
-    allow_ties: bool = False
-
-
-@dataclass(frozen=True)
-class Sampling:
-    cfg_scale: float
-    steps: int
-    sampler: str
-    seed: int = 0  # image k of every prompt uses seed + k, for every variant
-    # Optional, for outside models: the images' side in pixels (a diffusers pipeline draws
-    # them at this size, an imported image set is resized to it) and a diffusers scheduler
-    # class that replaces the one a pipeline folder names. Left out of the canonical
-    # document when unset, so the hash of a protocol without them does not change.
-    size: int | None = None
-    scheduler: str | None = None
-
-
-@dataclass(frozen=True)
-class GoldItem:
-    id: str
-    object: str
-    count: int
-    colour: str | None = None
-
-
-@dataclass(frozen=True)
-class QualityControl:
-    gold: tuple[GoldItem, ...] = ()
-    repeats: int = 0  # items each evaluator sees a second time
-
-
-@dataclass(frozen=True)
-class Evaluators:
-    n: int
-    overlap: int
-    completion_code: str | None = None
-
-
-@dataclass(frozen=True)
-class Exclusions:
-    """Evaluator-level exclusion rules; None switches a rule off."""
-
-    min_gold_accuracy: float | None = None
-    max_cant_tell_rate: float | None = None
-    min_median_seconds: float | None = None
-    min_consistency: float | None = None
-    max_task_skip_rate: float | None = None  # skipped tasks over tasks shown
-
-
-# Older protocol files name a rule by a word that meant two things; they stay valid.
-EXCLUSION_ALIASES = {"max_skip_rate": "max_task_skip_rate"}
-
-
-# The measures a primary comparison may name: a difference of two variants' eq. 9 mean
-# error or eq. 10 match ratio (count task), or of their preference scores (rank task).
-PRIMARY_MEASURES = ("match_ratio", "mean_abs_error", "score")
-
-
-@dataclass(frozen=True)
-class PrimaryComparison:
-    """A pre-registered comparison: is `measure` of variant a different from b's, and the
-    smallest difference worth finding (`effect`, in the measure's units, > 0)?"""
-
-    a: str
-    b: str
-    measure: str
-    effect: float
-
-
-@dataclass(frozen=True)
-class PrimaryPlan:
-    """The primary comparisons, monitored at the planned looks (numbers of evaluators,
-    increasing; the last is the most the study will pay for) by a group-sequential rule
-    with overall two-sided error rate `alpha` (see evalstudy.sequential)."""
-
-    comparisons: tuple[PrimaryComparison, ...]
-    looks: tuple[int, ...]
-    alpha: float = 0.05
-    power: float = 0.8  # the power the "evaluators still needed" estimate plans for
-
-
-@dataclass(frozen=True)
-class AnalysisPlan:
-    exclusions: Exclusions = field(default_factory=Exclusions)
-    comparisons: tuple[tuple[str, str], ...] = ()  # (a, b): is a different from b?
-    posthoc: str = "holm"
-    alpha: float = 0.05
-    ci_level: float = 0.95
-    n_boot: int = 2000
-    seed: int = 0
-    # Added after schema version 1: left out of the canonical form when unset
-    # (OPTIONAL_ANALYSIS_KEYS), so that older protocols keep their hash.
-    primary: PrimaryPlan | None = None
-    judge_images_per_cell: int = 0  # extra images per grid cell read by the judge only
-
-
-@dataclass(frozen=True)
-class ReturnLink:
-    """Where a participant is sent back to the panel, with the code that says why.
-
-    ``url`` may hold ``{code}``, replaced by the code (e.g. Prolific's ``?cc={code}``)."""
-
-    code: str | None = None
-    url: str | None = None
-
-    def href(self) -> str | None:
-        return self.url.replace("{code}", self.code or "") if self.url else None
-
-
-@dataclass(frozen=True)
-class Recruitment:
-    """How participants arrive from a panel and are sent back to it.
-
-    ``panel`` "prolific" reads PROLIFIC_PID, STUDY_ID and SESSION_ID from the invite link;
-    "generic" reads ``participant_param`` (and the study and session parameters if named).
-    The completion code is ``evaluators.completion_code``; the other outcomes have their own."""
-
-    panel: str = "generic"
-    participant_param: str = "worker_id"
-    study_param: str | None = None
-    session_param: str | None = None
-    ask_participant_id: bool = True  # a field to type it when the link carries none
-    completion_url: str | None = None
-    declined: ReturnLink = field(default_factory=ReturnLink)
-    full: ReturnLink = field(default_factory=ReturnLink)
-    closed: ReturnLink = field(default_factory=ReturnLink)
-
-
-@dataclass(frozen=True)
-class Consent:
-    """What a participant reads before agreeing; shown as written, in plain language."""
-
-    title: str | None = None
-    purpose: str | None = None
-    pay: str | None = None
-    contact: str | None = None
-    data_use: str | None = None
-    retention: str | None = None
-    ethics_ref: str | None = None
-    # Seconds per task measured in a pilot; the time estimate uses it until enough
-    # participants have finished for their own median.
-    pilot_seconds_per_task: float | None = None
-
-
-@dataclass(frozen=True)
-class SceneSpec:
-    """A rendered picture: `count` objects of one kind and colour."""
-
-    object: str
-    count: int
-    colour: str | None = None
-
-
-@dataclass(frozen=True)
-class PracticeCount:
-    object: str
-    count: int
-    colour: str | None = None
-    seed: int = 0
-
-
-@dataclass(frozen=True)
-class RankExample:
-    """A caption and pictures listed from the best match to the worst, with why."""
-
-    caption: str
-    images: tuple[SceneSpec, ...]
-    explanation: str = ""
-
-
-@dataclass(frozen=True)
-class Practice:
-    count: PracticeCount | None = None
-    rank_example: RankExample | None = None
-
-
-# Sections added after schema version 1 was fixed: left out of the canonical form when
-# absent, so that a protocol written before them keeps its hash.
-MAX_IMAGE_SIDE = 2048  # pixels; sampling.size at most this
-OPTIONAL_SECTIONS = ("recruitment", "consent", "practice")
-OPTIONAL_ANALYSIS_KEYS = {"primary": None, "judge_images_per_cell": 0}  # key: its unset value
-PANELS = ("prolific", "generic")
-PROLIFIC_PARAMS = ("PROLIFIC_PID", "STUDY_ID", "SESSION_ID")
-
-
-@dataclass(frozen=True)
-class Protocol:
-    name: str
-    variants: tuple[str, ...]
-    sampling: Sampling
-    evaluators: Evaluators
-    count_task: CountTask | None = None
-    preference_task: PreferenceTask | None = None
-    quality_control: QualityControl = field(default_factory=QualityControl)
-    analysis: AnalysisPlan = field(default_factory=AnalysisPlan)
-    description: str = ""
-    schema_version: int = SCHEMA_VERSION
-    recruitment: Recruitment | None = None
-    consent: Consent | None = None
-    practice: Practice | None = None
-
-    @classmethod
-    def from_dict(cls, d: Any) -> Protocol:
-        """Validate a protocol document and fill in its defaults; raises ProtocolError."""
-        return _parse_protocol(d)
-
-    def to_dict(self) -> dict:
-        """The canonical document: every field present, defaults written out (the optional
-        sections in OPTIONAL_SECTIONS only when the protocol has them)."""
-        doc = _to_plain(self)
-        for name in ("size", "scheduler"):
-            if doc["sampling"][name] is None:
-                del doc["sampling"][name]
-        for name in OPTIONAL_SECTIONS:
-            if doc[name] is None:
-                del doc[name]
-        for name, unset in OPTIONAL_ANALYSIS_KEYS.items():
-            if doc["analysis"][name] == unset:
-                del doc["analysis"][name]
-        # Added after version 1 was fixed: written only when on, so that every protocol
-        # written before it keeps its hash.
-        if doc["preference_task"] is not None and not doc["preference_task"]["allow_ties"]:
-            del doc["preference_task"]["allow_ties"]
-        return doc
-
-    def content_hash(self) -> str:
-        """sha256 (hex) of the canonical JSON of `to_dict()`."""
-        return hashlib.sha256(canonical_json(self.to_dict()).encode("utf-8")).hexdigest()
-
-    @property
-    def n_ranked(self) -> int:
-        """How many images one ranking orders: one per variant (2 is pairwise A/B)."""
-        return len(self.variants)
-
-    @property
-    def allow_ties(self) -> bool:
-        """Whether a ranking may tie images (False without a preference task)."""
-        return self.preference_task is not None and self.preference_task.allow_ties
-
-    def comparisons(self) -> tuple[tuple[str, str], ...]:
-        """The planned paired comparisons, or intermediate-vs-early per conditioning."""
-        return self.analysis.comparisons or default_comparisons(self.variants)
-
-
-@dataclass(frozen=True)
-class CountPrompt:
-    object: str
-    count: int
-    colour: str | None
-    text: str       # the prompt given to the model, e.g. "three red circles"
-    question: str   # the question shown to evaluators, e.g. "How many circles can you see?"
-
-
-@dataclass(frozen=True)
-class StudyItem:
-    """One unit shown to evaluators: a count image, a gold image or a caption to rank."""
-
-    task: str              # "count" or "rank"
-    item_id: str
-    prompt: str
-    variant: str | None     # None for gold items and for rank items (all variants)
-    object: str | None
-    true_count: int | None
-    colour: str | None
-    seed: int | None
-    question: str | None
-    is_gold: bool = False
-
-
-# ---------------------------------------------------------------------------
-# Loading, canonical form
-# ---------------------------------------------------------------------------
 
 def load_protocol(path: str | Path) -> Protocol:
     """Read a protocol from a .json, .yaml or .yml file."""
@@ -388,20 +70,6 @@ def load_protocol(path: str | Path) -> Protocol:
         except json.JSONDecodeError as exc:
             raise ProtocolError(f"{path}: not valid JSON: {exc}") from exc
     return Protocol.from_dict(doc)
-
-
-def canonical_json(doc: Any) -> str:
-    """Sorted keys, no whitespace, UTF-8 kept: the form that is hashed."""
-    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False)
-
-
-def _to_plain(obj: Any) -> Any:
-    if dataclasses.is_dataclass(obj):
-        return {f.name: _to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-    if isinstance(obj, tuple | list):
-        return [_to_plain(x) for x in obj]
-    return obj
 
 
 # ---------------------------------------------------------------------------
@@ -478,11 +146,6 @@ def _article(v: Any, where: str) -> str:
     if v not in ("a", "an"):
         _fail(where, f"article must be 'a' or 'an', got {v!r}")
     return v
-
-
-def guess_article(word: str) -> str:
-    """'an' before a written vowel, else 'a'; give the article explicitly for exceptions."""
-    return "an" if word[:1].lower() in "aeiou" else "a"
 
 
 def _parse_object(d: Any, where: str) -> ObjectSpec:
@@ -840,174 +503,3 @@ def _parse_primary(d: Any, variants: tuple[str, ...], alpha: float) -> PrimaryPl
     return PrimaryPlan(comparisons=tuple(comparisons), looks=tuple(looks),
                        alpha=_number(d.get("alpha", alpha), f"{w}.alpha", lo=1e-6, hi=0.5),
                        power=_number(d.get("power", 0.8), f"{w}.power", lo=0.5, hi=0.99))
-
-
-def default_comparisons(variants: tuple[str, ...] | list[str]) -> tuple[tuple[str, str], ...]:
-    """("<c>-intermediate", "<c>-early") for every conditioning <c> that has both."""
-    out = []
-    for v in variants:
-        if v.endswith("-intermediate"):
-            early = v[: -len("-intermediate")] + "-early"
-            if early in variants:
-                out.append((v, early))
-    return tuple(out)
-
-
-# ---------------------------------------------------------------------------
-# Prompts, captions, items
-# ---------------------------------------------------------------------------
-
-def _render(template: str, obj: ObjectSpec, count: int, colour: ColourSpec | None) -> str:
-    if count == 1:
-        quantity = colour.article if colour is not None else obj.article
-    else:
-        quantity = NUMBER_WORDS[count]
-    text = template.format(quantity=quantity, colour=colour.name if colour else "",
-                           noun=obj.singular if count == 1 else obj.plural,
-                           singular=obj.singular, plural=obj.plural, count=count)
-    return " ".join(text.split())  # an absent colour leaves a double space
-
-
-def count_prompts(protocol: Protocol) -> list[CountPrompt]:
-    """The object-count grid: objects x counts (x colours), in protocol order."""
-    task = protocol.count_task
-    if task is None:
-        return []
-    colours: tuple[ColourSpec | None, ...] = task.colours or (None,)
-    out = []
-    for obj in task.objects:
-        for count in task.counts:
-            for colour in colours:
-                out.append(CountPrompt(
-                    object=obj.name, count=count, colour=colour.name if colour else None,
-                    text=_render(task.prompt_template, obj, count, colour),
-                    question=_render(task.question_template, obj, count, colour)))
-    return out
-
-
-def read_coco_captions(path: str | Path, *, label: str | None = None) -> list[tuple[int, str]]:
-    """(annotation id, caption) pairs from an MS-COCO captions file, sorted by id.
-
-    Errors name the file as ``label`` (e.g. the protocol field that gave the path, so that
-    a server's paths stay out of the message), or as its path when no label is given.
-    """
-    path = Path(path)
-    name = str(path) if label is None else label
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ProtocolError(f"{name}: cannot read captions file ({exc.strerror})") from exc
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ProtocolError(f"{name}: not valid JSON: {exc}") from exc
-    if not isinstance(doc, dict) or not isinstance(doc.get("annotations"), list):
-        raise ProtocolError(f"{name}: not an MS-COCO captions file (no 'annotations' list)")
-    out = []
-    for i, a in enumerate(doc["annotations"]):
-        if not isinstance(a, dict) or not isinstance(a.get("caption"), str) or "id" not in a:
-            raise ProtocolError(f"{name}: annotations[{i}] needs 'id' and 'caption'")
-        out.append((a["id"], " ".join(a["caption"].split())))
-    return sorted(out, key=lambda t: str(t[0]))
-
-
-def protocol_file(value: str, *, field: str, base_dir: str | Path | None = None,
-                  root: str | Path | None = None) -> Path:
-    """The file a path in a protocol names: relative paths are read from ``base_dir``.
-
-    With ``root`` (a server reading protocols that others upload), the file must lie inside
-    that folder once every symbolic link is followed: an absolute path, ``..`` past the
-    folder or a link out of it is a ProtocolError naming ``field``, and no message shows a
-    path, so the server neither reads nor describes a file outside the folder.
-    """
-    path = Path(value)
-    if root is None:
-        return path if path.is_absolute() or base_dir is None else Path(base_dir) / path
-    if path.is_absolute():
-        raise ProtocolError(f"{field}: give a path relative to the protocol files folder, not an absolute one")
-    try:
-        inside = Path(root).resolve()
-        full = ((Path(base_dir) if base_dir is not None else inside) / path).resolve()
-    except (OSError, ValueError, RuntimeError) as exc:  # a NUL byte, a loop of links
-        raise ProtocolError(f"{field}: not a usable file path") from exc
-    if not full.is_relative_to(inside):
-        raise ProtocolError(f"{field}: the file must be inside the protocol files folder "
-                            "(no '..' past it, no link out of it)")
-    return full
-
-
-def stable_key(*parts: object) -> str:
-    """A sort key that depends only on its parts: sha256, not any library's RNG stream."""
-    return hashlib.sha256(":".join(map(str, parts)).encode("utf-8")).hexdigest()
-
-
-def preference_captions(protocol: Protocol, base_dir: str | Path | None = None,
-                        root: str | Path | None = None) -> list[str]:
-    """The captions to rank. A drawn sample is ordered by sha256(seed:annotation id),
-    so it is the same on every machine and for every numpy version. A captions file is
-    found with ``protocol_file`` (confined to ``root`` when one is given)."""
-    task = protocol.preference_task
-    if task is None:
-        return []
-    src = task.captions
-    if src.path is None:
-        if src.n is None:
-            return list(src.inline)
-        pool = list(enumerate(src.inline))
-    else:
-        field = "preference_task.captions.path"
-        path = protocol_file(src.path, field=field, base_dir=base_dir, root=root)
-        pool = read_coco_captions(path, label=None if root is None else field)
-    # One caption per distinct text: COCO has near-duplicates across annotations.
-    seen: set[str] = set()
-    unique = []
-    for _ann_id, text in sorted(pool, key=lambda t: stable_key(src.seed, t[0])):
-        if text.lower() not in seen:
-            seen.add(text.lower())
-            unique.append(text)
-    if src.n is not None and len(unique) < src.n:  # a file source always names n
-        raise ProtocolError(f"preference_task.captions: asked for {src.n} captions, "
-                            f"the source has {len(unique)} distinct ones")
-    return unique[: src.n]
-
-
-def image_seeds(protocol: Protocol, n_images: int) -> list[int]:
-    """Seeds of the images of one prompt; the same for every prompt and variant."""
-    return [protocol.sampling.seed + k for k in range(n_images)]
-
-
-def study_items(protocol: Protocol, base_dir: str | Path | None = None,
-                root: str | Path | None = None) -> list[StudyItem]:
-    """Every item of the study with a stable id: count images per variant, prompt and
-    seed; gold images; captions (x seeds) to rank. Ids are what the responses use.
-    ``base_dir`` and ``root``: as in ``preference_captions``."""
-    items: list[StudyItem] = []
-    if protocol.count_task is not None:
-        seeds = image_seeds(protocol, protocol.count_task.images_per_prompt)
-        for p in count_prompts(protocol):
-            colour = f":{p.colour}" if p.colour else ""
-            for variant in protocol.variants:
-                for seed in seeds:
-                    items.append(StudyItem(
-                        task="count", item_id=f"count:{variant}:{p.object}:{p.count}{colour}:{seed}",
-                        prompt=p.text, variant=variant, object=p.object, true_count=p.count,
-                        colour=p.colour, seed=seed, question=p.question))
-        objects = {o.name: o for o in protocol.count_task.objects}
-        for g in protocol.quality_control.gold:
-            obj = objects[g.object]
-            gold_colour = next((c for c in protocol.count_task.colours if c.name == g.colour),
-                               ColourSpec(g.colour, guess_article(g.colour)) if g.colour else None)
-            text = (_render(protocol.count_task.prompt_template, obj, g.count, gold_colour)
-                    if g.count > 0 else f"no {obj.plural}")
-            items.append(StudyItem(
-                task="count", item_id=f"gold:{g.id}", prompt=text, variant=None,
-                object=g.object, true_count=g.count, colour=g.colour, seed=None,
-                question=_render(protocol.count_task.question_template, obj, max(g.count, 1),
-                                 gold_colour),
-                is_gold=True))
-    if protocol.preference_task is not None:
-        seeds = image_seeds(protocol, protocol.preference_task.images_per_caption)
-        for k, caption in enumerate(preference_captions(protocol, base_dir, root)):
-            for seed in seeds:
-                items.append(StudyItem(
-                    task="rank", item_id=f"rank:{k}:{seed}", prompt=caption, variant=None,
-                    object=None, true_count=None, colour=None, seed=seed, question=None))
-    return items

@@ -1,17 +1,18 @@
-"""Tests: planned paired comparisons, Friedman and post hoc tests, position bias.
+"""Statistical tests: planned paired comparisons, Friedman and post hoc tests, position bias.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
-from typing import Any
 
 import numpy as np
 
 from .. import bootstrap as bs
 from .. import stats
 from .data import _CountData, _RankData, group_range
+from .result import Friedman, HolmPair, Nemenyi, NemenyiPair, PairedTest, PositionBias, Posthoc, Tests
 
 EXACT_MAX_N = 50
 POSITION_PERMUTATIONS = 2000
@@ -46,11 +47,11 @@ def _difference_spread(unit, evaluator, variant, num, den, a, b, level, own_var)
 
 
 def _tests_section(c: _CountData, r: _RankData, comparisons, count_reps, pref_reps, level,
-                   alpha, posthoc, seed) -> dict:
+                   alpha, posthoc, seed) -> Tests:
     variants = c.variants
     nv = len(variants)
     index = {v: k for k, v in enumerate(variants)}
-    paired = []
+    unadjusted: list[PairedTest] = []
     measures = []
     if c.n_rows:
         measures += [("count", "mean_abs_error", c.unit, c.evaluator, c.variant, c.abs_error,
@@ -81,24 +82,26 @@ def _tests_section(c: _CountData, r: _RankData, comparisons, count_reps, pref_re
             low, high = group_range(var, num / np.where(den > 0, den, 1), den > 0, nv)
             ci = bs.spread_intervals(np.array([diff]), (reps[:, ia] - reps[:, ib])[:, None], level, spread,
                                      low[ia] - high[ib], high[ia] - low[ib])[0].tolist()
-            paired.append({"task": task, "measure": measure, "a": a, "b": b,
-                           "difference": diff, "difference_ci": ci,
-                           "n_pairs": test["n_pairs"], "n_nonzero": test["n_nonzero"],
-                           "mean_paired_difference": float(d.mean()),
-                           "statistic": test["statistic"], "p_value": test["p_value"],
-                           "method": f"Wilcoxon signed-rank ({test['method']})"
-                           if test["method"] else "Wilcoxon signed-rank (no non-zero pairs)"})
-    for rec, p in zip(paired, stats.holm([x["p_value"] for x in paired]), strict=True):
-        rec["p_holm"] = p
-        rec["significant"] = bool(p is not None and math.isfinite(p) and p < alpha)
-    return {"paired": paired, **_ranking_tests(r, alpha, posthoc, seed)}
+            unadjusted.append(PairedTest(
+                task=task, measure=measure, a=a, b=b, difference=diff, difference_ci=ci,
+                n_pairs=test["n_pairs"], n_nonzero=test["n_nonzero"],
+                mean_paired_difference=float(d.mean()),
+                statistic=test["statistic"], p_value=test["p_value"],
+                method=f"Wilcoxon signed-rank ({test['method']})"
+                if test["method"] else "Wilcoxon signed-rank (no non-zero pairs)",
+                p_holm=None, significant=False))
+    # Holm's adjustment needs every p-value first. A record keeps None for a NaN p-value.
+    p_holm = stats.holm([math.nan if t.p_value is None else t.p_value for t in unadjusted])
+    paired = [dataclasses.replace(t, p_holm=p, significant=bool(p is not None and math.isfinite(p) and p < alpha))
+              for t, p in zip(unadjusted, p_holm, strict=True)]
+    friedman, posthoc_tests, position_bias = _ranking_tests(r, alpha, posthoc, seed)
+    return Tests(paired=paired, friedman=friedman, posthoc=posthoc_tests, position_bias=position_bias)
 
 
-def _ranking_tests(r: _RankData, alpha, posthoc, seed) -> dict:
-    out: dict[str, dict[str, Any] | None] = {"friedman": None, "posthoc": None,
-                                             "position_bias": None}
+def _ranking_tests(r: _RankData, alpha, posthoc,
+                   seed) -> tuple[Friedman | None, Posthoc | None, PositionBias | None]:
     if r.n_rankings == 0 or r.m < 2 or not r.done.any():
-        return out
+        return None, None, None
     present = r.present
     names = [r.variants[v] for v in present]
     done = r.done
@@ -110,36 +113,35 @@ def _ranking_tests(r: _RankData, alpha, posthoc, seed) -> dict:
     np.add.at(n, r.ranking_unit[done], 1.0)
     blocks = s[n > 0] / n[n > 0, None]
     fr = stats.friedman(blocks)
-    out["friedman"] = {"blocks": "items (mean rank over their evaluators)",
-                       "n_blocks": fr["n_blocks"], "k": fr["k"], "statistic": fr["statistic"],
-                       "p_value": fr["p_value"], "df": fr["k"] - 1,
-                       "mean_ranks": dict(zip(names, fr["mean_ranks"], strict=True)),
-                       # Kendall's W over the caption blocks: how consistently the captions
-                       # order the variants (an effect size), not agreement between raters.
-                       "w_between_captions": (fr["statistic"] / (fr["n_blocks"] * (fr["k"] - 1))
-                                              if math.isfinite(fr["statistic"]) else math.nan)}
+    friedman = Friedman(
+        blocks="items (mean rank over their evaluators)",
+        n_blocks=fr["n_blocks"], k=fr["k"], statistic=fr["statistic"],
+        p_value=fr["p_value"], df=fr["k"] - 1,
+        mean_ranks=dict(zip(names, fr["mean_ranks"], strict=True)),
+        # Kendall's W over the caption blocks: how consistently the captions
+        # order the variants (an effect size), not agreement between raters.
+        w_between_captions=(fr["statistic"] / (fr["n_blocks"] * (fr["k"] - 1))
+                            if math.isfinite(fr["statistic"]) else None))
     nem = stats.nemenyi(fr["mean_ranks"], fr["n_blocks"], alpha)
-    nemenyi = [{"a": names[p["i"]], "b": names[p["j"]],
-                "mean_rank_difference": p["mean_rank_difference"], "p_value": p["p_value"]}
+    nemenyi = [NemenyiPair(a=names[p["i"]], b=names[p["j"]],
+                           mean_rank_difference=p["mean_rank_difference"], p_value=p["p_value"])
                for p in nem["pairs"]]
-    holm_rows = []
+    holm_tests = []
     scores = len(present) + 1 - blocks  # per item mean score
     for i, j in itertools.combinations(range(len(present)), 2):
-        t = stats.wilcoxon_signed_rank(scores[:, i] - scores[:, j], EXACT_MAX_N)
-        holm_rows.append({"a": names[i], "b": names[j], "n_pairs": t["n_pairs"],
-                          "statistic": t["statistic"], "p_value": t["p_value"],
-                          "method": t["method"]})
-    for rec, p in zip(holm_rows, stats.holm([x["p_value"] for x in holm_rows]), strict=True):
-        rec["p_holm"] = p
-    out["posthoc"] = {"primary": posthoc,
-                      "nemenyi": {"critical_difference": nem["critical_difference"],
-                                  "pairs": nemenyi},
-                      "holm_wilcoxon": holm_rows}
-    out["position_bias"] = _position_bias(r, seed)
-    return out
+        holm_tests.append((names[i], names[j],
+                           stats.wilcoxon_signed_rank(scores[:, i] - scores[:, j], EXACT_MAX_N)))
+    holm_rows = [HolmPair(a=a, b=b, n_pairs=t["n_pairs"], statistic=t["statistic"], p_value=t["p_value"],
+                          method=t["method"], p_holm=p)
+                 for (a, b, t), p in zip(holm_tests, stats.holm([t["p_value"] for _, _, t in holm_tests]),
+                                         strict=True)]
+    posthoc_tests = Posthoc(primary=posthoc,
+                            nemenyi=Nemenyi(critical_difference=nem["critical_difference"], pairs=nemenyi),
+                            holm_wilcoxon=holm_rows)
+    return friedman, posthoc_tests, _position_bias(r, seed)
 
 
-def _position_bias(r: _RankData, seed: int) -> dict:
+def _position_bias(r: _RankData, seed: int) -> PositionBias:
     """Does the screen position change the rank, given the variant and the caption?
 
     `stats.position_permutation_test` (layouts permuted within each caption's
@@ -155,12 +157,12 @@ def _position_bias(r: _RankData, seed: int) -> dict:
     test = stats.position_permutation_test(
         ranks, pos, r.ranking_unit[done], r.ranking_evaluator[done], POSITION_PERMUTATIONS,
         np.random.default_rng([seed, 1]))
-    return {
-        "mean_rank_by_position": np.nanmean(by_pos, axis=0).tolist(),
+    return PositionBias(
+        mean_rank_by_position=np.nanmean(by_pos, axis=0).tolist(),
         # best-ranked images (a tie for first counts each of them)
-        "first_choice_by_position": np.bincount(pos[ranks == ranks.min(axis=1, keepdims=True)],
-                                                minlength=m).tolist(),
-        "statistic": test["statistic"], "p_value": test["p_value"],
-        "n_permutations": test["n_permutations"], "n_rankings": test["n_rankings"],
-        "method": POSITION_METHOD,
-    }
+        first_choice_by_position=np.bincount(pos[ranks == ranks.min(axis=1, keepdims=True)],
+                                             minlength=m).tolist(),
+        statistic=test["statistic"], p_value=test["p_value"],
+        n_permutations=test["n_permutations"], n_rankings=test["n_rankings"],
+        method=POSITION_METHOD,
+    )
