@@ -566,11 +566,11 @@ def train_loop(run: Run, start: int) -> None:
     args, accelerator = run.args, run.accelerator
     local_batch = args.batch_size // accelerator.num_processes
     ac = alphas_cumprod().to(run.device)
-    losses = LossLog(run)
     bar = tqdm(range(start, args.steps), initial=start, total=args.steps, desc=run.name,
                disable=args.no_progress or not accelerator.is_main_process)
     batches = iter(step_loader(run.source, args, start, run.accelerator.process_index, local_batch,
                                pin_memory=run.device.type == "cuda"))
+    losses = LossLog(run)  # its clock starts here, with the loaders' workers started
     for step in bar:
         waited = time.perf_counter()
         batch = next(batches)
