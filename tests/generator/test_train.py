@@ -18,6 +18,7 @@ from generator.checkpoint import (
 )
 from generator.recipes import ALL_PRESETS, DEMO, DEMO_PRESETS, PAPER, recipe_for
 from generator.train import lr_at, main, parse_args, step_generator
+from tests.narrow import present
 
 FAST = [
     "--batch-size", "16", "--synthetic-n", "64", "--sample-steps", "2", "--threads", "1", "--no-progress",
@@ -219,7 +220,7 @@ def test_a_run_folder_of_another_target_is_not_resumed(tmp_path, quick_run):
     quick_run(tmp_path / "run", "--steps", "2")
     with pytest.raises(SystemExit, match="different model config or target"):
         quick_run(tmp_path / "run", "--prediction-type", "epsilon")  # the demo recipe trains v
-    assert latest_train_state(tmp_path / "run").name == "step-0000002"
+    assert present(latest_train_state(tmp_path / "run")).name == "step-0000002"
 
 
 def test_the_logged_loss_is_the_mean_over_processes(tmp_path, tiny_cfg):
@@ -350,7 +351,7 @@ def test_resuming_with_another_schedule_is_refused_unless_asked(tmp_path, quick_
     for change in (["--steps", "8"], ["--batch-size", "8"], ["--cooldown", "0"]):
         with pytest.raises(SystemExit, match="another schedule"):
             quick_run(out, *change)
-    assert latest_train_state(out).name == "step-0000004"
+    assert present(latest_train_state(out)).name == "step-0000004"
     quick_run(out, "--steps", "8", "--allow-schedule-change")
     latest = latest_train_state(out)
     assert latest is not None and latest.name == "step-0000008"
@@ -367,7 +368,7 @@ def test_processes_that_found_different_train_states_refuse_to_start(tmp_path, r
 
     seen, unseen = tmp_path / "seen", tmp_path / "unseen"
     run(seen, 2)
-    assert latest_train_state(seen).name == "step-0000002"
+    assert present(latest_train_state(seen)).name == "step-0000002"
     config = tmp_path / "tiny.json"  # written by the run fixture
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -391,7 +392,7 @@ def test_processes_that_found_different_train_states_refuse_to_start(tmp_path, r
     for p, (_, err) in zip(procs, results, strict=True):
         assert p.returncode != 0, err
         assert "the processes found different train states" in err and "[2, 0]" in err, err
-    assert latest_train_state(seen).name == "step-0000002" and latest_train_state(unseen) is None
+    assert present(latest_train_state(seen)).name == "step-0000002" and latest_train_state(unseen) is None
 
 
 def test_the_step_loader_gives_each_step_its_own_batch_and_generator(run, tiny_cfg):
