@@ -26,10 +26,11 @@ sys.path.insert(0, str(ROOT))
 
 from bench._common import cpu_and_usable_cores, load_average, save_result  # noqa: E402
 from evalstudy.analysis import analyze  # noqa: E402
+from evalstudy.protocol import DEFAULT_N_BOOT  # noqa: E402
 from evalstudy.simulate import RaterSimulator, simulate_study, synthetic_protocol  # noqa: E402
 
 VARIANTS = ["concat-early", "concat-intermediate", "cross-early", "cross-intermediate"]
-N_BOOT = 2000
+N_BOOT = DEFAULT_N_BOOT  # what a study's analysis runs unless its protocol says otherwise
 LIMIT_S = 10.0
 
 

@@ -1,7 +1,7 @@
 """Images per second through the whole Celery path vs the sampler called directly.
 
     python bench/batch_overhead.py [--broker filesystem://|redis://127.0.0.1:6379/14]
-                                   [--preset tiny-cross-early] [--steps 25] [--rounds 3] [--save]
+                                   [--preset tiny-cross-early] [--steps N] [--rounds 3] [--save]
 
 Both sides make the same images: the demo protocol's 160 (prompt, seed) pairs (40 for
 each of its 4 variants), all with one untrained checkpoint of `--preset`, at the
@@ -124,6 +124,8 @@ def main(args: argparse.Namespace) -> None:
     checkpoint = services.checkpoint_register(name=args.preset, path=ckpt_dir)
     protocol_path = ROOT / "fixtures" / "protocols" / "demo.json"
     protocol = json.loads(protocol_path.read_text())
+    if args.steps is None:
+        args.steps = protocol["sampling"]["steps"]
     warm_protocol = json.loads(protocol_path.read_text())
     warm_protocol["count_task"]["counts"] = [1]
     warm_protocol["count_task"]["images_per_prompt"] = 1
@@ -192,7 +194,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--broker", default="filesystem://")
     parser.add_argument("--preset", default="tiny-cross-early")
-    parser.add_argument("--steps", type=int, default=25, help="The demo protocol's.")
+    parser.add_argument("--steps", type=int, help="default: the demo protocol's")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--chunk", type=int, default=10, help="FUSION_GENERATION_CHUNK of the worker (CPU default).")

@@ -25,6 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
 from bench._common import cpu_and_usable_cores, load_average, save_result
+from evalstudy.protocol import DEFAULT_N_BOOT
 from generator import count_eval
 from generator.recipes import DEMO, DEMO_PRESETS
 
@@ -81,7 +82,7 @@ def main(argv: list[str] | None = None) -> Path:
                    help="sampler steps (default: the demo protocol's)")
     p.add_argument("--cfg-scale", type=float, default=count_eval.demo_sampling().cfg_scale,
                    help="default: the demo protocol's")
-    p.add_argument("--n-boot", type=int, default=count_eval.N_BOOT)
+    p.add_argument("--n-boot", type=int, default=DEFAULT_N_BOOT)
     p.add_argument("--threads", type=int)
     p.add_argument("--append", action="store_true", help="add to today's results file instead of replacing it")
     args = p.parse_args(argv)

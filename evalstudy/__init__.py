@@ -47,7 +47,9 @@ evalstudy.responses
     ResponseError(ValueError)                    .errors lists every problem
 
 evalstudy.analysis
-    analyze(table, protocol=None, n_boot=2000, seed=0, exclusions=True) -> AnalysisResult
+    analyze(table, protocol=None, n_boot=DEFAULT_N_BOOT, seed=0, exclusions=True) -> AnalysisResult
+        (the analysis defaults DEFAULT_N_BOOT, DEFAULT_CI_LEVEL, DEFAULT_ALPHA live in
+        evalstudy.protocol, beside AnalysisPlan, whose defaults they are)
         a frozen dataclass tree (evalstudy.analysis.result) with schema_version:
         schema, protocol, settings, data, count, preference, tests, agreement, evaluators,
         exclusions, unfiltered (the sections for all evaluators). .to_dict() is the

@@ -17,7 +17,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .protocol import ProtocolError, load_protocol
+from .protocol import DEFAULT_ALPHA, DEFAULT_N_BOOT, DEFAULT_POWER, ProtocolError, load_protocol
 from .responses import ResponseError, ResponseWarning
 
 if TYPE_CHECKING:
@@ -58,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--protocol", type=Path)
     a.add_argument("--json", action="store_true", help="print the full result as JSON")
     a.add_argument("--figures", type=Path, metavar="DIR", help="write figures into DIR")
-    a.add_argument("--n-boot", type=_positive, help="bootstrap resamples (default: protocol's, 2000)")
+    a.add_argument("--n-boot", type=_positive,
+                   help=f"bootstrap resamples (default: the protocol's, else {DEFAULT_N_BOOT})")
     a.add_argument("--seed", type=int, help="bootstrap seed (default: protocol's, 0)")
     a.add_argument("--no-exclusions", action="store_true",
                    help="keep every evaluator in the main results")
@@ -91,8 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--items-per-evaluator", type=int, default=20)
     p.add_argument("--overlap", type=int, default=3)
     p.add_argument("--sims", type=int, default=200)
-    p.add_argument("--alpha", type=float, default=0.05)
-    p.add_argument("--target", type=float, default=0.8)
+    p.add_argument("--alpha", type=float, default=DEFAULT_ALPHA)
+    p.add_argument("--target", type=float, default=DEFAULT_POWER)
     p.add_argument("--count-noise", type=float, default=0.1)
     p.add_argument("--rank-noise", type=float, default=0.3)
     p.add_argument("--skip-rate", type=float, default=0.1)
@@ -252,7 +253,7 @@ def _run(args) -> int:
             print(f"warning: {w.message}", file=sys.stderr)
         if protocol is None:
             print(f"warning: {_variants_found(table)}", file=sys.stderr)
-        n_boot = args.n_boot if args.n_boot is not None else (plan.n_boot if plan else 2000)
+        n_boot = args.n_boot if args.n_boot is not None else (plan.n_boot if plan else DEFAULT_N_BOOT)
         result = analyze(table, protocol, n_boot=n_boot,
                          seed=args.seed if args.seed is not None else (plan.seed if plan else 0),
                          exclusions=not args.no_exclusions)

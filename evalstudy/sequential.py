@@ -48,6 +48,8 @@ import numpy as np
 from scipy import optimize
 from scipy import stats as sps
 
+from .protocol import DEFAULT_POWER
+
 FUTILITY_POWER = 0.10   # conditional power below which a look says "no difference ... likely"
 GRID = 1201             # points of the integration grid per look (odd, for Simpson's rule)
 
@@ -162,7 +164,7 @@ class LookOutcome:
 
 
 def monitor(looks_data: list[LookInput], planned: tuple[int, ...], alpha: float, effect: float,
-            power: float = 0.8) -> tuple[list[LookOutcome], float | None]:
+            power: float = DEFAULT_POWER) -> tuple[list[LookOutcome], float | None]:
     """Replay the looks taken (`looks_data[k]` at `planned[k]` evaluators); stop at the first
     that crosses its boundary or says futility. Returns the looks' outcomes and the
     evaluators the planned effect would need in all, at the last look's variance, for

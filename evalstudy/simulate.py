@@ -41,7 +41,7 @@ import numpy as np
 from scipy import stats as sps
 
 from .design import StudyItem, plan_assignments, repeat_item_id, study_items
-from .protocol import Protocol
+from .protocol import DEFAULT_ALPHA, DEFAULT_POWER, Protocol
 from .responses import ResponseTable, table_from_columns
 
 OFFSET_PROBS = {-2: 0.15, -1: 0.35, 1: 0.35, 2: 0.15}  # where a wrong image's count lands
@@ -416,8 +416,8 @@ def _rank_columns(cols: dict[str, list], rank_rows: list[tuple], simulator: Rate
 
 def power_analysis(simulator: RaterSimulator, a: str, b: str, *, task: str = "rank",
                    evaluators=(5, 10, 20, 40, 80), items_per_evaluator: int = 20,
-                   overlap: int = 3, n_sims: int = 200, alpha: float = 0.05,
-                   target: float = 0.8, seed: int = 0, objects=("circle", "square", "triangle"),
+                   overlap: int = 3, n_sims: int = 200, alpha: float = DEFAULT_ALPHA,
+                   target: float = DEFAULT_POWER, seed: int = 0, objects=("circle", "square", "triangle"),
                    counts=(1, 2, 3, 4, 5), ranked=None) -> dict:
     """How many evaluators find a difference between variants a and b?
 

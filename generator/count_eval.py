@@ -43,13 +43,12 @@ from pathlib import Path
 
 import numpy as np
 
-from evalstudy.protocol import Sampling, load_protocol
+from evalstudy.protocol import DEFAULT_N_BOOT, Sampling, load_protocol
 from generator.checkpoint import WEIGHTS_FILE
 from generator.judge import judge
-from generator.synthetic import COLOURS, KINDS, MAX_COUNT, MIN_COUNT, Scene
+from generator.synthetic import COLOURS, KINDS, MAX_SCENE_COUNT, MIN_SCENE_COUNT, Scene
 
 METRICS = ("exact_match", "mean_abs_error", "shape_accuracy", "prompt_match")
-N_BOOT = 2000
 # The demo study's sampling (fixtures/protocols/demo.json), so that the automatic judge
 # reads the images as the study generates them: 25 DPM-Solver++ steps (the counts do not
 # change beyond ~20 steps on the demo models, and the evaluation stays a few CPU-minutes
@@ -77,7 +76,7 @@ def eval_prompts(per_count: int, seed: int = 0) -> tuple[list[Scene], list[int]]
     colours = tuple(COLOURS)
     scenes, seeds = [], []
     for kind in KINDS:
-        for count in range(MIN_COUNT, MAX_COUNT + 1):
+        for count in range(MIN_SCENE_COUNT, MAX_SCENE_COUNT + 1):
             for j in range(per_count):
                 scenes.append(Scene(kind, colours[j % len(colours)], count))
                 seeds.append(seed + j)
@@ -151,7 +150,7 @@ def _draws(n_seeds: int, n_images: int, n_boot: int, rng: np.random.Generator):
         yield rng.integers(n_seeds, size=n_seeds), rng.integers(n_images, size=(n_seeds, n_images))
 
 
-def bootstrap(runs: list[Judged], n_boot: int = N_BOOT, seed: int = 0) -> dict[str, tuple[float, float]]:
+def bootstrap(runs: list[Judged], n_boot: int = DEFAULT_N_BOOT, seed: int = 0) -> dict[str, tuple[float, float]]:
     """95% percentile interval of each metric, resampling seeds then images."""
     rng = np.random.default_rng(seed)
     n = len(runs[0].target)
@@ -164,7 +163,7 @@ def bootstrap(runs: list[Judged], n_boot: int = N_BOOT, seed: int = 0) -> dict[s
     return {m: (float(lo), float(hi)) for m, (lo, hi) in bounds.items()}
 
 
-def paired_difference(early: list[Judged], inter: list[Judged], n_boot: int = N_BOOT, seed: int = 0) -> dict:
+def paired_difference(early: list[Judged], inter: list[Judged], n_boot: int = DEFAULT_N_BOOT, seed: int = 0) -> dict:
     """intermediate - early of each metric: estimate and 95% interval, with the same seed
     positions and image indices drawn for both variants."""
     if len(early) != len(inter):
@@ -184,7 +183,7 @@ def paired_difference(early: list[Judged], inter: list[Judged], n_boot: int = N_
     }
 
 
-def summarise(runs: list[Judged], n_boot: int = N_BOOT) -> dict:
+def summarise(runs: list[Judged], n_boot: int = DEFAULT_N_BOOT) -> dict:
     """Metrics pooled over the runs, their intervals, n (images per seed) and seeds."""
     point, ci = metrics(runs), bootstrap(runs, n_boot)
     out: dict = {}
@@ -255,7 +254,7 @@ def judge_all(sources: dict[str, dict[str, Path]], per_count: int, steps: int, c
             out = save / seed_label / f"{v}.json" if save else None
             if out is not None and out.exists():
                 j = Judged.from_json(json.loads(out.read_text()))
-                if len(j.target) != len(KINDS) * (MAX_COUNT - MIN_COUNT + 1) * per_count:
+                if len(j.target) != len(KINDS) * (MAX_SCENE_COUNT - MIN_SCENE_COUNT + 1) * per_count:
                     raise SystemExit(f"{out} holds {len(j.target)} images, not --per-count {per_count}'s")
             else:
                 j = sample_and_judge(ckpt, per_count, steps, cfg_scale, batch_size, seed)
@@ -266,7 +265,7 @@ def judge_all(sources: dict[str, dict[str, Path]], per_count: int, steps: int, c
     return judged
 
 
-def table(judged: dict[str, dict[str, Judged]], n_boot: int = N_BOOT) -> tuple[list[dict], list[dict]]:
+def table(judged: dict[str, dict[str, Judged]], n_boot: int = DEFAULT_N_BOOT) -> tuple[list[dict], list[dict]]:
     """(per-variant rows, paired differences) over all seeds that have every variant of a row."""
     variants = sorted({v for runs in judged.values() for v in runs})
     rows = []
@@ -318,7 +317,7 @@ def main(argv: list[str] | None = None) -> tuple[list[dict], list[dict]]:
     p.add_argument("--cfg-scale", type=float, default=demo_sampling().cfg_scale, help="default: the demo protocol's")
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--n-boot", type=int, default=N_BOOT, help="bootstrap draws")
+    p.add_argument("--n-boot", type=int, default=DEFAULT_N_BOOT, help="bootstrap draws")
     p.add_argument("--threads", type=int)
     p.add_argument("--json", action="store_true", help="one JSON line per variant, then one per difference")
     args = p.parse_args(argv)

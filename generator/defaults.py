@@ -1,8 +1,12 @@
-"""Sampling defaults: the one place the protocol's CFG scale and solver steps are written.
+"""Sampling defaults: the CFG scale and solver steps of a call that names none.
 
-Every sampling entry point (the sampler, the FID and counting CLIs, the attention maps,
-the web app's generation batches) takes its defaults from here, so changing the protocol
-is one edit.
+They are the paper protocol's (fixtures/protocols/paper.json; a test keeps the two
+equal). The sampler and the FID CLI take both from here; the attention maps and
+training's sample grids take the guidance scale (their quick-look samples use fewer steps,
+set by their own --sample-steps). A study samples at its own protocol's settings (the demo
+protocol's are lighter than these), and the web app uses these only for a study whose protocol
+does not parse; the tools that mimic the demo study (generator.count_eval and the
+benchmarks) read fixtures/protocols/demo.json instead (count_eval.demo_sampling).
 """
 
 # Classifier-free guidance scale s in eps = cond + s * (cond - uncond) (U-ViT's form, so

@@ -29,7 +29,7 @@ COLOURS = {
     "yellow": (235, 190, 0),
 }
 BACKGROUND = (255, 255, 255)
-MIN_COUNT, MAX_COUNT = 1, 5
+MIN_SCENE_COUNT, MAX_SCENE_COUNT = 1, 5  # objects in one rendered scene (the demo's training data)
 NUMBER_WORDS = {1: "a", 2: "two", 3: "three", 4: "four", 5: "five"}
 
 
@@ -46,8 +46,8 @@ class Scene:
             raise ValueError(f"unknown kind {self.kind!r}; expected one of {KINDS}")
         if self.colour not in COLOURS:
             raise ValueError(f"unknown colour {self.colour!r}; expected one of {tuple(COLOURS)}")
-        if not MIN_COUNT <= self.count <= MAX_COUNT:
-            raise ValueError(f"count {self.count} outside {MIN_COUNT}..{MAX_COUNT}")
+        if not MIN_SCENE_COUNT <= self.count <= MAX_SCENE_COUNT:
+            raise ValueError(f"count {self.count} outside {MIN_SCENE_COUNT}..{MAX_SCENE_COUNT}")
 
     @property
     def caption(self) -> str:
@@ -61,7 +61,7 @@ def all_scenes() -> list[Scene]:
         Scene(k, c, n)
         for k in KINDS
         for c in COLOURS
-        for n in range(MIN_COUNT, MAX_COUNT + 1)
+        for n in range(MIN_SCENE_COUNT, MAX_SCENE_COUNT + 1)
     ]
 
 
@@ -170,7 +170,7 @@ def sample_scene(rng: np.random.Generator) -> Scene:
     return Scene(
         KINDS[rng.integers(len(KINDS))],
         tuple(COLOURS)[rng.integers(len(COLOURS))],
-        int(rng.integers(MIN_COUNT, MAX_COUNT + 1)),
+        int(rng.integers(MIN_SCENE_COUNT, MAX_SCENE_COUNT + 1)),
     )
 
 

@@ -287,7 +287,7 @@ FUSION_GOLD_SIZE = int(os.environ.get("FUSION_GOLD_SIZE", 32))
 # Generation workers (webapp/generation/part_runner.py).
 # A running part whose heartbeat is older than this is re-sent (its worker vanished).
 FUSION_PART_STALE_SECONDS = int(os.environ.get("FUSION_PART_STALE_SECONDS", 600))
-# Images sampled per forward batch: empty means 50 on a GPU, 10 on a CPU.
+# Images sampled per forward batch: empty means by device (part_runner.chunk_size).
 FUSION_GENERATION_CHUNK = os.environ.get("FUSION_GENERATION_CHUNK", "")
 # "cpu", "cuda", "cuda:1"...; empty means the first GPU when there is one.
 FUSION_DEVICE = os.environ.get("FUSION_DEVICE", "")

@@ -38,7 +38,15 @@ import numpy as np
 
 from .. import bootstrap as bs
 from .. import provenance
-from ..protocol import Exclusions, Protocol, default_comparisons
+from ..protocol import (
+    DEFAULT_ALPHA,
+    DEFAULT_CI_LEVEL,
+    DEFAULT_N_BOOT,
+    DEFAULT_POSTHOC,
+    Exclusions,
+    Protocol,
+    default_comparisons,
+)
 from ..responses import ResponseTable
 from .agreement import _agreement_section
 from .count import _count_section
@@ -89,7 +97,7 @@ def _provenance() -> ResultProvenance:
                             packages=dict(prov.packages))
 
 
-def analyze(table: ResponseTable, protocol: Protocol | None = None, n_boot: int = 2000,
+def analyze(table: ResponseTable, protocol: Protocol | None = None, n_boot: int = DEFAULT_N_BOOT,
             seed: int = 0, exclusions: bool = True,
             arrival: Sequence[str] | None = None) -> AnalysisResult:
     """Analyse a responses table; deterministic for a given seed.
@@ -119,13 +127,13 @@ def analyze(table: ResponseTable, protocol: Protocol | None = None, n_boot: int 
     judge_table = table.subset(judge_rows)
     table = table.subset(~judge_rows)
     arrival = list(arrival) if arrival is not None else arrival_order(table)
-    level = plan.ci_level if plan else 0.95
-    alpha = plan.alpha if plan else 0.05
+    level = plan.ci_level if plan else DEFAULT_CI_LEVEL
+    alpha = plan.alpha if plan else DEFAULT_ALPHA
     variants = _variant_order(table, protocol)
     objects = _object_order(table, protocol)
     comparisons = protocol.comparisons() if protocol else default_comparisons(variants)
     comparisons = tuple((a, b) for a, b in comparisons if a in variants and b in variants)
-    posthoc = plan.posthoc if plan else "holm"
+    posthoc = plan.posthoc if plan else DEFAULT_POSTHOC
 
     rules = plan.exclusions if plan else Exclusions()
     reliability = evaluator_reliability(table)

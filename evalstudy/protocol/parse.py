@@ -8,11 +8,16 @@ from pathlib import Path
 from typing import Any, Literal, overload
 
 from .schema import (
+    DEFAULT_ALPHA,
+    DEFAULT_CI_LEVEL,
+    DEFAULT_N_BOOT,
+    DEFAULT_POSTHOC,
+    DEFAULT_POWER,
     DEFAULT_PROMPT_TEMPLATE,
     DEFAULT_QUESTION_TEMPLATE,
     EXCLUSION_ALIASES,
-    MAX_COUNT,
     MAX_IMAGE_SIDE,
+    MAX_PROMPT_COUNT,
     MAX_RANKED_VARIANTS,
     OPTIONAL_ANALYSIS_KEYS,
     OPTIONAL_SECTIONS,
@@ -189,7 +194,7 @@ def _parse_count_task(d: Any) -> CountTask:
     names = [o.name for o in objects]
     if len(set(names)) != len(names):
         _fail(f"{w}.objects", f"object names must be unique, got {names}")
-    counts = tuple(_integer(c, f"{w}.counts[{i}]", lo=1, hi=MAX_COUNT)
+    counts = tuple(_integer(c, f"{w}.counts[{i}]", lo=1, hi=MAX_PROMPT_COUNT)
                    for i, c in enumerate(_list(d["counts"], f"{w}.counts")))
     if len(set(counts)) != len(counts):
         _fail(f"{w}.counts", f"counts must be unique, got {list(counts)}")
@@ -296,7 +301,7 @@ def _parse_protocol(d: Any) -> Protocol:
         _mapping(g, gw, ("id", "object", "count", "colour"), ("id", "object", "count"))
         gold.append(GoldItem(id=_string(g["id"], f"{gw}.id"),
                              object=_string(g["object"], f"{gw}.object"),
-                             count=_integer(g["count"], f"{gw}.count", lo=0, hi=MAX_COUNT),
+                             count=_integer(g["count"], f"{gw}.count", lo=0, hi=MAX_PROMPT_COUNT),
                              colour=_string(g.get("colour"), f"{gw}.colour", allow_none=True)))
         if count_task is not None and gold[-1].object not in {o.name for o in count_task.objects}:
             _fail(f"{gw}.object", f"{gold[-1].object!r} is not one of count_task.objects")
@@ -388,7 +393,7 @@ def _parse_scene(d: Any, where: str, count_task: CountTask | None, *, lo: int = 
     obj = _string(d["object"], f"{where}.object")
     if count_task is not None and obj not in {o.name for o in count_task.objects}:
         _fail(f"{where}.object", f"{obj!r} is not one of count_task.objects")
-    return SceneSpec(object=obj, count=_integer(d["count"], f"{where}.count", lo=lo, hi=MAX_COUNT),
+    return SceneSpec(object=obj, count=_integer(d["count"], f"{where}.count", lo=lo, hi=MAX_PROMPT_COUNT),
                      colour=_string(d.get("colour"), f"{where}.colour", allow_none=True))
 
 
@@ -459,17 +464,17 @@ def _parse_analysis(d: Any, variants: tuple[str, ...]) -> AnalysisPlan:
         if a == b:
             _fail(cw, "compares a variant with itself")
         comparisons.append((a, b))
-    posthoc = d.get("posthoc", "holm")
+    posthoc = d.get("posthoc", DEFAULT_POSTHOC)
     if posthoc not in POSTHOC_METHODS:
         _fail(f"{w}.posthoc", f"expected one of {POSTHOC_METHODS}, got {posthoc!r}")
-    alpha = _number(d.get("alpha", 0.05), f"{w}.alpha", lo=1e-6, hi=0.5)
+    alpha = _number(d.get("alpha", DEFAULT_ALPHA), f"{w}.alpha", lo=1e-6, hi=0.5)
     return AnalysisPlan(
         exclusions=exclusions,
         comparisons=tuple(comparisons),
         posthoc=posthoc,
         alpha=alpha,
-        ci_level=_number(d.get("ci_level", 0.95), f"{w}.ci_level", lo=0.5, hi=0.999),
-        n_boot=_integer(d.get("n_boot", 2000), f"{w}.n_boot", lo=100),
+        ci_level=_number(d.get("ci_level", DEFAULT_CI_LEVEL), f"{w}.ci_level", lo=0.5, hi=0.999),
+        n_boot=_integer(d.get("n_boot", DEFAULT_N_BOOT), f"{w}.n_boot", lo=100),
         seed=_integer(d.get("seed", 0), f"{w}.seed", lo=0),
         primary=(_parse_primary(d["primary"], variants, alpha)
                  if d.get("primary") is not None else None),
@@ -502,4 +507,4 @@ def _parse_primary(d: Any, variants: tuple[str, ...], alpha: float) -> PrimaryPl
         _fail(f"{w}.looks", f"numbers of evaluators must increase, got {looks}")
     return PrimaryPlan(comparisons=tuple(comparisons), looks=tuple(looks),
                        alpha=_number(d.get("alpha", alpha), f"{w}.alpha", lo=1e-6, hi=0.5),
-                       power=_number(d.get("power", 0.8), f"{w}.power", lo=0.5, hi=0.99))
+                       power=_number(d.get("power", DEFAULT_POWER), f"{w}.power", lo=0.5, hi=0.99))

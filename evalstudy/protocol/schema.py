@@ -28,7 +28,7 @@ NUMBER_WORDS = (
     "ten", "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen",
     "seventeen", "eighteen", "nineteen", "twenty",
 )
-MAX_COUNT = len(NUMBER_WORDS) - 1
+MAX_PROMPT_COUNT = len(NUMBER_WORDS) - 1  # the largest count a prompt spells out: 20
 # One ranking orders 2 (pairwise A/B) to 6 images: 6! = 720 orderings, which the
 # analysis tabulates. The limits live in evalstudy.ranks, beside the check of a ranking.
 MIN_RANKED_VARIANTS = MIN_WIDTH
@@ -38,6 +38,14 @@ DEFAULT_PROMPT_TEMPLATE = "{quantity} {colour} {noun}"
 DEFAULT_QUESTION_TEMPLATE = "How many {plural} can you see?"
 TEMPLATE_FIELDS = ("quantity", "colour", "noun", "singular", "plural", "count")
 POSTHOC_METHODS = ("holm", "nemenyi")
+
+# The analysis plan's defaults, each written once: the dataclasses and the parser below,
+# analyze() without a protocol, the command line and the web app read them from here.
+DEFAULT_POSTHOC = POSTHOC_METHODS[0]
+DEFAULT_N_BOOT = 2000  # bootstrap resamples
+DEFAULT_CI_LEVEL = 0.95  # two-sided confidence level of every interval
+DEFAULT_ALPHA = 0.05  # two-sided error rate of the tests (and of a primary plan's rule)
+DEFAULT_POWER = 0.8  # the power an estimate of the evaluators still needed plans for
 
 
 class ProtocolError(ValueError):
@@ -168,18 +176,18 @@ class PrimaryPlan:
 
     comparisons: tuple[PrimaryComparison, ...]
     looks: tuple[int, ...]
-    alpha: float = 0.05
-    power: float = 0.8  # the power the "evaluators still needed" estimate plans for
+    alpha: float = DEFAULT_ALPHA
+    power: float = DEFAULT_POWER  # the power the "evaluators still needed" estimate plans for
 
 
 @dataclass(frozen=True)
 class AnalysisPlan:
     exclusions: Exclusions = field(default_factory=Exclusions)
     comparisons: tuple[tuple[str, str], ...] = ()  # (a, b): is a different from b?
-    posthoc: str = "holm"
-    alpha: float = 0.05
-    ci_level: float = 0.95
-    n_boot: int = 2000
+    posthoc: str = DEFAULT_POSTHOC
+    alpha: float = DEFAULT_ALPHA
+    ci_level: float = DEFAULT_CI_LEVEL
+    n_boot: int = DEFAULT_N_BOOT
     seed: int = 0
     # Added after schema version 1: left out of the canonical form when unset
     # (OPTIONAL_ANALYSIS_KEYS), so that older protocols keep their hash.

@@ -2,7 +2,9 @@
 internal name, on the paused/full, take-over and panel-id pages."""
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 
 import pytest
 from django.template.loader import render_to_string
@@ -20,7 +22,10 @@ PUBLIC = "Counting shapes and matching captions"
 
 @pytest.fixture
 def study():
-    return build_open_study(title=INTERNAL, protocol={"consent": {"title": PUBLIC}})
+    # The demo's protocol with a consent title and no panel section (generic participant ids).
+    doc = json.loads((Path(__file__).resolve().parents[2] / "fixtures" / "protocols" / "demo.json").read_text())
+    doc = {k: v for k, v in doc.items() if k not in ("recruitment", "practice")}
+    return build_open_study(title=INTERNAL, protocol={**doc, "consent": {"title": PUBLIC}})
 
 
 def _h1(html: str) -> str:

@@ -10,7 +10,7 @@ from django.core.management import call_command
 from evalstudy.analysis import analyze
 from evalstudy.responses import RESPONSE_COLUMNS, STRING_COLUMNS, ResponseError, read_responses
 from tests.webapp.test_research_exports import open_demo_study
-from webapp.research import exports, selectors
+from webapp.research import exports
 
 pytestmark = pytest.mark.django_db
 
@@ -32,7 +32,7 @@ def test_the_table_from_the_database_is_the_csv_exports_table_and_analyses_the_s
     call_command("simulate_responses", study.slug, "--evaluators", "8", "--quality",
                  "concat-early=0.5,concat-intermediate=0.8,cross-early=0.6,cross-intermediate=0.9",
                  stdout=io.StringIO())
-    protocol = selectors.study_protocol(study=study)
+    protocol = study.parsed_protocol
     assert protocol is not None
     text = "".join(exports.csv_chunks(study=study, include_simulated=True))
     from_csv = read_responses(io.StringIO(text, newline=""), variants=protocol.variants,

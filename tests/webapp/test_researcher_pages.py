@@ -50,6 +50,10 @@ def test_an_admin_creates_a_study_by_upload_and_becomes_its_researcher(admin):
     study = Study.objects.get(slug="web-study")
     assert study.status == "draft" and list(study.researchers.all()) == [admin]
     assert study.items.filter(task="rank").count() == 10  # the captions file was found
+    # A draft's run page says how many places the protocol plans.
+    n = json.loads(DEMO.read_text())["evaluators"]["n"]
+    page = logged_in(admin).get("/run/web-study/").content.decode()
+    assert f"the protocol asks for {n})" in page
 
 
 @pytest.mark.parametrize("change, field", [

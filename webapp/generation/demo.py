@@ -67,10 +67,10 @@ class DemoStudy:
     reused: bool
 
 
-def demo_checkpoints_register(*, protocol: dict, checkpoints_dir: Path) -> dict[str, Checkpoint]:
+def demo_checkpoints_register(*, protocol: Protocol, checkpoints_dir: Path) -> dict[str, Checkpoint]:
     """Register the shipped checkpoint of every variant (``<dir>/<variant>/``); variant -> row."""
     found = {}
-    for variant in protocol["variants"]:
+    for variant in protocol.variants:
         folder = checkpoints_dir / variant
         sha256, _ = services.checkpoint_read(path=folder)
         found[variant] = services.checkpoint_register(name=f"demo {variant} {sha256[:12]}", path=folder)
@@ -115,22 +115,23 @@ def _reusable(study: Study, checkpoints: dict[str, Checkpoint]) -> bool:
 
 
 @transaction.atomic
-def demo_study_prepare(*, protocol_path: Path, checkpoints: dict[str, Checkpoint], fresh: bool = False) -> DemoStudy:
-    """The demo study to run: reused when possible (see the module's docstring), else created.
+def demo_study_prepare(*, protocol: Protocol, base_dir: Path, checkpoints: dict[str, Checkpoint],
+                       fresh: bool = False) -> DemoStudy:
+    """The demo study to run: reused when possible (see the module's docstring), else created
+    from ``protocol`` (its relative file paths read from ``base_dir``).
 
     A draft study gets its checkpoints assigned and any batch a previous, interrupted
     demo left active is cancelled (its worker is gone); the next batch makes only the
     missing images.
     """
-    protocol = json.loads(protocol_path.read_text())
-    content_hash = Protocol.from_dict(protocol).content_hash()
+    content_hash = protocol.content_hash()
     study = None
     if not fresh:
         candidates = Study.objects.filter(slug__startswith=SLUG, protocol_hash=content_hash).order_by("-created_at")
         study = next((s for s in candidates if _reusable(s, checkpoints)), None)
     reused = study is not None
     if study is None:
-        study = study_create(protocol=protocol, slug=_next_slug(), base_dir=str(protocol_path.parent))
+        study = study_create(protocol=protocol.to_dict(), slug=_next_slug(), base_dir=str(base_dir))
     if study.status == Study.Status.DRAFT:
         for batch in Batch.objects.filter(study=study, status__in=Batch.ACTIVE):
             services.batch_cancel(batch=batch)

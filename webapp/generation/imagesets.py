@@ -179,7 +179,7 @@ def _checked_rows(study: Study, rows: list[dict], problems: list[str]) -> list[R
     prompts: dict[str, list[int]] = {}
     for pk, text in Prompt.objects.filter(study=study).values_list("pk", "text"):
         prompts.setdefault(text, []).append(pk)
-    base_seed = int(study.protocol.get("sampling", {}).get("seed", 0))
+    base_seed = selectors.study_sampling(study=study).seed
     checked = []
     for number, raw in enumerate(rows, start=1):
         where = f"row {number}"
@@ -301,7 +301,7 @@ def imageset_import(*, study: Study, path: str | Path, manifest: str | Path | No
             problems.append("The manifest lists no image.")
         checked = _checked_rows(study, rows, problems)
         _check_grid(study, checked, problems)
-        size = study.protocol.get("sampling", {}).get("size")
+        size = selectors.study_sampling(study=study).size
         if resize and size is None:
             problems.append("Resizing needs the protocol's sampling.size (the display size in pixels).")
         sizes = set(Image.objects.filter(study=study, source=Image.Source.MODEL).values_list("width", "height"))

@@ -7,7 +7,6 @@ module.
 """
 from __future__ import annotations
 
-import os
 from collections import OrderedDict
 from datetime import timedelta
 from pathlib import Path
@@ -15,34 +14,40 @@ from pathlib import Path
 from django.conf import settings
 
 from . import parts
+from .models import MAX_PART_SIZE
 from .parts import GeneratedImage, PartFailure, PartJob
 
 _SAMPLERS: OrderedDict = OrderedDict()  # sha256 -> (Sampler, its provenance), least recently used first
 
 
-def _knob(name: str, default: str) -> str:
-    """A worker setting: the Django setting when there is one, else the environment."""
-    value = getattr(settings, name, None)
-    return str(value) if value not in (None, "") else os.environ.get(name, default)
+# Images per sampling call on a CPU when FUSION_GENERATION_CHUNK is empty: a whole part
+# takes long enough there that progress should show in between.
+CPU_CHUNK = 10
+
+# The worker settings (FUSION_PART_STALE_SECONDS and the others below) are read from the
+# environment, with their defaults, in webapp/settings.py only.
 
 
 def stale_after() -> timedelta:
     """How long a running part may go without a heartbeat before it is sent again (FUSION_PART_STALE_SECONDS)."""
-    return timedelta(seconds=float(_knob("FUSION_PART_STALE_SECONDS", "600")))
+    return timedelta(seconds=float(settings.FUSION_PART_STALE_SECONDS))
 
 
 def chunk_size(device: str) -> int:
     """Images per sampling call, stored in one transaction: the unit of progress and of heartbeats.
 
-    FUSION_GENERATION_CHUNK; by default a whole part on a GPU (throughput first) and 10
-    on a CPU, where 50 images take long enough that progress should show in between.
+    FUSION_GENERATION_CHUNK; when it is empty, a whole part (MAX_PART_SIZE) on a GPU
+    (throughput first) and CPU_CHUNK on a CPU.
     """
-    return max(1, int(_knob("FUSION_GENERATION_CHUNK", "50" if device.startswith("cuda") else "10")))
+    chosen = settings.FUSION_GENERATION_CHUNK
+    if chosen in (None, ""):
+        return MAX_PART_SIZE if device.startswith("cuda") else CPU_CHUNK
+    return max(1, int(chosen))
 
 
 def device_name() -> str:
     """FUSION_DEVICE when set, else the first GPU when there is one, else the CPU."""
-    chosen = _knob("FUSION_DEVICE", "")
+    chosen = settings.FUSION_DEVICE
     if chosen:
         return chosen
     import torch
@@ -53,7 +58,7 @@ def device_name() -> str:
 def _limit_threads() -> None:
     """Apply FUSION_TORCH_THREADS (CPU workers): on a shared or small machine one thread per
     worker process is several times faster than torch's default of one per core."""
-    threads = _knob("FUSION_TORCH_THREADS", "")
+    threads = settings.FUSION_TORCH_THREADS
     if threads:
         import torch
 
@@ -116,7 +121,7 @@ def sampler_for(*, path: str, sha256: str, name: str, config: dict | None = None
 
 def _cache(key: str, sampler):
     _SAMPLERS[key] = (sampler, sampler.provenance())
-    limit = max(1, int(getattr(settings, "FUSION_SAMPLER_CACHE_SIZE", 4)))
+    limit = max(1, int(settings.FUSION_SAMPLER_CACHE_SIZE))
     while len(_SAMPLERS) > limit:
         _SAMPLERS.popitem(last=False)
     return _SAMPLERS[key]

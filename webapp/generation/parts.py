@@ -138,7 +138,7 @@ def part_claim(*, part_id: int, claim: str, worker: str, stale_after: timedelta)
         batch.status = Batch.Status.RUNNING
         batch.started_at = now
         batch.save(update_fields=["status", "started_at"])
-    sampling = batch.study.protocol.get("sampling", {})
+    sampling = selectors.study_sampling(study=batch.study)
     have = selectors.part_existing_pairs(part=part)
     prompts = {p.pk: p for p in Prompt.objects.filter(pk__in={pid for pid, _ in part.work})}
     judge = set(selectors.study_judge_work(study=batch.study).get(part.variant_id, []))
@@ -153,7 +153,7 @@ def part_claim(*, part_id: int, claim: str, worker: str, stale_after: timedelta)
         variant_name=part.variant.name, claim=claim, checkpoint_id=checkpoint.pk, checkpoint_name=checkpoint.name,
         checkpoint_path=checkpoint.path, checkpoint_sha256=checkpoint.sha256, checkpoint_config=checkpoint.config,
         cfg_scale=batch.cfg_scale, steps=batch.steps, sampler=batch.sampler, todo=todo,
-        size=sampling.get("size"), scheduler=sampling.get("scheduler"),
+        size=sampling.size, scheduler=sampling.scheduler,
     )
 
 

@@ -8,7 +8,7 @@ from django.db.models import Count, Sum
 from django.utils import timezone
 
 from evalstudy.design import image_seeds
-from evalstudy.protocol import Protocol, ProtocolError
+from evalstudy.protocol import Sampling
 from generator.defaults import CFG_SCALE, STEPS
 from webapp.studies.models import Checkpoint, Image, Item, Study, Variant
 
@@ -33,6 +33,16 @@ def study_needed_work(*, study: Study) -> dict[int, list[tuple[int, int]]]:
     return {vid: list(pairs) for vid, pairs in needed.items()}
 
 
+def study_sampling(*, study: Study) -> Sampling:
+    """How the study's images are drawn: its protocol's ``sampling``; for a study whose
+    protocol does not parse (``Study.parsed_protocol``), generator.defaults' guidance scale
+    and steps, no sampler name, seed 0, the checkpoint's own size and scheduler."""
+    protocol = study.parsed_protocol
+    if protocol is not None:
+        return protocol.sampling
+    return Sampling(cfg_scale=CFG_SCALE, steps=STEPS, sampler="")
+
+
 def study_judge_work(*, study: Study) -> dict[int, list[tuple[int, int]]]:
     """The judge-only images of the study: variant id -> [(prompt id, seed)].
 
@@ -45,9 +55,8 @@ def study_judge_work(*, study: Study) -> dict[int, list[tuple[int, int]]]:
     evaluators' are), and never a seed an evaluator's count image uses. Empty for k = 0.
     """
     variant_ids = list(study.variants.order_by("index").values_list("pk", flat=True))
-    try:
-        proto = Protocol.from_dict(study.protocol)
-    except ProtocolError:
+    proto = study.parsed_protocol
+    if proto is None:
         return {vid: [] for vid in variant_ids}
     k = proto.analysis.judge_images_per_cell
     if k == 0 or proto.count_task is None:
@@ -127,7 +136,7 @@ def study_plan(*, study: Study, part_size: int = MAX_PART_SIZE) -> StudyPlan:
     judge = study_judge_work(study=study)
     needed = {vid: list(dict.fromkeys(pairs + judge[vid])) for vid, pairs in needed.items()}
     missing = study_missing_work(study=study)
-    sampling = study.protocol.get("sampling", {})
+    sampling = study_sampling(study=study)
     rows = [
         VariantPlan(
             variant=v, checkpoint=v.checkpoint, needed=len(needed[v.pk]), missing=len(missing[v.pk]),
@@ -137,8 +146,8 @@ def study_plan(*, study: Study, part_size: int = MAX_PART_SIZE) -> StudyPlan:
     ]
     items = Item.objects.filter(study=study, repeat_of__isnull=True, is_gold=False)
     return StudyPlan(
-        variants=rows, cfg_scale=float(sampling.get("cfg_scale", CFG_SCALE)), steps=int(sampling.get("steps", STEPS)),
-        sampler=str(sampling.get("sampler", "")), part_size=part_size,
+        variants=rows, cfg_scale=sampling.cfg_scale, steps=sampling.steps,
+        sampler=sampling.sampler, part_size=part_size,
         count_prompts=items.filter(task=Item.Task.COUNT).values("prompt_id").distinct().count(),
         captions=items.filter(task=Item.Task.RANK).values("prompt_id").distinct().count(),
         seeds=items.values("seed").distinct().count(),

@@ -14,7 +14,6 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from generator.defaults import CFG_SCALE, STEPS
 from webapp.studies.models import Checkpoint, Image, Study, Variant, new_public_id
 
 from . import selectors
@@ -217,16 +216,16 @@ def batch_launch(
     active = Batch.objects.filter(study=study, status__in=Batch.ACTIVE).first()
     if active is not None:
         raise BatchActiveError(active)
-    sampling = study.protocol.get("sampling", {})
-    cfg_scale = float(sampling.get("cfg_scale", CFG_SCALE) if cfg_scale is None else cfg_scale)
-    steps = int(sampling.get("steps", STEPS) if steps is None else steps)
+    sampling = selectors.study_sampling(study=study)
+    cfg_scale = float(sampling.cfg_scale if cfg_scale is None else cfg_scale)
+    steps = int(sampling.steps if steps is None else steps)
     if steps < 1 or cfg_scale < 0 or not math.isfinite(cfg_scale):
         raise GenerationError("Steps must be at least 1 and the CFG scale a number of at least 0.")
     total = sum(len(pairs) for pairs in work.values())
     if total == 0:
         raise GenerationError("Every image of this study exists already: there is nothing to generate.")
     batch = Batch.objects.create(
-        study=study, cfg_scale=cfg_scale, steps=steps, sampler=str(sampling.get("sampler", ""))[:50],
+        study=study, cfg_scale=cfg_scale, steps=steps, sampler=sampling.sampler[:50],
         part_size=part_size, open_when_complete=open_when_complete, total_images=total,
         created_by=user if user is not None and user.is_authenticated else None,
     )

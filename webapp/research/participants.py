@@ -19,7 +19,6 @@ from evalstudy.analysis import apply_exclusions, evaluator_reliability
 from evalstudy.protocol import Exclusions
 from evalstudy.responses import read_responses
 from webapp.studies.models import CountResponse, Evaluator, RankResponse, Slot, Study
-from webapp.studies.recruitment import protocol_of
 from webapp.studies.selectors import EvaluatorStatus, evaluators_with_status, status_silent_before
 
 from .exports import csv_chunks
@@ -67,7 +66,7 @@ class _Verdicts:
 
 def _verdicts(study: Study) -> _Verdicts:
     """The protocol's exclusion rules applied by evalstudy, and, apart, its gold rule alone."""
-    proto = protocol_of(study)
+    proto = study.parsed_protocol
     rules = proto.analysis.exclusions if proto else Exclusions()
     if not (CountResponse.objects.filter(evaluator__study=study).exists()
             or RankResponse.objects.filter(evaluator__study=study).exists()):

@@ -421,7 +421,7 @@ def provenance_text(result: AnalysisResult) -> str:
 def report_context(*, study: Study, result: StudyResult | None, analysis_error: str = "") -> dict:
     """Everything the report states, for either template; ``analysis_error`` says why there
     are no results when evalstudy could not analyse the responses."""
-    protocol = selectors.study_protocol(study=study)
+    protocol = study.parsed_protocol
     evaluators = selectors.study_evaluator_summary(study=study)
     details = ReportDetails.objects.filter(study=study).first()
     data = selectors.study_result_analysis(result=result) if result is not None else None

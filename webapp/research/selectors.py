@@ -19,14 +19,13 @@ from django.conf import settings
 from django.db.models import Count, F, Max, Q, QuerySet, Sum
 
 from evalstudy.analysis.result import SCHEMA_VERSION, AnalysisResult
-from evalstudy.protocol import Protocol, ProtocolError
+from evalstudy.protocol import AnalysisPlan
 from webapp.studies.models import CountResponse, Entry, Evaluator, Image, Item, RankResponse, Slot, Study
 from webapp.studies.selectors import EvaluatorStatus, evaluators_with_status, user_is_admin, user_may_see_study
 
 from .models import ResultFigure, ResultsUpdate, StudyResult
 
 EXPORT_CHUNK_SIZE = 5000
-DEFAULT_N_BOOT = 2000  # evalstudy's default, for studies without a readable protocol
 
 # --------------------------------------------------------------------------- studies
 
@@ -53,22 +52,15 @@ def researcher_study(*, user, slug: str) -> Study | None:
 # --------------------------------------------------------------------------- protocol
 
 
-def study_protocol(*, study: Study) -> Protocol | None:
-    """The study's frozen protocol, or None when it holds none that evalstudy can read."""
-    try:
-        return Protocol.from_dict(study.protocol)
-    except ProtocolError:
-        return None
-
-
 def analysis_settings(*, study: Study) -> tuple[int, int]:
     """(n_boot, seed) of the analysis: the protocol's plan, else evalstudy's defaults.
 
     ``settings.FUSION_RESULTS_N_BOOT``, when set, overrides the number of resamples (tests
     and quick looks; a report states the number it used).
     """
-    protocol = study_protocol(study=study)
-    n_boot, seed = (DEFAULT_N_BOOT, 0) if protocol is None else (protocol.analysis.n_boot, protocol.analysis.seed)
+    protocol = study.parsed_protocol
+    plan = protocol.analysis if protocol is not None else AnalysisPlan()  # evalstudy's defaults
+    n_boot, seed = plan.n_boot, plan.seed
     override = getattr(settings, "FUSION_RESULTS_N_BOOT", None)
     return (int(override) if override else n_boot), seed
 
@@ -188,7 +180,8 @@ def study_progress(*, study: Study) -> dict:
     n_rank = sum(r["n"] for r in ranks.values())
     finished_seconds = [row["seconds"] for row in rows if row["status"] == "finished"]
     gold_answered = sum(c["gold"] for c in counts.values())
-    overlap = (study.protocol.get("evaluators") or {}).get("overlap") if isinstance(study.protocol, dict) else None
+    protocol = study.parsed_protocol
+    overlap = protocol.evaluators.overlap if protocol is not None else None
     return {
         "study": study.slug,
         "status": study.status,

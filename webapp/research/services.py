@@ -43,7 +43,7 @@ def _analyse(*, study: Study, n_boot: int, seed: int, include_simulated: bool = 
     that ``python -m evalstudy analyze`` prints for a downloaded export.
     """
     try:
-        protocol = selectors.study_protocol(study=study)
+        protocol = study.parsed_protocol
         table = exports.response_table(study=study, include_simulated=include_simulated,
                                        variants=protocol.variants if protocol else None,
                                        allow_ties=bool(protocol and protocol.allow_ties))

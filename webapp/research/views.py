@@ -124,9 +124,9 @@ def dashboard(request: HttpRequest, study: Study) -> HttpResponse:
         "exclusions": reports.exclusion_rows(analysis) if analysis else [],
         "reliability": reports.evaluator_reliability_table(analysis) if analysis else None,
         "figures": selectors.result_figure_names(result=result) if result else [],
-        "protocol_rows": reports.protocol_rows(selectors.study_protocol(study=study)),
+        "protocol_rows": reports.protocol_rows(study.parsed_protocol),
         "details_form": ReportDetailsForm(instance=details, initial=reports.details_from_consent(
-            selectors.study_protocol(study=study)) if details is None else None),
+            study.parsed_protocol) if details is None else None),
         "export_formats": _export_links(study),
         "n_simulated": progress["evaluators"]["simulated"],
     }

@@ -12,7 +12,7 @@ from evalstudy.protocol import MAX_RANKED_VARIANTS
 
 from .models import RankResponse
 
-MAX_COUNT = 1000
+MAX_PLAUSIBLE_COUNT = 1000  # an evaluator's answer above this is a typing slip, refused
 # ASCII digits only: str.isdigit() also accepts "²", "①" or "٣", which int() then
 # either refuses (a crash) or reads as a number the evaluator never typed. No sign either:
 # "-0" and "+3" are not how anyone writes a count, and int() would read "-0" as 0.
@@ -31,8 +31,8 @@ class CountAnswerForm(forms.Form):
         if not ASCII_COUNT.fullmatch(raw):
             raise ValidationError("Type a whole number with the digits 0 to 9 only, like 3.", code="not_integer")
         value = int(raw)
-        if value > MAX_COUNT:
-            raise ValidationError(f"A count above {MAX_COUNT} is not plausible here.", code="too_large")
+        if value > MAX_PLAUSIBLE_COUNT:
+            raise ValidationError(f"A count above {MAX_PLAUSIBLE_COUNT} is not plausible here.", code="too_large")
         return value
 
     def clean(self) -> dict[str, Any]:

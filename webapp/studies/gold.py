@@ -154,9 +154,9 @@ def _shape_scale(donor_ink: float, *, size: int) -> float:
     """Side factor that gives rendered shapes the donors' mean ink. Renders of every kind
     and count 1-5 (a study's grid) stand for the donors' scenes; the factor stays within
     1..MAX_SHAPE_SCALE, where shapes laid out GAP apart still cannot touch."""
-    from generator.synthetic import KINDS, MAX_COUNT, MIN_COUNT
+    from generator.synthetic import KINDS, MAX_SCENE_COUNT, MIN_SCENE_COUNT
 
-    scenes = [(kind, n) for kind in KINDS for n in range(MIN_COUNT, MAX_COUNT + 1)]
+    scenes = [(kind, n) for kind in KINDS for n in range(MIN_SCENE_COUNT, MAX_SCENE_COUNT + 1)]
     drawn = np.mean([_ink(np.asarray(scene_render(kind=kind, colour="red", count=n, seed=k, size=size),
                                      dtype=np.float64))
                      for k, (kind, n) in enumerate(scenes)])

@@ -271,8 +271,11 @@ def study_attach_images(*, study: Study) -> int:
 
 def study_assignment_plans(*, study: Study, by_key: dict[str, Item]):
     """The slots' plans (evalstudy.design) of the study's items, ``by_key`` its original
-    items by key: what opening the study stores, and what a preview of a draft draws from."""
-    proto = Protocol.from_dict(study.protocol)
+    items by key: what opening the study stores, and what a preview of a draft draws from.
+    A ProtocolError (a ValueError) when the stored protocol does not parse."""
+    proto = study.parsed_protocol
+    if proto is None:
+        raise ProtocolError("the study's stored protocol is not one evalstudy can read")
     return plan_assignments(
         [k for k, it in by_key.items() if it.task == Item.Task.COUNT and not it.is_gold],
         [k for k, it in by_key.items() if it.task == Item.Task.RANK],

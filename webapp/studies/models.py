@@ -10,6 +10,8 @@ ties) cannot be stored, whatever the Python code does.
 """
 from __future__ import annotations
 
+import functools
+import json
 import secrets
 
 from django.conf import settings
@@ -17,7 +19,7 @@ from django.db import models
 from django.db.models import Case, F, Q, Value, When
 from django.db.models.expressions import CombinedExpression
 
-from evalstudy.protocol import MAX_RANKED_VARIANTS
+from evalstudy.protocol import MAX_RANKED_VARIANTS, Protocol, ProtocolError
 
 
 def new_token(nbytes: int = 16) -> str:
@@ -38,6 +40,21 @@ def new_pseudonym() -> str:
 
 
 # --------------------------------------------------------------------------- study
+
+
+@functools.lru_cache(maxsize=256)
+def _protocol_parsed(document: str) -> Protocol | None:
+    """The Protocol a stored protocol describes (``document``: its JSON with sorted keys), or
+    None when it does not parse.
+
+    Cached per process by content, not by study: a study's protocol is written once, when
+    it is created, but a row edited by hand (or by a test) is a new key and is read again.
+    A Protocol is frozen, so the studies of one protocol can share it.
+    """
+    try:
+        return Protocol.from_dict(json.loads(document))
+    except ProtocolError:
+        return None
 
 
 class Study(models.Model):
@@ -73,11 +90,28 @@ class Study(models.Model):
         return self.status == self.Status.OPEN
 
     @property
+    def parsed_protocol(self) -> Protocol | None:
+        """The stored protocol as evalstudy reads it (defaults filled in), parsed once per
+        process and protocol; None for a protocol that does not parse.
+
+        Every study made by ``study_create`` holds one that parses (it stores the canonical
+        form of a validated protocol); None is for rows made otherwise (the test factories'
+        empty protocol), which callers treat as "no protocol": the generation defaults,
+        evalstudy's analysis defaults, no consent, recruitment or practice section.
+        """
+        try:
+            document = json.dumps(self.protocol, sort_keys=True)
+        except (TypeError, ValueError):  # not JSON: nothing evalstudy could read either
+            return None
+        return _protocol_parsed(document)
+
+    @property
     def public_title(self) -> str:
         """The study's name for its participants: the consent section's title when the
         protocol gives one; ``title`` (by default the protocol's internal name) otherwise."""
-        consent = self.protocol.get("consent") if isinstance(self.protocol, dict) else None
-        return (consent or {}).get("title") or self.title
+        protocol = self.parsed_protocol
+        consent = protocol.consent if protocol is not None else None
+        return (consent.title if consent is not None else None) or self.title
 
     @property
     def accepts_answers(self) -> bool:

@@ -14,7 +14,7 @@ from typing import Any
 from django.core.cache import cache
 from django.db.models import Count, Sum
 
-from evalstudy.protocol import Consent, Practice, Protocol, ProtocolError, Recruitment, ReturnLink
+from evalstudy.protocol import Consent, Practice, Recruitment, ReturnLink
 
 from .models import CountResponse, Entry, Evaluator, RankResponse, Slot, Study
 
@@ -43,26 +43,18 @@ class TimeEstimate:
     source: str  # "pilot" or "running median of N participants"
 
 
-def protocol_of(study: Study) -> Protocol | None:
-    """The study's frozen protocol, or None for a study made without a valid one (tests)."""
-    try:
-        return Protocol.from_dict(study.protocol)
-    except ProtocolError:
-        return None
-
-
 def recruitment_of(study: Study) -> Recruitment | None:
-    proto = protocol_of(study)
+    proto = study.parsed_protocol
     return proto.recruitment if proto else None
 
 
 def consent_of(study: Study) -> Consent | None:
-    proto = protocol_of(study)
+    proto = study.parsed_protocol
     return proto.consent if proto else None
 
 
 def practice_of(study: Study) -> Practice | None:
-    proto = protocol_of(study)
+    proto = study.parsed_protocol
     return proto.practice if proto else None
 
 

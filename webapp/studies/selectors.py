@@ -13,7 +13,6 @@ from django.utils import timezone
 from evalstudy.protocol import NUMBER_WORDS
 
 from .models import CountResponse, Entry, Evaluator, Image, Item, RankResponse, Study
-from .recruitment import protocol_of
 
 SESSION_KEY = "fusion_evaluators"  # session: {study id (str): evaluator id}
 BROWSER_SESSION_KEY = "fusion_browsers"  # session: {evaluator id (str): the evaluator's browser token}
@@ -87,7 +86,7 @@ def study_ranking(*, study: Study, entry: Entry | None = None) -> Ranking:
 
     A study made without a valid protocol (tests) ranks one image per variant: as many as
     ``entry`` lays out when one is at hand (no query), else its variants counted."""
-    proto = protocol_of(study)
+    proto = study.parsed_protocol
     if proto is None:
         width = len(entry.positions) if entry is not None else study.variants.count()
         return Ranking(width=width, allow_ties=False)

@@ -314,7 +314,7 @@ def practice(request: HttpRequest, study: Study, evaluator: Evaluator) -> HttpRe
         given = form.cleaned_data["answer"]
         truth = spec.count.count
         feedback = {"given": given, "right": given == truth, "cant_tell": given is None, "truth": truth}
-    proto = recruitment.protocol_of(study)  # not None: the practice spec came from it
+    proto = study.parsed_protocol  # not None: the practice spec came from it
     objects = proto.count_task.objects if proto is not None and proto.count_task is not None else ()
     obj = next((o for o in objects or () if o.name == spec.count.object), None)
     size = study_image_size(study)

@@ -23,6 +23,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
+from evalstudy.protocol import ProtocolError, load_protocol
 from webapp.generation import celery_workers, demo, follow, selectors, services
 from webapp.studies.lifecycle import StudySetupError, study_open
 from webapp.studies.models import Study
@@ -59,14 +60,17 @@ class Command(BaseCommand):
 
     def handle(self, *args, **opts):
         started = time.monotonic()
+        try:  # first: a protocol that does not parse changes nothing
+            protocol = load_protocol(opts["protocol"])
+        except ProtocolError as exc:
+            raise CommandError(str(exc)) from exc
         # SIGTERM ends the command like Ctrl-C does, through the `finally` that stops the
         # worker (which runs in its own process group, out of reach of the terminal).
         signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
         Path(settings.VAR_DIR).mkdir(parents=True, exist_ok=True)
         Path(settings.MEDIA_ROOT).mkdir(parents=True, exist_ok=True)
         call_command("migrate", interactive=False, verbosity=0)
-        protocol = json.loads(opts["protocol"].read_text())
-        missing = [v for v in protocol["variants"] if not (opts["checkpoints"] / v).exists()]
+        missing = [v for v in protocol.variants if not (opts["checkpoints"] / v).exists()]
         if missing:
             raise CommandError(
                 f"No demo checkpoint for {', '.join(missing)} under {opts['checkpoints']} "
@@ -75,7 +79,7 @@ class Command(BaseCommand):
         try:
             checkpoints = demo.demo_checkpoints_register(protocol=protocol, checkpoints_dir=opts["checkpoints"])
             prepared = demo.demo_study_prepare(
-                protocol_path=opts["protocol"], checkpoints=checkpoints, fresh=opts["fresh"]
+                protocol=protocol, base_dir=opts["protocol"].parent, checkpoints=checkpoints, fresh=opts["fresh"]
             )
         except (services.GenerationError, StudySetupError) as exc:
             raise CommandError(str(exc)) from exc
