@@ -79,23 +79,22 @@ def run_batch(study, steps: int, worker_pid: int, worker_proc) -> tuple[float, f
     """(wall seconds, worker CPU seconds, images) from launch to the batch's completion."""
     import psutil
 
-    from webapp.generation import services
+    from webapp.generation import follow, services
     from webapp.generation.models import Batch
+
+    def worker_alive() -> None:
+        if worker_proc.poll() is not None:
+            raise SystemExit(f"the worker exited with {worker_proc.returncode}")
 
     proc = psutil.Process(worker_pid)
     cpu0 = sum(proc.cpu_times()[:2])
     t0 = time.perf_counter()
     batch = services.batch_launch(study=study, steps=steps)
-    while True:
-        status = Batch.objects.filter(pk=batch.pk).values_list("status", flat=True).get()
-        if status not in Batch.ACTIVE:
-            break
-        if worker_proc.poll() is not None:
-            raise SystemExit(f"the worker exited with {worker_proc.returncode}")
-        time.sleep(0.1)
+    # The commands' polling loop; its reads are this process's, not the worker's CPU time.
+    end = follow.batch_follow(batch=batch, on_progress=lambda p: None, check=worker_alive, interval=0.1)
     wall = time.perf_counter() - t0
-    if status != Batch.Status.COMPLETE:
-        raise SystemExit(f"batch {batch.pk} ended {status}")
+    if end["status"] != Batch.Status.COMPLETE:
+        raise SystemExit(f"batch {batch.pk} ended {end['status']}")
     return wall, sum(proc.cpu_times()[:2]) - cpu0, batch.total_images
 
 

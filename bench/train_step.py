@@ -23,6 +23,7 @@ import json
 import statistics
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -128,7 +129,26 @@ def _peak_memory(device: torch.device) -> float | None:
     return torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
 
 
-def run(args: argparse.Namespace, on_variant=None) -> dict:  # noqa: C901 (gpu31's, just merged; split pending)
+@dataclass
+class Timings:
+    """What ``run`` measures, per variant: wall and CPU seconds of each round, the
+    description (``describe``), and the variants skipped for --budget-s."""
+
+    times: dict[str, list[float]] = field(default_factory=dict)
+    cpu_times: dict[str, list[float]] = field(default_factory=dict)
+    info: dict[str, dict] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+
+    def add_round(self, name: str, wall: float, cpu: float) -> None:
+        self.times.setdefault(name, []).append(wall)
+        self.cpu_times.setdefault(name, []).append(cpu)
+
+
+def describe(r: Runner, first_steps_s: float, peak_gib: float | None) -> dict:
+    return {"params": r.params, "train_flops": r.train_flops, "warmup_s": first_steps_s, "peak_mem_gib": peak_gib}
+
+
+def run(args: argparse.Namespace, on_variant=None) -> dict:
     """Time every variant; `on_variant(result so far)` is called after each variant in
     --sequential mode, so a caller can write the table before a time limit stops it."""
     device = torch.device(args.device)
@@ -138,61 +158,67 @@ def run(args: argparse.Namespace, on_variant=None) -> dict:  # noqa: C901 (gpu31
         torch.backends.cuda.matmul.allow_tf32 = True  # fp32 runs use TF32 tensor cores
         torch.backends.cudnn.allow_tf32 = True
     load_before = round(load_average(), 2)
-    began = time.perf_counter()
-    times: dict[str, list[float]] = {}
-    cpu_times: dict[str, list[float]] = {}
-    info: dict[str, dict] = {}
-    skipped: list[str] = []
 
-    def describe(r: Runner, first_steps_s: float, peak_gib: float | None) -> dict:
-        return {"params": r.params, "train_flops": r.train_flops, "warmup_s": first_steps_s, "peak_mem_gib": peak_gib}
+    def after_variant(t: Timings) -> None:
+        if on_variant is not None:
+            on_variant(summarize(args, t.times, t.cpu_times, t.info, t.skipped, load_before))
 
     if args.sequential:
-        # One variant at a time, alone on the device: its peak memory is its own, and a
-        # slow compile of a later variant cannot take away the ones already measured.
-        for name in args.variants:
-            if times and args.budget_s is not None and time.perf_counter() - began > args.budget_s:
-                skipped.append(name)
-                continue
-            if device.type == "cuda":
-                torch.cuda.reset_peak_memory_stats(device)
-            r = Runner(name, args, device)
-            sync(device)
-            t0 = time.perf_counter()
-            for _ in range(args.warmup):
-                r.step()
-            sync(device)
-            first = time.perf_counter() - t0
-            times[name], cpu_times[name] = [], []
-            for _ in range(args.rounds):
-                wall, cpu = r.time_steps(args.steps)
-                times[name].append(wall)
-                cpu_times[name].append(cpu)
-            info[name] = describe(r, first, _peak_memory(device))
-            del r
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
-            if on_variant is not None:
-                on_variant(summarize(args, times, cpu_times, info, skipped, load_before))
+        timings = run_sequential(args, device, after_variant)
     else:
-        runners = [Runner(n, args, device) for n in args.variants]
-        firsts = {}
-        for r in runners:
-            t0 = time.perf_counter()
-            for _ in range(args.warmup):
-                r.step()
-            sync(device)
-            firsts[r.name] = time.perf_counter() - t0
-        for r in runners:
-            times[r.name], cpu_times[r.name] = [], []
+        timings = run_interleaved(args, device)
+    return summarize(args, timings.times, timings.cpu_times, timings.info, timings.skipped, load_before)
+
+
+def run_sequential(args: argparse.Namespace, device: torch.device, after_variant) -> Timings:
+    """One variant at a time, alone on the device: its peak memory is its own, and a
+    slow compile of a later variant cannot take away the ones already measured.
+    ``after_variant(timings so far)`` follows each variant."""
+    began = time.perf_counter()
+    t = Timings()
+    for name in args.variants:
+        if t.times and args.budget_s is not None and time.perf_counter() - began > args.budget_s:
+            t.skipped.append(name)
+            continue
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        r = Runner(name, args, device)
+        sync(device)
+        t0 = time.perf_counter()
+        for _ in range(args.warmup):
+            r.step()
+        sync(device)
+        first = time.perf_counter() - t0
+        t.times[name], t.cpu_times[name] = [], []
         for _ in range(args.rounds):
-            for r in runners:
-                wall, cpu = r.time_steps(args.steps)
-                times[r.name].append(wall)
-                cpu_times[r.name].append(cpu)
-        # Every model is resident at once here: no per-variant peak memory.
-        info = {r.name: describe(r, firsts[r.name], None) for r in runners}
-    return summarize(args, times, cpu_times, info, skipped, load_before)
+            t.add_round(name, *r.time_steps(args.steps))
+        t.info[name] = describe(r, first, _peak_memory(device))
+        del r
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        after_variant(t)
+    return t
+
+
+def run_interleaved(args: argparse.Namespace, device: torch.device) -> Timings:
+    """Every variant resident at once, their rounds interleaved so that load from other
+    processes hits them alike (no per-variant peak memory here)."""
+    t = Timings()
+    runners = [Runner(n, args, device) for n in args.variants]
+    firsts = {}
+    for r in runners:
+        t0 = time.perf_counter()
+        for _ in range(args.warmup):
+            r.step()
+        sync(device)
+        firsts[r.name] = time.perf_counter() - t0
+    for r in runners:
+        t.times[r.name], t.cpu_times[r.name] = [], []
+    for _ in range(args.rounds):
+        for r in runners:
+            t.add_round(r.name, *r.time_steps(args.steps))
+    t.info = {r.name: describe(r, firsts[r.name], None) for r in runners}
+    return t
 
 
 def summarize(args: argparse.Namespace, times: dict[str, list[float]], cpu_times: dict[str, list[float]],

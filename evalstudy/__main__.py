@@ -122,55 +122,72 @@ def _ci(c: list[float | None] | None) -> str:
     return "[-, -]" if c is None or c[0] is None else f"[{c[0]:.3f}, {c[1]:.3f}]"
 
 
-def summary(result: AnalysisResult) -> str:  # noqa: C901 (one `if` per optional report section, read in order)
-    """A short plain-text report of an analysis result."""
-    from .analysis.result import few_raters_warning
-
-    lines = []
-    d = result.data
-    ex = result.exclusions
-    if ex.applied:
-        lines.append(f"{d.n_rows} responses, {d.n_evaluators} evaluators kept "
-                     f"({ex.n_excluded} of {ex.n_evaluators} excluded by the protocol's rules)")
-    else:
-        why = ex.not_applied_reason or "not applied"
-        lines.append(f"{d.n_rows} responses, {d.n_evaluators} evaluators "
-                     f"({ex.n_excluded} break an exclusion rule; {why})")
+def summary(result: AnalysisResult) -> str:
+    """A short plain-text report of an analysis result: the data, then each section the
+    result holds, in order."""
     width = max([len(r.variant) for r in result.count.by_variant]
                 + [len(p.variant) for p in result.preference.by_variant] + [16])
-    if result.count.by_variant:
-        lines.append(f"\n{'count task':<{width + 2}}{'raters':>6}{'n':>6}  mean |error|  95% CI            "
-                     "match   95% CI            can't tell  (eq. 9, 10 over the n counted images)")
-        for r in result.count.by_variant:
-            lines.append(f"  {r.variant:<{width}}{_fmt_int(r.n_raters):>6}{r.n_answered:>6}  "
-                         f"{_fmt(r.mean_abs_error):>8}      "
-                         f"{_ci(r.mean_abs_error_ci):<18}{_fmt(r.match_ratio)}   "
-                         f"{_ci(r.match_ratio_ci):<18}{_fmt(r.cant_tell_rate)}")
-        warning = few_raters_warning(result.count.by_variant)
-        if warning:
-            lines.append(" " + warning)
-        lines.append("  sensitivity, can't tell counted as a miss: match ratio "
-                     + ", ".join(f"{r.variant} {_fmt(r.match_ratio_cant_tell_as_miss)}"
-                                 for r in result.count.by_variant))
+    lines = [_data_line(result), *_count_lines(result, width), *_preference_lines(result, width),
+             *_tests_lines(result), *_agreement_lines(result)]
+    return "\n".join(lines)
+
+
+def _data_line(result: AnalysisResult) -> str:
+    d, ex = result.data, result.exclusions
+    if ex.applied:
+        return (f"{d.n_rows} responses, {d.n_evaluators} evaluators kept "
+                f"({ex.n_excluded} of {ex.n_evaluators} excluded by the protocol's rules)")
+    why = ex.not_applied_reason or "not applied"
+    return f"{d.n_rows} responses, {d.n_evaluators} evaluators ({ex.n_excluded} break an exclusion rule; {why})"
+
+
+def _count_lines(result: AnalysisResult, width: int) -> list[str]:
+    from .analysis.result import few_raters_warning
+
+    rows = result.count.by_variant
+    if not rows:
+        return []
+    lines = [f"\n{'count task':<{width + 2}}{'raters':>6}{'n':>6}  mean |error|  95% CI            "
+             "match   95% CI            can't tell  (eq. 9, 10 over the n counted images)"]
+    for r in rows:
+        lines.append(f"  {r.variant:<{width}}{_fmt_int(r.n_raters):>6}{r.n_answered:>6}  "
+                     f"{_fmt(r.mean_abs_error):>8}      "
+                     f"{_ci(r.mean_abs_error_ci):<18}{_fmt(r.match_ratio)}   "
+                     f"{_ci(r.match_ratio_ci):<18}{_fmt(r.cant_tell_rate)}")
+    warning = few_raters_warning(rows)
+    if warning:
+        lines.append(" " + warning)
+    lines.append("  sensitivity, can't tell counted as a miss: match ratio "
+                 + ", ".join(f"{r.variant} {_fmt(r.match_ratio_cant_tell_as_miss)}" for r in rows))
+    return lines
+
+
+def _preference_lines(result: AnalysisResult, width: int) -> list[str]:
     pref = result.preference
-    if pref.by_variant:
-        model = "BT-Davidson strength" if pref.has_ties else "PL strength"
-        lines.append(f"\n{'preference':<{width + 2}}{'raters':>6}{'n':>6}  score  95% CI            {model}")
-        for p in pref.by_variant:
-            strength, strength_ci = ((p.bt_strength, p.bt_strength_ci) if pref.has_ties
-                                     else (p.pl_strength, p.pl_strength_ci))
-            lines.append(f"  {p.variant:<{width}}{_fmt_int(p.n_raters):>6}{p.n:>6}  {_fmt(p.score, 2):>5}  "
-                         f"{_ci(p.score_ci):<18}{_fmt(strength)} {_ci(strength_ci)}"
-                         + (f"  tied {_fmt(p.tie_rate)}" if pref.has_ties else ""))
-        lines.append(f"  ranking skip rate {_fmt(pref.ranking_skip_rate)} "
-                     f"{_ci(pref.ranking_skip_rate_ci)}")
-        if pref.has_ties or pref.m == 2:  # pairwise studies, and rankings with ties
-            lines.append("  every pair: a over b when told apart (ties left out), and the tie rate")
-            for q in pref.pairs:
-                lines.append(f"    {q.a} over {q.b}: {_fmt(q.win_rate)} {_ci(q.win_rate_ci)}  "
-                             f"tied {_fmt(q.tie_rate)} {_ci(q.tie_rate_ci)}  "
-                             f"(a {q.a_wins}, b {q.b_wins}, tied {q.ties} of {q.n})")
+    if not pref.by_variant:
+        return []
+    model = "BT-Davidson strength" if pref.has_ties else "PL strength"
+    lines = [f"\n{'preference':<{width + 2}}{'raters':>6}{'n':>6}  score  95% CI            {model}"]
+    for p in pref.by_variant:
+        strength, strength_ci = ((p.bt_strength, p.bt_strength_ci) if pref.has_ties
+                                 else (p.pl_strength, p.pl_strength_ci))
+        lines.append(f"  {p.variant:<{width}}{_fmt_int(p.n_raters):>6}{p.n:>6}  {_fmt(p.score, 2):>5}  "
+                     f"{_ci(p.score_ci):<18}{_fmt(strength)} {_ci(strength_ci)}"
+                     + (f"  tied {_fmt(p.tie_rate)}" if pref.has_ties else ""))
+    lines.append(f"  ranking skip rate {_fmt(pref.ranking_skip_rate)} "
+                 f"{_ci(pref.ranking_skip_rate_ci)}")
+    if pref.has_ties or pref.m == 2:  # pairwise studies, and rankings with ties
+        lines.append("  every pair: a over b when told apart (ties left out), and the tie rate")
+        for q in pref.pairs:
+            lines.append(f"    {q.a} over {q.b}: {_fmt(q.win_rate)} {_ci(q.win_rate_ci)}  "
+                         f"tied {_fmt(q.tie_rate)} {_ci(q.tie_rate_ci)}  "
+                         f"(a {q.a_wins}, b {q.b_wins}, tied {q.ties} of {q.n})")
+    return lines
+
+
+def _tests_lines(result: AnalysisResult) -> list[str]:
     tests = result.tests
+    lines = []
     if tests.paired:
         lines.append("\npaired tests (Holm-adjusted)")
         for t in tests.paired:
@@ -185,7 +202,12 @@ def summary(result: AnalysisResult) -> str:  # noqa: C901 (one `if` per optional
         pb = tests.position_bias
         lines.append(f"position bias (permutation within captions, {pb.n_permutations}): "
                      f"p = {_fmt(pb.p_value, 4)}")
+    return lines
+
+
+def _agreement_lines(result: AnalysisResult) -> list[str]:
     ag = result.agreement
+    lines = []
     if ag.count_alpha_interval:
         lines.append(f"\nKrippendorff alpha, counts (interval): {_fmt(ag.count_alpha_interval.alpha)}")
     if ag.rank_alpha_ordinal:
@@ -193,7 +215,7 @@ def summary(result: AnalysisResult) -> str:  # noqa: C901 (one `if` per optional
     if ag.kendall_w:
         lines.append(f"Kendall's W between raters, per caption (mean): "
                      f"{_fmt(ag.kendall_w.per_item_mean)}")
-    return "\n".join(lines)
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -221,25 +221,40 @@ def _unbalanced_pair(row_of: list[dict[str, int]], n_rows: int) -> tuple[int, in
     return None
 
 
-def _split_evenly(row_of: list[dict[str, int]], a: int, b: int) -> None:  # noqa: C901 (one Euler-trail algorithm)
+_Vertex = tuple[str, object]  # ("slot", index) or ("item", id); an index or id of None: a dummy
+_Edge = tuple[_Vertex, _Vertex, tuple[int, str] | None]  # (slot, item, the showing; None: a dummy edge)
+
+
+def _split_evenly(row_of: list[dict[str, int]], a: int, b: int) -> None:
     """Recolour the showings of rows a and b so that every slot and item has as many
     of one as of the other, give or take one. Odd-degree vertices are joined to a
     dummy on the other side (and the two dummies to each other if needed); the graph
     is then bipartite with even degrees, so each component has a closed Euler trail
     of even length, and alternating a, b along it balances every vertex exactly;
     dropping the dummy edges unbalances a vertex by at most one."""
-    Vertex = tuple[str, object]  # ("slot", index) or ("item", id); None: the dummy
-    edges: list[tuple[Vertex, Vertex, tuple[int, str] | None]] = []
+    edges = _even_degree_graph(row_of, a, b)
+    for trail in _closed_trails(edges):
+        for position, k in enumerate(trail):
+            showing = edges[k][2]
+            if showing is not None:
+                s, item = showing
+                row_of[s][item] = a if position % 2 == 0 else b
+
+
+def _even_degree_graph(row_of: list[dict[str, int]], a: int, b: int) -> list[_Edge]:
+    """The bipartite graph slot -- item of the showings of rows a and b, with the dummy
+    edges that make every degree even."""
+    edges: list[_Edge] = []
     for s, rows in enumerate(row_of):
         for item, r in sorted(rows.items()):
             if r in (a, b):
                 edges.append((("slot", s), ("item", item), (s, item)))
-    degree: dict[Vertex, int] = {}
+    degree: dict[_Vertex, int] = {}
     for u, v, _ in edges:
         degree[u] = degree.get(u, 0) + 1
         degree[v] = degree.get(v, 0) + 1
-    dummy_item: Vertex = ("item", None)
-    dummy_slot: Vertex = ("slot", None)
+    dummy_item: _Vertex = ("item", None)
+    dummy_slot: _Vertex = ("slot", None)
     for vertex in sorted(degree, key=str):
         if degree[vertex] % 2:
             if vertex[0] == "slot":
@@ -248,14 +263,20 @@ def _split_evenly(row_of: list[dict[str, int]], a: int, b: int) -> None:  # noqa
                 edges.append((dummy_slot, vertex, None))
     if sum(1 for e in edges if e[1] == dummy_item) % 2:
         edges.append((dummy_slot, dummy_item, None))
-    incident: dict[Vertex, list[int]] = {}
+    return edges
+
+
+def _closed_trails(edges: list[_Edge]) -> list[list[int]]:
+    """One closed Euler trail per component of an even-degree graph (Hierholzer), each as
+    the list of its edges' indices; components in the order of their smallest vertex."""
+    incident: dict[_Vertex, list[int]] = {}
     for k, (u, v, _) in enumerate(edges):
         incident.setdefault(u, []).append(k)
         incident.setdefault(v, []).append(k)
     used = [False] * len(edges)
+    trails = []
     for start in sorted(incident, key=str):
-        # Hierholzer: the closed trail through `start`'s component, as a list of edges.
-        stack: list[tuple[Vertex, int | None]] = [(start, None)]
+        stack: list[tuple[_Vertex, int | None]] = [(start, None)]
         trail: list[int] = []
         while stack:
             vertex, via = stack[-1]
@@ -270,11 +291,8 @@ def _split_evenly(row_of: list[dict[str, int]], a: int, b: int) -> None:  # noqa
                 stack.pop()
                 if via is not None:
                     trail.append(via)
-        for position, k in enumerate(trail):
-            showing = edges[k][2]
-            if showing is not None:
-                s, item = showing
-                row_of[s][item] = a if position % 2 == 0 else b
+        trails.append(trail)
+    return trails
 
 
 def reassign_slot(plan: SlotPlan, attempt: int, completed=()) -> SlotPlan:

@@ -373,15 +373,21 @@ def table_from_columns(columns: Mapping[str, Iterable], *, allow_ties: bool = Fa
     return table
 
 
-def validate_table(t: ResponseTable, where: list[str], *, allow_ties: bool = False) -> list[str]:  # noqa: C901, PLR0915 (one check per table rule, read top to bottom)
+def validate_table(t: ResponseTable, where: list[str], *, allow_ties: bool = False) -> list[str]:
     """Checks across rows: the shape of each task, duplicates, rankings of 2 to 6
     images (permutations, or competition ranks with ties when `allow_ties`), item
     metadata that must not change between rows of one item."""
+    errors = _row_shape_errors(t, where)
+    identity_errors, groups = _row_identity_errors(t, where)
+    return errors + identity_errors + _ranking_errors(t, where, groups, allow_ties=allow_ties)
+
+
+def _row_shape_errors(t: ResponseTable, where: list[str]) -> list[str]:
+    """Each row alone: a known task, and the fields its task needs or forbids."""
     errors: list[str] = []
     task = t["task"]
     is_count, is_rank = task == "count", task == "rank"
-    bad_task = ~(is_count | is_rank)
-    for k in np.flatnonzero(bad_task).tolist():
+    for k in np.flatnonzero(~(is_count | is_rank)).tolist():
         errors.append(f"{where[k]}: unknown task {task[k]!r}; expected 'count' or 'rank'")
 
     def each(mask, message):
@@ -402,11 +408,18 @@ def validate_table(t: ResponseTable, where: list[str], *, allow_ties: bool = Fal
     each(is_rank & t["skipped"] & np.isfinite(t["rank"]), lambda k: "a skipped rank row has a rank")
     each(is_rank & ~t["skipped"] & np.isnan(t["rank"]),
          lambda k: "rank is empty but skipped is 0 (skips are marked skipped=1)")
+    return errors
 
+
+def _row_identity_errors(t: ResponseTable, where: list[str]) -> tuple[list[str], dict[tuple[str, str], list[int]]]:
+    """Rows against each other: duplicates, and items described differently in two rows.
+    Also returns the rows of each (evaluator, item) ranking, in table order."""
+    errors: list[str] = []
+    task = t["task"]
     item, ev, var = t["item_id"].tolist(), t["evaluator_id"].tolist(), t["variant"].tolist()
     task_l, obj, prompt = task.tolist(), t["object"].tolist(), t["prompt"].tolist()
     true_count, gold, seed = t["true_count"].tolist(), t["is_gold"].tolist(), t["seed"].tolist()
-    rank_l, bad_l = is_rank.tolist(), bad_task.tolist()
+    rank_l, bad_l = (task == "rank").tolist(), (~((task == "count") | (task == "rank"))).tolist()
     seen: dict[tuple, int] = {}
     groups: dict[tuple[str, str], list[int]] = defaultdict(list)
     item_meta: dict[str, tuple] = {}
@@ -428,7 +441,15 @@ def validate_table(t: ResponseTable, where: list[str], *, allow_ties: bool = Fal
             errors.append(f"{where[k]}: item {item[k]!r} is described differently than at "
                           f"{where[first[0]]} (task, variant, object, true_count, prompt, "
                           "is_gold and seed must not change within an item)")
+    return errors, groups
 
+
+def _ranking_errors(t: ResponseTable, where: list[str], groups: dict[tuple[str, str], list[int]], *,
+                    allow_ties: bool) -> list[str]:
+    """Each ranking whole: skipped on every variant or none, positions and ranks, its
+    width; and every ranking over the same variants."""
+    errors: list[str] = []
+    var = t["variant"].tolist()
     variant_sets = set()
     for (e, i), ks in groups.items():
         m = len(ks)
@@ -446,28 +467,30 @@ def validate_table(t: ResponseTable, where: list[str], *, allow_ties: bool = Fal
                           f"ranking orders {MIN_WIDTH} to {MAX_WIDTH}")
         elif not skipped.any():
             r = t["rank"][ks]
-            if np.isfinite(r).all():
-                ranks = r.astype(int).tolist()
-                try:
-                    check_ranks(ranks, m, allow_ties=allow_ties)
-                except RankError as exc:
-                    shown = ", ".join(map(str, sorted(ranks)))
-                    if exc.code == TIE_NOT_ALLOWED:
-                        why = (f"are not 1..{m} once each (ties need the protocol's "
-                               "preference_task.allow_ties)")
-                    elif exc.code == MALFORMED_TIE:
-                        why = ("are not competition ranks: tied images share the smallest "
-                               "rank of their group and the next rank skips (1, 2, 2, 4)")
-                    else:
-                        why = (f"are not 1..{m} once each" if not allow_ties
-                               else f"are not ranks 1..{m}")
-                    errors.append(f"{at}: evaluator {e!r} item {i!r}: ranks {shown} {why}")
+            why = _ranks_error(r.astype(int).tolist(), m, allow_ties=allow_ties) if np.isfinite(r).all() else None
+            if why is not None:
+                shown = ", ".join(map(str, sorted(r.astype(int).tolist())))
+                errors.append(f"{at}: evaluator {e!r} item {i!r}: ranks {shown} {why}")
         variant_sets.add(frozenset(var[k] for k in ks))
     if len(variant_sets) > 1:
         sizes = sorted(sorted(s) for s in variant_sets)
         errors.append(f"rank items show different sets of variants: {sizes[:3]}; every ranking "
                       "must rank the same variants")
     return errors
+
+
+def _ranks_error(ranks: list[int], m: int, *, allow_ties: bool) -> str | None:
+    """Why one ranking's ranks are wrong (to follow "ranks 1, 2, 2"), or None when they are right."""
+    try:
+        check_ranks(ranks, m, allow_ties=allow_ties)
+    except RankError as exc:
+        if exc.code == TIE_NOT_ALLOWED:
+            return f"are not 1..{m} once each (ties need the protocol's preference_task.allow_ties)"
+        if exc.code == MALFORMED_TIE:
+            return ("are not competition ranks: tied images share the smallest "
+                    "rank of their group and the next rank skips (1, 2, 2, 4)")
+        return f"are not 1..{m} once each" if not allow_ties else f"are not ranks 1..{m}"
+    return None
 
 
 def _same_meta(a: tuple, b: tuple) -> bool:

@@ -50,7 +50,7 @@ from generator.model import PRESETS, UViT, UViTConfig
 CHECKPOINT_FORMAT = "fusion-eval/uvit-ema/1"
 WEIGHTS_FILE = "model.safetensors"
 TRAIN_STATE_DIR = "train_state"
-LEGACY_TRAIN_STATE_FILE = "train_state.pt"  # before train_state/: read for resuming, never written
+LEGACY_TRAIN_STATE_FILE = "train_state.pt"  # before train_state/: neither read nor written (train.py refuses it)
 TRAINED = {"kind": "trained"}
 UVIT_SOURCE_FORMAT = "U-ViT nnet state dict (torch.save)"
 
@@ -219,14 +219,6 @@ def prune_train_states(run: str | os.PathLike, keep: Path) -> None:
 def read_train_state_info(state_dir: str | os.PathLike) -> dict[str, Any]:
     """The `info` a train-state folder was saved with."""
     return json.loads((Path(state_dir) / RUN_INFO_FILE).read_text())
-
-
-def load_legacy_train_state(run: str | os.PathLike) -> dict[str, Any] | None:
-    """The train_state.pt of a run folder written before train_state/ existed, or None."""
-    file = Path(run) / LEGACY_TRAIN_STATE_FILE
-    if not file.is_file():
-        return None
-    return torch.load(file, map_location="cpu", weights_only=True)
 
 
 # ---------------------------------------------------------------------------

@@ -35,7 +35,9 @@ import copy
 import json
 import math
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -45,10 +47,7 @@ from tqdm import tqdm
 from generator.checkpoint import (
     LEGACY_TRAIN_STATE_FILE,
     latest_train_state,
-    load_ema,
-    load_legacy_train_state,
     prune_train_states,
-    read_metadata,
     read_train_state_info,
     save_ema,
     save_train_state,
@@ -119,10 +118,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     recipe = recipe_for(args.preset)
-    for field in ("steps", "batch_size", "lr", "weight_decay", "warmup", "ema_decay", "p_uncond",
-                  "prediction_type", "pos_embed_init"):
-        if getattr(args, field) is None:
-            setattr(args, field, getattr(recipe, field))
+    for name in ("steps", "batch_size", "lr", "weight_decay", "warmup", "ema_decay", "p_uncond",
+                 "prediction_type", "pos_embed_init"):
+        if getattr(args, name) is None:
+            setattr(args, name, getattr(recipe, name))
     args.adam_betas = recipe.adam_betas
     if args.cooldown is None:
         args.cooldown = recipe.cooldown_for(args.steps)
@@ -355,150 +354,249 @@ def tracker_config(args: argparse.Namespace) -> dict:
     return {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in vars(args).items()}
 
 
-def main(args: argparse.Namespace) -> Path:  # noqa: C901, PLR0915 (the legacy-resume branch and the loop; split pending)
+# --------------------------------------------------------------------------- the run, step by step
+
+
+@dataclass
+class Run:
+    """What the steps of one run share; ``main`` builds it and reads as the list of steps."""
+
+    args: argparse.Namespace
+    accelerator: Any
+    cfg: UViTConfig
+    name: str  # the run's name in its checkpoint: the preset's, or the --config file's stem
+    source: SyntheticSource | CocoCacheSource
+    codec_spec: dict
+    text_spec: dict
+    codec: Any  # decodes sample grids; None with --sample-every 0
+    model: Any  # the online network (wrapped by the accelerator once ``resume`` ran)
+    ema: UViT
+    optimizer: Any
+    counters: RunCounters = field(default_factory=RunCounters)
+    train_model: Any = None  # ``model``, or its torch.compile'd wrapper
+
+    @property
+    def device(self) -> torch.device:
+        return self.accelerator.device
+
+    @property
+    def info(self) -> dict:
+        """What each train state is saved with, and what a resumed run must match."""
+        return {"config": self.cfg.to_dict(), "prediction_type": self.args.prediction_type,
+                "schedule": schedule_of(self.args)}
+
+    def write_ema(self, path: Path, step: int) -> None:
+        save_ema(path, self.ema.state_dict(), self.cfg, self.codec_spec, self.text_spec, step, self.name,
+                 prediction_type=self.args.prediction_type)
+
+
+def start_accelerator(args: argparse.Namespace):
+    """This process's Accelerator (threads, mixed precision, tracker); makes the run folder."""
     from accelerate import Accelerator
 
     if args.threads:
         torch.set_num_threads(args.threads)
     log_with = None if args.log_with == "none" else args.log_with
     accelerator = Accelerator(mixed_precision=args.mixed_precision, log_with=log_with, project_dir=str(args.out))
-    device, rank = accelerator.device, accelerator.process_index
     if args.batch_size % accelerator.num_processes:
         raise SystemExit(f"--batch-size {args.batch_size} is not divisible by {accelerator.num_processes} processes")
-    local_batch = args.batch_size // accelerator.num_processes
     args.out.mkdir(parents=True, exist_ok=True)
+    return accelerator
 
-    cfg = UViTConfig.from_dict(json.loads(args.config.read_text())) if args.config else ALL_PRESETS[args.preset]
-    name = args.config.stem if args.config else args.preset
-    source, codec_spec, text_spec = build_source(args, cfg, encoder_specs_for(cfg)[1])
-    codec = load_codec(codec_spec, args.vae, args.allow_download).to(device) if args.sample_every else None
-    ac = alphas_cumprod().to(device)
 
-    def write_ema(path: Path, step: int) -> None:
-        save_ema(path, ema.state_dict(), cfg, codec_spec, text_spec, step, name, prediction_type=args.prediction_type)
+def model_config(args: argparse.Namespace) -> tuple[UViTConfig, str]:
+    """(the model's config, the run's name): --config's file, else the preset's."""
+    if args.config:
+        return UViTConfig.from_dict(json.loads(args.config.read_text())), args.config.stem
+    return ALL_PRESETS[args.preset], args.preset
 
+
+def build_model(cfg: UViTConfig, args: argparse.Namespace) -> tuple[UViT, UViT, torch.optim.AdamW]:
+    """(the step-0 network, its EMA copy, AdamW), on the CPU; ``resume`` moves them."""
     model = initial_model(cfg, args)
     ema = copy.deepcopy(model).requires_grad_(False)
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=args.lr, weight_decay=args.weight_decay, betas=tuple(args.adam_betas)
     )
-    counters = RunCounters()
-    info = {"config": cfg.to_dict(), "prediction_type": args.prediction_type, "schedule": schedule_of(args)}
+    return model, ema, optimizer
+
+
+def find_train_state(run: Run) -> Path | None:
+    """The train state to resume from (None: start at step 0), checked against this run.
+
+    First of all (a process that stops alone leaves the others waiting at their first
+    collective), every process must have found the same step; a folder holding only the
+    train_state.pt of runs from before train_state/ counts as step -1 there, then is refused."""
+    args = run.args
     state_dir = latest_train_state(args.out)
-    legacy = load_legacy_train_state(args.out) if state_dir is None else None
-    # First of all (a process that stops alone leaves the others waiting): every process
-    # must have found the same step to resume from.
-    found = train_state_step(state_dir) if state_dir is not None else legacy["step"] if legacy else 0
-    check_resume_agreement(accelerator.gather(torch.tensor([found], device=device)).tolist(), args.out)
+    old_format = state_dir is None and (args.out / LEGACY_TRAIN_STATE_FILE).exists()
+    found = train_state_step(state_dir) if state_dir is not None else -1 if old_format else 0
+    check_resume_agreement(run.accelerator.gather(torch.tensor([found], device=run.device)).tolist(), args.out)
+    if old_format:
+        raise SystemExit(
+            f"{args.out} holds a {LEGACY_TRAIN_STATE_FILE} from before train_state/, which this version does not "
+            "resume: resume it once with a checkout from before that format was dropped (the run then continues "
+            "in train_state/), or use a new --out"
+        )
     if state_dir is not None:
         saved = read_train_state_info(state_dir)
+        info = run.info
         if (saved["config"], saved["prediction_type"]) != (info["config"], info["prediction_type"]):
             raise SystemExit(f"{state_dir} holds a different model config or target; use a new --out")
         check_schedule(saved, args, state_dir)
-    if legacy is not None:
-        # A run folder from before train_state/: online weights, AdamW and step in
-        # train_state.pt, the EMA in model.safetensors.
-        saved = read_metadata(args.out)
-        if (saved["config"], saved["prediction_type"]) != (cfg, args.prediction_type):
-            raise SystemExit(f"{args.out} holds a different model config or target; use a new --out")
-        model.load_state_dict(legacy["model"])
-        optimizer.load_state_dict(legacy["optimizer"])
-        ema.load_state_dict(load_ema(args.out)[0])
-        counters.step = legacy["step"]
-    model, optimizer = accelerator.prepare(model, optimizer)
-    train_model = torch.compile(model) if args.compile else model
-    ema.to(device)
-    accelerator.register_for_checkpointing(ema, counters)
+    return state_dir
+
+
+def resume(run: Run, state_dir: Path | None) -> None:
+    """Hand the model and optimizer to the accelerator; load ``state_dir`` (weights, AdamW,
+    EMA, counters) when there is one."""
+    accelerator = run.accelerator
+    run.model, run.optimizer = accelerator.prepare(run.model, run.optimizer)
+    run.train_model = torch.compile(run.model) if run.args.compile else run.model
+    run.ema.to(run.device)
+    accelerator.register_for_checkpointing(run.ema, run.counters)
     if state_dir is not None:
         accelerator.load_state(str(state_dir))
         if accelerator.is_main_process:  # a kill mid-save can leave the sampling file behind the state
-            write_ema(args.out, counters.step)
-            prune_train_states(args.out, state_dir)
-    start = counters.step
-    if accelerator.is_main_process:
-        truncate_log(args.out / "log.jsonl", start)
-    if log_with is not None:
+            run.write_ema(run.args.out, run.counters.step)
+            prune_train_states(run.args.out, state_dir)
+
+
+def start_logs(run: Run, start: int) -> None:
+    """Drop what a killed run logged after its last save; start the tracker."""
+    if run.accelerator.is_main_process:
+        truncate_log(run.args.out / "log.jsonl", start)
+    if run.args.log_with != "none":
         # A resumed run logs again the steps after its last save: purge_step hides what
         # the killed run had logged there, as truncate_log does for log.jsonl.
-        accelerator.init_trackers(
-            "tensorboard", config=tracker_config(args),
+        run.accelerator.init_trackers(
+            "tensorboard", config=tracker_config(run.args),
             init_kwargs={"tensorboard": {"purge_step": start + 1}} if start else {},
         )
 
-    log = open(args.out / "log.jsonl", "a") if accelerator.is_main_process else None
-    bar = tqdm(
-        range(start, args.steps), initial=start, total=args.steps, desc=name,
-        disable=args.no_progress or not accelerator.is_main_process,
-    )
-    # This process's loss summed over the steps since the last fold into counters, kept on
-    # the device: reading it back (an all-reduce and a host sync) happens once per log line
-    # and once per save, not every step.
-    loss_sum = torch.zeros((), device=device)
 
-    def fold_window() -> None:
-        counters.window_sum += accelerator.reduce(loss_sum, reduction="mean").item()
-        loss_sum.zero_()
+class LossLog:
+    """The loss on its way to log.jsonl and the tracker.
 
-    loader = step_loader(source, args, start, rank, local_batch, pin_memory=device.type == "cuda")
-    batches = iter(loader)
-    t0, data_wait = time.time(), 0.0
+    This process's loss is summed on the device over the steps since the last fold into
+    the counters: reading it back (an all-reduce and a host sync) happens once per log
+    line and once per save, not every step."""
+
+    def __init__(self, run: Run) -> None:
+        self.run = run
+        self.file = open(run.args.out / "log.jsonl", "a") if run.accelerator.is_main_process else None
+        self.loss_sum = torch.zeros((), device=run.device)
+        self.t0, self.data_wait = time.time(), 0.0
+
+    def add(self, loss: torch.Tensor) -> None:
+        self.loss_sum += loss.detach().float()
+        self.run.counters.window_n += 1
+
+    def fold(self) -> None:
+        """Move the device sum, averaged over processes, into the (checkpointed) counters."""
+        self.run.counters.window_sum += self.run.accelerator.reduce(self.loss_sum, reduction="mean").item()
+        self.loss_sum.zero_()
+
+    def write(self, done: int, lr: float) -> float:
+        """One log line: the mean over steps of the mean over processes (each process's
+        batch is an equal share of the global one); returns that mean."""
+        counters = self.run.counters
+        self.fold()
+        mean = counters.window_sum / counters.window_n
+        if self.file is not None:
+            record = {"step": done, "loss": mean, "lr": lr, "elapsed_s": round(time.time() - self.t0, 3),
+                      "data_wait_s": round(self.data_wait, 3)}
+            self.file.write(json.dumps(record) + "\n")
+            self.file.flush()
+        if self.run.args.log_with != "none":
+            self.run.accelerator.log({"train/loss": mean, "train/lr": lr}, step=done)
+        counters.window_sum, counters.window_n = 0.0, 0
+        return mean
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+
+
+def train_step(run: Run, batch, step: int, ac: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """One optimizer step on one prepared batch; (the loss on the device, the learning rate)."""
+    args, accelerator = run.args, run.accelerator
+    x0, ctx, g_state = batch
+    g = torch.Generator().set_state(g_state)  # the step's generator, after the batch's draws
+    x0, ctx = x0.to(run.device, non_blocking=True), ctx.to(run.device, non_blocking=True)
+    lr = lr_at(step, args.lr, args.warmup, args.steps, args.cooldown)
+    for group in run.optimizer.param_groups:
+        group["lr"] = lr
+
+    run.model.train()
+    with accelerator.autocast():
+        loss = diffusion_loss(run.train_model, x0, ctx, ac, g, args.prediction_type)
+    run.optimizer.zero_grad(set_to_none=True)
+    accelerator.backward(loss)
+    run.optimizer.step()
+    ema_update(run.ema, accelerator.unwrap_model(run.model), ema_decay_at(step, args.ema_decay))
+    return loss, lr
+
+
+def after_step(run: Run, losses: LossLog, bar, done: int, lr: float) -> None:
+    """What follows step ``done``: a log line, a save, an EMA snapshot, a sample grid, each
+    when its --*-every says so (and at the last step)."""
+    args, accelerator = run.args, run.accelerator
+    is_last = done == args.steps
+    is_save = done % args.ckpt_every == 0 or is_last
+    if done % args.log_every == 0 or is_last:
+        bar.set_postfix(loss=f"{losses.write(done, lr):.4f}")
+    elif is_save:
+        losses.fold()  # the saved counters hold the whole window so far
+    if is_save:
+        save_train_state(accelerator, args.out, done, run.info)
+        if accelerator.is_main_process:
+            run.write_ema(args.out, done)
+    if accelerator.is_main_process and args.keep_every and done % args.keep_every == 0:
+        # The learning rate is constant after warm-up and the EMA decay depends only
+        # on the step, so a snapshot at step s equals the end of an s-step run.
+        run.write_ema(args.out / "snapshots" / f"step-{done:07d}.safetensors", done)
+    if accelerator.is_main_process and args.sample_every and (done % args.sample_every == 0 or is_last):
+        run.ema.eval()
+        write_sample_grid(run.ema, run.source, run.codec, run.cfg, args, done, run.device)
+
+
+def train_loop(run: Run, start: int) -> None:
+    """Steps ``start`` .. --steps - 1, each batch prepared ahead by the step loader."""
+    args, accelerator = run.args, run.accelerator
+    local_batch = args.batch_size // accelerator.num_processes
+    ac = alphas_cumprod().to(run.device)
+    bar = tqdm(range(start, args.steps), initial=start, total=args.steps, desc=run.name,
+               disable=args.no_progress or not accelerator.is_main_process)
+    batches = iter(step_loader(run.source, args, start, run.accelerator.process_index, local_batch,
+                               pin_memory=run.device.type == "cuda"))
+    losses = LossLog(run)  # its clock starts here, with the loaders' workers started
     for step in bar:
         waited = time.perf_counter()
-        x0, ctx, g_state = next(batches)
-        data_wait += time.perf_counter() - waited
-        g = torch.Generator().set_state(g_state)  # the step's generator, after the batch's draws
-        x0, ctx = x0.to(device, non_blocking=True), ctx.to(device, non_blocking=True)
-        lr = lr_at(step, args.lr, args.warmup, args.steps, args.cooldown)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-
-        model.train()
-        with accelerator.autocast():
-            loss = diffusion_loss(train_model, x0, ctx, ac, g, args.prediction_type)
-        optimizer.zero_grad(set_to_none=True)
-        accelerator.backward(loss)
-        optimizer.step()
-        ema_update(ema, accelerator.unwrap_model(model), ema_decay_at(step, args.ema_decay))
-
+        batch = next(batches)
+        losses.data_wait += time.perf_counter() - waited
+        loss, lr = train_step(run, batch, step, ac)
         done = step + 1
-        counters.step = done
-        loss_sum += loss.detach().float()
-        counters.window_n += 1
-        is_last = done == args.steps
-        is_save = done % args.ckpt_every == 0 or is_last
-        if done % args.log_every == 0 or is_last:
-            # The mean over steps of the mean over processes (each process's batch is an
-            # equal share of the global one).
-            fold_window()
-            mean = counters.window_sum / counters.window_n
-            bar.set_postfix(loss=f"{mean:.4f}")
-            if log is not None:
-                record = {"step": done, "loss": mean, "lr": lr, "elapsed_s": round(time.time() - t0, 3),
-                          "data_wait_s": round(data_wait, 3)}
-                log.write(json.dumps(record) + "\n")
-                log.flush()
-            if log_with is not None:
-                accelerator.log({"train/loss": mean, "train/lr": lr}, step=done)
-            counters.window_sum, counters.window_n = 0.0, 0
-        elif is_save:
-            fold_window()  # the saved counters hold the whole window so far
-        if is_save:
-            save_train_state(accelerator, args.out, done, info)
-            if accelerator.is_main_process:
-                write_ema(args.out, done)
-                if legacy is not None:  # superseded by train_state/
-                    (args.out / LEGACY_TRAIN_STATE_FILE).unlink(missing_ok=True)
-                    legacy = None
-        if accelerator.is_main_process and args.keep_every and done % args.keep_every == 0:
-            # The learning rate is constant after warm-up and the EMA decay depends only
-            # on the step, so a snapshot at step s equals the end of an s-step run.
-            write_ema(args.out / "snapshots" / f"step-{done:07d}.safetensors", done)
-        if accelerator.is_main_process and args.sample_every and (done % args.sample_every == 0 or is_last):
-            ema.eval()
-            write_sample_grid(ema, source, codec, cfg, args, done, device)
+        run.counters.step = done
+        losses.add(loss)
+        after_step(run, losses, bar, done, lr)
     bar.close()
-    if log is not None:
-        log.close()
+    losses.close()
+
+
+def main(args: argparse.Namespace) -> Path:
+    """Train (or resume) the run in --out; return the path of its sampling weights."""
+    accelerator = start_accelerator(args)
+    cfg, name = model_config(args)
+    source, codec_spec, text_spec = build_source(args, cfg, encoder_specs_for(cfg)[1])
+    codec = load_codec(codec_spec, args.vae, args.allow_download).to(accelerator.device) if args.sample_every else None
+    model, ema, optimizer = build_model(cfg, args)
+    run = Run(args=args, accelerator=accelerator, cfg=cfg, name=name, source=source, codec_spec=codec_spec,
+              text_spec=text_spec, codec=codec, model=model, ema=ema, optimizer=optimizer)
+    resume(run, find_train_state(run))
+    start = run.counters.step
+    start_logs(run, start)
+    train_loop(run, start)
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return weights_path(args.out)

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.narrow import present
+
 ROOT = Path(__file__).resolve().parents[1]
 PASSWORD = "a-long-password-for-alice-7"
 
@@ -76,8 +78,8 @@ def test_the_running_a_study_block_works_as_written_on_a_fresh_checkout(tmp_path
         proc = subprocess.Popen(["bash", "-e", "-c", block], cwd=checkout, env=env, stdin=subprocess.PIPE,
                                 stdout=out, stderr=subprocess.STDOUT, text=True, start_new_session=True)
         try:
-            proc.stdin.write(f"{PASSWORD}\n{PASSWORD}\n")
-            proc.stdin.close()
+            present(proc.stdin).write(f"{PASSWORD}\n{PASSWORD}\n")
+            present(proc.stdin).close()
             returncode = _wait_unless_a_traceback(proc, log, timeout=20 * 60)
         finally:
             try:  # the block's background worker is in bash's process group

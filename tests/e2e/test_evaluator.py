@@ -3,6 +3,7 @@
 import pytest
 
 from tests.factories import build_open_study
+from tests.narrow import present
 from webapp.studies.models import CountResponse, Entry, Evaluator, RankResponse
 
 
@@ -86,7 +87,7 @@ def test_keyboard_cant_tell_and_undo(page, live_server, study):
     with page.expect_navigation():
         page.keyboard.press("?")
     assert page.locator(".progress-label").inner_text() != before
-    last = CountResponse.objects.filter(evaluator=ev).order_by("-created_at").first()
+    last = present(CountResponse.objects.filter(evaluator=ev).order_by("-created_at").first())
     assert last.cant_tell and last.answer is None
     n_before = CountResponse.objects.filter(evaluator=ev).count()
     with page.expect_navigation():

@@ -2,7 +2,7 @@
 import pytest
 
 from tests.factories import UserFactory, build_open_study
-from webapp.studies import participants
+from webapp.research import participants
 from webapp.studies.models import CountResponse, Entry, Evaluator, RankResponse
 
 

@@ -11,6 +11,7 @@ import requests
 from django.core.cache import cache
 
 from tests.factories import build_open_study
+from tests.narrow import present
 from webapp.studies.models import Evaluator, Slot
 
 ATTACKER = {"X-Forwarded-For": "203.0.113.7"}
@@ -32,7 +33,7 @@ def _flood(live_server, study) -> list[int]:
             r = s.get(url, headers=ATTACKER, timeout=10)
             statuses.append(r.status_code)
             if r.status_code == 200 and "csrftoken" in s.cookies:
-                token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', r.text).group(1)
+                token = present(re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', r.text)).group(1)
                 consent = s.post(r.url, data={"agree": "yes", "csrfmiddlewaretoken": token},
                                  headers={**ATTACKER, "Referer": r.url}, allow_redirects=False, timeout=10)
                 statuses.append(consent.status_code)

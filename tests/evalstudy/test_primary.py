@@ -15,6 +15,7 @@ from evalstudy.analysis.data import _CountData, _evaluator_codes
 from evalstudy.analysis.ppi import judge_only_rows, ppi_section
 from evalstudy.protocol import Protocol, ProtocolError, load_protocol
 from evalstudy.responses import read_responses, table_from_columns
+from tests.narrow import present
 
 ROOT = Path(__file__).resolve().parents[2]
 PROTOCOLS = ROOT / "fixtures" / "protocols"
@@ -50,9 +51,9 @@ def test_primary_comparisons_are_part_of_the_hashed_protocol(demo_doc):
     demo_doc["analysis"]["primary"] = copy.deepcopy(PRIMARY)
     demo_doc["analysis"]["judge_images_per_cell"] = 4
     p = Protocol.from_dict(demo_doc)
-    assert p.analysis.primary.looks == (10, 20, 40)
-    assert p.analysis.primary.comparisons[0].effect == 0.1
-    assert p.analysis.primary.alpha == p.analysis.alpha
+    assert present(p.analysis.primary).looks == (10, 20, 40)
+    assert present(p.analysis.primary).comparisons[0].effect == 0.1
+    assert present(p.analysis.primary).alpha == p.analysis.alpha
     assert Protocol.from_dict(p.to_dict()) == p
     assert p.content_hash() != before
     demo_doc["analysis"]["primary"]["comparisons"][0]["effect"] = 0.2
@@ -152,7 +153,7 @@ def test_removing_the_named_evaluators_flips_the_sign_and_one_fewer_does_not():
     b[17:] = 3.0
     t = _count_table(a, b)
     res = analyze(t, _robust_protocol(), n_boot=200)
-    comp = res.primary.comparisons[0]
+    comp = present(res.primary).comparisons[0]
     assert comp.estimate is not None and comp.estimate > 0
     sign = next(f for f in comp.robustness if f.by == "evaluators" and f.criterion == "sign")
     assert sign.confirmed == 3 and sorted(sign.removed) == ["r17", "r18", "r19"]
@@ -173,7 +174,7 @@ def test_the_looks_replay_the_first_evaluators_in_arrival_order():
     t = _count_table(a, b)
     arrival = [f"r{e:02d}" for e in range(19, -1, -1)]  # the last rows came first
     res = analyze(t, _robust_protocol((10, 20)), n_boot=100, arrival=arrival)
-    first = res.primary.comparisons[0].looks[0]
+    first = present(res.primary).comparisons[0].looks[0]
     alone = analyze(t.subset(np.isin(t["evaluator_id"], arrival[:10])), n_boot=100)
     expected = next(p.difference for p in alone.tests.paired if p.measure == "match_ratio")
     assert first.n_evaluators == 10 and first.estimate == pytest.approx(expected)
@@ -347,7 +348,7 @@ def test_removing_the_named_items_flips_the_sign_and_one_fewer_does_not():
     a[:, 9:] = 2.0  # three prompt-and-seed pairs carry the whole difference
     b[:, 9:] = 3.0
     t = _count_table(a, b)
-    comp = analyze(t, _robust_protocol(), n_boot=100).primary.comparisons[0]
+    comp = present(analyze(t, _robust_protocol(), n_boot=100).primary).comparisons[0]
     sign = next(f for f in comp.robustness if f.by == "items" and f.criterion == "sign")
     assert sign.confirmed == 3
     seeds = [int(name.rsplit("seed ", 1)[1]) for name in sign.removed]

@@ -17,6 +17,7 @@ from evalstudy.protocol import (
     default_comparisons,
     load_protocol,
 )
+from tests.narrow import present
 
 ROOT = Path(__file__).resolve().parents[2]
 PROTOCOLS = ROOT / "fixtures" / "protocols"
@@ -163,14 +164,14 @@ def test_a_protocol_without_the_optional_sections_keeps_its_canonical_form_and_h
 
 def test_the_demo_fills_recruitment_consent_and_practice(demo_doc):
     p = Protocol.from_dict(demo_doc)
-    assert p.recruitment.panel == "prolific"
-    assert (p.recruitment.participant_param, p.recruitment.study_param, p.recruitment.session_param) == (
-        "PROLIFIC_PID", "STUDY_ID", "SESSION_ID")
-    assert p.recruitment.declined.href().endswith(f"cc={p.recruitment.declined.code}")
+    rec = present(p.recruitment)
+    assert rec.panel == "prolific"
+    assert (rec.participant_param, rec.study_param, rec.session_param) == ("PROLIFIC_PID", "STUDY_ID", "SESSION_ID")
+    assert present(rec.declined.href()).endswith(f"cc={rec.declined.code}")
     consent = p.consent
     assert all(getattr(consent, k) for k in ("title", "purpose", "pay", "contact", "data_use", "retention",
                                              "ethics_ref", "pilot_seconds_per_task"))
-    assert p.practice.count.count == 3 and len(p.practice.rank_example.images) == 4
+    assert present(present(p.practice).count).count == 3 and len(present(present(p.practice).rank_example).images) == 4
     assert Protocol.from_dict(p.to_dict()) == p
 
 
@@ -214,7 +215,7 @@ def test_allow_ties_is_read_written_and_hashed_only_when_on(demo_doc):
     assert Protocol.from_dict(demo_doc).content_hash() == off.content_hash()
     demo_doc["preference_task"]["allow_ties"] = True
     on = Protocol.from_dict(demo_doc)
-    assert on.allow_ties and on.preference_task.allow_ties
+    assert on.allow_ties and present(on.preference_task).allow_ties
     assert on.to_dict()["preference_task"]["allow_ties"] is True
     assert on.content_hash() != off.content_hash()
     assert Protocol.from_dict(on.to_dict()) == on

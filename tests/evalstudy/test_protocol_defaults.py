@@ -5,6 +5,7 @@ from pathlib import Path
 
 from evalstudy.analysis import analyze
 from evalstudy.protocol import AnalysisPlan, PrimaryPlan, Protocol
+from tests.narrow import present
 
 DEMO = Path(__file__).resolve().parents[2] / "fixtures" / "protocols" / "demo.json"
 
@@ -19,7 +20,7 @@ def test_a_primary_plan_without_alpha_or_power_gets_the_schemas_defaults():
     variants = doc["variants"]
     doc["analysis"] = {"primary": {"comparisons": [{"a": variants[0], "b": variants[1], "measure": "score",
                                                     "effect": 0.1}], "looks": [10, 20]}}
-    primary = Protocol.from_dict(doc).analysis.primary
+    primary = present(Protocol.from_dict(doc).analysis.primary)
     assert primary == PrimaryPlan(comparisons=primary.comparisons, looks=(10, 20))
 
 

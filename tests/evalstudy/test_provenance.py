@@ -9,6 +9,7 @@ import numpy
 import scipy
 
 from evalstudy import provenance
+from tests.narrow import present
 
 
 def _git(repo, *args):
@@ -57,9 +58,9 @@ def test_a_changed_tracked_file_makes_it_dirty_an_untracked_or_touched_one_does_
     (repo / "new.txt").write_text("untracked\n")
     st = (repo / "a.txt").stat()
     os.utime(repo / "a.txt", (st.st_atime + 10, st.st_mtime + 10))  # same content, newer mtime
-    assert provenance.git_commit(repo).dirty is False
+    assert present(provenance.git_commit(repo)).dirty is False
     (repo / "a.txt").write_text("two\n")
-    c = provenance.git_commit(repo)
+    c = present(provenance.git_commit(repo))
     assert c.dirty is True and c.sha == _head(repo)
     assert str(c) == f"{c.sha} (uncommitted changes)"
 

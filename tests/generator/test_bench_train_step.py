@@ -1,6 +1,7 @@
 """bench/train_step.py on the tiny presets: every variant timed, ratios computed from the rounds."""
 import importlib.util
 import statistics
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ _path = Path(__file__).resolve().parents[2] / "bench" / "train_step.py"
 _spec = importlib.util.spec_from_file_location("bench_train_step", _path)
 assert _spec is not None and _spec.loader is not None
 train_step = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = train_step  # before running it, as importlib's recipe does (dataclasses look it up)
 _spec.loader.exec_module(train_step)
 
 VARIANTS = ["tiny-concat-early", "tiny-cross-intermediate"]

@@ -10,6 +10,7 @@ from generator.metrics import (
     frechet_distance,
 )
 from generator.weights import MissingWeightsError
+from tests.narrow import present
 
 
 def test_frechet_distance_matches_the_closed_form_for_diagonal_covariances():
@@ -46,8 +47,8 @@ def inception_file(tmp_path_factory):
         elif isinstance(m, torch.nn.BatchNorm2d):
             torch.nn.init.uniform_(m.weight, 0.5, 1.5)
             torch.nn.init.normal_(m.bias, std=0.1)
-            m.running_mean.normal_(std=0.1)
-            m.running_var.uniform_(0.5, 2.0)
+            present(m.running_mean).normal_(std=0.1)
+            present(m.running_var).uniform_(0.5, 2.0)
     path = tmp_path_factory.mktemp("inception") / "pt_inception-2015-12-05-6726825d.pth"
     torch.save(net.state_dict(), path)
     return path

@@ -18,6 +18,7 @@ from generator.checkpoint import (
 )
 from generator.recipes import ALL_PRESETS, DEMO, DEMO_PRESETS, PAPER, recipe_for
 from generator.train import lr_at, main, parse_args, step_generator
+from tests.narrow import present
 
 FAST = [
     "--batch-size", "16", "--synthetic-n", "64", "--sample-steps", "2", "--threads", "1", "--no-progress",
@@ -205,29 +206,21 @@ def test_a_run_killed_repeatedly_at_random_points_resumes_exactly(tmp_path, quic
     _assert_same(_final_state(out), reference)
 
 
-def test_resuming_a_legacy_run_folder(tmp_path, quick_run, monkeypatch):
-    """A run saved as train_state.pt (before train_state/) resumes and is converted."""
-    straight, legacy = tmp_path / "straight", tmp_path / "legacy"
-    quick_run(straight)
-    quick_run(legacy, "--steps", "4")
-    state = latest_train_state(legacy)
-    torch.save(
-        {"model": _load(state, "pytorch_model.bin"), "optimizer": _load(state, "optimizer.bin"), "step": 4,
-         "args": {}},
-        legacy / generator.checkpoint.LEGACY_TRAIN_STATE_FILE,
-    )
-    shutil.rmtree(legacy / TRAIN_STATE_DIR)
-    quick_run(legacy)
-    assert not (legacy / generator.checkpoint.LEGACY_TRAIN_STATE_FILE).exists()
-    a, b = _final_state(straight), _final_state(legacy)
-    _assert_same(a[:4], b[:4])
+def test_a_run_folder_of_the_old_format_is_refused_and_left_alone(tmp_path, run):
+    """A train_state.pt from before train_state/ is not resumed, nor trained over from step 0."""
+    out = tmp_path / "old"
+    out.mkdir()
+    (out / generator.checkpoint.LEGACY_TRAIN_STATE_FILE).write_bytes(b"an old run's state")
+    with pytest.raises(SystemExit, match="from before train_state/"):
+        run(out, 2)
+    assert sorted(p.name for p in out.iterdir()) == [generator.checkpoint.LEGACY_TRAIN_STATE_FILE]
 
 
 def test_a_run_folder_of_another_target_is_not_resumed(tmp_path, quick_run):
     quick_run(tmp_path / "run", "--steps", "2")
     with pytest.raises(SystemExit, match="different model config or target"):
         quick_run(tmp_path / "run", "--prediction-type", "epsilon")  # the demo recipe trains v
-    assert latest_train_state(tmp_path / "run").name == "step-0000002"
+    assert present(latest_train_state(tmp_path / "run")).name == "step-0000002"
 
 
 def test_the_logged_loss_is_the_mean_over_processes(tmp_path, tiny_cfg):
@@ -358,19 +351,48 @@ def test_resuming_with_another_schedule_is_refused_unless_asked(tmp_path, quick_
     for change in (["--steps", "8"], ["--batch-size", "8"], ["--cooldown", "0"]):
         with pytest.raises(SystemExit, match="another schedule"):
             quick_run(out, *change)
-    assert latest_train_state(out).name == "step-0000004"
+    assert present(latest_train_state(out)).name == "step-0000004"
     quick_run(out, "--steps", "8", "--allow-schedule-change")
     latest = latest_train_state(out)
     assert latest is not None and latest.name == "step-0000008"
     assert generator.checkpoint.read_train_state_info(latest)["schedule"]["steps"] == 8
 
 
-def test_processes_that_found_different_train_states_refuse_to_start(tmp_path):
-    from generator.train import check_resume_agreement
+def test_processes_that_found_different_train_states_refuse_to_start(tmp_path, run, tiny_cfg):
+    """Two real processes (torch.distributed, gloo on the CPU), one finding a train state at
+    step 2 and one finding none (a node that does not see OUT): both stop, with the
+    message, instead of the second waiting forever at its first all-reduce."""
+    import socket
+    import subprocess
+    import sys
 
-    check_resume_agreement([40, 40], tmp_path)
-    with pytest.raises(SystemExit, match="shared filesystem"):
-        check_resume_agreement([40, 0], tmp_path)  # a node that does not see train_state/
+    seen, unseen = tmp_path / "seen", tmp_path / "unseen"
+    run(seen, 2)
+    assert present(latest_train_state(seen)).name == "step-0000002"
+    config = tmp_path / "tiny.json"  # written by the run fixture
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    procs = []
+    for rank, out in enumerate((seen, unseen)):
+        env = {**os.environ, "ACCELERATE_USE_CPU": "true", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
+               "WORLD_SIZE": "2", "RANK": str(rank), "LOCAL_RANK": str(rank), "LOCAL_WORLD_SIZE": "2",
+               "OMP_NUM_THREADS": "1"}
+        # --steps 4 (the saved state's schedule was 2 steps'): process 0 would resume at step 2, process 1
+        # start at 0, and the two would meet at different all-reduces.
+        argv = [sys.executable, "-m", "generator.train", "--preset", "demo-cross-intermediate", "--config",
+                str(config), "--out", str(out), "--steps", "4", "--allow-schedule-change", "--sample-every", "0",
+                "--workers", "0", *FAST]
+        procs.append(subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    try:
+        results = [p.communicate(timeout=120) for p in procs]  # a hang would end here, failing the test
+    finally:
+        for p in procs:
+            p.kill()
+    for p, (_, err) in zip(procs, results, strict=True):
+        assert p.returncode != 0, err
+        assert "the processes found different train states" in err and "[2, 0]" in err, err
+    assert present(latest_train_state(seen)).name == "step-0000002" and latest_train_state(unseen) is None
 
 
 def test_the_step_loader_gives_each_step_its_own_batch_and_generator(run, tiny_cfg):

@@ -6,6 +6,7 @@ from datetime import timedelta
 import pytest
 from django.core.management import CommandError, call_command
 
+from tests.narrow import present
 from tests.services.helpers import DEMO_PROTOCOL, NEUTRAL_VARIANTS, make_tiny_checkpoint, small_protocol
 from webapp.generation import follow, parts, services
 from webapp.generation.models import Batch, Part
@@ -82,7 +83,7 @@ def test_the_no_worker_notice_comes_after_a_few_seconds_of_a_queued_batch(study)
 
 def test_no_notice_once_a_worker_has_claimed_a_part(study):
     batch = services.batch_launch(study=study, steps=2)
-    parts.part_claim(part_id=Part.objects.filter(batch=batch).first().pk, claim="c1", worker="w1",
+    parts.part_claim(part_id=present(Part.objects.filter(batch=batch).first()).pk, claim="c1", worker="w1",
                      stale_after=timedelta(minutes=10))
     assert _no_worker_notices(batch) == []
 
@@ -96,7 +97,7 @@ def test_batch_status_shows_progress_per_variant_and_errors(study, capsys):
     assert out.startswith(f"batch {batch.pk} queued: 0/24 images, ")
     assert all(f"{v.name} 0/" in out for v in study.variants.all())
     assert follow.WORKER_COMMAND in out
-    part = Part.objects.filter(batch=batch).order_by("number").first()
+    part = present(Part.objects.filter(batch=batch).order_by("number").first())
     Part.objects.filter(pk=part.pk).update(status=Part.Status.FAILED, error="weights missing on the worker")
     call_command("batch_status", study.slug, "--batch", str(batch.pk))
     assert f"part {part.number} (" in (out := capsys.readouterr().out) and "weights missing on the worker" in out

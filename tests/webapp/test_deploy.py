@@ -7,13 +7,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.narrow import present
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def readme_production_env() -> dict[str, str]:
     """The variables exported in docs/operations.md's "Set-up, once" block."""
     readme = (ROOT / "docs" / "operations.md").read_text()
-    block = re.search(r"## Set-up, once\s+```sh\n(.*?)```", readme, re.S).group(1)
+    block = present(re.search(r"## Set-up, once\s+```sh\n(.*?)```", readme, re.S)).group(1)
     env = {}
     for line in block.splitlines():
         if line.startswith("export "):
@@ -56,7 +58,7 @@ def test_every_page_carries_the_csp_and_https_headers_when_asked(settings, db):
 
     response = Client().get("/research/login/")
     csp = response["Content-Security-Policy"]
-    script_src = re.search(r"script-src ([^;]*)", csp).group(1)
+    script_src = present(re.search(r"script-src ([^;]*)", csp)).group(1)
     assert script_src.split() == ["'self'"] and "frame-ancestors 'none'" in csp
     assert response["X-Content-Type-Options"] == "nosniff" and response["X-Frame-Options"] == "DENY"
     settings.SECURE_SSL_REDIRECT = True

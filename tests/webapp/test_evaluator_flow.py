@@ -3,6 +3,7 @@
 import pytest
 from django.test import Client
 
+from tests.narrow import present
 from webapp.studies.models import CountResponse, Entry, Evaluator, RankResponse, Slot, Study
 
 from .conftest import current_task, join
@@ -92,12 +93,12 @@ def test_abandoned_slot_goes_to_a_newcomer(study, settings):
 
     for _ in range(3):
         join(Client(), study)
-    first = Evaluator.objects.order_by("pk").first()
+    first = present(Evaluator.objects.order_by("pk").first())
     Evaluator.objects.filter(pk=first.pk).update(
         last_seen_at=timezone.now() - timedelta(seconds=settings.FUSION_SLOT_TIMEOUT_SECONDS + 5)
     )
     join(Client(), study)
-    newcomer = Evaluator.objects.order_by("pk").last()
+    newcomer = present(Evaluator.objects.order_by("pk").last())
     first.refresh_from_db()
     assert first.abandoned_at is not None
     assert newcomer.slot_id == first.slot_id
@@ -124,8 +125,8 @@ def test_rank_response_stores_shown_order_and_ranks(study, evaluator_client):
     resp = RankResponse.objects.get()
     assert resp.ranks == [3, 1, 4, 2]
     shown = [resp.image_0, resp.image_1, resp.image_2, resp.image_3]
-    assert [f"/i/{img.public_id}" for img in shown] == task["images"]
-    assert [img.variant.index for img in shown] == resp.entry.positions
+    assert [f"/i/{present(img).public_id}" for img in shown] == task["images"]
+    assert [present(present(img).variant).index for img in shown] == resp.entry.positions
 
 
 def test_skip_with_reason(study, evaluator_client):

@@ -15,6 +15,7 @@ from django.test import Client
 
 from evalstudy.responses import read_responses
 from tests.factories import UserFactory
+from tests.narrow import present
 from tests.services.helpers import DEMO_PROTOCOL, make_tiny_checkpoints, small_protocol
 from webapp.generation import part_runner, selectors, services
 from webapp.generation.models import Batch
@@ -121,8 +122,8 @@ def test_the_export_has_one_judge_only_row_per_image_and_the_analysis_uses_them(
     assert len(judge_rows) == len(images) == 4 * 2 * K
     for r in judge_rows:
         img = images[r["image_id"]]
-        assert (r["task"], r["variant"], r["prompt"], r["object"]) == ("count", img.variant.name, img.prompt.text,
-                                                                       "circle")
+        assert (r["task"], r["variant"], r["prompt"], r["object"]) == (
+            "count", present(img.variant).name, img.prompt.text, "circle")
         assert (int(r["true_count"]), int(r["seed"]), int(r["auto_count"])) == (img.prompt.count, img.seed,
                                                                                 img.auto_count)
         assert r["answer_count"] == "" and r["item_id"].startswith("judge:")

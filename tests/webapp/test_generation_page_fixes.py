@@ -8,6 +8,7 @@ from django.contrib.staticfiles import finders
 from django.test import Client
 
 from tests.factories import UserFactory
+from tests.narrow import present
 from tests.services.helpers import DEMO_PROTOCOL, NEUTRAL_VARIANTS, make_tiny_checkpoint, small_protocol
 from webapp.generation import services
 from webapp.studies import lifecycle as study_lifecycle
@@ -37,7 +38,7 @@ def test_the_selects_show_the_saved_assignment_and_no_browser_restores_old_choic
     form = page[page.index('action="/generation/study/gen/checkpoints/"') - 200:page.index("Register a checkpoint")]
     assert 'autocomplete="off"' in form
     for v in variants:
-        select = re.search(rf'<select name="variant_{v.pk}"[^>]*>(.*?)</select>', form, re.S).group(1)
+        select = present(re.search(rf'<select name="variant_{v.pk}"[^>]*>(.*?)</select>', form, re.S)).group(1)
         assert re.search(rf'<option value="{checkpoint.pk}" selected>', select)
     # each label sits apart from its input, in a field of its own
     assert form.count('<div class="field">') == len(variants)
@@ -47,16 +48,16 @@ def test_the_heading_says_a_batch_is_running(study, staff, tmp_path):
     checkpoint = services.checkpoint_register(name="tiny", path=make_tiny_checkpoint(tmp_path / "tiny"))
     for v in study.variants.all():
         services.variant_assign_checkpoint(variant=v, checkpoint=checkpoint)
-    h1 = re.search(r"<h1>(.*?)</h1>", staff.get("/generation/study/gen/").content.decode(), re.S).group(1)
+    h1 = present(re.search(r"<h1>(.*?)</h1>", staff.get("/generation/study/gen/").content.decode(), re.S)).group(1)
     assert "Draft)" in h1 and "generating" not in h1
     batch = services.batch_launch(study=study, steps=2)
-    h1 = re.search(r"<h1>(.*?)</h1>", staff.get("/generation/study/gen/").content.decode(), re.S).group(1)
+    h1 = present(re.search(r"<h1>(.*?)</h1>", staff.get("/generation/study/gen/").content.decode(), re.S)).group(1)
     assert f"Draft: generating images, batch #{batch.pk} queued" in h1
 
 
 def test_every_page_names_a_favicon_and_favicon_ico_leads_to_it(client):
     page = client.get("/research/login/").content.decode()
-    icon = re.search(r'<link rel="icon" href="([^"]+)"', page).group(1)
+    icon = present(re.search(r'<link rel="icon" href="([^"]+)"', page)).group(1)
     assert icon == "/static/studies/favicon.svg" and finders.find("studies/favicon.svg")
     r = client.get("/favicon.ico")
     assert r.status_code == 301 and r["Location"] == icon

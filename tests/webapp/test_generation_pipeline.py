@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from PIL import Image as PILImage
 
+from tests.narrow import present
 from tests.services.helpers import DEMO_PROTOCOL, NEUTRAL_VARIANTS, make_tiny_checkpoint, small_protocol
 from tests.tiny_pipeline import save_tiny_pipeline
 from tests.webapp import test_blinding
@@ -93,7 +94,7 @@ def test_a_mixed_study_generates_every_image_with_complete_provenance(pipeline_d
     assert len(images) == 4 * 6
     sizes = set()
     for image in images:
-        checkpoint = image.variant.checkpoint
+        checkpoint = present(present(image.variant).checkpoint)
         p = image.provenance
         assert p["checkpoint_sha256"] == checkpoint.sha256
         assert (p["prompt"], p["seed"]) == (image.prompt.text, image.seed)

@@ -11,6 +11,7 @@ from django.shortcuts import resolve_url
 from django.test import Client
 
 from tests.factories import UserFactory
+from tests.narrow import present
 from tests.services.helpers import DEMO_PROTOCOL, NEUTRAL_VARIANTS, make_tiny_checkpoint, small_protocol
 from webapp.generation import parts, services
 from webapp.generation.models import Batch, Part
@@ -78,7 +79,7 @@ def test_study_page_shows_the_work_before_launch(staff_client, ready_study):
     r = staff_client.get(f"/generation/study/{ready_study.slug}/")
     assert r.status_code == 200
     html = r.content.decode()
-    plan = re.search(r'<table class="data" id="plan">(.*?)</table>', html, re.S).group(1)
+    plan = present(re.search(r'<table class="data" id="plan">(.*?)</table>', html, re.S)).group(1)
     for name in NEUTRAL_VARIANTS:
         assert re.search(rf"<td>{name}</td>\s*<td>tiny.*?</td>\s*<td>6</td><td>6</td><td>1</td>", plan, re.S)
     assert '<th id="plan-missing">24</th>' in plan
@@ -99,7 +100,7 @@ def test_launch_from_the_page_with_overrides_then_progress_json(
     batch = Batch.objects.get()
     assert (batch.cfg_scale, batch.steps, batch.part_size, batch.open_when_complete) == (4.5, 3, 5, True)
     assert len(queued) == batch.parts.count() == 8
-    assert batch.created_by.is_staff
+    assert present(batch.created_by).is_staff
     page = staff_client.get(f"/generation/study/{ready_study.slug}/").content.decode()
     assert f'data-progress-url="/generation/batch/{batch.pk}/progress.json"' in page and "batch.js" in page
     p = staff_client.get(f"/generation/batch/{batch.pk}/progress.json").json()
@@ -152,7 +153,7 @@ def test_the_page_refuses_a_checkpoint_that_contradicts_the_variant(staff_client
 
 def test_cancel_and_retry_from_the_page(staff_client, ready_study):
     batch = services.batch_launch(study=ready_study, part_size=6)
-    part = batch.parts.first()
+    part = present(batch.parts.first())
     parts.part_claim(part_id=part.pk, claim="c", worker="w", stale_after=timedelta(minutes=1))
     parts.part_fail(part_id=part.pk, claim="c", message="CUDA error: out of memory")
     p = staff_client.get(f"/generation/batch/{batch.pk}/progress.json").json()

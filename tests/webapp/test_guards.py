@@ -14,6 +14,7 @@ from django.db import connection
 from django.test import Client
 
 from tests.factories import UserFactory, build_open_study
+from tests.narrow import present
 from webapp.studies.models import Entry, Evaluator, Image, Item
 
 from .conftest import answer_data, current_task, join
@@ -59,27 +60,28 @@ def test_every_evaluator_sees_the_ranking_images_in_their_entry_s_stored_order(s
 def test_an_image_outside_the_evaluator_s_own_slot_is_a_404(study):
     # Slot 0 leaves out one count item and one caption: its evaluator never sees their images.
     slot = study.slots.get(number=0)
-    count_item = Item.objects.filter(study=study, task="count", is_gold=False).first()
-    rank_item = Item.objects.filter(study=study, task="rank").first()
+    count_item = present(Item.objects.filter(study=study, task="count", is_gold=False).first())
+    rank_item = present(Item.objects.filter(study=study, task="rank").first())
     slot.items = [pk for pk in slot.items if pk not in (count_item.pk, rank_item.pk)]
     slot.save()
     client = join(Client(), study)
     assert Evaluator.objects.get().slot_id == slot.pk
     hidden = [count_item.image] + list(Image.objects.filter(prompt=rank_item.prompt, seed=rank_item.seed))
     for image in hidden:
+        assert image is not None
         assert client.get(f"/i/{image.public_id}").status_code == 404
     shown = current_task(client, study)["task"]["images"][0]
     assert client.get(shown).status_code == 200
     # An image of another study, even one the same browser has joined later, is not this slot's.
     other = build_open_study()
-    foreign = Image.objects.filter(study=other).first()
+    foreign = present(Image.objects.filter(study=other).first())
     assert client.get(f"/i/{foreign.public_id}").status_code == 404
     # The study's researcher sees every image of it, and none of the other study.
     researcher = UserFactory()
     study.researchers.add(researcher)
     staff = Client()
     staff.force_login(researcher)
-    assert all(staff.get(f"/i/{img.public_id}").status_code == 200 for img in hidden)
+    assert all(staff.get(f"/i/{present(img).public_id}").status_code == 200 for img in hidden)
     assert staff.get(f"/i/{foreign.public_id}").status_code == 404
 
 
@@ -105,7 +107,7 @@ def test_concurrent_joins_on_postgresql_never_share_a_slot(settings):
     assert len(slots) == len(set(slots)) == 5
     assert results.count(302) == 5 and set(results) <= {302, 403}
     for ev in Evaluator.objects.filter(study=study, slot__isnull=False):
-        assert Entry.objects.filter(evaluator=ev).count() == len(ev.slot.items)
+        assert Entry.objects.filter(evaluator=ev).count() == len(present(ev.slot).items)
 
 
 @pytest.mark.django_db(transaction=True)

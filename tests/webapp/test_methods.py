@@ -1,6 +1,7 @@
 """Views that only read refuse writes (405), and refusing stores nothing."""
 import pytest
 
+from tests.narrow import present
 from webapp.studies.models import CountResponse, Evaluator, Image, RankResponse
 
 pytestmark = pytest.mark.django_db
@@ -12,7 +13,7 @@ def _stored(study):
 
 @pytest.mark.parametrize("method", ["post", "put", "delete", "patch"])
 def test_read_only_evaluator_views_refuse_other_methods(study, evaluator_client, method):
-    image = Image.objects.filter(study=study).first()
+    image = present(Image.objects.filter(study=study).first())
     before = _stored(study)
     urls = [f"/e/{study.slug}/state/", f"/e/{study.slug}/done/", f"/i/{image.public_id}",
             f"/join/{study.invite_token}/"]

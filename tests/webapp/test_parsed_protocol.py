@@ -11,6 +11,7 @@ import pytest
 from evalstudy.protocol import Protocol
 from generator.defaults import CFG_SCALE, STEPS
 from tests.factories import StudyFactory
+from tests.narrow import present
 from webapp.generation import selectors
 from webapp.studies import models
 from webapp.studies.models import Study
@@ -54,16 +55,16 @@ def test_a_studys_protocol_is_parsed_once_for_every_reader(demo_doc, parses):
 def test_an_edited_draft_protocol_is_read_again(demo_doc, parses):
     study = StudyFactory(protocol=demo_doc)
     assert study.status == Study.Status.DRAFT
-    assert study.parsed_protocol.sampling.steps == 25
+    assert present(study.parsed_protocol).sampling.steps == 25
     edited = copy.deepcopy(demo_doc)
     edited["sampling"]["steps"] = 7
     Study.objects.filter(pk=study.pk).update(protocol=edited)
-    assert Study.objects.get(pk=study.pk).parsed_protocol.sampling.steps == 7
+    assert present(Study.objects.get(pk=study.pk).parsed_protocol).sampling.steps == 7
     study.refresh_from_db()
-    assert study.parsed_protocol.sampling.steps == 7
+    assert present(study.parsed_protocol).sampling.steps == 7
     # Changed in place on the instance, before any save: read again too.
     study.protocol["sampling"]["cfg_scale"] = 2.5
-    assert study.parsed_protocol.sampling.cfg_scale == 2.5
+    assert present(study.parsed_protocol).sampling.cfg_scale == 2.5
     assert len(parses) == 3
 
 

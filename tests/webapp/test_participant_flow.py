@@ -105,7 +105,7 @@ def test_study_minutes_run_from_consent_to_the_last_answer(study):
     ev = Evaluator.objects.get()
     assert ev.consented_at is not None
     Evaluator.objects.filter(pk=ev.pk).update(consented_at=ev.consented_at - timedelta(minutes=5))
-    from webapp.studies.participants import participant_rows
+    from webapp.research.participants import participant_rows
 
     row = participant_rows(study=study)[0]
     assert 5.0 <= row.minutes < 5.5

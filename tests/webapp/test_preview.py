@@ -9,8 +9,10 @@ import pytest
 from django.test import Client
 
 from tests.factories import UserFactory
+from tests.narrow import present
 from tests.services.helpers import DEMO_PROTOCOL, NEUTRAL_VARIANTS, small_protocol
-from webapp.studies import lifecycle, participants, preview
+from webapp.research import participants
+from webapp.studies import lifecycle, preview
 from webapp.studies.models import CountResponse, Entry, Evaluator, Image, Item, RankResponse, Slot, Study
 
 if TYPE_CHECKING:
@@ -34,7 +36,7 @@ def stored() -> tuple[int, int, int, int]:
 
 
 def token_of(page: str) -> str:
-    return re.search(r'name="token" value="([^"]+)"', page).group(1)
+    return present(re.search(r'name="token" value="([^"]+)"', page)).group(1)
 
 
 def answer(client: Client, study: Study, page: str, *, count: str = "2") -> _MonkeyPatchedWSGIResponse:
@@ -130,7 +132,7 @@ def test_a_rehearsal_copy_is_a_separate_draft_with_the_same_protocol_and_images(
     for key, img in copies.items():
         old = originals[key]
         assert img.public_id != old.public_id and img.study_id == copy.pk
-        assert img.variant is None or (img.variant.study_id, img.variant.name) == (copy.pk, old.variant.name)
+        assert img.variant is None or (img.variant.study_id, img.variant.name) == (copy.pk, present(old.variant).name)
         media = Path(settings.MEDIA_ROOT)
         assert (media / img.file).read_bytes() == (media / old.file).read_bytes()
     assert sorted(Item.objects.filter(study=copy).values_list("key", flat=True)) == sorted(

@@ -11,6 +11,7 @@ from django.template.loader import render_to_string
 from django.test import Client
 
 from tests.factories import build_open_study
+from tests.narrow import present
 from webapp.studies import lifecycle
 
 pytestmark = pytest.mark.django_db
@@ -28,7 +29,7 @@ def study():
 
 
 def _h1(html: str) -> str:
-    return re.search(r"<h1>(.*?)</h1>", html, re.S).group(1)
+    return present(re.search(r"<h1>(.*?)</h1>", html, re.S)).group(1)
 
 
 def test_the_paused_page_uses_the_public_title(study):

@@ -19,6 +19,7 @@ from django.test import Client
 
 from evalstudy.ranks import RankError, check_ranks
 from tests.factories import fill_study_images
+from tests.narrow import present
 from webapp.research import exports
 from webapp.studies import flow, lifecycle
 from webapp.studies.models import Entry, Image, RankResponse, Slot
@@ -193,7 +194,7 @@ def test_a_researchers_preview_of_a_pairwise_study_shows_the_ab_page_and_stores_
     assert client.post(f"/run/{study.slug}/preview/").status_code == 302
     page = client.get(f"/run/{study.slug}/preview/task/").content.decode()
     assert 'id="pair-form"' in page and 'value="same"' in page and 'id="undo"' not in page
-    token = re.search(r'name="token" value="([^"]+)"', page).group(1)
+    token = present(re.search(r'name="token" value="([^"]+)"', page)).group(1)
     r = client.post(f"/run/{study.slug}/preview/task/", {"kind": "rank", "token": token, "choice": "same"})
     assert r.status_code == 302 and stored() == 0
 

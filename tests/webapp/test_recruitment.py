@@ -6,6 +6,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from tests.factories import build_open_study
+from tests.narrow import present
 from webapp.studies import flow, lifecycle, recruitment
 from webapp.studies.models import CountResponse, Evaluator, Study
 
@@ -99,13 +100,13 @@ def test_a_study_without_the_section_reads_the_usual_parameters_and_links_nowher
     Client().get(f"/join/{study.invite_token}/", {"worker_id": "w-1"})
     assert Evaluator.objects.get(study=study).external_id == "w-1"
     assert recruitment.return_link(study, "declined") is None
-    assert recruitment.return_link(study, "completion").url is None
+    assert present(recruitment.return_link(study, "completion")).url is None
 
 
 def test_the_time_estimate_uses_the_pilot_then_the_running_median(panel_study):
     pilot = demo_protocol()["consent"]["pilot_seconds_per_task"]
-    assert recruitment.time_estimate(study=panel_study, n_tasks=20).minutes == -(-pilot * 20 // 60)
-    assert recruitment.time_estimate(study=panel_study, n_tasks=20).source == "pilot"
+    assert present(recruitment.time_estimate(study=panel_study, n_tasks=20)).minutes == -(-pilot * 20 // 60)
+    assert present(recruitment.time_estimate(study=panel_study, n_tasks=20)).source == "pilot"
     # Three finished participants at 30 s a task: the estimate follows them.
     panel_study.slots.create(number=1, seed=1, items=panel_study.slots.get(number=0).items)
     panel_study.slots.create(number=2, seed=2, items=panel_study.slots.get(number=0).items)
@@ -116,7 +117,7 @@ def test_the_time_estimate_uses_the_pilot_then_the_running_median(panel_study):
             if entry.item.task == "count":
                 CountResponse.objects.create(entry=entry, evaluator=ev, item=entry.item, answer=1, seconds=30.0)
         Evaluator.objects.filter(pk=ev.pk).update(finished_at="2026-01-01T00:00:00Z")
-    estimate = recruitment.time_estimate(study=panel_study, n_tasks=20)
+    estimate = present(recruitment.time_estimate(study=panel_study, n_tasks=20))
     assert estimate.minutes == 10 and estimate.source == "running median of 3 participants"
     # Every consent page shows it: the median is computed once per number of finished
     # participants, then a page costs one COUNT, whatever the number of answers.
@@ -129,7 +130,7 @@ def test_the_time_estimate_uses_the_pilot_then_the_running_median(panel_study):
     for entry in ev.entries.filter(item__task="count"):
         CountResponse.objects.create(entry=entry, evaluator=ev, item=entry.item, answer=1, seconds=90.0)
     Evaluator.objects.filter(pk=ev.pk).update(finished_at="2026-01-01T00:00:00Z")
-    fourth = recruitment.time_estimate(study=panel_study, n_tasks=20)  # median of 30, 30, 30, 90 s
+    fourth = present(recruitment.time_estimate(study=panel_study, n_tasks=20))  # median of 30, 30, 30, 90 s
     assert fourth.minutes == 10 and fourth.source == "running median of 4 participants"
 
 

@@ -12,6 +12,7 @@ from django.test import Client
 
 from evalstudy import provenance
 from evalstudy.analysis.result import AnalysisResult
+from tests.narrow import present
 from tests.webapp.research_support import answer_tasks, fill_study, researcher_of, update_results
 from webapp.research import reports, selectors, services
 from webapp.research.models import ReportDetails, ResultFigure, StudyResult
@@ -167,10 +168,10 @@ def test_an_undo_then_a_new_answer_is_a_new_state(study):
 
 
 def test_the_dashboard_shows_both_analyses_the_figures_and_the_automatic_counter(study, researcher):
-    item = Item.objects.filter(study=study, task="count", is_gold=False, variant__name="cross-early").first()
+    item = present(Item.objects.filter(study=study, task="count", is_gold=False, variant__name="cross-early").first())
     assert item.true_count is not None
-    item.image.auto_count = item.true_count + 2
-    item.image.save()
+    present(item.image).auto_count = item.true_count + 2
+    present(item.image).save()
     fill_study(study, 3)
     r = update_results(researcher, study)
     assert r.status_code == 302

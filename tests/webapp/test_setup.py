@@ -10,6 +10,7 @@ from PIL import Image as PILImage
 from evalstudy.protocol import load_protocol
 from generator.counter import count_objects
 from tests.factories import fill_study_images
+from tests.narrow import present
 from webapp.studies import lifecycle
 from webapp.studies.models import Image, Item, Slot, Study
 
@@ -32,12 +33,12 @@ def test_study_create_plans_every_item_of_the_protocol():
     proto = load_protocol(DEMO)
     assert study.protocol_hash == proto.content_hash()
     assert list(study.variants.values_list("name", flat=True)) == list(proto.variants)
-    ct = proto.count_task
+    ct = present(proto.count_task)
     n_count = len(ct.objects) * len(ct.counts) * max(1, len(ct.colours)) * ct.images_per_prompt * len(proto.variants)
     assert Item.objects.filter(study=study, task="count", is_gold=False).count() == n_count
-    n_captions = proto.preference_task.captions.n
+    n_captions = present(proto.preference_task).captions.n
     assert n_captions is not None  # the demo protocol says how many captions it draws
-    n_rank = n_captions * proto.preference_task.images_per_caption
+    n_rank = n_captions * present(proto.preference_task).images_per_caption
     assert Item.objects.filter(study=study, task="rank").count() == n_rank
     assert study.prompts.filter(kind="count", text="two red squares").get().question == "How many squares can you see?"
 
@@ -48,9 +49,9 @@ def test_gold_images_are_rendered_at_open_with_their_true_count_and_the_models_s
     assert gold.count() == 2 and not gold.filter(image__isnull=False).exists()
     fill_images(study)
     lifecycle.study_open(study=study)
-    model_size = Image.objects.filter(study=study, source="model").first().width
+    model_size = present(Image.objects.filter(study=study, source="model").first()).width
     for item in gold:
-        with PILImage.open(Path(settings.MEDIA_ROOT) / item.image.file) as img:
+        with PILImage.open(Path(settings.MEDIA_ROOT) / present(item.image).file) as img:
             assert img.size == (model_size, model_size)
             assert count_objects(img.convert("RGB")) == item.true_count
 

@@ -11,11 +11,11 @@ import pytest
 from django.core.management import call_command
 
 from tests.factories import build_open_study
+from tests.narrow import present
 from tests.webapp.research_support import fill_study, researcher_of
-from webapp.research import exports, services
+from webapp.research import exports, participants, services
 from webapp.research.models import StudyResult
 from webapp.studies import flow as study_flow
-from webapp.studies import participants
 from webapp.studies.models import CountResponse, Entry, Evaluator, RankResponse, Slot
 
 pytestmark = pytest.mark.django_db
@@ -68,12 +68,12 @@ def test_results_and_exports_leave_them_out_unless_asked_then_label_them(setting
         exports.jsonl_chunks(study=study, salt="s", include_simulated=True)).splitlines()]
     assert {r["evaluator_id"] for r in jsonl if r["simulated"]} == simulated
 
-    real = services.study_result_get_or_compute(study=study)
+    real = present(services.study_result_get_or_compute(study=study))
     assert not real.includes_simulated
     assert real.n_responses == (CountResponse.objects.filter(evaluator__is_simulated=False).count()
                                 + RankResponse.objects.filter(evaluator__is_simulated=False).count())
     assert real.result["unfiltered"]["data"]["n_evaluators"] == 2
-    dry = services.study_result_get_or_compute(study=study, include_simulated=True)
+    dry = present(services.study_result_get_or_compute(study=study, include_simulated=True))
     assert dry.pk != real.pk and dry.includes_simulated
     assert dry.result["unfiltered"]["data"]["n_evaluators"] == 5
 

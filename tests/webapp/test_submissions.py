@@ -7,6 +7,7 @@ from django.core import signing
 from django.db import IntegrityError, connection, transaction
 from django.test import Client
 
+from tests.narrow import present
 from webapp.studies import flow
 from webapp.studies.models import CountResponse, Entry, Evaluator, RankResponse, Study
 
@@ -108,7 +109,7 @@ def test_replayed_form_is_refused(study, evaluator_client):
 def test_forged_form_is_refused(study, evaluator_client):
     task = _advance_to(evaluator_client, study, "count")
     ev = Evaluator.objects.get()
-    other_entry = Entry.objects.filter(evaluator=ev).exclude(index=task["number"] - 1).first()
+    other_entry = present(Entry.objects.filter(evaluator=ev).exclude(index=task["number"] - 1).first())
     forged = signing.dumps({"e": ev.pk, "n": other_entry.pk, "t": 0}, salt="not-the-salt", compress=True)
     tampered = task["token"][:-3] + ("AAA" if not task["token"].endswith("AAA") else "BBB")
     for token in (forged, tampered, "garbage"):

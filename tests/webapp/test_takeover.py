@@ -7,6 +7,7 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
+from tests.narrow import present
 from webapp.studies.models import CountResponse, Evaluator, RankResponse
 
 from .conftest import answer_data, current_task, start
@@ -35,7 +36,7 @@ def _answers():
 
 
 def _ticket(response) -> str:
-    return re.search(rb'name="ticket" value="([^"]+)"', response.content).group(1).decode()
+    return present(re.search(rb'name="ticket" value="([^"]+)"', response.content)).group(1).decode()
 
 
 def test_a_second_browser_with_an_active_id_is_asked_and_nothing_changes(study):

@@ -19,6 +19,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from webapp.studies.models import Study
+from webapp.studies.selectors import user_is_admin
 
 from . import selectors, services
 from .forms import CheckpointRegisterForm, ImageSetForm, LaunchForm, VariantCheckpointsForm
@@ -32,7 +33,7 @@ def staff_required(view):
     def wrapped(request: HttpRequest, *args, **kwargs):
         if not request.user.is_authenticated:
             return redirect_to_login(request.get_full_path())
-        if not (request.user.is_active and request.user.is_staff):
+        if not user_is_admin(user=request.user):
             raise Http404("No such page.")
         return view(request, *args, **kwargs)
 
@@ -167,7 +168,7 @@ def register_checkpoint(request: HttpRequest) -> HttpResponse:
 @never_cache
 @require_GET
 def progress(request: HttpRequest, pk: int) -> JsonResponse:
-    if not (request.user.is_authenticated and request.user.is_active and request.user.is_staff):
+    if not user_is_admin(user=request.user):
         return JsonResponse({"error": "Staff only."}, status=403)
     batch = get_object_or_404(Batch, pk=pk)
     return JsonResponse(selectors.batch_progress(batch=batch))

@@ -21,7 +21,7 @@ from django.db.models import Count, F, Max, Q, QuerySet, Sum
 from evalstudy.analysis.result import SCHEMA_VERSION, AnalysisResult
 from evalstudy.protocol import AnalysisPlan
 from webapp.studies.models import CountResponse, Entry, Evaluator, Image, Item, RankResponse, Slot, Study
-from webapp.studies.selectors import EvaluatorStatus, evaluators_with_status, user_may_see_study
+from webapp.studies.selectors import EvaluatorStatus, evaluators_with_status, user_is_admin, user_may_see_study
 
 from .models import ResultFigure, ResultsUpdate, StudyResult
 
@@ -34,7 +34,7 @@ def researcher_studies(*, user) -> QuerySet[Study]:
     """The studies a user may see as a researcher: their own; every study for admins."""
     if not user.is_authenticated:
         return Study.objects.none()
-    qs = Study.objects.all() if (user.is_superuser or user.is_staff) else Study.objects.filter(researchers=user)
+    qs = Study.objects.all() if user_is_admin(user=user) else Study.objects.filter(researchers=user)
     return qs.annotate(
         n_evaluators=Count("evaluators", distinct=True),
         n_finished=Count("evaluators", filter=Q(evaluators__finished_at__isnull=False), distinct=True),

@@ -228,16 +228,22 @@ def evaluator_may_see_image(*, evaluator_ids: list[int], image: Image) -> bool:
 CREATE_STUDY_PERMISSION = "studies.add_study"
 
 
+def user_is_admin(*, user) -> bool:
+    """The one staff check: an active account with ``is_staff`` or ``is_superuser``. Admins
+    see every study's researcher pages and use the generation pages."""
+    return bool(user.is_authenticated and user.is_active and (user.is_staff or user.is_superuser))
+
+
 def user_may_create_studies(*, user) -> bool:
     """Admins, and users given ``studies.add_study`` (directly or through a group)."""
-    return bool(user.is_authenticated and (user.is_staff or user.has_perm(CREATE_STUDY_PERMISSION)))
+    return user_is_admin(user=user) or bool(user.is_authenticated and user.has_perm(CREATE_STUDY_PERMISSION))
 
 
 def user_may_see_study(*, user, study: Study) -> bool:
     """Researchers of the study and admins."""
     if not user.is_authenticated:
         return False
-    return user.is_superuser or user.is_staff or study.researchers.filter(pk=user.pk).exists()
+    return user_is_admin(user=user) or study.researchers.filter(pk=user.pk).exists()
 
 
 def study_missing_images(*, study: Study) -> int:

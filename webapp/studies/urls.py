@@ -1,6 +1,8 @@
+"""The evaluators' URLs: joining, the tasks, the images (the researchers' /run/ pages share
+the ``studies`` namespace from webapp.research.run_urls; see webapp/urls.py)."""
 from django.urls import path
 
-from . import preview_views, researcher_views, views
+from . import views
 
 app_name = "studies"
 
@@ -16,14 +18,4 @@ urlpatterns = [
     path("e/<slug:slug>/state/", views.state, name="state"),
     path("e/<slug:slug>/done/", views.done, name="done"),
     path("i/<str:public_id>", views.image, name="image"),
-    # Researchers running a study (the research app's dashboard links here).
-    path("run/new/", researcher_views.study_new, name="run_new"),
-    path("run/<slug:slug>/", researcher_views.study_run, name="run"),
-    path("run/<slug:slug>/status/", researcher_views.study_status, name="run_status"),
-    path("run/<slug:slug>/participants/", researcher_views.study_participants, name="participants"),
-    path("run/<slug:slug>/rehearsal/", researcher_views.study_rehearsal_copy, name="rehearsal_copy"),
-    path("run/<slug:slug>/preview/", preview_views.preview_start, name="preview_start"),
-    path("run/<slug:slug>/preview/task/", preview_views.preview_task, name="preview_task"),
-    path("run/<slug:slug>/preview/end/", preview_views.preview_end, name="preview_end"),
-    path("run/<slug:slug>/participants.csv", researcher_views.study_participants_csv, name="participants_csv"),
 ]

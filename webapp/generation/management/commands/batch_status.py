@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
+from webapp.commands import study_by_slug
 from webapp.generation import follow, selectors
 from webapp.generation.models import Batch
-from webapp.studies.models import Study
 
 
 class Command(BaseCommand):
@@ -24,9 +24,7 @@ class Command(BaseCommand):
         parser.add_argument("--follow", action="store_true", help="Print progress until the batch ends.")
 
     def handle(self, *args, **opts):
-        study = Study.objects.filter(slug=opts["slug"]).first()
-        if study is None:
-            raise CommandError(f"No study {opts['slug']!r}.")
+        study = study_by_slug(opts["slug"])
         if opts["batch"] is None:
             batch = selectors.study_latest_batch(study=study)
             if batch is None:

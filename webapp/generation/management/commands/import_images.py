@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
+from webapp.commands import study_by_slug
 from webapp.generation.imagesets import ImageSetError, imageset_import
-from webapp.studies.models import Study
 
 
 class Command(BaseCommand):
@@ -22,9 +22,7 @@ class Command(BaseCommand):
                             help="Centre-crop and resize every image to the protocol's sampling.size.")
 
     def handle(self, *args, **opts):
-        study = Study.objects.filter(slug=opts["slug"]).first()
-        if study is None:
-            raise CommandError(f"No study with the slug {opts['slug']!r}.")
+        study = study_by_slug(opts["slug"])
         try:
             result = imageset_import(study=study, path=opts["path"], manifest=opts["manifest"], resize=opts["resize"])
         except ImageSetError as exc:

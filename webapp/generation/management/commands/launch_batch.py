@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
+from webapp.commands import study_by_slug
 from webapp.generation import celery_workers, selectors, services
 from webapp.generation.management.commands.batch_status import follow_and_report
 from webapp.generation.models import MAX_PART_SIZE
-from webapp.studies.models import Study
 
 
 class Command(BaseCommand):
@@ -36,9 +36,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **opts):
-        study = Study.objects.filter(slug=opts["slug"]).first()
-        if study is None:
-            raise CommandError(f"No study {opts['slug']!r}.")
+        study = study_by_slug(opts["slug"])
         celery_workers.broker_prepare()
         latest = selectors.study_latest_batch(study=study)
         try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
+from webapp.commands import study_by_slug
 from webapp.generation import services
 from webapp.studies.models import Variant
 
@@ -28,7 +29,7 @@ class Command(BaseCommand):
             raise CommandError("--study and --variant go together.")
         variant = None
         if opts["study"]:
-            variant = Variant.objects.filter(study__slug=opts["study"], name=opts["variant"]).first()
+            variant = Variant.objects.filter(study=study_by_slug(opts["study"]), name=opts["variant"]).first()
             if variant is None:
                 raise CommandError(f"Study {opts['study']!r} has no variant {opts['variant']!r}.")
         try:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
+from webapp.commands import study_by_slug
 from webapp.research import services
-from webapp.studies.models import Study
 
 
 class Command(BaseCommand):
@@ -23,9 +23,7 @@ class Command(BaseCommand):
                                  "left out by default")
 
     def handle(self, *args, study: str, fmt: str, out: Path, include_simulated: bool, **options):
-        found = Study.objects.filter(slug=study).first()
-        if found is None:
-            raise CommandError(f"No study with the slug {study!r}.")
+        found = study_by_slug(study)
         try:
             written = services.export_write(study=found, fmt=fmt, out=out, include_simulated=include_simulated)
         except services.ResearchError as exc:

@@ -1,10 +1,10 @@
 """python manage.py remove_simulated STUDY: delete a dry run's simulated evaluators."""
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 
+from webapp.commands import study_by_slug
 from webapp.research import services
-from webapp.studies.models import Study
 
 
 class Command(BaseCommand):
@@ -15,8 +15,6 @@ class Command(BaseCommand):
         parser.add_argument("study", help="the study's slug")
 
     def handle(self, *args, study: str, **options):
-        found = Study.objects.filter(slug=study).first()
-        if found is None:
-            raise CommandError(f"No study with the slug {study!r}.")
+        found = study_by_slug(study)
         n = services.study_simulated_remove(study=found)
         self.stdout.write(f"Removed {n} simulated evaluator{'s' if n != 1 else ''} from {found.slug}.")

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
+from webapp.commands import study_by_slug
 from webapp.research import services
-from webapp.studies.models import Study
 
 
 def parse_quality(text: str) -> dict[str, float]:
@@ -38,9 +38,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, study: str, evaluators: int, seed: int, quality: str, count_noise: float,
                rank_noise: float, skip_rate: float, tie_margin: float, **options):
-        found = Study.objects.filter(slug=study).first()
-        if found is None:
-            raise CommandError(f"No study with the slug {study!r}.")
+        found = study_by_slug(study)
         try:
             summary = services.study_simulate_responses(
                 study=found, n_evaluators=evaluators, seed=seed, variant_quality=parse_quality(quality) or None,

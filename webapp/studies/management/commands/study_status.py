@@ -1,8 +1,8 @@
 """python manage.py study_status SLUG --open | --close"""
 from django.core.management.base import BaseCommand, CommandError
 
+from webapp.commands import study_by_slug
 from webapp.studies import lifecycle
-from webapp.studies.models import Study
 
 
 class Command(BaseCommand):
@@ -15,9 +15,7 @@ class Command(BaseCommand):
         action.add_argument("--close", action="store_true")
 
     def handle(self, *args, slug: str, open: bool, close: bool, **options):
-        study = Study.objects.filter(slug=slug).first()
-        if study is None:
-            raise CommandError(f"No study {slug!r}.")
+        study = study_by_slug(slug)
         try:
             study = lifecycle.study_open(study=study) if open else lifecycle.study_close(study=study)
         except lifecycle.StudySetupError as exc:

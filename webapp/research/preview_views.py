@@ -11,12 +11,12 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
-from webapp.research.views import researcher_view
+from webapp.studies import preview, selectors
+from webapp.studies.forms import CountAnswerForm, RankAnswerForm
+from webapp.studies.models import Item, Study
+from webapp.studies.views import COUNT_BOX, TILE_BOX
 
-from . import preview, selectors
-from .forms import CountAnswerForm, RankAnswerForm
-from .models import Item, Study
-from .views import COUNT_BOX, TILE_BOX
+from .views import researcher_view
 
 
 def _state(request: HttpRequest, study: Study) -> dict | None:
@@ -28,7 +28,7 @@ def _state(request: HttpRequest, study: Study) -> dict | None:
 @researcher_view
 def preview_start(request: HttpRequest, study: Study) -> HttpResponse:
     """Draw a fresh sequence of tasks and show the first."""
-    from .researcher_views import study_run
+    from .run_views import study_run
 
     try:
         request.session[preview.SESSION_KEY] = preview.preview_draw(study=study)

@@ -18,9 +18,10 @@ from django.db.models import Count, F, Max, Q, Sum
 from evalstudy.analysis import apply_exclusions, evaluator_reliability
 from evalstudy.protocol import Exclusions
 from evalstudy.responses import read_responses
+from webapp.studies.models import CountResponse, Evaluator, RankResponse, Slot, Study
+from webapp.studies.selectors import EvaluatorStatus, evaluators_with_status, status_silent_before
 
-from .models import CountResponse, Evaluator, RankResponse, Slot, Study
-from .selectors import EvaluatorStatus, evaluators_with_status, status_silent_before
+from .exports import csv_chunks
 
 
 class Suggestion:
@@ -65,8 +66,6 @@ class _Verdicts:
 
 def _verdicts(study: Study) -> _Verdicts:
     """The protocol's exclusion rules applied by evalstudy, and, apart, its gold rule alone."""
-    from webapp.research.exports import csv_chunks
-
     proto = study.parsed_protocol
     rules = proto.analysis.exclusions if proto else Exclusions()
     if not (CountResponse.objects.filter(evaluator__study=study).exists()

@@ -1,7 +1,7 @@
 """Researchers run their study from the web: create it from a protocol file, hand out the
 invite link, open / pause / close it, and settle with the participants.
 
-The pages reuse the research app's access rules (``researcher_view``: the study's
+The pages use the research app's access rules (``researcher_view``: the study's
 researchers and admins, 404 for anyone else). The participants' page is narrower: it
 shows panel ids, so only the study's own researchers see it.
 """
@@ -15,11 +15,12 @@ from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
-from webapp.research.views import researcher_view, researchers_only
+from webapp.studies import lifecycle, recruitment, selectors
+from webapp.studies.models import Study
 
-from . import lifecycle, participants, recruitment, selectors
-from .models import Study
-from .researcher_forms import ProtocolUploadForm, StudyStatusForm
+from . import participants
+from .run_forms import ProtocolUploadForm, StudyStatusForm
+from .views import researcher_view, researchers_only
 
 
 def protocol_upload_dir():
@@ -71,7 +72,7 @@ def study_new(request: HttpRequest) -> HttpResponse:
             form.add_error(None, str(exc))
         else:
             return redirect("studies:run", slug=study.slug)
-    return render(request, "studies/researcher/new.html", {"form": form}, status=400 if form.errors else 200)
+    return render(request, "research/run/new.html", {"form": form}, status=400 if form.errors else 200)
 
 
 @researcher_view
@@ -79,11 +80,12 @@ def study_run(request: HttpRequest, study: Study, *, form: StudyStatusForm | Non
               error: str = "") -> HttpResponse:
     """The study's control page: status, invite link, places, and the actions it allows."""
     allowed = lifecycle.study_actions_allowed(status=study.status)
-    return render(request, "studies/researcher/run.html", {
+    return render(request, "research/run/run.html", {
         "study": study, "links": invite_links(study), "places": participants.study_places(study=study),
         "actions": [(name, ACTIONS[name][0]) for name in allowed], "confirm": form, "error": error,
         "confirm_text": ACTIONS[form.cleaned_data["action"]] if form is not None else None,
         "is_researcher": _is_researcher(request, study),
+        "is_admin": selectors.user_is_admin(user=request.user),
         "served_origin": _served_origin(request),
         "base_url": settings.FUSION_BASE_URL,
     }, status=409 if error else 200)
@@ -127,7 +129,7 @@ def study_participants(request: HttpRequest, study: Study) -> HttpResponse:
     """Each participant's panel id, status, time, gold accuracy and exclusion, with what to do."""
     _own_study(request, study)
     rows = participants.participant_rows(study=study)
-    return render(request, "studies/researcher/participants.html", {
+    return render(request, "research/run/participants.html", {
         "study": study, "rows": rows,
         "id_lists": [(s, len(ids), "\n".join(ids)) for s, ids in participants.ids_by_suggestion(rows).items()
                      if s != participants.Suggestion.WAIT],
@@ -147,9 +149,8 @@ def study_participants_csv(request: HttpRequest, study: Study) -> HttpResponse:
 @require_POST
 @researcher_view
 def study_rehearsal_copy(request: HttpRequest, study: Study) -> HttpResponse:
-    """Copy the study as a new draft for a dry run; its researchers (or an admin) only."""
-    if not (request.user.is_staff or _is_researcher(request, study)):
-        raise Http404("No such study.")
+    """Copy the study as a new draft for a dry run; its researchers (or an admin) only
+    (``researcher_view``)."""
     slug = request.POST.get("slug", "").strip() or f"{study.slug}-rehearsal"
     try:
         copy = lifecycle.study_copy_for_rehearsal(study=study, slug=slug[:50])
