@@ -10,7 +10,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import cast
+from typing import TypeVar, cast
 
 from django.conf import settings
 from django.core import signing
@@ -22,6 +22,8 @@ from evalstudy.ranks import RankError, check_ranks
 from . import sqlreads
 from .models import CountResponse, Entry, Evaluator, Image, Item, RankResponse, Slot, Study, new_token
 from .selectors import Progress, evaluator_next_and_progress
+
+M = TypeVar("M", bound=models.Model)
 
 TOKEN_SALT = "fusion-eval.entry"
 TOKEN_MAX_AGE = timedelta(days=14)
@@ -179,6 +181,13 @@ def external_id_clean(raw: str) -> str:
     return value
 
 
+def _present(found: M | None, model: type[M]) -> M:
+    """``found``, or the model's DoesNotExist (as the ORM's ``get`` raises it) when it is None."""
+    if found is None:
+        raise model.DoesNotExist(f"{model.__name__} matching query does not exist.")  # type: ignore[attr-defined]
+    return found
+
+
 def _active_since() -> datetime:
     return timezone.now() - timedelta(seconds=settings.FUSION_SLOT_TIMEOUT_SECONDS)
 
@@ -191,9 +200,9 @@ def _release_abandoned(study: Study) -> None:
 
 
 def _free_slot(study: Study) -> Slot | None:
-    """The lowest-numbered slot nobody active holds (the caller holds the study's lock)."""
-    held = Evaluator.objects.filter(study=study, abandoned_at__isnull=True, slot__isnull=False).values_list("slot_id")
-    return Slot.objects.filter(study=study).exclude(pk__in=held).order_by("number").first()
+    """The lowest-numbered slot nobody active holds (the caller holds the study's lock; one
+    statement made once per process: sqlreads)."""
+    return sqlreads.free_slot(study_id=study.pk)
 
 
 def _simulated_plan(study: Study) -> Slot | None:
@@ -240,9 +249,11 @@ def evaluator_join(
     """
     # No lock on the study: joining takes no slot (consent does, under the lock), and the
     # unique (study, external_id) constraint settles two joins of one id at once.
-    study = Study.objects.get(pk=study.pk)
+    # Read again (the caller's copy may be older than a pause or a close); the reads on
+    # the arrival path are statements made once per process (sqlreads).
+    study = _present(sqlreads.row(Study, pk=study.pk), Study)
     external_id = external_id_clean(external_id)
-    existing = Evaluator.objects.filter(study=study, external_id=external_id).first() if external_id else None
+    existing = sqlreads.row(Evaluator, study=study.pk, external_id=external_id) if external_id else None
     # A participant who finished gets their code again, even once the study is closed.
     if existing is not None and existing.finished_at is not None:
         raise AlreadyCompleted(existing)
@@ -297,8 +308,9 @@ def evaluator_consent(*, evaluator: Evaluator) -> Evaluator:
     The slot is taken here, not on joining: a visitor who only opened the link holds none.
     Raises StudyUnavailable (and stores nothing) when the study closed or filled meanwhile.
     """
-    study = Study.objects.select_for_update().get(pk=evaluator.study_id)
-    evaluator = Evaluator.objects.select_for_update().get(pk=evaluator.pk)
+    # The study's row first, then the evaluator's, as every other writer locks them.
+    study = _present(sqlreads.row(Study, pk=evaluator.study_id, for_update=True), Study)
+    evaluator = _present(sqlreads.row(Evaluator, pk=evaluator.pk, for_update=True), Evaluator)
     if evaluator.consented_at is not None:
         return evaluator
     if not study.is_open:
@@ -318,11 +330,10 @@ def evaluator_consent(*, evaluator: Evaluator) -> Evaluator:
             if slot is None:
                 raise StudyUnavailable(FULL_MESSAGE, reason="full")
             evaluator.slot = slot
-        Entry.objects.bulk_create(
-            [
-                Entry(evaluator=evaluator, index=i, item_id=item_id, positions=slot.positions.get(str(item_id), []))
-                for i, item_id in enumerate(slot.items)
-            ]
+        # One INSERT for every task (sqlreads: no model instance per row).
+        sqlreads.insert_entries(
+            evaluator_id=evaluator.pk,
+            rows=[(i, item_id, slot.positions.get(str(item_id), [])) for i, item_id in enumerate(slot.items)],
         )
     evaluator.consented_at = evaluator.last_seen_at = timezone.now()
     evaluator.declined_at = None  # agreed after all

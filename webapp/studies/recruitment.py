@@ -16,7 +16,8 @@ from django.db.models import Count, Sum
 
 from evalstudy.protocol import Consent, Practice, Recruitment, ReturnLink
 
-from .models import CountResponse, Entry, Evaluator, RankResponse, Slot, Study
+from . import sqlreads
+from .models import CountResponse, Evaluator, RankResponse, Slot, Study
 
 # Query parameters read for the participant's id when the protocol names none.
 DEFAULT_ID_PARAMS = ("PROLIFIC_PID", "worker_id", "workerId", "external_id")
@@ -112,14 +113,18 @@ def return_link(study: Study, outcome: str) -> ReturnLink | None:
     return link
 
 
-def planned_tasks(*, study: Study, evaluator: Evaluator) -> int:
+def planned_tasks(*, study: Study, evaluator: Evaluator, tasks: dict[str, int] | None = None) -> int:
     """How many tasks the evaluator has, or (before consenting, when they hold no slot yet)
-    will have: the length of the slot the next consent takes, else the longest slot."""
-    n = Entry.objects.filter(evaluator=evaluator).count()
+    will have: the length of the slot the next consent takes, else the longest slot.
+    ``tasks``: the evaluator's entries by kind (``sqlreads.entry_tasks``), when the caller
+    has read them. Before consent nobody has entries (consent makes them, in the same
+    transaction that sets ``consented_at``), so they are not counted then."""
+    if tasks is None and evaluator.consented_at is not None:
+        tasks = sqlreads.entry_tasks(evaluator_id=evaluator.pk)
+    n = sum(tasks.values()) if tasks else 0
     if n or evaluator.slot_id is not None:
         return n
-    held = Evaluator.objects.filter(study=study, abandoned_at__isnull=True, slot__isnull=False).values_list("slot_id")
-    slot = Slot.objects.filter(study=study).exclude(pk__in=held).order_by("number").first()
+    slot = sqlreads.free_slot(study_id=study.pk)
     if slot is None:
         slot = max(Slot.objects.filter(study=study), key=lambda s: len(s.items), default=None)
     return len(slot.items) if slot is not None else 0
@@ -148,7 +153,7 @@ def time_estimate(*, study: Study, n_tasks: int) -> TimeEstimate | None:
     participants (kept in the cache; a finished participant's answers no longer change),
     not over the study's answers on every page."""
     finished = Evaluator.objects.filter(study=study, finished_at__isnull=False, is_simulated=False)
-    n_finished = finished.count()
+    n_finished = sqlreads.finished_people(study_id=study.pk)  # finished.count(), in SQL made once
     median = None
     if n_finished >= RUNNING_MEDIAN_AFTER:
         key = f"fusion:seconds-per-task:{study.pk}:{study.protocol_hash}:{n_finished}"

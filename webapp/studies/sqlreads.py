@@ -19,12 +19,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from functools import cache
-from typing import Any, cast
+from functools import cache, lru_cache
+from typing import Any, TypeVar, cast
 
 from django.db import connection, models
 
 from .models import CountResponse, Entry, Evaluator, Image, Item, Prompt, RankResponse, Slot, Study
+
+M = TypeVar("M", bound=models.Model)
 
 
 @dataclass(frozen=True)
@@ -242,3 +244,121 @@ def set_times(model: type[models.Model], pk: int, values: dict[str, datetime], *
     with connection.cursor() as cursor:
         cursor.execute(sql, [*params, pk])
         return cursor.rowcount
+
+
+# --------------------------------------------------------------------------- the arrival (join, consent, instructions)
+
+
+@cache
+def _row_statement(vendor: str, model: type[models.Model], fields: tuple[str, ...], for_update: bool) -> _Statement:
+    """Every column of the row of ``model`` whose ``fields`` equal the parameters (fields that
+    single out one row: the primary key, a unique column), under a row lock (``SELECT ...
+    FOR UPDATE``) when asked and the backend has row locks (SQLite locks the whole database
+    for a write transaction instead, as the ORM's ``select_for_update`` does)."""
+    cols, reader = _columns(model, "t")
+    where = " AND ".join(f"t.{_column(model, f)} = %s" for f in fields)
+    sql = f"SELECT {cols} FROM {_table(model)} t WHERE {where}"
+    if for_update and connection.features.has_select_for_update:
+        sql += " FOR UPDATE"
+    return _Statement(sql, (reader,))
+
+
+def row(model: type[M], *, for_update: bool = False, **where: Any) -> M | None:
+    """The row of ``model`` with these field values (``model.objects.get(**where)``, or with
+    ``for_update`` ``model.objects.select_for_update().get(**where)``), None when there is
+    none. ``where`` names fields that single out one row (e.g. ``pk``, a unique column), by
+    their names; values are passed as they are (ids and strings, not datetimes)."""
+    fields = tuple("id" if name == "pk" else name for name in where)
+    statement = _row_statement(connection.vendor, model, fields, for_update)
+    with connection.cursor() as cursor:
+        cursor.execute(statement.sql, list(where.values()))
+        found = cursor.fetchone()
+    return None if found is None else cast(M, statement.instances(found)[0])
+
+
+@cache
+def _free_slot_statement(vendor: str) -> _Statement:
+    """The study's lowest-numbered slot that no evaluator of the study holds (abandoned
+    evaluators hold none); parameters: the study's id, twice."""
+    s_cols, s = _columns(Slot, "s")
+    ev = {f: _column(Evaluator, f) for f in ("study", "slot", "abandoned_at")}
+    sql = (
+        f"SELECT {s_cols} FROM {_table(Slot)} s WHERE s.{_column(Slot, 'study')} = %s "
+        f"AND NOT EXISTS (SELECT 1 FROM {_table(Evaluator)} e WHERE e.{ev['study']} = %s "
+        f"AND e.{ev['slot']} = s.{_column(Slot, 'id')} AND e.{ev['abandoned_at']} IS NULL) "
+        f"ORDER BY s.{_column(Slot, 'number')} LIMIT 1"
+    )
+    return _Statement(sql, (s,))
+
+
+def free_slot(*, study_id: int) -> Slot | None:
+    """The lowest-numbered slot of the study that no evaluator holds unless abandoned (as
+    ``Slot.objects.filter(study=...).exclude(pk__in=<held slots>).order_by("number").first()``);
+    None when every slot is held. Consent calls it under the study's row lock."""
+    statement = _free_slot_statement(connection.vendor)
+    with connection.cursor() as cursor:
+        cursor.execute(statement.sql, [study_id, study_id])
+        found = cursor.fetchone()
+    if found is None:
+        return None
+    slot = statement.instances(found)[0]
+    assert isinstance(slot, Slot)
+    return slot
+
+
+@cache
+def _entry_tasks_statement(vendor: str) -> str:
+    return (
+        f"SELECT i.{_column(Item, 'task')}, COUNT(*) FROM {_table(Entry)} e "
+        f"INNER JOIN {_table(Item)} i ON i.{_column(Item, 'id')} = e.{_column(Entry, 'item')} "
+        f"WHERE e.{_column(Entry, 'evaluator')} = %s GROUP BY i.{_column(Item, 'task')}"
+    )
+
+
+def entry_tasks(*, evaluator_id: int) -> dict[str, int]:
+    """How many of the evaluator's entries are of each kind of task ({"count": 20, "rank": 10}),
+    in one statement; empty before consent (the entries are made then)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_entry_tasks_statement(connection.vendor), [evaluator_id])
+        return {str(task): int(n) for task, n in cursor.fetchall()}
+
+
+@cache
+def _finished_statement(vendor: str) -> str:
+    col = {f: _column(Evaluator, f) for f in ("study", "finished_at", "is_simulated")}
+    return (f"SELECT COUNT(*) FROM {_table(Evaluator)} v WHERE v.{col['study']} = %s "
+            f"AND v.{col['finished_at']} IS NOT NULL AND NOT v.{col['is_simulated']}")
+
+
+def finished_people(*, study_id: int) -> int:
+    """How many evaluators of the study (people, not simulated ones) have finished."""
+    with connection.cursor() as cursor:
+        cursor.execute(_finished_statement(connection.vendor), [study_id])
+        return int(cursor.fetchone()[0])
+
+
+# Rows per INSERT: 4 parameters a row stay within SQLite's 32,766 and PostgreSQL's 65,535.
+ENTRY_ROWS_PER_INSERT = 1000
+
+
+@lru_cache(maxsize=64)  # keyed by the number of rows: a study's slots are of a few lengths
+def _insert_entries_statement(vendor: str, n_rows: int) -> str:
+    columns = ", ".join(_column(Entry, f) for f in ("evaluator", "index", "item", "positions"))
+    values = ", ".join(["(%s, %s, %s, %s)"] * n_rows)
+    return f"INSERT INTO {_table(Entry)} ({columns}) VALUES {values}"
+
+
+def insert_entries(*, evaluator_id: int, rows: Sequence[tuple[int, int, list[int]]]) -> None:
+    """INSERT the evaluator's entries, one ``(index, item id, positions)`` each, in one
+    statement per ENTRY_ROWS_PER_INSERT (``Entry.objects.bulk_create``, without building a model instance per row);
+    ``shown_at`` is left NULL. The positions are adapted as the ORM adapts a JSONField."""
+    if not rows:
+        return
+    positions = Entry._meta.get_field("positions")
+    with connection.cursor() as cursor:
+        for start in range(0, len(rows), ENTRY_ROWS_PER_INSERT):
+            chunk = rows[start:start + ENTRY_ROWS_PER_INSERT]
+            params: list[Any] = []
+            for index, item_id, order in chunk:
+                params += [evaluator_id, index, item_id, positions.get_db_prep_save(order, connection)]
+            cursor.execute(_insert_entries_statement(connection.vendor, len(chunk)), params)

@@ -22,7 +22,7 @@ from django_ratelimit.core import is_ratelimited
 from django_ratelimit.decorators import ratelimit
 from django_ratelimit.exceptions import Ratelimited
 
-from . import flow, recruitment, selectors
+from . import flow, recruitment, selectors, sqlreads
 from .forms import CountAnswerForm, RankAnswerForm
 from .models import CountResponse, Entry, Evaluator, Image, Item, RankResponse, Study
 from .participant_forms import ParticipantIdForm, PracticeAnswerForm
@@ -140,7 +140,9 @@ def join(request: HttpRequest, invite_token: str) -> HttpResponse:
     """The per-study invite link. It may carry the panel's ids (e.g. Prolific's PROLIFIC_PID,
     STUDY_ID and SESSION_ID); when the protocol asks for a participant id and the link has
     none, the participant types it (sent back here as ``typed_id``)."""
-    study = get_object_or_404(Study, invite_token=invite_token)
+    study = sqlreads.row(Study, invite_token=invite_token)  # get_object_or_404, in SQL made once per process
+    if study is None:
+        raise Http404("No Study matches the given query.")
     evaluator = selectors.evaluator_from_session(session=request.session, study=study)
     if evaluator is None:
         rec = recruitment.recruitment_of(study)
@@ -215,8 +217,8 @@ def join_continue(request: HttpRequest, invite_token: str) -> HttpResponse:
     return _next_page(study, evaluator)
 
 
-def _consent_context(study: Study, evaluator: Evaluator) -> dict:
-    n_tasks = recruitment.planned_tasks(study=study, evaluator=evaluator)
+def _consent_context(study: Study, evaluator: Evaluator, tasks: dict[str, int] | None = None) -> dict:
+    n_tasks = recruitment.planned_tasks(study=study, evaluator=evaluator, tasks=tasks)
     return {
         "study": study,
         "consent": recruitment.consent_of(study),
@@ -276,8 +278,8 @@ def instructions(request: HttpRequest, study: Study, evaluator: Evaluator) -> Ht
             return redirect("studies:practice", slug=study.slug)
         flow.evaluator_start(evaluator=evaluator)
         return redirect("studies:task", slug=study.slug)
-    tasks = set(Entry.objects.filter(evaluator=evaluator).values_list("item__task", flat=True).distinct())
-    context = _consent_context(study, evaluator)
+    tasks = sqlreads.entry_tasks(evaluator_id=evaluator.pk)  # by kind: also the number of tasks
+    context = _consent_context(study, evaluator, tasks)
     practice = context["practice"]
     example = practice.rank_example if practice else None
     context.update(
