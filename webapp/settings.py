@@ -164,7 +164,8 @@ if os.environ.get("FUSION_CACHE_URL"):
     # Sessions are read from that shared cache (the database stays their record, written
     # through): one query less on every page. Only with a cache every web process shares:
     # a per-process cache would serve one process's stale copy of another's write.
-    SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+    # webapp/sessions.py: cached_db, without the look-up before each new session's INSERT.
+    SESSION_ENGINE = "webapp.sessions"
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "fusion-eval"}}
 RATELIMIT_ENABLE = _env_flag("FUSION_RATELIMITS", True)

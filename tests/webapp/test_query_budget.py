@@ -6,6 +6,9 @@ The same walk through a small study and a larger one (more slots, more tasks) mu
 exactly the same per request, and no answer may cost more than the first: a query added
 per image, per task, per slot or per answer given fails here.
 """
+import json
+from pathlib import Path
+
 import pytest
 from django.db import connection
 from django.test import Client
@@ -16,29 +19,47 @@ from webapp.studies.models import CountResponse, Item, RankResponse, Slot
 
 pytestmark = pytest.mark.django_db
 
-# What each request needs, in statements (SQLite and PostgreSQL alike). The evaluator pages
-# read the evaluator with its study in one query (selectors.evaluator_from_session_by_slug).
+DEMO = Path(__file__).resolve().parents[2] / "fixtures" / "protocols" / "demo.json"
+
+# What each request needs, in statements (SQLite and PostgreSQL alike), with production's
+# sessions: read from the shared cache (no query), written through to the database
+# (webapp/sessions.py). The evaluator pages read the evaluator with its study in one query
+# (selectors.evaluator_from_session_by_slug); the arrival's reads and writes are statements
+# made once per process (webapp/studies/sqlreads.py).
 BUDGET = {
-    # study by invite token; session (none yet: one EXISTS); study re-read by the service;
-    # the external id seen before?; "every slot held" (held slots and all slots counted in
-    # one statement: sqlreads); INSERT evaluator; INSERT session.
-    "join": 7,
-    # session; evaluator with study; study and evaluator again under their row locks (slots
-    # are taken under them); the first free slot; INSERT the entries (one statement, any
+    # study by invite token; study re-read by the service; the external id seen before?;
+    # "every slot held" (held slots and all slots counted in one statement); INSERT
+    # evaluator; INSERT session (no look-up of the new key first).
+    "join": 6,
+    # evaluator with study; the first free slot (its length: the number of tasks); the
+    # people who finished (the time estimate's key).
+    "consent page": 3,
+    # evaluator with study; study and evaluator again under their row locks (slots are
+    # taken under them); the first free slot; INSERT the entries (one statement, any
     # number of tasks); UPDATE evaluator.
-    "consent": 7,
-    # session; evaluator with study; the next task with its item, prompt and image and the
-    # progress (one statement: sqlreads); then one more: a ranking's images (one query, any
-    # number of images), or the time the task was first shown (one UPDATE, the first time
-    # only: time on task is measured by the server from then), or, when every task is
-    # answered, the progress counted on its own. A ranking shown the first time: both.
-    "state": 4,
-    # session; evaluator with study; the entry with its item; INSERT the answer; the next
-    # task with the progress (one statement; "was that the last?" is its answer); UPDATE
-    # evaluator (last seen, finished); the next task's first-shown time (one UPDATE), or
-    # after the last task the progress counted on its own. Plus a ranking's images, for a
-    # ranking stored and for a ranking next (see _budget).
-    "answer": 7,
+    "consent": 6,
+    # evaluator with study; the entries counted by kind of task; the people who finished.
+    "instructions page": 3,
+    # "Start": evaluator with study; UPDATE started_at. With a practice item: evaluator
+    # with study; UPDATE session (this browser read the instructions).
+    "start": 2,
+    "start practice": 2,
+    # evaluator with study; the practice page itself reads nothing more (the protocol is parsed once per process).
+    "practice page": 2,
+    # evaluator with study; UPDATE started_at (the tasks open); and the page with its feedback.
+    "practice": 3,
+    # evaluator with study; the next task with its item, prompt and image and the progress
+    # (one statement: sqlreads); then one more: a ranking's images (one query, any number
+    # of images), or the time the task was first shown (one UPDATE, the first time only:
+    # time on task is measured by the server from then), or, when every task is answered,
+    # the progress counted on its own. A ranking shown the first time: both.
+    "state": 3,
+    # evaluator with study; the entry with its item; INSERT the answer; the next task with
+    # the progress (one statement; "was that the last?" is its answer); UPDATE evaluator
+    # (last seen, finished); the next task's first-shown time (one UPDATE), or after the
+    # last task the progress counted on its own. Plus a ranking's images, for a ranking
+    # stored and for a ranking next (see _budget).
+    "answer": 6,
 }
 
 
@@ -51,7 +72,7 @@ def _budget(key: str) -> int:
         return BUDGET["answer"] + (stored == "rank") + (shown == "rank")
     if kind == "state":  # a ranking shown the first time needs its images and the UPDATE
         return BUDGET["state"] + (shown == "rank" and not key.endswith("again"))
-    return BUDGET[kind]
+    return BUDGET[key]  # the arrival's requests: by their whole name
 
 
 def _statements(ctx: CaptureQueriesContext) -> int:
@@ -89,15 +110,26 @@ def _walk(study, label: str) -> dict[str, list[int]]:
     def next_kind(state: dict) -> str:
         return "done" if state["done"] else state["task"]["kind"]
 
-    _, n = measured("join", lambda: client.get(f"/join/{study.invite_token}/", {"PROLIFIC_PID": f"budget-{label}"}))
+    worker = label.encode().hex()[:24].ljust(24, "0")  # shaped like a Prolific id, as the demo's panel checks
+    _, n = measured("join", lambda: client.get(f"/join/{study.invite_token}/", {"PROLIFIC_PID": worker}))
     seen.setdefault("join", []).append(n)
+    _, n = measured("consent page", lambda: client.get(f"/e/{study.slug}/consent/"))
+    seen.setdefault("consent page", []).append(n)
     _, n = measured("consent", lambda: client.post(f"/e/{study.slug}/consent/", {"agree": "yes"}))
     seen.setdefault("consent", []).append(n)
+    _, n = measured("instructions page", lambda: client.get(f"/e/{study.slug}/instructions/"))
+    seen.setdefault("instructions page", []).append(n)
     state = client.get(f"/e/{study.slug}/state/").json()
-    if not state["done"] and "task" not in state:  # the instructions (and practice) come first
-        r = client.post(state["next"])
-        if r.status_code == 302 and r["Location"].endswith("/practice/"):
-            client.post(r["Location"], {"answer": "1"})
+    assert not state["done"] and "task" not in state  # the instructions (and practice) come first
+    r, n = measured("start", lambda: client.post(state["next"]))
+    if r["Location"].endswith("/practice/"):
+        seen.setdefault("start practice", []).append(n)
+        _, n = measured("practice page", lambda: client.get(r["Location"]))
+        seen.setdefault("practice page", []).append(n)
+        _, n = measured("practice", lambda: client.post(r["Location"], {"answer": "1"}))
+        seen.setdefault("practice", []).append(n)
+    else:
+        seen.setdefault("start", []).append(n)
     response, n = measured("state", lambda: client.get(f"/e/{study.slug}/state/"))
     state = response.json()
     seen.setdefault(f"state ->{next_kind(state)}", []).append(n)
@@ -118,20 +150,28 @@ def _walk(study, label: str) -> dict[str, list[int]]:
     return seen
 
 
-def test_each_evaluator_endpoint_keeps_its_query_budget_at_every_size():
-    small = build_open_study(n_slots=3)
-    large = build_open_study(n_slots=40)
+def test_each_evaluator_endpoint_keeps_its_query_budget_at_every_size(settings):
+    settings.SESSION_ENGINE = "webapp.sessions"  # production's: sessions read from the shared cache
+    # The demo's protocol (a consent section, a panel with Prolific ids, a practice item),
+    # and without the practice item: "Start" leads straight to the tasks.
+    protocol = json.loads(DEMO.read_text())
+    no_practice = {k: v for k, v in protocol.items() if k != "practice"}
+    small = build_open_study(n_slots=3, protocol=no_practice)
+    large = build_open_study(n_slots=40, protocol=no_practice)
     _grow(large, 6)  # 24 more tasks per evaluator
-    walks = {"small": _walk(small, "small"), "large": _walk(large, "large")}
+    demo = build_open_study(n_slots=3, protocol=protocol)
+    walks = {"small": _walk(small, "small"), "large": _walk(large, "large"), "demo": _walk(demo, "demo")}
+    assert "practice" in walks["demo"] and "start" in walks["small"]
     answered = [CountResponse.objects.filter(item__study=s).count() + RankResponse.objects.filter(item__study=s).count()
-                for s in (small, large)]
-    assert answered == [11, 35]
+                for s in (small, large, demo)]
+    assert answered == [11, 35, 11]
     for label, walk in walks.items():
-        assert {"join", "consent", "state ->count", "answer count->count", "answer count->rank"} <= set(walk), walk
+        assert {"join", "consent page", "consent", "instructions page", "state ->count", "answer count->count",
+                "answer count->rank"} <= set(walk), walk
         for key, counts in walk.items():
             # the same request costs the same at every position: nothing per answer given
             assert len(set(counts)) == 1, (label, key, counts)
             assert counts[0] <= _budget(key), (label, key, counts, _budget(key))
-    for key in set(walks["small"]) & set(walks["large"]):
+    for key in set(walks["small"]) & set(walks["large"]) & set(walks["demo"]):
         # ... and in every size of study: nothing per slot, task or image
-        assert walks["small"][key][0] == walks["large"][key][0], (key, walks)
+        assert walks["small"][key][0] == walks["large"][key][0] == walks["demo"][key][0], (key, walks)

@@ -8,6 +8,7 @@ import pytest
 from django.db.models import Count, Q
 from django.test import Client
 
+from tests.factories import build_open_study
 from webapp.studies import selectors, sqlreads
 from webapp.studies.models import Entry, Evaluator, Study
 
@@ -155,3 +156,76 @@ def test_slots_held_counts_as_the_orm_did_in_every_state_of_an_evaluator(study):
     Evaluator.objects.filter(external_id="w1").update(abandoned_at=now)  # abandoned: the slot is free
     held = sqlreads.slots_held_and_total(study_id=study.pk, active_since=since)
     assert held == _orm_slots_held(study, since) == (1, 3)
+
+
+# --------------------------------------------------------------------------- the arrival
+
+
+def _orm_free_slot(study: Study):
+    from webapp.studies.models import Slot
+
+    held = Evaluator.objects.filter(study=study, abandoned_at__isnull=True, slot__isnull=False).values_list("slot_id")
+    return Slot.objects.filter(study=study).exclude(pk__in=held).order_by("number").first()
+
+
+def test_the_free_slot_is_the_orms_as_evaluators_take_and_give_back_slots(study):
+    from django.utils import timezone
+
+    from webapp.studies.models import Slot
+
+    other = build_open_study(slug="other-free")  # its evaluators hold its own slots, not these
+    Evaluator.objects.create(study=other, slot=Slot.objects.filter(study=other).order_by("number").first(),
+                             external_id="x", browser="x")
+    slots = list(Slot.objects.filter(study=study).order_by("number"))
+    for k, slot in enumerate(slots):
+        raw = sqlreads.free_slot(study_id=study.pk)
+        assert raw is not None and raw.pk == slot.pk and _values(raw) == _values(_orm_free_slot(study))
+        Evaluator.objects.create(study=study, slot=slot, external_id=f"w{k}", browser=f"b{k}")
+    assert sqlreads.free_slot(study_id=study.pk) is None and _orm_free_slot(study) is None  # full
+    Evaluator.objects.filter(external_id="w1").update(abandoned_at=timezone.now())  # gave the second back
+    raw = sqlreads.free_slot(study_id=study.pk)
+    assert raw is not None and raw.pk == slots[1].pk == _orm_free_slot(study).pk
+
+
+def test_a_row_by_its_fields_matches_the_orm_and_is_none_when_absent(study):
+    join(Client(), study, PROLIFIC_PID="a" * 24)
+    evaluator = Evaluator.objects.get(study=study)
+    assert _values(sqlreads.row(Study, pk=study.pk)) == _values(Study.objects.get(pk=study.pk))
+    assert _values(sqlreads.row(Study, invite_token=study.invite_token)) == _values(study)
+    found = sqlreads.row(Evaluator, study=study.pk, external_id="a" * 24)
+    assert found is not None and _values(found) == _values(evaluator)
+    assert sqlreads.row(Evaluator, pk=evaluator.pk, for_update=True).pk == evaluator.pk
+    assert sqlreads.row(Evaluator, study=study.pk, external_id="b" * 24) is None
+    assert sqlreads.row(Study, invite_token="nothing") is None
+
+
+def test_entry_tasks_and_finished_people_count_as_the_orm(study):
+    from django.utils import timezone
+
+    assert sqlreads.entry_tasks(evaluator_id=0) == {}
+    join(Client(), study)
+    evaluator = Evaluator.objects.get(study=study)
+    orm = dict(Entry.objects.filter(evaluator=evaluator).values_list("item__task").annotate(n=Count("id")))
+    assert sqlreads.entry_tasks(evaluator_id=evaluator.pk) == orm and set(orm) == {"count", "rank"}
+    finished = Evaluator.objects.filter(study=study, finished_at__isnull=False, is_simulated=False)
+    assert sqlreads.finished_people(study_id=study.pk) == finished.count() == 0
+    Evaluator.objects.filter(pk=evaluator.pk).update(finished_at=timezone.now())
+    Evaluator.objects.create(study=study, external_id="sim", browser="s", is_simulated=True, finished_at=timezone.now())
+    assert sqlreads.finished_people(study_id=study.pk) == finished.count() == 1  # the simulated one is not a person
+
+
+def test_inserted_entries_read_back_as_bulk_create_wrote_them(study, monkeypatch):
+    from webapp.studies.models import Slot
+
+    slot = Slot.objects.filter(study=study).order_by("number").first()
+    rows = [(i, item_id, slot.positions.get(str(item_id), [])) for i, item_id in enumerate(slot.items)]
+    assert any(order for _, _, order in rows) and any(not order for _, _, order in rows)  # rankings and counts
+    a = Evaluator.objects.create(study=study, external_id="a", browser="a")
+    b = Evaluator.objects.create(study=study, external_id="b", browser="b")
+    monkeypatch.setattr(sqlreads, "ENTRY_ROWS_PER_INSERT", 3)  # several statements, the last one short
+    sqlreads.insert_entries(evaluator_id=a.pk, rows=rows)
+    Entry.objects.bulk_create([Entry(evaluator=b, index=i, item_id=item, positions=p) for i, item, p in rows])
+    fields = ("index", "item_id", "positions", "shown_at")
+    got = list(Entry.objects.filter(evaluator=a).order_by("index").values_list(*fields))
+    assert got == list(Entry.objects.filter(evaluator=b).order_by("index").values_list(*fields))
+    assert len(got) == len(rows) > 3
