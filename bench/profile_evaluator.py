@@ -1,4 +1,4 @@
-"""Where an evaluator request spends its CPU: join, consent, instructions, state and the answers.
+"""Where an evaluator request spends its CPU: join, consent, instructions, practice, state and the answers.
 
 Django's test Client drives N evaluators (one at a time: this measures cost, not
 concurrency) through the load test's study, with the load test's server settings
@@ -65,7 +65,7 @@ CATEGORIES: list[tuple[str, str, str]] = [
     ("server timing", "webapp/servertiming.py", ""),
 ]
 ENDPOINTS = ("join", "join->consent page", "consent", "consent->instructions page", "instructions",
-             "state", "submit-count", "submit-rank", "floor")
+             "instructions->practice page", "practice", "state", "submit-count", "submit-rank", "floor")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -219,7 +219,9 @@ def _walk(rec: _Recorder, client, info: dict, worker_id: str, n_tasks: int) -> N
     if not state["done"] and "task" not in state:
         r = rec.request("instructions", client, "post", state["next"])
         if r.status_code == 302 and r["Location"].endswith("/practice/"):
-            client.post(r["Location"], {"answer": "1"})
+            rec.request("instructions->practice page", client, "get", r["Location"])
+            r = rec.request("practice", client, "post", r["Location"], {"answer": "1"})
+            assert r.status_code == 200, (r.status_code, r.content[:300])
     state = rec.request("state", client, "get", f"/e/{slug}/state/").json()
     for k in range(n_tasks):
         if state["done"]:

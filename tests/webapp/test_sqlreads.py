@@ -9,6 +9,7 @@ from django.db.models import Count, Q
 from django.test import Client
 
 from tests.factories import build_open_study
+from tests.narrow import present
 from webapp.studies import selectors, sqlreads
 from webapp.studies.models import Entry, Evaluator, Study
 
@@ -73,7 +74,7 @@ def test_the_next_entry_and_progress_match_the_orm_at_every_step(study, django_a
 def test_an_item_without_an_image_reads_as_none(study):
     join(Client(), study)
     evaluator = Evaluator.objects.get(study=study)
-    entry = Entry.objects.filter(evaluator=evaluator, item__task="rank").order_by("index").first()
+    entry = present(Entry.objects.filter(evaluator=evaluator, item__task="rank").order_by("index").first())
     Entry.objects.filter(evaluator=evaluator, index__lt=entry.index).delete()  # the ranking comes first
     found = sqlreads.next_entry(evaluator_id=evaluator.pk)
     assert found is not None and found.entry.pk == entry.pk and found.entry.item.image is None
@@ -110,7 +111,7 @@ def test_set_times_writes_a_timestamp_once_and_it_reads_back_as_the_orm_wrote_it
 
     join(Client(), study)
     evaluator = Evaluator.objects.get(study=study)
-    entry = Entry.objects.filter(evaluator=evaluator, shown_at__isnull=True).first()
+    entry = present(Entry.objects.filter(evaluator=evaluator, shown_at__isnull=True).first())
     first = timezone.now().replace(microsecond=123456)
     assert sqlreads.set_times(Entry, entry.pk, {"shown_at": first}, unless_set="shown_at") == 1
     assert sqlreads.set_times(Entry, entry.pk, {"shown_at": first + timedelta(minutes=5)}, unless_set="shown_at") == 0
@@ -194,7 +195,7 @@ def test_a_row_by_its_fields_matches_the_orm_and_is_none_when_absent(study):
     assert _values(sqlreads.row(Study, invite_token=study.invite_token)) == _values(study)
     found = sqlreads.row(Evaluator, study=study.pk, external_id="a" * 24)
     assert found is not None and _values(found) == _values(evaluator)
-    assert sqlreads.row(Evaluator, pk=evaluator.pk, for_update=True).pk == evaluator.pk
+    assert present(sqlreads.row(Evaluator, pk=evaluator.pk, for_update=True)).pk == evaluator.pk
     assert sqlreads.row(Evaluator, study=study.pk, external_id="b" * 24) is None
     assert sqlreads.row(Study, invite_token="nothing") is None
 
@@ -217,7 +218,7 @@ def test_entry_tasks_and_finished_people_count_as_the_orm(study):
 def test_inserted_entries_read_back_as_bulk_create_wrote_them(study, monkeypatch):
     from webapp.studies.models import Slot
 
-    slot = Slot.objects.filter(study=study).order_by("number").first()
+    slot = present(Slot.objects.filter(study=study).order_by("number").first())
     rows = [(i, item_id, slot.positions.get(str(item_id), [])) for i, item_id in enumerate(slot.items)]
     assert any(order for _, _, order in rows) and any(not order for _, _, order in rows)  # rankings and counts
     a = Evaluator.objects.create(study=study, external_id="a", browser="a")
@@ -229,3 +230,20 @@ def test_inserted_entries_read_back_as_bulk_create_wrote_them(study, monkeypatch
     got = list(Entry.objects.filter(evaluator=a).order_by("index").values_list(*fields))
     assert got == list(Entry.objects.filter(evaluator=b).order_by("index").values_list(*fields))
     assert len(got) == len(rows) > 3
+
+
+def test_the_model_image_width_is_the_orms_first_sized_model_image(study):
+    from webapp.studies.models import Image
+
+    def orm():
+        sample = Image.objects.filter(study=study, source=Image.Source.MODEL).exclude(width=0).first()
+        return sample.width if sample is not None else None
+
+    models = Image.objects.filter(study=study, source=Image.Source.MODEL).order_by("id")
+    first = models.first()
+    assert first is not None and first.width > 0
+    Image.objects.filter(pk=first.pk).update(width=0)  # not sized yet: the next one counts
+    Image.objects.filter(pk=models[1].pk).update(width=77)
+    assert sqlreads.model_image_width(study_id=study.pk) == orm() == 77
+    models.update(width=0)
+    assert sqlreads.model_image_width(study_id=study.pk) is None and orm() is None

@@ -349,7 +349,7 @@ def evaluator_start(*, evaluator: Evaluator) -> Evaluator:
         raise StudyUnavailable("Agree to take part first.")
     if evaluator.started_at is None:
         evaluator.started_at = timezone.now()
-        Evaluator.objects.filter(pk=evaluator.pk, started_at__isnull=True).update(started_at=evaluator.started_at)
+        sqlreads.set_times(Evaluator, evaluator.pk, {"started_at": evaluator.started_at}, unless_set="started_at")
     return evaluator
 
 

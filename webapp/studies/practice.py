@@ -7,8 +7,9 @@ from django.conf import settings
 
 from evalstudy.protocol import Practice, SceneSpec
 
+from . import sqlreads
 from .imagefiles import png_bytes
-from .models import Image, Study
+from .models import Study
 
 # Names of the practice pictures, as they appear in their URLs.
 COUNT_NAME = "count"
@@ -30,8 +31,8 @@ def practice_scenes(practice: Practice | None) -> dict[str, tuple[SceneSpec, int
 
 
 def study_image_size(study: Study) -> int:
-    sample = Image.objects.filter(study=study, source=Image.Source.MODEL).exclude(width=0).first()
-    return sample.width if sample is not None else settings.FUSION_GOLD_SIZE
+    width = sqlreads.model_image_width(study_id=study.pk)  # one statement made once per process
+    return width if width is not None else settings.FUSION_GOLD_SIZE
 
 
 def practice_png(*, study: Study, scene: SceneSpec, seed: int) -> bytes:

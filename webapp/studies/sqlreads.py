@@ -362,3 +362,18 @@ def insert_entries(*, evaluator_id: int, rows: Sequence[tuple[int, int, list[int
             for index, item_id, order in chunk:
                 params += [evaluator_id, index, item_id, positions.get_db_prep_save(order, connection)]
             cursor.execute(_insert_entries_statement(connection.vendor, len(chunk)), params)
+
+
+@cache
+def _model_image_width_statement(vendor: str) -> str:
+    col = {f: _column(Image, f) for f in ("id", "study", "source", "width")}
+    return (f"SELECT g.{col['width']} FROM {_table(Image)} g WHERE g.{col['study']} = %s "
+            f"AND g.{col['source']} = %s AND g.{col['width']} <> 0 ORDER BY g.{col['id']} LIMIT 1")
+
+
+def model_image_width(*, study_id: int) -> int | None:
+    """The width of the study's first model image that has one (by id), None when none has."""
+    with connection.cursor() as cursor:
+        cursor.execute(_model_image_width_statement(connection.vendor), [study_id, Image.Source.MODEL.value])
+        found = cursor.fetchone()
+    return None if found is None else int(found[0])
