@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from .. import bootstrap as bs
-from .. import stats
+from .. import rank_models
 from .data import _RankData
 from .result import PairStat
 
@@ -41,7 +41,7 @@ def pairwise_section(r: _RankData, counts: np.ndarray, level: float) -> list[Pai
     done_idx = np.flatnonzero(r.done)
     if len(done_idx) == 0:
         return []
-    win, tie = stats.pair_outcomes(r.patterns)       # (K, m, m)
+    win, tie = rank_models.pair_outcomes(r.patterns)       # (K, m, m)
     pairs = _pair_codes(r)
     n_pairs = len(pairs)
     a_idx = np.array([j for j, _ in pairs])
@@ -110,13 +110,13 @@ def davidson_strengths(r: _RankData, order_counts, w_units: np.ndarray, v_eval: 
 
     order_counts(w, v) -> (B, K) weights of r.patterns under unit weights w and
     evaluator weights v."""
-    win, tie = stats.pair_outcomes(r.patterns)
+    win, tie = rank_models.pair_outcomes(r.patterns)
     point_counts = np.bincount(r.perm, minlength=len(r.patterns)).astype(float)
 
     def fit(counts, init=None):
         wins = np.einsum("bk,kij->bij", counts, win)
         ties = np.einsum("bk,kij->bij", counts, tie)
-        return stats.davidson_fit(wins, ties, init=init)
+        return rank_models.davidson_fit(wins, ties, init=init)
 
     g_point, nu_point = fit(point_counts[None, :])
     init = (g_point[0], nu_point)
@@ -128,7 +128,7 @@ def davidson_strengths(r: _RankData, order_counts, w_units: np.ndarray, v_eval: 
     # nu on its log scale, where its bootstrap is nearer symmetric; bounded as the fit is.
     log_nu = [np.log(x)[:, None] for x in (nu_reps, nu_units, nu_evals)]
     nu_shrink = strength_shrink(r, log_nu[0], log_nu[1], log_nu[2], level)
-    bound = stats.DAVIDSON_LOG_BOUND
+    bound = rank_models.DAVIDSON_LOG_BOUND
     nu_ci = bs.intervals(np.log(nu_point), log_nu[0], level, nu_shrink, -bound, bound)
     return {"strength": g_point[0], "strength_ci": g_ci,
             "tie_parameter": float(nu_point[0]),

@@ -11,7 +11,7 @@ import numpy as np
 from scipy import stats as sps
 
 from .. import bootstrap as bs
-from .. import stats
+from .. import rank_models
 from .data import _RankData, group_range, kish_raters
 from .pairs import TIES_NOTE, davidson_strengths, pairwise_section, strength_shrink
 from .result import ItemSkips, PreferenceSection, PreferenceStat
@@ -63,11 +63,11 @@ def _preference_section(  # noqa: PLR0915 (issue 32 splits the analysis sections
     pl_point = pl_ci = None
     davidson: dict[str, Any] | None = None
     if not r.has_ties:
-        gamma_point = stats.plackett_luce_mm(point_counts[None, :], r.orderings)[0]
-        gamma_reps = stats.plackett_luce_mm(counts, r.orderings, init=gamma_point)
-        gamma_units = stats.plackett_luce_mm(order_counts(w_units, np.ones_like(v_eval)),
+        gamma_point = rank_models.plackett_luce_mm(point_counts[None, :], r.orderings)[0]
+        gamma_reps = rank_models.plackett_luce_mm(counts, r.orderings, init=gamma_point)
+        gamma_units = rank_models.plackett_luce_mm(order_counts(w_units, np.ones_like(v_eval)),
                                              r.orderings, init=gamma_point)
-        gamma_evals = stats.plackett_luce_mm(order_counts(np.ones_like(w_units), v_eval),
+        gamma_evals = rank_models.plackett_luce_mm(order_counts(np.ones_like(w_units), v_eval),
                                              r.orderings, init=gamma_point)
         shrink_pl = strength_shrink(r, gamma_reps, gamma_units, gamma_evals, level)
         pl_point = gamma_point
