@@ -75,7 +75,11 @@ def plackett_luce_mm(counts, orderings, max_iter: int = 2000, tol: float = 1e-9,
 
 
 def plackett_luce_loglik(gamma, counts, orderings) -> float:
-    """Log-likelihood of weighted orderings under strengths gamma (for checks)."""
+    """Log-likelihood of weighted orderings under strengths gamma (m,): the function
+    `plackett_luce_mm` maximises, sum_k counts[k] sum_s log(gamma[o_s] / sum_{t>=s} gamma[o_t])
+    over orderings o = orderings[k]. A plain loop, kept as the check on the fit: the tests
+    maximise it with a general optimiser and compare with the MM strengths, and compare
+    it with choix's log-likelihood of choix's own estimate. The analysis does not call it."""
     g = np.asarray(gamma, dtype=float)
     ll = 0.0
     for w, order in zip(np.asarray(counts, dtype=float), np.asarray(orderings), strict=True):
