@@ -12,7 +12,7 @@ import numpy as np
 from scipy import stats as sps
 
 from .. import bootstrap as bs
-from .. import rank_models
+from .. import confidence, rank_models
 from ..protocol import Protocol
 from ..responses import ResponseTable
 
@@ -248,7 +248,7 @@ def _ratio_stat(num, den, reps_num, reps_den, spread: bs.Spread, level, bounds):
     est = bs.ratio_replicates(num[None, :], den[None, :])[0]
     reps = bs.ratio_replicates(reps_num, reps_den)
     low, high = bounds
-    ci = bs.spread_intervals(est, reps, level, spread, low, high)
+    ci = confidence.spread_intervals(est, reps, level, spread, low, high)
     return est, ci, reps
 
 
