@@ -9,11 +9,10 @@ from django.test import Client
 
 from tests.factories import UserFactory
 from tests.narrow import present
-from tests.services.helpers import DEMO_PROTOCOL, NEUTRAL_VARIANTS, make_tiny_checkpoint, small_protocol
+from tests.services.helpers import make_tiny_checkpoint, study_on_one_checkpoint
 from tests.typed_json import assert_reads_typed, assert_typed
 from webapp.generation import selectors, services
 from webapp.generation.models import Part
-from webapp.studies import lifecycle as study_lifecycle
 
 pytestmark = pytest.mark.django_db
 
@@ -26,12 +25,7 @@ def tiny_checkpoint(tmp_path_factory):
 
 
 def test_progress_json_is_the_typed_document(tiny_checkpoint):
-    study = study_lifecycle.study_create(
-        protocol=small_protocol(variants=NEUTRAL_VARIANTS), slug="gen", base_dir=str(DEMO_PROTOCOL.parent))
-    checkpoint = services.checkpoint_register(name="tiny", path=tiny_checkpoint)
-    for variant in study.variants.all():
-        services.variant_assign_checkpoint(variant=variant, checkpoint=checkpoint)
-    batch = services.batch_launch(study=study, steps=2, part_size=3)
+    batch = services.batch_launch(study=study_on_one_checkpoint(tiny_checkpoint), steps=2, part_size=3)
     part = present(Part.objects.filter(batch=batch).order_by("number").first())
     Part.objects.filter(pk=part.pk).update(status=Part.Status.FAILED, error="weights missing on the worker")
     client = Client()
