@@ -19,12 +19,12 @@ Every variant and every training seed gets the same prompts and noise seeds.
 Intervals (95%, percentile) resample both sources of variation, hierarchically, with
 evalstudy.nested's two-stage bootstrap: draw the training seeds (the clusters) with
 replacement, then, independently for each drawn seed, its images (the units) with
-replacement, and recompute the metric on the pooled draw. With one training seed this is the image bootstrap alone, which says
-nothing about seed-to-seed variation ("seeds": 1 in the output says so). The paired
-difference intermediate - early, per conditioning, resamples the same seed positions and
-the same image indices for both variants (the images share prompts and noise; seed
-position k is a run with the same training seed and data order in both), and reports the
-difference of the two metrics on each draw.
+replacement, and recompute the metric on the pooled draw. With one training seed this
+is the image bootstrap alone, which says nothing about seed-to-seed variation ("seeds":
+1 in the output says so). The paired difference intermediate - early, per conditioning,
+resamples the same seed positions and the same image indices for both variants (the
+images share prompts and noise; seed position k is a run with the same training seed and
+data order in both), and reports the difference of the two metrics on each draw.
 
 --runs ROOT reads ROOT/seed-<s>/<variant>/model.safetensors; --checkpoints ROOT treats
 ROOT/<variant>/ as one training seed. --save DIR keeps each (seed, variant)'s per-image
