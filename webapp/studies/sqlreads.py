@@ -1,4 +1,4 @@
-"""The evaluator pages' hottest reads (and two timestamp writes) in hand-written SQL, built once per process.
+"""The evaluator pages' hottest reads and writes in hand-written SQL, built once per process.
 
 Every evaluator request reads its evaluator with the study, and every answer reads the next
 task with its item, prompt and image and the evaluator's progress. Through the ORM, compiling
@@ -9,6 +9,10 @@ same converters the ORM applies (JSON, datetimes, booleans on SQLite).
 
 The answer path's two UPDATEs (the evaluator's last-seen time, a task's first-shown time)
 go the same way: ``set_times`` writes timestamps by primary key, adapted as the ORM adapts them.
+
+The arrival (join, consent, the instructions and practice pages) goes the same way: a row
+by its key (under its row lock at consent), the study's first free slot, one INSERT for
+an evaluator's entries, the entries counted by kind, the people who finished.
 
 The statements are plain SQL that PostgreSQL and SQLite both run. What they return is what
 the ORM versions returned (selectors.evaluator_next_entry, selectors.evaluator_progress);
