@@ -107,8 +107,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    # django-csp's, with the site's policy built once per process (webapp/csp.py).
-    "webapp.csp.CSPMiddleware",
+    "csp.middleware.CSPMiddleware",
     # Turns django-ratelimit's refusals into RATELIMIT_VIEW's 429 page.
     "django_ratelimit.middleware.RatelimitMiddleware",
     # Last, as django-axes asks: it answers locked-out logins itself.
