@@ -1,8 +1,8 @@
 """Reads for researchers: their studies, a study's live progress, the rows of an export.
 
 Nothing here loads a study's responses into memory at once. Progress is computed with
-aggregate queries; export rows come from ``.iterator(chunk_size=...)`` over flat
-``values_list`` queries (server-side cursors on PostgreSQL), joined in Python with the
+aggregate queries; export rows come in pages of flat ``values_list`` queries (keyset
+pagination on the primary key, see ``_keyset_pages``), joined in Python with the
 study's items and images, whose number is fixed by the design, not by the responses.
 """
 from __future__ import annotations
@@ -26,6 +26,7 @@ from webapp.studies.selectors import EvaluatorStatus, evaluators_with_status, us
 from .models import ResultFigure, ResultsUpdate, StudyResult
 
 EXPORT_CHUNK_SIZE = 5000
+FIRST_PAGE = 1000  # rows of an export's first page (see _keyset_pages)
 
 # --------------------------------------------------------------------------- studies
 
@@ -504,26 +505,40 @@ RANK_FIELDS = ("item_id", "evaluator__pseudonym", "width", "skipped", "skip_reas
 EXTENDED_FIELDS = ("created_at", "evaluator__external_id", "evaluator__is_simulated")
 
 
+def _keyset_pages(qs: QuerySet, fields: tuple[str, ...], chunk_size: int) -> Iterator[tuple]:
+    """``qs.values_list(*fields)`` in primary-key order, read a page of ``chunk_size`` rows at
+    a time (``pk > last`` ... LIMIT): each page is a short walk of the primary key's index, so
+    the first rows come at once whatever the size of the study. (A server-side cursor outside
+    a transaction is declared WITH HOLD, and PostgreSQL runs such a query to its end before
+    the first row.) Answers stored while the pages are read join the stream if they sort after
+    the last row read: nothing is stored twice or changed, so no row is repeated or lost.
+    The first pages are smaller (FIRST_PAGE, doubling up to ``chunk_size``): a download starts
+    after a few hundred rows, not after thousands."""
+    last, size = None, min(FIRST_PAGE, chunk_size)
+    while True:
+        page = qs.filter(pk__gt=last) if last is not None else qs
+        rows = list(page.order_by("pk").values_list("pk", *fields)[:size])
+        for row in rows:
+            yield row[1:]
+        if len(rows) < size:
+            return
+        last, size = rows[-1][0], min(2 * size, chunk_size)
+
+
 def count_answer_values(*, study: Study, extended: bool = False, include_simulated: bool = False,
                         chunk_size: int = EXPORT_CHUNK_SIZE) -> Iterator[tuple]:
-    """Tuples of COUNT_FIELDS (+ EXTENDED_FIELDS), one per count answer, in answer order, streamed;
-    simulated evaluators' answers only with ``include_simulated``."""
+    """Tuples of COUNT_FIELDS (+ EXTENDED_FIELDS), one per count answer, in answer order, streamed
+    in pages of ``chunk_size``; simulated evaluators' answers only with ``include_simulated``."""
     fields = COUNT_FIELDS + (EXTENDED_FIELDS if extended else ())
-    return (
-        _answers(CountResponse, study, include_simulated).order_by("pk").values_list(*fields)
-        .iterator(chunk_size=chunk_size)
-    )
+    return _keyset_pages(_answers(CountResponse, study, include_simulated), fields, chunk_size)
 
 
 def rank_answer_values(*, study: Study, extended: bool = False, include_simulated: bool = False,
                        chunk_size: int = EXPORT_CHUNK_SIZE) -> Iterator[tuple]:
-    """Tuples of RANK_FIELDS (+ EXTENDED_FIELDS), one per ranking or skip, in answer order, streamed;
-    simulated evaluators' answers only with ``include_simulated``."""
+    """Tuples of RANK_FIELDS (+ EXTENDED_FIELDS), one per ranking or skip, in answer order, streamed
+    in pages of ``chunk_size``; simulated evaluators' answers only with ``include_simulated``."""
     fields = RANK_FIELDS + (EXTENDED_FIELDS if extended else ())
-    return (
-        _answers(RankResponse, study, include_simulated).order_by("pk").values_list(*fields)
-        .iterator(chunk_size=chunk_size)
-    )
+    return _keyset_pages(_answers(RankResponse, study, include_simulated), fields, chunk_size)
 
 
 @dataclass(frozen=True)
