@@ -175,6 +175,12 @@ def study_progress(*, study: Study) -> StudyProgress:
     Per evaluator: answers given and planned, seconds on task (sum and mean per answer),
     the ranking and task skip rates, the count "can't tell" rate and the accuracy on gold items.
     """
+    return study_progress_and_fingerprint(study=study)[0]
+
+
+def study_progress_and_fingerprint(*, study: Study, include_simulated: bool = False) -> tuple[StudyProgress, str]:
+    """``study_progress`` and ``responses_fingerprint(include_simulated=...)[0]``, the latter
+    from the same per-evaluator counts (no second pass over the answers)."""
     evaluators = list(
         evaluators_with_status(Evaluator.objects.filter(study=study))
         .order_by("joined_at", "pk")
@@ -191,13 +197,13 @@ def study_progress(*, study: Study) -> StudyProgress:
         for row in CountResponse.objects.filter(evaluator__study=study).values("evaluator_id").annotate(
             n=Count("pk"), seconds=Sum("seconds"), cant_tell=Count("pk", filter=Q(cant_tell=True)),
             gold=Count("pk", filter=Q(item__is_gold=True)),
-            gold_correct=Count("pk", filter=Q(item__is_gold=True, answer=F("item__true_count"))),
+            gold_correct=Count("pk", filter=Q(item__is_gold=True, answer=F("item__true_count"))), last=Max("pk"),
         ).order_by()
     }
     ranks = {
         row["evaluator_id"]: row
         for row in RankResponse.objects.filter(evaluator__study=study).values("evaluator_id").annotate(
-            n=Count("pk"), seconds=Sum("seconds"), skipped=Count("pk", filter=Q(skipped=True)),
+            n=Count("pk"), seconds=Sum("seconds"), skipped=Count("pk", filter=Q(skipped=True)), last=Max("pk"),
         ).order_by()
     }
     # An evaluator without answers of a kind: the counts are 0; seconds are summed as floats below.
@@ -256,7 +262,15 @@ def study_progress(*, study: Study) -> StudyProgress:
     gold_answered = sum(c["gold"] for c in counts.values())
     protocol = study.parsed_protocol
     overlap = protocol.evaluators.overlap if protocol is not None else None
-    return {
+    # The fingerprint's counts, from the per-evaluator rows (every answer is of its evaluator's study).
+    counted = {ev["pk"] for ev in evaluators if include_simulated or not ev["is_simulated"]}
+    fingerprint = _fingerprint(
+        study, include_simulated,
+        sum(c["n"] for pk, c in counts.items() if pk in counted),
+        max((c["last"] for pk, c in counts.items() if pk in counted), default=None),
+        sum(r["n"] for pk, r in ranks.items() if pk in counted),
+        max((r["last"] for pk, r in ranks.items() if pk in counted), default=None))
+    progress: StudyProgress = {
         "study": study.slug,
         "status": study.status,
         "responses": n_count + n_rank,
@@ -295,6 +309,7 @@ def study_progress(*, study: Study) -> StudyProgress:
         "gold_accuracy": _rate(sum(c["gold_correct"] for c in counts.values()), gold_answered),
         "per_evaluator": rows,
     }
+    return progress, fingerprint
 
 
 # --------------------------------------------------------------------------- results
@@ -311,11 +326,17 @@ def responses_fingerprint(*, study: Study, include_simulated: bool = False) -> t
     only, unless ``include_simulated``)."""
     c = _answers(CountResponse, study, include_simulated).aggregate(n=Count("pk"), last=Max("pk"))
     r = _answers(RankResponse, study, include_simulated).aggregate(n=Count("pk"), last=Max("pk"))
+    return _fingerprint(study, include_simulated, c["n"], c["last"], r["n"], r["last"]), c["n"] + r["n"]
+
+
+def _fingerprint(study: Study, include_simulated: bool, n_count: int, last_count: int | None, n_rank: int,
+                 last_rank: int | None) -> str:
+    """The responses' state as a hash: their numbers and newest ids, per kind of answer."""
     # The schema version too: a result evalstudy would write differently is not the same state.
-    state = f"{study.pk}:{study.protocol_hash}:{c['n']}:{c['last']}:{r['n']}:{r['last']}:{SCHEMA_VERSION}"
+    state = f"{study.pk}:{study.protocol_hash}:{n_count}:{last_count}:{n_rank}:{last_rank}:{SCHEMA_VERSION}"
     if include_simulated:
         state += ":simulated"
-    return hashlib.sha256(state.encode()).hexdigest(), c["n"] + r["n"]
+    return hashlib.sha256(state.encode()).hexdigest()
 
 
 def _readable_results(study: Study) -> QuerySet[StudyResult]:
@@ -576,7 +597,31 @@ def study_evaluator_summary(*, study: Study) -> dict:
         abandoned=Count("pk", filter=Q(status=EvaluatorStatus.ABANDONED)),
         simulated=Count("pk", filter=Q(is_simulated=True)),
         with_external_id=Count("pk", filter=~Q(external_id="")),
+        finished_pks=Sum("pk", filter=Q(finished_at__isnull=False)),
+        last_finished=Max("finished_at"),
     )
+    # Which evaluators have finished, told apart by their number, the sum of their ids and the
+    # newest finish: a finished evaluator's answers and tasks no longer change (every task is
+    # answered, one answer per task), so their time on task is read once per such state.
+    key = (study.pk, agg["finished"], agg.pop("finished_pks"), agg.pop("last_finished"))
+    with _FINISHED_LOCK:
+        times = _FINISHED_TIMES.get(key)
+    if times is None:
+        times = _finished_time_on_task(study)
+        with _FINISHED_LOCK:
+            _FINISHED_TIMES[key] = times
+            while len(_FINISHED_TIMES) > ANALYSES_KEPT:
+                _FINISHED_TIMES.popitem(last=False)
+    agg.update(times)
+    return agg
+
+
+_FINISHED_TIMES: OrderedDict[tuple, dict] = OrderedDict()
+_FINISHED_LOCK = threading.Lock()
+
+
+def _finished_time_on_task(study: Study) -> dict:
+    """The finished evaluators' minutes on task (median, range) and tasks (median)."""
     per_evaluator: Counter[int] = Counter()
     for model in (CountResponse, RankResponse):
         per_evaluator.update(dict(
@@ -587,13 +632,12 @@ def study_evaluator_summary(*, study: Study) -> dict:
     planned = Entry.objects.filter(evaluator__study=study, evaluator__finished_at__isnull=False).values(
         "evaluator_id").annotate(n=Count("pk")).order_by().values_list("n", flat=True)
     tasks = sorted(planned)
-    agg.update({
+    return {
         "median_minutes_finished": statistics.median(minutes) if minutes else None,
         "min_minutes_finished": minutes[0] if minutes else None,
         "max_minutes_finished": minutes[-1] if minutes else None,
         "median_tasks_per_evaluator": statistics.median(tasks) if tasks else None,
-    })
-    return agg
+    }
 
 
 def auto_counter_by_variant(*, study: Study) -> dict[str, dict]:
