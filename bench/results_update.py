@@ -251,6 +251,9 @@ def table(rows: list[dict], load_before: float, load_after: float) -> str:
                      f"{r['warm_request_ms']:>8.1f} {r['fresh_s']:>8.2f} {r['analysis_s']:>10.2f} "
                      f"{r['again_s']:>8.3f} {r['simulate_s']:>10.1f}")
     lines += [gets_line(r) for r in rows]
+    if any(r.get("fill") == "sql" for r in rows):
+        lines.append(f"# --fill sql: {SQL_TEMPLATES} evaluators answered through the services, SQL copied them "
+                     "(tasks and answers) onto every other place; 'simulate s' is that fill")
     lines.append("# 'request ms': the first POST, which only queues (it also opens the broker connection); "
                  "'again ms': the second POST; 'fresh s': from the POST to the stored results; "
                  "'analysis s': CSV + evalstudy + figures; 'again s': press and task once nothing has changed")
