@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TypedDict
 
 from django.conf import settings
-from django.db.models import Count, F, Max, Q, QuerySet, Sum
+from django.db.models import BooleanField, Count, ExpressionWrapper, F, Max, Q, QuerySet, Sum
 
 from evalstudy.analysis.result import SCHEMA_VERSION, AnalysisResult
 from evalstudy.protocol import AnalysisPlan
@@ -73,7 +73,7 @@ def _planned_overlap(study: Study) -> tuple[dict[int, int], int]:
     """Per planned item (not repeats), how many slots hold it; and the planned answers in all."""
     per_item: Counter[int] = Counter()
     total = 0
-    for items in Slot.objects.filter(study=study).values_list("items", flat=True):
+    for items in Slot.objects.filter(study=study).order_by().values_list("items", flat=True):
         per_item.update(items)
         total += len(items)
     return dict(per_item), total
@@ -181,11 +181,13 @@ def study_progress(*, study: Study) -> StudyProgress:
 def study_progress_and_fingerprint(*, study: Study, include_simulated: bool = False) -> tuple[StudyProgress, str]:
     """``study_progress`` and ``responses_fingerprint(include_simulated=...)[0]``, the latter
     from the same per-evaluator counts (no second pass over the answers)."""
+    # Consent and start are read as yes/no (the database says; no datetime to parse per evaluator).
     evaluators = list(
         evaluators_with_status(Evaluator.objects.filter(study=study))
+        .annotate(consented=ExpressionWrapper(Q(consented_at__isnull=False), output_field=BooleanField()),
+                  started=ExpressionWrapper(Q(started_at__isnull=False), output_field=BooleanField()))
         .order_by("joined_at", "pk")
-        .values("pk", "pseudonym", "is_simulated", "joined_at", "consented_at", "started_at", "finished_at",
-                "status")
+        .values("pk", "pseudonym", "is_simulated", "joined_at", "consented", "started", "finished_at", "status")
     )
     # Tasks planned per evaluator, counted apart: one GROUP BY over the entries, where the
     # evaluators' query annotated with it grouped every evaluator column (several times slower
@@ -282,9 +284,9 @@ def study_progress_and_fingerprint(*, study: Study, include_simulated: bool = Fa
             # Opened the invite link; agreed to take part; began the tasks (past the
             # instructions, or with an answer given: simulated raters skip the pages).
             "joined": len(rows),
-            "consented": sum(1 for ev in evaluators if ev["consented_at"]),
+            "consented": sum(1 for ev in evaluators if ev["consented"]),
             "started": sum(1 for ev, row in zip(evaluators, rows, strict=True)
-                           if ev["started_at"] or row["answered"]),
+                           if ev["started"] or row["answered"]),
             "declined": sum(1 for row in rows if row["status"] == "declined"),
             "finished": sum(1 for row in rows if row["status"] == "finished"),
             "abandoned": sum(1 for row in rows if row["status"] == "abandoned"),
