@@ -46,7 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench._common import cpu_and_usable_cores, emit_result, load_average  # noqa: E402
-from evalstudy import stats  # noqa: E402
+from evalstudy import rank_models  # noqa: E402
 from evalstudy.analysis import AnalysisResult, analyze  # noqa: E402
 from evalstudy.design import williams_square  # noqa: E402
 from evalstudy.responses import ResponseTable, table_from_columns  # noqa: E402
@@ -261,10 +261,10 @@ def truths(crowd: Crowd, rng) -> dict[tuple, float]:
         out[("score", name)] = float(score[:, v].mean())
     for a, b in PAIRS:
         out[("difference: score", (a, b))] = out[("score", a)] - out[("score", b)]
-    orderings = stats.all_orderings(len(VARIANTS))
+    orderings = rank_models.all_orderings(len(VARIANTS))
     code = {tuple(x): k for k, x in enumerate(orderings.tolist())}
     counts = np.bincount([code[tuple(x)] for x in order.tolist()], minlength=len(orderings))
-    gamma = stats.plackett_luce_mm(counts[None, :].astype(float), orderings)[0]
+    gamma = rank_models.plackett_luce_mm(counts[None, :].astype(float), orderings)[0]
     for name, g in zip(VARIANTS, gamma, strict=True):
         out[("pl_strength", name)] = float(g)
     return out
@@ -294,7 +294,7 @@ def _rank_truths(crowd: Crowd, rng, raters, r, n) -> dict[tuple, float]:
             key = (variants[a], variants[b])
             out[("win_rate", key)] = win[a, b] / (win[a, b] + win[b, a])
             out[("tie_rate", key)] = tie[a, b] / n
-    strengths, _nu = stats.davidson_fit(win, tie)
+    strengths, _nu = rank_models.davidson_fit(win, tie)
     for name, g in zip(variants, strengths[0], strict=True):
         out[("bt_strength", name)] = float(g)
     return out

@@ -31,7 +31,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
 from bench._common import load_average, save_result, torch_device_description
-from generator import train
+from generator import train, train_batches
 from generator.coco import CACHE_FORMAT
 from generator.recipes import ALL_PRESETS, recipe_for
 
@@ -66,7 +66,7 @@ def write_random_cache(folder: Path, preset: str, n_images: int = 512, captions_
 
 def _in_memory_loader(source, args, start, process, local_batch, pin_memory):
     """Every step's batch drawn up front, in the training process (the 'memory' mode)."""
-    return [train.StepBatches(source, args, start, process, local_batch)[i] for i in range(args.steps - start)]
+    return [train_batches.StepBatches(source, args, start, process, local_batch)[i] for i in range(args.steps - start)]
 
 
 def steps_per_s(log: Path) -> tuple[float, float]:

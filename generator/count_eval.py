@@ -16,15 +16,15 @@ generator.judge. Per variant:
 
 Every variant and every training seed gets the same prompts and noise seeds.
 
-Intervals (95%, percentile) resample both sources of variation, hierarchically: draw
-the training seeds with replacement, then, independently for each drawn seed, its images
-with replacement (Davison & Hinkley's two-stage bootstrap), and recompute the metric on
-the pooled draw. With one training seed this is the image bootstrap alone, which says
-nothing about seed-to-seed variation ("seeds": 1 in the output says so). The paired
-difference intermediate - early, per conditioning, resamples the same seed positions and
-the same image indices for both variants (the images share prompts and noise; seed
-position k is a run with the same training seed and data order in both), and reports the
-difference of the two metrics on each draw.
+Intervals (95%, percentile) resample both sources of variation, hierarchically, with
+evalstudy.nested's two-stage bootstrap: draw the training seeds (the clusters) with
+replacement, then, independently for each drawn seed, its images (the units) with
+replacement, and recompute the metric on the pooled draw. With one training seed this
+is the image bootstrap alone, which says nothing about seed-to-seed variation ("seeds":
+1 in the output says so). The paired difference intermediate - early, per conditioning,
+resamples the same seed positions and the same image indices for both variants (the
+images share prompts and noise; seed position k is a run with the same training seed and
+data order in both), and reports the difference of the two metrics on each draw.
 
 --runs ROOT reads ROOT/seed-<s>/<variant>/model.safetensors; --checkpoints ROOT treats
 ROOT/<variant>/ as one training seed. --save DIR keeps each (seed, variant)'s per-image
@@ -43,6 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
+from evalstudy.nested import NestedDraw, nested_replicates, percentile_intervals
 from evalstudy.protocol import DEFAULT_N_BOOT, Sampling, load_protocol
 from generator.checkpoint import WEIGHTS_FILE
 from generator.judge import judge
@@ -122,7 +123,7 @@ def sample_and_judge(
 
 
 # ---------------------------------------------------------------------------
-# Metrics and the hierarchical bootstrap
+# Metrics and their intervals (evalstudy.nested)
 # ---------------------------------------------------------------------------
 
 
@@ -144,23 +145,17 @@ def metrics(runs: list[Judged], idx: list[np.ndarray] | None = None) -> dict[str
     }
 
 
-def _draws(n_seeds: int, n_images: int, n_boot: int, rng: np.random.Generator):
-    """n_boot two-stage draws: (seed positions (S,), image indices (S, n))."""
-    for _ in range(n_boot):
-        yield rng.integers(n_seeds, size=n_seeds), rng.integers(n_images, size=(n_seeds, n_images))
+def _values(runs: list[Judged], draw: NestedDraw) -> np.ndarray:
+    """The metrics, in METRICS order, on one nested draw of runs (seeds) and their images."""
+    values = metrics([runs[s] for s in draw.clusters], list(draw.units))
+    return np.array([values[m] for m in METRICS])
 
 
 def bootstrap(runs: list[Judged], n_boot: int = DEFAULT_N_BOOT, seed: int = 0) -> dict[str, tuple[float, float]]:
-    """95% percentile interval of each metric, resampling seeds then images."""
-    rng = np.random.default_rng(seed)
-    n = len(runs[0].target)
-    samples: dict[str, list[float]] = {m: [] for m in METRICS}
-    for seeds, images in _draws(len(runs), n, n_boot, rng):
-        values = metrics([runs[s] for s in seeds], list(images))
-        for m in METRICS:
-            samples[m].append(values[m])
-    bounds = {m: np.percentile(samples[m], [2.5, 97.5]) for m in METRICS}
-    return {m: (float(lo), float(hi)) for m, (lo, hi) in bounds.items()}
+    """95% percentile interval of each metric, resampling seeds then images
+    (evalstudy.nested: training seeds are the clusters, images the units)."""
+    reps = nested_replicates(lambda d: _values(runs, d), len(runs), len(runs[0].target), n_boot, seed)
+    return {m: (float(lo), float(hi)) for m, (lo, hi) in zip(METRICS, percentile_intervals(reps), strict=True)}
 
 
 def paired_difference(early: list[Judged], inter: list[Judged], n_boot: int = DEFAULT_N_BOOT, seed: int = 0) -> dict:
@@ -168,18 +163,12 @@ def paired_difference(early: list[Judged], inter: list[Judged], n_boot: int = DE
     positions and image indices drawn for both variants."""
     if len(early) != len(inter):
         raise ValueError(f"paired difference needs the same seeds: {len(early)} vs {len(inter)} runs")
-    rng = np.random.default_rng(seed)
-    n = len(early[0].target)
     a, b = metrics(early), metrics(inter)
-    samples: dict[str, list[float]] = {m: [] for m in METRICS}
-    for seeds, images in _draws(len(early), n, n_boot, rng):
-        ea = metrics([early[s] for s in seeds], list(images))
-        ib = metrics([inter[s] for s in seeds], list(images))
-        for m in METRICS:
-            samples[m].append(ib[m] - ea[m])
+    reps = nested_replicates(lambda d: _values(inter, d) - _values(early, d), len(early), len(early[0].target),
+                             n_boot, seed)
     return {
-        m: {"estimate": b[m] - a[m], "ci": [float(q) for q in np.percentile(samples[m], [2.5, 97.5])]}
-        for m in METRICS
+        m: {"estimate": b[m] - a[m], "ci": [float(q) for q in ci]}
+        for m, ci in zip(METRICS, percentile_intervals(reps), strict=True)
     }
 
 

@@ -7,8 +7,8 @@ and whether the image as a whole matches its prompt: the right number of objects
 one of them the prompted shape and colour.
 
 How it reads an image (H x W RGB, any size; thresholds are relative to the size):
-1. Per pixel, the palette colour (the direction of background - pixel, as in
-   generator.counter) and its coverage: how far the pixel is from white along that
+1. Per pixel, the palette colour (the direction of background - pixel, generator.pixels)
+   and its coverage: how far the pixel is from white along that
    colour, 0 (background) .. 1 (solid colour). A half-covered edge pixel reads ~0.5.
 2. The coverage map is upsampled 4x (bilinear) and thresholded at 0.5, which puts the
    outline where the rendered edge was to within a fraction of a pixel, so that shapes
@@ -43,9 +43,8 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+from generator.pixels import COLOUR_NAMES, EIGHT_CONNECTED, as_rgb, coverage, min_area, smallest_side
 from generator.synthetic import (
-    BACKGROUND,
-    COLOURS,
     GAP,
     SHAPE_SIZE,
     Scene,
@@ -60,18 +59,9 @@ from generator.synthetic import (
 # Constants (all relative to the renderer's geometry)
 # ---------------------------------------------------------------------------
 
-_NAMES = tuple(COLOURS)
-_BG = np.array(BACKGROUND, dtype=np.float32)
-_ABSORB = _BG - np.array(list(COLOURS.values()), dtype=np.float32)  # (K, 3)
-_ABSORB_LEN = np.linalg.norm(_ABSORB, axis=-1)  # (K,)
-_ABSORB_DIR = _ABSORB / _ABSORB_LEN[:, None]
-
 UPSAMPLE = 4
 # Coverage at which a pixel is inside a shape: the rendered edge is where coverage is 1/2.
 INSIDE = 0.5
-# An object's area must be at least this fraction of the smallest nominal shape (a
-# triangle of the smallest side, half its box), as in generator.counter.
-MIN_AREA_FRACTION = 0.3
 # A triangle (apex up) has a quarter of its area in the top half of its box, a circle
 # or a square half: the midpoint tells them apart even when blur rounds the corners.
 _TRIANGLE_TOP_BELOW = (0.25 + 0.5) / 2
@@ -127,14 +117,6 @@ class Judgement:
 # ---------------------------------------------------------------------------
 
 
-def _coverage(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(coverage (H, W) in [0, 1], colour index (H, W)) of an (H, W, 3) float image."""
-    absorb = _BG - arr  # (H, W, 3)
-    colour = np.argmax(absorb @ _ABSORB_DIR.T, axis=-1)  # (H, W)
-    along = np.einsum("hwc,hwc->hw", absorb, _ABSORB_DIR[colour])  # length along the chosen colour
-    return np.clip(along / _ABSORB_LEN[colour], 0.0, 1.0), colour
-
-
 def _split(mask: np.ndarray, min_side: float) -> tuple[np.ndarray, np.ndarray]:
     """(labels, distance to the background) of `mask`, touching shapes split apart."""
     dist = ndimage.distance_transform_edt(mask)
@@ -143,11 +125,11 @@ def _split(mask: np.ndarray, min_side: float) -> tuple[np.ndarray, np.ndarray]:
     # A marker is a plateau of local maxima that is deep enough to be a shape's centre
     # (a quarter of the smallest inradius) rather than a bump on a rim.
     peaks = (dist == ndimage.maximum_filter(dist, footprint=footprint)) & (dist >= min_side / 8)
-    markers, n = ndimage.label(peaks, structure=np.ones((3, 3), dtype=bool))
+    markers, n = ndimage.label(peaks, structure=EIGHT_CONNECTED)
     if n == 0:
-        return ndimage.label(mask, structure=np.ones((3, 3), dtype=bool))[0], dist
+        return ndimage.label(mask, structure=EIGHT_CONNECTED)[0], dist
     # Plateaus that are close together are one shape: merge markers whose dilations meet.
-    markers, _ = ndimage.label(ndimage.binary_dilation(markers > 0, footprint), structure=np.ones((3, 3), dtype=bool))
+    markers, _ = ndimage.label(ndimage.binary_dilation(markers > 0, footprint), structure=EIGHT_CONNECTED)
     markers = np.where(peaks, markers, 0)
     # Watershed by flooding: lower the level one pixel of depth at a time; at each
     # level the labelled regions grow into the unlabelled mask pixels at least that
@@ -209,24 +191,21 @@ def _classify(component: np.ndarray, part: np.ndarray, dist: np.ndarray) -> str:
 
 def judge(image: Image.Image | np.ndarray) -> Judgement:
     """Every object in an RGB image (H, W, 3): its shape, colour and area."""
-    arr = np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image)
-    if arr.ndim != 3 or arr.shape[2] != 3:
-        raise ValueError(f"expected an RGB image (H, W, 3), got shape {arr.shape}")
-    arr = arr.astype(np.float32)
+    arr = as_rgb(image)
     size = min(arr.shape[:2])
-    cover, colour = _coverage(arr)
+    cover, colour = coverage(arr)
     big_cover = ndimage.zoom(cover, UPSAMPLE, order=1, mode="nearest")  # (4H, 4W)
     big_colour = np.repeat(np.repeat(colour, UPSAMPLE, axis=0), UPSAMPLE, axis=1)
     mask = big_cover > INSIDE
-    min_side = SHAPE_SIZE[0] * size * UPSAMPLE
+    min_side = smallest_side(size) * UPSAMPLE
     labels, dist = _split(mask, min_side)
     # How many parts each connected region was split into: a whole shape is classified
     # by its outline, a part of a split region by fitting templates (its outline is cut).
-    components, _ = ndimage.label(mask, structure=np.ones((3, 3), dtype=bool))
+    components, _ = ndimage.label(mask, structure=EIGHT_CONNECTED)
     fg = labels > 0
     pairs = np.unique(np.stack([components[fg], labels[fg]]), axis=1)  # (2, parts): (region, part)
     n_parts = np.bincount(pairs[0], minlength=components.max() + 1)
-    min_px = MIN_AREA_FRACTION * 0.5 * min_side**2
+    min_px = min_area(min_side)
     nominal = math.pi / 4 * (np.mean(SHAPE_SIZE) * size * UPSAMPLE) ** 2  # a circle's or square's area
     objects = []
     for i, sl in enumerate(ndimage.find_objects(labels), start=1):
@@ -238,12 +217,12 @@ def judge(image: Image.Image | np.ndarray) -> Judgement:
             continue
         whole = n_parts[components[sl][part][0]] == 1
         kind = _kind_of_whole(part) if whole else _classify(mask, labels == i, dist)
-        votes = np.bincount(big_colour[sl][part], weights=big_cover[sl][part], minlength=len(_NAMES))
+        votes = np.bincount(big_colour[sl][part], weights=big_cover[sl][part], minlength=len(COLOUR_NAMES))
         # A part much larger than one circle or square, with no pinch to split it at, is
         # shapes merged along an edge (squares side by side): count it as its area over
         # one shape's. (Triangles, half their box, never reach this; they have pinches.)
         merged = max(1, round(area / nominal)) if area >= _MERGED_ABOVE * nominal else 1
-        obj = DetectedObject(kind, _NAMES[int(np.argmax(votes))], area / UPSAMPLE**2 / merged)
+        obj = DetectedObject(kind, COLOUR_NAMES[int(np.argmax(votes))], area / UPSAMPLE**2 / merged)
         objects.extend([obj] * merged)
     return Judgement(tuple(objects))
 

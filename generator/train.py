@@ -62,9 +62,11 @@ from generator.diffusion import (
     diffusion_loss,
     sample_cfg,
 )
-from generator.encoders import encoder_specs_for, load_codec, load_text_encoder
+from generator.encoders import encoder_specs_for, load_codec
 from generator.model import UViT, UViTConfig
 from generator.recipes import ALL_PRESETS, recipe_for
+from generator.train_batches import build_source, step_loader
+from generator.train_resume import RunCounters, check_resume_agreement, check_schedule, schedule_of, truncate_log
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -130,12 +132,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def step_generator(seed: int, step: int, process: int) -> torch.Generator:
-    """The CPU generator every random draw of one training step comes from."""
-    state = np.random.SeedSequence([seed, step, process]).generate_state(2, dtype=np.uint32)
-    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
-
-
 def lr_at(step: int, base: float, warmup: int, steps: int = 0, cooldown: int = 0) -> float:
     """Linear warm-up to `base`, then constant (U-ViT's schedule); with `cooldown` > 0, a
     linear decay to zero over the last `cooldown` of `steps` (warm-up, stable, decay)."""
@@ -191,26 +187,6 @@ def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> No
         e.lerp_(m.detach().to(e.dtype), 1.0 - decay)
 
 
-def build_source(args, cfg, text_spec) -> tuple[SyntheticSource | CocoCacheSource, dict, dict]:
-    """(source, codec spec, text spec) for --data."""
-    if args.data == "synthetic":
-        if cfg.in_chans != 3:
-            raise SystemExit(f"--data synthetic is pixel space (3 channels); the model has {cfg.in_chans}")
-        text_encoder = load_text_encoder(text_spec, args.clip, args.allow_download)
-        source = SyntheticSource(text_encoder, args.synthetic_n, cfg.img_size, args.synthetic_seed)
-        return source, {"name": "pixel", "channels": 3}, text_spec
-    if args.data.startswith("coco-cache:"):
-        cache = CocoCacheSource(args.data.split(":", 1)[1])
-        meta = cache.meta
-        got = (meta["latent_shape"][0], meta["latent_shape"][1],
-               meta["text_encoder"]["text_len"], meta["text_encoder"]["dim"])
-        want = (cfg.in_chans, cfg.img_size, cfg.text_len, cfg.text_dim)
-        if got != want:
-            raise SystemExit(f"cache has (channels, size, text_len, text_dim) = {got}, the model needs {want}")
-        return cache, meta["codec"], meta["text_encoder"]
-    raise SystemExit(f"--data must be 'synthetic' or 'coco-cache:PATH', got {args.data!r}")
-
-
 def save_grid(pixels: torch.Tensor, path: Path, nrow: int = 8) -> None:
     """pixels (B, 3, H, W) in [-1, 1] -> one PNG grid."""
     imgs = ((pixels.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
@@ -241,112 +217,6 @@ def initial_model(cfg: UViTConfig, args: argparse.Namespace) -> UViT:
     if args.pos_embed_init == "sincos":
         init_pos_embed_sincos(model)
     return model
-
-
-def step_batch(source, args: argparse.Namespace, step: int, process: int, local_batch: int):
-    """(x0, context, generator) of one process at one step; the generator then draws the
-    step's timesteps and noise (diffusion_loss), so the whole step is a function of
-    (seed, step, process). Captions are replaced by the empty one with --p-uncond."""
-    g = step_generator(args.seed, step, process)
-    x0, ctx = source.batch(local_batch, g)
-    drop = torch.rand(local_batch, generator=g) < args.p_uncond
-    return x0, torch.where(drop[:, None, None], source.empty, ctx), g  # ctx (B, T, D)
-
-
-class StepBatches(torch.utils.data.Dataset):
-    """Item i is step `start + i`'s batch of one process: (x0, context, the state of the
-    step's generator after drawing them). The training loop rebuilds the generator from
-    that state, so a batch prepared ahead in a DataLoader worker gives the same step,
-    bit for bit, as one drawn in the loop (exact resume does not depend on --workers)."""
-
-    def __init__(self, source, args: argparse.Namespace, start: int, process: int, local_batch: int):
-        self.source, self.args, self.start = source, args, start
-        self.process, self.local_batch = process, local_batch
-
-    def __len__(self) -> int:
-        return self.args.steps - self.start
-
-    def __getitem__(self, i: int):
-        x0, ctx, g = step_batch(self.source, self.args, self.start + i, self.process, self.local_batch)
-        return x0, ctx, g.get_state()
-
-
-def step_loader(source, args: argparse.Namespace, start: int, process: int, local_batch: int,
-                pin_memory: bool) -> torch.utils.data.DataLoader:
-    """Steps start..args.steps-1 in order, prepared by --workers processes --prefetch
-    batches ahead, in pinned memory for an asynchronous copy to the GPU."""
-    workers = args.workers
-    return torch.utils.data.DataLoader(
-        StepBatches(source, args, start, process, local_batch), batch_size=None, shuffle=False,
-        num_workers=workers, pin_memory=pin_memory, prefetch_factor=args.prefetch if workers else None,
-    )
-
-
-SCHEDULE_FIELDS = ("steps", "batch_size", "lr", "warmup", "cooldown")
-
-
-def schedule_of(args: argparse.Namespace) -> dict:
-    """What fixes the learning rate (and batch) of every step: saved with each train state."""
-    return {k: getattr(args, k) for k in SCHEDULE_FIELDS}
-
-
-def check_schedule(saved: dict, args: argparse.Namespace, state_dir: Path) -> None:
-    """Refuse to resume under another schedule unless --allow-schedule-change says so.
-
-    A different --steps moves the cooldown (and what the lr was at every step so far),
-    so a stop-and-extend run would not be the run it claims to continue."""
-    if "schedule" not in saved:  # states saved before the schedule was recorded
-        return
-    now = schedule_of(args)
-    changed = {k: (saved["schedule"].get(k), now[k]) for k in SCHEDULE_FIELDS if saved["schedule"].get(k) != now[k]}
-    if changed and not args.allow_schedule_change:
-        what = ", ".join(f"--{k.replace('_', '-')} {a} -> {b}" for k, (a, b) in changed.items())
-        raise SystemExit(
-            f"{state_dir} was saved under another schedule ({what}); resuming would change the learning rate "
-            "of the run so far. Rerun with the saved values, or pass --allow-schedule-change to continue "
-            "under the new one, or use a new --out."
-        )
-
-
-def check_resume_agreement(steps: list[int], out: Path) -> None:
-    """Every process must resume from the same step: a node that does not see OUT's
-    train_state/ would start at 0 and wait forever for the others at the first all-reduce."""
-    if len(set(steps)) > 1:
-        raise SystemExit(
-            f"the processes found different train states in {out} (steps {steps}, by process): every node must "
-            "see the same --out (and --data cache) on a shared filesystem"
-        )
-
-
-class RunCounters:
-    """What the loop carries between steps beyond the weights: the steps done and the
-    loss of the steps since the last log line (its sum over steps of the process mean,
-    and how many steps). Registered for checkpointing, so a resumed run logs the same means."""
-
-    def __init__(self) -> None:
-        self.step = 0
-        self.window_sum = 0.0
-        self.window_n = 0
-
-    def state_dict(self) -> dict:
-        return {"step": self.step, "window_sum": self.window_sum, "window_n": self.window_n}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.step = int(state["step"])
-        if "window" in state:  # saved before the loss stayed on the device: one float per step
-            self.window_sum, self.window_n = float(sum(state["window"])), len(state["window"])
-        else:
-            self.window_sum, self.window_n = float(state["window_sum"]), int(state["window_n"])
-
-
-def truncate_log(path: Path, step: int) -> None:
-    """Drop the log lines after `step` (written by a run killed before its next save)."""
-    if not path.is_file():
-        return
-    lines = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(ln + "\n" for ln in lines))
-    tmp.replace(path)
 
 
 def tracker_config(args: argparse.Namespace) -> dict:

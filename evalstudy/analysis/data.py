@@ -12,7 +12,7 @@ import numpy as np
 from scipy import stats as sps
 
 from .. import bootstrap as bs
-from .. import stats
+from .. import confidence, rank_models
 from ..protocol import Protocol
 from ..responses import ResponseTable
 
@@ -218,7 +218,7 @@ class _RankData:
             self.has_ties = bool((np.diff(np.sort(r, axis=1), axis=1) == 0).any())
             if not self.has_ties:
                 order = np.argsort(r, axis=1, kind="stable")  # best first, indices into present
-                self.orderings = stats.all_orderings(m)
+                self.orderings = rank_models.all_orderings(m)
                 lookup = {tuple(o): k for k, o in enumerate(self.orderings.tolist())}
                 self.perm = np.array([lookup[tuple(o)] for o in order.tolist()], dtype=np.int64)
                 self.patterns = np.argsort(self.orderings, axis=1) + 1
@@ -248,7 +248,7 @@ def _ratio_stat(num, den, reps_num, reps_den, spread: bs.Spread, level, bounds):
     est = bs.ratio_replicates(num[None, :], den[None, :])[0]
     reps = bs.ratio_replicates(reps_num, reps_den)
     low, high = bounds
-    ci = bs.spread_intervals(est, reps, level, spread, low, high)
+    ci = confidence.spread_intervals(est, reps, level, spread, low, high)
     return est, ci, reps
 
 

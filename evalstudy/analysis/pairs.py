@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from .. import bootstrap as bs
-from .. import stats
+from .. import confidence, rank_models
 from .data import _RankData
 from .result import PairStat
 
@@ -41,7 +41,7 @@ def pairwise_section(r: _RankData, counts: np.ndarray, level: float) -> list[Pai
     done_idx = np.flatnonzero(r.done)
     if len(done_idx) == 0:
         return []
-    win, tie = stats.pair_outcomes(r.patterns)       # (K, m, m)
+    win, tie = rank_models.pair_outcomes(r.patterns)       # (K, m, m)
     pairs = _pair_codes(r)
     n_pairs = len(pairs)
     a_idx = np.array([j for j, _ in pairs])
@@ -76,7 +76,7 @@ def pairwise_section(r: _RankData, counts: np.ndarray, level: float) -> list[Pai
         low, high = _range(group, num_rows / np.where(keep, den_rows, 1), keep, n_pairs)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            ci[name] = bs.spread_intervals(est[name], reps, level, spread, low, high)
+            ci[name] = confidence.spread_intervals(est[name], reps, level, spread, low, high)
     n = float(point.sum())
     for p, (j, k) in enumerate(pairs):
         out.append(PairStat(
@@ -110,13 +110,13 @@ def davidson_strengths(r: _RankData, order_counts, w_units: np.ndarray, v_eval: 
 
     order_counts(w, v) -> (B, K) weights of r.patterns under unit weights w and
     evaluator weights v."""
-    win, tie = stats.pair_outcomes(r.patterns)
+    win, tie = rank_models.pair_outcomes(r.patterns)
     point_counts = np.bincount(r.perm, minlength=len(r.patterns)).astype(float)
 
     def fit(counts, init=None):
         wins = np.einsum("bk,kij->bij", counts, win)
         ties = np.einsum("bk,kij->bij", counts, tie)
-        return stats.davidson_fit(wins, ties, init=init)
+        return rank_models.davidson_fit(wins, ties, init=init)
 
     g_point, nu_point = fit(point_counts[None, :])
     init = (g_point[0], nu_point)
@@ -124,12 +124,12 @@ def davidson_strengths(r: _RankData, order_counts, w_units: np.ndarray, v_eval: 
     g_units, nu_units = fit(order_counts(w_units, np.ones_like(v_eval)), init)
     g_evals, nu_evals = fit(order_counts(np.ones_like(w_units), v_eval), init)
     shrink = strength_shrink(r, g_reps, g_units, g_evals, level)
-    g_ci = bs.intervals(g_point[0], g_reps, level, shrink, 0.0, 1.0)
+    g_ci = confidence.intervals(g_point[0], g_reps, level, shrink, 0.0, 1.0)
     # nu on its log scale, where its bootstrap is nearer symmetric; bounded as the fit is.
     log_nu = [np.log(x)[:, None] for x in (nu_reps, nu_units, nu_evals)]
     nu_shrink = strength_shrink(r, log_nu[0], log_nu[1], log_nu[2], level)
-    bound = stats.DAVIDSON_LOG_BOUND
-    nu_ci = bs.intervals(np.log(nu_point), log_nu[0], level, nu_shrink, -bound, bound)
+    bound = rank_models.DAVIDSON_LOG_BOUND
+    nu_ci = confidence.intervals(np.log(nu_point), log_nu[0], level, nu_shrink, -bound, bound)
     return {"strength": g_point[0], "strength_ci": g_ci,
             "tie_parameter": float(nu_point[0]),
             "tie_parameter_ci": [math.exp(x) for x in nu_ci[0]]}

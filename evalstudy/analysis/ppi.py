@@ -33,6 +33,7 @@ import math
 import numpy as np
 
 from .. import bootstrap as bs
+from .. import confidence
 from .data import _cluster_key, _codes, _CountData
 from .result import Interval, JudgeAgreement, PPIDifference, PPIStat, PredictionPowered
 from .significance import _difference_spread
@@ -76,7 +77,7 @@ def _unit_variance(unit: np.ndarray, z: np.ndarray) -> tuple[float, int]:
 
 
 def _interval(est, var, df, low, high, level) -> Interval:
-    return bs.t_intervals(np.array([est]), np.array([var]), np.array([df]), level, low, high)[0].tolist()
+    return confidence.t_intervals(np.array([est]), np.array([var]), np.array([df]), level, low, high)[0].tolist()
 
 
 def _combine_df(v_r, df_r, v_j, df_j) -> float:

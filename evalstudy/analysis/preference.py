@@ -11,7 +11,7 @@ import numpy as np
 from scipy import stats as sps
 
 from .. import bootstrap as bs
-from .. import stats
+from .. import confidence, rank_models
 from .data import _RankData, group_range, kish_raters
 from .pairs import TIES_NOTE, davidson_strengths, pairwise_section, strength_shrink
 from .result import ItemSkips, PreferenceSection, PreferenceStat
@@ -54,7 +54,7 @@ def _preference_section(  # noqa: PLR0915 (issue 32 splits the analysis sections
     spread_p = bs.ratio_corrections(r.unit[rows_done], r.evaluator[rows_done], r.variant[rows_done],
                                     row_score[rows_done], np.ones(int(rows_done.sum())), nv, level)
     score_low, score_high = group_range(r.variant, row_score, rows_done, nv)
-    score_ci = bs.spread_intervals(score_point_p, score_reps_p, level,
+    score_ci = confidence.spread_intervals(score_point_p, score_reps_p, level,
                                    bs.Spread(*(part[present] for part in spread_p)),
                                    score_low[present], score_high[present])
 
@@ -63,15 +63,15 @@ def _preference_section(  # noqa: PLR0915 (issue 32 splits the analysis sections
     pl_point = pl_ci = None
     davidson: dict[str, Any] | None = None
     if not r.has_ties:
-        gamma_point = stats.plackett_luce_mm(point_counts[None, :], r.orderings)[0]
-        gamma_reps = stats.plackett_luce_mm(counts, r.orderings, init=gamma_point)
-        gamma_units = stats.plackett_luce_mm(order_counts(w_units, np.ones_like(v_eval)),
+        gamma_point = rank_models.plackett_luce_mm(point_counts[None, :], r.orderings)[0]
+        gamma_reps = rank_models.plackett_luce_mm(counts, r.orderings, init=gamma_point)
+        gamma_units = rank_models.plackett_luce_mm(order_counts(w_units, np.ones_like(v_eval)),
                                              r.orderings, init=gamma_point)
-        gamma_evals = stats.plackett_luce_mm(order_counts(np.ones_like(w_units), v_eval),
+        gamma_evals = rank_models.plackett_luce_mm(order_counts(np.ones_like(w_units), v_eval),
                                              r.orderings, init=gamma_point)
         shrink_pl = strength_shrink(r, gamma_reps, gamma_units, gamma_evals, level)
         pl_point = gamma_point
-        pl_ci = bs.intervals(gamma_point, gamma_reps, level, shrink_pl, 0.0, 1.0)
+        pl_ci = confidence.intervals(gamma_point, gamma_reps, level, shrink_pl, 0.0, 1.0)
     else:
         davidson = davidson_strengths(r, order_counts, w_units, v_eval, level)
 
@@ -87,7 +87,7 @@ def _preference_section(  # noqa: PLR0915 (issue 32 splits the analysis sections
     skip_est = float(skipped.mean())
     skip_shrink = bs.ratio_shrink(r.ranking_unit, r.ranking_evaluator, no_group, skipped, ones,
                                   1, level)
-    skip_ci = bs.intervals(np.array([skip_est]), bs.ratio_replicates(sk[:, 1:], sk[:, :1]),
+    skip_ci = confidence.intervals(np.array([skip_est]), bs.ratio_replicates(sk[:, 1:], sk[:, :1]),
                            level, skip_shrink, *group_range(no_group, skipped, ones > 0, 1))
     shown_pt = np.bincount(r.variant, minlength=nv).astype(float)
 

@@ -10,7 +10,7 @@ import math
 import numpy as np
 
 from .. import bootstrap as bs
-from .. import stats
+from .. import confidence, stats
 from .data import _CountData, _RankData, group_range
 from .result import Friedman, HolmPair, Nemenyi, NemenyiPair, PairedTest, PositionBias, Posthoc, Tests
 
@@ -81,7 +81,7 @@ def _tests_section(c: _CountData, r: _RankData, comparisons, count_reps, pref_re
             spread = _difference_spread(unit, ev, var, num, den, ia, ib, level, own_var)
             # ratio(a) - ratio(b) lies between low(a) - high(b) and high(a) - low(b).
             low, high = group_range(var, num / np.where(den > 0, den, 1), den > 0, nv)
-            ci = bs.spread_intervals(np.array([diff]), (reps[:, ia] - reps[:, ib])[:, None], level, spread,
+            ci = confidence.spread_intervals(np.array([diff]), (reps[:, ia] - reps[:, ib])[:, None], level, spread,
                                      low[ia] - high[ib], high[ia] - low[ib])[0].tolist()
             unadjusted.append(PairedTest(
                 task=task, measure=measure, a=a, b=b, difference=diff, difference_ci=ci,

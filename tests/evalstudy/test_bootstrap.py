@@ -6,6 +6,7 @@ from scipy import special
 from scipy import stats as sps
 
 from evalstudy import bootstrap as bs
+from evalstudy import confidence
 
 
 def test_weights_are_multinomial_counts():
@@ -162,14 +163,14 @@ def test_no_interval_from_a_single_item():
 
 
 def _one(estimate, replicates, level, shrink=1.0, bounds=(-np.inf, np.inf), accel=0.0):
-    """bs.intervals for a single statistic, as a [low, high] list."""
-    return bs.intervals(np.array([estimate]), np.asarray(replicates, dtype=float)[:, None], level,
+    """confidence.intervals for a single statistic, as a [low, high] list."""
+    return confidence.intervals(np.array([estimate]), np.asarray(replicates, dtype=float)[:, None], level,
                         np.array([shrink]), bounds[0], bounds[1], np.array([accel]))[0].tolist()
 
 
 def test_interval_without_shrink_is_the_percentile_interval():
     reps = np.random.default_rng(4).normal(size=(1000, 1))
-    lo, hi = bs.intervals(np.array([0.0]), reps, 0.95)[0]
+    lo, hi = confidence.intervals(np.array([0.0]), reps, 0.95)[0]
     assert (lo, hi) == pytest.approx(tuple(np.percentile(reps[:, 0], [2.5, 97.5])))
     lo2, hi2 = _one(0.0, reps[:, 0], 0.95, shrink=0.5)
     assert (lo2, hi2) == pytest.approx((lo / 2, hi / 2))
@@ -179,7 +180,7 @@ def test_interval_without_shrink_is_the_percentile_interval():
 def test_undefined_replicates_are_ignored_and_too_few_give_nan():
     reps = np.full((100, 1), np.nan)
     reps[:5, 0] = 1.0
-    assert np.isnan(bs.intervals(np.array([1.0]), reps, 0.95)).all()
+    assert np.isnan(confidence.intervals(np.array([1.0]), reps, 0.95)).all()
 
 
 def test_acceleration_of_a_mean_is_efron_s_jackknife_value():
@@ -231,11 +232,11 @@ def test_groups_of_few_units_get_the_t_interval_and_the_others_the_bootstrap():
     low = np.array([x[group == g].min() for g in (0, 1)])
     high = np.array([x[group == g].max() for g in (0, 1)])
     reps = rng.normal(est, 0.3, (500, 2)) ** 2  # anything: the small group must not use them
-    ci = bs.spread_intervals(est, reps, 0.95, spread, low, high)
+    ci = confidence.spread_intervals(est, reps, 0.95, spread, low, high)
     half = sps.t.ppf(0.975, spread.df[0]) * np.sqrt(spread.var[0])
     assert low[0] < est[0] - half and est[0] + half < high[0]  # inside: plain linear t
     assert ci[0] == pytest.approx([est[0] - half, est[0] + half])
-    boot = bs.intervals(est[1:], reps[:, 1:], 0.95, spread.shrink[1:], low[1:], high[1:], spread.accel[1:])
+    boot = confidence.intervals(est[1:], reps[:, 1:], 0.95, spread.shrink[1:], low[1:], high[1:], spread.accel[1:])
     assert ci[1] == pytest.approx(boot[0])
 
 
@@ -243,15 +244,16 @@ def test_a_t_interval_end_past_the_range_moves_to_the_logit_scale():
     # Mean error 0.5 from errors in [0, 2]: the linear lower end (-0.74) leaves the range,
     # so it comes from the logit scale; the upper end (1.74) is inside and stays linear.
     est, var, df = np.array([0.5]), np.array([0.2]), np.array([4.0])
-    lo, hi = bs.t_intervals(est, var, df, 0.95, 0.0, 2.0)[0]
+    lo, hi = confidence.t_intervals(est, var, df, 0.95, 0.0, 2.0)[0]
     half = sps.t.ppf(0.975, 4.0) * np.sqrt(0.2)
     p = 0.25
     assert hi == pytest.approx(0.5 + half)
     assert lo == pytest.approx(2.0 * special.expit(np.log(p / (1 - p)) - half / (2.0 * p * (1 - p))))
     assert 0.0 < lo < 0.5
     # every value equal (the estimate on a bound): a point, not NaN
-    assert bs.t_intervals(np.array([0.0]), np.array([0.0]), np.array([3.0]), 0.95, 0.0, 0.0)[0].tolist() == [0.0, 0.0]
-    assert np.isnan(bs.t_intervals(est, np.array([np.nan]), df, 0.95, 0.0, 2.0)).all()
+    point = confidence.t_intervals(np.array([0.0]), np.array([0.0]), np.array([3.0]), 0.95, 0.0, 0.0)
+    assert point[0].tolist() == [0.0, 0.0]
+    assert np.isnan(confidence.t_intervals(est, np.array([np.nan]), df, 0.95, 0.0, 2.0)).all()
 
 
 def test_the_variance_target_floor_depends_on_the_group_size():

@@ -5,7 +5,7 @@ import pytest
 
 choix = pytest.importorskip("choix")
 
-from evalstudy import stats  # noqa: E402
+from evalstudy import rank_models  # noqa: E402
 
 
 def _draw_rankings(m: int, n: int, seed: int) -> list[tuple[int, ...]]:
@@ -29,16 +29,16 @@ def _strengths(log_params: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize("m", [3, 5])
 def test_plackett_luce_strengths_and_likelihood_match_choix(m):
     rankings = _draw_rankings(m, 400, seed=m)
-    orderings = stats.all_orderings(m)
+    orderings = rank_models.all_orderings(m)
     index = {tuple(o): k for k, o in enumerate(orderings.tolist())}
     counts = np.zeros(len(orderings))
     for r in rankings:
         counts[index[r]] += 1
-    ours = stats.plackett_luce_mm(counts[None, :], orderings, tol=1e-12, max_iter=20000)[0]
+    ours = rank_models.plackett_luce_mm(counts[None, :], orderings, tol=1e-12, max_iter=20000)[0]
     theirs = choix.ilsr_rankings(m, rankings, alpha=0.0, max_iter=1000, tol=1e-12)
     np.testing.assert_allclose(ours, _strengths(theirs), atol=1e-6)
     # choix's log-likelihood of its own estimate, against ours of ours.
-    assert stats.plackett_luce_loglik(ours, counts, orderings) == pytest.approx(
+    assert rank_models.plackett_luce_loglik(ours, counts, orderings) == pytest.approx(
         choix.log_likelihood_rankings(rankings, theirs), abs=1e-6)
 
 
@@ -48,7 +48,7 @@ def test_davidson_without_ties_is_bradley_terry_as_choix_fits_it():
     wins = np.zeros((1, m, m))
     for a, b in pairs:
         wins[0, a, b] += 1
-    strengths, nu = stats.davidson_fit(wins, np.zeros((1, m, m)))
+    strengths, nu = rank_models.davidson_fit(wins, np.zeros((1, m, m)))
     theirs = choix.ilsr_pairwise(m, pairs, alpha=0.0, max_iter=1000, tol=1e-12)
     np.testing.assert_allclose(strengths[0], _strengths(theirs), atol=1e-6)
     assert nu[0] < 1e-6  # no tie was seen: the tie parameter goes to its bound

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from scipy import optimize
 from scipy import stats as sps
 
-from evalstudy import stats
+from evalstudy import rank_models, stats
 
 nan = math.nan
 # Krippendorff (2011), "Computing Krippendorff's Alpha-Reliability", section C:
@@ -143,14 +143,14 @@ def test_quadratic_weighted_kappa_equals_lins_concordance_for_integers():
 
 
 def test_plackett_luce_mm_reaches_the_maximum_likelihood():
-    orderings = stats.all_orderings(4)
+    orderings = rank_models.all_orderings(4)
     counts = np.random.default_rng(6).integers(0, 20, len(orderings)).astype(float)
-    gamma = stats.plackett_luce_mm(counts[None, :], orderings)[0]
+    gamma = rank_models.plackett_luce_mm(counts[None, :], orderings)[0]
     assert gamma.sum() == pytest.approx(1.0)
 
     def nll(theta):
         g = np.exp(np.concatenate([[0.0], theta]))
-        return -stats.plackett_luce_loglik(g / g.sum(), counts, orderings)
+        return -rank_models.plackett_luce_loglik(g / g.sum(), counts, orderings)
 
     best = optimize.minimize(nll, np.zeros(3), method="BFGS", options={"gtol": 1e-9})
     g = np.exp(np.concatenate([[0.0], best.x]))
@@ -159,14 +159,14 @@ def test_plackett_luce_mm_reaches_the_maximum_likelihood():
 
 def test_plackett_luce_two_items_is_the_win_share():
     # With two variants PL is Bradley-Terry on one pair: strength = share of wins.
-    gamma = stats.plackett_luce_mm([[30.0, 10.0]], np.array([[0, 1], [1, 0]]))[0]
+    gamma = rank_models.plackett_luce_mm([[30.0, 10.0]], np.array([[0, 1], [1, 0]]))[0]
     assert gamma == pytest.approx([0.75, 0.25])
 
 
 def test_plackett_luce_vectorised_equals_one_at_a_time():
-    orderings = stats.all_orderings(3)
+    orderings = rank_models.all_orderings(3)
     counts = np.random.default_rng(7).integers(0, 9, (5, 6)).astype(float)
-    together = stats.plackett_luce_mm(counts, orderings)
+    together = rank_models.plackett_luce_mm(counts, orderings)
     for b in range(5):
-        assert together[b] == pytest.approx(stats.plackett_luce_mm(counts[b:b + 1],
+        assert together[b] == pytest.approx(rank_models.plackett_luce_mm(counts[b:b + 1],
                                                                    orderings)[0], abs=1e-8)

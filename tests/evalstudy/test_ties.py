@@ -13,7 +13,7 @@ import pytest
 from scipy import optimize
 from scipy import stats as sps
 
-from evalstudy import stats
+from evalstudy import rank_models
 from evalstudy.analysis import analyze
 from evalstudy.responses import responses_from_rows
 from evalstudy.simulate import RaterSimulator, simulate_study, synthetic_protocol
@@ -41,7 +41,7 @@ def _pl_nll(x, rankings, weights):
 @pytest.mark.parametrize("m", [3, 5])
 def test_plackett_luce_matches_a_direct_scipy_fit(m):
     rng = np.random.default_rng(m)
-    orderings = stats.all_orderings(m)
+    orderings = rank_models.all_orderings(m)
     truth = rng.dirichlet(np.ones(m) * 2)
     weights = np.zeros(len(orderings))
     for _ in range(400):  # draw rankings from the model itself
@@ -50,12 +50,12 @@ def test_plackett_luce_matches_a_direct_scipy_fit(m):
             p = truth[left] / truth[left].sum()
             order.append(left.pop(rng.choice(len(left), p=p)))
         weights[orderings.tolist().index(order)] += 1
-    mm = stats.plackett_luce_mm(weights[None, :], orderings, tol=1e-12, max_iter=20000)[0]
+    mm = rank_models.plackett_luce_mm(weights[None, :], orderings, tol=1e-12, max_iter=20000)[0]
     fit = optimize.minimize(_pl_nll, np.zeros(m - 1), args=(orderings, weights), method="BFGS",
                             options={"gtol": 1e-10})
     direct = _softmax_free(fit.x)
     np.testing.assert_allclose(mm, direct, atol=1e-5)
-    assert stats.plackett_luce_loglik(mm, weights, orderings) == pytest.approx(-fit.fun, abs=1e-6)
+    assert rank_models.plackett_luce_loglik(mm, weights, orderings) == pytest.approx(-fit.fun, abs=1e-6)
 
 
 def _davidson_nll(x, wins, ties):
@@ -74,22 +74,22 @@ def test_davidson_matches_a_direct_scipy_fit_on_rankings_with_ties(m, n_rankings
     sim = RaterSimulator({f"v{k}": 0.3 + 0.1 * k for k in range(m)}, tie_margin=0.35, seed=m)
     rng = np.random.default_rng(m)
     rankings = np.array([sim.answer_rank(sim.variants, rng) or [1] * m for _ in range(n_rankings)])
-    win, tie = stats.pair_outcomes(rankings)
+    win, tie = rank_models.pair_outcomes(rankings)
     wins, ties = win.sum(axis=0), tie.sum(axis=0)
     assert ties.sum() > 0 and wins.sum() + ties.sum() / 2 == n_rankings * m * (m - 1) / 2
-    strengths, nu = stats.davidson_fit(wins, ties)
+    strengths, nu = rank_models.davidson_fit(wins, ties)
     fit = optimize.minimize(_davidson_nll, np.zeros(m), args=(wins, ties), method="BFGS",
                             options={"gtol": 1e-10})
     np.testing.assert_allclose(strengths[0], _softmax_free(fit.x[:-1]), atol=1e-5)
     assert nu[0] == pytest.approx(math.exp(fit.x[-1]), rel=1e-4)
-    assert stats.davidson_loglik(strengths[0], nu[0], wins, ties) == pytest.approx(-fit.fun, abs=1e-7)
+    assert rank_models.davidson_loglik(strengths[0], nu[0], wins, ties) == pytest.approx(-fit.fun, abs=1e-7)
 
 
 def test_davidson_for_two_variants_has_its_closed_form():
     # Two variants: the model is saturated, pi_a / pi_b = wins_a / wins_b, nu = t / sqrt(w_a w_b).
     wins = np.array([[0.0, 30.0], [12.0, 0.0]])
     ties = np.array([[0.0, 9.0], [9.0, 0.0]])
-    strengths, nu = stats.davidson_fit(wins, ties)
+    strengths, nu = rank_models.davidson_fit(wins, ties)
     assert strengths[0, 0] / strengths[0, 1] == pytest.approx(30 / 12, rel=1e-8)
     assert nu[0] == pytest.approx(9 / math.sqrt(30 * 12), rel=1e-8)
 
@@ -99,9 +99,9 @@ def test_davidson_fits_many_data_sets_at_once_like_one_at_a_time():
     wins = rng.integers(1, 20, (5, 4, 4)).astype(float)
     ties = rng.integers(0, 6, (5, 4, 4)).astype(float)
     ties = ties + ties.transpose(0, 2, 1)
-    together = stats.davidson_fit(wins, ties)
+    together = rank_models.davidson_fit(wins, ties)
     for b in range(5):
-        alone = stats.davidson_fit(wins[b], ties[b])
+        alone = rank_models.davidson_fit(wins[b], ties[b])
         np.testing.assert_allclose(together[0][b], alone[0][0], atol=1e-9)
         np.testing.assert_allclose(together[1][b], alone[1][0], rtol=1e-8)
 

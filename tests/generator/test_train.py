@@ -17,7 +17,8 @@ from generator.checkpoint import (
     read_metadata,
 )
 from generator.recipes import ALL_PRESETS, DEMO, DEMO_PRESETS, PAPER, recipe_for
-from generator.train import lr_at, main, parse_args, step_generator
+from generator.train import lr_at, main, parse_args
+from generator.train_batches import step_generator
 from tests.narrow import present
 
 FAST = [
@@ -232,7 +233,8 @@ def test_the_logged_loss_is_the_mean_over_processes(tmp_path, tiny_cfg):
 
     from generator.diffusion import alphas_cumprod, diffusion_loss
     from generator.encoders import encoder_specs_for
-    from generator.train import build_source, initial_model, step_batch
+    from generator.train import initial_model
+    from generator.train_batches import build_source, step_batch
 
     config = tmp_path / "tiny.json"
     config.write_text(json.dumps(tiny_cfg.to_dict()))
@@ -399,7 +401,7 @@ def test_the_step_loader_gives_each_step_its_own_batch_and_generator(run, tiny_c
     """Batches prepared by DataLoader workers equal the loop's own draws: the same x0 and
     context, and a generator in the same state (it then draws the step's t and noise)."""
     from generator.encoders import encoder_specs_for
-    from generator.train import build_source, step_batch, step_loader
+    from generator.train_batches import build_source, step_batch, step_loader
 
     args = parse_args(["--preset", "demo-cross-intermediate", "--out", "x", "--steps", "6", "--workers", "2",
                        "--prefetch", "2", "--synthetic-n", "64"])

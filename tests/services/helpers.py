@@ -60,6 +60,20 @@ def small_protocol(*, counts=(1, 2), objects=("circle", "square"), captions: int
     return protocol
 
 
+def study_on_one_checkpoint(checkpoint: Path, slug: str = "gen"):
+    """A small-protocol study of NEUTRAL_VARIANTS, every variant drawing from `checkpoint`
+    (registered as "tiny"): ready for a batch. Needs the database."""
+    from webapp.generation import services
+    from webapp.studies import lifecycle
+
+    study = lifecycle.study_create(
+        protocol=small_protocol(variants=NEUTRAL_VARIANTS), slug=slug, base_dir=str(DEMO_PROTOCOL.parent))
+    registered = services.checkpoint_register(name="tiny", path=checkpoint)
+    for variant in study.variants.all():
+        services.variant_assign_checkpoint(variant=variant, checkpoint=registered)
+    return study
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on now (for a server a test starts)."""
     with socket.socket() as sock:

@@ -7,10 +7,9 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from tests.narrow import present
-from tests.services.helpers import DEMO_PROTOCOL, NEUTRAL_VARIANTS, make_tiny_checkpoint, small_protocol
+from tests.services.helpers import make_tiny_checkpoint, study_on_one_checkpoint
 from webapp.generation import follow, parts, services
 from webapp.generation.models import Batch, Part
-from webapp.studies import lifecycle as study_lifecycle
 
 pytestmark = pytest.mark.django_db
 
@@ -22,12 +21,7 @@ def tiny_checkpoint(tmp_path_factory):
 
 @pytest.fixture
 def study(tiny_checkpoint):
-    study = study_lifecycle.study_create(
-        protocol=small_protocol(variants=NEUTRAL_VARIANTS), slug="gen", base_dir=str(DEMO_PROTOCOL.parent))
-    checkpoint = services.checkpoint_register(name="tiny", path=tiny_checkpoint)
-    for variant in study.variants.all():
-        services.variant_assign_checkpoint(variant=variant, checkpoint=checkpoint)
-    return study
+    return study_on_one_checkpoint(tiny_checkpoint)
 
 
 def test_a_second_launch_names_the_running_batch_and_how_to_follow_it(study):

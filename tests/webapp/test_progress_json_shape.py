@@ -1,12 +1,12 @@
 """progress.json sends exactly the typed document (selectors.ProgressJSON) that dashboard.js reads."""
 import random
 import re
-import typing
 from pathlib import Path
 
 import pytest
 from django.test import Client
 
+from tests.typed_json import assert_reads_typed, assert_typed
 from tests.webapp.research_support import answer_tasks, researcher_of
 from webapp.research import selectors
 from webapp.studies import flow as study_flow
@@ -16,51 +16,16 @@ pytestmark = pytest.mark.django_db
 DASHBOARD_JS = Path(selectors.__file__).parent / "static" / "research" / "dashboard.js"
 
 
-def _typed_keys(cls) -> dict[str, object]:
-    """The TypedDict's keys, each with the TypedDict its value is (or None for a plain value)."""
-    out = {}
-    for key, hint in typing.get_type_hints(cls).items():
-        out[key] = hint if typing.is_typeddict(hint) else None
-    return out
-
-
-def _check(doc: dict, cls, where: str) -> None:
-    keys = _typed_keys(cls)
-    assert set(doc) == set(keys), (where, set(doc) ^ set(keys))
-    for key, nested in keys.items():
-        if nested is not None:
-            _check(doc[key], nested, f"{where}.{key}")
-
-
 def test_progress_json_is_the_typed_document(study):
     client = Client()
     client.force_login(researcher_of(study))
     answer_tasks(study_flow.evaluator_join(study=study, external_id="w1"), rng=random.Random(1), limit=3)
     doc = client.get(f"/research/{study.slug}/progress.json").json()
-    _check(doc, selectors.ProgressJSON, "progress")
+    assert_typed(doc, selectors.ProgressJSON, "progress")
     for row in doc["per_evaluator"]:
-        _check(row, selectors.EvaluatorProgress, "per_evaluator")
+        assert_typed(row, selectors.EvaluatorProgress, "per_evaluator")
     for task, coverage in doc["items"]["by_task"].items():
-        _check(coverage, selectors.TaskCoverage, f"items.by_task.{task}")
-
-
-def _paths(cls, prefix: tuple = ()) -> dict[tuple, bool]:
-    """Every key path of the typed document, each marked True where a typed dict goes on
-    under it (a dict of TypedDicts by name goes on under any name: "*")."""
-    out: dict[tuple, bool] = {}
-    for key, hint in typing.get_type_hints(cls).items():
-        path = (*prefix, key)
-        args = typing.get_args(hint)
-        if typing.is_typeddict(hint):
-            out[path] = True
-            out.update(_paths(hint, path))
-        elif typing.get_origin(hint) is dict and args and typing.is_typeddict(args[1]):
-            out[path] = True
-            out.update(_paths(args[1], (*path, "*")))
-            out[(*path, "*")] = True
-        else:
-            out[path] = False
-    return out
+        assert_typed(coverage, selectors.TaskCoverage, f"items.by_task.{task}")
 
 
 def test_every_field_dashboard_js_reads_from_the_document_is_in_the_type():
@@ -70,15 +35,7 @@ def test_every_field_dashboard_js_reads_from_the_document_is_in_the_type():
     reads = [tuple(m.split(".")[1:]) for m in re.findall(r"\bp(?:\.[a-z_]+)+", script)]
     reads += [("items", "by_task", *m.split(".")[1:]) for m in re.findall(r"\bt(?:\.[a-z_]+)+", script)]
     assert len(reads) > 10, "dashboard.js no longer reads the document as p.<key>: update this test"
-    typed = _paths(selectors.ProgressJSON)
-    for path in reads:
-        at: tuple = ()
-        for key in path:
-            step = (*at, key) if (*at, key) in typed else (*at, "*")
-            assert step in typed, (path, "is not in selectors.ProgressJSON")
-            at = step
-            if not typed[at]:
-                break  # a plain value (or a list): what follows is JavaScript's, not the document's
+    assert_reads_typed(reads, selectors.ProgressJSON)
 
 
 def test_planned_tasks_per_evaluator_and_answers_per_item_are_counted_per_evaluator(study):

@@ -8,6 +8,7 @@ import pytest
 from django.db.models import Count, Q
 from django.test import Client
 
+from tests.narrow import present
 from webapp.studies import selectors, sqlreads
 from webapp.studies.models import Entry, Evaluator, Study
 
@@ -72,7 +73,7 @@ def test_the_next_entry_and_progress_match_the_orm_at_every_step(study, django_a
 def test_an_item_without_an_image_reads_as_none(study):
     join(Client(), study)
     evaluator = Evaluator.objects.get(study=study)
-    entry = Entry.objects.filter(evaluator=evaluator, item__task="rank").order_by("index").first()
+    entry = present(Entry.objects.filter(evaluator=evaluator, item__task="rank").order_by("index").first())
     Entry.objects.filter(evaluator=evaluator, index__lt=entry.index).delete()  # the ranking comes first
     found = sqlreads.next_entry(evaluator_id=evaluator.pk)
     assert found is not None and found.entry.pk == entry.pk and found.entry.item.image is None
@@ -109,7 +110,7 @@ def test_set_times_writes_a_timestamp_once_and_it_reads_back_as_the_orm_wrote_it
 
     join(Client(), study)
     evaluator = Evaluator.objects.get(study=study)
-    entry = Entry.objects.filter(evaluator=evaluator, shown_at__isnull=True).first()
+    entry = present(Entry.objects.filter(evaluator=evaluator, shown_at__isnull=True).first())
     first = timezone.now().replace(microsecond=123456)
     assert sqlreads.set_times(Entry, entry.pk, {"shown_at": first}, unless_set="shown_at") == 1
     assert sqlreads.set_times(Entry, entry.pk, {"shown_at": first + timedelta(minutes=5)}, unless_set="shown_at") == 0

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 
 from .models import Batch
-from .selectors import batch_progress
+from .selectors import BatchProgress, batch_progress
 
 # What the README's "Running a study" block starts; production runs one per GPU
 # (docs/operations.md).
@@ -19,7 +19,7 @@ WORKER_COMMAND = "celery -A webapp worker -Q gpu,default --pool solo"
 NO_WORKER_SECONDS = 8.0
 
 
-def progress_line(p: dict) -> str:
+def progress_line(p: BatchProgress) -> str:
     """One line for a ``batch_progress`` snapshot: status, images done (per variant), speed."""
     line = f"batch {p['batch']} {p['status']}: {p['done']}/{p['total']} images" + "".join(
         f", {v['name']} {v['done']}/{v['total']}" for v in p["variants"])
@@ -29,17 +29,18 @@ def progress_line(p: dict) -> str:
     return line
 
 
-def no_worker_message(p: dict, waited: float) -> str:
+def no_worker_message(p: BatchProgress, waited: float) -> str:
     return (f"No worker has taken batch {p['batch']} after {waited:.0f} s. If none is running, start one in "
             f"another shell, in this folder with the same environment:\n    {WORKER_COMMAND}\n"
             f"Still waiting (Ctrl-C stops waiting, not the batch; `python manage.py batch_status {p['study']}` "
             "shows it later).")
 
 
-def batch_follow(*, batch: Batch, on_progress: Callable[[dict], None], interval: float = 1.0,
-                 on_no_worker: Callable[[dict, float], None] | None = None,
+def batch_follow(*, batch: Batch, on_progress: Callable[[BatchProgress], None], interval: float = 1.0,
+                 on_no_worker: Callable[[BatchProgress, float], None] | None = None,
                  no_worker_after: float | None = None, check: Callable[[], None] | None = None,
-                 clock: Callable[[], float] | None = None, sleep: Callable[[float], None] | None = None) -> dict:
+                 clock: Callable[[], float] | None = None,
+                 sleep: Callable[[float], None] | None = None) -> BatchProgress:
     """Poll ``batch`` every ``interval`` seconds until it ends; return its last snapshot.
 
     ``on_progress`` gets every snapshot. ``on_no_worker`` is called once when the batch is
@@ -66,7 +67,7 @@ def batch_follow(*, batch: Batch, on_progress: Callable[[dict], None], interval:
         sleep(interval)
 
 
-def batch_end_message(p: dict) -> str:
+def batch_end_message(p: BatchProgress) -> str:
     """Why a batch that did not complete ended so, part by part."""
     errors = "".join(f"\n  part {e['part']} ({e['variant']}): {e['message']}" for e in p["errors"])
     return f"Batch {p['batch']} ended {p['status']}." + errors

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TypedDict
 
 from django.db.models import Count, Sum
 from django.utils import timezone
@@ -171,7 +172,48 @@ def checkpoints_all() -> list[Checkpoint]:
     return list(Checkpoint.objects.order_by("name"))
 
 
-def batch_progress(*, batch: Batch, now=None) -> dict:
+class VariantProgress(TypedDict):
+    """One variant's images in a batch (``BatchProgress["variants"]``)."""
+    name: str
+    done: int
+    total: int
+
+
+class PartError(TypedDict):
+    """A part whose last attempt left an error (``BatchProgress["errors"]``)."""
+    part: int  # the part's number within the batch
+    variant: str
+    status: str
+    message: str
+    attempts: int
+
+
+class BatchProgress(TypedDict):
+    """``batch_progress``: what the batch page shows, what batch.js reads from the batch's
+    progress.json (webapp/generation/static/generation/batch.js) and what the commands
+    print. Counts are images, times seconds, ``rate`` images per second."""
+    batch: int
+    study: str  # slug
+    study_status: str
+    status: str
+    status_label: str
+    done: int
+    total: int
+    percent: int  # 0..100, floored; 100 for an empty batch
+    variants: list[VariantProgress]
+    parts: dict[str, int]  # parts per Part.Status value
+    rate: float | None
+    elapsed_seconds: float
+    eta_seconds: float | None
+    errors: list[PartError]
+    note: str
+    cfg_scale: float
+    steps: int
+    can_cancel: bool
+    can_retry: bool
+
+
+def batch_progress(*, batch: Batch, now=None) -> BatchProgress:
     """A JSON-able snapshot of a batch: images done per variant, rate, time left, errors.
 
     ``rate`` is images per second since the first part started (until the batch
@@ -196,33 +238,33 @@ def batch_progress(*, batch: Batch, now=None) -> dict:
     if batch.is_active and rate:
         eta = round((total - done) / rate, 1)
     errors = [
-        {"part": p.number, "variant": p.variant.name, "status": p.status, "message": p.error, "attempts": p.attempts}
+        PartError(part=p.number, variant=p.variant.name, status=p.status, message=p.error, attempts=p.attempts)
         for p in Part.objects.filter(batch=batch).exclude(error="").select_related("variant").order_by("number")
     ]
-    return {
-        "batch": batch.pk,
-        "study": batch.study.slug,
-        "study_status": batch.study.status,
-        "status": batch.status,
-        "status_label": batch.get_status_display(),
-        "done": done,
-        "total": total,
-        "percent": 100 if total == 0 else math.floor(100 * done / total),
-        "variants": [
-            {"name": r["variant__name"], "done": r["done"] or 0, "total": r["total"] or 0} for r in per_variant
+    return BatchProgress(
+        batch=batch.pk,
+        study=batch.study.slug,
+        study_status=batch.study.status,
+        status=batch.status,
+        status_label=batch.get_status_display(),
+        done=done,
+        total=total,
+        percent=100 if total == 0 else math.floor(100 * done / total),
+        variants=[
+            VariantProgress(name=r["variant__name"], done=r["done"] or 0, total=r["total"] or 0) for r in per_variant
         ],
-        "parts": {s.value: by_status.get(s.value, 0) for s in Part.Status},
-        "rate": None if rate is None else round(rate, 3),
-        "elapsed_seconds": round(elapsed, 1),
-        "eta_seconds": eta,
-        "errors": errors,
-        "note": batch.note,
-        "cfg_scale": batch.cfg_scale,
-        "steps": batch.steps,
-        "can_cancel": batch.is_active,
-        "can_retry": batch.status in (Batch.Status.FAILED, Batch.Status.RUNNING, Batch.Status.QUEUED)
+        parts={s.value: by_status.get(s.value, 0) for s in Part.Status},
+        rate=None if rate is None else round(rate, 3),
+        elapsed_seconds=round(elapsed, 1),
+        eta_seconds=eta,
+        errors=errors,
+        note=batch.note,
+        cfg_scale=batch.cfg_scale,
+        steps=batch.steps,
+        can_cancel=batch.is_active,
+        can_retry=batch.status in (Batch.Status.FAILED, Batch.Status.RUNNING, Batch.Status.QUEUED)
         and by_status.get(Part.Status.FAILED, 0) > 0,
-    }
+    )
 
 
 def study_image_counts(*, study: Study) -> dict[str, int]:

@@ -51,14 +51,14 @@ def follow_and_report(command: BaseCommand, batch: Batch) -> None:
     say when no worker has taken it; CommandError unless it completes."""
     last: list[tuple] = []
 
-    def on_progress(p: dict) -> None:
+    def on_progress(p: selectors.BatchProgress) -> None:
         # A line when an image is done or the status changes, not when only the estimate moves.
         state = (p["status"], p["done"], len(p["errors"]))
         if not last or state != last[-1]:
             command.stdout.write(follow.progress_line(p))
             last.append(state)
 
-    def on_no_worker(p: dict, waited: float) -> None:
+    def on_no_worker(p: selectors.BatchProgress, waited: float) -> None:
         command.stderr.write(follow.no_worker_message(p, waited))
 
     p = follow.batch_follow(batch=batch, on_progress=on_progress, on_no_worker=on_no_worker)

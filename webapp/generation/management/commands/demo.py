@@ -140,7 +140,7 @@ class Command(BaseCommand):
         self.stderr.write(f"Generating {batch.total_images} images in {batch.parts.count()} parts "
                           f"(CFG {batch.cfg_scale}, {batch.steps} steps) on a Celery worker; log: {log_path}")
 
-        def on_progress(progress: dict) -> None:
+        def on_progress(progress: selectors.BatchProgress) -> None:
             if progress["done"] != bar.n:
                 bar.set_postfix_str(" ".join(f"{v['name']} {v['done']}/{v['total']}" for v in progress["variants"]),
                                     refresh=False)

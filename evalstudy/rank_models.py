@@ -1,0 +1,211 @@
+"""Strength models of rankings, each fitted to many data sets at once (a bootstrap's
+resamples): Plackett-Luce by Hunter's (2004) MM algorithm, and Bradley-Terry with ties
+(Davidson 1970) on the pairs a ranking implies.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+
+# ---------------------------------------------------------------------------
+# Plackett-Luce
+# ---------------------------------------------------------------------------
+
+def all_orderings(m: int) -> np.ndarray:
+    """Every ordering of m variants (best first), in lexicographic order: (m!, m)."""
+    return np.array(list(itertools.permutations(range(m))), dtype=int)
+
+
+def plackett_luce_mm(counts, orderings, max_iter: int = 2000, tol: float = 1e-9,
+                     init=None) -> np.ndarray:
+    """Plackett-Luce strengths by Hunter's (2004) MM algorithm, for many data sets at once.
+
+    counts: (B, K) weights of the K orderings in each of B data sets (a bootstrap's
+    resamples, or B = 1). orderings: (K, m), best first. Returns (B, m) strengths
+    normalised to sum to 1, i.e. the probability that each variant is ranked first
+    among all m. A variant never placed above last gets strength 0; data where one
+    variant beats all others in every ranking have no finite maximum, and the
+    iteration stops at `max_iter` with that variant's strength near 1. `init`
+    (m,) or (B, m) starts the iteration elsewhere than at equal strengths (a
+    bootstrap starts from the full data's fit, which saves most iterations).
+    """
+    c = np.atleast_2d(np.asarray(counts, dtype=float))
+    orderings = np.asarray(orderings, dtype=int)
+    n_b, n_k = c.shape
+    m = orderings.shape[1]
+    # member[k, s, v] = 1 if variant v is still unranked at stage s of ordering k
+    member = np.zeros((n_k, m - 1, m))
+    for s in range(m - 1):
+        for k in range(n_k):
+            member[k, s, orderings[k, s:]] = 1.0
+    member = member.reshape(n_k * (m - 1), m)
+    # wins[b, v]: weighted number of stages in which v is chosen (it is not last)
+    chosen = np.zeros((n_k, m))
+    chosen[np.arange(n_k)[:, None], orderings[:, :-1]] = 1.0
+    wins = c @ chosen
+    c_stage = np.repeat(c, m - 1, axis=1)  # (B, K*(m-1))
+    gamma = np.full((n_b, m), 1.0 / m)
+    if init is not None and np.isfinite(init).all() and (np.asarray(init) > 0).all():
+        gamma = np.broadcast_to(np.asarray(init, dtype=float), (n_b, m)).copy()
+        gamma /= gamma.sum(axis=1, keepdims=True)
+    # Iterate only the data sets that have not converged yet: in a bootstrap of a small
+    # study a few resamples have no finite maximum and crawl towards the boundary, and
+    # they must not hold the other resamples' arithmetic hostage.
+    active = np.arange(n_b)
+    for _ in range(max_iter):
+        g = gamma[active]
+        denom = g @ member.T  # (A, K*(m-1)): strength still in play at each stage
+        cs = c_stage[active]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.where(cs > 0, cs / denom, 0.0)
+            new = wins[active] / (ratio @ member)
+        new = np.where(np.isfinite(new), new, 0.0)
+        total = new.sum(axis=1, keepdims=True)
+        new = np.divide(new, total, out=np.full_like(new, np.nan), where=total > 0)
+        with np.errstate(invalid="ignore"):
+            delta = np.nanmax(np.abs(new - g), axis=1, initial=0.0)
+        gamma[active] = new
+        active = active[~(delta < tol) & np.isfinite(new).any(axis=1)]
+        if active.size == 0:
+            break
+    return gamma
+
+
+def plackett_luce_loglik(gamma, counts, orderings) -> float:
+    """Log-likelihood of weighted orderings under strengths gamma (m,): the function
+    `plackett_luce_mm` maximises, sum_k counts[k] sum_s log(gamma[o_s] / sum_{t>=s} gamma[o_t])
+    over orderings o = orderings[k]. A plain loop, kept as the check on the fit: the tests
+    maximise it with a general optimiser and compare with the MM strengths, and compare
+    it with choix's log-likelihood of choix's own estimate. The analysis does not call it."""
+    g = np.asarray(gamma, dtype=float)
+    ll = 0.0
+    for w, order in zip(np.asarray(counts, dtype=float), np.asarray(orderings), strict=True):
+        if w == 0:
+            continue
+        for s in range(len(order) - 1):
+            ll += w * (math.log(g[order[s]]) - math.log(g[order[s:]].sum()))
+    return ll
+
+
+# ---------------------------------------------------------------------------
+# Bradley-Terry with ties (Davidson 1970)
+# ---------------------------------------------------------------------------
+
+DAVIDSON_LOG_BOUND = 30.0  # |log strength|, |log nu| at most this: a boundary fit stops there
+
+
+def pair_outcomes(patterns) -> tuple[np.ndarray, np.ndarray]:
+    """For K rankings given as rank vectors (K, m) (1 = best, equal ranks tied): win[k, i, j]
+    = 1 when ranking k puts i above j, tie[k, i, j] = 1 when it ties them (symmetric).
+    Each ranking is read as its m (m - 1) / 2 pairs: Davidson's model of a ranking with
+    ties, and the pairwise win and tie rates, count every pair of its images once."""
+    r = np.asarray(patterns, dtype=float)
+    win = (r[:, :, None] < r[:, None, :]).astype(float)
+    tie = (r[:, :, None] == r[:, None, :]).astype(float)
+    idx = np.arange(r.shape[1])
+    tie[:, idx, idx] = 0.0
+    return win, tie
+
+
+def _davidson_terms(theta, lam, w, t, pairs):
+    """Per data set and pair: log-likelihood terms and outcome probabilities."""
+    i, j = pairs[:, 0], pairs[:, 1]
+    a = np.stack([theta[:, i], theta[:, j], lam[:, None] + (theta[:, i] + theta[:, j]) / 2],
+                 axis=2)                                    # (B, P, 3): i wins, j wins, tie
+    log_d = np.logaddexp(np.logaddexp(a[..., 0], a[..., 1]), a[..., 2])
+    obs = np.stack([w[:, i, j], w[:, j, i], t[:, i, j]], axis=2)   # (B, P, 3)
+    ll = (obs * a).sum(axis=(1, 2)) - (obs.sum(axis=2) * log_d).sum(axis=1)
+    return ll, np.exp(a - log_d[..., None]), obs
+
+
+def davidson_fit(wins, ties, max_iter: int = 200, tol: float = 1e-10,
+                 init: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Davidson's (1970) Bradley-Terry model with ties, by Newton's method with step
+    halving, for many data sets at once.
+
+    P(i beats j) = pi_i / D, P(j beats i) = pi_j / D, P(tie) = nu sqrt(pi_i pi_j) / D,
+    D = pi_i + pi_j + nu sqrt(pi_i pi_j). wins: (B, m, m), wins[b, i, j] the weighted
+    number of times i beat j; ties: (B, m, m) symmetric, the times i and j were tied.
+    Returns strengths (B, m), normalised to sum to 1, and nu (B,). The model is an
+    exponential family in (log pi, log nu), so the log-likelihood is concave and Newton's
+    steps, halved until it rises, reach its maximum. Where none is finite (a variant that
+    never loses, a data set without ties) the log-parameters stop at
+    +-DAVIDSON_LOG_BOUND: a strength near 0 or 1, nu near 0."""
+    w = np.asarray(wins, dtype=float)
+    t = np.asarray(ties, dtype=float)
+    if w.ndim == 2:
+        w, t = w[None], t[None]
+    n_b, m, _ = w.shape
+    pairs = np.array(list(itertools.combinations(range(m), 2)), dtype=int)
+    # Sufficient statistic of each outcome in (theta_0..theta_{m-1}, log nu).
+    stat = np.zeros((len(pairs), 3, m + 1))
+    for p, (i, j) in enumerate(pairs):
+        stat[p, 0, i] = stat[p, 1, j] = 1.0
+        stat[p, 2, i] = stat[p, 2, j] = 0.5
+        stat[p, 2, m] = 1.0
+    stat = np.delete(stat, m - 1, axis=2)  # theta_{m-1} = 0 fixes the scale
+    theta = np.zeros((n_b, m))
+    lam = np.zeros(n_b)
+    if init is not None:
+        g0, nu0 = (np.asarray(x, dtype=float) for x in init)
+        if np.isfinite(g0).all() and (g0 > 0).all() and np.isfinite(nu0).all() and (nu0 > 0).all():
+            theta = np.broadcast_to(np.log(g0) - np.log(g0[..., -1:]), (n_b, m)).copy()
+            lam = np.broadcast_to(np.log(nu0), (n_b,)).copy()
+    ll, prob, obs = _davidson_terms(theta, lam, w, t, pairs)
+    n_pair = obs.sum(axis=2)
+    active = np.arange(n_b)
+    for _ in range(max_iter):
+        pr, ob, npair = prob[active], obs[active], n_pair[active]
+        mean = np.einsum("bpo,pod->bpd", pr, stat)
+        grad = np.einsum("bpo,pod->bd", ob, stat) - np.einsum("bp,bpd->bd", npair, mean)
+        second = np.einsum("bpo,pod,poe->bpde", pr, stat, stat) - np.einsum(
+            "bpd,bpe->bpde", mean, mean)
+        info = np.einsum("bp,bpde->bde", npair, second) + 1e-9 * np.eye(m)
+        try:
+            step = np.linalg.solve(info, grad[..., None])[..., 0]
+        except np.linalg.LinAlgError:
+            step = np.array([np.linalg.lstsq(a, g, rcond=None)[0]
+                             for a, g in zip(info, grad, strict=True)])
+        start = np.concatenate([theta[active, :-1], lam[active, None]], axis=1)
+        ll_start = ll[active]
+        accepted = np.zeros(len(active), dtype=bool)
+        moved = np.zeros(len(active))
+        size = 1.0
+        for _halving in range(40):
+            trial = np.clip(start + size * step, -DAVIDSON_LOG_BOUND, DAVIDSON_LOG_BOUND)
+            th_t = np.concatenate([trial[:, :-1], np.zeros((len(active), 1))], axis=1)
+            ll_t, prob_t, _ = _davidson_terms(th_t, trial[:, -1], w[active], t[active], pairs)
+            ok = ~accepted & (ll_t >= ll_start - 1e-12 * np.abs(ll_start))
+            idx = active[ok]
+            theta[idx], lam[idx], prob[idx], ll[idx] = th_t[ok], trial[ok, -1], prob_t[ok], ll_t[ok]
+            moved[ok] = np.abs(trial[ok] - start[ok]).max(axis=1)
+            accepted |= ok
+            if accepted.all():
+                break
+            size /= 2
+        # Converged: the step is tiny, or no step along Newton's direction raises the
+        # likelihood (the maximum, up to rounding).
+        active = active[accepted & (moved >= tol)]
+        if active.size == 0:
+            break
+    strengths = np.exp(theta - theta.max(axis=1, keepdims=True))
+    strengths /= strengths.sum(axis=1, keepdims=True)
+    return strengths, np.exp(lam)
+
+
+def davidson_loglik(strengths, nu: float, wins, ties) -> float:
+    """Log-likelihood of one data set under Davidson's model (for checks): a plain loop
+    over the pairs."""
+    g = np.asarray(strengths, dtype=float)
+    w, t = np.asarray(wins, dtype=float), np.asarray(ties, dtype=float)
+    ll = 0.0
+    for i, j in itertools.combinations(range(len(g)), 2):
+        tie = nu * math.sqrt(g[i] * g[j])
+        d = g[i] + g[j] + tie
+        ll += w[i, j] * math.log(g[i] / d) + w[j, i] * math.log(g[j] / d)
+        if t[i, j]:
+            ll += t[i, j] * math.log(tie / d)
+    return ll
