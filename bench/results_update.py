@@ -32,6 +32,8 @@ from bench._common import cpu_model, load_average, run_json_child, save_result, 
 
 RESPONSES_PER_EVALUATOR = 134  # the demo protocol's tasks when every evaluator sees every item
 TARGET_REQUEST_MS, TARGET_FRESH_S = 100, 60
+STREAMED = ("export_csv", "export_jsonl")  # the response exports, asked for with the simulated evaluators
+SQL_TEMPLATES = 12  # --fill sql: evaluators simulated through the services, copied onto the other places
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -42,13 +44,69 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--save", action="store_true", help="write bench/results/results_update-<date>.txt")
     p.add_argument("--append", action="store_true", help="with --save: add to that file instead of replacing it")
     p.add_argument("--keep", action="store_true", help="keep the (last size's) database afterwards")
+    p.add_argument("--fill", choices=("services", "sql"), default="services",
+                   help="services: every evaluator answers through the services (slow at 100,000 responses); "
+                        f"sql: {SQL_TEMPLATES} evaluators do, then SQL copies them, answers included, onto the "
+                        "other places (minutes; for timing the pages, not for the statistics)")
     p.add_argument("--gets-only", action="store_true",
                    help="only time the research GETs again, on the database a --keep run left")
     p.add_argument("--measure", type=int, help=argparse.SUPPRESS)  # the child's job: one size
     return p.parse_args(argv)
 
 
-def measure(n_responses: int) -> dict:
+def _columns(cursor, table: str, leave_out: set[str]) -> list[str]:
+    """The table's columns (as the migrations made them), less ``leave_out``, quoted for SQL."""
+    cursor.execute("SELECT column_name FROM information_schema.columns WHERE table_name = %s ORDER BY ordinal_position",
+                   [table])
+    return [f'"{name}"' for (name,) in cursor.fetchall() if name not in leave_out]
+
+
+def copy_evaluators(study_pk: int) -> int:
+    """Give every free place of the study an evaluator: a copy, made in SQL, of one of the
+    evaluators already there (template ``n % templates``), with its tasks and answers (new
+    rows, the same items, positions, answers and seconds). Returns the evaluators added."""
+    from django.db import connection, transaction
+
+    with transaction.atomic(), connection.cursor() as cur:
+        ev_cols = _columns(cur, "studies_evaluator", {"id", "pseudonym", "slot_id", "external_id"})
+        entry_cols = _columns(cur, "studies_entry", {"id", "evaluator_id"})
+        cur.execute("""
+            CREATE TEMP TABLE tmpl ON COMMIT DROP AS
+              SELECT id, row_number() OVER (ORDER BY id) - 1 AS k FROM studies_evaluator WHERE study_id = %(s)s;
+            CREATE TEMP TABLE free ON COMMIT DROP AS
+              SELECT s.id AS slot_id, 'sqlcopy-' || lpad(s.number::text, 8, '0') AS pseudonym,
+                     (row_number() OVER (ORDER BY s.number) - 1) %% (SELECT count(*) FROM tmpl) AS k
+              FROM studies_slot s
+              WHERE s.study_id = %(s)s AND NOT EXISTS (SELECT 1 FROM studies_evaluator e WHERE e.slot_id = s.id);
+        """, {"s": study_pk})
+        cur.execute(f"""
+            INSERT INTO studies_evaluator (pseudonym, slot_id, external_id, {", ".join(ev_cols)})
+              SELECT f.pseudonym, f.slot_id, '', {", ".join("e." + c for c in ev_cols)}
+              FROM free f JOIN tmpl t ON t.k = f.k JOIN studies_evaluator e ON e.id = t.id;
+            CREATE TEMP TABLE copies ON COMMIT DROP AS
+              SELECT e.id AS new_id, t.id AS tmpl_id FROM free f JOIN tmpl t ON t.k = f.k
+              JOIN studies_evaluator e ON e.pseudonym = f.pseudonym;
+            INSERT INTO studies_entry (evaluator_id, {", ".join(entry_cols)})
+              SELECT c.new_id, {", ".join("e." + col for col in entry_cols)}
+              FROM copies c JOIN studies_entry e ON e.evaluator_id = c.tmpl_id;
+        """)
+        for table in ("studies_countresponse", "studies_rankresponse"):
+            cols = _columns(cur, table, {"id", "evaluator_id", "entry_id"})
+            cur.execute(f"""
+                INSERT INTO {table} (evaluator_id, entry_id, {", ".join(cols)})
+                  SELECT c.new_id, ne.id, {", ".join("r." + col for col in cols)}
+                  FROM copies c JOIN {table} r ON r.evaluator_id = c.tmpl_id
+                  JOIN studies_entry oe ON oe.id = r.entry_id
+                  JOIN studies_entry ne ON ne.evaluator_id = c.new_id AND ne."index" = oe."index";
+            """)
+        cur.execute("SELECT count(*) FROM copies")
+        (added,) = cur.fetchone()
+    with connection.cursor() as cur:
+        cur.execute("ANALYZE")
+    return added
+
+
+def measure(n_responses: int, fill: str = "services") -> dict:
     """In the child: build, fill and time one study of about ``n_responses``."""
     import django
 
@@ -69,7 +127,11 @@ def measure(n_responses: int) -> dict:
     info = build_load_study(n_slots=n_evaluators, slug="results-bench", overlap=n_evaluators)
     study = Study.objects.get(slug=info["slug"])
     started = time.perf_counter()
-    sim = study_simulate_responses(study=study, n_evaluators=n_evaluators, seed=1)
+    if fill == "sql":
+        study_simulate_responses(study=study, n_evaluators=min(n_evaluators, SQL_TEMPLATES), seed=1)
+        copy_evaluators(study.pk)
+    else:
+        study_simulate_responses(study=study, n_evaluators=n_evaluators, seed=1)
     simulate_s = time.perf_counter() - started
 
     researcher = User.objects.create_user("bench-researcher", password="x")
@@ -97,7 +159,7 @@ def measure(n_responses: int) -> dict:
     gets = research_gets(client, study)
     return {
         "gets": gets,
-        "evaluators": n_evaluators, "count_answers": sim.count_answers, "rank_answers": sim.rank_answers,
+        "evaluators": study.evaluators.count(), "fill": fill,
         "responses": result.n_responses, "n_boot": result.n_boot, "simulate_s": simulate_s,
         "request_ms": 1000 * request_s, "warm_request_ms": 1000 * warm_request_s, "fresh_s": fresh_s,
         "analysis_s": result.seconds, "again_s": again_s,
@@ -123,6 +185,8 @@ def research_gets(client, study) -> dict[str, float]:
             continue
         kwargs = {"slug": study.slug, **({"name": figure, "fmt": "png"} if "name" in params else {})}
         url = reverse(f"research:{pattern.name}", kwargs=kwargs)
+        if pattern.name in STREAMED:
+            url += "?simulated=1"  # every evaluator here is simulated: people's export alone would be empty
         times = []
         for _ in range(4):
             t0 = time.perf_counter()
@@ -130,7 +194,7 @@ def research_gets(client, study) -> dict[str, float]:
             if response.status_code != 200:
                 raise RuntimeError(f"GET {url} answered {response.status_code}")
             if response.streaming:
-                next(iter(response.streaming_content))
+                next(iter(response.streaming_content), b"")  # an empty export streams no chunk at all
             times.append(time.perf_counter() - t0)
             response.close()
         out[pattern.name] = 1000 * min(times[1:])
@@ -163,7 +227,7 @@ def _child_env(db_url: str) -> dict:
 
 def run_child(args, n: int) -> dict:
     with scratch_database(args.pg, args.database, keep=args.keep) as db_url:
-        return run_json_child([__file__, "--measure", str(n)], _child_env(db_url))
+        return run_json_child([__file__, "--measure", str(n), "--fill", args.fill], _child_env(db_url))
 
 
 def gets_line(r: dict) -> str:
@@ -187,6 +251,9 @@ def table(rows: list[dict], load_before: float, load_after: float) -> str:
                      f"{r['warm_request_ms']:>8.1f} {r['fresh_s']:>8.2f} {r['analysis_s']:>10.2f} "
                      f"{r['again_s']:>8.3f} {r['simulate_s']:>10.1f}")
     lines += [gets_line(r) for r in rows]
+    if any(r.get("fill") == "sql" for r in rows):
+        lines.append(f"# --fill sql: {SQL_TEMPLATES} evaluators answered through the services, SQL copied them "
+                     "(tasks and answers) onto every other place; 'simulate s' is that fill")
     lines.append("# 'request ms': the first POST, which only queues (it also opens the broker connection); "
                  "'again ms': the second POST; 'fresh s': from the POST to the stored results; "
                  "'analysis s': CSV + evalstudy + figures; 'again s': press and task once nothing has changed")
@@ -196,7 +263,7 @@ def table(rows: list[dict], load_before: float, load_after: float) -> str:
 def main() -> int:
     args = parse_args()
     if args.measure is not None:
-        print(json.dumps(measure_gets() if args.gets_only else measure(args.measure)))
+        print(json.dumps(measure_gets() if args.gets_only else measure(args.measure, args.fill)))
         return 0
     load_before = load_average()
     if args.gets_only:

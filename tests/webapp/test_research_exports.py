@@ -12,7 +12,7 @@ from evalstudy.responses import RESPONSE_COLUMNS, read_responses
 from tests.factories import build_open_study, make_image
 from tests.narrow import present
 from tests.webapp.research_support import fill_study, researcher_of
-from webapp.research import exports, services
+from webapp.research import exports, selectors, services
 from webapp.research.exports import worker_id_hash
 from webapp.studies import lifecycle as study_lifecycle
 from webapp.studies.models import CountResponse, Evaluator, Image, Item, RankResponse
@@ -135,10 +135,39 @@ def test_csv_and_jsonl_downloads_stream(study, client):
 def test_csv_is_written_in_pieces(study, monkeypatch):
     fill_study(study, 3)
     monkeypatch.setattr(exports, "BUFFER_CHARS", 64)
+    monkeypatch.setattr(exports, "FIRST_CHUNK_CHARS", 64)
     monkeypatch.setattr(exports, "ROWS_PER_WRITE", 3)
     pieces = list(exports.csv_chunks(study=study, chunk_size=2))
     assert len(pieces) > 2
     assert read_csv("".join(pieces)) == read_csv("".join(exports.csv_chunks(study=study)))
+
+
+def test_answer_pages_give_every_answer_once_in_order(study):
+    """Pages of two rows (keyset on the primary key) give the same rows as one page of all."""
+    fill_study(study, 3)
+    for values in (selectors.count_answer_values, selectors.rank_answer_values):
+        whole = list(values(study=study, extended=True, chunk_size=10_000))
+        assert len(whole) > 4
+        assert list(values(study=study, extended=True, chunk_size=2)) == whole
+    pks = list(CountResponse.objects.filter(item__study=study).order_by("pk").values_list("item_id", flat=True))
+    assert [row[0] for row in selectors.count_answer_values(study=study, chunk_size=2)] == pks
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_first_piece_of_an_export_reads_one_page(study, monkeypatch, django_assert_max_num_queries, fmt):
+    """The download starts after one small page of answers (a LIMIT), not after a query that
+    reads them all (a WITH HOLD cursor, which PostgreSQL runs to its end first)."""
+    fill_study(study, 3)
+    monkeypatch.setattr(selectors, "FIRST_PAGE", 2)
+    monkeypatch.setattr(exports, "FIRST_CHUNK_CHARS", 1)
+    monkeypatch.setattr(exports, "ROWS_PER_WRITE", 2)
+    chunks = (exports.csv_chunks(study=study, include_simulated=True) if fmt == "csv" else
+              exports.jsonl_chunks(study=study, salt="s", include_simulated=True))
+    with django_assert_max_num_queries(3) as queries:  # the items, the images and one page of answers
+        first = next(chunks)
+    answers = [q["sql"] for q in queries.captured_queries if "response" in q["sql"]]
+    assert len(answers) == 1 and answers[0].rstrip().endswith("LIMIT 2")
+    assert first.count("\n") <= 3  # (the CSV's header and two rows)
 
 
 def test_export_command_writes_every_format(study, tmp_path, settings):

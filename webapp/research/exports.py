@@ -11,7 +11,7 @@ automatic judge read (the protocol's ``analysis.judge_images_per_cell``): count 
 empty ``evaluator_id``, no answer, and the judge's ``auto_count``, which the prediction-
 powered intervals use and nothing else does.
 
-The generators yield strings of about ``BUFFER_CHARS`` characters, so a response of any
+The generators yield strings of about ``BUFFER_CHARS`` characters (the first one smaller), so a response of any
 size is written with flat memory: the database is read in chunks (see selectors), the
 items and images of the study are looked up in dicts built once.
 """
@@ -38,6 +38,7 @@ from webapp.studies.models import Study
 from . import selectors
 
 BUFFER_CHARS = 256 * 1024
+FIRST_CHUNK_CHARS = 16 * 1024  # the first piece is smaller: the download starts before a whole buffer is built
 ROWS_PER_WRITE = 1000  # csv.writer.writerows on a list: far fewer Python calls than one per row
 SKIPPED_COUNT = 0  # a stored count answer always has a number or "can't tell"; never skipped
 
@@ -138,15 +139,17 @@ def csv_chunks(*, study: Study, include_simulated: bool = False,
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(RESPONSE_COLUMNS)
     batch: list[tuple] = []
+    limit = FIRST_CHUNK_CHARS  # the first piece goes out early: a download starts at once
     for row in response_rows(study=study, include_simulated=include_simulated, chunk_size=chunk_size):
         batch.append(row)
         if len(batch) >= ROWS_PER_WRITE:
             writer.writerows(batch)
             batch.clear()
-            if buffer.tell() >= BUFFER_CHARS:
+            if buffer.tell() >= limit:
                 yield buffer.getvalue()
                 buffer.seek(0)
                 buffer.truncate(0)
+                limit = BUFFER_CHARS
     writer.writerows(batch)
     yield buffer.getvalue()
 
@@ -211,15 +214,15 @@ def jsonl_chunks(*, study: Study, salt: str, include_simulated: bool = False,
     the evaluator's pseudonym, the salted hash of their worker id, whether they were simulated
     (only with ``include_simulated`` are they there at all), and the image's provenance."""
     parts: list[str] = []
-    size = 0
+    size, limit = 0, FIRST_CHUNK_CHARS  # the first piece goes out early, as in csv_chunks
     for record in _jsonl_records(study=study, salt=salt, chunk_size=chunk_size, include_simulated=include_simulated):
         line = json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"
         parts.append(line)
         size += len(line)
-        if size >= BUFFER_CHARS:
+        if size >= limit:
             yield "".join(parts)
             parts.clear()
-            size = 0
+            size, limit = 0, BUFFER_CHARS
     if parts:
         yield "".join(parts)
 

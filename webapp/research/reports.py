@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import base64
 import math
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -420,17 +422,12 @@ def provenance_text(result: AnalysisResult) -> str:
 
 def report_context(*, study: Study, result: StudyResult | None, analysis_error: str = "") -> dict:
     """Everything the report states, for either template; ``analysis_error`` says why there
-    are no results when evalstudy could not analyse the responses."""
+    are no results when evalstudy could not analyse the responses. What the stored result
+    alone decides (exclusions, figures, tables) is rendered by report_html / report_markdown,
+    once per result and process (``_analysis_parts``)."""
     protocol = study.parsed_protocol
     evaluators = selectors.study_evaluator_summary(study=study)
     details = ReportDetails.objects.filter(study=study).first()
-    data = selectors.study_result_analysis(result=result) if result is not None else None
-    figures = []
-    if result is not None:
-        for fig in result.figures.filter(format="png").order_by("name"):
-            png_data_uri = "data:image/png;base64," + base64.b64encode(bytes(fig.content)).decode()
-            figures.append({"name": fig.name, "label": FIGURE_LABELS.get(fig.name, fig.name),
-                            "png_data_uri": png_data_uri})
     return {
         "study": study,
         "generated_at": timezone.now(),
@@ -439,20 +436,91 @@ def report_context(*, study: Study, result: StudyResult | None, analysis_error: 
         "evaluators": evaluators,
         "pay_rows": _pay_rows(details, evaluators, protocol),
         "result": result,
-        "data": data,
-        "sections": result_sections(result=data, auto=selectors.auto_counter_by_variant(study=study)) if data else [],
-        "exclusions": exclusion_rows(data) if data else [],
-        "exclusion_rules": exclusion_rules_text(data) if data else "",
-        "reliability": evaluator_reliability_table(data) if data else None,
-        "provenance": provenance_text(data) if data else "",
-        "figures": figures,
+        # The automatic counter's scores are read now (a judge may read images after the result).
+        "auto": selectors.auto_counter_by_variant(study=study) if result is not None else {},
         "analysis_error": analysis_error,
     }
 
 
+def _analysis_context(result: StudyResult, auto: dict) -> dict:
+    """What the report's exclusions and results sections show of one stored result."""
+    data = selectors.study_result_analysis(result=result)
+    figures = []
+    for fig in result.figures.filter(format="png").order_by("name"):
+        png_data_uri = "data:image/png;base64," + base64.b64encode(bytes(fig.content)).decode()
+        figures.append({"name": fig.name, "label": FIGURE_LABELS.get(fig.name, fig.name),
+                        "png_data_uri": png_data_uri})
+    return {
+        "result": result,
+        "data": data,
+        "sections": result_sections(result=data, auto=auto),
+        "exclusions": exclusion_rows(data),
+        "exclusion_rules": exclusion_rules_text(data),
+        "reliability": evaluator_reliability_table(data),
+        "provenance": provenance_text(data),
+        "figures": figures,
+    }
+
+
+# A stored result never changes (a new state of the responses is a new row): its report
+# sections, with the figures inlined and a row per evaluator, are rendered once per process
+# and result; at 100,000 responses that was most of a report's time.
+_PARTS: OrderedDict[tuple, dict[str, str]] = OrderedDict()
+_PARTS_LOCK = threading.Lock()
+
+
+def _cached_parts(key: tuple, build) -> dict[str, str]:
+    """The parts ``build()`` renders, once per ``key`` (a stored result's identity) and process."""
+    with _PARTS_LOCK:
+        parts = _PARTS.get(key)
+        if parts is not None:
+            _PARTS.move_to_end(key)
+            return parts
+    parts = build()
+    with _PARTS_LOCK:
+        _PARTS[key] = parts
+        while len(_PARTS) > selectors.ANALYSES_KEPT:
+            _PARTS.popitem(last=False)
+    return parts
+
+
+def _result_key(result: StudyResult, auto: dict) -> tuple:
+    return (result.pk, result.fingerprint, result.n_boot, result.seed, result.computed_at,
+            tuple(sorted((v, tuple(sorted(a.items()))) for v, a in auto.items())))
+
+
+def _analysis_parts(context: dict, fmt: str) -> dict[str, str]:
+    """``exclusions_part`` and ``analysis_part`` of the report in ``fmt`` ("html" or "md")."""
+    result = context["result"]
+    if result is None:
+        return {}
+
+    def build() -> dict[str, str]:
+        inner = _analysis_context(result, context["auto"])
+        return {"exclusions_part": render_to_string(f"research/_report_exclusions.{fmt}", inner),
+                "analysis_part": render_to_string(f"research/_report_analysis.{fmt}", inner)}
+
+    return _cached_parts(("report", fmt, *_result_key(result, context["auto"])), build)
+
+
+def dashboard_analysis_part(*, study: Study, result: StudyResult) -> str:
+    """The dashboard's figures, result tables, exclusions and quality control of a stored
+    result (rendered once per result and process, as the report's)."""
+    auto = selectors.auto_counter_by_variant(study=study)
+
+    def build() -> dict[str, str]:
+        analysis = selectors.study_result_analysis(result=result)
+        inner = {"study": study, "analysis": analysis, "sections": result_sections(result=analysis, auto=auto),
+                 "exclusions": exclusion_rows(analysis), "reliability": evaluator_reliability_table(analysis),
+                 "figures": selectors.result_figure_names(result=result)}
+        return {"analysis_part": render_to_string("research/_dashboard_analysis.html", inner)}
+
+    return _cached_parts(("dashboard", study.slug, *_result_key(result, auto)), build)["analysis_part"]
+
+
 def report_html(context: dict) -> str:
-    return render_to_string("research/report.html", context)
+    return render_to_string("research/report.html", {**context, **_analysis_parts(context, "html")})
 
 
 def report_markdown(context: dict) -> str:
-    return render_to_string("research/report.md", context)
+    return render_to_string("research/report.md", {**context, **_analysis_parts(context, "md")})

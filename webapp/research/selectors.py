@@ -1,8 +1,8 @@
 """Reads for researchers: their studies, a study's live progress, the rows of an export.
 
 Nothing here loads a study's responses into memory at once. Progress is computed with
-aggregate queries; export rows come from ``.iterator(chunk_size=...)`` over flat
-``values_list`` queries (server-side cursors on PostgreSQL), joined in Python with the
+aggregate queries; export rows come in pages of flat ``values_list`` queries (keyset
+pagination on the primary key, see ``_keyset_pages``), joined in Python with the
 study's items and images, whose number is fixed by the design, not by the responses.
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TypedDict
 
 from django.conf import settings
-from django.db.models import Count, F, Max, Q, QuerySet, Sum
+from django.db.models import BooleanField, Count, ExpressionWrapper, F, Max, Q, QuerySet, Sum
 
 from evalstudy.analysis.result import SCHEMA_VERSION, AnalysisResult
 from evalstudy.protocol import AnalysisPlan
@@ -26,6 +26,7 @@ from webapp.studies.selectors import EvaluatorStatus, evaluators_with_status, us
 from .models import ResultFigure, ResultsUpdate, StudyResult
 
 EXPORT_CHUNK_SIZE = 5000
+FIRST_PAGE = 1000  # rows of an export's first page (see _keyset_pages)
 
 # --------------------------------------------------------------------------- studies
 
@@ -72,7 +73,7 @@ def _planned_overlap(study: Study) -> tuple[dict[int, int], int]:
     """Per planned item (not repeats), how many slots hold it; and the planned answers in all."""
     per_item: Counter[int] = Counter()
     total = 0
-    for items in Slot.objects.filter(study=study).values_list("items", flat=True):
+    for items in Slot.objects.filter(study=study).order_by().values_list("items", flat=True):
         per_item.update(items)
         total += len(items)
     return dict(per_item), total
@@ -174,11 +175,19 @@ def study_progress(*, study: Study) -> StudyProgress:
     Per evaluator: answers given and planned, seconds on task (sum and mean per answer),
     the ranking and task skip rates, the count "can't tell" rate and the accuracy on gold items.
     """
+    return study_progress_and_fingerprint(study=study)[0]
+
+
+def study_progress_and_fingerprint(*, study: Study, include_simulated: bool = False) -> tuple[StudyProgress, str]:
+    """``study_progress`` and ``responses_fingerprint(include_simulated=...)[0]``, the latter
+    from the same per-evaluator counts (no second pass over the answers)."""
+    # Consent and start are read as yes/no (the database says; no datetime to parse per evaluator).
     evaluators = list(
         evaluators_with_status(Evaluator.objects.filter(study=study))
+        .annotate(consented=ExpressionWrapper(Q(consented_at__isnull=False), output_field=BooleanField()),
+                  started=ExpressionWrapper(Q(started_at__isnull=False), output_field=BooleanField()))
         .order_by("joined_at", "pk")
-        .values("pk", "pseudonym", "is_simulated", "joined_at", "consented_at", "started_at", "finished_at",
-                "status")
+        .values("pk", "pseudonym", "is_simulated", "joined_at", "consented", "started", "finished_at", "status")
     )
     # Tasks planned per evaluator, counted apart: one GROUP BY over the entries, where the
     # evaluators' query annotated with it grouped every evaluator column (several times slower
@@ -190,13 +199,13 @@ def study_progress(*, study: Study) -> StudyProgress:
         for row in CountResponse.objects.filter(evaluator__study=study).values("evaluator_id").annotate(
             n=Count("pk"), seconds=Sum("seconds"), cant_tell=Count("pk", filter=Q(cant_tell=True)),
             gold=Count("pk", filter=Q(item__is_gold=True)),
-            gold_correct=Count("pk", filter=Q(item__is_gold=True, answer=F("item__true_count"))),
+            gold_correct=Count("pk", filter=Q(item__is_gold=True, answer=F("item__true_count"))), last=Max("pk"),
         ).order_by()
     }
     ranks = {
         row["evaluator_id"]: row
         for row in RankResponse.objects.filter(evaluator__study=study).values("evaluator_id").annotate(
-            n=Count("pk"), seconds=Sum("seconds"), skipped=Count("pk", filter=Q(skipped=True)),
+            n=Count("pk"), seconds=Sum("seconds"), skipped=Count("pk", filter=Q(skipped=True)), last=Max("pk"),
         ).order_by()
     }
     # An evaluator without answers of a kind: the counts are 0; seconds are summed as floats below.
@@ -255,7 +264,15 @@ def study_progress(*, study: Study) -> StudyProgress:
     gold_answered = sum(c["gold"] for c in counts.values())
     protocol = study.parsed_protocol
     overlap = protocol.evaluators.overlap if protocol is not None else None
-    return {
+    # The fingerprint's counts, from the per-evaluator rows (every answer is of its evaluator's study).
+    counted = {ev["pk"] for ev in evaluators if include_simulated or not ev["is_simulated"]}
+    fingerprint = _fingerprint(
+        study, include_simulated,
+        sum(c["n"] for pk, c in counts.items() if pk in counted),
+        max((c["last"] for pk, c in counts.items() if pk in counted), default=None),
+        sum(r["n"] for pk, r in ranks.items() if pk in counted),
+        max((r["last"] for pk, r in ranks.items() if pk in counted), default=None))
+    progress: StudyProgress = {
         "study": study.slug,
         "status": study.status,
         "responses": n_count + n_rank,
@@ -267,9 +284,9 @@ def study_progress(*, study: Study) -> StudyProgress:
             # Opened the invite link; agreed to take part; began the tasks (past the
             # instructions, or with an answer given: simulated raters skip the pages).
             "joined": len(rows),
-            "consented": sum(1 for ev in evaluators if ev["consented_at"]),
+            "consented": sum(1 for ev in evaluators if ev["consented"]),
             "started": sum(1 for ev, row in zip(evaluators, rows, strict=True)
-                           if ev["started_at"] or row["answered"]),
+                           if ev["started"] or row["answered"]),
             "declined": sum(1 for row in rows if row["status"] == "declined"),
             "finished": sum(1 for row in rows if row["status"] == "finished"),
             "abandoned": sum(1 for row in rows if row["status"] == "abandoned"),
@@ -294,6 +311,7 @@ def study_progress(*, study: Study) -> StudyProgress:
         "gold_accuracy": _rate(sum(c["gold_correct"] for c in counts.values()), gold_answered),
         "per_evaluator": rows,
     }
+    return progress, fingerprint
 
 
 # --------------------------------------------------------------------------- results
@@ -310,11 +328,17 @@ def responses_fingerprint(*, study: Study, include_simulated: bool = False) -> t
     only, unless ``include_simulated``)."""
     c = _answers(CountResponse, study, include_simulated).aggregate(n=Count("pk"), last=Max("pk"))
     r = _answers(RankResponse, study, include_simulated).aggregate(n=Count("pk"), last=Max("pk"))
+    return _fingerprint(study, include_simulated, c["n"], c["last"], r["n"], r["last"]), c["n"] + r["n"]
+
+
+def _fingerprint(study: Study, include_simulated: bool, n_count: int, last_count: int | None, n_rank: int,
+                 last_rank: int | None) -> str:
+    """The responses' state as a hash: their numbers and newest ids, per kind of answer."""
     # The schema version too: a result evalstudy would write differently is not the same state.
-    state = f"{study.pk}:{study.protocol_hash}:{c['n']}:{c['last']}:{r['n']}:{r['last']}:{SCHEMA_VERSION}"
+    state = f"{study.pk}:{study.protocol_hash}:{n_count}:{last_count}:{n_rank}:{last_rank}:{SCHEMA_VERSION}"
     if include_simulated:
         state += ":simulated"
-    return hashlib.sha256(state.encode()).hexdigest(), c["n"] + r["n"]
+    return hashlib.sha256(state.encode()).hexdigest()
 
 
 def _readable_results(study: Study) -> QuerySet[StudyResult]:
@@ -504,26 +528,40 @@ RANK_FIELDS = ("item_id", "evaluator__pseudonym", "width", "skipped", "skip_reas
 EXTENDED_FIELDS = ("created_at", "evaluator__external_id", "evaluator__is_simulated")
 
 
+def _keyset_pages(qs: QuerySet, fields: tuple[str, ...], chunk_size: int) -> Iterator[tuple]:
+    """``qs.values_list(*fields)`` in primary-key order, read a page of ``chunk_size`` rows at
+    a time (``pk > last`` ... LIMIT): each page is a short walk of the primary key's index, so
+    the first rows come at once whatever the size of the study. (A server-side cursor outside
+    a transaction is declared WITH HOLD, and PostgreSQL runs such a query to its end before
+    the first row.) Answers stored while the pages are read join the stream if they sort after
+    the last row read: nothing is stored twice or changed, so no row is repeated or lost.
+    The first pages are smaller (FIRST_PAGE, doubling up to ``chunk_size``): a download starts
+    after a few hundred rows, not after thousands."""
+    last, size = None, min(FIRST_PAGE, chunk_size)
+    while True:
+        page = qs.filter(pk__gt=last) if last is not None else qs
+        rows = list(page.order_by("pk").values_list("pk", *fields)[:size])
+        for row in rows:
+            yield row[1:]
+        if len(rows) < size:
+            return
+        last, size = rows[-1][0], min(2 * size, chunk_size)
+
+
 def count_answer_values(*, study: Study, extended: bool = False, include_simulated: bool = False,
                         chunk_size: int = EXPORT_CHUNK_SIZE) -> Iterator[tuple]:
-    """Tuples of COUNT_FIELDS (+ EXTENDED_FIELDS), one per count answer, in answer order, streamed;
-    simulated evaluators' answers only with ``include_simulated``."""
+    """Tuples of COUNT_FIELDS (+ EXTENDED_FIELDS), one per count answer, in answer order, streamed
+    in pages of ``chunk_size``; simulated evaluators' answers only with ``include_simulated``."""
     fields = COUNT_FIELDS + (EXTENDED_FIELDS if extended else ())
-    return (
-        _answers(CountResponse, study, include_simulated).order_by("pk").values_list(*fields)
-        .iterator(chunk_size=chunk_size)
-    )
+    return _keyset_pages(_answers(CountResponse, study, include_simulated), fields, chunk_size)
 
 
 def rank_answer_values(*, study: Study, extended: bool = False, include_simulated: bool = False,
                        chunk_size: int = EXPORT_CHUNK_SIZE) -> Iterator[tuple]:
-    """Tuples of RANK_FIELDS (+ EXTENDED_FIELDS), one per ranking or skip, in answer order, streamed;
-    simulated evaluators' answers only with ``include_simulated``."""
+    """Tuples of RANK_FIELDS (+ EXTENDED_FIELDS), one per ranking or skip, in answer order, streamed
+    in pages of ``chunk_size``; simulated evaluators' answers only with ``include_simulated``."""
     fields = RANK_FIELDS + (EXTENDED_FIELDS if extended else ())
-    return (
-        _answers(RankResponse, study, include_simulated).order_by("pk").values_list(*fields)
-        .iterator(chunk_size=chunk_size)
-    )
+    return _keyset_pages(_answers(RankResponse, study, include_simulated), fields, chunk_size)
 
 
 @dataclass(frozen=True)
@@ -561,7 +599,31 @@ def study_evaluator_summary(*, study: Study) -> dict:
         abandoned=Count("pk", filter=Q(status=EvaluatorStatus.ABANDONED)),
         simulated=Count("pk", filter=Q(is_simulated=True)),
         with_external_id=Count("pk", filter=~Q(external_id="")),
+        finished_pks=Sum("pk", filter=Q(finished_at__isnull=False)),
+        last_finished=Max("finished_at"),
     )
+    # Which evaluators have finished, told apart by their number, the sum of their ids and the
+    # newest finish: a finished evaluator's answers and tasks no longer change (every task is
+    # answered, one answer per task), so their time on task is read once per such state.
+    key = (study.pk, agg["finished"], agg.pop("finished_pks"), agg.pop("last_finished"))
+    with _FINISHED_LOCK:
+        times = _FINISHED_TIMES.get(key)
+    if times is None:
+        times = _finished_time_on_task(study)
+        with _FINISHED_LOCK:
+            _FINISHED_TIMES[key] = times
+            while len(_FINISHED_TIMES) > ANALYSES_KEPT:
+                _FINISHED_TIMES.popitem(last=False)
+    agg.update(times)
+    return agg
+
+
+_FINISHED_TIMES: OrderedDict[tuple, dict] = OrderedDict()
+_FINISHED_LOCK = threading.Lock()
+
+
+def _finished_time_on_task(study: Study) -> dict:
+    """The finished evaluators' minutes on task (median, range) and tasks (median)."""
     per_evaluator: Counter[int] = Counter()
     for model in (CountResponse, RankResponse):
         per_evaluator.update(dict(
@@ -572,13 +634,12 @@ def study_evaluator_summary(*, study: Study) -> dict:
     planned = Entry.objects.filter(evaluator__study=study, evaluator__finished_at__isnull=False).values(
         "evaluator_id").annotate(n=Count("pk")).order_by().values_list("n", flat=True)
     tasks = sorted(planned)
-    agg.update({
+    return {
         "median_minutes_finished": statistics.median(minutes) if minutes else None,
         "min_minutes_finished": minutes[0] if minutes else None,
         "max_minutes_finished": minutes[-1] if minutes else None,
         "median_tasks_per_evaluator": statistics.median(tasks) if tasks else None,
-    })
-    return agg
+    }
 
 
 def auto_counter_by_variant(*, study: Study) -> dict[str, dict]:

@@ -100,35 +100,29 @@ def home(request: HttpRequest) -> HttpResponse:
 @researcher_view
 @require_GET
 def dashboard(request: HttpRequest, study: Study) -> HttpResponse:
-    """Progress (refreshed by dashboard.js from progress.json) and the latest stored results.
+    """Progress (drawn by dashboard.js from progress.json, which it asks for at once and then
+    polls: the page does not compute it too) and the latest stored results.
 
     Viewing never starts an analysis: the results shown are the newest stored ones, marked
     out of date when answers have arrived since; "Update results" computes the current ones.
     """
-    progress = selectors.study_progress(study=study)
     result = selectors.study_result_latest(study=study)
     fingerprint, n_responses = selectors.responses_fingerprint(
         study=study, include_simulated=result is not None and result.includes_simulated)
     details = ReportDetails.objects.filter(study=study).first()
-    analysis = selectors.study_result_analysis(result=result) if result else None
     context = {
         "update": selectors.results_update_latest(study=study),
         "study": study,
-        "progress": progress,
         "result": result,
         "result_current": result is not None and result.fingerprint == fingerprint,
         "n_responses": n_responses,
-        "analysis": analysis,
-        "sections": (reports.result_sections(result=analysis, auto=selectors.auto_counter_by_variant(study=study))
-                     if analysis else []),
-        "exclusions": reports.exclusion_rows(analysis) if analysis else [],
-        "reliability": reports.evaluator_reliability_table(analysis) if analysis else None,
-        "figures": selectors.result_figure_names(result=result) if result else [],
+        "analysis_part": reports.dashboard_analysis_part(study=study, result=result) if result else "",
         "protocol_rows": reports.protocol_rows(study.parsed_protocol),
+        "planned_overlap": study.parsed_protocol.evaluators.overlap if study.parsed_protocol else None,
         "details_form": ReportDetailsForm(instance=details, initial=reports.details_from_consent(
             study.parsed_protocol) if details is None else None),
         "export_formats": _export_links(study),
-        "n_simulated": progress["evaluators"]["simulated"],
+        "n_simulated": study.evaluators.filter(is_simulated=True).count(),
     }
     return render(request, "research/dashboard.html", context)
 
@@ -151,10 +145,10 @@ def _export_links(study: Study) -> list[tuple[str, str, str]]:
 @require_GET
 def progress_json(request: HttpRequest, study: Study) -> JsonResponse:
     latest = selectors.study_result_latest(study=study)
-    fingerprint, _ = selectors.responses_fingerprint(
+    progress, fingerprint = selectors.study_progress_and_fingerprint(
         study=study, include_simulated=latest is not None and latest.includes_simulated)
     data: selectors.ProgressJSON = {
-        **selectors.study_progress(study=study),
+        **progress,
         "results": {
             "id": latest.pk if latest else None,
             "n_responses": latest.n_responses if latest else None,

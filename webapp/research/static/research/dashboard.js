@@ -97,8 +97,8 @@
       .catch(function () { failures += 1; schedule(Math.min(60000, interval * Math.pow(2, failures))); });
   }
 
-  var initial = document.getElementById("progress-initial");
-  if (initial) render(JSON.parse(initial.textContent));
+  // The page itself carries no progress (computing it twice per visit cost more than the
+  // page): the first poll goes out at once.
   document.addEventListener("visibilitychange", function () { if (!document.hidden) schedule(0); });
-  schedule(interval);
+  schedule(0);
 })();
