@@ -16,7 +16,10 @@ The rate limits are on, as in production behind a proxy: each evaluator comes fr
 address of its own (sent as X-Forwarded-For, FUSION_CLIENT_IP_HEADER), and with
 ``--cache-url`` the counters live in Redis as the README's production set-up has them.
 The server (gunicorn) and this load generator are pinned to different cores with taskset
-(``--server-cpus``, ``--client-cpus``); PostgreSQL and Redis are not pinned. The table, the
+(``--server-cpus``, ``--client-cpus``). PostgreSQL and Redis are not pinned unless
+``--services-cpus`` says where (e.g. the generator's core: gunicorn then has its core to
+itself, as a web node whose database and Redis are other hosts; their processes' affinities
+are put back afterwards, and setting them needs the right to, e.g. root). The table, the
 command, the cores and the load average before and after go to
 bench/results/load_evaluators-<date>.txt.
 
@@ -87,6 +90,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="taskset -c list for gunicorn (default: every core but the last; empty: not pinned)")
     p.add_argument("--client-cpus", default=str(cpus[-1]) if len(cpus) > 1 else "",
                    help="cores this load generator runs on (default: the last; empty: not pinned)")
+    p.add_argument("--services-cpus", default="",
+                   help="cores for PostgreSQL's and Redis's processes during the run (default: not pinned)")
     p.add_argument("--no-save", action="store_true", help="do not write bench/results/")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     return p.parse_args(argv)
@@ -320,6 +325,7 @@ def run(args: argparse.Namespace, db_url: str) -> dict:
          "--keep-alive", str(args.keep_alive), "--log-level", "warning"],
         cwd=ROOT, env=env,
     )
+    services_before = pin_services({int(c) for c in args.services_cpus.split(",")}) if args.services_cpus else {}
     client_before = os.sched_getaffinity(0)
     if args.client_cpus:  # after the server started, so that it does not inherit this
         os.sched_setaffinity(0, {int(c) for c in args.client_cpus.split(",")})
@@ -346,6 +352,7 @@ def run(args: argparse.Namespace, db_url: str) -> dict:
         server.terminate()
         server.wait(timeout=30)
         os.sched_setaffinity(0, client_before)
+        unpin_services(services_before)
     counts = db_counts(env)
     accepted_total = sum(rec.accepted.values())
     stored_total = counts["count"] + counts["rank"]
@@ -377,8 +384,55 @@ def run(args: argparse.Namespace, db_url: str) -> dict:
         "lost": accepted_total - stored_total, "mismatched_evaluators": len(mismatched), "endpoints": rows,
         "error_kinds": dict(rec.error_kinds), "target_p95_ms": args.target_p95_ms,
         "cores": {"server": args.server_cpus or "not pinned", "client": args.client_cpus or "not pinned",
-                  "machine": os.cpu_count()},
+                  "services": args.services_cpus or "not pinned", "machine": os.cpu_count()},
     }
+
+
+SERVICE_PROCESSES = ("postgres", "redis-server")  # names as ps shows them; a PostgreSQL backend is forked
+# from the postmaster and inherits its affinity, so the connections gunicorn opens later land there too
+
+
+def _threads(pid: int) -> list[int]:
+    try:
+        return [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+    except FileNotFoundError:  # it ended meanwhile
+        return []
+
+
+def pin_services(cpus: set[int]) -> dict[int, set[int]]:
+    """Put every thread of PostgreSQL's and Redis's processes on ``cpus``; their affinities before."""
+    import psutil
+
+    before: dict[int, set[int]] = {}
+    for proc in psutil.process_iter(["name"]):
+        if proc.info["name"] not in SERVICE_PROCESSES:
+            continue
+        for tid in _threads(proc.pid):
+            try:
+                before[tid] = os.sched_getaffinity(tid)
+                os.sched_setaffinity(tid, cpus)
+            except ProcessLookupError:
+                continue
+            except PermissionError as exc:
+                unpin_services(before)
+                raise SystemExit(f"--services-cpus: no right to move {proc.info['name']}'s threads "
+                                 "(run as their owner or root, or leave the option out)") from exc
+    if not before:
+        raise SystemExit("--services-cpus: no PostgreSQL or Redis process found on this machine")
+    return before
+
+
+def unpin_services(before: dict[int, set[int]]) -> None:
+    for tid, cpus in before.items():
+        try:
+            os.sched_setaffinity(tid, cpus)
+        except (ProcessLookupError, PermissionError):
+            continue
+
+
+def _services_where(cores: dict) -> str:
+    where = cores.get("services", "not pinned")
+    return "not pinned" if where == "not pinned" else f"on {where}"
 
 
 def machine() -> str:
@@ -398,7 +452,7 @@ def table(r: dict) -> str:
         f"(arriving over {r['ramp_s']:.0f} s, think time {r['think_s']:.1f} s mean), "
         f"gunicorn {r['gunicorn']}, PostgreSQL, rate limits {r['rate_limits']}; wall {r['wall_s']:.1f} s",
         f"# cores (taskset): gunicorn on {cores['server']}, this load generator on {cores['client']}, "
-        f"PostgreSQL and Redis not pinned ({cores['machine']} cores in all)",
+        f"PostgreSQL and Redis {_services_where(cores)} ({cores['machine']} cores in all)",
         f"{'endpoint':<14}{'requests':>9}{'errors':>8}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'max ms':>9}"
         f"{'srv p50':>9}{'srv p95':>9}{'cpu p50':>9}{'queries':>8}",
     ]
