@@ -1,4 +1,4 @@
-"""progress.json sends exactly the typed document (selectors.ProgressJSON) that dashboard.js reads."""
+"""progress.json sends exactly the typed document (progress.ProgressJSON) that dashboard.js reads."""
 import random
 import re
 from pathlib import Path
@@ -8,12 +8,12 @@ from django.test import Client
 
 from tests.typed_json import assert_reads_typed, assert_typed
 from tests.webapp.research_support import answer_tasks, researcher_of
-from webapp.research import selectors
+from webapp.research import progress
 from webapp.studies import flow as study_flow
 
 pytestmark = pytest.mark.django_db
 
-DASHBOARD_JS = Path(selectors.__file__).parent / "static" / "research" / "dashboard.js"
+DASHBOARD_JS = Path(progress.__file__).parent / "static" / "research" / "dashboard.js"
 
 
 def test_progress_json_is_the_typed_document(study):
@@ -21,11 +21,11 @@ def test_progress_json_is_the_typed_document(study):
     client.force_login(researcher_of(study))
     answer_tasks(study_flow.evaluator_join(study=study, external_id="w1"), rng=random.Random(1), limit=3)
     doc = client.get(f"/research/{study.slug}/progress.json").json()
-    assert_typed(doc, selectors.ProgressJSON, "progress")
+    assert_typed(doc, progress.ProgressJSON, "progress")
     for row in doc["per_evaluator"]:
-        assert_typed(row, selectors.EvaluatorProgress, "per_evaluator")
+        assert_typed(row, progress.EvaluatorProgress, "per_evaluator")
     for task, coverage in doc["items"]["by_task"].items():
-        assert_typed(coverage, selectors.TaskCoverage, f"items.by_task.{task}")
+        assert_typed(coverage, progress.TaskCoverage, f"items.by_task.{task}")
 
 
 def test_every_field_dashboard_js_reads_from_the_document_is_in_the_type():
@@ -35,7 +35,7 @@ def test_every_field_dashboard_js_reads_from_the_document_is_in_the_type():
     reads = [tuple(m.split(".")[1:]) for m in re.findall(r"\bp(?:\.[a-z_]+)+", script)]
     reads += [("items", "by_task", *m.split(".")[1:]) for m in re.findall(r"\bt(?:\.[a-z_]+)+", script)]
     assert len(reads) > 10, "dashboard.js no longer reads the document as p.<key>: update this test"
-    assert_reads_typed(reads, selectors.ProgressJSON)
+    assert_reads_typed(reads, progress.ProgressJSON)
 
 
 def test_planned_tasks_per_evaluator_and_answers_per_item_are_counted_per_evaluator(study):

@@ -30,7 +30,7 @@ from webapp.studies import selectors as study_selectors
 from webapp.studies.models import Study
 from webapp.studies.selectors import session_evaluator_ids
 
-from . import exports, reports, selectors, services
+from . import exports, progress, reports, selectors, services
 from .forms import ReportDetailsForm
 from .models import ReportDetails, ResultsUpdate, StudyResult
 
@@ -145,10 +145,10 @@ def _export_links(study: Study) -> list[tuple[str, str, str]]:
 @require_GET
 def progress_json(request: HttpRequest, study: Study) -> JsonResponse:
     latest = selectors.study_result_latest(study=study)
-    progress, fingerprint = selectors.study_progress_and_fingerprint(
+    now, fingerprint = progress.study_progress_and_fingerprint(
         study=study, include_simulated=latest is not None and latest.includes_simulated)
-    data: selectors.ProgressJSON = {
-        **progress,
+    data: progress.ProgressJSON = {
+        **now,
         "results": {
             "id": latest.pk if latest else None,
             "n_responses": latest.n_responses if latest else None,

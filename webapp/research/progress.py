@@ -1,0 +1,260 @@
+"""A study's live progress for researchers (progress.json, the dashboard, the run page):
+evaluators, coverage, time, skips, gold, computed with aggregate queries (no response is
+loaded into memory), typed as the JSON that dashboard.js reads (``ProgressJSON``)."""
+from __future__ import annotations
+
+import statistics
+from collections import Counter
+from typing import TypedDict
+
+from django.db.models import BooleanField, Count, ExpressionWrapper, F, Max, Q, Sum
+
+from webapp.studies.models import CountResponse, Entry, Evaluator, Item, RankResponse, Slot, Study
+from webapp.studies.selectors import evaluators_with_status
+
+from .selectors import _fingerprint
+
+
+def _planned_overlap(study: Study) -> tuple[dict[int, int], int]:
+    """Per planned item (not repeats), how many slots hold it; and the planned answers in all."""
+    per_item: Counter[int] = Counter()
+    total = 0
+    for items in Slot.objects.filter(study=study).order_by().values_list("items", flat=True):
+        per_item.update(items)
+        total += len(items)
+    return dict(per_item), total
+
+
+def _rate(num: float, den: float) -> float | None:
+    return None if den == 0 else num / den
+
+
+class EvaluatorProgress(TypedDict):
+    """One evaluator's line of ``study_progress``: times in seconds, rates in [0, 1] (None
+    where nothing was answered to divide by), datetimes as ISO 8601 strings."""
+    pseudonym: str
+    simulated: bool
+    joined_at: str
+    finished_at: str | None
+    status: str  # an EvaluatorStatus value: "finished", "declined", "abandoned", "active" or "consenting"
+    answered: int
+    planned: int
+    seconds: float
+    mean_seconds: float | None
+    ranking_skip_rate: float | None
+    task_skip_rate: float | None
+    cant_tell_rate: float | None
+    gold_answered: int
+    gold_accuracy: float | None
+
+
+class EvaluatorCounts(TypedDict):
+    """How many evaluators have reached each step (``study_progress["evaluators"]``)."""
+    slots: int
+    joined: int  # opened the invite link
+    consented: int
+    started: int  # past the instructions, or with an answer given (simulated raters skip the pages)
+    declined: int
+    finished: int
+    abandoned: int
+    simulated: int
+
+
+class TaskCoverage(TypedDict):
+    """One kind of task's planned items and how far their planned answers are given."""
+    items: int
+    covered: int  # items with every planned answer
+    answers: int  # answers given, at most the planned number per item
+    planned_answers: int
+
+
+class ItemsProgress(TypedDict):
+    planned_overlap: int | None  # the protocol's evaluators per item (None without one)
+    planned: int
+    started: int  # items with at least one answer
+    covered: int
+    by_task: dict[str, TaskCoverage]  # "count", "rank"
+
+
+class TimeProgress(TypedDict):
+    seconds_total: float
+    mean_seconds_per_answer: float | None
+    median_seconds_per_finished_evaluator: float | None
+
+
+class StudyProgress(TypedDict):
+    """``study_progress``: what the dashboard shows and dashboard.js reads from progress.json
+    (webapp/research/static/research/dashboard.js). Rates are in [0, 1], None where there
+    is nothing to divide by; times in seconds."""
+    study: str
+    status: str
+    responses: int
+    count_responses: int
+    rank_responses: int
+    answers_planned: int
+    evaluators: EvaluatorCounts
+    items: ItemsProgress
+    time: TimeProgress
+    ranking_skip_rate: float | None
+    task_skip_rate: float | None
+    cant_tell_rate: float | None
+    gold_accuracy: float | None
+    per_evaluator: list[EvaluatorProgress]
+
+
+class ResultsStatus(TypedDict):
+    """progress.json's ``results``: the newest stored result and whether it is current."""
+    id: int | None
+    n_responses: int | None
+    current: bool
+    update: dict | None  # results_update_status
+
+
+class ProgressJSON(StudyProgress):
+    """The document progress.json sends: ``study_progress`` and the results' status."""
+    results: ResultsStatus
+
+
+def study_progress(*, study: Study) -> StudyProgress:
+    """Live progress of a study as JSON-ready data: evaluators, coverage, time, skips, gold.
+
+    Per evaluator: answers given and planned, seconds on task (sum and mean per answer),
+    the ranking and task skip rates, the count "can't tell" rate and the accuracy on gold items.
+    """
+    return study_progress_and_fingerprint(study=study)[0]
+
+
+def study_progress_and_fingerprint(*, study: Study, include_simulated: bool = False) -> tuple[StudyProgress, str]:
+    """``study_progress`` and ``responses_fingerprint(include_simulated=...)[0]``, the latter
+    from the same per-evaluator counts (no second pass over the answers)."""
+    # Consent and start are read as yes/no (the database says; no datetime to parse per evaluator).
+    evaluators = list(
+        evaluators_with_status(Evaluator.objects.filter(study=study))
+        .annotate(consented=ExpressionWrapper(Q(consented_at__isnull=False), output_field=BooleanField()),
+                  started=ExpressionWrapper(Q(started_at__isnull=False), output_field=BooleanField()))
+        .order_by("joined_at", "pk")
+        .values("pk", "pseudonym", "is_simulated", "joined_at", "consented", "started", "finished_at", "status")
+    )
+    # Tasks planned per evaluator, counted apart: one GROUP BY over the entries, where the
+    # evaluators' query annotated with it grouped every evaluator column (several times slower
+    # at 100,000 entries).
+    planned_of = dict(Entry.objects.filter(evaluator__study=study).values("evaluator_id")
+                      .annotate(n=Count("pk")).order_by().values_list("evaluator_id", "n"))
+    counts = {
+        row["evaluator_id"]: row
+        for row in CountResponse.objects.filter(evaluator__study=study).values("evaluator_id").annotate(
+            n=Count("pk"), seconds=Sum("seconds"), cant_tell=Count("pk", filter=Q(cant_tell=True)),
+            gold=Count("pk", filter=Q(item__is_gold=True)),
+            gold_correct=Count("pk", filter=Q(item__is_gold=True, answer=F("item__true_count"))), last=Max("pk"),
+        ).order_by()
+    }
+    ranks = {
+        row["evaluator_id"]: row
+        for row in RankResponse.objects.filter(evaluator__study=study).values("evaluator_id").annotate(
+            n=Count("pk"), seconds=Sum("seconds"), skipped=Count("pk", filter=Q(skipped=True)), last=Max("pk"),
+        ).order_by()
+    }
+    # An evaluator without answers of a kind: the counts are 0; seconds are summed as floats below.
+    empty_c: dict[str, int] = {"n": 0, "seconds": 0, "cant_tell": 0, "gold": 0, "gold_correct": 0}
+    empty_r: dict[str, int] = {"n": 0, "seconds": 0, "skipped": 0}
+    rows: list[EvaluatorProgress] = []
+    for ev in evaluators:
+        c, r = counts.get(ev["pk"], empty_c), ranks.get(ev["pk"], empty_r)
+        answered = c["n"] + r["n"]
+        seconds = (c["seconds"] or 0.0) + (r["seconds"] or 0.0)
+        rows.append({
+            "pseudonym": ev["pseudonym"],
+            "simulated": ev["is_simulated"],
+            "joined_at": ev["joined_at"].isoformat(),
+            "finished_at": ev["finished_at"].isoformat() if ev["finished_at"] else None,
+            "status": ev["status"],
+            "answered": answered,
+            "planned": planned_of.get(ev["pk"], 0),
+            "seconds": seconds,
+            "mean_seconds": _rate(seconds, answered),
+            # Two rates, two names: skipped rankings of the rankings given, and skipped tasks of
+            # all tasks given (a count is never skipped), which the exclusion rule reads.
+            "ranking_skip_rate": _rate(r["skipped"], r["n"]),
+            "task_skip_rate": _rate(r["skipped"], r["n"] + c["n"]),
+            "cant_tell_rate": _rate(c["cant_tell"], c["n"]),
+            "gold_answered": c["gold"],
+            "gold_accuracy": _rate(c["gold_correct"], c["gold"]),
+        })
+
+    planned, planned_answers = _planned_overlap(study)
+    originals = dict(Item.objects.filter(study=study, repeat_of__isnull=True).values_list("pk", "task"))
+    answered_by_item: Counter[int] = Counter()
+    for model in (CountResponse, RankResponse):
+        answered_by_item.update(dict(
+            # Evaluators per item: an evaluator has one entry per item (entry_unique_item) and one
+            # answer per entry, so the answers are counted without DISTINCT (no sort of 100,000 rows).
+            model.objects.filter(item__study=study, item__repeat_of__isnull=True).values("item_id")
+            .annotate(n=Count("pk")).order_by().values_list("item_id", "n")
+        ))
+    in_plan = [pk for pk in originals if planned.get(pk, 0) > 0]
+    covered = sum(1 for pk in in_plan if answered_by_item[pk] >= planned[pk])
+    started = sum(1 for pk in in_plan if answered_by_item[pk] > 0)
+    by_task: dict[str, TaskCoverage] = {}
+    for task in (Item.Task.COUNT, Item.Task.RANK):
+        pks = [pk for pk in in_plan if originals[pk] == task]
+        by_task[task.value] = {
+            "items": len(pks),
+            "covered": sum(1 for pk in pks if answered_by_item[pk] >= planned[pk]),
+            "answers": sum(min(answered_by_item[pk], planned[pk]) for pk in pks),
+            "planned_answers": sum(planned[pk] for pk in pks),
+        }
+
+    n_count = sum(c["n"] for c in counts.values())
+    n_rank = sum(r["n"] for r in ranks.values())
+    finished_seconds = [row["seconds"] for row in rows if row["status"] == "finished"]
+    gold_answered = sum(c["gold"] for c in counts.values())
+    protocol = study.parsed_protocol
+    overlap = protocol.evaluators.overlap if protocol is not None else None
+    # The fingerprint's counts, from the per-evaluator rows (every answer is of its evaluator's study).
+    counted = {ev["pk"] for ev in evaluators if include_simulated or not ev["is_simulated"]}
+    fingerprint = _fingerprint(
+        study, include_simulated,
+        sum(c["n"] for pk, c in counts.items() if pk in counted),
+        max((c["last"] for pk, c in counts.items() if pk in counted), default=None),
+        sum(r["n"] for pk, r in ranks.items() if pk in counted),
+        max((r["last"] for pk, r in ranks.items() if pk in counted), default=None))
+    progress: StudyProgress = {
+        "study": study.slug,
+        "status": study.status,
+        "responses": n_count + n_rank,
+        "count_responses": n_count,
+        "rank_responses": n_rank,
+        "answers_planned": planned_answers,
+        "evaluators": {
+            "slots": Slot.objects.filter(study=study).count(),
+            # Opened the invite link; agreed to take part; began the tasks (past the
+            # instructions, or with an answer given: simulated raters skip the pages).
+            "joined": len(rows),
+            "consented": sum(1 for ev in evaluators if ev["consented"]),
+            "started": sum(1 for ev, row in zip(evaluators, rows, strict=True)
+                           if ev["started"] or row["answered"]),
+            "declined": sum(1 for row in rows if row["status"] == "declined"),
+            "finished": sum(1 for row in rows if row["status"] == "finished"),
+            "abandoned": sum(1 for row in rows if row["status"] == "abandoned"),
+            "simulated": sum(1 for row in rows if row["simulated"]),
+        },
+        "items": {
+            "planned_overlap": overlap,
+            "planned": len(in_plan),
+            "started": started,
+            "covered": covered,
+            "by_task": by_task,
+        },
+        "time": {
+            "seconds_total": sum(row["seconds"] for row in rows),
+            "mean_seconds_per_answer": _rate(sum(row["seconds"] for row in rows), n_count + n_rank),
+            "median_seconds_per_finished_evaluator": (statistics.median(finished_seconds)
+                                                      if finished_seconds else None),
+        },
+        "ranking_skip_rate": _rate(sum(r["skipped"] for r in ranks.values()), n_rank),
+        "task_skip_rate": _rate(sum(r["skipped"] for r in ranks.values()), n_rank + n_count),
+        "cant_tell_rate": _rate(sum(c["cant_tell"] for c in counts.values()), n_count),
+        "gold_accuracy": _rate(sum(c["gold_correct"] for c in counts.values()), gold_answered),
+        "per_evaluator": rows,
+    }
+    return progress, fingerprint
