@@ -2,7 +2,7 @@
 the ``studies`` namespace from webapp.research.run_urls; see webapp/urls.py)."""
 from django.urls import path
 
-from . import views
+from . import task_views, views
 
 app_name = "studies"
 
@@ -13,9 +13,9 @@ urlpatterns = [
     path("e/<slug:slug>/instructions/", views.instructions, name="instructions"),
     path("e/<slug:slug>/practice/", views.practice, name="practice"),
     path("e/<slug:slug>/practice/<str:name>.png", views.practice_image, name="practice_image"),
-    path("e/<slug:slug>/task/", views.task, name="task"),
-    path("e/<slug:slug>/undo/", views.undo, name="undo"),
-    path("e/<slug:slug>/state/", views.state, name="state"),
-    path("e/<slug:slug>/done/", views.done, name="done"),
-    path("i/<str:public_id>", views.image, name="image"),
+    path("e/<slug:slug>/task/", task_views.task, name="task"),
+    path("e/<slug:slug>/undo/", task_views.undo, name="undo"),
+    path("e/<slug:slug>/state/", task_views.state, name="state"),
+    path("e/<slug:slug>/done/", task_views.done, name="done"),
+    path("i/<str:public_id>", task_views.image, name="image"),
 ]

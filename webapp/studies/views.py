@@ -1,4 +1,5 @@
-"""The evaluator's way through a study: invite link, consent, instructions, tasks, completion.
+"""The evaluator's way into a study: invite link, consent, instructions, practice (the tasks,
+the completion page and the images are in ``task_views.py``, which uses the decorator here).
 
 Views are thin: forms check shape, services check ownership and state and write. Nothing an
 evaluator receives (URL, HTML, JSON, header, image) names a variant or checkpoint.
@@ -8,11 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import wraps
-from pathlib import Path
 
 from django.conf import settings
 from django.core import signing
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
@@ -23,8 +23,7 @@ from django_ratelimit.decorators import ratelimit
 from django_ratelimit.exceptions import Ratelimited
 
 from . import flow, recruitment, selectors, sqlreads
-from .forms import CountAnswerForm, RankAnswerForm
-from .models import CountResponse, Entry, Evaluator, Image, Item, RankResponse, Study
+from .models import Evaluator, Study
 from .participant_forms import ParticipantIdForm, PracticeAnswerForm
 from .practice import COUNT_NAME as PRACTICE_COUNT
 from .practice import EXAMPLE_PREFIX as PRACTICE_EXAMPLE
@@ -128,6 +127,36 @@ def _next_page(study: Study, evaluator: Evaluator) -> HttpResponse:
     if evaluator.consented_at is None:
         return redirect("studies:consent", slug=study.slug)
     return redirect("studies:task" if evaluator.started_at else "studies:instructions", slug=study.slug)
+
+
+# --------------------------------------------------------------------------- completion
+
+
+RETURN_AFTER_SECONDS = 5
+
+
+def _done_page(request: HttpRequest, study: Study, evaluator: Evaluator, *, again: bool = False) -> HttpResponse:
+    """The completion page: the code, and for a participant who came from a panel (an
+    external id) the way back to it, taken automatically after RETURN_AFTER_SECONDS.
+    Someone who came without a panel id has no panel account to go back to: the code
+    only. ``again``: they finished before and came back (another browser, say)."""
+    rec = recruitment.recruitment_of(study)
+    link = recruitment.return_link(study, "completion")
+    from_panel = bool(evaluator.external_id)
+    return render(
+        request,
+        "studies/done.html",
+        {
+            "study": study,
+            "progress": selectors.evaluator_progress(evaluator=evaluator),
+            "again": again,
+            "code": link.code if link else None,
+            "return_url": link.href() if link and link.url and from_panel else None,
+            "return_after": RETURN_AFTER_SECONDS,
+            "panel": recruitment.panel_name(rec),
+        },
+    )
+
 
 
 # --------------------------------------------------------------------------- joining
@@ -342,245 +371,5 @@ def practice_image(request: HttpRequest, study: Study, evaluator: Evaluator, nam
         raise Http404("No such picture.")
     scene, seed = scenes[name]
     response = HttpResponse(practice_png(study=study, scene=scene, seed=seed), content_type="image/png")
-    response["Cache-Control"] = "private, max-age=3600"
-    return response
-
-
-# --------------------------------------------------------------------------- tasks
-
-
-def _task_context(entry: Entry, *, study: Study, ranks: list[int | None] | None = None) -> dict:
-    """What a task page shows; ``ranks`` (screen order) pre-fills a ranking, e.g. the
-    partial one sent back with an error."""
-    images = selectors.entry_images(entry=entry)
-    item = entry.item
-    urls = [reverse("studies:image", args=[img.public_id]) for img in images]
-    ranks = ranks or [None] * len(urls)
-    ranking = selectors.study_ranking(study=study, entry=entry) if item.task == Item.Task.RANK else None
-    return {
-        "tiles": [{"url": url, "rank": rank} for url, rank in zip(urls, ranks, strict=True)],
-        "rank_choices": list(range(1, len(urls) + 1)),
-        "ranking": ranking,
-        "entry": entry,
-        "kind": item.task,
-        "token": flow.entry_token_make(entry=entry),
-        "image_urls": urls,
-        "display": selectors.image_display(
-            width=images[0].width, height=images[0].height, box=COUNT_BOX if item.task == Item.Task.COUNT else TILE_BOX
-        ),
-        "question": item.prompt.question if item.task == Item.Task.COUNT else "",
-        "caption": item.prompt.text if item.task == Item.Task.RANK else "",
-    }
-
-
-def _task_json(entry: Entry | None, progress: selectors.Progress, done_url: str, study: Study) -> dict:
-    if entry is None:
-        return {"done": True, "progress": {"answered": progress.answered, "total": progress.total}, "next": done_url}
-    flow.entry_mark_shown(entry=entry)
-    ctx = _task_context(entry, study=study)
-    return {
-        "done": False,
-        "progress": {"answered": progress.answered, "total": progress.total},
-        "task": {
-            "kind": ctx["kind"],
-            "question": ctx["question"],
-            "caption": ctx["caption"],
-            "images": ctx["image_urls"],
-            "allow_ties": bool(ctx["ranking"] and ctx["ranking"].allow_ties),
-            "token": ctx["token"],
-            "number": entry.index + 1,
-        },
-    }
-
-
-@evaluator_view(methods=("GET", "HEAD", "POST"), consent_required=True, answers=True)
-def task(request: HttpRequest, study: Study, evaluator: Evaluator) -> HttpResponse:
-    slug = study.slug
-    if evaluator.started_at is None:  # the instructions (and practice) come first
-        return redirect("studies:instructions", slug=slug)
-    error = None
-    status = 200
-    if request.method == "POST":
-        error, status, answered = _submit(request, study, evaluator)
-        if answered is not None:
-            if _wants_json(request):
-                done_url = reverse("studies:done", args=[slug])
-                return JsonResponse(
-                    {"ok": True, **_task_json(answered.next_entry, answered.progress, done_url, study)})
-            return redirect("studies:task", slug=slug)
-        if _wants_json(request):
-            return JsonResponse({"ok": False, "error": error}, status=status)
-    entry, progress = selectors.evaluator_next_and_progress(evaluator=evaluator)
-    if entry is None:
-        return redirect("studies:done", slug=slug)
-    if study.accepts_answers:
-        flow.entry_mark_shown(entry=entry)
-    prefill = _prefill(request, entry, posted=error is not None)
-    context = {
-        "study": study,
-        "progress": progress,
-        "error": error,
-        "study_open": study.accepts_answers,
-        **prefill,
-        **_task_context(entry, study=study, ranks=prefill.get("ranks")),
-    }
-    if not study.accepts_answers and error is None:
-        context["error"] = {"code": "study_closed", "message": "This study is closed; no more answers are accepted."}
-    if entry.item.task == Item.Task.COUNT:
-        template = "studies/count.html"
-    else:
-        template = "studies/pairwise.html" if context["ranking"].is_pairwise else "studies/rank.html"
-    return render(request, template, context, status=status)
-
-
-UNDONE_KEY = "fusion_undone"  # session: the answer an undo just removed, to show it again
-
-
-def _prefill(request: HttpRequest, entry: Entry, *, posted: bool) -> dict:
-    """What the task form starts with: the answer just sent back with an error (a partial
-    ranking is kept), or the answer an undo removed, with a note saying so."""
-    undone = request.session.pop(UNDONE_KEY, None)
-    if posted:
-        # A count task has one image and no ranks to keep.
-        is_rank = entry.item.task == Item.Task.RANK
-        ranks = [_int_or_none(request.POST.get(f"rank_{i}")) for i in range(len(entry.positions))] if is_rank else None
-        return {"ranks": ranks, "answer_value": request.POST.get("answer", "")[:4]}
-    if not undone or undone.get("entry") != entry.pk:
-        return {}
-    return {
-        "ranks": undone.get("ranks"),
-        "answer_value": undone.get("answer") or "",
-        "notice": f"Undone: your answer to task {entry.index + 1} ({undone['text']}). Answer it again.",
-    }
-
-
-def _int_or_none(raw: str | None) -> int | None:
-    # ASCII only: "²".isdigit() is true, but int("²") raises.
-    return int(raw) if raw and raw.isascii() and raw.isdigit() and len(raw) < 3 else None
-
-
-def _submit(request: HttpRequest, study: Study, evaluator: Evaluator) -> tuple[dict | None, int, flow.Answered | None]:
-    """Validate and store a POSTed answer; return (error, http status, the stored answer with the next task)."""
-    kind = request.POST.get("kind")
-    form: CountAnswerForm | RankAnswerForm
-    if kind == "count":
-        form = CountAnswerForm(request.POST)
-    elif kind == "rank":
-        form = RankAnswerForm(request.POST)
-    else:
-        return {"code": "invalid", "message": "Unknown kind of answer."}, 400, None
-    if not form.is_valid():
-        errors = form.errors.as_data()
-        first = next(iter(errors.values()))[0]
-        return {"code": first.code or "invalid", "message": " ".join(first.messages)}, 400, None
-    data = form.cleaned_data
-    try:
-        if kind == "count":
-            answered = flow.count_response_submit(
-                evaluator=evaluator, token=data["token"], answer=data["answer"], cant_tell=bool(data["cant_tell"])
-            )
-        else:
-            answered = flow.rank_response_submit(
-                evaluator=evaluator, token=data["token"], ranks=data["ranks"],
-                skip_reason=data.get("skip_reason") or "", all_equal=bool(data.get("all_equal")),
-            )
-    except flow.SubmissionError as exc:
-        return {"code": exc.code, "message": exc.message}, exc.status, None
-    return None, 200, answered
-
-
-@evaluator_view(methods=("POST",), answers=True)
-def undo(request: HttpRequest, study: Study, evaluator: Evaluator) -> HttpResponse:
-    slug = study.slug
-    last = selectors.evaluator_last_response(evaluator=evaluator)
-    try:
-        undone = flow.response_undo_last(evaluator=evaluator)
-        if undone is not None and last is not None:
-            request.session[UNDONE_KEY] = {
-                "entry": undone.pk,
-                "text": selectors.describe_answer(last),
-                "answer": str(last.answer) if isinstance(last, CountResponse) and not last.cant_tell else "",
-                "ranks": last.ranks if isinstance(last, RankResponse) and not last.skipped else None,
-            }
-    except flow.SubmissionError as exc:
-        if _wants_json(request):
-            return JsonResponse({"ok": False, "error": {"code": exc.code, "message": exc.message}}, status=exc.status)
-    if _wants_json(request):
-        nxt, progress = selectors.evaluator_next_and_progress(evaluator=evaluator)
-        return JsonResponse({"ok": True, **_task_json(nxt, progress, reverse("studies:done", args=[slug]), study)})
-    return redirect("studies:task", slug=slug)
-
-
-@evaluator_view()
-def state(request: HttpRequest, study: Study, evaluator: Evaluator) -> JsonResponse:
-    """The evaluator's progress and current task, as JSON."""
-    slug = study.slug
-    if evaluator.started_at is None:
-        progress = selectors.evaluator_progress(evaluator=evaluator)
-        return JsonResponse(
-            {"done": False, "progress": {"answered": progress.answered, "total": progress.total},
-             "next": reverse("studies:instructions", args=[slug])}
-        )
-    nxt, progress = selectors.evaluator_next_and_progress(evaluator=evaluator)
-    return JsonResponse(_task_json(nxt, progress, reverse("studies:done", args=[slug]), study))
-
-
-# Seconds the completion page waits before it takes a panel participant back to the panel.
-RETURN_AFTER_SECONDS = 5
-
-
-def _done_page(request: HttpRequest, study: Study, evaluator: Evaluator, *, again: bool = False) -> HttpResponse:
-    """The completion page: the code, and for a participant who came from a panel (an
-    external id) the way back to it, taken automatically after RETURN_AFTER_SECONDS.
-    Someone who came without a panel id has no panel account to go back to: the code
-    only. ``again``: they finished before and came back (another browser, say)."""
-    rec = recruitment.recruitment_of(study)
-    link = recruitment.return_link(study, "completion")
-    from_panel = bool(evaluator.external_id)
-    return render(
-        request,
-        "studies/done.html",
-        {
-            "study": study,
-            "progress": selectors.evaluator_progress(evaluator=evaluator),
-            "again": again,
-            "code": link.code if link else None,
-            "return_url": link.href() if link and link.url and from_panel else None,
-            "return_after": RETURN_AFTER_SECONDS,
-            "panel": recruitment.panel_name(rec),
-        },
-    )
-
-
-@evaluator_view()
-def done(request: HttpRequest, study: Study, evaluator: Evaluator) -> HttpResponse:
-    if evaluator.finished_at is None and selectors.evaluator_next_entry(evaluator=evaluator) is not None:
-        return redirect("studies:task", slug=study.slug)
-    return _done_page(request, study, evaluator)
-
-
-# --------------------------------------------------------------------------- images
-
-
-@require_http_methods(list(READ_METHODS))
-def image(request: HttpRequest, public_id: str) -> HttpResponse:
-    """An image under its opaque id, to its evaluators, the study's researchers and admins.
-
-    The bytes are served as written (a PNG without text chunks); the headers name nothing.
-    """
-    img = Image.objects.select_related("study").filter(public_id=public_id).first()
-    if img is None:
-        raise Http404("No such image.")
-    allowed = selectors.user_may_see_study(user=request.user, study=img.study) or selectors.evaluator_may_see_image(
-        evaluator_ids=selectors.session_evaluator_ids(session=request.session), image=img
-    )
-    if not allowed:
-        raise Http404("No such image.")
-    path = Path(settings.MEDIA_ROOT) / img.file
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise Http404("No such image.") from None
-    response = HttpResponse(data, content_type="image/png")
     response["Cache-Control"] = "private, max-age=3600"
     return response
