@@ -17,7 +17,87 @@ from .pairs import TIES_NOTE, davidson_strengths, pairwise_section, strength_shr
 from .result import ItemSkips, PreferenceSection, PreferenceStat
 
 
-def _preference_section(  # noqa: PLR0915 (issue 32 splits the analysis sections; not this pass)
+def _scores(r: _RankData, counts: np.ndarray, point_counts: np.ndarray,
+            level: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, bs.Spread]:
+    """Preference scores of the present variants (rank 1 of m scores m; a tied group its
+    mid-rank): the point (n_present,), the resamples (n_boot, n_present) from the
+    orderings' resampled counts, the intervals (n_present, 2), and the spread parts of
+    every variant (whose ``n_evals`` are the raters per variant)."""
+    nv = len(r.variants)
+    present = r.present
+    if not r.has_ties:
+        # score of variant present[j] in ordering k: m - (its place in the ordering)
+        place = np.argsort(r.orderings, axis=1)  # (K, m): place of each present variant
+        score_of = r.m - place
+    else:  # rank r of m scores m + 1 - r, a tied group its mid-rank
+        score_of = r.m + 1 - sps.rankdata(r.patterns, axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        score_reps_p = (counts @ score_of) / counts.sum(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):  # every ranking skipped: NaN
+        score_point_p = point_counts @ score_of / point_counts.sum()
+    rows_done = ~r.skipped
+    row_score = np.where(rows_done, r.m + 1 - np.nan_to_num(r.rank), 0.0)
+    spread_p = bs.ratio_corrections(r.unit[rows_done], r.evaluator[rows_done], r.variant[rows_done],
+                                    row_score[rows_done], np.ones(int(rows_done.sum())), nv, level)
+    score_low, score_high = group_range(r.variant, row_score, rows_done, nv)
+    score_ci = confidence.spread_intervals(score_point_p, score_reps_p, level,
+                                           bs.Spread(*(part[present] for part in spread_p)),
+                                           score_low[present], score_high[present])
+    return score_point_p, score_reps_p, score_ci, spread_p
+
+
+def _plackett_luce(r: _RankData, order_counts, counts: np.ndarray, point_counts: np.ndarray,
+                   w_units: np.ndarray, v_eval: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """Plackett-Luce strengths of the present variants (full rankings only): the point and
+    the intervals, with the crossed resamples' shrinkage taken from one-way resamples."""
+    gamma_point = rank_models.plackett_luce_mm(point_counts[None, :], r.orderings)[0]
+    gamma_reps = rank_models.plackett_luce_mm(counts, r.orderings, init=gamma_point)
+    gamma_units = rank_models.plackett_luce_mm(order_counts(w_units, np.ones_like(v_eval)),
+                                               r.orderings, init=gamma_point)
+    gamma_evals = rank_models.plackett_luce_mm(order_counts(np.ones_like(w_units), v_eval),
+                                               r.orderings, init=gamma_point)
+    shrink_pl = strength_shrink(r, gamma_reps, gamma_units, gamma_evals, level)
+    return gamma_point, confidence.intervals(gamma_point, gamma_reps, level, shrink_pl, 0.0, 1.0)
+
+
+def _ranking_skip_rate(r: _RankData, w_units: np.ndarray, v_eval: np.ndarray,
+                       level: float) -> tuple[float, np.ndarray]:
+    """Skipped rankings over rankings shown, and its interval (2,). A skip covers the whole
+    ranking and names no variant, so there is one rate, not one per variant."""
+    ones = np.ones(r.n_rankings)
+    skipped = r.ranking_skipped.astype(float)
+    no_group = np.zeros(r.n_rankings, dtype=np.int64)
+    sk = bs.crossed_sums(np.concatenate([r.ranking_unit, r.ranking_unit]),
+                         np.concatenate([r.ranking_evaluator, r.ranking_evaluator]),
+                         np.concatenate([no_group, no_group + 1]),
+                         np.concatenate([ones, skipped]), 2, w_units, v_eval)
+    skip_est = float(skipped.mean())
+    skip_shrink = bs.ratio_shrink(r.ranking_unit, r.ranking_evaluator, no_group, skipped, ones,
+                                  1, level)
+    skip_ci = confidence.intervals(np.array([skip_est]), bs.ratio_replicates(sk[:, 1:], sk[:, :1]),
+                                   level, skip_shrink, *group_range(no_group, skipped, ones > 0, 1))
+    return skip_est, skip_ci[0]
+
+
+def _skips_by_item(r: _RankData) -> tuple[dict[str, int], list[ItemSkips]]:
+    """The skip reasons given (sorted by reason), and each item's rankings shown and skipped."""
+    reasons: Counter[str] = Counter()
+    first_row = np.unique(r.ranking, return_index=True)[1]
+    for k in first_row[r.skipped[first_row]]:
+        reasons[r.skip_reason[k] or "(none given)"] += 1
+    item_prompt: dict[int, str] = {}
+    for u, p in zip(r.unit[first_row].tolist(), r.prompt[first_row].tolist(), strict=True):
+        item_prompt.setdefault(u, p)
+    shown_by_item = np.bincount(r.ranking_unit, minlength=r.n_units)
+    skipped_by_item = np.bincount(r.ranking_unit, weights=r.ranking_skipped, minlength=r.n_units)
+    by_item = [ItemSkips(item_id=r.unit_ids[u], prompt=item_prompt.get(u, ""),
+                         n_shown=int(shown_by_item[u]), n_skipped=int(skipped_by_item[u]),
+                         ranking_skip_rate=skipped_by_item[u] / shown_by_item[u])
+               for u in range(r.n_units)]
+    return dict(sorted(reasons.items())), by_item
+
+
+def _preference_section(
         r: _RankData, w_units: np.ndarray, v_eval: np.ndarray,
         level: float) -> tuple[PreferenceSection, dict[str, np.ndarray]]:
     """The section, and the resampled scores (n_boot, nv) under "score", which the paired
@@ -39,61 +119,24 @@ def _preference_section(  # noqa: PLR0915 (issue 32 splits the analysis sections
 
     counts = order_counts(w_units, v_eval)
     point_counts = np.bincount(r.perm, minlength=k_orders).astype(float)
-    if not r.has_ties:
-        # score of variant present[j] in ordering k: m - (its place in the ordering)
-        place = np.argsort(r.orderings, axis=1)  # (K, m): place of each present variant
-        score_of = r.m - place
-    else:  # rank r of m scores m + 1 - r, a tied group its mid-rank
-        score_of = r.m + 1 - sps.rankdata(r.patterns, axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        score_reps_p = (counts @ score_of) / counts.sum(axis=1, keepdims=True)
-    with np.errstate(invalid="ignore", divide="ignore"):  # every ranking skipped: NaN
-        score_point_p = point_counts @ score_of / point_counts.sum()
-    rows_done = ~r.skipped
-    row_score = np.where(rows_done, r.m + 1 - np.nan_to_num(r.rank), 0.0)
-    spread_p = bs.ratio_corrections(r.unit[rows_done], r.evaluator[rows_done], r.variant[rows_done],
-                                    row_score[rows_done], np.ones(int(rows_done.sum())), nv, level)
-    score_low, score_high = group_range(r.variant, row_score, rows_done, nv)
-    score_ci = confidence.spread_intervals(score_point_p, score_reps_p, level,
-                                   bs.Spread(*(part[present] for part in spread_p)),
-                                   score_low[present], score_high[present])
+    score_point_p, score_reps_p, score_ci, spread_p = _scores(r, counts, point_counts, level)
 
     # Strengths: Plackett-Luce for full rankings; with ties, Bradley-Terry-Davidson on
     # the rankings' pairs. Intervals with the same shrinkage, from one-way resamples.
     pl_point = pl_ci = None
     davidson: dict[str, Any] | None = None
     if not r.has_ties:
-        gamma_point = rank_models.plackett_luce_mm(point_counts[None, :], r.orderings)[0]
-        gamma_reps = rank_models.plackett_luce_mm(counts, r.orderings, init=gamma_point)
-        gamma_units = rank_models.plackett_luce_mm(order_counts(w_units, np.ones_like(v_eval)),
-                                             r.orderings, init=gamma_point)
-        gamma_evals = rank_models.plackett_luce_mm(order_counts(np.ones_like(w_units), v_eval),
-                                             r.orderings, init=gamma_point)
-        shrink_pl = strength_shrink(r, gamma_reps, gamma_units, gamma_evals, level)
-        pl_point = gamma_point
-        pl_ci = confidence.intervals(gamma_point, gamma_reps, level, shrink_pl, 0.0, 1.0)
+        pl_point, pl_ci = _plackett_luce(r, order_counts, counts, point_counts, w_units, v_eval, level)
     else:
         davidson = davidson_strengths(r, order_counts, w_units, v_eval, level)
 
-    # The ranking skip rate: skipped rankings over rankings shown. A skip covers the
-    # whole ranking and names no variant, so there is one rate, not one per variant.
-    ones = np.ones(r.n_rankings)
-    skipped = r.ranking_skipped.astype(float)
-    no_group = np.zeros(r.n_rankings, dtype=np.int64)
-    sk = bs.crossed_sums(np.concatenate([r.ranking_unit, r.ranking_unit]),
-                         np.concatenate([r.ranking_evaluator, r.ranking_evaluator]),
-                         np.concatenate([no_group, no_group + 1]),
-                         np.concatenate([ones, skipped]), 2, w_units, v_eval)
-    skip_est = float(skipped.mean())
-    skip_shrink = bs.ratio_shrink(r.ranking_unit, r.ranking_evaluator, no_group, skipped, ones,
-                                  1, level)
-    skip_ci = confidence.intervals(np.array([skip_est]), bs.ratio_replicates(sk[:, 1:], sk[:, :1]),
-                           level, skip_shrink, *group_range(no_group, skipped, ones > 0, 1))
+    skip_est, skip_ci = _ranking_skip_rate(r, w_units, v_eval, level)
     shown_pt = np.bincount(r.variant, minlength=nv).astype(float)
 
     score_full = np.full((n_boot, nv), np.nan)
     score_full[:, present] = score_reps_p
     reps_out = {"score": score_full}
+    rows_done = ~r.skipped
     n_done = np.bincount(r.variant[rows_done], minlength=nv)
     raters_effective = kish_raters(r.variant[rows_done], r.evaluator[rows_done],
                                    np.ones(int(rows_done.sum())), nv)
@@ -118,24 +161,12 @@ def _preference_section(  # noqa: PLR0915 (issue 32 splits the analysis sections
         bt_strength=davidson["strength"][j] if davidson else None,
         bt_strength_ci=davidson["strength_ci"][j].tolist() if davidson else [None, None],
     ) for j, v in enumerate(present)]
-    reasons: Counter[str] = Counter()
-    first_row = np.unique(r.ranking, return_index=True)[1]
-    for k in first_row[r.skipped[first_row]]:
-        reasons[r.skip_reason[k] or "(none given)"] += 1
-    item_prompt: dict[int, str] = {}
-    for u, p in zip(r.unit[first_row].tolist(), r.prompt[first_row].tolist(), strict=True):
-        item_prompt.setdefault(u, p)
-    shown_by_item = np.bincount(r.ranking_unit, minlength=r.n_units)
-    skipped_by_item = np.bincount(r.ranking_unit, weights=r.ranking_skipped, minlength=r.n_units)
-    by_item = [ItemSkips(item_id=r.unit_ids[u], prompt=item_prompt.get(u, ""),
-                         n_shown=int(shown_by_item[u]), n_skipped=int(skipped_by_item[u]),
-                         ranking_skip_rate=skipped_by_item[u] / shown_by_item[u])
-               for u in range(r.n_units)]
+    reasons, by_item = _skips_by_item(r)
     section = PreferenceSection(
         by_variant=by_variant,
         ranking_skip_rate=skip_est,
-        ranking_skip_rate_ci=skip_ci[0].tolist(),
-        skip_reasons=dict(sorted(reasons.items())),
+        ranking_skip_rate_ci=skip_ci.tolist(),
+        skip_reasons=reasons,
         by_item=by_item,
         n_rankings=r.n_rankings,
         n_ranked=int(r.done.sum()),
