@@ -29,6 +29,7 @@ they enter nothing else in the analysis.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -86,8 +87,117 @@ def _combine_df(v_r, df_r, v_j, df_j) -> float:
     return total ** 2 / denom if denom > 0 else max(df_r, 1.0)
 
 
-def ppi_section(c: _CountData, judge: _JudgeOnly, comparisons,  # noqa: C901, PLR0915 (seq30's, just merged; split pending)
-                level: float) -> PredictionPowered:
+@dataclass(frozen=True)
+class _MeasureFit:
+    """One count metric's pieces, shared by the per-variant and the difference rows: the
+    counted rows' units, evaluators and variants; the judge's metric on the judge-only
+    images and its mean per variant; the weight per variant (0 = human only); and, per
+    label ("ppi", "human"), the rectified metric y - weight * f of each row with its spread."""
+    unit: np.ndarray
+    evaluator: np.ndarray
+    variant: np.ndarray
+    judge: _JudgeOnly
+    f_unl: np.ndarray
+    mean_unl: np.ndarray
+    n_unl: np.ndarray
+    lam: np.ndarray
+    fits: dict[str, tuple[np.ndarray, bs.Spread]]
+
+
+def _judge_agreement(c: _CountData, var: np.ndarray, auto: np.ndarray, answer: np.ndarray) -> list[JudgeAgreement]:
+    """Per variant: how often the judge's count equals the person's, and their mean difference."""
+    out = []
+    for v in range(len(c.variants)):
+        rows = var == v
+        if rows.any():
+            out.append(JudgeAgreement(
+                variant=c.variants[v], n=int(rows.sum()),
+                exact_agreement=float((auto[rows] == answer[rows]).mean()),
+                mean_difference=float((auto[rows] - answer[rows]).mean())))
+    return out
+
+
+def _weights(y: np.ndarray, f: np.ndarray, var: np.ndarray, n_lab: np.ndarray, n_unl: np.ndarray) -> np.ndarray:
+    """The power-tuning weight per variant (in [0, 1]; 0 where the judge cannot help)."""
+    nv = len(n_lab)
+    lam = np.zeros(nv)
+    for v in range(nv):
+        rows = var == v
+        if rows.sum() >= 2 and n_unl[v] > 0 and f[rows].var() > 0:
+            cov = np.mean((y[rows] - y[rows].mean()) * (f[rows] - f[rows].mean()))
+            lam[v] = np.clip(cov / ((1 + n_lab[v] / n_unl[v]) * f[rows].var()), 0.0, 1.0)
+    return lam
+
+
+def _variant_rows(m: _MeasureFit, c: _CountData, measure: str, low: float, high: float,
+                  level: float) -> list[PPIStat]:
+    """The prediction-powered and the human-only estimate of ``measure`` per variant."""
+    out = []
+    for v in range(len(c.variants)):
+        rows = m.variant == v
+        if not rows.any():
+            continue
+        found: dict[str, tuple[float, Interval]] = {}  # "ppi" / "human": (estimate, ci)
+        for label, (rect, spread) in m.fits.items():
+            w = m.lam[v] if label == "ppi" else 0.0
+            est = float(rect[rows].mean() + w * m.mean_unl[v])
+            v_r, df_r = float(spread.var[v]), float(spread.df[v])
+            v_j, df_j = 0.0, 1.0
+            if w > 0:
+                sel = m.judge.variant == v
+                zj = (m.f_unl[sel] - m.mean_unl[v]) / m.n_unl[v]
+                v_j, n_u = _unit_variance(m.judge.unit[sel], zj)
+                v_j, df_j = w ** 2 * v_j, n_u - 1
+            total, df = v_r + v_j, _combine_df(v_r, df_r, v_j, df_j)
+            found[label] = est, _interval(est, total, df, low, high, level)
+        out.append(PPIStat(
+            variant=c.variants[v], measure=measure, n_answers=int(rows.sum()),
+            n_judge_only=int(m.n_unl[v]), weight=float(m.lam[v]),
+            estimate=found["ppi"][0], ci=found["ppi"][1],
+            human_estimate=found["human"][0], human_ci=found["human"][1]))
+    return out
+
+
+def _difference_rows(m: _MeasureFit, c: _CountData, comparisons, measure: str, high: float,
+                     level: float) -> list[PPIDifference]:
+    """The prediction-powered and the human-only difference a - b of ``measure`` per planned
+    comparison whose two variants were both counted."""
+    nv = len(c.variants)
+    var = m.variant
+    ones = np.ones(len(var))
+    index = {name: k for k, name in enumerate(c.variants)}
+    out = []
+    for a, b in comparisons:
+        ia, ib = index[a], index[b]
+        if not ((var == ia).any() and (var == ib).any()):
+            continue
+        found = {}
+        for label, (rect, spread) in m.fits.items():
+            w = m.lam if label == "ppi" else np.zeros(nv)
+            est = float(rect[var == ia].mean() + w[ia] * m.mean_unl[ia]
+                        - rect[var == ib].mean() - w[ib] * m.mean_unl[ib])
+            d_spread = _difference_spread(m.unit, m.evaluator, var, rect, ones, ia, ib, level, spread.var)
+            v_r, df_r = float(d_spread.var[0]), float(d_spread.df[0])
+            v_j, df_j = 0.0, 1.0
+            if w[ia] > 0 or w[ib] > 0:
+                zj = np.zeros(len(m.f_unl))
+                for vv, sign in ((ia, 1.0), (ib, -1.0)):
+                    sel = m.judge.variant == vv
+                    if m.n_unl[vv] > 0:
+                        zj[sel] = sign * w[vv] * (m.f_unl[sel] - m.mean_unl[vv]) / m.n_unl[vv]
+                both = (m.judge.variant == ia) | (m.judge.variant == ib)
+                v_j, n_u = _unit_variance(m.judge.unit[both], zj[both])
+                df_j = n_u - 1
+            total, df = v_r + v_j, _combine_df(v_r, df_r, v_j, df_j)
+            found[label] = est, _interval(est, total, df, -high, high, level)
+        out.append(PPIDifference(
+            a=a, b=b, measure=measure, n_judge_only=int(m.n_unl[ia] + m.n_unl[ib]),
+            estimate=found["ppi"][0], ci=found["ppi"][1],
+            human_estimate=found["human"][0], human_ci=found["human"][1]))
+    return out
+
+
+def ppi_section(c: _CountData, judge: _JudgeOnly, comparisons, level: float) -> PredictionPowered:
     """Per variant and per planned comparison, for both count metrics: the prediction-
     powered estimate and interval beside the human-only one; and the judge's agreement with
     people per variant. Empty when the judge read none of the counted images."""
@@ -95,90 +205,31 @@ def ppi_section(c: _CountData, judge: _JudgeOnly, comparisons,  # noqa: C901, PL
     has = (c.answered > 0) & np.isfinite(c.auto)
     by_variant: list[PPIStat] = []
     differences: list[PPIDifference] = []
-    agreement: list[JudgeAgreement] = []
     if not has.any():
         return PredictionPowered(method=METHOD, by_variant=by_variant, differences=differences,
-                                 judge_agreement=agreement)
+                                 judge_agreement=[])
     unit, ev, var = c.unit[has], c.evaluator[has], c.variant[has]
     answer, auto, truth = c.answer[has], c.auto[has], _truth(c)[has]
     # The judge reads an image once whoever counted it: its labelled sample is the images.
     items = c.item[has]
     n_lab = np.array([len(set(items[var == v].tolist())) for v in range(nv)], dtype=float)
     n_unl = np.bincount(judge.variant, minlength=nv).astype(float)
-    for v in range(nv):
-        rows = var == v
-        if rows.any():
-            agreement.append(JudgeAgreement(
-                variant=c.variants[v], n=int(rows.sum()),
-                exact_agreement=float((auto[rows] == answer[rows]).mean()),
-                mean_difference=float((auto[rows] - answer[rows]).mean())))
+    agreement = _judge_agreement(c, var, auto, answer)
     for measure, (low, high) in MEASURES.items():
         y = _metric(measure, answer, truth)
         f = _metric(measure, auto, truth)
         f_unl = _metric(measure, judge.auto, judge.truth)
-        lam = np.zeros(nv)
-        for v in range(nv):
-            rows = var == v
-            if rows.sum() >= 2 and n_unl[v] > 0 and f[rows].var() > 0:
-                cov = np.mean((y[rows] - y[rows].mean()) * (f[rows] - f[rows].mean()))
-                lam[v] = np.clip(cov / ((1 + n_lab[v] / n_unl[v]) * f[rows].var()), 0.0, 1.0)
+        lam = _weights(y, f, var, n_lab, n_unl)
         ones = np.ones(len(y))
         fits = {}
         for label, weight in (("ppi", lam), ("human", np.zeros(nv))):
             rect = y - weight[var] * f
-            spread = bs.ratio_corrections(unit, ev, var, rect, ones, nv, level)
-            fits[label] = (rect, spread)
+            fits[label] = (rect, bs.ratio_corrections(unit, ev, var, rect, ones, nv, level))
         mean_unl = np.bincount(judge.variant, weights=f_unl, minlength=nv) / np.maximum(n_unl, 1)
-        for v in range(nv):
-            rows = var == v
-            if not rows.any():
-                continue
-            found: dict[str, tuple[float, Interval]] = {}  # "ppi" / "human": (estimate, ci)
-            for label, (rect, spread) in fits.items():
-                w = lam[v] if label == "ppi" else 0.0
-                est = float(rect[rows].mean() + w * mean_unl[v])
-                v_r, df_r = float(spread.var[v]), float(spread.df[v])
-                v_j, df_j = 0.0, 1.0
-                if w > 0:
-                    sel = judge.variant == v
-                    zj = (f_unl[sel] - mean_unl[v]) / n_unl[v]
-                    v_j, n_u = _unit_variance(judge.unit[sel], zj)
-                    v_j, df_j = w ** 2 * v_j, n_u - 1
-                total, df = v_r + v_j, _combine_df(v_r, df_r, v_j, df_j)
-                found[label] = est, _interval(est, total, df, low, high, level)
-            by_variant.append(PPIStat(
-                variant=c.variants[v], measure=measure, n_answers=int(rows.sum()),
-                n_judge_only=int(n_unl[v]), weight=float(lam[v]),
-                estimate=found["ppi"][0], ci=found["ppi"][1],
-                human_estimate=found["human"][0], human_ci=found["human"][1]))
-        index = {name: k for k, name in enumerate(c.variants)}
-        for a, b in comparisons:
-            ia, ib = index[a], index[b]
-            if not ((var == ia).any() and (var == ib).any()):
-                continue
-            found = {}
-            for label, (rect, spread) in fits.items():
-                w = lam if label == "ppi" else np.zeros(nv)
-                est = float(rect[var == ia].mean() + w[ia] * mean_unl[ia]
-                            - rect[var == ib].mean() - w[ib] * mean_unl[ib])
-                d_spread = _difference_spread(unit, ev, var, rect, ones, ia, ib, level, spread.var)
-                v_r, df_r = float(d_spread.var[0]), float(d_spread.df[0])
-                v_j, df_j = 0.0, 1.0
-                if w[ia] > 0 or w[ib] > 0:
-                    zj = np.zeros(len(f_unl))
-                    for vv, sign in ((ia, 1.0), (ib, -1.0)):
-                        sel = judge.variant == vv
-                        if n_unl[vv] > 0:
-                            zj[sel] = sign * w[vv] * (f_unl[sel] - mean_unl[vv]) / n_unl[vv]
-                    both = (judge.variant == ia) | (judge.variant == ib)
-                    v_j, n_u = _unit_variance(judge.unit[both], zj[both])
-                    df_j = n_u - 1
-                total, df = v_r + v_j, _combine_df(v_r, df_r, v_j, df_j)
-                found[label] = est, _interval(est, total, df, -high, high, level)
-            differences.append(PPIDifference(
-                a=a, b=b, measure=measure, n_judge_only=int(n_unl[ia] + n_unl[ib]),
-                estimate=found["ppi"][0], ci=found["ppi"][1],
-                human_estimate=found["human"][0], human_ci=found["human"][1]))
+        m = _MeasureFit(unit=unit, evaluator=ev, variant=var, judge=judge, f_unl=f_unl, mean_unl=mean_unl,
+                        n_unl=n_unl, lam=lam, fits=fits)
+        by_variant += _variant_rows(m, c, measure, low, high, level)
+        differences += _difference_rows(m, c, comparisons, measure, high, level)
     return PredictionPowered(method=METHOD, by_variant=by_variant, differences=differences,
                              judge_agreement=agreement)
 
