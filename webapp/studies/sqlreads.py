@@ -87,6 +87,14 @@ class _Statement:
             at += len(reader.attnames)
         return out
 
+    def first(self, params: Sequence[Any]) -> tuple[list[models.Model | None], Sequence[Any]] | None:
+        """Run it with ``params``: the first row's model instances and the row itself (for
+        columns after the models'), or None when it found no row."""
+        with connection.cursor() as cursor:
+            cursor.execute(self.sql, params)
+            row = cursor.fetchone()
+        return None if row is None else (self.instances(row), row)
+
 
 def _unanswered(entry_alias: str) -> str:
     e_id = f"{entry_alias}.{_column(Entry, 'id')}"
@@ -132,13 +140,10 @@ def next_entry(*, evaluator_id: int) -> NextEntry | None:
     """The evaluator's first unanswered entry, as ``selectors.evaluator_next_entry`` reads
     it, with how many entries the evaluator has and has answered, in one query; None when
     every entry is answered (the counts are then not read)."""
-    statement = _next_entry_statement(connection.vendor)
-    with connection.cursor() as cursor:
-        cursor.execute(statement.sql, [evaluator_id, evaluator_id, evaluator_id])
-        row = cursor.fetchone()
-    if row is None:
+    found = _next_entry_statement(connection.vendor).first([evaluator_id, evaluator_id, evaluator_id])
+    if found is None:
         return None
-    entry, item, prompt, image = statement.instances(row)
+    (entry, item, prompt, image), row = found
     assert isinstance(entry, Entry) and isinstance(item, Item) and isinstance(prompt, Prompt)
     item.prompt = prompt
     item.image = image  # type: ignore[assignment]  # None when the item has none
@@ -162,13 +167,10 @@ def _entry_statement(vendor: str) -> _Statement:
 def entry_with_item(*, entry_id: int, evaluator_id: int) -> Entry | None:
     """The entry ``entry_id`` if it is the evaluator's, its item loaded (as
     ``Entry.objects.select_related("item").filter(pk=..., evaluator=...).first()``)."""
-    statement = _entry_statement(connection.vendor)
-    with connection.cursor() as cursor:
-        cursor.execute(statement.sql, [entry_id, evaluator_id])
-        row = cursor.fetchone()
-    if row is None:
+    found = _entry_statement(connection.vendor).first([entry_id, evaluator_id])
+    if found is None:
         return None
-    entry, item = statement.instances(row)
+    (entry, item), _ = found
     assert isinstance(entry, Entry) and isinstance(item, Item)
     entry.item = item
     return entry
@@ -196,13 +198,10 @@ def evaluator_with_study(*, evaluator_ids: Sequence[int], slug: str) -> Evaluato
     ids = [int(x) for x in evaluator_ids]
     if not ids:
         return None
-    statement = _evaluator_statement(connection.vendor, len(ids))
-    with connection.cursor() as cursor:
-        cursor.execute(statement.sql, [*ids, slug])
-        row = cursor.fetchone()
-    if row is None:
+    found = _evaluator_statement(connection.vendor, len(ids)).first([*ids, slug])
+    if found is None:
         return None
-    evaluator, study = statement.instances(row)
+    (evaluator, study), _ = found
     assert isinstance(evaluator, Evaluator) and isinstance(study, Study)
     evaluator.study = study
     return evaluator
@@ -273,11 +272,8 @@ def row(model: type[M], *, for_update: bool = False, **where: Any) -> M | None:
     none. ``where`` names fields that single out one row (e.g. ``pk``, a unique column), by
     their names; values are passed as they are (ids and strings, not datetimes)."""
     fields = tuple("id" if name == "pk" else name for name in where)
-    statement = _row_statement(connection.vendor, model, fields, for_update)
-    with connection.cursor() as cursor:
-        cursor.execute(statement.sql, list(where.values()))
-        found = cursor.fetchone()
-    return None if found is None else cast(M, statement.instances(found)[0])
+    found = _row_statement(connection.vendor, model, fields, for_update).first(list(where.values()))
+    return None if found is None else cast(M, found[0][0])
 
 
 @cache
@@ -299,13 +295,10 @@ def free_slot(*, study_id: int) -> Slot | None:
     """The lowest-numbered slot of the study that no evaluator holds unless abandoned (as
     ``Slot.objects.filter(study=...).exclude(pk__in=<held slots>).order_by("number").first()``);
     None when every slot is held. Consent calls it under the study's row lock."""
-    statement = _free_slot_statement(connection.vendor)
-    with connection.cursor() as cursor:
-        cursor.execute(statement.sql, [study_id, study_id])
-        found = cursor.fetchone()
+    found = _free_slot_statement(connection.vendor).first([study_id, study_id])
     if found is None:
         return None
-    slot = statement.instances(found)[0]
+    slot = found[0][0]
     assert isinstance(slot, Slot)
     return slot
 
