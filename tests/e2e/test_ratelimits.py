@@ -20,6 +20,12 @@ ATTACKER = {"X-Forwarded-For": "203.0.113.7"}
 @pytest.fixture
 def study(transactional_db, settings):
     settings.FUSION_CLIENT_IP_HEADER = "HTTP_X_FORWARDED_FOR"
+    # The production limits (30 joins and 10 consents a minute per address) in hourly windows:
+    # django-ratelimit's windows are fixed, so a flood that straddled a minute's boundary got a
+    # second window's 10 consents (10 of 40 slots, seen in CI on a slow machine). An hour makes
+    # the flood one window, whatever the machine's speed.
+    settings.FUSION_RATE_JOIN = "30/h"
+    settings.FUSION_RATE_CONSENT = "10/h"
     cache.clear()
     yield build_open_study(n_slots=40)
     cache.clear()
