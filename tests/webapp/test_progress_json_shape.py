@@ -57,3 +57,32 @@ def test_planned_tasks_per_evaluator_and_answers_per_item_are_counted_per_evalua
     assert doc["items"]["started"] == len({e.item_id for e in Entry.objects.filter(
         evaluator__in=(first, second), item__repeat_of__isnull=True)
         if hasattr(e, "count_response") or hasattr(e, "rank_response")})
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_gives_evaluators_who_consented_before_it_their_entries_as_planned_tasks():
+    """progress.json reads ``Evaluator.planned_tasks`` (written on consent) instead of counting
+    entries: the migration that added it counts the entries of those who consented before."""
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    from webapp.studies.models import Evaluator
+
+    before, after = ("studies", "0006_image_judge_only"), ("studies", "0007_evaluator_planned_tasks")
+    executor = MigrationExecutor(connection)
+    executor.migrate([before])
+    old = executor.loader.project_state([before]).apps
+    study = old.get_model("studies", "Study").objects.create(slug="old", title="old", protocol={}, protocol_hash="0")
+    prompt = old.get_model("studies", "Prompt").objects.create(study=study, kind="rank", text="a red circle")
+    items = [old.get_model("studies", "Item").objects.create(study=study, key=f"rank:{k}", task="rank",
+                                                             prompt=prompt, seed=k) for k in range(3)]
+    OldEvaluator, OldEntry = (old.get_model("studies", m) for m in ("Evaluator", "Entry"))
+    consented = OldEvaluator.objects.create(study=study, pseudonym="ev-consented")
+    OldEntry.objects.bulk_create([OldEntry(evaluator=consented, index=k, item=item) for k, item in enumerate(items)])
+    joined = OldEvaluator.objects.create(study=study, pseudonym="ev-joined")
+    executor = MigrationExecutor(connection)
+    executor.migrate([after])
+    assert Evaluator.objects.get(pk=consented.pk).planned_tasks == 3
+    assert Evaluator.objects.get(pk=joined.pk).planned_tasks == 0
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())

@@ -4,25 +4,123 @@ loaded into memory), typed as the JSON that dashboard.js reads (``ProgressJSON``
 from __future__ import annotations
 
 import statistics
-from collections import Counter
-from typing import TypedDict
+from collections import Counter, OrderedDict
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cache
+from threading import Lock
+from typing import Any, TypedDict, cast
 
+from django.db import connection, models
 from django.db.models import BooleanField, Count, ExpressionWrapper, F, Max, Q, Sum
 
-from webapp.studies.models import CountResponse, Entry, Evaluator, Item, RankResponse, Slot, Study
+from webapp.studies.models import CountResponse, Evaluator, Item, RankResponse, Slot, Study
 from webapp.studies.selectors import evaluators_with_status
 
 from .selectors import _fingerprint
 
 
-def _planned_overlap(study: Study) -> tuple[dict[int, int], int]:
-    """Per planned item (not repeats), how many slots hold it; and the planned answers in all."""
+@dataclass(frozen=True)
+class _SlotPlan:
+    """What the study's slots plan: per item id, how many slots hold it; the answers in all; the slots."""
+    per_item: dict[int, int]
+    answers: int
+    slots: int
+
+
+# The slots are written once, when the study opens (studies.lifecycle), and never change: their
+# plan is read once per process and study opening (746 item lists decoded cost more than the
+# progress's queries at 100,000 responses). A few studies' plans, the least recently read dropped.
+_PLANS: OrderedDict[tuple[int, datetime], _SlotPlan] = OrderedDict()
+_PLANS_KEPT = 16
+_PLANS_LOCK = Lock()
+
+
+def _slot_plan(study: Study) -> _SlotPlan:
+    """The study's ``_SlotPlan``, from the slots as they are (a draft has none yet)."""
+    key = (study.pk, study.opened_at) if study.opened_at is not None else None
+    if key is not None:
+        with _PLANS_LOCK:
+            if key in _PLANS:
+                _PLANS.move_to_end(key)
+                return _PLANS[key]
     per_item: Counter[int] = Counter()
-    total = 0
+    answers = slots = 0
     for items in Slot.objects.filter(study=study).order_by().values_list("items", flat=True):
         per_item.update(items)
-        total += len(items)
-    return dict(per_item), total
+        answers += len(items)
+        slots += 1
+    plan = _SlotPlan(dict(per_item), answers, slots)
+    if key is not None and slots:
+        with _PLANS_LOCK:
+            _PLANS[key] = plan
+            while len(_PLANS) > _PLANS_KEPT:
+                _PLANS.popitem(last=False)
+    return plan
+
+
+# The answers' tallies, per evaluator and per item. Per evaluator: the aggregates named here,
+# as SQL over the answer ``r`` and its item ``i``, and as the ORM's expressions.
+_COUNT_TALLIES: dict[str, tuple[str, Any]] = {
+    "n": ("COUNT(*)", Count("pk")),
+    "seconds": ("SUM(r.{r[seconds]})", Sum("seconds")),
+    "cant_tell": ("COUNT(*) FILTER (WHERE r.{r[cant_tell]})", Count("pk", filter=Q(cant_tell=True))),
+    "gold": ("COUNT(*) FILTER (WHERE i.{i[is_gold]})", Count("pk", filter=Q(item__is_gold=True))),
+    "gold_correct": ("COUNT(*) FILTER (WHERE i.{i[is_gold]} AND r.{r[answer]} = i.{i[true_count]})",
+                     Count("pk", filter=Q(item__is_gold=True, answer=F("item__true_count")))),
+    "last": ("MAX(r.{r[id]})", Max("pk")),
+}
+_RANK_TALLIES: dict[str, tuple[str, Any]] = {
+    "n": ("COUNT(*)", Count("pk")),
+    "seconds": ("SUM(r.{r[seconds]})", Sum("seconds")),
+    "skipped": ("COUNT(*) FILTER (WHERE r.{r[skipped]})", Count("pk", filter=Q(skipped=True))),
+    "last": ("MAX(r.{r[id]})", Max("pk")),
+}
+
+
+@cache
+def _grouping_sets_sql(model: type[models.Model]) -> str:
+    """PostgreSQL: the tallies per evaluator and the answers per item in one pass over the answers."""
+    qn = connection.ops.quote_name
+
+    def columns(m: type[models.Model]) -> dict[str, str]:
+        return {f.name: qn(cast(str, f.column)) for f in m._meta.concrete_fields}
+
+    r, i = columns(model), columns(Item)
+    aggregates = ", ".join(sql.format(r=r, i=i) for sql, _ in _tallies(model).values())
+    by_evaluator, by_item = f"r.{r['evaluator']}", f"r.{r['item']}"
+    return (f"SELECT GROUPING({by_evaluator}), {by_evaluator}, {by_item}, {aggregates} "
+            f"FROM {qn(model._meta.db_table)} r JOIN {qn(Item._meta.db_table)} i ON i.{i['id']} = {by_item} "
+            f"WHERE i.{i['study']} = %s GROUP BY GROUPING SETS (({by_evaluator}), ({by_item}))")
+
+
+def _tallies(model: type[models.Model]) -> dict[str, tuple[str, Any]]:
+    return _COUNT_TALLIES if model is CountResponse else _RANK_TALLIES
+
+
+def _answer_tallies(model: type[models.Model], study: Study) -> tuple[dict[int, dict[str, Any]], Counter[int]]:
+    """Per evaluator, the tallies of their answers of this kind (``_COUNT_TALLIES`` or
+    ``_RANK_TALLIES``); per item, its answers (an evaluator has one entry per item,
+    ``entry_unique_item``, and one answer per entry: the answers are the evaluators).
+    PostgreSQL reads both in one pass (GROUPING SETS); SQLite, which has none, in two queries."""
+    tallies = _tallies(model)
+    names = tuple(tallies)
+    per_evaluator: dict[int, dict[str, Any]] = {}
+    per_item: Counter[int] = Counter()
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(_grouping_sets_sql(model), [study.pk])
+            for by_item, evaluator_id, item_id, *values in cursor.fetchall():
+                if by_item:
+                    per_item[item_id] = values[0]
+                else:
+                    per_evaluator[evaluator_id] = dict(zip(names, values, strict=True))
+        return per_evaluator, per_item
+    answers = model._default_manager.filter(item__study=study)
+    for row in answers.values("evaluator_id").annotate(**{k: v[1] for k, v in tallies.items()}).order_by():
+        per_evaluator[row.pop("evaluator_id")] = row
+    per_item.update(dict(answers.values("item_id").annotate(n=Count("pk")).order_by().values_list("item_id", "n")))
+    return per_evaluator, per_item
 
 
 def _rate(num: float, den: float) -> float | None:
@@ -133,27 +231,11 @@ def study_progress_and_fingerprint(*, study: Study, include_simulated: bool = Fa
         .annotate(consented=ExpressionWrapper(Q(consented_at__isnull=False), output_field=BooleanField()),
                   started=ExpressionWrapper(Q(started_at__isnull=False), output_field=BooleanField()))
         .order_by("joined_at", "pk")
-        .values("pk", "pseudonym", "is_simulated", "joined_at", "consented", "started", "finished_at", "status")
+        .values("pk", "pseudonym", "is_simulated", "joined_at", "consented", "started", "finished_at", "status",
+                "planned_tasks")
     )
-    # Tasks planned per evaluator, counted apart: one GROUP BY over the entries, where the
-    # evaluators' query annotated with it grouped every evaluator column (several times slower
-    # at 100,000 entries).
-    planned_of = dict(Entry.objects.filter(evaluator__study=study).values("evaluator_id")
-                      .annotate(n=Count("pk")).order_by().values_list("evaluator_id", "n"))
-    counts = {
-        row["evaluator_id"]: row
-        for row in CountResponse.objects.filter(evaluator__study=study).values("evaluator_id").annotate(
-            n=Count("pk"), seconds=Sum("seconds"), cant_tell=Count("pk", filter=Q(cant_tell=True)),
-            gold=Count("pk", filter=Q(item__is_gold=True)),
-            gold_correct=Count("pk", filter=Q(item__is_gold=True, answer=F("item__true_count"))), last=Max("pk"),
-        ).order_by()
-    }
-    ranks = {
-        row["evaluator_id"]: row
-        for row in RankResponse.objects.filter(evaluator__study=study).values("evaluator_id").annotate(
-            n=Count("pk"), seconds=Sum("seconds"), skipped=Count("pk", filter=Q(skipped=True)), last=Max("pk"),
-        ).order_by()
-    }
+    counts, count_per_item = _answer_tallies(CountResponse, study)
+    ranks, rank_per_item = _answer_tallies(RankResponse, study)
     # An evaluator without answers of a kind: the counts are 0; seconds are summed as floats below.
     empty_c: dict[str, int] = {"n": 0, "seconds": 0, "cant_tell": 0, "gold": 0, "gold_correct": 0}
     empty_r: dict[str, int] = {"n": 0, "seconds": 0, "skipped": 0}
@@ -169,7 +251,7 @@ def study_progress_and_fingerprint(*, study: Study, include_simulated: bool = Fa
             "finished_at": ev["finished_at"].isoformat() if ev["finished_at"] else None,
             "status": ev["status"],
             "answered": answered,
-            "planned": planned_of.get(ev["pk"], 0),
+            "planned": ev["planned_tasks"],
             "seconds": seconds,
             "mean_seconds": _rate(seconds, answered),
             # Two rates, two names: skipped rankings of the rankings given, and skipped tasks of
@@ -181,16 +263,10 @@ def study_progress_and_fingerprint(*, study: Study, include_simulated: bool = Fa
             "gold_accuracy": _rate(c["gold_correct"], c["gold"]),
         })
 
-    planned, planned_answers = _planned_overlap(study)
+    plan = _slot_plan(study)
+    planned = plan.per_item
     originals = dict(Item.objects.filter(study=study, repeat_of__isnull=True).values_list("pk", "task"))
-    answered_by_item: Counter[int] = Counter()
-    for model in (CountResponse, RankResponse):
-        answered_by_item.update(dict(
-            # Evaluators per item: an evaluator has one entry per item (entry_unique_item) and one
-            # answer per entry, so the answers are counted without DISTINCT (no sort of 100,000 rows).
-            model.objects.filter(item__study=study, item__repeat_of__isnull=True).values("item_id")
-            .annotate(n=Count("pk")).order_by().values_list("item_id", "n")
-        ))
+    answered_by_item = count_per_item + rank_per_item  # repeats among them are never read: originals only
     in_plan = [pk for pk in originals if planned.get(pk, 0) > 0]
     covered = sum(1 for pk in in_plan if answered_by_item[pk] >= planned[pk])
     started = sum(1 for pk in in_plan if answered_by_item[pk] > 0)
@@ -224,9 +300,9 @@ def study_progress_and_fingerprint(*, study: Study, include_simulated: bool = Fa
         "responses": n_count + n_rank,
         "count_responses": n_count,
         "rank_responses": n_rank,
-        "answers_planned": planned_answers,
+        "answers_planned": plan.answers,
         "evaluators": {
-            "slots": Slot.objects.filter(study=study).count(),
+            "slots": plan.slots,
             # Opened the invite link; agreed to take part; began the tasks (past the
             # instructions, or with an answer given: simulated raters skip the pages).
             "joined": len(rows),

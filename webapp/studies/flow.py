@@ -335,9 +335,10 @@ def evaluator_consent(*, evaluator: Evaluator) -> Evaluator:
             evaluator_id=evaluator.pk,
             rows=[(i, item_id, slot.positions.get(str(item_id), [])) for i, item_id in enumerate(slot.items)],
         )
+        evaluator.planned_tasks = len(slot.items)
     evaluator.consented_at = evaluator.last_seen_at = timezone.now()
     evaluator.declined_at = None  # agreed after all
-    evaluator.save(update_fields=["slot", "consented_at", "last_seen_at", "declined_at"])
+    evaluator.save(update_fields=["slot", "planned_tasks", "consented_at", "last_seen_at", "declined_at"])
     return evaluator
 
 

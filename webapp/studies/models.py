@@ -311,6 +311,8 @@ class Evaluator(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     slot = models.ForeignKey(Slot, null=True, blank=True, on_delete=models.SET_NULL, related_name="evaluators",
                              help_text="Taken on consent; none before.")
+    # Written once, with the entries, so that the researchers' progress does not count them.
+    planned_tasks = models.PositiveIntegerField(default=0, help_text="Tasks given on consent (the entries); 0 before.")
     browser = models.CharField(max_length=32, blank=True, default="", db_default="",
                                help_text="Token of the browser session holding this evaluator; new on a take-over.")
     is_simulated = models.BooleanField(default=False)
