@@ -23,13 +23,14 @@ def test_a_worker_started_first_creates_the_broker_folders_and_keeps_running(tmp
     with open(log, "wb") as out:
         worker = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "webapp", "worker", "-Q", "gpu,default", "--pool", "solo",
-             "--without-mingle", "--without-gossip"],
+             "--without-mingle", "--without-gossip", "--loglevel", "INFO"],  # INFO: its "ready." line
             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         queue = var / "broker" / "queue"
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and worker.poll() is None and "ready." not in log.read_text(errors="replace"):
             time.sleep(0.5)
+        assert "ready." in log.read_text(errors="replace"), log.read_text(errors="replace")
         time.sleep(2.0)  # a worker without its folders dies on its first poll of the queue
         assert worker.poll() is None, log.read_text(errors="replace")
         assert queue.is_dir() and (var / "broker" / "control").is_dir() and (var / "broker" / "processed").is_dir()
