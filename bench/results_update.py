@@ -241,6 +241,7 @@ def table(rows: list[dict], load_before: float, load_after: float) -> str:
     lines = [
         f"# results_update: {dt.datetime.now():%Y-%m-%d %H:%M} on {cpu_model()}, {os.cpu_count()} CPUs, "
         f"PostgreSQL; load average {load_before:.2f} -> {load_after:.2f}",
+        f"# command: python {' '.join(sys.argv)}",
         f"# POST 'Update results' (queues the task), then the task as a worker runs it; targets: request under "
         f"{TARGET_REQUEST_MS} ms, fresh results under {TARGET_FRESH_S} s at 100,000 responses",
         f"{'evaluators':>10s} {'responses':>10s} {'resamples':>9s} {'request ms':>10s} {'again ms':>8s} "
@@ -271,7 +272,7 @@ def main() -> int:
         row = run_json_child([__file__, "--measure", "0", "--gets-only"], _child_env(db_url))
         text = (f"# results_update --gets-only: {dt.datetime.now():%Y-%m-%d %H:%M} on {cpu_model()}, "
                 f"{os.cpu_count()} CPUs, PostgreSQL; load average {load_before:.2f} -> {load_average():.2f}\n"
-                + gets_line(row))
+                f"# command: python {' '.join(sys.argv)}\n" + gets_line(row))
     else:
         rows = [run_child(args, n) for n in args.responses]
         text = table(rows, load_before, load_average())
