@@ -257,6 +257,45 @@ def evaluator(base: str, invite: str, i: int, n_tasks: int, think: float, ramp: 
             rec.timed("floor", lambda floor=floor: s.post(f"{base}/bench/floor/", data=floor))
 
 
+class CoreSampler(threading.Thread):
+    """Each core's busy share, sampled from /proc/stat once a ``period`` while the evaluators
+    run: which side ran out of CPU (the server's core, or the generator's with the services)."""
+
+    def __init__(self, period: float = 1.0) -> None:
+        super().__init__(daemon=True)
+        self.period = period
+        self.samples: dict[str, list[float]] = defaultdict(list)
+        self._stop_event = threading.Event()
+
+    @staticmethod
+    def _read() -> dict[str, tuple[int, int]]:
+        """Per core: (all jiffies, idle + iowait jiffies) since boot."""
+        out = {}
+        with open("/proc/stat") as f:
+            for line in f:
+                name, *fields = line.split()
+                if name.startswith("cpu") and name[3:].isdigit():
+                    ticks = [int(v) for v in fields[:8]]
+                    out[name[3:]] = (sum(ticks), ticks[3] + ticks[4])
+        return out
+
+    def run(self) -> None:
+        before = self._read()
+        while not self._stop_event.wait(self.period):
+            now = self._read()
+            for core, (total, idle) in now.items():
+                spent = total - before[core][0]
+                if spent > 0:
+                    self.samples[core].append(100.0 * (1 - (idle - before[core][1]) / spent))
+            before = now
+
+    def stop(self) -> dict[str, dict[str, float]]:
+        """Stop sampling; per core the mean and the highest share, in percent."""
+        self._stop_event.set()
+        self.join()
+        return {core: {"mean": sum(v) / len(v), "peak": max(v)} for core, v in sorted(self.samples.items()) if v}
+
+
 def warm_up(base: str, n: int) -> None:
     """Send ``n`` concurrent requests before measuring, so that every gunicorn worker has
     imported the app (Django loads the URLconf and views on a worker's first request): the
@@ -342,12 +381,15 @@ def run(args: argparse.Namespace, db_url: str) -> dict:
         threads = [threading.Thread(target=evaluator, args=(base, info["invite"], i, args.tasks, args.think,
                                                               args.ramp, rec, barrier, args.floor_every))
                    for i in range(args.evaluators)]
+        sampler = CoreSampler()
+        sampler.start()
         t0 = time.perf_counter()
         for t in threads:
             t.start()
         for t in threads:
             t.join()
         wall = time.perf_counter() - t0
+        busy = sampler.stop()
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -383,6 +425,7 @@ def run(args: argparse.Namespace, db_url: str) -> dict:
         "errors": sum(rec.errors.values()), "accepted_answers": accepted_total, "stored_answers": stored_total,
         "lost": accepted_total - stored_total, "mismatched_evaluators": len(mismatched), "endpoints": rows,
         "error_kinds": dict(rec.error_kinds), "target_p95_ms": args.target_p95_ms,
+        "core_busy": busy,
         "cores": {"server": args.server_cpus or "not pinned", "client": args.client_cpus or "not pinned",
                   "services": args.services_cpus or "not pinned", "machine": os.cpu_count()},
     }
@@ -453,6 +496,8 @@ def table(r: dict) -> str:
         f"gunicorn {r['gunicorn']}, PostgreSQL, rate limits {r['rate_limits']}; wall {r['wall_s']:.1f} s",
         f"# cores (taskset): gunicorn on {cores['server']}, this load generator on {cores['client']}, "
         f"PostgreSQL and Redis {_services_where(cores)} ({cores['machine']} cores in all)",
+        "# cores busy while the evaluators ran (1-s samples of /proc/stat), mean / highest: "
+        + ", ".join(f"core {core} {b['mean']:.0f}% / {b['peak']:.0f}%" for core, b in r.get("core_busy", {}).items()),
         f"{'endpoint':<14}{'requests':>9}{'errors':>8}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'max ms':>9}"
         f"{'srv p50':>9}{'srv p95':>9}{'cpu p50':>9}{'queries':>8}",
     ]
