@@ -153,6 +153,7 @@ class Recorder:
         self.error_kinds: dict[str, int] = defaultdict(int)
         self.server_ms: dict[str, list[float]] = defaultdict(list)
         self.cpu_ms: dict[str, list[float]] = defaultdict(list)
+        self.db_ms: dict[str, list[float]] = defaultdict(list)
         self.queries: dict[str, list[int]] = defaultdict(list)
 
     def timed(self, name: str, fn, ok=lambda r: r.status_code < 400):
@@ -169,27 +170,29 @@ class Recorder:
             if timing is not None:
                 self.server_ms[name].append(timing[0])
                 self.cpu_ms[name].append(timing[1])
-                self.queries[name].append(timing[2])
+                self.db_ms[name].append(timing[2])
+                self.queries[name].append(timing[3])
             if not good:
                 self.errors[name] += 1
                 self.error_kinds[f"{name} {why}"] += 1
         return r if good else None
 
 
-TIMING = re.compile(r'app;dur=([0-9.]+)(?:, cpu;dur=([0-9.]+))?, db;dur=[0-9.]+;desc="(\d+) queries"')
+TIMING = re.compile(r'app;dur=([0-9.]+)(?:, cpu;dur=([0-9.]+))?, db;dur=([0-9.]+);desc="(\d+) queries"')
 
 
-def server_timing(r: requests.Response) -> tuple[float, float, int] | None:
-    """(server ms, server CPU ms, queries) of a response and the redirects that led to it (as
-    a browser follows them: join and consent end on the page they send to); None without the
-    header."""
-    total_ms, cpu_ms, total_q, seen = 0.0, 0.0, 0, False
+def server_timing(r: requests.Response) -> tuple[float, float, float, int] | None:
+    """(server ms, server CPU ms, ms in queries, queries) of a response and the redirects that
+    led to it (as a browser follows them: join and consent end on the page they send to); None
+    without the header."""
+    total_ms, cpu_ms, db_ms, total_q, seen = 0.0, 0.0, 0.0, 0, False
     for resp in (*r.history, r):
         match = TIMING.match(resp.headers.get("Server-Timing", ""))
         if match:
-            total_ms, total_q, seen = total_ms + float(match[1]), total_q + int(match[3]), True
+            total_ms, total_q, seen = total_ms + float(match[1]), total_q + int(match[4]), True
             cpu_ms += float(match[2] or "nan")
-    return (total_ms, cpu_ms, total_q) if seen else None
+            db_ms += float(match[3])
+    return (total_ms, cpu_ms, db_ms, total_q) if seen else None
 
 
 def client_address(i: int) -> str:
@@ -412,6 +415,7 @@ def run(args: argparse.Namespace, db_url: str) -> dict:
             "max_ms": 1000 * max(lat),
             "server_p50_ms": percentile(server_ms, 0.5), "server_p95_ms": percentile(server_ms, 0.95),
             "cpu_p50_ms": percentile(rec.cpu_ms.get(name, []), 0.5),
+            "db_p50_ms": percentile(rec.db_ms.get(name, []), 0.5),
             "queries": max(queries) if queries else None,
         })
     return {
@@ -499,20 +503,22 @@ def table(r: dict) -> str:
         "# cores busy while the evaluators ran (1-s samples of /proc/stat), mean / highest: "
         + ", ".join(f"core {core} {b['mean']:.0f}% / {b['peak']:.0f}%" for core, b in r.get("core_busy", {}).items()),
         f"{'endpoint':<14}{'requests':>9}{'errors':>8}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'max ms':>9}"
-        f"{'srv p50':>9}{'srv p95':>9}{'cpu p50':>9}{'queries':>8}",
+        f"{'srv p50':>9}{'srv p95':>9}{'cpu p50':>9}{'db p50':>9}{'queries':>8}",
     ]
     for row in r["endpoints"]:
         queries = "-" if row["queries"] is None else str(row["queries"])
         lines.append(f"{row['endpoint']:<14}{row['requests']:>9}{row['errors']:>8}{row['per_s']:>9.1f}"
                      f"{row['p50_ms']:>9.1f}{row['p95_ms']:>9.1f}{row['p99_ms']:>9.1f}{row['max_ms']:>9.1f}"
-                     f"{row['server_p50_ms']:>9.1f}{row['server_p95_ms']:>9.1f}{row['cpu_p50_ms']:>9.1f}{queries:>8}")
+                     f"{row['server_p50_ms']:>9.1f}{row['server_p95_ms']:>9.1f}{row['cpu_p50_ms']:>9.1f}"
+                     f"{row.get('db_p50_ms', float('nan')):>9.1f}{queries:>8}")
     lines.append(f"total: {r['requests']} requests, {r['requests'] / r['wall_s']:.1f} req/s, {r['errors']} errors")
     lines += [f"error x{n}: {kind}" for kind, n in r["error_kinds"].items()]
     lines.append(f"answers accepted {r['accepted_answers']}, stored {r['stored_answers']}, lost {r['lost']}, "
                  f"evaluators whose stored answers differ from their accepted ones: {r['mismatched_evaluators']}")
     lines.append("# srv: the server's own time per request (Server-Timing: from the first middleware to the "
                  "response; join and consent include the page their redirect leads to); cpu: the serving thread's "
-                 "CPU time (what a request costs, whatever competes for the core); queries: the most one request "
+                 "CPU time (what a request costs, whatever competes for the core); db: the wall time in its queries; "
+                 "queries: the most one request "
                  "made; floor: validate one form, insert one row (bench/_floor_urls.py)")
     lines += targets(r)
     return "\n".join(lines)
