@@ -175,3 +175,25 @@ def test_each_evaluator_endpoint_keeps_its_query_budget_at_every_size(settings):
     for key in set(walks["small"]) & set(walks["large"]) & set(walks["demo"]):
         # ... and in every size of study: nothing per slot, task or image
         assert walks["small"][key][0] == walks["large"][key][0] == walks["demo"][key][0], (key, walks)
+
+
+TRANSACTION_CONTROL = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE SAVEPOINT")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_joining_opens_no_transaction_of_its_own(settings):
+    """In production a request runs in autocommit: joining's reads need no common snapshot and
+    its one INSERT settles a race on the panel id by itself, so joining sends no BEGIN,
+    COMMIT or savepoint around them (each is a round trip to the database on the way in of a
+    launch burst). The session's INSERT, written after the view, keeps Django's own."""
+    settings.SESSION_ENGINE = "webapp.sessions"
+    protocol = json.loads(DEMO.read_text())
+    study = build_open_study(n_slots=3, protocol={k: v for k, v in protocol.items() if k != "practice"})
+    with CaptureQueriesContext(connection) as ctx:
+        response = Client().get(f"/join/{study.invite_token}/", {"PROLIFIC_PID": "a" * 24})
+    assert response.status_code == 302
+    sql = [q["sql"] for q in ctx.captured_queries]
+    session_insert = next(k for k, s in enumerate(sql) if s.startswith("INSERT") and "session" in s)
+    joining = sql[:session_insert]
+    assert [s for s in joining if s.startswith(TRANSACTION_CONTROL)] == [], joining
+    assert len(joining) <= BUDGET["join"], joining

@@ -18,6 +18,7 @@ from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
 from evalstudy.ranks import RankError, check_ranks
+from webapp.transactions import lone_statement
 
 from . import sqlreads
 from .models import CountResponse, Entry, Evaluator, Image, Item, RankResponse, Slot, Study, new_token
@@ -227,7 +228,6 @@ def _every_slot_held(study: Study) -> bool:
 FULL_MESSAGE = "Every place in this study is taken. Thank you for your interest."
 
 
-@transaction.atomic
 def evaluator_join(
     *,
     study: Study,
@@ -247,8 +247,9 @@ def evaluator_join(
     ``external_session_id`` are the panel's (Prolific's STUDY_ID and SESSION_ID), stored
     as given (within the field's length).
     """
-    # No lock on the study: joining takes no slot (consent does, under the lock), and the
-    # unique (study, external_id) constraint settles two joins of one id at once.
+    # No lock on the study and no transaction: joining takes no slot (consent does, under the
+    # lock), the reads need no common snapshot, and the unique (study, external_id) constraint
+    # settles two joins of one id at once, on the one INSERT.
     # Read again (the caller's copy may be older than a pause or a close); the reads on
     # the arrival path are statements made once per process (sqlreads).
     study = _present(sqlreads.row(Study, pk=study.pk), Study)
@@ -266,7 +267,7 @@ def evaluator_join(
     if not simulated and _every_slot_held(study):  # simulated evaluators take no place
         raise StudyUnavailable(FULL_MESSAGE, reason="full")
     try:
-        with transaction.atomic():
+        with lone_statement():
             return Evaluator.objects.create(
                 study=study,
                 external_id=external_id,
