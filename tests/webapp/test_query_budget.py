@@ -197,3 +197,21 @@ def test_joining_opens_no_transaction_of_its_own(settings):
     joining = sql[:session_insert]
     assert [s for s in joining if s.startswith(TRANSACTION_CONTROL)] == [], joining
     assert len(joining) <= BUDGET["join"], joining
+
+
+@pytest.mark.django_db(transaction=True)
+def test_start_is_one_update_without_a_transaction_around_it(settings):
+    """"Start" on the instructions writes one timestamp: one UPDATE, in autocommit its own
+    transaction, with no BEGIN and COMMIT around it (two round trips on everybody's way in)."""
+    settings.SESSION_ENGINE = "webapp.sessions"
+    protocol = json.loads(DEMO.read_text())
+    study = build_open_study(n_slots=3, protocol={k: v for k, v in protocol.items() if k != "practice"})
+    client = Client()
+    client.get(f"/join/{study.invite_token}/", {"PROLIFIC_PID": "b" * 24})
+    client.post(f"/e/{study.slug}/consent/", {"agree": "yes"})
+    with CaptureQueriesContext(connection) as ctx:
+        response = client.post(f"/e/{study.slug}/instructions/")
+    assert response.status_code == 302 and response["Location"].endswith("/task/")
+    sql = [q["sql"] for q in ctx.captured_queries]
+    assert [s for s in sql if s.startswith(TRANSACTION_CONTROL)] == [], sql
+    assert len(sql) == BUDGET["start"], sql
