@@ -501,7 +501,7 @@ def table(r: dict) -> str:
         f"# cores (taskset): gunicorn on {cores['server']}, this load generator on {cores['client']}, "
         f"PostgreSQL and Redis {_services_where(cores)} ({cores['machine']} cores in all)",
         "# cores busy while the evaluators ran (1-s samples of /proc/stat), mean / highest: "
-        + ", ".join(f"core {core} {b['mean']:.0f}% / {b['peak']:.0f}%" for core, b in r.get("core_busy", {}).items()),
+        + ", ".join(f"core {core} {b['mean']:.0f}% / {b['peak']:.0f}%" for core, b in r["core_busy"].items()),
         f"{'endpoint':<14}{'requests':>9}{'errors':>8}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'max ms':>9}"
         f"{'srv p50':>9}{'srv p95':>9}{'cpu p50':>9}{'db p50':>9}{'queries':>8}",
     ]
@@ -510,7 +510,7 @@ def table(r: dict) -> str:
         lines.append(f"{row['endpoint']:<14}{row['requests']:>9}{row['errors']:>8}{row['per_s']:>9.1f}"
                      f"{row['p50_ms']:>9.1f}{row['p95_ms']:>9.1f}{row['p99_ms']:>9.1f}{row['max_ms']:>9.1f}"
                      f"{row['server_p50_ms']:>9.1f}{row['server_p95_ms']:>9.1f}{row['cpu_p50_ms']:>9.1f}"
-                     f"{row.get('db_p50_ms', float('nan')):>9.1f}{queries:>8}")
+                     f"{row['db_p50_ms']:>9.1f}{queries:>8}")
     lines.append(f"total: {r['requests']} requests, {r['requests'] / r['wall_s']:.1f} req/s, {r['errors']} errors")
     lines += [f"error x{n}: {kind}" for kind, n in r["error_kinds"].items()]
     lines.append(f"answers accepted {r['accepted_answers']}, stored {r['stored_answers']}, lost {r['lost']}, "
