@@ -68,6 +68,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--gunicorn-workers", type=int, default=2,
                    help="gunicorn processes; on the one core the server is pinned to, 2 (docs/operations.md)")
     p.add_argument("--gunicorn-threads", type=int, default=4)
+    p.add_argument("--gunicorn-conf", choices=("site", "none"), default="site",
+                   help="site: gunicorn reads the site's gunicorn.conf.py (garbage collector frozen after the app "
+                        "loads), as in production; none: an empty one, to see what that file changes")
     p.add_argument("--keep-alive", type=int, default=30,
                    help="gunicorn's keep-alive in seconds; it must exceed the think time, or the server closes idle "
                         "connections just as a client reuses them (RemoteDisconnected), which browsers retry "
@@ -154,6 +157,7 @@ class Recorder:
         self.server_ms: dict[str, list[float]] = defaultdict(list)
         self.cpu_ms: dict[str, list[float]] = defaultdict(list)
         self.db_ms: dict[str, list[float]] = defaultdict(list)
+        self.gc_ms: dict[str, list[float]] = defaultdict(list)
         self.queries: dict[str, list[int]] = defaultdict(list)
 
     def timed(self, name: str, fn, ok=lambda r: r.status_code < 400):
@@ -172,27 +176,29 @@ class Recorder:
                 self.cpu_ms[name].append(timing[1])
                 self.db_ms[name].append(timing[2])
                 self.queries[name].append(timing[3])
+                self.gc_ms[name].append(timing[4])
             if not good:
                 self.errors[name] += 1
                 self.error_kinds[f"{name} {why}"] += 1
         return r if good else None
 
 
-TIMING = re.compile(r'app;dur=([0-9.]+)(?:, cpu;dur=([0-9.]+))?, db;dur=([0-9.]+);desc="(\d+) queries"')
+TIMING = re.compile(r'app;dur=([0-9.]+), cpu;dur=([0-9.]+), db;dur=([0-9.]+);desc="(\d+) queries", gc;dur=([0-9.]+)')
 
 
-def server_timing(r: requests.Response) -> tuple[float, float, float, int] | None:
-    """(server ms, server CPU ms, ms in queries, queries) of a response and the redirects that
-    led to it (as a browser follows them: join and consent end on the page they send to); None
-    without the header."""
-    total_ms, cpu_ms, db_ms, total_q, seen = 0.0, 0.0, 0.0, 0, False
+def server_timing(r: requests.Response) -> tuple[float, float, float, int, float] | None:
+    """(server ms, server CPU ms, ms in queries, queries, ms of garbage collection) of a
+    response and the redirects that led to it (as a browser follows them: join and consent
+    end on the page they send to); None without the header."""
+    total_ms, cpu_ms, db_ms, total_q, gc_ms, seen = 0.0, 0.0, 0.0, 0, 0.0, False
     for resp in (*r.history, r):
         match = TIMING.match(resp.headers.get("Server-Timing", ""))
         if match:
             total_ms, total_q, seen = total_ms + float(match[1]), total_q + int(match[4]), True
-            cpu_ms += float(match[2] or "nan")
+            cpu_ms += float(match[2])
             db_ms += float(match[3])
-    return (total_ms, cpu_ms, db_ms, total_q) if seen else None
+            gc_ms += float(match[5])
+    return (total_ms, cpu_ms, db_ms, total_q, gc_ms) if seen else None
 
 
 def client_address(i: int) -> str:
@@ -361,8 +367,14 @@ def run(args: argparse.Namespace, db_url: str) -> dict:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     pin = ["taskset", "-c", args.server_cpus] if args.server_cpus else []
+    conf = []  # gunicorn reads ./gunicorn.conf.py (the site's) unless -c names another file
+    if args.gunicorn_conf == "none":
+        empty = ROOT / "var" / "load-gunicorn-empty.conf.py"
+        empty.parent.mkdir(exist_ok=True)
+        empty.write_text("")
+        conf = ["-c", str(empty)]
     server = subprocess.Popen(
-        [*pin, sys.executable, "-m", "gunicorn", "webapp.wsgi", "-b", f"127.0.0.1:{port}",
+        [*pin, sys.executable, "-m", "gunicorn", "webapp.wsgi", *conf, "-b", f"127.0.0.1:{port}",
          "-w", str(args.gunicorn_workers), "-k", "gthread", "--threads", str(args.gunicorn_threads),
          "--keep-alive", str(args.keep_alive), "--log-level", "warning"],
         cwd=ROOT, env=env,
@@ -416,13 +428,16 @@ def run(args: argparse.Namespace, db_url: str) -> dict:
             "server_p50_ms": percentile(server_ms, 0.5), "server_p95_ms": percentile(server_ms, 0.95),
             "cpu_p50_ms": percentile(rec.cpu_ms.get(name, []), 0.5),
             "db_p50_ms": percentile(rec.db_ms.get(name, []), 0.5),
+            "server_ms_sum": sum(server_ms), "gc_ms_sum": sum(rec.gc_ms.get(name, [])),
+            "gc_ms_max": max(rec.gc_ms.get(name, []), default=0.0),
             "queries": max(queries) if queries else None,
         })
     return {
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": machine(), "evaluators": args.evaluators,
         "think_s": args.think, "ramp_s": args.ramp,
         "gunicorn": f"{args.gunicorn_workers} workers x {args.gunicorn_threads} threads "
-                    f"(gthread, keep-alive {args.keep_alive} s)",
+                    f"(gthread, keep-alive {args.keep_alive} s, "
+                    f"{'the site' if args.gunicorn_conf == 'site' else 'an empty'} gunicorn.conf.py)",
         "rate_limits": "off" if args.rate_limits == "off" else
                        f"on, counted in {'Redis' if args.cache_url else 'each worker process'}",
         "wall_s": wall, "requests": sum(len(v) for v in rec.latency.values()),
@@ -512,6 +527,12 @@ def table(r: dict) -> str:
                      f"{row['server_p50_ms']:>9.1f}{row['server_p95_ms']:>9.1f}{row['cpu_p50_ms']:>9.1f}"
                      f"{row['db_p50_ms']:>9.1f}{queries:>8}")
     lines.append(f"total: {r['requests']} requests, {r['requests'] / r['wall_s']:.1f} req/s, {r['errors']} errors")
+    server_ms = sum(row["server_ms_sum"] for row in r["endpoints"])
+    if server_ms > 0:
+        gc_ms = sum(row["gc_ms_sum"] for row in r["endpoints"])
+        lines.append(f"garbage collection while requests were served: {100 * gc_ms / server_ms:.1f}% of their server "
+                     f"time; the most in one request {max(row['gc_ms_max'] for row in r['endpoints']):.1f} ms "
+                     "(a collection stalls every request its process is serving, and counts in each)")
     lines += [f"error x{n}: {kind}" for kind, n in r["error_kinds"].items()]
     lines.append(f"answers accepted {r['accepted_answers']}, stored {r['stored_answers']}, lost {r['lost']}, "
                  f"evaluators whose stored answers differ from their accepted ones: {r['mismatched_evaluators']}")

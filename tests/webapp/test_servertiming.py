@@ -1,4 +1,5 @@
 """Every response but an image says how long the server worked on it and how many queries it made."""
+import gc
 import re
 
 import pytest
@@ -6,19 +7,27 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
+from webapp.studies import selectors
 from webapp.studies.models import Image
 
 from .conftest import current_task
 
 pytestmark = pytest.mark.django_db
 
-TIMING = re.compile(r'^app;dur=(\d+\.\d\d), cpu;dur=(\d+\.\d\d), db;dur=(\d+\.\d\d);desc="(\d+) queries"$')
+TIMING = re.compile(
+    r'^app;dur=(\d+\.\d\d), cpu;dur=(\d+\.\d\d), db;dur=(\d+\.\d\d);desc="(\d+) queries", gc;dur=(\d+\.\d\d)$')
 
 
 def _timing(response) -> tuple[float, float, float, int]:
     match = TIMING.match(response["Server-Timing"])
     assert match, response["Server-Timing"]
     return float(match[1]), float(match[2]), float(match[3]), int(match[4])
+
+
+def _gc_ms(response) -> float:
+    match = TIMING.match(response["Server-Timing"])
+    assert match, response["Server-Timing"]
+    return float(match[5])
 
 
 def test_evaluator_pages_report_server_time_and_their_queries(study, evaluator_client):
@@ -28,6 +37,29 @@ def test_evaluator_pages_report_server_time_and_their_queries(study, evaluator_c
         app_ms, cpu_ms, db_ms, queries = _timing(r)
         assert 0 < db_ms <= app_ms and 0 < cpu_ms
         assert queries == len(ctx.captured_queries) > 0  # the queries Django ran, no more, no fewer
+
+
+def test_a_garbage_collection_during_a_request_is_reported(study, evaluator_client, monkeypatch):
+    """The time the process spent collecting garbage while the request was served: a full
+    collection set off inside the view shows, and a request without one shows none."""
+    quiet = evaluator_client.get(f"/e/{study.slug}/state/")
+    gc.disable()  # no collection but the one this test sets off
+    try:
+        assert _gc_ms(evaluator_client.get(f"/e/{study.slug}/state/")) == 0.0
+
+        real_state = selectors.evaluator_next_and_progress
+
+        def collecting(**kwargs):
+            gc.collect()  # the whole heap of a test process: milliseconds
+            return real_state(**kwargs)
+
+        monkeypatch.setattr(selectors, "evaluator_next_and_progress", collecting)
+        busy = evaluator_client.get(f"/e/{study.slug}/state/")
+    finally:
+        gc.enable()
+    app_ms = _timing(busy)[0]
+    assert 0 < _gc_ms(busy) <= app_ms, busy["Server-Timing"]
+    assert quiet.status_code == busy.status_code == 200
 
 
 def test_images_carry_no_timing(study, evaluator_client):
