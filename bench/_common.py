@@ -67,6 +67,11 @@ def save_result(stem: str, text: str, *, append: bool = False, day: dt.date | No
     return path
 
 
+def command_line() -> str:
+    """How this benchmark was run, as a results file names it: ``python bench/x.py --flag ...``."""
+    return " ".join(["python", *sys.argv])
+
+
 def result_header(title: str) -> list[str]:
     """A results table's first lines: its title; the date, the machine and the load average
     before the run; the command that made it."""

@@ -54,7 +54,14 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench._common import cpu_model, load_average, run_json_child, save_result, scratch_database  # noqa: E402
+from bench._common import (  # noqa: E402
+    command_line,
+    cpu_model,
+    load_average,
+    run_json_child,
+    save_result,
+    scratch_database,
+)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -339,7 +346,7 @@ def main(args: argparse.Namespace) -> int:
         with scratch_database(args.pg, args.database, keep=args.keep) as db_url:
             result = run(shape, db_url)
         result["load_average"] = {"before": load_before, "after": load_average()}
-        result["command"] = " ".join(["python", *sys.argv])
+        result["command"] = command_line()
         if args.json:
             print(json.dumps(result, indent=2))
         else:
@@ -367,12 +374,8 @@ def run(args: argparse.Namespace, db_url: str) -> dict:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     pin = ["taskset", "-c", args.server_cpus] if args.server_cpus else []
-    conf = []  # gunicorn reads ./gunicorn.conf.py (the site's) unless -c names another file
-    if args.gunicorn_conf == "none":
-        empty = ROOT / "var" / "load-gunicorn-empty.conf.py"
-        empty.parent.mkdir(exist_ok=True)
-        empty.write_text("")
-        conf = ["-c", str(empty)]
+    # gunicorn reads ./gunicorn.conf.py (the site's) unless -c names another file: here an empty one
+    conf = ["-c", os.devnull] if args.gunicorn_conf == "none" else []
     server = subprocess.Popen(
         [*pin, sys.executable, "-m", "gunicorn", "webapp.wsgi", *conf, "-b", f"127.0.0.1:{port}",
          "-w", str(args.gunicorn_workers), "-k", "gthread", "--threads", str(args.gunicorn_threads),

@@ -28,7 +28,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 
-from bench._common import cpu_model, load_average, run_json_child, save_result, scratch_database  # noqa: E402
+from bench._common import (  # noqa: E402
+    command_line,
+    cpu_model,
+    load_average,
+    run_json_child,
+    save_result,
+    scratch_database,
+)
 
 RESPONSES_PER_EVALUATOR = 134  # the demo protocol's tasks when every evaluator sees every item
 TARGET_REQUEST_MS, TARGET_FRESH_S = 100, 60
@@ -241,7 +248,7 @@ def table(rows: list[dict], load_before: float, load_after: float) -> str:
     lines = [
         f"# results_update: {dt.datetime.now():%Y-%m-%d %H:%M} on {cpu_model()}, {os.cpu_count()} CPUs, "
         f"PostgreSQL; load average {load_before:.2f} -> {load_after:.2f}",
-        f"# command: python {' '.join(sys.argv)}",
+        f"# command: {command_line()}",
         f"# POST 'Update results' (queues the task), then the task as a worker runs it; targets: request under "
         f"{TARGET_REQUEST_MS} ms, fresh results under {TARGET_FRESH_S} s at 100,000 responses",
         f"{'evaluators':>10s} {'responses':>10s} {'resamples':>9s} {'request ms':>10s} {'again ms':>8s} "
@@ -272,7 +279,7 @@ def main() -> int:
         row = run_json_child([__file__, "--measure", "0", "--gets-only"], _child_env(db_url))
         text = (f"# results_update --gets-only: {dt.datetime.now():%Y-%m-%d %H:%M} on {cpu_model()}, "
                 f"{os.cpu_count()} CPUs, PostgreSQL; load average {load_before:.2f} -> {load_average():.2f}\n"
-                f"# command: python {' '.join(sys.argv)}\n" + gets_line(row))
+                f"# command: {command_line()}\n" + gets_line(row))
     else:
         rows = [run_child(args, n) for n in args.responses]
         text = table(rows, load_before, load_average())
