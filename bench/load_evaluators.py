@@ -71,6 +71,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--think", type=float, default=2.0,
                    help="mean seconds an evaluator looks at a task before answering (uniform in 0.5x..1.5x); "
                         "people take several seconds per count and longer per ranking; 0 = saturation test")
+    p.add_argument("--client", choices=("json", "browser"), default="json",
+                   help="json: after consenting, read the JSON state and answer with JSON requests (one request "
+                        "an answer, images not loaded); browser: the pages and forms a participant's browser "
+                        "loads, redirects followed, each page's images loaded once")
     p.add_argument("--ramp", type=float, default=5.0, help="evaluators arrive spread over this many seconds")
     p.add_argument("--gunicorn-workers", type=int, default=2,
                    help="gunicorn processes; on the one core the server is pinned to, 2 (docs/operations.md)")
@@ -273,6 +277,97 @@ def evaluator(base: str, invite: str, i: int, n_tasks: int, think: float, ramp: 
             rec.timed("floor", lambda floor=floor: s.post(f"{base}/bench/floor/", data=floor))
 
 
+IMAGE_SRC = re.compile(r'<img[^>]*\ssrc="(/[^"]+)"')
+CSRF_FIELD = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
+TOKEN_FIELD = re.compile(r'name="token" value="([^"]+)"')
+RANK_FIELD = re.compile(r'<select name="(rank_\d+)"')
+
+
+def _images(s: requests.Session, base: str, html: str, seen: set[str], rec: Recorder) -> bool:
+    """GET the images a page shows that this browser has not loaded yet (a browser keeps
+    them: they are sent with ``Cache-Control: private, max-age=3600``); False on an error."""
+    for src in IMAGE_SRC.findall(html):
+        if src in seen:
+            continue
+        seen.add(src)
+        if rec.timed("image", lambda src=src: s.get(f"{base}{src}")) is None:
+            return False
+    return True
+
+
+def _form(page: requests.Response, data: dict | None = None) -> dict:
+    """A page's form as the browser sends it: its CSRF token and ``data``."""
+    match = CSRF_FIELD.search(page.text)
+    return {"csrfmiddlewaretoken": match.group(1) if match else "", **(data or {})}
+
+
+def _browser_arrival(s: requests.Session, base: str, invite: str, worker_id: str, rec: Recorder,
+                     seen: set[str]) -> requests.Response | None:
+    """Join, agree, "Start" (and the practice item): the first task's page, None on an error."""
+    referer = {"Referer": f"{base}/"}
+    consent = rec.timed("join", lambda: s.get(f"{base}/join/{invite}/", params={"PROLIFIC_PID": worker_id}))
+    if consent is None:
+        return None
+    r = rec.timed("consent", lambda: s.post(consent.url, data=_form(consent, {"agree": "yes"}), headers=referer))
+    if r is None or not _images(s, base, r.text, seen, rec):
+        return None
+    instructions = r  # "Start" leads to the practice item, or to the first task
+    r = rec.timed("instructions", lambda: s.post(instructions.url, data=_form(instructions), headers=referer))
+    if r is None or not _images(s, base, r.text, seen, rec) or not r.url.endswith("/practice/"):
+        return r
+    practice = r
+    r = rec.timed("instructions", lambda: s.post(practice.url, data=_form(practice, {"answer": "1"}), headers=referer))
+    if r is None:
+        return None
+    task_url = re.sub(r"practice/$", "task/", practice.url)  # the feedback's "Start the tasks" link
+    r = rec.timed("instructions", lambda: s.get(task_url))
+    return r if r is not None and _images(s, base, r.text, seen, rec) else None
+
+
+def _answer(k: int, page: str) -> tuple[str, dict]:
+    """The k-th answer to the task on ``page`` (HTML): the endpoint's name, the form's fields."""
+    ranks = RANK_FIELD.findall(page)
+    if 'value="count"' in page:
+        return "submit-count", {"kind": "count", "answer": str(k % 5 + 1)}
+    if ranks:
+        return "submit-rank", {"kind": "rank", **{f: str((k + j) % len(ranks) + 1) for j, f in enumerate(ranks)}}
+    return "submit-rank", {"kind": "rank", "choice": "left"}  # two images side by side
+
+
+def browser_evaluator(base: str, invite: str, i: int, n_tasks: int, think: float, ramp: float, rec: Recorder,
+                      start: threading.Barrier, floor_every: int = 0) -> None:
+    """The walk a participant's browser makes: HTML pages and their forms, every redirect
+    followed, each page's images loaded once (static files come from the proxy, not Django).
+    An answer is a form POST, its redirect and the next task's page (the task script only
+    adds keys and clicks to the forms), then that page's images."""
+    worker_id = f"{i:024x}"
+    s = requests.Session()
+    s.headers["X-Forwarded-For"] = client_address(i)
+    rng = random.Random(worker_id)
+    seen: set[str] = set()
+    start.wait()
+    time.sleep(ramp * rng.random())
+    r = _browser_arrival(s, base, invite, worker_id, rec, seen)
+    for k in range(n_tasks):
+        token = TOKEN_FIELD.search(r.text) if r is not None else None
+        if r is None or token is None:  # an error, or the completion page: no task left
+            return
+        if think > 0:
+            time.sleep(think * rng.uniform(0.5, 1.5))
+        name, data = _answer(k, r.text)
+        url, payload = r.url, _form(r, {"token": token.group(1), **data})
+        r = rec.timed(name, lambda url=url, payload=payload: s.post(url, data=payload, headers={"Referer": f"{base}/"}))
+        if r is None:
+            return
+        with rec.lock:
+            rec.accepted[worker_id] += 1
+        if not _images(s, base, r.text, seen, rec):
+            return
+        if floor_every and (k + 1) % floor_every == 0:
+            floor = {"token": token.group(1), "answer": str(k % 5 + 1)}
+            rec.timed("floor", lambda floor=floor: s.post(f"{base}/bench/floor/", data=floor))
+
+
 class CoreSampler(threading.Thread):
     """Each core's busy share, sampled from /proc/stat once a ``period`` while the evaluators
     run: which side ran out of CPU (the server's core, or the generator's with the services)."""
@@ -396,7 +491,8 @@ def run(args: argparse.Namespace, db_url: str) -> dict:
         warm_up(base, args.gunicorn_workers * args.gunicorn_threads * 3)
         rec = Recorder()
         barrier = threading.Barrier(args.evaluators)
-        threads = [threading.Thread(target=evaluator, args=(base, info["invite"], i, args.tasks, args.think,
+        walk = browser_evaluator if args.client == "browser" else evaluator
+        threads = [threading.Thread(target=walk, args=(base, info["invite"], i, args.tasks, args.think,
                                                               args.ramp, rec, barrier, args.floor_every))
                    for i in range(args.evaluators)]
         sampler = CoreSampler()
@@ -418,7 +514,7 @@ def run(args: argparse.Namespace, db_url: str) -> dict:
     stored_total = counts["count"] + counts["rank"]
     mismatched = {w: (n, counts["per"].get(w, 0)) for w, n in rec.accepted.items() if counts["per"].get(w, 0) != n}
     rows = []
-    for name in ("join", "consent", "instructions", "state", "submit-count", "submit-rank", "floor"):
+    for name in ("join", "consent", "instructions", "state", "submit-count", "submit-rank", "image", "floor"):
         lat = rec.latency.get(name, [])
         if not lat:
             continue
@@ -437,7 +533,7 @@ def run(args: argparse.Namespace, db_url: str) -> dict:
         })
     return {
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": machine(), "evaluators": args.evaluators,
-        "think_s": args.think, "ramp_s": args.ramp,
+        "think_s": args.think, "ramp_s": args.ramp, "client": args.client,
         "gunicorn": f"{args.gunicorn_workers} workers x {args.gunicorn_threads} threads "
                     f"(gthread, keep-alive {args.keep_alive} s, "
                     f"{'the site' if args.gunicorn_conf == 'site' else 'an empty'} gunicorn.conf.py)",
@@ -504,6 +600,8 @@ def machine() -> str:
     return f"{cpu_model()}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
+CLIENTS = {"json": "a JSON client: the state once, then one request an answer, no images",
+           "browser": "a browser's walk: HTML pages and forms, redirects followed, images loaded once"}
 FLOOR_FACTOR = 2.0  # target: an answer's median server time at most this many floors
 
 
@@ -514,7 +612,8 @@ def table(r: dict) -> str:
         f"# load_evaluators: {r['date']} on {r['machine']}; load average {r['load_average']['before']:.2f} before, "
         f"{r['load_average']['after']:.2f} after",
         f"# {r['evaluators']} concurrent evaluators "
-        f"(arriving over {r['ramp_s']:.0f} s, think time {r['think_s']:.1f} s mean), "
+        f"(arriving over {r['ramp_s']:.0f} s, think time {r['think_s']:.1f} s mean; "
+        f"{CLIENTS[r.get('client', 'json')]}), "
         f"gunicorn {r['gunicorn']}, PostgreSQL, rate limits {r['rate_limits']}; wall {r['wall_s']:.1f} s",
         f"# cores (taskset): gunicorn on {cores['server']}, this load generator on {cores['client']}, "
         f"PostgreSQL and Redis {_services_where(cores)} ({cores['machine']} cores in all)",
@@ -540,7 +639,8 @@ def table(r: dict) -> str:
     lines.append(f"answers accepted {r['accepted_answers']}, stored {r['stored_answers']}, lost {r['lost']}, "
                  f"evaluators whose stored answers differ from their accepted ones: {r['mismatched_evaluators']}")
     lines.append("# srv: the server's own time per request (Server-Timing: from the first middleware to the "
-                 "response; join and consent include the page their redirect leads to); cpu: the serving thread's "
+                 "response; a request and the page its redirect leads to count as one: join, consent, and a browser's "
+                 "answers; images carry no Server-Timing); cpu: the serving thread's "
                  "CPU time (what a request costs, whatever competes for the core); db: the wall time in its queries; "
                  "queries: the most one request "
                  "made; floor: validate one form, insert one row (bench/_floor_urls.py)")

@@ -60,6 +60,9 @@ BUDGET = {
     # last task the progress counted on its own. Plus a ranking's images, for a ranking
     # stored and for a ranking next (see _budget).
     "answer": 6,
+    # An evaluator's image: the image, if one of the evaluators this browser holds has it in
+    # their tasks (sqlreads.evaluator_image_file), in one statement.
+    "image": 1,
 }
 
 
@@ -135,6 +138,9 @@ def _walk(study, label: str) -> dict[str, list[int]]:
     seen.setdefault(f"state ->{next_kind(state)}", []).append(n)
     while not state["done"]:
         task = state["task"]
+        for url in task["images"]:  # as the browser loads the task page's images
+            _, n = measured("image", lambda url=url: client.get(url))
+            seen.setdefault("image", []).append(n)
         if task["kind"] == "count":
             data = {"kind": "count", "token": task["token"], "answer": "2"}
         else:
@@ -167,7 +173,7 @@ def test_each_evaluator_endpoint_keeps_its_query_budget_at_every_size(settings):
     assert answered == [11, 35, 11]
     for label, walk in walks.items():
         assert {"join", "consent page", "consent", "instructions page", "state ->count", "answer count->count",
-                "answer count->rank"} <= set(walk), walk
+                "answer count->rank", "image"} <= set(walk), walk
         for key, counts in walk.items():
             # the same request costs the same at every position: nothing per answer given
             assert len(set(counts)) == 1, (label, key, counts)

@@ -212,6 +212,14 @@ def session_evaluator_ids(*, session) -> list[int]:
     return [ev.pk for ev in Evaluator.objects.filter(pk__in=known).only("pk", "browser") if _holds(session, ev)]
 
 
+def session_holders(*, session) -> list[tuple[int, str | None]]:
+    """The evaluators this browser session names, each with the browser token it keeps for
+    them: (evaluator id, token or None). No query: whether the session still holds each one
+    is for the database to say (``_holds``, or sqlreads.evaluator_image_file)."""
+    browsers = session.get(BROWSER_SESSION_KEY, {})
+    return [(int(v), browsers.get(str(v))) for v in session.get(SESSION_KEY, {}).values()]
+
+
 def evaluator_may_see_image(*, evaluator_ids: list[int], image: Image) -> bool:
     """Whether one of these evaluators has the image in their own tasks."""
     if not evaluator_ids or image.judge_only:  # the judge's extra images are shown to no evaluator

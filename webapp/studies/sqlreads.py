@@ -14,6 +14,9 @@ The arrival (join, consent, the instructions and practice pages) goes the same w
 by its key (under its row lock at consent), the study's first free slot, one INSERT for
 an evaluator's entries, the entries counted by kind, the people who finished.
 
+An evaluator's image (the request a browser makes most, after the pages) is one statement:
+its file, if one of the evaluators the browser holds has it in their tasks.
+
 The statements are plain SQL that PostgreSQL and SQLite both run. What they return is what
 the ORM versions returned (selectors.evaluator_next_entry, selectors.evaluator_progress);
 tests/webapp/test_sqlreads.py holds them to it.
@@ -374,3 +377,41 @@ def model_image_width(*, study_id: int) -> int | None:
         cursor.execute(_model_image_width_statement(connection.vendor), [study_id, Image.Source.MODEL.value])
         found = cursor.fetchone()
     return None if found is None else int(found[0])
+
+
+@cache
+def _image_file_statement(vendor: str, n_holders: int) -> str:
+    """The file of the image with a given public id, if one of ``n_holders`` evaluators has
+    it in their tasks; parameters: the public id, then (evaluator id, browser token) pairs."""
+    g = {f: _column(Image, f) for f in ("id", "public_id", "file", "judge_only", "source", "prompt", "seed")}
+    i = {f: _column(Item, f) for f in ("id", "image", "task", "prompt", "seed")}
+    v = {f: _column(Evaluator, f) for f in ("id", "browser")}
+    # Held as selectors._holds says: a browser token this session was given, or none stored.
+    held = " OR ".join([f"(v.{v['id']} = %s AND (v.{v['browser']} = '' OR v.{v['browser']} = %s))"] * n_holders)
+    return (
+        f"SELECT g.{g['file']} FROM {_table(Image)} g WHERE g.{g['public_id']} = %s AND NOT g.{g['judge_only']} "
+        f"AND EXISTS (SELECT 1 FROM {_table(Entry)} e "
+        f"INNER JOIN {_table(Evaluator)} v ON v.{v['id']} = e.{_column(Entry, 'evaluator')} "
+        f"INNER JOIN {_table(Item)} i ON i.{i['id']} = e.{_column(Entry, 'item')} "
+        f"WHERE ({held}) AND (i.{i['image']} = g.{g['id']} OR (g.{g['source']} <> %s "
+        f"AND i.{i['task']} = %s AND i.{i['prompt']} = g.{g['prompt']} AND i.{i['seed']} = g.{g['seed']})))"
+    )
+
+
+def evaluator_image_file(*, public_id: str, holders: Sequence[tuple[int, str | None]]) -> str | None:
+    """The file (under MEDIA_ROOT) of the image ``public_id`` when one of the evaluators this
+    browser holds, ``holders`` as (evaluator id, the browser token the session keeps for it),
+    has it in their own tasks: a count item's image, or one of a ranking's (gold images
+    belong to their count items only); judge-only images are nobody's. One statement, the
+    answer of ``selectors.evaluator_may_see_image`` for the evaluators ``selectors._holds``
+    admits; None when none of them may see it, or there is no such image."""
+    if not holders:
+        return None
+    params: list[Any] = [public_id]
+    for evaluator_id, browser in holders:
+        params += [int(evaluator_id), browser]
+    params += [Image.Source.GOLD.value, Item.Task.RANK.value]
+    with connection.cursor() as cursor:
+        cursor.execute(_image_file_statement(connection.vendor, len(holders)), params)
+        found = cursor.fetchone()
+    return None if found is None else str(found[0])
