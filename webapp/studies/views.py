@@ -27,7 +27,7 @@ from .models import Evaluator, Study
 from .participant_forms import ParticipantIdForm, PracticeAnswerForm
 from .practice import COUNT_NAME as PRACTICE_COUNT
 from .practice import EXAMPLE_PREFIX as PRACTICE_EXAMPLE
-from .practice import practice_png, practice_scenes, study_image_size
+from .practice import practice_picture, study_image_size
 
 # The largest side, in CSS pixels, an image is given before the script fits it to the
 # viewport (the page is usable without the script).
@@ -366,10 +366,9 @@ def practice(request: HttpRequest, study: Study, evaluator: Evaluator) -> HttpRe
 @evaluator_view()
 def practice_image(request: HttpRequest, study: Study, evaluator: Evaluator, name: str) -> HttpResponse:
     """A practice picture, drawn from the protocol (it shows no model's work)."""
-    scenes = practice_scenes(recruitment.practice_of(study))
-    if name not in scenes:
+    data = practice_picture(study=study, name=name)
+    if data is None:
         raise Http404("No such picture.")
-    scene, seed = scenes[name]
-    response = HttpResponse(practice_png(study=study, scene=scene, seed=seed), content_type="image/png")
+    response = HttpResponse(data, content_type="image/png")
     response["Cache-Control"] = "private, max-age=3600"
     return response
