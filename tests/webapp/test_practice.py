@@ -5,6 +5,7 @@ import pytest
 from django.test import Client
 
 from tests.factories import build_open_study
+from tests.narrow import present
 from webapp.studies import practice
 from webapp.studies.models import Study
 
@@ -22,7 +23,7 @@ def _consented(study, pid: str) -> Client:
 
 def test_each_practice_picture_is_drawn_once_for_every_participant_of_an_open_study(monkeypatch):
     study = build_open_study(n_slots=3, protocol=demo_protocol())
-    names = list(practice.practice_scenes(study.parsed_protocol.practice))
+    names = list(practice.practice_scenes(present(study.parsed_protocol).practice))
     assert practice.COUNT_NAME in names and len(names) > 1
     drawn = []
     draw = practice.practice_png
@@ -33,7 +34,7 @@ def test_each_practice_picture_is_drawn_once_for_every_participant_of_an_open_st
 
     monkeypatch.setattr(practice, "practice_png", counted)
     alice, bob = _consented(study, PID), _consented(study, PID[:-1] + "0")
-    bodies = {}
+    bodies: dict[str, bytes] = {}
     for client in (alice, bob, alice):
         for name in names:
             r = client.get(f"/e/{study.slug}/practice/{name}.png")

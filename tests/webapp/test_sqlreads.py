@@ -266,8 +266,9 @@ def test_an_image_file_is_served_to_exactly_the_evaluators_the_orm_admits(study)
     first, second, third = Evaluator.objects.order_by("pk")
     assert first.slot is not None and first.slot.number == 0
     Evaluator.objects.filter(pk=second.pk).update(browser="")  # held by whoever knows it
-    Image.objects.filter(pk=present(Item.objects.filter(study=study, task="count", is_gold=False)
-                                    .exclude(pk=count_item.pk).first()).image_id).update(judge_only=True)
+    judged = present(present(Item.objects.filter(study=study, task="count", is_gold=False)
+                             .exclude(pk=count_item.pk).first()).image)
+    Image.objects.filter(pk=judged.pk).update(judge_only=True)
     assert Image.objects.filter(source=Image.Source.GOLD, study=study).exists()
     # A gold image drawn at a ranking's caption and seed belongs to no ranking.
     shown_rank = present(Item.objects.filter(study=study, task="rank").exclude(pk=rank_item.pk).first())
@@ -288,4 +289,4 @@ def test_an_image_file_is_served_to_exactly_the_evaluators_the_orm_admits(study)
         assert (sqlreads.evaluator_image_file(public_id=img.public_id, holders=pairs) is not None) == either
     assert seen[True] and seen[False]
     assert sqlreads.evaluator_image_file(public_id="0" * 32, holders=[(first.pk, first.browser)]) is None
-    assert sqlreads.evaluator_image_file(public_id=Image.objects.first().public_id, holders=[]) is None
+    assert sqlreads.evaluator_image_file(public_id=present(Image.objects.first()).public_id, holders=[]) is None
