@@ -2,7 +2,10 @@
 
 Each simulated evaluator has its own HTTP session: it joins by the invite link, consents,
 reads its current task (the JSON state), then answers task after task, each answer's JSON
-response carrying the next task, with a think time between tasks. The script prints
+response carrying the next task, with a think time between tasks. With ``--client browser``
+it walks as a participant's browser does instead: the HTML pages and their forms, every
+redirect followed (an answer is the form, its redirect and the next task's page), and each
+page's images (the tasks' and the practice pictures) loaded once. The script prints
 throughput and p50/p95/p99 latency per endpoint and, beside them, the server's own time and
 query count per request (the Server-Timing header, webapp/servertiming.py), then checks
 that every answer the server accepted is in the database, and nothing else.
@@ -26,6 +29,7 @@ bench/results/load_evaluators-<date>.txt.
     nice -n 10 python bench/load_evaluators.py --evaluators 50 --tasks 20 --cache-url redis://127.0.0.1:6379/2
     python bench/load_evaluators.py --shape 200:5:200 --shape 200:60:30 --shape 1000:60:200 \
         --cache-url redis://127.0.0.1:6379/2      # the launch-day shapes (evaluators:ramp s:p95 target ms)
+    python bench/load_evaluators.py --client browser --shape 200:60:30 --cache-url redis://127.0.0.1:6379/2
 
 It creates (and afterwards drops) its own PostgreSQL database, ``fusion_load``; the
 study's images are rendered by the synthetic renderer, since this measures the web path,
