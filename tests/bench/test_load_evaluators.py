@@ -26,3 +26,45 @@ def test_it_reads_every_field_and_sums_the_redirects_a_browser_follows():
 
 def test_a_response_without_the_header_has_no_timing():
     assert server_timing(requests.Response()) is None
+
+
+@pytest.mark.django_db
+def test_the_browser_walk_reads_the_forms_and_images_of_the_site_s_own_pages(settings, tmp_path):
+    """What the browser's walk finds in the pages (the CSRF field, the task's token, the rank
+    menus, the images) is what the site's templates write: the walk answers every task of
+    an evaluator with the forms it builds, through the site, and loads every image."""
+    from django.core.cache import cache
+    from django.test import Client
+
+    from bench.load_evaluators import CSRF_FIELD, IMAGE_SRC, TOKEN_FIELD, _answer
+
+    def _csrf(html: str) -> str:
+        found = CSRF_FIELD.search(html)
+        assert found is not None, "no CSRF field in the page"
+        return found.group(1)
+    from tests.factories import build_open_study
+    from webapp.studies.models import CountResponse, RankResponse
+
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.FUSION_RATE_ANSWER = "1000/s"
+    cache.clear()
+    study = build_open_study()
+    client = Client(enforce_csrf_checks=True)
+    page = client.get(f"/join/{study.invite_token}/", follow=True)
+    agree = {"agree": "yes", "csrfmiddlewaretoken": _csrf(page.content.decode())}
+    page = client.post(f"/e/{study.slug}/consent/", agree, follow=True)
+    html = page.content.decode()
+    page = client.post(f"/e/{study.slug}/instructions/", {"csrfmiddlewaretoken": _csrf(html)}, follow=True)
+    kinds, k = set(), 0
+    while (token := TOKEN_FIELD.search(html := page.content.decode())) is not None:
+        sources = IMAGE_SRC.findall(html)
+        assert sources and all(client.get(src).status_code == 200 for src in sources)
+        name, data = _answer(k, html)
+        kinds.add(name)
+        form = {"csrfmiddlewaretoken": _csrf(html), "token": token.group(1), **data}
+        page = client.post(f"/e/{study.slug}/task/", form, follow=True)
+        assert page.status_code == 200
+        k += 1
+    assert kinds == {"submit-count", "submit-rank"}
+    assert CountResponse.objects.count() + RankResponse.objects.count() == k > 0
+    cache.clear()
