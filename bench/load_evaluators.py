@@ -221,14 +221,27 @@ def client_address(i: int) -> str:
     return f"10.{i // 65536 % 256}.{i // 256 % 256}.{i % 256}"
 
 
-def evaluator(base: str, invite: str, i: int, n_tasks: int, think: float, ramp: float, rec: Recorder,
-              start: threading.Barrier, floor_every: int = 0) -> None:
+def _arrive(i: int, start: threading.Barrier, ramp: float) -> tuple[str, requests.Session, random.Random]:
+    """The i-th evaluator's panel id, HTTP session (from an address of its own) and random
+    stream, once it is its turn to arrive: the start, then a wait within the ramp."""
     worker_id = f"{i:024x}"  # shaped like a Prolific id (24 hex digits), as the join page checks
     s = requests.Session()
     s.headers["X-Forwarded-For"] = client_address(i)
     rng = random.Random(worker_id)
     start.wait()
     time.sleep(ramp * rng.random())
+    return worker_id, s, rng
+
+
+def _floor(rec: Recorder, s: requests.Session, base: str, token: str, k: int) -> None:
+    """The floor request sent beside the k-th answer (bench/_floor_urls.py)."""
+    floor = {"token": token, "answer": str(k % 5 + 1)}
+    rec.timed("floor", lambda: s.post(f"{base}/bench/floor/", data=floor))
+
+
+def evaluator(base: str, invite: str, i: int, n_tasks: int, think: float, ramp: float, rec: Recorder,
+              start: threading.Barrier, floor_every: int = 0) -> None:
+    worker_id, s, rng = _arrive(i, start, ramp)
     r = rec.timed("join", lambda: s.get(f"{base}/join/{invite}/", params={"PROLIFIC_PID": worker_id}))
     if r is None:
         return
@@ -277,8 +290,7 @@ def evaluator(base: str, invite: str, i: int, n_tasks: int, think: float, ramp: 
             rec.accepted[worker_id] += 1
         state = r.json()
         if floor_every and (k + 1) % floor_every == 0:
-            floor = {"token": task["token"], "answer": str(k % 5 + 1)}
-            rec.timed("floor", lambda floor=floor: s.post(f"{base}/bench/floor/", data=floor))
+            _floor(rec, s, base, task["token"], k)
 
 
 IMAGE_SRC = re.compile(r'<img[^>]*\ssrc="(/[^"]+)"')
@@ -344,13 +356,8 @@ def browser_evaluator(base: str, invite: str, i: int, n_tasks: int, think: float
     followed, each page's images loaded once (static files come from the proxy, not Django).
     An answer is a form POST, its redirect and the next task's page (the task script only
     adds keys and clicks to the forms), then that page's images."""
-    worker_id = f"{i:024x}"
-    s = requests.Session()
-    s.headers["X-Forwarded-For"] = client_address(i)
-    rng = random.Random(worker_id)
+    worker_id, s, rng = _arrive(i, start, ramp)
     seen: set[str] = set()
-    start.wait()
-    time.sleep(ramp * rng.random())
     r = _browser_arrival(s, base, invite, worker_id, rec, seen)
     for k in range(n_tasks):
         token = TOKEN_FIELD.search(r.text) if r is not None else None
@@ -368,8 +375,7 @@ def browser_evaluator(base: str, invite: str, i: int, n_tasks: int, think: float
         if not _images(s, base, r.text, seen, rec):
             return
         if floor_every and (k + 1) % floor_every == 0:
-            floor = {"token": token.group(1), "answer": str(k % 5 + 1)}
-            rec.timed("floor", lambda floor=floor: s.post(f"{base}/bench/floor/", data=floor))
+            _floor(rec, s, base, token.group(1), k)
 
 
 class CoreSampler(threading.Thread):

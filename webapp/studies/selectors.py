@@ -221,7 +221,9 @@ def session_holders(*, session) -> list[tuple[int, str | None]]:
 
 
 def evaluator_may_see_image(*, evaluator_ids: list[int], image: Image) -> bool:
-    """Whether one of these evaluators has the image in their own tasks."""
+    """Whether one of these evaluators has the image in their own tasks: the rule, in the
+    ORM. The image view asks ``sqlreads.evaluator_image_file`` (one statement), which
+    tests/webapp/test_sqlreads.py holds to this."""
     if not evaluator_ids or image.judge_only:  # the judge's extra images are shown to no evaluator
         return False
     entries = Entry.objects.filter(evaluator_id__in=evaluator_ids)
