@@ -10,6 +10,11 @@ BIN := $(VENV)/bin
 PIP_VERSION := 26.3
 PG_URL ?= postgres://postgres@127.0.0.1:5432/test
 REDIS_URL ?= redis://127.0.0.1:6379/15
+# Tests run in TEST_PROCS processes (pytest-xdist): one file's tests stay in one process, so a
+# module's fixtures are built once; the Redis-using tests of process gwN use REDIS_URL's database less N
+# (tests/conftest.py). `make test TEST_PROCS=0` runs them in one process, as before.
+TEST_PROCS ?= 2
+PYTEST := $(BIN)/python -m pytest -q -n $(TEST_PROCS) --dist loadfile
 
 .PHONY: demo test test-sqlite install install-dev lint lint-fix lock check-lock check-lock-current browser services clean
 
@@ -63,11 +68,11 @@ demo: install
 	DEBUG=0 $(BIN)/python manage.py demo
 
 test: install-dev browser services
-	DATABASE_URL=$(PG_URL) FUSION_TEST_REDIS_URL=$(REDIS_URL) $(BIN)/python -m pytest -q
-	$(BIN)/python -m pytest -q tests/webapp
+	DATABASE_URL=$(PG_URL) FUSION_TEST_REDIS_URL=$(REDIS_URL) $(PYTEST)
+	$(PYTEST) tests/webapp
 
 test-sqlite: install-dev browser
-	$(BIN)/python -m pytest -q
+	$(PYTEST)
 
 clean:
 	rm -rf var
