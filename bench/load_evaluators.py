@@ -4,8 +4,10 @@ Each simulated evaluator has its own HTTP session: it joins by the invite link, 
 reads its current task (the JSON state), then answers task after task, each answer's JSON
 response carrying the next task, with a think time between tasks. With ``--client browser``
 it walks as a participant's browser does instead: the HTML pages and their forms, every
-redirect followed (an answer is the form, its redirect and the next task's page), and each
-page's images (the tasks' and the practice pictures) loaded once. The script prints
+redirect followed, and each page's images (the tasks' and the practice pictures) loaded
+once; a count is answered as the task script answers it, in place (one JSON request, then
+the next count's image), a ranking by its form, its redirect and the next task's page.
+``--client browser-nojs`` is that browser without the script: every answer a form. The script prints
 throughput and p50/p95/p99 latency per endpoint and, beside them, the server's own time and
 query count per request (the Server-Timing header, webapp/servertiming.py), then checks
 that every answer the server accepted is in the database, and nothing else.
@@ -38,6 +40,7 @@ not the models.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -50,6 +53,7 @@ import sys
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -75,10 +79,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--think", type=float, default=2.0,
                    help="mean seconds an evaluator looks at a task before answering (uniform in 0.5x..1.5x); "
                         "people take several seconds per count and longer per ranking; 0 = saturation test")
-    p.add_argument("--client", choices=("json", "browser"), default="json",
+    p.add_argument("--client", choices=("json", "browser", "browser-nojs"), default="json",
                    help="json: after consenting, read the JSON state and answer with JSON requests (one request "
                         "an answer, images not loaded); browser: the pages and forms a participant's browser "
-                        "loads, redirects followed, each page's images loaded once")
+                        "loads, redirects followed, each page's images loaded once, count answers sent in place "
+                        "as the task script sends them; browser-nojs: the same without the script (every answer "
+                        "a form, its redirect and the next page)")
     p.add_argument("--ramp", type=float, default=5.0, help="evaluators arrive spread over this many seconds")
     p.add_argument("--gunicorn-workers", type=int, default=2,
                    help="gunicorn processes; on the one core the server is pinned to, 2 (docs/operations.md)")
@@ -297,12 +303,18 @@ IMAGE_SRC = re.compile(r'<img[^>]*\ssrc="(/[^"]+)"')
 CSRF_FIELD = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 TOKEN_FIELD = re.compile(r'name="token" value="([^"]+)"')
 RANK_FIELD = re.compile(r'<select name="(rank_\d+)"')
+IN_PLACE_FORM = re.compile(r'<form[^>]*id="answer-form"[^>]*data-inplace="1"')  # tasks.js answers it in place
 
 
 def _images(s: requests.Session, base: str, html: str, seen: set[str], rec: Recorder) -> bool:
     """GET the images a page shows that this browser has not loaded yet (a browser keeps
     them: they are sent with ``Cache-Control: private, max-age=3600``); False on an error."""
-    for src in IMAGE_SRC.findall(html):
+    return _load(s, base, IMAGE_SRC.findall(html), seen, rec)
+
+
+def _load(s: requests.Session, base: str, sources: list[str], seen: set[str], rec: Recorder) -> bool:
+    """GET the images of ``sources`` this browser has not loaded yet; False on an error."""
+    for src in sources:
         if src in seen:
             continue
         seen.add(src)
@@ -311,9 +323,9 @@ def _images(s: requests.Session, base: str, html: str, seen: set[str], rec: Reco
     return True
 
 
-def _form(page: requests.Response, data: dict | None = None) -> dict:
-    """A page's form as the browser sends it: its CSRF token and ``data``."""
-    match = CSRF_FIELD.search(page.text)
+def _form(page: str, data: dict | None = None) -> dict:
+    """A page's form as the browser sends it: its CSRF token and ``data`` (``page``: the HTML)."""
+    match = CSRF_FIELD.search(page)
     return {"csrfmiddlewaretoken": match.group(1) if match else "", **(data or {})}
 
 
@@ -324,15 +336,16 @@ def _browser_arrival(s: requests.Session, base: str, invite: str, worker_id: str
     consent = rec.timed("join", lambda: s.get(f"{base}/join/{invite}/", params={"PROLIFIC_PID": worker_id}))
     if consent is None:
         return None
-    r = rec.timed("consent", lambda: s.post(consent.url, data=_form(consent, {"agree": "yes"}), headers=referer))
+    r = rec.timed("consent", lambda: s.post(consent.url, data=_form(consent.text, {"agree": "yes"}), headers=referer))
     if r is None or not _images(s, base, r.text, seen, rec):
         return None
     instructions = r  # "Start" leads to the practice item, or to the first task
-    r = rec.timed("instructions", lambda: s.post(instructions.url, data=_form(instructions), headers=referer))
+    r = rec.timed("instructions", lambda: s.post(instructions.url, data=_form(instructions.text), headers=referer))
     if r is None or not _images(s, base, r.text, seen, rec) or not r.url.endswith("/practice/"):
         return r
     practice = r
-    r = rec.timed("instructions", lambda: s.post(practice.url, data=_form(practice, {"answer": "1"}), headers=referer))
+    r = rec.timed("instructions",
+                  lambda: s.post(practice.url, data=_form(practice.text, {"answer": "1"}), headers=referer))
     if r is None:
         return None
     task_url = re.sub(r"practice/$", "task/", practice.url)  # the feedback's "Start the tasks" link
@@ -351,31 +364,63 @@ def _answer(k: int, page: str) -> tuple[str, dict]:
 
 
 def browser_evaluator(base: str, invite: str, i: int, n_tasks: int, think: float, ramp: float, rec: Recorder,
-                      start: threading.Barrier, floor_every: int = 0) -> None:
+                      start: threading.Barrier, floor_every: int = 0, in_place: bool = True) -> None:
     """The walk a participant's browser makes: HTML pages and their forms, every redirect
     followed, each page's images loaded once (static files come from the proxy, not Django).
-    An answer is a form POST, its redirect and the next task's page (the task script only
-    adds keys and clicks to the forms), then that page's images."""
+    A ranking's answer is a form POST, its redirect and the next task's page, then that
+    page's images. A count's answer, as the task script sends it (``in_place``): one JSON
+    request, then the next task's image when it is a count too (it replaces the last on the
+    page), the next task's page when it is not, the completion page when none is left;
+    without the script (``in_place`` False, ``--client browser-nojs``) a form like a ranking's."""
     worker_id, s, rng = _arrive(i, start, ramp)
     seen: set[str] = set()
+    referer = {"Referer": f"{base}/"}
     r = _browser_arrival(s, base, invite, worker_id, rec, seen)
+    if r is None:
+        return
+    html, url = r.text, r.url
+    found = TOKEN_FIELD.search(html)
+    token = found.group(1) if found else None
     for k in range(n_tasks):
-        token = TOKEN_FIELD.search(r.text) if r is not None else None
-        if r is None or token is None:  # an error, or the completion page: no task left
+        if token is None:  # the completion page: no task left
             return
         if think > 0:
             time.sleep(think * rng.uniform(0.5, 1.5))
-        name, data = _answer(k, r.text)
-        url, payload = r.url, _form(r, {"token": token.group(1), **data})
-        r = rec.timed(name, lambda url=url, payload=payload: s.post(url, data=payload, headers={"Referer": f"{base}/"}))
+        name, data = _answer(k, html)
+        payload = _form(html, {"token": token, **data})  # the page's CSRF field: the page stays after in-place answers
+        answered = token
+        if in_place and name == "submit-count" and IN_PLACE_FORM.search(html):
+            r = rec.timed(name, lambda url=url, payload=payload: s.post(
+                url, data=payload, headers={**referer, "Accept": "application/json"}),
+                          ok=lambda r: r.status_code == 200 and r.json().get("ok") is True)
+            if r is None:
+                return
+            with rec.lock:
+                rec.accepted[worker_id] += 1
+            body = r.json()
+            if not body["done"] and body["task"]["kind"] == "count":  # the next count, on this page
+                token = body["task"]["token"]
+                if not _load(s, base, body["task"]["images"], seen, rec):
+                    return
+                if floor_every and (k + 1) % floor_every == 0:
+                    _floor(rec, s, base, answered, k)
+                continue
+            following = f"{base}{body['next']}" if body["done"] else url
+            r = rec.timed("next page", lambda following=following: s.get(following))
+        else:
+            r = rec.timed(name, lambda url=url, payload=payload: s.post(url, data=payload, headers=referer))
+            if r is not None:
+                with rec.lock:
+                    rec.accepted[worker_id] += 1
         if r is None:
             return
-        with rec.lock:
-            rec.accepted[worker_id] += 1
-        if not _images(s, base, r.text, seen, rec):
+        html, url = r.text, r.url
+        found = TOKEN_FIELD.search(html)
+        token = found.group(1) if found else None
+        if not _images(s, base, html, seen, rec):
             return
         if floor_every and (k + 1) % floor_every == 0:
-            _floor(rec, s, base, token.group(1), k)
+            _floor(rec, s, base, answered, k)
 
 
 class CoreSampler(threading.Thread):
@@ -501,7 +546,10 @@ def run(args: argparse.Namespace, db_url: str) -> dict:
         warm_up(base, args.gunicorn_workers * args.gunicorn_threads * 3)
         rec = Recorder()
         barrier = threading.Barrier(args.evaluators)
-        walk = browser_evaluator if args.client == "browser" else evaluator
+        walks: dict[str, Callable[..., None]] = {
+            "json": evaluator, "browser": browser_evaluator,
+            "browser-nojs": functools.partial(browser_evaluator, in_place=False)}
+        walk = walks[args.client]
         threads = [threading.Thread(target=walk, args=(base, info["invite"], i, args.tasks, args.think,
                                                               args.ramp, rec, barrier, args.floor_every))
                    for i in range(args.evaluators)]
@@ -524,7 +572,8 @@ def run(args: argparse.Namespace, db_url: str) -> dict:
     stored_total = counts["count"] + counts["rank"]
     mismatched = {w: (n, counts["per"].get(w, 0)) for w, n in rec.accepted.items() if counts["per"].get(w, 0) != n}
     rows = []
-    for name in ("join", "consent", "instructions", "state", "submit-count", "submit-rank", "image", "floor"):
+    for name in ("join", "consent", "instructions", "state", "submit-count", "submit-rank", "next page", "image",
+                 "floor"):
         lat = rec.latency.get(name, [])
         if not lat:
             continue
@@ -611,7 +660,10 @@ def machine() -> str:
 
 
 CLIENTS = {"json": "a JSON client: the state once, then one request an answer, no images",
-           "browser": "a browser's walk: HTML pages and forms, redirects followed, images loaded once"}
+           "browser": "a browser's walk: HTML pages and forms, redirects followed, images loaded once, "
+                      "count answers in place (tasks.js: one JSON request, the next count's image)",
+           "browser-nojs": "a browser's walk without the task script: every answer a form, its redirect "
+                           "and the next page, images loaded once"}
 FLOOR_FACTOR = 2.0  # target: an answer's median server time at most this many floors
 
 
@@ -650,7 +702,9 @@ def table(r: dict) -> str:
                  f"evaluators whose stored answers differ from their accepted ones: {r['mismatched_evaluators']}")
     lines.append("# srv: the server's own time per request (Server-Timing: from the first middleware to the "
                  "response; a request and the page its redirect leads to count as one: join, consent, and a browser's "
-                 "answers; images carry no Server-Timing); cpu: the serving thread's "
+                 "form answers; images carry no Server-Timing); next page: the task page (or completion page) "
+                 "the task script loads after a count answered in place when the next task is not a count; "
+                 "cpu: the serving thread's "
                  "CPU time (what a request costs, whatever competes for the core); db: the wall time in its queries; "
                  "queries: the most one request "
                  "made; floor: validate one form, insert one row (bench/_floor_urls.py)")

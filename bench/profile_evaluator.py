@@ -65,7 +65,8 @@ CATEGORIES: list[tuple[str, str, str]] = [
     ("server timing", "webapp/servertiming.py", ""),
 ]
 ENDPOINTS = ("join", "join->consent page", "consent", "consent->instructions page", "instructions",
-             "instructions->practice page", "practice", "state", "submit-count", "submit-rank", "floor")
+             "instructions->practice page", "practice", "state", "submit-count", "submit-rank", "task page", "image",
+             "floor")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -234,6 +235,11 @@ def _walk(rec: _Recorder, client, info: dict, worker_id: str, n_tasks: int) -> N
         state = rec.request(f"submit-{task['kind']}", client, "post", f"/e/{slug}/task/", data,
                             HTTP_ACCEPT="application/json").json()
         assert state["ok"], state
+        if not state["done"]:
+            # What a browser's form answer costs beyond the answer: the task page it is sent
+            # back to (the task the JSON named, so nothing changes) and that page's first image.
+            rec.request("task page", client, "get", f"/e/{slug}/task/")
+            rec.request("image", client, "get", state["task"]["images"][0])
         if k % 4 == 3:
             rec.request("floor", client, "post", "/bench/floor/", {"token": task["token"], "answer": "1"})
 

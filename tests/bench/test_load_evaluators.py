@@ -31,12 +31,13 @@ def test_a_response_without_the_header_has_no_timing():
 @pytest.mark.django_db
 def test_the_browser_walk_reads_the_forms_and_images_of_the_site_s_own_pages(settings, tmp_path):
     """What the browser's walk finds in the pages (the CSRF field, the task's token, the rank
-    menus, the images) is what the site's templates write: the walk answers every task of
-    an evaluator with the forms it builds, through the site, and loads every image."""
+    menus, the images, the form the task script answers in place) is what the site's
+    templates write: the walk answers every task of an evaluator with the forms it builds,
+    through the site, and loads every image."""
     from django.core.cache import cache
     from django.test import Client
 
-    from bench.load_evaluators import CSRF_FIELD, IMAGE_SRC, TOKEN_FIELD, _answer
+    from bench.load_evaluators import CSRF_FIELD, IMAGE_SRC, IN_PLACE_FORM, TOKEN_FIELD, _answer
 
     def _csrf(html: str) -> str:
         found = CSRF_FIELD.search(html)
@@ -61,6 +62,8 @@ def test_the_browser_walk_reads_the_forms_and_images_of_the_site_s_own_pages(set
         assert sources and all(client.get(src).status_code == 200 for src in sources)
         name, data = _answer(k, html)
         kinds.add(name)
+        # The walk answers a count in place where the task script would: on every count page.
+        assert bool(IN_PLACE_FORM.search(html)) == (name == "submit-count")
         form = {"csrfmiddlewaretoken": _csrf(html), "token": token.group(1), **data}
         page = client.post(f"/e/{study.slug}/task/", form, follow=True)
         assert page.status_code == 200

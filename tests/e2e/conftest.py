@@ -7,6 +7,8 @@ between browser steps, never concurrently with a request on the same connection.
 
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -69,12 +71,41 @@ def _media_root(settings, tmp_path):
 
 
 @pytest.fixture(autouse=True)
-def _fresh_rate_limits():
+def _fresh_rate_limits(settings):
     """Rate-limit counters live in the cache, and every browser here comes from 127.0.0.1:
     each test starts with none spent, or the tests before it use up the address's joins
-    and consents (tests/e2e/test_ratelimits.py sets its own)."""
+    and consents (tests/e2e/test_ratelimits.py sets its own). The answer rate is raised, as
+    in tests/webapp: a script answers faster than the 5 a second a person never reaches
+    (test_in_place.py sets it back to see an answer over it)."""
     from django.core.cache import cache
+
+    settings.FUSION_RATE_ANSWER = "1000/s"
 
     cache.clear()
     yield
     cache.clear()
+
+
+_TOKEN = "() => { const t = document.querySelector('form input[name=token]'); return t ? t.value : null; }"
+
+
+@contextmanager
+def next_task(page) -> Iterator[None]:
+    """Wait, after the answer the block sends, for the next task: a new page (a ranking, the
+    completion page, an error) or, for a count task answered in place by tasks.js, the next
+    task's token on the same page."""
+    token = page.evaluate(_TOKEN)
+    yield
+    page.wait_for_function(f"t => ({_TOKEN})() !== t", arg=token)
+
+
+def answer_any(page, count: str = "1") -> None:
+    """Answer the task on the page, whichever kind: ``count`` typed into a count's field, or a
+    ranking in screen order (keys 1 to 4); then wait for the next task."""
+    if page.query_selector("#answer-form"):
+        page.fill("#answer", count)
+    else:
+        for key in "1234":
+            page.keyboard.press(key)
+    with next_task(page):
+        page.click("#submit")

@@ -2,6 +2,7 @@
 
 import pytest
 
+from tests.e2e.conftest import next_task
 from tests.factories import build_open_study
 from tests.narrow import present
 from webapp.studies.models import CountResponse, Entry, Evaluator, RankResponse
@@ -52,7 +53,7 @@ def test_keyboard_only(page, live_server, study):
         if kind == "count":
             n = len(expected_counts) % 5 + 1
             page.keyboard.type(str(n))
-            with page.expect_navigation():
+            with next_task(page):
                 page.keyboard.press("Enter")
             expected_counts.append(n)
         else:
@@ -84,7 +85,7 @@ def test_keyboard_cant_tell_and_undo(page, live_server, study):
         with page.expect_navigation():
             page.keyboard.press("Enter")
     before = page.locator(".progress-label").inner_text()
-    with page.expect_navigation():
+    with next_task(page):
         page.keyboard.press("?")
     assert page.locator(".progress-label").inner_text() != before
     last = present(CountResponse.objects.filter(evaluator=ev).order_by("-created_at").first())
@@ -119,7 +120,7 @@ def test_mouse_only(page, live_server, study):
         if kind == "count":
             page.click("#answer")
             page.fill("#answer", "2")
-            with page.expect_navigation():
+            with next_task(page):
                 page.click("#submit")
         elif not skipped:
             with page.expect_navigation():

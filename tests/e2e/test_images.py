@@ -3,6 +3,7 @@ import pytest
 from PIL import Image as PILImage
 from playwright.sync_api import expect
 
+from tests.e2e.conftest import answer_any
 from tests.factories import build_open_study
 from webapp.studies.models import Image
 
@@ -31,13 +32,7 @@ def _to_first(page, live_server, study, kind, *, joined=False):
         page.wait_for_selector("#answer-form, #rank-form")
         if page.query_selector("#answer-form" if kind == "count" else "#rank-form"):
             return
-        if page.query_selector("#answer-form"):
-            page.fill("#answer", "1")
-            page.click("#submit")
-        else:
-            for key in "1234":
-                page.keyboard.press(key)
-            page.click("#submit")
+        answer_any(page)
 
 
 def _rendering(page, selector):

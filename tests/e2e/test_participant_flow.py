@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
+from tests.e2e.conftest import next_task
 from tests.factories import UserFactory, build_open_study
 from webapp.studies.models import CountResponse, Entry, Evaluator, RankResponse
 
@@ -66,7 +67,7 @@ def _answer_all(page, evaluator: Evaluator):
         if page.query_selector("#answer-form"):
             item = _current_entry(evaluator).item
             page.fill("#answer", str(item.true_count if item.is_gold else 2))
-            with page.expect_navigation():
+            with next_task(page):
                 page.click("#submit")
         else:
             for k in range(4):
@@ -170,7 +171,7 @@ def test_rank_tiles_label_key_and_rank_above_the_picture(page, live_server, stud
     while not page.query_selector("#rank-form"):  # on to a ranking
         item = _current_entry(ev).item
         page.fill("#answer", str(item.true_count if item.is_gold else 2))
-        with page.expect_navigation():
+        with next_task(page):
             page.click("#submit")
         page.wait_for_selector("#answer-form, #rank-form")
     page.locator(".tile").nth(1).click()  # ranked first: its badge shows; the others keep their key

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
+from tests.e2e.conftest import next_task
 from tests.factories import build_open_study
 from webapp.studies.models import Evaluator
 
@@ -44,7 +45,7 @@ def _all_tasks_by_keyboard(page):
         else:
             for key in "1234":
                 page.keyboard.press(key)
-        with page.expect_navigation():
+        with next_task(page):
             page.keyboard.press("Enter")
 
 

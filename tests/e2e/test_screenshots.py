@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
+from tests.e2e.conftest import next_task
 from tests.factories import generate_study_images
 from webapp.studies import lifecycle
 
@@ -86,7 +87,8 @@ def _walk(browser, live_server, study, out_dir, size):
                 _shot(page, out_dir, "5-count", size)
                 shot["count"] = True
             page.fill("#answer", "2")
-            page.click("#submit")
+            with next_task(page):
+                page.click("#submit")
         else:
             page.locator(".tile").nth(2).click()
             page.locator(".tile").nth(0).click()

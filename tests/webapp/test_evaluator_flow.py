@@ -165,7 +165,7 @@ def test_progress_counts_answers(study, evaluator_client):
     total = state["progress"]["total"]
     answer_current(evaluator_client, study)
     state = current_task(evaluator_client, study)
-    assert state["progress"] == {"answered": 1, "total": total}
+    assert state["progress"] == {"answered": 1, "total": total, "percent": round(100 / total)}
 
 
 def test_json_submission_returns_the_next_task(study, evaluator_client):

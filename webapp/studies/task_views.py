@@ -46,14 +46,21 @@ def _task_context(entry: Entry, *, study: Study, ranks: list[int | None] | None 
     }
 
 
+def _progress_json(progress: selectors.Progress) -> dict:
+    """The progress as the task page's bar shows it (``percent``: its width)."""
+    return {"answered": progress.answered, "total": progress.total, "percent": progress.percent}
+
+
 def _task_json(entry: Entry | None, progress: selectors.Progress, done_url: str, study: Study) -> dict:
+    """The next task as the task script (tasks.js) and API clients read it; the task is
+    marked shown, as the task page marks it when it is rendered."""
     if entry is None:
-        return {"done": True, "progress": {"answered": progress.answered, "total": progress.total}, "next": done_url}
+        return {"done": True, "progress": _progress_json(progress), "next": done_url}
     flow.entry_mark_shown(entry=entry)
     ctx = _task_context(entry, study=study)
     return {
         "done": False,
-        "progress": {"answered": progress.answered, "total": progress.total},
+        "progress": _progress_json(progress),
         "task": {
             "kind": ctx["kind"],
             "question": ctx["question"],
@@ -191,7 +198,7 @@ def state(request: HttpRequest, study: Study, evaluator: Evaluator) -> JsonRespo
     if evaluator.started_at is None:
         progress = selectors.evaluator_progress(evaluator=evaluator)
         return JsonResponse(
-            {"done": False, "progress": {"answered": progress.answered, "total": progress.total},
+            {"done": False, "progress": _progress_json(progress),
              "next": reverse("studies:instructions", args=[slug])}
         )
     nxt, progress = selectors.evaluator_next_and_progress(evaluator=evaluator)

@@ -76,9 +76,102 @@
     if (document.activeElement === input) { input.select(); }
     input.addEventListener("input", function () { input.value = input.value.replace(/[^0-9]/g, ""); });
     var sent = false;
+    // In place: the answer goes to the JSON API (the page's own URL, Accept: application/json)
+    // and a next count task replaces this one on the page: one request an answer instead of the
+    // form, its redirect and the next page. A stored answer is handled here, and an answer over
+    // the rate (said on the page, the answer kept, to send again); anything else (an error, a
+    // page that is not JSON) is sent again as the plain form, so that the server's page says
+    // what happened, exactly as without this script. Nothing was stored by the first try, so
+    // sending it again is safe.
+    var inPlace = answerForm.dataset.inplace === "1" && window.fetch && window.FormData;
+    var native = false;  // the plain form's own submission, after a try in place
     answerForm.addEventListener("submit", function (ev) {
+      if (native) { return; }
       if (sent) { ev.preventDefault(); return; }  // one submission per task, even on double Enter
       sent = true;
+      if (!inPlace) { return; }
+      ev.preventDefault();
+      var submitter = ev.submitter;
+      var data = new FormData(answerForm);
+      if (submitter && submitter.name) { data.append(submitter.name, submitter.value); }
+      fetch(window.location.href, { method: "POST", body: data, credentials: "same-origin",
+                                    headers: { "Accept": "application/json" } })
+        .then(function (r) {
+          var json = (r.headers.get("Content-Type") || "").indexOf("application/json") === 0;
+          return json ? r.json() : null;
+        })
+        .then(function (body) {
+          if (body && !body.ok && body.error && body.error.code === "rate_limited") {
+            showError(body.error.message);
+            sent = false;
+            return;
+          }
+          if (!body || !body.ok) { sendPlain(submitter); return; }
+          if (body.done) { window.location.assign(body.next); return; }
+          if (body.task.kind !== "count") { window.location.assign(window.location.href); return; }
+          showCount(body.task, body.progress);
+          sent = false;
+        })
+        .catch(function () { window.location.assign(window.location.href); });  // the page shows where things are
+    });
+  }
+
+  function showError(message) {
+    var el = document.querySelector(".error[role=alert]");
+    if (!el) {
+      el = document.createElement("p");
+      el.className = "error";
+      el.setAttribute("role", "alert");
+      var bar = document.querySelector(".progress");  // where the server's page says its errors
+      if (bar) { bar.insertAdjacentElement("afterend", el); } else { answerForm.parentNode.insertBefore(el, answerForm); }
+    }
+    el.textContent = message;
+  }
+
+  function sendPlain(submitter) {
+    native = true;
+    if (answerForm.requestSubmit) { answerForm.requestSubmit(submitter || undefined); } else { answerForm.submit(); }
+  }
+
+  // The next count task, where the last one was: its token, question, image (hidden until it
+  // has loaded, so that the last image is never counted for the next question), progress and
+  // title; an answer field left empty, the error and the undo notice of the last task gone, and
+  // an undo button (there is now an answer to undo).
+  function showCount(task, progress) {
+    answerForm.querySelector("input[name=token]").value = task.token;
+    answerForm.querySelector("label[for=answer]").textContent = task.question;
+    var img = document.getElementById("count-image");
+    if (stage && stage.classList.contains("zoomed")) { toggleZoom(); }
+    if (img.getAttribute("src") !== task.images[0]) {  // the same image again loads nothing
+      img.classList.add("loading");
+      img.src = task.images[0];
+    }
+    var label = document.querySelector(".progress-label");
+    if (label) { label.textContent = "Task " + task.number + " of " + progress.total + " \u00b7 " + progress.answered + " answered"; }
+    var bar = document.querySelector(".progress");
+    if (bar) {
+      bar.setAttribute("aria-valuenow", String(progress.answered));
+      bar.querySelector("span").style.width = progress.percent + "%";
+    }
+    document.title = document.title.replace(/task \d+/, "task " + task.number);
+    Array.prototype.forEach.call(document.querySelectorAll(".error[role=alert], #notice"), function (el) { el.remove(); });
+    if (undoForm && !document.getElementById("undo")) {
+      var button = document.createElement("button");
+      button.type = "submit";
+      button.id = "undo";
+      button.textContent = "Undo last answer";
+      undoForm.appendChild(button);
+    }
+    var input = document.getElementById("answer");
+    input.value = "";
+    input.focus();
+  }
+  var countImage = document.getElementById("count-image");
+  if (countImage) {
+    countImage.addEventListener("load", function () { countImage.classList.remove("loading"); fit(countImage); });
+    // A next image that does not load: the page from the server (the first one's errors are its own).
+    countImage.addEventListener("error", function () {
+      if (countImage.classList.contains("loading")) { window.location.assign(window.location.href); }
     });
   }
 
