@@ -86,3 +86,26 @@ def test_an_answer_over_the_rate_is_said_on_the_page_and_sent_again(page, live_s
         page.click("#submit")
     assert CountResponse.objects.get(evaluator=ev, entry=entries[k + 1]).answer == 5
     assert page.query_selector(".error[role=alert]") is None
+
+
+def test_an_answer_waits_for_the_next_image(page, live_server, study):
+    ev, entries, k = _to_two_counts_in_a_row(page, live_server, study)
+    nxt = entries[k + 1]
+    held = []  # the next image's request, answered only when the test lets it
+    page.route(f"**{_image_url(nxt)}", lambda route: held.append(route))
+    token = page.input_value("input[name=token]")
+    page.fill("#answer", "2")
+    page.click("#submit")
+    page.wait_for_function("t => document.querySelector('input[name=token]').value !== t", arg=token)
+    page.wait_for_function("() => document.querySelector('#count-image.loading') !== null")
+    page.fill("#answer", "6")
+    page.keyboard.press("Enter")  # held back: the image has not loaded
+    page.wait_for_timeout(300)
+    assert not CountResponse.objects.filter(evaluator=ev, entry=nxt).exists()
+    assert len(held) == 1
+    held[0].continue_()
+    page.wait_for_function("() => !document.querySelector('#count-image.loading')")
+    with next_task(page):
+        page.keyboard.press("Enter")
+    assert CountResponse.objects.get(evaluator=ev, entry=nxt).answer == 6
+    assert page.evaluate("window.samePage") is True

@@ -87,6 +87,8 @@
     var native = false;  // the plain form's own submission, after a try in place
     answerForm.addEventListener("submit", function (ev) {
       if (native) { return; }
+      // The next task's image is still loading: an answer now would be given without seeing it.
+      if (countImage && countImage.classList.contains("loading")) { ev.preventDefault(); return; }
       if (sent) { ev.preventDefault(); return; }  // one submission per task, even on double Enter
       sent = true;
       if (!inPlace) { return; }
