@@ -389,36 +389,34 @@ def browser_evaluator(base: str, invite: str, i: int, n_tasks: int, think: float
         name, data = _answer(k, html)
         payload = _form(html, {"token": token, **data})  # the page's CSRF field: the page stays after in-place answers
         answered = token
-        if in_place and name == "submit-count" and IN_PLACE_FORM.search(html):
+        json_answer = in_place and name == "submit-count" and IN_PLACE_FORM.search(html) is not None
+        if json_answer:
             r = rec.timed(name, lambda url=url, payload=payload: s.post(
                 url, data=payload, headers={**referer, "Accept": "application/json"}),
                           ok=lambda r: r.status_code == 200 and r.json().get("ok") is True)
-            if r is None:
-                return
-            with rec.lock:
-                rec.accepted[worker_id] += 1
-            body = r.json()
-            if not body["done"] and body["task"]["kind"] == "count":  # the next count, on this page
-                token = body["task"]["token"]
-                if not _load(s, base, body["task"]["images"], seen, rec):
-                    return
-                if floor_every and (k + 1) % floor_every == 0:
-                    _floor(rec, s, base, answered, k)
-                continue
-            following = f"{base}{body['next']}" if body["done"] else url
-            r = rec.timed("next page", lambda following=following: s.get(following))
         else:
             r = rec.timed(name, lambda url=url, payload=payload: s.post(url, data=payload, headers=referer))
-            if r is not None:
-                with rec.lock:
-                    rec.accepted[worker_id] += 1
         if r is None:
             return
-        html, url = r.text, r.url
-        found = TOKEN_FIELD.search(html)
-        token = found.group(1) if found else None
-        if not _images(s, base, html, seen, rec):
-            return
+        with rec.lock:
+            rec.accepted[worker_id] += 1
+        body = r.json() if json_answer else {}
+        stay = json_answer and not body["done"] and body["task"]["kind"] == "count"  # the next count, on this page
+        if stay:
+            token = body["task"]["token"]
+            if not _load(s, base, body["task"]["images"], seen, rec):
+                return
+        else:
+            if json_answer:  # the script loads what comes next: a ranking's page, or the completion page
+                following = f"{base}{body['next']}" if body["done"] else url
+                r = rec.timed("next page", lambda following=following: s.get(following))
+                if r is None:
+                    return
+            html, url = r.text, r.url
+            found = TOKEN_FIELD.search(html)
+            token = found.group(1) if found else None
+            if not _images(s, base, html, seen, rec):
+                return
         if floor_every and (k + 1) % floor_every == 0:
             _floor(rec, s, base, answered, k)
 

@@ -132,7 +132,16 @@
 
   function sendPlain(submitter) {
     native = true;
-    if (answerForm.requestSubmit) { answerForm.requestSubmit(submitter || undefined); } else { answerForm.submit(); }
+    if (answerForm.requestSubmit) { answerForm.requestSubmit(submitter || undefined); return; }
+    // An older browser: submit() sends no button, so the button's field ("can't tell") goes along by hand.
+    if (submitter && submitter.name) {
+      var field = document.createElement("input");
+      field.type = "hidden";
+      field.name = submitter.name;
+      field.value = submitter.value;
+      answerForm.appendChild(field);
+    }
+    answerForm.submit();
   }
 
   // The next count task, where the last one was: its token, question, image (hidden until it
