@@ -5,8 +5,9 @@ reads its current task (the JSON state), then answers task after task, each answ
 response carrying the next task, with a think time between tasks. With ``--client browser``
 it walks as a participant's browser does instead: the HTML pages and their forms, every
 redirect followed, and each page's images (the tasks' and the practice pictures) loaded
-once; a count is answered as the task script answers it, in place (one JSON request, then
-the next count's image), a ranking by its form, its redirect and the next task's page.
+once; an answer is sent as the task script sends it, in place (one JSON request, then the
+next task's images when it lays out as the last: a count after a count, a ranking as wide
+after a ranking; the next task's page when it does not).
 ``--client browser-nojs`` is that browser without the script: every answer a form. The script prints
 throughput and p50/p95/p99 latency per endpoint and, beside them, the server's own time and
 query count per request (the Server-Timing header, webapp/servertiming.py), then checks
@@ -82,7 +83,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--client", choices=("json", "browser", "browser-nojs"), default="json",
                    help="json: after consenting, read the JSON state and answer with JSON requests (one request "
                         "an answer, images not loaded); browser: the pages and forms a participant's browser "
-                        "loads, redirects followed, each page's images loaded once, count answers sent in place "
+                        "loads, redirects followed, each page's images loaded once, answers sent in place "
                         "as the task script sends them; browser-nojs: the same without the script (every answer "
                         "a form, its redirect and the next page)")
     p.add_argument("--ramp", type=float, default=5.0, help="evaluators arrive spread over this many seconds")
@@ -303,7 +304,22 @@ IMAGE_SRC = re.compile(r'<img[^>]*\ssrc="(/[^"]+)"')
 CSRF_FIELD = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 TOKEN_FIELD = re.compile(r'name="token" value="([^"]+)"')
 RANK_FIELD = re.compile(r'<select name="(rank_\d+)"')
-IN_PLACE_FORM = re.compile(r'<form[^>]*id="answer-form"[^>]*data-inplace="1"')  # tasks.js answers it in place
+# the task forms tasks.js answers in place
+IN_PLACE_FORM = re.compile(r'<form[^>]*id="(?:answer|rank|pair)-form"[^>]*data-inplace="1"')
+TIES = re.compile(r'data-ties="1"|id="choose-same"')
+
+
+def _layout(page: str) -> tuple[str, int, bool]:
+    """What a task page (HTML) lays out: the kind, the number of images, ties allowed. The task
+    script shows a next task in place when its layout (``_task_layout``) is the same."""
+    if 'value="count"' in page:
+        return "count", 1, False
+    return "rank", len(RANK_FIELD.findall(page)) or 2, TIES.search(page) is not None
+
+
+def _task_layout(task: dict) -> tuple[str, int, bool]:
+    """The layout of a task as the JSON API describes it (``task``: its "task" object)."""
+    return task["kind"], len(task["images"]), bool(task["allow_ties"])
 
 
 def _images(s: requests.Session, base: str, html: str, seen: set[str], rec: Recorder) -> bool:
@@ -367,11 +383,11 @@ def browser_evaluator(base: str, invite: str, i: int, n_tasks: int, think: float
                       start: threading.Barrier, floor_every: int = 0, in_place: bool = True) -> None:
     """The walk a participant's browser makes: HTML pages and their forms, every redirect
     followed, each page's images loaded once (static files come from the proxy, not Django).
-    A ranking's answer is a form POST, its redirect and the next task's page, then that
-    page's images. A count's answer, as the task script sends it (``in_place``): one JSON
-    request, then the next task's image when it is a count too (it replaces the last on the
-    page), the next task's page when it is not, the completion page when none is left;
-    without the script (``in_place`` False, ``--client browser-nojs``) a form like a ranking's."""
+    An answer, as the task script sends it (``in_place``): one JSON request, then the next
+    task's images when it lays out as the last (a count after a count, a ranking as wide after
+    a ranking: it replaces the last on the page), the next task's page when it does not, the
+    completion page when none is left. Without the script (``in_place`` False, ``--client
+    browser-nojs``): a form POST, its redirect and the next task's page, then its images."""
     worker_id, s, rng = _arrive(i, start, ramp)
     seen: set[str] = set()
     referer = {"Referer": f"{base}/"}
@@ -389,7 +405,7 @@ def browser_evaluator(base: str, invite: str, i: int, n_tasks: int, think: float
         name, data = _answer(k, html)
         payload = _form(html, {"token": token, **data})  # the page's CSRF field: the page stays after in-place answers
         answered = token
-        json_answer = in_place and name == "submit-count" and IN_PLACE_FORM.search(html) is not None
+        json_answer = in_place and IN_PLACE_FORM.search(html) is not None
         if json_answer:
             r = rec.timed(name, lambda url=url, payload=payload: s.post(
                 url, data=payload, headers={**referer, "Accept": "application/json"}),
@@ -401,13 +417,13 @@ def browser_evaluator(base: str, invite: str, i: int, n_tasks: int, think: float
         with rec.lock:
             rec.accepted[worker_id] += 1
         body = r.json() if json_answer else {}
-        stay = json_answer and not body["done"] and body["task"]["kind"] == "count"  # the next count, on this page
+        stay = json_answer and not body["done"] and _task_layout(body["task"]) == _layout(html)  # on this page
         if stay:
             token = body["task"]["token"]
             if not _load(s, base, body["task"]["images"], seen, rec):
                 return
         else:
-            if json_answer:  # the script loads what comes next: a ranking's page, or the completion page
+            if json_answer:  # the script loads what comes next: another kind's page, or the completion page
                 following = f"{base}{body['next']}" if body["done"] else url
                 r = rec.timed("next page", lambda following=following: s.get(following))
                 if r is None:
@@ -659,7 +675,7 @@ def machine() -> str:
 
 CLIENTS = {"json": "a JSON client: the state once, then one request an answer, no images",
            "browser": "a browser's walk: HTML pages and forms, redirects followed, images loaded once, "
-                      "count answers in place (tasks.js: one JSON request, the next count's image)",
+                      "answers in place (tasks.js: one JSON request, the next task's images)",
            "browser-nojs": "a browser's walk without the task script: every answer a form, its redirect "
                            "and the next page, images loaded once"}
 FLOOR_FACTOR = 2.0  # target: an answer's median server time at most this many floors
@@ -701,7 +717,7 @@ def table(r: dict) -> str:
     lines.append("# srv: the server's own time per request (Server-Timing: from the first middleware to the "
                  "response; a request and the page its redirect leads to count as one: join, consent, and a browser's "
                  "form answers; images carry no Server-Timing); next page: the task page (or completion page) "
-                 "the task script loads after a count answered in place when the next task is not a count; "
+                 "the task script loads after an answer in place when the next task is of another kind or layout; "
                  "cpu: the serving thread's "
                  "CPU time (what a request costs, whatever competes for the core); db: the wall time in its queries; "
                  "queries: the most one request "

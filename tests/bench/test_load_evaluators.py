@@ -29,7 +29,8 @@ def test_a_response_without_the_header_has_no_timing():
 
 
 @pytest.mark.django_db
-def test_the_browser_walk_reads_the_forms_and_images_of_the_site_s_own_pages(settings, tmp_path):
+@pytest.mark.parametrize("variants", [("a", "b", "c", "d"), ("a", "b")], ids=["ranking", "pairwise"])
+def test_the_browser_walk_reads_the_forms_and_images_of_the_site_s_own_pages(settings, tmp_path, variants):
     """What the browser's walk finds in the pages (the CSRF field, the task's token, the rank
     menus, the images, the form the task script answers in place) is what the site's
     templates write: the walk answers every task of an evaluator with the forms it builds,
@@ -37,7 +38,7 @@ def test_the_browser_walk_reads_the_forms_and_images_of_the_site_s_own_pages(set
     from django.core.cache import cache
     from django.test import Client
 
-    from bench.load_evaluators import CSRF_FIELD, IMAGE_SRC, IN_PLACE_FORM, TOKEN_FIELD, _answer
+    from bench.load_evaluators import CSRF_FIELD, IMAGE_SRC, IN_PLACE_FORM, TOKEN_FIELD, _answer, _layout, _task_layout
 
     def _csrf(html: str) -> str:
         found = CSRF_FIELD.search(html)
@@ -49,7 +50,7 @@ def test_the_browser_walk_reads_the_forms_and_images_of_the_site_s_own_pages(set
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.FUSION_RATE_ANSWER = "1000/s"
     cache.clear()
-    study = build_open_study()
+    study = build_open_study(variants=variants)
     client = Client(enforce_csrf_checks=True)
     page = client.get(f"/join/{study.invite_token}/", follow=True)
     agree = {"agree": "yes", "csrfmiddlewaretoken": _csrf(page.content.decode())}
@@ -62,8 +63,10 @@ def test_the_browser_walk_reads_the_forms_and_images_of_the_site_s_own_pages(set
         assert sources and all(client.get(src).status_code == 200 for src in sources)
         name, data = _answer(k, html)
         kinds.add(name)
-        # The walk answers a count in place where the task script would: on every count page.
-        assert bool(IN_PLACE_FORM.search(html)) == (name == "submit-count")
+        # The walk answers in place where the task script would (every task page of an open
+        # study), and reads a page's layout as the API describes the same task.
+        assert IN_PLACE_FORM.search(html) is not None
+        assert _layout(html) == _task_layout(client.get(f"/e/{study.slug}/state/").json()["task"])
         form = {"csrfmiddlewaretoken": _csrf(html), "token": token.group(1), **data}
         page = client.post(f"/e/{study.slug}/task/", form, follow=True)
         assert page.status_code == 200

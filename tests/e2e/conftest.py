@@ -91,13 +91,14 @@ _TOKEN = "() => { const t = document.querySelector('form input[name=token]'); re
 
 @contextmanager
 def next_task(page) -> Iterator[None]:
-    """Wait, after the answer the block sends, for the next task: a new page (a ranking, the
-    completion page, an error) or, for a count task answered in place by tasks.js, the next
-    task's token on the same page, and its image loaded (until then the script holds an answer back)."""
+    """Wait, after the answer the block sends, for the next task: a new page (a task of
+    another kind or layout, the completion page, an error) or, for a task answered in place by
+    tasks.js, the next task's token on the same page, and its images loaded (until then the
+    script holds an answer back)."""
     token = page.evaluate(_TOKEN)
     yield
     page.wait_for_function(f"t => ({_TOKEN})() !== t", arg=token)
-    page.wait_for_function("() => !document.querySelector('#count-image.loading')")
+    page.wait_for_function("() => !document.querySelector('img.loading')")
 
 
 def answer_any(page, count: str = "1") -> None:

@@ -59,7 +59,7 @@ def test_keyboard_only(page, live_server, study):
         else:
             for key in "3142":  # screen positions from best to worst
                 page.keyboard.press(key)
-            with page.expect_navigation():
+            with next_task(page):
                 page.keyboard.press("Enter")
             expected_ranks.append([2, 4, 1, 3])  # rank of each screen position
     assert page.inner_text("#completion-code") == study.completion_code
@@ -82,7 +82,7 @@ def test_keyboard_cant_tell_and_undo(page, live_server, study):
     while _kind(page) != "count":
         for key in "1234":
             page.keyboard.press(key)
-        with page.expect_navigation():
+        with next_task(page):
             page.keyboard.press("Enter")
     before = page.locator(".progress-label").inner_text()
     with next_task(page):
@@ -123,7 +123,7 @@ def test_mouse_only(page, live_server, study):
             with next_task(page):
                 page.click("#submit")
         elif not skipped:
-            with page.expect_navigation():
+            with next_task(page):
                 page.click("#skip-hard")
             skipped = True
         else:
@@ -132,7 +132,7 @@ def test_mouse_only(page, live_server, study):
             for pos in order:
                 tiles.nth(pos).click()
             assert [page.locator(".tile .badge").nth(i).inner_text() for i in range(4)] == ["2", "1", "4", "3"]
-            with page.expect_navigation():
+            with next_task(page):
                 page.click("#submit")
             clicked_orders.append(order)
     ev = Evaluator.objects.get(study=study)

@@ -3,7 +3,7 @@ import pytest
 from PIL import Image as PILImage
 from playwright.sync_api import expect
 
-from tests.e2e.conftest import answer_any
+from tests.e2e.conftest import answer_any, next_task
 from tests.factories import build_open_study
 from webapp.studies.models import Image
 
@@ -115,7 +115,7 @@ def test_ranking_keyboard_space_enter_one_number_and_partial_kept(page, live_ser
     assert [tiles.nth(i).locator(".badge").inner_text() for i in range(4)] == ["2", "", "1", ""]
     page.keyboard.press("4")
     page.keyboard.press("2")
-    with page.expect_navigation():
+    with next_task(page):
         page.locator("#submit").focus()
         page.keyboard.press("Enter")
     page.wait_for_selector("#answer-form, #rank-form, #completion-code")

@@ -1,6 +1,8 @@
-"""A count answer sent in place by the task script: the next count task replaces the last one
-on the same page (one request an answer), with its own token, image, question, progress and
-time on task; an answer over the rate is said on the page and can be sent again."""
+"""An answer sent in place by the task script: the next task of the same kind and layout (a
+count, a ranking as wide, a pairwise comparison) replaces the last one on the same page (one
+request an answer), with its own token, images, question or caption, progress and time on
+task; an answer over the rate is said on the page and can be sent again; a task of another
+kind is a page load."""
 
 import pytest
 from django.urls import reverse
@@ -8,7 +10,8 @@ from django.urls import reverse
 from tests.e2e.conftest import answer_any, next_task
 from tests.factories import build_open_study
 from tests.narrow import present
-from webapp.studies.models import CountResponse, Entry, Evaluator
+from webapp.studies import selectors
+from webapp.studies.models import CountResponse, Entry, Evaluator, Item, RankResponse, Slot
 
 
 @pytest.fixture
@@ -88,6 +91,13 @@ def test_an_answer_over_the_rate_is_said_on_the_page_and_sent_again(page, live_s
     assert page.query_selector(".error[role=alert]") is None
 
 
+def _let_it_load(page, held: list) -> None:
+    """Answer the one image request the test held, and wait until the image shows."""
+    assert len(held) == 1
+    held[0].continue_()
+    page.wait_for_function("() => !document.querySelector('img.loading')")
+
+
 def test_an_answer_waits_for_the_next_image(page, live_server, study):
     ev, entries, k = _to_two_counts_in_a_row(page, live_server, study)
     nxt = entries[k + 1]
@@ -102,10 +112,122 @@ def test_an_answer_waits_for_the_next_image(page, live_server, study):
     page.keyboard.press("Enter")  # held back: the image has not loaded
     page.wait_for_timeout(300)
     assert not CountResponse.objects.filter(evaluator=ev, entry=nxt).exists()
-    assert len(held) == 1
-    held[0].continue_()
-    page.wait_for_function("() => !document.querySelector('#count-image.loading')")
+    _let_it_load(page, held)
     with next_task(page):
         page.keyboard.press("Enter")
     assert CountResponse.objects.get(evaluator=ev, entry=nxt).answer == 6
     assert page.evaluate("window.samePage") is True
+
+
+# --------------------------------------------------------------------------- rankings
+
+
+def _rankings_first(study) -> None:
+    """Every slot shows the rankings first, one after the other, then the counts."""
+    kinds = dict(Item.objects.filter(study=study).values_list("pk", "task"))
+    for slot in Slot.objects.filter(study=study):
+        slot.items = sorted(slot.items, key=lambda pk: kinds[pk] != "rank")
+        slot.save(update_fields=["items"])
+
+
+def _start_on_rankings(page, live_server, study, pid: str) -> tuple[Evaluator, list[Entry]]:
+    _rankings_first(study)
+    page.goto(f"{live_server.url}/join/{study.invite_token}/?PROLIFIC_PID={pid}")
+    page.click("text=I agree, continue")
+    page.get_by_role("button", name="Start").click()
+    page.wait_for_selector("#rank-form, #pair-form")
+    page.wait_for_function("() => [...document.querySelectorAll('.tile img')].every(i => i.complete)")
+    ev = Evaluator.objects.get(study=study)
+    entries = list(Entry.objects.filter(evaluator=ev).select_related("item__prompt").order_by("index"))
+    assert [e.item.task for e in entries[:3]] == ["rank", "rank", "count"]
+    page.evaluate("window.samePage = true")  # gone if the browser loads another page
+    return ev, entries
+
+
+def _screen_urls(entry: Entry) -> list[str]:
+    return [reverse("studies:image", args=[img.public_id]) for img in selectors.entry_images(entry=entry)]
+
+
+def _tile_srcs(page) -> list[str]:
+    return page.eval_on_selector_all(".tile img", "imgs => imgs.map(i => i.getAttribute('src'))")
+
+
+def test_the_next_ranking_replaces_the_last_and_waits_for_its_images(page, live_server, study):
+    ev, entries = _start_on_rankings(page, live_server, study, "rank-in-place")
+    first, second = entries[0], entries[1]
+    assert _tile_srcs(page) == _screen_urls(first)
+    held = []  # the next ranking's first image, answered only when the test lets it
+    page.route(f"**{_screen_urls(second)[0]}", lambda route: held.append(route))
+    token = page.input_value("#rank-form input[name=token]")
+    for key in "2143":  # screen positions from best to worst
+        page.keyboard.press(key)
+    page.keyboard.press("Enter")
+    page.wait_for_function("t => document.querySelector('#rank-form input[name=token]').value !== t", arg=token)
+    assert page.evaluate("window.samePage") is True  # no page load
+    stored = RankResponse.objects.get(evaluator=ev, entry=first)
+    assert stored.ranks == [2, 1, 4, 3]
+    assert _tile_srcs(page) == _screen_urls(second)
+    assert page.inner_text(".caption") == f"\u201c{second.item.prompt.text}\u201d"
+    assert page.inner_text(".progress-label") == f"Task 2 of {len(entries)} · 1 answered"
+    assert page.title().endswith("task 2")
+    assert present(Entry.objects.get(pk=second.pk).shown_at) >= present(stored.created_at)  # its time starts now
+    # Nothing of the last ranking is left: no badge, no rank chosen, the focus on no button.
+    assert [b.inner_text() for b in page.locator(".tile .badge").all()] == [""] * 4
+    assert page.eval_on_selector_all("#rank-form select", "ss => ss.map(s => s.value)") == [""] * 4
+    assert page.evaluate("document.activeElement === document.body")
+    # Its first image is still loading: a key picks nothing and the ranking is not sent.
+    assert page.evaluate("document.querySelector('.tile img').classList.contains('loading')")
+    for key in "1234":
+        page.keyboard.press(key)
+    page.click("#skip-hard")
+    page.wait_for_timeout(300)
+    assert [b.inner_text() for b in page.locator(".tile .badge").all()] == [""] * 4
+    assert not RankResponse.objects.filter(evaluator=ev, entry=second).exists()
+    _let_it_load(page, held)
+    # A skip, in place too; a count comes next: its page is loaded.
+    with next_task(page):
+        page.keyboard.press("h")
+    got = RankResponse.objects.get(evaluator=ev, entry=second)
+    assert got.skipped and got.skip_reason == "too_hard"
+    page.wait_for_selector("#answer-form")
+    assert page.evaluate("window.samePage") is None
+
+
+def test_an_unfinished_ranking_and_one_over_the_rate_are_said_on_the_page(page, live_server, study, settings):
+    ev, entries = _start_on_rankings(page, live_server, study, "rank-rate")
+    settings.FUSION_RATE_ANSWER = "1/d"  # a counter of its own: one more answer, then 429
+    for key in "1234":
+        page.keyboard.press(key)
+    with next_task(page):
+        page.keyboard.press("Enter")
+    page.keyboard.press("3")
+    page.keyboard.press("Enter")  # two images unranked: said without a request
+    page.wait_for_selector("#rank-error:visible")
+    assert "Rank all 4 images" in page.inner_text("#rank-error")
+    for key in "124":
+        page.keyboard.press(key)
+    page.keyboard.press("Enter")
+    page.wait_for_function("() => /Wait a minute/.test(document.getElementById('rank-error').textContent)")
+    assert page.evaluate("window.samePage") is True
+    assert [b.inner_text() for b in page.locator(".tile .badge").all()] == ["2", "3", "1", "4"]  # kept
+    assert not RankResponse.objects.filter(evaluator=ev, entry=entries[1]).exists()
+    settings.FUSION_RATE_ANSWER = "1000/s"
+    with next_task(page):
+        page.keyboard.press("Enter")
+    assert RankResponse.objects.get(evaluator=ev, entry=entries[1]).ranks == [2, 3, 1, 4]
+
+
+def test_the_next_pairwise_comparison_replaces_the_last(page, live_server):
+    study = build_open_study(n_slots=1, variants=("left-model", "right-model"))
+    ev, entries = _start_on_rankings(page, live_server, study, "pair-in-place")
+    assert _tile_srcs(page) == _screen_urls(entries[0])
+    with next_task(page):
+        page.keyboard.press("ArrowRight")
+    assert page.evaluate("window.samePage") is True
+    assert RankResponse.objects.get(evaluator=ev, entry=entries[0]).ranks == [2, 1]
+    assert _tile_srcs(page) == _screen_urls(entries[1])
+    assert page.inner_text(".caption") == f"\u201c{entries[1].item.prompt.text}\u201d"
+    page.click("[data-side=left]")  # a click on the image chooses it
+    page.wait_for_selector("#answer-form")
+    assert RankResponse.objects.get(evaluator=ev, entry=entries[1]).ranks == [1, 2]
+    assert page.evaluate("window.samePage") is None

@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from tests.e2e.conftest import next_task
 from tests.factories import UserFactory, fill_study_images
 from tests.webapp.research_support import researcher_of
 from webapp.research import services as research_services
@@ -134,7 +135,7 @@ def test_pairwise_study_with_ties_by_keyboard_from_upload_to_results(page, brows
     keys, expected = ["ArrowLeft", "ArrowRight", "0", "2"], [[1, 2], [2, 1], [1, 1], [2, 1]]
     answered = 0
     while _next(ev_page, "#pair-form"):
-        with ev_page.expect_navigation():
+        with next_task(ev_page):
             ev_page.keyboard.press(keys[answered])
         answered += 1
     assert answered == len(CAPTIONS)
@@ -155,7 +156,7 @@ def test_three_variant_ranking_study_by_keyboard_from_upload_to_results(page, br
     while _next(ev_page, "#rank-form"):
         for key in "312":  # screen positions from best to worst
             ev_page.keyboard.press(key)
-        with ev_page.expect_navigation():
+        with next_task(ev_page):
             ev_page.keyboard.press("Enter")
         answered += 1
     ev = Evaluator.objects.get(study=study)
@@ -176,7 +177,7 @@ def test_five_variant_ranking_study_with_ties_by_keyboard_from_upload_to_results
     # Task 2: "all equally good" (g). Task 3: "all equally bad" (b), a skip. Task 4: no ties.
     answered = 0
     while _next(ev_page, "#rank-form"):
-        with ev_page.expect_navigation():
+        with next_task(ev_page):
             if answered == 0:
                 for key in ("2", "4", "=", "1", "5", "3", "Enter"):
                     ev_page.keyboard.press(key)

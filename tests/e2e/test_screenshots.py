@@ -97,7 +97,8 @@ def _walk(browser, live_server, study, out_dir, size):
                 shot["rank"] = True
             page.locator(".tile").nth(1).click()
             page.locator(".tile").nth(3).click()
-            page.click("#submit")
+            with next_task(page):
+                page.click("#submit")
     _shot(page, out_dir, "7-done", size)
     assert shot == {"count": True, "rank": True}
     context.close()

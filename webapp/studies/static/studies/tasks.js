@@ -58,10 +58,137 @@
     if (undoForm && document.getElementById("undo")) { undoForm.submit(); }
   }
 
+  // ---- answers in place
+  // The answer goes to the JSON API (the page's own URL, Accept: application/json) and a next
+  // task of the same kind and layout replaces this one on the page: one request an answer
+  // instead of the form, its redirect and the next page. A stored answer is handled here, and
+  // an answer over the rate (said on the page, the answer kept, to send again); anything else
+  // (an error, a page that is not JSON) is sent again as the plain form, so that the server's
+  // page says what happened, exactly as without this script. Nothing was stored by the first
+  // try, so sending it again is safe. A next task of another kind or layout, the end, a
+  // network failure: that page is loaded.
+  var native = false;  // the plain form's own submission, after a try in place
+  function inPlace(form) { return form.dataset.inplace === "1" && !!window.fetch && !!window.FormData; }
+
+  // ``show(task, progress)`` puts the next task on the page and says true, or says false when
+  // this page cannot show it; ``retry()`` lets the answer be sent again.
+  function sendInPlace(form, submitter, show, retry) {
+    var data = new FormData(form);
+    if (submitter && submitter.name) { data.append(submitter.name, submitter.value); }
+    fetch(window.location.href, { method: "POST", body: data, credentials: "same-origin",
+                                  headers: { "Accept": "application/json" } })
+      .then(function (r) {
+        var json = (r.headers.get("Content-Type") || "").indexOf("application/json") === 0;
+        return json ? r.json() : null;
+      })
+      .then(function (body) {
+        if (body && !body.ok && body.error && body.error.code === "rate_limited") {
+          showError(form, body.error.message);
+          retry();
+          return;
+        }
+        if (!body || !body.ok) { sendPlain(form, submitter); return; }
+        if (body.done) { window.location.assign(body.next); return; }
+        if (!show(body.task, body.progress)) { window.location.assign(window.location.href); return; }
+        showProgress(body.task, body.progress);
+        retry();
+      })
+      .catch(function () { window.location.assign(window.location.href); });  // the page shows where things are
+  }
+
+  function showError(form, message) {
+    var el = document.getElementById("rank-error") || document.querySelector(".error[role=alert]");
+    if (!el) {
+      el = document.createElement("p");
+      el.className = "error";
+      el.setAttribute("role", "alert");
+      var bar = document.querySelector(".progress");  // where the server's page says its errors
+      if (bar) { bar.insertAdjacentElement("afterend", el); } else { form.parentNode.insertBefore(el, form); }
+    }
+    el.textContent = message;
+    el.hidden = false;
+  }
+
+  function sendPlain(form, submitter) {
+    native = true;
+    if (form.requestSubmit) { form.requestSubmit(submitter || undefined); return; }
+    // An older browser: submit() sends no button, so the button's field ("can't tell", a skip,
+    // a pairwise choice) goes along by hand.
+    if (submitter && submitter.name) {
+      var field = document.createElement("input");
+      field.type = "hidden";
+      field.name = submitter.name;
+      field.value = submitter.value;
+      form.appendChild(field);
+    }
+    form.submit();
+  }
+
+  // What every task page shows around the task, for the next task: its token, progress and
+  // title; the error and the undo notice of the last task gone; an undo button (there is now
+  // an answer to undo); the page at its top and nothing focused, as a page load leaves it (a
+  // skip button keeping the focus would take the next Enter).
+  function showProgress(task, progress) {
+    Array.prototype.forEach.call(document.querySelectorAll("form input[name=token]"), function (el) {
+      if (el.form !== undoForm) { el.value = task.token; }
+    });
+    var label = document.querySelector(".progress-label");
+    if (label) { label.textContent = "Task " + task.number + " of " + progress.total + " \u00b7 " + progress.answered + " answered"; }
+    var bar = document.querySelector(".progress");
+    if (bar) {
+      bar.setAttribute("aria-valuenow", String(progress.answered));
+      bar.querySelector("span").style.width = progress.percent + "%";
+    }
+    document.title = document.title.replace(/task \d+/, "task " + task.number);
+    Array.prototype.forEach.call(document.querySelectorAll(".error[role=alert], #notice"), function (el) {
+      if (el.id === "rank-error") { el.hidden = true; el.textContent = ""; } else { el.remove(); }
+    });
+    if (undoForm && !document.getElementById("undo")) {
+      var button = document.createElement("button");
+      button.type = "submit";
+      button.id = "undo";
+      button.textContent = "Undo last answer";
+      undoForm.appendChild(button);
+    }
+    if (stage && stage.classList.contains("zoomed")) { toggleZoom(); }
+    if (document.activeElement && document.activeElement.blur) { document.activeElement.blur(); }
+    window.scrollTo(0, 0);
+  }
+
+  // The next task's images where the last ones were, each hidden (class "loading") until it
+  // has loaded, so that a last image is never judged for the next task.
+  function showImages(imgs, urls) {
+    imgs.forEach(function (img, i) {
+      if (img.getAttribute("src") === urls[i]) { return; }  // the same image again loads nothing
+      img.classList.add("loading");
+      img.src = urls[i];
+    });
+  }
+  // An answer waits for the task's images: given before they show, it would be given without seeing them.
+  function loading() { return document.querySelector("img.loading") !== null; }
+  fitted.forEach(function (img) {
+    img.addEventListener("load", function () {
+      // The server's rule (PIXELATED_BELOW): a next image may be smaller or larger than the last.
+      var size = natural(img);
+      img.classList.toggle("pixelated", Math.max(size[0], size[1]) < SMALL);
+      img.classList.remove("loading");
+      fit(img);
+    });
+    // A next image that does not load: the page from the server (the first ones' errors are its own).
+    img.addEventListener("error", function () {
+      if (img.classList.contains("loading")) { window.location.assign(window.location.href); }
+    });
+  });
+  function setCaption(text) {
+    var el = document.querySelector(".caption");
+    if (el) { el.textContent = "\u201c" + text + "\u201d"; }
+  }
+
   // ---- counting
   var answerForm = document.getElementById("answer-form");
   if (answerForm) {
     var input = document.getElementById("answer");
+    var countImage = document.getElementById("count-image");
     document.addEventListener("keydown", function (ev) {
       if (ev.ctrlKey || ev.metaKey || ev.altKey) { return; }
       if (ev.key === "?") { ev.preventDefault(); document.getElementById("cant-tell").click(); }
@@ -76,113 +203,24 @@
     if (document.activeElement === input) { input.select(); }
     input.addEventListener("input", function () { input.value = input.value.replace(/[^0-9]/g, ""); });
     var sent = false;
-    // In place: the answer goes to the JSON API (the page's own URL, Accept: application/json)
-    // and a next count task replaces this one on the page: one request an answer instead of the
-    // form, its redirect and the next page. A stored answer is handled here, and an answer over
-    // the rate (said on the page, the answer kept, to send again); anything else (an error, a
-    // page that is not JSON) is sent again as the plain form, so that the server's page says
-    // what happened, exactly as without this script. Nothing was stored by the first try, so
-    // sending it again is safe.
-    var inPlace = answerForm.dataset.inplace === "1" && window.fetch && window.FormData;
-    var native = false;  // the plain form's own submission, after a try in place
+    var showCount = function (task) {
+      if (task.kind !== "count") { return false; }
+      answerForm.querySelector("label[for=answer]").textContent = task.question;
+      showImages([countImage], task.images);
+      input.value = "";
+      return true;
+    };
     answerForm.addEventListener("submit", function (ev) {
       if (native) { return; }
-      // The next task's image is still loading: an answer now would be given without seeing it.
-      if (countImage && countImage.classList.contains("loading")) { ev.preventDefault(); return; }
+      if (loading()) { ev.preventDefault(); return; }
       if (sent) { ev.preventDefault(); return; }  // one submission per task, even on double Enter
       sent = true;
-      if (!inPlace) { return; }
+      if (!inPlace(answerForm)) { return; }
       ev.preventDefault();
-      var submitter = ev.submitter;
-      var data = new FormData(answerForm);
-      if (submitter && submitter.name) { data.append(submitter.name, submitter.value); }
-      fetch(window.location.href, { method: "POST", body: data, credentials: "same-origin",
-                                    headers: { "Accept": "application/json" } })
-        .then(function (r) {
-          var json = (r.headers.get("Content-Type") || "").indexOf("application/json") === 0;
-          return json ? r.json() : null;
-        })
-        .then(function (body) {
-          if (body && !body.ok && body.error && body.error.code === "rate_limited") {
-            showError(body.error.message);
-            sent = false;
-            return;
-          }
-          if (!body || !body.ok) { sendPlain(submitter); return; }
-          if (body.done) { window.location.assign(body.next); return; }
-          if (body.task.kind !== "count") { window.location.assign(window.location.href); return; }
-          showCount(body.task, body.progress);
-          sent = false;
-        })
-        .catch(function () { window.location.assign(window.location.href); });  // the page shows where things are
-    });
-  }
-
-  function showError(message) {
-    var el = document.querySelector(".error[role=alert]");
-    if (!el) {
-      el = document.createElement("p");
-      el.className = "error";
-      el.setAttribute("role", "alert");
-      var bar = document.querySelector(".progress");  // where the server's page says its errors
-      if (bar) { bar.insertAdjacentElement("afterend", el); } else { answerForm.parentNode.insertBefore(el, answerForm); }
-    }
-    el.textContent = message;
-  }
-
-  function sendPlain(submitter) {
-    native = true;
-    if (answerForm.requestSubmit) { answerForm.requestSubmit(submitter || undefined); return; }
-    // An older browser: submit() sends no button, so the button's field ("can't tell") goes along by hand.
-    if (submitter && submitter.name) {
-      var field = document.createElement("input");
-      field.type = "hidden";
-      field.name = submitter.name;
-      field.value = submitter.value;
-      answerForm.appendChild(field);
-    }
-    answerForm.submit();
-  }
-
-  // The next count task, where the last one was: its token, question, image (hidden until it
-  // has loaded, so that the last image is never counted for the next question), progress and
-  // title; an answer field left empty, the error and the undo notice of the last task gone, and
-  // an undo button (there is now an answer to undo).
-  function showCount(task, progress) {
-    answerForm.querySelector("input[name=token]").value = task.token;
-    answerForm.querySelector("label[for=answer]").textContent = task.question;
-    var img = document.getElementById("count-image");
-    if (stage && stage.classList.contains("zoomed")) { toggleZoom(); }
-    if (img.getAttribute("src") !== task.images[0]) {  // the same image again loads nothing
-      img.classList.add("loading");
-      img.src = task.images[0];
-    }
-    var label = document.querySelector(".progress-label");
-    if (label) { label.textContent = "Task " + task.number + " of " + progress.total + " \u00b7 " + progress.answered + " answered"; }
-    var bar = document.querySelector(".progress");
-    if (bar) {
-      bar.setAttribute("aria-valuenow", String(progress.answered));
-      bar.querySelector("span").style.width = progress.percent + "%";
-    }
-    document.title = document.title.replace(/task \d+/, "task " + task.number);
-    Array.prototype.forEach.call(document.querySelectorAll(".error[role=alert], #notice"), function (el) { el.remove(); });
-    if (undoForm && !document.getElementById("undo")) {
-      var button = document.createElement("button");
-      button.type = "submit";
-      button.id = "undo";
-      button.textContent = "Undo last answer";
-      undoForm.appendChild(button);
-    }
-    var input = document.getElementById("answer");
-    input.value = "";
-    input.focus();
-  }
-  var countImage = document.getElementById("count-image");
-  if (countImage) {
-    countImage.addEventListener("load", function () { countImage.classList.remove("loading"); fit(countImage); });
-    // A next image that does not load: the page from the server (the first one's errors are its own).
-    countImage.addEventListener("error", function () {
-      if (countImage.classList.contains("loading")) { window.location.assign(window.location.href); }
+      sendInPlace(answerForm, ev.submitter, showCount, function () {
+        sent = false;
+        input.focus();
+      });
     });
   }
 
@@ -220,7 +258,7 @@
       if (tieButton) { tieButton.setAttribute("aria-pressed", tieNext ? "true" : "false"); }
     }
     function pick(i) {
-      if (selects[i].value !== "") { return; }
+      if (selects[i].value !== "" || loading()) { return; }
       var r = tieNext ? lastRank : nextRank();
       setTie(false);
       if (r === null) { return; }
@@ -257,11 +295,21 @@
       else if (ev.key === "Escape") { ev.preventDefault(); undo(); }
     });
     var sentRank = false;
+    // The next ranking in place when it lays out as this one does (as many images, ties
+    // allowed or not); its ranks start empty.
+    var showRank = function (task) {
+      if (task.kind !== "rank" || task.images.length !== width || task.allow_ties !== allowTies) { return false; }
+      setCaption(task.caption);
+      showImages(tiles.map(function (t) { return t.querySelector("img"); }), task.images);
+      reset();
+      return true;
+    };
     rankForm.addEventListener("submit", function (ev) {
+      if (native) { return; }
+      if (loading() || sentRank) { ev.preventDefault(); return; }
       // A skip or "all equally good" carries no ranks of its own.
       var skipping = ev.submitter && (ev.submitter.name === "skip_reason" || ev.submitter.name === "all_equal");
       if (skipping) { reset(); }
-      if (sentRank) { ev.preventDefault(); return; }
       if (!skipping && !complete()) {
         // Said here, without a round trip, so the images chosen so far stay chosen.
         ev.preventDefault();
@@ -270,6 +318,9 @@
         return;
       }
       sentRank = true;
+      if (!inPlace(rankForm)) { return; }
+      ev.preventDefault();
+      sendInPlace(rankForm, ev.submitter, showRank, function () { sentRank = false; });
     });
     render();
   }
@@ -289,9 +340,22 @@
       fig.addEventListener("click", function () { document.getElementById("choose-" + fig.dataset.side).click(); });
     });
     var sentPair = false;
+    var pairImages = Array.prototype.slice.call(pairForm.querySelectorAll("[data-side] img"));
+    var pairTies = document.getElementById("choose-same") !== null;
+    var showPair = function (task) {
+      if (task.kind !== "rank" || task.images.length !== 2 || task.allow_ties !== pairTies) { return false; }
+      setCaption(task.caption);
+      showImages(pairImages, task.images);
+      return true;
+    };
     pairForm.addEventListener("submit", function (ev) {
-      if (sentPair) { ev.preventDefault(); return; }  // one answer per task, even on a double key press
+      if (native) { return; }
+      // One answer per task, even on a double key press; none before the images show.
+      if (loading() || sentPair) { ev.preventDefault(); return; }
       sentPair = true;
+      if (!inPlace(pairForm)) { return; }
+      ev.preventDefault();
+      sendInPlace(pairForm, ev.submitter, showPair, function () { sentPair = false; });
     });
   }
 
