@@ -169,6 +169,7 @@ def test_the_next_ranking_replaces_the_last_and_waits_for_its_images(page, live_
     assert _tile_srcs(page) == _screen_urls(second)
     assert page.inner_text(".caption") == f"\u201c{second.item.prompt.text}\u201d"
     assert page.inner_text(".progress-label") == f"Task 2 of {len(entries)} · 1 answered"
+    assert page.get_attribute(".progress-label", "aria-live") == "polite"  # a screen reader hears the new task
     assert page.title().endswith("task 2")
     assert present(Entry.objects.get(pk=second.pk).shown_at) >= present(stored.created_at)  # its time starts now
     # Nothing of the last ranking is left: no badge, no rank chosen, the focus on no button.
