@@ -290,3 +290,26 @@ def test_an_image_file_is_served_to_exactly_the_evaluators_the_orm_admits(study)
     assert seen[True] and seen[False]
     assert sqlreads.evaluator_image_file(public_id="0" * 32, holders=[(first.pk, first.browser)]) is None
     assert sqlreads.evaluator_image_file(public_id=present(Image.objects.first()).public_id, holders=[]) is None
+
+
+def test_a_rankings_images_match_the_orm_with_their_variants(study):
+    """Every ranking item's images by variant index, each with its variant loaded; a gold
+    image of the same prompt and seed, and an image only the judge reads, are not among them."""
+
+    def orm(item: Item) -> dict[int, Image]:
+        images = Image.objects.filter(study_id=item.study_id, prompt_id=item.prompt_id, seed=item.seed,
+                                      source=Image.Source.MODEL, judge_only=False).select_related("variant")
+        return {present(img.variant).index: img for img in images}
+
+    items = list(Item.objects.filter(study=study, task="rank"))
+    assert len(items) == 2
+    first = items[0]
+    make_image(study=study, prompt=first.prompt, seed=first.seed, true_count=3)  # gold: no variant
+    hidden = Image.objects.filter(prompt=first.prompt, seed=first.seed, variant__index=2).get()
+    Image.objects.filter(pk=hidden.pk).update(judge_only=True)
+    for item in items:
+        raw, expected = sqlreads.rank_images(item=item), orm(item)
+        assert sorted(raw) == sorted(expected) == ([0, 1, 3] if item == first else [0, 1, 2, 3])
+        for index, image in raw.items():
+            assert _values(image) == _values(expected[index])
+            assert _values(present(image.variant)) == _values(present(expected[index].variant))

@@ -124,12 +124,8 @@ def evaluator_is_done(*, evaluator: Evaluator) -> bool:
 
 
 def rank_item_images(*, item: Item) -> dict[int, Image]:
-    """The item's images by variant index."""
-    images = Image.objects.filter(
-        study_id=item.study_id, prompt_id=item.prompt_id, seed=item.seed, source=Image.Source.MODEL, judge_only=False
-    ).select_related("variant")
-    # A model image always has its variant (only gold images have none).
-    return {img.variant.index: img for img in images if img.variant is not None}
+    """The item's images by variant index, each with its variant (one statement, sqlreads)."""
+    return sqlreads.rank_images(item=item)
 
 
 def entry_images(*, entry: Entry) -> list[Image]:

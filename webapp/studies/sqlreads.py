@@ -31,7 +31,7 @@ from typing import Any, TypeVar, cast
 
 from django.db import connection, models
 
-from .models import CountResponse, Entry, Evaluator, Image, Item, Prompt, RankResponse, Slot, Study
+from .models import CountResponse, Entry, Evaluator, Image, Item, Prompt, RankResponse, Slot, Study, Variant
 
 M = TypeVar("M", bound=models.Model)
 
@@ -89,6 +89,12 @@ class _Statement:
             out.append(reader.build(row, at))
             at += len(reader.attnames)
         return out
+
+    def all(self, params: Sequence[Any]) -> list[list[models.Model | None]]:
+        """Run it with ``params``: every row's model instances."""
+        with connection.cursor() as cursor:
+            cursor.execute(self.sql, params)
+            return [self.instances(row) for row in cursor.fetchall()]
 
     def first(self, params: Sequence[Any]) -> tuple[list[models.Model | None], Sequence[Any]] | None:
         """Run it with ``params``: the first row's model instances and the row itself (for
@@ -377,6 +383,37 @@ def model_image_width(*, study_id: int) -> int | None:
         cursor.execute(_model_image_width_statement(connection.vendor), [study_id, Image.Source.MODEL.value])
         found = cursor.fetchone()
     return None if found is None else int(found[0])
+
+
+@cache
+def _rank_images_statement(vendor: str) -> _Statement:
+    """A ranking item's model images with their variants; parameters: the study's id, the
+    prompt's id, the seed, the model source."""
+    g_cols, g = _columns(Image, "g")
+    v_cols, v = _columns(Variant, "v")
+    col = {f: _column(Image, f) for f in ("study", "prompt", "seed", "source", "judge_only", "variant")}
+    sql = (
+        f"SELECT {g_cols}, {v_cols} FROM {_table(Image)} g "
+        f"INNER JOIN {_table(Variant)} v ON v.{_column(Variant, 'id')} = g.{col['variant']} "
+        f"WHERE g.{col['study']} = %s AND g.{col['prompt']} = %s AND g.{col['seed']} = %s "
+        f"AND g.{col['source']} = %s AND NOT g.{col['judge_only']}"
+    )
+    return _Statement(sql, (g, v))
+
+
+def rank_images(*, item: Item) -> dict[int, Image]:
+    """A ranking item's images by their variant's index, each with its variant loaded (as
+    ``Image.objects.filter(study, prompt, seed, source=MODEL, judge_only=False)
+    .select_related("variant")``, less the images without a variant: only gold images have
+    none). Every ranking answer and ranking page reads it."""
+    found = _rank_images_statement(connection.vendor).all(
+        [item.study_id, item.prompt_id, item.seed, Image.Source.MODEL.value])
+    out: dict[int, Image] = {}
+    for image, variant in found:
+        image, variant = cast(Image, image), cast(Variant, variant)
+        image.variant = variant
+        out[variant.index] = image
+    return out
 
 
 @cache
