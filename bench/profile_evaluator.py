@@ -11,7 +11,7 @@ For every endpoint it prints the median CPU per request and how it splits: the m
 (sessions, CSRF, auth, messages, CSP, security headers), template rendering, ORM query
 compilation, the database driver (building the statement, reading rows: the client side
 of a query), the rate-limit counters, JSON, signing, protocol parsing, and the view's
-own Python. ``--floor`` adds the bench's one-INSERT floor view for comparison. Forms are
+own Python, and the bench's one-INSERT floor view beside them for comparison. Forms are
 sent URL-encoded, as a browser sends them and the task script its answers (the test
 Client's default, multipart, costs the server a parse a browser never asks of it).
 
