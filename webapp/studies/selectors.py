@@ -123,18 +123,13 @@ def evaluator_is_done(*, evaluator: Evaluator) -> bool:
     return not _unanswered(Entry.objects.filter(evaluator=evaluator)).exists()
 
 
-def rank_item_images(*, item: Item) -> dict[int, Image]:
-    """The item's images by variant index, each with its variant (one statement, sqlreads)."""
-    return sqlreads.rank_images(item=item)
-
-
 def entry_images(*, entry: Entry) -> list[Image]:
     """The images of an entry in screen order (one for a count task, one per variant for ranking)."""
     if entry.item.task == Item.Task.COUNT:
         if entry.item.image is None:
             raise ValueError(f"count item {entry.item.key!r} has no image (the study was opened without it)")
         return [entry.item.image]
-    by_variant = rank_item_images(item=entry.item)
+    by_variant = sqlreads.rank_images(item=entry.item)  # by variant index, each with its variant
     return [by_variant[v] for v in entry.positions]
 
 

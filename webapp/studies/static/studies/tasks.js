@@ -95,6 +95,7 @@
         if (!body || !body.ok) { sendPlain(form, submitter); return; }
         if (body.done) { window.location.assign(body.next); return; }
         if (!show(body.task, body.progress)) { window.location.assign(window.location.href); return; }
+        form.querySelector("input[name=token]").value = body.task.token;
         showProgress(body.task, body.progress);
         retry();
       })
@@ -129,14 +130,10 @@
     form.submit();
   }
 
-  // What every task page shows around the task, for the next task: its token, progress and
-  // title; the error and the undo notice of the last task gone; an undo button (there is now
+  // What every task page shows around the task, for the next task: its progress and title; the error and the undo notice of the last task gone; an undo button (there is now
   // an answer to undo); the page at its top and nothing focused, as a page load leaves it (a
   // skip button keeping the focus would take the next Enter).
   function showProgress(task, progress) {
-    Array.prototype.forEach.call(document.querySelectorAll("form input[name=token]"), function (el) {
-      if (el.form !== undoForm) { el.value = task.token; }
-    });
     var label = document.querySelector(".progress-label");
     if (label) { label.textContent = "Task " + task.number + " of " + progress.total + " \u00b7 " + progress.answered + " answered"; }
     var bar = document.querySelector(".progress");
@@ -184,9 +181,13 @@
       if (img.classList.contains("loading")) { window.location.assign(window.location.href); }
     });
   });
-  function setCaption(text) {
-    var el = document.querySelector(".caption");
-    if (el) { el.textContent = "\u201c" + text + "\u201d"; }
+  // A next ranking or comparison in place when it lays out as this one does (as many images,
+  // ties allowed or not): its caption and images; false when it does not.
+  function showRanking(task, imgs, ties) {
+    if (task.kind !== "rank" || task.images.length !== imgs.length || task.allow_ties !== ties) { return false; }
+    document.querySelector(".caption").textContent = "\u201c" + task.caption + "\u201d";
+    showImages(imgs, task.images);
+    return true;
   }
 
   // ---- counting
@@ -300,12 +301,9 @@
       else if (ev.key === "Escape") { ev.preventDefault(); undo(); }
     });
     var sentRank = false;
-    // The next ranking in place when it lays out as this one does (as many images, ties
-    // allowed or not); its ranks start empty.
-    var showRank = function (task) {
-      if (task.kind !== "rank" || task.images.length !== width || task.allow_ties !== allowTies) { return false; }
-      setCaption(task.caption);
-      showImages(tiles.map(function (t) { return t.querySelector("img"); }), task.images);
+    var tileImages = tiles.map(function (t) { return t.querySelector("img"); });
+    var showRank = function (task) {  // its ranks start empty
+      if (!showRanking(task, tileImages, allowTies)) { return false; }
       reset();
       return true;
     };
@@ -347,12 +345,7 @@
     var sentPair = false;
     var pairImages = Array.prototype.slice.call(pairForm.querySelectorAll("[data-side] img"));
     var pairTies = document.getElementById("choose-same") !== null;
-    var showPair = function (task) {
-      if (task.kind !== "rank" || task.images.length !== 2 || task.allow_ties !== pairTies) { return false; }
-      setCaption(task.caption);
-      showImages(pairImages, task.images);
-      return true;
-    };
+    var showPair = function (task) { return showRanking(task, pairImages, pairTies); };
     pairForm.addEventListener("submit", function (ev) {
       if (native) { return; }
       // One answer per task, even on a double key press; none before the images show.
