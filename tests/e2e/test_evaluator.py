@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.e2e.conftest import next_task
+from tests.e2e.conftest import next_task, settled
 from tests.factories import build_open_study
 from tests.narrow import present
 from webapp.studies.models import CountResponse, Entry, Evaluator, RankResponse
@@ -35,6 +35,7 @@ def _consent_by_keyboard(page, live_server, study):
 
 def _kind(page):
     page.wait_for_selector("#answer-form, #rank-form, #completion-code")
+    settled(page)
     if page.query_selector("#answer-form"):
         _await_focus(page, "#answer")
         return "count"
@@ -151,6 +152,7 @@ def test_phone_layout_fits_the_screen(phone_page, live_server, study):
     page.tap("text=I agree, continue")
     page.get_by_role("button", name="Start").tap()
     page.wait_for_selector("#answer-form, #rank-form")
+    settled(page)  # the script lays the images out
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 390, f"page is {width}px wide on a 390px phone"
     box = page.locator(".count-image, .tile img").first.bounding_box()

@@ -3,7 +3,7 @@ import pytest
 from PIL import Image as PILImage
 from playwright.sync_api import expect
 
-from tests.e2e.conftest import answer_any, next_task
+from tests.e2e.conftest import answer_any, next_task, settled
 from tests.factories import build_open_study
 from webapp.studies.models import Image
 
@@ -30,6 +30,7 @@ def _to_first(page, live_server, study, kind, *, joined=False):
         page.click("#start")
     while True:
         page.wait_for_selector("#answer-form, #rank-form")
+        settled(page)
         if page.query_selector("#answer-form" if kind == "count" else "#rank-form"):
             return
         answer_any(page)

@@ -7,7 +7,7 @@ kind is a page load."""
 import pytest
 from django.urls import reverse
 
-from tests.e2e.conftest import answer_any, next_task
+from tests.e2e.conftest import answer_any, next_task, settled
 from tests.factories import build_open_study
 from tests.narrow import present
 from webapp.studies import selectors
@@ -32,6 +32,7 @@ def _to_two_counts_in_a_row(page, live_server, study) -> tuple[Evaluator, list[E
     for _ in entries[:k]:
         answer_any(page)
     page.wait_for_selector("#answer-form")
+    settled(page)
     page.evaluate("window.samePage = true")  # gone if the browser loads another page
     return ev, entries, k
 
@@ -139,7 +140,7 @@ def _start_on_rankings(page, live_server, study, pid: str) -> tuple[Evaluator, l
     page.click("text=I agree, continue")
     page.get_by_role("button", name="Start").click()
     page.wait_for_selector("#rank-form, #pair-form")
-    page.wait_for_function("() => [...document.querySelectorAll('.tile img')].every(i => i.complete)")
+    settled(page)  # the page's script runs, its images are loaded
     ev = Evaluator.objects.get(study=study)
     entries = list(Entry.objects.filter(evaluator=ev).select_related("item__prompt").order_by("index"))
     assert [e.item.task for e in entries[:3]] == ["rank", "rank", "count"]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from tests.e2e.conftest import next_task
+from tests.e2e.conftest import next_task, settled
 from tests.factories import UserFactory, build_open_study
 from webapp.studies.models import CountResponse, Entry, Evaluator, RankResponse
 
@@ -49,6 +49,7 @@ def _to_first_task(page, live_server, study, query: str = ""):
     page.click("#submit")
     page.click("#start")
     page.wait_for_selector("#answer-form, #rank-form")
+    settled(page)
 
 
 def _current_entry(evaluator: Evaluator) -> Entry:

@@ -1,6 +1,7 @@
 """A researcher previews the study in Chromium: answers a count and a ranking; nothing is stored."""
 import pytest
 
+from tests.e2e.conftest import settled
 from tests.factories import UserFactory, build_open_study
 from webapp.research import participants
 from webapp.studies.models import CountResponse, Entry, Evaluator, RankResponse
@@ -25,6 +26,7 @@ def test_a_researcher_previews_a_count_and_a_ranking_and_nothing_is_stored(page,
     page.wait_for_url(f"{live_server.url}/run/{study.slug}/preview/task/")
     answered: set[str] = set()
     while answered != {"count", "rank"}:
+        settled(page)
         assert page.is_visible("#preview-banner") and "Preview" in page.inner_text("#preview-banner")
         assert page.locator("#undo").count() == 0
         before = page.inner_text(".progress-label")

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from tests.e2e.conftest import next_task
+from tests.e2e.conftest import next_task, settled
 from tests.factories import build_open_study
 from webapp.studies.models import Evaluator
 
@@ -37,6 +37,7 @@ def prolific(page):
 def _all_tasks_by_keyboard(page):
     while True:
         page.wait_for_selector("#answer-form, #rank-form, #completion-code")
+        settled(page)
         if page.query_selector("#completion-code"):
             return
         if page.query_selector("#answer-form"):

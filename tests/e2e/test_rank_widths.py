@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.e2e.conftest import next_task
+from tests.e2e.conftest import next_task, settled
 from tests.factories import UserFactory, fill_study_images
 from tests.webapp.research_support import researcher_of
 from webapp.research import services as research_services
@@ -84,6 +84,7 @@ def _join_by_keyboard(browser, live_server, study, *, phone: bool = False):
 def _next(page, form: str) -> bool:
     """Whether another task is shown (False on the page that thanks the evaluator)."""
     page.wait_for_function("f => document.querySelector(f) || location.pathname.endsWith('/done/')", arg=form)
+    settled(page)
     return page.query_selector(form) is not None
 
 

@@ -47,8 +47,10 @@
 
   // The rest of the page (the study's status, the images still missing, the launch and
   // checkpoint forms) follows from the batch's end: once a batch seen running here ends,
-  // the page is loaded again, once.
-  var sawActive = false;
+  // the page is loaded again, once. "Seen running" includes the page as the server drew it:
+  // a batch that ends before this script's first poll (a slow script, a fast last part)
+  // would otherwise leave the page saying it runs.
+  var sawActive = ACTIVE[panel.getAttribute("data-status")] === true;
   function poll() {
     fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
       .then(function (r) { if (!r.ok) { throw new Error("HTTP " + r.status); } return r.json(); })
