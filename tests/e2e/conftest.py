@@ -104,8 +104,11 @@ def _slow_scripts(browser, delay: float) -> Iterator[None]:
         server.shutdown()
 
 
+# A page's fixture asks for the database first, so that it is closed before the database is
+# flushed: a page left open (a dashboard polling progress.json) would send a request into the
+# flush; CI failed once on that, in a test's teardown.
 @pytest.fixture
-def page(browser):
+def page(browser, transactional_db):
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     pg = context.new_page()
     pg.set_default_timeout(15000)
@@ -114,7 +117,7 @@ def page(browser):
 
 
 @pytest.fixture
-def phone_page(browser):
+def phone_page(browser, transactional_db):
     context = browser.new_context(
         viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True, device_scale_factor=2
     )
