@@ -142,6 +142,21 @@ def test_nothing_can_be_undone_once_the_code_is_shown(panel_study):
     assert _n_answers() == before and Evaluator.objects.get().finished_at is not None
 
 
+def test_the_code_is_not_shown_to_one_who_only_opened_the_link_or_declined(panel_study):
+    code = panel_study.completion_code.encode()
+    opened = Client()
+    opened.get(f"/join/{panel_study.invite_token}/", {"PROLIFIC_PID": PID})
+    r = opened.get(f"/e/{panel_study.slug}/done/")
+    assert r.status_code == 302 and r["Location"].endswith("/consent/")
+    assert code not in opened.get(r["Location"]).content
+    declined = Client()
+    declined.get(f"/join/{panel_study.invite_token}/", {"PROLIFIC_PID": "b" * 24})
+    page = declined.post(f"/e/{panel_study.slug}/consent/", {"agree": "no"}).content
+    assert code not in page
+    r = declined.get(f"/e/{panel_study.slug}/done/", follow=True)
+    assert r.status_code == 200 and code not in r.content and b"prolific.com" in r.content  # the declined page
+
+
 def test_a_finished_participant_in_another_browser_sees_already_completed_and_the_code(panel_study):
     client = join(Client(), panel_study, PROLIFIC_PID=PID)
     _finish(client, panel_study)

@@ -205,9 +205,12 @@ def state(request: HttpRequest, study: Study, evaluator: Evaluator) -> JsonRespo
     return JsonResponse(_task_json(nxt, progress, reverse("studies:done", args=[slug]), study))
 
 
-# Seconds the completion page waits before it takes a panel participant back to the panel.
-@evaluator_view()
+@evaluator_view(consent_required=True)
 def done(request: HttpRequest, study: Study, evaluator: Evaluator) -> HttpResponse:
+    """The completion code, to an evaluator who answered every task. One who has not
+    consented is sent to the consent page (one who declined sees the declined page there,
+    with the panel's code for that), and has no tasks to be out of: the code would be theirs
+    for opening the link."""
     if evaluator.finished_at is None and selectors.evaluator_next_entry(evaluator=evaluator) is not None:
         return redirect("studies:task", slug=study.slug)
     return _done_page(request, study, evaluator)
