@@ -100,6 +100,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First, so that its time covers every other middleware (webapp/servertiming.py).
     "webapp.servertiming.ServerTimingMiddleware",
+    # Before anything reads the session or the database: a NUL is a 400 (webapp/badinput.py).
+    "webapp.badinput.NulByteMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

@@ -81,3 +81,25 @@ def test_an_unprintable_worker_id_is_refused(study, bad):
     r = Client().get(f"/join/{study.invite_token}/", {"PROLIFIC_PID": bad})
     assert r.status_code == 400 and b"not allowed" in r.content
     assert not Evaluator.objects.exists()
+
+
+@pytest.mark.parametrize("where", ["token", "study_id", "session_id", "image", "continue", "cookie"])
+def test_a_nul_anywhere_in_a_request_is_a_400_that_changes_nothing(study, where):
+    """PostgreSQL's text cannot hold NUL: each of these was a 500 there (SQLite hid it)."""
+    client = Client()
+    ok = {"PROLIFIC_PID": "a" * 24}
+    if where == "token":
+        r = client.get(f"/join/{study.invite_token}%00/", ok)
+    elif where == "study_id":
+        r = client.get(f"/join/{study.invite_token}/", {**ok, "STUDY_ID": "abc\x00def"})
+    elif where == "session_id":
+        r = client.get(f"/join/{study.invite_token}/", {**ok, "SESSION_ID": "\x00"})
+    elif where == "image":
+        r = client.get("/i/abc%00")
+    elif where == "continue":
+        r = client.post(f"/join/{study.invite_token}%00/continue/")
+    else:
+        client.cookies["sessionid"] = "abcdefgh\x00ijklmnop"
+        r = client.get(f"/join/{study.invite_token}/", ok)
+    assert r.status_code == 400 and b"not allowed (NUL)" in r.content
+    assert not Evaluator.objects.exists()
