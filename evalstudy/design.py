@@ -16,6 +16,9 @@ often. A slot abandoned by its evaluator is handed to someone else with
 
 Orders are sorts on sha256 keys (`stable_key`), not draws from a
 library's random stream, so that a stored seed reproduces a plan on any machine.
+The seed is the plan's secret: with it, the protocol (often public) gives every
+slot's items, order and screen positions, so a study draws its own at random
+(webapp's `study_create`) and keeps it from the evaluators.
 """
 
 from __future__ import annotations
@@ -145,7 +148,7 @@ def plan_assignments(count_item_ids, rank_item_ids, n_slots: int, overlap: int, 
     if rank_ids and n_variants is None:
         raise ValueError("rank items need n_variants, the number of images ranked together")
 
-    rows = williams_square(n_variants) if rank_ids and n_variants else []
+    rows = _relabelled(williams_square(n_variants), seed) if rank_ids and n_variants else []
     per_slot: list[list[tuple[str, str]]] = [[] for _ in range(n_slots)]
     positions: list[dict[str, list[int]]] = [{} for _ in range(n_slots)]
     row_of: list[dict[str, int]] = [{} for _ in range(n_slots)]
@@ -185,6 +188,22 @@ def plan_assignments(count_item_ids, rank_item_ids, n_slots: int, overlap: int, 
                               positions=positions[s], repeats=tuple(repeats),
                               repeat_positions=repeat_pos))
     return plans
+
+
+def _relabelled(rows: list[list[int]], seed: int) -> list[list[int]]:
+    """The square with its variants renamed by a permutation drawn from ``seed``.
+
+    A renamed Williams square is a Williams square (each variant in each column once per
+    n rows, each ordered pair adjacent equally often), so every balance the plan promises
+    holds as before. Without the renaming, position k of a ranking held variant
+    ``v + first[k] (mod n)`` in protocol order: the screen order was a rotation of one
+    public pattern, and an evaluator who knew (or guessed) one image's model knew the
+    others'; with it, which variants share a pattern depends on the seed, which a study
+    keeps secret (webapp: ``Study.plan_seed``, drawn at random).
+    """
+    n = len(rows[0])
+    label = sorted(range(n), key=lambda v: stable_key(seed, "label", v))
+    return [[label[v] for v in row] for row in rows]
 
 
 def _balance_rows(row_of: list[dict[str, int]], n_rows: int) -> None:

@@ -22,6 +22,11 @@ rows the headline numbers read only (every interval's ends: a new Monte Carlo dr
 the position-bias test's normalised statistic (its statistic and p-value); one
 Plackett-Luce strength moved in its last digit, the canonical row order adding in another
 order. Every other entry kept its value.
+
+Both files were rewritten (the same two commands) when the Williams square's variant names
+came to be permuted by the plan's seed (evalstudy.design._relabelled: the screen orders
+were one public pattern's rotations): the simulated study's screen positions, and so its
+responses and every number of its analysis, moved with it, and nothing else changed.
 """
 
 import json

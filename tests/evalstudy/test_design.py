@@ -1,7 +1,6 @@
 """Assignments: coverage, balance, Williams squares, hand-over of abandoned slots."""
-
 from collections import Counter
-from itertools import pairwise
+from itertools import pairwise, permutations
 
 import pytest
 from hypothesis import given, settings
@@ -50,11 +49,34 @@ def test_every_item_gets_overlap_slots_and_loads_are_even(n_count, n_rank, n_slo
             assert sorted(pos) == [0, 1, 2, 3]
 
 
+def _is_williams_square(rows, n) -> bool:
+    """n rows in which every variant takes every column once and every ordered pair of
+    variants is adjacent (left, right) exactly once: a Williams square for even n."""
+    columns = all(sorted(r[k] for r in rows) == list(range(n)) for k in range(n))
+    pairs = Counter((r[k], r[k + 1]) for r in rows for k in range(n - 1))
+    return len(rows) == n and columns and set(pairs.values()) == {1} and len(pairs) == n * (n - 1)
+
+
+def test_the_screen_orders_are_a_williams_square_renamed_by_the_seed():
+    """Which variants share an order pattern is the seed's secret: rows of the square as
+    written (position k holding v + first[k]) told an evaluator who knew one image's model
+    the other three's."""
+    squares = set()
+    for seed in range(60):
+        plans = plan_assignments([], [f"r{i}" for i in range(8)], 4, 2, seed=seed, n_variants=4)
+        rows = {tuple(p.positions[i]) for p in plans for i in p.positions}
+        assert _is_williams_square(sorted(rows), 4)
+        squares.add(frozenset(rows))
+    renamings = {frozenset(tuple(label[v] for v in r) for r in williams_square(4))
+                 for label in permutations(range(4))}
+    assert squares == renamings  # every renaming is drawn (a rotation of the names gives the same square)
+
+
 def test_positions_are_counterbalanced_across_slots_and_items():
     rank_ids = [f"r{i}" for i in range(40)]
     plans = plan_assignments([], rank_ids, 20, 4, seed=1, n_variants=4)
     rows = Counter(tuple(p.positions[i]) for p in plans for i in p.positions)
-    assert set(rows) == {tuple(r) for r in williams_square(4)}
+    assert _is_williams_square(list(rows), 4)
     assert max(rows.values()) - min(rows.values()) <= 1
     for i in rank_ids:  # the 4 evaluators of an item see 4 different screen orders
         assert len({tuple(p.positions[i]) for p in plans if i in p.positions}) == 4

@@ -140,5 +140,7 @@ def test_a_rehearsal_copy_is_a_separate_draft_with_the_same_protocol_and_images(
     assert not Item.objects.filter(study=copy).exclude(image__isnull=True).exclude(image__study=copy).exists()
     # The copy has no slot, no evaluator and no answer of the original's: it is planned when it opens.
     assert not Slot.objects.filter(study=copy).exists() and not Evaluator.objects.filter(study=copy).exists()
+    # Its own plan: its testers learn nothing of the original's (the plan's seed is its secret).
+    assert copy.plan_seed != study.plan_seed
     again = researcher.post(f"/run/{study.slug}/rehearsal/", {"slug": "dry-run"})
     assert again.status_code == 409 and b"exists already" in again.content

@@ -67,3 +67,39 @@ def test_the_admin_closes_a_paused_study_and_leaves_a_draft(client, django_user_
     client.post("/admin/studies/study/", {"action": "close_studies", "_selected_action": [paused.pk, draft.pk]})
     assert Study.objects.get(pk=paused.pk).status == "closed"
     assert Study.objects.get(pk=draft.pk).status == "draft"
+
+
+def test_a_studys_plan_comes_from_a_secret_seed_not_from_its_protocol():
+    """The protocol is often public (pre-registered, in this repository); with its seed it
+    gave every slot's items, order and screen positions, and so every image's model, to an
+    evaluator after a few tasks. Each study draws its own seed."""
+    from evalstudy.design import REPEAT_SUFFIX, plan_assignments
+    from tests.factories import fill_study_images
+    from webapp.studies.models import Item, Slot
+
+    protocol = small_protocol()
+    a = lifecycle.study_create(protocol=protocol, slug="secret-a", base_dir=str(DEMO_PROTOCOL.parent))
+    b = lifecycle.study_create(protocol=protocol, slug="secret-b", base_dir=str(DEMO_PROTOCOL.parent))
+    proto = a.parsed_protocol
+    assert proto is not None
+    public_seed = proto.analysis.seed
+    assert len({a.plan_seed, b.plan_seed, public_seed}) == 3 and a.plan_seed > 0
+    for study in (a, b):
+        fill_study_images(study)
+        lifecycle.study_open(study=study)
+    by_key = {it.key: it for it in Item.objects.filter(study=a, repeat_of__isnull=True)}
+    public = plan_assignments(
+        [k for k, it in by_key.items() if it.task == "count" and not it.is_gold],
+        [k for k, it in by_key.items() if it.task == "rank"],
+        n_slots=proto.evaluators.n, overlap=proto.evaluators.overlap, seed=public_seed,
+        n_variants=proto.n_ranked, gold_item_ids=[k for k, it in by_key.items() if it.is_gold],
+        n_repeats=proto.quality_control.repeats)
+
+    def stored(study):  # each slot's items in order (a repeat under its original's key), its screen orders
+        keys = dict(Item.objects.filter(study=study).values_list("pk", "key"))
+        return [([keys[pk].removesuffix(REPEAT_SUFFIX) for pk in s.items],
+                 {keys[int(pk)]: order for pk, order in s.positions.items() if REPEAT_SUFFIX not in keys[int(pk)]})
+                for s in Slot.objects.filter(study=study).order_by("number")]
+
+    computable = [([k for _, k in p.items], p.positions) for p in public]
+    assert stored(a) != computable and stored(b) != computable and stored(a) != stored(b)

@@ -7,6 +7,8 @@ and leaves the database as it was. What evaluators do inside a study is ``flow``
 
 from __future__ import annotations
 
+import secrets
+
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
@@ -210,7 +212,7 @@ def study_create(*, protocol: dict, slug: str, title: str = "", base_dir: str | 
         protocol=proto.to_dict(),
         protocol_hash=proto.content_hash(),
         completion_code=proto.evaluators.completion_code or "",
-        plan_seed=proto.analysis.seed,
+        plan_seed=new_plan_seed(),
     )
     study.researchers.set(researchers)
     variants = {name: Variant.objects.create(study=study, name=name, index=i) for i, name in enumerate(proto.variants)}
@@ -267,6 +269,16 @@ def study_attach_images(*, study: Study) -> int:
             item.image = image
             item.save(update_fields=["image"])
     return missing
+
+
+def new_plan_seed() -> int:
+    """A study's assignment seed: random (63 bits, a BigIntegerField's positive range), not
+    the protocol's. With the seed, the protocol gives every slot's items, order and screen
+    positions, and a protocol is often public (pre-registered, in this repository, exported
+    for the researchers); an evaluator who could compute the plan would know the model
+    behind every image after a few tasks. The seed is stored with the study (the admin
+    shows it; the slots it made are stored too) and never shown to evaluators."""
+    return secrets.randbits(63)
 
 
 def study_assignment_plans(*, study: Study, by_key: dict[str, Item]):
@@ -375,7 +387,7 @@ def study_copy_for_rehearsal(*, study: Study, slug: str, title: str = "") -> Stu
     copy = Study.objects.create(
         slug=slug, title=(title or f"{study.title} (rehearsal)")[:200], description=study.description,
         protocol=study.protocol, protocol_hash=study.protocol_hash, completion_code=study.completion_code,
-        plan_seed=study.plan_seed,
+        plan_seed=new_plan_seed(),  # its testers must learn nothing of the original's plan
     )
     copy.researchers.set(study.researchers.all())
     variants: dict[int | None, Variant] = {
