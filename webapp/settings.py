@@ -177,6 +177,7 @@ FUSION_SERVER_TIMING = _env_flag("FUSION_SERVER_TIMING", True)
 FUSION_CLIENT_IP_HEADER = os.environ.get("FUSION_CLIENT_IP_HEADER", "REMOTE_ADDR")
 RATELIMIT_IP_META_KEY = "webapp.clientip.client_ip"
 RATELIMIT_VIEW = "webapp.views.too_many_requests"
+CSRF_FAILURE_VIEW = "webapp.views.csrf_failure"
 # Per client address: opening the invite link, and agreeing to take part (which takes
 # a slot); per evaluator: answers and undos. A person needs a few of each per minute.
 FUSION_RATE_JOIN = os.environ.get("FUSION_RATE_JOIN", "30/m")

@@ -19,3 +19,15 @@ def too_many_requests(request: HttpRequest, exception: Exception | None = None) 
     response = render(request, "429.html", {"message": RATE_LIMITED_MESSAGE}, status=429)
     response["Retry-After"] = "60"
     return response
+
+
+CSRF_MESSAGE = "This page had expired. Go back, reload it, and send it again."
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    """403 for a form sent without a valid CSRF token (CSRF_FAILURE_VIEW): the site's plain
+    page, or the JSON error the task script reads, instead of Django's own page, which speaks
+    of DEBUG and reasons to a participant whose page had merely expired."""
+    if "application/json" in request.headers.get("Accept", ""):
+        return JsonResponse({"ok": False, "error": {"code": "csrf", "message": CSRF_MESSAGE}}, status=403)
+    return render(request, "403.html", {"message": CSRF_MESSAGE}, status=403)

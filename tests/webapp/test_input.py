@@ -103,3 +103,15 @@ def test_a_nul_anywhere_in_a_request_is_a_400_that_changes_nothing(study, where)
         r = client.get(f"/join/{study.invite_token}/", ok)
     assert r.status_code == 400 and b"not allowed (NUL)" in r.content
     assert not Evaluator.objects.exists()
+
+
+def test_a_form_without_its_csrf_token_gets_the_sites_page_and_changes_nothing(study):
+    """Not Django's own 403 page (it speaks of DEBUG and CSRF reasons to a participant whose
+    page had expired); JSON for the task script, which then reloads the page."""
+    client = Client(enforce_csrf_checks=True)
+    client.get(f"/join/{study.invite_token}/", {"PROLIFIC_PID": "c" * 24})
+    r = client.post(f"/e/{study.slug}/consent/", {"agree": "yes"})
+    assert r.status_code == 403 and b"had expired" in r.content and b"DEBUG" not in r.content
+    r = client.post(f"/e/{study.slug}/consent/", {"agree": "yes"}, HTTP_ACCEPT="application/json")
+    assert r.status_code == 403 and r.json()["error"]["code"] == "csrf"
+    assert Evaluator.objects.get().consented_at is None
