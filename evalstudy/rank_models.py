@@ -35,6 +35,11 @@ def plackett_luce_mm(counts, orderings, max_iter: int = 2000, tol: float = 1e-9,
     c = np.atleast_2d(np.asarray(counts, dtype=float))
     orderings = np.asarray(orderings, dtype=int)
     n_b, n_k = c.shape
+    if orderings.ndim != 2 or orderings.shape[0] != n_k:
+        raise ValueError(f"orderings must be (K, m) with K = {n_k} (the counts' columns), "
+                         f"got shape {orderings.shape}")
+    if not (np.isfinite(c) & (c >= 0)).all():
+        raise ValueError("counts must be finite and >= 0")
     m = orderings.shape[1]
     # member[k, s, v] = 1 if variant v is still unranked at stage s of ordering k
     member = np.zeros((n_k, m - 1, m))
@@ -121,6 +126,27 @@ def _davidson_terms(theta, lam, w, t, pairs):
     return ll, np.exp(a - log_d[..., None]), obs
 
 
+def _check_pairs(wins, ties) -> tuple[np.ndarray, np.ndarray]:
+    """wins and ties as (B, m, m) arrays; ValueError naming the argument unless both are square,
+    of one shape, finite and >= 0, and ties symmetric."""
+    w = np.asarray(wins, dtype=float)
+    t = np.asarray(ties, dtype=float)
+    if w.ndim == 2:
+        w = w[None]
+    if t.ndim == 2:
+        t = t[None]
+    for name, x, given in (("wins", w, wins), ("ties", t, ties)):
+        if x.ndim != 3 or x.shape[1] != x.shape[2]:
+            raise ValueError(f"{name} must be (m, m) or (B, m, m), got shape {np.shape(given)}")
+        if not (np.isfinite(x) & (x >= 0)).all():
+            raise ValueError(f"{name} must be finite and >= 0")
+    if w.shape != t.shape:
+        raise ValueError(f"wins and ties differ in shape: {w.shape} and {t.shape}")
+    if not np.array_equal(t, np.swapaxes(t, 1, 2)):
+        raise ValueError("ties must be symmetric (ties[i, j] == ties[j, i])")
+    return w, t
+
+
 def davidson_fit(wins, ties, max_iter: int = 200, tol: float = 1e-10,
                  init: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Davidson's (1970) Bradley-Terry model with ties, by Newton's method with step
@@ -134,10 +160,7 @@ def davidson_fit(wins, ties, max_iter: int = 200, tol: float = 1e-10,
     steps, halved until it rises, reach its maximum. Where none is finite (a variant that
     never loses, a data set without ties) the log-parameters stop at
     +-DAVIDSON_LOG_BOUND: a strength near 0 or 1, nu near 0."""
-    w = np.asarray(wins, dtype=float)
-    t = np.asarray(ties, dtype=float)
-    if w.ndim == 2:
-        w, t = w[None], t[None]
+    w, t = _check_pairs(wins, ties)
     n_b, m, _ = w.shape
     pairs = np.array(list(itertools.combinations(range(m), 2)), dtype=int)
     # Sufficient statistic of each outcome in (theta_0..theta_{m-1}, log nu).
