@@ -11,6 +11,42 @@ import math
 import numpy as np
 
 # ---------------------------------------------------------------------------
+# Separation: when is there a finite maximum?
+# ---------------------------------------------------------------------------
+
+def win_graph(beats) -> tuple[np.ndarray, np.ndarray]:
+    """The strongly connected structure of B directed win graphs at once.
+
+    beats: (B, m, m) or (m, m), true where i was placed above j at least once (a tie counts
+    both ways). Returns `connected` (B,): the graph is strongly connected, every variant
+    beats every other through some chain, which is when Plackett-Luce and Bradley-Terry
+    strengths have a finite maximum-likelihood estimate (Ford 1957; Hunter 2004,
+    assumption 1); and `level` (B, m): the longest chain of strictly higher components below
+    each variant (0 for a bottom one), so that the supremum of the likelihood is approached
+    by moving each component's strengths above those of lower levels without end."""
+    b = np.asarray(beats, dtype=bool)
+    if b.ndim == 2:
+        b = b[None]
+    m = b.shape[1]
+    reach = _closure(b)
+    connected = reach.all(axis=(1, 2))
+    above = reach & ~np.swapaxes(reach, 1, 2)  # i reaches j, j does not reach i
+    level = np.zeros(b.shape[:2], dtype=np.int64)
+    for _ in range(m):
+        level = np.where(above, level[:, None, :] + 1, 0).max(axis=2)
+    return connected, level
+
+
+def _closure(beats: np.ndarray) -> np.ndarray:
+    """(B, m, m) reachability, i reaches j through a chain of wins (or itself), by squaring."""
+    m = beats.shape[1]
+    reach = beats | np.eye(m, dtype=bool)
+    for _ in range(max(1, math.ceil(math.log2(m)))):
+        reach = np.matmul(reach.astype(np.int64), reach.astype(np.int64)) > 0
+    return reach
+
+
+# ---------------------------------------------------------------------------
 # Plackett-Luce
 # ---------------------------------------------------------------------------
 
@@ -26,9 +62,10 @@ def plackett_luce_mm(counts, orderings, max_iter: int = 2000, tol: float = 1e-9,
     counts: (B, K) weights of the K orderings in each of B data sets (a bootstrap's
     resamples, or B = 1). orderings: (K, m), best first. Returns (B, m) strengths
     normalised to sum to 1, i.e. the probability that each variant is ranked first
-    among all m. A variant never placed above last gets strength 0; data where one
-    variant beats all others in every ranking have no finite maximum, and the
-    iteration stops at `max_iter` with that variant's strength near 1. `init`
+    among all m. Data whose win graph is not strongly connected (a variant, or a group
+    of them, always ranked above the rest: `plackett_luce_separation`) have no finite
+    maximum; their strengths are the supremum's limit, the top group's own fit and exactly
+    0 for the others (a variant that always wins gets 1). `init`
     (m,) or (B, m) starts the iteration elsewhere than at equal strengths (a
     bootstrap starts from the full data's fit, which saves most iterations).
     """
@@ -47,25 +84,59 @@ def plackett_luce_mm(counts, orderings, max_iter: int = 2000, tol: float = 1e-9,
         for k in range(n_k):
             member[k, s, orderings[k, s:]] = 1.0
     member = member.reshape(n_k * (m - 1), m)
-    # wins[b, v]: weighted number of stages in which v is chosen (it is not last)
-    chosen = np.zeros((n_k, m))
-    chosen[np.arange(n_k)[:, None], orderings[:, :-1]] = 1.0
-    wins = c @ chosen
-    c_stage = np.repeat(c, m - 1, axis=1)  # (B, K*(m-1))
+    # chosen[k * (m-1) + s, v] = 1 if v is chosen at stage s of ordering k
+    chosen = np.zeros((n_k, m - 1, m))
+    chosen[np.arange(n_k)[:, None], np.arange(m - 1)[None, :], orderings[:, :-1]] = 1.0
+    chosen = chosen.reshape(n_k * (m - 1), m)
     gamma = np.full((n_b, m), 1.0 / m)
     if init is not None and np.isfinite(init).all() and (np.asarray(init) > 0).all():
         gamma = np.broadcast_to(np.asarray(init, dtype=float), (n_b, m)).copy()
         gamma /= gamma.sum(axis=1, keepdims=True)
+    connected, level = plackett_luce_separation(c, orderings)
+    if connected.all():
+        return _mm(c, member, chosen, gamma, max_iter, tol)
+    gamma[connected] = _mm(c[connected], member, chosen, gamma[connected], max_iter, tol)
+    # No finite maximum: the supremum puts the top component's variants infinitely above the
+    # rest, so the strengths (probabilities of being ranked first) are the top component's own
+    # fit on the stages it decides, and exactly 0 for every other variant.
+    top = level == level.max(axis=1, keepdims=True)
+    for pattern in np.unique(top[~connected], axis=0):
+        rows = np.flatnonzero(~connected & (top == pattern).all(axis=1))
+        start = np.broadcast_to(pattern / pattern.sum(), (len(rows), m)).copy()
+        gamma[rows] = _mm(c[rows], member * pattern, chosen * pattern, start, max_iter, tol)
+    return gamma
+
+
+def plackett_luce_separation(counts, orderings) -> tuple[np.ndarray, np.ndarray]:
+    """`win_graph` of each data set's weighted orderings (B, K) x (K, m): whether its
+    Plackett-Luce strengths have a finite maximum, and each variant's level."""
+    c = np.atleast_2d(np.asarray(counts, dtype=float))
+    orderings = np.asarray(orderings, dtype=int)
+    place = np.argsort(orderings, axis=1)  # (K, m): each variant's place in ordering k
+    above = (place[:, :, None] < place[:, None, :]).astype(float)  # (K, m, m)
+    return win_graph(np.einsum("bk,kij->bij", c, above) > 0)
+
+
+def _mm(c: np.ndarray, member: np.ndarray, chosen: np.ndarray, gamma: np.ndarray, max_iter: int,
+        tol: float) -> np.ndarray:
+    """Hunter's MM iteration from `gamma` (B, m), over the stages (K*(m-1)) that `member`
+    (which variants are in play) and `chosen` (which one is picked) describe."""
+    m = member.shape[1]
+    gamma = gamma.copy()
+    if len(gamma) == 0:
+        return gamma
+    wins = c @ chosen.reshape(-1, m - 1, m).sum(axis=1)  # (B, m): stages each variant won
+    c_stage = np.repeat(c, m - 1, axis=1) * (chosen.sum(axis=1) > 0)  # (B, K*(m-1))
     # Iterate only the data sets that have not converged yet: in a bootstrap of a small
-    # study a few resamples have no finite maximum and crawl towards the boundary, and
-    # they must not hold the other resamples' arithmetic hostage.
-    active = np.arange(n_b)
+    # study a few resamples converge slowly, and they must not hold the other resamples'
+    # arithmetic hostage.
+    active = np.arange(len(gamma))
     for _ in range(max_iter):
         g = gamma[active]
         denom = g @ member.T  # (A, K*(m-1)): strength still in play at each stage
         cs = c_stage[active]
         with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = np.where(cs > 0, cs / denom, 0.0)
+            ratio = np.where((cs > 0) & (denom > 0), cs / denom, 0.0)
             new = wins[active] / (ratio @ member)
         new = np.where(np.isfinite(new), new, 0.0)
         total = new.sum(axis=1, keepdims=True)
