@@ -29,9 +29,9 @@ def win_graph(beats) -> tuple[np.ndarray, np.ndarray]:
         b = b[None]
     m = b.shape[1]
     reach = _closure(b)
-    connected = reach.all(axis=(1, 2))
+    connected = np.asarray(reach.all(axis=(1, 2)))
     above = reach & ~np.swapaxes(reach, 1, 2)  # i reaches j, j does not reach i
-    level = np.zeros(b.shape[:2], dtype=np.int64)
+    level: np.ndarray = np.zeros(b.shape[:2], dtype=np.int64)
     for _ in range(m):
         level = np.where(above, level[:, None, :] + 1, 0).max(axis=2)
     return connected, level

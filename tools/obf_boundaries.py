@@ -39,7 +39,7 @@ def one_sided_convention(t, alpha):
     """Boundaries whose upper-side crossing spends alpha/2 by the O'Brien-Fleming-type
     function of alpha/2 (the gsDesign / rpact tables), solved look by look exactly."""
     side = 2.0 - 2.0 * sps.norm.cdf(sps.norm.ppf(1.0 - alpha / 4.0) / np.sqrt(t))
-    c = []
+    c: list[float] = []
     for k in range(1, len(t) + 1):
         def total(x, k=k):
             return 1.0 - no_crossing_by(np.array(c + [x]), t, k) - 2.0 * side[k - 1]

@@ -47,7 +47,7 @@ def test_power_with_bad_arguments_prints_one_line_and_exits_2(capsys, extra, nam
 # ---------------------------------------------------------------------------
 
 def _count_columns(**change):
-    cols = {"task": ["count"] * 2, "item_id": ["i0", "i1"], "evaluator_id": ["e", "e"],
+    cols: dict[str, list] = {"task": ["count"] * 2, "item_id": ["i0", "i1"], "evaluator_id": ["e", "e"],
             "variant": ["a", "a"], "prompt": ["p", "p"], "object": ["cat", "cat"],
             "true_count": [3.0, 2.0], "answer_count": [3.0, 1.0], "rank": [math.nan] * 2,
             "skipped": [False] * 2, "skip_reason": [""] * 2, "position": [math.nan] * 2,

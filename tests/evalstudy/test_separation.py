@@ -49,6 +49,7 @@ def test_separated_strengths_are_the_limit_and_inside_their_intervals(always):
     assert pref.strength_note == SEPARATION_NOTE
     for row in pref.by_variant:
         low, high = row.pl_strength_ci
+        assert low is not None and high is not None and row.pl_strength is not None
         assert low <= row.pl_strength <= high, row
     v0 = pref.by_variant[0]
     assert v0.pl_strength == (1.0 if always == "first" else 0.0)
