@@ -174,6 +174,8 @@ def _preference_lines(result: AnalysisResult, width: int) -> list[str]:
         lines.append(f"  {p.variant:<{width}}{_fmt_int(p.n_raters):>6}{p.n:>6}  {_fmt(p.score, 2):>5}  "
                      f"{_ci(p.score_ci):<18}{_fmt(strength)} {_ci(strength_ci)}"
                      + (f"  tied {_fmt(p.tie_rate)}" if pref.has_ties else ""))
+    if pref.strength_note:
+        lines.append("  " + pref.strength_note)
     lines.append(f"  ranking skip rate {_fmt(pref.ranking_skip_rate)} "
                  f"{_ci(pref.ranking_skip_rate_ci)}")
     if pref.has_ties or pref.m == 2:  # pairwise studies, and rankings with ties

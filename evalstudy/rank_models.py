@@ -11,6 +11,42 @@ import math
 import numpy as np
 
 # ---------------------------------------------------------------------------
+# Separation: when is there a finite maximum?
+# ---------------------------------------------------------------------------
+
+def win_graph(beats) -> tuple[np.ndarray, np.ndarray]:
+    """The strongly connected structure of B directed win graphs at once.
+
+    beats: (B, m, m) or (m, m), true where i was placed above j at least once (a tie counts
+    both ways). Returns `connected` (B,): the graph is strongly connected, every variant
+    beats every other through some chain, which is when Plackett-Luce and Bradley-Terry
+    strengths have a finite maximum-likelihood estimate (Ford 1957; Hunter 2004,
+    assumption 1); and `level` (B, m): the longest chain of strictly higher components below
+    each variant (0 for a bottom one), so that the supremum of the likelihood is approached
+    by moving each component's strengths above those of lower levels without end."""
+    b = np.asarray(beats, dtype=bool)
+    if b.ndim == 2:
+        b = b[None]
+    m = b.shape[1]
+    reach = _closure(b)
+    connected = np.asarray(reach.all(axis=(1, 2)))
+    above = reach & ~np.swapaxes(reach, 1, 2)  # i reaches j, j does not reach i
+    level: np.ndarray = np.zeros(b.shape[:2], dtype=np.int64)
+    for _ in range(m):
+        level = np.where(above, level[:, None, :] + 1, 0).max(axis=2)
+    return connected, level
+
+
+def _closure(beats: np.ndarray) -> np.ndarray:
+    """(B, m, m) reachability, i reaches j through a chain of wins (or itself), by squaring."""
+    m = beats.shape[1]
+    reach = beats | np.eye(m, dtype=bool)
+    for _ in range(max(1, math.ceil(math.log2(m)))):
+        reach = np.matmul(reach.astype(np.int64), reach.astype(np.int64)) > 0
+    return reach
+
+
+# ---------------------------------------------------------------------------
 # Plackett-Luce
 # ---------------------------------------------------------------------------
 
@@ -26,15 +62,21 @@ def plackett_luce_mm(counts, orderings, max_iter: int = 2000, tol: float = 1e-9,
     counts: (B, K) weights of the K orderings in each of B data sets (a bootstrap's
     resamples, or B = 1). orderings: (K, m), best first. Returns (B, m) strengths
     normalised to sum to 1, i.e. the probability that each variant is ranked first
-    among all m. A variant never placed above last gets strength 0; data where one
-    variant beats all others in every ranking have no finite maximum, and the
-    iteration stops at `max_iter` with that variant's strength near 1. `init`
+    among all m. Data whose win graph is not strongly connected (a variant, or a group
+    of them, always ranked above the rest: `plackett_luce_separation`) have no finite
+    maximum; their strengths are the supremum's limit, the top group's own fit and exactly
+    0 for the others (a variant that always wins gets 1). `init`
     (m,) or (B, m) starts the iteration elsewhere than at equal strengths (a
     bootstrap starts from the full data's fit, which saves most iterations).
     """
     c = np.atleast_2d(np.asarray(counts, dtype=float))
     orderings = np.asarray(orderings, dtype=int)
     n_b, n_k = c.shape
+    if orderings.ndim != 2 or orderings.shape[0] != n_k:
+        raise ValueError(f"orderings must be (K, m) with K = {n_k} (the counts' columns), "
+                         f"got shape {orderings.shape}")
+    if not (np.isfinite(c) & (c >= 0)).all():
+        raise ValueError("counts must be finite and >= 0")
     m = orderings.shape[1]
     # member[k, s, v] = 1 if variant v is still unranked at stage s of ordering k
     member = np.zeros((n_k, m - 1, m))
@@ -42,25 +84,59 @@ def plackett_luce_mm(counts, orderings, max_iter: int = 2000, tol: float = 1e-9,
         for k in range(n_k):
             member[k, s, orderings[k, s:]] = 1.0
     member = member.reshape(n_k * (m - 1), m)
-    # wins[b, v]: weighted number of stages in which v is chosen (it is not last)
-    chosen = np.zeros((n_k, m))
-    chosen[np.arange(n_k)[:, None], orderings[:, :-1]] = 1.0
-    wins = c @ chosen
-    c_stage = np.repeat(c, m - 1, axis=1)  # (B, K*(m-1))
+    # chosen[k * (m-1) + s, v] = 1 if v is chosen at stage s of ordering k
+    chosen = np.zeros((n_k, m - 1, m))
+    chosen[np.arange(n_k)[:, None], np.arange(m - 1)[None, :], orderings[:, :-1]] = 1.0
+    chosen = chosen.reshape(n_k * (m - 1), m)
     gamma = np.full((n_b, m), 1.0 / m)
     if init is not None and np.isfinite(init).all() and (np.asarray(init) > 0).all():
         gamma = np.broadcast_to(np.asarray(init, dtype=float), (n_b, m)).copy()
         gamma /= gamma.sum(axis=1, keepdims=True)
+    connected, level = plackett_luce_separation(c, orderings)
+    if connected.all():
+        return _mm(c, member, chosen, gamma, max_iter, tol)
+    gamma[connected] = _mm(c[connected], member, chosen, gamma[connected], max_iter, tol)
+    # No finite maximum: the supremum puts the top component's variants infinitely above the
+    # rest, so the strengths (probabilities of being ranked first) are the top component's own
+    # fit on the stages it decides, and exactly 0 for every other variant.
+    top = level == level.max(axis=1, keepdims=True)
+    for pattern in np.unique(top[~connected], axis=0):
+        rows = np.flatnonzero(~connected & (top == pattern).all(axis=1))
+        start = np.broadcast_to(pattern / pattern.sum(), (len(rows), m)).copy()
+        gamma[rows] = _mm(c[rows], member * pattern, chosen * pattern, start, max_iter, tol)
+    return gamma
+
+
+def plackett_luce_separation(counts, orderings) -> tuple[np.ndarray, np.ndarray]:
+    """`win_graph` of each data set's weighted orderings (B, K) x (K, m): whether its
+    Plackett-Luce strengths have a finite maximum, and each variant's level."""
+    c = np.atleast_2d(np.asarray(counts, dtype=float))
+    orderings = np.asarray(orderings, dtype=int)
+    place = np.argsort(orderings, axis=1)  # (K, m): each variant's place in ordering k
+    above = (place[:, :, None] < place[:, None, :]).astype(float)  # (K, m, m)
+    return win_graph(np.einsum("bk,kij->bij", c, above) > 0)
+
+
+def _mm(c: np.ndarray, member: np.ndarray, chosen: np.ndarray, gamma: np.ndarray, max_iter: int,
+        tol: float) -> np.ndarray:
+    """Hunter's MM iteration from `gamma` (B, m), over the stages (K*(m-1)) that `member`
+    (which variants are in play) and `chosen` (which one is picked) describe."""
+    m = member.shape[1]
+    gamma = gamma.copy()
+    if len(gamma) == 0:
+        return gamma
+    wins = c @ chosen.reshape(-1, m - 1, m).sum(axis=1)  # (B, m): stages each variant won
+    c_stage = np.repeat(c, m - 1, axis=1) * (chosen.sum(axis=1) > 0)  # (B, K*(m-1))
     # Iterate only the data sets that have not converged yet: in a bootstrap of a small
-    # study a few resamples have no finite maximum and crawl towards the boundary, and
-    # they must not hold the other resamples' arithmetic hostage.
-    active = np.arange(n_b)
+    # study a few resamples converge slowly, and they must not hold the other resamples'
+    # arithmetic hostage.
+    active = np.arange(len(gamma))
     for _ in range(max_iter):
         g = gamma[active]
         denom = g @ member.T  # (A, K*(m-1)): strength still in play at each stage
         cs = c_stage[active]
         with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = np.where(cs > 0, cs / denom, 0.0)
+            ratio = np.where((cs > 0) & (denom > 0), cs / denom, 0.0)
             new = wins[active] / (ratio @ member)
         new = np.where(np.isfinite(new), new, 0.0)
         total = new.sum(axis=1, keepdims=True)
@@ -121,6 +197,27 @@ def _davidson_terms(theta, lam, w, t, pairs):
     return ll, np.exp(a - log_d[..., None]), obs
 
 
+def _check_pairs(wins, ties) -> tuple[np.ndarray, np.ndarray]:
+    """wins and ties as (B, m, m) arrays; ValueError naming the argument unless both are square,
+    of one shape, finite and >= 0, and ties symmetric."""
+    w = np.asarray(wins, dtype=float)
+    t = np.asarray(ties, dtype=float)
+    if w.ndim == 2:
+        w = w[None]
+    if t.ndim == 2:
+        t = t[None]
+    for name, x, given in (("wins", w, wins), ("ties", t, ties)):
+        if x.ndim != 3 or x.shape[1] != x.shape[2]:
+            raise ValueError(f"{name} must be (m, m) or (B, m, m), got shape {np.shape(given)}")
+        if not (np.isfinite(x) & (x >= 0)).all():
+            raise ValueError(f"{name} must be finite and >= 0")
+    if w.shape != t.shape:
+        raise ValueError(f"wins and ties differ in shape: {w.shape} and {t.shape}")
+    if not np.array_equal(t, np.swapaxes(t, 1, 2)):
+        raise ValueError("ties must be symmetric (ties[i, j] == ties[j, i])")
+    return w, t
+
+
 def davidson_fit(wins, ties, max_iter: int = 200, tol: float = 1e-10,
                  init: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Davidson's (1970) Bradley-Terry model with ties, by Newton's method with step
@@ -134,10 +231,7 @@ def davidson_fit(wins, ties, max_iter: int = 200, tol: float = 1e-10,
     steps, halved until it rises, reach its maximum. Where none is finite (a variant that
     never loses, a data set without ties) the log-parameters stop at
     +-DAVIDSON_LOG_BOUND: a strength near 0 or 1, nu near 0."""
-    w = np.asarray(wins, dtype=float)
-    t = np.asarray(ties, dtype=float)
-    if w.ndim == 2:
-        w, t = w[None], t[None]
+    w, t = _check_pairs(wins, ties)
     n_b, m, _ = w.shape
     pairs = np.array(list(itertools.combinations(range(m), 2)), dtype=int)
     # Sufficient statistic of each outcome in (theta_0..theta_{m-1}, log nu).

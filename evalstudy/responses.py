@@ -377,9 +377,35 @@ def validate_table(t: ResponseTable, where: list[str], *, allow_ties: bool = Fal
     """Checks across rows: the shape of each task, duplicates, rankings of 2 to 6
     images (permutations, or competition ranks with ties when `allow_ties`), item
     metadata that must not change between rows of one item."""
-    errors = _row_shape_errors(t, where)
+    errors = _number_errors(t, where) + _row_shape_errors(t, where)
     identity_errors, groups = _row_identity_errors(t, where)
     return errors + identity_errors + _ranking_errors(t, where, groups, allow_ties=allow_ties)
+
+
+# The number columns' rules, the same _parse_row applies to CSV cells: (column, integer, least
+# value). NaN is an empty cell; an infinity is never a value.
+NUMBER_RULES = (("true_count", True, 0), ("answer_count", True, 0), ("rank", True, 1),
+                ("position", True, 0), ("seed", True, None), ("auto_count", True, 0),
+                ("seconds", False, 0))
+
+
+def _number_errors(t: ResponseTable, where: list[str]) -> list[str]:
+    """Each number cell against its column's rule (NUMBER_RULES): columns built from arrays
+    (`table_from_columns`) have not been through _parse_row's checks."""
+    errors: list[str] = []
+    for name, integer, lo in NUMBER_RULES:
+        x = t[name]
+        given = ~np.isnan(x)
+        bad = given & ~np.isfinite(x)
+        if integer:
+            with np.errstate(invalid="ignore"):
+                bad |= given & np.isfinite(x) & (x != np.round(x))
+        if lo is not None:
+            bad |= given & (x < lo)
+        rule = ("an integer" if integer else "a finite number") + (f" >= {lo}" if lo is not None else "")
+        for k in np.flatnonzero(bad)[:MAX_ERRORS_SHOWN * 5]:
+            errors.append(f"{where[k]}: {name} must be {rule}, got {float(x[k])!r}")
+    return errors
 
 
 def _row_shape_errors(t: ResponseTable, where: list[str]) -> list[str]:

@@ -74,6 +74,11 @@ def obf_spending(t, alpha: float) -> np.ndarray:
     return 2.0 - 2.0 * sps.norm.cdf(sps.norm.ppf(1.0 - alpha / 2.0) / np.sqrt(t))
 
 
+def _check_alpha(alpha: float) -> None:
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
+
+
 def _simpson_weights(n: int, h: float) -> np.ndarray:
     w = np.ones(n)
     w[1:-1:2], w[2:-1:2] = 4.0, 2.0
@@ -84,6 +89,7 @@ def boundaries(fractions, alpha: float) -> np.ndarray:
     """Two-sided z boundaries c_1..c_K at information fractions 0 < t_1 < ... < t_K (t_K is
     normally 1) such that, for a Brownian motion observed at the t_k, the chance of a first
     crossing |Z_k| >= c_k at look k is alpha(t_k) - alpha(t_(k-1)) (`obf_spending`)."""
+    _check_alpha(alpha)
     return np.array(_boundaries(tuple(float(x) for x in np.asarray(fractions, dtype=float)), float(alpha)))
 
 
@@ -169,6 +175,12 @@ def monitor(looks_data: list[LookInput], planned: tuple[int, ...], alpha: float,
     that crosses its boundary or says futility. Returns the looks' outcomes and the
     evaluators the planned effect would need in all, at the last look's variance, for
     `power` at the last boundary (None when no look has a standard error)."""
+    if len(looks_data) > len(planned):
+        raise ValueError(f"{len(looks_data)} looks taken but {len(planned)} planned ({list(planned)})")
+    if not (math.isfinite(effect) and effect > 0):
+        raise ValueError(f"effect must be a positive difference, got {effect!r}")
+    if not 0.0 < power < 1.0:
+        raise ValueError(f"power must be in (0, 1), got {power!r}")
     fractions = np.asarray(planned, dtype=float) / planned[-1]
     c = boundaries(fractions, alpha)
     out: list[LookOutcome] = []

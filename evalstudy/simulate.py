@@ -414,6 +414,27 @@ def _rank_columns(cols: dict[str, list], rank_rows: list[tuple], simulator: Rate
             cols["repeat_of"].append(item_id if repeat else "")
 
 
+def _check_power_inputs(simulator: RaterSimulator, shown: list[str], *, evaluators, **settings) -> None:
+    """ValueError naming the argument and its value, before any study is simulated: every
+    variant shown needs a quality, every design number must be a whole number of at least 1,
+    alpha and the target power must be probabilities."""
+    missing = [v for v in shown if v not in simulator.variant_quality]
+    if missing:
+        raise ValueError(f"no quality given for variant(s) {', '.join(map(repr, missing))}; "
+                         f"quality names {sorted(simulator.variant_quality)}")
+    bad = [n for n in evaluators if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1]
+    if not len(evaluators) or bad:
+        raise ValueError(f"evaluators must be whole numbers of at least 1, got {list(evaluators)}")
+    for name in ("items_per_evaluator", "overlap", "n_sims"):
+        x = settings[name]
+        if isinstance(x, bool) or not isinstance(x, int | np.integer) or x < 1:
+            raise ValueError(f"{name} must be a whole number of at least 1, got {x!r}")
+    for name, top in (("alpha", "1)"), ("target", "1]")):
+        x = settings[name]
+        if not (0 < x < 1 or (name == "target" and x == 1)):
+            raise ValueError(f"{name} must be in (0, {top}, got {x!r}")
+
+
 def power_analysis(simulator: RaterSimulator, a: str, b: str, *, task: str = "rank",
                    evaluators=(5, 10, 20, 40, 80), items_per_evaluator: int = 20,
                    overlap: int = 3, n_sims: int = 200, alpha: float = DEFAULT_ALPHA,
@@ -442,6 +463,9 @@ def power_analysis(simulator: RaterSimulator, a: str, b: str, *, task: str = "ra
     together = list(ranked) if ranked is not None else [a, b]
     if task == "rank" and (a not in together or b not in together or len(set(together)) != len(together)):
         raise ValueError(f"ranked must name a and b once each, got {together}")
+    _check_power_inputs(simulator, together if task == "rank" else [a, b], evaluators=evaluators,
+                        items_per_evaluator=items_per_evaluator, overlap=overlap, n_sims=n_sims,
+                        alpha=alpha, target=target)
     rng = np.random.default_rng(seed)
     rows = []
     for n_ev in evaluators:

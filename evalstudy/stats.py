@@ -19,15 +19,28 @@ from scipy import stats as sps
 LEVELS = ("nominal", "ordinal", "interval", "ratio")
 
 
+def _matrix(x, rows: str, columns: str) -> np.ndarray:
+    """x as a float (rows x columns) matrix; ValueError naming the layout otherwise."""
+    a = np.asarray(x, dtype=float)
+    if a.ndim != 2:
+        raise ValueError(f"expected a {rows} x {columns} matrix, got shape {a.shape}")
+    return a
+
+
+def _same_length(**arrays) -> None:
+    """ValueError naming the arguments when 1-D inputs that pair up differ in length."""
+    lengths = {name: len(np.atleast_1d(np.asarray(a))) for name, a in arrays.items()}
+    if len(set(lengths.values())) > 1:
+        raise ValueError("lengths differ: " + ", ".join(f"{k} has {n}" for k, n in lengths.items()))
+
+
 # ---------------------------------------------------------------------------
 # Agreement
 # ---------------------------------------------------------------------------
 
 def krippendorff_alpha(reliability_data, level: str = "interval") -> float:
     """Alpha for a coders x units matrix (Krippendorff's layout), NaN = missing."""
-    data = np.asarray(reliability_data, dtype=float)
-    if data.ndim != 2:
-        raise ValueError(f"expected a coders x units matrix, got shape {data.shape}")
+    data = _matrix(reliability_data, "coders", "units")
     coders, units = np.nonzero(np.isfinite(data))
     return krippendorff_alpha_long(units, data[coders, units], level)
 
@@ -40,6 +53,7 @@ def krippendorff_alpha_long(unit, value, level: str = "interval") -> float:
     """
     if level not in LEVELS:
         raise ValueError(f"level must be one of {LEVELS}, got {level!r}")
+    _same_length(unit=unit, value=value)
     unit = np.asarray(unit)
     value = np.asarray(value, dtype=float)
     keep = np.isfinite(value)
@@ -107,7 +121,7 @@ def kendall_w(scores) -> float:
     Each judge's scores are turned into mid-ranks; the tie correction is applied.
     W = 12 S / (m^2 (k^3 - k) - m T).
     """
-    x = np.asarray(scores, dtype=float)
+    x = _matrix(scores, "judges", "objects")
     m, k = x.shape
     if m < 2 or k < 2:
         return math.nan
@@ -120,9 +134,16 @@ def kendall_w(scores) -> float:
 
 def quadratic_weighted_kappa(a, b) -> float:
     """Cohen's kappa with quadratic weights for two integer ratings of the same units;
-    the categories are every integer from the smallest to the largest value seen."""
+    the categories are every integer from the smallest to the largest value seen. NaN is a
+    missing rating (the unit drops out); anything else that is not an integer is an error."""
+    _same_length(a=a, b=b)
     a = np.asarray(a, dtype=float)
     b = np.asarray(b, dtype=float)
+    for name, x in (("a", a), ("b", b)):
+        given = x[~np.isnan(x)]
+        if not (np.isfinite(given) & (given == np.round(given))).all():
+            raise ValueError(f"{name}: ratings must be integers (NaN for missing), got "
+                             f"{given[~(np.isfinite(given) & (given == np.round(given)))][:3].tolist()}")
     keep = np.isfinite(a) & np.isfinite(b)
     a, b = a[keep].astype(int), b[keep].astype(int)
     if len(a) == 0:
@@ -145,8 +166,11 @@ def quadratic_weighted_kappa(a, b) -> float:
 # ---------------------------------------------------------------------------
 
 def holm(p_values) -> list[float]:
-    """Holm's step-down adjusted p-values (NaN stays NaN and does not count)."""
+    """Holm's step-down adjusted p-values (NaN stays NaN and does not count); a p-value
+    outside [0, 1] is an error."""
     p = np.asarray(p_values, dtype=float)
+    if ((p < 0) | (p > 1)).any():
+        raise ValueError(f"p-values must lie in [0, 1], got {p[(p < 0) | (p > 1)].tolist()}")
     out = np.full(p.shape, np.nan)
     ok = np.flatnonzero(np.isfinite(p))
     order = ok[np.argsort(p[ok], kind="stable")]
@@ -180,8 +204,12 @@ def wilcoxon_signed_rank(differences, exact_max_n: int = 50) -> dict:
     as observed (ties included, so it is an exact permutation test). Beyond that
     a normal approximation with the tie-corrected variance, no continuity
     correction. `statistic` is T+, the sum of the ranks of positive differences.
+    NaN is a missing pair and drops out; an infinite difference is an error.
     """
     d = np.asarray(differences, dtype=float)
+    if np.isinf(d).any():
+        raise ValueError(f"differences must be finite (NaN for a missing pair), got "
+                         f"{int(np.isinf(d).sum())} infinite value(s)")
     d = d[np.isfinite(d)]
     n_pairs = len(d)
     d = d[d != 0]
@@ -215,7 +243,7 @@ def friedman(data) -> dict:
     """Friedman's test for a blocks x treatments array (values ranked within blocks,
     mid-ranks for ties, tie-corrected statistic, chi-square with k - 1 df).
     `mean_ranks` are the treatments' mean within-block ranks (1 = smallest value)."""
-    x = np.asarray(data, dtype=float)
+    x = _matrix(data, "blocks", "treatments")
     n, k = x.shape
     out = {"n_blocks": n, "k": k, "statistic": math.nan, "p_value": math.nan,
            "mean_ranks": [math.nan] * k}
@@ -239,6 +267,8 @@ def nemenyi(mean_ranks, n_blocks: int, alpha: float = 0.05) -> dict:
     compared with the studentized range (k groups, infinite df) divided by sqrt 2."""
     r = np.asarray(mean_ranks, dtype=float)
     k = len(r)
+    if n_blocks < 1:
+        raise ValueError(f"n_blocks must be at least 1, got {n_blocks}")
     se = math.sqrt(k * (k + 1) / (6.0 * n_blocks))
     q_crit = float(sps.studentized_range.ppf(1 - alpha, k, np.inf))
     pairs = []

@@ -46,6 +46,7 @@ from ..protocol import (
     Exclusions,
     Protocol,
     default_comparisons,
+    min_resamples,
 )
 from ..responses import ResponseTable
 from .agreement import _agreement_section
@@ -120,14 +121,16 @@ def analyze(table: ResponseTable, protocol: Protocol | None = None, n_boot: int 
     powered intervals beside the human-only ones (`analysis.ppi`); judge-only rows (count
     rows with no evaluator) enter nothing else.
     """
-    if n_boot < 1:
-        raise ValueError(f"n_boot must be >= 1, got {n_boot}")
     plan = protocol.analysis if protocol is not None else None
+    level = plan.ci_level if plan else DEFAULT_CI_LEVEL
+    least = min_resamples(level)
+    if n_boot < least:
+        raise ValueError(f"n_boot must be at least {least} for {level:.0%} intervals (each tail of "
+                         f"a percentile interval needs a resample beyond it), got {n_boot}")
     judge_rows = table["evaluator_id"] == ""
     judge_table = table.subset(judge_rows)
     table = table.subset(~judge_rows)
     arrival = list(arrival) if arrival is not None else arrival_order(table)
-    level = plan.ci_level if plan else DEFAULT_CI_LEVEL
     alpha = plan.alpha if plan else DEFAULT_ALPHA
     variants = _variant_order(table, protocol)
     objects = _object_order(table, protocol)

@@ -16,6 +16,13 @@ from .data import _RankData, group_range, kish_raters
 from .pairs import TIES_NOTE, davidson_strengths, pairwise_section, strength_shrink
 from .result import ItemSkips, PreferenceSection, PreferenceStat
 
+# Shown where the point's win graph is not strongly connected (rank_models.win_graph).
+SEPARATION_NOTE = ("Some variant is ranked above another in every ranking that shows both (or a group of "
+                   "variants above the rest): the strengths have no finite maximum-likelihood estimate. "
+                   "Those shown are the limit the likelihood approaches (the top group's own fit, 0 or near "
+                   "0 for the variants always below it), and so are the resamples' behind the intervals; the "
+                   "preference scores and pairwise win rates are unaffected and are the numbers to read.")
+
 
 def _scores(r: _RankData, counts: np.ndarray, point_counts: np.ndarray,
             level: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, bs.Spread]:
@@ -51,11 +58,14 @@ def _plackett_luce(r: _RankData, order_counts, counts: np.ndarray, point_counts:
     """Plackett-Luce strengths of the present variants (full rankings only): the point and
     the intervals, with the crossed resamples' shrinkage taken from one-way resamples."""
     gamma_point = rank_models.plackett_luce_mm(point_counts[None, :], r.orderings)[0]
-    gamma_reps = rank_models.plackett_luce_mm(counts, r.orderings, init=gamma_point)
+    # A separated study's point is the supremum's limit (some strengths exactly 0): the
+    # resamples start from equal strengths, as 0 cannot be left by multiplicative updates.
+    gamma_point_init = gamma_point if (gamma_point > 0).all() else None
+    gamma_reps = rank_models.plackett_luce_mm(counts, r.orderings, init=gamma_point_init)
     gamma_units = rank_models.plackett_luce_mm(order_counts(w_units, np.ones_like(v_eval)),
-                                               r.orderings, init=gamma_point)
+                                               r.orderings, init=gamma_point_init)
     gamma_evals = rank_models.plackett_luce_mm(order_counts(np.ones_like(w_units), v_eval),
-                                               r.orderings, init=gamma_point)
+                                               r.orderings, init=gamma_point_init)
     shrink_pl = strength_shrink(r, gamma_reps, gamma_units, gamma_evals, level)
     return gamma_point, confidence.intervals(gamma_point, gamma_reps, level, shrink_pl, 0.0, 1.0)
 
@@ -127,8 +137,13 @@ def _preference_section(
     davidson: dict[str, Any] | None = None
     if not r.has_ties:
         pl_point, pl_ci = _plackett_luce(r, order_counts, counts, point_counts, w_units, v_eval, level)
+        connected, _ = rank_models.plackett_luce_separation(point_counts, r.orderings)
     else:
         davidson = davidson_strengths(r, order_counts, w_units, v_eval, level)
+        win, tie = rank_models.pair_outcomes(r.patterns)
+        beats = np.einsum("k,kij->ij", point_counts, win + tie) > 0  # a tie counts both ways
+        connected, _ = rank_models.win_graph(beats)
+    strength_note = (SEPARATION_NOTE if point_counts.sum() > 0 and not connected[0] else "")
 
     skip_est, skip_ci = _ranking_skip_rate(r, w_units, v_eval, level)
     shown_pt = np.bincount(r.variant, minlength=nv).astype(float)
@@ -178,5 +193,6 @@ def _preference_section(
                         else "davidson (Bradley-Terry with ties, on each ranking's pairs)"),
         bt_tie_parameter=davidson["tie_parameter"] if davidson else None,
         bt_tie_parameter_ci=davidson["tie_parameter_ci"] if davidson else [None, None],
+        strength_note=strength_note,
     )
     return section, reps_out

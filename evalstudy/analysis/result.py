@@ -176,6 +176,8 @@ class PreferenceSection(Record):
     strength_model: str = "plackett-luce"
     bt_tie_parameter: float | None = None   # Davidson's nu: the more ties, the larger
     bt_tie_parameter_ci: Interval = field(default_factory=lambda: [None, None])
+    # Added with the separation check; empty unless the strengths have no finite estimate.
+    strength_note: str = ""
 
 
 # ---------------------------------------------------------------------------

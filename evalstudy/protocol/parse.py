@@ -19,6 +19,7 @@ from .schema import (
     MAX_IMAGE_SIDE,
     MAX_PROMPT_COUNT,
     MAX_RANKED_VARIANTS,
+    MIN_N_BOOT,
     OPTIONAL_ANALYSIS_KEYS,
     OPTIONAL_SECTIONS,
     PANELS,
@@ -50,6 +51,7 @@ from .schema import (
     Sampling,
     SceneSpec,
     guess_article,
+    min_resamples,
 )
 from .values import _article, _fail, _integer, _list, _mapping, _number, _string
 
@@ -393,13 +395,15 @@ def _parse_analysis(d: Any, variants: tuple[str, ...]) -> AnalysisPlan:
     if posthoc not in POSTHOC_METHODS:
         _fail(f"{w}.posthoc", f"expected one of {POSTHOC_METHODS}, got {posthoc!r}")
     alpha = _number(d.get("alpha", DEFAULT_ALPHA), f"{w}.alpha", lo=1e-6, hi=0.5)
+    ci_level = _number(d.get("ci_level", DEFAULT_CI_LEVEL), f"{w}.ci_level", lo=0.5, hi=0.999)
     return AnalysisPlan(
         exclusions=exclusions,
         comparisons=tuple(comparisons),
         posthoc=posthoc,
         alpha=alpha,
-        ci_level=_number(d.get("ci_level", DEFAULT_CI_LEVEL), f"{w}.ci_level", lo=0.5, hi=0.999),
-        n_boot=_integer(d.get("n_boot", DEFAULT_N_BOOT), f"{w}.n_boot", lo=100),
+        ci_level=ci_level,
+        n_boot=_integer(d.get("n_boot", DEFAULT_N_BOOT), f"{w}.n_boot",
+                        lo=max(MIN_N_BOOT, min_resamples(ci_level))),
         seed=_integer(d.get("seed", 0), f"{w}.seed", lo=0),
         primary=(_parse_primary(d["primary"], variants, alpha)
                  if d.get("primary") is not None else None),

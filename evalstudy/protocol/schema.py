@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +44,7 @@ POSTHOC_METHODS = ("holm", "nemenyi")
 # analyze() without a protocol, the command line and the web app read them from here.
 DEFAULT_POSTHOC = POSTHOC_METHODS[0]
 DEFAULT_N_BOOT = 2000  # bootstrap resamples
+MIN_N_BOOT = 100  # the fewest a protocol may ask for (and at least min_resamples(ci_level))
 DEFAULT_CI_LEVEL = 0.95  # two-sided confidence level of every interval
 DEFAULT_ALPHA = 0.05  # two-sided error rate of the tests (and of a primary plan's rule)
 DEFAULT_POWER = 0.8  # the power an estimate of the evaluators still needed plans for
@@ -377,3 +379,10 @@ def default_comparisons(variants: tuple[str, ...] | list[str]) -> tuple[tuple[st
             if early in variants:
                 out.append((v, early))
     return tuple(out)
+
+
+def min_resamples(level: float) -> int:
+    """The fewest bootstrap resamples that put one resample beyond each end of a two-sided
+    `level` interval: 1 / ((1 - level) / 2), rounded up (40 at 95%). More are needed for
+    steady ends (the protocol asks for at least 100; the default is DEFAULT_N_BOOT)."""
+    return math.ceil(round(2.0 / (1.0 - level), 9))

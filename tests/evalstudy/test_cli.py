@@ -84,7 +84,7 @@ GOOD = [_count_line(f"i{k}", f"e{k % 3}", ("concat-early", "cross-early")[k % 2]
 def _analyze(tmp_path, capsys, text, *extra, encoding="utf-8"):
     path = tmp_path / "responses.csv"
     path.write_text(text, encoding=encoding)
-    code = main(["analyze", str(path), "--n-boot", "20", *extra])
+    code = main(["analyze", str(path), "--n-boot", "40", *extra])
     return code, capsys.readouterr().err
 
 

@@ -361,3 +361,13 @@ def test_removing_the_named_items_flips_the_sign_and_one_fewer_does_not():
 
     assert refit_difference(seeds) <= 0
     assert refit_difference(seeds[:-1]) > 0
+
+
+def test_the_boundaries_spend_the_two_sided_obrien_fleming_function_exactly():
+    """The convention docs/statistics.md names (two-sided |Z|, z_(1-alpha/2)), checked with
+    scipy's multivariate normal CDF rather than by simulation (tools/obf_boundaries.py)."""
+    from evalstudy.sequential import boundaries, obf_spending
+    from tools.obf_boundaries import spent
+
+    t = np.array([0.25, 0.5, 0.75, 1.0])
+    assert spent(boundaries(t, 0.05), t) == pytest.approx(obf_spending(t, 0.05), abs=2e-5)

@@ -28,7 +28,7 @@ def test_expected_scores_match_a_large_simulated_study():
     sim = RaterSimulator(quality, skip_rate=0.0, seed=2)
     proto = synthetic_protocol(list(quality), objects=(), n_captions=400, n_evaluators=40,
                                overlap=10)
-    res = analyze(simulate_study(sim, proto), proto, n_boot=20)
+    res = analyze(simulate_study(sim, proto), proto, n_boot=40)
     expected = sim.expected_scores()
     for rec in res.preference.by_variant:
         assert rec.score == pytest.approx(expected[rec.variant], abs=0.06)

@@ -130,7 +130,8 @@ def _preference_table(section: Sections | AnalysisResult, ci_label: str) -> Tabl
         rows=rows,
         note=f"m = {pref.m or 4} images per ranking; ranking skip rate (skipped rankings of all rankings shown; "
              f"a skip names no variant): {percent(pref.ranking_skip_rate)} {ci(pref.ranking_skip_rate_ci)} "
-             f"({reasons})." + few_raters_warning(pref.by_variant),
+             f"({reasons})." + few_raters_warning(pref.by_variant)
+             + (" " + pref.strength_note if pref.strength_note else ""),
     )
 
 
