@@ -183,6 +183,11 @@ CSRF_FAILURE_VIEW = "webapp.views.csrf_failure"
 FUSION_RATE_JOIN = os.environ.get("FUSION_RATE_JOIN", "30/m")
 FUSION_RATE_CONSENT = os.environ.get("FUSION_RATE_CONSENT", "10/m")
 FUSION_RATE_ANSWER = os.environ.get("FUSION_RATE_ANSWER", "5/s")
+# Places of one study held at once (consented, unfinished, active) by evaluators who agreed
+# from one client address: one address cannot take every place of a study (the consent rate
+# alone let one fill 20 in two minutes). A lab whose participants share an address raises
+# it; 0 means no cap. Off with the rate limits (FUSION_RATELIMITS=0).
+FUSION_SLOTS_PER_ADDRESS = _env_int("FUSION_SLOTS_PER_ADDRESS", 5)
 
 # Logins (research and admin) through django-axes: five failures from one address for
 # one user name lock that pair out for 15 minutes; a success resets the count.

@@ -62,6 +62,36 @@ def test_300_joins_that_also_consent_leave_at_least_95_percent_of_the_slots_free
     assert current_task(client, study)["task"]
 
 
+def _consent_from(study, address: str) -> tuple[Client, int]:
+    client = Client(REMOTE_ADDR=address)
+    assert client.get(f"/join/{study.invite_token}/").status_code == 302
+    return client, client.post(f"/e/{study.slug}/consent/", {"agree": "yes"}).status_code
+
+
+def test_one_address_holds_at_most_its_share_of_places_at_once(settings):
+    """The consent rate alone let one address take every place of a study in minutes (and
+    keep them with an answer every two hours): now it holds FUSION_SLOTS_PER_ADDRESS at once."""
+    settings.FUSION_RATE_CONSENT = "1000/d"  # the cap, not the rate, is what this test meets
+    cap = SHIPPED.FUSION_SLOTS_PER_ADDRESS
+    study = build_open_study(n_slots=cap + 3)
+    holders = [_consent_from(study, "203.0.113.7") for _ in range(cap)]
+    assert [status for _, status in holders] == [302] * cap and _held_slots(study) == cap
+    client, status = _consent_from(study, "203.0.113.7")
+    assert status == 429 and _held_slots(study) == cap
+    page = client.get(f"/e/{study.slug}/consent/").content.decode()
+    assert "already held from your network" in client.post(f"/e/{study.slug}/consent/", {"agree": "yes"}).content.decode()
+    assert "I agree" in page  # still on the consent page: nothing was taken, they may come back
+    assert not Evaluator.objects.filter(study=study, consented_at__isnull=False, slot__isnull=True).exists()
+    assert _consent_from(study, "198.51.100.21")[1] == 302  # another address gets in
+    # A place given back (finished, or abandoned) makes room for the address again.
+    finished = Evaluator.objects.filter(study=study, consent_address__gt="", slot__isnull=False).first()
+    Evaluator.objects.filter(pk=finished.pk).update(finished_at=finished.consented_at)
+    assert _consent_from(study, "203.0.113.7")[1] == 302
+    assert Evaluator.objects.filter(consent_address__contains="203.0.113").count() == 0  # a keyed hash only
+    settings.FUSION_SLOTS_PER_ADDRESS = 0  # no cap, e.g. a lab whose participants share an address
+    assert _consent_from(study, "203.0.113.7")[1] == 302
+
+
 def test_a_refused_join_shows_the_plain_429_page(study):
     for _ in range(_limit(SHIPPED.FUSION_RATE_JOIN)):
         Client().get(f"/join/{study.invite_token}/")

@@ -41,8 +41,9 @@ class SubmissionError(Exception):
 
 
 class StudyUnavailable(Exception):
-    """The study cannot take this evaluator: ``reason`` is "full" (every slot is taken) or
-    "closed" (not open: a draft, paused or closed study)."""
+    """The study cannot take this evaluator: ``reason`` is "full" (every slot is taken),
+    "closed" (not open: a draft, paused or closed study) or "address" (the client's address
+    holds as many places as it may: no panel outcome, the person may come back later)."""
 
     def __init__(self, message: str, reason: str = "closed"):
         super().__init__(message)
@@ -302,12 +303,27 @@ def evaluator_take_over(*, evaluator: Evaluator) -> Evaluator:
     return evaluator
 
 
+ADDRESS_MESSAGE = ("Several places in this study are already held from your network. Finish one of "
+                   "them, or try again later.")
+
+
+def _address_holds(study: Study, address: str) -> int:
+    """The places of ``study`` held now (consented, unfinished, active) by evaluators who
+    consented from ``address`` (the caller holds the study's lock)."""
+    return Evaluator.objects.filter(
+        study=study, consent_address=address, slot__isnull=False, finished_at__isnull=True,
+        abandoned_at__isnull=True, last_seen_at__gte=_active_since(),
+    ).count()
+
+
 @transaction.atomic
-def evaluator_consent(*, evaluator: Evaluator) -> Evaluator:
+def evaluator_consent(*, evaluator: Evaluator, address: str = "") -> Evaluator:
     """Record the evaluator's consent and give them a slot and its tasks, in the slot's order.
 
     The slot is taken here, not on joining: a visitor who only opened the link holds none.
-    Raises StudyUnavailable (and stores nothing) when the study closed or filled meanwhile.
+    Raises StudyUnavailable (and stores nothing) when the study closed or filled meanwhile,
+    or (reason "address") when ``address`` (a keyed hash of the client's address, see
+    ``webapp.studies.views``) holds FUSION_SLOTS_PER_ADDRESS places of the study already.
     """
     # The study's row first, then the evaluator's, as every other writer locks them.
     study = _present(sqlreads.row(Study, pk=evaluator.study_id, for_update=True), Study)
@@ -324,6 +340,9 @@ def evaluator_consent(*, evaluator: Evaluator) -> Evaluator:
             if slot is None:
                 raise StudyUnavailable("This study has no planned places to simulate.")
         else:
+            cap = settings.FUSION_SLOTS_PER_ADDRESS if settings.RATELIMIT_ENABLE else 0
+            if address and cap > 0 and _address_holds(study, address) >= cap:
+                raise StudyUnavailable(ADDRESS_MESSAGE, reason="address")
             slot = _free_slot(study)
             if slot is None:  # only then are the silent evaluators' slots worth a write
                 _release_abandoned(study)
@@ -339,7 +358,9 @@ def evaluator_consent(*, evaluator: Evaluator) -> Evaluator:
         evaluator.planned_tasks = len(slot.items)
     evaluator.consented_at = evaluator.last_seen_at = timezone.now()
     evaluator.declined_at = None  # agreed after all
-    evaluator.save(update_fields=["slot", "planned_tasks", "consented_at", "last_seen_at", "declined_at"])
+    evaluator.consent_address = address
+    evaluator.save(update_fields=["slot", "planned_tasks", "consented_at", "last_seen_at", "declined_at",
+                                  "consent_address"])
     return evaluator
 
 

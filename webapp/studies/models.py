@@ -315,6 +315,10 @@ class Evaluator(models.Model):
     planned_tasks = models.PositiveIntegerField(default=0, help_text="Tasks given on consent (the entries); 0 before.")
     browser = models.CharField(max_length=32, blank=True, default="", db_default="",
                                help_text="Token of the browser session holding this evaluator; new on a take-over.")
+    # A keyed hash of the client address that consented (never the address itself), to cap
+    # the places one address holds at once (FUSION_SLOTS_PER_ADDRESS).
+    consent_address = models.CharField(max_length=32, blank=True, default="", db_default="",
+                                       help_text="Keyed hash of the address that consented (not the address).")
     is_simulated = models.BooleanField(default=False)
     joined_at = models.DateTimeField(auto_now_add=True)
     consented_at = models.DateTimeField(null=True, blank=True)

@@ -15,12 +15,15 @@ from django.core import signing
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.crypto import salted_hmac
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 from django_ratelimit import ALL
 from django_ratelimit.core import is_ratelimited
 from django_ratelimit.decorators import ratelimit
 from django_ratelimit.exceptions import Ratelimited
+
+from webapp.clientip import client_ip
 
 from . import flow, recruitment, selectors, sqlreads
 from .models import Evaluator, Study
@@ -270,8 +273,10 @@ def consent(request: HttpRequest, study: Study, evaluator: Evaluator) -> HttpRes
     if request.method == "POST" and evaluator.consented_at is None:
         if request.POST.get("agree") == "yes":
             try:
-                flow.evaluator_consent(evaluator=evaluator)
+                flow.evaluator_consent(evaluator=evaluator, address=_address_key(request))
             except flow.StudyUnavailable as exc:
+                if exc.reason == "address":
+                    return _unavailable(request, study, str(exc), 429)
                 return _unavailable(request, study, str(exc), 403, outcome=exc.reason)
             return redirect("studies:instructions", slug=study.slug)
         flow.evaluator_decline(evaluator=evaluator)
@@ -289,6 +294,12 @@ def consent(request: HttpRequest, study: Study, evaluator: Evaluator) -> HttpRes
     if evaluator.consented_at is not None:
         return redirect("studies:instructions", slug=study.slug)
     return render(request, "studies/consent.html", _consent_context(study, evaluator))
+
+
+def _address_key(request: HttpRequest) -> str:
+    """The client's address as the places-per-address cap counts it: a keyed hash (HMAC with
+    the site's secret key), so that the database never holds a participant's address."""
+    return salted_hmac("fusion.consent-address", client_ip(request)).hexdigest()[:32]
 
 
 def _read_key(study: Study) -> str:
