@@ -78,9 +78,9 @@ def test_one_address_holds_at_most_its_share_of_places_at_once(settings):
     assert [status for _, status in holders] == [302] * cap and _held_slots(study) == cap
     client, status = _consent_from(study, "203.0.113.7")
     assert status == 429 and _held_slots(study) == cap
-    page = client.get(f"/e/{study.slug}/consent/").content.decode()
-    assert "already held from your network" in client.post(f"/e/{study.slug}/consent/", {"agree": "yes"}).content.decode()
-    assert "I agree" in page  # still on the consent page: nothing was taken, they may come back
+    again = client.post(f"/e/{study.slug}/consent/", {"agree": "yes"})
+    assert again.status_code == 429 and b"already held from your network" in again.content
+    assert b"I agree" in client.get(f"/e/{study.slug}/consent/").content  # nothing taken: they may come back
     assert not Evaluator.objects.filter(study=study, consented_at__isnull=False, slot__isnull=True).exists()
     assert _consent_from(study, "198.51.100.21")[1] == 302  # another address gets in
     # A place given back (finished, or abandoned) makes room for the address again.
