@@ -1,13 +1,16 @@
-"""URL map: evaluators under /join, /e and /i; researchers under /research; admins under /admin and /generation."""
+"""URL map: a front page at /; evaluators under /join, /e and /i; researchers under /research; admins under
+/admin and /generation."""
 from django.contrib import admin
 from django.templatetags.static import static
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+from webapp import views
 from webapp.research import run_urls
 from webapp.studies import urls as studies_urls
 
 urlpatterns = [
+    path("", views.index, name="index"),
     # Browsers ask for /favicon.ico on their own (the admin's pages, JSON, files opened directly).
     path("favicon.ico", RedirectView.as_view(url=static("studies/favicon.svg"), permanent=True)),
     path("admin/", admin.site.urls),

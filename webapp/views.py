@@ -1,4 +1,5 @@
-"""Site-wide error pages: the same plain words whatever went wrong, nothing of the server.
+"""Site-wide pages: the front page, and error pages with the same plain words whatever went
+wrong, nothing of the server.
 
 An evaluator who lands on one of them has usually lost their session or followed an old
 link; the invite link brings them back to where they stopped.
@@ -7,8 +8,16 @@ from __future__ import annotations
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.views.decorators.http import require_safe
 
 RATE_LIMITED_MESSAGE = "Too many requests from here in a short time. Wait a minute, then try again."
+
+
+@require_safe
+def index(request: HttpRequest) -> HttpResponse:
+    """The site's root: where to go from here, the same page for everyone. It names no study
+    and no invite link (an evaluator enters by the invite link alone)."""
+    return render(request, "index.html")
 
 
 def too_many_requests(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:

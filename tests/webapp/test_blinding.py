@@ -79,6 +79,7 @@ def _check_response(where, response, identifiers):
 
 def test_an_evaluator_can_reach_nothing_that_names_a_model(study, identifiers):
     client = Client()
+    _check_response("front page", client.get("/"), identifiers)
     r = client.get(f"/join/{study.invite_token}/", {"PROLIFIC_PID": "blind-1"})
     _check_response("join", r, identifiers)
     _check("redirect", r["Location"].encode(), identifiers)
