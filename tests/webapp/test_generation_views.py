@@ -169,6 +169,22 @@ def test_cancel_and_retry_from_the_page(staff_client, ready_study):
     assert "Only a queued or running batch can be cancelled" in r.content.decode()
 
 
+def test_register_checkpoint_names_both_things_a_folder_could_have_been(tmp_path, monkeypatch):
+    """A folder with neither model.safetensors nor model_index.json: the refusal says it is
+    neither, naming the folder as it was typed (relative here), and stores nothing."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notapipe").mkdir()
+    (tmp_path / "notapipe" / "x.json").write_text("{}")
+    with pytest.raises(CommandError) as refused:
+        call_command("register_checkpoint", "sd-tuned v2", "notapipe")
+    assert str(refused.value) == (
+        "notapipe is neither a checkpoint (no model.safetensors in it) nor a diffusers pipeline "
+        "(no model_index.json in it, as save_pretrained writes).")
+    with pytest.raises(CommandError, match=r"^No checkpoint weights at missing/model\.safetensors: no such file"):
+        call_command("register_checkpoint", "x", "missing/model.safetensors")
+    assert not Checkpoint.objects.exists()
+
+
 def test_commands_register_launch_retry_and_cancel(study, tiny_checkpoint, capsys):
     for variant in study.variants.all():
         call_command(

@@ -53,22 +53,29 @@ def checkpoint_read(*, path: str | Path) -> tuple[str, dict[str, Any]]:
     that of its files' hashes (the config lists each file's hash, the pipeline class and
     its scheduler).
 
-    Raises GenerationError for a path that holds neither, with the reason.
+    Raises GenerationError for a path that holds neither, with the reason; the messages name
+    ``path`` as given (``~`` is expanded for reading only).
     """
     from safetensors import SafetensorError
 
-    from generator.checkpoint import checkpoint_sha256, read_metadata, weights_path
-    from generator.pipeline import PipelineError, is_pipeline_folder, read_pipeline
+    from generator.checkpoint import WEIGHTS_FILE, checkpoint_sha256, read_metadata, weights_path
+    from generator.pipeline import MODEL_INDEX, PipelineError, is_pipeline_folder, read_pipeline
 
-    if is_pipeline_folder(path):
+    folder = Path(path).expanduser()
+    if is_pipeline_folder(folder):
         try:
-            info = read_pipeline(path)
+            info = read_pipeline(folder)
         except PipelineError as exc:
             raise GenerationError(str(exc)) from exc
         return info.sha256, info.to_dict()
-    file = weights_path(Path(path))
+    if folder.is_dir() and not (folder / WEIGHTS_FILE).is_file():
+        raise GenerationError(
+            f"{path} is neither a checkpoint (no {WEIGHTS_FILE} in it) nor a diffusers pipeline "
+            f"(no {MODEL_INDEX} in it, as save_pretrained writes)."
+        )
+    file = weights_path(folder)
     if not file.is_file():
-        raise GenerationError(f"No checkpoint weights at {file}.")
+        raise GenerationError(f"No checkpoint weights at {path}: no such file or folder.")
     try:
         meta = read_metadata(file)
     except (SafetensorError, ValueError, KeyError, OSError) as exc:
@@ -126,7 +133,7 @@ def checkpoint_register(*, name: str, path: str | Path, variant: Variant | None 
     if not name:
         raise GenerationError("A checkpoint needs a name.")
     resolved = Path(path).expanduser().resolve()
-    sha256, config = checkpoint_read(path=resolved)
+    sha256, config = checkpoint_read(path=path)  # its messages name the path as it was given
     existing = Checkpoint.objects.select_for_update().filter(name=name).first()
     if existing is not None:
         if existing.sha256 != sha256:
