@@ -105,3 +105,38 @@ def test_batch_status_follow_ends_with_the_batch(study, capsys):
     with pytest.raises(CommandError, match=f"Batch {batch.pk} ended cancelled"):
         call_command("batch_status", study.slug, "--follow")
     assert Batch.objects.get().status == "cancelled"
+
+
+def test_counted_says_one_without_an_s():
+    assert [follow.counted(n, "part") for n in (0, 1, 2)] == ["0 parts", "1 part", "2 parts"]
+
+
+def test_a_retry_of_one_failed_part_says_part(study, capsys):
+    batch = services.batch_launch(study=study, steps=2)
+    part = present(Part.objects.filter(batch=batch).order_by("number").first())
+    Part.objects.filter(pk=part.pk).update(status=Part.Status.FAILED, error="out of memory")
+    Part.objects.filter(batch=batch).exclude(pk=part.pk).update(status=Part.Status.DONE)
+    Batch.objects.filter(pk=batch.pk).update(status=Batch.Status.FAILED)
+    call_command("launch_batch", study.slug, "--retry-failed")
+    assert capsys.readouterr().out == f"Batch {batch.pk}: 1 failed part queued again.\n"
+
+
+def test_launch_open_wait_says_when_it_opened_the_study(study, capsys, monkeypatch):
+    """No worker here: the parts are run in this process when the following starts."""
+    from webapp.generation import part_runner
+
+    real_follow = follow.batch_follow
+
+    def run_parts_then_follow(*, batch, **kwargs):
+        for p in batch.parts.order_by("number"):
+            assert part_runner.part_run(part_id=p.pk, claim=f"c{p.pk}", worker="test") == "done"
+        return real_follow(batch=batch, **kwargs)
+
+    monkeypatch.setattr(follow, "batch_follow", run_parts_then_follow)
+    call_command("launch_batch", study.slug, "--steps", "2", "--part-size", "50", "--open", "--wait")
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].endswith("images in 4 parts queued; study gen opens when every image exists.")
+    assert "complete: 24/24 images" in lines[-2]
+    assert lines[-1] == "Study gen is open."
+    study.refresh_from_db()
+    assert study.status == "open"

@@ -19,6 +19,16 @@ WORKER_COMMAND = "celery -A webapp worker -Q gpu,default --pool solo"
 NO_WORKER_SECONDS = 8.0
 
 
+def counted(n: int, noun: str) -> str:
+    """``1 part``, ``4 parts``: a count and its noun (a regular plural), for messages."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def batch_size_text(batch: Batch) -> str:
+    """What a batch makes, e.g. ``160 images in 4 parts`` (``4 images in 1 part``)."""
+    return f"{counted(batch.total_images, 'image')} in {counted(batch.parts.count(), 'part')}"
+
+
 def progress_line(p: BatchProgress) -> str:
     """One line for a ``batch_progress`` snapshot: status, images done (per variant), speed."""
     line = f"batch {p['batch']} {p['status']}: {p['done']}/{p['total']} images" + "".join(

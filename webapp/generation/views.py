@@ -21,7 +21,7 @@ from django.views.decorators.http import require_GET, require_POST
 from webapp.studies.models import Study
 from webapp.studies.selectors import user_is_admin
 
-from . import selectors, services
+from . import follow, selectors, services
 from .forms import CheckpointRegisterForm, ImageSetForm, LaunchForm, VariantCheckpointsForm
 from .models import Batch
 
@@ -90,7 +90,7 @@ def launch(request: HttpRequest, slug: str) -> HttpResponse:
     except services.GenerationError as exc:
         form.add_error(None, str(exc))
         return _study_page(request, study, launch_form=form, status=409)
-    messages.success(request, f"Batch {batch.pk} launched: {batch.total_images} images in {batch.parts.count()} parts.")
+    messages.success(request, f"Batch {batch.pk} launched: {follow.batch_size_text(batch)}.")
     return redirect("generation:study", slug=slug)
 
 
@@ -183,7 +183,7 @@ def retry(request: HttpRequest, pk: int) -> HttpResponse:
     except services.GenerationError as exc:
         messages.error(request, str(exc))
     else:
-        messages.success(request, f"{n} failed parts queued again.")
+        messages.success(request, f"{follow.counted(n, 'failed part')} queued again.")
     return redirect("generation:study", slug=batch.study.slug)
 
 

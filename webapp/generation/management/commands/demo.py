@@ -137,7 +137,7 @@ class Command(BaseCommand):
             batch = services.batch_launch(study=study, steps=steps, open_when_complete=True)
         except (services.GenerationError, StudySetupError) as exc:
             raise CommandError(str(exc)) from exc
-        self.stderr.write(f"Generating {batch.total_images} images in {batch.parts.count()} parts "
+        self.stderr.write(f"Generating {follow.batch_size_text(batch)} "
                           f"(CFG {batch.cfg_scale}, {batch.steps} steps) on a Celery worker; log: {log_path}")
 
         def on_progress(progress: selectors.BatchProgress) -> None:

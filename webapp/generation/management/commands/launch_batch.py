@@ -13,9 +13,10 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 
 from webapp.commands import study_by_slug
-from webapp.generation import celery_workers, selectors, services
+from webapp.generation import celery_workers, follow, selectors, services
 from webapp.generation.management.commands.batch_status import follow_and_report
 from webapp.generation.models import MAX_PART_SIZE
+from webapp.studies.models import Study
 
 
 class Command(BaseCommand):
@@ -48,7 +49,7 @@ class Command(BaseCommand):
                     self.stdout.write(f"Batch {latest.pk} cancelled.")
                     return
                 n = services.batch_retry_failed(batch=latest)
-                self.stdout.write(f"Batch {latest.pk}: {n} failed parts queued again.")
+                self.stdout.write(f"Batch {latest.pk}: {follow.counted(n, 'failed part')} queued again.")
                 batch = latest
             else:
                 batch = services.batch_launch(
@@ -56,7 +57,8 @@ class Command(BaseCommand):
                     open_when_complete=opts["open"],
                 )
                 self.stdout.write(
-                    f"Batch {batch.pk}: {batch.total_images} images in {batch.parts.count()} parts queued."
+                    f"Batch {batch.pk}: {follow.batch_size_text(batch)} queued"
+                    + (f"; study {study.slug} opens when every image exists." if opts["open"] else ".")
                 )
         except services.BatchActiveError as exc:
             raise CommandError(
@@ -68,3 +70,7 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
         if opts["wait"]:
             follow_and_report(self, batch)
+            study.refresh_from_db()
+            if batch.open_when_complete and study.status == Study.Status.OPEN:
+                # (when it could not be opened, follow_and_report has printed the batch's note: why)
+                self.stdout.write(f"Study {study.slug} is open.")
