@@ -252,7 +252,9 @@ CONTENT_SECURITY_POLICY = {
 }
 
 # --------------------------------------------------------------------------- celery
-CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://")
+# The filesystem transport ignores the host, but kombu warns "No hostname was supplied" on
+# every connection to a URL without one: the default names the host kombu would assume.
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://localhost/")
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _broker_dir = VAR_DIR / "broker"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
