@@ -127,6 +127,16 @@ def check_images(images_dir: Path, items: list[tuple[str, list[str]]]) -> None:
                       f"{first}).{hint} {EXPECTED_LAYOUT}")
 
 
+def check_layout(images_dir: Path, captions_json: Path, limit: int | None = None) -> list[tuple[str, list[str]]]:
+    """The captioned images ``encode`` would read (the first ``limit``), each present in
+    images_dir; else LayoutError. Reads no weights and writes nothing."""
+    items = read_captions(captions_json)[:limit]
+    if not items:
+        raise LayoutError(f"no captioned images in {captions_json}; {EXPECTED_LAYOUT}")
+    check_images(images_dir, items)
+    return items
+
+
 def _write_json(path: Path, obj) -> None:
     """Atomically: a kill leaves the old file or the new one, never half of one."""
     tmp = path.with_name(path.name + ".tmp")
@@ -149,10 +159,7 @@ def encode(
     """Write the cache described in the module docstring, or finish a partial one; returns
     its meta dict. The layout is checked before anything is written."""
     out = Path(out)
-    items = read_captions(captions_json)[:limit]
-    if not items:
-        raise LayoutError(f"no captioned images in {captions_json}; {EXPECTED_LAYOUT}")
-    check_images(images_dir, items)
+    items = check_layout(images_dir, captions_json, limit)
     n_captions = sum(len(c) for _, c in items)
     offsets = np.concatenate([[0], np.cumsum([len(c) for _, c in items])]).astype(np.int64)
     latent_shape = (codec.channels, size // codec.downsample, size // codec.downsample)
@@ -241,6 +248,8 @@ def main(argv: list[str] | None = None) -> dict:
     enc.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = p.parse_args(argv)
 
+    # The paths first: a wrong --images or --captions is named before any missing weights are.
+    check_layout(args.images, args.captions, args.limit)
     codec = (
         SDVAECodec.load(args.vae, args.scale_factor, args.allow_download)
         if args.codec == "sd-vae"

@@ -69,6 +69,17 @@ def _encode(images, captions, out, vae, clip, *extra):
     ])
 
 
+def test_the_layout_is_checked_before_the_weights_are_looked_for(tmp_path, monkeypatch):
+    """No COCO folder and no weights: the first error is the images folder, not the VAE."""
+    monkeypatch.delenv("FUSION_SD_VAE", raising=False)
+    captions = tmp_path / "captions_train2014.json"
+    captions.write_text(json.dumps({"images": [{"id": 1, "file_name": "a.jpg"}],
+                                    "annotations": [{"id": 1, "image_id": 1, "caption": "a"}]}))
+    with pytest.raises(coco.LayoutError, match="no images folder at"):
+        _encode(tmp_path / "coco" / "train2014", captions, tmp_path / "out", tmp_path / "no-vae", tmp_path / "no-clip")
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("layout, says", [
     ("images one folder too high", "They are one folder down: pass --images"),
     ("a missing image", "1 of the 3 captioned images are not in"),
