@@ -1,5 +1,6 @@
 # fusion-eval: the two commands of the README, and their set-up steps.
 #   make demo   set up from requirements.lock (runtime only), then run the demo study (SQLite, embedded broker) and serve it
+#               on ADDRPORT (default 127.0.0.1:8000; e.g. `make demo ADDRPORT=127.0.0.1:8600`)
 #   make test   set up from requirements-dev.lock, then run every test: on PostgreSQL (+ Redis) and again on SQLite
 #   make lint   ruff and mypy, with the settings in pyproject.toml, and models that match their migrations
 #   make lock   recompile both lock files from requirements.txt / requirements-dev.txt
@@ -56,6 +57,7 @@ lint:
 lint-fix:
 	$(BIN)/python -m tools.lint_fix
 
+# Chromium for the browser tests: installing it (when /usr/bin/chromium is missing) needs root.
 browser:
 	@test -x /usr/bin/chromium || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
 
@@ -64,12 +66,15 @@ services:
 
 # The demo is what gets shown to people: DEBUG off whatever the shell exports (run
 # `DEBUG=1 .venv/bin/python manage.py demo` to develop against it).
+ADDRPORT ?= 127.0.0.1:8000
 demo: install
-	DEBUG=0 $(BIN)/python manage.py demo
+	DEBUG=0 $(BIN)/python manage.py demo --addrport $(ADDRPORT)
 
+# The second pass is on SQLite whatever the shell exports: settings.py reads an empty
+# DATABASE_URL as unset.
 test: install-dev browser services
 	DATABASE_URL=$(PG_URL) FUSION_TEST_REDIS_URL=$(REDIS_URL) $(PYTEST)
-	$(PYTEST) tests/webapp
+	DATABASE_URL= $(PYTEST) tests/webapp
 
 test-sqlite: install-dev browser
 	$(PYTEST)

@@ -37,6 +37,8 @@ def test_nothing_set_means_sqlite_the_filesystem_broker_and_debug_off(tmp_path):
     assert (got["engine"], got["debug"]) == ("django.db.backends.sqlite3", False)
     assert got["broker"].startswith("filesystem://")
     assert probe(tmp_path, DEBUG="1")["debug"] is True  # developers opt in
+    # Empty is unset (the Makefile's SQLite pass runs with DATABASE_URL= whatever the shell exports).
+    assert probe(tmp_path, DATABASE_URL="")["engine"] == "django.db.backends.sqlite3"
 
 
 def test_the_default_broker_url_connects_without_kombu_s_hostname_warning(tmp_path, caplog):
