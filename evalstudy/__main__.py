@@ -157,6 +157,8 @@ def _count_lines(result: AnalysisResult, width: int) -> list[str]:
     warning = few_raters_warning(rows)
     if warning:
         lines.append(" " + warning)
+    if result.count.rater_note:
+        lines.append("  " + result.count.rater_note)
     lines.append("  sensitivity, can't tell counted as a miss: match ratio "
                  + ", ".join(f"{r.variant} {_fmt(r.match_ratio_cant_tell_as_miss)}" for r in rows))
     return lines

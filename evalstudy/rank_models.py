@@ -9,6 +9,7 @@ import itertools
 import math
 
 import numpy as np
+from scipy import optimize
 
 # ---------------------------------------------------------------------------
 # Separation: when is there a finite maximum?
@@ -170,7 +171,7 @@ def plackett_luce_loglik(gamma, counts, orderings) -> float:
 # Bradley-Terry with ties (Davidson 1970)
 # ---------------------------------------------------------------------------
 
-DAVIDSON_LOG_BOUND = 30.0  # |log strength|, |log nu| at most this: a boundary fit stops there
+DAVIDSON_LOG_BOUND = 30.0  # |log nu| at most this in the tie parameter's interval
 
 
 def pair_outcomes(patterns) -> tuple[np.ndarray, np.ndarray]:
@@ -218,7 +219,7 @@ def _check_pairs(wins, ties) -> tuple[np.ndarray, np.ndarray]:
     return w, t
 
 
-def davidson_fit(wins, ties, max_iter: int = 200, tol: float = 1e-10,
+def davidson_fit(wins, ties, max_iter: int = 500, gtol: float = 1e-10,
                  init: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Davidson's (1970) Bradley-Terry model with ties, by Newton's method with step
     halving, for many data sets at once.
@@ -226,11 +227,16 @@ def davidson_fit(wins, ties, max_iter: int = 200, tol: float = 1e-10,
     P(i beats j) = pi_i / D, P(j beats i) = pi_j / D, P(tie) = nu sqrt(pi_i pi_j) / D,
     D = pi_i + pi_j + nu sqrt(pi_i pi_j). wins: (B, m, m), wins[b, i, j] the weighted
     number of times i beat j; ties: (B, m, m) symmetric, the times i and j were tied.
-    Returns strengths (B, m), normalised to sum to 1, and nu (B,). The model is an
-    exponential family in (log pi, log nu), so the log-likelihood is concave and Newton's
-    steps, halved until it rises, reach its maximum. Where none is finite (a variant that
-    never loses, a data set without ties) the log-parameters stop at
-    +-DAVIDSON_LOG_BOUND: a strength near 0 or 1, nu near 0."""
+    Returns strengths (B, m), normalised to sum to 1, and nu (B,).
+
+    The model is an exponential family in (log pi, log nu), so the log-likelihood is
+    concave; it is maximised over (log pi, log nu) free, the log-strengths centred to sum
+    to 0, until the gradient's largest entry is below `gtol` times the data set's number of
+    pairs compared. Where no finite maximum exists (`davidson_separation`: a variant that
+    never loses, a data set without ties, ties and wins arranged so that nu can grow
+    without end) the parameters run off towards the supremum and stop where the gradient
+    is that small, which leaves the log-likelihood within about that much of its supremum:
+    strengths near 0, nu near 0 or very large."""
     w, t = _check_pairs(wins, ties)
     n_b, m, _ = w.shape
     pairs = np.array(list(itertools.combinations(range(m), 2)), dtype=int)
@@ -240,54 +246,99 @@ def davidson_fit(wins, ties, max_iter: int = 200, tol: float = 1e-10,
         stat[p, 0, i] = stat[p, 1, j] = 1.0
         stat[p, 2, i] = stat[p, 2, j] = 0.5
         stat[p, 2, m] = 1.0
-    stat = np.delete(stat, m - 1, axis=2)  # theta_{m-1} = 0 fixes the scale
+    # The likelihood is flat along a common shift of the log-strengths: that direction gets
+    # unit curvature, so a Newton step keeps their sum at 0 (the gradient has no part on it).
+    shift = np.append(np.ones(m), 0.0) / math.sqrt(m)
+    flat = np.outer(shift, shift)
     theta = np.zeros((n_b, m))
     lam = np.zeros(n_b)
     if init is not None:
         g0, nu0 = (np.asarray(x, dtype=float) for x in init)
         if np.isfinite(g0).all() and (g0 > 0).all() and np.isfinite(nu0).all() and (nu0 > 0).all():
-            theta = np.broadcast_to(np.log(g0) - np.log(g0[..., -1:]), (n_b, m)).copy()
+            log_g0 = np.log(g0)
+            theta = np.broadcast_to(log_g0 - log_g0.mean(axis=-1, keepdims=True), (n_b, m)).copy()
             lam = np.broadcast_to(np.log(nu0), (n_b,)).copy()
     ll, prob, obs = _davidson_terms(theta, lam, w, t, pairs)
     n_pair = obs.sum(axis=2)
+    scale = np.maximum(n_pair.sum(axis=1), 1.0)
     active = np.arange(n_b)
     for _ in range(max_iter):
         pr, ob, npair = prob[active], obs[active], n_pair[active]
         mean = np.einsum("bpo,pod->bpd", pr, stat)
         grad = np.einsum("bpo,pod->bd", ob, stat) - np.einsum("bp,bpd->bd", npair, mean)
+        done = np.abs(grad).max(axis=1) <= gtol * scale[active]
+        active, grad, pr, mean, npair = (x[~done] for x in (active, grad, pr, mean, npair))
+        if active.size == 0:
+            break
         second = np.einsum("bpo,pod,poe->bpde", pr, stat, stat) - np.einsum(
             "bpd,bpe->bpde", mean, mean)
-        info = np.einsum("bp,bpde->bde", npair, second) + 1e-9 * np.eye(m)
+        # A ridge of 1e-9 keeps the system solvable where a direction has no curvature left
+        # (a variant compared with nobody); near a supremum at infinity the curvature and the
+        # gradient fade together, so the steps stay about one unit long.
+        info = np.einsum("bp,bpde->bde", npair, second) + flat + 1e-9 * np.eye(m + 1)
         try:
             step = np.linalg.solve(info, grad[..., None])[..., 0]
         except np.linalg.LinAlgError:
             step = np.array([np.linalg.lstsq(a, g, rcond=None)[0]
                              for a, g in zip(info, grad, strict=True)])
-        start = np.concatenate([theta[active, :-1], lam[active, None]], axis=1)
+        # No step longer than 10 in any log-parameter: the direction is an ascent direction
+        # whatever its length, and a near-flat one would otherwise cost many halvings.
+        step *= np.minimum(1.0, 10.0 / np.maximum(np.abs(step).max(axis=1, keepdims=True), 1e-300))
+        start = np.concatenate([theta[active], lam[active, None]], axis=1)
         ll_start = ll[active]
         accepted = np.zeros(len(active), dtype=bool)
-        moved = np.zeros(len(active))
         size = 1.0
-        for _halving in range(40):
-            trial = np.clip(start + size * step, -DAVIDSON_LOG_BOUND, DAVIDSON_LOG_BOUND)
-            th_t = np.concatenate([trial[:, :-1], np.zeros((len(active), 1))], axis=1)
-            ll_t, prob_t, _ = _davidson_terms(th_t, trial[:, -1], w[active], t[active], pairs)
-            ok = ~accepted & (ll_t >= ll_start - 1e-12 * np.abs(ll_start))
+        for _halving in range(50):
+            trial = start + size * step
+            ll_t, prob_t, _ = _davidson_terms(trial[:, :-1], trial[:, -1], w[active], t[active], pairs)
+            ok = ~accepted & (ll_t >= ll_start - 1e-13 * np.abs(ll_start))
             idx = active[ok]
-            theta[idx], lam[idx], prob[idx], ll[idx] = th_t[ok], trial[ok, -1], prob_t[ok], ll_t[ok]
-            moved[ok] = np.abs(trial[ok] - start[ok]).max(axis=1)
+            theta[idx], lam[idx], prob[idx], ll[idx] = trial[ok, :-1], trial[ok, -1], prob_t[ok], ll_t[ok]
             accepted |= ok
             if accepted.all():
                 break
             size /= 2
-        # Converged: the step is tiny, or no step along Newton's direction raises the
-        # likelihood (the maximum, up to rounding).
-        active = active[accepted & (moved >= tol)]
+        # No step along Newton's direction raises the likelihood: its maximum, up to rounding.
+        active = active[accepted]
         if active.size == 0:
             break
     strengths = np.exp(theta - theta.max(axis=1, keepdims=True))
     strengths /= strengths.sum(axis=1, keepdims=True)
     return strengths, np.exp(lam)
+
+
+def davidson_separation(wins, ties) -> np.ndarray:
+    """Whether each data set's Davidson likelihood has a finite maximum, (B,) bool.
+
+    The model is a multinomial logit on each pair's three outcomes, linear in
+    x = (log pi, log nu); its maximum is finite unless some direction d raises, or keeps,
+    the linear score of every observed outcome against each other outcome of its pair, and
+    raises one (Albert and Anderson 1984; Haberman 1974): then the likelihood rises along d
+    without end. Found by a linear program per data set (scipy's HiGHS): maximise the sum
+    of those score differences, each held in [0, 1]; a finite maximum when it is 0. This
+    covers more than `win_graph`: a strongly connected win graph can still let nu grow
+    without end (i ties j, j ties k, i beats k...)."""
+    w, t = _check_pairs(wins, ties)
+    n_b, m, _ = w.shape
+    finite = np.ones(n_b, dtype=bool)
+    for b in range(n_b):
+        rows: list[np.ndarray] = []
+        for i, j in itertools.combinations(range(m), 2):
+            score = np.zeros((3, m + 1))  # i wins, j wins, tie
+            score[0, i] = score[1, j] = 1.0
+            score[2, i] = score[2, j] = 0.5
+            score[2, m] = 1.0
+            for o, seen in enumerate((w[b, i, j], w[b, j, i], t[b, i, j])):
+                if seen > 0:
+                    rows.extend(score[o] - score[other] for other in range(3) if other != o)
+        if not rows:
+            continue
+        a = np.array(rows)
+        fit = optimize.linprog(-a.sum(axis=0), A_ub=np.vstack([-a, a]),
+                               b_ub=np.concatenate([np.zeros(len(a)), np.ones(len(a))]),
+                               bounds=[(None, None)] * (m + 1), method="highs")
+        finite[b] = fit.status == 0 and -fit.fun <= 1e-9
+    return finite
 
 
 def davidson_loglik(strengths, nu: float, wins, ties) -> float:

@@ -22,6 +22,15 @@ SEPARATION_NOTE = ("Some variant is ranked above another in every ranking that s
                    "Those shown are the limit the likelihood approaches (the top group's own fit, 0 or near "
                    "0 for the variants always below it), and so are the resamples' behind the intervals; the "
                    "preference scores and pairwise win rates are unaffected and are the numbers to read.")
+# Shown, with ties, where the win graph is strongly connected but Davidson's likelihood still
+# has no finite maximum (rank_models.davidson_separation): wins and ties that fit ever better
+# as the tie parameter, and the strengths' spread with it, grow without end.
+DAVIDSON_SEPARATION_NOTE = (
+    "The wins and ties are arranged so that the Bradley-Terry-Davidson strengths and tie parameter have "
+    "no finite maximum-likelihood estimate (the fit improves without end as the tie parameter and the "
+    "strengths' spread grow together): those shown are where the fit stopped, near the likelihood's "
+    "supremum, and so are the resamples' behind the intervals; the preference scores and pairwise win "
+    "and tie rates are unaffected and are the numbers to read.")
 
 
 def _scores(r: _RankData, counts: np.ndarray, point_counts: np.ndarray,
@@ -143,7 +152,13 @@ def _preference_section(
         win, tie = rank_models.pair_outcomes(r.patterns)
         beats = np.einsum("k,kij->ij", point_counts, win + tie) > 0  # a tie counts both ways
         connected, _ = rank_models.win_graph(beats)
-    strength_note = (SEPARATION_NOTE if point_counts.sum() > 0 and not connected[0] else "")
+        davidson_finite = rank_models.davidson_separation(np.einsum("k,kij->ij", point_counts, win),
+                                                          np.einsum("k,kij->ij", point_counts, tie))
+    strength_note = ""
+    if point_counts.sum() > 0 and not connected[0]:
+        strength_note = SEPARATION_NOTE
+    elif davidson is not None and point_counts.sum() > 0 and not davidson_finite[0]:
+        strength_note = DAVIDSON_SEPARATION_NOTE
 
     skip_est, skip_ci = _ranking_skip_rate(r, w_units, v_eval, level)
     shown_pt = np.bincount(r.variant, minlength=nv).astype(float)

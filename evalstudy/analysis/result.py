@@ -102,6 +102,7 @@ class CountSection(Record):
     by_variant: list[CountStat] = field(default_factory=list)
     by_variant_object: list[CountStat] = field(default_factory=list)
     by_variant_object_count: list[CountStat] = field(default_factory=list)
+    rater_note: str = ""  # count.rater_influence_note: one rater moves a variant's mean error
 
 
 # ---------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from scipy import stats as sps
 
 from evalstudy.analysis import analyze
-from evalstudy.responses import ResponseTable, responses_from_rows
+from evalstudy.responses import ResponseTable, responses_from_rows, table_from_columns
 from evalstudy.simulate import RaterSimulator, simulate_study, synthetic_protocol
 from tests.narrow import present
 
@@ -277,3 +277,33 @@ def test_the_result_is_typed_and_its_json_reads_back(small_table):
     renamed["preference"]["skip_rate"] = renamed["preference"].pop("ranking_skip_rate")
     with pytest.raises(SchemaError, match="skip_rate"):
         AnalysisResult.from_dict(renamed)
+
+
+def _count_crowd(offset_of_rater0: int, rng) -> ResponseTable:
+    """12 raters x 20 prompt-and-seed units x variants a and b, every rater answers every
+    image: off by one now and then, and rater 0 off by `offset_of_rater0` on variant a's images."""
+    cols: dict[str, list] = {k: [] for k in ("task", "item_id", "evaluator_id", "variant", "prompt", "object",
+                                              "true_count", "answer_count", "seed", "rank", "skipped",
+                                              "skip_reason", "position", "seconds", "is_gold")}
+    for r in range(12):
+        for u in range(20):
+            true = 2 + u % 4
+            for v in ("a", "b"):
+                answer = true + (rng.random() < 0.3) * rng.choice([-1, 1])
+                if r == 0 and v == "a":
+                    answer = true + offset_of_rater0
+                for k, x in (("task", "count"), ("item_id", f"img-{u}-{v}"), ("evaluator_id", f"r{r}"),
+                             ("variant", v), ("prompt", f"{true} cats p{u}"), ("object", "cat"),
+                             ("true_count", true), ("answer_count", answer), ("seed", u),
+                             ("rank", np.nan), ("skipped", False), ("skip_reason", ""),
+                             ("position", np.nan), ("seconds", 5.0), ("is_gold", False)):
+                    cols[k].append(x)
+    return table_from_columns({k: np.array(v) for k, v in cols.items()})
+
+
+def test_a_rater_who_alone_moves_a_variants_mean_error_is_noted():
+    from evalstudy.analysis.count import RATER_INFLUENCE_NOTE
+    rng = np.random.default_rng(0)
+    noted = analyze(_count_crowd(4, rng), n_boot=50).count.rater_note
+    assert noted == RATER_INFLUENCE_NOTE.format(variants="a")
+    assert analyze(_count_crowd(0, rng), n_boot=50).count.rater_note == ""

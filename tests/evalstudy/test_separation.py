@@ -7,7 +7,7 @@ import pytest
 
 from evalstudy import rank_models
 from evalstudy.analysis import analyze
-from evalstudy.analysis.preference import SEPARATION_NOTE
+from evalstudy.analysis.preference import DAVIDSON_SEPARATION_NOTE, SEPARATION_NOTE
 from evalstudy.responses import table_from_columns
 
 
@@ -69,3 +69,31 @@ def test_the_limit_is_the_top_groups_own_fit():
 def test_a_study_with_every_order_seen_has_no_note():
     result = analyze(_rankings(8, 5, None, np.random.default_rng(4)), n_boot=200)
     assert result.preference.strength_note == ""
+
+
+def _pairwise_with_ties(outcomes):
+    """A pairwise study with ties, one ranking per (rater, caption): outcomes a list of
+    (rank of v0, rank of v1) per ranking, 8 raters by 5 captions cycling through it."""
+    rows: dict[str, list] = {k: [] for k in ("task", "item_id", "evaluator_id", "variant", "prompt", "object",
+                                              "true_count", "answer_count", "rank", "skipped", "skip_reason",
+                                              "position", "seconds", "is_gold")}
+    for n in range(40):
+        r, c = divmod(n, 5)
+        rank = outcomes[n % len(outcomes)]
+        for v in range(2):
+            for k, x in (("task", "rank"), ("item_id", f"c{c}"), ("evaluator_id", f"e{r}"),
+                         ("variant", f"v{v}"), ("prompt", f"c{c}"), ("object", ""),
+                         ("true_count", np.nan), ("answer_count", np.nan), ("rank", rank[v]),
+                         ("skipped", False), ("skip_reason", ""), ("position", v), ("seconds", 1.0),
+                         ("is_gold", False)):
+                rows[k].append(x)
+    return table_from_columns({k: np.array(v) for k, v in rows.items()}, allow_ties=True)
+
+
+def test_ties_without_a_loss_have_no_finite_davidson_fit_and_say_so():
+    """v1 never beats v0, but ties join them both ways, so the win graph is strongly connected:
+    only Davidson's own criterion (rank_models.davidson_separation) sees that P(v1 wins) -> 0."""
+    result = analyze(_pairwise_with_ties([(1, 2), (1, 1), (1, 2)]), n_boot=100)
+    assert result.preference.strength_note == DAVIDSON_SEPARATION_NOTE
+    both_ways = analyze(_pairwise_with_ties([(1, 2), (1, 1), (2, 1), (1, 2)]), n_boot=100)
+    assert both_ways.preference.strength_note == ""

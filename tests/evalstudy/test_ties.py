@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 import pytest
-from scipy import optimize
+from scipy import optimize, special
 from scipy import stats as sps
 
 from evalstudy import rank_models
@@ -104,6 +104,71 @@ def test_davidson_fits_many_data_sets_at_once_like_one_at_a_time():
         alone = rank_models.davidson_fit(wins[b], ties[b])
         np.testing.assert_allclose(together[0][b], alone[0][0], atol=1e-9)
         np.testing.assert_allclose(together[1][b], alone[1][0], rtol=1e-8)
+
+
+# Sparse pair data on which davidson_fit used to stop short of the supremum (audit of 2026-12,
+# F3, /work/scratch/stats-checks/c2b_davidson_gap.py: reps 2, 20, 52, 78, 119 and 263, up to
+# 1.84 nats short). None has a finite maximum (rank_models.davidson_separation); 20, 52, 78 and
+# 119 have a strongly connected win graph.
+SPARSE_DAVIDSON = {
+    "rep2": ([[0, 0, 1, 0, 1], [2, 0, 2, 0, 2], [0, 0, 0, 0, 2], [0, 0, 1, 0, 2], [0, 0, 0, 0, 0]],
+             [[0, 0, 0, 1, 0], [0, 0, 0, 2, 0], [0, 0, 0, 0, 0], [1, 2, 0, 0, 0], [0, 0, 0, 0, 0]]),
+    "rep20": ([[0, 0, 0, 0], [0, 0, 0, 0], [1, 1, 0, 0], [1, 0, 0, 0]],
+              [[0, 1, 0, 0], [1, 0, 0, 1], [0, 0, 0, 1], [0, 1, 1, 0]]),
+    "rep52": ([[0, 0, 1, 0], [0, 0, 1, 0], [0, 0, 0, 0], [1, 0, 1, 0]],
+              [[0, 2, 1, 0], [2, 0, 0, 1], [1, 0, 0, 0], [0, 1, 0, 0]]),
+    "rep78": ([[0, 0, 0], [2, 0, 3], [0, 0, 0]], [[0, 4, 1], [4, 0, 0], [1, 0, 0]]),
+    "rep119": ([[0, 0, 0, 0, 0], [1, 0, 1, 0, 0], [1, 0, 0, 0, 0], [0, 0, 0, 0, 0], [1, 0, 1, 1, 0]],
+               [[0, 0, 0, 1, 0], [0, 0, 0, 1, 1], [0, 0, 0, 1, 0], [1, 1, 1, 0, 0], [0, 1, 0, 0, 0]]),
+    "rep263": ([[0, 0, 5], [1, 0, 5], [0, 0, 0]], [[0, 3, 0], [3, 0, 0], [0, 0, 0]]),
+}
+
+
+def _davidson_nll_and_gradient(x, wins, ties):
+    """Davidson's negative log-likelihood in x = (log pi (m, free), log nu), with its gradient:
+    each pair a softmax over (i wins, j wins, tie) with logits (x_i, x_j, x_m + (x_i + x_j) / 2)."""
+    m = len(wins)
+    f, g = 0.0, np.zeros_like(x)
+    for i, j in itertools.combinations(range(m), 2):
+        logits = np.array([x[i], x[j], x[m] + (x[i] + x[j]) / 2])
+        log_d = special.logsumexp(logits)
+        n = np.array([wins[i, j], wins[j, i], ties[i, j]])
+        f -= n @ logits - n.sum() * log_d
+        r = n - n.sum() * np.exp(logits - log_d)  # observed minus expected
+        g[i] -= r[0] + r[2] / 2
+        g[j] -= r[1] + r[2] / 2
+        g[m] -= r[2]
+    return f, g
+
+
+@pytest.mark.parametrize("name", sorted(SPARSE_DAVIDSON))
+def test_davidson_reaches_the_likelihoods_supremum_on_sparse_data_without_a_finite_maximum(name):
+    wins, ties = (np.array(x, dtype=float) for x in SPARSE_DAVIDSON[name])
+    m = len(wins)
+    # BFGS restarted from where it stopped: each restart forgets a Hessian approximation that
+    # has gone stale along the direction running off to infinity.
+    x = np.zeros(m + 1)
+    for _ in range(5):
+        fit = optimize.minimize(_davidson_nll_and_gradient, x, args=(wins, ties), jac=True,
+                                method="BFGS", options={"gtol": 1e-12, "maxiter": 20000})
+        x = fit.x
+    strengths, nu = rank_models.davidson_fit(wins, ties)
+    assert rank_models.davidson_loglik(strengths[0], nu[0], wins, ties) == pytest.approx(-fit.fun, abs=1e-6)
+    assert not rank_models.davidson_separation(wins, ties)[0]
+
+
+def test_davidson_separation_is_more_than_the_win_graph():
+    """Rep 20's win graph is strongly connected (a tie an edge both ways), yet its wins and
+    ties fit ever better as nu and the strengths' spread grow. Two variants: the closed
+    form's data have a finite maximum; without b ever beating a, P(b wins) -> 0 with a's wins
+    and the ties in a fixed ratio, though a tie joins the two both ways."""
+    wins, ties = (np.array(x, dtype=float) for x in SPARSE_DAVIDSON["rep20"])
+    connected, _ = rank_models.win_graph((wins + ties) > 0)
+    assert connected.tolist() == [True]
+    assert rank_models.davidson_separation(wins, ties).tolist() == [False]
+    two_ties = np.array([[0, 9.0], [9, 0]])
+    assert rank_models.davidson_separation(np.array([[0, 30.0], [12, 0]]), two_ties).tolist() == [True]
+    assert rank_models.davidson_separation(np.array([[0, 30.0], [0, 0]]), two_ties).tolist() == [False]
 
 
 # --------------------------------------------------------------------------- the analysis

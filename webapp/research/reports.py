@@ -95,7 +95,8 @@ def _count_table(section: Sections | AnalysisResult, auto: dict[str, dict], ci_l
              "ratio = share of answers equal to the requested count, both over the same n, the answers that gave "
              "a count. \u201cCan't tell\u201d answers enter neither; their share of all answers is shown beside, "
              "and the sensitivity column counts them as misses. The automatic counter read every image of the "
-             "variant once." + few_raters_warning(section.count.by_variant),
+             "variant once." + few_raters_warning(section.count.by_variant)
+             + (" " + section.count.rater_note if section.count.rater_note else ""),
     )
 
 
