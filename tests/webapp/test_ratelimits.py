@@ -84,7 +84,7 @@ def test_one_address_holds_at_most_its_share_of_places_at_once(settings):
     assert not Evaluator.objects.filter(study=study, consented_at__isnull=False, slot__isnull=True).exists()
     assert _consent_from(study, "198.51.100.21")[1] == 302  # another address gets in
     # A place given back (finished, or abandoned) makes room for the address again.
-    finished = Evaluator.objects.filter(study=study, consent_address__gt="", slot__isnull=False).first()
+    finished = Evaluator.objects.filter(study=study, consent_address__gt="", slot__isnull=False).order_by("pk")[0]
     Evaluator.objects.filter(pk=finished.pk).update(finished_at=finished.consented_at)
     assert _consent_from(study, "203.0.113.7")[1] == 302
     assert Evaluator.objects.filter(consent_address__contains="203.0.113").count() == 0  # a keyed hash only
