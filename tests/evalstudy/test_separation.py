@@ -10,13 +10,24 @@ from evalstudy.analysis import analyze
 from evalstudy.analysis.preference import DAVIDSON_SEPARATION_NOTE, SEPARATION_NOTE
 from evalstudy.responses import table_from_columns
 
+COLUMNS = ("task", "item_id", "evaluator_id", "variant", "prompt", "object", "true_count", "answer_count",
+           "rank", "skipped", "skip_reason", "position", "seconds", "is_gold")
+
+
+def _add_row(rows: dict[str, list], rater: int, caption: int, variant: int, rank) -> None:
+    """One ranked image: variant ``v<variant>`` at screen position ``variant``, ranked ``rank``."""
+    for k, x in (("task", "rank"), ("item_id", f"c{caption}"), ("evaluator_id", f"e{rater}"),
+                 ("variant", f"v{variant}"), ("prompt", f"c{caption}"), ("object", ""),
+                 ("true_count", np.nan), ("answer_count", np.nan), ("rank", rank),
+                 ("skipped", False), ("skip_reason", ""), ("position", variant), ("seconds", 1.0),
+                 ("is_gold", False)):
+        rows[k].append(x)
+
 
 def _rankings(n_raters, n_captions, always, rng, m=3):
     """Random rankings of m variants, except that v0 is always first ("first"), always last
     ("last"), or placed at random like the others (None)."""
-    rows: dict[str, list] = {k: [] for k in ("task", "item_id", "evaluator_id", "variant", "prompt", "object",
-                                              "true_count", "answer_count", "rank", "skipped", "skip_reason",
-                                              "position", "seconds", "is_gold")}
+    rows: dict[str, list] = {k: [] for k in COLUMNS}
     for r in range(n_raters):
         for c in range(n_captions):
             rank = rng.permutation(m) + 1
@@ -25,12 +36,7 @@ def _rankings(n_raters, n_captions, always, rng, m=3):
             elif always == "last":
                 rank = np.concatenate([[m], rng.permutation(m - 1) + 1])
             for v in range(m):
-                for k, x in (("task", "rank"), ("item_id", f"c{c}"), ("evaluator_id", f"e{r}"),
-                             ("variant", f"v{v}"), ("prompt", f"c{c}"), ("object", ""),
-                             ("true_count", np.nan), ("answer_count", np.nan), ("rank", rank[v]),
-                             ("skipped", False), ("skip_reason", ""), ("position", v), ("seconds", 1.0),
-                             ("is_gold", False)):
-                    rows[k].append(x)
+                _add_row(rows, r, c, v, rank[v])
     return table_from_columns({k: np.array(v) for k, v in rows.items()})
 
 
@@ -74,19 +80,12 @@ def test_a_study_with_every_order_seen_has_no_note():
 def _pairwise_with_ties(outcomes):
     """A pairwise study with ties, one ranking per (rater, caption): outcomes a list of
     (rank of v0, rank of v1) per ranking, 8 raters by 5 captions cycling through it."""
-    rows: dict[str, list] = {k: [] for k in ("task", "item_id", "evaluator_id", "variant", "prompt", "object",
-                                              "true_count", "answer_count", "rank", "skipped", "skip_reason",
-                                              "position", "seconds", "is_gold")}
+    rows: dict[str, list] = {k: [] for k in COLUMNS}
     for n in range(40):
         r, c = divmod(n, 5)
         rank = outcomes[n % len(outcomes)]
         for v in range(2):
-            for k, x in (("task", "rank"), ("item_id", f"c{c}"), ("evaluator_id", f"e{r}"),
-                         ("variant", f"v{v}"), ("prompt", f"c{c}"), ("object", ""),
-                         ("true_count", np.nan), ("answer_count", np.nan), ("rank", rank[v]),
-                         ("skipped", False), ("skip_reason", ""), ("position", v), ("seconds", 1.0),
-                         ("is_gold", False)):
-                rows[k].append(x)
+            _add_row(rows, r, c, v, rank[v])
     return table_from_columns({k: np.array(v) for k, v in rows.items()}, allow_ties=True)
 
 
