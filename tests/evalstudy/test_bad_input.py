@@ -1,6 +1,6 @@
 """Bad input gets a ValueError that names the argument (or column) and its value, before
 anything is computed; the command line prints it as one line and exits 2 (the audit of
-2026-12, /work/scratch/audit-stats.md F5, listed each case below)."""
+2026-12, finding F5, listed each case below)."""
 
 import json
 import math

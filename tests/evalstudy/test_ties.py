@@ -107,7 +107,7 @@ def test_davidson_fits_many_data_sets_at_once_like_one_at_a_time():
 
 
 # Sparse pair data on which davidson_fit used to stop short of the supremum (audit of 2026-12,
-# F3, /work/scratch/stats-checks/c2b_davidson_gap.py: reps 2, 20, 52, 78, 119 and 263, up to
+# F3, its random sparse sets number 2, 20, 52, 78, 119 and 263, up to
 # 1.84 nats short). None has a finite maximum (rank_models.davidson_separation); 20, 52, 78 and
 # 119 have a strongly connected win graph.
 SPARSE_DAVIDSON = {
