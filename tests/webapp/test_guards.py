@@ -89,6 +89,7 @@ def test_an_image_outside_the_evaluator_s_own_slot_is_a_404(study):
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="row locks across threads: PostgreSQL only")
 def test_concurrent_joins_on_postgresql_never_share_a_slot(settings):
     settings.FUSION_RATE_CONSENT = "1000/m"  # twelve people behind one address, all at once
+    settings.FUSION_SLOTS_PER_ADDRESS = 0  # (a lab: its places-per-address cap lifted)
     study = build_open_study(n_slots=5)
     results: list[int] = []
     barrier = threading.Barrier(12)

@@ -66,23 +66,27 @@ def test_the_migration_gives_evaluators_who_consented_before_it_their_entries_as
     from django.db import connection
     from django.db.migrations.executor import MigrationExecutor
 
-    from webapp.studies.models import Evaluator
-
     before, after = ("studies", "0006_image_judge_only"), ("studies", "0007_evaluator_planned_tasks")
     executor = MigrationExecutor(connection)
     executor.migrate([before])
-    old = executor.loader.project_state([before]).apps
-    study = old.get_model("studies", "Study").objects.create(slug="old", title="old", protocol={}, protocol_hash="0")
-    prompt = old.get_model("studies", "Prompt").objects.create(study=study, kind="rank", text="a red circle")
-    items = [old.get_model("studies", "Item").objects.create(study=study, key=f"rank:{k}", task="rank",
-                                                             prompt=prompt, seed=k) for k in range(3)]
-    OldEvaluator, OldEntry = (old.get_model("studies", m) for m in ("Evaluator", "Entry"))
-    consented = OldEvaluator.objects.create(study=study, pseudonym="ev-consented")
-    OldEntry.objects.bulk_create([OldEntry(evaluator=consented, index=k, item=item) for k, item in enumerate(items)])
-    joined = OldEvaluator.objects.create(study=study, pseudonym="ev-joined")
-    executor = MigrationExecutor(connection)
-    executor.migrate([after])
-    assert Evaluator.objects.get(pk=consented.pk).planned_tasks == 3
-    assert Evaluator.objects.get(pk=joined.pk).planned_tasks == 0
-    executor = MigrationExecutor(connection)
-    executor.migrate(executor.loader.graph.leaf_nodes())
+    try:
+        old = executor.loader.project_state([before]).apps
+        study = old.get_model("studies", "Study").objects.create(slug="old", title="old", protocol={},
+                                                                 protocol_hash="0")
+        prompt = old.get_model("studies", "Prompt").objects.create(study=study, kind="rank", text="a red circle")
+        items = [old.get_model("studies", "Item").objects.create(study=study, key=f"rank:{k}", task="rank",
+                                                                 prompt=prompt, seed=k) for k in range(3)]
+        OldEvaluator, OldEntry = (old.get_model("studies", m) for m in ("Evaluator", "Entry"))
+        consented = OldEvaluator.objects.create(study=study, pseudonym="ev-consented")
+        OldEntry.objects.bulk_create([OldEntry(evaluator=consented, index=k, item=item)
+                                      for k, item in enumerate(items)])
+        joined = OldEvaluator.objects.create(study=study, pseudonym="ev-joined")
+        executor = MigrationExecutor(connection)
+        executor.migrate([after])
+        # The model as it is at `after` (today's has columns of later migrations).
+        Evaluator = executor.loader.project_state([after]).apps.get_model("studies", "Evaluator")
+        assert Evaluator.objects.get(pk=consented.pk).planned_tasks == 3
+        assert Evaluator.objects.get(pk=joined.pk).planned_tasks == 0
+    finally:  # the schema of every later test in this process
+        executor = MigrationExecutor(connection)
+        executor.migrate(executor.loader.graph.leaf_nodes())

@@ -35,9 +35,9 @@ BUDGET = {
     # people who finished (the time estimate's key).
     "consent page": 3,
     # evaluator with study; study and evaluator again under their row locks (slots are
-    # taken under them); the first free slot; INSERT the entries (one statement, any
-    # number of tasks); UPDATE evaluator.
-    "consent": 6,
+    # taken under them); the places this address holds (FUSION_SLOTS_PER_ADDRESS); the first
+    # free slot; INSERT the entries (one statement, any number of tasks); UPDATE evaluator.
+    "consent": 7,
     # evaluator with study; the entries counted by kind of task; the people who finished.
     "instructions page": 3,
     # "Start": evaluator with study; UPDATE started_at. With a practice item: evaluator

@@ -322,34 +322,38 @@ def test_the_migration_keeps_every_four_wide_ranking_and_skip_valid():
 
     executor = MigrationExecutor(connection)
     executor.migrate([BEFORE])
-    old = executor.loader.project_state([BEFORE]).apps
-    study = old.get_model("studies", "Study").objects.create(slug="old", title="old", protocol={}, protocol_hash="0")
-    prompt = old.get_model("studies", "Prompt").objects.create(study=study, kind="rank", text="a red circle")
-    item = old.get_model("studies", "Item").objects.create(study=study, key="rank:0", task="rank", prompt=prompt,
-                                                           seed=1)
-    images = []
-    for i in range(4):
-        variant = old.get_model("studies", "Variant").objects.create(study=study, name=NAMES[i], index=i)
-        images.append(old.get_model("studies", "Image").objects.create(
-            study=study, prompt=prompt, variant=variant, seed=1, file=f"{i}.png"))
-    Evaluator, Entry_, Rank = (old.get_model("studies", m) for m in ("Evaluator", "Entry", "RankResponse"))
-    written = {}
-    for k, ranks in enumerate(([2, 4, 1, 3], None)):
-        ev = Evaluator.objects.create(study=study, pseudonym=f"ev-{k}")
-        entry = Entry_.objects.create(evaluator=ev, index=0, item=item, positions=[0, 1, 2, 3])
-        written[k] = Rank.objects.create(
-            entry=entry, evaluator=ev, item=item, seconds=3.0, skipped=ranks is None,
-            skip_reason="too_hard" if ranks is None else "",
-            **{f"image_{i}": img for i, img in enumerate(images)},
-            **{f"rank_{i}": None if ranks is None else ranks[i] for i in range(4)}).pk
-    executor = MigrationExecutor(connection)
-    executor.migrate([AFTER])
-    ranked, skipped = (RankResponse.objects.get(pk=written[k]) for k in (0, 1))
-    assert ranked.width == 4 and ranked.ranks == [2, 4, 1, 3]
-    assert [getattr(ranked, f"{f}_id") for f in RankResponse.IMAGE_FIELDS] == [img.pk for img in images] + [None] * 2
-    assert skipped.width == 4 and skipped.skipped and skipped.ranks == [None] * 4
-    executor = MigrationExecutor(connection)
-    executor.migrate(executor.loader.graph.leaf_nodes())
+    try:
+        old = executor.loader.project_state([BEFORE]).apps
+        study = old.get_model("studies", "Study").objects.create(slug="old", title="old", protocol={},
+                                                                 protocol_hash="0")
+        prompt = old.get_model("studies", "Prompt").objects.create(study=study, kind="rank", text="a red circle")
+        item = old.get_model("studies", "Item").objects.create(study=study, key="rank:0", task="rank", prompt=prompt,
+                                                               seed=1)
+        images = []
+        for i in range(4):
+            variant = old.get_model("studies", "Variant").objects.create(study=study, name=NAMES[i], index=i)
+            images.append(old.get_model("studies", "Image").objects.create(
+                study=study, prompt=prompt, variant=variant, seed=1, file=f"{i}.png"))
+        Evaluator, Entry_, Rank = (old.get_model("studies", m) for m in ("Evaluator", "Entry", "RankResponse"))
+        written = {}
+        for k, ranks in enumerate(([2, 4, 1, 3], None)):
+            ev = Evaluator.objects.create(study=study, pseudonym=f"ev-{k}")
+            entry = Entry_.objects.create(evaluator=ev, index=0, item=item, positions=[0, 1, 2, 3])
+            written[k] = Rank.objects.create(
+                entry=entry, evaluator=ev, item=item, seconds=3.0, skipped=ranks is None,
+                skip_reason="too_hard" if ranks is None else "",
+                **{f"image_{i}": img for i, img in enumerate(images)},
+                **{f"rank_{i}": None if ranks is None else ranks[i] for i in range(4)}).pk
+        executor = MigrationExecutor(connection)
+        executor.migrate([AFTER])
+        ranked, skipped = (RankResponse.objects.get(pk=written[k]) for k in (0, 1))
+        assert ranked.width == 4 and ranked.ranks == [2, 4, 1, 3]
+        stored = [getattr(ranked, f"{f}_id") for f in RankResponse.IMAGE_FIELDS]
+        assert stored == [img.pk for img in images] + [None] * 2
+        assert skipped.width == 4 and skipped.skipped and skipped.ranks == [None] * 4
+    finally:  # the schema of every later test in this process
+        executor = MigrationExecutor(connection)
+        executor.migrate(executor.loader.graph.leaf_nodes())
 
 
 def test_an_undone_answer_is_described_in_the_evaluators_words_for_any_width():
