@@ -63,6 +63,7 @@ def _answer_all(page, evaluator: Evaluator):
     """Every task by clicks and typing; gold images counted right, others "2"."""
     while True:
         page.wait_for_selector("#answer-form, #rank-form, #completion-code")
+        settled(page)
         if page.query_selector("#completion-code"):
             return
         if page.query_selector("#answer-form"):

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from tests.e2e.conftest import next_task
+from tests.e2e.conftest import next_task, settled
 from tests.factories import generate_study_images
 from webapp.studies import lifecycle
 
@@ -79,6 +79,7 @@ def _walk(browser, live_server, study, out_dir, size):
     shot = {"count": False, "rank": False}
     while True:
         page.wait_for_selector("#answer-form, #rank-form, #completion-code")
+        settled(page)  # the first task comes by a click on "Start": its script may not have run
         if page.query_selector("#completion-code"):
             break
         if page.query_selector("#answer-form"):
