@@ -73,7 +73,7 @@ def test_a_studys_plan_comes_from_a_secret_seed_not_from_its_protocol():
     """The protocol is often public (pre-registered, in this repository); with its seed it
     gave every slot's items, order and screen positions, and so every image's model, to an
     evaluator after a few tasks. Each study draws its own seed."""
-    from evalstudy.design import REPEAT_SUFFIX, plan_assignments
+    from evalstudy.design import REPEAT_SUFFIX
     from tests.factories import fill_study_images
     from webapp.studies.models import Item, Slot
 
@@ -88,12 +88,9 @@ def test_a_studys_plan_comes_from_a_secret_seed_not_from_its_protocol():
         fill_study_images(study)
         lifecycle.study_open(study=study)
     by_key = {it.key: it for it in Item.objects.filter(study=a, repeat_of__isnull=True)}
-    public = plan_assignments(
-        [k for k, it in by_key.items() if it.task == "count" and not it.is_gold],
-        [k for k, it in by_key.items() if it.task == "rank"],
-        n_slots=proto.evaluators.n, overlap=proto.evaluators.overlap, seed=public_seed,
-        n_variants=proto.n_ranked, gold_item_ids=[k for k, it in by_key.items() if it.is_gold],
-        n_repeats=proto.quality_control.repeats)
+    # The plan anyone with the protocol computes: the study's own planner, on the protocol's seed
+    # (an unsaved copy of the study's row).
+    public = lifecycle.study_assignment_plans(study=Study(protocol=a.protocol, plan_seed=public_seed), by_key=by_key)
 
     def stored(study):  # each slot's items in order (a repeat under its original's key), its screen orders
         keys = dict(Item.objects.filter(study=study).values_list("pk", "key"))
