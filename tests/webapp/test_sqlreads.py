@@ -98,10 +98,13 @@ def test_an_entry_with_its_item_matches_the_orm_and_only_for_its_evaluator(study
     join(Client(), study)
     first, second = Evaluator.objects.filter(study=study).order_by("pk")
     for entry in Entry.objects.filter(evaluator=first):
-        raw = sqlreads.entry_with_item(entry_id=entry.pk, evaluator_id=first.pk)
+        raw = sqlreads.entry_with_item(index=entry.index, evaluator_id=first.pk)
         orm = Entry.objects.select_related("item").get(pk=entry.pk)
         assert raw is not None and _values(raw) == _values(orm) and _values(raw.item) == _values(orm.item)
-        assert sqlreads.entry_with_item(entry_id=entry.pk, evaluator_id=second.pk) is None  # not theirs
+        theirs = sqlreads.entry_with_item(index=entry.index, evaluator_id=second.pk)  # the same place, another's
+        assert theirs is not None and theirs.evaluator_id == second.pk and theirs.pk != entry.pk
+    last = Entry.objects.filter(evaluator=first).order_by("-index").first()
+    assert last is not None and sqlreads.entry_with_item(index=last.index + 1, evaluator_id=first.pk) is None
 
 
 def test_set_times_writes_a_timestamp_once_and_it_reads_back_as_the_orm_wrote_it(study):

@@ -1,6 +1,10 @@
 """Bad input gets a clear error and stores nothing; the database refuses impossible rows."""
 
+import base64
+import json
+import re
 import threading
+import zlib
 
 import pytest
 from django.core import signing
@@ -110,9 +114,12 @@ def test_forged_form_is_refused(study, evaluator_client):
     task = _advance_to(evaluator_client, study, "count")
     ev = Evaluator.objects.get()
     other_entry = present(Entry.objects.filter(evaluator=ev).exclude(index=task["number"] - 1).first())
-    forged = signing.dumps({"e": ev.pk, "n": other_entry.pk, "t": 0}, salt="not-the-salt", compress=True)
+    mine = signing.loads(task["token"], salt=flow.TOKEN_SALT)
+    forged = signing.dumps({**mine, "i": other_entry.index, "t": 0}, salt="not-the-salt", compress=True)
+    # signed by the site, but in a shape it never issues (the row ids of an earlier version)
+    shapeless = signing.dumps({"e": ev.pk, "n": other_entry.pk, "t": 0}, salt=flow.TOKEN_SALT, compress=True)
     tampered = task["token"][:-3] + ("AAA" if not task["token"].endswith("AAA") else "BBB")
-    for token in (forged, tampered, "garbage"):
+    for token in (forged, shapeless, tampered, "garbage"):
         r = _post_json(evaluator_client, study, {"kind": "count", "token": token, "answer": "2"})
         assert r.status_code == 400 and r.json()["error"]["code"] == "forged"
     assert CountResponse.objects.count() == 0
@@ -183,3 +190,21 @@ def test_database_refuses_ranks_that_are_not_a_permutation(study, evaluator_clie
         RankResponse.objects.filter(pk=resp.pk).update(**{f"rank_{i}": r for i, r in enumerate(ranks)})
     with pytest.raises(IntegrityError), transaction.atomic():
         RankResponse.objects.filter(pk=resp.pk).update(skipped=True, skip_reason="")
+
+
+def test_the_task_form_carries_no_row_id(study):
+    """The form's token is signed, not encrypted: anyone holding it reads it without the key.
+    It names its entry by the place in the evaluator's sequence (shown on the page) and its
+    evaluator by a keyed tag, so it tells nobody how many have joined, or in what order."""
+    first, second = join(Client(), study), join(Client(), study)
+    tags = set()
+    for client in (first, second):
+        task = current_task(client, study)["task"]
+        payload = task["token"].split(":")[0]  # what anyone decodes, no key needed
+        raw = base64.urlsafe_b64decode(payload.lstrip(".") + "=" * (-len(payload.lstrip(".")) % 4))
+        data = json.loads(zlib.decompress(raw) if payload.startswith(".") else raw)  # "." marks zlib
+        assert set(data) == {"v", "i", "t"}
+        assert data["i"] == task["number"] - 1
+        assert re.fullmatch(r"[0-9a-f]{16}", data["v"])
+        tags.add(data["v"])
+    assert len(tags) == 2  # the two evaluators' tags differ

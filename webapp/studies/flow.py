@@ -16,6 +16,7 @@ from django.conf import settings
 from django.core import signing
 from django.db import IntegrityError, models, transaction
 from django.utils import timezone
+from django.utils.crypto import constant_time_compare, salted_hmac
 
 from evalstudy.ranks import RankError, check_ranks
 from webapp.transactions import lone_statement
@@ -52,20 +53,30 @@ class StudyUnavailable(Exception):
 
 @dataclass(frozen=True)
 class EntryTicket:
-    """What a signed task form carries: whose entry it is and when it was shown."""
+    """What a signed task form carries: whose entry it is (a keyed tag of the evaluator,
+    never a row id), its place in their sequence, and when it was shown."""
 
-    evaluator_id: int
-    entry_id: int
+    evaluator_tag: str
+    index: int
     shown_at: float  # seconds since the epoch
 
 
 # --------------------------------------------------------------------------- tokens
 
 
+def _evaluator_tag(evaluator_id: int) -> str:
+    """Who a task form belongs to, as only this site can compute it: the form is signed,
+    not encrypted, so what it carries is readable by anyone holding it, and a row id there
+    would tell how many people have joined the site's studies, and in what order."""
+    return salted_hmac(TOKEN_SALT + ".evaluator", str(evaluator_id)).hexdigest()[:16]
+
+
 def entry_token_make(*, entry: Entry, shown_at: float | None = None) -> str:
-    """A signed token for the task form of ``entry``; time on task is measured from it."""
+    """A signed token for the task form of ``entry``: its evaluator's tag, its place in their
+    sequence (which the page shows anyway) and when it was shown; no row id."""
     shown = time.time() if shown_at is None else shown_at
-    return signing.dumps({"e": entry.evaluator_id, "n": entry.pk, "t": round(shown, 3)}, salt=TOKEN_SALT, compress=True)
+    payload = {"v": _evaluator_tag(entry.evaluator_id), "i": entry.index, "t": round(shown, 3)}
+    return signing.dumps(payload, salt=TOKEN_SALT, compress=True)
 
 
 def entry_token_read(*, token: str) -> EntryTicket:
@@ -76,16 +87,16 @@ def entry_token_read(*, token: str) -> EntryTicket:
     except signing.BadSignature:
         raise SubmissionError("forged", "This form was not issued by this site.", 400) from None
     try:
-        return EntryTicket(int(data["e"]), int(data["n"]), float(data["t"]))
+        return EntryTicket(str(data["v"]), int(data["i"]), float(data["t"]))
     except (KeyError, TypeError, ValueError):
         raise SubmissionError("forged", "This form was not issued by this site.", 400) from None
 
 
 def _entry_for_submission(*, evaluator: Evaluator, token: str, task: str) -> tuple[Entry, float]:
     ticket = entry_token_read(token=token)
-    if ticket.evaluator_id != evaluator.pk:
+    if not constant_time_compare(ticket.evaluator_tag, _evaluator_tag(evaluator.pk)):
         raise SubmissionError("not_yours", "This task belongs to another evaluator.", 403)
-    entry = sqlreads.entry_with_item(entry_id=ticket.entry_id, evaluator_id=evaluator.pk)
+    entry = sqlreads.entry_with_item(index=ticket.index, evaluator_id=evaluator.pk)
     if entry is None:
         raise SubmissionError("not_yours", "This task belongs to another evaluator.", 403)
     entry.evaluator = evaluator  # read with its study by the caller: not joined in again

@@ -162,21 +162,22 @@ def next_entry(*, evaluator_id: int) -> NextEntry | None:
 
 @cache
 def _entry_statement(vendor: str) -> _Statement:
-    """An entry with its item, by the entry's id and its evaluator's id (the parameters)."""
+    """An entry with its item, by its place in its evaluator's sequence and the evaluator's id
+    (the parameters; the pair is unique, and indexed by ``entry_unique_index``)."""
     e_cols, e = _columns(Entry, "e")
     i_cols, i = _columns(Item, "i")
     sql = (
         f"SELECT {e_cols}, {i_cols} FROM {_table(Entry)} e "
         f"INNER JOIN {_table(Item)} i ON i.{_column(Item, 'id')} = e.{_column(Entry, 'item')} "
-        f"WHERE e.{_column(Entry, 'id')} = %s AND e.{_column(Entry, 'evaluator')} = %s"
+        f"WHERE e.{_column(Entry, 'index')} = %s AND e.{_column(Entry, 'evaluator')} = %s"
     )
     return _Statement(sql, (e, i))
 
 
-def entry_with_item(*, entry_id: int, evaluator_id: int) -> Entry | None:
-    """The entry ``entry_id`` if it is the evaluator's, its item loaded (as
-    ``Entry.objects.select_related("item").filter(pk=..., evaluator=...).first()``)."""
-    found = _entry_statement(connection.vendor).first([entry_id, evaluator_id])
+def entry_with_item(*, index: int, evaluator_id: int) -> Entry | None:
+    """The evaluator's entry at ``index`` in their sequence, its item loaded (as
+    ``Entry.objects.select_related("item").filter(index=..., evaluator=...).first()``)."""
+    found = _entry_statement(connection.vendor).first([index, evaluator_id])
     if found is None:
         return None
     (entry, item), _ = found

@@ -206,6 +206,10 @@ def join(request: HttpRequest, invite_token: str) -> HttpResponse:
                     },
                 )
             ids = recruitment.PanelIds(participant=form.cleaned_data["typed_id"], study=ids.study, session=ids.session)
+        if request.method == "HEAD":
+            # A link checker or a preview (a mail scanner, a chat's unfurl) asks whether the
+            # link works: it does, and nobody joins until a browser asks for the page.
+            return HttpResponse(content_type="text/html; charset=utf-8")
         try:
             evaluator = flow.evaluator_join(
                 study=study,
