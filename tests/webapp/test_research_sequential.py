@@ -1,4 +1,6 @@
 """The dashboard's sequential panel: computed by the results task, read from the stored result."""
+import dataclasses
+
 import pytest
 from django.test import Client
 
@@ -70,3 +72,20 @@ def test_the_sequential_panel_moves_from_continue_to_stop_as_evaluators_arrive(s
     n_results = StudyResult.objects.filter(study=study).count()
     panel(client, study)
     assert StudyResult.objects.filter(study=study).count() == n_results
+
+
+@pytest.mark.parametrize("needed, more, next_look, cell", [
+    (3, 0, 8, "none beyond the next look (8)"),  # a small SE: fewer than this look already holds
+    (8, 3, 8, "none beyond the next look (8)"),
+    (20, 15, 8, "15"),                          # the planned effect needs more than the next look
+    (20, 15, None, "15"),                       # past the last look the count is all there is
+])
+def test_evaluators_still_needed_never_reads_zero_beside_continue(needed, more, next_look, cell):
+    from evalstudy.analysis.result import PrimaryComparisonResult
+    from webapp.research.reports import _still_needed
+
+    c = PrimaryComparisonResult(a="x", b="y", measure="score", effect=0.5, alpha=0.05, looks=[], current_look=1,
+                                next_look=next_look, decision="continue", estimate=0.1, se=0.05,
+                                evaluators_needed=needed, evaluators_more=more, robustness=[])
+    assert _still_needed(c) == cell
+    assert _still_needed(dataclasses.replace(c, decision="stop: difference shown")) == "–"

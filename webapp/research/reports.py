@@ -18,7 +18,7 @@ from decimal import Decimal
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from evalstudy.analysis.result import AnalysisResult, Sections, few_raters_warning
+from evalstudy.analysis.result import AnalysisResult, PrimaryComparisonResult, Sections, few_raters_warning
 from evalstudy.figures import FIGURE_TITLES
 from evalstudy.protocol import Protocol
 from webapp.studies.models import Study
@@ -212,8 +212,7 @@ def _sequential_table(result: AnalysisResult) -> Table | None:
                 else f"before the first ({primary.n_evaluators} of {primary.looks_planned[0]} evaluators)")
         rows.append((f"{c.a} − {c.b}", MEASURE_LABELS.get(c.measure, c.measure), num(c.effect, 3), look,
                      num(last.estimate if last else c.estimate, 3), num(last.z if last else None),
-                     f"±{num(last.boundary)}" if last else "–", c.decision,
-                     num(c.evaluators_more) if c.decision == "continue" else "–"))
+                     f"±{num(last.boundary)}" if last else "–", c.decision, _still_needed(c)))
     taken = ", ".join(str(n) for n in primary.looks_planned[:primary.looks_taken]) or "none yet"
     return Table(
         key="sequential", title="Primary comparisons: when to stop",
@@ -225,6 +224,18 @@ def _sequential_table(result: AnalysisResult) -> Table | None:
              f"error rate {num(primary.alpha)}. “Evaluators still needed”: how many more the planned effect "
              f"would need for power {num(primary.power)} at the variance seen so far.",
     )
+
+
+def _still_needed(c: PrimaryComparisonResult) -> str:
+    """The "evaluators still needed" cell. While the rule says continue, the study goes on to
+    its next planned look whatever the variance: none needed beyond the look's own evaluators
+    (the estimate is below them when the standard error is small) reads as that, not as 0
+    beside "continue"."""
+    if c.decision != "continue" or c.evaluators_more is None:
+        return "–"
+    if c.next_look is not None and c.evaluators_needed is not None and c.evaluators_needed <= c.next_look:
+        return f"none beyond the next look ({c.next_look})"
+    return num(c.evaluators_more)
 
 
 def _robustness_table(result: AnalysisResult) -> Table | None:
