@@ -437,7 +437,8 @@ def protocol_file(value: str, *, field: str, base_dir: str | Path | None = None,
     if root is None:
         return path if path.is_absolute() or base_dir is None else Path(base_dir) / path
     if path.is_absolute():
-        raise ProtocolError(f"{field}: give a path relative to the protocol files folder, not an absolute one")
+        raise ProtocolError(f"{field}: give a path relative to the protocol's own folder, inside the protocol files "
+                            "folder (the server's FUSION_PROTOCOL_FILES_DIR), not an absolute one")
     try:
         inside = Path(root).resolve()
         full = ((Path(base_dir) if base_dir is not None else inside) / path).resolve()
