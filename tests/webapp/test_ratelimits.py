@@ -92,6 +92,21 @@ def test_one_address_holds_at_most_its_share_of_places_at_once(settings):
     assert _consent_from(study, "203.0.113.7")[1] == 302
 
 
+def test_the_cap_counts_an_ipv6_client_by_its_64_and_a_mapped_ipv4_as_itself(settings):
+    """Every IPv6 home line or server has at least a /64: counted by the full address, one
+    client held every place of a study from 2^64 "addresses"."""
+    settings.FUSION_RATE_CONSENT = "1000/d"
+    cap = SHIPPED.FUSION_SLOTS_PER_ADDRESS
+    study = build_open_study(n_slots=2 * cap + 2)
+    statuses = [_consent_from(study, f"2001:db8:0:7::{k + 1:x}")[1] for k in range(cap + 1)]
+    assert statuses == [302] * cap + [429] and _held_slots(study) == cap
+    assert _consent_from(study, "2001:db8:0:8::1")[1] == 302  # the next /64 is someone else
+    mapped = [_consent_from(study, "::ffff:192.0.2.9")[1] for _ in range(cap - 1)]
+    assert mapped == [302] * (cap - 1)
+    assert _consent_from(study, "192.0.2.9")[1] == 302           # the same IPv4 client, its 5th place
+    assert _consent_from(study, "::ffff:192.0.2.9")[1] == 429
+
+
 def test_a_refused_join_shows_the_plain_429_page(study):
     for _ in range(_limit(SHIPPED.FUSION_RATE_JOIN)):
         Client().get(f"/join/{study.invite_token}/")

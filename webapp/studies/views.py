@@ -23,7 +23,7 @@ from django_ratelimit.core import is_ratelimited
 from django_ratelimit.decorators import ratelimit
 from django_ratelimit.exceptions import Ratelimited
 
-from webapp.clientip import client_ip
+from webapp.clientip import client_network
 
 from . import flow, recruitment, selectors, sqlreads
 from .models import Evaluator, Study
@@ -301,9 +301,10 @@ def consent(request: HttpRequest, study: Study, evaluator: Evaluator) -> HttpRes
 
 
 def _address_key(request: HttpRequest) -> str:
-    """The client's address as the places-per-address cap counts it: a keyed hash (HMAC with
-    the site's secret key), so that the database never holds a participant's address."""
-    return salted_hmac("fusion.consent-address", client_ip(request)).hexdigest()[:32]
+    """The client's address as the places-per-address cap counts it (an IPv6 client by its /64:
+    ``client_network``): a keyed hash (HMAC with the site's secret key), so that the database
+    never holds a participant's address."""
+    return salted_hmac("fusion.consent-address", client_network(request)).hexdigest()[:32]
 
 
 def _read_key(study: Study) -> str:
