@@ -4,6 +4,7 @@ import re
 from datetime import timedelta
 
 import pytest
+from django.core import signing
 from django.test import Client
 from django.utils import timezone
 
@@ -95,6 +96,18 @@ def test_a_forged_ticket_takes_nothing_over(study):
     r = Client().post(f"/join/{study.invite_token}/continue/", {"ticket": f"{ev.pk}:{ev.browser}"})
     assert r.status_code == 400
     assert Evaluator.objects.get().browser == ev.browser
+
+
+def test_the_ticket_does_not_carry_the_browser_token_it_names(study):
+    """The ticket is signed, not encrypted: whoever gets the question page reads it. The
+    holding browser's token is what that browser's session presents, so the ticket names
+    it by a keyed tag only."""
+    first = Client()
+    _join_and_consent(first, study)
+    ev = Evaluator.objects.get()
+    ticket = _ticket(Client().get(f"/join/{study.invite_token}/", PID))
+    readable = signing.b64_decode(ticket.split(":")[0].encode()).decode()  # no key needed
+    assert ev.browser not in readable and ev.browser not in ticket
 
 
 def test_an_id_silent_for_the_slot_timeout_moves_to_the_new_browser_without_asking(study, settings):

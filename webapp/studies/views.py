@@ -15,7 +15,7 @@ from django.core import signing
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.utils.crypto import salted_hmac
+from django.utils.crypto import constant_time_compare, salted_hmac
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 from django_ratelimit import ALL
@@ -225,7 +225,8 @@ def join(request: HttpRequest, invite_token: str) -> HttpResponse:
         except flow.StudyUnavailable as exc:
             return _unavailable(request, study, str(exc), 403, outcome=exc.reason)
         except flow.ActiveElsewhere as exc:
-            ticket = signing.dumps({"e": exc.evaluator.pk, "b": exc.evaluator.browser}, salt=TAKEOVER_SALT)
+            held = {"e": exc.evaluator.pk, "b": _browser_tag(exc.evaluator.browser)}
+            ticket = signing.dumps(held, salt=TAKEOVER_SALT)
             return render(request, "studies/takeover.html", {"study": study, "ticket": ticket}, status=409)
         _remember(request, evaluator)
     elif evaluator.finished_at is not None:  # back by the link after finishing, in this browser
@@ -245,12 +246,20 @@ def join_continue(request: HttpRequest, invite_token: str) -> HttpResponse:
     study = get_object_or_404(Study, invite_token=invite_token)
     try:
         data = signing.loads(request.POST.get("ticket", ""), salt=TAKEOVER_SALT, max_age=TAKEOVER_MAX_AGE)
-        evaluator = Evaluator.objects.get(pk=int(data["e"]), study=study, browser=str(data["b"]))
+        evaluator = Evaluator.objects.get(pk=int(data["e"]), study=study)
+        if not constant_time_compare(str(data["b"]), _browser_tag(evaluator.browser)):
+            raise Evaluator.DoesNotExist  # another browser holds it now: the ticket is spent
     except (signing.BadSignature, KeyError, TypeError, ValueError, Evaluator.DoesNotExist):
         return _unavailable(request, study, "This question has expired. Use your invite link again.", 400)
     evaluator = flow.evaluator_take_over(evaluator=evaluator)
     _remember(request, evaluator)
     return _next_page(study, evaluator)
+
+
+def _browser_tag(browser: str) -> str:
+    """The browser that holds an evaluator, as a take-over ticket names it: the ticket is
+    signed, not encrypted, and the browser's own token is what its session presents."""
+    return salted_hmac(TAKEOVER_SALT + ".browser", browser).hexdigest()[:16]
 
 
 def _consent_context(study: Study, evaluator: Evaluator, tasks: dict[str, int] | None = None) -> dict:
