@@ -580,3 +580,23 @@ def test_image_ids_come_from_the_random_source_and_differ_between_batches_of_the
               for i in Image.objects.filter(study=small_study, source=Image.Source.MODEL)}
     assert second.keys() == first.keys() and set(second.values()) <= set(drawn)
     assert not set(first.values()) & set(second.values())
+
+
+def test_a_part_whose_images_differ_in_size_from_the_studys_others_fails_and_stores_nothing(study, settings):
+    """An image of another variant (imported, say) at 40x40: the part's images, drawn at the
+    checkpoint's own size, would name their model; the part fails with the sizes, storing none."""
+    from webapp.studies.imagefiles import write_png_atomic
+
+    batch = services.batch_launch(study=study, steps=1, part_size=6)
+    part = present(batch.parts.order_by("id").first())
+    other = study.variants.exclude(pk=part.variant_id).order_by("index").first()
+    prompt_id, seed = selectors.study_needed_work(study=study)[present(other).pk][0]
+    image = Image(study=study, prompt_id=prompt_id, variant=other, seed=seed, source="model", width=40, height=40)
+    image.file = write_png_atomic(image=PILImage.new("RGB", (40, 40)), public_id=image.public_id,
+                                  media_root=settings.MEDIA_ROOT)
+    image.save()
+    assert tasks.generate_part.apply(args=(part.pk, "c")).get() == "failed"
+    part.refresh_from_db()
+    assert part.status == "failed" and f"{present(other).name} 40x40" in part.error
+    assert "every image an evaluator sees has one size" in part.error
+    assert not Image.objects.filter(variant_id=part.variant_id).exists()

@@ -332,3 +332,264 @@ def test_an_admin_imports_a_zip_from_the_generation_page(study, tmp_path):
     stranger = Client()
     stranger.force_login(UserFactory(username="someone"))
     assert stranger.post(f"/generation/study/{study.slug}/images/", {}).status_code == 404
+
+
+# --------------------------------------------------------------------------- one size for every image an evaluator sees
+
+
+def store_variant(study: Study, variant: str, side: int, *, mode: str = "RGB") -> None:
+    """Every visible image ``variant`` needs, as stored rows and files of ``side`` pixels (a
+    finished generation batch's), the file written in ``mode`` without the platform's writer."""
+    from django.conf import settings as django_settings
+
+    from webapp.studies.imagefiles import relative_path_for
+    from webapp.studies.models import new_public_id
+
+    v = study.variants.get(name=variant)
+    for k, (prompt_id, seed) in enumerate(selectors.study_needed_work(study=study)[v.pk]):
+        public_id = new_public_id()
+        file = Path(django_settings.MEDIA_ROOT) / relative_path_for(public_id)
+        file.parent.mkdir(parents=True, exist_ok=True)
+        PILImage.open(io.BytesIO(picture(k, (side, side)))).convert(mode).save(file, format="PNG")
+        Image.objects.create(public_id=public_id, study=study, prompt_id=prompt_id, variant=v, seed=seed,
+                             source="model", file=relative_path_for(public_id), width=side, height=side)
+    study_lifecycle.study_attach_images(study=study)
+
+
+def test_opening_refuses_images_whose_size_differs_by_variant_and_changes_nothing(study, settings):
+    from webapp.studies.models import Slot
+
+    for name, side in (("model-a", 24), ("model-b", 24), ("model-c", 32), ("model-d", 32)):
+        store_variant(study, name, side)
+    files_before = media_files(settings)
+    with pytest.raises(study_lifecycle.StudySetupError) as caught:
+        study_lifecycle.study_open(study=study)
+    message = str(caught.value)
+    assert message.startswith("The study's images differ in size by variant: ")
+    assert "model-a 24x24, model-b 24x24, model-c 32x32, model-d 32x32" in message and "\n" not in message
+    assert "sampling.size" in message and str(settings.MEDIA_ROOT) not in message
+    study.refresh_from_db()
+    assert study.status == Study.Status.DRAFT and not Slot.objects.filter(study=study).exists()
+    assert not Image.objects.filter(study=study, source="gold").exists()  # rolled back, its files removed
+    assert media_files(settings) == files_before
+
+
+def test_opening_refuses_images_whose_mode_differs_by_variant(study):
+    for name in ("model-a", "model-b", "model-c"):
+        store_variant(study, name, 32)
+    store_variant(study, "model-d", 32, mode="L")
+    with pytest.raises(study_lifecycle.StudySetupError, match="differ in colour mode by variant: .*model-d grey 8-bit"):
+        study_lifecycle.study_open(study=study)
+    study.refresh_from_db()
+    assert study.status == Study.Status.DRAFT
+
+
+def test_a_study_of_one_size_opens_and_its_gold_is_drawn_again_at_that_size(
+        study, settings, django_capture_on_commit_callbacks):
+    settings.FUSION_GOLD_SIZE = 20
+    study_lifecycle.study_render_gold(study=study)  # a preview before any model image existed
+    assert {(i.width, i.height) for i in Image.objects.filter(study=study, source="gold")} == {(20, 20)}
+    for name in ("model-a", "model-b", "model-c", "model-d"):
+        store_variant(study, name, 32)
+    with django_capture_on_commit_callbacks(execute=True):
+        opened = study_lifecycle.study_open(study=study)
+    assert opened.status == Study.Status.OPEN
+    gold = Image.objects.filter(study=study, source="gold")
+    assert gold.exists() and {(i.width, i.height) for i in gold} == {(32, 32)}
+    assert len(media_files(settings)) == Image.objects.filter(study=study).count()  # the 20 px files are gone
+
+
+@pytest.mark.parametrize("resize", [True, False], ids=["resized", "at-sampling-size"])
+def test_an_import_unlike_the_size_of_the_studys_other_images_is_refused(study, tmp_path, settings, resize):
+    store_variant(study, "model-a", 24)
+    store_variant(study, "model-b", 24)
+    before = media_files(settings)
+    folder = write_folder(tmp_path / "set", make_rows(study), size=(48, 40) if resize else (32, 32))
+    with pytest.raises(ImageSetError) as caught:
+        imageset_import(study=study, path=folder, resize=resize)
+    how = "resized to" if resize else "of"
+    assert (f"The images are {how} 32x32 pixels but the study's other images are not (model-a 24x24, "
+            "model-b 24x24)") in str(caught.value)
+    assert not Image.objects.filter(variant__name__in=IMPORTED).exists() and media_files(settings) == before
+
+
+def test_an_import_at_the_size_of_the_studys_other_images_is_taken(study, tmp_path):
+    store_variant(study, "model-a", 32)
+    result = imageset_import(study=study, path=write_folder(tmp_path / "set", make_rows(study), size=(48, 40)),
+                             resize=True)
+    assert result.images == 12
+
+
+# --------------------------------------------------------------------------- malformed uploads
+
+
+def _patch_central(archive: Path, entry: str, offset: int, value: bytes) -> None:
+    """Overwrite bytes at ``offset`` of ``entry``'s central directory record."""
+    data = bytearray(archive.read_bytes())
+    at = data.find(b"PK\x01\x02")  # the first central record; walk to ``entry``'s
+    while at != -1:
+        name_len = int.from_bytes(data[at + 28:at + 30], "little")
+        if data[at + 46:at + 46 + name_len].decode() == entry:
+            data[at + offset:at + offset + len(value)] = value
+            archive.write_bytes(bytes(data))
+            return
+        at = data.find(b"PK\x01\x02", at + 4)
+    raise AssertionError(f"{entry} not in {archive.name}")
+
+
+def stored_zip(study, tmp_path) -> tuple[Path, str]:
+    rows = make_rows(study)
+    folder = write_folder(tmp_path / "set", rows)
+    archive = tmp_path / "set.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as zf:
+        for file in sorted(folder.rglob("*")):
+            if file.is_file():
+                zf.write(file, file.relative_to(folder).as_posix())
+    return archive, rows[0]["file"]
+
+
+def _bad_crc(study, tmp_path):
+    archive, entry = stored_zip(study, tmp_path)
+    with zipfile.ZipFile(archive) as zf:
+        info = zf.getinfo(entry)
+    data = bytearray(archive.read_bytes())
+    start = info.header_offset + 30 + len(entry.encode())
+    data[start + 100] ^= 0xFF  # a pixel byte of a stored (uncompressed) entry
+    archive.write_bytes(bytes(data))
+    return archive, f"{entry} cannot be read: damaged"
+
+
+def _encrypted(study, tmp_path):
+    archive, entry = stored_zip(study, tmp_path)
+    _patch_central(archive, entry, 8, (0x1).to_bytes(2, "little"))  # general purpose flag: encrypted
+    return archive, f"{entry} cannot be read: encrypted"
+
+
+def _unknown_compression(study, tmp_path):
+    archive, entry = stored_zip(study, tmp_path)
+    _patch_central(archive, entry, 10, (97).to_bytes(2, "little"))  # compression method 97 (WavPack)
+    return archive, f"{entry} cannot be read: compressed with a method this server cannot read"
+
+
+def _damaged_manifest(study, tmp_path):
+    archive, _ = stored_zip(study, tmp_path)
+    _patch_central(archive, "manifest.csv", 10, (97).to_bytes(2, "little"))
+    return archive, "The manifest manifest.csv cannot be read"
+
+
+def _deep_json(study, tmp_path):
+    folder = write_folder(tmp_path / "set", make_rows(study), manifest="json")
+    (folder / "manifest.json").write_text("[" * 200_000)
+    return zip_folder(folder, tmp_path / "set.zip"), "The manifest manifest.json nests too deeply"
+
+
+def _huge_csv_field(study, tmp_path):
+    rows = make_rows(study)
+    rows[0]["prompt"] = "x" * 200_000
+    return zip_folder(write_folder(tmp_path / "set", rows), tmp_path / "set.zip"), \
+        "The manifest manifest.csv is not CSV that can be read"
+
+
+MALFORMED = [_bad_crc, _encrypted, _unknown_compression, _damaged_manifest, _deep_json, _huge_csv_field]
+
+
+@pytest.mark.parametrize("case", MALFORMED, ids=[c.__name__.strip("_") for c in MALFORMED])
+def test_a_malformed_upload_is_a_listed_problem_not_a_crash(case, study, tmp_path, settings):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+    from django.test import Client
+
+    from tests.factories import UserFactory
+
+    archive, message = case(study, tmp_path)
+    with pytest.raises(ImageSetError) as caught:
+        imageset_import(study=study, path=archive)
+    assert message in str(caught.value), str(caught.value)
+    assert str(tmp_path) not in str(caught.value) and "Traceback" not in str(caught.value)
+    with pytest.raises(CommandError, match="The image set was refused"):
+        call_command("import_images", study.slug, str(archive))
+    admin = Client()
+    admin.force_login(UserFactory(username="boss", is_staff=True))
+    r = admin.post(f"/generation/study/{study.slug}/images/",
+                   {"upload": SimpleUploadedFile("set.zip", archive.read_bytes(), content_type="application/zip")})
+    assert r.status_code == 400 and message.encode() in r.content.replace(b"&#x27;", b"'")
+    assert not Image.objects.filter(source="model").exists() and media_files(settings) == []
+
+
+# --------------------------------------------------------------------------- pixels as a browser shows them
+
+
+def _swapped_red_blue_profile() -> bytes:
+    """An ICC profile (sRGB's, red and blue primaries swapped): pure red in it is sRGB blue."""
+    from PIL import ImageCms
+
+    data = bytearray(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+    tags = {bytes(data[o:o + 4]): o for o in range(132, 132 + 12 * int.from_bytes(data[128:132], "big"), 12)}
+    r, b = tags[b"rXYZ"], tags[b"bXYZ"]
+    data[r + 4:r + 12], data[b + 4:b + 12] = data[b + 4:b + 12], data[r + 4:r + 12]
+    return bytes(data)
+
+
+def _encoded(image: PILImage.Image, fmt: str = "PNG", **kw) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format=fmt, **kw)
+    return buf.getvalue()
+
+
+def _transparent() -> tuple[bytes, dict]:
+    image = PILImage.new("RGBA", (32, 32), (255, 0, 0, 0))  # transparent red on the left
+    image.paste((0, 0, 255, 255), (16, 0, 32, 32))
+    return _encoded(image), {(2, 2): (255, 255, 255), (30, 2): (0, 0, 255)}
+
+
+def _palette_transparent() -> tuple[bytes, dict]:
+    image = PILImage.new("P", (32, 32), 0)
+    image.putpalette([0, 0, 0, 0, 0, 255] + [0] * 762)
+    image.paste(1, (16, 0, 32, 32))
+    return _encoded(image, transparency=0), {(2, 2): (255, 255, 255), (30, 2): (0, 0, 255)}
+
+
+def _exif_rotated() -> tuple[bytes, dict]:
+    image = PILImage.new("RGB", (32, 32), (0, 0, 0))
+    image.paste((255, 0, 0), (0, 0, 16, 16))  # red top-left as stored; Orientation 6: turn 90° clockwise
+    exif = PILImage.Exif()
+    exif[0x0112] = 6
+    return _encoded(image, "JPEG", quality=95, exif=exif.tobytes()), {(28, 3): (255, 0, 0), (3, 3): (0, 0, 0)}
+
+
+def _sixteen_bit_grey() -> tuple[bytes, dict]:
+    image = PILImage.new("I;16", (32, 32), 128 * 257)  # mid-grey in 16 bits
+    return _encoded(image), {(5, 5): (128, 128, 128)}
+
+
+def _display_p3_like() -> tuple[bytes, dict]:
+    image = PILImage.new("RGB", (32, 32), (255, 0, 0))
+    return _encoded(image, icc_profile=_swapped_red_blue_profile()), {(5, 5): (0, 0, 255)}
+
+
+PIXELS = [_transparent, _palette_transparent, _exif_rotated, _sixteen_bit_grey, _display_p3_like]
+
+
+@pytest.mark.parametrize("case", PIXELS, ids=[c.__name__.strip("_") for c in PIXELS])
+def test_imported_pixels_are_stored_as_a_browser_shows_them(case, study, tmp_path, settings):
+    rows = make_rows(study)
+    folder = write_folder(tmp_path / "set", rows)
+    data, expected = case()
+    for row in rows:
+        (folder / row["file"]).write_bytes(data)
+    imageset_import(study=study, path=folder)
+    for image in Image.objects.filter(study=study, variant__name__in=IMPORTED):
+        with PILImage.open(Path(settings.MEDIA_ROOT) / image.file) as stored:
+            assert stored.mode == "RGB" and stored.size == (32, 32)
+            for xy, colour in expected.items():
+                got = stored.getpixel(xy)
+                assert isinstance(got, tuple)
+                assert max(abs(a - b) for a, b in zip(got, colour, strict=True)) <= 8, (xy, got, colour)
+
+
+def test_a_broken_colour_profile_is_a_listed_problem(study, tmp_path, settings):
+    rows = make_rows(study)
+    folder = write_folder(tmp_path / "set", rows)
+    (folder / rows[2]["file"]).write_bytes(_encoded(PILImage.new("RGB", (32, 32)), icc_profile=b"not a profile"))
+    with pytest.raises(ImageSetError, match="row 3: file .*: its embedded colour profile cannot be read"):
+        imageset_import(study=study, path=folder)
+    assert not Image.objects.filter(source="model").exists() and media_files(settings) == []

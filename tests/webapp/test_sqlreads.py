@@ -239,7 +239,8 @@ def test_the_model_image_width_is_the_orms_first_sized_model_image(study):
     from webapp.studies.models import Image
 
     def orm():
-        sample = Image.objects.filter(study=study, source=Image.Source.MODEL).exclude(width=0).first()
+        sample = (Image.objects.filter(study=study, source=Image.Source.MODEL, judge_only=False)
+                  .exclude(width=0).first())
         return sample.width if sample is not None else None
 
     models = Image.objects.filter(study=study, source=Image.Source.MODEL).order_by("id")

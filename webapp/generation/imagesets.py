@@ -10,9 +10,13 @@ An upload is a folder or a zip holding the images and a manifest (``manifest.csv
 prompt, seed = the protocol's sampling seed + k). Every row is checked before anything is
 stored: the file is inside the upload, decodes as an image within the size limits, its
 prompt and seed are a cell of the study's grid, and each imported variant's cells are
-covered exactly once. Any problem refuses the whole upload, every problem listed; else
-every image is stored, in one transaction, re-encoded by the platform's PNG writer
-(so its name, metadata and byte size say nothing of the upload) under a random id.
+covered exactly once, and every image (resized or not) has the one size of the study's
+other images an evaluator sees (opening the study checks this again, whatever made the
+images). Any problem refuses the whole upload, every problem listed, a zip entry or a
+manifest that cannot be read included; else every image is stored, in one transaction,
+re-encoded by the platform's PNG writer (so its name, metadata and byte size say nothing
+of the upload) under a random id, as 8-bit sRGB (``_display``: turned upright by its EXIF
+orientation, converted from its colour profile, transparency on white).
 """
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ import io
 import json
 import stat
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -30,9 +35,9 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from PIL import Image as PILImage
-from PIL import UnidentifiedImageError
+from PIL import ImageCms, ImageOps, UnidentifiedImageError
 
-from webapp.studies.imagefiles import relative_path_for, write_png_atomic
+from webapp.studies.imagefiles import relative_path_for, to_rgb, write_png_atomic
 from webapp.studies.lifecycle import study_attach_images
 from webapp.studies.models import Image, Prompt, Study, Variant, new_public_id
 
@@ -43,6 +48,21 @@ MAX_UPLOAD_BYTES = 2 * 1024**3  # the upload's images and manifest, uncompressed
 MAX_FILE_BYTES = 64 * 1024**2  # one image file
 MAX_IMAGE_SIDE = 4096  # pixels, either side
 MAX_PROBLEMS_SHOWN = 50
+
+# What reading a damaged, encrypted or oddly compressed zip raises (zipfile, zlib, the file system).
+ZIP_ERRORS = (zipfile.BadZipFile, RuntimeError, NotImplementedError, EOFError, zlib.error, OSError)
+
+
+def _zip_trouble(exc: BaseException) -> str:
+    """Why a zip (or one of its entries) cannot be read, in words; never the exception's text,
+    which may hold a path on the server."""
+    if isinstance(exc, RuntimeError) and "encrypt" in str(exc).lower():
+        return "encrypted (a password is needed); upload a zip without a password"
+    if isinstance(exc, NotImplementedError):
+        return "compressed with a method this server cannot read; use deflate or no compression"
+    if isinstance(exc, (zipfile.BadZipFile, zlib.error, EOFError)):
+        return "damaged (a bad checksum, or data cut short)"
+    return f"unreadable ({type(exc).__name__})"
 
 
 class ImageSetError(ValueError):
@@ -86,8 +106,13 @@ class Upload:
                     self.names[rel] = file
                     total += file.stat().st_size
         elif zipfile.is_zipfile(path):
-            self.zip = zipfile.ZipFile(path)
-            for info in self.zip.infolist():
+            try:
+                self.zip = zipfile.ZipFile(path)
+                infos = self.zip.infolist()
+            except ZIP_ERRORS as exc:
+                problems.append(f"The zip cannot be opened: {_zip_trouble(exc)}.")
+                infos = []
+            for info in infos:
                 name = info.filename
                 if info.is_dir():
                     continue
@@ -112,14 +137,20 @@ class Upload:
         self.max_file = max_file
 
     def read(self, name: str) -> bytes:
-        """The bytes of ``name``, at most the per-file limit (a zip's stated size is not trusted)."""
+        """The bytes of ``name``, at most the per-file limit (a zip's stated size is not trusted).
+
+        ValueError, its message naming the entry and never a path on the server, when the
+        entry is too large, damaged, encrypted, or compressed in a way that cannot be read."""
         entry = self.names[name]
-        if self.zip is not None:
-            with self.zip.open(entry) as fh:
-                data = fh.read(self.max_file + 1)
-        else:
-            with open(entry, "rb") as fh:
-                data = fh.read(self.max_file + 1)
+        try:
+            if self.zip is not None:
+                with self.zip.open(entry) as fh:
+                    data = fh.read(self.max_file + 1)
+            else:
+                with open(entry, "rb") as fh:
+                    data = fh.read(self.max_file + 1)
+        except ZIP_ERRORS as exc:
+            raise ValueError(f"{name} cannot be read: {_zip_trouble(exc)}") from exc
         if len(data) > self.max_file:
             raise ValueError(f"more than the {self.max_file:,} bytes allowed for one file")
         return data
@@ -138,7 +169,11 @@ def _manifest_rows(upload: Upload, manifest: Path | None, problems: list[str]) -
         if not found:
             problems.append("No manifest: put manifest.csv or manifest.json at the top of the upload, or give one.")
             return [], ""
-        name, data = found[0], upload.read(found[0])
+        try:
+            name, data = found[0], upload.read(found[0])
+        except ValueError as exc:
+            problems.append(f"The manifest {exc}.")
+            return [], ""
     digest = hashlib.sha256(data).hexdigest()
     try:
         text = data.decode("utf-8-sig")
@@ -151,6 +186,9 @@ def _manifest_rows(upload: Upload, manifest: Path | None, problems: list[str]) -
         except json.JSONDecodeError as exc:
             problems.append(f"The manifest {name} is not valid JSON: {exc}.")
             return [], digest
+        except RecursionError:
+            problems.append(f"The manifest {name} nests too deeply to be read; it must be a list of objects.")
+            return [], digest
         rows = doc.get("images") if isinstance(doc, dict) else doc
         if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
             problems.append(f"The manifest {name} must be a list of objects (or {{\"images\": [...]}}).")
@@ -158,7 +196,16 @@ def _manifest_rows(upload: Upload, manifest: Path | None, problems: list[str]) -
         return [{str(k).strip().lower(): "" if v is None else str(v).strip() for k, v in r.items()}
                 for r in rows], digest
     reader = csv.DictReader(io.StringIO(text))
-    return [{(k or "").strip().lower(): (v or "").strip() for k, v in r.items()} for r in reader], digest
+    try:
+        return [{(k or "").strip().lower(): _cell(v) for k, v in r.items()} for r in reader], digest
+    except csv.Error as exc:  # a field over csv.field_size_limit(), a stray NUL, ...
+        problems.append(f"The manifest {name} is not CSV that can be read (line {reader.line_num}: {exc}).")
+        return [], digest
+
+
+def _cell(value: str | list[str] | None) -> str:
+    """A CSV cell as text; a row's cells beyond the header (a list under the key None) joined."""
+    return ",".join(value).strip() if isinstance(value, list) else (value or "").strip()
 
 
 # --------------------------------------------------------------------------- checking
@@ -260,13 +307,40 @@ def _decode(data: bytes, where: str, problems: list[str]) -> PILImage.Image | No
 
 
 def _display(image: PILImage.Image, size: int | None) -> PILImage.Image:
-    """``image`` centre-cropped to a square and resized to ``size`` pixels (RGB)."""
-    image = image.convert("RGB")
+    """``image`` as a browser shows it, in 8-bit sRGB, centre-cropped to a square and resized to
+    ``size`` pixels (``None``: its own size).
+
+    Turned upright by its EXIF orientation; converted from its embedded colour profile
+    (e.g. Display P3) to sRGB, which is what the platform's PNGs (no profile) are shown as;
+    16-bit grey scaled to 8 bits; transparency composited onto white (``imagefiles.to_rgb``).
+    ValueError, in words, when its orientation or colour profile cannot be read."""
+    try:
+        image = ImageOps.exif_transpose(image)
+    except (OSError, ValueError, KeyError, TypeError, SyntaxError) as exc:
+        raise ValueError(f"its EXIF orientation cannot be read ({type(exc).__name__})") from exc
+    icc = image.info.get("icc_profile")
+    if icc:
+        image = _to_srgb(image, icc)
+    image = to_rgb(image)
     if size is None or image.size == (size, size):
         return image
     side = min(image.size)
     left, top = (image.width - side) // 2, (image.height - side) // 2
     return image.crop((left, top, left + side, top + side)).resize((size, size), PILImage.Resampling.LANCZOS)
+
+
+def _to_srgb(image: PILImage.Image, icc: bytes) -> PILImage.Image:
+    """``image`` converted from the colour profile ``icc`` to sRGB (alpha kept)."""
+    if image.mode not in ("RGB", "RGBA", "L", "CMYK"):
+        image = image.convert("RGBA" if "A" in image.getbands() or "transparency" in image.info else "RGB")
+    try:
+        source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        out = "RGBA" if image.mode == "RGBA" else "RGB"
+        converted = ImageCms.profileToProfile(image, source, ImageCms.createProfile("sRGB"), outputMode=out)
+    except (ImageCms.PyCMSError, OSError, ValueError, TypeError) as exc:
+        raise ValueError(f"its embedded colour profile cannot be read or applied ({type(exc).__name__})") from exc
+    assert converted is not None  # inPlace=False returns the new image
+    return converted
 
 
 # --------------------------------------------------------------------------- importing
@@ -284,9 +358,11 @@ def imageset_import(*, study: Study, path: str | Path, manifest: str | Path | No
     """Import an image set for the variants its manifest names; all of it or (any problem) none.
 
     ``resize``: bring every image to the protocol's ``sampling.size`` (centre-cropped to a
-    square); without it every image must already be that size, or (no size in the
-    protocol) all of one size with the study's other images, since a size that differs by
-    variant would tell evaluators which model made an image.
+    square); without it every image must already be that size (when the protocol has one).
+    In every case the images (as stored, resized or not) must be of one size, and of the
+    size of the study's model images an evaluator can see that exist already (other
+    variants' images, generated or imported before): a size that differs by variant would
+    tell evaluators which model made an image (pixel dimensions, byte count).
     """
     path = Path(path)
     problems: list[str] = []
@@ -304,7 +380,10 @@ def imageset_import(*, study: Study, path: str | Path, manifest: str | Path | No
         size = selectors.study_sampling(study=study).size
         if resize and size is None:
             problems.append("Resizing needs the protocol's sampling.size (the display size in pixels).")
-        sizes = set(Image.objects.filter(study=study, source=Image.Source.MODEL).values_list("width", "height"))
+        existing: dict[str, set[tuple[int, int]]] = {}
+        for vname, width, height in (Image.objects.filter(study=study, source=Image.Source.MODEL, judge_only=False)
+                                    .values_list("variant__name", "width", "height").distinct()):
+            existing.setdefault(vname, set()).add((width, height))
         decoded: dict[str, tuple[str, tuple[int, int]]] = {}
         for row in checked:
             if row.file in decoded:
@@ -318,20 +397,18 @@ def imageset_import(*, study: Study, path: str | Path, manifest: str | Path | No
             except ValueError as exc:
                 problems.append(f"row {row.number}: file {row.file!r}: {exc}.")
                 continue
-            image = _decode(data, f"row {row.number}: file {row.file!r}", problems)
+            where = f"row {row.number}: file {row.file!r}"
+            image = _decode(data, where, problems)
             if image is None:
                 continue
-            shown = _display(image, size if resize else None).size
+            try:
+                shown = _display(image, size if resize else None).size
+            except ValueError as exc:
+                problems.append(f"{where}: {exc}.")
+                continue
             decoded[row.file] = (hashlib.sha256(data).hexdigest(), shown)
-            sizes.add(shown)
-        if not resize and size is not None:
-            off = sorted({f for f, (_, s) in decoded.items() if s != (size, size)})
-            if off:
-                problems.append(f"{len(off)} images are not {size}x{size} pixels (first: {off[0]!r}); "
-                                "import with resizing.")
-        elif len(sizes) > 1:
-            problems.append(f"The images come in {len(sizes)} sizes ({', '.join(f'{w}x{h}' for w, h in sorted(sizes))}"
-                            "): one size for every image of a study, or a size in the protocol and resizing.")
+        _check_sizes(decoded={f: s for f, (_, s) in decoded.items()}, existing=existing,
+                     size=size, resize=resize, problems=problems)
         if problems:
             raise ImageSetError(problems)
         upload_sha = (hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else manifest_sha)
@@ -340,6 +417,35 @@ def imageset_import(*, study: Study, path: str | Path, manifest: str | Path | No
                       upload_name=path.name, user=user)
     finally:
         upload.close()
+
+
+def _wxh(sizes) -> str:
+    return " and ".join(f"{w}x{h}" for w, h in sorted(sizes))
+
+
+def _check_sizes(*, decoded: dict[str, tuple[int, int]], existing: dict[str, set[tuple[int, int]]],
+                 size: int | None, resize: bool, problems: list[str]) -> None:
+    """The upload's images (file -> stored size) are of one size, the protocol's when they
+    are not resized to it, and the size of the study's visible model images (``existing``,
+    variant -> sizes) that exist already."""
+    if not resize and size is not None:
+        off = sorted({f for f, s in decoded.items() if s != (size, size)})
+        if off:
+            problems.append(f"{len(off)} images are not {size}x{size} pixels (first: {off[0]!r}); "
+                            "import with resizing.")
+            return
+    ours = set(decoded.values())
+    if len(ours) > 1:
+        problems.append(f"The images come in {len(ours)} sizes ({_wxh(ours)}): one size for every image of a "
+                        "study, or a size in the protocol and resizing.")
+        return
+    theirs = set().union(*existing.values()) if existing else set()
+    if ours and theirs and ours != theirs:
+        how = "resized to" if resize else "of"
+        others = ", ".join(f"{name} {_wxh(found)}" for name, found in sorted(existing.items()))
+        problems.append(f"The images are {how} {_wxh(ours)} pixels but the study's other images are not "
+                        f"({others}): every image an evaluator sees has one size; generate or import "
+                        "them all at one size (the protocol's sampling.size).")
 
 
 @transaction.atomic

@@ -180,6 +180,7 @@ def part_store_images(*, job: PartJob, images: list[GeneratedImage], provenance:
     texts = {w.prompt_id: w.text for w in job.todo}
     public_ids = {(w.prompt_id, w.seed): w.public_id for w in job.todo}
     judge_only = {(w.prompt_id, w.seed) for w in job.todo if w.judge_only}
+    _check_size(job=job, sizes={g.image.size for g in images if (g.prompt_id, g.seed) not in judge_only})
     stored = 0
     for generated in images:
         public_id = public_ids[(generated.prompt_id, generated.seed)]
@@ -206,6 +207,33 @@ def part_store_images(*, job: PartJob, images: list[GeneratedImage], provenance:
     part.heartbeat_at = timezone.now()
     part.save(update_fields=["images_done", "heartbeat_at"])
     return True
+
+
+def _check_size(*, job: PartJob, sizes: set[tuple[int, int]]) -> None:
+    """PartFailure unless the images an evaluator will see (``sizes``) have the one size of the
+    study's visible model images stored so far (other variants', imported or generated, and
+    this part's earlier chunks): a size that differs by variant names the model.
+
+    Parts of different variants storing their first images at the same moment can each pass
+    this; opening the study (``lifecycle.study_open``) checks every image again and refuses."""
+    if not sizes:
+        return
+    existing: dict[str, set[tuple[int, int]]] = {}
+    rows = (Image.objects.filter(study_id=job.study_id, source=Image.Source.MODEL, judge_only=False)
+            .values_list("variant__name", "width", "height").distinct())
+    for name, width, height in rows:
+        existing.setdefault(name, set()).add((width, height))
+    theirs = set().union(*existing.values()) if existing else set()
+    if len(sizes) > 1 or (theirs and sizes != theirs):
+        def wxh(found):
+            return " and ".join(f"{w}x{h}" for w, h in sorted(found))
+        others = ", ".join(f"{name} {wxh(found)}" for name, found in sorted(existing.items()))
+        raise PartFailure(
+            f"{job.variant_name}'s images are {wxh(sizes)} pixels but the study's other images are not "
+            f"({others or 'none yet'}): every image an evaluator sees has one size; generate or import them all "
+            "at one size (the protocol's sampling.size, which a diffusers pipeline draws at; a checkpoint of "
+            "ours draws at its own)."
+        )
 
 
 @transaction.atomic

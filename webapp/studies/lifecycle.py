@@ -8,6 +8,7 @@ and leaves the database as it was. What evaluators do inside a study is ``flow``
 from __future__ import annotations
 
 import secrets
+from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
@@ -16,7 +17,7 @@ from django.utils import timezone
 from evalstudy.design import StudyItem, plan_assignments, repeat_item_id, stable_key, study_items
 from evalstudy.protocol import Protocol, ProtocolError
 
-from .imagefiles import write_png_atomic
+from .imagefiles import png_header, write_png_atomic
 from .models import Image, Item, Prompt, Slot, Study, Variant
 
 # --------------------------------------------------------------------------- study status
@@ -151,20 +152,41 @@ def _render_gold(*, item: Item, size: int, look) -> Image:
     return image
 
 
-def _render_missing_gold(*, study: Study) -> None:
+def _render_missing_gold(*, study: Study) -> list[Path]:
     """Gold images are drawn at the size and with the look of the study's generated images,
-    so that they do not stand out; they are made when the study opens, after generation."""
+    so that they do not stand out; they are made when the study opens, after generation.
+
+    A draft's gold image drawn at another size (a preview before the model images existed,
+    or before they were made again) is drawn again: only a researcher has seen it."""
     from .gold import study_look
     from .practice import study_image_size
 
+    size = study_image_size(study)
+    stale = Image.objects.filter(study=study, source=Image.Source.GOLD).exclude(width=size, height=size)
+    old_files = [Path(settings.MEDIA_ROOT) / f for f in stale.values_list("file", flat=True)]
+    if old_files:
+        stale.delete()  # their items' image becomes empty (SET_NULL), drawn below
+        transaction.on_commit(lambda: _unlink(old_files))
     missing = list(Item.objects.filter(study=study, is_gold=True, image__isnull=True).select_related("prompt", "study"))
     if not missing:
-        return
+        return []
     look = study_look(study=study)
-    size = study_image_size(study)
-    for item in missing:
-        item.image = _render_gold(item=item, size=size, look=look)
-        item.save(update_fields=["image"])
+    written = []
+    try:
+        for item in missing:
+            item.image = _render_gold(item=item, size=size, look=look)
+            item.save(update_fields=["image"])
+            written.append(Path(settings.MEDIA_ROOT) / item.image.file)
+    except BaseException:
+        _unlink(written)
+        raise
+    return written
+
+
+def _unlink(files: list[Path]) -> None:
+    """Remove files written for rows that roll back."""
+    for file in files:
+        file.unlink(missing_ok=True)
 
 
 @transaction.atomic
@@ -300,19 +322,67 @@ def study_assignment_plans(*, study: Study, by_key: dict[str, Item]):
     )
 
 
+GOLD_LABEL = "gold"
+
+
+def _sizes_text(formats: dict[str, set[tuple[int, int, str]]], show) -> str:
+    """'concat-early 24x24, gold 24x24, sd-base 32x32 and 48x48', by label."""
+    return ", ".join(f"{label} {' and '.join(sorted({show(f) for f in found}))}"
+                     for label, found in sorted(formats.items()))
+
+
+def _check_one_image_format(*, study: Study) -> None:
+    """Every image an evaluator can see in the study (its model images that are not
+    judge-only, its gold images) has one width and height and one mode, as its stored PNG's
+    header says; else StudySetupError naming them by variant. A size or mode that differed by
+    variant would name the model in the pixel dimensions and the byte count (Content-Length)."""
+    formats: dict[str, set[tuple[int, int, str]]] = {}
+    unreadable: dict[str, int] = {}
+    visible = Image.objects.filter(study=study, judge_only=False).values_list("variant__name", "source", "file")
+    for name, source, file in visible.order_by("id").iterator():
+        label = GOLD_LABEL if source == Image.Source.GOLD else name
+        header = png_header(Path(settings.MEDIA_ROOT) / file)
+        if header is None:
+            unreadable[label] = unreadable.get(label, 0) + 1
+        else:
+            formats.setdefault(label, set()).add(header)
+    if unreadable:
+        counts = ", ".join(f"{label} {n}" for label, n in sorted(unreadable.items()))
+        raise StudySetupError(f"{sum(unreadable.values())} of the study's images have no readable PNG file "
+                              f"({counts}); generate or import them again before opening.")
+    every = set().union(*formats.values()) if formats else set()
+    if len({(w, h) for w, h, _ in every}) > 1:
+        raise StudySetupError(
+            "The study's images differ in size by variant: "
+            f"{_sizes_text(formats, lambda f: f'{f[0]}x{f[1]}')}; generate or import them at one size "
+            "(the protocol's sampling.size) before opening.")
+    if len({mode for _, _, mode in every}) > 1:
+        raise StudySetupError(
+            f"The study's images differ in colour mode by variant: {_sizes_text(formats, lambda f: f[2])}; "
+            "generate or import them again (the platform stores RGB 8-bit) before opening.")
+
+
 @transaction.atomic
 def study_open(*, study: Study) -> Study:
-    """Open a draft study: every image must exist; the assignment plan becomes slots."""
+    """Open a draft study: every image must exist, and every image an evaluator can see must
+    have one size and mode (``_check_one_image_format``); the assignment plan becomes slots.
+    Every way of opening a study (the run page, the admin, ``study_status``, a batch launched
+    with ``--open``, ``demo``) comes here; a refusal changes nothing."""
     from .selectors import study_missing_images
 
     study = _study_transition(study=study, action="open")
     study_attach_images(study=study)
-    _render_missing_gold(study=study)
-    missing = study_missing_images(study=study)
-    if missing:
-        raise StudySetupError(
-            f"{missing} images are still missing: run the study's generation batch to completion first."
-        )
+    drawn = _render_missing_gold(study=study)
+    try:
+        missing = study_missing_images(study=study)
+        if missing:
+            raise StudySetupError(
+                f"{missing} images are still missing: run the study's generation batch to completion first."
+            )
+        _check_one_image_format(study=study)
+    except BaseException:
+        _unlink(drawn)  # the gold rows roll back with the refusal; their files go too
+        raise
     by_key = {it.key: it for it in Item.objects.filter(study=study, repeat_of__isnull=True)}
     try:
         plans = study_assignment_plans(study=study, by_key=by_key)

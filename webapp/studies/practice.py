@@ -38,6 +38,9 @@ def practice_scenes(practice: Practice | None) -> dict[str, tuple[SceneSpec, int
 
 
 def study_image_size(study: Study) -> int:
+    """The side in pixels at which gold and practice pictures are drawn: that of the study's
+    model images an evaluator sees (opening a study checks that they share one size, the
+    gold images included), FUSION_GOLD_SIZE before any exists."""
     width = sqlreads.model_image_width(study_id=study.pk)  # one statement made once per process
     return width if width is not None else settings.FUSION_GOLD_SIZE
 

@@ -373,13 +373,15 @@ def insert_entries(*, evaluator_id: int, rows: Sequence[tuple[int, int, list[int
 
 @cache
 def _model_image_width_statement(vendor: str) -> str:
-    col = {f: _column(Image, f) for f in ("id", "study", "source", "width")}
+    col = {f: _column(Image, f) for f in ("id", "study", "source", "width", "judge_only")}
     return (f"SELECT g.{col['width']} FROM {_table(Image)} g WHERE g.{col['study']} = %s "
-            f"AND g.{col['source']} = %s AND g.{col['width']} <> 0 ORDER BY g.{col['id']} LIMIT 1")
+            f"AND g.{col['source']} = %s AND NOT g.{col['judge_only']} AND g.{col['width']} <> 0 "
+            f"ORDER BY g.{col['id']} LIMIT 1")
 
 
 def model_image_width(*, study_id: int) -> int | None:
-    """The width of the study's first model image that has one (by id), None when none has."""
+    """The width of the study's first model image an evaluator can see (not judge-only) that
+    has one (by id), None when none has. Opening a study checks that all of them have one size."""
     with connection.cursor() as cursor:
         cursor.execute(_model_image_width_statement(connection.vendor), [study_id, Image.Source.MODEL.value])
         found = cursor.fetchone()
