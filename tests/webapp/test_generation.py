@@ -224,7 +224,7 @@ def test_demo_protocol_needs_forty_images_per_variant():
 
 def test_launch_refuses_a_variant_without_checkpoint():
     study = make_study()
-    with pytest.raises(services.GenerationError, match="without one: concat-early"):
+    with pytest.raises(services.GenerationError, match="without either: concat-early"):
         services.batch_launch(study=study)
     assert not Batch.objects.exists()
 

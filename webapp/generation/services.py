@@ -218,9 +218,8 @@ def batch_launch(
     work = {v.pk: work[v.pk] if v.checkpoint is not None else [] for v in variants}
     if unassigned:
         first = "Assign" if Checkpoint.objects.exists() else "Register and assign"
-        raise GenerationError(f"{first} a checkpoint for every variant before launching (or import an image "
-                              f"set for a model trained elsewhere); without images or a checkpoint: "
-                              f"{', '.join(unassigned)}.")
+        raise GenerationError(f"{first} a checkpoint for every variant before launching, or import an image "
+                              f"set for a model trained elsewhere; without either: {', '.join(unassigned)}.")
     active = Batch.objects.filter(study=study, status__in=Batch.ACTIVE).first()
     if active is not None:
         raise BatchActiveError(active)
