@@ -593,3 +593,16 @@ def test_a_broken_colour_profile_is_a_listed_problem(study, tmp_path, settings):
     with pytest.raises(ImageSetError, match="row 3: file .*: its embedded colour profile cannot be read"):
         imageset_import(study=study, path=folder)
     assert not Image.objects.filter(source="model").exists() and media_files(settings) == []
+
+
+def test_a_problem_found_twice_is_said_once_and_a_summary_counts_files_and_images():
+    from webapp.generation.imagesets import ImageSetError, ImportResult, import_summary
+
+    twice = "m: ('two red circles', seed 0) is covered by rows 3, 13; once is needed."
+    err = ImageSetError([twice, "row 4: no such file", twice])
+    assert err.problems == [twice, "row 4: no such file"] and str(err).count(twice) == 1
+    assert "(2 problems)" in str(err)
+    same = ImportResult(variants=("m",), images=12, files=12, upload_sha256="0" * 64)
+    assert import_summary(same, study_slug="s") == "Imported 12 images for m of s"
+    shared = ImportResult(variants=("m", "n"), images=15, files=12, upload_sha256="0" * 64)
+    assert import_summary(shared).startswith("Imported 15 images from 12 files (a file whose text is both")

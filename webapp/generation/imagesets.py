@@ -69,6 +69,9 @@ class ImageSetError(ValueError):
     """An upload refused as a whole; ``problems`` lists every reason found."""
 
     def __init__(self, problems: list[str]):
+        # One problem found twice (a caption that is also a count prompt is two cells of one
+        # row) is said once.
+        problems = list(dict.fromkeys(problems))
         self.problems = problems
         shown = problems[:MAX_PROBLEMS_SHOWN]
         more = f"\n  … and {len(problems) - len(shown)} more" if len(problems) > len(shown) else ""
@@ -349,8 +352,18 @@ def _to_srgb(image: PILImage.Image, icc: bytes) -> PILImage.Image:
 @dataclass(frozen=True)
 class ImportResult:
     variants: tuple[str, ...]
-    images: int
+    images: int  # image rows made: a file whose text is both a count prompt and a caption makes two
+    files: int  # the manifest's rows stored
     upload_sha256: str
+
+
+def import_summary(result: ImportResult, *, study_slug: str = "") -> str:
+    """What an import did, in a sentence without its full stop."""
+    files = ("" if result.files == result.images else
+             f" from {result.files} files (a file whose text is both a count prompt and a caption is stored "
+             "once for each)")
+    where = f" of {study_slug}" if study_slug else ""
+    return f"Imported {result.images} images{files} for {', '.join(result.variants)}{where}"
 
 
 def imageset_import(*, study: Study, path: str | Path, manifest: str | Path | None = None,
@@ -432,7 +445,7 @@ def _check_sizes(*, decoded: dict[str, tuple[int, int]], existing: dict[str, set
         off = sorted({f for f, s in decoded.items() if s != (size, size)})
         if off:
             problems.append(f"{len(off)} images are not {size}x{size} pixels (first: {off[0]!r}); "
-                            "import with resizing.")
+                            "import with resizing (--resize, or the box on the generation page).")
             return
     ours = set(decoded.values())
     if len(ours) > 1:
@@ -488,4 +501,4 @@ def _store(*, study: Study, upload: Upload, rows: list[Row], hashes: dict[str, s
             file.unlink(missing_ok=True)
         raise
     return ImportResult(variants=tuple(dict.fromkeys(r.variant.name for r in rows)), images=len(written),
-                        upload_sha256=upload_sha)
+                        files=len(rows), upload_sha256=upload_sha)

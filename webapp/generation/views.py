@@ -100,7 +100,7 @@ def import_images(request: HttpRequest, slug: str) -> HttpResponse:
     """Import an uploaded image set's zip for the variants its manifest names (imagesets.py)."""
     import tempfile
 
-    from .imagesets import MAX_UPLOAD_BYTES, ImageSetError, imageset_import
+    from .imagesets import MAX_UPLOAD_BYTES, ImageSetError, imageset_import, import_summary
 
     study = get_object_or_404(Study, slug=slug)
     form = ImageSetForm(request.POST, request.FILES)
@@ -122,7 +122,7 @@ def import_images(request: HttpRequest, slug: str) -> HttpResponse:
             for problem in exc.problems:
                 form.add_error(None, problem)
             return _study_page(request, study, imageset_form=form, status=400)
-    messages.success(request, f"Imported {result.images} images for {', '.join(result.variants)}.")
+    messages.success(request, f"{import_summary(result)}.")
     return redirect("generation:study", slug=slug)
 
 

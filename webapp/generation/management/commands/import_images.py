@@ -7,7 +7,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 
 from webapp.commands import study_by_slug
-from webapp.generation.imagesets import ImageSetError, imageset_import
+from webapp.generation.imagesets import ImageSetError, imageset_import, import_summary
 
 
 class Command(BaseCommand):
@@ -27,5 +27,4 @@ class Command(BaseCommand):
             result = imageset_import(study=study, path=opts["path"], manifest=opts["manifest"], resize=opts["resize"])
         except ImageSetError as exc:
             raise CommandError(str(exc)) from exc
-        self.stdout.write(f"Imported {result.images} images for {', '.join(result.variants)} of {study.slug} "
-                          f"(upload sha256 {result.upload_sha256}).")
+        self.stdout.write(f"{import_summary(result, study_slug=study.slug)} (upload sha256 {result.upload_sha256}).")
