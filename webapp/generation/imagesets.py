@@ -357,6 +357,12 @@ class ImportResult:
     upload_sha256: str
 
 
+def _file_sha256(path: Path) -> str:
+    """The file's sha256, read in chunks: an upload may be 2 GiB."""
+    with path.open("rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
 def import_summary(result: ImportResult, *, study_slug: str = "") -> str:
     """What an import did, in a sentence without its full stop."""
     files = ("" if result.files == result.images else
@@ -424,7 +430,7 @@ def imageset_import(*, study: Study, path: str | Path, manifest: str | Path | No
                      size=size, resize=resize, problems=problems)
         if problems:
             raise ImageSetError(problems)
-        upload_sha = (hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else manifest_sha)
+        upload_sha = (_file_sha256(path) if path.is_file() else manifest_sha)
         return _store(study=study, upload=upload, rows=checked, hashes={f: h for f, (h, _) in decoded.items()},
                       size=size if resize else None, upload_sha=upload_sha, manifest_sha=manifest_sha,
                       upload_name=path.name, user=user)
