@@ -6,10 +6,12 @@ import io
 from datetime import timedelta
 
 import pytest
+from django.db.models import F, Min
 from django.test import Client
 from django.utils import timezone
 
 from tests.factories import UserFactory, build_open_study
+from tests.narrow import present
 from webapp.studies.models import CountResponse, Entry, Evaluator, RankResponse, Study
 
 from .conftest import PID, answer_data, current_task, demo_protocol, join, start
@@ -97,6 +99,77 @@ def test_each_task_is_stamped_once_when_first_shown(study):
     r = client.post(f"/e/{study.slug}/task/", answer_data(state["task"]), HTTP_ACCEPT="application/json")
     assert r.json()["task"]  # the reply shows the next task
     assert Entry.objects.filter(shown_at__isnull=False).count() == 2
+
+
+def _answers_in_order() -> list:
+    return sorted([*CountResponse.objects.all(), *RankResponse.objects.all()], key=lambda a: a.created_at)
+
+
+def _answer_json(client: Client, study) -> dict:
+    state = current_task(client, study)
+    r = client.post(f"/e/{study.slug}/task/", answer_data(state["task"]), HTTP_ACCEPT="application/json")
+    assert r.status_code == 200 and r.json()["ok"]
+    return r.json()
+
+
+def test_undo_cycles_count_no_time_twice(study):
+    """The probe's script: answer fast, wait once, undo everything, answer fast again. Time
+    on tasks must stay within the time from the first showing to the last answer, and no two
+    answers' intervals may overlap."""
+    client = join(Client(), study)
+    n = min(4, current_task(client, study)["progress"]["total"] - 1)  # not the last: no code, undo allowed
+    for _ in range(n):
+        _answer_json(client, study)
+    # 30 s pass before the undos: every time stored so far moves 30 s into the past.
+    wait = timedelta(seconds=30)
+    Entry.objects.exclude(shown_at=None).update(shown_at=F("shown_at") - wait)
+    for model in (CountResponse, RankResponse):
+        model.objects.update(created_at=F("created_at") - wait)
+    first_shown = present(Entry.objects.exclude(shown_at=None).aggregate(first=Min("shown_at"))["first"])
+    for _ in range(n):
+        assert client.post(f"/e/{study.slug}/undo/").status_code == 302
+    assert _n_answers() == 0
+    for _ in range(n):
+        _answer_json(client, study)
+    answers = _answers_in_order()
+    assert len(answers) == n
+    wall = (answers[-1].created_at - first_shown).total_seconds()
+    assert sum(a.seconds for a in answers) <= wall
+    assert sum(a.seconds for a in answers) < 5  # answered at once after each undo: not the 30 s again
+    for before, after in zip(answers, answers[1:], strict=False):
+        assert (after.created_at - timedelta(seconds=after.seconds)) >= before.created_at - timedelta(milliseconds=1)
+
+
+def test_a_reanswered_task_counts_from_the_undo(study):
+    client = join(Client(), study)
+    _answer_json(client, study)
+    _answer_json(client, study)
+    # Both tasks were shown a minute ago (the second is on the screen now).
+    Entry.objects.exclude(shown_at=None).update(shown_at=timezone.now() - timedelta(seconds=60))
+    undone_at = timezone.now()
+    assert client.post(f"/e/{study.slug}/undo/").status_code == 302
+    reopened = Entry.objects.get(index=1)
+    assert reopened.shown_at is not None and reopened.shown_at >= undone_at
+    assert Entry.objects.get(index=2).shown_at is None  # no longer shown: its time starts when it is
+    client.get(f"/e/{study.slug}/task/")  # a reload does not restart the reopened task's time
+    assert Entry.objects.get(index=1).shown_at == reopened.shown_at
+    _answer_json(client, study)
+    answer = _answers_in_order()[-1]
+    assert answer.entry_id == reopened.pk
+    assert answer.seconds <= (timezone.now() - undone_at).total_seconds() < 60
+
+
+def test_the_next_tasks_old_form_is_refused_after_an_undo(study):
+    """Two tabs: the task that was next is still on one of them after an undo in the other."""
+    client = join(Client(), study)
+    _answer_json(client, study)
+    stale = _answer_json(client, study)["task"]  # task 3, on a second tab
+    assert client.post(f"/e/{study.slug}/undo/").status_code == 302
+    before = _n_answers()
+    r = client.post(f"/e/{study.slug}/task/", answer_data(stale), HTTP_ACCEPT="application/json")
+    assert r.status_code == 409 and r.json()["error"]["code"] == "not_shown"
+    assert _n_answers() == before
+    assert current_task(client, study)["task"]["number"] == 2  # the reopened task is the one to answer
 
 
 def test_study_minutes_run_from_consent_to_the_last_answer(study):
