@@ -11,6 +11,7 @@ from tests.factories import build_open_study
 from webapp.studies.models import Evaluator
 
 DEMO = Path(__file__).resolve().parents[2] / "fixtures" / "protocols" / "demo.json"
+ST, SE = "57" * 12, "5e" * 12  # Prolific's STUDY_ID and SESSION_ID: 24 hexadecimal characters
 PROLIFIC = "https://app.prolific.com/"
 PID = "5f3e2d1c0b9a887766554433"
 
@@ -52,7 +53,7 @@ def _all_tasks_by_keyboard(page):
 
 def test_a_prolific_participant_practises_finishes_and_lands_on_the_completion_url(prolific, live_server, study):
     page = prolific
-    page.goto(f"{live_server.url}/join/{study.invite_token}/?PROLIFIC_PID={PID}&STUDY_ID=st-77&SESSION_ID=se-99")
+    page.goto(f"{live_server.url}/join/{study.invite_token}/?PROLIFIC_PID={PID}&STUDY_ID={ST}&SESSION_ID={SE}")
     # Consent from the protocol: what, how many tasks, how long, pay, data, contact, ethics.
     page.wait_for_selector("text=Before you start")
     consent = study.protocol["consent"]
@@ -83,13 +84,13 @@ def test_a_prolific_participant_practises_finishes_and_lands_on_the_completion_u
     assert page.inner_text("h1") == "Back on Prolific"
 
     ev = Evaluator.objects.get(study=study)
-    assert (ev.external_id, ev.external_study_id, ev.external_session_id) == (PID, "st-77", "se-99")
+    assert (ev.external_id, ev.external_study_id, ev.external_session_id) == (PID, ST, SE)
     assert ev.finished_at is not None
 
 
 def test_declining_lands_on_the_declined_url_and_takes_no_place(prolific, live_server, study):
     page = prolific
-    page.goto(f"{live_server.url}/join/{study.invite_token}/?PROLIFIC_PID={PID}&STUDY_ID=st&SESSION_ID=se")
+    page.goto(f"{live_server.url}/join/{study.invite_token}/?PROLIFIC_PID={PID}&STUDY_ID={ST}&SESSION_ID={SE}")
     page.click("#decline")
     declined = study.protocol["recruitment"]["declined"]
     page.wait_for_url(declined["url"].replace("{code}", declined["code"]))
@@ -99,7 +100,7 @@ def test_declining_lands_on_the_declined_url_and_takes_no_place(prolific, live_s
 
 def test_without_a_pid_in_the_link_the_participant_types_it(prolific, live_server, study):
     page = prolific
-    page.goto(f"{live_server.url}/join/{study.invite_token}/?STUDY_ID=st-1&SESSION_ID=se-1")
+    page.goto(f"{live_server.url}/join/{study.invite_token}/?STUDY_ID={ST}&SESSION_ID={SE}")
     page.wait_for_selector("#id_typed_id")
     assert not Evaluator.objects.filter(study=study).exists()
     page.fill("#id_typed_id", "not an id")
@@ -110,7 +111,7 @@ def test_without_a_pid_in_the_link_the_participant_types_it(prolific, live_serve
     page.click("#typed-id-submit")
     page.wait_for_selector("text=Before you start")
     ev = Evaluator.objects.get(study=study)
-    assert (ev.external_id, ev.external_study_id, ev.external_session_id) == (PID.upper(), "st-1", "se-1")
+    assert (ev.external_id, ev.external_study_id, ev.external_session_id) == (PID.upper(), ST, SE)
 
 
 def test_the_researcher_downloads_the_approval_csv_with_the_participant(prolific, live_server, study):
@@ -120,7 +121,7 @@ def test_the_researcher_downloads_the_approval_csv_with_the_participant(prolific
     from tests.factories import UserFactory
 
     page = prolific
-    page.goto(f"{live_server.url}/join/{study.invite_token}/?PROLIFIC_PID={PID}&STUDY_ID=st-5&SESSION_ID=se-5")
+    page.goto(f"{live_server.url}/join/{study.invite_token}/?PROLIFIC_PID={PID}&STUDY_ID={ST}&SESSION_ID={SE}")
     page.click("text=I agree, continue")
     page.click("#start")
     page.click("#cant-tell")
@@ -140,5 +141,5 @@ def test_the_researcher_downloads_the_approval_csv_with_the_participant(prolific
     text = Path(download.value.path()).read_text()
     rows = list(csv.DictReader(io.StringIO(text)))
     assert [(r["participant_id"], r["status"], r["study_id"], r["session_id"]) for r in rows] == [
-        (PID, "finished", "st-5", "se-5")]
+        (PID, "finished", ST, SE)]
     assert rows[0]["suggestion"] in ("approve", "reject")

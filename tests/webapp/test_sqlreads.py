@@ -317,3 +317,19 @@ def test_a_rankings_images_match_the_orm_with_their_variants(study):
         for index, image in raw.items():
             assert _values(image) == _values(expected[index])
             assert _values(present(image.variant)) == _values(present(expected[index].variant))
+
+
+def test_mark_shown_writes_once_and_only_for_the_next_task(study):
+    """A task is marked shown once, and only while every earlier task is answered: a request
+    that read the next task before an undo took the evaluator back writes nothing."""
+    from django.utils import timezone
+
+    join(Client(), study)
+    evaluator = Evaluator.objects.get(study=study)
+    first, second = Entry.objects.filter(evaluator=evaluator).order_by("index")[:2]
+    now = timezone.now().replace(microsecond=654321)
+    assert sqlreads.mark_shown(entry_id=second.pk, at=now) == 0  # the first task is unanswered
+    assert sqlreads.mark_shown(entry_id=first.pk, at=now) == 1
+    assert sqlreads.mark_shown(entry_id=first.pk, at=timezone.now()) == 0  # shown already: kept
+    assert Entry.objects.get(pk=first.pk).shown_at == now
+    assert Entry.objects.get(pk=second.pk).shown_at is None

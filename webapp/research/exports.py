@@ -24,6 +24,7 @@ import io
 import json
 import math
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 
 from evalstudy.responses import (
     FLAG_COLUMNS,
@@ -41,6 +42,19 @@ BUFFER_CHARS = 256 * 1024
 FIRST_CHUNK_CHARS = 16 * 1024  # the first piece is smaller: the download starts before a whole buffer is built
 ROWS_PER_WRITE = 1000  # csv.writer.writerows on a list: far fewer Python calls than one per row
 SKIPPED_COUNT = 0  # a stored count answer always has a number or "can't tell"; never skipped
+
+
+# A cell starting with one of these is read as a formula when the CSV is opened in a
+# spreadsheet (=HYPERLINK(...) sends the sheet's cells away); a tab or carriage return is
+# skipped before one. OWASP's advice: prefix such a cell with a single quote.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: str) -> str:
+    """``value`` as a CSV cell no spreadsheet reads as a formula: with a ``'`` in front when
+    it starts with one of FORMULA_STARTS, else unchanged. For every cell a CSV writer takes
+    from outside the server (a panel's ids, a caption from a dataset)."""
+    return "'" + value if value.startswith(FORMULA_STARTS) else value
 
 
 def worker_id_hash(external_id: str, salt: str) -> str | None:
@@ -74,6 +88,10 @@ def response_rows(*, study: Study, include_simulated: bool = False,
     and simulated evaluators' too with ``include_simulated`` (their ids prefixed SIMULATED_PREFIX)."""
     items = selectors.export_items(study=study)
     images = selectors.export_images(study=study)
+    # The prompt is the one text here not written by this site or its researchers: a caption
+    # may come from an outside dataset. It is neutralised here, so that the CSV and the table
+    # read from these rows (response_table) say the same.
+    items = {pk: replace(it, prompt=spreadsheet_safe(it.prompt)) for pk, it in items.items()}
     parts = {pk: _count_parts(it, images) for pk, it in items.items() if it.task == "count"}
     # A can't-tell answer is stored with answer NULL (a check constraint on CountResponse), and
     # an empty answer_count is how the CSV says can't tell: the flag itself adds nothing here.
@@ -98,8 +116,8 @@ def response_rows(*, study: Study, include_simulated: bool = False,
                    rank_row.skip_reason, position, rank_row.seconds, 0, image.public_id, it.seed,
                    image.auto_count, it.repeat_of)
     for j in selectors.judge_only_images(study=study):
-        yield ("count", j.key, "", j.variant, j.prompt, j.object, j.true_count, None, None, SKIPPED_COUNT, "", None,
-               None, 0, j.public_id, j.seed, j.auto_count, "")
+        yield ("count", j.key, "", j.variant, spreadsheet_safe(j.prompt), j.object, j.true_count, None, None,
+               SKIPPED_COUNT, "", None, None, 0, j.public_id, j.seed, j.auto_count, "")
 
 
 def response_table(*, study: Study, include_simulated: bool = False, variants: Sequence[str] | None = None,

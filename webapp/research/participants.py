@@ -21,7 +21,7 @@ from evalstudy.responses import read_responses
 from webapp.studies.models import CountResponse, Evaluator, RankResponse, Slot, Study
 from webapp.studies.selectors import EvaluatorStatus, evaluators_with_status, status_silent_before
 
-from .exports import csv_chunks
+from .exports import csv_chunks, spreadsheet_safe
 
 
 class Suggestion:
@@ -123,17 +123,20 @@ def participant_rows(*, study: Study) -> list[ParticipantRow]:
 
 
 def participants_csv(rows: list[ParticipantRow]) -> str:
-    """The rows as CSV, the participant id first (what Prolific's bulk actions take)."""
+    """The rows as CSV, the participant id first (what Prolific's bulk actions take). The
+    panel's ids come from the invite link, i.e. from whoever wrote it: none is written so
+    that a spreadsheet reads it as a formula (``spreadsheet_safe``)."""
     buf = io.StringIO(newline="")
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     for row in rows:
         writer.writerow([
-            row.participant_id, row.suggestion, row.status, row.exclusion,
+            spreadsheet_safe(row.participant_id), row.suggestion, row.status, row.exclusion,
             "" if row.gold_accuracy is None else f"{row.gold_accuracy:.3f}", f"{row.minutes:.1f}",
             f"{row.task_minutes:.1f}",
             row.answered, row.planned, row.started_at.isoformat(),
-            row.finished_at.isoformat() if row.finished_at else "", row.study_id, row.session_id, row.pseudonym,
+            row.finished_at.isoformat() if row.finished_at else "", spreadsheet_safe(row.study_id),
+            spreadsheet_safe(row.session_id), row.pseudonym,
         ])
     return buf.getvalue()
 

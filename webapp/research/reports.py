@@ -404,10 +404,13 @@ def _pay_rows(details: ReportDetails | None, evaluators: dict, protocol: Protoco
             ("training", details.training if details and details.training else "not given")]
     if details is not None and details.pay_per_evaluator is not None:
         pay = f"{details.pay_per_evaluator} {details.pay_currency} per evaluator"
-        minutes = evaluators.get("median_minutes_finished")
+        # The rate a panel shows its participants: pay over the whole time in the study
+        # (consent, instructions and practice included), not over the time on tasks alone.
+        minutes = evaluators.get("median_minutes_in_study_finished")
         if minutes:
             hourly = details.pay_per_evaluator / Decimal(str(minutes)) * 60
-            pay += f" (\u2248 {hourly:.2f} {details.pay_currency} per hour at the median time)"
+            pay += (f" (\u2248 {hourly:.2f} {details.pay_currency} per hour at the median time in the study of "
+                    f"the finished participants, {minutes:.1f} min from consent to the last answer)")
         rows.append(("pay", pay))
     else:
         rows.append(("pay", f"{told_pay} (as the consent page stated it)" if told_pay else "not given"))

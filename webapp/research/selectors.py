@@ -374,7 +374,10 @@ _FINISHED_LOCK = threading.Lock()
 
 
 def _finished_time_on_task(study: Study) -> dict:
-    """The finished evaluators' minutes on task (median, range) and tasks (median)."""
+    """The finished evaluators' minutes on task (median, range), tasks (median), and the
+    finished participants' minutes in the study (median; simulated evaluators left out, as
+    the participants page leaves them out): from consent to the last answer, which is when
+    the finish is stamped (in the last answer's own transaction)."""
     per_evaluator: Counter[int] = Counter()
     for model in (CountResponse, RankResponse):
         per_evaluator.update(dict(
@@ -385,7 +388,15 @@ def _finished_time_on_task(study: Study) -> dict:
     planned = Entry.objects.filter(evaluator__study=study, evaluator__finished_at__isnull=False).values(
         "evaluator_id").annotate(n=Count("pk")).order_by().values_list("n", flat=True)
     tasks = sorted(planned)
+    # Consent, the instructions and the practice item are time in the study too: a panel
+    # (Prolific) computes the hourly rate from the whole submission, not from the tasks.
+    spans = Evaluator.objects.filter(
+        study=study, is_simulated=False, finished_at__isnull=False, consented_at__isnull=False,
+    ).values_list("consented_at", "finished_at")
+    in_study = [(finished - consented).total_seconds() / 60 for consented, finished in spans
+                if consented is not None and finished is not None]
     return {
+        "median_minutes_in_study_finished": statistics.median(in_study) if in_study else None,
         "median_minutes_finished": statistics.median(minutes) if minutes else None,
         "min_minutes_finished": minutes[0] if minutes else None,
         "max_minutes_finished": minutes[-1] if minutes else None,

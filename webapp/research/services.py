@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -214,7 +215,9 @@ def _variant_name(variant: Variant | None) -> str:
 def _answer_entry(*, evaluator, entry: Entry, simulator, rng) -> str:
     """Answer one task through the evaluators' own submit services; return the task kind."""
     item = entry.item
-    token = study_flow.entry_token_make(entry=entry, shown_at=time.time() - _simulated_seconds(rng, item.task))
+    # Shown a drawn time ago: the submit services measure time on task from the entry's showing.
+    shown_at = timezone.now() - timedelta(seconds=_simulated_seconds(rng, item.task))
+    token = study_flow.entry_token_make(entry=study_flow.entry_mark_shown(entry=entry, at=shown_at))
     if item.task == Item.Task.COUNT:
         variant = GOLD_VARIANT if item.is_gold else _variant_name(item.variant)
         answer = simulator.answer_count(item.true_count, variant, rng)

@@ -58,7 +58,7 @@ class EntryTicket:
 
     evaluator_tag: str
     index: int
-    shown_at: float  # seconds since the epoch
+    shown_at: float  # seconds since the epoch; time on task is measured from Entry.shown_at, not from this
 
 
 # --------------------------------------------------------------------------- tokens
@@ -105,22 +105,30 @@ def _entry_for_submission(*, evaluator: Evaluator, token: str, task: str) -> tup
         raise SubmissionError("study_closed", "This study is closed; no more answers are accepted.", 409)
     if entry.item.task != task:
         raise SubmissionError("wrong_task", "This answer does not fit this task.", 400)
-    # Time on task runs from when the server first showed the task (kept across reloads);
-    # the form's own time only for a task shown before that was stored.
-    shown = entry.shown_at.timestamp() if entry.shown_at is not None else ticket.shown_at
-    seconds = max(0.0, time.time() - shown)
+    # Time on task runs from when the server showed the task (kept across reloads; an undo
+    # restarts it for the task it reopens), never from the form's own time: a task with no
+    # such time is not the one to answer now (an undo, perhaps in another tab, went back
+    # past it), and answering it would count time already counted for another task.
+    if entry.shown_at is None:
+        raise SubmissionError(
+            "not_shown", "This is no longer the task to answer (an answer was undone, perhaps in another tab). "
+            "Reload the page to see the task to answer now.", 409)
+    seconds = max(0.0, time.time() - entry.shown_at.timestamp())
     return entry, seconds
 
 
-def entry_mark_shown(*, entry: Entry) -> Entry:
-    """Record when ``entry`` is first shown to its evaluator. Called on every showing; it
-    writes only the first time (one UPDATE by primary key), so a reload, a second tab or
-    the state poll never restarts the time on task. Not atomic on purpose: the write is
-    one statement, and a lost race leaves the earlier time, which is the right one."""
+def entry_mark_shown(*, entry: Entry, at: datetime | None = None) -> Entry:
+    """Record when ``entry`` is first shown to its evaluator: now, or ``at`` (a simulated
+    evaluator's drawn time; requests leave it out). Called on every showing; it writes only
+    the first time (one UPDATE by primary key), so a reload, a second tab or the state poll
+    never restarts the time on task. It writes nothing while an earlier entry is unanswered
+    (an undo took the evaluator back meanwhile): time on this task starts when it is next
+    shown. Not atomic on purpose: the write is one statement, and a lost race leaves the
+    earlier time, which is the right one."""
     if entry.shown_at is None:
-        now = timezone.now()
-        if sqlreads.set_times(Entry, entry.pk, {"shown_at": now}, unless_set="shown_at"):
-            entry.shown_at = now
+        when = timezone.now() if at is None else at
+        if sqlreads.mark_shown(entry_id=entry.pk, at=when):
+            entry.shown_at = when
         else:
             entry.refresh_from_db(fields=["shown_at"])
     return entry
@@ -501,6 +509,12 @@ def rank_response_submit(
 def response_undo_last(*, evaluator: Evaluator) -> Entry | None:
     """Delete the evaluator's most recent answer; return its entry (to be shown again).
 
+    Time on the reopened task runs from now, and the task that was next is no longer shown
+    (its time starts when it is shown again): the time since the task was first shown was
+    counted for the answer removed and for the next task, and counting it again would let
+    an evaluator's time on tasks exceed their time in the study (and a script pass the
+    minimum-time rule by waiting once and undoing).
+
     Only an answer given from the browser that holds the evaluator now can be undone: after
     a take-over, the new browser cannot remove what the first one answered.
     """
@@ -520,4 +534,9 @@ def response_undo_last(*, evaluator: Evaluator) -> Entry | None:
         )
     entry = last.entry
     last.delete()
+    entry.shown_at = timezone.now()
+    Entry.objects.filter(pk=entry.pk).update(shown_at=entry.shown_at)
+    Entry.objects.filter(
+        evaluator=evaluator, shown_at__isnull=False, count_response__isnull=True, rank_response__isnull=True
+    ).exclude(pk=entry.pk).update(shown_at=None)
     return entry

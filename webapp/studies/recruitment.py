@@ -94,8 +94,31 @@ def participant_id_problem(recruitment: Recruitment | None, value: str) -> str |
     if participant_id_pattern(recruitment).match(value):
         return None
     if recruitment is not None and recruitment.panel == "prolific":
-        return "A Prolific ID is 24 letters and digits (0-9, a-f), as shown in your Prolific account."
+        return "A Prolific ID is 24 characters, digits 0-9 and letters a-f, as shown in your Prolific account."
     return "A participant ID uses letters, digits and . _ : @ - only (at most 128)."
+
+
+def link_ids_problem(recruitment: Recruitment | None, ids: PanelIds) -> str | None:
+    """Why the study and session ids the link carries are not the panel's, in words for the
+    participant; None when they are (or the link has none). Prolific fills its STUDY_ID and
+    SESSION_ID, 24 hexadecimal characters like the participant's id, into the same link:
+    anything else was written by hand or altered. It is refused rather than dropped: nothing
+    is stored, the participant is told to open the study from Prolific again (whose link
+    carries the right ids), and nobody is recorded without the session Prolific knows their
+    submission by.
+    Other panels' ids are stored as given (within the field's length); every CSV that shows
+    them neutralises what a spreadsheet would read as a formula."""
+    if recruitment is None or recruitment.panel != "prolific":
+        return None
+    # Blanks around an id are dropped when it is stored (flow.evaluator_join), as here.
+    wrong = [v for v in (ids.study.strip(), ids.session.strip()) if v and not PROLIFIC_ID.fullmatch(v)]
+    if not wrong:
+        return None
+    if any(PLACEHOLDER.search(value) for value in wrong):
+        return ("This link was not filled in by Prolific: it holds a placeholder where the study or session ID "
+                "should be. Open the study again from Prolific itself.")
+    return ("The study or session ID in this link is not one Prolific made (24 characters, digits 0-9 and "
+            "letters a-f). Open the study again from Prolific itself.")
 
 
 def return_link(study: Study, outcome: str) -> ReturnLink | None:

@@ -259,6 +259,28 @@ def set_times(model: type[models.Model], pk: int, values: dict[str, datetime], *
         return cursor.rowcount
 
 
+@cache
+def _mark_shown_statement(vendor: str) -> str:
+    """Set an entry's first-shown time, unless it has one or an earlier entry of its
+    evaluator is unanswered (it is not the task on their screen: an undo moved them back
+    while this request was reading); parameters: the time, the entry's id."""
+    e, ev, ix = _table(Entry), _column(Entry, "evaluator"), _column(Entry, "index")
+    return (
+        f"UPDATE {e} SET {_column(Entry, 'shown_at')} = %s WHERE {_column(Entry, 'id')} = %s "
+        f"AND {_column(Entry, 'shown_at')} IS NULL "
+        f"AND NOT EXISTS (SELECT 1 FROM {e} b WHERE b.{ev} = {e}.{ev} AND b.{ix} < {e}.{ix} AND {_unanswered('b')})"
+    )
+
+
+def mark_shown(*, entry_id: int, at: datetime) -> int:
+    """Record ``at`` as the first showing of the entry ``entry_id`` (one UPDATE); returns the
+    rows written: 0 when it was shown already or is not its evaluator's next task."""
+    with connection.cursor() as cursor:
+        cursor.execute(_mark_shown_statement(connection.vendor),
+                       [connection.ops.adapt_datetimefield_value(at), entry_id])
+        return cursor.rowcount
+
+
 # --------------------------------------------------------------------------- the arrival (join, consent, instructions)
 
 

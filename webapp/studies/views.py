@@ -56,15 +56,22 @@ def _rate(setting: str) -> Callable[[str, HttpRequest], str]:
     return lambda group, request: getattr(settings, setting)
 
 
-def _unavailable(request: HttpRequest, study: Study, message: str, status: int, *, outcome: str = "") -> HttpResponse:
+# The heading of the page for a link whose ids are wrong: the study itself is available.
+BAD_LINK_HEADING = "The ID in this link is not valid"
+
+
+def _unavailable(request: HttpRequest, study: Study, message: str, status: int, *, outcome: str = "",
+                 heading: str = "") -> HttpResponse:
     """A page that says why the study cannot go on; for a closed or full study (``outcome``)
-    with the panel's code and link back, when the protocol gives them."""
+    with the panel's code and link back, when the protocol gives them. ``heading`` names the
+    problem when it is not the study's (e.g. BAD_LINK_HEADING); else "Study unavailable"."""
     return render(
         request,
         "studies/unavailable.html",
         {
             "study": study,
             "message": message,
+            "heading": heading,
             "link": recruitment.return_link(study, outcome) if outcome else None,
             "panel": recruitment.panel_name(recruitment.recruitment_of(study)),
         },
@@ -187,7 +194,10 @@ def join(request: HttpRequest, invite_token: str) -> HttpResponse:
             except flow.InvalidExternalId as exc:
                 problem = str(exc)
             if problem is not None:
-                return _unavailable(request, study, problem, 400)
+                return _unavailable(request, study, problem, 400, heading=BAD_LINK_HEADING)
+        problem = recruitment.link_ids_problem(rec, ids)
+        if problem is not None:
+            return _unavailable(request, study, problem, 400, heading=BAD_LINK_HEADING)
         if not ids.participant and rec is not None and rec.ask_participant_id and study.is_open:
             form = (
                 ParticipantIdForm(request.GET, recruitment=rec)
@@ -219,7 +229,7 @@ def join(request: HttpRequest, invite_token: str) -> HttpResponse:
                 external_session_id=ids.session,
             )
         except flow.InvalidExternalId as exc:
-            return _unavailable(request, study, str(exc), 400)
+            return _unavailable(request, study, str(exc), 400, heading=BAD_LINK_HEADING)
         except flow.AlreadyCompleted as exc:
             return _done_page(request, study, exc.evaluator, again=True)
         except flow.StudyUnavailable as exc:

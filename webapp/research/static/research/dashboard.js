@@ -56,7 +56,7 @@
     set("p-detail",
       p.evaluators.slots + " places; " + p.evaluators.joined + " opened the link, " + p.evaluators.consented +
       " consented, " + p.evaluators.declined + " declined, " + p.evaluators.abandoned + " timed out, " + p.evaluators.simulated + " simulated. Count items covered " + t.count.covered + "/" +
-      t.count.items + ", ranking items " + t.rank.covered + "/" + t.rank.items + ". Median time of a finished evaluator: " +
+      t.count.items + ", ranking items " + t.rank.covered + "/" + t.rank.items + ". Median time on tasks of a finished evaluator: " +
       (p.time.median_seconds_per_finished_evaluator === null ? "\u2013" : fixed(p.time.median_seconds_per_finished_evaluator / 60, 1) + " min") + ".");
     var body = document.getElementById("evaluators-body");
     if (body) {
