@@ -54,11 +54,11 @@ class StudyUnavailable(Exception):
 @dataclass(frozen=True)
 class EntryTicket:
     """What a signed task form carries: whose entry it is (a keyed tag of the evaluator,
-    never a row id), its place in their sequence, and when it was shown."""
+    never a row id) and its place in their sequence. Not when it was shown: time on task
+    is measured from ``Entry.shown_at``, which the server keeps."""
 
     evaluator_tag: str
     index: int
-    shown_at: float  # seconds since the epoch; time on task is measured from Entry.shown_at, not from this
 
 
 # --------------------------------------------------------------------------- tokens
@@ -71,11 +71,11 @@ def _evaluator_tag(evaluator_id: int) -> str:
     return salted_hmac(TOKEN_SALT + ".evaluator", str(evaluator_id)).hexdigest()[:16]
 
 
-def entry_token_make(*, entry: Entry, shown_at: float | None = None) -> str:
-    """A signed token for the task form of ``entry``: its evaluator's tag, its place in their
-    sequence (which the page shows anyway) and when it was shown; no row id."""
-    shown = time.time() if shown_at is None else shown_at
-    payload = {"v": _evaluator_tag(entry.evaluator_id), "i": entry.index, "t": round(shown, 3)}
+def entry_token_make(*, entry: Entry) -> str:
+    """A signed (and timestamped: it expires after TOKEN_MAX_AGE) token for the task form of
+    ``entry``: its evaluator's tag and its place in their sequence (which the page shows
+    anyway); no row id."""
+    payload = {"v": _evaluator_tag(entry.evaluator_id), "i": entry.index}
     return signing.dumps(payload, salt=TOKEN_SALT, compress=True)
 
 
@@ -87,7 +87,7 @@ def entry_token_read(*, token: str) -> EntryTicket:
     except signing.BadSignature:
         raise SubmissionError("forged", "This form was not issued by this site.", 400) from None
     try:
-        return EntryTicket(str(data["v"]), int(data["i"]), float(data["t"]))
+        return EntryTicket(str(data["v"]), int(data["i"]))
     except (KeyError, TypeError, ValueError):
         raise SubmissionError("forged", "This form was not issued by this site.", 400) from None
 
