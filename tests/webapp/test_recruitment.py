@@ -134,6 +134,17 @@ def test_the_time_estimate_uses_the_pilot_then_the_running_median(panel_study):
     Evaluator.objects.filter(pk=ev.pk).update(finished_at="2026-01-01T00:00:00Z")
     fourth = present(recruitment.time_estimate(study=panel_study, n_tasks=20))  # median of 30, 30, 30, 90 s
     assert fourth.minutes == 10 and fourth.source == "running median of 4 participants"
+    # Three scripts answering in a fifth of a second, under the demo's speed rule (1 s): they
+    # finish, but do not tell newcomers the study takes a minute.
+    assert demo_protocol()["analysis"]["exclusions"]["min_median_seconds"] > 0.2
+    for k in range(3):
+        panel_study.slots.create(number=4 + k, seed=4 + k, items=panel_study.slots.get(number=0).items)
+        ev = flow.evaluator_join(study=panel_study, external_id=f"{20 + k:024x}")
+        flow.evaluator_consent(evaluator=ev)
+        for entry in ev.entries.filter(item__task="count"):
+            CountResponse.objects.create(entry=entry, evaluator=ev, item=entry.item, answer=1, seconds=0.2)
+        Evaluator.objects.filter(pk=ev.pk).update(finished_at="2026-01-01T00:00:00Z")
+    assert present(recruitment.time_estimate(study=panel_study, n_tasks=20)) == fourth
 
 
 def test_a_place_gone_by_the_time_of_consent_gives_the_full_code(panel_study):

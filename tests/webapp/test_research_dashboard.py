@@ -15,11 +15,13 @@ from django.test import Client
 from evalstudy import provenance
 from evalstudy.analysis.result import AnalysisResult
 from tests.narrow import present
+from tests.webapp.conftest import demo_protocol
 from tests.webapp.research_support import answer_tasks, fill_study, researcher_of, update_results
 from webapp.research import reports, selectors, services
 from webapp.research.models import ReportDetails, ResultFigure, StudyResult
 from webapp.studies import flow as study_flow
-from webapp.studies.models import CountResponse, Evaluator, Item, RankResponse
+from webapp.studies import recruitment
+from webapp.studies.models import CountResponse, Evaluator, Item, RankResponse, Study
 
 pytestmark = pytest.mark.django_db
 
@@ -208,6 +210,28 @@ def test_the_hourly_pay_uses_the_time_in_the_study_not_on_tasks(study):
     details = ReportDetails(study=study, pay_per_evaluator=Decimal("5.00"), pay_currency="GBP")
     pay = dict(reports._pay_rows(details, summary, None))["pay"]
     assert "\u2248 10.00 GBP per hour at the median time in the study" in pay and "30.0 min" in pay
+
+
+def test_the_hourly_pay_leaves_out_those_too_fast_for_the_speed_rule(study):
+    """Two scripts that finish in a minute at a tenth of a second a task would make the
+    median time in the study a minute, and the pay rate thirty times what people get."""
+    Study.objects.filter(pk=study.pk).update(protocol=demo_protocol())  # a speed rule of 1 s a task
+    study = Study.objects.get(pk=study.pk)
+    finished = fill_study(study, 3)
+    limit = recruitment.speed_rule(study)
+    assert limit is not None and limit > 0.1
+    for k, ev in enumerate(Evaluator.objects.filter(pk__in=[e.pk for e in finished]).order_by("pk")):
+        fast = k >= 1
+        Evaluator.objects.filter(pk=ev.pk).update(
+            consented_at=ev.finished_at - timedelta(minutes=1 if fast else 30))
+        if fast:
+            for model in (CountResponse, RankResponse):
+                model.objects.filter(evaluator=ev).update(seconds=0.1)
+    selectors._FINISHED_TIMES.clear()  # a finished evaluator's times never change, except here
+    summary = selectors.study_evaluator_summary(study=study)
+    assert summary["median_minutes_in_study_finished"] == pytest.approx(30.0)
+    details = ReportDetails(study=study, pay_per_evaluator=Decimal("5.00"), pay_currency="GBP")
+    assert "\u2248 10.00 GBP per hour" in dict(reports._pay_rows(details, summary, None))["pay"]
 
 
 def test_the_report_states_protocol_evaluators_pay_exclusions_and_results(study, researcher):

@@ -19,6 +19,7 @@ from django.db.models import Count, Max, Q, QuerySet, Sum
 
 from evalstudy.analysis.result import SCHEMA_VERSION, AnalysisResult
 from evalstudy.protocol import AnalysisPlan
+from webapp.studies import recruitment
 from webapp.studies.models import CountResponse, Entry, Evaluator, Image, Item, RankResponse, Study
 from webapp.studies.selectors import EvaluatorStatus, evaluators_with_status, user_is_admin, user_may_see_study
 
@@ -376,8 +377,9 @@ _FINISHED_LOCK = threading.Lock()
 def _finished_time_on_task(study: Study) -> dict:
     """The finished evaluators' minutes on task (median, range), tasks (median), and the
     finished participants' minutes in the study (median; simulated evaluators left out, as
-    the participants page leaves them out): from consent to the last answer, which is when
-    the finish is stamped (in the last answer's own transaction)."""
+    the participants page leaves them out, and those too fast for the speed rule): from
+    consent to the last answer, which is when the finish is stamped (in the last answer's
+    own transaction)."""
     per_evaluator: Counter[int] = Counter()
     for model in (CountResponse, RankResponse):
         per_evaluator.update(dict(
@@ -390,11 +392,15 @@ def _finished_time_on_task(study: Study) -> dict:
     tasks = sorted(planned)
     # Consent, the instructions and the practice item are time in the study too: a panel
     # (Prolific) computes the hourly rate from the whole submission, not from the tasks.
-    spans = Evaluator.objects.filter(
-        study=study, is_simulated=False, finished_at__isnull=False, consented_at__isnull=False,
-    ).values_list("consented_at", "finished_at")
-    in_study = [(finished - consented).total_seconds() / 60 for consented, finished in spans
-                if consented is not None and finished is not None]
+    # Those who break the protocol's speed rule (scripts, clickers) are left out of it: a few
+    # would make the study look better paid than it is.
+    people = Evaluator.objects.filter(study=study, is_simulated=False, finished_at__isnull=False,
+                                      consented_at__isnull=False)
+    limit = recruitment.speed_rule(study)
+    fast = {e for e, seconds in recruitment.answer_seconds(people).items() if recruitment.too_fast(seconds, limit)}
+    spans = people.values_list("pk", "consented_at", "finished_at")
+    in_study = [(finished - consented).total_seconds() / 60 for pk, consented, finished in spans
+                if consented is not None and finished is not None and pk not in fast]
     return {
         "median_minutes_in_study_finished": statistics.median(in_study) if in_study else None,
         "median_minutes_finished": statistics.median(minutes) if minutes else None,

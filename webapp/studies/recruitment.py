@@ -9,10 +9,8 @@ import math
 import re
 import statistics
 from dataclasses import dataclass
-from typing import Any
 
 from django.core.cache import cache
-from django.db.models import Count, Sum
 
 from evalstudy.protocol import Consent, Practice, Recruitment, ReturnLink
 
@@ -153,24 +151,37 @@ def planned_tasks(*, study: Study, evaluator: Evaluator, tasks: dict[str, int] |
     return len(slot.items) if slot is not None else 0
 
 
-def _finished_rates(finished) -> list[float]:
-    """Seconds per task of each of these evaluators (who answered something)."""
-    per_task: list[Any] = []  # .values() rows of two models: {"evaluator_id", "s", "n"}
+def speed_rule(study: Study) -> float | None:
+    """The protocol's speed rule: the least median seconds a task (None: no rule)."""
+    proto = study.parsed_protocol
+    return proto.analysis.exclusions.min_median_seconds if proto else None
+
+
+def answer_seconds(evaluators) -> dict[int, list[float]]:
+    """Each of these evaluators' seconds on each task answered (a queryset of evaluators)."""
+    seconds: dict[int, list[float]] = {}
     for model in (CountResponse, RankResponse):
-        rows = model.objects.filter(evaluator__in=finished).values("evaluator_id").annotate(
-            s=Sum("seconds"), n=Count("pk")).order_by()
-        per_task.extend(rows)
-    totals: dict[int, list[float]] = {}
-    for row in per_task:
-        acc = totals.setdefault(row["evaluator_id"], [0.0, 0])
-        acc[0] += row["s"] or 0.0
-        acc[1] += row["n"]
-    return [s / n for s, n in totals.values() if n]
+        for evaluator_id, s in model.objects.filter(evaluator__in=evaluators).values_list("evaluator_id", "seconds"):
+            seconds.setdefault(evaluator_id, []).append(float(s))
+    return seconds
+
+
+def too_fast(seconds: list[float], limit: float | None) -> bool:
+    """Whether answers this fast break the speed rule, as evalstudy's exclusion reads it (the
+    median over the tasks). Scripts and clickers break it; their times would tell newcomers,
+    and the report's pay rate, that the study takes less time than it does."""
+    return limit is not None and bool(seconds) and statistics.median(seconds) < limit
+
+
+def _finished_rates(finished, *, limit: float | None) -> list[float]:
+    """Seconds per task of each of these evaluators who answered something and is not too fast."""
+    return [sum(v) / len(v) for v in answer_seconds(finished).values() if v and not too_fast(v, limit)]
 
 
 def time_estimate(*, study: Study, n_tasks: int) -> TimeEstimate | None:
     """Minutes for ``n_tasks`` tasks: the median seconds per task of the people who finished
-    (once RUNNING_MEDIAN_AFTER have), else the protocol's pilot figure; None without either.
+    and pass the protocol's speed rule (once RUNNING_MEDIAN_AFTER have), else the protocol's
+    pilot figure; None without either.
 
     Every consent page shows it, so the median is computed once per number of finished
     participants (kept in the cache; a finished participant's answers no longer change),
@@ -182,7 +193,7 @@ def time_estimate(*, study: Study, n_tasks: int) -> TimeEstimate | None:
         key = f"fusion:seconds-per-task:{study.pk}:{study.protocol_hash}:{n_finished}"
         cached = cache.get(key)
         if cached is None:
-            rates = _finished_rates(finished)
+            rates = _finished_rates(finished, limit=speed_rule(study))
             cached = (statistics.median(rates) if rates else None, len(rates))
             cache.set(key, cached, TIME_ESTIMATE_CACHE_SECONDS)
         median, n_rates = cached
