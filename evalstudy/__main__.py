@@ -193,15 +193,21 @@ def _tests_lines(result: AnalysisResult) -> list[str]:
     tests = result.tests
     lines = []
     if tests.paired:
-        lines.append("\npaired tests (Holm-adjusted)")
+        lines.append("\npaired tests (crossed t over items and raters, Holm-adjusted; "
+                     "Wilcoxon over items, secondary)")
         for t in tests.paired:
             lines.append(f"  {t.task:<5} {t.measure:<15} {t.a} - {t.b}: "
                          f"{_fmt(t.difference)} {_ci(t.difference_ci)}, "
-                         f"p = {_fmt(t.p_value, 4)}, p_holm = {_fmt(t.p_holm, 4)}")
+                         f"p = {_fmt(t.p_value, 4)}, p_holm = {_fmt(t.p_holm, 4)}, "
+                         f"p Wilcoxon items = {_fmt(t.p_wilcoxon_items, 4)}")
+            if t.p_value is None:
+                lines.append(f"    {t.method}")
     if tests.friedman:
         f = tests.friedman
         lines.append(f"\nFriedman over {f.n_blocks} items: chi2 = {_fmt(f.statistic, 2)}, "
                      f"p = {_fmt(f.p_value, 4)}, W between captions {_fmt(f.w_between_captions)}")
+        if f.note:
+            lines.append(f"  {f.note}")
     if tests.position_bias:
         pb = tests.position_bias
         lines.append(f"position bias (permutation within captions, {pb.n_permutations}): "

@@ -21,7 +21,9 @@ from typing import Any, ClassVar
 
 from .record import Record, SchemaError, _build
 
-SCHEMA_VERSION = 2
+# 3: tests.paired[].p_value is the crossed t test (was the item-level Wilcoxon, now
+# p_wilcoxon_items); results stored under 2 are recomputed rather than misread.
+SCHEMA_VERSION = 3
 SCHEMA = f"evalstudy.analysis/{SCHEMA_VERSION}"
 
 Interval = list[float | None]  # [low, high]; [None, None] where no interval can be had
@@ -187,20 +189,30 @@ class PreferenceSection(Record):
 
 @dataclass(frozen=True)
 class PairedTest(Record):
+    """A planned comparison of two variants on one measure. `p_value`, `p_holm` and
+    `significant` are the crossed t test (difference / the crossed-bootstrap standard error
+    behind `difference_ci`, on t with Satterthwaite's `df`; `statistic` is its t), so the
+    interval and the test read one variance. The Wilcoxon signed-rank test on the per-item
+    mean differences (`n_pairs`, `n_nonzero`, `wilcoxon_statistic`, `p_wilcoxon_items`) is
+    secondary: it treats items as independent although raters judge several of them."""
+
     task: str
     measure: str
     a: str
     b: str
     difference: float | None
     difference_ci: Interval
-    n_pairs: int
+    n_pairs: int                    # items with both variants (the Wilcoxon's pairs)
     n_nonzero: int
     mean_paired_difference: float | None
-    statistic: float | None
-    p_value: float | None
+    statistic: float | None         # crossed t
+    p_value: float | None           # crossed t, two-sided
     method: str
     p_holm: float | None
     significant: bool
+    df: float | None = None         # Satterthwaite's, of the crossed variance
+    wilcoxon_statistic: float | None = None  # T+ over the per-item differences
+    p_wilcoxon_items: float | None = None
 
 
 @dataclass(frozen=True)
@@ -213,6 +225,7 @@ class Friedman(Record):
     df: int
     mean_ranks: dict[str, float | None]
     w_between_captions: float | None  # how consistently captions order the variants
+    note: str = ""                    # its caption blocks ignore the raters they share
 
 
 @dataclass(frozen=True)
@@ -245,6 +258,7 @@ class Posthoc(Record):
     primary: str
     nemenyi: Nemenyi
     holm_wilcoxon: list[HolmPair]
+    note: str = ""                    # as Friedman.note
 
 
 @dataclass(frozen=True)
