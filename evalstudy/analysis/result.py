@@ -60,6 +60,29 @@ def few_raters_warning(rows: typing.Iterable[Any]) -> str:
             "to find raters who are always off.")
 
 
+# An interval of zero width at an end of its statistic's range (a win rate [1, 1] when one
+# variant won every ranking, a tie rate [1, 1] when every answer was a tie): every resample of
+# the raters and items present gives the same number, and the bootstrap cannot show a rater
+# of the crowd who would answer otherwise. With 10 raters all on one side, a rater-level
+# Clopper-Pearson bound would put the lower end of a win rate near 0.025^(1/10) = 0.69.
+EDGE_NOTE = ("Some intervals have zero width at an end of their range (every resample of the raters "
+             "and items gives the same value, e.g. a win rate of 1 [1, 1]): that is not certainty. The "
+             "bootstrap cannot show a kind of answer no rater present gave; with n raters all on one "
+             "side, the population share of raters who would answer otherwise may still be as large "
+             "as about 1 - 0.025^(1/n) (0.31 with 10 raters).")
+
+
+def edge_interval_note(values: typing.Iterable[tuple[float | None, Interval, float, float]]) -> str:
+    """EDGE_NOTE when some (estimate, interval, low, high) has an interval of zero width on
+    the end `low` or `high` of its statistic's range; "" otherwise."""
+    for est, (lo, hi), low, high in values:
+        if est is None or lo is None or hi is None:
+            continue
+        if abs(hi - lo) <= 1e-12 * max(1.0, abs(est)) and min(abs(est - low), abs(est - high)) <= 1e-12:
+            return EDGE_NOTE
+    return ""
+
+
 def _raters_of(row: Any) -> float | None:
     if row is None or isinstance(row, int | float):
         return row
@@ -105,6 +128,7 @@ class CountSection(Record):
     by_variant_object: list[CountStat] = field(default_factory=list)
     by_variant_object_count: list[CountStat] = field(default_factory=list)
     rater_note: str = ""  # count.rater_influence_note: one rater moves a variant's mean error
+    edge_note: str = ""   # EDGE_NOTE where an interval has zero width at an end of its range
 
 
 # ---------------------------------------------------------------------------
@@ -181,6 +205,7 @@ class PreferenceSection(Record):
     bt_tie_parameter_ci: Interval = field(default_factory=lambda: [None, None])
     # Added with the separation check; empty unless the strengths have no finite estimate.
     strength_note: str = ""
+    edge_note: str = ""   # EDGE_NOTE where an interval has zero width at an end of its range
 
 
 # ---------------------------------------------------------------------------

@@ -114,6 +114,14 @@ def _tests_section(c: _CountData, r: _RankData, comparisons, count_reps, pref_re
             means = _unit_means(unit, var, num, den, n_units, nv)
             both = np.isfinite(means[:, ia]) & np.isfinite(means[:, ib])
             if not both.any():
+                # Kept as a row: a planned comparison that vanished would read as never planned.
+                empty = [name for name, k in ((a, ia), (b, ib)) if den[var == k].sum() <= 0]
+                why = (f"no {'counted answers' if task == 'count' else 'rankings'} for "
+                       f"{' or '.join(empty)}" if empty else "no item with answers for both variants")
+                unadjusted.append(PairedTest(
+                    task=task, measure=measure, a=a, b=b, difference=None, difference_ci=[None, None],
+                    n_pairs=0, n_nonzero=0, mean_paired_difference=None, statistic=None, p_value=None,
+                    method=f"not computable: {why}", p_holm=None, significant=False))
                 continue
             d = means[both, ia] - means[both, ib]
             test = stats.wilcoxon_signed_rank(d, EXACT_MAX_N)

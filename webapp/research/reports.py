@@ -96,7 +96,8 @@ def _count_table(section: Sections | AnalysisResult, auto: dict[str, dict], ci_l
              "a count. \u201cCan't tell\u201d answers enter neither; their share of all answers is shown beside, "
              "and the sensitivity column counts them as misses. The automatic counter read every image of the "
              "variant once." + few_raters_warning(section.count.by_variant)
-             + (" " + section.count.rater_note if section.count.rater_note else ""),
+             + (" " + section.count.rater_note if section.count.rater_note else "")
+             + (" " + section.count.edge_note if section.count.edge_note else ""),
     )
 
 
@@ -132,7 +133,8 @@ def _preference_table(section: Sections | AnalysisResult, ci_label: str) -> Tabl
         note=f"m = {pref.m or 4} images per ranking; ranking skip rate (skipped rankings of all rankings shown; "
              f"a skip names no variant): {percent(pref.ranking_skip_rate)} {ci(pref.ranking_skip_rate_ci)} "
              f"({reasons})." + few_raters_warning(pref.by_variant)
-             + (" " + pref.strength_note if pref.strength_note else ""),
+             + (" " + pref.strength_note if pref.strength_note else "")
+             + (" " + pref.edge_note if pref.edge_note else ""),
     )
 
 
