@@ -106,8 +106,10 @@ def _count_section(c: _CountData, w_units: np.ndarray, v_eval: np.ndarray,
                 task_skip_rate=p[g, 4] / shown[g],
             ))
     # The headline rows only: a cell of five images that every rater counted right is common
-    # and its [1, 1] is read as a cell, not as the study's claim.
-    rates = ("match_ratio", "cant_tell_rate", "match_ratio_cant_tell_as_miss")
+    # and its [1, 1] is read as a cell, not as the study's claim. A can't-tell rate of 0 [0, 0]
+    # (nobody said "can't tell") is not flagged: it is a side rate, and flagging it would put
+    # the note under most studies.
+    rates = ("match_ratio", "match_ratio_cant_tell_as_miss")
     edges = [(getattr(row, name), getattr(row, f"{name}_ci"), 0.0, 1.0)
              for row in out["by_variant"] for name in rates]
     edges += [(row.mean_abs_error, row.mean_abs_error_ci, 0.0, np.inf) for row in out["by_variant"]]

@@ -198,8 +198,9 @@ def _preference_section(
     reasons, by_item = _skips_by_item(r)
     pairs = pairwise_section(r, counts, level)
     edges = [(p.score, p.score_ci, 1.0, float(r.m)) for p in by_variant]
-    edges += [(getattr(q, name), getattr(q, f"{name}_ci"), 0.0, 1.0) for q in pairs
-              for name in ("win_rate", "tie_rate", "win_rate_ties_half", "a_rate", "b_rate")]
+    # Without ties allowed a tie rate is 0 [0, 0] by construction, not by the raters' answers.
+    rates = ("win_rate", "win_rate_ties_half", "a_rate", "b_rate") + (("tie_rate",) if r.has_ties else ())
+    edges += [(getattr(q, name), getattr(q, f"{name}_ci"), 0.0, 1.0) for q in pairs for name in rates]
     # A tie parameter without a finite estimate is not reported (see DAVIDSON_SEPARATION_NOTE):
     # the number there would be where Newton's iterations stopped (2.7e10 when every answer
     # is a tie), not an estimate.

@@ -80,3 +80,14 @@ def test_the_command_lines_preference_table_warns_of_few_raters():
     assert f"Fewer than {FEW_RATERS} raters behind a row" in text
     proto, table = _pairwise(12, 20, 5)
     assert "Fewer than" not in "\n".join(_preference_lines(analyze(table, proto, n_boot=100, seed=0), 16))
+
+
+def test_an_ordinary_study_without_ties_or_cant_tells_has_no_edge_note():
+    # A tie rate of 0 [0, 0] where ties are not allowed, and a can't-tell rate of 0 [0, 0]
+    # where nobody said "can't tell", are not the raters' unanimous claims.
+    proto = synthetic_protocol(V2, n_captions=20, n_evaluators=10, overlap=3)
+    sim = RaterSimulator(dict(zip(V2, (0.7, 0.6), strict=True)), cant_tell_rate=0.0, seed=6)
+    result = analyze(simulate_study(sim, proto), proto, n_boot=100, seed=0)
+    assert all(r.cant_tell_rate == 0.0 for r in result.count.by_variant)
+    assert all(q.tie_rate == 0.0 for q in result.preference.pairs)
+    assert result.count.edge_note == "" and result.preference.edge_note == ""
