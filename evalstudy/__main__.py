@@ -159,12 +159,16 @@ def _count_lines(result: AnalysisResult, width: int) -> list[str]:
         lines.append(" " + warning)
     if result.count.rater_note:
         lines.append("  " + result.count.rater_note)
+    if result.count.edge_note:
+        lines.append("  " + result.count.edge_note)
     lines.append("  sensitivity, can't tell counted as a miss: match ratio "
                  + ", ".join(f"{r.variant} {_fmt(r.match_ratio_cant_tell_as_miss)}" for r in rows))
     return lines
 
 
 def _preference_lines(result: AnalysisResult, width: int) -> list[str]:
+    from .analysis.result import few_raters_warning
+
     pref = result.preference
     if not pref.by_variant:
         return []
@@ -176,8 +180,13 @@ def _preference_lines(result: AnalysisResult, width: int) -> list[str]:
         lines.append(f"  {p.variant:<{width}}{_fmt_int(p.n_raters):>6}{p.n:>6}  {_fmt(p.score, 2):>5}  "
                      f"{_ci(p.score_ci):<18}{_fmt(strength)} {_ci(strength_ci)}"
                      + (f"  tied {_fmt(p.tie_rate)}" if pref.has_ties else ""))
+    warning = few_raters_warning(pref.by_variant)
+    if warning:
+        lines.append(" " + warning)
     if pref.strength_note:
         lines.append("  " + pref.strength_note)
+    if pref.edge_note:
+        lines.append("  " + pref.edge_note)
     lines.append(f"  ranking skip rate {_fmt(pref.ranking_skip_rate)} "
                  f"{_ci(pref.ranking_skip_rate_ci)}")
     if pref.has_ties or pref.m == 2:  # pairwise studies, and rankings with ties
@@ -193,15 +202,21 @@ def _tests_lines(result: AnalysisResult) -> list[str]:
     tests = result.tests
     lines = []
     if tests.paired:
-        lines.append("\npaired tests (Holm-adjusted)")
+        lines.append("\npaired tests (crossed t over items and raters, Holm-adjusted; "
+                     "Wilcoxon over items, secondary)")
         for t in tests.paired:
             lines.append(f"  {t.task:<5} {t.measure:<15} {t.a} - {t.b}: "
                          f"{_fmt(t.difference)} {_ci(t.difference_ci)}, "
-                         f"p = {_fmt(t.p_value, 4)}, p_holm = {_fmt(t.p_holm, 4)}")
+                         f"p = {_fmt(t.p_value, 4)}, p_holm = {_fmt(t.p_holm, 4)}, "
+                         f"p Wilcoxon items = {_fmt(t.p_wilcoxon_items, 4)}")
+            if t.p_value is None:
+                lines.append(f"    {t.method}")
     if tests.friedman:
         f = tests.friedman
         lines.append(f"\nFriedman over {f.n_blocks} items: chi2 = {_fmt(f.statistic, 2)}, "
                      f"p = {_fmt(f.p_value, 4)}, W between captions {_fmt(f.w_between_captions)}")
+        if f.note:
+            lines.append(f"  {f.note}")
     if tests.position_bias:
         pb = tests.position_bias
         lines.append(f"position bias (permutation within captions, {pb.n_permutations}): "

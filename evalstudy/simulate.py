@@ -444,8 +444,10 @@ def power_analysis(simulator: RaterSimulator, a: str, b: str, *, task: str = "ra
 
     For each number of evaluators E, a study with `items_per_evaluator` items per
     evaluator (per task) and `overlap` evaluators per item is simulated `n_sims`
-    times and analysed with the paired Wilcoxon test of the analysis (the count
-    task compares mean absolute error, the rank task the preference score). The
+    times and analysed with the planned comparison's test of the analysis, the crossed t
+    (`analysis.significance.crossed_t_test`: difference / crossed-bootstrap standard error,
+    Satterthwaite's df; the count task compares mean absolute error, the rank task the
+    preference score). The
     number of items grows with E: E * items_per_evaluator / overlap captions, or
     as many prompt-and-seed pairs (each shown for both variants). Power is the
     share of studies with p < alpha; `required_evaluators` is the smallest E with
@@ -456,7 +458,7 @@ def power_analysis(simulator: RaterSimulator, a: str, b: str, *, task: str = "ra
     the preference scores are on mid-ranks, as in the analysis.
     """
     from .analysis import _CountData, _evaluator_codes, _RankData  # the analysis' own codes
-    from .stats import wilcoxon_signed_rank
+    from .analysis.significance import crossed_t_test, planned_difference
 
     if task not in ("count", "rank"):
         raise ValueError(f"task must be 'count' or 'rank', got {task!r}")
@@ -490,17 +492,14 @@ def power_analysis(simulator: RaterSimulator, a: str, b: str, *, task: str = "ra
             if task == "rank":
                 r = _RankData.build(table, ev_code, together)
                 done = ~r.skipped & np.isin(r.variant, [together.index(a), together.index(b)])
-                unit = r.unit[done]
+                unit, ev = r.unit[done], r.evaluator[done]
                 var = (r.variant[done] == together.index(b)).astype(np.int64)  # a: 0, b: 1
-                num, den, n_units = r.m + 1 - r.rank[done], np.ones(int(done.sum())), r.n_units
+                num, den = (r.m + 1 - r.rank[done]).astype(float), np.ones(int(done.sum()))
             else:
                 c = _CountData.build(table, ev_code, [a, b], list(objects))
-                unit, var, num, den, n_units = c.unit, c.variant, c.abs_error, c.answered, c.n_units
-            s_num = np.bincount(unit * 2 + var, weights=num, minlength=2 * n_units).reshape(-1, 2)
-            s_den = np.bincount(unit * 2 + var, weights=den, minlength=2 * n_units).reshape(-1, 2)
-            ok = (s_den > 0).all(axis=1)
-            d = s_num[ok, 0] / s_den[ok, 0] - s_num[ok, 1] / s_den[ok, 1]
-            p = wilcoxon_signed_rank(d)["p_value"]
+                unit, ev, var, num, den = c.unit, c.evaluator, c.variant, c.abs_error, c.answered
+            diff, spread = planned_difference(unit, ev, var, num, den, 0, 1, 2, 1.0 - alpha)
+            p = crossed_t_test(diff, float(spread.var[0]), float(spread.df[0]))[1]
             hits += bool(p == p and p < alpha)
         power = hits / n_sims
         se = math.sqrt(power * (1 - power) / n_sims)

@@ -10,7 +10,7 @@ import numpy as np
 
 from .. import bootstrap as bs
 from .data import _CountData, _ratio_stat, group_range, kish_raters
-from .result import CountSection, CountStat
+from .result import CountSection, CountStat, edge_interval_note
 
 # A variant's mean error leans on one rater when that rater's leave-one-out influence holds
 # more than this share of all raters' squared influences. With 20 raters whose biases are
@@ -105,7 +105,16 @@ def _count_section(c: _CountData, w_units: np.ndarray, v_eval: np.ndarray,
                 match_ratio_cant_tell_as_miss_ci=est["match_ratio_cant_tell_as_miss"][1],
                 task_skip_rate=p[g, 4] / shown[g],
             ))
-    return CountSection(**out, rater_note=rater_influence_note(c)), reps_out
+    # The headline rows only: a cell of five images that every rater counted right is common
+    # and its [1, 1] is read as a cell, not as the study's claim. A can't-tell rate of 0 [0, 0]
+    # (nobody said "can't tell") is not flagged: it is a side rate, and flagging it would put
+    # the note under most studies.
+    rates = ("match_ratio", "match_ratio_cant_tell_as_miss")
+    edges = [(getattr(row, name), getattr(row, f"{name}_ci"), 0.0, 1.0)
+             for row in out["by_variant"] for name in rates]
+    edges += [(row.mean_abs_error, row.mean_abs_error_ci, 0.0, np.inf) for row in out["by_variant"]]
+    return CountSection(**out, rater_note=rater_influence_note(c),
+                        edge_note=edge_interval_note(edges)), reps_out
 
 
 def rater_influence_note(c: _CountData) -> str:

@@ -14,7 +14,7 @@ from .. import bootstrap as bs
 from .. import confidence, rank_models
 from .data import _RankData, group_range, kish_raters
 from .pairs import TIES_NOTE, davidson_strengths, pairwise_section, strength_shrink
-from .result import ItemSkips, PreferenceSection, PreferenceStat
+from .result import ItemSkips, PreferenceSection, PreferenceStat, edge_interval_note
 
 # Shown where the point's win graph is not strongly connected (rank_models.win_graph).
 SEPARATION_NOTE = ("Some variant is ranked above another in every ranking that shows both (or a group of "
@@ -28,9 +28,10 @@ SEPARATION_NOTE = ("Some variant is ranked above another in every ranking that s
 DAVIDSON_SEPARATION_NOTE = (
     "The wins and ties are arranged so that the Bradley-Terry-Davidson strengths and tie parameter have "
     "no finite maximum-likelihood estimate (the fit improves without end as the tie parameter and the "
-    "strengths' spread grow together): those shown are where the fit stopped, near the likelihood's "
-    "supremum, and so are the resamples' behind the intervals; the preference scores and pairwise win "
-    "and tie rates are unaffected and are the numbers to read.")
+    "strengths' spread grow together): the strengths shown are where the fit stopped, near the "
+    "likelihood's supremum, and so are the resamples' behind the intervals; the tie parameter is not "
+    "reported (it would be wherever the fit stopped, e.g. 2.7e10 when every answer is a tie); the "
+    "preference scores and pairwise win and tie rates are unaffected and are the numbers to read.")
 
 
 def _scores(r: _RankData, counts: np.ndarray, point_counts: np.ndarray,
@@ -157,6 +158,9 @@ def _preference_section(
     strength_note = ""
     if point_counts.sum() > 0 and not connected[0]:
         strength_note = SEPARATION_NOTE
+        if davidson is not None and not davidson_finite[0]:
+            strength_note += (" The Bradley-Terry-Davidson tie parameter has no finite estimate either "
+                              "and is not reported.")
     elif davidson is not None and point_counts.sum() > 0 and not davidson_finite[0]:
         strength_note = DAVIDSON_SEPARATION_NOTE
 
@@ -192,6 +196,15 @@ def _preference_section(
         bt_strength_ci=davidson["strength_ci"][j].tolist() if davidson else [None, None],
     ) for j, v in enumerate(present)]
     reasons, by_item = _skips_by_item(r)
+    pairs = pairwise_section(r, counts, level)
+    edges = [(p.score, p.score_ci, 1.0, float(r.m)) for p in by_variant]
+    # Without ties allowed a tie rate is 0 [0, 0] by construction, not by the raters' answers.
+    rates = ("win_rate", "win_rate_ties_half", "a_rate", "b_rate") + (("tie_rate",) if r.has_ties else ())
+    edges += [(getattr(q, name), getattr(q, f"{name}_ci"), 0.0, 1.0) for q in pairs for name in rates]
+    # A tie parameter without a finite estimate is not reported (see DAVIDSON_SEPARATION_NOTE):
+    # the number there would be where Newton's iterations stopped (2.7e10 when every answer
+    # is a tie), not an estimate.
+    nu_finite = davidson is not None and point_counts.sum() > 0 and bool(davidson_finite[0])
     section = PreferenceSection(
         by_variant=by_variant,
         ranking_skip_rate=skip_est,
@@ -201,13 +214,14 @@ def _preference_section(
         n_rankings=r.n_rankings,
         n_ranked=int(r.done.sum()),
         m=r.m,
-        pairs=pairwise_section(r, counts, level),
+        pairs=pairs,
         pairs_note=TIES_NOTE,
         has_ties=r.has_ties,
         strength_model=("plackett-luce" if not r.has_ties
                         else "davidson (Bradley-Terry with ties, on each ranking's pairs)"),
-        bt_tie_parameter=davidson["tie_parameter"] if davidson else None,
-        bt_tie_parameter_ci=davidson["tie_parameter_ci"] if davidson else [None, None],
+        bt_tie_parameter=davidson["tie_parameter"] if davidson and nu_finite else None,
+        bt_tie_parameter_ci=davidson["tie_parameter_ci"] if davidson and nu_finite else [None, None],
         strength_note=strength_note,
+        edge_note=edge_interval_note(edges),
     )
     return section, reps_out

@@ -3,7 +3,7 @@ conclusion is to dropping a few evaluators (or items).
 
 A comparison's estimate is ratio(a) - ratio(b) of one measure (eq. 9's mean error, eq.
 10's match ratio, or the preference score), as in the tests section; its variance is the
-crossed-bootstrap variance target of that section (`tests._difference_spread`), so the
+crossed-bootstrap variance target of that section (`significance.planned_difference`), so the
 standard error here is the one the paired difference's interval is built from.
 
 Robustness (Broderick, Giordano and Meager, "An automatic finite-sample robustness
@@ -27,13 +27,12 @@ import math
 import numpy as np
 from scipy import stats as sps
 
-from .. import bootstrap as bs
 from .. import sequential
 from ..protocol import PrimaryPlan
 from ..responses import ResponseTable
 from .data import _CountData, _evaluator_codes, _RankData
 from .result import Fragility, Look, PrimaryComparisonResult, PrimarySection
-from .significance import _difference_spread
+from .significance import planned_difference
 
 ROBUSTNESS_MAX_SHARE = 0.5  # search no further than half the evaluators (items)
 ROBUSTNESS_METHOD = ("approximate maximum influence perturbation (Broderick, Giordano and "
@@ -72,13 +71,8 @@ class _Rows:
         sel = slice(None) if keep is None else keep
         unit, ev, var, num, den = (self.unit[sel], self.evaluator[sel], self.variant[sel],
                                    self.num[sel], self.den[sel])
-        sa, sb = den[var == ia].sum(), den[var == ib].sum()
-        if sa <= 0 or sb <= 0:
-            return math.nan, math.nan, math.nan
-        diff = num[var == ia].sum() / sa - num[var == ib].sum() / sb
-        own = bs.ratio_corrections(unit, ev, var, num, den, self.n_variants, level).var
-        spread = _difference_spread(unit, ev, var, num, den, ia, ib, level, own)
-        return float(diff), float(spread.var[0]), float(spread.df[0])
+        diff, spread = planned_difference(unit, ev, var, num, den, ia, ib, self.n_variants, level)
+        return diff, float(spread.var[0]), float(spread.df[0])
 
     def influence(self, ia: int, ib: int) -> np.ndarray:
         """Each row's linearised contribution to ratio(a) - ratio(b)."""

@@ -21,7 +21,9 @@ from typing import Any, ClassVar
 
 from .record import Record, SchemaError, _build
 
-SCHEMA_VERSION = 2
+# 3: tests.paired[].p_value is the crossed t test (was the item-level Wilcoxon, now
+# p_wilcoxon_items); results stored under 2 are recomputed rather than misread.
+SCHEMA_VERSION = 3
 SCHEMA = f"evalstudy.analysis/{SCHEMA_VERSION}"
 
 Interval = list[float | None]  # [low, high]; [None, None] where no interval can be had
@@ -56,6 +58,29 @@ def few_raters_warning(rows: typing.Iterable[Any]) -> str:
             "the crowd and cannot show a kind of rater absent from them (one who always counts one "
             "too many, say), so it may be too narrow; recruit more raters, and use the gold items "
             "to find raters who are always off.")
+
+
+# An interval of zero width at an end of its statistic's range (a win rate [1, 1] when one
+# variant won every ranking, a tie rate [1, 1] when every answer was a tie): every resample of
+# the raters and items present gives the same number, and the bootstrap cannot show a rater
+# of the crowd who would answer otherwise. With 10 raters all on one side, a rater-level
+# Clopper-Pearson bound would put the lower end of a win rate near 0.025^(1/10) = 0.69.
+EDGE_NOTE = ("Some intervals have zero width at an end of their range (every resample of the raters "
+             "and items gives the same value, e.g. a win rate of 1 [1, 1]): that is not certainty. The "
+             "bootstrap cannot show a kind of answer no rater present gave; with n raters all on one "
+             "side, the population share of raters who would answer otherwise may still be as large "
+             "as about 1 - 0.025^(1/n) (0.31 with 10 raters).")
+
+
+def edge_interval_note(values: typing.Iterable[tuple[float | None, Interval, float, float]]) -> str:
+    """EDGE_NOTE when some (estimate, interval, low, high) has an interval of zero width on
+    the end `low` or `high` of its statistic's range; "" otherwise."""
+    for est, (lo, hi), low, high in values:
+        if est is None or lo is None or hi is None:
+            continue
+        if abs(hi - lo) <= 1e-12 * max(1.0, abs(est)) and min(abs(est - low), abs(est - high)) <= 1e-12:
+            return EDGE_NOTE
+    return ""
 
 
 def _raters_of(row: Any) -> float | None:
@@ -103,6 +128,7 @@ class CountSection(Record):
     by_variant_object: list[CountStat] = field(default_factory=list)
     by_variant_object_count: list[CountStat] = field(default_factory=list)
     rater_note: str = ""  # count.rater_influence_note: one rater moves a variant's mean error
+    edge_note: str = ""   # EDGE_NOTE where an interval has zero width at an end of its range
 
 
 # ---------------------------------------------------------------------------
@@ -179,6 +205,7 @@ class PreferenceSection(Record):
     bt_tie_parameter_ci: Interval = field(default_factory=lambda: [None, None])
     # Added with the separation check; empty unless the strengths have no finite estimate.
     strength_note: str = ""
+    edge_note: str = ""   # EDGE_NOTE where an interval has zero width at an end of its range
 
 
 # ---------------------------------------------------------------------------
@@ -187,20 +214,30 @@ class PreferenceSection(Record):
 
 @dataclass(frozen=True)
 class PairedTest(Record):
+    """A planned comparison of two variants on one measure. `p_value`, `p_holm` and
+    `significant` are the crossed t test (difference / the crossed-bootstrap standard error
+    behind `difference_ci`, on t with Satterthwaite's `df`; `statistic` is its t), so the
+    interval and the test read one variance. The Wilcoxon signed-rank test on the per-item
+    mean differences (`n_pairs`, `n_nonzero`, `wilcoxon_statistic`, `p_wilcoxon_items`) is
+    secondary: it treats items as independent although raters judge several of them."""
+
     task: str
     measure: str
     a: str
     b: str
     difference: float | None
     difference_ci: Interval
-    n_pairs: int
+    n_pairs: int                    # items with both variants (the Wilcoxon's pairs)
     n_nonzero: int
     mean_paired_difference: float | None
-    statistic: float | None
-    p_value: float | None
+    statistic: float | None         # crossed t
+    p_value: float | None           # crossed t, two-sided
     method: str
     p_holm: float | None
     significant: bool
+    df: float | None = None         # Satterthwaite's, of the crossed variance
+    wilcoxon_statistic: float | None = None  # T+ over the per-item differences
+    p_wilcoxon_items: float | None = None
 
 
 @dataclass(frozen=True)
@@ -213,6 +250,7 @@ class Friedman(Record):
     df: int
     mean_ranks: dict[str, float | None]
     w_between_captions: float | None  # how consistently captions order the variants
+    note: str = ""                    # its caption blocks ignore the raters they share
 
 
 @dataclass(frozen=True)
@@ -245,6 +283,7 @@ class Posthoc(Record):
     primary: str
     nemenyi: Nemenyi
     holm_wilcoxon: list[HolmPair]
+    note: str = ""                    # as Friedman.note
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ import itertools
 import math
 
 import numpy as np
+from scipy import stats as sps
 
 from .. import bootstrap as bs
 from .. import confidence, stats
@@ -15,6 +16,20 @@ from .data import _CountData, _RankData, group_range
 from .result import Friedman, HolmPair, Nemenyi, NemenyiPair, PairedTest, PositionBias, Posthoc, Tests
 
 EXACT_MAX_N = 50
+# The planned tests' method text. The item-level Wilcoxon is kept as a secondary column:
+# raters judge several items, so a rater's own taste for a variant is shared by all the
+# items they judged, the items' differences are positively correlated and the sign-flip
+# null is too narrow (the audit of 2026-12: 0.147 at alpha = 0.05 with 10 raters x 9
+# captions each and a rater x variant taste of s.d. 0.6; bench/rater_clustering.py).
+CROSSED_METHOD = ("crossed t: difference / crossed-bootstrap standard error (items and raters, "
+                  "the variance of difference_ci) on t with Satterthwaite's df")
+WILCOXON_ITEMS_NOTE = ("treats the items as independent blocks although raters judge several: "
+                       "liberal when raters share a taste across their items")
+# Friedman, Nemenyi and the post hoc Wilcoxon tests read the same caption blocks.
+CAPTION_BLOCKS_NOTE = ("captions as independent blocks (each the mean rank over its raters); raters "
+                       "who rank several captions connect the blocks, which these tests ignore, so "
+                       "they are liberal when raters rank many captions; the planned comparisons' "
+                       "crossed t test is not")
 POSITION_PERMUTATIONS = 2000
 POSITION_METHOD = ("permutation test: layouts permuted within each caption's rankings; "
                    "statistic: F-type quadratic form of the position sums of residual ranks "
@@ -47,6 +62,32 @@ def _difference_spread(unit, evaluator, variant, num, den, a, b, level, own_var)
                                  bs.difference_floor(own_var[a:a + 1], own_var[b:b + 1]))
 
 
+def planned_difference(unit, evaluator, variant, num, den, a, b, n_variants, level,
+                       own_var=None) -> tuple[float, bs.Spread]:
+    """ratio(a) - ratio(b) (NaN where either has no denominator) and its crossed
+    `bootstrap.Spread` (`_difference_spread`); `own_var`, the variants' own variances
+    (`bootstrap.ratio_corrections(...).var`), is computed when not given."""
+    sa, sb = den[variant == a].sum(), den[variant == b].sum()
+    if sa <= 0 or sb <= 0:
+        nan = np.full(1, np.nan)
+        return math.nan, bs.Spread(nan, nan, nan, nan, np.ones(1, dtype=bool), np.zeros(1))
+    diff = float(num[variant == a].sum() / sa - num[variant == b].sum() / sb)
+    if own_var is None:
+        own_var = bs.ratio_corrections(unit, evaluator, variant, num, den, n_variants, level).var
+    return diff, _difference_spread(unit, evaluator, variant, num, den, a, b, level, own_var)
+
+
+def crossed_t_test(estimate: float, var: float, df: float) -> tuple[float, float]:
+    """(t, two-sided p) of estimate / sqrt(var) on t(df), df at least 1: the planned
+    comparisons' test, the same reading of the crossed variance and Satterthwaite's df as
+    the stopping rule's (`sequential.z_from_t`). NaN where the variance is not positive
+    or not known (a zero variance: every resample the same, no test)."""
+    if not (math.isfinite(estimate) and math.isfinite(var) and var > 0 and math.isfinite(df)):
+        return math.nan, math.nan
+    t = estimate / math.sqrt(var)
+    return t, float(2.0 * sps.t.sf(abs(t), max(df, 1.0)))
+
+
 def _tests_section(c: _CountData, r: _RankData, comparisons, count_reps, pref_reps, level,
                    alpha, posthoc, seed) -> Tests:
     variants = c.variants
@@ -73,24 +114,40 @@ def _tests_section(c: _CountData, r: _RankData, comparisons, count_reps, pref_re
             means = _unit_means(unit, var, num, den, n_units, nv)
             both = np.isfinite(means[:, ia]) & np.isfinite(means[:, ib])
             if not both.any():
+                # Kept as a row: a planned comparison that vanished would read as never planned.
+                empty = [name for name, k in ((a, ia), (b, ib)) if den[var == k].sum() <= 0]
+                why = (f"no {'counted answers' if task == 'count' else 'rankings'} for "
+                       f"{' or '.join(empty)}" if empty else "no item with answers for both variants")
+                unadjusted.append(PairedTest(
+                    task=task, measure=measure, a=a, b=b, difference=None, difference_ci=[None, None],
+                    n_pairs=0, n_nonzero=0, mean_paired_difference=None, statistic=None, p_value=None,
+                    method=f"not computable: {why}", p_holm=None, significant=False))
                 continue
             d = means[both, ia] - means[both, ib]
             test = stats.wilcoxon_signed_rank(d, EXACT_MAX_N)
-            sa, sb = den[var == ia].sum(), den[var == ib].sum()
-            diff = num[var == ia].sum() / sa - num[var == ib].sum() / sb
-            spread = _difference_spread(unit, ev, var, num, den, ia, ib, level, own_var)
+            diff, spread = planned_difference(unit, ev, var, num, den, ia, ib, nv, level, own_var)
+            t_value, p_value = crossed_t_test(diff, float(spread.var[0]), float(spread.df[0]))
             # ratio(a) - ratio(b) lies between low(a) - high(b) and high(a) - low(b).
             low, high = group_range(var, num / np.where(den > 0, den, 1), den > 0, nv)
             ci = confidence.spread_intervals(np.array([diff]), (reps[:, ia] - reps[:, ib])[:, None], level, spread,
                                      low[ia] - high[ib], high[ia] - low[ib])[0].tolist()
+            wilcoxon = (f"Wilcoxon signed-rank on per-item mean differences ({test['method']}), "
+                        f"secondary: {WILCOXON_ITEMS_NOTE}" if test["method"] else
+                        "Wilcoxon signed-rank on per-item mean differences: no non-zero pairs")
+            if math.isfinite(p_value):
+                crossed = f"{CROSSED_METHOD} = {float(spread.df[0]):.1f}"
+            elif np.isfinite(spread.var[0]):
+                crossed = ("crossed t: not computable, the crossed variance is 0 (every resample "
+                           "of items and raters gives the same difference)")
+            else:
+                crossed = "crossed t: not computable, fewer than two items or raters"
             unadjusted.append(PairedTest(
                 task=task, measure=measure, a=a, b=b, difference=diff, difference_ci=ci,
                 n_pairs=test["n_pairs"], n_nonzero=test["n_nonzero"],
                 mean_paired_difference=float(d.mean()),
-                statistic=test["statistic"], p_value=test["p_value"],
-                method=f"Wilcoxon signed-rank ({test['method']})"
-                if test["method"] else "Wilcoxon signed-rank (no non-zero pairs)",
-                p_holm=None, significant=False))
+                statistic=t_value, p_value=p_value, method=f"{crossed}; {wilcoxon}",
+                p_holm=None, significant=False, df=float(spread.df[0]),
+                wilcoxon_statistic=test["statistic"], p_wilcoxon_items=test["p_value"]))
     # Holm's adjustment needs every p-value first. A record keeps None for a NaN p-value.
     p_holm = stats.holm([math.nan if t.p_value is None else t.p_value for t in unadjusted])
     paired = [dataclasses.replace(t, p_holm=p, significant=bool(p is not None and math.isfinite(p) and p < alpha))
@@ -107,7 +164,10 @@ def _ranking_tests(r: _RankData, alpha, posthoc,
     names = [r.variants[v] for v in present]
     done = r.done
     # Blocks are items: an item's rankings by several evaluators are not independent,
-    # so each item contributes the mean rank of each variant.
+    # so each item contributes the mean rank of each variant. The raters an item shares
+    # with others are not modelled (CAPTION_BLOCKS_NOTE): a crossed Wald chi-square on the
+    # m - 1 score contrasts would need their joint crossed covariance, which rests on a
+    # handful of raters and was not checked; the planned comparisons carry the crossed test.
     s = np.zeros((r.n_units, len(present)))
     n = np.zeros(r.n_units)
     np.add.at(s, r.ranking_unit[done], r.ranks[done][:, present])
@@ -122,7 +182,8 @@ def _ranking_tests(r: _RankData, alpha, posthoc,
         # Kendall's W over the caption blocks: how consistently the captions
         # order the variants (an effect size), not agreement between raters.
         w_between_captions=(fr["statistic"] / (fr["n_blocks"] * (fr["k"] - 1))
-                            if math.isfinite(fr["statistic"]) else None))
+                            if math.isfinite(fr["statistic"]) else None),
+        note=CAPTION_BLOCKS_NOTE)
     nem = stats.nemenyi(fr["mean_ranks"], fr["n_blocks"], alpha)
     nemenyi = [NemenyiPair(a=names[p["i"]], b=names[p["j"]],
                            mean_rank_difference=p["mean_rank_difference"], p_value=p["p_value"])
@@ -138,7 +199,7 @@ def _ranking_tests(r: _RankData, alpha, posthoc,
                                          strict=True)]
     posthoc_tests = Posthoc(primary=posthoc,
                             nemenyi=Nemenyi(critical_difference=nem["critical_difference"], pairs=nemenyi),
-                            holm_wilcoxon=holm_rows)
+                            holm_wilcoxon=holm_rows, note=CAPTION_BLOCKS_NOTE)
     return friedman, posthoc_tests, _position_bias(r, seed)
 
 

@@ -185,7 +185,7 @@ def test_exclusions_remove_careless_evaluators_and_keep_unfiltered_beside(simula
     assert off.exclusions.excluded == ex.excluded  # still listed, not applied
 
 
-def test_paired_test_is_wilcoxon_on_prompt_and_seed_means(simulated):
+def test_paired_tests_secondary_wilcoxon_is_on_prompt_and_seed_means(simulated):
     proto, table = simulated
     res = analyze(table, proto, n_boot=200, exclusions=False)
     rec = by(res.tests.paired, task="count", measure="mean_abs_error", a="c-intermediate")
@@ -203,7 +203,7 @@ def test_paired_test_is_wilcoxon_on_prompt_and_seed_means(simulated):
     assert rec.mean_paired_difference == pytest.approx(d.mean())
     nz = d[d != 0]
     if len(np.unique(np.abs(nz))) == len(nz):
-        assert rec.p_value == pytest.approx(sps.wilcoxon(nz, method="exact").pvalue)
+        assert rec.p_wilcoxon_items == pytest.approx(sps.wilcoxon(nz, method="exact").pvalue)
     assert rec.p_holm >= rec.p_value
     lo, hi = rec.difference_ci
     assert lo <= rec.difference <= hi

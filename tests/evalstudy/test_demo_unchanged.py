@@ -27,6 +27,12 @@ Both files were rewritten (the same two commands) when the Williams square's var
 came to be permuted by the plan's seed (evalstudy.design._relabelled: the screen orders
 were one public pattern's rotations): the simulated study's screen positions, and so its
 responses and every number of its analysis, moved with it, and nothing else changed.
+
+demo20_analysis.json was rewritten (the second command) when the planned comparisons'
+p-values became the crossed t test (schema 3): tests.paired's statistic, p_value, p_holm,
+significant and method changed on purpose (the Wilcoxon's p-value moved to
+p_wilcoxon_items), notes were added to the Friedman and post hoc records, and a few
+Plackett-Luce strengths and intervals moved in their last bits (another CPU's rounding).
 """
 
 import json

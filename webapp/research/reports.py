@@ -96,7 +96,8 @@ def _count_table(section: Sections | AnalysisResult, auto: dict[str, dict], ci_l
              "a count. \u201cCan't tell\u201d answers enter neither; their share of all answers is shown beside, "
              "and the sensitivity column counts them as misses. The automatic counter read every image of the "
              "variant once." + few_raters_warning(section.count.by_variant)
-             + (" " + section.count.rater_note if section.count.rater_note else ""),
+             + (" " + section.count.rater_note if section.count.rater_note else "")
+             + (" " + section.count.edge_note if section.count.edge_note else ""),
     )
 
 
@@ -132,21 +133,27 @@ def _preference_table(section: Sections | AnalysisResult, ci_label: str) -> Tabl
         note=f"m = {pref.m or 4} images per ranking; ranking skip rate (skipped rankings of all rankings shown; "
              f"a skip names no variant): {percent(pref.ranking_skip_rate)} {ci(pref.ranking_skip_rate_ci)} "
              f"({reasons})." + few_raters_warning(pref.by_variant)
-             + (" " + pref.strength_note if pref.strength_note else ""),
+             + (" " + pref.strength_note if pref.strength_note else "")
+             + (" " + pref.edge_note if pref.edge_note else ""),
     )
 
 
 def _tests_table(section: Sections | AnalysisResult, ci_label: str) -> Table:
     rows = tuple(
         (MEASURE_LABELS.get(t.measure, t.measure), f"{t.a} \u2212 {t.b}", num(t.difference, 3),
-         ci(t.difference_ci, 3), num(t.n_pairs), num(t.statistic), pvalue(t.p_value),
-         pvalue(t.p_holm), "yes" if t.significant else "no")
+         ci(t.difference_ci, 3), num(t.statistic), num(t.df), pvalue(t.p_value),
+         pvalue(t.p_holm), "yes" if t.significant else "no", num(t.n_pairs), pvalue(t.p_wilcoxon_items))
         for t in section.tests.paired
     )
-    return Table(key="tests", title="Planned comparisons (paired by item, Wilcoxon signed-rank, Holm-adjusted)",
-                 header=("measure", "difference", "estimate", ci_label, "pairs", "statistic", "p", "p (Holm)",
-                         "significant"),
-                 rows=rows)
+    notes = sorted({t.method for t in section.tests.paired if t.p_value is None})
+    return Table(key="tests", title="Planned comparisons (crossed t over items and raters, Holm-adjusted)",
+                 header=("measure", "difference", "estimate", ci_label, "t", "df", "p", "p (Holm)",
+                         "significant", "items", "p (Wilcoxon over items)"),
+                 rows=rows,
+                 note="t = difference / the crossed-bootstrap standard error of its interval, on t with "
+                      "Satterthwaite's df. The Wilcoxon signed-rank test over the items' mean differences is "
+                      "secondary: it treats items as independent although raters judge several, and is "
+                      "liberal when raters share a taste across their items." + "".join(" " + n for n in notes))
 
 
 def _ranking_tests_table(section: Sections | AnalysisResult) -> Table | None:
@@ -154,7 +161,7 @@ def _ranking_tests_table(section: Sections | AnalysisResult) -> Table | None:
     fr, post, bias = tests.friedman, tests.posthoc, tests.position_bias
     if fr is None:
         return None
-    rows = [("Friedman (captions as blocks)", f"\u03c7\u00b2 = {num(fr.statistic)}, df = {fr.df}",
+    rows = [("Friedman (captions as independent blocks)", f"\u03c7\u00b2 = {num(fr.statistic)}, df = {fr.df}",
              pvalue(fr.p_value),
              f"Kendall's W between captions (how consistently captions order the variants) = "
              f"{num(fr.w_between_captions)}, {fr.n_blocks} captions")]
@@ -170,7 +177,7 @@ def _ranking_tests_table(section: Sections | AnalysisResult) -> Table | None:
                      f"S = {num(bias.statistic)}, {bias.n_permutations} permutations", pvalue(bias.p_value),
                      "mean rank by position " + ", ".join(num(x) for x in bias.mean_rank_by_position)))
     return Table(key="ranking-tests", title="Ranking tests", header=("test", "statistic", "p", "note"),
-                 rows=tuple(rows))
+                 rows=tuple(rows), note=("Friedman, post hoc Wilcoxon and Nemenyi: " + fr.note) if fr.note else "")
 
 
 def _agreement_table(section: Sections | AnalysisResult) -> Table:
