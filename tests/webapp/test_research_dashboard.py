@@ -223,7 +223,7 @@ def test_the_hourly_pay_leaves_out_those_too_fast_for_the_speed_rule(study):
     for k, ev in enumerate(Evaluator.objects.filter(pk__in=[e.pk for e in finished]).order_by("pk")):
         fast = k >= 1
         Evaluator.objects.filter(pk=ev.pk).update(
-            consented_at=ev.finished_at - timedelta(minutes=1 if fast else 30))
+            consented_at=present(ev.finished_at) - timedelta(minutes=1 if fast else 30))
         if fast:
             for model in (CountResponse, RankResponse):
                 model.objects.filter(evaluator=ev).update(seconds=0.1)
