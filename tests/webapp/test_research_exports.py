@@ -8,6 +8,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.http import StreamingHttpResponse
 
+from evalstudy.analysis import result
 from evalstudy.responses import RESPONSE_COLUMNS, read_responses
 from tests.factories import build_open_study, make_image
 from tests.narrow import present
@@ -191,7 +192,7 @@ def test_export_command_writes_every_format(study, tmp_path, settings):
     for fmt, name in (("csv", "r.csv"), ("jsonl", "r.jsonl"), ("aggregates", "a.json"), ("report", "report.html"),
                       ("report-md", "report.md"), ("protocol", "p.json"), ("figures", "figures")):
         call_command("export", study.slug, "--format", fmt, "--out", str(tmp_path / name), stdout=io.StringIO())
-    assert json.loads((tmp_path / "a.json").read_text())["schema"] == "evalstudy.analysis/2"
+    assert json.loads((tmp_path / "a.json").read_text())["schema"] == result.SCHEMA
     assert json.loads((tmp_path / "p.json").read_text()) == study.protocol
     assert study.protocol_hash in (tmp_path / "report.html").read_text()
     assert study.protocol_hash in (tmp_path / "report.md").read_text()
