@@ -81,6 +81,12 @@ def result_header(title: str) -> list[str]:
             f"command: {' '.join(sys.argv)}"]
 
 
+def result_footer(started: float) -> str:
+    """A results table's last line: the run's wall time since ``started`` (``time.time()``)
+    and the load average after it."""
+    return f"run time: {time.time() - started:.0f} s; load average after: {load_average():.2f}"
+
+
 def emit_result(stem: str, text: str, *, write: bool) -> str:
     """Keep the table with save_result (saying where, on stderr) when ``write``, else print it."""
     if write:

@@ -45,7 +45,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench._common import cpu_and_usable_cores, emit_result, load_average  # noqa: E402
+from bench._common import cpu_and_usable_cores, emit_result, load_average, result_footer  # noqa: E402
 from evalstudy import rank_models  # noqa: E402
 from evalstudy.analysis import AnalysisResult, analyze  # noqa: E402
 from evalstudy.design import williams_square  # noqa: E402
@@ -399,7 +399,7 @@ def main(args) -> str:
     lines += ["", "s.e.: standard error of the coverage with each study's intervals as one cluster (they "
               "share its raters and items); a row counts as outside only when its coverage +- 1.96 s.e. "
               "lies wholly outside the target band.",
-              f"run time: {time.time() - started:.0f} s; load average after: {load_average():.2f}"]
+              result_footer(started)]
     text = "\n".join(lines)
     return emit_result("coverage", text, write=args.write)
 

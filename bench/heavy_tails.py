@@ -30,7 +30,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench._common import emit_result, load_average, result_header  # noqa: E402
+from bench._common import emit_result, result_footer, result_header  # noqa: E402
 from evalstudy.analysis import analyze  # noqa: E402
 from evalstudy.responses import table_from_columns  # noqa: E402
 
@@ -133,7 +133,7 @@ def main(args) -> str:
               "optimistic); miss lo/hi: truth below / above the interval; width: median; note: share of "
               "studies whose count table carries the rater-influence note; eq. 9 noted / quiet: the "
               "same intervals in the studies with and without the note; n: intervals in the row.",
-              f"run time: {time.time() - started:.0f} s; load average after: {load_average():.2f}"]
+              result_footer(started)]
     return emit_result("heavy_tails", "\n".join(lines), write=args.write)
 
 

@@ -35,7 +35,7 @@ from scipy import stats as sps
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench._common import emit_result, load_average, result_header, save_result  # noqa: E402
+from bench._common import emit_result, result_footer, result_header, save_result  # noqa: E402
 from evalstudy import stats  # noqa: E402
 from evalstudy.design import plan_assignments  # noqa: E402
 
@@ -163,7 +163,7 @@ def main(args) -> str:
         if args.write and done < len(runs) and not args.append:
             save_result("position_test", "\n".join(lines + footer + [
                 f"partial: {done} of {len(runs)} rows after {time.time() - started:.0f} s"]))
-    lines += footer + [f"run time: {time.time() - started:.0f} s; load average after: {load_average():.2f}"]
+    lines += footer + [result_footer(started)]
     if args.append:  # another table under the day's file (e.g. more studies of some crowds)
         print(f"wrote {save_result('position_test', chr(10).join(lines) + chr(10) * 2, append=True)}",
               file=sys.stderr)

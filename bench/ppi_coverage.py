@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench import coverage as cv  # noqa: E402
-from bench._common import emit_result, load_average, result_header  # noqa: E402
+from bench._common import emit_result, result_footer, result_header  # noqa: E402
 from evalstudy.analysis.data import _CountData, _evaluator_codes  # noqa: E402
 from evalstudy.analysis.ppi import _JudgeOnly, ppi_section  # noqa: E402
 from evalstudy.responses import table_from_columns  # noqa: E402
@@ -165,7 +165,7 @@ def main(args) -> str:
                 print(lines[-1], flush=True)
     lines += ["", "ppi cov / human cov: coverage of the prediction-powered and of the human-only interval "
               "(the same construction with the judge's weight at 0); widths are means; width ratio = ppi / human.",
-              f"run time: {time.time() - started:.0f} s; load average after: {load_average():.2f}"]
+              result_footer(started)]
     text = "\n".join(lines)
     return emit_result("ppi_coverage", text, write=args.write)
 

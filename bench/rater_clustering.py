@@ -38,7 +38,7 @@ from scipy import special
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench._common import emit_result, load_average, result_header  # noqa: E402
+from bench._common import emit_result, result_footer, result_header  # noqa: E402
 from evalstudy import stats  # noqa: E402
 from evalstudy.analysis import _CountData, _evaluator_codes, _RankData, analyze  # noqa: E402
 from evalstudy.analysis.significance import crossed_t_test, planned_difference  # noqa: E402
@@ -78,8 +78,9 @@ def _layout(design: Design, seed: int) -> dict[str, np.ndarray]:
     else:
         protocol = synthetic_protocol(VARIANTS, n_captions=0, n_evaluators=design.n_raters,
                                       overlap=design.overlap)
-    placeholder = RaterSimulator({v: 0.5 for v in VARIANTS}, skip_rate=0.0, cant_tell_rate=0.0)
-    table = simulate_study(placeholder, protocol, seed=seed)
+    # The planner's layout is what is kept: this rater's answers are overwritten by draw_study.
+    layout_rater = RaterSimulator({v: 0.5 for v in VARIANTS}, skip_rate=0.0, cant_tell_rate=0.0)
+    table = simulate_study(layout_rater, protocol, seed=seed)
     return {c: table[c].copy() for c in table.columns}
 
 
@@ -191,7 +192,7 @@ def main(args) -> str:
               "binomial. effect: rank, c-intermediate's utility advantage on a noise sd of 1; count, how much "
               "less often its image is wrong (0.3 against 0.15). A Wilcoxon power above the crossed t's "
               "where the Wilcoxon's size is above 0.05 is the excess false-positive rate, not power.",
-              f"run time: {time.time() - started:.0f} s; load average after: {load_average():.2f}"]
+              result_footer(started)]
     return emit_result("rater_clustering", "\n".join(lines), write=args.write)
 
 

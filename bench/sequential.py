@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench import coverage as cv  # noqa: E402
-from bench._common import emit_result, load_average, result_header, save_result  # noqa: E402
+from bench._common import emit_result, result_footer, result_header, save_result  # noqa: E402
 from evalstudy import sequential  # noqa: E402
 from evalstudy.analysis.data import _CountData, _evaluator_codes, _RankData, canonical_evaluator_order  # noqa: E402
 from evalstudy.analysis.primary import _Rows, primary_section  # noqa: E402
@@ -178,7 +178,7 @@ def main(args) -> str:
         if args.write and done < len(runs):
             save_result("sequential", "\n".join(lines + footer + [
                 f"partial: {done} of {len(runs)} rows after {time.time() - started:.0f} s"]))
-    lines += footer + [f"run time: {time.time() - started:.0f} s; load average after: {load_average():.2f}"]
+    lines += footer + [result_footer(started)]
     text = "\n".join(lines)
     return emit_result("sequential", text, write=args.write)
 

@@ -26,7 +26,7 @@ from scipy import stats as sps
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench._common import emit_result, load_average, result_header  # noqa: E402
+from bench._common import emit_result, result_footer, result_header  # noqa: E402
 from evalstudy import sequential  # noqa: E402
 
 LOOKS = (10, 20, 30, 40)
@@ -82,7 +82,7 @@ def main(args) -> str:
     lines += ["", "mean est | diff: the mean reported estimate over the studies stopped with a difference shown; "
               "cover | diff: the share of their naive 95% t intervals (at the stopping look) holding delta; "
               "cover all: the same over every study, at the look where it stopped (futility included).",
-              f"run time: {time.time() - started:.0f} s; load average after: {load_average():.2f}"]
+              result_footer(started)]
     return emit_result("sequential_estimate", "\n".join(lines), write=args.write)
 
 
