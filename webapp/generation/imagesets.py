@@ -37,9 +37,10 @@ from django.utils import timezone
 from PIL import Image as PILImage
 from PIL import ImageCms, ImageOps, UnidentifiedImageError
 
-from webapp.studies.imagefiles import relative_path_for, to_rgb, write_png_atomic
+from webapp.studies.imagefiles import relative_path_for, to_rgb, write_png_atomic, wxh
 from webapp.studies.lifecycle import study_attach_images
 from webapp.studies.models import Image, Prompt, Study, Variant, new_public_id
+from webapp.studies.selectors import study_visible_sizes
 
 from . import selectors
 
@@ -399,10 +400,7 @@ def imageset_import(*, study: Study, path: str | Path, manifest: str | Path | No
         size = selectors.study_sampling(study=study).size
         if resize and size is None:
             problems.append("Resizing needs the protocol's sampling.size (the display size in pixels).")
-        existing: dict[str, set[tuple[int, int]]] = {}
-        for vname, width, height in (Image.objects.filter(study=study, source=Image.Source.MODEL, judge_only=False)
-                                    .values_list("variant__name", "width", "height").distinct()):
-            existing.setdefault(vname, set()).add((width, height))
+        existing = study_visible_sizes(study_id=study.pk)
         decoded: dict[str, tuple[str, tuple[int, int]]] = {}
         for row in checked:
             if row.file in decoded:
@@ -438,10 +436,6 @@ def imageset_import(*, study: Study, path: str | Path, manifest: str | Path | No
         upload.close()
 
 
-def _wxh(sizes) -> str:
-    return " and ".join(f"{w}x{h}" for w, h in sorted(sizes))
-
-
 def _check_sizes(*, decoded: dict[str, tuple[int, int]], existing: dict[str, set[tuple[int, int]]],
                  size: int | None, resize: bool, problems: list[str]) -> None:
     """The upload's images (file -> stored size) are of one size, the protocol's when they
@@ -455,14 +449,14 @@ def _check_sizes(*, decoded: dict[str, tuple[int, int]], existing: dict[str, set
             return
     ours = set(decoded.values())
     if len(ours) > 1:
-        problems.append(f"The images come in {len(ours)} sizes ({_wxh(ours)}): one size for every image of a "
+        problems.append(f"The images come in {len(ours)} sizes ({wxh(ours)}): one size for every image of a "
                         "study, or a size in the protocol and resizing.")
         return
     theirs = set().union(*existing.values()) if existing else set()
     if ours and theirs and ours != theirs:
         how = "resized to" if resize else "of"
-        others = ", ".join(f"{name} {_wxh(found)}" for name, found in sorted(existing.items()))
-        problems.append(f"The images are {how} {_wxh(ours)} pixels but the study's other images are not "
+        others = ", ".join(f"{name} {wxh(found)}" for name, found in sorted(existing.items()))
+        problems.append(f"The images are {how} {wxh(ours)} pixels but the study's other images are not "
                         f"({others}): every image an evaluator sees has one size; generate or import "
                         "them all at one size (the protocol's sampling.size).")
 

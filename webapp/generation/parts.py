@@ -22,9 +22,10 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from PIL import Image as PILImage
 
-from webapp.studies.imagefiles import relative_path_for, write_png_atomic
+from webapp.studies.imagefiles import relative_path_for, write_png_atomic, wxh
 from webapp.studies.lifecycle import StudySetupError, study_attach_images, study_open
 from webapp.studies.models import Image, Prompt, Study, new_public_id
+from webapp.studies.selectors import study_visible_sizes
 
 from . import selectors
 from .models import Batch, Part
@@ -218,15 +219,9 @@ def _check_size(*, job: PartJob, sizes: set[tuple[int, int]]) -> None:
     this; opening the study (``lifecycle.study_open``) checks every image again and refuses."""
     if not sizes:
         return
-    existing: dict[str, set[tuple[int, int]]] = {}
-    rows = (Image.objects.filter(study_id=job.study_id, source=Image.Source.MODEL, judge_only=False)
-            .values_list("variant__name", "width", "height").distinct())
-    for name, width, height in rows:
-        existing.setdefault(name, set()).add((width, height))
+    existing = study_visible_sizes(study_id=job.study_id)
     theirs = set().union(*existing.values()) if existing else set()
     if len(sizes) > 1 or (theirs and sizes != theirs):
-        def wxh(found):
-            return " and ".join(f"{w}x{h}" for w, h in sorted(found))
         others = ", ".join(f"{name} {wxh(found)}" for name, found in sorted(existing.items()))
         raise PartFailure(
             f"{job.variant_name}'s images are {wxh(sizes)} pixels but the study's other images are not "

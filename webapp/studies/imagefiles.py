@@ -51,6 +51,11 @@ def png_bytes(image: PILImage.Image) -> bytes:
     return buf.getvalue()
 
 
+def wxh(sizes) -> str:
+    """Sizes as people read them: "24x24 and 32x32"."""
+    return " and ".join(f"{w}x{h}" for w, h in sorted(sizes))
+
+
 def png_header(path: str | os.PathLike) -> tuple[int, int, str] | None:
     """(width, height, mode) as a stored PNG's header says, the mode as "RGB 8-bit"; None when
     the file is missing or is not a PNG. Reads 29 bytes, no pixel."""

@@ -247,6 +247,17 @@ def user_may_see_study(*, user, study: Study) -> bool:
     return user_is_admin(user=user) or study.researchers.filter(pk=user.pk).exists()
 
 
+def study_visible_sizes(*, study_id: int) -> dict[str, set[tuple[int, int]]]:
+    """The (width, height) of the study's model images an evaluator can see (not judge-only),
+    by variant name: what a new variant's images must match."""
+    sizes: dict[str, set[tuple[int, int]]] = {}
+    rows = (Image.objects.filter(study_id=study_id, source=Image.Source.MODEL, judge_only=False)
+            .values_list("variant__name", "width", "height").distinct())
+    for name, width, height in rows:
+        sizes.setdefault(name, set()).add((width, height))
+    return sizes
+
+
 def study_missing_images(*, study: Study) -> int:
     """How many of the study's planned images do not exist yet."""
     n_variants = study.variants.count()
