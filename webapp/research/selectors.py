@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import statistics
 import threading
-from collections import Counter, OrderedDict
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -380,13 +380,10 @@ def _finished_time_on_task(study: Study) -> dict:
     the participants page leaves them out, and those too fast for the speed rule): from
     consent to the last answer, which is when the finish is stamped (in the last answer's
     own transaction)."""
-    per_evaluator: Counter[int] = Counter()
-    for model in (CountResponse, RankResponse):
-        per_evaluator.update(dict(
-            model.objects.filter(evaluator__study=study, evaluator__finished_at__isnull=False)
-            .values("evaluator_id").annotate(s=Sum("seconds")).order_by().values_list("evaluator_id", "s")
-        ))
-    minutes = sorted(s / 60 for s in per_evaluator.values())
+    # Every finished evaluator's seconds per task, read once: their sum is the time on tasks,
+    # their median what the speed rule reads.
+    seconds = recruitment.answer_seconds(Evaluator.objects.filter(study=study, finished_at__isnull=False))
+    minutes = sorted(sum(per_task) / 60 for per_task in seconds.values())
     planned = Entry.objects.filter(evaluator__study=study, evaluator__finished_at__isnull=False).values(
         "evaluator_id").annotate(n=Count("pk")).order_by().values_list("n", flat=True)
     tasks = sorted(planned)
@@ -397,7 +394,7 @@ def _finished_time_on_task(study: Study) -> dict:
     people = Evaluator.objects.filter(study=study, is_simulated=False, finished_at__isnull=False,
                                       consented_at__isnull=False)
     limit = recruitment.speed_rule(study)
-    fast = {e for e, seconds in recruitment.answer_seconds(people).items() if recruitment.too_fast(seconds, limit)}
+    fast = {e for e, per_task in seconds.items() if recruitment.too_fast(per_task, limit)}
     spans = people.values_list("pk", "consented_at", "finished_at")
     in_study = [(finished - consented).total_seconds() / 60 for pk, consented, finished in spans
                 if consented is not None and finished is not None and pk not in fast]
