@@ -56,7 +56,7 @@ def test_progress_counts_evaluators_answers_and_coverage(study, researcher):
     answer_tasks(first, rng=random.Random(1), limit=4)
     p = progress(researcher, study)
     assert p["evaluators"]["started"] == 1 and p["evaluators"]["finished"] == 0
-    assert p["responses"] == 4 and p["per_evaluator"][0]["answered"] == 4
+    assert p["responses"] == p["answers_toward_plan"] == 4 and p["per_evaluator"][0]["answered"] == 4
     assert p["per_evaluator"][0]["status"] == "active" and p["items"]["started"] == 4
 
     fill_study(study, 2, seed=5)
@@ -66,6 +66,22 @@ def test_progress_counts_evaluators_answers_and_coverage(study, researcher):
     # every slot holds every item here: three answers cover an item
     assert p["items"]["covered"] == n_tasks
     assert p["items"]["by_task"]["rank"] == {"items": 2, "covered": 2, "answers": 6, "planned_answers": 6}
+
+
+def test_progress_counts_a_refilled_places_answers_beyond_the_plan(study, researcher, settings):
+    """A place given up and taken again is answered from its first task: the leaver's answers
+    are kept but do not count toward the plan, whose progress never passes 100%."""
+    n_tasks = len(study.slots.first().items)
+    leaver = study_flow.evaluator_join(study=study, external_id="leaver")
+    answer_tasks(leaver, rng=random.Random(1), limit=4)
+    Evaluator.objects.filter(pk=leaver.pk).update(
+        last_seen_at=leaver.joined_at - timedelta(seconds=settings.FUSION_SLOT_TIMEOUT_SECONDS + 5))
+    fill_study(study, 3, seed=7)
+    leaver.refresh_from_db()
+    assert leaver.abandoned_at is not None
+    p = progress(researcher, study)
+    assert p["evaluators"]["finished"] == 3 and p["responses"] == 3 * n_tasks + 4
+    assert p["answers_toward_plan"] == p["answers_planned"] == 3 * n_tasks
 
 
 def test_progress_measures_time_skips_and_gold_per_evaluator(study, researcher):

@@ -191,6 +191,7 @@ class StudyProgress(TypedDict):
     count_responses: int
     rank_responses: int
     answers_planned: int
+    answers_toward_plan: int   # at most each planned item's planned answers (a refilled place's are extra)
     evaluators: EvaluatorCounts
     items: ItemsProgress
     time: TimeProgress
@@ -281,6 +282,9 @@ def study_progress_and_fingerprint(*, study: Study, include_simulated: bool = Fa
             "planned_answers": sum(planned[pk] for pk in pks),
         }
 
+    # A place given up and refilled is answered again from its first task: the leaver's answers
+    # are kept (and analysed) but beyond the plan, so the plan's progress caps each item.
+    toward_plan = sum(min(answered_by_item[pk], n) for pk, n in planned.items())
     n_count = sum(c["n"] for c in counts.values())
     n_rank = sum(r["n"] for r in ranks.values())
     finished_seconds = [row["seconds"] for row in rows if row["status"] == "finished"]
@@ -302,6 +306,7 @@ def study_progress_and_fingerprint(*, study: Study, include_simulated: bool = Fa
         "count_responses": n_count,
         "rank_responses": n_rank,
         "answers_planned": plan.answers,
+        "answers_toward_plan": toward_plan,
         "evaluators": {
             "slots": plan.slots,
             # Opened the invite link; agreed to take part; began the tasks (past the

@@ -42,7 +42,7 @@
   function render(p) {
     set("p-started", p.evaluators.started);
     set("p-finished", p.evaluators.finished);
-    set("p-responses", p.responses);
+    set("p-responses", p.answers_toward_plan);
     set("p-planned-answers", p.answers_planned);
     set("p-covered", p.items.covered);
     set("p-items", p.items.planned);
@@ -51,9 +51,11 @@
     set("p-cant-tell", pct(p.cant_tell_rate));
     set("p-gold", pct(p.gold_accuracy));
     var bar = document.getElementById("p-bar");
-    if (bar) bar.style.width = (p.answers_planned ? Math.min(100, 100 * p.responses / p.answers_planned) : 0) + "%";
+    if (bar) bar.style.width = (p.answers_planned ? Math.min(100, 100 * p.answers_toward_plan / p.answers_planned) : 0) + "%";
     var t = p.items.by_task;
     set("p-detail",
+      (p.responses > p.answers_toward_plan ? p.responses + " answers in all: " +
+        (p.responses - p.answers_toward_plan) + " beyond the plan (places given up and refilled). " : "") +
       p.evaluators.slots + " places; " + p.evaluators.joined + " opened the link, " + p.evaluators.consented +
       " consented, " + p.evaluators.declined + " declined, " + p.evaluators.abandoned + " timed out, " + p.evaluators.simulated + " simulated. Count items covered " + t.count.covered + "/" +
       t.count.items + ", ranking items " + t.rank.covered + "/" + t.rank.items + ". Median time on tasks of a finished evaluator: " +
