@@ -187,9 +187,15 @@ def test_ref_stats_streams_the_images_and_equals_the_whole_list(inception_file, 
     inception = InceptionFeatures(inception_file)
     whole = feature_statistics(inception([center_crop(Image.open(p), 64) for p in paths], batch_size=2))
 
-    opened, seen_at_call = [], []
+    opened: list[Image.Image] = []
+    seen_at_call: list[tuple[int, int]] = []
     real_crop, real_call = generator.metrics.center_crop, InceptionFeatures.__call__
-    monkeypatch.setattr(generator.metrics, "center_crop", lambda im, size: opened.append(1) or real_crop(im, size))
+
+    def crop(im, size):
+        opened.append(im)
+        return real_crop(im, size)
+
+    monkeypatch.setattr(generator.metrics, "center_crop", crop)
 
     def call(self, images, batch_size=50):
         seen_at_call.append((len(opened), len(images)))
@@ -213,7 +219,8 @@ def test_ref_stats_streams_the_images_and_equals_the_whole_list(inception_file, 
 
 def _coco_captions(path, captions_per_image):
     """A COCO-shaped captions file: image i (id 100 + i) has captions_per_image[i] captions."""
-    images, annotations = [], []
+    images: list[dict] = []
+    annotations: list[dict] = []
     for i, k in enumerate(captions_per_image):
         images.append({"id": 100 + i, "file_name": f"COCO_val2014_{100 + i:012d}.jpg"})
         annotations += [{"id": len(annotations) + 1, "image_id": 100 + i, "caption": f" image {i} caption {j} "}
@@ -278,10 +285,14 @@ def _run(argv, capsys):
 
 def test_fid_samples_at_uvits_guidance_scale_and_records_it(fid_inputs, capsys, monkeypatch):
     run, common = fid_inputs
-    scales = []
+    scales: list[float] = []
     real_generate = Sampler.generate
-    monkeypatch.setattr(Sampler, "generate", lambda self, p, s, scale, *a: scales.append(scale)
-                        or real_generate(self, p, s, scale, *a))
+
+    def generate(self, prompts, seeds, cfg_scale, *args):
+        scales.append(cfg_scale)
+        return real_generate(self, prompts, seeds, cfg_scale, *args)
+
+    monkeypatch.setattr(Sampler, "generate", generate)
     result = _run(["fid", "--checkpoint", str(run / "snapshots" / "step-0050000.safetensors"), "--n", "4", *common],
                   capsys)
     assert FID_CFG_SCALE == 1.0  # U-ViT's MS-COCO scale, in the same form eps = cond + s (cond - uncond)

@@ -69,7 +69,8 @@ def test_the_ema_starts_as_the_initial_network_and_decays_per_the_recipe(tmp_pat
     args = parse_args(["--preset", preset, "--config", str(config), "--out", str(tmp_path / "run"), "--steps", "3",
                        "--sample-every", "0", *FAST])
     initial = generator.train.initial_model(tiny_cfg, args).state_dict()
-    seen, real_update = [], generator.train.ema_update
+    seen: list[float] = []
+    real_update = generator.train.ema_update
 
     def update(ema, model, decay):
         if not seen:  # the first update: the EMA is still the step-0 network
