@@ -53,6 +53,11 @@ TRAIN_STATE_DIR = "train_state"
 LEGACY_TRAIN_STATE_FILE = "train_state.pt"  # before train_state/: neither read nor written (train.py refuses it)
 TRAINED = {"kind": "trained"}
 UVIT_SOURCE_FORMAT = "U-ViT nnet state dict (torch.save)"
+# The presets that are U-ViT's own text-to-image architectures (concat, early fusion), the
+# only ones its weights may be imported into: U-ViT-S (MS-COCO) and U-ViT-S/2 Deep. The
+# concat ablation [N_text, N_image] = [0, 4] has the very same tensor names and shapes, but
+# its outer blocks never see the text, so U-ViT's weights would run there as another network.
+UVIT_PRESETS = ("uvit-s-concat-early", "uvit-s-deep-concat-early")
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -256,7 +261,8 @@ def import_uvit(
     path: str | os.PathLike, out: str | os.PathLike, preset: str = "uvit-s-concat-early", name: str | None = None
 ) -> Path:
     """Write U-ViT's released weights (`path`, a torch.save'd nnet state dict such as its
-    MS-COCO U-ViT-S EMA file) as a checkpoint of `preset` in folder `out`.
+    MS-COCO U-ViT-S EMA file) as a checkpoint of `preset` (one of UVIT_PRESETS, else
+    ValueError) in folder `out`.
 
     Every tensor name and shape must match the preset, else CheckpointMismatch lists the
     missing, unexpected and wrongly shaped ones and nothing is written. The checkpoint
@@ -267,8 +273,12 @@ def import_uvit(
     from generator.encoders import encoder_specs_for
 
     src = Path(path)
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+    if preset not in UVIT_PRESETS:
+        raise ValueError(
+            f"{preset!r} is not a U-ViT architecture: U-ViT's weights import only into {', '.join(UVIT_PRESETS)} "
+            "(concatenated text, early fusion). Other presets may have the same tensor names and shapes, but "
+            "their blocks see the text differently, so the imported network would not be U-ViT's."
+        )
     file = weights_path(out)
     if file.exists():
         raise FileExistsError(f"{file} exists; import into a new folder")
@@ -294,7 +304,8 @@ def main(argv: list[str] | None = None) -> None:
     imp = sub.add_parser("import-uvit", help="import U-ViT's released text-to-image weights (a torch.save state dict)")
     imp.add_argument("path", type=Path, help="e.g. U-ViT's MS-COCO U-ViT-S EMA weights (.pth)")
     imp.add_argument("--out", required=True, type=Path, help="new checkpoint folder")
-    imp.add_argument("--preset", default="uvit-s-concat-early", choices=sorted(PRESETS))
+    imp.add_argument("--preset", default="uvit-s-concat-early", choices=UVIT_PRESETS,
+                     help="U-ViT-S (its MS-COCO model) or U-ViT-S/2 Deep (mscoco_uvit_small_deep.pth)")
     imp.add_argument("--name", help="checkpoint name (default: the preset and the source file)")
     args = p.parse_args(argv)
     try:

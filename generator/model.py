@@ -59,7 +59,10 @@ class UViTConfig:
     in_chans: int = 4
     patch_size: int = 2
     embed_dim: int = 512
-    depth: int = 13  # depth // 2 in-blocks, 1 mid block, depth // 2 out-blocks
+    # All U-ViT blocks: depth // 2 in-blocks, 1 mid block, depth // 2 out-blocks. U-ViT's own
+    # `depth` counts only the in- and out-blocks, so its depth 12 (U-ViT-S) is 13 here and its
+    # depth 16 (U-ViT-S/2 Deep) is 17.
+    depth: int = 13
     num_heads: int = 8
     mlp_ratio: float = 4.0
     qkv_bias: bool = False
@@ -360,6 +363,9 @@ for _cond in CONDITIONINGS:
     PRESETS[f"uvit-s-{_cond}-intermediate"] = _variant(_UVIT_S, _cond, 1, 4)  # paper's [N_text, N_image] = [1, 4]
     PRESETS[f"uvit-s-{_cond}-ablation-n0-i4"] = _variant(_UVIT_S, _cond, 0, 4)
     PRESETS[f"uvit-s-{_cond}-ablation-n1-i0"] = _variant(_UVIT_S, _cond, 1, 0)
+# U-ViT-S/2 Deep (U-ViT's README: MS-COCO, --config.nnet.depth=16, 8 + 1 + 8 blocks), so that
+# its released weights import too; not one of the paper's models.
+PRESETS["uvit-s-deep-concat-early"] = dataclasses.replace(PRESETS["uvit-s-concat-early"], depth=17)
 for _cond in CONDITIONINGS:
     PRESETS[f"tiny-{_cond}-early"] = _variant(_TINY, _cond, 0, 0)
     PRESETS[f"tiny-{_cond}-intermediate"] = _variant(_TINY, _cond, 1, 2)

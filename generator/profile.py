@@ -12,11 +12,15 @@ analytically (2 * Lq * Lk * D MACs per block; the softmax is not counted).
 Which architectural detail each paper-method number depends on (U-ViT-S, D=512,
 T=77 text tokens, N=256 patches; all within 0.01 GFLOPs of Table 1):
     29.56 concat-early         all 13 blocks and the 6 skip Linears run on 334 tokens;
-                               decoder_pred runs on all 334 tokens before the text
-                               and time tokens are dropped. ptflops counts each
-                               Linear's bias add per output element (+0.03) and each
-                               GELU twice, by module hook and by the patched F.gelu
-                               that nn.GELU calls (+0.02); without both: 29.52.
+                               the final norm and decoder_pred run on 257 here (the
+                               text tokens are dropped first), on all 334 in U-ViT's
+                               code: the same outputs (both act per token), about
+                               0.0014 GFLOPs apart (77 x LayerNorm and Linear(512, 16)),
+                               below the table's rounding.
+                               ptflops counts each Linear's bias add per output
+                               element (+0.03) and each GELU twice, by module hook
+                               and by the patched F.gelu that nn.GELU calls (+0.02);
+                               without both: 29.52.
     25.84 concat-intermediate  the text block runs on 77 tokens; 4+4 image-only blocks
                                and their skips on 257 tokens; the 5 joint blocks and
                                the 2 joint skips on 334. Keeping the text through the

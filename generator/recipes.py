@@ -26,6 +26,10 @@ class Recipe:
     prediction_type: str = "epsilon"  # or "v_prediction" (see generator/diffusion.py)
     pos_embed_init: str = "random"  # U-ViT's N(0, 0.02^2), or "sincos" (2D sin-cos patch rows)
     cooldown: int = 0  # learning rate decays linearly to zero over the last `cooldown` steps
+    # False: the EMA starts as a copy of the step-0 network and decays at ema_decay from the
+    # first step (U-ViT). True: its decay ramps up as min(ema_decay, (1 + s) / (10 + s)), so
+    # that a short run's EMA forgets the random start sooner (generator/train.py, ema_decay_at).
+    ema_warmup: bool = False
 
     def cooldown_for(self, steps: int) -> int:
         """The cooldown of a run of `steps` steps: the recipe's share of its own steps, so
@@ -34,7 +38,7 @@ class Recipe:
 
 
 # The paper's recipe, which is U-ViT's MS-COCO recipe (Bao et al. 2023, configs/mscoco_uvit_small.py):
-# AdamW lr 2e-4, wd 0.03, betas (0.9, 0.9), 5k warm-up, batch 256, EMA 0.9999, 1M steps.
+# AdamW lr 2e-4, wd 0.03, betas (0.9, 0.9), 5k warm-up, batch 256, EMA 0.9999 from step 0, 1M steps.
 PAPER = Recipe(
     batch_size=256, lr=2e-4, weight_decay=0.03, adam_betas=(0.9, 0.9),
     warmup=5000, ema_decay=0.9999, steps=1_000_000, p_uncond=0.1,
@@ -47,11 +51,15 @@ PAPER = Recipe(
 # - patch position embeddings start as 2D sin-cos (MAE, DiT), so a short run need not learn
 #   the image's geometry from scratch (its effect alone was not measured);
 # - warm-up, stable, then the last 5,000 steps decaying the rate linearly to zero: the
-#   learning curve levels off at a constant rate and the decay lifts it.
+#   learning curve levels off at a constant rate and the decay lifts it;
+# - the EMA decay ramps up over the first steps (ema_warmup): the shipped models were trained
+#   so, and retraining reproduces them. At 0.999 from step 0 the random start would keep a
+#   weight (0.999^s) above 1% until step 4,600 of 20,000; the ramp's effect alone was not measured.
 # Used unchanged for all four variants, so the comparison between them is not tuned.
 DEMO = Recipe(
     batch_size=32, lr=1e-3, weight_decay=0.03, adam_betas=(0.9, 0.9), warmup=200, ema_decay=0.999,
     steps=20000, p_uncond=0.1, prediction_type="v_prediction", pos_embed_init="sincos", cooldown=5000,
+    ema_warmup=True,
 )
 
 

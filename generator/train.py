@@ -89,6 +89,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--cooldown", type=int, help="linear decay to zero over the last N steps (0: none; default: "
                    "the recipe's share of its steps, applied to --steps)")
     p.add_argument("--ema-decay", type=float)
+    p.add_argument("--ema-warmup", action=argparse.BooleanOptionalAction,
+                   help="ramp the EMA decay up over the first steps (default: the recipe's; off for the paper's, "
+                   "which decays at --ema-decay from step 0 as U-ViT does)")
     p.add_argument("--p-uncond", type=float, help="probability of training on the empty caption")
     p.add_argument("--prediction-type", choices=PREDICTION_TYPES, help="the network's target (default: recipe's)")
     p.add_argument("--pos-embed-init", choices=["random", "sincos"], help="patch position embeddings at step 0")
@@ -120,7 +123,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     recipe = recipe_for(args.preset)
-    for name in ("steps", "batch_size", "lr", "weight_decay", "warmup", "ema_decay", "p_uncond",
+    for name in ("steps", "batch_size", "lr", "weight_decay", "warmup", "ema_decay", "ema_warmup", "p_uncond",
                  "prediction_type", "pos_embed_init"):
         if getattr(args, name) is None:
             setattr(args, name, getattr(recipe, name))
@@ -172,13 +175,14 @@ def init_pos_embed_sincos(model: UViT) -> None:
     model.pos_embed[0, -cfg.num_patches :] = sincos_2d(grid, cfg.embed_dim)
 
 
-def ema_decay_at(step: int, decay: float) -> float:
-    """`decay`, ramped up over the first steps so the EMA forgets its random init.
+def ema_decay_at(step: int, decay: float, warmup: bool) -> float:
+    """The EMA decay of optimizer step `step` (0-based): `decay`, or with `warmup` the
+    ramp min(decay, (1 + s) / (10 + s)), so that a short run's EMA forgets its random start.
 
-    (1 + s) / (10 + s) passes 0.999 near step 9,000 and 0.9999 near 90,000: it matters
-    only for short runs, which is what it is for.
+    The ramp passes 0.999 near step 9,000 and 0.9999 near 90,000. Without it (U-ViT's
+    recipe) the EMA, a copy of the step-0 network, decays at `decay` from the first step.
     """
-    return min(decay, (1 + step) / (10 + step))
+    return min(decay, (1 + step) / (10 + step)) if warmup else decay
 
 
 @torch.no_grad()
@@ -404,7 +408,7 @@ def train_step(run: Run, batch, step: int, ac: torch.Tensor) -> tuple[torch.Tens
     run.optimizer.zero_grad(set_to_none=True)
     accelerator.backward(loss)
     run.optimizer.step()
-    ema_update(run.ema, accelerator.unwrap_model(run.model), ema_decay_at(step, args.ema_decay))
+    ema_update(run.ema, accelerator.unwrap_model(run.model), ema_decay_at(step, args.ema_decay, args.ema_warmup))
     return loss, lr
 
 
@@ -423,8 +427,10 @@ def after_step(run: Run, losses: LossLog, bar, done: int, lr: float) -> None:
         if accelerator.is_main_process:
             run.write_ema(args.out, done)
     if accelerator.is_main_process and args.keep_every and done % args.keep_every == 0:
-        # The learning rate is constant after warm-up and the EMA decay depends only
-        # on the step, so a snapshot at step s equals the end of an s-step run.
+        # Without a cooldown (the paper recipe) the learning rate is constant after warm-up
+        # and the EMA decay depends only on the step, so a snapshot at step s equals the end
+        # of an s-step run. With one (the demo recipe) it does not: an s-step run decays its
+        # rate over its own last steps, which this run has not reached at step s.
         run.write_ema(args.out / "snapshots" / f"step-{done:07d}.safetensors", done)
     if accelerator.is_main_process and args.sample_every and (done % args.sample_every == 0 or is_last):
         run.ema.eval()

@@ -1,14 +1,25 @@
+import json
+
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
+import generator.metrics
+from generator.checkpoint import save_ema
+from generator.coco import center_crop
+from generator.defaults import FID_CFG_SCALE
+from generator.encoders import encoder_specs_for
 from generator.metrics import (
     ClipScorer,
     InceptionFeatures,
     feature_statistics,
     frechet_distance,
+    main,
+    val_prompts,
 )
+from generator.model import UViT
+from generator.sample import Sampler
 from generator.weights import MissingWeightsError
 from tests.narrow import present
 
@@ -159,3 +170,158 @@ def test_clip_score_is_100_times_the_cosine_of_the_embeddings(tiny_clip_model_di
             expected.append(100 * max(cos, 0.0))
     assert max(expected) > 1 and min(expected) == 0  # the factor 100 and the clip at 0 are both seen
     assert scores == pytest.approx(expected, rel=1e-4, abs=1e-4)
+
+
+# ---------------------------------------------------------------------------
+# Reference statistics, streamed
+# ---------------------------------------------------------------------------
+
+
+def test_ref_stats_streams_the_images_and_equals_the_whole_list(inception_file, tmp_path, monkeypatch):
+    folder = tmp_path / "val2014"
+    folder.mkdir()
+    rng = np.random.default_rng(3)
+    for i, (h, w) in enumerate([(40, 56), (48, 48), (60, 36), (44, 52), (50, 40)]):  # crops of every aspect
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(folder / f"COCO_val2014_{i:012d}.png")
+    paths = sorted(folder.glob("*.png"))
+    inception = InceptionFeatures(inception_file)
+    whole = feature_statistics(inception([center_crop(Image.open(p), 64) for p in paths], batch_size=2))
+
+    opened: list[Image.Image] = []
+    seen_at_call: list[tuple[int, int]] = []
+    real_crop, real_call = generator.metrics.center_crop, InceptionFeatures.__call__
+
+    def crop(im, size):
+        opened.append(im)
+        return real_crop(im, size)
+
+    monkeypatch.setattr(generator.metrics, "center_crop", crop)
+
+    def call(self, images, batch_size=50):
+        seen_at_call.append((len(opened), len(images)))
+        return real_call(self, images, batch_size)
+
+    monkeypatch.setattr(InceptionFeatures, "__call__", call)
+    out = tmp_path / "ref.npz"
+    main(["ref-stats", "--images", str(folder), "--inception", str(inception_file), "--out", str(out),
+          "--size", "64", "--batch-size", "2", "--device", "cpu"])
+    # Never more than one batch of images read ahead of the network.
+    assert seen_at_call == [(2, 2), (4, 2), (5, 1)]
+    with np.load(out) as streamed:
+        assert int(streamed["n"]) == 5
+        assert np.array_equal(streamed["mu"], whole[0]) and np.array_equal(streamed["sigma"], whole[1])
+
+
+# ---------------------------------------------------------------------------
+# FID prompts, FID of a checkpoint, the sweep over a run's snapshots
+# ---------------------------------------------------------------------------
+
+
+def _coco_captions(path, captions_per_image):
+    """A COCO-shaped captions file: image i (id 100 + i) has captions_per_image[i] captions."""
+    images: list[dict] = []
+    annotations: list[dict] = []
+    for i, k in enumerate(captions_per_image):
+        images.append({"id": 100 + i, "file_name": f"COCO_val2014_{100 + i:012d}.jpg"})
+        annotations += [{"id": len(annotations) + 1, "image_id": 100 + i, "caption": f" image {i} caption {j} "}
+                        for j in range(k)]
+    path.write_text(json.dumps({"images": images, "annotations": annotations}))
+    return path
+
+
+def test_fid_prompts_draw_images_without_replacement_then_one_caption_each(tmp_path):
+    # One image with 40 captions among 11 with one: drawn by annotation it would fill most prompts.
+    captions = _coco_captions(tmp_path / "captions_val2014.json", [40] + [1] * 11)
+    for seed in range(20):
+        prompts = val_prompts(captions, 8, seed)
+        ids = [image_id for image_id, _ in prompts]
+        assert len(ids) == 8 and len(set(ids)) == 8  # no image repeats
+        assert all(caption.startswith(f"image {image_id - 100} caption ") for image_id, caption in prompts)
+    everything = val_prompts(captions, 100, seed=0)  # capped at the 12 images
+    assert sorted(i for i, _ in everything) == list(range(100, 112))
+    assert val_prompts(captions, 5, seed=4) == val_prompts(captions, 5, seed=4) != val_prompts(captions, 5, seed=5)
+    # A sweep's FID-10k prompts are the first of the final FID-30k's (same seed).
+    assert val_prompts(captions, 5, seed=4) == val_prompts(captions, 12, seed=4)[:5]
+    # The 40-caption image's caption is drawn among its 40.
+    picked = {c for seed in range(60) for i, c in val_prompts(captions, 12, seed) if i == 100}
+    assert len(picked) > 20
+
+
+class _PixelFeatures:
+    """Stands in for the FID Inception in the command-line tests: 4 features per image (the
+    channel means and the overall spread), so the Frechet distance is 4-dimensional."""
+
+    def __init__(self, path=None, device="cpu"):
+        pass
+
+    def __call__(self, images, batch_size=50):
+        arr = np.stack([np.asarray(im.convert("RGB"), dtype=np.float64) / 255 for im in images])
+        return np.concatenate([arr.mean(axis=(1, 2)), arr.std(axis=(1, 2, 3))[:, None]], axis=1)
+
+
+@pytest.fixture
+def fid_inputs(tmp_path, tiny_cfg, monkeypatch):
+    """A run with two EMA snapshots of different weights, a captions file, 4-d reference statistics."""
+    monkeypatch.setattr(generator.metrics, "InceptionFeatures", _PixelFeatures)
+    run = tmp_path / "run"
+    codec, text = encoder_specs_for(tiny_cfg)
+    for step, seed in ((50000, 0), (100000, 1)):
+        torch.manual_seed(seed)
+        save_ema(run / "snapshots" / f"step-{step:07d}.safetensors", UViT(tiny_cfg).state_dict(), tiny_cfg, codec,
+                 text, step=step, name="tiny")
+    rng = np.random.default_rng(0)
+    ref = tmp_path / "ref.npz"
+    np.savez(ref, mu=rng.uniform(0.3, 0.7, 4), sigma=np.diag(rng.uniform(0.01, 0.05, 4)), n=100)
+    captions = _coco_captions(tmp_path / "captions_val2014.json", [2, 1, 3, 1, 1, 2, 1, 1])
+    common = ["--captions", str(captions), "--ref-stats", str(ref), "--steps", "2", "--batch-size", "3",
+              "--device", "cpu"]
+    return run, common
+
+
+def _run(argv, capsys):
+    main(argv)
+    return json.loads(capsys.readouterr().out)
+
+
+def test_fid_samples_at_uvits_guidance_scale_and_records_it(fid_inputs, capsys, monkeypatch):
+    run, common = fid_inputs
+    scales: list[float] = []
+    real_generate = Sampler.generate
+
+    def generate(self, prompts, seeds, cfg_scale, *args):
+        scales.append(cfg_scale)
+        return real_generate(self, prompts, seeds, cfg_scale, *args)
+
+    monkeypatch.setattr(Sampler, "generate", generate)
+    result = _run(["fid", "--checkpoint", str(run / "snapshots" / "step-0050000.safetensors"), "--n", "4", *common],
+                  capsys)
+    assert FID_CFG_SCALE == 1.0  # U-ViT's MS-COCO scale, in the same form eps = cond + s (cond - uncond)
+    assert scales == [1.0, 1.0] and result["cfg_scale"] == 1.0  # 4 images in batches of 3
+    assert result["n"] == 4 and result["step"] == 50000 and result["fid"] > 0
+
+
+def test_fid_sweep_picks_the_snapshot_of_lowest_fid_and_scores_it_on_more_images(fid_inputs, tmp_path, capsys,
+                                                                                   monkeypatch):
+    run, common = fid_inputs
+    sweep = _run(["fid-sweep", "--run", str(run), "--n", "4", "--final-n", "6", *common,
+                  "--out", str(tmp_path / "sweep.json")], capsys)
+    assert json.loads((tmp_path / "sweep.json").read_text()) == sweep
+    # Each snapshot's FID is `fid --n 4` of that snapshot.
+    single = {s: _run(["fid", "--checkpoint", str(run / "snapshots" / f"step-{s:07d}.safetensors"), "--n", "4",
+                       *common], capsys)["fid"] for s in (50000, 100000)}
+    assert {r["step"]: r["fid"] for r in sweep["snapshots"]} == single and single[50000] != single[100000]
+    best = min(single, key=lambda s: single[s])
+    assert sweep["best"]["step"] == best and sweep["best"]["fid"] == single[best]
+    final = sweep["final"]
+    assert (final["step"], final["n"], final["cfg_scale"]) == (best, 6, 1.0)
+    assert final["fid"] == _run(["fid", "--checkpoint", sweep["best"]["checkpoint"], "--n", "6", *common],
+                                capsys)["fid"]
+    # Run again: every result is read back from beside its snapshot, nothing is sampled.
+    monkeypatch.setattr("generator.sample.load_sampler", lambda *a, **k: pytest.fail("sampled again"))
+    assert _run(["fid-sweep", "--run", str(run), "--n", "4", "--final-n", "6", *common], capsys) == sweep
+
+
+def test_fid_sweep_without_snapshots_says_how_to_get_them(fid_inputs, tmp_path):
+    _, common = fid_inputs
+    with pytest.raises(SystemExit, match="--keep-every"):
+        main(["fid-sweep", "--run", str(tmp_path / "elsewhere"), *common])

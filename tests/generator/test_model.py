@@ -14,8 +14,9 @@ from generator.attention import TEXT_BORDER, capture_attention, collect_attentio
 from generator.model import PAPER_VARIANTS, PRESETS, UViT, UViTConfig, build_model
 
 TINY = [n for n in PRESETS if n.startswith("tiny-")]
-UVIT_S = [n for n in PRESETS if n.startswith("uvit-s-")]
+UVIT_S = [n for n in PRESETS if n.startswith("uvit-s-") and n != "uvit-s-deep-concat-early"]  # the paper's
 EARLY_PARAMS, INTERMEDIATE_PARAMS = 44_692_644, 47_843_492
+DEEP_PARAMS = 58_345_636  # U-ViT-S/2 Deep: 4 more blocks (3,150,848 each) and 2 more skips (524,800 each)
 
 
 def inputs(cfg: UViTConfig, batch: int = 2, seed: int = 0):
@@ -59,6 +60,19 @@ def test_paper_presets_have_exact_parameter_counts_and_shapes(name):
         assert model(x, t, ctx).shape == (1, 4, 32, 32)
     expected = INTERMEDIATE_PARAMS if cfg.n_text else EARLY_PARAMS
     assert profile.count_params(model) == expected
+
+
+def test_uvit_s_deep_is_uvit_s_with_its_depth_16():
+    """U-ViT's depth counts in- and out-blocks (16: 8 + 8) and adds the mid block; ours counts all 17."""
+    cfg = PRESETS["uvit-s-deep-concat-early"]
+    assert (cfg.depth, cfg.n_joint) == (17, 8)
+    assert dataclasses.replace(cfg, depth=13) == PRESETS["uvit-s-concat-early"]
+    with torch.device("meta"):
+        model = build_model(cfg)
+        x, t, ctx = (v.to("meta") for v in inputs(cfg, batch=1))
+        assert model(x, t, ctx).shape == (1, 4, 32, 32)
+    assert len(model.in_blocks) == len(model.out_blocks) == 8
+    assert profile.count_params(model) == DEEP_PARAMS == EARLY_PARAMS + 4 * 3_150_848 + 2 * 524_800
 
 
 def test_profile_json_matches_paper_table1(capsys):

@@ -50,6 +50,39 @@ def test_paper_presets_train_with_the_paper_recipe():
     assert set(DEMO_PRESETS) <= set(ALL_PRESETS)
 
 
+def test_the_ema_ramp_is_a_recipe_field_off_for_the_paper_and_on_for_the_demo():
+    assert not PAPER.ema_warmup and DEMO.ema_warmup
+    assert not parse_args(["--preset", "uvit-s-concat-early", "--out", "x"]).ema_warmup
+    assert parse_args(["--preset", "demo-concat-early", "--out", "x"]).ema_warmup
+    assert not parse_args(["--preset", "demo-concat-early", "--out", "x", "--no-ema-warmup"]).ema_warmup
+    assert parse_args(["--preset", "uvit-s-concat-early", "--out", "x", "--ema-warmup"]).ema_warmup
+
+
+@pytest.mark.parametrize("preset, decays", [
+    ("uvit-s-concat-early", [0.9999] * 3),  # U-ViT: the decay itself from the first step
+    ("demo-concat-early", [1 / 10, 2 / 11, 3 / 12]),  # the ramp (1 + s) / (10 + s)
+])
+def test_the_ema_starts_as_the_initial_network_and_decays_per_the_recipe(tmp_path, tiny_cfg, monkeypatch, preset,
+                                                                         decays):
+    config = tmp_path / "tiny.json"
+    config.write_text(json.dumps(tiny_cfg.to_dict()))
+    args = parse_args(["--preset", preset, "--config", str(config), "--out", str(tmp_path / "run"), "--steps", "3",
+                       "--sample-every", "0", *FAST])
+    initial = generator.train.initial_model(tiny_cfg, args).state_dict()
+    seen: list[float] = []
+    real_update = generator.train.ema_update
+
+    def update(ema, model, decay):
+        if not seen:  # the first update: the EMA is still the step-0 network
+            assert all(torch.equal(v, initial[k]) for k, v in ema.state_dict().items())
+        seen.append(decay)
+        real_update(ema, model, decay)
+
+    monkeypatch.setattr(generator.train, "ema_update", update)
+    main(args)
+    assert seen == pytest.approx(decays, rel=1e-12)
+
+
 def test_warmup_is_linear_then_constant():
     assert lr_at(0, 1e-3, 100) == pytest.approx(1e-5)
     assert lr_at(99, 1e-3, 100) == lr_at(5000, 1e-3, 100) == 1e-3

@@ -1,9 +1,11 @@
 """Importing U-ViT's released text-to-image weights, and sampling them U-ViT's way.
 
-The state dict is made here from the uvit-s-concat-early preset with random weights and
-saved as U-ViT saves its nnet (torch.save of a plain state dict). The expected values
-of the sampling test come from the formulas U-ViT publishes (its discrete schedule, the
-timestep it feeds the network, its guidance), not from its code.
+The "released" files are made here: random weights under U-ViT's own tensor names and
+shapes (tests/generator/uvit_reference.py, written from U-ViT's architecture, not from
+generator/model.py), saved as U-ViT saves its nnet (torch.save of a plain state dict).
+The imported network is compared with that module's functional forward pass, and the
+expected values of the sampling test come from the formulas U-ViT publishes (its
+discrete schedule, the timestep it feeds the network, its guidance), not from its code.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import pytest
 import torch
 
 from generator.checkpoint import (
+    UVIT_PRESETS,
     CheckpointMismatch,
     file_sha256,
     import_uvit,
@@ -23,16 +26,16 @@ from generator.checkpoint import (
     read_metadata,
 )
 from generator.diffusion import make_scheduler
-from generator.model import PRESETS, UViT
+from generator.model import PRESETS
 from generator.sample import load_sampler
+from tests.generator.uvit_reference import UVIT_S, official_shapes, random_official_state, uvit_t2i_forward
 
 PRESET = "uvit-s-concat-early"
 
 
 @pytest.fixture(scope="module")
 def uvit_state():
-    torch.manual_seed(0)
-    return UViT(PRESETS[PRESET]).state_dict()
+    return random_official_state(official_shapes(depth=12, **UVIT_S), seed=0)  # U-ViT-S: its depth 12
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +83,66 @@ def test_imported_weights_are_the_file_and_record_uvit_conventions(imported, uvi
     assert meta["codec"] == {"name": "sd-vae", "scale_factor": 0.2301}
     # U-ViT called CLIP without the attention mask; the import records it for the sampler.
     assert meta["text_encoder"] == {"name": "clip", "text_len": 77, "dim": 768, "attention_mask": False}
+
+
+def _reference_inputs(batch: int, seed: int = 1):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(batch, 4, 32, 32, generator=g), torch.randn(batch, 77, 768, generator=g)
+
+
+# Integer timesteps (U-ViT's training inputs, 1..1000) and fractional ones (its sampler gives
+# the network 1000 t for continuous t).
+TIMESTEPS = [[1.0, 1000.0, 37.0], [500.5, 3.25, 999.75]]
+
+
+@pytest.mark.parametrize("t", TIMESTEPS, ids=["integer-t", "fractional-t"])
+def test_the_imported_network_computes_uvits_forward_pass(sampler, uvit_state, t):
+    """The network a sampler loads from an imported file gives U-ViT's output, bit for bit.
+
+    Exact, not approximate: the reference runs U-ViT's operations in U-ViT's order, and
+    where our model orders them otherwise (the position rows added to each stream before
+    the concatenation; the text tokens dropped before the final LayerNorm rather than
+    after decoder_pred) the operations are elementwise or per token, so each output float
+    comes from the same arithmetic."""
+    x, ctx = _reference_inputs(3)
+    timesteps = torch.tensor(t)
+    with torch.no_grad():
+        ours = sampler.model(x, timesteps, ctx)
+    expected = uvit_t2i_forward(uvit_state, x, timesteps, ctx, num_heads=8)
+    assert expected.abs().mean() > 0.1  # weights of order one: a wiring mistake moves the output by as much
+    torch.testing.assert_close(ours, expected, rtol=0, atol=0)
+
+
+def test_uvit_s_deep_weights_import_and_compute_its_forward_pass(tmp_path, tiny_vae_dir, clip_768_dir):
+    """U-ViT-S/2 Deep: U-ViT's depth 16 (8 + 1 + 8 blocks), our uvit-s-deep-concat-early."""
+    state = random_official_state(official_shapes(depth=16, **UVIT_S), seed=2)
+    assert len(state) == 214 and sum(v.numel() for v in state.values()) == 58_345_636
+    path = tmp_path / "mscoco_uvit_small_deep.pth"
+    torch.save(state, path)
+    folder = tmp_path / "deep"
+    import_uvit(path, folder, preset="uvit-s-deep-concat-early")
+    network = load_sampler(folder, vae_path=tiny_vae_dir, clip_path=clip_768_dir).model
+    assert network.cfg.depth == 17 and len(network.in_blocks) == len(network.out_blocks) == 8
+    x, ctx = _reference_inputs(2)
+    timesteps = torch.tensor([999.0, 12.5])
+    with torch.no_grad():
+        ours = network(x, timesteps, ctx)
+    assert ours.shape == (2, 4, 32, 32)
+    torch.testing.assert_close(ours, uvit_t2i_forward(state, x, timesteps, ctx, num_heads=8), rtol=0, atol=0)
+    with pytest.raises(CheckpointMismatch):  # and U-ViT-S's 13 blocks do not fit it
+        import_uvit(path, tmp_path / "not-deep", preset=PRESET)
+
+
+@pytest.mark.parametrize("preset", ["uvit-s-concat-ablation-n0-i4", "uvit-s-cross-early", "uvit-s-concat-intermediate"])
+def test_presets_that_are_not_uvit_are_refused(tmp_path, uvit_file, preset, capsys):
+    # uvit-s-concat-ablation-n0-i4 has U-ViT-S's very names and shapes: only the preset tells them apart.
+    with pytest.raises(ValueError, match="not a U-ViT architecture"):
+        import_uvit(uvit_file, tmp_path / "out", preset=preset)
+    with pytest.raises(SystemExit):
+        main(["import-uvit", str(uvit_file), "--out", str(tmp_path / "out"), "--preset", preset])
+    assert "invalid choice" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+    assert set(UVIT_PRESETS) == {"uvit-s-concat-early", "uvit-s-deep-concat-early"}
 
 
 def test_provenance_names_the_source_file(imported, uvit_file, sampler):
