@@ -175,16 +175,33 @@ def test_a_run_killed_while_storing_is_run_again_once_and_leaves_no_orphan_file(
     assert uploads() == []
 
 
-def test_a_second_upload_while_one_waits_is_refused(study, admin, good_zip):
+def test_a_second_upload_while_one_waits_is_refused(study, admin, good_zip, monkeypatch):
     assert web_import(admin, study, good_zip, name="good.zip", run=False).status_code == 302
     first = ImageSetImport.objects.get(study=study)
-    r = web_import(admin, study, good_zip, name="again.zip", run=False)
-    assert r.status_code == 409
-    text = r.content.decode()
-    assert f"The image set good.zip (import {first.pk}) is still queued for this study" in text
-    assert ImageSetImport.objects.filter(study=study).count() == 1
-    assert [p.name for p in uploads()] == [first.upload_file]  # the refused copy is gone
-    # The database refuses it too, should two requests race past the check.
+    refused = f"The image set good.zip (import {first.pk}) is still queued for this study"
+
+    def second_upload() -> str:
+        r = web_import(admin, study, good_zip, name="again.zip", run=False)
+        assert r.status_code == 409
+        assert ImageSetImport.objects.filter(study=study).count() == 1
+        assert [p.name for p in uploads()] == [first.upload_file]  # nothing of the refused one is kept
+        return r.content.decode()
+
+    assert refused in second_upload()  # refused before its file is copied
+    # Another request queues its import while this one copies its file: refused under the
+    # study's lock, and the copy removed.
+    real, calls = services._import_refusal, []
+
+    def refusal_after_the_copy(study):
+        calls.append(study)
+        if len(calls) > 1:
+            real(study)
+
+    monkeypatch.setattr(services, "_import_refusal", refusal_after_the_copy)
+    assert refused in second_upload() and len(calls) == 2
+    # Past both checks, the database refuses it (one active import per study), the same way.
+    monkeypatch.setattr(services, "_import_refusal", lambda study: None)
+    assert refused in second_upload()
     with pytest.raises(IntegrityError), transaction.atomic():
         ImageSetImport.objects.create(study=study, upload_name="x.zip", upload_file="imageset-x.zip")
 
@@ -225,3 +242,29 @@ def test_the_status_json_is_for_staff_only(study, admin, good_zip):
     someone.force_login(UserFactory(username="someone"))
     assert someone.get(f"/generation/import/{job.pk}/status.json").status_code == 403
     assert set(IMPORTED) <= {v.name for v in study.variants.all()}
+
+
+def test_the_admin_lists_imports_read_only_and_its_action_releases_a_lost_one(
+        study, admin, good_zip, django_capture_on_commit_callbacks):
+    from django.test import Client
+
+    from tests.factories import UserFactory
+
+    web_import(admin, study, good_zip, name="good.zip", run=False)
+    job = ImageSetImport.objects.get(study=study)
+    boss = Client()
+    boss.force_login(UserFactory(username="root", is_staff=True, is_superuser=True))
+    listing = boss.get("/admin/generation/imagesetimport/")
+    assert listing.status_code == 200 and "good.zip" in listing.content.decode()
+    page = boss.get(f"/admin/generation/imagesetimport/{job.pk}/change/")
+    assert page.status_code == 200 and job.id_key not in page.content.decode()
+    assert boss.get(f"/admin/generation/imagesetimport/{job.pk}/delete/").status_code == 403
+    with django_capture_on_commit_callbacks(execute=True):
+        r = boss.post("/admin/generation/imagesetimport/", {"action": "mark_failed", "_selected_action": [job.pk]},
+                      follow=True)
+    assert f"Import {job.pk} marked failed." in r.content.decode()
+    job.refresh_from_db()
+    assert job.status == "failed" and uploads() == []
+    r = boss.post("/admin/generation/imagesetimport/", {"action": "mark_failed", "_selected_action": [job.pk]},
+                  follow=True)
+    assert "Only a queued or running import can be marked failed" in r.content.decode()

@@ -82,7 +82,6 @@ class ImageSetImportAdmin(admin.ModelAdmin):
     list_filter = ("status",)
     readonly_fields = ("study", "status", "upload_name", "upload_file", "resize", "summary", "problems", "attempts",
                        "created_by", "created_at", "started_at", "finished_at")
-    exclude = ("id_key",)
     actions = ["mark_failed"]
 
     def has_add_permission(self, request) -> bool:
