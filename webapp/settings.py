@@ -24,6 +24,9 @@ Environment:
     FUSION_VAR_DIR      where SQLite, the filesystem broker and media live (default ./var).
     FUSION_MEDIA_ROOT   where generated images are written (default $FUSION_VAR_DIR/media);
                         a shared path when several GPU workers serve one batch.
+    FUSION_IMPORT_UPLOAD_DIR  where an image set uploaded on the generation page waits for
+                        the worker that imports it (default $FUSION_MEDIA_ROOT/uploads); a
+                        path the web server and the default-queue workers share.
     ALLOWED_HOSTS       comma separated (default: localhost names).
     FUSION_BASE_URL     the public origin used in invite links (default http://127.0.0.1:8000).
     FUSION_PROTOCOL_FILES_DIR  the folder every file a protocol names must lie in (default
@@ -308,3 +311,6 @@ FUSION_DEVICE = os.environ.get("FUSION_DEVICE", "")
 FUSION_TORCH_THREADS = os.environ.get("FUSION_TORCH_THREADS", "")
 # Loaded samplers kept per worker process (least recently used goes first).
 FUSION_SAMPLER_CACHE_SIZE = int(os.environ.get("FUSION_SAMPLER_CACHE_SIZE", 4))
+# Image sets uploaded on the generation page wait here for their worker; empty means
+# MEDIA_ROOT/uploads, read when used (import_runner.upload_dir).
+FUSION_IMPORT_UPLOAD_DIR = os.environ.get("FUSION_IMPORT_UPLOAD_DIR", "")

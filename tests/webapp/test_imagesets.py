@@ -34,11 +34,15 @@ ALLOWED_CHUNKS = {b"IHDR", b"PLTE", b"IDAT", b"IEND"}
 IMPORTED = ("model-c", "model-d")
 
 
-@pytest.fixture
-def study() -> Study:
+def draft_study() -> Study:
     protocol = small_protocol(variants=NEUTRAL_VARIANTS)
     protocol["sampling"]["size"] = 32
     return study_lifecycle.study_create(protocol=protocol, slug="outside", base_dir=str(DEMO_PROTOCOL.parent))
+
+
+@pytest.fixture
+def study() -> Study:
+    return draft_study()
 
 
 def cells(study: Study, variant: str) -> list[tuple[str, int]]:
@@ -100,6 +104,37 @@ def zip_folder(folder: Path, target: Path, extra: Sequence[tuple[zipfile.ZipInfo
 def media_files(settings) -> list[Path]:
     root = Path(settings.MEDIA_ROOT) / "images"
     return sorted(root.rglob("*.png")) if root.exists() else []
+
+
+def staff_client():
+    from django.test import Client
+
+    from tests.factories import UserFactory
+
+    client = Client()
+    client.force_login(UserFactory(username="boss", is_staff=True))
+    return client
+
+
+def web_import(client, study: Study, archive: Path, *, name: str = "set.zip", run: bool = True, **data):
+    """POST ``archive`` on the study's generation page; with ``run``, the task it queues runs
+    once the request's transaction commits, as a worker (or the eager mode) would run it.
+    Returns the response."""
+    from django.core.files.uploadedfile import SimpleUploadedFile
+    from django.test import TestCase
+
+    from tests.webapp.research_support import celery_eager
+
+    upload = SimpleUploadedFile(name, archive.read_bytes(), content_type="application/zip")
+    with celery_eager(), TestCase.captureOnCommitCallbacks(execute=run):
+        return client.post(f"/generation/study/{study.slug}/images/", {"upload": upload, **data})
+
+
+def study_page(client, study: Study) -> str:
+    """The generation page, its HTML entities for quotes undone."""
+    r = client.get(f"/generation/study/{study.slug}/")
+    assert r.status_code == 200
+    return r.content.decode().replace("&#x27;", "'").replace("&quot;", '"')
 
 
 def png_chunks(data: bytes) -> list[bytes]:
@@ -311,24 +346,22 @@ def test_the_command_imports_or_says_every_problem(study, tmp_path):
 
 
 def test_an_admin_imports_a_zip_from_the_generation_page(study, tmp_path):
-    from django.core.files.uploadedfile import SimpleUploadedFile
     from django.test import Client
 
     from tests.factories import UserFactory
 
-    admin = Client()
-    admin.force_login(UserFactory(username="boss", is_staff=True))
+    admin = staff_client()
     rows = make_rows(study)
     bad = zip_folder(write_folder(tmp_path / "bad", rows[:-1]), tmp_path / "bad.zip")
-    r = admin.post(f"/generation/study/{study.slug}/images/",
-                   {"upload": SimpleUploadedFile("bad.zip", bad.read_bytes(), content_type="application/zip")})
-    assert r.status_code == 400 and b"no row for" in r.content and not Image.objects.filter(source="model").exists()
+    r = web_import(admin, study, bad, name="bad.zip")
+    assert r.status_code == 302 and not Image.objects.filter(source="model").exists()
+    page = study_page(admin, study)
+    assert 'data-status="failed"' in page and "no row for" in page
     good = zip_folder(write_folder(tmp_path / "good", rows), tmp_path / "good.zip")
-    r = admin.post(f"/generation/study/{study.slug}/images/",
-                   {"upload": SimpleUploadedFile("good.zip", good.read_bytes(), content_type="application/zip")})
+    r = web_import(admin, study, good, name="good.zip")
     assert r.status_code == 302 and Image.objects.filter(study=study, source="model").count() == 12
-    page = admin.get(f"/generation/study/{study.slug}/").content.decode()
-    assert page.count("image set</td>") == 2
+    page = study_page(admin, study)
+    assert page.count("image set</td>") == 2 and "Imported 12 images for model-c, model-d." in page
     stranger = Client()
     stranger.force_login(UserFactory(username="someone"))
     assert stranger.post(f"/generation/study/{study.slug}/images/", {}).status_code == 404
@@ -495,11 +528,6 @@ MALFORMED = [_bad_crc, _encrypted, _unknown_compression, _damaged_manifest, _dee
 
 @pytest.mark.parametrize("case", MALFORMED, ids=[c.__name__.strip("_") for c in MALFORMED])
 def test_a_malformed_upload_is_a_listed_problem_not_a_crash(case, study, tmp_path, settings):
-    from django.core.files.uploadedfile import SimpleUploadedFile
-    from django.test import Client
-
-    from tests.factories import UserFactory
-
     archive, message = case(study, tmp_path)
     with pytest.raises(ImageSetError) as caught:
         imageset_import(study=study, path=archive)
@@ -507,11 +535,10 @@ def test_a_malformed_upload_is_a_listed_problem_not_a_crash(case, study, tmp_pat
     assert str(tmp_path) not in str(caught.value) and "Traceback" not in str(caught.value)
     with pytest.raises(CommandError, match="The image set was refused"):
         call_command("import_images", study.slug, str(archive))
-    admin = Client()
-    admin.force_login(UserFactory(username="boss", is_staff=True))
-    r = admin.post(f"/generation/study/{study.slug}/images/",
-                   {"upload": SimpleUploadedFile("set.zip", archive.read_bytes(), content_type="application/zip")})
-    assert r.status_code == 400 and message.encode() in r.content.replace(b"&#x27;", b"'")
+    admin = staff_client()
+    assert web_import(admin, study, archive).status_code == 302
+    page = study_page(admin, study)
+    assert 'data-status="failed"' in page and message in page and str(tmp_path) not in page
     assert not Image.objects.filter(source="model").exists() and media_files(settings) == []
 
 

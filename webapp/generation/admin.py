@@ -1,5 +1,5 @@
-"""The admin of generation: batches and parts as the workers left them; checkpoints and
-their variants, changed only through the services that check them.
+"""The admin of generation: batches, parts and image set imports as the workers left them;
+checkpoints and their variants, changed only through the services that check them.
 
 A checkpoint is registered from the generation page or ``manage.py register_checkpoint``
 (its sha256 and config are read from the weights, never typed in); a variant gets its
@@ -20,7 +20,7 @@ from webapp.studies.admin import ViewOnlyAdmin, act_on_each
 from webapp.studies.models import Checkpoint, Variant
 
 from . import services
-from .models import Batch, Part
+from .models import Batch, ImageSetImport, Part
 
 
 class PartInline(admin.TabularInline):
@@ -71,6 +71,29 @@ class PartAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
         return False  # a part goes with its batch, which is cancelled, not deleted
+
+
+@admin.register(ImageSetImport)
+class ImageSetImportAdmin(admin.ModelAdmin):
+    """Read-only; an import whose worker or message was lost (it stays queued or running, and
+    the study takes no other) is released by the "mark failed" action (``imageset_import_abandon``)."""
+
+    list_display = ("id", "study", "status", "upload_name", "attempts", "created_at", "finished_at")
+    list_filter = ("status",)
+    readonly_fields = ("study", "status", "upload_name", "upload_file", "resize", "summary", "problems", "attempts",
+                       "created_by", "created_at", "started_at", "finished_at")
+    actions = ["mark_failed"]
+
+    def has_add_permission(self, request) -> bool:
+        return False  # uploaded on the generation page, which checks the study
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    @admin.action(description="Mark the selected imports failed (their worker was lost)", permissions=["change"])
+    def mark_failed(self, request: HttpRequest, queryset: QuerySet[ImageSetImport]) -> None:
+        act_on_each(self, request, queryset, act=lambda job: services.imageset_import_abandon(job=job),
+                    refused=services.GenerationError, label=lambda job: f"Import {job.pk}", done="marked failed.")
 
 
 @admin.register(Checkpoint)

@@ -15,18 +15,25 @@ other images an evaluator sees (opening the study checks this again, whatever ma
 images). Any problem refuses the whole upload, every problem listed, a zip entry or a
 manifest that cannot be read included; else every image is stored, in one transaction,
 re-encoded by the platform's PNG writer (so its name, metadata and byte size say nothing
-of the upload) under a random id, as 8-bit sRGB (``_display``: turned upright by its EXIF
-orientation, converted from its colour profile, transparency on white).
+of the upload) under a random id (or one derived from the caller's secret ``id_key``), as
+8-bit sRGB (``_display``: turned upright by its EXIF orientation, converted from its
+colour profile, transparency on white).
+
+The command (``import_images``) calls ``imageset_import`` directly; the generation page
+keeps the upload and queues it for a worker (``services.imageset_import_request``,
+``import_runner``).
 """
 from __future__ import annotations
 
 import csv
 import hashlib
+import hmac
 import io
 import json
 import stat
 import zipfile
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -43,12 +50,12 @@ from webapp.studies.models import Image, Prompt, Study, Variant, new_public_id
 from webapp.studies.selectors import study_visible_sizes
 
 from . import selectors
+from .models import MAX_PROBLEMS_SHOWN
 
 MANIFEST_NAMES = ("manifest.csv", "manifest.json")
 MAX_UPLOAD_BYTES = 2 * 1024**3  # the upload's images and manifest, uncompressed
 MAX_FILE_BYTES = 64 * 1024**2  # one image file
 MAX_IMAGE_SIDE = 4096  # pixels, either side
-MAX_PROBLEMS_SHOWN = 50
 
 # What reading a damaged, encrypted or oddly compressed zip raises (zipfile, zlib, the file system).
 ZIP_ERRORS = (zipfile.BadZipFile, RuntimeError, NotImplementedError, EOFError, zlib.error, OSError)
@@ -374,7 +381,8 @@ def import_summary(result: ImportResult, *, study_slug: str = "") -> str:
 
 
 def imageset_import(*, study: Study, path: str | Path, manifest: str | Path | None = None,
-                    resize: bool = False, user=None) -> ImportResult:
+                    resize: bool = False, user=None, id_key: str = "",
+                    on_stored: Callable[[ImportResult], None] | None = None) -> ImportResult:
     """Import an image set for the variants its manifest names; all of it or (any problem) none.
 
     ``resize``: bring every image to the protocol's ``sampling.size`` (centre-cropped to a
@@ -383,6 +391,13 @@ def imageset_import(*, study: Study, path: str | Path, manifest: str | Path | No
     size of the study's model images an evaluator can see that exist already (other
     variants' images, generated or imported before): a size that differs by variant would
     tell evaluators which model made an image (pixel dimensions, byte count).
+
+    ``id_key`` (a secret kept by the caller; ``ImageSetImport.id_key``): each image's public
+    id is derived from it and the image's manifest row and prompt, so that importing the
+    same upload again after a crash writes the same files instead of leaving the first
+    run's beside them; without it, ids are random. ``on_stored`` is called with the result
+    inside the transaction that stores the images, so what it writes commits with them (or,
+    should it raise, nothing is stored).
     """
     path = Path(path)
     problems: list[str] = []
@@ -431,7 +446,7 @@ def imageset_import(*, study: Study, path: str | Path, manifest: str | Path | No
         upload_sha = (_file_sha256(path) if path.is_file() else manifest_sha)
         return _store(study=study, upload=upload, rows=checked, hashes={f: h for f, (h, _) in decoded.items()},
                       size=size if resize else None, upload_sha=upload_sha, manifest_sha=manifest_sha,
-                      upload_name=path.name, user=user)
+                      upload_name=path.name, user=user, id_key=id_key, on_stored=on_stored)
     finally:
         upload.close()
 
@@ -461,14 +476,29 @@ def _check_sizes(*, decoded: dict[str, tuple[int, int]], existing: dict[str, set
                         "them all at one size (the protocol's sampling.size).")
 
 
+def _public_id(id_key: str, row: Row, prompt_id: int) -> str:
+    """The image's public id: derived from ``id_key`` (the same for the same upload's row and
+    prompt, and as unpredictable as a random one to whoever lacks the key), else random."""
+    if not id_key:
+        return new_public_id()
+    return hmac.new(id_key.encode(), f"{row.number}:{prompt_id}".encode(), hashlib.sha256).hexdigest()[:32]
+
+
 @transaction.atomic
 def _store(*, study: Study, upload: Upload, rows: list[Row], hashes: dict[str, str], size: int | None,
-           upload_sha: str, manifest_sha: str, upload_name: str, user) -> ImportResult:
+           upload_sha: str, manifest_sha: str, upload_name: str, user, id_key: str = "",
+           on_stored: Callable[[ImportResult], None] | None = None) -> ImportResult:
     from generator.judge import judge  # the count items' automatic reading, as for generated images
 
     study = Study.objects.select_for_update().get(pk=study.pk)
     if study.status != Study.Status.DRAFT:
         raise ImageSetError([f"The study became {study.status} meanwhile."])
+    # Checked before, but another import may have stored images for these variants since.
+    taken = sorted(set(Image.objects.filter(variant_id__in={r.variant.pk for r in rows})
+                       .values_list("variant__name", flat=True)))
+    if taken:
+        raise ImageSetError([f"{name} has images already (stored meanwhile); an image set is imported for a variant "
+                             "without any." for name in taken])
     needed = selectors.study_needed_work(study=study)
     kinds = dict(Prompt.objects.filter(study=study).values_list("pk", "kind"))
     written: list[Path] = []
@@ -479,7 +509,7 @@ def _store(*, study: Study, upload: Upload, rows: list[Row], hashes: dict[str, s
             for prompt_id in row.prompt_ids:
                 if (prompt_id, row.seed) not in set(needed[row.variant.pk]):
                     continue
-                public_id = new_public_id()
+                public_id = _public_id(id_key, row, prompt_id)
                 Image.objects.create(
                     public_id=public_id, study=study, prompt_id=prompt_id, source=Image.Source.MODEL,
                     variant=row.variant, checkpoint=None, seed=row.seed, file=relative_path_for(public_id),
@@ -496,9 +526,12 @@ def _store(*, study: Study, upload: Upload, rows: list[Row], hashes: dict[str, s
                 write_png_atomic(image=image, public_id=public_id, media_root=settings.MEDIA_ROOT)
                 written.append(Path(settings.MEDIA_ROOT) / relative_path_for(public_id))
         study_attach_images(study=study)
+        result = ImportResult(variants=tuple(dict.fromkeys(r.variant.name for r in rows)), images=len(written),
+                              files=len(rows), upload_sha256=upload_sha)
+        if on_stored is not None:
+            on_stored(result)
     except BaseException:
         for file in written:  # the rows roll back; their files go too
             file.unlink(missing_ok=True)
         raise
-    return ImportResult(variants=tuple(dict.fromkeys(r.variant.name for r in rows)), images=len(written),
-                        files=len(rows), upload_sha256=upload_sha)
+    return result

@@ -1,4 +1,5 @@
-"""Generation batches: the study's missing images, cut into parts that GPU workers run.
+"""Generation batches: the study's missing images, cut into parts that GPU workers run; and
+image sets uploaded on the generation page, imported by a worker.
 
 A batch is launched for one study with one sampling setting (CFG scale, steps). It is cut
 into parts of at most ``MAX_PART_SIZE`` (prompt, seed) pairs of one variant; each part is
@@ -7,6 +8,8 @@ an image, so it stays right when a worker dies and its part is re-run.
 """
 from __future__ import annotations
 
+import secrets
+
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
@@ -14,6 +17,7 @@ from django.db.models import F, Q
 from webapp.studies.models import Study, Variant
 
 MAX_PART_SIZE = 50
+MAX_PROBLEMS_SHOWN = 50  # of a refused image set's problems, those listed (the rest are counted)
 
 
 class Batch(models.Model):
@@ -120,3 +124,78 @@ class Part(models.Model):
 
     def __str__(self) -> str:
         return f"part {self.number} of batch {self.batch_id} ({self.variant.name}, {self.status})"
+
+
+# --------------------------------------------------------------------------- image set imports
+
+
+def new_id_key() -> str:
+    return secrets.token_hex(16)
+
+
+class ImageSetImport(models.Model):
+    """An image set uploaded on the generation page, imported by a Celery task
+    (``tasks.import_image_set``, ``import_runner.import_run``).
+
+    The upload waits in the uploads folder under ``upload_file``, a random name of ours,
+    until the task ends, and is deleted then. The images' public ids are derived from
+    ``id_key`` (``imagesets.imageset_import``), so a run that died after writing some files
+    and is run again writes the same files. The import is marked done in the transaction
+    that stores its images. At most one import per study waits or runs at a time.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    ACTIVE = (Status.QUEUED, Status.RUNNING)
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="imageset_imports")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    upload_name = models.CharField(max_length=255, help_text="The file's name as the browser sent it: shown only.")
+    upload_file = models.CharField(max_length=100, unique=True,
+                                   help_text="The kept upload's file name in the uploads folder (random).")
+    resize = models.BooleanField(default=False, help_text="Resize every image to the protocol's sampling.size.")
+    id_key = models.CharField(max_length=32, default=new_id_key, editable=False,
+                              help_text="The key the images' public ids are derived from.")
+    summary = models.TextField(blank=True, help_text="What the import stored (imagesets.import_summary).")
+    problems = models.JSONField(default=list, blank=True, help_text="Why it was refused: every problem, in words.")
+    attempts = models.PositiveIntegerField(default=0, help_text="Task runs that started it.")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            # A second import of the same study would decode the whole upload only to be
+            # refused at the end (its variants would have images by then): refuse it at once.
+            models.UniqueConstraint(
+                fields=["study"], condition=Q(status__in=["queued", "running"]),
+                name="imageset_import_one_active_per_study",
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=["queued", "running", "done", "failed"]), name="imageset_import_status_valid"
+            ),
+            models.CheckConstraint(condition=~Q(status="done") | ~Q(summary=""), name="imageset_import_done_summary"),
+        ]
+
+    def __str__(self) -> str:
+        return f"image set import {self.pk} of {self.study.slug} ({self.status})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in self.ACTIVE
+
+    @property
+    def problems_shown(self) -> list[str]:
+        return list(self.problems[:MAX_PROBLEMS_SHOWN])
+
+    @property
+    def problems_more(self) -> int:
+        return max(0, len(self.problems) - MAX_PROBLEMS_SHOWN)

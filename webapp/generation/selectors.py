@@ -13,7 +13,7 @@ from evalstudy.protocol import Sampling
 from generator.defaults import CFG_SCALE, STEPS
 from webapp.studies.models import Checkpoint, Image, Item, Study, Variant
 
-from .models import MAX_PART_SIZE, Batch, Part
+from .models import MAX_PART_SIZE, Batch, ImageSetImport, Part
 
 
 def study_needed_work(*, study: Study) -> dict[int, list[tuple[int, int]]]:
@@ -158,6 +158,39 @@ def study_plan(*, study: Study, part_size: int = MAX_PART_SIZE) -> StudyPlan:
 
 def study_latest_batch(*, study: Study) -> Batch | None:
     return Batch.objects.filter(study=study).order_by("-created_at", "-id").first()
+
+
+def study_latest_import(*, study: Study) -> ImageSetImport | None:
+    """The study's newest image set import from the generation page, as its worker left it."""
+    return ImageSetImport.objects.filter(study=study).order_by("-created_at", "-id").first()
+
+
+class ImportStatus(TypedDict):
+    """``imageset_import_status``: an import as its status.json gives it (imageset.js reads
+    ``status``); times ISO 8601, None until they happen."""
+    id: int
+    study: str  # slug
+    status: str
+    status_label: str
+    upload_name: str
+    summary: str
+    problems: list[str]  # the first MAX_PROBLEMS_SHOWN
+    problems_more: int  # those not listed
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+
+
+def imageset_import_status(*, job: ImageSetImport) -> ImportStatus:
+    def iso(at) -> str | None:
+        return at.isoformat() if at else None
+
+    return ImportStatus(
+        id=job.pk, study=job.study.slug, status=job.status, status_label=job.get_status_display(),
+        upload_name=job.upload_name, summary=job.summary, problems=job.problems_shown,
+        problems_more=job.problems_more, created_at=job.created_at.isoformat(), started_at=iso(job.started_at),
+        finished_at=iso(job.finished_at),
+    )
 
 
 def studies_with_batches() -> list[tuple[Study, Batch | None]]:

@@ -1,4 +1,5 @@
-"""Writes for generation that admins make: checkpoints, batches, their cancelling and retries.
+"""Writes for generation that admins make: checkpoints, batches, their cancelling and retries,
+and image sets queued for import.
 
 Every function is keyword-only and atomic. Tasks are queued with ``delay_on_commit``: a
 worker never receives a part whose row is not committed yet. What a worker does with a
@@ -8,18 +9,21 @@ imports it back.
 from __future__ import annotations
 
 import math
+import os
+import secrets
 from pathlib import Path
 from typing import Any
 
-from django.db import transaction
+from django.core.files.base import File
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from webapp.studies.models import Checkpoint, Image, Study, Variant, new_public_id
 
-from . import selectors
+from . import import_runner, selectors
 from .celery_workers import broker_prepare
-from .models import MAX_PART_SIZE, Batch, Part
-from .tasks import generate_part
+from .models import MAX_PART_SIZE, Batch, ImageSetImport, Part
+from .tasks import generate_part, import_image_set
 
 
 class GenerationError(ValueError):
@@ -33,6 +37,15 @@ class BatchActiveError(GenerationError):
         self.batch = batch
         super().__init__(f"Batch {batch.pk} is already {batch.status} for this study: "
                          "follow it, or cancel it before launching another.")
+
+
+class ImportActiveError(GenerationError):
+    """An image set uploaded while the study's ``job`` is still queued or running."""
+
+    def __init__(self, job: ImageSetImport):
+        self.job = job
+        super().__init__(f"The image set {job.upload_name} (import {job.pk}) is still {job.status} for this study: "
+                         "wait for it to end (this page shows it), then import another.")
 
 
 def _enqueue(part_id: int) -> None:
@@ -297,3 +310,83 @@ def batch_retry_failed(*, batch: Batch) -> int:
         part.save(update_fields=["status", "error", "claim", "queued_at", "finished_at"])
         _enqueue(part.pk)
     return len(failed)
+
+
+# --------------------------------------------------------------------------- image sets from the web
+
+
+def _import_refusal(study: Study) -> None:
+    """GenerationError when an image set cannot be queued for ``study`` now."""
+    if study.status != Study.Status.DRAFT:
+        raise GenerationError(f"Images are imported into draft studies only; this one is {study.status}.")
+    active = ImageSetImport.objects.filter(study=study, status__in=ImageSetImport.ACTIVE).first()
+    if active is not None:
+        raise ImportActiveError(active)
+
+
+def _upload_keep(upload: File, path: Path) -> None:
+    """Copy ``upload`` to ``path`` (a new file, its owner's only), chunk by chunk."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            for chunk in upload.chunks():
+                fh.write(chunk)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+
+
+def imageset_import_request(*, study: Study, upload: File, resize: bool = False, user=None) -> ImageSetImport:
+    """Keep an uploaded image set for a worker and queue its import (``tasks.import_image_set``).
+
+    Refused (GenerationError) unless the study is a draft with no import queued or running.
+    The upload is copied into the uploads folder (``import_runner.upload_dir``) under a
+    random name of ours, never the uploaded one, before the row exists: copying up to
+    2 GiB must not hold a transaction (on SQLite, every writer's lock) open. Refused
+    after the copy, the copy is removed. The task is sent once the row is committed (a
+    broker that cannot be reached then leaves the import queued, its upload kept: the
+    admin's "mark failed" action releases it).
+    """
+    _import_refusal(study)  # before copying what may be 2 GiB
+    name = f"imageset-{secrets.token_hex(16)}.zip"
+    path = import_runner.upload_dir() / name
+    _upload_keep(upload, path)
+    try:
+        with transaction.atomic():
+            locked = Study.objects.select_for_update().get(pk=study.pk)
+            _import_refusal(locked)
+            try:
+                with transaction.atomic():
+                    job = ImageSetImport.objects.create(
+                        study=locked, upload_name=Path(upload.name or "upload.zip").name[:255], upload_file=name,
+                        resize=resize, created_by=user if user is not None and user.is_authenticated else None,
+                    )
+            except IntegrityError:  # another request queued one meanwhile (the unique constraint)
+                active = ImageSetImport.objects.filter(study=locked, status__in=ImageSetImport.ACTIVE).first()
+                if active is None:
+                    raise GenerationError("Another image set was queued for this study meanwhile.") from None
+                raise ImportActiveError(active) from None
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    broker_prepare()  # the filesystem broker's folders, on first use by a fresh checkout
+    import_image_set.delay_on_commit(job.pk)  # at once, or when the caller's transaction commits
+    return job
+
+
+@transaction.atomic
+def imageset_import_abandon(*, job: ImageSetImport) -> ImageSetImport:
+    """Mark a queued or running import failed, for one whose worker or message was lost
+    (a run still going stores nothing: ``import_runner`` checks the row before it commits),
+    and remove its upload, so that the study can take another."""
+    job = ImageSetImport.objects.select_for_update().get(pk=job.pk)
+    if not job.is_active:
+        raise GenerationError(f"Only a queued or running import can be marked failed; this one is {job.status}.")
+    job.status = ImageSetImport.Status.FAILED
+    job.problems = ["Marked failed by an administrator (its worker stopped, or its task was lost); "
+                    "nothing was stored. Upload it again."]
+    job.finished_at = timezone.now()
+    job.save(update_fields=["status", "problems", "finished_at"])
+    transaction.on_commit(lambda: import_runner.upload_remove(job))
+    return job

@@ -1,8 +1,11 @@
-"""Celery tasks of the generation app: one part of a batch; the stale-part sweep.
+"""Celery tasks of the generation app: one part of a batch; the stale-part sweep; an
+image set uploaded on the generation page.
 
 ``generate_part`` is routed to the ``gpu`` queue (CELERY_TASK_ROUTES). It takes the
 part's id, re-reads everything, and returns early when the part is done or owned by a
 live run, so a message delivered twice (acks_late after a crash) does no harm.
+``import_image_set`` runs on the ``default`` queue (no route names it), as safe to run
+twice (``import_runner``).
 """
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ import uuid
 from celery import shared_task
 from django.db import DatabaseError, InterfaceError, OperationalError
 
-from . import part_runner, parts
+from . import import_runner, part_runner, parts
 
 logger = logging.getLogger(__name__)
 
@@ -71,3 +74,9 @@ def requeue_stale_parts() -> list[int]:
     if requeued:
         logger.warning("re-queued %d stale parts: %s", len(requeued), requeued)
     return requeued
+
+
+@shared_task(acks_late=True)
+def import_image_set(import_id: int) -> str:
+    """Import the image set of ``ImageSetImport`` ``import_id``; returns its status afterwards."""
+    return import_runner.import_run(import_id=import_id)

@@ -14,4 +14,5 @@ urlpatterns = [
     path("batch/<int:pk>/progress.json", views.progress, name="progress"),
     path("batch/<int:pk>/retry/", views.retry, name="retry"),
     path("batch/<int:pk>/cancel/", views.cancel, name="cancel"),
+    path("import/<int:pk>/status.json", views.import_status, name="import_status"),
 ]

@@ -1,4 +1,5 @@
-"""Admin pages for generation batches: plan, launch, watch, retry, cancel.
+"""Admin pages for generation batches (plan, launch, watch, retry, cancel) and image set
+imports (upload, watch).
 
 Staff only: anonymous visitors are sent to the login page, signed-in non-staff get a 404
 for the pages (which do not even confirm that a study exists) and everyone else a 403
@@ -8,7 +9,6 @@ services check state and write, selectors read.
 from __future__ import annotations
 
 from functools import wraps
-from pathlib import Path
 
 from django.conf import settings
 from django.contrib import messages
@@ -23,7 +23,8 @@ from webapp.studies.selectors import user_is_admin
 
 from . import follow, selectors, services
 from .forms import CheckpointRegisterForm, ImageSetForm, LaunchForm, VariantCheckpointsForm
-from .models import Batch
+from .imagesets import MAX_UPLOAD_BYTES
+from .models import Batch, ImageSetImport
 
 
 def staff_required(view):
@@ -60,6 +61,7 @@ def _study_page(request: HttpRequest, study: Study, *, launch_form=None, checkpo
         "plan": plan,
         "batch": batch,
         "progress": selectors.batch_progress(batch=batch) if batch else None,
+        "imageset": selectors.study_latest_import(study=study),
         "launch_form": launch_form or LaunchForm(initial={"cfg_scale": plan.cfg_scale, "steps": plan.steps}),
         "checkpoints_form": checkpoints_form or VariantCheckpointsForm(variants=variants),
         "register_form": register_form or CheckpointRegisterForm(),
@@ -97,11 +99,11 @@ def launch(request: HttpRequest, slug: str) -> HttpResponse:
 @staff_required
 @require_POST
 def import_images(request: HttpRequest, slug: str) -> HttpResponse:
-    """Import an uploaded image set's zip for the variants its manifest names (imagesets.py)."""
-    import tempfile
+    """Queue an uploaded image set's zip for import on a worker; the study's page follows it.
 
-    from .imagesets import MAX_UPLOAD_BYTES, ImageSetError, imageset_import, import_summary
-
+    The import decodes, resizes and re-encodes every image (minutes for a large set), far
+    longer than a request may take: the request only keeps the file and queues the task
+    (``services.imageset_import_request``, ``import_runner``)."""
     study = get_object_or_404(Study, slug=slug)
     form = ImageSetForm(request.POST, request.FILES)
     if not form.is_valid():
@@ -111,18 +113,16 @@ def import_images(request: HttpRequest, slug: str) -> HttpResponse:
     if upload.size > limit:
         form.add_error("upload", f"The upload is {upload.size:,} bytes, more than the {limit:,} allowed.")
         return _study_page(request, study, imageset_form=form, status=400)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "upload.zip"  # a name of our own: the uploaded name is never a path
-        with open(path, "wb") as fh:
-            for chunk in upload.chunks():
-                fh.write(chunk)
-        try:
-            result = imageset_import(study=study, path=path, resize=form.cleaned_data["resize"], user=request.user)
-        except ImageSetError as exc:
-            for problem in exc.problems:
-                form.add_error(None, problem)
-            return _study_page(request, study, imageset_form=form, status=400)
-    messages.success(request, f"{import_summary(result)}.")
+    try:
+        job = services.imageset_import_request(study=study, upload=upload, resize=form.cleaned_data["resize"],
+                                               user=request.user)
+    except services.GenerationError as exc:
+        form.add_error(None, str(exc))
+        if study.status != Study.Status.DRAFT:  # its page has no import form to show the error beside
+            messages.error(request, str(exc))
+        return _study_page(request, study, imageset_form=form, status=409)
+    messages.success(request, f"{job.upload_name} is queued for import {job.pk}: a worker checks and stores it, "
+                              "and this page shows how it went.")
     return redirect("generation:study", slug=slug)
 
 
@@ -172,6 +172,15 @@ def progress(request: HttpRequest, pk: int) -> JsonResponse:
         return JsonResponse({"error": "Staff only."}, status=403)
     batch = get_object_or_404(Batch, pk=pk)
     return JsonResponse(selectors.batch_progress(batch=batch))
+
+
+@never_cache
+@require_GET
+def import_status(request: HttpRequest, pk: int) -> JsonResponse:
+    if not user_is_admin(user=request.user):
+        return JsonResponse({"error": "Staff only."}, status=403)
+    job = get_object_or_404(ImageSetImport.objects.select_related("study"), pk=pk)
+    return JsonResponse(selectors.imageset_import_status(job=job))
 
 
 @staff_required

@@ -1,6 +1,9 @@
 """Import an image set (a folder or zip with a manifest) as the images of some of a draft study's variants.
 
     python manage.py import_images SLUG PATH [--manifest FILE] [--resize]
+
+It imports in this process, however long that takes (the tool for very large sets); the
+generation page queues the same import for a Celery worker instead (``import_runner``).
 """
 from __future__ import annotations
 

@@ -1,0 +1,117 @@
+"""What a worker does with an image set uploaded on the generation page (``tasks.import_image_set``).
+
+The import itself is ``imagesets.imageset_import``: every row checked, then all of it stored
+in one transaction, or none. This module keeps the ``ImageSetImport`` row in step with it,
+so that a run can be repeated after any crash (acks_late sends the message again):
+
+- a finished import (done or failed) is left alone; only its upload is removed, should a
+  crash have left it;
+- the row is marked done inside the transaction that stores the images (``on_stored``), so
+  images never exist beside an import that is not done, and a run that finds the import
+  finished by another run meanwhile rolls its own images back;
+- the images' ids are derived from the row's ``id_key``, so a run that died after writing
+  some files and before its transaction committed leaves files that the next run writes
+  again, instead of orphans beside a second copy.
+
+A refused upload's problems are stored on the row for the page; any other error is logged
+with its traceback and stored as one generic sentence (an exception's text may name a
+path on the server). Nothing here sends Celery messages: the services queue the task.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from . import imagesets
+from .models import ImageSetImport
+
+logger = logging.getLogger(__name__)
+
+UNEXPECTED = ("The import stopped on an unexpected error on the server, and nothing was stored. "
+              "The error is in the worker's log for the administrators; try again, or ask them.")
+UPLOAD_MISSING = ("The uploaded file is not where the worker looks for it (the uploads folder, "
+                  "FUSION_IMPORT_UPLOAD_DIR, must be shared by the web server and the workers); upload it again.")
+
+
+def upload_dir() -> Path:
+    """Where uploads wait for their worker: FUSION_IMPORT_UPLOAD_DIR, else MEDIA_ROOT/uploads."""
+    configured = settings.FUSION_IMPORT_UPLOAD_DIR
+    return Path(configured) if configured else Path(settings.MEDIA_ROOT) / "uploads"
+
+
+def upload_path(job: ImageSetImport) -> Path:
+    return upload_dir() / job.upload_file
+
+
+class _FinishedMeanwhile(Exception):
+    """The import was finished (by another run, or marked failed) while this run stored its images."""
+
+
+@transaction.atomic
+def _claim(import_id: int) -> ImageSetImport | None:
+    """The import, marked running for this run when it is queued or running; None when it is gone."""
+    job = ImageSetImport.objects.select_for_update().filter(pk=import_id).first()
+    if job is None or not job.is_active:
+        return job
+    now = timezone.now()
+    job.status = ImageSetImport.Status.RUNNING
+    job.attempts += 1
+    job.started_at = job.started_at or now
+    job.save(update_fields=["status", "attempts", "started_at"])
+    return job
+
+
+def _mark_done(import_id: int, result: imagesets.ImportResult) -> None:
+    """Inside the transaction that stores the images: the import is done, or (finished
+    meanwhile) nothing is stored."""
+    job = ImageSetImport.objects.select_for_update().get(pk=import_id)
+    if job.status != ImageSetImport.Status.RUNNING:
+        raise _FinishedMeanwhile
+    job.status = ImageSetImport.Status.DONE
+    job.summary = imagesets.import_summary(result)
+    job.problems = []
+    job.finished_at = timezone.now()
+    job.save(update_fields=["status", "summary", "problems", "finished_at"])
+
+
+def _mark_failed(import_id: int, problems: list[str]) -> None:
+    """The import failed with ``problems``, unless it was finished meanwhile."""
+    ImageSetImport.objects.filter(pk=import_id, status=ImageSetImport.Status.RUNNING).update(
+        status=ImageSetImport.Status.FAILED, problems=problems, finished_at=timezone.now()
+    )
+
+
+def upload_remove(job: ImageSetImport) -> None:
+    upload_path(job).unlink(missing_ok=True)
+
+
+def import_run(*, import_id: int) -> str:
+    """Import the upload of import ``import_id``; return its status afterwards ("missing"
+    when the row is gone). Never raises for a refused upload or an error of the import."""
+    job = _claim(import_id)
+    if job is None:
+        return "missing"
+    if job.is_active:
+        path = upload_path(job)
+        try:
+            if not path.is_file():
+                raise imagesets.ImageSetError([UPLOAD_MISSING])
+            imagesets.imageset_import(
+                study=job.study, path=path, resize=job.resize, user=job.created_by, id_key=job.id_key,
+                on_stored=lambda result: _mark_done(import_id, result),
+            )
+        except _FinishedMeanwhile:
+            logger.warning("image set import %s was finished by another run; this run stored nothing", import_id)
+        except imagesets.ImageSetError as exc:
+            _mark_failed(import_id, exc.problems)
+        except Exception:
+            logger.exception("image set import %s of study %s failed", import_id, job.study.slug)
+            _mark_failed(import_id, [UNEXPECTED])
+        job.refresh_from_db()
+    if not job.is_active:
+        upload_remove(job)
+    return job.status
