@@ -37,10 +37,10 @@ stops that way too.
 Several primary comparisons share alpha equally (Bonferroni): each is monitored at
 alpha / (number of comparisons).
 
-After the stop: the stage-wise ordering (Jennison and Turnbull 2000, ch. 8.4)
------------------------------------------------------------------------------
-A study that stops early does so because its estimate happened to be large, so the naive
-D_k is biased away from zero and D_k +- z SE_k undercovers. The outcomes a study can end
+After the stop: the stage-wise ordering (Jennison and Turnbull 2000, ch. 8)
+---------------------------------------------------------------------------
+A study that stops early does so because its estimate happened to be large, so among such
+studies the naive D_k is biased away from zero and D_k +- z SE_k undercovers. The outcomes a study can end
 with, (look k, Z_k), are ordered stage-wise: a crossing of the upper boundary at an earlier
 look is more extreme than any outcome at a later one, and at one look a larger Z is more
 extreme. For a drift theta (E[Z] at t = 1, as in `conditional_power`) the stage-wise
@@ -54,8 +54,8 @@ two-sided p-value twice its value at theta = 0 (`stagewise_inference`). Ending a
 first look gives the fixed-sample z estimate and interval; ending at the last look differs
 from them only through the chance, under each drift, of having crossed earlier: little for
 a small Z, more for a large one, which a drift that large would mostly have stopped at an
-earlier look (docs/statistics.md has numbers). The probabilities come from
-the boundaries' own grid: the sub-densities of the B-value on each look's continuation
+earlier look (docs/statistics.md has numbers). The probabilities come from the
+boundaries' own grid: the sub-densities of the B-value on each look's continuation
 region are computed once under theta = 0, and a drift only tilts them by the likelihood
 ratio exp(theta B - theta^2 t / 2) of a Brownian motion with drift. Only the efficacy
 boundaries enter: futility is non-binding, so the ordering is that of a design that would
@@ -63,17 +63,18 @@ have gone on past a futility stop. A study stopped for futility before its last 
 no outcome in this ordering, and none is computed for it.
 
 On the estimate's scale: Z_k is D_k / SE_k mapped to the normal scale through its t
-distribution (`z_from_t`), so a drift theta is taken to be the difference whose Z, formed
-the same way, is theta sqrt(t_k), its mean at look k: SE_k times the t(df_k) quantile of
-Phi(theta sqrt(t_k)) (`difference_from_z`, the inverse of `z_from_t`; with df infinite,
-theta sqrt(t_k) SE_k). The map is increasing, so the estimate stays median-unbiased and
-the interval keeps its coverage as far as they hold on the drift scale, and a single look
-gives back D_k itself, with the interval z +- z_(1-alpha/2) mapped back (the fixed-sample
-z interval when df is infinite; at D_k = 0 the t interval). It is an approximation where
-the normal model of Z_k is one: with few degrees of freedom the map stretches the
-interval's far end into the t's tail (a t(3) statistic of 10 at a single look gives about
-[1.4, 166] SE against the naive [6.8, 13.2] SE): read such an interval as "wide", not as
-exact.
+distribution (`z_from_t`), that is D_k / SE*_k, where SE*_k = SE_k T_k / Z_k is the
+standard error a normal test would need to give D_k the p-value its t statistic has (the
+test-based standard error, Miettinen 1976; `normal_equivalent_se`: SE_k when df is
+infinite, larger with few df). A drift theta is the difference theta sqrt(t_k) SE*_k, its
+mean Z at look k times that standard error. So a single look gives back D_k, with the
+interval D_k +- z_(1-alpha/2) SE*_k (the fixed-sample z interval when df is infinite), and
+the interval excludes zero exactly when the stage-wise p-value is below alpha. Why SE*_k:
+with few df, Z_k is well below T_k, so theta sqrt(t_k) SE_k would pull every estimate
+towards zero, and mapping back through the t quantiles (the inverse of `z_from_t`)
+stretches the interval's far end into the t's tail. Where Z_k is normal only
+approximately (few df), the estimate is median-unbiased and the interval covers only
+approximately: bench/sequential_estimate.py measures both.
 """
 
 from __future__ import annotations
@@ -195,15 +196,19 @@ def z_from_t(estimate: float, se: float, df: float) -> float:
     return math.copysign(float(sps.norm.isf(p_one)), tval)
 
 
-def difference_from_z(z: float, se: float, df: float) -> float:
-    """The difference whose normal deviate `z_from_t` is `z` at this standard error and df:
-    se times the t(df) quantile of Phi(z), in the estimate's units (z se when df is infinite).
-    Computed from the upper tail, so that a large |z| keeps its precision."""
-    if not (math.isfinite(z) and math.isfinite(se) and se > 0):
+def normal_equivalent_se(estimate: float, se: float, df: float) -> float:
+    """The standard error a normal test would need to give `estimate` the p-value its t(df)
+    statistic estimate / se has: estimate / z_from_t(estimate, se, df), in the estimate's
+    units; se when df is infinite, and at an estimate of 0 its limit, se phi(0) / f_t(0).
+    NaN where the t statistic is not defined."""
+    if not (math.isfinite(estimate) and math.isfinite(se) and se > 0):
         return math.nan
     if not math.isfinite(df):
-        return z * se
-    return math.copysign(float(sps.t.isf(sps.norm.sf(abs(z)), max(df, 1.0))) * se, z)
+        return se
+    tval = estimate / se
+    if abs(tval) < 1e-6:  # z_from_t loses its digits near 0, where T / Z is the densities' ratio
+        return se * float(sps.norm.pdf(0.0) / sps.t.pdf(0.0, max(df, 1.0)))
+    return se * tval / z_from_t(estimate, se, df)
 
 
 def conditional_power(z: float, t: float, final_boundary: float, drift: float) -> float:
@@ -427,10 +432,11 @@ def monitor(looks_data: list[LookInput], planned: tuple[int, ...], alpha: float,
         adjusted, adjusted_ci, adjusted_p = math.nan, (math.nan, math.nan), math.nan
         if decision == STOP_DIFFERENCE or k == len(planned) - 1:
             inference = stagewise_inference(fractions, c, k + 1, z, alpha)
-            # Each drift's mean Z at this look, back on the estimate's scale.
-            adjusted, low, high = (difference_from_z(d * math.sqrt(fractions[k]), look.se, look.df)
-                                   for d in (inference.drift, *inference.drift_ci))
-            adjusted_ci, adjusted_p = (low, high), inference.p_two_sided
+            # Each drift's mean Z at this look, times the SE that Z was formed with.
+            scale = math.sqrt(fractions[k]) * normal_equivalent_se(look.estimate, look.se, look.df)
+            adjusted = inference.drift * scale
+            adjusted_ci = (inference.drift_ci[0] * scale, inference.drift_ci[1] * scale)
+            adjusted_p = inference.p_two_sided
         out.append(LookOutcome(k + 1, look.n_evaluators, float(fractions[k]), look.estimate,
                                look.se, z, float(c[k]), cp, decision, adjusted, adjusted_ci, adjusted_p))
         if decision != CONTINUE:

@@ -39,12 +39,28 @@ def test_the_monitor_at_a_single_look_reports_the_naive_estimate_and_its_z_inter
     half = sps.norm.ppf(1 - ALPHA / 2) * se
     assert out.adjusted_estimate == pytest.approx(estimate, abs=1e-8)
     assert out.adjusted_estimate_ci == pytest.approx((estimate - half, estimate + half), abs=1e-8)
-    # With a t statistic the adjusted estimate is still the naive one: the map back to the
-    # estimate's scale is the inverse of the monitor's own t-to-normal map.
-    (out_t,), _ = sequential.monitor([sequential.LookInput(30, estimate, se, 12.0)], (30,), ALPHA, effect=0.2)
+    # With a t statistic too the adjusted estimate is the naive one, and the interval the
+    # test-based one: its half-width is z_(1-alpha/2) times estimate / Z, so that it holds
+    # zero exactly when the t test does not reject.
+    (out_t,), _ = sequential.monitor([sequential.LookInput(30, estimate, se, 5.0)], (30,), ALPHA, effect=0.2)
+    z = sequential.z_from_t(estimate, se, 5.0)
+    half_t = sps.norm.ppf(1 - ALPHA / 2) * estimate / z
     assert out_t.adjusted_estimate == pytest.approx(estimate, abs=1e-8)
-    lo, hi = out_t.adjusted_estimate_ci
-    assert lo < estimate < hi
+    assert out_t.adjusted_estimate_ci == pytest.approx((estimate - half_t, estimate + half_t), abs=1e-8)
+    assert (out_t.adjusted_estimate_ci[0] > 0 or out_t.adjusted_estimate_ci[1] < 0) == (
+        2 * sps.t.sf(abs(estimate / se), 5.0) < ALPHA)
+
+
+@pytest.mark.parametrize("df", [1.0, 3.0, 19.0, math.inf])
+def test_the_normal_equivalent_se_gives_the_t_statistics_p_value_to_a_normal_test(df):
+    se = 0.2
+    for estimate in (-1.3, -0.2, 1e-9, 0.05, 0.9):
+        star = sequential.normal_equivalent_se(estimate, se, df)
+        assert star >= se
+        p_t = 2 * sps.t.sf(abs(estimate / se), df)
+        assert 2 * sps.norm.sf(abs(estimate / star)) == pytest.approx(p_t, rel=1e-6)
+    assert sequential.normal_equivalent_se(0.0, se, df) == pytest.approx(
+        sequential.normal_equivalent_se(1e-5, se, df), rel=1e-6)
 
 
 @pytest.mark.parametrize("z", [-2.2, 0.3, 1.9, 2.9])
@@ -219,9 +235,9 @@ def test_the_monitor_reports_the_adjusted_estimate_where_a_study_ended_and_nowhe
     assert stop.decision == sequential.STOP_DIFFERENCE and math.isnan(out[0].adjusted_estimate)
     res = sequential.stagewise_inference(np.array(looks) / 40, sequential.boundaries(np.array(looks) / 40, ALPHA),
                                          2, stop.z, ALPHA)
-    se_final = 0.1 * math.sqrt(20 / 40)  # the SE the last look would have: drift x it is a difference
-    assert stop.adjusted_estimate == pytest.approx(res.drift * se_final, rel=1e-9)
-    assert stop.adjusted_estimate_ci == pytest.approx(tuple(d * se_final for d in res.drift_ci), rel=1e-9)
+    scale = 0.1 * math.sqrt(20 / 40)  # df infinite: a drift's mean Z at look 2, times its SE
+    assert stop.adjusted_estimate == pytest.approx(res.drift * scale, rel=1e-9)
+    assert stop.adjusted_estimate_ci == pytest.approx(tuple(d * scale for d in res.drift_ci), rel=1e-9)
     assert stop.adjusted_p_value == pytest.approx(res.p_two_sided)
     # The estimate leans away from zero after an early stop; the adjusted one less so.
     assert 0 < stop.adjusted_estimate < stop.estimate
