@@ -394,6 +394,20 @@ class LookOutcome:
     adjusted_p_value: float = math.nan
 
 
+def adjusted_estimate(data: LookInput, fractions, bounds, look: int, alpha: float
+                      ) -> tuple[float, tuple[float, float], float]:
+    """A study that ended at `look` (1-based) with `data`, under the efficacy boundaries
+    `bounds` at information fractions `fractions`: its median-unbiased estimate, 1 - `alpha`
+    interval and two-sided p-value under the stage-wise ordering, on the estimate's scale
+    (a drift's mean Z at the look times `normal_equivalent_se`; see the module's docstring)."""
+    z = z_from_t(data.estimate, data.se, data.df)
+    inference = stagewise_inference(fractions, bounds, look, z, alpha)
+    scale = math.sqrt(float(np.asarray(fractions, dtype=float)[look - 1])) * normal_equivalent_se(
+        data.estimate, data.se, data.df)
+    low, high = inference.drift_ci
+    return inference.drift * scale, (low * scale, high * scale), inference.p_two_sided
+
+
 def monitor(looks_data: list[LookInput], planned: tuple[int, ...], alpha: float, effect: float,
             power: float = DEFAULT_POWER) -> tuple[list[LookOutcome], float | None]:
     """Replay the looks taken (`looks_data[k]` at `planned[k]` evaluators); stop at the first
@@ -431,12 +445,7 @@ def monitor(looks_data: list[LookInput], planned: tuple[int, ...], alpha: float,
             decision = CONTINUE
         adjusted, adjusted_ci, adjusted_p = math.nan, (math.nan, math.nan), math.nan
         if decision == STOP_DIFFERENCE or k == len(planned) - 1:
-            inference = stagewise_inference(fractions, c, k + 1, z, alpha)
-            # Each drift's mean Z at this look, times the SE that Z was formed with.
-            scale = math.sqrt(fractions[k]) * normal_equivalent_se(look.estimate, look.se, look.df)
-            adjusted = inference.drift * scale
-            adjusted_ci = (inference.drift_ci[0] * scale, inference.drift_ci[1] * scale)
-            adjusted_p = inference.p_two_sided
+            adjusted, adjusted_ci, adjusted_p = adjusted_estimate(look, fractions, c, k + 1, alpha)
         out.append(LookOutcome(k + 1, look.n_evaluators, float(fractions[k]), look.estimate,
                                look.se, z, float(c[k]), cp, decision, adjusted, adjusted_ci, adjusted_p))
         if decision != CONTINUE:
