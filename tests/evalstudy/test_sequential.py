@@ -103,6 +103,18 @@ def test_the_estimate_solves_its_own_p_value_equations():
         assert p == pytest.approx([0.5, ALPHA / 2, 1 - ALPHA / 2], abs=1e-8)
 
 
+@pytest.mark.parametrize("p, root", [
+    # probit-linear, the secant's case
+    (lambda x: sps.norm.cdf(2.0 * x - 1.0), (sps.norm.ppf(0.6) + 1.0) / 2.0),
+    # steep and curved on the probit scale: bracketed and found by Brent's method instead
+    (lambda x: sps.norm.cdf(np.sinh(3.0 * (x - 2.0))), 2.0 + np.arcsinh(sps.norm.ppf(0.6)) / 3.0),
+    # a step across the target: the root is where it jumps
+    (lambda x: 0.25 * sps.norm.cdf(x) + 0.25 * (x > 1.0) + 0.5 * (x > 1.5), 1.5),
+])
+def test_the_root_finder_finds_the_root_whether_or_not_the_secant_lands(p, root):
+    assert sequential._solve_increasing(p, 0.6, guess=-3.0, width=0.5) == pytest.approx(root, abs=1e-8)
+
+
 # --------------------------------------------------------------------------- monotonicity
 
 @settings(max_examples=60, deadline=None)
@@ -250,3 +262,6 @@ def test_the_monitor_reports_the_adjusted_estimate_where_a_study_ended_and_nowhe
     assert out[-1].look == 3 and out[-1].decision == sequential.STOP_FUTILITY
     lo, hi = out[-1].adjusted_estimate_ci
     assert lo < out[-1].adjusted_estimate < hi and lo < 0 < hi
+    # Simulations that want only the decisions may leave it out; the decisions are the same.
+    bare, _ = sequential.monitor(last, looks, ALPHA, effect=0.2, adjust=False)
+    assert [o.decision for o in bare] == [o.decision for o in out] and math.isnan(bare[-1].adjusted_estimate)
