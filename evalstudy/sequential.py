@@ -40,10 +40,10 @@ alpha / (number of comparisons).
 After the stop: the stage-wise ordering (Jennison and Turnbull 2000, ch. 8)
 ---------------------------------------------------------------------------
 A study that stops early does so because its estimate happened to be large, so among such
-studies the naive D_k is biased away from zero and D_k +- z SE_k undercovers. The outcomes a study can end
-with, (look k, Z_k), are ordered stage-wise: a crossing of the upper boundary at an earlier
-look is more extreme than any outcome at a later one, and at one look a larger Z is more
-extreme. For a drift theta (E[Z] at t = 1, as in `conditional_power`) the stage-wise
+studies the naive D_k is biased away from zero and D_k +- z SE_k undercovers. The outcomes
+a study can end with, (look k, Z_k), are ordered stage-wise: a crossing of the upper
+boundary at an earlier look is more extreme than any outcome at a later one, and at one
+look a larger Z is more extreme. For a drift theta (E[Z] at t = 1, as in `conditional_power`) the stage-wise
 p-value of the observed (k, z) is
 
     P_theta(an upper crossing at some look j < k) + P_theta(no crossing before k, Z_k >= z),
