@@ -23,7 +23,10 @@ from .record import Record, SchemaError, _build
 
 # 3: tests.paired[].p_value is the crossed t test (was the item-level Wilcoxon, now
 # p_wilcoxon_items); results stored under 2 are recomputed rather than misread.
-SCHEMA_VERSION = 3
+# 4: primary.comparisons[].looks[] carry the stage-wise adjusted estimate, its interval and
+# p-value (adjusted_estimate, adjusted_estimate_ci, adjusted_p_value) at the look a study
+# ended at; results stored under 3 are recomputed, so that a stopped study shows them.
+SCHEMA_VERSION = 4
 SCHEMA = f"evalstudy.analysis/{SCHEMA_VERSION}"
 
 Interval = list[float | None]  # [low, high]; [None, None] where no interval can be had
@@ -359,6 +362,13 @@ class Look(Record):
     boundary: float | None
     conditional_power: float | None  # under the planned effect
     decision: str
+    # At the look the study ended at (a crossing, or the last planned look), None elsewhere:
+    # the median-unbiased estimate under the stage-wise ordering, its interval at 1 - the
+    # comparison's alpha, and the two-sided p-value (evalstudy.sequential.stagewise_inference),
+    # in the estimate's units.
+    adjusted_estimate: float | None
+    adjusted_estimate_ci: Interval
+    adjusted_p_value: float | None
 
 
 @dataclass(frozen=True)

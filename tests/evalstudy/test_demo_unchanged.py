@@ -33,6 +33,11 @@ p-values became the crossed t test (schema 3): tests.paired's statistic, p_value
 significant and method changed on purpose (the Wilcoxon's p-value moved to
 p_wilcoxon_items), notes were added to the Friedman and post hoc records, and a few
 Plackett-Luce strengths and intervals moved in their last bits (another CPU's rounding).
+
+demo20_analysis.json was rewritten (the second command) for schema 4, when the stopping
+rule's looks gained the stage-wise adjusted estimate: the demo names no primary
+comparisons, so only schema and schema_version changed; the edge_note entries added since
+schema 3 appear in it, and no number moved.
 """
 
 import json

@@ -301,7 +301,7 @@ def _sequential_studies(rng, n_studies, effect, looks=(10, 20, 30, 40)):
         d = effect + rng.standard_t(5, looks[-1])
         data = [sequential.LookInput(n, float(d[:n].mean()), float(d[:n].std(ddof=1) / np.sqrt(n)), n - 1)
                 for n in looks]
-        outcomes, _ = sequential.monitor(data, looks, 0.05, effect=0.5)
+        outcomes, _ = sequential.monitor(data, looks, 0.05, effect=0.5, adjust=False)  # the decisions only
         out.append((outcomes[-1].decision, outcomes[-1].n_evaluators,
                     abs(data[-1].estimate / data[-1].se) >= 2.0227))  # fixed design: t(39) at 0.05
     return out

@@ -64,10 +64,18 @@ def test_the_sequential_panel_moves_from_continue_to_stop_as_evaluators_arrive(s
     stored = StudyResult.objects.filter(study=study).latest("computed_at").result["primary"]
     comparison = stored["comparisons"][0]
     assert comparison["decision"] == "stop: difference shown", comparison
-    assert "stop: difference shown" in panel(client, study)
-    # The report states the rule and the looks taken.
+    shown = panel(client, study)
+    assert "stop: difference shown" in shown
+    # Beside the stop, the estimate adjusted for the looks, with its interval, on the
+    # estimate's scale; it is the stored one.
+    stop = comparison["looks"][-1]
+    low, high = stop["adjusted_estimate_ci"]
+    assert low < stop["adjusted_estimate"] < high
+    assert f"{stop['adjusted_estimate']:.3f} [{low:.3f}, {high:.3f}] (95% interval)" in shown
+    # The report states the rule, the looks taken and what the adjusted estimate is.
     report = client.get(f"/research/{study.slug}/report.md").content.decode()
     assert "O'Brien-Fleming" in report and "looks taken: 4, 8" in report
+    assert "median-unbiased" in report and f"{stop['adjusted_estimate']:.3f}" in report
     # The page shows what the task stored; a GET computes nothing.
     n_results = StudyResult.objects.filter(study=study).count()
     panel(client, study)

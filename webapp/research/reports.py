@@ -219,18 +219,34 @@ def _sequential_table(result: AnalysisResult) -> Table | None:
                 else f"before the first ({primary.n_evaluators} of {primary.looks_planned[0]} evaluators)")
         rows.append((f"{c.a} − {c.b}", MEASURE_LABELS.get(c.measure, c.measure), num(c.effect, 3), look,
                      num(last.estimate if last else c.estimate, 3), num(last.z if last else None),
-                     f"±{num(last.boundary)}" if last else "–", c.decision, _still_needed(c)))
+                     f"±{num(last.boundary)}" if last else "–", c.decision, _adjusted(c), _still_needed(c)))
     taken = ", ".join(str(n) for n in primary.looks_planned[:primary.looks_taken]) or "none yet"
     return Table(
         key="sequential", title="Primary comparisons: when to stop",
         header=("comparison", "measure", "planned effect", "look", "estimate", "Z", "boundary", "decision",
-                "evaluators still needed"),
+                "adjusted for the looks", "evaluators still needed"),
         rows=tuple(rows),
         note=f"Rule: {primary.rule}. Looks planned at {', '.join(map(str, primary.looks_planned))} evaluators "
              f"(in order of arrival); looks taken: {taken}; {primary.n_evaluators} evaluators so far; overall "
-             f"error rate {num(primary.alpha)}. “Evaluators still needed”: how many more the planned effect "
-             f"would need for power {num(primary.power)} at the variance seen so far.",
+             f"error rate {num(primary.alpha)}. “Adjusted for the looks”: once a comparison has stopped for a "
+             f"difference (or reached the last look), the estimate beside it leans away from zero, since a study "
+             f"stops early when its estimate happens to be large; the adjusted one is the median-unbiased "
+             f"estimate, with its interval and p-value, under the stage-wise ordering (Jennison and Turnbull "
+             f"2000, ch. 8; efficacy boundaries only). “Evaluators still needed”: how many more the planned "
+             f"effect would need for power {num(primary.power)} at the variance seen so far.",
     )
+
+
+def _adjusted(c: PrimaryComparisonResult) -> str:
+    """The "adjusted for the looks" cell: the stopping look's median-unbiased estimate, its
+    interval at the comparison's 1 - alpha and the stage-wise p-value; a dash until the
+    comparison has ended where the ordering gives it an outcome."""
+    last = c.looks[-1] if c.looks else None
+    if last is None or last.adjusted_estimate is None:
+        return "–"
+    p = pvalue(last.adjusted_p_value)
+    return (f"{num(last.adjusted_estimate, 3)} {ci(last.adjusted_estimate_ci, 3)} "
+            f"({100 * (1 - c.alpha):.4g}% interval), p {p if p.startswith('<') else '= ' + p}")
 
 
 def _still_needed(c: PrimaryComparisonResult) -> str:
