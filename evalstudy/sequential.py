@@ -91,6 +91,7 @@ from .protocol import DEFAULT_POWER
 
 FUTILITY_POWER = 0.10   # conditional power below which a look says "no difference ... likely"
 GRID = 1201             # points of the integration grid per look (odd, for Simpson's rule)
+_CUT = 40.0             # standard deviations: where a look that cannot be crossed is cut
 
 CONTINUE = "continue"
 STOP_DIFFERENCE = "stop: difference shown"
@@ -110,7 +111,9 @@ def obf_spending(t, alpha: float) -> np.ndarray:
     """The error rate spent by information fraction t (0 < t <= 1): Lan-DeMets'
     O'Brien-Fleming-type function, two-sided."""
     t = np.asarray(t, dtype=float)
-    return 2.0 - 2.0 * sps.norm.cdf(sps.norm.ppf(1.0 - alpha / 2.0) / np.sqrt(t))
+    # 2 sf(.), not 2 - 2 Phi(.): at an early look (t = 0.05, alpha 0.05: about 1.8e-18) the
+    # difference of two numbers near 1 would round to 0 and the first boundary to infinity.
+    return 2.0 * sps.norm.sf(sps.norm.isf(alpha / 2.0) / np.sqrt(t))
 
 
 def _check_alpha(alpha: float) -> None:
@@ -133,7 +136,7 @@ def _check_fractions(t: np.ndarray) -> None:
 def _half_width(c: float, t: float) -> float:
     """The continuation region's half-width on the B-value scale, |B| < c sqrt(t); a look
     that cannot be crossed (c infinite) is cut at 40 standard deviations."""
-    return (c if np.isfinite(c) else 40.0) * math.sqrt(t)
+    return (c if np.isfinite(c) else _CUT) * math.sqrt(t)
 
 
 def _first_look(c: float, t: float) -> tuple[np.ndarray, np.ndarray]:
@@ -166,7 +169,7 @@ def _boundaries(fractions: tuple[float, ...], alpha: float) -> tuple[float, ...]
     _check_fractions(t)
     spent = obf_spending(t, alpha)
     c = np.empty(len(t))
-    c[0] = sps.norm.ppf(1.0 - spent[0] / 2.0)
+    c[0] = sps.norm.isf(spent[0] / 2.0)  # infinite where nothing representable is spent
     # The sub-density of B = Z sqrt(t) at the last look, on the continuation region.
     x, f = _first_look(c[0], t[0])
     for k in range(1, len(t)):
@@ -177,10 +180,10 @@ def _boundaries(fractions: tuple[float, ...], alpha: float) -> tuple[float, ...]
             bk = z * math.sqrt(tk)
             return float(f @ (sps.norm.sf((bk - x) / sd) + sps.norm.cdf((-bk - x) / sd)))
 
-        if target <= 0:
+        if target <= 0 or crossing(_CUT) >= target:  # less than a crossing at 40 s.d. would spend
             c[k] = np.inf
         else:
-            c[k] = optimize.brentq(lambda z, goal=target: crossing(z) - goal, 0.0, 40.0, xtol=1e-10)
+            c[k] = optimize.brentq(lambda z, goal=target: crossing(z) - goal, 0.0, _CUT, xtol=1e-10)
         x, f = _next_look(x, f, sd, _half_width(c[k], t[k]))
     return tuple(c.tolist())
 

@@ -97,6 +97,26 @@ def test_boundaries_spend_alpha_as_the_spending_function_says():
     assert (first >= 0).mean() == pytest.approx(0.05, abs=0.0012)
 
 
+@pytest.mark.parametrize("fractions, alpha", [
+    ((2 / 40, 1.0), 0.05),                        # a first look at 2 of 40 evaluators
+    (tuple(np.arange(1, 11) / 10), 0.05 / 6),     # ten looks, six primary comparisons
+    ((3 / 40, 1.0), 0.01 / 2),
+])
+def test_an_early_first_look_gets_finite_boundaries_that_spend_alpha(fractions, alpha):
+    """The error spent by an early look is far below 1e-16 (1.8e-18 at t = 0.05): written as
+    2 - 2 Phi(.) it rounded to 0, the first boundary to infinity, and the analysis crashed."""
+    from tools.obf_boundaries import spent
+
+    t = np.array(fractions)
+    spending = sequential.obf_spending(t, alpha)
+    assert spending[0] > 0 and spending[-1] == pytest.approx(alpha, rel=1e-12)
+    c = sequential.boundaries(t, alpha)
+    assert np.all(np.isfinite(c)) and np.all(np.diff(c) < 0)
+    assert spent(c, t)[-1] == pytest.approx(alpha, rel=1e-3)
+    out, _ = sequential.monitor([sequential.LookInput(2, 0.3, 0.1, math.inf)], (2, 40), alpha, effect=0.2)
+    assert out[0].decision == sequential.CONTINUE and math.isfinite(out[0].boundary)
+
+
 def test_monitor_stops_at_the_first_crossing_and_counts_futility():
     looks = (10, 20, 40)
     strong = [sequential.LookInput(10, 0.5, 0.1, math.inf)]
