@@ -366,6 +366,11 @@ def position_permutation_test(ranks, positions, item, evaluator, n_perm: int,
     layouts_by_cap = _by_codes(np.eye(n_layouts)[layout_code], cap, n_cap)  # (C, L)
     k_cap = layouts_by_cap.T @ (layouts_by_cap / per_cap[:, None])     # (L, L)
     ev_from_cap = ev_onehot_by_cap.T @ (layouts_by_cap / per_cap[:, None])  # (E, L)
+    # The fit's Gram of "variant v at position p" is sum_v A_v' (K + u' E u) A_v with A_v =
+    # onehot[:, v, :] (L, m): the K part is the same for every permutation (computed once),
+    # and the u part is taken as (u A_v)' E (u A_v), never forming an (L, L) matrix per
+    # permutation (imported files with random layouts have L near the number of rankings).
+    gram_cap = np.einsum("lvp,lk,kvq->pq", onehot, k_cap, onehot)       # (m, m)
 
     def statistics(codes: np.ndarray) -> np.ndarray:                   # codes (B, N)
         n_b = len(codes)
@@ -375,8 +380,9 @@ def position_permutation_test(ranks, positions, item, evaluator, n_perm: int,
         counts = np.bincount(flat.ravel(), minlength=n_b * n_ev * n_layouts)
         u = counts.reshape(n_b, n_ev, n_layouts) - ev_from_cap[None]
         # x_l' H x_l' over layouts, then the Gram of "variant v at position p" after the fit
-        fit = k_cap[None] + u.transpose(0, 2, 1) @ (inv_gram @ u)          # (B, L, L)
-        gram = n * np.eye(m)[None] - np.einsum("lvp,blk,kvq->bpq", onehot, fit, onehot)
+        u_a = np.einsum("bel,lvp->bevp", u, onehot)                       # (B, E, m, m)
+        fit = np.einsum("bevp,ef,bfvq->bpq", u_a, inv_gram, u_a, optimize=True)
+        gram = n * np.eye(m)[None] - gram_cap[None] - fit
         g = contrast.T @ gram @ contrast                                 # (B, m-1, m-1)
         # pinv: a layout the fit explains entirely (e.g. one ranking per caption) adds 0
         return np.einsum("bi,bij,bj->b", b, np.linalg.pinv(g, rcond=1e-10, hermitian=True), b)

@@ -295,6 +295,36 @@ def test_position_bias_test_rejects_at_its_nominal_rate_when_there_is_no_bias():
         assert abs(rate - alpha) <= 3 * math.sqrt(alpha * (1 - alpha) / n_studies), (alpha, rate)
 
 
+@pytest.mark.parametrize("layouts", ["williams", "random"])
+def test_position_statistic_is_the_extra_sum_of_squares_of_the_position_effects(layouts):
+    """T = b' G^+ b is the drop in the residual sum of squares when position effects join
+    the caption x variant and evaluator x variant fit, computed here by least squares on
+    the full design matrix (an imported file with random layouts has nearly as many
+    layouts as rankings: the path that never forms a layouts x layouts matrix)."""
+    rng = np.random.default_rng(21)
+    ranks, positions, items, raters = _ranking_study(rng, n_captions=12, n_raters=6, overlap=3, m=4)
+    if layouts == "random":
+        positions = np.array([rng.permutation(4) for _ in range(len(ranks))])
+    n, m = ranks.shape
+    rows = np.repeat(np.arange(n), m)
+    variant = np.tile(np.arange(m), n)
+    y = ranks.ravel()
+    n_cap, n_ev = items.max() + 1, raters.max() + 1
+    base = np.zeros((n * m, (n_cap + n_ev) * m))
+    base[np.arange(n * m), items[rows] * m + variant] = 1.0
+    base[np.arange(n * m), (n_cap + raters[rows]) * m + variant] = 1.0
+    pos = np.zeros((n * m, m))
+    pos[np.arange(n * m), positions.ravel()] = 1.0
+
+    def rss(x):
+        beta = np.linalg.lstsq(x, y, rcond=None)[0]
+        return float(((y - x @ beta) ** 2).sum())
+
+    extra = rss(base) - rss(np.hstack([base, pos]))
+    out = stats.position_permutation_test(ranks, positions, items, raters, n_perm=19, rng=rng)
+    assert extra > 1e-6 and out["statistic"] == pytest.approx(extra, rel=1e-8, abs=1e-9)
+
+
 def test_position_bias_test_finds_a_modest_bias():
     rng = np.random.default_rng(8)
     p = [stats.position_permutation_test(*_ranking_study(rng, bias=0.6), n_perm=199,
