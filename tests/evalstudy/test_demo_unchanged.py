@@ -33,6 +33,11 @@ p-values became the crossed t test (schema 3): tests.paired's statistic, p_value
 significant and method changed on purpose (the Wilcoxon's p-value moved to
 p_wilcoxon_items), notes were added to the Friedman and post hoc records, and a few
 Plackett-Luce strengths and intervals moved in their last bits (another CPU's rounding).
+
+demo20_analysis.json was rewritten (the second command) when intervals came to be bounded
+by the parameter's range instead of the observed answers' (audit of 2026-12-07, findings 2
+and 3): the mean-error intervals ([0, inf) instead of the errors' range) and the paired
+differences' intervals moved; the edge_note entries (empty) added since were written too.
 """
 
 import json
