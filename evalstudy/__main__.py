@@ -3,7 +3,8 @@
   analyze responses.csv [--protocol p.json] [--json] [--figures DIR] [--n-boot N] [--seed S]
           [--no-exclusions]      every statistic (one JSON document with --json)
   simulate --protocol p.json --out responses.csv [--quality v=q,...] [--seed S] ...
-  power --a V1 --b V2 --quality V1=q,V2=q [--task rank|count] [--evaluators 5,10,20] ...
+  power --a V1 --b V2 --quality V1=q,V2=q [--task rank|count] [--evaluators 5,10,20]
+        [--planned-rows N | --protocol p.json] ...
   protocol p.json               validate, print the canonical form's sha256 (the frozen hash)
   plan p.json                   print the assignment plan as JSON
 """
@@ -98,6 +99,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rank-noise", type=float, default=0.3)
     p.add_argument("--skip-rate", type=float, default=0.1)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--planned-rows", type=int, default=None,
+                   help="rows of the analysis' Holm family (tests.paired); default: this "
+                        "comparison's own (2 count, 1 rank)")
+    p.add_argument("--protocol", default=None,
+                   help="read --planned-rows from this protocol's planned comparisons")
     p.add_argument("--json", action="store_true")
 
     h = sub.add_parser("protocol", help="validate a protocol and print its hash")
@@ -307,19 +313,26 @@ def _run(args) -> int:
         sim = RaterSimulator(args.quality, count_noise=args.count_noise,
                              rank_noise=args.rank_noise, skip_rate=args.skip_rate, seed=args.seed,
                              tie_margin=args.tie_margin)
+        rows = args.planned_rows
+        if args.protocol is not None:
+            from .simulate import planned_row_count
+
+            rows = planned_row_count(load_protocol(args.protocol))
         res = power_analysis(sim, args.a, args.b, task=args.task, evaluators=args.evaluators,
                              items_per_evaluator=args.items_per_evaluator, overlap=args.overlap,
                              n_sims=args.sims, alpha=args.alpha, target=args.target,
-                             seed=args.seed, ranked=args.ranked)
+                             seed=args.seed, ranked=args.ranked, planned_rows=rows)
         if args.json:
             print(json.dumps(res, indent=1))
             return 0
         print(f"{args.task} task, {args.a} vs {args.b}, {args.sims} simulated studies each, "
-              f"alpha {args.alpha}")
-        print(" evaluators  items  overlap  power")
+              f"alpha {args.alpha}; power: flagged significant (Holm over {res['planned_rows']} "
+              f"planned row(s)), and p < alpha before Holm")
+        print(" evaluators  items  overlap  power (Holm)     unadjusted")
         for r in res["rows"]:
             print(f" {r['n_evaluators']:>10} {r['n_items']:>6} {r['overlap']:>8}  "
-                  f"{r['power']:.3f} +- {r['power_se']:.3f}")
+                  f"{r['power']:.3f} +- {r['power_se']:.3f}  "
+                  f"{r['power_unadjusted']:.3f} +- {r['power_unadjusted_se']:.3f}")
         need = res["required_evaluators"]
         print(f"evaluators needed for power {args.target}: "
               + (str(need) if need is not None else f"more than {max(args.evaluators)}"))

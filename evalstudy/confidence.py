@@ -30,9 +30,11 @@ def intervals(estimates: np.ndarray, replicates: np.ndarray, level: float,
               shrink: np.ndarray | None = None, low=-np.inf, high=np.inf, accel=None) -> np.ndarray:
     """(G, 2) intervals from (B, G) replicates, each inside its statistic's range.
 
-    `low`, `high` (scalars or (G,) arrays) are the smallest and largest values the
-    statistic can take given the data: for a mean, the smallest and largest of the
-    values averaged (no resample can leave that range); for a rate, 0 and 1.
+    `low`, `high` (scalars or (G,) arrays) are the range of the statistic's population
+    value (`analysis.data.parameter_range`): 0 and 1 for a rate, [0, inf) for a mean
+    error, [-1, 1] for a difference of rates. Not the range of the values observed: no
+    resample leaves that one, but the parameter may (a difference from a variant whose
+    every answer was right starts at 0 there, and an interval kept inside it never holds 0).
 
     Method: the percentile interval, at BCa's adjusted levels when `accel` is given,
     with each end's distance from the estimate multiplied by `shrink`, on the logit

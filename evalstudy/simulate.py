@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 from scipy import stats as sps
 
+from . import stats
 from .design import StudyItem, plan_assignments, repeat_item_id, study_items
 from .protocol import DEFAULT_ALPHA, DEFAULT_POWER, Protocol
 from .responses import ResponseTable, table_from_columns
@@ -439,7 +440,7 @@ def power_analysis(simulator: RaterSimulator, a: str, b: str, *, task: str = "ra
                    evaluators=(5, 10, 20, 40, 80), items_per_evaluator: int = 20,
                    overlap: int = 3, n_sims: int = 200, alpha: float = DEFAULT_ALPHA,
                    target: float = DEFAULT_POWER, seed: int = 0, objects=("circle", "square", "triangle"),
-                   counts=(1, 2, 3, 4, 5), ranked=None) -> dict:
+                   counts=(1, 2, 3, 4, 5), ranked=None, planned_rows: int | None = None) -> dict:
     """How many evaluators find a difference between variants a and b?
 
     For each number of evaluators E, a study with `items_per_evaluator` items per
@@ -449,9 +450,18 @@ def power_analysis(simulator: RaterSimulator, a: str, b: str, *, task: str = "ra
     Satterthwaite's df; the count task compares mean absolute error, the rank task the
     preference score). The
     number of items grows with E: E * items_per_evaluator / overlap captions, or
-    as many prompt-and-seed pairs (each shown for both variants). Power is the
-    share of studies with p < alpha; `required_evaluators` is the smallest E with
-    power >= target (None if none in the grid reaches it).
+    as many prompt-and-seed pairs (each shown for both variants).
+
+    Power is the share of studies whose row the analysis flags `significant`: Holm's
+    adjusted p below alpha over every planned row (`tests.paired`: one per planned
+    comparison and measure, mean |error| and match ratio for a count task, the score for a
+    rank task; `planned_row_count` of a protocol). `planned_rows` is that number; by default
+    the simulated design's own rows with this one comparison (2 for count, 1 for rank). The
+    simulated rows enter Holm with their own p-values (the count task's power is its mean
+    |error| row's); the planned rows not simulated enter with p = 1, so with more rows than
+    simulated the power is a lower bound (Holm's flag needs at most Bonferroni's p x rows).
+    `power_unadjusted` is the share with p < alpha. `required_evaluators` is the smallest
+    E whose (Holm) power >= target (None if none in the grid reaches it).
 
     The rank task ranks the variants `ranked` together (2 to 6 of the simulator's; default
     a and b alone, a pairwise study), with ties when the simulator's tie_margin is above 0;
@@ -468,6 +478,11 @@ def power_analysis(simulator: RaterSimulator, a: str, b: str, *, task: str = "ra
     _check_power_inputs(simulator, together if task == "rank" else [a, b], evaluators=evaluators,
                         items_per_evaluator=items_per_evaluator, overlap=overlap, n_sims=n_sims,
                         alpha=alpha, target=target)
+    simulated = 2 if task == "count" else 1
+    family = simulated if planned_rows is None else planned_rows
+    if family < simulated:
+        raise ValueError(f"planned_rows must be at least the {simulated} row(s) a {task} task's "
+                         f"comparison gives, got {planned_rows}")
     rng = np.random.default_rng(seed)
     rows = []
     for n_ev in evaluators:
@@ -485,7 +500,7 @@ def power_analysis(simulator: RaterSimulator, a: str, b: str, *, task: str = "ra
         shown = together if task == "rank" else [a, b]
         sim = dataclasses.replace(simulator, variant_quality={
             v: simulator.variant_quality[v] for v in shown})
-        hits = 0
+        hits = raw_hits = 0
         for _ in range(n_sims):
             table = simulate_study(sim, protocol, seed=int(rng.integers(2 ** 31)))
             ev_code, _ = _evaluator_codes(table)
@@ -497,16 +512,30 @@ def power_analysis(simulator: RaterSimulator, a: str, b: str, *, task: str = "ra
                 num, den = (r.m + 1 - r.rank[done]).astype(float), np.ones(int(done.sum()))
             else:
                 c = _CountData.build(table, ev_code, [a, b], list(objects))
-                unit, ev, var, num, den = c.unit, c.evaluator, c.variant, c.abs_error, c.answered
-            diff, spread = planned_difference(unit, ev, var, num, den, 0, 1, 2, 1.0 - alpha)
-            p = crossed_t_test(diff, float(spread.var[0]), float(spread.df[0]))[1]
-            hits += bool(p == p and p < alpha)
-        power = hits / n_sims
-        se = math.sqrt(power * (1 - power) / n_sims)
+                unit, ev, var, den = c.unit, c.evaluator, c.variant, c.answered
+            # the analysis' rows of this comparison, in its order: mean |error|, match ratio
+            measures = [num] if task == "rank" else [c.abs_error, c.match]
+            ps = []
+            for values in measures:
+                diff, spread = planned_difference(unit, ev, var, values, den, 0, 1, 2, 1.0 - alpha)
+                ps.append(crossed_t_test(diff, float(spread.var[0]), float(spread.df[0]))[1])
+            p_holm = stats.holm(ps + [1.0] * (family - simulated))[0]
+            raw_hits += bool(ps[0] == ps[0] and ps[0] < alpha)
+            hits += bool(p_holm == p_holm and p_holm < alpha)
+        power, raw = hits / n_sims, raw_hits / n_sims
         rows.append({"n_evaluators": n_ev, "n_items": n_items if task == "rank" else
                      2 * per_prompt * len(objects) * len(counts),
-                     "overlap": k, "power": power, "power_se": se})
+                     "overlap": k, "power": power, "power_se": math.sqrt(power * (1 - power) / n_sims),
+                     "power_unadjusted": raw,
+                     "power_unadjusted_se": math.sqrt(raw * (1 - raw) / n_sims)})
     required = next((r["n_evaluators"] for r in rows if r["power"] >= target), None)
     return {"task": task, "a": a, "b": b, "alpha": alpha, "target": target, "n_sims": n_sims,
-            "items_per_evaluator": items_per_evaluator, "rows": rows,
+            "items_per_evaluator": items_per_evaluator, "planned_rows": family, "rows": rows,
             "required_evaluators": required}
+
+
+def planned_row_count(protocol: Protocol) -> int:
+    """The rows of the analysis' `tests.paired`, over which Holm adjusts: per planned
+    comparison, mean |error| and match ratio with a count task, the score with a ranking task."""
+    per = 2 * (protocol.count_task is not None) + (protocol.preference_task is not None)
+    return len(protocol.comparisons()) * per

@@ -9,7 +9,7 @@ from collections import defaultdict
 import numpy as np
 
 from .. import bootstrap as bs
-from .data import _CountData, _ratio_stat, group_range, kish_raters
+from .data import _CountData, _ratio_stat, kish_raters, parameter_range
 from .result import CountSection, CountStat, edge_interval_note
 
 # A variant's mean error leans on one rater when that rater's leave-one-out influence holds
@@ -74,8 +74,8 @@ def _count_section(c: _CountData, w_units: np.ndarray, v_eval: np.ndarray,
             num = p[:, num_i] if num_i is not None else p[:, 0] - p[:, 1]
             rnum = s[:, :, num_i] if num_i is not None else s[:, :, 0] - s[:, :, 1]
             spread = bs.ratio_corrections(c.unit, c.evaluator, group, num_rows, den_rows, n_groups, level)
-            bounds = group_range(group, num_rows, den_rows > 0, n_groups)
-            stat[key] = _ratio_stat(num, p[:, den_i], rnum, s[:, :, den_i], spread, level, bounds)
+            stat[key] = _ratio_stat(num, p[:, den_i], rnum, s[:, :, den_i], spread, level,
+                                    parameter_range(key))
             if key == "mean_abs_error":  # its rows are the counted answers
                 raters = spread.n_evals
                 effective = kish_raters(group, c.evaluator, c.answered, n_groups)

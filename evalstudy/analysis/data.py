@@ -243,7 +243,8 @@ class _RankData:
 
 def _ratio_stat(num, den, reps_num, reps_den, spread: bs.Spread, level, bounds):
     """Estimates, (G, 2) intervals and (B, G) replicates of the ratios num / den;
-    bounds = (low, high) arrays, each group's possible range; spread, the groups'
+    bounds = (low, high), scalars or arrays, the range of the groups' population values
+    (`parameter_range`); spread, the groups'
     `bootstrap.Spread` (shrink factors and accelerations)."""
     est = bs.ratio_replicates(num[None, :], den[None, :])[0]
     reps = bs.ratio_replicates(reps_num, reps_den)
@@ -267,10 +268,32 @@ def kish_raters(group, evaluator, weight, n_groups: int) -> np.ndarray:
         return np.where(squares > 0, loads.sum(axis=1) ** 2 / np.where(squares > 0, squares, 1.0), np.nan)
 
 
+def parameter_range(measure: str, m: int = 0) -> tuple[float, float]:
+    """(low, high): the values a measure's population value can take, whatever the data.
+    Intervals are bounded by this range, never by the range of the values observed: a
+    mean |error| whose images all erred (errors 1 and 2) may still be 0.9 in the
+    population, and a difference from a variant whose every answer was right may still be
+    0 (audit of 2026-12-07, findings 2 and 3: the observed range took the 95% interval of
+    such a difference off 0 in a quarter of null studies with 8 units)."""
+    if measure == "mean_abs_error":
+        return 0.0, np.inf
+    if measure == "score":  # rank r of m scores m + 1 - r
+        return 1.0, float(m)
+    return 0.0, 1.0  # rates: match ratio, can't-tell rate, skip rate
+
+
+def difference_range(measure: str, m: int = 0) -> tuple[float, float]:
+    """(low, high) of measure(a) - measure(b) from `parameter_range`: [-1, 1] for rates,
+    [-(m - 1), m - 1] for scores, unbounded for mean |error|."""
+    low, high = parameter_range(measure, m)
+    return low - high, high - low
+
+
 def group_range(group, values, keep, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
     """(low, high) per group: the smallest and largest of `values` on the rows `keep`
     (the rows a ratio's denominator counts). A weighted mean of these values, and so
-    every resample of it, lies in this range; +-inf for an empty group."""
+    every resample of it, lies in this range; +-inf for an empty group. It bounds the
+    resamples, not the population value: intervals take `parameter_range`."""
     group = np.asarray(group, dtype=np.int64)[keep]
     values = np.asarray(values, dtype=float)[keep]
     low = np.full(n_groups, np.inf)

@@ -21,7 +21,8 @@ def evaluator_reliability(t: ResponseTable) -> list[EvaluatorRecord]:
     either kind over all tasks shown, repeats and gold included: the rate the exclusion
     rule reads), ranking skip rate (skipped rankings over rankings shown), median seconds per
     item, and consistency on repeated items (share of the same count answered
-    again; for rankings the share of variant pairs put in the same order)."""
+    again; for rankings the share of variant pairs in the same relation, a tie being a
+    relation of its own: `_repeat_agreement`)."""
     task = t["task"].tolist()
     ev = t["evaluator_id"].tolist()
     item = t["item_id"].tolist()
@@ -92,11 +93,18 @@ def evaluator_reliability(t: ResponseTable) -> list[EvaluatorRecord]:
     return out
 
 
+def _order(a: float, b: float) -> int:
+    """-1, 0 or 1: a ranked before b, tied with it, or after it."""
+    return (a > b) - (a < b)
+
+
 def _repeat_agreement(answers: dict[str, Any], repeats: list[tuple[str, str]]) -> list[float]:
     """One score per (repeat, original) pair that the evaluator answered both times: 1.0 or
     0.0 for a count (the same answer, "can't tell" included), and for a ranking the share of
-    variant pairs put in the same order. Skipped showings (None) and a count paired with a
-    ranking give no score."""
+    variant pairs in the same relation: p before q, q before p, or tied (a tie is a relation
+    of its own, so a tie against an order disagrees whichever way the order runs; comparing
+    only "p before q" made tie-then-[2, 1] agree and tie-then-[1, 2] disagree). Skipped
+    showings (None) and a count paired with a ranking give no score."""
     scores = []
     for rep, orig in dict.fromkeys(repeats):
         x, y = answers.get(rep), answers.get(orig)
@@ -106,7 +114,7 @@ def _repeat_agreement(answers: dict[str, Any], repeats: list[tuple[str, str]]) -
             common = sorted(set(x) & set(y))
             pairs = list(itertools.combinations(common, 2))
             if pairs:
-                same = sum((x[p] < x[q]) == (y[p] < y[q]) for p, q in pairs)
+                same = sum(_order(x[p], x[q]) == _order(y[p], y[q]) for p, q in pairs)
                 scores.append(same / len(pairs))
         elif not isinstance(x, dict) and not isinstance(y, dict):
             scores.append(float(x == y))

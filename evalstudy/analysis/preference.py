@@ -12,7 +12,7 @@ from scipy import stats as sps
 
 from .. import bootstrap as bs
 from .. import confidence, rank_models
-from .data import _RankData, group_range, kish_raters
+from .data import _RankData, group_range, kish_raters, parameter_range
 from .pairs import TIES_NOTE, davidson_strengths, pairwise_section, strength_shrink
 from .result import ItemSkips, PreferenceSection, PreferenceStat, edge_interval_note
 
@@ -56,10 +56,9 @@ def _scores(r: _RankData, counts: np.ndarray, point_counts: np.ndarray,
     row_score = np.where(rows_done, r.m + 1 - np.nan_to_num(r.rank), 0.0)
     spread_p = bs.ratio_corrections(r.unit[rows_done], r.evaluator[rows_done], r.variant[rows_done],
                                     row_score[rows_done], np.ones(int(rows_done.sum())), nv, level)
-    score_low, score_high = group_range(r.variant, row_score, rows_done, nv)
     score_ci = confidence.spread_intervals(score_point_p, score_reps_p, level,
                                            bs.Spread(*(part[present] for part in spread_p)),
-                                           score_low[present], score_high[present])
+                                           *parameter_range("score", r.m))
     return score_point_p, score_reps_p, score_ci, spread_p
 
 

@@ -12,7 +12,7 @@ from scipy import stats as sps
 
 from .. import bootstrap as bs
 from .. import confidence, stats
-from .data import _CountData, _RankData, group_range
+from .data import _CountData, _RankData, difference_range
 from .result import Friedman, HolmPair, Nemenyi, NemenyiPair, PairedTest, PositionBias, Posthoc, Tests
 
 EXACT_MAX_N = 50
@@ -127,10 +127,10 @@ def _tests_section(c: _CountData, r: _RankData, comparisons, count_reps, pref_re
             test = stats.wilcoxon_signed_rank(d, EXACT_MAX_N)
             diff, spread = planned_difference(unit, ev, var, num, den, ia, ib, nv, level, own_var)
             t_value, p_value = crossed_t_test(diff, float(spread.var[0]), float(spread.df[0]))
-            # ratio(a) - ratio(b) lies between low(a) - high(b) and high(a) - low(b).
-            low, high = group_range(var, num / np.where(den > 0, den, 1), den > 0, nv)
+            # The parameter's range, not the observed answers': with every answer of a right,
+            # low(a) - high(b) is 0, and an interval kept inside that range never holds 0.
             ci = confidence.spread_intervals(np.array([diff]), (reps[:, ia] - reps[:, ib])[:, None], level, spread,
-                                     low[ia] - high[ib], high[ia] - low[ib])[0].tolist()
+                                             *difference_range(measure, r.m))[0].tolist()
             wilcoxon = (f"Wilcoxon signed-rank on per-item mean differences ({test['method']}), "
                         f"secondary: {WILCOXON_ITEMS_NOTE}" if test["method"] else
                         "Wilcoxon signed-rank on per-item mean differences: no non-zero pairs")

@@ -38,6 +38,11 @@ demo20_analysis.json was rewritten (the second command) for schema 4, when the s
 rule's looks gained the stage-wise adjusted estimate: the demo names no primary
 comparisons, so only schema and schema_version changed; the edge_note entries added since
 schema 3 appear in it, and no number moved.
+
+demo20_analysis.json was rewritten (the second command) when intervals came to be bounded
+by the parameter's range instead of the observed answers' (audit of 2026-12-07, findings 2
+and 3): the mean-error intervals ([0, inf) instead of the errors' range) and the paired
+differences' intervals moved; the edge_note entries (empty) added since were written too.
 """
 
 import json

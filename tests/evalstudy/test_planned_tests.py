@@ -3,12 +3,13 @@
 signed-rank over items, which reads a few raters' tastes repeated over their items as
 many independent items (bench/rater_clustering.py has the sizes)."""
 
+import numpy as np
 import pytest
 from scipy import stats as sps
 
 from evalstudy.analysis import analyze
 from evalstudy.responses import responses_from_rows
-from evalstudy.simulate import RaterSimulator, power_analysis, simulate_study, synthetic_protocol
+from evalstudy.simulate import RaterSimulator, planned_row_count, power_analysis, simulate_study, synthetic_protocol
 from tests.narrow import present
 
 V = ["a-early", "a-intermediate"]
@@ -88,3 +89,35 @@ def test_power_analysis_uses_the_crossed_test_so_a_rater_taste_is_no_power():
     out = power_analysis(sim, "a", "b", evaluators=(6,), items_per_evaluator=20, overlap=1,
                          n_sims=60, seed=3)
     assert out["rows"][0]["power"] <= 0.15
+
+
+def test_power_analysis_counts_the_flag_the_analysis_shows():
+    # The same simulated studies analysed end to end: power is the share whose mean |error|
+    # row analyze() flags `significant` (Holm over the planned rows), not the share with
+    # p < alpha before Holm (audit of 2026-12-07, finding 5: 0.300 against 0.233).
+    a, b = "x-intermediate", "x-early"
+    sim = RaterSimulator({a: 0.85, b: 0.7}, seed=0)
+    n_ev, per, overlap, n_sims = 12, 20, 3, 40
+    out = power_analysis(sim, a, b, task="count", evaluators=[n_ev], items_per_evaluator=per,
+                         overlap=overlap, n_sims=n_sims, seed=1)
+    protocol = synthetic_protocol([a, b], images_per_prompt=max(1, round(n_ev * per / overlap / 2 / 15)),
+                                  n_captions=0, n_evaluators=n_ev, overlap=overlap)
+    assert out["planned_rows"] == planned_row_count(protocol) == 2
+    rng = np.random.default_rng(1)
+    flagged = unadjusted = 0
+    for _ in range(n_sims):
+        res = analyze(simulate_study(sim, protocol, seed=int(rng.integers(2 ** 31))), protocol, n_boot=40)
+        row = next(t for t in res.tests.paired if t.measure == "mean_abs_error")
+        flagged += row.significant
+        unadjusted += row.p_value is not None and row.p_value < 0.05
+    assert flagged != unadjusted  # these seeds tell the two apart
+    assert out["rows"][0]["power"] == flagged / n_sims
+    assert out["rows"][0]["power_unadjusted"] == unadjusted / n_sims
+
+
+def test_power_analysis_with_more_planned_rows_has_less_power():
+    sim = RaterSimulator({"a": 0.9, "b": 0.5}, seed=0)
+    one, six = (power_analysis(sim, "a", "b", task="rank", evaluators=[6], items_per_evaluator=10,
+                               overlap=2, n_sims=30, seed=2, planned_rows=rows) for rows in (None, 6))
+    assert one["rows"][0]["power"] == one["rows"][0]["power_unadjusted"]
+    assert six["rows"][0]["power"] < six["rows"][0]["power_unadjusted"] == one["rows"][0]["power"]

@@ -170,3 +170,39 @@ def test_plackett_luce_vectorised_equals_one_at_a_time():
     for b in range(5):
         assert together[b] == pytest.approx(rank_models.plackett_luce_mm(counts[b:b + 1],
                                                                    orderings)[0], abs=1e-8)
+
+
+def _dense_qwk(a, b) -> float:
+    """Quadratic-weighted kappa over every integer from the smallest to the largest value
+    (the textbook table; the former implementation)."""
+    a, b = np.asarray(a, dtype=int), np.asarray(b, dtype=int)
+    lo = min(a.min(), b.min())
+    k = max(a.max(), b.max()) - lo + 1
+    observed = np.zeros((k, k))
+    np.add.at(observed, (a - lo, b - lo), 1.0)
+    expected = np.outer(observed.sum(axis=1), observed.sum(axis=0)) / len(a)
+    i = np.arange(k)
+    w = (i[:, None] - i[None, :]) ** 2
+    return float(1.0 - (w * observed).sum() / (w * expected).sum())
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 12), st.integers(0, 12)), min_size=2, max_size=40))
+def test_quadratic_weighted_kappa_equals_the_full_integer_table(pairs):
+    a, b = (np.array(x) for x in zip(*pairs, strict=True))
+    if len(set(a.tolist()) | set(b.tolist())) < 2:
+        assert math.isnan(stats.quadratic_weighted_kappa(a, b))
+    else:
+        assert stats.quadratic_weighted_kappa(a, b) == pytest.approx(_dense_qwk(a, b), rel=1e-12, abs=1e-12)
+
+
+def test_quadratic_weighted_kappa_of_a_huge_typo_needs_no_huge_table():
+    # One answer of 10**9 (a typo the CSV reader accepts): a dense table would be 10**9 x 10**9.
+    a = [1, 2, 3, 4, 10 ** 9]
+    b = [1, 2, 3, 5, 4]
+    kappa = stats.quadratic_weighted_kappa(a, b)
+    # by hand over the values {1, 2, 3, 4, 5, 10**9}: observed disagreement over expected
+    x = np.array(a, dtype=float)
+    y = np.array(b, dtype=float)
+    by_hand = 1.0 - np.mean((x - y) ** 2) / np.mean((x[:, None] - y[None, :]) ** 2)
+    assert kappa == pytest.approx(by_hand, rel=1e-9)
