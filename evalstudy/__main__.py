@@ -235,6 +235,8 @@ def _agreement_lines(result: AnalysisResult) -> list[str]:
     lines = []
     if ag.count_alpha_interval:
         lines.append(f"\nKrippendorff alpha, counts (interval): {_fmt(ag.count_alpha_interval.alpha)}")
+    if ag.count_alpha_errors:
+        lines.append(f"Krippendorff alpha, count errors (interval): {_fmt(ag.count_alpha_errors.alpha)}")
     if ag.rank_alpha_ordinal:
         lines.append(f"Krippendorff alpha, ranks (ordinal): {_fmt(ag.rank_alpha_ordinal.alpha)}")
     if ag.kendall_w:

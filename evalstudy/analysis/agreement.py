@@ -1,4 +1,4 @@
-"""Agreement: Krippendorff's alpha for counts and ranks, Kendall's W between the raters of a
+"""Agreement: Krippendorff's alpha for counts, count errors and ranks, Kendall's W between the raters of a
 caption, humans against the automatic counter.
 """
 
@@ -13,13 +13,21 @@ from .result import Agreement, Alpha, AutoCounter, KendallW
 
 
 def _agreement_section(t: ResponseTable, c: _CountData, r: _RankData) -> Agreement:
-    count_alpha = rank_alpha = kendall = auto = None
+    count_alpha = error_alpha = rank_alpha = kendall = auto = None
     if c.n_rows:
         values = np.where(c.answered > 0, c.answer, np.nan)
         count_alpha = Alpha(
             alpha=stats.krippendorff_alpha_long(c.item, values, "interval"),
             units="count images", values="answered counts ('can't tell' missing)",
             n_pairable_units=_pairable(c.item, values))
+        # The counts' alpha grows with the spread of the design's true counts (images of 1 to
+        # 10 objects disagree far more between images than within), whatever the raters do;
+        # on the errors that spread is gone: do raters agree on which images are miscounted?
+        errors = values - np.asarray(c.counts, dtype=float)[c.count]
+        error_alpha = Alpha(
+            alpha=stats.krippendorff_alpha_long(c.item, errors, "interval"),
+            units="count images", values="answered count minus the true count ('can't tell' missing)",
+            n_pairable_units=_pairable(c.item, errors))
     if r.n_rankings and r.m >= 2:
         done = ~r.skipped
         unit = r.unit[done] * len(r.variants) + r.variant[done]
@@ -48,7 +56,7 @@ def _agreement_section(t: ResponseTable, c: _CountData, r: _RankData) -> Agreeme
                 mean_abs_difference=float(np.abs(c.answer[both] - c.auto[both]).mean()),
                 quadratic_weighted_kappa=stats.quadratic_weighted_kappa(c.answer[both], c.auto[both]),
                 exact_agreement=float((c.answer[both] == c.auto[both]).mean()))
-    return Agreement(count_alpha_interval=count_alpha, rank_alpha_ordinal=rank_alpha,
+    return Agreement(count_alpha_interval=count_alpha, count_alpha_errors=error_alpha, rank_alpha_ordinal=rank_alpha,
                      kendall_w=kendall, auto_counter=auto)
 
 

@@ -340,6 +340,7 @@ class AutoCounter(Record):
 @dataclass(frozen=True)
 class Agreement(Record):
     count_alpha_interval: Alpha | None = None
+    count_alpha_errors: Alpha | None = None   # interval alpha of answer - true count
     rank_alpha_ordinal: Alpha | None = None
     kendall_w: KendallW | None = None
     auto_counter: AutoCounter | None = None

@@ -254,6 +254,23 @@ def test_agreement_alpha_is_one_when_evaluators_agree():
     assert present(ag.count_alpha_interval).alpha == pytest.approx(1.0)
 
 
+def test_count_error_alpha_does_not_move_with_the_spread_of_the_true_counts():
+    """The same raters' errors on a design of 5 objects only and on one of 1 to 10: the
+    counts' alpha rises with the spread of the true counts, the errors' alpha is the same."""
+    def errors(e, k):  # image k is miscounted by one by everyone now and then, plus noise
+        return int(k % 4 == 0) + int((e + 2 * k) % 5 == 0)
+
+    def agreement(true_of):
+        rows = [crow(f"e{e}", f"i{k}", V[k % 2], true_of(k), true_of(k) + errors(e, k), seed=k)
+                for k in range(24) for e in range(3)]
+        return analyze(responses_from_rows(rows), n_boot=50).agreement
+
+    narrow, wide = agreement(lambda k: 5), agreement(lambda k: 1 + k % 10)
+    assert present(narrow.count_alpha_errors).alpha == pytest.approx(present(wide.count_alpha_errors).alpha)
+    assert present(narrow.count_alpha_errors).alpha == pytest.approx(present(narrow.count_alpha_interval).alpha)
+    assert present(wide.count_alpha_interval).alpha > present(wide.count_alpha_errors).alpha + 0.3
+
+
 def test_unknown_variant_for_the_protocol_is_an_error(small_table):
     proto = synthetic_protocol(["x-early", "x-intermediate"], n_captions=2)
     with pytest.raises(ValueError, match="not in the protocol"):

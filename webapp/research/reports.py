@@ -187,6 +187,11 @@ def _agreement_table(section: Sections | AnalysisResult) -> Table:
         a = ag.count_alpha_interval
         rows.append(("Krippendorff's \u03b1 (interval), counts", num(a.alpha, 3),
                      f"{a.n_pairable_units} images answered twice or more"))
+    if ag.count_alpha_errors is not None:
+        a = ag.count_alpha_errors
+        rows.append(("Krippendorff's \u03b1 (interval), count errors", num(a.alpha, 3),
+                     "answer minus true count: agreement on which images are miscounted, "
+                     "free of the spread of the study's true counts"))
     if ag.rank_alpha_ordinal is not None:
         a = ag.rank_alpha_ordinal
         rows.append(("Krippendorff's \u03b1 (ordinal), ranks", num(a.alpha, 3),
