@@ -55,7 +55,7 @@ def save_provenance(runs: dict[str, dict[str, Path]], save: Path, step: int | No
 
 def per_seed_table(judged: dict[str, dict]) -> str:
     """Each metric per variant and training seed, and each seed's paired difference
-    intermediate - early: the run-to-run spread that the pooled intervals summarise."""
+    intermediate - early: the run-to-run spread that the t intervals over seeds summarise."""
     seeds = list(judged)
     variants = sorted({v for runs in judged.values() for v in runs})
     values = {s: {v: count_eval.metrics([j]) for v, j in runs.items()} for s, runs in judged.items()}
@@ -115,8 +115,8 @@ def main(argv: list[str] | None = None) -> Path:
          f"# demo recipe (generator/recipes.py DEMO); sampled with {args.steps} solver steps at CFG scale "
          f"{args.cfg_scale}") + f"; training seeds {', '.join(s[5:] for s in seeds)}; "
         f"evaluated at training step {step if step is not None else 'latest'}",
-        "# judge: generator/judge.py; 95% intervals: seeds resampled, then images within each seed "
-        f"({args.n_boot} draws; see generator/count_eval.py)",
+        "# judge: generator/judge.py; 95% intervals: t over the training seeds (seeds - 1 df; one seed: "
+        f"its images bootstrapped, {args.n_boot} draws; see evalstudy/nested.py)",
     ]
     text = "\n".join(header) + "\n" + count_eval.format_table(rows, diffs) + "\n\n" + per_seed_table(judged) + "\n"
     text += "\n" + "\n".join(json.dumps(r) for r in rows + diffs) + "\n"

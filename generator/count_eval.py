@@ -16,15 +16,17 @@ generator.judge. Per variant:
 
 Every variant and every training seed gets the same prompts and noise seeds.
 
-Intervals (95%, percentile) resample both sources of variation, hierarchically, with
-evalstudy.nested's two-stage bootstrap: draw the training seeds (the clusters) with
-replacement, then, independently for each drawn seed, its images (the units) with
-replacement, and recompute the metric on the pooled draw. With one training seed this
-is the image bootstrap alone, which says nothing about seed-to-seed variation ("seeds":
-1 in the output says so). The paired difference intermediate - early, per conditioning,
-resamples the same seed positions and the same image indices for both variants (the
-images share prompts and noise; seed position k is a run with the same training seed and
-data order in both), and reports the difference of the two metrics on each draw.
+Intervals (95%) come from evalstudy.nested. With two or more training seeds (the
+clusters): each metric on each seed's images alone, and estimate +- t(seeds - 1) x their
+standard deviation / sqrt(seeds), the estimate pooled over all images ("interval": "t over
+clusters", with its "df"). Those per-seed values already carry each seed's image noise, so
+nothing is resampled; with 3 seeds t(2) = 4.30 makes the interval wide, as three seeds
+warrant. The seeds share prompts and noise seeds, so the interval is over training seeds
+on this fixed prompt set. With one training seed there is no interval over seeds: the
+interval is a percentile bootstrap of its images ("interval": "units only ...", "seeds":
+1), which says nothing about seed-to-seed variation. The paired difference intermediate -
+early, per conditioning, is the same on the per-seed differences (seed k is a run with the
+same training seed and data order in both variants; the images share prompts and noise).
 
 --runs ROOT reads ROOT/seed-<s>/<variant>/model.safetensors; --checkpoints ROOT treats
 ROOT/<variant>/ as one training seed. --save DIR keeps each (seed, variant)'s per-image
@@ -43,7 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
-from evalstudy.nested import NestedDraw, nested_replicates, percentile_intervals
+from evalstudy.nested import ClusterIntervals, NestedDraw, cluster_intervals
 from evalstudy.protocol import DEFAULT_N_BOOT, Sampling, load_protocol
 from generator.checkpoint import WEIGHTS_FILE
 from generator.judge import judge
@@ -146,41 +148,47 @@ def metrics(runs: list[Judged], idx: list[np.ndarray] | None = None) -> dict[str
 
 
 def _values(runs: list[Judged], draw: NestedDraw) -> np.ndarray:
-    """The metrics, in METRICS order, on one nested draw of runs (seeds) and their images."""
+    """The metrics, in METRICS order, on the runs (seeds) and images a draw names."""
     values = metrics([runs[s] for s in draw.clusters], list(draw.units))
     return np.array([values[m] for m in METRICS])
 
 
-def bootstrap(runs: list[Judged], n_boot: int = DEFAULT_N_BOOT, seed: int = 0) -> dict[str, tuple[float, float]]:
-    """95% percentile interval of each metric, resampling seeds then images
-    (evalstudy.nested: training seeds are the clusters, images the units)."""
-    reps = nested_replicates(lambda d: _values(runs, d), len(runs), len(runs[0].target), n_boot, seed)
-    return {m: (float(lo), float(hi)) for m, (lo, hi) in zip(METRICS, percentile_intervals(reps), strict=True)}
+def _intervals(runs: list[Judged], n_boot: int, seed: int) -> ClusterIntervals:
+    return cluster_intervals(lambda d: _values(runs, d), len(runs), len(runs[0].target), n_boot=n_boot, seed=seed)
+
+
+def intervals(runs: list[Judged], n_boot: int = DEFAULT_N_BOOT, seed: int = 0) -> dict[str, tuple[float, float]]:
+    """95% interval of each metric over the training seeds (t, seeds - 1 df), or over the
+    images of the one seed there is (bootstrap, `n_boot` draws); see evalstudy.nested."""
+    found = _intervals(runs, n_boot, seed)
+    return {m: (float(lo), float(hi)) for m, (lo, hi) in zip(METRICS, found.ci, strict=True)}
 
 
 def paired_difference(early: list[Judged], inter: list[Judged], n_boot: int = DEFAULT_N_BOOT, seed: int = 0) -> dict:
-    """intermediate - early of each metric: estimate and 95% interval, with the same seed
-    positions and image indices drawn for both variants."""
+    """intermediate - early of each metric: estimate and 95% interval, the per-seed
+    differences (seed k of both variants, the same images) as the clusters."""
     if len(early) != len(inter):
         raise ValueError(f"paired difference needs the same seeds: {len(early)} vs {len(inter)} runs")
-    a, b = metrics(early), metrics(inter)
-    reps = nested_replicates(lambda d: _values(inter, d) - _values(early, d), len(early), len(early[0].target),
-                             n_boot, seed)
+    found = cluster_intervals(lambda d: _values(inter, d) - _values(early, d), len(early), len(early[0].target),
+                              n_boot=n_boot, seed=seed)
     return {
-        m: {"estimate": b[m] - a[m], "ci": [float(q) for q in ci]}
-        for m, ci in zip(METRICS, percentile_intervals(reps), strict=True)
+        m: {"estimate": float(est), "ci": [float(q) for q in ci]}
+        for m, est, ci in zip(METRICS, found.estimate, found.ci, strict=True)
     }
 
 
 def summarise(runs: list[Judged], n_boot: int = DEFAULT_N_BOOT) -> dict:
-    """Metrics pooled over the runs, their intervals, n (images per seed) and seeds."""
-    point, ci = metrics(runs), bootstrap(runs, n_boot)
+    """Metrics pooled over the runs, their intervals, n (images per seed), seeds, and what
+    the intervals are ("interval": evalstudy.nested's method; "df": seeds - 1, or None)."""
+    point, found = metrics(runs), _intervals(runs, n_boot, 0)
     out: dict = {}
-    for m in METRICS:
+    for m, ci in zip(METRICS, found.ci, strict=True):
         out[m] = round(point[m], 4)
-        out[f"{m}_ci"] = [round(v, 4) for v in ci[m]]
+        out[f"{m}_ci"] = [round(float(v), 4) for v in ci]
     out["n"] = len(runs[0].target)
     out["seeds"] = len(runs)
+    out["interval"] = found.method
+    out["df"] = found.df
     return out
 
 
@@ -286,7 +294,8 @@ def format_table(rows: list[dict], diffs: list[dict]) -> str:
     for r in rows:
         lines.append(f"{r['variant']:<22} {r['seeds']:>5} {r['n']:>5}  {metric_cells(r)}")
     lines.append("")
-    lines.append("paired difference, intermediate - early (95% interval over seeds and images)")
+    lines.append("paired difference, intermediate - early (95% interval: t over seeds, seeds - 1 df; "
+                 "with one seed, over its images only)")
     for d in diffs:
         cells = "  ".join(f"{d[m]['estimate']:+6.3f} [{d[m]['ci'][0]:+.3f}, {d[m]['ci'][1]:+.3f}]" for m in METRICS)
         lines.append(f"{d['difference']:<42} seeds {d['seeds']}  {cells}")
@@ -306,7 +315,7 @@ def main(argv: list[str] | None = None) -> tuple[list[dict], list[dict]]:
     p.add_argument("--cfg-scale", type=float, default=demo_sampling().cfg_scale, help="default: the demo protocol's")
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--n-boot", type=int, default=DEFAULT_N_BOOT, help="bootstrap draws")
+    p.add_argument("--n-boot", type=int, default=DEFAULT_N_BOOT, help="bootstrap draws (one training seed: its images)")
     p.add_argument("--threads", type=int)
     p.add_argument("--json", action="store_true", help="one JSON line per variant, then one per difference")
     args = p.parse_args(argv)

@@ -10,18 +10,24 @@ Robustness (Broderick, Giordano and Meager, "An automatic finite-sample robustne
 metric", the approximate maximum influence perturbation): each evaluator's influence on
 the difference is the sum of its rows' linearised contributions (dropping the evaluator
 moves the estimate by about minus that sum). Evaluators are dropped in the order of
-their influence towards the other conclusion, and the approximation names the fewest
-that would change it: the sign of the difference, or whether its interval (est +- t
-sqrt(variance), the same variance and df) excludes zero. Each answer is then confirmed by
-refitting without the evaluators named, going on along the same order until the
-refitted conclusion changes; `removed` lists the confirmed set, and by construction
-removing all but the last of them does not change it. The same for items (count: prompt-
-and-seed pairs; rank: captions).
+their influence towards the other conclusion, and the approximation names how many
+along that order would change it: the sign of the difference, or whether its interval
+(est +- t sqrt(variance), the same variance and df) excludes zero. Each answer is then
+confirmed by refitting without the evaluators named, going on along the same order until
+the refitted conclusion changes. That count is an upper bound: a set off the influence
+order can be smaller (the audit's 25_amip_exhaustive.py found 8 such cases in 120). So
+where there are at most EXHAUSTIVE_MAX evaluators (items), every subset smaller than the
+greedy count (up to half of them) is refitted too, and the count is the true minimum
+(`Fragility.search` "exhaustive"); above that it stays "at most k" along the influence
+order ("greedy"). `removed` lists the set found; removing all but the last of a greedy
+set does not change the conclusion. The same for items (count: prompt-and-seed pairs;
+rank: captions).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 
 import numpy as np
@@ -35,10 +41,19 @@ from .result import Fragility, Look, PrimaryComparisonResult, PrimarySection
 from .significance import planned_difference
 
 ROBUSTNESS_MAX_SHARE = 0.5  # search no further than half the evaluators (items)
+# Up to this many evaluators (items), every subset up to half of them is refitted. A
+# refit of the interval (the crossed variance) took 3-4 ms on one shared core (20 raters x
+# 40 units); at 10 the worst case is 637 refits (sum of C(10, k), k <= 5), about 2.5 s per
+# comparison, at 12 it would be 2,509 (about 10 s). The sign needs only the difference,
+# which costs microseconds. Above it the greedy bound stands.
+EXHAUSTIVE_MAX = 10
 ROBUSTNESS_METHOD = ("approximate maximum influence perturbation (Broderick, Giordano and "
                      "Meager): evaluators (items) dropped in the order of their linearised "
                      "influence towards the other conclusion; each count confirmed by refitting "
-                     "without them; interval: estimate +- t(df) x crossed-bootstrap standard error")
+                     f"without them; with at most {EXHAUSTIVE_MAX} evaluators (items) every smaller "
+                     "subset up to half is refitted too, so the count is the fewest; above that it "
+                     "is at most that many (greedy, along the influence order); interval: "
+                     "estimate +- t(df) x crossed-bootstrap standard error")
 
 
 # ---------------------------------------------------------------------------
@@ -74,6 +89,16 @@ class _Rows:
         diff, spread = planned_difference(unit, ev, var, num, den, ia, ib, self.n_variants, level)
         return diff, float(spread.var[0]), float(spread.df[0])
 
+    def difference(self, keep: np.ndarray, ia: int, ib: int) -> float:
+        """ratio(a) - ratio(b) on the rows `keep`, without its variance; NaN where a
+        variant has no denominator."""
+        ratios = []
+        for v in (ia, ib):
+            rows = keep & (self.variant == v)
+            d = self.den[rows].sum()
+            ratios.append(self.num[rows].sum() / d if d > 0 else math.nan)
+        return float(ratios[0] - ratios[1])
+
     def influence(self, ia: int, ib: int) -> np.ndarray:
         """Each row's linearised contribution to ratio(a) - ratio(b)."""
         z = np.zeros(len(self.num))
@@ -104,12 +129,14 @@ def _conclusion(diff: float, var: float, df: float, level: float, criterion: str
 
 def _fragility(rows: _Rows, key: np.ndarray, ids: list[str], ia: int, ib: int, level: float,
                criterion: str, by: str) -> Fragility:
-    """The fewest keys (evaluators or units, named by `by`) whose removal changes the
-    conclusion."""
+    """How many keys (evaluators or units, named by `by`) must go to change the conclusion:
+    the fewest (search "exhaustive") where at most EXHAUSTIVE_MAX are present, else an
+    upper bound along the influence order (search "greedy")."""
     present = np.unique(key[(rows.variant == ia) | (rows.variant == ib)])
     diff, var, df = rows.estimate(None, ia, ib, level)
+    search = "exhaustive" if len(present) <= EXHAUSTIVE_MAX else "greedy"
     unchanged = Fragility(by=by, criterion=criterion, n_total=int(len(present)), approximate=None,
-                          confirmed=None, removed=[])
+                          confirmed=None, removed=[], search=search)
     if not math.isfinite(diff):
         return unchanged
     psi = np.bincount(key, weights=rows.influence(ia, ib), minlength=len(ids))[present]
@@ -132,23 +159,41 @@ def _fragility(rows: _Rows, key: np.ndarray, ids: list[str], ia: int, ib: int, l
     unchanged = dataclasses.replace(unchanged, approximate=approx)
     ranked = present[order]
 
-    def changed(k: int) -> bool:
-        keep = ~np.isin(key, ranked[:k])
+    def flips(drop) -> bool:
+        keep = ~np.isin(key, drop)
+        if criterion == "sign":
+            d = rows.difference(keep, ia, ib)
+            return math.isfinite(d) and (d > 0) != before
         d, v, f = rows.estimate(keep, ia, ib, level)
         return math.isfinite(d) and _conclusion(d, v, f, level, criterion) != before
+
+    def changed(k: int) -> bool:
+        return flips(ranked[:k])
 
     # Confirm by refitting along the same order: start at the approximation (or 1), step
     # down while one fewer still changes it, up until it does.
     k = approx or 1
+    found: int | None = None
     if changed(k):
         while k > 1 and changed(k - 1):
             k -= 1
+        found = k
     else:
         while k < limit and not changed(k):
             k += 1
-        if not changed(k):
-            return unchanged
-    return dataclasses.replace(unchanged, confirmed=k, removed=[ids[j] for j in ranked[:k].tolist()])
+        found = k if changed(k) else None
+    removed = ranked[:found] if found else None
+    if search == "exhaustive":
+        # Every subset smaller than the greedy set (up to half), in the influence order's
+        # combination order, so that of equal sizes the one nearest that order is named.
+        for size in range(1, (found or limit + 1)):
+            hit_set = next((c for c in itertools.combinations(ranked, size) if flips(np.array(c))), None)
+            if hit_set is not None:
+                found, removed = size, np.array(hit_set)
+                break
+    if found is None or removed is None:
+        return unchanged
+    return dataclasses.replace(unchanged, confirmed=found, removed=[ids[j] for j in removed.tolist()])
 
 
 def robustness(rows: _Rows, ev_ids: list[str], ia: int, ib: int, level: float) -> list[Fragility]:

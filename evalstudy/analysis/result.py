@@ -374,15 +374,19 @@ class Look(Record):
 
 @dataclass(frozen=True)
 class Fragility(Record):
-    """The fewest evaluators (items) whose removal changes a conclusion: the sign of the
-    difference, or whether its interval excludes zero (`criterion` "significance")."""
+    """How many evaluators (items) must go to change a conclusion: the sign of the
+    difference, or whether its interval excludes zero (`criterion` "significance").
+    `search` says what `confirmed` is: "exhaustive", the fewest (every subset up to half
+    refitted); "greedy", at most that many (refitted along the influence order; a set off
+    that order can be smaller). Results stored before the field were greedy."""
 
     by: str                      # "evaluators" or "items"
     criterion: str               # "sign" or "significance"
     n_total: int
     approximate: int | None      # by the influence approximation; None: more than half
-    confirmed: int | None        # by refitting without them
+    confirmed: int | None        # by refitting without them; None: none found up to half
     removed: list[str]
+    search: str = "greedy"       # "exhaustive" or "greedy"
 
 
 @dataclass(frozen=True)

@@ -187,6 +187,53 @@ def test_removing_the_named_evaluators_flips_the_sign_and_one_fewer_does_not():
     assert refit_difference(sign.removed[:-1]) > 0
 
 
+def _uneven_study(seed, n_ev=8, n_units=14):
+    """Raters of differing accuracy who answered differing numbers of units (the rest: can't
+    tell): find8-style studies in which the influence order misleads the greedy search."""
+    rng = np.random.default_rng(seed)
+    a = np.where(rng.random((n_ev, n_units)) < rng.uniform(0.5, 0.9, (n_ev, 1)), 2.0, 3.0)
+    b = np.where(rng.random((n_ev, n_units)) < rng.uniform(0.4, 0.8, (n_ev, 1)), 2.0, 3.0)
+    for e in range(n_ev):
+        k = int(rng.integers(2, n_units + 1))
+        a[e, k:] = np.nan
+        b[e, k:] = np.nan
+    return a, b
+
+
+def test_small_panels_get_the_fewest_evaluators_not_the_greedy_bound(monkeypatch):
+    """Seed 20: along the influence order no set of up to half (4 of 8) flips the sign, yet
+    some 4 do; the exhaustive search finds them and no 3 do."""
+    from itertools import combinations
+
+    from evalstudy.analysis import primary
+    from evalstudy.analysis.data import _RankData
+
+    a, b = _uneven_study(20)
+    t = _count_table(a, b)
+    variants = ["x-early", "x-intermediate"]
+    ev, ids = _evaluator_codes(t)
+    rows = primary._Rows(_CountData.build(t, ev, variants, ["circle"]), _RankData.build(t, ev, variants),
+                         "match_ratio")
+
+    def sign_fragility():
+        return next(f for f in primary.robustness(rows, ids, 1, 0, 0.95)
+                    if f.by == "evaluators" and f.criterion == "sign")
+
+    def difference(removed):  # match ratio, intermediate - early, from the answers themselves
+        keep = [e for e in range(len(a)) if f"r{e:02d}" not in removed]
+        ratio = [np.sum(x[keep] == 2.0) / np.sum(~np.isnan(x[keep])) for x in (a, b)]
+        return ratio[0] - ratio[1]
+
+    found = sign_fragility()
+    assert difference([]) > 0
+    assert found.search == "exhaustive" and found.confirmed == 4 and len(found.removed) == 4
+    assert difference(found.removed) <= 0
+    assert all(difference(list(drop)) > 0 for drop in combinations(ids, 3))
+    monkeypatch.setattr(primary, "EXHAUSTIVE_MAX", 0)
+    greedy = sign_fragility()
+    assert greedy.search == "greedy" and greedy.confirmed is None
+
+
 def test_the_looks_replay_the_first_evaluators_in_arrival_order():
     rng = np.random.default_rng(5)
     a = np.where(rng.random((20, 12)) < 0.9, 2.0, 3.0)

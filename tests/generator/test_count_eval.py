@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from generator import count_eval
-from generator.count_eval import Judged, bootstrap, judge_images, metrics, paired_difference, summarise
+from generator.count_eval import Judged, intervals, judge_images, metrics, paired_difference, summarise
 from generator.synthetic import KINDS, Scene, make_item
 
 VARIANT_KEYS = {"variant", "exact_match", "mean_abs_error", "shape_accuracy", "prompt_match", "n"}
@@ -42,13 +42,24 @@ def test_shape_accuracy_is_pooled_over_objects_and_zero_without_any():
 
 def test_intervals_include_the_spread_between_training_seeds():
     # Two seeds, one always right and one always wrong: resampling images alone would
-    # give 0.5 every time; resampling seeds first reaches both ends.
+    # give 0.5 every time; the t interval over the two seeds (1 df, t = 12.7) reaches far
+    # past both. One seed: its images only.
     good, bad = judged([1] * 50, [1] * 50, [1] * 50, [1] * 50), judged([1] * 50, [2] * 50, [0] * 50, [0] * 50)
-    ci = bootstrap([good, bad], n_boot=400)
-    assert ci["exact_match"] == (0.0, 1.0)
-    assert ci["mean_abs_error"] == (0.0, 1.0)
-    one_seed = bootstrap([good], n_boot=100)
+    ci = intervals([good, bad], n_boot=400)
+    half = 12.706 * 0.5  # t(1) x (s.d. of 0 and 1) / sqrt(2)
+    assert ci["exact_match"] == pytest.approx((0.5 - half, 0.5 + half), abs=1e-3)
+    assert ci["mean_abs_error"] == pytest.approx((0.5 - half, 0.5 + half), abs=1e-3)
+    one_seed = intervals([good], n_boot=100)
     assert one_seed["exact_match"] == (1.0, 1.0)
+
+
+def test_the_output_says_what_its_intervals_are_over():
+    rng = np.random.default_rng(6)
+    runs = [judged(np.full(40, 3), c, c, (c == 3).astype(int)) for c in rng.integers(1, 6, size=(3, 40))]
+    three = summarise(runs, n_boot=50)
+    assert three["interval"] == "t over clusters" and three["df"] == 2 and three["seeds"] == 3
+    one = summarise(runs[:1], n_boot=50)
+    assert one["interval"].startswith("units only") and one["df"] is None
 
 
 def test_image_resampling_gives_an_interval_around_the_estimate():
@@ -77,7 +88,8 @@ def test_paired_difference_sees_a_consistent_improvement():
     better = judged([2] * 100, [1] * 30 + [2] * 70, [1] * 100, [0] * 30 + [1] * 70)
     d = paired_difference([base, base], [better, better], n_boot=300)
     assert d["exact_match"]["estimate"] == pytest.approx(0.2)
-    assert 0 < d["exact_match"]["ci"][0] <= 0.2 <= d["exact_match"]["ci"][1]
+    # Both seeds identical: no spread between them, a zero-width interval at the estimate.
+    assert d["exact_match"]["ci"] == pytest.approx([0.2, 0.2])
     with pytest.raises(ValueError):
         paired_difference([base], [better, better])
 

@@ -272,10 +272,12 @@ def _robustness_table(result: AnalysisResult) -> Table | None:
         return None
 
     def cell(f) -> str:
+        greedy = f.search == "greedy"
         if f.confirmed is None:
-            return f"more than half of {f.n_total}"
+            return f"none found up to half of {f.n_total} (greedy)" if greedy else f"more than half of {f.n_total}"
         approx = "" if f.approximate == f.confirmed else f" (approximation: {num(f.approximate)})"
-        return f"{f.confirmed} of {f.n_total}{approx}"
+        bound = "at most " if greedy else ""
+        return f"{bound}{f.confirmed} of {f.n_total}{approx}"
 
     rows = []
     for c in primary.comparisons:
@@ -288,7 +290,9 @@ def _robustness_table(result: AnalysisResult) -> Table | None:
                 "items: sign", "items: interval and zero"),
         rows=tuple(rows),
         note=f"Method: {primary.robustness_method}. A count is the fewest evaluators (items) whose removal flips "
-             "the sign of the difference, or changes whether its interval excludes zero; confirmed by refitting.",
+             "the sign of the difference, or changes whether its interval excludes zero, found by refitting every "
+             "subset up to half; \"at most k\" where there were too many to try every subset: k found by refitting "
+             "along the influence order, and a smaller set may exist.",
     )
 
 
