@@ -1,5 +1,6 @@
 """One external worker id, two browsers: never a silent take-over; undo stays in its browser."""
 
+import json
 import re
 from datetime import timedelta
 
@@ -108,6 +109,8 @@ def test_the_ticket_does_not_carry_the_browser_token_it_names(study):
     ticket = _ticket(Client().get(f"/join/{study.invite_token}/", PID))
     readable = signing.b64_decode(ticket.split(":")[0].encode()).decode()  # no key needed
     assert ev.browser not in readable and ev.browser not in ticket
+    # nor the evaluator's row id, which would tell how many have joined the site's studies
+    assert str(ev.pk) not in json.loads(readable).values() and ev.pk not in json.loads(readable).values()
 
 
 def test_an_id_silent_for_the_slot_timeout_moves_to_the_new_browser_without_asking(study, settings):

@@ -235,7 +235,8 @@ def join(request: HttpRequest, invite_token: str) -> HttpResponse:
         except flow.StudyUnavailable as exc:
             return _unavailable(request, study, str(exc), 403, outcome=exc.reason)
         except flow.ActiveElsewhere as exc:
-            held = {"e": exc.evaluator.pk, "b": _browser_tag(exc.evaluator.browser)}
+            # The evaluator by its random pseudonym: a row id would count the site's joins.
+            held = {"e": exc.evaluator.pseudonym, "b": _browser_tag(exc.evaluator.browser)}
             ticket = signing.dumps(held, salt=TAKEOVER_SALT)
             return render(request, "studies/takeover.html", {"study": study, "ticket": ticket}, status=409)
         _remember(request, evaluator)
@@ -256,7 +257,7 @@ def join_continue(request: HttpRequest, invite_token: str) -> HttpResponse:
     study = get_object_or_404(Study, invite_token=invite_token)
     try:
         data = signing.loads(request.POST.get("ticket", ""), salt=TAKEOVER_SALT, max_age=TAKEOVER_MAX_AGE)
-        evaluator = Evaluator.objects.get(pk=int(data["e"]), study=study)
+        evaluator = Evaluator.objects.get(pseudonym=str(data["e"]), study=study)
         if not constant_time_compare(str(data["b"]), _browser_tag(evaluator.browser)):
             raise Evaluator.DoesNotExist  # another browser holds it now: the ticket is spent
     except (signing.BadSignature, KeyError, TypeError, ValueError, Evaluator.DoesNotExist):
