@@ -15,7 +15,7 @@ from tests.narrow import present
 from webapp.studies import flow
 from webapp.studies.models import CountResponse, Entry, Evaluator, RankResponse, Study
 
-from .conftest import current_task, join
+from .conftest import answer_data, current_task, join
 
 pytestmark = pytest.mark.django_db
 
@@ -163,6 +163,62 @@ def test_two_concurrent_submissions_store_exactly_one(study):
         t.join()
     assert sorted(outcomes) == ["already_answered", "stored"]
     assert CountResponse.objects.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_undo_sent_with_an_answer_waits_for_it_and_undoes_that_answer(study, monkeypatch):
+    """An answer holds its entry's row until it commits; an undo sent meanwhile waits, then
+    undoes that answer: the answered tasks stay a prefix of the sequence, each with the time
+    it was shown (both used to succeed: the next task answered before the one reopened)."""
+    if not connection.features.has_select_for_update_of:
+        pytest.skip("row locks: SQLite runs one write transaction at a time")
+    client = join(Client(), study)
+    client.post(f"/e/{study.slug}/task/", answer_data(current_task(client, study)["task"]))
+    task = _advance_to(client, study, "count")
+    evaluator = Evaluator.objects.get()
+    inside, release = threading.Event(), threading.Event()
+    real_after = flow._after_answer
+
+    def after_answer_then_wait(ev):
+        out = real_after(ev)
+        inside.set()
+        release.wait(timeout=10)  # the answer's transaction, and its entry's lock, stay open
+        return out
+
+    monkeypatch.setattr(flow, "_after_answer", after_answer_then_wait)
+    outcomes: dict[str, object] = {}
+
+    def answer():
+        try:
+            flow.count_response_submit(evaluator=evaluator, token=task["token"], answer=2, cant_tell=False)
+            outcomes["answer"] = "stored"
+        finally:
+            connection.close()
+
+    def undo():
+        try:
+            outcomes["undo"] = present(flow.response_undo_last(evaluator=Evaluator.objects.get())).index
+        finally:
+            connection.close()
+
+    answering = threading.Thread(target=answer)
+    answering.start()
+    assert inside.wait(timeout=10)
+    undoing = threading.Thread(target=undo)
+    undoing.start()
+    undoing.join(timeout=1.0)
+    assert undoing.is_alive()  # waiting for the answer's lock
+    release.set()
+    answering.join(timeout=10)
+    undoing.join(timeout=10)
+    answered_index = Entry.objects.get(evaluator=evaluator, index=outcomes["undo"]).index
+    assert outcomes["answer"] == "stored"
+    entries = list(Entry.objects.filter(evaluator=evaluator).order_by("index").values_list(
+        "index", "shown_at", "count_response__id", "rank_response__id"))
+    answered = [i for i, _, c, r in entries if c is not None or r is not None]
+    assert answered == list(range(len(answered)))  # a prefix: nothing answered past a gap
+    assert answered_index == len(answered)  # the in-flight answer is the one undone
+    assert all(shown is not None for i, shown, _, _ in entries if i <= answered_index)
 
 
 def test_database_refuses_negative_count_and_duplicates(study, evaluator_client):

@@ -525,6 +525,13 @@ def response_undo_last(*, evaluator: Evaluator) -> Entry | None:
         raise SubmissionError("completed", "You have completed this study; your answers can no longer change.", 409)
     from .selectors import evaluator_last_response
 
+    # An answer in flight holds its entry's row (``sqlreads.entry_with_item``) until it
+    # commits: wait for the tasks shown and unanswered, then read which answer is last, so
+    # an answer and an undo sent at once take turns (else both could succeed: the next task
+    # answered before the one reopened, and answered tasks left with no showing time).
+    list(Entry.objects.select_for_update(of=("self",)).filter(
+        evaluator=evaluator, shown_at__isnull=False, count_response__isnull=True, rank_response__isnull=True,
+    ).values_list("pk", flat=True))
     last = evaluator_last_response(evaluator=evaluator)
     if last is None:
         return None

@@ -163,7 +163,10 @@ def next_entry(*, evaluator_id: int) -> NextEntry | None:
 @cache
 def _entry_statement(vendor: str) -> _Statement:
     """An entry with its item, by its place in its evaluator's sequence and the evaluator's id
-    (the parameters; the pair is unique, and indexed by ``entry_unique_index``)."""
+    (the parameters; the pair is unique, and indexed by ``entry_unique_index``), the entry's
+    row locked (``FOR UPDATE OF e``, never the item's, which every evaluator of the item
+    shares) where the backend has row locks: an answer and an undo of the same evaluator
+    then take their turns (``flow.response_undo_last``)."""
     e_cols, e = _columns(Entry, "e")
     i_cols, i = _columns(Item, "i")
     sql = (
@@ -171,12 +174,15 @@ def _entry_statement(vendor: str) -> _Statement:
         f"INNER JOIN {_table(Item)} i ON i.{_column(Item, 'id')} = e.{_column(Entry, 'item')} "
         f"WHERE e.{_column(Entry, 'index')} = %s AND e.{_column(Entry, 'evaluator')} = %s"
     )
+    if connection.features.has_select_for_update_of:
+        sql += " FOR UPDATE OF e"
     return _Statement(sql, (e, i))
 
 
 def entry_with_item(*, index: int, evaluator_id: int) -> Entry | None:
     """The evaluator's entry at ``index`` in their sequence, its item loaded (as
-    ``Entry.objects.select_related("item").filter(index=..., evaluator=...).first()``)."""
+    ``Entry.objects.select_related("item").select_for_update(of=("self",))
+    .filter(index=..., evaluator=...).first()``): call it inside the answer's transaction."""
     found = _entry_statement(connection.vendor).first([index, evaluator_id])
     if found is None:
         return None
