@@ -186,18 +186,19 @@ def test_an_undo_sent_with_an_answer_waits_for_it_and_undoes_that_answer(study, 
         return out
 
     monkeypatch.setattr(flow, "_after_answer", after_answer_then_wait)
-    outcomes: dict[str, object] = {}
+    stored: list[bool] = []
+    undone: list[int] = []
 
     def answer():
         try:
             flow.count_response_submit(evaluator=evaluator, token=task["token"], answer=2, cant_tell=False)
-            outcomes["answer"] = "stored"
+            stored.append(True)
         finally:
             connection.close()
 
     def undo():
         try:
-            outcomes["undo"] = present(flow.response_undo_last(evaluator=Evaluator.objects.get())).index
+            undone.append(present(flow.response_undo_last(evaluator=Evaluator.objects.get())).index)
         finally:
             connection.close()
 
@@ -211,8 +212,8 @@ def test_an_undo_sent_with_an_answer_waits_for_it_and_undoes_that_answer(study, 
     release.set()
     answering.join(timeout=10)
     undoing.join(timeout=10)
-    answered_index = Entry.objects.get(evaluator=evaluator, index=outcomes["undo"]).index
-    assert outcomes["answer"] == "stored"
+    assert stored == [True] and len(undone) == 1
+    answered_index = undone[0]
     entries = list(Entry.objects.filter(evaluator=evaluator).order_by("index").values_list(
         "index", "shown_at", "count_response__id", "rank_response__id"))
     answered = [i for i, _, c, r in entries if c is not None or r is not None]
