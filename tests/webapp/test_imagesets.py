@@ -227,7 +227,7 @@ def _not_an_image(study, tmp_path):
     rows = make_rows(study)
     folder = write_folder(tmp_path / "set", rows)
     (folder / rows[5]["file"]).write_bytes(b"%PDF-1.4 not a picture")
-    return folder, {}, "not an image that can be read"
+    return folder, {}, "not a PNG"
 
 
 def _cell_missing(study, tmp_path):
@@ -301,6 +301,30 @@ def test_a_bad_set_is_refused_with_its_message_and_nothing_is_stored(case, study
     assert not Item.objects.filter(study=study, image__isnull=False, is_gold=False).exists()
 
 
+@pytest.mark.parametrize("data", [
+    picture(1, fmt="JPEG"),
+    b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 32 32\nshowpage\n",
+], ids=["jpeg", "eps"])
+def test_an_image_that_is_not_a_png_is_a_listed_problem_and_never_decoded(data, study, tmp_path, settings,
+                                                                           monkeypatch):
+    rows = make_rows(study)
+    folder = write_folder(tmp_path / "set", rows)
+    (folder / rows[4]["file"]).write_bytes(data)
+    opened = []
+    real_open = imagesets.PILImage.open
+
+    def spy(fp, mode="r", formats=None):
+        opened.append(formats)
+        return real_open(fp, mode, formats)
+
+    monkeypatch.setattr(imagesets.PILImage, "open", spy)
+    with pytest.raises(ImageSetError) as caught:
+        imageset_import(study=study, path=folder)
+    assert f"row 5: file '{rows[4]['file']}': not a PNG" in str(caught.value)
+    assert opened and all(f == ["PNG"] for f in opened)
+    assert not Image.objects.filter(source="model").exists() and media_files(settings) == []
+
+
 def test_every_problem_is_listed_at_once(study, tmp_path):
     rows = make_rows(study)
     folder = write_folder(tmp_path / "set", rows)
@@ -311,7 +335,7 @@ def test_every_problem_is_listed_at_once(study, tmp_path):
     with pytest.raises(ImageSetError) as caught:
         imageset_import(study=study, path=folder)
     text = str(caught.value)
-    assert "not an image" in text and "no row for" in text and "'model-z' is not one of" in text
+    assert "not a PNG" in text and "no row for" in text and "'model-z' is not one of" in text
     assert len(caught.value.problems) >= 3
 
 
@@ -580,7 +604,7 @@ def _exif_rotated() -> tuple[bytes, dict]:
     image.paste((255, 0, 0), (0, 0, 16, 16))  # red top-left as stored; Orientation 6: turn 90° clockwise
     exif = PILImage.Exif()
     exif[0x0112] = 6
-    return _encoded(image, "JPEG", quality=95, exif=exif.tobytes()), {(28, 3): (255, 0, 0), (3, 3): (0, 0, 0)}
+    return _encoded(image, exif=exif.tobytes()), {(28, 3): (255, 0, 0), (3, 3): (0, 0, 0)}
 
 
 def _sixteen_bit_grey() -> tuple[bytes, dict]:

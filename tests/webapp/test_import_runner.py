@@ -104,7 +104,7 @@ def test_a_refused_set_lists_every_problem_and_stores_nothing(study, admin, tmp_
     for problem in job.problems:
         assert f"<li>{problem}</li>" in page
     assert any("is not a whole number" in p for p in job.problems)
-    assert any("not an image that can be read" in p for p in job.problems)
+    assert any("not a PNG" in p for p in job.problems)
     assert any("no row for" in p for p in job.problems)
     assert model_images(study) == 0 and media_files(settings) == [] and uploads() == []
     assert 'id="imageset-import"' in page  # another set can be uploaded

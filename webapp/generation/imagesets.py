@@ -8,7 +8,7 @@ An upload is a folder or a zip holding the images and a manifest (``manifest.csv
 
 ``prompt`` may be called ``caption``; ``seed`` may be replaced by ``index`` (image k of a
 prompt, seed = the protocol's sampling seed + k). Every row is checked before anything is
-stored: the file is inside the upload, decodes as an image within the size limits, its
+stored: the file is inside the upload, decodes as a PNG (the only format opened) within the size limits, its
 prompt and seed are a cell of the study's grid, and each imported variant's cells are
 covered exactly once, and every image (resized or not) has the one size of the study's
 other images an evaluator sees (opening the study checks this again, whatever made the
@@ -56,6 +56,10 @@ MANIFEST_NAMES = ("manifest.csv", "manifest.json")
 MAX_UPLOAD_BYTES = 2 * 1024**3  # the upload's images and manifest, uncompressed
 MAX_FILE_BYTES = 64 * 1024**2  # one image file
 MAX_IMAGE_SIDE = 4096  # pixels, either side
+# The only format an upload's images are opened as: each Pillow decoder is attack surface
+# for bytes from a third party (EPS runs Ghostscript), and the docs ask for PNG.
+IMAGE_FORMATS = ["PNG"]
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 # What reading a damaged, encrypted or oddly compressed zip raises (zipfile, zlib, the file system).
 ZIP_ERRORS = (zipfile.BadZipFile, RuntimeError, NotImplementedError, EOFError, zlib.error, OSError)
@@ -302,14 +306,17 @@ def _check_grid(study: Study, rows: list[Row], problems: list[str]) -> None:
 
 def _decode(data: bytes, where: str, problems: list[str]) -> PILImage.Image | None:
     side = _limit("FUSION_IMPORT_MAX_SIDE", MAX_IMAGE_SIDE)
+    if not data.startswith(PNG_SIGNATURE):
+        problems.append(f"{where}: not a PNG; an image set holds PNG images only.")
+        return None
     try:
-        with PILImage.open(io.BytesIO(data)) as probe:
+        with PILImage.open(io.BytesIO(data), formats=IMAGE_FORMATS) as probe:
             width, height = probe.size  # read from the header, before any pixel is decoded
             if width > side or height > side:
                 problems.append(f"{where}: {width}x{height} pixels, more than {side} on a side.")
                 return None
             probe.verify()
-        image = PILImage.open(io.BytesIO(data))
+        image = PILImage.open(io.BytesIO(data), formats=IMAGE_FORMATS)
         image.load()
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, PILImage.DecompressionBombError) as exc:
         problems.append(f"{where}: not an image that can be read ({type(exc).__name__}).")
@@ -505,7 +512,7 @@ def _store(*, study: Study, upload: Upload, rows: list[Row], hashes: dict[str, s
     now = timezone.now().isoformat()
     try:
         for row in rows:
-            image = _display(PILImage.open(io.BytesIO(upload.read(row.file))), size)
+            image = _display(PILImage.open(io.BytesIO(upload.read(row.file)), formats=IMAGE_FORMATS), size)
             for prompt_id in row.prompt_ids:
                 if (prompt_id, row.seed) not in set(needed[row.variant.pk]):
                     continue
