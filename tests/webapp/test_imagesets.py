@@ -325,6 +325,40 @@ def test_an_image_that_is_not_a_png_is_a_listed_problem_and_never_decoded(data, 
     assert not Image.objects.filter(source="model").exists() and media_files(settings) == []
 
 
+def test_a_file_that_fails_to_decode_is_read_once_however_many_rows_name_it(study, tmp_path, monkeypatch):
+    rows = make_rows(study)
+    for row in rows[:6]:
+        row["file"] = "model-c/broken.png"
+    folder = write_folder(tmp_path / "set", rows)
+    (folder / "model-c/broken.png").write_bytes(b"\x89PNG\r\n\x1a\n cut short")
+    reads: list[str] = []
+    real_read = imagesets.Upload.read
+
+    def read(self, name):
+        reads.append(name)
+        return real_read(self, name)
+
+    monkeypatch.setattr(imagesets.Upload, "read", read)
+    with pytest.raises(ImageSetError) as caught:
+        imageset_import(study=study, path=folder)
+    assert reads.count("model-c/broken.png") == 1
+    assert sum("broken.png" in p for p in caught.value.problems) == 1
+
+
+def test_a_manifest_with_more_rows_than_the_grid_has_cells_is_refused_before_any_file_is_read(
+        study, tmp_path, monkeypatch):
+    rows = make_rows(study)
+    cells_in_grid = sum(len(c) for c in selectors.study_needed_work(study=study).values())
+    rows += [{**rows[0], "seed": str(10_000 + k)} for k in range(cells_in_grid + 1 - len(rows))]
+    folder = write_folder(tmp_path / "set", rows)
+    decoded: list[str] = []
+    monkeypatch.setattr(imagesets, "_decode", lambda data, where, problems: decoded.append(where))
+    with pytest.raises(ImageSetError) as caught:
+        imageset_import(study=study, path=folder)
+    assert f"The manifest has {cells_in_grid + 1:,} rows, more than the {cells_in_grid:,} cells" in str(caught.value)
+    assert decoded == []
+
+
 def test_every_problem_is_listed_at_once(study, tmp_path):
     rows = make_rows(study)
     folder = write_folder(tmp_path / "set", rows)

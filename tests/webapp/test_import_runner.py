@@ -268,3 +268,27 @@ def test_the_admin_lists_imports_read_only_and_its_action_releases_a_lost_one(
     r = boss.post("/admin/generation/imagesetimport/", {"action": "mark_failed", "_selected_action": [job.pk]},
                   follow=True)
     assert "Only a queued or running import can be marked failed" in r.content.decode()
+
+
+def test_an_import_past_its_time_limit_is_marked_failed_and_stores_nothing(
+        study, admin, good_zip, settings, monkeypatch):
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    from webapp.celery import app
+
+    app.loader.import_default_modules()
+    assert app.tasks["webapp.generation.tasks.import_image_set"].soft_time_limit == settings.FUSION_IMPORT_TIME_LIMIT_S
+    real, calls = imagesets.write_png_atomic, []
+
+    def limit_on_fifth(**kwargs):
+        calls.append(1)
+        if len(calls) == 5:
+            raise SoftTimeLimitExceeded()
+        return real(**kwargs)
+
+    monkeypatch.setattr(imagesets, "write_png_atomic", limit_on_fifth)
+    web_import(admin, study, good_zip)
+    job = ImageSetImport.objects.get(study=study)
+    assert job.status == "failed"
+    assert job.problems == [import_runner.TIME_LIMIT.format(seconds=settings.FUSION_IMPORT_TIME_LIMIT_S)]
+    assert model_images(study) == 0 and media_files(settings) == [] and uploads() == []

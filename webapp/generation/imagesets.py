@@ -417,6 +417,11 @@ def imageset_import(*, study: Study, path: str | Path, manifest: str | Path | No
         rows, manifest_sha = _manifest_rows(upload, Path(manifest) if manifest else None, problems)
         if not rows and not problems:
             problems.append("The manifest lists no image.")
+        cells = sum(len(c) for c in selectors.study_needed_work(study=study).values())
+        if len(rows) > cells:  # each row is then checked and its file decoded: refuse before that work
+            raise ImageSetError(problems + [
+                f"The manifest has {len(rows):,} rows, more than the {cells:,} cells of the study's grid "
+                "(every variant's images together); a row is needed per image of an imported variant."])
         checked = _checked_rows(study, rows, problems)
         _check_grid(study, checked, problems)
         size = selectors.study_sampling(study=study).size
@@ -424,9 +429,11 @@ def imageset_import(*, study: Study, path: str | Path, manifest: str | Path | No
             problems.append("Resizing needs the protocol's sampling.size (the display size in pixels).")
         existing = study_visible_sizes(study_id=study.pk)
         decoded: dict[str, tuple[str, tuple[int, int]]] = {}
+        failed: set[str] = set()  # said once, never read or decoded again for the next row naming it
         for row in checked:
-            if row.file in decoded:
+            if row.file in decoded or row.file in failed:
                 continue
+            failed.add(row.file)  # until it is decoded below
             name = PurePosixPath(row.file)
             if name.is_absolute() or ".." in name.parts or row.file not in upload.names:
                 problems.append(f"row {row.number}: file {row.file!r} is not in the upload.")
@@ -446,6 +453,7 @@ def imageset_import(*, study: Study, path: str | Path, manifest: str | Path | No
                 problems.append(f"{where}: {exc}.")
                 continue
             decoded[row.file] = (hashlib.sha256(data).hexdigest(), shown)
+            failed.discard(row.file)
         _check_sizes(decoded={f: s for f, (_, s) in decoded.items()}, existing=existing,
                      size=size, resize=resize, problems=problems)
         if problems:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
@@ -33,6 +34,8 @@ logger = logging.getLogger(__name__)
 
 UNEXPECTED = ("The import stopped on an unexpected error on the server, and nothing was stored. "
               "The error is in the worker's log for the administrators; try again, or ask them.")
+TIME_LIMIT = ("The import ran longer than the {seconds:,} seconds a worker gives it "
+              "(FUSION_IMPORT_TIME_LIMIT_S) and was stopped; nothing was stored.")
 UPLOAD_MISSING = ("The uploaded file is not where the worker looks for it (the uploads folder, "
                   "FUSION_IMPORT_UPLOAD_DIR, must be shared by the web server and the workers); upload it again.")
 
@@ -108,6 +111,9 @@ def import_run(*, import_id: int) -> str:
             logger.warning("image set import %s was finished by another run; this run stored nothing", import_id)
         except imagesets.ImageSetError as exc:
             _mark_failed(import_id, exc.problems)
+        except SoftTimeLimitExceeded:  # raised in the run by Celery; _store's transaction rolled back
+            logger.warning("image set import %s ran past its time limit", import_id)
+            _mark_failed(import_id, [TIME_LIMIT.format(seconds=settings.FUSION_IMPORT_TIME_LIMIT_S)])
         except Exception:
             logger.exception("image set import %s of study %s failed", import_id, job.study.slug)
             _mark_failed(import_id, [UNEXPECTED])
