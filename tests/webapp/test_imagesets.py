@@ -359,6 +359,41 @@ def test_a_manifest_with_more_rows_than_the_grid_has_cells_is_refused_before_any
     assert decoded == []
 
 
+def test_the_problems_kept_are_capped_the_last_counting_the_rest():
+    from webapp.generation.models import MAX_PROBLEMS_SHOWN
+
+    err = ImageSetError([f"row {k}: no file." for k in range(1, 301)])
+    assert len(err.problems) == MAX_PROBLEMS_SHOWN
+    assert err.problems[-2] == f"row {MAX_PROBLEMS_SHOWN - 1}: no file."
+    assert err.problems[-1] == f"… and {300 - MAX_PROBLEMS_SHOWN + 1} more problems."
+    assert "(300 problems)" in str(err) and "row 300" not in str(err)
+    assert len(ImageSetError(["a", "b"]).problems) == 2
+
+
+def test_a_zip_with_more_entries_than_allowed_is_refused_before_its_directory_is_read(
+        study, tmp_path, monkeypatch):
+    folder = write_folder(tmp_path / "set", make_rows(study))
+    archive = zip_folder(folder, tmp_path / "set.zip", [(zipfile.ZipInfo(f"pad/{k}"), b"") for k in range(40)])
+    with zipfile.ZipFile(archive) as zf:
+        entries = len(zf.infolist())
+    monkeypatch.setattr(imagesets, "MAX_ZIP_ENTRIES", entries - 1)
+    opened: list[Path] = []
+    real_zip = zipfile.ZipFile
+
+    def zip_file(*args, **kwargs):
+        opened.append(args[0])
+        return real_zip(*args, **kwargs)
+
+    monkeypatch.setattr(imagesets.zipfile, "ZipFile", zip_file)
+    with pytest.raises(ImageSetError) as caught:
+        imageset_import(study=study, path=archive)
+    assert f"The zip holds {entries:,} entries, more than the {entries - 1:,} allowed" in str(caught.value)
+    assert opened == []
+    monkeypatch.setattr(imagesets, "MAX_ZIP_ENTRIES", entries)
+    imageset_import(study=study, path=archive)  # at the cap: read and imported
+    assert opened == [archive]
+
+
 def test_every_problem_is_listed_at_once(study, tmp_path):
     rows = make_rows(study)
     folder = write_folder(tmp_path / "set", rows)

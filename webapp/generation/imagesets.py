@@ -31,6 +31,7 @@ import hmac
 import io
 import json
 import stat
+import struct
 import zipfile
 import zlib
 from collections.abc import Callable
@@ -56,6 +57,9 @@ MANIFEST_NAMES = ("manifest.csv", "manifest.json")
 MAX_UPLOAD_BYTES = 2 * 1024**3  # the upload's images and manifest, uncompressed
 MAX_FILE_BYTES = 64 * 1024**2  # one image file
 MAX_IMAGE_SIDE = 4096  # pixels, either side
+# Entries a zip may hold, read from its end record before its directory is loaded: over
+# eight times the paper's grid (4 variants x 300 images) plus its manifest.
+MAX_ZIP_ENTRIES = 10_000
 # The only format an upload's images are opened as: each Pillow decoder is attack surface
 # for bytes from a third party (EPS runs Ghostscript), and the docs ask for PNG.
 IMAGE_FORMATS = ["PNG"]
@@ -83,12 +87,16 @@ class ImageSetError(ValueError):
     def __init__(self, problems: list[str]):
         # One problem found twice (a caption that is also a count prompt is two cells of one
         # row) is said once.
+        # At most MAX_PROBLEMS_SHOWN are kept (the last of them counting the rest): they are
+        # stored on the import's row and shown on its page, and a manifest can make thousands.
         problems = list(dict.fromkeys(problems))
+        found = len(problems)
+        if found > MAX_PROBLEMS_SHOWN:
+            kept = problems[:MAX_PROBLEMS_SHOWN - 1]
+            problems = [*kept, f"… and {found - len(kept):,} more problems."]
         self.problems = problems
-        shown = problems[:MAX_PROBLEMS_SHOWN]
-        more = f"\n  … and {len(problems) - len(shown)} more" if len(problems) > len(shown) else ""
-        super().__init__(f"The image set was refused ({len(problems)} problem{'s' * (len(problems) != 1)}):\n"
-                         + "\n".join(f"  - {p}" for p in shown) + more)
+        super().__init__(f"The image set was refused ({found:,} problem{'s' * (found != 1)}):\n"
+                         + "\n".join(f"  - {p}" for p in problems))
 
 
 def _limit(name: str, default: int) -> int:
@@ -121,12 +129,16 @@ class Upload:
                     self.names[rel] = file
                     total += file.stat().st_size
         elif zipfile.is_zipfile(path):
-            try:
-                self.zip = zipfile.ZipFile(path)
-                infos = self.zip.infolist()
-            except ZIP_ERRORS as exc:
-                problems.append(f"The zip cannot be opened: {_zip_trouble(exc)}.")
-                infos = []
+            entries, infos = _zip_entries(path), []
+            if entries is not None and entries > MAX_ZIP_ENTRIES:
+                problems.append(f"The zip holds {entries:,} entries, more than the {MAX_ZIP_ENTRIES:,} allowed "
+                                "(one per image and the manifest).")
+            else:
+                try:
+                    self.zip = zipfile.ZipFile(path)
+                    infos = self.zip.infolist()
+                except ZIP_ERRORS as exc:
+                    problems.append(f"The zip cannot be opened: {_zip_trouble(exc)}.")
             for info in infos:
                 name = info.filename
                 if info.is_dir():
@@ -173,6 +185,28 @@ class Upload:
     def close(self) -> None:
         if self.zip is not None:
             self.zip.close()
+
+
+def _zip_entries(path: Path) -> int | None:
+    """How many entries the zip at ``path`` says it holds (its end of central directory
+    record, zip64's when there is one), read without loading the directory; None when the
+    record cannot be found (zipfile then says why the zip cannot be opened)."""
+    with path.open("rb") as fh:
+        fh.seek(0, 2)
+        size = fh.tell()
+        fh.seek(max(0, size - 65_536 - 22))  # the record, then a comment of at most 64 KiB
+        tail = fh.read()
+        at = tail.rfind(b"PK\x05\x06")
+        if at < 0 or len(tail) < at + 22:
+            return None
+        entries = struct.unpack_from("<H", tail, at + 10)[0]
+        if entries != 0xFFFF or at < 20 or tail[at - 20:at - 16] != b"PK\x06\x07":
+            return entries
+        fh.seek(struct.unpack_from("<Q", tail, at - 12)[0])  # the zip64 end record
+        record = fh.read(56)
+        if len(record) < 56 or record[:4] != b"PK\x06\x06":
+            return None
+        return struct.unpack_from("<Q", record, 32)[0]
 
 
 def _manifest_rows(upload: Upload, manifest: Path | None, problems: list[str]) -> tuple[list[dict], str]:
