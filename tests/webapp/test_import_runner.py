@@ -292,3 +292,41 @@ def test_an_import_past_its_time_limit_is_marked_failed_and_stores_nothing(
     assert job.status == "failed"
     assert job.problems == [import_runner.TIME_LIMIT.format(seconds=settings.FUSION_IMPORT_TIME_LIMIT_S)]
     assert model_images(study) == 0 and media_files(settings) == [] and uploads() == []
+
+
+def test_a_killed_run_marked_failed_leaves_no_file_and_other_imports_files_stay(
+        study, admin, good_zip, settings, monkeypatch, django_capture_on_commit_callbacks):
+    other = Path(settings.MEDIA_ROOT) / "images" / "ab" / "another-import.png"
+    other.parent.mkdir(parents=True, exist_ok=True)
+    other.write_bytes(b"someone else's")
+    web_import(admin, study, good_zip, run=False)
+    job = ImageSetImport.objects.get(study=study)
+    with monkeypatch.context() as m:
+        def killed(**kwargs):
+            raise Killed
+
+        m.setattr(imagesets, "study_attach_images", killed)
+        m.setattr(Path, "unlink", lambda self, missing_ok=False: None)  # a killed process removes nothing
+        with pytest.raises(Killed):
+            tasks.import_image_set(job.pk)
+    assert len(media_files(settings)) == 12 + 1
+    with django_capture_on_commit_callbacks(execute=True):
+        services.imageset_import_abandon(job=job)
+    assert media_files(settings) == [other] and uploads() == []
+    assert tasks.import_image_set(job.pk) == "failed"
+    assert media_files(settings) == [other]
+
+
+def test_a_failed_import_found_again_by_its_run_removes_what_a_killed_run_left(
+        study, admin, good_zip, settings, monkeypatch):
+    web_import(admin, study, good_zip, run=False)
+    job = ImageSetImport.objects.get(study=study)
+    with monkeypatch.context() as m:
+        m.setattr(imagesets, "study_attach_images", lambda **kw: (_ for _ in ()).throw(Killed()))
+        m.setattr(Path, "unlink", lambda self, missing_ok=False: None)
+        with pytest.raises(Killed):
+            tasks.import_image_set(job.pk)
+    ImageSetImport.objects.filter(pk=job.pk).update(status="failed")  # marked failed, its upload still there
+    assert len(media_files(settings)) == 12
+    assert tasks.import_image_set(job.pk) == "failed"
+    assert media_files(settings) == [] and uploads() == []

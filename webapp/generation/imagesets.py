@@ -533,6 +533,32 @@ def _public_id(id_key: str, row: Row, prompt_id: int) -> str:
     return hmac.new(id_key.encode(), f"{row.number}:{prompt_id}".encode(), hashlib.sha256).hexdigest()[:32]
 
 
+def imageset_files_remove(*, study: Study, path: Path, id_key: str) -> int:
+    """Remove the files that a failed import of the upload at ``path`` with ``id_key`` may
+    have written (a run killed while storing: its rows rolled back, its files stayed), and
+    return how many were there. Their ids are derived from ``id_key``, so no other import's
+    file is named; a file that an Image row names is kept all the same."""
+    if not id_key:
+        return 0
+    problems: list[str] = []
+    upload = Upload(path, problems)
+    try:
+        rows, _ = _manifest_rows(upload, None, problems)
+    finally:
+        upload.close()
+    if len(rows) > sum(len(c) for c in selectors.study_needed_work(study=study).values()):
+        return 0  # refused before anything was stored
+    ids = {_public_id(id_key, row, pid) for row in _checked_rows(study, rows, []) for pid in row.prompt_ids}
+    ids -= set(Image.objects.filter(public_id__in=ids).values_list("public_id", flat=True))
+    removed = 0
+    for public_id in ids:
+        file = Path(settings.MEDIA_ROOT) / relative_path_for(public_id)
+        if file.is_file():
+            file.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
 @transaction.atomic
 def _store(*, study: Study, upload: Upload, rows: list[Row], hashes: dict[str, str], size: int | None,
            upload_sha: str, manifest_sha: str, upload_name: str, user, id_key: str = "",

@@ -5,7 +5,7 @@ in one transaction, or none. This module keeps the ``ImageSetImport`` row in ste
 so that a run can be repeated after any crash (acks_late sends the message again):
 
 - a finished import (done or failed) is left alone; only its upload is removed, should a
-  crash have left it;
+  crash have left it, and for a failed one first the files a killed run left (``finished_cleanup``);
 - the row is marked done inside the transaction that stores the images (``on_stored``), so
   images never exist beside an import that is not done, and a run that finds the import
   finished by another run meanwhile rolls its own images back;
@@ -92,6 +92,17 @@ def upload_remove(job: ImageSetImport) -> None:
     upload_path(job).unlink(missing_ok=True)
 
 
+def finished_cleanup(job: ImageSetImport) -> None:
+    """For a finished import: a failed one's files that a killed run left are removed (named
+    from its upload's manifest and ``id_key``), then its upload."""
+    path = upload_path(job)
+    if job.status == ImageSetImport.Status.FAILED and path.is_file():
+        removed = imagesets.imageset_files_remove(study=job.study, path=path, id_key=job.id_key)
+        if removed:
+            logger.warning("image set import %s failed; removed %d files an earlier run left", job.pk, removed)
+    upload_remove(job)
+
+
 def import_run(*, import_id: int) -> str:
     """Import the upload of import ``import_id``; return its status afterwards ("missing"
     when the row is gone). Never raises for a refused upload or an error of the import."""
@@ -119,5 +130,5 @@ def import_run(*, import_id: int) -> str:
             _mark_failed(import_id, [UNEXPECTED])
         job.refresh_from_db()
     if not job.is_active:
-        upload_remove(job)
+        finished_cleanup(job)
     return job.status

@@ -379,7 +379,7 @@ def imageset_import_request(*, study: Study, upload: File, resize: bool = False,
 def imageset_import_abandon(*, job: ImageSetImport) -> ImageSetImport:
     """Mark a queued or running import failed, for one whose worker or message was lost
     (a run still going stores nothing: ``import_runner`` checks the row before it commits),
-    and remove its upload, so that the study can take another."""
+    and remove the files a killed run left, then its upload, so that the study can take another."""
     job = ImageSetImport.objects.select_for_update().get(pk=job.pk)
     if not job.is_active:
         raise GenerationError(f"Only a queued or running import can be marked failed; this one is {job.status}.")
@@ -388,5 +388,5 @@ def imageset_import_abandon(*, job: ImageSetImport) -> ImageSetImport:
                     "nothing was stored. Upload it again."]
     job.finished_at = timezone.now()
     job.save(update_fields=["status", "problems", "finished_at"])
-    transaction.on_commit(lambda: import_runner.upload_remove(job))
+    transaction.on_commit(lambda: import_runner.finished_cleanup(job))
     return job
