@@ -8,6 +8,7 @@ same through a real worker process and Redis.
 from __future__ import annotations
 
 import logging
+import stat
 from pathlib import Path
 
 import pytest
@@ -330,3 +331,18 @@ def test_a_failed_import_found_again_by_its_run_removes_what_a_killed_run_left(
     assert len(media_files(settings)) == 12
     assert tasks.import_image_set(job.pk) == "failed"
     assert media_files(settings) == [] and uploads() == []
+
+
+def test_an_upload_that_is_not_a_zip_is_named_as_uploaded_and_the_uploads_folder_is_private(
+        study, admin, tmp_path, settings):
+    settings.FUSION_IMPORT_UPLOAD_DIR = str(tmp_path / "fresh" / "uploads")
+    junk = tmp_path / "junk.bin"
+    junk.write_bytes(b"not a zip at all")
+    web_import(admin, study, junk, name="my-set.zip", run=False)
+    assert stat.S_IMODE(import_runner.upload_dir().stat().st_mode) == 0o700
+    job = ImageSetImport.objects.get(study=study)
+    assert tasks.import_image_set(job.pk) == "failed"
+    job.refresh_from_db()
+    assert job.problems[0] == "The upload my-set.zip is neither a folder nor a zip file."
+    assert not any(job.upload_file in p for p in job.problems)
+    assert job.upload_file not in study_page(admin, study)

@@ -109,7 +109,8 @@ def _limit(name: str, default: int) -> int:
 class Upload:
     """The files of a folder or a zip, read by relative POSIX name, never outside it."""
 
-    def __init__(self, path: Path, problems: list[str]):
+    def __init__(self, path: Path, problems: list[str], name: str = ""):
+        """``name``: what the upload is called in a problem (default: its file's name)."""
         self.path, self.problems = path, problems
         self.zip: zipfile.ZipFile | None = None
         self.names: dict[str, Any] = {}
@@ -157,7 +158,7 @@ class Upload:
                 self.names[pure.as_posix()] = info
                 total += info.file_size
         else:
-            problems.append(f"{path.name} is neither a folder nor a zip file.")
+            problems.append(f"{name or path.name} is neither a folder nor a zip file.")
         if total > max_total:
             problems.append(f"The upload holds {total:,} bytes uncompressed, more than the {max_total:,} allowed.")
             self.names = {}
@@ -422,7 +423,7 @@ def import_summary(result: ImportResult, *, study_slug: str = "") -> str:
 
 
 def imageset_import(*, study: Study, path: str | Path, manifest: str | Path | None = None,
-                    resize: bool = False, user=None, id_key: str = "",
+                    resize: bool = False, user=None, id_key: str = "", name: str = "",
                     on_stored: Callable[[ImportResult], None] | None = None) -> ImportResult:
     """Import an image set for the variants its manifest names; all of it or (any problem) none.
 
@@ -438,7 +439,8 @@ def imageset_import(*, study: Study, path: str | Path, manifest: str | Path | No
     same upload again after a crash writes the same files instead of leaving the first
     run's beside them; without it, ids are random. ``on_stored`` is called with the result
     inside the transaction that stores the images, so what it writes commits with them (or,
-    should it raise, nothing is stored).
+    should it raise, nothing is stored). ``name``: what the upload is called in a problem
+    (the uploaded file's name, never ours on the server; default: ``path``'s name).
     """
     path = Path(path)
     problems: list[str] = []
@@ -446,7 +448,7 @@ def imageset_import(*, study: Study, path: str | Path, manifest: str | Path | No
         raise ImageSetError([f"Images are imported into draft studies only; this one is {study.status}."])
     if not path.exists():
         raise ImageSetError([f"Nothing to import at {path.name}."])
-    upload = Upload(path, problems)
+    upload = Upload(path, problems, name)
     try:
         rows, manifest_sha = _manifest_rows(upload, Path(manifest) if manifest else None, problems)
         if not rows and not problems:
@@ -468,8 +470,8 @@ def imageset_import(*, study: Study, path: str | Path, manifest: str | Path | No
             if row.file in decoded or row.file in failed:
                 continue
             failed.add(row.file)  # until it is decoded below
-            name = PurePosixPath(row.file)
-            if name.is_absolute() or ".." in name.parts or row.file not in upload.names:
+            posix = PurePosixPath(row.file)
+            if posix.is_absolute() or ".." in posix.parts or row.file not in upload.names:
                 problems.append(f"row {row.number}: file {row.file!r} is not in the upload.")
                 continue
             try:

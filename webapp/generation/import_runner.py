@@ -116,6 +116,7 @@ def import_run(*, import_id: int) -> str:
                 raise imagesets.ImageSetError([UPLOAD_MISSING])
             imagesets.imageset_import(
                 study=job.study, path=path, resize=job.resize, user=job.created_by, id_key=job.id_key,
+                name=f"The upload {job.upload_name}" if job.upload_name else "The upload",
                 on_stored=lambda result: _mark_done(import_id, result),
             )
         except _FinishedMeanwhile:

@@ -325,8 +325,9 @@ def _import_refusal(study: Study) -> None:
 
 
 def _upload_keep(upload: File, path: Path) -> None:
-    """Copy ``upload`` to ``path`` (a new file, its owner's only), chunk by chunk."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Copy ``upload`` to ``path`` (a new file, its owner's only, in a folder only its owner
+    can list when it is created here), chunk by chunk."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         with os.fdopen(fd, "wb") as fh:
