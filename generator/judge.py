@@ -60,6 +60,13 @@ from generator.synthetic import (
 # ---------------------------------------------------------------------------
 
 UPSAMPLE = 4
+# The largest side the judge reads at: its thresholds were measured, and it is validated,
+# on 24 and 32 px renders (the demo models' sizes). A larger image is first reduced to this
+# side by area averaging, which is how the renderer itself anti-aliases (generator.synthetic:
+# drawn at 4x, box-filtered down), so a big render reads as the same scene drawn at 32 px.
+# The cost of _split grows with the side to about the fourth power (a footprint and a flood
+# depth proportional to it, on a 4x upsampled map): 22 s at 256 px, out of memory at 512.
+JUDGE_SIDE = 32
 # Coverage at which a pixel is inside a shape: the rendered edge is where coverage is 1/2.
 INSIDE = 0.5
 # A triangle (apex up) has a quarter of its area in the top half of its box, a circle
@@ -189,9 +196,24 @@ def _classify(component: np.ndarray, part: np.ndarray, dist: np.ndarray) -> str:
     return best
 
 
+def _reduced(arr: np.ndarray) -> tuple[np.ndarray, float]:
+    """(``arr`` with its shorter side at most JUDGE_SIDE, area-averaged; the factor by which an
+    area in the result is multiplied to give original pixels). Unchanged when already that small."""
+    h, w = arr.shape[:2]
+    if min(h, w) <= JUDGE_SIDE:
+        return arr, 1.0
+    scale = JUDGE_SIDE / min(h, w)
+    out_w, out_h = max(1, round(w * scale)), max(1, round(h * scale))
+    # Pillow's BOX filter averages each output pixel's footprint, fractional edges weighted.
+    channels = [np.asarray(Image.fromarray(np.ascontiguousarray(arr[..., c]))
+                           .resize((out_w, out_h), Image.Resampling.BOX)) for c in range(3)]
+    return np.stack(channels, axis=-1), (h * w) / (out_h * out_w)
+
+
 def judge(image: Image.Image | np.ndarray) -> Judgement:
-    """Every object in an RGB image (H, W, 3): its shape, colour and area."""
-    arr = as_rgb(image)
+    """Every object in an RGB image (H, W, 3): its shape, colour and area (in the image's own
+    pixels). An image whose shorter side is above JUDGE_SIDE is read from a copy reduced to it."""
+    arr, area_scale = _reduced(as_rgb(image))
     size = min(arr.shape[:2])
     cover, colour = coverage(arr)
     big_cover = ndimage.zoom(cover, UPSAMPLE, order=1, mode="nearest")  # (4H, 4W)
@@ -222,7 +244,7 @@ def judge(image: Image.Image | np.ndarray) -> Judgement:
         # shapes merged along an edge (squares side by side): count it as its area over
         # one shape's. (Triangles, half their box, never reach this; they have pinches.)
         merged = max(1, round(area / nominal)) if area >= _MERGED_ABOVE * nominal else 1
-        obj = DetectedObject(kind, COLOUR_NAMES[int(np.argmax(votes))], area / UPSAMPLE**2 / merged)
+        obj = DetectedObject(kind, COLOUR_NAMES[int(np.argmax(votes))], area / UPSAMPLE**2 / merged * area_scale)
         objects.extend([obj] * merged)
     return Judgement(tuple(objects))
 

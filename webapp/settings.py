@@ -27,6 +27,8 @@ Environment:
     FUSION_IMPORT_UPLOAD_DIR  where an image set uploaded on the generation page waits for
                         the worker that imports it (default $FUSION_MEDIA_ROOT/uploads); a
                         path the web server and the default-queue workers share.
+    FUSION_IMPORT_TIME_LIMIT_S  seconds an image set's import may run before it is marked
+                        failed (default 3600).
     ALLOWED_HOSTS       comma separated (default: localhost names).
     FUSION_BASE_URL     the public origin used in invite links (default http://127.0.0.1:8000).
     FUSION_PROTOCOL_FILES_DIR  the folder every file a protocol names must lie in (default
@@ -314,3 +316,9 @@ FUSION_SAMPLER_CACHE_SIZE = int(os.environ.get("FUSION_SAMPLER_CACHE_SIZE", 4))
 # Image sets uploaded on the generation page wait here for their worker; empty means
 # MEDIA_ROOT/uploads, read when used (import_runner.upload_dir).
 FUSION_IMPORT_UPLOAD_DIR = os.environ.get("FUSION_IMPORT_UPLOAD_DIR", "")
+# Seconds an image set's import may run on its worker before it is stopped and marked failed
+# (Celery's soft time limit; enforced by the prefork pool, not --pool solo).
+FUSION_IMPORT_TIME_LIMIT_S = int(os.environ.get("FUSION_IMPORT_TIME_LIMIT_S", 3600))
+CELERY_TASK_ANNOTATIONS = {
+    "webapp.generation.tasks.import_image_set": {"soft_time_limit": FUSION_IMPORT_TIME_LIMIT_S},
+}

@@ -99,3 +99,36 @@ def test_survives_the_blur_and_grain_of_generated_images(size):
 def test_rejects_non_rgb_input():
     with pytest.raises(ValueError):
         judge(np.zeros((32, 32)))
+
+
+def test_an_image_at_or_below_the_judging_side_is_read_as_it_is(monkeypatch):
+    # The reduction must not touch the sizes the judge was validated at.
+    from generator import judge as judge_module
+
+    for size in (24, judge_module.JUDGE_SIDE):
+        img, _ = make_item(5, 2, size)
+        before = judge(img)
+        monkeypatch.setattr(judge_module, "_reduced", lambda arr: (arr, 1.0))
+        assert judge(img) == before
+        monkeypatch.undo()
+
+
+def test_a_large_image_is_judged_quickly_and_like_the_same_scene_drawn_small():
+    import time
+    import tracemalloc
+
+    rng = item_rng(11, 0)
+    scene = Scene("circle", "red", 3)
+    boxes = contact_layout(3, rng, 0.1)
+    small = judge(render(scene, boxes, 32))
+    tracemalloc.start()
+    start = time.perf_counter()
+    big = judge(render(scene, boxes, 1024))
+    seconds = time.perf_counter() - start
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert big.count == small.count == 3
+    assert [(o.kind, o.colour) for o in big.objects] == [(o.kind, o.colour) for o in small.objects]
+    assert seconds < 10 and peak < 200 * 1024**2, (seconds, peak)
+    # Areas are in the image's own pixels.
+    assert big.objects[0].area > 100 * small.objects[0].area

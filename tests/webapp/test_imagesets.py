@@ -227,7 +227,7 @@ def _not_an_image(study, tmp_path):
     rows = make_rows(study)
     folder = write_folder(tmp_path / "set", rows)
     (folder / rows[5]["file"]).write_bytes(b"%PDF-1.4 not a picture")
-    return folder, {}, "not an image that can be read"
+    return folder, {}, "not a PNG"
 
 
 def _cell_missing(study, tmp_path):
@@ -301,6 +301,99 @@ def test_a_bad_set_is_refused_with_its_message_and_nothing_is_stored(case, study
     assert not Item.objects.filter(study=study, image__isnull=False, is_gold=False).exists()
 
 
+@pytest.mark.parametrize("data", [
+    picture(1, fmt="JPEG"),
+    b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 32 32\nshowpage\n",
+], ids=["jpeg", "eps"])
+def test_an_image_that_is_not_a_png_is_a_listed_problem_and_never_decoded(data, study, tmp_path, settings,
+                                                                           monkeypatch):
+    rows = make_rows(study)
+    folder = write_folder(tmp_path / "set", rows)
+    (folder / rows[4]["file"]).write_bytes(data)
+    opened = []
+    real_open = imagesets.PILImage.open
+
+    def spy(fp, mode="r", formats=None):
+        opened.append(formats)
+        return real_open(fp, mode, formats)
+
+    monkeypatch.setattr(imagesets.PILImage, "open", spy)
+    with pytest.raises(ImageSetError) as caught:
+        imageset_import(study=study, path=folder)
+    assert f"row 5: file '{rows[4]['file']}': not a PNG" in str(caught.value)
+    assert opened and all(f == ["PNG"] for f in opened)
+    assert not Image.objects.filter(source="model").exists() and media_files(settings) == []
+
+
+def test_a_file_that_fails_to_decode_is_read_once_however_many_rows_name_it(study, tmp_path, monkeypatch):
+    rows = make_rows(study)
+    for row in rows[:6]:
+        row["file"] = "model-c/broken.png"
+    folder = write_folder(tmp_path / "set", rows)
+    (folder / "model-c/broken.png").write_bytes(b"\x89PNG\r\n\x1a\n cut short")
+    reads: list[str] = []
+    real_read = imagesets.Upload.read
+
+    def read(self, name):
+        reads.append(name)
+        return real_read(self, name)
+
+    monkeypatch.setattr(imagesets.Upload, "read", read)
+    with pytest.raises(ImageSetError) as caught:
+        imageset_import(study=study, path=folder)
+    assert reads.count("model-c/broken.png") == 1
+    assert sum("broken.png" in p for p in caught.value.problems) == 1
+
+
+def test_a_manifest_with_more_rows_than_the_grid_has_cells_is_refused_before_any_file_is_read(
+        study, tmp_path, monkeypatch):
+    rows = make_rows(study)
+    cells_in_grid = sum(len(c) for c in selectors.study_needed_work(study=study).values())
+    rows += [{**rows[0], "seed": str(10_000 + k)} for k in range(cells_in_grid + 1 - len(rows))]
+    folder = write_folder(tmp_path / "set", rows)
+    decoded: list[str] = []
+    monkeypatch.setattr(imagesets, "_decode", lambda data, where, problems: decoded.append(where))
+    with pytest.raises(ImageSetError) as caught:
+        imageset_import(study=study, path=folder)
+    assert f"The manifest has {cells_in_grid + 1:,} rows, more than the {cells_in_grid:,} cells" in str(caught.value)
+    assert decoded == []
+
+
+def test_the_problems_kept_are_capped_the_last_counting_the_rest():
+    from webapp.generation.models import MAX_PROBLEMS_SHOWN
+
+    err = ImageSetError([f"row {k}: no file." for k in range(1, 301)])
+    assert len(err.problems) == MAX_PROBLEMS_SHOWN
+    assert err.problems[-2] == f"row {MAX_PROBLEMS_SHOWN - 1}: no file."
+    assert err.problems[-1] == f"… and {300 - MAX_PROBLEMS_SHOWN + 1} more problems."
+    assert "(300 problems)" in str(err) and "row 300" not in str(err)
+    assert len(ImageSetError(["a", "b"]).problems) == 2
+
+
+def test_a_zip_with_more_entries_than_allowed_is_refused_before_its_directory_is_read(
+        study, tmp_path, monkeypatch):
+    folder = write_folder(tmp_path / "set", make_rows(study))
+    archive = zip_folder(folder, tmp_path / "set.zip", [(zipfile.ZipInfo(f"pad/{k}"), b"") for k in range(40)])
+    with zipfile.ZipFile(archive) as zf:
+        entries = len(zf.infolist())
+    monkeypatch.setattr(imagesets, "MAX_ZIP_ENTRIES", entries - 1)
+    opened: list[Path] = []
+    real_zip = zipfile.ZipFile
+
+    def zip_file(*args, **kwargs):
+        opened.append(args[0])
+        return real_zip(*args, **kwargs)
+
+    monkeypatch.setattr(imagesets.zipfile, "ZipFile", zip_file)
+    with pytest.raises(ImageSetError) as caught:
+        imageset_import(study=study, path=archive)
+    assert f"The zip holds {entries:,} entries, more than the {entries - 1:,} allowed" in str(caught.value)
+    assert opened == []
+    monkeypatch.setattr(imagesets, "MAX_ZIP_ENTRIES", entries)
+    imageset_import(study=study, path=archive)  # at the cap: read and imported
+    assert opened == [archive]
+
+
 def test_every_problem_is_listed_at_once(study, tmp_path):
     rows = make_rows(study)
     folder = write_folder(tmp_path / "set", rows)
@@ -311,7 +404,7 @@ def test_every_problem_is_listed_at_once(study, tmp_path):
     with pytest.raises(ImageSetError) as caught:
         imageset_import(study=study, path=folder)
     text = str(caught.value)
-    assert "not an image" in text and "no row for" in text and "'model-z' is not one of" in text
+    assert "not a PNG" in text and "no row for" in text and "'model-z' is not one of" in text
     assert len(caught.value.problems) >= 3
 
 
@@ -580,7 +673,7 @@ def _exif_rotated() -> tuple[bytes, dict]:
     image.paste((255, 0, 0), (0, 0, 16, 16))  # red top-left as stored; Orientation 6: turn 90° clockwise
     exif = PILImage.Exif()
     exif[0x0112] = 6
-    return _encoded(image, "JPEG", quality=95, exif=exif.tobytes()), {(28, 3): (255, 0, 0), (3, 3): (0, 0, 0)}
+    return _encoded(image, exif=exif.tobytes()), {(28, 3): (255, 0, 0), (3, 3): (0, 0, 0)}
 
 
 def _sixteen_bit_grey() -> tuple[bytes, dict]:

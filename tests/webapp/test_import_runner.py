@@ -8,6 +8,7 @@ same through a real worker process and Redis.
 from __future__ import annotations
 
 import logging
+import stat
 from pathlib import Path
 
 import pytest
@@ -104,7 +105,7 @@ def test_a_refused_set_lists_every_problem_and_stores_nothing(study, admin, tmp_
     for problem in job.problems:
         assert f"<li>{problem}</li>" in page
     assert any("is not a whole number" in p for p in job.problems)
-    assert any("not an image that can be read" in p for p in job.problems)
+    assert any("not a PNG" in p for p in job.problems)
     assert any("no row for" in p for p in job.problems)
     assert model_images(study) == 0 and media_files(settings) == [] and uploads() == []
     assert 'id="imageset-import"' in page  # another set can be uploaded
@@ -268,3 +269,80 @@ def test_the_admin_lists_imports_read_only_and_its_action_releases_a_lost_one(
     r = boss.post("/admin/generation/imagesetimport/", {"action": "mark_failed", "_selected_action": [job.pk]},
                   follow=True)
     assert "Only a queued or running import can be marked failed" in r.content.decode()
+
+
+def test_an_import_past_its_time_limit_is_marked_failed_and_stores_nothing(
+        study, admin, good_zip, settings, monkeypatch):
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    from webapp.celery import app
+
+    app.loader.import_default_modules()
+    assert app.tasks["webapp.generation.tasks.import_image_set"].soft_time_limit == settings.FUSION_IMPORT_TIME_LIMIT_S
+    real, calls = imagesets.write_png_atomic, []
+
+    def limit_on_fifth(**kwargs):
+        calls.append(1)
+        if len(calls) == 5:
+            raise SoftTimeLimitExceeded()
+        return real(**kwargs)
+
+    monkeypatch.setattr(imagesets, "write_png_atomic", limit_on_fifth)
+    web_import(admin, study, good_zip)
+    job = ImageSetImport.objects.get(study=study)
+    assert job.status == "failed"
+    assert job.problems == [import_runner.TIME_LIMIT.format(seconds=settings.FUSION_IMPORT_TIME_LIMIT_S)]
+    assert model_images(study) == 0 and media_files(settings) == [] and uploads() == []
+
+
+def test_a_killed_run_marked_failed_leaves_no_file_and_other_imports_files_stay(
+        study, admin, good_zip, settings, monkeypatch, django_capture_on_commit_callbacks):
+    other = Path(settings.MEDIA_ROOT) / "images" / "ab" / "another-import.png"
+    other.parent.mkdir(parents=True, exist_ok=True)
+    other.write_bytes(b"someone else's")
+    web_import(admin, study, good_zip, run=False)
+    job = ImageSetImport.objects.get(study=study)
+    with monkeypatch.context() as m:
+        def killed(**kwargs):
+            raise Killed
+
+        m.setattr(imagesets, "study_attach_images", killed)
+        m.setattr(Path, "unlink", lambda self, missing_ok=False: None)  # a killed process removes nothing
+        with pytest.raises(Killed):
+            tasks.import_image_set(job.pk)
+    assert len(media_files(settings)) == 12 + 1
+    with django_capture_on_commit_callbacks(execute=True):
+        services.imageset_import_abandon(job=job)
+    assert media_files(settings) == [other] and uploads() == []
+    assert tasks.import_image_set(job.pk) == "failed"
+    assert media_files(settings) == [other]
+
+
+def test_a_failed_import_found_again_by_its_run_removes_what_a_killed_run_left(
+        study, admin, good_zip, settings, monkeypatch):
+    web_import(admin, study, good_zip, run=False)
+    job = ImageSetImport.objects.get(study=study)
+    with monkeypatch.context() as m:
+        m.setattr(imagesets, "study_attach_images", lambda **kw: (_ for _ in ()).throw(Killed()))
+        m.setattr(Path, "unlink", lambda self, missing_ok=False: None)
+        with pytest.raises(Killed):
+            tasks.import_image_set(job.pk)
+    ImageSetImport.objects.filter(pk=job.pk).update(status="failed")  # marked failed, its upload still there
+    assert len(media_files(settings)) == 12
+    assert tasks.import_image_set(job.pk) == "failed"
+    assert media_files(settings) == [] and uploads() == []
+
+
+def test_an_upload_that_is_not_a_zip_is_named_as_uploaded_and_the_uploads_folder_is_private(
+        study, admin, tmp_path, settings):
+    settings.FUSION_IMPORT_UPLOAD_DIR = str(tmp_path / "fresh" / "uploads")
+    junk = tmp_path / "junk.bin"
+    junk.write_bytes(b"not a zip at all")
+    web_import(admin, study, junk, name="my-set.zip", run=False)
+    assert stat.S_IMODE(import_runner.upload_dir().stat().st_mode) == 0o700
+    job = ImageSetImport.objects.get(study=study)
+    assert tasks.import_image_set(job.pk) == "failed"
+    job.refresh_from_db()
+    assert job.problems[0] == "The upload my-set.zip is neither a folder nor a zip file."
+    assert not any(job.upload_file in p for p in job.problems)
+    assert job.upload_file not in study_page(admin, study)

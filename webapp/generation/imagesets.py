@@ -8,7 +8,7 @@ An upload is a folder or a zip holding the images and a manifest (``manifest.csv
 
 ``prompt`` may be called ``caption``; ``seed`` may be replaced by ``index`` (image k of a
 prompt, seed = the protocol's sampling seed + k). Every row is checked before anything is
-stored: the file is inside the upload, decodes as an image within the size limits, its
+stored: the file is inside the upload, decodes as a PNG (the only format opened) within the size limits, its
 prompt and seed are a cell of the study's grid, and each imported variant's cells are
 covered exactly once, and every image (resized or not) has the one size of the study's
 other images an evaluator sees (opening the study checks this again, whatever made the
@@ -31,6 +31,7 @@ import hmac
 import io
 import json
 import stat
+import struct
 import zipfile
 import zlib
 from collections.abc import Callable
@@ -56,6 +57,13 @@ MANIFEST_NAMES = ("manifest.csv", "manifest.json")
 MAX_UPLOAD_BYTES = 2 * 1024**3  # the upload's images and manifest, uncompressed
 MAX_FILE_BYTES = 64 * 1024**2  # one image file
 MAX_IMAGE_SIDE = 4096  # pixels, either side
+# Entries a zip may hold, read from its end record before its directory is loaded: over
+# eight times the paper's grid (4 variants x 300 images) plus its manifest.
+MAX_ZIP_ENTRIES = 10_000
+# The only format an upload's images are opened as: each Pillow decoder is attack surface
+# for bytes from a third party (EPS runs Ghostscript), and the docs ask for PNG.
+IMAGE_FORMATS = ["PNG"]
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 # What reading a damaged, encrypted or oddly compressed zip raises (zipfile, zlib, the file system).
 ZIP_ERRORS = (zipfile.BadZipFile, RuntimeError, NotImplementedError, EOFError, zlib.error, OSError)
@@ -79,12 +87,16 @@ class ImageSetError(ValueError):
     def __init__(self, problems: list[str]):
         # One problem found twice (a caption that is also a count prompt is two cells of one
         # row) is said once.
+        # At most MAX_PROBLEMS_SHOWN are kept (the last of them counting the rest): they are
+        # stored on the import's row and shown on its page, and a manifest can make thousands.
         problems = list(dict.fromkeys(problems))
+        found = len(problems)
+        if found > MAX_PROBLEMS_SHOWN:
+            kept = problems[:MAX_PROBLEMS_SHOWN - 1]
+            problems = [*kept, f"… and {found - len(kept):,} more problems."]
         self.problems = problems
-        shown = problems[:MAX_PROBLEMS_SHOWN]
-        more = f"\n  … and {len(problems) - len(shown)} more" if len(problems) > len(shown) else ""
-        super().__init__(f"The image set was refused ({len(problems)} problem{'s' * (len(problems) != 1)}):\n"
-                         + "\n".join(f"  - {p}" for p in shown) + more)
+        super().__init__(f"The image set was refused ({found:,} problem{'s' * (found != 1)}):\n"
+                         + "\n".join(f"  - {p}" for p in problems))
 
 
 def _limit(name: str, default: int) -> int:
@@ -97,7 +109,8 @@ def _limit(name: str, default: int) -> int:
 class Upload:
     """The files of a folder or a zip, read by relative POSIX name, never outside it."""
 
-    def __init__(self, path: Path, problems: list[str]):
+    def __init__(self, path: Path, problems: list[str], name: str = ""):
+        """``name``: what the upload is called in a problem (default: its file's name)."""
         self.path, self.problems = path, problems
         self.zip: zipfile.ZipFile | None = None
         self.names: dict[str, Any] = {}
@@ -117,12 +130,16 @@ class Upload:
                     self.names[rel] = file
                     total += file.stat().st_size
         elif zipfile.is_zipfile(path):
-            try:
-                self.zip = zipfile.ZipFile(path)
-                infos = self.zip.infolist()
-            except ZIP_ERRORS as exc:
-                problems.append(f"The zip cannot be opened: {_zip_trouble(exc)}.")
-                infos = []
+            entries, infos = _zip_entries(path), []
+            if entries is not None and entries > MAX_ZIP_ENTRIES:
+                problems.append(f"The zip holds {entries:,} entries, more than the {MAX_ZIP_ENTRIES:,} allowed "
+                                "(one per image and the manifest).")
+            else:
+                try:
+                    self.zip = zipfile.ZipFile(path)
+                    infos = self.zip.infolist()
+                except ZIP_ERRORS as exc:
+                    problems.append(f"The zip cannot be opened: {_zip_trouble(exc)}.")
             for info in infos:
                 name = info.filename
                 if info.is_dir():
@@ -141,7 +158,7 @@ class Upload:
                 self.names[pure.as_posix()] = info
                 total += info.file_size
         else:
-            problems.append(f"{path.name} is neither a folder nor a zip file.")
+            problems.append(f"{name or path.name} is neither a folder nor a zip file.")
         if total > max_total:
             problems.append(f"The upload holds {total:,} bytes uncompressed, more than the {max_total:,} allowed.")
             self.names = {}
@@ -169,6 +186,28 @@ class Upload:
     def close(self) -> None:
         if self.zip is not None:
             self.zip.close()
+
+
+def _zip_entries(path: Path) -> int | None:
+    """How many entries the zip at ``path`` says it holds (its end of central directory
+    record, zip64's when there is one), read without loading the directory; None when the
+    record cannot be found (zipfile then says why the zip cannot be opened)."""
+    with path.open("rb") as fh:
+        fh.seek(0, 2)
+        size = fh.tell()
+        fh.seek(max(0, size - 65_536 - 22))  # the record, then a comment of at most 64 KiB
+        tail = fh.read()
+        at = tail.rfind(b"PK\x05\x06")
+        if at < 0 or len(tail) < at + 22:
+            return None
+        entries = struct.unpack_from("<H", tail, at + 10)[0]
+        if entries != 0xFFFF or at < 20 or tail[at - 20:at - 16] != b"PK\x06\x07":
+            return entries
+        fh.seek(struct.unpack_from("<Q", tail, at - 12)[0])  # the zip64 end record
+        record = fh.read(56)
+        if len(record) < 56 or record[:4] != b"PK\x06\x06":
+            return None
+        return struct.unpack_from("<Q", record, 32)[0]
 
 
 def _manifest_rows(upload: Upload, manifest: Path | None, problems: list[str]) -> tuple[list[dict], str]:
@@ -302,14 +341,17 @@ def _check_grid(study: Study, rows: list[Row], problems: list[str]) -> None:
 
 def _decode(data: bytes, where: str, problems: list[str]) -> PILImage.Image | None:
     side = _limit("FUSION_IMPORT_MAX_SIDE", MAX_IMAGE_SIDE)
+    if not data.startswith(PNG_SIGNATURE):
+        problems.append(f"{where}: not a PNG; an image set holds PNG images only.")
+        return None
     try:
-        with PILImage.open(io.BytesIO(data)) as probe:
+        with PILImage.open(io.BytesIO(data), formats=IMAGE_FORMATS) as probe:
             width, height = probe.size  # read from the header, before any pixel is decoded
             if width > side or height > side:
                 problems.append(f"{where}: {width}x{height} pixels, more than {side} on a side.")
                 return None
             probe.verify()
-        image = PILImage.open(io.BytesIO(data))
+        image = PILImage.open(io.BytesIO(data), formats=IMAGE_FORMATS)
         image.load()
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, PILImage.DecompressionBombError) as exc:
         problems.append(f"{where}: not an image that can be read ({type(exc).__name__}).")
@@ -381,7 +423,7 @@ def import_summary(result: ImportResult, *, study_slug: str = "") -> str:
 
 
 def imageset_import(*, study: Study, path: str | Path, manifest: str | Path | None = None,
-                    resize: bool = False, user=None, id_key: str = "",
+                    resize: bool = False, user=None, id_key: str = "", name: str = "",
                     on_stored: Callable[[ImportResult], None] | None = None) -> ImportResult:
     """Import an image set for the variants its manifest names; all of it or (any problem) none.
 
@@ -397,7 +439,8 @@ def imageset_import(*, study: Study, path: str | Path, manifest: str | Path | No
     same upload again after a crash writes the same files instead of leaving the first
     run's beside them; without it, ids are random. ``on_stored`` is called with the result
     inside the transaction that stores the images, so what it writes commits with them (or,
-    should it raise, nothing is stored).
+    should it raise, nothing is stored). ``name``: what the upload is called in a problem
+    (the uploaded file's name, never ours on the server; default: ``path``'s name).
     """
     path = Path(path)
     problems: list[str] = []
@@ -405,11 +448,16 @@ def imageset_import(*, study: Study, path: str | Path, manifest: str | Path | No
         raise ImageSetError([f"Images are imported into draft studies only; this one is {study.status}."])
     if not path.exists():
         raise ImageSetError([f"Nothing to import at {path.name}."])
-    upload = Upload(path, problems)
+    upload = Upload(path, problems, name)
     try:
         rows, manifest_sha = _manifest_rows(upload, Path(manifest) if manifest else None, problems)
         if not rows and not problems:
             problems.append("The manifest lists no image.")
+        cells = sum(len(c) for c in selectors.study_needed_work(study=study).values())
+        if len(rows) > cells:  # each row is then checked and its file decoded: refuse before that work
+            raise ImageSetError(problems + [
+                f"The manifest has {len(rows):,} rows, more than the {cells:,} cells of the study's grid "
+                "(every variant's images together); a row is needed per image of an imported variant."])
         checked = _checked_rows(study, rows, problems)
         _check_grid(study, checked, problems)
         size = selectors.study_sampling(study=study).size
@@ -417,11 +465,13 @@ def imageset_import(*, study: Study, path: str | Path, manifest: str | Path | No
             problems.append("Resizing needs the protocol's sampling.size (the display size in pixels).")
         existing = study_visible_sizes(study_id=study.pk)
         decoded: dict[str, tuple[str, tuple[int, int]]] = {}
+        failed: set[str] = set()  # said once, never read or decoded again for the next row naming it
         for row in checked:
-            if row.file in decoded:
+            if row.file in decoded or row.file in failed:
                 continue
-            name = PurePosixPath(row.file)
-            if name.is_absolute() or ".." in name.parts or row.file not in upload.names:
+            failed.add(row.file)  # until it is decoded below
+            posix = PurePosixPath(row.file)
+            if posix.is_absolute() or ".." in posix.parts or row.file not in upload.names:
                 problems.append(f"row {row.number}: file {row.file!r} is not in the upload.")
                 continue
             try:
@@ -439,6 +489,7 @@ def imageset_import(*, study: Study, path: str | Path, manifest: str | Path | No
                 problems.append(f"{where}: {exc}.")
                 continue
             decoded[row.file] = (hashlib.sha256(data).hexdigest(), shown)
+            failed.discard(row.file)
         _check_sizes(decoded={f: s for f, (_, s) in decoded.items()}, existing=existing,
                      size=size, resize=resize, problems=problems)
         if problems:
@@ -484,6 +535,32 @@ def _public_id(id_key: str, row: Row, prompt_id: int) -> str:
     return hmac.new(id_key.encode(), f"{row.number}:{prompt_id}".encode(), hashlib.sha256).hexdigest()[:32]
 
 
+def imageset_files_remove(*, study: Study, path: Path, id_key: str) -> int:
+    """Remove the files that a failed import of the upload at ``path`` with ``id_key`` may
+    have written (a run killed while storing: its rows rolled back, its files stayed), and
+    return how many were there. Their ids are derived from ``id_key``, so no other import's
+    file is named; a file that an Image row names is kept all the same."""
+    if not id_key:
+        return 0
+    problems: list[str] = []
+    upload = Upload(path, problems)
+    try:
+        rows, _ = _manifest_rows(upload, None, problems)
+    finally:
+        upload.close()
+    if len(rows) > sum(len(c) for c in selectors.study_needed_work(study=study).values()):
+        return 0  # refused before anything was stored
+    ids = {_public_id(id_key, row, pid) for row in _checked_rows(study, rows, []) for pid in row.prompt_ids}
+    ids -= set(Image.objects.filter(public_id__in=ids).values_list("public_id", flat=True))
+    removed = 0
+    for public_id in ids:
+        file = Path(settings.MEDIA_ROOT) / relative_path_for(public_id)
+        if file.is_file():
+            file.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
 @transaction.atomic
 def _store(*, study: Study, upload: Upload, rows: list[Row], hashes: dict[str, str], size: int | None,
            upload_sha: str, manifest_sha: str, upload_name: str, user, id_key: str = "",
@@ -505,7 +582,7 @@ def _store(*, study: Study, upload: Upload, rows: list[Row], hashes: dict[str, s
     now = timezone.now().isoformat()
     try:
         for row in rows:
-            image = _display(PILImage.open(io.BytesIO(upload.read(row.file))), size)
+            image = _display(PILImage.open(io.BytesIO(upload.read(row.file)), formats=IMAGE_FORMATS), size)
             for prompt_id in row.prompt_ids:
                 if (prompt_id, row.seed) not in set(needed[row.variant.pk]):
                     continue

@@ -5,7 +5,7 @@ in one transaction, or none. This module keeps the ``ImageSetImport`` row in ste
 so that a run can be repeated after any crash (acks_late sends the message again):
 
 - a finished import (done or failed) is left alone; only its upload is removed, should a
-  crash have left it;
+  crash have left it, and for a failed one first the files a killed run left (``finished_cleanup``);
 - the row is marked done inside the transaction that stores the images (``on_stored``), so
   images never exist beside an import that is not done, and a run that finds the import
   finished by another run meanwhile rolls its own images back;
@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
@@ -33,6 +34,8 @@ logger = logging.getLogger(__name__)
 
 UNEXPECTED = ("The import stopped on an unexpected error on the server, and nothing was stored. "
               "The error is in the worker's log for the administrators; try again, or ask them.")
+TIME_LIMIT = ("The import ran longer than the {seconds:,} seconds a worker gives it "
+              "(FUSION_IMPORT_TIME_LIMIT_S) and was stopped; nothing was stored.")
 UPLOAD_MISSING = ("The uploaded file is not where the worker looks for it (the uploads folder, "
                   "FUSION_IMPORT_UPLOAD_DIR, must be shared by the web server and the workers); upload it again.")
 
@@ -89,6 +92,17 @@ def upload_remove(job: ImageSetImport) -> None:
     upload_path(job).unlink(missing_ok=True)
 
 
+def finished_cleanup(job: ImageSetImport) -> None:
+    """For a finished import: a failed one's files that a killed run left are removed (named
+    from its upload's manifest and ``id_key``), then its upload."""
+    path = upload_path(job)
+    if job.status == ImageSetImport.Status.FAILED and path.is_file():
+        removed = imagesets.imageset_files_remove(study=job.study, path=path, id_key=job.id_key)
+        if removed:
+            logger.warning("image set import %s failed; removed %d files an earlier run left", job.pk, removed)
+    upload_remove(job)
+
+
 def import_run(*, import_id: int) -> str:
     """Import the upload of import ``import_id``; return its status afterwards ("missing"
     when the row is gone). Never raises for a refused upload or an error of the import."""
@@ -102,16 +116,20 @@ def import_run(*, import_id: int) -> str:
                 raise imagesets.ImageSetError([UPLOAD_MISSING])
             imagesets.imageset_import(
                 study=job.study, path=path, resize=job.resize, user=job.created_by, id_key=job.id_key,
+                name=f"The upload {job.upload_name}" if job.upload_name else "The upload",
                 on_stored=lambda result: _mark_done(import_id, result),
             )
         except _FinishedMeanwhile:
             logger.warning("image set import %s was finished by another run; this run stored nothing", import_id)
         except imagesets.ImageSetError as exc:
             _mark_failed(import_id, exc.problems)
+        except SoftTimeLimitExceeded:  # raised in the run by Celery; _store's transaction rolled back
+            logger.warning("image set import %s ran past its time limit", import_id)
+            _mark_failed(import_id, [TIME_LIMIT.format(seconds=settings.FUSION_IMPORT_TIME_LIMIT_S)])
         except Exception:
             logger.exception("image set import %s of study %s failed", import_id, job.study.slug)
             _mark_failed(import_id, [UNEXPECTED])
         job.refresh_from_db()
     if not job.is_active:
-        upload_remove(job)
+        finished_cleanup(job)
     return job.status

@@ -325,8 +325,9 @@ def _import_refusal(study: Study) -> None:
 
 
 def _upload_keep(upload: File, path: Path) -> None:
-    """Copy ``upload`` to ``path`` (a new file, its owner's only), chunk by chunk."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Copy ``upload`` to ``path`` (a new file, its owner's only, in a folder only its owner
+    can list when it is created here), chunk by chunk."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -379,7 +380,7 @@ def imageset_import_request(*, study: Study, upload: File, resize: bool = False,
 def imageset_import_abandon(*, job: ImageSetImport) -> ImageSetImport:
     """Mark a queued or running import failed, for one whose worker or message was lost
     (a run still going stores nothing: ``import_runner`` checks the row before it commits),
-    and remove its upload, so that the study can take another."""
+    and remove the files a killed run left, then its upload, so that the study can take another."""
     job = ImageSetImport.objects.select_for_update().get(pk=job.pk)
     if not job.is_active:
         raise GenerationError(f"Only a queued or running import can be marked failed; this one is {job.status}.")
@@ -388,5 +389,5 @@ def imageset_import_abandon(*, job: ImageSetImport) -> ImageSetImport:
                     "nothing was stored. Upload it again."]
     job.finished_at = timezone.now()
     job.save(update_fields=["status", "problems", "finished_at"])
-    transaction.on_commit(lambda: import_runner.upload_remove(job))
+    transaction.on_commit(lambda: import_runner.finished_cleanup(job))
     return job
