@@ -161,7 +161,8 @@ class ImageSetImport(models.Model):
     id_key = models.CharField(max_length=32, default=new_id_key, editable=False,
                               help_text="The key the images' public ids are derived from.")
     summary = models.TextField(blank=True, help_text="What the import stored (imagesets.import_summary).")
-    problems = models.JSONField(default=list, blank=True, help_text="Why it was refused: every problem, in words.")
+    problems = models.JSONField(default=list, blank=True,
+                                help_text="Why it was refused, in words (ImageSetError keeps MAX_PROBLEMS_SHOWN).")
     attempts = models.PositiveIntegerField(default=0, help_text="Task runs that started it.")
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -192,10 +193,3 @@ class ImageSetImport(models.Model):
     def is_active(self) -> bool:
         return self.status in self.ACTIVE
 
-    @property
-    def problems_shown(self) -> list[str]:
-        return list(self.problems[:MAX_PROBLEMS_SHOWN])
-
-    @property
-    def problems_more(self) -> int:
-        return max(0, len(self.problems) - MAX_PROBLEMS_SHOWN)

@@ -174,8 +174,7 @@ class ImportStatus(TypedDict):
     status_label: str
     upload_name: str
     summary: str
-    problems: list[str]  # the first MAX_PROBLEMS_SHOWN
-    problems_more: int  # those not listed
+    problems: list[str]  # at most MAX_PROBLEMS_SHOWN, the last counting any more (ImageSetError)
     created_at: str
     started_at: str | None
     finished_at: str | None
@@ -187,8 +186,8 @@ def imageset_import_status(*, job: ImageSetImport) -> ImportStatus:
 
     return ImportStatus(
         id=job.pk, study=job.study.slug, status=job.status, status_label=job.get_status_display(),
-        upload_name=job.upload_name, summary=job.summary, problems=job.problems_shown,
-        problems_more=job.problems_more, created_at=job.created_at.isoformat(), started_at=iso(job.started_at),
+        upload_name=job.upload_name, summary=job.summary, problems=job.problems,
+        created_at=job.created_at.isoformat(), started_at=iso(job.started_at),
         finished_at=iso(job.finished_at),
     )
 

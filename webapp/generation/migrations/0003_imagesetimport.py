@@ -26,7 +26,7 @@ class Migration(migrations.Migration):
                 ('resize', models.BooleanField(default=False, help_text="Resize every image to the protocol's sampling.size.")),
                 ('id_key', models.CharField(default=webapp.generation.models.new_id_key, editable=False, help_text="The key the images' public ids are derived from.", max_length=32)),
                 ('summary', models.TextField(blank=True, help_text='What the import stored (imagesets.import_summary).')),
-                ('problems', models.JSONField(blank=True, default=list, help_text='Why it was refused: every problem, in words.')),
+                ('problems', models.JSONField(blank=True, default=list, help_text='Why it was refused, in words (ImageSetError keeps MAX_PROBLEMS_SHOWN).')),
                 ('attempts', models.PositiveIntegerField(default=0, help_text='Task runs that started it.')),
                 ('created_at', models.DateTimeField(auto_now_add=True)),
                 ('started_at', models.DateTimeField(blank=True, null=True)),
