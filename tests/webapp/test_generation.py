@@ -304,6 +304,50 @@ def test_batch_makes_every_image_once_with_provenance_and_opens_the_study(study,
     assert present(progress["rate"]) > 0 and [v["done"] for v in progress["variants"]] == [6, 6, 6, 6]
 
 
+T0 = timezone.now()
+
+
+def part_times(variant: int, size: int, done: int, start: float | None, end: float | None,
+               status: str = "done") -> selectors.PartTimes:
+    """A part of ``size`` images with ``done`` made, busy from ``start`` to ``end`` (seconds after T0)."""
+    def at(seconds: float | None):
+        return None if seconds is None else T0 + timedelta(seconds=seconds)
+
+    return selectors.PartTimes(variant_id=variant, size=size, images_done=done, status=status,
+                               started_at=at(start), finished_at=at(end))
+
+
+def test_time_left_prices_each_variant_at_its_own_pace():
+    # One worker: variant 1 made 4 images in 40 s (10 s each), then variant 2 4 in 120 s
+    # (30 s each); 4 of variant 2 are left: 120 s. A batch-wide average (8 images in 160 s)
+    # would say 80 s.
+    parts = [part_times(1, 4, 4, 0, 40), part_times(2, 4, 4, 40, 160), part_times(2, 4, 0, None, None, "queued")]
+    assert selectors.seconds_left(parts, now=T0 + timedelta(seconds=160)) == pytest.approx(120)
+    # Two workers at once (160 worker-seconds in 120 s of wall time): the same work, 4/3 as fast.
+    parts = [part_times(1, 4, 4, 0, 40), part_times(2, 4, 4, 0, 120), part_times(2, 4, 0, None, None, "queued")]
+    assert selectors.seconds_left(parts, now=T0 + timedelta(seconds=120)) == pytest.approx(90)
+    # A variant with nothing made yet is priced at the batch's pace: (40 + 120) / 8 s an image.
+    parts = [part_times(1, 4, 4, 0, 40), part_times(2, 4, 4, 40, 160), part_times(3, 2, 0, None, None, "queued")]
+    assert selectors.seconds_left(parts, now=T0 + timedelta(seconds=160)) == pytest.approx(40)
+    # A running part counts its time so far; before any image exists there is no estimate.
+    parts = [part_times(1, 4, 2, 0, None, "running"), part_times(1, 4, 0, None, None, "queued")]
+    assert selectors.seconds_left(parts, now=T0 + timedelta(seconds=20)) == pytest.approx(60)
+    assert selectors.seconds_left([part_times(1, 4, 0, 0, None, "running")], now=T0 + timedelta(seconds=20)) is None
+
+
+def test_progress_time_left_leaves_out_the_wait_before_a_worker_took_a_part(small_study):
+    batch = services.batch_launch(study=small_study, part_size=1)  # 8 parts of one image, 2 per variant
+    now = timezone.now()
+    Batch.objects.filter(pk=batch.pk).update(status="running", started_at=now - timedelta(hours=1))
+    first = batch.parts.order_by("number").first()
+    assert first is not None
+    Part.objects.filter(pk=first.pk).update(status="done", images_done=1, started_at=now - timedelta(seconds=30),
+                                            finished_at=now)
+    progress = selectors.batch_progress(batch=batch, now=now)
+    # 7 images left at 30 s each by one worker; the hour in the queue does not slow the estimate.
+    assert progress["done"] == 1 and progress["eta_seconds"] == pytest.approx(210)
+
+
 # The construction image ids had before they were random, and the key the code shipped.
 OLD_DEVELOPMENT_KEY = "fusion-eval-development-key-not-for-production"
 

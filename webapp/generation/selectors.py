@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TypedDict
 
 from django.db.models import Count, Sum
@@ -245,12 +246,58 @@ class BatchProgress(TypedDict):
     can_retry: bool
 
 
+@dataclass(frozen=True)
+class PartTimes:
+    """What ``seconds_left`` reads of one part (a row of ``Part``)."""
+    variant_id: int
+    size: int
+    images_done: int
+    status: str
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+def seconds_left(parts: list[PartTimes], *, now: datetime) -> float | None:
+    """Seconds until every part's remaining images are made; None before any image exists.
+
+    Variants differ in speed (cross-attention costs more than concatenation; a part also pays
+    its model's load), and workers join and leave, so one batch-wide images-per-second figure
+    misleads. Each variant's remaining images are priced at that variant's own measured
+    worker-seconds per image (the batch's pace for a variant with none made yet), and the
+    sum is divided by the concurrency seen so far: worker-seconds spent over the wall time
+    since the first part started. Queue time before any worker took a part counts in
+    neither.
+    """
+    busy: dict[int, float] = {}
+    made: dict[int, int] = {}
+    remaining: dict[int, int] = {}
+    first_start: datetime | None = None
+    for p in parts:
+        remaining[p.variant_id] = remaining.get(p.variant_id, 0) + p.size - p.images_done
+        end = p.finished_at if p.finished_at is not None else (now if p.status == Part.Status.RUNNING else None)
+        if p.started_at is None or end is None:
+            continue  # queued, or stopped without a finish time: no time on record
+        first_start = p.started_at if first_start is None else min(first_start, p.started_at)
+        busy[p.variant_id] = busy.get(p.variant_id, 0.0) + max((end - p.started_at).total_seconds(), 0.0)
+        made[p.variant_id] = made.get(p.variant_id, 0) + p.images_done
+    total_made = sum(made.values())
+    if total_made == 0 or first_start is None:
+        return None
+    total_busy = sum(busy.values())
+    span = (now - first_start).total_seconds()
+    if total_busy <= 0 or span <= 0:
+        return None
+    pace = total_busy / total_made
+    work = sum(n * (busy[v] / made[v] if made.get(v) else pace) for v, n in remaining.items() if n > 0)
+    return work / (total_busy / span)
+
+
 def batch_progress(*, batch: Batch, now=None) -> BatchProgress:
     """A JSON-able snapshot of a batch: images done per variant, rate, time left, errors.
 
-    ``rate`` is images per second since the first part started (until the batch
-    finished); ``eta_seconds`` is the remaining images at that rate, None before any
-    image exists.
+    ``rate`` is images per second since the batch started (until it finished);
+    ``eta_seconds`` is ``seconds_left`` (each variant at its own pace), None before any
+    image exists and once the batch is no longer active.
     """
     now = now or timezone.now()
     batch = Batch.objects.select_related("study").get(pk=batch.pk)
@@ -267,8 +314,11 @@ def batch_progress(*, batch: Batch, now=None) -> BatchProgress:
     elapsed = (end - batch.started_at).total_seconds() if batch.started_at else 0.0
     rate = done / elapsed if done and elapsed > 0 else None
     eta = None
-    if batch.is_active and rate:
-        eta = round((total - done) / rate, 1)
+    if batch.is_active:
+        times = [PartTimes(**row) for row in Part.objects.filter(batch=batch).values(
+            "variant_id", "size", "images_done", "status", "started_at", "finished_at")]
+        left = seconds_left(times, now=now)
+        eta = None if left is None else round(left, 1)
     errors = [
         PartError(part=p.number, variant=p.variant.name, status=p.status, message=p.error, attempts=p.attempts)
         for p in Part.objects.filter(batch=batch).exclude(error="").select_related("variant").order_by("number")
