@@ -57,9 +57,26 @@ CROWDS = [cv.Crowd("biased + noisy raters", LOOKS[-1], 0, biased=0.2, noisy=0.2)
                    uneven_loads=True, interaction=True)]
 
 
-def draw_study(crowd: cv.Crowd, rng, accuracy: np.ndarray, quality: np.ndarray):
+# A crowd that changes while it arrives (population difference about 0): the first half of the
+# evaluators judge A as the planned effect has it (bench/coverage.py's accuracy and rank
+# quality), the second half the mirror image (B ahead by as much).
+DRIFTING = cv.Crowd("drifting: first half leans to A, second to B", LOOKS[-1], 0)
+
+
+def _mirror(accuracy: np.ndarray, quality: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """B ahead of A by what A was ahead of B (accuracy on the log scale, quality additively)."""
+    ia, ib = cv.VARIANTS.index(A), cv.VARIANTS.index(B)
+    acc, q = accuracy.copy(), quality.copy()
+    acc[ia] = accuracy[ib] ** 2 / accuracy[ia]
+    q[ia] = 2 * quality[ib] - quality[ia]
+    return acc, q
+
+
+def draw_study(crowd: cv.Crowd, rng, accuracy: np.ndarray, quality: np.ndarray,
+               late: tuple[np.ndarray, np.ndarray] | None = None):
     """A study of LOOKS[-1] evaluators in arrival order e00, e01, ...; uneven loads make a
-    rater's session longer (load / median load, at least one unit)."""
+    rater's session longer (load / median load, at least one unit). With `late` (accuracy,
+    quality), the second half of the evaluators judge by those instead."""
     n, m = LOOKS[-1], len(cv.VARIANTS)
     raters = cv._raters(crowd, rng, n)
     sessions = np.maximum(1, np.round(SESSION_UNITS * raters["load"] / np.median(raters["load"])))
@@ -72,6 +89,8 @@ def draw_study(crowd: cv.Crowd, rng, accuracy: np.ndarray, quality: np.ndarray):
     cv.ACCURACY, cv.QUALITY = accuracy, quality  # the crowd model reads them per call
     try:
         for e in range(n):
+            if late is not None:
+                cv.ACCURACY, cv.QUALITY = late if e >= n // 2 else (accuracy, quality)
             k = rng.choice(n_units, int(min(sessions[e], 60)), replace=False)
             o, rest = np.divmod(k, len(cv.COUNTS) * seeds)
             c = np.array(cv.COUNTS)[rest // seeds]
@@ -90,7 +109,9 @@ def draw_study(crowd: cv.Crowd, rng, accuracy: np.ndarray, quality: np.ndarray):
                           "rank": np.full(len(k4), np.nan), "position": np.full(len(k4), np.nan),
                           "seconds": np.full(len(k4), 5.0), "seed": s4.astype(float)})
             j = rng.choice(seeds, SESSION_CAPTIONS, replace=False)
-            u = cv._utilities(effects[j], raters, np.full(len(j), e), crowd.interaction, rng)  # (captions, m)
+            # The quality passed, not the function's default (bound when coverage.py was imported).
+            u = cv._utilities(effects[j], raters, np.full(len(j), e), crowd.interaction, rng,
+                              cv.QUALITY)  # (captions, m)
             ranks = np.empty_like(u)
             np.put_along_axis(ranks, np.argsort(-u, axis=1), np.arange(1, m + 1)[None, :].repeat(len(j), 0), 1)
             jj = np.repeat(j, m)
@@ -125,17 +146,18 @@ def run_study(table) -> dict:
     count = _CountData.build(table, ev_code, list(cv.VARIANTS), list(cv.OBJECTS))
     rank = _RankData.build(table, ev_code, list(cv.VARIANTS))
     ia, ib = cv.VARIANTS.index(A), cv.VARIANTS.index(B)
-    shown, fixed = False, False
+    shown, fixed, flagged = False, False, False
     stops = []
     for pc, comp in zip(PLAN.comparisons, section.comparisons, strict=True):
         last = comp.looks[-1]
+        flagged |= last.crowd_drift_p is not None and last.crowd_drift_p < ALPHA
         stops.append(last.n_evaluators if comp.decision != "continue" else LOOKS[-1])
         shown |= comp.decision == "stop: difference shown"
         est, var, df = _Rows(count, rank, pc.measure).estimate(None, ia, ib, 0.95)
         z_fixed = sequential.z_from_t(est, np.sqrt(var) if var >= 0 else np.nan, df)
         fixed |= bool(np.isfinite(z_fixed) and abs(z_fixed) >= fixed_c)
     return {"shown": shown, "evaluators": max(stops),  # paid until the last comparison stops
-            "fixed": fixed}
+            "fixed": fixed, "flagged": flagged}
 
 
 def main(args) -> str:
@@ -147,7 +169,7 @@ def main(args) -> str:
         f"match_ratio (planned 0.1) and score (planned 0.3), alpha {ALPHA} shared",
         "",
         f"{'crowd':<48}{'effect':<9}{'studies':>8}{'stop: shown':>12}{'s.e.':>7}"
-        f"{'fixed':>8}{'mean evaluators':>17}",
+        f"{'fixed':>8}{'mean evaluators':>17}{'crowd flagged':>15}",
     ]
     null_acc = cv.ACCURACY.copy()
     null_acc[cv.VARIANTS.index(A)] = null_acc[cv.VARIANTS.index(B)]
@@ -157,23 +179,32 @@ def main(args) -> str:
               "difference shown at some look (with no effect: the false-positive rate over all "
               "looks; s.e. its binomial standard error, one study per row entry); fixed: the same "
               f"for one look at {LOOKS[-1]} evaluators; mean evaluators: paid for under the "
-              f"sequential rule (the fixed design pays for {LOOKS[-1]})."]
+              f"sequential rule (the fixed design pays for {LOOKS[-1]}); crowd flagged: share of "
+              f"studies in which a comparison's last look taken has the crowd-drift check "
+              f"(sequential.crowd_drift_p: the arrival batches between looks estimate one difference) "
+              f"below {ALPHA} (a study stopped at the first look has no check and is not flagged). "
+              f"The drifting crowd: population difference about 0, its first half judging A ahead by the "
+              f"planned effect and its second half B ahead by as much."]
     # Every row with no effect first (the false-positive rates), then the power rows; the
     # file is rewritten after each row, so a run cut short keeps what it measured.
-    runs = [(ci, crowd, label, acc, q)
-            for label, acc, q in (("none", null_acc, null_q), ("planned", cv.ACCURACY, cv.QUALITY))
-            for ci, crowd in enumerate(CROWDS)]
-    for done, (ci, crowd, label, acc, q) in enumerate(runs, start=1):
+    runs: list[tuple[int, cv.Crowd, str, np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray] | None]] = [
+        (ci, crowd, label, acc, q, None)
+        for label, acc, q in (("none", null_acc, null_q), ("planned", cv.ACCURACY, cv.QUALITY))
+        for ci, crowd in enumerate(CROWDS)]
+    # Appended, so the rows above keep their seeds.
+    runs.append((len(CROWDS), DRIFTING, "none", cv.ACCURACY, cv.QUALITY, _mirror(cv.ACCURACY, cv.QUALITY)))
+    for done, (ci, crowd, label, acc, q, late) in enumerate(runs, start=1):
         if args.null_only and label != "none":
             continue
         rng = np.random.default_rng([args.seed, ci, label == "none"])
         n = args.studies if label == "none" else args.planned_studies
-        out = [run_study(draw_study(crowd, rng, acc, q)) for _ in range(n)]
+        out = [run_study(draw_study(crowd, rng, acc, q, late)) for _ in range(n)]
         shown = np.mean([o["shown"] for o in out])
         lines.append(f"{crowd.name:<48}{label:<9}{len(out):>8}{shown:>12.3f}"
                      f"{np.sqrt(shown * (1 - shown) / len(out)):>7.3f}"
                      f"{np.mean([o['fixed'] for o in out]):>8.3f}"
-                     f"{np.mean([o['evaluators'] for o in out]):>17.1f}")
+                     f"{np.mean([o['evaluators'] for o in out]):>17.1f}"
+                     f"{np.mean([o['flagged'] for o in out]):>15.3f}")
         print(lines[-1], flush=True)
         if args.write and done < len(runs):
             save_result("sequential", "\n".join(lines + footer + [

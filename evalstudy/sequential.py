@@ -62,6 +62,20 @@ boundaries enter: futility is non-binding, so the ordering is that of a design t
 have gone on past a futility stop. A study stopped for futility before its last look has
 no outcome in this ordering, and none is computed for it.
 
+Did the crowd change between looks? (`crowd_drift_p`)
+------------------------------------------------------
+The boundaries hold for evaluators who arrive in exchangeable order: the ones after a look
+like the ones before it. At look k >= 2 the looks' data are split into the k arrival batches
+between looks (first n_1 evaluators, the next n_2 - n_1, ...); batch j's own estimate is
+read off the cumulative ones, (n_j D_j - n_(j-1) D_(j-1)) / (n_j - n_(j-1)), with variance
+sigma^2 / (n_j - n_(j-1)), sigma^2 = n_k SE*_k^2 (the monitor's own assumption that the
+variance shrinks as 1 / evaluators, at the latest look's test-based SE). Cochran's Q, the
+batches' weighted squared deviations from D_k, is chi^2 with k - 1 df when every batch
+estimates the same difference. Captions are shared by the batches, so their part of the
+variance cancels between batches and the test is conservative (bench/sequential.py measures
+its size and power); a small p-value says that later evaluators judge differently from
+earlier ones and that the looks' error rate no longer holds, not which batch is right.
+
 On the estimate's scale: Z_k is D_k / SE_k mapped to the normal scale through its t
 distribution (`z_from_t`), that is D_k / SE*_k, where SE*_k = SE_k T_k / Z_k is the
 standard error a normal test would need to give D_k the p-value its t statistic has (the
@@ -212,6 +226,26 @@ def normal_equivalent_se(estimate: float, se: float, df: float) -> float:
     if abs(tval) < 1e-6:  # z_from_t loses its digits near 0, where T / Z is the densities' ratio
         return se * float(sps.norm.pdf(0.0) / sps.t.pdf(0.0, max(df, 1.0)))
     return se * tval / z_from_t(estimate, se, df)
+
+
+def crowd_drift_p(looks_data: list[LookInput]) -> float:
+    """The p-value of Cochran's Q for "every arrival batch between the looks estimates the
+    same difference" (the module's docstring, "Did the crowd change between looks?"): chi^2 with one df
+    fewer than the looks. NaN with fewer than two looks, or where a look's estimate or the
+    last look's standard error is not a finite number, or the looks' evaluators do not grow."""
+    if len(looks_data) < 2:
+        return math.nan
+    n = np.array([look.n_evaluators for look in looks_data], dtype=float)
+    d = np.array([look.estimate for look in looks_data], dtype=float)
+    last = looks_data[-1]
+    se = normal_equivalent_se(last.estimate, last.se, last.df)
+    batch = np.diff(n, prepend=0.0)
+    if not (np.isfinite(d).all() and math.isfinite(se) and se > 0) or (batch <= 0).any():
+        return math.nan
+    sigma2 = n[-1] * se * se                      # one evaluator's variance, on the normal scale
+    batch_estimate = np.diff(n * d, prepend=0.0) / batch
+    q = float(np.sum(batch * (batch_estimate - d[-1]) ** 2) / sigma2)
+    return float(sps.chi2.sf(q, len(looks_data) - 1))
 
 
 def conditional_power(z: float, t: float, final_boundary: float, drift: float) -> float:
@@ -409,6 +443,8 @@ class LookOutcome:
     adjusted_estimate: float = math.nan
     adjusted_estimate_ci: tuple[float, float] = (math.nan, math.nan)
     adjusted_p_value: float = math.nan
+    # From the second look on: `crowd_drift_p` of the looks so far (NaN at the first).
+    crowd_drift_p: float = math.nan
 
 
 def adjusted_estimate(data: LookInput, fractions, bounds, look: int, alpha: float
@@ -447,14 +483,15 @@ def monitor(looks_data: list[LookInput], planned: tuple[int, ...], alpha: float,
     needed = None
     for k, look in enumerate(looks_data):
         z = z_from_t(look.estimate, look.se, look.df)
+        crowd = crowd_drift_p(looks_data[: k + 1])
         if not math.isfinite(z):
             out.append(LookOutcome(k + 1, look.n_evaluators, float(fractions[k]), look.estimate,
-                                   look.se, z, float(c[k]), math.nan, CONTINUE))
+                                   look.se, z, float(c[k]), math.nan, CONTINUE, crowd_drift_p=crowd))
             continue
         # SE shrinks as 1 / sqrt(evaluators): the planned effect's drift at the last look.
         se_final = look.se * math.sqrt(look.n_evaluators / planned[-1])
-        drift = math.copysign(effect / se_final, z if z != 0 else 1.0)
-        cp = conditional_power(z, float(fractions[k]), float(c[-1]), drift)
+        planned_drift = math.copysign(effect / se_final, z if z != 0 else 1.0)
+        cp = conditional_power(z, float(fractions[k]), float(c[-1]), planned_drift)
         needed = look.n_evaluators * (look.se * (c[-1] + sps.norm.ppf(power)) / effect) ** 2
         if abs(z) >= c[k]:
             decision = STOP_DIFFERENCE
@@ -466,7 +503,8 @@ def monitor(looks_data: list[LookInput], planned: tuple[int, ...], alpha: float,
         if adjust and (decision == STOP_DIFFERENCE or k == len(planned) - 1):
             adjusted, adjusted_ci, adjusted_p = adjusted_estimate(look, fractions, c, k + 1, alpha)
         out.append(LookOutcome(k + 1, look.n_evaluators, float(fractions[k]), look.estimate,
-                               look.se, z, float(c[k]), cp, decision, adjusted, adjusted_ci, adjusted_p))
+                               look.se, z, float(c[k]), cp, decision, adjusted, adjusted_ci, adjusted_p,
+                               crowd_drift_p=crowd))
         if decision != CONTINUE:
             break
     return out, needed

@@ -370,6 +370,10 @@ class Look(Record):
     adjusted_estimate: float | None
     adjusted_estimate_ci: Interval
     adjusted_p_value: float | None
+    # From the second look on: the p-value of Cochran's Q that the arrival batches between
+    # the looks estimate one difference (evalstudy.sequential.crowd_drift_p); results stored
+    # before the check have None.
+    crowd_drift_p: float | None = None
 
 
 @dataclass(frozen=True)

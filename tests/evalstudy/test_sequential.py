@@ -265,3 +265,66 @@ def test_the_monitor_reports_the_adjusted_estimate_where_a_study_ended_and_nowhe
     # Simulations that want only the decisions may leave it out; the decisions are the same.
     bare, _ = sequential.monitor(last, looks, ALPHA, effect=0.2, adjust=False)
     assert [o.decision for o in bare] == [o.decision for o in out] and math.isnan(bare[-1].adjusted_estimate)
+
+
+# --------------------------------------------------------------------------- crowd drift
+
+
+def _looks(n, estimates, se_last, df=math.inf):
+    """LookInputs at evaluator counts `n`; only the last look's SE enters the check."""
+    return [sequential.LookInput(k, d, se_last, df) for k, d in zip(n, estimates, strict=True)]
+
+
+def test_the_crowd_check_is_cochrans_q_over_the_arrival_batches():
+    # Batches of 10: the first estimates 0.5, the second 0 (cumulative 0.25 at 20). One
+    # evaluator's variance 20 * 0.25^2 = 1.25, so Q = 10 (0.25^2 + 0.25^2) / 1.25 = 1 on 1 df.
+    p = sequential.crowd_drift_p(_looks((10, 20), (0.5, 0.25), 0.25))
+    assert p == pytest.approx(sps.chi2.sf(1.0, 1))
+    # Batches that agree give Q = 0; uneven batches are weighted by their evaluators:
+    # 10 at 0.3, then 30 at 0.7 (cumulative 0.6), Q = (10 * 0.3^2 + 30 * 0.1^2) / (40 * 0.1^2).
+    assert sequential.crowd_drift_p(_looks((10, 20, 30), (0.4, 0.4, 0.4), 0.1)) == pytest.approx(1.0)
+    p = sequential.crowd_drift_p(_looks((10, 40), (0.3, 0.6), 0.1))
+    assert p == pytest.approx(sps.chi2.sf((10 * 0.09 + 30 * 0.01) / 0.4, 1))
+
+
+def test_the_crowd_check_reads_a_t_looks_se_as_the_rule_does():
+    # With few df the test-based SE is wider than the t statistic's: the same Q shrinks.
+    z_scale = sequential.crowd_drift_p(_looks((10, 20), (0.5, 0.25), 0.25))
+    t_scale = sequential.crowd_drift_p(_looks((10, 20), (0.5, 0.25), 0.25, df=5.0))
+    se_star = sequential.normal_equivalent_se(0.25, 0.25, 5.0)
+    assert t_scale == pytest.approx(sps.chi2.sf(1.25 / (20 * se_star ** 2), 1)) and t_scale > z_scale
+
+
+def test_the_crowd_check_says_nothing_where_it_cannot_be_made():
+    assert math.isnan(sequential.crowd_drift_p(_looks((10,), (0.5,), 0.2)))
+    assert math.isnan(sequential.crowd_drift_p(_looks((10, 10), (0.5, 0.4), 0.2)))    # no new evaluators
+    assert math.isnan(sequential.crowd_drift_p(_looks((10, 20), (math.nan, 0.4), 0.2)))
+    assert math.isnan(sequential.crowd_drift_p(_looks((10, 20), (0.5, 0.4), math.nan)))
+
+
+def _simulated_p_values(rng, lean: float, reps: int = 2000) -> np.ndarray:
+    """Evaluators' paired differences N(+lean, 1) for the first 20 and N(-lean, 1) for the
+    last 20, looks at 10, 20, 30, 40 with the t SE: the check's p-value at the last look."""
+    looks = (10, 20, 30, 40)
+    out = np.empty(reps)
+    for r in range(reps):
+        x = rng.normal(0.0, 1.0, 40) + np.where(np.arange(40) < 20, lean, -lean)
+        data = [sequential.LookInput(n, float(x[:n].mean()), float(x[:n].std(ddof=1) / math.sqrt(n)), n - 1.0)
+                for n in looks]
+        out[r] = sequential.crowd_drift_p(data)
+    return out
+
+
+def test_the_crowd_check_keeps_its_size_and_sees_a_crowd_that_turns():
+    rng = np.random.default_rng(11)
+    size = float(np.mean(_simulated_p_values(rng, 0.0) < 0.05))
+    power = float(np.mean(_simulated_p_values(rng, 0.5) < 0.05))
+    assert 0.03 <= size <= 0.065  # 2000 studies: s.e. 0.005
+    assert power > 0.6
+
+
+def test_the_monitor_carries_the_crowd_check_from_the_second_look():
+    data = _looks((10, 20, 30), (0.5, 0.25, 0.2), 0.3)
+    outcomes, _ = sequential.monitor(data, (10, 20, 30, 40), 0.05, 0.5)
+    assert math.isnan(outcomes[0].crowd_drift_p)
+    assert [o.crowd_drift_p for o in outcomes[1:]] == [sequential.crowd_drift_p(data[:k]) for k in (2, 3)]

@@ -8,6 +8,7 @@ from tests.factories import VARIANTS, build_open_study
 from tests.webapp.research_support import researcher_of, update_results
 from webapp.research import services
 from webapp.research.models import StudyResult
+from webapp.research.reports import pvalue
 
 pytestmark = pytest.mark.django_db
 
@@ -72,6 +73,9 @@ def test_the_sequential_panel_moves_from_continue_to_stop_as_evaluators_arrive(s
     low, high = stop["adjusted_estimate_ci"]
     assert low < stop["adjusted_estimate"] < high
     assert f"{stop['adjusted_estimate']:.3f} [{low:.3f}, {high:.3f}] (95% interval)" in shown
+    # From the second look, the check that the crowd stayed the same, as stored.
+    assert stop["look"] == 2 and stop["crowd_drift_p"] is not None
+    assert f"p = {pvalue(stop['crowd_drift_p'])}" in shown
     # The report states the rule, the looks taken and what the adjusted estimate is.
     report = client.get(f"/research/{study.slug}/report.md").content.decode()
     assert "O'Brien-Fleming" in report and "looks taken: 4, 8" in report
@@ -97,3 +101,18 @@ def test_evaluators_still_needed_never_reads_zero_beside_continue(needed, more, 
                                 evaluators_needed=needed, evaluators_more=more, robustness=[])
     assert _still_needed(c) == cell
     assert _still_needed(dataclasses.replace(c, decision="stop: difference shown")) == "–"
+
+
+def test_the_crowd_check_is_flagged_below_the_error_rate_and_absent_before_the_second_look():
+    from evalstudy.analysis.result import Look, PrimaryComparisonResult
+    from webapp.research.reports import _crowd
+
+    look = Look(look=2, n_evaluators=8, fraction=0.67, estimate=0.4, se=0.1, z=4.0, boundary=3.0,
+                conditional_power=0.9, decision="continue", adjusted_estimate=None,
+                adjusted_estimate_ci=[None, None], adjusted_p_value=None, crowd_drift_p=0.01)
+    c = PrimaryComparisonResult(a="x", b="y", measure="score", effect=0.5, alpha=0.05, looks=[look],
+                                current_look=2, next_look=12, decision="continue", estimate=0.4, se=0.1,
+                                evaluators_needed=10, evaluators_more=2, robustness=[])
+    assert _crowd(c, 0.05) == "p = 0.010: later evaluators judge differently"
+    assert _crowd(c, 0.005) == "p = 0.010"
+    assert _crowd(dataclasses.replace(c, looks=[dataclasses.replace(look, crowd_drift_p=None)]), 0.05) == "–"

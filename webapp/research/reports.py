@@ -224,12 +224,13 @@ def _sequential_table(result: AnalysisResult) -> Table | None:
                 else f"before the first ({primary.n_evaluators} of {primary.looks_planned[0]} evaluators)")
         rows.append((f"{c.a} − {c.b}", MEASURE_LABELS.get(c.measure, c.measure), num(c.effect, 3), look,
                      num(last.estimate if last else c.estimate, 3), num(last.z if last else None),
-                     f"±{num(last.boundary)}" if last else "–", c.decision, _adjusted(c), _still_needed(c)))
+                     f"±{num(last.boundary)}" if last else "–", c.decision, _adjusted(c), _crowd(c, primary.alpha),
+                     _still_needed(c)))
     taken = ", ".join(str(n) for n in primary.looks_planned[:primary.looks_taken]) or "none yet"
     return Table(
         key="sequential", title="Primary comparisons: when to stop",
         header=("comparison", "measure", "planned effect", "look", "estimate", "Z", "boundary", "decision",
-                "adjusted for the looks", "evaluators still needed"),
+                "adjusted for the looks", "same crowd across looks", "evaluators still needed"),
         rows=tuple(rows),
         note=f"Rule: {primary.rule}. Looks planned at {', '.join(map(str, primary.looks_planned))} evaluators "
              f"(in order of arrival); looks taken: {taken}; {primary.n_evaluators} evaluators so far; overall "
@@ -237,7 +238,11 @@ def _sequential_table(result: AnalysisResult) -> Table | None:
              f"difference (or reached the last look), the estimate beside it leans away from zero, since a study "
              f"stops early when its estimate happens to be large; the adjusted one is the median-unbiased "
              f"estimate, with its interval and p-value, under the stage-wise ordering (Jennison and Turnbull "
-             f"2000, ch. 8; efficacy boundaries only). “Evaluators still needed”: how many more the planned "
+             f"2000, ch. 8; efficacy boundaries only). “Same crowd across looks”: from the second look, the "
+             f"p-value of Cochran's Q that the evaluators who arrived between looks estimate one difference; "
+             f"the looks' error rate assumes they do, so a small p-value (later evaluators judging "
+             f"differently) weakens every decision above (the check is conservative and sees only large "
+             f"changes with few evaluators: docs/statistics.md). “Evaluators still needed”: how many more the planned "
              f"effect would need for power {num(primary.power)} at the variance seen so far.",
     )
 
@@ -252,6 +257,18 @@ def _adjusted(c: PrimaryComparisonResult) -> str:
     p = pvalue(last.adjusted_p_value)
     return (f"{num(last.adjusted_estimate, 3)} {ci(last.adjusted_estimate_ci, 3)} "
             f"({100 * (1 - c.alpha):.4g}% interval), p {p if p.startswith('<') else '= ' + p}")
+
+
+def _crowd(c: PrimaryComparisonResult, flag: float) -> str:
+    """The "same crowd across looks" cell: the last look's crowd-drift p-value, flagged
+    below `flag` (the study's overall error rate); a dash at the first look and in results
+    stored before the check."""
+    last = c.looks[-1] if c.looks else None
+    if last is None or last.crowd_drift_p is None:
+        return "–"
+    p = pvalue(last.crowd_drift_p)
+    text = f"p {p if p.startswith('<') else '= ' + p}"
+    return text + ": later evaluators judge differently" if last.crowd_drift_p < flag else text
 
 
 def _still_needed(c: PrimaryComparisonResult) -> str:
