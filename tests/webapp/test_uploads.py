@@ -3,6 +3,7 @@ in, never kept whole on disk, and the page says why; the CSRF check still holds.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -20,13 +21,13 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def spooled(settings, tmp_path, monkeypatch) -> dict:
+def spooled(settings, tmp_path, monkeypatch) -> dict[str, Any]:
     """Every upload spooled to a temporary file of its own folder (as a large one is); what
     reaches the temporary file is counted."""
     settings.FILE_UPLOAD_MAX_MEMORY_SIZE = 1_000
     settings.FILE_UPLOAD_TEMP_DIR = str(tmp_path / "spool")
     Path(settings.FILE_UPLOAD_TEMP_DIR).mkdir()
-    seen = {"bytes": 0, "folder": Path(settings.FILE_UPLOAD_TEMP_DIR)}
+    seen: dict[str, Any] = {"bytes": 0, "folder": Path(settings.FILE_UPLOAD_TEMP_DIR)}
     real = TemporaryFileUploadHandler.receive_data_chunk
 
     def counted(self, raw_data, start):
