@@ -5,12 +5,11 @@ task; an answer over the rate is said on the page and can be sent again; a task 
 kind is a page load."""
 
 import pytest
-from django.urls import reverse
 
 from tests.e2e.conftest import answer_any, next_task, settled
 from tests.factories import build_open_study
 from tests.narrow import present
-from webapp.studies import selectors
+from webapp.studies import selectors, task_views
 from webapp.studies.models import CountResponse, Entry, Evaluator, Item, RankResponse, Slot
 
 
@@ -38,7 +37,8 @@ def _to_two_counts_in_a_row(page, live_server, study) -> tuple[Evaluator, list[E
 
 
 def _image_url(entry: Entry) -> str:
-    return reverse("studies:image", args=[present(entry.item.image).public_id])
+    """The address of the count task's image at this showing (its own: imagealias)."""
+    return task_views.showing_urls(entry, 1)[0]
 
 
 def test_the_next_count_task_replaces_the_last_on_the_same_page(page, live_server, study):
@@ -149,7 +149,7 @@ def _start_on_rankings(page, live_server, study, pid: str) -> tuple[Evaluator, l
 
 
 def _screen_urls(entry: Entry) -> list[str]:
-    return [reverse("studies:image", args=[img.public_id]) for img in selectors.entry_images(entry=entry)]
+    return task_views.showing_urls(entry, len(selectors.entry_images(entry=entry)))
 
 
 def _tile_srcs(page) -> list[str]:

@@ -78,3 +78,14 @@ def answer_data(task: dict, *, count: str = "2") -> dict:
     else:
         data.update({f"rank_{i}": str(i + 1) for i in range(len(task["images"]))})
     return data
+
+
+def shown_image(url: str, evaluator):
+    """The image an evaluator's image address (``/i/<alias>``) names for ``evaluator``, by the
+    ORM's rule (selectors.showing_image); None when it names none of theirs."""
+    from webapp.studies import imagealias, selectors
+
+    showing = imagealias.showing_from_alias(url.rsplit("/", 1)[1], evaluator_ids=[evaluator.pk])
+    if showing is None:
+        return None
+    return selectors.showing_image(evaluator=evaluator, index=showing.index, position=showing.position)

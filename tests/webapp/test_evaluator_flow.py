@@ -6,7 +6,7 @@ from django.test import Client
 from tests.narrow import present
 from webapp.studies.models import CountResponse, Entry, Evaluator, RankResponse, Slot, Study
 
-from .conftest import current_task, join
+from .conftest import current_task, join, shown_image
 
 pytestmark = pytest.mark.django_db
 
@@ -117,7 +117,7 @@ def test_full_walk_stores_every_answer_and_shows_completion_code(study, evaluato
     assert Evaluator.objects.get(study=study).finished_at is not None
 
 
-def test_rank_response_stores_shown_order_and_ranks(study, evaluator_client):
+def test_rank_response_stores_shown_order_and_ranks(study, evaluator_client, settings):
     while current_task(evaluator_client, study)["task"]["kind"] != "rank":
         answer_current(evaluator_client, study)
     r, task = answer_current(evaluator_client, study, ranks="3,1,4,2")
@@ -125,7 +125,9 @@ def test_rank_response_stores_shown_order_and_ranks(study, evaluator_client):
     resp = RankResponse.objects.get()
     assert resp.ranks == [3, 1, 4, 2]
     shown = [resp.image_0, resp.image_1, resp.image_2, resp.image_3]
-    assert [f"/i/{present(img).public_id}" for img in shown] == task["images"]
+    assert [shown_image(url, resp.evaluator) for url in task["images"]] == shown
+    assert [evaluator_client.get(url).content for url in task["images"]] == [
+        (settings.MEDIA_ROOT / present(img).file).read_bytes() for img in shown]
     assert [present(present(img).variant).index for img in shown] == resp.entry.positions
 
 

@@ -24,6 +24,7 @@ from webapp.research import selectors as research_selectors
 from webapp.research import services as research_services
 from webapp.studies import lifecycle as study_lifecycle
 from webapp.studies import selectors as study_selectors
+from webapp.studies import sqlreads as study_sqlreads
 from webapp.studies.models import Entry, Image, Item, Study
 
 pytestmark = pytest.mark.django_db
@@ -101,13 +102,16 @@ def test_no_evaluator_is_ever_shown_a_judge_only_image(generated):
     assert judged
     assert not Item.objects.filter(study=study, image_id__in=judged).exists()
     research_services.study_simulate_responses(study=study, n_evaluators=4, seed=1)
-    entries = Entry.objects.filter(evaluator__study=study).select_related("item", "item__image")
+    entries = Entry.objects.filter(evaluator__study=study).select_related("item", "item__image", "evaluator")
     assert entries.exists()
     shown = {img.pk for entry in entries for img in study_selectors.entry_images(entry=entry)}
     assert shown and not shown & judged
-    evaluator_ids = list(study.evaluators.values_list("pk", flat=True))
-    for img in Image.objects.filter(pk__in=judged):
-        assert not study_selectors.evaluator_may_see_image(evaluator_ids=evaluator_ids, image=img)
+    # Nor served at any place of any evaluator's tasks.
+    for entry in entries:
+        for position in range(len(study_selectors.entry_images(entry=entry))):
+            file = study_sqlreads.showing_image_file(evaluator_id=entry.evaluator_id, browser=entry.evaluator.browser,
+                                                     index=entry.index, position=position)
+            assert file is not None and file not in {img.file for img in Image.objects.filter(pk__in=judged)}
 
 
 def test_the_export_has_one_judge_only_row_per_image_and_the_analysis_uses_them(generated):
@@ -164,15 +168,21 @@ def test_the_generation_page_counts_the_judge_only_images_before_launch(tiny_che
 
 
 def test_a_judge_only_image_is_refused_even_where_its_prompt_and_seed_match_an_evaluators_ranking(generated):
-    """The guard in evaluator_may_see_image itself: an image marked judge-only is never served,
-    even if it were made at the prompt and seed of a ranking an evaluator holds."""
+    """The guard in the showing's rule and its statement itself: an image marked judge-only is
+    never served, even if it were made at the prompt and seed of a ranking an evaluator holds."""
     study = generated
     research_services.study_simulate_responses(study=study, n_evaluators=1, seed=2)
     entry = Entry.objects.filter(evaluator__study=study, item__task=Item.Task.RANK).select_related("item").first()
     assert entry is not None
     shown = study_selectors.entry_images(entry=entry)[0]
-    evaluator_ids = [entry.evaluator_id]
-    assert study_selectors.evaluator_may_see_image(evaluator_ids=evaluator_ids, image=shown)
+
+    def orm() -> Image | None:
+        return study_selectors.showing_image(evaluator=entry.evaluator, index=entry.index, position=0)
+
+    def served() -> str | None:
+        return study_sqlreads.showing_image_file(evaluator_id=entry.evaluator_id, browser=entry.evaluator.browser,
+                                                 index=entry.index, position=0)
+
+    assert orm() == shown and served() == shown.file
     Image.objects.filter(pk=shown.pk).update(judge_only=True)
-    shown.refresh_from_db()
-    assert not study_selectors.evaluator_may_see_image(evaluator_ids=evaluator_ids, image=shown)
+    assert orm() is None and served() is None

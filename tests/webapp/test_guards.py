@@ -2,7 +2,7 @@
 slots and studies, concurrent joins on PostgreSQL.
 
 Each was checked by breaking the code it guards on purpose (positions ignored, the slot
-check in ``evaluator_may_see_image`` dropped, the study lock in ``evaluator_consent``
+check in ``sqlreads.showing_image_file`` dropped, the study lock in ``evaluator_consent``
 dropped, the IntegrityError branch of ``evaluator_join`` turned into a raise) and watching
 it fail.
 """
@@ -17,7 +17,7 @@ from tests.factories import UserFactory, build_open_study
 from tests.narrow import present
 from webapp.studies.models import Entry, Evaluator, Image, Item
 
-from .conftest import answer_data, current_task, join
+from .conftest import answer_data, current_task, join, shown_image
 
 pytestmark = pytest.mark.django_db
 
@@ -30,9 +30,8 @@ def _run_at_once(target, n: int) -> None:
         t.join(timeout=60)
 
 
-def _variant_order(urls: list[str]) -> list[int]:
-    by_id = dict(Image.objects.values_list("public_id", "variant__index"))
-    return [by_id[url.rsplit("/", 1)[1]] for url in urls]
+def _variant_order(urls: list[str], evaluator: Evaluator) -> list[int]:
+    return [present(present(shown_image(url, evaluator)).variant).index for url in urls]
 
 
 def test_every_evaluator_sees_the_ranking_images_in_their_entry_s_stored_order(study):
@@ -41,12 +40,12 @@ def test_every_evaluator_sees_the_ranking_images_in_their_entry_s_stored_order(s
     checked = 0
     for _ in range(3):
         client = join(Client(), study)
-        ev = Evaluator.objects.order_by("-pk").first()
+        ev = present(Evaluator.objects.order_by("-pk").first())
         while not (state := current_task(client, study))["done"]:
             task = state["task"]
             if task["kind"] == "rank":
                 entry = Entry.objects.get(evaluator=ev, index=task["number"] - 1)
-                assert _variant_order(task["images"]) == entry.positions
+                assert _variant_order(task["images"], ev) == entry.positions
                 page = client.get(f"/e/{study.slug}/task/").content.decode()
                 assert [page.index(url) for url in task["images"]] == sorted(page.index(url) for url in task["images"])
                 checked += 1

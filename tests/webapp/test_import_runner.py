@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import logging
 import stat
+import threading
 from pathlib import Path
 
 import pytest
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 
 from tests.narrow import present
 from tests.webapp.test_imagesets import (
@@ -346,3 +347,60 @@ def test_an_upload_that_is_not_a_zip_is_named_as_uploaded_and_the_uploads_folder
     assert job.problems[0] == "The upload my-set.zip is neither a folder nor a zip file."
     assert not any(job.upload_file in p for p in job.problems)
     assert job.upload_file not in study_page(admin, study)
+
+
+def test_a_running_import_marked_failed_while_it_decodes_stops_there(
+        study, admin, good_zip, settings, monkeypatch, django_capture_on_commit_callbacks):
+    """The administrator's "mark failed" while the run checks the files: the run stops at the
+    next file (it decodes no more) and stores nothing."""
+    web_import(admin, study, good_zip, run=False)
+    job = ImageSetImport.objects.get(study=study)
+    real, decoded = imagesets._decode, []
+
+    def decode_then_marked(*args, **kwargs):
+        decoded.append(1)
+        if len(decoded) == 2:
+            with django_capture_on_commit_callbacks(execute=True):
+                services.imageset_import_abandon(job=job)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(imagesets, "_decode", decode_then_marked)
+    assert tasks.import_image_set(job.pk) == "failed"
+    assert len(decoded) == 2  # the files after the mark were not read
+    job.refresh_from_db()
+    assert "Marked failed by an administrator" in job.problems[0]
+    assert model_images(study) == 0 and media_files(settings) == [] and uploads() == []
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="a second connection writing meanwhile: PostgreSQL")
+def test_a_running_import_marked_failed_while_it_stores_stops_and_removes_its_files(
+        admin, tmp_path, settings, monkeypatch):
+    """The mark comes from another connection (the admin's request) while the run's storing
+    transaction is open and has written files: the run stops at its next file, its rows roll
+    back and its files go; nothing is stored."""
+    study = draft_study()
+    good = zip_folder(write_folder(tmp_path / "good", make_rows(study)), tmp_path / "good.zip")
+    with monkeypatch.context() as m:  # no test transaction holds the queued task back: queue nothing
+        m.setattr(tasks.import_image_set, "delay_on_commit", lambda *args: None)
+        web_import(admin, study, good, run=False)
+    job = ImageSetImport.objects.get(study=study)
+    real, written = imagesets.write_png_atomic, []
+
+    def write_then_marked(**kwargs):
+        path = real(**kwargs)
+        written.append(path)
+        if len(written) == 3:
+            def admin_marks() -> None:
+                services.imageset_import_abandon(job=job)
+                connection.close()
+
+            other = threading.Thread(target=admin_marks)
+            other.start()
+            other.join(timeout=30)
+        return path
+
+    monkeypatch.setattr(imagesets, "write_png_atomic", write_then_marked)
+    assert tasks.import_image_set(job.pk) == "failed"
+    assert len(written) == 3  # stopped at the next file
+    assert model_images(study) == 0 and media_files(settings) == [] and uploads() == []

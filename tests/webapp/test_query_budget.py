@@ -60,8 +60,8 @@ BUDGET = {
     # last task the progress counted on its own. Plus a ranking's images, for a ranking
     # stored and for a ranking next (see _budget).
     "answer": 6,
-    # An evaluator's image: the image, if one of the evaluators this browser holds has it in
-    # their tasks (sqlreads.evaluator_image_file), in one statement.
+    # An evaluator's image: the image of the showing its alias names, if this browser holds
+    # the evaluator (sqlreads.showing_image_file), in one statement.
     "image": 1,
 }
 

@@ -253,11 +253,12 @@ def test_the_model_image_width_is_the_orms_first_sized_model_image(study):
     assert sqlreads.model_image_width(study_id=study.pk) is None and orm() is None
 
 
-def test_an_image_file_is_served_to_exactly_the_evaluators_the_orm_admits(study):
-    """evaluator_image_file agrees with selectors.evaluator_may_see_image, for the evaluators
-    selectors._holds admits, on every image of two studies: evaluators of different slots
-    (one leaves out a count item and a caption), a gold image, a judge-only one, a session
-    whose token was replaced by another browser's, one with no token, an evaluator without one."""
+def test_a_showings_image_file_is_the_one_the_orm_names(study):
+    """showing_image_file agrees with selectors.showing_image (less what selectors._holds
+    refuses) at every place of every evaluator's tasks and a few past them, on two studies:
+    evaluators of different slots (one leaves out a count item and a caption), a gold image,
+    a judge-only one, a gold image drawn at a ranking's caption and seed, a session whose
+    token was replaced by another browser's, one with no token, an evaluator without one."""
     slot = study.slots.get(number=0)
     count_item = present(Item.objects.filter(study=study, task="count", is_gold=False).first())
     rank_item = present(Item.objects.filter(study=study, task="rank").first())
@@ -267,33 +268,31 @@ def test_an_image_file_is_served_to_exactly_the_evaluators_the_orm_admits(study)
     join(Client(), study)
     other = build_open_study()
     join(Client(), other)
-    first, second, third = Evaluator.objects.order_by("pk")
+    first, second, _ = Evaluator.objects.order_by("pk")
     assert first.slot is not None and first.slot.number == 0
     Evaluator.objects.filter(pk=second.pk).update(browser="")  # held by whoever knows it
-    judged = present(present(Item.objects.filter(study=study, task="count", is_gold=False)
-                             .exclude(pk=count_item.pk).first()).image)
-    Image.objects.filter(pk=judged.pk).update(judge_only=True)
+    judged = present(Item.objects.filter(study=study, task="count", is_gold=False, pk__in=first.slot.items)
+                     .exclude(pk=count_item.pk).first())
+    Image.objects.filter(pk=present(judged.image).pk).update(judge_only=True)
     assert Image.objects.filter(source=Image.Source.GOLD, study=study).exists()
     # A gold image drawn at a ranking's caption and seed belongs to no ranking.
     shown_rank = present(Item.objects.filter(study=study, task="rank").exclude(pk=rank_item.pk).first())
     make_image(study=study, prompt=shown_rank.prompt, seed=shown_rank.seed, true_count=3)
     seen = {True: 0, False: 0}
-    for img in Image.objects.all():
-        for ev in Evaluator.objects.all():
-            may = selectors.evaluator_may_see_image(evaluator_ids=[ev.pk], image=img)
-            for token in (ev.browser, "another-browser", None):
-                holds = ev.browser == "" or token == ev.browser
-                file = sqlreads.evaluator_image_file(public_id=img.public_id, holders=[(ev.pk, token)])
-                assert (file is not None) == (holds and may), (img.pk, ev.pk, token)
-                assert file is None or file == img.file
-                seen[holds and may] += 1
-        # Several evaluators held at once (two studies in one browser): any one of them suffices.
-        pairs = [(ev.pk, ev.browser) for ev in (first, third)]
-        either = selectors.evaluator_may_see_image(evaluator_ids=[first.pk, third.pk], image=img)
-        assert (sqlreads.evaluator_image_file(public_id=img.public_id, holders=pairs) is not None) == either
+    for ev in Evaluator.objects.all():
+        for index in range(ev.entries.count() + 2):
+            for position in range(6):
+                image = selectors.showing_image(evaluator=ev, index=index, position=position)
+                for token in (ev.browser, "another-browser", None):
+                    holds = ev.browser == "" or token == ev.browser
+                    file = sqlreads.showing_image_file(evaluator_id=ev.pk, browser=token, index=index,
+                                                       position=position)
+                    assert file == (image.file if image is not None and holds else None), (ev.pk, index, position)
+                    seen[file is not None] += 1
     assert seen[True] and seen[False]
-    assert sqlreads.evaluator_image_file(public_id="0" * 32, holders=[(first.pk, first.browser)]) is None
-    assert sqlreads.evaluator_image_file(public_id=present(Image.objects.first()).public_id, holders=[]) is None
+    # The judge-only image is at its place in the first evaluator's tasks, and nobody's.
+    at = Entry.objects.get(evaluator=first, item=judged).index
+    assert selectors.showing_image(evaluator=first, index=at, position=0) is None
 
 
 def test_a_rankings_images_match_the_orm_with_their_variants(study):

@@ -9,10 +9,12 @@ from django.core import signing
 from django.test import Client
 from django.utils import timezone
 
+from tests.factories import build_open_study
 from tests.narrow import present
+from webapp.studies import flow
 from webapp.studies.models import CountResponse, Evaluator, RankResponse
 
-from .conftest import answer_data, current_task, start
+from .conftest import answer_data, current_task, demo_protocol, start
 
 pytestmark = pytest.mark.django_db
 
@@ -123,3 +125,66 @@ def test_an_id_silent_for_the_slot_timeout_moves_to_the_new_browser_without_aski
     assert current_task(second, study)["progress"]["answered"] == 1
     assert first.get(f"/e/{study.slug}/state/").status_code == 403
     assert Evaluator.objects.count() == 1
+
+
+# --------------------------------------------------------------------------- the panel's session
+
+@pytest.fixture
+def panel_study():
+    """A study recruited on Prolific (the demo protocol's recruitment section): the link
+    carries PROLIFIC_PID, STUDY_ID and SESSION_ID."""
+    return build_open_study(n_slots=1, protocol=demo_protocol())
+
+
+SESSION = {"PROLIFIC_PID": "0123456789abcdef01234567", "STUDY_ID": "57" * 12, "SESSION_ID": "5e" * 12}
+
+
+def _silent(evaluator: Evaluator) -> None:
+    """The evaluator's browser as if silent for longer than the slot timeout: a take-over
+    would no longer ask."""
+    Evaluator.objects.filter(pk=evaluator.pk).update(last_seen_at=timezone.now() - timedelta(days=1))
+
+
+@pytest.mark.parametrize("other", [{"SESSION_ID": "ab" * 12}, {"SESSION_ID": ""}])
+def test_the_participants_id_with_another_session_does_not_take_the_place(panel_study, other):
+    first = Client()
+    assert first.get(f"/join/{panel_study.invite_token}/", SESSION).status_code == 302
+    assert first.post(f"/e/{panel_study.slug}/consent/", {"agree": "yes"}).status_code == 302
+    start(first, panel_study)
+    _answer(first, panel_study)
+    ev = Evaluator.objects.get()
+    for silent in (False, True):  # neither asked to continue here, nor moved without asking
+        if silent:
+            _silent(ev)
+        before = Evaluator.objects.values().get(pk=ev.pk)
+        r = Client().get(f"/join/{panel_study.invite_token}/", {**SESSION, **other})
+        assert r.status_code == 403 and b"another session" in r.content and b"ticket" not in r.content
+        assert Evaluator.objects.values().get(pk=ev.pk) == before and Evaluator.objects.count() == 1
+    # The holder goes on; their own session's link in another browser is asked, as before.
+    _answer(first, panel_study)
+    assert len(_answers()) == 2
+    r = Client().get(f"/join/{panel_study.invite_token}/", SESSION)
+    assert r.status_code == 409 and b"Continue here" in r.content
+
+
+def test_a_finished_place_gives_its_code_to_its_own_session_only(panel_study):
+    pid, session = SESSION["PROLIFIC_PID"], SESSION["SESSION_ID"]
+    ev = flow.evaluator_join(study=panel_study, external_id=pid, external_session_id=session)
+    Evaluator.objects.filter(pk=ev.pk).update(finished_at=timezone.now())
+    r = Client().get(f"/join/{panel_study.invite_token}/", {**SESSION, "SESSION_ID": "ab" * 12})
+    assert r.status_code == 403 and panel_study.completion_code.encode() not in r.content
+    with pytest.raises(flow.AlreadyCompleted):
+        flow.evaluator_join(study=panel_study, external_id=pid, external_session_id=session)
+
+
+def test_join_compares_the_session_as_stored(panel_study):
+    """The service's rule: blanks around the session id are dropped, as when it is stored;
+    another session id raises and changes nothing."""
+    pid, session = SESSION["PROLIFIC_PID"], SESSION["SESSION_ID"]
+    ev = flow.evaluator_join(study=panel_study, external_id=pid, external_session_id=f" {session} ")
+    _silent(ev)
+    with pytest.raises(flow.HeldByAnotherSession):
+        flow.evaluator_join(study=panel_study, external_id=pid, external_session_id="ab" * 12)
+    assert Evaluator.objects.get().browser == ev.browser
+    assert flow.evaluator_join(study=panel_study, external_id=pid, external_session_id=session).pk == ev.pk
+    assert Evaluator.objects.get().browser != ev.browser  # silent: moved to the returning session's browser

@@ -424,7 +424,8 @@ def import_summary(result: ImportResult, *, study_slug: str = "") -> str:
 
 def imageset_import(*, study: Study, path: str | Path, manifest: str | Path | None = None,
                     resize: bool = False, user=None, id_key: str = "", name: str = "",
-                    on_stored: Callable[[ImportResult], None] | None = None) -> ImportResult:
+                    on_stored: Callable[[ImportResult], None] | None = None,
+                    should_stop: Callable[[], bool] | None = None) -> ImportResult:
     """Import an image set for the variants its manifest names; all of it or (any problem) none.
 
     ``resize``: bring every image to the protocol's ``sampling.size`` (centre-cropped to a
@@ -441,6 +442,9 @@ def imageset_import(*, study: Study, path: str | Path, manifest: str | Path | No
     inside the transaction that stores the images, so what it writes commits with them (or,
     should it raise, nothing is stored). ``name``: what the upload is called in a problem
     (the uploaded file's name, never ours on the server; default: ``path``'s name).
+    ``should_stop`` is asked before each file is decoded and before each is stored: when it
+    says yes, ImportStopped is raised and nothing is stored (the files written so far are
+    removed with the rows that roll back).
     """
     path = Path(path)
     problems: list[str] = []
@@ -469,6 +473,7 @@ def imageset_import(*, study: Study, path: str | Path, manifest: str | Path | No
         for row in checked:
             if row.file in decoded or row.file in failed:
                 continue
+            _stop_if(should_stop)
             failed.add(row.file)  # until it is decoded below
             posix = PurePosixPath(row.file)
             if posix.is_absolute() or ".." in posix.parts or row.file not in upload.names:
@@ -497,9 +502,20 @@ def imageset_import(*, study: Study, path: str | Path, manifest: str | Path | No
         upload_sha = (_file_sha256(path) if path.is_file() else manifest_sha)
         return _store(study=study, upload=upload, rows=checked, hashes={f: h for f, (h, _) in decoded.items()},
                       size=size if resize else None, upload_sha=upload_sha, manifest_sha=manifest_sha,
-                      upload_name=path.name, user=user, id_key=id_key, on_stored=on_stored)
+                      upload_name=path.name, user=user, id_key=id_key, on_stored=on_stored,
+                      should_stop=should_stop)
     finally:
         upload.close()
+
+
+class ImportStopped(Exception):
+    """The caller's ``should_stop`` said to stop (e.g. the import was marked failed meanwhile);
+    nothing was stored."""
+
+
+def _stop_if(should_stop: Callable[[], bool] | None) -> None:
+    if should_stop is not None and should_stop():
+        raise ImportStopped
 
 
 def _check_sizes(*, decoded: dict[str, tuple[int, int]], existing: dict[str, set[tuple[int, int]]],
@@ -564,7 +580,8 @@ def imageset_files_remove(*, study: Study, path: Path, id_key: str) -> int:
 @transaction.atomic
 def _store(*, study: Study, upload: Upload, rows: list[Row], hashes: dict[str, str], size: int | None,
            upload_sha: str, manifest_sha: str, upload_name: str, user, id_key: str = "",
-           on_stored: Callable[[ImportResult], None] | None = None) -> ImportResult:
+           on_stored: Callable[[ImportResult], None] | None = None,
+           should_stop: Callable[[], bool] | None = None) -> ImportResult:
     from generator.judge import judge  # the count items' automatic reading, as for generated images
 
     study = Study.objects.select_for_update().get(pk=study.pk)
@@ -582,6 +599,7 @@ def _store(*, study: Study, upload: Upload, rows: list[Row], hashes: dict[str, s
     now = timezone.now().isoformat()
     try:
         for row in rows:
+            _stop_if(should_stop)
             image = _display(PILImage.open(io.BytesIO(upload.read(row.file)), formats=IMAGE_FORMATS), size)
             for prompt_id in row.prompt_ids:
                 if (prompt_id, row.seed) not in set(needed[row.variant.pk]):

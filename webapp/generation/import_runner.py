@@ -9,6 +9,12 @@ so that a run can be repeated after any crash (acks_late sends the message again
 - the row is marked done inside the transaction that stores the images (``on_stored``), so
   images never exist beside an import that is not done, and a run that finds the import
   finished by another run meanwhile rolls its own images back;
+- the run reads its row's status before each file it decodes or stores, and stops when it
+  is no longer running (an administrator's "mark failed"), rolling back and removing what
+  it wrote; a mark made after the last of those reads is caught by ``_mark_done``, which
+  locks the row in the storing transaction and stores nothing unless it is still running,
+  and a mark asked for while that lock is held waits for the commit and then finds the
+  import done;
 - the images' ids are derived from the row's ``id_key``, so a run that died after writing
   some files and before its transaction committed leaves files that the next run writes
   again, instead of orphans beside a second copy.
@@ -81,6 +87,12 @@ def _mark_done(import_id: int, result: imagesets.ImportResult) -> None:
     job.save(update_fields=["status", "summary", "problems", "finished_at"])
 
 
+def _no_longer_running(import_id: int) -> bool:
+    """Whether the import's row says it is no longer running (marked failed by an
+    administrator, or finished by another run): one read by primary key, committed data."""
+    return not ImageSetImport.objects.filter(pk=import_id, status=ImageSetImport.Status.RUNNING).exists()
+
+
 def _mark_failed(import_id: int, problems: list[str]) -> None:
     """The import failed with ``problems``, unless it was finished meanwhile."""
     ImageSetImport.objects.filter(pk=import_id, status=ImageSetImport.Status.RUNNING).update(
@@ -118,7 +130,10 @@ def import_run(*, import_id: int) -> str:
                 study=job.study, path=path, resize=job.resize, user=job.created_by, id_key=job.id_key,
                 name=f"The upload {job.upload_name}" if job.upload_name else "The upload",
                 on_stored=lambda result: _mark_done(import_id, result),
+                should_stop=lambda: _no_longer_running(import_id),
             )
+        except imagesets.ImportStopped:
+            logger.warning("image set import %s was finished meanwhile (marked failed?); this run stopped", import_id)
         except _FinishedMeanwhile:
             logger.warning("image set import %s was finished by another run; this run stored nothing", import_id)
         except imagesets.ImageSetError as exc:

@@ -20,6 +20,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from webapp.studies.models import Study
 from webapp.studies.selectors import user_is_admin
+from webapp.uploads import refused_form, upload_cap, upload_refused
 
 from . import follow, selectors, services
 from .forms import CheckpointRegisterForm, ImageSetForm, LaunchForm, VariantCheckpointsForm
@@ -96,6 +97,12 @@ def launch(request: HttpRequest, slug: str) -> HttpResponse:
     return redirect("generation:study", slug=slug)
 
 
+def import_limit() -> int:
+    """The most bytes an image set's upload may have (FUSION_IMPORT_MAX_BYTES)."""
+    return int(getattr(settings, "FUSION_IMPORT_MAX_BYTES", MAX_UPLOAD_BYTES))
+
+
+@upload_cap(import_limit)
 @staff_required
 @require_POST
 def import_images(request: HttpRequest, slug: str) -> HttpResponse:
@@ -105,14 +112,14 @@ def import_images(request: HttpRequest, slug: str) -> HttpResponse:
     longer than a request may take: the request only keeps the file and queues the task
     (``services.imageset_import_request``, ``import_runner``)."""
     study = get_object_or_404(Study, slug=slug)
+    refused = upload_refused(request)  # past the cap while it arrived: nothing of it was kept
+    if refused is not None:
+        form = refused_form(ImageSetForm(request.POST), field="upload", limit=refused)
+        return _study_page(request, study, imageset_form=form, status=413)
     form = ImageSetForm(request.POST, request.FILES)
     if not form.is_valid():
         return _study_page(request, study, imageset_form=form, status=400)
     upload = form.cleaned_data["upload"]
-    limit = int(getattr(settings, "FUSION_IMPORT_MAX_BYTES", MAX_UPLOAD_BYTES))
-    if upload.size > limit:
-        form.add_error("upload", f"The upload is {upload.size:,} bytes, more than the {limit:,} allowed.")
-        return _study_page(request, study, imageset_form=form, status=400)
     try:
         job = services.imageset_import_request(study=study, upload=upload, resize=form.cleaned_data["resize"],
                                                user=request.user)

@@ -17,9 +17,10 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from webapp.studies import lifecycle, recruitment, selectors
 from webapp.studies.models import Study
+from webapp.uploads import refused_form, upload_cap, upload_refused
 
 from . import participants
-from .run_forms import ProtocolUploadForm, StudyStatusForm
+from .run_forms import MAX_PROTOCOL_BYTES, ProtocolUploadForm, StudyStatusForm
 from .views import researcher_view, researchers_only
 
 
@@ -54,6 +55,7 @@ def invite_links(study: Study) -> dict[str, str]:
     return links
 
 
+@upload_cap(lambda: MAX_PROTOCOL_BYTES)
 @researchers_only
 @never_cache
 @require_http_methods(["GET", "HEAD", "POST"])
@@ -62,6 +64,10 @@ def study_new(request: HttpRequest) -> HttpResponse:
     if not selectors.user_may_create_studies(user=request.user):
         raise PermissionDenied("Creating a study needs the permission “Can add study” "
                                f"({selectors.CREATE_STUDY_PERMISSION}), which an admin gives to your account.")
+    refused = upload_refused(request) if request.method == "POST" else None
+    if refused is not None:  # past the cap while it arrived: nothing of it was kept
+        form = refused_form(ProtocolUploadForm(request.POST), field="protocol", limit=refused)
+        return render(request, "research/run/new.html", {"form": form}, status=413)
     form = ProtocolUploadForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data

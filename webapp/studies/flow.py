@@ -173,6 +173,22 @@ class AlreadyCompleted(Exception):
         self.evaluator = evaluator
 
 
+class HeldByAnotherSession(Exception):
+    """This external id holds a place that was taken in another of the panel's sessions
+    (Prolific's SESSION_ID): the place is that session's, so a link with the id alone (or
+    with another session) neither continues it nor takes it over, and gets no code."""
+
+    def __init__(self, evaluator: Evaluator):
+        super().__init__(OTHER_SESSION_MESSAGE)
+        self.evaluator = evaluator
+
+
+OTHER_SESSION_MESSAGE = (
+    "This participant ID already has a place in this study, taken in another session. It can be continued "
+    "only from that session: open the study again from your panel's page for that submission. A submission "
+    "you returned cannot be taken up again here.")
+
+
 class ActiveElsewhere(Exception):
     """This external id is in use in another browser that was active within the slot
     timeout. The visitor is asked whether to continue here (``evaluator_take_over``)."""
@@ -265,7 +281,9 @@ def evaluator_join(
     active, ActiveElsewhere. Raises StudyUnavailable when the study is closed, paused or
     full and InvalidExternalId for an id that cannot be stored. ``external_study_id`` and
     ``external_session_id`` are the panel's (Prolific's STUDY_ID and SESSION_ID), stored
-    as given (within the field's length).
+    as given (within the field's length). A place is its session's: an external id that
+    joined before, seen with another session id than the one stored (none counts as one),
+    raises HeldByAnotherSession, before anything else is said about it, and changes nothing.
     """
     # No lock on the study and no transaction: joining takes no slot (consent does, under the
     # lock), the reads need no common snapshot, and the unique (study, external_id) constraint
@@ -275,6 +293,12 @@ def evaluator_join(
     study = _present(sqlreads.row(Study, pk=study.pk), Study)
     external_id = external_id_clean(external_id)
     existing = sqlreads.row(Evaluator, study=study.pk, external_id=external_id) if external_id else None
+    external_session_id = external_session_id.strip()[:MAX_EXTERNAL_ID]
+    # Whoever knows a participant's id (it shows in shared screenshots, and a panel's ids are
+    # not secrets) must not continue their place, nor collect their code: the panel's session
+    # id, which the panel puts in that participant's own link only, must match too.
+    if existing is not None and not _same_session(existing, external_session_id):
+        raise HeldByAnotherSession(existing)
     # A participant who finished gets their code again, even once the study is closed.
     if existing is not None and existing.finished_at is not None:
         raise AlreadyCompleted(existing)
@@ -296,13 +320,24 @@ def evaluator_join(
                 last_seen_at=timezone.now(),
                 browser=new_token(),
                 external_study_id=external_study_id.strip()[:MAX_EXTERNAL_ID],
-                external_session_id=external_session_id.strip()[:MAX_EXTERNAL_ID],
+                external_session_id=external_session_id,
             )
     except IntegrityError:
         if not external_id:
             raise
-        # Another request joined with this id meanwhile: it is that evaluator's browser.
-        return _rejoin(Evaluator.objects.get(study=study, external_id=external_id))
+        # Another request joined with this id meanwhile: it is that evaluator's browser, if
+        # it came in the same session.
+        existing = Evaluator.objects.get(study=study, external_id=external_id)
+        if not _same_session(existing, external_session_id):
+            raise HeldByAnotherSession(existing) from None
+        return _rejoin(existing)
+
+
+def _same_session(existing: Evaluator, session_id: str) -> bool:
+    """Whether a visit with the panel's ``session_id`` (stripped, as stored) may resume
+    ``existing``: the same session id, compared in constant time; for a panel that sends
+    none, both empty."""
+    return constant_time_compare(existing.external_session_id, session_id)
 
 
 def _rejoin(existing: Evaluator) -> Evaluator:

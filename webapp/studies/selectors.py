@@ -206,23 +206,26 @@ def session_evaluator_ids(*, session) -> list[int]:
 def session_holders(*, session) -> list[tuple[int, str | None]]:
     """The evaluators this browser session names, each with the browser token it keeps for
     them: (evaluator id, token or None). No query: whether the session still holds each one
-    is for the database to say (``_holds``, or sqlreads.evaluator_image_file)."""
+    is for the database to say (``_holds``, or sqlreads.showing_image_file)."""
     browsers = session.get(BROWSER_SESSION_KEY, {})
     return [(int(v), browsers.get(str(v))) for v in session.get(SESSION_KEY, {}).values()]
 
 
-def evaluator_may_see_image(*, evaluator_ids: list[int], image: Image) -> bool:
-    """Whether one of these evaluators has the image in their own tasks: the rule, in the
-    ORM. The image view asks ``sqlreads.evaluator_image_file`` (one statement), which
-    tests/webapp/test_sqlreads.py holds to this."""
-    if not evaluator_ids or image.judge_only:  # the judge's extra images are shown to no evaluator
-        return False
-    entries = Entry.objects.filter(evaluator_id__in=evaluator_ids)
-    if entries.filter(item__image=image).exists():
-        return True
-    if image.source == Image.Source.GOLD:
-        return False
-    return entries.filter(item__task=Item.Task.RANK, item__prompt_id=image.prompt_id, item__seed=image.seed).exists()
+def showing_image(*, evaluator: Evaluator, index: int, position: int) -> Image | None:
+    """The image of an evaluator's showing (``imagealias.Showing``: their task ``index``, the
+    ``position`` on screen), judge-only images never: the rule, in the ORM. The image view
+    asks ``sqlreads.showing_image_file`` (one statement), which tests/webapp/test_sqlreads.py
+    holds to this."""
+    entry = Entry.objects.select_related("item__image").filter(evaluator=evaluator, index=index).first()
+    if entry is None:
+        return None
+    try:
+        images = entry_images(entry=entry)
+    except (KeyError, ValueError):  # an image the study was opened without
+        return None
+    if not 0 <= position < len(images) or images[position].judge_only:
+        return None
+    return images[position]
 
 
 # The permission an admin gives a researcher so that they may create studies from the web.

@@ -15,7 +15,8 @@ by its key (under its row lock at consent), the study's first free slot, one INS
 an evaluator's entries, the entries counted by kind, the people who finished.
 
 An evaluator's image (the request a browser makes most, after the pages) is one statement:
-its file, if one of the evaluators the browser holds has it in their tasks.
+the file of the image a showing's alias (``imagealias``) names, if the browser holds the
+evaluator.
 
 The statements are plain SQL that PostgreSQL and SQLite both run. What they return is what
 the ORM versions returned (selectors.evaluator_next_entry, selectors.evaluator_progress);
@@ -23,6 +24,7 @@ tests/webapp/test_sqlreads.py holds them to it.
 """
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -448,38 +450,47 @@ def rank_images(*, item: Item) -> dict[int, Image]:
 
 
 @cache
-def _image_file_statement(vendor: str, n_holders: int) -> str:
-    """The file of the image with a given public id, if one of ``n_holders`` evaluators has
-    it in their tasks; parameters: the public id, then (evaluator id, browser token) pairs."""
-    g = {f: _column(Image, f) for f in ("id", "public_id", "file", "judge_only", "source", "prompt", "seed")}
-    i = {f: _column(Item, f) for f in ("id", "image", "task", "prompt", "seed")}
+def _showing_statement(vendor: str) -> str:
+    """The images an evaluator's task may show, with what picks one of them; parameters: the
+    rank task, the model source, the evaluator's id and the task's index, the browser token
+    the session keeps for the evaluator. Rows: (the item's task, the entry's positions, the
+    file, the image's variant index): a count task's one image, or a ranking's model images."""
+    g = {f: _column(Image, f) for f in ("id", "file", "judge_only", "source", "study", "prompt", "seed", "variant")}
+    i = {f: _column(Item, f) for f in ("id", "image", "task", "study", "prompt", "seed")}
+    e = {f: _column(Entry, f) for f in ("evaluator", "index", "item", "positions")}
     v = {f: _column(Evaluator, f) for f in ("id", "browser")}
-    # Held as selectors._holds says: a browser token this session was given, or none stored.
-    held = " OR ".join([f"(v.{v['id']} = %s AND (v.{v['browser']} = '' OR v.{v['browser']} = %s))"] * n_holders)
+    var = {f: _column(Variant, f) for f in ("id", "index")}
     return (
-        f"SELECT g.{g['file']} FROM {_table(Image)} g WHERE g.{g['public_id']} = %s AND NOT g.{g['judge_only']} "
-        f"AND EXISTS (SELECT 1 FROM {_table(Entry)} e "
-        f"INNER JOIN {_table(Evaluator)} v ON v.{v['id']} = e.{_column(Entry, 'evaluator')} "
-        f"INNER JOIN {_table(Item)} i ON i.{i['id']} = e.{_column(Entry, 'item')} "
-        f"WHERE ({held}) AND (i.{i['image']} = g.{g['id']} OR (g.{g['source']} <> %s "
-        f"AND i.{i['task']} = %s AND i.{i['prompt']} = g.{g['prompt']} AND i.{i['seed']} = g.{g['seed']})))"
+        f"SELECT i.{i['task']}, e.{e['positions']}, g.{g['file']}, var.{var['index']} FROM {_table(Entry)} e "
+        f"INNER JOIN {_table(Evaluator)} v ON v.{v['id']} = e.{e['evaluator']} "
+        f"INNER JOIN {_table(Item)} i ON i.{i['id']} = e.{e['item']} "
+        f"INNER JOIN {_table(Image)} g ON (g.{g['id']} = i.{i['image']} OR (i.{i['task']} = %s "
+        f"AND g.{g['study']} = i.{i['study']} AND g.{g['prompt']} = i.{i['prompt']} AND g.{g['seed']} = i.{i['seed']} "
+        f"AND g.{g['source']} = %s)) "
+        f"LEFT JOIN {_table(Variant)} var ON var.{var['id']} = g.{g['variant']} "
+        # Held as selectors._holds says: the browser token this session was given, or none stored.
+        f"WHERE e.{e['evaluator']} = %s AND e.{e['index']} = %s AND (v.{v['browser']} = '' OR v.{v['browser']} = %s) "
+        f"AND NOT g.{g['judge_only']}"
     )
 
 
-def evaluator_image_file(*, public_id: str, holders: Sequence[tuple[int, str | None]]) -> str | None:
-    """The file (under MEDIA_ROOT) of the image ``public_id`` when one of the evaluators this
-    browser holds, ``holders`` as (evaluator id, the browser token the session keeps for it),
-    has it in their own tasks: a count item's image, or one of a ranking's (gold images
-    belong to their count items only); judge-only images are nobody's. One statement, the
-    answer of ``selectors.evaluator_may_see_image`` for the evaluators ``selectors._holds``
-    admits; None when none of them may see it, or there is no such image."""
-    if not holders:
-        return None
-    params: list[Any] = [public_id]
-    for evaluator_id, browser in holders:
-        params += [int(evaluator_id), browser]
-    params += [Image.Source.GOLD.value, Item.Task.RANK.value]
+def showing_image_file(*, evaluator_id: int, browser: str | None, index: int, position: int) -> str | None:
+    """The file (under MEDIA_ROOT) of the image at ``position`` on screen of the evaluator's
+    task ``index`` (``imagealias.Showing``), when this browser holds the evaluator
+    (``browser``: the token the session keeps for it): a count task's image at position 0,
+    a ranking's image of the variant its entry puts at ``position``; judge-only images are
+    nobody's. One statement, the answer of ``selectors.entry_images(entry=...)[position]``
+    for an evaluator ``selectors._holds`` admits; None when there is no such image."""
     with connection.cursor() as cursor:
-        cursor.execute(_image_file_statement(connection.vendor, len(holders)), params)
-        found = cursor.fetchone()
-    return None if found is None else str(found[0])
+        cursor.execute(_showing_statement(connection.vendor),
+                       [Item.Task.RANK.value, Image.Source.MODEL.value, int(evaluator_id), int(index), browser])
+        rows = cursor.fetchall()
+    if not rows:
+        return None
+    if rows[0][0] == Item.Task.COUNT:
+        return str(rows[0][2]) if position == 0 else None
+    positions = rows[0][1]
+    positions = json.loads(positions) if isinstance(positions, str | bytes) else positions
+    if not 0 <= position < len(positions):
+        return None
+    return next((str(file) for _, _, file, variant in rows if variant == positions[position]), None)

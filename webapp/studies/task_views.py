@@ -1,5 +1,6 @@
 """The evaluator's tasks: a count or a ranking at a time, undo, the state the task script
-polls, the completion page, and the images (served by public id only).
+polls, the completion page, and the images (to evaluators by a per-showing alias only,
+``imagealias``; to researchers by public id).
 
 Nothing an evaluator receives (URL, HTML, JSON, header, image) names a variant or checkpoint.
 """
@@ -14,7 +15,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods
 
-from . import flow, selectors, sqlreads
+from . import flow, imagealias, selectors, sqlreads
 from .forms import CountAnswerForm, RankAnswerForm
 from .models import CountResponse, Entry, Evaluator, Image, Item, RankResponse, Study
 from .views import COUNT_BOX, READ_METHODS, TILE_BOX, _done_page, _wants_json, evaluator_view
@@ -27,7 +28,7 @@ def _task_context(entry: Entry, *, study: Study, ranks: list[int | None] | None 
     partial one sent back with an error."""
     images = selectors.entry_images(entry=entry)
     item = entry.item
-    urls = [reverse("studies:image", args=[img.public_id]) for img in images]
+    urls = showing_urls(entry, len(images))
     ranks = ranks or [None] * len(urls)
     ranking = selectors.study_ranking(study=study, entry=entry) if item.task == Item.Task.RANK else None
     return {
@@ -44,6 +45,13 @@ def _task_context(entry: Entry, *, study: Study, ranks: list[int | None] | None 
         "question": item.prompt.question if item.task == Item.Task.COUNT else "",
         "caption": item.prompt.text if item.task == Item.Task.RANK else "",
     }
+
+
+def showing_urls(entry: Entry, n_images: int) -> list[str]:
+    """The addresses of an entry's images in screen order: one per showing (``imagealias``),
+    so that a repeat, or a gold image another evaluator sees, has an address of its own."""
+    return [reverse("studies:image", args=[imagealias.image_alias(
+        evaluator_id=entry.evaluator_id, index=entry.index, position=k)]) for k in range(n_images)]
 
 
 def _progress_json(progress: selectors.Progress) -> dict:
@@ -220,17 +228,25 @@ def done(request: HttpRequest, study: Study, evaluator: Evaluator) -> HttpRespon
 
 
 @require_http_methods(list(READ_METHODS))
-def image(request: HttpRequest, public_id: str) -> HttpResponse:
-    """An image under its opaque id, to its evaluators, the study's researchers and admins.
+def image(request: HttpRequest, key: str) -> HttpResponse:
+    """An image: to its evaluator under the alias of one showing (``imagealias``), to the
+    study's researchers and admins under its public id (the researcher pages and the
+    preview). An evaluator's public ids are never served to them, nor named to them.
 
     The bytes are served as written (a PNG without text chunks); the headers name nothing.
     """
     # An evaluator's image in one statement (the request a browser makes most after the
     # pages); the study's researchers and admins through the ORM.
-    holders = selectors.session_holders(session=request.session)
-    file = sqlreads.evaluator_image_file(public_id=public_id, holders=holders)
-    if file is None:
-        img = Image.objects.select_related("study").filter(public_id=public_id).first()
+    holders = dict(selectors.session_holders(session=request.session))
+    showing = imagealias.showing_from_alias(key, evaluator_ids=list(holders)) if holders else None
+    file: str | None = None
+    if showing is not None:
+        file = sqlreads.showing_image_file(evaluator_id=showing.evaluator_id, browser=holders[showing.evaluator_id],
+                                           index=showing.index, position=showing.position)
+        if file is None:
+            raise Http404("No such image.")
+    else:
+        img = Image.objects.select_related("study").filter(public_id=key).first()
         if img is None or not selectors.user_may_see_study(user=request.user, study=img.study):
             raise Http404("No such image.")
         file = img.file

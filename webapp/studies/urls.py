@@ -17,5 +17,5 @@ urlpatterns = [
     path("e/<slug:slug>/undo/", task_views.undo, name="undo"),
     path("e/<slug:slug>/state/", task_views.state, name="state"),
     path("e/<slug:slug>/done/", task_views.done, name="done"),
-    path("i/<str:public_id>", task_views.image, name="image"),
+    path("i/<str:key>", task_views.image, name="image"),
 ]

@@ -58,6 +58,7 @@ def _rate(setting: str) -> Callable[[str, HttpRequest], str]:
 
 # The heading of the page for a link whose ids are wrong: the study itself is available.
 BAD_LINK_HEADING = "The ID in this link is not valid"
+OTHER_SESSION_HEADING = "This place belongs to another session"
 
 
 def _unavailable(request: HttpRequest, study: Study, message: str, status: int, *, outcome: str = "",
@@ -220,29 +221,40 @@ def join(request: HttpRequest, invite_token: str) -> HttpResponse:
             # A link checker or a preview (a mail scanner, a chat's unfurl) asks whether the
             # link works: it does, and nobody joins until a browser asks for the page.
             return HttpResponse(content_type="text/html; charset=utf-8")
-        try:
-            evaluator = flow.evaluator_join(
-                study=study,
-                external_id=ids.participant,
-                user=request.user if request.user.is_authenticated else None,
-                external_study_id=ids.study,
-                external_session_id=ids.session,
-            )
-        except flow.InvalidExternalId as exc:
-            return _unavailable(request, study, str(exc), 400, heading=BAD_LINK_HEADING)
-        except flow.AlreadyCompleted as exc:
-            return _done_page(request, study, exc.evaluator, again=True)
-        except flow.StudyUnavailable as exc:
-            return _unavailable(request, study, str(exc), 403, outcome=exc.reason)
-        except flow.ActiveElsewhere as exc:
-            # The evaluator by its random pseudonym: a row id would count the site's joins.
-            held = {"e": exc.evaluator.pseudonym, "b": _browser_tag(exc.evaluator.browser)}
-            ticket = signing.dumps(held, salt=TAKEOVER_SALT)
-            return render(request, "studies/takeover.html", {"study": study, "ticket": ticket}, status=409)
+        joined = _join_evaluator(request, study, ids)
+        if isinstance(joined, HttpResponse):
+            return joined
+        evaluator = joined
         _remember(request, evaluator)
     elif evaluator.finished_at is not None:  # back by the link after finishing, in this browser
         return _done_page(request, study, evaluator, again=True)
     return _next_page(study, evaluator)
+
+
+def _join_evaluator(request: HttpRequest, study: Study, ids: recruitment.PanelIds) -> Evaluator | HttpResponse:
+    """The evaluator the visitor of the invite link becomes (``flow.evaluator_join``), or the
+    page that says why not."""
+    try:
+        return flow.evaluator_join(
+            study=study,
+            external_id=ids.participant,
+            user=request.user if request.user.is_authenticated else None,
+            external_study_id=ids.study,
+            external_session_id=ids.session,
+        )
+    except flow.InvalidExternalId as exc:
+        return _unavailable(request, study, str(exc), 400, heading=BAD_LINK_HEADING)
+    except flow.HeldByAnotherSession as exc:
+        return _unavailable(request, study, str(exc), 403, heading=OTHER_SESSION_HEADING)
+    except flow.AlreadyCompleted as exc:
+        return _done_page(request, study, exc.evaluator, again=True)
+    except flow.StudyUnavailable as exc:
+        return _unavailable(request, study, str(exc), 403, outcome=exc.reason)
+    except flow.ActiveElsewhere as exc:
+        # The evaluator by its random pseudonym: a row id would count the site's joins.
+        held = {"e": exc.evaluator.pseudonym, "b": _browser_tag(exc.evaluator.browser)}
+        ticket = signing.dumps(held, salt=TAKEOVER_SALT)
+        return render(request, "studies/takeover.html", {"study": study, "ticket": ticket}, status=409)
 
 
 @never_cache

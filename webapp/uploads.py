@@ -1,0 +1,95 @@
+"""A size cap on a view's file uploads, enforced while the request body arrives.
+
+Django spools an uploaded file larger than FILE_UPLOAD_MAX_MEMORY_SIZE to a temporary file
+(FILE_UPLOAD_TEMP_DIR, /tmp by default) as it reads the body, and a view sees the file's
+size only once all of it is there: a cap checked in the view let a 50 GB upload fill the
+disk first. ``upload_cap`` installs ``CappedUploadHandler`` ahead of Django's own handlers
+on the views that take files: it counts the files' bytes as they stream in, and past the
+cap stops the upload (StopUpload), so at most the cap's worth is ever written, and what
+was written is deleted at once. The rest of the body is read and dropped (not stored), so
+that the browser gets the page that says why rather than a reset connection.
+
+Upload handlers must be changed before anything reads ``request.POST``, and Django's CSRF
+middleware reads it before the view: a capped view is exempted from the middleware's check
+and checked by ``csrf_protect`` inside, once the handler is in place (as Django's
+documentation on upload handlers says).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import TypeVar
+
+from django import forms
+from django.core.files.uploadhandler import FileUploadHandler, StopUpload
+from django.http import HttpRequest, HttpResponse
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
+
+
+class CappedUploadHandler(FileUploadHandler):
+    """Passes the request's file data on to the next handler until, all files together,
+    it exceeds ``limit`` bytes; then stops the upload and records that it did."""
+
+    def __init__(self, request: HttpRequest, *, limit: int):
+        super().__init__(request)
+        self.limit = limit
+        self.received = 0
+        self.stopped = False
+
+    def receive_data_chunk(self, raw_data: bytes, start: int) -> bytes | None:
+        self.received += len(raw_data)
+        if self.received > self.limit:
+            self.stopped = True
+            # Not a reset connection: the parser reads the rest of the body and drops it,
+            # and the view answers with the reason.
+            raise StopUpload(connection_reset=False)
+        return raw_data
+
+    def file_complete(self, file_size: int) -> None:
+        return None  # the next handler (memory or temporary file) makes the file
+
+
+def too_large_message(limit: int) -> str:
+    return f"The upload is larger than the {limit:,} bytes allowed; nothing was kept."
+
+
+F = TypeVar("F", bound=forms.Form)
+
+
+def refused_form(form: F, *, field: str, limit: int) -> F:
+    """``form``, bound to the request's other fields (what was typed is shown again), with
+    ``field``'s error saying the upload went past ``limit``: the file never arrived, so the
+    form's own "required" is replaced by why."""
+    form.is_valid()
+    form.errors[field] = form.error_class([too_large_message(limit)])
+    return form
+
+
+def upload_refused(request: HttpRequest) -> int | None:
+    """The cap a capped view's upload went past (nothing of it was kept), None when it did not.
+    Reading it parses the body, as ``request.POST`` does."""
+    request.POST  # noqa: B018  (the body is parsed, and the handler run, on first access)
+    for handler in request.upload_handlers:
+        if isinstance(handler, CappedUploadHandler) and handler.stopped:
+            return handler.limit
+    return None
+
+
+def upload_cap(limit: Callable[[], int]):
+    """Decorate a view that takes file uploads: at most ``limit()`` bytes of files per
+    request (read when the request comes, so a setting changed in a test applies). The view
+    asks ``upload_refused(request)`` before its form reads the files. Outermost, above
+    every decorator that may read ``request.POST``."""
+
+    def decorator(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        checked = csrf_protect(view)
+
+        @csrf_exempt
+        @wraps(view)
+        def capped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+            request.upload_handlers.insert(0, CappedUploadHandler(request, limit=limit()))
+            return checked(request, *args, **kwargs)
+
+        return capped
+
+    return decorator
