@@ -360,7 +360,7 @@ def _run(args) -> int:
             protocol.evaluators.n, protocol.evaluators.overlap, args.seed,
             n_variants=len(protocol.variants),
             gold_item_ids=[i.item_id for i in items if i.is_gold],
-            n_repeats=protocol.quality_control.repeats)
+            n_repeats=protocol.quality_control.repeats, design=protocol.design)
         print(json.dumps([p.to_dict() for p in plans], indent=1))
         return 0
     return 2

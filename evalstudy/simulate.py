@@ -239,9 +239,11 @@ class RaterSimulator:
 def synthetic_protocol(variants, *, objects=("circle", "square", "triangle"), counts=(1, 2, 3, 4, 5),
                        images_per_prompt: int = 2, n_captions: int = 10, n_evaluators: int = 20,
                        overlap: int = 3, gold: int = 0, repeats: int = 0,
-                       exclusions: dict | None = None, allow_ties: bool = False) -> Protocol:
+                       exclusions: dict | None = None, allow_ties: bool = False,
+                       design: str = "ranking") -> Protocol:
     """A protocol for simulations: plural '<object>s', inline captions 'caption k'.
-    No objects: no count task; no captions: no preference task."""
+    No objects: no count task; no captions: no preference task. `design`: the preference
+    task's ("pairs": two of the variants per rank task)."""
     doc = {
         "name": "simulated study",
         "variants": list(variants),
@@ -259,6 +261,8 @@ def synthetic_protocol(variants, *, objects=("circle", "square", "triangle"), co
         pref: dict[str, Any] = {"captions": [f"caption {k + 1}" for k in range(n_captions)]}
         if allow_ties:
             pref["allow_ties"] = True
+        if design != "ranking":
+            pref["design"] = design
         doc["preference_task"] = pref
     return Protocol.from_dict(doc)
 
@@ -289,7 +293,7 @@ def simulate_study(simulator: RaterSimulator, protocol: Protocol, *, n_evaluator
     m = len(variants)
     plans = plan_assignments(count_ids, rank_ids, n_ev, min(k, n_ev),
                              int(rng.integers(2 ** 31)), n_variants=m, gold_item_ids=gold_ids,
-                             n_repeats=protocol.quality_control.repeats)
+                             n_repeats=protocol.quality_control.repeats, design=protocol.design)
     raters = simulator.draw_raters(n_ev, rng)
     max_count = max((it.true_count or 0) for it in items if it.task == "count") if count_ids else 0
 
@@ -377,17 +381,19 @@ def _count_columns(cols: dict[str, list], count_rows: list[tuple], simulator: Ra
 def _rank_columns(cols: dict[str, list], rank_rows: list[tuple], simulator: RaterSimulator, raters: dict,
                   by_id: dict[str, StudyItem], item_effect: dict, names: list[str], variants: list[str],
                   rng: np.random.Generator) -> None:
-    """Append one row per variant of each ranking shown to `cols`."""
+    """Append one row per image of each ranking shown to `cols`: every variant in the ranking
+    design, the two shown in the pairs design."""
     careless = raters["careless"]
-    m = len(variants)
     ev_idx = np.array([r[0] for r in rank_rows])
     n_r = len(rank_rows)
-    shown = np.array([r[3] for r in rank_rows])               # (n, m) variant index per position
-    screen = np.argsort(shown, axis=1)                        # (n, m) position of each variant
+    shown = np.array([r[3] for r in rank_rows])               # (n, w) variant index per position
+    vs = np.sort(shown, axis=1)                               # (n, w) the variants shown, in order
+    m = vs.shape[1]                                           # the width: all variants, or 2
+    screen = np.argsort(shown, axis=1)                        # (n, w) position of each of vs
     q = np.array([simulator.variant_quality[v] for v in variants])
-    a = np.stack([item_effect[r[1]] for r in rank_rows])
-    b = raters["taste"][ev_idx][:, [simulator.variants.index(v) for v in variants]]
-    u = (q[None, :] + a + b + rng.normal(0.0, simulator.rank_noise, (n_r, m))
+    a = np.take_along_axis(np.stack([item_effect[r[1]] for r in rank_rows]), vs, axis=1)
+    b = np.take_along_axis(raters["taste"][ev_idx][:, [simulator.variants.index(v) for v in variants]], vs, axis=1)
+    u = (q[vs] + a + b + rng.normal(0.0, simulator.rank_noise, (n_r, m))
          + simulator._bias(m)[screen])
     ranks = simulator._rankings(u, careless[ev_idx], rng)
     skipped = rng.random(n_r) < simulator.skip_rate
@@ -395,7 +401,8 @@ def _rank_columns(cols: dict[str, list], rank_rows: list[tuple], simulator: Rate
     secs = _seconds(rng, careless, ev_idx, RANK_SECONDS)
     for n, (e, item_id, repeat, _) in enumerate(rank_rows):
         it = by_id[item_id]
-        for v in range(m):
+        for k in range(m):
+            v = int(vs[n, k])
             cols["task"].append("rank")
             cols["item_id"].append(repeat_item_id(item_id) if repeat else item_id)
             cols["evaluator_id"].append(names[e])
@@ -404,10 +411,10 @@ def _rank_columns(cols: dict[str, list], rank_rows: list[tuple], simulator: Rate
             cols["object"].append("")
             cols["true_count"].append(math.nan)
             cols["answer_count"].append(math.nan)
-            cols["rank"].append(math.nan if skipped[n] else ranks[n, v])
+            cols["rank"].append(math.nan if skipped[n] else ranks[n, k])
             cols["skipped"].append(bool(skipped[n]))
             cols["skip_reason"].append(SKIP_REASONS[reasons[n]] if skipped[n] else "")
-            cols["position"].append(screen[n, v])
+            cols["position"].append(screen[n, k])
             cols["seconds"].append(secs[n])
             cols["is_gold"].append(False)
             cols["image_id"].append(f"{item_id}:{variants[v]}")
