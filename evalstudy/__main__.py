@@ -263,7 +263,15 @@ def _variants_found(table) -> str:
             + (f"; names that differ only in case: {', '.join(folded)}" if folded else ""))
 
 
-def _run(args) -> int:
+# power_analysis simulates full rankings and their score; a pairs study's planned test is a
+# pair's win margin, which it does not simulate.
+PAIRS_POWER_REFUSAL = (
+    "error: the rank task's power is simulated for the ranking design only; this protocol's "
+    "preference_task.design is \"pairs\". Simulate a pilot of it instead (python -m evalstudy simulate "
+    "--protocol ... then analyze) and read the pairs' win-margin intervals, or run power --task count")
+
+
+def _run(args) -> int:  # noqa: C901 -- one branch per subcommand, each a few lines
     if args.command == "analyze":
         from .analysis import analyze
         from .responses import read_responses
@@ -319,7 +327,11 @@ def _run(args) -> int:
         if args.protocol is not None:
             from .simulate import planned_row_count
 
-            rows = planned_row_count(load_protocol(args.protocol))
+            planned = load_protocol(args.protocol)
+            if planned.is_pairs and args.task == "rank":
+                print(PAIRS_POWER_REFUSAL, file=sys.stderr)
+                return 2
+            rows = planned_row_count(planned)
         res = power_analysis(sim, args.a, args.b, task=args.task, evaluators=args.evaluators,
                              items_per_evaluator=args.items_per_evaluator, overlap=args.overlap,
                              n_sims=args.sims, alpha=args.alpha, target=args.target,

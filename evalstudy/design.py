@@ -198,21 +198,7 @@ def plan_assignments(count_item_ids, rank_item_ids, n_slots: int, overlap: int, 
       * a repeated item shows the same pair with the sides swapped.
     """
     count_ids, rank_ids, gold_ids = list(count_item_ids), list(rank_item_ids), list(gold_item_ids)
-    if n_slots < 1:
-        raise ValueError(f"n_slots must be >= 1, got {n_slots}")
-    if not 1 <= overlap <= n_slots:
-        raise ValueError(f"overlap must be between 1 and n_slots={n_slots}, got {overlap}")
-    for name, ids in (("count", count_ids), ("rank", rank_ids), ("gold", gold_ids)):
-        if len(set(ids)) != len(ids):
-            raise ValueError(f"duplicate {name} item ids")
-    if set(gold_ids) & set(count_ids):
-        raise ValueError("gold item ids must differ from the count item ids")
-    if n_repeats < 0:
-        raise ValueError(f"n_repeats must be >= 0, got {n_repeats}")
-    if rank_ids and n_variants is None:
-        raise ValueError("rank items need n_variants, the number of variants")
-    if design not in PREFERENCE_DESIGNS:
-        raise ValueError(f"design must be one of {PREFERENCE_DESIGNS}, got {design!r}")
+    _check_plan_inputs(count_ids, rank_ids, gold_ids, n_slots, overlap, n_variants, n_repeats, design)
     if design == "pairs":
         return _plan_pairs(count_ids, rank_ids, n_slots, overlap, seed, n_variants or 0, gold_ids, n_repeats)
 
@@ -256,6 +242,26 @@ def plan_assignments(count_item_ids, rank_item_ids, n_slots: int, overlap: int, 
                               positions=positions[s], repeats=tuple(repeats),
                               repeat_positions=repeat_pos))
     return plans
+
+
+def _check_plan_inputs(count_ids: list[str], rank_ids: list[str], gold_ids: list[str], n_slots: int,
+                       overlap: int, n_variants: int | None, n_repeats: int, design: str) -> None:
+    """ValueError, naming the argument, for a plan that cannot be made (see plan_assignments)."""
+    if n_slots < 1:
+        raise ValueError(f"n_slots must be >= 1, got {n_slots}")
+    if not 1 <= overlap <= n_slots:
+        raise ValueError(f"overlap must be between 1 and n_slots={n_slots}, got {overlap}")
+    for name, ids in (("count", count_ids), ("rank", rank_ids), ("gold", gold_ids)):
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"duplicate {name} item ids")
+    if set(gold_ids) & set(count_ids):
+        raise ValueError("gold item ids must differ from the count item ids")
+    if n_repeats < 0:
+        raise ValueError(f"n_repeats must be >= 0, got {n_repeats}")
+    if rank_ids and n_variants is None:
+        raise ValueError("rank items need n_variants, the number of variants")
+    if design not in PREFERENCE_DESIGNS:
+        raise ValueError(f"design must be one of {PREFERENCE_DESIGNS}, got {design!r}")
 
 
 def _plan_pairs(count_ids: list[str], rank_ids: list[str], n_slots: int, overlap: int, seed: int,

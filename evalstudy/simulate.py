@@ -546,3 +546,54 @@ def planned_row_count(protocol: Protocol) -> int:
     comparison, mean |error| and match ratio with a count task, the score with a ranking task."""
     per = 2 * (protocol.count_task is not None) + (protocol.preference_task is not None)
     return len(protocol.comparisons()) * per
+
+
+def simulate_bradley_terry_pairs(protocol: Protocol, strengths: dict[str, float], *, tie_parameter: float = 0.0,
+                                 left_advantage: float = 1.0, n_evaluators: int | None = None,
+                                 seed: int = 0) -> ResponseTable:
+    """The rank rows of a pairs study (preference_task.design "pairs") answered by a crowd
+    that follows Davidson's Bradley-Terry model exactly, as planned by `plan_assignments`:
+    variant i is preferred to j with probability s_i / D, tied with nu sqrt(s_i s_j) / D
+    (D = s_i + s_j + nu sqrt(s_i s_j)), the image on the left counted `left_advantage` times
+    its strength. For checking that the analysis recovers known strengths (bench/
+    pairs_recovery.py); the rater-level model above (`simulate_study`) simulates pairs too."""
+    if not protocol.is_pairs:
+        raise ValueError("simulate_bradley_terry_pairs simulates a protocol whose preference_task.design is \"pairs\"")
+    if tie_parameter > 0 and not protocol.allow_ties:
+        raise ValueError("tie_parameter > 0 needs a protocol that allows ties (preference_task.allow_ties)")
+    missing = sorted(set(protocol.variants) - set(strengths))
+    if missing or any(not strengths[v] > 0 for v in protocol.variants):
+        raise ValueError(f"every variant needs a strength > 0 (missing: {missing})")
+    rng = np.random.default_rng(seed)
+    n_ev = n_evaluators or protocol.evaluators.n
+    items = {it.item_id: it for it in study_items(protocol) if it.task == "rank"}
+    plans = plan_assignments([], list(items), n_ev, min(protocol.evaluators.overlap, n_ev), seed,
+                             n_variants=len(protocol.variants), design="pairs")
+    variants = list(protocol.variants)
+    s = np.array([strengths[v] for v in variants])
+    cols: dict[str, list] = {c: [] for c in ("task", "item_id", "evaluator_id", "variant", "prompt", "object",
+                                              "true_count", "answer_count", "rank", "skipped", "skip_reason",
+                                              "position", "seconds", "is_gold", "seed")}
+    for plan in plans:
+        for item_id, (left, right) in plan.positions.items():
+            sl, sr = s[left] * left_advantage, s[right]
+            tie = tie_parameter * math.sqrt(sl * sr)
+            u = rng.random() * (sl + sr + tie)
+            ranks = (1, 2) if u < sl else (2, 1) if u < sl + sr else (1, 1)
+            for position, (v, rank) in enumerate(zip((left, right), ranks, strict=True)):
+                cols["task"].append("rank")
+                cols["item_id"].append(item_id)
+                cols["evaluator_id"].append(f"e{plan.slot + 1:03d}")
+                cols["variant"].append(variants[v])
+                cols["prompt"].append(items[item_id].prompt)
+                cols["object"].append("")
+                cols["true_count"].append(math.nan)
+                cols["answer_count"].append(math.nan)
+                cols["rank"].append(rank)
+                cols["skipped"].append(False)
+                cols["skip_reason"].append("")
+                cols["position"].append(position)
+                cols["seconds"].append(RANK_SECONDS)
+                cols["is_gold"].append(False)
+                cols["seed"].append(items[item_id].seed)
+    return table_from_columns(cols, allow_ties=protocol.allow_ties)

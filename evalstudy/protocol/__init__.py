@@ -10,6 +10,7 @@ from .parse import load_protocol
 from .schema import (
     DEFAULT_ALPHA,
     DEFAULT_CI_LEVEL,
+    DEFAULT_DESIGN,
     DEFAULT_N_BOOT,
     DEFAULT_POSTHOC,
     DEFAULT_POWER,
@@ -17,7 +18,6 @@ from .schema import (
     DEFAULT_QUESTION_TEMPLATE,
     EXCLUSION_ALIASES,
     MAX_IMAGE_SIDE,
-    DEFAULT_DESIGN,
     MAX_PAIRED_VARIANTS,
     MAX_PROMPT_COUNT,
     MAX_RANKED_VARIANTS,
