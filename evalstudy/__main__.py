@@ -178,11 +178,13 @@ def _preference_lines(result: AnalysisResult, width: int) -> list[str]:
     pref = result.preference
     if not pref.by_variant:
         return []
-    model = "BT-Davidson strength" if pref.has_ties else "PL strength"
+    bt = pref.has_ties or pref.design == "pairs"
+    model = "BT-Davidson strength" if bt else "PL strength"
     lines = [f"\n{'preference':<{width + 2}}{'raters':>6}{'n':>6}  score  95% CI            {model}"]
+    if pref.design == "pairs":
+        lines[0] += "   (pairs design: two variants per ranking; no mean-rank score)"
     for p in pref.by_variant:
-        strength, strength_ci = ((p.bt_strength, p.bt_strength_ci) if pref.has_ties
-                                 else (p.pl_strength, p.pl_strength_ci))
+        strength, strength_ci = ((p.bt_strength, p.bt_strength_ci) if bt else (p.pl_strength, p.pl_strength_ci))
         lines.append(f"  {p.variant:<{width}}{_fmt_int(p.n_raters):>6}{p.n:>6}  {_fmt(p.score, 2):>5}  "
                      f"{_ci(p.score_ci):<18}{_fmt(strength)} {_ci(strength_ci)}"
                      + (f"  tied {_fmt(p.tie_rate)}" if pref.has_ties else ""))
@@ -195,7 +197,7 @@ def _preference_lines(result: AnalysisResult, width: int) -> list[str]:
         lines.append("  " + pref.edge_note)
     lines.append(f"  ranking skip rate {_fmt(pref.ranking_skip_rate)} "
                  f"{_ci(pref.ranking_skip_rate_ci)}")
-    if pref.has_ties or pref.m == 2:  # pairwise studies, and rankings with ties
+    if pref.has_ties or pref.m == 2:  # pairwise and pairs studies, and rankings with ties
         lines.append("  every pair: a over b when told apart (ties left out), and the tie rate")
         for q in pref.pairs:
             lines.append(f"    {q.a} over {q.b}: {_fmt(q.win_rate)} {_ci(q.win_rate_ci)}  "
