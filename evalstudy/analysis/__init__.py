@@ -262,7 +262,8 @@ def _sections(t: ResponseTable, *, variants, objects, comparisons, level, alpha,
 
     count_out, count_reps = _count_section(count, w_count, v_eval, level)
     if pairs:
-        pref_out, pref_reps = pairs_preference_section(pair_data, w_rank, v_eval, level, allow_ties), {}
+        pref_reps: dict[str, np.ndarray] = {}  # no score to difference: the win margins are computed apart
+        pref_out = pairs_preference_section(pair_data, w_rank, v_eval, level, allow_ties)
         tests = _tests_section(count, rank, comparisons, count_reps, pref_reps, level, alpha, posthoc, seed,
                                rank_paired=pair_comparisons(pair_data, comparisons, w_rank, v_eval, level,
                                                             EXACT_MAX_N),

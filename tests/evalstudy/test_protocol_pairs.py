@@ -98,13 +98,13 @@ def test_a_pairs_study_refuses_the_nemenyi_test(demo_doc):
 
 def test_a_pairs_study_refuses_a_primary_score_comparison_but_keeps_count_measures(demo_doc):
     doc = _pairs(demo_doc, 8)
-    primary = {"comparisons": [{"a": "v1", "b": "v0", "measure": "score", "effect": 0.2}], "looks": [10, 20]}
-    doc["analysis"]["primary"] = primary
+    comparison = {"a": "v1", "b": "v0", "measure": "score", "effect": 0.2}
+    doc["analysis"]["primary"] = {"comparisons": [comparison], "looks": [10, 20]}
     with pytest.raises(ProtocolError, match=r"^analysis\.primary\.comparisons\[0\]\.measure: \"score\" is the mean "
                                             r"rank of full rankings") as err:
         Protocol.from_dict(doc)
     assert err.value.code == "not_for_pairs"
-    primary["comparisons"][0]["measure"] = "match_ratio"
+    comparison["measure"] = "match_ratio"
     assert Protocol.from_dict(doc).analysis.primary is not None
 
 
