@@ -227,8 +227,13 @@ def _tests_lines(result: AnalysisResult) -> list[str]:
             lines.append(f"  {f.note}")
     if tests.position_bias:
         pb = tests.position_bias
-        lines.append(f"position bias (permutation within captions, {pb.n_permutations}): "
-                     f"p = {_fmt(pb.p_value, 4)}")
+        if pb.left_win_rate is not None:  # the pairs design
+            lines.append(f"position bias: the left image won {_fmt(pb.left_win_rate)} {_ci(pb.left_win_rate_ci)} of "
+                         f"the untied rankings (sides swapped within pairs, {pb.n_permutations}): "
+                         f"p = {_fmt(pb.p_value, 4)}")
+        else:
+            lines.append(f"position bias (permutation within captions, {pb.n_permutations}): "
+                         f"p = {_fmt(pb.p_value, 4)}")
     return lines
 
 
