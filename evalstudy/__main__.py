@@ -178,11 +178,13 @@ def _preference_lines(result: AnalysisResult, width: int) -> list[str]:
     pref = result.preference
     if not pref.by_variant:
         return []
-    model = "BT-Davidson strength" if pref.has_ties else "PL strength"
+    bt = pref.has_ties or pref.design == "pairs"
+    model = "BT-Davidson strength" if bt else "PL strength"
     lines = [f"\n{'preference':<{width + 2}}{'raters':>6}{'n':>6}  score  95% CI            {model}"]
+    if pref.design == "pairs":
+        lines[0] += "   (pairs design: two variants per ranking; no mean-rank score)"
     for p in pref.by_variant:
-        strength, strength_ci = ((p.bt_strength, p.bt_strength_ci) if pref.has_ties
-                                 else (p.pl_strength, p.pl_strength_ci))
+        strength, strength_ci = ((p.bt_strength, p.bt_strength_ci) if bt else (p.pl_strength, p.pl_strength_ci))
         lines.append(f"  {p.variant:<{width}}{_fmt_int(p.n_raters):>6}{p.n:>6}  {_fmt(p.score, 2):>5}  "
                      f"{_ci(p.score_ci):<18}{_fmt(strength)} {_ci(strength_ci)}"
                      + (f"  tied {_fmt(p.tie_rate)}" if pref.has_ties else ""))
@@ -195,7 +197,7 @@ def _preference_lines(result: AnalysisResult, width: int) -> list[str]:
         lines.append("  " + pref.edge_note)
     lines.append(f"  ranking skip rate {_fmt(pref.ranking_skip_rate)} "
                  f"{_ci(pref.ranking_skip_rate_ci)}")
-    if pref.has_ties or pref.m == 2:  # pairwise studies, and rankings with ties
+    if pref.has_ties or pref.m == 2:  # pairwise and pairs studies, and rankings with ties
         lines.append("  every pair: a over b when told apart (ties left out), and the tie rate")
         for q in pref.pairs:
             lines.append(f"    {q.a} over {q.b}: {_fmt(q.win_rate)} {_ci(q.win_rate_ci)}  "
@@ -225,8 +227,13 @@ def _tests_lines(result: AnalysisResult) -> list[str]:
             lines.append(f"  {f.note}")
     if tests.position_bias:
         pb = tests.position_bias
-        lines.append(f"position bias (permutation within captions, {pb.n_permutations}): "
-                     f"p = {_fmt(pb.p_value, 4)}")
+        if pb.left_win_rate is not None:  # the pairs design
+            lines.append(f"position bias: the left image won {_fmt(pb.left_win_rate)} {_ci(pb.left_win_rate_ci)} of "
+                         f"the untied rankings (sides swapped within pairs, {pb.n_permutations}): "
+                         f"p = {_fmt(pb.p_value, 4)}")
+        else:
+            lines.append(f"position bias (permutation within captions, {pb.n_permutations}): "
+                         f"p = {_fmt(pb.p_value, 4)}")
     return lines
 
 
@@ -263,7 +270,15 @@ def _variants_found(table) -> str:
             + (f"; names that differ only in case: {', '.join(folded)}" if folded else ""))
 
 
-def _run(args) -> int:
+# power_analysis simulates full rankings and their score; a pairs study's planned test is a
+# pair's win margin, which it does not simulate.
+PAIRS_POWER_REFUSAL = (
+    "error: the rank task's power is simulated for the ranking design only; this protocol's "
+    "preference_task.design is \"pairs\". Simulate a pilot of it instead (python -m evalstudy simulate "
+    "--protocol ... then analyze) and read the pairs' win-margin intervals, or run power --task count")
+
+
+def _run(args) -> int:  # noqa: C901 -- one branch per subcommand, each a few lines
     if args.command == "analyze":
         from .analysis import analyze
         from .responses import read_responses
@@ -319,7 +334,11 @@ def _run(args) -> int:
         if args.protocol is not None:
             from .simulate import planned_row_count
 
-            rows = planned_row_count(load_protocol(args.protocol))
+            planned = load_protocol(args.protocol)
+            if planned.is_pairs and args.task == "rank":
+                print(PAIRS_POWER_REFUSAL, file=sys.stderr)
+                return 2
+            rows = planned_row_count(planned)
         res = power_analysis(sim, args.a, args.b, task=args.task, evaluators=args.evaluators,
                              items_per_evaluator=args.items_per_evaluator, overlap=args.overlap,
                              n_sims=args.sims, alpha=args.alpha, target=args.target,
@@ -360,7 +379,7 @@ def _run(args) -> int:
             protocol.evaluators.n, protocol.evaluators.overlap, args.seed,
             n_variants=len(protocol.variants),
             gold_item_ids=[i.item_id for i in items if i.is_gold],
-            n_repeats=protocol.quality_control.repeats)
+            n_repeats=protocol.quality_control.repeats, design=protocol.design)
         print(json.dumps([p.to_dict() for p in plans], indent=1))
         return 0
     return 2

@@ -11,8 +11,12 @@ item per task. Each slot gets its own order (a seed stored in the plan), and
 the screen order of the variants of a ranking item comes from the rows of a
 Williams square, so that every variant appears in every position equally often
 and, for an even number of variants, precedes every other variant equally
-often. A slot abandoned by its evaluator is handed to someone else with
-`reassign_slot`.
+often. In the pairs design (`design="pairs"`) a ranking item shows two of the
+variants instead: `pair_schedule` walks a round-robin (1-factorization) of every
+pair, slot after slot, so that every pair is shown equally often, every variant
+appears equally often, and one evaluator's pairs are spread over the schedule
+(see `plan_assignments`). A slot abandoned by its evaluator is handed to someone
+else with `reassign_slot`.
 
 Orders are sorts on sha256 keys (`stable_key`), not draws from a
 library's random stream, so that a stored seed reproduces a plan on any machine.
@@ -28,7 +32,15 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .protocol import NUMBER_WORDS, ColourSpec, ObjectSpec, Protocol, ProtocolError, guess_article
+from .protocol import (
+    NUMBER_WORDS,
+    PREFERENCE_DESIGNS,
+    ColourSpec,
+    ObjectSpec,
+    Protocol,
+    ProtocolError,
+    guess_article,
+)
 
 REPEAT_SUFFIX = "#repeat"
 
@@ -120,33 +132,75 @@ def _order(entries: list[tuple[str, str]], seed: int, n_repeats: int,
     return ordered, chosen
 
 
+def round_robin(n: int) -> list[list[tuple[int, int]]]:
+    """A 1-factorization of the complete graph on n vertices (the circle method): rounds of
+    disjoint pairs (i, j), i < j, together holding every pair exactly once. For even n,
+    n - 1 rounds of n / 2 pairs, each round holding every vertex once; for odd n, n rounds
+    of (n - 1) / 2 pairs, each vertex missing from exactly one round."""
+    if n < 2:
+        raise ValueError(f"round_robin needs n >= 2, got {n}")
+    m = n + (n % 2)  # odd n: a dummy vertex n, whose partner sits the round out
+    rounds = []
+    for r in range(m - 1):
+        pairs = [(r, m - 1)] + [((r + k) % (m - 1), (r - k) % (m - 1)) for k in range(1, m // 2)]
+        rounds.append([(min(a, b), max(a, b)) for a, b in pairs if max(a, b) < n])
+    return rounds
+
+
+def _left_first(i: int, j: int, n: int) -> bool:
+    """Whether i goes on the left at a pair's first showing: a near-regular tournament
+    (i beats j when j - i mod n is 1 .. (n - 1) // 2, the opposite pairs of even n by
+    i < n / 2), so that over one pass of the schedule every variant is on the left in half
+    its pairs, give or take one, and no variant is always on one side."""
+    d = (j - i) % n
+    if 2 * d == n:
+        return i < n // 2
+    return 1 <= d <= (n - 1) // 2
+
+
+def pair_schedule(n_variants: int) -> list[tuple[int, int]]:
+    """Every unordered pair of n_variants once, as (left, right) of its first showing, in
+    round-robin order (`round_robin`): a run of consecutive pairs, taken cyclically, shows
+    every variant equally often within one (even n) or two (odd n) when it starts at a
+    round's start, and within two (even n) or three (odd n) wherever it starts."""
+    return [(i, j) if _left_first(i, j, n_variants) else (j, i)
+            for rnd in round_robin(n_variants) for i, j in rnd]
+
+
 def plan_assignments(count_item_ids, rank_item_ids, n_slots: int, overlap: int, seed: int, *,
                      n_variants: int | None = None, gold_item_ids=(),
-                     n_repeats: int = 0) -> list[SlotPlan]:
+                     n_repeats: int = 0, design: str = "ranking") -> list[SlotPlan]:
     """Plan the work of `n_slots` evaluators.
 
     Every count and rank item is given to `overlap` distinct slots; per task the
     loads of two slots differ by at most one item (gold items, which every slot
-    sees, and repeats come on top). `positions` are rows of `williams_square
-    (n_variants)` (`n_variants`, the ranking width, is required with rank items),
-    spread so that each slot and each item use every row equally often, give or take
-    one: a slot whose rank load is a multiple of the square's rows (n for even n,
-    2n for odd n) sees every variant in every screen position equally often.
+    sees, and repeats come on top). `n_variants`, the study's number of variants, is
+    required with rank items.
+
+    design "ranking": `positions` are rows of `williams_square(n_variants)` (every
+    variant, the ranking width), spread so that each slot and each item use every row
+    equally often, give or take one: a slot whose rank load is a multiple of the
+    square's rows (n for even n, 2n for odd n) sees every variant in every screen
+    position equally often.
+
+    design "pairs": `positions` are two variant indices (left, right). The showings are
+    taken slot after slot and given the pairs of `pair_schedule` in turn, cyclically,
+    from a start drawn from the seed (the variants renamed by the seed, as the Williams
+    rows are). Hence, with P = n (n - 1) / 2 pairs:
+      * every unordered pair is shown floor(S / P) or ceil(S / P) times (S showings);
+      * every variant appears equally often within one (even n) or two (odd n) over the
+        plan (the walk enters at a round's start), and within two (even n) or three (odd
+        n) in each slot (a run of consecutive pairs: `pair_schedule`);
+      * a slot with L rank tasks sees no pair twice while L <= P, and no pair more than
+        ceil(L / P) times;
+      * the k-th showing of a pair puts it the other way round from the (k-1)-th, so its
+        left / right orders differ by at most one;
+      * a repeated item shows the same pair with the sides swapped.
     """
     count_ids, rank_ids, gold_ids = list(count_item_ids), list(rank_item_ids), list(gold_item_ids)
-    if n_slots < 1:
-        raise ValueError(f"n_slots must be >= 1, got {n_slots}")
-    if not 1 <= overlap <= n_slots:
-        raise ValueError(f"overlap must be between 1 and n_slots={n_slots}, got {overlap}")
-    for name, ids in (("count", count_ids), ("rank", rank_ids), ("gold", gold_ids)):
-        if len(set(ids)) != len(ids):
-            raise ValueError(f"duplicate {name} item ids")
-    if set(gold_ids) & set(count_ids):
-        raise ValueError("gold item ids must differ from the count item ids")
-    if n_repeats < 0:
-        raise ValueError(f"n_repeats must be >= 0, got {n_repeats}")
-    if rank_ids and n_variants is None:
-        raise ValueError("rank items need n_variants, the number of images ranked together")
+    _check_plan_inputs(count_ids, rank_ids, gold_ids, n_slots, overlap, n_variants, n_repeats, design)
+    if design == "pairs":
+        return _plan_pairs(count_ids, rank_ids, n_slots, overlap, seed, n_variants or 0, gold_ids, n_repeats)
 
     rows = _relabelled(williams_square(n_variants), seed) if rank_ids and n_variants else []
     per_slot: list[list[tuple[str, str]]] = [[] for _ in range(n_slots)]
@@ -187,6 +241,72 @@ def plan_assignments(count_item_ids, rank_item_ids, n_slots: int, overlap: int, 
         plans.append(SlotPlan(slot=s, seed=slot_seed, items=tuple(ordered),
                               positions=positions[s], repeats=tuple(repeats),
                               repeat_positions=repeat_pos))
+    return plans
+
+
+def _check_plan_inputs(count_ids: list[str], rank_ids: list[str], gold_ids: list[str], n_slots: int,
+                       overlap: int, n_variants: int | None, n_repeats: int, design: str) -> None:
+    """ValueError, naming the argument, for a plan that cannot be made (see plan_assignments)."""
+    if n_slots < 1:
+        raise ValueError(f"n_slots must be >= 1, got {n_slots}")
+    if not 1 <= overlap <= n_slots:
+        raise ValueError(f"overlap must be between 1 and n_slots={n_slots}, got {overlap}")
+    for name, ids in (("count", count_ids), ("rank", rank_ids), ("gold", gold_ids)):
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"duplicate {name} item ids")
+    if set(gold_ids) & set(count_ids):
+        raise ValueError("gold item ids must differ from the count item ids")
+    if n_repeats < 0:
+        raise ValueError(f"n_repeats must be >= 0, got {n_repeats}")
+    if rank_ids and n_variants is None:
+        raise ValueError("rank items need n_variants, the number of variants")
+    if design not in PREFERENCE_DESIGNS:
+        raise ValueError(f"design must be one of {PREFERENCE_DESIGNS}, got {design!r}")
+
+
+def _plan_pairs(count_ids: list[str], rank_ids: list[str], n_slots: int, overlap: int, seed: int,
+                n_variants: int, gold_ids: list[str], n_repeats: int) -> list[SlotPlan]:
+    """`plan_assignments` for the pairs design (its docstring states the balance)."""
+    if rank_ids and n_variants < 2:
+        raise ValueError(f"the pairs design needs at least 2 variants, got {n_variants}")
+    per_slot: list[list[tuple[str, str]]] = [[] for _ in range(n_slots)]
+    count_sorted = sorted(count_ids, key=lambda i: stable_key(seed, "count", i))
+    for item, slots in zip(count_sorted, _balanced_slots(count_sorted, overlap, n_slots, 0), strict=True):
+        for s in slots:
+            per_slot[s].append(("count", item))
+    rank_sorted = sorted(rank_ids, key=lambda i: stable_key(seed, "rank", i))
+    start = (len(count_sorted) * overlap) % n_slots  # continue the cycle: totals stay within one
+    rank_of_slot: list[list[str]] = [[] for _ in range(n_slots)]
+    for item, slots in zip(rank_sorted, _balanced_slots(rank_sorted, overlap, n_slots, start), strict=True):
+        for s in slots:
+            per_slot[s].append(("rank", item))
+            rank_of_slot[s].append(item)
+
+    positions: list[dict[str, list[int]]] = [{} for _ in range(n_slots)]
+    if rank_ids:
+        # The renaming hides which variants share the public schedule's pattern (see
+        # _relabelled); the start, where the walk enters the schedule.
+        label = sorted(range(n_variants), key=lambda v: stable_key(seed, "label", v))
+        schedule = [(label[a], label[b]) for a, b in pair_schedule(n_variants)]
+        per_round = n_variants // 2  # a round's pairs; the walk enters at a round's start
+        at = (_int_seed(seed, "pairs") % (len(schedule) // per_round)) * per_round
+        shown = [0] * len(schedule)
+        for s in range(n_slots):
+            for item in rank_of_slot[s]:
+                p = at % len(schedule)
+                left, right = schedule[p]
+                positions[s][item] = [left, right] if shown[p] % 2 == 0 else [right, left]
+                shown[p] += 1
+                at += 1
+
+    plans = []
+    for s in range(n_slots):
+        slot_seed = _int_seed(seed, "slot", s)
+        entries = per_slot[s] + [("count", g) for g in gold_ids]
+        ordered, repeats = _order(entries, slot_seed, n_repeats, set(per_slot[s]))
+        repeat_pos = {i: positions[s][i][::-1] for t, i in repeats if t == "rank"}
+        plans.append(SlotPlan(slot=s, seed=slot_seed, items=tuple(ordered), positions=positions[s],
+                              repeats=tuple(repeats), repeat_positions=repeat_pos))
     return plans
 
 

@@ -8,7 +8,8 @@ count-by-object: average count error and match ratio per object, one bar per var
 preference: preference score per variant (rank r of m scores m + 1 - r, ties their
     mid-rank) and its strength: Plackett-Luce for full rankings, Bradley-Terry-Davidson
     when rankings tie images (Figure 6).
-pairwise-wins: for every pair of variants, one bar split into "a better", "about the
+pairwise-wins: for every pair of variants (a matrix of win shares beyond MAX_PAIR_BARS
+pairs, as in a pairs study of 9 variants or more), one bar split into "a better", "about the
     same" and "b better", with the intervals of the two borders; the figure of a pairwise
     (two-variant) study.
 position-and-skips: mean rank by screen position (with the position-bias test's p),
@@ -211,9 +212,11 @@ def preference(result: AnalysisResult) -> Figure | None:
     names = [r.variant for r in recs]
     styles = _variant_styles(names)
     x = np.arange(len(names))
-    davidson = pref.has_ties
+    davidson = pref.has_ties or pref.design == "pairs"
     strength, strength_label = (("bt_strength", "Bradley-Terry-Davidson strength") if davidson
                                 else ("pl_strength", "Plackett-Luce strength"))
+    if pref.design == "pairs":
+        return _pairs_strengths(recs, strength_label)
     for ax, key, label in ((axes[0][0], "score", "preference score"),
                            (axes[0][1], strength, strength_label)):
         y, err = _yerr([getattr(r, key) for r in recs], [getattr(r, key + "_ci") for r in recs])
@@ -229,13 +232,57 @@ def preference(result: AnalysisResult) -> Figure | None:
     return fig
 
 
+def _pairs_strengths(recs, label: str) -> Figure:
+    """A pairs study's strengths, strongest first, one row per variant (no mean-rank score:
+    in pairs it depends on the opponents met)."""
+    recs = sorted(recs, key=lambda r: -(r.bt_strength if r.bt_strength is not None else -1.0))
+    fig, axes = _figure(1, 1, 5.5, 0.8 + 0.26 * len(recs))
+    ax = axes[0][0]
+    names = [r.variant for r in recs]
+    v, err = _yerr([r.bt_strength for r in recs], [r.bt_strength_ci for r in recs])
+    y = np.arange(len(recs))[::-1]
+    styles = _variant_styles(names)
+    ax.barh(y, v, 0.6, xerr=err, capsize=2, color=[styles[n][0] for n in names])
+    ax.set_yticks(y, names, fontsize=7)
+    ax.set_xlabel(label)
+    ax.set_title(f"{label}, 95% CI (pairs design; strengths sum to 1)", fontsize=8)
+    return fig
+
+
 WIN_COLOURS = ("#1f4e79", "#bfbfbf", "#c55a11")  # a better, about the same, b better
+MAX_PAIR_BARS = 28  # more pairs than this (8 variants): a matrix of win shares instead of bars
+
+
+def _win_matrix(result: AnalysisResult) -> Figure:
+    """The row variant's share of its rankings against the column variant (a tie half a win),
+    for studies with more pairs than bars can show; a blank cell: a pair never shown."""
+    pairs = result.preference.pairs
+    names = [r.variant for r in result.preference.by_variant]
+    index = {v: k for k, v in enumerate(names)}
+    share = np.full((len(names), len(names)), np.nan)
+    for p in pairs:
+        if p.win_rate_ties_half is not None:
+            share[index[p.a], index[p.b]] = p.win_rate_ties_half
+            share[index[p.b], index[p.a]] = 1 - p.win_rate_ties_half
+    side = 1.5 + 0.28 * len(names)
+    fig, axes = _figure(1, 1, side + 1.0, side)
+    ax = axes[0][0]
+    image = ax.imshow(share, vmin=0, vmax=1, cmap="RdBu_r")
+    ticks = np.arange(len(names))
+    ax.set_xticks(ticks, names, rotation=90, fontsize=6)
+    ax.set_yticks(ticks, names, fontsize=6)
+    fig.colorbar(image, ax=ax, fraction=0.04, label="row's share (a tie half a win)")
+    ax.set_title("Every pair shown: the row variant's share against the column's\n"
+                 "(the pairs table in the report holds the counts and 95% CIs)", fontsize=8)
+    return fig
 
 
 def pairwise_wins(result: AnalysisResult) -> Figure | None:
     pairs = result.preference.pairs
     if not pairs:
         return None
+    if len(pairs) > MAX_PAIR_BARS:
+        return _win_matrix(result)
     fig, axes = _figure(1, 1, 6.5, 0.9 + 0.38 * len(pairs))
     ax = axes[0][0]
     y = np.arange(len(pairs))[::-1]

@@ -9,7 +9,7 @@ import itertools
 import math
 
 import numpy as np
-from scipy import optimize
+from scipy import optimize, sparse
 
 # ---------------------------------------------------------------------------
 # Separation: when is there a finite maximum?
@@ -219,6 +219,11 @@ def _check_pairs(wins, ties) -> tuple[np.ndarray, np.ndarray]:
     return w, t
 
 
+# The sufficient statistic of pair (i, j)'s outcomes (i wins, j wins, tie) on its coordinates
+# (theta_i, theta_j, log nu): davidson_fit's model.
+_LOCAL_STAT = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.5, 0.5, 1.0]])
+
+
 def davidson_fit(wins, ties, max_iter: int = 500, gtol: float = 1e-10,
                  init: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Davidson's (1970) Bradley-Terry model with ties, by Newton's method with step
@@ -240,12 +245,16 @@ def davidson_fit(wins, ties, max_iter: int = 500, gtol: float = 1e-10,
     w, t = _check_pairs(wins, ties)
     n_b, m, _ = w.shape
     pairs = np.array(list(itertools.combinations(range(m), 2)), dtype=int)
-    # Sufficient statistic of each outcome in (theta_0..theta_{m-1}, log nu).
-    stat = np.zeros((len(pairs), 3, m + 1))
-    for p, (i, j) in enumerate(pairs):
-        stat[p, 0, i] = stat[p, 1, j] = 1.0
-        stat[p, 2, i] = stat[p, 2, j] = 0.5
-        stat[p, 2, m] = 1.0
+    # Sufficient statistic of each outcome of pair (i, j) in (theta_0..theta_{m-1}, log nu): it
+    # touches three coordinates only, (theta_i, theta_j, log nu), where it is `_LOCAL_STAT`'s row.
+    # The gradient and the information are summed over the pairs on those three coordinates and
+    # scattered into the m + 1 by a sparse map: a dense (B, pairs, m + 1, m + 1) array would
+    # take gigabytes at 32 variants and 2000 resamples.
+    coord = np.column_stack([pairs, np.full(len(pairs), m)])      # (P, 3)
+    n_p = len(pairs)
+    to_grad = sparse.csr_matrix((np.ones(n_p * 3), (np.arange(n_p * 3), coord.ravel())), shape=(n_p * 3, m + 1))
+    cell = (coord[:, :, None] * (m + 1) + coord[:, None, :]).ravel()  # (P * 9,) into the flat information
+    to_info = sparse.csr_matrix((np.ones(n_p * 9), (np.arange(n_p * 9), cell)), shape=(n_p * 9, (m + 1) ** 2))
     # The likelihood is flat along a common shift of the log-strengths: that direction gets
     # unit curvature, so a Newton step keeps their sum at 0 (the gradient has no part on it).
     shift = np.append(np.ones(m), 0.0) / math.sqrt(m)
@@ -264,18 +273,21 @@ def davidson_fit(wins, ties, max_iter: int = 500, gtol: float = 1e-10,
     active = np.arange(n_b)
     for _ in range(max_iter):
         pr, ob, npair = prob[active], obs[active], n_pair[active]
-        mean = np.einsum("bpo,pod->bpd", pr, stat)
-        grad = np.einsum("bpo,pod->bd", ob, stat) - np.einsum("bp,bpd->bd", npair, mean)
+        mean = pr @ _LOCAL_STAT                                         # (b, P, 3)
+        local_grad = ob @ _LOCAL_STAT - npair[..., None] * mean
+        grad = (to_grad.T @ local_grad.reshape(len(active), -1).T).T    # (b, m + 1)
         done = np.abs(grad).max(axis=1) <= gtol * scale[active]
         active, grad, pr, mean, npair = (x[~done] for x in (active, grad, pr, mean, npair))
         if active.size == 0:
             break
-        second = np.einsum("bpo,pod,poe->bpde", pr, stat, stat) - np.einsum(
-            "bpd,bpe->bpde", mean, mean)
+        second = np.einsum("bpo,oc,od->bpcd", pr, _LOCAL_STAT, _LOCAL_STAT) - np.einsum(
+            "bpc,bpd->bpcd", mean, mean)                                # (b, P, 3, 3)
+        local_info = (npair[..., None, None] * second).reshape(len(active), -1)
         # A ridge of 1e-9 keeps the system solvable where a direction has no curvature left
         # (a variant compared with nobody); near a supremum at infinity the curvature and the
         # gradient fade together, so the steps stay about one unit long.
-        info = np.einsum("bp,bpde->bde", npair, second) + flat + 1e-9 * np.eye(m + 1)
+        info = ((to_info.T @ local_info.T).T.reshape(-1, m + 1, m + 1)
+                + flat + 1e-9 * np.eye(m + 1))
         try:
             step = np.linalg.solve(info, grad[..., None])[..., 0]
         except np.linalg.LinAlgError:

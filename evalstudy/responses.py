@@ -6,7 +6,9 @@ count task: one row per (evaluator, item); the item is one image of one variant.
     `answer_count` is empty for "can't tell"; `skipped` = 1 means the evaluator
     gave no answer at all (e.g. the image did not load); `rank` is empty.
 rank task: one row per (evaluator, item, variant); the item is one caption (and
-    seed) shown as one image per variant, m = 2 (pairwise) to 6. `rank` is 1 (best)
+    seed) shown as one image per variant, m = 2 (pairwise) to 6, or, in a pairs study
+    (preference_task.design "pairs"), as the images of the two variants the plan showed
+    that evaluator (m = 2, two rows, the pair varying between rankings). `rank` is 1 (best)
     .. m, empty on every row of a skipped item; `position` is the screen position
     0 .. m-1, left to right. Without ties the ranks are a permutation of 1..m; with
     `allow_ties` (the protocol's preference_task.allow_ties) tied images share the
@@ -375,8 +377,9 @@ def table_from_columns(columns: Mapping[str, Iterable], *, allow_ties: bool = Fa
 
 def validate_table(t: ResponseTable, where: list[str], *, allow_ties: bool = False) -> list[str]:
     """Checks across rows: the shape of each task, duplicates, rankings of 2 to 6
-    images (permutations, or competition ranks with ties when `allow_ties`), item
-    metadata that must not change between rows of one item."""
+    images (permutations, or competition ranks with ties when `allow_ties`), every ranking
+    of the same variants or every ranking of two (a pairs study), item metadata that must
+    not change between rows of one item."""
     errors = _number_errors(t, where) + _row_shape_errors(t, where)
     identity_errors, groups = _row_identity_errors(t, where)
     return errors + identity_errors + _ranking_errors(t, where, groups, allow_ties=allow_ties)
@@ -498,10 +501,12 @@ def _ranking_errors(t: ResponseTable, where: list[str], groups: dict[tuple[str, 
                 shown = ", ".join(map(str, sorted(r.astype(int).tolist())))
                 errors.append(f"{at}: evaluator {e!r} item {i!r}: ranks {shown} {why}")
         variant_sets.add(frozenset(var[k] for k in ks))
-    if len(variant_sets) > 1:
+    # A ranking-design study ranks the same variants every time; a pairs study (preference_task
+    # .design "pairs") ranks two of them every time, whichever two its plan showed.
+    if len(variant_sets) > 1 and any(len(s) != 2 for s in variant_sets):
         sizes = sorted(sorted(s) for s in variant_sets)
         errors.append(f"rank items show different sets of variants: {sizes[:3]}; every ranking "
-                      "must rank the same variants")
+                      "must rank the same variants, or, in a pairs study, every ranking two of them")
     return errors
 
 

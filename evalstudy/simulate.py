@@ -239,9 +239,11 @@ class RaterSimulator:
 def synthetic_protocol(variants, *, objects=("circle", "square", "triangle"), counts=(1, 2, 3, 4, 5),
                        images_per_prompt: int = 2, n_captions: int = 10, n_evaluators: int = 20,
                        overlap: int = 3, gold: int = 0, repeats: int = 0,
-                       exclusions: dict | None = None, allow_ties: bool = False) -> Protocol:
+                       exclusions: dict | None = None, allow_ties: bool = False,
+                       design: str = "ranking") -> Protocol:
     """A protocol for simulations: plural '<object>s', inline captions 'caption k'.
-    No objects: no count task; no captions: no preference task."""
+    No objects: no count task; no captions: no preference task. `design`: the preference
+    task's ("pairs": two of the variants per rank task)."""
     doc = {
         "name": "simulated study",
         "variants": list(variants),
@@ -259,6 +261,8 @@ def synthetic_protocol(variants, *, objects=("circle", "square", "triangle"), co
         pref: dict[str, Any] = {"captions": [f"caption {k + 1}" for k in range(n_captions)]}
         if allow_ties:
             pref["allow_ties"] = True
+        if design != "ranking":
+            pref["design"] = design
         doc["preference_task"] = pref
     return Protocol.from_dict(doc)
 
@@ -289,7 +293,7 @@ def simulate_study(simulator: RaterSimulator, protocol: Protocol, *, n_evaluator
     m = len(variants)
     plans = plan_assignments(count_ids, rank_ids, n_ev, min(k, n_ev),
                              int(rng.integers(2 ** 31)), n_variants=m, gold_item_ids=gold_ids,
-                             n_repeats=protocol.quality_control.repeats)
+                             n_repeats=protocol.quality_control.repeats, design=protocol.design)
     raters = simulator.draw_raters(n_ev, rng)
     max_count = max((it.true_count or 0) for it in items if it.task == "count") if count_ids else 0
 
@@ -377,17 +381,19 @@ def _count_columns(cols: dict[str, list], count_rows: list[tuple], simulator: Ra
 def _rank_columns(cols: dict[str, list], rank_rows: list[tuple], simulator: RaterSimulator, raters: dict,
                   by_id: dict[str, StudyItem], item_effect: dict, names: list[str], variants: list[str],
                   rng: np.random.Generator) -> None:
-    """Append one row per variant of each ranking shown to `cols`."""
+    """Append one row per image of each ranking shown to `cols`: every variant in the ranking
+    design, the two shown in the pairs design."""
     careless = raters["careless"]
-    m = len(variants)
     ev_idx = np.array([r[0] for r in rank_rows])
     n_r = len(rank_rows)
-    shown = np.array([r[3] for r in rank_rows])               # (n, m) variant index per position
-    screen = np.argsort(shown, axis=1)                        # (n, m) position of each variant
+    shown = np.array([r[3] for r in rank_rows])               # (n, w) variant index per position
+    vs = np.sort(shown, axis=1)                               # (n, w) the variants shown, in order
+    m = vs.shape[1]                                           # the width: all variants, or 2
+    screen = np.argsort(shown, axis=1)                        # (n, w) position of each of vs
     q = np.array([simulator.variant_quality[v] for v in variants])
-    a = np.stack([item_effect[r[1]] for r in rank_rows])
-    b = raters["taste"][ev_idx][:, [simulator.variants.index(v) for v in variants]]
-    u = (q[None, :] + a + b + rng.normal(0.0, simulator.rank_noise, (n_r, m))
+    a = np.take_along_axis(np.stack([item_effect[r[1]] for r in rank_rows]), vs, axis=1)
+    b = np.take_along_axis(raters["taste"][ev_idx][:, [simulator.variants.index(v) for v in variants]], vs, axis=1)
+    u = (q[vs] + a + b + rng.normal(0.0, simulator.rank_noise, (n_r, m))
          + simulator._bias(m)[screen])
     ranks = simulator._rankings(u, careless[ev_idx], rng)
     skipped = rng.random(n_r) < simulator.skip_rate
@@ -395,7 +401,8 @@ def _rank_columns(cols: dict[str, list], rank_rows: list[tuple], simulator: Rate
     secs = _seconds(rng, careless, ev_idx, RANK_SECONDS)
     for n, (e, item_id, repeat, _) in enumerate(rank_rows):
         it = by_id[item_id]
-        for v in range(m):
+        for k in range(m):
+            v = int(vs[n, k])
             cols["task"].append("rank")
             cols["item_id"].append(repeat_item_id(item_id) if repeat else item_id)
             cols["evaluator_id"].append(names[e])
@@ -404,10 +411,10 @@ def _rank_columns(cols: dict[str, list], rank_rows: list[tuple], simulator: Rate
             cols["object"].append("")
             cols["true_count"].append(math.nan)
             cols["answer_count"].append(math.nan)
-            cols["rank"].append(math.nan if skipped[n] else ranks[n, v])
+            cols["rank"].append(math.nan if skipped[n] else ranks[n, k])
             cols["skipped"].append(bool(skipped[n]))
             cols["skip_reason"].append(SKIP_REASONS[reasons[n]] if skipped[n] else "")
-            cols["position"].append(screen[n, v])
+            cols["position"].append(screen[n, k])
             cols["seconds"].append(secs[n])
             cols["is_gold"].append(False)
             cols["image_id"].append(f"{item_id}:{variants[v]}")
@@ -539,3 +546,54 @@ def planned_row_count(protocol: Protocol) -> int:
     comparison, mean |error| and match ratio with a count task, the score with a ranking task."""
     per = 2 * (protocol.count_task is not None) + (protocol.preference_task is not None)
     return len(protocol.comparisons()) * per
+
+
+def simulate_bradley_terry_pairs(protocol: Protocol, strengths: dict[str, float], *, tie_parameter: float = 0.0,
+                                 left_advantage: float = 1.0, n_evaluators: int | None = None,
+                                 seed: int = 0) -> ResponseTable:
+    """The rank rows of a pairs study (preference_task.design "pairs") answered by a crowd
+    that follows Davidson's Bradley-Terry model exactly, as planned by `plan_assignments`:
+    variant i is preferred to j with probability s_i / D, tied with nu sqrt(s_i s_j) / D
+    (D = s_i + s_j + nu sqrt(s_i s_j)), the image on the left counted `left_advantage` times
+    its strength. For checking that the analysis recovers known strengths (bench/
+    pairs_recovery.py); the rater-level model above (`simulate_study`) simulates pairs too."""
+    if not protocol.is_pairs:
+        raise ValueError("simulate_bradley_terry_pairs simulates a protocol whose preference_task.design is \"pairs\"")
+    if tie_parameter > 0 and not protocol.allow_ties:
+        raise ValueError("tie_parameter > 0 needs a protocol that allows ties (preference_task.allow_ties)")
+    missing = sorted(set(protocol.variants) - set(strengths))
+    if missing or any(not strengths[v] > 0 for v in protocol.variants):
+        raise ValueError(f"every variant needs a strength > 0 (missing: {missing})")
+    rng = np.random.default_rng(seed)
+    n_ev = n_evaluators or protocol.evaluators.n
+    items = {it.item_id: it for it in study_items(protocol) if it.task == "rank"}
+    plans = plan_assignments([], list(items), n_ev, min(protocol.evaluators.overlap, n_ev), seed,
+                             n_variants=len(protocol.variants), design="pairs")
+    variants = list(protocol.variants)
+    s = np.array([strengths[v] for v in variants])
+    cols: dict[str, list] = {c: [] for c in ("task", "item_id", "evaluator_id", "variant", "prompt", "object",
+                                              "true_count", "answer_count", "rank", "skipped", "skip_reason",
+                                              "position", "seconds", "is_gold", "seed")}
+    for plan in plans:
+        for item_id, (left, right) in plan.positions.items():
+            sl, sr = s[left] * left_advantage, s[right]
+            tie = tie_parameter * math.sqrt(sl * sr)
+            u = rng.random() * (sl + sr + tie)
+            ranks = (1, 2) if u < sl else (2, 1) if u < sl + sr else (1, 1)
+            for position, (v, rank) in enumerate(zip((left, right), ranks, strict=True)):
+                cols["task"].append("rank")
+                cols["item_id"].append(item_id)
+                cols["evaluator_id"].append(f"e{plan.slot + 1:03d}")
+                cols["variant"].append(variants[v])
+                cols["prompt"].append(items[item_id].prompt)
+                cols["object"].append("")
+                cols["true_count"].append(math.nan)
+                cols["answer_count"].append(math.nan)
+                cols["rank"].append(rank)
+                cols["skipped"].append(False)
+                cols["skip_reason"].append("")
+                cols["position"].append(position)
+                cols["seconds"].append(RANK_SECONDS)
+                cols["is_gold"].append(False)
+                cols["seed"].append(items[item_id].seed)
+    return table_from_columns(cols, allow_ties=protocol.allow_ties)

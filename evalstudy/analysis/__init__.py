@@ -53,6 +53,14 @@ from .agreement import _agreement_section
 from .count import _count_section
 from .data import _CountData, _evaluator_codes, _object_order, _RankData, _variant_order, canonical_evaluator_order
 from .evaluators import apply_exclusions, evaluator_reliability
+from .pairdesign import (
+    _PairData,
+    is_pairs_table,
+    pair_comparisons,
+    pair_position_bias,
+    pairs_agreement,
+    pairs_preference_section,
+)
 from .ppi import judge_only_rows, ppi_section
 from .preference import _preference_section
 from .primary import arrival_order, primary_section
@@ -137,6 +145,7 @@ def analyze(table: ResponseTable, protocol: Protocol | None = None, n_boot: int 
     comparisons = protocol.comparisons() if protocol else default_comparisons(variants)
     comparisons = tuple((a, b) for a, b in comparisons if a in variants and b in variants)
     posthoc = plan.posthoc if plan else DEFAULT_POSTHOC
+    pairs = _pairs_design(table, protocol)
 
     rules = plan.exclusions if plan else Exclusions()
     reliability = evaluator_reliability(table)
@@ -154,7 +163,8 @@ def analyze(table: ResponseTable, protocol: Protocol | None = None, n_boot: int 
         np.array([ev_rank[e] for e in table["evaluator_id"].tolist()]),
         table["item_id"], table["task"])))
     settings = dict(variants=variants, objects=objects, comparisons=comparisons, level=level,
-                    alpha=alpha, posthoc=posthoc, n_boot=n_boot, seed=seed, ev_order=ev_order)
+                    alpha=alpha, posthoc=posthoc, n_boot=n_boot, seed=seed, ev_order=ev_order,
+                    pairs=pairs, allow_ties=protocol.allow_ties if protocol else bool(pairs and _has_ties(table)))
     unfiltered = _sections(table, **settings)
     applied = bool(exclusions and excluded)
     not_applied_reason = None
@@ -207,24 +217,69 @@ def analyze(table: ResponseTable, protocol: Protocol | None = None, n_boot: int 
     )
 
 
+def _pairs_design(table: ResponseTable, protocol: Protocol | None) -> bool:
+    """Whether the rank task is the pairs design: the protocol's, or without one, a table whose
+    every ranking shows two of more than two variants. ValueError when a protocol's design and
+    the responses disagree (a ranking-design analysis of pairs would misread every ranking)."""
+    looks_pairs = is_pairs_table(table)
+    if protocol is None:
+        return looks_pairs
+    if looks_pairs and not protocol.is_pairs:
+        raise ValueError("the responses rank two variants at a time, different ones in different rankings, but "
+                         "the protocol's preference_task.design is \"ranking\" (every ranking shows every variant)")
+    rank = (table["task"] == "rank") & (table["repeat_of"] == "")
+    if protocol.is_pairs and rank.any() and not looks_pairs and len(protocol.variants) > 2:
+        raise ValueError("the protocol's preference_task.design is \"pairs\" but the responses' rankings do not "
+                         "each rank two variants")
+    return protocol.is_pairs
+
+
+def _has_ties(table: ResponseTable) -> bool:
+    """Whether some ranking (first showing) ties two images: read for ties allowed without a protocol."""
+    rank = (table["task"] == "rank") & (table["repeat_of"] == "") & ~table["skipped"]
+    keys = np.char.add(np.char.add(table["evaluator_id"][rank], "\x1f"), table["item_id"][rank])
+    pairs = set(zip(keys.tolist(), table["rank"][rank].tolist(), strict=True))
+    return len(pairs) < int(rank.sum())
+
+
 def _sections(t: ResponseTable, *, variants, objects, comparisons, level, alpha, posthoc,
-              n_boot, seed, ev_order) -> Sections:
+              n_boot, seed, ev_order, pairs=False, allow_ties=False) -> Sections:
     ev_code, ev_ids = _evaluator_codes(t, ev_order)
     rng = np.random.default_rng(seed)
     v_eval = bs.draw_weights(len(ev_ids), n_boot, rng)
     count = _CountData.build(t, ev_code, variants, objects)
-    rank = _RankData.build(t, ev_code, variants)
+    if pairs:
+        # Each ranking shows two of the variants: its own section (analysis.pairdesign), and
+        # the ranking design's sections see no rankings.
+        rank = _RankData.build(t.subset(t["task"] != "rank"), ev_code[t["task"] != "rank"], variants)
+        pair_data = _PairData.build(t, ev_code, variants)
+        n_rank_units = pair_data.n_units
+    else:
+        rank = _RankData.build(t, ev_code, variants)
+        n_rank_units = rank.n_units
     w_count = bs.draw_weights(count.n_units, n_boot, rng)
-    w_rank = bs.draw_weights(rank.n_units, n_boot, rng)
+    w_rank = bs.draw_weights(n_rank_units, n_boot, rng)
 
     count_out, count_reps = _count_section(count, w_count, v_eval, level)
-    pref_out, pref_reps = _preference_section(rank, w_rank, v_eval, level)
-    tests = _tests_section(count, rank, comparisons, count_reps, pref_reps, level, alpha, posthoc,
-                           seed)
-    agreement = _agreement_section(t, count, rank)
+    if pairs:
+        pref_reps: dict[str, np.ndarray] = {}  # no score to difference: the win margins are computed apart
+        pref_out = pairs_preference_section(pair_data, w_rank, v_eval, level, allow_ties)
+        tests = _tests_section(count, rank, comparisons, count_reps, pref_reps, level, alpha, posthoc, seed,
+                               rank_paired=pair_comparisons(pair_data, comparisons, w_rank, v_eval, level,
+                                                            EXACT_MAX_N),
+                               position_bias=pair_position_bias(pair_data, w_rank, v_eval, level, seed))
+        agreement = dataclasses.replace(_agreement_section(t, count, rank),
+                                        rank_alpha_ordinal=pairs_agreement(pair_data))
+        n_rankings = pair_data.n_rankings
+    else:
+        pref_out, pref_reps = _preference_section(rank, w_rank, v_eval, level)
+        tests = _tests_section(count, rank, comparisons, count_reps, pref_reps, level, alpha, posthoc,
+                               seed)
+        agreement = _agreement_section(t, count, rank)
+        n_rankings = rank.n_rankings
     data = Data(n_rows=len(t), n_evaluators=len(ev_ids), n_count_responses=count.n_rows,
                 n_count_images=count.n_images, n_count_units=count.n_units,
-                n_rankings=rank.n_rankings, n_rank_items=rank.n_units, variants=variants,
+                n_rankings=n_rankings, n_rank_items=n_rank_units, variants=variants,
                 objects=objects, counts=count.counts)
     return Sections(data=data, count=count_out, preference=pref_out, tests=tests,
                     agreement=agreement)

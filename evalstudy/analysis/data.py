@@ -7,6 +7,7 @@ resampling, so relabelling evaluators or shuffling rows changes nothing.
 from __future__ import annotations
 
 import hashlib
+import typing
 
 import numpy as np
 from scipy import stats as sps
@@ -147,6 +148,24 @@ class _CountData:
         self.answer = answer
         self.auto = t["auto_count"][mask]
         return self
+
+
+class Rankings(typing.Protocol):
+    """What the ranking skip rate reads of a task's rankings (`_RankData`, and the pairs
+    design's `pairdesign._PairData`): per row its ranking, item code, skip and reason, per
+    ranking its item, rater and skip."""
+
+    n_rankings: int
+    n_units: int
+    unit_ids: list
+    ranking: Array
+    unit: Array
+    skipped: Array
+    skip_reason: Array
+    prompt: Array
+    ranking_unit: Array
+    ranking_evaluator: Array
+    ranking_skipped: Array
 
 
 class _RankData:

@@ -123,11 +123,13 @@ def davidson_strengths(r: _RankData, order_counts, w_units: np.ndarray, v_eval: 
     g_reps, nu_reps = fit(order_counts(w_units, v_eval), init)
     g_units, nu_units = fit(order_counts(w_units, np.ones_like(v_eval)), init)
     g_evals, nu_evals = fit(order_counts(np.ones_like(w_units), v_eval), init)
-    shrink = strength_shrink(r, g_reps, g_units, g_evals, level)
+    done_idx = np.flatnonzero(r.done)
+    units, evaluators = r.ranking_unit[done_idx], r.ranking_evaluator[done_idx]
+    shrink = strength_shrink(units, evaluators, g_reps, g_units, g_evals, level)
     g_ci = confidence.intervals(g_point[0], g_reps, level, shrink, 0.0, 1.0)
     # nu on its log scale, where its bootstrap is nearer symmetric; bounded as the fit is.
     log_nu = [np.log(x)[:, None] for x in (nu_reps, nu_units, nu_evals)]
-    nu_shrink = strength_shrink(r, log_nu[0], log_nu[1], log_nu[2], level)
+    nu_shrink = strength_shrink(units, evaluators, log_nu[0], log_nu[1], log_nu[2], level)
     bound = rank_models.DAVIDSON_LOG_BOUND
     nu_ci = confidence.intervals(np.log(nu_point), log_nu[0], level, nu_shrink, -bound, bound)
     return {"strength": g_point[0], "strength_ci": g_ci,
@@ -135,24 +137,25 @@ def davidson_strengths(r: _RankData, order_counts, w_units: np.ndarray, v_eval: 
             "tie_parameter_ci": [math.exp(x) for x in nu_ci[0]]}
 
 
-def strength_shrink(r: _RankData, g_reps, g_units, g_evals, level: float) -> np.ndarray:
+def strength_shrink(units, evaluators, g_reps, g_units, g_evals, level: float) -> np.ndarray:
     """Shrink factors (G,) for a model's (B, G) product-weight bootstrap replicates, from
     its one-way resamples of the items (g_units) and of the raters (g_evals): they
-    estimate V_units and V_evaluators, and the product weights add V_cells."""
-    done_idx = np.flatnonzero(r.done)
+    estimate V_units and V_evaluators, and the product weights add V_cells. `units` and
+    `evaluators`: the item and rater codes of the rankings fitted (those done)."""
+    units, evaluators = np.asarray(units, dtype=np.int64), np.asarray(evaluators, dtype=np.int64)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         var_p, var_u, var_e = (np.nanvar(g, axis=0) for g in (g_reps, g_units, g_evals))
-    n_u = len(np.unique(r.ranking_unit[done_idx]))
-    n_e = len(np.unique(r.ranking_evaluator[done_idx]))
-    one_group = np.zeros(len(done_idx), dtype=np.int64)
-    ones_done = np.ones(len(done_idx))
+    n_u = len(np.unique(units))
+    n_e = len(np.unique(evaluators))
+    one_group = np.zeros(len(units), dtype=np.int64)
+    ones_done = np.ones(len(units))
     k = g_reps.shape[1]
     # A one-way bootstrap's variance is kappa times the unbiased one, kappa the centring
     # factor of the units' (evaluators') shares of the rankings: with raters' loads from
     # 2 to hundreds it is far below (n - 1) / n (see bootstrap.centring_factors).
-    kappa_u, kappa_e = (np.full(k, bs.centring_factors(key[done_idx], one_group, ones_done, 1)[0])
-                        for key in (r.ranking_unit, r.ranking_evaluator))
+    kappa_u, kappa_e = (np.full(k, bs.centring_factors(key, one_group, ones_done, 1)[0])
+                        for key in (units, evaluators))
     return bs.shrink_factors(var_u, var_e, np.maximum(var_p - var_u - var_e, 0.0),
                              np.full(k, n_u), np.full(k, n_e), level,
                              c_units=kappa_u, c_evals=kappa_e)

@@ -12,7 +12,7 @@ from scipy import stats as sps
 
 from .. import bootstrap as bs
 from .. import confidence, rank_models
-from .data import _RankData, group_range, kish_raters, parameter_range
+from .data import Rankings, _RankData, group_range, kish_raters, parameter_range
 from .pairs import TIES_NOTE, davidson_strengths, pairwise_section, strength_shrink
 from .result import ItemSkips, PreferenceSection, PreferenceStat, edge_interval_note
 
@@ -75,11 +75,13 @@ def _plackett_luce(r: _RankData, order_counts, counts: np.ndarray, point_counts:
                                                r.orderings, init=gamma_point_init)
     gamma_evals = rank_models.plackett_luce_mm(order_counts(np.ones_like(w_units), v_eval),
                                                r.orderings, init=gamma_point_init)
-    shrink_pl = strength_shrink(r, gamma_reps, gamma_units, gamma_evals, level)
+    done_idx = np.flatnonzero(r.done)
+    shrink_pl = strength_shrink(r.ranking_unit[done_idx], r.ranking_evaluator[done_idx],
+                                gamma_reps, gamma_units, gamma_evals, level)
     return gamma_point, confidence.intervals(gamma_point, gamma_reps, level, shrink_pl, 0.0, 1.0)
 
 
-def _ranking_skip_rate(r: _RankData, w_units: np.ndarray, v_eval: np.ndarray,
+def _ranking_skip_rate(r: Rankings, w_units: np.ndarray, v_eval: np.ndarray,
                        level: float) -> tuple[float, np.ndarray]:
     """Skipped rankings over rankings shown, and its interval (2,). A skip covers the whole
     ranking and names no variant, so there is one rate, not one per variant."""
@@ -98,7 +100,7 @@ def _ranking_skip_rate(r: _RankData, w_units: np.ndarray, v_eval: np.ndarray,
     return skip_est, skip_ci[0]
 
 
-def _skips_by_item(r: _RankData) -> tuple[dict[str, int], list[ItemSkips]]:
+def _skips_by_item(r: Rankings) -> tuple[dict[str, int], list[ItemSkips]]:
     """The skip reasons given (sorted by reason), and each item's rankings shown and skipped."""
     reasons: Counter[str] = Counter()
     first_row = np.unique(r.ranking, return_index=True)[1]

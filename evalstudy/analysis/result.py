@@ -26,7 +26,10 @@ from .record import Record, SchemaError, _build
 # 4: primary.comparisons[].looks[] carry the stage-wise adjusted estimate, its interval and
 # p-value (adjusted_estimate, adjusted_estimate_ci, adjusted_p_value) at the look a study
 # ended at; results stored under 3 are recomputed, so that a stopped study shows them.
-SCHEMA_VERSION = 4
+# 5: the pairs design (preference.design, tests.position_bias.left_win_rate[_ci], the
+# planned comparisons' "win_margin" measure); results stored under 4 are recomputed, so that
+# every stored result says which design it describes.
+SCHEMA_VERSION = 5
 SCHEMA = f"evalstudy.analysis/{SCHEMA_VERSION}"
 
 Interval = list[float | None]  # [low, high]; [None, None] where no interval can be had
@@ -209,6 +212,10 @@ class PreferenceSection(Record):
     # Added with the separation check; empty unless the strengths have no finite estimate.
     strength_note: str = ""
     edge_note: str = ""   # EDGE_NOTE where an interval has zero width at an end of its range
+    # Schema 5: the protocol's preference design. "pairs": each ranking shows two of the
+    # variants (m = 2); `pairs` lists the pairs shown, `by_variant` carries Bradley-Terry(-
+    # Davidson) strengths and no score (see evalstudy.analysis.pairdesign).
+    design: str = "ranking"
 
 
 # ---------------------------------------------------------------------------
@@ -298,6 +305,9 @@ class PositionBias(Record):
     n_permutations: int
     n_rankings: int
     method: str
+    # Schema 5, pairs design only: the share of untied rankings won by the left image.
+    left_win_rate: float | None = None
+    left_win_rate_ci: Interval = field(default_factory=lambda: [None, None])
 
 
 @dataclass(frozen=True)

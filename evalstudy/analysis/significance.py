@@ -89,7 +89,11 @@ def crossed_t_test(estimate: float, var: float, df: float) -> tuple[float, float
 
 
 def _tests_section(c: _CountData, r: _RankData, comparisons, count_reps, pref_reps, level,
-                   alpha, posthoc, seed) -> Tests:
+                   alpha, posthoc, seed, rank_paired: list[PairedTest] | None = None,
+                   position_bias: PositionBias | None = None) -> Tests:
+    """The planned comparisons (Holm-adjusted together) and the ranking tests. A pairs study
+    passes its rank task's planned tests (`rank_paired`, unadjusted) and position bias, and an
+    `r` without rankings (its rankings are not full ones)."""
     variants = c.variants
     nv = len(variants)
     index = {v: k for k, v in enumerate(variants)}
@@ -148,12 +152,14 @@ def _tests_section(c: _CountData, r: _RankData, comparisons, count_reps, pref_re
                 statistic=t_value, p_value=p_value, method=f"{crossed}; {wilcoxon}",
                 p_holm=None, significant=False, df=float(spread.df[0]),
                 wilcoxon_statistic=test["statistic"], p_wilcoxon_items=test["p_value"]))
+    unadjusted += rank_paired or []
     # Holm's adjustment needs every p-value first. A record keeps None for a NaN p-value.
     p_holm = stats.holm([math.nan if t.p_value is None else t.p_value for t in unadjusted])
     paired = [dataclasses.replace(t, p_holm=p, significant=bool(p is not None and math.isfinite(p) and p < alpha))
               for t, p in zip(unadjusted, p_holm, strict=True)]
-    friedman, posthoc_tests, position_bias = _ranking_tests(r, alpha, posthoc, seed)
-    return Tests(paired=paired, friedman=friedman, posthoc=posthoc_tests, position_bias=position_bias)
+    friedman, posthoc_tests, ranking_bias = _ranking_tests(r, alpha, posthoc, seed)
+    return Tests(paired=paired, friedman=friedman, posthoc=posthoc_tests,
+                 position_bias=position_bias if position_bias is not None else ranking_bias)
 
 
 def _ranking_tests(r: _RankData, alpha, posthoc,

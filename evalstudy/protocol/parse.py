@@ -17,17 +17,25 @@ from .schema import (
     DEFAULT_QUESTION_TEMPLATE,
     EXCLUSION_ALIASES,
     MAX_IMAGE_SIDE,
+    MAX_PAIRED_VARIANTS,
     MAX_PROMPT_COUNT,
     MAX_RANKED_VARIANTS,
     MIN_N_BOOT,
+    MIN_PAIRED_VARIANTS,
+    NOT_FOR_PAIRS,
     OPTIONAL_ANALYSIS_KEYS,
     OPTIONAL_SECTIONS,
     PANELS,
     POSTHOC_METHODS,
+    PREFERENCE_DESIGNS,
     PRIMARY_MEASURES,
     PROLIFIC_PARAMS,
     SCHEMA_VERSION,
     TEMPLATE_FIELDS,
+    TOO_FEW_PAIRED,
+    TOO_MANY_PAIRED,
+    TOO_MANY_RANKED,
+    UNKNOWN_DESIGN,
     AnalysisPlan,
     CaptionSource,
     ColourSpec,
@@ -148,10 +156,14 @@ def _parse_count_task(d: Any) -> CountTask:
 
 def _parse_preference_task(d: Any) -> PreferenceTask:
     w = "preference_task"
-    _mapping(d, w, ("captions", "images_per_caption", "allow_ties"), ("captions",))
+    _mapping(d, w, ("captions", "images_per_caption", "allow_ties", "design"), ("captions",))
     allow_ties = d.get("allow_ties", False)
     if not isinstance(allow_ties, bool):
         _fail(f"{w}.allow_ties", f"expected true or false, got {allow_ties!r}")
+    design = d.get("design", PREFERENCE_DESIGNS[0])
+    if design not in PREFERENCE_DESIGNS:
+        _fail(f"{w}.design", f"expected one of {', '.join(map(repr, PREFERENCE_DESIGNS))}, got {design!r}",
+              UNKNOWN_DESIGN)
     c = d["captions"]
     cw = f"{w}.captions"
     if isinstance(c, list):
@@ -179,6 +191,7 @@ def _parse_preference_task(d: Any) -> PreferenceTask:
         captions=source,
         images_per_caption=_integer(d.get("images_per_caption", 1), f"{w}.images_per_caption", lo=1),
         allow_ties=allow_ties,
+        design=design,
     )
 
 
@@ -217,9 +230,8 @@ def _parse_protocol(d: Any) -> Protocol:
             if d.get("preference_task") is not None else None)
     if count_task is None and pref is None:
         _fail("protocol", "a study needs a 'count_task', a 'preference_task' or both")
-    if pref is not None and len(variants) > MAX_RANKED_VARIANTS:
-        _fail("variants", f"at most {MAX_RANKED_VARIANTS} variants can be ranked together, "
-                          f"got {len(variants)}")
+    if pref is not None:
+        _check_design_width(pref, len(variants))
 
     q = _mapping(d.get("quality_control", {}), "quality_control", ("gold", "repeats"))
     gold = []
@@ -251,6 +263,8 @@ def _parse_protocol(d: Any) -> Protocol:
     )
 
     analysis = _parse_analysis(d.get("analysis", {}), variants)
+    if pref is not None and pref.design == "pairs":
+        _check_analysis_for_pairs(analysis)
     recruitment = (_parse_recruitment(d["recruitment"], evaluators)
                    if d.get("recruitment") is not None else None)
     consent = _parse_consent(d["consent"]) if d.get("consent") is not None else None
@@ -260,6 +274,38 @@ def _parse_protocol(d: Any) -> Protocol:
                     evaluators=evaluators, count_task=count_task, preference_task=pref,
                     quality_control=qc, analysis=analysis, schema_version=version,
                     recruitment=recruitment, consent=consent, practice=practice)
+
+
+def _check_design_width(pref: PreferenceTask, n_variants: int) -> None:
+    """The number of variants the preference design can show: one image per variant in a
+    ranking (MIN..MAX_RANKED_VARIANTS), two of them per task in the pairs design."""
+    if pref.design == "ranking" and n_variants > MAX_RANKED_VARIANTS:
+        _fail("variants", f"at most {MAX_RANKED_VARIANTS} variants can be ranked together, got {n_variants}; "
+                          f"for more, set preference_task.design to \"pairs\" (two of the variants per task, "
+                          f"up to {MAX_PAIRED_VARIANTS} variants)", TOO_MANY_RANKED)
+    if pref.design == "pairs" and n_variants < MIN_PAIRED_VARIANTS:
+        _fail("preference_task.design", f"\"pairs\" needs at least {MIN_PAIRED_VARIANTS} variants, got "
+                                        f"{n_variants}: with two, the ranking design is already pairwise A/B "
+                                        "(leave 'design' out)", TOO_FEW_PAIRED)
+    if pref.design == "pairs" and n_variants > MAX_PAIRED_VARIANTS:
+        _fail("variants", f"the pairs design compares at most {MAX_PAIRED_VARIANTS} variants, got {n_variants}; "
+                          "split them into studies that share a few variants as anchors", TOO_MANY_PAIRED)
+
+
+def _check_analysis_for_pairs(analysis: AnalysisPlan) -> None:
+    """Refuse what the analysis plan asks that is defined on full rankings only: the mean-rank
+    preference score (a variant's score in pairs depends on the opponents it met) and the
+    Nemenyi test (on Friedman's mean ranks over caption blocks, which pairs do not form)."""
+    if analysis.posthoc == "nemenyi":
+        _fail("analysis.posthoc", "the Nemenyi test reads the mean ranks of full rankings; a pairs study has "
+                                  "none. Use \"holm\" (the default); each pair's win rate is reported with "
+                                  "its interval", NOT_FOR_PAIRS)
+    for i, c in enumerate(analysis.primary.comparisons if analysis.primary else ()):
+        if c.measure == "score":
+            _fail(f"analysis.primary.comparisons[{i}].measure",
+                  "\"score\" is the mean rank of full rankings, which a pairs study does not collect; "
+                  "monitor a count measure (\"match_ratio\", \"mean_abs_error\") here, and list the pair in "
+                  "analysis.comparisons, reported as its win margin with an interval and test", NOT_FOR_PAIRS)
 
 
 def _url(v: Any, where: str) -> str | None:

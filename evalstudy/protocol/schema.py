@@ -34,6 +34,18 @@ MAX_PROMPT_COUNT = len(NUMBER_WORDS) - 1  # the largest count a prompt spells ou
 # analysis tabulates. The limits live in evalstudy.ranks, beside the check of a ranking.
 MIN_RANKED_VARIANTS = MIN_WIDTH
 MAX_RANKED_VARIANTS = MAX_WIDTH
+# preference_task.design: "ranking" shows one image per variant (2 to MAX_RANKED_VARIANTS
+# variants); "pairs" shows two of the variants per task, on the A/B page, for 3 to
+# MAX_PAIRED_VARIANTS variants. Why 32: a study needs every one of the n (n - 1) / 2
+# pairs shown several times for its own win rate (496 pairs at 32: already a study of
+# thousands of pair tasks), every caption is drawn by every variant (32 images per
+# caption and seed), and the analysis fits Bradley-Terry-Davidson strengths on each of
+# the bootstrap's resamples (an n x n table each: 20 s and 0.75 GB for 2000 resamples of a
+# 32-variant study of 2560 rankings on our 2-core machine; four times the pairs at 64).
+PREFERENCE_DESIGNS = ("ranking", "pairs")
+DEFAULT_DESIGN = PREFERENCE_DESIGNS[0]
+MIN_PAIRED_VARIANTS = 3  # two variants in the ranking design are already pairwise A/B
+MAX_PAIRED_VARIANTS = 32
 
 DEFAULT_PROMPT_TEMPLATE = "{quantity} {colour} {noun}"
 DEFAULT_QUESTION_TEMPLATE = "How many {plural} can you see?"
@@ -51,7 +63,22 @@ DEFAULT_POWER = 0.8  # the power an estimate of the evaluators still needed plan
 
 
 class ProtocolError(ValueError):
-    """A protocol that cannot describe a study; the message names the offending field."""
+    """A protocol that cannot describe a study; the message names the offending field.
+    ``code`` names the rule broken where a caller may act on it (PROTOCOL_ERROR_CODES),
+    else None."""
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+# ProtocolError.code values of the preference design's rules.
+UNKNOWN_DESIGN = "unknown_design"
+TOO_MANY_RANKED = "too_many_ranked_variants"
+TOO_FEW_PAIRED = "too_few_paired_variants"
+TOO_MANY_PAIRED = "too_many_paired_variants"
+NOT_FOR_PAIRS = "not_for_pairs"
+PROTOCOL_ERROR_CODES = (UNKNOWN_DESIGN, TOO_MANY_RANKED, TOO_FEW_PAIRED, TOO_MANY_PAIRED, NOT_FOR_PAIRS)
 
 
 # ---------------------------------------------------------------------------
@@ -94,14 +121,17 @@ class CaptionSource:
 
 @dataclass(frozen=True)
 class PreferenceTask:
-    """Rank the images of every variant for one caption (pairwise A/B when there are two).
+    """Rank the images of every variant for one caption (pairwise A/B when there are two),
+    or, with ``design`` "pairs", choose the better of two variants' images per task.
 
     ``allow_ties``: an evaluator may mark images as equally good, stored as tied
-    competition ranks (evalstudy.ranks); left out of the canonical form when False."""
+    competition ranks (evalstudy.ranks); left out of the canonical form when False.
+    ``design``: "ranking" (the default, left out of the canonical form) or "pairs"."""
 
     captions: CaptionSource
     images_per_caption: int = 1
     allow_ties: bool = False
+    design: str = DEFAULT_DESIGN
 
 
 @dataclass(frozen=True)
@@ -326,6 +356,8 @@ class Protocol:
         # written before it keeps its hash.
         if doc["preference_task"] is not None and not doc["preference_task"]["allow_ties"]:
             del doc["preference_task"]["allow_ties"]
+        if doc["preference_task"] is not None and doc["preference_task"]["design"] == DEFAULT_DESIGN:
+            del doc["preference_task"]["design"]
         return doc
 
     def content_hash(self) -> str:
@@ -333,9 +365,20 @@ class Protocol:
         return hashlib.sha256(canonical_json(self.to_dict()).encode("utf-8")).hexdigest()
 
     @property
+    def design(self) -> str:
+        """The preference task's design, "ranking" or "pairs" ("ranking" without one)."""
+        return self.preference_task.design if self.preference_task is not None else DEFAULT_DESIGN
+
+    @property
+    def is_pairs(self) -> bool:
+        """Whether each rank task shows two of the variants (preference_task.design "pairs")."""
+        return self.design == "pairs"
+
+    @property
     def n_ranked(self) -> int:
-        """How many images one ranking orders: one per variant (2 is pairwise A/B)."""
-        return len(self.variants)
+        """How many images one ranking orders: one per variant (2 is pairwise A/B), or 2 in
+        the pairs design, whatever the number of variants."""
+        return 2 if self.is_pairs else len(self.variants)
 
     @property
     def allow_ties(self) -> bool:

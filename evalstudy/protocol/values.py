@@ -8,8 +8,8 @@ from typing import Any, Literal, overload
 from .schema import ProtocolError
 
 
-def _fail(where: str, message: str) -> None:
-    raise ProtocolError(f"{where}: {message}")
+def _fail(where: str, message: str, code: str | None = None) -> None:
+    raise ProtocolError(f"{where}: {message}", code)
 
 
 def _mapping(d: Any, where: str, allowed: tuple[str, ...], required: tuple[str, ...] = ()) -> dict:

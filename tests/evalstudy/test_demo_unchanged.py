@@ -43,6 +43,10 @@ demo20_analysis.json was rewritten (the second command) when intervals came to b
 by the parameter's range instead of the observed answers' (audit of 2026-12-07, findings 2
 and 3): the mean-error intervals ([0, inf) instead of the errors' range) and the paired
 differences' intervals moved; the edge_note entries (empty) added since were written too.
+
+demo20_analysis.json was rewritten (the second command) for schema 5, the pairs design: only
+schema and schema_version changed; preference.design ("ranking") and the position bias's
+left_win_rate entries (None: pairs only) were added, and no number moved.
 """
 
 import json

@@ -115,6 +115,8 @@ def _count_object_table(section: Sections | AnalysisResult, ci_label: str) -> Ta
 
 def _preference_table(section: Sections | AnalysisResult, ci_label: str) -> Table:
     pref = section.preference
+    if pref.design == "pairs":
+        return _pairs_preference_table(section, ci_label)
     # Plackett-Luce for full rankings; with ties, Bradley-Terry-Davidson (evalstudy.analysis.pairs).
     strength, strength_label = (("bt_strength", "Bradley-Terry-Davidson strength") if pref.has_ties
                                 else ("pl_strength", "Plackett-Luce strength"))
@@ -133,6 +135,30 @@ def _preference_table(section: Sections | AnalysisResult, ci_label: str) -> Tabl
         note=f"m = {pref.m or 4} images per ranking; ranking skip rate (skipped rankings of all rankings shown; "
              f"a skip names no variant): {percent(pref.ranking_skip_rate)} {ci(pref.ranking_skip_rate_ci)} "
              f"({reasons})." + few_raters_warning(pref.by_variant)
+             + (" " + pref.strength_note if pref.strength_note else "")
+             + (" " + pref.edge_note if pref.edge_note else ""),
+    )
+
+
+def _pairs_preference_table(section: Sections | AnalysisResult, ci_label: str) -> Table:
+    """A pairs study's variants (evalstudy.analysis.pairdesign): strengths, strongest first."""
+    pref = section.preference
+    rows = tuple(
+        (r.variant, num(r.n), num(r.n_raters), num(r.bt_strength, 3), ci(r.bt_strength_ci, 3),
+         " / ".join(str(c) for c in r.rank_counts), percent(r.tie_rate))
+        for r in sorted(pref.by_variant, key=lambda r: -(r.bt_strength if r.bt_strength is not None else -1.0)))
+    reasons = ", ".join(f"{k}: {v}" for k, v in pref.skip_reasons.items()) or "none"
+    nu = (f"; tie parameter {num(pref.bt_tie_parameter, 3)} {ci(pref.bt_tie_parameter_ci, 3)}"
+          if pref.bt_tie_parameter is not None else "")
+    return Table(
+        key="figure6", title="Preference, pairs design (Bradley-Terry strengths over every variant)",
+        header=("variant", "rankings", "raters", "strength", ci_label, "better / worse (a tie: better)", "tied"),
+        rows=rows,
+        note=f"Each ranking shows two of the variants; model: {pref.strength_model}{nu}. Strengths sum to 1; the "
+             "ratio of two is the odds that one is preferred to the other. No mean-rank score: in pairs it "
+             "depends on the opponents a variant met. Ranking skip rate: "
+             f"{percent(pref.ranking_skip_rate)} {ci(pref.ranking_skip_rate_ci)} ({reasons})."
+             + few_raters_warning(pref.by_variant)
              + (" " + pref.strength_note if pref.strength_note else "")
              + (" " + pref.edge_note if pref.edge_note else ""),
     )
@@ -159,6 +185,12 @@ def _tests_table(section: Sections | AnalysisResult, ci_label: str) -> Table:
 def _ranking_tests_table(section: Sections | AnalysisResult) -> Table | None:
     tests = section.tests
     fr, post, bias = tests.friedman, tests.posthoc, tests.position_bias
+    if fr is None and bias is not None and bias.left_win_rate is not None:  # the pairs design
+        return Table(key="ranking-tests", title="Ranking tests", header=("test", "statistic", "p", "note"),
+                     rows=(("Position bias (sides swapped within each pair)",
+                            f"left image won {percent(bias.left_win_rate)} {ci(bias.left_win_rate_ci)} of the "
+                            f"untied rankings", pvalue(bias.p_value), f"{bias.n_permutations} permutations"),),
+                     note="Friedman, Nemenyi and Kendall's W need full rankings; a pairs study has none.")
     if fr is None:
         return None
     rows = [("Friedman (captions as independent blocks)", f"\u03c7\u00b2 = {num(fr.statistic)}, df = {fr.df}",
@@ -195,7 +227,8 @@ def _agreement_table(section: Sections | AnalysisResult) -> Table:
     if ag.rank_alpha_ordinal is not None:
         a = ag.rank_alpha_ordinal
         rows.append(("Krippendorff's \u03b1 (ordinal), ranks", num(a.alpha, 3),
-                     f"{a.n_pairable_units} (caption, variant) pairs ranked twice or more"))
+                     f"{a.n_pairable_units} (caption, variant) pairs ranked twice or more"
+                     if a.units.startswith("(caption, variant)") else f"{a.n_pairable_units} {a.units}"))
     if ag.kendall_w is not None:
         w = ag.kendall_w
         rows.append(("Kendall's W between raters, per caption (mean)", num(w.per_item_mean, 3),

@@ -316,9 +316,10 @@ def study_assignment_plans(*, study: Study, by_key: dict[str, Item]):
         n_slots=proto.evaluators.n,
         overlap=proto.evaluators.overlap,
         seed=study.plan_seed,
-        n_variants=proto.n_ranked,
+        n_variants=len(proto.variants),
         gold_item_ids=[k for k, it in by_key.items() if it.is_gold],
         n_repeats=proto.quality_control.repeats,
+        design=proto.design,
     )
 
 
