@@ -180,13 +180,16 @@ def _preference_lines(result: AnalysisResult, width: int) -> list[str]:
         return []
     bt = pref.has_ties or pref.design == "pairs"
     model = "BT-Davidson strength" if bt else "PL strength"
-    lines = [f"\n{'preference':<{width + 2}}{'raters':>6}{'n':>6}  score  95% CI            {model}"]
-    if pref.design == "pairs":
-        lines[0] += "   (pairs design: two variants per ranking; no mean-rank score)"
+    pairs = pref.design == "pairs"  # two variants per ranking: no mean-rank score to show
+    score_head = "" if pairs else "  score  95% CI          "
+    lines = [f"\n{'preference':<{width + 2}}{'raters':>6}{'n':>6}{score_head}  {model}"]
+    if pairs:
+        lines[0] += "   (pairs design: two variants per ranking, so no mean-rank score)"
     for p in pref.by_variant:
         strength, strength_ci = ((p.bt_strength, p.bt_strength_ci) if bt else (p.pl_strength, p.pl_strength_ci))
-        lines.append(f"  {p.variant:<{width}}{_fmt_int(p.n_raters):>6}{p.n:>6}  {_fmt(p.score, 2):>5}  "
-                     f"{_ci(p.score_ci):<18}{_fmt(strength)} {_ci(strength_ci)}"
+        score = "" if pairs else f"  {_fmt(p.score, 2):>5}  {_ci(p.score_ci):<16}"
+        lines.append(f"  {p.variant:<{width}}{_fmt_int(p.n_raters):>6}{p.n:>6}{score}  "
+                     f"{_fmt(strength)} {_ci(strength_ci)}"
                      + (f"  tied {_fmt(p.tie_rate)}" if pref.has_ties else ""))
     warning = few_raters_warning(pref.by_variant)
     if warning:

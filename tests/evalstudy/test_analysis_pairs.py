@@ -86,6 +86,18 @@ def test_the_hand_computable_case():
     assert AnalysisResult.from_dict(res.to_dict()) == res
 
 
+def test_the_command_lines_table_of_a_pairs_study_has_strengths_and_no_score_column():
+    from evalstudy.__main__ import _preference_lines
+
+    res = analyze(responses_from_rows(_rows(_hand_case())), _protocol(), n_boot=50)
+    head, *rows = _preference_lines(res, width=4)[:4]
+    assert "BT-Davidson strength" in head and "score" not in head.split("(")[0]
+    for row, v in zip(rows, VARIANTS, strict=True):
+        by = next(s for s in res.preference.by_variant if s.variant == v)
+        # variant, raters, rankings, then the strength: no empty score cells before it.
+        assert row.split()[:4] == [v, str(by.n_raters), str(by.n), f"{by.bt_strength:.3f}"]
+
+
 def test_ties_are_counted_and_the_tie_parameter_reported():
     judgments = _hand_case() + [(f"e{k % 4}", f"rank:t{k}:0", "a", "b", "=") for k in range(4)]
     res = analyze(responses_from_rows(_rows(judgments), allow_ties=True), _protocol(ties=True), n_boot=200)
