@@ -45,7 +45,7 @@ from scipy import linalg
 from generator.coco import center_crop
 from generator.defaults import FID_CFG_SCALE, STEPS
 from generator.inception import FEATURE_DIM, load_fid_inception
-from generator.weights import CLIP_SCORE, resolve_folder
+from generator.weights import CLIP_SCORE, MissingWeightsError, resolve_folder
 
 # ---------------------------------------------------------------------------
 # Frechet distance
@@ -334,11 +334,41 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+def missing_inputs(args: argparse.Namespace) -> list[str]:
+    """The command's input files and folders that are not there, each with its flag. Checked
+    before any network is loaded, so that a wrong path is named at once rather than after
+    Inception (and CLIP) have loaded, and ref-stats never averages over no images."""
     if args.cmd == "ref-stats":
-        exts = {".jpg", ".jpeg", ".png"}
-        paths = sorted(q for q in args.images.rglob("*") if q.suffix.lower() in exts)
+        if not args.images.is_dir():
+            return [f"--images {args.images}: no such folder"]
+        if not any(q.suffix.lower() in IMAGE_SUFFIXES for q in args.images.rglob("*")):
+            return [f"--images {args.images}: holds no {', '.join(IMAGE_SUFFIXES)} image"]
+        return []
+    given = [("--captions", args.captions), ("--ref-stats", args.ref_stats)]
+    if args.cmd == "fid":
+        given.insert(0, ("--checkpoint", Path(args.checkpoint)))
+    return [f"{flag} {path}: no such file or folder" for flag, path in given if not path.exists()]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The command line. A missing input or missing pretrained weights end it with one message
+    (what is missing and, for weights, where it looked and how to get them), not a traceback."""
+    args = parse_args(argv)
+    missing = missing_inputs(args)
+    if missing:
+        sys.exit(f"{args.cmd}: " + "; ".join(missing))
+    try:
+        _run(args)
+    except MissingWeightsError as exc:
+        sys.exit(f"{args.cmd}: {exc}")
+
+
+def _run(args: argparse.Namespace) -> None:
+    if args.cmd == "ref-stats":
+        paths = sorted(q for q in args.images.rglob("*") if q.suffix.lower() in IMAGE_SUFFIXES)
         inception = InceptionFeatures(args.inception, args.device)
         mu, sigma = reference_statistics(paths, inception, args.size, args.batch_size)
         np.savez(args.out, mu=mu, sigma=sigma, n=len(paths))

@@ -26,8 +26,6 @@ from tests.narrow import present
 ROOT = Path(__file__).resolve().parents[1]
 PASSWORD = "a-long-password-for-alice-7"
 
-pytestmark = pytest.mark.slow
-
 
 def running_a_study_block(readme: str) -> str:
     """The shell block the README shows under "## Running a study"."""
@@ -62,6 +60,18 @@ def _wait_unless_a_traceback(proc: subprocess.Popen, log: Path, *, timeout: floa
     return None
 
 
+def test_the_block_leaves_the_study_open_and_the_readme_closes_it_after_serving():
+    """Run top to bottom, the README must not close the study before its serving block: a
+    closed study stays closed, so a newcomer would serve a study nobody can join."""
+    readme = (ROOT / "README.md").read_text()
+    block = running_a_study_block(readme)
+    assert "--close" not in block
+    serve = readme.index("python manage.py runserver")
+    close = readme.index("python manage.py study_status my-study --close")
+    assert close > serve
+
+
+@pytest.mark.slow
 def test_the_running_a_study_block_works_as_written_on_a_fresh_checkout(tmp_path):
     block = running_a_study_block((ROOT / "README.md").read_text())
     assert "launch_batch" in block and "celery -A webapp worker" in block
@@ -90,10 +100,10 @@ def test_the_running_a_study_block_works_as_written_on_a_fresh_checkout(tmp_path
     output = log.read_text()
     assert returncode == 0, output
     assert re.search(r"batch \d+ complete: 160/160 images", output), output
-    assert "Study my-study is closed." in output, output
+    assert "Study my-study is open." in output, output
     db = sqlite3.connect(checkout / "var" / "db.sqlite3")
     (status, opened), = db.execute("SELECT status, opened_at FROM studies_study WHERE slug = 'my-study'")
-    assert status == "closed" and opened is not None  # it was opened when its images existed
+    assert status == "open" and opened is not None  # opened when its images existed, left open to be served
     (n_images,), = db.execute("SELECT count(*) FROM studies_image WHERE variant_id IS NOT NULL")
     assert n_images == 160  # the model images; the gold images come with the study
     (has_password,), = db.execute("SELECT password NOT LIKE '!%' FROM auth_user WHERE username = 'alice'")

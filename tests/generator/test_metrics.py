@@ -325,3 +325,40 @@ def test_fid_sweep_without_snapshots_says_how_to_get_them(fid_inputs, tmp_path):
     _, common = fid_inputs
     with pytest.raises(SystemExit, match="--keep-every"):
         main(["fid-sweep", "--run", str(tmp_path / "elsewhere"), *common])
+
+
+# ---------------------------------------------------------------------------
+# The command line: missing inputs and weights end it with a message, not a traceback
+# ---------------------------------------------------------------------------
+
+
+def _no_network(*args, **kwargs):
+    raise AssertionError("a network was loaded before the inputs were checked")
+
+
+def test_cli_names_every_missing_input_before_loading_a_network(tmp_path, monkeypatch):
+    monkeypatch.setattr(generator.metrics, "InceptionFeatures", _no_network)
+    with pytest.raises(SystemExit) as err:
+        generator.metrics.main(["fid", "--checkpoint", str(tmp_path / "run"), "--captions", str(tmp_path / "c.json"),
+                                "--ref-stats", str(tmp_path / "ref.npz"), "--device", "cpu"])
+    message = str(err.value.code)
+    assert message.startswith("fid: ")
+    for flag in ("--checkpoint", "--captions", "--ref-stats"):
+        assert flag in message
+    with pytest.raises(SystemExit, match="--images .*no such folder"):
+        generator.metrics.main(["ref-stats", "--images", str(tmp_path / "val2014"), "--out", str(tmp_path / "o.npz")])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SystemExit, match="--images .*holds no"):
+        generator.metrics.main(["ref-stats", "--images", str(tmp_path / "empty"), "--out", str(tmp_path / "o.npz")])
+
+
+def test_cli_without_the_inception_weights_says_how_to_get_them(tmp_path, monkeypatch):
+    monkeypatch.delenv("FUSION_INCEPTION", raising=False)
+    (tmp_path / "val2014").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "val2014" / "a.png")
+    with pytest.raises(SystemExit) as err:  # not MissingWeightsError's traceback
+        generator.metrics.main(["ref-stats", "--images", str(tmp_path / "val2014"), "--out", str(tmp_path / "o.npz"),
+                                "--device", "cpu"])
+    message = str(err.value.code)
+    assert message.startswith("ref-stats: ") and "FUSION_INCEPTION" in message and "To get them" in message
+    assert not (tmp_path / "o.npz").exists()

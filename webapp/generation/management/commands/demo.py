@@ -169,7 +169,8 @@ class Command(BaseCommand):
             f"  Evaluators join at:  {summary['invite_url']}",
             f"  Admin (staff) login: {admin['username']} / {admin['password']}"
             f"   -> http://{addrport}/admin/ and http://{addrport}/generation/",
-            f"  Researcher login:    {researcher['username']} / {researcher['password']}",
+            f"  Researcher login:    {researcher['username']} / {researcher['password']}"
+            f"   -> http://{addrport}/research/login/",
             f"  Set up in {summary['seconds']} s.",
         ]
         if not no_serve:
