@@ -591,7 +591,9 @@ def preference_captions(protocol: Protocol, base_dir: str | Path | None = None,
     else:
         field = "preference_task.captions.path"
         path = protocol_file(src.path, field=field, base_dir=base_dir, root=root)
-        pool = read_coco_captions(path, label=None if root is None else field)
+        # Under a root the path is relative to the protocol (absolute ones are refused above): as
+        # the protocol wrote it, it names nothing of the server.
+        pool = read_coco_captions(path, label=None if root is None else f"{field} {src.path!r}")
     # One caption per distinct text: COCO has near-duplicates across annotations.
     seen: set[str] = set()
     unique = []

@@ -282,6 +282,11 @@ def import_uvit(
     file = weights_path(out)
     if file.exists():
         raise FileExistsError(f"{file} exists; import into a new folder")
+    if not src.is_file():
+        raise FileNotFoundError(
+            f"no U-ViT weights at {src}: download U-ViT's MS-COCO model from the release assets of its "
+            "repository (github.com/baofff/U-ViT: mscoco_uvit_small.pth, or mscoco_uvit_small_deep.pth for "
+            "--preset uvit-s-deep-concat-early) and give its path")
     state = torch.load(src, map_location="cpu", weights_only=True)
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"{src} holds no state dict of tensors (a {type(state).__name__})")

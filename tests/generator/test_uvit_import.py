@@ -238,3 +238,11 @@ def test_one_step_gives_the_network_uvit_timesteps_and_takes_uvit_guidance(sampl
         c, u = (network(x, t - 1, sampler.text_encoder.encode([p])) for p in (prompt, ""))
     off_by_one = (x.double() - sigma * (c + scale * (c - u)).double()) / alpha
     assert not torch.allclose(z.double(), off_by_one, rtol=1e-4, atol=1e-4)
+
+
+def test_a_missing_weights_file_says_where_to_get_it_and_writes_nothing(tmp_path):
+    with pytest.raises(SystemExit) as exit_:
+        main(["import-uvit", str(tmp_path / "mscoco_uvit_small.pth"), "--out", str(tmp_path / "out")])
+    message = str(exit_.value.code)
+    assert "no U-ViT weights at" in message and "github.com/baofff/U-ViT" in message
+    assert not (tmp_path / "out").exists()

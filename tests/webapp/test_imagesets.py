@@ -726,3 +726,69 @@ def test_a_problem_found_twice_is_said_once_and_a_summary_counts_files_and_image
     assert import_summary(same, study_slug="s") == "Imported 12 images for m of s"
     shared = ImportResult(variants=("m", "n"), images=15, files=12, upload_sha256="0" * 64)
     assert import_summary(shared).startswith("Imported 15 images from 12 files (a file whose text is both")
+
+
+# --------------------------------------------------------------------------- the manifest to fill in
+
+
+def template_rows(study: Study, variants=None) -> list[dict]:
+    chosen = None if variants is None else [study.variants.get(name=v) for v in variants]
+    text = imagesets.manifest_csv(selectors.manifest_template(study=study, variants=chosen))
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+def test_the_manifest_template_is_what_an_import_needs(study, tmp_path, settings):
+    rows = template_rows(study, IMPORTED)
+    assert list(rows[0]) == ["variant", "prompt", "seed", "file"]
+    assert [(r["variant"], r["prompt"], int(r["seed"])) for r in rows] == [
+        (v, text, seed) for v in IMPORTED for text, seed in cells(study, v)]
+    result = imageset_import(study=study, path=write_folder(tmp_path / "set", rows))
+    assert sorted(result.variants) == sorted(IMPORTED) and result.images == len(rows)
+    # Imported variants wait for nothing more: the default template lists the other two.
+    assert {r["variant"] for r in template_rows(study)} == set(NEUTRAL_VARIANTS) - set(IMPORTED)
+
+
+def test_a_caption_that_is_also_a_count_prompt_is_one_row_of_the_template(tmp_path, settings):
+    first = draft_study()
+    count_text = Prompt.objects.filter(study=first, kind="count").order_by("pk").values_list("text", flat=True)[0]
+    protocol = small_protocol(variants=NEUTRAL_VARIANTS)
+    protocol["sampling"]["size"] = 32
+    protocol["preference_task"]["captions"] = [count_text, "a cat on a mat"]
+    study = study_lifecycle.study_create(protocol=protocol, slug="shared-text", base_dir=str(DEMO_PROTOCOL.parent))
+    rows = template_rows(study, ["model-a"])
+    keys = [(r["prompt"], r["seed"]) for r in rows]
+    assert len(keys) == len(set(keys)) and (count_text, "0") in keys
+    result = imageset_import(study=study, path=write_folder(tmp_path / "shared", rows))
+    assert result.images > len(rows)  # the shared row's image is stored for each of its tasks
+
+
+def test_the_template_command_writes_the_rows_and_refuses_what_it_cannot_list(study, tmp_path, capsys):
+    call_command("image_set_template", study.slug, "--variant", "model-c")
+    assert capsys.readouterr().out == imagesets.manifest_csv(
+        selectors.manifest_template(study=study, variants=[study.variants.get(name="model-c")]))
+    target = tmp_path / "manifest.csv"
+    call_command("image_set_template", study.slug, "-o", str(target))
+    assert len(list(csv.DictReader(target.open()))) == sum(len(cells(study, v)) for v in NEUTRAL_VARIANTS)
+    with pytest.raises(CommandError, match="'sd-base': not a variant of outside"):
+        call_command("image_set_template", study.slug, "--variant", "sd-base")
+    imageset_import(study=study, path=write_folder(tmp_path / "all", make_rows(study, NEUTRAL_VARIANTS)))
+    with pytest.raises(CommandError, match="no variant is waiting for an image set"):
+        call_command("image_set_template", study.slug)
+
+
+def test_the_template_is_a_staff_download_linked_from_the_generation_page(study):
+    from django.test import Client
+
+    from tests.factories import UserFactory
+
+    staff = staff_client()
+    assert 'id="manifest-template"' in study_page(staff, study)
+    r = staff.get(f"/generation/study/{study.slug}/manifest.csv?variant=model-d")
+    assert r.status_code == 200 and r["Content-Type"].startswith("text/csv")
+    assert r.content.decode() == imagesets.manifest_csv(
+        selectors.manifest_template(study=study, variants=[study.variants.get(name="model-d")]))
+    assert staff.get(f"/generation/study/{study.slug}/manifest.csv?variant=nope").status_code == 404
+    evaluator_like = Client()
+    evaluator_like.force_login(UserFactory(username="someone"))
+    assert evaluator_like.get(f"/generation/study/{study.slug}/manifest.csv").status_code == 404
+    assert Client().get(f"/generation/study/{study.slug}/manifest.csv").status_code == 302

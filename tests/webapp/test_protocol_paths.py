@@ -85,9 +85,11 @@ def test_a_link_and_a_dotdot_that_stay_inside_are_fine(files_dir):
     assert Study.objects.get(slug="uploaded").items.filter(task="rank").count() == 10
 
 
-def test_a_missing_file_inside_is_named_by_its_field_only(files_dir):
+def test_a_missing_file_inside_is_named_by_its_field_and_the_path_the_protocol_wrote(files_dir):
+    # The protocol's own relative path, as written (it names nothing of the server: _refused
+    # checks that no server folder appears), so that its author sees which file to put there.
     text = _refused(_upload(_demo_with_captions("../captions/nowhere.json")))
-    assert "cannot read captions file" in text
+    assert "cannot read captions file" in text and "&#x27;../captions/nowhere.json&#x27;" in text
 
 
 @pytest.mark.parametrize("name", ["demo.json"])

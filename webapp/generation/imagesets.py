@@ -253,6 +253,16 @@ def _manifest_rows(upload: Upload, manifest: Path | None, problems: list[str]) -
         return [], digest
 
 
+def manifest_csv(rows: list[selectors.ManifestRow]) -> str:
+    """``rows`` as a manifest.csv (``selectors.manifest_template``): the header and a row per
+    image, ready to have its ``file`` column point at the images made."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(selectors.MANIFEST_FIELDS)
+    writer.writerows((r.variant, r.prompt, r.seed, r.file) for r in rows)
+    return out.getvalue()
+
+
 def _cell(value: str | list[str] | None) -> str:
     """A CSV cell as text; a row's cells beyond the header (a list under the key None) joined."""
     return ",".join(value).strip() if isinstance(value, list) else (value or "").strip()

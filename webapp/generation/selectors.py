@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TypedDict
@@ -12,7 +13,7 @@ from django.utils import timezone
 from evalstudy.design import image_seeds
 from evalstudy.protocol import Sampling
 from generator.defaults import CFG_SCALE, STEPS
-from webapp.studies.models import Checkpoint, Image, Item, Study, Variant
+from webapp.studies.models import Checkpoint, Image, Item, Prompt, Study, Variant
 
 from .models import MAX_PART_SIZE, Batch, ImageSetImport, Part
 
@@ -33,6 +34,38 @@ def study_needed_work(*, study: Study) -> dict[int, list[tuple[int, int]]]:
             for vid in variant_ids:
                 needed[vid][(prompt_id, seed)] = None
     return {vid: list(pairs) for vid, pairs in needed.items()}
+
+
+@dataclass(frozen=True)
+class ManifestRow:
+    """One row of an image-set manifest (docs/models-from-elsewhere.md): an image to make."""
+    variant: str
+    prompt: str
+    seed: int
+    file: str  # a suggested path inside the upload
+
+
+MANIFEST_FIELDS = ("variant", "prompt", "seed", "file")
+
+
+def manifest_template(*, study: Study, variants: list[Variant] | None = None) -> list[ManifestRow]:
+    """Every row an image set for ``variants`` must hold (by default the variants that have
+    neither images nor a checkpoint, the ones an import may fill): each (prompt text, seed)
+    the study's items need, once per variant (a caption whose text is also a count prompt
+    is one cell, as the import reads it), in item order, with a suggested file name. It is
+    the grid ``imagesets._check_grid`` checks an upload against."""
+    if variants is None:
+        variants = list(study.variants.filter(images__isnull=True, checkpoint__isnull=True)
+                        .distinct().order_by("index"))
+    needed = study_needed_work(study=study)
+    texts = dict(Prompt.objects.filter(study=study).values_list("pk", "text"))
+    rows = []
+    for variant in variants:
+        cells = dict.fromkeys((texts[pid], seed) for pid, seed in needed[variant.pk])
+        folder = re.sub(r"[^A-Za-z0-9._-]+", "_", variant.name).strip("._") or f"variant-{variant.index}"
+        rows += [ManifestRow(variant=variant.name, prompt=text, seed=seed, file=f"{folder}/{k:05d}.png")
+                 for k, (text, seed) in enumerate(cells)]
+    return rows
 
 
 def study_sampling(*, study: Study) -> Sampling:

@@ -10,6 +10,7 @@ urlpatterns = [
     path("study/<slug:slug>/", views.study, name="study"),
     path("study/<slug:slug>/launch/", views.launch, name="launch"),
     path("study/<slug:slug>/images/", views.import_images, name="import_images"),
+    path("study/<slug:slug>/manifest.csv", views.manifest_template, name="manifest_template"),
     path("study/<slug:slug>/checkpoints/", views.assign_checkpoints, name="assign_checkpoints"),
     path("batch/<int:pk>/progress.json", views.progress, name="progress"),
     path("batch/<int:pk>/retry/", views.retry, name="retry"),

@@ -22,7 +22,7 @@ from webapp.studies.models import Study
 from webapp.studies.selectors import user_is_admin
 from webapp.uploads import refused_form, upload_cap, upload_refused
 
-from . import follow, selectors, services
+from . import follow, imagesets, selectors, services
 from .forms import CheckpointRegisterForm, ImageSetForm, LaunchForm, VariantCheckpointsForm
 from .imagesets import MAX_UPLOAD_BYTES
 from .models import Batch, ImageSetImport
@@ -179,6 +179,24 @@ def progress(request: HttpRequest, pk: int) -> JsonResponse:
         return JsonResponse({"error": "Staff only."}, status=403)
     batch = get_object_or_404(Batch, pk=pk)
     return JsonResponse(selectors.batch_progress(batch=batch))
+
+
+@never_cache
+@staff_required
+@require_GET
+def manifest_template(request: HttpRequest, slug: str) -> HttpResponse:
+    """The manifest an image set for the study must hold (``image_set_template``), as a CSV
+    download: every variant without images or a checkpoint, or the one named by ``?variant=``."""
+    study = get_object_or_404(Study, slug=slug)
+    variants = None
+    if "variant" in request.GET:
+        variants = list(study.variants.filter(name=request.GET["variant"]))
+        if not variants:
+            raise Http404("No such variant.")
+    response = HttpResponse(imagesets.manifest_csv(selectors.manifest_template(study=study, variants=variants)),
+                            content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{study.slug}-manifest.csv"'
+    return response
 
 
 @never_cache
