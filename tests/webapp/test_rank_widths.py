@@ -391,3 +391,29 @@ def test_simulated_evaluators_tie_images_only_where_the_protocol_allows_ties():
     research_services.study_simulate_responses(study=plain, n_evaluators=1, skip_rate=0)
     stored = RankResponse.objects.filter(item__study=plain)
     assert all(sorted(rank or 0 for rank in r.ranks) == [1, 2, 3] for r in stored)
+
+
+@pytest.mark.parametrize("n", [2, 4])
+def test_the_ranking_example_is_shown_as_the_evaluators_task_is(n):
+    """A protocol's ranking example lists pictures from the best match to the worst: to an
+    evaluator who compares two images it is the best beside the worst, labelled, without an
+    explanation written for the longer list; to one who ranks n images, the list."""
+    protocol = ranking_protocol(n, allow_ties=False)
+    scenes = [{"object": "circle", "count": c} for c in (3, 2, 1, 4)]
+    protocol["practice"] = {"rank_example": {"caption": "three circles", "images": scenes,
+                                             "explanation": "Three circles first, four last."}}
+    study = lifecycle.study_create(protocol=protocol, slug=f"example{n}")
+    fill_study_images(study)
+    study = lifecycle.study_open(study=study)
+    client = Client()
+    join(client, study)
+    page = client.get(f"/e/{study.slug}/instructions/").content.decode()
+    shown = re.findall(r'src="(/e/[^"]+/practice/example-\d+\.png)"', page)
+    if n == 2:
+        assert [s.rsplit("-", 1)[1] for s in shown] == ["0.png", "3.png"]
+        assert "Matches better" in page and "Matches worse" in page
+        assert "Three circles first" not in page
+    else:
+        assert [s.rsplit("-", 1)[1] for s in shown] == ["0.png", "1.png", "2.png", "3.png"]
+        assert "Three circles first" in page
+    assert all(client.get(url).status_code == 200 for url in shown)

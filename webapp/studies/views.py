@@ -359,6 +359,13 @@ def instructions(request: HttpRequest, study: Study, evaluator: Evaluator) -> Ht
     context = _consent_context(study, evaluator, tasks)
     practice = context["practice"]
     example = practice.rank_example if practice else None
+    shown: list[int] = []
+    if example:
+        # The example lists pictures from the best match to the worst. An evaluator who
+        # compares two images at a time (two variants, or the pairs design) sees it as a
+        # comparison: the best beside the worst.
+        n = len(example.images)
+        shown = [0, n - 1] if context["ranking"].is_pairwise else list(range(n))
     context.update(
         {
             "has_count": "count" in tasks,
@@ -366,11 +373,8 @@ def instructions(request: HttpRequest, study: Study, evaluator: Evaluator) -> Ht
             "start_practice": bool(practice and practice.count),
             "example": example,
             "example_images": [
-                reverse("studies:practice_image", args=[study.slug, f"{PRACTICE_EXAMPLE}{k}"])
-                for k in range(len(example.images))
-            ]
-            if example
-            else [],
+                reverse("studies:practice_image", args=[study.slug, f"{PRACTICE_EXAMPLE}{k}"]) for k in shown
+            ],
         }
     )
     return render(request, "studies/instructions.html", context)
