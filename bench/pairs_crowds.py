@@ -1,0 +1,342 @@
+"""The pairs design's intervals and tests under crowds unlike the one its own simulator draws.
+
+`evalstudy.simulate.simulate_bradley_terry_pairs` answers by Davidson's model exactly. The
+crowds here (simulated in this file, from their own definitions) answer otherwise:
+
+* `davidson`: Davidson's logistic model with ties, as ours (the reference row);
+* `probit`: Thurstone-Mosteller (a normal latent difference, Case V) with ties by a threshold:
+  a tie when the latent difference is within +-tau;
+* `raters`: rater-specific strengths (each rater's log-strengths off the crowd's by N(0, 0.6^2)),
+  and 12% spammers: half always pick the left image, half pick at random;
+* `position`: a strong pull to the left image (+0.6 on the latent scale) and a caption x variant
+  interaction (N(0, 0.5^2) per caption and variant), probit, threshold ties;
+* `uneven`: `raters`' crowd with uneven loads: a slot is abandoned at a random point in 40% of
+  cases and its rest handed to a pool of returning raters drawn by Zipf weights, so loads run
+  from a handful of rankings to hundreds.
+
+The plan is the study's own (`design.plan_assignments(design="pairs")`). The true values are
+computed, not simulated: each pair's probabilities of a win, a loss and a tie averaged over
+the crowd (spammers, raters' and captions' effects integrated out by Gauss-Hermite quadrature,
+the sides half and half, as the plan counterbalances them); the true strengths are the
+Bradley-Terry-Davidson fit to those probabilities with every pair weighted alike (the
+design's weights), the model's best approximation when the crowd does not follow it.
+
+Per setting it records the coverage of the strength intervals, of the pairs' win-rate
+intervals (ties left out) and of the left image's win share; under a null of equal variants
+the crossed t test's rejection rate of the planned win-margin comparisons (each unadjusted,
+and the family-wise rate after Holm's adjustment), and the position test's size; with a left
+pull, its power. Monte Carlo standard errors are over studies (a study's pairs are not
+independent).
+
+    nice -n 10 .venv/bin/python bench/pairs_crowds.py [--reps 12] [--null-reps 12] [--n-boot 400]
+        [--crowds davidson,probit,...] [--write | --append]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy import special
+from scipy import stats as sps
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench._common import emit_result, result_footer, result_header, save_result  # noqa: E402
+from evalstudy import rank_models  # noqa: E402
+from evalstudy.analysis import analyze  # noqa: E402
+from evalstudy.design import plan_assignments  # noqa: E402
+from evalstudy.protocol import Protocol  # noqa: E402
+from evalstudy.responses import ResponseTable, table_from_columns  # noqa: E402
+
+LEVEL = 0.95
+GH_NODES = 40  # Gauss-Hermite nodes for the crowd's random effects
+
+
+@dataclass(frozen=True)
+class Crowd:
+    """How a crowd answers a pair. Latent preference for the left image over the right:
+    d = (theta_L + r_L + c_L + left) - (theta_R + r_R + c_R) + e, e logistic (link "logit")
+    or N(0, 2) (link "probit", Thurstone's Case V); a tie when |d| < tau, or by Davidson's
+    nu (link "davidson": P(tie) = nu sqrt(s_L s_R) / D, no threshold)."""
+
+    name: str
+    link: str = "davidson"
+    nu: float = 0.4
+    tau: float = 0.35
+    rater_sd: float = 0.0
+    caption_sd: float = 0.0
+    left: float = 0.0
+    spam_left: float = 0.0
+    spam_random: float = 0.0
+    uneven: bool = False
+
+
+CROWDS = {
+    "davidson": Crowd("davidson"),
+    "probit": Crowd("probit", link="probit"),
+    "raters": Crowd("raters", link="logit", rater_sd=0.6, spam_left=0.06, spam_random=0.06),
+    "position": Crowd("position", link="probit", left=0.6, caption_sd=0.5),
+    "uneven": Crowd("uneven", link="logit", rater_sd=0.6, spam_left=0.06, spam_random=0.06, uneven=True),
+}
+
+
+def _outcome_probs(crowd: Crowd, mean: np.ndarray, extra_var: float) -> np.ndarray:
+    """(..., 3) P(left wins), P(right wins), P(tie) of a careful rater, for latent mean
+    differences `mean`, random effects of variance `extra_var` integrated out."""
+    if crowd.link == "probit":
+        sd = math.sqrt(2.0 + extra_var)
+        p_left = sps.norm.sf((crowd.tau - mean) / sd)
+        p_right = sps.norm.cdf((-crowd.tau - mean) / sd)
+        return np.stack([p_left, p_right, 1.0 - p_left - p_right], axis=-1)
+    x, w = np.polynomial.hermite_e.hermegauss(GH_NODES)
+    w = w / w.sum()
+    d = mean[..., None] + math.sqrt(extra_var) * x
+    if crowd.link == "logit":
+        p_left = special.expit(d - crowd.tau)
+        p_right = special.expit(-d - crowd.tau)
+        out = np.stack([p_left, p_right, 1.0 - p_left - p_right], axis=-1)
+    else:  # davidson, log-strength difference d
+        t = crowd.nu * np.exp(-np.abs(d) / 2)  # nu sqrt(s_L s_R) / max(s_L, s_R)
+        big = np.exp(-np.abs(d))
+        denom = 1.0 + big + t
+        win_big = 1.0 / denom
+        out = np.stack([np.where(d >= 0, win_big, big / denom), np.where(d >= 0, big / denom, win_big),
+                        t / denom], axis=-1)
+    return (out * w[:, None]).sum(axis=-2)
+
+
+def pair_truth(crowd: Crowd, theta: np.ndarray) -> tuple[dict, np.ndarray, float]:
+    """Per pair (a, b), a < b: the crowd's P(a wins), P(b wins), P(tie) with the sides half and
+    half; the true strengths (Davidson's fit to those with every pair weighted alike); the true
+    share of untied rankings won by the left image."""
+    n = len(theta)
+    extra = 2 * crowd.rater_sd ** 2 + 2 * crowd.caption_sd ** 2
+    careful = 1.0 - crowd.spam_left - crowd.spam_random
+    truth = {}
+    left_won = right_won = 0.0
+    for a, b in itertools.combinations(range(n), 2):
+        a_left = _outcome_probs(crowd, np.array(theta[a] - theta[b] + crowd.left), extra)
+        b_left = _outcome_probs(crowd, np.array(theta[b] - theta[a] + crowd.left), extra)
+        p_a = careful * (a_left[0] + b_left[1]) / 2 + crowd.spam_left * 0.5 + crowd.spam_random * 0.5
+        p_b = careful * (a_left[1] + b_left[0]) / 2 + crowd.spam_left * 0.5 + crowd.spam_random * 0.5
+        p_t = careful * (a_left[2] + b_left[2]) / 2
+        truth[(a, b)] = (float(p_a), float(p_b), float(p_t))
+        left_won += careful * (a_left[0] + b_left[0]) / 2 + crowd.spam_left + crowd.spam_random * 0.5
+        right_won += careful * (a_left[1] + b_left[1]) / 2 + crowd.spam_random * 0.5
+    wins, ties = np.zeros((n, n)), np.zeros((n, n))
+    for (a, b), (pa, pb, pt) in truth.items():
+        wins[a, b], wins[b, a], ties[a, b], ties[b, a] = pa, pb, pt, pt
+    strengths, _ = rank_models.davidson_fit(wins * 1e4, ties * 1e4, gtol=1e-13)
+    return truth, strengths[0], left_won / (left_won + right_won)
+
+
+def _evaluator_of_rows(plans, crowd: Crowd, rng: np.random.Generator) -> dict[tuple[int, str], str]:
+    """(slot, item) -> evaluator id. Even loads: the slot's own evaluator. Uneven: 40% of slots
+    are abandoned at a random point and their rest handed to a returning rater drawn from a
+    pool by Zipf weights (a few raters take many hand-overs)."""
+    out = {}
+    pool = [f"r{k:03d}" for k in range(max(3, len(plans) // 4))]
+    zipf = 1.0 / np.arange(1, len(pool) + 1) ** 1.2
+    zipf /= zipf.sum()
+    seen: dict[str, set[str]] = {r: set() for r in pool}
+    for plan in plans:
+        items = list(plan.positions)
+        cut = len(items)
+        if crowd.uneven and rng.random() < 0.4:
+            cut = int(rng.integers(1, max(2, len(items))))
+        rest = set(items[cut:])
+        other = pool[rng.choice(len(pool), p=zipf)]
+        if seen[other] & rest:  # no rater judges a caption twice: a newcomer takes this one
+            other = f"n{plan.slot:03d}"
+            seen[other] = set()
+        seen[other] |= rest
+        for k, item in enumerate(items):
+            out[(plan.slot, item)] = f"e{plan.slot:03d}" if k < cut else other
+    return out
+
+
+def simulate(crowd: Crowd, theta: np.ndarray, n_evaluators: int, tasks_each: int, overlap: int,
+             seed: int) -> ResponseTable:
+    """The rank rows of a pairs study of len(theta) variants answered by `crowd`."""
+    rng = np.random.default_rng(seed)
+    n = len(theta)
+    n_captions = n_evaluators * tasks_each // overlap
+    captions = [f"c{k:04d}" for k in range(n_captions)]
+    plans = plan_assignments([], captions, n_evaluators, overlap, seed, n_variants=n, design="pairs")
+    who = _evaluator_of_rows(plans, crowd, rng)
+    raters = sorted(set(who.values()))
+    rater_effect = {r: rng.normal(0.0, crowd.rater_sd, n) for r in raters}
+    u = rng.random(len(raters))
+    kind = {r: ("left" if x < crowd.spam_left else "random" if x < crowd.spam_left + crowd.spam_random
+                else "careful") for r, x in zip(raters, u, strict=True)}
+    caption_effect = rng.normal(0.0, crowd.caption_sd, (n_captions, n))
+    cols: dict[str, list] = {c: [] for c in ("task", "item_id", "evaluator_id", "variant", "prompt", "object",
+                                              "true_count", "answer_count", "rank", "skipped", "skip_reason",
+                                              "position", "seconds", "is_gold")}
+    for plan in plans:
+        for item, (left, right) in plan.positions.items():
+            rater = who[(plan.slot, item)]
+            c = int(item[1:])
+            if kind[rater] == "left":
+                outcome = 0
+            elif kind[rater] == "random":
+                outcome = int(rng.integers(0, 2))
+            else:
+                mean = (theta[left] + rater_effect[rater][left] + caption_effect[c, left] + crowd.left
+                        - theta[right] - rater_effect[rater][right] - caption_effect[c, right])
+                p = _outcome_probs(Crowd(crowd.name, crowd.link, crowd.nu, crowd.tau), np.array(mean), 0.0)
+                outcome = int(rng.choice(3, p=p / p.sum()))
+            ranks = ((1, 2), (2, 1), (1, 1))[outcome]
+            for position, (v, rank) in enumerate(zip((left, right), ranks, strict=True)):
+                cols["task"].append("rank")
+                cols["item_id"].append(item)
+                cols["evaluator_id"].append(rater)
+                cols["variant"].append(f"m{v:02d}")
+                cols["prompt"].append(item)
+                cols["object"].append("")
+                cols["true_count"].append(math.nan)
+                cols["answer_count"].append(math.nan)
+                cols["rank"].append(rank)
+                cols["skipped"].append(False)
+                cols["skip_reason"].append("")
+                cols["position"].append(position)
+                cols["seconds"].append(5.0)
+                cols["is_gold"].append(False)
+    return table_from_columns(cols, allow_ties=True)
+
+
+def protocol(n: int, n_evaluators: int, overlap: int, n_captions: int, comparisons) -> Protocol:
+    variants = [f"m{v:02d}" for v in range(n)]
+    return Protocol.from_dict({
+        "name": "crowd study", "variants": variants,
+        "sampling": {"cfg_scale": 3.0, "steps": 25, "sampler": "simulated", "seed": 0},
+        "evaluators": {"n": n_evaluators, "overlap": overlap},
+        "preference_task": {"captions": [f"c{k:04d}" for k in range(n_captions)], "design": "pairs",
+                            "allow_ties": True},
+        "analysis": {"comparisons": [[variants[a], variants[b]] for a, b in comparisons]},
+    })
+
+
+def true_theta(n: int, spread: float) -> np.ndarray:
+    """Log-strengths evenly spread over `spread` (0: the null of equal variants)."""
+    return np.linspace(0.0, spread, n)
+
+
+def one_study(crowd: Crowd, n: int, n_evaluators: int, tasks_each: int, overlap: int, spread: float,
+              seed: int, n_boot: int) -> dict:
+    theta = true_theta(n, spread)
+    truth, strengths, left_share = pair_truth(crowd, theta)
+    table = simulate(crowd, theta, n_evaluators, tasks_each, overlap, seed)
+    n_captions = n_evaluators * tasks_each // overlap
+    # Planned comparisons: neighbours in the true order (the ones a study would test), at most 6.
+    comparisons = [(k, k + 1) for k in range(0, n - 1, max(1, (n - 1) // 6))][:6]
+    res = analyze(table, protocol(n, n_evaluators, overlap, n_captions, comparisons), n_boot=n_boot, seed=seed)
+    pref = res.preference
+    variants = [f"m{v:02d}" for v in range(n)]
+    by = {s.variant: s for s in pref.by_variant}
+    s_cover = [by[v].bt_strength_ci[0] <= t <= by[v].bt_strength_ci[1] for v, t in zip(variants, strengths,
+                                                                                         strict=True)
+               if by[v].bt_strength_ci[0] is not None]
+    index = {v: k for k, v in enumerate(variants)}
+    w_cover, widths = [], []
+    for p in pref.pairs:
+        pa, pb, _ = truth[(index[p.a], index[p.b])]
+        lo, hi = p.win_rate_ci
+        if lo is not None and hi is not None:
+            w_cover.append(lo <= pa / (pa + pb) <= hi)
+            widths.append(hi - lo)
+    margins = [t for t in res.tests.paired if t.measure == "win_margin"]
+    m_cover = []
+    for t in margins:
+        pa, pb, _ = truth[(index[t.a], index[t.b])]
+        if t.difference_ci[0] is not None:
+            m_cover.append(t.difference_ci[0] <= pa - pb <= t.difference_ci[1])
+    pos = res.tests.position_bias
+    return {
+        "strength": float(np.mean(s_cover)) if s_cover else math.nan,
+        "win": float(np.mean(w_cover)) if w_cover else math.nan,
+        "width": float(np.mean(widths)) if widths else math.nan,
+        "margin": float(np.mean(m_cover)) if m_cover else math.nan,
+        "reject": float(np.mean([t.p_value is not None and t.p_value < 0.05 for t in margins])),
+        "fwer": float(any(t.significant for t in margins)),
+        "left_cover": float(pos.left_win_rate_ci[0] <= left_share <= pos.left_win_rate_ci[1]),
+        "position_p": pos.p_value,
+        "per_pair": len(table) / 2 / (n * (n - 1) / 2),
+    }
+
+
+def _mean_se(values) -> tuple[float, float]:
+    x = np.array([v for v in values if v is not None and not math.isnan(v)], dtype=float)
+    if len(x) == 0:
+        return math.nan, math.nan
+    return float(x.mean()), float(x.std(ddof=1) / math.sqrt(len(x))) if len(x) > 1 else math.nan
+
+
+# (variants, evaluators, tasks each, overlap)
+SIZES = ((5, 20, 20, 4), (8, 30, 30, 6), (16, 40, 30, 6))
+SPREAD = 2.0  # log-strengths from 0 to 2: the best variant preferred to the worst about 7 to 1
+
+
+def main(args: argparse.Namespace) -> None:
+    started = time.time()
+    lines = result_header("Pairs design under crowds unlike Davidson's model") + [
+        f"{args.reps} studies per row, {args.n_boot} bootstrap resamples; log-strengths evenly over [0, {SPREAD}] "
+        "(the null rows: all equal); crowds in bench/pairs_crowds.py's docstring; s.e. over studies", "",
+        " crowd     variants raters tasks/rater rankings/pair  strength cov   win-rate cov  width  margin cov  "
+        "left-share cov  position p<.05",
+    ]
+    crowds = args.crowds.split(",")
+    for name in crowds:
+        crowd = CROWDS[name]
+        for n, raters, tasks, overlap in SIZES:
+            runs = [one_study(crowd, n, raters, tasks, overlap, SPREAD, 1000 * n + seed, args.n_boot)
+                    for seed in range(args.reps)]
+            cells = [_mean_se(r[k] for r in runs) for k in ("strength", "win", "margin", "left_cover")]
+            power = _mean_se(float(r["position_p"] < 0.05) for r in runs)
+            lines.append(f" {name:<9} {n:>8} {raters:>6} {tasks:>11} {runs[0]['per_pair']:>13.1f}  "
+                         f"{cells[0][0]:.3f} ({cells[0][1]:.3f})  {cells[1][0]:.3f} ({cells[1][1]:.3f})  "
+                         f"{np.mean([r['width'] for r in runs]):.3f}  {cells[2][0]:.3f} ({cells[2][1]:.3f})  "
+                         f"{cells[3][0]:.3f} ({cells[3][1]:.3f})  {power[0]:.3f} ({power[1]:.3f})")
+            print(lines[-1], file=sys.stderr, flush=True)
+    if args.null_reps:
+        lines += ["", f"Null of equal variants ({args.null_reps} studies per row): the planned win-margin comparisons' "
+                  "crossed t rejection rate at 0.05 (unadjusted, per comparison), the family-wise rate after Holm, "
+                  "the position test's rejection rate (its size where the crowd has no left pull)", "",
+                  " crowd     variants raters tasks/rater  reject/comparison  family-wise (Holm)  win-rate cov  "
+                  "position p<.05"]
+        for name in crowds:
+            crowd = CROWDS[name]
+            for n, raters, tasks, overlap in SIZES:
+                runs = [one_study(crowd, n, raters, tasks, overlap, 0.0, 7000 + 1000 * n + seed, args.n_boot)
+                        for seed in range(args.null_reps)]
+                rej, fw, win = (_mean_se(r[k] for r in runs) for k in ("reject", "fwer", "win"))
+                size = _mean_se(float(r["position_p"] < 0.05) for r in runs)
+                lines.append(f" {name:<9} {n:>8} {raters:>6} {tasks:>11}  {rej[0]:.3f} ({rej[1]:.3f})     "
+                             f"{fw[0]:.3f} ({fw[1]:.3f})      {win[0]:.3f} ({win[1]:.3f})  "
+                             f"{size[0]:.3f} ({size[1]:.3f})")
+                print(lines[-1], file=sys.stderr, flush=True)
+    lines.append(result_footer(started))
+    text = "\n".join(lines) + "\n"
+    if args.append:  # a second table (another commit's code) under the first, each with its commit line
+        print(f"wrote {save_result('pairs_crowds', chr(10) + text, append=True)}", file=sys.stderr)
+    else:
+        emit_result("pairs_crowds", text, write=args.write)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=12)
+    parser.add_argument("--null-reps", type=int, default=12)
+    parser.add_argument("--n-boot", type=int, default=400)
+    parser.add_argument("--crowds", default=",".join(CROWDS))
+    parser.add_argument("--write", action="store_true", help="save under bench/results/")
+    parser.add_argument("--append", action="store_true", help="add to today's results file instead")
+    main(parser.parse_args())
