@@ -50,10 +50,17 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench._common import emit_result, result_footer, result_header, save_result  # noqa: E402
-from evalstudy import rank_models  # noqa: E402
-from evalstudy.analysis import analyze  # noqa: E402
+from evalstudy import bootstrap as bs  # noqa: E402
+from evalstudy import rank_models, stats  # noqa: E402
+from evalstudy.analysis.pairdesign import (  # noqa: E402
+    _pair_table,
+    _PairData,
+    pair_comparisons,
+    pair_position_bias,
+    pair_strengths,
+)
+from evalstudy.analysis.significance import EXACT_MAX_N  # noqa: E402
 from evalstudy.design import plan_assignments  # noqa: E402
-from evalstudy.protocol import Protocol  # noqa: E402
 from evalstudy.responses import ResponseTable, table_from_columns  # noqa: E402
 
 LEVEL = 0.95
@@ -213,64 +220,58 @@ def simulate(crowd: Crowd, theta: np.ndarray, n_evaluators: int, tasks_each: int
     return table_from_columns(cols, allow_ties=True)
 
 
-def protocol(n: int, n_evaluators: int, overlap: int, n_captions: int, comparisons) -> Protocol:
-    variants = [f"m{v:02d}" for v in range(n)]
-    return Protocol.from_dict({
-        "name": "crowd study", "variants": variants,
-        "sampling": {"cfg_scale": 3.0, "steps": 25, "sampler": "simulated", "seed": 0},
-        "evaluators": {"n": n_evaluators, "overlap": overlap},
-        "preference_task": {"captions": [f"c{k:04d}" for k in range(n_captions)], "design": "pairs",
-                            "allow_ties": True},
-        "analysis": {"comparisons": [[variants[a], variants[b]] for a, b in comparisons]},
-    })
-
-
 def true_theta(n: int, spread: float) -> np.ndarray:
     """Log-strengths evenly spread over `spread` (0: the null of equal variants)."""
     return np.linspace(0.0, spread, n)
 
 
 def one_study(crowd: Crowd, n: int, n_evaluators: int, tasks_each: int, overlap: int, spread: float,
-              seed: int, n_boot: int) -> dict:
+              seed: int, n_boot: int, strengths: bool = True) -> dict:
+    """One simulated study analysed by the pairs design's own functions, called as `analyze`
+    calls them (`analysis._sections`); the strengths' bootstrap, the slow part, only when
+    `strengths`."""
     theta = true_theta(n, spread)
-    truth, strengths, left_share = pair_truth(crowd, theta)
+    truth, true_strength, left_share = pair_truth(crowd, theta)
     table = simulate(crowd, theta, n_evaluators, tasks_each, overlap, seed)
-    n_captions = n_evaluators * tasks_each // overlap
-    # Planned comparisons: neighbours in the true order (the ones a study would test), at most 6.
-    comparisons = [(k, k + 1) for k in range(0, n - 1, max(1, (n - 1) // 6))][:6]
-    res = analyze(table, protocol(n, n_evaluators, overlap, n_captions, comparisons), n_boot=n_boot, seed=seed)
-    pref = res.preference
     variants = [f"m{v:02d}" for v in range(n)]
-    by = {s.variant: s for s in pref.by_variant}
-    s_cover = [by[v].bt_strength_ci[0] <= t <= by[v].bt_strength_ci[1] for v, t in zip(variants, strengths,
-                                                                                         strict=True)
-               if by[v].bt_strength_ci[0] is not None]
-    index = {v: k for k, v in enumerate(variants)}
-    w_cover, widths = [], []
-    for p in pref.pairs:
-        pa, pb, _ = truth[(index[p.a], index[p.b])]
+    ev_ids, ev_code = np.unique(table["evaluator_id"], return_inverse=True)
+    rng = np.random.default_rng(seed)
+    v_eval = bs.draw_weights(len(ev_ids), n_boot, rng)
+    data = _PairData.build(table, ev_code, variants)
+    w_units = bs.draw_weights(data.n_units, n_boot, rng)
+    out: dict = {"per_pair": data.n_rankings / (n * (n - 1) / 2)}
+    if strengths:
+        fit = pair_strengths(data, w_units, v_eval, LEVEL, allow_ties=True)
+        ci = fit["strength_ci"]
+        t = true_strength[fit["present"]]
+        out["strength"] = float(np.mean((ci[:, 0] <= t) & (t <= ci[:, 1])))
+    cover, widths = [], []
+    for p in _pair_table(data, w_units, v_eval, LEVEL):
+        pa, pb, _ = truth[(variants.index(p.a), variants.index(p.b))]
         lo, hi = p.win_rate_ci
-        if lo is not None and hi is not None:
-            w_cover.append(lo <= pa / (pa + pb) <= hi)
+        if lo is not None and hi is not None and math.isfinite(lo) and math.isfinite(hi):
+            cover.append(lo <= pa / (pa + pb) <= hi)
             widths.append(hi - lo)
-    margins = [t for t in res.tests.paired if t.measure == "win_margin"]
+    out["win"] = float(np.mean(cover)) if cover else math.nan
+    out["width"] = float(np.mean(widths)) if widths else math.nan
+    # Planned comparisons: neighbours in the true order (those a study would test), at most 6.
+    planned = [(variants[k], variants[k + 1]) for k in range(0, n - 1, max(1, (n - 1) // 6))][:6]
+    margins = pair_comparisons(data, planned, w_units, v_eval, LEVEL, EXACT_MAX_N)
     m_cover = []
-    for t in margins:
-        pa, pb, _ = truth[(index[t.a], index[t.b])]
-        if t.difference_ci[0] is not None:
-            m_cover.append(t.difference_ci[0] <= pa - pb <= t.difference_ci[1])
-    pos = res.tests.position_bias
-    return {
-        "strength": float(np.mean(s_cover)) if s_cover else math.nan,
-        "win": float(np.mean(w_cover)) if w_cover else math.nan,
-        "width": float(np.mean(widths)) if widths else math.nan,
-        "margin": float(np.mean(m_cover)) if m_cover else math.nan,
-        "reject": float(np.mean([t.p_value is not None and t.p_value < 0.05 for t in margins])),
-        "fwer": float(any(t.significant for t in margins)),
-        "left_cover": float(pos.left_win_rate_ci[0] <= left_share <= pos.left_win_rate_ci[1]),
-        "position_p": pos.p_value,
-        "per_pair": len(table) / 2 / (n * (n - 1) / 2),
-    }
+    for m in margins:
+        pa, pb, _ = truth[(variants.index(m.a), variants.index(m.b))]
+        if m.difference_ci[0] is not None:
+            m_cover.append(m.difference_ci[0] <= pa - pb <= m.difference_ci[1])
+    p_values = [math.nan if m.p_value is None else m.p_value for m in margins]
+    out["margin"] = float(np.mean(m_cover)) if m_cover else math.nan
+    out["reject"] = float(np.mean([p < 0.05 for p in p_values]))
+    out["fwer"] = float(any(p < 0.05 for p in stats.holm(p_values)))
+    pos = pair_position_bias(data, w_units, v_eval, LEVEL, seed)
+    if pos is None or pos.p_value is None:
+        raise RuntimeError("a simulated study with no untied ranking")
+    out["left_cover"] = float(pos.left_win_rate_ci[0] <= left_share <= pos.left_win_rate_ci[1])
+    out["position_p"] = pos.p_value
+    return out
 
 
 def _mean_se(values) -> tuple[float, float]:
@@ -315,7 +316,8 @@ def main(args: argparse.Namespace) -> None:
         for name in crowds:
             crowd = CROWDS[name]
             for n, raters, tasks, overlap in SIZES:
-                runs = [one_study(crowd, n, raters, tasks, overlap, 0.0, 7000 + 1000 * n + seed, args.n_boot)
+                runs = [one_study(crowd, n, raters, tasks, overlap, 0.0, 7000 + 1000 * n + seed, args.n_boot,
+                                  strengths=False)
                         for seed in range(args.null_reps)]
                 rej, fw, win = (_mean_se(r[k] for r in runs) for k in ("reject", "fwer", "win"))
                 size = _mean_se(float(r["position_p"] < 0.05) for r in runs)
