@@ -29,7 +29,7 @@ pull, its power. Monte Carlo standard errors are over studies (a study's pairs a
 independent).
 
     nice -n 10 .venv/bin/python bench/pairs_crowds.py [--reps 12] [--null-reps 12] [--n-boot 400]
-        [--crowds davidson,probit,...] [--write | --append]
+        [--crowds davidson,probit,...] [--write]
 """
 
 from __future__ import annotations
@@ -49,12 +49,13 @@ from scipy import stats as sps
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench._common import emit_result, result_footer, result_header, save_result  # noqa: E402
+from bench._common import emit_result, result_footer, result_header  # noqa: E402
 from evalstudy import bootstrap as bs  # noqa: E402
 from evalstudy import rank_models, stats  # noqa: E402
 from evalstudy.analysis.pairdesign import (  # noqa: E402
     _pair_table,
     _PairData,
+    _ratio_intervals,
     pair_comparisons,
     pair_position_bias,
     pair_strengths,
@@ -245,15 +246,19 @@ def one_study(crowd: Crowd, n: int, n_evaluators: int, tasks_each: int, overlap:
         ci = fit["strength_ci"]
         t = true_strength[fit["present"]]
         out["strength"] = float(np.mean((ci[:, 0] <= t) & (t <= ci[:, 1])))
-    cover, widths = [], []
-    for p in _pair_table(data, w_units, v_eval, LEVEL):
-        pa, pb, _ = truth[(variants.index(p.a), variants.index(p.b))]
-        lo, hi = p.win_rate_ci
-        if lo is not None and hi is not None and math.isfinite(lo) and math.isfinite(hi):
-            cover.append(lo <= pa / (pa + pb) <= hi)
-            widths.append(hi - lo)
-    out["win"] = float(np.mean(cover)) if cover else math.nan
-    out["width"] = float(np.mean(widths)) if widths else math.nan
+    table_rows = _pair_table(data, LEVEL)
+    target = np.array([truth[(variants.index(p.a), variants.index(p.b))] for p in table_rows])
+    target = target[:, 0] / (target[:, 0] + target[:, 1])
+    # The win-rate intervals reported, and those of the method before (the crossed bootstrap's
+    # rescaled percentiles, a t interval under SMALL_GROUP captions) on the same rankings.
+    done = np.flatnonzero(data.done)
+    a_win, b_win = data.a_win[done], data.b_win[done]
+    _, previous, _, _ = _ratio_intervals(data, done, data.pair[done], a_win, a_win + b_win, len(data.pairs),
+                                         w_units, v_eval, LEVEL, 0.0, 1.0)
+    for key, ci in (("win", np.array([p.win_rate_ci for p in table_rows], dtype=float)), ("win_before", previous)):
+        ok = np.isfinite(ci).all(axis=1)
+        out[key] = float(np.mean((ci[ok, 0] <= target[ok]) & (target[ok] <= ci[ok, 1])))
+        out[f"{key}_width"] = float(np.mean(ci[ok, 1] - ci[ok, 0]))
     # Planned comparisons: neighbours in the true order (those a study would test), at most 6.
     planned = [(variants[k], variants[k + 1]) for k in range(0, n - 1, max(1, (n - 1) // 6))][:6]
     margins = pair_comparisons(data, planned, w_units, v_eval, LEVEL, EXACT_MAX_N)
@@ -270,7 +275,7 @@ def one_study(crowd: Crowd, n: int, n_evaluators: int, tasks_each: int, overlap:
     if pos is None or pos.p_value is None:
         raise RuntimeError("a simulated study with no untied ranking")
     out["left_cover"] = float(pos.left_win_rate_ci[0] <= left_share <= pos.left_win_rate_ci[1])
-    out["position_p"] = pos.p_value
+    out["position"] = float(pos.p_value < 0.05)
     return out
 
 
@@ -286,59 +291,57 @@ SIZES = ((5, 20, 20, 4), (8, 30, 30, 6), (16, 40, 30, 6))
 SPREAD = 2.0  # log-strengths from 0 to 2: the best variant preferred to the worst about 7 to 1
 
 
+def _cell(runs: list[dict], key: str) -> str:
+    mean, se = _mean_se(r[key] for r in runs)
+    return f"{mean:.3f} ({se:.3f})"
+
+
 def main(args: argparse.Namespace) -> None:
     started = time.time()
     lines = result_header("Pairs design under crowds unlike Davidson's model") + [
-        f"{args.reps} studies per row, {args.n_boot} bootstrap resamples; log-strengths evenly over [0, {SPREAD}] "
-        "(the null rows: all equal); crowds in bench/pairs_crowds.py's docstring; s.e. over studies", "",
-        " crowd     variants raters tasks/rater rankings/pair  strength cov   win-rate cov  width  margin cov  "
-        "left-share cov  position p<.05",
+        f"{args.reps} studies per row ({args.null_reps} under the null), {args.n_boot} bootstrap resamples; "
+        f"log-strengths evenly over [0, {SPREAD}] (null: all equal); crowds in bench/pairs_crowds.py's docstring; "
+        "(s.e.) over studies",
+        "win rate: the pairs' win-rate intervals (ties left out) now (Wilson on the effective number of rankings) "
+        "and before (the crossed bootstrap's rescaled percentiles, t under 10 captions), same rankings; "
+        "coverage, mean width", "",
+        " crowd     variants raters tasks rankings/pair  strength cov   win rate now        win rate before     "
+        "margin cov     left-share cov  position p<.05",
     ]
     crowds = args.crowds.split(",")
     for name in crowds:
-        crowd = CROWDS[name]
         for n, raters, tasks, overlap in SIZES:
-            runs = [one_study(crowd, n, raters, tasks, overlap, SPREAD, 1000 * n + seed, args.n_boot)
+            runs = [one_study(CROWDS[name], n, raters, tasks, overlap, SPREAD, 1000 * n + seed, args.n_boot)
                     for seed in range(args.reps)]
-            cells = [_mean_se(r[k] for r in runs) for k in ("strength", "win", "margin", "left_cover")]
-            power = _mean_se(float(r["position_p"] < 0.05) for r in runs)
-            lines.append(f" {name:<9} {n:>8} {raters:>6} {tasks:>11} {runs[0]['per_pair']:>13.1f}  "
-                         f"{cells[0][0]:.3f} ({cells[0][1]:.3f})  {cells[1][0]:.3f} ({cells[1][1]:.3f})  "
-                         f"{np.mean([r['width'] for r in runs]):.3f}  {cells[2][0]:.3f} ({cells[2][1]:.3f})  "
-                         f"{cells[3][0]:.3f} ({cells[3][1]:.3f})  {power[0]:.3f} ({power[1]:.3f})")
+            width, width_before = (np.mean([r[k] for r in runs]) for k in ("win_width", "win_before_width"))
+            lines.append(f" {name:<9} {n:>8} {raters:>6} {tasks:>5} {runs[0]['per_pair']:>13.1f}  "
+                         f"{_cell(runs, 'strength')}  {_cell(runs, 'win')} {width:.3f}"
+                         f"  {_cell(runs, 'win_before')} {width_before:.3f}"
+                         f"  {_cell(runs, 'margin')}  {_cell(runs, 'left_cover')}  {_cell(runs, 'position')}")
             print(lines[-1], file=sys.stderr, flush=True)
     if args.null_reps:
-        lines += ["", f"Null of equal variants ({args.null_reps} studies per row): the planned win-margin comparisons' "
-                  "crossed t rejection rate at 0.05 (unadjusted, per comparison), the family-wise rate after Holm, "
-                  "the position test's rejection rate (its size where the crowd has no left pull)", "",
-                  " crowd     variants raters tasks/rater  reject/comparison  family-wise (Holm)  win-rate cov  "
-                  "position p<.05"]
+        lines += ["", "Null of equal variants: the planned win-margin comparisons' crossed t rejection rate at 0.05 "
+                  "(unadjusted, per comparison), the family-wise rate after Holm, the position test's rejection "
+                  "rate (its size where the crowd has no left pull: davidson, probit)", "",
+                  " crowd     variants raters tasks  reject/comparison  family-wise (Holm)  win rate now   "
+                  "win rate before  position p<.05"]
         for name in crowds:
-            crowd = CROWDS[name]
             for n, raters, tasks, overlap in SIZES:
-                runs = [one_study(crowd, n, raters, tasks, overlap, 0.0, 7000 + 1000 * n + seed, args.n_boot,
-                                  strengths=False)
-                        for seed in range(args.null_reps)]
-                rej, fw, win = (_mean_se(r[k] for r in runs) for k in ("reject", "fwer", "win"))
-                size = _mean_se(float(r["position_p"] < 0.05) for r in runs)
-                lines.append(f" {name:<9} {n:>8} {raters:>6} {tasks:>11}  {rej[0]:.3f} ({rej[1]:.3f})     "
-                             f"{fw[0]:.3f} ({fw[1]:.3f})      {win[0]:.3f} ({win[1]:.3f})  "
-                             f"{size[0]:.3f} ({size[1]:.3f})")
+                runs = [one_study(CROWDS[name], n, raters, tasks, overlap, 0.0, 7000 + 1000 * n + seed,
+                                  args.n_boot, strengths=False) for seed in range(args.null_reps)]
+                lines.append(f" {name:<9} {n:>8} {raters:>6} {tasks:>5}  {_cell(runs, 'reject')}     "
+                             f"{_cell(runs, 'fwer')}      {_cell(runs, 'win')}  {_cell(runs, 'win_before')}   "
+                             f"{_cell(runs, 'position')}")
                 print(lines[-1], file=sys.stderr, flush=True)
     lines.append(result_footer(started))
-    text = "\n".join(lines) + "\n"
-    if args.append:  # a second table (another commit's code) under the first, each with its commit line
-        print(f"wrote {save_result('pairs_crowds', chr(10) + text, append=True)}", file=sys.stderr)
-    else:
-        emit_result("pairs_crowds", text, write=args.write)
+    emit_result("pairs_crowds", "\n".join(lines) + "\n", write=args.write)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=12)
-    parser.add_argument("--null-reps", type=int, default=12)
+    parser.add_argument("--null-reps", type=int, default=24)
     parser.add_argument("--n-boot", type=int, default=400)
     parser.add_argument("--crowds", default=",".join(CROWDS))
     parser.add_argument("--write", action="store_true", help="save under bench/results/")
-    parser.add_argument("--append", action="store_true", help="add to today's results file instead")
     main(parser.parse_args())
