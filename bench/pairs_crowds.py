@@ -274,7 +274,8 @@ def one_study(crowd: Crowd, n: int, n_evaluators: int, tasks_each: int, overlap:
     pos = pair_position_bias(data, w_units, v_eval, LEVEL, seed)
     if pos is None or pos.p_value is None:
         raise RuntimeError("a simulated study with no untied ranking")
-    out["left_cover"] = float(pos.left_win_rate_ci[0] <= left_share <= pos.left_win_rate_ci[1])
+    lo, hi = pos.left_win_rate_ci
+    out["left_cover"] = float(lo is not None and hi is not None and lo <= left_share <= hi)
     out["position"] = float(pos.p_value < 0.05)
     return out
 
