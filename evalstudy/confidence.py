@@ -1,7 +1,9 @@
 """Confidence intervals from a crossed bootstrap's replicates (evalstudy.bootstrap):
 percentile intervals at BCa's levels, rescaled by the spread correction and kept inside
 the statistic's range on its logit scale (`intervals`); t intervals for small groups
-(`t_intervals`); and the choice between the two per group (`spread_intervals`).
+(`t_intervals`); and the choice between the two per group (`spread_intervals`). Shares
+resting on a few dozen rankings or fewer (a pairs study's pair table) get Wilson's score
+interval on their effective number of rankings instead (`score_intervals`).
 """
 
 from __future__ import annotations
@@ -157,3 +159,38 @@ def spread_intervals(estimates, replicates, level: float, spread: Spread, low=-n
     out[big] = intervals(est[big], reps[:, big], level, spread.shrink[big], lo[big], hi[big], spread.accel[big])
     out[small] = t_intervals(est[small], spread.var[small], spread.df[small], level, lo[small], hi[small])
     return out
+
+
+def score_intervals(estimates, var, var_independent, n, level: float) -> np.ndarray:
+    """(G, 2) Wilson score intervals for shares p in [0, 1] on an effective number of
+    rankings, n_eff = p (1 - p) / V (Kish's: the rankings that, independent, would give the
+    share the variance V it has), Wilson's interval for p out of n_eff.
+
+    `var` is the share's variance from the crossed design (`bootstrap.Spread.var`: captions
+    and raters), `var_independent` what it would be were its rankings independent (the sum
+    of the squared linearised contributions), `n` the number of rankings it is a share of.
+    V = max(var, var_independent): a design effect of at least one, since raters and captions
+    that judge several rankings of a pair only add to its variance. Where p is 0 or 1 the
+    variance is 0 and says nothing; n_eff = n there (the rankings taken as independent).
+
+    Why not the rescaled bootstrap percentiles or est +- t sqrt(V): with ten or so rankings
+    a share's sampling distribution is a few lumpy values and skewed near 0 and 1; an
+    interval symmetric about the estimate (or the bootstrap's lumps) missed the truth on
+    one side. Wilson's interval is the set of p that a score test of p does not reject, so
+    it is asymmetric by construction and stays inside [0, 1] with no clipping; it gives a
+    non-empty interval where every ranking went one way. Measured on a pairs study's win
+    rates (bench/pairs_crowds.py, docs/statistics.md "The pairs design"). NaN where var is
+    NaN (fewer than two captions or raters: no crossed variance)."""
+    p = np.asarray(estimates, dtype=float)
+    v = np.maximum(np.asarray(var, dtype=float), np.asarray(var_independent, dtype=float))
+    n = np.asarray(n, dtype=float)
+    z = sps.norm.ppf((1.0 + level) / 2.0)
+    inside = (p > 0) & (p < 1) & (v > 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        n_eff = np.where(inside, p * (1.0 - p) / np.where(inside, v, 1.0), n)
+        z2n = z * z / n_eff
+        centre = (p + z2n / 2.0) / (1.0 + z2n)
+        half = z / (1.0 + z2n) * np.sqrt(p * (1.0 - p) / n_eff + z2n / (4.0 * n_eff))
+        out = np.column_stack([centre - half, centre + half])
+    ok = np.isfinite(p) & np.isfinite(np.asarray(var, dtype=float)) & (p >= 0) & (p <= 1) & (n_eff > 0)
+    return np.where(ok[:, None], np.clip(out, 0.0, 1.0), np.nan)

@@ -4,8 +4,9 @@ of the variants, so a ranking is one comparison of one pair, won by one image or
 What is reported, and why not the ranking design's numbers:
 * per pair shown: wins, ties and losses, and the rates of `analysis.pairs` (win rate with
   ties left out, tie rate, ties-half sensitivity row, the shares of the win / tie / loss
-  bar), over the rankings that showed that pair; crossed-bootstrap intervals (captions and
-  raters resampled together), one ratio per pair;
+  bar), over the rankings that showed that pair; Wilson score intervals on the effective
+  number of rankings that the crossed design's variance (captions and raters) leaves, one
+  ratio per pair;
 * per variant: Bradley-Terry-Davidson strengths over every variant (`rank_models.davidson_fit`
   on the wins and ties of all pairs; with ties not allowed the tie parameter goes to 0 and
   the fit is Bradley-Terry's), intervals from the same crossed bootstrap and the shrinkage
@@ -166,7 +167,7 @@ def _ratio_intervals(p: _PairData, rows: Array, group: Array, num: Array, den: A
     return est, ci, spread, reps
 
 
-def _pair_table(p: _PairData, w_units: Array, v_eval: Array, level: float) -> list[PairStat]:
+def _pair_table(p: _PairData, level: float) -> list[PairStat]:
     """One PairStat per pair with a ranking done: a before b in the protocol's order."""
     rows = np.flatnonzero(p.done)
     if not len(rows) or not p.pairs:
@@ -182,10 +183,19 @@ def _pair_table(p: _PairData, w_units: Array, v_eval: Array, level: float) -> li
         "a_rate": (wa, ones),
         "b_rate": (wb, ones),
     }
+    unit, ev = p.ranking_unit[rows], p.ranking_evaluator[rows]
     est, ci = {}, {}
     for name, (num, den) in rates.items():
-        est[name], ci[name], _, _ = _ratio_intervals(p, rows, group, num, den, n_pairs, w_units, v_eval,
-                                                     level, 0.0, 1.0)
+        # A pair's share rests on its own rankings, often a dozen or fewer: Wilson's score
+        # interval on the effective number of rankings the crossed design's variance leaves
+        # (confidence.score_intervals), not the bootstrap's percentiles.
+        spread = bs.ratio_corrections(unit, ev, group, num, den, n_pairs, level)
+        z, _ = bs.ratio_contributions(group, num, den, n_pairs)
+        n_den = np.bincount(group, weights=den, minlength=n_pairs)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            est[name] = np.bincount(group, weights=num, minlength=n_pairs) / n_den
+        independent = np.bincount(group, weights=z ** 2, minlength=n_pairs)
+        ci[name] = confidence.score_intervals(est[name], spread.var, independent, n_den, level)
     count = {name: np.bincount(group, weights=x, minlength=n_pairs) for name, x in
              (("n", ones), ("a", wa), ("b", wb), ("t", tt))}
     return [PairStat(
@@ -273,7 +283,7 @@ def pairs_preference_section(p: _PairData, w_units: Array, v_eval: Array, level:
     if p.n_rankings == 0:
         return PreferenceSection(by_variant=[], ranking_skip_rate=None, ranking_skip_rate_ci=[None, None],
                                  skip_reasons={}, by_item=[], n_rankings=0, n_ranked=0, m=2, design="pairs")
-    pairs = _pair_table(p, w_units, v_eval, level)
+    pairs = _pair_table(p, level)
     fit = pair_strengths(p, w_units, v_eval, level, allow_ties)
     strength_of = {v: k for k, v in enumerate(fit["present"])}
     skip_est, skip_ci = _ranking_skip_rate(p, w_units, v_eval, level)
