@@ -358,6 +358,7 @@ class Entry(models.Model):
 
     class Meta:
         ordering = ["evaluator", "index"]
+        verbose_name_plural = "entries"  # the admin's index said "Entrys"
         constraints = [
             models.UniqueConstraint(fields=["evaluator", "index"], name="entry_unique_index"),
             models.UniqueConstraint(fields=["evaluator", "item"], name="entry_unique_item"),
