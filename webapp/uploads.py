@@ -18,7 +18,7 @@ Every other view takes no file at all, yet Django parses a multipart body for an
 view the CSRF middleware checks (it reads the token from ``request.POST``), and spooled its
 files whole, before refusing the request: a visitor with a cookie of their own making filled
 the disk through the login page. ``NoFilesUploadHandler`` (first in FILE_UPLOAD_HANDLERS)
-stops any file's data everywhere; ``upload_cap`` replaces it with the view's own cap, and
+skips every file's data everywhere; ``upload_cap`` replaces it with the view's own cap, and
 only for a visitor the view would take the upload from (``may_upload``): the gate is the
 session's user, read before the body, so an anonymous or unentitled visitor never has a byte
 of a file written (the view then refuses them as it always did).
@@ -30,7 +30,7 @@ from functools import wraps
 from typing import TypeVar
 
 from django import forms
-from django.core.files.uploadhandler import FileUploadHandler, StopUpload
+from django.core.files.uploadhandler import FileUploadHandler, SkipFile, StopUpload
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 
@@ -58,12 +58,19 @@ class CappedUploadHandler(FileUploadHandler):
         return None  # the next handler (memory or temporary file) makes the file
 
 
-class NoFilesUploadHandler(CappedUploadHandler):
-    """The default (FILE_UPLOAD_HANDLERS): no file's byte is passed on; the fields of the
-    form still arrive. Replaced by ``upload_cap`` on the views that take files."""
+class NoFilesUploadHandler(FileUploadHandler):
+    """The default (FILE_UPLOAD_HANDLERS): every file part is skipped unread (SkipFile), so
+    none of its bytes is kept, and the form's other fields, after it as before it, still
+    arrive. ``upload_cap`` puts its own handler in its place on the views that take files."""
 
-    def __init__(self, request: HttpRequest | None = None):
-        super().__init__(request, limit=0)
+    def new_file(self, *args, **kwargs) -> None:
+        raise SkipFile()
+
+    def receive_data_chunk(self, raw_data: bytes, start: int) -> bytes | None:
+        return None  # never called: the parser skips a file whose new_file raised SkipFile
+
+    def file_complete(self, file_size: int) -> None:
+        return None
 
 
 def too_large_message(limit: int) -> str:
@@ -106,9 +113,11 @@ def upload_cap(limit: Callable[[], int], *, may_upload: Callable[[HttpRequest], 
         @csrf_exempt
         @wraps(view)
         def capped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
-            cap = limit() if may_upload(request) else 0
-            others = [h for h in request.upload_handlers if not isinstance(h, CappedUploadHandler)]
-            request.upload_handlers = [CappedUploadHandler(request, limit=cap), *others]
+            first: FileUploadHandler = (CappedUploadHandler(request, limit=limit()) if may_upload(request)
+                                        else NoFilesUploadHandler(request))
+            others = [h for h in request.upload_handlers
+                      if not isinstance(h, CappedUploadHandler | NoFilesUploadHandler)]
+            request.upload_handlers = [first, *others]
             return checked(request, *args, **kwargs)
 
         return capped

@@ -108,12 +108,12 @@ def test_a_file_posted_to_a_view_that_takes_none_is_never_spooled(spooled):
 
 def test_the_fields_beside_a_dropped_file_still_arrive(spooled):
     """Only the files are dropped: a form that happens to be multipart (the login page sent
-    with a file beside it) still reads its fields, the CSRF token among them."""
+    with a file before its fields) still reads its fields, the CSRF token among them."""
     client = Client(enforce_csrf_checks=True)
     client.get("/research/login/")
     token = client.cookies["csrftoken"].value
-    r = client.post("/research/login/", {"csrfmiddlewaretoken": token, "username": "nobody", "password": "x",
-                                          "f": _big(50_000, "big.bin")})
+    r = client.post("/research/login/", {"f": _big(50_000, "big.bin"), "csrfmiddlewaretoken": token,
+                                          "username": "nobody", "password": "x"})
     assert r.status_code == 200 and "username" in r.content.decode()  # the form again, not a CSRF 403
     assert spooled["bytes"] == 0
 
