@@ -316,6 +316,14 @@ FUSION_SAMPLER_CACHE_SIZE = int(os.environ.get("FUSION_SAMPLER_CACHE_SIZE", 4))
 # Image sets uploaded on the generation page wait here for their worker; empty means
 # MEDIA_ROOT/uploads, read when used (import_runner.upload_dir).
 FUSION_IMPORT_UPLOAD_DIR = os.environ.get("FUSION_IMPORT_UPLOAD_DIR", "")
+# No view takes a file but the two that say so (webapp/uploads.py: upload_cap), which put
+# their own cap in place of the first handler: elsewhere a file's bytes are dropped unread,
+# never spooled to disk before the request is refused.
+FILE_UPLOAD_HANDLERS = [
+    "webapp.uploads.NoFilesUploadHandler",
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
 # Seconds an image set's import may run on its worker before it is stopped and marked failed
 # (Celery's soft time limit; enforced by the prefork pool, not --pool solo).
 FUSION_IMPORT_TIME_LIMIT_S = int(os.environ.get("FUSION_IMPORT_TIME_LIMIT_S", 3600))

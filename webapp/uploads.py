@@ -13,6 +13,15 @@ Upload handlers must be changed before anything reads ``request.POST``, and Djan
 middleware reads it before the view: a capped view is exempted from the middleware's check
 and checked by ``csrf_protect`` inside, once the handler is in place (as Django's
 documentation on upload handlers says).
+
+Every other view takes no file at all, yet Django parses a multipart body for any POST whose
+view the CSRF middleware checks (it reads the token from ``request.POST``), and spooled its
+files whole, before refusing the request: a visitor with a cookie of their own making filled
+the disk through the login page. ``NoFilesUploadHandler`` (first in FILE_UPLOAD_HANDLERS)
+skips every file's data everywhere; ``upload_cap`` replaces it with the view's own cap, and
+only for a visitor the view would take the upload from (``may_upload``): the gate is the
+session's user, read before the body, so an anonymous or unentitled visitor never has a byte
+of a file written (the view then refuses them as it always did).
 """
 from __future__ import annotations
 
@@ -21,7 +30,7 @@ from functools import wraps
 from typing import TypeVar
 
 from django import forms
-from django.core.files.uploadhandler import FileUploadHandler, StopUpload
+from django.core.files.uploadhandler import FileUploadHandler, SkipFile, StopUpload
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 
@@ -30,7 +39,7 @@ class CappedUploadHandler(FileUploadHandler):
     """Passes the request's file data on to the next handler until, all files together,
     it exceeds ``limit`` bytes; then stops the upload and records that it did."""
 
-    def __init__(self, request: HttpRequest, *, limit: int):
+    def __init__(self, request: HttpRequest | None, *, limit: int):
         super().__init__(request)
         self.limit = limit
         self.received = 0
@@ -47,6 +56,21 @@ class CappedUploadHandler(FileUploadHandler):
 
     def file_complete(self, file_size: int) -> None:
         return None  # the next handler (memory or temporary file) makes the file
+
+
+class NoFilesUploadHandler(FileUploadHandler):
+    """The default (FILE_UPLOAD_HANDLERS): every file part is skipped unread (SkipFile), so
+    none of its bytes is kept, and the form's other fields, after it as before it, still
+    arrive. ``upload_cap`` puts its own handler in its place on the views that take files."""
+
+    def new_file(self, *args, **kwargs) -> None:
+        raise SkipFile()
+
+    def receive_data_chunk(self, raw_data: bytes, start: int) -> bytes | None:
+        return None  # never called: the parser skips a file whose new_file raised SkipFile
+
+    def file_complete(self, file_size: int) -> None:
+        return None
 
 
 def too_large_message(limit: int) -> str:
@@ -75,11 +99,13 @@ def upload_refused(request: HttpRequest) -> int | None:
     return None
 
 
-def upload_cap(limit: Callable[[], int]):
+def upload_cap(limit: Callable[[], int], *, may_upload: Callable[[HttpRequest], bool]):
     """Decorate a view that takes file uploads: at most ``limit()`` bytes of files per
-    request (read when the request comes, so a setting changed in a test applies). The view
-    asks ``upload_refused(request)`` before its form reads the files. Outermost, above
-    every decorator that may read ``request.POST``."""
+    request (read when the request comes, so a setting changed in a test applies), from a
+    visitor ``may_upload`` admits (checked from the session, before the body is read; anyone
+    else's files are dropped unread, and the view refuses them as before). The view asks
+    ``upload_refused(request)`` before its form reads the files. Outermost, above every
+    decorator that may read ``request.POST``."""
 
     def decorator(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
         checked = csrf_protect(view)
@@ -87,7 +113,11 @@ def upload_cap(limit: Callable[[], int]):
         @csrf_exempt
         @wraps(view)
         def capped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
-            request.upload_handlers.insert(0, CappedUploadHandler(request, limit=limit()))
+            first: FileUploadHandler = (CappedUploadHandler(request, limit=limit()) if may_upload(request)
+                                        else NoFilesUploadHandler(request))
+            others = [h for h in request.upload_handlers
+                      if not isinstance(h, CappedUploadHandler | NoFilesUploadHandler)]
+            request.upload_handlers = [first, *others]
             return checked(request, *args, **kwargs)
 
         return capped

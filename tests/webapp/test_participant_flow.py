@@ -307,7 +307,8 @@ def test_a_prolific_link_keeps_well_formed_study_and_session_ids(panel_study):
                      {"PROLIFIC_PID": PID, "STUDY_ID": "A" * 24, "SESSION_ID": "0b" * 12})
     assert r.status_code == 302
     ev = Evaluator.objects.get()
-    assert (ev.external_id, ev.external_study_id, ev.external_session_id) == (PID, "A" * 24, "0b" * 12)
+    # Stored as Prolific writes its ids, in lower case (recruitment.canonical_ids).
+    assert (ev.external_id, ev.external_study_id, ev.external_session_id) == (PID, "a" * 24, "0b" * 12)
 
 
 def test_an_unfilled_placeholder_says_the_panel_did_not_fill_the_link(panel_study):

@@ -188,3 +188,21 @@ def test_join_compares_the_session_as_stored(panel_study):
     assert Evaluator.objects.get().browser == ev.browser
     assert flow.evaluator_join(study=panel_study, external_id=pid, external_session_id=session).pk == ev.pk
     assert Evaluator.objects.get().browser != ev.browser  # silent: moved to the returning session's browser
+
+
+@pytest.mark.parametrize("case", [str.upper, str.title])
+def test_a_prolific_id_in_another_case_is_the_same_participant(panel_study, case):
+    """Prolific's ids are hexadecimal: the participant's id in upper case (with their own
+    session, in any case) is their place, asked to continue here, not a second place; with
+    another session it is refused as the lower-case id is."""
+    first = Client()
+    assert first.get(f"/join/{panel_study.invite_token}/", SESSION).status_code == 302
+    assert first.post(f"/e/{panel_study.slug}/consent/", {"agree": "yes"}).status_code == 302
+    shouted = {k: case(v) for k, v in SESSION.items()}
+    r = Client().get(f"/join/{panel_study.invite_token}/", shouted)
+    assert r.status_code == 409 and b"Continue here" in r.content
+    r = Client().get(f"/join/{panel_study.invite_token}/", {**shouted, "SESSION_ID": "AB" * 12})
+    assert r.status_code == 403 and b"another session" in r.content
+    assert Evaluator.objects.count() == 1
+    ev = Evaluator.objects.get()
+    assert (ev.external_id, ev.external_session_id) == (SESSION["PROLIFIC_PID"], SESSION["SESSION_ID"])

@@ -84,3 +84,55 @@ def test_a_capped_view_still_checks_the_csrf_token(url):
     r = client.post(url.format(slug=study.slug), {"slug": "x", "upload": _big(10, "a.zip"),
                                                   "protocol": _big(10, "p.json")})
     assert r.status_code == 403 and Study.objects.count() == 1 and not ImageSetImport.objects.exists()
+
+
+# A file sent to a view that takes none, or to an upload view by someone it refuses, must not
+# reach the disk: the probe spooled 300 MB to /tmp through the login page, anonymously, with a
+# csrftoken cookie of its own making, before the 403.
+FORGED_CSRF = "a" * 32  # any 32 characters: the cookie is the visitor's own
+
+
+def _with_forged_cookie(client: Client) -> Client:
+    client.cookies["csrftoken"] = FORGED_CSRF
+    return client
+
+
+def test_a_file_posted_to_a_view_that_takes_none_is_never_spooled(spooled):
+    study = draft_study()
+    anonymous = _with_forged_cookie(Client(enforce_csrf_checks=True))
+    for url in ("/research/login/", f"/join/{study.invite_token}/continue/", "/admin/login/"):
+        r = anonymous.post(url, {"username": "x", "f": _big(50_000, "big.bin")})
+        assert r.status_code in (400, 403), (url, r.status_code)
+    assert spooled["bytes"] == 0 and list(spooled["folder"].iterdir()) == []
+
+
+def test_the_fields_beside_a_dropped_file_still_arrive(spooled):
+    """Only the files are dropped: a form that happens to be multipart (the login page sent
+    with a file before its fields) still reads its fields, the CSRF token among them."""
+    client = Client(enforce_csrf_checks=True)
+    client.get("/research/login/")
+    token = client.cookies["csrftoken"].value
+    r = client.post("/research/login/", {"f": _big(50_000, "big.bin"), "csrfmiddlewaretoken": token,
+                                          "username": "nobody", "password": "x"})
+    assert r.status_code == 200 and "username" in r.content.decode()  # the form again, not a CSRF 403
+    assert spooled["bytes"] == 0
+
+
+@pytest.mark.parametrize("who", ["anonymous", "non-staff"])
+def test_an_image_set_from_someone_the_import_view_refuses_is_never_spooled(spooled, who):
+    study = draft_study()
+    client = _with_forged_cookie(Client(enforce_csrf_checks=True))
+    if who == "non-staff":
+        client.force_login(UserFactory())
+    r = client.post(f"/generation/study/{study.slug}/images/",
+                    {"csrfmiddlewaretoken": FORGED_CSRF, "upload": _big(150_000, "set.zip")})
+    assert r.status_code == (302 if who == "anonymous" else 404)  # refused as before: log in / no such page
+    assert spooled["bytes"] == 0 and not ImageSetImport.objects.exists()
+
+
+def test_a_protocol_from_an_account_that_may_not_create_studies_is_never_spooled(spooled):
+    client = _with_forged_cookie(Client(enforce_csrf_checks=True))
+    client.force_login(UserFactory())
+    r = client.post("/run/new/", {"csrfmiddlewaretoken": FORGED_CSRF, "slug": "nope",
+                                  "protocol": _big(50_000, "protocol.json")})
+    assert r.status_code == 403 and spooled["bytes"] == 0

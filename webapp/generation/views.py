@@ -102,7 +102,7 @@ def import_limit() -> int:
     return int(getattr(settings, "FUSION_IMPORT_MAX_BYTES", MAX_UPLOAD_BYTES))
 
 
-@upload_cap(import_limit)
+@upload_cap(import_limit, may_upload=lambda request: user_is_admin(user=request.user))
 @staff_required
 @require_POST
 def import_images(request: HttpRequest, slug: str) -> HttpResponse:

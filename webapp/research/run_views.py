@@ -55,7 +55,8 @@ def invite_links(study: Study) -> dict[str, str]:
     return links
 
 
-@upload_cap(lambda: MAX_PROTOCOL_BYTES)
+@upload_cap(lambda: MAX_PROTOCOL_BYTES,
+            may_upload=lambda request: selectors.user_may_create_studies(user=request.user))
 @researchers_only
 @never_cache
 @require_http_methods(["GET", "HEAD", "POST"])

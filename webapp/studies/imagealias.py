@@ -16,6 +16,12 @@ the position. So
   checked when the image is asked for, and the image is then read in one statement
   (``sqlreads.showing_image_file``) by the unique (evaluator, index) of the entry.
 
+What it does not hide: the bytes. Every showing of one image is the same file, so a script
+that hashes what it fetched still recognises a repeat, and participants can still pool gold
+answers by hash (probe 3 found all of one evaluator's repeats that way). Changing the pixels
+per showing would alter the stimulus, and a matcher that compares pixels with a tolerance
+would still win; the address only stops the trivial comparison of URLs.
+
 Why keyed rather than a random alias kept in a column: the entries of an evaluator are
 written in one burst on consent (a launch has hundreds at once), and an alias per
 showing would be more rows or a wider row written there, and a migration that fills every

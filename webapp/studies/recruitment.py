@@ -72,6 +72,17 @@ def ids_from_query(recruitment: Recruitment | None, query) -> PanelIds:
     )
 
 
+def canonical_ids(recruitment: Recruitment | None, ids: PanelIds) -> PanelIds:
+    """The ids as they are stored and compared: Prolific's (participant, study, session: 24
+    hexadecimal characters, in either case as ``PROLIFIC_ID`` accepts them) in lower case,
+    as Prolific writes them, so that one participant in upper case is not a second
+    participant with a second place; other panels' ids as given (their case may matter)."""
+    if recruitment is None or recruitment.panel != "prolific":
+        return ids
+    return PanelIds(participant=ids.participant.strip().lower(), study=ids.study.strip().lower(),
+                    session=ids.session.strip().lower())
+
+
 def participant_id_pattern(recruitment: Recruitment | None) -> re.Pattern:
     return PROLIFIC_ID if recruitment is not None and recruitment.panel == "prolific" else GENERIC_ID
 

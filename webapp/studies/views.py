@@ -221,7 +221,7 @@ def join(request: HttpRequest, invite_token: str) -> HttpResponse:
             # A link checker or a preview (a mail scanner, a chat's unfurl) asks whether the
             # link works: it does, and nobody joins until a browser asks for the page.
             return HttpResponse(content_type="text/html; charset=utf-8")
-        joined = _join_evaluator(request, study, ids)
+        joined = _join_evaluator(request, study, recruitment.canonical_ids(rec, ids))
         if isinstance(joined, HttpResponse):
             return joined
         evaluator = joined
