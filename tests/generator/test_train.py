@@ -20,6 +20,7 @@ from generator.recipes import ALL_PRESETS, DEMO, DEMO_PRESETS, PAPER, recipe_for
 from generator.train import lr_at, main, parse_args
 from generator.train_batches import step_generator
 from tests.narrow import present
+from tests.slow import slow_unless_asked
 
 FAST = [
     "--batch-size", "16", "--synthetic-n", "64", "--sample-steps", "2", "--threads", "1", "--no-progress",
@@ -257,6 +258,7 @@ def test_a_run_folder_of_another_target_is_not_resumed(tmp_path, quick_run):
     assert present(latest_train_state(tmp_path / "run")).name == "step-0000002"
 
 
+@slow_unless_asked("two processes that each import torch and train: about 30 s on 2 busy cores")
 def test_the_logged_loss_is_the_mean_over_processes(tmp_path, tiny_cfg):
     """Two CPU processes (torchrun, gloo); the first log line is the mean of the two
     processes' step-0 losses, each computed here from its half of the batch."""
@@ -393,6 +395,7 @@ def test_resuming_with_another_schedule_is_refused_unless_asked(tmp_path, quick_
     assert generator.checkpoint.read_train_state_info(latest)["schedule"]["steps"] == 8
 
 
+@slow_unless_asked("two processes that each import torch and train: about 30 s on 2 busy cores")
 def test_processes_that_found_different_train_states_refuse_to_start(tmp_path, run, tiny_cfg):
     """Two real processes (torch.distributed, gloo on the CPU), one finding a train state at
     step 2 and one finding none (a node that does not see OUT): both stop, with the
@@ -472,9 +475,7 @@ def test_the_loss_is_read_back_once_per_log_line(tmp_path, run, monkeypatch):
     assert len(calls) == 4  # and the last step's
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(not os.environ.get("FUSION_SLOW_TESTS"), reason="torch.compile on the CPU takes minutes; "
-                    "FUSION_SLOW_TESTS=1 runs it")
+@slow_unless_asked("torch.compile on the CPU takes minutes")
 def test_compiled_steps_train_the_same_model(tmp_path, run):
     """--compile changes how the steps run, not what they compute (up to float rounding)."""
     flags = ("--sample-every", "0", "--log-every", "2")
