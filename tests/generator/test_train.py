@@ -258,7 +258,6 @@ def test_a_run_folder_of_another_target_is_not_resumed(tmp_path, quick_run):
     assert present(latest_train_state(tmp_path / "run")).name == "step-0000002"
 
 
-@slow_unless_asked("two processes that each import torch and train: about 30 s on 2 busy cores")
 def test_the_logged_loss_is_the_mean_over_processes(tmp_path, tiny_cfg):
     """Two CPU processes (torchrun, gloo); the first log line is the mean of the two
     processes' step-0 losses, each computed here from its half of the batch."""
@@ -395,7 +394,6 @@ def test_resuming_with_another_schedule_is_refused_unless_asked(tmp_path, quick_
     assert generator.checkpoint.read_train_state_info(latest)["schedule"]["steps"] == 8
 
 
-@slow_unless_asked("two processes that each import torch and train: about 30 s on 2 busy cores")
 def test_processes_that_found_different_train_states_refuse_to_start(tmp_path, run, tiny_cfg):
     """Two real processes (torch.distributed, gloo on the CPU), one finding a train state at
     step 2 and one finding none (a node that does not see OUT): both stop, with the
