@@ -1,7 +1,8 @@
 # fusion-eval: the two commands of the README, and their set-up steps.
 #   make demo   set up from requirements.lock (runtime only), then run the demo study (SQLite, embedded broker) and serve it
 #               on ADDRPORT (default 127.0.0.1:8000; e.g. `make demo ADDRPORT=127.0.0.1:8600`)
-#   make test   set up from requirements-dev.lock, then run every test: on PostgreSQL (+ Redis) and again on SQLite
+#   make test   set up from requirements-dev.lock, then run the tests: on PostgreSQL (+ Redis), and those of the web app
+#               that use the database again on SQLite; `make test-slow` runs the few that CI leaves out
 #   make lint   ruff and mypy, with the settings in pyproject.toml, and models that match their migrations
 #   make lock   recompile both lock files from requirements.txt / requirements-dev.txt
 PY ?= python3.11
@@ -17,7 +18,7 @@ REDIS_URL ?= redis://127.0.0.1:6379/15
 TEST_PROCS ?= 2
 PYTEST := $(BIN)/python -m pytest -q -n $(TEST_PROCS) --dist loadfile
 
-.PHONY: demo test test-sqlite install install-dev lint lint-fix lock check-lock check-lock-current browser services clean
+.PHONY: demo test test-sqlite test-slow install install-dev lint lint-fix lock check-lock check-lock-current browser services clean
 
 # One stamp per lock (the runtime lock's packages are a subset of the dev lock's, same versions).
 # --no-deps: the lock already names every package, and pip must not resolve anything else;
@@ -71,13 +72,19 @@ demo: install
 	DEBUG=0 $(BIN)/python manage.py demo --addrport $(ADDRPORT)
 
 # The second pass is on SQLite whatever the shell exports: settings.py reads an empty
-# DATABASE_URL as unset.
+# DATABASE_URL as unset. It runs the web app's tests that use the database; the others
+# cannot reach it, so they would run the same code again (docs/development.md).
 test: install-dev browser services
 	DATABASE_URL=$(PG_URL) FUSION_TEST_REDIS_URL=$(REDIS_URL) $(PYTEST)
-	DATABASE_URL= $(PYTEST) tests/webapp
+	DATABASE_URL= $(PYTEST) --database-tests-only tests/webapp
 
 test-sqlite: install-dev browser
 	$(PYTEST)
+
+# The tests CI leaves out (tests/slow.py: marked slow, skipped unless FUSION_SLOW_TESTS=1), on
+# PostgreSQL as the first pass; docs/development.md says which they are and when to run them.
+test-slow: install-dev browser services
+	FUSION_SLOW_TESTS=1 DATABASE_URL=$(PG_URL) FUSION_TEST_REDIS_URL=$(REDIS_URL) $(PYTEST) -m slow
 
 clean:
 	rm -rf var

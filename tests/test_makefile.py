@@ -24,8 +24,8 @@ def test_make_demo_serves_on_addrport_by_default_127_0_0_1_8000():
         "demo", "ADDRPORT=127.0.0.1:8617")
 
 
-def test_make_test_runs_its_second_pass_on_sqlite_whatever_the_shell_exports():
+def test_make_test_runs_its_second_pass_on_sqlite_whatever_the_shell_exports_for_the_database_tests():
     runs = [line for line in planned("test") if "-m pytest" in line]
     assert len(runs) == 2
     assert runs[0].startswith("DATABASE_URL=postgres://")
-    assert runs[1].startswith("DATABASE_URL= ") and runs[1].endswith(" tests/webapp")
+    assert runs[1].startswith("DATABASE_URL= ") and runs[1].endswith(" --database-tests-only tests/webapp")

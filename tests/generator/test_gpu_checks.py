@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
+from tests.slow import slow_unless_asked
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench" / "gpu_image"))
@@ -38,9 +38,7 @@ def test_the_image_only_interpreter_refuses_what_the_image_lacks(tmp_path):
     assert done.returncode == 0, done.stderr
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(not os.environ.get("FUSION_SLOW_TESTS"), reason="about 5 minutes on 2 busy cores; "
-                    "FUSION_SLOW_TESTS=1 runs it")
+@slow_unless_asked("about 5 minutes on 2 busy cores")
 def test_the_whole_smoke_run_passes_in_the_image_only_interpreter(tmp_path):
     done = _smoke("run", tmp_path, 1800)
     assert done.returncode == 0 and "all checks passed" in done.stdout, done.stdout[-4000:] + done.stderr[-2000:]

@@ -20,6 +20,7 @@ from generator.recipes import ALL_PRESETS, DEMO, DEMO_PRESETS, PAPER, recipe_for
 from generator.train import lr_at, main, parse_args
 from generator.train_batches import step_generator
 from tests.narrow import present
+from tests.slow import slow_unless_asked
 
 FAST = [
     "--batch-size", "16", "--synthetic-n", "64", "--sample-steps", "2", "--threads", "1", "--no-progress",
@@ -472,9 +473,7 @@ def test_the_loss_is_read_back_once_per_log_line(tmp_path, run, monkeypatch):
     assert len(calls) == 4  # and the last step's
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(not os.environ.get("FUSION_SLOW_TESTS"), reason="torch.compile on the CPU takes minutes; "
-                    "FUSION_SLOW_TESTS=1 runs it")
+@slow_unless_asked("torch.compile on the CPU takes minutes")
 def test_compiled_steps_train_the_same_model(tmp_path, run):
     """--compile changes how the steps run, not what they compute (up to float rounding)."""
     flags = ("--sample-every", "0", "--log-every", "2")

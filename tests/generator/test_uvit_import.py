@@ -91,12 +91,11 @@ def _reference_inputs(batch: int, seed: int = 1):
 
 
 # Integer timesteps (U-ViT's training inputs, 1..1000) and fractional ones (its sampler gives
-# the network 1000 t for continuous t).
-TIMESTEPS = [[1.0, 1000.0, 37.0], [500.5, 3.25, 999.75]]
+# the network 1000 t for continuous t), in one batch: one forward pass at U-ViT-S's shapes.
+TIMESTEPS = [1.0, 1000.0, 37.0, 500.5, 3.25, 999.75]
 
 
-@pytest.mark.parametrize("t", TIMESTEPS, ids=["integer-t", "fractional-t"])
-def test_the_imported_network_computes_uvits_forward_pass(sampler, uvit_state, t):
+def test_the_imported_network_computes_uvits_forward_pass(sampler, uvit_state):
     """The network a sampler loads from an imported file gives U-ViT's output, bit for bit.
 
     Exact, not approximate: the reference runs U-ViT's operations in U-ViT's order, and
@@ -104,8 +103,8 @@ def test_the_imported_network_computes_uvits_forward_pass(sampler, uvit_state, t
     the concatenation; the text tokens dropped before the final LayerNorm rather than
     after decoder_pred) the operations are elementwise or per token, so each output float
     comes from the same arithmetic."""
-    x, ctx = _reference_inputs(3)
-    timesteps = torch.tensor(t)
+    x, ctx = _reference_inputs(len(TIMESTEPS))
+    timesteps = torch.tensor(TIMESTEPS)
     with torch.no_grad():
         ours = sampler.model(x, timesteps, ctx)
     expected = uvit_t2i_forward(uvit_state, x, timesteps, ctx, num_heads=8)
@@ -232,12 +231,16 @@ def test_one_step_gives_the_network_uvit_timesteps_and_takes_uvit_guidance(sampl
     # a one-step solve to zero noise returns.
     alpha, sigma = cum[n] ** 0.5, (1 - cum[n]) ** 0.5
     x0 = (x.double() - sigma * eps.double()) / alpha
-    assert torch.allclose(z.double(), x0, rtol=1e-4, atol=1e-4)
+    # The sampler's float32 eps (one batch of both halves) and these two calls differ in the
+    # last bits; x0 carries that difference times sigma / alpha (about 15 here), so the
+    # tolerance is 1e-4 in units of eps (a flat 1e-4 on x0 failed on a few entries near 0).
+    tolerance = 1e-4 * sigma / alpha
+    assert torch.allclose(z.double(), x0, rtol=1e-4, atol=tolerance)
     # The same with our training convention's input (n - 1) differs: the test can tell.
     with torch.no_grad():
         c, u = (network(x, t - 1, sampler.text_encoder.encode([p])) for p in (prompt, ""))
     off_by_one = (x.double() - sigma * (c + scale * (c - u)).double()) / alpha
-    assert not torch.allclose(z.double(), off_by_one, rtol=1e-4, atol=1e-4)
+    assert not torch.allclose(z.double(), off_by_one, rtol=1e-4, atol=tolerance)
 
 
 def test_a_missing_weights_file_says_where_to_get_it_and_writes_nothing(tmp_path):

@@ -130,10 +130,9 @@ def demo_checkpoints(tmp_path_factory) -> Path:
     return root
 
 
-# The demo always runs on its own SQLite database; `make test` runs these in its SQLite pass.
-sqlite_only = pytest.mark.skipif(
-    bool(os.environ.get("DATABASE_URL")), reason="the demo runs on its own SQLite database"
-)
+# The demo always runs on its own SQLite database; `make test` runs these in its SQLite pass
+# (tests/conftest.py skips them when DATABASE_URL is set, and --database-tests-only keeps them).
+sqlite_only = pytest.mark.sqlite_only("the demo runs on its own SQLite database")
 
 
 @sqlite_only
