@@ -203,44 +203,58 @@ def plan_assignments(count_item_ids, rank_item_ids, n_slots: int, overlap: int, 
         return _plan_pairs(count_ids, rank_ids, n_slots, overlap, seed, n_variants or 0, gold_ids, n_repeats)
 
     rows = _relabelled(williams_square(n_variants), seed) if rank_ids and n_variants else []
-    per_slot: list[list[tuple[str, str]]] = [[] for _ in range(n_slots)]
-    positions: list[dict[str, list[int]]] = [{} for _ in range(n_slots)]
+    per_slot, dealt = _deal(count_ids, rank_ids, n_slots, overlap, seed)
     row_of: list[dict[str, int]] = [{} for _ in range(n_slots)]
-
-    count_sorted = sorted(count_ids, key=lambda i: stable_key(seed, "count", i))
-    for item, slots in zip(count_sorted, _balanced_slots(count_sorted, overlap, n_slots, 0), strict=True):
-        for s in slots:
-            per_slot[s].append(("count", item))
-
-    rank_sorted = sorted(rank_ids, key=lambda i: stable_key(seed, "rank", i))
-    start = (len(count_sorted) * overlap) % n_slots  # continue the cycle: totals stay within one
     slot_rows = [[0] * len(rows) for _ in range(n_slots)]
-    for k, (item, slots) in enumerate(zip(rank_sorted,
-                                          _balanced_slots(rank_sorted, overlap, n_slots, start), strict=True)):
+    for k, (item, slots) in enumerate(dealt):
         item_rows = [0] * len(rows)
         for s in slots:
             r = min(range(len(rows)),
                     key=lambda r: (item_rows[r], slot_rows[s][r], (r - k) % len(rows)))
             item_rows[r] += 1
             slot_rows[s][r] += 1
-            per_slot[s].append(("rank", item))
-            positions[s][item] = list(rows[r])
             row_of[s][item] = r
 
     _balance_rows(row_of, len(rows))
-    for s in range(n_slots):
-        positions[s] = {i: list(rows[r]) for i, r in row_of[s].items()}
+    positions = [{i: list(rows[r]) for i, r in row_of[s].items()} for s in range(n_slots)]
+    # A repeat shows the next row of the square.
+    repeat_positions = [{i: list(rows[(r + 1) % len(rows)]) for i, r in row_of[s].items()} for s in range(n_slots)]
+    return _slot_plans(per_slot, positions, repeat_positions, gold_ids, seed, n_repeats)
 
+
+def _deal(count_ids: list[str], rank_ids: list[str], n_slots: int, overlap: int, seed: int
+          ) -> tuple[list[list[tuple[str, str]]], list[tuple[str, list[int]]]]:
+    """Each count and rank item given to `overlap` slots, in orders drawn from `seed`, the
+    rank items continuing the count items' cycle (so a slot's total differs from another's
+    by at most one): per slot its (task, item id) entries, and the rank items with their
+    slots in dealing order."""
+    per_slot: list[list[tuple[str, str]]] = [[] for _ in range(n_slots)]
+    count_sorted = sorted(count_ids, key=lambda i: stable_key(seed, "count", i))
+    for item, slots in zip(count_sorted, _balanced_slots(count_sorted, overlap, n_slots, 0), strict=True):
+        for s in slots:
+            per_slot[s].append(("count", item))
+    rank_sorted = sorted(rank_ids, key=lambda i: stable_key(seed, "rank", i))
+    start = (len(count_sorted) * overlap) % n_slots
+    dealt = list(zip(rank_sorted, _balanced_slots(rank_sorted, overlap, n_slots, start), strict=True))
+    for item, slots in dealt:
+        for s in slots:
+            per_slot[s].append(("rank", item))
+    return per_slot, dealt
+
+
+def _slot_plans(per_slot: list[list[tuple[str, str]]], positions: list[dict[str, list[int]]],
+                repeat_positions: list[dict[str, list[int]]], gold_ids: list[str], seed: int,
+                n_repeats: int) -> list[SlotPlan]:
+    """The SlotPlans of dealt items: each slot's entries and the gold items in the slot's own
+    order, its repeats chosen, a repeated rank item's screen order from `repeat_positions`."""
     plans = []
-    for s in range(n_slots):
+    for s, entries_s in enumerate(per_slot):
         slot_seed = _int_seed(seed, "slot", s)
-        entries = per_slot[s] + [("count", g) for g in gold_ids]
-        ordered, repeats = _order(entries, slot_seed, n_repeats, set(per_slot[s]))
-        repeat_pos = {i: list(rows[(row_of[s][i] + 1) % len(rows)])
-                      for t, i in repeats if t == "rank"}
-        plans.append(SlotPlan(slot=s, seed=slot_seed, items=tuple(ordered),
-                              positions=positions[s], repeats=tuple(repeats),
-                              repeat_positions=repeat_pos))
+        entries = entries_s + [("count", g) for g in gold_ids]
+        ordered, repeats = _order(entries, slot_seed, n_repeats, set(entries_s))
+        repeat_pos = {i: repeat_positions[s][i] for t, i in repeats if t == "rank"}
+        plans.append(SlotPlan(slot=s, seed=slot_seed, items=tuple(ordered), positions=positions[s],
+                              repeats=tuple(repeats), repeat_positions=repeat_pos))
     return plans
 
 
@@ -269,18 +283,7 @@ def _plan_pairs(count_ids: list[str], rank_ids: list[str], n_slots: int, overlap
     """`plan_assignments` for the pairs design (its docstring states the balance)."""
     if rank_ids and n_variants < 2:
         raise ValueError(f"the pairs design needs at least 2 variants, got {n_variants}")
-    per_slot: list[list[tuple[str, str]]] = [[] for _ in range(n_slots)]
-    count_sorted = sorted(count_ids, key=lambda i: stable_key(seed, "count", i))
-    for item, slots in zip(count_sorted, _balanced_slots(count_sorted, overlap, n_slots, 0), strict=True):
-        for s in slots:
-            per_slot[s].append(("count", item))
-    rank_sorted = sorted(rank_ids, key=lambda i: stable_key(seed, "rank", i))
-    start = (len(count_sorted) * overlap) % n_slots  # continue the cycle: totals stay within one
-    rank_of_slot: list[list[str]] = [[] for _ in range(n_slots)]
-    for item, slots in zip(rank_sorted, _balanced_slots(rank_sorted, overlap, n_slots, start), strict=True):
-        for s in slots:
-            per_slot[s].append(("rank", item))
-            rank_of_slot[s].append(item)
+    per_slot, _ = _deal(count_ids, rank_ids, n_slots, overlap, seed)
 
     positions: list[dict[str, list[int]]] = [{} for _ in range(n_slots)]
     if rank_ids:
@@ -292,22 +295,16 @@ def _plan_pairs(count_ids: list[str], rank_ids: list[str], n_slots: int, overlap
         at = (_int_seed(seed, "pairs") % (len(schedule) // per_round)) * per_round
         shown = [0] * len(schedule)
         for s in range(n_slots):
-            for item in rank_of_slot[s]:
+            for item in (i for t, i in per_slot[s] if t == "rank"):
                 p = at % len(schedule)
                 left, right = schedule[p]
                 positions[s][item] = [left, right] if shown[p] % 2 == 0 else [right, left]
                 shown[p] += 1
                 at += 1
 
-    plans = []
-    for s in range(n_slots):
-        slot_seed = _int_seed(seed, "slot", s)
-        entries = per_slot[s] + [("count", g) for g in gold_ids]
-        ordered, repeats = _order(entries, slot_seed, n_repeats, set(per_slot[s]))
-        repeat_pos = {i: positions[s][i][::-1] for t, i in repeats if t == "rank"}
-        plans.append(SlotPlan(slot=s, seed=slot_seed, items=tuple(ordered), positions=positions[s],
-                              repeats=tuple(repeats), repeat_positions=repeat_pos))
-    return plans
+    # A repeat shows the same pair with the sides swapped.
+    swapped = [{i: pair[::-1] for i, pair in positions[s].items()} for s in range(n_slots)]
+    return _slot_plans(per_slot, positions, swapped, gold_ids, seed, n_repeats)
 
 
 def _relabelled(rows: list[list[int]], seed: int) -> list[list[int]]:
