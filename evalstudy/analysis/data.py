@@ -272,6 +272,26 @@ def _ratio_stat(num, den, reps_num, reps_den, spread: bs.Spread, level, bounds):
     return est, ci, reps
 
 
+def rate_intervals(unit, evaluator, group, num, den, n_groups: int, level: float,
+                   spread: bs.Spread | None = None) -> np.ndarray:
+    """(G, 2) intervals of the per-group rates sum(num) / sum(den) (num in [0, den] per row:
+    a match, a win, a skip), every rate of the analysis: Wilson's score interval on the
+    rate's effective number of trials, with t on the crossed variance's df
+    (`confidence.score_intervals`). `unit`, `evaluator`: each row's resampling unit and
+    rater; `spread`, the groups' `bootstrap.ratio_corrections` where already computed."""
+    group = np.asarray(group, dtype=np.int64)
+    num = np.asarray(num, dtype=float)
+    den = np.asarray(den, dtype=float)
+    if spread is None:
+        spread = bs.ratio_corrections(unit, evaluator, group, num, den, n_groups, level)
+    z, _ = bs.ratio_contributions(group, num, den, n_groups)
+    independent = np.bincount(group, weights=z ** 2, minlength=n_groups)
+    trials = np.bincount(group, weights=den, minlength=n_groups)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        est = np.bincount(group, weights=num, minlength=n_groups) / trials
+    return confidence.score_intervals(est, spread.var, independent, trials, level, spread.df)
+
+
 def kish_raters(group, evaluator, weight, n_groups: int) -> np.ndarray:
     """Kish's effective number of raters per group, (sum of loads)^2 / sum of squared loads,
     a rater's load the summed `weight` of their rows (answers) in the group: the number of
