@@ -15,7 +15,9 @@ quadrature) is the target:
 * `raters`: rater effects N(0, 1^2) and uneven loads: each item's raters drawn with Zipf
   weights (1 / k), so a few raters give most answers;
 * `extreme`: 10% of the raters always answer 1 (always "exact", always the left image), the
-  others with item and rater effects N(0, 0.5^2): a few raters carry the variance.
+  others with item and rater effects N(0, 0.5^2): a few raters carry the variance;
+* `spam`: 20% always answer 1, rater effects N(0, 0.5^2), and `raters`' uneven loads: a
+  study's variance may rest on one or two heavy always-1 raters, or on none.
 
 At a target of 1.0 every answer is 1 in every crowd: coverage is 1 for any interval that
 reaches 1, and the width is what the row shows.
@@ -84,6 +86,7 @@ CROWDS = {
     "captions": Crowd("captions", item_sd=1.5),
     "raters": Crowd("raters", rater_sd=1.0, zipf=True),
     "extreme": Crowd("extreme", item_sd=0.5, rater_sd=0.5, always=0.1),
+    "spam": Crowd("spam", rater_sd=0.5, always=0.2, zipf=True),
 }
 # (items, raters, raters per item): a cell of a few images, the audit's 30 units and 10 raters, a study
 SIZES = ((8, 6, 3), (30, 10, 3), (120, 24, 3))

@@ -220,7 +220,8 @@ def score_intervals(estimates, var, var_independent, n, level: float, df=None) -
         q2n = q * q / n_eff
         centre = (p + q2n / 2.0) / (1.0 + q2n)
         half = q / (1.0 + q2n) * np.sqrt(p * (1.0 - p) / n_eff + q2n / (4.0 * n_eff))
-        out = np.column_stack([centre - half, centre + half])
+        # At a bound the end there is the bound itself, exactly (not 1 - 1e-16 by rounding).
+        out = np.column_stack([np.where(p <= 0, 0.0, centre - half), np.where(p >= 1, 1.0, centre + half)])
     ok = (np.isfinite(p) & np.isfinite(np.asarray(var, dtype=float)) & np.isfinite(q)
           & (p >= 0) & (p <= 1) & (n_eff > 0))
     return np.where(ok[:, None], np.clip(out, 0.0, 1.0), np.nan)

@@ -326,18 +326,3 @@ def difference_range(measure: str, m: int = 0) -> tuple[float, float]:
     [-(m - 1), m - 1] for scores, unbounded for mean |error|."""
     low, high = parameter_range(measure, m)
     return low - high, high - low
-
-
-def group_range(group, values, keep, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
-    """(low, high) per group: the smallest and largest of `values` on the rows `keep`
-    (the rows a ratio's denominator counts). A weighted mean of these values, and so
-    every resample of it, lies in this range; +-inf for an empty group. It bounds the
-    resamples, not the population value: intervals take `parameter_range`."""
-    group = np.asarray(group, dtype=np.int64)[keep]
-    values = np.asarray(values, dtype=float)[keep]
-    low = np.full(n_groups, np.inf)
-    high = np.full(n_groups, -np.inf)
-    np.minimum.at(low, group, values)
-    np.maximum.at(high, group, values)
-    return low, high
-
