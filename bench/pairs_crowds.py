@@ -271,7 +271,7 @@ def one_study(crowd: Crowd, n: int, n_evaluators: int, tasks_each: int, overlap:
     out["margin"] = float(np.mean(m_cover)) if m_cover else math.nan
     out["reject"] = float(np.mean([p < 0.05 for p in p_values]))
     out["fwer"] = float(any(p < 0.05 for p in stats.holm(p_values)))
-    pos = pair_position_bias(data, w_units, v_eval, LEVEL, seed)
+    pos = pair_position_bias(data, LEVEL, seed)
     if pos is None or pos.p_value is None:
         raise RuntimeError("a simulated study with no untied ranking")
     lo, hi = pos.left_win_rate_ci

@@ -22,7 +22,9 @@ Uncertainty: 95% intervals by the crossed bootstrap (`evalstudy.bootstrap`),
 which resamples the evaluators and the items together. For the count task the
 resampled item is the prompt-and-seed pair, so that the images of all variants
 made from one prompt and seed stay together and a difference between variants
-is resampled as a paired difference.
+is resampled as a paired difference. Rates get Wilson's score interval on the
+effective number of trials that the same crossed variance leaves
+(`data.rate_intervals`), which has width where every answer went one way.
 
 Evaluators are put in a canonical order (by a hash of their responses) before
 any resampling, so relabelling evaluators or shuffling rows changes nothing.
@@ -94,7 +96,10 @@ BOOTSTRAP_METHOD = ("crossed bootstrap: items (count: prompt-and-seed pairs; ran
                     "statistic's range for the doubly counted item x evaluator term and for small "
                     "samples (t quantile, Satterthwaite degrees of freedom); groups of fewer than 10 "
                     "resampling units (Figure 5's cells) get t intervals with the same variance and "
-                    "degrees of freedom, an end past the range taken from the logit scale")
+                    "degrees of freedom, an end past the range taken from the logit scale; rates (match "
+                    "ratios, can't-tell, win, tie and skip rates, the left image's share) get Wilson's score "
+                    "interval on their effective number of trials (the same crossed variance, a design "
+                    "effect of at least one) with the t quantile on the same degrees of freedom")
 
 
 @functools.lru_cache(maxsize=1)
@@ -267,12 +272,12 @@ def _sections(t: ResponseTable, *, variants, objects, comparisons, level, alpha,
         tests = _tests_section(count, rank, comparisons, count_reps, pref_reps, level, alpha, posthoc, seed,
                                rank_paired=pair_comparisons(pair_data, comparisons, w_rank, v_eval, level,
                                                             EXACT_MAX_N),
-                               position_bias=pair_position_bias(pair_data, w_rank, v_eval, level, seed))
+                               position_bias=pair_position_bias(pair_data, level, seed))
         agreement = dataclasses.replace(_agreement_section(t, count, rank),
                                         rank_alpha_ordinal=pairs_agreement(pair_data))
         n_rankings = pair_data.n_rankings
     else:
-        pref_out, pref_reps = _preference_section(rank, w_rank, v_eval, level)
+        pref_out, pref_reps = _preference_section(rank, w_rank, v_eval, level, allow_ties)
         tests = _tests_section(count, rank, comparisons, count_reps, pref_reps, level, alpha, posthoc,
                                seed)
         agreement = _agreement_section(t, count, rank)

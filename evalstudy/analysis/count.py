@@ -9,7 +9,7 @@ from collections import defaultdict
 import numpy as np
 
 from .. import bootstrap as bs
-from .data import _CountData, _ratio_stat, kish_raters, parameter_range
+from .data import _CountData, _ratio_stat, kish_raters, parameter_range, rate_intervals
 from .result import CountSection, CountStat, edge_interval_note
 
 # A variant's mean error leans on one rater when that rater's leave-one-out influence holds
@@ -76,6 +76,12 @@ def _count_section(c: _CountData, w_units: np.ndarray, v_eval: np.ndarray,
             spread = bs.ratio_corrections(c.unit, c.evaluator, group, num_rows, den_rows, n_groups, level)
             stat[key] = _ratio_stat(num, p[:, den_i], rnum, s[:, :, den_i], spread, level,
                                     parameter_range(key))
+            if key != "mean_abs_error":
+                # A rate: Wilson on its effective number of answers, as every rate (no [1, 1]
+                # where every answer matched); the resamples still serve the paired differences.
+                est_k, _, reps_k = stat[key]
+                stat[key] = (est_k, rate_intervals(c.unit, c.evaluator, group, num_rows, den_rows, n_groups,
+                                                   level, spread), reps_k)
             if key == "mean_abs_error":  # its rows are the counted answers
                 raters = spread.n_evals
                 effective = kish_raters(group, c.evaluator, c.answered, n_groups)
@@ -105,14 +111,11 @@ def _count_section(c: _CountData, w_units: np.ndarray, v_eval: np.ndarray,
                 match_ratio_cant_tell_as_miss_ci=est["match_ratio_cant_tell_as_miss"][1],
                 task_skip_rate=p[g, 4] / shown[g],
             ))
+    # The rates' intervals have width wherever they have answers (`rate_intervals`); a mean
+    # error of 0 [0, 0] (every answer right) is the headline interval left that can be a point.
     # The headline rows only: a cell of five images that every rater counted right is common
-    # and its [1, 1] is read as a cell, not as the study's claim. A can't-tell rate of 0 [0, 0]
-    # (nobody said "can't tell") is not flagged: it is a side rate, and flagging it would put
-    # the note under most studies.
-    rates = ("match_ratio", "match_ratio_cant_tell_as_miss")
-    edges = [(getattr(row, name), getattr(row, f"{name}_ci"), 0.0, 1.0)
-             for row in out["by_variant"] for name in rates]
-    edges += [(row.mean_abs_error, row.mean_abs_error_ci, 0.0, np.inf) for row in out["by_variant"]]
+    # and read as a cell, not as the study's claim.
+    edges = [(row.mean_abs_error, row.mean_abs_error_ci, 0.0, np.inf) for row in out["by_variant"]]
     return CountSection(**out, rater_note=rater_influence_note(c),
                         edge_note=edge_interval_note(edges)), reps_out
 

@@ -272,6 +272,26 @@ def _ratio_stat(num, den, reps_num, reps_den, spread: bs.Spread, level, bounds):
     return est, ci, reps
 
 
+def rate_intervals(unit, evaluator, group, num, den, n_groups: int, level: float,
+                   spread: bs.Spread | None = None) -> np.ndarray:
+    """(G, 2) intervals of the per-group rates sum(num) / sum(den) (num in [0, den] per row:
+    a match, a win, a skip), every rate of the analysis: Wilson's score interval on the
+    rate's effective number of trials, with t on the crossed variance's df
+    (`confidence.score_intervals`). `unit`, `evaluator`: each row's resampling unit and
+    rater; `spread`, the groups' `bootstrap.ratio_corrections` where already computed."""
+    group = np.asarray(group, dtype=np.int64)
+    num = np.asarray(num, dtype=float)
+    den = np.asarray(den, dtype=float)
+    if spread is None:
+        spread = bs.ratio_corrections(unit, evaluator, group, num, den, n_groups, level)
+    z, _ = bs.ratio_contributions(group, num, den, n_groups)
+    independent = np.bincount(group, weights=z ** 2, minlength=n_groups)
+    trials = np.bincount(group, weights=den, minlength=n_groups)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        est = np.bincount(group, weights=num, minlength=n_groups) / trials
+    return confidence.score_intervals(est, spread.var, independent, trials, level, spread.df)
+
+
 def kish_raters(group, evaluator, weight, n_groups: int) -> np.ndarray:
     """Kish's effective number of raters per group, (sum of loads)^2 / sum of squared loads,
     a rater's load the summed `weight` of their rows (answers) in the group: the number of
@@ -306,18 +326,3 @@ def difference_range(measure: str, m: int = 0) -> tuple[float, float]:
     [-(m - 1), m - 1] for scores, unbounded for mean |error|."""
     low, high = parameter_range(measure, m)
     return low - high, high - low
-
-
-def group_range(group, values, keep, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
-    """(low, high) per group: the smallest and largest of `values` on the rows `keep`
-    (the rows a ratio's denominator counts). A weighted mean of these values, and so
-    every resample of it, lies in this range; +-inf for an empty group. It bounds the
-    resamples, not the population value: intervals take `parameter_range`."""
-    group = np.asarray(group, dtype=np.int64)[keep]
-    values = np.asarray(values, dtype=float)[keep]
-    low = np.full(n_groups, np.inf)
-    high = np.full(n_groups, -np.inf)
-    np.minimum.at(low, group, values)
-    np.maximum.at(high, group, values)
-    return low, high
-

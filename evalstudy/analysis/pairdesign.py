@@ -31,7 +31,7 @@ import numpy as np
 from .. import bootstrap as bs
 from .. import confidence, rank_models, stats
 from ..responses import ResponseTable
-from .data import _codes, kish_raters
+from .data import _codes, kish_raters, rate_intervals
 from .pairs import TIES_NOTE, strength_shrink
 from .preference import DAVIDSON_SEPARATION_NOTE, SEPARATION_NOTE, _ranking_skip_rate, _skips_by_item
 from .result import (
@@ -41,7 +41,6 @@ from .result import (
     PositionBias,
     PreferenceSection,
     PreferenceStat,
-    edge_interval_note,
 )
 from .significance import crossed_t_test
 
@@ -167,8 +166,9 @@ def _ratio_intervals(p: _PairData, rows: Array, group: Array, num: Array, den: A
     return est, ci, spread, reps
 
 
-def _pair_table(p: _PairData, level: float) -> list[PairStat]:
-    """One PairStat per pair with a ranking done: a before b in the protocol's order."""
+def _pair_table(p: _PairData, level: float, allow_ties: bool = True) -> list[PairStat]:
+    """One PairStat per pair with a ranking done: a before b in the protocol's order. Without
+    ties allowed (and none given) the tie rate is 0 by construction, its interval [0, 0]."""
     rows = np.flatnonzero(p.done)
     if not len(rows) or not p.pairs:
         return []
@@ -188,14 +188,13 @@ def _pair_table(p: _PairData, level: float) -> list[PairStat]:
     for name, (num, den) in rates.items():
         # A pair's share rests on its own rankings, often a dozen or fewer: Wilson's score
         # interval on the effective number of rankings the crossed design's variance leaves
-        # (confidence.score_intervals), not the bootstrap's percentiles.
-        spread = bs.ratio_corrections(unit, ev, group, num, den, n_pairs, level)
-        z, _ = bs.ratio_contributions(group, num, den, n_pairs)
-        n_den = np.bincount(group, weights=den, minlength=n_pairs)
+        # (data.rate_intervals), not the bootstrap's percentiles.
         with np.errstate(invalid="ignore", divide="ignore"):
-            est[name] = np.bincount(group, weights=num, minlength=n_pairs) / n_den
-        independent = np.bincount(group, weights=z ** 2, minlength=n_pairs)
-        ci[name] = confidence.score_intervals(est[name], spread.var, independent, n_den, level)
+            est[name] = (np.bincount(group, weights=num, minlength=n_pairs)
+                         / np.bincount(group, weights=den, minlength=n_pairs))
+        ci[name] = rate_intervals(unit, ev, group, num, den, n_pairs, level)
+    if not allow_ties and not tt.any():
+        ci["tie_rate"] = np.zeros((n_pairs, 2))
     count = {name: np.bincount(group, weights=x, minlength=n_pairs) for name, x in
              (("n", ones), ("a", wa), ("b", wb), ("t", tt))}
     return [PairStat(
@@ -283,10 +282,10 @@ def pairs_preference_section(p: _PairData, w_units: Array, v_eval: Array, level:
     if p.n_rankings == 0:
         return PreferenceSection(by_variant=[], ranking_skip_rate=None, ranking_skip_rate_ci=[None, None],
                                  skip_reasons={}, by_item=[], n_rankings=0, n_ranked=0, m=2, design="pairs")
-    pairs = _pair_table(p, level)
+    pairs = _pair_table(p, level, allow_ties)
     fit = pair_strengths(p, w_units, v_eval, level, allow_ties)
     strength_of = {v: k for k, v in enumerate(fit["present"])}
-    skip_est, skip_ci = _ranking_skip_rate(p, w_units, v_eval, level)
+    skip_est, skip_ci = _ranking_skip_rate(p, level)
     reasons, by_item = _skips_by_item(p)
     done = p.done
     # Per variant, over its rankings: each ranking counts once for each of its two variants.
@@ -316,15 +315,13 @@ def pairs_preference_section(p: _PairData, w_units: Array, v_eval: Array, level:
             bt_strength=fit["strength"][k] if k is not None else None,
             bt_strength_ci=fit["strength_ci"][k].tolist() if k is not None else [None, None]))
     has_ties = bool(p.tie.sum() > 0)
-    rates = ("win_rate", "win_rate_ties_half", "a_rate", "b_rate") + (("tie_rate",) if has_ties else ())
-    edges = [(getattr(q, name), getattr(q, f"{name}_ci"), 0.0, 1.0) for q in pairs for name in rates]
     return PreferenceSection(
         by_variant=by_variant, ranking_skip_rate=skip_est, ranking_skip_rate_ci=skip_ci.tolist(),
         skip_reasons=reasons, by_item=by_item, n_rankings=p.n_rankings, n_ranked=int(done.sum()), m=2,
         pairs=pairs, pairs_note=TIES_NOTE, has_ties=has_ties,
         strength_model=PAIRS_STRENGTH_MODEL if allow_ties else PAIRS_STRENGTH_MODEL_NO_TIES,
         bt_tie_parameter=fit["tie_parameter"], bt_tie_parameter_ci=fit["tie_parameter_ci"],
-        strength_note=fit["note"], edge_note=edge_interval_note(edges), design="pairs")
+        strength_note=fit["note"], design="pairs")
 
 
 def pair_comparisons(p: _PairData, comparisons, w_units: Array, v_eval: Array, level: float,
@@ -366,7 +363,7 @@ def pair_comparisons(p: _PairData, comparisons, w_units: Array, v_eval: Array, l
     return out
 
 
-def pair_position_bias(p: _PairData, w_units: Array, v_eval: Array, level: float, seed: int) -> PositionBias | None:
+def pair_position_bias(p: _PairData, level: float, seed: int) -> PositionBias | None:
     """Does the left image win more often than its variant would? The share of untied rankings
     won by the left image, with its interval, and a permutation test: within each pair, which
     image was on the left is exchangeable under no position effect (the plan counterbalances
@@ -378,8 +375,12 @@ def pair_position_bias(p: _PairData, w_units: Array, v_eval: Array, level: float
     right_won = np.where(p.a_left[rows], p.b_win[rows], p.a_win[rows])
     tied = p.tie[rows]
     decided = rows[tied == 0]
-    est, ci, _, _ = _ratio_intervals(p, rows, np.zeros(len(rows), dtype=np.int64), left_won, left_won + right_won,
-                                     1, w_units, v_eval, level, 0.0, 1.0)
+    # A rate like the others (data.rate_intervals): where a few raters always pick the left image
+    # they carry its variance, and the t quantile on the raters' df widens the interval by that.
+    ci = rate_intervals(p.ranking_unit[rows], p.ranking_evaluator[rows], np.zeros(len(rows), dtype=np.int64),
+                        left_won, left_won + right_won, 1, level)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        est = np.array([left_won.sum() / (left_won + right_won).sum()])
     statistic = p_value = None
     if len(decided):
         strata = p.pair[decided].astype(float)

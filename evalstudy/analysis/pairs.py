@@ -5,8 +5,8 @@ A ranking of m images holds m (m - 1) / 2 pairs; each is a win for one image or 
 The win rate of a over b counts the rankings that did not tie them (ties left out:
 "of the times raters told them apart, how often was a better"); the tie rate, beside it,
 is the share of rankings that tied them; the sensitivity row counts a tie as half a win
-for each, over all rankings. Intervals: the crossed bootstrap of the preference score
-(items and raters resampled together), one ratio per pair.
+for each, over all rankings. Intervals: Wilson's score interval on each rate's effective
+number of rankings (`data.rate_intervals`, the crossed variance of captions and raters).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import numpy as np
 
 from .. import bootstrap as bs
 from .. import confidence, rank_models
-from .data import _RankData
+from .data import _RankData, rate_intervals
 from .result import PairStat
 
 TIES_NOTE = ("win_rate: a ranked above b over the rankings that did not tie them (ties left "
@@ -34,10 +34,11 @@ def _pair_codes(r: _RankData) -> list[tuple[int, int]]:
     return list(itertools.combinations(range(len(r.present)), 2))
 
 
-def pairwise_section(r: _RankData, counts: np.ndarray, level: float) -> list[PairStat]:
-    """One record per pair of variants (a before b in the protocol's order).
-
-    counts: (B, K) bootstrap weights of the answer patterns r.patterns."""
+def pairwise_section(r: _RankData, level: float, allow_ties: bool) -> list[PairStat]:
+    """One record per pair of variants (a before b in the protocol's order), each rate with
+    `data.rate_intervals` over the rankings' outcomes for that pair. Where ties were not
+    allowed (`allow_ties` False and no ranking tied) the tie rate is 0 by construction and
+    its interval [0, 0]: nothing is estimated there."""
     done_idx = np.flatnonzero(r.done)
     if len(done_idx) == 0:
         return []
@@ -48,7 +49,7 @@ def pairwise_section(r: _RankData, counts: np.ndarray, level: float) -> list[Pai
     b_idx = np.array([k for _, k in pairs])
     win_a, win_b, tied = win[:, a_idx, b_idx], win[:, b_idx, a_idx], tie[:, a_idx, b_idx]  # (K, P)
     point = np.bincount(r.perm, minlength=len(r.patterns)).astype(float)
-    # Per ranking and pair: the outcome, for the corrections of the bootstrap's spread.
+    # Per ranking and pair: the outcome, each ranking's caption and rater.
     pat = r.perm
     unit = np.repeat(r.ranking_unit[done_idx], n_pairs)
     evaluator = np.repeat(r.ranking_evaluator[done_idx], n_pairs)
@@ -70,13 +71,9 @@ def pairwise_section(r: _RankData, counts: np.ndarray, level: float) -> list[Pai
     for name, (num_rows, den_rows, num_pat, den_pat) in rates.items():
         with np.errstate(invalid="ignore", divide="ignore"):
             est[name] = (point @ num_pat) / (point @ den_pat)
-            reps = bs.ratio_replicates(counts @ num_pat, counts @ den_pat)
-        spread = bs.ratio_corrections(unit, evaluator, group, num_rows, den_rows, n_pairs, level)
-        keep = den_rows > 0
-        low, high = _range(group, num_rows / np.where(keep, den_rows, 1), keep, n_pairs)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            ci[name] = confidence.spread_intervals(est[name], reps, level, spread, low, high)
+        ci[name] = rate_intervals(unit, evaluator, group, num_rows, den_rows, n_pairs, level)
+    if not (allow_ties or r.has_ties):
+        ci["tie_rate"] = np.zeros((n_pairs, 2))
     n = float(point.sum())
     for p, (j, k) in enumerate(pairs):
         out.append(PairStat(
@@ -92,14 +89,6 @@ def pairwise_section(r: _RankData, counts: np.ndarray, level: float) -> list[Pai
             b_rate=est["b_rate"][p], b_rate_ci=ci["b_rate"][p].tolist(),
         ))
     return out
-
-
-def _range(group, values, keep, n_groups):
-    low = np.full(n_groups, np.inf)
-    high = np.full(n_groups, -np.inf)
-    np.minimum.at(low, group[keep], values[keep])
-    np.maximum.at(high, group[keep], values[keep])
-    return low, high
 
 
 def davidson_strengths(r: _RankData, order_counts, w_units: np.ndarray, v_eval: np.ndarray,

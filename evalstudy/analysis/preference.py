@@ -12,7 +12,7 @@ from scipy import stats as sps
 
 from .. import bootstrap as bs
 from .. import confidence, rank_models
-from .data import Rankings, _RankData, group_range, kish_raters, parameter_range
+from .data import Rankings, _RankData, kish_raters, parameter_range, rate_intervals
 from .pairs import TIES_NOTE, davidson_strengths, pairwise_section, strength_shrink
 from .result import ItemSkips, PreferenceSection, PreferenceStat, edge_interval_note
 
@@ -81,23 +81,14 @@ def _plackett_luce(r: _RankData, order_counts, counts: np.ndarray, point_counts:
     return gamma_point, confidence.intervals(gamma_point, gamma_reps, level, shrink_pl, 0.0, 1.0)
 
 
-def _ranking_skip_rate(r: Rankings, w_units: np.ndarray, v_eval: np.ndarray,
-                       level: float) -> tuple[float, np.ndarray]:
-    """Skipped rankings over rankings shown, and its interval (2,). A skip covers the whole
-    ranking and names no variant, so there is one rate, not one per variant."""
-    ones = np.ones(r.n_rankings)
+def _ranking_skip_rate(r: Rankings, level: float) -> tuple[float, np.ndarray]:
+    """Skipped rankings over rankings shown, and its interval (2,) (`data.rate_intervals`: a
+    study where nobody skipped gets [0, upper], not [0, 0]). A skip covers the whole ranking
+    and names no variant, so there is one rate, not one per variant."""
     skipped = r.ranking_skipped.astype(float)
     no_group = np.zeros(r.n_rankings, dtype=np.int64)
-    sk = bs.crossed_sums(np.concatenate([r.ranking_unit, r.ranking_unit]),
-                         np.concatenate([r.ranking_evaluator, r.ranking_evaluator]),
-                         np.concatenate([no_group, no_group + 1]),
-                         np.concatenate([ones, skipped]), 2, w_units, v_eval)
-    skip_est = float(skipped.mean())
-    skip_shrink = bs.ratio_shrink(r.ranking_unit, r.ranking_evaluator, no_group, skipped, ones,
-                                  1, level)
-    skip_ci = confidence.intervals(np.array([skip_est]), bs.ratio_replicates(sk[:, 1:], sk[:, :1]),
-                                   level, skip_shrink, *group_range(no_group, skipped, ones > 0, 1))
-    return skip_est, skip_ci[0]
+    skip_ci = rate_intervals(r.ranking_unit, r.ranking_evaluator, no_group, skipped, np.ones(r.n_rankings), 1, level)
+    return float(skipped.mean()), skip_ci[0]
 
 
 def _skips_by_item(r: Rankings) -> tuple[dict[str, int], list[ItemSkips]]:
@@ -120,9 +111,10 @@ def _skips_by_item(r: Rankings) -> tuple[dict[str, int], list[ItemSkips]]:
 
 def _preference_section(
         r: _RankData, w_units: np.ndarray, v_eval: np.ndarray,
-        level: float) -> tuple[PreferenceSection, dict[str, np.ndarray]]:
+        level: float, allow_ties: bool = False) -> tuple[PreferenceSection, dict[str, np.ndarray]]:
     """The section, and the resampled scores (n_boot, nv) under "score", which the paired
-    tests difference."""
+    tests difference. `allow_ties`: the protocol's (a tie rate is then estimated even where
+    no ranking tied)."""
     reps_out: dict[str, np.ndarray] = {}
     if r.n_rankings == 0 or r.m < 2:
         return PreferenceSection(by_variant=[], ranking_skip_rate=None, ranking_skip_rate_ci=[None, None],
@@ -165,7 +157,7 @@ def _preference_section(
     elif davidson is not None and point_counts.sum() > 0 and not davidson_finite[0]:
         strength_note = DAVIDSON_SEPARATION_NOTE
 
-    skip_est, skip_ci = _ranking_skip_rate(r, w_units, v_eval, level)
+    skip_est, skip_ci = _ranking_skip_rate(r, level)
     shown_pt = np.bincount(r.variant, minlength=nv).astype(float)
 
     score_full = np.full((n_boot, nv), np.nan)
@@ -197,11 +189,10 @@ def _preference_section(
         bt_strength_ci=davidson["strength_ci"][j].tolist() if davidson else [None, None],
     ) for j, v in enumerate(present)]
     reasons, by_item = _skips_by_item(r)
-    pairs = pairwise_section(r, counts, level)
+    pairs = pairwise_section(r, level, allow_ties)
+    # The pairs' rates have width wherever they have rankings (`data.rate_intervals`); a score
+    # every ranking puts first can still get a point interval.
     edges = [(p.score, p.score_ci, 1.0, float(r.m)) for p in by_variant]
-    # Without ties allowed a tie rate is 0 [0, 0] by construction, not by the raters' answers.
-    rates = ("win_rate", "win_rate_ties_half", "a_rate", "b_rate") + (("tie_rate",) if r.has_ties else ())
-    edges += [(getattr(q, name), getattr(q, f"{name}_ci"), 0.0, 1.0) for q in pairs for name in rates]
     # A tie parameter without a finite estimate is not reported (see DAVIDSON_SEPARATION_NOTE):
     # the number there would be where Newton's iterations stopped (2.7e10 when every answer
     # is a tie), not an estimate.

@@ -66,13 +66,15 @@ def few_raters_warning(rows: typing.Iterable[Any]) -> str:
             "to find raters who are always off.")
 
 
-# An interval of zero width at an end of its statistic's range (a win rate [1, 1] when one
-# variant won every ranking, a tie rate [1, 1] when every answer was a tie): every resample of
-# the raters and items present gives the same number, and the bootstrap cannot show a rater
-# of the crowd who would answer otherwise. With 10 raters all on one side, a rater-level
-# Clopper-Pearson bound would put the lower end of a win rate near 0.025^(1/10) = 0.69.
+# An interval of zero width at an end of its statistic's range (a mean error 0 [0, 0] when every
+# answer was right, the score of a variant every ranking put first): every resample of the
+# raters and items present gives the same number, and the bootstrap cannot show a rater of the
+# crowd who would answer otherwise. With 10 raters all on one side, a rater-level
+# Clopper-Pearson bound would put the lower end of a share near 0.025^(1/10) = 0.69. Rates no
+# longer come here: their Wilson intervals (`data.rate_intervals`) have width at the bounds.
 EDGE_NOTE = ("Some intervals have zero width at an end of their range (every resample of the raters "
-             "and items gives the same value, e.g. a win rate of 1 [1, 1]): that is not certainty. The "
+             "and items gives the same value, e.g. a mean error of 0 [0, 0] or a score every ranking put "
+             "first): that is not certainty. The "
              "bootstrap cannot show a kind of answer no rater present gave; with n raters all on one "
              "side, the population share of raters who would answer otherwise may still be as large "
              "as about 1 - 0.025^(1/n) (0.31 with 10 raters).")

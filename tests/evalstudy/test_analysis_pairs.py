@@ -178,7 +178,8 @@ def test_the_rater_simulator_simulates_a_pairs_study_with_eight_variants():
 def test_a_pair_won_every_time_has_a_win_rate_interval_below_one():
     # a beats b in all 12 of their rankings (each by its own rater, of its own caption); the
     # other pairs split. An interval [1, 1] would claim certainty from 12 rankings: Wilson's
-    # lower end with the rankings independent is 12 / (12 + z^2).
+    # lower end with the rankings independent is 12 / (12 + q^2), q the t quantile on the
+    # crossed variance's df, there its largest: (12 captions - 1) + (12 raters - 1).
     judgments = []
     for k in range(12):
         left, right = ("a", "b") if k % 2 == 0 else ("b", "a")
@@ -188,8 +189,8 @@ def test_a_pair_won_every_time_has_a_win_rate_interval_below_one():
     res = analyze(responses_from_rows(_rows(judgments)), _protocol(), n_boot=200)
     ab = next(p for p in present(res.preference.pairs) if (p.a, p.b) == ("a", "b"))
     assert ab.win_rate == 1.0
-    z = sps.norm.ppf(0.975)
-    assert ab.win_rate_ci[0] == pytest.approx(12 / (12 + z * z), rel=1e-9)
+    q = sps.t.ppf(0.975, 22)
+    assert ab.win_rate_ci[0] == pytest.approx(12 / (12 + q * q), rel=1e-9)
     assert ab.win_rate_ci[1] == pytest.approx(1.0)
     assert res.preference.edge_note == ""
 

@@ -47,6 +47,12 @@ differences' intervals moved; the edge_note entries (empty) added since were wri
 demo20_analysis.json was rewritten (the second command) for schema 5, the pairs design: only
 schema and schema_version changed; preference.design ("ranking") and the position bias's
 left_win_rate entries (None: pairs only) were added, and no number moved.
+
+demo20_analysis.json was rewritten (the second command) when every rate came to get Wilson's
+score interval on its effective number of trials (`analysis.data.rate_intervals`): the
+intervals of the match ratios, can't-tell rates and their sensitivity rows, of the pairs' win
+and share rates, and of the ranking skip rate moved, and settings.bootstrap says so; no
+estimate and no other interval moved.
 """
 
 import json

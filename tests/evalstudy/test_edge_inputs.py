@@ -31,10 +31,12 @@ def test_every_answer_a_tie_reports_no_tie_parameter_and_says_why():
     assert "tie parameter is not reported" in pref.strength_note
     assert pref.bt_tie_parameter is None
     assert pref.bt_tie_parameter_ci == [None, None]
-    # The tie rate's [1, 1] is flagged as an edge, not a certainty.
+    # A tie rate of 1 is a rate like any other: an interval below 1 (data.rate_intervals), not
+    # [1, 1], and nothing at an edge to flag (both scores are 1.5, inside [1, 2]).
     (pair,) = pref.pairs
-    assert pair.tie_rate == 1.0 and pair.tie_rate_ci == [1.0, 1.0]
-    assert pref.edge_note == EDGE_NOTE
+    assert pair.tie_rate == 1.0 and pair.tie_rate_ci[1] == 1.0
+    assert 0.5 < present(pair.tie_rate_ci[0]) < 1.0
+    assert pref.edge_note == ""
 
 
 def test_an_ordinary_tied_study_keeps_its_tie_parameter_and_has_no_edge_note():
@@ -67,7 +69,12 @@ def test_perfect_separation_notes_that_its_zero_width_intervals_are_not_certaint
     table["rank"][rank] = np.where(table["variant"][rank] == "c-intermediate", 1, 2)
     pref = analyze(table, proto, n_boot=200, seed=0).preference
     (pair,) = pref.pairs
-    assert pair.win_rate_ci in ([1.0, 1.0], [0.0, 0.0])
+    # The win rate gets Wilson's interval on its rankings, below 1; the scores (2 and 1, each at an
+    # end of [1, 2]) still have zero-width intervals, and those the note flags.
+    low, high = (present(x) for x in pair.win_rate_ci)
+    assert pair.win_rate in (0.0, 1.0) and 0.0 < high - low < 0.2
+    assert pair.tie_rate_ci == [0.0, 0.0]  # ties not allowed: 0 by construction
+    assert all(present(p.score_ci[0]) == present(p.score_ci[1]) for p in pref.by_variant)
     assert pref.edge_note == EDGE_NOTE
     assert "not certainty" in EDGE_NOTE
 
