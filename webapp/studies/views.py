@@ -25,7 +25,7 @@ from django_ratelimit.exceptions import Ratelimited
 
 from webapp.clientip import client_network
 
-from . import flow, recruitment, selectors, sqlreads
+from . import flow, prolific, recruitment, selectors, sqlreads
 from .models import Evaluator, Study
 from .participant_forms import ParticipantIdForm, PracticeAnswerForm
 from .practice import COUNT_NAME as PRACTICE_COUNT
@@ -59,6 +59,11 @@ def _rate(setting: str) -> Callable[[str, HttpRequest], str]:
 # The heading of the page for a link whose ids are wrong: the study itself is available.
 BAD_LINK_HEADING = "The ID in this link is not valid"
 OTHER_SESSION_HEADING = "This place belongs to another session"
+NOT_CONFIRMED_HEADING = "Prolific does not confirm this session"
+UNREACHABLE_HEADING = "Your Prolific session could not be confirmed"
+RELEASED_MESSAGE = ("Your place in this study was released (your submission was returned or timed out on the "
+                    "panel, or the researchers released it). The answers you gave are kept. To take part again, "
+                    "open the study from your panel's page for a new submission.")
 
 
 def _unavailable(request: HttpRequest, study: Study, message: str, status: int, *, outcome: str = "",
@@ -100,7 +105,8 @@ def evaluator_view(*, methods: tuple[str, ...] = READ_METHODS, consent_required:
             study = evaluator.study if evaluator is not None else get_object_or_404(Study, slug=slug)
             if evaluator is None:
                 if selectors.session_signed_out(session=request.session, study=study):
-                    return _unavailable(request, study, SIGNED_OUT_MESSAGE, 403)
+                    released = selectors.session_released(session=request.session, study=study)
+                    return _unavailable(request, study, RELEASED_MESSAGE if released else SIGNED_OUT_MESSAGE, 403)
                 raise Http404("You have not joined this study.")
             if consent_required and evaluator.consented_at is None:
                 return redirect("studies:consent", slug=slug)
@@ -233,7 +239,12 @@ def join(request: HttpRequest, invite_token: str) -> HttpResponse:
 
 def _join_evaluator(request: HttpRequest, study: Study, ids: recruitment.PanelIds) -> Evaluator | HttpResponse:
     """The evaluator the visitor of the invite link becomes (``flow.evaluator_join``), or the
-    page that says why not."""
+    page that says why not. For a Prolific study, with an API token set, Prolific confirms
+    the link's session first (``prolific.SessionCheck``); a visitor with no participant id
+    is known by this browser only and has no session to confirm."""
+    rec = recruitment.recruitment_of(study)
+    check = (prolific.SessionCheck(ids=ids, session=request.session, study_slug=study.slug)
+             if ids.participant and prolific.check_applies(rec) else None)
     try:
         return flow.evaluator_join(
             study=study,
@@ -241,7 +252,12 @@ def _join_evaluator(request: HttpRequest, study: Study, ids: recruitment.PanelId
             user=request.user if request.user.is_authenticated else None,
             external_study_id=ids.study,
             external_session_id=ids.session,
+            session_check=check,
         )
+    except flow.SessionNotConfirmed as exc:
+        return _unavailable(request, study, str(exc), 403, heading=NOT_CONFIRMED_HEADING)
+    except flow.PanelUnreachable as exc:
+        return _unavailable(request, study, str(exc), 503, heading=UNREACHABLE_HEADING)
     except flow.InvalidExternalId as exc:
         return _unavailable(request, study, str(exc), 400, heading=BAD_LINK_HEADING)
     except flow.HeldByAnotherSession as exc:
