@@ -126,6 +126,23 @@ def test_a_participant_who_returned_and_started_again_gets_a_place(panel_study, 
     assert r.status_code == 403 and (b"You returned" in r.content or b"timed out" in r.content)
 
 
+def test_a_participant_who_started_again_in_the_same_browser_starts_afresh(panel_study, fake_prolific):
+    """The browser holds the returned submission's place: the new submission's link is asked
+    about, and joins afresh, rather than continuing the old place under the new submission."""
+    fake_prolific.add(S1, participant=PID, study_id=STUDY)
+    browser = _take_part(Client(), panel_study, S1)
+    assert _open(browser, panel_study, S1).status_code == 302  # its own link: the place goes on
+    fake_prolific.submissions[S1]["status"] = "RETURNED"
+    fake_prolific.add(S2, participant=PID, study_id=STUDY)
+    assert _open(browser, panel_study, S2).status_code == 302
+    assert Evaluator.objects.get(external_session_id=S1).released_at is not None
+    assert Evaluator.objects.get(released_at__isnull=True).external_session_id == S2
+    assert browser.post(f"/e/{panel_study.slug}/consent/", {"agree": "yes"}).status_code == 302
+    start(browser, panel_study)
+    assert current_task(browser, panel_study)["progress"]["answered"] == 0
+    assert fake_prolific.asked == [S1, S2, S1]
+
+
 @pytest.mark.parametrize("old_status", ["ACTIVE", "AWAITING REVIEW", "UNKNOWN"])
 def test_a_place_whose_session_is_still_the_participants_stays_with_it(panel_study, fake_prolific, old_status):
     """Two live submissions of one participant (a study that allows several): the place

@@ -23,6 +23,7 @@ from django_ratelimit.core import is_ratelimited
 from django_ratelimit.decorators import ratelimit
 from django_ratelimit.exceptions import Ratelimited
 
+from evalstudy.protocol import Recruitment
 from webapp.clientip import client_network
 
 from . import flow, prolific, recruitment, selectors, sqlreads
@@ -190,9 +191,11 @@ def join(request: HttpRequest, invite_token: str) -> HttpResponse:
     if study is None:
         raise Http404("No Study matches the given query.")
     evaluator = selectors.evaluator_from_session(session=request.session, study=study)
+    rec = recruitment.recruitment_of(study)
+    ids = recruitment.ids_from_query(rec, request.GET)
+    if evaluator is not None and _another_submission(rec, ids, evaluator):
+        evaluator = None  # joined as the visitor of that submission's link, whom Prolific is asked about
     if evaluator is None:
-        rec = recruitment.recruitment_of(study)
-        ids = recruitment.ids_from_query(rec, request.GET)
         if ids.participant:
             # An id from the link is checked as a typed one is: a panel's placeholder left
             # unfilled, or what is not an id of this panel, is never stored.
@@ -235,6 +238,19 @@ def join(request: HttpRequest, invite_token: str) -> HttpResponse:
     elif evaluator.finished_at is not None:  # back by the link after finishing, in this browser
         return _done_page(request, study, evaluator, again=True)
     return _next_page(study, evaluator)
+
+
+def _another_submission(rec: Recruitment | None, ids: recruitment.PanelIds, evaluator: Evaluator) -> bool:
+    """Whether, with Prolific's sessions confirmed (``prolific.check_applies``), the link
+    names another submission of the participant whose place this browser holds: one who
+    returned their submission and started again on Prolific, in the same browser. Their old
+    place is not continued as if it were the new submission's; the join path decides (the
+    old place passes to the new session when Prolific says the old one is over)."""
+    if evaluator.finished_at is not None or not prolific.check_applies(rec):
+        return False  # a finished place shows its code, as it always did
+    ids = recruitment.canonical_ids(rec, ids)
+    return (bool(ids.session) and ids.participant == evaluator.external_id
+            and not constant_time_compare(ids.session, evaluator.external_session_id))
 
 
 def _join_evaluator(request: HttpRequest, study: Study, ids: recruitment.PanelIds) -> Evaluator | HttpResponse:
