@@ -328,7 +328,7 @@ def evaluator_join(
     # the arrival path are statements made once per process (sqlreads).
     study = _present(sqlreads.row(Study, pk=study.pk), Study)
     external_id = external_id_clean(external_id)
-    existing = _place_of(study, external_id) if external_id else None
+    existing = sqlreads.place_holder(study_id=study.pk, external_id=external_id) if external_id else None
     external_session_id = external_session_id.strip()[:MAX_EXTERNAL_ID]
     confirmed = False
     # Whoever knows a participant's id (it shows in shared screenshots, and a panel's ids are
@@ -379,12 +379,6 @@ def evaluator_join(
         if not _same_session(existing, external_session_id):
             raise HeldByAnotherSession(existing) from None
         return _rejoin(existing)
-
-
-def _place_of(study: Study, external_id: str) -> Evaluator | None:
-    """The evaluator that holds ``external_id``'s place in ``study`` (released places aside:
-    their id may join again)."""
-    return Evaluator.objects.filter(study=study, external_id=external_id, released_at__isnull=True).first()
 
 
 def _pass_place(study: Study, holder: Evaluator, check: PanelSessionCheck | None) -> None:
