@@ -33,6 +33,13 @@ Environment:
     FUSION_BASE_URL     the public origin used in invite links (default http://127.0.0.1:8000).
     FUSION_PROTOCOL_FILES_DIR  the folder every file a protocol names must lie in (default
                         ./fixtures); uploaded protocols read relative paths from its protocols/.
+    FUSION_PROLIFIC_API_TOKEN  a Prolific API token: when set, a Prolific study's invite link
+                        takes or resumes a place only for a session Prolific confirms (one GET
+                        per new browser session; webapp/studies/prolific.py). Unset: off.
+    FUSION_PROLIFIC_API_URL  the API's origin (default https://api.prolific.com; tests point
+                        it at a local server).
+    FUSION_PROLIFIC_API_TIMEOUT_S  seconds a confirmation may take before the join page says
+                        "try again in a minute" (default 4).
 """
 from __future__ import annotations
 
@@ -289,6 +296,11 @@ FUSION_RESULTS_N_BOOT = int(os.environ["FUSION_RESULTS_N_BOOT"]) if os.environ.g
 # paths in a protocol uploaded from the web are read from its protocols/ subfolder, as for
 # the shipped fixtures/protocols/*.json (whose captions are ../captions/...).
 FUSION_PROTOCOL_FILES_DIR = Path(os.environ.get("FUSION_PROTOCOL_FILES_DIR", BASE_DIR / "fixtures"))
+# Prolific's API, to confirm the session in a Prolific study's invite link (off without a
+# token). The token is a secret: it is sent to FUSION_PROLIFIC_API_URL only, never logged.
+FUSION_PROLIFIC_API_TOKEN = os.environ.get("FUSION_PROLIFIC_API_TOKEN", "").strip()
+FUSION_PROLIFIC_API_URL = os.environ.get("FUSION_PROLIFIC_API_URL", "https://api.prolific.com").rstrip("/")
+FUSION_PROLIFIC_API_TIMEOUT_S = float(os.environ.get("FUSION_PROLIFIC_API_TIMEOUT_S", 4))
 # Salt for hashing external worker ids in exports.
 FUSION_EXPORT_SALT = os.environ.get("FUSION_EXPORT_SALT", SECRET_KEY)
 

@@ -6,6 +6,8 @@ from django.test import Client
 
 from tests.factories import build_open_study
 
+from .fake_prolific import fake_prolific  # noqa: F401 (a fixture: a local server answering as Prolific's API)
+
 DEMO = Path(__file__).resolve().parents[2] / "fixtures" / "protocols" / "demo.json"
 PID = "0123456789abcdef01234567"  # shaped like a Prolific participant id (24 hex digits)
 

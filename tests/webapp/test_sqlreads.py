@@ -10,7 +10,7 @@ from django.test import Client
 
 from tests.factories import build_open_study, make_image
 from tests.narrow import present
-from webapp.studies import selectors, sqlreads
+from webapp.studies import places, selectors, sqlreads
 from webapp.studies.models import Entry, Evaluator, Image, Item, Study
 
 from .conftest import answer_data, current_task, join
@@ -201,6 +201,19 @@ def test_a_row_by_its_fields_matches_the_orm_and_is_none_when_absent(study):
     assert present(sqlreads.row(Evaluator, pk=evaluator.pk, for_update=True)).pk == evaluator.pk
     assert sqlreads.row(Evaluator, study=study.pk, external_id="b" * 24) is None
     assert sqlreads.row(Study, invite_token="nothing") is None
+
+
+def test_the_place_holder_is_the_orms_unreleased_evaluator_of_the_id(study):
+    join(Client(), study, PROLIFIC_PID="a" * 24)
+    first = Evaluator.objects.get(study=study)
+    assert _values(present(sqlreads.place_holder(study_id=study.pk, external_id="a" * 24))) == _values(first)
+    places.evaluator_release(evaluator=first)
+    assert sqlreads.place_holder(study_id=study.pk, external_id="a" * 24) is None  # released: not a holder
+    join(Client(), study, PROLIFIC_PID="a" * 24)
+    second = Evaluator.objects.get(study=study, released_at__isnull=True)
+    assert second.pk != first.pk
+    assert _values(present(sqlreads.place_holder(study_id=study.pk, external_id="a" * 24))) == _values(second)
+    assert sqlreads.place_holder(study_id=study.pk, external_id="b" * 24) is None
 
 
 def test_entry_tasks_and_finished_people_count_as_the_orm(study):

@@ -55,7 +55,13 @@ class ParticipantRow:
     planned: int
     gold_accuracy: float | None
     exclusion: str  # the rules broken, "" if none
-    suggestion: str
+    suggestion: str  # "" for a released place: the submission it held is over, nothing to do on the panel
+    released: bool = False  # the place was released (places.evaluator_release)
+
+    @property
+    def releasable(self) -> bool:
+        """Whether the place may be released: unfinished and not released already."""
+        return not self.released and self.finished_at is None
 
 
 @dataclass(frozen=True)
@@ -117,7 +123,9 @@ def participant_rows(*, study: Study) -> list[ParticipantRow]:
             minutes=max(0.0, in_study) / 60, task_minutes=((c["s"] or 0.0) + (r["s"] or 0.0)) / 60,
             answered=c["n"] + r["n"], planned=ev.n_planned,
             gold_accuracy=c["gold_right"] / c["gold"] if c["gold"] else None,
-            exclusion="; ".join(reasons), suggestion=_suggest(ev.status, ev.pseudonym in verdicts.failed_gold),
+            exclusion="; ".join(reasons),
+            suggestion="" if ev.released_at else _suggest(ev.status, ev.pseudonym in verdicts.failed_gold),
+            released=ev.released_at is not None,
         ))
     return rows
 

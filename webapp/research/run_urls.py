@@ -13,6 +13,7 @@ urlpatterns = [
     path("run/<slug:slug>/", run_views.study_run, name="run"),
     path("run/<slug:slug>/status/", run_views.study_status, name="run_status"),
     path("run/<slug:slug>/participants/", run_views.study_participants, name="participants"),
+    path("run/<slug:slug>/participants/release/", run_views.study_release_place, name="release_place"),
     path("run/<slug:slug>/rehearsal/", run_views.study_rehearsal_copy, name="rehearsal_copy"),
     path("run/<slug:slug>/preview/", preview_views.preview_start, name="preview_start"),
     path("run/<slug:slug>/preview/task/", preview_views.preview_task, name="preview_task"),

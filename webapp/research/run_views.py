@@ -8,6 +8,7 @@ shows panel ids, so only the study's own researchers see it.
 from __future__ import annotations
 
 from django.conf import settings
+from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -15,8 +16,8 @@ from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
-from webapp.studies import lifecycle, recruitment, selectors
-from webapp.studies.models import Study
+from webapp.studies import lifecycle, places, recruitment, selectors
+from webapp.studies.models import Evaluator, Study
 from webapp.uploads import refused_form, upload_cap, upload_refused
 
 from . import participants
@@ -142,6 +143,27 @@ def study_participants(request: HttpRequest, study: Study) -> HttpResponse:
                      if s != participants.Suggestion.WAIT],
         "panel": recruitment.panel_name(recruitment.recruitment_of(study)),
     })
+
+
+@require_POST
+@researcher_view
+def study_release_place(request: HttpRequest, study: Study) -> HttpResponse:
+    """Release a participant's place (``places.evaluator_release``: their answers are kept,
+    the slot goes to the next newcomer, their panel id may start again with a new session).
+    The study's own researchers only, as the participants page where the button is; admins
+    have the same action in the Django admin. The participant is named by pseudonym."""
+    _own_study(request, study)
+    evaluator = Evaluator.objects.filter(study=study, pseudonym=request.POST.get("pseudonym", "")).first()
+    if evaluator is None:
+        messages.error(request, "No such participant in this study.")
+    else:
+        try:
+            places.evaluator_release(evaluator=evaluator)
+        except places.PlaceError as exc:
+            messages.error(request, str(exc))
+        else:
+            messages.success(request, f"The place of {evaluator.pseudonym} is released; their answers are kept.")
+    return redirect("studies:participants", slug=study.slug)
 
 
 @researcher_view

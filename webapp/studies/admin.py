@@ -16,7 +16,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from . import lifecycle
+from . import lifecycle, places, selectors
 from .models import CountResponse, Entry, Evaluator, Image, Item, Prompt, RankResponse, Slot, Study, Variant
 
 # Fixed when the study is created from its protocol; part of what the results describe.
@@ -127,10 +127,22 @@ class SlotAdmin(ViewOnlyAdmin):
 
 @admin.register(Evaluator)
 class EvaluatorAdmin(ViewOnlyAdmin):
-    list_display = ("pseudonym", "study", "joined_at", "consented_at", "finished_at", "is_simulated")
+    list_display = ("pseudonym", "study", "joined_at", "consented_at", "finished_at", "released_at", "is_simulated")
     list_filter = ("study", "is_simulated")
     search_fields = ("pseudonym", "external_id")
     exclude = ("browser",)  # a live session's credential
+    actions = ["release_places"]
+
+    def has_release_permission(self, request: HttpRequest) -> bool:
+        """Admins only: the rows stay view-only; releasing goes through ``places.evaluator_release``."""
+        return selectors.user_is_admin(user=request.user)
+
+    @admin.action(description="Release the selected participants' places (their answers are kept)",
+                  permissions=["release"])
+    def release_places(self, request: HttpRequest, queryset: QuerySet[Evaluator]) -> None:
+        act_on_each(self, request, queryset, act=lambda ev: places.evaluator_release(evaluator=ev),
+                    refused=places.PlaceError, label=lambda ev: ev.pseudonym,
+                    done="has had their place released; their answers are kept.")
 
 
 @admin.register(Entry)

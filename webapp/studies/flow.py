@@ -10,7 +10,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TypeVar, cast
+from typing import Protocol, TypeVar, cast
 
 from django.conf import settings
 from django.core import signing
@@ -21,7 +21,7 @@ from django.utils.crypto import constant_time_compare, salted_hmac
 from evalstudy.ranks import RankError, check_ranks
 from webapp.transactions import lone_statement
 
-from . import sqlreads
+from . import places, sqlreads
 from .models import CountResponse, Entry, Evaluator, Image, Item, RankResponse, Slot, Study, new_token
 from .selectors import Progress, evaluator_next_and_progress
 
@@ -189,6 +189,34 @@ OTHER_SESSION_MESSAGE = (
     "you returned cannot be taken up again here.")
 
 
+class SessionNotConfirmed(Exception):
+    """The panel does not confirm the visitor's session as this participant's own, live
+    submission of the study (unknown to it, another participant's, returned, timed out...):
+    nothing is written; the message is for the participant."""
+
+
+class PanelUnreachable(Exception):
+    """The panel could not be asked about a session (down, slow, an error, our token refused):
+    nothing is decided and nothing written. The operator's log says why; the participant is
+    asked to try again in a minute."""
+
+
+class PanelSessionCheck(Protocol):
+    """The panel's word on sessions, for one visitor of the invite link (``webapp.studies.
+    prolific.SessionCheck`` asks Prolific's API). ``evaluator_join`` consults it before a
+    place is taken or resumed, and before a place held by another session passes to this one;
+    it makes network calls, so it is never called inside a transaction."""
+
+    def confirm(self) -> None:
+        """Return when the visitor's session is this participant's own live submission of
+        the study; else raise SessionNotConfirmed, or PanelUnreachable when the panel cannot say."""
+
+    def has_ended(self, *, session_id: str) -> bool:
+        """Whether ``session_id``, the session that holds this participant's place, is not a
+        live submission of theirs (unknown, another participant's, returned, timed out...).
+        Raises PanelUnreachable when the panel cannot say."""
+
+
 class ActiveElsewhere(Exception):
     """This external id is in use in another browser that was active within the slot
     timeout. The visitor is asked whether to continue here (``evaluator_take_over``)."""
@@ -272,6 +300,7 @@ def evaluator_join(
     simulated: bool = False,
     external_study_id: str = "",
     external_session_id: str = "",
+    session_check: PanelSessionCheck | None = None,
 ) -> Evaluator:
     """The visitor of the invite link as a new evaluator, who holds no slot until they consent.
 
@@ -284,6 +313,13 @@ def evaluator_join(
     as given (within the field's length). A place is its session's: an external id that
     joined before, seen with another session id than the one stored (none counts as one),
     raises HeldByAnotherSession, before anything else is said about it, and changes nothing.
+
+    With a ``session_check`` (a panel whose API can confirm sessions), a place is taken or
+    resumed only by a session the panel confirms (SessionNotConfirmed otherwise), and a
+    place held by another session passes to the visitor's confirmed one when the panel says
+    that session has ended (``places.evaluator_release`` keeps its answers; the visitor
+    then joins as a new evaluator). When the panel cannot be asked (PanelUnreachable), no
+    place is taken or passed, but the session that holds a place continues it.
     """
     # No lock on the study and no transaction: joining takes no slot (consent does, under the
     # lock), the reads need no common snapshot, and the unique (study, external_id) constraint
@@ -292,13 +328,15 @@ def evaluator_join(
     # the arrival path are statements made once per process (sqlreads).
     study = _present(sqlreads.row(Study, pk=study.pk), Study)
     external_id = external_id_clean(external_id)
-    existing = sqlreads.row(Evaluator, study=study.pk, external_id=external_id) if external_id else None
+    existing = sqlreads.place_holder(study_id=study.pk, external_id=external_id) if external_id else None
     external_session_id = external_session_id.strip()[:MAX_EXTERNAL_ID]
+    confirmed = False
     # Whoever knows a participant's id (it shows in shared screenshots, and a panel's ids are
     # not secrets) must not continue their place, nor collect their code: the panel's session
     # id, which the panel puts in that participant's own link only, must match too.
     if existing is not None and not _same_session(existing, external_session_id):
-        raise HeldByAnotherSession(existing)
+        _pass_place(study, existing, session_check)  # or HeldByAnotherSession
+        existing, confirmed = None, True
     # A participant who finished gets their code again, even once the study is closed.
     if existing is not None and existing.finished_at is not None:
         raise AlreadyCompleted(existing)
@@ -307,9 +345,19 @@ def evaluator_join(
     if not study.is_open:
         raise StudyUnavailable("This study is not open.")
     if existing is not None:
+        if session_check is not None:
+            try:
+                session_check.confirm()
+            except PanelUnreachable:
+                # The link carries the session that holds this place (checked above), which
+                # only that participant's own link has: they keep working while the panel is
+                # down. A session the panel says has ended is refused (SessionNotConfirmed).
+                pass
         return _rejoin(existing)
     if not simulated and _every_slot_held(study):  # simulated evaluators take no place
         raise StudyUnavailable(FULL_MESSAGE, reason="full")
+    if session_check is not None and not confirmed:
+        session_check.confirm()  # a new place: no answer from the panel, no place
     try:
         with lone_statement():
             return Evaluator.objects.create(
@@ -327,10 +375,35 @@ def evaluator_join(
             raise
         # Another request joined with this id meanwhile: it is that evaluator's browser, if
         # it came in the same session.
-        existing = Evaluator.objects.get(study=study, external_id=external_id)
+        existing = Evaluator.objects.get(study=study, external_id=external_id, released_at__isnull=True)
         if not _same_session(existing, external_session_id):
             raise HeldByAnotherSession(existing) from None
         return _rejoin(existing)
+
+
+def _pass_place(study: Study, holder: Evaluator, check: PanelSessionCheck | None) -> None:
+    """Release ``holder``'s place (taken in another session than the visitor's) for the
+    visitor, when the panel confirms the visitor's session and says that the holder's has
+    ended; else raise HeldByAnotherSession (or what the check raises), having written nothing.
+
+    Without a check, or for a study that takes nobody now, or a holder who has finished
+    (their code is theirs), the place stays its session's, as it always did. The visitor's
+    session is confirmed first: someone whose session the panel does not know learns
+    nothing of the holder's, and costs one request to the panel, not two. A holder whose
+    browser is active right now loses the place too: the panel says its session is over
+    (returned, timed out, or never one of this participant's), and asking "continue
+    here?" would hand its answers to another session; that browser is signed out."""
+    if check is None or not study.is_open or holder.finished_at is not None:
+        raise HeldByAnotherSession(holder)
+    check.confirm()
+    if not check.has_ended(session_id=holder.external_session_id):
+        raise HeldByAnotherSession(holder)
+    try:
+        places.evaluator_release(evaluator=holder, session_id=holder.external_session_id)
+    except places.PlaceError:
+        # Released, or taken up, by a concurrent request meanwhile: the INSERT that follows
+        # meets the unique constraint if someone holds the id now, and that path decides.
+        pass
 
 
 def _same_session(existing: Evaluator, session_id: str) -> bool:

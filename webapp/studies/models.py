@@ -327,12 +327,19 @@ class Evaluator(models.Model):
     last_seen_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     abandoned_at = models.DateTimeField(null=True, blank=True)
+    # A released place (``places.evaluator_release``) keeps its answers under this row, and
+    # its panel id is free to join again as a new evaluator (a new submission on the panel).
+    released_at = models.DateTimeField(null=True, blank=True,
+                                       help_text="Place released: its answers kept here, its panel id free to join "
+                                                 "again as a new evaluator.")
 
     class Meta:
         ordering = ["study", "joined_at"]
         constraints = [
+            # One place per panel id at a time: a released place no longer counts.
             models.UniqueConstraint(
-                fields=["study", "external_id"], condition=~Q(external_id=""), name="evaluator_unique_external_id"
+                fields=["study", "external_id"], condition=~Q(external_id="") & Q(released_at__isnull=True),
+                name="evaluator_unique_external_id",
             ),
             # Two people on one slot would answer the same plan twice.
             models.UniqueConstraint(

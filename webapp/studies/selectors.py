@@ -195,6 +195,14 @@ def session_signed_out(*, session, study: Study) -> bool:
     return known and evaluator_from_session(session=session, study=study) is None
 
 
+def session_released(*, session, study: Study) -> bool:
+    """Whether the evaluator this browser held in ``study`` had its place released
+    (``places.evaluator_release``); for the signed-out page, which then says so."""
+    evaluator_id = session.get(SESSION_KEY, {}).get(str(study.pk))
+    return evaluator_id is not None and Evaluator.objects.filter(
+        pk=evaluator_id, study=study, released_at__isnull=False).exists()
+
+
 def session_evaluator_ids(*, session) -> list[int]:
     """The evaluators this browser session holds, in every study."""
     known = [int(v) for v in session.get(SESSION_KEY, {}).values()]

@@ -317,6 +317,22 @@ def row(model: type[M], *, for_update: bool = False, **where: Any) -> M | None:
 
 
 @cache
+def _place_holder_statement(vendor: str) -> _Statement:
+    cols, reader = _columns(Evaluator, "t")
+    sql = (f"SELECT {cols} FROM {_table(Evaluator)} t WHERE t.{_column(Evaluator, 'study')} = %s "
+           f"AND t.{_column(Evaluator, 'external_id')} = %s AND t.{_column(Evaluator, 'released_at')} IS NULL")
+    return _Statement(sql, (reader,))
+
+
+def place_holder(*, study_id: int, external_id: str) -> Evaluator | None:
+    """The evaluator of the study that holds the place of panel id ``external_id``: released
+    places aside, whose id may join again (at most one row: the unique constraint on
+    (study, external_id) covers the unreleased ones)."""
+    found = _place_holder_statement(connection.vendor).first([study_id, external_id])
+    return None if found is None else cast(Evaluator, found[0][0])
+
+
+@cache
 def _free_slot_statement(vendor: str) -> _Statement:
     """The study's lowest-numbered slot that no evaluator of the study holds (abandoned
     evaluators hold none); parameters: the study's id, twice."""

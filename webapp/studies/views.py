@@ -23,9 +23,10 @@ from django_ratelimit.core import is_ratelimited
 from django_ratelimit.decorators import ratelimit
 from django_ratelimit.exceptions import Ratelimited
 
+from evalstudy.protocol import Recruitment
 from webapp.clientip import client_network
 
-from . import flow, recruitment, selectors, sqlreads
+from . import flow, prolific, recruitment, selectors, sqlreads
 from .models import Evaluator, Study
 from .participant_forms import ParticipantIdForm, PracticeAnswerForm
 from .practice import COUNT_NAME as PRACTICE_COUNT
@@ -59,6 +60,11 @@ def _rate(setting: str) -> Callable[[str, HttpRequest], str]:
 # The heading of the page for a link whose ids are wrong: the study itself is available.
 BAD_LINK_HEADING = "The ID in this link is not valid"
 OTHER_SESSION_HEADING = "This place belongs to another session"
+NOT_CONFIRMED_HEADING = "Prolific does not confirm this session"
+UNREACHABLE_HEADING = "Your Prolific session could not be confirmed"
+RELEASED_MESSAGE = ("Your place in this study was released (your submission was returned or timed out on the "
+                    "panel, or the researchers released it). The answers you gave are kept. To take part again, "
+                    "open the study from your panel's page for a new submission.")
 
 
 def _unavailable(request: HttpRequest, study: Study, message: str, status: int, *, outcome: str = "",
@@ -100,7 +106,8 @@ def evaluator_view(*, methods: tuple[str, ...] = READ_METHODS, consent_required:
             study = evaluator.study if evaluator is not None else get_object_or_404(Study, slug=slug)
             if evaluator is None:
                 if selectors.session_signed_out(session=request.session, study=study):
-                    return _unavailable(request, study, SIGNED_OUT_MESSAGE, 403)
+                    released = selectors.session_released(session=request.session, study=study)
+                    return _unavailable(request, study, RELEASED_MESSAGE if released else SIGNED_OUT_MESSAGE, 403)
                 raise Http404("You have not joined this study.")
             if consent_required and evaluator.consented_at is None:
                 return redirect("studies:consent", slug=slug)
@@ -184,9 +191,11 @@ def join(request: HttpRequest, invite_token: str) -> HttpResponse:
     if study is None:
         raise Http404("No Study matches the given query.")
     evaluator = selectors.evaluator_from_session(session=request.session, study=study)
+    rec = recruitment.recruitment_of(study)
+    ids = recruitment.ids_from_query(rec, request.GET)
+    if evaluator is not None and _another_submission(rec, ids, evaluator):
+        evaluator = None  # joined as the visitor of that submission's link, whom Prolific is asked about
     if evaluator is None:
-        rec = recruitment.recruitment_of(study)
-        ids = recruitment.ids_from_query(rec, request.GET)
         if ids.participant:
             # An id from the link is checked as a typed one is: a panel's placeholder left
             # unfilled, or what is not an id of this panel, is never stored.
@@ -231,9 +240,27 @@ def join(request: HttpRequest, invite_token: str) -> HttpResponse:
     return _next_page(study, evaluator)
 
 
+def _another_submission(rec: Recruitment | None, ids: recruitment.PanelIds, evaluator: Evaluator) -> bool:
+    """Whether, with Prolific's sessions confirmed (``prolific.check_applies``), the link
+    names another submission of the participant whose place this browser holds: one who
+    returned their submission and started again on Prolific, in the same browser. Their old
+    place is not continued as if it were the new submission's; the join path decides (the
+    old place passes to the new session when Prolific says the old one is over)."""
+    if evaluator.finished_at is not None or not prolific.check_applies(rec):
+        return False  # a finished place shows its code, as it always did
+    ids = recruitment.canonical_ids(rec, ids)
+    return (bool(ids.session) and ids.participant == evaluator.external_id
+            and not constant_time_compare(ids.session, evaluator.external_session_id))
+
+
 def _join_evaluator(request: HttpRequest, study: Study, ids: recruitment.PanelIds) -> Evaluator | HttpResponse:
     """The evaluator the visitor of the invite link becomes (``flow.evaluator_join``), or the
-    page that says why not."""
+    page that says why not. For a Prolific study, with an API token set, Prolific confirms
+    the link's session first (``prolific.SessionCheck``); a visitor with no participant id
+    is known by this browser only and has no session to confirm."""
+    rec = recruitment.recruitment_of(study)
+    check = (prolific.SessionCheck(ids=ids, session=request.session, study_slug=study.slug)
+             if ids.participant and prolific.check_applies(rec) else None)
     try:
         return flow.evaluator_join(
             study=study,
@@ -241,7 +268,12 @@ def _join_evaluator(request: HttpRequest, study: Study, ids: recruitment.PanelId
             user=request.user if request.user.is_authenticated else None,
             external_study_id=ids.study,
             external_session_id=ids.session,
+            session_check=check,
         )
+    except flow.SessionNotConfirmed as exc:
+        return _unavailable(request, study, str(exc), 403, heading=NOT_CONFIRMED_HEADING)
+    except flow.PanelUnreachable as exc:
+        return _unavailable(request, study, str(exc), 503, heading=UNREACHABLE_HEADING)
     except flow.InvalidExternalId as exc:
         return _unavailable(request, study, str(exc), 400, heading=BAD_LINK_HEADING)
     except flow.HeldByAnotherSession as exc:
