@@ -216,6 +216,10 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
 ]
 LOGIN_URL = "research:login"
+# Where a login goes when its ``next`` is missing or refused (another site, a scheme): the
+# research home. Django's default, /accounts/profile/, is no page here, so the admin's login
+# with a refused ``next`` ended on a 404.
+LOGIN_REDIRECT_URL = "research:home"
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

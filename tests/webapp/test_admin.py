@@ -5,6 +5,7 @@ from django.test import Client
 
 from tests.factories import UserFactory
 from tests.services.helpers import DEMO_PROTOCOL, small_protocol
+from webapp.studies import flow
 from webapp.studies import lifecycle as study_lifecycle
 from webapp.studies.models import Checkpoint, CountResponse, Study, Variant
 
@@ -181,3 +182,31 @@ def test_report_details_are_saved_through_the_service(admin_client, draft, monke
     assert len(calls) == 1 and calls[0]["study"] == draft
     details = ReportDetails.objects.get(study=draft)
     assert (details.recruitment, details.ethics, str(details.pay_per_evaluator)) == ("Prolific", "IRB 2026-17", "3.50")
+
+
+# Three ids a Prolific link carries (24 hexadecimal characters each), none of which the
+# admin pages may show to an admin who is not one of the study's researchers.
+PANEL_IDS = {"external_id": "5f1e" * 6, "external_study_id": "a0b1" * 6, "external_session_id": "c2d3" * 6}
+
+
+def test_panel_ids_are_shown_in_the_admin_to_the_studys_researchers_only(admin_client, study):
+    # Probe 4: every admin read each participant's Prolific ID and SESSION_ID (which lets
+    # whoever holds it continue the place and collect the code) on the evaluator's admin
+    # page, and could search the admin by a Prolific ID, though the participants page, the
+    # one place meant to show them, is the study's own researchers' only.
+    evaluator = flow.evaluator_join(study=study, external_id=PANEL_IDS["external_id"],
+                                    external_study_id=PANEL_IDS["external_study_id"],
+                                    external_session_id=PANEL_IDS["external_session_id"])
+    page = f"/admin/studies/evaluator/{evaluator.pk}/change/"
+    r = admin_client.get(page)
+    assert r.status_code == 200 and evaluator.pseudonym in r.content.decode()
+    assert not [name for name, value in PANEL_IDS.items() if value in r.content.decode()]
+    r = admin_client.get("/admin/studies/evaluator/", {"q": PANEL_IDS["external_id"]})
+    assert r.status_code == 200 and r.context["cl"].result_count == 0
+    # A researcher of the study who is also staff sees them, as on the participants page.
+    researcher = UserFactory(is_staff=True, is_superuser=True)
+    study.researchers.add(researcher)
+    client = Client()
+    client.force_login(researcher)
+    r = client.get(page)
+    assert all(value in r.content.decode() for value in PANEL_IDS.values())

@@ -6,7 +6,7 @@ from django.test import Client
 from tests.narrow import present
 from webapp.studies.models import CountResponse, Entry, Evaluator, RankResponse, Slot, Study
 
-from .conftest import current_task, join, shown_image
+from .conftest import answer_data, current_task, join, shown_image
 
 pytestmark = pytest.mark.django_db
 
@@ -102,6 +102,35 @@ def test_abandoned_slot_goes_to_a_newcomer(study, settings):
     first.refresh_from_db()
     assert first.abandoned_at is not None
     assert newcomer.slot_id == first.slot_id
+
+
+def test_one_who_answers_after_their_place_went_to_a_newcomer_is_at_work_again(study, settings):
+    """Probe 4: an evaluator released as silent who came back and answered (their answers
+    are stored, and they are paid when they finish) was still listed as timed out, with
+    "return" among the ids to ask to return their submission, while they worked."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from webapp.research.participants import participant_rows
+
+    first_client = join(Client(), study)
+    for _ in range(2):
+        join(Client(), study)
+    first = present(Evaluator.objects.order_by("pk").first())
+    Evaluator.objects.filter(pk=first.pk).update(
+        last_seen_at=timezone.now() - timedelta(seconds=settings.FUSION_SLOT_TIMEOUT_SECONDS + 5))
+    join(Client(), study)  # the newcomer takes the silent evaluator's place
+
+    def row():
+        return next(r for r in participant_rows(study=study) if r.pseudonym == first.pseudonym)
+
+    assert (row().status, row().suggestion) == ("abandoned", "return")  # silent: gone, for now
+    r = first_client.post(f"/e/{study.slug}/task/", answer_data(current_task(first_client, study)["task"]))
+    assert r.status_code == 302
+    first.refresh_from_db()
+    assert first.abandoned_at is not None  # the place stays the newcomer's
+    assert (row().status, row().suggestion) == ("active", "wait")
 
 
 def test_full_walk_stores_every_answer_and_shows_completion_code(study, evaluator_client):

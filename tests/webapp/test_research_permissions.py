@@ -1,4 +1,6 @@
 """Only a study's researchers and admins see its dashboard, results and exports."""
+from urllib.parse import urlencode
+
 import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
@@ -109,3 +111,18 @@ def test_researchers_log_in_with_the_research_login(answered):
     out = client.post("/research/logout/")
     assert out.status_code == 302 and out["Location"] == "/research/login/"
     assert client.get(f"/research/{answered.slug}/").status_code == 302
+
+
+OTHER_SITES = ("//evil.example/x", "https://evil.example/", "/\\evil.example", "https:evil.example",
+               "javascript:alert(1)")
+
+
+@pytest.mark.parametrize("login", ["/research/login/", "/admin/login/"])
+@pytest.mark.parametrize("next_url", OTHER_SITES)
+def test_a_login_with_a_next_on_another_site_lands_on_the_research_home(login, next_url):
+    # Probe 4: both refuse the other site, but the admin's login then went to Django's
+    # default /accounts/profile/, a 404 here.
+    get_user_model().objects.create_user("staffer", password="pw-for-tests", is_staff=True)
+    data = {"username": "staffer", "password": "pw-for-tests", "next": next_url}
+    r = Client().post(f"{login}?{urlencode({'next': next_url})}", data)
+    assert r.status_code == 302 and r["Location"] == "/research/"

@@ -222,6 +222,66 @@ def test_an_undo_sent_with_an_answer_waits_for_it_and_undoes_that_answer(study, 
     assert all(shown is not None for i, shown, _, _ in entries if i <= answered_index)
 
 
+@pytest.mark.django_db(transaction=True)
+def test_an_undo_sent_with_the_last_answer_does_not_undo_a_finished_study(study, monkeypatch):
+    """The last task's answer finishes the study (the completion code comes back with it);
+    an undo sent with it, from a request that read the evaluator before that answer
+    committed, is refused once the answer is in, and the answer stays. Probe 4 sent the two
+    at once to the served demo: in 2 of 4 tries both succeeded, and the participant held
+    the code with their last answer removed (the evaluator finished, 23 answers of 24)."""
+    client = join(Client(), study)
+    while (state := current_task(client, study))["progress"]["answered"] < state["progress"]["total"] - 1:
+        client.post(f"/e/{study.slug}/task/", answer_data(state["task"]))
+    last_task = state["task"]
+    stale = Evaluator.objects.get()  # as the undo's request reads it, before the answer commits
+    assert stale.finished_at is None
+    inside, release = threading.Event(), threading.Event()
+    real_after = flow._after_answer
+
+    def after_answer_then_wait(ev):
+        out = real_after(ev)
+        inside.set()
+        release.wait(timeout=10)  # the answer's transaction (and its locks) stay open
+        return out
+
+    monkeypatch.setattr(flow, "_after_answer", after_answer_then_wait)
+    outcomes: dict[str, object] = {}
+
+    def answer():
+        try:
+            submit = flow.count_response_submit if last_task["kind"] == "count" else flow.rank_response_submit
+            kwargs = ({"answer": 2, "cant_tell": False} if last_task["kind"] == "count"
+                      else {"ranks": list(range(1, len(last_task["images"]) + 1))})
+            submit(evaluator=Evaluator.objects.get(), token=last_task["token"], **kwargs)
+            outcomes["answer"] = "stored"
+        finally:
+            connection.close()
+
+    def undo():
+        try:
+            outcomes["undo"] = flow.response_undo_last(evaluator=stale)
+        except flow.SubmissionError as exc:
+            outcomes["undo"] = exc.code
+        finally:
+            connection.close()
+
+    answering = threading.Thread(target=answer)
+    answering.start()
+    assert inside.wait(timeout=10)
+    undoing = threading.Thread(target=undo)
+    undoing.start()
+    undoing.join(timeout=1.0)
+    assert undoing.is_alive()  # waiting for the answer (its row locks; SQLite: its write transaction)
+    release.set()
+    answering.join(timeout=10)
+    undoing.join(timeout=10)
+    assert outcomes == {"answer": "stored", "undo": "completed"}
+    evaluator = Evaluator.objects.get()
+    assert evaluator.finished_at is not None
+    n_answers = CountResponse.objects.count() + RankResponse.objects.count()
+    assert n_answers == Entry.objects.filter(evaluator=evaluator).count()
+
+
 def test_database_refuses_negative_count_and_duplicates(study, evaluator_client):
     task = _advance_to(evaluator_client, study, "count")
     _post_json(evaluator_client, study, {"kind": "count", "token": task["token"], "answer": "2"})

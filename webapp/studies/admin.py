@@ -125,13 +125,27 @@ class SlotAdmin(ViewOnlyAdmin):
     list_display = ("study", "number", "seed")
 
 
+# What the panel knows a participant by. Only the study's own researchers see them, on its
+# participants page (webapp/research/run_views.py): for an admin of the site they are a
+# person's identity, and the session id is what keeps a place its participant's own
+# (flow.evaluator_join: whoever has it may continue the place and collect the code).
+PANEL_ID_FIELDS = ("external_id", "external_study_id", "external_session_id")
+
+
 @admin.register(Evaluator)
 class EvaluatorAdmin(ViewOnlyAdmin):
     list_display = ("pseudonym", "study", "joined_at", "consented_at", "finished_at", "released_at", "is_simulated")
     list_filter = ("study", "is_simulated")
-    search_fields = ("pseudonym", "external_id")
-    exclude = ("browser",)  # a live session's credential
+    # Not by external id: a search would tell any admin whether a panel id took part, and where.
+    search_fields = ("pseudonym",)
     actions = ["release_places"]
+
+    def get_exclude(self, request: HttpRequest, obj: Evaluator | None = None) -> tuple[str, ...]:
+        """The browser token always (a live session's credential); the panel ids unless
+        ``request.user`` is one of the evaluator's study's researchers."""
+        user = request.user
+        own = obj is not None and user.is_authenticated and obj.study.researchers.filter(pk=user.pk).exists()
+        return ("browser",) if own else ("browser", *PANEL_ID_FIELDS)
 
     def has_release_permission(self, request: HttpRequest) -> bool:
         """Admins only: the rows stay view-only; releasing goes through ``places.evaluator_release``."""

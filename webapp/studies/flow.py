@@ -613,6 +613,10 @@ def rank_response_submit(
     return Answered(response, nxt, progress)
 
 
+# The completion code has been shown: what it vouches for cannot change any more.
+COMPLETED = ("completed", "You have completed this study; your answers can no longer change.", 409)
+
+
 @transaction.atomic
 def response_undo_last(*, evaluator: Evaluator) -> Entry | None:
     """Delete the evaluator's most recent answer; return its entry (to be shown again).
@@ -628,9 +632,8 @@ def response_undo_last(*, evaluator: Evaluator) -> Entry | None:
     """
     if not evaluator.study.accepts_answers:
         raise SubmissionError("study_closed", "This study is closed; answers can no longer change.", 409)
-    # The completion code has been shown: what it vouches for cannot change any more.
     if evaluator.finished_at is not None:
-        raise SubmissionError("completed", "You have completed this study; your answers can no longer change.", 409)
+        raise SubmissionError(*COMPLETED)
     from .selectors import evaluator_last_response
 
     # An answer in flight holds its entry's row (``sqlreads.entry_with_item``) until it
@@ -640,6 +643,11 @@ def response_undo_last(*, evaluator: Evaluator) -> Entry | None:
     list(Entry.objects.select_for_update(of=("self",)).filter(
         evaluator=evaluator, shown_at__isnull=False, count_response__isnull=True, rank_response__isnull=True,
     ).values_list("pk", flat=True))
+    # The answer waited for may have been the last task's, which finished the study (its
+    # code is on the way to the browser): ``evaluator`` was read before it committed, so
+    # whether the evaluator has finished is read again, now.
+    if Evaluator.objects.filter(pk=evaluator.pk, finished_at__isnull=False).exists():
+        raise SubmissionError(*COMPLETED)
     last = evaluator_last_response(evaluator=evaluator)
     if last is None:
         return None

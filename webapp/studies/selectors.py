@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Case, Count, Q, QuerySet, Value, When
+from django.db.models import Case, Count, F, Q, QuerySet, Value, When
 from django.utils import timezone
 
 from evalstudy.protocol import NUMBER_WORDS
@@ -290,7 +290,7 @@ class EvaluatorStatus(models.TextChoices):
     FINISHED = "finished", "Completed"  # answered every task; the code was shown
     DECLINED = "declined", "Declined"  # did not consent
     ABANDONED = "abandoned", "Timed out"  # gave up their place, or silent past the slot timeout
-    ACTIVE = "active", "In progress"  # consented, at work
+    ACTIVE = "active", "In progress"  # consented, at work (also one who came back after their place was given away)
     CONSENTING = "consenting", "Opened the link"  # joined, has not decided yet
 
 
@@ -301,15 +301,19 @@ def status_silent_before() -> datetime:
 
 def evaluators_with_status(queryset: QuerySet[Evaluator] | None = None, *, silent_before: datetime | None = None):
     """``queryset`` (default: every evaluator) annotated with ``status``, an EvaluatorStatus
-    value computed by the database in the same query."""
+    value computed by the database in the same query.
+
+    An evaluator whose place went to a newcomer (``abandoned_at``) and who answers again
+    afterwards (seen since) is at work, not gone: their answers are stored, they are paid
+    when they finish, and "return" would ask someone still working to give up their pay."""
     cutoff = status_silent_before() if silent_before is None else silent_before
     qs = Evaluator.objects.all() if queryset is None else queryset
     return qs.annotate(
         status=Case(
             When(finished_at__isnull=False, then=Value(EvaluatorStatus.FINISHED.value)),
             When(declined_at__isnull=False, then=Value(EvaluatorStatus.DECLINED.value)),
-            When(Q(abandoned_at__isnull=False) | Q(last_seen_at__lt=cutoff),
-                 then=Value(EvaluatorStatus.ABANDONED.value)),
+            When(Q(abandoned_at__isnull=False) & (Q(last_seen_at__isnull=True) | Q(last_seen_at__lte=F("abandoned_at")))
+                 | Q(last_seen_at__lt=cutoff), then=Value(EvaluatorStatus.ABANDONED.value)),
             When(consented_at__isnull=False, then=Value(EvaluatorStatus.ACTIVE.value)),
             default=Value(EvaluatorStatus.CONSENTING.value),
             output_field=models.CharField(max_length=12),
