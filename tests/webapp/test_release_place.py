@@ -12,6 +12,7 @@ from tests.factories import build_open_study
 from tests.webapp.research_support import researcher_of
 from webapp.studies import places
 from webapp.studies.models import CountResponse, Evaluator, RankResponse
+from webapp.studies.selectors import EvaluatorStatus, evaluators_with_status
 
 from .conftest import answer_data, current_task, demo_protocol, join
 
@@ -120,3 +121,15 @@ def test_admins_release_from_the_admin(panel_study):
     assert r.status_code == 200 and "their answers are kept" in r.content.decode()
     assert Evaluator.objects.get(pk=ev.pk).released_at is not None
     assert CountResponse.objects.filter(evaluator=ev).count() + RankResponse.objects.filter(evaluator=ev).count() == 1
+
+
+def test_a_released_place_is_abandoned_even_after_its_participant_came_back_once(panel_study):
+    # Timed out once (a newcomer could have taken the place), back at work since (seen after
+    # that), then released: no longer at work, whatever the old abandonment's time says.
+    _, ev = _stuck(panel_study)
+    earlier = timezone.now() - timezone.timedelta(minutes=5)
+    Evaluator.objects.filter(pk=ev.pk).update(abandoned_at=earlier, last_seen_at=timezone.now())
+    assert evaluators_with_status().get(pk=ev.pk).status == EvaluatorStatus.ACTIVE.value
+    ev.refresh_from_db()
+    places.evaluator_release(evaluator=ev)
+    assert evaluators_with_status().get(pk=ev.pk).status == EvaluatorStatus.ABANDONED.value

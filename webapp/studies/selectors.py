@@ -312,7 +312,10 @@ def evaluators_with_status(queryset: QuerySet[Evaluator] | None = None, *, silen
         status=Case(
             When(finished_at__isnull=False, then=Value(EvaluatorStatus.FINISHED.value)),
             When(declined_at__isnull=False, then=Value(EvaluatorStatus.DECLINED.value)),
-            When(Q(abandoned_at__isnull=False) & (Q(last_seen_at__isnull=True) | Q(last_seen_at__lte=F("abandoned_at")))
+            # A released place is gone whatever its browser did before (it was signed out).
+            When(Q(released_at__isnull=False)
+                 | Q(abandoned_at__isnull=False)
+                 & (Q(last_seen_at__isnull=True) | Q(last_seen_at__lte=F("abandoned_at")))
                  | Q(last_seen_at__lt=cutoff), then=Value(EvaluatorStatus.ABANDONED.value)),
             When(consented_at__isnull=False, then=Value(EvaluatorStatus.ACTIVE.value)),
             default=Value(EvaluatorStatus.CONSENTING.value),
