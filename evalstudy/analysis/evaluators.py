@@ -51,7 +51,9 @@ def evaluator_reliability(t: ResponseTable) -> list[EvaluatorRecord]:
             if not skipped[k]:
                 a["answered_or_ct"] += 1
                 a["cant_tell"] += answer[k] != answer[k]
-                if gold[k]:
+                # A "can't tell" (NaN) on a gold image is not a miscount: it is counted by
+                # the can't-tell rate, which has a rule of its own.
+                if gold[k] and answer[k] == answer[k]:
                     a["gold"].append(answer[k] == truth[k])
             answers[e][i] = None if skipped[k] else ("ct" if answer[k] != answer[k] else answer[k])
         else:

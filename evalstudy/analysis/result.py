@@ -515,8 +515,8 @@ class EvaluatorRecord(Record):
     evaluator_id: str
     n_count: int
     n_rank: int
-    n_gold: int
-    gold_accuracy: float | None
+    n_gold: int                       # gold images counted (a "can't tell" is not one)
+    gold_accuracy: float | None       # right counts over n_gold
     cant_tell_rate: float | None
     task_skip_rate: float | None      # skipped tasks over all tasks shown
     ranking_skip_rate: float | None   # skipped rankings over rankings shown

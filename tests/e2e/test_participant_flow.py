@@ -25,7 +25,7 @@ WAIT_BEFORE_RELOAD = 2.5  # seconds on the first task before the page is reloade
 def panel_protocol() -> dict:
     doc = json.loads(DEMO.read_text())
     # A speed rule every test browser breaks (a median under a minute a task): their data
-    # is excluded, but with the gold image counted right the suggestion must stay "approve".
+    # is excluded, and with the gold image counted right the suggestion is "review" (not "reject").
     doc["analysis"]["exclusions"]["min_median_seconds"] = 60.0
     return doc
 
@@ -91,7 +91,7 @@ def _logged_in_researcher(page, live_server, study):
     page.wait_for_selector("#invite-link")
 
 
-def test_a_reload_keeps_the_time_on_task_and_a_fast_accurate_participant_is_approved(page, live_server, study):
+def test_a_reload_keeps_the_time_on_task_and_a_fast_accurate_participant_is_put_to_review(page, live_server, study):
     _route_prolific(page)
     _to_first_task(page, live_server, study, f"?PROLIFIC_PID={PID}")
     ev = Evaluator.objects.get(study=study)
@@ -110,7 +110,7 @@ def test_a_reload_keeps_the_time_on_task_and_a_fast_accurate_participant_is_appr
     text = page.context.request.get(f"{live_server.url}/run/{study.slug}/participants.csv").text()
     row = next(csv.DictReader(io.StringIO(text)))
     assert row["participant_id"] == PID and row["status"] == "finished" and row["gold_accuracy"] == "1.000"
-    assert "median seconds" in row["exclusion"] and row["suggestion"] == "approve"
+    assert "median seconds" in row["exclusion"] and row["suggestion"] == "review"
     assert float(row["minutes"]) >= WAIT_BEFORE_RELOAD / 60
 
 

@@ -143,4 +143,4 @@ def test_the_researcher_downloads_the_approval_csv_with_the_participant(prolific
     rows = list(csv.DictReader(io.StringIO(text)))
     assert [(r["participant_id"], r["status"], r["study_id"], r["session_id"]) for r in rows] == [
         (PID, "finished", ST, SE)]
-    assert rows[0]["suggestion"] in ("approve", "reject")
+    assert rows[0]["suggestion"] in ("approve", "review", "reject")

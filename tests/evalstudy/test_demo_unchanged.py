@@ -53,6 +53,10 @@ score interval on its effective number of trials (`analysis.data.rate_intervals`
 intervals of the match ratios, can't-tell rates and their sensitivity rows, of the pairs' win
 and share rates, and of the ranking skip rate moved, and settings.bootstrap says so; no
 estimate and no other interval moved.
+
+demo20_analysis.json was rewritten (the second command) when a "can't tell" on a gold image
+stopped counting as a miscount: three evaluators' n_gold went from 2 to 1 and their
+gold_accuracy from 0.5 to 1.0; nobody's exclusion changed, and no other number moved.
 """
 
 import json

@@ -185,9 +185,10 @@ def test_study_minutes_run_from_consent_to_the_last_answer(study):
     assert row.task_minutes < 1.0  # a test client answers in milliseconds
 
 
-def test_fast_participants_with_good_gold_answers_are_approved_not_rejected(panel_study):
+def test_fast_participants_with_good_gold_answers_are_put_to_review_not_rejected(panel_study):
     # The demo's speed rule (median under 1 s excludes) is broken by every test client,
-    # which answers in milliseconds: the data is excluded, the person is still paid.
+    # which answers in milliseconds: the data is excluded, and the person is neither
+    # rejected (the gold is right) nor in the list pasted into the panel's bulk approval.
     researcher = _researcher_client(panel_study)
     good = join(Client(), panel_study, PROLIFIC_PID="a" * 24)
     bad = join(Client(), panel_study, PROLIFIC_PID="b" * 24)
@@ -196,8 +197,31 @@ def test_fast_participants_with_good_gold_answers_are_approved_not_rejected(pane
     r = researcher.get(f"/run/{panel_study.slug}/participants.csv")
     rows = {row["participant_id"]: row for row in csv.DictReader(io.StringIO(r.content.decode()))}
     assert "median seconds" in rows["a" * 24]["exclusion"] and rows["a" * 24]["gold_accuracy"] == "1.000"
-    assert rows["a" * 24]["suggestion"] == "approve"
+    assert rows["a" * 24]["suggestion"] == "review"
     assert rows["b" * 24]["suggestion"] == "reject" and "gold accuracy" in rows["b" * 24]["exclusion"]
+    page = researcher.get(f"/run/{panel_study.slug}/participants/").content.decode()
+    assert f'<textarea id="ids-review" rows="4" readonly>{"a" * 24}</textarea>' in page
+    assert '<textarea id="ids-approve" rows="4" readonly></textarea>' in page
+
+
+def test_one_who_is_not_too_fast_is_approved_and_a_cant_tell_on_gold_is_no_miscount(panel_study):
+    researcher = _researcher_client(panel_study)
+    client = join(Client(), panel_study, PROLIFIC_PID="c" * 24)
+    while (state := current_task(client, panel_study))["done"] is False:
+        task = state["task"]
+        data = answer_data(task, count="4")
+        if task["kind"] == "count":
+            item = Entry.objects.get(evaluator__external_id="c" * 24, index=task["number"] - 1).item
+            if item.is_gold:  # an honest "can't tell" on the gold image
+                data = {"kind": "count", "token": task["token"], "cant_tell": "on"}
+        assert client.post(f"/e/{panel_study.slug}/task/", data).status_code == 302
+    # Slow enough for the speed rule (the test client answers in milliseconds).
+    CountResponse.objects.update(seconds=5.0)
+    RankResponse.objects.update(seconds=5.0)
+    r = researcher.get(f"/run/{panel_study.slug}/participants.csv")
+    (row,) = csv.DictReader(io.StringIO(r.content.decode()))
+    assert row["gold_accuracy"] == "" and "gold" not in row["exclusion"], row
+    assert row["suggestion"] == "approve", row
 
 
 # --------------------------------------------------------------------------- after the code

@@ -28,12 +28,13 @@ class Suggestion:
     """What to do with a participant's submission on the panel (Prolific's words)."""
 
     APPROVE = "approve"  # finished; their data may still be excluded from the analysis
+    REVIEW = "review"  # finished, gold passed or absent, but faster than the speed rule: look before approving
     REJECT = "reject"  # finished, but failed the gold items (attention checks): check before rejecting
     RETURN = "return"  # did not consent, or stopped: ask them to return the submission
     WAIT = "wait"  # still at work
 
 
-SUGGESTIONS = (Suggestion.APPROVE, Suggestion.REJECT, Suggestion.RETURN, Suggestion.WAIT)
+SUGGESTIONS = (Suggestion.APPROVE, Suggestion.REVIEW, Suggestion.REJECT, Suggestion.RETURN, Suggestion.WAIT)
 CSV_COLUMNS = (
     "participant_id", "suggestion", "status", "exclusion", "gold_accuracy", "minutes", "task_minutes", "answered",
     "planned", "started_at", "finished_at", "study_id", "session_id", "pseudonym",
@@ -68,6 +69,7 @@ class ParticipantRow:
 class _Verdicts:
     excluded: dict[str, list[str]]  # pseudonym -> every rule broken (their data leaves the analysis)
     failed_gold: frozenset[str]  # pseudonyms below the protocol's gold accuracy rule
+    too_fast: frozenset[str]  # pseudonyms below the protocol's speed rule (median seconds per item)
 
 
 def _verdicts(study: Study) -> _Verdicts:
@@ -76,23 +78,30 @@ def _verdicts(study: Study) -> _Verdicts:
     rules = proto.analysis.exclusions if proto else Exclusions()
     if not (CountResponse.objects.filter(evaluator__study=study).exists()
             or RankResponse.objects.filter(evaluator__study=study).exists()):
-        return _Verdicts({}, frozenset())  # evalstudy reads no empty table
+        return _Verdicts({}, frozenset(), frozenset())  # evalstudy reads no empty table
     table = read_responses(io.StringIO("".join(csv_chunks(study=study)), newline=""),
                            allow_ties=bool(proto and proto.allow_ties))
     table = table.subset(table["evaluator_id"] != "")  # the judge-only rows are no one's answers
     reliability = evaluator_reliability(table)
     gold_only = Exclusions(min_gold_accuracy=rules.min_gold_accuracy)
-    return _Verdicts(apply_exclusions(reliability, rules), frozenset(apply_exclusions(reliability, gold_only)))
+    speed_only = Exclusions(min_median_seconds=rules.min_median_seconds)
+    return _Verdicts(apply_exclusions(reliability, rules), frozenset(apply_exclusions(reliability, gold_only)),
+                     frozenset(apply_exclusions(reliability, speed_only)))
 
 
-def _suggest(status: str, failed_gold: bool) -> str:
-    """Approve whoever finished, unless they failed the gold items: images with a known count,
-    the attention checks whose rule the protocol states before anyone takes part. Any other
-    broken rule (too fast, too many "can't tell", skips, inconsistent repeats) excludes the
-    data from the analysis but is no reason to refuse pay: time alone never rejects anyone.
-    See docs/running-a-study.md, "Approving and rejecting"."""
+def _suggest(status: str, *, failed_gold: bool, too_fast: bool) -> str:
+    """Approve whoever finished, unless they failed the gold items (images with a known count,
+    the attention checks whose rule the protocol states before anyone takes part): reject.
+    One who passed them (or saw none) but answered faster than the protocol's speed rule is
+    put to review, not rejected: fast counters who get the gold right have done the work,
+    and a script that guessed the gold right must not land in the list pasted into the
+    panel's bulk approval. Any other broken rule (too many "can't tell", skips, inconsistent
+    repeats) excludes the data from the analysis but is no reason to hold back pay.
+    See docs/running-a-study.md, "Time on task, and approving or rejecting"."""
     if status == EvaluatorStatus.FINISHED:
-        return Suggestion.REJECT if failed_gold else Suggestion.APPROVE
+        if failed_gold:
+            return Suggestion.REJECT
+        return Suggestion.REVIEW if too_fast else Suggestion.APPROVE
     if status in (EvaluatorStatus.DECLINED, EvaluatorStatus.ABANDONED):
         return Suggestion.RETURN
     return Suggestion.WAIT
@@ -104,7 +113,7 @@ def participant_rows(*, study: Study) -> list[ParticipantRow]:
                       .annotate(n_planned=Count("entries", distinct=True)).order_by("joined_at", "pk"))
     counts = {r["evaluator_id"]: r for r in CountResponse.objects.filter(evaluator__study=study).values("evaluator_id")
               .annotate(n=Count("pk"), s=Sum("seconds"), last=Max("created_at"),
-                        gold=Count("pk", filter=Q(item__is_gold=True)),
+                        gold=Count("pk", filter=Q(item__is_gold=True, cant_tell=False)),
                         gold_right=Count("pk", filter=Q(item__is_gold=True, answer=F("item__true_count"))))
               .order_by()}
     ranks = {r["evaluator_id"]: r for r in RankResponse.objects.filter(evaluator__study=study).values("evaluator_id")
@@ -124,7 +133,8 @@ def participant_rows(*, study: Study) -> list[ParticipantRow]:
             answered=c["n"] + r["n"], planned=ev.n_planned,
             gold_accuracy=c["gold_right"] / c["gold"] if c["gold"] else None,
             exclusion="; ".join(reasons),
-            suggestion="" if ev.released_at else _suggest(ev.status, ev.pseudonym in verdicts.failed_gold),
+            suggestion="" if ev.released_at else _suggest(ev.status, failed_gold=ev.pseudonym in verdicts.failed_gold,
+                                                          too_fast=ev.pseudonym in verdicts.too_fast),
             released=ev.released_at is not None,
         ))
     return rows
