@@ -111,6 +111,18 @@ def test_pause_and_close_need_a_confirmation(researcher, study):
     assert r.status_code == 409 and "Only a paused study" in r.content.decode()
 
 
+def test_the_close_confirmation_warns_of_people_at_work(researcher, study):
+    client = logged_in(researcher)
+    page = client.post(f"/run/{study.slug}/status/", {"action": "close"}).content.decode()
+    assert "Yes, close the study" in page and 'id="close-warning"' not in page  # nobody in yet
+    worker = join(Client(), study, PROLIFIC_PID="a" * 24)
+    current_task(worker, study)  # consented, at work
+    page = client.post(f"/run/{study.slug}/status/", {"action": "close"}).content.decode()
+    assert 'id="close-warning"' in page and "1 person is at work" in page
+    page = client.post(f"/run/{study.slug}/status/", {"action": "pause"}).content.decode()
+    assert 'id="close-warning"' not in page  # pausing lets them finish
+
+
 def test_opening_a_draft_without_its_images_says_why(admin):
     study = lifecycle.study_create(protocol=json.loads(DEMO.read_text()), slug="d", base_dir=str(DEMO.parent))
     r = logged_in(admin).post("/run/d/status/", {"action": "open", "confirm": "on"})
