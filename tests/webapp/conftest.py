@@ -43,7 +43,7 @@ def start(client: Client, study) -> None:
     r = client.post(f"/e/{study.slug}/instructions/")
     if r.status_code == 302 and r["Location"].endswith("/practice/"):
         r = client.post(f"/e/{study.slug}/practice/", {"answer": "1"})
-        assert r.status_code == 200
+        assert r.status_code == 302 and r["Location"].endswith("/practice/"), r  # its feedback, by a GET
         return
     assert r.status_code == 302 and r["Location"].endswith("/task/"), r
 

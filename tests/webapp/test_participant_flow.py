@@ -69,7 +69,12 @@ def test_the_practice_item_cannot_be_skipped_either(panel_study):
     assert client.get(f"/e/{panel_study.slug}/task/")["Location"].endswith("/instructions/")
     assert Evaluator.objects.get().started_at is None
     r = client.post(f"/e/{panel_study.slug}/practice/", {"answer": "7"})  # wrong is still practice done
-    assert r.status_code == 200 and b'id="feedback"' in r.content
+    # Post, redirect, get: the feedback is a page of its own, so the back button from the
+    # first task (or a reload) shows it again and never sends the answer a second time.
+    assert r.status_code == 302 and r["Location"].endswith("/practice/")
+    for _ in range(2):
+        page = client.get(r["Location"])
+        assert page.status_code == 200 and b'id="feedback"' in page.content and b"you said 7" in page.content
     assert client.get(f"/e/{panel_study.slug}/task/").status_code == 200
 
 

@@ -376,6 +376,11 @@ def _read_key(study: Study) -> str:
     return f"instructions-read-{study.pk}"
 
 
+def _practice_key(study: Study) -> str:
+    """The session key of the feedback on this browser's practice answer in the study."""
+    return f"practice-feedback-{study.pk}"
+
+
 @evaluator_view(methods=("GET", "HEAD", "POST"), consent_required=True)
 def instructions(request: HttpRequest, study: Study, evaluator: Evaluator) -> HttpResponse:
     """How the tasks work. "Start" (a POST) lets the evaluator into the tasks, or into the
@@ -422,13 +427,17 @@ def practice(request: HttpRequest, study: Study, evaluator: Evaluator) -> HttpRe
     if evaluator.started_at is None and not request.session.get(_read_key(study)):
         return redirect("studies:instructions", slug=study.slug)  # the instructions come first
     form = PracticeAnswerForm(request.POST if request.method == "POST" else None)
-    feedback = None
     if form.is_bound and form.is_valid():
-        # An answer, right or wrong, is the practice done: the tasks open.
+        # An answer, right or wrong, is the practice done: the tasks open. The feedback is
+        # shown by a GET (post, redirect, get): the back button from the first task or a
+        # reload shows it again instead of asking the browser to send the form once more.
         flow.evaluator_start(evaluator=evaluator)
         given = form.cleaned_data["answer"]
         truth = spec.count.count
-        feedback = {"given": given, "right": given == truth, "cant_tell": given is None, "truth": truth}
+        request.session[_practice_key(study)] = {
+            "given": given, "right": given == truth, "cant_tell": given is None, "truth": truth}
+        return redirect("studies:practice", slug=study.slug)
+    feedback = request.session.get(_practice_key(study)) if not form.is_bound else None
     proto = study.parsed_protocol  # not None: the practice spec came from it
     objects = proto.count_task.objects if proto is not None and proto.count_task is not None else ()
     obj = next((o for o in objects or () if o.name == spec.count.object), None)
