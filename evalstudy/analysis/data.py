@@ -10,6 +10,7 @@ import hashlib
 import typing
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 from scipy import stats as sps
 
 from .. import bootstrap as bs
@@ -260,7 +261,8 @@ class _RankData:
         return self
 
 
-def _ratio_stat(num, den, reps_num, reps_den, spread: bs.Spread, level, bounds):
+def _ratio_stat(num: Array, den: Array, reps_num: Array, reps_den: Array, spread: bs.Spread, level: float,
+                bounds: tuple[float, float]) -> tuple[Array, Array, Array]:
     """Estimates, (G, 2) intervals and (B, G) replicates of the ratios num / den;
     bounds = (low, high), scalars or arrays, the range of the groups' population values
     (`parameter_range`); spread, the groups'
@@ -272,7 +274,7 @@ def _ratio_stat(num, den, reps_num, reps_den, spread: bs.Spread, level, bounds):
     return est, ci, reps
 
 
-def kish_raters(group, evaluator, weight, n_groups: int) -> np.ndarray:
+def kish_raters(group: ArrayLike, evaluator: ArrayLike, weight: ArrayLike, n_groups: int) -> np.ndarray:
     """Kish's effective number of raters per group, (sum of loads)^2 / sum of squared loads,
     a rater's load the summed `weight` of their rows (answers) in the group: the number of
     raters with equal loads that would give a load-weighted mean the same variance. 24 raters
@@ -308,7 +310,8 @@ def difference_range(measure: str, m: int = 0) -> tuple[float, float]:
     return low - high, high - low
 
 
-def group_range(group, values, keep, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
+def group_range(group: ArrayLike, values: ArrayLike, keep: NDArray[np.bool_], n_groups: int
+                ) -> tuple[np.ndarray, np.ndarray]:
     """(low, high) per group: the smallest and largest of `values` on the rows `keep`
     (the rows a ratio's denominator counts). A weighted mean of these values, and so
     every resample of it, lies in this range; +-inf for an empty group. It bounds the
