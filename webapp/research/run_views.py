@@ -7,6 +7,8 @@ shows panel ids, so only the study's own researchers see it.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
@@ -24,7 +26,7 @@ from .run_forms import MAX_PROTOCOL_BYTES, ProtocolUploadForm, StudyStatusForm
 from .views import researcher_view, researchers_only
 
 
-def protocol_upload_dir():
+def protocol_upload_dir() -> Path:
     """Where relative paths inside an uploaded protocol (its captions file) are read from:
     an upload has no folder of its own, so it reads as if it were one of the shipped
     protocols (fixtures/protocols/, or protocols/ under FUSION_PROTOCOL_FILES_DIR)."""
