@@ -75,6 +75,7 @@ def study_new(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
+            assert request.user.is_authenticated  # researchers_only let in no one else
             study = lifecycle.study_create(protocol=data["protocol"], slug=data["slug"], title=data["title"],
                                           base_dir=str(protocol_upload_dir()), researchers=[request.user])
         except lifecycle.StudySetupError as exc:
