@@ -206,7 +206,7 @@ class _Recorder:
                 recorder._last = (time.thread_time() - t0, prof, n[0])
 
         # Patched on the class, for the child's whole run; the function's `handler` is the method's self.
-        BaseHandler.get_response = get_response  # type: ignore[method-assign, assignment]
+        BaseHandler.get_response = get_response  # type: ignore[method-assign, assignment]  # a patch, see above
 
     def request(self, name: str, client: Client, method: str, path: str, data: dict[str, str] | None = None,
                 **extra: Any) -> _MonkeyPatchedWSGIResponse:  # Any: the test client's options, passed on

@@ -100,7 +100,7 @@ def one_run(mode: str, cache: Path, out: Path, args: argparse.Namespace) -> tupl
     original = train.step_loader
     if mode == "memory":
         # The batches in a list stand in for the DataLoader: the training loop only iterates it.
-        train.step_loader = _in_memory_loader  # type: ignore[assignment]
+        train.step_loader = _in_memory_loader  # type: ignore[assignment]  # a list for a DataLoader
     try:
         train.main(train.parse_args(argv))
     finally:

@@ -132,9 +132,8 @@ def _variant_styles(variants: list[str]) -> dict[str, tuple[tuple[float, float, 
 
 
 def _legend_below(fig: Figure, handles: Sequence[Artist | Container], labels: Sequence[str]) -> None:
-    # matplotlib's stub takes Artists only; legend() takes a bar series' container as well.
-    fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 4),  # type: ignore[call-overload]
-               frameon=False, fontsize=7)
+    fig.legend(handles, labels,  # type: ignore[call-overload]  # the stub takes Artists only; containers work too
+               loc="outside lower center", ncol=min(len(labels), 4), frameon=False, fontsize=7)
 
 
 def count_error_by_true_count(result: AnalysisResult) -> Figure | None:

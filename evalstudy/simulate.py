@@ -306,9 +306,8 @@ def simulate_study(simulator: RaterSimulator, protocol: Protocol, *, n_evaluator
     image_count = {}
     if count_ids:
         cnt_items = [by_id[i] for i in count_ids]
-        drawn = simulator.draw_image_counts(np.array([it.true_count for it in cnt_items]),
-                                            # a count item that is not gold always names its variant
-                                            cast(list[str], [it.variant for it in cnt_items]), rng)
+        shown_as = cast(list[str], [it.variant for it in cnt_items])  # a non-gold count item names its variant
+        drawn = simulator.draw_image_counts(np.array([it.true_count for it in cnt_items]), shown_as, rng)
         image_count = dict(zip(count_ids, drawn.tolist(), strict=True))
     image_count.update({g: by_id[g].true_count for g in gold_ids})  # gold images are exact
     item_effect = {i: rng.normal(0.0, simulator.item_sd, m) for i in sorted(rank_ids)}

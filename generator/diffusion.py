@@ -149,8 +149,8 @@ def sample_cfg(
         tt = network_timesteps(t.to(x.device), timestep_convention).expand(2 * B)
         out = model(torch.cat([x, x]), tt, ctx).float()  # (2B, C, H, W)
         cond, unc = out[:B], out[B:]
-        # return_dict=True (the default) returns a SchedulerOutput, not the tuple of the stub's union.
-        x = scheduler.step(cond + cfg_scale * (cond - unc), t, x).prev_sample  # type: ignore[union-attr]
+        step = scheduler.step(cond + cfg_scale * (cond - unc), t, x)
+        x = step.prev_sample  # type: ignore[union-attr]  # return_dict=True (the default): a SchedulerOutput
         if on_step is not None:
             on_step(i)
     return x

@@ -88,8 +88,8 @@ class SDVAECodec:
         self.vae = vae.eval().requires_grad_(False)
         self.scale_factor = scale_factor
         # diffusers types `config` as a dict; it is a FrozenDict whose keys read as attributes too.
-        self.channels = vae.config.latent_channels  # type: ignore[attr-defined]
-        self.downsample = 2 ** (len(vae.config.block_out_channels) - 1)  # type: ignore[attr-defined]
+        self.channels = vae.config.latent_channels  # type: ignore[attr-defined]  # a FrozenDict key
+        self.downsample = 2 ** (len(vae.config.block_out_channels) - 1)  # type: ignore[attr-defined]  # likewise
 
     @classmethod
     def load(

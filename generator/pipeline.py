@@ -218,7 +218,8 @@ class PipelineSampler:
             generators = [torch.Generator("cpu").manual_seed(int(s)) for s in chunk_seeds]
             with torch.no_grad():
                 # The base class has no __call__; `_load` checked that this pipeline's takes these arguments.
-                out = self.pipe(prompt=list(chunk_prompts), num_inference_steps=int(steps),  # type: ignore[operator]
+                out = self.pipe(  # type: ignore[operator]  # a subclass's __call__ (see above)
+                                prompt=list(chunk_prompts), num_inference_steps=int(steps),
                                 guidance_scale=float(cfg_scale) + 1.0, generator=generators,
                                 height=size, width=size, output_type="pil")
             images += [img.convert("RGB") for img in out.images]

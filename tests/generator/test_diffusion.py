@@ -36,8 +36,7 @@ def test_guidance_is_cond_plus_scale_times_difference():
     scheduler = make_scheduler(5)
     x = noise
     for t in scheduler.timesteps:
-        # return_dict=True (the default) returns a SchedulerOutput, not the tuple of the stub's union.
-        x = scheduler.step(fixed(x, t, None), t, x).prev_sample  # type: ignore[union-attr]
+        x = scheduler.step(fixed(x, t, None), t, x).prev_sample  # type: ignore[union-attr]  # a SchedulerOutput
     assert torch.allclose(guided, x)
 
 
