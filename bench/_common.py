@@ -12,8 +12,12 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from evalstudy import provenance
+
+if TYPE_CHECKING:
+    import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -36,7 +40,7 @@ def cpu_and_usable_cores() -> str:
     return f"{cpu_model()}, {len(os.sched_getaffinity(0))} cores usable"
 
 
-def torch_device_description(device) -> str:
+def torch_device_description(device: torch.device) -> str:
     """The GPU and CUDA version, or the CPU, its cores and torch's thread count."""
     import torch
 

@@ -14,7 +14,7 @@ from django.db import transaction
 from generator.synthetic import COLOURS, KINDS, Scene, make_item
 from webapp.studies import lifecycle
 from webapp.studies.imagefiles import write_png_atomic
-from webapp.studies.models import Image, Item
+from webapp.studies.models import Image, Item, Study, Variant
 
 DEMO = Path(__file__).resolve().parent.parent / "fixtures" / "protocols" / "demo.json"
 
@@ -26,7 +26,7 @@ def _scene_for(item: Item, k: int) -> Scene:
     return Scene(KINDS[k % len(KINDS)], tuple(COLOURS)[k % len(COLOURS)], 1 + k % 5)
 
 
-def _add_image(study, item, variant, k) -> None:
+def _add_image(study: Study, item: Item, variant: Variant | None, k: int) -> None:
     image = Image(study=study, prompt=item.prompt, variant=variant, seed=item.seed,
                   provenance={"renderer": "load-test"})
     pil, _ = make_item(item.seed, k, size=32, scene=_scene_for(item, k))

@@ -34,7 +34,7 @@ N_BOOT = DEFAULT_N_BOOT  # what a study's analysis runs unless its protocol says
 LIMIT_S = 10.0
 
 
-def main(args) -> str:
+def main(args: argparse.Namespace) -> str:
     proto = synthetic_protocol(
         VARIANTS, objects=("circle", "square", "triangle", "star"), images_per_prompt=25,
         n_captions=400, n_evaluators=300, overlap=28, gold=2, repeats=2,

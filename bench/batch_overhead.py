@@ -33,11 +33,18 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 
 from bench._common import cpu_model, load_average, save_result  # noqa: E402
+
+if TYPE_CHECKING:  # Django's models and torch are imported once the benchmark has set them up
+    import subprocess
+
+    from generator.sample import Sampler
+    from webapp.studies.models import Checkpoint, Study
 
 
 def machine() -> str:
@@ -59,7 +66,7 @@ def setup_django(var_dir: Path, broker: str) -> None:
     call_command("migrate", interactive=False, verbosity=0)
 
 
-def make_study(slug: str, checkpoint, protocol: dict, base_dir: Path):
+def make_study(slug: str, checkpoint: Checkpoint, protocol: dict, base_dir: Path) -> Study:
     from webapp.generation import services
     from webapp.studies.lifecycle import study_create
 
@@ -75,7 +82,7 @@ def make_study(slug: str, checkpoint, protocol: dict, base_dir: Path):
     return study
 
 
-def run_batch(study, steps: int, worker_pid: int, worker_proc) -> tuple[float, float, int]:
+def run_batch(study: Study, steps: int, worker_pid: int, worker_proc: subprocess.Popen) -> tuple[float, float, int]:
     """(wall seconds, worker CPU seconds, images) from launch to the batch's completion."""
     import psutil
 
@@ -98,7 +105,8 @@ def run_batch(study, steps: int, worker_pid: int, worker_proc) -> tuple[float, f
     return wall, sum(proc.cpu_times()[:2]) - cpu0, batch.total_images
 
 
-def run_direct(sampler, prompts: list[str], seeds: list[int], cfg_scale: float, steps: int) -> tuple[float, float, int]:
+def run_direct(sampler: Sampler, prompts: list[str], seeds: list[int], cfg_scale: float, steps: int
+               ) -> tuple[float, float, int]:
     t0, c0 = time.perf_counter(), time.process_time()
     images = sampler.generate(prompts, seeds, cfg_scale=cfg_scale, steps=steps, batch_size=50)
     return time.perf_counter() - t0, time.process_time() - c0, len(images)

@@ -39,6 +39,7 @@ import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -107,7 +108,7 @@ def _design(crowd: Crowd) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
     return tuple(f"model-{k + 1}" for k in range(m)), np.linspace(1.0, 0.7, m), np.linspace(0.0, 0.5, m)
 
 
-def _ranks(u: np.ndarray, tie_margin: float, rng) -> np.ndarray:
+def _ranks(u: np.ndarray, tie_margin: float, rng: np.random.Generator) -> np.ndarray:
     """(n, m) ranks, 1 = best, of utilities u; with a margin, competition ranks of the
     cells of a grid at a random offset per row (images in one cell tied)."""
     if tie_margin > 0:
@@ -122,13 +123,13 @@ def _ranks(u: np.ndarray, tie_margin: float, rng) -> np.ndarray:
 # The crowd model
 # ---------------------------------------------------------------------------
 
-def _difficulty(crowd: Crowd, rng, n) -> np.ndarray:
+def _difficulty(crowd: Crowd, rng: np.random.Generator, n: int) -> np.ndarray:
     if crowd.heavy_items:
         return 0.25 * (rng.pareto(1.5, n) + 1.0)  # mean 0.75, rare images near 10+
     return rng.gamma(4.0, 0.1, n)
 
 
-def _raters(crowd: Crowd, rng, n) -> dict[str, np.ndarray]:
+def _raters(crowd: Crowd, rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
     kind = rng.random(n)
     noisy = kind < crowd.noisy
     biased = (kind >= crowd.noisy) & (kind < crowd.noisy + crowd.biased)
@@ -142,7 +143,8 @@ def _raters(crowd: Crowd, rng, n) -> dict[str, np.ndarray]:
                      else np.ones(n))}
 
 
-def _answers(true, variant, obj, difficulty, raters, r, rng):
+def _answers(true: int | np.ndarray, variant: int | np.ndarray, obj: int | np.ndarray, difficulty: np.ndarray,
+             raters: dict[str, np.ndarray], r: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Answers (NaN: can't tell) of raters r to images (arrays of equal length)."""
     rate = difficulty * ACCURACY[variant] * raters["skill"][r] * raters["object_affinity"][r, obj]
     wrong = rng.random(len(r)) < 1.0 - np.exp(-rate)
@@ -153,7 +155,8 @@ def _answers(true, variant, obj, difficulty, raters, r, rng):
     return np.where(cant, np.nan, ans)
 
 
-def _utilities(caption_effect, raters, r, interaction, rng, quality=QUALITY):
+def _utilities(caption_effect: np.ndarray, raters: dict[str, np.ndarray], r: np.ndarray, interaction: bool,
+               rng: np.random.Generator, quality: np.ndarray = QUALITY) -> np.ndarray:
     """(n, m) rank utilities of raters r for captions with effects caption_effect (n, m)."""
     u = quality + caption_effect + raters["taste"][r]
     if interaction:
@@ -161,12 +164,12 @@ def _utilities(caption_effect, raters, r, interaction, rng, quality=QUALITY):
     return u + rng.normal(0.0, 1.0, u.shape) * raters["rank_noise"][r][:, None]
 
 
-def _caption_effects(crowd: Crowd, rng, n) -> np.ndarray:
+def _caption_effects(crowd: Crowd, rng: np.random.Generator, n: int) -> np.ndarray:
     shape = (n, crowd.n_variants)
     return 0.3 * (rng.standard_t(3, shape) if crowd.heavy_items else rng.normal(size=shape))
 
 
-def _pick_raters(crowd: Crowd, load, n_items, rng) -> np.ndarray:
+def _pick_raters(crowd: Crowd, load: np.ndarray, n_items: int, rng: np.random.Generator) -> np.ndarray:
     """(n_items, overlap) distinct raters per item, drawn in proportion to their loads."""
     if crowd.overlap >= crowd.n_raters:
         return np.tile(np.arange(crowd.n_raters), (n_items, 1))
@@ -174,14 +177,14 @@ def _pick_raters(crowd: Crowd, load, n_items, rng) -> np.ndarray:
     return np.argsort(-keys, axis=1)[:, :crowd.overlap]
 
 
-def draw_study(crowd: Crowd, rng) -> ResponseTable:
+def draw_study(crowd: Crowd, rng: np.random.Generator) -> ResponseTable:
     raters = _raters(crowd, rng, crowd.n_raters)
     rows: dict[str, list] = {c: [] for c in ("task", "item_id", "evaluator_id", "variant",
                                              "prompt", "object", "true_count", "answer_count",
                                              "rank", "skipped", "skip_reason", "position",
                                              "seconds", "is_gold", "seed")}
 
-    def add(**cols):
+    def add(**cols: Any) -> None:  # Any: a column's value, one of several kinds (str, number, list, array)
         n = len(cols["evaluator_id"])
         for c in rows:
             v = cols.get(c, "" if c in ("skip_reason",) else np.nan)
@@ -223,7 +226,7 @@ def draw_study(crowd: Crowd, rng) -> ResponseTable:
                               allow_ties=crowd.tie_margin > 0)
 
 
-def truths(crowd: Crowd, rng) -> dict[tuple, float]:
+def truths(crowd: Crowd, rng: np.random.Generator) -> dict[tuple, float]:
     """(family, key) -> population value, by Monte Carlo over fresh images and raters."""
     n = TRUTH_DRAWS
     out: dict[tuple, float] = {}
@@ -270,7 +273,8 @@ def truths(crowd: Crowd, rng) -> dict[tuple, float]:
     return out
 
 
-def _rank_truths(crowd: Crowd, rng, raters, r, n) -> dict[tuple, float]:
+def _rank_truths(crowd: Crowd, rng: np.random.Generator, raters: dict[str, np.ndarray], r: np.ndarray,
+                 n: int) -> dict[tuple, float]:
     """The rank task's population values for a crowd of any width, with ties."""
     variants, _accuracy, quality = _design(crowd)
     m = len(variants)
@@ -346,7 +350,7 @@ def clustered_se(hits: np.ndarray, study: np.ndarray) -> float:
     return float(np.sqrt(((h_s - cov * n_s) ** 2).sum() * k / (k - 1)) / n_s.sum())
 
 
-def main(args) -> str:
+def main(args: argparse.Namespace) -> str:
     started = time.time()
     load_before = load_average()
     lines = [

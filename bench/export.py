@@ -42,7 +42,7 @@ MODES = ("csv-command", "csv-http", "jsonl-command")
 STUDY_SLUG = "bench-export"
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--responses", type=int, default=1_000_000, help="count answers + rankings to store")
     p.add_argument("--pg", default="postgres://postgres@127.0.0.1:5432", help="server URL, without a database")
@@ -55,7 +55,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def child_env(args) -> dict:
+def child_env(args: argparse.Namespace) -> dict:
     env = dict(os.environ)
     env.update(DATABASE_URL=f"{args.pg}/{args.database}", DJANGO_SETTINGS_MODULE="webapp.settings",
                DEBUG="0", SECRET_KEY="bench-export-not-a-secret", PYTHONPATH=str(ROOT))
@@ -136,7 +136,7 @@ def build_design() -> int:
     return study.pk
 
 
-def prepare(args) -> dict:
+def prepare(args: argparse.Namespace) -> dict:
     """Create and fill the benchmark database (in a child process); return the counts."""
     code = f"""
 import json, time, django
@@ -238,7 +238,7 @@ def machine() -> str:
     return f"{cpu_model()}, {os.cpu_count()} cores, {mem:.0f} GiB RAM, {platform.system()} {platform.release()}"
 
 
-def versions(args) -> str:
+def versions(args: argparse.Namespace) -> str:
     import django
     import psycopg
 
@@ -268,7 +268,7 @@ def table(results: list[dict], filled: dict) -> str:
     return "\n".join(lines)
 
 
-def main(args) -> None:
+def main(args: argparse.Namespace) -> None:
     if args.measure:
         print(json.dumps(measure(args.measure, args.out)))
         return

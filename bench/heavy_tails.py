@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench._common import emit_result, result_footer, result_header  # noqa: E402
 from evalstudy.analysis import analyze  # noqa: E402
-from evalstudy.responses import table_from_columns  # noqa: E402
+from evalstudy.responses import ResponseTable, table_from_columns  # noqa: E402
 
 COUNTS = np.array([2, 3, 4, 5, 6])
 VARIANTS = ("x-early", "x-intermediate")
@@ -41,22 +41,22 @@ N_UNITS = 40
 CROWDS = [("normal", 20), ("t5", 20), ("t3", 20), ("t2", 20), ("t3", 60)]
 
 
-def biases(dist: str, n, rng) -> np.ndarray:
+def biases(dist: str, n: int, rng: np.random.Generator) -> np.ndarray:
     return 0.4 * (rng.normal(size=n) if dist == "normal" else rng.standard_t(float(dist[1:]), size=n))
 
 
-def answers(true, bias, image, rng) -> np.ndarray:
+def answers(true: np.ndarray, bias: np.ndarray, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.maximum(np.rint(true + bias + image + rng.normal(0, 0.4, np.shape(image))), 0)
 
 
-def truth(dist: str, rng, n: int = 2_000_000) -> np.ndarray:
+def truth(dist: str, rng: np.random.Generator, n: int = 2_000_000) -> np.ndarray:
     """Population mean abs error per variant."""
     c = rng.choice(COUNTS, n)
     b, unit = biases(dist, n, rng), rng.normal(0, 0.3, n)
     return np.array([np.abs(answers(c, b, unit + s + rng.normal(0, 0.3, n), rng) - c).mean() for s in SHIFT])
 
 
-def draw_study(dist: str, n_raters: int, rng):
+def draw_study(dist: str, n_raters: int, rng: np.random.Generator) -> tuple[ResponseTable, np.ndarray]:
     """The response table and the abs errors (variant, rater, unit)."""
     true = rng.choice(COUNTS, N_UNITS)
     image = (rng.normal(0, 0.3, N_UNITS)[:, None] + np.asarray(SHIFT)[None, :]
@@ -74,11 +74,11 @@ def draw_study(dist: str, n_raters: int, rng):
     return table_from_columns(cols), np.abs(ans - true[None, :, None]).transpose(2, 0, 1)
 
 
-def bootstrap_t(err: np.ndarray, n_boot: int, rng, level: float = 0.95) -> tuple[float, float]:
+def bootstrap_t(err: np.ndarray, n_boot: int, rng: np.random.Generator, level: float = 0.95) -> tuple[float, float]:
     """Two-way studentized bootstrap interval of the mean of err (raters, units)."""
     n_r, n_u = err.shape
 
-    def mean_se(e):
+    def mean_se(e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         se2 = e.mean(axis=-1).var(axis=-1, ddof=1) / n_r + e.mean(axis=-2).var(axis=-1, ddof=1) / n_u
         return e.mean(axis=(-2, -1)), np.sqrt(se2)
 
@@ -91,7 +91,7 @@ def bootstrap_t(err: np.ndarray, n_boot: int, rng, level: float = 0.95) -> tuple
     return m - hi_q * se, m - lo_q * se
 
 
-def main(args) -> str:
+def main(args: argparse.Namespace) -> str:
     started = time.time()
     lines = [*result_header("Mean-abs-error intervals with heavy-tailed rater biases (bench/heavy_tails.py)"),
              f"40 units x 2 variants, every rater answers every image; {args.studies} studies per crowd; "

@@ -73,7 +73,7 @@ from bench._common import (  # noqa: E402
 )
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--evaluators", type=int, default=50, help="concurrent simulated evaluators")
     p.add_argument("--tasks", type=int, default=20, help="answers per evaluator (at most their whole slot)")
@@ -182,7 +182,10 @@ class Recorder:
         self.gc_ms: dict[str, list[float]] = defaultdict(list)
         self.queries: dict[str, list[int]] = defaultdict(list)
 
-    def timed(self, name: str, fn, ok=lambda r: r.status_code < 400):
+    # fn is called with no arguments; typed `...` because the callers' lambdas keep their loop's values
+    # as defaults (lambda data=data: ...), which mypy cannot infer against Callable[[], ...].
+    def timed(self, name: str, fn: Callable[..., requests.Response],
+              ok: Callable[[requests.Response], bool] = lambda r: r.status_code < 400) -> requests.Response | None:
         t0 = time.perf_counter()
         try:
             r = fn()
@@ -274,7 +277,7 @@ def evaluator(base: str, invite: str, i: int, n_tasks: int, think: float, ramp: 
         form = {"X-CSRFToken": headers["X-CSRFToken"], "Referer": f"{base}/"}
         r = rec.timed("instructions", lambda: s.post(f"{base}{state['next']}", headers=form))
         if r is not None and r.url.endswith("/practice/"):
-            r = rec.timed("instructions", lambda: s.post(r.url, data={"answer": "1"}, headers=form))
+            r = rec.timed("instructions", lambda url=r.url: s.post(url, data={"answer": "1"}, headers=form))
         r = rec.timed("state", lambda: s.get(f"{base}/e/{slug}/state/"))
         state = r.json() if r is not None else {"done": True}
     for k in range(n_tasks):

@@ -39,6 +39,7 @@ import itertools
 import math
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,7 +62,7 @@ from evalstudy.analysis.pairdesign import (  # noqa: E402
     pair_strengths,
 )
 from evalstudy.analysis.significance import EXACT_MAX_N  # noqa: E402
-from evalstudy.design import plan_assignments  # noqa: E402
+from evalstudy.design import SlotPlan, plan_assignments  # noqa: E402
 from evalstudy.responses import ResponseTable, table_from_columns  # noqa: E402
 
 LEVEL = 0.95
@@ -146,7 +147,7 @@ def pair_truth(crowd: Crowd, theta: np.ndarray) -> tuple[dict, np.ndarray, float
     return truth, strengths[0], left_won / (left_won + right_won)
 
 
-def _evaluator_of_rows(plans, crowd: Crowd, rng: np.random.Generator) -> dict[tuple[int, str], str]:
+def _evaluator_of_rows(plans: list[SlotPlan], crowd: Crowd, rng: np.random.Generator) -> dict[tuple[int, str], str]:
     """(slot, item) -> evaluator id. Even loads: the slot's own evaluator. Uneven: 40% of slots
     are abandoned at a random point and their rest handed to a returning rater drawn from a
     pool by Zipf weights (a few raters take many hand-overs)."""
@@ -280,7 +281,7 @@ def one_study(crowd: Crowd, n: int, n_evaluators: int, tasks_each: int, overlap:
     return out
 
 
-def _mean_se(values) -> tuple[float, float]:
+def _mean_se(values: Iterable[float | None]) -> tuple[float, float]:
     x = np.array([v for v in values if v is not None and not math.isnan(v)], dtype=float)
     if len(x) == 0:
         return math.nan, math.nan

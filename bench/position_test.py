@@ -81,7 +81,7 @@ POWER_CROWDS = [
 ]
 
 
-def draw_study(crowd: Crowd, rng) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def draw_study(crowd: Crowd, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(ranks (N, m) mid-ranks 1 = best, positions (N, m), caption (N,), rater (N,))."""
     m = crowd.m
     plans = plan_assignments([], [f"c{k}" for k in range(crowd.n_captions)], crowd.n_raters,
@@ -135,7 +135,7 @@ def rejection_rates(crowd: Crowd, tests: dict[str, Callable], n_studies: int,
     return {name: h / n_studies for name, h in hits.items()}
 
 
-def main(args) -> str:
+def main(args: argparse.Namespace) -> str:
     started = time.time()
     tests: dict[str, Callable] = {"now": stats.position_permutation_test}
     if args.baseline:

@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -35,7 +36,8 @@ from bench import coverage as cv  # noqa: E402
 from bench._common import emit_result, result_footer, result_header  # noqa: E402
 from evalstudy.analysis.data import _CountData, _evaluator_codes  # noqa: E402
 from evalstudy.analysis.ppi import _JudgeOnly, ppi_section  # noqa: E402
-from evalstudy.responses import table_from_columns  # noqa: E402
+from evalstudy.analysis.result import PPIDifference, PPIStat  # noqa: E402
+from evalstudy.responses import ResponseTable, table_from_columns  # noqa: E402
 
 JUDGE_IMAGES_PER_CELL = 25
 JUDGES = ("good", "biased", "noise")
@@ -54,7 +56,8 @@ def _judge_rater() -> dict[str, np.ndarray]:
             "object_affinity": np.ones((1, len(cv.OBJECTS)))}
 
 
-def judge_reads(judge: str, shown, asked, variant, obj, difficulty, rng) -> np.ndarray:
+def judge_reads(judge: str, shown: np.ndarray, asked: np.ndarray, variant: int, obj: int, difficulty: np.ndarray,
+                rng: np.random.Generator) -> np.ndarray:
     """The judge's counts of images showing `shown` objects when `asked` were requested."""
     if judge == "noise":
         return rng.integers(1, 7, len(shown)).astype(float)
@@ -63,7 +66,7 @@ def judge_reads(judge: str, shown, asked, variant, obj, difficulty, rng) -> np.n
     return read + (judge == "biased") * (asked >= 4)
 
 
-def shown_counts(asked, variant, generated: bool, rng) -> np.ndarray:
+def shown_counts(asked: ArrayLike, variant: int, generated: bool, rng: np.random.Generator) -> np.ndarray:
     """What the images show: the count asked, or (generated images) one off at OFF_BY_ONE."""
     asked = np.asarray(asked)
     if not generated:
@@ -73,7 +76,7 @@ def shown_counts(asked, variant, generated: bool, rng) -> np.ndarray:
     return np.maximum(asked + off * step, 0)
 
 
-def generated_truths(crowd, rng) -> dict[tuple, float]:
+def generated_truths(crowd: cv.Crowd, rng: np.random.Generator) -> dict[tuple, float]:
     """Population eq. 9 and eq. 10 per variant (and paired differences) when the images may
     show a wrong count, by Monte Carlo as bench/coverage.py's `truths`."""
     n = TRUTH_DRAWS
@@ -94,7 +97,8 @@ def generated_truths(crowd, rng) -> dict[tuple, float]:
     return out
 
 
-def draw_study(crowd, judge: str, rng, generated: bool = False):
+def draw_study(crowd: cv.Crowd, judge: str, rng: np.random.Generator, generated: bool = False
+               ) -> tuple[ResponseTable, _JudgeOnly]:
     """The count task of a bench/coverage.py study (its design and crowd model), each image
     also read by the judge, and the judge-only images; `generated`: images may show a wrong
     count (`shown_counts`)."""
@@ -128,7 +132,7 @@ def draw_study(crowd, judge: str, rng, generated: bool = False):
     return table, _JudgeOnly(variant.astype(np.int64), np.unique(unit, return_inverse=True)[1], truth, reading)
 
 
-def main(args) -> str:
+def main(args: argparse.Namespace) -> str:
     started = time.time()
     lines = [
         *result_header("Prediction-powered intervals in bench/coverage.py's crowds (bench/ppi_coverage.py)"),
@@ -170,13 +174,14 @@ def main(args) -> str:
     return emit_result("ppi_coverage", text, write=args.write)
 
 
-def _tally(rec, family, target, r):
+def _tally(rec: dict[str, dict[str, list]], family: str, target: float, r: PPIStat | PPIDifference) -> None:
     x = rec.setdefault(family, {"hit": [], "human_hit": [], "width": [], "human_width": []})
-    for key, ci in (("", r.ci), ("human_", r.human_ci)):
-        ok = ci[0] is not None and np.isfinite(ci[0]) and ci[0] <= target <= ci[1]
+    for key, (lo, hi) in (("", r.ci), ("human_", r.human_ci)):
+        # An interval has both ends or neither (result.Interval); a NaN end counts as none.
+        ok = lo is not None and hi is not None and np.isfinite(lo) and lo <= target <= hi
         x[f"{key}hit"].append(ok)
-        if ci[0] is not None and np.isfinite(ci[0]):
-            x[f"{key}width"].append(ci[1] - ci[0])
+        if lo is not None and hi is not None and np.isfinite(lo):
+            x[f"{key}width"].append(hi - lo)
 
 
 if __name__ == "__main__":

@@ -33,13 +33,21 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench._common import load_average, save_result, scratch_database  # noqa: E402
+
+if TYPE_CHECKING:  # Django is imported in the child, once it is set up
+    from django.core.handlers.base import BaseHandler
+    from django.http import HttpRequest, HttpResponseBase
+    from django.test import Client
+    from django.test.client import _MonkeyPatchedWSGIResponse
 
 # What a function's CPU counts as: the first rule whose (file part, function name or "") matches
 # a frame on the way down claims the time spent under it (cumulative, counted once per request).
@@ -72,7 +80,7 @@ ENDPOINTS = ("join", "join->consent page", "consent", "consent->instructions pag
              "floor")
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--evaluators", type=int, default=30)
     p.add_argument("--tasks", type=int, default=12, help="answers per evaluator")
@@ -126,7 +134,7 @@ def _category(stats: pstats.Stats) -> dict[str, float]:
     out: dict[str, float] = defaultdict(float)
     total = sum(tt for (_cc, _nc, tt, _ct, _callers) in raw.values())
 
-    def category_of(func) -> str | None:
+    def category_of(func: tuple[str, int, str]) -> str | None:  # pstats' (file, line, function name)
         filename, _line, name = func
         for label, part, fname in CATEGORIES:
             if part in filename and (not fname or name == fname):
@@ -139,7 +147,7 @@ def _category(stats: pstats.Stats) -> dict[str, float]:
     # then two), or else to "other" (the view and the rest of Django).
     cat_cache: dict = {}
 
-    def resolve(func, depth=0):
+    def resolve(func: tuple[str, int, str], depth: int = 0) -> str | None:
         if func in cat_cache:
             return cat_cache[func]
         label = category_of(func)
@@ -177,11 +185,12 @@ class _Recorder:
         plain = BaseHandler.get_response
         recorder = self
 
-        def get_response(handler, request):
+        def get_response(handler: BaseHandler, request: HttpRequest) -> HttpResponseBase:
             prof = cProfile.Profile(timer=time.thread_time) if recorder.profile else None
             n = [0]
 
-            def count(execute, sql, params, many, context):
+            def count(execute: Callable[[str, object, bool, dict[str, object]], object], sql: str, params: object,
+                      many: bool, context: dict[str, object]) -> object:
                 n[0] += 1
                 return execute(sql, params, many, context)
 
@@ -196,9 +205,11 @@ class _Recorder:
                     prof.disable()
                 recorder._last = (time.thread_time() - t0, prof, n[0])
 
-        BaseHandler.get_response = get_response  # type: ignore[method-assign]
+        # Patched on the class, for the child's whole run; the function's `handler` is the method's self.
+        BaseHandler.get_response = get_response  # type: ignore[method-assign, assignment]  # a patch, see above
 
-    def request(self, name: str, client, method: str, path: str, data=None, **extra):
+    def request(self, name: str, client: Client, method: str, path: str, data: dict[str, str] | None = None,
+                **extra: Any) -> _MonkeyPatchedWSGIResponse:  # Any: the test client's options, passed on
         if method == "post":  # URL-encoded, as a browser sends a form and tasks.js an answer (not multipart)
             response = client.post(path, urlencode(data or {}), content_type="application/x-www-form-urlencoded",
                                    **extra)
@@ -214,7 +225,7 @@ class _Recorder:
         return response
 
 
-def _walk(rec: _Recorder, client, info: dict, worker_id: str, n_tasks: int) -> None:
+def _walk(rec: _Recorder, client: Client, info: dict, worker_id: str, n_tasks: int) -> None:
     """One evaluator's way, as bench/load_evaluators.py takes it (each redirect measured on its own)."""
     slug = info["slug"]
     r = rec.request("join", client, "get", f"/join/{info['invite']}/", {"PROLIFIC_PID": worker_id})

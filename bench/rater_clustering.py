@@ -88,7 +88,7 @@ def _codes(values: np.ndarray) -> np.ndarray:
     return np.unique(values, return_inverse=True)[1]
 
 
-def draw_study(design: Design, taste_sd: float, effect: float, rng, seed: int) -> ResponseTable:
+def draw_study(design: Design, taste_sd: float, effect: float, rng: np.random.Generator, seed: int) -> ResponseTable:
     """One study of `design`; `effect`: c-intermediate's advantage (rank: utility; count: it
     shows a wrong image `effect` less often)."""
     cols = _layout(design, seed)
@@ -144,7 +144,7 @@ def _rate(hits: list[bool]) -> str:
     return f"{p:>7.3f} ({np.sqrt(p * (1 - p) / len(hits)):.3f})"
 
 
-def main(args) -> str:
+def main(args: argparse.Namespace) -> str:
     started = time.time()
     warnings.simplefilter("ignore")
     lines = [*result_header("Planned comparisons when raters judge several items: crossed t against "

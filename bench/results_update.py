@@ -24,6 +24,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere
@@ -37,13 +38,19 @@ from bench._common import (  # noqa: E402
     scratch_database,
 )
 
+if TYPE_CHECKING:  # Django is imported in the child, once it is set up
+    from django.db.backends.utils import CursorWrapper
+    from django.test import Client
+
+    from webapp.studies.models import Study
+
 RESPONSES_PER_EVALUATOR = 134  # the demo protocol's tasks when every evaluator sees every item
 TARGET_REQUEST_MS, TARGET_FRESH_S = 100, 60
 STREAMED = ("export_csv", "export_jsonl")  # the response exports, asked for with the simulated evaluators
 SQL_TEMPLATES = 12  # --fill sql: evaluators simulated through the services, copied onto the other places
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--responses", type=int, nargs="+", default=[10_000, 100_000])
     p.add_argument("--pg", default="postgres://postgres@127.0.0.1:5432", help="server URL, without a database")
@@ -61,7 +68,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def _columns(cursor, table: str, leave_out: set[str]) -> list[str]:
+def _columns(cursor: CursorWrapper, table: str, leave_out: set[str]) -> list[str]:
     """The table's columns (as the migrations made them), less ``leave_out``, quoted for SQL."""
     cursor.execute("SELECT column_name FROM information_schema.columns WHERE table_name = %s ORDER BY ordinal_position",
                    [table])
@@ -173,7 +180,7 @@ def measure(n_responses: int, fill: str = "services") -> dict:
     }
 
 
-def research_gets(client, study) -> dict[str, float]:
+def research_gets(client: Client, study: Study) -> dict[str, float]:
     """Milliseconds of each GET of the research pages (every study URL pattern but the POSTs),
     the best of three after a warm-up, with the results stored; for a streamed export, the
     time to its first chunk (the rest streams at the speed of the download)."""
@@ -201,7 +208,9 @@ def research_gets(client, study) -> dict[str, float]:
             if response.status_code != 200:
                 raise RuntimeError(f"GET {url} answered {response.status_code}")
             if response.streaming:
-                next(iter(response.streaming_content), b"")  # an empty export streams no chunk at all
+                # An empty export streams no chunk at all. The test client's stub types every response
+                # as an HttpResponse; a streamed view's is a StreamingHttpResponse.
+                next(iter(response.streaming_content), b"")  # type: ignore[attr-defined]  # streamed: see above
             times.append(time.perf_counter() - t0)
             response.close()
         out[pattern.name] = 1000 * min(times[1:])
@@ -232,7 +241,7 @@ def _child_env(db_url: str) -> dict:
             "FUSION_MEDIA_ROOT": str(ROOT / "var" / "results-bench-media"), "PYTHONPATH": str(ROOT)}
 
 
-def run_child(args, n: int) -> dict:
+def run_child(args: argparse.Namespace, n: int) -> dict:
     with scratch_database(args.pg, args.database, keep=args.keep) as db_url:
         return run_json_child([__file__, "--measure", str(n), "--fill", args.fill], _child_env(db_url))
 

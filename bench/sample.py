@@ -31,8 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 from bench._common import save_result, torch_device_description
 from generator.defaults import CFG_SCALE, STEPS
 from generator.diffusion import sample_cfg
-from generator.encoders import PixelCodec, SDVAECodec, encoder_specs_for
-from generator.model import PRESETS, build_model
+from generator.encoders import PixelCodec, SDVAECodec, TextEncoder, encoder_specs_for
+from generator.model import PRESETS, UViT, build_model
 from generator.sample import load_sampler
 
 
@@ -67,14 +67,15 @@ class _RandomTextTower:
         return self.model(input_ids=ids).last_hidden_state
 
 
-def random_stack(preset: str, device: torch.device):
+def random_stack(preset: str, device: torch.device) -> tuple[UViT, SDVAECodec | PixelCodec, _RandomTextTower]:
     """(model, codec, text encoder) for a preset, with random weights."""
     cfg = PRESETS[preset]
     model = build_model(cfg).eval().to(device)
     codec_spec, text_spec = encoder_specs_for(cfg)
     codec: SDVAECodec | PixelCodec
     if codec_spec["name"] == "sd-vae":
-        from diffusers import AutoencoderKL
+        # From its module: diffusers' package root reads as a dummy placeholder class to a type checker.
+        from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL
 
         vae = AutoencoderKL(  # the SD v1 VAE architecture (its config.json)
             in_channels=3, out_channels=3, latent_channels=4, layers_per_block=2,
@@ -92,7 +93,8 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_stages(model, codec, text, batch: int, steps: int, device: torch.device) -> dict[str, float]:
+def time_stages(model: UViT, codec: SDVAECodec | PixelCodec, text: TextEncoder | _RandomTextTower, batch: int,
+                steps: int, device: torch.device) -> dict[str, float]:
     # The prediction type changes only a few elementwise operations per step: timed as eps.
     """Seconds per stage for one generate call of `batch` images."""
     cfg = model.cfg
@@ -117,6 +119,7 @@ def time_stages(model, codec, text, batch: int, steps: int, device: torch.device
 
 
 def bench(target: str, batch: int, steps: int, repeats: int, device: torch.device) -> dict:
+    text: TextEncoder | _RandomTextTower  # random weights for a preset, else the checkpoint's own
     if target in PRESETS:
         model, codec, text = random_stack(target, device)
     else:

@@ -40,7 +40,7 @@ from evalstudy import sequential  # noqa: E402
 from evalstudy.analysis.data import _CountData, _evaluator_codes, _RankData, canonical_evaluator_order  # noqa: E402
 from evalstudy.analysis.primary import _Rows, primary_section  # noqa: E402
 from evalstudy.protocol import PrimaryComparison, PrimaryPlan  # noqa: E402
-from evalstudy.responses import table_from_columns  # noqa: E402
+from evalstudy.responses import ResponseTable, table_from_columns  # noqa: E402
 
 LOOKS = (10, 20, 30, 40)
 SESSION_UNITS = 6      # prompt-and-seed pairs per evaluator (4 variants each: 24 images)
@@ -72,8 +72,8 @@ def _mirror(accuracy: np.ndarray, quality: np.ndarray) -> tuple[np.ndarray, np.n
     return acc, q
 
 
-def draw_study(crowd: cv.Crowd, rng, accuracy: np.ndarray, quality: np.ndarray,
-               late: tuple[np.ndarray, np.ndarray] | None = None):
+def draw_study(crowd: cv.Crowd, rng: np.random.Generator, accuracy: np.ndarray, quality: np.ndarray,
+               late: tuple[np.ndarray, np.ndarray] | None = None) -> ResponseTable:
     """A study of LOOKS[-1] evaluators in arrival order e00, e01, ...; uneven loads make a
     rater's session longer (load / median load, at least one unit). With `late` (accuracy,
     quality), the second half of the evaluators judge by those instead."""
@@ -134,7 +134,7 @@ def draw_study(crowd: cv.Crowd, rng, accuracy: np.ndarray, quality: np.ndarray,
     return table_from_columns(cols)
 
 
-def run_study(table) -> dict:
+def run_study(table: ResponseTable) -> dict:
     order = canonical_evaluator_order(table)
     section = primary_section(table, PLAN, variants=list(cv.VARIANTS), objects=list(cv.OBJECTS),
                               arrival=[f"e{e:02d}" for e in range(LOOKS[-1])],
@@ -160,7 +160,7 @@ def run_study(table) -> dict:
             "fixed": fixed, "flagged": flagged}
 
 
-def main(args) -> str:
+def main(args: argparse.Namespace) -> str:
     started = time.time()
     lines = [
         *result_header("The group-sequential stopping rule in bench/coverage.py's crowds (bench/sequential.py)"),

@@ -74,7 +74,7 @@ def _ending(look: sequential.LookInput, adjusted: float, adjusted_ci: tuple[floa
                   adjusted, adjusted_ci)
 
 
-def one_study(delta: float, rng, fractions: np.ndarray, bounds: np.ndarray) -> Study:
+def one_study(delta: float, rng: np.random.Generator, fractions: np.ndarray, bounds: np.ndarray) -> Study:
     d = rng.normal(delta, 1.0, LOOKS[-1])
     looks = []
     for n in LOOKS:
@@ -115,7 +115,7 @@ def _adjusted_header() -> str:
             f"{'med. adj. - d':>15}{'naive cover':>13}{'adj. cover':>12}")
 
 
-def main(args) -> str:
+def main(args: argparse.Namespace) -> str:
     started = time.time()
     fractions = np.asarray(LOOKS, dtype=float) / LOOKS[-1]
     bounds = sequential.boundaries(fractions, ALPHA)
@@ -135,7 +135,7 @@ def main(args) -> str:
         shown = [s.ruled for s in studies if s.decision == sequential.STOP_DIFFERENCE]
         p = len(shown) / len(studies)
 
-        def covers(e: Ending, delta=delta) -> bool:
+        def covers(e: Ending, delta: float = delta) -> bool:
             return e.naive_ci[0] <= delta <= e.naive_ci[1]
 
         by_look = []

@@ -23,6 +23,7 @@ import json
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -148,7 +149,7 @@ def describe(r: Runner, first_steps_s: float, peak_gib: float | None) -> dict:
     return {"params": r.params, "train_flops": r.train_flops, "warmup_s": first_steps_s, "peak_mem_gib": peak_gib}
 
 
-def run(args: argparse.Namespace, on_variant=None) -> dict:
+def run(args: argparse.Namespace, on_variant: Callable[[dict], None] | None = None) -> dict:
     """Time every variant; `on_variant(result so far)` is called after each variant in
     --sequential mode, so a caller can write the table before a time limit stops it."""
     device = torch.device(args.device)
@@ -170,7 +171,8 @@ def run(args: argparse.Namespace, on_variant=None) -> dict:
     return summarize(args, timings.times, timings.cpu_times, timings.info, timings.skipped, load_before)
 
 
-def run_sequential(args: argparse.Namespace, device: torch.device, after_variant) -> Timings:
+def run_sequential(args: argparse.Namespace, device: torch.device, after_variant: Callable[[Timings], None]
+                   ) -> Timings:
     """One variant at a time, alone on the device: its peak memory is its own, and a
     slow compile of a later variant cannot take away the ones already measured.
     ``after_variant(timings so far)`` follows each variant."""

@@ -24,7 +24,9 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -34,6 +36,12 @@ from bench._common import load_average, save_result, torch_device_description
 from generator import train, train_batches
 from generator.coco import CACHE_FORMAT
 from generator.recipes import ALL_PRESETS, recipe_for
+
+if TYPE_CHECKING:
+    import torch
+
+    from generator.data import CocoCacheSource, SyntheticSource
+
 
 TARGET = 0.95
 
@@ -64,7 +72,8 @@ def write_random_cache(folder: Path, preset: str, n_images: int = 512, captions_
     return folder
 
 
-def _in_memory_loader(source, args, start, process, local_batch, pin_memory):
+def _in_memory_loader(source: SyntheticSource | CocoCacheSource, args: argparse.Namespace, start: int, process: int,
+                      local_batch: int, pin_memory: bool) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """Every step's batch drawn up front, in the training process (the 'memory' mode)."""
     return [train_batches.StepBatches(source, args, start, process, local_batch)[i] for i in range(args.steps - start)]
 
@@ -90,7 +99,8 @@ def one_run(mode: str, cache: Path, out: Path, args: argparse.Namespace) -> tupl
         os.environ["ACCELERATE_USE_CPU"] = "true"
     original = train.step_loader
     if mode == "memory":
-        train.step_loader = _in_memory_loader
+        # The batches in a list stand in for the DataLoader: the training loop only iterates it.
+        train.step_loader = _in_memory_loader  # type: ignore[assignment]  # a list for a DataLoader
     try:
         train.main(train.parse_args(argv))
     finally:
@@ -98,7 +108,7 @@ def one_run(mode: str, cache: Path, out: Path, args: argparse.Namespace) -> tupl
     return steps_per_s(out / "log.jsonl")
 
 
-def run(args: argparse.Namespace, on_result=None) -> dict:
+def run(args: argparse.Namespace, on_result: Callable[[dict], None] | None = None) -> dict:
     load_start = round(load_average(), 2)
     runs: dict[str, list[tuple[float, float]]] = {"loader": [], "memory": []}
     with tempfile.TemporaryDirectory() as tmp:

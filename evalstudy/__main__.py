@@ -23,6 +23,8 @@ from .responses import ResponseError, ResponseWarning
 
 if TYPE_CHECKING:
     from .analysis.result import AnalysisResult
+    from .responses import ResponseTable
+
 
 
 def _quality(text: str) -> dict[str, float]:
@@ -264,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
-def _variants_found(table) -> str:
+def _variants_found(table: ResponseTable) -> str:
     """Without a protocol nothing says which variants exist: list the ones found, and the
     names that differ only in case (likely one variant spelled two ways)."""
     found = sorted(set(table["variant"].tolist()) - {""})
@@ -281,7 +283,7 @@ PAIRS_POWER_REFUSAL = (
     "--protocol ... then analyze) and read the pairs' win-margin intervals, or run power --task count")
 
 
-def _run(args) -> int:  # noqa: C901 -- one branch per subcommand, each a few lines
+def _run(args: argparse.Namespace) -> int:  # noqa: C901 -- one branch per subcommand, each a few lines
     if args.command == "analyze":
         from .analysis import analyze
         from .responses import read_responses

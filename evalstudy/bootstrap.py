@@ -29,6 +29,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 from scipy import sparse
 from scipy import stats as sps
 
@@ -45,7 +46,8 @@ def draw_weights(n: int, n_boot: int, rng: np.random.Generator) -> np.ndarray:
     return np.bincount(picks.ravel(), minlength=n_boot * n).reshape(n_boot, n).astype(float)
 
 
-def crossed_sums(unit, evaluator, group, values, n_groups: int, w_units: np.ndarray,
+def crossed_sums(unit: ArrayLike, evaluator: ArrayLike, group: ArrayLike, values: ArrayLike, n_groups: int,
+                 w_units: np.ndarray,
                  v_evals: np.ndarray) -> np.ndarray:
     """(B, n_groups): sum over rows r in each group of w[b, unit_r] v[b, eval_r] values_r.
 
@@ -84,7 +86,8 @@ def ratio_replicates(num: np.ndarray, den: np.ndarray) -> np.ndarray:
         return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
 
 
-def _power_sums(group, key, z, n_groups: int):
+def _power_sums(group: NDArray[np.int64], key: ArrayLike, z: NDArray[np.float64], n_groups: int
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per group, over the distinct keys (units or evaluators) with rows in it: the sums of
     s^2, s^3 and s^4, s a key's summed contributions z, and how many keys there are."""
     key = np.asarray(key, dtype=np.int64)
@@ -119,7 +122,7 @@ class _Parts(NamedTuple):
     kc: np.ndarray
 
 
-def _parts(unit, evaluator, group, z, n_groups: int) -> _Parts:
+def _parts(unit: ArrayLike, evaluator: ArrayLike, group: ArrayLike, z: ArrayLike, n_groups: int) -> _Parts:
     unit = np.asarray(unit, dtype=np.int64)
     evaluator = np.asarray(evaluator, dtype=np.int64)
     group = np.asarray(group, dtype=np.int64)
@@ -132,7 +135,7 @@ def _parts(unit, evaluator, group, z, n_groups: int) -> _Parts:
                   tu, te, nc, _effective_number(vc, qc, nc))
 
 
-def _effective_number(v, q, n):
+def _effective_number(v: NDArray[np.float64], q: NDArray[np.float64], n: np.ndarray) -> np.ndarray:
     """Satterthwaite's (sum sigma^2)^2 / sum sigma^4 with the observed s^2 in place of
     sigma^2 (v = sum s^2, q = sum s^4): a normal s has E s^4 = 3 sigma^4, hence the 3;
     capped at n."""
@@ -146,7 +149,7 @@ def _acceleration(p: _Parts) -> np.ndarray:
         return np.where(v > 0, (p.tu + p.te) / (6.0 * np.where(v > 0, v, 1.0) ** 1.5), 0.0)
 
 
-def acceleration(unit, evaluator, group, z, n_groups: int) -> np.ndarray:
+def acceleration(unit: ArrayLike, evaluator: ArrayLike, group: ArrayLike, z: ArrayLike, n_groups: int) -> np.ndarray:
     """BCa's acceleration per group from the linearised contributions z:
     a = (sum_u s_u^3 + sum_e s_e^3) / (6 (sum_u s_u^2 + sum_e s_e^2)^(3/2)), s_u (s_e) a
     unit's (evaluator's) summed contributions: the skewness of the estimate's two
@@ -157,7 +160,8 @@ def acceleration(unit, evaluator, group, z, n_groups: int) -> np.ndarray:
     return _acceleration(_parts(unit, evaluator, group, z, n_groups))
 
 
-def linearised_variances(unit, evaluator, group, z, n_groups: int):
+def linearised_variances(unit: ArrayLike, evaluator: ArrayLike, group: ArrayLike, z: ArrayLike, n_groups: int
+                         ) -> tuple[np.ndarray, ...]:
     """(V_units, V_evaluators, V_cells, n_units, n_evaluators, k_units, k_evaluators, n_cells,
     k_cells) per group from the linearised contributions z. The n are the distinct units and
     evaluators; the k their effective numbers, min(n, 3 (sum s^2)^2 / sum s^4) over the
@@ -168,7 +172,7 @@ def linearised_variances(unit, evaluator, group, z, n_groups: int):
     return p.vu, p.ve, p.vc, p.nu, p.ne, p.ku, p.ke, p.nc, p.kc
 
 
-def centring_factors(key, group, weight, n_groups: int) -> np.ndarray:
+def centring_factors(key: ArrayLike, group: ArrayLike, weight: ArrayLike, n_groups: int) -> np.ndarray:
     """kappa = 1 - 2 sum a^3 / sum a^2 + sum a^2 per group, a the keys' (units' or
     evaluators') shares of the group's summed `weight` (a ratio's denominator).
 
@@ -194,14 +198,17 @@ def centring_factors(key, group, weight, n_groups: int) -> np.ndarray:
     return np.where((total > 0) & (s2 > 0), kappa, np.nan)
 
 
-def _unbiased(v, n, kappa):
+def _unbiased(v: np.ndarray, n: np.ndarray, kappa: ArrayLike | None) -> np.ndarray:
     """A part's unbiased variance: v / kappa, kappa = (n - 1) / n where not given."""
     k = (n - 1) / n if kappa is None else np.asarray(kappa, dtype=float)
     return np.where(k > 0, v / np.where(k > 0, k, 1.0), np.nan)
 
 
-def effective_df(v_units, v_evals, n_units, n_evals, k_units=None, k_evals=None, c_units=None,
-                 c_evals=None, v_cells=None, n_cells=None, k_cells=None, target=None) -> np.ndarray:
+def effective_df(v_units: ArrayLike, v_evals: ArrayLike, n_units: ArrayLike, n_evals: ArrayLike,
+                 k_units: ArrayLike | None = None, k_evals: ArrayLike | None = None,
+                 c_units: ArrayLike | None = None, c_evals: ArrayLike | None = None,
+                 v_cells: ArrayLike | None = None, n_cells: ArrayLike | None = None,
+                 k_cells: ArrayLike | None = None, target: ArrayLike | None = None) -> np.ndarray:
     """Satterthwaite degrees of freedom of the variance estimate T = Vu' + Ve' - Vc
     (`shrink_factors`' target), df = 2 T^2 / Var(T), at least 1, at most du + de.
 
@@ -260,8 +267,11 @@ def effective_df(v_units, v_evals, n_units, n_evals, k_units=None, k_evals=None,
         return np.clip(df, 1.0, du + de)
 
 
-def shrink_factors(v_units, v_evals, v_cells, n_units, n_evals, level: float, k_units=None,
-                   k_evals=None, c_units=None, c_evals=None, n_cells=None, k_cells=None) -> np.ndarray:
+def shrink_factors(v_units: ArrayLike, v_evals: ArrayLike, v_cells: ArrayLike, n_units: ArrayLike,
+                   n_evals: ArrayLike, level: float, k_units: ArrayLike | None = None,
+                   k_evals: ArrayLike | None = None, c_units: ArrayLike | None = None,
+                   c_evals: ArrayLike | None = None, n_cells: ArrayLike | None = None,
+                   k_cells: ArrayLike | None = None) -> np.ndarray:
     """Factor by which to scale the product-weight bootstrap's spread.
 
     target = Vu' + Ve' - Vc with Vu' = Vu / kappa_u and Ve' = Ve / kappa_e, kappa the
@@ -278,7 +288,8 @@ def shrink_factors(v_units, v_evals, v_cells, n_units, n_evals, level: float, k_
                          c_units, c_evals, n_cells, k_cells)[0]
 
 
-def variance_target(vu2, ve2, vc, small, floor=None) -> np.ndarray:
+def variance_target(vu2: np.ndarray, ve2: np.ndarray, vc: np.ndarray, small: ArrayLike,
+                    floor: ArrayLike | None = None) -> np.ndarray:
     """The estimate's variance, Vu' + Ve' - Vc (Owen 2007), with a floor where that
     difference of noisy parts comes out too small.
 
@@ -302,7 +313,7 @@ def variance_target(vu2, ve2, vc, small, floor=None) -> np.ndarray:
         return np.maximum(vu2 + ve2 - vc, floor)
 
 
-def difference_floor(var_a, var_b) -> np.ndarray:
+def difference_floor(var_a: ArrayLike, var_b: ArrayLike) -> np.ndarray:
     """(sqrt(Va) - sqrt(Vb))^2: the least variance a difference of two estimates with
     variances Va and Vb can have (Cauchy-Schwarz), the floor of a paired difference's
     variance target (`variance_target`).
@@ -326,8 +337,12 @@ def difference_floor(var_a, var_b) -> np.ndarray:
     return np.nan_to_num(d, nan=0.0)
 
 
-def _spread_terms(v_units, v_evals, v_cells, n_units, n_evals, level, k_units=None, k_evals=None,
-                  c_units=None, c_evals=None, n_cells=None, k_cells=None, small=None, floor=None):
+def _spread_terms(v_units: ArrayLike, v_evals: ArrayLike, v_cells: ArrayLike, n_units: ArrayLike,
+                  n_evals: ArrayLike, level: float, k_units: ArrayLike | None = None,
+                  k_evals: ArrayLike | None = None, c_units: ArrayLike | None = None,
+                  c_evals: ArrayLike | None = None, n_cells: ArrayLike | None = None,
+                  k_cells: ArrayLike | None = None, small: ArrayLike | None = None,
+                  floor: ArrayLike | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(shrink factor, variance target, df) per group; see `shrink_factors`."""
     vu, ve, vc = (np.asarray(a, dtype=float) for a in (v_units, v_evals, v_cells))
     nu, ne = (np.asarray(a, dtype=float) for a in (n_units, n_evals))
@@ -347,7 +362,8 @@ def _spread_terms(v_units, v_evals, v_cells, n_units, n_evals, level, k_units=No
             np.where(defined, df, np.nan))
 
 
-def ratio_contributions(group, num, den, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
+def ratio_contributions(group: ArrayLike, num: ArrayLike, den: ArrayLike, n_groups: int
+                        ) -> tuple[np.ndarray, np.ndarray]:
     """(z, keep): each row's linearised contribution to its group's ratio
     sum(num) / sum(den), and the rows inside the denominator (the others make no unit count)."""
     group = np.asarray(group, dtype=np.int64)
@@ -377,8 +393,8 @@ class Spread(NamedTuple):
     n_evals: np.ndarray
 
 
-def spread_corrections(unit, evaluator, group, z, weight, n_groups: int, level: float,
-                       floor=None) -> Spread:
+def spread_corrections(unit: ArrayLike, evaluator: ArrayLike, group: ArrayLike, z: ArrayLike, weight: ArrayLike,
+                       n_groups: int, level: float, floor: ArrayLike | None = None) -> Spread:
     """`Spread` per group from one pass over the linearised contributions z; `weight`
     gives each row's share of its group's statistic for the centring factors (a ratio's
     denominator); `floor`, the variance target's floor where not the default
@@ -392,7 +408,8 @@ def spread_corrections(unit, evaluator, group, z, weight, n_groups: int, level: 
     return Spread(shrink, _acceleration(p), var, df, small, p.ne)
 
 
-def ratio_corrections(unit, evaluator, group, num, den, n_groups: int, level: float) -> Spread:
+def ratio_corrections(unit: ArrayLike, evaluator: ArrayLike, group: ArrayLike, num: ArrayLike, den: ArrayLike,
+                      n_groups: int, level: float) -> Spread:
     """`spread_corrections` of the per-group ratios sum(num) / sum(den)."""
     unit, evaluator, group = (np.asarray(a, dtype=np.int64) for a in (unit, evaluator, group))
     z, keep = ratio_contributions(group, num, den, n_groups)
@@ -400,6 +417,8 @@ def ratio_corrections(unit, evaluator, group, num, den, n_groups: int, level: fl
     return spread_corrections(unit[keep], evaluator[keep], group[keep], z[keep], den[keep], n_groups, level)
 
 
-def ratio_shrink(unit, evaluator, group, num, den, n_groups: int, level: float) -> np.ndarray:
+def ratio_shrink(unit: ArrayLike, evaluator: ArrayLike, group: ArrayLike, num: ArrayLike, den: ArrayLike,
+                 n_groups: int, level: float) -> np.ndarray:
+
     """Shrink factors for the per-group ratios sum(num) / sum(den)."""
     return ratio_corrections(unit, evaluator, group, num, den, n_groups, level).shrink

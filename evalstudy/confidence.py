@@ -10,6 +10,7 @@ or 1.
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy import special
 from scipy import stats as sps
 
@@ -30,7 +31,8 @@ def _column_quantiles(reps: np.ndarray, probs: np.ndarray) -> np.ndarray:
 
 
 def intervals(estimates: np.ndarray, replicates: np.ndarray, level: float,
-              shrink: np.ndarray | None = None, low=-np.inf, high=np.inf, accel=None) -> np.ndarray:
+              shrink: np.ndarray | None = None, low: ArrayLike = -np.inf, high: ArrayLike = np.inf,
+              accel: ArrayLike | None = None) -> np.ndarray:
     """(G, 2) intervals from (B, G) replicates, each inside its statistic's range.
 
     `low`, `high` (scalars or (G,) arrays) are the range of the statistic's population
@@ -104,7 +106,8 @@ def intervals(estimates: np.ndarray, replicates: np.ndarray, level: float,
     return np.clip(out, lo[:, None], hi[:, None])
 
 
-def t_intervals(estimates, var, df, level: float, low=-np.inf, high=np.inf) -> np.ndarray:
+def t_intervals(estimates: ArrayLike, var: ArrayLike, df: ArrayLike, level: float, low: ArrayLike = -np.inf,
+                high: ArrayLike = np.inf) -> np.ndarray:
     """(G, 2) intervals est -+ t_{df} sqrt(var), each inside its statistic's range.
 
     An end that leaves the open range (low, high) is taken instead from the same interval
@@ -135,8 +138,8 @@ def t_intervals(estimates, var, df, level: float, low=-np.inf, high=np.inf) -> n
     return np.where(ok[:, None], out, np.nan)
 
 
-def spread_intervals(estimates, replicates, level: float, spread: Spread, low=-np.inf,
-                     high=np.inf) -> np.ndarray:
+def spread_intervals(estimates: ArrayLike, replicates: ArrayLike, level: float, spread: Spread,
+                     low: ArrayLike = -np.inf, high: ArrayLike = np.inf) -> np.ndarray:
     """(G, 2) intervals for statistics whose linearised `Spread` is known: `intervals`
     (the bootstrap's percentiles, rescaled, at BCa's levels) for groups of SMALL_GROUP
     units or more, `t_intervals` for the smaller ones.
@@ -162,7 +165,8 @@ def spread_intervals(estimates, replicates, level: float, spread: Spread, low=-n
     return out
 
 
-def score_intervals(estimates, var, var_independent, n, level: float, df=None) -> np.ndarray:
+def score_intervals(estimates: ArrayLike, var: ArrayLike, var_independent: ArrayLike, n: ArrayLike,
+                    level: float, df: ArrayLike | None = None) -> np.ndarray:
     """(G, 2) Wilson score intervals for rates p in [0, 1] (a share of rankings, a match
     ratio, a skip rate) on an effective number of trials, n_eff = p (1 - p) / V (Kish's: the
     trials that, independent, would give the rate the variance V it has): Wilson's interval

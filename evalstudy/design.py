@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -167,8 +168,8 @@ def pair_schedule(n_variants: int) -> list[tuple[int, int]]:
             for rnd in round_robin(n_variants) for i, j in rnd]
 
 
-def plan_assignments(count_item_ids, rank_item_ids, n_slots: int, overlap: int, seed: int, *,
-                     n_variants: int | None = None, gold_item_ids=(),
+def plan_assignments(count_item_ids: Iterable[str], rank_item_ids: Iterable[str], n_slots: int, overlap: int,
+                     seed: int, *, n_variants: int | None = None, gold_item_ids: Iterable[str] = (),
                      n_repeats: int = 0, design: str = "ranking") -> list[SlotPlan]:
     """Plan the work of `n_slots` evaluators.
 
@@ -431,7 +432,8 @@ def _closed_trails(edges: list[_Edge]) -> list[list[int]]:
     return trails
 
 
-def reassign_slot(plan: SlotPlan, attempt: int, completed=()) -> SlotPlan:
+def reassign_slot(plan: SlotPlan, attempt: int, completed: Iterable[tuple[str, str]] = ()) -> SlotPlan:
+
     """The plan for the next evaluator of an abandoned slot.
 
     `attempt` (1, 2, ...) counts hand-overs and seeds the new order. Entries in

@@ -32,9 +32,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from matplotlib.artist import Artist
+    from matplotlib.container import Container
     from matplotlib.figure import Figure
 
-    from .analysis.result import AnalysisResult
+    from .analysis.result import AnalysisResult, PreferenceStat
 
 RC: dict[str, Any] = {
     "svg.hashsalt": "evalstudy",
@@ -66,12 +70,13 @@ def _families(variants: list[str]) -> list[tuple[str, list[str]]]:
     return fams
 
 
-def _shade(k: int, n: int, colour: str):
+def _shade(k: int, n: int, colour: str) -> tuple[float, float, float]:
     """Light for the first (early) variant of a family, dark for the last."""
     return _lighten(colour, LIGHT * (1 - k / max(n - 1, 1)))
 
 
-def _yerr(values, cis):
+def _yerr(values: Sequence[float | None], cis: Sequence[Sequence[float | None] | None]
+          ) -> tuple[np.ndarray, np.ndarray]:
     v = np.array([np.nan if x is None else x for x in values], dtype=float)
     lo = np.array([np.nan if c is None or c[0] is None else c[0] for c in cis], dtype=float)
     hi = np.array([np.nan if c is None or c[1] is None else c[1] for c in cis], dtype=float)
@@ -97,7 +102,7 @@ class RenderedFigure:
         return f"{self.name}.{self.format}"
 
 
-def _figure(rows: int, cols: int, width: float, height: float):
+def _figure(rows: int, cols: int, width: float, height: float) -> tuple[Figure, np.ndarray]:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -126,9 +131,9 @@ def _variant_styles(variants: list[str]) -> dict[str, tuple[tuple[float, float, 
     return styles
 
 
-def _legend_below(fig, handles, labels) -> None:
-    fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 4),
-               frameon=False, fontsize=7)
+def _legend_below(fig: Figure, handles: Sequence[Artist | Container], labels: Sequence[str]) -> None:
+    fig.legend(handles, labels,  # type: ignore[call-overload]  # the stub takes Artists only; containers work too
+               loc="outside lower center", ncol=min(len(labels), 4), frameon=False, fontsize=7)
 
 
 def count_error_by_true_count(result: AnalysisResult) -> Figure | None:
@@ -232,7 +237,7 @@ def preference(result: AnalysisResult) -> Figure | None:
     return fig
 
 
-def _pairs_strengths(recs, label: str) -> Figure:
+def _pairs_strengths(recs: list[PreferenceStat], label: str) -> Figure:
     """A pairs study's strengths, strongest first, one row per variant (no mean-rank score:
     in pairs it depends on the opponents met)."""
     recs = sorted(recs, key=lambda r: -(r.bt_strength if r.bt_strength is not None else -1.0))

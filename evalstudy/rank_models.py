@@ -9,13 +9,14 @@ import itertools
 import math
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 from scipy import optimize, sparse
 
 # ---------------------------------------------------------------------------
 # Separation: when is there a finite maximum?
 # ---------------------------------------------------------------------------
 
-def win_graph(beats) -> tuple[np.ndarray, np.ndarray]:
+def win_graph(beats: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """The strongly connected structure of B directed win graphs at once.
 
     beats: (B, m, m) or (m, m), true where i was placed above j at least once (a tie counts
@@ -56,8 +57,8 @@ def all_orderings(m: int) -> np.ndarray:
     return np.array(list(itertools.permutations(range(m))), dtype=int)
 
 
-def plackett_luce_mm(counts, orderings, max_iter: int = 2000, tol: float = 1e-9,
-                     init=None) -> np.ndarray:
+def plackett_luce_mm(counts: ArrayLike, orderings: ArrayLike, max_iter: int = 2000, tol: float = 1e-9,
+                     init: ArrayLike | None = None) -> np.ndarray:
     """Plackett-Luce strengths by Hunter's (2004) MM algorithm, for many data sets at once.
 
     counts: (B, K) weights of the K orderings in each of B data sets (a bootstrap's
@@ -108,7 +109,7 @@ def plackett_luce_mm(counts, orderings, max_iter: int = 2000, tol: float = 1e-9,
     return gamma
 
 
-def plackett_luce_separation(counts, orderings) -> tuple[np.ndarray, np.ndarray]:
+def plackett_luce_separation(counts: ArrayLike, orderings: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """`win_graph` of each data set's weighted orderings (B, K) x (K, m): whether its
     Plackett-Luce strengths have a finite maximum, and each variant's level."""
     c = np.atleast_2d(np.asarray(counts, dtype=float))
@@ -151,7 +152,7 @@ def _mm(c: np.ndarray, member: np.ndarray, chosen: np.ndarray, gamma: np.ndarray
     return gamma
 
 
-def plackett_luce_loglik(gamma, counts, orderings) -> float:
+def plackett_luce_loglik(gamma: ArrayLike, counts: ArrayLike, orderings: ArrayLike) -> float:
     """Log-likelihood of weighted orderings under strengths gamma (m,): the function
     `plackett_luce_mm` maximises, sum_k counts[k] sum_s log(gamma[o_s] / sum_{t>=s} gamma[o_t])
     over orderings o = orderings[k]. A plain loop, kept as the check on the fit: the tests
@@ -174,7 +175,7 @@ def plackett_luce_loglik(gamma, counts, orderings) -> float:
 DAVIDSON_LOG_BOUND = 30.0  # |log nu| at most this in the tie parameter's interval
 
 
-def pair_outcomes(patterns) -> tuple[np.ndarray, np.ndarray]:
+def pair_outcomes(patterns: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """For K rankings given as rank vectors (K, m) (1 = best, equal ranks tied): win[k, i, j]
     = 1 when ranking k puts i above j, tie[k, i, j] = 1 when it ties them (symmetric).
     Each ranking is read as its m (m - 1) / 2 pairs: Davidson's model of a ranking with
@@ -187,7 +188,9 @@ def pair_outcomes(patterns) -> tuple[np.ndarray, np.ndarray]:
     return win, tie
 
 
-def _davidson_terms(theta, lam, w, t, pairs):
+def _davidson_terms(theta: NDArray[np.float64], lam: NDArray[np.float64], w: NDArray[np.float64],
+                    t: NDArray[np.float64], pairs: NDArray[np.intp]
+                    ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
     """Per data set and pair: log-likelihood terms and outcome probabilities."""
     i, j = pairs[:, 0], pairs[:, 1]
     a = np.stack([theta[:, i], theta[:, j], lam[:, None] + (theta[:, i] + theta[:, j]) / 2],
@@ -198,7 +201,7 @@ def _davidson_terms(theta, lam, w, t, pairs):
     return ll, np.exp(a - log_d[..., None]), obs
 
 
-def _check_pairs(wins, ties) -> tuple[np.ndarray, np.ndarray]:
+def _check_pairs(wins: ArrayLike, ties: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """wins and ties as (B, m, m) arrays; ValueError naming the argument unless both are square,
     of one shape, finite and >= 0, and ties symmetric."""
     w = np.asarray(wins, dtype=float)
@@ -224,7 +227,7 @@ def _check_pairs(wins, ties) -> tuple[np.ndarray, np.ndarray]:
 _LOCAL_STAT = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.5, 0.5, 1.0]])
 
 
-def davidson_fit(wins, ties, max_iter: int = 500, gtol: float = 1e-10,
+def davidson_fit(wins: ArrayLike, ties: ArrayLike, max_iter: int = 500, gtol: float = 1e-10,
                  init: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Davidson's (1970) Bradley-Terry model with ties, by Newton's method with step
     halving, for many data sets at once.
@@ -319,7 +322,7 @@ def davidson_fit(wins, ties, max_iter: int = 500, gtol: float = 1e-10,
     return strengths, np.exp(lam)
 
 
-def davidson_separation(wins, ties) -> np.ndarray:
+def davidson_separation(wins: ArrayLike, ties: ArrayLike) -> np.ndarray:
     """Whether each data set's Davidson likelihood has a finite maximum, (B,) bool.
 
     The model is a multinomial logit on each pair's three outcomes, linear in
@@ -353,7 +356,8 @@ def davidson_separation(wins, ties) -> np.ndarray:
     return finite
 
 
-def davidson_loglik(strengths, nu: float, wins, ties) -> float:
+def davidson_loglik(strengths: ArrayLike, nu: float, wins: ArrayLike, ties: ArrayLike) -> float:
+
     """Log-likelihood of one data set under Davidson's model (for checks): a plain loop
     over the pairs."""
     g = np.asarray(strengths, dtype=float)

@@ -31,11 +31,13 @@ import math
 import re
 import warnings
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
+from numpy.typing import NDArray
 
 from .ranks import MALFORMED_TIE, MAX_WIDTH, MIN_WIDTH, TIE_NOT_ALLOWED, RankError, check_ranks
 
@@ -95,14 +97,14 @@ class ResponseTable:
         return [dict(zip(RESPONSE_COLUMNS, values, strict=True))
                 for values in zip(*(out_cols[c] for c in RESPONSE_COLUMNS), strict=True)]
 
-    def write_csv(self, path_or_file) -> None:
+    def write_csv(self, path_or_file: str | Path | TextIO) -> None:
         if isinstance(path_or_file, str | Path):
             with open(path_or_file, "w", newline="", encoding="utf-8") as f:
                 self._write(f)
         else:
             self._write(path_or_file)
 
-    def _write(self, f) -> None:
+    def _write(self, f: TextIO) -> None:
         writer = csv.DictWriter(f, fieldnames=RESPONSE_COLUMNS, lineterminator="\n")
         writer.writeheader()
         writer.writerows(self.to_rows())
@@ -127,7 +129,7 @@ INTEGER = re.compile(r"[+-]?[0-9]+")
 INTEGER_COLUMNS = ("true_count", "answer_count", "rank", "position", "seed", "auto_count")
 
 
-def read_responses(path_or_file, *, variants: Sequence[str] | None = None,
+def read_responses(path_or_file: str | Path | Iterable[str], *, variants: Sequence[str] | None = None,
                    allow_ties: bool = False) -> ResponseTable:
     """Read and validate a responses CSV (a path or an open text file).
 
@@ -148,7 +150,7 @@ def read_responses(path_or_file, *, variants: Sequence[str] | None = None,
     return _read(path_or_file, "responses", variants, allow_ties)
 
 
-def _read_header(reader, name: str) -> tuple[list[str], dict[str, int]]:
+def _read_header(reader: Iterator[list[str]], name: str) -> tuple[list[str], dict[str, int]]:
     """The header's column names (stripped, a BOM dropped) and each one's 1-based column;
     ResponseError on an unreadable, empty or duplicated header, or a required column missing."""
     try:
@@ -173,7 +175,7 @@ def _read_header(reader, name: str) -> tuple[list[str], dict[str, int]]:
     return header, first_at
 
 
-def _read(f, name: str, variants: Sequence[str] | None, allow_ties: bool) -> ResponseTable:
+def _read(f: Iterable[str], name: str, variants: Sequence[str] | None, allow_ties: bool) -> ResponseTable:
     reader = csv.reader(f, strict=True)  # a stray quote is an error, not a merged cell
     header, first_at = _read_header(reader, name)
     errors: list[str] = []
@@ -419,7 +421,7 @@ def _row_shape_errors(t: ResponseTable, where: list[str]) -> list[str]:
     for k in np.flatnonzero(~(is_count | is_rank)).tolist():
         errors.append(f"{where[k]}: unknown task {task[k]!r}; expected 'count' or 'rank'")
 
-    def each(mask, message):
+    def each(mask: NDArray[np.bool_], message: Callable[[int], str]) -> None:
         for k in np.flatnonzero(mask)[:MAX_ERRORS_SHOWN * 5]:
             errors.append(f"{where[k]}: {message(k)}")
 

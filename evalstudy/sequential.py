@@ -95,9 +95,11 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy import optimize, special
 from scipy import stats as sps
 
@@ -121,7 +123,7 @@ RULE = ("group-sequential: Lan-DeMets O'Brien-Fleming-type alpha spending "
         "alpha shared equally by the primary comparisons")
 
 
-def obf_spending(t, alpha: float) -> np.ndarray:
+def obf_spending(t: ArrayLike, alpha: float) -> np.ndarray:
     """The error rate spent by information fraction t (0 < t <= 1): Lan-DeMets'
     O'Brien-Fleming-type function, two-sided."""
     t = np.asarray(t, dtype=float)
@@ -169,7 +171,7 @@ def _next_look(x: np.ndarray, f: np.ndarray, sd: float, half_width: float) -> tu
     return y, dens * _simpson_weights(GRID, y[1] - y[0])
 
 
-def boundaries(fractions, alpha: float) -> np.ndarray:
+def boundaries(fractions: ArrayLike, alpha: float) -> np.ndarray:
     """Two-sided z boundaries c_1..c_K at information fractions 0 < t_1 < ... < t_K (t_K is
     normally 1) such that, for a Brownian motion observed at the t_k, the chance of a first
     crossing |Z_k| >= c_k at look k is alpha(t_k) - alpha(t_(k-1)) (`obf_spending`)."""
@@ -190,7 +192,7 @@ def _boundaries(fractions: tuple[float, ...], alpha: float) -> tuple[float, ...]
         sd = math.sqrt(t[k] - t[k - 1])
         target = spent[k] - spent[k - 1]
 
-        def crossing(z, x=x, f=f, sd=sd, tk=t[k]):
+        def crossing(z: float, x: np.ndarray = x, f: np.ndarray = f, sd: float = sd, tk: float = t[k]) -> float:
             bk = z * math.sqrt(tk)
             return float(f @ (sps.norm.sf((bk - x) / sd) + sps.norm.cdf((-bk - x) / sd)))
 
@@ -263,7 +265,7 @@ def conditional_power(z: float, t: float, final_boundary: float, drift: float) -
 # After the stop: the stage-wise ordering
 # ---------------------------------------------------------------------------
 
-def _check_design(fractions, bounds) -> tuple[np.ndarray, np.ndarray]:
+def _check_design(fractions: ArrayLike, bounds: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     t = np.asarray(fractions, dtype=float)
     c = np.asarray(bounds, dtype=float)
     _check_fractions(t)
@@ -326,7 +328,7 @@ def _p_at_or_above(drift: float, t: np.ndarray, c: np.ndarray, k: int, z: float)
     return total
 
 
-def stagewise_p(drift: float, fractions, bounds, look: int, z: float) -> float:
+def stagewise_p(drift: float, fractions: ArrayLike, bounds: ArrayLike, look: int, z: float) -> float:
     """The stage-wise ordering's upper p-value of a study that ended at `look` (1-based) with
     Z = `z`: under `drift` (E[Z] at t = 1), the chance of ending at that outcome or a more
     extreme one upward, under the symmetric two-sided efficacy boundaries `bounds` at
@@ -342,7 +344,7 @@ def stagewise_p(drift: float, fractions, bounds, look: int, z: float) -> float:
     return 1.0 - _p_at_or_above(-drift, t, c, k, -z)
 
 
-def _solve_increasing(p, target: float, guess: float, width: float) -> float:
+def _solve_increasing(p: Callable[[float], float], target: float, guess: float, width: float) -> float:
     """The root of p(x) = target for an increasing probability p, to width x 1e-9. On the
     probit scale a stage-wise p-value is nearly linear in the drift (exactly, at a single
     look), so a secant from guess and guess + width mostly lands in three or four steps;
@@ -388,7 +390,8 @@ class StagewiseInference:
     level: float                # of drift_ci, 1 - alpha
 
 
-def stagewise_inference(fractions, bounds, look: int, z: float, alpha: float) -> StagewiseInference:
+def stagewise_inference(fractions: ArrayLike, bounds: ArrayLike, look: int, z: float,
+                        alpha: float) -> StagewiseInference:
     """The stage-wise p-values, median-unbiased drift and 1 - `alpha` interval of a study
     that ended at `look` (1-based) with Z = `z`, for the symmetric efficacy boundaries `bounds`
     at information fractions `fractions` (see the module's docstring)."""
@@ -447,7 +450,7 @@ class LookOutcome:
     crowd_drift_p: float = math.nan
 
 
-def adjusted_estimate(data: LookInput, fractions, bounds, look: int, alpha: float
+def adjusted_estimate(data: LookInput, fractions: ArrayLike, bounds: ArrayLike, look: int, alpha: float
                       ) -> tuple[float, tuple[float, float], float]:
     """A study that ended at `look` (1-based) with `data`, under the efficacy boundaries
     `bounds` at information fractions `fractions`: its median-unbiased estimate, 1 - `alpha`

@@ -33,15 +33,17 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy import stats as sps
 
 from . import stats
-from .design import StudyItem, plan_assignments, repeat_item_id, study_items
+from .design import SlotPlan, StudyItem, plan_assignments, repeat_item_id, study_items
 from .protocol import DEFAULT_ALPHA, DEFAULT_POWER, Protocol
 from .responses import ResponseTable, table_from_columns
 
@@ -66,7 +68,7 @@ class RaterSimulator:
     careless: float = 0.0
     tie_margin: float = 0.0  # utility grid step within which images are tied; 0: no ties
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         for v, q in self.variant_quality.items():
             if not 0.0 <= q <= 1.0:
                 raise ValueError(f"quality of {v!r} must be in [0, 1], got {q}")
@@ -84,7 +86,8 @@ class RaterSimulator:
 
     # -- the pieces of the model, vectorised -------------------------------------------------
 
-    def draw_image_counts(self, true_count, variant, rng) -> np.ndarray:
+    def draw_image_counts(self, true_count: ArrayLike, variant: Sequence[str] | np.ndarray,
+                          rng: np.random.Generator) -> np.ndarray:
         """How many objects the images show (arrays of true counts and variant names)."""
         true_count = np.asarray(true_count, dtype=int)
         q = np.array([self.variant_quality[v] for v in np.atleast_1d(variant)])
@@ -94,7 +97,7 @@ class RaterSimulator:
         d = offsets[rng.choice(len(offsets), size=true_count.shape, p=probs)]
         return np.maximum(true_count + np.where(wrong, d, 0), 0)
 
-    def draw_raters(self, n: int, rng) -> dict[str, np.ndarray]:
+    def draw_raters(self, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
         """Per-evaluator traits: miscount rate, rank taste per variant, carelessness."""
         mean = self.count_noise
         if mean > 0:
@@ -105,7 +108,8 @@ class RaterSimulator:
                 "taste": rng.normal(0.0, self.rater_sd, (n, len(self.variants))),
                 "careless": rng.random(n) < self.careless}
 
-    def _answers(self, image_count, noise, careless, max_count, rng) -> np.ndarray:
+    def _answers(self, image_count: ArrayLike, noise: np.ndarray, careless: np.ndarray, max_count: int,
+                 rng: np.random.Generator) -> np.ndarray:
         """Answers (float, NaN = can't tell) of evaluators with miscount rates `noise`."""
         image_count = np.asarray(image_count, dtype=int)
         u = rng.random(image_count.shape)
@@ -116,7 +120,7 @@ class RaterSimulator:
         cant = rng.random(image_count.shape) < self.cant_tell_rate
         return np.where(cant & ~careless, np.nan, ans)
 
-    def _rankings(self, utilities, careless, rng) -> np.ndarray:
+    def _rankings(self, utilities: np.ndarray, careless: ArrayLike, rng: np.random.Generator) -> np.ndarray:
         """Ranks (1 = best) from a (n, m) utility array; careless rows get random utilities.
         With a tie margin, images in one cell of the judgment's grid share the smallest
         rank of their group (competition ranks)."""
@@ -132,14 +136,14 @@ class RaterSimulator:
 
     # -- one answer at a time (the API the web app's demo uses) ------------------------------
 
-    def answer_count(self, true_count: int, variant: str, rng) -> int | None:
+    def answer_count(self, true_count: int, variant: str, rng: np.random.Generator) -> int | None:
         """A typical evaluator's answer for a fresh image; None for "can't tell"."""
         image = self.draw_image_counts(np.array([true_count]), [variant], rng)
         a = self._answers(image, np.array([self.count_noise]), np.array([False]),
                           true_count, rng)[0]
         return None if math.isnan(a) else int(a)
 
-    def answer_rank(self, variants, rng) -> list[int] | None:
+    def answer_rank(self, variants: Sequence[str], rng: np.random.Generator) -> list[int] | None:
         """Ranks (1 = best) for the images of `variants` in screen order, tied where the
         tie margin says; None for a skip (draw its reason with `skip_reason`)."""
         if rng.random() < self.skip_rate:
@@ -150,7 +154,7 @@ class RaterSimulator:
         u = q + rng.normal(0.0, sd, m) + self._bias(m)
         return self._rankings(u[None, :], np.array([False]), rng)[0].tolist()
 
-    def skip_reason(self, rng) -> str:
+    def skip_reason(self, rng: np.random.Generator) -> str:
         return SKIP_REASONS[int(rng.integers(len(SKIP_REASONS)))]
 
     def _bias(self, m: int) -> np.ndarray:
@@ -178,7 +182,7 @@ class RaterSimulator:
         return {"mean_abs_error": mae, "match_ratio": match * (1 - self.cant_tell_rate),
                 "cant_tell_rate": self.cant_tell_rate}
 
-    def expected_scores(self, variants=None) -> dict[str, float]:
+    def expected_scores(self, variants: Iterable[str] | None = None) -> dict[str, float]:
         """Population preference scores (m + 1 - expected mid-rank) without position bias:
         m minus, over the other images w, P(w above v) + P(w tied with v) / 2."""
         variants = list(variants or self.variants)
@@ -196,7 +200,7 @@ class RaterSimulator:
             out[v] = m - beaten_by
         return out
 
-    def expected_pairs(self, variants=None) -> dict[tuple[str, str], dict[str, float]]:
+    def expected_pairs(self, variants: Iterable[str] | None = None) -> dict[tuple[str, str], dict[str, float]]:
         """Population win and tie rates of every pair (a, b), a before b in `variants`,
         without position bias, as the analysis reports them (see analysis.pairs)."""
         variants = list(variants or self.variants)
@@ -224,7 +228,7 @@ class RaterSimulator:
             above = float(sps.norm.sf(-mu / sd))
             return above, 1 - above, 0.0
 
-        def partial(lo, hi):  # E[D; lo <= D <= hi] and P(lo <= D <= hi)
+        def partial(lo: float, hi: float) -> tuple[float, float]:  # E[D; lo <= D <= hi] and P(lo <= D <= hi)
             al, be = (lo - mu) / sd, (hi - mu) / sd
             p = float(sps.norm.cdf(be) - sps.norm.cdf(al))
             return mu * p - sd * float(sps.norm.pdf(be) - sps.norm.pdf(al)), p
@@ -236,7 +240,8 @@ class RaterSimulator:
         return above, 1 - above - tie, tie
 
 
-def synthetic_protocol(variants, *, objects=("circle", "square", "triangle"), counts=(1, 2, 3, 4, 5),
+def synthetic_protocol(variants: Iterable[str], *, objects: Sequence[str] = ("circle", "square", "triangle"),
+                       counts: Sequence[int] = (1, 2, 3, 4, 5),
                        images_per_prompt: int = 2, n_captions: int = 10, n_evaluators: int = 20,
                        overlap: int = 3, gold: int = 0, repeats: int = 0,
                        exclusions: dict | None = None, allow_ties: bool = False,
@@ -301,8 +306,8 @@ def simulate_study(simulator: RaterSimulator, protocol: Protocol, *, n_evaluator
     image_count = {}
     if count_ids:
         cnt_items = [by_id[i] for i in count_ids]
-        drawn = simulator.draw_image_counts(np.array([it.true_count for it in cnt_items]),
-                                            [it.variant for it in cnt_items], rng)
+        shown_as = cast(list[str], [it.variant for it in cnt_items])  # a non-gold count item names its variant
+        drawn = simulator.draw_image_counts(np.array([it.true_count for it in cnt_items]), shown_as, rng)
         image_count = dict(zip(count_ids, drawn.tolist(), strict=True))
     image_count.update({g: by_id[g].true_count for g in gold_ids})  # gold images are exact
     item_effect = {i: rng.normal(0.0, simulator.item_sd, m) for i in sorted(rank_ids)}
@@ -322,7 +327,7 @@ def simulate_study(simulator: RaterSimulator, protocol: Protocol, *, n_evaluator
     return table_from_columns(cols, allow_ties=protocol.allow_ties)
 
 
-def _showings(plans) -> tuple[list[tuple], list[tuple]]:
+def _showings(plans: Iterable[SlotPlan]) -> tuple[list[tuple], list[tuple]]:
     """Each plan's showings in order: count (slot, item id, is repeat) and rank (slot, item
     id, is repeat, positions shown); a second showing of an item is its repeat."""
     count_rows: list[tuple] = []
@@ -422,7 +427,8 @@ def _rank_columns(cols: dict[str, list], rank_rows: list[tuple], simulator: Rate
             cols["repeat_of"].append(item_id if repeat else "")
 
 
-def _check_power_inputs(simulator: RaterSimulator, shown: list[str], *, evaluators, **settings) -> None:
+def _check_power_inputs(simulator: RaterSimulator, shown: list[str], *, evaluators: Sequence[int],
+                        **settings: float) -> None:
     """ValueError naming the argument and its value, before any study is simulated: every
     variant shown needs a quality, every design number must be a whole number of at least 1,
     alpha and the target power must be probabilities."""
@@ -444,10 +450,12 @@ def _check_power_inputs(simulator: RaterSimulator, shown: list[str], *, evaluato
 
 
 def power_analysis(simulator: RaterSimulator, a: str, b: str, *, task: str = "rank",
-                   evaluators=(5, 10, 20, 40, 80), items_per_evaluator: int = 20,
+                   evaluators: Sequence[int] = (5, 10, 20, 40, 80), items_per_evaluator: int = 20,
                    overlap: int = 3, n_sims: int = 200, alpha: float = DEFAULT_ALPHA,
-                   target: float = DEFAULT_POWER, seed: int = 0, objects=("circle", "square", "triangle"),
-                   counts=(1, 2, 3, 4, 5), ranked=None, planned_rows: int | None = None) -> dict:
+                   target: float = DEFAULT_POWER, seed: int = 0,
+                   objects: Sequence[str] = ("circle", "square", "triangle"),
+                   counts: Sequence[int] = (1, 2, 3, 4, 5), ranked: Sequence[str] | None = None,
+                   planned_rows: int | None = None) -> dict:
     """How many evaluators find a difference between variants a and b?
 
     For each number of evaluators E, a study with `items_per_evaluator` items per

@@ -14,12 +14,13 @@ import math
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 from scipy import stats as sps
 
 LEVELS = ("nominal", "ordinal", "interval", "ratio")
 
 
-def _matrix(x, rows: str, columns: str) -> np.ndarray:
+def _matrix(x: ArrayLike, rows: str, columns: str) -> np.ndarray:
     """x as a float (rows x columns) matrix; ValueError naming the layout otherwise."""
     a = np.asarray(x, dtype=float)
     if a.ndim != 2:
@@ -27,7 +28,7 @@ def _matrix(x, rows: str, columns: str) -> np.ndarray:
     return a
 
 
-def _same_length(**arrays) -> None:
+def _same_length(**arrays: ArrayLike) -> None:
     """ValueError naming the arguments when 1-D inputs that pair up differ in length."""
     lengths = {name: len(np.atleast_1d(np.asarray(a))) for name, a in arrays.items()}
     if len(set(lengths.values())) > 1:
@@ -38,14 +39,14 @@ def _same_length(**arrays) -> None:
 # Agreement
 # ---------------------------------------------------------------------------
 
-def krippendorff_alpha(reliability_data, level: str = "interval") -> float:
+def krippendorff_alpha(reliability_data: ArrayLike, level: str = "interval") -> float:
     """Alpha for a coders x units matrix (Krippendorff's layout), NaN = missing."""
     data = _matrix(reliability_data, "coders", "units")
     coders, units = np.nonzero(np.isfinite(data))
     return krippendorff_alpha_long(units, data[coders, units], level)
 
 
-def krippendorff_alpha_long(unit, value, level: str = "interval") -> float:
+def krippendorff_alpha_long(unit: ArrayLike, value: ArrayLike, level: str = "interval") -> float:
     """Alpha from long data: one (unit, value) pair per coder's judgment.
 
     Units with fewer than two values are not pairable and drop out. Returns NaN
@@ -115,7 +116,7 @@ def _tie_term(values: np.ndarray) -> float:
     return float((t ** 3 - t).sum())
 
 
-def kendall_w(scores) -> float:
+def kendall_w(scores: ArrayLike) -> float:
     """Kendall's coefficient of concordance for an m judges x k objects array.
 
     Each judge's scores are turned into mid-ranks; the tie correction is applied.
@@ -132,7 +133,7 @@ def kendall_w(scores) -> float:
     return math.nan if denom == 0 else 12.0 * s / denom
 
 
-def quadratic_weighted_kappa(a, b) -> float:
+def quadratic_weighted_kappa(a: ArrayLike, b: ArrayLike) -> float:
     """Cohen's kappa with quadratic weights for two integer ratings of the same units;
     the categories are every integer from the smallest to the largest value seen (computed over
     the distinct values seen, which gives the same kappa). NaN is a
@@ -145,7 +146,7 @@ def quadratic_weighted_kappa(a, b) -> float:
         if not (np.isfinite(given) & (given == np.round(given))).all():
             raise ValueError(f"{name}: ratings must be integers (NaN for missing), got "
                              f"{given[~(np.isfinite(given) & (given == np.round(given)))][:3].tolist()}")
-    keep = np.isfinite(a) & np.isfinite(b)
+    keep: NDArray[np.bool_] = np.isfinite(a) & np.isfinite(b)
     a, b = a[keep].astype(int), b[keep].astype(int)
     if len(a) == 0:
         return math.nan
@@ -169,7 +170,7 @@ def quadratic_weighted_kappa(a, b) -> float:
 # Tests
 # ---------------------------------------------------------------------------
 
-def holm(p_values) -> list[float]:
+def holm(p_values: ArrayLike) -> list[float]:
     """Holm's step-down adjusted p-values (NaN stays NaN and does not count); a p-value
     outside [0, 1] is an error."""
     p = np.asarray(p_values, dtype=float)
@@ -199,7 +200,7 @@ def _signed_rank_null(doubled_ranks: np.ndarray) -> np.ndarray:
     return dist
 
 
-def wilcoxon_signed_rank(differences, exact_max_n: int = 50) -> dict:
+def wilcoxon_signed_rank(differences: ArrayLike, exact_max_n: int = 50) -> dict:
     """Two-sided Wilcoxon signed-rank test of symmetry about 0.
 
     Zero differences are dropped (Wilcoxon's convention); ties get mid-ranks.
@@ -243,7 +244,7 @@ def wilcoxon_signed_rank(differences, exact_max_n: int = 50) -> dict:
     return out
 
 
-def friedman(data) -> dict:
+def friedman(data: ArrayLike) -> dict:
     """Friedman's test for a blocks x treatments array (values ranked within blocks,
     mid-ranks for ties, tie-corrected statistic, chi-square with k - 1 df).
     `mean_ranks` are the treatments' mean within-block ranks (1 = smallest value)."""
@@ -266,7 +267,7 @@ def friedman(data) -> dict:
     return out
 
 
-def nemenyi(mean_ranks, n_blocks: int, alpha: float = 0.05) -> dict:
+def nemenyi(mean_ranks: ArrayLike, n_blocks: int, alpha: float = 0.05) -> dict:
     """Nemenyi's all-pairs test after Friedman: |R_i - R_j| / sqrt(k(k+1)/(6n)) is
     compared with the studentized range (k groups, infinite df) divided by sqrt 2."""
     r = np.asarray(mean_ranks, dtype=float)
@@ -304,8 +305,8 @@ def _by_codes(values: np.ndarray, code: np.ndarray, n_codes: int) -> np.ndarray:
     return sums
 
 
-def position_permutation_test(ranks, positions, item, evaluator, n_perm: int,
-                              rng: np.random.Generator) -> dict:
+def position_permutation_test(ranks: ArrayLike, positions: ArrayLike, item: ArrayLike, evaluator: ArrayLike,
+                              n_perm: int, rng: np.random.Generator) -> dict:
     """Does the screen position change the rank? A permutation test that respects the design.
 
     ranks, positions: (N, m) per ranking and variant (rank 1 = best; screen position

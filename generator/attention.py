@@ -24,12 +24,16 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 import torch
 
 from generator.defaults import CFG_SCALE
 from generator.model import UViT
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 TEXT_BORDER = (1, 1)  # text tokens dropped at the (start, end) when drop_border=True
 
@@ -48,7 +52,7 @@ class AttentionMaps:
         self._sum: dict[str, torch.Tensor] = {}
         self._count: dict[str, int] = {}
 
-    def _recorder(self, name: str):
+    def _recorder(self, name: str) -> Callable[[torch.Tensor], None]:
         def record(weights: torch.Tensor) -> None:  # (B, H, Lq, Lk)
             m = weights.float().mean(dim=(0, 1)).cpu()  # (Lq, Lk)
             self._sum[name] = self._sum[name] + m if name in self._sum else m
@@ -172,7 +176,7 @@ def collect_attention(
 #################################################################################
 
 
-def plot_attention(maps: AttentionMaps, drop_border: bool = True, title: str = ""):
+def plot_attention(maps: AttentionMaps, drop_border: bool = True, title: str = "") -> Figure:
     """Figure: a column per layer (image-to-image map over text-to-image map) and a panel
     of normalised singular-value spectra of the text-to-image maps. Returns the Figure."""
     # The object-oriented Figure needs no pyplot state or GUI backend (safe in workers).

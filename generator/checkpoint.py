@@ -37,8 +37,9 @@ import os
 import pickle
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors import safe_open
@@ -46,6 +47,9 @@ from safetensors.torch import save_file
 
 from generator.diffusion import TIMESTEP_CONVENTIONS
 from generator.model import PRESETS, UViT, UViTConfig
+
+if TYPE_CHECKING:
+    from accelerate import Accelerator
 
 CHECKPOINT_FORMAT = "fusion-eval/uvit-ema/1"
 WEIGHTS_FILE = "model.safetensors"
@@ -80,7 +84,7 @@ def checkpoint_sha256(path: str | os.PathLike) -> str:
     return file_sha256(weights_path(path))
 
 
-def _atomic(path: Path, write) -> None:
+def _atomic(path: Path, write: Callable[[Path], None]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     write(tmp)
     os.replace(tmp, path)
@@ -182,7 +186,7 @@ def latest_train_state(run: str | os.PathLike) -> Path | None:
     return dirs[-1] if dirs else None
 
 
-def save_train_state(accelerator, run: str | os.PathLike, step: int, info: dict[str, Any]) -> Path:
+def save_train_state(accelerator: Accelerator, run: str | os.PathLike, step: int, info: dict[str, Any]) -> Path:
     """accelerator.save_state(...) into run/train_state/step-NNNNNNN, atomically.
 
     Every process calls this (each writes its own RNG state). The folder is filled under

@@ -38,7 +38,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from generator.encoders import SD_VAE_SCALE, PixelCodec, SDVAECodec, load_text_encoder
+from generator.encoders import SD_VAE_SCALE, Codec, PixelCodec, SDVAECodec, TextEncoder, load_text_encoder
 
 CACHE_FORMAT = "fusion-eval/coco-cache/1"
 PROGRESS_FILE = "encode.json"
@@ -137,7 +137,7 @@ def check_layout(images_dir: Path, captions_json: Path, limit: int | None = None
     return items
 
 
-def _write_json(path: Path, obj) -> None:
+def _write_json(path: Path, obj: object) -> None:
     """Atomically: a kill leaves the old file or the new one, never half of one."""
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(obj, indent=2) + "\n")
@@ -148,8 +148,8 @@ def encode(
     images_dir: Path,
     captions_json: Path,
     out: Path,
-    codec,
-    text_encoder,
+    codec: Codec,
+    text_encoder: TextEncoder,
     size: int = 256,
     batch_size: int = 32,
     limit: int | None = None,

@@ -40,8 +40,10 @@ import argparse
 import functools
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -50,6 +52,9 @@ from evalstudy.protocol import DEFAULT_N_BOOT, Sampling, load_protocol
 from generator.checkpoint import WEIGHTS_FILE
 from generator.judge import judge
 from generator.synthetic import COLOURS, KINDS, MAX_SCENE_COUNT, MIN_SCENE_COUNT, Scene
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 METRICS = ("exact_match", "mean_abs_error", "shape_accuracy", "prompt_match")
 # The demo study's sampling (fixtures/protocols/demo.json), so that the automatic judge
@@ -103,7 +108,7 @@ class Judged:
         return cls(**{k: np.asarray(d[k], dtype=np.int64) for k in ("target", "count", "shape_ok", "match")})
 
 
-def judge_images(scenes: list[Scene], images) -> Judged:
+def judge_images(scenes: list[Scene], images: Iterable[Image.Image | np.ndarray]) -> Judged:
     """The judge's reading of `images`, each against the scene it was prompted with."""
     rows = []
     for scene, image in zip(scenes, images, strict=True):

@@ -14,17 +14,21 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from generator.synthetic import SyntheticCounting, all_scenes
 
+if TYPE_CHECKING:
+    from generator.encoders import TextEncoder
+
 
 class SyntheticSource:
     """The synthetic counting images in pixel space, [-1, 1]."""
 
-    def __init__(self, text_encoder, n: int = 30000, size: int = 32, seed: int = 0):
+    def __init__(self, text_encoder: TextEncoder, n: int = 30000, size: int = 32, seed: int = 0) -> None:
         data = SyntheticCounting(n, size, seed)
         self.images = torch.from_numpy(data.images).permute(0, 3, 1, 2).contiguous()  # (N, 3, H, W) uint8
         captions = sorted({s.caption for s in all_scenes()})

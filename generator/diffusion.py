@@ -23,11 +23,15 @@ A checkpoint records its convention (generator/checkpoint.py) and the sampler ho
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
 from generator.defaults import CFG_SCALE, STEPS
+
+if TYPE_CHECKING:
+    from diffusers.schedulers.scheduling_dpmsolver_multistep import DPMSolverMultistepScheduler
 
 NUM_TRAIN_TIMESTEPS = 1000
 PREDICTION_TYPES = ("epsilon", "v_prediction")  # diffusers' names
@@ -90,7 +94,7 @@ def diffusion_loss(
     return F.mse_loss(out.float(), target.float())
 
 
-def make_scheduler(steps: int, prediction_type: str = "epsilon"):
+def make_scheduler(steps: int, prediction_type: str = "epsilon") -> DPMSolverMultistepScheduler:
     """A fresh DPM-Solver++ (2M) scheduler set to `steps` steps.
 
     Schedulers are stateful (they keep the last model outputs), so each sampling call
@@ -145,7 +149,8 @@ def sample_cfg(
         tt = network_timesteps(t.to(x.device), timestep_convention).expand(2 * B)
         out = model(torch.cat([x, x]), tt, ctx).float()  # (2B, C, H, W)
         cond, unc = out[:B], out[B:]
-        x = scheduler.step(cond + cfg_scale * (cond - unc), t, x).prev_sample
+        step = scheduler.step(cond + cfg_scale * (cond - unc), t, x)
+        x = step.prev_sample  # type: ignore[union-attr]  # return_dict=True (the default): a SchedulerOutput
         if on_step is not None:
             on_step(i)
     return x

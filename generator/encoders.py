@@ -25,11 +25,18 @@ from __future__ import annotations
 import importlib.util
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from generator.weights import CLIP_TEXT, SD_VAE, MissingWeightsError, resolve_folder
+
+if TYPE_CHECKING:
+    # From its module: diffusers' package root reads as a dummy placeholder class to a type checker.
+    from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    from generator.model import UViTConfig
 
 # U-ViT's latent scale for the SD autoencoder (its configs' `scale_factor`).
 SD_VAE_SCALE = 0.23010
@@ -77,11 +84,12 @@ class SDVAECodec:
 
     name = "sd-vae"
 
-    def __init__(self, vae, scale_factor: float = SD_VAE_SCALE):
+    def __init__(self, vae: AutoencoderKL, scale_factor: float = SD_VAE_SCALE) -> None:
         self.vae = vae.eval().requires_grad_(False)
         self.scale_factor = scale_factor
-        self.channels = vae.config.latent_channels
-        self.downsample = 2 ** (len(vae.config.block_out_channels) - 1)
+        # diffusers types `config` as a dict; it is a FrozenDict whose keys read as attributes too.
+        self.channels = vae.config.latent_channels  # type: ignore[attr-defined]  # a FrozenDict key
+        self.downsample = 2 ** (len(vae.config.block_out_channels) - 1)  # type: ignore[attr-defined]  # likewise
 
     @classmethod
     def load(
@@ -100,7 +108,7 @@ class SDVAECodec:
         return {"name": self.name, "scale_factor": self.scale_factor}
 
     def to(self, device: torch.device | str) -> SDVAECodec:
-        self.vae.to(device)
+        self.vae.to(device)  # type: ignore[arg-type]  # diffusers' decorator on ModelMixin.to loses `self` in its type
         return self
 
     @torch.no_grad()
@@ -120,7 +128,12 @@ class SDVAECodec:
         return self.vae.decode((z / self.scale_factor).to(self.vae.dtype)).sample.float()
 
 
-def load_codec(spec: dict[str, Any], vae_path: str | os.PathLike | None = None, allow_download: bool = False):
+# What `load_codec` returns: pixels or SD-VAE latents, with one interface.
+Codec = PixelCodec | SDVAECodec
+
+
+def load_codec(spec: dict[str, Any], vae_path: str | os.PathLike | None = None, allow_download: bool = False
+               ) -> Codec:
     """Rebuild a codec from its `spec()`."""
     if spec["name"] == PixelCodec.name:
         return PixelCodec(spec.get("channels", 3))
@@ -137,7 +150,8 @@ def load_codec(spec: dict[str, Any], vae_path: str | os.PathLike | None = None, 
 class TextEncoder:
     """A Hugging Face tokenizer + encoder; prompts -> last hidden state padded/truncated to text_len."""
 
-    def __init__(self, name: str, tokenizer, model, text_len: int, attention_mask: bool):
+    def __init__(self, name: str, tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel, text_len: int,
+                 attention_mask: bool) -> None:
         self.name, self.tokenizer, self.text_len = name, tokenizer, text_len
         self.attention_mask = attention_mask
         self.model = model.eval().requires_grad_(False)
@@ -206,7 +220,7 @@ def load_text_encoder(
     raise ValueError(f"unknown text encoder {name!r}")  # a name in ATTENTION_MASK_DEFAULT without a loader
 
 
-def encoder_specs_for(cfg) -> tuple[dict[str, Any], dict[str, Any]]:
+def encoder_specs_for(cfg: UViTConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     """Default (codec spec, text encoder spec) for a UViTConfig.
 
     4 input channels mean SD-VAE latents, 3 mean pixels; 768-d text means CLIP, 384-d

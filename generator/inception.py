@@ -36,7 +36,8 @@ INPUT_SIZE = 299
 class BasicConv2d(nn.Module):
     """Conv (no bias) -> BatchNorm (eps 0.001, TF's) -> ReLU."""
 
-    def __init__(self, cin: int, cout: int, kernel, stride=1, padding=0):
+    def __init__(self, cin: int, cout: int, kernel: int | tuple[int, int], stride: int = 1,
+                 padding: int | tuple[int, int] = 0) -> None:
         super().__init__()
         self.conv = nn.Conv2d(cin, cout, kernel, stride=stride, padding=padding, bias=False)
         self.bn = nn.BatchNorm2d(cout, eps=0.001)

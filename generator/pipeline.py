@@ -30,9 +30,17 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from generator.checkpoint import file_sha256
+
+if TYPE_CHECKING:
+    # From their modules: diffusers' package root reads as dummy placeholder classes to a type checker.
+    import torch
+    from diffusers.pipelines.pipeline_utils import DiffusionPipeline
+    from diffusers.schedulers.scheduling_utils import SchedulerMixin
+    from PIL import Image
+
 
 MODEL_INDEX = "model_index.json"
 OFFLINE_FLAGS = ("HF_HUB_OFFLINE", "DIFFUSERS_OFFLINE", "TRANSFORMERS_OFFLINE")
@@ -87,7 +95,7 @@ class PipelineInfo:
         }
 
 
-def _load(folder: Path, device: str = "cpu"):
+def _load(folder: Path, device: str = "cpu") -> DiffusionPipeline:
     """The pipeline of ``folder`` on ``device``, or PipelineError saying why it cannot be loaded."""
     if not folder.is_dir():
         raise PipelineError(f"{folder.name or folder} is not a folder.")
@@ -123,7 +131,7 @@ def _first_line(exc: BaseException, folder: Path) -> str:
     return lines[0][:300] if lines else ""
 
 
-def _default_size(pipe) -> int | None:
+def _default_size(pipe: DiffusionPipeline) -> int | None:
     unet = getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
     sample_size = getattr(getattr(unet, "config", None), "sample_size", None)
     factor = getattr(pipe, "vae_scale_factor", None)
@@ -146,7 +154,7 @@ def read_pipeline(path: str | os.PathLike) -> PipelineInfo:
                         default_size=_default_size(pipe))
 
 
-def scheduler_named(pipe, name: str):
+def scheduler_named(pipe: DiffusionPipeline, name: str) -> SchedulerMixin:
     """A scheduler of class ``name`` (a diffusers scheduler) built from the folder's scheduler config."""
     import diffusers
 
@@ -173,7 +181,8 @@ def _json_safe(value: Any) -> Any:
 class PipelineSampler:
     """A diffusers pipeline with our sampler's interface (``generate``, ``provenance``, ``device``)."""
 
-    def __init__(self, pipe, info: PipelineInfo, device, scheduler: str | None = None):
+    def __init__(self, pipe: DiffusionPipeline, info: PipelineInfo, device: torch.device,
+                 scheduler: str | None = None) -> None:
         if scheduler:
             pipe.scheduler = scheduler_named(pipe, scheduler)
         self.pipe, self.info, self.device = pipe, info, device
@@ -196,7 +205,7 @@ class PipelineSampler:
         }
 
     def generate(self, prompts: list[str], seeds: list[int], cfg_scale: float, steps: int,
-                 batch_size: int = 50, size: int | None = None):
+                 batch_size: int = 50, size: int | None = None) -> list[Image.Image]:
         """One PIL image per (prompt, seed), in order; ``size`` pixels square (default: the pipeline's)."""
         import torch
 
@@ -208,7 +217,9 @@ class PipelineSampler:
             chunk_prompts, chunk_seeds = prompts[i:i + batch_size], seeds[i:i + batch_size]
             generators = [torch.Generator("cpu").manual_seed(int(s)) for s in chunk_seeds]
             with torch.no_grad():
-                out = self.pipe(prompt=list(chunk_prompts), num_inference_steps=int(steps),
+                # The base class has no __call__; `_load` checked that this pipeline's takes these arguments.
+                out = self.pipe(  # type: ignore[operator]  # a subclass's __call__ (see above)
+                                prompt=list(chunk_prompts), num_inference_steps=int(steps),
                                 guidance_scale=float(cfg_scale) + 1.0, generator=generators,
                                 height=size, width=size, output_type="pil")
             images += [img.convert("RGB") for img in out.images]

@@ -32,7 +32,7 @@ from generator import __version__
 from generator.checkpoint import checkpoint_sha256, load_ema, weights_path
 from generator.defaults import CFG_SCALE, STEPS
 from generator.diffusion import SAMPLER_NAME, sample_cfg
-from generator.encoders import load_codec, load_text_encoder
+from generator.encoders import Codec, TextEncoder, load_codec, load_text_encoder
 from generator.model import UViT, UViTConfig
 
 __all__ = ["Sampler", "checkpoint_sha256", "code_version", "load_sampler"]
@@ -60,7 +60,8 @@ def to_pil(pixels: torch.Tensor) -> list[Image.Image]:
 class Sampler:
     """A checkpoint's EMA model with its image codec and text encoder, loaded once."""
 
-    def __init__(self, model: UViT, codec, text_encoder, meta: dict[str, Any], sha256: str, device: torch.device):
+    def __init__(self, model: UViT, codec: Codec, text_encoder: TextEncoder, meta: dict[str, Any], sha256: str,
+                 device: torch.device) -> None:
         self.model, self.codec, self.text_encoder = model.eval(), codec, text_encoder
         self.meta, self.sha256, self.device = meta, sha256, device
         self._uncond: torch.Tensor | None = None

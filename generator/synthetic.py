@@ -9,6 +9,7 @@ larger for gold items shown to people). Captions follow the study's grammar:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,7 +42,7 @@ class Scene:
     colour: str
     count: int
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"unknown kind {self.kind!r}; expected one of {KINDS}")
         if self.colour not in COLOURS:
@@ -78,7 +79,12 @@ GAP = 0.08
 MARGIN = 0.04
 
 
-def _place(count: int, rng: np.random.Generator, gap: float, propose, max_tries: int, tol: float = 0.0):
+# propose(boxes so far, side, lo, hi) -> a candidate centre (cx, cy)
+Proposal = Callable[[list[tuple[float, float, float]], float, float, float], tuple[float, float] | np.ndarray]
+
+
+def _place(count: int, rng: np.random.Generator, gap: float, propose: Proposal, max_tries: int, tol: float = 0.0
+           ) -> list[tuple[float, float, float]]:
     """`count` boxes (cx, cy, side), each drawn side first, then up to `max_tries`
     centres from propose(boxes, side, lo, hi) until one is inside the margins and
     >= gap - tol from every box so far; if none is, the whole layout starts over."""
@@ -119,7 +125,8 @@ def contact_layout(
     judge on shapes that touch; training data keeps `sample_layout`.
     """
 
-    def against_another(boxes, side, lo, hi):
+    def against_another(boxes: list[tuple[float, float, float]], side: float, lo: float, hi: float
+                        ) -> tuple[float, float] | np.ndarray:
         if not boxes:
             return rng.uniform(lo, hi, size=2)
         bx, by, bs = boxes[rng.integers(len(boxes))]

@@ -37,7 +37,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -62,11 +62,14 @@ from generator.diffusion import (
     diffusion_loss,
     sample_cfg,
 )
-from generator.encoders import encoder_specs_for, load_codec
+from generator.encoders import Codec, encoder_specs_for, load_codec
 from generator.model import UViT, UViTConfig
 from generator.recipes import ALL_PRESETS, recipe_for
 from generator.train_batches import build_source, step_loader
 from generator.train_resume import RunCounters, check_resume_agreement, check_schedule, schedule_of, truncate_log
+
+if TYPE_CHECKING:
+    from accelerate import Accelerator
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -204,7 +207,8 @@ def save_grid(pixels: torch.Tensor, path: Path, nrow: int = 8) -> None:
     Image.fromarray(grid).save(path)
 
 
-def write_sample_grid(ema, source, codec, cfg, args, step: int, device) -> None:
+def write_sample_grid(ema: UViT, source: SyntheticSource | CocoCacheSource, codec: Codec, cfg: UViTConfig,
+                      args: argparse.Namespace, step: int, device: torch.device) -> None:
     captions, ctx = source.preview(16)
     g = torch.Generator().manual_seed(args.seed)
     noise = torch.randn(len(captions), cfg.in_chans, cfg.img_size, cfg.img_size, generator=g).to(device)
@@ -264,7 +268,7 @@ class Run:
                  prediction_type=self.args.prediction_type)
 
 
-def start_accelerator(args: argparse.Namespace):
+def start_accelerator(args: argparse.Namespace) -> Accelerator:
     """This process's Accelerator (threads, mixed precision, tracker); makes the run folder."""
     from accelerate import Accelerator
 
@@ -392,7 +396,8 @@ class LossLog:
             self.file.close()
 
 
-def train_step(run: Run, batch, step: int, ac: torch.Tensor) -> tuple[torch.Tensor, float]:
+def train_step(run: Run, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor], step: int,
+               ac: torch.Tensor) -> tuple[torch.Tensor, float]:
     """One optimizer step on one prepared batch; (the loss on the device, the learning rate)."""
     args, accelerator = run.args, run.accelerator
     x0, ctx, g_state = batch
@@ -412,7 +417,7 @@ def train_step(run: Run, batch, step: int, ac: torch.Tensor) -> tuple[torch.Tens
     return loss, lr
 
 
-def after_step(run: Run, losses: LossLog, bar, done: int, lr: float) -> None:
+def after_step(run: Run, losses: LossLog, bar: tqdm, done: int, lr: float) -> None:
     """What follows step ``done``: a log line, a save, an EMA snapshot, a sample grid, each
     when its --*-every says so (and at the last step)."""
     args, accelerator = run.args, run.accelerator

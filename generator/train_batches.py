@@ -8,12 +8,17 @@ with any number of --workers, takes the same batches as an uninterrupted one.
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from generator.data import CocoCacheSource, SyntheticSource
 from generator.encoders import load_text_encoder
+
+if TYPE_CHECKING:
+    from generator.model import UViTConfig
+
 
 
 def step_generator(seed: int, step: int, process: int) -> torch.Generator:
@@ -22,7 +27,8 @@ def step_generator(seed: int, step: int, process: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
 
 
-def build_source(args, cfg, text_spec) -> tuple[SyntheticSource | CocoCacheSource, dict, dict]:
+def build_source(args: argparse.Namespace, cfg: UViTConfig, text_spec: dict[str, Any]
+                 ) -> tuple[SyntheticSource | CocoCacheSource, dict, dict]:
     """(source, codec spec, text spec) for --data."""
     if args.data == "synthetic":
         if cfg.in_chans != 3:
@@ -42,7 +48,8 @@ def build_source(args, cfg, text_spec) -> tuple[SyntheticSource | CocoCacheSourc
     raise SystemExit(f"--data must be 'synthetic' or 'coco-cache:PATH', got {args.data!r}")
 
 
-def step_batch(source, args: argparse.Namespace, step: int, process: int, local_batch: int):
+def step_batch(source: SyntheticSource | CocoCacheSource, args: argparse.Namespace, step: int, process: int,
+               local_batch: int) -> tuple[torch.Tensor, torch.Tensor, torch.Generator]:
     """(x0, context, generator) of one process at one step; the generator then draws the
     step's timesteps and noise (diffusion_loss), so the whole step is a function of
     (seed, step, process). Captions are replaced by the empty one with --p-uncond."""
@@ -58,19 +65,22 @@ class StepBatches(torch.utils.data.Dataset):
     that state, so a batch prepared ahead in a DataLoader worker gives the same step,
     bit for bit, as one drawn in the loop (exact resume does not depend on --workers)."""
 
-    def __init__(self, source, args: argparse.Namespace, start: int, process: int, local_batch: int):
+    def __init__(self, source: SyntheticSource | CocoCacheSource, args: argparse.Namespace, start: int, process: int,
+                 local_batch: int) -> None:
         self.source, self.args, self.start = source, args, start
         self.process, self.local_batch = process, local_batch
 
     def __len__(self) -> int:
         return self.args.steps - self.start
 
-    def __getitem__(self, i: int):
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x0, ctx, g = step_batch(self.source, self.args, self.start + i, self.process, self.local_batch)
         return x0, ctx, g.get_state()
 
 
-def step_loader(source, args: argparse.Namespace, start: int, process: int, local_batch: int,
+def step_loader(source: SyntheticSource | CocoCacheSource, args: argparse.Namespace, start: int, process: int,
+                local_batch: int,
+
                 pin_memory: bool) -> torch.utils.data.DataLoader:
     """Steps start..args.steps-1 in order, prepared by --workers processes --prefetch
     batches ahead, in pinned memory for an asynchronous copy to the GPU."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,14 +22,14 @@ sys.path.insert(0, str(ROOT))
 
 from evalstudy.analysis import analyze  # noqa: E402
 from evalstudy.figures import write_figures  # noqa: E402
-from evalstudy.protocol import load_protocol  # noqa: E402
+from evalstudy.protocol import Protocol, load_protocol  # noqa: E402
 from evalstudy.simulate import RaterSimulator, simulate_study, synthetic_protocol  # noqa: E402
 
 RATERS = 20
 DEMO = ROOT / "fixtures" / "protocols" / "demo.json"
 
 
-def studies():
+def studies() -> Iterator[tuple[str, Protocol, RaterSimulator, Path | None]]:
     """(folder name, protocol, simulator, base_dir) of each study drawn."""
     demo = load_protocol(DEMO)
     yield ("demo-four-variants", demo,
@@ -47,7 +48,7 @@ def studies():
                           tie_margin=0.3, skip_rate=0.0, seed=20), None)
 
 
-def main(args) -> int:
+def main(args: argparse.Namespace) -> int:
     out = Path(args.out)
     for name, protocol, sim, base_dir in studies():
         table = simulate_study(sim, protocol, n_evaluators=RATERS, base_dir=base_dir)

@@ -19,35 +19,35 @@ ALPHA = 0.05
 T = np.array([0.25, 0.5, 0.75, 1.0])
 
 
-def _cov(t):
+def _cov(t: np.ndarray) -> np.ndarray:
     return np.sqrt(np.minimum.outer(t, t) / np.maximum.outer(t, t))
 
 
-def no_crossing_by(c, t, k):
+def no_crossing_by(c: np.ndarray, t: np.ndarray, k: int) -> float:
     """P(|Z_j| < c_j for j <= k), exactly (up to scipy's integration error)."""
     mvn = sps.multivariate_normal(mean=np.zeros(k), cov=_cov(t[:k]))
     lo, hi = -np.asarray(c[:k]), np.asarray(c[:k])
     return float(mvn.cdf(hi, lower_limit=lo))
 
 
-def spent(c, t):
+def spent(c: np.ndarray, t: np.ndarray) -> np.ndarray:
     """Cumulative two-sided alpha spent by each look."""
     return np.array([1.0 - no_crossing_by(c, t, k) for k in range(1, len(t) + 1)])
 
 
-def one_sided_convention(t, alpha):
+def one_sided_convention(t: np.ndarray, alpha: float) -> np.ndarray:
     """Boundaries whose upper-side crossing spends alpha/2 by the O'Brien-Fleming-type
     function of alpha/2 (the gsDesign / rpact tables), solved look by look exactly."""
     side = 2.0 - 2.0 * sps.norm.cdf(sps.norm.ppf(1.0 - alpha / 4.0) / np.sqrt(t))
     c: list[float] = []
     for k in range(1, len(t) + 1):
-        def total(x, k=k):
+        def total(x: float, k: int = k) -> float:
             return 1.0 - no_crossing_by(np.array(c + [x]), t, k) - 2.0 * side[k - 1]
         c.append(optimize.brentq(total, 0.5, 10.0, xtol=1e-8))
     return np.array(c)
 
 
-def main():
+def main() -> None:
     ours = boundaries(T, ALPHA)
     print(f"looks at t = {T.tolist()}, two-sided alpha = {ALPHA}")
     print("evalstudy (alpha(t) = 2 - 2 Phi(z_(1-alpha/2) / sqrt t) on |Z|):")

@@ -13,10 +13,15 @@ did not (``ValueError``, as Django's does), so django-ratelimit counts a hit wit
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.core.cache.backends.redis import RedisCache as DjangoRedisCache
 from django.core.cache.backends.redis import RedisCacheClient
+
+if TYPE_CHECKING:
+    from redis import Redis
+    from redis.commands.core import Script
+    from redis.typing import KeyT
 
 # KEYS[1]: the key; ARGV[1]: the step. Returns the new value, or false (nil) when the key is missing.
 _INCR_IF_EXISTS = (
@@ -27,19 +32,19 @@ _INCR_IF_EXISTS = (
 class ReusingRedisCacheClient(RedisCacheClient):
     """``RedisCacheClient`` with one ``redis.Redis`` per connection pool, and ``incr`` in one round trip."""
 
-    def __init__(self, servers, **options) -> None:
+    def __init__(self, servers: list[str], **options: Any) -> None:  # Any: Django's client options, passed on
         super().__init__(servers, **options)
-        self._clients: dict[int, Any] = {}
-        self._incr_scripts: dict[int, Any] = {}
+        self._clients: dict[int, Redis] = {}
+        self._incr_scripts: dict[int, Script] = {}
 
-    def get_client(self, key=None, *, write=False):
+    def get_client(self, key: KeyT | None = None, *, write: bool = False) -> Redis:
         pool = self._get_connection_pool(write)  # type: ignore[attr-defined]  # Django's, untyped
         client = self._clients.get(id(pool))
         if client is None:  # two threads may both build one; either is as good
             client = self._clients.setdefault(id(pool), self._client(connection_pool=pool))  # type: ignore[attr-defined]
         return client
 
-    def incr(self, key, delta):
+    def incr(self, key: KeyT, delta: int) -> int:
         client = self.get_client(key, write=True)
         script = self._incr_scripts.get(id(client))
         if script is None:
@@ -53,6 +58,6 @@ class ReusingRedisCacheClient(RedisCacheClient):
 class RedisCache(DjangoRedisCache):
     """``django.core.cache.backends.redis.RedisCache`` on ``ReusingRedisCacheClient``."""
 
-    def __init__(self, server, params) -> None:
+    def __init__(self, server: str | list[str], params: dict[str, Any]) -> None:
         super().__init__(server, params)
         self._class = ReusingRedisCacheClient

@@ -1,8 +1,16 @@
 """The Celery application; it reads every ``CELERY_*`` Django setting."""
+from __future__ import annotations
+
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from celery import Celery, signals
+
+if TYPE_CHECKING:
+    from celery.app.utils import Settings
+    from celery.beat import Service
+    from celery.worker import WorkController
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
 
@@ -14,7 +22,7 @@ app.autodiscover_tasks()
 BROKER_FOLDER_OPTIONS = ("data_folder_in", "data_folder_out", "processed_folder", "control_folder")
 
 
-def broker_folders_create(conf=None) -> None:
+def broker_folders_create(conf: Settings | None = None) -> None:
     """Create the filesystem broker's folders when that broker is in use; nothing otherwise.
 
     Every process that talks to the broker calls this before its first message: a worker
@@ -31,10 +39,10 @@ def broker_folders_create(conf=None) -> None:
 
 
 @signals.worker_init.connect
-def _worker_broker_folders(sender=None, **kwargs) -> None:
+def _worker_broker_folders(sender: WorkController | None = None, **kwargs: object) -> None:
     broker_folders_create(sender.app.conf if sender is not None else None)
 
 
 @signals.beat_init.connect
-def _beat_broker_folders(sender=None, **kwargs) -> None:
+def _beat_broker_folders(sender: Service | None = None, **kwargs: object) -> None:
     broker_folders_create(sender.app.conf if sender is not None else None)

@@ -40,7 +40,8 @@ class _QueryClock:
         self.n = 0
         self.seconds = 0.0
 
-    def __call__(self, execute, sql, params, many, context):
+    def __call__(self, execute: Callable[[str, object, bool, dict[str, object]], object], sql: str, params: object,
+                 many: bool, context: dict[str, object]) -> object:
         t0 = time.perf_counter()
         try:
             return execute(sql, params, many, context)

@@ -8,12 +8,20 @@ file is a 404 like any other. In production the proxy serves ``STATIC_ROOT`` its
 """
 from __future__ import annotations
 
+from typing import Any, Literal, overload
+
 from django.contrib.staticfiles import finders
 from django.core.exceptions import SuspiciousFileOperation
 
 
 class _StayInside:
-    def find(self, path, *args, **kwargs):
+    # The two modes of Django's finders' find(): the first match, or all of them.
+    @overload
+    def find(self, path: str, find_all: Literal[False] = False) -> str | None: ...
+    @overload
+    def find(self, path: str, find_all: Literal[True]) -> list[str]: ...
+
+    def find(self, path: str, *args: Any, **kwargs: Any) -> str | list[str] | None:  # Any: find()'s, passed on
         try:
             return super().find(path, *args, **kwargs)  # type: ignore[misc]
         except SuspiciousFileOperation:

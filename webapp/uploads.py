@@ -63,7 +63,7 @@ class NoFilesUploadHandler(FileUploadHandler):
     none of its bytes is kept, and the form's other fields, after it as before it, still
     arrive. ``upload_cap`` puts its own handler in its place on the views that take files."""
 
-    def new_file(self, *args, **kwargs) -> None:
+    def new_file(self, *args: object, **kwargs: object) -> None:
         raise SkipFile()
 
     def receive_data_chunk(self, raw_data: bytes, start: int) -> bytes | None:
@@ -99,7 +99,8 @@ def upload_refused(request: HttpRequest) -> int | None:
     return None
 
 
-def upload_cap(limit: Callable[[], int], *, may_upload: Callable[[HttpRequest], bool]):
+def upload_cap(limit: Callable[[], int], *, may_upload: Callable[[HttpRequest], bool]
+               ) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
     """Decorate a view that takes file uploads: at most ``limit()`` bytes of files per
     request (read when the request comes, so a setting changed in a test applies), from a
     visitor ``may_upload`` admits (checked from the session, before the body is read; anyone
@@ -112,7 +113,8 @@ def upload_cap(limit: Callable[[], int], *, may_upload: Callable[[HttpRequest], 
 
         @csrf_exempt
         @wraps(view)
-        def capped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        def capped(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
+
             first: FileUploadHandler = (CappedUploadHandler(request, limit=limit()) if may_upload(request)
                                         else NoFilesUploadHandler(request))
             others = [h for h in request.upload_handlers

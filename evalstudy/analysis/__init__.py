@@ -35,6 +35,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -167,7 +168,8 @@ def analyze(table: ResponseTable, protocol: Protocol | None = None, n_boot: int 
         table["variant"], table["repeat_of"],
         np.array([ev_rank[e] for e in table["evaluator_id"].tolist()]),
         table["item_id"], table["task"])))
-    settings = dict(variants=variants, objects=objects, comparisons=comparisons, level=level,
+    # `_sections`' keyword arguments, used twice; Any: their values are of several types.
+    settings: dict[str, Any] = dict(variants=variants, objects=objects, comparisons=comparisons, level=level,
                     alpha=alpha, posthoc=posthoc, n_boot=n_boot, seed=seed, ev_order=ev_order,
                     pairs=pairs, allow_ties=protocol.allow_ties if protocol else bool(pairs and _has_ties(table)))
     unfiltered = _sections(table, **settings)
@@ -247,8 +249,11 @@ def _has_ties(table: ResponseTable) -> bool:
     return len(pairs) < int(rank.sum())
 
 
-def _sections(t: ResponseTable, *, variants, objects, comparisons, level, alpha, posthoc,
-              n_boot, seed, ev_order, pairs=False, allow_ties=False) -> Sections:
+def _sections(t: ResponseTable, *, variants: list[str], objects: list[str],
+              comparisons: Sequence[tuple[str, str]], level: float, alpha: float, posthoc: str,
+              n_boot: int, seed: int, ev_order: list[str], pairs: bool = False,
+              allow_ties: bool = False) -> Sections:
+
     ev_code, ev_ids = _evaluator_codes(t, ev_order)
     rng = np.random.default_rng(seed)
     v_eval = bs.draw_weights(len(ev_ids), n_boot, rng)

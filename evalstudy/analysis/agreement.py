@@ -5,6 +5,7 @@ caption, humans against the automatic counter.
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .. import stats
 from ..responses import ResponseTable
@@ -60,7 +61,7 @@ def _agreement_section(t: ResponseTable, c: _CountData, r: _RankData) -> Agreeme
                      kendall_w=kendall, auto_counter=auto)
 
 
-def _pairable(unit, values) -> int:
+def _pairable(unit: ArrayLike, values: np.ndarray) -> int:
     u = np.asarray(unit)[np.isfinite(values)]
     if len(u) == 0:
         return 0

@@ -145,7 +145,7 @@ def rater_influence_note(c: _CountData) -> str:
     return RATER_INFLUENCE_NOTE.format(variants=", ".join(named)) if named else ""
 
 
-def _fine_groups(idx, no, nc) -> list[int]:
+def _fine_groups(idx: tuple[np.intp, ...], no: int, nc: int) -> list[np.intp]:
     v = idx[0]
     objs = [idx[1]] if len(idx) > 1 else range(no)
     cnts = [idx[2]] if len(idx) > 2 else range(nc)

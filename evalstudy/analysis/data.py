@@ -10,6 +10,7 @@ import hashlib
 import typing
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy import stats as sps
 
 from .. import bootstrap as bs
@@ -260,7 +261,8 @@ class _RankData:
         return self
 
 
-def _ratio_stat(num, den, reps_num, reps_den, spread: bs.Spread, level, bounds):
+def _ratio_stat(num: Array, den: Array, reps_num: Array, reps_den: Array, spread: bs.Spread, level: float,
+                bounds: tuple[float, float]) -> tuple[Array, Array, Array]:
     """Estimates, (G, 2) intervals and (B, G) replicates of the ratios num / den;
     bounds = (low, high), scalars or arrays, the range of the groups' population values
     (`parameter_range`); spread, the groups'
@@ -272,8 +274,8 @@ def _ratio_stat(num, den, reps_num, reps_den, spread: bs.Spread, level, bounds):
     return est, ci, reps
 
 
-def rate_intervals(unit, evaluator, group, num, den, n_groups: int, level: float,
-                   spread: bs.Spread | None = None) -> np.ndarray:
+def rate_intervals(unit: ArrayLike, evaluator: ArrayLike, group: ArrayLike, num: ArrayLike, den: ArrayLike,
+                   n_groups: int, level: float, spread: bs.Spread | None = None) -> np.ndarray:
     """(G, 2) intervals of the per-group rates sum(num) / sum(den) (num in [0, den] per row:
     a match, a win, a skip), every rate of the analysis: Wilson's score interval on the
     rate's effective number of trials, with t on the crossed variance's df
@@ -292,7 +294,7 @@ def rate_intervals(unit, evaluator, group, num, den, n_groups: int, level: float
     return confidence.score_intervals(est, spread.var, independent, trials, level, spread.df)
 
 
-def kish_raters(group, evaluator, weight, n_groups: int) -> np.ndarray:
+def kish_raters(group: ArrayLike, evaluator: ArrayLike, weight: ArrayLike, n_groups: int) -> np.ndarray:
     """Kish's effective number of raters per group, (sum of loads)^2 / sum of squared loads,
     a rater's load the summed `weight` of their rows (answers) in the group: the number of
     raters with equal loads that would give a load-weighted mean the same variance. 24 raters

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -324,7 +325,8 @@ def pairs_preference_section(p: _PairData, w_units: Array, v_eval: Array, level:
         strength_note=fit["note"], design="pairs")
 
 
-def pair_comparisons(p: _PairData, comparisons, w_units: Array, v_eval: Array, level: float,
+def pair_comparisons(p: _PairData, comparisons: Sequence[tuple[str, str]], w_units: Array, v_eval: Array,
+                     level: float,
                      exact_max_n: int) -> list[PairedTest]:
     """The planned comparisons of a pairs study, unadjusted (Holm's adjustment is the
     caller's, over every planned test): each pair's win margin from the rankings that showed

@@ -14,13 +14,15 @@ from __future__ import annotations
 import itertools
 import math
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .. import bootstrap as bs
 from .. import confidence, rank_models
-from .data import _RankData, rate_intervals
+from .data import Array, _RankData, rate_intervals
 from .result import PairStat
 
 TIES_NOTE = ("win_rate: a ranked above b over the rankings that did not tie them (ties left "
@@ -91,7 +93,12 @@ def pairwise_section(r: _RankData, level: float, allow_ties: bool) -> list[PairS
     return out
 
 
-def davidson_strengths(r: _RankData, order_counts, w_units: np.ndarray, v_eval: np.ndarray,
+# order_counts(w, v): (B, K) weights of a section's rankings under unit weights w (B, n_units)
+# and evaluator weights v (B, n_evaluators).
+OrderCounts = Callable[[Array, Array], Array]
+
+
+def davidson_strengths(r: _RankData, order_counts: OrderCounts, w_units: np.ndarray, v_eval: np.ndarray,
                        level: float) -> dict[str, Any]:
     """Bradley-Terry strengths with ties (Davidson 1970) of the present variants, each
     ranking read as its pairs, each tie a Davidson tie between the tied images; intervals
@@ -102,7 +109,7 @@ def davidson_strengths(r: _RankData, order_counts, w_units: np.ndarray, v_eval: 
     win, tie = rank_models.pair_outcomes(r.patterns)
     point_counts = np.bincount(r.perm, minlength=len(r.patterns)).astype(float)
 
-    def fit(counts, init=None):
+    def fit(counts: Array, init: tuple[Array, Array] | None = None) -> tuple[Array, Array]:
         wins = np.einsum("bk,kij->bij", counts, win)
         ties = np.einsum("bk,kij->bij", counts, tie)
         return rank_models.davidson_fit(wins, ties, init=init)
@@ -126,7 +133,8 @@ def davidson_strengths(r: _RankData, order_counts, w_units: np.ndarray, v_eval: 
             "tie_parameter_ci": [math.exp(x) for x in nu_ci[0]]}
 
 
-def strength_shrink(units, evaluators, g_reps, g_units, g_evals, level: float) -> np.ndarray:
+def strength_shrink(units: ArrayLike, evaluators: ArrayLike, g_reps: Array, g_units: Array, g_evals: Array,
+                    level: float) -> np.ndarray:
     """Shrink factors (G,) for a model's (B, G) product-weight bootstrap replicates, from
     its one-way resamples of the items (g_units) and of the raters (g_evals): they
     estimate V_units and V_evaluators, and the product weights add V_cells. `units` and

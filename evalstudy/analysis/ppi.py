@@ -29,12 +29,14 @@ they enter nothing else in the analysis.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from .. import bootstrap as bs
 from .. import confidence
+from ..responses import ResponseTable
 from .data import _cluster_key, _codes, _CountData
 from .result import Interval, JudgeAgreement, PPIDifference, PPIStat, PredictionPowered
 from .significance import _difference_spread
@@ -57,7 +59,7 @@ class _JudgeOnly:
         self.variant, self.unit, self.truth, self.auto = variant, unit, truth, auto
 
 
-def judge_only_rows(t, variants: list[str]) -> _JudgeOnly:
+def judge_only_rows(t: ResponseTable, variants: list[str]) -> _JudgeOnly:
     mask = (t["task"] == "count") & (t["evaluator_id"] == "") & np.isfinite(t["auto_count"])
     mask &= np.isin(t["variant"], variants)
     variant, _ = _codes(t["variant"][mask], variants)
@@ -77,11 +79,11 @@ def _unit_variance(unit: np.ndarray, z: np.ndarray) -> tuple[float, int]:
     return float((s[present] ** 2).sum() * n_u / (n_u - 1)), n_u
 
 
-def _interval(est, var, df, low, high, level) -> Interval:
+def _interval(est: float, var: float, df: float, low: float, high: float, level: float) -> Interval:
     return confidence.t_intervals(np.array([est]), np.array([var]), np.array([df]), level, low, high)[0].tolist()
 
 
-def _combine_df(v_r, df_r, v_j, df_j) -> float:
+def _combine_df(v_r: float, df_r: float, v_j: float, df_j: float) -> float:
     total = v_r + v_j
     denom = (v_r ** 2 / max(df_r, 1.0) if v_r > 0 else 0.0) + (v_j ** 2 / max(df_j, 1.0) if v_j > 0 else 0.0)
     return total ** 2 / denom if denom > 0 else max(df_r, 1.0)
@@ -158,7 +160,7 @@ def _variant_rows(m: _MeasureFit, c: _CountData, measure: str, low: float, high:
     return out
 
 
-def _difference_rows(m: _MeasureFit, c: _CountData, comparisons, measure: str, high: float,
+def _difference_rows(m: _MeasureFit, c: _CountData, comparisons: Sequence[tuple[str, str]], measure: str, high: float,
                      level: float) -> list[PPIDifference]:
     """The prediction-powered and the human-only difference a - b of ``measure`` per planned
     comparison whose two variants were both counted."""
@@ -197,7 +199,8 @@ def _difference_rows(m: _MeasureFit, c: _CountData, comparisons, measure: str, h
     return out
 
 
-def ppi_section(c: _CountData, judge: _JudgeOnly, comparisons, level: float) -> PredictionPowered:
+def ppi_section(c: _CountData, judge: _JudgeOnly, comparisons: Sequence[tuple[str, str]],
+                level: float) -> PredictionPowered:
     """Per variant and per planned comparison, for both count metrics: the prediction-
     powered estimate and interval beside the human-only one; and the judge's agreement with
     people per variant. Empty when the judge read none of the counted images."""

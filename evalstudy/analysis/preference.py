@@ -13,7 +13,7 @@ from scipy import stats as sps
 from .. import bootstrap as bs
 from .. import confidence, rank_models
 from .data import Rankings, _RankData, kish_raters, parameter_range, rate_intervals
-from .pairs import TIES_NOTE, davidson_strengths, pairwise_section, strength_shrink
+from .pairs import TIES_NOTE, OrderCounts, davidson_strengths, pairwise_section, strength_shrink
 from .result import ItemSkips, PreferenceSection, PreferenceStat, edge_interval_note
 
 # Shown where the point's win graph is not strongly connected (rank_models.win_graph).
@@ -62,7 +62,7 @@ def _scores(r: _RankData, counts: np.ndarray, point_counts: np.ndarray,
     return score_point_p, score_reps_p, score_ci, spread_p
 
 
-def _plackett_luce(r: _RankData, order_counts, counts: np.ndarray, point_counts: np.ndarray,
+def _plackett_luce(r: _RankData, order_counts: OrderCounts, counts: np.ndarray, point_counts: np.ndarray,
                    w_units: np.ndarray, v_eval: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
     """Plackett-Luce strengths of the present variants (full rankings only): the point and
     the intervals, with the crossed resamples' shrinkage taken from one-way resamples."""
@@ -126,7 +126,7 @@ def _preference_section(
     k_orders = len(r.patterns)
     done_idx = np.flatnonzero(r.done)
     # Weighted counts of each ordering, per resample: everything else follows from them.
-    def order_counts(w, v):
+    def order_counts(w: np.ndarray, v: np.ndarray) -> np.ndarray:
         return bs.crossed_sums(r.ranking_unit[done_idx], r.ranking_evaluator[done_idx], r.perm,
                                np.ones(len(done_idx)), k_orders, w, v)
 

@@ -120,7 +120,7 @@ def _half_width(var: float, df: float, level: float) -> float:
 # Robustness
 # ---------------------------------------------------------------------------
 
-def _conclusion(diff: float, var: float, df: float, level: float, criterion: str):
+def _conclusion(diff: float, var: float, df: float, level: float, criterion: str) -> bool:
     if criterion == "sign":
         return diff > 0
     h = _half_width(var, df, level)
@@ -159,7 +159,7 @@ def _fragility(rows: _Rows, key: np.ndarray, ids: list[str], ia: int, ib: int, l
     unchanged = dataclasses.replace(unchanged, approximate=approx)
     ranked = present[order]
 
-    def flips(drop) -> bool:
+    def flips(drop: np.ndarray) -> bool:
         keep = ~np.isin(key, drop)
         if criterion == "sign":
             d = rows.difference(keep, ia, ib)
@@ -219,12 +219,13 @@ def arrival_order(t: ResponseTable) -> list[str]:
     return list(seen)
 
 
-def _build(t: ResponseTable, variants, objects, ev_order):
+def _build(t: ResponseTable, variants: list[str], objects: list[str], ev_order: list[str]
+           ) -> tuple[_CountData, _RankData, list[str]]:
     ev_code, ev_ids = _evaluator_codes(t, ev_order)
     return _CountData.build(t, ev_code, variants, objects), _RankData.build(t, ev_code, variants), ev_ids
 
 
-def primary_section(t: ResponseTable, plan: PrimaryPlan, *, variants, objects, arrival: list[str],
+def primary_section(t: ResponseTable, plan: PrimaryPlan, *, variants: list[str], objects: list[str], arrival: list[str],
                     ev_order: list[str], level: float, robust: bool = True) -> PrimarySection:
     """Each primary comparison at the looks reached, replayed on the first n_k evaluators in
     arrival order, with its robustness on all the evaluators analysed (unless `robust` is

@@ -6,13 +6,14 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+from collections.abc import Sequence
 
 import numpy as np
 from scipy import stats as sps
 
 from .. import bootstrap as bs
 from .. import confidence, stats
-from .data import _CountData, _RankData, difference_range
+from .data import Array, _CountData, _RankData, difference_range
 from .result import Friedman, HolmPair, Nemenyi, NemenyiPair, PairedTest, PositionBias, Posthoc, Tests
 
 EXACT_MAX_N = 50
@@ -36,7 +37,7 @@ POSITION_METHOD = ("permutation test: layouts permuted within each caption's ran
                    "after a two-way caption and evaluator fit per variant, each permutation "
                    "normalised by its own layouts' Gram matrix")
 
-def _unit_means(unit, variant, num, den, n_units, nv):
+def _unit_means(unit: Array, variant: Array, num: Array, den: Array, n_units: int, nv: int) -> Array:
     key = unit * nv + variant
     s_num = np.bincount(key, weights=num, minlength=n_units * nv).reshape(n_units, nv)
     s_den = np.bincount(key, weights=den, minlength=n_units * nv).reshape(n_units, nv)
@@ -44,7 +45,8 @@ def _unit_means(unit, variant, num, den, n_units, nv):
         return np.where(s_den > 0, s_num / np.where(s_den > 0, s_den, 1), np.nan)
 
 
-def _difference_spread(unit, evaluator, variant, num, den, a, b, level, own_var) -> bs.Spread:
+def _difference_spread(unit: Array, evaluator: Array, variant: Array, num: Array, den: Array, a: int, b: int,
+                       level: float, own_var: Array) -> bs.Spread:
     """`bootstrap.Spread` of ratio(a) - ratio(b), from linearised contributions, its
     variance floored at `bootstrap.difference_floor` of the two ratios' own variances
     (`own_var`, per variant: `bootstrap.ratio_corrections(...).var`)."""
@@ -62,8 +64,8 @@ def _difference_spread(unit, evaluator, variant, num, den, a, b, level, own_var)
                                  bs.difference_floor(own_var[a:a + 1], own_var[b:b + 1]))
 
 
-def planned_difference(unit, evaluator, variant, num, den, a, b, n_variants, level,
-                       own_var=None) -> tuple[float, bs.Spread]:
+def planned_difference(unit: Array, evaluator: Array, variant: Array, num: Array, den: Array, a: int, b: int,
+                       n_variants: int, level: float, own_var: Array | None = None) -> tuple[float, bs.Spread]:
     """ratio(a) - ratio(b) (NaN where either has no denominator) and its crossed
     `bootstrap.Spread` (`_difference_spread`); `own_var`, the variants' own variances
     (`bootstrap.ratio_corrections(...).var`), is computed when not given."""
@@ -88,8 +90,9 @@ def crossed_t_test(estimate: float, var: float, df: float) -> tuple[float, float
     return t, float(2.0 * sps.t.sf(abs(t), max(df, 1.0)))
 
 
-def _tests_section(c: _CountData, r: _RankData, comparisons, count_reps, pref_reps, level,
-                   alpha, posthoc, seed, rank_paired: list[PairedTest] | None = None,
+def _tests_section(c: _CountData, r: _RankData, comparisons: Sequence[tuple[str, str]],
+                   count_reps: dict[str, Array], pref_reps: dict[str, Array], level: float,
+                   alpha: float, posthoc: str, seed: int, rank_paired: list[PairedTest] | None = None,
                    position_bias: PositionBias | None = None) -> Tests:
     """The planned comparisons (Holm-adjusted together) and the ranking tests. A pairs study
     passes its rank task's planned tests (`rank_paired`, unadjusted) and position bias, and an
@@ -115,6 +118,8 @@ def _tests_section(c: _CountData, r: _RankData, comparisons, count_reps, pref_re
     for a, b in comparisons:
         ia, ib = index[a], index[b]
         for (task, measure, unit, ev, var, num, den, n_units, reps), own_var in zip(measures, own_vars, strict=True):
+            # The sections return replicates for every measure listed here (same conditions).
+            assert reps is not None
             means = _unit_means(unit, var, num, den, n_units, nv)
             both = np.isfinite(means[:, ia]) & np.isfinite(means[:, ib])
             if not both.any():
@@ -162,8 +167,8 @@ def _tests_section(c: _CountData, r: _RankData, comparisons, count_reps, pref_re
                  position_bias=position_bias if position_bias is not None else ranking_bias)
 
 
-def _ranking_tests(r: _RankData, alpha, posthoc,
-                   seed) -> tuple[Friedman | None, Posthoc | None, PositionBias | None]:
+def _ranking_tests(r: _RankData, alpha: float, posthoc: str,
+                   seed: int) -> tuple[Friedman | None, Posthoc | None, PositionBias | None]:
     if r.n_rankings == 0 or r.m < 2 or not r.done.any():
         return None, None, None
     present = r.present

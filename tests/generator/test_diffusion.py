@@ -36,7 +36,7 @@ def test_guidance_is_cond_plus_scale_times_difference():
     scheduler = make_scheduler(5)
     x = noise
     for t in scheduler.timesteps:
-        x = scheduler.step(fixed(x, t, None), t, x).prev_sample
+        x = scheduler.step(fixed(x, t, None), t, x).prev_sample  # type: ignore[union-attr]  # a SchedulerOutput
     assert torch.allclose(guided, x)
 
 

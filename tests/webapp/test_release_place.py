@@ -3,6 +3,8 @@ and the admin: the answers stay, the slot is free again, the panel id may start 
 with a new session; only the study's researchers (page) and admins (admin) may."""
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
@@ -127,7 +129,7 @@ def test_a_released_place_is_abandoned_even_after_its_participant_came_back_once
     # Timed out once (a newcomer could have taken the place), back at work since (seen after
     # that), then released: no longer at work, whatever the old abandonment's time says.
     _, ev = _stuck(panel_study)
-    earlier = timezone.now() - timezone.timedelta(minutes=5)
+    earlier = timezone.now() - timedelta(minutes=5)
     Evaluator.objects.filter(pk=ev.pk).update(abandoned_at=earlier, last_seen_at=timezone.now())
     assert evaluators_with_status().get(pk=ev.pk).status == EvaluatorStatus.ACTIVE.value
     ev.refresh_from_db()

@@ -46,10 +46,10 @@ class BatchAdmin(admin.ModelAdmin):
     inlines = [PartInline]
     actions = ["cancel"]
 
-    def has_add_permission(self, request) -> bool:
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # batches are launched from the generation page, which checks the study
 
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+    def has_delete_permission(self, request: HttpRequest, obj: Batch | None = None) -> bool:
         return False
 
     @admin.action(description="Cancel the selected batches", permissions=["change"])
@@ -66,10 +66,10 @@ class PartAdmin(admin.ModelAdmin):
     list_filter = ("status",)
     readonly_fields = [f.name for f in Part._meta.fields]
 
-    def has_add_permission(self, request) -> bool:
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+    def has_delete_permission(self, request: HttpRequest, obj: Part | None = None) -> bool:
         return False  # a part goes with its batch, which is cancelled, not deleted
 
 
@@ -84,10 +84,10 @@ class ImageSetImportAdmin(admin.ModelAdmin):
                        "created_by", "created_at", "started_at", "finished_at")
     actions = ["mark_failed"]
 
-    def has_add_permission(self, request) -> bool:
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # uploaded on the generation page, which checks the study
 
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+    def has_delete_permission(self, request: HttpRequest, obj: ImageSetImport | None = None) -> bool:
         return False
 
     @admin.action(description="Mark the selected imports failed (their worker was lost)", permissions=["change"])
@@ -117,10 +117,10 @@ class VariantAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # variants come from the study's protocol
 
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+    def has_delete_permission(self, request: HttpRequest, obj: Variant | None = None) -> bool:
         return False
 
-    def get_readonly_fields(self, request: HttpRequest, obj=None):
+    def get_readonly_fields(self, request: HttpRequest, obj: Variant | None = None) -> list[str]:
         return [f.name for f in Variant._meta.fields]
 
     @admin.action(description="Assign a checkpoint to the selected variants", permissions=["change"])

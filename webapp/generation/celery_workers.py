@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import TypedDict, Unpack
 
 from django.conf import settings
 
@@ -34,8 +35,19 @@ def worker_command(*, queues: str = "gpu,default", pool: str = "solo", concurren
     return cmd
 
 
+class WorkerOptions(TypedDict, total=False):
+    """`worker_command`'s keyword arguments, as `worker_spawn` passes them on."""
+
+    queues: str
+    pool: str
+    concurrency: int
+    name: str
+    beat: bool
+    loglevel: str
+
+
 def worker_spawn(*, log_path: Path, env: dict[str, str] | None = None, cwd: Path | None = None,
-                 **options) -> subprocess.Popen:
+                 **options: Unpack[WorkerOptions]) -> subprocess.Popen:
     """Start a worker in its own process group (so it can be stopped with its children)."""
     broker_prepare()
     log_path.parent.mkdir(parents=True, exist_ok=True)

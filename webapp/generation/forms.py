@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
+from typing import Any
 
 from django import forms
 from django.core.exceptions import ValidationError
 
-from webapp.studies.models import Checkpoint
+from webapp.studies.models import Checkpoint, Variant
 
 from .models import MAX_PART_SIZE
 
@@ -38,7 +40,7 @@ class CheckpointRegisterForm(forms.Form):
 class VariantCheckpointsForm(forms.Form):
     """One checkpoint per variant of the study."""
 
-    def __init__(self, *args, variants, **kwargs):
+    def __init__(self, *args: Any, variants: Iterable[Variant], **kwargs: Any) -> None:  # and forms.Form's
         super().__init__(*args, **kwargs)
         self.variants = list(variants)
         for v in self.variants:
@@ -48,10 +50,10 @@ class VariantCheckpointsForm(forms.Form):
             )
 
     @staticmethod
-    def field_name(variant) -> str:
+    def field_name(variant: Variant) -> str:
         return f"variant_{variant.pk}"
 
-    def assignments(self):
+    def assignments(self) -> list[tuple[Variant, Checkpoint | None]]:
         """(variant, checkpoint or None) pairs, once valid."""
         return [(v, self.cleaned_data.get(self.field_name(v))) for v in self.variants]
 

@@ -40,6 +40,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 from PIL import Image as PILImage
@@ -433,7 +434,7 @@ def import_summary(result: ImportResult, *, study_slug: str = "") -> str:
 
 
 def imageset_import(*, study: Study, path: str | Path, manifest: str | Path | None = None,
-                    resize: bool = False, user=None, id_key: str = "", name: str = "",
+                    resize: bool = False, user: User | None = None, id_key: str = "", name: str = "",
                     on_stored: Callable[[ImportResult], None] | None = None,
                     should_stop: Callable[[], bool] | None = None) -> ImportResult:
     """Import an image set for the variants its manifest names; all of it or (any problem) none.
@@ -589,7 +590,7 @@ def imageset_files_remove(*, study: Study, path: Path, id_key: str) -> int:
 
 @transaction.atomic
 def _store(*, study: Study, upload: Upload, rows: list[Row], hashes: dict[str, str], size: int | None,
-           upload_sha: str, manifest_sha: str, upload_name: str, user, id_key: str = "",
+           upload_sha: str, manifest_sha: str, upload_name: str, user: User | None, id_key: str = "",
            on_stored: Callable[[ImportResult], None] | None = None,
            should_stop: Callable[[], bool] | None = None) -> ImportResult:
     from generator.judge import judge  # the count items' automatic reading, as for generated images

@@ -8,16 +8,25 @@ module.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 
 from . import parts
 from .models import MAX_PART_SIZE
-from .parts import GeneratedImage, PartFailure, PartJob
+from .parts import GeneratedImage, PartFailure, PartJob, WorkItem
 
-_SAMPLERS: OrderedDict = OrderedDict()  # sha256 -> (Sampler, its provenance), least recently used first
+if TYPE_CHECKING:
+    from generator.pipeline import PipelineSampler
+    from generator.sample import Sampler
+
+    AnySampler = Sampler | PipelineSampler  # a checkpoint's, or a diffusers pipeline folder's
+
+# sha256 -> (Sampler, its provenance), least recently used first
+_SAMPLERS: OrderedDict[str, tuple[AnySampler, dict[str, Any]]] = OrderedDict()
 
 
 # Images per sampling call on a CPU when FUSION_GENERATION_CHUNK is empty: a whole part
@@ -65,7 +74,7 @@ def _limit_threads() -> None:
         torch.set_num_threads(int(threads))
 
 
-def _load_pipeline(*, path: str, sha256: str, name: str, scheduler: str | None):
+def _load_pipeline(*, path: str, sha256: str, name: str, scheduler: str | None) -> PipelineSampler:
     """A registered diffusers pipeline folder's sampler, or PartFailure saying why not."""
     from generator.pipeline import PipelineError, load_pipeline_sampler
 
@@ -77,7 +86,8 @@ def _load_pipeline(*, path: str, sha256: str, name: str, scheduler: str | None):
         raise PartFailure(f"Pipeline {name}: {exc}") from exc
 
 
-def sampler_for(*, path: str, sha256: str, name: str, config: dict | None = None, scheduler: str | None = None):
+def sampler_for(*, path: str, sha256: str, name: str, config: dict | None = None, scheduler: str | None = None
+                ) -> tuple[AnySampler, dict[str, Any]]:
     """(sampler, provenance) of a registered checkpoint; loaded on first use, then kept.
 
     A checkpoint whose config says ``source: diffusers`` is a diffusers pipeline folder,
@@ -96,7 +106,7 @@ def sampler_for(*, path: str, sha256: str, name: str, config: dict | None = None
         return cached
     _limit_threads()
     if (config or {}).get("source") == "diffusers":
-        sampler = _load_pipeline(path=path, sha256=sha256, name=name, scheduler=scheduler)
+        sampler: AnySampler = _load_pipeline(path=path, sha256=sha256, name=name, scheduler=scheduler)
         return _cache(key, sampler)
     from generator.checkpoint import weights_path
     from generator.sample import load_sampler
@@ -119,7 +129,7 @@ def sampler_for(*, path: str, sha256: str, name: str, config: dict | None = None
     return _cache(key, sampler)
 
 
-def _cache(key: str, sampler):
+def _cache(key: str, sampler: AnySampler) -> tuple[AnySampler, dict[str, Any]]:
     _SAMPLERS[key] = (sampler, sampler.provenance())
     limit = max(1, int(settings.FUSION_SAMPLER_CACHE_SIZE))
     while len(_SAMPLERS) > limit:
@@ -127,7 +137,7 @@ def _cache(key: str, sampler):
     return _SAMPLERS[key]
 
 
-def _generate(*, sampler, job: PartJob, chunk) -> list[GeneratedImage]:
+def _generate(*, sampler: AnySampler, job: PartJob, chunk: Sequence[WorkItem]) -> list[GeneratedImage]:
     from generator.judge import judge  # the shape-aware judge: merged shapes count as several
 
     # A diffusers pipeline draws at the protocol's size; our checkpoints at their own.

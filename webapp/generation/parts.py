@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -159,7 +159,7 @@ def part_claim(*, part_id: int, claim: str, worker: str, stale_after: timedelta)
 
 
 @transaction.atomic
-def part_heartbeat(*, job: PartJob, until=None) -> bool:
+def part_heartbeat(*, job: PartJob, until: datetime | None = None) -> bool:
     """Mark the run alive (until ``until``, default now); False when it no longer owns the part."""
     return bool(
         Part.objects.filter(pk=job.part_id, status=Part.Status.RUNNING, claim=job.claim, batch__status__in=Batch.ACTIVE)
@@ -337,7 +337,7 @@ def provenance_for(*, job: PartJob, sampler_provenance: dict[str, Any], worker: 
 
 
 @transaction.atomic
-def parts_requeue_stale(*, stale_after: timedelta, now=None) -> list[int]:
+def parts_requeue_stale(*, stale_after: timedelta, now: datetime | None = None) -> list[int]:
     """Put back in the queue the parts of active batches whose task seems lost; return their ids.
 
     Only the rows change here: the caller sends the parts' messages once this has
@@ -374,6 +374,7 @@ def parts_requeue_stale(*, stale_after: timedelta, now=None) -> list[int]:
             part.error = (f"Worker {part.worker or '?'} stopped responding (last heartbeat "
                           f"{part.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC); sent again.")
         elif part.status == Part.Status.QUEUED and part_id in waiting:
+            assert part.queued_at is not None  # set with every queued status (batch_launch, requeues)
             part.error = f"No worker took this part for {(now - part.queued_at).total_seconds():.0f} s; sent again."
         else:
             continue  # it moved on since it was selected

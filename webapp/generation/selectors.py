@@ -215,7 +215,7 @@ class ImportStatus(TypedDict):
 
 
 def imageset_import_status(*, job: ImageSetImport) -> ImportStatus:
-    def iso(at) -> str | None:
+    def iso(at: datetime | None) -> str | None:
         return at.isoformat() if at else None
 
     return ImportStatus(
@@ -325,7 +325,7 @@ def seconds_left(parts: list[PartTimes], *, now: datetime) -> float | None:
     return work / (total_busy / span)
 
 
-def batch_progress(*, batch: Batch, now=None) -> BatchProgress:
+def batch_progress(*, batch: Batch, now: datetime | None = None) -> BatchProgress:
     """A JSON-able snapshot of a batch: images done per variant, rate, time left, errors.
 
     ``rate`` is images per second since the batch started (until it finished);

@@ -14,6 +14,7 @@ import secrets
 from pathlib import Path
 from typing import Any
 
+from django.contrib.auth.models import AnonymousUser, User
 from django.core.files.base import File
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -207,7 +208,7 @@ def batch_launch(
     steps: int | None = None,
     part_size: int = MAX_PART_SIZE,
     open_when_complete: bool = False,
-    user=None,
+    user: User | AnonymousUser | None = None,
 ) -> Batch:
     """Plan the study's missing images as parts and queue them on the ``gpu`` queue.
 
@@ -338,7 +339,8 @@ def _upload_keep(upload: File, path: Path) -> None:
         raise
 
 
-def imageset_import_request(*, study: Study, upload: File, resize: bool = False, user=None) -> ImageSetImport:
+def imageset_import_request(*, study: Study, upload: File, resize: bool = False,
+                            user: User | AnonymousUser | None = None) -> ImageSetImport:
     """Keep an uploaded image set for a worker and queue its import (``tasks.import_image_set``).
 
     Refused (GenerationError) unless the study is a draft with no import queued or running.

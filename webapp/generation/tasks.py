@@ -13,7 +13,7 @@ import logging
 import random
 import uuid
 
-from celery import shared_task
+from celery import Task, shared_task
 from django.db import DatabaseError, InterfaceError, OperationalError
 
 from . import import_runner, part_runner, parts
@@ -34,7 +34,7 @@ def backoff_seconds(retries: int) -> float:
 
 
 @shared_task(bind=True, acks_late=True, max_retries=MAX_RETRIES)
-def generate_part(self, part_id: int, claim: str | None = None) -> str:
+def generate_part(self: Task, part_id: int, claim: str | None = None) -> str:
     """Generate the missing images of part ``part_id``; ``claim`` is passed on retries only."""
     claim = claim or uuid.uuid4().hex
     host = self.request.hostname or "local"

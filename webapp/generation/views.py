@@ -8,6 +8,7 @@ services check state and write, selectors read.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import wraps
 
 from django.conf import settings
@@ -28,11 +29,11 @@ from .imagesets import MAX_UPLOAD_BYTES
 from .models import Batch, ImageSetImport
 
 
-def staff_required(view):
+def staff_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
     """Anonymous visitors are sent to log in; signed-in non-staff get a 404."""
 
     @wraps(view)
-    def wrapped(request: HttpRequest, *args, **kwargs):
+    def wrapped(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
         if not request.user.is_authenticated:
             return redirect_to_login(request.get_full_path())
         if not user_is_admin(user=request.user):
@@ -52,8 +53,10 @@ def index(request: HttpRequest) -> HttpResponse:
     })
 
 
-def _study_page(request: HttpRequest, study: Study, *, launch_form=None, checkpoints_form=None, register_form=None,
-                imageset_form=None, status: int = 200) -> HttpResponse:
+def _study_page(request: HttpRequest, study: Study, *, launch_form: LaunchForm | None = None,
+                checkpoints_form: VariantCheckpointsForm | None = None,
+                register_form: CheckpointRegisterForm | None = None, imageset_form: ImageSetForm | None = None,
+                status: int = 200) -> HttpResponse:
     plan = selectors.study_plan(study=study)
     variants = [row.variant for row in plan.variants]
     batch = selectors.study_latest_batch(study=study)

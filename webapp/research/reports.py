@@ -12,13 +12,14 @@ import base64
 import math
 import threading
 from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from evalstudy.analysis.result import AnalysisResult, PrimaryComparisonResult, Sections, few_raters_warning
+from evalstudy.analysis.result import AnalysisResult, Fragility, PrimaryComparisonResult, Sections, few_raters_warning
 from evalstudy.figures import FIGURE_TITLES
 from evalstudy.protocol import Protocol
 from webapp.studies.models import Study
@@ -34,7 +35,7 @@ SECTION_LABELS = (("main", "With the protocol's exclusions"), ("unfiltered", "Wi
 # --------------------------------------------------------------------------- cells
 
 
-def num(x, digits: int = 2) -> str:
+def num(x: float | Decimal | None, digits: int = 2) -> str:
     """A number for a table: fixed digits, an en dash for a missing value."""
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return "\u2013"
@@ -43,19 +44,19 @@ def num(x, digits: int = 2) -> str:
     return f"{x:.{digits}f}"
 
 
-def ci(interval, digits: int = 2) -> str:
+def ci(interval: Sequence[float | None] | None, digits: int = 2) -> str:
     if not interval or interval[0] is None or interval[1] is None:
         return "\u2013"
     return f"[{interval[0]:.{digits}f}, {interval[1]:.{digits}f}]"
 
 
-def pvalue(p) -> str:
+def pvalue(p: float | None) -> str:
     if p is None or (isinstance(p, float) and not math.isfinite(p)):
         return "\u2013"
     return "< 0.001" if p < 0.001 else f"{p:.3f}"
 
 
-def percent(x) -> str:
+def percent(x: float | None) -> str:
     return "\u2013" if x is None else f"{100 * x:.0f}%"
 
 
@@ -321,7 +322,7 @@ def _robustness_table(result: AnalysisResult) -> Table | None:
     if primary is None or not any(c.robustness for c in primary.comparisons):
         return None
 
-    def cell(f) -> str:
+    def cell(f: Fragility) -> str:
         greedy = f.search == "greedy"
         if f.confirmed is None:
             return f"none found up to half of {f.n_total} (greedy)" if greedy else f"more than half of {f.n_total}"
@@ -567,7 +568,7 @@ _PARTS: OrderedDict[tuple, dict[str, str]] = OrderedDict()
 _PARTS_LOCK = threading.Lock()
 
 
-def _cached_parts(key: tuple, build) -> dict[str, str]:
+def _cached_parts(key: tuple, build: Callable[[], dict[str, str]]) -> dict[str, str]:
     """The parts ``build()`` renders, once per ``key`` (a stored result's identity) and process."""
     with _PARTS_LOCK:
         parts = _PARTS.get(key)

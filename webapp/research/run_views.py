@@ -7,6 +7,8 @@ shows panel ids, so only the study's own researchers see it.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
@@ -25,7 +27,7 @@ from .run_forms import MAX_PROTOCOL_BYTES, ProtocolUploadForm, StudyStatusForm
 from .views import researcher_view, researchers_only
 
 
-def protocol_upload_dir():
+def protocol_upload_dir() -> Path:
     """Where relative paths inside an uploaded protocol (its captions file) are read from:
     an upload has no folder of its own, so it reads as if it were one of the shipped
     protocols (fixtures/protocols/, or protocols/ under FUSION_PROTOCOL_FILES_DIR)."""
@@ -74,6 +76,7 @@ def study_new(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
+            assert request.user.is_authenticated  # researchers_only let in no one else
             study = lifecycle.study_create(protocol=data["protocol"], slug=data["slug"], title=data["title"],
                                           base_dir=str(protocol_upload_dir()), researchers=[request.user])
         except lifecycle.StudySetupError as exc:

@@ -13,8 +13,10 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 
 from django.conf import settings
+from django.contrib.auth.models import AnonymousUser, User
 from django.db.models import Count, Max, Q, QuerySet, Sum
 
 from evalstudy.analysis.result import SCHEMA_VERSION, AnalysisResult
@@ -31,7 +33,7 @@ FIRST_PAGE = 1000  # rows of an export's first page (see _keyset_pages)
 # --------------------------------------------------------------------------- studies
 
 
-def researcher_studies(*, user) -> QuerySet[Study]:
+def researcher_studies(*, user: User | AnonymousUser) -> QuerySet[Study]:
     """The studies a user may see as a researcher: their own; every study for admins."""
     if not user.is_authenticated:
         return Study.objects.none()
@@ -42,7 +44,7 @@ def researcher_studies(*, user) -> QuerySet[Study]:
     ).order_by("-created_at")
 
 
-def researcher_study(*, user, slug: str) -> Study | None:
+def researcher_study(*, user: User | AnonymousUser, slug: str) -> Study | None:
     """The study, if this user may see it as a researcher; None otherwise (also if it does not exist)."""
     study = Study.objects.filter(slug=slug).first()
     if study is None or not user_may_see_study(user=user, study=study):
@@ -69,7 +71,11 @@ def analysis_settings(*, study: Study) -> tuple[int, int]:
 # --------------------------------------------------------------------------- results
 
 
-def _answers(model, study: Study, include_simulated: bool):
+# Either kind of answer: `_answers` returns a queryset of the model it is given.
+AnswerT = TypeVar("AnswerT", CountResponse, RankResponse)
+
+
+def _answers(model: type[AnswerT], study: Study, include_simulated: bool) -> QuerySet[AnswerT]:
     """A study's answers of one kind; simulated evaluators' only when asked for (dry runs)."""
     qs = model.objects.filter(item__study=study)
     return qs if include_simulated else qs.filter(evaluator__is_simulated=False)

@@ -131,7 +131,7 @@ def results_update_request(*, study: Study, include_simulated: bool = False) -> 
     return update, True
 
 
-def _update_set(update_id: int, **fields) -> None:
+def _update_set(update_id: int, **fields: object) -> None:
     ResultsUpdate.objects.filter(pk=update_id).update(**fields)
 
 
@@ -166,7 +166,7 @@ REPORT_DETAIL_FIELDS = ("recruitment", "expertise", "pay_per_evaluator", "pay_cu
 
 
 @transaction.atomic
-def report_details_update(*, study: Study, **fields) -> ReportDetails:
+def report_details_update(*, study: Study, **fields: object) -> ReportDetails:
     unknown = set(fields) - set(REPORT_DETAIL_FIELDS)
     if unknown:
         raise ResearchError(f"Unknown report detail(s): {', '.join(sorted(unknown))}.")
@@ -198,7 +198,7 @@ SKIP_REASONS = {
 }
 
 
-def _simulated_seconds(rng, task: str) -> float:
+def _simulated_seconds(rng: np.random.Generator, task: str) -> float:
     """Time on task around the simulator's medians, so that the protocol's minimum-time rule
     sees plausible data."""
     median = COUNT_SECONDS if task == Item.Task.COUNT else RANK_SECONDS
@@ -212,7 +212,7 @@ def _variant_name(variant: Variant | None) -> str:
     return variant.name
 
 
-def _answer_entry(*, evaluator, entry: Entry, simulator, rng) -> str:
+def _answer_entry(*, evaluator: Evaluator, entry: Entry, simulator: RaterSimulator, rng: np.random.Generator) -> str:
     """Answer one task through the evaluators' own submit services; return the task kind."""
     item = entry.item
     # Shown a drawn time ago: the submit services measure time on task from the entry's showing.
@@ -220,6 +220,7 @@ def _answer_entry(*, evaluator, entry: Entry, simulator, rng) -> str:
     token = study_flow.entry_token_make(entry=study_flow.entry_mark_shown(entry=entry, at=shown_at))
     if item.task == Item.Task.COUNT:
         variant = GOLD_VARIANT if item.is_gold else _variant_name(item.variant)
+        assert item.true_count is not None  # every count item has one (evalstudy.design.study_items)
         answer = simulator.answer_count(item.true_count, variant, rng)
         study_flow.count_response_submit(evaluator=evaluator, token=token, answer=answer, cant_tell=answer is None)
         return item.task

@@ -43,7 +43,7 @@ def researchers_only(view: Callable) -> Callable:
     """An evaluator's browser gets a 404; anyone else who is not logged in is sent to log in."""
 
     @wraps(view)
-    def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponseBase:
+    def wrapped(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponseBase:
         if not request.user.is_authenticated and session_evaluator_ids(session=request.session):
             raise Http404("No such page.")
         return login_required(login_url=LOGIN_URL)(view)(request, *args, **kwargs)
@@ -57,7 +57,8 @@ def researcher_view(view: Callable) -> Callable:
     @wraps(view)
     @researchers_only
     @never_cache
-    def wrapped(request: HttpRequest, slug: str, *args, **kwargs) -> HttpResponseBase:
+    def wrapped(request: HttpRequest, slug: str, *args: object, **kwargs: object) -> HttpResponseBase:
+
         study = selectors.researcher_study(user=request.user, slug=slug)
         if study is None:
             raise Http404("No such study.")

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django.contrib import admin, messages
-from django.db.models import QuerySet
+from django.db.models import Model, QuerySet
 from django.http import HttpRequest
 
 from . import lifecycle, places, selectors
@@ -43,13 +43,13 @@ def act_on_each(model_admin: admin.ModelAdmin, request: HttpRequest, queryset: Q
 class ViewOnlyAdmin(admin.ModelAdmin):
     """Rows written by services only: listed and shown, never added, changed or deleted here."""
 
-    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
+    def has_add_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False
 
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False
 
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False
 
 
@@ -60,7 +60,7 @@ class VariantInline(admin.TabularInline):
     readonly_fields = fields
     can_delete = False
 
-    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
+    def has_add_permission(self, request: HttpRequest, obj: Study | None = None) -> bool:
         return False
 
 
@@ -85,7 +85,7 @@ class StudyAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: Study | None = None) -> bool:
         return obj is None or obj.status == Study.Status.DRAFT  # never a study with answers
 
-    def get_actions(self, request: HttpRequest):
+    def get_actions(self, request: HttpRequest) -> dict[str, tuple[Callable[..., str], str, str] | None]:
         actions = super().get_actions(request)
         actions.pop("delete_selected", None)  # it would delete open studies with their answers
         return actions

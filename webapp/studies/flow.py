@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Protocol, TypeVar, cast
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.core import signing
 from django.db import IntegrityError, models, transaction
 from django.utils import timezone
@@ -296,7 +297,7 @@ def evaluator_join(
     *,
     study: Study,
     external_id: str = "",
-    user=None,
+    user: User | None = None,
     simulated: bool = False,
     external_study_id: str = "",
     external_session_id: str = "",

@@ -65,7 +65,7 @@ class RankAnswerForm(forms.Form):
     all_equal = forms.BooleanField(required=False)
     skip_reason = forms.ChoiceField(choices=[("", "")] + list(RankResponse.SkipReason.choices), required=False)
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:  # forms.Form's arguments (data, initial, ...)
         super().__init__(*args, **kwargs)
         message = f"Each rank is a whole number from 1 (best) to the number of images (at most {MAX_RANKED_VARIANTS})."
         for i in range(MAX_RANKED_VARIANTS):

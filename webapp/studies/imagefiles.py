@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import os
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 from PIL import Image as PILImage
@@ -51,7 +52,7 @@ def png_bytes(image: PILImage.Image) -> bytes:
     return buf.getvalue()
 
 
-def wxh(sizes) -> str:
+def wxh(sizes: Iterable[tuple[int, int]]) -> str:
     """Sizes as people read them: "24x24 and 32x32"."""
     return " and ".join(f"{w}x{h}" for w, h in sorted(sizes))
 

@@ -8,17 +8,23 @@ and leaves the database as it was. What evaluators do inside a study is ``flow``
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
-from evalstudy.design import StudyItem, plan_assignments, repeat_item_id, stable_key, study_items
+from evalstudy.design import SlotPlan, StudyItem, plan_assignments, repeat_item_id, stable_key, study_items
 from evalstudy.protocol import Protocol, ProtocolError
 
 from .imagefiles import png_header, write_png_atomic
 from .models import Image, Item, Prompt, Slot, Study, Variant
+
+if TYPE_CHECKING:
+    from .gold import Look
 
 # --------------------------------------------------------------------------- study status
 
@@ -116,7 +122,7 @@ def _check_practice_drawable(proto: Protocol) -> None:
         _check_drawable(f"Practice picture {name!r}", scene.object, scene.colour)
 
 
-def _render_gold(*, item: Item, size: int, look) -> Image:
+def _render_gold(*, item: Item, size: int, look: Look | None) -> Image:
     """Render a gold image (known count) with the study's look (``gold.py``) and store it."""
     from .gold import gold_render
 
@@ -190,7 +196,7 @@ def _unlink(files: list[Path]) -> None:
 
 
 @transaction.atomic
-def researchers_ensure(*, usernames: list[str]) -> tuple[list, list[str]]:
+def researchers_ensure(*, usernames: list[str]) -> tuple[list[User], list[str]]:
     """The accounts of these researchers, made (without a usable password, so nobody can
     log in as them until one is set) where missing; returns (users, names created)."""
     from django.contrib.auth import get_user_model
@@ -210,7 +216,8 @@ def researchers_ensure(*, usernames: list[str]) -> tuple[list, list[str]]:
 
 
 @transaction.atomic
-def study_create(*, protocol: dict, slug: str, title: str = "", base_dir: str | None = None, researchers=()) -> Study:
+def study_create(*, protocol: dict, slug: str, title: str = "", base_dir: str | None = None,
+                 researchers: Iterable[User] = ()) -> Study:
     """Create a draft study from a protocol: its variants, prompts, planned items and gold images.
 
     The protocol is validated and frozen (its hash recorded) before anything is stored.
@@ -303,7 +310,7 @@ def new_plan_seed() -> int:
     return secrets.randbits(63)
 
 
-def study_assignment_plans(*, study: Study, by_key: dict[str, Item]):
+def study_assignment_plans(*, study: Study, by_key: dict[str, Item]) -> list[SlotPlan]:
     """The slots' plans (evalstudy.design) of the study's items, ``by_key`` its original
     items by key: what opening the study stores, and what a preview of a draft draws from.
     A ProtocolError (a ValueError) when the stored protocol does not parse."""
@@ -326,7 +333,7 @@ def study_assignment_plans(*, study: Study, by_key: dict[str, Item]):
 GOLD_LABEL = "gold"
 
 
-def _sizes_text(formats: dict[str, set[tuple[int, int, str]]], show) -> str:
+def _sizes_text(formats: dict[str, set[tuple[int, int, str]]], show: Callable[[tuple[int, int, str]], str]) -> str:
     """'concat-early 24x24, gold 24x24, sd-base 32x32 and 48x48', by label."""
     return ", ".join(f"{label} {' and '.join(sorted({show(f) for f in found}))}"
                      for label, found in sorted(formats.items()))

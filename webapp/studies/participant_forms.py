@@ -1,6 +1,8 @@
 """Forms of a participant's way in: the panel id typed by hand, the practice answer."""
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 from django.core.exceptions import ValidationError
 
@@ -15,7 +17,7 @@ class ParticipantIdForm(forms.Form):
 
     typed_id = forms.CharField(max_length=128, strip=True, label="Your participant ID")
 
-    def __init__(self, *args, recruitment: Recruitment, **kwargs):
+    def __init__(self, *args: Any, recruitment: Recruitment, **kwargs: Any) -> None:  # and forms.Form's
         super().__init__(*args, **kwargs)
         self.recruitment = recruitment
 

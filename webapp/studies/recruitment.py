@@ -8,9 +8,11 @@ from __future__ import annotations
 import math
 import re
 import statistics
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from django.core.cache import cache
+from django.db.models import QuerySet
 
 from evalstudy.protocol import Consent, Practice, Recruitment, ReturnLink
 
@@ -61,7 +63,7 @@ def panel_name(recruitment: Recruitment | None) -> str:
     return PANEL_NAMES.get(recruitment.panel, "the study's website") if recruitment else "the study's website"
 
 
-def ids_from_query(recruitment: Recruitment | None, query) -> PanelIds:
+def ids_from_query(recruitment: Recruitment | None, query: Mapping[str, str]) -> PanelIds:
     """The participant's, study's and session's ids carried by the invite link."""
     if recruitment is None:
         return PanelIds(participant=next((query[p] for p in DEFAULT_ID_PARAMS if query.get(p)), ""))
@@ -168,7 +170,7 @@ def speed_rule(study: Study) -> float | None:
     return proto.analysis.exclusions.min_median_seconds if proto else None
 
 
-def answer_seconds(evaluators) -> dict[int, list[float]]:
+def answer_seconds(evaluators: QuerySet[Evaluator]) -> dict[int, list[float]]:
     """Each of these evaluators' seconds on each task answered (a queryset of evaluators)."""
     seconds: dict[int, list[float]] = {}
     for model in (CountResponse, RankResponse):
@@ -184,7 +186,7 @@ def too_fast(seconds: list[float], limit: float | None) -> bool:
     return limit is not None and bool(seconds) and statistics.median(seconds) < limit
 
 
-def _finished_rates(finished, *, limit: float | None) -> list[float]:
+def _finished_rates(finished: QuerySet[Evaluator], *, limit: float | None) -> list[float]:
     """Seconds per task of each of these evaluators who answered something and is not too fast."""
     return [sum(v) / len(v) for v in answer_seconds(finished).values() if v and not too_fast(v, limit)]
 

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, TypedDict
 
 from django.conf import settings
+from django.contrib.auth.models import AnonymousUser, User
+from django.contrib.sessions.backends.base import SessionBase
 from django.db import models
 from django.db.models import Case, Count, F, Q, QuerySet, Value, When
 from django.utils import timezone
@@ -14,6 +17,9 @@ from evalstudy.protocol import NUMBER_WORDS
 
 from . import sqlreads
 from .models import CountResponse, Entry, Evaluator, Image, Item, RankResponse, Study
+
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations  # django-stubs' (a dev requirement): for mypy only
 
 SESSION_KEY = "fusion_evaluators"  # session: {study id (str): evaluator id}
 BROWSER_SESSION_KEY = "fusion_browsers"  # session: {evaluator id (str): the evaluator's browser token}
@@ -29,7 +35,7 @@ class Progress:
         return 100 if self.total == 0 else round(100 * self.answered / self.total)
 
 
-def _unanswered(qs):
+def _unanswered(qs: QuerySet[Entry]) -> QuerySet[Entry]:
     return qs.filter(count_response__isnull=True, rank_response__isnull=True)
 
 
@@ -163,13 +169,13 @@ def image_display(*, width: int, height: int, box: int) -> ImageDisplay:
     return ImageDisplay(w, h, round(w * fit), round(h * fit), False)
 
 
-def _holds(session, evaluator: Evaluator) -> bool:
+def _holds(session: SessionBase, evaluator: Evaluator) -> bool:
     """Whether this browser session holds the evaluator (not taken over by another since).
     An evaluator from before browser tokens (none stored) is held by whoever knows it."""
     return evaluator.browser == "" or session.get(BROWSER_SESSION_KEY, {}).get(str(evaluator.pk)) == evaluator.browser
 
 
-def evaluator_from_session(*, session, study: Study) -> Evaluator | None:
+def evaluator_from_session(*, session: SessionBase, study: Study) -> Evaluator | None:
     """The evaluator this browser holds in ``study``; None if it joined none, or was signed
     out by another browser taking the evaluator over."""
     evaluator_id = session.get(SESSION_KEY, {}).get(str(study.pk))
@@ -179,7 +185,7 @@ def evaluator_from_session(*, session, study: Study) -> Evaluator | None:
     return evaluator if evaluator is not None and _holds(session, evaluator) else None
 
 
-def evaluator_from_session_by_slug(*, session, slug: str) -> Evaluator | None:
+def evaluator_from_session_by_slug(*, session: SessionBase, slug: str) -> Evaluator | None:
     """The evaluator this browser holds in the study named ``slug``, with its study, in one
     query (the evaluator pages' first read); None as ``evaluator_from_session``."""
     known = list(session.get(SESSION_KEY, {}).values())
@@ -189,13 +195,13 @@ def evaluator_from_session_by_slug(*, session, slug: str) -> Evaluator | None:
     return evaluator if evaluator is not None and _holds(session, evaluator) else None
 
 
-def session_signed_out(*, session, study: Study) -> bool:
+def session_signed_out(*, session: SessionBase, study: Study) -> bool:
     """Whether this browser held an evaluator of ``study`` that another browser took over."""
     known = str(study.pk) in session.get(SESSION_KEY, {})
     return known and evaluator_from_session(session=session, study=study) is None
 
 
-def session_released(*, session, study: Study) -> bool:
+def session_released(*, session: SessionBase, study: Study) -> bool:
     """Whether the evaluator this browser held in ``study`` had its place released
     (``places.evaluator_release``); for the signed-out page, which then says so."""
     evaluator_id = session.get(SESSION_KEY, {}).get(str(study.pk))
@@ -203,7 +209,7 @@ def session_released(*, session, study: Study) -> bool:
         pk=evaluator_id, study=study, released_at__isnull=False).exists()
 
 
-def session_evaluator_ids(*, session) -> list[int]:
+def session_evaluator_ids(*, session: SessionBase) -> list[int]:
     """The evaluators this browser session holds, in every study."""
     known = [int(v) for v in session.get(SESSION_KEY, {}).values()]
     if not known:
@@ -211,7 +217,7 @@ def session_evaluator_ids(*, session) -> list[int]:
     return [ev.pk for ev in Evaluator.objects.filter(pk__in=known).only("pk", "browser") if _holds(session, ev)]
 
 
-def session_holders(*, session) -> list[tuple[int, str | None]]:
+def session_holders(*, session: SessionBase) -> list[tuple[int, str | None]]:
     """The evaluators this browser session names, each with the browser token it keeps for
     them: (evaluator id, token or None). No query: whether the session still holds each one
     is for the database to say (``_holds``, or sqlreads.showing_image_file)."""
@@ -240,18 +246,18 @@ def showing_image(*, evaluator: Evaluator, index: int, position: int) -> Image |
 CREATE_STUDY_PERMISSION = "studies.add_study"
 
 
-def user_is_admin(*, user) -> bool:
+def user_is_admin(*, user: User | AnonymousUser) -> bool:
     """The one staff check: an active account with ``is_staff`` or ``is_superuser``. Admins
     see every study's researcher pages and use the generation pages."""
     return bool(user.is_authenticated and user.is_active and (user.is_staff or user.is_superuser))
 
 
-def user_may_create_studies(*, user) -> bool:
+def user_may_create_studies(*, user: User | AnonymousUser) -> bool:
     """Admins, and users given ``studies.add_study`` (directly or through a group)."""
     return user_is_admin(user=user) or bool(user.is_authenticated and user.has_perm(CREATE_STUDY_PERMISSION))
 
 
-def user_may_see_study(*, user, study: Study) -> bool:
+def user_may_see_study(*, user: User | AnonymousUser, study: Study) -> bool:
     """Researchers of the study and admins."""
     if not user.is_authenticated:
         return False
@@ -299,7 +305,14 @@ def status_silent_before() -> datetime:
     return timezone.now() - timedelta(seconds=settings.FUSION_SLOT_TIMEOUT_SECONDS)
 
 
-def evaluators_with_status(queryset: QuerySet[Evaluator] | None = None, *, silent_before: datetime | None = None):
+class StatusAnnotation(TypedDict):
+    """What ``evaluators_with_status`` adds to each evaluator: an EvaluatorStatus value."""
+
+    status: str
+
+
+def evaluators_with_status(queryset: QuerySet[Evaluator] | None = None, *, silent_before: datetime | None = None
+                           ) -> QuerySet[WithAnnotations[Evaluator, StatusAnnotation]]:
     """``queryset`` (default: every evaluator) annotated with ``status``, an EvaluatorStatus
     value computed by the database in the same query.
 

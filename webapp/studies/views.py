@@ -86,7 +86,8 @@ def _unavailable(request: HttpRequest, study: Study, message: str, status: int, 
     )
 
 
-def evaluator_view(*, methods: tuple[str, ...] = READ_METHODS, consent_required: bool = False, answers: bool = False):
+def evaluator_view(*, methods: tuple[str, ...] = READ_METHODS, consent_required: bool = False, answers: bool = False
+                   ) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
     """Decorate a view of ``/e/<slug>/...`` that belongs to the evaluator this browser holds.
 
     The wrapped view is called as ``view(request, study, evaluator, **url_arguments)``. A
@@ -97,9 +98,10 @@ def evaluator_view(*, methods: tuple[str, ...] = READ_METHODS, consent_required:
     answer rate (FUSION_RATE_ANSWER); over it, a 429.
     """
 
-    def decorator(view: Callable[[HttpRequest, Study, Evaluator], HttpResponse]):
+    def decorator(view: Callable[[HttpRequest, Study, Evaluator], HttpResponse]) -> Callable[..., HttpResponse]:
         @wraps(view)
-        def wrapped(request: HttpRequest, slug: str, **kwargs) -> HttpResponse:
+        def wrapped(request: HttpRequest, slug: str, **kwargs: object) -> HttpResponse:
+
             # One query for the evaluator and its study; the study alone only for a visitor
             # this browser does not hold.
             evaluator = selectors.evaluator_from_session_by_slug(session=request.session, slug=slug)

@@ -5,6 +5,6 @@ register = template.Library()
 
 
 @register.filter
-def mdcell(value) -> str:
+def mdcell(value: object) -> str:
     """A value fit for one cell of a Markdown table: pipes escaped, on one line."""
     return " ".join(str(value).split()).replace("|", "\\|")

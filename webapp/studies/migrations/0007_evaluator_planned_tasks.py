@@ -1,9 +1,11 @@
 from django.db import migrations, models
+from django.db.backends.base.schema import BaseDatabaseSchemaEditor
+from django.db.migrations.state import StateApps
 from django.db.models import Count, OuterRef, Subquery
 from django.db.models.functions import Coalesce
 
 
-def count_entries(apps, schema_editor):
+def count_entries(apps: StateApps, schema_editor: BaseDatabaseSchemaEditor) -> None:
     """Evaluators who consented before the column existed: their entries, counted once."""
     Evaluator = apps.get_model("studies", "Evaluator")
     Entry = apps.get_model("studies", "Entry")

@@ -8,7 +8,9 @@ Without --follow it prints one snapshot and exits 0 whatever the batch's state. 
 """
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand, CommandError
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from webapp.commands import study_by_slug
 from webapp.generation import follow, selectors
@@ -18,12 +20,12 @@ from webapp.generation.models import Batch
 class Command(BaseCommand):
     help = "Show the progress of a study's latest generation batch (or of --batch N); --follow until it ends."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("slug")
         parser.add_argument("--batch", type=int, default=None, help="A batch number (default: the study's latest).")
         parser.add_argument("--follow", action="store_true", help="Print progress until the batch ends.")
 
-    def handle(self, *args, **opts):
+    def handle(self, *args: object, **opts: Any) -> None:  # Any: argparse's values, one type per option
         study = study_by_slug(opts["slug"])
         if opts["batch"] is None:
             batch = selectors.study_latest_batch(study=study)

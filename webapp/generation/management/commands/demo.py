@@ -15,13 +15,15 @@ import argparse
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.core.management import call_command
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from evalstudy.protocol import ProtocolError, load_protocol
 from webapp.generation import celery_workers, demo, follow, selectors, services
@@ -43,7 +45,7 @@ def _addrport(value: str) -> str:
 class Command(BaseCommand):
     help = "Set up and run the demo study: generate its images on a Celery worker, open it, serve it."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--no-serve", action="store_true", help="Stop after opening the study; print a JSON summary."
         )
@@ -58,7 +60,7 @@ class Command(BaseCommand):
             help="Where the server listens (default 127.0.0.1:8000; a port alone means 127.0.0.1:PORT). "
                  "Invite links use it unless FUSION_BASE_URL is set.")
 
-    def handle(self, *args, **opts):
+    def handle(self, *args: object, **opts: Any) -> None:  # Any: argparse's values, one type per option
         started = time.monotonic()
         try:  # first: a protocol that does not parse changes nothing
             protocol = load_protocol(opts["protocol"])
@@ -98,6 +100,7 @@ class Command(BaseCommand):
                                              name=f"demo-{os.getpid()}")
         try:
             if study.status == Study.Status.DRAFT:
+                assert worker is not None  # spawned above for a draft study
                 self._generate(study, opts["steps"], worker, log_path)
             study.refresh_from_db()
             images = selectors.study_image_counts(study=study)
@@ -126,7 +129,8 @@ class Command(BaseCommand):
             if worker is not None:
                 celery_workers.worker_stop(worker)
 
-    def _generate(self, study: Study, steps: int | None, worker, log_path: Path) -> None:
+    def _generate(self, study: Study, steps: int | None, worker: subprocess.Popen, log_path: Path) -> None:
+
         from tqdm import tqdm
 
         try:

@@ -10,8 +10,9 @@ caption), the seed and a suggested file path. Make the images, put them at those
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from webapp.commands import study_by_slug
 from webapp.generation.imagesets import manifest_csv
@@ -22,13 +23,13 @@ class Command(BaseCommand):
     help = ("Write the manifest (CSV: variant, prompt, seed, file) that an image set for a draft study must "
             "hold, one row per image to make; by default for every variant without images or a checkpoint.")
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("slug", help="The study.")
         parser.add_argument("--variant", action="append", default=[], metavar="NAME",
                             help="Only this variant (repeat for several); any variant of the study may be named.")
         parser.add_argument("--output", "-o", help="Write here instead of standard output.")
 
-    def handle(self, *args, **opts):
+    def handle(self, *args: object, **opts: Any) -> None:  # Any: argparse's values, one type per option
         study = study_by_slug(opts["slug"])
         variants = None
         if opts["variant"]:

@@ -7,7 +7,9 @@ generation page queues the same import for a Celery worker instead (``import_run
 """
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand, CommandError
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from webapp.commands import study_by_slug
 from webapp.generation.imagesets import ImageSetError, imageset_import, import_summary
@@ -17,14 +19,14 @@ class Command(BaseCommand):
     help = ("Import images made elsewhere for a draft study: a folder or zip and a manifest (CSV or JSON: "
             "variant, prompt or caption, seed or index, file). All rows are checked; any problem refuses it all.")
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("slug", help="The draft study.")
         parser.add_argument("path", help="A folder or a .zip holding the images (and manifest.csv/.json).")
         parser.add_argument("--manifest", help="The manifest, when it is not at the top of the upload.")
         parser.add_argument("--resize", action="store_true",
                             help="Centre-crop and resize every image to the protocol's sampling.size.")
 
-    def handle(self, *args, **opts):
+    def handle(self, *args: object, **opts: Any) -> None:  # Any: argparse's values, one type per option
         study = study_by_slug(opts["slug"])
         try:
             result = imageset_import(study=study, path=opts["path"], manifest=opts["manifest"], resize=opts["resize"])

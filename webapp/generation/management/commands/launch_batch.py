@@ -10,7 +10,9 @@ worker has taken it after a few seconds).
 """
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand, CommandError
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from webapp.commands import study_by_slug
 from webapp.generation import celery_workers, follow, selectors, services
@@ -22,7 +24,7 @@ from webapp.studies.models import Study
 class Command(BaseCommand):
     help = "Queue the missing images of a study as parts on the gpu queue (or retry / cancel its batch)."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("slug")
         parser.add_argument("--cfg-scale", type=float, default=None, help="Default: the protocol's.")
         parser.add_argument("--steps", type=int, default=None, help="Default: the protocol's.")
@@ -36,7 +38,7 @@ class Command(BaseCommand):
             "--wait", action="store_true", help="Print progress until the batch ends; fail if it fails."
         )
 
-    def handle(self, *args, **opts):
+    def handle(self, *args: object, **opts: Any) -> None:  # Any: argparse's values, one type per option
         study = study_by_slug(opts["slug"])
         celery_workers.broker_prepare()
         latest = selectors.study_latest_batch(study=study)

@@ -7,7 +7,9 @@ diffusers' ``DiffusionPipeline.save_pretrained`` (docs/models-from-elsewhere.md)
 """
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand, CommandError
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from webapp.commands import study_by_slug
 from webapp.generation import services
@@ -18,13 +20,13 @@ class Command(BaseCommand):
     help = ("Register a checkpoint folder (or model.safetensors), or a diffusers pipeline folder, under a name; "
             "optionally assign it to a variant.")
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("name")
         parser.add_argument("path")
         parser.add_argument("--study", help="Slug of a draft study whose variant gets this checkpoint.")
         parser.add_argument("--variant", help="Name of that variant.")
 
-    def handle(self, *args, **opts):
+    def handle(self, *args: object, **opts: Any) -> None:  # Any: argparse's values, one type per option
         if bool(opts["study"]) != bool(opts["variant"]):
             raise CommandError("--study and --variant go together.")
         variant = None

@@ -1,7 +1,7 @@
 """python manage.py simulate_responses STUDY --evaluators N [--seed S] [--quality v=q,...]"""
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from webapp.commands import study_by_slug
 from webapp.research import services
@@ -24,7 +24,7 @@ class Command(BaseCommand):
     help = ("Fill an open study with simulated evaluators (evalstudy's rater simulator) who join and "
             "answer through the same services as people; for dry runs of the study and its analysis.")
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("study", help="the study's slug")
         parser.add_argument("--evaluators", type=int, required=True, help="how many simulated evaluators")
         parser.add_argument("--seed", type=int, default=0)
@@ -36,8 +36,8 @@ class Command(BaseCommand):
         parser.add_argument("--tie-margin", type=float, default=0.0,
                             help="images judged this close are tied (a study that allows ties; default 0: none)")
 
-    def handle(self, *args, study: str, evaluators: int, seed: int, quality: str, count_noise: float,
-               rank_noise: float, skip_rate: float, tie_margin: float, **options):
+    def handle(self, *args: object, study: str, evaluators: int, seed: int, quality: str, count_noise: float,
+               rank_noise: float, skip_rate: float, tie_margin: float, **options: object) -> None:
         found = study_by_slug(study)
         try:
             summary = services.study_simulate_responses(

@@ -3,7 +3,7 @@ import json
 from pathlib import Path
 
 from django.core.exceptions import ValidationError
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
 from webapp.studies import lifecycle
@@ -12,14 +12,15 @@ from webapp.studies import lifecycle
 class Command(BaseCommand):
     help = "Create a draft study from a protocol file (evalstudy's format)."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("protocol", type=Path)
         parser.add_argument("--slug", required=True)
         parser.add_argument("--title", default="")
         parser.add_argument("--researcher", action="append", default=[],
                             help="username (repeatable); a missing account is created without a password")
 
-    def handle(self, *args, protocol: Path, slug: str, title: str, researcher: list[str], **options):
+    def handle(self, *args: object, protocol: Path, slug: str, title: str, researcher: list[str],
+               **options: object) -> None:
         try:
             data = json.loads(protocol.read_text(encoding="utf-8"))
         except OSError as exc:
