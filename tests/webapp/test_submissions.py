@@ -165,6 +165,41 @@ def test_two_concurrent_submissions_store_exactly_one(study):
     assert CountResponse.objects.count() == 1
 
 
+def _undo_while_answer_holds(monkeypatch, answer, undo) -> None:
+    """Runs ``answer`` in a thread that stops inside its transaction (after
+    ``flow._after_answer``, its locks held), then ``undo`` in another, which must wait for
+    it; lets the answer commit and both finish. Each callable closes its thread's connection."""
+    inside, release = threading.Event(), threading.Event()
+    real_after = flow._after_answer
+
+    def after_answer_then_wait(ev):
+        out = real_after(ev)
+        inside.set()
+        release.wait(timeout=10)  # the answer's transaction (and its locks) stay open
+        return out
+
+    monkeypatch.setattr(flow, "_after_answer", after_answer_then_wait)
+
+    def closing(fn):
+        def run():
+            try:
+                fn()
+            finally:
+                connection.close()
+        return run
+
+    answering = threading.Thread(target=closing(answer))
+    answering.start()
+    assert inside.wait(timeout=10)
+    undoing = threading.Thread(target=closing(undo))
+    undoing.start()
+    undoing.join(timeout=1.0)
+    assert undoing.is_alive()  # waiting for the answer (its row locks; SQLite: its write transaction)
+    release.set()
+    answering.join(timeout=10)
+    undoing.join(timeout=10)
+
+
 @pytest.mark.django_db(transaction=True)
 def test_an_undo_sent_with_an_answer_waits_for_it_and_undoes_that_answer(study, monkeypatch):
     """An answer holds its entry's row until it commits; an undo sent meanwhile waits, then
@@ -176,42 +211,17 @@ def test_an_undo_sent_with_an_answer_waits_for_it_and_undoes_that_answer(study, 
     client.post(f"/e/{study.slug}/task/", answer_data(current_task(client, study)["task"]))
     task = _advance_to(client, study, "count")
     evaluator = Evaluator.objects.get()
-    inside, release = threading.Event(), threading.Event()
-    real_after = flow._after_answer
-
-    def after_answer_then_wait(ev):
-        out = real_after(ev)
-        inside.set()
-        release.wait(timeout=10)  # the answer's transaction, and its entry's lock, stay open
-        return out
-
-    monkeypatch.setattr(flow, "_after_answer", after_answer_then_wait)
     stored: list[bool] = []
     undone: list[int] = []
 
     def answer():
-        try:
-            flow.count_response_submit(evaluator=evaluator, token=task["token"], answer=2, cant_tell=False)
-            stored.append(True)
-        finally:
-            connection.close()
+        flow.count_response_submit(evaluator=evaluator, token=task["token"], answer=2, cant_tell=False)
+        stored.append(True)
 
     def undo():
-        try:
-            undone.append(present(flow.response_undo_last(evaluator=Evaluator.objects.get())).index)
-        finally:
-            connection.close()
+        undone.append(present(flow.response_undo_last(evaluator=Evaluator.objects.get())).index)
 
-    answering = threading.Thread(target=answer)
-    answering.start()
-    assert inside.wait(timeout=10)
-    undoing = threading.Thread(target=undo)
-    undoing.start()
-    undoing.join(timeout=1.0)
-    assert undoing.is_alive()  # waiting for the answer's lock
-    release.set()
-    answering.join(timeout=10)
-    undoing.join(timeout=10)
+    _undo_while_answer_holds(monkeypatch, answer, undo)
     assert stored == [True] and len(undone) == 1
     answered_index = undone[0]
     entries = list(Entry.objects.filter(evaluator=evaluator).order_by("index").values_list(
@@ -235,46 +245,22 @@ def test_an_undo_sent_with_the_last_answer_does_not_undo_a_finished_study(study,
     last_task = state["task"]
     stale = Evaluator.objects.get()  # as the undo's request reads it, before the answer commits
     assert stale.finished_at is None
-    inside, release = threading.Event(), threading.Event()
-    real_after = flow._after_answer
-
-    def after_answer_then_wait(ev):
-        out = real_after(ev)
-        inside.set()
-        release.wait(timeout=10)  # the answer's transaction (and its locks) stay open
-        return out
-
-    monkeypatch.setattr(flow, "_after_answer", after_answer_then_wait)
     outcomes: dict[str, object] = {}
 
     def answer():
-        try:
-            submit = flow.count_response_submit if last_task["kind"] == "count" else flow.rank_response_submit
-            kwargs = ({"answer": 2, "cant_tell": False} if last_task["kind"] == "count"
-                      else {"ranks": list(range(1, len(last_task["images"]) + 1))})
-            submit(evaluator=Evaluator.objects.get(), token=last_task["token"], **kwargs)
-            outcomes["answer"] = "stored"
-        finally:
-            connection.close()
+        submit = flow.count_response_submit if last_task["kind"] == "count" else flow.rank_response_submit
+        kwargs = ({"answer": 2, "cant_tell": False} if last_task["kind"] == "count"
+                  else {"ranks": list(range(1, len(last_task["images"]) + 1))})
+        submit(evaluator=Evaluator.objects.get(), token=last_task["token"], **kwargs)
+        outcomes["answer"] = "stored"
 
     def undo():
         try:
             outcomes["undo"] = flow.response_undo_last(evaluator=stale)
         except flow.SubmissionError as exc:
             outcomes["undo"] = exc.code
-        finally:
-            connection.close()
 
-    answering = threading.Thread(target=answer)
-    answering.start()
-    assert inside.wait(timeout=10)
-    undoing = threading.Thread(target=undo)
-    undoing.start()
-    undoing.join(timeout=1.0)
-    assert undoing.is_alive()  # waiting for the answer (its row locks; SQLite: its write transaction)
-    release.set()
-    answering.join(timeout=10)
-    undoing.join(timeout=10)
+    _undo_while_answer_holds(monkeypatch, answer, undo)
     assert outcomes == {"answer": "stored", "undo": "completed"}
     evaluator = Evaluator.objects.get()
     assert evaluator.finished_at is not None
