@@ -83,6 +83,16 @@ def test_a_ranking_of_the_protocols_width_is_stored_with_its_images(n):
     assert all(getattr(resp, f) is None for f in RankResponse.IMAGE_FIELDS[n:] + RankResponse.RANK_FIELDS[n:])
 
 
+def test_a_rank_for_an_image_the_task_does_not_show_is_named_as_such():
+    # Probe 4: a crafted form with only rank_5 on a 4-image task read "this answer ranks 6".
+    study = open_study(4, allow_ties=False)
+    client = join(Client(), study)
+    r = post(client, study, {"rank_5": "1"})
+    assert r.status_code == 400 and stored() == 0
+    error = r.json()["error"]
+    assert error["code"] == "wrong_width" and "shows 4 images" in error["message"] and "image 6" in error["message"]
+
+
 @pytest.mark.parametrize(
     "n, allow_ties, data, code",
     [

@@ -19,7 +19,7 @@ from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare, salted_hmac
 
-from evalstudy.ranks import RankError, check_ranks
+from evalstudy.ranks import WRONG_WIDTH, RankError, check_ranks
 from webapp.transactions import lone_statement
 
 from . import places, sqlreads
@@ -586,6 +586,9 @@ def rank_response_submit(
                 ranks = list(ranks)
                 while len(ranks) > n and ranks[-1] is None:  # the form's empty fields beyond the width
                     ranks.pop()
+                if len(ranks) > n:  # a rank for an image the task does not show (a crafted form)
+                    raise SubmissionError(WRONG_WIDTH, f"This task shows {n} images; the answer gives a rank "
+                                          f"to image {len(ranks)}, which it does not show.", 400)
                 if len(ranks) == n and None in ranks:
                     raise SubmissionError(
                         "incomplete", f"Rank all {n} images (1 = best, {n} = worst), or skip with a reason.", 400)
