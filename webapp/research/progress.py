@@ -67,8 +67,10 @@ _COUNT_TALLIES: dict[str, tuple[str, Any]] = {
     "seconds": ("SUM(r.{r[seconds]})", Sum("seconds")),
     "cant_tell": ("COUNT(*) FILTER (WHERE r.{r[cant_tell]})", Count("pk", filter=Q(cant_tell=True))),
     # A "can't tell" on a gold image is not a miscount (the can't-tell rate has its own rule).
-    "gold": ("COUNT(*) FILTER (WHERE i.{i[is_gold]} AND NOT r.{r[cant_tell]})",
-             Count("pk", filter=Q(item__is_gold=True, cant_tell=False))),
+    # It is read as the answer's absence (the two go together: count_response_valid_answer),
+    # since "cant_tell" names the tally above, which the ORM's filter would read instead.
+    "gold": ("COUNT(*) FILTER (WHERE i.{i[is_gold]} AND r.{r[answer]} IS NOT NULL)",
+             Count("pk", filter=Q(item__is_gold=True, answer__isnull=False))),
     "gold_correct": ("COUNT(*) FILTER (WHERE i.{i[is_gold]} AND r.{r[answer]} = i.{i[true_count]})",
                      Count("pk", filter=Q(item__is_gold=True, answer=F("item__true_count")))),
     "last": ("MAX(r.{r[id]})", Max("pk")),
