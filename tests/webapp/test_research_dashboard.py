@@ -102,6 +102,17 @@ def test_progress_measures_time_skips_and_gold_per_evaluator(study, researcher):
     assert "external_id" not in str(progress(researcher, study)) and "worker-" not in str(progress(researcher, study))
 
 
+def test_a_cant_tell_on_a_gold_image_is_no_miscount_on_the_dashboard(study, researcher):
+    ev = fill_study(study, 1)[0]
+    gold = CountResponse.objects.get(evaluator=ev, item__is_gold=True)
+    CountResponse.objects.filter(pk=gold.pk).update(cant_tell=True, answer=None)
+    row = progress(researcher, study)["per_evaluator"][0]
+    assert row["gold_answered"] == 0 and row["gold_accuracy"] is None  # not 0.0: nothing was miscounted
+    CountResponse.objects.filter(pk=gold.pk).update(cant_tell=False, answer=gold.item.true_count + 1)
+    row = progress(researcher, study)["per_evaluator"][0]
+    assert row["gold_answered"] == 1 and row["gold_accuracy"] == 0.0
+
+
 def test_results_are_computed_once_per_state_of_the_responses(study, researcher, monkeypatch):
     calls = []
     analyze = services.analyze
