@@ -108,7 +108,7 @@ def test_a_cant_tell_on_a_gold_image_is_no_miscount_on_the_dashboard(study, rese
     CountResponse.objects.filter(pk=gold.pk).update(cant_tell=True, answer=None)
     row = progress(researcher, study)["per_evaluator"][0]
     assert row["gold_answered"] == 0 and row["gold_accuracy"] is None  # not 0.0: nothing was miscounted
-    CountResponse.objects.filter(pk=gold.pk).update(cant_tell=False, answer=gold.item.true_count + 1)
+    CountResponse.objects.filter(pk=gold.pk).update(cant_tell=False, answer=present(gold.item.true_count) + 1)
     row = progress(researcher, study)["per_evaluator"][0]
     assert row["gold_answered"] == 1 and row["gold_accuracy"] == 0.0
 
