@@ -22,6 +22,7 @@ from webapp.studies.models import CountResponse, Evaluator, RankResponse, Slot, 
 from webapp.studies.selectors import EvaluatorStatus, evaluators_with_status, status_silent_before
 
 from .exports import csv_chunks, spreadsheet_safe
+from .progress import GOLD_ANSWERED
 
 
 class Suggestion:
@@ -113,7 +114,7 @@ def participant_rows(*, study: Study) -> list[ParticipantRow]:
                       .annotate(n_planned=Count("entries", distinct=True)).order_by("joined_at", "pk"))
     counts = {r["evaluator_id"]: r for r in CountResponse.objects.filter(evaluator__study=study).values("evaluator_id")
               .annotate(n=Count("pk"), s=Sum("seconds"), last=Max("created_at"),
-                        gold=Count("pk", filter=Q(item__is_gold=True, cant_tell=False)),
+                        gold=Count("pk", filter=GOLD_ANSWERED),
                         gold_right=Count("pk", filter=Q(item__is_gold=True, answer=F("item__true_count"))))
               .order_by()}
     ranks = {r["evaluator_id"]: r for r in RankResponse.objects.filter(evaluator__study=study).values("evaluator_id")

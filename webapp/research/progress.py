@@ -60,17 +60,20 @@ def _slot_plan(study: Study) -> _SlotPlan:
     return plan
 
 
+# A count answer to a gold image that counts toward gold accuracy: one with a number. A
+# "can't tell" is no miscount (the can't-tell rate has its own rule); it is told by the
+# missing number (the two go together: count_response_valid_answer), since "cant_tell" also
+# names a tally below, which a filter beside it would read instead on SQLite.
+GOLD_ANSWERED = Q(item__is_gold=True, answer__isnull=False)
+
 # The answers' tallies, per evaluator and per item. Per evaluator: the aggregates named here,
 # as SQL over the answer ``r`` and its item ``i``, and as the ORM's expressions.
 _COUNT_TALLIES: dict[str, tuple[str, Any]] = {
     "n": ("COUNT(*)", Count("pk")),
     "seconds": ("SUM(r.{r[seconds]})", Sum("seconds")),
     "cant_tell": ("COUNT(*) FILTER (WHERE r.{r[cant_tell]})", Count("pk", filter=Q(cant_tell=True))),
-    # A "can't tell" on a gold image is not a miscount (the can't-tell rate has its own rule).
-    # It is read as the answer's absence (the two go together: count_response_valid_answer),
-    # since "cant_tell" names the tally above, which the ORM's filter would read instead.
-    "gold": ("COUNT(*) FILTER (WHERE i.{i[is_gold]} AND r.{r[answer]} IS NOT NULL)",
-             Count("pk", filter=Q(item__is_gold=True, answer__isnull=False))),
+    "gold": ("COUNT(*) FILTER (WHERE i.{i[is_gold]} AND r.{r[answer]} IS NOT NULL)",  # GOLD_ANSWERED
+             Count("pk", filter=GOLD_ANSWERED)),
     "gold_correct": ("COUNT(*) FILTER (WHERE i.{i[is_gold]} AND r.{r[answer]} = i.{i[true_count]})",
                      Count("pk", filter=Q(item__is_gold=True, answer=F("item__true_count")))),
     "last": ("MAX(r.{r[id]})", Max("pk")),
