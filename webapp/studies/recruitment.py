@@ -218,7 +218,8 @@ def time_estimate(*, study: Study, n_tasks: int) -> TimeEstimate | None:
     n_finished = sqlreads.finished_people(study_id=study.pk)  # finished.count(), in SQL made once
     median = None
     if n_finished >= RUNNING_MEDIAN_AFTER:
-        key = f"fusion:seconds-per-task:{study.pk}:{study.protocol_hash}:{n_finished}"
+        # "active": a median of whole seconds, cached before time away was measured, is not read.
+        key = f"fusion:active-seconds-per-task:{study.pk}:{study.protocol_hash}:{n_finished}"
         cached = cache.get(key)
         if cached is None:
             rates = _finished_rates(finished, limit=speed_rule(study))
