@@ -195,6 +195,8 @@ CSRF_FAILURE_VIEW = "webapp.views.csrf_failure"
 FUSION_RATE_JOIN = os.environ.get("FUSION_RATE_JOIN", "30/m")
 FUSION_RATE_CONSENT = os.environ.get("FUSION_RATE_CONSENT", "10/m")
 FUSION_RATE_ANSWER = os.environ.get("FUSION_RATE_ANSWER", "5/s")
+# Per evaluator: the task page's reports of time away (tasks.js: a few per absence).
+FUSION_RATE_AWAY = os.environ.get("FUSION_RATE_AWAY", "60/m")
 # Places of one study held at once (consented, unfinished, active) by evaluators who agreed
 # from one client address: one address cannot take every place of a study (the consent rate
 # alone let one fill 20 in two minutes). A lab whose participants share an address raises
@@ -294,6 +296,11 @@ CELERY_TASK_ALWAYS_EAGER = _env_flag("CELERY_TASK_ALWAYS_EAGER", False)
 # --------------------------------------------------------------------------- fusion-eval
 # An evaluator who has not answered for this long may lose their slot to a newcomer.
 FUSION_SLOT_TIMEOUT_SECONDS = int(os.environ.get("FUSION_SLOT_TIMEOUT_SECONDS", 2 * 60 * 60))
+# A task page with no input (pointer, key, touch, scroll) for this long reports its
+# participant away (webapp/studies/away.py): the time from then to the next input is not time
+# on task. Two minutes is eight times the simulator's median ranking time (15 s): someone
+# studying the images without moving is still at work, and an absence costs at most this.
+FUSION_IDLE_AFTER_SECONDS = _env_int("FUSION_IDLE_AFTER_SECONDS", 120)
 # Bootstrap resamples for the results pages; unset means the protocol's analysis plan.
 FUSION_RESULTS_N_BOOT = int(os.environ["FUSION_RESULTS_N_BOOT"]) if os.environ.get("FUSION_RESULTS_N_BOOT") else None
 # Every file a protocol names (its captions file) must lie inside this folder; relative

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from tests.e2e.conftest import next_task, settled
+from tests.e2e.conftest import answer_any, next_task, settled
 from tests.factories import UserFactory, build_open_study
 from webapp.studies.models import CountResponse, Entry, Evaluator, RankResponse
 
@@ -185,3 +185,47 @@ def test_rank_tiles_label_key_and_rank_above_the_picture(page, live_server, stud
         document.querySelector('.tile ' + s), '::before').content)""")
     assert before == ['"key "', '"rank\u00a0"']  # a key and a rank never read alike
     assert page.locator(".tile").nth(1).locator(".badge").inner_text() == "1"
+
+
+# --------------------------------------------------------------------------- time away
+
+IDLE_AFTER = 1  # seconds without input before the task page reports its participant away
+IDLE_FOR = 4  # seconds the participant then stays away from the first task
+
+
+def _first_answer(evaluator: Evaluator, entry: Entry):
+    return CountResponse.objects.filter(entry=entry).first() or RankResponse.objects.get(entry=entry)
+
+
+def test_time_idle_on_a_task_is_stored_as_away_and_left_out_of_active_time(page, live_server, study, settings):
+    settings.FUSION_IDLE_AFTER_SECONDS = IDLE_AFTER
+    _to_first_task(page, live_server, study)
+    ev = Evaluator.objects.get(study=study)
+    first = _current_entry(ev)
+    # No input at all: after the idle period the page says "away" (the server stamps it).
+    page.wait_for_timeout(IDLE_FOR * 1000)
+    assert Entry.objects.get(pk=first.pk).away_since is not None
+    answer_any(page)  # the input is "back", the answer closes the absence
+    response = _first_answer(ev, first)
+    assert response.away_seconds >= IDLE_FOR - IDLE_AFTER - 0.5
+    # Active time: the idle period before the report, and the test's own steps.
+    assert response.seconds - response.away_seconds < IDLE_AFTER + 1.5
+    assert response.seconds >= IDLE_FOR
+
+
+def test_a_hidden_page_is_away_until_it_is_visible_again(page, live_server, study, settings):
+    settings.FUSION_IDLE_AFTER_SECONDS = 600  # only the page's visibility counts here
+    _to_first_task(page, live_server, study)
+    ev = Evaluator.objects.get(study=study)
+    first = _current_entry(ev)
+    hide = """state => {
+        Object.defineProperty(document, "visibilityState", {configurable: true, get: () => state});
+        document.dispatchEvent(new Event("visibilitychange"));
+    }"""
+    page.evaluate(hide, "hidden")
+    page.wait_for_timeout(3000)
+    page.evaluate(hide, "visible")
+    answer_any(page)
+    response = _first_answer(ev, first)
+    assert 2.5 <= response.away_seconds <= response.seconds
+    assert response.seconds - response.away_seconds < 2.5

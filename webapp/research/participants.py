@@ -39,6 +39,8 @@ SUGGESTIONS = (Suggestion.APPROVE, Suggestion.REVIEW, Suggestion.REJECT, Suggest
 CSV_COLUMNS = (
     "participant_id", "suggestion", "status", "exclusion", "gold_accuracy", "minutes", "task_minutes", "answered",
     "planned", "started_at", "finished_at", "study_id", "session_id", "pseudonym",
+    # Added after the others, so that the columns files were read by keep their places.
+    "away_minutes",
 )
 
 
@@ -52,7 +54,8 @@ class ParticipantRow:
     started_at: datetime
     finished_at: datetime | None
     minutes: float  # in the study: from consent to the last answer, as the server saw it
-    task_minutes: float  # on tasks: the sum of each task's time from first shown to answered
+    task_minutes: float  # on tasks: the sum of each task's active time, first shown to answered less time away
+    away_minutes: float  # the sum of each task's time away (the page hidden or idle) while it was shown
     answered: int
     planned: int
     gold_accuracy: float | None
@@ -113,24 +116,28 @@ def participant_rows(*, study: Study) -> list[ParticipantRow]:
     evaluators = list(evaluators_with_status(Evaluator.objects.filter(study=study, is_simulated=False))
                       .annotate(n_planned=Count("entries", distinct=True)).order_by("joined_at", "pk"))
     counts = {r["evaluator_id"]: r for r in CountResponse.objects.filter(evaluator__study=study).values("evaluator_id")
-              .annotate(n=Count("pk"), s=Sum("seconds"), last=Max("created_at"),
+              .annotate(n=Count("pk"), s=Sum("seconds"), away=Sum("away_seconds"), last=Max("created_at"),
                         gold=Count("pk", filter=GOLD_ANSWERED),
                         gold_right=Count("pk", filter=Q(item__is_gold=True, answer=F("item__true_count"))))
               .order_by()}
     ranks = {r["evaluator_id"]: r for r in RankResponse.objects.filter(evaluator__study=study).values("evaluator_id")
-             .annotate(n=Count("pk"), s=Sum("seconds"), last=Max("created_at")).order_by()}
+             .annotate(n=Count("pk"), s=Sum("seconds"), away=Sum("away_seconds"), last=Max("created_at")).order_by()}
     verdicts = _verdicts(study)
     rows = []
     for ev in evaluators:
-        c: Mapping[str, Any] = counts.get(ev.pk, {"n": 0, "s": 0.0, "last": None, "gold": 0, "gold_right": 0})
-        r: Mapping[str, Any] = ranks.get(ev.pk, {"n": 0, "s": 0.0, "last": None})
+        c: Mapping[str, Any] = counts.get(ev.pk, {"n": 0, "s": 0.0, "away": 0.0, "last": None, "gold": 0,
+                                                  "gold_right": 0})
+        r: Mapping[str, Any] = ranks.get(ev.pk, {"n": 0, "s": 0.0, "away": 0.0, "last": None})
         last = max((t for t in (c["last"], r["last"]) if t is not None), default=None)
         in_study = (last - ev.consented_at).total_seconds() if last and ev.consented_at else 0.0
         reasons = verdicts.excluded.get(ev.pseudonym, [])
+        seconds = (c["s"] or 0.0) + (r["s"] or 0.0)
+        away = (c["away"] or 0.0) + (r["away"] or 0.0)
         rows.append(ParticipantRow(
             participant_id=ev.external_id, study_id=ev.external_study_id, session_id=ev.external_session_id,
             pseudonym=ev.pseudonym, status=ev.status, started_at=ev.joined_at, finished_at=ev.finished_at,
-            minutes=max(0.0, in_study) / 60, task_minutes=((c["s"] or 0.0) + (r["s"] or 0.0)) / 60,
+            minutes=max(0.0, in_study) / 60, task_minutes=(seconds - away) / 60,
+            away_minutes=away / 60,
             answered=c["n"] + r["n"], planned=ev.n_planned,
             gold_accuracy=c["gold_right"] / c["gold"] if c["gold"] else None,
             exclusion="; ".join(reasons),
@@ -155,7 +162,7 @@ def participants_csv(rows: list[ParticipantRow]) -> str:
             f"{row.task_minutes:.1f}",
             row.answered, row.planned, row.started_at.isoformat(),
             row.finished_at.isoformat() if row.finished_at else "", spreadsheet_safe(row.study_id),
-            spreadsheet_safe(row.session_id), row.pseudonym,
+            spreadsheet_safe(row.session_id), row.pseudonym, f"{row.away_minutes:.1f}",
         ])
     return buf.getvalue()
 

@@ -381,15 +381,15 @@ _FINISHED_LOCK = threading.Lock()
 
 
 def _finished_time_on_task(study: Study) -> dict:
-    """The finished evaluators' minutes on task (median, range), tasks (median), and the
-    finished participants' minutes in the study (median; simulated evaluators left out, as
-    the participants page leaves them out, and those too fast for the speed rule): from
-    consent to the last answer, which is when the finish is stamped (in the last answer's
-    own transaction)."""
-    # Every finished evaluator's seconds per task, read once: their sum is the time on tasks,
-    # their median what the speed rule reads.
-    seconds = recruitment.answer_seconds(Evaluator.objects.filter(study=study, finished_at__isnull=False))
-    minutes = sorted(sum(per_task) / 60 for per_task in seconds.values())
+    """The finished evaluators' active minutes on task (median, range; time away left out),
+    tasks (median), and the finished participants' minutes in the study (median; simulated
+    evaluators left out, as the participants page leaves them out, and those too fast for
+    the speed rule): from consent to the last answer, which is when the finish is stamped
+    (in the last answer's own transaction)."""
+    # Every finished evaluator's time per task, read once: the sum of its active part (time
+    # away left out) is the time on tasks, the median of the whole what the speed rule reads.
+    times = recruitment.answer_times(Evaluator.objects.filter(study=study, finished_at__isnull=False))
+    minutes = sorted(sum(recruitment.active_seconds(per_task)) / 60 for per_task in times.values())
     planned = Entry.objects.filter(evaluator__study=study, evaluator__finished_at__isnull=False).values(
         "evaluator_id").annotate(n=Count("pk")).order_by().values_list("n", flat=True)
     tasks = sorted(planned)
@@ -400,7 +400,7 @@ def _finished_time_on_task(study: Study) -> dict:
     people = Evaluator.objects.filter(study=study, is_simulated=False, finished_at__isnull=False,
                                       consented_at__isnull=False)
     limit = recruitment.speed_rule(study)
-    fast = {e for e, per_task in seconds.items() if recruitment.too_fast(per_task, limit)}
+    fast = {e for e, per_task in times.items() if recruitment.too_fast(per_task, limit)}
     spans = people.values_list("pk", "consented_at", "finished_at")
     in_study = [(finished - consented).total_seconds() / 60 for pk, consented, finished in spans
                 if consented is not None and finished is not None and pk not in fast]

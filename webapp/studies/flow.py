@@ -6,7 +6,6 @@ and leaves the database as it was. Opening, pausing and closing a study is ``lif
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -93,11 +92,40 @@ def entry_token_read(*, token: str) -> EntryTicket:
         raise SubmissionError("forged", "This form was not issued by this site.", 400) from None
 
 
-def _entry_for_submission(*, evaluator: Evaluator, token: str, task: str) -> tuple[Entry, float]:
+def entry_index_of(*, evaluator: Evaluator, token: str) -> int:
+    """The place in ``evaluator``'s sequence of the task whose form carries ``token``.
+    Raises SubmissionError for a token this site did not issue, one that has expired, or
+    one issued to another evaluator."""
     ticket = entry_token_read(token=token)
     if not constant_time_compare(ticket.evaluator_tag, _evaluator_tag(evaluator.pk)):
         raise SubmissionError("not_yours", "This task belongs to another evaluator.", 403)
-    entry = sqlreads.entry_with_item(index=ticket.index, evaluator_id=evaluator.pk)
+    return ticket.index
+
+
+@dataclass(frozen=True)
+class TaskTime:
+    """An answer's time on its task, as the server measured it: ``seconds`` from the first
+    showing to the answer's arrival, of which ``away_seconds`` away (0 <= away <= seconds)."""
+
+    seconds: float
+    away_seconds: float
+
+
+def entry_task_time(*, entry: Entry, now: datetime) -> TaskTime:
+    """The time on ``entry``'s task if it were answered at ``now``: an away interval still
+    open is closed at ``now`` (the answer is the participant back). ``entry.shown_at`` is set."""
+    assert entry.shown_at is not None
+    seconds = max(0.0, (now - entry.shown_at).total_seconds())
+    away = entry.away_seconds
+    if entry.away_since is not None:
+        away += max(0.0, (now - entry.away_since).total_seconds())
+    # Away intervals lie within the showing, so this only guards against a clock's step.
+    return TaskTime(seconds=seconds, away_seconds=min(max(0.0, away), seconds))
+
+
+def _entry_for_submission(*, evaluator: Evaluator, token: str, task: str) -> tuple[Entry, TaskTime]:
+    index = entry_index_of(evaluator=evaluator, token=token)
+    entry = sqlreads.entry_with_item(index=index, evaluator_id=evaluator.pk)
     if entry is None:
         raise SubmissionError("not_yours", "This task belongs to another evaluator.", 403)
     entry.evaluator = evaluator  # read with its study by the caller: not joined in again
@@ -114,8 +142,7 @@ def _entry_for_submission(*, evaluator: Evaluator, token: str, task: str) -> tup
         raise SubmissionError(
             "not_shown", "This is no longer the task to answer (an answer was undone, perhaps in another tab). "
             "Reload the page to see the task to answer now.", 409)
-    seconds = max(0.0, time.time() - entry.shown_at.timestamp())
-    return entry, seconds
+    return entry, entry_task_time(entry=entry, now=timezone.now())
 
 
 def entry_mark_shown(*, entry: Entry, at: datetime | None = None) -> Entry:
@@ -544,14 +571,15 @@ def count_response_submit(*, evaluator: Evaluator, token: str, answer: int | Non
         raise SubmissionError("negative", "A count cannot be negative.", 400)
     try:
         with transaction.atomic():
-            entry, seconds = _entry_for_submission(evaluator=evaluator, token=token, task=Item.Task.COUNT)
+            entry, spent = _entry_for_submission(evaluator=evaluator, token=token, task=Item.Task.COUNT)
             response = CountResponse.objects.create(
                 entry=entry,
                 evaluator=evaluator,
                 item=entry.item,
                 answer=answer,
                 cant_tell=cant_tell,
-                seconds=seconds,
+                seconds=spent.seconds,
+                away_seconds=spent.away_seconds,
                 browser=evaluator.browser,
             )
             nxt, progress = _after_answer(evaluator)
@@ -577,7 +605,7 @@ def rank_response_submit(
 
     try:
         with transaction.atomic():
-            entry, seconds = _entry_for_submission(evaluator=evaluator, token=token, task=Item.Task.RANK)
+            entry, spent = _entry_for_submission(evaluator=evaluator, token=token, task=Item.Task.RANK)
             ranking = study_ranking(study=entry.evaluator.study, entry=entry)
             n = ranking.width
             if all_equal:
@@ -607,7 +635,8 @@ def rank_response_submit(
                 width=len(images),
                 skipped=ranks is None,
                 skip_reason=skip_reason if ranks is None else "",
-                seconds=seconds,
+                seconds=spent.seconds,
+                away_seconds=spent.away_seconds,
                 browser=evaluator.browser,
                 **fields,
             )
@@ -661,9 +690,10 @@ def response_undo_last(*, evaluator: Evaluator) -> Entry | None:
         )
     entry = last.entry
     last.delete()
-    entry.shown_at = timezone.now()
-    Entry.objects.filter(pk=entry.pk).update(shown_at=entry.shown_at)
+    # Time away goes with the time it was part of: the reopened task starts afresh.
+    entry.shown_at, entry.away_seconds, entry.away_since = timezone.now(), 0.0, None
+    Entry.objects.filter(pk=entry.pk).update(shown_at=entry.shown_at, away_seconds=0.0, away_since=None)
     Entry.objects.filter(
         evaluator=evaluator, shown_at__isnull=False, count_response__isnull=True, rank_response__isnull=True
-    ).exclude(pk=entry.pk).update(shown_at=None)
+    ).exclude(pk=entry.pk).update(shown_at=None, away_seconds=0.0, away_since=None)
     return entry

@@ -362,6 +362,11 @@ class Entry(models.Model):
     # Time on task runs from here to the answer: set once, when the server first shows
     # the task, so a reload does not restart it (what pays people is measured here).
     shown_at = models.DateTimeField(null=True, blank=True, help_text="When the task was first shown.")
+    # Time away from the task while it was shown (the page hidden, or no input for
+    # FUSION_IDLE_AFTER_SECONDS), as the server stamped the task script's reports: the answer
+    # stores it beside its seconds, so that working time (seconds less away) can be read apart.
+    away_seconds = models.FloatField(default=0, db_default=0, help_text="Seconds away, intervals closed so far.")
+    away_since = models.DateTimeField(null=True, blank=True, help_text="Away since (an open interval), if away now.")
 
     class Meta:
         ordering = ["evaluator", "index"]
@@ -385,6 +390,9 @@ class CountResponse(models.Model):
     answer = models.IntegerField(null=True, blank=True)
     cant_tell = models.BooleanField(default=False)
     seconds = models.FloatField()
+    # Of ``seconds``, the time the participant was away (the page hidden or idle): 0 without
+    # the task script, for simulated evaluators and for answers stored before it was measured.
+    away_seconds = models.FloatField(default=0, db_default=0)
     browser = models.CharField(max_length=32, blank=True, default="", db_default="",
                                help_text="The evaluator's browser token when answered.")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -399,6 +407,9 @@ class CountResponse(models.Model):
                 name="count_response_valid_answer",
             ),
             models.CheckConstraint(condition=Q(seconds__gte=0), name="count_response_seconds_nonnegative"),
+            # Away is part of the time on task, never more than it (seconds - away: active time).
+            models.CheckConstraint(condition=Q(away_seconds__gte=0) & Q(away_seconds__lte=F("seconds")),
+                                   name="count_response_away_within_seconds"),
         ]
 
     def __str__(self) -> str:
@@ -478,6 +489,9 @@ class RankResponse(models.Model):
     skipped = models.BooleanField(default=False)
     skip_reason = models.CharField(max_length=10, choices=SkipReason.choices, blank=True)
     seconds = models.FloatField()
+    # Of ``seconds``, the time the participant was away (the page hidden or idle): 0 without
+    # the task script, for simulated evaluators and for answers stored before it was measured.
+    away_seconds = models.FloatField(default=0, db_default=0)
     browser = models.CharField(max_length=32, blank=True, default="", db_default="",
                                help_text="The evaluator's browser token when answered.")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -491,6 +505,9 @@ class RankResponse(models.Model):
             models.UniqueConstraint(fields=["evaluator", "item"], name="rank_response_unique"),
             *_ranking_constraints(),
             models.CheckConstraint(condition=Q(seconds__gte=0), name="rank_response_seconds_nonnegative"),
+            # Away is part of the time on task, never more than it (seconds - away: active time).
+            models.CheckConstraint(condition=Q(away_seconds__gte=0) & Q(away_seconds__lte=F("seconds")),
+                                   name="rank_response_away_within_seconds"),
         ]
 
     def __str__(self) -> str:

@@ -17,6 +17,7 @@ from django.db.models import QuerySet
 from evalstudy.protocol import Consent, Practice, Recruitment, ReturnLink
 
 from . import sqlreads
+from .flow import TaskTime
 from .models import CountResponse, Evaluator, RankResponse, Slot, Study
 
 # Query parameters read for the participant's id when the protocol names none.
@@ -170,29 +171,43 @@ def speed_rule(study: Study) -> float | None:
     return proto.analysis.exclusions.min_median_seconds if proto else None
 
 
-def answer_seconds(evaluators: QuerySet[Evaluator]) -> dict[int, list[float]]:
-    """Each of these evaluators' seconds on each task answered (a queryset of evaluators)."""
-    seconds: dict[int, list[float]] = {}
+def answer_times(evaluators: QuerySet[Evaluator]) -> dict[int, list[TaskTime]]:
+    """Each of these evaluators' time on each task answered (a queryset of evaluators):
+    the server's whole seconds and, of them, the seconds away."""
+    times: dict[int, list[TaskTime]] = {}
     for model in (CountResponse, RankResponse):
-        for evaluator_id, s in model.objects.filter(evaluator__in=evaluators).values_list("evaluator_id", "seconds"):
-            seconds.setdefault(evaluator_id, []).append(float(s))
-    return seconds
+        rows = model.objects.filter(evaluator__in=evaluators).values_list("evaluator_id", "seconds", "away_seconds")
+        for evaluator_id, seconds, away in rows:
+            times.setdefault(evaluator_id, []).append(TaskTime(seconds=float(seconds), away_seconds=float(away)))
+    return times
 
 
-def too_fast(seconds: list[float], limit: float | None) -> bool:
+def active_seconds(times: list[TaskTime]) -> list[float]:
+    """Working time per task: the server's seconds less the time away."""
+    return [t.seconds - t.away_seconds for t in times]
+
+
+def too_fast(times: list[TaskTime], limit: float | None) -> bool:
     """Whether answers this fast break the speed rule, as evalstudy's exclusion reads it (the
     median over the tasks). Scripts and clickers break it; their times would tell newcomers,
-    and the report's pay rate, that the study takes less time than it does."""
-    return limit is not None and bool(seconds) and statistics.median(seconds) < limit
+    and the report's pay rate, that the study takes less time than it does.
+
+    It reads the whole seconds, away included, as the exported ``seconds`` evalstudy reads:
+    a pause never makes anyone fast, and a script sends no reports of time away, so taking
+    away out would only let honest people who stepped away look faster than they were."""
+    return limit is not None and bool(times) and statistics.median(t.seconds for t in times) < limit
 
 
 def _finished_rates(finished: QuerySet[Evaluator], *, limit: float | None) -> list[float]:
-    """Seconds per task of each of these evaluators who answered something and is not too fast."""
-    return [sum(v) / len(v) for v in answer_seconds(finished).values() if v and not too_fast(v, limit)]
+    """Active seconds per task (away left out: a lunch break is no part of what a task takes)
+    of each of these evaluators who answered something and is not too fast."""
+    return [statistics.fmean(active_seconds(v)) for v in answer_times(finished).values()
+            if v and not too_fast(v, limit)]
 
 
 def time_estimate(*, study: Study, n_tasks: int) -> TimeEstimate | None:
-    """Minutes for ``n_tasks`` tasks: the median seconds per task of the people who finished
+    """Minutes for ``n_tasks`` tasks: the median active seconds per task (time away left out)
+    of the people who finished
     and pass the protocol's speed rule (once RUNNING_MEDIAN_AFTER have), else the protocol's
     pilot figure; None without either.
 
@@ -203,7 +218,8 @@ def time_estimate(*, study: Study, n_tasks: int) -> TimeEstimate | None:
     n_finished = sqlreads.finished_people(study_id=study.pk)  # finished.count(), in SQL made once
     median = None
     if n_finished >= RUNNING_MEDIAN_AFTER:
-        key = f"fusion:seconds-per-task:{study.pk}:{study.protocol_hash}:{n_finished}"
+        # "active": a median of whole seconds, cached before time away was measured, is not read.
+        key = f"fusion:active-seconds-per-task:{study.pk}:{study.protocol_hash}:{n_finished}"
         cached = cache.get(key)
         if cached is None:
             rates = _finished_rates(finished, limit=speed_rule(study))

@@ -15,10 +15,11 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods
 
+from . import away as away_time
 from . import flow, imagealias, selectors, sqlreads
 from .forms import CountAnswerForm, RankAnswerForm
 from .models import CountResponse, Entry, Evaluator, Image, Item, RankResponse, Study
-from .views import COUNT_BOX, READ_METHODS, TILE_BOX, _done_page, _wants_json, evaluator_view
+from .views import AWAY_RATE, COUNT_BOX, READ_METHODS, TILE_BOX, _done_page, _wants_json, evaluator_view
 
 # --------------------------------------------------------------------------- tasks
 
@@ -103,12 +104,17 @@ def task(request: HttpRequest, study: Study, evaluator: Evaluator) -> HttpRespon
         return redirect("studies:done", slug=slug)
     if study.accepts_answers:
         flow.entry_mark_shown(entry=entry)
+        if request.method != "POST":  # the task on the screen again: its participant is back
+            away_time.entry_away_close(entry=entry)
     prefill = _prefill(request, entry, posted=error is not None)
     context = {
         "study": study,
         "progress": progress,
         "error": error,
         "study_open": study.accepts_answers,
+        # Where the task script reports time away (none once the study takes no answers).
+        "away_url": reverse("studies:away", args=[slug]) if study.accepts_answers else "",
+        "idle_after": settings.FUSION_IDLE_AFTER_SECONDS,
         **prefill,
         **_task_context(entry, study=study, ranks=prefill.get("ranks")),
     }
@@ -197,6 +203,25 @@ def undo(request: HttpRequest, study: Study, evaluator: Evaluator) -> HttpRespon
         nxt, progress = selectors.evaluator_next_and_progress(evaluator=evaluator)
         return JsonResponse({"ok": True, **_task_json(nxt, progress, reverse("studies:done", args=[slug]), study)})
     return redirect("studies:task", slug=slug)
+
+
+MAX_TOKEN = 500  # as the answer forms' token field (forms.py)
+
+
+@evaluator_view(methods=("POST",), consent_required=True, rate=AWAY_RATE)
+def away(request: HttpRequest, study: Study, evaluator: Evaluator) -> HttpResponse:
+    """The task script's report (``navigator.sendBeacon``) that its participant went away
+    from the task on the page or came back (``away.entry_away_report``): ``token`` the task
+    form's, ``state`` "away" or "back". A 204 with no body whether or not it changed
+    anything (a stale report is harmless); a 4xx saying why for a bad or forged one."""
+    token, state = request.POST.get("token", ""), request.POST.get("state", "")
+    try:
+        if len(token) > MAX_TOKEN:
+            raise flow.SubmissionError("forged", "This form was not issued by this site.", 400)
+        away_time.entry_away_report(evaluator=evaluator, token=token, state=state)
+    except flow.SubmissionError as exc:
+        return JsonResponse({"ok": False, "error": {"code": exc.code, "message": exc.message}}, status=exc.status)
+    return HttpResponse(status=204)
 
 
 @evaluator_view()

@@ -15,6 +15,7 @@ urlpatterns = [
     path("e/<slug:slug>/practice/<str:name>.png", views.practice_image, name="practice_image"),
     path("e/<slug:slug>/task/", task_views.task, name="task"),
     path("e/<slug:slug>/undo/", task_views.undo, name="undo"),
+    path("e/<slug:slug>/away/", task_views.away, name="away"),
     path("e/<slug:slug>/state/", task_views.state, name="state"),
     path("e/<slug:slug>/done/", task_views.done, name="done"),
     path("i/<str:key>", task_views.image, name="image"),

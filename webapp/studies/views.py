@@ -86,7 +86,12 @@ def _unavailable(request: HttpRequest, study: Study, message: str, status: int, 
     )
 
 
-def evaluator_view(*, methods: tuple[str, ...] = READ_METHODS, consent_required: bool = False, answers: bool = False
+ANSWER_RATE = ("studies.answer", "FUSION_RATE_ANSWER")
+AWAY_RATE = ("studies.away", "FUSION_RATE_AWAY")
+
+
+def evaluator_view(*, methods: tuple[str, ...] = READ_METHODS, consent_required: bool = False, answers: bool = False,
+                   rate: tuple[str, str] | None = None,
                    ) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
     """Decorate a view of ``/e/<slug>/...`` that belongs to the evaluator this browser holds.
 
@@ -95,8 +100,11 @@ def evaluator_view(*, methods: tuple[str, ...] = READ_METHODS, consent_required:
     another browser took over a 403 saying so; with ``consent_required``, an evaluator who
     has not agreed yet is sent to the consent page. Methods outside ``methods`` get a 405,
     and no answer is ever cached. With ``answers``, a POST counts against the evaluator's
-    answer rate (FUSION_RATE_ANSWER); over it, a 429.
+    answer rate (FUSION_RATE_ANSWER); over it, a 429. ``rate`` (a django-ratelimit group and
+    the setting that holds its rate) counts a POST against another rate per evaluator instead.
     """
+    if answers:
+        rate = ANSWER_RATE
 
     def decorator(view: Callable[[HttpRequest, Study, Evaluator], HttpResponse]) -> Callable[..., HttpResponse]:
         @wraps(view)
@@ -114,13 +122,13 @@ def evaluator_view(*, methods: tuple[str, ...] = READ_METHODS, consent_required:
             if consent_required and evaluator.consented_at is None:
                 return redirect("studies:consent", slug=slug)
             if (
-                answers
+                rate is not None
                 and request.method == "POST"
                 and is_ratelimited(
                     request,
-                    group="studies.answer",
+                    group=rate[0],
                     key=lambda group, request: str(evaluator.pk),
-                    rate=_rate("FUSION_RATE_ANSWER"),
+                    rate=_rate(rate[1]),
                     method=ALL,
                     increment=True,
                 )

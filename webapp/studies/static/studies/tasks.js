@@ -357,6 +357,58 @@
     });
   }
 
+  // ---- time away: the server is told (navigator.sendBeacon, which outlives the page) when
+  // the participant goes away from the task (the page hidden, or no input for the server's
+  // idle period, data-idle seconds) and when they come back (the page visible again, the next
+  // input), and stamps both with its own clock: time away is not time on task. The report
+  // names the task on the page now (its form's token: an answer in place changes it). Without
+  // this script, or sendBeacon, nothing is reported and the whole time counts.
+  var awayForm = document.querySelector("form[data-away]");
+  if (awayForm && navigator.sendBeacon && window.URLSearchParams) {
+    var idleMs = Number(awayForm.dataset.idle) * 1000;  // 0: only a hidden page is away
+    var isAway = false;
+    // The last page's "away" (sent as it unloaded) may reach the server after this page's
+    // request did: the first input here says "back" once, whatever this page has said.
+    var unsure = true;
+    var lastInput = Date.now();
+    var idleTimer = null;
+    var report = function (state) {
+      var data = new URLSearchParams();
+      data.append("csrfmiddlewaretoken", awayForm.querySelector("input[name=csrfmiddlewaretoken]").value);
+      data.append("token", awayForm.querySelector("input[name=token]").value);
+      data.append("state", state);
+      navigator.sendBeacon(awayForm.dataset.away, data);
+    };
+    var goAway = function () {
+      clearTimeout(idleTimer);
+      if (!isAway) { isAway = true; report("away"); }
+    };
+    // One timer, set for when the idle period would end; input only moves lastInput.
+    var watchIdle = function () {
+      clearTimeout(idleTimer);
+      if (isAway || !(idleMs > 0)) { return; }
+      var left = lastInput + idleMs - Date.now();
+      if (left > 0) { idleTimer = setTimeout(watchIdle, left); } else { goAway(); }
+    };
+    var comeBack = function () {
+      lastInput = Date.now();
+      if (!isAway && !unsure) { return; }
+      var restart = isAway;  // the idle timer stops while away
+      isAway = unsure = false;
+      report("back");
+      if (restart) { watchIdle(); }
+    };
+    ["pointerdown", "pointermove", "keydown", "touchstart", "wheel", "scroll"].forEach(function (name) {
+      window.addEventListener(name, comeBack, { capture: true, passive: true });
+    });
+    document.addEventListener("visibilitychange", function () {
+      if (document.visibilityState === "hidden") { goAway(); } else { comeBack(); }
+    });
+    window.addEventListener("pagehide", goAway);  // closed, reloaded, or left for another page
+    window.addEventListener("pageshow", function (ev) { if (ev.persisted) { comeBack(); } });  // back from the cache
+    if (document.visibilityState === "hidden") { goAway(); } else { watchIdle(); }
+  }
+
   // ---- instructions: Enter starts the tasks wherever the focus is (autofocus puts it on
   // "Start", but a click on the page moves it away)
   var start = document.getElementById("start");
