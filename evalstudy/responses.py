@@ -17,11 +17,16 @@ rank task: one row per (evaluator, item, variant); the item is one caption (and
 gold items (is_gold = 1) are count items with a known count and no variant.
 repeats: a row whose `repeat_of` names another item of the same evaluator is a
     second showing of that item, used only to measure consistency.
-seconds: time on the item; on a ranking's rows, the time on the whole ranking
-    (the largest value among its rows is used).
+seconds: time on the item, measured by the server from the task's first showing to the
+    answer; on a ranking's rows, the time on the whole ranking (the largest value among its
+    rows is used).
+away_seconds: the part of `seconds` the task page reported its evaluator away (the page
+    hidden, or no input for the web app's idle period); seconds - away_seconds is the time
+    at work. Empty where it was not measured (a file from elsewhere, a page without scripts
+    reports nothing and writes 0). Never more than `seconds`.
 
-Optional columns (`image_id`, `seed`, `auto_count`, `repeat_of`) may be absent
-from a file; they are then empty.
+Optional columns (`image_id`, `seed`, `auto_count`, `repeat_of`, `away_seconds`) may be
+absent from a file; they are then empty.
 """
 
 from __future__ import annotations
@@ -44,14 +49,14 @@ from .ranks import MALFORMED_TIE, MAX_WIDTH, MIN_WIDTH, TIE_NOT_ALLOWED, RankErr
 RESPONSE_COLUMNS = (
     "task", "item_id", "evaluator_id", "variant", "prompt", "object", "true_count",
     "answer_count", "rank", "skipped", "skip_reason", "position", "seconds", "is_gold",
-    "image_id", "seed", "auto_count", "repeat_of",
+    "image_id", "seed", "auto_count", "repeat_of", "away_seconds",
 )
 REQUIRED_COLUMNS = RESPONSE_COLUMNS[:14]
 TASKS = ("count", "rank")
 STRING_COLUMNS = ("task", "item_id", "evaluator_id", "variant", "prompt", "object",
                   "skip_reason", "image_id", "repeat_of")
 NUMBER_COLUMNS = ("true_count", "answer_count", "rank", "position", "seconds", "seed",
-                  "auto_count")  # float arrays, NaN for empty
+                  "auto_count", "away_seconds")  # float arrays, NaN for empty
 FLAG_COLUMNS = ("skipped", "is_gold")
 MAX_ERRORS_SHOWN = 20
 
@@ -289,6 +294,21 @@ def _parse_int(text: str, name: str, at: str, errors: list[str], lo: int | None 
     return x
 
 
+def _parse_seconds(text: str, name: str, at: str, errors: list[str]) -> float:
+    """A duration cell: empty (NaN) or a number >= 0."""
+    if text == "":
+        return math.nan
+    try:
+        x = float(text)
+    except ValueError:
+        errors.append(f"{at}: {name} must be a number, got {text!r}")
+        return math.nan
+    if not x >= 0:
+        errors.append(f"{at}: {name} must be >= 0, got {text!r}")
+        return math.nan
+    return x
+
+
 def _parse_flag(text: str, name: str, at: str, errors: list[str]) -> bool:
     if text in ("0", "1", "False", "True", "false", "true", ""):
         return text in ("1", "True", "true")
@@ -314,17 +334,8 @@ def _parse_row(row: Mapping, at: str, cols: dict[str, list], errors: list[str]) 
     cols["position"].append(_parse_int(cell["position"], "position", at, errors, lo=0))
     cols["seed"].append(_parse_int(cell["seed"], "seed", at, errors))
     cols["auto_count"].append(_parse_int(cell["auto_count"], "auto_count", at, errors, lo=0))
-    seconds = math.nan
-    if cell["seconds"]:
-        try:
-            seconds = float(cell["seconds"])
-        except ValueError:
-            errors.append(f"{at}: seconds must be a number, got {cell['seconds']!r}")
-        else:
-            if not seconds >= 0:
-                errors.append(f"{at}: seconds must be >= 0, got {cell['seconds']!r}")
-                seconds = math.nan
-    cols["seconds"].append(seconds)
+    for c in ("seconds", "away_seconds"):
+        cols[c].append(_parse_seconds(cell[c], c, at, errors))
     for c in FLAG_COLUMNS:
         cols[c].append(_parse_flag(cell[c], c, at, errors))
 
@@ -391,7 +402,7 @@ def validate_table(t: ResponseTable, where: list[str], *, allow_ties: bool = Fal
 # value). NaN is an empty cell; an infinity is never a value.
 NUMBER_RULES = (("true_count", True, 0), ("answer_count", True, 0), ("rank", True, 1),
                 ("position", True, 0), ("seed", True, None), ("auto_count", True, 0),
-                ("seconds", False, 0))
+                ("seconds", False, 0), ("away_seconds", False, 0))
 
 
 def _number_errors(t: ResponseTable, where: list[str]) -> list[str]:
@@ -410,6 +421,12 @@ def _number_errors(t: ResponseTable, where: list[str]) -> list[str]:
         rule = ("an integer" if integer else "a finite number") + (f" >= {lo}" if lo is not None else "")
         for k in np.flatnonzero(bad)[:MAX_ERRORS_SHOWN * 5]:
             errors.append(f"{where[k]}: {name} must be {rule}, got {float(x[k])!r}")
+    # Time away is a part of the time on the item: more than all of it is a broken row.
+    with np.errstate(invalid="ignore"):
+        over = t["away_seconds"] > t["seconds"]
+    for k in np.flatnonzero(over)[:MAX_ERRORS_SHOWN * 5]:
+        errors.append(f"{where[k]}: away_seconds ({float(t['away_seconds'][k])!r}) is more than "
+                      f"seconds ({float(t['seconds'][k])!r}): time away is part of the time on the item")
     return errors
 
 

@@ -52,6 +52,12 @@ def test_optional_columns_may_be_absent():
     assert t["image_id"][0] == "" and np.isnan(t["auto_count"][0])
 
 
+def test_time_away_is_read_beside_the_time_on_the_item():
+    t = responses_from_rows([count_row(seconds=10, away_seconds=4), count_row(item_id="i2", seconds=5)])
+    assert t["away_seconds"][0] == 4.0 and np.isnan(t["away_seconds"][1])
+    assert [r["away_seconds"] for r in t.to_rows()] == ["4", ""]
+
+
 def test_missing_required_column_is_reported():
     with pytest.raises(ResponseError, match="missing column"):
         read_responses(io.StringIO("task,item_id\ncount,i1\n"))
@@ -69,6 +75,9 @@ def test_missing_required_column_is_reported():
     ([count_row(), count_row()], "duplicate"),
     ([count_row(), count_row(evaluator_id="e2", true_count=3)], "described differently"),
     ([count_row(seconds=-1)], "seconds must be >= 0"),
+    ([count_row(away_seconds=-1)], "away_seconds must be >= 0"),
+    ([count_row(away_seconds="soon")], "away_seconds must be a number"),
+    ([count_row(seconds=3, away_seconds=4)], r"away_seconds \(4.0\) is more than seconds \(3.0\)"),
     (rank_rows(ranks=(1, 2, 2, 4)), "not 1..4 once each"),
     (rank_rows(ranks=(1, 2, 3, 5)), "not 1..4 once each"),
     (rank_rows(ranks=(1, 2, 3, "")), "skipped is 0"),

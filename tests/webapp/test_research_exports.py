@@ -103,6 +103,26 @@ def test_count_rows_carry_the_answer_or_cant_tell_and_the_automatic_count(study)
         assert float(r["seconds"]) == resp.seconds
 
 
+def test_both_exports_carry_each_answers_time_away_beside_its_seconds(study, settings):
+    fill_study(study, 1)
+    count = present(CountResponse.objects.filter(evaluator__study=study).order_by("pk").first())
+    rank = present(RankResponse.objects.filter(evaluator__study=study, skipped=False).order_by("pk").first())
+    CountResponse.objects.filter(pk=count.pk).update(away_seconds=count.seconds / 2)
+    RankResponse.objects.filter(pk=rank.pk).update(away_seconds=rank.seconds / 4)
+    rows = read_csv("".join(exports.csv_chunks(study=study)))
+    by_item = {}
+    for r in rows:
+        by_item.setdefault(r["item_id"], []).append(r)
+    assert [float(r["away_seconds"]) for r in by_item[count.item.key]] == [count.seconds / 2]
+    assert {float(r["away_seconds"]) for r in by_item[rank.item.key]} == {rank.seconds / 4}
+    assert all(float(r["away_seconds"] or 0) == 0 for r in rows if r["item_id"] not in (count.item.key, rank.item.key))
+    lines = [json.loads(line) for line in "".join(exports.jsonl_chunks(study=study, salt="s")).splitlines()]
+    assert [r["away_seconds"] for r in lines if r["item_id"] == count.item.key] == [count.seconds / 2]
+    assert {r["away_seconds"] for r in lines if r["item_id"] == rank.item.key} == {rank.seconds / 4}
+    table = exports.response_table(study=study)
+    assert sorted(set(table["away_seconds"].tolist())) == sorted({0.0, count.seconds / 2, rank.seconds / 4})
+
+
 @pytest.mark.parametrize("first", ["=", "+", "-", "@", "\t", "\r"])
 def test_the_csv_writes_no_caption_as_a_formula(study, first):
     """A caption may come from an outside dataset: one a spreadsheet would run as a formula

@@ -101,10 +101,10 @@ def response_rows(*, study: Study, include_simulated: bool = False,
     extended = include_simulated  # only then is the simulated flag needed
     for count_row in selectors.count_answer_values(study=study, extended=extended,
                                                    include_simulated=include_simulated, chunk_size=chunk_size):
-        item_id, pseudonym, answer, _cant_tell, seconds = count_row[:5]
+        item_id, pseudonym, answer, _cant_tell, seconds, away = count_row[:6]
         pseudonym = who(pseudonym, extended and count_row[-1])  # EXTENDED_FIELDS ends with is_simulated
         head, mid, tail = parts[item_id]
-        yield head + (pseudonym,) + mid + (answer, None, SKIPPED_COUNT, "", None, seconds) + tail
+        yield head + (pseudonym,) + mid + (answer, None, SKIPPED_COUNT, "", None, seconds) + tail + (away,)
     for rank_row in map(selectors.split_rank_row, selectors.rank_answer_values(
             study=study, extended=extended, include_simulated=include_simulated, chunk_size=chunk_size)):
         it = items[rank_row.item_id]
@@ -114,10 +114,10 @@ def response_rows(*, study: Study, include_simulated: bool = False,
             image = images[image_id]
             yield ("rank", it.key, pseudonym, image.variant, it.prompt, "", None, None, rank, flag,
                    rank_row.skip_reason, position, rank_row.seconds, 0, image.public_id, it.seed,
-                   image.auto_count, it.repeat_of)
+                   image.auto_count, it.repeat_of, rank_row.away_seconds)
     for j in selectors.judge_only_images(study=study):
         yield ("count", j.key, "", j.variant, spreadsheet_safe(j.prompt), j.object, j.true_count, None, None,
-               SKIPPED_COUNT, "", None, None, 0, j.public_id, j.seed, j.auto_count, "")
+               SKIPPED_COUNT, "", None, None, 0, j.public_id, j.seed, j.auto_count, "", None)
 
 
 def response_table(*, study: Study, include_simulated: bool = False, variants: Sequence[str] | None = None,
@@ -182,7 +182,7 @@ def _jsonl_records(*, study: Study, salt: str, chunk_size: int, include_simulate
             hashes[external_id] = worker_id_hash(external_id, salt)
         return hashes[external_id]
 
-    for item_id, pseudonym, answer, cant_tell, seconds, created_at, external_id, simulated in (
+    for item_id, pseudonym, answer, cant_tell, seconds, away, created_at, external_id, simulated in (
         selectors.count_answer_values(study=study, extended=True, include_simulated=include_simulated,
                                       chunk_size=chunk_size)
     ):
@@ -194,8 +194,8 @@ def _jsonl_records(*, study: Study, salt: str, chunk_size: int, include_simulate
             "rank": None, "skipped": False, "skip_reason": "", "position": None, "seconds": seconds,
             "is_gold": it.is_gold, "image_id": image.public_id if image else "", "seed": it.seed,
             "auto_count": image.auto_count if image else None, "repeat_of": it.repeat_of,
-            "cant_tell": cant_tell, "answered_at": created_at.isoformat(), "evaluator_pseudonym": pseudonym,
-            "worker_id_hash": hashed(external_id), "simulated": simulated,
+            "away_seconds": away, "cant_tell": cant_tell, "answered_at": created_at.isoformat(),
+            "evaluator_pseudonym": pseudonym, "worker_id_hash": hashed(external_id), "simulated": simulated,
             "image_provenance": image.provenance if image else None,
         }
     for row in map(selectors.split_rank_row, selectors.rank_answer_values(
@@ -211,7 +211,8 @@ def _jsonl_records(*, study: Study, salt: str, chunk_size: int, include_simulate
                 "prompt": it.prompt, "object": "", "true_count": None, "answer_count": None, "rank": rank,
                 "skipped": skipped, "skip_reason": skip_reason, "position": position, "seconds": seconds,
                 "is_gold": False, "image_id": image.public_id, "seed": it.seed, "auto_count": image.auto_count,
-                "repeat_of": it.repeat_of, "cant_tell": False, "answered_at": created_at.isoformat(),
+                "repeat_of": it.repeat_of, "away_seconds": row.away_seconds, "cant_tell": False,
+                "answered_at": created_at.isoformat(),
                 "evaluator_pseudonym": pseudonym, "worker_id_hash": hashed(external_id), "simulated": simulated,
                 "image_provenance": image.provenance,
             }
@@ -220,7 +221,8 @@ def _jsonl_records(*, study: Study, salt: str, chunk_size: int, include_simulate
             "task": "count", "item_id": j.key, "evaluator_id": "", "variant": j.variant, "prompt": j.prompt,
             "object": j.object, "true_count": j.true_count, "answer_count": None, "rank": None, "skipped": False,
             "skip_reason": "", "position": None, "seconds": None, "is_gold": False, "image_id": j.public_id,
-            "seed": j.seed, "auto_count": j.auto_count, "repeat_of": "", "cant_tell": False, "answered_at": None,
+            "seed": j.seed, "auto_count": j.auto_count, "repeat_of": "", "away_seconds": None, "cant_tell": False,
+            "answered_at": None,
             "evaluator_pseudonym": "", "worker_id_hash": None, "simulated": False,
             "image_provenance": images[j.pk].provenance,
         }

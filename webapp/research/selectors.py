@@ -279,9 +279,9 @@ def judge_only_images(*, study: Study) -> list[JudgeOnlyImage]:
     return out
 
 
-COUNT_FIELDS = ("item_id", "evaluator__pseudonym", "answer", "cant_tell", "seconds")
+COUNT_FIELDS = ("item_id", "evaluator__pseudonym", "answer", "cant_tell", "seconds", "away_seconds")
 # A ranking's columns are laid out for the widest; split_rank_row keeps the ``width`` shown.
-RANK_FIELDS = ("item_id", "evaluator__pseudonym", "width", "skipped", "skip_reason", "seconds",
+RANK_FIELDS = ("item_id", "evaluator__pseudonym", "width", "skipped", "skip_reason", "seconds", "away_seconds",
                *(f"{f}_id" for f in RankResponse.IMAGE_FIELDS), *RankResponse.RANK_FIELDS)
 EXTENDED_FIELDS = ("created_at", "evaluator__external_id", "evaluator__is_simulated")
 
@@ -334,16 +334,18 @@ class RankRow:
     skipped: bool
     skip_reason: str
     seconds: float
+    away_seconds: float
     extended: tuple  # EXTENDED_FIELDS' values when asked for, else ()
 
 
 def split_rank_row(row: tuple) -> RankRow:
     """A tuple of RANK_FIELDS (+ EXTENDED_FIELDS) as a RankRow, cut to its width."""
-    item_id, pseudonym, width, skipped, skip_reason, seconds = row[:6]
+    item_id, pseudonym, width, skipped, skip_reason, seconds, away_seconds = row[:7]
     n = len(RankResponse.IMAGE_FIELDS)
-    images, ranks = row[6:6 + n], row[6 + n:6 + 2 * n]
+    images, ranks = row[7:7 + n], row[7 + n:7 + 2 * n]
     return RankRow(item_id=item_id, pseudonym=pseudonym, image_ids=tuple(images[:width]), ranks=tuple(ranks[:width]),
-                   skipped=skipped, skip_reason=skip_reason, seconds=seconds, extended=tuple(row[6 + 2 * n:]))
+                   skipped=skipped, skip_reason=skip_reason, seconds=seconds, away_seconds=away_seconds,
+                   extended=tuple(row[7 + 2 * n:]))
 
 
 def study_evaluator_summary(*, study: Study) -> dict:
