@@ -73,7 +73,7 @@ def _count_line(item, ev, variant="concat-early", answer="2", seed="0"):
     cells = {"task": "count", "item_id": item, "evaluator_id": ev, "variant": variant,
              "prompt": "2 cats", "object": "cat", "true_count": "2", "answer_count": answer,
              "rank": "", "skipped": "0", "skip_reason": "", "position": "", "seconds": "4",
-             "is_gold": "0", "image_id": "", "seed": seed, "auto_count": "", "repeat_of": ""}
+             "is_gold": "0", "image_id": "", "seed": seed, "auto_count": "", "repeat_of": "", "away_seconds": ""}
     return ",".join(cells[c] for c in RESPONSE_COLUMNS)
 
 
@@ -96,11 +96,11 @@ def test_a_good_file_passes(tmp_path, capsys):
 
 BAD = {
     "duplicate header": ("\n".join([HEADER + ",answer_count", *(g + "," for g in GOOD)]),
-                         r"line 1, column 19: duplicate column 'answer_count' \(also column 8\)"),
+                         r"line 1, column 20: duplicate column 'answer_count' \(also column 8\)"),
     "truncated last row": ("\n".join([HEADER, *GOOD, ",".join(GOOD[0].split(",")[:7])]),
-                           r"line 14: truncated row: 7 cells, the header has 18"),
+                           r"line 14: truncated row: 7 cells, the header has 19"),
     "extra cells": ("\n".join([HEADER, GOOD[0] + ",surplus", *GOOD[1:]]),
-                    r"line 2: extra cells: 19 cells, the header has 18"),
+                    r"line 2: extra cells: 20 cells, the header has 19"),
     "1e3 as a count": ("\n".join([HEADER, *GOOD[:3], _count_line("i99", "e1", answer="1e3")]),
                        r"line 5, column 8 \(answer_count\): expected an integer, got '1e3'"),
     "huge cell": ("\n".join([HEADER, *GOOD[:2], _count_line("x" * 140_000, "e1")]),
