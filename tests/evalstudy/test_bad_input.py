@@ -150,4 +150,4 @@ def test_helpers_name_what_is_wrong(call, message):
 
 
 def test_wilcoxon_still_drops_missing_pairs():
-    assert stats.wilcoxon_signed_rank([1.0, 2.0, math.nan])["n_pairs"] == 2
+    assert stats.wilcoxon_signed_rank([1.0, 2.0, math.nan]).n_pairs == 2
