@@ -136,7 +136,7 @@ def two_tests(table: ResponseTable, task: str) -> tuple[float, float]:
     s_den = np.bincount(unit * 2 + var, weights=den, minlength=2 * n_units).reshape(-1, 2)
     ok = (s_den > 0).all(axis=1)
     d = s_num[ok, 0] / s_den[ok, 0] - s_num[ok, 1] / s_den[ok, 1]
-    return crossed, stats.wilcoxon_signed_rank(d)["p_value"]
+    return crossed, stats.wilcoxon_signed_rank(d).p_value
 
 
 def _rate(hits: list[bool]) -> str:

@@ -74,7 +74,12 @@ evalstudy.simulate
     simulate_study(simulator, protocol, *, n_evaluators=None, overlap=None,
                    base_dir=None, seed=None) -> ResponseTable
     synthetic_protocol(variants, ...) -> Protocol
-    power_analysis(simulator, a, b, *, task="rank", evaluators=..., ranked=None, ...) -> dict
+
+evalstudy.power
+    power_analysis(simulator, a, b, *, task="rank", evaluators=..., ranked=None, ...)
+        -> PowerAnalysis                         .rows[] (PowerRow: n_evaluators, power, ...),
+                                                 .required_evaluators; .to_dict(): --json
+    planned_row_count(protocol) -> int           the rows Holm adjusts over
 
 Command line: python -m evalstudy {analyze, simulate, power, protocol, plan} --help
 """

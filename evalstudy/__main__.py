@@ -330,14 +330,15 @@ def _run(args: argparse.Namespace) -> int:  # noqa: C901 -- one branch per subco
         return 0
 
     if args.command == "power":
-        from .simulate import RaterSimulator, power_analysis
+        from .power import power_analysis
+        from .simulate import RaterSimulator
 
         sim = RaterSimulator(args.quality, count_noise=args.count_noise,
                              rank_noise=args.rank_noise, skip_rate=args.skip_rate, seed=args.seed,
                              tie_margin=args.tie_margin)
         rows = args.planned_rows
         if args.protocol is not None:
-            from .simulate import planned_row_count
+            from .power import planned_row_count
 
             planned = load_protocol(args.protocol)
             if planned.is_pairs and args.task == "rank":
@@ -349,17 +350,17 @@ def _run(args: argparse.Namespace) -> int:  # noqa: C901 -- one branch per subco
                              n_sims=args.sims, alpha=args.alpha, target=args.target,
                              seed=args.seed, ranked=args.ranked, planned_rows=rows)
         if args.json:
-            print(json.dumps(res, indent=1))
+            print(json.dumps(res.to_dict(), indent=1))
             return 0
         print(f"{args.task} task, {args.a} vs {args.b}, {args.sims} simulated studies each, "
-              f"alpha {args.alpha}; power: flagged significant (Holm over {res['planned_rows']} "
+              f"alpha {args.alpha}; power: flagged significant (Holm over {res.planned_rows} "
               f"planned row(s)), and p < alpha before Holm")
         print(" evaluators  items  overlap  power (Holm)     unadjusted")
-        for r in res["rows"]:
-            print(f" {r['n_evaluators']:>10} {r['n_items']:>6} {r['overlap']:>8}  "
-                  f"{r['power']:.3f} +- {r['power_se']:.3f}  "
-                  f"{r['power_unadjusted']:.3f} +- {r['power_unadjusted_se']:.3f}")
-        need = res["required_evaluators"]
+        for r in res.rows:
+            print(f" {r.n_evaluators:>10} {r.n_items:>6} {r.overlap:>8}  "
+                  f"{r.power:.3f} +- {r.power_se:.3f}  "
+                  f"{r.power_unadjusted:.3f} +- {r.power_unadjusted_se:.3f}")
+        need = res.required_evaluators
         print(f"evaluators needed for power {args.target}: "
               + (str(need) if need is not None else f"more than {max(args.evaluators)}"))
         return 0

@@ -5,13 +5,18 @@ Alpha-Reliability"), Kendall's W, quadratic weighted kappa. Tests: Wilcoxon
 signed-rank (exact null by enumeration of sign flips, with mid-ranks), Friedman,
 Holm's step-down correction, Nemenyi's post-hoc test. Position bias: a permutation
 test within items. The rank models (Plackett-Luce, Davidson) are in evalstudy.rank_models.
+
+A test returns a frozen result record (`WilcoxonResult`, `FriedmanResult`, `NemenyiResult`,
+`PositionTestResult`), read by attribute, as scipy's tests return theirs: the analysis copies
+the numbers into its own versioned records (evalstudy.analysis.result), so these are never
+stored and have no JSON form of their own.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -200,7 +205,26 @@ def _signed_rank_null(doubled_ranks: np.ndarray) -> np.ndarray:
     return dist
 
 
-def wilcoxon_signed_rank(differences: ArrayLike, exact_max_n: int = 50) -> dict:
+@dataclass(frozen=True)
+class WilcoxonResult:
+    """`wilcoxon_signed_rank`'s answer.
+
+    n_pairs: finite differences (pairs present); n_nonzero: those not 0, the test's n.
+    statistic: T+, the sum of the mid-ranks of the positive differences (NaN with no
+    non-zero difference). p_value: two-sided (NaN likewise). method: "exact" (the sign-flip
+    distribution), "normal" (the tie-corrected normal approximation) or None (no test).
+    z: the standardized T+ of the normal approximation; None unless method is "normal".
+    """
+
+    n_pairs: int
+    n_nonzero: int
+    statistic: float
+    p_value: float
+    method: str | None
+    z: float | None = None
+
+
+def wilcoxon_signed_rank(differences: ArrayLike, exact_max_n: int = 50) -> WilcoxonResult:
     """Two-sided Wilcoxon signed-rank test of symmetry about 0.
 
     Zero differences are dropped (Wilcoxon's convention); ties get mid-ranks.
@@ -219,55 +243,83 @@ def wilcoxon_signed_rank(differences: ArrayLike, exact_max_n: int = 50) -> dict:
     n_pairs = len(d)
     d = d[d != 0]
     n = len(d)
-    out: dict[str, Any] = {"n_pairs": n_pairs, "n_nonzero": n, "statistic": math.nan,
-                           "p_value": math.nan, "method": None}
     if n == 0:
-        return out
+        return WilcoxonResult(n_pairs=n_pairs, n_nonzero=0, statistic=math.nan, p_value=math.nan, method=None)
     ranks = sps.rankdata(np.abs(d))
     t_plus = float(ranks[d > 0].sum())
     mean = float(ranks.sum()) / 2.0
-    out["statistic"] = t_plus
     if n <= exact_max_n:
         doubled = np.rint(2 * ranks).astype(int)
         dist = _signed_rank_null(doubled)
         t2 = np.arange(len(dist))
         far = np.abs(t2 - 2 * mean) >= abs(2 * t_plus - 2 * mean) - 1e-9
-        out["p_value"] = float(min(1.0, dist[far].sum()))
-        out["method"] = "exact"
-    else:
-        _, t = np.unique(ranks, return_counts=True)
-        var = n * (n + 1) * (2 * n + 1) / 24.0 - float((t ** 3 - t).sum()) / 48.0
-        z = (t_plus - mean) / math.sqrt(var) if var > 0 else 0.0
-        out["p_value"] = float(2 * sps.norm.sf(abs(z)))
-        out["method"] = "normal"
-        out["z"] = z
-    return out
+        return WilcoxonResult(n_pairs=n_pairs, n_nonzero=n, statistic=t_plus,
+                              p_value=float(min(1.0, dist[far].sum())), method="exact")
+    _, t = np.unique(ranks, return_counts=True)
+    var = n * (n + 1) * (2 * n + 1) / 24.0 - float((t ** 3 - t).sum()) / 48.0
+    z = (t_plus - mean) / math.sqrt(var) if var > 0 else 0.0
+    return WilcoxonResult(n_pairs=n_pairs, n_nonzero=n, statistic=t_plus,
+                          p_value=float(2 * sps.norm.sf(abs(z))), method="normal", z=z)
 
 
-def friedman(data: ArrayLike) -> dict:
+@dataclass(frozen=True)
+class FriedmanResult:
+    """`friedman`'s answer.
+
+    n_blocks, k: the array's blocks (rows) and treatments (columns). statistic: the
+    tie-corrected chi-square on k - 1 df; p_value: its upper tail (both NaN with fewer than
+    one block or two treatments, or when every block is all ties). mean_ranks: per
+    treatment, its mean within-block rank (1 = smallest value; NaN where no test).
+    """
+
+    n_blocks: int
+    k: int
+    statistic: float
+    p_value: float
+    mean_ranks: tuple[float, ...]
+
+
+def friedman(data: ArrayLike) -> FriedmanResult:
     """Friedman's test for a blocks x treatments array (values ranked within blocks,
     mid-ranks for ties, tie-corrected statistic, chi-square with k - 1 df).
     `mean_ranks` are the treatments' mean within-block ranks (1 = smallest value)."""
     x = _matrix(data, "blocks", "treatments")
     n, k = x.shape
-    out = {"n_blocks": n, "k": k, "statistic": math.nan, "p_value": math.nan,
-           "mean_ranks": [math.nan] * k}
     if n < 1 or k < 2:
-        return out
+        return FriedmanResult(n_blocks=n, k=k, statistic=math.nan, p_value=math.nan, mean_ranks=(math.nan,) * k)
     r = _rank_rows(x)
     totals = r.sum(axis=0)
-    out["mean_ranks"] = (totals / n).tolist()
+    mean_ranks = tuple(float(v) for v in totals / n)
     chi2 = 12.0 / (n * k * (k + 1)) * float((totals ** 2).sum()) - 3.0 * n * (k + 1)
     correction = 1.0 - _tie_term(r) / (n * k * (k * k - 1))
     if correction <= 0:
-        return out
+        return FriedmanResult(n_blocks=n, k=k, statistic=math.nan, p_value=math.nan, mean_ranks=mean_ranks)
     chi2 /= correction
-    out["statistic"] = chi2
-    out["p_value"] = float(sps.chi2.sf(chi2, k - 1))
-    return out
+    return FriedmanResult(n_blocks=n, k=k, statistic=chi2, p_value=float(sps.chi2.sf(chi2, k - 1)),
+                          mean_ranks=mean_ranks)
 
 
-def nemenyi(mean_ranks: ArrayLike, n_blocks: int, alpha: float = 0.05) -> dict:
+@dataclass(frozen=True)
+class NemenyiComparison:
+    """One pair of `nemenyi`: treatments i < j (indices into the mean ranks given),
+    R_i - R_j, and the pair's p-value from the studentized range."""
+
+    i: int
+    j: int
+    mean_rank_difference: float
+    p_value: float
+
+
+@dataclass(frozen=True)
+class NemenyiResult:
+    """`nemenyi`'s answer: the critical difference of mean ranks at the alpha given (two
+    mean ranks further apart differ), and every pair, in itertools.combinations order."""
+
+    critical_difference: float
+    pairs: tuple[NemenyiComparison, ...]
+
+
+def nemenyi(mean_ranks: ArrayLike, n_blocks: int, alpha: float = 0.05) -> NemenyiResult:
     """Nemenyi's all-pairs test after Friedman: |R_i - R_j| / sqrt(k(k+1)/(6n)) is
     compared with the studentized range (k groups, infinite df) divided by sqrt 2."""
     r = np.asarray(mean_ranks, dtype=float)
@@ -279,9 +331,9 @@ def nemenyi(mean_ranks: ArrayLike, n_blocks: int, alpha: float = 0.05) -> dict:
     pairs = []
     for i, j in itertools.combinations(range(k), 2):
         z = abs(r[i] - r[j]) / se
-        pairs.append({"i": i, "j": j, "mean_rank_difference": float(r[i] - r[j]),
-                      "p_value": float(sps.studentized_range.sf(z * math.sqrt(2), k, np.inf))})
-    return {"critical_difference": q_crit / math.sqrt(2) * se, "pairs": pairs}
+        pairs.append(NemenyiComparison(i=i, j=j, mean_rank_difference=float(r[i] - r[j]),
+                                       p_value=float(sps.studentized_range.sf(z * math.sqrt(2), k, np.inf))))
+    return NemenyiResult(critical_difference=q_crit / math.sqrt(2) * se, pairs=tuple(pairs))
 
 
 # ---------------------------------------------------------------------------
@@ -289,6 +341,18 @@ def nemenyi(mean_ranks: ArrayLike, n_blocks: int, alpha: float = 0.05) -> dict:
 # ---------------------------------------------------------------------------
 
 PERMUTATION_CHUNK = 200  # permutations per block: bounds memory at chunk x rankings x layouts
+
+
+@dataclass(frozen=True)
+class PositionTestResult:
+    """`position_permutation_test`'s answer: the F-type statistic (a sum of squares of
+    ranks), its permutation p-value, (1 + #{T_perm >= T}) / (1 + n_permutations), both NaN
+    with fewer than two rankings or two variants, and the permutations and rankings used."""
+
+    statistic: float
+    p_value: float
+    n_permutations: int
+    n_rankings: int
 
 
 def _caption_means(values: np.ndarray, caption: np.ndarray, n_captions: int) -> np.ndarray:
@@ -306,7 +370,7 @@ def _by_codes(values: np.ndarray, code: np.ndarray, n_codes: int) -> np.ndarray:
 
 
 def position_permutation_test(ranks: ArrayLike, positions: ArrayLike, item: ArrayLike, evaluator: ArrayLike,
-                              n_perm: int, rng: np.random.Generator) -> dict:
+                              n_perm: int, rng: np.random.Generator) -> PositionTestResult:
     """Does the screen position change the rank? A permutation test that respects the design.
 
     ranks, positions: (N, m) per ranking and variant (rank 1 = best; screen position
@@ -335,10 +399,9 @@ def position_permutation_test(ranks: ArrayLike, positions: ArrayLike, item: Arra
     item = np.asarray(item, dtype=np.int64)
     evaluator = np.asarray(evaluator, dtype=np.int64)
     n, m = ranks.shape
-    out = {"statistic": math.nan, "p_value": math.nan, "n_permutations": int(n_perm),
-           "n_rankings": int(n)}
     if n < 2 or m < 2:
-        return out
+        return PositionTestResult(statistic=math.nan, p_value=math.nan, n_permutations=int(n_perm),
+                                  n_rankings=int(n))
     # The fit splits into caption means (H_C) and the evaluator indicators with their
     # caption means removed (E~ = (I - H_C) E), orthogonal to them; E~'E~ (evaluators x
     # evaluators) is all a permutation within captions needs to see, since it keeps every
@@ -403,6 +466,5 @@ def position_permutation_test(ranks: ArrayLike, positions: ArrayLike, item: Arra
         perm = np.empty((b, n), dtype=np.int64)
         perm[:, order] = shuffled
         exceed += int((statistics(layout_code[perm]) >= observed * (1 - 1e-12) - 1e-12).sum())
-    out["statistic"] = observed
-    out["p_value"] = (1 + exceed) / (1 + n_perm)
-    return out
+    return PositionTestResult(statistic=observed, p_value=(1 + exceed) / (1 + n_perm),
+                              n_permutations=int(n_perm), n_rankings=int(n))

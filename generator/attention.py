@@ -235,12 +235,12 @@ def main(args: argparse.Namespace) -> None:
 
     device = torch.device(args.device)
     state, meta = load_ema(args.checkpoint)
-    model = UViT(meta["config"])
+    model = UViT(meta.config)
     model.load_state_dict(state)
     model.to(device).eval().requires_grad_(False)
     cfg = model.cfg
     # Only the text encoder is needed: the maps are taken in model space, nothing is decoded.
-    text_encoder = load_text_encoder(meta["text_encoder"], args.clip_path).to(device)
+    text_encoder = load_text_encoder(meta.text_encoder, args.clip_path).to(device)
     prompts = args.prompt or DEFAULT_PROMPTS
     context = text_encoder.encode(prompts).to(device)  # (B, T, D)
     uncond = text_encoder.encode([""]).to(device).expand(len(prompts), -1, -1)  # (B, T, D)
@@ -248,12 +248,12 @@ def main(args: argparse.Namespace) -> None:
     # content matches the prompts at every timestep.
     gen = torch.Generator().manual_seed(args.seed)
     noise = torch.randn(len(prompts), cfg.in_chans, cfg.img_size, cfg.img_size, generator=gen).to(device)
-    convention = meta["timestep_convention"]
+    convention = meta.timestep_convention
     x0 = sample_cfg(model, noise, context, uncond, args.cfg_scale, args.sample_steps,
-                    prediction_type=meta["prediction_type"], timestep_convention=convention)
+                    prediction_type=meta.prediction_type, timestep_convention=convention)
     timesteps = torch.linspace(0, 999, args.timesteps).round().long().tolist()
     maps = collect_attention(model, context, x0, timesteps, args.seed, timestep_convention=convention)
-    fig = plot_attention(maps, not args.keep_border, title=meta["name"])
+    fig = plot_attention(maps, not args.keep_border, title=meta.name)
     fig.savefig(args.out, dpi=args.dpi)
     print(f"wrote {args.out} ({len(maps.layers)} layers, {maps.calls} timesteps, {len(prompts)} prompts)")
 

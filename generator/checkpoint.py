@@ -37,9 +37,10 @@ import os
 import pickle
 import shutil
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Required, TypedDict, cast
 
 import torch
 from safetensors import safe_open
@@ -55,7 +56,19 @@ CHECKPOINT_FORMAT = "fusion-eval/uvit-ema/1"
 WEIGHTS_FILE = "model.safetensors"
 TRAIN_STATE_DIR = "train_state"
 LEGACY_TRAIN_STATE_FILE = "train_state.pt"  # before train_state/: neither read nor written (train.py refuses it)
-TRAINED = {"kind": "trained"}
+
+class CheckpointSource(TypedDict, total=False):
+    """Where a checkpoint's weights came from, a JSON document recorded as-is in its metadata
+    and in every image's provenance: kind "trained" (by generator/train.py) or "imported",
+    then with the source file's format, name (no folder) and sha256 (hex)."""
+
+    kind: Required[str]
+    format: str
+    file: str
+    sha256: str
+
+
+TRAINED: CheckpointSource = {"kind": "trained"}
 UVIT_SOURCE_FORMAT = "U-ViT nnet state dict (torch.save)"
 # The presets that are U-ViT's own text-to-image architectures (concat, early fusion), the
 # only ones its weights may be imported into: U-ViT-S (MS-COCO) and U-ViT-S/2 Deep. The
@@ -101,7 +114,7 @@ def save_ema(
     dtype: torch.dtype | None = None,
     prediction_type: str = "epsilon",
     timestep_convention: str = "index",
-    source: dict[str, Any] | None = None,
+    source: CheckpointSource | None = None,
 ) -> Path:
     """Write the sampling weights (optionally cast to `dtype`) with their metadata."""
     if timestep_convention not in TIMESTEP_CONVENTIONS:
@@ -128,29 +141,79 @@ def save_ema(
     return file
 
 
-def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
-    """Decoded metadata of a weights file: config (UViTConfig), codec, text_encoder, step,
-    name, prediction_type, timestep_convention, source."""
+@dataclass(frozen=True)
+class CheckpointMetadata:
+    """What a weights file says of itself (the strings of its safetensors metadata, decoded).
+
+    config: the network's architecture. codec, text_encoder: the encoder specs
+    (encoders.load_codec / load_text_encoder documents, JSON). step: optimizer steps taken
+    (0 for imported weights: not recorded). name: the preset or variant name it was saved
+    under. prediction_type: "epsilon" or "v_prediction"; timestep_convention: "index" or
+    "uvit" (generator/diffusion.py); source: where the weights came from. The last three are
+    absent from files written before them and read as their defaults.
+    """
+
+    config: UViTConfig
+    codec: dict[str, Any]
+    text_encoder: dict[str, Any]
+    step: int
+    name: str
+    prediction_type: str = "epsilon"
+    timestep_convention: str = "index"
+    source: CheckpointSource = field(default_factory=lambda: CheckpointSource(kind="trained"))
+
+    @classmethod
+    def from_metadata(cls, meta: Mapping[str, str]) -> CheckpointMetadata:
+        """Decode a file's metadata strings; ValueError naming the field that is missing or
+        malformed (a file of CHECKPOINT_FORMAT written by save_ema has none)."""
+        missing = [k for k in ("config", "codec", "text_encoder", "step", "name") if k not in meta]
+        if missing:
+            raise ValueError(f"its metadata lacks {', '.join(missing)}")
+
+        def document(key: str) -> Any:
+            try:
+                return json.loads(meta[key])
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"its metadata field {key} is not JSON ({exc.msg})") from exc
+
+        config, codec, text = (document(k) for k in ("config", "codec", "text_encoder"))
+        source = document("source") if "source" in meta else dict(TRAINED)
+        for key, value in (("config", config), ("codec", codec), ("text_encoder", text), ("source", source)):
+            if not isinstance(value, dict):
+                raise ValueError(f"its metadata field {key} is not a JSON object")
+        if not isinstance(source.get("kind"), str):
+            raise ValueError("its metadata field source has no kind")
+        try:
+            step = int(meta["step"])
+        except ValueError:
+            raise ValueError(f"its metadata field step is not a whole number ({meta['step']!r})") from None
+        try:
+            model = UViTConfig.from_dict(config)
+        except TypeError as exc:  # a field the config cannot go without
+            raise ValueError(f"its metadata field config does not describe a UViTConfig ({exc})") from exc
+        return cls(config=model, codec=codec, text_encoder=text, step=step, name=meta["name"],
+                   prediction_type=meta.get("prediction_type", "epsilon"),
+                   timestep_convention=meta.get("timestep_convention", "index"),
+                   source=cast(CheckpointSource, source))
+
+
+def read_metadata(path: str | os.PathLike) -> CheckpointMetadata:
+    """Decoded metadata of a weights file; ValueError for a file of another format or with a
+    field missing or malformed."""
     file = weights_path(path)
     with safe_open(str(file), framework="pt") as f:
         meta = f.metadata() or {}
     if meta.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{file} is not a {CHECKPOINT_FORMAT} checkpoint (format={meta.get('format')!r})")
-    return {
-        "config": UViTConfig.from_dict(json.loads(meta["config"])),
-        "codec": json.loads(meta["codec"]),
-        "text_encoder": json.loads(meta["text_encoder"]),
-        "step": int(meta["step"]),
-        "name": meta["name"],
-        "prediction_type": meta.get("prediction_type", "epsilon"),
-        "timestep_convention": meta.get("timestep_convention", "index"),
-        "source": json.loads(meta["source"]) if "source" in meta else dict(TRAINED),
-    }
+    try:
+        return CheckpointMetadata.from_metadata(meta)
+    except ValueError as exc:
+        raise ValueError(f"{file.name} is a damaged {CHECKPOINT_FORMAT} checkpoint: {exc}") from exc
 
 
 def load_ema(
     path: str | os.PathLike, dtype: torch.dtype = torch.float32
-) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+) -> tuple[dict[str, torch.Tensor], CheckpointMetadata]:
     """(state dict cast to `dtype`, metadata) of a checkpoint folder or weights file."""
     from safetensors.torch import load_file
 
@@ -299,7 +362,7 @@ def import_uvit(
     if missing or unexpected or mismatched:
         raise CheckpointMismatch(str(src), preset, missing, unexpected, mismatched)
     codec, text = encoder_specs_for(cfg)
-    source = {"kind": "imported", "format": UVIT_SOURCE_FORMAT, "file": src.name, "sha256": file_sha256(src)}
+    source = CheckpointSource(kind="imported", format=UVIT_SOURCE_FORMAT, file=src.name, sha256=file_sha256(src))
     # U-ViT's files do not record their step; 0 here means "not recorded", the source says what they are.
     return save_ema(
         file, state, cfg, codec, text, step=0, name=name or f"{preset} (imported {src.name})",
@@ -322,7 +385,7 @@ def main(argv: list[str] | None = None) -> None:
     except (CheckpointMismatch, OSError, ValueError, RuntimeError, pickle.UnpicklingError) as exc:
         sys.exit(f"import-uvit: {exc}")
     meta = read_metadata(file)
-    print(json.dumps({"out": str(file), "sha256": checkpoint_sha256(file), "source": meta["source"]}))
+    print(json.dumps({"out": str(file), "sha256": checkpoint_sha256(file), "source": meta.source}))
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 from generator.checkpoint import file_sha256
 
@@ -77,9 +77,38 @@ def folder_sha256(hashes: dict[str, str]) -> str:
     return hashlib.sha256(json.dumps(hashes, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
+class PipelineConfig(TypedDict):
+    """A registered pipeline folder's record, the JSON document the web app stores as-is as
+    its checkpoint's config: source "diffusers" (what tells it from one of our checkpoints),
+    the pipeline and scheduler class names, each component's class name, each file's sha256
+    (hex, by POSIX path in the folder) and the default image size in pixels (None: unknown)."""
+
+    source: Literal["diffusers"]
+    pipeline_class: str
+    scheduler: str
+    components: dict[str, str]
+    files: dict[str, str]
+    default_size: int | None
+
+
+class PipelineProvenance(PipelineConfig):
+    """What produced an image of a pipeline, stored with it as-is: the folder's record
+    (PipelineConfig) with the scheduler that drew it (class name and config, in strict JSON),
+    the folder's sha256, the guidance convention, and the diffusers and code versions."""
+
+    sha256: str
+    scheduler_config: dict[str, Any]
+    sampler: str
+    guidance_convention: str
+    diffusers_version: str
+    code_version: str
+
+
 @dataclass(frozen=True)
 class PipelineInfo:
-    """What registration records of a pipeline folder."""
+    """What registration records of a pipeline folder: its sha256 (of its files' hashes), the
+    pipeline and scheduler class names, file hashes, component class names, default size in
+    pixels (None: the pipeline does not say). `to_dict` is the stored record."""
 
     sha256: str
     pipeline_class: str
@@ -88,7 +117,7 @@ class PipelineInfo:
     components: dict[str, str] = field(default_factory=dict)
     default_size: int | None = None
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> PipelineConfig:
         return {
             "source": "diffusers", "pipeline_class": self.pipeline_class, "scheduler": self.scheduler,
             "components": dict(self.components), "files": dict(self.files), "default_size": self.default_size,
@@ -188,21 +217,23 @@ class PipelineSampler:
         self.pipe, self.info, self.device = pipe, info, device
         self.sha256 = info.sha256
 
-    def provenance(self) -> dict[str, Any]:
+    def provenance(self) -> PipelineProvenance:
+        """The folder's record with the scheduler used, versions and conventions."""
         import diffusers
 
         from generator.sample import code_version
 
-        return {
-            **self.info.to_dict(),
-            "sha256": self.sha256,
-            "scheduler": type(self.pipe.scheduler).__name__,
-            "scheduler_config": _json_safe(dict(self.pipe.scheduler.config)),
-            "sampler": type(self.pipe.scheduler).__name__,
-            "guidance_convention": "diffusers guidance_scale = cfg_scale + 1",
-            "diffusers_version": diffusers.__version__,
-            "code_version": code_version(),
-        }
+        record = self.info.to_dict()
+        # Keys in the order of the documents stored before this was a TypedDict: the folder's
+        # record first, its scheduler overwritten in place by the one in use.
+        return PipelineProvenance(
+            source=record["source"], pipeline_class=record["pipeline_class"],
+            scheduler=type(self.pipe.scheduler).__name__, components=record["components"],
+            files=record["files"], default_size=record["default_size"], sha256=self.sha256,
+            scheduler_config=_json_safe(dict(self.pipe.scheduler.config)),
+            sampler=type(self.pipe.scheduler).__name__,
+            guidance_convention="diffusers guidance_scale = cfg_scale + 1",
+            diffusers_version=diffusers.__version__, code_version=code_version())
 
     def generate(self, prompts: list[str], seeds: list[int], cfg_scale: float, steps: int,
                  batch_size: int = 50, size: int | None = None) -> list[Image.Image]:

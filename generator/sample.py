@@ -2,7 +2,7 @@
 
     sampler = load_sampler("fixtures/checkpoints/cross-early")      # once per worker
     images = sampler.generate(["three red circles"], seeds=[7])   # list of PIL images
-    sampler.provenance()  # {"sha256", "config", "sampler", "code_version", "source", ...}
+    sampler.provenance()  # SamplerProvenance: {"sha256", "config", "sampler", "code_version", "source", ...}
 
 Guarantees:
 - A (prompt, seed, cfg_scale, steps) gives the same image whatever else is in the call
@@ -22,20 +22,39 @@ from __future__ import annotations
 import os
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import torch
 from PIL import Image
 
 from generator import __version__
-from generator.checkpoint import checkpoint_sha256, load_ema, weights_path
+from generator.checkpoint import CheckpointMetadata, CheckpointSource, checkpoint_sha256, load_ema, weights_path
 from generator.defaults import CFG_SCALE, STEPS
 from generator.diffusion import SAMPLER_NAME, sample_cfg
 from generator.encoders import Codec, TextEncoder, load_codec, load_text_encoder
 from generator.model import UViT, UViTConfig
 
-__all__ = ["Sampler", "checkpoint_sha256", "code_version", "load_sampler"]
+__all__ = ["Sampler", "SamplerProvenance", "checkpoint_sha256", "code_version", "load_sampler"]
+
+
+class SamplerProvenance(TypedDict):
+    """What produced an image, the JSON document the web app stores with it as-is (under
+    "generator"): the weights' sha256 (hex), the checkpoint's name and step, its model config
+    (UViTConfig.to_dict), encoder specs, prediction type, timestep convention and source
+    (CheckpointMetadata), the sampler's name and the code version (`code_version`)."""
+
+    sha256: str
+    name: str
+    step: int
+    config: dict[str, Any]
+    codec: dict[str, Any]
+    text_encoder: dict[str, Any]
+    prediction_type: str
+    timestep_convention: str
+    source: CheckpointSource
+    sampler: str
+    code_version: str
 
 
 def code_version() -> str:
@@ -60,7 +79,7 @@ def to_pil(pixels: torch.Tensor) -> list[Image.Image]:
 class Sampler:
     """A checkpoint's EMA model with its image codec and text encoder, loaded once."""
 
-    def __init__(self, model: UViT, codec: Codec, text_encoder: TextEncoder, meta: dict[str, Any], sha256: str,
+    def __init__(self, model: UViT, codec: Codec, text_encoder: TextEncoder, meta: CheckpointMetadata, sha256: str,
                  device: torch.device) -> None:
         self.model, self.codec, self.text_encoder = model.eval(), codec, text_encoder
         self.meta, self.sha256, self.device = meta, sha256, device
@@ -70,18 +89,18 @@ class Sampler:
     def config(self) -> UViTConfig:
         return self.model.cfg
 
-    def provenance(self) -> dict[str, Any]:
+    def provenance(self) -> SamplerProvenance:
         """What produced an image: weights hash, model config, encoders, sampler, code version."""
         return {
             "sha256": self.sha256,
-            "name": self.meta["name"],
-            "step": self.meta["step"],
+            "name": self.meta.name,
+            "step": self.meta.step,
             "config": self.config.to_dict(),
-            "codec": self.meta["codec"],
-            "text_encoder": self.meta["text_encoder"],
-            "prediction_type": self.meta["prediction_type"],
-            "timestep_convention": self.meta["timestep_convention"],
-            "source": self.meta["source"],
+            "codec": self.meta.codec,
+            "text_encoder": self.meta.text_encoder,
+            "prediction_type": self.meta.prediction_type,
+            "timestep_convention": self.meta.timestep_convention,
+            "source": self.meta.source,
             "sampler": SAMPLER_NAME,
             "code_version": code_version(),
         }
@@ -105,8 +124,8 @@ class Sampler:
         noise = self.initial_noise(seeds).to(self.device)
         uncond = self._uncond.expand(len(prompts), -1, -1)
         return sample_cfg(
-            self.model, noise, ctx, uncond, cfg_scale, steps, self.meta["prediction_type"],
-            timestep_convention=self.meta["timestep_convention"],
+            self.model, noise, ctx, uncond, cfg_scale, steps, self.meta.prediction_type,
+            timestep_convention=self.meta.timestep_convention,
         )
 
     @torch.no_grad()
@@ -137,10 +156,10 @@ def load_sampler(
     """Load a checkpoint (its folder or model.safetensors) and its encoders onto `device`."""
     device = torch.device(device)
     state, meta = load_ema(checkpoint_path)
-    model = UViT(meta["config"])
+    model = UViT(meta.config)
     model.load_state_dict(state)
     model.to(device).requires_grad_(False)
-    codec = load_codec(meta["codec"], vae_path, allow_download).to(device)
-    text_encoder = load_text_encoder(meta["text_encoder"], clip_path, allow_download).to(device)
+    codec = load_codec(meta.codec, vae_path, allow_download).to(device)
+    text_encoder = load_text_encoder(meta.text_encoder, clip_path, allow_download).to(device)
     return Sampler(model, codec, text_encoder, meta, checkpoint_sha256(weights_path(checkpoint_path)), device)
 

@@ -100,8 +100,8 @@ def export(run: Path, dest: Path) -> Path:
     state, meta = load_ema(run)
     dest.mkdir(parents=True, exist_ok=True)
     file = save_ema(
-        dest / WEIGHTS_FILE, state, meta["config"], meta["codec"], meta["text_encoder"],
-        meta["step"], meta["name"], dtype=torch.float16, prediction_type=meta["prediction_type"],
+        dest / WEIGHTS_FILE, state, meta.config, meta.codec, meta.text_encoder,
+        meta.step, meta.name, dtype=torch.float16, prediction_type=meta.prediction_type,
     )
     shutil.copyfile(run / "log.jsonl", dest / "log.jsonl")
     return file

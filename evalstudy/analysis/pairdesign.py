@@ -357,11 +357,11 @@ def pair_comparisons(p: _PairData, comparisons: Sequence[tuple[str, str]], w_uni
                    else "crossed t: not computable (fewer than two captions or raters, or no variance)")
         out.append(PairedTest(
             task="rank", measure=WIN_MARGIN, a=a, b=b, difference=float(est[0]), difference_ci=ci[0].tolist(),
-            n_pairs=test["n_pairs"], n_nonzero=test["n_nonzero"], mean_paired_difference=float(per_item.mean()),
+            n_pairs=test.n_pairs, n_nonzero=test.n_nonzero, mean_paired_difference=float(per_item.mean()),
             statistic=t_value, p_value=p_value,
-            method=f"{crossed}; {WIN_MARGIN_WILCOXON} ({test['method'] or 'no non-zero captions'})",
+            method=f"{crossed}; {WIN_MARGIN_WILCOXON} ({test.method or 'no non-zero captions'})",
             p_holm=None, significant=False, df=float(spread.df[0]),
-            wilcoxon_statistic=test["statistic"], p_wilcoxon_items=test["p_value"]))
+            wilcoxon_statistic=test.statistic, p_wilcoxon_items=test.p_value))
     return out
 
 

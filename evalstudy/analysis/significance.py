@@ -140,8 +140,8 @@ def _tests_section(c: _CountData, r: _RankData, comparisons: Sequence[tuple[str,
             # low(a) - high(b) is 0, and an interval kept inside that range never holds 0.
             ci = confidence.spread_intervals(np.array([diff]), (reps[:, ia] - reps[:, ib])[:, None], level, spread,
                                              *difference_range(measure, r.m))[0].tolist()
-            wilcoxon = (f"Wilcoxon signed-rank on per-item mean differences ({test['method']}), "
-                        f"secondary: {WILCOXON_ITEMS_NOTE}" if test["method"] else
+            wilcoxon = (f"Wilcoxon signed-rank on per-item mean differences ({test.method}), "
+                        f"secondary: {WILCOXON_ITEMS_NOTE}" if test.method else
                         "Wilcoxon signed-rank on per-item mean differences: no non-zero pairs")
             if math.isfinite(p_value):
                 crossed = f"{CROSSED_METHOD} = {float(spread.df[0]):.1f}"
@@ -152,11 +152,11 @@ def _tests_section(c: _CountData, r: _RankData, comparisons: Sequence[tuple[str,
                 crossed = "crossed t: not computable, fewer than two items or raters"
             unadjusted.append(PairedTest(
                 task=task, measure=measure, a=a, b=b, difference=diff, difference_ci=ci,
-                n_pairs=test["n_pairs"], n_nonzero=test["n_nonzero"],
+                n_pairs=test.n_pairs, n_nonzero=test.n_nonzero,
                 mean_paired_difference=float(d.mean()),
                 statistic=t_value, p_value=p_value, method=f"{crossed}; {wilcoxon}",
                 p_holm=None, significant=False, df=float(spread.df[0]),
-                wilcoxon_statistic=test["statistic"], p_wilcoxon_items=test["p_value"]))
+                wilcoxon_statistic=test.statistic, p_wilcoxon_items=test.p_value))
     unadjusted += rank_paired or []
     # Holm's adjustment needs every p-value first. A record keeps None for a NaN p-value.
     p_holm = stats.holm([math.nan if t.p_value is None else t.p_value for t in unadjusted])
@@ -187,29 +187,29 @@ def _ranking_tests(r: _RankData, alpha: float, posthoc: str,
     fr = stats.friedman(blocks)
     friedman = Friedman(
         blocks="items (mean rank over their evaluators)",
-        n_blocks=fr["n_blocks"], k=fr["k"], statistic=fr["statistic"],
-        p_value=fr["p_value"], df=fr["k"] - 1,
-        mean_ranks=dict(zip(names, fr["mean_ranks"], strict=True)),
+        n_blocks=fr.n_blocks, k=fr.k, statistic=fr.statistic,
+        p_value=fr.p_value, df=fr.k - 1,
+        mean_ranks=dict(zip(names, fr.mean_ranks, strict=True)),
         # Kendall's W over the caption blocks: how consistently the captions
         # order the variants (an effect size), not agreement between raters.
-        w_between_captions=(fr["statistic"] / (fr["n_blocks"] * (fr["k"] - 1))
-                            if math.isfinite(fr["statistic"]) else None),
+        w_between_captions=(fr.statistic / (fr.n_blocks * (fr.k - 1))
+                            if math.isfinite(fr.statistic) else None),
         note=CAPTION_BLOCKS_NOTE)
-    nem = stats.nemenyi(fr["mean_ranks"], fr["n_blocks"], alpha)
-    nemenyi = [NemenyiPair(a=names[p["i"]], b=names[p["j"]],
-                           mean_rank_difference=p["mean_rank_difference"], p_value=p["p_value"])
-               for p in nem["pairs"]]
+    nem = stats.nemenyi(fr.mean_ranks, fr.n_blocks, alpha)
+    nemenyi = [NemenyiPair(a=names[p.i], b=names[p.j],
+                           mean_rank_difference=p.mean_rank_difference, p_value=p.p_value)
+               for p in nem.pairs]
     holm_tests = []
     scores = len(present) + 1 - blocks  # per item mean score
     for i, j in itertools.combinations(range(len(present)), 2):
         holm_tests.append((names[i], names[j],
                            stats.wilcoxon_signed_rank(scores[:, i] - scores[:, j], EXACT_MAX_N)))
-    holm_rows = [HolmPair(a=a, b=b, n_pairs=t["n_pairs"], statistic=t["statistic"], p_value=t["p_value"],
-                          method=t["method"], p_holm=p)
-                 for (a, b, t), p in zip(holm_tests, stats.holm([t["p_value"] for _, _, t in holm_tests]),
+    holm_rows = [HolmPair(a=a, b=b, n_pairs=t.n_pairs, statistic=t.statistic, p_value=t.p_value,
+                          method=t.method, p_holm=p)
+                 for (a, b, t), p in zip(holm_tests, stats.holm([t.p_value for _, _, t in holm_tests]),
                                          strict=True)]
     posthoc_tests = Posthoc(primary=posthoc,
-                            nemenyi=Nemenyi(critical_difference=nem["critical_difference"], pairs=nemenyi),
+                            nemenyi=Nemenyi(critical_difference=nem.critical_difference, pairs=nemenyi),
                             holm_wilcoxon=holm_rows, note=CAPTION_BLOCKS_NOTE)
     return friedman, posthoc_tests, _position_bias(r, seed)
 
@@ -235,7 +235,7 @@ def _position_bias(r: _RankData, seed: int) -> PositionBias:
         # best-ranked images (a tie for first counts each of them)
         first_choice_by_position=np.bincount(pos[ranks == ranks.min(axis=1, keepdims=True)],
                                              minlength=m).tolist(),
-        statistic=test["statistic"], p_value=test["p_value"],
-        n_permutations=test["n_permutations"], n_rankings=test["n_rankings"],
+        statistic=test.statistic, p_value=test.p_value,
+        n_permutations=test.n_permutations, n_rankings=test.n_rankings,
         method=POSITION_METHOD,
     )

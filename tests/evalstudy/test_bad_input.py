@@ -14,9 +14,10 @@ from hypothesis import strategies as st
 from evalstudy import rank_models, sequential, stats
 from evalstudy.__main__ import main
 from evalstudy.analysis import analyze
+from evalstudy.power import power_analysis
 from evalstudy.protocol import DEFAULT_CI_LEVEL, Protocol, ProtocolError, min_resamples
 from evalstudy.responses import ResponseError, table_from_columns
-from evalstudy.simulate import RaterSimulator, power_analysis
+from evalstudy.simulate import RaterSimulator
 
 DEMO = Path(__file__).resolve().parents[2] / "fixtures" / "protocols" / "demo.json"
 
@@ -150,4 +151,4 @@ def test_helpers_name_what_is_wrong(call, message):
 
 
 def test_wilcoxon_still_drops_missing_pairs():
-    assert stats.wilcoxon_signed_rank([1.0, 2.0, math.nan])["n_pairs"] == 2
+    assert stats.wilcoxon_signed_rank([1.0, 2.0, math.nan]).n_pairs == 2

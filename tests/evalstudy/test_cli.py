@@ -45,6 +45,19 @@ def test_power_prints_the_evaluators_needed(capsys):
     assert "evaluators needed for power 0.8" in capsys.readouterr().out
 
 
+def test_power_json_keeps_its_document_fields_in_order(capsys):
+    # The --json document is PowerAnalysis.to_dict(): the keys a script reads, in the order
+    # they were printed before the result became a dataclass.
+    assert main(["power", "--a", "a", "--b", "b", "--quality", "a=0.5,b=0.7", "--evaluators", "4,8",
+                 "--sims", "3", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert list(doc) == ["task", "a", "b", "alpha", "target", "n_sims", "items_per_evaluator",
+                         "planned_rows", "rows", "required_evaluators"]
+    assert [list(r) for r in doc["rows"]] == [["n_evaluators", "n_items", "overlap", "power", "power_se",
+                                               "power_unadjusted", "power_unadjusted_se"]] * 2
+    assert [r["n_evaluators"] for r in doc["rows"]] == [4, 8]
+
+
 def test_plan_prints_every_slot(capsys):
     assert main(["plan", str(DEMO)]) == 0
     plans = json.loads(capsys.readouterr().out)

@@ -278,7 +278,7 @@ def _ranking_study(rng, n_captions=30, n_raters=10, overlap=4, m=4,
 def test_position_bias_test_rejects_at_its_nominal_rate_when_there_is_no_bias():
     rng = np.random.default_rng(7)
     n_studies = 2000
-    p = np.array([stats.position_permutation_test(*_ranking_study(rng), n_perm=99, rng=rng)["p_value"]
+    p = np.array([stats.position_permutation_test(*_ranking_study(rng), n_perm=99, rng=rng).p_value
                   for _ in range(n_studies)])
     # With 99 permutations p lies on (1 + k) / 100, so p <= alpha has probability alpha
     # exactly under the null; each rate must lie within 3 binomial standard errors of it
@@ -317,13 +317,13 @@ def test_position_statistic_is_the_extra_sum_of_squares_of_the_position_effects(
 
     extra = rss(base) - rss(np.hstack([base, pos]))
     out = stats.position_permutation_test(ranks, positions, items, raters, n_perm=19, rng=rng)
-    assert extra > 1e-6 and out["statistic"] == pytest.approx(extra, rel=1e-8, abs=1e-9)
+    assert extra > 1e-6 and out.statistic == pytest.approx(extra, rel=1e-8, abs=1e-9)
 
 
 def test_position_bias_test_finds_a_modest_bias():
     rng = np.random.default_rng(8)
     p = [stats.position_permutation_test(*_ranking_study(rng, bias=0.6), n_perm=199,
-                                         rng=rng)["p_value"] for _ in range(20)]
+                                         rng=rng).p_value for _ in range(20)]
     assert np.mean(np.array(p) <= 0.05) >= 0.8
     assert not math.isnan(p[0])
 

@@ -8,8 +8,9 @@ import pytest
 from scipy import stats as sps
 
 from evalstudy.analysis import analyze
+from evalstudy.power import planned_row_count, power_analysis
 from evalstudy.responses import responses_from_rows
-from evalstudy.simulate import RaterSimulator, planned_row_count, power_analysis, simulate_study, synthetic_protocol
+from evalstudy.simulate import RaterSimulator, simulate_study, synthetic_protocol
 from tests.narrow import present
 
 V = ["a-early", "a-intermediate"]
@@ -88,7 +89,7 @@ def test_power_analysis_uses_the_crossed_test_so_a_rater_taste_is_no_power():
                          skip_rate=0.0, seed=1)
     out = power_analysis(sim, "a", "b", evaluators=(6,), items_per_evaluator=20, overlap=1,
                          n_sims=60, seed=3)
-    assert out["rows"][0]["power"] <= 0.15
+    assert out.rows[0].power <= 0.15
 
 
 def test_power_analysis_counts_the_flag_the_analysis_shows():
@@ -102,7 +103,7 @@ def test_power_analysis_counts_the_flag_the_analysis_shows():
                          overlap=overlap, n_sims=n_sims, seed=1)
     protocol = synthetic_protocol([a, b], images_per_prompt=max(1, round(n_ev * per / overlap / 2 / 15)),
                                   n_captions=0, n_evaluators=n_ev, overlap=overlap)
-    assert out["planned_rows"] == planned_row_count(protocol) == 2
+    assert out.planned_rows == planned_row_count(protocol) == 2
     rng = np.random.default_rng(1)
     flagged = unadjusted = 0
     for _ in range(n_sims):
@@ -111,13 +112,13 @@ def test_power_analysis_counts_the_flag_the_analysis_shows():
         flagged += row.significant
         unadjusted += row.p_value is not None and row.p_value < 0.05
     assert flagged != unadjusted  # these seeds tell the two apart
-    assert out["rows"][0]["power"] == flagged / n_sims
-    assert out["rows"][0]["power_unadjusted"] == unadjusted / n_sims
+    assert out.rows[0].power == flagged / n_sims
+    assert out.rows[0].power_unadjusted == unadjusted / n_sims
 
 
 def test_power_analysis_with_more_planned_rows_has_less_power():
     sim = RaterSimulator({"a": 0.9, "b": 0.5}, seed=0)
     one, six = (power_analysis(sim, "a", "b", task="rank", evaluators=[6], items_per_evaluator=10,
                                overlap=2, n_sims=30, seed=2, planned_rows=rows) for rows in (None, 6))
-    assert one["rows"][0]["power"] == one["rows"][0]["power_unadjusted"]
-    assert six["rows"][0]["power"] < six["rows"][0]["power_unadjusted"] == one["rows"][0]["power"]
+    assert one.rows[0].power == one.rows[0].power_unadjusted
+    assert six.rows[0].power < six.rows[0].power_unadjusted == one.rows[0].power

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from evalstudy.analysis import analyze
+from evalstudy.power import power_analysis
 from evalstudy.responses import RESPONSE_COLUMNS
-from evalstudy.simulate import RaterSimulator, power_analysis, simulate_study, synthetic_protocol
+from evalstudy.simulate import RaterSimulator, simulate_study, synthetic_protocol
 
 Q = {"c-early": 0.5, "c-intermediate": 0.8}
 
@@ -72,13 +73,13 @@ def test_power_grows_with_evaluators_and_finds_a_large_effect():
     sim = RaterSimulator({"c-early": 0.3, "c-intermediate": 0.9}, seed=5)
     res = power_analysis(sim, "c-intermediate", "c-early", task="rank", evaluators=(3, 12),
                          items_per_evaluator=10, n_sims=20, seed=1)
-    powers = [r["power"] for r in res["rows"]]
+    powers = [r.power for r in res.rows]
     assert powers[1] >= powers[0]
-    assert res["required_evaluators"] in (3, 12)
+    assert res.required_evaluators in (3, 12)
     null = power_analysis(RaterSimulator({"c-early": 0.6, "c-intermediate": 0.6}, seed=5),
                           "c-intermediate", "c-early", task="count", evaluators=(6,),
                           items_per_evaluator=30, n_sims=20, seed=2)
-    assert null["rows"][0]["power"] <= 0.25
+    assert null.rows[0].power <= 0.25
 
 
 @pytest.mark.parametrize("m", [2, 3, 6])
@@ -99,6 +100,6 @@ def test_power_analysis_ranks_several_variants_with_ties():
     sim = RaterSimulator({"a": 0.9, "b": 0.3, "c": 0.6}, tie_margin=0.3, seed=5)
     res = power_analysis(sim, "a", "b", task="rank", evaluators=(12,), items_per_evaluator=10,
                          n_sims=10, seed=1, ranked=["a", "b", "c"])
-    assert res["rows"][0]["power"] >= 0.8
+    assert res.rows[0].power >= 0.8
     with pytest.raises(ValueError, match="ranked must name a and b"):
         power_analysis(sim, "a", "b", ranked=["a", "c"], n_sims=1)

@@ -87,8 +87,8 @@ def test_friedman_matches_scipy_with_and_without_ties():
     for x in (rng.normal(size=(15, 4)), rng.integers(0, 3, size=(15, 4)).astype(float)):
         ours = stats.friedman(x)
         ref = sps.friedmanchisquare(*x.T)
-        assert ours["statistic"] == pytest.approx(ref.statistic)
-        assert ours["p_value"] == pytest.approx(ref.pvalue)
+        assert ours.statistic == pytest.approx(ref.statistic)
+        assert ours.p_value == pytest.approx(ref.pvalue)
 
 
 def test_wilcoxon_exact_matches_scipy_without_ties():
@@ -96,8 +96,8 @@ def test_wilcoxon_exact_matches_scipy_without_ties():
     for n in (5, 12, 25):
         d = rng.normal(0.4, 1, n)
         ours = stats.wilcoxon_signed_rank(d)
-        assert ours["method"] == "exact"
-        assert ours["p_value"] == pytest.approx(sps.wilcoxon(d, method="exact").pvalue)
+        assert ours.method == "exact"
+        assert ours.p_value == pytest.approx(sps.wilcoxon(d, method="exact").pvalue)
 
 
 def test_wilcoxon_with_ties_is_an_exact_permutation_test():
@@ -110,16 +110,16 @@ def test_wilcoxon_with_ties_is_an_exact_permutation_test():
     flips = np.array(list(itertools.product([0, 1], repeat=len(nz))))
     t_all = flips @ ranks
     p = np.mean(np.abs(t_all - mean) >= abs(t_obs - mean) - 1e-9)
-    assert ours["p_value"] == pytest.approx(p)
-    assert ours["n_pairs"] == 11 and ours["n_nonzero"] == 10
+    assert ours.p_value == pytest.approx(p)
+    assert ours.n_pairs == 11 and ours.n_nonzero == 10
 
 
 def test_wilcoxon_normal_approximation_matches_scipy_with_ties():
     d = np.round(np.random.default_rng(4).normal(0.2, 1, 90), 1)
     ours = stats.wilcoxon_signed_rank(d, exact_max_n=0)
     ref = sps.wilcoxon(d, method="approx", zero_method="wilcox", correction=False)
-    assert ours["method"] == "normal"
-    assert ours["p_value"] == pytest.approx(ref.pvalue)
+    assert ours.method == "normal"
+    assert ours.p_value == pytest.approx(ref.pvalue)
 
 
 def test_holm_by_hand():
@@ -129,7 +129,7 @@ def test_holm_by_hand():
 
 def test_nemenyi_critical_difference_matches_demsar_table():
     # Demsar (2006), table 5: q_0.05 for k = 4 classifiers is 2.569.
-    cd = stats.nemenyi([1, 2, 3, 4], n_blocks=10)["critical_difference"]
+    cd = stats.nemenyi([1, 2, 3, 4], n_blocks=10).critical_difference
     assert cd == pytest.approx(2.569 * math.sqrt(4 * 5 / (6 * 10)), abs=2e-3)
 
 

@@ -125,8 +125,8 @@ def test_a_short_run_lowers_the_loss(tmp_path, run, tiny_cfg):
     assert losses[-1] < 0.8 * losses[0]
     assert (out / "samples" / "step-0000060.png").is_file()
     meta = read_metadata(out)
-    assert meta["step"] == 60 and meta["config"] == tiny_cfg and meta["name"] == "tiny"
-    assert meta["codec"]["name"] == "pixel" and meta["text_encoder"] == {
+    assert meta.step == 60 and meta.config == tiny_cfg and meta.name == "tiny"
+    assert meta.codec["name"] == "pixel" and meta.text_encoder == {
         "name": "minilm", "text_len": 8, "dim": 384, "attention_mask": True}
 
 
@@ -347,7 +347,7 @@ def test_demo_export_is_float16_sampling_weights_with_the_log(tmp_path, run):
     with safe_open(str(file), framework="pt") as f:
         assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float16}
     meta = read_metadata(file)
-    assert meta["step"] == 2 and meta["prediction_type"] == "v_prediction"
+    assert meta.step == 2 and meta.prediction_type == "v_prediction"
     assert (tmp_path / "fixture" / "log.jsonl").read_text() == (tmp_path / "run" / "log.jsonl").read_text()
     assert not (tmp_path / "fixture" / TRAIN_STATE_DIR).exists()
 

@@ -77,12 +77,12 @@ def sampler(imported, tiny_vae_dir, clip_768_dir):
 def test_imported_weights_are_the_file_and_record_uvit_conventions(imported, uvit_state):
     state, meta = load_ema(imported)
     assert state.keys() == uvit_state.keys() and all(torch.equal(state[k], uvit_state[k]) for k in state)
-    assert meta["config"] == PRESETS[PRESET]
-    assert meta["timestep_convention"] == "uvit" and meta["prediction_type"] == "epsilon"
+    assert meta.config == PRESETS[PRESET]
+    assert meta.timestep_convention == "uvit" and meta.prediction_type == "epsilon"
     # U-ViT's MS-COCO config: the SD autoencoder at scale_factor 0.23010, CLIP ViT-L/14 tokens.
-    assert meta["codec"] == {"name": "sd-vae", "scale_factor": 0.2301}
+    assert meta.codec == {"name": "sd-vae", "scale_factor": 0.2301}
     # U-ViT called CLIP without the attention mask; the import records it for the sampler.
-    assert meta["text_encoder"] == {"name": "clip", "text_len": 77, "dim": 768, "attention_mask": False}
+    assert meta.text_encoder == {"name": "clip", "text_len": 77, "dim": 768, "attention_mask": False}
 
 
 def _reference_inputs(batch: int, seed: int = 1):
@@ -145,7 +145,7 @@ def test_presets_that_are_not_uvit_are_refused(tmp_path, uvit_file, preset, caps
 
 
 def test_provenance_names_the_source_file(imported, uvit_file, sampler):
-    source = read_metadata(imported)["source"]
+    source = read_metadata(imported).source
     assert source["kind"] == "imported" and source["file"] == "mscoco_uvit_small.pth"
     assert source["sha256"] == file_sha256(uvit_file)
     assert sampler.provenance()["source"] == source and sampler.provenance()["timestep_convention"] == "uvit"

@@ -161,6 +161,24 @@ def test_register_refuses_what_is_not_a_checkpoint(tmp_path):
         services.checkpoint_register(name="x", path=tmp_path)
 
 
+def test_register_refuses_a_checkpoint_whose_metadata_lost_a_field_and_stores_nothing(tmp_path, tiny_checkpoint):
+    # A file of the checkpoint format whose "config" field was renamed: a GenerationError naming
+    # the field (it was a KeyError's bare 'config'), and no Checkpoint row.
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    from generator.checkpoint import weights_path
+
+    src = weights_path(tiny_checkpoint)
+    with safe_open(str(src), framework="pt") as f:
+        meta = dict(f.metadata())
+    meta["model_config"] = meta.pop("config")
+    save_file(load_file(str(src)), str(tmp_path / "model.safetensors"), metadata=meta)
+    with pytest.raises(services.GenerationError, match="metadata lacks config"):
+        services.checkpoint_register(name="renamed", path=tmp_path)
+    assert not Checkpoint.objects.filter(name="renamed").exists()
+
+
 def test_a_checkpoint_that_contradicts_its_variant_is_refused_with_both_configs(tiny_checkpoints):
     study = make_study()
     variant = study.variants.get(name="cross-intermediate")

@@ -71,6 +71,21 @@ def test_invalid_protocol_stores_nothing():
     assert Study.objects.count() == 0 and Image.objects.count() == 0
 
 
+def test_a_protocol_document_with_a_renamed_field_is_refused_by_name_and_stores_nothing():
+    protocol = json.loads(DEMO.read_text())
+    protocol["models"] = protocol.pop("variants")
+    with pytest.raises(lifecycle.StudySetupError, match="Invalid protocol: .*variants") as err:
+        lifecycle.study_create(protocol=protocol, slug="renamed", base_dir=str(DEMO.parent))
+    assert "models" in str(err.value)
+    assert Study.objects.count() == 0
+
+
+def test_a_protocol_object_makes_the_study_its_document_makes():
+    made = lifecycle.study_create(protocol=load_protocol(DEMO), slug="typed", base_dir=str(DEMO.parent))
+    assert made.protocol_hash == load_protocol(DEMO).content_hash()
+    assert made.protocol == load_protocol(DEMO).to_dict() and made.items.count() > 0
+
+
 def test_duplicate_slug_is_refused():
     create_demo()
     with pytest.raises(lifecycle.StudySetupError, match="exists"):

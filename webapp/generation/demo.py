@@ -131,7 +131,7 @@ def demo_study_prepare(*, protocol: Protocol, base_dir: Path, checkpoints: dict[
         study = next((s for s in candidates if _reusable(s, checkpoints)), None)
     reused = study is not None
     if study is None:
-        study = study_create(protocol=protocol.to_dict(), slug=_next_slug(), base_dir=str(base_dir))
+        study = study_create(protocol=protocol, slug=_next_slug(), base_dir=str(base_dir))
     if study.status == Study.Status.DRAFT:
         for batch in Batch.objects.filter(study=study, status__in=Batch.ACTIVE):
             services.batch_cancel(batch=batch)

@@ -11,7 +11,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 
@@ -23,10 +23,12 @@ if TYPE_CHECKING:
     from generator.pipeline import PipelineSampler
     from generator.sample import Sampler
 
+    from .parts import SamplerRecord
+
     AnySampler = Sampler | PipelineSampler  # a checkpoint's, or a diffusers pipeline folder's
 
 # sha256 -> (Sampler, its provenance), least recently used first
-_SAMPLERS: OrderedDict[str, tuple[AnySampler, dict[str, Any]]] = OrderedDict()
+_SAMPLERS: OrderedDict[str, tuple[AnySampler, SamplerRecord]] = OrderedDict()
 
 
 # Images per sampling call on a CPU when FUSION_GENERATION_CHUNK is empty: a whole part
@@ -87,7 +89,7 @@ def _load_pipeline(*, path: str, sha256: str, name: str, scheduler: str | None) 
 
 
 def sampler_for(*, path: str, sha256: str, name: str, config: dict | None = None, scheduler: str | None = None
-                ) -> tuple[AnySampler, dict[str, Any]]:
+                ) -> tuple[AnySampler, SamplerRecord]:
     """(sampler, provenance) of a registered checkpoint; loaded on first use, then kept.
 
     A checkpoint whose config says ``source: diffusers`` is a diffusers pipeline folder,
@@ -129,7 +131,7 @@ def sampler_for(*, path: str, sha256: str, name: str, config: dict | None = None
     return _cache(key, sampler)
 
 
-def _cache(key: str, sampler: AnySampler) -> tuple[AnySampler, dict[str, Any]]:
+def _cache(key: str, sampler: AnySampler) -> tuple[AnySampler, SamplerRecord]:
     _SAMPLERS[key] = (sampler, sampler.provenance())
     limit = max(1, int(settings.FUSION_SAMPLER_CACHE_SIZE))
     while len(_SAMPLERS) > limit:

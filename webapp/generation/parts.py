@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -29,6 +29,13 @@ from webapp.studies.selectors import study_visible_sizes
 
 from . import selectors
 from .models import Batch, Part
+
+if TYPE_CHECKING:
+    from generator.pipeline import PipelineProvenance
+    from generator.sample import SamplerProvenance
+
+    # What a sampler says produced its images: a checkpoint's, or a diffusers pipeline's.
+    SamplerRecord = SamplerProvenance | PipelineProvenance
 
 
 class PartFailure(Exception):
@@ -312,7 +319,7 @@ def _batch_refresh(batch: Batch) -> None:
         batch.save(update_fields=["status", "finished_at"])
 
 
-def provenance_for(*, job: PartJob, sampler_provenance: dict[str, Any], worker: str, device: str) -> dict[str, Any]:
+def provenance_for(*, job: PartJob, sampler_provenance: SamplerRecord, worker: str, device: str) -> dict[str, Any]:
     """What every image of the part records, besides its prompt and seed."""
     return {
         "checkpoint": {"id": job.checkpoint_id, "name": job.checkpoint_name, "path": job.checkpoint_path},

@@ -11,8 +11,9 @@ from __future__ import annotations
 import math
 import os
 import secrets
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from django.contrib.auth.models import AnonymousUser, User
 from django.core.files.base import File
@@ -25,6 +26,23 @@ from . import import_runner, selectors
 from .celery_workers import broker_prepare
 from .models import MAX_PART_SIZE, Batch, ImageSetImport, Part
 from .tasks import generate_part, import_image_set
+
+if TYPE_CHECKING:
+    from generator.pipeline import PipelineConfig
+
+
+class CheckpointConfig(TypedDict):
+    """What registration stores of one of our checkpoints (Checkpoint.config, as-is): the
+    model config (UViTConfig.to_dict), the codec and text encoder specs, what the model
+    predicts ("epsilon" or "v_prediction"), the training step and the name it was saved under
+    (generator.checkpoint.CheckpointMetadata). A diffusers pipeline stores a PipelineConfig."""
+
+    model: dict[str, Any]
+    codec: dict[str, Any]
+    text_encoder: dict[str, Any]
+    prediction_type: str
+    step: int
+    name: str
 
 
 class GenerationError(ValueError):
@@ -57,7 +75,7 @@ def _enqueue(part_id: int) -> None:
 # --------------------------------------------------------------------------- checkpoints
 
 
-def checkpoint_read(*, path: str | Path) -> tuple[str, dict[str, Any]]:
+def checkpoint_read(*, path: str | Path) -> tuple[str, CheckpointConfig | PipelineConfig]:
     """(sha256 of the weights, config to record) of a checkpoint folder or weights file.
 
     The config holds the model config, the codec and text encoder specs, what the model
@@ -94,14 +112,8 @@ def checkpoint_read(*, path: str | Path) -> tuple[str, dict[str, Any]]:
         meta = read_metadata(file)
     except (SafetensorError, ValueError, KeyError, OSError) as exc:
         raise GenerationError(f"{file} is not a readable fusion-eval checkpoint: {exc}") from exc
-    config = {
-        "model": meta["config"].to_dict(),
-        "codec": meta["codec"],
-        "text_encoder": meta["text_encoder"],
-        "prediction_type": meta.get("prediction_type", "epsilon"),
-        "step": meta["step"],
-        "name": meta["name"],
-    }
+    config = CheckpointConfig(model=meta.config.to_dict(), codec=meta.codec, text_encoder=meta.text_encoder,
+                              prediction_type=meta.prediction_type, step=meta.step, name=meta.name)
     return checkpoint_sha256(file), config
 
 
@@ -117,13 +129,14 @@ def variant_expected_model(name: str) -> dict[str, str] | None:
     return None
 
 
-def _check_fits(*, variant: Variant, checkpoint_name: str, config: dict[str, Any]) -> None:
-    """Refuse a checkpoint whose stored model config contradicts its variant's name."""
+def _check_fits(*, variant: Variant, checkpoint_name: str, config: Mapping[str, object]) -> None:
+    """Refuse a checkpoint whose stored model config (a CheckpointConfig; a PipelineConfig has
+    none) contradicts its variant's name."""
     expected = variant_expected_model(variant.name)
     if expected is None:
         return
-    model = config.get("model", {})
-    stored = {key: model.get(key) for key in expected}
+    model = config.get("model")
+    stored = {key: model.get(key) if isinstance(model, dict) else None for key in expected}
     if stored != expected:
         def show(d: dict) -> str:
             return ", ".join(f"{k}={v!r}" for k, v in d.items())

@@ -8,7 +8,7 @@ and leaves the database as it was. What evaluators do inside a study is ``flow``
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -216,16 +216,18 @@ def researchers_ensure(*, usernames: list[str]) -> tuple[list[User], list[str]]:
 
 
 @transaction.atomic
-def study_create(*, protocol: dict, slug: str, title: str = "", base_dir: str | None = None,
-                 researchers: Iterable[User] = ()) -> Study:
+def study_create(*, protocol: Protocol | Mapping[str, object], slug: str, title: str = "",
+                 base_dir: str | None = None, researchers: Iterable[User] = ()) -> Study:
     """Create a draft study from a protocol: its variants, prompts, planned items and gold images.
 
-    The protocol is validated and frozen (its hash recorded) before anything is stored.
+    ``protocol`` is a Protocol, or its JSON document as uploaded (read by Protocol.from_dict).
+    Either is validated and frozen (its hash recorded) before anything is stored.
     Relative file paths in it are read from ``base_dir``; every file it names must lie
     inside ``settings.FUSION_PROTOCOL_FILES_DIR``.
     """
     try:
-        proto = Protocol.from_dict(protocol)
+        # A Protocol built in code skips no check: it goes through the document's validation too.
+        proto = Protocol.from_dict(protocol.to_dict() if isinstance(protocol, Protocol) else protocol)
         planned = study_items(proto, base_dir, root=settings.FUSION_PROTOCOL_FILES_DIR)
     except ProtocolError as exc:
         raise StudySetupError(f"Invalid protocol: {exc}") from exc
