@@ -110,7 +110,7 @@ def test_both_exports_carry_each_answers_time_away_beside_its_seconds(study, set
     CountResponse.objects.filter(pk=count.pk).update(away_seconds=count.seconds / 2)
     RankResponse.objects.filter(pk=rank.pk).update(away_seconds=rank.seconds / 4)
     rows = read_csv("".join(exports.csv_chunks(study=study)))
-    by_item = {}
+    by_item: dict[str, list[dict[str, str]]] = {}
     for r in rows:
         by_item.setdefault(r["item_id"], []).append(r)
     assert [float(r["away_seconds"]) for r in by_item[count.item.key]] == [count.seconds / 2]
