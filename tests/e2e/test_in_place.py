@@ -45,8 +45,8 @@ def test_the_next_count_task_replaces_the_last_on_the_same_page(page, live_serve
     ev, entries, k = _to_two_counts_in_a_row(page, live_server, study)
     assert page.get_attribute("#count-image", "src") == _image_url(entries[k])
     page.fill("#answer", "3")
-    # The answer's request (the key press is also the page's first input: tasks.js reports
-    # "back" to /away/ then).
+    # The answer's request (after a reload, the key press, the page's first input, would also
+    # report "back" to /away/).
     with page.expect_request(lambda r: r.method == "POST" and r.url.endswith("/task/")) as sent, next_task(page):
         page.keyboard.press("Enter")
     assert page.evaluate("window.samePage") is True  # no page load

@@ -229,3 +229,21 @@ def test_a_hidden_page_is_away_until_it_is_visible_again(page, live_server, stud
     response = _first_answer(ev, first)
     assert 2.5 <= response.away_seconds <= response.seconds
     assert response.seconds - response.away_seconds < 2.5
+
+
+def test_only_a_reloaded_page_reports_back_at_its_first_input(page, live_server, study, settings):
+    """A reload shows the task its unloading page just reported "away" from, and that report
+    may reach the server after the new page's request: the reloaded page's first input says
+    "back". A page reached by going on (from the instructions, the next task) says nothing."""
+    settings.FUSION_IDLE_AFTER_SECONDS = 600
+    _to_first_task(page, live_server, study)
+    reports: list[str] = []
+    page.on("request", lambda r: reports.append(r.post_data or "") if r.url.endswith("/away/") else None)
+    page.mouse.move(10, 10)
+    page.mouse.move(40, 40)
+    page.wait_for_timeout(500)
+    assert reports == []
+    with page.expect_request(lambda r: r.url.endswith("/away/") and "state=back" in (r.post_data or "")):
+        page.reload()
+        page.mouse.move(20, 20)
+        page.mouse.move(60, 60)

@@ -367,9 +367,14 @@
   if (awayForm && navigator.sendBeacon && window.URLSearchParams) {
     var idleMs = Number(awayForm.dataset.idle) * 1000;  // 0: only a hidden page is away
     var isAway = false;
-    // The last page's "away" (sent as it unloaded) may reach the server after this page's
-    // request did: the first input here says "back" once, whatever this page has said.
-    var unsure = true;
+    // A reload (or a page back from the history) shows the task the unloading page just
+    // reported "away" from, and that report may reach the server after this page's request
+    // did (the showing closes an absence only if it is already open): the first input on such
+    // a page says "back" once, whatever this page has said. A page reached otherwise (the
+    // next task, the link opened) needs no such report: one request fewer per page.
+    var navigation = window.performance && performance.getEntriesByType ?
+      performance.getEntriesByType("navigation")[0] : null;
+    var unsure = !navigation || navigation.type === "reload" || navigation.type === "back_forward";
     var lastInput = Date.now();
     var idleTimer = null;
     var report = function (state) {
