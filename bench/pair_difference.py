@@ -26,7 +26,7 @@ Intervals, all from the same answers and the analysis' own functions:
 At targets of 1 and 1 every answer is 1 in every crowd: every interval that holds 0 covers,
 and the width is what the row shows.
 
-    nice -n 10 .venv/bin/python bench/pair_difference.py [--studies 200] [--n-boot 200] [--write]
+    nice -n 10 .venv/bin/python bench/pair_difference.py [--studies 1000] [--n-boot 200] [--crowds iid,...] [--write]
 """
 
 from __future__ import annotations
@@ -55,7 +55,6 @@ LEVEL = 0.95
 METHODS = ("bootstrap", "newcombe", "own df", "no corr.", "phi=0")
 # (rate a, rate b): differences of 0 from the middle to the bound, then differences that are not 0
 PAIRS = ((0.5, 0.5), (0.8, 0.8), (0.95, 0.95), (0.99, 0.99), (1.0, 1.0), (0.8, 0.5), (0.95, 0.8), (1.0, 0.9))
-DEFAULT_CROWDS = ("iid", "captions", "raters", "spam")
 
 
 def simulate_pair(crowd: Crowd, mus: tuple[float, float], n_items: int, n_raters: int, overlap: int,
@@ -185,9 +184,9 @@ def main(args: argparse.Namespace) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--studies", type=int, default=200)
+    parser.add_argument("--studies", type=int, default=1000)
     parser.add_argument("--n-boot", type=int, default=200)
-    parser.add_argument("--crowds", default=",".join(DEFAULT_CROWDS))
+    parser.add_argument("--crowds", default=",".join(CROWDS))
     parser.add_argument("--items", type=int, nargs="*", help="only the sizes with these numbers of items")
     parser.add_argument("--write", action="store_true", help="save under bench/results/")
     main(parser.parse_args())

@@ -332,8 +332,9 @@ def rate_difference_interval(unit: ArrayLike, evaluator: ArrayLike, group: Array
     from the bounds, d -+ q sqrt(Vd), so it rests on Vd and its df, which are fewer than a
     rate's when the pairing cancels most of the variance (a few items' or raters' changes
     then carry it). With each rate's own df it covered 0.921 (caption effects, 30 items,
-    rates of 0.5; s.e. 0.009) and 0.934 with independent answers; with the fewer, 0.94 or
-    more in every row of bench/pair_difference.py.
+    rates of 0.5; s.e. 0.009) and 0.934 with independent answers; with the fewer, 0.942-1.000
+    over every row of bench/pair_difference.py (0.98-1.00 with 8 items: wide there, but
+    narrower than the bootstrap's t interval at rates of 0.5).
 
     Why not the crossed bootstrap's interval of the difference: where both rates are at the
     same bound (every answer of both variants right, in a pilot or on easy prompts) every
