@@ -4,7 +4,8 @@ the statistic's range on its logit scale (`intervals`); t intervals for small gr
 (`t_intervals`); and the choice between the two per group (`spread_intervals`). Rates (a
 match ratio, a win rate, a skip rate, the left image's share) get Wilson's score interval on
 their effective number of trials instead (`score_intervals`), which has no zero width at 0
-or 1.
+or 1, and a difference of two correlated rates Newcombe's hybrid score interval built from
+theirs (`paired_score_difference`).
 """
 
 from __future__ import annotations
@@ -233,3 +234,37 @@ def score_intervals(estimates: ArrayLike, var: ArrayLike, var_independent: Array
     ok = (np.isfinite(p) & np.isfinite(np.asarray(var, dtype=float)) & np.isfinite(q)
           & (p >= 0) & (p <= 1) & (n_eff > 0))
     return np.where(ok[:, None], np.clip(out, 0.0, 1.0), np.nan)
+
+
+def paired_score_difference(estimates_a: ArrayLike, intervals_a: ArrayLike, estimates_b: ArrayLike,
+                            intervals_b: ArrayLike, correlation: ArrayLike) -> np.ndarray:
+    """(G, 2) intervals for differences of two correlated rates p_a - p_b from each rate's
+    own score interval [l, u] (`score_intervals`) and the correlation phi of the two
+    estimates: Newcombe's hybrid score interval for paired proportions (Newcombe 1998,
+    "Improved confidence intervals for the difference between binomial proportions based on
+    paired data", Statistics in Medicine 17, 2635-2650, method 10),
+
+        L = d - sqrt((p_a - l_a)^2 - 2 phi (p_a - l_a) (u_b - p_b) + (u_b - p_b)^2)
+        U = d + sqrt((u_a - p_a)^2 - 2 phi (u_a - p_a) (p_b - l_b) + (p_b - l_b)^2).
+
+    Each end takes from each rate the distance to the end of its own interval on the side
+    the difference moves that way, and adds them as the variance of a difference adds
+    (Zou and Donner's MOVER, 2008: the Wald interval's algebra with each half-width taken
+    from an interval that is right near the bounds). So where both rates are 1 the interval
+    is [-(1 - l_a), 1 - l_b], never [0, 0], and an interval for a difference between
+    variants whose every answer was right is as wide as the score intervals of the rates say.
+
+    phi outside [-1, 1] is clipped, NaN reads as 0 (Newcombe's rule where a margin is 0: no
+    correlation can be estimated there). The ends are kept in [-1, 1]. NaN where either
+    rate or its interval is."""
+    pa, pb = np.asarray(estimates_a, dtype=float), np.asarray(estimates_b, dtype=float)
+    ia, ib = np.asarray(intervals_a, dtype=float), np.asarray(intervals_b, dtype=float)
+    phi = np.clip(np.nan_to_num(np.asarray(correlation, dtype=float), nan=0.0), -1.0, 1.0)
+    below_a, above_a = pa - ia[:, 0], ia[:, 1] - pa
+    below_b, above_b = pb - ib[:, 0], ib[:, 1] - pb
+    d = pa - pb
+    with np.errstate(invalid="ignore"):
+        # max(., 0): with phi = 1 and equal distances the sum is 0 up to rounding.
+        low = d - np.sqrt(np.maximum(below_a ** 2 - 2 * phi * below_a * above_b + above_b ** 2, 0.0))
+        high = d + np.sqrt(np.maximum(above_a ** 2 - 2 * phi * above_a * below_b + below_b ** 2, 0.0))
+    return np.clip(np.column_stack([low, high]), -1.0, 1.0)

@@ -24,7 +24,10 @@ resampled item is the prompt-and-seed pair, so that the images of all variants
 made from one prompt and seed stay together and a difference between variants
 is resampled as a paired difference. Rates get Wilson's score interval on the
 effective number of trials that the same crossed variance leaves
-(`data.rate_intervals`), which has width where every answer went one way.
+(`data.rate_intervals`), which has width where every answer went one way; a
+difference of two variants' rates (a planned comparison of match ratios) gets
+Newcombe's hybrid score interval from the two rates' own intervals
+(`data.rate_difference_interval`), which has width where both went one way.
 
 Evaluators are put in a canonical order (by a hash of their responses) before
 any resampling, so relabelling evaluators or shuffling rows changes nothing.
@@ -100,7 +103,9 @@ BOOTSTRAP_METHOD = ("crossed bootstrap: items (count: prompt-and-seed pairs; ran
                     "degrees of freedom, an end past the range taken from the logit scale; rates (match "
                     "ratios, can't-tell, win, tie and skip rates, the left image's share) get Wilson's score "
                     "interval on their effective number of trials (the same crossed variance, a design "
-                    "effect of at least one) with the t quantile on the same degrees of freedom")
+                    "effect of at least one) with the t quantile on the same degrees of freedom; a paired "
+                    "difference of two rates gets Newcombe's hybrid score interval (method 10) from the two "
+                    "rates' score intervals and the correlation of their estimates from the crossed variances")
 
 
 @functools.lru_cache(maxsize=1)

@@ -13,7 +13,7 @@ from scipy import stats as sps
 
 from .. import bootstrap as bs
 from .. import confidence, stats
-from .data import Array, _CountData, _RankData, difference_range
+from .data import Array, _CountData, _RankData, difference_range, parameter_range, rate_difference_interval
 from .result import Friedman, HolmPair, Nemenyi, NemenyiPair, PairedTest, PositionBias, Posthoc, Tests
 
 EXACT_MAX_N = 50
@@ -112,12 +112,13 @@ def _tests_section(c: _CountData, r: _RankData, comparisons: Sequence[tuple[str,
         measures.append(("rank", "score", r.unit[done], r.evaluator[done], r.variant[done],
                          r.m + 1 - r.rank[done], np.ones(int(done.sum())), r.n_units,
                          pref_reps.get("score")))
-    # Each variant's own variance, once per measure: the floor of every paired difference.
-    own_vars = [bs.ratio_corrections(unit, ev, var, num, den, nv, level).var
-                for _, _, unit, ev, var, num, den, _, _ in measures]
+    # Each variant's own spread, once per measure: its variance is the floor of every paired
+    # difference, and a rate's score interval reads it.
+    own_spreads = [bs.ratio_corrections(unit, ev, var, num, den, nv, level)
+                   for _, _, unit, ev, var, num, den, _, _ in measures]
     for a, b in comparisons:
         ia, ib = index[a], index[b]
-        for (task, measure, unit, ev, var, num, den, n_units, reps), own_var in zip(measures, own_vars, strict=True):
+        for (task, measure, unit, ev, var, num, den, n_units, reps), own in zip(measures, own_spreads, strict=True):
             # The sections return replicates for every measure listed here (same conditions).
             assert reps is not None
             means = _unit_means(unit, var, num, den, n_units, nv)
@@ -134,12 +135,17 @@ def _tests_section(c: _CountData, r: _RankData, comparisons: Sequence[tuple[str,
                 continue
             d = means[both, ia] - means[both, ib]
             test = stats.wilcoxon_signed_rank(d, EXACT_MAX_N)
-            diff, spread = planned_difference(unit, ev, var, num, den, ia, ib, nv, level, own_var)
+            diff, spread = planned_difference(unit, ev, var, num, den, ia, ib, nv, level, own.var)
             t_value, p_value = crossed_t_test(diff, float(spread.var[0]), float(spread.df[0]))
-            # The parameter's range, not the observed answers': with every answer of a right,
-            # low(a) - high(b) is 0, and an interval kept inside that range never holds 0.
-            ci = confidence.spread_intervals(np.array([diff]), (reps[:, ia] - reps[:, ib])[:, None], level, spread,
-                                             *difference_range(measure, r.m))[0].tolist()
+            if parameter_range(measure) == (0.0, 1.0):
+                # A difference of two rates: Newcombe's score interval from the rates' own, which
+                # has width where both rates sit at a bound and every resample gives 0.
+                ci = rate_difference_interval(unit, ev, var, num, den, ia, ib, nv, level, own, spread).tolist()
+            else:
+                # The parameter's range, not the observed answers': with every answer of a right,
+                # low(a) - high(b) is 0, and an interval kept inside that range never holds 0.
+                ci = confidence.spread_intervals(np.array([diff]), (reps[:, ia] - reps[:, ib])[:, None], level,
+                                                 spread, *difference_range(measure, r.m))[0].tolist()
             wilcoxon = (f"Wilcoxon signed-rank on per-item mean differences ({test.method}), "
                         f"secondary: {WILCOXON_ITEMS_NOTE}" if test.method else
                         "Wilcoxon signed-rank on per-item mean differences: no non-zero pairs")

@@ -57,6 +57,13 @@ estimate and no other interval moved.
 demo20_analysis.json was rewritten (the second command) when a "can't tell" on a gold image
 stopped counting as a miscount: three evaluators' n_gold went from 2 to 1 and their
 gold_accuracy from 0.5 to 1.0; nobody's exclusion changed, and no other number moved.
+
+demo20_analysis.json was rewritten (the second command) when a paired difference of two match
+ratios came to get Newcombe's hybrid score interval from the two rates' own score intervals
+(`analysis.data.rate_difference_interval`): the difference_ci of the two match-ratio rows of
+tests.paired and unfiltered.tests.paired moved (concat-intermediate - concat-early: [-0.004,
+0.459] -> [0.005, 0.432], now on the side of its crossed t test, p = 0.036), and
+settings.bootstrap says so; no estimate, p-value and no other interval moved.
 """
 
 import json
