@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy
+from django.db.models import F
 from django.test import Client
 
 from evalstudy import provenance
@@ -86,9 +87,12 @@ def test_progress_counts_a_refilled_places_answers_beyond_the_plan(study, resear
 
 def test_progress_measures_time_skips_and_gold_per_evaluator(study, researcher):
     ev = fill_study(study, 1)[0]
-    row = progress(researcher, study)["per_evaluator"][0]
     counts = CountResponse.objects.filter(evaluator=ev)
     ranks = RankResponse.objects.filter(evaluator=ev)
+    # Time away (reported by the task page) is left out of the time on task.
+    counts.filter(pk=counts.order_by("pk")[0].pk).update(away_seconds=F("seconds") / 2)
+    ranks.filter(pk=ranks.order_by("pk")[0].pk).update(away_seconds=F("seconds"))
+    row = progress(researcher, study)["per_evaluator"][0]
     gold = counts.get(item__is_gold=True)
     assert row["pseudonym"] == ev.pseudonym and row["status"] == "finished"
     assert row["gold_answered"] == 1 and row["gold_accuracy"] == float(gold.answer == gold.item.true_count)
@@ -96,7 +100,8 @@ def test_progress_measures_time_skips_and_gold_per_evaluator(study, researcher):
     assert row["ranking_skip_rate"] == skipped / ranks.count()
     assert row["task_skip_rate"] == skipped / (ranks.count() + counts.count())
     assert row["cant_tell_rate"] == counts.filter(cant_tell=True).count() / counts.count()
-    total = sum(r.seconds for r in counts) + sum(r.seconds for r in ranks)
+    total = sum(r.seconds - r.away_seconds for r in counts) + sum(r.seconds - r.away_seconds for r in ranks)
+    assert sum(r.away_seconds for r in counts) > 0 and sum(r.away_seconds for r in ranks) > 0
     assert row["seconds"] == pytest.approx(total)
     assert row["mean_seconds"] == pytest.approx(total / (counts.count() + ranks.count()))
     assert "external_id" not in str(progress(researcher, study)) and "worker-" not in str(progress(researcher, study))

@@ -67,10 +67,12 @@ def _slot_plan(study: Study) -> _SlotPlan:
 GOLD_ANSWERED = Q(item__is_gold=True, answer__isnull=False)
 
 # The answers' tallies, per evaluator and per item. Per evaluator: the aggregates named here,
-# as SQL over the answer ``r`` and its item ``i``, and as the ORM's expressions.
+# as SQL over the answer ``r`` and its item ``i``, and as the ORM's expressions. "seconds" is
+# active time: each answer's time on task less the time its page reported its participant
+# away (webapp/studies/away.py), as the participants page and the report read it.
 _COUNT_TALLIES: dict[str, tuple[str, Any]] = {
     "n": ("COUNT(*)", Count("pk")),
-    "seconds": ("SUM(r.{r[seconds]})", Sum("seconds")),
+    "seconds": ("SUM(r.{r[seconds]} - r.{r[away_seconds]})", Sum(F("seconds") - F("away_seconds"))),
     "cant_tell": ("COUNT(*) FILTER (WHERE r.{r[cant_tell]})", Count("pk", filter=Q(cant_tell=True))),
     "gold": ("COUNT(*) FILTER (WHERE i.{i[is_gold]} AND r.{r[answer]} IS NOT NULL)",  # GOLD_ANSWERED
              Count("pk", filter=GOLD_ANSWERED)),
@@ -80,7 +82,7 @@ _COUNT_TALLIES: dict[str, tuple[str, Any]] = {
 }
 _RANK_TALLIES: dict[str, tuple[str, Any]] = {
     "n": ("COUNT(*)", Count("pk")),
-    "seconds": ("SUM(r.{r[seconds]})", Sum("seconds")),
+    "seconds": ("SUM(r.{r[seconds]} - r.{r[away_seconds]})", Sum(F("seconds") - F("away_seconds"))),
     "skipped": ("COUNT(*) FILTER (WHERE r.{r[skipped]})", Count("pk", filter=Q(skipped=True))),
     "last": ("MAX(r.{r[id]})", Max("pk")),
 }
