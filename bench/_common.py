@@ -1,18 +1,22 @@
 """What the benchmark scripts share: the machine a table was measured on, where the tables
-are kept, the scratch PostgreSQL database, and child processes that answer in JSON."""
+are kept, the scratch PostgreSQL database, child processes that answer in JSON, and the
+coverage tally of the interval benchmarks."""
 from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import os
 import platform
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 from evalstudy import provenance
 
@@ -129,3 +133,22 @@ def run_json_child(argv: list[str], env: dict) -> dict:
     if out.returncode != 0:
         raise RuntimeError(f"{' '.join(argv[:3])} failed:\n{out.stderr[-4000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def interval_coverage(runs: list[dict[str, np.ndarray]], truth: float,
+                      methods: Sequence[str]) -> dict[str, tuple[float, float, float, float]]:
+    """Per method, over simulated studies (``runs``: each study's interval per method, [low,
+    high]): the share of intervals holding ``truth``, its binomial standard error, the mean
+    width, and the share of zero-width intervals; studies whose interval is not finite are
+    left out (NaN where none is)."""
+    out = {}
+    for m in methods:
+        ci = np.array([r[m] for r in runs], dtype=float)
+        ok = np.isfinite(ci).all(axis=1)
+        if not ok.any():
+            out[m] = (math.nan, math.nan, math.nan, math.nan)
+            continue
+        cover = float(np.mean((ci[ok, 0] <= truth + 1e-12) & (truth - 1e-12 <= ci[ok, 1])))
+        width = ci[ok, 1] - ci[ok, 0]
+        out[m] = (cover, math.sqrt(cover * (1 - cover) / ok.sum()), float(width.mean()), float(np.mean(width <= 1e-12)))
+    return out

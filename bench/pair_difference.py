@@ -32,7 +32,6 @@ and the width is what the row shows.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 import warnings
@@ -44,7 +43,7 @@ from scipy import special
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench._common import emit_result, result_footer, result_header  # noqa: E402
+from bench._common import emit_result, interval_coverage, result_footer, result_header  # noqa: E402
 from bench.rate_bounds import CROWDS, SIZES, Crowd, solve_mu  # noqa: E402
 from evalstudy import bootstrap as bs  # noqa: E402
 from evalstudy import confidence  # noqa: E402
@@ -112,20 +111,6 @@ def all_intervals(item: np.ndarray, rater: np.ndarray, variant: np.ndarray, answ
     return out
 
 
-def tally(runs: list[dict[str, np.ndarray]], truth: float) -> dict[str, tuple[float, float, float, float]]:
-    """Per method: coverage, its binomial s.e., mean width, share of zero-width intervals."""
-    out = {}
-    for m in METHODS:
-        ci = np.array([r[m] for r in runs], dtype=float)
-        ok = np.isfinite(ci).all(axis=1)
-        cover = float(np.mean((ci[ok, 0] <= truth + 1e-12) & (truth - 1e-12 <= ci[ok, 1]))) if ok.any() else math.nan
-        se = math.sqrt(cover * (1 - cover) / ok.sum()) if ok.any() else math.nan
-        width = ci[ok, 1] - ci[ok, 0]
-        out[m] = (cover, se, float(width.mean()) if ok.any() else math.nan,
-                  float(np.mean(width <= 1e-12)) if ok.any() else math.nan)
-    return out
-
-
 def rows(studies: int, n_boot: int, crowds: list[str], sizes: tuple[tuple[int, int, int], ...]
          ) -> tuple[list[str], list[tuple[float, dict[str, tuple[float, float, float, float]]]]]:
     """The table's lines and, per row, (truth, tally)."""
@@ -143,7 +128,7 @@ def rows(studies: int, n_boot: int, crowds: list[str], sizes: tuple[tuple[int, i
                     item, rater, variant, answer = simulate_pair(crowd, mus, n_items, n_raters, overlap, rng)
                     both_one += int(answer.min() == 1.0)
                     runs.append(all_intervals(item, rater, variant, answer, n_boot, rng))
-                t = tally(runs, ta - tb)
+                t = interval_coverage(runs, ta - tb, METHODS)
                 tallies.append((ta - tb, t))
                 cells = "  ".join(f"{c:.3f} ({s:.3f}) {w:.3f}".ljust(26) for c, s, w, _ in t.values())
                 lines.append(f" {name:<9} {n_items:>5} {n_raters:>6}  {ta:>6.2f} {tb:>6.2f}  "

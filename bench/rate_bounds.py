@@ -55,7 +55,7 @@ from scipy import optimize, special
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench._common import emit_result, result_footer, result_header  # noqa: E402
+from bench._common import emit_result, interval_coverage, result_footer, result_header  # noqa: E402
 from bench.pairs_crowds import CROWDS as PAIR_CROWDS  # noqa: E402
 from bench.pairs_crowds import pair_truth, simulate, true_theta  # noqa: E402
 from evalstudy import bootstrap as bs  # noqa: E402
@@ -162,19 +162,6 @@ def all_intervals(unit: np.ndarray, rater: np.ndarray, answer: np.ndarray, den: 
         }
 
 
-def _tally(runs: list[dict[str, np.ndarray]], truth: float) -> dict[str, tuple[float, float, float, float]]:
-    """Per method: coverage, its binomial s.e., mean width, share of zero-width intervals."""
-    out = {}
-    for m in METHODS:
-        ci = np.array([r[m] for r in runs], dtype=float)
-        ok = np.isfinite(ci).all(axis=1)
-        cover = float(np.mean((ci[ok, 0] <= truth + 1e-12) & (truth - 1e-12 <= ci[ok, 1]))) if ok.any() else math.nan
-        se = math.sqrt(cover * (1 - cover) / ok.sum()) if ok.any() else math.nan
-        width = ci[ok, 1] - ci[ok, 0]
-        out[m] = (cover, se, float(width.mean()), float(np.mean(width <= 1e-12)))
-    return out
-
-
 def rate_rows(studies: int, n_boot: int, crowds: list[str]) -> list[str]:
     lines = [" crowd     items raters  rate  p^=1   " + "  ".join(f"{m + ' cov (se) width':<26}" for m in METHODS)
              + "  bootstrap zero-width"]
@@ -189,7 +176,7 @@ def rate_rows(studies: int, n_boot: int, crowds: list[str]) -> list[str]:
                     item, rater, answer = simulate_rate(crowd, mu, n_items, n_raters, overlap, rng)
                     at_bound += int(answer.min() == 1.0)
                     runs.append(all_intervals(item, rater, answer, np.ones(len(answer)), n_boot, rng))
-                tally = _tally(runs, target)
+                tally = interval_coverage(runs, target, METHODS)
                 cells = "  ".join(f"{c:.3f} ({s:.3f}) {w:.3f}".ljust(26) for c, s, w, _ in tally.values())
                 lines.append(f" {name:<9} {n_items:>5} {n_raters:>6} {target:>5.2f} {at_bound / studies:>5.2f}   "
                              f"{cells}  {tally['bootstrap'][3]:.2f}")
@@ -238,7 +225,7 @@ def left_rows(studies: int, n_boot: int) -> list[str]:
                 by_rater = np.bincount(data.ranking_evaluator[rows], weights=left)
                 n_by_rater = np.bincount(data.ranking_evaluator[rows])
                 spammers.append(int(((by_rater == n_by_rater) & (n_by_rater >= 5)).sum()))
-            tally = _tally(runs, share)
+            tally = interval_coverage(runs, share, METHODS)
             cells = "  ".join(f"{c:.3f} ({s:.3f}) {w:.3f}".ljust(26) for c, s, w, _ in tally.values())
             lines.append(f" {name:<9} {n:>8} {raters:>6}  {np.mean(spammers):>26.2f}  {cells}")
             print(lines[-1], file=sys.stderr, flush=True)
