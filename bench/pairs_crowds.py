@@ -263,13 +263,28 @@ def one_study(crowd: Crowd, n: int, n_evaluators: int, tasks_each: int, overlap:
     # Planned comparisons: neighbours in the true order (those a study would test), at most 6.
     planned = [(variants[k], variants[k + 1]) for k in range(0, n - 1, max(1, (n - 1) // 6))][:6]
     margins = pair_comparisons(data, planned, w_units, v_eval, LEVEL, EXACT_MAX_N)
-    m_cover = []
+    # The margin's interval reported (the ties-half win rate's score interval, mapped) and the
+    # one before it (the crossed bootstrap's, as the win rate's before), on the same rankings.
+    m_cover: dict[str, list[bool]] = {"margin": [], "margin_before": []}
+    m_width: dict[str, list[float]] = {"margin": [], "margin_before": []}
     for m in margins:
-        pa, pb, _ = truth[(variants.index(m.a), variants.index(m.b))]
-        if m.difference_ci[0] is not None:
-            m_cover.append(m.difference_ci[0] <= pa - pb <= m.difference_ci[1])
+        ia, ib = variants.index(m.a), variants.index(m.b)
+        pa, pb, _ = truth[(ia, ib)]
+        now_low, now_high = m.difference_ci
+        if now_low is None or now_high is None:
+            continue
+        first, second = min(ia, ib), max(ia, ib)
+        rows = np.flatnonzero(data.done & (data.a == first) & (data.b == second))
+        margin = (1.0 if ia < ib else -1.0) * (data.a_win[rows] - data.b_win[rows])
+        _, before, _, _ = _ratio_intervals(data, rows, np.zeros(len(rows), dtype=np.int64), margin,
+                                           np.ones(len(rows)), 1, w_units, v_eval, LEVEL, -1.0, 1.0)
+        for key, (low, high) in (("margin", (now_low, now_high)), ("margin_before", tuple(before[0].tolist()))):
+            m_cover[key].append(low <= pa - pb <= high)
+            m_width[key].append(high - low)
     p_values = [math.nan if m.p_value is None else m.p_value for m in margins]
-    out["margin"] = float(np.mean(m_cover)) if m_cover else math.nan
+    for key in m_cover:
+        out[key] = float(np.mean(m_cover[key])) if m_cover[key] else math.nan
+        out[f"{key}_width"] = float(np.mean(m_width[key])) if m_width[key] else math.nan
     out["reject"] = float(np.mean([p < 0.05 for p in p_values]))
     out["fwer"] = float(any(p < 0.05 for p in stats.holm(p_values)))
     pos = pair_position_bias(data, LEVEL, seed)
@@ -302,24 +317,30 @@ def main(args: argparse.Namespace) -> None:
     started = time.time()
     lines = result_header("Pairs design under crowds unlike Davidson's model") + [
         f"{args.reps} studies per row ({args.null_reps} under the null), {args.n_boot} bootstrap resamples; "
-        f"log-strengths evenly over [0, {SPREAD}] (null: all equal); crowds in bench/pairs_crowds.py's docstring; "
+        f"log-strengths evenly over [0, {args.spread}] (null: all equal); crowds in bench/pairs_crowds.py's docstring; "
         "(s.e.) over studies",
         "win rate: the pairs' win-rate intervals (ties left out) now (Wilson on the effective number of rankings) "
         "and before (the crossed bootstrap's rescaled percentiles, t under 10 captions), same rankings; "
-        "coverage, mean width", "",
+        "coverage, mean width; margin: the planned comparisons' win-margin intervals now (the ties-half win "
+        "rate's score interval, mapped) and before (the crossed bootstrap's), same rankings; coverage, mean width",
+        "",
         " crowd     variants raters tasks rankings/pair  strength cov   win rate now        win rate before     "
-        "margin cov     left-share cov  position p<.05",
+        "margin now          margin before       left-share cov  position p<.05",
     ]
     crowds = args.crowds.split(",")
     for name in crowds:
         for n, raters, tasks, overlap in SIZES:
-            runs = [one_study(CROWDS[name], n, raters, tasks, overlap, SPREAD, 1000 * n + seed, args.n_boot)
+            runs = [one_study(CROWDS[name], n, raters, tasks, overlap, args.spread, 1000 * n + seed,
+                              args.n_boot)
                     for seed in range(args.reps)]
-            width, width_before = (np.mean([r[k] for r in runs]) for k in ("win_width", "win_before_width"))
+            width, width_before, m_width, m_width_before = (
+                np.nanmean([r[k] for r in runs]) for k in ("win_width", "win_before_width", "margin_width",
+                                                           "margin_before_width"))
             lines.append(f" {name:<9} {n:>8} {raters:>6} {tasks:>5} {runs[0]['per_pair']:>13.1f}  "
                          f"{_cell(runs, 'strength')}  {_cell(runs, 'win')} {width:.3f}"
                          f"  {_cell(runs, 'win_before')} {width_before:.3f}"
-                         f"  {_cell(runs, 'margin')}  {_cell(runs, 'left_cover')}  {_cell(runs, 'position')}")
+                         f"  {_cell(runs, 'margin')} {m_width:.3f}  {_cell(runs, 'margin_before')} {m_width_before:.3f}"
+                         f"  {_cell(runs, 'left_cover')}  {_cell(runs, 'position')}")
             print(lines[-1], file=sys.stderr, flush=True)
     if args.null_reps:
         lines += ["", "Null of equal variants: the planned win-margin comparisons' crossed t rejection rate at 0.05 "
@@ -336,7 +357,8 @@ def main(args: argparse.Namespace) -> None:
                              f"{_cell(runs, 'position')}")
                 print(lines[-1], file=sys.stderr, flush=True)
     lines.append(result_footer(started))
-    emit_result("pairs_crowds", "\n".join(lines) + "\n", write=args.write)
+    stem = "pairs_crowds" if args.spread == SPREAD else f"pairs_crowds-spread{args.spread:g}"
+    emit_result(stem, "\n".join(lines) + "\n", write=args.write)
 
 
 if __name__ == "__main__":
@@ -345,5 +367,8 @@ if __name__ == "__main__":
     parser.add_argument("--null-reps", type=int, default=24)
     parser.add_argument("--n-boot", type=int, default=400)
     parser.add_argument("--crowds", default=",".join(CROWDS))
+    parser.add_argument("--spread", type=float, default=SPREAD,
+                        help="log-strengths evenly over [0, SPREAD]; a large one (20) puts neighbours near a "
+                             "sweep, where the margin's interval meets its bound")
     parser.add_argument("--write", action="store_true", help="save under bench/results/")
     main(parser.parse_args())

@@ -13,7 +13,8 @@ What is reported, and why not the ranking design's numbers:
   the ranking design's strengths use. A variant's mean rank is not reported: its value
   depends on the opponents it happened to meet, which the strengths take into account;
 * the planned comparisons: the pair's win margin, (a wins - b wins) / rankings of the pair,
-  in [-1, 1], from the rankings that showed a and b together, with the crossed t test;
+  in [-1, 1], from the rankings that showed a and b together, with the crossed t test and the
+  ties-half win rate's score interval mapped onto the margin (`margin_interval`);
 * position bias: the share of untied rankings won by the left image, its interval, and a
   permutation test that swaps the sides within each pair;
 * agreement: Krippendorff's alpha (ordinal: a better, tie, b better) over (caption, pair)
@@ -325,6 +326,22 @@ def pairs_preference_section(p: _PairData, w_units: Array, v_eval: Array, level:
         strength_note=fit["note"], design="pairs")
 
 
+def margin_interval(p: _PairData, rows: Array, margin: Array, level: float) -> Array:
+    """(1, 2) interval of a pair's win margin over the rankings ``rows`` (``margin`` each
+    ranking's +1, 0 or -1): the margin is 2 q - 1 of q, a's share of the rankings with a tie
+    counted half (the pair table's ties-half win rate), so its interval is that rate's score
+    interval mapped the same way (`data.rate_intervals`: Wilson on the effective number of
+    rankings the crossed design's variance leaves, t on its df). Without ties it is Wilson's
+    interval of the win share; with ties Wilson's variance q (1 - q) exceeds a ranking's
+    (ties vary less than wins and losses), so the design effect, kept at 1 or more, errs
+    wide. Where one variant won every ranking it is [1 - 2 t^2 / (n + t^2), 1] for n
+    rankings, not the [1, 1] of every resample alike."""
+    share = (margin + 1.0) / 2.0
+    group = np.zeros(len(rows), dtype=np.int64)
+    q = rate_intervals(p.ranking_unit[rows], p.ranking_evaluator[rows], group, share, np.ones(len(rows)), 1, level)
+    return 2.0 * q - 1.0
+
+
 def pair_comparisons(p: _PairData, comparisons: Sequence[tuple[str, str]], w_units: Array, v_eval: Array,
                      level: float,
                      exact_max_n: int) -> list[PairedTest]:
@@ -346,8 +363,9 @@ def pair_comparisons(p: _PairData, comparisons: Sequence[tuple[str, str]], w_uni
             continue
         margin = sign * (p.a_win[rows] - p.b_win[rows])
         group = np.zeros(len(rows), dtype=np.int64)
-        est, ci, spread, _ = _ratio_intervals(p, rows, group, margin, np.ones(len(rows)), 1, w_units, v_eval,
-                                              level, -1.0, 1.0)
+        est, _, spread, _ = _ratio_intervals(p, rows, group, margin, np.ones(len(rows)), 1, w_units, v_eval,
+                                             level, -1.0, 1.0)
+        ci = margin_interval(p, rows, margin, level)
         t_value, p_value = crossed_t_test(float(est[0]), float(spread.var[0]), float(spread.df[0]))
         units = p.ranking_unit[rows]
         per_item = (np.bincount(units, weights=margin, minlength=p.n_units)
