@@ -195,6 +195,49 @@ def test_a_pair_won_every_time_has_a_win_rate_interval_below_one():
     assert res.preference.edge_note == ""
 
 
+def _a_sweeps_b(ties: int = 0):
+    """a beats b in every one of 12 rankings but ``ties`` (each ranking by its own rater, of its
+    own caption); the other pairs split."""
+    judgments = []
+    for k in range(12):
+        left, right = ("a", "b") if k % 2 == 0 else ("b", "a")
+        judgments.append((f"e{k}", f"ab{k}", left, right, "=" if k < ties else ("L" if left == "a" else "R")))
+        judgments.append((f"e{k}", f"bc{k}", "b", "c", "L" if k % 3 else "R"))
+        judgments.append((f"e{k}", f"ac{k}", "c", "a", "R" if k % 4 else "L"))
+    return judgments
+
+
+def test_a_pair_won_every_time_has_a_win_margin_interval_below_one():
+    # The planned comparison of a and b: margin 1 from 12 rankings. Every resample of captions
+    # and raters gives 1 too, so the bootstrap's interval was [1, 1]; the margin is 2 q - 1 of
+    # the win share q, whose Wilson interval (rankings independent here) starts at 12 / (12 + t^2).
+    res = analyze(responses_from_rows(_rows(_a_sweeps_b())), _protocol(comparisons=[("a", "b"), ("b", "a")]),
+                  n_boot=200)
+    margins = {(t.a, t.b): t for t in res.tests.paired}
+    ab, ba = margins[("a", "b")], margins[("b", "a")]
+    q = sps.t.ppf(0.975, 22)
+    assert ab.difference == 1.0
+    assert ab.difference_ci[0] == pytest.approx(2 * 12 / (12 + q * q) - 1, rel=1e-9)
+    assert ab.difference_ci[1] == pytest.approx(1.0)
+    # The same comparison the other way round is its mirror image.
+    assert ba.difference == -1.0
+    assert ba.difference_ci == pytest.approx([-1.0, -present(ab.difference_ci[0])])
+
+
+@pytest.mark.parametrize("ties", [0, 3])
+def test_the_win_margin_interval_is_the_pair_tables_ties_half_rate_mapped(ties):
+    # One rule for the margin and the pair table's ties-half win rate (a tie half a win):
+    # margin = 2 q - 1, and so is its interval.
+    res = analyze(responses_from_rows(_rows(_a_sweeps_b(ties)), allow_ties=True),
+                  _protocol(ties=True, comparisons=[("a", "b")]), n_boot=200)
+    ab_pair = next(p for p in present(res.preference.pairs) if (p.a, p.b) == ("a", "b"))
+    ab = next(t for t in res.tests.paired if (t.a, t.b) == ("a", "b"))
+    assert ab.difference == pytest.approx(2 * present(ab_pair.win_rate_ties_half) - 1)
+    low, high = (present(x) for x in ab_pair.win_rate_ties_half_ci)
+    assert ab.difference_ci == pytest.approx([2 * low - 1, 2 * high - 1])
+    assert present(ab.difference_ci[0]) < present(ab.difference) <= present(ab.difference_ci[1])
+
+
 def test_pair_win_rate_intervals_cover_with_ten_rankings_per_pair():
     # 16 variants, 120 pairs, 10 rankings each, ties allowed (bench/pairs_recovery.py's setting):
     # the crossed bootstrap's intervals covered 0.915 of these 720 pairs, Wilson's on the
