@@ -104,14 +104,14 @@ def _outcome_probs(crowd: Crowd, mean: np.ndarray, extra_var: float) -> np.ndarr
         sd = math.sqrt(2.0 + extra_var)
         p_left = sps.norm.sf((crowd.tau - mean) / sd)
         p_right = sps.norm.cdf((-crowd.tau - mean) / sd)
-        return np.stack([p_left, p_right, 1.0 - p_left - p_right], axis=-1)
+        return np.stack([p_left, p_right, np.maximum(1.0 - p_left - p_right, 0.0)], axis=-1)  # (rounding)
     x, w = np.polynomial.hermite_e.hermegauss(GH_NODES)
     w = w / w.sum()
     d = mean[..., None] + math.sqrt(extra_var) * x
     if crowd.link == "logit":
         p_left = special.expit(d - crowd.tau)
         p_right = special.expit(-d - crowd.tau)
-        out = np.stack([p_left, p_right, 1.0 - p_left - p_right], axis=-1)
+        out = np.stack([p_left, p_right, np.maximum(1.0 - p_left - p_right, 0.0)], axis=-1)
     else:  # davidson, log-strength difference d
         t = crowd.nu * np.exp(-np.abs(d) / 2)  # nu sqrt(s_L s_R) / max(s_L, s_R)
         big = np.exp(-np.abs(d))
