@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench._common import emit_result, interval_coverage, result_footer, result_header  # noqa: E402
-from bench.rate_bounds import CROWDS, SIZES, Crowd, solve_mu  # noqa: E402
+from bench.rate_bounds import CROWDS, SIZES, Crowd, assign_raters, solve_mu  # noqa: E402
 from evalstudy import bootstrap as bs  # noqa: E402
 from evalstudy import confidence  # noqa: E402
 from evalstudy.analysis.data import paired_rate_correlation, rate_difference_interval, rate_intervals  # noqa: E402
@@ -60,13 +60,7 @@ def simulate_pair(crowd: Crowd, mus: tuple[float, float], n_items: int, n_raters
                   rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(item, rater, variant, answer) per answer of one study: every item's raters answer
     both variants' images."""
-    if crowd.zipf:
-        weights = 1.0 / np.arange(1, n_raters + 1)
-        weights /= weights.sum()
-        raters = np.stack([rng.choice(n_raters, overlap, replace=False, p=weights) for _ in range(n_items)])
-    else:
-        order = rng.permutation(n_raters)
-        raters = order[(np.arange(n_items)[:, None] * overlap + np.arange(overlap)[None, :]) % n_raters]
+    raters = assign_raters(crowd, n_items, n_raters, overlap, rng)
     item = np.tile(np.repeat(np.arange(n_items), overlap), 2)
     rater = np.tile(raters.ravel(), 2)
     variant = np.repeat(np.arange(2), n_items * overlap)

@@ -109,16 +109,21 @@ def solve_mu(crowd: Crowd, target: float) -> float:
     return optimize.brentq(lambda m: crowd_rate(crowd, m) - target, -30.0, 30.0, xtol=1e-12)
 
 
-def simulate_rate(crowd: Crowd, mu: float, n_items: int, n_raters: int, overlap: int,
-                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(item, rater, answer) per answer of one study."""
+def assign_raters(crowd: Crowd, n_items: int, n_raters: int, overlap: int, rng: np.random.Generator) -> np.ndarray:
+    """(n_items, overlap) the raters of each item: drawn by Zipf weights (uneven loads) in a
+    `zipf` crowd, else dealt round a shuffled list (even loads)."""
     if crowd.zipf:
         weights = 1.0 / np.arange(1, n_raters + 1)
         weights /= weights.sum()
-        raters = np.stack([rng.choice(n_raters, overlap, replace=False, p=weights) for _ in range(n_items)])
-    else:
-        order = rng.permutation(n_raters)
-        raters = order[(np.arange(n_items)[:, None] * overlap + np.arange(overlap)[None, :]) % n_raters]
+        return np.stack([rng.choice(n_raters, overlap, replace=False, p=weights) for _ in range(n_items)])
+    order = rng.permutation(n_raters)
+    return order[(np.arange(n_items)[:, None] * overlap + np.arange(overlap)[None, :]) % n_raters]
+
+
+def simulate_rate(crowd: Crowd, mu: float, n_items: int, n_raters: int, overlap: int,
+                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(item, rater, answer) per answer of one study."""
+    raters = assign_raters(crowd, n_items, n_raters, overlap, rng)
     item = np.repeat(np.arange(n_items), overlap)
     rater = raters.ravel()
     a = rng.normal(0.0, crowd.item_sd, n_items)
