@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy import optimize, special
+from scipy import special
 from scipy import stats as sps
 
 from .bootstrap import Spread
@@ -268,79 +268,3 @@ def paired_score_difference(estimates_a: ArrayLike, intervals_a: ArrayLike, esti
         low = d - np.sqrt(np.maximum(below_a ** 2 - 2 * phi * below_a * above_b + above_b ** 2, 0.0))
         high = d + np.sqrt(np.maximum(above_a ** 2 - 2 * phi * above_a * below_b + below_b ** 2, 0.0))
     return np.clip(np.column_stack([low, high]), -1.0, 1.0)
-
-
-def _tango_spread(wins: float, losses: float, n: float, delta: float) -> float:
-    """sqrt(2 p_l + delta (1 - delta)): the standard deviation of one trial's win - loss
-    (+1, 0, -1) where the margin is `delta`, at the loss share p_l that maximises the
-    trinomial likelihood of `wins` and `losses` out of `n` under that constraint (Tango 1998,
-    eq. 5: the root of 2n p^2 + (-(w + l) + (2n - w + l) delta) p - l delta (1 - delta))."""
-    b = -(wins + losses) + (2.0 * n - wins + losses) * delta
-    c = -losses * delta * (1.0 - delta)
-    root = (np.sqrt(max(b * b - 8.0 * n * c, 0.0)) - b) / (4.0 * n)
-    # The root lies in [max(0, -delta), (1 - delta) / 2]; clipping keeps rounding inside it.
-    loss_share = min(max(root, max(0.0, -delta)), (1.0 - delta) / 2.0)
-    return float(np.sqrt(max(2.0 * loss_share + delta * (1.0 - delta), 0.0)))
-
-
-def trinomial_margin_intervals(wins: ArrayLike, losses: ArrayLike, n: ArrayLike, var: ArrayLike,
-                               var_independent: ArrayLike, level: float, df: ArrayLike | None = None
-                               ) -> np.ndarray:
-    """(G, 2) score intervals for win margins d = (wins - losses) / n in [-1, 1], each of n
-    trials won, tied or lost (a trinomial): Tango's score interval for the difference of the
-    two discordant shares of a paired 2 x 2 table (Tango 1998, "Equivalence test and
-    confidence interval for the difference in proportions for the paired-sample design",
-    Statistics in Medicine 17, 891-908; the trial's win is the table's cell b, its loss c, a
-    tie the concordant cells), on the margin's effective number of trials, with t on `df`.
-
-    The interval is the set of d0 a score test does not reject: |(d - d0)| <= q sqrt(V(d0) /
-    n_eff), V(d0) = 2 p_l + d0 (1 - d0) the variance of one trial's +1 / 0 / -1 at the loss
-    share p_l that fits the counts best under d = d0 (`_tango_spread`). Where no trial is
-    tied it is Wilson's interval of the win share p mapped through 2 p - 1 (then p_l = (1 -
-    d0) / 2 and V = 1 - d0^2 = 4 p0 (1 - p0)); with ties the tie share is refitted at each
-    d0, so a margin read from many ties is not given the spread of wins and losses alone
-    (Wilson's interval of the ties-half share, q (1 - q)), nor the too short lower end of a
-    difference of two correlated shares at an estimate of 0 (Newcombe's method 10 with the
-    cells' multinomial correlation). Where every trial was won it is [1 - 2 q^2 / (n + q^2),
-    1], as Wilson's is; where every trial was tied, [-q^2 / (n + q^2), q^2 / (n + q^2)].
-
-    `var` is the margin's variance from the crossed design (`bootstrap.Spread.var`),
-    `var_independent` what it would be were the trials independent; n_eff = n / deff with
-    the design effect deff = var / var_independent kept at 1 or more, and 1 where
-    var_independent is 0 (every trial alike: `score_intervals`' rule at a bound, Korn and
-    Graubard's). NaN where var or df is NaN or n is 0."""
-    w = np.atleast_1d(np.asarray(wins, dtype=float))
-    lo = np.atleast_1d(np.asarray(losses, dtype=float))
-    nn = np.atleast_1d(np.asarray(n, dtype=float))
-    v = np.atleast_1d(np.asarray(var, dtype=float))
-    vi = np.atleast_1d(np.asarray(var_independent, dtype=float))
-    tail = (1.0 + level) / 2.0
-    if df is None:
-        q = np.full(w.shape, sps.norm.ppf(tail))
-    else:
-        d = np.atleast_1d(np.asarray(df, dtype=float))
-        usable = np.isfinite(d) & (d >= 1)
-        q = np.where(usable, sps.t.ppf(tail, np.where(usable, d, 1.0)), np.nan)
-    out = np.full((len(w), 2), np.nan)
-    for g in range(len(w)):
-        if not (nn[g] > 0 and np.isfinite(v[g]) and np.isfinite(q[g]) and 0 <= w[g] + lo[g] <= nn[g]):
-            continue
-        deff = max(v[g] / vi[g], 1.0) if vi[g] > 0 else 1.0
-        # Scaling every count by 1 / deff leaves the refitted shares as they are and the
-        # statistic sqrt(n) (d - d0) / sqrt(V(d0)) divided by sqrt(deff).
-        reach = q[g] * np.sqrt(deff / nn[g])
-        est = (w[g] - lo[g]) / nn[g]
-
-        def excess(d0: float, g: int = g, est: float = est, reach: float = reach) -> float:
-            return abs(est - d0) - reach * _tango_spread(w[g], lo[g], nn[g], d0)
-
-        # |d - d0| - reach * sd(d0) is negative just beside d0 = d and positive at the far
-        # bound (sd(+-1) = 0), unless d is that bound: one root on each side. Beside, not at:
-        # where every trial was won or every one tied, sd(d) is 0 and so is the excess there.
-        step = 1e-10
-        low = -1.0 if est <= -1.0 or excess(-1.0) <= 0 else optimize.brentq(
-            excess, -1.0, max(est - step, -1.0) if excess(est) >= 0 else est, xtol=1e-13)
-        high = 1.0 if est >= 1.0 or excess(1.0) <= 0 else optimize.brentq(
-            excess, min(est + step, 1.0) if excess(est) >= 0 else est, 1.0, xtol=1e-13)
-        out[g] = (min(low, est), max(high, est))
-    return out

@@ -294,27 +294,6 @@ def rate_intervals(unit: ArrayLike, evaluator: ArrayLike, group: ArrayLike, num:
     return confidence.score_intervals(est, spread.var, independent, trials, level, spread.df)
 
 
-def margin_intervals(unit: ArrayLike, evaluator: ArrayLike, group: ArrayLike, wins: ArrayLike, losses: ArrayLike,
-                     n_groups: int, level: float) -> np.ndarray:
-    """(G, 2) intervals of the per-group win margins (sum(wins) - sum(losses)) / trials, each
-    row one trial (a ranking of a pair) won (wins 1), lost (losses 1) or tied (both 0): Tango's
-    score interval for the trinomial's margin (`confidence.trinomial_margin_intervals`) on the
-    effective number of trials that the margin's crossed variance (captions and raters)
-    leaves, with t on that variance's Satterthwaite df, as `rate_intervals` does for a rate.
-    Without ties it is `rate_intervals`' interval of the win share mapped through 2 p - 1."""
-    group = np.asarray(group, dtype=np.int64)
-    wins = np.asarray(wins, dtype=float)
-    losses = np.asarray(losses, dtype=float)
-    margin = wins - losses
-    ones = np.ones(len(margin))
-    spread = bs.ratio_corrections(unit, evaluator, group, margin, ones, n_groups, level)
-    z, _ = bs.ratio_contributions(group, margin, ones, n_groups)
-    independent = np.bincount(group, weights=z ** 2, minlength=n_groups)
-    return confidence.trinomial_margin_intervals(
-        np.bincount(group, weights=wins, minlength=n_groups), np.bincount(group, weights=losses, minlength=n_groups),
-        np.bincount(group, minlength=n_groups), spread.var, independent, level, spread.df)
-
-
 def paired_rate_correlation(var_a: ArrayLike, var_b: ArrayLike, var_difference: ArrayLike, trials_a: ArrayLike,
                             trials_b: ArrayLike, continuity: bool = True) -> np.ndarray:
     """The correlation of two rates' estimates, from their crossed variances and their

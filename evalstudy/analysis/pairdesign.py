@@ -13,10 +13,8 @@ What is reported, and why not the ranking design's numbers:
   the ranking design's strengths use. A variant's mean rank is not reported: its value
   depends on the opponents it happened to meet, which the strengths take into account;
 * the planned comparisons: the pair's win margin, (a wins - b wins) / rankings of the pair,
-  in [-1, 1], from the rankings that showed a and b together, with the crossed t test and
-  Tango's score interval for the trinomial win / tie / loss on the effective number of
-  rankings (`margin_interval`; the pair table's ties-half win rate is (1 + margin) / 2 and
-  takes the same interval);
+  in [-1, 1], from the rankings that showed a and b together, with the crossed t test and the
+  ties-half win rate's score interval mapped onto the margin (`margin_interval`);
 * position bias: the share of untied rankings won by the left image, its interval, and a
   permutation test that swaps the sides within each pair;
 * agreement: Krippendorff's alpha (ordinal: a better, tie, b better) over (caption, pair)
@@ -35,7 +33,7 @@ import numpy as np
 from .. import bootstrap as bs
 from .. import confidence, rank_models, stats
 from ..responses import ResponseTable
-from .data import _codes, kish_raters, margin_intervals, rate_intervals
+from .data import _codes, kish_raters, rate_intervals
 from .pairs import TIES_NOTE, strength_shrink
 from .preference import DAVIDSON_SEPARATION_NOTE, SEPARATION_NOTE, _ranking_skip_rate, _skips_by_item
 from .result import (
@@ -196,12 +194,7 @@ def _pair_table(p: _PairData, level: float, allow_ties: bool = True) -> list[Pai
         with np.errstate(invalid="ignore", divide="ignore"):
             est[name] = (np.bincount(group, weights=num, minlength=n_pairs)
                          / np.bincount(group, weights=den, minlength=n_pairs))
-        if name != "win_rate_ties_half":
-            ci[name] = rate_intervals(unit, ev, group, num, den, n_pairs, level)
-    # The ties-half win rate is (1 + margin) / 2: its interval is the margin's (one rule for
-    # both, so a table and its planned comparison never disagree), a trinomial score interval
-    # rather than Wilson's for a binomial share, which ignores that ties vary less.
-    ci["win_rate_ties_half"] = (margin_intervals(unit, ev, group, wa, wb, n_pairs, level) + 1.0) / 2.0
+        ci[name] = rate_intervals(unit, ev, group, num, den, n_pairs, level)
     if not allow_ties and not tt.any():
         ci["tie_rate"] = np.zeros((n_pairs, 2))
     count = {name: np.bincount(group, weights=x, minlength=n_pairs) for name, x in
@@ -335,13 +328,18 @@ def pairs_preference_section(p: _PairData, w_units: Array, v_eval: Array, level:
 
 def margin_interval(p: _PairData, rows: Array, margin: Array, level: float) -> Array:
     """(1, 2) interval of a pair's win margin over the rankings ``rows`` (``margin`` each
-    ranking's +1, 0 or -1): Tango's score interval for the trinomial win / tie / loss on the
-    effective number of rankings (`data.margin_intervals`). Without ties it is Wilson's
-    interval of the win share mapped through 2 p - 1; where one variant won every ranking it
-    is [1 - 2 t^2 / (n + t^2), 1] for n rankings, not the [1, 1] of every resample alike."""
+    ranking's +1, 0 or -1): the margin is 2 q - 1 of q, a's share of the rankings with a tie
+    counted half (the pair table's ties-half win rate), so its interval is that rate's score
+    interval mapped the same way (`data.rate_intervals`: Wilson on the effective number of
+    rankings the crossed design's variance leaves, t on its df). Without ties it is Wilson's
+    interval of the win share; with ties Wilson's variance q (1 - q) exceeds a ranking's
+    (ties vary less than wins and losses), so the design effect, kept at 1 or more, errs
+    wide. Where one variant won every ranking it is [1 - 2 t^2 / (n + t^2), 1] for n
+    rankings, not the [1, 1] of every resample alike."""
+    share = (margin + 1.0) / 2.0
     group = np.zeros(len(rows), dtype=np.int64)
-    return margin_intervals(p.ranking_unit[rows], p.ranking_evaluator[rows], group, (margin > 0).astype(float),
-                            (margin < 0).astype(float), 1, level)
+    q = rate_intervals(p.ranking_unit[rows], p.ranking_evaluator[rows], group, share, np.ones(len(rows)), 1, level)
+    return 2.0 * q - 1.0
 
 
 def pair_comparisons(p: _PairData, comparisons: Sequence[tuple[str, str]], w_units: Array, v_eval: Array,
