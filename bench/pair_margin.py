@@ -226,9 +226,10 @@ def rule(tallies: list[dict[str, tuple[float, float, float, float]]], old: str, 
     return passed, text
 
 
-def verdict(tallies: list[dict[str, tuple[float, float, float, float]]]) -> list[str]:
+def verdict(tallies: list[dict[str, tuple[float, float, float, float]]], labels: list[str]) -> list[str]:
     """Coverage and width over all rows, the adoption rule for each score interval against the
-    bootstrap and for Tango's against the ties-half interval, and Tango's width relative to it."""
+    bootstrap and for Tango's against the ties-half interval, Tango's width relative to it,
+    and the rows (`labels`: their first columns) where a score interval covers less than 0.93."""
     cov = {m: np.array([t[m][0] for t in tallies]) for m in METHODS}
     width = {m: np.array([t[m][2] for t in tallies]) for m in METHODS}
     lines = [f"mean coverage over all {len(tallies)} rows: " + ", ".join(f"{m} {cov[m].mean():.3f}" for m in METHODS)
@@ -240,6 +241,9 @@ def verdict(tallies: list[dict[str, tuple[float, float, float, float]]]) -> list
     gain = cov["tango"] - cov["ties-half"]
     lines.append(f"tango against ties-half, row by row: width {ratio.min():.2f}-{ratio.max():.2f} times "
                  f"(mean {ratio.mean():.2f}), coverage {gain.min():+.3f} to {gain.max():+.3f}")
+    for label, t in zip(labels, tallies, strict=True):
+        if min(t["ties-half"][0], t["tango"][0]) < 0.93:
+            lines.append(f"below 0.93: {label.strip()}: " + ", ".join(f"{m} {t[m][0]:.3f}" for m in METHODS))
     return lines
 
 
@@ -254,7 +258,7 @@ def main(args: argparse.Namespace) -> None:
         "between even variants); rankings: of the pair per study; "
         "sweep: share of studies where a won every ranking; tied: mean share of tied rankings; cov (binomial s.e. "
         "over studies) and mean width per interval; bootstrap zero-width: share of its intervals of zero width", "",
-        *table, "", *verdict(tallies), result_footer(started)]
+        *table, "", *verdict(tallies, [line[:38] for line in table[1:]]), result_footer(started)]
     emit_result("pair_margin", "\n".join(lines) + "\n", write=args.write)
 
 
