@@ -332,10 +332,12 @@ def margin_interval(p: _PairData, rows: Array, margin: Array, level: float) -> A
     counted half (the pair table's ties-half win rate), so its interval is that rate's score
     interval mapped the same way (`data.rate_intervals`: Wilson on the effective number of
     rankings the crossed design's variance leaves, t on its df). Without ties it is Wilson's
-    interval of the win share; with ties Wilson's variance q (1 - q) exceeds a ranking's
-    (ties vary less than wins and losses), so the design effect, kept at 1 or more, errs
-    wide. Where one variant won every ranking it is [1 - 2 t^2 / (n + t^2), 1] for n
-    rankings, not the [1, 1] of every resample alike."""
+    interval of the win share; with ties a ranking's variance is below q (1 - q) (ties vary
+    less than wins and losses), which n_eff = q (1 - q) / V counts as more rankings. Tango's
+    trinomial score interval, which refits the tie share at each candidate margin, covered no
+    more and was wider (bench/pair_margin.py).
+    Where one variant won every ranking it is [1 - 2 t^2 / (n + t^2), 1] for n rankings, not
+    the [1, 1] of every resample alike."""
     share = (margin + 1.0) / 2.0
     group = np.zeros(len(rows), dtype=np.int64)
     q = rate_intervals(p.ranking_unit[rows], p.ranking_evaluator[rows], group, share, np.ones(len(rows)), 1, level)
