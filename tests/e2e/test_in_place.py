@@ -45,8 +45,7 @@ def test_the_next_count_task_replaces_the_last_on_the_same_page(page, live_serve
     ev, entries, k = _to_two_counts_in_a_row(page, live_server, study)
     assert page.get_attribute("#count-image", "src") == _image_url(entries[k])
     page.fill("#answer", "3")
-    # The answer's request (after a reload, the key press, the page's first input, would also
-    # report "back" to /away/).
+    # The answer's request (a page's first input also reports "back" to /away/).
     with page.expect_request(lambda r: r.method == "POST" and r.url.endswith("/task/")) as sent, next_task(page):
         page.keyboard.press("Enter")
     assert page.evaluate("window.samePage") is True  # no page load
