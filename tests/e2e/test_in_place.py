@@ -124,6 +124,49 @@ def test_an_answer_waits_for_the_next_image(page, live_server, study):
     assert page.evaluate("window.samePage") is True
 
 
+AWAY_AFTER_ANSWER = 2.5  # seconds the participant stays away once they answered and left
+
+
+def test_a_next_task_put_in_place_on_a_hidden_page_is_away_from_its_first_showing(page, live_server, study):
+    """The participant answers and leaves at once (another tab, the screen locked): the page
+    says "away" with the answered task's token while the answer is on the way, and the answer
+    ends that absence. The next task, put in place on the page still hidden, is away too,
+    until the page is visible again."""
+    ev, entries, k = _to_two_counts_in_a_row(page, live_server, study)
+    held = []  # the answer's request, sent on only once the page is hidden
+
+    def hold_the_first_answer(route) -> None:
+        if route.request.method == "POST" and not held:
+            held.append(route)
+        else:
+            route.continue_()
+
+    page.route("**/task/", hold_the_first_answer)
+    page.fill("#answer", "2")
+    with next_task(page):
+        page.keyboard.press("Enter")
+        while not held:
+            page.wait_for_timeout(50)
+        with page.expect_response(lambda r: r.url.endswith("/away/")):
+            page.evaluate("""() => {
+                Object.defineProperty(document, "visibilityState", {configurable: true, get: () => "hidden"});
+                document.dispatchEvent(new Event("visibilitychange"));
+            }""")
+        held[0].continue_()
+    page.wait_for_timeout(AWAY_AFTER_ANSWER * 1000)
+    page.evaluate("""() => {
+        Object.defineProperty(document, "visibilityState", {configurable: true, get: () => "visible"});
+        document.dispatchEvent(new Event("visibilitychange"));
+    }""")
+    page.fill("#answer", "4")
+    with next_task(page):
+        page.keyboard.press("Enter")
+    assert page.evaluate("window.samePage") is True
+    stored = CountResponse.objects.get(evaluator=ev, entry=entries[k + 1])
+    assert stored.away_seconds >= AWAY_AFTER_ANSWER - 0.5, (stored.seconds, stored.away_seconds)
+    assert stored.seconds - stored.away_seconds < 1.5
+
+
 # --------------------------------------------------------------------------- rankings
 
 

@@ -68,6 +68,9 @@
   // try, so sending it again is safe. A next task of another kind or layout, the end, a
   // network failure: that page is loaded.
   var native = false;  // the plain form's own submission, after a try in place
+  // Called when a next task has been put in place (its token in the form); the time-away
+  // block below sets it.
+  var putInPlace = function () {};
   function inPlace(form) {
     return form.dataset.inplace === "1" && !!window.fetch && !!window.FormData && !!window.URLSearchParams;
   }
@@ -96,6 +99,7 @@
         if (body.done) { window.location.assign(body.next); return; }
         if (!show(body.task, body.progress)) { window.location.assign(window.location.href); return; }
         form.querySelector("input[name=token]").value = body.task.token;
+        putInPlace();
         showProgress(body.task, body.progress);
         retry();
       })
@@ -411,6 +415,11 @@
       if (document.visibilityState === "hidden") { goAway(); } else { comeBack(); unsure = true; }
     });
     window.addEventListener("pagehide", goAway);  // closed, reloaded, or left for another page
+    // A page hidden while its answer was on the way (the participant answered and left at
+    // once: another tab, a phone's screen locked) said "away" with the answered task's
+    // token, and the answer ended that absence; the next task, put in place on a page still
+    // away, is away from its first showing: the server is told so with its own token.
+    putInPlace = function () { if (isAway) { report("away"); } };
     window.addEventListener("pageshow", function (ev) {  // back from the cache
       if (ev.persisted) { comeBack(); unsure = true; }
     });
