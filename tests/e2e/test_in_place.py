@@ -5,6 +5,7 @@ task; an answer over the rate is said on the page and can be sent again; a task 
 kind is a page load."""
 
 import pytest
+from playwright.sync_api import Route
 
 from tests.e2e.conftest import answer_any, next_task, settled
 from tests.factories import build_open_study
@@ -133,9 +134,9 @@ def test_a_next_task_put_in_place_on_a_hidden_page_is_away_from_its_first_showin
     ends that absence. The next task, put in place on the page still hidden, is away too,
     until the page is visible again."""
     ev, entries, k = _to_two_counts_in_a_row(page, live_server, study)
-    held = []  # the answer's request, sent on only once the page is hidden
+    held: list[Route] = []  # the answer's request, sent on only once the page is hidden
 
-    def hold_the_first_answer(route) -> None:
+    def hold_the_first_answer(route: Route) -> None:
         if route.request.method == "POST" and not held:
             held.append(route)
         else:
