@@ -5,6 +5,7 @@ task; an answer over the rate is said on the page and can be sent again; a task 
 kind is a page load."""
 
 import pytest
+from playwright.sync_api import Route
 
 from tests.e2e.conftest import answer_any, next_task, settled
 from tests.factories import build_open_study
@@ -45,8 +46,7 @@ def test_the_next_count_task_replaces_the_last_on_the_same_page(page, live_serve
     ev, entries, k = _to_two_counts_in_a_row(page, live_server, study)
     assert page.get_attribute("#count-image", "src") == _image_url(entries[k])
     page.fill("#answer", "3")
-    # The answer's request (after a reload, the key press, the page's first input, would also
-    # report "back" to /away/).
+    # The answer's request (a page's first input also reports "back" to /away/).
     with page.expect_request(lambda r: r.method == "POST" and r.url.endswith("/task/")) as sent, next_task(page):
         page.keyboard.press("Enter")
     assert page.evaluate("window.samePage") is True  # no page load
@@ -123,6 +123,49 @@ def test_an_answer_waits_for_the_next_image(page, live_server, study):
         page.keyboard.press("Enter")
     assert CountResponse.objects.get(evaluator=ev, entry=nxt).answer == 6
     assert page.evaluate("window.samePage") is True
+
+
+AWAY_AFTER_ANSWER = 2.5  # seconds the participant stays away once they answered and left
+
+
+def test_a_next_task_put_in_place_on_a_hidden_page_is_away_from_its_first_showing(page, live_server, study):
+    """The participant answers and leaves at once (another tab, the screen locked): the page
+    says "away" with the answered task's token while the answer is on the way, and the answer
+    ends that absence. The next task, put in place on the page still hidden, is away too,
+    until the page is visible again."""
+    ev, entries, k = _to_two_counts_in_a_row(page, live_server, study)
+    held: list[Route] = []  # the answer's request, sent on only once the page is hidden
+
+    def hold_the_first_answer(route: Route) -> None:
+        if route.request.method == "POST" and not held:
+            held.append(route)
+        else:
+            route.continue_()
+
+    page.route("**/task/", hold_the_first_answer)
+    page.fill("#answer", "2")
+    with next_task(page):
+        page.keyboard.press("Enter")
+        while not held:
+            page.wait_for_timeout(50)
+        with page.expect_response(lambda r: r.url.endswith("/away/")):
+            page.evaluate("""() => {
+                Object.defineProperty(document, "visibilityState", {configurable: true, get: () => "hidden"});
+                document.dispatchEvent(new Event("visibilitychange"));
+            }""")
+        held[0].continue_()
+    page.wait_for_timeout(AWAY_AFTER_ANSWER * 1000)
+    page.evaluate("""() => {
+        Object.defineProperty(document, "visibilityState", {configurable: true, get: () => "visible"});
+        document.dispatchEvent(new Event("visibilitychange"));
+    }""")
+    page.fill("#answer", "4")
+    with next_task(page):
+        page.keyboard.press("Enter")
+    assert page.evaluate("window.samePage") is True
+    stored = CountResponse.objects.get(evaluator=ev, entry=entries[k + 1])
+    assert stored.away_seconds >= AWAY_AFTER_ANSWER - 0.5, (stored.seconds, stored.away_seconds)
+    assert stored.seconds - stored.away_seconds < 1.5
 
 
 # --------------------------------------------------------------------------- rankings

@@ -231,10 +231,10 @@ def test_a_hidden_page_is_away_until_it_is_visible_again(page, live_server, stud
     assert response.seconds - response.away_seconds < 2.5
 
 
-def test_only_a_reloaded_page_reports_back_at_its_first_input(page, live_server, study, settings):
+def test_a_task_page_reports_back_once_at_its_first_input_and_again_after_a_reload(page, live_server, study, settings):
     """A reload shows the task its unloading page just reported "away" from, and that report
-    may reach the server after the new page's request: the reloaded page's first input says
-    "back". A page reached by going on (from the instructions, the next task) says nothing."""
+    may reach the server after the new page's request (as a tab left behind may report after
+    another tab's): the first input on every task page says "back", once; later input nothing."""
     settings.FUSION_IDLE_AFTER_SECONDS = 600
     _to_first_task(page, live_server, study)
     reports: list[str] = []
@@ -242,8 +242,79 @@ def test_only_a_reloaded_page_reports_back_at_its_first_input(page, live_server,
     page.mouse.move(10, 10)
     page.mouse.move(40, 40)
     page.wait_for_timeout(500)
-    assert reports == []
+    page.mouse.move(20, 20)
+    page.keyboard.press("Shift")
+    page.wait_for_timeout(500)
+    assert [r.rsplit("state=", 1)[-1] for r in reports] == ["back"]
     with page.expect_request(lambda r: r.url.endswith("/away/") and "state=back" in (r.post_data or "")):
         page.reload()
         page.mouse.move(20, 20)
         page.mouse.move(60, 60)
+
+
+_SET_VISIBILITY = """state => {
+    Object.defineProperty(document, "visibilityState", {configurable: true, get: () => state});
+    document.dispatchEvent(new Event("visibilitychange"));
+}"""
+WORK_IN_SECOND_TAB = 2.5  # seconds the participant works on the task in the second tab
+
+
+def _away_report(page, state: str):
+    """Wait for the server's reply to the page's report of ``state``: the reports of two tabs
+    then reach it in the order the test sends them."""
+    return page.expect_response(
+        lambda r: r.url.endswith("/away/") and f"state={state}" in (r.request.post_data or ""))
+
+
+def test_work_in_a_second_tab_is_not_away_when_the_first_tab_went_hidden_after_it_opened(
+        page, live_server, study, settings):
+    """Two tabs show one task, and the server's absence is theirs together: the tab left
+    behind says "away" when it is hidden, and that may reach the server after the new tab's
+    own request (a new tab opens as the old one hides). The new tab's first input says "back"."""
+    settings.FUSION_IDLE_AFTER_SECONDS = 600  # only the pages' visibility counts here
+    _to_first_task(page, live_server, study)
+    ev = Evaluator.objects.get(study=study)
+    first = _current_entry(ev)
+    second = page.context.new_page()
+    second.goto(f"{live_server.url}/e/{study.slug}/task/")
+    settled(second)
+    with _away_report(page, "away"):
+        page.evaluate(_SET_VISIBILITY, "hidden")  # the first tab's report, after the new tab's request
+    second.wait_for_timeout(200)
+    assert Entry.objects.get(pk=first.pk).away_since is not None
+    second.mouse.move(30, 30)  # the participant at work in the second tab
+    second.mouse.move(60, 60)
+    second.wait_for_timeout(WORK_IN_SECOND_TAB * 1000)
+    answer_any(second)
+    response = _first_answer(ev, first)
+    assert response.away_seconds < 1.0, (response.seconds, response.away_seconds)
+
+
+def test_switching_between_two_tabs_leaves_no_absence_open_behind_the_one_in_front(
+        page, live_server, study, settings):
+    """Switching from one tab to another, the tab left says "away" as the one in front says
+    "back", and the two reports may arrive in either order: the tab in front says "back"
+    again at its first input after it came to the front."""
+    settings.FUSION_IDLE_AFTER_SECONDS = 600
+    _to_first_task(page, live_server, study)
+    ev = Evaluator.objects.get(study=study)
+    first = _current_entry(ev)
+    second = page.context.new_page()
+    second.goto(f"{live_server.url}/e/{study.slug}/task/")
+    settled(second)
+    second.mouse.move(30, 30)  # at work in the second tab
+    second.mouse.move(60, 60)
+    with _away_report(second, "away"):
+        second.evaluate(_SET_VISIBILITY, "hidden")  # to the first tab and back to the second:
+    with _away_report(second, "back"):
+        second.evaluate(_SET_VISIBILITY, "visible")  # the second tab's "back" arrives first,
+    with _away_report(page, "away"):
+        page.evaluate(_SET_VISIBILITY, "hidden")  # the first tab's "away" after it
+    second.wait_for_timeout(200)
+    assert Entry.objects.get(pk=first.pk).away_since is not None
+    second.mouse.move(30, 30)
+    second.mouse.move(60, 60)
+    second.wait_for_timeout(WORK_IN_SECOND_TAB * 1000)
+    answer_any(second)
+    response = _first_answer(ev, first)
+    assert response.away_seconds < 1.0, (response.seconds, response.away_seconds)

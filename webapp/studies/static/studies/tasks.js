@@ -68,6 +68,9 @@
   // try, so sending it again is safe. A next task of another kind or layout, the end, a
   // network failure: that page is loaded.
   var native = false;  // the plain form's own submission, after a try in place
+  // Called when a next task has been put in place (its token in the form); the time-away
+  // block below sets it.
+  var putInPlace = function () {};
   function inPlace(form) {
     return form.dataset.inplace === "1" && !!window.fetch && !!window.FormData && !!window.URLSearchParams;
   }
@@ -96,6 +99,7 @@
         if (body.done) { window.location.assign(body.next); return; }
         if (!show(body.task, body.progress)) { window.location.assign(window.location.href); return; }
         form.querySelector("input[name=token]").value = body.task.token;
+        putInPlace();
         showProgress(body.task, body.progress);
         retry();
       })
@@ -367,14 +371,15 @@
   if (awayForm && navigator.sendBeacon && window.URLSearchParams) {
     var idleMs = Number(awayForm.dataset.idle) * 1000;  // 0: only a hidden page is away
     var isAway = false;
-    // A reload (or a page back from the history) shows the task the unloading page just
-    // reported "away" from, and that report may reach the server after this page's request
-    // did (the showing closes an absence only if it is already open): the first input on such
-    // a page says "back" once, whatever this page has said. A page reached otherwise (the
-    // next task, the link opened) needs no such report: one request fewer per page.
-    var navigation = window.performance && performance.getEntriesByType ?
-      performance.getEntriesByType("navigation")[0] : null;
-    var unsure = !navigation || navigation.type === "reload" || navigation.type === "back_forward";
+    // The server keeps one absence per task, whichever page reported it, and pages' reports
+    // may arrive in any order: a reloaded page's request can overtake the "away" its unloading
+    // page sent; a tab left behind says "away" as a new tab opens, or as the participant
+    // switches back to another tab, whose "back" may arrive first. So the first input on a
+    // page, and the first after it came to the front again, says "back" once, whatever this
+    // page has said: an absence another page opened is not left running behind this one.
+    // (At most one report per page load and per return to the tab; a task answered in place
+    // on the same page needs none.)
+    var unsure = true;
     var lastInput = Date.now();
     var idleTimer = null;
     var report = function (state) {
@@ -407,10 +412,17 @@
       window.addEventListener(name, comeBack, { capture: true, passive: true });
     });
     document.addEventListener("visibilitychange", function () {
-      if (document.visibilityState === "hidden") { goAway(); } else { comeBack(); }
+      if (document.visibilityState === "hidden") { goAway(); } else { comeBack(); unsure = true; }
     });
     window.addEventListener("pagehide", goAway);  // closed, reloaded, or left for another page
-    window.addEventListener("pageshow", function (ev) { if (ev.persisted) { comeBack(); } });  // back from the cache
+    // A page hidden while its answer was on the way (the participant answered and left at
+    // once: another tab, a phone's screen locked) said "away" with the answered task's
+    // token, and the answer ended that absence; the next task, put in place on a page still
+    // away, is away from its first showing: the server is told so with its own token.
+    putInPlace = function () { if (isAway) { report("away"); } };
+    window.addEventListener("pageshow", function (ev) {  // back from the cache
+      if (ev.persisted) { comeBack(); unsure = true; }
+    });
     if (document.visibilityState === "hidden") { goAway(); } else { watchIdle(); }
   }
 
