@@ -266,18 +266,25 @@ def _away_report(page, state: str):
         lambda r: r.url.endswith("/away/") and f"state={state}" in (r.request.post_data or ""))
 
 
-def test_work_in_a_second_tab_is_not_away_when_the_first_tab_went_hidden_after_it_opened(
-        page, live_server, study, settings):
-    """Two tabs show one task, and the server's absence is theirs together: the tab left
-    behind says "away" when it is hidden, and that may reach the server after the new tab's
-    own request (a new tab opens as the old one hides). The new tab's first input says "back"."""
-    settings.FUSION_IDLE_AFTER_SECONDS = 600  # only the pages' visibility counts here
+def _two_tabs_on_the_first_task(page, live_server, study, settings):
+    """The first task open in ``page`` and in a second tab of the same browser (only the
+    pages' visibility counts: no idle period); the evaluator, the entry and the second tab."""
+    settings.FUSION_IDLE_AFTER_SECONDS = 600
     _to_first_task(page, live_server, study)
     ev = Evaluator.objects.get(study=study)
     first = _current_entry(ev)
     second = page.context.new_page()
     second.goto(f"{live_server.url}/e/{study.slug}/task/")
     settled(second)
+    return ev, first, second
+
+
+def test_work_in_a_second_tab_is_not_away_when_the_first_tab_went_hidden_after_it_opened(
+        page, live_server, study, settings):
+    """Two tabs show one task, and the server's absence is theirs together: the tab left
+    behind says "away" when it is hidden, and that may reach the server after the new tab's
+    own request (a new tab opens as the old one hides). The new tab's first input says "back"."""
+    ev, first, second = _two_tabs_on_the_first_task(page, live_server, study, settings)
     with _away_report(page, "away"):
         page.evaluate(_SET_VISIBILITY, "hidden")  # the first tab's report, after the new tab's request
     second.wait_for_timeout(200)
@@ -295,13 +302,7 @@ def test_switching_between_two_tabs_leaves_no_absence_open_behind_the_one_in_fro
     """Switching from one tab to another, the tab left says "away" as the one in front says
     "back", and the two reports may arrive in either order: the tab in front says "back"
     again at its first input after it came to the front."""
-    settings.FUSION_IDLE_AFTER_SECONDS = 600
-    _to_first_task(page, live_server, study)
-    ev = Evaluator.objects.get(study=study)
-    first = _current_entry(ev)
-    second = page.context.new_page()
-    second.goto(f"{live_server.url}/e/{study.slug}/task/")
-    settled(second)
+    ev, first, second = _two_tabs_on_the_first_task(page, live_server, study, settings)
     second.mouse.move(30, 30)  # at work in the second tab
     second.mouse.move(60, 60)
     with _away_report(second, "away"):

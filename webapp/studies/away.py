@@ -73,17 +73,18 @@ def entry_away_report(*, evaluator: Evaluator, token: str, state: str) -> bool:
     return True
 
 
-@transaction.atomic
 def entry_away_close(*, entry: Entry) -> Entry:
     """The task page shown again (a reload, the invite link reopened): the participant is
     back, so an open away interval of ``entry`` closes now. Writes only when one is open
-    (the caller's ``entry`` says so; it is read again under its row lock)."""
+    (the caller's ``entry`` says so; it is read again under its row lock): a task page with
+    none, nearly every one, opens no transaction."""
     if entry.away_since is None:
         return entry
-    locked = Entry.objects.select_for_update(of=("self",)).filter(
-        pk=entry.pk, away_since__isnull=False, count_response__isnull=True, rank_response__isnull=True,
-    ).only("pk", "away_seconds", "away_since").first()
-    if locked is not None:
-        entry.away_seconds, entry.away_since = _closed(locked, timezone.now()), None
-        Entry.objects.filter(pk=entry.pk).update(away_seconds=entry.away_seconds, away_since=None)
+    with transaction.atomic():
+        locked = Entry.objects.select_for_update(of=("self",)).filter(
+            pk=entry.pk, away_since__isnull=False, count_response__isnull=True, rank_response__isnull=True,
+        ).only("pk", "away_seconds", "away_since").first()
+        if locked is not None:
+            entry.away_seconds, entry.away_since = _closed(locked, timezone.now()), None
+            Entry.objects.filter(pk=entry.pk).update(away_seconds=entry.away_seconds, away_since=None)
     return entry

@@ -8,8 +8,10 @@ Nothing an evaluator receives (URL, HTML, JSON, header, image) names a variant o
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 from django.conf import settings
+from django.forms import CharField
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -205,7 +207,8 @@ def undo(request: HttpRequest, study: Study, evaluator: Evaluator) -> HttpRespon
     return redirect("studies:task", slug=slug)
 
 
-MAX_TOKEN = 500  # as the answer forms' token field (forms.py)
+# The longest token a task form carries: the answer forms' own limit (forms.py).
+MAX_TOKEN = cast(CharField, CountAnswerForm.base_fields["token"]).max_length or 0
 
 
 @evaluator_view(methods=("POST",), consent_required=True, rate=AWAY_RATE)
