@@ -23,9 +23,14 @@ def _cov(t: np.ndarray) -> np.ndarray:
     return np.sqrt(np.minimum.outer(t, t) / np.maximum.outer(t, t))
 
 
+MVN_SEED = 0
+
+
 def no_crossing_by(c: np.ndarray, t: np.ndarray, k: int) -> float:
-    """P(|Z_j| < c_j for j <= k), exactly (up to scipy's integration error)."""
-    mvn = sps.multivariate_normal(mean=np.zeros(k), cov=_cov(t[:k]))
+    """P(|Z_j| < c_j for j <= k), exactly (up to scipy's integration error: a randomized
+    quasi-Monte Carlo rule, about 3e-4 relative at ten looks; seeded, so that a check of
+    the boundaries gives the same number every run instead of an error drawn anew)."""
+    mvn = sps.multivariate_normal(mean=np.zeros(k), cov=_cov(t[:k]), seed=MVN_SEED)
     lo, hi = -np.asarray(c[:k]), np.asarray(c[:k])
     return float(mvn.cdf(hi, lower_limit=lo))
 
