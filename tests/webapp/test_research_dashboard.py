@@ -264,6 +264,32 @@ def test_the_hourly_pay_leaves_out_those_too_fast_for_the_speed_rule(study):
     assert summary["median_minutes_in_study_finished"] == pytest.approx(30.0)
     details = ReportDetails(study=study, pay_per_evaluator=Decimal("5.00"), pay_currency="GBP")
     assert "\u2248 10.00 GBP per hour" in dict(reports._pay_rows(details, summary, None))["pay"]
+    # The time on tasks leaves them out too: the one participant's minutes, not the scripts'.
+    slow = finished[0]
+    on_task = sum(recruitment.active_seconds(recruitment.answer_times(Evaluator.objects.filter(pk=slow.pk))[slow.pk]))
+    assert summary["median_minutes_finished"] == summary["min_minutes_finished"] == pytest.approx(on_task / 60)
+    assert summary["finished_left_out"] == 2
+    assert reports.time_on_task_text(summary).endswith("; 2 finished evaluators left out (simulated, or too fast "
+                                                       "for the speed rule)")
+
+
+def test_the_time_on_task_leaves_out_simulated_evaluators(study):
+    """A demo crowd answers in no time: its minutes are no participant's."""
+    finished = fill_study(study, 2)
+    Evaluator.objects.filter(pk=finished[0].pk).update(is_simulated=True)
+    for model in (CountResponse, RankResponse):
+        model.objects.filter(evaluator=finished[1]).update(seconds=20, away_seconds=5)
+    selectors._FINISHED_TIMES.clear()
+    summary = selectors.study_evaluator_summary(study=study)
+    answered = sum(model.objects.filter(evaluator=finished[1]).count() for model in (CountResponse, RankResponse))
+    assert summary["median_minutes_finished"] == pytest.approx(answered * 15 / 60)
+    assert summary["finished_left_out"] == 1
+    Evaluator.objects.filter(pk=finished[1].pk).update(is_simulated=True)
+    selectors._FINISHED_TIMES.clear()
+    summary = selectors.study_evaluator_summary(study=study)
+    assert summary["median_minutes_finished"] is None and summary["median_minutes_in_study_finished"] is None
+    assert reports.time_on_task_text(summary) == ("no participant has finished; 2 finished evaluators left out "
+                                                 "(simulated, or too fast for the speed rule)")
 
 
 def test_the_report_states_protocol_evaluators_pay_exclusions_and_results(study, researcher):

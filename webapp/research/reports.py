@@ -476,6 +476,21 @@ def details_from_consent(protocol: Protocol | None) -> dict[str, str]:
     return {"ethics": consent.ethics_ref[:ReportDetails._meta.get_field("ethics").max_length]}
 
 
+def time_on_task_text(evaluators: dict) -> str:
+    """The report's "time on task" line: the finished participants' active minutes on tasks
+    (time away left out), and how many finished evaluators it leaves out (simulated, or too
+    fast for the protocol's speed rule), as the minutes in the study leave them out."""
+    median = evaluators.get("median_minutes_finished")
+    left_out = evaluators.get("finished_left_out") or 0
+    aside = (f"; {left_out} finished evaluator{'s' if left_out != 1 else ''} left out (simulated, "
+             f"or too fast for the speed rule)") if left_out else ""
+    if median is None:
+        return f"no participant has finished{aside}"
+    return (f"median {median:.1f} min per finished participant (range {evaluators['min_minutes_finished']:.1f}"
+            f"\u2013{evaluators['max_minutes_finished']:.1f}), {evaluators['median_tasks_per_evaluator']} tasks "
+            f"each{aside}")
+
+
 def _pay_rows(details: ReportDetails | None, evaluators: dict, protocol: Protocol | None) -> list[tuple[str, str]]:
     """Recruitment, pay and ethics as the researcher gave them on the dashboard; where they
     gave none, what the protocol's consent section told the participants (pay, ethics)."""
@@ -534,6 +549,7 @@ def report_context(*, study: Study, result: StudyResult | None, analysis_error: 
         "protocol_rows": protocol_rows(protocol),
         "evaluators": evaluators,
         "pay_rows": _pay_rows(details, evaluators, protocol),
+        "time_on_task": time_on_task_text(evaluators),
         "result": result,
         # The automatic counter's scores are read now (a judge may read images after the result).
         "auto": selectors.auto_counter_by_variant(study=study) if result is not None else {},

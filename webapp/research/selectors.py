@@ -383,15 +383,20 @@ _FINISHED_LOCK = threading.Lock()
 
 
 def _finished_time_on_task(study: Study) -> dict:
-    """The finished evaluators' active minutes on task (median, range; time away left out),
-    tasks (median), and the finished participants' minutes in the study (median; simulated
-    evaluators left out, as the participants page leaves them out, and those too fast for
-    the speed rule): from consent to the last answer, which is when the finish is stamped
-    (in the last answer's own transaction)."""
+    """The finished participants' active minutes on task (median, range; time away left
+    out), tasks (median), and minutes in the study (median): from consent to the last answer,
+    which is when the finish is stamped (in the last answer's own transaction). Participants:
+    simulated evaluators are left out, as the participants page leaves them out, and so are
+    those too fast for the speed rule; ``finished_left_out`` counts them."""
     # Every finished evaluator's time per task, read once: the sum of its active part (time
     # away left out) is the time on tasks, the median of the whole what the speed rule reads.
-    times = recruitment.answer_times(Evaluator.objects.filter(study=study, finished_at__isnull=False))
-    minutes = sorted(sum(recruitment.active_seconds(per_task)) / 60 for per_task in times.values())
+    finished = Evaluator.objects.filter(study=study, finished_at__isnull=False)
+    times = recruitment.answer_times(finished)
+    limit = recruitment.speed_rule(study)
+    fast = {e for e, per_task in times.items() if recruitment.too_fast(per_task, limit)}
+    rows = list(finished.values_list("pk", "is_simulated", "consented_at", "finished_at"))
+    real = {pk for pk, simulated, _, _ in rows if not simulated and pk not in fast}
+    minutes = sorted(sum(recruitment.active_seconds(per_task)) / 60 for e, per_task in times.items() if e in real)
     planned = Entry.objects.filter(evaluator__study=study, evaluator__finished_at__isnull=False).values(
         "evaluator_id").annotate(n=Count("pk")).order_by().values_list("n", flat=True)
     tasks = sorted(planned)
@@ -399,19 +404,15 @@ def _finished_time_on_task(study: Study) -> dict:
     # (Prolific) computes the hourly rate from the whole submission, not from the tasks.
     # Those who break the protocol's speed rule (scripts, clickers) are left out of it: a few
     # would make the study look better paid than it is.
-    people = Evaluator.objects.filter(study=study, is_simulated=False, finished_at__isnull=False,
-                                      consented_at__isnull=False)
-    limit = recruitment.speed_rule(study)
-    fast = {e for e, per_task in times.items() if recruitment.too_fast(per_task, limit)}
-    spans = people.values_list("pk", "consented_at", "finished_at")
-    in_study = [(finished - consented).total_seconds() / 60 for pk, consented, finished in spans
-                if consented is not None and finished is not None and pk not in fast]
+    in_study = [(done - consented).total_seconds() / 60 for pk, _, consented, done in rows
+                if pk in real and consented is not None and done is not None]
     return {
         "median_minutes_in_study_finished": statistics.median(in_study) if in_study else None,
         "median_minutes_finished": statistics.median(minutes) if minutes else None,
         "min_minutes_finished": minutes[0] if minutes else None,
         "max_minutes_finished": minutes[-1] if minutes else None,
         "median_tasks_per_evaluator": statistics.median(tasks) if tasks else None,
+        "finished_left_out": len(rows) - len(real),
     }
 
 
