@@ -25,10 +25,14 @@ evalstudy.ranks                                  (pure Python: the web app's che
     competition_ranks(keys) -> list[int]         smaller key = better, equal keys tied
     is_tied(ranks) -> bool
 
-evalstudy.design                                 (the grid derived from a protocol; assignments)
+evalstudy.grid                                   (the grid derived from a protocol)
     count_prompts(protocol) -> list[CountPrompt] fields object, count, colour, text, question
     preference_captions(protocol, base_dir=None, root=None) -> list[str]
     study_items(protocol, base_dir=None, root=None) -> list[StudyItem] every item with its id
+    image_seeds(protocol, n_images) -> list[int]
+    stable_key(*parts) -> str                    sha256 sort key, the same on every machine
+
+evalstudy.design                                 (assignments: who sees what, in which order and position)
     williams_square(n) -> list[list[int]]
     plan_assignments(count_item_ids, rank_item_ids, n_slots, overlap, seed, *,
                      n_variants (required with rank items), gold_item_ids=(), n_repeats=0)

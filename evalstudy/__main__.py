@@ -375,7 +375,8 @@ def _run(args: argparse.Namespace) -> int:  # noqa: C901 -- one branch per subco
         return 0
 
     if args.command == "plan":
-        from .design import plan_assignments, study_items
+        from .design import plan_assignments
+        from .grid import study_items
 
         protocol = load_protocol(args.protocol)
         items = study_items(protocol, args.protocol.parent)

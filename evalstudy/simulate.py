@@ -41,7 +41,8 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy import stats as sps
 
-from .design import SlotPlan, StudyItem, plan_assignments, repeat_item_id, study_items
+from .design import SlotPlan, plan_assignments, repeat_item_id
+from .grid import StudyItem, study_items
 from .protocol import Protocol
 from .responses import ResponseTable, table_from_columns
 

@@ -3,7 +3,7 @@
 `schema` holds the frozen dataclasses, the canonical form and its hash; `parse`
 validates a document and fills in the defaults (`Protocol.from_dict`,
 `load_protocol`). The grid derived from a protocol (prompts, captions, items)
-lives in evalstudy.design.
+lives in evalstudy.grid.
 """
 
 from .parse import load_protocol

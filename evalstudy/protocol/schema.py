@@ -7,7 +7,7 @@ canonical JSON, the fingerprint recorded when a study is frozen. Two protocols
 with the same hash describe the same study, whatever their key order or whitespace.
 
 The grid derived from a protocol (count prompts, captions, items) lives in
-evalstudy.design.
+evalstudy.grid.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from evalstudy.design import count_prompts, preference_captions, study_items
+from evalstudy.grid import count_prompts, preference_captions, study_items
 from evalstudy.protocol import (
     Protocol,
     ProtocolError,

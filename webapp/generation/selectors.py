@@ -10,7 +10,7 @@ from typing import TypedDict
 from django.db.models import Count, Sum
 from django.utils import timezone
 
-from evalstudy.design import image_seeds
+from evalstudy.grid import image_seeds
 from evalstudy.protocol import Sampling
 from generator.defaults import CFG_SCALE, STEPS
 from webapp.studies.models import Checkpoint, Image, Item, Prompt, Study, Variant
@@ -85,7 +85,7 @@ def study_judge_work(*, study: Study) -> dict[int, list[tuple[int, int]]]:
     count prompt, gold left out) gets k extra images per variant, read by the automatic
     judge only (the prediction-powered intervals' judge-only rows). Their seeds continue the
     protocol's image seeds after the evaluators' ones: image j of the k is drawn with
-    ``sampling.seed + images_per_prompt + j`` (``evalstudy.design.image_seeds``), the
+    ``sampling.seed + images_per_prompt + j`` (``evalstudy.grid.image_seeds``), the
     same seeds for every variant (so the variants' images of one seed are paired, as the
     evaluators' are), and never a seed an evaluator's count image uses. Empty for k = 0.
     """

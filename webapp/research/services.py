@@ -220,7 +220,7 @@ def _answer_entry(*, evaluator: Evaluator, entry: Entry, simulator: RaterSimulat
     token = study_flow.entry_token_make(entry=study_flow.entry_mark_shown(entry=entry, at=shown_at))
     if item.task == Item.Task.COUNT:
         variant = GOLD_VARIANT if item.is_gold else _variant_name(item.variant)
-        assert item.true_count is not None  # every count item has one (evalstudy.design.study_items)
+        assert item.true_count is not None  # every count item has one (evalstudy.grid.study_items)
         answer = simulator.answer_count(item.true_count, variant, rng)
         study_flow.count_response_submit(evaluator=evaluator, token=token, answer=answer, cant_tell=answer is None)
         return item.task

@@ -17,7 +17,8 @@ from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
-from evalstudy.design import SlotPlan, StudyItem, plan_assignments, repeat_item_id, stable_key, study_items
+from evalstudy.design import SlotPlan, plan_assignments, repeat_item_id
+from evalstudy.grid import StudyItem, stable_key, study_items
 from evalstudy.protocol import Protocol, ProtocolError
 
 from .imagefiles import png_header, write_png_atomic
