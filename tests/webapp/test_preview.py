@@ -12,7 +12,7 @@ from tests.factories import UserFactory
 from tests.narrow import present
 from tests.services.helpers import DEMO_PROTOCOL, NEUTRAL_VARIANTS, small_protocol
 from webapp.research import participants
-from webapp.studies import lifecycle, preview
+from webapp.studies import lifecycle, preview, recruitment
 from webapp.studies.models import CountResponse, Entry, Evaluator, Image, Item, RankResponse, Slot, Study
 
 if TYPE_CHECKING:
@@ -144,3 +144,21 @@ def test_a_rehearsal_copy_is_a_separate_draft_with_the_same_protocol_and_images(
     assert copy.plan_seed != study.plan_seed
     again = researcher.post(f"/run/{study.slug}/rehearsal/", {"slug": "dry-run"})
     assert again.status_code == 409 and b"exists already" in again.content
+
+
+def test_a_rehearsal_copy_gives_its_testers_a_completion_code_of_its_own(study, researcher):
+    """A tester who finishes a rehearsal is shown the copy's completion code, never the
+    study's: with the study's, a dry run would hand out the code that a panel such as
+    Prolific accepts as proof of having done the real study (probe 6)."""
+    for slug in ("dry-run", "dry-run-2"):
+        assert researcher.post(f"/run/{study.slug}/rehearsal/", {"slug": slug}).status_code == 302
+    first, second = (Study.objects.get(slug=s) for s in ("dry-run", "dry-run-2"))
+    shown = [present(recruitment.return_link(copy, "completion")).code for copy in (first, second)]
+    assert all(shown) and study.completion_code not in shown
+    assert shown[0] != shown[1]  # drawn for each copy, not a second fixed code to learn once
+    assert all(code is not None and code.startswith(lifecycle.REHEARSAL_CODE_PREFIX) for code in shown)
+    # A study without a code (the panel gives none) gets none in its copies either.
+    Study.objects.filter(pk=study.pk).update(completion_code="")
+    study.refresh_from_db()
+    assert researcher.post(f"/run/{study.slug}/rehearsal/", {"slug": "dry-run-3"}).status_code == 302
+    assert Study.objects.get(slug="dry-run-3").completion_code == ""

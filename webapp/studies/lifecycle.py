@@ -313,6 +313,17 @@ def new_plan_seed() -> int:
     return secrets.randbits(63)
 
 
+REHEARSAL_CODE_PREFIX = "REHEARSAL-"
+
+
+def rehearsal_completion_code() -> str:
+    """The completion code of a rehearsal copy: drawn for the copy, never the study's. A
+    tester who finishes a dry run is shown it, and the study's own code is what a panel
+    (Prolific) accepts as proof of having done the real study; a copy run as a panel's
+    pilot is given that pilot's code in the admin (a draft's code can be edited there)."""
+    return REHEARSAL_CODE_PREFIX + secrets.token_hex(4).upper()
+
+
 def study_assignment_plans(*, study: Study, by_key: dict[str, Item]) -> list[SlotPlan]:
     """The slots' plans (evalstudy.design) of the study's items, ``by_key`` its original
     items by key: what opening the study stores, and what a preview of a draft draws from.
@@ -445,7 +456,8 @@ def study_copy_for_rehearsal(*, study: Study, slug: str, title: str = "") -> Stu
 
     For a dry run with simulated or invited testers: the copy has rows of its own (every
     image a new file under a new random id), so nothing done to it touches the original.
-    Its slots are planned when it is opened, like any draft's.
+    Its slots are planned when it is opened, like any draft's, from a seed of its own, and
+    its testers are shown a completion code of its own (``rehearsal_completion_code``).
     """
     from pathlib import Path
 
@@ -467,7 +479,8 @@ def study_copy_for_rehearsal(*, study: Study, slug: str, title: str = "") -> Stu
         raise StudySetupError(f"A study with the slug {slug!r} exists already.")
     copy = Study.objects.create(
         slug=slug, title=(title or f"{study.title} (rehearsal)")[:200], description=study.description,
-        protocol=study.protocol, protocol_hash=study.protocol_hash, completion_code=study.completion_code,
+        protocol=study.protocol, protocol_hash=study.protocol_hash,
+        completion_code=rehearsal_completion_code() if study.completion_code else "",
         plan_seed=new_plan_seed(),  # its testers must learn nothing of the original's plan
     )
     copy.researchers.set(study.researchers.all())
