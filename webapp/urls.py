@@ -9,6 +9,8 @@ from webapp import views
 from webapp.research import run_urls
 from webapp.studies import urls as studies_urls
 
+handler400 = "webapp.views.bad_request"
+
 urlpatterns = [
     path("", views.index, name="index"),
     # Browsers ask for /favicon.ico on their own (the admin's pages, JSON, files opened directly).

@@ -30,6 +30,19 @@ def too_many_requests(request: HttpRequest, exception: Exception | None = None) 
     return response
 
 
+BAD_REQUEST_MESSAGE = "This request could not be understood (too many fields, or a malformed form). Reload the page."
+
+
+def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """400 for a request Django refuses before any view (handler400: too many form fields, a
+    malformed multipart body, a bad Host): the JSON error the task script reads when it asked
+    for JSON, the site's plain page otherwise; neither names the reason's details."""
+    if "application/json" in request.headers.get("Accept", ""):
+        return JsonResponse({"ok": False, "error": {"code": "bad_request", "message": BAD_REQUEST_MESSAGE}},
+                            status=400)
+    return render(request, "400.html", status=400)
+
+
 CSRF_MESSAGE = "This page had expired. Go back, reload it, and send it again."
 
 

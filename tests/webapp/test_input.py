@@ -115,3 +115,18 @@ def test_a_form_without_its_csrf_token_gets_the_sites_page_and_changes_nothing(s
     r = client.post(f"/e/{study.slug}/consent/", {"agree": "yes"}, HTTP_ACCEPT="application/json")
     assert r.status_code == 403 and r.json()["error"]["code"] == "csrf"
     assert Evaluator.objects.get().consented_at is None
+
+
+def test_an_answer_with_too_many_fields_is_refused_in_the_form_the_page_asked_for(study, evaluator_client, settings):
+    """Django refuses a body of more fields than DATA_UPLOAD_MAX_NUMBER_FIELDS before any view:
+    the task script gets its JSON error (it was Django's HTML page), a page its plain 400."""
+    task = _to_count_task(evaluator_client, study)
+    before = CountResponse.objects.count() + RankResponse.objects.count()
+    data = {"kind": "count", "token": task["token"], "answer": "1",
+            **{f"f{i}": "x" for i in range(settings.DATA_UPLOAD_MAX_NUMBER_FIELDS)}}
+    r = evaluator_client.post(f"/e/{study.slug}/task/", data, HTTP_ACCEPT="application/json")
+    assert r.status_code == 400 and r.json()["error"]["code"] == "bad_request"
+    r = evaluator_client.post(f"/e/{study.slug}/task/", data)
+    assert r.status_code == 400 and r["Content-Type"].startswith("text/html")
+    assert b"could not be understood" in r.content and b"Traceback" not in r.content
+    assert CountResponse.objects.count() + RankResponse.objects.count() == before

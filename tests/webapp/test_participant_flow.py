@@ -50,10 +50,16 @@ def _researcher_client(study) -> Client:
 
 
 def test_the_tasks_cannot_be_opened_before_the_instructions(study):
+    client = Client()
+    assert client.get(f"/join/{study.invite_token}/").status_code == 302
+    # Joined, not consented: the state points to the consent page, with no tasks done.
+    assert current_task(client, study) == {"done": False, "next": f"/e/{study.slug}/consent/",
+                                           "progress": {"answered": 0, "total": 0, "percent": 0}}
     client = _consented(Client(), study)
     r = client.get(f"/e/{study.slug}/task/")
     assert r.status_code == 302 and r["Location"].endswith("/instructions/")
-    assert "task" not in current_task(client, study)  # the JSON shows no task either
+    state = current_task(client, study)
+    assert "task" not in state and state["next"] == f"/e/{study.slug}/instructions/"  # the JSON shows no task either
     assert client.post(f"/e/{study.slug}/instructions/")["Location"].endswith("/task/")
     assert client.get(f"/e/{study.slug}/task/").status_code == 200
 

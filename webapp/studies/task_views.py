@@ -229,10 +229,14 @@ def away(request: HttpRequest, study: Study, evaluator: Evaluator) -> HttpRespon
 
 @evaluator_view()
 def state(request: HttpRequest, study: Study, evaluator: Evaluator) -> JsonResponse:
-    """The evaluator's progress and current task, as JSON."""
+    """The evaluator's progress and current task, as JSON. Before the tasks, ``next`` is the
+    page that comes first: consent (no tasks yet: 0 of 0, none done), then the instructions."""
     slug = study.slug
     if evaluator.started_at is None:
         progress = selectors.evaluator_progress(evaluator=evaluator)
+        if evaluator.consented_at is None:
+            return JsonResponse({"done": False, "progress": {"answered": 0, "total": 0, "percent": 0},
+                                 "next": reverse("studies:consent", args=[slug])})
         return JsonResponse(
             {"done": False, "progress": _progress_json(progress),
              "next": reverse("studies:instructions", args=[slug])}
