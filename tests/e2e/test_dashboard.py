@@ -10,7 +10,7 @@ from tests.factories import build_open_study
 from tests.webapp.research_support import answer_tasks, answers_stored, fill_study, researcher_of
 from webapp.research import services
 from webapp.research.models import ResultFigure
-from webapp.studies import flow as study_flow
+from webapp.studies import joining
 from webapp.studies.models import CountResponse, RankResponse
 
 WORKER_PICKUP_SECONDS = 1.5  # long enough for the page to show the queued update
@@ -76,7 +76,7 @@ def test_progress_moves_figures_render_and_an_export_downloads(page, live_server
         " return imgs.length === n && imgs.every(i => i.complete && i.naturalWidth > 100); }", arg=n_figures)
 
     # a second participant answers three tasks: the page follows without a reload
-    evaluator = study_flow.evaluator_join(study=study)
+    evaluator = joining.evaluator_join(study=study)
     answer_tasks(evaluator, rng=random.Random(2), limit=3)
     page.wait_for_function("n => document.getElementById('p-responses').textContent === String(n)", arg=before + 3)
     page.wait_for_function("() => document.querySelectorAll('#evaluators-body tr').length === 2")
@@ -103,7 +103,7 @@ def test_progress_moves_figures_render_and_an_export_downloads(page, live_server
 def test_update_results_returns_at_once_shows_progress_then_the_new_numbers(page, live_server, study):
     _log_in(page, live_server, study)
     before = answers_stored(study)
-    evaluator = study_flow.evaluator_join(study=study)
+    evaluator = joining.evaluator_join(study=study)
     answer_tasks(evaluator, rng=random.Random(5), limit=4)
     page.wait_for_function("() => !document.getElementById('results-stale').hidden")
 

@@ -25,7 +25,7 @@ from tests.services.helpers import free_port
 from tests.webapp.research_support import answer_tasks, answers_stored, fill_study, researcher_of
 from webapp.research import services
 from webapp.research.models import ResultsUpdate
-from webapp.studies import flow as study_flow
+from webapp.studies import joining
 
 pytestmark = [requires_redis, pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
@@ -71,7 +71,7 @@ def test_update_results_runs_on_a_celery_worker_process_and_the_dashboard_shows_
     services.study_result_get_or_compute(study=study)
     researcher_of(study)
     before = answers_stored(study)
-    evaluator = study_flow.evaluator_join(study=study)
+    evaluator = joining.evaluator_join(study=study)
     answer_tasks(evaluator, rng=random.Random(5), limit=4)
 
     page.goto(f"{web_server}/research/{study.slug}/")

@@ -15,7 +15,7 @@ from tests.e2e.conftest import next_task, settled
 from tests.factories import UserFactory, fill_study_images
 from tests.webapp.research_support import researcher_of
 from webapp.research import services as research_services
-from webapp.studies import flow
+from webapp.studies import flow, joining
 from webapp.studies.models import Entry, Evaluator, RankResponse, Study
 
 NAMES = ("alpha", "beta", "gamma", "delta", "epsilon")
@@ -93,8 +93,8 @@ def _answer_the_rest(study: Study, *, allow_ties: bool, seed: int) -> None:
     """The study's other evaluators, through the services: random rankings, ties now and then."""
     rng = random.Random(seed)
     for k in range(N_EVALUATORS - Evaluator.objects.filter(study=study).count()):
-        ev = flow.evaluator_join(study=study, external_id=f"w{k}")
-        flow.evaluator_consent(evaluator=ev)
+        ev = joining.evaluator_join(study=study, external_id=f"w{k}")
+        joining.evaluator_consent(evaluator=ev)
         for entry in Entry.objects.filter(evaluator=ev).order_by("index"):
             n = len(entry.positions)
             scores = [rng.randint(0, n - 1 if allow_ties else 10 ** 6) for _ in range(n)]

@@ -8,7 +8,7 @@ from datetime import timedelta
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
-from webapp.studies import flow
+from webapp.studies import flow, joining
 from webapp.studies.models import CountResponse, Entry, Evaluator, RankResponse, Study
 from webapp.studies.selectors import entry_images
 
@@ -18,7 +18,7 @@ def answer_tasks(evaluator: Evaluator, *, rng: random.Random, limit: int | None 
     """Answer the evaluator's unanswered tasks in order (at most ``limit``) as a person would,
     through the submit services; counts near the truth, a "can't tell" and a skipped ranking
     now and then. Returns how many were answered."""
-    flow.evaluator_start(evaluator=flow.evaluator_consent(evaluator=evaluator))
+    joining.evaluator_start(evaluator=joining.evaluator_consent(evaluator=evaluator))
     done = 0
     entries = (Entry.objects.filter(evaluator=evaluator, count_response__isnull=True, rank_response__isnull=True)
                .select_related("item__prompt", "item__image", "item__variant").order_by("index"))
@@ -52,7 +52,7 @@ def fill_study(study: Study, n_evaluators: int, *, seed: int = 0, external_ids: 
     rng = random.Random(seed)
     out = []
     for k in range(n_evaluators):
-        ev = flow.evaluator_join(study=study, external_id=f"worker-{seed}-{k}" if external_ids else "")
+        ev = joining.evaluator_join(study=study, external_id=f"worker-{seed}-{k}" if external_ids else "")
         answer_tasks(ev, rng=rng)
         out.append(ev)
     return out

@@ -5,7 +5,7 @@ from django.test import Client
 
 from tests.factories import UserFactory
 from tests.services.helpers import DEMO_PROTOCOL, small_protocol
-from webapp.studies import flow
+from webapp.studies import joining
 from webapp.studies import lifecycle as study_lifecycle
 from webapp.studies.models import Checkpoint, CountResponse, Study, Variant
 
@@ -194,7 +194,7 @@ def test_panel_ids_are_shown_in_the_admin_to_the_studys_researchers_only(admin_c
     # whoever holds it continue the place and collect the code) on the evaluator's admin
     # page, and could search the admin by a Prolific ID, though the participants page, the
     # one place meant to show them, is the study's own researchers' only.
-    evaluator = flow.evaluator_join(study=study, external_id=PANEL_IDS["external_id"],
+    evaluator = joining.evaluator_join(study=study, external_id=PANEL_IDS["external_id"],
                                     external_study_id=PANEL_IDS["external_study_id"],
                                     external_session_id=PANEL_IDS["external_session_id"])
     page = f"/admin/studies/evaluator/{evaluator.pk}/change/"

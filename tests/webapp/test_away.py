@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from tests.factories import UserFactory, build_open_study
 from tests.narrow import present
-from webapp.studies import flow, lifecycle, recruitment
+from webapp.studies import flow, joining, lifecycle, recruitment
 from webapp.studies.models import CountResponse, Entry, Evaluator, RankResponse, Study
 
 from .conftest import answer_data, current_task, demo_protocol, join
@@ -267,8 +267,8 @@ def test_the_time_estimate_reads_active_time_and_the_speed_rule_the_whole(db):
         study.slots.create(number=k, seed=k, items=study.slots.get(number=0).items)
 
     def finished(seconds: float, away: float) -> None:
-        ev = flow.evaluator_join(study=study, external_id=f"{Evaluator.objects.count():024x}")
-        flow.evaluator_consent(evaluator=ev)
+        ev = joining.evaluator_join(study=study, external_id=f"{Evaluator.objects.count():024x}")
+        joining.evaluator_consent(evaluator=ev)
         for entry in ev.entries.filter(item__task="count"):
             CountResponse.objects.create(entry=entry, evaluator=ev, item=entry.item, answer=1, seconds=seconds,
                                          away_seconds=away)

@@ -6,8 +6,8 @@ Each is refused with the field's own message and leaves the database as it was.
 import pytest
 from django.test import Client
 
-from webapp.studies.flow import MAX_EXTERNAL_ID
 from webapp.studies.forms import CountAnswerForm
+from webapp.studies.joining import MAX_EXTERNAL_ID
 from webapp.studies.models import CountResponse, Evaluator, RankResponse
 
 from .conftest import current_task

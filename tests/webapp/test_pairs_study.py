@@ -17,7 +17,7 @@ from evalstudy.responses import read_responses
 from tests.factories import fill_study_images
 from tests.webapp.research_support import fill_study, researcher_of, update_results
 from webapp.research import exports, services
-from webapp.studies import flow, lifecycle
+from webapp.studies import flow, joining, lifecycle
 from webapp.studies.models import Entry, Image, Item, RankResponse, Slot
 
 from .conftest import current_task, join
@@ -93,8 +93,8 @@ def test_the_ab_page_shows_the_two_images_of_the_entry_and_names_no_model():
 
 def test_answers_are_stored_at_width_two_and_a_wider_ranking_is_refused():
     study = open_pairs_study(slug="width")
-    evaluator = flow.evaluator_join(study=study)
-    flow.evaluator_start(evaluator=flow.evaluator_consent(evaluator=evaluator))
+    evaluator = joining.evaluator_join(study=study)
+    joining.evaluator_start(evaluator=joining.evaluator_consent(evaluator=evaluator))
     entry = Entry.objects.filter(evaluator=evaluator, item__task="rank").order_by("index").first()
     assert entry is not None and len(entry.positions) == 2
     token = flow.entry_token_make(entry=flow.entry_mark_shown(entry=entry))

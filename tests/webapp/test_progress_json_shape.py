@@ -9,7 +9,7 @@ from django.test import Client
 from tests.typed_json import assert_reads_typed, assert_typed
 from tests.webapp.research_support import answer_tasks, researcher_of
 from webapp.research import progress
-from webapp.studies import flow as study_flow
+from webapp.studies import joining
 
 pytestmark = pytest.mark.django_db
 
@@ -19,7 +19,7 @@ DASHBOARD_JS = Path(progress.__file__).parent / "static" / "research" / "dashboa
 def test_progress_json_is_the_typed_document(study):
     client = Client()
     client.force_login(researcher_of(study))
-    answer_tasks(study_flow.evaluator_join(study=study, external_id="w1"), rng=random.Random(1), limit=3)
+    answer_tasks(joining.evaluator_join(study=study, external_id="w1"), rng=random.Random(1), limit=3)
     doc = client.get(f"/research/{study.slug}/progress.json").json()
     assert_typed(doc, progress.ProgressJSON, "progress")
     for row in doc["per_evaluator"]:
@@ -43,9 +43,9 @@ def test_planned_tasks_per_evaluator_and_answers_per_item_are_counted_per_evalua
 
     client = Client()
     client.force_login(researcher_of(study))
-    first = study_flow.evaluator_join(study=study, external_id="w1")
+    first = joining.evaluator_join(study=study, external_id="w1")
     answer_tasks(first, rng=random.Random(1), limit=5)
-    second = study_flow.evaluator_join(study=study, external_id="w2")
+    second = joining.evaluator_join(study=study, external_id="w2")
     answer_tasks(second, rng=random.Random(2), limit=2)
     doc = client.get(f"/research/{study.slug}/progress.json").json()
     planned = {row["pseudonym"]: row["planned"] for row in doc["per_evaluator"]}

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from webapp.studies import flow, prolific
+from webapp.studies import joining, prolific
 from webapp.studies.recruitment import PanelIds
 
 from .fake_prolific import TOKEN, FakeProlific
@@ -112,7 +112,7 @@ def test_a_held_place_passes_only_from_a_session_that_is_over(status):
 def test_an_unreachable_api_is_logged_for_the_operator_without_the_token(fake_prolific, settings, caplog):
     settings.FUSION_PROLIFIC_API_TOKEN = TOKEN + "-revoked"  # the server answers 401
     check = prolific.SessionCheck(ids=IDS, session={}, study_slug="s1")  # type: ignore[arg-type]
-    with caplog.at_level(logging.WARNING, logger="webapp.studies.prolific"), pytest.raises(flow.PanelUnreachable):
+    with caplog.at_level(logging.WARNING, logger="webapp.studies.prolific"), pytest.raises(joining.PanelUnreachable):
         check.confirm()
     assert "s1" in caplog.text and "401" in caplog.text
     assert TOKEN not in caplog.text and "Not found" not in caplog.text
@@ -126,6 +126,6 @@ def test_a_confirmed_session_is_remembered_in_the_browser_session(fake_prolific)
     assert fake_prolific.asked == [SESSION]
     # Another participant's id with the same session is asked about, and refused.
     other = PanelIds(participant="f" * 24, study=STUDY, session=SESSION)
-    with pytest.raises(flow.SessionNotConfirmed):
+    with pytest.raises(joining.SessionNotConfirmed):
         prolific.SessionCheck(ids=other, session=session, study_slug="s1").confirm()  # type: ignore[arg-type]
     assert len(fake_prolific.asked) == 2

@@ -13,7 +13,7 @@ from django.utils import timezone
 from django.utils.html import escape
 
 from tests.factories import build_open_study
-from webapp.studies import flow, prolific
+from webapp.studies import joining, prolific
 from webapp.studies.models import CountResponse, Evaluator, RankResponse
 
 from .conftest import answer_data, current_task, demo_protocol, start
@@ -55,7 +55,7 @@ def _squat(study, session: str = "0" * 24) -> Client:
     """Someone who knows the participant's id binds their place with a made-up session,
     as anyone could before the check (or while it is off), and answers one task."""
     client = Client()
-    ev = flow.evaluator_join(study=study, external_id=PID, external_study_id=STUDY, external_session_id=session)
+    ev = joining.evaluator_join(study=study, external_id=PID, external_study_id=STUDY, external_session_id=session)
     session_store = client.session
     session_store["fusion_evaluators"] = {str(study.pk): ev.pk}
     session_store["fusion_browsers"] = {str(ev.pk): ev.browser}

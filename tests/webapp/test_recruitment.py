@@ -7,7 +7,7 @@ from django.test.utils import CaptureQueriesContext
 
 from tests.factories import build_open_study
 from tests.narrow import present
-from webapp.studies import flow, lifecycle, recruitment
+from webapp.studies import joining, lifecycle, recruitment
 from webapp.studies.models import CountResponse, Evaluator, Study
 
 from .conftest import PID, current_task, demo_protocol, join
@@ -113,8 +113,8 @@ def test_the_time_estimate_uses_the_pilot_then_the_running_median(panel_study):
     panel_study.slots.create(number=1, seed=1, items=panel_study.slots.get(number=0).items)
     panel_study.slots.create(number=2, seed=2, items=panel_study.slots.get(number=0).items)
     for k in range(3):
-        ev = flow.evaluator_join(study=panel_study, external_id=f"{k:024x}")
-        flow.evaluator_consent(evaluator=ev)
+        ev = joining.evaluator_join(study=panel_study, external_id=f"{k:024x}")
+        joining.evaluator_consent(evaluator=ev)
         for entry in ev.entries.all():
             if entry.item.task == "count":
                 CountResponse.objects.create(entry=entry, evaluator=ev, item=entry.item, answer=1, seconds=30.0)
@@ -127,8 +127,8 @@ def test_the_time_estimate_uses_the_pilot_then_the_running_median(panel_study):
         assert recruitment.time_estimate(study=panel_study, n_tasks=20) == estimate
     assert len(ctx.captured_queries) == 1
     panel_study.slots.create(number=3, seed=3, items=panel_study.slots.get(number=0).items)
-    ev = flow.evaluator_join(study=panel_study, external_id=f"{9:024x}")
-    flow.evaluator_consent(evaluator=ev)
+    ev = joining.evaluator_join(study=panel_study, external_id=f"{9:024x}")
+    joining.evaluator_consent(evaluator=ev)
     for entry in ev.entries.filter(item__task="count"):
         CountResponse.objects.create(entry=entry, evaluator=ev, item=entry.item, answer=1, seconds=90.0)
     Evaluator.objects.filter(pk=ev.pk).update(finished_at="2026-01-01T00:00:00Z")
@@ -139,8 +139,8 @@ def test_the_time_estimate_uses_the_pilot_then_the_running_median(panel_study):
     assert demo_protocol()["analysis"]["exclusions"]["min_median_seconds"] > 0.2
     for k in range(3):
         panel_study.slots.create(number=4 + k, seed=4 + k, items=panel_study.slots.get(number=0).items)
-        ev = flow.evaluator_join(study=panel_study, external_id=f"{20 + k:024x}")
-        flow.evaluator_consent(evaluator=ev)
+        ev = joining.evaluator_join(study=panel_study, external_id=f"{20 + k:024x}")
+        joining.evaluator_consent(evaluator=ev)
         for entry in ev.entries.filter(item__task="count"):
             CountResponse.objects.create(entry=entry, evaluator=ev, item=entry.item, answer=1, seconds=0.2)
         Evaluator.objects.filter(pk=ev.pk).update(finished_at="2026-01-01T00:00:00Z")

@@ -21,7 +21,7 @@ from tests.webapp.research_support import answer_tasks, fill_study, researcher_o
 from webapp.research import reports, selectors, services
 from webapp.research.models import ReportDetails, ResultFigure, StudyResult
 from webapp.studies import flow as study_flow
-from webapp.studies import recruitment
+from webapp.studies import joining, recruitment
 from webapp.studies.models import CountResponse, Evaluator, Item, RankResponse, Study
 
 pytestmark = pytest.mark.django_db
@@ -53,7 +53,7 @@ def test_progress_counts_evaluators_answers_and_coverage(study, researcher):
     n_tasks = len(study.slots.first().items)
     assert p["answers_planned"] == 3 * n_tasks and p["items"]["planned"] == n_tasks
 
-    first = study_flow.evaluator_join(study=study, external_id="w1")
+    first = joining.evaluator_join(study=study, external_id="w1")
     answer_tasks(first, rng=random.Random(1), limit=4)
     p = progress(researcher, study)
     assert p["evaluators"]["started"] == 1 and p["evaluators"]["finished"] == 0
@@ -73,7 +73,7 @@ def test_progress_counts_a_refilled_places_answers_beyond_the_plan(study, resear
     """A place given up and taken again is answered from its first task: the leaver's answers
     are kept but do not count toward the plan, whose progress never passes 100%."""
     n_tasks = len(study.slots.first().items)
-    leaver = study_flow.evaluator_join(study=study, external_id="leaver")
+    leaver = joining.evaluator_join(study=study, external_id="leaver")
     answer_tasks(leaver, rng=random.Random(1), limit=4)
     Evaluator.objects.filter(pk=leaver.pk).update(
         last_seen_at=leaver.joined_at - timedelta(seconds=settings.FUSION_SLOT_TIMEOUT_SECONDS + 5))
@@ -194,7 +194,7 @@ def test_no_research_get_computes_an_analysis(study, researcher, monkeypatch):
 
 
 def test_an_undo_then_a_new_answer_is_a_new_state(study):
-    ev = study_flow.evaluator_join(study=study, external_id="w-undo")
+    ev = joining.evaluator_join(study=study, external_id="w-undo")
     answer_tasks(ev, rng=random.Random(2), limit=3)  # not finished: a finished evaluator cannot undo
     before, n = selectors.responses_fingerprint(study=study)
     study_flow.response_undo_last(evaluator=Evaluator.objects.get(pk=ev.pk))

@@ -9,7 +9,7 @@ from tests.narrow import present
 from tests.webapp.research_support import answer_tasks, fill_study, researcher_of, update_results
 from tests.webapp.test_research_dashboard import _research_get_urls
 from webapp.research import progress, reports, selectors
-from webapp.studies import flow as study_flow
+from webapp.studies import joining
 
 pytestmark = pytest.mark.django_db
 
@@ -63,7 +63,7 @@ def test_time_on_task_in_the_report_follows_each_evaluator_who_finishes(study):
     fill_study(study, 1)
     first = selectors.study_evaluator_summary(study=study)
     assert first["finished"] == 1 and first["median_tasks_per_evaluator"] is not None
-    half = study_flow.evaluator_join(study=study, external_id="w-half")
+    half = joining.evaluator_join(study=study, external_id="w-half")
     answer_tasks(half, rng=random.Random(3), limit=2)  # not finished: not in the time on task
     assert selectors.study_evaluator_summary(study=study) == {**first, "joined": 2, "consented": 2,
                                                                "with_external_id": 2}
@@ -99,7 +99,7 @@ def test_progress_json_fingerprint_is_the_responses_fingerprint(study):
 
     fill_study(study, 2)
     services.study_simulate_responses(study=study, n_evaluators=1, seed=2)
-    half = study_flow.evaluator_join(study=study, external_id="w-half")
+    half = joining.evaluator_join(study=study, external_id="w-half")
     answer_tasks(half, rng=random.Random(3), limit=2)
     for include_simulated in (False, True):
         now, fingerprint = progress.study_progress_and_fingerprint(study=study, include_simulated=include_simulated)

@@ -16,6 +16,7 @@ from tests.webapp.research_support import fill_study, researcher_of
 from webapp.research import exports, participants, services
 from webapp.research.models import StudyResult
 from webapp.studies import flow as study_flow
+from webapp.studies import joining
 from webapp.studies.models import CountResponse, Entry, Evaluator, RankResponse, Slot
 
 pytestmark = pytest.mark.django_db
@@ -45,7 +46,7 @@ def test_simulated_evaluators_take_no_place_and_follow_the_slots_plans():
     assert plans == [slots[0], slots[1], slots[2], slots[0], slots[1]]
     # every place is still free for people, who join and consent as before
     assert participants.study_places(study=study).free == 3
-    people = [study_flow.evaluator_consent(evaluator=study_flow.evaluator_join(study=study))
+    people = [joining.evaluator_consent(evaluator=joining.evaluator_join(study=study))
               for _ in range(3)]
     assert all(p.slot_id for p in people)
     assert "take no participant's place" in message and f"remove_simulated {study.slug}" in message
@@ -119,13 +120,13 @@ def test_remove_simulated_deletes_them_and_their_results_and_keeps_people(settin
 def test_simulate_responses_ends_with_an_operators_note_when_the_study_changes(monkeypatch):
     """The study closing or pausing under a run is no failure of the command: exit 0, say so."""
     study = build_open_study(n_slots=3)
-    real_join = study_flow.evaluator_join
+    real_join = joining.evaluator_join
     calls = []
 
     def join_then_pause(**kwargs):
         calls.append(1)
         if len(calls) == 3:
-            raise study_flow.StudyUnavailable("This study is paused and takes no new participants at the moment.")
+            raise joining.StudyUnavailable("This study is paused and takes no new participants at the moment.")
         return real_join(**kwargs)
 
     monkeypatch.setattr(study_flow, "evaluator_join", join_then_pause)

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from tests.factories import build_open_study
 from tests.narrow import present
-from webapp.studies import flow
+from webapp.studies import joining
 from webapp.studies.models import CountResponse, Evaluator, RankResponse
 
 from .conftest import answer_data, current_task, demo_protocol, start
@@ -169,24 +169,24 @@ def test_the_participants_id_with_another_session_does_not_take_the_place(panel_
 
 def test_a_finished_place_gives_its_code_to_its_own_session_only(panel_study):
     pid, session = SESSION["PROLIFIC_PID"], SESSION["SESSION_ID"]
-    ev = flow.evaluator_join(study=panel_study, external_id=pid, external_session_id=session)
+    ev = joining.evaluator_join(study=panel_study, external_id=pid, external_session_id=session)
     Evaluator.objects.filter(pk=ev.pk).update(finished_at=timezone.now())
     r = Client().get(f"/join/{panel_study.invite_token}/", {**SESSION, "SESSION_ID": "ab" * 12})
     assert r.status_code == 403 and panel_study.completion_code.encode() not in r.content
-    with pytest.raises(flow.AlreadyCompleted):
-        flow.evaluator_join(study=panel_study, external_id=pid, external_session_id=session)
+    with pytest.raises(joining.AlreadyCompleted):
+        joining.evaluator_join(study=panel_study, external_id=pid, external_session_id=session)
 
 
 def test_join_compares_the_session_as_stored(panel_study):
     """The service's rule: blanks around the session id are dropped, as when it is stored;
     another session id raises and changes nothing."""
     pid, session = SESSION["PROLIFIC_PID"], SESSION["SESSION_ID"]
-    ev = flow.evaluator_join(study=panel_study, external_id=pid, external_session_id=f" {session} ")
+    ev = joining.evaluator_join(study=panel_study, external_id=pid, external_session_id=f" {session} ")
     _silent(ev)
-    with pytest.raises(flow.HeldByAnotherSession):
-        flow.evaluator_join(study=panel_study, external_id=pid, external_session_id="ab" * 12)
+    with pytest.raises(joining.HeldByAnotherSession):
+        joining.evaluator_join(study=panel_study, external_id=pid, external_session_id="ab" * 12)
     assert Evaluator.objects.get().browser == ev.browser
-    assert flow.evaluator_join(study=panel_study, external_id=pid, external_session_id=session).pk == ev.pk
+    assert joining.evaluator_join(study=panel_study, external_id=pid, external_session_id=session).pk == ev.pk
     assert Evaluator.objects.get().browser != ev.browser  # silent: moved to the returning session's browser
 
 

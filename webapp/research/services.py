@@ -20,6 +20,7 @@ from evalstudy.analysis import AnalysisResult, analyze
 from evalstudy.figures import render_figures
 from evalstudy.simulate import COUNT_SECONDS, RANK_SECONDS, RaterSimulator
 from webapp.studies import flow as study_flow
+from webapp.studies import joining
 from webapp.studies.models import Entry, Evaluator, Item, RankResponse, Study, Variant
 from webapp.studies.selectors import entry_images, study_ranking
 
@@ -273,15 +274,15 @@ def study_simulate_responses(
         rng = np.random.default_rng([seed, k])
         try:
             with transaction.atomic():
-                evaluator = study_flow.evaluator_join(study=study, simulated=True)
-                study_flow.evaluator_consent(evaluator=evaluator)
+                evaluator = joining.evaluator_join(study=study, simulated=True)
+                joining.evaluator_consent(evaluator=evaluator)
                 entries = Entry.objects.filter(evaluator=evaluator).select_related(
                     "item__variant", "item__prompt", "item__image").order_by("index")
                 for entry in entries:
                     task = _answer_entry(evaluator=evaluator, entry=entry, simulator=simulator, rng=rng)
                     n_count += task == Item.Task.COUNT
                     n_rank += task == Item.Task.RANK
-        except study_flow.StudyUnavailable as exc:
+        except joining.StudyUnavailable as exc:
             # Not an error of the operator's: the study changed under the run. Say so and stop.
             return SimulationSummary(evaluators=len(pseudonyms), count_answers=n_count, rank_answers=n_rank,
                                      pseudonyms=tuple(pseudonyms), stopped=str(exc))

@@ -128,7 +128,7 @@ class SlotAdmin(ViewOnlyAdmin):
 # What the panel knows a participant by. Only the study's own researchers see them, on its
 # participants page (webapp/research/run_views.py): for an admin of the site they are a
 # person's identity, and the session id is what keeps a place its participant's own
-# (flow.evaluator_join: whoever has it may continue the place and collect the code).
+# (joining.evaluator_join: whoever has it may continue the place and collect the code).
 PANEL_ID_FIELDS = ("external_id", "external_study_id", "external_session_id")
 
 

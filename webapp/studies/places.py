@@ -36,7 +36,7 @@ def evaluator_release(*, evaluator: Evaluator, session_id: str | None = None) ->
     are not stuck: they get their code again) or a simulated evaluator (no place to free).
     """
     # The study's row first, then the evaluator's, as every writer of places locks them
-    # (``flow.evaluator_consent``): a consent running now sees the slot held or freed, never half.
+    # (``joining.evaluator_consent``): a consent running now sees the slot held or freed, never half.
     if sqlreads.row(Study, pk=evaluator.study_id, for_update=True) is None:
         raise PlaceError("This study no longer exists.")
     current = sqlreads.row(Evaluator, pk=evaluator.pk, for_update=True)

@@ -4,7 +4,7 @@ Anyone who knows a participant's PROLIFIC_PID (ids are not secrets) could open t
 with it and a made-up SESSION_ID; the server alone cannot tell Prolific's session from a
 made-up one, but Prolific can: the SESSION_ID it puts in the study link is the id of the
 participant's submission. With ``FUSION_PROLIFIC_API_TOKEN`` set, a Prolific study's join
-path (``flow.evaluator_join``, given a ``SessionCheck``) fetches that submission and takes
+path (``joining.evaluator_join``, given a ``SessionCheck``) fetches that submission and takes
 or resumes a place only for a live submission of this participant in this study.
 
 Built against Prolific's API reference (read 2026-12):
@@ -33,7 +33,7 @@ from django.contrib.sessions.backends.base import SessionBase
 
 from evalstudy.protocol import Recruitment
 
-from .flow import PanelUnreachable, SessionNotConfirmed
+from .joining import PanelUnreachable, SessionNotConfirmed
 from .recruitment import PanelIds
 
 logger = logging.getLogger(__name__)
@@ -155,7 +155,7 @@ def holder_has_ended(submission: Submission | None, participant: str) -> bool:
 
 
 class SessionCheck:
-    """``flow.PanelSessionCheck`` for one visitor of a Prolific study's invite link.
+    """``joining.PanelSessionCheck`` for one visitor of a Prolific study's invite link.
 
     A session it confirms is remembered in the visitor's browser session (``SESSION_KEY``),
     so that one browser asks Prolific about one session once: the task pages never ask (they

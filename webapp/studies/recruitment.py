@@ -122,7 +122,7 @@ def link_ids_problem(recruitment: Recruitment | None, ids: PanelIds) -> str | No
     them neutralises what a spreadsheet would read as a formula."""
     if recruitment is None or recruitment.panel != "prolific":
         return None
-    # Blanks around an id are dropped when it is stored (flow.evaluator_join), as here.
+    # Blanks around an id are dropped when it is stored (joining.evaluator_join), as here.
     wrong = [v for v in (ids.study.strip(), ids.session.strip()) if v and not PROLIFIC_ID.fullmatch(v)]
     if not wrong:
         return None

@@ -26,7 +26,7 @@ from django_ratelimit.exceptions import Ratelimited
 from evalstudy.protocol import Recruitment
 from webapp.clientip import client_network
 
-from . import flow, prolific, recruitment, selectors, sqlreads
+from . import joining, prolific, recruitment, selectors, sqlreads
 from .models import Evaluator, Study
 from .participant_forms import ParticipantIdForm, PracticeAnswerForm
 from .practice import COUNT_NAME as PRACTICE_COUNT
@@ -210,8 +210,8 @@ def join(request: HttpRequest, invite_token: str) -> HttpResponse:
             # An id from the link is checked as a typed one is: a panel's placeholder left
             # unfilled, or what is not an id of this panel, is never stored.
             try:
-                problem = recruitment.participant_id_problem(rec, flow.external_id_clean(ids.participant))
-            except flow.InvalidExternalId as exc:
+                problem = recruitment.participant_id_problem(rec, joining.external_id_clean(ids.participant))
+            except joining.InvalidExternalId as exc:
                 problem = str(exc)
             if problem is not None:
                 return _unavailable(request, study, problem, 400, heading=BAD_LINK_HEADING)
@@ -264,7 +264,7 @@ def _another_submission(rec: Recruitment | None, ids: recruitment.PanelIds, eval
 
 
 def _join_evaluator(request: HttpRequest, study: Study, ids: recruitment.PanelIds) -> Evaluator | HttpResponse:
-    """The evaluator the visitor of the invite link becomes (``flow.evaluator_join``), or the
+    """The evaluator the visitor of the invite link becomes (``joining.evaluator_join``), or the
     page that says why not. For a Prolific study, with an API token set, Prolific confirms
     the link's session first (``prolific.SessionCheck``); a visitor with no participant id
     is known by this browser only and has no session to confirm."""
@@ -272,7 +272,7 @@ def _join_evaluator(request: HttpRequest, study: Study, ids: recruitment.PanelId
     check = (prolific.SessionCheck(ids=ids, session=request.session, study_slug=study.slug)
              if ids.participant and prolific.check_applies(rec) else None)
     try:
-        return flow.evaluator_join(
+        return joining.evaluator_join(
             study=study,
             external_id=ids.participant,
             user=request.user if request.user.is_authenticated else None,
@@ -280,19 +280,19 @@ def _join_evaluator(request: HttpRequest, study: Study, ids: recruitment.PanelId
             external_session_id=ids.session,
             session_check=check,
         )
-    except flow.SessionNotConfirmed as exc:
+    except joining.SessionNotConfirmed as exc:
         return _unavailable(request, study, str(exc), 403, heading=NOT_CONFIRMED_HEADING)
-    except flow.PanelUnreachable as exc:
+    except joining.PanelUnreachable as exc:
         return _unavailable(request, study, str(exc), 503, heading=UNREACHABLE_HEADING)
-    except flow.InvalidExternalId as exc:
+    except joining.InvalidExternalId as exc:
         return _unavailable(request, study, str(exc), 400, heading=BAD_LINK_HEADING)
-    except flow.HeldByAnotherSession as exc:
+    except joining.HeldByAnotherSession as exc:
         return _unavailable(request, study, str(exc), 403, heading=OTHER_SESSION_HEADING)
-    except flow.AlreadyCompleted as exc:
+    except joining.AlreadyCompleted as exc:
         return _done_page(request, study, exc.evaluator, again=True)
-    except flow.StudyUnavailable as exc:
+    except joining.StudyUnavailable as exc:
         return _unavailable(request, study, str(exc), 403, outcome=exc.reason)
-    except flow.ActiveElsewhere as exc:
+    except joining.ActiveElsewhere as exc:
         # The evaluator by its random pseudonym: a row id would count the site's joins.
         held = {"e": exc.evaluator.pseudonym, "b": _browser_tag(exc.evaluator.browser)}
         ticket = signing.dumps(held, salt=TAKEOVER_SALT)
@@ -316,7 +316,7 @@ def join_continue(request: HttpRequest, invite_token: str) -> HttpResponse:
             raise Evaluator.DoesNotExist  # another browser holds it now: the ticket is spent
     except (signing.BadSignature, KeyError, TypeError, ValueError, Evaluator.DoesNotExist):
         return _unavailable(request, study, "This question has expired. Use your invite link again.", 400)
-    evaluator = flow.evaluator_take_over(evaluator=evaluator)
+    evaluator = joining.evaluator_take_over(evaluator=evaluator)
     _remember(request, evaluator)
     return _next_page(study, evaluator)
 
@@ -351,13 +351,13 @@ def consent(request: HttpRequest, study: Study, evaluator: Evaluator) -> HttpRes
     if request.method == "POST" and evaluator.consented_at is None:
         if request.POST.get("agree") == "yes":
             try:
-                flow.evaluator_consent(evaluator=evaluator, address=_address_key(request))
-            except flow.StudyUnavailable as exc:
+                joining.evaluator_consent(evaluator=evaluator, address=_address_key(request))
+            except joining.StudyUnavailable as exc:
                 if exc.reason == "address":
                     return _unavailable(request, study, str(exc), 429)
                 return _unavailable(request, study, str(exc), 403, outcome=exc.reason)
             return redirect("studies:instructions", slug=study.slug)
-        flow.evaluator_decline(evaluator=evaluator)
+        joining.evaluator_decline(evaluator=evaluator)
     if evaluator.declined_at is not None:
         rec = recruitment.recruitment_of(study)
         return render(
@@ -400,7 +400,7 @@ def instructions(request: HttpRequest, study: Study, evaluator: Evaluator) -> Ht
         if spec is not None and spec.count is not None and evaluator.started_at is None:
             request.session[_read_key(study)] = True  # the practice item opens only after this page
             return redirect("studies:practice", slug=study.slug)
-        flow.evaluator_start(evaluator=evaluator)
+        joining.evaluator_start(evaluator=evaluator)
         return redirect("studies:task", slug=study.slug)
     tasks = sqlreads.entry_tasks(evaluator_id=evaluator.pk)  # by kind: also the number of tasks
     context = _consent_context(study, evaluator, tasks)
@@ -441,7 +441,7 @@ def practice(request: HttpRequest, study: Study, evaluator: Evaluator) -> HttpRe
         # An answer, right or wrong, is the practice done: the tasks open. The feedback is
         # shown by a GET (post, redirect, get): the back button from the first task or a
         # reload shows it again instead of asking the browser to send the form once more.
-        flow.evaluator_start(evaluator=evaluator)
+        joining.evaluator_start(evaluator=evaluator)
         given = form.cleaned_data["answer"]
         truth = spec.count.count
         request.session[_practice_key(study)] = {
