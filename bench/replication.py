@@ -1,7 +1,7 @@
 """The training-seed replication table: the four demo variants, several seeds each,
 read by the shape-aware judge, with intervals over seeds and images.
 
-    python -m bench.replication --runs /work/runs/seeds --step 2000 --save fixtures/replication
+    python -m bench.replication --runs runs/seeds --step 2000 --save fixtures/replication
     python -m bench.replication --load fixtures/replication       # the table again, no sampling
 
 With --runs, samples every ROOT/seed-<s>/<variant> run at its snapshot of --step (the

@@ -39,6 +39,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from generator.encoders import SD_VAE_SCALE, Codec, PixelCodec, SDVAECodec, TextEncoder, load_text_encoder
+from generator.weights import MissingWeightsError
 
 CACHE_FORMAT = "fusion-eval/coco-cache/1"
 PROGRESS_FILE = "encode.json"
@@ -250,13 +251,17 @@ def main(argv: list[str] | None = None) -> dict:
 
     # The paths first: a wrong --images or --captions is named before any missing weights are.
     check_layout(args.images, args.captions, args.limit)
-    codec = (
-        SDVAECodec.load(args.vae, args.scale_factor, args.allow_download)
-        if args.codec == "sd-vae"
-        else PixelCodec()
-    ).to(args.device)
     text_len = args.text_len or (77 if args.text_encoder == "clip" else 16)
-    text_encoder = load_text_encoder({"name": args.text_encoder, "text_len": text_len}, args.clip, args.allow_download)
+    try:
+        codec = (
+            SDVAECodec.load(args.vae, args.scale_factor, args.allow_download)
+            if args.codec == "sd-vae"
+            else PixelCodec()
+        ).to(args.device)
+        text_encoder = load_text_encoder({"name": args.text_encoder, "text_len": text_len}, args.clip,
+                                         args.allow_download)
+    except MissingWeightsError as exc:  # what is missing, where it looked, how to get it: not a traceback
+        raise SystemExit(f"encode: {exc}") from exc
     meta = encode(
         args.images, args.captions, args.out, codec, text_encoder.to(args.device),
         args.size, args.batch_size, args.limit, args.device,

@@ -1,7 +1,7 @@
 """Counting accuracy of trained checkpoints, read by the shape-aware judge.
 
     python -m generator.count_eval --checkpoints fixtures/checkpoints --per-count 40 --json
-    python -m generator.count_eval --runs /work/runs/seeds --per-count 40 --json   # several training seeds
+    python -m generator.count_eval --runs runs/seeds --per-count 40 --json   # several training seeds
 
 For every checkpoint, generates `per-count` images for every object kind and count 1..5
 ("three red circles"; colours cycle through the palette) and reads each with

@@ -350,6 +350,8 @@ def missing_inputs(args: argparse.Namespace) -> list[str]:
     given = [("--captions", args.captions), ("--ref-stats", args.ref_stats)]
     if args.cmd == "fid":
         given.insert(0, ("--checkpoint", Path(args.checkpoint)))
+    if args.cmd == "fid-sweep":  # a mistyped run folder is named as such, not as a run without snapshots
+        given.insert(0, ("--run", args.run))
     return [f"{flag} {path}: no such file or folder" for flag, path in given if not path.exists()]
 
 

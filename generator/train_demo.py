@@ -3,7 +3,7 @@ them over training seeds.
 
     python -m generator.train_demo                      # ~1 hour on two CPU cores
     python -m generator.train_demo --parallel 4 --threads 2
-    nice -n 19 python -m generator.train_demo --seeds 1234 1 2 --out /work/runs/seeds --parallel 12 --no-export
+    nice -n 19 python -m generator.train_demo --seeds 1234 1 2 --out runs/seeds --parallel 12 --no-export
 
 Trains demo-{concat,cross}-{early,intermediate} on the synthetic counting data with the
 demo recipe (generator.recipes.DEMO), `--parallel` runs at a time, each a separate

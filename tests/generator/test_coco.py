@@ -80,6 +80,24 @@ def test_the_layout_is_checked_before_the_weights_are_looked_for(tmp_path, monke
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("missing", ["vae", "clip"])
+def test_missing_encoder_weights_end_the_command_with_how_to_get_them(fake_coco, tmp_path, tiny_vae_dir,
+                                                                      tiny_clip_text_dir, missing):
+    """As the metrics commands do (docs/reproducing-the-paper.md, section 1): one message
+    saying what is missing, where it looked and how to get it, not MissingWeightsError's
+    traceback; and nothing written."""
+    images, captions = fake_coco
+    vae = tmp_path / "no-vae" if missing == "vae" else tiny_vae_dir
+    clip = tmp_path / "no-clip" if missing == "clip" else tiny_clip_text_dir
+    out = tmp_path / "cache"
+    with pytest.raises(SystemExit) as err:
+        _encode(images, captions, out, vae, clip)
+    assert not isinstance(err.value, coco.LayoutError)
+    message = str(err.value.code)
+    assert message.startswith("encode: ") and f"no-{missing}" in message and "To get them" in message
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("layout, says", [
     ("images one folder too high", "They are one folder down: pass --images"),
     ("a missing image", "1 of the 3 captioned images are not in"),

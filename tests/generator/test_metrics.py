@@ -323,8 +323,11 @@ def test_fid_sweep_picks_the_snapshot_of_lowest_fid_and_scores_it_on_more_images
 
 def test_fid_sweep_without_snapshots_says_how_to_get_them(fid_inputs, tmp_path):
     _, common = fid_inputs
+    (tmp_path / "elsewhere").mkdir()  # a run trained without --keep-every
     with pytest.raises(SystemExit, match="--keep-every"):
         main(["fid-sweep", "--run", str(tmp_path / "elsewhere"), *common])
+    with pytest.raises(SystemExit, match="^fid-sweep: --run .*nowhere: no such file or folder$"):
+        main(["fid-sweep", "--run", str(tmp_path / "nowhere"), *common])
 
 
 # ---------------------------------------------------------------------------
