@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> Path:
         judged = count_eval.judge_all(sources, args.per_count, args.steps, scale, 100, args.seed)
         rows, _ = count_eval.table(judged, args.n_boot)
         for r in rows:
-            lines.append(f"{scale:>9g}  {r['variant']:<22} {r['n']:>5}  {count_eval.metric_cells(r)}")
+            lines.append(f"{scale:>9g}  {r.variant:<22} {r.n:>5}  {count_eval.metric_cells(r)}")
     header = [
         f"# cfg_sweep  {started:%Y-%m-%dT%H:%M} UTC  {cpu_and_usable_cores()}",
         f"# command: python -m bench.cfg_sweep {' '.join(argv if argv is not None else sys.argv[1:])}",

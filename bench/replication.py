@@ -119,7 +119,8 @@ def main(argv: list[str] | None = None) -> Path:
         f"its images bootstrapped, {args.n_boot} draws; see evalstudy/nested.py)",
     ]
     text = "\n".join(header) + "\n" + count_eval.format_table(rows, diffs) + "\n\n" + per_seed_table(judged) + "\n"
-    text += "\n" + "\n".join(json.dumps(r) for r in rows + diffs) + "\n"
+    lines = [r.to_json() for r in rows] + [d.to_json() for d in diffs]
+    text += "\n" + "\n".join(json.dumps(line) for line in lines) + "\n"
     print(text)
     return save_result("replication", text, append=args.append)
 

@@ -169,32 +169,70 @@ def intervals(runs: list[Judged], n_boot: int = DEFAULT_N_BOOT, seed: int = 0) -
     return {m: (float(lo), float(hi)) for m, (lo, hi) in zip(METRICS, found.ci, strict=True)}
 
 
-def paired_difference(early: list[Judged], inter: list[Judged], n_boot: int = DEFAULT_N_BOOT, seed: int = 0) -> dict:
+@dataclass(frozen=True)
+class Estimate:
+    """A metric's value and its 95% interval (low, high)."""
+
+    estimate: float
+    ci: tuple[float, float]
+
+
+@dataclass(frozen=True)
+class VariantSummary:
+    """One variant's row: each metric (METRICS order) pooled over its runs with its interval,
+    rounded to 4 digits; ``n`` images per seed, ``seeds`` training seeds, and what the
+    intervals are (``interval``: evalstudy.nested's method; ``df``: seeds - 1, or None)."""
+
+    variant: str
+    metrics: dict[str, Estimate]
+    n: int
+    seeds: int
+    interval: str
+    df: int | None
+
+    def to_json(self) -> dict:
+        """The --json line: {"variant", <metric>, <metric>_ci, ..., "n", "seeds", "interval", "df"}."""
+        out: dict = {"variant": self.variant}
+        for m, e in self.metrics.items():
+            out[m] = e.estimate
+            out[f"{m}_ci"] = list(e.ci)
+        return {**out, "n": self.n, "seeds": self.seeds, "interval": self.interval, "df": self.df}
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """intermediate - early of each metric (METRICS order), over ``seeds`` paired seeds;
+    ``difference`` names the pair ("<intermediate> - <early>")."""
+
+    difference: str
+    seeds: int
+    metrics: dict[str, Estimate]
+
+    def to_json(self) -> dict:
+        """The --json line: {"difference", "seeds", <metric>: {"estimate", "ci"}, ...}."""
+        return {"difference": self.difference, "seeds": self.seeds,
+                **{m: {"estimate": e.estimate, "ci": list(e.ci)} for m, e in self.metrics.items()}}
+
+
+def paired_difference(early: list[Judged], inter: list[Judged], n_boot: int = DEFAULT_N_BOOT, seed: int = 0
+                      ) -> dict[str, Estimate]:
     """intermediate - early of each metric: estimate and 95% interval, the per-seed
     differences (seed k of both variants, the same images) as the clusters."""
     if len(early) != len(inter):
         raise ValueError(f"paired difference needs the same seeds: {len(early)} vs {len(inter)} runs")
     found = cluster_intervals(lambda d: _values(inter, d) - _values(early, d), len(early), len(early[0].target),
                               n_boot=n_boot, seed=seed)
-    return {
-        m: {"estimate": float(est), "ci": [float(q) for q in ci]}
-        for m, est, ci in zip(METRICS, found.estimate, found.ci, strict=True)
-    }
+    return {m: Estimate(float(est), (float(ci[0]), float(ci[1])))
+            for m, est, ci in zip(METRICS, found.estimate, found.ci, strict=True)}
 
 
-def summarise(runs: list[Judged], n_boot: int = DEFAULT_N_BOOT) -> dict:
-    """Metrics pooled over the runs, their intervals, n (images per seed), seeds, and what
-    the intervals are ("interval": evalstudy.nested's method; "df": seeds - 1, or None)."""
+def summarise(runs: list[Judged], n_boot: int = DEFAULT_N_BOOT, *, variant: str = "") -> VariantSummary:
+    """``variant``'s metrics pooled over the runs, with their intervals (see VariantSummary)."""
     point, found = metrics(runs), _intervals(runs, n_boot, 0)
-    out: dict = {}
-    for m, ci in zip(METRICS, found.ci, strict=True):
-        out[m] = round(point[m], 4)
-        out[f"{m}_ci"] = [round(float(v), 4) for v in ci]
-    out["n"] = len(runs[0].target)
-    out["seeds"] = len(runs)
-    out["interval"] = found.method
-    out["df"] = found.df
-    return out
+    estimates = {m: Estimate(round(point[m], 4), (round(float(ci[0]), 4), round(float(ci[1]), 4)))
+                 for m, ci in zip(METRICS, found.ci, strict=True)}
+    return VariantSummary(variant=variant, metrics=estimates, n=len(runs[0].target), seeds=len(runs),
+                          interval=found.method, df=found.df)
 
 
 # ---------------------------------------------------------------------------
@@ -267,19 +305,17 @@ def judge_all(sources: dict[str, dict[str, Path]], per_count: int, steps: int, c
     return judged
 
 
-def table(judged: dict[str, dict[str, Judged]], n_boot: int = DEFAULT_N_BOOT) -> tuple[list[dict], list[dict]]:
+def table(judged: dict[str, dict[str, Judged]], n_boot: int = DEFAULT_N_BOOT
+          ) -> tuple[list[VariantSummary], list[PairedDifference]]:
     """(per-variant rows, paired differences) over all seeds that have every variant of a row."""
     variants = sorted({v for runs in judged.values() for v in runs})
-    rows = []
-    for v in variants:
-        runs = [judged[s][v] for s in judged if v in judged[s]]
-        rows.append({"variant": v, **summarise(runs, n_boot)})
+    rows = [summarise([judged[s][v] for s in judged if v in judged[s]], n_boot, variant=v) for v in variants]
     diffs = []
     for early, inter in PAIRS.values():
         seeds = [s for s in judged if early in judged[s] and inter in judged[s]]
         if seeds:
             d = paired_difference([judged[s][early] for s in seeds], [judged[s][inter] for s in seeds], n_boot)
-            diffs.append({"difference": f"{inter} - {early}", "seeds": len(seeds), **d})
+            diffs.append(PairedDifference(difference=f"{inter} - {early}", seeds=len(seeds), metrics=d))
     return rows, diffs
 
 
@@ -288,26 +324,27 @@ def metric_header() -> str:
     return "  ".join(f"{m:>22}" for m in METRICS)
 
 
-def metric_cells(row: dict) -> str:
+def metric_cells(row: VariantSummary) -> str:
     """A row's metrics with their intervals, fixed-width, in METRICS order."""
-    return "  ".join(f"{row[m]:6.3f} [{row[m + '_ci'][0]:5.3f}, {row[m + '_ci'][1]:5.3f}]" for m in METRICS)
+    return "  ".join(f"{e.estimate:6.3f} [{e.ci[0]:5.3f}, {e.ci[1]:5.3f}]" for e in (row.metrics[m] for m in METRICS))
 
 
-def format_table(rows: list[dict], diffs: list[dict]) -> str:
+def format_table(rows: list[VariantSummary], diffs: list[PairedDifference]) -> str:
     """The rows and differences as a fixed-width text table."""
     lines = [f"{'variant':<22} {'seeds':>5} {'n':>5}  " + metric_header()]
     for r in rows:
-        lines.append(f"{r['variant']:<22} {r['seeds']:>5} {r['n']:>5}  {metric_cells(r)}")
+        lines.append(f"{r.variant:<22} {r.seeds:>5} {r.n:>5}  {metric_cells(r)}")
     lines.append("")
     lines.append("paired difference, intermediate - early (95% interval: t over seeds, seeds - 1 df; "
                  "with one seed, over its images only)")
     for d in diffs:
-        cells = "  ".join(f"{d[m]['estimate']:+6.3f} [{d[m]['ci'][0]:+.3f}, {d[m]['ci'][1]:+.3f}]" for m in METRICS)
-        lines.append(f"{d['difference']:<42} seeds {d['seeds']}  {cells}")
+        cells = "  ".join(f"{e.estimate:+6.3f} [{e.ci[0]:+.3f}, {e.ci[1]:+.3f}]"
+                          for e in (d.metrics[m] for m in METRICS))
+        lines.append(f"{d.difference:<42} seeds {d.seeds}  {cells}")
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> tuple[list[dict], list[dict]]:
+def main(argv: list[str] | None = None) -> tuple[list[VariantSummary], list[PairedDifference]]:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--checkpoints", type=Path, help="folder of checkpoint folders (one training seed)")
     p.add_argument("--checkpoint", type=Path, action="append", default=[], help="one checkpoint (repeatable)")
@@ -342,8 +379,8 @@ def main(argv: list[str] | None = None) -> tuple[list[dict], list[dict]]:
         judged = judge_all(sources, args.per_count, args.steps, args.cfg_scale, args.batch_size, args.seed, args.save)
     rows, diffs = table(judged, args.n_boot)
     if args.json:
-        for r in rows + diffs:
-            print(json.dumps(r), flush=True)
+        for line in [r.to_json() for r in rows] + [d.to_json() for d in diffs]:
+            print(json.dumps(line), flush=True)
     else:
         print(format_table(rows, diffs))
     return rows, diffs

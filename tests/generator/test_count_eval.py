@@ -57,19 +57,21 @@ def test_the_output_says_what_its_intervals_are_over():
     rng = np.random.default_rng(6)
     runs = [judged(np.full(40, 3), c, c, (c == 3).astype(int)) for c in rng.integers(1, 6, size=(3, 40))]
     three = summarise(runs, n_boot=50)
-    assert three["interval"] == "t over clusters" and three["df"] == 2 and three["seeds"] == 3
+    assert three.interval == "t over clusters" and three.df == 2 and three.seeds == 3
     one = summarise(runs[:1], n_boot=50)
-    assert one["interval"].startswith("units only") and one["df"] is None
+    assert one.interval.startswith("units only") and one.df is None
 
 
 def test_image_resampling_gives_an_interval_around_the_estimate():
     rng = np.random.default_rng(1)
     count = rng.integers(1, 6, size=300)
     r = judged(np.full(300, 3), count, count, (count == 3).astype(int))
-    s = summarise([r], n_boot=300)
-    lo, hi = s["exact_match_ci"]
-    assert lo < s["exact_match"] < hi and hi - lo < 0.2
-    assert s["n"] == 300 and s["seeds"] == 1
+    s = summarise([r], n_boot=300, variant="v")
+    lo, hi = s.metrics["exact_match"].ci
+    assert lo < s.metrics["exact_match"].estimate < hi and hi - lo < 0.2
+    assert s.n == 300 and s.seeds == 1 and list(s.metrics) == list(count_eval.METRICS)
+    line = s.to_json()  # the --json line: flat, the metrics in order, each with its interval
+    assert list(line)[:3] == ["variant", "exact_match", "exact_match_ci"] and line["exact_match_ci"] == [lo, hi]
 
 
 def test_paired_difference_of_identical_runs_is_exactly_zero():
@@ -80,16 +82,16 @@ def test_paired_difference_of_identical_runs_is_exactly_zero():
     ]
     d = paired_difference(runs, runs, n_boot=200)
     for m in count_eval.METRICS:
-        assert d[m] == {"estimate": 0.0, "ci": [0.0, 0.0]}
+        assert d[m] == count_eval.Estimate(0.0, (0.0, 0.0))
 
 
 def test_paired_difference_sees_a_consistent_improvement():
     base = judged([2] * 100, [1] * 50 + [2] * 50, [1] * 100, [0] * 50 + [1] * 50)
     better = judged([2] * 100, [1] * 30 + [2] * 70, [1] * 100, [0] * 30 + [1] * 70)
     d = paired_difference([base, base], [better, better], n_boot=300)
-    assert d["exact_match"]["estimate"] == pytest.approx(0.2)
+    assert d["exact_match"].estimate == pytest.approx(0.2)
     # Both seeds identical: no spread between them, a zero-width interval at the estimate.
-    assert d["exact_match"]["ci"] == pytest.approx([0.2, 0.2])
+    assert d["exact_match"].ci == pytest.approx((0.2, 0.2))
     with pytest.raises(ValueError):
         paired_difference([base], [better, better])
 
