@@ -15,7 +15,6 @@ from tests.narrow import present
 from tests.webapp.research_support import fill_study, researcher_of
 from webapp.research import exports, participants, services
 from webapp.research.models import StudyResult
-from webapp.studies import flow as study_flow
 from webapp.studies import joining
 from webapp.studies.models import CountResponse, Entry, Evaluator, RankResponse, Slot
 
@@ -129,7 +128,7 @@ def test_simulate_responses_ends_with_an_operators_note_when_the_study_changes(m
             raise joining.StudyUnavailable("This study is paused and takes no new participants at the moment.")
         return real_join(**kwargs)
 
-    monkeypatch.setattr(study_flow, "evaluator_join", join_then_pause)
+    monkeypatch.setattr(joining, "evaluator_join", join_then_pause)
     message = _simulate(study, 5)  # no CommandError: exit status 0
     assert "2 simulated evaluators answered" in message
     assert "Stopped after 2 of 5: This study is paused" in message
