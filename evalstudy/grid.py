@@ -10,11 +10,19 @@ stream, so that a protocol gives the same captions on any machine.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from .protocol import NUMBER_WORDS, ColourSpec, ObjectSpec, Protocol, ProtocolError, guess_article
+from .protocol import (
+    NUMBER_WORDS,
+    ColourSpec,
+    NotJSONError,
+    ObjectSpec,
+    Protocol,
+    ProtocolError,
+    guess_article,
+    json_document,
+)
 
 
 def stable_key(*parts: object) -> str:
@@ -84,10 +92,10 @@ def read_coco_captions(path: str | Path, *, label: str | None = None) -> list[tu
     path = Path(path)
     name = str(path) if label is None else label
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        doc = json_document(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ProtocolError(f"{name}: cannot read captions file ({exc.strerror})") from exc
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (NotJSONError, UnicodeDecodeError) as exc:
         raise ProtocolError(f"{name}: not valid JSON: {exc}") from exc
     if not isinstance(doc, dict) or not isinstance(doc.get("annotations"), list):
         raise ProtocolError(f"{name}: not an MS-COCO captions file (no 'annotations' list)")

@@ -61,6 +61,7 @@ from .schema import (
     guess_article,
     min_resamples,
 )
+from .values import NotJSONError, json_document
 
 __all__ = [
     "DEFAULT_ALPHA", "DEFAULT_CI_LEVEL", "DEFAULT_N_BOOT", "DEFAULT_POSTHOC", "DEFAULT_POWER", "MIN_N_BOOT",
@@ -75,4 +76,5 @@ __all__ = [
     "PrimaryComparison", "PrimaryPlan", "Protocol", "ProtocolError", "QualityControl",
     "RankExample", "Recruitment", "ReturnLink", "Sampling", "SceneSpec",
     "canonical_json", "default_comparisons", "guess_article", "load_protocol",
+    "NotJSONError", "json_document",
 ]

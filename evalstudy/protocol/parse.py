@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +60,7 @@ from .schema import (
     guess_article,
     min_resamples,
 )
-from .values import _article, _fail, _integer, _list, _mapping, _number, _string
+from .values import NotJSONError, _article, _fail, _integer, _list, _mapping, _number, _string, json_document
 
 
 def load_protocol(path: str | Path) -> Protocol:
@@ -82,8 +81,8 @@ def load_protocol(path: str | Path) -> Protocol:
             raise ProtocolError(f"{path}: not valid YAML: {exc}") from exc
     else:
         try:
-            doc = json.loads(text)
-        except json.JSONDecodeError as exc:
+            doc = json_document(text)
+        except NotJSONError as exc:
             raise ProtocolError(f"{path}: not valid JSON: {exc}") from exc
     return Protocol.from_dict(doc)
 

@@ -3,9 +3,27 @@ raises ProtocolError naming the field (`where`) and what was wrong."""
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal, overload
 
 from .schema import ProtocolError
+
+
+class NotJSONError(ValueError):
+    """A text that is not JSON this reader can take; the message says why (no file name)."""
+
+
+def json_document(text: str) -> Any:
+    """``text`` read as JSON, or NotJSONError. Besides a syntax error (json.JSONDecodeError)
+    json.loads fails two more ways on hostile text, both caught here: nesting deeper than
+    its parser recurses (RecursionError) and an integer of more digits than Python
+    converts (ValueError, sys.get_int_max_str_digits(): 4300 by default)."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise NotJSONError("nested too deeply to be read") from None
+    except ValueError as exc:  # json.JSONDecodeError is one
+        raise NotJSONError(str(exc)) from exc
 
 
 def _fail(where: str, message: str, code: str | None = None) -> None:

@@ -210,3 +210,31 @@ def test_panel_ids_are_shown_in_the_admin_to_the_studys_researchers_only(admin_c
     client.force_login(researcher)
     r = client.get(page)
     assert all(value in r.content.decode() for value in PANEL_IDS.values())
+
+
+@pytest.mark.parametrize("lookup", ["external_id", "external_id__startswith", "external_study_id__startswith",
+                                    "external_session_id__startswith", "external_session_id__gt",
+                                    "browser__startswith"])
+def test_an_admin_cannot_filter_evaluators_by_a_panel_id_or_browser_token(admin_client, study, lookup):
+    # Probe 7: the changelist took any field of the evaluator as a URL filter, so an admin
+    # who is not the study's researcher learnt whether a Prolific ID took part and where,
+    # and read a SESSION_ID (or browser token) a character at a time with __startswith.
+    # The filter is refused as a bad request, whoever asks.
+    evaluator = joining.evaluator_join(study=study, external_id=PANEL_IDS["external_id"],
+                                       external_study_id=PANEL_IDS["external_study_id"],
+                                       external_session_id=PANEL_IDS["external_session_id"])
+    study.researchers.add(UserFactory(is_staff=True))
+    field = lookup.split("__")[0]
+    value = (PANEL_IDS.get(field) or evaluator.browser)[:1]
+    r = admin_client.get("/admin/studies/evaluator/", {lookup: value if "__" in lookup else PANEL_IDS[field]})
+    assert r.status_code == 400
+    assert PANEL_IDS["external_id"] not in r.content.decode()
+    # The filters the list offers still work.
+    r = admin_client.get("/admin/studies/evaluator/", {"study__id__exact": study.pk, "is_simulated__exact": 0})
+    assert r.status_code == 200 and r.context["cl"].result_count == 1
+
+
+@pytest.mark.parametrize("model", ["countresponse", "rankresponse"])
+def test_an_admin_cannot_filter_responses_by_browser_token(admin_client, study, model):
+    r = admin_client.get(f"/admin/studies/{model}/", {"browser__startswith": "a"})
+    assert r.status_code == 400

@@ -139,6 +139,16 @@ def test_register_and_assign_checkpoints_from_the_page(staff_client, study, tiny
     assert r.status_code == 400 and "No checkpoint weights" in r.content.decode()
 
 
+@pytest.mark.parametrize("slug", ["not a slug", "no-such-study"])
+def test_registering_for_a_study_that_does_not_exist_registers_nothing(staff_client, tiny_checkpoint, slug):
+    # Probe 7: a study field that was no slug registered the checkpoint, then answered 500
+    # (the redirect to its page could not be built).
+    r = staff_client.post("/generation/checkpoints/register/",
+                          {"name": "tiny", "path": str(tiny_checkpoint), "study": slug})
+    assert r.status_code == 404
+    assert not Checkpoint.objects.exists()
+
+
 def test_the_page_refuses_a_checkpoint_that_contradicts_the_variant(staff_client, tiny_checkpoint):
     study = study_lifecycle.study_create(protocol=small_protocol(), slug="paper", base_dir=str(DEMO_PROTOCOL.parent))
     checkpoint = services.checkpoint_register(name="tiny cross-early", path=tiny_checkpoint)

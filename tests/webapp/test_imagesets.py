@@ -606,7 +606,13 @@ def _damaged_manifest(study, tmp_path):
 def _deep_json(study, tmp_path):
     folder = write_folder(tmp_path / "set", make_rows(study), manifest="json")
     (folder / "manifest.json").write_text("[" * 200_000)
-    return zip_folder(folder, tmp_path / "set.zip"), "The manifest manifest.json nests too deeply"
+    return zip_folder(folder, tmp_path / "set.zip"), "The manifest manifest.json is not valid JSON: nested too deeply"
+
+
+def _huge_json_integer(study, tmp_path):
+    folder = write_folder(tmp_path / "set", make_rows(study), manifest="json")
+    (folder / "manifest.json").write_text('[{"seed": ' + "9" * 5000 + "}]")  # past Python's 4300 digits
+    return zip_folder(folder, tmp_path / "set.zip"), "The manifest manifest.json is not valid JSON"
 
 
 def _huge_csv_field(study, tmp_path):
@@ -616,7 +622,8 @@ def _huge_csv_field(study, tmp_path):
         "The manifest manifest.csv is not CSV that can be read"
 
 
-MALFORMED = [_bad_crc, _encrypted, _unknown_compression, _damaged_manifest, _deep_json, _huge_csv_field]
+MALFORMED = [_bad_crc, _encrypted, _unknown_compression, _damaged_manifest, _deep_json, _huge_json_integer,
+             _huge_csv_field]
 
 
 @pytest.mark.parametrize("case", MALFORMED, ids=[c.__name__.strip("_") for c in MALFORMED])

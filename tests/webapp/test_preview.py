@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.test import Client
 
 from tests.factories import UserFactory
@@ -23,7 +24,9 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def researcher(study):
+    """A researcher of the study who may create studies (a rehearsal copy is one)."""
     user = UserFactory(username="res")
+    user.user_permissions.add(Permission.objects.get(content_type__app_label="studies", codename="add_study"))
     study.researchers.add(user)
     client = Client()
     client.force_login(user)

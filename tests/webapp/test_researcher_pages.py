@@ -78,6 +78,19 @@ def test_not_json_and_a_taken_slug_are_refused(admin, study):
     assert r.status_code == 400 and "exists already" in r.content.decode()
 
 
+@pytest.mark.parametrize("text, says", [
+    (b"[" * 200_000, "nested too deeply"),
+    (b'{"schema_version": ' + b"9" * 5000 + b"}", "integer string conversion"),
+])
+def test_json_that_python_cannot_read_is_refused_as_not_json(admin, text, says):
+    # Probe 7: both answered 500 (RecursionError, and ValueError past Python's 4300-digit
+    # limit on integers): json.loads raises neither as a JSONDecodeError.
+    r = logged_in(admin).post("/run/new/", {"protocol": upload(text), "slug": "deep"})
+    assert r.status_code == 400
+    assert "Not a JSON file" in r.content.decode() and says in r.content.decode()
+    assert not Study.objects.filter(slug="deep").exists()
+
+
 def test_a_user_without_the_right_cannot_create(study):
     r = logged_in(UserFactory()).post("/run/new/", {"protocol": upload(json.loads(DEMO.read_text())), "slug": "z"})
     assert r.status_code == 403 and not Study.objects.filter(slug="z").exists()

@@ -134,6 +134,9 @@ def test_create_study_command_refuses_a_bad_file(tmp_path):
     bad.write_text("{not json")
     with pytest.raises(CommandError, match="not valid JSON"):
         call_command("create_study", str(bad), slug="x")
+    bad.write_text("[" * 200_000)  # deeper than Python's JSON parser recurses
+    with pytest.raises(CommandError, match="not valid JSON: nested too deeply"):
+        call_command("create_study", str(bad), slug="x")
     with pytest.raises(CommandError, match="Cannot read"):
         call_command("create_study", str(tmp_path / "missing.json"), slug="x")
     assert Study.objects.count() == 0

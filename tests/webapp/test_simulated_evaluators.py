@@ -134,3 +134,19 @@ def test_simulate_responses_ends_with_an_operators_note_when_the_study_changes(m
     assert "Stopped after 2 of 5: This study is paused" in message
     assert "Thank you for your interest" not in message
     assert Evaluator.objects.filter(study=study, is_simulated=True).count() == 2
+
+
+def test_the_participants_page_of_a_dry_run_lists_people_only_and_does_not_fail(client):
+    # Probe 7: after simulate_responses on a study no person had answered yet (the dry run
+    # docs/running-a-study.md shows), /run/<slug>/participants/ and its CSV answered 500:
+    # the exclusion rules were read from an export that leaves the simulated out, empty.
+    study = build_open_study(n_slots=3)
+    _simulate(study, 2)
+    person = joining.evaluator_consent(evaluator=joining.evaluator_join(study=study, external_id="person-1"))
+    client.force_login(researcher_of(study))
+    page = client.get(f"/run/{study.slug}/participants/")
+    assert page.status_code == 200 and person.pseudonym in page.content.decode()
+    r = client.get(f"/run/{study.slug}/participants.csv")
+    assert r.status_code == 200
+    rows = list(csv.DictReader(io.StringIO(r.content.decode())))
+    assert [(row["participant_id"], row["suggestion"]) for row in rows] == [("person-1", participants.Suggestion.WAIT)]

@@ -74,3 +74,22 @@ def test_the_demo_researcher_may_create_studies(tmp_path, settings):
     logins = demo_users_ensure(study=study)
     researcher = type(study.researchers.get()).objects.get(username=logins["researcher"]["username"])
     assert researcher.has_perm("studies.add_study") and not researcher.is_staff
+
+
+def test_a_researcher_without_it_cannot_make_a_study_by_copying_theirs_for_a_rehearsal(study):
+    # Probe 7: a rehearsal copy is a new study (a draft with every image of the original
+    # copied, which its researchers may open), and any researcher of a study could make
+    # as many as they liked without the permission /run/new/ asks for.
+    carol = UserFactory(username="carol")
+    study.researchers.add(carol)
+    client = _client(carol)
+    n_studies = Study.objects.count()
+    assert 'id="rehearsal-copy"' not in client.get(f"/run/{study.slug}/").content.decode()
+    r = client.post(f"/run/{study.slug}/rehearsal/", {"slug": "carols-copy"})
+    assert r.status_code == 403 and "studies.add_study" in r.content.decode()
+    assert Study.objects.count() == n_studies
+    carol.user_permissions.add(_add_study())
+    client = _client(type(carol).objects.get(pk=carol.pk))  # permissions are cached on the user
+    assert 'id="rehearsal-copy"' in client.get(f"/run/{study.slug}/").content.decode()
+    assert client.post(f"/run/{study.slug}/rehearsal/", {"slug": "carols-copy"}).status_code == 302
+    assert carol in Study.objects.get(slug="carols-copy").researchers.all()

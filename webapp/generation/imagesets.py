@@ -29,7 +29,6 @@ import csv
 import hashlib
 import hmac
 import io
-import json
 import stat
 import struct
 import zipfile
@@ -46,6 +45,7 @@ from django.utils import timezone
 from PIL import Image as PILImage
 from PIL import ImageCms, ImageOps, UnidentifiedImageError
 
+from evalstudy.protocol import NotJSONError, json_document
 from webapp.studies.imagefiles import relative_path_for, to_rgb, write_png_atomic, wxh
 from webapp.studies.lifecycle import study_attach_images
 from webapp.studies.models import Image, Prompt, Study, Variant, new_public_id
@@ -233,12 +233,9 @@ def _manifest_rows(upload: Upload, manifest: Path | None, problems: list[str]) -
         return [], digest
     if name.endswith(".json"):
         try:
-            doc = json.loads(text)
-        except json.JSONDecodeError as exc:
+            doc = json_document(text)
+        except NotJSONError as exc:
             problems.append(f"The manifest {name} is not valid JSON: {exc}.")
-            return [], digest
-        except RecursionError:
-            problems.append(f"The manifest {name} nests too deeply to be read; it must be a list of objects.")
             return [], digest
         rows = doc.get("images") if isinstance(doc, dict) else doc
         if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):

@@ -155,8 +155,11 @@ def assign_checkpoints(request: HttpRequest, slug: str) -> HttpResponse:
 @staff_required
 @require_POST
 def register_checkpoint(request: HttpRequest) -> HttpResponse:
+    """Register a checkpoint from the index page, or from a study's page (its form sends
+    ``study``: the page to come back to, which must exist before anything is registered)."""
     form = CheckpointRegisterForm(request.POST)
     next_slug = request.POST.get("study", "")
+    study = get_object_or_404(Study, slug=next_slug) if next_slug else None
     if form.is_valid():
         try:
             checkpoint = services.checkpoint_register(name=form.cleaned_data["name"], path=form.cleaned_data["path"])
@@ -164,10 +167,9 @@ def register_checkpoint(request: HttpRequest) -> HttpResponse:
             form.add_error(None, str(exc))
         else:
             messages.success(request, f"Registered {checkpoint.name} (sha256 {checkpoint.sha256[:12]}…).")
-            if next_slug:
-                return redirect("generation:study", slug=next_slug)
+            if study is not None:
+                return redirect("generation:study", slug=study.slug)
             return redirect("generation:index")
-    study = Study.objects.filter(slug=next_slug).first()
     if study is not None:
         return _study_page(request, study, register_form=form, status=400)
     return render(request, "generation/index.html", {

@@ -80,9 +80,11 @@ def _verdicts(study: Study) -> _Verdicts:
     """The protocol's exclusion rules applied by evalstudy, and, apart, its gold rule alone."""
     proto = study.parsed_protocol
     rules = proto.analysis.exclusions if proto else Exclusions()
-    if not (CountResponse.objects.filter(evaluator__study=study).exists()
-            or RankResponse.objects.filter(evaluator__study=study).exists()):
-        return _Verdicts({}, frozenset(), frozenset())  # evalstudy reads no empty table
+    # People's answers: the export read below leaves simulated evaluators out (a dry run's
+    # answers alone would make it empty), and evalstudy reads no empty table.
+    people = {"evaluator__study": study, "evaluator__is_simulated": False}
+    if not (CountResponse.objects.filter(**people).exists() or RankResponse.objects.filter(**people).exists()):
+        return _Verdicts({}, frozenset(), frozenset())
     table = read_responses(io.StringIO("".join(csv_chunks(study=study)), newline=""),
                            allow_ties=bool(proto and proto.allow_ties))
     table = table.subset(table["evaluator_id"] != "")  # the judge-only rows are no one's answers

@@ -1,12 +1,10 @@
 """Forms of the researchers' study pages: a protocol upload, a change of status."""
 from __future__ import annotations
 
-import json
-
 from django import forms
 from django.core.exceptions import ValidationError
 
-from evalstudy.protocol import Protocol, ProtocolError
+from evalstudy.protocol import NotJSONError, Protocol, ProtocolError, json_document
 
 MAX_PROTOCOL_BYTES = 1_000_000
 
@@ -25,8 +23,8 @@ class ProtocolUploadForm(forms.Form):
         if upload.size > MAX_PROTOCOL_BYTES:
             raise ValidationError(f"A protocol is at most {MAX_PROTOCOL_BYTES // 1000} kB.", code="too_large")
         try:
-            doc = json.loads(upload.read().decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            doc = json_document(upload.read().decode("utf-8"))
+        except (UnicodeDecodeError, NotJSONError) as exc:
             raise ValidationError(f"Not a JSON file: {exc}", code="not_json") from exc
         try:
             Protocol.from_dict(doc)

@@ -58,6 +58,13 @@ def invite_links(study: Study) -> dict[str, str]:
     return links
 
 
+def _may_create_studies(request: HttpRequest, what: str) -> None:
+    """PermissionDenied (a 403 naming the permission) unless the user may create studies."""
+    if not selectors.user_may_create_studies(user=request.user):
+        raise PermissionDenied(f"{what} needs the permission “Can add study” "
+                               f"({selectors.CREATE_STUDY_PERMISSION}), which an admin gives to your account.")
+
+
 @upload_cap(lambda: MAX_PROTOCOL_BYTES,
             may_upload=lambda request: selectors.user_may_create_studies(user=request.user))
 @researchers_only
@@ -65,9 +72,7 @@ def invite_links(study: Study) -> dict[str, str]:
 @require_http_methods(["GET", "HEAD", "POST"])
 def study_new(request: HttpRequest) -> HttpResponse:
     """Create a draft study by uploading its protocol; the uploader becomes its researcher."""
-    if not selectors.user_may_create_studies(user=request.user):
-        raise PermissionDenied("Creating a study needs the permission “Can add study” "
-                               f"({selectors.CREATE_STUDY_PERMISSION}), which an admin gives to your account.")
+    _may_create_studies(request, "Creating a study")
     refused = upload_refused(request) if request.method == "POST" else None
     if refused is not None:  # past the cap while it arrived: nothing of it was kept
         form = refused_form(ProtocolUploadForm(request.POST), field="protocol", limit=refused)
@@ -97,6 +102,7 @@ def study_run(request: HttpRequest, study: Study, *, form: StudyStatusForm | Non
         "confirm_text": ACTIONS[form.cleaned_data["action"]] if form is not None else None,
         "is_researcher": _is_researcher(request, study),
         "is_admin": selectors.user_is_admin(user=request.user),
+        "may_copy": selectors.user_may_create_studies(user=request.user),
         "served_origin": _served_origin(request),
         "base_url": settings.FUSION_BASE_URL,
     }, status=409 if error else 200)
@@ -181,8 +187,9 @@ def study_participants_csv(request: HttpRequest, study: Study) -> HttpResponse:
 @require_POST
 @researcher_view
 def study_rehearsal_copy(request: HttpRequest, study: Study) -> HttpResponse:
-    """Copy the study as a new draft for a dry run; its researchers (or an admin) only
-    (``researcher_view``)."""
+    """Copy the study as a new draft for a dry run: its researchers (or an admin) only
+    (``researcher_view``), and of them those who may create studies, since the copy is one."""
+    _may_create_studies(request, "Copying a study for a rehearsal (a new study)")
     slug = request.POST.get("slug", "").strip() or f"{study.slug}-rehearsal"
     try:
         copy = lifecycle.study_copy_for_rehearsal(study=study, slug=slug[:50])

@@ -14,6 +14,7 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.db.models import Model, QuerySet
+from django.db.models.constants import LOOKUP_SEP
 from django.http import HttpRequest
 
 from . import lifecycle, places, selectors
@@ -41,7 +42,18 @@ def act_on_each(model_admin: admin.ModelAdmin, request: HttpRequest, queryset: Q
 
 
 class ViewOnlyAdmin(admin.ModelAdmin):
-    """Rows written by services only: listed and shown, never added, changed or deleted here."""
+    """Rows written by services only: listed and shown, never added, changed or deleted here.
+
+    ``secret_fields`` are never a filter of the list: Django's changelist takes any field of
+    the model from the URL (``?field__startswith=a``), which would read a hidden value a
+    character at a time. Such a URL is refused as a bad request (400)."""
+
+    secret_fields: tuple[str, ...] = ()
+
+    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest) -> bool:
+        if lookup.split(LOOKUP_SEP, 1)[0] in self.secret_fields:
+            return False
+        return super().lookup_allowed(lookup, value, request)
 
     def has_add_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False
@@ -138,6 +150,7 @@ class EvaluatorAdmin(ViewOnlyAdmin):
     list_filter = ("study", "is_simulated")
     # Not by external id: a search would tell any admin whether a panel id took part, and where.
     search_fields = ("pseudonym",)
+    secret_fields = ("browser", *PANEL_ID_FIELDS)
     actions = ["release_places"]
 
     def get_exclude(self, request: HttpRequest, obj: Evaluator | None = None) -> tuple[str, ...]:
@@ -167,10 +180,10 @@ class EntryAdmin(ViewOnlyAdmin):
 @admin.register(CountResponse)
 class CountResponseAdmin(ViewOnlyAdmin):
     list_display = ("evaluator", "item", "answer", "cant_tell", "seconds", "created_at")
-    exclude = ("browser",)
+    exclude = secret_fields = ("browser",)
 
 
 @admin.register(RankResponse)
 class RankResponseAdmin(ViewOnlyAdmin):
     list_display = ("evaluator", "item", "width", "skipped", "skip_reason", "seconds", "created_at")
-    exclude = ("browser",)
+    exclude = secret_fields = ("browser",)

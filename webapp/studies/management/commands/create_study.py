@@ -1,11 +1,11 @@
 """python manage.py create_study PROTOCOL.json --slug SLUG [--title T] [--researcher USER ...]"""
-import json
 from pathlib import Path
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
+from evalstudy.protocol import NotJSONError, json_document
 from webapp.studies import lifecycle
 
 
@@ -22,10 +22,10 @@ class Command(BaseCommand):
     def handle(self, *args: object, protocol: Path, slug: str, title: str, researcher: list[str],
                **options: object) -> None:
         try:
-            data = json.loads(protocol.read_text(encoding="utf-8"))
+            data = json_document(protocol.read_text(encoding="utf-8"))
         except OSError as exc:
             raise CommandError(f"Cannot read {protocol}: {exc.strerror}") from exc
-        except json.JSONDecodeError as exc:
+        except NotJSONError as exc:
             raise CommandError(f"{protocol} is not valid JSON: {exc}") from exc
         try:
             with transaction.atomic():  # a bad protocol leaves no new account behind either
