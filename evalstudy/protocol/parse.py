@@ -15,8 +15,11 @@ from .schema import (
     DEFAULT_PROMPT_TEMPLATE,
     DEFAULT_QUESTION_TEMPLATE,
     EXCLUSION_ALIASES,
+    MAX_EVALUATORS,
     MAX_IMAGE_SIDE,
     MAX_PAIRED_VARIANTS,
+    MAX_PLANNED_IMAGES,
+    MAX_PLANNED_SHOWINGS,
     MAX_PROMPT_COUNT,
     MAX_RANKED_VARIANTS,
     MIN_N_BOOT,
@@ -32,6 +35,7 @@ from .schema import (
     SCHEMA_VERSION,
     TEMPLATE_FIELDS,
     TOO_FEW_PAIRED,
+    TOO_LARGE,
     TOO_MANY_PAIRED,
     TOO_MANY_RANKED,
     UNKNOWN_DESIGN,
@@ -253,7 +257,7 @@ def _parse_protocol(d: Any) -> Protocol:
 
     e = _mapping(d["evaluators"], "evaluators", ("n", "overlap", "completion_code"),
                  ("n", "overlap"))
-    n_eval = _integer(e["n"], "evaluators.n", lo=1)
+    n_eval = _integer(e["n"], "evaluators.n", lo=1, hi=MAX_EVALUATORS)
     evaluators = Evaluators(
         n=n_eval,
         overlap=_integer(e["overlap"], "evaluators.overlap", lo=1, hi=n_eval),
@@ -269,10 +273,40 @@ def _parse_protocol(d: Any) -> Protocol:
     consent = _parse_consent(d["consent"]) if d.get("consent") is not None else None
     practice = (_parse_practice(d["practice"], count_task)
                 if d.get("practice") is not None else None)
-    return Protocol(name=name, description=description, variants=variants, sampling=sampling,
-                    evaluators=evaluators, count_task=count_task, preference_task=pref,
-                    quality_control=qc, analysis=analysis, schema_version=version,
-                    recruitment=recruitment, consent=consent, practice=practice)
+    protocol = Protocol(name=name, description=description, variants=variants, sampling=sampling,
+                        evaluators=evaluators, count_task=count_task, preference_task=pref,
+                        quality_control=qc, analysis=analysis, schema_version=version,
+                        recruitment=recruitment, consent=consent, practice=practice)
+    _check_size(protocol)
+    return protocol
+
+
+def _check_size(p: Protocol) -> None:
+    """Refuse a study larger than MAX_PLANNED_IMAGES images (to generate, the judge's extra
+    ones and the gold images included) or MAX_PLANNED_SHOWINGS showings (every item shown to
+    ``overlap`` evaluators, the gold items and repeats to every evaluator), computed from the
+    numbers alone, before any item is built."""
+    n_var, gold = len(p.variants), len(p.quality_control.gold)
+    images, items = gold, 0
+    if p.count_task is not None:
+        t = p.count_task
+        cells = len(t.objects) * len(t.counts) * max(1, len(t.colours))
+        images += cells * n_var * (t.images_per_prompt + p.analysis.judge_images_per_cell)
+        items += cells * n_var * t.images_per_prompt
+    if p.preference_task is not None:
+        src = p.preference_task.captions
+        captions = src.n if src.n is not None else len(src.inline)
+        images += captions * p.preference_task.images_per_caption * n_var
+        items += captions * p.preference_task.images_per_caption
+    if images > MAX_PLANNED_IMAGES:
+        _fail("protocol", f"the study plans {images:,} images; a study holds at most {MAX_PLANNED_IMAGES:,} "
+                          "(fewer prompts, counts, captions or images per prompt, or several studies)", TOO_LARGE)
+    # Every evaluator sees every gold item and their repeats (evalstudy.design.plan_assignments).
+    showings = items * p.evaluators.overlap + (gold + p.quality_control.repeats) * p.evaluators.n
+    if showings > MAX_PLANNED_SHOWINGS:
+        _fail("evaluators", f"the study plans {showings:,} showings ({items:,} items, each to "
+                            f"{p.evaluators.overlap} evaluators, and every evaluator's gold items and repeats); "
+                            f"a study holds at most {MAX_PLANNED_SHOWINGS:,}", TOO_LARGE)
 
 
 def _check_design_width(pref: PreferenceTask, n_variants: int) -> None:

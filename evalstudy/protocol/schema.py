@@ -310,6 +310,14 @@ class Practice:
 # Sections added after schema version 1 was fixed: left out of the canonical form when
 # absent, so that a protocol written before them keeps its hash.
 MAX_IMAGE_SIDE = 2048  # pixels; sampling.size at most this
+# How large one study may be: a 1 kB protocol must not make the server build (in a web
+# request) more rows than it can hold. 100,000 images are a large human study's several
+# times over (the paper's: a few hundred); a plan of 1,000,000 showings (tasks over all
+# evaluators) took 3 s and 200 MB to draw on the development machine.
+MAX_PLANNED_IMAGES = 100_000
+MAX_PLANNED_SHOWINGS = 1_000_000
+MAX_EVALUATORS = 100_000
+TOO_LARGE = "too_large"  # ProtocolError.code of a study over those limits
 OPTIONAL_SECTIONS = ("recruitment", "consent", "practice")
 OPTIONAL_ANALYSIS_KEYS = {"primary": None, "judge_images_per_cell": 0}  # key: its unset value
 PANELS = ("prolific", "generic")

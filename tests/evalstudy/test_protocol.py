@@ -241,3 +241,43 @@ def test_seven_ranked_variants_are_refused(demo_doc):
     demo_doc["analysis"].pop("comparisons", None)
     with pytest.raises(ProtocolError, match="at most 6 variants"):
         Protocol.from_dict(demo_doc)
+
+
+def test_a_study_over_the_size_limits_is_refused_before_anything_is_built(demo_doc, monkeypatch):
+    """The limits count what study_items builds and plan_assignments plans, exactly: a study
+    one image (one showing) over is refused with the number, one at the limit is not."""
+    from evalstudy.design import plan_assignments
+    from evalstudy.protocol import parse
+
+    demo_doc["analysis"]["judge_images_per_cell"] = 2
+    p = Protocol.from_dict(demo_doc)
+    items = study_items(p, PROTOCOLS)
+    cells = len({(i.object, i.true_count, i.colour) for i in items if i.task == "count" and not i.is_gold})
+    images = (sum(i.task == "count" for i in items) + len(p.variants) * sum(i.task == "rank" for i in items)
+              + 2 * cells * len(p.variants))
+    plans = plan_assignments([i.item_id for i in items if i.task == "count" and not i.is_gold],
+                             [i.item_id for i in items if i.task == "rank"], p.evaluators.n, p.evaluators.overlap,
+                             seed=3, n_variants=len(p.variants), gold_item_ids=[i.item_id for i in items if i.is_gold],
+                             n_repeats=p.quality_control.repeats)
+    showings = sum(len(plan.items) for plan in plans)
+    monkeypatch.setattr(parse, "MAX_PLANNED_IMAGES", images)
+    monkeypatch.setattr(parse, "MAX_PLANNED_SHOWINGS", showings)
+    assert Protocol.from_dict(demo_doc) == p
+    monkeypatch.setattr(parse, "MAX_PLANNED_IMAGES", images - 1)
+    with pytest.raises(ProtocolError, match=f"plans {images:,} images") as refused:
+        Protocol.from_dict(demo_doc)
+    assert refused.value.code == "too_large"
+    monkeypatch.setattr(parse, "MAX_PLANNED_IMAGES", images)
+    monkeypatch.setattr(parse, "MAX_PLANNED_SHOWINGS", showings - 1)
+    with pytest.raises(ProtocolError, match=f"^evaluators: the study plans {showings:,} showings"):
+        Protocol.from_dict(demo_doc)
+
+
+def test_a_tiny_protocol_cannot_ask_for_millions_of_images_or_evaluators(demo_doc):
+    demo_doc["count_task"]["images_per_prompt"] = 10**6
+    with pytest.raises(ProtocolError, match="a study holds at most 100,000"):
+        Protocol.from_dict(demo_doc)
+    demo_doc["count_task"]["images_per_prompt"] = 4
+    demo_doc["evaluators"]["n"] = 10**6
+    with pytest.raises(ProtocolError, match="evaluators.n: must be <= 100000"):
+        Protocol.from_dict(demo_doc)
