@@ -82,17 +82,30 @@ def test_session_positions_run_from_first_to_last_for_every_rater():
     assert pos[raters == 2].tolist() == [0.0]
 
 
-def test_quick_prints_a_row_per_crowd_and_family(capsys):
-    args = argparse.Namespace(studies=0, n_boot=0, truth_studies=0, seed=0, only="power", quick=True,
+def test_quick_prints_a_row_per_crowd_family_and_resamples_and_a_summary(capsys):
+    args = argparse.Namespace(studies=0, n_boot=0, more_n_boot=0, truth_studies=0, seed=0, only="p", quick=True,
                               write=False)
     text = cb.main(args)
     assert text == capsys.readouterr().out.rstrip("\n")
-    rows = [line for line in text.splitlines() if line.startswith("power users")]
-    assert len(rows) == len(cb.RATER_COUNTS) * len(cb.FAMILIES)
+    lines = text.splitlines()
+    assert lines[1].startswith("date: ") and lines[2].startswith("command: ") and lines[-1].startswith("run time: ")
+    crowds = {"plain": (50, 100), "skips": (50,), "position": (50,), "power users": (50,), "subgroup": (50,)}
+    rows = [line for line in lines if line[:13].strip() in crowds]
+    assert len(rows) == len(cb.RATER_COUNTS) * len(cb.FAMILIES) * sum(len(b) for b in crowds.values())
     for line in rows:
-        numbers = re.findall(r"-?\d+\.\d+|\d+", line[13:])
-        n, cover, se, lo, hi, width, truth_se = (float(x) for x in numbers[1:])
+        raters, n_boot, *numbers = re.findall(r"-?\d+\.\d+|\d+", line[13:])
+        assert int(n_boot) in crowds[line[:13].strip()]
+        n, cover, se, lo, hi, width, truth_se = (float(x) for x in numbers)
         assert n == 3 * (2 if "difference" in line else 4)
-        assert 0 <= cover <= 1 and 0 <= lo + hi <= 1 - cover + 1e-9 and width > 0 and truth_se > 0
-    assert text.splitlines()[1].startswith("date: ") and text.splitlines()[2].startswith("command: ")
-    assert text.splitlines()[-1].startswith("run time: ")
+        assert 0 <= cover <= 1 and 0 <= lo + hi <= 1 - cover + 2e-3 and width > 0 and truth_se > 0
+    summary = lines[lines.index("Over the crowds at 50 resamples:") + 2:][:len(cb.FAMILIES)]
+    assert [line.split()[0] for line in summary] == [f.split()[0] for f in cb.FAMILIES]
+    assert all(int(line[28:33]) == len(crowds) * len(cb.RATER_COUNTS) for line in summary)
+
+
+def test_the_summary_names_the_rows_short_of_the_target():
+    def row(cover: float, se: float) -> cb.Row:
+        return cb.Row(cb.CROWDS[0], 300, "score", 1200, cover, se, 0.0, 1 - cover, 0.5, 0.001)
+    (line,) = [x for x in cb.summary([row(0.95, 0.01), row(0.90, 0.01), row(0.91, 0.015)]) if x.startswith("score")]
+    assert line.split()[1:6] == ["3", "0.900", "0.950", "0.920", "0.007"]
+    assert line.endswith("plain 12") and line.count("plain") == 1
