@@ -3,15 +3,18 @@ desktop and phone sizes, on a small study of real demo-model images.
 
 Run with FUSION_SCREENSHOTS_DIR=docs/screenshots to (re)write the committed screenshots;
 without it they go to a temporary folder. Either way each page is checked for what the
-screenshot is meant to show.
+screenshot is meant to show, and audited with axe-core (tests/e2e/audit.py: WCAG 2.1 A/AA,
+a serious or critical finding fails the test); test_accessibility.py audits the other pages.
 """
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import expect
+from playwright.sync_api import Page, expect
 
+from tests.e2e.audit import Audit, assert_accessible
 from tests.e2e.conftest import next_task, settled
 from tests.factories import generate_study_images
 from webapp.studies import lifecycle
@@ -51,30 +54,48 @@ def _shot(page, out_dir, name, size):
     return path
 
 
-def test_screenshots_of_every_evaluator_page(browser, live_server, study, out_dir):
-    for size in SIZES:  # one study for both (its images take a while to generate)
-        _walk(browser, live_server, study, out_dir, size)
+def test_screenshots_and_accessibility_of_every_evaluator_page(browser, live_server, study, out_dir):
+    audits = [Audit(size) for size in SIZES]
+    for audit in audits:  # one study for both sizes (its images take a while to generate)
+
+        def look(page, name, audit=audit):
+            _shot(page, out_dir, name, audit.size)
+            audit.look(page, name)
+
+        _walk(browser, live_server, study, audit.size, look)
+    assert_accessible(audits)
 
 
-def _walk(browser, live_server, study, out_dir, size):
+def new_page(browser, size: str):
+    """A page in a browser of ``size`` (a key of SIZES): a phone is a touch screen."""
     context = browser.new_context(viewport=SIZES[size], device_scale_factor=1,
                                   is_mobile=size == "phone", has_touch=size == "phone")
     page = context.new_page()
     page.set_default_timeout(15000)
+    return page
+
+
+def _walk(browser, live_server, study, size: str, look: Callable[[Page, str], object]) -> None:
+    """One evaluator of ``study`` through every page, in a browser of ``size``:
+    consent, instructions, the practice item and its feedback, the count and rank tasks, the
+    completion page. ``look(page, name)`` is called on each page as it first shows (the rank
+    page with two of its images ranked), named as the screenshot of it is."""
+    page = new_page(browser, size)
+    context = page.context
     pid = f"{list(SIZES).index(size) + 1:024x}"  # a Prolific id (24 hex digits) per size
     page.goto(f"{live_server.url}/join/{study.invite_token}/?PROLIFIC_PID={pid}")
     page.wait_for_selector("#n-tasks")
-    _shot(page, out_dir, "1-consent", size)
+    look(page, "1-consent")
     page.click("text=I agree, continue")
     page.wait_for_selector("#rank-example")
-    _shot(page, out_dir, "2-instructions", size)
+    look(page, "2-instructions")
     page.click("#start")
     page.wait_for_selector("#answer")
-    _shot(page, out_dir, "3-practice", size)
+    look(page, "3-practice")
     page.fill("#answer", "3")
     page.click("#submit")
     page.wait_for_selector("#feedback")
-    _shot(page, out_dir, "4-practice-feedback", size)
+    look(page, "4-practice-feedback")
     page.click("#start")
     shot = {"count": False, "rank": False}
     while True:
@@ -85,7 +106,7 @@ def _walk(browser, live_server, study, out_dir, size):
         if page.query_selector("#answer-form"):
             if not shot["count"]:
                 expect(page.locator("#count-image")).to_have_js_property("complete", True)
-                _shot(page, out_dir, "5-count", size)
+                look(page, "5-count")
                 shot["count"] = True
             page.fill("#answer", "2")
             with next_task(page):
@@ -94,12 +115,12 @@ def _walk(browser, live_server, study, out_dir, size):
             page.locator(".tile").nth(2).click()
             page.locator(".tile").nth(0).click()
             if not shot["rank"]:
-                _shot(page, out_dir, "6-rank", size)  # two of four ranked
+                look(page, "6-rank")  # two of four ranked
                 shot["rank"] = True
             page.locator(".tile").nth(1).click()
             page.locator(".tile").nth(3).click()
             with next_task(page):
                 page.click("#submit")
-    _shot(page, out_dir, "7-done", size)
+    look(page, "7-done")
     assert shot == {"count": True, "rank": True}
     context.close()
