@@ -126,6 +126,21 @@ def test_a_prolific_participant_is_taken_back_to_prolific_after_seeing_the_code(
     assert page.inner_text("h1") == "Back on Prolific"
 
 
+def test_the_way_back_to_prolific_waits_for_one_who_asks_to_stay(page, live_server, study):
+    """The automatic return is a time limit the participant can turn off (WCAG 2.2.1)."""
+    _route_prolific(page)
+    page.clock.install()  # the page's timers run only as the test moves the clock
+    _to_first_task(page, live_server, study, f"?PROLIFIC_PID={PID}")
+    _answer_all(page, Evaluator.objects.get(study=study))
+    done = page.url
+    page.click("#return-stay")
+    page.clock.run_for(60_000)  # a minute of the page's time, far past the countdown
+    assert page.url == done and page.inner_text("#completion-code") == CODE
+    assert "You stay here" in page.inner_text("#return-note") and page.query_selector("#return-stay") is None
+    page.click("#return-link")  # the button still takes them back, with the code
+    page.wait_for_url(f"{PROLIFIC}submissions/complete?cc={CODE}", timeout=10000)
+
+
 def test_on_a_phone_no_key_hints_the_code_on_one_line_and_zoom_fits(phone_page, live_server, study):
     page = phone_page
     _to_first_task(page, live_server, study)  # the plain link: no panel id

@@ -24,6 +24,17 @@
         if (shown) { shown.textContent = String(Math.max(left, 0)); }
         if (left <= 0) { window.clearInterval(tick); window.location.assign(back.href); }
       }, 1000);
+      // A time limit the participant can turn off (WCAG 2.2.1): someone reading the page with
+      // a screen reader, or copying the code, stays until they press the button above.
+      var stay = document.getElementById("return-stay"), when = document.getElementById("return-when");
+      if (stay) {
+        stay.addEventListener("click", function () {
+          window.clearInterval(tick);
+          if (when) { when.textContent = "You stay here: the button above takes you back when you are ready."; }
+          stay.parentNode.removeChild(stay);
+          back.focus();
+        });
+      }
     }
   }
 })();
