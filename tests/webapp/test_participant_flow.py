@@ -104,6 +104,10 @@ def test_time_on_task_runs_from_the_first_showing_across_reloads(study):
 
 def test_each_task_is_stamped_once_when_first_shown(study):
     client = join(Client(), study)
+    # A HEAD of the task page or of the state shows nothing to anyone: no clock starts.
+    assert client.head(f"/e/{study.slug}/task/").status_code == 200
+    assert client.head(f"/e/{study.slug}/state/").status_code == 200
+    assert not Entry.objects.filter(shown_at__isnull=False).exists()
     current_task(client, study)
     assert Entry.objects.filter(shown_at__isnull=False).count() == 1
     state = current_task(client, study)

@@ -62,12 +62,15 @@ def _progress_json(progress: selectors.Progress) -> dict:
     return {"answered": progress.answered, "total": progress.total, "percent": progress.percent}
 
 
-def _task_json(entry: Entry | None, progress: selectors.Progress, done_url: str, study: Study) -> dict:
+def _task_json(entry: Entry | None, progress: selectors.Progress, done_url: str, study: Study, *,
+               show: bool = True) -> dict:
     """The next task as the task script (tasks.js) and API clients read it; the task is
-    marked shown, as the task page marks it when it is rendered."""
+    marked shown, as the task page marks it when it is rendered (unless ``show`` is False:
+    a HEAD request, which shows nobody anything)."""
     if entry is None:
         return {"done": True, "progress": _progress_json(progress), "next": done_url}
-    flow.entry_mark_shown(entry=entry)
+    if show:
+        flow.entry_mark_shown(entry=entry)
     ctx = _task_context(entry, study=study)
     return {
         "done": False,
@@ -104,7 +107,9 @@ def task(request: HttpRequest, study: Study, evaluator: Evaluator) -> HttpRespon
     entry, progress = selectors.evaluator_next_and_progress(evaluator=evaluator)
     if entry is None:
         return redirect("studies:done", slug=slug)
-    if study.accepts_answers:
+    # A HEAD puts nothing on a screen: the time on task starts, and an absence ends, only when
+    # the task is shown.
+    if study.accepts_answers and request.method != "HEAD":
         flow.entry_mark_shown(entry=entry)
         if request.method != "POST":  # the task on the screen again: its participant is back
             away_time.entry_away_close(entry=entry)
@@ -242,7 +247,8 @@ def state(request: HttpRequest, study: Study, evaluator: Evaluator) -> JsonRespo
              "next": reverse("studies:instructions", args=[slug])}
         )
     nxt, progress = selectors.evaluator_next_and_progress(evaluator=evaluator)
-    return JsonResponse(_task_json(nxt, progress, reverse("studies:done", args=[slug]), study))
+    return JsonResponse(_task_json(nxt, progress, reverse("studies:done", args=[slug]), study,
+                                   show=request.method != "HEAD"))
 
 
 @evaluator_view(consent_required=True)
