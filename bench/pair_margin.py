@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench._common import emit_result, interval_coverage, result_footer, result_header  # noqa: E402
-from bench.rate_bounds import CROWDS, GH_NODES, Crowd, assign_raters  # noqa: E402
+from bench.rate_bounds import CROWDS, GH_NODES, Crowd, draw_effects  # noqa: E402
 from evalstudy import bootstrap as bs  # noqa: E402
 from evalstudy import confidence  # noqa: E402
 from evalstudy.analysis.data import rate_intervals  # noqa: E402
@@ -143,18 +143,13 @@ def solve_margin_mu(crowd: Crowd, target: float, nu: float) -> float:
 def simulate_margin(crowd: Crowd, mu: float, nu: float, n_items: int, n_raters: int, overlap: int,
                     rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(caption, rater, a won, b won) per ranking of one study."""
-    raters = assign_raters(crowd, n_items, n_raters, overlap, rng)
-    item = np.repeat(np.arange(n_items), overlap)
-    rater = raters.ravel()
-    a = rng.normal(0.0, crowd.item_sd, n_items)
-    b = rng.normal(0.0, crowd.rater_sd, n_raters)
-    fan = rng.random(n_raters) < crowd.always
+    item, rater, effect, fan = draw_effects(crowd, n_items, n_raters, overlap, rng)
     if math.isfinite(mu):
-        win, loss = outcome_shares(mu + a[item] + b[rater], nu)
+        win, loss = outcome_shares(mu + effect, nu)
     else:
         win, loss = np.ones(len(item)), np.zeros(len(item))
     u = rng.random(len(item))
-    won = (u < win) | fan[rater]
+    won = (u < win) | fan
     lost = ~won & (u >= 1.0 - loss)
     return item, rater, won.astype(float), lost.astype(float)
 

@@ -120,17 +120,26 @@ def assign_raters(crowd: Crowd, n_items: int, n_raters: int, overlap: int, rng: 
     return order[(np.arange(n_items)[:, None] * overlap + np.arange(overlap)[None, :]) % n_raters]
 
 
-def simulate_rate(crowd: Crowd, mu: float, n_items: int, n_raters: int, overlap: int,
-                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(item, rater, answer) per answer of one study."""
+def draw_effects(crowd: Crowd, n_items: int, n_raters: int, overlap: int, rng: np.random.Generator
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(item, rater, effect, always) per answer of one study: its raters (`assign_raters`),
+    the item's plus the rater's normal effect on the logit, and whether the rater is one of
+    the crowd's always-1 raters (drawn per rater)."""
     raters = assign_raters(crowd, n_items, n_raters, overlap, rng)
     item = np.repeat(np.arange(n_items), overlap)
     rater = raters.ravel()
     a = rng.normal(0.0, crowd.item_sd, n_items)
     b = rng.normal(0.0, crowd.rater_sd, n_raters)
     always = rng.random(n_raters) < crowd.always
-    prob = special.expit(mu + a[item] + b[rater]) if math.isfinite(mu) else np.ones(len(item))
-    answer = ((rng.random(len(item)) < prob) | always[rater]).astype(float)
+    return item, rater, a[item] + b[rater], always[rater]
+
+
+def simulate_rate(crowd: Crowd, mu: float, n_items: int, n_raters: int, overlap: int,
+                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(item, rater, answer) per answer of one study."""
+    item, rater, effect, always = draw_effects(crowd, n_items, n_raters, overlap, rng)
+    prob = special.expit(mu + effect) if math.isfinite(mu) else np.ones(len(item))
+    answer = ((rng.random(len(item)) < prob) | always).astype(float)
     return item, rater, answer
 
 

@@ -17,11 +17,13 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods
 
+from webapp.views import wants_json
+
 from . import away as away_time
 from . import flow, imagealias, selectors, sqlreads
 from .forms import CountAnswerForm, RankAnswerForm
 from .models import CountResponse, Entry, Evaluator, Image, Item, RankResponse, Study
-from .views import AWAY_RATE, COUNT_BOX, READ_METHODS, TILE_BOX, _done_page, _wants_json, evaluator_view
+from .views import AWAY_RATE, COUNT_BOX, READ_METHODS, TILE_BOX, _done_page, evaluator_view
 
 # --------------------------------------------------------------------------- tasks
 
@@ -97,12 +99,12 @@ def task(request: HttpRequest, study: Study, evaluator: Evaluator) -> HttpRespon
     if request.method == "POST":
         error, status, answered = _submit(request, study, evaluator)
         if answered is not None:
-            if _wants_json(request):
+            if wants_json(request):
                 done_url = reverse("studies:done", args=[slug])
                 return JsonResponse(
                     {"ok": True, **_task_json(answered.next_entry, answered.progress, done_url, study)})
             return redirect("studies:task", slug=slug)
-        if _wants_json(request):
+        if wants_json(request):
             return JsonResponse({"ok": False, "error": error}, status=status)
     entry, progress = selectors.evaluator_next_and_progress(evaluator=evaluator)
     if entry is None:
@@ -204,9 +206,9 @@ def undo(request: HttpRequest, study: Study, evaluator: Evaluator) -> HttpRespon
                 "ranks": last.ranks if isinstance(last, RankResponse) and not last.skipped else None,
             }
     except flow.SubmissionError as exc:
-        if _wants_json(request):
+        if wants_json(request):
             return JsonResponse({"ok": False, "error": {"code": exc.code, "message": exc.message}}, status=exc.status)
-    if _wants_json(request):
+    if wants_json(request):
         nxt, progress = selectors.evaluator_next_and_progress(evaluator=evaluator)
         return JsonResponse({"ok": True, **_task_json(nxt, progress, reverse("studies:done", args=[slug]), study)})
     return redirect("studies:task", slug=slug)
@@ -237,11 +239,11 @@ def state(request: HttpRequest, study: Study, evaluator: Evaluator) -> JsonRespo
     """The evaluator's progress and current task, as JSON. Before the tasks, ``next`` is the
     page that comes first: consent (no tasks yet: 0 of 0, none done), then the instructions."""
     slug = study.slug
+    if evaluator.consented_at is None:  # no tasks yet: nothing to read, none done
+        return JsonResponse({"done": False, "progress": {"answered": 0, "total": 0, "percent": 0},
+                             "next": reverse("studies:consent", args=[slug])})
     if evaluator.started_at is None:
         progress = selectors.evaluator_progress(evaluator=evaluator)
-        if evaluator.consented_at is None:
-            return JsonResponse({"done": False, "progress": {"answered": 0, "total": 0, "percent": 0},
-                                 "next": reverse("studies:consent", args=[slug])})
         return JsonResponse(
             {"done": False, "progress": _progress_json(progress),
              "next": reverse("studies:instructions", args=[slug])}

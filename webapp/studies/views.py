@@ -48,10 +48,6 @@ SIGNED_OUT_MESSAGE = (
 )
 
 
-def _wants_json(request: HttpRequest) -> bool:
-    return "application/json" in request.headers.get("Accept", "")
-
-
 def _rate(setting: str) -> Callable[[str, HttpRequest], str]:
     """A django-ratelimit rate read from the settings when the request comes (tests change it)."""
     return lambda group, request: getattr(settings, setting)
